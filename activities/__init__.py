@@ -1,0 +1,1 @@
+"""Activities: everything in a case's life that touches the outside world."""

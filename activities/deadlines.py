@@ -1,0 +1,52 @@
+"""Deadlines (时限): computed in an activity so the result is recorded in the history and a
+replay never depends on today's calendar data."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import asyncpg
+from temporalio import activity
+
+from jiesu.calendar import WorkingCalendar
+from jiesu.config import Settings
+from jiesu.domain import DeadlineRequest, Deadlines
+from jiesu.sla import SLA_POLICY, Limit
+
+# Overrides are loaded for this window around the start; no limit spans more than this.
+_OVERRIDE_WINDOW = timedelta(days=120)
+
+
+class DeadlineActivities:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+
+    async def _calendar(self, start: datetime) -> WorkingCalendar:
+        first = (start - timedelta(days=1)).date()
+        last = (start + _OVERRIDE_WINDOW).date()
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT day, is_working FROM calendar_overrides WHERE day BETWEEN $1 AND $2",
+                first,
+                last,
+            )
+        overrides: dict[date, bool] = {r["day"]: r["is_working"] for r in rows}
+        return WorkingCalendar(self.settings.timezone, overrides)
+
+    @activity.defn(name="compute_deadlines")
+    async def compute_deadlines(self, request: DeadlineRequest) -> Deadlines:
+        rule = SLA_POLICY[request.urgency]
+        calendar = await self._calendar(request.received_at)
+
+        def due(limit: Limit) -> datetime:
+            if limit.working_time:
+                return calendar.add_working_time(request.received_at, limit.duration)
+            return request.received_at + limit.duration
+
+        return Deadlines(
+            accept=due(rule.accept),
+            contact=due(rule.contact) if rule.contact else None,
+            finish=due(rule.finish),
+            rating_window_hours=self.settings.rating_window_hours,
+        )

@@ -1,0 +1,86 @@
+"""Read-model projection: the case row and its append-only event list in PostgreSQL.
+
+Idempotent by construction: events are keyed by (case_id, seq) and inserted with
+ON CONFLICT DO NOTHING; the case row only ever moves to a newer version. A retried or
+re-delivered activity therefore never duplicates or rolls back anything.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+
+from jiesu.domain import CaseProjection
+
+_UPSERT_CASE = """
+INSERT INTO cases (
+    case_id, version, status, title, category_id, grid_id, channel, urgency, department_id,
+    received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
+    replied_at, closed_at, rating, resolution, breaches, state, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, now())
+ON CONFLICT (case_id) DO UPDATE SET
+    version = excluded.version, status = excluded.status, department_id = excluded.department_id,
+    urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
+    contact_deadline = excluded.contact_deadline, finish_deadline = excluded.finish_deadline,
+    accepted_at = excluded.accepted_at, contacted_at = excluded.contacted_at,
+    replied_at = excluded.replied_at, closed_at = excluded.closed_at, rating = excluded.rating,
+    resolution = excluded.resolution, breaches = excluded.breaches, state = excluded.state,
+    updated_at = now()
+WHERE cases.version < excluded.version
+"""
+
+_INSERT_EVENT = """
+INSERT INTO case_events (case_id, seq, kind, at, actor, data)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (case_id, seq) DO NOTHING
+"""
+
+
+class ProjectionActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn(name="project_case")
+    async def project_case(self, projection: CaseProjection) -> None:
+        s = projection.state
+        d = s.deadlines
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                _INSERT_EVENT,
+                [
+                    (
+                        s.case_id,
+                        e.seq,
+                        e.kind.value,
+                        e.at,
+                        e.actor.model_dump(mode="json"),
+                        e.data,
+                    )
+                    for e in projection.new_events
+                ],
+            )
+            await conn.execute(
+                _UPSERT_CASE,
+                s.case_id,
+                projection.version,
+                s.status.value,
+                s.title,
+                s.category_id,
+                s.grid_id,
+                s.channel.value,
+                s.urgency.value,
+                s.department_id,
+                s.received_at,
+                d.accept if d else None,
+                d.contact if d else None,
+                d.finish if d else None,
+                s.accepted_at,
+                s.contacted_at,
+                s.reply.at if s.reply else None,
+                s.closed_at,
+                s.rating.value if s.rating else None,
+                s.resolution.value if s.resolution else None,
+                [b.kind.value for b in s.breaches],
+                s.model_dump(mode="json", exclude={"events"}),
+            )

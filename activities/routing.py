@@ -1,0 +1,52 @@
+"""Routing (按责转办): category × place → the responsible department."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from jiesu.domain import CENTRE_ID, RouteRequest, RouteResult
+
+# The grid's chain of areas up to the county, with its depth (grid = deepest). The deepest
+# area that has a rule wins; among rules for the same area, the highest priority.
+_ROUTE_SQL = """
+WITH RECURSIVE chain(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM areas WHERE id = $2
+    UNION ALL
+    SELECT a.id, a.parent_id, c.depth + 1 FROM areas a JOIN chain c ON a.id = c.parent_id
+)
+SELECT r.id, d.id AS department_id, d.name AS department_name
+FROM routing_rules r
+JOIN departments d ON d.id = r.department_id
+LEFT JOIN chain c ON c.id = r.area_id
+WHERE r.category_id = $1
+  AND (r.area_id IS NULL OR c.id IS NOT NULL)
+  AND NOT (r.department_id = ANY($3::text[]))
+ORDER BY coalesce(c.depth, 1000), r.priority DESC, r.id
+LIMIT 1
+"""
+
+
+class RoutingActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn(name="route_case")
+    async def route_case(self, request: RouteRequest) -> RouteResult:
+        """Pick the department by rule; no rule → the hotline centre's dispatch queue."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                _ROUTE_SQL, request.category_id, request.grid_id, request.exclude_department_ids
+            )
+            if row:
+                return RouteResult(
+                    department_id=row["department_id"],
+                    department_name=row["department_name"],
+                    by_rule=True,
+                    rule_id=row["id"],
+                )
+            centre = await conn.fetchval("SELECT name FROM departments WHERE id = $1", CENTRE_ID)
+        if centre is None:
+            raise ApplicationError("reference data has no hotline centre", non_retryable=False)
+        return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)

@@ -1,0 +1,1 @@
+"""FastAPI application: intake, case views and the human actions on a case."""

@@ -1,0 +1,84 @@
+"""Dependencies: the database pool, the Temporal client and API-key authentication."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from api.errors import ApiError
+from jiesu.config import Settings
+from jiesu.domain import Actor, Role
+from jiesu.security import hash_api_key
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def get_client(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Temporal = Annotated[Client, Depends(get_client)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    name: str
+    role: Role
+    department_id: str | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(role=self.role, name=self.name, department_id=self.department_id)
+
+    def can_see(self, department_id: str | None) -> bool:
+        """Department staff see only their own department's cases."""
+        return self.role is not Role.DEPARTMENT or self.department_id == department_id
+
+
+async def authenticate(
+    pool: Pool,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
+    row = await pool.fetchrow(
+        "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1",
+        hash_api_key(credentials.credentials),
+    )
+    if row is None:
+        raise ApiError(401, "invalid_api_key", "this API key is not known")
+    return Principal(name=row["name"], role=Role(row["role"]), department_id=row["department_id"])
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that admits only the given roles (admin is always admitted)."""
+    allowed = {*roles, Role.ADMIN}
+
+    async def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise ApiError(403, "forbidden", f"this needs one of the roles: {names}")
+        return principal
+
+    return _check
+
+
+STAFF = (Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR)

@@ -1,0 +1,61 @@
+"""Response and request models that are the API's own (the domain models are reused as-is)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from jiesu.domain import CaseState, Channel, Rating, RatingInput, Status, Urgency
+
+
+class IntakeResponse(BaseModel):
+    case_id: str = Field(examples=["JS20261121-000042"])
+    status_url: str
+    citizen_token: str = Field(description="Give this to the citizen: it lets them rate the case.")
+    urgency: Urgency
+    received_at: datetime
+    replayed: bool = Field(
+        default=False, description="True when an earlier request with the same Idempotency-Key "
+        "already registered this case."
+    )
+
+
+class CaseSummary(BaseModel):
+    """A read-model row (eventually consistent with the workflow, typically within a second)."""
+
+    case_id: str
+    status: Status
+    title: str
+    category_id: str
+    grid_id: str
+    channel: Channel
+    urgency: Urgency
+    department_id: str | None
+    received_at: datetime
+    accept_deadline: datetime | None
+    contact_deadline: datetime | None
+    finish_deadline: datetime | None
+    closed_at: datetime | None
+    rating: Rating | None
+    breaches: list[str]
+    overdue: bool
+
+
+class CasePage(BaseModel):
+    items: list[CaseSummary]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class ActionResult(BaseModel):
+    """The case after the action. ``applied`` is False when the workflow has not processed
+    the signal yet (answer 202): look at the case again shortly."""
+
+    applied: bool
+    case: CaseState
+
+
+class RatingRequest(RatingInput):
+    token: str = Field(min_length=8, max_length=200, description="The case's citizen token.")

@@ -1,0 +1,28 @@
+"""Prepare an environment: database, schema, demo reference data, search attributes.
+
+Used by ``make run`` (embedded stack), by docker-compose's one-shot ``migrate`` service and by
+the test session. Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from jiesu import db, search_attributes
+from jiesu.demo_data import DemoKey, load_demo_data
+
+
+async def prepare_database(dsn: str, *, demo: bool = True) -> list[DemoKey]:
+    """Create the database if needed, migrate it and (optionally) load the demo county."""
+    await db.ensure_database(dsn)
+    pool = await db.create_pool(dsn, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+            return await load_demo_data(conn) if demo else []
+    finally:
+        await pool.close()
+
+
+async def prepare_temporal(client: Client) -> list[str]:
+    return await search_attributes.register(client)

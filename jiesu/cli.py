@@ -1,0 +1,125 @@
+"""The ``jiesu`` command line.
+
+Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_build_parser``;
+add a new one by writing the function and one ``add_parser`` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from temporalio.client import Client
+
+from jiesu.config import get_settings
+
+if TYPE_CHECKING:
+    from jiesu.demo_data import DemoKey
+
+TEMPORAL_WAIT_SECONDS = 60.0
+_RETRY_INTERVAL = 1.0
+_ATTEMPT_TIMEOUT = 10.0
+_QUIET_SECONDS = 2.0  # a server that is just starting is not worth a message
+
+
+class TemporalUnavailable(RuntimeError):
+    """Temporal did not accept connections in time."""
+
+
+async def connect_temporal(
+    address: str,
+    namespace: str,
+    *,
+    wait_seconds: float = TEMPORAL_WAIT_SECONDS,
+    check: Callable[[], None] | None = None,
+) -> Client:
+    """Connect to Temporal, retrying until ``wait_seconds`` have passed.
+
+    ``check`` is called before every attempt; it may raise to give up early (for example when
+    the server process it waits for has exited).
+    """
+    started = time.monotonic()
+    deadline = started + wait_seconds
+    announced = False
+    while True:
+        if check is not None:
+            check()
+        try:
+            return await asyncio.wait_for(
+                Client.connect(address, namespace=namespace), _ATTEMPT_TIMEOUT
+            )
+        except Exception as exc:  # connection refused, DNS not ready, bridge errors...
+            last_error = exc
+        if time.monotonic() + _RETRY_INTERVAL > deadline:
+            raise TemporalUnavailable(
+                f"Temporal at {address} (namespace {namespace!r}) did not accept connections "
+                f"within {wait_seconds:.0f} s; last error: {last_error}"
+            ) from last_error
+        if not announced and time.monotonic() - started > _QUIET_SECONDS:
+            print(f"Waiting for Temporal at {address} (up to {wait_seconds:.0f} s)...", flush=True)
+            announced = True
+        await asyncio.sleep(_RETRY_INTERVAL)
+
+
+def format_keys(keys: Sequence[DemoKey]) -> str:
+    """The demo API keys as a plain-text table."""
+    header = ("name", "role", "department", "API key")
+    rows = [header] + [(k.name, k.role, k.department_id or "-", k.key) for k in keys]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+
+async def _bootstrap(demo: bool) -> int:
+    from jiesu.bootstrap import prepare_database, prepare_temporal
+
+    settings = get_settings()
+    keys = await prepare_database(settings.database_url, demo=demo)
+    print("Database ready (migrated" + (", demo data loaded)." if demo else ")."))
+    client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+    added = await prepare_temporal(client)
+    done = f"registered search attributes {', '.join(added)}" if added else "search attributes OK"
+    print(f"Temporal {settings.temporal_address} ({settings.temporal_namespace}): {done}.")
+    if keys:
+        print("\nDemo API keys:\n" + format_keys(keys))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Create/migrate the database, load the demo data, register search attributes."""
+    try:
+        return asyncio.run(_bootstrap(demo=not args.no_demo))
+    except TemporalUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+# --- wiring --------------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jiesu", description="Jiesu hotline administration.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("bootstrap", help=cmd_bootstrap.__doc__, description=cmd_bootstrap.__doc__)
+    p.add_argument("--no-demo", action="store_true", help="do not load the demo county data")
+    p.set_defaults(func=cmd_bootstrap)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Runtime configuration, read from environment variables (the same ones for the embedded
+stack, docker-compose and a real cluster)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    temporal_address: str = Field(default="localhost:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field(default="jiesu-cases", alias="JIESU_TASK_QUEUE")
+    database_url: str = Field(
+        default="postgresql://postgres@localhost:5432/jiesu", alias="DATABASE_URL"
+    )
+    timezone: str = Field(default="Asia/Shanghai", alias="JIESU_TIMEZONE")
+    rating_window_hours: float = Field(default=72.0, gt=0, alias="JIESU_RATING_WINDOW_HOURS")
+    api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
+    api_port: int = Field(default=8000, alias="JIESU_API_PORT")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

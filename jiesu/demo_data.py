@@ -1,0 +1,358 @@
+"""Demo reference data: the fictional 青河县 (Qinghe County).
+
+Loaded by ``jiesu.bootstrap.prepare_database`` for the embedded stack, docker-compose and the
+tests. Everything is idempotent: areas, departments and categories are upserted (rewritten only
+when they differ from the definitions below), routing rules and API keys are inserted once.
+
+Areas (``areas``): county ``QH`` → 3 townships/streets → 2 communities/villages each → 2 grids
+each, 12 grids in all::
+
+    QH-01 城关街道 (Chengguan Street)  QH-01-01 幸福社区  QH-01-02 滨河社区
+    QH-02 河东镇 (Hedong Town)         QH-02-01 东关村    QH-02-02 柳树村
+    QH-03 西山乡 (Xishan Township)     QH-03-01 石门村    QH-03-02 松林村
+
+    grids: G-QH-01-01-1, G-QH-01-01-2, G-QH-01-02-1, ... G-QH-03-02-2
+
+Routing (``routing_rules``): every category except those in ``UNROUTED_CATEGORIES`` has a
+county-wide rule (area ``QH``). Some have deeper rules that win inside their area ("deepest
+matching area wins, then the highest priority"):
+
+- street_vendor in 幸福社区 (QH-01-01) → 幸福社区居委会 (vil-xingfu)
+- garbage in 河东镇 (QH-02) → 河东镇政府, and in 东关村 (QH-02-01) → 东关村委会; in 西山乡
+  (QH-03) → 西山乡政府
+- old_compound in 城关街道 (QH-01) → 城关街道办事处
+- illegal_building in 西山乡 (QH-03) → 西山乡政府
+- road_damage in 城关街道 (QH-01) → 城管局 (urban roads), elsewhere → 交通运输局
+- property_management in 滨河社区 (QH-01-02) → 滨河社区居委会
+- noise_commercial has two county-wide rules: 城管局 (priority 10) beats 公安局 (priority 0);
+  the latter is where the case goes when 城管局 is excluded.
+
+``stray_animals`` and ``public_toilet`` deliberately have NO rule: their cases land in the
+hotline centre's dispatch queue (``CENTRE_ID``) for manual dispatch (人工派单).
+
+API keys (``api_keys``, stored as sha256): one per staff role (``demo-operator``,
+``demo-supervisor``, ``demo-auditor``, ``demo-admin``) and one per department
+(``demo-dept-<department id>``, role ``department``). The plaintext key is ``jiesu-`` + the
+name, e.g. ``jiesu-demo-operator`` or ``jiesu-demo-dept-urban-management``. They are demo
+secrets: never load the demo data into a production database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from jiesu.domain import CENTRE_ID, Urgency
+from jiesu.security import hash_api_key
+
+COUNTY_ID = "QH"
+
+_LOCK = 0x4A494558  # serialises concurrent loaders (tests and `make run` starting together)
+
+
+# --- areas ----------------------------------------------------------------------------------
+
+# (township id, Chinese name, English name, short English name, communities)
+# community: (id, Chinese name, English name)
+_TOWNSHIPS: tuple[tuple[str, str, str, str, tuple[tuple[str, str, str], ...]], ...] = (
+    (
+        "QH-01",
+        "城关街道",
+        "Chengguan Street",
+        "Chengguan",
+        (("QH-01-01", "幸福社区", "Xingfu Community"), ("QH-01-02", "滨河社区", "Binhe Community")),
+    ),
+    (
+        "QH-02",
+        "河东镇",
+        "Hedong Town",
+        "Hedong",
+        (("QH-02-01", "东关村", "Dongguan Village"), ("QH-02-02", "柳树村", "Liushu Village")),
+    ),
+    (
+        "QH-03",
+        "西山乡",
+        "Xishan Township",
+        "Xishan",
+        (("QH-03-01", "石门村", "Shimen Village"), ("QH-03-02", "松林村", "Songlin Village")),
+    ),
+)
+_GRIDS_PER_COMMUNITY = 2
+
+
+def _area_rows() -> list[tuple[str, str, str, str | None]]:
+    """(id, name, kind, parent_id), parents before children."""
+    rows: list[tuple[str, str, str, str | None]] = [
+        (COUNTY_ID, "青河县 (Qinghe County)", "county", None)
+    ]
+    for twp_id, twp_zh, twp_en, twp_short, communities in _TOWNSHIPS:
+        rows.append((twp_id, f"{twp_zh} ({twp_en})", "township", COUNTY_ID))
+        for com_id, com_zh, com_en in communities:
+            rows.append((com_id, f"{com_zh} ({com_en})", "community", twp_id))
+            for n in range(1, _GRIDS_PER_COMMUNITY + 1):
+                short = com_en.split()[0]
+                rows.append(
+                    (
+                        f"G-{com_id}-{n}",
+                        f"{twp_zh}{com_zh}第{n}网格 ({twp_short} {short} Grid {n})",
+                        "grid",
+                        com_id,
+                    )
+                )
+    return rows
+
+
+AREAS: tuple[tuple[str, str, str, str | None], ...] = tuple(_area_rows())
+GRID_IDS: tuple[str, ...] = tuple(a[0] for a in AREAS if a[2] == "grid")
+
+
+# --- departments ------------------------------------------------------------------------------
+
+# (id, name, level, parent_id, area_id), parents before children. parent_id is where a case
+# goes when it is "raised a level": village → its township; townships and county departments
+# have none.
+DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
+    (CENTRE_ID, "12345热线中心 (Hotline Centre)", "centre", None, COUNTY_ID),
+    ("urban-management", "县城市管理局 (Urban Management Bureau)", "county", None, COUNTY_ID),
+    ("housing", "县住房和城乡建设局 (Housing and Construction Bureau)", "county", None, COUNTY_ID),
+    ("ecology", "县生态环境局 (Ecology and Environment Bureau)", "county", None, COUNTY_ID),
+    ("water", "县水务局 (Water Affairs Bureau)", "county", None, COUNTY_ID),
+    (
+        "hrss",
+        "县人力资源和社会保障局 (Human Resources and Social Security Bureau)",
+        "county",
+        None,
+        COUNTY_ID,
+    ),
+    ("market", "县市场监督管理局 (Market Regulation Bureau)", "county", None, COUNTY_ID),
+    ("police", "县公安局 (Public Security Bureau)", "county", None, COUNTY_ID),
+    ("transport", "县交通运输局 (Transport Bureau)", "county", None, COUNTY_ID),
+    ("business-env", "县营商环境办 (Business Environment Office)", "county", None, COUNTY_ID),
+    ("power-supply", "国网青河县供电公司 (Qinghe Power Supply Company)", "county", None, COUNTY_ID),
+    ("twp-chengguan", "城关街道办事处 (Chengguan Street Office)", "township", None, "QH-01"),
+    ("twp-hedong", "河东镇人民政府 (Hedong Town Government)", "township", None, "QH-02"),
+    ("twp-xishan", "西山乡人民政府 (Xishan Township Government)", "township", None, "QH-03"),
+    (
+        "vil-xingfu",
+        "幸福社区居民委员会 (Xingfu Community Committee)",
+        "village",
+        "twp-chengguan",
+        "QH-01-01",
+    ),
+    (
+        "vil-binhe",
+        "滨河社区居民委员会 (Binhe Community Committee)",
+        "village",
+        "twp-chengguan",
+        "QH-01-02",
+    ),
+    (
+        "vil-dongguan",
+        "东关村村民委员会 (Dongguan Village Committee)",
+        "village",
+        "twp-hedong",
+        "QH-02-01",
+    ),
+)
+DEPARTMENT_IDS: tuple[str, ...] = tuple(d[0] for d in DEPARTMENTS)
+
+
+# --- categories -------------------------------------------------------------------------------
+
+_U = Urgency.URGENT.value
+_G = Urgency.GENERAL.value
+
+# (id, name, default_urgency)
+CATEGORIES: tuple[tuple[str, str, str], ...] = (
+    ("noise_commercial", "商业噪音扰民 (Commercial noise, e.g. shop loudspeakers)", _G),
+    ("noise_construction", "夜间施工噪音 (Night-time construction noise)", _U),
+    ("sewer_blockage", "下水道堵塞 (Sewer blockage)", _U),
+    ("street_vendor", "占道经营 (Street vendors)", _G),
+    ("water_outage", "停水 (Water outage)", _U),
+    ("power_outage", "停电 (Power outage)", _U),
+    ("odour_pollution", "异味污染 (Odour pollution, e.g. junk yards)", _G),
+    ("illegal_building", "违法建设 (Illegal construction)", _G),
+    ("old_compound", "老旧小区维修 (Old residential compound repairs)", _G),
+    ("enterprise_request", "企业诉求 (Enterprise requests)", _G),
+    ("wage_arrears", "拖欠工资 (Wage arrears)", _G),
+    ("road_damage", "道路破损 (Road damage)", _G),
+    ("street_light", "路灯故障 (Street light failure)", _G),
+    ("garbage", "垃圾清运 (Garbage collection)", _G),
+    ("property_management", "物业管理 (Property management)", _G),
+    ("food_safety", "食品安全 (Food safety)", _U),
+    ("heating", "供暖问题 (Heating)", _U),
+    ("stray_animals", "流浪动物 (Stray animals)", _G),
+    ("public_toilet", "公共厕所 (Public toilets)", _G),
+    ("traffic_signal", "交通信号灯故障 (Traffic signal failure)", _G),
+)
+CATEGORY_IDS: tuple[str, ...] = tuple(c[0] for c in CATEGORIES)
+
+
+# --- routing rules ----------------------------------------------------------------------------
+
+# Categories with no rule at all: their cases go to the centre's dispatch queue.
+UNROUTED_CATEGORIES: tuple[str, ...] = ("stray_animals", "public_toilet")
+
+# (category_id, area_id, department_id, priority)
+ROUTING_RULES: tuple[tuple[str, str | None, str, int], ...] = (
+    # county-wide
+    ("noise_commercial", COUNTY_ID, "urban-management", 10),
+    ("noise_commercial", COUNTY_ID, "police", 0),
+    ("noise_construction", COUNTY_ID, "housing", 0),
+    ("sewer_blockage", COUNTY_ID, "water", 0),
+    ("street_vendor", COUNTY_ID, "urban-management", 0),
+    ("water_outage", COUNTY_ID, "water", 0),
+    ("power_outage", COUNTY_ID, "power-supply", 0),
+    ("odour_pollution", COUNTY_ID, "ecology", 0),
+    ("illegal_building", COUNTY_ID, "urban-management", 0),
+    ("old_compound", COUNTY_ID, "housing", 0),
+    ("enterprise_request", COUNTY_ID, "business-env", 0),
+    ("wage_arrears", COUNTY_ID, "hrss", 0),
+    ("road_damage", COUNTY_ID, "transport", 0),
+    ("street_light", COUNTY_ID, "urban-management", 0),
+    ("garbage", COUNTY_ID, "urban-management", 0),
+    ("property_management", COUNTY_ID, "housing", 0),
+    ("food_safety", COUNTY_ID, "market", 0),
+    ("heating", COUNTY_ID, "housing", 0),
+    ("traffic_signal", COUNTY_ID, "police", 0),
+    # township
+    ("garbage", "QH-02", "twp-hedong", 0),
+    ("garbage", "QH-03", "twp-xishan", 0),
+    ("old_compound", "QH-01", "twp-chengguan", 0),
+    ("illegal_building", "QH-03", "twp-xishan", 0),
+    ("road_damage", "QH-01", "urban-management", 0),
+    # community / village
+    ("street_vendor", "QH-01-01", "vil-xingfu", 0),
+    ("garbage", "QH-02-01", "vil-dongguan", 0),
+    ("property_management", "QH-01-02", "vil-binhe", 0),
+)
+
+# (category_id, grid_id, expected department_id) under "deepest matching area wins, then the
+# highest priority", with nothing excluded.
+EXAMPLE_ROUTES: list[tuple[str, str, str]] = [
+    ("noise_commercial", "G-QH-02-02-1", "urban-management"),  # priority 10 beats police
+    ("street_vendor", "G-QH-01-01-1", "vil-xingfu"),  # community rule beats county-wide
+    ("street_vendor", "G-QH-01-02-1", "urban-management"),  # county-wide
+    ("garbage", "G-QH-02-01-2", "vil-dongguan"),  # village beats township beats county
+    ("garbage", "G-QH-02-02-1", "twp-hedong"),  # township beats county
+    ("garbage", "G-QH-01-01-1", "urban-management"),  # county-wide
+    ("old_compound", "G-QH-01-02-2", "twp-chengguan"),
+    ("old_compound", "G-QH-02-01-1", "housing"),
+    ("illegal_building", "G-QH-03-01-1", "twp-xishan"),
+    ("road_damage", "G-QH-01-01-2", "urban-management"),
+    ("road_damage", "G-QH-03-02-1", "transport"),
+    ("property_management", "G-QH-01-02-1", "vil-binhe"),
+    ("sewer_blockage", "G-QH-03-02-2", "water"),
+    ("wage_arrears", "G-QH-02-02-2", "hrss"),
+    ("enterprise_request", "G-QH-01-01-1", "business-env"),
+    ("power_outage", "G-QH-03-01-2", "power-supply"),
+]
+
+# (category_id, grid_id): no rule matches, the case goes to CENTRE_ID's dispatch queue.
+EXAMPLE_QUEUED: list[tuple[str, str]] = [
+    ("stray_animals", "G-QH-01-01-1"),
+    ("public_toilet", "G-QH-03-02-2"),
+]
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    name: str  # e.g. "demo-operator", "demo-dept-urban-management"
+    role: str  # operator | department | supervisor | auditor | admin
+    department_id: str | None
+    key: str  # the plaintext API key, e.g. "jiesu-demo-operator"
+
+
+def _demo_key(name: str, role: str, department_id: str | None = None) -> DemoKey:
+    return DemoKey(name=name, role=role, department_id=department_id, key=f"jiesu-{name}")
+
+
+DEMO_KEYS: tuple[DemoKey, ...] = (
+    _demo_key("demo-operator", "operator"),
+    _demo_key("demo-supervisor", "supervisor"),
+    _demo_key("demo-auditor", "auditor"),
+    _demo_key("demo-admin", "admin"),
+    *(_demo_key(f"demo-dept-{d}", "department", d) for d in DEPARTMENT_IDS),
+)
+
+
+def demo_key(name: str) -> DemoKey:
+    """The demo key named ``name`` (e.g. "demo-operator" or "demo-dept-housing")."""
+    for k in DEMO_KEYS:
+        if k.name == name:
+            return k
+    raise KeyError(name)
+
+
+def department_key(department_id: str) -> DemoKey:
+    """The demo key of a department."""
+    return demo_key(f"demo-dept-{department_id}")
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+_UPSERT_AREA = """
+INSERT INTO areas (id, name, kind, parent_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE
+    SET name = EXCLUDED.name, kind = EXCLUDED.kind, parent_id = EXCLUDED.parent_id
+    WHERE (areas.name, areas.kind, areas.parent_id)
+        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.parent_id)
+"""
+
+_UPSERT_DEPARTMENT = """
+INSERT INTO departments (id, name, level, parent_id, area_id) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE
+    SET name = EXCLUDED.name, level = EXCLUDED.level, parent_id = EXCLUDED.parent_id,
+        area_id = EXCLUDED.area_id
+    WHERE (departments.name, departments.level, departments.parent_id, departments.area_id)
+        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.level, EXCLUDED.parent_id, EXCLUDED.area_id)
+"""
+
+_UPSERT_CATEGORY = """
+INSERT INTO categories (id, name, default_urgency) VALUES ($1, $2, $3)
+ON CONFLICT (id) DO UPDATE
+    SET name = EXCLUDED.name, default_urgency = EXCLUDED.default_urgency
+    WHERE (categories.name, categories.default_urgency)
+        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.default_urgency)
+"""
+
+# routing_rules has only a serial key: insert a rule unless the same category × area →
+# department rule exists (an admin's later priority change is left alone).
+_INSERT_RULE = """
+INSERT INTO routing_rules (category_id, area_id, department_id, priority)
+SELECT $1::text, $2::text, $3::text, $4::int
+WHERE NOT EXISTS (
+    SELECT 1 FROM routing_rules
+    WHERE category_id = $1::text AND area_id IS NOT DISTINCT FROM $2::text
+        AND department_id = $3::text
+)
+"""
+
+# Upsert by name, so the returned plaintext keys always work.
+_UPSERT_KEY = """
+INSERT INTO api_keys (key_hash, name, role, department_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE
+    SET key_hash = EXCLUDED.key_hash, role = EXCLUDED.role,
+        department_id = EXCLUDED.department_id
+    WHERE (api_keys.key_hash, api_keys.role, api_keys.department_id)
+        IS DISTINCT FROM (EXCLUDED.key_hash, EXCLUDED.role, EXCLUDED.department_id)
+"""
+
+
+async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
+    """Load (or refresh) the demo county in one transaction; return the demo API keys."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.executemany(_UPSERT_AREA, AREAS)
+        await conn.executemany(_UPSERT_DEPARTMENT, DEPARTMENTS)
+        await conn.executemany(_UPSERT_CATEGORY, CATEGORIES)
+        await conn.executemany(_INSERT_RULE, ROUTING_RULES)
+        await conn.executemany(
+            _UPSERT_KEY,
+            [(hash_api_key(k.key), k.name, k.role, k.department_id) for k in DEMO_KEYS],
+        )
+    return list(DEMO_KEYS)

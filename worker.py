@@ -1,0 +1,63 @@
+"""Worker entry point: runs the case workflows and their activities.
+
+    python worker.py        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deadlines import DeadlineActivities
+from activities.projection import ProjectionActivities
+from activities.routing import RoutingActivities
+from jiesu import db
+from jiesu.client import connect
+from jiesu.config import Settings, get_settings
+from workflows import ALL_WORKFLOWS
+
+
+def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
+    routing = RoutingActivities(pool)
+    deadlines = DeadlineActivities(pool, settings)
+    projection = ProjectionActivities(pool)
+    return [
+        routing.route_case,
+        deadlines.compute_deadlines,
+        projection.project_case,
+    ]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=activities(pool, settings),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = get_settings()
+    client = await connect(settings)
+    pool = await db.create_pool(settings.database_url)
+    try:
+        worker = build_worker(client, pool, settings)
+        logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+        await worker.run()
+    finally:
+        await pool.close()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
