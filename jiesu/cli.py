@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from jiesu.demo_data import DemoKey
 
 TEMPORAL_WAIT_SECONDS = 60.0
-_RETRY_INTERVAL = 1.0
+_RETRY_INTERVAL = 0.5
 _ATTEMPT_TIMEOUT = 10.0
 _QUIET_SECONDS = 2.0  # a server that is just starting is not worth a message
 

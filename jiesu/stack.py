@@ -183,6 +183,7 @@ def start_temporal(data: Path, port: int, ui_port: int, namespace: str) -> Child
     ]  # fmt: skip
     if namespace != "default":  # "default" always exists
         cmd += ["--namespace", namespace]
+    print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
     return spawn("Temporal dev server", cmd, data / "temporal.log")
 
 
@@ -335,7 +336,6 @@ class Stack:
             return f"{self.settings.temporal_address} (external, not managed here)"
         port = _env_port("JIESU_TEMPORAL_PORT", 7233)
         ui_port = _env_port("JIESU_TEMPORAL_UI_PORT", port + 1000)
-        print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
         child = start_temporal(self.data, port, ui_port, namespace)
         self.cleanup.callback(stop_children, [child])
         self.children.append(child)

@@ -106,6 +106,7 @@ async def test_missed_contact_deadline_is_recorded(
 
     await eventually(visible)
     await handle.terminate("test finished")
+    await keep_history(handle, "missed_contact_deadline")
 
 
 async def test_unsatisfied_rating_is_recorded(
@@ -170,7 +171,9 @@ async def test_unrouted_case_waits_for_dispatch(
     assert dispatched["case"]["status"] == "assigned"
     assert dispatched["case"]["assignment"]["department_id"] == "urban-management"
     await act(api, case_id, "accept", department("urban-management"))
-    await handle_of(client, case_id).terminate("test finished")
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "dispatched_from_queue")
 
 
 async def _with_status(api: httpx.AsyncClient, case_id: str, status: str, headers: dict):
