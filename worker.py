@@ -17,10 +17,12 @@ from temporalio.worker import Worker
 from activities.deadlines import DeadlineActivities
 from activities.projection import ProjectionActivities
 from activities.routing import RoutingActivities
+from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from workflows import ALL_WORKFLOWS
+from workflows.reports import ReportWorkflow
 
 
 def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
@@ -31,6 +33,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         routing.route_case,
         deadlines.compute_deadlines,
         projection.project_case,
+        *statistics_activities(pool, settings),
     ]
 
 
@@ -38,7 +41,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=ALL_WORKFLOWS,
+        workflows=[*ALL_WORKFLOWS, ReportWorkflow],
         activities=activities(pool, settings),
     )
 

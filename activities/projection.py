@@ -11,6 +11,7 @@ import asyncpg
 from temporalio import activity
 
 from jiesu.domain import CaseProjection
+from jiesu.indicators import case_resolved
 
 _UPSERT_CASE = """
 INSERT INTO cases (
@@ -35,6 +36,21 @@ INSERT INTO case_events (case_id, seq, kind, at, actor, data)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (case_id, seq) DO NOTHING
 """
+
+# Statistics columns (jiesu/indicators.py), written only by the projection of the row's version.
+_STATISTICS_COLUMNS = """
+UPDATE cases SET handled_level = (SELECT level FROM departments WHERE id = $2), resolved = $3
+WHERE case_id = $1 AND version = $4
+"""
+
+
+def _statistics_columns(projection: CaseProjection) -> tuple[str, str | None, bool | None, int]:
+    """handled_level: the level of the department that replied (NULL until a reply);
+    resolved: see jiesu.indicators.case_resolved."""
+    s = projection.state
+    replier = (s.reply.by.department_id or s.department_id) if s.reply else None
+    resolved = case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
+    return s.case_id, replier, resolved, projection.version
 
 
 class ProjectionActivities:
@@ -84,3 +100,4 @@ class ProjectionActivities:
                 [b.kind.value for b in s.breaches],
                 s.model_dump(mode="json", exclude={"events"}),
             )
+            await conn.execute(_STATISTICS_COLUMNS, *_statistics_columns(projection))

@@ -9,7 +9,9 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from jiesu import db, search_attributes
+from jiesu.config import Settings, get_settings
 from jiesu.demo_data import DemoKey, load_demo_data
+from workflows.reports import ensure_report_schedules
 
 
 async def prepare_database(dsn: str, *, demo: bool = True) -> list[DemoKey]:
@@ -24,5 +26,7 @@ async def prepare_database(dsn: str, *, demo: bool = True) -> list[DemoKey]:
         await pool.close()
 
 
-async def prepare_temporal(client: Client) -> list[str]:
-    return await search_attributes.register(client)
+async def prepare_temporal(client: Client, settings: Settings | None = None) -> list[str]:
+    added = await search_attributes.register(client)
+    await ensure_report_schedules(client, settings or get_settings())
+    return added

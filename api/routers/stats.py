@@ -1,0 +1,426 @@
+"""/api/v1/stats and /api/v1/reports: indicators, department evaluation and periodic reports.
+
+Access: supervisors, auditors and admins see everything. Department staff see the indicators
+of their own department only (the department filter is set to theirs; asking for another is
+403); the ranking, the scoring rules and the reports compare departments and are not theirs
+to see. Changing the scoring rules is for admins. Every endpoint answers JSON, or CSV with
+``?format=csv`` or ``Accept: text/csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from activities import statistics
+from api.deps import AppSettings, Pool, Principal, Temporal, require
+from api.errors import ApiError, ErrorResponse
+from jiesu.domain import Channel, Role, Urgency
+from jiesu.evaluation import ScoringRules
+from jiesu.indicators import INDICATORS, Filter, GroupBy
+from jiesu.reports import ReportKind, ReportRequest, ReportSummary, period_containing
+from workflows.reports import ReportWorkflow
+
+router = APIRouter(tags=["statistics"])
+
+MAX_PERIODS = 400
+DEFAULT_DAYS = 30
+
+Viewer = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.AUDITOR, Role.DEPARTMENT))]
+Overseer = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.AUDITOR))]
+Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
+Admin = Annotated[Principal, Depends(require())]
+Level = Literal["centre", "county", "township", "village"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or unknown API key"},
+    403: {"model": ErrorResponse, "description": "Your role may not see this"},
+    422: {"model": ErrorResponse, "description": "Invalid input"},
+}
+_CSV = {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}
+
+
+class Format(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+FormatParam = Annotated[
+    Format | None, Query(description="json (default) or csv; or send Accept: text/csv")
+]
+
+
+# --- response models (built from jiesu.indicators, the one source of the definitions) -------
+
+
+class Ratio(BaseModel):
+    numerator: int
+    denominator: int
+    value: float | None = Field(description="numerator / denominator; null when it is 0")
+
+
+IndicatorValues: type[BaseModel] = create_model(
+    "IndicatorValues",
+    **{
+        i.name: (Ratio if i.is_rate else int, Field(description=f"{i.zh}. {i.doc}"))
+        for i in INDICATORS
+    },  # type: ignore[call-overload]
+)
+PeriodValues: type[BaseModel] = create_model(
+    "PeriodIndicators",
+    __base__=IndicatorValues,
+    period=(date, Field(description="First day of the period")),
+)
+
+
+class IndicatorTable(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+    group_by: GroupBy
+    timezone: str
+    filters: dict[str, str]
+    as_of: datetime | None = Field(description="The figures include every change until then")
+    totals: IndicatorValues  # type: ignore[valid-type]
+    periods: list[PeriodValues]  # type: ignore[valid-type]
+
+
+class Definition(BaseModel):
+    name: str
+    zh: str
+    kind: Literal["count", "rate"]
+    numerator: str
+    denominator: str | None
+    definition: str
+
+
+class RankingEntry(BaseModel):
+    rank: int | None = Field(description="null: below the minimum volume, not ranked")
+    unranked_reason: str | None
+    department_id: str
+    department_name: str
+    level: str
+    received: int
+    score: float
+    stages: list[dict[str, Any]] = Field(description="Points per stage and per rule")
+
+
+class Ranking(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+    level: str | None
+    min_cases: int
+    rules: ScoringRules
+    entries: list[RankingEntry]
+
+
+class ReportListItem(ReportSummary):
+    url: str
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _wants_csv(request: Request, format_: Format | None) -> bool:
+    if format_ is not None:
+        return format_ is Format.CSV
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv_response(rows: Iterable[Sequence[Any]], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _today(timezone: str) -> date:
+    return datetime.now(ZoneInfo(timezone)).date()
+
+
+def _period(date_from: date | None, date_to: date | None, timezone: str) -> tuple[date, date]:
+    end = date_to or _today(timezone)
+    start = date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end:
+        raise ApiError(422, "invalid_period", f"'from' ({start}) is after 'to' ({end})")
+    return start, end
+
+
+def indicator_header() -> list[str]:
+    header = ["period"]
+    for i in INDICATORS:
+        header += [f"{i.name}_numerator", f"{i.name}_denominator", i.name] if i.is_rate else [
+            i.name
+        ]
+    return header
+
+
+def indicator_row(label: Any, values: dict[str, Any]) -> list[Any]:
+    row = [label]
+    for i in INDICATORS:
+        v = values[i.name]
+        row += [v["numerator"], v["denominator"], v["value"]] if i.is_rate else [v]
+    return row
+
+
+def indicator_rows(table: dict[str, Any]) -> list[list[Any]]:
+    rows = [indicator_header()]
+    rows += [indicator_row(p["period"], p) for p in table["periods"]]
+    rows.append(indicator_row("total", table["totals"]))
+    return rows
+
+
+def ranking_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
+    rule_names = [r["indicator"] for s in (entries[0]["stages"] if entries else []) for r in
+                  s["rules"]]
+    stages = [s["stage"] for s in (entries[0]["stages"] if entries else [])]
+    rows: list[list[Any]] = [[
+        "rank", "department_id", "department_name", "level", "received", "score",
+        *(f"{s}_points" for s in stages), *rule_names, "unranked_reason",
+    ]]  # fmt: skip
+    for e in entries:
+        rules = [r["value"] for s in e["stages"] for r in s["rules"]]
+        rows.append([
+            e["rank"], e["department_id"], e["department_name"], e["level"], e["received"],
+            e["score"], *(s["points"] for s in e["stages"]), *rules, e["unranked_reason"],
+        ])  # fmt: skip
+    return rows
+
+
+# --- indicators -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/stats/definitions",
+    response_model=list[Definition],
+    responses=_ERRORS,
+    summary="指标口径 How every indicator is defined",
+)
+async def definitions(principal: Viewer) -> list[Definition]:
+    return [
+        Definition(
+            name=i.name, zh=i.zh, kind="rate" if i.is_rate else "count",
+            numerator=i.numerator.name,
+            denominator=i.denominator.name if i.denominator else None, definition=i.doc,
+        )
+        for i in INDICATORS
+    ]
+
+
+@router.get(
+    "/stats/indicators",
+    response_model=IndicatorTable,
+    response_model_by_alias=True,
+    responses={**_ERRORS, 200: _CSV},
+    summary="统计指标 Indicators for a period, filtered, by day, week or month",
+)
+async def get_indicators(
+    request: Request,
+    principal: Viewer,
+    pool: Pool,
+    settings: AppSettings,
+    date_from: Annotated[
+        date | None, Query(alias="from", description="First day (local); default: 30 days ago")
+    ] = None,
+    date_to: Annotated[
+        date | None, Query(alias="to", description="Last day (local); default: today")
+    ] = None,
+    group_by: GroupBy = GroupBy.DAY,
+    department_id: str | None = None,
+    category_id: str | None = None,
+    grid_id: str | None = None,
+    channel: Channel | None = None,
+    level: Level | None = None,
+    urgency: Urgency | None = None,
+    format_: Annotated[FormatParam, Query(alias="format")] = None,
+) -> Any:
+    if principal.role is Role.DEPARTMENT:
+        if department_id not in (None, principal.department_id):
+            raise ApiError(403, "forbidden", "you can see only your own department's figures")
+        department_id = principal.department_id
+    start, end = _period(date_from, date_to, settings.timezone)
+    if len(statistics.period_starts(start, end, group_by)) > MAX_PERIODS:
+        raise ApiError(
+            422, "too_many_periods", f"more than {MAX_PERIODS} periods: group by week or month"
+        )
+    given = {
+        Filter.DEPARTMENT: department_id, Filter.CATEGORY: category_id, Filter.GRID: grid_id,
+        Filter.CHANNEL: channel, Filter.LEVEL: level, Filter.URGENCY: urgency,
+    }  # fmt: skip
+    filters = {f: str(v) for f, v in given.items() if v is not None}
+    as_of = await statistics.ensure_fresh(pool, settings.timezone)
+    query = statistics.IndicatorQuery(start, end, group_by, filters)
+    table = await statistics.indicators(pool, query)
+    if _wants_csv(request, format_):
+        return _csv_response(indicator_rows(table), f"indicators-{start}-{end}.csv")
+    return {
+        "from": start, "to": end, "group_by": group_by, "timezone": settings.timezone,
+        "filters": {f.value: v for f, v in filters.items()}, "as_of": as_of, **table,
+    }  # fmt: skip
+
+
+# --- evaluation (考评) -------------------------------------------------------------------------
+
+
+@router.get(
+    "/stats/ranking",
+    response_model=Ranking,
+    response_model_by_alias=True,
+    responses={**_ERRORS, 200: _CSV},
+    summary="考评排名 Department evaluation: scores, breakdown and ranking",
+)
+async def get_ranking(
+    request: Request,
+    principal: Overseer,
+    pool: Pool,
+    settings: AppSettings,
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+    level: Annotated[Level | None, Query(description="Rank departments of one level")] = None,
+    min_cases: Annotated[
+        int | None, Query(ge=0, description="Override the rules' minimum volume")
+    ] = None,
+    format_: Annotated[FormatParam, Query(alias="format")] = None,
+) -> Any:
+    start, end = _period(date_from, date_to, settings.timezone)
+    await statistics.ensure_fresh(pool, settings.timezone)
+    result = await statistics.ranking(pool, start, end, level=level, min_cases=min_cases)
+    if _wants_csv(request, format_):
+        return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")
+    return {"from": start, "to": end, "level": level, **result}
+
+
+@router.get(
+    "/stats/scoring-rules",
+    response_model=ScoringRules,
+    responses=_ERRORS,
+    summary="考评规则 The scoring rules in force",
+)
+async def get_scoring_rules(principal: Overseer, pool: Pool) -> ScoringRules:
+    return await statistics.load_rules(pool)
+
+
+@router.put(
+    "/stats/scoring-rules",
+    response_model=ScoringRules,
+    responses=_ERRORS,
+    summary="考评规则 Replace the scoring rules (admin)",
+)
+async def put_scoring_rules(body: ScoringRules, principal: Admin, pool: Pool) -> ScoringRules:
+    await statistics.save_rules(pool, body, principal.name)
+    return body
+
+
+# --- reports (定期报告) ------------------------------------------------------------------------
+
+
+def _report_url(kind: str, start: date) -> str:
+    return f"/api/v1/reports/{kind}/{start.isoformat()}"
+
+
+@router.get(
+    "/reports",
+    response_model=list[ReportListItem],
+    responses=_ERRORS,
+    summary="定期报告 The stored report snapshots, newest first",
+)
+async def list_reports(
+    principal: Overseer,
+    pool: Pool,
+    kind: ReportKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ReportListItem]:
+    rows = await pool.fetch(
+        "SELECT kind, period_start, period_end, generated_at, generation FROM report_snapshots"
+        " WHERE $1::text IS NULL OR kind = $1 ORDER BY period_start DESC, kind LIMIT $2",
+        kind,
+        limit,
+    )
+    return [ReportListItem(**r, url=_report_url(r["kind"], r["period_start"])) for r in rows]
+
+
+@router.get(
+    "/reports/{kind}/{period_start}",
+    responses={**_ERRORS, 404: {"model": ErrorResponse}, 200: _CSV},
+    summary="定期报告 One report snapshot (JSON or CSV)",
+)
+async def get_report(
+    kind: ReportKind,
+    period_start: date,
+    request: Request,
+    principal: Overseer,
+    pool: Pool,
+    format_: Annotated[FormatParam, Query(alias="format")] = None,
+) -> Any:
+    row = await pool.fetchrow(
+        "SELECT generated_at, generation, content FROM report_snapshots"
+        " WHERE kind = $1 AND period_start = $2",
+        kind.value,
+        period_containing(kind, period_start)[0],
+    )
+    if row is None:
+        raise ApiError(404, "report_not_found", f"no {kind.value} report for {period_start}")
+    report = {**row["content"], "generated_at": row["generated_at"].isoformat(),
+              "generation": row["generation"]}  # fmt: skip
+    if _wants_csv(request, format_):
+        name = f"report-{kind.value}-{report['period_start']}.csv"
+        return _csv_response(report_rows(report), name)
+    return report
+
+
+@router.post(
+    "/reports/{kind}/{period_start}",
+    response_model=ReportSummary,
+    responses=_ERRORS,
+    summary="定期报告 Produce (or re-produce) a period's report now",
+)
+async def run_report(
+    kind: ReportKind,
+    period_start: date,
+    principal: Supervisor,
+    client: Temporal,
+    settings: AppSettings,
+) -> ReportSummary:
+    start, _ = period_containing(kind, period_start)
+    return await client.execute_workflow(
+        ReportWorkflow.run,
+        ReportRequest(kind=kind, period_start=start),
+        id=f"report-{kind.value}-{start.isoformat()}-manual",
+        task_queue=settings.task_queue,
+    )
+
+
+def report_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """A report as CSV: sections, each introduced by a '# section' row."""
+    rows: list[list[Any]] = [["# section", "summary"]]
+    rows += [[k, report[k]] for k in ("kind", "period_start", "period_end", "timezone",
+                                      "generated_at", "generation")]  # fmt: skip
+    rows += [[], ["# section", "indicators"], *indicator_rows(report["indicators"])]
+    for section, columns in (
+        ("top_categories", ("category_id", "name", "received", "overdue")),
+        ("top_places", ("grid_id", "name", "received", "overdue")),
+    ):
+        rows += [[], ["# section", section], list(columns)]
+        rows += [[item[c] for c in columns] for item in report[section]]
+    overdue_columns = ("case_id", "title", "status", "department_id", "category_id", "grid_id",
+                       "received_at", "finish_deadline", "replied_at")  # fmt: skip
+    rows += [[], ["# section", "overdue_cases"], list(overdue_columns)]
+    rows += [[c[k] for k in overdue_columns] for c in report["overdue_cases"]["listed"]]
+    rows += [[], ["# section", "ranking"], *ranking_rows(report["ranking"])]
+    return rows
