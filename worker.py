@@ -14,6 +14,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities
 from activities.deadlines import DeadlineActivities
 from activities.projection import ProjectionActivities
 from activities.routing import RoutingActivities
@@ -22,6 +23,7 @@ from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from workflows import ALL_WORKFLOWS
+from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow
 
 
@@ -33,6 +35,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         routing.route_case,
         deadlines.compute_deadlines,
         projection.project_case,
+        ArchiveActivities(pool).archive_closed_cases,
         *statistics_activities(pool, settings),
     ]
 
@@ -41,7 +44,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[*ALL_WORKFLOWS, ReportWorkflow],
+        workflows=[*ALL_WORKFLOWS, ArchiveWorkflow, ReportWorkflow],
         activities=activities(pool, settings),
     )
 

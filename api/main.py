@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import errors
+from api.routers import audit as audit_routes
 from api.routers import complaints, health, stats
 from jiesu import db
 from jiesu.client import connect
@@ -54,6 +55,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(complaints.router, prefix="/api/v1")
+    app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")
     return app
 

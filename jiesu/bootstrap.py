@@ -9,6 +9,7 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from jiesu import db, search_attributes
+from jiesu.audit_archive import ensure_archive_schedule
 from jiesu.config import Settings, get_settings
 from jiesu.demo_data import DemoKey, load_demo_data
 from workflows.reports import ensure_report_schedules
@@ -28,5 +29,6 @@ async def prepare_database(dsn: str, *, demo: bool = True) -> list[DemoKey]:
 
 async def prepare_temporal(client: Client, settings: Settings | None = None) -> list[str]:
     added = await search_attributes.register(client)
+    await ensure_archive_schedule(client, settings or get_settings())
     await ensure_report_schedules(client, settings or get_settings())
     return added

@@ -113,6 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-demo", action="store_true", help="do not load the demo county data")
     p.set_defaults(func=cmd_bootstrap)
 
+    from jiesu.audit_cli import add_commands as add_audit_commands
+
+    add_audit_commands(sub)  # timeline, export, replay, consistency, archive
     return parser
 
 

@@ -1,0 +1,84 @@
+"""/api/v1/complaints/{case_id}/history...: the auditor's view of a case's Temporal history.
+
+Read from Temporal while it keeps the history, from the archive afterwards (same answers).
+Auditors and admins only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from api.deps import Pool, Principal, Temporal, require
+from api.errors import ApiError, ErrorResponse
+from jiesu import audit, audit_replay
+from jiesu.audit_timeline import Timeline
+from jiesu.domain import Role
+
+router = APIRouter(prefix="/complaints", tags=["audit"])
+
+Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or unknown API key"},
+    403: {"model": ErrorResponse, "description": "Auditors and admins only"},
+    404: {"model": ErrorResponse, "description": "No history for this case"},
+}
+
+
+def _no_history(case_id: str) -> ApiError:
+    return ApiError(404, "history_not_found", f"no history for case {case_id}")
+
+
+@router.get(
+    "/{case_id}/history",
+    response_model=Timeline,
+    responses=_ERRORS,
+    summary="审计 The case's timeline, decoded from its Temporal history",
+)
+async def history(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> Timeline:
+    try:
+        return await audit.case_timeline(client, pool, case_id)
+    except audit.HistoryNotFound as err:
+        raise _no_history(case_id) from err
+
+
+@router.get(
+    "/{case_id}/history/raw",
+    responses=_ERRORS,
+    summary="The raw history in Temporal's JSON (as `temporal workflow show --output json`)",
+)
+async def raw_history(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+    try:
+        return JSONResponse(await audit.raw_history(client, pool, case_id))
+    except audit.HistoryNotFound as err:
+        raise _no_history(case_id) from err
+
+
+@router.get(
+    "/{case_id}/history/bundle",
+    responses=_ERRORS,
+    summary="Timeline plus the raw histories of the case and its children, as one file",
+)
+async def bundle(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+    try:
+        document = await audit.case_bundle(client, pool, case_id)
+    except audit.HistoryNotFound as err:
+        raise _no_history(case_id) from err
+    disposition = f'attachment; filename="{case_id}-bundle.json"'
+    return JSONResponse(document, headers={"Content-Disposition": disposition})
+
+
+@router.post(
+    "/{case_id}/replay",
+    responses=_ERRORS,
+    summary="Replay the case (and its children) against the current workflow code",
+)
+async def replay(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> dict[str, Any]:
+    verdict = await audit_replay.replay_case(client, pool, case_id)
+    if verdict.verdict == audit_replay.MISSING:
+        raise _no_history(case_id)
+    return {**asdict(verdict), "ok": verdict.ok}

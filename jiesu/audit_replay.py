@@ -1,0 +1,278 @@
+"""Replay verification: do recorded histories still replay with the current workflow code?
+
+A case "replays" when its history and its children's replay without error against the
+workflow classes given (by default the ones the worker runs). Otherwise it is
+"non-deterministic" (the code now issues different commands than the history recorded: the
+message names the event and the mismatch), "failed" (another replay error) or "missing" (no
+history in Temporal or the archive). Replays share one :class:`Replayer` and stream through
+``workflow_replay_iterator``, so thousands of cases run in one replay worker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import asyncpg
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.worker import Replayer, WorkflowReplayResult
+from temporalio.workflow import NondeterminismError
+
+from jiesu.audit import HistoryNotFound, LoadedHistory, load_case_histories
+from jiesu.audit_archive import archived_cases
+
+REPLAYS = "replays"
+NON_DETERMINISTIC = "non-deterministic"
+FAILED = "failed"
+MISSING = "missing"
+CASES_QUERY = 'WorkflowType="ComplaintWorkflow"'
+
+_FAR = datetime.max.replace(tzinfo=UTC)
+_CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+_TASK_STARTED = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+_TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+@dataclass
+class HistoryVerdict:
+    workflow_id: str
+    run_id: str
+    source: str
+    verdict: str
+    message: str | None = None
+    event_id: int | None = None  # where replay diverged, when the message names it
+
+
+@dataclass
+class CaseVerdict:
+    case_id: str
+    verdict: str
+    histories: list[HistoryVerdict] = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == REPLAYS
+
+    @property
+    def divergence(self) -> HistoryVerdict | None:
+        return next((h for h in self.histories if h.verdict != REPLAYS), None)
+
+
+@dataclass
+class ReplaySummary:
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[CaseVerdict] = field(default_factory=list)
+
+    def add(self, verdict: CaseVerdict) -> None:
+        self.total += 1
+        self.counts[verdict.verdict] = self.counts.get(verdict.verdict, 0) + 1
+        if not verdict.ok:
+            self.failures.append(verdict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def default_workflows() -> list[type]:
+    from workflows import ALL_WORKFLOWS
+
+    return list(ALL_WORKFLOWS)
+
+
+@cache
+def _quiet_runtime() -> Runtime:
+    """A runtime that does not log each failing replay task (we report them ourselves)."""
+    return Runtime(telemetry=TelemetryConfig(logging=None))
+
+
+def make_replayer(workflows: Sequence[type] | None = None) -> Replayer:
+    return Replayer(
+        workflows=list(workflows or default_workflows()),
+        data_converter=pydantic_data_converter,
+        runtime=_quiet_runtime(),
+    )
+
+
+def _clean(failure: Exception) -> str:
+    """The core's own message ("[TMPRL1100] Nondeterminism error: ...") without the wrapping."""
+    text = str(failure) or type(failure).__name__
+    match = _CORE_MESSAGE.search(text)
+    return match.group(1) if match else text
+
+
+def _history_verdict(history: WorkflowHistory, failure: Exception | None) -> HistoryVerdict:
+    source = history.source if isinstance(history, LoadedHistory) else "file"
+    if failure is None:
+        return HistoryVerdict(history.workflow_id, history.run_id, source, REPLAYS)
+    message = _clean(failure)
+    kind = NON_DETERMINISTIC if isinstance(failure, NondeterminismError) else FAILED
+    if kind == FAILED and "nondetermin" in str(failure).lower():
+        kind = NON_DETERMINISTIC
+    return HistoryVerdict(history.workflow_id, history.run_id, source, kind, message)
+
+
+async def locate_divergence(history: WorkflowHistory, replayer: Replayer) -> int | None:
+    """The id of the first history event the current code disagrees with.
+
+    Replays growing prefixes of the history, each ending at a workflow task start (binary
+    search): the first failing prefix contains the diverging task's commands, the events right
+    after that task's WorkflowTaskCompleted. None when even the first task fails (for example,
+    an unknown workflow type).
+    """
+    events = history.events
+    cuts = [i + 1 for i, e in enumerate(events) if e.event_type == _TASK_STARTED]
+    cuts.append(len(events))
+
+    async def fails(n: int) -> bool:
+        prefix = WorkflowHistory(history.workflow_id, events[:n])
+        result = await replayer.replay_workflow(prefix, raise_on_replay_failure=False)
+        return result.replay_failure is not None
+
+    low, high = 0, len(cuts) - 1  # invariant: cuts[high] fails
+    if await fails(cuts[low]):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if await fails(cuts[middle]):
+            high = middle
+        else:
+            low = middle
+    task_events = events[cuts[low] : cuts[high]]
+    completed = next(
+        (i for i, e in enumerate(task_events) if e.event_type == _TASK_COMPLETED), None
+    )
+    if completed is None:
+        return task_events[0].event_id if task_events else None
+    after = task_events[completed + 1 : completed + 2] or task_events[completed : completed + 1]
+    return after[0].event_id
+
+
+async def _with_location(
+    verdict: HistoryVerdict, history: WorkflowHistory, replayer: Replayer
+) -> HistoryVerdict:
+    if verdict.verdict == NON_DETERMINISTIC:
+        verdict.event_id = await locate_divergence(history, replayer)
+    return verdict
+
+
+def _case_verdict(case_id: str, histories: list[HistoryVerdict]) -> CaseVerdict:
+    worst = next((h.verdict for h in histories if h.verdict != REPLAYS), REPLAYS)
+    first_bad = next((h for h in histories if h.verdict != REPLAYS), None)
+    return CaseVerdict(case_id, worst, histories, first_bad.message if first_bad else None)
+
+
+async def replay_histories(
+    histories: Sequence[WorkflowHistory], replayer: Replayer | None = None
+) -> list[HistoryVerdict]:
+    """Replay histories that are already loaded (a case bundle, files under tests/)."""
+    replayer = replayer or make_replayer()
+
+    async def stream() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    verdicts: list[HistoryVerdict] = []
+    async with replayer.workflow_replay_iterator(stream()) as results:
+        async for result in results:
+            verdicts.append(_history_verdict(result.history, result.replay_failure))
+    by_run = {h.run_id: h for h in histories}
+    return [await _with_location(v, by_run[v.run_id], replayer) for v in verdicts]
+
+
+async def replay_case(
+    client: Client, pool: asyncpg.Pool, case_id: str, replayer: Replayer | None = None
+) -> CaseVerdict:
+    """Replay one case and its children."""
+    try:
+        histories = await load_case_histories(client, pool, case_id)
+    except HistoryNotFound as err:
+        return CaseVerdict(case_id, MISSING, message=str(err))
+    return _case_verdict(case_id, await replay_histories(histories, replayer))
+
+
+async def replay_cases(
+    client: Client,
+    pool: asyncpg.Pool,
+    case_ids: Sequence[str],
+    *,
+    replayer: Replayer | None = None,
+    on_verdict: Callable[[CaseVerdict], Any] | None = None,
+) -> ReplaySummary:
+    """Replay many cases through one replay worker, reporting each verdict as it comes."""
+    replayer = replayer or make_replayer()
+    summary = ReplaySummary()
+    # Cases whose histories were handed to the replayer, with how many results are still due.
+    pending: list[tuple[str, int, list[HistoryVerdict]]] = []
+
+    def report(verdict: CaseVerdict) -> None:
+        summary.add(verdict)
+        if on_verdict is not None:
+            on_verdict(verdict)
+
+    async def stream() -> AsyncIterator[WorkflowHistory]:
+        for case_id in case_ids:
+            try:
+                histories = await load_case_histories(client, pool, case_id)
+            except HistoryNotFound as err:
+                report(CaseVerdict(case_id, MISSING, message=str(err)))
+                continue
+            pending.append((case_id, len(histories), []))
+            for history in histories:
+                yield history
+
+    async def collect(result: WorkflowReplayResult) -> None:
+        case_id, due, verdicts = pending[0]
+        verdict = _history_verdict(result.history, result.replay_failure)
+        verdicts.append(await _with_location(verdict, result.history, replayer))
+        if len(verdicts) == due:
+            pending.pop(0)
+            report(_case_verdict(case_id, verdicts))
+
+    async with replayer.workflow_replay_iterator(stream()) as results:
+        async for result in results:
+            await collect(result)
+    return summary
+
+
+def visibility_query(
+    query: str | None = None, since: datetime | None = None, until: datetime | None = None
+) -> str:
+    parts = [CASES_QUERY]
+    if since is not None:
+        parts.append(f'StartTime >= "{since.isoformat()}"')
+    if until is not None:
+        parts.append(f'StartTime < "{until.isoformat()}"')
+    if query:
+        parts.append(f"({query})")
+    return " AND ".join(parts)
+
+
+async def select_cases(
+    client: Client,
+    pool: asyncpg.Pool,
+    *,
+    query: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[str]:
+    """Case ids matching a visibility query and/or a start-time range, oldest first.
+
+    Cases only the archive still has are included for time ranges (the archive cannot
+    evaluate a visibility query, so with ``query`` only Temporal's cases are selected).
+    """
+    started: dict[str, datetime] = {}
+    if query is None:
+        started.update(await archived_cases(pool, since, until))
+    async for execution in client.list_workflows(visibility_query(query, since, until)):
+        started[execution.id] = min(execution.start_time, started.get(execution.id, _FAR))
+    return sorted(started, key=lambda case_id: (started[case_id], case_id))

@@ -1,0 +1,554 @@
+"""Decode a Temporal history into the auditor's timeline: who did what, and when.
+
+The history is the authoritative record (DESIGN.md §2). This module turns its events into
+entries ``{event_id, at, kind, actor, summary, details}``:
+
+- ``started`` / ``completed`` / ``failed`` / ``terminated`` / ... — the run's start and end;
+- ``signal`` — a human action as it arrived, with its actor and payload. Its ``outcome``
+  (``applied``, ``rejected`` with the reason, or ``no effect recorded``) is read from the
+  workflow's *own event list*, which travels inside the history as the input of the
+  ``project_case`` activity: the first event the workflow recorded after the signal for the
+  same actor is the signal's effect (a ``rejected`` event carries the reason). No read model
+  is consulted, and no code is re-run: the answer is what the workflow wrote at the time;
+- ``activity`` — an activity's result (``route_case`` → "routed to X by rule N",
+  ``compute_deadlines`` → "deadlines set: ..."), ``activity_failed`` / ``activity_timed_out``;
+- ``timer_started`` / ``timer_fired`` / ``timer_canceled`` with the timer's summary
+  ("accept deadline"), and ``deadline_moved`` when a timer with the same summary is started
+  again for a different time;
+- ``search_attributes`` — upserts, decoded;
+- ``child_initiated`` / ``child_started`` / ``child_completed`` / ``child_failed`` / ... —
+  child workflows (reassignment, escalation) with their workflow id and type;
+- the workflow's recorded events that no signal explains (``received``, ``routed``,
+  ``deadline_breached``, ``closed``, ladder steps, ...) under their own :class:`EventKind`
+  name, ``details.seq`` being their number in the case's event list.
+
+Everything here is pure: a :class:`WorkflowHistory` in, a :class:`Timeline` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+PROJECTION_ACTIVITY = "project_case"
+# A timer re-started for a time further than this from the previous one is a moved deadline.
+_MOVE_TOLERANCE = timedelta(seconds=2)
+
+
+class TimelineEntry(BaseModel):
+    event_id: int = Field(description="The history event this entry comes from")
+    at: datetime
+    kind: str
+    actor: dict[str, Any] | None = None
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    child: Timeline | None = Field(
+        default=None, description="The child workflow's own timeline (child_started entries)"
+    )
+
+
+class Timeline(BaseModel):
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    source: str = Field(description="Where the history came from: temporal or archive")
+    status: str = Field(description="running, completed, failed, terminated, ...")
+    event_count: int
+    entries: list[TimelineEntry]
+
+
+# --- payloads ---------------------------------------------------------------------------------
+
+
+def decode_payload(payload: Payload) -> Any:
+    """A payload as a JSON value (what the pydantic data converter would produce)."""
+    try:
+        return pydantic_data_converter.payload_converter.from_payload(payload)
+    except Exception:  # an undecodable payload is shown, not fatal to the timeline
+        return {"undecodable_payload": MessageToDict(payload)}
+
+
+def decode_payloads(payloads: Payloads) -> list[Any]:
+    return [decode_payload(p) for p in payloads.payloads]
+
+
+def _first(payloads: Payloads) -> Any:
+    values = decode_payloads(payloads)
+    return values[0] if values else None
+
+
+def _time(value: datetime | str | None) -> str:
+    """A short, unambiguous UTC time for summaries."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def actor_label(actor: dict[str, Any] | None) -> str:
+    if not actor:
+        return "-"
+    department = actor.get("department_id")
+    suffix = f", {department}" if department else ""
+    return f"{actor.get('name', '?')} ({actor.get('role', '?')}{suffix})"
+
+
+# --- the workflow's recorded events -------------------------------------------------------------
+
+
+@dataclass
+class RecordedBatch:
+    """The case events one ``project_case`` activity carried, and whether it completed."""
+
+    scheduled_event_id: int
+    events: list[dict[str, Any]]
+    completed: bool = False
+
+
+def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
+    formats: dict[str, Callable[[], str]] = {
+        "received": lambda: f"case registered: {data.get('title')} "
+        f"({data.get('urgency')}, via {data.get('channel')})",
+        "routed": lambda: f"assigned to {data.get('department_name')} "
+        f"({data.get('department_id')}) by rule {data.get('rule_id')}",
+        "queued": lambda: "no routing rule matched: placed in the dispatch queue "
+        f"({data.get('department_id')})",
+        "dispatched": lambda: f"dispatched to {data.get('department_name')} "
+        f"({data.get('department_id')})",
+        "deadlines_set": lambda: "deadlines set: " + _deadline_text(data),
+        "accepted": lambda: "accepted (签收)",
+        "contacted": lambda: "citizen contacted"
+        + (f": {data['note']}" if data.get("note") else ""),
+        "replied": lambda: f"replied ({data.get('outcome')}): {data.get('text')}",
+        "rated": lambda: f"rated {data.get('rating')}"
+        + (f": {data['comment']}" if data.get("comment") else ""),
+        "deadline_breached": lambda: f"{data.get('deadline_kind')} deadline "
+        f"{_time(data.get('deadline'))} breached (department {data.get('department_id')})",
+        "rejected": lambda: f"{data.get('action')} rejected ({data.get('code')}): "
+        f"{data.get('reason')}",
+        "closed": lambda: f"case closed ({data.get('resolution')})",
+    }
+    if kind in formats:
+        return formats[kind]()
+    shown = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []))
+    return f"{kind}: {shown}" if shown else kind
+
+
+def _deadline_text(data: dict[str, Any]) -> str:
+    parts = [
+        f"{name} {_time(data[name])}" for name in ("accept", "contact", "finish") if data.get(name)
+    ]
+    if data.get("rating_window_hours") is not None:
+        parts.append(f"rating window {data['rating_window_hours']:g} h")
+    return ", ".join(parts)
+
+
+def _activity_summary(name: str, result: Any) -> str:
+    if name == "route_case" and isinstance(result, dict):
+        if result.get("by_rule"):
+            return (
+                f"routed to {result.get('department_name')} ({result.get('department_id')}) "
+                f"by rule {result.get('rule_id')}"
+            )
+        return f"no routing rule matched: to the dispatch queue of {result.get('department_id')}"
+    if name == "compute_deadlines" and isinstance(result, dict):
+        return "deadlines set: " + _deadline_text(result)
+    return f"activity {name} completed"
+
+
+# --- the decoder ---------------------------------------------------------------------------------
+
+_CLOSE_STATUS = {
+    "workflow_execution_completed_event_attributes": "completed",
+    "workflow_execution_failed_event_attributes": "failed",
+    "workflow_execution_terminated_event_attributes": "terminated",
+    "workflow_execution_canceled_event_attributes": "canceled",
+    "workflow_execution_timed_out_event_attributes": "timed_out",
+    "workflow_execution_continued_as_new_event_attributes": "continued_as_new",
+}
+
+
+@dataclass
+class _Timer:
+    summary: str
+    fires_at: datetime
+
+
+@dataclass
+class _Decoder:
+    history: WorkflowHistory
+    entries: list[TimelineEntry] = field(default_factory=list)
+    batches: list[RecordedBatch] = field(default_factory=list)
+    workflow_type: str = ""
+    status: str = "running"
+    _activities: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    _projections: dict[int, RecordedBatch] = field(default_factory=dict)
+    _timers: dict[str, _Timer] = field(default_factory=dict)
+    _last_deadline: dict[str, datetime] = field(default_factory=dict)
+    _children: dict[int, tuple[str, str]] = field(default_factory=dict)
+    _awaiting_effect: list[TimelineEntry] = field(default_factory=list)
+
+    def run(self) -> None:
+        for event in self.history.events:
+            attr = event.WhichOneof("attributes")
+            handler = getattr(self, f"_on_{attr}", None) if attr else None
+            if attr in _CLOSE_STATUS:
+                self.status = _CLOSE_STATUS[attr]
+                self._closed(event, attr)
+            elif handler is not None:
+                handler(event)
+        for entry in self._awaiting_effect:
+            entry.details["outcome"] = "no effect recorded"
+            entry.summary += " — no effect recorded"
+
+    def _add(
+        self,
+        event: HistoryEvent,
+        kind: str,
+        summary: str,
+        actor: dict[str, Any] | None = None,
+        at: datetime | None = None,
+        **details: Any,
+    ) -> TimelineEntry:
+        entry = TimelineEntry(
+            event_id=event.event_id,
+            at=at or event.event_time.ToDatetime(tzinfo=UTC),
+            kind=kind,
+            actor=actor,
+            summary=summary,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+        self.entries.append(entry)
+        return entry
+
+    # start and end
+
+    def _on_workflow_execution_started_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.workflow_execution_started_event_attributes
+        self.workflow_type = a.workflow_type.name
+        args = decode_payloads(a.input)
+        first = args[0] if args and isinstance(args[0], dict) else {}
+        actor = first.get("registered_by") or first.get("actor")
+        parent = a.parent_workflow_execution.workflow_id or None
+        summary = f"{self.workflow_type} started"
+        if isinstance(first.get("intake"), dict):
+            intake = first["intake"]
+            summary = (
+                f"case {first.get('case_id')} registered: {intake.get('title')} "
+                f"({first.get('urgency')}, via {intake.get('channel')})"
+            )
+        if parent:
+            summary += f" as a child of {parent}"
+        self._add(event, "started", summary, actor, input=args, parent_workflow_id=parent)
+
+    def _closed(self, event: HistoryEvent, attr: str) -> None:
+        a = getattr(event, attr)
+        details: dict[str, Any] = {}
+        summary = f"workflow {self.status}"
+        if attr == "workflow_execution_completed_event_attributes":
+            result = _first(a.result)
+            details["result"] = result
+            if isinstance(result, dict) and result.get("status"):
+                summary = f"workflow completed: case {result.get('status')}"
+                if result.get("resolution"):
+                    summary += f" ({result['resolution']})"
+        elif attr == "workflow_execution_failed_event_attributes":
+            summary = f"workflow failed: {a.failure.message}"
+        elif attr == "workflow_execution_terminated_event_attributes":
+            summary = f"workflow terminated by {a.identity or '?'}: {a.reason or 'no reason'}"
+        elif attr == "workflow_execution_continued_as_new_event_attributes":
+            summary = f"continued as new run {a.new_execution_run_id}"
+        self._add(event, self.status, summary, **details)
+
+    # signals, updates and the workflow's own event list
+
+    def _on_workflow_execution_signaled_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.workflow_execution_signaled_event_attributes
+        payload = _first(a.input)
+        actor = payload.get("actor") if isinstance(payload, dict) else None
+        entry = self._add(
+            event,
+            "signal",
+            a.signal_name,
+            actor,
+            signal=a.signal_name,
+            payload=payload,
+        )
+        if actor:
+            self._awaiting_effect.append(entry)
+
+    def _on_workflow_execution_update_accepted_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.workflow_execution_update_accepted_event_attributes
+        request = a.accepted_request
+        args = decode_payloads(request.input.args)
+        first = args[0] if args and isinstance(args[0], dict) else {}
+        actor = first.get("actor")
+        self._add(
+            event, "update", f"update {request.input.name}", actor,
+            update=request.input.name, args=args,
+        )
+
+    def _recorded(self, event: HistoryEvent, batch: RecordedBatch) -> None:
+        for recorded in batch.events:
+            actor = recorded.get("actor")
+            kind = str(recorded.get("kind"))
+            data = recorded.get("data") or {}
+            cause = next((e for e in self._awaiting_effect if e.actor == actor), None)
+            if cause is not None:
+                self._awaiting_effect.remove(cause)
+                self._explain(cause, kind, data, recorded)
+                continue
+            at = _parse_time(recorded.get("at"))
+            self._add(
+                event, kind, _recorded_summary(kind, data), actor, at=at,
+                seq=recorded.get("seq"), data=data,
+            )
+
+    @staticmethod
+    def _explain(
+        signal: TimelineEntry, kind: str, data: dict[str, Any], recorded: dict[str, Any]
+    ) -> None:
+        signal.details["recorded"] = recorded
+        if kind == "rejected":
+            signal.details["outcome"] = "rejected"
+            signal.details["reason"] = data.get("reason")
+            signal.summary += f" — rejected ({data.get('code')}): {data.get('reason')}"
+        else:
+            signal.details["outcome"] = "applied"
+            signal.summary += f" — applied: {_recorded_summary(kind, data)}"
+
+    # activities
+
+    def _on_activity_task_scheduled_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.activity_task_scheduled_event_attributes
+        args = decode_payloads(a.input)
+        name = a.activity_type.name
+        self._activities[event.event_id] = (name, args[0] if len(args) == 1 else args)
+        if name == PROJECTION_ACTIVITY and args and isinstance(args[0], dict):
+            batch = RecordedBatch(event.event_id, list(args[0].get("new_events") or []))
+            self.batches.append(batch)
+            self._projections[event.event_id] = batch
+            self._recorded(event, batch)
+
+    def _on_activity_task_completed_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.activity_task_completed_event_attributes
+        name, arg = self._activities.get(a.scheduled_event_id, ("?", None))
+        if name == PROJECTION_ACTIVITY:
+            if a.scheduled_event_id in self._projections:
+                self._projections[a.scheduled_event_id].completed = True
+            return  # bookkeeping: its events are already on the timeline
+        result = _first(a.result)
+        self._add(
+            event, "activity", _activity_summary(name, result),
+            activity=name, input=arg, result=result,
+        )
+
+    def _on_activity_task_failed_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.activity_task_failed_event_attributes
+        name, arg = self._activities.get(a.scheduled_event_id, ("?", None))
+        self._add(
+            event, "activity_failed", f"activity {name} failed: {a.failure.message}",
+            activity=name, input=arg, retry_state=a.retry_state,
+        )
+
+    def _on_activity_task_timed_out_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.activity_task_timed_out_event_attributes
+        name, arg = self._activities.get(a.scheduled_event_id, ("?", None))
+        self._add(
+            event, "activity_timed_out", f"activity {name} timed out: {a.failure.message}",
+            activity=name, input=arg,
+        )
+
+    # timers (deadlines)
+
+    def _on_timer_started_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.timer_started_event_attributes
+        summary = _summary_of(event) or f"timer {a.timer_id}"
+        started = event.event_time.ToDatetime(tzinfo=UTC)
+        fires_at = started + a.start_to_fire_timeout.ToTimedelta()
+        self._timers[a.timer_id] = _Timer(summary, fires_at)
+        previous = self._last_deadline.get(summary)
+        self._last_deadline[summary] = fires_at
+        if previous is not None and abs(previous - fires_at) > _MOVE_TOLERANCE:
+            self._add(
+                event, "deadline_moved",
+                f"{summary} moved from {_time(previous)} to {_time(fires_at)}",
+                timer=summary, timer_id=a.timer_id, previous=previous.isoformat(),
+                fires_at=fires_at.isoformat(),
+            )
+            return
+        self._add(
+            event, "timer_started", f"{summary}: timer set, fires at {_time(fires_at)}",
+            timer=summary, timer_id=a.timer_id, fires_at=fires_at.isoformat(),
+        )
+
+    def _on_timer_fired_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.timer_fired_event_attributes
+        timer = self._timers.get(a.timer_id)
+        summary = timer.summary if timer else f"timer {a.timer_id}"
+        self._add(event, "timer_fired", f"{summary} reached", timer=summary, timer_id=a.timer_id)
+
+    def _on_timer_canceled_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.timer_canceled_event_attributes
+        timer = self._timers.get(a.timer_id)
+        summary = timer.summary if timer else f"timer {a.timer_id}"
+        self._add(
+            event, "timer_canceled", f"{summary}: timer cancelled (condition met or time moved)",
+            timer=summary, timer_id=a.timer_id,
+        )
+
+    # search attributes and markers
+
+    def _on_upsert_workflow_search_attributes_event_attributes(self, event: HistoryEvent) -> None:
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        values = {name: decode_payload(p) for name, p in sorted(fields.indexed_fields.items())}
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        self._add(event, "search_attributes", f"search attributes: {shown}", values=values)
+
+    def _on_marker_recorded_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.marker_recorded_event_attributes
+        details = {k: decode_payloads(v) for k, v in a.details.items()}
+        self._add(event, "marker", f"marker {a.marker_name}", marker=a.marker_name, **details)
+
+    # child workflows (reassignment, escalation)
+
+    def _on_start_child_workflow_execution_initiated_event_attributes(
+        self, event: HistoryEvent
+    ) -> None:
+        a = event.start_child_workflow_execution_initiated_event_attributes
+        self._children[event.event_id] = (a.workflow_id, a.workflow_type.name)
+        args = decode_payloads(a.input)
+        self._add(
+            event, "child_initiated", f"child {a.workflow_type.name} {a.workflow_id} requested",
+            workflow_id=a.workflow_id, workflow_type=a.workflow_type.name, input=args,
+        )
+
+    def _on_start_child_workflow_execution_failed_event_attributes(
+        self, event: HistoryEvent
+    ) -> None:
+        a = event.start_child_workflow_execution_failed_event_attributes
+        self._add(
+            event, "child_start_failed", f"child {a.workflow_id} could not start ({a.cause})",
+            workflow_id=a.workflow_id, workflow_type=a.workflow_type.name,
+        )
+
+    def _child(self, event: HistoryEvent, attr: str, kind: str, text: str, **details: Any) -> None:
+        a = getattr(event, attr)
+        workflow_id = a.workflow_execution.workflow_id
+        workflow_type = a.workflow_type.name
+        self._add(
+            event, kind, f"child {workflow_type} {workflow_id} {text}",
+            workflow_id=workflow_id, run_id=a.workflow_execution.run_id,
+            workflow_type=workflow_type, **details,
+        )
+
+    def _on_child_workflow_execution_started_event_attributes(self, event: HistoryEvent) -> None:
+        self._child(event, "child_workflow_execution_started_event_attributes", "child_started",
+                    "started")
+
+    def _on_child_workflow_execution_completed_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.child_workflow_execution_completed_event_attributes
+        self._child(event, "child_workflow_execution_completed_event_attributes",
+                    "child_completed", "completed", result=_first(a.result))
+
+    def _on_child_workflow_execution_failed_event_attributes(self, event: HistoryEvent) -> None:
+        a = event.child_workflow_execution_failed_event_attributes
+        self._child(event, "child_workflow_execution_failed_event_attributes", "child_failed",
+                    f"failed: {a.failure.message}")
+
+    def _on_child_workflow_execution_canceled_event_attributes(self, event: HistoryEvent) -> None:
+        self._child(event, "child_workflow_execution_canceled_event_attributes", "child_canceled",
+                    "cancelled")
+
+    def _on_child_workflow_execution_timed_out_event_attributes(self, event: HistoryEvent) -> None:
+        self._child(event, "child_workflow_execution_timed_out_event_attributes",
+                    "child_timed_out", "timed out")
+
+    def _on_child_workflow_execution_terminated_event_attributes(
+        self, event: HistoryEvent
+    ) -> None:
+        self._child(event, "child_workflow_execution_terminated_event_attributes",
+                    "child_terminated", "terminated")
+
+    def _on_signal_external_workflow_execution_initiated_event_attributes(
+        self, event: HistoryEvent
+    ) -> None:
+        a = event.signal_external_workflow_execution_initiated_event_attributes
+        target = a.workflow_execution.workflow_id
+        self._add(
+            event, "signal_sent", f"signal {a.signal_name} sent to {target}",
+            workflow_id=target, signal=a.signal_name, payload=_first(a.input),
+        )
+
+
+def _summary_of(event: HistoryEvent) -> str | None:
+    if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
+        return None
+    value = decode_payload(event.user_metadata.summary)
+    return value if isinstance(value, str) else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, datetime) else None
+
+
+def decode_history(history: WorkflowHistory, source: str = "temporal") -> Timeline:
+    """The history as the auditor's timeline (children not yet attached)."""
+    decoder = _Decoder(history)
+    decoder.run()
+    return Timeline(
+        workflow_id=history.workflow_id,
+        run_id=history.run_id,
+        workflow_type=decoder.workflow_type,
+        source=source,
+        status=decoder.status,
+        event_count=len(history.events),
+        entries=decoder.entries,
+    )
+
+
+def recorded_batches(history: WorkflowHistory) -> list[RecordedBatch]:
+    """The workflow's own event list as carried by its ``project_case`` activities."""
+    decoder = _Decoder(history)
+    decoder.run()
+    return decoder.batches
+
+
+def child_workflow_ids(history: WorkflowHistory) -> list[str]:
+    """Workflow ids of the children this history started (or tried to), in order."""
+    ids: list[str] = []
+    for event in history.events:
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            child_id = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            if child_id not in ids:
+                ids.append(child_id)
+    return ids
+
+
+def iter_entries(timeline: Timeline, depth: int = 0) -> Iterable[tuple[int, TimelineEntry]]:
+    """Entries with their nesting depth, children's entries right after their start entry."""
+    for entry in timeline.entries:
+        yield depth, entry
+        if entry.child is not None:
+            yield from iter_entries(entry.child, depth + 1)
+
+
+TimelineEntry.model_rebuild()
