@@ -1,0 +1,161 @@
+"""Replay verification: recorded histories against changed workflow code, and the ``jiesu
+replay`` command as a deployment gate (exit code 1 when any case does not replay)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import httpx
+import pytest
+from helpers import HISTORIES, eventually
+from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from test_audit import closed_case, run_cli
+
+from jiesu.audit_replay import (
+    NON_DETERMINISTIC,
+    REPLAYS,
+    make_replayer,
+    replay_case,
+    replay_cases,
+    replay_histories,
+)
+from jiesu.audit_timeline import decode_payload
+from jiesu.config import Settings
+from jiesu.domain import CaseStart, CaseState
+from workflows.complaint import ComplaintWorkflow
+
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+
+@activity.defn(name="audit_test_extra_step")
+async def extra_step(case_id: str) -> None:
+    """What the changed code does first: any activity the recorded histories do not have."""
+
+
+@workflow.defn(name="ComplaintWorkflow", sandboxed=False)
+class ChangedComplaintWorkflow(ComplaintWorkflow):
+    """ComplaintWorkflow as someone might change it without ``workflow.patched``: one more
+    activity before everything else. Same workflow name, so old histories meet new code."""
+
+    @workflow.run
+    async def run(self, start: CaseStart) -> CaseState:
+        await workflow.execute_activity(
+            extra_step, start.case_id, start_to_close_timeout=timedelta(seconds=10)
+        )
+        return self._state
+
+
+def _recorded(path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+
+
+async def test_recorded_histories_replay_with_the_current_code() -> None:
+    verdicts = await replay_histories([_recorded(p) for p in RECORDED])
+    assert [v.verdict for v in verdicts] == [REPLAYS] * len(RECORDED), verdicts
+
+
+@pytest.mark.parametrize("path", RECORDED[:2], ids=lambda p: p.stem)
+async def test_changed_code_is_non_deterministic_at_the_first_command(path) -> None:
+    history = _recorded(path)
+    [verdict] = await replay_histories([history], make_replayer([ChangedComplaintWorkflow]))
+    assert verdict.verdict == NON_DETERMINISTIC
+    assert verdict.message is not None and "Nondeterminism" in verdict.message
+    assert "audit_test_extra_step" in verdict.message
+    # The point of divergence: the first command the history recorded, named in the message.
+    assert verdict.event_id is not None
+    event = history.events[verdict.event_id - 1]
+    assert event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    assert f"'{event.activity_task_scheduled_event_attributes.activity_type.name}'" in (
+        verdict.message
+    )
+    previous = history.events[verdict.event_id - 2]
+    assert previous.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+# --- live cases and the command line -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def good_case(api: httpx.AsyncClient, client: Client) -> str:
+    return await closed_case(api, client)
+
+
+@pytest.fixture(scope="module")
+async def old_code_case(
+    client: Client, pool: asyncpg.Pool, settings: Settings, good_case: str
+) -> str:
+    """A case recorded by *other* code (the changed class, on its own task queue): replaying
+    it with the current code must fail, as a deployment of incompatible code would."""
+    history = await client.get_workflow_handle(good_case).fetch_history()
+    start_event = history.events[0].workflow_execution_started_event_attributes
+    start = CaseStart.model_validate(decode_payload(start_event.input.payloads[0]))
+    case_id = f"{good_case}-old-{uuid.uuid4().hex[:6]}"
+    start = start.model_copy(update={"case_id": case_id})
+    queue = f"{settings.task_queue}-old-code"
+    async with Worker(
+        client, task_queue=queue, workflows=[ChangedComplaintWorkflow], activities=[extra_step]
+    ):
+        await client.execute_workflow(
+            "ComplaintWorkflow", start, id=case_id, task_queue=queue, result_type=CaseState
+        )
+    return case_id
+
+
+async def test_replay_case_reports_each_history(
+    client: Client, pool: asyncpg.Pool, good_case: str, old_code_case: str
+) -> None:
+    good = await replay_case(client, pool, good_case)
+    assert good.ok and good.verdict == REPLAYS and good.histories[0].source == "temporal"
+    bad = await replay_case(client, pool, old_code_case)
+    assert not bad.ok and bad.verdict == NON_DETERMINISTIC
+    assert bad.divergence is not None and bad.divergence.event_id is not None
+    missing = await replay_case(client, pool, "JS19990101-000000")
+    assert missing.verdict == "missing" and not missing.ok
+
+    seen: list[str] = []
+    summary = await replay_cases(
+        client, pool, [good_case, "JS19990101-000000", old_code_case, good_case],
+        on_verdict=lambda v: seen.append(f"{v.case_id}:{v.verdict}"),
+    )
+    assert summary.total == 4 and not summary.ok
+    assert summary.counts == {REPLAYS: 2, NON_DETERMINISTIC: 1, "missing": 1}
+    assert sorted(seen) == sorted([
+        f"{good_case}:replays", "JS19990101-000000:missing",
+        f"{old_code_case}:{NON_DETERMINISTIC}", f"{good_case}:replays",
+    ])
+
+
+async def test_cli_replay_gates_a_deployment(
+    env: WorkflowEnvironment, settings: Settings, good_case: str, old_code_case: str
+) -> None:
+    code, out, err = await run_cli(env, settings, "replay", good_case)
+    assert code == 0, out + err
+    assert f"{good_case}: replays" in out and "summary: 1 cases: 1 replays" in out
+    assert "replayed 1/1 cases, 0 failing" in err
+
+    code, out, err = await run_cli(env, settings, "replay", good_case, old_code_case)
+    assert code == 1, out + err
+    assert f"{old_code_case}: non-deterministic at event " in out
+    assert "Nondeterminism error" in out
+    assert "summary: 2 cases: 1 non-deterministic, 1 replays" in out
+
+
+async def test_cli_replay_selects_by_visibility_query(
+    client: Client, env: WorkflowEnvironment, settings: Settings, good_case: str
+) -> None:
+    query = f'WorkflowId="{good_case}"'
+
+    async def listed() -> bool:
+        return (await client.count_workflows(f'WorkflowType="ComplaintWorkflow" AND {query}')
+                ).count == 1
+
+    await eventually(listed)
+    code, out, err = await run_cli(env, settings, "replay", "--query", query)
+    assert code == 0, out + err
+    assert "summary: 1 cases: 1 replays" in out
