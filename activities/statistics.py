@@ -56,7 +56,8 @@ def choose_grain(filters: Mapping[Filter, str]) -> int:
     return GRAIN_DETAIL
 
 
-def _measure_sums(prefix: str = "") -> str:
+def measure_select(prefix: str = "") -> str:
+    """`count(*) FILTER (WHERE <measure>) AS <name>` for every measure, over cases `c`."""
     return ",\n    ".join(
         f"count(*) FILTER (WHERE {m.sql}) AS {prefix}{m.name}" for m in MEASURES
     )
@@ -71,7 +72,7 @@ def _rollup_insert(where: str) -> str:
 INSERT INTO case_daily_stats (grain, day, {", ".join(_DIMENSIONS)}, {", ".join(MEASURE_NAMES)})
 SELECT CASE GROUPING({", ".join(_DIMENSIONS)}) {grain_case} END,
     day, {", ".join(_DIMENSIONS)},
-    {_measure_sums()}
+    {measure_select()}
 FROM (
     SELECT c.*, (c.received_at AT TIME ZONE $1)::date AS day, d.level
     FROM cases c LEFT JOIN departments d ON d.id = c.department_id
@@ -237,7 +238,7 @@ def baseline_sql(query: IndicatorQuery, timezone: str) -> tuple[str, list[Any]]:
         where.append(f"{column} = {arg(v)}")
     bucket = _BUCKETS[query.group_by].format(day=day)
     sql = (
-        f"SELECT {bucket} AS period, {_measure_sums()}"
+        f"SELECT {bucket} AS period, {measure_select()}"
         " FROM cases c LEFT JOIN departments d ON d.id = c.department_id"
         f" WHERE {' AND '.join(where)} GROUP BY period ORDER BY period"
     )

@@ -17,7 +17,9 @@ from helpers import AUDITOR, OPERATOR, SUPERVISOR, act, auth, department, eventu
 from statcases import case_row, insert_cases, local
 
 from activities import statistics
-from jiesu import indicators
+from bench import generator
+from jiesu import db, indicators
+from jiesu.bootstrap import prepare_database
 from jiesu.config import Settings
 from jiesu.demo_data import demo_key
 from jiesu.evaluation import DEFAULT_RULES
@@ -408,3 +410,41 @@ async def test_projection_fills_handled_level_and_resolved(
     await act(api, case_id, "rating", token=created["citizen_token"], rating="basically_satisfied")
     row = await eventually(lambda: pool.fetchrow(columns + " AND status = 'closed'", case_id))
     assert tuple(row) == ("county", True)
+
+
+# --- generated data (bench/generator.py) ------------------------------------------------------
+
+
+async def test_generated_cases_rollup_equals_raw(database_url: str, settings: Settings) -> None:
+    """The benchmark's generator, small: every grain of the rollup agrees with the raw rows
+    and the figures look like a hotline's (own database, so no other test is disturbed)."""
+    main, sep, query = database_url.partition("?")
+    dsn = f"{main.rpartition('/')[0]}/jiesu_generated{sep}{query}"
+    await prepare_database(dsn)
+    plan = generator.Plan(cases=4000, end=date(2004, 6, 30), days=60)
+    assert await generator.fill(dsn, plan) == 4000
+    pool = await db.create_pool(dsn, max_size=2)
+    try:
+        await statistics.ensure_fresh(pool, settings.timezone)
+        for filters in (
+            {}, {Filter.LEVEL: "village"}, {Filter.DEPARTMENT: "urban-management"},
+            {Filter.CATEGORY: "garbage", Filter.CHANNEL: "hotline"},
+            {Filter.GRID: "G-GX-01-01-1"},
+            {Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"},
+        ):  # fmt: skip
+            query_ = statistics.IndicatorQuery(date(2004, 5, 1), date(2004, 6, 30),
+                                               GroupBy.WEEK, filters)  # fmt: skip
+            rollup = await statistics.measure_sums(pool, query_)
+            assert rollup == await statistics.measure_sums(
+                pool, query_, timezone=settings.timezone
+            ), filters
+        totals = (await statistics.indicators(
+            pool, statistics.IndicatorQuery(plan.end - timedelta(days=59), plan.end)
+        ))["totals"]  # fmt: skip
+        assert totals["received"] == 4000
+        assert totals["received"] == totals["closed"] + totals["in_progress"]
+        assert 0.9 < totals["satisfaction_rate"]["value"] < 0.99
+        assert 0.9 < totals["response_rate"]["value"] < 1
+        assert 0 < totals["overdue"] < 400
+    finally:
+        await pool.close()

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each reports medians/percentiles and a baseline from the same run."""

