@@ -1,4 +1,5 @@
-"""Worker entry point: runs the case workflows and their activities.
+"""Worker entry point: runs the case workflows and their activities, and the notifications
+outbox dispatcher (jiesu.outbox) next to them.
 
     python worker.py        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...)
 """
@@ -22,6 +23,7 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.outbox import OutboxDispatcher, sender_from_env
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow
@@ -54,11 +56,18 @@ async def main() -> None:
     settings = get_settings()
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url)
+    stop = asyncio.Event()
+    outbox = asyncio.create_task(OutboxDispatcher(pool, sender_from_env()).run(stop))
     try:
         worker = build_worker(client, pool, settings)
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
         await worker.run()
     finally:
+        stop.set()
+        try:  # let the current batch finish; unsent claims are re-sent after their lease
+            await asyncio.wait_for(outbox, timeout=10)
+        except TimeoutError:
+            pass
         await pool.close()
 
 

@@ -3,6 +3,9 @@
 Idempotent by construction: events are keyed by (case_id, seq) and inserted with
 ON CONFLICT DO NOTHING; the case row only ever moves to a newer version. A retried or
 re-delivered activity therefore never duplicates or rolls back anything.
+
+The same transaction stores the notices the new events cause (``jiesu.notices``) in the
+``notifications`` outbox, keyed by their idempotency key: written exactly when the events are.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from temporalio import activity
 
 from jiesu.domain import CaseProjection
 from jiesu.indicators import case_resolved
+from jiesu.notices import notices_for
 
 _UPSERT_CASE = """
 INSERT INTO cases (
@@ -35,6 +39,13 @@ _INSERT_EVENT = """
 INSERT INTO case_events (case_id, seq, kind, at, actor, data)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (case_id, seq) DO NOTHING
+"""
+
+_INSERT_NOTICE = """
+INSERT INTO notifications (
+    key, case_id, event_seq, event_kind, recipient_kind, recipient_id, channel, subject, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (key) DO NOTHING
 """
 
 # Statistics columns (jiesu/indicators.py), written only by the projection of the row's version.
@@ -101,3 +112,11 @@ class ProjectionActivities:
                 s.model_dump(mode="json", exclude={"events"}),
             )
             await conn.execute(_STATISTICS_COLUMNS, *_statistics_columns(projection))
+            await conn.executemany(
+                _INSERT_NOTICE,
+                [
+                    (n.key, n.case_id, n.event_seq, n.event_kind.value, n.recipient_kind,
+                     n.recipient_id, n.channel, n.subject, n.body)
+                    for n in notices_for(s, projection.new_events)
+                ],
+            )

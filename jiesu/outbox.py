@@ -1,0 +1,320 @@
+"""Delivering the notifications outbox (通知发件箱): at least once, never twice at the same time.
+
+The projection activity writes notices (``jiesu.notices``) into ``notifications`` in the same
+transaction as the case events. ``OutboxDispatcher`` delivers them through a pluggable
+``Sender``:
+
+1. **claim** a batch: ``pending`` rows that are due, plus ``sending`` rows whose lease expired
+   (their dispatcher died), move to ``sending`` with a lease and ``attempts + 1``, in one
+   ``UPDATE … FOR UPDATE SKIP LOCKED`` statement. Two dispatchers (threads, processes,
+   machines) never claim the same row while its lease runs.
+2. **send** each claimed notice, one after the other, each within what is left of the lease
+   (a notice whose lease ran out before its turn is handed back unsent).
+3. **mark** it ``sent``; or back to ``pending`` with ``last_error`` and an exponential back-off;
+   or ``failed`` after ``max_attempts``. Each mark is fenced by the ``attempts`` number of the
+   claim, so a dispatcher whose lease was taken over cannot overwrite the newer claim.
+
+Guarantees, honestly:
+
+- **At least once.** A notice stays in the outbox until a sender returned for it.
+- **No concurrent duplicates.** While a dispatcher holds the lease nobody else sends it.
+- **Duplicates are still possible** when a dispatcher dies (or hangs past its lease) after the
+  sender delivered but before ``sent`` was committed: the notice is sent again after the lease
+  expires. The same holds when a send times out after the remote side already accepted it.
+  Receivers that can deduplicate get the stable ``key`` (JSON line field, ``Message-ID`` and
+  ``X-Jiesu-Notice`` header of an email).
+
+Senders: ``LogSender`` (one JSON line per notice in a file — the default, and where SMS goes
+until an SMS gateway exists) and ``SmtpSender`` (email, stdlib ``smtplib`` in a thread).
+``sender_from_env()`` picks one from ``JIESU_NOTIFY_*`` / ``JIESU_SMTP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import smtplib
+from collections.abc import Mapping
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+
+from jiesu.notices import Notice
+
+log = logging.getLogger(__name__)
+
+
+class OutboundNotice(Notice):
+    """A claimed notice with its resolved address, as a sender gets it."""
+
+    id: int
+    attempts: int
+    address: str | None  # citizen: phone; department: its id; supervisors: "supervisors"
+    recipient_name: str | None = None  # department name when known
+
+
+class Sender(Protocol):
+    async def send(self, notice: OutboundNotice) -> None:
+        """Deliver ``notice`` or raise. Returning means delivered."""
+
+
+# --- senders --------------------------------------------------------------------------------
+
+
+class LogSender:
+    """Appends one JSON line per notice to ``path`` (created with its folder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    async def send(self, notice: OutboundNotice) -> None:
+        line = json.dumps(notice.model_dump(mode="json"), ensure_ascii=False) + "\n"
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+
+class SmtpSender:
+    """Email through an SMTP server (stdlib ``smtplib``, one connection per message, in a
+    thread).
+
+    The recipient is the notice's address when it is an email address, otherwise
+    ``<address>@<recipient_domain>`` (department mailboxes named by department id, e.g.
+    ``water@notify.example.gov.cn``, and ``supervisors@…``).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender_address: str,
+        *,
+        recipient_domain: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sender_address = sender_address
+        self.recipient_domain = recipient_domain
+        self.username = username
+        self.password = password
+        self.starttls = starttls
+        self.timeout = timeout
+
+    def recipient(self, notice: OutboundNotice) -> str:
+        address = notice.address or ""
+        if "@" in address:
+            return address
+        if address and self.recipient_domain:
+            return f"{address}@{self.recipient_domain}"
+        raise ValueError(f"no email address for {notice.recipient_kind} {notice.recipient_id}")
+
+    def message(self, notice: OutboundNotice) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.sender_address
+        msg["To"] = self.recipient(notice)
+        msg["Subject"] = notice.subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        digest = hashlib.sha256(notice.key.encode()).hexdigest()[:32]
+        domain = self.sender_address.rpartition("@")[2] or "jiesu"
+        msg["Message-ID"] = f"<{digest}@{domain}>"  # the same for every re-delivery
+        msg["X-Jiesu-Notice"] = notice.key
+        greeting = f"{notice.recipient_name}：\n\n" if notice.recipient_name else ""
+        msg.set_content(greeting + notice.body)
+        return msg
+
+    async def send(self, notice: OutboundNotice) -> None:
+        await asyncio.to_thread(self._send, self.message(notice))
+
+    def _send(self, msg: EmailMessage) -> None:
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            smtp.send_message(msg)
+
+
+class ChannelSender:
+    """Sends each notice with the sender for its channel, else with ``default``."""
+
+    def __init__(self, by_channel: Mapping[str, Sender], default: Sender) -> None:
+        self.by_channel = dict(by_channel)
+        self.default = default
+
+    async def send(self, notice: OutboundNotice) -> None:
+        await self.by_channel.get(notice.channel, self.default).send(notice)
+
+
+def sender_from_env(env: Mapping[str, str] | None = None) -> Sender:
+    """The sender the environment asks for.
+
+    - ``JIESU_NOTIFY_SENDER``: ``log`` (default) or ``smtp``;
+    - ``JIESU_NOTIFY_LOG``: the log sender's file (default ``.data/notifications.log``); with
+      ``smtp`` the non-email notices (SMS) still go there;
+    - ``JIESU_SMTP_HOST``, ``JIESU_SMTP_PORT`` (25), ``JIESU_SMTP_FROM``,
+      ``JIESU_SMTP_RECIPIENT_DOMAIN``, ``JIESU_SMTP_USER``, ``JIESU_SMTP_PASSWORD``,
+      ``JIESU_SMTP_STARTTLS`` (``1``/``true``).
+    """
+    env = os.environ if env is None else env
+    log_sender = LogSender(Path(env.get("JIESU_NOTIFY_LOG") or ".data/notifications.log"))
+    kind = (env.get("JIESU_NOTIFY_SENDER") or "log").strip().lower()
+    if kind == "log":
+        return log_sender
+    if kind != "smtp":
+        raise ValueError(f"JIESU_NOTIFY_SENDER must be 'log' or 'smtp', not {kind!r}")
+    host, sender_address = env.get("JIESU_SMTP_HOST"), env.get("JIESU_SMTP_FROM")
+    if not host or not sender_address:
+        raise ValueError("JIESU_NOTIFY_SENDER=smtp needs JIESU_SMTP_HOST and JIESU_SMTP_FROM")
+    smtp = SmtpSender(
+        host,
+        int(env.get("JIESU_SMTP_PORT") or 25),
+        sender_address,
+        recipient_domain=env.get("JIESU_SMTP_RECIPIENT_DOMAIN") or None,
+        username=env.get("JIESU_SMTP_USER") or None,
+        password=env.get("JIESU_SMTP_PASSWORD") or None,
+        starttls=(env.get("JIESU_SMTP_STARTTLS") or "").lower() in {"1", "true", "yes"},
+    )
+    return ChannelSender({"email": smtp}, default=log_sender)
+
+
+# --- the dispatcher -------------------------------------------------------------------------
+
+_CLAIM = """
+UPDATE notifications n
+SET status = 'sending', lease_until = now() + $2::interval, attempts = n.attempts + 1
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE ((status = 'pending' AND not_before <= now())
+           OR (status = 'sending' AND lease_until < now()))
+      AND attempts < $3
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    LIMIT $1)
+RETURNING
+    n.id, n.key, n.case_id, n.event_seq, n.event_kind, n.recipient_kind, n.recipient_id,
+    n.channel, n.subject, n.body, n.attempts,
+    CASE n.recipient_kind
+        WHEN 'citizen' THEN (SELECT i.payload -> 'intake' -> 'citizen' ->> 'phone'
+                             FROM intakes i WHERE i.case_id = n.recipient_id)
+        ELSE n.recipient_id
+    END AS address,
+    (SELECT d.name FROM departments d
+     WHERE n.recipient_kind = 'department' AND d.id = n.recipient_id) AS recipient_name
+"""
+
+# Rows whose last allowed attempt died with its dispatcher: give up on them visibly.
+_EXPIRE = """
+UPDATE notifications
+SET status = 'failed', lease_until = NULL,
+    last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt'
+WHERE status = 'sending' AND lease_until < now() AND attempts >= $1
+"""
+
+_SENT = """
+UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = NULL
+WHERE id = $1 AND status = 'sending' AND attempts = $2
+"""
+
+_FAILED_ATTEMPT = """
+UPDATE notifications
+SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
+    last_error = $4, lease_until = NULL, not_before = now() + $5::interval
+WHERE id = $1 AND status = 'sending' AND attempts = $2
+"""
+
+_HAND_BACK = """
+UPDATE notifications SET status = 'pending', lease_until = NULL, attempts = attempts - 1
+WHERE id = $1 AND status = 'sending' AND attempts = $2
+"""
+
+
+class OutboxDispatcher:
+    """Delivers pending notices with ``sender``; run any number of them side by side."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sender: Sender,
+        *,
+        batch: int = 50,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 10,
+        retry_delay: timedelta = timedelta(seconds=10),
+        max_retry_delay: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.pool = pool
+        self.sender = sender
+        self.batch = batch
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+
+    async def run_once(self) -> int:
+        """Claim one batch and try to deliver it; return how many notices were claimed."""
+        loop = asyncio.get_running_loop()
+        await self.pool.execute(_EXPIRE, self.max_attempts)
+        rows = await self.pool.fetch(_CLAIM, self.batch, self.lease, self.max_attempts)
+        # Our own clock for the lease, started after the claim returned, with a safety margin:
+        # sending must be over before anybody else may claim the row.
+        lease_ends = loop.time() + self.lease.total_seconds() * 0.9
+        for row in rows:
+            remaining = lease_ends - loop.time()
+            if remaining <= 0:
+                await self.pool.execute(_HAND_BACK, row["id"], row["attempts"])
+                continue
+            await self._deliver(row, remaining)
+        return len(rows)
+
+    async def _deliver(self, row: asyncpg.Record, seconds_left: float) -> None:
+        notice_id, attempts, key = row["id"], row["attempts"], row["key"]
+        try:
+            notice = OutboundNotice.model_validate(dict(row))
+            async with asyncio.timeout(seconds_left):
+                await self.sender.send(notice)
+        except Exception as error:  # any failure is a failed attempt, never a dead dispatcher
+            message = f"{type(error).__name__}: {error}"[:2000]
+            log.warning("notice %s attempt %d failed: %s", key, attempts, message)
+            await self.pool.execute(
+                _FAILED_ATTEMPT, notice_id, attempts, self.max_attempts, message,
+                self._backoff(attempts),
+            )
+            return
+        marked = await self.pool.execute(_SENT, notice_id, attempts)
+        if marked != "UPDATE 1":
+            log.warning("notice %s was sent after its lease was taken over", key)
+
+    def _backoff(self, attempts: int) -> timedelta:
+        return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
+
+    async def run(self, stop: asyncio.Event, poll_interval: float = 1.0) -> None:
+        """Deliver until ``stop`` is set: a full batch is followed at once by the next one,
+        otherwise wait ``poll_interval``. Errors are logged and retried."""
+        log.info("outbox dispatcher started (%s)", type(self.sender).__name__)
+        while not stop.is_set():
+            try:
+                claimed = await self.run_once()
+            except Exception:  # the database is away, say: keep polling
+                log.exception("outbox dispatcher: run failed, retrying")
+                claimed = 0
+            if claimed < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll_interval)
+        log.info("outbox dispatcher stopped")

@@ -1,0 +1,574 @@
+"""The notifications outbox: who is told what (pure rules), atomic and idempotent writing by the
+projection, and at-least-once delivery by the dispatcher on the real PostgreSQL.
+
+The database is shared by the whole session and other tests' cases create notices too, so every
+assertion here is scoped to this module's own case ids (synthetic notices use a fresh
+``TEST-OUTBOX-…`` case id as key prefix). A dispatcher run here may also deliver other tests'
+pending notices to the fake sender; they are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from helpers import act, department, eventually, handle_of, register
+from temporalio.client import Client
+
+from activities.projection import ProjectionActivities
+from jiesu.domain import (
+    CENTRE_ID,
+    SYSTEM_ACTOR,
+    Actor,
+    Assignment,
+    CaseEvent,
+    CaseProjection,
+    CaseState,
+    Channel,
+    Deadlines,
+    EventKind,
+    Role,
+    Status,
+    Urgency,
+)
+from jiesu.notices import SUPERVISORS, Notice, notices_for
+from jiesu.outbox import (
+    ChannelSender,
+    LogSender,
+    OutboundNotice,
+    OutboxDispatcher,
+    SmtpSender,
+    sender_from_env,
+)
+
+RECEIVED = datetime(2025, 11, 19, 1, 30, tzinfo=UTC)  # 09:30 in Beijing
+ACCEPT_BY = datetime(2025, 11, 19, 2, 30, tzinfo=UTC)  # 10:30 in Beijing
+URBAN = "urban-management"
+URBAN_ACTOR = Actor(role=Role.DEPARTMENT, name="Li Wei", department_id=URBAN)
+
+
+def _state(case_id: str = "JS20251119-000001", **overrides: object) -> CaseState:
+    values: dict[str, object] = {
+        "case_id": case_id,
+        "status": Status.ASSIGNED,
+        "title": "商铺夜间外放噪音",
+        "category_id": "noise_commercial",
+        "grid_id": "G-QH-01-01-1",
+        "address": "幸福路12号",
+        "channel": Channel.HOTLINE,
+        "urgency": Urgency.GENERAL,
+        "received_at": RECEIVED,
+        "assignment": Assignment(
+            department_id=URBAN,
+            department_name="县城市管理局",
+            assigned_at=RECEIVED,
+            by_rule=True,
+        ),
+        "deadlines": Deadlines(
+            accept=ACCEPT_BY, finish=RECEIVED + timedelta(days=2), rating_window_hours=72
+        ),
+    }
+    values.update(overrides)
+    return CaseState.model_validate(values)
+
+
+def _event(seq: int, kind: EventKind, actor: Actor = SYSTEM_ACTOR, **data: object) -> CaseEvent:
+    return CaseEvent(seq=seq, kind=kind, at=RECEIVED + timedelta(minutes=seq), actor=actor,
+                     data=data)
+
+
+def _recipients(notices: list[Notice]) -> list[tuple[str, str]]:
+    return [(n.recipient_kind, n.recipient_id) for n in notices]
+
+
+# --- rules (pure) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [EventKind.ROUTED, EventKind.DISPATCHED, EventKind.REASSIGNED])
+def test_assigned_department_is_told_to_accept_by_the_deadline(kind: EventKind) -> None:
+    state = _state()
+    event = _event(3, kind, department_id=URBAN, department_name="县城市管理局")
+    [notice] = notices_for(state, [event])
+    assert notice.key == f"{state.case_id}:3:department:{URBAN}"
+    assert (notice.recipient_kind, notice.recipient_id, notice.channel) == (
+        "department", URBAN, "email"
+    )
+    assert notice.event_seq == 3 and notice.event_kind is kind
+    assert "2025-11-19 10:30" in notice.body  # the accept deadline, Beijing time
+    assert state.case_id in notice.subject and "县城市管理局" in notice.body
+
+
+def test_urgent_case_is_marked_and_unknown_deadline_is_not_invented() -> None:
+    state = _state(urgency=Urgency.URGENT, deadlines=None)
+    [notice] = notices_for(state, [_event(3, EventKind.ROUTED, department_id=URBAN)])
+    assert notice.subject.startswith("【紧急】")
+    assert "请及时签收" in notice.body
+
+
+def test_breach_tells_the_department_and_the_supervisors() -> None:
+    event = _event(
+        5, EventKind.DEADLINE_BREACHED,
+        deadline_kind="accept", deadline=ACCEPT_BY.isoformat(), department_id=URBAN,
+    )
+    notices = notices_for(_state(), [event])
+    assert _recipients(notices) == [("department", URBAN), ("supervisor", SUPERVISORS)]
+    assert all("签收" in n.subject and "2025-11-19 10:30" in n.body for n in notices)
+
+
+def test_breach_in_the_centre_queue_goes_to_the_supervisors_only() -> None:
+    event = _event(5, EventKind.DEADLINE_BREACHED, deadline_kind="accept",
+                   deadline=ACCEPT_BY.isoformat(), department_id=CENTRE_ID)
+    assert _recipients(notices_for(_state(), [event])) == [("supervisor", SUPERVISORS)]
+
+
+@pytest.mark.parametrize(
+    ("level", "name", "supervisors"),
+    [(1, "remind", False), (2, "urge", False), (3, "supervise", True),
+     (4, "joint_handling", True), (5, "accountability", True)],
+)
+def test_escalation_tells_supervisors_from_level_three(
+    level: int, name: str, supervisors: bool
+) -> None:
+    event = _event(7, EventKind.ESCALATED, level=level, level_name=name, department_id=URBAN,
+                   trigger="finish_breached")
+    notices = notices_for(_state(), [event])
+    expected = [("department", URBAN)] + ([("supervisor", SUPERVISORS)] if supervisors else [])
+    assert _recipients(notices) == expected
+    assert "超时未办结" in notices[0].body
+    chinese = ["提醒", "催办", "督办", "会办", "问责"][level - 1]
+    assert notices[0].subject.startswith(f"【{chinese}】")
+
+
+def test_approved_extension_tells_the_citizen_the_new_date() -> None:
+    new = datetime(2025, 11, 25, 9, 0, tzinfo=UTC)
+    event = _event(8, EventKind.EXTENSION_DECIDED, approved=True, new_deadline=new.isoformat(),
+                   note="需协调产权单位")
+    state = _state()
+    notices = notices_for(state, [event])
+    assert _recipients(notices) == [("citizen", state.case_id), ("department", URBAN)]
+    citizen, dept = notices
+    assert citizen.channel == "sms" and "2025-11-25 17:00" in citizen.body
+    assert "已批准" in dept.body
+
+
+def test_rejected_extension_tells_the_department_only() -> None:
+    event = _event(8, EventKind.EXTENSION_DECIDED, approved=False, new_deadline=None,
+                   note="理由不充分")
+    [notice] = notices_for(_state(), [event])
+    assert (notice.recipient_kind, notice.recipient_id) == ("department", URBAN)
+    assert "未获批准" in notice.body and "理由不充分" in notice.body
+
+
+def test_reply_goes_to_the_citizen_with_an_invitation_to_rate() -> None:
+    state = _state(status=Status.REPLIED)
+    long_text = "已责令商铺整改，夜间不再外放。" + "详情" * 300
+    event = _event(9, EventKind.REPLIED, URBAN_ACTOR, outcome="resolved", text=long_text)
+    [notice] = notices_for(state, [event])
+    assert notice.key == f"{state.case_id}:9:citizen:{state.case_id}"
+    assert notice.channel == "sms"
+    assert "已责令商铺整改" in notice.body and "评价" in notice.body
+    assert len(notice.body) < 400  # the reply is quoted, not copied whole, into an SMS
+
+
+def test_co_handlers_each_get_a_notice_once() -> None:
+    event = _event(10, EventKind.CO_HANDLERS_ADDED,
+                   department_ids=["water", "police", "water", CENTRE_ID])
+    assert _recipients(notices_for(_state(), [event])) == [
+        ("department", "water"), ("department", "police")
+    ]
+
+
+@pytest.mark.parametrize("kind", [EventKind.RETURNED, EventKind.REHANDLE_STARTED])
+def test_returns_and_rehandling_go_to_the_supervisors(kind: EventKind) -> None:
+    event = _event(11, kind, URBAN_ACTOR, reason="不属于本单位职责")
+    [notice] = notices_for(_state(), [event])
+    assert (notice.recipient_kind, notice.recipient_id) == ("supervisor", SUPERVISORS)
+    assert "不属于本单位职责" in notice.body
+
+
+@pytest.mark.parametrize(
+    "kind", [EventKind.RECEIVED, EventKind.ACCEPTED, EventKind.RATED, EventKind.CLOSED]
+)
+def test_other_events_cause_no_notice(kind: EventKind) -> None:
+    assert notices_for(_state(), [_event(2, kind, resolution="rated")]) == []
+
+
+def test_odd_event_data_never_breaks_the_rules() -> None:
+    events = [
+        _event(1, EventKind.ESCALATED, level="high", trigger=None),
+        _event(2, EventKind.DEADLINE_BREACHED),
+        _event(3, EventKind.EXTENSION_DECIDED, approved=True, new_deadline="next week"),
+        _event(4, EventKind.CO_HANDLERS_ADDED),
+        _event(5, EventKind.ROUTED),
+    ]
+    notices = notices_for(_state(assignment=None), events)
+    assert len({n.key for n in notices}) == len(notices)
+    assert ("supervisor", SUPERVISORS) in _recipients(notices)
+
+
+# --- writing: the projection ------------------------------------------------------------------
+
+
+async def test_projecting_the_same_events_twice_stores_each_notice_once(
+    pool: asyncpg.Pool,
+) -> None:
+    case_id = _synthetic_case_id()
+    state = _state(case_id, status=Status.REPLIED)
+    events = [
+        _event(1, EventKind.RECEIVED, title=state.title),
+        _event(2, EventKind.ROUTED, department_id=URBAN, department_name="县城市管理局"),
+        _event(3, EventKind.DEADLINE_BREACHED, deadline_kind="accept",
+               deadline=ACCEPT_BY.isoformat(), department_id=URBAN),
+        _event(4, EventKind.REPLIED, URBAN_ACTOR, outcome="resolved", text="已整改"),
+    ]
+    projection = CaseProjection(state=state, new_events=events, version=4)
+    projector = ProjectionActivities(pool)
+    await projector.project_case(projection)
+    await projector.project_case(projection)  # a retried activity
+    await projector.project_case(CaseProjection(state=state, new_events=events[2:], version=4))
+
+    rows = await pool.fetch(
+        "SELECT key, event_kind, recipient_kind, recipient_id, status FROM notifications"
+        " WHERE case_id = $1 ORDER BY id",
+        case_id,
+    )
+    assert [(r["event_kind"], r["recipient_kind"], r["recipient_id"]) for r in rows] == [
+        ("routed", "department", URBAN),
+        ("deadline_breached", "department", URBAN),
+        ("deadline_breached", "supervisor", SUPERVISORS),
+        ("replied", "citizen", case_id),
+    ]
+    assert {r["status"] for r in rows} == {"pending"}
+    assert await pool.fetchval(
+        "SELECT count(*) FROM case_events WHERE case_id = $1", case_id
+    ) == 4
+
+
+async def test_a_case_through_the_api_notifies_department_and_citizen(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    created = await register(api, citizen={"name": "Zhao Lei", "phone": phone})
+    case_id = created["case_id"]  # noise_commercial in 幸福社区 → urban management
+    urban = department(URBAN)
+
+    routed = await eventually(lambda: _notices_of(pool, case_id, "department"))
+    assert [(r["event_kind"], r["recipient_id"]) for r in routed] == [("routed", URBAN)]
+
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已约谈店主，音箱已拆除")
+    [replied] = await eventually(lambda: _notices_of(pool, case_id, "citizen"))
+    assert replied["event_kind"] == "replied" and replied["channel"] == "sms"
+    assert "音箱已拆除" in replied["body"]
+
+    sender = RecordingSender()
+    dispatcher = OutboxDispatcher(pool, sender, batch=500)
+
+    async def delivered() -> bool:
+        await dispatcher.run_once()
+        return await pool.fetchval(
+            "SELECT count(*) FILTER (WHERE status = 'sent') = 2 AND count(*) = 2"
+            " FROM notifications WHERE case_id = $1", case_id
+        )
+
+    await eventually(delivered)
+    mine = {n.recipient_kind: n for n in sender.sent if n.case_id == case_id}
+    assert mine["citizen"].address == phone  # resolved from the intake
+    assert mine["department"].address == URBAN
+    assert mine["department"].recipient_name == await pool.fetchval(
+        "SELECT name FROM departments WHERE id = $1", URBAN
+    )
+    assert Counter(n.key for n in sender.sent if n.case_id == case_id).most_common(1)[0][1] == 1
+
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="satisfied")
+    await handle_of(client, case_id).result()
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'", case_id
+    ))
+    assert await pool.fetchval(  # rating and closing tell nobody (yet)
+        "SELECT count(*) FROM notifications WHERE case_id = $1", case_id
+    ) == 2
+
+
+# --- delivery: the dispatcher ---------------------------------------------------------------
+
+
+class RecordingSender:
+    """A fake of the outside world (SMS gateway / mail server) that records what it got."""
+
+    def __init__(self, fail: Callable[[OutboundNotice], bool] = lambda _: False) -> None:
+        self.sent: list[OutboundNotice] = []
+        self.fail = fail
+
+    async def send(self, notice: OutboundNotice) -> None:
+        await asyncio.sleep(0)  # a real send yields to the loop: let other dispatchers run
+        if self.fail(notice):
+            raise ConnectionError("boom: gateway unavailable")
+        self.sent.append(notice)
+
+    def keys(self, case_id: str) -> list[str]:
+        return [n.key for n in self.sent if n.case_id == case_id]
+
+
+async def test_two_dispatchers_deliver_each_notice_exactly_once(pool: asyncpg.Pool) -> None:
+    case_id = _synthetic_case_id()
+    keys = await _insert(pool, case_id, 200)
+    senders = [RecordingSender(), RecordingSender()]
+    dispatchers = [OutboxDispatcher(pool, s, batch=15) for s in senders]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(d.run(stop, poll_interval=0.01)) for d in dispatchers]
+    try:
+        await eventually(lambda: pool.fetchval(
+            "SELECT count(*) = 200 FROM notifications WHERE case_id = $1 AND status = 'sent'",
+            case_id,
+        ), timeout=30)
+    finally:
+        stop.set()
+        await asyncio.gather(*running)
+
+    delivered = Counter(senders[0].keys(case_id) + senders[1].keys(case_id))
+    assert set(delivered) == set(keys)
+    assert max(delivered.values()) == 1, [k for k, n in delivered.items() if n > 1]
+    assert all(s.keys(case_id) for s in senders), "both dispatchers should have taken a share"
+    assert await pool.fetchval(
+        "SELECT bool_and(attempts = 1 AND sent_at IS NOT NULL AND lease_until IS NULL)"
+        " FROM notifications WHERE case_id = $1", case_id
+    )
+
+
+async def test_a_failed_send_is_retried_after_its_back_off(pool: asyncpg.Pool) -> None:
+    case_id = _synthetic_case_id()
+    [key] = await _insert(pool, case_id, 1)
+    failing = OutboxDispatcher(
+        pool, RecordingSender(fail=lambda n: n.case_id == case_id), batch=500,
+        retry_delay=timedelta(minutes=20),
+    )
+    await _drain(failing)
+    row = await _row(pool, key)
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert "boom" in row["last_error"] and row["lease_until"] is None
+    assert row["not_before"] > datetime.now(UTC) + timedelta(minutes=19)
+
+    sender = RecordingSender()
+    working = OutboxDispatcher(pool, sender, batch=500)
+    await _drain(working)
+    assert sender.keys(case_id) == [], "retried before its back-off ended"
+
+    await pool.execute("UPDATE notifications SET not_before = now() WHERE key = $1", key)
+    await _drain(working)
+    row = await _row(pool, key)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
+    assert sender.keys(case_id) == [key]
+
+
+async def test_a_notice_fails_for_good_after_max_attempts(pool: asyncpg.Pool) -> None:
+    case_id = _synthetic_case_id()
+    [key] = await _insert(pool, case_id, 1)
+    dispatcher = OutboxDispatcher(
+        pool, RecordingSender(fail=lambda n: n.case_id == case_id), batch=500,
+        max_attempts=3, retry_delay=timedelta(0),
+    )
+    row = await eventually(lambda: _run_and_fetch(dispatcher, pool, key, "failed"))
+    assert row["attempts"] == 3 and "boom" in row["last_error"]
+    await _drain(dispatcher)
+    assert (await _row(pool, key))["attempts"] == 3  # never claimed again
+
+
+async def test_an_expired_lease_is_claimed_again_a_running_one_is_not(
+    pool: asyncpg.Pool,
+) -> None:
+    case_id = _synthetic_case_id()
+    [expired] = await _insert(pool, case_id, 1, status="sending", attempts=1,
+                              lease=timedelta(minutes=-1))
+    [leased] = await _insert(pool, f"{case_id}-L", 1, status="sending", attempts=1,
+                             lease=timedelta(hours=1))
+    [last] = await _insert(pool, f"{case_id}-X", 1, status="sending", attempts=10,
+                           lease=timedelta(minutes=-1))
+    sender = RecordingSender()
+    await _drain(OutboxDispatcher(pool, sender, batch=500, max_attempts=10))
+
+    assert sender.keys(case_id) == [expired]  # its dispatcher died: delivered again
+    assert (await _row(pool, expired))["status"] == "sent"
+    assert (await _row(pool, expired))["attempts"] == 2
+    assert sender.keys(f"{case_id}-L") == []  # another dispatcher is still on it
+    assert (await _row(pool, leased))["status"] == "sending"
+    assert sender.keys(f"{case_id}-X") == []  # it died on the last attempt: given up
+    row = await _row(pool, last)
+    assert row["status"] == "failed" and "lease expired" in row["last_error"]
+
+
+async def test_a_claim_whose_lease_ran_out_is_handed_back_unsent(pool: asyncpg.Pool) -> None:
+    case_id = _synthetic_case_id()
+    [key] = await _insert(pool, case_id, 1)
+    sender = RecordingSender()
+    await OutboxDispatcher(pool, sender, batch=100_000, lease=timedelta(0)).run_once()
+    assert sender.sent == []
+    row = await _row(pool, key)
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+
+
+# --- senders --------------------------------------------------------------------------------
+
+
+def _outbound(key: str = "JS1:2:department:water", **overrides: object) -> OutboundNotice:
+    values: dict[str, object] = {
+        "id": 1, "attempts": 1, "key": key, "case_id": "JS1", "event_seq": 2,
+        "event_kind": "routed", "recipient_kind": "department", "recipient_id": "water",
+        "channel": "email", "subject": "【新工单】JS1「停水」", "body": "请于 10:30 前签收。",
+        "address": "water", "recipient_name": "县水务局",
+    }
+    values.update(overrides)
+    return OutboundNotice.model_validate(values)
+
+
+async def test_log_sender_appends_one_json_line_per_notice(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "notifications.log"
+    sender = LogSender(path)
+    await sender.send(_outbound("a"))
+    await sender.send(_outbound("b", channel="sms", address="13800001234"))
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(x["key"], x["address"]) for x in lines] == [("a", "water"), ("b", "13800001234")]
+    assert lines[0]["subject"] == "【新工单】JS1「停水」"
+
+
+def test_sender_from_env() -> None:
+    default = sender_from_env({})
+    assert isinstance(default, LogSender)
+    assert default.path == Path(".data/notifications.log")
+    smtp = sender_from_env({
+        "JIESU_NOTIFY_SENDER": "smtp", "JIESU_SMTP_HOST": "mail.test", "JIESU_SMTP_PORT": "2525",
+        "JIESU_SMTP_FROM": "12345@qinghe.test", "JIESU_NOTIFY_LOG": "/tmp/x.log",
+    })
+    assert isinstance(smtp, ChannelSender)
+    assert isinstance(smtp.by_channel["email"], SmtpSender)
+    assert smtp.by_channel["email"].port == 2525
+    assert isinstance(smtp.default, LogSender)  # SMS: no gateway yet
+    with pytest.raises(ValueError, match="JIESU_SMTP_HOST"):
+        sender_from_env({"JIESU_NOTIFY_SENDER": "smtp"})
+    with pytest.raises(ValueError, match="log' or 'smtp"):
+        sender_from_env({"JIESU_NOTIFY_SENDER": "pigeon"})
+
+
+async def test_smtp_sender_delivers_an_email() -> None:
+    server = FakeSmtpServer()
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        sender = SmtpSender("127.0.0.1", port, "12345@qinghe.test",
+                            recipient_domain="notify.qinghe.test", timeout=5)
+        await sender.send(_outbound())
+        await sender.send(_outbound("k2", address="chief@qinghe.test"))
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+    first, second = (email.message_from_bytes(m, policy=policy.default) for m in server.messages)
+    assert first["To"] == "water@notify.qinghe.test"
+    assert first["From"] == "12345@qinghe.test"
+    assert first["Subject"] == "【新工单】JS1「停水」"
+    assert first["X-Jiesu-Notice"] == "JS1:2:department:water"
+    assert "县水务局" in first.get_content() and "请于 10:30 前签收" in first.get_content()
+    assert second["To"] == "chief@qinghe.test"
+    assert first["Message-ID"] != second["Message-ID"]
+    assert sender.message(_outbound())["Message-ID"] == first["Message-ID"]  # stable per key
+    with pytest.raises(ValueError, match="no email address"):
+        SmtpSender("127.0.0.1", port, "12345@qinghe.test").recipient(_outbound())
+
+
+class FakeSmtpServer:
+    """Just enough SMTP for smtplib: records each message's DATA."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 fake ESMTP\r\n")
+        data: list[bytes] | None = None
+        while line := await reader.readline():
+            if data is not None:
+                if line == b".\r\n":
+                    self.messages.append(b"".join(data))
+                    data = None
+                    writer.write(b"250 queued\r\n")
+                else:
+                    data.append(line[1:] if line.startswith(b"..") else line)
+            else:
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-fake\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    data = []
+                    writer.write(b"354 go on\r\n")
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _synthetic_case_id() -> str:
+    return f"TEST-OUTBOX-{uuid.uuid4().hex[:10]}"
+
+
+async def _insert(
+    pool: asyncpg.Pool,
+    case_id: str,
+    count: int,
+    *,
+    status: str = "pending",
+    attempts: int = 0,
+    lease: timedelta | None = None,
+) -> list[str]:
+    keys = [f"{case_id}:{seq}:department:test-outbox" for seq in range(1, count + 1)]
+    await pool.executemany(
+        "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+        " recipient_id, channel, subject, body, status, attempts, lease_until)"
+        " VALUES ($1, $2, $3, 'routed', 'department', 'test-outbox', 'email', 'test',"
+        " 'synthetic notice', $4, $5, now() + $6::interval)",
+        [(key, case_id, seq, status, attempts, lease) for seq, key in enumerate(keys, 1)],
+    )
+    return keys
+
+
+async def _row(pool: asyncpg.Pool, key: str) -> asyncpg.Record:
+    return await pool.fetchrow("SELECT * FROM notifications WHERE key = $1", key)
+
+
+async def _drain(dispatcher: OutboxDispatcher) -> None:
+    """Run until a claim comes back short: everything due now has been tried."""
+    for _ in range(1000):
+        if await dispatcher.run_once() < dispatcher.batch:
+            return
+    raise AssertionError("the outbox never ran dry")
+
+
+async def _run_and_fetch(
+    dispatcher: OutboxDispatcher, pool: asyncpg.Pool, key: str, status: str
+) -> asyncpg.Record | None:
+    await dispatcher.run_once()
+    row = await _row(pool, key)
+    return row if row["status"] == status else None
+
+
+async def _notices_of(pool: asyncpg.Pool, case_id: str, recipient_kind: str) -> list:
+    return await pool.fetch(
+        "SELECT * FROM notifications WHERE case_id = $1 AND recipient_kind = $2 ORDER BY id",
+        case_id, recipient_kind,
+    )
