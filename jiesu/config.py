@@ -19,7 +19,16 @@ class Settings(BaseSettings):
         default="postgresql://postgres@localhost:5432/jiesu", alias="DATABASE_URL"
     )
     timezone: str = Field(default="Asia/Shanghai", alias="JIESU_TIMEZONE")
+    # Lifecycle policy (recorded into each case's history when its deadlines are set).
     rating_window_hours: float = Field(default=72.0, gt=0, alias="JIESU_RATING_WINDOW_HOURS")
+    return_window_hours: float = Field(default=24.0, gt=0, alias="JIESU_RETURN_WINDOW_HOURS")
+    dispatcher_window_minutes: float = Field(
+        default=30.0, gt=0, alias="JIESU_DISPATCHER_WINDOW_MINUTES"
+    )
+    max_reassignments: int = Field(default=3, ge=0, alias="JIESU_MAX_REASSIGNMENTS")
+    max_unsatisfied_rounds: int = Field(default=2, ge=0, alias="JIESU_MAX_UNSATISFIED_ROUNDS")
+    escalation_step_hours: float = Field(default=2.0, gt=0, alias="JIESU_ESCALATION_STEP_HOURS")
+    repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")
 

@@ -7,7 +7,7 @@ one place where status names, roles, channels and event kinds are defined.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
@@ -44,6 +44,7 @@ class Status(StrEnum):
 
     REGISTERED = "registered"  # 已受理: being routed
     DISPATCHING = "dispatching"  # 待派单: in the hotline centre's queue, no rule matched
+    REASSIGNING = "reassigning"  # 改派中: the reassignment child is choosing a department
     ASSIGNED = "assigned"  # 已派单: waiting for the department to accept (签收)
     HANDLING = "handling"  # 办理中: accepted by the department
     REPLIED = "replied"  # 已答复: waiting for the citizen's rating (评价)
@@ -86,6 +87,36 @@ class Resolution(StrEnum):
 
     RATED = "rated"
     NOT_RATED = "not_rated"  # the rating window passed without a verdict
+    WITHDRAWN = "withdrawn"  # 撤诉: the citizen withdrew the complaint
+
+
+class EscalationLevel(IntEnum):
+    """The supervision ladder (督办阶梯), in order. 0 = not under supervision."""
+
+    NONE = 0
+    REMIND = 1  # 提醒
+    URGE = 2  # 催办
+    SUPERVISE = 3  # 督办
+    JOINT_HANDLING = 4  # 会办
+    ACCOUNTABILITY = 5  # 问责
+
+
+class EscalationTrigger(StrEnum):
+    """Why a case went to supervision."""
+
+    ACCEPT_BREACHED = "accept_breached"
+    CONTACT_BREACHED = "contact_breached"
+    FINISH_BREACHED = "finish_breached"
+    REPEAT_REPORTS = "repeat_reports"  # the third report of the same open problem
+    DISSATISFACTION = "dissatisfaction"  # too many unsatisfied rounds
+    REASSIGNMENT_LIMIT = "reassignment_limit"  # returned too often
+    SUPERVISOR = "supervisor"  # a supervisor decided
+
+
+class ReassignReason(StrEnum):
+    RETURN = "return"  # 退单
+    REHANDLE = "rehandle"  # 重办
+    RAISE_LEVEL = "raise_level"  # 提级办
 
 
 class DeadlineKind(StrEnum):
@@ -109,6 +140,23 @@ class EventKind(StrEnum):
     DEADLINE_BREACHED = "deadline_breached"  # 超时
     REJECTED = "rejected"  # an action the case could not take, with the reason
     CLOSED = "closed"  # 办结归档
+    RETURNED = "returned"  # 退单
+    LEVEL_RAISE_REQUESTED = "level_raise_requested"  # 提级办 requested by the department
+    REASSIGNMENT_STARTED = "reassignment_started"  # the reassignment child started
+    REASSIGNED = "reassigned"  # 改派 / 二次交办: new department, fresh deadlines
+    REHANDLE_STARTED = "rehandle_started"  # 重办 after an unsatisfied rating
+    ESCALATION_STARTED = "escalation_started"  # the supervision ladder started
+    ESCALATED = "escalated"  # a ladder step: remind / urge / supervise / joint / accountability
+    ESCALATION_STOPPED = "escalation_stopped"
+    CO_HANDLERS_ADDED = "co_handlers_added"  # 会办: 协办 departments added
+    CONTRIBUTED = "contributed"  # a co-handler's contribution
+    CO_HANDLER_WAIVED = "co_handler_waived"
+    EXTENSION_REQUESTED = "extension_requested"  # 延期申请
+    EXTENSION_DECIDED = "extension_decided"  # approved (deadline moved) or rejected
+    REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
+    SUPPLEMENTED = "supplemented"  # 补充诉求
+    WITHDRAWN = "withdrawn"  # 撤诉
+    CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
 
 
 class Actor(BaseModel):
@@ -119,6 +167,9 @@ class Actor(BaseModel):
     role: Role
     name: str = Field(min_length=1, max_length=200)
     department_id: str | None = None
+    request_id: str | None = Field(
+        default=None, description="The API request that carried the action (for correlation)."
+    )
 
 
 SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")
@@ -217,14 +268,164 @@ class RatingAction(RatingInput):
     actor: Actor
 
 
+class ReturnInput(_Input):
+    """退单: "not ours", with the reason."""
+
+    reason: str = Field(min_length=2, max_length=2000)
+
+
+class ReturnAction(ReturnInput):
+    actor: Actor
+
+
+class RaiseLevelInput(_Input):
+    """提级办: the problem is beyond this department's authority."""
+
+    reason: str = Field(min_length=2, max_length=2000)
+
+
+class RaiseLevelAction(RaiseLevelInput):
+    actor: Actor
+
+
+class ReassignChoiceInput(_Input):
+    """The centre's dispatcher picks the department in a pending reassignment."""
+
+    department_id: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+class ReassignChoice(ReassignChoiceInput):
+    actor: Actor
+    department_name: str = ""
+
+
+class ExtensionInput(_Input):
+    """延期申请: reasons, measures taken and a promised date."""
+
+    reasons: str = Field(min_length=2, max_length=2000)
+    measures: str = Field(min_length=2, max_length=2000)
+    promised_finish: datetime
+
+
+class ExtensionAction(ExtensionInput):
+    actor: Actor
+
+
+class ExtensionDecisionInput(_Input):
+    approved: bool
+    note: str = Field(default="", max_length=2000)
+
+
+class ExtensionDecisionAction(ExtensionDecisionInput):
+    actor: Actor
+
+
+class DepartmentRef(BaseModel):
+    id: str
+    name: str
+
+
+class CoHandlersInput(_Input):
+    """会办: add co-handling (协办) departments to the lead (主办) department."""
+
+    department_ids: list[str] = Field(min_length=1, max_length=10)
+    note: str = Field(default="", max_length=2000)
+
+
+class CoHandlersAction(_Input):
+    actor: Actor
+    departments: list[DepartmentRef] = Field(min_length=1, max_length=10)
+    note: str = ""
+
+
+class ContributionInput(_Input):
+    text: str = Field(min_length=2, max_length=5000)
+
+
+class ContributionAction(ContributionInput):
+    actor: Actor
+
+
+class WaiveAction(_Input):
+    actor: Actor
+    department_id: str
+
+
+class SupervisionInput(_Input):
+    """A supervisor puts the case on the supervision ladder."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class SupervisionAction(SupervisionInput):
+    actor: Actor
+
+
+class SupplementInput(_Input):
+    """补充诉求: the citizen adds information."""
+
+    text: str = Field(min_length=2, max_length=5000)
+
+
+class SupplementAction(SupplementInput):
+    actor: Actor
+
+
+class WithdrawInput(_Input):
+    """撤诉."""
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class WithdrawAction(WithdrawInput):
+    actor: Actor
+
+
+class CallbackInput(_Input):
+    """回访: the centre phoned the citizen and records the verdict."""
+
+    rating: Rating
+    note: str = Field(default="", max_length=2000)
+
+
+class CallbackAction(CallbackInput):
+    actor: Actor
+
+
+class RepeatReport(_Input):
+    """并单: a new report of the same open problem, linked to this case."""
+
+    report_id: str
+    actor: Actor
+    channel: Channel
+    description: str
+    received_at: datetime
+
+
+class EscalationStep(BaseModel):
+    """Sent by the escalation child to its case at every ladder step."""
+
+    n: int
+    level: EscalationLevel
+
+
 # --- state --------------------------------------------------------------------------------
 
 
 class Deadlines(BaseModel):
+    """The deadlines of one assignment round, and the policy numbers in force when they were
+    set (recorded in the history, so a replay never depends on today's configuration)."""
+
     accept: datetime
     contact: datetime | None = None  # urgent cases only
     finish: datetime
     rating_window_hours: float
+    return_window_hours: float = 24.0
+    dispatcher_window_minutes: float = 30.0
+    max_reassignments: int = 3
+    max_unsatisfied_rounds: int = 2
+    escalation_step_hours: float = 2.0
 
 
 class Breach(BaseModel):
@@ -256,6 +457,44 @@ class Reply(BaseModel):
     by: Actor
 
 
+class CoHandler(BaseModel):
+    """A 协办 department in joint handling (会办)."""
+
+    department_id: str
+    department_name: str
+    contributed_at: datetime | None = None
+    contribution: str = ""
+    waived: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.waived or self.contributed_at is not None
+
+
+class Extension(BaseModel):
+    reasons: str
+    measures: str
+    promised_finish: datetime
+    requested_at: datetime
+    requested_by: Actor
+    approved: bool | None = None  # None while pending
+
+
+class Escalation(BaseModel):
+    n: int
+    trigger: EscalationTrigger
+    child_id: str
+    started_at: datetime
+    active: bool = True
+
+
+class PendingReassignment(BaseModel):
+    n: int
+    reason: ReassignReason
+    child_id: str
+    started_at: datetime
+
+
 class CaseState(BaseModel):
     """The full current state of a case, returned by the workflow's query."""
 
@@ -278,11 +517,28 @@ class CaseState(BaseModel):
     resolution: Resolution | None = None
     closed_at: datetime | None = None
     breaches: list[Breach] = Field(default_factory=list)
+    round: int = 1  # assignment round: a reassignment starts a new one
+    reassignments: int = 0
+    returned_by: list[str] = Field(default_factory=list)
+    unsatisfied_rounds: int = 0
+    repeat_count: int = 0
+    extension_count: int = 0
+    extension: Extension | None = None
+    co_handlers: list[CoHandler] = Field(default_factory=list)
+    escalation_level: EscalationLevel = EscalationLevel.NONE
+    escalation: Escalation | None = None
+    reassignment: PendingReassignment | None = None
     events: list[CaseEvent] = Field(default_factory=list)
 
     @property
     def department_id(self) -> str | None:
         return self.assignment.department_id if self.assignment else None
+
+    def involves(self, department_id: str | None) -> bool:
+        """The lead department or one of its co-handlers."""
+        return department_id == self.department_id or any(
+            c.department_id == department_id for c in self.co_handlers
+        )
 
 
 class CaseProjection(BaseModel):
@@ -308,6 +564,41 @@ class RouteResult(BaseModel):
     department_name: str
     by_rule: bool
     rule_id: int | None = None
+
+
+class ReassignmentRequest(BaseModel):
+    """Input of the reassignment child (改派): who hands the case over, and why."""
+
+    case_id: str
+    n: int
+    reason: ReassignReason
+    category_id: str
+    grid_id: str
+    from_department_id: str | None
+    exclude_department_ids: list[str] = Field(default_factory=list)
+    dispatcher_window_minutes: float
+
+
+class ReassignmentResult(BaseModel):
+    route: RouteResult
+    chosen_by: Actor | None = None  # None: chosen automatically
+    note: str = ""
+
+
+class EscalationRequest(BaseModel):
+    """Input of the escalation child (督办阶梯)."""
+
+    case_id: str
+    n: int
+    trigger: EscalationTrigger
+    department_id: str | None
+    step_hours: float
+    start_level: EscalationLevel = EscalationLevel.REMIND
+
+
+class EscalationOutcome(BaseModel):
+    final_level: EscalationLevel
+    stopped: bool
 
 
 class DeadlineRequest(BaseModel):

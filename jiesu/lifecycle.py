@@ -8,21 +8,37 @@ runs them again when the signal arrives (it is the final judge, and records a re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from jiesu.domain import (
     AcceptAction,
     Actor,
+    CallbackAction,
     CaseState,
+    CoHandlersAction,
     ContactAction,
+    ContributionAction,
     DispatchAction,
+    ExtensionAction,
+    ExtensionDecisionAction,
+    RaiseLevelAction,
     RatingAction,
+    ReassignChoice,
     ReplyAction,
     ReplyOutcome,
+    ReturnAction,
     Role,
     Status,
+    SupervisionAction,
+    SupplementAction,
+    WaiveAction,
+    WithdrawAction,
 )
 
 DISPATCHER_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})
+CENTRE_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})  # 回访 staff
+WITH_DEPARTMENT = (Status.ASSIGNED, Status.HANDLING)
+BEFORE_REPLY = (Status.REGISTERED, Status.DISPATCHING, Status.REASSIGNING, *WITH_DEPARTMENT)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,10 @@ def check_reply(state: CaseState, action: ReplyAction) -> Refusal | None:
         return refusal
     if state.contacted_at is None:
         return Refusal("not_contacted", "contact the citizen before replying")
+    waiting = [c.department_id for c in state.co_handlers if not c.done]
+    if waiting:
+        # 会办: the lead closes the handling only with every co-handler's contribution
+        return Refusal("co_handlers_pending", f"waiting for co-handlers: {', '.join(waiting)}")
     if action.outcome is ReplyOutcome.EXPLAINED and not action.evidence:
         # Jinxiang rule: an unreasonable claim is answered with explanation plus evidence.
         return Refusal("evidence_required", "an 'explained' reply needs at least one evidence link")
@@ -87,3 +107,114 @@ def check_rating(state: CaseState, action: RatingAction) -> Refusal | None:
     if action.actor.role not in {Role.CITIZEN, Role.ADMIN}:
         return Refusal("forbidden", "only the citizen rates a case", True)
     return _status_is(state, Status.REPLIED)
+
+
+def _role_in(actor: Actor, roles: frozenset[Role], what: str) -> Refusal | None:
+    if actor.role in roles:
+        return None
+    return Refusal("forbidden", f"role {actor.role.value} cannot {what}", True)
+
+
+def check_return(state: CaseState, action: ReturnAction, now: datetime) -> Refusal | None:
+    """退单 is allowed only within the return window after assignment."""
+    refusal = _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
+    if refusal:
+        return refusal
+    assert state.assignment is not None and state.deadlines is not None
+    window = timedelta(hours=state.deadlines.return_window_hours)
+    if now > state.assignment.assigned_at + window:
+        return Refusal(
+            "return_window_passed",
+            f"a case can be returned only within {state.deadlines.return_window_hours:g} hours "
+            "of its assignment",
+        )
+    return None
+
+
+def check_raise_level(state: CaseState, action: RaiseLevelAction) -> Refusal | None:
+    return _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
+
+
+def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal | None:
+    return _role_in(action.actor, DISPATCHER_ROLES, "choose a department") or _status_is(
+        state, Status.REASSIGNING
+    )
+
+
+def check_extension(state: CaseState, action: ExtensionAction, now: datetime) -> Refusal | None:
+    """延期: asked before the finish deadline, for a later date, one request at a time."""
+    refusal = _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
+    if refusal:
+        return refusal
+    assert state.deadlines is not None
+    if state.extension is not None and state.extension.approved is None:
+        return Refusal("extension_pending", "an extension request is already waiting")
+    if now >= state.deadlines.finish:
+        return Refusal("deadline_passed", "an extension must be asked before the deadline")
+    if action.promised_finish <= state.deadlines.finish:
+        return Refusal("invalid_promised_date", "the promised date must be after the deadline")
+    return None
+
+
+def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) -> Refusal | None:
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "decide on extensions")
+    if refusal:
+        return refusal
+    if state.extension is None or state.extension.approved is not None:
+        return Refusal("no_extension_pending", "there is no extension request to decide")
+    return _status_is(state, *WITH_DEPARTMENT)
+
+
+def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
+        state, *WITH_DEPARTMENT
+    )
+    if refusal:
+        return refusal
+    for dept in action.departments:
+        if state.involves(dept.id):
+            return Refusal("already_involved", f"{dept.id} already handles this case")
+    return None
+
+
+def check_contribution(state: CaseState, action: ContributionAction) -> Refusal | None:
+    co = next((c for c in state.co_handlers if c.department_id == action.actor.department_id), None)
+    if co is None:
+        return Refusal("not_co_handler", "only a co-handling department contributes", True)
+    if co.done:
+        return Refusal("already_done", f"{co.department_id} has already contributed")
+    return _status_is(state, *WITH_DEPARTMENT)
+
+
+def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "waive a co-handler")
+    if refusal:
+        return refusal
+    co = next((c for c in state.co_handlers if c.department_id == action.department_id), None)
+    if co is None or co.done:
+        return Refusal("no_pending_co_handler", f"{action.department_id} owes no contribution")
+    return None
+
+
+def check_supervision(state: CaseState, action: SupervisionAction) -> Refusal | None:
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "start supervision") or _status_is(
+        state, *BEFORE_REPLY
+    )
+    if refusal is None and state.escalation is not None and state.escalation.active:
+        return Refusal("already_supervised", "the case is already on the supervision ladder")
+    return refusal
+
+
+def check_supplement(state: CaseState, action: SupplementAction) -> Refusal | None:
+    refusal = _role_in(action.actor, frozenset({Role.CITIZEN, Role.ADMIN}), "supplement")
+    return refusal or _status_is(state, *BEFORE_REPLY, Status.REPLIED)
+
+
+def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
+    refusal = _role_in(action.actor, frozenset({Role.CITIZEN, Role.ADMIN}), "withdraw")
+    return refusal or _status_is(state, *BEFORE_REPLY)
+
+
+def check_callback(state: CaseState, action: CallbackAction) -> Refusal | None:
+    refusal = _role_in(action.actor, CENTRE_ROLES, "record a callback")
+    return refusal or _status_is(state, Status.REPLIED)
