@@ -421,7 +421,12 @@ class _Decoder:
     def _on_marker_recorded_event_attributes(self, event: HistoryEvent) -> None:
         a = event.marker_recorded_event_attributes
         details = {k: decode_payloads(v) for k, v in a.details.items()}
-        self._add(event, "marker", f"marker {a.marker_name}", marker=a.marker_name, **details)
+        summary = f"marker {a.marker_name}"
+        patch = (details.get("patch-data") or [None])[0]
+        if a.marker_name == "core_patch" and isinstance(patch, dict):
+            state = "deprecated " if patch.get("deprecated") else ""
+            summary = f"code version: {state}patch {patch.get('id')} (workflow.patched)"
+        self._add(event, "marker", summary, marker=a.marker_name, **details)
 
     # child workflows (reassignment, escalation)
 

@@ -43,7 +43,10 @@ WRONG_DEPARTMENT = Actor(role=Role.DEPARTMENT, name="demo-dept-water", departmen
 
 
 def recorded(name: str) -> WorkflowHistory:
-    return WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text("utf-8"))
+    """A recorded lifecycle path, whatever version prefix its file has (v1-..., ...)."""
+    paths = sorted(HISTORIES.glob(f"*{name}.json"))
+    assert paths, f"no recorded history for {name} under {HISTORIES}"
+    return WorkflowHistory.from_json(name, paths[0].read_text("utf-8"))
 
 
 def who(actor: dict[str, Any] | None) -> tuple[str, str, str | None]:

@@ -45,6 +45,8 @@ def check_child_events(history: WorkflowHistory) -> None:
     assert all(e.details["workflow_type"] for e in initiated)
     started = {e.details["workflow_id"] for e in timeline.entries if e.kind == "child_started"}
     assert started <= set(children)
+    for marker in (e for e in timeline.entries if e.kind == "marker"):
+        assert marker.summary.startswith("code version: patch "), marker.summary
 
 
 def _case_of(history: WorkflowHistory) -> str:
