@@ -22,6 +22,7 @@ from jiesu import audit, audit_replay
 from jiesu.audit_archive import (
     ARCHIVE_SCHEDULE_ID,
     CLOSED_CASES,
+    ArchiveReport,
     ArchiveRequest,
     archive_closed_cases,
     ensure_archive_schedule,
@@ -139,6 +140,24 @@ async def test_archiving_pages_and_resumes(
         client, pool, ArchiveRequest(page_size=2, query=query), resume_token=beats[0][0]
     )
     assert (resumed.listed, resumed.archived, resumed.already_archived) == (1, 0, 1)
+
+
+async def test_the_archive_workflow_pages_with_heartbeats(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    cases = [await closed_case(api, client) for _ in range(2)]
+    await visible_as_closed(client, *cases)
+    query = " OR ".join(f'WorkflowId="{c}"' for c in cases)
+    report = await client.execute_workflow(
+        "ArchiveWorkflow",
+        ArchiveRequest(page_size=1, query=query),
+        id=f"archive-test-{cases[0]}",
+        task_queue=settings.task_queue,
+        result_type=ArchiveReport,
+    )
+    assert report.pages >= 2 and (report.listed, report.archived) == (2, 2)
+    for case_id in cases:
+        assert len(await archived_rows(pool, case_id)) == 1
 
 
 async def test_a_case_temporal_has_lost_is_still_shown_and_replayed(
