@@ -35,6 +35,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
     projection = ProjectionActivities(pool)
     return [
         routing.route_case,
+        routing.level_up,
         deadlines.compute_deadlines,
         projection.project_case,
         ArchiveActivities(pool).archive_closed_cases,

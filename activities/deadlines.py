@@ -49,4 +49,9 @@ class DeadlineActivities:
             contact=due(rule.contact) if rule.contact else None,
             finish=due(rule.finish),
             rating_window_hours=self.settings.rating_window_hours,
+            return_window_hours=self.settings.return_window_hours,
+            dispatcher_window_minutes=self.settings.dispatcher_window_minutes,
+            max_reassignments=self.settings.max_reassignments,
+            max_unsatisfied_rounds=self.settings.max_unsatisfied_rounds,
+            escalation_step_hours=self.settings.escalation_step_hours,
         )

@@ -21,9 +21,10 @@ _UPSERT_CASE = """
 INSERT INTO cases (
     case_id, version, status, title, category_id, grid_id, channel, urgency, department_id,
     received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
-    replied_at, closed_at, rating, resolution, breaches, state, updated_at)
+    replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
+    extension_count, rehandle_count, escalation_level, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, now())
+        $20, $21, $22, $23, $24, $25, $26, now())
 ON CONFLICT (case_id) DO UPDATE SET
     version = excluded.version, status = excluded.status, department_id = excluded.department_id,
     urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
@@ -31,7 +32,9 @@ ON CONFLICT (case_id) DO UPDATE SET
     accepted_at = excluded.accepted_at, contacted_at = excluded.contacted_at,
     replied_at = excluded.replied_at, closed_at = excluded.closed_at, rating = excluded.rating,
     resolution = excluded.resolution, breaches = excluded.breaches, state = excluded.state,
-    updated_at = now()
+    repeat_count = excluded.repeat_count, return_count = excluded.return_count,
+    extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
+    escalation_level = excluded.escalation_level, updated_at = now()
 WHERE cases.version < excluded.version
 """
 
@@ -110,6 +113,11 @@ class ProjectionActivities:
                 s.resolution.value if s.resolution else None,
                 [b.kind.value for b in s.breaches],
                 s.model_dump(mode="json", exclude={"events"}),
+                s.repeat_count,
+                len(s.returned_by),
+                s.extension_count,
+                s.unsatisfied_rounds,
+                int(s.escalation_level),
             )
             await conn.execute(_STATISTICS_COLUMNS, *_statistics_columns(projection))
             await conn.executemany(

@@ -28,6 +28,13 @@ LIMIT 1
 """
 
 
+async def _centre_queue(conn: asyncpg.Connection) -> RouteResult:
+    centre = await conn.fetchval("SELECT name FROM departments WHERE id = $1", CENTRE_ID)
+    if centre is None:  # retryable: an admin can load the reference data
+        raise ApplicationError("reference data has no hotline centre")
+    return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)
+
+
 class RoutingActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -46,7 +53,19 @@ class RoutingActivities:
                     by_rule=True,
                     rule_id=row["id"],
                 )
-            centre = await conn.fetchval("SELECT name FROM departments WHERE id = $1", CENTRE_ID)
-        if centre is None:
-            raise ApplicationError("reference data has no hotline centre", non_retryable=False)
-        return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)
+            return await _centre_queue(conn)
+
+    @activity.defn(name="level_up")
+    async def level_up(self, department_id: str | None) -> RouteResult:
+        """提级办: the department one level up; without one, the centre's dispatch queue."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT p.id, p.name FROM departments d JOIN departments p ON p.id = d.parent_id"
+                " WHERE d.id = $1",
+                department_id,
+            )
+            if row:
+                return RouteResult(
+                    department_id=row["id"], department_name=row["name"], by_rule=False
+                )
+            return await _centre_queue(conn)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from jiesu.config import Settings
-from jiesu.domain import Actor, Role
+from jiesu.domain import Actor, CaseState, Role
 from jiesu.security import hash_api_key
 
 
@@ -48,9 +49,9 @@ class Principal:
     def actor(self) -> Actor:
         return Actor(role=self.role, name=self.name, department_id=self.department_id)
 
-    def can_see(self, department_id: str | None) -> bool:
-        """Department staff see only their own department's cases."""
-        return self.role is not Role.DEPARTMENT or self.department_id == department_id
+    def can_see(self, state: CaseState) -> bool:
+        """Department staff see only the cases they lead or co-handle (主办 / 协办)."""
+        return self.role is not Role.DEPARTMENT or state.involves(self.department_id)
 
 
 async def authenticate(
@@ -82,3 +83,21 @@ def require(*roles: Role) -> Callable[..., Principal]:
 
 
 STAFF = (Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR)
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+Staff = Annotated[Principal, Depends(require(*STAFF))]
+Department = Annotated[Principal, Depends(require(Role.DEPARTMENT))]
+Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
+CentreStaff = Annotated[Principal, Depends(require(Role.OPERATOR, Role.SUPERVISOR))]
+
+_CASE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+
+def _case_id(case_id: Annotated[str, Path(examples=["JS20261121-000042"])]) -> str:
+    """A case number in a path. Anything that cannot be one is simply not found (404), and
+    never reaches Temporal or PostgreSQL."""
+    if not _CASE_ID.fullmatch(case_id):
+        raise not_found(case_id[:100])
+    return case_id
+
+
+CaseId = Annotated[str, Depends(_case_id)]

@@ -31,6 +31,18 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or unknown API key"},
+    403: {"model": ErrorResponse, "description": "Your role may not do this"},
+    404: {"model": ErrorResponse, "description": "No such case visible to you"},
+    422: {"model": ErrorResponse, "description": "Invalid input"},
+}
+ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "The case cannot take this action now"},
+}
+
+
 def not_found(case_id: str) -> ApiError:
     return ApiError(404, "case_not_found", f"no case {case_id} visible to you")
 

@@ -22,6 +22,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api import merge
 from api.deps import Principal
 from api.errors import ApiError
 from api.schemas import IntakeResponse
@@ -135,14 +136,25 @@ async def register(
     principal: Principal,
     idempotency_key: str | None,
 ) -> IntakeResponse:
+    idempotency_key = (idempotency_key or "").strip() or None  # an empty key is no key
     received_at = _received_at(intake)
     digest = _request_hash(intake)
     async with pool.acquire() as conn:
         if idempotency_key:
-            replay = await _replay(conn, client, settings, idempotency_key, digest)
+            replay = await _replay(conn, client, settings, idempotency_key, digest) or (
+                await merge.replay(conn, client, idempotency_key, digest)
+            )
             if replay:
                 return replay
         urgency = await _urgency(conn, intake)
+        window = timedelta(days=settings.repeat_window_days)
+        open_case = await merge.find_open_case(conn, intake, window, received_at)
+        if open_case is not None:
+            linked = await merge.link(
+                conn, client, open_case, intake, received_at, principal, idempotency_key, digest
+            )
+            if linked is not None:
+                return linked
         case_id = await _new_case_id(conn, settings, received_at)
         token = new_token()
         start = CaseStart(

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.routers import audit as audit_routes
-from api.routers import complaints, health, stats
+from api.routers import citizen, complaints, handling, health, stats, supervision
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
@@ -55,6 +55,9 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(complaints.router, prefix="/api/v1")
+    app.include_router(handling.router, prefix="/api/v1")
+    app.include_router(supervision.router, prefix="/api/v1")
+    app.include_router(citizen.router, prefix="/api/v1")
     app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")
     return app

@@ -4,20 +4,39 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fastapi import Response, status
 from pydantic import BaseModel, Field
 
-from jiesu.domain import CaseState, Channel, Rating, RatingInput, Status, Urgency
+from jiesu.domain import (
+    CaseState,
+    Channel,
+    Rating,
+    RatingInput,
+    Status,
+    SupplementInput,
+    Urgency,
+    WithdrawInput,
+)
 
 
 class IntakeResponse(BaseModel):
     case_id: str = Field(examples=["JS20261121-000042"])
     status_url: str
-    citizen_token: str = Field(description="Give this to the citizen: it lets them rate the case.")
+    citizen_token: str | None = Field(
+        description="Give this to the citizen: it lets them rate the case. Null when the report "
+        "was merged into another citizen's open case."
+    )
     urgency: Urgency
     received_at: datetime
+    merged: bool = Field(
+        default=False,
+        description="True when the report was linked to an open case of the same problem "
+        "(并单): case_id is that case's number.",
+    )
     replayed: bool = Field(
-        default=False, description="True when an earlier request with the same Idempotency-Key "
-        "already registered this case."
+        default=False,
+        description="True when an earlier request with the same Idempotency-Key "
+        "already registered this case.",
     )
 
 
@@ -57,5 +76,24 @@ class ActionResult(BaseModel):
     case: CaseState
 
 
-class RatingRequest(RatingInput):
+class CitizenRequest(BaseModel):
     token: str = Field(min_length=8, max_length=200, description="The case's citizen token.")
+
+
+class RatingRequest(RatingInput, CitizenRequest):
+    pass
+
+
+class SupplementRequest(SupplementInput, CitizenRequest):
+    pass
+
+
+class WithdrawRequest(WithdrawInput, CitizenRequest):
+    pass
+
+
+def answer(response: Response, result: ActionResult) -> ActionResult:
+    """200 when the workflow applied the action, 202 when it has not processed it yet."""
+    if not result.applied:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result

@@ -1,17 +1,20 @@
 """The ``jiesu`` command line.
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_build_parser``;
-add a new one by writing the function and one ``add_parser`` block.
+add a new one by writing the function and one ``add_parser`` block. Tests call ``run(argv)``;
+``main()`` (the console script) ends the process with ``os._exit``, see ``hard_exit``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from temporalio.client import Client
 
@@ -119,10 +122,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; return its exit code (for tests)."""
     args = _build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
 
+def hard_exit(code: int) -> NoReturn:
+    """Exit without interpreter finalisation: once a Temporal client has been used, its Rust
+    threads can abort the finalising interpreter ("Fatal Python error: PyGILState_Release",
+    temporalio/sdk-python#300). Everything that must happen at exit has happened by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``jiesu`` console script. Never returns; call :func:`run` from Python code."""
+    try:
+        code = run(argv)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    hard_exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -63,8 +63,7 @@ def _is_assigned_department(state: CaseState, actor: Actor) -> Refusal | None:
     if actor.department_id != state.department_id:
         return Refusal(
             "not_assigned",
-            f"case {state.case_id} is assigned to {state.department_id}, "
-            f"not {actor.department_id}",
+            f"case {state.case_id} is assigned to {state.department_id}, not {actor.department_id}",
             True,
         )
     return None

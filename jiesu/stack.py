@@ -3,7 +3,12 @@
 Starts a Temporal dev server (unless ``TEMPORAL_ADDRESS`` is set) and an embedded PostgreSQL
 (unless ``DATABASE_URL`` is set), prepares both, then runs the worker and the API as child
 processes until Ctrl-C / SIGTERM or until one of them dies. Everything started here is stopped
-here, in reverse order.
+here, in reverse order; running it again keeps all data.
+
+Environment: everything ``jiesu.config.Settings`` reads (passed on to the children), plus
+``JIESU_TEMPORAL_PORT`` (7233) and ``JIESU_TEMPORAL_UI_PORT`` (gRPC port + 1000) for the dev
+server. Logs: ``.data/temporal.log``, ``.data/worker.log``, ``.data/api.log`` (rewritten at
+each start) and ``.data/pg/log``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
 import warnings
@@ -25,12 +31,12 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
 from jiesu import search_attributes
-from jiesu.cli import TemporalUnavailable, connect_temporal, format_keys
+from jiesu.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
 from jiesu.config import Settings
 
 if TYPE_CHECKING:
@@ -265,19 +271,15 @@ async def bootstrap(
     return keys
 
 
-def banner(
-    api_url: str, temporal: str, database_url: str, keys: Sequence[DemoKey], logs: str
-) -> str:
+def banner(services: Sequence[tuple[str, str]], keys: Sequence[DemoKey], logs: str) -> str:
     rule = "=" * 78
     return "\n".join(
         [
             "",
             rule,
             "Jiesu is running",
-            f"  API docs     {api_url}/docs",
-            f"  Temporal     {temporal}",
-            f"  PostgreSQL   {database_url}",
-            f"  Logs         {logs}",
+            *(f"  {name:<13}{value}" for name, value in services),
+            f"  {'Logs':<13}{logs}",
             "",
             "Demo API keys (send `Authorization: Bearer <key>`):" if keys else "No demo API keys.",
             *("  " + line for line in (format_keys(keys).splitlines() if keys else [])),
@@ -322,18 +324,20 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     checks: list[Callable[[], None]] = field(default_factory=list)
     temporal_child: Child | None = None
+    services: list[tuple[str, str]] = field(default_factory=list)  # for the banner
 
     @property
     def api_url(self) -> str:
         return f"http://{_display_host(self.settings.api_host)}:{self.settings.api_port}"
 
-    def start_temporal(self) -> str:
-        """Use ``TEMPORAL_ADDRESS`` or start a dev server; return a description for the banner."""
+    def start_temporal(self) -> None:
+        """Use ``TEMPORAL_ADDRESS`` or start a dev server."""
         namespace = self.settings.temporal_namespace
         self.env["TEMPORAL_NAMESPACE"] = namespace
         if os.environ.get("TEMPORAL_ADDRESS"):
-            self.env["TEMPORAL_ADDRESS"] = self.settings.temporal_address
-            return f"{self.settings.temporal_address} (external, not managed here)"
+            address = self.env["TEMPORAL_ADDRESS"] = self.settings.temporal_address
+            self.services.append(("Temporal", f"{address} (external), namespace {namespace}"))
+            return
         port = _env_port("JIESU_TEMPORAL_PORT", 7233)
         ui_port = _env_port("JIESU_TEMPORAL_UI_PORT", port + 1000)
         child = start_temporal(self.data, port, ui_port, namespace)
@@ -342,10 +346,13 @@ class Stack:
         self.checks.append(child.check)
         self.temporal_child = child
         self.env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
-        return f"127.0.0.1:{port}    Web UI http://127.0.0.1:{ui_port}"
+        self.services += [
+            ("Temporal UI", f"http://127.0.0.1:{ui_port}"),
+            ("Temporal", f"127.0.0.1:{port}, namespace {namespace}"),
+        ]
 
-    def start_postgres(self) -> str:
-        """Use ``DATABASE_URL`` or start the embedded PostgreSQL; return the URL."""
+    def start_postgres(self) -> None:
+        """Use ``DATABASE_URL`` or start the embedded PostgreSQL."""
         if os.environ.get("DATABASE_URL"):
             url = self.settings.database_url
         else:
@@ -355,7 +362,7 @@ class Stack:
             self.checks.append(postgres_check(server))
             url = server.get_uri(database="jiesu")
         self.env["DATABASE_URL"] = url
-        return url
+        self.services.append(("PostgreSQL", url))
 
     def prepare(self) -> list[DemoKey]:
         print("Preparing the database and the Temporal namespace...", flush=True)
@@ -387,6 +394,7 @@ class Stack:
         self.children += app
         self.checks += [c.check for c in app]
         wait_for_http(f"{self.api_url}/healthz", self.checks, STARTUP_TIMEOUT)
+        self.services.insert(0, ("API docs", f"{self.api_url}/docs"))
 
     def logs(self) -> str:
         paths = [c.log for c in self.children]
@@ -404,11 +412,11 @@ class Stack:
 
 def _serve(stack: Stack) -> None:
     _ensure_port_free(stack.settings.api_port, "API", "set JIESU_API_PORT")
-    temporal = stack.start_temporal()
-    database_url = stack.start_postgres()
+    stack.start_temporal()
+    stack.start_postgres()
     keys = stack.prepare()
     stack.start_app()
-    print(banner(stack.api_url, temporal, database_url, keys, stack.logs()), flush=True)
+    print(banner(stack.services, keys, stack.logs()), flush=True)
     stack.watch()
 
 
@@ -439,8 +447,13 @@ def run() -> int:
     return code
 
 
-def main() -> None:
-    sys.exit(run())
+def main() -> NoReturn:
+    try:
+        code = run()
+    except Exception:  # unexpected: everything started has been stopped, show why
+        traceback.print_exc()
+        code = 1
+    hard_exit(code)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping_v2(
-        ts_config=TimeSkippingConfig(enabled=False),
+        # Skipping off, and not inherited by children: each test moves exactly the clock of
+        # the workflow it means (a case, or its ladder) with env.fast_forward.
+        ts_config=TimeSkippingConfig(enabled=False, disable_propagation=True),
         dev_server_existing_path=str(TEMPORAL_BIN),
         dev_server_extra_args=[
             "--dynamic-config-value",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -34,16 +35,23 @@ def department(department_id: str) -> dict[str, str]:
     return auth(department_key(department_id))
 
 
+_citizens = itertools.count(1)
+
+
 def complaint(**overrides: Any) -> dict[str, Any]:
-    """A valid intake body: a shop's loudspeaker at night in 幸福社区 grid 1."""
+    """A valid intake body: a shop's loudspeaker at night in 幸福社区 grid 1.
+
+    Each call is a different citizen at a different address, so that intakes are not merged
+    into each other's open cases (并单) unless a test asks for it."""
+    n = next(_citizens)
     body: dict[str, Any] = {
         "title": "Shop loudspeaker at night",
         "description": "The phone shop at No. 12 plays loud adverts until midnight.",
         "category_id": "noise_commercial",
         "grid_id": "G-QH-01-01-1",
-        "address": "幸福路12号",
+        "address": f"幸福路{n}号",
         "channel": "hotline",
-        "citizen": {"name": "Wang Fang", "phone": "13800001234"},
+        "citizen": {"name": "Wang Fang", "phone": f"138{os.getpid() % 10000:04d}{n:04d}"},
     }
     body.update(overrides)
     return body

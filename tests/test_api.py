@@ -237,13 +237,6 @@ async def test_concurrent_duplicates_make_one_case(
         await finish(client, *(c for c in case_ids if c))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/intake.py register(): an empty Idempotency-Key skips the replay lookup "
-    "(`if idempotency_key:`) but is stored as '' in intakes.idempotency_key (UNIQUE), so "
-    "unrelated key-less-looking requests collide: the second one is refused as "
-    "idempotency_key_reused (or silently merged into the first case)",
-)
 async def test_an_empty_key_does_not_tie_unrelated_complaints(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -485,13 +478,6 @@ async def test_a_citizen_token_rates_only_its_own_case(
         await finish(client, mine["case_id"], theirs["case_id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, AssertionError),
-    reason="api/routers/citizen.py _citizen_case() (formerly api/routers/complaints.py "
-    "rate()) calls hmac.compare_digest(str, str), which raises TypeError for non-ASCII "
-    "strings: a 500 instead of 403 invalid_citizen_token",
-)
 async def test_a_non_ascii_token_is_refused_not_a_crash(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -526,13 +512,6 @@ async def test_odd_case_ids_are_not_found(api: httpx.AsyncClient) -> None:
         error_of(await api.post(f"{url}/accept", headers=URBAN), 404, "case_not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(asyncpg.PostgresError, AssertionError),
-    reason="api/cases.py archived_state() and the rating endpoint's intakes lookup pass the "
-    "raw case_id path parameter to PostgreSQL, which refuses a NUL character "
-    "(CharacterNotInRepertoireError): a 500 instead of a 4xx",
-)
 @pytest.mark.parametrize(
     ("method", "suffix", "kwargs"),
     [
@@ -835,12 +814,6 @@ async def test_openapi_documents_paths_and_errors(api: httpx.AsyncClient) -> Non
                for s in spec["components"]["securitySchemes"].values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/routers/audit.py: its _ERRORS has no 422 entry, so FastAPI documents the "
-    "history/replay endpoints' 422 as its default HTTPValidationError ({'detail': [...]}) "
-    "while the API answers {'error': {...}}",
-)
 async def test_openapi_documents_every_4xx_as_the_error_shape(api: httpx.AsyncClient) -> None:
     spec = (await api.get("/openapi.json")).json()
     wrong = [

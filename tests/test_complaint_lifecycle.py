@@ -34,9 +34,7 @@ async def test_urgent_happy_path(
     case_id = created["case_id"]
     assert created["urgency"] == "urgent"
 
-    state = await eventually(
-        lambda: _with_status(api, case_id, "assigned", OPERATOR)
-    )
+    state = await eventually(lambda: _with_status(api, case_id, "assigned", OPERATOR))
     assert state["assignment"]["department_id"] == "water"
     received = datetime.fromisoformat(state["received_at"])
     deadlines = state["deadlines"]
@@ -46,13 +44,16 @@ async def test_urgent_happy_path(
     await act(api, case_id, "accept", WATER)
     await act(api, case_id, "contact", WATER, note="Called Ms Wang, crew on the way")
     replied = await act(
-        api, case_id, "reply", WATER,
-        outcome="resolved", text="Pipe cleared at 14:20", evidence=["https://evidence.test/1.jpg"],
+        api,
+        case_id,
+        "reply",
+        WATER,
+        outcome="resolved",
+        text="Pipe cleared at 14:20",
+        evidence=["https://evidence.test/1.jpg"],
     )
     assert replied["case"]["status"] == "replied"
-    rated = await act(
-        api, case_id, "rating", token=created["citizen_token"], rating="satisfied"
-    )
+    rated = await act(api, case_id, "rating", token=created["citizen_token"], rating="satisfied")
     assert rated["case"]["rating"] == "satisfied"
 
     handle = handle_of(client, case_id)
@@ -63,15 +64,25 @@ async def test_urgent_happy_path(
     row = await eventually(
         lambda: pool.fetchrow(
             "SELECT status, rating, department_id FROM cases WHERE case_id = $1 "
-            "AND status = 'closed'", case_id
+            "AND status = 'closed'",
+            case_id,
         )
     )
     assert dict(row) == {"status": "closed", "rating": "satisfied", "department_id": "water"}
-    kinds = [r["kind"] for r in await pool.fetch(
-        "SELECT kind FROM case_events WHERE case_id = $1 ORDER BY seq", case_id
-    )]
+    kinds = [
+        r["kind"]
+        for r in await pool.fetch(
+            "SELECT kind FROM case_events WHERE case_id = $1 ORDER BY seq", case_id
+        )
+    ]
     assert kinds == [
-        "received", "deadlines_set", "routed", "accepted", "contacted", "replied", "rated",
+        "received",
+        "deadlines_set",
+        "routed",
+        "accepted",
+        "contacted",
+        "replied",
+        "rated",
         "closed",
     ]
     described = await handle.describe()
@@ -101,8 +112,11 @@ async def test_missed_contact_deadline_is_recorded(
     async def visible() -> bool:
         row = await pool.fetchrow("SELECT breaches FROM cases WHERE case_id = $1", case_id)
         attrs = (await handle.describe()).typed_search_attributes
-        return bool(row and "contact" in row["breaches"]
-                    and "contact" in (attrs.get(sa.CASE_BREACHES) or []))
+        return bool(
+            row
+            and "contact" in row["breaches"]
+            and "contact" in (attrs.get(sa.CASE_BREACHES) or [])
+        )
 
     await eventually(visible)
     await handle.terminate("test finished")
@@ -119,20 +133,36 @@ async def test_unsatisfied_rating_is_recorded(
     await act(api, case_id, "accept", dept)
     await act(api, case_id, "contact", dept)
     await act(
-        api, case_id, "reply", dept, outcome="explained",
+        api,
+        case_id,
+        "reply",
+        dept,
+        outcome="explained",
         text="The shop holds a licence; volume checked within limits",
         evidence=["https://evidence.test/noise-meter.pdf"],
     )
-    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
-              comment="Still loud every night")
+    await act(
+        api,
+        case_id,
+        "rating",
+        token=created["citizen_token"],
+        rating="unsatisfied",
+        comment="Still loud every night",
+    )
+    # 重办: the verdict is recorded and the case goes back through the reassignment child
+    state = await eventually(lambda: _with_status(api, case_id, "reassigning", OPERATOR))
+    assert state["unsatisfied_rounds"] == 1
+    rated = next(e for e in state["events"] if e["kind"] == "rated")
+    assert rated["data"] == {"rating": "unsatisfied", "comment": "Still loud every night"}
+    row = await eventually(
+        lambda: pool.fetchrow(
+            "SELECT kind, data FROM case_events WHERE case_id = $1 AND kind = 'rated'", case_id
+        )
+    )
+    assert row["data"]["rating"] == "unsatisfied"
     handle = handle_of(client, case_id)
-    result = await handle.result()
-    assert result.rating.value == "unsatisfied"
-    row = await eventually(lambda: pool.fetchrow(
-        "SELECT rating FROM cases WHERE case_id = $1 AND status = 'closed'", case_id
-    ))
-    assert row["rating"] == "unsatisfied"
-    await keep_history(handle, "unsatisfied_rating")
+    await handle.terminate("test finished")
+    await keep_history(handle, "unsatisfied_rating_rehandle")
 
 
 async def test_no_rating_closes_as_not_rated(
@@ -153,9 +183,7 @@ async def test_no_rating_closes_as_not_rated(
     await keep_history(handle, "not_rated")
 
 
-async def test_unrouted_case_waits_for_dispatch(
-    api: httpx.AsyncClient, client: Client
-) -> None:
+async def test_unrouted_case_waits_for_dispatch(api: httpx.AsyncClient, client: Client) -> None:
     created = await register(api, category_id="stray_animals", title="Stray dogs at the school")
     case_id = created["case_id"]
     state = await eventually(lambda: _with_status(api, case_id, "dispatching", OPERATOR))
@@ -163,7 +191,8 @@ async def test_unrouted_case_waits_for_dispatch(
     from helpers import SUPERVISOR
 
     unknown = await api.post(
-        f"/api/v1/complaints/{case_id}/dispatch", json={"department_id": "nope"},
+        f"/api/v1/complaints/{case_id}/dispatch",
+        json={"department_id": "nope"},
         headers=SUPERVISOR,
     )
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_department"

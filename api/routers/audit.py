@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from api.deps import Pool, Principal, Temporal, require
+from api.deps import CaseId, Pool, Principal, Temporal, require
 from api.errors import ApiError, ErrorResponse
 from jiesu import audit, audit_replay
 from jiesu.audit_timeline import Timeline
@@ -30,7 +30,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _no_history(case_id: str) -> ApiError:
+def _no_history(case_id: CaseId) -> ApiError:
     return ApiError(404, "history_not_found", f"no history for case {case_id}")
 
 
@@ -40,7 +40,7 @@ def _no_history(case_id: str) -> ApiError:
     responses=_ERRORS,
     summary="审计 The case's timeline, decoded from its Temporal history",
 )
-async def history(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> Timeline:
+async def history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> Timeline:
     try:
         return await audit.case_timeline(client, pool, case_id)
     except audit.HistoryNotFound as err:
@@ -52,7 +52,7 @@ async def history(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> Tim
     responses=_ERRORS,
     summary="The raw history in Temporal's JSON (as `temporal workflow show --output json`)",
 )
-async def raw_history(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+async def raw_history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
     try:
         return JSONResponse(await audit.raw_history(client, pool, case_id))
     except audit.HistoryNotFound as err:
@@ -64,7 +64,7 @@ async def raw_history(case_id: str, _: Auditor, pool: Pool, client: Temporal) ->
     responses=_ERRORS,
     summary="Timeline plus the raw histories of the case and its children, as one file",
 )
-async def bundle(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+async def bundle(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
     try:
         document = await audit.case_bundle(client, pool, case_id)
     except audit.HistoryNotFound as err:
@@ -78,7 +78,7 @@ async def bundle(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> JSON
     responses=_ERRORS,
     summary="Replay the case (and its children) against the current workflow code",
 )
-async def replay(case_id: str, _: Auditor, pool: Pool, client: Temporal) -> dict[str, Any]:
+async def replay(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> dict[str, Any]:
     verdict = await audit_replay.replay_case(client, pool, case_id)
     if verdict.verdict == audit_replay.MISSING:
         raise _no_history(case_id)
