@@ -67,6 +67,9 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
+            # the archive tests delete closed cases: do it at once, not after ~1 minute
+            "--dynamic-config-value",
+            "history.transferProcessorEnsureCloseBeforeDelete=false",
         ],
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,

@@ -8,7 +8,7 @@ ALTER TABLE cases
     ADD COLUMN return_count     int NOT NULL DEFAULT 0,   -- 退单 by departments
     ADD COLUMN extension_count  int NOT NULL DEFAULT 0,   -- 延期 granted
     ADD COLUMN rehandle_count   int NOT NULL DEFAULT 0,   -- 重办 after an unsatisfied verdict
-    ADD COLUMN escalation_level int NOT NULL DEFAULT 0,   -- 提级办: levels raised
+    ADD COLUMN escalation_level int NOT NULL DEFAULT 0,   -- 督办阶梯 level: 0 none … 5 问责
     ADD COLUMN handled_level    text                       -- level of the department that replied
         CHECK (handled_level IN ('centre', 'county', 'township', 'village')),
     ADD COLUMN resolved         boolean;                   -- 已解决; NULL until closed

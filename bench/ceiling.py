@@ -1,0 +1,169 @@
+"""The ceiling Jiesu's lifecycle is compared with: bare workflows on the same Temporal server.
+
+- ``BenchNoopWorkflow``: returns at once (start → complete).
+- ``BenchShapeWorkflow``: the shape of a standard (urgent) Jiesu case with no logic in it —
+  3 activities at the start (2 in parallel, like route_case + compute_deadlines, and a
+  projection next to them), one projection after "routing", 3 deadline timers started then,
+  then the signals accept / contact / reply / rate, each followed by one (projection)
+  activity, a rating-window timer between reply and rate; every timer is cancelled by the
+  signal that meets it. 8 activities, 4 signals, 4 timers started and cancelled — the same as
+  ComplaintWorkflow's urgent happy path, minus its search-attribute upserts and its payloads.
+
+The worker runs in its own process, like Jiesu's worker:
+
+    python -m bench.ceiling --address 127.0.0.1:7233 --task-queue bench-ceiling
+
+The driver (:func:`run_noop`, :func:`run_shape`) lives in the harness process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+TASK_QUEUE = "bench-ceiling"
+SIGNALS = ("accept", "contact", "reply", "rate")
+DEADLINE_TIMERS = ("accept", "contact", "reply")  # met by these signals
+LONG = timedelta(days=1)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+STEP_TIMEOUT = 30.0  # seconds the driver waits for one step
+
+
+@activity.defn(name="bench_noop")
+async def noop_activity(step: str) -> str:
+    return step
+
+
+@workflow.defn(name="BenchNoopWorkflow")
+class NoopWorkflow:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+@workflow.defn(name="BenchShapeWorkflow")
+class ShapeWorkflow:
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    @workflow.run
+    async def run(self) -> int:
+        await asyncio.gather(self._activity("route"), self._activity("deadlines"),
+                             self._activity("project"))  # fmt: skip
+        watchers = [asyncio.create_task(self._watch(name)) for name in DEADLINE_TIMERS]
+        self._seen.add("routed")
+        await self._activity("project")
+        for name in SIGNALS:
+            if name == "rate":
+                watchers.append(asyncio.create_task(self._watch("rate")))
+            await workflow.wait_condition(lambda n=name: n in self._seen)  # type: ignore[misc]
+            await self._activity("project")
+        await asyncio.gather(*watchers)
+        return len(self._seen)
+
+    async def _activity(self, step: str) -> str:
+        return await workflow.execute_activity(
+            noop_activity, step, start_to_close_timeout=ACTIVITY_TIMEOUT
+        )
+
+    async def _watch(self, name: str) -> None:
+        try:
+            await workflow.wait_condition(lambda: name in self._seen, timeout=LONG)
+        except TimeoutError:
+            pass
+
+    @workflow.query
+    def progress(self) -> list[str]:
+        return sorted(self._seen)
+
+    @workflow.signal
+    def accept(self) -> None:
+        self._seen.add("accept")
+
+    @workflow.signal
+    def contact(self) -> None:
+        self._seen.add("contact")
+
+    @workflow.signal
+    def reply(self) -> None:
+        self._seen.add("reply")
+
+    @workflow.signal
+    def rate(self) -> None:
+        self._seen.add("rate")
+
+
+# --- driver (harness side) ----------------------------------------------------------------
+
+
+def _workflow_id(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:12]}"
+
+
+async def run_noop(client: Client, task_queue: str = TASK_QUEUE) -> str:
+    """One no-op workflow, start to result; returns its id."""
+    workflow_id = _workflow_id("noop")
+    await client.execute_workflow(NoopWorkflow.run, id=workflow_id, task_queue=task_queue)
+    return workflow_id
+
+
+async def _wait_for(handle: WorkflowHandle[Any, Any], step: str, give_up: float) -> None:
+    """Poll the query like the API does after a signal (api/cases.py: 20 ms doubling to 0.5 s)."""
+    loop = asyncio.get_running_loop()
+    delay = 0.02
+    while step not in await handle.query(ShapeWorkflow.progress):
+        if loop.time() >= give_up:
+            raise TimeoutError(f"{handle.id}: {step} not seen")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def run_shape(client: Client, task_queue: str = TASK_QUEUE) -> str:
+    """One same-shape workflow driven the way the API drives a case: start, wait until it is
+    "routed", then each signal followed by queries until the workflow shows it; the result."""
+    workflow_id = _workflow_id("shape")
+    handle = await client.start_workflow(ShapeWorkflow.run, id=workflow_id, task_queue=task_queue)
+    loop = asyncio.get_running_loop()
+    await _wait_for(handle, "routed", loop.time() + STEP_TIMEOUT)
+    for name in SIGNALS:
+        await handle.signal(name)
+        await _wait_for(handle, name, loop.time() + STEP_TIMEOUT)
+    await handle.result()
+    return workflow_id
+
+
+# --- worker process -----------------------------------------------------------------------
+
+
+async def serve(address: str, namespace: str, task_queue: str) -> None:
+    client = await Client.connect(address, namespace=namespace)
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[NoopWorkflow, ShapeWorkflow],
+        activities=[noop_activity],
+    )
+    await worker.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--address", default="127.0.0.1:7233")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--task-queue", default=TASK_QUEUE)
+    args = parser.parse_args()
+    try:
+        asyncio.run(serve(args.address, args.namespace, args.task_queue))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

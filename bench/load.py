@@ -1,0 +1,110 @@
+"""Load shapes for the benchmarks: closed loop (N concurrent drivers, as fast as they go) and
+open loop (arrivals at a fixed rate). Both are bounded in time; both count errors instead of
+stopping at the first one."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+MAX_ERROR_SAMPLES = 5
+
+
+def percentile(samples: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None without samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(samples: Sequence[float]) -> dict[str, Any]:
+    """p50/p95/p99/max of durations in seconds, reported in milliseconds."""
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 1)
+
+    return {
+        "n": len(samples),
+        "p50": ms(percentile(samples, 50)),
+        "p95": ms(percentile(samples, 95)),
+        "p99": ms(percentile(samples, 99)),
+        "max": ms(max(samples) if samples else None),
+    }
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What a load run produced: results finished inside the measured window, errors."""
+
+    results: list[T] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    started: int = 0
+
+    def ok(self, result: T) -> None:
+        self.results.append(result)
+        self.finished_at.append(time.monotonic())
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    def rate(self, start: float, end: float) -> float:
+        """Completions per second between ``start`` and ``end`` (monotonic seconds)."""
+        done = sum(1 for t in self.finished_at if start <= t < end)
+        return done / (end - start) if end > start else 0.0
+
+
+async def _guarded(job: Callable[[], Awaitable[T]], outcome: Outcome[T], limit: float) -> None:
+    outcome.started += 1
+    try:
+        outcome.ok(await asyncio.wait_for(job(), limit))
+    except Exception as exc:  # a failed case is counted and shown, the run goes on
+        outcome.fail(exc)
+
+
+async def closed_loop(
+    job: Callable[[], Awaitable[T]],
+    concurrency: int,
+    seconds: float,
+    job_timeout: float = 60.0,
+) -> Outcome[T]:
+    """``concurrency`` drivers, each running ``job`` back to back until ``seconds`` have
+    passed; a job under way then finishes (bounded by ``job_timeout``)."""
+    outcome: Outcome[T] = Outcome()
+    stop = time.monotonic() + seconds
+
+    async def driver() -> None:
+        while time.monotonic() < stop:
+            await _guarded(job, outcome, job_timeout)
+
+    await asyncio.gather(*(driver() for _ in range(concurrency)))
+    return outcome
+
+
+async def open_loop(
+    job: Callable[[], Awaitable[T]],
+    rate: float,
+    count: int,
+    job_timeout: float = 60.0,
+) -> Outcome[T]:
+    """``count`` jobs started at ``rate`` per second, whatever the previous ones are doing;
+    returns when all have finished (each bounded by ``job_timeout``)."""
+    outcome: Outcome[T] = Outcome()
+    start = time.monotonic()
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(count):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_guarded(job, outcome, job_timeout)))
+    await asyncio.gather(*tasks)
+    return outcome
