@@ -26,6 +26,7 @@ def percentile(samples: Sequence[float], p: float) -> float | None:
 
 def summary_ms(samples: Sequence[float]) -> dict[str, Any]:
     """p50/p95/p99/max of durations in seconds, reported in milliseconds."""
+
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1000, 1)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jiesu.config import get_settings
 
@@ -53,7 +54,10 @@ async def connect_temporal(
             check()
         try:
             return await asyncio.wait_for(
-                Client.connect(address, namespace=namespace), _ATTEMPT_TIMEOUT
+                Client.connect(
+                    address, namespace=namespace, data_converter=pydantic_data_converter
+                ),
+                _ATTEMPT_TIMEOUT,
             )
         except Exception as exc:  # connection refused, DNS not ready, bridge errors...
             last_error = exc
