@@ -1,6 +1,7 @@
 """CPU seconds and peak memory of the stack's processes, per benchmark phase (psutil).
 
-A process is counted with its children (PostgreSQL's backends are children of the postmaster).
+A process is counted with its children (PostgreSQL's backends are children of the postmaster),
+except the harness itself, whose children are the stack's processes.
 The sampler runs in the harness's event loop every ``interval`` seconds; CPU time is exact
 (cumulative counters read at the phase's start and end), peak RSS is the highest sample.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +23,15 @@ INTERVAL = 0.5
 def _family(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
+        if pid == os.getpid():  # the harness's children are the stack: counted on their own
+            return [root]
         return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
 
 
 def _cpu_and_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and RSS of the process and its children."""
     cpu, rss = 0.0, 0
     for proc in _family(pid):
         with contextlib.suppress(psutil.Error):
@@ -99,7 +104,7 @@ class ProcessMonitor:
         p = self.phases[name]
         wall = max(p.wall_end - p.wall_start, 1e-9)
         out: dict[str, Any] = {"wall_s": round(wall, 1)}
-        for proc in self.pids:
+        for proc in p.cpu_start:
             cpu = p.cpu_end.get(proc, 0.0) - p.cpu_start.get(proc, 0.0)
             out[proc] = {
                 "cpu_s": round(cpu, 1),
