@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from jiesu.domain import CENTRE_ID, Urgency
+from jiesu.domain import CENTRE_ID, CENTRE_NAME, Urgency
 from jiesu.security import hash_api_key
 
 COUNTY_ID = "QH"
@@ -113,7 +113,7 @@ GRID_IDS: tuple[str, ...] = tuple(a[0] for a in AREAS if a[2] == "grid")
 # goes when it is "raised a level": village → its township; townships and county departments
 # have none.
 DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
-    (CENTRE_ID, "12345热线中心 (Hotline Centre)", "centre", None, COUNTY_ID),
+    (CENTRE_ID, CENTRE_NAME, "centre", None, COUNTY_ID),
     ("urban-management", "县城市管理局 (Urban Management Bureau)", "county", None, COUNTY_ID),
     ("housing", "县住房和城乡建设局 (Housing and Construction Bureau)", "county", None, COUNTY_ID),
     ("ecology", "县生态环境局 (Ecology and Environment Bureau)", "county", None, COUNTY_ID),

@@ -14,6 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 CENTRE_ID = "centre"
 """The hotline centre (12345热线中心): owner of the dispatch queue for unrouted cases."""
+CENTRE_NAME = "12345热线中心 (Hotline Centre)"
 
 
 class Urgency(StrEnum):

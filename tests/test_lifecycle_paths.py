@@ -126,6 +126,8 @@ async def test_reassignment_bound_sends_the_case_to_supervision(
     state = await eventually(lambda: _level_at_least(api, case_id, 1))
     dispatched = await act(api, case_id, "dispatch", SUPERVISOR, department_id="ecology")
     assert dispatched["case"]["status"] == "assigned"
+    assert dispatched["case"]["assignment"]["department_id"] == "ecology"
+    assert _kinds(dispatched["case"])[-2:] == ["deadlines_set", "reassigned"]  # a fresh round
     state = await eventually(lambda: _ladder_stopped(api, case_id))
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
     from jiesu import lifecycle
     from jiesu import search_attributes as sa
     from jiesu.domain import (
+        CENTRE_ID,
+        CENTRE_NAME,
         SYSTEM_ACTOR,
         AcceptAction,
         Actor,
@@ -82,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched ids: each guards a change in the commands that older cases did not issue.
 PATCH_ESCALATION = "escalation-ladder-v1"  # breaches start the supervision ladder
 PATCH_REHANDLE = "rehandle-v1"  # an unsatisfied rating sends the case back (重办)
+PATCH_FRESH_ROUND = "fresh-round-after-queue-v1"  # dispatch after the bound sets new deadlines
 
 # The third report of the same open problem (the original plus two repeats) → supervision.
 REPEATS_BEFORE_SUPERVISION = 2
@@ -117,6 +120,8 @@ class ComplaintWorkflow:
         self._ladder: asyncio.Task[None] | None = None
         self._ladder_stop = False
         self._repeat_ids: set[str] = set()
+        self._queued_after_bound = False
+        self._dispatched: ReassignmentResult | None = None
         self._record(
             EventKind.RECEIVED,
             start.registered_by,
@@ -154,10 +159,14 @@ class ComplaintWorkflow:
                 lambda: (
                     self._state.status in (Status.REPLIED, Status.CLOSED)
                     or self._reassign_next is not None
+                    or self._dispatched is not None
                 )
             )
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
+            elif self._dispatched is not None:
+                dispatched, self._dispatched = self._dispatched, None
+                await self._new_round(dispatched)
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
@@ -352,14 +361,15 @@ class ComplaintWorkflow:
         s.round += 1  # the department's timers stop; the case waits for a dispatcher
         s.accepted_at = s.contacted_at = None
         self._record(
-            EventKind.QUEUED, actor, department_id="centre", reason="reassignment limit reached"
+            EventKind.QUEUED, actor, department_id=CENTRE_ID, reason="reassignment limit reached"
         )
         s.assignment = Assignment(
-            department_id="centre",
-            department_name="12345热线中心",
+            department_id=CENTRE_ID,
+            department_name=CENTRE_NAME,
             assigned_at=workflow.now(),
             by_rule=False,
         )
+        self._queued_after_bound = True
 
     # --- supervision ladder (督办) ---------------------------------------------------------
 
@@ -501,8 +511,16 @@ class ComplaintWorkflow:
                 department_name=action.department_name,
                 by_rule=False,
             )
-            if self._state.round > 1 and self._state.deadlines is not None:
-                self._state.round += 1  # out of the queue after the bound: a fresh round
+            if self._queued_after_bound and workflow.patched(PATCH_FRESH_ROUND):
+                # out of the queue after the bound: a new round with fresh deadlines
+                self._queued_after_bound = False
+                self._dispatched = ReassignmentResult(
+                    route=route, chosen_by=action.actor, note=action.note
+                )
+                return
+            if self._queued_after_bound:  # cases queued before PATCH_FRESH_ROUND
+                self._queued_after_bound = False
+                self._state.round += 1
                 self._assign(route, action.actor, note=action.note)
                 self._start_watchers()
                 return
@@ -695,7 +713,7 @@ class ComplaintWorkflow:
             assigned_at=workflow.now(),
             by_rule=route.by_rule,
         )
-        if route.department_id == "centre" and not route.by_rule and actor.role is Role.SYSTEM:
+        if route.department_id == CENTRE_ID and not route.by_rule and actor.role is Role.SYSTEM:
             self._state.status = Status.DISPATCHING
             self._record(EventKind.QUEUED, actor, department_id=route.department_id)
             return
