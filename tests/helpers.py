@@ -16,10 +16,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from jiesu.demo_data import DemoKey, demo_key, department_key
 from jiesu.domain import CaseState
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
-
-from jiesu.demo_data import DemoKey, demo_key, department_key
 
 
 def auth(key: DemoKey) -> dict[str, str]:
@@ -58,17 +57,17 @@ def complaint(**overrides: Any) -> dict[str, Any]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.05
+    probe: Callable[[], Awaitable[Any]], *, within: float = 10.0, interval: float = 0.05
 ) -> Any:
-    """Wait until ``probe()`` returns something truthy, failing after ``timeout`` seconds."""
+    """Wait until ``probe()`` returns something truthy, failing after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
+    give_up = loop.time() + within
     while True:
         value = await probe()
         if value:
             return value
         if loop.time() > give_up:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+            raise AssertionError(f"condition not met within {within}s (last value {value!r})")
         await asyncio.sleep(interval)
 
 

@@ -39,7 +39,7 @@ async def visible_as_closed(client: Client, *case_ids: str) -> None:
             case_ids
         )
 
-    await eventually(listed, timeout=20)
+    await eventually(listed, within=20)
 
 
 # The dev server deletes a closed execution only once its close tasks are acknowledged, which
@@ -63,7 +63,7 @@ async def forget_in_temporal(client: Client, case_id: str) -> None:
             return err.status is RPCStatusCode.NOT_FOUND
         return False
 
-    await eventually(gone, timeout=DELETE_TIMEOUT, interval=0.5)
+    await eventually(gone, within=DELETE_TIMEOUT, interval=0.5)
 
 
 async def archived_rows(pool: asyncpg.Pool, case_id: str) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ async def archived_case(
         assert isinstance(action, ScheduleActionStartWorkflow)
         assert action.workflow == "ArchiveWorkflow" and action.task_queue == settings.task_queue
         await schedule.trigger()
-        await eventually(lambda: archived_rows(pool, case_id), timeout=30)
+        await eventually(lambda: archived_rows(pool, case_id), within=30)
     finally:
         await schedule.delete()
     return case_id

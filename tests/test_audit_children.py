@@ -127,7 +127,7 @@ async def test_bundle_replay_and_archive_include_children(
         )
         return found.count == 1
 
-    await eventually(listed_closed, timeout=20)
+    await eventually(listed_closed, within=20)
     report = await archive_closed_cases(client, pool, ArchiveRequest(query=query))
     assert (report.archived, report.children) == (1, 1)
     rows = await pool.fetch(
