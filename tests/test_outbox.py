@@ -332,7 +332,7 @@ async def test_two_dispatchers_deliver_each_notice_exactly_once(pool: asyncpg.Po
         await eventually(lambda: pool.fetchval(
             "SELECT count(*) = 200 FROM notifications WHERE case_id = $1 AND status = 'sent'",
             case_id,
-        ), timeout=30)
+        ), within=30)
     finally:
         stop.set()
         await asyncio.gather(*running)

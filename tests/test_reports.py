@@ -194,7 +194,7 @@ async def test_schedules_produce_the_reports(
                 start,
                 before,
             ),
-            timeout=30,
+            within=30,
         )
     finally:
         for kind in ReportKind:

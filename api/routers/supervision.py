@@ -1,13 +1,12 @@
 """The hotline centre's actions (派单 / 督办): dispatch, choose in a reassignment, decide on
 extensions, joint handling, supervision, callbacks."""
 
-from __future__ import annotations
-
-from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Response
 
 from api import cases
+from api.actions import add_action
 from api.deps import CaseId, CentreStaff, Pool, Supervisor, Temporal
 from api.errors import ACTION_ERRORS, ApiError
 from api.schemas import ActionResult, answer
@@ -29,37 +28,22 @@ from jiesu.domain import (
     SupervisionInput,
     WaiveAction,
 )
-from workflows.complaint import ComplaintWorkflow
+from workflows.complaint import ComplaintWorkflow as Case
 from workflows.reassignment import ReassignmentWorkflow
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["supervision (派单 / 督办)"])
-_post = partial(router.post, response_model=ActionResult, responses=ACTION_ERRORS)
 
 
-@_post("/dispatch", summary="人工派单 Dispatch a case from the centre's queue")
-async def dispatch(
-    case_id: CaseId,
-    body: DispatchInput,
-    principal: Supervisor,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-) -> ActionResult:
-    name = await cases.department_ref(pool, body.department_id)
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.dispatch,
-            lambda _: DispatchAction(
-                actor=principal.actor, department_name=name, **body.model_dump()
-            ),
-            lifecycle.check_dispatch,
-        ),
-    )
+async def _with_department_name(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**fields, "department_name": await cases.department_ref(pool, fields["department_id"])}
+
+
+async def _co_handlers(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    departments = [
+        DepartmentRef(id=d, name=await cases.department_ref(pool, d))
+        for d in dict.fromkeys(fields["department_ids"])
+    ]
+    return {"departments": departments, "note": fields["note"]}
 
 
 def _reassignment_child(state: CaseState) -> str:
@@ -68,86 +52,34 @@ def _reassignment_child(state: CaseState) -> str:
     return state.reassignment.child_id
 
 
-@_post("/reassign", summary="改派 Choose the department in a pending reassignment")
-async def reassign(
-    case_id: CaseId,
-    body: ReassignChoiceInput,
-    principal: Supervisor,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-) -> ActionResult:
-    name = await cases.department_ref(pool, body.department_id)
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ReassignmentWorkflow.choose,
-            lambda _: ReassignChoice(
-                actor=principal.actor, department_name=name, **body.model_dump()
-            ),
-            lifecycle.check_reassign_choice,
-            target=_reassignment_child,
-        ),
-    )
+add_action(router, "/dispatch", summary="人工派单 Dispatch a case from the centre's queue",
+           caller=Supervisor, signal=Case.dispatch, action=DispatchAction,
+           check=lifecycle.check_dispatch, body=DispatchInput, prepare=_with_department_name)
+add_action(router, "/reassign", summary="改派 Choose the department in a pending reassignment",
+           caller=Supervisor, signal=ReassignmentWorkflow.choose, action=ReassignChoice,
+           check=lifecycle.check_reassign_choice, body=ReassignChoiceInput,
+           prepare=_with_department_name, target=_reassignment_child)
+add_action(router, "/extension/decision",
+           summary="延期审批 Approve or reject the extension request",
+           caller=Supervisor, signal=Case.decide_extension, action=ExtensionDecisionAction,
+           check=lifecycle.check_extension_decision, body=ExtensionDecisionInput)
+add_action(router, "/co-handlers", summary="会办 Add co-handling (协办) departments",
+           caller=Supervisor, signal=Case.add_co_handlers, action=CoHandlersAction,
+           check=lifecycle.check_co_handlers, body=CoHandlersInput, prepare=_co_handlers)
+add_action(router, "/supervision", summary="督办 Put the case on the supervision ladder",
+           caller=Supervisor, signal=Case.supervise, action=SupervisionAction,
+           check=lifecycle.check_supervision, body=SupervisionInput, optional_body=True)
+add_action(router, "/callback", summary="回访 Record the verdict the citizen gave by phone",
+           caller=CentreStaff, signal=Case.callback, action=CallbackAction,
+           check=lifecycle.check_callback, body=CallbackInput)
 
 
-@_post("/extension/decision", summary="延期审批 Approve or reject the extension request")
-async def decide_extension(
-    case_id: CaseId,
-    body: ExtensionDecisionInput,
-    principal: Supervisor,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-) -> ActionResult:
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.decide_extension,
-            lambda _: ExtensionDecisionAction(actor=principal.actor, **body.model_dump()),
-            lifecycle.check_extension_decision,
-        ),
-    )
-
-
-@_post("/co-handlers", summary="会办 Add co-handling (协办) departments")
-async def add_co_handlers(
-    case_id: CaseId,
-    body: CoHandlersInput,
-    principal: Supervisor,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-) -> ActionResult:
-    departments = [
-        DepartmentRef(id=d, name=await cases.department_ref(pool, d))
-        for d in dict.fromkeys(body.department_ids)
-    ]
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.add_co_handlers,
-            lambda _: CoHandlersAction(
-                actor=principal.actor, departments=departments, note=body.note
-            ),
-            lifecycle.check_co_handlers,
-        ),
-    )
-
-
-@_post("/co-handlers/{department_id}/waive", summary="Waive a co-handler's contribution")
+@router.post(
+    "/co-handlers/{department_id}/waive",
+    response_model=ActionResult,
+    responses=ACTION_ERRORS,
+    summary="Waive a co-handler's contribution",
+)
 async def waive_co_handler(
     case_id: CaseId,
     department_id: str,
@@ -156,62 +88,9 @@ async def waive_co_handler(
     client: Temporal,
     response: Response,
 ) -> ActionResult:
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.waive_co_handler,
-            lambda _: WaiveAction(actor=principal.actor, department_id=department_id),
-            lifecycle.check_waive,
-        ),
+    result = await cases.perform(
+        client, pool, case_id, principal, Case.waive_co_handler,
+        lambda _: WaiveAction(actor=principal.actor, department_id=department_id),
+        lifecycle.check_waive,
     )
-
-
-@_post("/supervision", summary="督办 Put the case on the supervision ladder")
-async def supervise(
-    case_id: CaseId,
-    principal: Supervisor,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-    body: SupervisionInput | None = None,
-) -> ActionResult:
-    fields = (body or SupervisionInput()).model_dump()
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.supervise,
-            lambda _: SupervisionAction(actor=principal.actor, **fields),
-            lifecycle.check_supervision,
-        ),
-    )
-
-
-@_post("/callback", summary="回访 Record the verdict the citizen gave by phone")
-async def callback(
-    case_id: CaseId,
-    body: CallbackInput,
-    principal: CentreStaff,
-    pool: Pool,
-    client: Temporal,
-    response: Response,
-) -> ActionResult:
-    return answer(
-        response,
-        await cases.perform(
-            client,
-            pool,
-            case_id,
-            principal,
-            ComplaintWorkflow.callback,
-            lambda _: CallbackAction(actor=principal.actor, **body.model_dump()),
-            lifecycle.check_callback,
-        ),
-    )
+    return answer(response, result)
