@@ -124,6 +124,16 @@ async def act(
     return ActionResult(applied=True, case=current)
 
 
+# Overdue, for the case list: a recorded breach, or still open past the finish deadline.
+# The same rule in SQL (search) and in Python (a row's flag); keep them together.
+_OVERDUE_SQL = "(cardinality(breaches) > 0 OR (status <> 'closed' AND finish_deadline < {now}))"
+
+
+def overdue(row: dict[str, Any], now: datetime) -> bool:
+    late = row["finish_deadline"] is not None and row["finish_deadline"] < now
+    return bool(row["breaches"]) or (row["status"] != "closed" and late)
+
+
 _SUMMARY_COLUMNS = (
     "case_id, status, title, category_id, grid_id, channel, urgency, department_id, "
     "received_at, accept_deadline, contact_deadline, finish_deadline, closed_at, rating, breaches"
@@ -156,8 +166,7 @@ async def search(
     if received_to is not None:
         where.append(f"received_at < {arg(received_to)}")
     if overdue is not None:
-        now = arg(datetime.now(UTC))
-        late = f"(cardinality(breaches) > 0 OR (status <> 'closed' AND finish_deadline < {now}))"
+        late = _OVERDUE_SQL.format(now=arg(datetime.now(UTC)))
         where.append(late if overdue else f"NOT {late}")
     sql = f"SELECT {_SUMMARY_COLUMNS} FROM cases"
     if where:

@@ -8,6 +8,8 @@
   activity, a rating-window timer between reply and rate; every timer is cancelled by the
   signal that meets it. 8 activities, 4 signals, 4 timers started and cancelled — the same as
   ComplaintWorkflow's urgent happy path, minus its search-attribute upserts and its payloads.
+  With ``local_projections`` the 6 projections are local activities: the figure behind the
+  proposal to make ComplaintWorkflow's projections local (not landed: it changes commands).
 
 The worker runs in its own process, like Jiesu's worker:
 
@@ -52,25 +54,35 @@ class NoopWorkflow:
 class ShapeWorkflow:
     def __init__(self) -> None:
         self._seen: set[str] = set()
+        self._local = False
 
     @workflow.run
-    async def run(self) -> int:
+    async def run(self, local_projections: bool = False) -> int:
+        """``local_projections``: the projections as local activities (a proposal, measured)."""
+        self._local = local_projections
         await asyncio.gather(self._activity("route"), self._activity("deadlines"),
-                             self._activity("project"))  # fmt: skip
+                             self._project())  # fmt: skip
         watchers = [asyncio.create_task(self._watch(name)) for name in DEADLINE_TIMERS]
         self._seen.add("routed")
-        await self._activity("project")
+        await self._project()
         for name in SIGNALS:
             if name == "rate":
                 watchers.append(asyncio.create_task(self._watch("rate")))
             await workflow.wait_condition(lambda n=name: n in self._seen)  # type: ignore[misc]
-            await self._activity("project")
+            await self._project()
         await asyncio.gather(*watchers)
         return len(self._seen)
 
     async def _activity(self, step: str) -> str:
         return await workflow.execute_activity(
             noop_activity, step, start_to_close_timeout=ACTIVITY_TIMEOUT
+        )
+
+    async def _project(self) -> str:
+        if not self._local:
+            return await self._activity("project")
+        return await workflow.execute_local_activity(
+            noop_activity, "project", start_to_close_timeout=ACTIVITY_TIMEOUT
         )
 
     async def _watch(self, name: str) -> None:
@@ -125,11 +137,14 @@ async def _wait_for(handle: WorkflowHandle[Any, Any], step: str, give_up: float)
         delay = min(delay * 2, 0.5)
 
 
-async def run_shape(client: Client, task_queue: str = TASK_QUEUE) -> str:
+async def run_shape(client: Client, task_queue: str = TASK_QUEUE, local: bool = False) -> str:
     """One same-shape workflow driven the way the API drives a case: start, wait until it is
-    "routed", then each signal followed by queries until the workflow shows it; the result."""
-    workflow_id = _workflow_id("shape")
-    handle = await client.start_workflow(ShapeWorkflow.run, id=workflow_id, task_queue=task_queue)
+    "routed", then each signal followed by queries until the workflow shows it; the result.
+    ``local``: its projections are local activities."""
+    workflow_id = _workflow_id("shape-local" if local else "shape")
+    handle = await client.start_workflow(
+        ShapeWorkflow.run, local, id=workflow_id, task_queue=task_queue
+    )
     loop = asyncio.get_running_loop()
     await _wait_for(handle, "routed", loop.time() + STEP_TIMEOUT)
     for name in SIGNALS:

@@ -227,6 +227,11 @@ async def run_ceilings(
             noop_rows = await ramp("no-op", noop, args.noop_concurrency, args, _describe_bare)
         with mon.phase("ceiling_shape"):
             shape_rows = await ramp("same-shape", shape, args.concurrency, args, _describe_bare)
+        local = _timed(lambda: ceiling.run_shape(client, local=True))
+        level = [_best(shape_rows)["concurrency"]]
+        with mon.phase("ceiling_shape_local"):
+            local_rows = await ramp("same-shape, local projections", local, level, args,
+                                    _describe_bare)  # fmt: skip
     finally:
         stack.stop_children([child])
         mon.pids.pop("ceiling_worker", None)
@@ -235,6 +240,8 @@ async def run_ceilings(
                  "cpu": mon.report("ceiling_noop")},
         "shape": {"levels": shape_rows, "best": _best(shape_rows),
                   "cpu": mon.report("ceiling_shape")},
+        "shape_local": {"levels": local_rows, "best": _best(local_rows),
+                        "cpu": mon.report("ceiling_shape_local")},
     }  # fmt: skip
 
 
@@ -349,7 +356,7 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
 async def _histories(client: Client, results: dict[str, Any]) -> dict[str, Any]:
     out = {"case": await history_events(client, results["fixed"]["sample_ids"])}
     if "ceiling" in results:
-        for kind in ("noop", "shape"):
+        for kind in ("noop", "shape", "shape_local"):
             ids = results["ceiling"][kind]["best"].get("sample_ids", [])
             out[kind] = await history_events(client, ids)
     return out

@@ -20,7 +20,7 @@ def _per_s(results: dict[str, Any], *path: str) -> float | None:
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
     jiesu = _per_s(results, "maximum", "best", "per_s")
     out: dict[str, Any] = {}
-    for kind in ("noop", "shape"):
+    for kind in ("noop", "shape", "shape_local"):
         bare = _per_s(results, "ceiling", kind, "best", "per_s")
         out[f"vs_{kind}"] = round(jiesu / bare, 3) if jiesu and bare else None
     p99 = _per_s(results, "fixed", "intake_ms", "p99")
@@ -55,6 +55,11 @@ def _throughput(results: dict[str, Any]) -> list[str]:
     for label, key, node in (
         ("no-op workflow", "vs_noop", results.get("ceiling", {}).get("noop")),
         ("bare same-shape workflow", "vs_shape", results.get("ceiling", {}).get("shape")),
+        (
+            "bare same-shape, projections as local activities",
+            "vs_shape_local",
+            results.get("ceiling", {}).get("shape_local"),
+        ),
         ("Jiesu case lifecycle (HTTP)", None, results.get("maximum")),
     ):
         if not node:
@@ -79,6 +84,8 @@ def _latencies(fixed: dict[str, Any]) -> list[str]:
 def _resources(results: dict[str, Any]) -> list[str]:
     phases = [("ceiling no-op", results.get("ceiling", {}).get("noop", {}).get("cpu")),
               ("ceiling same-shape", results.get("ceiling", {}).get("shape", {}).get("cpu")),
+              ("ceiling same-shape local",
+               results.get("ceiling", {}).get("shape_local", {}).get("cpu")),
               ("lifecycle maximum", results.get("maximum", {}).get("cpu")),
               ("lifecycle fixed rate", results.get("fixed", {}).get("cpu"))]  # fmt: skip
     rows = []
@@ -96,6 +103,7 @@ def _resources(results: dict[str, Any]) -> list[str]:
 def _history(results: dict[str, Any]) -> list[str]:
     rows = []
     for label, key in (("Jiesu case (urgent, rated)", "case"), ("bare same-shape", "shape"),
+                       ("bare same-shape, local projections", "shape_local"),
                        ("no-op", "noop")):  # fmt: skip
         h = results.get("history", {}).get(key)
         if h:

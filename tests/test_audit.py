@@ -137,7 +137,9 @@ def test_timeline_of_a_recorded_happy_path() -> None:
 
 
 def test_timeline_shows_a_breached_deadline() -> None:
-    timeline = decode_history(recorded("missed_contact_deadline"))
+    # the recorded path where the case's own contact timer fired (the current path registers
+    # the case late, so its deadline has passed before any timer is set)
+    timeline = decode_history(recorded("v2-missed_contact_deadline"))
     fired = [e for e in timeline.entries if e.kind == "timer_fired"]
     assert [e.summary for e in fired] == ["contact deadline reached"]
     breach = next(e for e in timeline.entries if e.kind == "deadline_breached")

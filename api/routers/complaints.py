@@ -89,7 +89,7 @@ async def list_complaints(
         offset=offset,
     )
     now = datetime.now(UTC)
-    items = [CaseSummary.model_validate({**r, "overdue": _overdue(r, now)}) for r in rows]
+    items = [CaseSummary.model_validate({**r, "overdue": cases.overdue(r, now)}) for r in rows]
     more = len(items) > limit
     return CasePage(
         items=items[:limit],
@@ -97,12 +97,6 @@ async def list_complaints(
         offset=offset,
         next_offset=offset + limit if more else None,
     )
-
-
-def _overdue(row: dict, now: datetime) -> bool:
-    open_ = row["status"] != Status.CLOSED.value
-    late = row["finish_deadline"] is not None and row["finish_deadline"] < now
-    return bool(row["breaches"]) or (open_ and late)
 
 
 @router.get(
