@@ -48,6 +48,7 @@ class _Phase:
     cpu_end: dict[str, float] = field(default_factory=dict)
     peak_rss: dict[str, int] = field(default_factory=dict)
     wall_end: float = 0.0
+    load_end: float = 0.0
 
 
 class ProcessMonitor:
@@ -97,13 +98,16 @@ class ProcessMonitor:
             self._record_peaks(sample)
             current.cpu_end = {n: cpu for n, (cpu, _) in sample.items()}
             current.wall_end = loop.time()
+            current.load_end = os.getloadavg()[0]
             self._open.remove(current)
 
     def report(self, name: str) -> dict[str, Any]:
         """Per process: CPU seconds in the phase, mean cores busy, peak RSS in MiB."""
         p = self.phases[name]
         wall = max(p.wall_end - p.wall_start, 1e-9)
-        out: dict[str, Any] = {"wall_s": round(wall, 1)}
+        # Other work on the machine (load average at the phase's end): figures taken while
+        # something else runs are lower, and say so here.
+        out: dict[str, Any] = {"wall_s": round(wall, 1), "loadavg_1m": round(p.load_end, 2)}
         for proc in p.cpu_start:
             cpu = p.cpu_end.get(proc, 0.0) - p.cpu_start.get(proc, 0.0)
             out[proc] = {

@@ -92,6 +92,7 @@ def _resources(results: dict[str, Any]) -> list[str]:
     for label, cpu in phases:
         if not cpu:
             continue
+        rows.append([label, "(machine load average, 1 min)", "", _fmt(cpu.get("loadavg_1m")), ""])
         for proc, v in cpu.items():
             if isinstance(v, dict):
                 rows.append([label, proc, _fmt(v["cpu_s"]), _fmt(v["cores"]),
