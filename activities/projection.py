@@ -22,9 +22,10 @@ INSERT INTO cases (
     case_id, version, status, title, category_id, grid_id, channel, urgency, department_id,
     received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
     replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
-    extension_count, rehandle_count, escalation_level, updated_at)
+    extension_count, rehandle_count, escalation_level, handled_level, resolved, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24, $25, $26, now())
+        $20, $21, $22, $23, $24, $25, $26,
+        (SELECT level FROM departments WHERE id = $27), $28, now())
 ON CONFLICT (case_id) DO UPDATE SET
     version = excluded.version, status = excluded.status, department_id = excluded.department_id,
     urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
@@ -34,7 +35,8 @@ ON CONFLICT (case_id) DO UPDATE SET
     resolution = excluded.resolution, breaches = excluded.breaches, state = excluded.state,
     repeat_count = excluded.repeat_count, return_count = excluded.return_count,
     extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
-    escalation_level = excluded.escalation_level, updated_at = now()
+    escalation_level = excluded.escalation_level, handled_level = excluded.handled_level,
+    resolved = excluded.resolved, updated_at = now()
 WHERE cases.version < excluded.version
 """
 
@@ -51,20 +53,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (key) DO NOTHING
 """
 
-# Statistics columns (jiesu/indicators.py), written only by the projection of the row's version.
-_STATISTICS_COLUMNS = """
-UPDATE cases SET handled_level = (SELECT level FROM departments WHERE id = $2), resolved = $3
-WHERE case_id = $1 AND version = $4
-"""
-
-
-def _statistics_columns(projection: CaseProjection) -> tuple[str, str | None, bool | None, int]:
-    """handled_level: the level of the department that replied (NULL until a reply);
-    resolved: see jiesu.indicators.case_resolved."""
+def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
+    """For jiesu/indicators.py: the department that replied (its level is the case's
+    handled_level; NULL until a reply) and ``resolved`` (see jiesu.indicators.case_resolved)."""
     s = projection.state
     replier = (s.reply.by.department_id or s.department_id) if s.reply else None
-    resolved = case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
-    return s.case_id, replier, resolved, projection.version
+    return replier, case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
 
 
 class ProjectionActivities:
@@ -118,8 +112,8 @@ class ProjectionActivities:
                 s.extension_count,
                 s.unsatisfied_rounds,
                 int(s.escalation_level),
+                *_statistics_columns(projection),
             )
-            await conn.execute(_STATISTICS_COLUMNS, *_statistics_columns(projection))
             await conn.executemany(
                 _INSERT_NOTICE,
                 [

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from jiesu.client import connect_to
 from jiesu.config import get_settings
 
 if TYPE_CHECKING:
@@ -54,10 +54,7 @@ async def connect_temporal(
             check()
         try:
             return await asyncio.wait_for(
-                Client.connect(
-                    address, namespace=namespace, data_converter=pydantic_data_converter
-                ),
-                _ATTEMPT_TIMEOUT,
+                connect_to(address, namespace), _ATTEMPT_TIMEOUT
             )
         except Exception as exc:  # connection refused, DNS not ready, bridge errors...
             last_error = exc

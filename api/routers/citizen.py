@@ -3,8 +3,10 @@ intake: rate, add information, withdraw."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from hmac import compare_digest
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -20,8 +22,16 @@ from api.schemas import (
     answer,
 )
 from jiesu import lifecycle
-from jiesu.domain import Actor, RatingAction, Role, SupplementAction, WithdrawAction
-from workflows.complaint import ComplaintWorkflow
+from jiesu.domain import (
+    Actor,
+    CaseState,
+    RatingAction,
+    Role,
+    SupplementAction,
+    WithdrawAction,
+)
+from jiesu.lifecycle import Refusal
+from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])
 _post = partial(router.post, response_model=ActionResult, responses=ACTION_ERRORS)
@@ -29,25 +39,27 @@ _post = partial(router.post, response_model=ActionResult, responses=ACTION_ERROR
 CITIZEN = Actor(role=Role.CITIZEN, name="citizen")
 
 
-async def _citizen_case(pool: Pool, client: Temporal, case_id: CaseId, body: CitizenRequest):
+async def _act_as_citizen(
+    pool: Pool, client: Temporal, case_id: str, body: CitizenRequest, response: Response,
+    signal: Callable[..., Any], action: Any, check: Callable[[CaseState, Any], Refusal | None],
+) -> ActionResult:
+    """The citizen's token stands for an API key: it must belong to this case."""
     token = await pool.fetchval("SELECT citizen_token FROM intakes WHERE case_id = $1", case_id)
     if token is None or not compare_digest(token.encode(), body.token.encode()):
         raise ApiError(403, "invalid_citizen_token", "this token does not belong to this case")
     state = await cases.live_state(client, case_id)
     if state is None:
         raise ApiError(409, "case_closed", f"case {case_id} is closed")
-    return state
+    return answer(response, await cases.act(client, state, signal, action, check))
 
 
 @_post("/rating", summary="评价 The citizen rates the handling")
 async def rate(
     case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    state = await _citizen_case(pool, client, case_id, body)
     action = RatingAction(actor=CITIZEN, rating=body.rating, comment=body.comment)
-    return answer(
-        response,
-        await cases.act(client, state, ComplaintWorkflow.rate, action, lifecycle.check_rating),
+    return await _act_as_citizen(
+        pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating
     )
 
 
@@ -55,13 +67,9 @@ async def rate(
 async def supplement(
     case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    state = await _citizen_case(pool, client, case_id, body)
     action = SupplementAction(actor=CITIZEN, text=body.text)
-    return answer(
-        response,
-        await cases.act(
-            client, state, ComplaintWorkflow.supplement, action, lifecycle.check_supplement
-        ),
+    return await _act_as_citizen(
+        pool, client, case_id, body, response, Case.supplement, action, lifecycle.check_supplement
     )
 
 
@@ -69,11 +77,7 @@ async def supplement(
 async def withdraw(
     case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    state = await _citizen_case(pool, client, case_id, body)
     action = WithdrawAction(actor=CITIZEN, reason=body.reason)
-    return answer(
-        response,
-        await cases.act(
-            client, state, ComplaintWorkflow.withdraw, action, lifecycle.check_withdraw
-        ),
+    return await _act_as_citizen(
+        pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw
     )
