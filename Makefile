@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The embedded trial loads the demo county and its public demo keys unless JIESU_DEMO_DATA=0;
+# nothing else does (docker-compose, `jiesu bootstrap`).
+run: export JIESU_DEMO_DATA ?= 1
 run: $(STAMP)  ## start Temporal, PostgreSQL, worker and API (embedded default)
 	$(VENV)/bin/python -m jiesu.stack
 

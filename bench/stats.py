@@ -158,7 +158,7 @@ async def touch(pool: asyncpg.Pool, n: int, end: date) -> None:
 
 async def prepare(dsn: str, cases: int, end: date) -> dict[str, float]:
     timings: dict[str, float] = {}
-    await prepare_database(dsn)
+    await prepare_database(dsn, demo=True)
     pool = await db.create_pool(dsn, max_size=2)
     try:
         existing = await pool.fetchval("SELECT count(*) FROM cases")

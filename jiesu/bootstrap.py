@@ -1,7 +1,11 @@
 """Prepare an environment: database, schema, demo reference data, search attributes.
 
-Used by ``make run`` (embedded stack), by docker-compose's one-shot ``migrate`` service and by
+Used by ``make run`` (embedded stack), by docker-compose's one-shot ``bootstrap`` service and by
 the test session. Every step is idempotent.
+
+The demo county comes with PUBLIC API keys (``jiesu-demo-admin``...), so it is loaded only when
+the caller says so (``demo=True``): ``make run`` does (``JIESU_DEMO_DATA=1``), docker-compose and
+a plain ``jiesu bootstrap`` do not.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from jiesu.demo_data import DemoKey, load_demo_data
 from workflows.reports import ensure_report_schedules
 
 
-async def prepare_database(dsn: str, *, demo: bool = True) -> list[DemoKey]:
-    """Create the database if needed, migrate it and (optionally) load the demo county."""
+async def prepare_database(dsn: str, *, demo: bool) -> list[DemoKey]:
+    """Create the database if needed, migrate it and, if ``demo``, load the demo county and
+    its demo API keys (returned; empty without demo)."""
     await db.ensure_database(dsn)
     pool = await db.create_pool(dsn, max_size=1)
     try:

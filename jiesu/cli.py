@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from temporalio.client import Client
 
 from jiesu.client import connect_to
-from jiesu.config import get_settings
+from jiesu.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from jiesu.demo_data import DemoKey
@@ -97,10 +97,15 @@ async def _bootstrap(demo: bool) -> int:
     return 0
 
 
+def wants_demo(args: argparse.Namespace, settings: Settings) -> bool:
+    """``--demo`` / ``--no-demo`` if given, else ``JIESU_DEMO_DATA`` (off by default)."""
+    return settings.demo_data if args.demo is None else bool(args.demo)
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Create/migrate the database, load the demo data, register search attributes."""
+    """Create/migrate the database, register search attributes; demo data only if asked."""
     try:
-        return asyncio.run(_bootstrap(demo=not args.no_demo))
+        return asyncio.run(_bootstrap(demo=wants_demo(args, get_settings())))
     except TemporalUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -114,7 +119,13 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("bootstrap", help=cmd_bootstrap.__doc__, description=cmd_bootstrap.__doc__)
-    p.add_argument("--no-demo", action="store_true", help="do not load the demo county data")
+    p.add_argument(
+        "--demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the demo county and its PUBLIC demo API keys (default: JIESU_DEMO_DATA, "
+        "off); never in production",
+    )
     p.set_defaults(func=cmd_bootstrap)
 
     from jiesu.audit_cli import add_commands as add_audit_commands

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")
+    # Load the fictional demo county and its PUBLIC demo API keys at bootstrap. Off unless
+    # asked for: `make run` turns it on, docker-compose and `jiesu bootstrap` leave it off.
+    demo_data: bool = Field(default=False, alias="JIESU_DEMO_DATA")
+    # Failed authentications (unknown or revoked API key, wrong citizen token) one client may
+    # make per window; past that it is answered 429 until the window has moved on.
+    auth_failure_limit: int = Field(default=10, ge=1, alias="JIESU_AUTH_FAILURE_LIMIT")
+    auth_failure_window_seconds: int = Field(
+        default=60, ge=1, alias="JIESU_AUTH_FAILURE_WINDOW_SECONDS"
+    )
 
 
 @lru_cache

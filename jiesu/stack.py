@@ -261,11 +261,11 @@ def wait_for_http(url: str, checks: Sequence[Callable[[], None]], timeout: float
 
 
 async def bootstrap(
-    dsn: str, address: str, namespace: str, check: Callable[[], None] | None
+    dsn: str, address: str, namespace: str, check: Callable[[], None] | None, *, demo: bool
 ) -> list[DemoKey]:
     from jiesu.bootstrap import prepare_database, prepare_temporal
 
-    keys = await prepare_database(dsn)
+    keys = await prepare_database(dsn, demo=demo)
     client = await connect_temporal(address, namespace, wait_seconds=STARTUP_TIMEOUT, check=check)
     await prepare_temporal(client)
     return keys
@@ -281,7 +281,10 @@ def banner(services: Sequence[tuple[str, str]], keys: Sequence[DemoKey], logs: s
             *(f"  {name:<13}{value}" for name, value in services),
             f"  {'Logs':<13}{logs}",
             "",
-            "Demo API keys (send `Authorization: Bearer <key>`):" if keys else "No demo API keys.",
+            "Demo API keys (send `Authorization: Bearer <key>`):"
+            if keys
+            else "No demo data (JIESU_DEMO_DATA=0). Create a key: jiesu keys create --role admin"
+            " --name NAME",
             *("  " + line for line in (format_keys(keys).splitlines() if keys else [])),
             "",
             "Ctrl-C to stop.",
@@ -374,6 +377,7 @@ class Stack:
                     self.env["TEMPORAL_ADDRESS"],
                     self.env["TEMPORAL_NAMESPACE"],
                     child.check if child else None,
+                    demo=self.settings.demo_data,
                 )
             )
         except TemporalUnavailable as exc:

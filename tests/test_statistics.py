@@ -420,7 +420,7 @@ async def test_generated_cases_rollup_equals_raw(database_url: str, settings: Se
     and the figures look like a hotline's (own database, so no other test is disturbed)."""
     main, sep, query = database_url.partition("?")
     dsn = f"{main.rpartition('/')[0]}/jiesu_generated{sep}{query}"
-    await prepare_database(dsn)
+    await prepare_database(dsn, demo=True)
     plan = generator.Plan(cases=4000, end=date(2004, 6, 30), days=60)
     assert await generator.fill(dsn, plan) == 4000
     pool = await db.create_pool(dsn, max_size=2)
