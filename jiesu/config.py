@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_reassignments: int = Field(default=3, ge=0, alias="JIESU_MAX_REASSIGNMENTS")
     max_unsatisfied_rounds: int = Field(default=2, ge=0, alias="JIESU_MAX_UNSATISFIED_ROUNDS")
     escalation_step_hours: float = Field(default=2.0, gt=0, alias="JIESU_ESCALATION_STEP_HOURS")
+    # How far ahead an extension (延期) may promise to finish.
+    max_extension_days: float = Field(default=90.0, gt=0, alias="JIESU_MAX_EXTENSION_DAYS")
     repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")

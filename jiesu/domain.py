@@ -6,15 +6,72 @@ one place where status names, roles, channels and event kinds are defined.
 
 from __future__ import annotations
 
-from datetime import datetime
+import unicodedata
+from datetime import date, datetime
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
 CENTRE_ID = "centre"
 """The hotline centre (12345热线中心): owner of the dispatch queue for unrouted cases."""
 CENTRE_NAME = "12345热线中心 (Hotline Centre)"
+
+
+# --- validated values ---------------------------------------------------------------------
+# Validated once, here, in the models the API, the workflow and the activities share: a value
+# that passes can be stored by PostgreSQL (no NUL, no lone surrogate) and computed with (a
+# timezone, a year that date arithmetic and PostgreSQL both handle). They raise pydantic's
+# ValidationError, so the API answers 422 and the workflow records ``invalid_payload``.
+
+MIN_YEAR = 2000
+"""The supported range of every date and datetime a case, a statistic or a report carries."""
+MAX_YEAR = 2100
+
+_TEXT_CONTROLS = frozenset("\n\r\t")  # line breaks (CRLF from web forms) and tabs
+_LINE_CONTROLS = frozenset("\t")
+
+
+def _refuse_controls(value: str, allowed: frozenset[str]) -> str:
+    for char in value:
+        # Cc: control characters (NUL among them); Cs: lone surrogates, which no UTF-8 store
+        # (PostgreSQL) can keep.
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in allowed:
+            raise ValueError(f"control character U+{ord(char):04X} is not allowed")
+    return value
+
+
+def _text(value: str) -> str:
+    return _refuse_controls(value, _TEXT_CONTROLS)
+
+
+def _line(value: str) -> str:
+    return _refuse_controls(value, _LINE_CONTROLS)
+
+
+def _year_in_range(year: int) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year} is outside the supported range {MIN_YEAR}..{MAX_YEAR}")
+
+
+def _instant_in_range(value: datetime) -> datetime:
+    _year_in_range(value.year)
+    return value
+
+
+def _day_in_range(value: date) -> date:
+    _year_in_range(value.year)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+"""Free text (descriptions, notes, reasons): no control characters but newline and tab."""
+Line = Annotated[str, AfterValidator(_line)]
+"""One line (titles, names, identifiers): no control characters but tab."""
+Instant = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
+"""A moment: timezone-aware, in the years MIN_YEAR..MAX_YEAR."""
+Day = Annotated[date, AfterValidator(_day_in_range)]
+"""A calendar day (statistics and report periods) in the years MIN_YEAR..MAX_YEAR."""
 
 
 class Urgency(StrEnum):
@@ -166,10 +223,13 @@ class Actor(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     role: Role
-    name: str = Field(min_length=1, max_length=200)
-    department_id: str | None = None
-    request_id: str | None = Field(
-        default=None, description="The API request that carried the action (for correlation)."
+    name: Line = Field(min_length=1, max_length=200)
+    department_id: Line | None = Field(default=None, max_length=64)
+    request_id: Line | None = Field(
+        default=None,
+        max_length=200,
+        description="The API request that carried the action: the case applies one request id "
+        "once (a retry with the same Idempotency-Key is answered from the recorded event).",
     )
 
 
@@ -180,7 +240,7 @@ SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")
 
 
 class Citizen(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Line = Field(min_length=1, max_length=100)
     phone: str = Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$")
 
 
@@ -190,17 +250,17 @@ class ComplaintIntake(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=2, max_length=200, examples=["Shop loudspeaker at night"])
-    description: str = Field(min_length=2, max_length=5000)
-    category_id: str = Field(min_length=1, max_length=64, examples=["noise_commercial"])
-    grid_id: str = Field(min_length=1, max_length=64, examples=["G-QH-01-01-1"])
-    address: str = Field(default="", max_length=300)
+    title: Line = Field(min_length=2, max_length=200, examples=["Shop loudspeaker at night"])
+    description: Text = Field(min_length=2, max_length=5000)
+    category_id: Line = Field(min_length=1, max_length=64, examples=["noise_commercial"])
+    grid_id: Line = Field(min_length=1, max_length=64, examples=["G-QH-01-01-1"])
+    address: Line = Field(default="", max_length=300)
     channel: Channel = Channel.HOTLINE
     urgency: Urgency | None = Field(
         default=None, description="Omit to use the category's default urgency."
     )
     citizen: Citizen
-    received_at: datetime | None = Field(
+    received_at: Instant | None = Field(
         default=None,
         description="When the report came in (timezone-aware). Defaults to now; may be up "
         "to 24 hours in the past for reports registered late, never in the future.",
@@ -210,10 +270,10 @@ class ComplaintIntake(BaseModel):
 class CaseStart(BaseModel):
     """The workflow's input: the intake, completed and stamped by the API."""
 
-    case_id: str
+    case_id: Line
     intake: ComplaintIntake
     urgency: Urgency
-    received_at: datetime
+    received_at: Instant
     registered_by: Actor
 
 
@@ -231,7 +291,7 @@ class AcceptAction(_Input):
 
 
 class ContactInput(_Input):
-    note: str = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000)
 
 
 class ContactAction(ContactInput):
@@ -240,7 +300,7 @@ class ContactAction(ContactInput):
 
 class ReplyInput(_Input):
     outcome: ReplyOutcome
-    text: str = Field(min_length=2, max_length=5000)
+    text: Text = Field(min_length=2, max_length=5000)
     evidence: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
 
 
@@ -249,20 +309,20 @@ class ReplyAction(ReplyInput):
 
 
 class DispatchInput(_Input):
-    department_id: str = Field(min_length=1, max_length=64)
-    note: str = Field(default="", max_length=2000)
+    department_id: Line = Field(min_length=1, max_length=64)
+    note: Text = Field(default="", max_length=2000)
 
 
 class DispatchAction(DispatchInput):
     actor: Actor
-    department_name: str = Field(
+    department_name: Line = Field(
         default="", max_length=200, description="Filled in by the API from reference data."
     )
 
 
 class RatingInput(_Input):
     rating: Rating
-    comment: str = Field(default="", max_length=2000)
+    comment: Text = Field(default="", max_length=2000)
 
 
 class RatingAction(RatingInput):
@@ -272,7 +332,7 @@ class RatingAction(RatingInput):
 class ReturnInput(_Input):
     """退单: "not ours", with the reason."""
 
-    reason: str = Field(min_length=2, max_length=2000)
+    reason: Text = Field(min_length=2, max_length=2000)
 
 
 class ReturnAction(ReturnInput):
@@ -282,7 +342,7 @@ class ReturnAction(ReturnInput):
 class RaiseLevelInput(_Input):
     """提级办: the problem is beyond this department's authority."""
 
-    reason: str = Field(min_length=2, max_length=2000)
+    reason: Text = Field(min_length=2, max_length=2000)
 
 
 class RaiseLevelAction(RaiseLevelInput):
@@ -292,21 +352,24 @@ class RaiseLevelAction(RaiseLevelInput):
 class ReassignChoiceInput(_Input):
     """The centre's dispatcher picks the department in a pending reassignment."""
 
-    department_id: str = Field(min_length=1, max_length=64)
-    note: str = Field(default="", max_length=2000)
+    department_id: Line = Field(min_length=1, max_length=64)
+    note: Text = Field(default="", max_length=2000)
 
 
 class ReassignChoice(ReassignChoiceInput):
     actor: Actor
-    department_name: str = ""
+    department_name: Line = Field(default="", max_length=200)
 
 
 class ExtensionInput(_Input):
     """延期申请: reasons, measures taken and a promised date."""
 
-    reasons: str = Field(min_length=2, max_length=2000)
-    measures: str = Field(min_length=2, max_length=2000)
-    promised_finish: datetime
+    reasons: Text = Field(min_length=2, max_length=2000)
+    measures: Text = Field(min_length=2, max_length=2000)
+    promised_finish: Instant = Field(
+        description="Timezone-aware; after the finish deadline and at most "
+        "JIESU_MAX_EXTENSION_DAYS (default 90) days ahead."
+    )
 
 
 class ExtensionAction(ExtensionInput):
@@ -315,7 +378,7 @@ class ExtensionAction(ExtensionInput):
 
 class ExtensionDecisionInput(_Input):
     approved: bool
-    note: str = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000)
 
 
 class ExtensionDecisionAction(ExtensionDecisionInput):
@@ -323,25 +386,27 @@ class ExtensionDecisionAction(ExtensionDecisionInput):
 
 
 class DepartmentRef(BaseModel):
-    id: str
-    name: str
+    id: Line = Field(min_length=1, max_length=64)
+    name: Line = Field(max_length=200)
 
 
 class CoHandlersInput(_Input):
     """会办: add co-handling (协办) departments to the lead (主办) department."""
 
-    department_ids: list[str] = Field(min_length=1, max_length=10)
-    note: str = Field(default="", max_length=2000)
+    department_ids: list[Annotated[Line, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=10
+    )
+    note: Text = Field(default="", max_length=2000)
 
 
 class CoHandlersAction(_Input):
     actor: Actor
     departments: list[DepartmentRef] = Field(min_length=1, max_length=10)
-    note: str = ""
+    note: Text = Field(default="", max_length=2000)
 
 
 class ContributionInput(_Input):
-    text: str = Field(min_length=2, max_length=5000)
+    text: Text = Field(min_length=2, max_length=5000)
 
 
 class ContributionAction(ContributionInput):
@@ -350,13 +415,13 @@ class ContributionAction(ContributionInput):
 
 class WaiveAction(_Input):
     actor: Actor
-    department_id: str
+    department_id: Line = Field(min_length=1, max_length=64)
 
 
 class SupervisionInput(_Input):
     """A supervisor puts the case on the supervision ladder."""
 
-    note: str = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000)
 
 
 class SupervisionAction(SupervisionInput):
@@ -366,7 +431,7 @@ class SupervisionAction(SupervisionInput):
 class SupplementInput(_Input):
     """补充诉求: the citizen adds information."""
 
-    text: str = Field(min_length=2, max_length=5000)
+    text: Text = Field(min_length=2, max_length=5000)
 
 
 class SupplementAction(SupplementInput):
@@ -376,7 +441,7 @@ class SupplementAction(SupplementInput):
 class WithdrawInput(_Input):
     """撤诉."""
 
-    reason: str = Field(default="", max_length=2000)
+    reason: Text = Field(default="", max_length=2000)
 
 
 class WithdrawAction(WithdrawInput):
@@ -387,7 +452,7 @@ class CallbackInput(_Input):
     """回访: the centre phoned the citizen and records the verdict."""
 
     rating: Rating
-    note: str = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000)
 
 
 class CallbackAction(CallbackInput):
@@ -397,11 +462,11 @@ class CallbackAction(CallbackInput):
 class RepeatReport(_Input):
     """并单: a new report of the same open problem, linked to this case."""
 
-    report_id: str
+    report_id: Line = Field(min_length=1, max_length=100)
     actor: Actor
     channel: Channel
-    description: str
-    received_at: datetime
+    description: Text = Field(max_length=5000)
+    received_at: Instant
 
 
 class EscalationStep(BaseModel):
@@ -427,6 +492,8 @@ class Deadlines(BaseModel):
     max_reassignments: int = 3
     max_unsatisfied_rounds: int = 2
     escalation_step_hours: float = 2.0
+    # Added later: histories recorded before it carry no value and get the default.
+    max_extension_days: float = 90.0
 
 
 class Breach(BaseModel):

@@ -141,7 +141,8 @@ def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal |
 
 
 def check_extension(state: CaseState, action: ExtensionAction, now: datetime) -> Refusal | None:
-    """延期: asked before the finish deadline, for a later date, one request at a time."""
+    """延期: asked before the finish deadline, for a later date no further than the policy's
+    bound, one request at a time."""
     refusal = _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
     if refusal:
         return refusal
@@ -152,6 +153,13 @@ def check_extension(state: CaseState, action: ExtensionAction, now: datetime) ->
         return Refusal("deadline_passed", "an extension must be asked before the deadline")
     if action.promised_finish <= state.deadlines.finish:
         return Refusal("invalid_promised_date", "the promised date must be after the deadline")
+    # The bound in force when the deadlines were set (recorded in the history).
+    limit = timedelta(days=state.deadlines.max_extension_days)
+    if action.promised_finish > now + limit:
+        return Refusal(
+            "invalid_promised_date",
+            f"the promised date may be at most {state.deadlines.max_extension_days:g} days ahead",
+        )
     return None
 
 

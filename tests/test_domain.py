@@ -1,0 +1,133 @@
+"""The validated value types of the shared domain models: text that PostgreSQL can store and
+datetimes that carry a timezone and lie in the supported years. Pure: no server needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from jiesu import lifecycle
+from jiesu.domain import (
+    Actor,
+    CaseState,
+    Channel,
+    ComplaintIntake,
+    Day,
+    Deadlines,
+    DispatchInput,
+    ExtensionAction,
+    ExtensionInput,
+    Instant,
+    RepeatReport,
+    Role,
+    Status,
+    SupplementInput,
+    Urgency,
+)
+
+DEPARTMENT = Actor(role=Role.DEPARTMENT, name="desk", department_id="urban-management")
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def intake(**overrides: object) -> dict[str, object]:
+    return {
+        "title": "Shop loudspeaker",
+        "description": "Loud adverts until midnight.",
+        "category_id": "noise_commercial",
+        "grid_id": "G-QH-01-01-1",
+        "citizen": {"name": "Wang Fang", "phone": "13800000000"},
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f", "\x85", "\ud800"])
+@pytest.mark.parametrize(
+    ("model", "field", "valid"),
+    [
+        (ComplaintIntake, "title", intake()),
+        (ComplaintIntake, "description", intake()),
+        (ComplaintIntake, "address", intake()),
+        (DispatchInput, "note", {"department_id": "police"}),
+        (DispatchInput, "department_id", {"department_id": "police"}),
+        (SupplementInput, "text", {}),
+    ],
+)
+def test_control_characters_are_refused(
+    model: type, field: str, valid: dict[str, object], char: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate({**valid, field: f"ab{char}cd"})
+    assert raised.value.errors()[0]["loc"][-1] == field
+
+
+def test_newline_and_tab_are_kept_in_free_text_but_not_in_a_title() -> None:
+    assert SupplementInput(text="line one\r\n\tline two").text == "line one\r\n\tline two"
+    assert ComplaintIntake.model_validate(intake(description="a\nb")).description == "a\nb"
+    with pytest.raises(ValidationError):
+        ComplaintIntake.model_validate(intake(title="two\nlines"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-02T09:00:00",
+        "9999-12-31T00:00:00+08:00",
+        "1999-12-31T23:00:00Z",
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_a_datetime_needs_a_timezone_and_a_supported_year(value: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(Instant).validate_python(value)
+    with pytest.raises(ValidationError):
+        ExtensionInput(reasons="rain", measures="pumps", promised_finish=value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        RepeatReport(
+            report_id="r1", actor=DEPARTMENT, channel=Channel.APP, description="again",
+            received_at=value,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "1999-12-31", "2101-01-01"])
+def test_a_day_outside_the_supported_years_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(Day).validate_python(value)
+
+
+def test_a_day_inside_the_supported_years_is_kept() -> None:
+    assert TypeAdapter(Day).validate_python("2026-02-28") == date(2026, 2, 28)
+
+
+def _handling(max_extension_days: float = 90.0) -> CaseState:
+    return CaseState(
+        case_id="JS1", status=Status.HANDLING, title="t", category_id="c", grid_id="g",
+        address="", channel=Channel.HOTLINE, urgency=Urgency.GENERAL, received_at=NOW,
+        assignment={"department_id": "urban-management", "department_name": "U",  # type: ignore[arg-type]
+                    "assigned_at": NOW, "by_rule": True},
+        deadlines=Deadlines(accept=NOW + timedelta(hours=2), finish=NOW + timedelta(days=5),
+                            rating_window_hours=72, max_extension_days=max_extension_days),
+    )
+
+
+def _extension(ahead: timedelta) -> ExtensionAction:
+    return ExtensionAction(actor=DEPARTMENT, reasons="rain", measures="pumps",
+                           promised_finish=NOW + ahead)
+
+
+def test_a_promised_finish_at_most_the_policy_days_ahead_is_allowed() -> None:
+    assert lifecycle.check_extension(_handling(), _extension(timedelta(days=90)), NOW) is None
+
+
+def test_a_promised_finish_beyond_the_policy_days_is_refused() -> None:
+    refusal = lifecycle.check_extension(_handling(), _extension(timedelta(days=91)), NOW)
+    assert refusal is not None and refusal.code == "invalid_promised_date"
+    strict = _handling(max_extension_days=10)
+    refusal = lifecycle.check_extension(strict, _extension(timedelta(days=11)), NOW)
+    assert refusal is not None and refusal.code == "invalid_promised_date"
+
+
+def test_deadlines_recorded_before_the_bound_existed_get_the_default() -> None:
+    recorded = {"accept": NOW.isoformat(), "finish": NOW.isoformat(), "rating_window_hours": 72}
+    assert Deadlines.model_validate(recorded).max_extension_days == 90.0
