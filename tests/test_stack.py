@@ -1,0 +1,295 @@
+"""`make run` (jiesu/stack.py): a child that dies is started again, the others keep serving;
+both embedded stores run with settings that keep acknowledged writes.
+
+The end-to-end test starts the real stack (`python -m jiesu.stack`) in a temporary folder on
+free ports, kills its processes with SIGKILL and waits for the supervisor to replace them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+
+from jiesu import stack
+from jiesu.stack import Service, Supervisor
+from tests.helpers import OPERATOR, complaint, eventually
+
+STARTUP = 120.0  # seconds; the stack starts in ~10 s alone, other suites share the machine
+
+
+# --- the supervisor's policy, with a hand-moved clock -------------------------------------
+
+
+class FakeService(Service):
+    def __init__(self, name: str) -> None:
+        self.name, self.log = name, Path(f"{name}.log")
+        self.running = True
+        self.starts = 0
+        self.fail_next_start = False
+
+    def start(self, restart: bool = False) -> None:
+        if self.fail_next_start:
+            self.fail_next_start = False
+            raise OSError("port in use")
+        self.starts += 1
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+    def pid(self) -> int | None:
+        return 1000 + self.starts
+
+    def exit_reason(self) -> str | None:
+        return None if self.running else "was killed by signal 9"
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_supervisor_restarts_only_the_dead_one_with_growing_pauses() -> None:
+    worker, api = FakeService("worker"), FakeService("API")
+    clock, lines = Clock(), []
+    sup = Supervisor([worker, api], say=lines.append, clock=clock)
+
+    worker.running = False
+    sup.poll()
+    assert worker.starts == 0 and "worker was killed by signal 9" in lines[-1]
+    clock.now += stack.RESTART_DELAY
+    sup.poll()
+    assert worker.running and worker.starts == 1 and api.starts == 0
+    assert sup.restarts(worker) == 1 and "worker started again" in lines[-1]
+
+    worker.running = False  # dies again at once: the pause doubles
+    sup.poll()
+    clock.now += stack.RESTART_DELAY
+    sup.poll()
+    assert not worker.running
+    clock.now += stack.RESTART_DELAY
+    sup.poll()
+    assert worker.running and worker.starts == 2
+
+    clock.now += stack.STABLE_AFTER  # ran long enough: back to the first pause
+    worker.running = False
+    sup.poll()
+    clock.now += stack.RESTART_DELAY
+    sup.poll()
+    assert worker.running and worker.starts == 3
+
+
+def test_supervisor_keeps_trying_when_a_start_fails() -> None:
+    api = FakeService("API")
+    clock, lines = Clock(), []
+    sup = Supervisor([api], say=lines.append, clock=clock)
+    api.running, api.fail_next_start = False, True
+    sup.poll()
+    clock.now += stack.RESTART_DELAY
+    sup.poll()
+    assert not api.running and "did not start (OSError: port in use)" in lines[-1]
+    clock.now += stack.RESTART_DELAY_MAX
+    sup.poll()
+    assert api.running and sup.restarts(api) == 1
+
+
+def test_dev_server_sqlite_is_durable_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JIESU_TEMPORAL_SQLITE_PRAGMAS", raising=False)
+    cmd = stack.temporal_command(Path("/data"), 1, 2, "default")
+    pragmas = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--sqlite-pragma"]
+    assert pragmas == ["journal_mode=WAL", "synchronous=FULL"]
+
+
+# --- the real stack -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[str]
+    data: Path
+    url: str
+    output: list[str]
+
+    def child(self, marker: str) -> int | None:
+        """The pid of the stack's live child whose command line contains ``marker``."""
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and marker in " ".join(child.cmdline()):
+                    return child.pid
+            except psutil.NoSuchProcess:
+                continue
+        return None
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.output)
+
+    def database_url(self) -> str:
+        line = next(x for x in self.output if x.strip().startswith("PostgreSQL "))
+        return line.split(None, 1)[1].strip()
+
+
+def _start(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jiesu.stack"], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _read_lines(proc: subprocess.Popen[str], into: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        into.append(line)
+
+
+@pytest.fixture(scope="module")
+async def running_stack() -> AsyncIterator[RunningStack]:
+    data = Path(tempfile.mkdtemp(prefix="jiesu-test-stack-"))
+    api_port = _free_port()
+    env = dict(
+        os.environ,
+        JIESU_DATA_DIR=str(data),
+        JIESU_TEMPORAL_PORT=str(_free_port()),
+        JIESU_TEMPORAL_UI_PORT=str(_free_port()),
+        JIESU_API_PORT=str(api_port),
+        JIESU_API_HOST="127.0.0.1",
+        JIESU_DEMO_DATA="1",  # the demo keys, as with `make run`
+    )
+    for name in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JIESU_TEMPORAL_SQLITE_PRAGMAS"):
+        env.pop(name, None)
+    proc = _start(env)
+    output: list[str] = []
+    threading.Thread(target=_read_lines, args=(proc, output), daemon=True).start()
+    running = RunningStack(proc, data, f"http://127.0.0.1:{api_port}", output)
+    try:
+        await eventually(lambda: _healthy(running), within=STARTUP, interval=0.5)
+        yield running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        print("".join(output))
+
+
+async def _healthy(s: RunningStack) -> bool:
+    assert s.proc.poll() is None, "".join(s.output)
+    try:
+        async with httpx.AsyncClient(base_url=s.url, timeout=5) as http:
+            return (await http.get("/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _lists_cases(s: RunningStack) -> bool:
+    """The API answers a request that needs PostgreSQL."""
+    try:
+        async with httpx.AsyncClient(base_url=s.url, timeout=5) as http:
+            response = await http.get("/api/v1/complaints", headers=OPERATOR)
+            return response.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _replaced(s: RunningStack, marker: str, old: int) -> bool:
+    pid = s.child(marker)
+    return pid is not None and pid != old
+
+
+async def test_a_killed_worker_and_api_are_started_again(running_stack: RunningStack) -> None:
+    s = running_stack
+    worker, api = s.child("-m worker"), s.child("uvicorn")
+    assert worker and api
+    os.kill(worker, signal.SIGKILL)
+    os.kill(api, signal.SIGKILL)
+
+    async def both_back() -> bool:
+        return await _replaced(s, "-m worker", worker) and await _replaced(s, "uvicorn", api)
+
+    await eventually(both_back, within=30)
+    await eventually(lambda: _healthy(s), within=30, interval=0.2)
+    assert s.proc.poll() is None
+    assert s.printed("worker was killed by signal 9") and s.printed("API started again")
+
+
+async def test_a_killed_postgres_is_started_again(running_stack: RunningStack) -> None:
+    s = running_stack
+    postmaster = int((s.data / "pg" / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    await eventually(lambda: _restarted_postgres(s, postmaster), within=60, interval=0.2)
+    await eventually(lambda: _lists_cases(s), within=30, interval=0.2)
+    assert s.printed("PostgreSQL started again")
+
+
+async def test_a_killed_temporal_server_is_started_again(running_stack: RunningStack) -> None:
+    s = running_stack
+    server = s.child("server start-dev")
+    assert server
+    os.kill(server, signal.SIGKILL)
+    await eventually(lambda: _replaced(s, "server start-dev", server), within=30)
+    # the API and the worker reconnect by themselves: a new case is registered and routed
+    headers = {**OPERATOR, "Idempotency-Key": f"stack-test-{server}"}
+    body = complaint()
+    case_id = await eventually(lambda: _register(s, body, headers), within=60, interval=0.5)
+    assert await eventually(lambda: _routed(s, case_id), within=60, interval=0.2)
+    assert s.printed("Temporal dev server started again")
+
+
+async def _register(s: RunningStack, body: dict[str, Any], headers: dict[str, str]) -> str | None:
+    try:
+        async with httpx.AsyncClient(base_url=s.url, timeout=10) as http:
+            response = await http.post("/api/v1/complaints", json=body, headers=headers)
+    except httpx.HTTPError:
+        return None
+    return str(response.json()["case_id"]) if response.status_code == 201 else None
+
+
+async def _routed(s: RunningStack, case_id: str) -> bool:
+    async with httpx.AsyncClient(base_url=s.url, timeout=10) as http:
+        response = await http.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+    return response.status_code == 200 and response.json()["status"] == "assigned"
+
+
+async def _restarted_postgres(s: RunningStack, old: int) -> bool:
+    try:
+        pid = int((s.data / "pg" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return pid != old and psutil.pid_exists(pid)
+
+
+async def test_embedded_stores_keep_acknowledged_writes(running_stack: RunningStack) -> None:
+    s = running_stack
+    with closing(sqlite3.connect(f"file:{s.data / 'temporal.db'}?mode=ro", uri=True)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn = await asyncpg.connect(s.database_url())
+    try:
+        for setting in stack.POSTGRES_DURABILITY:
+            assert await conn.fetchval(f"SHOW {setting}") == "on", setting
+    finally:
+        await conn.close()
