@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
+from activities.errors import refusing_bad_data
 from jiesu.domain import CaseProjection
 from jiesu.indicators import case_resolved
 from jiesu.notices import notices_for
@@ -67,6 +68,10 @@ class ProjectionActivities:
 
     @activity.defn(name="project_case")
     async def project_case(self, projection: CaseProjection) -> None:
+        with refusing_bad_data():
+            await self._write(projection)
+
+    async def _write(self, projection: CaseProjection) -> None:
         s = projection.state
         d = s.deadlines
         async with self.pool.acquire() as conn, conn.transaction():

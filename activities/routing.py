@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import refusing_bad_data
 from jiesu.domain import CENTRE_ID, RouteRequest, RouteResult
 
 # The grid's chain of areas up to the county, with its depth (grid = deepest). The deepest
@@ -42,6 +43,10 @@ class RoutingActivities:
     @activity.defn(name="route_case")
     async def route_case(self, request: RouteRequest) -> RouteResult:
         """Pick the department by rule; no rule → the hotline centre's dispatch queue."""
+        with refusing_bad_data():
+            return await self._route(request)
+
+    async def _route(self, request: RouteRequest) -> RouteResult:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 _ROUTE_SQL, request.category_id, request.grid_id, request.exclude_department_ids

@@ -215,6 +215,33 @@ class EventKind(StrEnum):
     SUPPLEMENTED = "supplemented"  # 补充诉求
     WITHDRAWN = "withdrawn"  # 撤诉
     CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
+    PROJECTION_FAILED = "projection_failed"  # the read model refused this case's data
+    ROUTING_FAILED = "routing_failed"  # routing refused the case's data: the centre dispatches
+
+
+class CaseSignal(StrEnum):
+    """The names of the messages (Temporal signals) a case accepts. Every client — the API,
+    the children, the CLI or any Temporal client — uses these; the workflow decodes each
+    payload itself and records a rejection (``invalid_payload``) for one that does not fit."""
+
+    ACCEPT = "accept"
+    CONTACT = "contact"
+    REPLY = "reply"
+    DISPATCH = "dispatch"
+    RATE = "rate"
+    CALLBACK = "callback"
+    RETURN = "return"
+    RAISE_LEVEL = "raise_level"
+    REQUEST_EXTENSION = "request_extension"
+    DECIDE_EXTENSION = "decide_extension"
+    ADD_CO_HANDLERS = "add_co_handlers"
+    CONTRIBUTE = "contribute"
+    WAIVE_CO_HANDLER = "waive_co_handler"
+    SUPERVISE = "supervise"
+    REPEAT_REPORT = "repeat_report"
+    SUPPLEMENT = "supplement"
+    WITHDRAW = "withdraw"
+    ESCALATION_STEP = "escalation_step"  # from the escalation child
 
 
 class Actor(BaseModel):
@@ -234,6 +261,8 @@ class Actor(BaseModel):
 
 
 SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")
+UNKNOWN_SENDER = Actor(role=Role.SYSTEM, name="unknown sender")
+"""Who a message that could not be decoded is recorded as coming from."""
 
 
 # --- intake ---------------------------------------------------------------------------

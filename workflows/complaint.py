@@ -15,12 +15,13 @@ patch ids below) and recorded under tests/histories/.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import RawValue, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         CENTRE_ID,
         CENTRE_NAME,
         SYSTEM_ACTOR,
+        UNKNOWN_SENDER,
         AcceptAction,
         Actor,
         Assignment,
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CallbackAction,
         CaseEvent,
         CaseProjection,
+        CaseSignal,
         CaseStart,
         CaseState,
         CoHandler,
@@ -77,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         WaiveAction,
         WithdrawAction,
     )
+    from workflows import messages
     from workflows.activity_options import run_activity
     from workflows.escalation import EscalationWorkflow
     from workflows.reassignment import ReassignmentWorkflow
@@ -85,6 +89,10 @@ with workflow.unsafe.imports_passed_through():
 PATCH_ESCALATION = "escalation-ladder-v1"  # breaches start the supervision ladder
 PATCH_REHANDLE = "rehandle-v1"  # an unsatisfied rating sends the case back (重办)
 PATCH_FRESH_ROUND = "fresh-round-after-queue-v1"  # dispatch after the bound sets new deadlines
+# Hardened message handling (issue 9): undecodable messages are recorded as rejections, and the
+# projector settles before it issues commands, so that the commands of a workflow task do not
+# depend on how Temporal batched its events into activations (see _settle).
+PATCH_HARDENED = "hardened-messages-v1"
 
 # The third report of the same open problem (the original plus two repeats) → supervision.
 REPEATS_BEFORE_SUPERVISION = 2
@@ -98,6 +106,26 @@ _BREACH_TRIGGERS = {
 
 @workflow.defn(name="ComplaintWorkflow")
 class ComplaintWorkflow:
+    # The signal names, for clients: ``handle.signal(ComplaintWorkflow.accept, action)``.
+    accept = CaseSignal.ACCEPT
+    contact = CaseSignal.CONTACT
+    reply = CaseSignal.REPLY
+    dispatch = CaseSignal.DISPATCH
+    rate = CaseSignal.RATE
+    callback = CaseSignal.CALLBACK
+    return_case = CaseSignal.RETURN
+    raise_level = CaseSignal.RAISE_LEVEL
+    request_extension = CaseSignal.REQUEST_EXTENSION
+    decide_extension = CaseSignal.DECIDE_EXTENSION
+    add_co_handlers = CaseSignal.ADD_CO_HANDLERS
+    contribute = CaseSignal.CONTRIBUTE
+    waive_co_handler = CaseSignal.WAIVE_CO_HANDLER
+    supervise = CaseSignal.SUPERVISE
+    repeat_report = CaseSignal.REPEAT_REPORT
+    supplement = CaseSignal.SUPPLEMENT
+    withdraw = CaseSignal.WITHDRAW
+    escalation_step = CaseSignal.ESCALATION_STEP
+
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
         intake = start.intake
@@ -122,6 +150,11 @@ class ComplaintWorkflow:
         self._repeat_ids: set[str] = set()
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
+        self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
+        self._projection_failing = False
+        # Decided once, in the first workflow task: cases started before the patch keep the
+        # old behaviour for their whole life, so their histories replay.
+        self._hardened = workflow.patched(PATCH_HARDENED)
         self._record(
             EventKind.RECEIVED,
             start.registered_by,
@@ -139,11 +172,7 @@ class ComplaintWorkflow:
     async def run(self, start: CaseStart) -> CaseState:
         projector = asyncio.create_task(self._project_until_closed())
         route, deadlines = await asyncio.gather(
-            run_activity(
-                "route_case",
-                RouteRequest(category_id=start.intake.category_id, grid_id=start.intake.grid_id),
-                RouteResult,
-            ),
+            self._route(start),
             run_activity(
                 "compute_deadlines",
                 DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
@@ -174,6 +203,15 @@ class ComplaintWorkflow:
         await asyncio.gather(*self._watchers)
         await projector
         return self._state.model_copy(update={"events": []})
+
+    async def _route(self, start: CaseStart) -> RouteResult:
+        """派单 by the routing rules; a case whose data routing refuses goes to the centre."""
+        request = RouteRequest(category_id=start.intake.category_id, grid_id=start.intake.grid_id)
+        try:
+            return await run_activity("route_case", request, RouteResult)
+        except ActivityError as err:
+            self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=_failure_text(err))
+            return RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
 
     async def _rating_round(self) -> None:
         """评价: wait for the verdict; unsatisfied → rehandle (重办) or, at last, close."""
@@ -450,8 +488,44 @@ class ComplaintWorkflow:
             self._ladder_stop = True
             await self._ladder
 
-    @workflow.signal
-    def escalation_step(self, step: EscalationStep) -> None:
+    # --- messages: every signal, from any client, lands here ------------------------------
+
+    @workflow.signal(dynamic=True)
+    def _message(self, name: str, args: Sequence[RawValue]) -> None:
+        """Decode, de-duplicate and apply a message; record one that does not fit.
+
+        One dynamic handler instead of a typed handler per signal: a typed handler wedges the
+        case on a wrong number of payloads and drops an undecodable one without a trace."""
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            return self._misfit(messages.unknown(name, args), name)
+        model, apply = handler
+        payload = messages.decode(name, args, model)
+        if isinstance(payload, messages.Misfit):
+            return self._misfit(payload, name)
+        actor = getattr(payload, "actor", None)
+        request_id = actor.request_id if isinstance(actor, Actor) else None
+        if request_id is not None and request_id in self._request_ids:
+            return None  # a client's retry of an action already applied or refused
+        apply(self, payload)
+        if request_id is not None:
+            self._request_ids.add(request_id)
+        return None
+
+    def _misfit(self, misfit: messages.Misfit, name: str | None = None) -> None:
+        if not self._hardened:
+            workflow.logger.warning("dropped message %s: %s", name, misfit.reason)
+            return  # cases started before the patch dropped these without a trace
+        self._record(
+            EventKind.REJECTED,
+            UNKNOWN_SENDER,
+            action=messages.printable(name, 64) if name else None,
+            code=misfit.code,
+            reason=misfit.reason,
+            payload=misfit.excerpt,
+        )
+
+    def _on_escalation_step(self, step: EscalationStep) -> None:
         """From the escalation child: the ladder reached a step (提醒/催办/督办/会办/问责)."""
         self._state.escalation_level = step.level
         self._record(
@@ -466,23 +540,20 @@ class ComplaintWorkflow:
 
     # --- signals: human actions ---------------------------------------------------------
 
-    @workflow.signal
-    def accept(self, action: AcceptAction) -> None:
+    def _on_accept(self, action: AcceptAction) -> None:
         """签收."""
         if self._allowed("accept", action, lifecycle.check_accept(self._state, action)):
             self._state.status = Status.HANDLING
             self._state.accepted_at = workflow.now()
             self._record(EventKind.ACCEPTED, action.actor)
 
-    @workflow.signal
-    def contact(self, action: ContactAction) -> None:
+    def _on_contact(self, action: ContactAction) -> None:
         """联系诉求人."""
         if self._allowed("contact", action, lifecycle.check_contact(self._state, action)):
             self._state.contacted_at = workflow.now()
             self._record(EventKind.CONTACTED, action.actor, note=action.note)
 
-    @workflow.signal
-    def reply(self, action: ReplyAction) -> None:
+    def _on_reply(self, action: ReplyAction) -> None:
         """办结答复."""
         if self._allowed("reply", action, lifecycle.check_reply(self._state, action)):
             evidence = [str(url) for url in action.evidence]
@@ -502,8 +573,7 @@ class ComplaintWorkflow:
                 evidence=evidence,
             )
 
-    @workflow.signal
-    def dispatch(self, action: DispatchAction) -> None:
+    def _on_dispatch(self, action: DispatchAction) -> None:
         """人工派单: a dispatcher assigns a case from the centre's queue."""
         if self._allowed("dispatch", action, lifecycle.check_dispatch(self._state, action)):
             route = RouteResult(
@@ -526,14 +596,12 @@ class ComplaintWorkflow:
                 return
             self._assign(route, action.actor, note=action.note)
 
-    @workflow.signal
-    def rate(self, action: RatingAction) -> None:
+    def _on_rate(self, action: RatingAction) -> None:
         """评价."""
         if self._allowed("rate", action, lifecycle.check_rating(self._state, action)):
             self._rated(action.actor, action.rating, action.comment, EventKind.RATED)
 
-    @workflow.signal
-    def callback(self, action: CallbackAction) -> None:
+    def _on_callback(self, action: CallbackAction) -> None:
         """回访: the centre records the verdict of a citizen who did not rate online."""
         if self._allowed("callback", action, lifecycle.check_callback(self._state, action)):
             self._rated(action.actor, action.rating, action.note, EventKind.CALLBACK)
@@ -543,8 +611,7 @@ class ComplaintWorkflow:
         self._state.rating_comment = comment
         self._record(kind, actor, rating=rating.value, comment=comment)
 
-    @workflow.signal(name="return")
-    def return_case(self, action: ReturnAction) -> None:
+    def _on_return(self, action: ReturnAction) -> None:
         """退单: "not ours" — the reassignment child picks the next department."""
         refusal = lifecycle.check_return(self._state, action, workflow.now())
         if self._allowed("return", action, refusal):
@@ -558,8 +625,7 @@ class ComplaintWorkflow:
             )
             self._reassign_next = (ReassignReason.RETURN, action.actor)
 
-    @workflow.signal
-    def raise_level(self, action: RaiseLevelAction) -> None:
+    def _on_raise_level(self, action: RaiseLevelAction) -> None:
         """提级办: beyond this department's authority → the level above."""
         if self._allowed("raise_level", action, lifecycle.check_raise_level(self._state, action)):
             self._record(
@@ -570,8 +636,7 @@ class ComplaintWorkflow:
             )
             self._reassign_next = (ReassignReason.RAISE_LEVEL, action.actor)
 
-    @workflow.signal
-    def request_extension(self, action: ExtensionAction) -> None:
+    def _on_request_extension(self, action: ExtensionAction) -> None:
         """延期申请."""
         refusal = lifecycle.check_extension(self._state, action, workflow.now())
         if self._allowed("request_extension", action, refusal):
@@ -590,8 +655,7 @@ class ComplaintWorkflow:
                 promised_finish=action.promised_finish.isoformat(),
             )
 
-    @workflow.signal
-    def decide_extension(self, action: ExtensionDecisionAction) -> None:
+    def _on_decide_extension(self, action: ExtensionDecisionAction) -> None:
         """延期审批: approval moves the finish deadline; the running timer follows it."""
         refusal = lifecycle.check_extension_decision(self._state, action)
         if not self._allowed("decide_extension", action, refusal):
@@ -612,8 +676,7 @@ class ComplaintWorkflow:
             note=action.note,
         )
 
-    @workflow.signal
-    def add_co_handlers(self, action: CoHandlersAction) -> None:
+    def _on_add_co_handlers(self, action: CoHandlersAction) -> None:
         """会办: 协办 departments join the lead (主办)."""
         if self._allowed(
             "add_co_handlers", action, lifecycle.check_co_handlers(self._state, action)
@@ -628,8 +691,7 @@ class ComplaintWorkflow:
                 note=action.note,
             )
 
-    @workflow.signal
-    def contribute(self, action: ContributionAction) -> None:
+    def _on_contribute(self, action: ContributionAction) -> None:
         """A co-handler's contribution (协办意见)."""
         if self._allowed("contribute", action, lifecycle.check_contribution(self._state, action)):
             co = next(
@@ -639,8 +701,7 @@ class ComplaintWorkflow:
             co.contribution = action.text
             self._record(EventKind.CONTRIBUTED, action.actor, text=action.text)
 
-    @workflow.signal
-    def waive_co_handler(self, action: WaiveAction) -> None:
+    def _on_waive_co_handler(self, action: WaiveAction) -> None:
         if self._allowed("waive_co_handler", action, lifecycle.check_waive(self._state, action)):
             co = next(c for c in self._state.co_handlers if c.department_id == action.department_id)
             co.waived = True
@@ -648,14 +709,12 @@ class ComplaintWorkflow:
                 EventKind.CO_HANDLER_WAIVED, action.actor, department_id=action.department_id
             )
 
-    @workflow.signal
-    def supervise(self, action: SupervisionAction) -> None:
+    def _on_supervise(self, action: SupervisionAction) -> None:
         """A supervisor puts the case on the ladder (督办)."""
         if self._allowed("supervise", action, lifecycle.check_supervision(self._state, action)):
             self._escalate(EscalationTrigger.SUPERVISOR, action.actor)
 
-    @workflow.signal
-    def repeat_report(self, report: RepeatReport) -> None:
+    def _on_repeat_report(self, report: RepeatReport) -> None:
         """并单: another report of this open problem; the third one means supervision."""
         if report.report_id in self._repeat_ids or self._state.status is Status.CLOSED:
             return
@@ -672,14 +731,12 @@ class ComplaintWorkflow:
         if self._state.repeat_count >= REPEATS_BEFORE_SUPERVISION:
             self._escalate(EscalationTrigger.REPEAT_REPORTS)
 
-    @workflow.signal
-    def supplement(self, action: SupplementAction) -> None:
+    def _on_supplement(self, action: SupplementAction) -> None:
         """补充诉求."""
         if self._allowed("supplement", action, lifecycle.check_supplement(self._state, action)):
             self._record(EventKind.SUPPLEMENTED, action.actor, text=action.text)
 
-    @workflow.signal
-    def withdraw(self, action: WithdrawAction) -> None:
+    def _on_withdraw(self, action: WithdrawAction) -> None:
         """撤诉: the citizen withdraws before the reply; the case closes."""
         if self._allowed("withdraw", action, lifecycle.check_withdraw(self._state, action)):
             self._record(EventKind.WITHDRAWN, action.actor, reason=action.reason)
@@ -776,23 +833,82 @@ class ComplaintWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
 
+    async def _project(self, new: list[CaseEvent], version: int) -> None:
+        """One projection; a read model that refuses the case's data (a non-retryable
+        failure) is recorded once and the case goes on — `jiesu doctor` lists the lag."""
+        projection = CaseProjection(
+            state=self._state.model_copy(update={"events": []}), new_events=new, version=version
+        )
+        try:
+            await run_activity("project_case", projection, None)
+            self._projection_failing = False
+        except ActivityError as err:
+            if not self._projection_failing:
+                self._projection_failing = True
+                self._record(
+                    EventKind.PROJECTION_FAILED,
+                    SYSTEM_ACTOR,
+                    version=version,
+                    reason=_failure_text(err),
+                )
+
     async def _project_until_closed(self) -> None:
         """Project new events in batches: one activity per burst of changes, not per event."""
         while True:
             await workflow.wait_condition(lambda: self._projected_seq < len(self._state.events))
+            if self._hardened:
+                await _settle()
             self._upsert_search_attributes()
             new = self._state.events[self._projected_seq :]
             version = new[-1].seq
-            await run_activity(
-                "project_case",
-                CaseProjection(
-                    state=self._state.model_copy(update={"events": []}),
-                    new_events=new,
-                    version=version,
-                ),
-                None,
-            )
+            await self._project(new, version)
             self._projected_seq = version
             closed = self._state.status is Status.CLOSED
             if closed and self._projected_seq == len(self._state.events):
                 return
+
+
+async def _settle() -> None:
+    """Wait until every other coroutine woken by the same change has issued its commands.
+
+    Temporal may deliver an activity result and a signal in one activation or in two (a
+    worker whose cached case ran ahead of a restarted server does the latter). In one
+    activation the SDK applies signals first, so the deadline watchers, the ladder and the run
+    loop react before the projector has its activity result back; in two, they all wake
+    together. The projector must therefore come last in both, or the same history yields
+    commands in another order on replay (TMPRL1100). The SDK checks conditions only when
+    nothing else is ready, so an always-true condition resumes us after the others; twice,
+    for a coroutine that needed a second pass."""
+    for _ in range(2):
+        await workflow.wait_condition(lambda: True)
+
+
+def _failure_text(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return messages.printable(str(cause) or type(cause).__name__, 500)
+
+
+# Each signal: the payload model it must decode to, and the handler that applies it.
+_HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
+    CaseSignal.ACCEPT: (AcceptAction, ComplaintWorkflow._on_accept),
+    CaseSignal.CONTACT: (ContactAction, ComplaintWorkflow._on_contact),
+    CaseSignal.REPLY: (ReplyAction, ComplaintWorkflow._on_reply),
+    CaseSignal.DISPATCH: (DispatchAction, ComplaintWorkflow._on_dispatch),
+    CaseSignal.RATE: (RatingAction, ComplaintWorkflow._on_rate),
+    CaseSignal.CALLBACK: (CallbackAction, ComplaintWorkflow._on_callback),
+    CaseSignal.RETURN: (ReturnAction, ComplaintWorkflow._on_return),
+    CaseSignal.RAISE_LEVEL: (RaiseLevelAction, ComplaintWorkflow._on_raise_level),
+    CaseSignal.REQUEST_EXTENSION: (ExtensionAction, ComplaintWorkflow._on_request_extension),
+    CaseSignal.DECIDE_EXTENSION: (
+        ExtensionDecisionAction,
+        ComplaintWorkflow._on_decide_extension,
+    ),
+    CaseSignal.ADD_CO_HANDLERS: (CoHandlersAction, ComplaintWorkflow._on_add_co_handlers),
+    CaseSignal.CONTRIBUTE: (ContributionAction, ComplaintWorkflow._on_contribute),
+    CaseSignal.WAIVE_CO_HANDLER: (WaiveAction, ComplaintWorkflow._on_waive_co_handler),
+    CaseSignal.SUPERVISE: (SupervisionAction, ComplaintWorkflow._on_supervise),
+    CaseSignal.REPEAT_REPORT: (RepeatReport, ComplaintWorkflow._on_repeat_report),
+    CaseSignal.SUPPLEMENT: (SupplementAction, ComplaintWorkflow._on_supplement),
+    CaseSignal.WITHDRAW: (WithdrawAction, ComplaintWorkflow._on_withdraw),
+    CaseSignal.ESCALATION_STEP: (EscalationStep, ComplaintWorkflow._on_escalation_step),
+}

@@ -8,9 +8,11 @@ The case signals ``stop`` when the department acts or the case closes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.domain import (
@@ -19,10 +21,13 @@ with workflow.unsafe.imports_passed_through():
         EscalationRequest,
         EscalationStep,
     )
+    from workflows import messages
 
 
 @workflow.defn(name="EscalationWorkflow")
 class EscalationWorkflow:
+    stop = "stop"  # the signal name, for clients (the case)
+
     def __init__(self) -> None:
         self._stopped = False
 
@@ -45,7 +50,11 @@ class EscalationWorkflow:
                 continue
             return EscalationOutcome(final_level=level, stopped=True)
 
-    @workflow.signal
-    def stop(self) -> None:
-        """The department acted or the case closed: the ladder ends."""
-        self._stopped = True
+    @workflow.signal(dynamic=True)
+    def _message(self, name: str, args: Sequence[RawValue]) -> None:
+        """``stop``: the department acted or the case closed, the ladder ends. Anything else
+        (or ``stop`` with a payload) is logged and ignored: it must never wedge the ladder."""
+        if name == self.stop and not isinstance(messages.decode(name, args, None), messages.Misfit):
+            self._stopped = True
+            return
+        workflow.logger.warning("ladder ignored message %s", messages.printable(name, 64))

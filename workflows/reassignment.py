@@ -7,12 +7,17 @@ returned the case. Raising a level (提级办) goes to the department one level 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.domain import (
+        CENTRE_ID,
+        CENTRE_NAME,
         ReassignChoice,
         ReassignmentRequest,
         ReassignmentResult,
@@ -20,11 +25,14 @@ with workflow.unsafe.imports_passed_through():
         RouteRequest,
         RouteResult,
     )
+    from workflows import messages
     from workflows.activity_options import run_activity
 
 
 @workflow.defn(name="ReassignmentWorkflow")
 class ReassignmentWorkflow:
+    choose = "choose"  # the signal name, for clients (the API)
+
     def __init__(self) -> None:
         self._choice: ReassignChoice | None = None
 
@@ -51,22 +59,27 @@ class ReassignmentWorkflow:
             )
         return ReassignmentResult(route=await self._automatic(request))
 
-    @workflow.signal
-    def choose(self, choice: ReassignChoice) -> None:
-        """The centre's dispatcher picks the department (first choice wins)."""
+    @workflow.signal(dynamic=True)
+    def _message(self, name: str, args: Sequence[RawValue]) -> None:
+        """``choose``: the centre's dispatcher picks the department (first choice wins).
+        A message that does not decode is logged and ignored: it must never wedge the case."""
+        choice = messages.decode(name, args, ReassignChoice) if name == self.choose else None
+        if not isinstance(choice, ReassignChoice):
+            workflow.logger.warning("reassignment ignored message %s", messages.printable(name))
+            return
         if self._choice is None:
             self._choice = choice
 
     async def _automatic(self, request: ReassignmentRequest) -> RouteResult:
-        return await run_activity(
-            "route_case",
-            RouteRequest(
-                category_id=request.category_id,
-                grid_id=request.grid_id,
-                exclude_department_ids=request.exclude_department_ids,
-            ),
-            RouteResult,
+        route = RouteRequest(
+            category_id=request.category_id,
+            grid_id=request.grid_id,
+            exclude_department_ids=request.exclude_department_ids,
         )
+        try:
+            return await run_activity("route_case", route, RouteResult)
+        except ActivityError:  # routing refused the case's data: the centre dispatches by hand
+            return RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
 
     async def _level_up(self, request: ReassignmentRequest) -> RouteResult:
         """The level above; with none, the centre's queue decides."""

@@ -1,0 +1,113 @@
+"""Re-batching a recorded history: the same events, delivered in more or fewer workflow tasks.
+
+A worker whose cached case ran ahead of a restarted server processes an activity result and a
+signal in two activations, while the history it then writes groups them into one workflow
+task (see tests/histories/evidence/README.md). These helpers build both shapes from one
+history, so a test can show that the workflow issues the same commands either way.
+
+Histories are the JSON of ``WorkflowHistory.to_json()``: event ids are strings, and every
+reference to another event is a field whose name ends in ``EventId``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from typing import Any
+
+STARTED = "EVENT_TYPE_WORKFLOW_TASK_STARTED"
+COMPLETED = "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"
+SCHEDULED = "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED"
+SIGNALED = "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"
+
+
+def _renumber(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give events consecutive ids again and move every reference along with them."""
+    mapping = {str(e["eventId"]): str(i) for i, e in enumerate(events, start=1)}
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: (mapping.get(str(v), v) if k.endswith("EventId") else fix(v))
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return [{**fix(e), "eventId": mapping[str(e["eventId"])]} for e in events]
+
+
+def _attrs(event: dict[str, Any]) -> dict[str, Any]:
+    return next(v for k, v in event.items() if k.endswith("EventAttributes"))
+
+
+def merge_points(history: str) -> list[int]:
+    """Ids of the workflow tasks that completed with no command and were followed at once by
+    a signal: the places where a merged delivery would have looked different."""
+    events = json.loads(history)["events"]
+    return [
+        int(e["eventId"])
+        for e, after in itertools.pairwise(events)
+        if e["eventType"] == COMPLETED and after["eventType"] == SIGNALED
+    ]
+
+
+def merged(history: str, completed_id: int) -> str:
+    """The history as if the task that completed at ``completed_id`` and the next one (with
+    the signal) had been one task: drop the first task's started/completed events and the
+    second one's scheduled event."""
+    events = json.loads(history)["events"]
+    by_id = {int(e["eventId"]): e for e in events}
+    started_id = int(_attrs(by_id[completed_id])["startedEventId"])
+    scheduled_id = int(_attrs(by_id[completed_id])["scheduledEventId"])
+    signal = by_id[completed_id + 1]
+    assert signal["eventType"] == SIGNALED
+    second_scheduled = by_id[completed_id + 2]
+    assert second_scheduled["eventType"] == SCHEDULED
+    drop = {started_id, completed_id, int(second_scheduled["eventId"])}
+    kept = []
+    for e in events:
+        if int(e["eventId"]) in drop:
+            continue
+        if e["eventType"] in (STARTED, COMPLETED) and _attrs(e)["scheduledEventId"] == str(
+            second_scheduled["eventId"]
+        ):
+            e = copy.deepcopy(e)
+            _attrs(e)["scheduledEventId"] = str(scheduled_id)
+        kept.append(e)
+    return json.dumps({"events": _renumber(kept)})
+
+
+def split(history: str, signal_id: int) -> str:
+    """The history as if the pending task before signal ``signal_id`` had completed (with no
+    command) before the signal arrived, the signal then getting a task of its own."""
+    events = json.loads(history)["events"]
+    index = next(i for i, e in enumerate(events) if int(e["eventId"]) == signal_id)
+    pending = events[index - 1]
+    assert pending["eventType"] == SCHEDULED, "the signal must follow a scheduled task"
+    started = next(e for e in events[index:] if e["eventType"] == STARTED)
+    completed = next(e for e in events[index:] if e["eventType"] == COMPLETED)
+    # fresh ids, above every existing one, renumbered into place below
+    top = max(int(e["eventId"]) for e in events)
+    new_started = copy.deepcopy(started) | {"eventId": str(top + 1)}
+    new_completed = copy.deepcopy(completed) | {"eventId": str(top + 2)}
+    _attrs(new_completed).update(
+        scheduledEventId=str(pending["eventId"]), startedEventId=str(top + 1)
+    )
+    new_scheduled = copy.deepcopy(pending) | {"eventId": str(top + 3)}
+    moved = {id(started): copy.deepcopy(started), id(completed): copy.deepcopy(completed)}
+    for e in moved.values():  # the signal's own task is the new scheduled one
+        _attrs(e)["scheduledEventId"] = str(top + 3)
+    out = []
+    for e in events:
+        if id(e) in moved:
+            out.append(moved[id(e)])
+            continue
+        out.append(e)
+        if int(e["eventId"]) == signal_id:
+            out.append(new_scheduled)
+        elif e is pending:
+            out.extend([new_started, new_completed])
+    return json.dumps({"events": _renumber(out)})

@@ -1,0 +1,100 @@
+"""The workflow issues the same commands however Temporal batches the same events.
+
+tests/histories/evidence/ holds three histories that stopped replaying after the dev server was
+killed under load (TMPRL1100). Each replays once its one workflow task holding [activity
+result, signal] is split in two: the live worker had processed them in two activations (its
+cached case ran ahead of the restarted server), and the old workflow's commands depended on
+that. The hardened workflow (PATCH_HARDENED) settles before projecting; a history it writes
+replays with the same events merged into fewer tasks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from helpers import HISTORIES, eventually, handle_of, register
+from history_surgery import SIGNALED, merge_points, merged, split
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from jiesu.domain import (
+    AcceptAction,
+    Actor,
+    ContactAction,
+    RatingAction,
+    ReplyAction,
+    Role,
+)
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+
+EVIDENCE = sorted((HISTORIES / "evidence").glob("*.json"))
+URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-management")
+
+
+async def _replay_failure(text: str, name: str = "case") -> str | None:
+    history = WorkflowHistory.from_json(name, text)
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return None if result.replay_failure is None else str(result.replay_failure)
+
+
+def _signal_after_pending_task(text: str) -> int:
+    """The signal that arrived while a workflow task was scheduled (the merged delivery)."""
+    events = json.loads(text)["events"]
+    return next(
+        int(b["eventId"])
+        for a, b in itertools.pairwise(events)
+        if a["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED" and b["eventType"] == SIGNALED
+    )
+
+
+def test_the_evidence_is_here() -> None:
+    assert len(EVIDENCE) == 3
+
+
+@pytest.mark.parametrize("path", EVIDENCE, ids=lambda p: p.stem)
+async def test_evidence_fails_merged_and_replays_split(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")  # noqa: ASYNC240 (a small fixture)
+    failure = await _replay_failure(text)
+    assert failure is not None and "TMPRL1100" in failure
+    assert await _replay_failure(split(text, _signal_after_pending_task(text))) is None
+
+
+async def _projected(pool: asyncpg.Pool, client: Client, case_id: str) -> bool:
+    """The read model has every event: the projector is idle, waiting for the next change."""
+    state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+    version = await pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id)
+    return version == len(state.events)
+
+
+async def test_new_histories_replay_however_batched(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    created = await register(api, urgency="urgent")
+    case_id = created["case_id"]
+    handle = handle_of(client, case_id)
+    citizen = Actor(role=Role.CITIZEN, name="Wang Fang")
+    actions = [
+        (ComplaintWorkflow.accept, AcceptAction(actor=URBAN)),
+        (ComplaintWorkflow.contact, ContactAction(actor=URBAN, note="Called")),
+        (ComplaintWorkflow.reply, ReplyAction(actor=URBAN, outcome="resolved", text="Done")),
+        (ComplaintWorkflow.rate, RatingAction(actor=citizen, rating="satisfied")),
+    ]
+    for signal, action in actions:
+        # each signal after the projector went idle: the shape a merged delivery changes
+        await eventually(lambda: _projected(pool, client, case_id))
+        await handle.signal(signal, action)
+    await handle.result()
+    text = (await handle.fetch_history()).to_json()
+    points = merge_points(text)
+    assert len(points) >= 3, "the case should have idle tasks followed by a signal"
+    assert await _replay_failure(text) is None
+    for point in points:
+        failure = await _replay_failure(merged(text, point))
+        assert failure is None, f"merged at event {point}: {failure}"

@@ -1,0 +1,175 @@
+"""Every message a case receives, from any Temporal client, is applied or recorded as a
+rejection — never a failed workflow task (issue 9, point 1), and a retried action is applied
+once (point 5, the workflow's half)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from helpers import eventually, handle_of, register
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.common import RawValue
+from temporalio.service import RPCError
+
+from jiesu.domain import (
+    AcceptAction,
+    Actor,
+    CaseSignal,
+    CaseState,
+    EventKind,
+    Role,
+    Status,
+    SupplementAction,
+)
+from workflows import ComplaintWorkflow, ReassignmentWorkflow
+
+URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-management")
+CITIZEN = Actor(role=Role.CITIZEN, name="Wang Fang")
+
+# (signal name, the payloads a careless or hostile client sends)
+MALFORMED: list[tuple[str, list[Any]]] = [
+    ("accept", []),  # no input: a typed handler wedged the case on this
+    ("accept", [{"actor": URBAN.model_dump()}, {"actor": URBAN.model_dump()}]),  # two inputs
+    ("accept", [{"bogus": 1}]),
+    ("accept", ["x"]),
+    ("accept", [{"actor": {"role": "mayor", "name": "someone"}}]),  # unknown role
+    ("reply", [{"actor": URBAN.model_dump(), "outcome": "resolved"}]),  # text missing
+    ("accept", [RawValue(Payload(metadata={"encoding": b"x/unknown"}, data=b"\x00\xff"))]),
+]
+
+
+async def _state(client: Client, case_id: str) -> CaseState:
+    return await handle_of(client, case_id).query(ComplaintWorkflow.state)
+
+
+async def _assigned_case(api: httpx.AsyncClient, client: Client) -> str:
+    case_id = (await register(api))["case_id"]
+
+    async def assigned() -> bool:
+        return (await _state(client, case_id)).status is Status.ASSIGNED
+
+    await eventually(assigned)
+    return case_id
+
+
+def _rejections(state: CaseState, code: str) -> list[dict[str, Any]]:
+    return [e.data for e in state.events if e.kind is EventKind.REJECTED and e.data["code"] == code]
+
+
+async def test_malformed_messages_are_recorded_and_the_case_goes_on(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = await _assigned_case(api, client)
+    handle = handle_of(client, case_id)
+    for name, payloads in MALFORMED:
+        await handle.signal(name, args=payloads)
+    await handle.signal("frobnicate", "hello")
+    await handle.signal(ComplaintWorkflow.accept, AcceptAction(actor=URBAN))
+
+    async def accepted() -> CaseState | None:
+        state = await _state(client, case_id)
+        return state if state.status is Status.HANDLING else None
+
+    state = await eventually(accepted)
+    invalid = _rejections(state, "invalid_payload")
+    assert len(invalid) == len(MALFORMED), invalid
+    assert {r["action"] for r in invalid} == {"accept", "reply"}
+    assert all("\x00" not in r["payload"] for r in invalid)  # printable, storable
+    assert [r["action"] for r in _rejections(state, "unknown_signal")] == ["frobnicate"]
+    # the auditor's read model has them too: the projection did not choke on any of them
+    rows = await eventually(lambda: _projected_rejections(api, case_id, len(MALFORMED) + 1))
+    assert rows
+
+
+async def _projected_rejections(api: httpx.AsyncClient, case_id: str, n: int) -> bool:
+    from helpers import AUDITOR
+
+    response = await api.get(f"/api/v1/complaints/{case_id}/history", headers=AUDITOR)
+    if response.status_code != 200:
+        return False
+    return response.text.count("invalid_payload") + response.text.count("unknown_signal") >= n
+
+
+async def test_a_retried_action_is_applied_once(api: httpx.AsyncClient, client: Client) -> None:
+    case_id = await _assigned_case(api, client)
+    handle = handle_of(client, case_id)
+    retried = SupplementAction(
+        actor=CITIZEN.model_copy(update={"request_id": "idem-test-1"}), text="The shop is No. 12"
+    )
+    for _ in range(3):  # a client retrying after timeouts
+        await handle.signal(CaseSignal.SUPPLEMENT, retried)
+    other = SupplementAction(
+        actor=CITIZEN.model_copy(update={"request_id": "idem-test-2"}), text="Also on Sundays"
+    )
+    await handle.signal(CaseSignal.SUPPLEMENT, other)
+
+    async def both_seen() -> list[str] | None:
+        state = await _state(client, case_id)
+        texts = [e.data["text"] for e in state.events if e.kind is EventKind.SUPPLEMENTED]
+        return texts if "Also on Sundays" in texts else None
+
+    assert await eventually(both_seen) == ["The shop is No. 12", "Also on Sundays"]
+
+
+async def test_a_retried_refusal_is_recorded_once(api: httpx.AsyncClient, client: Client) -> None:
+    case_id = await _assigned_case(api, client)
+    handle = handle_of(client, case_id)
+    stranger = Actor(role=Role.DEPARTMENT, name="x", department_id="water", request_id="idem-r")
+    for _ in range(2):
+        await handle.signal(ComplaintWorkflow.accept, AcceptAction(actor=stranger))
+    await handle.signal(ComplaintWorkflow.accept, AcceptAction(actor=URBAN))
+
+    async def accepted() -> CaseState | None:
+        state = await _state(client, case_id)
+        return state if state.status is Status.HANDLING else None
+
+    state = await eventually(accepted)
+    refused = [e for e in state.events if e.kind is EventKind.REJECTED]
+    assert len(refused) == 1, refused
+
+
+@pytest.mark.parametrize("payloads", [[], [{"bogus": 1}], ["x", "y"]])
+async def test_children_ignore_malformed_messages(
+    api: httpx.AsyncClient, client: Client, payloads: list[Any]
+) -> None:
+    """The reassignment child's ``choose`` must not wedge on junk either: the case still gets
+    its automatic reassignment after a department returns it."""
+    case_id = await _assigned_case(api, client)
+    handle = handle_of(client, case_id)
+    await handle.signal(
+        ComplaintWorkflow.return_case,
+        {"actor": URBAN.model_dump(), "reason": "Not ours: private property"},
+    )
+
+    async def child_id() -> str | None:
+        pending = (await _state(client, case_id)).reassignment
+        return pending.child_id if pending else None
+
+    child = client.get_workflow_handle(await eventually(child_id))
+
+    async def child_started() -> bool:
+        try:
+            await child.describe()
+        except RPCError:
+            return False
+        return True
+
+    await eventually(child_started)
+    await child.signal("choose", args=payloads)
+    await child.signal("nonsense")
+    dispatcher = Actor(role=Role.SUPERVISOR, name="dispatcher")
+    choice = {"actor": dispatcher.model_dump(), "department_id": "water",
+              "department_name": "县水务局 (Water Affairs Bureau)"}
+    await child.signal(ReassignmentWorkflow.choose, choice)
+
+    async def reassigned() -> bool:
+        state = await _state(client, case_id)
+        return state.department_id == "water" and state.status is Status.ASSIGNED
+
+    await eventually(reassigned)
+    history = await child.fetch_history()
+    failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+    assert not failed
