@@ -8,8 +8,12 @@ transaction as the case events. ``OutboxDispatcher`` delivers them through a plu
    (their dispatcher died), move to ``sending`` with a lease and ``attempts + 1``, in one
    ``UPDATE … FOR UPDATE SKIP LOCKED`` statement. Two dispatchers (threads, processes,
    machines) never claim the same row while its lease runs.
-2. **send** each claimed notice, one after the other, each within what is left of the lease
-   (a notice whose lease ran out before its turn is handed back unsent).
+2. **send** each claimed notice, one after the other. While the batch is being sent the
+   dispatcher **renews** the lease of the rows it still holds (a heartbeat every third of the
+   lease), so a live dispatcher keeps its claim however long the batch takes, and a dead one
+   loses it within one lease (30 s by default). Each send is bounded by ``send_timeout`` and by
+   what is left of the last renewed lease; a notice whose lease could not be renewed in time
+   (the database was away) is handed back unsent.
 3. **mark** it ``sent``; or back to ``pending`` with ``last_error`` and an exponential back-off;
    or ``failed`` after ``max_attempts``. Each mark is fenced by the ``attempts`` number of the
    claim, so a dispatcher whose lease was taken over cannot overwrite the newer claim.
@@ -38,7 +42,7 @@ import json
 import logging
 import os
 import smtplib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -239,10 +243,107 @@ SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
 
+# The heartbeat: push the lease of the rows this claim still holds; returns the ids still held
+# (a row is gone from the answer once it was marked, or taken over by a newer claim).
+_RENEW = """
+UPDATE notifications n SET lease_until = now() + $3::interval
+FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
+WHERE n.id = held.id AND n.attempts = held.attempts AND n.status = 'sending'
+RETURNING n.id
+"""
+
 _HAND_BACK = """
 UPDATE notifications SET status = 'pending', lease_until = NULL, attempts = attempts - 1
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
+
+
+# How long a claim holds a notice without a heartbeat: a crashed dispatcher's notices are
+# claimed again by another one within this (plus its poll interval). Urgent cases have 30
+# minutes to be accepted, so minutes of silence after a worker crash are not acceptable.
+DEFAULT_LEASE = timedelta(seconds=30)
+# Our clocks are not the database's: count a lease as over a little before it really is.
+_LEASE_SAFETY = 0.9
+
+
+class _LeaseKeeper:
+    """Renews the lease of one claimed batch in the background while it is being sent."""
+
+    def __init__(self, pool: asyncpg.Pool, rows: list[asyncpg.Record], lease: timedelta) -> None:
+        self.pool = pool
+        self.lease = lease
+        self.held = {row["id"]: row["attempts"] for row in rows}
+        loop = asyncio.get_running_loop()
+        # Started after the claim returned: the database's lease ends later than ours.
+        self._held_until = loop.time() + lease.total_seconds() * _LEASE_SAFETY
+        self._task: asyncio.Task[None] | None = None
+        self._send: tuple[asyncio.Timeout, float] | None = None  # the running send's bound
+
+    def remaining(self) -> float:
+        """Seconds our claim is known to last from now."""
+        return self._held_until - asyncio.get_running_loop().time()
+
+    def holds(self, row: asyncpg.Record) -> bool:
+        return row["id"] in self.held
+
+    def release(self, row: asyncpg.Record) -> None:
+        """The notice was marked (sent, failed, handed back): stop renewing it."""
+        self.held.pop(row["id"], None)
+
+    async def renew(self) -> None:
+        """One heartbeat: push the lease of every row still held."""
+        if not self.held:
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ids = list(self.held)
+        still = {
+            r["id"]
+            for r in await self.pool.fetch(
+                _RENEW, ids, [self.held[i] for i in ids], self.lease
+            )
+        }
+        for lost in set(ids) - still:  # marked meanwhile, or taken over by a newer claim
+            self.held.pop(lost, None)
+        self._held_until = started + self.lease.total_seconds() * _LEASE_SAFETY
+        if self._send is not None:
+            timeout, send_deadline = self._send
+            # (a bound that is expiring right now cannot move: that send is over anyway)
+            with contextlib.suppress(RuntimeError):
+                timeout.reschedule(min(send_deadline, self._held_until))
+
+    @contextlib.asynccontextmanager
+    async def bounded(self, seconds: float) -> AsyncIterator[None]:
+        """A send may take ``seconds``, but never past our claim: the bound moves with each
+        renewal (a send is cut when the lease could not be renewed in time)."""
+        send_deadline = asyncio.get_running_loop().time() + seconds
+        async with asyncio.timeout_at(min(send_deadline, self._held_until)) as timeout:
+            self._send = (timeout, send_deadline)
+            try:
+                yield
+            finally:
+                self._send = None
+
+    async def _beat(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.renew()
+            except Exception:  # the database is away: our claim runs out, sends stop in time
+                log.warning("outbox: could not renew the lease of %d notices", len(self.held),
+                            exc_info=True)
+
+    async def __aenter__(self) -> _LeaseKeeper:
+        if self.lease > timedelta(0):
+            self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class OutboxDispatcher:
@@ -254,7 +355,8 @@ class OutboxDispatcher:
         sender: Sender,
         *,
         batch: int = 50,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = DEFAULT_LEASE,
+        send_timeout: timedelta = timedelta(seconds=60),
         max_attempts: int = 10,
         retry_delay: timedelta = timedelta(seconds=10),
         max_retry_delay: timedelta = timedelta(minutes=30),
@@ -263,31 +365,33 @@ class OutboxDispatcher:
         self.sender = sender
         self.batch = batch
         self.lease = lease
+        self.send_timeout = send_timeout
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
 
     async def run_once(self) -> int:
         """Claim one batch and try to deliver it; return how many notices were claimed."""
-        loop = asyncio.get_running_loop()
         await self.pool.execute(_EXPIRE, self.max_attempts)
         rows = await self.pool.fetch(_CLAIM, self.batch, self.lease, self.max_attempts)
-        # Our own clock for the lease, started after the claim returned, with a safety margin:
-        # sending must be over before anybody else may claim the row.
-        lease_ends = loop.time() + self.lease.total_seconds() * 0.9
-        for row in rows:
-            remaining = lease_ends - loop.time()
-            if remaining <= 0:
-                await self.pool.execute(_HAND_BACK, row["id"], row["attempts"])
-                continue
-            await self._deliver(row, remaining)
+        if not rows:
+            return 0
+        async with _LeaseKeeper(self.pool, rows, self.lease) as lease:
+            for row in rows:
+                if not lease.holds(row):
+                    continue  # taken over while our heartbeat could not reach the database
+                if lease.remaining() <= 0:
+                    await self.pool.execute(_HAND_BACK, row["id"], row["attempts"])
+                else:
+                    await self._deliver(row, lease)
+                lease.release(row)
         return len(rows)
 
-    async def _deliver(self, row: asyncpg.Record, seconds_left: float) -> None:
+    async def _deliver(self, row: asyncpg.Record, lease: _LeaseKeeper) -> None:
         notice_id, attempts, key = row["id"], row["attempts"], row["key"]
         try:
             notice = OutboundNotice.model_validate(dict(row))
-            async with asyncio.timeout(seconds_left):
+            async with lease.bounded(self.send_timeout.total_seconds()):
                 await self.sender.send(notice)
         except Exception as error:  # any failure is a failed attempt, never a dead dispatcher
             message = f"{type(error).__name__}: {error}"[:2000]

@@ -418,6 +418,89 @@ async def test_a_claim_whose_lease_ran_out_is_handed_back_unsent(pool: asyncpg.P
     assert (row["status"], row["attempts"]) == ("pending", 0)
 
 
+async def test_a_crashed_dispatchers_claim_is_retaken_within_the_lease(pool: asyncpg.Pool) -> None:
+    # The default lease is what a crashed worker costs: it must stay well under a minute.
+    assert OutboxDispatcher(pool, RecordingSender()).lease <= timedelta(seconds=30)
+    case_id = _synthetic_case_id()
+    keys = await _insert(pool, case_id, 3)
+    lease = timedelta(seconds=1)
+    stuck = HangingSender()
+    crashed = asyncio.create_task(OutboxDispatcher(pool, stuck, batch=500, lease=lease).run_once())
+    await eventually(lambda: pool.fetchval(
+        "SELECT count(*) = 3 FROM notifications WHERE case_id = $1 AND status = 'sending'",
+        case_id,
+    ))
+    await stuck.started.wait()
+    crashed.cancel()  # killed: no more heartbeats, nothing handed back
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    abandoned = asyncio.get_running_loop().time()
+
+    sender = RecordingSender()
+    rescuer = OutboxDispatcher(pool, sender, batch=500, lease=lease)
+    await eventually(lambda: _drain_and_fetch(rescuer, sender, case_id, len(keys)), within=10)
+    took = asyncio.get_running_loop().time() - abandoned
+    assert sorted(sender.keys(case_id)) == sorted(keys)
+    assert took <= lease.total_seconds() + 2, f"retaken after {took:.1f}s"
+    assert await pool.fetchval(
+        "SELECT bool_and(status = 'sent' AND attempts = 2) FROM notifications WHERE case_id = $1",
+        case_id,
+    )
+
+
+async def test_a_live_dispatcher_keeps_its_claim_past_the_lease(pool: asyncpg.Pool) -> None:
+    """A batch that takes longer than the lease is not taken over: the heartbeat renews it."""
+    case_id = _synthetic_case_id()
+    keys = await _insert(pool, case_id, 3)
+    lease = timedelta(seconds=1)
+    slow = HangingSender()
+    owner = OutboxDispatcher(pool, slow, batch=500, lease=lease)
+    sending = asyncio.create_task(owner.run_once())
+    await slow.started.wait()
+    first_lease = await pool.fetchval(
+        "SELECT min(lease_until) FROM notifications WHERE case_id = $1", case_id
+    )
+    other = RecordingSender()
+    rival = OutboxDispatcher(pool, other, batch=500, lease=lease)
+
+    async def rival_tried_after_the_first_lease() -> bool:
+        await rival.run_once()
+        return await pool.fetchval("SELECT now() > $1::timestamptz + interval '1 second'",
+                                   first_lease)
+
+    await eventually(rival_tried_after_the_first_lease, within=10)
+    slow.release.set()
+    await sending
+    assert other.keys(case_id) == [], "a live dispatcher's claim was taken over"
+    assert sorted(slow.keys(case_id)) == sorted(keys)
+    assert await pool.fetchval(
+        "SELECT bool_and(status = 'sent' AND attempts = 1) FROM notifications WHERE case_id = $1",
+        case_id,
+    )
+
+
+class HangingSender(RecordingSender):
+    """A send that does not return until ``release`` is set (a slow gateway, or a dispatcher
+    that is about to be killed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, notice: OutboundNotice) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super().send(notice)
+
+
+async def _drain_and_fetch(
+    dispatcher: OutboxDispatcher, sender: RecordingSender, case_id: str, count: int
+) -> bool:
+    await _drain(dispatcher)
+    return len(sender.keys(case_id)) == count
+
+
 # --- senders --------------------------------------------------------------------------------
 
 
