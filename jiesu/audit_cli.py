@@ -68,6 +68,9 @@ def format_timeline(timeline: Timeline, zone: str) -> str:
         f"{timeline.workflow_type} {timeline.workflow_id} (run {timeline.run_id}): "
         f"{timeline.status}; {timeline.event_count} history events from {timeline.source}"
     ]
+    if timeline.stuck:
+        lines.append(f"STUCK: the last workflow task failed ({timeline.stuck}); see "
+                     "docs/operations.md")
     for depth, entry in iter_entries(timeline):
         indent = "    " * depth
         at = entry.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from jiesu.audit import HistoryNotFound, load_history
 from jiesu.audit_replay import visibility_query
+from jiesu.audit_stuck import failing_task
 from jiesu.audit_timeline import recorded_batches
 
 _FIELDS = ("kind", "at", "actor", "data")
@@ -114,6 +115,9 @@ async def check_case(client: Client, pool: asyncpg.Pool, case_id: str) -> CaseCo
     result = CaseConsistency(case_id, history.source, len(expected), len(read_model))
     result.pending = len(recorded.keys() - expected.keys())
     result.divergences = compare(expected, read_model)
+    stuck = failing_task(history)
+    if stuck is not None:  # consistent so far, but it will not move: not fine
+        result.error = f"stuck: the last workflow task failed: {stuck}"
     return result
 
 

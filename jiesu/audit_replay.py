@@ -3,9 +3,10 @@
 A case "replays" when its history and its children's replay without error against the
 workflow classes given (by default the ones the worker runs). Otherwise it is
 "non-deterministic" (the code now issues different commands than the history recorded: the
-message names the event and the mismatch), "failed" (another replay error) or "missing" (no
-history in Temporal or the archive). Replays share one :class:`Replayer` and stream through
-``workflow_replay_iterator``, so thousands of cases run in one replay worker.
+message names the event and the mismatch), "failed" (another replay error), "stuck" (it
+replays, but its last workflow task failed, so the case is wedged: jiesu.audit_stuck) or
+"missing" (no history in Temporal or the archive). Replays share one :class:`Replayer` and
+stream through ``workflow_replay_iterator``, so thousands of cases run in one replay worker.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from temporalio.workflow import NondeterminismError
 
 from jiesu.audit import HistoryNotFound, LoadedHistory, load_case_histories
 from jiesu.audit_archive import archived_cases
+from jiesu.audit_stuck import failing_task
 
 REPLAYS = "replays"
 NON_DETERMINISTIC = "non-deterministic"
 FAILED = "failed"
 MISSING = "missing"
+STUCK = "stuck"  # replays, but its last workflow task failed: the case is wedged
 CASES_QUERY = 'WorkflowType="ComplaintWorkflow"'
 
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -113,6 +116,9 @@ def _clean(failure: Exception) -> str:
 def _history_verdict(history: WorkflowHistory, failure: Exception | None) -> HistoryVerdict:
     source = history.source if isinstance(history, LoadedHistory) else "file"
     if failure is None:
+        stuck = failing_task(history)
+        if stuck is not None:
+            return HistoryVerdict(history.workflow_id, history.run_id, source, STUCK, stuck)
         return HistoryVerdict(history.workflow_id, history.run_id, source, REPLAYS)
     message = _clean(failure)
     kind = NON_DETERMINISTIC if isinstance(failure, NondeterminismError) else FAILED

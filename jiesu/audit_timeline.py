@@ -39,6 +39,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from jiesu.audit_stuck import failing_task, task_failure
+
 PROJECTION_ACTIVITY = "project_case"
 # A timer re-started for a time further than this from the previous one is a moved deadline.
 _MOVE_TOLERANCE = timedelta(seconds=2)
@@ -63,6 +65,11 @@ class Timeline(BaseModel):
     source: str = Field(description="Where the history came from: temporal or archive")
     status: str = Field(description="running, completed, failed, terminated, ...")
     event_count: int
+    stuck: str | None = Field(
+        default=None,
+        description="Set when the case is wedged: its last workflow task failed with this "
+        "message, so it makes no progress until fixed or reset (docs/operations.md)",
+    )
     entries: list[TimelineEntry]
 
 
@@ -356,6 +363,11 @@ class _Decoder:
             activity=name, input=arg, result=result,
         )
 
+    def _on_workflow_task_failed_event_attributes(self, event: HistoryEvent) -> None:
+        message = task_failure(event)
+        self._add(event, "workflow_task_failed", f"workflow task failed: {message}",
+                  message=message)
+
     def _on_activity_task_failed_event_attributes(self, event: HistoryEvent) -> None:
         a = event.activity_task_failed_event_attributes
         name, arg = self._activities.get(a.scheduled_event_id, ("?", None))
@@ -526,6 +538,7 @@ def decode_history(history: WorkflowHistory, source: str = "temporal") -> Timeli
         source=source,
         status=decoder.status,
         event_count=len(history.events),
+        stuck=failing_task(history),
         entries=decoder.entries,
     )
 
