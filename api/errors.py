@@ -37,6 +37,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such case visible to you"},
     422: {"model": ErrorResponse, "description": "Invalid input"},
 }
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+# Answers that any operation can give, whatever it does: declared once for the whole app.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed request (a body that does not parse)"},
+    405: {"model": ErrorResponse, "description": "This method is not allowed on this path"},
+    415: {"model": ErrorResponse, "description": "Unsupported body media type"},
+    429: {
+        "model": ErrorResponse,
+        "description": "Too many failed authentications from this client",
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "Temporal or PostgreSQL is unavailable: retry later",
+        "headers": _RETRY_AFTER,
+    },
+}
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorResponse, "description": "The case cannot take this action now"},

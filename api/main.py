@@ -50,7 +50,11 @@ def create_app(
                 await app.state.pool.close()
 
     app = FastAPI(
-        title="Jiesu API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="Jiesu API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=errors.COMMON_ERRORS,
     )
     errors.install(app)
     app.include_router(health.router)
