@@ -177,3 +177,17 @@ def test_every_operation_documents_the_errors_any_request_can_get() -> None:
     for operation in OPERATIONS:
         documented = set(operation.definition.raw["responses"])
         assert {"400", "405", "415", "429", "503"} <= documented, operation.label
+
+
+# --- regressions: failures Schemathesis found, each pinned by a focused test ------------------
+
+
+async def test_a_control_character_in_a_waived_department_is_refused(
+    api: httpx.AsyncClient, real_case: dict[str, Any]
+) -> None:
+    """A co-handler id in the path with a control character was a 500 (WaiveAction refused
+    it after the API had accepted it)."""
+    url = f"/api/v1/complaints/{real_case['case_id']}/co-handlers/%1F/waive"
+    response = await api.post(url, headers=SUPERVISOR)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

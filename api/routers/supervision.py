@@ -1,9 +1,9 @@
 """The hotline centre's actions (派单 / 督办): dispatch, choose in a reassignment, decide on
 extensions, joint handling, supervision, callbacks."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from api import cases
 from api.actions import add_action
@@ -22,6 +22,7 @@ from jiesu.domain import (
     DispatchInput,
     ExtensionDecisionAction,
     ExtensionDecisionInput,
+    Line,
     ReassignChoice,
     ReassignChoiceInput,
     SupervisionAction,
@@ -82,7 +83,8 @@ add_action(router, "/callback", summary="回访 Record the verdict the citizen g
 )
 async def waive_co_handler(
     case_id: CaseId,
-    department_id: str,
+    # validated as WaiveAction's field is, so that a bad id is a 422, not a 500
+    department_id: Annotated[Line, Path(min_length=1, max_length=64)],
     principal: Supervisor,
     pool: Pool,
     client: Temporal,
