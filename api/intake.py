@@ -1,16 +1,30 @@
-"""Intake (受理): validate against reference data, number the case, start its workflow.
+"""Intake (受理): validate against reference data, number the case or link the report to the
+open case of the same problem (并单, api/merge.py), and tell Temporal.
 
-The intake row is committed before the workflow starts, and the workflow id is the case
-number, so a request retried after any failure (same Idempotency-Key) finds its row and
-starts — or finds already started — the very same workflow. Nothing accepted is lost and
-no report becomes two cases.
+Every report is filed in two short transactions on one connection:
+
+1. *claim*: under the problem's advisory locks (and the Idempotency-Key's), find the
+   report's earlier row by its key, or decide "new case or repeat" and write the row as
+   ``pending`` — the case number and the citizen token's nonce are fixed here;
+2. *complete*: with that row locked, start the case's workflow (workflow id = case number)
+   or signal the repeat to its case (report id = the row's id), then mark the row
+   ``started``. Both are idempotent in Temporal, so completing twice does no harm.
+
+A Temporal outage between the two leaves a ``pending`` row. With an Idempotency-Key the
+client's retry finds it and completes it; without one nobody can retry, so a request that
+certainly never reached Temporal (connection refused / unavailable) removes its row again —
+nothing is left behind. What remains (a crash between the two, a key never retried, an
+ambiguous timeout) is settled by :func:`settle_pending`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -21,19 +35,23 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import merge
 from api.deps import Principal
 from api.errors import ApiError
 from api.schemas import IntakeResponse
+from jiesu import citizen_tokens
 from jiesu import search_attributes as sa
 from jiesu.config import Settings
-from jiesu.domain import CaseStart, ComplaintIntake, Status, Urgency
-from jiesu.security import new_token
+from jiesu.domain import CaseStart, ComplaintIntake, RepeatReport, Status, Urgency
 from workflows.complaint import ComplaintWorkflow
 
 CLOCK_SKEW = timedelta(minutes=2)
 MAX_BACKDATE = timedelta(hours=24)
+# A round ends without an answer only when the case found closed meanwhile; the next round
+# leaves it out. More than a few in a row means something else is wrong.
+MAX_ROUNDS = 4
 
 
 def _request_hash(intake: ComplaintIntake) -> str:
@@ -74,58 +92,242 @@ async def _new_case_id(conn: asyncpg.Connection, settings: Settings, at: datetim
     return f"JS{at.astimezone(ZoneInfo(settings.timezone)):%Y%m%d}-{seq:06d}"
 
 
-async def _start(client: Client, settings: Settings, start: CaseStart) -> None:
+async def start_case(
+    client: Client, settings: Settings, start: CaseStart, repeat: RepeatReport | None = None
+) -> None:
+    """Start the case's workflow (id = case number; a second start is a no-op). With
+    ``repeat``: signal-with-start, so that a repeat reaches a case whose own start has not
+    happened yet; raises ``WorkflowAlreadyStartedError`` if the case has closed."""
+    options: dict[str, Any] = {
+        "id": start.case_id,
+        "task_queue": settings.task_queue,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CASE_STATUS, Status.REGISTERED.value),
+                SearchAttributePair(sa.CASE_URGENCY, start.urgency.value),
+                SearchAttributePair(sa.CASE_CATEGORY, start.intake.category_id),
+                SearchAttributePair(sa.CASE_CHANNEL, start.intake.channel.value),
+            ]
+        ),
+        "static_summary": f"{start.case_id} {start.intake.title}"[:200],
+    }
+    if repeat is not None:
+        # "repeat_report" is the name of ComplaintWorkflow.repeat_report (its method name).
+        options |= {"start_signal": "repeat_report", "start_signal_args": [repeat]}
+        await client.start_workflow(ComplaintWorkflow.run, start, **options)
+        return
     try:
-        await client.start_workflow(
-            ComplaintWorkflow.run,
-            start,
-            id=start.case_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.CASE_STATUS, Status.REGISTERED.value),
-                    SearchAttributePair(sa.CASE_URGENCY, start.urgency.value),
-                    SearchAttributePair(sa.CASE_CATEGORY, start.intake.category_id),
-                    SearchAttributePair(sa.CASE_CHANNEL, start.intake.channel.value),
-                ]
-            ),
-            static_summary=f"{start.case_id} {start.intake.title}"[:200],
-        )
+        await client.start_workflow(ComplaintWorkflow.run, start, **options)
     except WorkflowAlreadyStartedError:
         pass  # a retry of an intake whose workflow did start: exactly what we want
 
 
-def _response(case_id: str, token: str, start: CaseStart, replayed: bool) -> IntakeResponse:
-    return IntakeResponse(
-        case_id=case_id,
-        status_url=f"/api/v1/complaints/{case_id}",
-        citizen_token=token,
-        urgency=start.urgency,
-        received_at=start.received_at,
-        replayed=replayed,
-    )
+async def _tell_case(
+    client: Client, settings: Settings, case: CaseStart, case_started: bool, report: RepeatReport
+) -> bool:
+    """Deliver a repeat; False when its case has closed. A case whose intake is marked
+    started gets a plain signal, never a start: its history may be gone (archived, deleted
+    after retention), and a start would bring a new run to life under its number."""
+    if not case_started:
+        try:
+            await start_case(client, settings, case, report)
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
+    try:
+        await client.get_workflow_handle(case.case_id).signal(
+            ComplaintWorkflow.repeat_report, report
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:  # completed, or no longer kept
+            return False
+        raise
+    return True
 
 
-async def _replay(
-    conn: asyncpg.Connection, client: Client, settings: Settings, key: str, digest: str
-) -> IntakeResponse | None:
+def _reached_temporal(err: BaseException) -> bool | None:
+    """None: not an outage. False: Temporal certainly did not get the request (connection
+    refused, unavailable). True: it may have (a timeout after sending)."""
+    if isinstance(err, RPCError):
+        if err.status is RPCStatusCode.UNAVAILABLE:
+            return False
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return True
+        return None
+    if isinstance(err, RuntimeError) and str(err).startswith("Failed client connect"):
+        return False
+    return None
+
+
+# --- the two transactions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A report's row: the case's own intake (``report_id`` None) or a repeat report."""
+
+    case_id: str
+    report_id: int | None
+    replayed: bool  # the row was there before this request (same Idempotency-Key)
+
+
+@dataclass(frozen=True)
+class Filed:
+    case: CaseStart
+    token_nonce: str | None
+    token_hash: str
+
+
+class Retry(Enum):
+    CLOSED = "the case found has closed"
+    GONE = "the row or its case's intake was given up meanwhile"
+
+
+@dataclass(frozen=True)
+class Report:
+    intake: ComplaintIntake
+    received_at: datetime
+    principal: Principal
+    idempotency_key: str | None
+    digest: str
+
+
+async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
     row = await conn.fetchrow(
-        "SELECT case_id, request_hash, citizen_token, payload FROM intakes "
-        "WHERE idempotency_key = $1",
-        key,
+        "SELECT case_id, NULL::bigint AS report_id, request_hash FROM intakes"
+        " WHERE idempotency_key = $1"
+        " UNION ALL SELECT case_id, id, request_hash FROM repeat_reports"
+        " WHERE idempotency_key = $1",
+        report.idempotency_key,
     )
     if row is None:
         return None
-    if row["request_hash"] != digest:
+    if row["request_hash"] != report.digest:
         raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different complaint",
+            422, "idempotency_key_reused", "this Idempotency-Key was used for a different complaint"
         )
-    start = CaseStart.model_validate(row["payload"])
-    await _start(client, settings, start)  # in case the first attempt died before starting
-    return _response(row["case_id"], row["citizen_token"], start, replayed=True)
+    return Claim(row["case_id"], row["report_id"], replayed=True)
+
+
+async def _claim(
+    conn: asyncpg.Connection, settings: Settings, secret: bytes, report: Report, closed: set[str]
+) -> Claim:
+    intake, key = report.intake, report.idempotency_key
+    keys = merge.problem_keys(intake)
+    async with conn.transaction():
+        await merge.lock(conn, [*keys.all(), *([f"idempotency|{key}"] if key else [])])
+        if key and (earlier := await _by_key(conn, report)):
+            return earlier
+        urgency = await _urgency(conn, intake)
+        since = report.received_at - timedelta(days=settings.repeat_window_days)
+        token = citizen_tokens.issue(secret)
+        open_case = await merge.find_open_case(conn, keys, since, closed)
+        if open_case is not None:
+            payload = merge.report_payload(intake, report.received_at, report.principal)
+            report_id = await merge.add_report(
+                conn, open_case, payload, key, report.digest, token
+            )
+            return Claim(open_case, report_id, replayed=False)
+        case_id = await _new_case_id(conn, settings, report.received_at)
+        start = CaseStart(
+            case_id=case_id,
+            intake=intake,
+            urgency=urgency,
+            received_at=report.received_at,
+            registered_by=report.principal.actor,
+        )
+        await conn.execute(
+            "INSERT INTO intakes (case_id, idempotency_key, request_hash, payload, state,"
+            " token_nonce, token_hash, received_at, phone_key, address_key)"
+            " VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)",
+            case_id, key, report.digest, start.model_dump(mode="json"), *token,
+            report.received_at, keys.phone, keys.address,
+        )
+        return Claim(case_id, None, replayed=False)
+
+
+async def _complete_intake(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    row = await conn.fetchrow(
+        "SELECT state, payload, token_nonce, token_hash FROM intakes WHERE case_id = $1"
+        " FOR UPDATE",
+        claim.case_id,
+    )
+    if row is None:
+        return Retry.GONE
+    case = CaseStart.model_validate(row["payload"])
+    if row["state"] == "pending":
+        await start_case(client, settings, case)
+        await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
+    return Filed(case, row["token_nonce"], row["token_hash"])
+
+
+async def _complete_repeat(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    # Lock order: the repeat's row, then its case's intake row (as settle_pending does).
+    mine = await conn.fetchrow(
+        "SELECT state, payload, token_nonce, token_hash FROM repeat_reports WHERE id = $1"
+        " FOR UPDATE",
+        claim.report_id,
+    )
+    if mine is None:
+        return Retry.GONE
+    case_row = await conn.fetchrow(
+        "SELECT state, payload FROM intakes WHERE case_id = $1 FOR UPDATE", claim.case_id
+    )
+    if case_row is None:  # the case's own intake was given up in an outage
+        await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
+        return Retry.GONE
+    case = CaseStart.model_validate(case_row["payload"])
+    if mine["state"] == "pending":
+        repeat = merge.repeat_signal(claim.report_id or 0, mine["payload"])
+        if not await _tell_case(client, settings, case, case_row["state"] == "started", repeat):
+            await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
+            return Retry.CLOSED
+        await conn.execute(
+            "UPDATE repeat_reports SET state = 'started' WHERE id = $1", claim.report_id
+        )
+        await conn.execute(
+            "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
+        )
+    return Filed(case, mine["token_nonce"], mine["token_hash"])
+
+
+async def _complete(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    async with conn.transaction():
+        if claim.report_id is None:
+            return await _complete_intake(conn, client, settings, claim)
+        return await _complete_repeat(conn, client, settings, claim)
+
+
+async def _give_up(conn: asyncpg.Connection, claim: Claim) -> None:
+    """Remove a pending row nobody can retry (no Idempotency-Key). Repeats already linked
+    to a removed intake find it gone when they complete, and open a case of their own."""
+    if claim.report_id is None:
+        await conn.execute(
+            "DELETE FROM intakes WHERE case_id = $1 AND state = 'pending'", claim.case_id
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM repeat_reports WHERE id = $1 AND state = 'pending'", claim.report_id
+        )
+
+
+def _response(claim: Claim, filed: Filed, secret: bytes) -> IntakeResponse:
+    return IntakeResponse(
+        case_id=claim.case_id,
+        status_url=f"/api/v1/complaints/{claim.case_id}",
+        citizen_token=citizen_tokens.recompute(secret, filed.token_nonce, filed.token_hash),
+        urgency=filed.case.urgency,
+        received_at=filed.case.received_at,
+        merged=claim.report_id is not None,
+        replayed=claim.replayed,
+    )
 
 
 async def register(
@@ -136,47 +338,28 @@ async def register(
     principal: Principal,
     idempotency_key: str | None,
 ) -> IntakeResponse:
-    idempotency_key = (idempotency_key or "").strip() or None  # an empty key is no key
-    received_at = _received_at(intake)
-    digest = _request_hash(intake)
+    key = (idempotency_key or "").strip() or None  # an empty key is no key
+    report = Report(intake, _received_at(intake), principal, key, _request_hash(intake))
+    closed: set[str] = set()
     async with pool.acquire() as conn:
-        if idempotency_key:
-            replay = await _replay(conn, client, settings, idempotency_key, digest) or (
-                await merge.replay(conn, client, idempotency_key, digest)
-            )
-            if replay:
-                return replay
-        urgency = await _urgency(conn, intake)
-        window = timedelta(days=settings.repeat_window_days)
-        open_case = await merge.find_open_case(conn, intake, window, received_at)
-        if open_case is not None:
-            linked = await merge.link(
-                conn, client, open_case, intake, received_at, principal, idempotency_key, digest
-            )
-            if linked is not None:
-                return linked
-        case_id = await _new_case_id(conn, settings, received_at)
-        token = new_token()
-        start = CaseStart(
-            case_id=case_id,
-            intake=intake,
-            urgency=urgency,
-            received_at=received_at,
-            registered_by=principal.actor,
-        )
-        inserted = await conn.fetchval(
-            "INSERT INTO intakes (case_id, idempotency_key, request_hash, citizen_token, payload)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING"
-            " RETURNING case_id",
-            case_id,
-            idempotency_key,
-            digest,
-            token,
-            start.model_dump(mode="json"),
-        )
-        if inserted is None:  # a concurrent request with the same key won the race
-            replay = await _replay(conn, client, settings, idempotency_key or "", digest)
-            assert replay is not None
-            return replay
-    await _start(client, settings, start)
-    return _response(case_id, token, start, replayed=False)
+        secret = await citizen_tokens.server_secret(conn, settings)
+        for _ in range(MAX_ROUNDS):
+            claim = await _claim(conn, settings, secret, report, closed)
+            try:
+                filed = await _complete(conn, client, settings, claim)
+            except Exception as err:
+                reached = _reached_temporal(err)
+                if reached is None:
+                    raise
+                if key is None and not reached:
+                    await _give_up(conn, claim)
+                raise ApiError(
+                    503,
+                    "temporal_unavailable",
+                    "the case engine cannot be reached; retry with the same Idempotency-Key",
+                ) from err
+            if filed is Retry.CLOSED:
+                closed.add(claim.case_id)
+            elif isinstance(filed, Filed):
+                return _response(claim, filed, secret)
+    raise ApiError(503, "intake_contended", "the same problem changed repeatedly; retry")

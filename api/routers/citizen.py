@@ -1,11 +1,11 @@
-"""The citizen's own actions (诉求人), authorised by the case's citizen token handed out at
-intake: rate, add information, withdraw."""
+"""The citizen's own actions (诉求人), authorised by the citizen token handed out with each
+report: the case's own citizen rates, adds information and withdraws; the citizen of a
+repeat report linked to the case (并单) adds information only."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from hmac import compare_digest
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -21,7 +21,7 @@ from api.schemas import (
     WithdrawRequest,
     answer,
 )
-from jiesu import lifecycle
+from jiesu import citizen_tokens, lifecycle
 from jiesu.domain import (
     Actor,
     CaseState,
@@ -39,45 +39,87 @@ _post = partial(router.post, response_model=ActionResult, responses=ACTION_ERROR
 CITIZEN = Actor(role=Role.CITIZEN, name="citizen")
 
 
+async def _reporter(pool: Pool, case_id: str, token: str) -> Actor | None:
+    """Whose token this is: the case's own citizen (``CITIZEN``), the citizen of one of its
+    repeat reports, or nobody (None). Only the sha256 of a token is stored (citizen_tokens)."""
+    row = await pool.fetchrow(
+        "SELECT NULL::bigint AS report_id FROM intakes"
+        " WHERE case_id = $1 AND token_hash = $2 AND state = 'started'"
+        " UNION ALL SELECT id FROM repeat_reports"
+        " WHERE case_id = $1 AND token_hash = $2 AND state = 'started'"
+        " LIMIT 1",
+        case_id,
+        citizen_tokens.digest(token),
+    )
+    if row is None:
+        return None
+    if row["report_id"] is None:
+        return CITIZEN
+    return Actor(role=Role.CITIZEN, name=f"citizen of repeat report {row['report_id']}")
+
+
 async def _act_as_citizen(
     pool: Pool, client: Temporal, case_id: str, body: CitizenRequest, response: Response,
-    signal: Callable[..., Any], action: Any, check: Callable[[CaseState, Any], Refusal | None],
+    signal: Callable[..., Any], action: Callable[[Actor], Any],
+    check: Callable[[CaseState, Any], Refusal | None], *, original_only: bool,
 ) -> ActionResult:
-    """The citizen's token stands for an API key: it must belong to this case."""
-    token = await pool.fetchval("SELECT citizen_token FROM intakes WHERE case_id = $1", case_id)
-    if token is None or not compare_digest(token.encode(), body.token.encode()):
+    """The citizen's token stands for an API key: it must belong to a report of this case.
+    Rating and withdrawing are the original reporter's alone: the phone number of an intake
+    is typed in, not verified, so a repeat report proves nothing about who the case's
+    citizen is — only the token handed out with the case's own intake does."""
+    actor = await _reporter(pool, case_id, body.token)
+    if actor is None:
         raise ApiError(403, "invalid_citizen_token", "this token does not belong to this case")
+    if original_only and actor != CITIZEN:
+        raise ApiError(
+            403,
+            "original_reporter_only",
+            "a repeat report's token can add information; only the case's own citizen "
+            "rates or withdraws it",
+        )
     state = await cases.live_state(client, case_id)
     if state is None:
         raise ApiError(409, "case_closed", f"case {case_id} is closed")
-    return answer(response, await cases.act(client, state, signal, action, check))
+    return answer(response, await cases.act(client, state, signal, action(actor), check))
 
 
-@_post("/rating", summary="评价 The citizen rates the handling")
+@_post("/rating", summary="评价 The citizen rates the handling (the case's own citizen only)")
 async def rate(
     case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    action = RatingAction(actor=CITIZEN, rating=body.rating, comment=body.comment)
+    def action(actor: Actor) -> RatingAction:
+        return RatingAction(actor=actor, rating=body.rating, comment=body.comment)
+
     return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating
+        pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating,
+        original_only=True,
     )
 
 
-@_post("/supplement", summary="补充诉求 The citizen adds information")
+@_post("/supplement", summary="补充诉求 A reporter of the case adds information")
 async def supplement(
     case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    action = SupplementAction(actor=CITIZEN, text=body.text)
+    def action(actor: Actor) -> SupplementAction:
+        return SupplementAction(actor=actor, text=body.text)
+
     return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.supplement, action, lifecycle.check_supplement
+        pool, client, case_id, body, response, Case.supplement, action,
+        lifecycle.check_supplement, original_only=False,
     )
 
 
-@_post("/withdraw", summary="撤诉 The citizen withdraws the complaint (before the reply)")
+@_post(
+    "/withdraw",
+    summary="撤诉 The citizen withdraws the complaint (before the reply; the case's own citizen)",
+)
 async def withdraw(
     case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response
 ) -> ActionResult:
-    action = WithdrawAction(actor=CITIZEN, reason=body.reason)
+    def action(actor: Actor) -> WithdrawAction:
+        return WithdrawAction(actor=actor, reason=body.reason)
+
     return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw
+        pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw,
+        original_only=True,
     )

@@ -1,0 +1,256 @@
+"""Intake and repeat reports (并单) under concurrency and Temporal outages; citizen tokens.
+
+- Concurrent reports of one problem queue on the problem in PostgreSQL, not on the read model
+  (which lags the workflow): one case, the rest linked to it.
+- A Temporal outage is a real ``Client`` pointed at a closed port (connection refused, as when
+  the frontend is down): a report either completes on the retry with the same
+  Idempotency-Key or leaves nothing behind.
+- Every report has its own citizen token, stored only as a hash; a repeat reporter's token
+  adds information to the case but never rates or withdraws another reporter's case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from helpers import OPERATOR, act, complaint, eventually, handle_of
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.main import create_app
+from jiesu.config import Settings
+
+COMPLAINTS = "/api/v1/complaints"
+
+
+def _key() -> str:
+    return f"intake-{uuid.uuid4().hex}"
+
+
+async def _post(api: httpx.AsyncClient, body: dict[str, Any], key: str | None = None
+                ) -> httpx.Response:
+    headers = {**OPERATOR, **({"Idempotency-Key": key} if key else {})}
+    return await api.post(COMPLAINTS, json=body, headers=headers)
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def outage(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The same API and database, with Temporal unreachable (connection refused)."""
+    down = await Client.connect(
+        f"127.0.0.1:{_closed_port()}",
+        namespace=client.namespace,
+        data_converter=pydantic_data_converter,
+        lazy=True,
+    )
+    app = create_app(settings, client=down, pool=pool)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
+        ) as http,
+    ):
+        yield http
+
+
+async def _rows(pool: asyncpg.Pool, phone: str) -> tuple[int, int]:
+    """(intake rows, repeat-report rows) of one citizen."""
+    intakes = await pool.fetchval(
+        "SELECT count(*) FROM intakes WHERE payload->'intake'->'citizen'->>'phone' = $1", phone
+    )
+    repeats = await pool.fetchval(
+        "SELECT count(*) FROM repeat_reports WHERE payload->'intake'->'citizen'->>'phone' = $1",
+        phone,
+    )
+    return intakes, repeats
+
+
+async def _repeat_count(api: httpx.AsyncClient, case_id: str, at_least: int) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        response = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+        state = response.json()
+        return state if state["repeat_count"] >= at_least else None
+
+    return await eventually(probe)
+
+
+async def test_twenty_concurrent_reports_of_one_problem_make_one_case(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    body = complaint()
+    responses = await asyncio.gather(*(_post(api, body) for _ in range(20)))
+    answers = [r.json() for r in responses]
+    case_ids = {a.get("case_id") for a in answers}
+    try:
+        assert sorted(r.status_code for r in responses) == [200] * 19 + [201], answers
+        assert len(case_ids) == 1, case_ids
+        (case_id,) = case_ids
+        assert sum(a["merged"] for a in answers) == 19
+        assert len({a["citizen_token"] for a in answers}) == 20  # one token per report
+        assert await _rows(pool, body["citizen"]["phone"]) == (1, 19)
+        linked = await pool.fetchval(
+            "SELECT count(*) FROM repeat_reports WHERE case_id = $1 AND state = 'started'",
+            case_id,
+        )
+        assert linked == 19
+        state = await _repeat_count(api, case_id, 19)
+        assert state["repeat_count"] == 19
+    finally:
+        for case_id in case_ids:
+            await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_a_repeat_during_an_outage_completes_on_the_retry(
+    api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    body = complaint()
+    first = await _post(api, body)
+    assert first.status_code == 201, first.text
+    case_id = first.json()["case_id"]
+    key = _key()
+    try:
+        down = await _post(outage, {**body, "channel": "wechat"}, key)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "temporal_unavailable"
+        assert await _rows(pool, body["citizen"]["phone"]) == (1, 1)  # kept for the retry
+
+        retry = await _post(api, {**body, "channel": "wechat"}, key)
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["case_id"] == case_id and retry.json()["merged"]
+        again = await _post(api, {**body, "channel": "wechat"}, key)
+        assert again.json() == retry.json()  # a retried intake answers identically
+        assert await _rows(pool, body["citizen"]["phone"]) == (1, 1)
+        state = await _repeat_count(api, case_id, 1)
+        assert state["repeat_count"] == 1
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_a_new_report_during_an_outage_completes_on_the_retry(
+    api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    body, key = complaint(), _key()
+    down = await _post(outage, body, key)
+    assert down.status_code == 503, down.text
+    assert down.json()["error"]["code"] == "temporal_unavailable"
+    again_down = await _post(outage, body, key)  # still down: still no case, no second row
+    assert again_down.status_code == 503, again_down.text
+    assert await _rows(pool, body["citizen"]["phone"]) == (1, 0)
+
+    retry = await _post(api, body, key)
+    assert retry.status_code in (200, 201), retry.text
+    case_id = retry.json()["case_id"]
+    try:
+        described = await handle_of(client, case_id).describe()
+        assert described.status is WorkflowExecutionStatus.RUNNING
+        assert await pool.fetchval(
+            "SELECT state FROM intakes WHERE case_id = $1", case_id
+        ) == "started"
+        again = await _post(api, body, key)
+        assert again.json() == {**retry.json(), "replayed": True}
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_a_report_without_a_key_during_an_outage_leaves_nothing_behind(
+    api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    body = complaint()
+    down = await _post(outage, body)
+    assert down.status_code == 503, down.text
+    assert await _rows(pool, body["citizen"]["phone"]) == (0, 0)
+
+    first = await _post(api, body)
+    case_id = first.json()["case_id"]
+    try:
+        repeat = await _post(outage, {**body, "channel": "wechat"})
+        assert repeat.status_code == 503, repeat.text
+        assert await _rows(pool, body["citizen"]["phone"]) == (1, 0)
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_a_repeat_of_a_case_closed_meanwhile_opens_a_new_case(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Terminated behind the read model's back: the read model still says open."""
+    body = complaint()
+    first = (await _post(api, body)).json()
+    await handle_of(client, first["case_id"]).terminate("closed behind the read model")
+    second = await _post(api, body)
+    assert second.status_code == 201, second.text
+    new_case = second.json()["case_id"]
+    try:
+        assert new_case != first["case_id"] and not second.json()["merged"]
+        assert await _rows(pool, body["citizen"]["phone"]) == (2, 0)
+    finally:
+        await handle_of(client, new_case).terminate("test finished")
+
+
+async def test_each_report_has_its_own_token_and_a_repeat_token_only_supplements(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    body = complaint()
+    original = (await _post(api, body)).json()
+    case_id = original["case_id"]
+    # The same phone number typed in again: whoever gives it gets a token of their own only.
+    repeat = (await _post(api, {**body, "channel": "wechat"})).json()
+    assert repeat["merged"] and repeat["case_id"] == case_id
+    assert repeat["citizen_token"] and repeat["citizen_token"] != original["citizen_token"]
+
+    mine = repeat["citizen_token"]
+    await act(api, case_id, "supplement", token=mine, text="It is louder on Fridays")
+    refused = await act(api, case_id, "withdraw", token=mine, expect=403, reason="Not me")
+    assert refused["error"]["code"] == "original_reporter_only"
+    refused = await act(api, case_id, "rating", token=mine, expect=403, rating="satisfied")
+    assert refused["error"]["code"] == "original_reporter_only"
+
+    withdrawn = await act(
+        api, case_id, "withdraw", token=original["citizen_token"], reason="The shop moved away"
+    )
+    assert withdrawn["case"]["status"] == "closed"
+    supplements = [e for e in withdrawn["case"]["events"] if e["kind"] == "supplemented"]
+    assert [e["actor"]["role"] for e in supplements] == ["citizen"]
+
+
+async def test_citizen_tokens_are_stored_only_as_hashes(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    body = complaint()
+    original = (await _post(api, body)).json()
+    repeat = (await _post(api, {**body, "channel": "wechat"})).json()
+    case_id = original["case_id"]
+    try:
+        for answer in (original, repeat):
+            token = answer["citizen_token"]
+            for table in ("intakes", "repeat_reports"):
+                dumped = await pool.fetchval(
+                    f"SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'", token
+                )
+                assert dumped == 0, f"{table} holds a citizen token in plain text"
+        hashes = await pool.fetch(
+            "SELECT token_hash FROM intakes WHERE case_id = $1 "
+            "UNION ALL SELECT token_hash FROM repeat_reports WHERE case_id = $1",
+            case_id,
+        )
+        expected = {hashlib.sha256(a["citizen_token"].encode()).hexdigest()
+                    for a in (original, repeat)}
+        assert {r["token_hash"] for r in hashes} == expected
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
