@@ -565,6 +565,11 @@ class Stack:
     worker: ChildService | None = None
     api: ChildService | None = None
     shown: list[tuple[str, str]] = field(default_factory=list)  # for the banner
+    temporal_args: list[str] = field(default_factory=list)  # more dev-server flags (benches)
+
+    def __post_init__(self) -> None:
+        # the log sender's file follows the data folder (jiesu.outbox.sender_from_env)
+        self.env.setdefault("JIESU_NOTIFY_LOG", str(self.data / "notifications.log"))
 
     @property
     def api_url(self) -> str:
@@ -597,7 +602,7 @@ class Stack:
         _ensure_port_free(port, "Temporal gRPC", "set JIESU_TEMPORAL_PORT or TEMPORAL_ADDRESS")
         _ensure_port_free(ui_port, "Temporal Web UI", "set JIESU_TEMPORAL_UI_PORT")
         print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
-        cmd = temporal_command(self.data, port, ui_port, namespace)
+        cmd = temporal_command(self.data, port, ui_port, namespace) + self.temporal_args
         self.temporal = ChildService("Temporal dev server", cmd, self.data / "temporal.log")
         self._add(self.temporal)
         self.env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{port}"
