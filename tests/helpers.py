@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -19,6 +21,18 @@ from temporalio.worker import Replayer
 from jiesu.demo_data import DemoKey, demo_key, department_key
 from jiesu.domain import CaseState
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``app`` running in-process over ASGI (its lifespan included)."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
+        ) as http,
+    ):
+        yield http
 
 
 def auth(key: DemoKey) -> dict[str, str]:

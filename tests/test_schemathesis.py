@@ -19,11 +19,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import requests
 import schemathesis
-from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth, department, register
+from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth, department, register, served
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -36,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from temporalio.client import Client
 
 from api.main import create_app
 from jiesu.config import Settings
@@ -89,17 +91,29 @@ KNOWN: dict[tuple[str, str], str] = {
 
 
 @pytest.fixture(scope="module")
-async def real_case(api: httpx.AsyncClient) -> dict[str, Any]:
-    return await register(api)
+async def fuzz_api(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under test, on the session's Temporal and PostgreSQL, with a failed-
+    authentication limit never reached: the citizen role and random tokens fail to
+    authenticate on purpose, and the whole suite shares one client address."""
+    limitless = settings.model_copy(update={"auth_failure_limit": 1_000_000})
+    async with served(create_app(limitless, client=client, pool=pool)) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+async def real_case(fuzz_api: httpx.AsyncClient) -> dict[str, Any]:
+    return await register(fuzz_api)
 
 
 @pytest.fixture(scope="module", autouse=True)
-async def scoring_rules_kept(api: httpx.AsyncClient) -> AsyncIterator[None]:
+async def scoring_rules_kept(fuzz_api: httpx.AsyncClient) -> AsyncIterator[None]:
     """The admin's examples may change the scoring rules: put them back for later tests."""
     admin = ROLES["admin"]
-    rules = (await api.get("/api/v1/stats/scoring-rules", headers=admin)).json()
+    rules = (await fuzz_api.get("/api/v1/stats/scoring-rules", headers=admin)).json()
     yield
-    restored = await api.put("/api/v1/stats/scoring-rules", json=rules, headers=admin)
+    restored = await fuzz_api.put("/api/v1/stats/scoring-rules", json=rules, headers=admin)
     assert restored.status_code == 200, restored.text
 
 
@@ -161,13 +175,13 @@ async def _send(api: httpx.AsyncClient, case: Any, headers: dict[str, str]) -> R
 )
 @given(data=st.data())
 async def test_api_answers_as_documented(
-    api: httpx.AsyncClient, real_case: dict[str, Any], role: str, operation: Any, data: Any
+    fuzz_api: httpx.AsyncClient, real_case: dict[str, Any], role: str, operation: Any, data: Any
 ) -> None:
     mode = data.draw(st.sampled_from(list(GenerationMode)), label="mode")
     case = data.draw(operation.as_strategy(generation_mode=mode), label="case")
     if mode is GenerationMode.POSITIVE and data.draw(st.booleans(), label="real case"):
         _aim_at(case, real_case, role)
-    response = await _send(api, case, ROLES[role])
+    response = await _send(fuzz_api, case, ROLES[role])
     case.validate_response(response, checks=CHECKS)
 
 
