@@ -6,12 +6,21 @@ one place where status names, roles, channels and event kinds are defined.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 
 CENTRE_ID = "centre"
 """The hotline centre (12345热线中心): owner of the dispatch queue for unrouted cases."""
@@ -54,6 +63,18 @@ def _year_in_range(year: int) -> None:
         raise ValueError(f"year {year} is outside the supported range {MIN_YEAR}..{MAX_YEAR}")
 
 
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic reads a number, or a string of digits, as a Unix timestamp: "0" would be
+    # 1970-01-01 and "946684800" 2000-01-01, which no client sending a date means.
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if is_number or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected an ISO 8601 date or datetime, not a number")
+    return value
+
+
 def _instant_in_range(value: datetime) -> datetime:
     _year_in_range(value.year)
     return value
@@ -68,10 +89,12 @@ Text = Annotated[str, AfterValidator(_text)]
 """Free text (descriptions, notes, reasons): no control characters but newline and tab."""
 Line = Annotated[str, AfterValidator(_line)]
 """One line (titles, names, identifiers): no control characters but tab."""
-Instant = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
-"""A moment: timezone-aware, in the years MIN_YEAR..MAX_YEAR."""
-Day = Annotated[date, AfterValidator(_day_in_range)]
-"""A calendar day (statistics and report periods) in the years MIN_YEAR..MAX_YEAR."""
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_instant_in_range)
+]
+"""A moment: ISO 8601, timezone-aware, in the years MIN_YEAR..MAX_YEAR."""
+Day = Annotated[date, BeforeValidator(_not_a_number), AfterValidator(_day_in_range)]
+"""A calendar day (statistics and report periods): ISO 8601, in the years MIN_YEAR..MAX_YEAR."""
 
 
 class Urgency(StrEnum):

@@ -100,6 +100,15 @@ def test_a_day_inside_the_supported_years_is_kept() -> None:
     assert TypeAdapter(Day).validate_python("2026-02-28") == date(2026, 2, 28)
 
 
+@pytest.mark.parametrize("value", ["946684800", " 1e9", "-0.5", 946684800, 1.0e9])
+@pytest.mark.parametrize("kind", [Day, Instant])
+def test_a_number_is_not_a_day_or_a_moment(kind: object, value: object) -> None:
+    """pydantic would read it as a Unix timestamp (found by Schemathesis: ``/reports/daily/0``
+    answered the report of 1970-01-01)."""
+    with pytest.raises(ValidationError):
+        TypeAdapter(kind).validate_python(value)
+
+
 def _handling(max_extension_days: float = 90.0) -> CaseState:
     return CaseState(
         case_id="JS1", status=Status.HANDLING, title="t", category_id="c", grid_id="g",

@@ -205,3 +205,11 @@ async def test_a_control_character_in_a_waived_department_is_refused(
     response = await api.post(url, headers=SUPERVISOR)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_number_is_not_a_report_day(api: httpx.AsyncClient) -> None:
+    """``/reports/daily/0`` answered the report of 1970-01-01: pydantic read the number as a
+    Unix timestamp. 946684800 is 2000-01-01 00:00 UTC, inside the supported years."""
+    for method in ("GET", "POST"):
+        response = await api.request(method, "/api/v1/reports/daily/946684800", headers=SUPERVISOR)
+        assert response.status_code == 422, response.text
