@@ -44,7 +44,14 @@ from api.schemas import IntakeResponse
 from jiesu import citizen_tokens
 from jiesu import search_attributes as sa
 from jiesu.config import Settings
-from jiesu.domain import CaseStart, ComplaintIntake, RepeatReport, Status, Urgency
+from jiesu.domain import (
+    CaseStart,
+    ComplaintIntake,
+    EventKind,
+    RepeatReport,
+    Status,
+    Urgency,
+)
 from workflows.complaint import ComplaintWorkflow
 
 CLOCK_SKEW = timedelta(minutes=2)
@@ -363,3 +370,108 @@ async def register(
             elif isinstance(filed, Filed):
                 return _response(claim, filed, secret)
     raise ApiError(503, "intake_contended", "the same problem changed repeatedly; retry")
+
+
+# --- reports left pending -------------------------------------------------------------------
+
+
+@dataclass
+class Settled:
+    """What :func:`settle_pending` did, by report ("JS…" or "JS…/repeat-<id>")."""
+
+    started: list[str]  # Temporal has it: the row is marked started
+    removed: list[str]  # Temporal never got it: the row is removed (nothing left behind)
+
+
+_PENDING_INTAKES = """
+SELECT case_id FROM intakes WHERE state = 'pending' AND created_at < now() - $1::interval
+ORDER BY created_at
+"""
+_PENDING_REPEATS = """
+SELECT id, case_id FROM repeat_reports
+WHERE state = 'pending' AND created_at < now() - $1::interval ORDER BY created_at
+"""
+
+
+async def _case_exists(client: Client, case_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(case_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
+    async with conn.transaction():
+        # SKIP LOCKED: a row being completed right now (a retry) is that request's to finish.
+        if not await conn.fetchval(
+            "SELECT 1 FROM intakes WHERE case_id = $1 AND state = 'pending'"
+            " FOR UPDATE SKIP LOCKED",
+            case_id,
+        ):
+            return None
+        if await _case_exists(client, case_id):
+            await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case_id)
+            return True
+        await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
+        return False
+
+
+async def _repeat_delivered(client: Client, case_id: str, report_id: int) -> bool:
+    """Whether the case has counted this report (its repeat_reported events name it)."""
+    try:
+        state = await client.get_workflow_handle_for(ComplaintWorkflow.run, case_id).query(
+            ComplaintWorkflow.state
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return any(
+        e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == str(report_id)
+        for e in state.events
+    )
+
+
+async def _settle_repeat(
+    conn: asyncpg.Connection, client: Client, report_id: int, case_id: str
+) -> bool | None:
+    async with conn.transaction():
+        # Lock order as in _complete_repeat: the repeat's row, then its case's intake row.
+        if not await conn.fetchval(
+            "SELECT 1 FROM repeat_reports WHERE id = $1 AND state = 'pending'"
+            " FOR UPDATE SKIP LOCKED",
+            report_id,
+        ):
+            return None
+        await conn.execute("SELECT 1 FROM intakes WHERE case_id = $1 FOR UPDATE", case_id)
+        if await _repeat_delivered(client, case_id, report_id):
+            await conn.execute(
+                "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
+            )
+            return True
+        await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
+        return False
+
+
+async def settle_pending(pool: asyncpg.Pool, client: Client, older_than: timedelta) -> Settled:
+    """Settle reports left ``pending`` for longer than ``older_than`` (a crash between the
+    two transactions, a key never retried, a timeout that may or may not have reached
+    Temporal) by what Temporal knows: an intake whose workflow exists, or a repeat its case
+    has counted, is marked started; anything else is removed, so that no row stays without
+    its case. Their clients were answered with an error (or not at all), so removing is
+    what they were told. Choose ``older_than`` well above a client's retry horizon."""
+    settled = Settled(started=[], removed=[])
+    async with pool.acquire() as conn:
+        for row in await conn.fetch(_PENDING_INTAKES, older_than):
+            outcome = await _settle_intake(conn, client, row["case_id"])
+            if outcome is not None:
+                (settled.started if outcome else settled.removed).append(row["case_id"])
+        for row in await conn.fetch(_PENDING_REPEATS, older_than):
+            outcome = await _settle_repeat(conn, client, row["id"], row["case_id"])
+            name = f"{row['case_id']}/repeat-{row['id']}"
+            if outcome is not None:
+                (settled.started if outcome else settled.removed).append(name)
+    return settled

@@ -16,17 +16,24 @@ import hashlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from conftest import TEMPORAL_BIN
 from helpers import OPERATOR, act, complaint, eventually, handle_of
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
+from temporalio.testing import WorkflowEnvironment
 
+from api import intake, merge
 from api.main import create_app
 from jiesu.config import Settings
+from jiesu.domain import CaseStart
+from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"
 
@@ -59,6 +66,31 @@ async def outage(
         data_converter=pydantic_data_converter,
         lazy=True,
     )
+    app = create_app(settings, client=down, pool=pool)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
+        ) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def stopped_server(
+    pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The same API and database, with a client connected to a second, real dev server
+    that is then stopped: calls fail with UNAVAILABLE (after a short retry here)."""
+    second = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN))
+    target = second.client.service_client.config.target_host
+    down = await Client.connect(
+        target,
+        data_converter=pydantic_data_converter,
+        retry_config=RetryConfig(initial_interval_millis=20, max_retries=2),
+    )
+    await down.count_workflows()  # really connected before the outage
+    await second.shutdown()
     app = create_app(settings, client=down, pool=pool)
     async with (
         app.router.lifespan_context(app),
@@ -168,6 +200,26 @@ async def test_a_new_report_during_an_outage_completes_on_the_retry(
         await handle_of(client, case_id).terminate("test finished")
 
 
+async def test_a_stopped_temporal_server_is_an_outage_too(
+    api: httpx.AsyncClient, stopped_server: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    keyless, keyed, key = complaint(), complaint(), _key()
+    down = await _post(stopped_server, keyless)
+    assert down.status_code == 503, down.text
+    assert down.json()["error"]["code"] == "temporal_unavailable"
+    assert await _rows(pool, keyless["citizen"]["phone"]) == (0, 0)
+
+    assert (await _post(stopped_server, keyed, key)).status_code == 503
+    retry = await _post(api, keyed, key)
+    assert retry.status_code == 200, retry.text
+    case_id = retry.json()["case_id"]
+    try:
+        described = await handle_of(client, case_id).describe()
+        assert described.status is WorkflowExecutionStatus.RUNNING
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
 async def test_a_report_without_a_key_during_an_outage_leaves_nothing_behind(
     api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -254,3 +306,51 @@ async def test_citizen_tokens_are_stored_only_as_hashes(
         assert {r["token_hash"] for r in hashes} == expected
     finally:
         await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_reports_left_pending_are_settled_by_what_temporal_knows(
+    api: httpx.AsyncClient,
+    outage: httpx.AsyncClient,
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    # Two problems reported during an outage, each with a repeat; nobody retries.
+    lost, kept = complaint(), complaint()
+    for body in (lost, kept):
+        assert (await _post(outage, body, _key())).status_code == 503
+        assert (await _post(outage, {**body, "channel": "wechat"}, _key())).status_code == 503
+    rows = {
+        body["citizen"]["phone"]: await pool.fetchrow(
+            "SELECT i.case_id, i.payload, r.id AS report_id, r.payload AS report"
+            " FROM intakes i JOIN repeat_reports r USING (case_id)"
+            " WHERE i.payload->'intake'->'citizen'->>'phone' = $1",
+            body["citizen"]["phone"],
+        )
+        for body in (lost, kept)
+    }
+    # Temporal did get the second problem's start and repeat (say the answers were lost).
+    row = rows[kept["citizen"]["phone"]]
+    await intake.start_case(client, settings, CaseStart.model_validate(row["payload"]))
+    await handle_of(client, row["case_id"]).signal(
+        ComplaintWorkflow.repeat_report, merge.repeat_signal(row["report_id"], row["report"])
+    )
+    try:
+        settled = await intake.settle_pending(pool, client, timedelta(0))
+        gone = rows[lost["citizen"]["phone"]]
+        assert {gone["case_id"], f"{gone['case_id']}/repeat-{gone['report_id']}"} <= set(
+            settled.removed
+        )
+        assert {row["case_id"], f"{row['case_id']}/repeat-{row['report_id']}"} <= set(
+            settled.started
+        )
+        assert await _rows(pool, lost["citizen"]["phone"]) == (0, 0)  # nothing left behind
+        assert await pool.fetchval(
+            "SELECT count(*) FROM repeat_reports WHERE case_id = $1 AND state = 'started'",
+            row["case_id"],
+        ) == 1
+        assert await pool.fetchval(
+            "SELECT state FROM intakes WHERE case_id = $1", row["case_id"]
+        ) == "started"
+    finally:
+        await handle_of(client, row["case_id"]).terminate("test finished")
