@@ -220,6 +220,31 @@ async def test_a_stopped_temporal_server_is_an_outage_too(
         await handle_of(client, case_id).terminate("test finished")
 
 
+async def test_a_repeat_starts_the_case_its_intake_left_pending(
+    api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The case's own intake was cut off by an outage; a repeat arrives once Temporal is
+    back: it starts the case with the intake's recorded input (signal-with-start)."""
+    body, key = complaint(), _key()
+    assert (await _post(outage, body, key)).status_code == 503
+    repeat = await _post(api, {**body, "channel": "wechat"})
+    assert repeat.status_code == 200, repeat.text
+    case_id = repeat.json()["case_id"]
+    try:
+        assert repeat.json()["merged"]
+        state = await _repeat_count(api, case_id, 1)
+        assert state["title"] == body["title"] and state["channel"] == body["channel"]
+        assert await pool.fetchval(
+            "SELECT state FROM intakes WHERE case_id = $1", case_id
+        ) == "started"
+        original = await _post(api, body, key)  # the intake's retry: its case, not another
+        assert original.status_code == 200, original.text
+        assert original.json()["case_id"] == case_id and not original.json()["merged"]
+        assert original.json()["citizen_token"] != repeat.json()["citizen_token"]
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
 async def test_a_report_without_a_key_during_an_outage_leaves_nothing_behind(
     api: httpx.AsyncClient, outage: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
