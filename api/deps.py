@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api.auth_limit import Attempt
 from api.errors import ApiError, not_found
 from jiesu.config import Settings
 from jiesu.domain import Actor, CaseState, Role
@@ -55,17 +56,23 @@ class Principal:
 
 
 async def authenticate(
+    attempt: Attempt,
     pool: Pool,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller of every staff endpoint, before anything else is looked at (so a case
+    number is never probed without a valid key): 429 if this client has failed too often,
+    401 without a key or with an unknown or revoked one (one answer: no hint which)."""
     if credentials is None:
         raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
     row = await pool.fetchrow(
-        "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1",
+        "SELECT name, role, department_id FROM api_keys"
+        " WHERE key_hash = $1 AND revoked_at IS NULL",
         hash_api_key(credentials.credentials),
     )
     if row is None:
-        raise ApiError(401, "invalid_api_key", "this API key is not known")
+        await attempt.failed()
+        raise ApiError(401, "invalid_api_key", "this API key is not known or was revoked")
     return Principal(name=row["name"], role=Role(row["role"]), department_id=row["department_id"])
 
 

@@ -3,16 +3,21 @@ environment; tests call :func:`create_app` with their own Temporal client and po
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api import errors
+from api.auth_limit import AuthFailureLimiter
+from api.docs import STATIC_PREFIX, offline_app
+from api.headers import SecurityHeaders
 from api.routers import audit as audit_routes
-from api.routers import citizen, complaints, handling, health, stats, supervision
+from api.routers import citizen, complaints, handling, health, keys, stats, supervision
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
@@ -24,9 +29,18 @@ Every complaint is a case (工单) with its own durable workflow: intake (受理
 responsible department (派单), acceptance (签收), contact with the citizen, reply (办结答复) and
 the citizen's rating (评价), under hard time limits.
 
-Authenticate with an API key: `Authorization: Bearer <key>`. Errors always have the shape
+Authenticate with an API key: `Authorization: Bearer <key>` (admins create and revoke keys at
+`/api/v1/admin/keys` or with `jiesu keys`). Too many failed authentications from one client
+are answered `429` with `Retry-After`. Errors always have the shape
 `{"error": {"code": "...", "message": "...", "details": [...]}}`.
 """
+
+
+def wrap_outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: Any) -> None:
+    """Put ``middleware`` outside Starlette's ServerErrorMiddleware (which ``add_middleware``
+    cannot): so that it also sees the 500 answers that ServerErrorMiddleware sends."""
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: middleware(build(), **options)  # type: ignore[method-assign]
 
 
 def create_app(
@@ -49,13 +63,15 @@ def create_app(
             if own_pool:
                 await app.state.pool.close()
 
-    app = FastAPI(
+    app = offline_app(
         title="Jiesu API",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.COMMON_ERRORS,
     )
+    app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
+    wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(complaints.router, prefix="/api/v1")
@@ -64,6 +80,7 @@ def create_app(
     app.include_router(citizen.router, prefix="/api/v1")
     app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")
+    app.include_router(keys.router, prefix="/api/v1")
     return app
 
 

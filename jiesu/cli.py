@@ -131,6 +131,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from jiesu.audit_cli import add_commands as add_audit_commands
 
     add_audit_commands(sub)  # timeline, export, replay, consistency, archive
+
+    from jiesu.keys_cli import add_commands as add_key_commands
+
+    add_key_commands(sub)  # keys create, list, revoke
     return parser
 
 

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api import cases
+from api.auth_limit import Attempt, AuthAttempt
 from api.deps import CaseId, Pool, Temporal
-from api.errors import ACTION_ERRORS, ApiError
+from api.errors import ACTION_ERRORS, ApiError, not_found
 from api.schemas import (
     ActionResult,
     CitizenRequest,
@@ -62,14 +63,19 @@ async def _act_as_citizen(
     pool: Pool, client: Temporal, case_id: str, body: CitizenRequest, response: Response,
     signal: Callable[..., Any], action: Callable[[Actor], Any],
     check: Callable[[CaseState, Any], Refusal | None], *, original_only: bool,
+    attempt: AuthAttempt,
 ) -> ActionResult:
     """The citizen's token stands for an API key: it must belong to a report of this case.
     Rating and withdrawing are the original reporter's alone: the phone number of an intake
     is typed in, not verified, so a repeat report proves nothing about who the case's
-    citizen is — only the token handed out with the case's own intake does."""
+    citizen is — only the token handed out with the case's own intake does.
+
+    No such case and a wrong token get the same 404, so case numbers cannot be probed with
+    made-up tokens; both count as failed authentications (api/auth_limit.py)."""
     actor = await _reporter(pool, case_id, body.token)
     if actor is None:
-        raise ApiError(403, "invalid_citizen_token", "this token does not belong to this case")
+        await attempt.failed()
+        raise not_found(case_id)
     if original_only and actor != CITIZEN:
         raise ApiError(
             403,
@@ -85,27 +91,29 @@ async def _act_as_citizen(
 
 @_post("/rating", summary="评价 The citizen rates the handling (the case's own citizen only)")
 async def rate(
-    case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response
+    case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response,
+    attempt: Attempt,
 ) -> ActionResult:
     def action(actor: Actor) -> RatingAction:
         return RatingAction(actor=actor, rating=body.rating, comment=body.comment)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating,
-        original_only=True,
+        original_only=True, attempt=attempt,
     )
 
 
 @_post("/supplement", summary="补充诉求 A reporter of the case adds information")
 async def supplement(
-    case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response
+    case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response,
+    attempt: Attempt,
 ) -> ActionResult:
     def action(actor: Actor) -> SupplementAction:
         return SupplementAction(actor=actor, text=body.text)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.supplement, action,
-        lifecycle.check_supplement, original_only=False,
+        lifecycle.check_supplement, original_only=False, attempt=attempt,
     )
 
 
@@ -114,12 +122,13 @@ async def supplement(
     summary="撤诉 The citizen withdraws the complaint (before the reply; the case's own citizen)",
 )
 async def withdraw(
-    case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response
+    case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response,
+    attempt: Attempt,
 ) -> ActionResult:
     def action(actor: Actor) -> WithdrawAction:
         return WithdrawAction(actor=actor, reason=body.reason)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw,
-        original_only=True,
+        original_only=True, attempt=attempt,
     )

@@ -1,0 +1,93 @@
+"""A limit on failed authentications per client: the answer to online guessing of API keys
+and citizen tokens.
+
+A *failure* is a credential that was presented and is wrong: an unknown or revoked API key,
+a citizen token that does not open the case. After ``JIESU_AUTH_FAILURE_LIMIT`` failures
+within ``JIESU_AUTH_FAILURE_WINDOW_SECONDS`` (a moving window), every request of that client
+that needs a credential is answered ``429 too_many_failed_authentications`` with
+``Retry-After``, *before* its credential is looked at: otherwise a right guess would still
+stand out from the wrong ones. Requests without any credential are not failures (401, and
+nothing to guess).
+
+The client is the peer address uvicorn reports. Behind a reverse proxy that is the proxy's
+address, unless uvicorn is told to trust its ``X-Forwarded-For``
+(``--proxy-headers --forwarded-allow-ips=<proxy>``): do that, or one guesser locks out every
+user behind the proxy.
+
+The counts live in the API process's memory (``limits``' in-memory moving window): right for
+the embedded default and one API container; with N API replicas a guesser gets up to N times
+the limit, and a restart forgets the counts. Either is still a hard bound on guessing 256-bit
+keys; a shared store (``limits`` speaks Redis) would make it exact.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from api.errors import ApiError
+from jiesu.config import Settings
+
+_NAMESPACE = "auth-failures"
+
+
+class AuthFailureLimiter:
+    """Counts failed authentications per client; refuses a client that has too many."""
+
+    def __init__(self, failures: int, window_seconds: int) -> None:
+        self._item = RateLimitItemPerSecond(failures, window_seconds)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthFailureLimiter:
+        return cls(settings.auth_failure_limit, settings.auth_failure_window_seconds)
+
+    async def check(self, client: str) -> None:
+        """Raise 429 (with Retry-After) if ``client`` has used up its failures."""
+        if await self._limiter.test(self._item, _NAMESPACE, client):
+            return
+        stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, client)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise ApiError(
+            429,
+            "too_many_failed_authentications",
+            f"too many failed authentications from this client; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def failed(self, client: str) -> None:
+        await self._limiter.hit(self._item, _NAMESPACE, client)
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """One request's attempt to authenticate, on behalf of its client."""
+
+    limiter: AuthFailureLimiter
+    client: str
+
+    async def failed(self) -> None:
+        """Count this attempt's credential as wrong."""
+        await self.limiter.failed(self.client)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _attempt(request: Request) -> AuthAttempt:
+    attempt = AuthAttempt(request.app.state.auth_limiter, client_of(request))
+    await attempt.limiter.check(attempt.client)  # a refused client gets no further
+    return attempt
+
+
+Attempt = Annotated[AuthAttempt, Depends(_attempt)]
+"""A dependency for every endpoint that checks a credential: refuses a blocked client (429)
+and lets the endpoint report a wrong credential with ``await attempt.failed()``."""

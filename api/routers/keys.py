@@ -1,0 +1,80 @@
+"""/api/v1/admin/keys: staff API keys for admins (the same operations as ``jiesu keys``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Pool, Principal, require
+from api.errors import ERRORS, ApiError
+from jiesu import api_keys
+from jiesu.api_keys import KeyRefused
+from jiesu.domain import Role
+
+router = APIRouter(prefix="/admin/keys", tags=["admin"])
+
+Admin = Annotated[Principal, Depends(require())]  # require() admits admins only
+
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=api_keys.NAME_PATTERN, examples=["ops-admin"])]
+    role: Role
+    department_id: Annotated[str | None, Field(max_length=100)] = None
+
+
+class KeyInfo(BaseModel):
+    """A key without its secret."""
+
+    id: int
+    name: str
+    role: Role
+    department_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedKey(KeyInfo):
+    key: str = Field(description="The API key itself: shown only in this answer, never again")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedKey,
+    responses={**ERRORS, 409: ERRORS[404] | {"description": "The name is taken"}},
+    summary="Create a staff API key (shown once)",
+)
+async def create_key(body: KeyRequest, principal: Admin, pool: Pool) -> CreatedKey:
+    try:
+        info, key = await api_keys.create_key(
+            pool, name=body.name, role=body.role, department_id=body.department_id
+        )
+    except KeyRefused as exc:
+        raise ApiError(409 if exc.code == "key_name_taken" else 422, exc.code, str(exc)) from exc
+    return CreatedKey(**vars(info), key=key)
+
+
+@router.get("", response_model=list[KeyInfo], responses=ERRORS, summary="List the API keys")
+async def list_keys(principal: Admin, pool: Pool) -> list[KeyInfo]:
+    return [KeyInfo(**vars(k)) for k in await api_keys.list_keys(pool)]
+
+
+@router.post(
+    "/{key_id}/revoke",
+    response_model=KeyInfo,
+    responses=ERRORS,
+    summary="Revoke an API key: it authenticates no more",
+)
+async def revoke_key(
+    key_id: Annotated[int, Path(ge=1, lt=2**63)], principal: Admin, pool: Pool
+) -> KeyInfo:
+    info = await api_keys.revoke_key(pool, key_id)
+    if info is None:
+        raise ApiError(404, "key_not_found", f"no API key {key_id}")
+    return KeyInfo(**vars(info))

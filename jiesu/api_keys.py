@@ -1,0 +1,100 @@
+"""Staff API keys: create (the key is shown once), list (never a secret), revoke.
+
+One implementation for the ``jiesu keys`` commands and the admin endpoints
+(``/api/v1/admin/keys``). Only the key's SHA-256 is stored (see :mod:`jiesu.security` for why
+that is enough); a revoked key stays listed, so that who had access and until when is kept,
+but no longer authenticates (``api.deps.authenticate``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from jiesu.domain import Role
+from jiesu.security import hash_api_key, new_api_key
+
+# Roles a key can carry: the citizen acts with a per-case token, the system is the workflow.
+KEY_ROLES: tuple[Role, ...] = tuple(r for r in Role if r not in (Role.CITIZEN, Role.SYSTEM))
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+_NAME = re.compile(NAME_PATTERN)
+
+_COLUMNS = "id, name, role, department_id, created_at, revoked_at"
+
+Db = asyncpg.Connection | asyncpg.Pool
+
+
+class KeyRefused(ValueError):
+    """The key cannot be created as asked; ``code`` says why (for the API's error body)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What is known about a key: everything but the key itself."""
+
+    id: int
+    name: str
+    role: Role
+    department_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ApiKey:
+        return cls(**{**dict(row), "role": Role(row["role"])})
+
+
+def _check(name: str, role: Role, department_id: str | None) -> None:
+    if not _NAME.fullmatch(name):
+        raise KeyRefused(
+            "invalid_key_name", "a key name is 1-100 letters, digits and . _ @ - (not first)"
+        )
+    if role not in KEY_ROLES:
+        raise KeyRefused("invalid_role", f"no API key can have the role {role.value}")
+    if (role is Role.DEPARTMENT) != (department_id is not None):
+        raise KeyRefused(
+            "invalid_department", "a department key needs a department; no other key has one"
+        )
+
+
+async def create_key(
+    db: Db, *, name: str, role: Role, department_id: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key; return it with its plaintext, which exists nowhere else afterwards."""
+    _check(name, role, department_id)
+    key = new_api_key()
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO api_keys (key_hash, name, role, department_id) VALUES ($1, $2, $3, $4)"
+            f" RETURNING {_COLUMNS}",
+            hash_api_key(key), name, role.value, department_id,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError as exc:
+        raise KeyRefused("key_name_taken", f"an API key named {name!r} exists") from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise KeyRefused("unknown_department", f"no department {department_id!r}") from exc
+    assert row is not None
+    return ApiKey.from_row(row), key
+
+
+async def list_keys(db: Db) -> list[ApiKey]:
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id")
+    return [ApiKey.from_row(r) for r in rows]
+
+
+async def revoke_key(db: Db, key_id: int) -> ApiKey | None:
+    """Revoke a key (idempotent: a revoked key keeps its first revocation time); None if
+    there is no such key."""
+    row = await db.fetchrow(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
+        f" RETURNING {_COLUMNS}",
+        key_id,
+    )
+    return None if row is None else ApiKey.from_row(row)
