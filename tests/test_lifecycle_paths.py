@@ -344,7 +344,7 @@ async def test_citizen_supplements_and_withdraws(api: httpx.AsyncClient, client:
     case_id, token = created["case_id"], created["citizen_token"]
     await _assigned(api, case_id)
     await act(api, case_id, "supplement", token=token, text="It starts at 22:00 sharp")
-    await act(api, case_id, "supplement", token="wrong-token", expect=403, text="More details")
+    await act(api, case_id, "supplement", token="wrong-token", expect=404, text="More details")
     withdrawn = await act(api, case_id, "withdraw", token=token, reason="The shop moved away")
     assert withdrawn["case"]["status"] == "closed"
     assert withdrawn["case"]["resolution"] == "withdrawn"
