@@ -1,8 +1,9 @@
 """Demo reference data: the fictional 青河县 (Qinghe County).
 
-Loaded by ``jiesu.bootstrap.prepare_database`` for the embedded stack, docker-compose and the
-tests. Everything is idempotent: areas, departments and categories are upserted (rewritten only
-when they differ from the definitions below), routing rules and API keys are inserted once.
+Loaded by ``jiesu.bootstrap.prepare_database(demo=True)`` for ``make run`` (JIESU_DEMO_DATA=1)
+and the tests; never by docker-compose or a plain ``jiesu bootstrap``. Everything is
+idempotent: areas, departments and categories are upserted (rewritten only when they differ
+from the definitions below), routing rules and API keys are inserted once.
 
 Areas (``areas``): county ``QH`` → 3 townships/streets → 2 communities/villages each → 2 grids
 each, 12 grids in all::
@@ -332,7 +333,8 @@ WHERE NOT EXISTS (
 )
 """
 
-# Upsert by name, so the returned plaintext keys always work.
+# Upsert by name, so the returned plaintext keys work (a demo key revoked with `jiesu keys
+# revoke` stays revoked).
 _UPSERT_KEY = """
 INSERT INTO api_keys (key_hash, name, role, department_id) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO UPDATE
