@@ -309,3 +309,12 @@ async def test_case_endpoints_answer_alike_for_real_and_made_up_case_numbers(
             assert answers[0] == answers[1], (method, path, answers)
     finally:
         await finish(client, real)
+
+
+async def test_a_key_request_with_a_control_character_is_refused(api: httpx.AsyncClient) -> None:
+    url = "/api/v1/admin/keys"
+    for body in (
+        {"name": "nul", "role": "department", "department_id": "wat\u0000er"},
+        {"name": "nul\u0000", "role": "auditor"},
+    ):
+        error_of(await api.post(url, json=body, headers=ADMIN), 422, "invalid_request")

@@ -12,7 +12,7 @@ from api.deps import Pool, Principal, require
 from api.errors import ERRORS, ApiError
 from jiesu import api_keys
 from jiesu.api_keys import KeyRefused
-from jiesu.domain import Role
+from jiesu.domain import Line, Role
 
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
@@ -25,7 +25,7 @@ class KeyRequest(BaseModel):
 
     name: Annotated[str, Field(pattern=api_keys.NAME_PATTERN, examples=["ops-admin"])]
     role: Role
-    department_id: Annotated[str | None, Field(max_length=100)] = None
+    department_id: Annotated[Line | None, Field(min_length=1, max_length=64)] = None
 
 
 class KeyInfo(BaseModel):
