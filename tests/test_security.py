@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -318,3 +320,26 @@ async def test_a_key_request_with_a_control_character_is_refused(api: httpx.Asyn
         {"name": "nul\u0000", "role": "auditor"},
     ):
         error_of(await api.post(url, json=body, headers=ADMIN), 422, "invalid_request")
+
+
+def test_make_run_alone_turns_the_demo_data_on(tmp_path: Path) -> None:
+    """`make run` is the one place with demo data by default; JIESU_DEMO_DATA=0 still wins.
+    The recipe runs a stand-in python that prints what jiesu.stack would read."""
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "JIESU_DEMO_DATA=[$JIESU_DEMO_DATA] $*"\n')
+    fake.chmod(0o755)
+    root = Path(__file__).resolve().parent.parent
+
+    def make_run(*extra: str, env: dict[str, str] | None = None) -> str:
+        environ = {k: v for k, v in os.environ.items() if k != "JIESU_DEMO_DATA"}
+        result = subprocess.run(
+            ["make", "-s", "run", f"VENV={tmp_path}", "STAMP=", *extra],
+            cwd=root, env={**environ, **(env or {})}, capture_output=True, text=True,
+            timeout=60, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    assert make_run() == "JIESU_DEMO_DATA=[1] -m jiesu.stack"
+    assert make_run(env={"JIESU_DEMO_DATA": "0"}) == "JIESU_DEMO_DATA=[0] -m jiesu.stack"
+    assert make_run("JIESU_DEMO_DATA=0") == "JIESU_DEMO_DATA=[0] -m jiesu.stack"
