@@ -16,8 +16,17 @@ from api import errors
 from api.auth_limit import AuthFailureLimiter
 from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
+from api.routers import (
+    admin,
+    citizen,
+    complaints,
+    handling,
+    health,
+    keys,
+    stats,
+    supervision,
+)
 from api.routers import audit as audit_routes
-from api.routers import citizen, complaints, handling, health, keys, stats, supervision
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
@@ -81,6 +90,7 @@ def create_app(
     app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")
     app.include_router(keys.router, prefix="/api/v1")
+    app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     return app
 
 

