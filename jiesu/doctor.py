@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import PendingActivityInfo
@@ -73,17 +73,27 @@ _ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 T = TypeVar("T")
 
 
-class DoctorOptions(BaseModel):
-    """What to examine and when something counts as a problem."""
+MAX_LIMIT = 100_000
+MAX_THRESHOLD = timedelta(days=30)  # thresholds beyond a month would hide everything anyway
 
-    limit: int = Field(default=500, ge=1, le=100_000,
+
+class DoctorOptions(BaseModel):
+    """What to examine and when something counts as a problem (durations in JSON: seconds,
+    as the CLI and the API take them)."""
+
+    model_config = ConfigDict(ser_json_timedelta="float")
+
+    limit: int = Field(default=500, ge=1, le=MAX_LIMIT,
                        description="open workflows examined at most (newest first)")
-    activity_after: timedelta = Field(default=timedelta(minutes=5),
+    activity_after: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0),
+                                      le=MAX_THRESHOLD,
                                       description="an activity retrying longer than this")
-    read_model_lag: timedelta = Field(default=timedelta(minutes=1),
+    read_model_lag: timedelta = Field(default=timedelta(minutes=1), ge=timedelta(0),
+                                      le=MAX_THRESHOLD,
                                       description="unprojected events older than this")
     notification_overdue_after: timedelta = Field(
-        default=timedelta(minutes=10), description="a notice unsent this long after it was due"
+        default=timedelta(minutes=10), ge=timedelta(0), le=MAX_THRESHOLD,
+        description="a notice unsent this long after it was due",
     )
     replay: bool = Field(default=True, description="replay the open cases' histories")
     replay_since: datetime | None = Field(

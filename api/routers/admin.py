@@ -30,6 +30,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Invalid input"},
 }
 _DEFAULTS = doctor.DoctorOptions()
+_ACTIVITY_AFTER = _DEFAULTS.activity_after.total_seconds()
+_READ_MODEL_LAG = _DEFAULTS.read_model_lag.total_seconds()
+_OVERDUE_AFTER = _DEFAULTS.notification_overdue_after.total_seconds()
+Seconds = Annotated[
+    float, Query(ge=0, le=doctor.MAX_THRESHOLD.total_seconds(), description="seconds")
+]
 
 
 @router.get(
@@ -43,16 +49,10 @@ async def doctor_report(
     _: Admin,
     client: Temporal,
     pool: Pool,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = _DEFAULTS.limit,
-    activity_after: Annotated[float, Query(ge=0, description="seconds")] = (
-        _DEFAULTS.activity_after.total_seconds()
-    ),
-    read_model_lag: Annotated[float, Query(ge=0, description="seconds")] = (
-        _DEFAULTS.read_model_lag.total_seconds()
-    ),
-    notification_overdue_after: Annotated[float, Query(ge=0, description="seconds")] = (
-        _DEFAULTS.notification_overdue_after.total_seconds()
-    ),
+    limit: Annotated[int, Query(ge=1, le=doctor.MAX_LIMIT)] = _DEFAULTS.limit,
+    activity_after: Seconds = _ACTIVITY_AFTER,
+    read_model_lag: Seconds = _READ_MODEL_LAG,
+    notification_overdue_after: Seconds = _OVERDUE_AFTER,
     replay: bool = True,
 ) -> doctor.DoctorReport:
     options = doctor.DoctorOptions(
