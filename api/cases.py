@@ -1,33 +1,67 @@
-"""Reading a case's live state and acting on it through signals."""
+"""Reading a case's live state and acting on it through signals.
+
+Reading: the workflow's query answers, within a short RPC timeout; when it cannot (its worker
+is down, Temporal is unreachable, the workflow task is failing) the read model answers instead,
+marked as such. Acting: an ``Idempotency-Key`` makes the action's request id deterministic, so
+a retry finds the event its first attempt caused and gets the same answer, never a second
+application.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.errors import ApiError, not_found
+from api.errors import ApiError, is_temporal_down, not_found
 from api.schemas import ActionResult
-from jiesu.domain import Actor, CaseEvent, CaseState, EventKind
+from jiesu.domain import CaseEvent, CaseState, EventKind
 from jiesu.lifecycle import Refusal
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.
 APPLY_WAIT_SECONDS = 5.0
+DEFAULT_QUERY_TIMEOUT_SECONDS = 2.0
+
+Source = Literal["workflow", "read_model"]
 
 
-async def live_state(client: Client, case_id: str) -> CaseState | None:
-    """The workflow's own view (query), or None when Temporal has no such case."""
+class Unanswered(Exception):
+    """The workflow did not answer its query in time (or its task is failing)."""
+
+
+async def _query(handle: WorkflowHandle[Any, Any], rpc_seconds: float) -> CaseState:
+    rpc_timeout = timedelta(seconds=rpc_seconds)
+    try:
+        return await handle.query(ComplaintWorkflow.state, rpc_timeout=rpc_timeout)
+    except WorkflowQueryFailedError as err:
+        raise Unanswered(str(err)) from err
+    except RPCError as err:
+        # CANCELLED "Timeout expired": our rpc_timeout; DEADLINE_EXCEEDED: the server's own
+        # (no worker picked the query up).
+        if err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise Unanswered(str(err)) from err
+        raise
+
+
+async def live_state(
+    client: Client, case_id: str, rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS
+) -> CaseState | None:
+    """The workflow's own view (query), or None when Temporal has no such case. Raises
+    :class:`Unanswered` when the workflow cannot answer within ``rpc_seconds``."""
     handle = client.get_workflow_handle_for(ComplaintWorkflow.run, case_id)
     try:
-        return await handle.query(ComplaintWorkflow.state)
+        return await _query(handle, rpc_seconds)
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             return None
@@ -48,18 +82,65 @@ async def archived_state(pool: asyncpg.Pool, case_id: str) -> CaseState | None:
     return state
 
 
-async def visible_state(
-    client: Client, pool: asyncpg.Pool, case_id: str, principal: Principal
-) -> CaseState:
-    state = await live_state(client, case_id) or await archived_state(pool, case_id)
+@dataclass(frozen=True)
+class Sourced:
+    state: CaseState
+    source: Source
+
+
+async def sourced_state(
+    client: Client, pool: asyncpg.Pool, case_id: str, principal: Principal,
+    rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
+) -> Sourced:  # fmt: skip
+    """The case as the caller may see it, and where the answer came from: the workflow, or
+    the read model when the workflow is gone (archived), silent (worker down, task failing) or
+    out of reach (Temporal down)."""
+    try:
+        state = await live_state(client, case_id, rpc_seconds)
+    except Exception as err:
+        if not isinstance(err, Unanswered) and not is_temporal_down(err):
+            raise
+        state = None
+    source: Source = "workflow"
+    if state is None:
+        state, source = await archived_state(pool, case_id), "read_model"
     if state is None or not principal.can_see(state):
         raise not_found(case_id)  # another department's case does not exist for you
-    return state
+    return Sourced(state, source)
+
+
+async def visible_state(
+    client: Client, pool: asyncpg.Pool, case_id: str, principal: Principal,
+    rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
+) -> CaseState:  # fmt: skip
+    return (await sourced_state(client, pool, case_id, principal, rpc_seconds)).state
 
 
 def refuse(refusal: Refusal) -> ApiError:
     status = 403 if refusal.forbidden else 409
     return ApiError(status, refusal.code, refusal.reason)
+
+
+def request_id(principal: Principal, case_id: str, action: str, key: str | None) -> str:
+    """The request id the action's actor carries. With an Idempotency-Key it is derived from
+    who asks what of which case under that key, so a retry carries the same id (and one
+    caller's key never matches another's); without one it is random."""
+    if key is None:
+        return uuid.uuid4().hex
+    identity = [principal.role.value, principal.name, principal.department_id, case_id, action]
+    digest = hashlib.sha256(json.dumps([*identity, key], ensure_ascii=False).encode())
+    return "idem-" + digest.hexdigest()[:32]
+
+
+def _outcome(state: CaseState, event: CaseEvent) -> ActionResult:
+    """The answer for the event a request caused: the case, or the workflow's refusal."""
+    if event.kind is EventKind.REJECTED:  # the state changed between our check and the signal
+        raise ApiError(409, event.data.get("code", "rejected"), event.data.get("reason", ""))
+    return ActionResult(applied=True, case=state)
+
+
+def _caused_by(state: CaseState, rid: str, since: int = 0) -> CaseEvent | None:
+    return next((e for e in state.events[since:] if e.actor.request_id == rid), None)
 
 
 async def _signal(
@@ -80,16 +161,20 @@ async def _signal(
 
 
 async def _await_event(
-    handle: WorkflowHandle[Any, Any], seen: int, actor: Actor, give_up: float
+    handle: WorkflowHandle[Any, Any], state: CaseState, rid: str, give_up: float
 ) -> tuple[CaseState, CaseEvent | None]:
-    """Poll the case until it records the event this request's actor caused (or time out)."""
+    """Poll the case until it records the event this request caused (or time out)."""
     loop = asyncio.get_running_loop()
     delay = 0.02
+    seen = len(state.events)
     while True:
-        current = await handle.query(ComplaintWorkflow.state)
-        ours = next((e for e in current.events[seen:] if e.actor == actor), None)
+        try:
+            state = await _query(handle, max(0.1, min(2.0, give_up - loop.time())))
+        except Unanswered:
+            return state, None  # the workflow will apply it when it runs again: 202
+        ours = _caused_by(state, rid, seen)
         if ours is not None or loop.time() >= give_up:
-            return current, ours
+            return state, ours
         await asyncio.sleep(delay)  # poll the condition with backoff, bounded by give_up
         delay = min(delay * 2, 0.5)
 
@@ -101,27 +186,29 @@ async def act(
     action: Any,
     check: Callable[[CaseState, Any], Refusal | None],
     target_id: str | None = None,
+    request_id: str | None = None,
 ) -> ActionResult:
-    """Check the action against the current state (the workflow checks again), signal it
-    (to the case, or to ``target_id``, one of its children), and wait until the case has
-    recorded it."""
+    """Answer a retry from the event its first attempt caused; otherwise check the action
+    against the current state (the workflow checks again), signal it (to the case, or to
+    ``target_id``, one of its children), and wait until the case has recorded it."""
+    rid = request_id or uuid.uuid4().hex
+    earlier = _caused_by(state, rid)
+    if earlier is not None:  # a retry: same answer, no second signal
+        return _outcome(state, earlier)
     refusal = check(state, action)
     if refusal is not None:
         raise refuse(refusal)
-    # A request id on the actor lets us find exactly the event this request caused.
-    actor = action.actor.model_copy(update={"request_id": uuid.uuid4().hex})
+    # The request id on the actor lets us (and the workflow) find the event this request caused.
+    actor = action.actor.model_copy(update={"request_id": rid})
     action = action.model_copy(update={"actor": actor})
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(state.case_id)
-    seen = len(state.events)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + APPLY_WAIT_SECONDS
     await _signal(client.get_workflow_handle(target_id or state.case_id), signal, action, give_up)
-    current, ours = await _await_event(handle, seen, actor, give_up)
+    current, ours = await _await_event(handle, state, rid, give_up)
     if ours is None:
         return ActionResult(applied=False, case=current)
-    if ours.kind is EventKind.REJECTED:  # the state changed between our check and the signal
-        raise ApiError(409, ours.data.get("code", "rejected"), ours.data.get("reason", ""))
-    return ActionResult(applied=True, case=current)
+    return _outcome(current, ours)
 
 
 # Overdue, for the case list: a recorded breach, or still open past the finish deadline.
@@ -184,12 +271,19 @@ async def perform(
     make_action: Callable[[CaseState], Any],
     check: Callable[[CaseState, Any], Refusal | None],
     target: Callable[[CaseState], str] | None = None,
+    *,
+    action_name: str,
+    idempotency_key: str | None = None,
+    rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
 ) -> ActionResult:
     """The whole of an action endpoint: find the case the caller may see, build the action
     (the actor comes from the API key), check it, signal it, wait for the workflow."""
-    state = await visible_state(client, pool, case_id, principal)
+    state = await visible_state(client, pool, case_id, principal, rpc_seconds)
     action = make_action(state)
-    return await act(client, state, signal, action, check, target(state) if target else None)
+    rid = request_id(principal, case_id, action_name, idempotency_key)
+    return await act(
+        client, state, signal, action, check, target(state) if target else None, rid
+    )
 
 
 async def department_ref(pool: asyncpg.Pool, department_id: str) -> str:

@@ -1,20 +1,54 @@
-"""One error shape for every 4xx: ``{"error": {"code", "message", "details"}}``."""
+"""One error shape for every error, 4xx and 5xx alike:
+``{"error": {"code", "message", "details"?, "request_id"}}``, and an ``X-Request-ID`` header on
+every response.
+
+- A client's ``X-Request-ID`` is kept when it is sane (short, printable ASCII), else one is made.
+- Temporal unreachable → 503 ``temporal_unavailable``; PostgreSQL unreachable → 503
+  ``database_unavailable``; both with ``Retry-After``.
+- Anything else unexpected → 500 ``internal_error``: logged with its traceback under the
+  request id, never shown to the client.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import re
+import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger("jiesu.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells the client to wait: a restarting Temporal or PostgreSQL is back in seconds."""
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/@\-]{1,128}")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def request_id() -> str:
+    """The id of the request being served (empty outside a request)."""
+    return _request_id.get()
 
 
 class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[dict[str, Any]] | None = None
+    request_id: str = Field(
+        description="Also in the X-Request-ID header; quote it when reporting a problem."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -38,6 +72,60 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def _unavailable(code: str, what: str) -> ApiError:
+    return ApiError(
+        503, code, f"{what} is unavailable; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )  # fmt: skip
+
+
+def temporal_unavailable() -> ApiError:
+    return _unavailable("temporal_unavailable", "the workflow service (Temporal)")
+
+
+def database_unavailable() -> ApiError:
+    return _unavailable("database_unavailable", "the database (PostgreSQL)")
+
+
+# RPC statuses that mean "Temporal did not answer", not "Temporal said no".
+TEMPORAL_DOWN = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+def is_temporal_down(exc: BaseException) -> bool:
+    if isinstance(exc, RPCError):
+        return exc.status in TEMPORAL_DOWN
+    # A lazily connected client that cannot reach the server raises this on first use.
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
+_POOL_GONE = ("pool is closed", "pool is closing", "connection is closed", "connection was closed")
+
+
+# Lost connection; server shutting down or starting up; no connection slot left.
+_DATABASE_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_database_down(exc: BaseException) -> bool:
+    if isinstance(exc, _DATABASE_DOWN):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        return any(gone in str(exc) for gone in _POOL_GONE)
+    return isinstance(exc, OSError)  # refused, reset, unreachable, connect timeout
+
+
+def unexpected(exc: BaseException) -> ApiError:
+    """The answer for an exception no endpoint handled."""
+    if is_temporal_down(exc):
+        return temporal_unavailable()
+    if is_database_down(exc):
+        return database_unavailable()
+    return ApiError(500, "internal_error", "internal error; quote the request id to report it")
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or unknown API key"},
     403: {"model": ErrorResponse, "description": "Your role may not do this"},
@@ -57,9 +145,14 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Too many failed authentications from this client",
         "headers": _RETRY_AFTER,
     },
+    500: {
+        "model": ErrorResponse,
+        "description": "Internal error (code internal_error): quote the request id to report it",
+    },
     503: {
         "model": ErrorResponse,
-        "description": "Temporal or PostgreSQL is unavailable: retry later",
+        "description": "Temporal (temporal_unavailable) or PostgreSQL (database_unavailable) "
+        "cannot be reached: retry after the Retry-After seconds",
         "headers": _RETRY_AFTER,
     },
 }
@@ -73,17 +166,20 @@ def not_found(case_id: str) -> ApiError:
     return ApiError(404, "case_not_found", f"no case {case_id} visible to you")
 
 
-def _respond(
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
+def error_response(
+    status: int, code: str, message: str, details: Any = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+) -> JSONResponse:  # fmt: skip
+    body = ErrorResponse(
+        error=ErrorBody(code=code, message=message, details=details, request_id=request_id())
+    )
     return JSONResponse(
         status_code=status, content=body.model_dump(exclude_none=True), headers=headers
     )
+
+
+def _respond(exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -93,19 +189,59 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+class RequestContext:
+    """ASGI middleware: gives each request its id (header, logs, error bodies) and
+    turns any exception that escaped the endpoints into the error shape (503 or 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        rid = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = _request_id.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:  # too late for an error body: the client sees a cut response
+                raise
+            answer = unexpected(exc)
+            if answer.status == 500:
+                log.exception("request %s failed", rid)
+            else:
+                log.warning("request %s: %s (%r)", rid, answer.code, exc)
+            await _respond(answer)(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+
+
 def install(app: FastAPI) -> None:
+    app.add_middleware(RequestContext)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _respond(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return _respond(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
         first = details[0] if details else {"field": "", "problem": "invalid request"}
         message = f"invalid request: {first['field']}: {first['problem']}"
-        return _respond(422, "invalid_request", message, details)
+        return error_response(422, "invalid_request", message, details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _respond(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -41,7 +41,11 @@ the citizen's rating (评价), under hard time limits.
 Authenticate with an API key: `Authorization: Bearer <key>` (admins create and revoke keys at
 `/api/v1/admin/keys` or with `jiesu keys`). Too many failed authentications from one client
 are answered `429` with `Retry-After`. Errors always have the shape
-`{"error": {"code": "...", "message": "...", "details": [...]}}`.
+`{"error": {"code": "...", "message": "...", "details": [...], "request_id": "..."}}`; every
+response carries an `X-Request-ID` header (yours, when you send a sane one). `503` with
+`Retry-After` means Temporal (`temporal_unavailable`) or PostgreSQL (`database_unavailable`)
+cannot be reached. Action endpoints take an `Idempotency-Key` header: a retry with the same
+key is answered with the original result and is never applied twice.
 """
 
 
@@ -63,7 +67,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.temporal = client or await connect(settings)
+        # Lazy: the API starts (and answers 503 temporal_unavailable) while Temporal is down.
+        app.state.temporal = client or await connect(settings, lazy=True)
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
         try:

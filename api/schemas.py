@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from fastapi import Response, status
 from pydantic import BaseModel, Field
@@ -66,6 +67,20 @@ class CasePage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None
+
+
+CASE_SOURCE_HEADER = "X-Case-Source"
+
+
+class CaseView(CaseState):
+    """A case as the API answers it: the state, and where it came from."""
+
+    source: Literal["workflow", "read_model"] = Field(
+        default="workflow",
+        description="workflow: the case's own live answer. read_model: the workflow could not "
+        "answer in time (worker down, Temporal unreachable) or is archived; the copy may lag "
+        "the workflow by the events it has not projected yet. Also in the X-Case-Source header.",
+    )
 
 
 class ActionResult(BaseModel):

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # database at migration, which keeps tokens out of the report tables but not out of a
     # whole-database copy. Set it in production (e.g. `openssl rand -base64 32`).
     token_secret: SecretStr = Field(default=SecretStr(""), alias="JIESU_TOKEN_SECRET")
+    # How long the API waits for a case's workflow to answer a query before it answers from
+    # the read model instead (a worker that is down must not hang the request).
+    query_timeout_seconds: float = Field(default=2.0, gt=0, alias="JIESU_QUERY_TIMEOUT_SECONDS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")
     # Load the fictional demo county and its PUBLIC demo API keys at bootstrap. Off unless

@@ -70,14 +70,18 @@ def fresh(prefix: str, **overrides: Any) -> dict[str, Any]:
 
 
 def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Assert the one error shape ``{"error": {"code", "message"[, "details"]}}``, the status,
-    the code and the absence of a traceback; return the inner error object."""
+    """Assert the one error shape ``{"error": {"code", "message"[, "details"], "request_id"}}``
+    (the request id also in the X-Request-ID header), the status, the code and the absence of
+    a traceback; return the inner error object."""
     assert response.status_code == status, response.text
     assert "Traceback" not in response.text and 'File "' not in response.text, response.text
     body = response.json()
     assert set(body) == {"error"}, body
     error = body["error"]
-    assert set(error) <= {"code", "message", "details"}, error
+    assert {"code", "message", "request_id"} <= set(error) <= {
+        "code", "message", "details", "request_id"
+    }, error
+    assert error["request_id"] and error["request_id"] == response.headers["x-request-id"]
     assert isinstance(error["message"], str) and error["message"], error
     assert error["code"] == code, error
     return error

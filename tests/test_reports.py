@@ -148,7 +148,7 @@ def _sections(text: str) -> dict[str, list[list[str]]]:
 
 
 async def test_missing_and_invalid_reports(api: httpx.AsyncClient) -> None:
-    missing = await api.get("/api/v1/reports/weekly/1999-01-04", headers=AUDITOR)
+    missing = await api.get("/api/v1/reports/weekly/2001-01-01", headers=AUDITOR)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "report_not_found"
     invalid = await api.get("/api/v1/reports/yearly/1999-01-01", headers=AUDITOR)

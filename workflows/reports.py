@@ -8,7 +8,7 @@ safe to call at every start.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from temporalio import workflow
 from temporalio.client import (
@@ -22,7 +22,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.config import Settings
@@ -58,6 +58,26 @@ class ReportWorkflow:
             retry_policy=retry,
             result_type=ReportSummary,
         )
+
+
+def manual_report_id(kind: ReportKind, period_start: date) -> str:
+    return f"report-{kind.value}-{period_start.isoformat()}-manual"
+
+
+async def run_manual_report(
+    client: Client, kind: ReportKind, period_start: date, task_queue: str
+) -> ReportSummary:
+    """Produce a period's report now. A request made while another one for the same period is
+    running attaches to that run and gets its result (one run, never a workflow-id clash); a
+    request after it finished starts a new run (the re-run replaces the snapshot)."""
+    handle = await client.start_workflow(
+        ReportWorkflow.run,
+        ReportRequest(kind=kind, period_start=period_start),
+        id=manual_report_id(kind, period_start),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await handle.result()
 
 
 def report_schedule(kind: ReportKind, settings: Settings) -> Schedule:

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api import cases
+from api.actions import IdempotencyKey
 from api.auth_limit import Attempt, AuthAttempt
-from api.deps import CaseId, Pool, Temporal
+from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
 from api.errors import ACTION_ERRORS, ApiError, not_found
 from api.schemas import (
     ActionResult,
@@ -61,9 +62,9 @@ async def _reporter(pool: Pool, case_id: str, token: str) -> Actor | None:
 
 async def _act_as_citizen(
     pool: Pool, client: Temporal, case_id: str, body: CitizenRequest, response: Response,
-    signal: Callable[..., Any], action: Callable[[Actor], Any],
+    signal: Any, action: Callable[[Actor], Any],
     check: Callable[[CaseState, Any], Refusal | None], *, original_only: bool,
-    attempt: AuthAttempt,
+    attempt: AuthAttempt, settings: AppSettings, key: str | None,
 ) -> ActionResult:
     """The citizen's token stands for an API key: it must belong to a report of this case.
     Rating and withdrawing are the original reporter's alone: the phone number of an intake
@@ -83,37 +84,43 @@ async def _act_as_citizen(
             "a repeat report's token can add information; only the case's own citizen "
             "rates or withdraws it",
         )
-    state = await cases.live_state(client, case_id)
+    state = await cases.live_state(client, case_id, settings.query_timeout_seconds)
     if state is None:
         raise ApiError(409, "case_closed", f"case {case_id} is closed")
-    return answer(response, await cases.act(client, state, signal, action(actor), check))
+    act = action(actor)
+    # the reporter (whose token it is) is the caller whose Idempotency-Key this is
+    caller = Principal(name=actor.name, role=actor.role, department_id=None)
+    rid = cases.request_id(caller, case_id, type(act).__name__, key)
+    return answer(response, await cases.act(client, state, signal, act, check, None, rid))
 
 
 @_post("/rating", summary="评价 The citizen rates the handling (the case's own citizen only)")
 async def rate(
     case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt,
+    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
 ) -> ActionResult:
     def action(actor: Actor) -> RatingAction:
         return RatingAction(actor=actor, rating=body.rating, comment=body.comment)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating,
-        original_only=True, attempt=attempt,
+        original_only=True, attempt=attempt, settings=settings,
+        key=idempotency_key,
     )
 
 
 @_post("/supplement", summary="补充诉求 A reporter of the case adds information")
 async def supplement(
     case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt,
+    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
 ) -> ActionResult:
     def action(actor: Actor) -> SupplementAction:
         return SupplementAction(actor=actor, text=body.text)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.supplement, action,
-        lifecycle.check_supplement, original_only=False, attempt=attempt,
+        lifecycle.check_supplement, original_only=False, attempt=attempt, settings=settings,
+        key=idempotency_key,
     )
 
 
@@ -123,12 +130,13 @@ async def supplement(
 )
 async def withdraw(
     case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt,
+    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
 ) -> ActionResult:
     def action(actor: Actor) -> WithdrawAction:
         return WithdrawAction(actor=actor, reason=body.reason)
 
     return await _act_as_citizen(
         pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw,
-        original_only=True, attempt=attempt,
+        original_only=True, attempt=attempt, settings=settings,
+        key=idempotency_key,
     )

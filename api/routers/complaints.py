@@ -11,10 +11,12 @@ from fastapi import APIRouter, Header, Query, Response, status
 from api import cases, intake
 from api.deps import AppSettings, CaseId, Operator, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
-from api.schemas import CasePage, CaseSummary, IntakeResponse
-from jiesu.domain import CaseState, Channel, ComplaintIntake, Role, Status, Urgency
+from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
+from jiesu.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
 
 router = APIRouter(prefix="/complaints", tags=["complaints"])
+
+Filter = Annotated[Line | None, Query(max_length=100)]
 
 
 @router.post(
@@ -57,16 +59,16 @@ async def list_complaints(
     principal: Staff,
     pool: Pool,
     status_: Annotated[Status | None, Query(alias="status")] = None,
-    department_id: str | None = None,
-    category_id: str | None = None,
-    grid_id: str | None = None,
+    department_id: Filter = None,
+    category_id: Filter = None,
+    grid_id: Filter = None,
     urgency: Urgency | None = None,
     channel: Channel | None = None,
     overdue: Annotated[
         bool | None, Query(description="Only cases with a breached or passed deadline")
     ] = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    received_from: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
+    received_to: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> CasePage:
@@ -100,9 +102,18 @@ async def list_complaints(
 
 
 @router.get(
-    "/{case_id}", response_model=CaseState, responses=ERRORS, summary="A case's current state"
+    "/{case_id}", response_model=CaseView, responses=ERRORS, summary="A case's current state"
 )
 async def get_complaint(
-    case_id: CaseId, principal: Staff, pool: Pool, client: Temporal
-) -> CaseState:
-    return await cases.visible_state(client, pool, case_id, principal)
+    case_id: CaseId,
+    principal: Staff,
+    pool: Pool,
+    client: Temporal,
+    settings: AppSettings,
+    response: Response,
+) -> CaseView:
+    found = await cases.sourced_state(
+        client, pool, case_id, principal, settings.query_timeout_seconds
+    )
+    response.headers[CASE_SOURCE_HEADER] = found.source
+    return CaseView(**dict(found.state), source=found.source)

@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from activities import statistics
 from api.deps import AppSettings, Pool, Principal, Temporal, require
 from api.errors import ApiError, ErrorResponse
-from jiesu.domain import Channel, Role, Urgency
+from jiesu.domain import Channel, Day, Line, Role, Urgency
 from jiesu.evaluation import ScoringRules
 from jiesu.indicators import INDICATORS, Filter, GroupBy
-from jiesu.reports import ReportKind, ReportRequest, ReportSummary, period_containing
-from workflows.reports import ReportWorkflow
+from jiesu.reports import ReportKind, ReportSummary, period_containing
+from workflows.reports import run_manual_report
 
 router = APIRouter(tags=["statistics"])
 
@@ -39,11 +39,15 @@ Overseer = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.AUDITOR))]
 Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
 Admin = Annotated[Principal, Depends(require())]
 Level = Literal["centre", "county", "township", "village"]
+FilterValue = Annotated[Line | None, Query(max_length=100)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or unknown API key"},
     403: {"model": ErrorResponse, "description": "Your role may not see this"},
-    422: {"model": ErrorResponse, "description": "Invalid input"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input (days must lie in the supported years, see Day)",
+    },
 }
 _CSV = {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}
 
@@ -236,15 +240,15 @@ async def get_indicators(
     pool: Pool,
     settings: AppSettings,
     date_from: Annotated[
-        date | None, Query(alias="from", description="First day (local); default: 30 days ago")
+        Day | None, Query(alias="from", description="First day (local); default: 30 days ago")
     ] = None,
     date_to: Annotated[
-        date | None, Query(alias="to", description="Last day (local); default: today")
+        Day | None, Query(alias="to", description="Last day (local); default: today")
     ] = None,
     group_by: GroupBy = GroupBy.DAY,
-    department_id: str | None = None,
-    category_id: str | None = None,
-    grid_id: str | None = None,
+    department_id: FilterValue = None,
+    category_id: FilterValue = None,
+    grid_id: FilterValue = None,
     channel: Channel | None = None,
     level: Level | None = None,
     urgency: Urgency | None = None,
@@ -290,8 +294,8 @@ async def get_ranking(
     principal: Overseer,
     pool: Pool,
     settings: AppSettings,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: Annotated[Day | None, Query(alias="from")] = None,
+    date_to: Annotated[Day | None, Query(alias="to")] = None,
     level: Annotated[Level | None, Query(description="Rank departments of one level")] = None,
     min_cases: Annotated[
         int | None, Query(ge=0, description="Override the rules' minimum volume")
@@ -362,7 +366,7 @@ async def list_reports(
 )
 async def get_report(
     kind: ReportKind,
-    period_start: date,
+    period_start: Day,
     request: Request,
     principal: Overseer,
     pool: Pool,
@@ -392,18 +396,13 @@ async def get_report(
 )
 async def run_report(
     kind: ReportKind,
-    period_start: date,
+    period_start: Day,
     principal: Supervisor,
     client: Temporal,
     settings: AppSettings,
 ) -> ReportSummary:
     start, _ = period_containing(kind, period_start)
-    return await client.execute_workflow(
-        ReportWorkflow.run,
-        ReportRequest(kind=kind, period_start=start),
-        id=f"report-{kind.value}-{start.isoformat()}-manual",
-        task_queue=settings.task_queue,
-    )
+    return await run_manual_report(client, kind, start, settings.task_queue)
 
 
 def report_rows(report: dict[str, Any]) -> list[list[Any]]:

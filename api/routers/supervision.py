@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from api import cases
-from api.actions import add_action
-from api.deps import CaseId, CentreStaff, Pool, Supervisor, Temporal
+from api.actions import IdempotencyKey, add_action
+from api.deps import AppSettings, CaseId, CentreStaff, Pool, Supervisor, Temporal
 from api.errors import ACTION_ERRORS, ApiError
 from api.schemas import ActionResult, answer
 from jiesu import lifecycle
@@ -88,11 +88,14 @@ async def waive_co_handler(
     principal: Supervisor,
     pool: Pool,
     client: Temporal,
+    settings: AppSettings,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> ActionResult:
     result = await cases.perform(
         client, pool, case_id, principal, Case.waive_co_handler,
         lambda _: WaiveAction(actor=principal.actor, department_id=department_id),
-        lifecycle.check_waive,
+        lifecycle.check_waive, action_name=f"co-handlers/{department_id}/waive",
+        idempotency_key=idempotency_key, rpc_seconds=settings.query_timeout_seconds,
     )
     return answer(response, result)

@@ -1,0 +1,336 @@
+"""Errors as an operator and an attacker meet them: one shape with a request id for every
+status (500 included), 503 with Retry-After when Temporal or PostgreSQL cannot be reached, a
+read-model answer when a case's workflow cannot answer in time, and 4xx — never 5xx — for
+bad input (control characters, timezone-less or out-of-range dates, parallel report runs).
+
+Real Temporal and PostgreSQL throughout: "unreachable" is a real client pointed at a port
+nobody listens on, "worker down" is a real workflow run on a task queue no worker polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, handle_of
+from temporalio.client import Client
+from test_api import URBAN, assigned, error_of, finish, fresh
+
+from api.main import create_app
+from jiesu.client import connect_to
+from jiesu.config import Settings
+from jiesu.demo_data import demo_key
+from jiesu.domain import Actor, CaseStart, ComplaintIntake, Role, Urgency
+from workflows.complaint import ComplaintWorkflow
+
+COMPLAINTS = "/api/v1/complaints"
+ADMIN = auth(demo_key("demo-admin"))
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
+        ) as http,
+    ):
+        yield http
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def retry_after(response: httpx.Response) -> int:
+    return int(response.headers["retry-after"])
+
+
+# --- the error shape and the request id ------------------------------------------------------
+
+
+async def test_a_sane_client_request_id_is_kept_on_errors_and_successes(
+    api: httpx.AsyncClient,
+) -> None:
+    missing = await api.get(f"{COMPLAINTS}/JS20000101-000000", headers={
+        **OPERATOR, "X-Request-ID": "trace-42.a:b"})  # fmt: skip
+    error = error_of(missing, 404, "case_not_found")
+    assert error["request_id"] == "trace-42.a:b"
+    listed = await api.get(COMPLAINTS, params={"limit": 1}, headers=OPERATOR)
+    assert listed.status_code == 200 and len(listed.headers["x-request-id"]) >= 16
+
+
+@pytest.mark.parametrize("given", ["x" * 200, "a b", "<script>", ""])
+async def test_an_odd_request_id_is_replaced(api: httpx.AsyncClient, given: str) -> None:
+    response = await api.get(f"{COMPLAINTS}/JS20000101-000000", headers={
+        **OPERATOR, "X-Request-ID": given})  # fmt: skip
+    error = error_of(response, 404, "case_not_found")
+    assert error["request_id"] != given and len(error["request_id"]) == 32
+
+
+async def test_an_unexpected_exception_is_a_500_in_the_error_shape(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    app = create_app(settings, client=client, pool=pool)
+
+    @app.get("/api/v1/broken")
+    async def broken() -> None:
+        raise ZeroDivisionError("secret internals")
+
+    async with serving(app) as http:
+        response = await http.get("/api/v1/broken", headers={"X-Request-ID": "boom-1"})
+    error = error_of(response, 500, "internal_error")
+    assert error["request_id"] == "boom-1"
+    assert "secret internals" not in response.text and "ZeroDivision" not in response.text
+
+
+# --- 503: Temporal or PostgreSQL unreachable --------------------------------------------------
+
+
+async def test_temporal_unreachable_is_503_with_retry_after(
+    settings: Settings, pool: asyncpg.Pool, api: httpx.AsyncClient, client: Client
+) -> None:
+    # a real case in the read model, then an API whose Temporal is unreachable
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Outage")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    try:
+        await assigned(api, case_id)
+        await eventually(lambda: pool.fetchval(
+            "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+        down = await connect_to(f"127.0.0.1:{closed_port()}", "default", lazy=True)
+        app = create_app(settings, client=down, pool=pool)
+        async with serving(app) as http:
+            accept = await http.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+            error_of(accept, 503, "temporal_unavailable")
+            assert retry_after(accept) > 0
+            report = await http.post("/api/v1/reports/daily/2026-01-05", headers=SUPERVISOR)
+            error_of(report, 503, "temporal_unavailable")
+            intake = await http.post(COMPLAINTS, json=complaint(**fresh("Down")), headers={
+                **OPERATOR, "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+            assert intake.status_code == 503, intake.text
+            # reading falls back to the read model, marked as such
+            read = await http.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+            assert read.status_code == 200, read.text
+            assert read.json()["source"] == "read_model"
+            assert read.headers["x-case-source"] == "read_model"
+            assert read.json()["status"] == "assigned"
+    finally:
+        await finish(client, case_id)
+
+
+@pytest.mark.parametrize("how", ["nobody-listens", "pool-closed"])
+async def test_postgresql_unreachable_is_503_with_retry_after(
+    settings: Settings, client: Client, how: str
+) -> None:
+    if how == "nobody-listens":
+        url = f"postgresql://postgres@127.0.0.1:{closed_port()}/jiesu"
+        down = await asyncpg.create_pool(url, min_size=0, max_size=2)
+    else:
+        down = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=2)
+        await down.close()
+    app = create_app(settings, client=client, pool=down)
+    async with serving(app) as http:
+        for response in (
+            await http.get(COMPLAINTS, headers=OPERATOR),
+            await http.get(f"{COMPLAINTS}/JS20260101-000001", headers=OPERATOR),
+            await http.post(COMPLAINTS, json=complaint(), headers=OPERATOR),
+            await http.get("/healthz"),
+        ):
+            error_of(response, 503, "database_unavailable")
+            assert retry_after(response) > 0
+
+
+async def test_openapi_documents_500_and_503_on_every_operation(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    missing = [
+        f"{method.upper()} {path} {status}"
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for status in ("500", "503")
+        if operation["responses"].get(status, {}).get("content", {}).get("application/json", {})
+        .get("schema", {}).get("$ref") != "#/components/schemas/ErrorResponse"
+    ]
+    assert missing == []
+    assert "request_id" in spec["components"]["schemas"]["ErrorBody"]["required"]
+
+
+# --- a case whose workflow cannot answer --------------------------------------------------------
+
+
+async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The case's current run is on a task queue no worker polls: its query cannot be
+    answered. The API answers from the read model within the query timeout, not after 29 s."""
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("No worker")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    await assigned(api, case_id)
+    await eventually(lambda: pool.fetchval(
+        "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+    handle = handle_of(client, case_id)
+    await handle.terminate("moved to a queue nobody serves")
+    intake = ComplaintIntake.model_validate(complaint(**fresh("No worker")))
+    orphan = await client.start_workflow(
+        ComplaintWorkflow.run,
+        CaseStart(case_id=case_id, intake=intake, urgency=Urgency.GENERAL,
+                  received_at=datetime.now(UTC), registered_by=Actor(role=Role.OPERATOR, name="t")),
+        id=case_id,
+        task_queue=f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+        took = loop.time() - started
+        assert response.status_code == 200, response.text
+        assert response.json()["source"] == "read_model"
+        assert response.headers["x-case-source"] == "read_model"
+        assert response.json()["case_id"] == case_id
+        assert took < settings.query_timeout_seconds + 3, took
+        # an action is signalled (the case applies it when its worker returns): 202, not a hang
+        accept = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+        assert accept.status_code == 202, accept.text
+    finally:
+        await orphan.terminate("test finished")
+
+
+async def test_a_live_case_is_marked_as_read_from_its_workflow(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Live")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    try:
+        response = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+        assert response.status_code == 200, response.text
+        assert response.json()["source"] == "workflow"
+        assert response.headers["x-case-source"] == "workflow"
+    finally:
+        await finish(client, case_id)
+
+
+# --- bad input is a 4xx -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/stats/indicators?to=0001-01-01",
+        "/api/v1/stats/indicators?from=9999-12-01&to=9999-12-31",
+        "/api/v1/stats/indicators?from=9999-12-31",
+        "/api/v1/stats/ranking?to=0001-01-01",
+        "/api/v1/stats/ranking?from=9999-12-01&to=9999-12-31",
+        "/api/v1/reports/daily/9999-12-31",
+        "/api/v1/reports/monthly/0001-01-01",
+        "/api/v1/stats/indicators?category_id=noise%00",
+        "/api/v1/stats/indicators?grid_id=%00",
+        f"{COMPLAINTS}?category_id=noise%00",
+        f"{COMPLAINTS}?department_id=%00",
+        f"{COMPLAINTS}?grid_id=G%00",
+        f"{COMPLAINTS}?received_from=2026-01-01T00:00:00",
+        f"{COMPLAINTS}?received_to=9999-12-31T00:00:00Z",
+    ],
+)
+async def test_out_of_range_dates_and_nul_in_queries_are_422(
+    api: httpx.AsyncClient, path: str
+) -> None:
+    error_of(await api.get(path, headers=ADMIN), 422, "invalid_request")
+
+
+async def test_a_report_for_an_unsupported_year_is_refused_at_once(
+    api: httpx.AsyncClient,
+) -> None:
+    """Today it runs a workflow whose activity fails for 4 minutes."""
+    response = await asyncio.wait_for(
+        api.post("/api/v1/reports/daily/9999-12-31", headers=SUPERVISOR), timeout=30
+    )
+    error_of(response, 422, "invalid_request")
+
+
+async def test_parallel_runs_of_one_report_both_succeed(api: httpx.AsyncClient) -> None:
+    day = date(2001, 1, 1) + timedelta(days=random.randrange(3000))
+    url = f"/api/v1/reports/daily/{day.isoformat()}"
+    responses = await asyncio.gather(*(api.post(url, headers=SUPERVISOR) for _ in range(3)))
+    assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
+    assert {r.json()["period_start"] for r in responses} == {day.isoformat()}
+
+
+@pytest.mark.parametrize(
+    "field", ["title", "description", "address", "category_id", "grid_id"]
+)
+async def test_a_nul_in_intake_text_is_422(api: httpx.AsyncClient, field: str) -> None:
+    body = complaint(**fresh("NUL"))
+    body[field] = "Noisy\u0000shop"
+    response = await api.post(COMPLAINTS, json=body, headers=OPERATOR)
+    assert f"body.{field}" in [d["field"] for d in error_of(response, 422, "invalid_request")[
+        "details"]]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("action", "headers", "body"),
+    [
+        ("dispatch", SUPERVISOR, {"department_id": "water", "note": "at\u0000once"}),
+        ("dispatch", SUPERVISOR, {"department_id": "wa\u0000ter"}),
+        ("return", URBAN, {"reason": "not\u0000ours"}),
+        ("reply", URBAN, {"outcome": "resolved", "text": "done\u001b[2J", "evidence": []}),
+        ("supplement", {}, {"token": "x" * 20, "text": "more\u0000info"}),
+        ("co-handlers/wa%00ter/waive", SUPERVISOR, None),
+    ],
+)
+async def test_control_characters_in_an_action_are_422(
+    api: httpx.AsyncClient, client: Client, action: str, headers: dict[str, str], body: Any
+) -> None:
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Ctl")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    try:
+        response = await api.post(f"{COMPLAINTS}/{case_id}/{action}", json=body, headers=headers)
+        error_of(response, 422, "invalid_request")
+    finally:
+        await finish(client, case_id)
+
+
+async def _handling_case(api: httpx.AsyncClient) -> str:
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Extension")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    await assigned(api, case_id)
+    accepted = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+    assert accepted.status_code == 200, accepted.text
+    return case_id
+
+
+def _extension(promised: str) -> dict[str, str]:
+    return {"reasons": "Heavy rain", "measures": "Pumps ordered", "promised_finish": promised}
+
+
+async def test_an_extension_needs_a_timezone_and_a_bounded_date(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = await _handling_case(api)
+    url = f"{COMPLAINTS}/{case_id}/extension"
+    try:
+        soon = datetime.now(UTC) + timedelta(days=20)
+        naive = soon.replace(tzinfo=None).isoformat()
+        error_of(await api.post(url, json=_extension(naive), headers=URBAN), 422,
+                 "invalid_request")  # fmt: skip
+        far = "9999-12-31T00:00:00+08:00"
+        error_of(await api.post(url, json=_extension(far), headers=URBAN), 422,
+                 "invalid_request")  # fmt: skip
+        beyond = (datetime.now(UTC) + timedelta(days=120)).isoformat()
+        error_of(await api.post(url, json=_extension(beyond), headers=URBAN), 409,
+                 "invalid_promised_date")  # fmt: skip
+        within = await api.post(url, json=_extension(soon.isoformat()), headers=URBAN)
+        assert within.status_code == 200, within.text
+    finally:
+        await finish(client, case_id)

@@ -1,0 +1,137 @@
+"""Idempotent actions: a client that retries a POST with the same ``Idempotency-Key`` (after a
+timeout, a 5xx or a 202) gets the original answer and the action is applied once; a new key is
+a new request. Through the API, on the real servers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from helpers import OPERATOR, complaint, handle_of
+from temporalio.client import Client
+from test_api import URBAN, assigned, error_of, finish, fresh
+
+from jiesu.domain import EventKind
+from workflows.complaint import ComplaintWorkflow
+
+COMPLAINTS = "/api/v1/complaints"
+
+
+async def _case(api: httpx.AsyncClient, prefix: str) -> tuple[str, str]:
+    created = await api.post(COMPLAINTS, json=complaint(**fresh(prefix)), headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    await assigned(api, body["case_id"])
+    return body["case_id"], body["citizen_token"]
+
+
+async def _post(
+    api: httpx.AsyncClient, case_id: str, action: str, headers: dict[str, str],
+    key: str | None = None, body: Any = None,
+) -> httpx.Response:  # fmt: skip
+    headers = {**headers, **({"Idempotency-Key": key} if key else {})}
+    return await api.post(f"{COMPLAINTS}/{case_id}/{action}", json=body, headers=headers)
+
+
+async def _count(client: Client, case_id: str, kind: EventKind) -> int:
+    state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+    return sum(1 for e in state.events if e.kind is kind)
+
+
+async def test_a_supplement_retried_with_its_key_is_applied_once(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id, token = await _case(api, "Idem supplement")
+    try:
+        key, body = uuid.uuid4().hex, {"token": token, "text": "It starts at 22:00 sharp"}
+        first = await _post(api, case_id, "supplement", {}, key, body)
+        again = await _post(api, case_id, "supplement", {}, key, body)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert first.json() == again.json()
+        assert await _count(client, case_id, EventKind.SUPPLEMENTED) == 1
+        # a new key is a new supplement
+        other = await _post(api, case_id, "supplement", {}, uuid.uuid4().hex, body)
+        assert other.status_code == 200, other.text
+        assert await _count(client, case_id, EventKind.SUPPLEMENTED) == 2
+    finally:
+        await finish(client, case_id)
+
+
+async def test_an_accept_retried_with_its_key_is_200_not_409(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id, _ = await _case(api, "Idem accept")
+    try:
+        key = uuid.uuid4().hex
+        first = await _post(api, case_id, "accept", URBAN, key)
+        again = await _post(api, case_id, "accept", URBAN, key)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert again.json()["case"]["status"] == "handling"
+        assert await _count(client, case_id, EventKind.ACCEPTED) == 1
+        # another key (or none) is another request: the case is no longer waiting for it
+        error_of(await _post(api, case_id, "accept", URBAN, uuid.uuid4().hex), 409,
+                 "wrong_status")  # fmt: skip
+        error_of(await _post(api, case_id, "accept", URBAN), 409, "wrong_status")
+        # the same key names a different request for another action
+        contact = await _post(api, case_id, "contact", URBAN, key, {"note": "called"})
+        assert contact.status_code == 200, contact.text
+        assert await _count(client, case_id, EventKind.CONTACTED) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def test_without_a_key_every_request_is_new(api: httpx.AsyncClient, client: Client) -> None:
+    case_id, token = await _case(api, "No key")
+    try:
+        body = {"token": token, "text": "Still loud"}
+        for _ in range(2):
+            response = await _post(api, case_id, "supplement", {}, None, body)
+            assert response.status_code == 200, response.text
+        assert await _count(client, case_id, EventKind.SUPPLEMENTED) == 2
+    finally:
+        await finish(client, case_id)
+
+
+async def test_the_action_request_id_is_the_key_of_its_caller(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The actor's request id is derived from caller, case, action and key — the workflow
+    deduplicates on it — and an empty key is refused rather than shared."""
+    case_id, _ = await _case(api, "Idem id")
+    try:
+        key = uuid.uuid4().hex
+        assert (await _post(api, case_id, "accept", URBAN, key)).status_code == 200
+        state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+        accepted = next(e for e in state.events if e.kind is EventKind.ACCEPTED)
+        assert accepted.actor.request_id is not None
+        assert accepted.actor.request_id.startswith("idem-")
+        assert key not in accepted.actor.request_id
+        empty = await api.post(f"{COMPLAINTS}/{case_id}/contact", json={"note": "x"},
+                               headers={**URBAN, "Idempotency-Key": ""})  # fmt: skip
+        error_of(empty, 422, "invalid_request")
+    finally:
+        await finish(client, case_id)
+
+
+async def test_openapi_documents_the_idempotency_key_on_every_action(
+    api: httpx.AsyncClient,
+) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    def is_action(operation: dict[str, Any]) -> bool:  # answers the case (ActionResult)
+        ok = operation["responses"].get("200", {}).get("content", {}).get("application/json", {})
+        return ok.get("schema", {}).get("$ref", "").endswith("/ActionResult")
+
+    actions = [
+        (path, operations["post"])
+        for path, operations in spec["paths"].items()
+        if "post" in operations and is_action(operations["post"])
+    ]
+    assert len(actions) >= 15
+    lacking = [
+        path for path, operation in actions
+        if "idempotency-key" not in {
+            p["name"].lower() for p in operation.get("parameters", []) if p["in"] == "header"
+        }
+    ]  # fmt: skip
+    assert lacking == []
