@@ -260,7 +260,8 @@ async def test_a_report_for_an_unsupported_year_is_refused_at_once(
 
 
 async def test_parallel_runs_of_one_report_both_succeed(api: httpx.AsyncClient) -> None:
-    day = date(2001, 1, 1) + timedelta(days=random.randrange(3000))
+    # a day before the reports test_reports.py lists as the newest (2003-04-02)
+    day = date(2000, 1, 1) + timedelta(days=random.randrange(1000))
     url = f"/api/v1/reports/daily/{day.isoformat()}"
     responses = await asyncio.gather(*(api.post(url, headers=SUPERVISOR) for _ in range(3)))
     assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
