@@ -75,22 +75,7 @@ ROLES: dict[str, dict[str, str]] = {
 
 # Failures found by this test that another helper of issue 9 is fixing; xfail(strict=False)
 # until their fix lands. Keys: (method, path); the value names the owner and the bug.
-_DATES = "api-errors: dates out of range in /stats and /reports answer 5xx or hang"
-_NUL = "api-errors: NUL in text or ids reaches PostgreSQL (500)"
-KNOWN: dict[tuple[str, str], str] = {
-    ("GET", "/api/v1/stats/indicators"): _DATES,
-    ("GET", "/api/v1/stats/ranking"): _DATES,
-    ("GET", "/api/v1/reports/{kind}/{period_start}"): _DATES,
-    ("POST", "/api/v1/reports/{kind}/{period_start}"): _DATES,
-    ("GET", "/api/v1/complaints"): _NUL,
-    ("POST", "/api/v1/complaints"): _NUL,
-    ("POST", "/api/v1/complaints/{case_id}/dispatch"): _NUL,
-    ("POST", "/api/v1/complaints/{case_id}/reassign"): _NUL,
-    ("POST", "/api/v1/complaints/{case_id}/co-handlers"): _NUL,
-    ("POST", "/api/v1/complaints/{case_id}/extension"): (
-        "api-errors: a timezone-less promised_finish (TypeError, 500)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
