@@ -266,7 +266,9 @@ async def _register(s: RunningStack, body: dict[str, Any], headers: dict[str, st
             response = await http.post("/api/v1/complaints", json=body, headers=headers)
     except httpx.HTTPError:
         return None
-    return str(response.json()["case_id"]) if response.status_code == 201 else None
+    # 201, or 200 for a retry (same key) whose earlier attempt met the outage (503) and is
+    # completed by this one
+    return str(response.json()["case_id"]) if response.status_code in (200, 201) else None
 
 
 async def _routed(s: RunningStack, case_id: str) -> bool:
