@@ -80,6 +80,18 @@ def _instant_in_range(value: datetime) -> datetime:
     return value
 
 
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _written_as_a_day(value: Any) -> Any:
+    """YYYY-MM-DD, not a number (which pydantic would read as a Unix timestamp)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
 def _day_in_range(value: date) -> date:
     _year_in_range(value.year)
     return value

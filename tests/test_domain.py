@@ -90,8 +90,10 @@ def test_a_datetime_needs_a_timezone_and_a_supported_year(value: str) -> None:
         )
 
 
-@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "1999-12-31", "2101-01-01"])
-def test_a_day_outside_the_supported_years_is_refused(value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["0001-01-01", "9999-12-31", "1999-12-31", "2101-01-01", 946684800, "946684800"]
+)
+def test_a_day_outside_the_supported_years_or_not_a_day_is_refused(value: object) -> None:
     with pytest.raises(ValidationError):
         TypeAdapter(Day).validate_python(value)
 
