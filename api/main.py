@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
-from api import errors
+from api import errors, media
 from api.auth_limit import AuthFailureLimiter
 from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
@@ -83,6 +83,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=errors.COMMON_ERRORS,
+        dependencies=[Depends(media.json_bodies_only)],
     )
     app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)

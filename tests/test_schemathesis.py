@@ -224,3 +224,21 @@ async def test_a_number_is_not_a_report_day(api: httpx.AsyncClient) -> None:
     for method in ("GET", "POST"):
         response = await api.request(method, "/api/v1/reports/daily/946684800", headers=SUPERVISOR)
         assert response.status_code == 422, response.text
+
+
+async def test_a_body_that_is_not_json_is_a_415(api: httpx.AsyncClient) -> None:
+    """415 is documented on every operation, so the API answers it: a non-JSON body used to be
+    read as raw bytes and refused with a 422 about a missing object."""
+    body = b'{"title": "t"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = await api.post(
+            "/api/v1/complaints", content=body,
+            headers={**OPERATOR, "Content-Type": content_type},
+        )
+        assert response.status_code == 415, response.text
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+    json_ = await api.post(
+        "/api/v1/complaints", content=body,
+        headers={**OPERATOR, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert json_.status_code == 422, json_.text  # JSON, read and validated as usual
