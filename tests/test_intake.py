@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import uuid
@@ -24,6 +25,7 @@ import httpx
 import pytest
 from conftest import TEMPORAL_BIN
 from helpers import OPERATOR, act, complaint, eventually, handle_of
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
@@ -31,6 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api import intake, merge
 from api.main import create_app
+from jiesu import citizen_tokens
 from jiesu.config import Settings
 from jiesu.domain import CaseStart
 from workflows.complaint import ComplaintWorkflow
@@ -379,3 +382,43 @@ async def test_reports_left_pending_are_settled_by_what_temporal_knows(
         ) == "started"
     finally:
         await handle_of(client, row["case_id"]).terminate("test finished")
+
+
+@pytest.fixture
+async def api_with_secret(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[Any]:
+    """Apps like the session's, but with JIESU_TOKEN_SECRET set to the given value."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(secret: str) -> httpx.AsyncClient:
+            configured = settings.model_copy(update={"token_secret": SecretStr(secret)})
+            app = create_app(configured, client=client, pool=pool)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://jiesu.test")
+            )
+
+        yield make
+
+
+async def test_a_configured_secret_makes_the_tokens_and_rotating_it_keeps_them_valid(
+    api_with_secret: Any, client: Client, pool: asyncpg.Pool
+) -> None:
+    body, key = complaint(), _key()
+    before = await api_with_secret("first secret, " + uuid.uuid4().hex)
+    created = await _post(before, body, key)
+    assert created.status_code == 201, created.text
+    case_id, token = created.json()["case_id"], created.json()["citizen_token"]
+    nonce = await pool.fetchval("SELECT token_nonce FROM intakes WHERE case_id = $1", case_id)
+    stored = await pool.fetchval("SELECT value FROM server_secrets WHERE name = 'citizen_token'")
+    assert token != citizen_tokens.derive(stored.encode(), nonce)  # not the database's secret
+
+    after = await api_with_secret("rotated secret, " + uuid.uuid4().hex)
+    retry = await _post(after, body, key)
+    assert retry.json()["case_id"] == case_id
+    assert retry.json()["citizen_token"] is None  # cannot be recomputed, never a wrong one
+    await act(after, case_id, "supplement", token=token, text="Still loud")  # still valid
+    withdrawn = await act(after, case_id, "withdraw", token=token, reason="Solved")
+    assert withdrawn["case"]["status"] == "closed"
