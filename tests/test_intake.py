@@ -301,6 +301,10 @@ async def test_each_report_has_its_own_token_and_a_repeat_token_only_supplements
     refused = await act(api, case_id, "rating", token=mine, expect=403, rating="satisfied")
     assert refused["error"]["code"] == "original_reporter_only"
 
+    other = (await _post(api, complaint())).json()["case_id"]  # a stranger's case
+    await act(api, other, "supplement", token=mine, expect=404, text="Not my case")
+    await handle_of(client, other).terminate("test finished")
+
     withdrawn = await act(
         api, case_id, "withdraw", token=original["citizen_token"], reason="The shop moved away"
     )
