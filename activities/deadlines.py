@@ -54,5 +54,6 @@ class DeadlineActivities:
             max_reassignments=self.settings.max_reassignments,
             max_unsatisfied_rounds=self.settings.max_unsatisfied_rounds,
             escalation_step_hours=self.settings.escalation_step_hours,
+            repeats_before_supervision=self.settings.repeats_before_supervision,
             max_extension_days=self.settings.max_extension_days,
         )

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     max_reassignments: int = Field(default=3, ge=0, alias="JIESU_MAX_REASSIGNMENTS")
     max_unsatisfied_rounds: int = Field(default=2, ge=0, alias="JIESU_MAX_UNSATISFIED_ROUNDS")
     escalation_step_hours: float = Field(default=2.0, gt=0, alias="JIESU_ESCALATION_STEP_HOURS")
+    # 并单: this many repeat reports of an open problem (the original plus them is the third
+    # report) put the unit under supervision
+    repeats_before_supervision: int = Field(
+        default=2, ge=1, alias="JIESU_REPEATS_BEFORE_SUPERVISION"
+    )
     # How far ahead an extension (延期) may promise to finish.
     max_extension_days: float = Field(default=90.0, gt=0, alias="JIESU_MAX_EXTENSION_DAYS")
     repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")

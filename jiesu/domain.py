@@ -556,6 +556,7 @@ class Deadlines(BaseModel):
     max_reassignments: int = 3
     max_unsatisfied_rounds: int = 2
     escalation_step_hours: float = 2.0
+    repeats_before_supervision: int = 2  # 并单: repeats of an open problem → supervision
     # Added later: histories recorded before it carry no value and get the default.
     max_extension_days: float = 90.0
 
@@ -736,3 +737,26 @@ class EscalationOutcome(BaseModel):
 class DeadlineRequest(BaseModel):
     received_at: datetime
     urgency: Urgency
+
+
+SIGNAL_PAYLOADS: dict[CaseSignal, type[BaseModel]] = {
+    CaseSignal.ACCEPT: AcceptAction,
+    CaseSignal.CONTACT: ContactAction,
+    CaseSignal.REPLY: ReplyAction,
+    CaseSignal.DISPATCH: DispatchAction,
+    CaseSignal.RATE: RatingAction,
+    CaseSignal.CALLBACK: CallbackAction,
+    CaseSignal.RETURN: ReturnAction,
+    CaseSignal.RAISE_LEVEL: RaiseLevelAction,
+    CaseSignal.REQUEST_EXTENSION: ExtensionAction,
+    CaseSignal.DECIDE_EXTENSION: ExtensionDecisionAction,
+    CaseSignal.ADD_CO_HANDLERS: CoHandlersAction,
+    CaseSignal.CONTRIBUTE: ContributionAction,
+    CaseSignal.WAIVE_CO_HANDLER: WaiveAction,
+    CaseSignal.SUPERVISE: SupervisionAction,
+    CaseSignal.REPEAT_REPORT: RepeatReport,
+    CaseSignal.SUPPLEMENT: SupplementAction,
+    CaseSignal.WITHDRAW: WithdrawAction,
+    CaseSignal.ESCALATION_STEP: EscalationStep,
+}
+"""What each message a case accepts must decode to (the workflow decodes them itself)."""

@@ -7,17 +7,21 @@ runs them again when the signal arrives (it is the final judge, and records a re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from jiesu.domain import (
     AcceptAction,
     Actor,
     CallbackAction,
+    CaseSignal,
     CaseState,
     CoHandlersAction,
     ContactAction,
     ContributionAction,
+    DeadlineKind,
     DispatchAction,
     ExtensionAction,
     ExtensionDecisionAction,
@@ -225,3 +229,58 @@ def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
 def check_callback(state: CaseState, action: CallbackAction) -> Refusal | None:
     refusal = _role_in(action.actor, CENTRE_ROLES, "record a callback")
     return refusal or _status_is(state, Status.REPLIED)
+
+
+# --- deadlines -------------------------------------------------------------------------------
+
+
+def deadline_of(state: CaseState, kind: DeadlineKind) -> datetime | None:
+    """The case's current deadline of this kind (None: the case has none, e.g. contact for a
+    general case)."""
+    return getattr(state.deadlines, kind.value) if state.deadlines else None
+
+
+_MET: dict[DeadlineKind, Callable[[CaseState], bool]] = {
+    DeadlineKind.ACCEPT: lambda s: s.accepted_at is not None,  # 签收
+    DeadlineKind.CONTACT: lambda s: s.contacted_at is not None,  # 联系诉求人
+    DeadlineKind.FINISH: lambda s: s.reply is not None,  # 办结答复
+}
+
+
+def deadline_met(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
+    """Has the department done what this deadline of assignment round ``round_`` asks? A
+    closed case, or a later round (with deadlines of its own), meets every earlier one."""
+    if state.status is Status.CLOSED or state.round != round_:
+        return True
+    return _MET[kind](state)
+
+
+# --- the check of each message ---------------------------------------------------------------
+
+Check = Callable[[CaseState, Any, datetime], Refusal | None]
+
+
+def _timeless(check: Callable[[CaseState, Any], Refusal | None]) -> Check:
+    return lambda state, action, _now: check(state, action)
+
+
+CHECKS: dict[CaseSignal, Check] = {
+    CaseSignal.ACCEPT: _timeless(check_accept),
+    CaseSignal.CONTACT: _timeless(check_contact),
+    CaseSignal.REPLY: _timeless(check_reply),
+    CaseSignal.DISPATCH: _timeless(check_dispatch),
+    CaseSignal.RATE: _timeless(check_rating),
+    CaseSignal.CALLBACK: _timeless(check_callback),
+    CaseSignal.RETURN: check_return,
+    CaseSignal.RAISE_LEVEL: _timeless(check_raise_level),
+    CaseSignal.REQUEST_EXTENSION: check_extension,
+    CaseSignal.DECIDE_EXTENSION: _timeless(check_extension_decision),
+    CaseSignal.ADD_CO_HANDLERS: _timeless(check_co_handlers),
+    CaseSignal.CONTRIBUTE: _timeless(check_contribution),
+    CaseSignal.WAIVE_CO_HANDLER: _timeless(check_waive),
+    CaseSignal.SUPERVISE: _timeless(check_supervision),
+    CaseSignal.SUPPLEMENT: _timeless(check_supplement),
+    CaseSignal.WITHDRAW: _timeless(check_withdraw),
+}
+"""The rule each action must pass, by message name; the workflow records the refusal.
+(Repeat reports and ladder steps come from the system and carry no check.)"""

@@ -15,6 +15,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.routing import RoutingActivities
     from jiesu.domain import (
         CENTRE_ID,
         CENTRE_NAME,
@@ -77,10 +78,10 @@ class ReassignmentWorkflow:
             exclude_department_ids=request.exclude_department_ids,
         )
         try:
-            return await run_activity("route_case", route, RouteResult)
+            return await run_activity(RoutingActivities.route_case, route)
         except ActivityError:  # routing refused the case's data: the centre dispatches by hand
             return RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
 
     async def _level_up(self, request: ReassignmentRequest) -> RouteResult:
         """The level above; with none, the centre's queue decides."""
-        return await run_activity("level_up", request.from_department_id, RouteResult)
+        return await run_activity(RoutingActivities.level_up, request.from_department_id)

@@ -1,0 +1,108 @@
+"""The case's state and its event list: what every part of the case workflow changes.
+
+Handlers, deadline watches, the ladder and the projector all hold the same
+:class:`CaseRecord`: they change ``state`` and ``record`` an event for every change; the
+projector carries the events to the read model, and the history carries them for auditors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from jiesu.domain import (
+        CENTRE_ID,
+        SYSTEM_ACTOR,
+        UNKNOWN_SENDER,
+        Actor,
+        Assignment,
+        CaseEvent,
+        CaseState,
+        Deadlines,
+        EventKind,
+        Resolution,
+        Role,
+        RouteResult,
+        Status,
+    )
+    from jiesu.lifecycle import Refusal
+    from workflows.messages import Misfit, printable
+
+
+class CaseRecord:
+    def __init__(self, state: CaseState) -> None:
+        self.state = state
+
+    def record(self, kind: EventKind, actor: Actor, **data: Any) -> None:
+        events = self.state.events
+        events.append(
+            CaseEvent(seq=len(events) + 1, kind=kind, at=workflow.now(), actor=actor, data=data)
+        )
+
+    # --- changes many handlers share ------------------------------------------------------
+
+    def allowed(self, name: str, action: Any, refusal: Refusal | None) -> bool:
+        """Apply a valid action; record a refused one with its reason, for the auditors."""
+        if refusal is None:
+            return True
+        self.record(
+            EventKind.REJECTED, action.actor, action=name, code=refusal.code,
+            reason=refusal.reason,
+        )
+        return False
+
+    def misfit(self, misfit: Misfit, name: str) -> None:
+        """A message that did not decode: recorded as a rejection from an unknown sender."""
+        self.record(
+            EventKind.REJECTED,
+            UNKNOWN_SENDER,
+            action=printable(name, 64),
+            code=misfit.code,
+            reason=misfit.reason,
+            payload=misfit.excerpt,
+        )
+
+    def assign(self, route: RouteResult, actor: Actor, note: str = "", quiet: bool = False) -> None:
+        """派单: to the routed or dispatched department; unrouted → the centre's queue."""
+        s = self.state
+        s.assignment = Assignment(
+            department_id=route.department_id,
+            department_name=route.department_name,
+            assigned_at=workflow.now(),
+            by_rule=route.by_rule,
+        )
+        if route.department_id == CENTRE_ID and not route.by_rule and actor.role is Role.SYSTEM:
+            s.status = Status.DISPATCHING
+            self.record(EventKind.QUEUED, actor, department_id=route.department_id)
+            return
+        s.status = Status.ASSIGNED
+        if quiet:
+            return  # the caller recorded the assignment in its own words
+        self.record(
+            EventKind.ROUTED if route.by_rule else EventKind.DISPATCHED,
+            actor,
+            department_id=route.department_id,
+            department_name=route.department_name,
+            rule_id=route.rule_id,
+            note=note,
+        )
+
+    def set_deadlines(self, deadlines: Deadlines) -> None:
+        self.state.deadlines = deadlines
+        self.record(
+            EventKind.DEADLINES_SET,
+            SYSTEM_ACTOR,
+            **{
+                k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in deadlines.model_dump().items()
+            },
+        )
+
+    def close(self, resolution: Resolution, actor: Actor = SYSTEM_ACTOR) -> None:
+        self.state.status = Status.CLOSED
+        self.state.resolution = resolution
+        self.state.closed_at = workflow.now()
+        self.record(EventKind.CLOSED, actor, resolution=resolution.value)

@@ -1,0 +1,44 @@
+"""A deadline watch: one durable timer per deadline, following the deadline when it moves.
+
+In the style of samples-python's updatable timer: wait until the deadline is met or moved,
+with the time left as the timeout; a moved deadline (an approved extension) restarts the wait,
+a timeout on an unmet, unmoved deadline is a breach (超时).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from jiesu.domain import CaseState, DeadlineKind
+    from jiesu.lifecycle import deadline_met, deadline_of
+
+OnBreach = Callable[[DeadlineKind, datetime], None]
+
+
+async def watch_deadline(
+    state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach
+) -> None:
+    """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed."""
+    while not deadline_met(state, kind, round_):
+        deadline = deadline_of(state, kind)
+        assert deadline is not None
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda d=deadline: (
+                        deadline_met(state, kind, round_) or deadline_of(state, kind) != d
+                    ),
+                    timeout=remaining,
+                    timeout_summary=f"{kind.value} deadline",
+                )
+                continue  # met, or the deadline moved (extension): look again
+            except TimeoutError:
+                pass
+        if not deadline_met(state, kind, round_) and deadline_of(state, kind) == deadline:
+            on_breach(kind, deadline)
+            return

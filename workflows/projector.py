@@ -1,0 +1,111 @@
+"""The projector: carries the case's new events to the read model and its search attributes
+to Temporal's visibility, one ``project_case`` activity per burst of changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.projection import ProjectionActivities
+    from jiesu import search_attributes as sa
+    from jiesu.domain import SYSTEM_ACTOR, CaseEvent, CaseProjection, CaseState, EventKind, Status
+    from workflows import messages
+    from workflows.activity_options import run_activity
+    from workflows.case_record import CaseRecord
+
+
+class Projector:
+    def __init__(self, case: CaseRecord, *, settle: bool) -> None:
+        self._case = case
+        self._settle_first = settle  # PATCH_HARDENED: see settle()
+        self._projected_seq = 0
+        self._search_attributes: dict[str, Any] = {}
+        self._failing = False
+
+    async def run_until_closed(self) -> None:
+        """Project new events in batches: one activity per burst of changes, not per event."""
+        state = self._case.state
+        while True:
+            await workflow.wait_condition(lambda: self._projected_seq < len(state.events))
+            if self._settle_first:
+                await settle()
+            self._upsert_search_attributes()
+            new = state.events[self._projected_seq :]
+            version = new[-1].seq
+            await self._project(new, version)
+            self._projected_seq = version
+            if state.status is Status.CLOSED and self._projected_seq == len(state.events):
+                return
+
+    async def _project(self, new: list[CaseEvent], version: int) -> None:
+        """One projection; a read model that refuses the case's data (a non-retryable
+        failure) is recorded once and the case goes on — `jiesu doctor` lists the lag."""
+        state = self._case.state
+        projection = CaseProjection(
+            state=state.model_copy(update={"events": []}), new_events=new, version=version
+        )
+        try:
+            await run_activity(ProjectionActivities.project_case, projection)
+            self._failing = False
+        except ActivityError as err:
+            if not self._failing:
+                self._failing = True
+                self._case.record(
+                    EventKind.PROJECTION_FAILED,
+                    SYSTEM_ACTOR,
+                    version=version,
+                    reason=failure_text(err),
+                )
+
+    def _upsert_search_attributes(self) -> None:
+        keys = {k.name: k for k in sa.ALL}
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for name, value in _search_attributes(self._case.state).items():
+            if self._search_attributes.get(name) != value:
+                key = keys[name]
+                updates.append(key.value_set(value) if value is not None else key.value_unset())
+                self._search_attributes[name] = value
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+
+def _search_attributes(s: CaseState) -> dict[str, Any]:
+    d = s.deadlines
+    values: dict[str, Any] = {
+        sa.CASE_STATUS.name: s.status.value,
+        sa.CASE_DEPARTMENT.name: s.department_id,
+        sa.CASE_URGENCY.name: s.urgency.value,
+        sa.CASE_BREACHES.name: [b.kind.value for b in s.breaches],
+    }
+    if d:
+        values[sa.CASE_ACCEPT_DEADLINE.name] = d.accept
+        values[sa.CASE_CONTACT_DEADLINE.name] = d.contact
+        values[sa.CASE_FINISH_DEADLINE.name] = d.finish
+    if s.escalation_level:
+        values[sa.CASE_ESCALATION_LEVEL.name] = int(s.escalation_level)
+    return values
+
+
+async def settle() -> None:
+    """Wait until every other coroutine woken by the same change has issued its commands.
+
+    Temporal may deliver an activity result and a signal in one activation or in two (a
+    worker whose cached case ran ahead of a restarted server does the latter). In one
+    activation the SDK applies signals first, so the deadline watches, the ladder and the run
+    loop react before the projector has its activity result back; in two, they all wake
+    together. The projector must therefore come last in both, or the same history yields
+    commands in another order on replay (TMPRL1100). The SDK checks conditions only when
+    nothing else is ready, so an always-true condition resumes us after the others; twice,
+    for a coroutine that needed a second pass."""
+    for _ in range(2):
+        await workflow.wait_condition(lambda: True)
+
+
+def failure_text(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return messages.printable(str(cause) or type(cause).__name__, 500)
