@@ -127,7 +127,9 @@ async def test_reassignment_bound_sends_the_case_to_supervision(
     dispatched = await act(api, case_id, "dispatch", SUPERVISOR, department_id="ecology")
     assert dispatched["case"]["status"] == "assigned"
     assert dispatched["case"]["assignment"]["department_id"] == "ecology"
-    assert _kinds(dispatched["case"])[-2:] == ["deadlines_set", "reassigned"]  # a fresh round
+    kinds = _kinds(dispatched["case"])  # a fresh round (the ladder may stop right after it)
+    last = len(kinds) - 1 - kinds[::-1].index("reassigned")
+    assert kinds[last - 1 : last + 1] == ["deadlines_set", "reassigned"]
     state = await eventually(lambda: _ladder_stopped(api, case_id))
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")
