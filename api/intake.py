@@ -39,7 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import merge
 from api.deps import Principal
-from api.errors import ApiError
+from api.errors import ApiError, is_temporal_down, temporal_unavailable
 from api.schemas import IntakeResponse
 from jiesu import citizen_tokens
 from jiesu import search_attributes as sa
@@ -153,18 +153,10 @@ async def _tell_case(
     return True
 
 
-def _reached_temporal(err: BaseException) -> bool | None:
-    """None: not an outage. False: Temporal certainly did not get the request (connection
-    refused, unavailable). True: it may have (a timeout after sending)."""
-    if isinstance(err, RPCError):
-        if err.status is RPCStatusCode.UNAVAILABLE:
-            return False
-        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-            return True
-        return None
-    if isinstance(err, RuntimeError) and str(err).startswith("Failed client connect"):
-        return False
-    return None
+def _may_have_reached_temporal(err: BaseException) -> bool:
+    """Of an outage (``is_temporal_down``): True when the request may have reached Temporal
+    (a timeout after sending); a refused or unavailable connection certainly did not."""
+    return isinstance(err, RPCError) and err.status is RPCStatusCode.DEADLINE_EXCEEDED
 
 
 # --- the two transactions -----------------------------------------------------------------
@@ -355,16 +347,11 @@ async def register(
             try:
                 filed = await _complete(conn, client, settings, claim)
             except Exception as err:
-                reached = _reached_temporal(err)
-                if reached is None:
+                if not is_temporal_down(err):
                     raise
-                if key is None and not reached:
+                if key is None and not _may_have_reached_temporal(err):
                     await _give_up(conn, claim)
-                raise ApiError(
-                    503,
-                    "temporal_unavailable",
-                    "the case engine cannot be reached; retry with the same Idempotency-Key",
-                ) from err
+                raise temporal_unavailable() from err  # 503 + Retry-After
             if filed is Retry.CLOSED:
                 closed.add(claim.case_id)
             elif isinstance(filed, Filed):

@@ -184,6 +184,7 @@ async def test_a_new_report_during_an_outage_completes_on_the_retry(
     down = await _post(outage, body, key)
     assert down.status_code == 503, down.text
     assert down.json()["error"]["code"] == "temporal_unavailable"
+    assert int(down.headers["Retry-After"]) > 0
     again_down = await _post(outage, body, key)  # still down: still no case, no second row
     assert again_down.status_code == 503, again_down.text
     assert await _rows(pool, body["citizen"]["phone"]) == (1, 0)
