@@ -27,6 +27,7 @@ from jiesu.domain import (
     AcceptAction,
     Actor,
     ContactAction,
+    EventKind,
     RatingAction,
     ReplyAction,
     Role,
@@ -73,6 +74,11 @@ async def _projected(pool: asyncpg.Pool, client: Client, case_id: str) -> bool:
     return version == len(state.events)
 
 
+async def _recorded(client: Client, case_id: str, kind: EventKind) -> bool:
+    state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+    return any(e.kind is kind for e in state.events)
+
+
 async def test_new_histories_replay_however_batched(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -81,16 +87,17 @@ async def test_new_histories_replay_however_batched(
     handle = handle_of(client, case_id)
     citizen = Actor(role=Role.CITIZEN, name="Wang Fang")
     actions = [
-        (ComplaintWorkflow.accept, AcceptAction(actor=URBAN)),
-        (ComplaintWorkflow.contact, ContactAction(actor=URBAN, note="Called")),
-        (ComplaintWorkflow.reply, ReplyAction(actor=URBAN, outcome="resolved", text="Done")),
-        (ComplaintWorkflow.rate, RatingAction(actor=citizen, rating="satisfied")),
+        (ComplaintWorkflow.accept, AcceptAction(actor=URBAN), EventKind.ACCEPTED),
+        (ComplaintWorkflow.contact, ContactAction(actor=URBAN, note="Called"), EventKind.CONTACTED),
+        (ComplaintWorkflow.reply, ReplyAction(actor=URBAN, outcome="resolved", text="Done"),
+         EventKind.REPLIED),
+        (ComplaintWorkflow.rate, RatingAction(actor=citizen, rating="satisfied"), EventKind.CLOSED),
     ]
-    for signal, action in actions:
+    for signal, action, effect in actions:
         # each signal after the projector went idle: the shape a merged delivery changes
         await eventually(lambda: _projected(pool, client, case_id))
         await handle.signal(signal, action)
-    await handle.result()
+        await eventually(lambda e=effect: _recorded(client, case_id, e), within=60)
     text = (await handle.fetch_history()).to_json()
     points = merge_points(text)
     assert len(points) >= 3, "the case should have idle tasks followed by a signal"
