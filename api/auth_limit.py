@@ -10,9 +10,8 @@ stand out from the wrong ones. Requests without any credential are not failures 
 nothing to guess).
 
 The client is the peer address uvicorn reports. Behind a reverse proxy that is the proxy's
-address, unless uvicorn is told to trust its ``X-Forwarded-For``
-(``--proxy-headers --forwarded-allow-ips=<proxy>``): do that, or one guesser locks out every
-user behind the proxy.
+address, unless uvicorn is told to trust its ``X-Forwarded-For`` (``FORWARDED_ALLOW_IPS`` or
+``--forwarded-allow-ips``): do that, or one guesser locks out every user behind the proxy.
 
 The counts live in the API process's memory (``limits``' in-memory moving window): right for
 the embedded default and one API container; with N API replicas a guesser gets up to N times
