@@ -19,6 +19,7 @@ import httpx
 import pytest
 from helpers import HISTORIES, eventually, handle_of, register
 from history_surgery import SIGNALED, merge_points, merged, split
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -67,11 +68,16 @@ async def test_evidence_fails_merged_and_replays_split(path: Path) -> None:
     assert await _replay_failure(split(text, _signal_after_pending_task(text))) is None
 
 
-async def _projected(pool: asyncpg.Pool, client: Client, case_id: str) -> bool:
-    """The read model has every event: the projector is idle, waiting for the next change."""
-    state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+async def _idle(pool: asyncpg.Pool, client: Client, case_id: str) -> bool:
+    """The projector is idle (the read model has every event) and no workflow task is pending
+    (the history ends with a completed one): a signal now gets a workflow task of its own."""
+    handle = handle_of(client, case_id)
+    state = await handle.query(ComplaintWorkflow.state)
     version = await pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id)
-    return version == len(state.events)
+    if version != len(state.events):
+        return False
+    last = (await handle.fetch_history()).events[-1]
+    return last.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 
 
 async def _recorded(client: Client, case_id: str, kind: EventKind) -> bool:
@@ -95,12 +101,12 @@ async def test_new_histories_replay_however_batched(
     ]
     for signal, action, effect in actions:
         # each signal after the projector went idle: the shape a merged delivery changes
-        await eventually(lambda: _projected(pool, client, case_id))
+        await eventually(lambda: _idle(pool, client, case_id), within=60)
         await handle.signal(signal, action)
         await eventually(lambda e=effect: _recorded(client, case_id, e), within=60)
     text = (await handle.fetch_history()).to_json()
     points = merge_points(text)
-    assert len(points) >= 3, "the case should have idle tasks followed by a signal"
+    assert len(points) >= 4, "each signal should follow an idle, completed task"
     assert await _replay_failure(text) is None
     for point in points:
         failure = await _replay_failure(merged(text, point))
