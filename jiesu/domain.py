@@ -68,7 +68,7 @@ _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 def _not_a_number(value: Any) -> Any:
     # pydantic reads a number, or a string of digits, as a Unix timestamp: "0" would be
-    # 1970-01-01 and "946684800" 2000-01-01, which no client sending a date means.
+    # 1970-01-01T00:00Z and "946684800" 2000-01-01, which no client sending a moment means.
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if is_number or (isinstance(value, str) and _NUMBER.fullmatch(value)):
         raise ValueError("expected an ISO 8601 date or datetime, not a number")
@@ -105,8 +105,8 @@ Instant = Annotated[
     AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_instant_in_range)
 ]
 """A moment: ISO 8601, timezone-aware, in the years MIN_YEAR..MAX_YEAR."""
-Day = Annotated[date, BeforeValidator(_not_a_number), AfterValidator(_day_in_range)]
-"""A calendar day (statistics and report periods): ISO 8601, in the years MIN_YEAR..MAX_YEAR."""
+Day = Annotated[date, BeforeValidator(_written_as_a_day), AfterValidator(_day_in_range)]
+"""A calendar day (statistics and report periods): YYYY-MM-DD, in the years MIN_YEAR..MAX_YEAR."""
 
 
 class Urgency(StrEnum):
