@@ -242,3 +242,10 @@ async def test_a_body_that_is_not_json_is_a_415(api: httpx.AsyncClient) -> None:
         headers={**OPERATOR, "Content-Type": "application/json; charset=utf-8"},
     )
     assert json_.status_code == 422, json_.text  # JSON, read and validated as usual
+
+
+async def test_a_method_the_path_does_not_have_is_a_405(api: httpx.AsyncClient) -> None:
+    response = await api.delete("/api/v1/complaints", headers=OPERATOR)
+    assert response.status_code == 405, response.text
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET, POST"  # both routes of the path
