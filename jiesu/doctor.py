@@ -252,7 +252,7 @@ async def _failing_tasks(
             TASK_FAILING, workflow_id,
             f"{workflow_type} {workflow_id}: workflow task failing"
             + (f" (attempt {attempt})" if attempt else "")
-            + (f": {failure['message']}" if failure.get("message") else ""),
+            + (f": {_one_line(failure['message'])}" if failure.get("message") else ""),
             workflow_type=workflow_type, run_id=run_id, attempt=attempt, **failure,
         )  # fmt: skip
 
@@ -318,7 +318,7 @@ async def _retrying_activities(
                 f"{workflow.workflow_type} {workflow.workflow_id}: activity "
                 f"{activity.activity_type.name} on attempt {activity.attempt}"
                 + (f" for {_duration(since)}" if since is not None else "")
-                + f": {activity.last_failure.message or 'no failure recorded yet'}",
+                + f": {_one_line(activity.last_failure.message) or 'no failure recorded yet'}",
                 workflow_type=workflow.workflow_type, run_id=workflow.run_id,
                 activity_id=activity.activity_id, activity_type=activity.activity_type.name,
                 attempt=activity.attempt, last_failure=activity.last_failure.message or None,
@@ -340,6 +340,11 @@ async def _activity_scheduled_times(client: Client, workflow: OpenWorkflow) -> d
             activity_id = event.activity_task_scheduled_event_attributes.activity_id
             times[activity_id] = event.event_time.ToDatetime(UTC)
     return times
+
+
+def _one_line(text: str | None) -> str:
+    """A message on one line (PostgreSQL's carry a DETAIL line), for the summaries."""
+    return " ".join((text or "").split())
 
 
 def _duration(value: timedelta) -> str:
@@ -452,7 +457,7 @@ async def _overdue_notifications(
             NOTIFICATION_OVERDUE, row["key"],
             f"notice {row['key']} ({row['channel']} to {row['recipient_kind']} "
             f"{row['recipient_id']}): {row['status']} for {_duration(late)} after "
-            f"{row['attempts']} attempts" + (f"; last error: {row['last_error']}"
+            f"{row['attempts']} attempts" + (f"; last error: {_one_line(row['last_error'])}"
                                              if row["last_error"] else ""),
             case_id=row["case_id"], status=row["status"], attempts=row["attempts"],
             created_at=row["created_at"].isoformat(),
@@ -502,7 +507,7 @@ async def _histories_not_replaying(
             where += f" at event {bad.event_id}" if bad.event_id is not None else ""
         report.add(
             NOT_REPLAYING, verdict.case_id,
-            f"case {verdict.case_id}: {verdict.verdict}{where}: {verdict.message}",
+            f"case {verdict.case_id}: {verdict.verdict}{where}: {_one_line(verdict.message)}",
             verdict=verdict.verdict, message=verdict.message,
             workflow_id=bad.workflow_id if bad else None,
             event_id=bad.event_id if bad else None,

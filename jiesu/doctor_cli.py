@@ -67,6 +67,8 @@ def cmd_repair_notices(args: argparse.Namespace) -> int:
         keys = await doctor.resend_notices(pool, args.keys, case_id=args.case)
         for key in keys:
             print(f"{key}: due now")
+        if not keys:
+            print("nothing to resend")
         asked = set(args.keys) - set(keys)
         for key in sorted(asked):
             print(f"{key}: left alone (already sent, unknown, or held by a live dispatcher)",
