@@ -203,6 +203,10 @@ async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
         # an action is signalled (the case applies it when its worker returns): 202, not a hang
         accept = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
         assert accept.status_code == 202, accept.text
+        token = created.json()["citizen_token"]
+        supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
+                                    json={"token": token, "text": "Still loud"})  # fmt: skip
+        assert supplement.status_code == 202, supplement.text
     finally:
         await orphan.terminate("test finished")
 

@@ -4,6 +4,7 @@ a new request. Through the API, on the real servers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -77,6 +78,23 @@ async def test_an_accept_retried_with_its_key_is_200_not_409(
         contact = await _post(api, case_id, "contact", URBAN, key, {"note": "called"})
         assert contact.status_code == 200, contact.text
         assert await _count(client, case_id, EventKind.CONTACTED) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def test_concurrent_duplicates_with_one_key_are_applied_once(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """Sent at once, the duplicates all pass the API's check; the case applies the first and
+    ignores the others (same request id), and every answer is the applied supplement."""
+    case_id, token = await _case(api, "Idem concurrent")
+    try:
+        key, body = uuid.uuid4().hex, {"token": token, "text": "Also on Sundays"}
+        responses = await asyncio.gather(
+            *(_post(api, case_id, "supplement", {}, key, body) for _ in range(4))
+        )
+        assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+        assert await _count(client, case_id, EventKind.SUPPLEMENTED) == 1
     finally:
         await finish(client, case_id)
 

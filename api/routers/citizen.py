@@ -84,7 +84,10 @@ async def _act_as_citizen(
             "a repeat report's token can add information; only the case's own citizen "
             "rates or withdraws it",
         )
-    state = await cases.live_state(client, case_id, settings.query_timeout_seconds)
+    try:
+        state = await cases.live_state(client, case_id, settings.query_timeout_seconds)
+    except cases.Unanswered:  # worker down: check against the read model, signal (202)
+        state = await cases.archived_state(pool, case_id)
     if state is None:
         raise ApiError(409, "case_closed", f"case {case_id} is closed")
     act = action(actor)
