@@ -7,6 +7,7 @@ free ports, kills its processes with SIGKILL and waits for the supervisor to rep
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -195,6 +196,7 @@ async def running_stack() -> AsyncIterator[RunningStack]:
             proc.kill()
             proc.wait()
         print("".join(output))
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _healthy(s: RunningStack) -> bool:
