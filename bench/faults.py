@@ -122,8 +122,15 @@ class Tally:
     """What the clients went through: answers by status, retries by cause."""
 
     answers: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_route: collections.Counter[str] = field(default_factory=collections.Counter)
     retries: collections.Counter[str] = field(default_factory=collections.Counter)
     gave_up: int = 0
+
+
+def _route(url: str) -> str:
+    """``/api/v1/complaints/JS…/accept`` → ``…/{case}/accept``: answers grouped by route."""
+    parts = url.split("/")
+    return "/".join("{case}" if p.startswith("JS") else p for p in parts)
 
 
 class RetryingClient:
@@ -161,6 +168,7 @@ class RetryingClient:
         except httpx.HTTPError as exc:
             return type(exc).__name__
         self.tally.answers[str(response.status_code)] += 1
+        self.tally.by_route[f"{method} {_route(url)} {response.status_code}"] += 1
         if response.status_code >= 500 or response.status_code == 429:
             code = ""
             try:
@@ -631,6 +639,7 @@ async def run_faults(s: stack.Stack, sup: stack.Supervisor, args: argparse.Names
             results["load_s"] = round(time.monotonic() - t0, 1)
         results["clients"] = {
             "answers": dict(tally.answers), "retries": dict(tally.retries),
+            "answers_by_route": dict(tally.by_route.most_common()),
             "gave_up": tally.gave_up, "harness_errors": outcome.error_samples,
         }  # fmt: skip
         open_ids = [r.case_id for r in driver.records if r.left_open and r.case_id]
@@ -670,6 +679,11 @@ def markdown(r: dict[str, Any]) -> str:
         f" gave up {r['clients']['gave_up']}. Rejected events in cases: {r['rejected_events']}."
         f" Read model converged after {r['converged_after_s']} s. Replay: {r['replay']}.",
     ]  # fmt: skip
+    odd = {k: v for k, v in r["clients"].get("answers_by_route", {}).items()
+           if not k.rsplit(" ", 1)[1].startswith("2")}  # fmt: skip
+    if odd:
+        lines += ["", "Answers other than 2xx, by route: "
+                  + ", ".join(f"{k} ×{v}" for k, v in odd.items()) + "."]  # fmt: skip
     for kind, items in r["details"].items():
         if items:
             lines += ["", f"{kind.replace('_', ' ')} (first {len(items)}):"]
