@@ -24,8 +24,11 @@ class IntakeResponse(BaseModel):
     case_id: str = Field(examples=["JS20261121-000042"])
     status_url: str
     citizen_token: str | None = Field(
-        description="Give this to the citizen: it lets them rate the case. Null when the report "
-        "was merged into another citizen's open case."
+        description="Give this to the citizen who made this report; each report has its own. "
+        "For the case's own intake it lets them rate, add information (supplement) and "
+        "withdraw; for a repeat report (merged) it lets them add information only. Null only "
+        "on a retry that can no longer recompute it (the token secret was rotated since; "
+        "docs/intake.md)."
     )
     urgency: Urgency
     received_at: datetime
