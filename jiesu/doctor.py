@@ -1,7 +1,7 @@
 """The doctor (巡检): finds what keeps cases from living their life, before a citizen does.
 
 One examination looks at the open workflows (at most ``limit`` of them, newest first), the read
-model and the notifications outbox, and reports five kinds of finding:
+model and the notifications outbox, and reports six kinds of finding:
 
 - ``workflow_task_failing`` — a workflow whose task fails on every retry: it applies no
   signal, fires no deadline and answers no query until its code or its history is repaired.
@@ -14,6 +14,9 @@ model and the notifications outbox, and reports five kinds of finding:
 - ``read_model_behind`` — an open case whose row in ``cases`` is older than the workflow's own
   state (its ``version`` is the seq of the last event projected) by events older than
   ``read_model_lag``: lists, statistics and notices of that case are stale.
+- ``read_model_diverged`` — an open case whose read model is not its workflow's: the last
+  event it projected is not the workflow's event of that number (the workflow was reset to an
+  earlier point and recorded other events since, or the row was written by hand).
 - ``notification_overdue`` — an outbox notice still ``pending`` or ``sending`` more than
   ``notification_overdue_after`` after it was written (no dispatcher running, a gateway
   refusing it).
@@ -51,9 +54,13 @@ from jiesu.domain import CaseProjection, CaseState
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
 READ_MODEL_BEHIND = "read_model_behind"
+READ_MODEL_DIVERGED = "read_model_diverged"
 NOTIFICATION_OVERDUE = "notification_overdue"
 NOT_REPLAYING = "history_not_replaying"
-KINDS = (TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, NOTIFICATION_OVERDUE, NOT_REPLAYING)
+KINDS = (
+    TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
+    NOTIFICATION_OVERDUE, NOT_REPLAYING,
+)  # fmt: skip
 
 CASE_TYPE = "ComplaintWorkflow"
 REPORTED_PROBLEMS_QUERY = (
@@ -366,6 +373,13 @@ async def case_state(client: Client, case_id: str) -> CaseState:
     )
 
 
+_READ_MODEL_ROWS = """
+SELECT c.case_id, c.version, c.updated_at, e.kind AS last_kind, e.at AS last_at
+FROM cases c LEFT JOIN case_events e ON e.case_id = c.case_id AND e.seq = c.version
+WHERE c.case_id = ANY($1::text[])
+"""
+
+
 async def _read_models_behind(
     client: Client, pool: asyncpg.Pool, case_ids: list[str], lag: timedelta,
     report: DoctorReport,
@@ -377,41 +391,76 @@ async def _read_models_behind(
             return error
 
     states = dict(zip(case_ids, await _bounded(case_ids, state), strict=True))
-    rows = await pool.fetch(
-        "SELECT case_id, version, updated_at FROM cases WHERE case_id = ANY($1::text[])",
-        case_ids,
-    )
-    versions = {r["case_id"]: r for r in rows}
-    now = datetime.now(UTC)
+    rows = {r["case_id"]: r for r in await pool.fetch(_READ_MODEL_ROWS, case_ids)}
     for case_id, known in states.items():
         if isinstance(known, Exception) or not known.events:
             continue  # the workflow could not say: the replay check tells why
-        row = versions.get(case_id)
-        version = row["version"] if row else 0
-        unprojected = [e for e in known.events if e.seq > version]
-        if not unprojected or now - unprojected[0].at < lag:
+        row = rows.get(case_id)
+        if row is not None and row["version"] > 0 and _diverged(case_id, known, row, report):
             continue
-        oldest = unprojected[0]
-        report.add(
-            READ_MODEL_BEHIND, case_id,
-            f"case {case_id}: read model at event {version or 'none (no row)'}, workflow at "
-            f"{known.events[-1].seq}; oldest unprojected: #{oldest.seq} {oldest.kind.value} "
-            f"at {oldest.at.isoformat()}",
-            read_model_version=version if row else None,
-            workflow_seq=known.events[-1].seq,
-            behind_by=len(unprojected),
-            oldest_unprojected_at=oldest.at.isoformat(),
-            read_model_updated_at=row["updated_at"].isoformat() if row else None,
-        )
+        _behind(case_id, known, row, lag, report)
 
 
-async def reproject_case(client: Client, pool: asyncpg.Pool, case_id: str) -> tuple[int, int]:
+def _diverged(
+    case_id: str, known: CaseState, row: asyncpg.Record, report: DoctorReport
+) -> bool:
+    """The read model's last projected event is not the workflow's event of that number."""
+    version = row["version"]
+    ours = next((e for e in known.events if e.seq == version), None)
+    if ours is not None and (row["last_kind"], row["last_at"]) == (ours.kind.value, ours.at):
+        return False
+    theirs = (f"{row['last_kind']} at {row['last_at'].isoformat()}" if row["last_kind"]
+              else "missing")
+    workflow = f"{ours.kind.value} at {ours.at.isoformat()}" if ours else "none"
+    report.add(
+        READ_MODEL_DIVERGED, case_id,
+        f"case {case_id}: read model's event #{version} is {theirs}, the workflow's is "
+        f"{workflow} (workflow at {known.events[-1].seq})",
+        read_model_version=version, workflow_seq=known.events[-1].seq,
+        read_model_event=row["last_kind"], workflow_event=ours.kind.value if ours else None,
+    )  # fmt: skip
+    return True
+
+
+def _behind(
+    case_id: str, known: CaseState, row: asyncpg.Record | None, lag: timedelta,
+    report: DoctorReport,
+) -> None:
+    version = row["version"] if row else 0
+    unprojected = [e for e in known.events if e.seq > version]
+    if not unprojected or datetime.now(UTC) - unprojected[0].at < lag:
+        return
+    oldest = unprojected[0]
+    report.add(
+        READ_MODEL_BEHIND, case_id,
+        f"case {case_id}: read model at event {version or 'none (no row)'}, workflow at "
+        f"{known.events[-1].seq}; oldest unprojected: #{oldest.seq} {oldest.kind.value} "
+        f"at {oldest.at.isoformat()}",
+        read_model_version=version if row else None,
+        workflow_seq=known.events[-1].seq,
+        behind_by=len(unprojected),
+        oldest_unprojected_at=oldest.at.isoformat(),
+        read_model_updated_at=row["updated_at"].isoformat() if row else None,
+    )
+
+
+async def reproject_case(
+    client: Client, pool: asyncpg.Pool, case_id: str, *, rebuild: bool = False
+) -> tuple[int, int]:
     """Write the case's read model again from the workflow's state (the same idempotent code
-    the projection activity runs); returns (read-model version before, after)."""
+    the projection activity runs); returns (read-model version before, after).
+
+    The projection never moves a row back nor rewrites an event, so a read model that
+    *diverged* is rebuilt: ``rebuild`` first drops the case's event list and version. Notices
+    are keyed by event number and recipient: those already written are not written again."""
     from activities.projection import ProjectionActivities
 
     state = await case_state(client, case_id)
     before = await pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id) or 0
+    if rebuild:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM case_events WHERE case_id = $1", case_id)
+            await conn.execute("UPDATE cases SET version = 0 WHERE case_id = $1", case_id)
     if state.events:
         await ProjectionActivities(pool).project_case(
             CaseProjection(

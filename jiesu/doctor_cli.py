@@ -44,7 +44,9 @@ def cmd_repair_read_model(args: argparse.Namespace) -> int:
         failed = 0
         for case_id in args.cases:
             try:
-                before, after = await doctor.reproject_case(client, pool, case_id)
+                before, after = await doctor.reproject_case(
+                    client, pool, case_id, rebuild=args.rebuild
+                )
             except Exception as error:  # a wedged or unknown case: say so, go on with the rest
                 print(f"{case_id}: not repaired: {type(error).__name__}: {error}",
                       file=sys.stderr)
@@ -104,6 +106,8 @@ def add_commands(sub: Any) -> None:
     what = repair.add_subparsers(dest="what", required=True, metavar="WHAT")
     p = _add(what, "read-model", cmd_repair_read_model)
     p.add_argument("cases", nargs="+", metavar="CASE", help="case numbers")
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop the case's event list first (a read model that diverged)")
     p = _add(what, "notices", cmd_repair_notices)
     p.add_argument("keys", nargs="*", metavar="KEY", help="notice keys (see jiesu doctor)")
     p.add_argument("--case", help="every unsent notice of this case")

@@ -314,6 +314,33 @@ async def test_a_read_model_row_behind_is_found_and_reprojected(clinic: Clinic) 
     assert await clinic.found(doctor.READ_MODEL_BEHIND, case_id) is None
 
 
+async def test_a_diverged_read_model_is_found_and_rebuilt(clinic: Clinic) -> None:
+    case_id = await clinic.register_case()
+    latest = await clinic.pool.fetchrow(
+        "SELECT version, status FROM cases WHERE case_id = $1", case_id
+    )
+    events = await clinic.pool.fetch(
+        "SELECT seq, kind, at FROM case_events WHERE case_id = $1 ORDER BY seq", case_id
+    )
+    # The read model's last event is not the workflow's (as after a reset to an earlier point).
+    await clinic.pool.execute(
+        "UPDATE case_events SET kind = 'withdrawn' WHERE case_id = $1 AND seq = $2",
+        case_id, latest["version"],
+    )
+    finding = await clinic.found(doctor.READ_MODEL_DIVERGED, case_id)
+    assert finding is not None
+    assert finding.details["read_model_event"] == "withdrawn"
+    assert await clinic.found(doctor.READ_MODEL_BEHIND, case_id) is None
+
+    code, out, err = await clinic.cli("repair", "read-model", "--rebuild", case_id)
+    assert code == 0, err
+    assert f"{case_id}: read model at event {latest['version']} → {latest['version']}" in out
+    assert await clinic.pool.fetch(
+        "SELECT seq, kind, at FROM case_events WHERE case_id = $1 ORDER BY seq", case_id
+    ) == events
+    assert await clinic.found(doctor.READ_MODEL_DIVERGED, case_id) is None
+
+
 async def test_an_overdue_notification_is_found_and_resent(clinic: Clinic) -> None:
     case_id = f"DOCTOR-NOTICE-{uuid.uuid4().hex[:8]}"
     recipient = f"dept-{case_id}"
