@@ -1,7 +1,7 @@
 # Jiesu application image: one image, three roles.
 #   API (default):  uvicorn api.main:app --host 0.0.0.0 --port 8000
 #   worker:         python worker.py
-#   preparation:    python -m jiesu.cli bootstrap   (one-shot, idempotent)
+#   preparation:    python -m jiesu.ops.cli bootstrap   (one-shot, idempotent)
 # docker-compose.yml runs all three from this image with a different `command`.
 FROM python:3.11-slim
 

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # nothing else does (docker-compose, `jiesu bootstrap`).
 run: export JIESU_DEMO_DATA ?= 1
 run: $(STAMP)  ## start Temporal, PostgreSQL, worker and API (embedded default)
-	$(VENV)/bin/python -m jiesu.stack
+	$(VENV)/bin/python -m jiesu.ops.stack
 
 test: $(STAMP)  ## the whole test suite against a real Temporal and PostgreSQL
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

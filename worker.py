@@ -1,5 +1,5 @@
 """Worker entry point: runs the case workflows and their activities, and the notifications
-outbox dispatcher (jiesu.outbox) next to them.
+outbox dispatcher (jiesu.notify.outbox) next to them.
 
     python worker.py        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...)
 """
@@ -23,7 +23,7 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
-from jiesu.outbox import OutboxDispatcher, sender_from_env
+from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from temporalio import activity
 
-from jiesu.audit_archive import ArchiveReport, ArchiveRequest, archive_closed_cases
+from jiesu.audit.archive import ArchiveReport, ArchiveRequest, archive_closed_cases
 
 
 def _token_out(token: bytes | None) -> str | None:

@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta
 import asyncpg
 from temporalio import activity
 
-from jiesu.calendar import WorkingCalendar
+from jiesu.case.calendar import WorkingCalendar
+from jiesu.case.domain import DeadlineRequest, Deadlines
+from jiesu.case.sla import SLA_POLICY, Limit
 from jiesu.config import Settings
-from jiesu.domain import DeadlineRequest, Deadlines
-from jiesu.sla import SLA_POLICY, Limit
 
 # Overrides are loaded for this window around the start; no limit spans more than this.
 _OVERRIDE_WINDOW = timedelta(days=120)

@@ -4,7 +4,7 @@ Idempotent by construction: events are keyed by (case_id, seq) and inserted with
 ON CONFLICT DO NOTHING; the case row only ever moves to a newer version. A retried or
 re-delivered activity therefore never duplicates or rolls back anything.
 
-The same transaction stores the notices the new events cause (``jiesu.notices``) in the
+The same transaction stores the notices the new events cause (``jiesu.notify.notices``) in the
 ``notifications`` outbox, keyed by their idempotency key: written exactly when the events are.
 """
 
@@ -14,9 +14,9 @@ import asyncpg
 from temporalio import activity
 
 from activities.errors import refusing_bad_data
-from jiesu.domain import CaseProjection
-from jiesu.indicators import case_resolved
-from jiesu.notices import notices_for
+from jiesu.case.domain import CaseProjection
+from jiesu.notify.notices import notices_for
+from jiesu.stats.indicators import case_resolved
 
 _UPSERT_CASE = """
 INSERT INTO cases (
@@ -55,8 +55,9 @@ ON CONFLICT (key) DO NOTHING
 """
 
 def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
-    """For jiesu/indicators.py: the department that replied (its level is the case's
-    handled_level; NULL until a reply) and ``resolved`` (see jiesu.indicators.case_resolved)."""
+    """For jiesu/stats/indicators.py: the department that replied (its level is the case's
+    handled_level; NULL until a reply) and ``resolved`` (see
+    jiesu.stats.indicators.case_resolved)."""
     s = projection.state
     replier = (s.reply.by.department_id or s.department_id) if s.reply else None
     return replier, case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)

@@ -7,7 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import refusing_bad_data
-from jiesu.domain import CENTRE_ID, RouteRequest, RouteResult
+from jiesu.case.domain import CENTRE_ID, RouteRequest, RouteResult
 
 # The grid's chain of areas up to the county, with its depth (grid = deepest). The deepest
 # area that has a rule wins; among rules for the same area, the highest priority.

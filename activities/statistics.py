@@ -2,7 +2,7 @@
 and the periodic report snapshots (定期报告), with the Temporal activities that run them.
 
 The rollup ``case_daily_stats`` holds, per local day of receipt and at four grains (see
-jiesu/migrations/0002_statistics.sql), the sum of every measure in jiesu.indicators.MEASURES.
+jiesu/migrations/0002_statistics.sql), the sum of every measure in jiesu.stats.indicators.MEASURES.
 It is refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
 previous refresh, minus a safety margin for transactions that committed late, are recomputed
 as a whole. The API refreshes before it reads when something changed (cheap when nothing did),
@@ -20,9 +20,9 @@ import asyncpg
 from temporalio import activity
 
 from jiesu.config import Settings
-from jiesu.evaluation import DEFAULT_RULES, ScoringRules, rank, score
-from jiesu.indicators import MEASURES, Filter, GroupBy, evaluate
-from jiesu.reports import ReportJob, ReportKind, ReportSummary, report_period
+from jiesu.stats.evaluation import DEFAULT_RULES, ScoringRules, rank, score
+from jiesu.stats.indicators import MEASURES, Filter, GroupBy, evaluate
+from jiesu.stats.reports import ReportJob, ReportKind, ReportSummary, report_period
 
 _REFRESH_LOCK = 0x4A535453  # "JSTS"
 REFRESH_MARGIN = timedelta(seconds=30)

@@ -17,8 +17,8 @@ from api import cases
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
 from api.errors import ACTION_ERRORS
 from api.schemas import ActionResult, answer
-from jiesu.domain import CaseState
-from jiesu.lifecycle import Refusal
+from jiesu.case.domain import CaseState
+from jiesu.case.lifecycle import Refusal
 
 Prepare = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
 

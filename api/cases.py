@@ -25,8 +25,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal
 from api.errors import ApiError, is_temporal_down, not_found
 from api.schemas import ActionResult
-from jiesu.domain import CaseEvent, CaseState, EventKind
-from jiesu.lifecycle import Refusal
+from jiesu.case.domain import CaseEvent, CaseState, EventKind
+from jiesu.case.lifecycle import Refusal
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.

@@ -14,9 +14,9 @@ from temporalio.client import Client
 
 from api.auth_limit import Attempt
 from api.errors import ApiError, not_found
+from jiesu.access.security import hash_api_key
+from jiesu.case.domain import Actor, CaseState, Role
 from jiesu.config import Settings
-from jiesu.domain import Actor, CaseState, Role
-from jiesu.security import hash_api_key
 
 
 def get_pool(request: Request) -> asyncpg.Pool:

@@ -41,10 +41,9 @@ from api import merge
 from api.deps import Principal
 from api.errors import ApiError, is_temporal_down, temporal_unavailable
 from api.schemas import IntakeResponse
-from jiesu import citizen_tokens
-from jiesu import search_attributes as sa
-from jiesu.config import Settings
-from jiesu.domain import (
+from jiesu.access import citizen_tokens
+from jiesu.case import search_attributes as sa
+from jiesu.case.domain import (
     CaseStart,
     ComplaintIntake,
     EventKind,
@@ -52,6 +51,7 @@ from jiesu.domain import (
     Status,
     Urgency,
 )
+from jiesu.config import Settings
 from workflows.complaint import ComplaintWorkflow
 
 CLOCK_SKEW = timedelta(minutes=2)

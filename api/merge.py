@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from api.deps import Principal
-from jiesu.domain import ComplaintIntake, RepeatReport
+from jiesu.case.domain import ComplaintIntake, RepeatReport
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import Response, status
 from pydantic import BaseModel, Field
 
-from jiesu.domain import (
+from jiesu.case.domain import (
     CaseState,
     Channel,
     Rating,

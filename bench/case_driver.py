@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 
-from jiesu.demo_data import demo_key, department_key
+from jiesu.ops.demo_data import demo_key, department_key
 
 # (category, department) — urgent categories routed county-wide; any grid will do.
 ROUTES: tuple[tuple[str, str], ...] = (

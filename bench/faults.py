@@ -3,7 +3,7 @@
     python -m bench.faults [--cases 300] [--rate 4] [--open-every 20]
                            [--faults worker,api,postgres,temporal] [--out PATH]
 
-Starts its own embedded stack (jiesu.stack: Temporal dev server on SQLite, embedded
+Starts its own embedded stack (jiesu.ops.stack: Temporal dev server on SQLite, embedded
 PostgreSQL, worker, API) in a temporary folder, with the stack's supervisor restarting what
 dies, and drives ``--cases`` cases arriving at ``--rate`` per second. Every client retries
 every request after a timeout, a connection error or a 5xx, with the same Idempotency-Key
@@ -23,9 +23,9 @@ per-workflow time skipping), then the harness counts:
 - read model not converged: a case whose ``cases`` row, event rows do not equal the
   workflow's state within ``CONVERGE_TIMEOUT`` after the load;
 - histories that do not replay: every case's histories through the Replayer
-  (pydantic_data_converter, jiesu.audit_replay), failures saved next to the results;
+  (pydantic_data_converter, jiesu.audit.replay), failures saved next to the results;
 - breaches not fired: an open case without its acceptance breach after the skip;
-- notifications lost or late: a notice the case's events call for (jiesu.notices) that is
+- notifications lost or late: a notice the case's events call for (jiesu.notify.notices) that is
   not sent within ``CONVERGE_TIMEOUT``, or sent more than ``LATE_NOTICE`` after it was
   written.
 - retries refused (409): an action retried after a lost answer that the API refused although
@@ -65,12 +65,15 @@ from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from bench.case_driver import GRIDS, OPERATOR, ROUTES
 from bench.lifecycle import _free_port, machine
 from bench.load import open_loop
-from jiesu import audit_replay, db, stack
+from jiesu import db
+from jiesu.audit import replay as audit_replay
+from jiesu.case.domain import CaseState, EventKind
 from jiesu.client import connect
 from jiesu.config import Settings
-from jiesu.demo_data import department_key
-from jiesu.domain import CaseState, EventKind
-from jiesu.notices import notices_for
+from jiesu.notify.notices import notices_for
+from jiesu.ops import stack
+from jiesu.ops.demo_data import department_key
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 RESULTS = Path(__file__).parent / "results" / "faults.json"
@@ -563,7 +566,8 @@ async def _check_notices(pool: asyncpg.Pool, live: dict[str, CaseState], f: Find
 async def _replay(
     client: Client, pool: asyncpg.Pool, case_ids: Sequence[str], f: Findings, out_dir: Path
 ) -> dict[str, int]:
-    summary = await audit_replay.replay_cases(client, pool, case_ids)
+    replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
+    summary = await audit_replay.replay_cases(client, pool, case_ids, replayer=replayer)
     for verdict in summary.failures:
         bad = verdict.divergence
         detail: dict[str, Any] = {"case_id": verdict.case_id, "verdict": verdict.verdict,

@@ -49,9 +49,10 @@ from bench import ceiling, report
 from bench.case_driver import CaseDriver, CaseTimings
 from bench.load import Outcome, closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
-from jiesu import db, stack
+from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings
+from jiesu.ops import stack
 
 RESULTS = Path(__file__).parent / "results" / "lifecycle.json"
 HISTORY_SAMPLES = 5
@@ -112,7 +113,7 @@ def _free_port() -> int:
 
 
 def start_stack(data: Path, cleanup: ExitStack) -> stack.Stack:
-    """The embedded stack (jiesu.stack) on free ports, data under ``data``."""
+    """The embedded stack (jiesu.ops.stack) on free ports, data under ``data``."""
     os.environ.setdefault("JIESU_TEMPORAL_PORT", str(_free_port()))
     os.environ.setdefault("JIESU_TEMPORAL_UI_PORT", str(_free_port()))
     os.environ["JIESU_API_PORT"] = str(_free_port())

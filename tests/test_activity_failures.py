@@ -13,8 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.errors import INVALID_DATA
 from activities.projection import ProjectionActivities
 from jiesu import db
-from jiesu.config import Settings
-from jiesu.domain import (
+from jiesu.case.domain import (
     SYSTEM_ACTOR,
     CaseEvent,
     CaseProjection,
@@ -24,6 +23,7 @@ from jiesu.domain import (
     Status,
     Urgency,
 )
+from jiesu.config import Settings
 
 
 def _projection(case_id: str, **state: object) -> CaseProjection:

@@ -37,9 +37,9 @@ from temporalio.service import RPCError
 
 from api import cases as api_cases
 from api.errors import ApiError
-from jiesu import lifecycle
-from jiesu.demo_data import demo_key
-from jiesu.domain import AcceptAction, Actor, CaseState, Role
+from jiesu.case import lifecycle
+from jiesu.case.domain import AcceptAction, Actor, CaseState, Role
+from jiesu.ops.demo_data import demo_key
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"

@@ -27,10 +27,10 @@ from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
 from api.main import create_app
+from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.domain import Actor, CaseStart, ComplaintIntake, Role, Urgency
+from jiesu.ops.demo_data import demo_key
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"

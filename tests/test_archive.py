@@ -18,8 +18,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from test_audit import closed_case, run_cli
 
-from jiesu import audit, audit_replay
-from jiesu.audit_archive import (
+from jiesu.audit import histories as audit
+from jiesu.audit import replay as audit_replay
+from jiesu.audit.archive import (
     ARCHIVE_SCHEDULE_ID,
     CLOSED_CASES,
     ArchiveReport,

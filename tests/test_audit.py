@@ -28,12 +28,13 @@ from helpers import (
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from jiesu import audit
-from jiesu.audit_replay import replay_histories
-from jiesu.audit_timeline import Timeline, child_workflow_ids, decode_history, recorded_batches
+from jiesu.audit import histories as audit
+from jiesu.audit.replay import make_replayer, replay_histories
+from jiesu.audit.timeline import Timeline, child_workflow_ids, decode_history, recorded_batches
+from jiesu.case.domain import AcceptAction, Actor, Role
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.domain import AcceptAction, Actor, Role
+from jiesu.ops.demo_data import demo_key
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 ROOT = Path(__file__).parent.parent
@@ -101,9 +102,9 @@ def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str]:
 async def run_cli(
     env: WorkflowEnvironment, settings: Settings, *argv: str
 ) -> tuple[int, str, str]:
-    """``python -m jiesu.cli ARGV`` against the test servers: (exit code, stdout, stderr)."""
+    """``python -m jiesu.ops.cli ARGV`` against the test servers: (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jiesu.cli", *argv,
+        sys.executable, "-m", "jiesu.ops.cli", *argv,
         cwd=ROOT, env=cli_env(env, settings),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -207,7 +208,7 @@ async def test_raw_export_is_temporal_json_and_replays(
     original = await handle_of(client, audited_case).fetch_history()
     assert response.json() == original.to_json_dict()
     exported = WorkflowHistory.from_json(audited_case, response.text)
-    [verdict] = await replay_histories([exported])
+    [verdict] = await replay_histories([exported], make_replayer(ALL_WORKFLOWS))
     assert verdict.verdict == "replays", verdict.message
 
 
@@ -255,7 +256,7 @@ async def test_cli_timeline_and_exports(
     code, _, _ = await run_cli(env, settings, "export", audited_case, "-o", str(raw))
     assert code == 0
     history = WorkflowHistory.from_json(audited_case, raw.read_text("utf-8"))
-    assert (await replay_histories([history]))[0].verdict == "replays"
+    assert (await replay_histories([history], make_replayer(ALL_WORKFLOWS)))[0].verdict == "replays"
 
     code, out, _ = await run_cli(env, settings, "export", audited_case, "--bundle")
     assert code == 0

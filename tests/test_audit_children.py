@@ -15,11 +15,12 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from jiesu import audit
-from jiesu.audit_archive import ArchiveRequest, archive_closed_cases
-from jiesu.audit_replay import REPLAYS, replay_case
-from jiesu.audit_timeline import child_workflow_ids, decode_history
-from jiesu.domain import Actor, Role
+from jiesu.audit import histories as audit
+from jiesu.audit.archive import ArchiveRequest, archive_closed_cases
+from jiesu.audit.replay import REPLAYS, make_replayer, replay_case
+from jiesu.audit.timeline import child_workflow_ids, decode_history
+from jiesu.case.domain import Actor, Role
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 WITH_CHILDREN = [
@@ -61,7 +62,7 @@ async def reassigned_case(
     """A case its department returned (退单), reassigned by a child workflow, then ended."""
     if not hasattr(ComplaintWorkflow, "return_case"):
         pytest.skip("the workflow has no child workflows yet (issue 3)")
-    from jiesu.domain import ReturnAction
+    from jiesu.case.domain import ReturnAction
 
     case_id = (await register(api))["case_id"]
     await eventually(lambda: _status_is(api, case_id, "assigned"))
@@ -115,7 +116,7 @@ async def test_bundle_replay_and_archive_include_children(
     bundle = await audit.case_bundle(client, pool, reassigned_case)
     assert set(bundle["histories"]) == {reassigned_case, child_id}
 
-    verdict = await replay_case(client, pool, reassigned_case)
+    verdict = await replay_case(client, pool, reassigned_case, make_replayer(ALL_WORKFLOWS))
     assert verdict.verdict == REPLAYS, verdict.message
     assert [h.workflow_id for h in verdict.histories] == [reassigned_case, child_id]
 

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_audit import closed_case, run_cli
 
-from jiesu.audit_consistency import check_case, compare, select_cases
+from jiesu.audit.consistency import check_case, compare, select_cases
 from jiesu.config import Settings
 
 

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from test_audit import closed_case, run_cli
 
-from jiesu.audit_replay import (
+from jiesu.audit.replay import (
     NON_DETERMINISTIC,
     REPLAYS,
     make_replayer,
@@ -25,9 +25,10 @@ from jiesu.audit_replay import (
     replay_cases,
     replay_histories,
 )
-from jiesu.audit_timeline import decode_payload
+from jiesu.audit.timeline import decode_payload
+from jiesu.case.domain import CaseStart, CaseState
 from jiesu.config import Settings
-from jiesu.domain import CaseStart, CaseState
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -56,7 +57,8 @@ def _recorded(path) -> WorkflowHistory:
 
 
 async def test_recorded_histories_replay_with_the_current_code() -> None:
-    verdicts = await replay_histories([_recorded(p) for p in RECORDED])
+    replayer = make_replayer(ALL_WORKFLOWS)
+    verdicts = await replay_histories([_recorded(p) for p in RECORDED], replayer)
     assert [v.verdict for v in verdicts] == [REPLAYS] * len(RECORDED), verdicts
 
 
@@ -118,17 +120,18 @@ async def old_code_case(
 async def test_replay_case_reports_each_history(
     client: Client, pool: asyncpg.Pool, good_case: str, old_code_case: str
 ) -> None:
-    good = await replay_case(client, pool, good_case)
+    good = await replay_case(client, pool, good_case, make_replayer(ALL_WORKFLOWS))
     assert good.ok and good.verdict == REPLAYS and good.histories[0].source == "temporal"
-    bad = await replay_case(client, pool, old_code_case)
+    bad = await replay_case(client, pool, old_code_case, make_replayer(ALL_WORKFLOWS))
     assert not bad.ok and bad.verdict == NON_DETERMINISTIC
     assert bad.divergence is not None and bad.divergence.event_id is not None
-    missing = await replay_case(client, pool, "JS19990101-000000")
+    missing = await replay_case(client, pool, "JS19990101-000000", make_replayer(ALL_WORKFLOWS))
     assert missing.verdict == "missing" and not missing.ok
 
     seen: list[str] = []
     summary = await replay_cases(
         client, pool, [good_case, "JS19990101-000000", old_code_case, good_case],
+        replayer=make_replayer(ALL_WORKFLOWS),
         on_verdict=lambda v: seen.append(f"{v.case_id}:{v.verdict}"),
     )
     assert summary.total == 4 and not summary.ok

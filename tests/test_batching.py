@@ -24,7 +24,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from jiesu.domain import (
+from jiesu.case.domain import (
     AcceptAction,
     Actor,
     ContactAction,

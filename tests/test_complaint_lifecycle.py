@@ -19,7 +19,7 @@ from helpers import (
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from jiesu import search_attributes as sa
+from jiesu.case import search_attributes as sa
 
 WATER = department("water")
 

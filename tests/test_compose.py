@@ -264,8 +264,8 @@ def problems_exposure(doc: dict[str, Any]) -> list[str]:
 def problems_demo_data(doc: dict[str, Any]) -> list[str]:
     """The topology starts with no demo data and no demo API keys (they are public): with
     every variable unset, the bootstrap command, as the real CLI parses it, loads no demo."""
-    from jiesu.cli import _build_parser, wants_demo
     from jiesu.config import Settings
+    from jiesu.ops.cli import _build_parser, wants_demo
 
     out = []
     for name in APP_SERVICES:
@@ -277,7 +277,7 @@ def problems_demo_data(doc: dict[str, Any]) -> list[str]:
             out.append(f"service {name!r} has JIESU_DEMO_DATA on by default")
     bootstrap = doc["services"].get("bootstrap", {})
     argv = as_argv(bootstrap.get("command", []))
-    if argv[:3] != ["python", "-m", "jiesu.cli"]:
+    if argv[:3] != ["python", "-m", "jiesu.ops.cli"]:
         return [*out, f"bootstrap runs {argv}, not the jiesu CLI"]
     env = {k: resolve(v) for k, v in (bootstrap.get("environment") or {}).items()}
     if wants_demo(_build_parser().parse_args(argv[3:]), Settings(**env)):
@@ -560,7 +560,7 @@ def _break(doc: dict[str, Any], how: str) -> dict[str, Any]:
         for name in APP_SERVICES:
             s[name]["environment"] = doc[ENV_ANCHOR]
     elif how == "demo-flag":
-        s["bootstrap"]["command"] = ["python", "-m", "jiesu.cli", "bootstrap", "--demo"]
+        s["bootstrap"]["command"] = ["python", "-m", "jiesu.ops.cli", "bootstrap", "--demo"]
     else:
         raise AssertionError(how)
     return doc

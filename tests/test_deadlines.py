@@ -10,9 +10,9 @@ import pytest
 from helpers import eventually, handle_of, keep_history
 from temporalio.client import Client
 
-from jiesu.calendar import WorkingCalendar
+from jiesu.case.calendar import WorkingCalendar
+from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Status, Urgency
 from jiesu.config import Settings
-from jiesu.domain import Actor, CaseStart, ComplaintIntake, Role, Status, Urgency
 from workflows.complaint import ComplaintWorkflow
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

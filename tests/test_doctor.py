@@ -36,13 +36,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.main import create_app
-from jiesu import db, doctor, search_attributes
-from jiesu.bootstrap import prepare_database
+from jiesu import db
+from jiesu.case import search_attributes
+from jiesu.case.domain import SYSTEM_ACTOR, CaseStart, ComplaintIntake, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.domain import SYSTEM_ACTOR, CaseStart, ComplaintIntake, Urgency
-from jiesu.outbox import OutboundNotice, OutboxDispatcher
+from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+from jiesu.ops import doctor
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.demo_data import demo_key
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,9 +126,9 @@ class Clinic:
         return next((f for f in report.findings if f.kind == kind and f.subject == subject), None)
 
     async def cli(self, *argv: str) -> tuple[int, str, str]:
-        """``python -m jiesu.cli ARGV`` against the clinic: (exit code, stdout, stderr)."""
+        """``python -m jiesu.ops.cli ARGV`` against the clinic: (exit code, stdout, stderr)."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "jiesu.cli", *argv,
+            sys.executable, "-m", "jiesu.ops.cli", *argv,
             cwd=ROOT, env={
                 **os.environ,
                 "TEMPORAL_ADDRESS": self.settings.temporal_address,

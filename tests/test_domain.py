@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from jiesu import lifecycle
-from jiesu.domain import (
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
     Actor,
     CaseState,
     Channel,

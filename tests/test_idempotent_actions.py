@@ -13,7 +13,7 @@ from helpers import OPERATOR, complaint, handle_of
 from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
-from jiesu.domain import EventKind
+from jiesu.case.domain import EventKind
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"

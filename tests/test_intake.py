@@ -33,9 +33,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api import intake, merge
 from api.main import create_app
-from jiesu import citizen_tokens
+from jiesu.access import citizen_tokens
+from jiesu.case.domain import CaseStart
 from jiesu.config import Settings
-from jiesu.domain import CaseStart
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.common import RawValue
 from temporalio.service import RPCError
 
-from jiesu.domain import (
+from jiesu.case.domain import (
     AcceptAction,
     Actor,
     CaseSignal,

@@ -26,7 +26,7 @@ from helpers import act, department, eventually, handle_of, register
 from temporalio.client import Client
 
 from activities.projection import ProjectionActivities
-from jiesu.domain import (
+from jiesu.case.domain import (
     CENTRE_ID,
     SYSTEM_ACTOR,
     Actor,
@@ -41,8 +41,8 @@ from jiesu.domain import (
     Status,
     Urgency,
 )
-from jiesu.notices import SUPERVISORS, Notice, notices_for
-from jiesu.outbox import (
+from jiesu.notify.notices import SUPERVISORS, Notice, notices_for
+from jiesu.notify.outbox import (
     ChannelSender,
     LogSender,
     OutboundNotice,

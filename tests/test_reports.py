@@ -17,7 +17,7 @@ from statcases import case_row, insert_cases, local
 from temporalio.client import Client
 
 from jiesu.config import Settings
-from jiesu.reports import ReportKind, ReportRequest, period_containing, previous_period
+from jiesu.stats.reports import ReportKind, ReportRequest, period_containing, previous_period
 from workflows.reports import REPORT_CRON, ReportWorkflow, ensure_report_schedules, schedule_id
 
 APRIL = date(2003, 4, 1)

@@ -41,10 +41,10 @@ from schemathesis.specs.openapi.checks import (
 from temporalio.client import Client
 
 from api.main import create_app
-from jiesu import api_keys
+from jiesu.access import api_keys
+from jiesu.case.domain import Role
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.domain import Role
+from jiesu.ops.demo_data import demo_key
 
 # Per operation and role; JIESU_FUZZ_EXAMPLES=200 explores further. With 12 the file takes
 # ~50 s on 2 cores (measured with --durations=0 while other suites ran: load average ~4).

@@ -23,10 +23,10 @@ from test_api import COMPLAINTS, error_of, finish, fresh
 from test_audit import run_cli
 
 from api.main import create_app
-from jiesu.bootstrap import prepare_database
+from jiesu.access.security import API_KEY_PREFIX
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.security import API_KEY_PREFIX
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.demo_data import demo_key
 
 ADMIN = auth(demo_key("demo-admin"))
 
@@ -324,7 +324,7 @@ async def test_a_key_request_with_a_control_character_is_refused(api: httpx.Asyn
 
 def test_make_run_alone_turns_the_demo_data_on(tmp_path: Path) -> None:
     """`make run` is the one place with demo data by default; JIESU_DEMO_DATA=0 still wins.
-    The recipe runs a stand-in python that prints what jiesu.stack would read."""
+    The recipe runs a stand-in python that prints what jiesu.ops.stack would read."""
     fake = tmp_path / "bin" / "python"
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\necho "JIESU_DEMO_DATA=[$JIESU_DEMO_DATA] $*"\n')
@@ -340,6 +340,6 @@ def test_make_run_alone_turns_the_demo_data_on(tmp_path: Path) -> None:
         )  # fmt: skip
         return result.stdout.strip()
 
-    assert make_run() == "JIESU_DEMO_DATA=[1] -m jiesu.stack"
-    assert make_run(env={"JIESU_DEMO_DATA": "0"}) == "JIESU_DEMO_DATA=[0] -m jiesu.stack"
-    assert make_run("JIESU_DEMO_DATA=0") == "JIESU_DEMO_DATA=[0] -m jiesu.stack"
+    assert make_run() == "JIESU_DEMO_DATA=[1] -m jiesu.ops.stack"
+    assert make_run(env={"JIESU_DEMO_DATA": "0"}) == "JIESU_DEMO_DATA=[0] -m jiesu.ops.stack"
+    assert make_run("JIESU_DEMO_DATA=0") == "JIESU_DEMO_DATA=[0] -m jiesu.ops.stack"

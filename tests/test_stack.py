@@ -1,7 +1,7 @@
-"""`make run` (jiesu/stack.py): a child that dies is started again, the others keep serving;
+"""`make run` (jiesu/ops/stack.py): a child that dies is started again, the others keep serving;
 both embedded stores run with settings that keep acknowledged writes.
 
-The end-to-end test starts the real stack (`python -m jiesu.stack`) in a temporary folder on
+The end-to-end test starts the real stack (`python -m jiesu.ops.stack`) in a temporary folder on
 free ports, kills its processes with SIGKILL and waits for the supervisor to replace them."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import httpx
 import psutil
 import pytest
 
-from jiesu import stack
-from jiesu.stack import Service, Supervisor
+from jiesu.ops import stack
+from jiesu.ops.stack import Service, Supervisor
 from tests.helpers import OPERATOR, complaint, eventually
 
 STARTUP = 120.0  # seconds; the stack starts in ~10 s alone, other suites share the machine
@@ -155,7 +155,7 @@ class RunningStack:
 
 def _start(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "jiesu.stack"], env=env, text=True,
+        [sys.executable, "-m", "jiesu.ops.stack"], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
 

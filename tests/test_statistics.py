@@ -18,12 +18,13 @@ from statcases import case_row, insert_cases, local
 
 from activities import statistics
 from bench import generator
-from jiesu import db, indicators
-from jiesu.bootstrap import prepare_database
+from jiesu import db
 from jiesu.config import Settings
-from jiesu.demo_data import demo_key
-from jiesu.evaluation import DEFAULT_RULES
-from jiesu.indicators import MEASURES, Filter, GroupBy
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.demo_data import demo_key
+from jiesu.stats import catalogue, indicators
+from jiesu.stats.evaluation import DEFAULT_RULES
+from jiesu.stats.indicators import MEASURES, Filter, GroupBy
 
 ADMIN = auth(demo_key("demo-admin"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,8 @@ async def get_indicators(
 
 def test_docs_match_the_definitions() -> None:
     doc = (ROOT / "docs" / "indicators.md").read_text(encoding="utf-8")
-    assert doc == indicators.document(), "run: python -m jiesu.indicators > docs/indicators.md"
+    fix = "run: python -m jiesu.stats.catalogue > docs/indicators.md"
+    assert doc == catalogue.document(), fix
 
 
 def test_rollup_columns_are_the_measures() -> None:

@@ -13,8 +13,11 @@ from helpers import eventually
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from jiesu import audit, audit_consistency, audit_replay
+from jiesu.audit import consistency as audit_consistency
+from jiesu.audit import histories as audit
+from jiesu.audit import replay as audit_replay
 from jiesu.config import Settings
+from workflows import ALL_WORKFLOWS
 
 
 @pytest.fixture
@@ -45,7 +48,8 @@ async def test_timeline_says_stuck(wedged: WorkflowHandle, client: Client,
 
 async def test_replay_says_stuck(wedged: WorkflowHandle, client: Client,
                                  pool: asyncpg.Pool) -> None:
-    verdict = await audit_replay.replay_case(client, pool, wedged.id)
+    replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
+    verdict = await audit_replay.replay_case(client, pool, wedged.id, replayer)
     assert verdict.verdict == audit_replay.STUCK and not verdict.ok
 
 

@@ -1,6 +1,6 @@
 """ArchiveWorkflow: copy closed cases' histories into PostgreSQL before Temporal drops them.
 
-Started every hour by the Temporal Schedule that ``jiesu.audit_archive.ensure_archive_schedule``
+Started every hour by the Temporal Schedule that ``jiesu.audit.archive.ensure_archive_schedule``
 registers (overlapping runs are skipped). All the work is in one heartbeating activity that
 pages through visibility and resumes from its last page after a retry.
 """
@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from jiesu.audit_archive import ArchiveReport, ArchiveRequest
+    from jiesu.audit.archive import ArchiveReport, ArchiveRequest
 
 
 @workflow.defn(name="ArchiveWorkflow")

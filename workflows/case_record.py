@@ -13,7 +13,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from jiesu.domain import (
+    from jiesu.case.domain import (
         CENTRE_ID,
         SYSTEM_ACTOR,
         UNKNOWN_SENDER,
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RouteResult,
         Status,
     )
-    from jiesu.lifecycle import Refusal
+    from jiesu.case.lifecycle import Refusal
     from workflows.messages import Misfit, printable
 
 

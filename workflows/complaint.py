@@ -26,8 +26,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.routing import RoutingActivities
-    from jiesu import lifecycle
-    from jiesu.domain import (
+    from jiesu.case import lifecycle
+    from jiesu.case.domain import (
         CENTRE_ID,
         CENTRE_NAME,
         SIGNAL_PAYLOADS,
@@ -584,7 +584,7 @@ class ComplaintWorkflow:
     def state(self) -> CaseState:
         return self._state
 
-# Each signal: the payload it must decode to (jiesu.domain) and the handler that applies it.
+# Each signal: the payload it must decode to (jiesu.case.domain) and the handler that applies it.
 _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
     signal: (payload, getattr(ComplaintWorkflow, f"_on_{signal.value}"))
     for signal, payload in SIGNAL_PAYLOADS.items()

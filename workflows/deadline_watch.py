@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from jiesu.domain import CaseState, DeadlineKind
-    from jiesu.lifecycle import deadline_met, deadline_of
+    from jiesu.case.domain import CaseState, DeadlineKind
+    from jiesu.case.lifecycle import deadline_met, deadline_of
 
 OnBreach = Callable[[DeadlineKind, datetime], None]
 

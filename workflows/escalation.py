@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from jiesu.domain import (
+    from jiesu.case.domain import (
         EscalationLevel,
         EscalationOutcome,
         EscalationRequest,

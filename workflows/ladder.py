@@ -11,7 +11,7 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from jiesu.domain import (
+    from jiesu.case.domain import (
         SYSTEM_ACTOR,
         Actor,
         DeadlineKind,
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Role,
         Status,
     )
-    from jiesu.lifecycle import deadline_met
+    from jiesu.case.lifecycle import deadline_met
     from workflows.case_record import CaseRecord
     from workflows.escalation import EscalationWorkflow
 

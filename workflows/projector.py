@@ -12,8 +12,15 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
-    from jiesu import search_attributes as sa
-    from jiesu.domain import SYSTEM_ACTOR, CaseEvent, CaseProjection, CaseState, EventKind, Status
+    from jiesu.case import search_attributes as sa
+    from jiesu.case.domain import (
+        SYSTEM_ACTOR,
+        CaseEvent,
+        CaseProjection,
+        CaseState,
+        EventKind,
+        Status,
+    )
     from workflows import messages
     from workflows.activity_options import run_activity
     from workflows.case_record import CaseRecord

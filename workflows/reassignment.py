@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
-    from jiesu.domain import (
+    from jiesu.case.domain import (
         CENTRE_ID,
         CENTRE_NAME,
         ReassignChoice,

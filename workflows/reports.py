@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.config import Settings
-    from jiesu.reports import ReportJob, ReportKind, ReportRequest, ReportSummary
+    from jiesu.stats.reports import ReportJob, ReportKind, ReportRequest, ReportSummary
 
 REPORT_CRON: dict[ReportKind, str] = {
     ReportKind.DAILY: "30 0 * * *",  # 00:30 every day: yesterday

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from api.deps import Pool, Principal, Temporal, require
 from api.errors import ErrorResponse
-from jiesu import doctor
+from jiesu.ops import doctor
 
 router = APIRouter(tags=["admin"])
 Admin = Annotated[Principal, Depends(require())]  # require() with no roles: admins only

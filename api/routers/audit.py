@@ -7,16 +7,27 @@ Auditors and admins only.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from temporalio.worker import Replayer
 
 from api.deps import CaseId, Pool, Principal, Temporal, require
 from api.errors import ApiError, ErrorResponse
-from jiesu import audit, audit_replay
-from jiesu.audit_timeline import Timeline
-from jiesu.domain import Role
+from jiesu.audit import histories as audit
+from jiesu.audit import replay as audit_replay
+from jiesu.audit.timeline import Timeline
+from jiesu.case.domain import Role
+from workflows import ALL_WORKFLOWS
+
+
+@cache
+def replayer() -> Replayer:
+    """One replay worker for the API process, with the workflow code the workers run."""
+    return audit_replay.make_replayer(ALL_WORKFLOWS)
+
 
 router = APIRouter(prefix="/complaints", tags=["audit"])
 
@@ -79,7 +90,7 @@ async def bundle(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> J
     summary="Replay the case (and its children) against the current workflow code",
 )
 async def replay(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> dict[str, Any]:
-    verdict = await audit_replay.replay_case(client, pool, case_id)
+    verdict = await audit_replay.replay_case(client, pool, case_id, replayer())
     if verdict.verdict == audit_replay.MISSING:
         raise _no_history(case_id)
     return {**asdict(verdict), "ok": verdict.ok}

@@ -23,8 +23,9 @@ from api.schemas import (
     WithdrawRequest,
     answer,
 )
-from jiesu import citizen_tokens, lifecycle
-from jiesu.domain import (
+from jiesu.access import citizen_tokens
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
     Actor,
     CaseState,
     RatingAction,
@@ -32,7 +33,7 @@ from jiesu.domain import (
     SupplementAction,
     WithdrawAction,
 )
-from jiesu.lifecycle import Refusal
+from jiesu.case.lifecycle import Refusal
 from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])

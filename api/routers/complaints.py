@@ -12,7 +12,7 @@ from api import cases, intake
 from api.deps import AppSettings, CaseId, Operator, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
-from jiesu.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
+from jiesu.case.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
 
 router = APIRouter(prefix="/complaints", tags=["complaints"])
 

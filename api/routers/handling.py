@@ -7,8 +7,8 @@ from fastapi import APIRouter
 
 from api.actions import add_action
 from api.deps import Department
-from jiesu import lifecycle
-from jiesu.domain import (
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
     AcceptAction,
     ContactAction,
     ContactInput,

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Pool, Principal, require
 from api.errors import ERRORS, ApiError
-from jiesu import api_keys
-from jiesu.api_keys import KeyRefused
-from jiesu.domain import Line, Role
+from jiesu.access import api_keys
+from jiesu.access.api_keys import KeyRefused
+from jiesu.case.domain import Line, Role
 
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from activities import statistics
 from api.deps import AppSettings, Pool, Principal, Temporal, require
 from api.errors import ApiError, ErrorResponse
-from jiesu.domain import Channel, Day, Line, Role, Urgency
-from jiesu.evaluation import ScoringRules
-from jiesu.indicators import INDICATORS, Filter, GroupBy
-from jiesu.reports import ReportKind, ReportSummary, period_containing
+from jiesu.case.domain import Channel, Day, Line, Role, Urgency
+from jiesu.stats.evaluation import ScoringRules
+from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
+from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
 from workflows.reports import run_manual_report
 
 router = APIRouter(tags=["statistics"])
@@ -62,7 +62,7 @@ FormatParam = Annotated[
 ]
 
 
-# --- response models (built from jiesu.indicators, the one source of the definitions) -------
+# --- response models (built from jiesu.stats.indicators, the one source of the definitions) -------
 
 
 class Ratio(BaseModel):

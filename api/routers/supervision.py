@@ -10,8 +10,8 @@ from api.actions import IdempotencyKey, add_action
 from api.deps import AppSettings, CaseId, CentreStaff, Pool, Supervisor, Temporal
 from api.errors import ACTION_ERRORS, ApiError
 from api.schemas import ActionResult, answer
-from jiesu import lifecycle
-from jiesu.domain import (
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
     CallbackAction,
     CallbackInput,
     CaseState,

@@ -16,8 +16,8 @@ import asyncpg
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
-from jiesu.audit_archive import read_archived
-from jiesu.audit_timeline import Timeline, child_workflow_ids, decode_history
+from jiesu.audit.archive import read_archived
+from jiesu.audit.timeline import Timeline, child_workflow_ids, decode_history
 
 BUNDLE_FORMAT = "jiesu-case-bundle/1"
 MAX_CHILD_DEPTH = 4  # children of children...; a guard against a malformed history

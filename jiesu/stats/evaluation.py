@@ -1,10 +1,11 @@
 """Department evaluation (考评): scoring rules for the response, handling and feedback stages.
 
-A rule awards ``points × rate`` for a rate indicator (jiesu/indicators.py); a rule with negative
-points is a deduction (扣分) of ``|points| × rate``. A rate with nothing to judge (denominator 0)
-gives an award rule its full points and a deduction rule nothing. A department's score is the
-sum over the rules. Departments that received fewer than ``min_cases`` cases in the period are
-listed but not ranked (最低件数), so that a department with three cases cannot top the table.
+A rule awards ``points × rate`` for a rate indicator (jiesu/stats/indicators.py); a rule with
+negative points is a deduction (扣分) of ``|points| × rate``. A rate with nothing to judge
+(denominator 0) gives an award rule its full points and a deduction rule nothing. A department's
+score is the sum over the rules. Departments that received fewer than ``min_cases`` cases in the
+period are listed but not ranked (最低件数), so that a department with three cases cannot top the
+table.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jiesu.indicators import RATE_NAMES
+from jiesu.stats.indicators import RATE_NAMES
 
 
 class Stage(StrEnum):
@@ -77,7 +78,7 @@ def _round(points: float) -> float:
 
 def score(rules: ScoringRules, values: dict[str, Any]) -> dict[str, Any]:
     """The score of one department and the breakdown behind it, from its indicator values
-    (jiesu.indicators.evaluate)."""
+    (jiesu.stats.indicators.evaluate)."""
     stages: dict[Stage, dict[str, Any]] = {s: {"stage": s.value, "points": 0.0, "rules": []}
                                            for s in Stage}
     for rule in rules.rules:

@@ -5,7 +5,7 @@ cases it gives a count. An *indicator* is either a count (one measure) or a rate
 measure over a denominator measure). The rollup refresh and the baseline queries
 (activities/statistics.py) build their SQL from ``MEASURES``, the API computes rates with
 :func:`ratio`, and docs/indicators.md is rendered from this module
-(``python -m jiesu.indicators > docs/indicators.md``; a test keeps them equal).
+(``python -m jiesu.stats.catalogue > docs/indicators.md``; a test keeps them equal).
 
 Population: every figure is about the cases **received** (受理) in the chosen period (local
 days in the configured time zone), in their state *now*: "closed" means received in the period
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from jiesu.domain import SATISFIED_RATINGS, Rating, ReplyOutcome, Status
+from jiesu.case.domain import SATISFIED_RATINGS, Rating, ReplyOutcome, Status
 
 GRASSROOTS_LEVELS = ("township", "village")
 """基层: township/street and village/community levels."""
@@ -251,7 +251,7 @@ def render_markdown() -> str:
     lines = [
         "# Indicators (统计指标)",
         "",
-        "Generated from `jiesu/indicators.py` by `python -m jiesu.indicators > "
+        "Generated from `jiesu/stats/indicators.py` by `python -m jiesu.stats.catalogue > "
         "docs/indicators.md`; a test fails when this file and the code disagree.",
         "",
         *_module_doc_paragraphs(),
@@ -293,14 +293,3 @@ def render_markdown() -> str:
 def _module_doc_paragraphs() -> list[str]:
     paragraphs = (__doc__ or "").strip().split("\n\n")[2:]
     return [p.replace("\n", " ") + "\n" for p in paragraphs]
-
-
-def document() -> str:
-    """The whole of docs/indicators.md: the indicators and the evaluation rules."""
-    from jiesu.evaluation import render_markdown as evaluation_markdown
-
-    return render_markdown() + "\n" + evaluation_markdown()
-
-
-if __name__ == "__main__":
-    print(document(), end="")

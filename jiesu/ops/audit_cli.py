@@ -20,10 +20,15 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio.client import Client
 
-from jiesu import audit, audit_archive, audit_consistency, audit_replay, db
-from jiesu.audit_timeline import Timeline, actor_label, iter_entries
+from jiesu import db
+from jiesu.audit import archive as audit_archive
+from jiesu.audit import consistency as audit_consistency
+from jiesu.audit import histories as audit
+from jiesu.audit import replay as audit_replay
+from jiesu.audit.timeline import Timeline, actor_label, iter_entries
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from workflows import ALL_WORKFLOWS
 
 Session = tuple[Client, asyncpg.Pool, Settings]
 
@@ -179,7 +184,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(describe_verdict(verdict), flush=True)
             progress.step(verdict.ok)
 
-        summary = await audit_replay.replay_cases(client, pool, cases, on_verdict=on_verdict)
+        replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
+        summary = await audit_replay.replay_cases(
+            client, pool, cases, replayer=replayer, on_verdict=on_verdict
+        )
         counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(summary.counts.items()))
         print(f"summary: {summary.total} cases: {counts}")
         return 0 if summary.ok else 1

@@ -28,8 +28,8 @@ import secrets
 
 import asyncpg
 
+from jiesu.access.security import hash_api_key
 from jiesu.config import Settings
-from jiesu.security import hash_api_key
 
 _PURPOSE = b"jiesu citizen token v1\x00"
 

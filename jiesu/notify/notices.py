@@ -2,7 +2,7 @@
 
 Pure code: ``notices_for(state, events)`` maps the events of one projection batch to the
 notices they cause. The projection activity stores them in the ``notifications`` outbox in the
-same transaction as the events; ``jiesu.outbox`` delivers them.
+same transaction as the events; ``jiesu.notify.outbox`` delivers them.
 
 Every notice has a deterministic idempotency ``key`` (case, event seq, recipient), so a retried
 projection stores each notice once. Rules must never raise on odd event data (a failing rule
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-from jiesu.domain import (
+from jiesu.case.domain import (
     CENTRE_ID,
     CaseEvent,
     CaseState,

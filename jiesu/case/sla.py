@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from jiesu.domain import Urgency
+from jiesu.case.domain import Urgency
 
 
 @dataclass(frozen=True)

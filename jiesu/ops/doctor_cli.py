@@ -11,8 +11,8 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from jiesu import doctor
-from jiesu.audit_cli import Session, _add, _run, _time
+from jiesu.ops import doctor
+from jiesu.ops.audit_cli import Session, _add, _run, _time
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

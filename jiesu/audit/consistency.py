@@ -1,7 +1,7 @@
 """Consistency check: does the read model's event list of a case match its history?
 
 The history carries the workflow's own event list (the input of each ``project_case``
-activity, see :mod:`jiesu.audit_timeline`). Every event whose projection activity
+activity, see :mod:`jiesu.audit.timeline`). Every event whose projection activity
 *completed* must be in ``case_events`` with the same kind, time, actor and data. Reported per
 case: ``missing`` (in the history, not in the read model), ``extra`` (in the read model, not
 in the history) and ``different`` (same seq, other content). Events whose projection is still
@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from jiesu.audit import HistoryNotFound, load_history
-from jiesu.audit_replay import visibility_query
-from jiesu.audit_stuck import failing_task
-from jiesu.audit_timeline import recorded_batches
+from jiesu.audit.histories import HistoryNotFound, load_history
+from jiesu.audit.replay import visibility_query
+from jiesu.audit.stuck import failing_task
+from jiesu.audit.timeline import recorded_batches
 
 _FIELDS = ("kind", "at", "actor", "data")
 

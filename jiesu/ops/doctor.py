@@ -21,7 +21,7 @@ model and the notifications outbox, and reports six kinds of finding:
   ``notification_overdue_after`` after it was written (no dispatcher running, a gateway
   refusing it).
 - ``history_not_replaying`` — a case history that the current workflow code does not replay
-  (:mod:`jiesu.audit_replay`): its next workflow task on a worker will fail.
+  (:mod:`jiesu.audit.replay`): its next workflow task on a worker will fail.
 
 Each check runs on its own; one that cannot run (Temporal or PostgreSQL away) is reported as an
 error instead of a finding. docs/operations.md is the runbook for each kind.
@@ -48,8 +48,8 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from jiesu import audit_replay
-from jiesu.domain import CaseProjection, CaseState
+from jiesu.audit import replay as audit_replay
+from jiesu.case.domain import CaseProjection, CaseState
 
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"

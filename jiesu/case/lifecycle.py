@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jiesu.domain import (
+from jiesu.case.domain import (
     AcceptAction,
     Actor,
     CallbackAction,

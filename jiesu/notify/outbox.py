@@ -1,6 +1,6 @@
 """Delivering the notifications outbox (通知发件箱): at least once, never twice at the same time.
 
-The projection activity writes notices (``jiesu.notices``) into ``notifications`` in the same
+The projection activity writes notices (``jiesu.notify.notices``) into ``notifications`` in the same
 transaction as the case events. ``OutboxDispatcher`` delivers them through a pluggable
 ``Sender``:
 
@@ -51,7 +51,7 @@ from typing import Protocol
 
 import asyncpg
 
-from jiesu.notices import Notice
+from jiesu.notify.notices import Notice
 
 log = logging.getLogger(__name__)
 

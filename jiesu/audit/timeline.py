@@ -39,7 +39,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from jiesu.audit_stuck import failing_task, task_failure
+from jiesu.audit.stuck import failing_task, task_failure
 
 PROJECTION_ACTIVITY = "project_case"
 # A timer re-started for a time further than this from the previous one is a moved deadline.

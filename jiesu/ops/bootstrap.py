@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from jiesu import db, search_attributes
-from jiesu.audit_archive import ensure_archive_schedule
+from jiesu import db
+from jiesu.audit.archive import ensure_archive_schedule
+from jiesu.case import search_attributes
 from jiesu.config import Settings, get_settings
-from jiesu.demo_data import DemoKey, load_demo_data
+from jiesu.ops.demo_data import DemoKey, load_demo_data
 from workflows.reports import ensure_report_schedules
 
 

@@ -35,7 +35,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from jiesu.audit_timeline import child_workflow_ids
+from jiesu.audit.timeline import child_workflow_ids
 from jiesu.config import Settings
 
 ARCHIVE_SCHEDULE_ID = "jiesu-history-archive"

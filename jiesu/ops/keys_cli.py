@@ -16,10 +16,10 @@ from typing import Any
 
 import asyncpg
 
-from jiesu import api_keys
-from jiesu.api_keys import ApiKey, KeyRefused
+from jiesu.access import api_keys
+from jiesu.access.api_keys import ApiKey, KeyRefused
+from jiesu.case.domain import Role
 from jiesu.config import get_settings
-from jiesu.domain import Role
 
 
 async def _with_db(work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:

@@ -1,6 +1,6 @@
 """Demo reference data: the fictional 青河县 (Qinghe County).
 
-Loaded by ``jiesu.bootstrap.prepare_database(demo=True)`` for ``make run`` (JIESU_DEMO_DATA=1)
+Loaded by ``jiesu.ops.bootstrap.prepare_database(demo=True)`` for ``make run`` (JIESU_DEMO_DATA=1)
 and the tests; never by docker-compose or a plain ``jiesu bootstrap``. Everything is
 idempotent: areas, departments and categories are upserted (rewritten only when they differ
 from the definitions below), routing rules and API keys are inserted once.
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from jiesu.domain import CENTRE_ID, CENTRE_NAME, Urgency
-from jiesu.security import hash_api_key
+from jiesu.access.security import hash_api_key
+from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Urgency
 
 COUNTY_ID = "QH"
 

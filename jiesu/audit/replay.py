@@ -4,7 +4,7 @@ A case "replays" when its history and its children's replay without error agains
 workflow classes given (by default the ones the worker runs). Otherwise it is
 "non-deterministic" (the code now issues different commands than the history recorded: the
 message names the event and the mismatch), "failed" (another replay error), "stuck" (it
-replays, but its last workflow task failed, so the case is wedged: jiesu.audit_stuck) or
+replays, but its last workflow task failed, so the case is wedged: jiesu.audit.stuck) or
 "missing" (no history in Temporal or the archive). Replays share one :class:`Replayer` and
 stream through ``workflow_replay_iterator``, so thousands of cases run in one replay worker.
 """
@@ -26,9 +26,9 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Replayer, WorkflowReplayResult
 from temporalio.workflow import NondeterminismError
 
-from jiesu.audit import HistoryNotFound, LoadedHistory, load_case_histories
-from jiesu.audit_archive import archived_cases
-from jiesu.audit_stuck import failing_task
+from jiesu.audit.archive import archived_cases
+from jiesu.audit.histories import HistoryNotFound, LoadedHistory, load_case_histories
+from jiesu.audit.stuck import failing_task
 
 REPLAYS = "replays"
 NON_DETERMINISTIC = "non-deterministic"
@@ -86,21 +86,17 @@ class ReplaySummary:
         return not self.failures
 
 
-def default_workflows() -> list[type]:
-    from workflows import ALL_WORKFLOWS
-
-    return list(ALL_WORKFLOWS)
-
-
 @cache
 def _quiet_runtime() -> Runtime:
     """A runtime that does not log each failing replay task (we report them ourselves)."""
     return Runtime(telemetry=TelemetryConfig(logging=None))
 
 
-def make_replayer(workflows: Sequence[type] | None = None) -> Replayer:
+def make_replayer(workflows: Sequence[type]) -> Replayer:
+    """A replayer for these workflow classes (the caller's: ``workflows.ALL_WORKFLOWS`` for
+    the code the worker runs; this package does not import workflows itself)."""
     return Replayer(
-        workflows=list(workflows or default_workflows()),
+        workflows=list(workflows),
         data_converter=pydantic_data_converter,
         runtime=_quiet_runtime(),
     )
@@ -178,10 +174,9 @@ def _case_verdict(case_id: str, histories: list[HistoryVerdict]) -> CaseVerdict:
 
 
 async def replay_histories(
-    histories: Sequence[WorkflowHistory], replayer: Replayer | None = None
+    histories: Sequence[WorkflowHistory], replayer: Replayer
 ) -> list[HistoryVerdict]:
     """Replay histories that are already loaded (a case bundle, files under tests/)."""
-    replayer = replayer or make_replayer()
 
     async def stream() -> AsyncIterator[WorkflowHistory]:
         for history in histories:
@@ -196,7 +191,7 @@ async def replay_histories(
 
 
 async def replay_case(
-    client: Client, pool: asyncpg.Pool, case_id: str, replayer: Replayer | None = None
+    client: Client, pool: asyncpg.Pool, case_id: str, replayer: Replayer
 ) -> CaseVerdict:
     """Replay one case and its children."""
     try:
@@ -211,11 +206,10 @@ async def replay_cases(
     pool: asyncpg.Pool,
     case_ids: Sequence[str],
     *,
-    replayer: Replayer | None = None,
+    replayer: Replayer,
     on_verdict: Callable[[CaseVerdict], Any] | None = None,
 ) -> ReplaySummary:
     """Replay many cases through one replay worker, reporting each verdict as it comes."""
-    replayer = replayer or make_replayer()
     summary = ReplaySummary()
     # Cases whose histories were handed to the replayer, with how many results are still due.
     pending: list[tuple[str, int, list[HistoryVerdict]]] = []

@@ -1,7 +1,7 @@
 """Staff API keys: create (the key is shown once), list (never a secret), revoke.
 
 One implementation for the ``jiesu keys`` commands and the admin endpoints
-(``/api/v1/admin/keys``). Only the key's SHA-256 is stored (see :mod:`jiesu.security` for why
+(``/api/v1/admin/keys``). Only the key's SHA-256 is stored (see :mod:`jiesu.access.security` for why
 that is enough); a revoked key stays listed, so that who had access and until when is kept,
 but no longer authenticates (``api.deps.authenticate``).
 """
@@ -14,8 +14,8 @@ from datetime import datetime
 
 import asyncpg
 
-from jiesu.domain import Role
-from jiesu.security import hash_api_key, new_api_key
+from jiesu.access.security import hash_api_key, new_api_key
+from jiesu.case.domain import Role
 
 # Roles a key can carry: the citizen acts with a per-case token, the system is the workflow.
 KEY_ROLES: tuple[Role, ...] = tuple(r for r in Role if r not in (Role.CITIZEN, Role.SYSTEM))
