@@ -32,7 +32,7 @@ def _cycle(graph: grimp.ImportGraph, modules: set[str]) -> list[str] | None:
         path.append(module)
         for target in sorted(graph.find_modules_directly_imported_by(module) & modules):
             if state.get(target) == 1:
-                return path[path.index(target) :] + [target]
+                return [*path[path.index(target) :], target]
             if target not in state and (found := visit(target)):
                 return found
         path.pop()

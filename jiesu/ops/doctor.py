@@ -50,6 +50,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.audit import replay as audit_replay
 from jiesu.case.domain import CaseProjection, CaseState
+from workflows import ALL_WORKFLOWS
 
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
@@ -545,7 +546,7 @@ async def _histories_not_replaying(
         for case_id in await audit_replay.select_cases(client, pool, since=options.replay_since):
             cases.setdefault(case_id)
     summary = await audit_replay.replay_cases(
-        client, pool, list(cases), replayer=audit_replay.make_replayer(workflows)
+        client, pool, list(cases), replayer=audit_replay.make_replayer(workflows or ALL_WORKFLOWS)
     )
     report.replayed = summary.total
     for verdict in summary.failures:
