@@ -38,6 +38,12 @@ MALFORMED: list[tuple[str, list[Any]]] = [
     ("accept", [{"actor": {"role": "mayor", "name": "someone"}}]),  # unknown role
     ("reply", [{"actor": URBAN.model_dump(), "outcome": "resolved"}]),  # text missing
     ("accept", [RawValue(Payload(metadata={"encoding": b"x/unknown"}, data=b"\x00\xff"))]),
+    # data the read model cannot store: a NUL in free text, an extension to year 9999
+    ("supplement", [{"actor": CITIZEN.model_dump(), "text": "NUL \u0000 here"}]),
+    ("request_extension", [{
+        "actor": URBAN.model_dump(), "reasons": "Parts on order", "measures": "Ordered",
+        "promised_finish": "9999-12-31T00:00:00+00:00",
+    }]),
 ]
 
 
@@ -76,7 +82,9 @@ async def test_malformed_messages_are_recorded_and_the_case_goes_on(
     state = await eventually(accepted)
     invalid = _rejections(state, "invalid_payload")
     assert len(invalid) == len(MALFORMED), invalid
-    assert {r["action"] for r in invalid} == {"accept", "reply"}
+    assert {r["action"] for r in invalid} == {
+        "accept", "reply", "supplement", "request_extension"
+    }
     assert all("\x00" not in r["payload"] for r in invalid)  # printable, storable
     assert [r["action"] for r in _rejections(state, "unknown_signal")] == ["frobnicate"]
     # the auditor's read model has them too: the projection did not choke on any of them
