@@ -1,10 +1,10 @@
 """Property-based API test: Schemathesis generates requests from the app's own OpenAPI, for
 every operation and every role, and checks each answer against that document.
 
-Checks: no 5xx; every status code, content type and body is the one documented; input that
-breaks the schema is refused (4xx). Requests go to the in-process app over ASGI, against the
-session's real Temporal and PostgreSQL (no mocks). Half the valid examples aim at one real case
-(with its citizen token), so that actions reach the workflow instead of stopping at 404.
+Checks: no 5xx; every status code, content type, header and body is the one documented; input
+that breaks the schema is refused (4xx). Requests go to the in-process app over ASGI, against
+the session's real Temporal and PostgreSQL (no mocks). Half the valid examples aim at one real
+case (with its citizen token), so that actions reach the workflow instead of stopping at 404.
 
 Bounded and repeatable: ``EXAMPLES`` examples per operation and role, derandomized (the same
 requests on every run), no example database. Run alone with
@@ -35,6 +35,7 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -55,6 +56,7 @@ CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    response_headers_conformance,  # Retry-After of 429 and 503
     response_schema_conformance,
     negative_data_rejection,
 ]
