@@ -15,12 +15,16 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import (
         CENTRE_ID,
+        CENTRE_NAME,
         SYSTEM_ACTOR,
         UNKNOWN_SENDER,
         Actor,
         Assignment,
+        Breach,
         CaseEvent,
+        CaseStart,
         CaseState,
+        DeadlineKind,
         Deadlines,
         EventKind,
         Resolution,
@@ -35,6 +39,35 @@ with workflow.unsafe.imports_passed_through():
 class CaseRecord:
     def __init__(self, state: CaseState) -> None:
         self.state = state
+
+    @classmethod
+    def opened(cls, start: CaseStart) -> CaseRecord:
+        """受理: the case as registered, before routing."""
+        intake = start.intake
+        return cls(CaseState(
+            case_id=start.case_id,
+            status=Status.REGISTERED,
+            title=intake.title,
+            category_id=intake.category_id,
+            grid_id=intake.grid_id,
+            address=intake.address,
+            channel=intake.channel,
+            urgency=start.urgency,
+            received_at=start.received_at,
+        ))
+
+    def record_received(self, start: CaseStart) -> None:
+        intake = start.intake
+        self.record(
+            EventKind.RECEIVED,
+            start.registered_by,
+            title=intake.title,
+            category_id=intake.category_id,
+            grid_id=intake.grid_id,
+            channel=intake.channel.value,
+            urgency=start.urgency.value,
+            received_at=start.received_at.isoformat(),
+        )
 
     def record(self, kind: EventKind, actor: Actor, **data: Any) -> None:
         events = self.state.events
@@ -106,3 +139,41 @@ class CaseRecord:
         self.state.resolution = resolution
         self.state.closed_at = workflow.now()
         self.record(EventKind.CLOSED, actor, resolution=resolution.value)
+
+    def breach(self, kind: DeadlineKind, deadline: datetime) -> None:
+        """超时: the deadline passed with the department's step not done."""
+        self.state.breaches.append(Breach(kind=kind, deadline=deadline, at=workflow.now()))
+        self.record(
+            EventKind.DEADLINE_BREACHED,
+            SYSTEM_ACTOR,
+            deadline_kind=kind.value,
+            deadline=deadline.isoformat(),
+            department_id=self.state.department_id,
+        )
+
+    def start_round(self) -> None:
+        """A new assignment round: the department's steps and the verdict start again."""
+        s = self.state
+        s.round += 1
+        s.accepted_at = s.contacted_at = None
+        s.reply = None
+        s.rating = None
+        s.rating_comment = ""
+        s.extension = None
+
+    def queue_at_centre(self, actor: Actor) -> None:
+        """Past the reassignment bound: the centre dispatches by hand, under supervision."""
+        s = self.state
+        assert s.assignment is not None
+        s.status = Status.DISPATCHING
+        s.round += 1  # the department's timers stop; the case waits for a dispatcher
+        s.accepted_at = s.contacted_at = None
+        self.record(
+            EventKind.QUEUED, actor, department_id=CENTRE_ID, reason="reassignment limit reached"
+        )
+        s.assignment = Assignment(
+            department_id=CENTRE_ID,
+            department_name=CENTRE_NAME,
+            assigned_at=workflow.now(),
+            by_rule=False,
+        )

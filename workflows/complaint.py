@@ -34,8 +34,6 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM_ACTOR,
         AcceptAction,
         Actor,
-        Assignment,
-        Breach,
         CallbackAction,
         CaseSignal,
         CaseStart,
@@ -58,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         RaiseLevelAction,
         Rating,
         RatingAction,
-        ReassignmentRequest,
         ReassignmentResult,
         ReassignReason,
         RepeatReport,
@@ -80,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.deadline_watch import watch_deadline
     from workflows.ladder import BREACH_TRIGGERS, Ladder
     from workflows.projector import Projector, failure_text
-    from workflows.reassignment import ReassignmentWorkflow
+    from workflows.reassignment import choose_department
 
 # workflow.patched ids: each guards a change in the commands that older cases did not issue.
 PATCH_ESCALATION = "escalation-ladder-v1"  # breaches start the supervision ladder
@@ -116,19 +113,8 @@ class ComplaintWorkflow:
 
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
-        intake = start.intake
         self._start = start
-        self._case = CaseRecord(CaseState(
-            case_id=start.case_id,
-            status=Status.REGISTERED,
-            title=intake.title,
-            category_id=intake.category_id,
-            grid_id=intake.grid_id,
-            address=intake.address,
-            channel=intake.channel,
-            urgency=start.urgency,
-            received_at=start.received_at,
-        ))
+        self._case = CaseRecord.opened(start)
         self._state, self._record = self._case.state, self._case.record
         self._watchers: list[asyncio.Task[None]] = []
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
@@ -141,16 +127,7 @@ class ComplaintWorkflow:
         self._hardened = workflow.patched(PATCH_HARDENED)
         self._ladder = Ladder(self._case)
         self._projector = Projector(self._case, settle=self._hardened)
-        self._record(
-            EventKind.RECEIVED,
-            start.registered_by,
-            title=intake.title,
-            category_id=intake.category_id,
-            grid_id=intake.grid_id,
-            channel=intake.channel.value,
-            urgency=start.urgency.value,
-            received_at=start.received_at.isoformat(),
-        )
+        self._case.record_received(start)
 
     # --- the case's life ----------------------------------------------------------------
 
@@ -256,14 +233,7 @@ class ComplaintWorkflow:
 
     def _breach(self, kind: DeadlineKind, deadline: datetime) -> None:
         """超时: recorded, and (since PATCH_ESCALATION) the unit goes on the ladder."""
-        self._state.breaches.append(Breach(kind=kind, deadline=deadline, at=workflow.now()))
-        self._record(
-            EventKind.DEADLINE_BREACHED,
-            SYSTEM_ACTOR,
-            deadline_kind=kind.value,
-            deadline=deadline.isoformat(),
-            department_id=self._state.department_id,
-        )
+        self._case.breach(kind, deadline)
         if workflow.patched(PATCH_ESCALATION):
             self._ladder.escalate(BREACH_TRIGGERS[kind])
 
@@ -287,20 +257,7 @@ class ComplaintWorkflow:
         self._record(
             EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
         )
-        result: ReassignmentResult = await workflow.execute_child_workflow(
-            ReassignmentWorkflow.run,
-            ReassignmentRequest(
-                case_id=s.case_id,
-                n=n,
-                reason=reason,
-                category_id=s.category_id,
-                grid_id=s.grid_id,
-                from_department_id=s.department_id,
-                exclude_department_ids=list(s.returned_by),
-                dispatcher_window_minutes=s.deadlines.dispatcher_window_minutes,
-            ),
-            id=child_id,
-        )
+        result = await choose_department(s, n, reason, child_id)
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
@@ -313,12 +270,7 @@ class ComplaintWorkflow:
             DeadlineActivities.compute_deadlines,
             DeadlineRequest(received_at=workflow.now(), urgency=s.urgency),
         )
-        s.round += 1
-        s.accepted_at = s.contacted_at = None
-        s.reply = None
-        s.rating = None
-        s.rating_comment = ""
-        s.extension = None
+        self._case.start_round()
         self._case.set_deadlines(deadlines)
         actor = result.chosen_by or SYSTEM_ACTOR
         self._record(
@@ -335,20 +287,7 @@ class ComplaintWorkflow:
 
     def _to_centre_queue(self, actor: Actor) -> None:
         """Past the reassignment bound: the centre dispatches by hand, under supervision."""
-        s = self._state
-        assert s.assignment is not None
-        s.status = Status.DISPATCHING
-        s.round += 1  # the department's timers stop; the case waits for a dispatcher
-        s.accepted_at = s.contacted_at = None
-        self._record(
-            EventKind.QUEUED, actor, department_id=CENTRE_ID, reason="reassignment limit reached"
-        )
-        s.assignment = Assignment(
-            department_id=CENTRE_ID,
-            department_name=CENTRE_NAME,
-            assigned_at=workflow.now(),
-            by_rule=False,
-        )
+        self._case.queue_at_centre(actor)
         self._queued_after_bound = True
 
     # --- messages: every signal, from any client, lands here ------------------------------

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import (
         CENTRE_ID,
         CENTRE_NAME,
+        CaseState,
         ReassignChoice,
         ReassignmentRequest,
         ReassignmentResult,
@@ -85,3 +86,24 @@ class ReassignmentWorkflow:
     async def _level_up(self, request: ReassignmentRequest) -> RouteResult:
         """The level above; with none, the centre's queue decides."""
         return await run_activity(RoutingActivities.level_up, request.from_department_id)
+
+
+async def choose_department(
+    state: CaseState, n: int, reason: ReassignReason, child_id: str
+) -> ReassignmentResult:
+    """Run the n-th reassignment child of this case and return its choice."""
+    assert state.deadlines is not None
+    return await workflow.execute_child_workflow(
+        ReassignmentWorkflow.run,
+        ReassignmentRequest(
+            case_id=state.case_id,
+            n=n,
+            reason=reason,
+            category_id=state.category_id,
+            grid_id=state.grid_id,
+            from_department_id=state.department_id,
+            exclude_department_ids=list(state.returned_by),
+            dispatcher_window_minutes=state.deadlines.dispatcher_window_minutes,
+        ),
+        id=child_id,
+    )
