@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM_ACTOR,
         Actor,
         DeadlineKind,
+        Deadlines,
         Escalation,
         EscalationOutcome,
         EscalationRequest,
@@ -66,7 +67,9 @@ class Ladder:
 
     async def _climb(self, n: int, trigger: EscalationTrigger, child_id: str) -> None:
         s = self._case.state
-        assert s.deadlines is not None
+        # a ladder may start before the first deadlines are set (a supervisor or the third
+        # report in the case's first task): then the policy defaults apply
+        policy = s.deadlines or Deadlines.model_construct()
         start_seq = len(s.events)
         round_ = s.round
         handle = await workflow.start_child_workflow(
@@ -76,7 +79,7 @@ class Ladder:
                 n=n,
                 trigger=trigger,
                 department_id=s.department_id,
-                step_hours=s.deadlines.escalation_step_hours,
+                step_hours=policy.escalation_step_hours,
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
