@@ -4,13 +4,15 @@ once (point 5, the workflow's half)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from helpers import eventually, handle_of, register
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RawValue
 from temporalio.service import RPCError
 
@@ -18,12 +20,17 @@ from jiesu.case.domain import (
     AcceptAction,
     Actor,
     CaseSignal,
+    CaseStart,
     CaseState,
+    ComplaintIntake,
     EventKind,
     Role,
     Status,
+    SupervisionAction,
     SupplementAction,
+    Urgency,
 )
+from jiesu.config import Settings
 from workflows import ComplaintWorkflow, ReassignmentWorkflow
 
 URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-management")
@@ -181,3 +188,39 @@ async def test_children_ignore_malformed_messages(
     history = await child.fetch_history()
     failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
     assert not failed
+
+
+async def test_supervision_in_the_first_task_starts_the_ladder(
+    client: Client, settings: Settings
+) -> None:
+    """A message in the case's very first workflow task (signal-with-start, as a repeat report
+    of a case whose intake is still pending) arrives before routing and deadlines: the ladder
+    it starts must not fail on the missing deadlines."""
+    case_id = f"JS-FIRST-TASK-{uuid.uuid4().hex[:8]}"
+    intake = ComplaintIntake(
+        title="Junk yard smell", description="A recycling yard burns plastic at night",
+        category_id="odour_pollution", grid_id="G-QH-02-01-1",
+        citizen={"name": "Li Lei", "phone": "13900002222"},
+    )
+    start = CaseStart(
+        case_id=case_id, intake=intake, urgency=Urgency.GENERAL, received_at=datetime.now(UTC),
+        registered_by=Actor(role=Role.OPERATOR, name="test"),
+    )
+    supervisor = Actor(role=Role.SUPERVISOR, name="supervisor")
+    handle = await client.start_workflow(
+        ComplaintWorkflow.run, start, id=case_id, task_queue=settings.task_queue,
+        start_signal=CaseSignal.SUPERVISE,
+        start_signal_args=[SupervisionAction(actor=supervisor, note="at once")],
+    )
+    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+
+    async def ladder_running() -> bool:
+        try:
+            return (await ladder.describe()).status is WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            return False
+
+    try:
+        await eventually(ladder_running)
+    finally:
+        await handle.terminate("test over")
