@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
+    CallbackAction,
     CaseState,
     Channel,
     ComplaintIntake,
@@ -20,6 +21,8 @@ from jiesu.case.domain import (
     ExtensionAction,
     ExtensionInput,
     Instant,
+    Rating,
+    RatingAction,
     RepeatReport,
     Role,
     Status,
@@ -142,3 +145,27 @@ def test_a_promised_finish_beyond_the_policy_days_is_refused() -> None:
 def test_deadlines_recorded_before_the_bound_existed_get_the_default() -> None:
     recorded = {"accept": NOW.isoformat(), "finish": NOW.isoformat(), "rating_window_hours": 72}
     assert Deadlines.model_validate(recorded).max_extension_days == 90.0
+
+
+def _replied(rating: Rating | None) -> CaseState:
+    return _handling().model_copy(update={"status": Status.REPLIED, "rating": rating})
+
+
+CITIZEN = Actor(role=Role.CITIZEN, name="citizen")
+OPERATOR_ACTOR = Actor(role=Role.OPERATOR, name="centre")
+
+
+def test_a_second_rating_in_one_round_is_refused() -> None:
+    """Two ``rate`` messages with different request ids delivered together were both applied
+    (fault run 5): the second overwrote the first verdict."""
+    rate = RatingAction(actor=CITIZEN, rating=Rating.SATISFIED)
+    assert lifecycle.check_rating(_replied(None), rate) is None
+    refusal = lifecycle.check_rating(_replied(Rating.UNSATISFIED), rate)
+    assert refusal is not None and refusal.code == "already_rated"
+
+
+def test_a_callback_after_a_rating_is_refused() -> None:
+    callback = CallbackAction(actor=OPERATOR_ACTOR, rating=Rating.SATISFIED, note="called")
+    assert lifecycle.check_callback(_replied(None), callback) is None
+    refusal = lifecycle.check_callback(_replied(Rating.SATISFIED), callback)
+    assert refusal is not None and refusal.code == "already_rated"

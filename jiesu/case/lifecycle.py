@@ -109,7 +109,15 @@ def check_dispatch(state: CaseState, action: DispatchAction) -> Refusal | None:
 def check_rating(state: CaseState, action: RatingAction) -> Refusal | None:
     if action.actor.role not in {Role.CITIZEN, Role.ADMIN}:
         return Refusal("forbidden", "only the citizen rates a case", True)
-    return _status_is(state, Status.REPLIED)
+    return _status_is(state, Status.REPLIED) or _not_rated(state)
+
+
+def _not_rated(state: CaseState) -> Refusal | None:
+    """One verdict per reply round: a second rating (or a callback after one), e.g. a retry
+    with a new request id, is refused instead of overwriting the first."""
+    if state.rating is None:
+        return None
+    return Refusal("already_rated", f"{state.case_id} has already been rated in this round")
 
 
 def _role_in(actor: Actor, roles: frozenset[Role], what: str) -> Refusal | None:
@@ -228,7 +236,7 @@ def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
 
 def check_callback(state: CaseState, action: CallbackAction) -> Refusal | None:
     refusal = _role_in(action.actor, CENTRE_ROLES, "record a callback")
-    return refusal or _status_is(state, Status.REPLIED)
+    return refusal or _status_is(state, Status.REPLIED) or _not_rated(state)
 
 
 # --- deadlines -------------------------------------------------------------------------------
