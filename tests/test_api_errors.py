@@ -13,16 +13,13 @@ import asyncio
 import random
 import socket
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
-from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, handle_of
+from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, handle_of, served
 from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
@@ -35,17 +32,6 @@ from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"
 ADMIN = auth(demo_key("demo-admin"))
-
-
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
-        ) as http,
-    ):
-        yield http
 
 
 def closed_port() -> int:
@@ -90,7 +76,7 @@ async def test_an_unexpected_exception_is_a_500_in_the_error_shape(
     async def broken() -> None:
         raise ZeroDivisionError("secret internals")
 
-    async with serving(app) as http:
+    async with served(app) as http:
         response = await http.get("/api/v1/broken", headers={"X-Request-ID": "boom-1"})
     error = error_of(response, 500, "internal_error")
     assert error["request_id"] == "boom-1"
@@ -112,7 +98,7 @@ async def test_temporal_unreachable_is_503_with_retry_after(
             "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
         down = await connect_to(f"127.0.0.1:{closed_port()}", "default", lazy=True)
         app = create_app(settings, client=down, pool=pool)
-        async with serving(app) as http:
+        async with served(app) as http:
             accept = await http.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
             error_of(accept, 503, "temporal_unavailable")
             assert retry_after(accept) > 0
@@ -142,7 +128,7 @@ async def test_postgresql_unreachable_is_503_with_retry_after(
         down = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=2)
         await down.close()
     app = create_app(settings, client=client, pool=down)
-    async with serving(app) as http:
+    async with served(app) as http:
         for response in (
             await http.get(COMPLAINTS, headers=OPERATOR),
             await http.get(f"{COMPLAINTS}/JS20260101-000001", headers=OPERATOR),

@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 import pytest
 from google.protobuf.duration_pb2 import Duration
-from helpers import auth, complaint, eventually
+from helpers import auth, complaint, eventually, served
 from temporalio import activity, workflow
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
@@ -221,10 +221,7 @@ async def clinic(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[
         async with (
             build_worker(client, pool, own),
             broken,
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://clinic.test"
-            ) as api,
+            served(app) as api,
         ):
             yield Clinic(client, pool, own, api, gateway, f"{name}-broken")
     finally:

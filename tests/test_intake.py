@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 from conftest import TEMPORAL_BIN
-from helpers import OPERATOR, act, complaint, eventually, handle_of
+from helpers import OPERATOR, act, complaint, eventually, handle_of, served
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -69,13 +69,7 @@ async def outage(
         data_converter=pydantic_data_converter,
         lazy=True,
     )
-    app = create_app(settings, client=down, pool=pool)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
-        ) as http,
-    ):
+    async with served(create_app(settings, client=down, pool=pool)) as http:
         yield http
 
 
@@ -94,13 +88,7 @@ async def stopped_server(
     )
     await down.count_workflows()  # really connected before the outage
     await second.shutdown()
-    app = create_app(settings, client=down, pool=pool)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://jiesu.test"
-        ) as http,
-    ):
+    async with served(create_app(settings, client=down, pool=pool)) as http:
         yield http
 
 
@@ -399,11 +387,7 @@ async def api_with_secret(
         async def make(secret: str) -> httpx.AsyncClient:
             configured = settings.model_copy(update={"token_secret": SecretStr(secret)})
             app = create_app(configured, client=client, pool=pool)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
-            return await stack.enter_async_context(
-                httpx.AsyncClient(transport=transport, base_url="http://jiesu.test")
-            )
+            return await stack.enter_async_context(served(app))
 
         yield make
 
