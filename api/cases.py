@@ -27,6 +27,7 @@ from api.errors import ApiError, is_temporal_down, not_found
 from api.schemas import ActionResult
 from jiesu.case.domain import CaseEvent, CaseState, EventKind
 from jiesu.case.lifecycle import Refusal
+from jiesu.case.sla import late_sql
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.
@@ -211,16 +212,6 @@ async def act(
     return _outcome(current, ours)
 
 
-# Overdue, for the case list: a recorded breach, or still open past the finish deadline.
-# The same rule in SQL (search) and in Python (a row's flag); keep them together.
-_OVERDUE_SQL = "(cardinality(breaches) > 0 OR (status <> 'closed' AND finish_deadline < {now}))"
-
-
-def overdue(row: dict[str, Any], now: datetime) -> bool:
-    late = row["finish_deadline"] is not None and row["finish_deadline"] < now
-    return bool(row["breaches"]) or (row["status"] != "closed" and late)
-
-
 _SUMMARY_COLUMNS = (
     "case_id, status, title, category_id, grid_id, channel, urgency, department_id, "
     "received_at, accept_deadline, contact_deadline, finish_deadline, closed_at, rating, breaches"
@@ -253,7 +244,7 @@ async def search(
     if received_to is not None:
         where.append(f"received_at < {arg(received_to)}")
     if overdue is not None:
-        late = _OVERDUE_SQL.format(now=arg(datetime.now(UTC)))
+        late = late_sql(arg(datetime.now(UTC)))
         where.append(late if overdue else f"NOT {late}")
     sql = f"SELECT {_SUMMARY_COLUMNS} FROM cases"
     if where:

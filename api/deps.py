@@ -15,7 +15,20 @@ from temporalio.client import Client
 from api.auth_limit import Attempt
 from api.errors import ApiError, not_found
 from jiesu.access.security import hash_api_key
-from jiesu.case.domain import Actor, CaseState, Role
+from jiesu.case.domain import (
+    ADMIN_ROLES,
+    AUDITOR_ROLES,
+    CENTRE_ROLES,
+    DEPARTMENT_ROLES,
+    DISPATCHER_ROLES,
+    OPERATOR_ROLES,
+    OVERSEER_ROLES,
+    STAFF_ROLES,
+    STATS_VIEWER_ROLES,
+    Actor,
+    CaseState,
+    Role,
+)
 from jiesu.config import Settings
 
 
@@ -76,9 +89,9 @@ async def authenticate(
     return Principal(name=row["name"], role=Role(row["role"]), department_id=row["department_id"])
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
+def require(roles: frozenset[Role]) -> Callable[..., Principal]:
     """A dependency that admits only the given roles (admin is always admitted)."""
-    allowed = {*roles, Role.ADMIN}
+    allowed = roles | {Role.ADMIN}
 
     async def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in allowed:
@@ -89,12 +102,16 @@ def require(*roles: Role) -> Callable[..., Principal]:
     return _check
 
 
-STAFF = (Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR)
-Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
-Staff = Annotated[Principal, Depends(require(*STAFF))]
-Department = Annotated[Principal, Depends(require(Role.DEPARTMENT))]
-Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
-CentreStaff = Annotated[Principal, Depends(require(Role.OPERATOR, Role.SUPERVISOR))]
+# The callers of staff endpoints, one per role group of jiesu.case.domain (defined there once).
+Operator = Annotated[Principal, Depends(require(OPERATOR_ROLES))]
+Staff = Annotated[Principal, Depends(require(STAFF_ROLES))]
+Department = Annotated[Principal, Depends(require(DEPARTMENT_ROLES))]
+Supervisor = Annotated[Principal, Depends(require(DISPATCHER_ROLES))]
+CentreStaff = Annotated[Principal, Depends(require(CENTRE_ROLES))]
+Auditor = Annotated[Principal, Depends(require(AUDITOR_ROLES))]
+Overseer = Annotated[Principal, Depends(require(OVERSEER_ROLES))]
+Viewer = Annotated[Principal, Depends(require(STATS_VIEWER_ROLES))]
+Admin = Annotated[Principal, Depends(require(ADMIN_ROLES))]
 
 _CASE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from api.deps import Principal
-from jiesu.case.domain import ComplaintIntake, RepeatReport
+from jiesu.case.domain import ComplaintIntake, RepeatReport, Status, sql_status
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ async def lock(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
 
 
-_FIND_OPEN_CASE = """
+_FIND_OPEN_CASE = f"""
 SELECT i.case_id
 FROM intakes i LEFT JOIN cases c USING (case_id)
 WHERE (i.phone_key = $1 OR i.address_key = $2)
   AND i.received_at > $3
-  AND c.status IS DISTINCT FROM 'closed'
+  AND c.status IS DISTINCT FROM {sql_status(Status.CLOSED)}
   AND i.case_id <> ALL($4::text[])
 ORDER BY i.received_at
 LIMIT 1

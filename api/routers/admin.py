@@ -12,15 +12,14 @@ import time
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from api.deps import Pool, Principal, Temporal, require
+from api.deps import Admin, Pool, Temporal
 from api.errors import ErrorResponse
 from jiesu.ops import doctor
 
 router = APIRouter(tags=["admin"])
-Admin = Annotated[Principal, Depends(require())]  # require() with no roles: admins only
 
 METRICS_MAX_AGE = 60.0  # seconds
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import cache
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from temporalio.worker import Replayer
 
-from api.deps import CaseId, Pool, Principal, Temporal, require
+from api.deps import Auditor, CaseId, Pool, Temporal
 from api.errors import ApiError, ErrorResponse
 from jiesu.audit import histories as audit
 from jiesu.audit import replay as audit_replay
 from jiesu.audit.timeline import Timeline
-from jiesu.case.domain import Role
 from workflows import ALL_WORKFLOWS
 
 
@@ -31,7 +30,6 @@ def replayer() -> Replayer:
 
 router = APIRouter(prefix="/complaints", tags=["audit"])
 
-Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or unknown API key"},

@@ -13,6 +13,7 @@ from api.deps import AppSettings, CaseId, Operator, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
 from jiesu.case.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
+from jiesu.case.sla import is_late
 
 router = APIRouter(prefix="/complaints", tags=["complaints"])
 
@@ -91,7 +92,7 @@ async def list_complaints(
         offset=offset,
     )
     now = datetime.now(UTC)
-    items = [CaseSummary.model_validate({**r, "overdue": cases.overdue(r, now)}) for r in rows]
+    items = [CaseSummary.model_validate({**r, "overdue": is_late(r, now)}) for r in rows]
     more = len(items) > limit
     return CasePage(
         items=items[:limit],

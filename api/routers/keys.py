@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Pool, Principal, require
+from api.deps import Admin, Pool
 from api.errors import ERRORS, ApiError
 from jiesu.access import api_keys
 from jiesu.access.api_keys import KeyRefused
@@ -16,7 +16,6 @@ from jiesu.case.domain import Line, Role
 
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
-Admin = Annotated[Principal, Depends(require())]  # require() admits admins only
 
 
 

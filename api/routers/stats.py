@@ -17,11 +17,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from activities import statistics
-from api.deps import AppSettings, Pool, Principal, Temporal, require
+from api.deps import Admin, AppSettings, Overseer, Pool, Supervisor, Temporal, Viewer
 from api.errors import ApiError, ErrorResponse
 from jiesu.case.domain import Channel, Day, Line, Role, Urgency
 from jiesu.stats.evaluation import ScoringRules
@@ -34,10 +34,6 @@ router = APIRouter(tags=["statistics"])
 MAX_PERIODS = 400
 DEFAULT_DAYS = 30
 
-Viewer = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.AUDITOR, Role.DEPARTMENT))]
-Overseer = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.AUDITOR))]
-Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
-Admin = Annotated[Principal, Depends(require())]
 Level = Literal["centre", "county", "township", "village"]
 FilterValue = Annotated[Line | None, Query(max_length=100)]
 

@@ -157,6 +157,27 @@ class Role(StrEnum):
     SYSTEM = "system"  # the workflow itself (timers)
 
 
+# Role groups: who may do what. The one definition the lifecycle checks and the API's
+# dependencies (api/deps.py) are both built from. Admins are in every group.
+ADMIN_ROLES = frozenset({Role.ADMIN})
+OPERATOR_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})  # 话务员: register cases
+DEPARTMENT_ROLES = frozenset({Role.DEPARTMENT, Role.ADMIN})  # 承办: handle cases
+DISPATCHER_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})  # 派单 / 督办
+CENTRE_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})  # 回访 staff
+AUDITOR_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})
+OVERSEER_ROLES = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})  # whole-county figures
+STATS_VIEWER_ROLES = OVERSEER_ROLES | {Role.DEPARTMENT}  # figures (a department: its own)
+STAFF_ROLES = frozenset(
+    {Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN}
+)  # every API-key holder
+
+
+def sql_status(*statuses: Status) -> str:
+    """Statuses as a SQL list of quoted literals (one, or several for an IN list), so SQL
+    text is built from :class:`Status` and never spells a status by hand."""
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
 class Rating(StrEnum):
     """评价."""
 

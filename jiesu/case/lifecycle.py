@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jiesu.case.domain import (
+    CENTRE_ROLES,
+    DISPATCHER_ROLES,
     AcceptAction,
     Actor,
     CallbackAction,
@@ -39,8 +41,6 @@ from jiesu.case.domain import (
     WithdrawAction,
 )
 
-DISPATCHER_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})
-CENTRE_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})  # 回访 staff
 WITH_DEPARTMENT = (Status.ASSIGNED, Status.HANDLING)
 BEFORE_REPLY = (Status.REGISTERED, Status.DISPATCHING, Status.REASSIGNING, *WITH_DEPARTMENT)
 

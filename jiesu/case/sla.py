@@ -8,9 +8,10 @@ must take the case well before it has to act on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from jiesu.case.domain import Urgency
+from jiesu.case.domain import Status, Urgency, sql_status
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,21 @@ SLA_POLICY: dict[Urgency, SlaRule] = {
         finish=Limit(timedelta(days=2), working_time=True),
     ),
 }
+
+
+# "Late" (逾期), the case list's ``overdue`` flag and filter: any deadline breach recorded, or
+# still open past the finish deadline. Not the 超时量 statistic (jiesu.stats.indicators.OVERDUE),
+# which counts recorded *finish* breaches only. The same rule in SQL (the list's filter) and in
+# Python (a listed row's flag): keep them together.
+
+
+def late_sql(now: str) -> str:
+    """The rule over a ``cases`` row; ``now`` is the SQL placeholder of the current time."""
+    closed = sql_status(Status.CLOSED)
+    return f"(cardinality(breaches) > 0 OR (status <> {closed} AND finish_deadline < {now}))"
+
+
+def is_late(row: dict[str, Any], now: datetime) -> bool:
+    """The rule over a ``cases`` row as fetched (breaches, status, finish_deadline)."""
+    past_finish = row["finish_deadline"] is not None and row["finish_deadline"] < now
+    return bool(row["breaches"]) or (row["status"] != Status.CLOSED and past_finish)
