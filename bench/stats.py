@@ -32,13 +32,13 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
-from activities import statistics
 from api.main import create_app
 from bench import generator
 from jiesu import db
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.demo_data import demo_key
+from jiesu.stats import queries, rollup
 from jiesu.stats.indicators import Filter, GroupBy
 from jiesu.stats.reports import ReportKind, previous_period
 
@@ -52,7 +52,7 @@ class Scenario:
     name: str
     path: str
     params: dict[str, str]
-    baseline: statistics.IndicatorQuery | str | None = None  # IndicatorQuery or "ranking"
+    baseline: queries.IndicatorQuery | str | None = None  # IndicatorQuery or "ranking"
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,8 +87,8 @@ def scenarios(end: date) -> list[Scenario]:
     quarter = end - timedelta(days=89)
     last_month, _ = previous_period(ReportKind.MONTHLY, datetime.now(UTC), TZ)
 
-    def q(start: date, group_by: GroupBy, **filters: str) -> statistics.IndicatorQuery:
-        return statistics.IndicatorQuery(start, end, group_by, {Filter(k): v for k, v in
+    def q(start: date, group_by: GroupBy, **filters: str) -> queries.IndicatorQuery:
+        return queries.IndicatorQuery(start, end, group_by, {Filter(k): v for k, v in
                                                                  filters.items()})
 
     def ind(name: str, start: date, group_by: GroupBy, **filters: str) -> Scenario:
@@ -136,10 +136,10 @@ GROUP BY c.department_id
 
 
 async def baseline(pool: asyncpg.Pool, s: Scenario, repeat: int) -> list[float] | None:
-    if isinstance(s.baseline, statistics.IndicatorQuery):
-        sql, args = statistics.baseline_sql(s.baseline, TZ)
+    if isinstance(s.baseline, queries.IndicatorQuery):
+        sql, args = queries.baseline_sql(s.baseline, TZ)
     elif s.baseline == "ranking":
-        sql = _RAW_RANKING.format(sums=statistics.measure_select(), tz=TZ)
+        sql = _RAW_RANKING.format(sums=rollup.measure_select(), tz=TZ)
         args = [date.fromisoformat(s.params["from"]), date.fromisoformat(s.params["to"])]
     else:
         return None
@@ -170,13 +170,13 @@ async def prepare(dsn: str, cases: int, end: date) -> dict[str, float]:
             timings["generate_and_copy_s"] = round(time.perf_counter() - start, 1)
         async with pool.acquire() as conn:
             start = time.perf_counter()
-            await statistics.refresh(conn, TZ, full=True)
+            await rollup.refresh(conn, TZ, full=True)
             timings["rollup_full_rebuild_s"] = round(time.perf_counter() - start, 1)
             await conn.execute("VACUUM ANALYZE case_daily_stats")
             await conn.execute("VACUUM ANALYZE cases")
             start = time.perf_counter()
             period = previous_period(ReportKind.MONTHLY, datetime.now(UTC), TZ)
-            await statistics.produce_report(pool, ReportKind.MONTHLY, *period, TZ)
+            await queries.produce_report(pool, ReportKind.MONTHLY, *period, TZ)
             timings["monthly_report_snapshot_s"] = round(time.perf_counter() - start, 2)
         timings["rollup_rows"] = await pool.fetchval("SELECT count(*) FROM case_daily_stats")
         timings["cases_table_mb"] = round(
@@ -232,7 +232,7 @@ async def measure_live(
         for _ in range(max(5, repeat // 4)):
             await touch(pool, 50, end)
             start = time.perf_counter()
-            await statistics.refresh(conn, TZ)
+            await rollup.refresh(conn, TZ)
             refresh_samples.append(time.perf_counter() - start)
     return {
         "indicators year by month, 50 recent cases changed before each request": summary(samples),

@@ -16,13 +16,12 @@ import pytest
 from helpers import AUDITOR, OPERATOR, SUPERVISOR, act, auth, department, eventually, register
 from statcases import case_row, insert_cases, local
 
-from activities import statistics
 from bench import generator
 from jiesu import db
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.demo_data import demo_key
-from jiesu.stats import catalogue, indicators
+from jiesu.stats import catalogue, indicators, queries, rollup
 from jiesu.stats.evaluation import DEFAULT_RULES
 from jiesu.stats.indicators import MEASURES, Filter, GroupBy
 
@@ -130,16 +129,16 @@ def test_every_rate_has_a_numerator_and_a_denominator() -> None:
 @pytest.mark.parametrize(
     ("filters", "grain"),
     [
-        ({}, statistics.GRAIN_TOTAL),
-        ({Filter.DEPARTMENT: "water"}, statistics.GRAIN_DEPARTMENT),
-        ({Filter.LEVEL: "county"}, statistics.GRAIN_DEPARTMENT),
-        ({Filter.CATEGORY: "garbage", Filter.CHANNEL: "app"}, statistics.GRAIN_CLASS),
-        ({Filter.GRID: "G-QH-01-01-1"}, statistics.GRAIN_DETAIL),
-        ({Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"}, statistics.GRAIN_DETAIL),
+        ({}, rollup.GRAIN_TOTAL),
+        ({Filter.DEPARTMENT: "water"}, rollup.GRAIN_DEPARTMENT),
+        ({Filter.LEVEL: "county"}, rollup.GRAIN_DEPARTMENT),
+        ({Filter.CATEGORY: "garbage", Filter.CHANNEL: "app"}, rollup.GRAIN_CLASS),
+        ({Filter.GRID: "G-QH-01-01-1"}, rollup.GRAIN_DETAIL),
+        ({Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"}, rollup.GRAIN_DETAIL),
     ],
 )
 def test_the_coarsest_sufficient_grain_is_read(filters: dict, grain: int) -> None:
-    assert statistics.choose_grain(filters) == grain
+    assert rollup.choose_grain(filters) == grain
 
 
 # --- indicators through the API ------------------------------------------------------------------
@@ -200,11 +199,11 @@ async def test_filters(
 async def test_rollup_equals_the_raw_rows(
     pool: asyncpg.Pool, settings: Settings, march: None, filters: dict, group_by: GroupBy
 ) -> None:
-    await statistics.ensure_fresh(pool, settings.timezone)
-    query = statistics.IndicatorQuery(date(2001, 2, 1), date(2001, 4, 30), group_by, filters)
-    rollup = await statistics.measure_sums(pool, query)
-    raw = await statistics.measure_sums(pool, query, timezone=settings.timezone)
-    assert rollup == raw and rollup
+    await rollup.ensure_fresh(pool, settings.timezone)
+    query = queries.IndicatorQuery(date(2001, 2, 1), date(2001, 4, 30), group_by, filters)
+    summed = await queries.measure_sums(pool, query)
+    raw = await queries.measure_sums(pool, query, timezone=settings.timezone)
+    assert summed == raw and summed
 
 
 async def test_a_changed_case_is_counted_at_once(
@@ -230,12 +229,12 @@ async def test_a_full_rebuild_gives_the_incremental_result(
 ) -> None:
     dump = "SELECT * FROM case_daily_stats ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
     async with pool.acquire() as conn:
-        await statistics.refresh(conn, settings.timezone)
+        await rollup.refresh(conn, settings.timezone)
         incremental = [tuple(r) for r in await conn.fetch(dump)]
-        result = await statistics.refresh(conn, settings.timezone, full=True)
+        result = await rollup.refresh(conn, settings.timezone, full=True)
         assert result.full
         assert [tuple(r) for r in await conn.fetch(dump)] == incremental
-        assert (await statistics.refresh(conn, settings.timezone)).days >= 0
+        assert (await rollup.refresh(conn, settings.timezone)).days >= 0
 
 
 async def test_csv(api: httpx.AsyncClient, march: None) -> None:
@@ -427,21 +426,21 @@ async def test_generated_cases_rollup_equals_raw(database_url: str, settings: Se
     assert await generator.fill(dsn, plan) == 4000
     pool = await db.create_pool(dsn, max_size=2)
     try:
-        await statistics.ensure_fresh(pool, settings.timezone)
+        await rollup.ensure_fresh(pool, settings.timezone)
         for filters in (
             {}, {Filter.LEVEL: "village"}, {Filter.DEPARTMENT: "urban-management"},
             {Filter.CATEGORY: "garbage", Filter.CHANNEL: "hotline"},
             {Filter.GRID: "G-GX-01-01-1"},
             {Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"},
         ):  # fmt: skip
-            query_ = statistics.IndicatorQuery(date(2004, 5, 1), date(2004, 6, 30),
-                                               GroupBy.WEEK, filters)  # fmt: skip
-            rollup = await statistics.measure_sums(pool, query_)
-            assert rollup == await statistics.measure_sums(
+            query_ = queries.IndicatorQuery(date(2004, 5, 1), date(2004, 6, 30),
+                                            GroupBy.WEEK, filters)  # fmt: skip
+            summed = await queries.measure_sums(pool, query_)
+            assert summed == await queries.measure_sums(
                 pool, query_, timezone=settings.timezone
             ), filters
-        totals = (await statistics.indicators(
-            pool, statistics.IndicatorQuery(plan.end - timedelta(days=59), plan.end)
+        totals = (await queries.indicators(
+            pool, queries.IndicatorQuery(plan.end - timedelta(days=59), plan.end)
         ))["totals"]  # fmt: skip
         assert totals["received"] == 4000
         assert totals["received"] == totals["closed"] + totals["in_progress"]

@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from activities import statistics
 from api.deps import Admin, AppSettings, Overseer, Pool, Supervisor, Temporal, Viewer
 from api.errors import ApiError, ErrorResponse
 from jiesu.case.domain import Channel, Day, Line, Role, Urgency
+from jiesu.stats import queries, rollup
 from jiesu.stats.evaluation import ScoringRules
 from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
 from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
@@ -255,7 +255,7 @@ async def get_indicators(
             raise ApiError(403, "forbidden", "you can see only your own department's figures")
         department_id = principal.department_id
     start, end = _period(date_from, date_to, settings.timezone)
-    if len(statistics.period_starts(start, end, group_by)) > MAX_PERIODS:
+    if len(queries.period_starts(start, end, group_by)) > MAX_PERIODS:
         raise ApiError(
             422, "too_many_periods", f"more than {MAX_PERIODS} periods: group by week or month"
         )
@@ -264,9 +264,9 @@ async def get_indicators(
         Filter.CHANNEL: channel, Filter.LEVEL: level, Filter.URGENCY: urgency,
     }  # fmt: skip
     filters = {f: str(v) for f, v in given.items() if v is not None}
-    as_of = await statistics.ensure_fresh(pool, settings.timezone)
-    query = statistics.IndicatorQuery(start, end, group_by, filters)
-    table = await statistics.indicators(pool, query)
+    as_of = await rollup.ensure_fresh(pool, settings.timezone)
+    query = queries.IndicatorQuery(start, end, group_by, filters)
+    table = await queries.indicators(pool, query)
     if _wants_csv(request, format_):
         return _csv_response(indicator_rows(table), f"indicators-{start}-{end}.csv")
     return {
@@ -299,8 +299,8 @@ async def get_ranking(
     format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
     start, end = _period(date_from, date_to, settings.timezone)
-    await statistics.ensure_fresh(pool, settings.timezone)
-    result = await statistics.ranking(pool, start, end, level=level, min_cases=min_cases)
+    await rollup.ensure_fresh(pool, settings.timezone)
+    result = await queries.ranking(pool, start, end, level=level, min_cases=min_cases)
     if _wants_csv(request, format_):
         return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")
     return {"from": start, "to": end, "level": level, **result}
@@ -313,7 +313,7 @@ async def get_ranking(
     summary="考评规则 The scoring rules in force",
 )
 async def get_scoring_rules(principal: Overseer, pool: Pool) -> ScoringRules:
-    return await statistics.load_rules(pool)
+    return await queries.load_rules(pool)
 
 
 @router.put(
@@ -323,7 +323,7 @@ async def get_scoring_rules(principal: Overseer, pool: Pool) -> ScoringRules:
     summary="考评规则 Replace the scoring rules (admin)",
 )
 async def put_scoring_rules(body: ScoringRules, principal: Admin, pool: Pool) -> ScoringRules:
-    await statistics.save_rules(pool, body, principal.name)
+    await queries.save_rules(pool, body, principal.name)
     return body
 
 

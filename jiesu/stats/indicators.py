@@ -3,7 +3,7 @@
 A *measure* (计数口径) is a condition on one case row of the read model (``cases``); summed over
 cases it gives a count. An *indicator* is either a count (one measure) or a rate (a numerator
 measure over a denominator measure). The rollup refresh and the baseline queries
-(activities/statistics.py) build their SQL from ``MEASURES``, the API computes rates with
+(jiesu/stats/rollup.py, queries.py) build their SQL from ``MEASURES``, the API computes rates with
 :func:`ratio`, and docs/indicators.md is rendered from this module
 (``python -m jiesu.stats.catalogue > docs/indicators.md``; a test keeps them equal).
 

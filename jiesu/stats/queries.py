@@ -1,0 +1,307 @@
+"""Statistics queries (统计分析): indicator tables, the department ranking (考评排名) and the
+periodic report snapshots (定期报告), all read from the daily rollup (jiesu.stats.rollup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from jiesu.stats.evaluation import DEFAULT_RULES, ScoringRules, rank, score
+from jiesu.stats.indicators import Filter, GroupBy, evaluate
+from jiesu.stats.reports import ReportKind, ReportSummary
+from jiesu.stats.rollup import MEASURE_NAMES, choose_grain, measure_select, refresh
+
+# --- indicator queries ----------------------------------------------------------------------
+
+_BUCKETS = {
+    GroupBy.DAY: "{day}",
+    GroupBy.WEEK: "date_trunc('week', {day})::date",
+    GroupBy.MONTH: "date_trunc('month', {day})::date",
+}
+
+
+def period_starts(start: date, end: date, group_by: GroupBy) -> list[date]:
+    """The first day of every period that meets [start, end]."""
+    first = bucket_of(start, group_by)
+    out: list[date] = []
+    current = first
+    while current <= end:
+        out.append(current)
+        current = _next_bucket(current, group_by)
+    return out
+
+
+def bucket_of(day: date, group_by: GroupBy) -> date:
+    if group_by is GroupBy.WEEK:
+        return day - timedelta(days=day.weekday())
+    if group_by is GroupBy.MONTH:
+        return day.replace(day=1)
+    return day
+
+
+def _next_bucket(day: date, group_by: GroupBy) -> date:
+    if group_by is GroupBy.WEEK:
+        return day + timedelta(days=7)
+    if group_by is GroupBy.MONTH:
+        return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return day + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class IndicatorQuery:
+    start: date  # first local day included
+    end: date  # last local day included
+    group_by: GroupBy = GroupBy.DAY
+    filters: Mapping[Filter, str] | None = None
+
+    @property
+    def equal(self) -> Mapping[Filter, str]:
+        return self.filters or {}
+
+
+class _Args:
+    def __init__(self, *initial: Any) -> None:
+        self.values: list[Any] = list(initial)
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def rollup_sql(query: IndicatorQuery) -> tuple[str, list[Any]]:
+    """Per-period measure sums from case_daily_stats, at the grain the filters need."""
+    grain = choose_grain(query.equal)
+    arg = _Args()
+    where = [f"grain = {grain}", f"day >= {arg(query.start)}", f"day <= {arg(query.end)}"]
+    where += [f"{f.value} = {arg(v)}" for f, v in query.equal.items()]
+    bucket = _BUCKETS[query.group_by].format(day="day")
+    sums = ", ".join(f"sum({m})::bigint AS {m}" for m in MEASURE_NAMES)
+    sql = (
+        f"SELECT {bucket} AS period, {sums} FROM case_daily_stats"
+        f" WHERE {' AND '.join(where)} GROUP BY period ORDER BY period"
+    )
+    return sql, arg.values
+
+
+def baseline_sql(query: IndicatorQuery, timezone: str) -> tuple[str, list[Any]]:
+    """The same figures computed straight from the raw ``cases`` rows (the benchmark's
+    baseline and the tests' cross-check)."""
+    arg = _Args(timezone)
+    day = "(c.received_at AT TIME ZONE $1)::date"
+    where = [
+        f"c.received_at >= ({arg(query.start)}::date::timestamp AT TIME ZONE $1)",
+        f"c.received_at < (({arg(query.end)}::date + 1)::timestamp AT TIME ZONE $1)",
+    ]
+    for f, v in query.equal.items():
+        column = "d.level" if f is Filter.LEVEL else f"c.{f.value}"
+        where.append(f"{column} = {arg(v)}")
+    bucket = _BUCKETS[query.group_by].format(day=day)
+    sql = (
+        f"SELECT {bucket} AS period, {measure_select()}"
+        " FROM cases c LEFT JOIN departments d ON d.id = c.department_id"
+        f" WHERE {' AND '.join(where)} GROUP BY period ORDER BY period"
+    )
+    return sql, arg.values
+
+
+async def measure_sums(
+    conn: asyncpg.Connection | asyncpg.Pool, query: IndicatorQuery, *, timezone: str | None = None
+) -> dict[date, dict[str, int]]:
+    """Measure sums per period start (rollup; raw ``cases`` when ``timezone`` is given)."""
+    sql, args = baseline_sql(query, timezone) if timezone else rollup_sql(query)
+    rows = await conn.fetch(sql, *args)
+    return {r["period"]: {m: int(r[m]) for m in MEASURE_NAMES} for r in rows}
+
+
+def indicator_table(query: IndicatorQuery, sums: dict[date, dict[str, int]]) -> dict[str, Any]:
+    """Totals and every period (empty periods included) as indicator values."""
+    zero = dict.fromkeys(MEASURE_NAMES, 0)
+    periods = []
+    totals = dict(zero)
+    for start in period_starts(query.start, query.end, query.group_by):
+        period = sums.get(start, zero)
+        for m in MEASURE_NAMES:
+            totals[m] += period[m]
+        periods.append({"period": start, **evaluate(period)})
+    return {"totals": evaluate(totals), "periods": periods}
+
+
+async def indicators(pool: asyncpg.Pool, query: IndicatorQuery) -> dict[str, Any]:
+    return indicator_table(query, await measure_sums(pool, query))
+
+
+# --- department evaluation (考评) -----------------------------------------------------------
+
+
+async def load_rules(conn: asyncpg.Connection | asyncpg.Pool) -> ScoringRules:
+    stored = await conn.fetchval("SELECT rules FROM evaluation_rules WHERE id = 'default'")
+    return ScoringRules.model_validate(stored) if stored else DEFAULT_RULES
+
+
+async def save_rules(pool: asyncpg.Pool, rules: ScoringRules, by: str) -> None:
+    await pool.execute(
+        """
+        INSERT INTO evaluation_rules (id, rules, updated_at, updated_by)
+        VALUES ('default', $1, now(), $2)
+        ON CONFLICT (id) DO UPDATE SET rules = excluded.rules, updated_at = now(),
+            updated_by = excluded.updated_by
+        """,
+        rules.model_dump(mode="json"),
+        by,
+    )
+
+
+_RANKING = """
+SELECT s.department_id, d.name, d.level, {sums}
+FROM case_daily_stats s JOIN departments d ON d.id = s.department_id
+WHERE s.grain = 1 AND s.day >= $1 AND s.day <= $2 AND d.level <> 'centre'
+    AND ($3::text IS NULL OR d.level = $3)
+GROUP BY s.department_id, d.name, d.level
+"""
+
+
+async def ranking(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    start: date,
+    end: date,
+    *,
+    level: str | None = None,
+    rules: ScoringRules | None = None,
+    min_cases: int | None = None,
+) -> dict[str, Any]:
+    """考评排名: every department (not the centre) with cases received in [start, end]."""
+    rules = rules or await load_rules(conn)
+    minimum = rules.min_cases if min_cases is None else min_cases
+    sums = ", ".join(f"sum(s.{m})::bigint AS {m}" for m in MEASURE_NAMES)
+    rows = await conn.fetch(_RANKING.format(sums=sums), start, end, level)
+    entries = []
+    for r in rows:
+        values = evaluate({m: r[m] for m in MEASURE_NAMES})
+        entries.append({
+            "department_id": r["department_id"],
+            "department_name": r["name"],
+            "level": r["level"],
+            "received": values["received"],
+            **score(rules, values),
+        })  # fmt: skip
+    return {"rules": rules.model_dump(mode="json"), "min_cases": minimum,
+            "entries": rank(entries, minimum)}
+
+
+# --- reports (定期报告) ------------------------------------------------------------------------
+
+TOP_N = 10
+OVERDUE_LIST_LIMIT = 100
+
+
+async def _top_categories(conn: asyncpg.Connection, start: date, end: date) -> list[dict]:
+    rows = await conn.fetch(
+        """
+        SELECT s.category_id, coalesce(c.name, s.category_id) AS name,
+            sum(s.received)::bigint AS received, sum(s.overdue)::bigint AS overdue
+        FROM case_daily_stats s LEFT JOIN categories c ON c.id = s.category_id
+        WHERE s.grain = 2 AND s.day BETWEEN $1 AND $2
+        GROUP BY s.category_id, c.name ORDER BY received DESC, s.category_id LIMIT $3
+        """,
+        start, end, TOP_N,
+    )  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+async def _top_places(conn: asyncpg.Connection, start: date, end: date) -> list[dict]:
+    rows = await conn.fetch(
+        """
+        SELECT s.grid_id, coalesce(a.name, s.grid_id) AS name,
+            sum(s.received)::bigint AS received, sum(s.overdue)::bigint AS overdue
+        FROM case_daily_stats s LEFT JOIN areas a ON a.id = s.grid_id
+        WHERE s.grain = 3 AND s.day BETWEEN $1 AND $2
+        GROUP BY s.grid_id, a.name ORDER BY received DESC, s.grid_id LIMIT $3
+        """,
+        start, end, TOP_N,
+    )  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+async def _overdue_cases(
+    conn: asyncpg.Connection, start: date, end: date, timezone: str
+) -> list[dict]:
+    rows = await conn.fetch(
+        """
+        SELECT c.case_id, c.title, c.status, c.department_id, d.name AS department_name,
+            c.category_id, c.grid_id, c.received_at, c.finish_deadline, c.replied_at
+        FROM cases c LEFT JOIN departments d ON d.id = c.department_id
+        WHERE c.received_at >= ($1::date::timestamp AT TIME ZONE $3)
+            AND c.received_at < (($2::date + 1)::timestamp AT TIME ZONE $3)
+            AND 'finish' = ANY(c.breaches)
+        ORDER BY c.finish_deadline, c.case_id LIMIT $4
+        """,
+        start, end, timezone, OVERDUE_LIST_LIMIT,
+    )  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+async def build_report(
+    conn: asyncpg.Connection, kind: ReportKind, start: date, end: date, timezone: str
+) -> dict[str, Any]:
+    group_by = GroupBy.DAY
+    table = indicator_table(
+        IndicatorQuery(start, end, group_by), await measure_sums(conn, IndicatorQuery(start, end))
+    )
+    overdue = await _overdue_cases(conn, start, end, timezone)
+    return {
+        "kind": kind.value,
+        "period_start": start,
+        "period_end": end,
+        "timezone": timezone,
+        "indicators": table,
+        "top_categories": await _top_categories(conn, start, end),
+        "top_places": await _top_places(conn, start, end),
+        "overdue_cases": {"count": table["totals"]["overdue"], "listed": overdue},
+        "ranking": (await ranking(conn, start, end))["entries"],
+    }
+
+
+async def store_report(
+    conn: asyncpg.Connection, kind: ReportKind, start: date, end: date, content: dict[str, Any]
+) -> ReportSummary:
+    """Insert, or replace the period's snapshot (never a second row for a period)."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO report_snapshots (kind, period_start, period_end, generated_at, content)
+        VALUES ($1, $2, $3, now(), $4)
+        ON CONFLICT (kind, period_start) DO UPDATE SET period_end = excluded.period_end,
+            generated_at = excluded.generated_at, content = excluded.content,
+            generation = report_snapshots.generation + 1
+        RETURNING generated_at, generation
+        """,
+        kind.value, start, end, _jsonable(content),
+    )  # fmt: skip
+    return ReportSummary(
+        kind=kind, period_start=start, period_end=end,
+        generated_at=row["generated_at"], generation=row["generation"],
+    )  # fmt: skip
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+async def produce_report(
+    pool: asyncpg.Pool, kind: ReportKind, start: date, end: date, timezone: str
+) -> ReportSummary:
+    async with pool.acquire() as conn:
+        await refresh(conn, timezone)
+        async with conn.transaction():
+            content = await build_report(conn, kind, start, end, timezone)
+            return await store_report(conn, kind, start, end, content)

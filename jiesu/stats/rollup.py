@@ -1,0 +1,146 @@
+"""The daily rollup (``case_daily_stats``) and its refresh.
+
+The rollup holds, per local day of receipt and at four grains (see
+jiesu/migrations/0002_statistics.sql), the sum of every measure in jiesu.stats.indicators.MEASURES.
+It is refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
+previous refresh, minus a safety margin for transactions that committed late, are recomputed
+as a whole. The API refreshes before it reads when something changed (cheap when nothing did),
+and the report workflow refreshes before it takes a snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from jiesu.stats.indicators import MEASURES, Filter
+
+_REFRESH_LOCK = 0x4A535453  # "JSTS"
+REFRESH_MARGIN = timedelta(seconds=30)
+"""How far back a refresh looks before the previous one: covers projection transactions that
+started before it and committed after it (they stamp ``updated_at`` with their start)."""
+
+MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
+_DIMENSIONS = ("department_id", "level", "category_id", "grid_id", "channel", "urgency")
+
+# Grains of case_daily_stats and the GROUPING() bitmask of _DIMENSIONS that produces each
+# (a bit is 1 when the dimension is rolled up).
+GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS, GRAIN_DETAIL = 0, 1, 2, 3
+_GRAIN_SETS: dict[int, tuple[str, ...]] = {
+    GRAIN_TOTAL: (),
+    GRAIN_DEPARTMENT: ("department_id", "level"),
+    GRAIN_CLASS: ("level", "category_id", "channel", "urgency"),
+    GRAIN_DETAIL: _DIMENSIONS,
+}
+
+
+def _grouping_mask(dims: tuple[str, ...]) -> int:
+    return sum(1 << (len(_DIMENSIONS) - 1 - i) for i, d in enumerate(_DIMENSIONS) if d not in dims)
+
+
+def choose_grain(filters: Mapping[Filter, str]) -> int:
+    """The coarsest grain that still has every filtered dimension."""
+    wanted = {f.value for f in filters}
+    for grain in (GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS):
+        if wanted <= set(_GRAIN_SETS[grain]):
+            return grain
+    return GRAIN_DETAIL
+
+
+def measure_select(prefix: str = "") -> str:
+    """`count(*) FILTER (WHERE <measure>) AS <name>` for every measure, over cases `c`."""
+    return ",\n    ".join(
+        f"count(*) FILTER (WHERE {m.sql}) AS {prefix}{m.name}" for m in MEASURES
+    )
+
+
+def _rollup_insert(where: str) -> str:
+    grain_case = " ".join(
+        f"WHEN {_grouping_mask(dims)} THEN {grain}" for grain, dims in _GRAIN_SETS.items()
+    )
+    sets = ", ".join("(" + ", ".join(("day", *dims)) + ")" for dims in _GRAIN_SETS.values())
+    return f"""
+INSERT INTO case_daily_stats (grain, day, {", ".join(_DIMENSIONS)}, {", ".join(MEASURE_NAMES)})
+SELECT CASE GROUPING({", ".join(_DIMENSIONS)}) {grain_case} END,
+    day, {", ".join(_DIMENSIONS)},
+    {measure_select()}
+FROM (
+    SELECT c.*, (c.received_at AT TIME ZONE $1)::date AS day, d.level
+    FROM cases c LEFT JOIN departments d ON d.id = c.department_id
+    {where}
+) c
+GROUP BY GROUPING SETS ({sets})
+"""
+
+
+_REBUILD = _rollup_insert("")
+# $2: the days to recompute; each day's cases are found through cases_received.
+_REBUILD_DAYS = _rollup_insert(
+    "JOIN unnest($2::date[]) AS dd(d) ON c.received_at >= (dd.d::timestamp AT TIME ZONE $1)"
+    " AND c.received_at < ((dd.d + 1)::timestamp AT TIME ZONE $1)"
+)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    full: bool
+    days: int  # days recomputed (all of them on a full rebuild)
+
+
+async def refresh(conn: asyncpg.Connection, timezone: str, *, full: bool = False) -> RefreshResult:
+    """Bring case_daily_stats up to date (incrementally unless ``full`` or the time zone
+    changed). Serialised by an advisory lock; idempotent."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _REFRESH_LOCK)
+        state = await conn.fetchrow("SELECT timezone, refreshed_at FROM case_stats_refresh")
+        started: datetime = await conn.fetchval("SELECT now()")
+        if full or state is None or state["timezone"] != timezone:
+            await conn.execute("DELETE FROM case_daily_stats")
+            await conn.execute(_REBUILD, timezone)
+            result = RefreshResult(full=True, days=await _day_count(conn))
+        else:
+            days = await conn.fetchval(
+                "SELECT coalesce(array_agg(DISTINCT (received_at AT TIME ZONE $1)::date), '{}')"
+                " FROM cases WHERE updated_at > $2",
+                timezone,
+                state["refreshed_at"] - REFRESH_MARGIN,
+            )
+            if days:
+                await conn.execute("DELETE FROM case_daily_stats WHERE day = ANY($1)", days)
+                await conn.execute(_REBUILD_DAYS, timezone, days)
+            result = RefreshResult(full=False, days=len(days))
+        await conn.execute(
+            """
+            INSERT INTO case_stats_refresh (id, timezone, refreshed_at, seen_updated_at)
+            VALUES (true, $1, $2, (SELECT max(updated_at) FROM cases))
+            ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone,
+                refreshed_at = excluded.refreshed_at, seen_updated_at = excluded.seen_updated_at
+            """,
+            timezone,
+            started,
+        )
+        return result
+
+
+async def _day_count(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM case_daily_stats WHERE grain = 0")
+
+
+_NEEDS_REFRESH = """
+SELECT r.timezone IS DISTINCT FROM $1
+    OR (SELECT max(updated_at) FROM cases) IS DISTINCT FROM r.seen_updated_at
+    OR r.seen_updated_at > now() - $2::interval
+FROM (SELECT NULL) AS one LEFT JOIN case_stats_refresh r ON true
+"""
+
+
+async def ensure_fresh(pool: asyncpg.Pool, timezone: str) -> datetime:
+    """Refresh when a case changed since the last refresh (or recently: late commits);
+    return the time the figures are current as of."""
+    async with pool.acquire() as conn:
+        if await conn.fetchval(_NEEDS_REFRESH, timezone, REFRESH_MARGIN):
+            await refresh(conn, timezone)
+        return await conn.fetchval("SELECT refreshed_at FROM case_stats_refresh")
