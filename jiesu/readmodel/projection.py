@@ -1,0 +1,121 @@
+"""The read-model writer: the case row and its append-only event list in PostgreSQL.
+
+Idempotent by construction: events are keyed by (case_id, seq) and inserted with
+ON CONFLICT DO NOTHING; the case row only ever moves to a newer version. A retried or
+re-delivered activity therefore never duplicates or rolls back anything.
+
+The same transaction stores the notices the new events cause (``jiesu.notify.notices``) in the
+``notifications`` outbox, keyed by their idempotency key: written exactly when the events are.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from jiesu.case.domain import CaseProjection
+from jiesu.notify.notices import notices_for
+from jiesu.stats.indicators import case_resolved
+
+_UPSERT_CASE = """
+INSERT INTO cases (
+    case_id, version, status, title, category_id, grid_id, channel, urgency, department_id,
+    received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
+    replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
+    extension_count, rehandle_count, escalation_level, handled_level, resolved, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22, $23, $24, $25, $26,
+        (SELECT level FROM departments WHERE id = $27), $28, now())
+ON CONFLICT (case_id) DO UPDATE SET
+    version = excluded.version, status = excluded.status, department_id = excluded.department_id,
+    urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
+    contact_deadline = excluded.contact_deadline, finish_deadline = excluded.finish_deadline,
+    accepted_at = excluded.accepted_at, contacted_at = excluded.contacted_at,
+    replied_at = excluded.replied_at, closed_at = excluded.closed_at, rating = excluded.rating,
+    resolution = excluded.resolution, breaches = excluded.breaches, state = excluded.state,
+    repeat_count = excluded.repeat_count, return_count = excluded.return_count,
+    extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
+    escalation_level = excluded.escalation_level, handled_level = excluded.handled_level,
+    resolved = excluded.resolved, updated_at = now()
+WHERE cases.version < excluded.version
+"""
+
+_INSERT_EVENT = """
+INSERT INTO case_events (case_id, seq, kind, at, actor, data)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (case_id, seq) DO NOTHING
+"""
+
+_INSERT_NOTICE = """
+INSERT INTO notifications (
+    key, case_id, event_seq, event_kind, recipient_kind, recipient_id, channel, subject, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (key) DO NOTHING
+"""
+
+def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
+    """For jiesu/stats/indicators.py: the department that replied (its level is the case's
+    handled_level; NULL until a reply) and ``resolved`` (see
+    jiesu.stats.indicators.case_resolved)."""
+    s = projection.state
+    replier = (s.reply.by.department_id or s.department_id) if s.reply else None
+    return replier, case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
+
+
+async def write_case(pool: asyncpg.Pool, projection: CaseProjection) -> None:
+    """Store the projection's new events, the newer case row and the notices they cause, in
+    one transaction (idempotent: a repeated call changes nothing)."""
+    s = projection.state
+    d = s.deadlines
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            _INSERT_EVENT,
+            [
+                (
+                    s.case_id,
+                    e.seq,
+                    e.kind.value,
+                    e.at,
+                    e.actor.model_dump(mode="json"),
+                    e.data,
+                )
+                for e in projection.new_events
+            ],
+        )
+        await conn.execute(
+            _UPSERT_CASE,
+            s.case_id,
+            projection.version,
+            s.status.value,
+            s.title,
+            s.category_id,
+            s.grid_id,
+            s.channel.value,
+            s.urgency.value,
+            s.department_id,
+            s.received_at,
+            d.accept if d else None,
+            d.contact if d else None,
+            d.finish if d else None,
+            s.accepted_at,
+            s.contacted_at,
+            s.reply.at if s.reply else None,
+            s.closed_at,
+            s.rating.value if s.rating else None,
+            s.resolution.value if s.resolution else None,
+            [b.kind.value for b in s.breaches],
+            s.model_dump(mode="json", exclude={"events"}),
+            s.repeat_count,
+            len(s.returned_by),
+            s.extension_count,
+            s.unsatisfied_rounds,
+            int(s.escalation_level),
+            *_statistics_columns(projection),
+        )
+        await conn.executemany(
+            _INSERT_NOTICE,
+            [
+                (n.key, n.case_id, n.event_seq, n.event_kind.value, n.recipient_kind,
+                 n.recipient_id, n.channel, n.subject, n.body)
+                for n in notices_for(s, projection.new_events)
+            ],
+        )
