@@ -14,7 +14,14 @@ import asyncpg
 from jiesu.stats.evaluation import DEFAULT_RULES, ScoringRules, rank, score
 from jiesu.stats.indicators import Filter, GroupBy, evaluate
 from jiesu.stats.reports import ReportKind, ReportSummary
-from jiesu.stats.rollup import MEASURE_NAMES, choose_grain, measure_select, refresh
+from jiesu.stats.rollup import (
+    GRAIN_CLASS,
+    GRAIN_DETAIL,
+    MEASURE_NAMES,
+    choose_grain,
+    measure_select,
+    refresh,
+)
 
 # --- indicator queries ----------------------------------------------------------------------
 
@@ -199,32 +206,20 @@ TOP_N = 10
 OVERDUE_LIST_LIMIT = 100
 
 
-async def _top_categories(conn: asyncpg.Connection, start: date, end: date) -> list[dict]:
-    rows = await conn.fetch(
-        """
-        SELECT s.category_id, coalesce(c.name, s.category_id) AS name,
-            sum(s.received)::bigint AS received, sum(s.overdue)::bigint AS overdue
-        FROM case_daily_stats s LEFT JOIN categories c ON c.id = s.category_id
-        WHERE s.grain = 2 AND s.day BETWEEN $1 AND $2
-        GROUP BY s.category_id, c.name ORDER BY received DESC, s.category_id LIMIT $3
-        """,
-        start, end, TOP_N,
-    )  # fmt: skip
-    return [dict(r) for r in rows]
+# The most frequent categories (grain 2) or places (grain 3) of the period, with their names.
+_TOP = """
+SELECT s.{key}, coalesce(n.name, s.{key}) AS name,
+    sum(s.received)::bigint AS received, sum(s.overdue)::bigint AS overdue
+FROM case_daily_stats s LEFT JOIN {names} n ON n.id = s.{key}
+WHERE s.grain = {grain} AND s.day BETWEEN $1 AND $2
+GROUP BY s.{key}, n.name ORDER BY received DESC, s.{key} LIMIT $3
+"""
+_TOP_CATEGORIES = _TOP.format(key="category_id", names="categories", grain=GRAIN_CLASS)
+_TOP_PLACES = _TOP.format(key="grid_id", names="areas", grain=GRAIN_DETAIL)
 
 
-async def _top_places(conn: asyncpg.Connection, start: date, end: date) -> list[dict]:
-    rows = await conn.fetch(
-        """
-        SELECT s.grid_id, coalesce(a.name, s.grid_id) AS name,
-            sum(s.received)::bigint AS received, sum(s.overdue)::bigint AS overdue
-        FROM case_daily_stats s LEFT JOIN areas a ON a.id = s.grid_id
-        WHERE s.grain = 3 AND s.day BETWEEN $1 AND $2
-        GROUP BY s.grid_id, a.name ORDER BY received DESC, s.grid_id LIMIT $3
-        """,
-        start, end, TOP_N,
-    )  # fmt: skip
-    return [dict(r) for r in rows]
+async def _top(conn: asyncpg.Connection, sql: str, start: date, end: date) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(sql, start, end, TOP_N)]
 
 
 async def _overdue_cases(
@@ -259,8 +254,8 @@ async def build_report(
         "period_end": end,
         "timezone": timezone,
         "indicators": table,
-        "top_categories": await _top_categories(conn, start, end),
-        "top_places": await _top_places(conn, start, end),
+        "top_categories": await _top(conn, _TOP_CATEGORIES, start, end),
+        "top_places": await _top(conn, _TOP_PLACES, start, end),
         "overdue_cases": {"count": table["totals"]["overdue"], "listed": overdue},
         "ranking": (await ranking(conn, start, end))["entries"],
     }
