@@ -1,17 +1,24 @@
 """One way to declare an action endpoint: ``POST /complaints/{case_id}/<action>``.
 
 Every action endpoint does the same thing: authenticate the caller, find the case they may
-see, build the action from the body (the actor comes from the API key), check it, signal it
-and wait for the workflow. Only the names differ, so they are declared, not written out.
+see, build the action from the body (the actor comes from the credential), check it, signal
+it and wait for the workflow. Only the names differ, so each endpoint is one
+:class:`ActionSpec` in its router's table, and :func:`add_actions` builds one OpenAPI
+operation per spec. Who may call is the spec's :class:`Caller`: staff with an API key of a
+role group (:class:`StaffCaller`), or the citizen with the case's token (api/routers/citizen.py).
 """
 
-# No ``from __future__ import annotations`` here: FastAPI reads the endpoint's annotations,
-# which name the body model and the caller's dependency given to the factory.
+from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
 
+import asyncpg
 from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel
+from temporalio.client import Client
 
 from api import cases
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
@@ -19,8 +26,10 @@ from api.errors import ACTION_ERRORS
 from api.schemas import ActionResult, answer
 from jiesu.case.domain import CaseState
 from jiesu.case.lifecycle import Refusal
+from jiesu.config import Settings
 
-Prepare = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+Prepare = Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[dict[str, Any]]]
+Check = Callable[[CaseState, Any], Refusal | None]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -34,77 +43,132 @@ IdempotencyKey = Annotated[
 ]
 
 
-def add_action(
-    router: APIRouter,
-    path: str,
-    *,
-    summary: str,
-    caller: Any,
-    signal: Callable[..., Any],
-    action: type,
-    check: Callable[[CaseState, Any], Refusal | None],
-    body: type | None = None,
-    optional_body: bool = False,
-    prepare: Prepare | None = None,
-    target: Callable[[CaseState], str] | None = None,
-) -> None:
-    """Declare ``POST {path}``: the ``body`` fields (turned by ``prepare(pool, fields)`` into
-    the action's fields where reference data is needed) and the caller's actor make the
-    ``action`` signalled to the case (or to ``target(state)``, one of its children)."""
+@dataclass(frozen=True)
+class Call:
+    """One request to an action endpoint, as FastAPI resolved it."""
 
-    name = path.strip("/")
+    case_id: str
+    name: str  # the action's name in its request id: the path below the case, filled in
+    fields: dict[str, Any]  # the body's and the path's fields (after ``prepare``)
+    credential: Any  # what the caller's dependency gave: a Principal, an AuthAttempt...
+    pool: asyncpg.Pool
+    client: Client
+    settings: Settings
+    idempotency_key: str | None
 
-    async def run(
-        case_id: str, principal: Principal, pool: Any, client: Any, settings: Any,
-        response: Response, key: str | None, fields: dict[str, Any],
-    ) -> ActionResult:
-        if prepare is not None:
-            fields = await prepare(pool, fields)
-        result = await cases.perform(
-            client, pool, case_id, principal, signal,
-            lambda _: action(actor=principal.actor, **fields), check, target,
-            action_name=name, idempotency_key=key, rpc_seconds=settings.query_timeout_seconds,
+
+class Caller(Protocol):
+    """Who may call an action endpoint and how the action is performed on their behalf."""
+
+    @property
+    def dependency(self) -> Any:
+        """The FastAPI dependency (an ``Annotated`` type) that authenticates the caller."""
+        ...
+
+    async def perform(self, spec: ActionSpec, call: Call) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class StaffCaller:
+    """An API-key holder admitted by ``dependency`` (one of api.deps' role-group callers)."""
+
+    dependency: Any
+
+    async def perform(self, spec: ActionSpec, call: Call) -> ActionResult:
+        principal: Principal = call.credential
+        return await cases.perform(
+            call.client, call.pool, call.case_id, principal, spec.signal,
+            lambda _: spec.action(actor=principal.actor, **call.fields), spec.check,
+            spec.target, action_name=call.name, idempotency_key=call.idempotency_key,
+            rpc_seconds=call.settings.query_timeout_seconds,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """``POST {path}``: the ``body`` fields and the ``path_fields`` (turned by
+    ``prepare(pool, fields)`` into the action's fields where reference data is needed) and the
+    caller's actor make the ``action`` signalled to the case (or to ``target(state)``, one of
+    its children)."""
+
+    path: str
+    summary: str
+    caller: Caller
+    signal: Callable[..., Any]
+    action: type[BaseModel]
+    check: Check
+    body: type[BaseModel] | None = None
+    optional_body: bool = False  # no body at all means the body's defaults
+    prepare: Prepare | None = None
+    target: Callable[[CaseState], str] | None = None
+    path_fields: Mapping[str, Any] = field(default_factory=dict)  # name → annotated type
+    name: str = ""  # the endpoint's (operation's) name; derived from the path by default
+
+    @property
+    def endpoint_name(self) -> str:
+        if self.name:
+            return self.name
+        words = self.path.strip("/").replace("{", "").replace("}", "")
+        return words.replace("/", "_").replace("-", "_")
+
+
+def _signature(spec: ActionSpec) -> inspect.Signature:
+    """The endpoint's parameters as FastAPI reads them (one body model per spec)."""
+
+    def param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> Any:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=annotation)  # fmt: skip
+
+    params = [param("case_id", CaseId)]
+    params += [param(name, annotation) for name, annotation in spec.path_fields.items()]
+    if spec.body is not None:
+        optional = spec.optional_body
+        params.append(param("data", spec.body | None if optional else spec.body,
+                            None if optional else inspect.Parameter.empty))  # fmt: skip
+    params += [
+        param("credential", spec.caller.dependency),
+        param("pool", Pool),
+        param("client", Temporal),
+        param("settings", AppSettings),
+        param("response", Response),
+        param("idempotency_key", IdempotencyKey, None),
+    ]
+    return inspect.Signature(params, return_annotation=ActionResult)
+
+
+def _fields(spec: ActionSpec, values: dict[str, Any]) -> dict[str, Any]:
+    data = values.get("data")
+    if data is None and spec.body is not None:
+        data = spec.body()  # an optional body left out: its defaults
+    fields = data.model_dump() if data is not None else {}
+    return {**fields, **{name: values[name] for name in spec.path_fields}}
+
+
+def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
+    async def endpoint(**values: Any) -> ActionResult:
+        fields = _fields(spec, values)
+        if spec.prepare is not None:
+            fields = await spec.prepare(values["pool"], fields)
+        call = Call(
+            case_id=values["case_id"],
+            name=spec.path.strip("/").format(**{n: values[n] for n in spec.path_fields}),
+            fields=fields,
+            credential=values["credential"],
+            pool=values["pool"],
+            client=values["client"],
+            settings=values["settings"],
+            idempotency_key=values["idempotency_key"],
         )
-        return answer(response, result)
+        return answer(values["response"], await spec.caller.perform(spec, call))
 
-    if body is None:
+    endpoint.__signature__ = _signature(spec)  # what FastAPI reads instead of **values
+    endpoint.__name__ = endpoint.__qualname__ = spec.endpoint_name
+    endpoint.__doc__ = spec.summary
+    return endpoint
 
-        async def endpoint(
-            case_id: CaseId, principal: caller, pool: Pool, client: Temporal,
-            settings: AppSettings, response: Response, idempotency_key: IdempotencyKey = None,
-        ) -> ActionResult:
-            return await run(
-                case_id, principal, pool, client, settings, response, idempotency_key, {}
-            )
 
-    elif optional_body:
-
-        async def endpoint(  # type: ignore[misc]
-            case_id: CaseId, principal: caller, pool: Pool, client: Temporal,
-            settings: AppSettings, response: Response,
-            data: body | None = None,  # type: ignore[valid-type]
-            idempotency_key: IdempotencyKey = None,
-        ) -> ActionResult:
-            fields = (data or body()).model_dump()
-            return await run(
-                case_id, principal, pool, client, settings, response, idempotency_key, fields
-            )
-
-    else:
-
-        async def endpoint(  # type: ignore[misc]
-            case_id: CaseId, data: body, principal: caller, pool: Pool,  # type: ignore[valid-type]
-            client: Temporal, settings: AppSettings, response: Response,
-            idempotency_key: IdempotencyKey = None,
-        ) -> ActionResult:
-            fields = data.model_dump()
-            return await run(
-                case_id, principal, pool, client, settings, response, idempotency_key, fields
-            )
-
-    endpoint.__name__ = path.strip("/").replace("/", "_").replace("-", "_").replace("{", "")
-    endpoint.__name__ = endpoint.__name__.replace("}", "")
-    endpoint.__doc__ = summary
-    router.post(path, response_model=ActionResult, responses=ACTION_ERRORS, summary=summary)(
-        endpoint
-    )
+def add_actions(router: APIRouter, specs: Iterable[ActionSpec]) -> None:
+    """Declare one ``POST`` operation per spec on ``router``."""
+    for spec in specs:
+        router.post(spec.path, response_model=ActionResult, responses=ACTION_ERRORS,
+                    summary=spec.summary)(_endpoint(spec))  # fmt: skip

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -41,6 +42,7 @@ from jiesu.case.domain import (
     Status,
     Urgency,
 )
+from jiesu.config import get_settings
 from jiesu.notify.notices import SUPERVISORS, Notice, notices_for
 from jiesu.notify.outbox import (
     ChannelSender,
@@ -106,6 +108,22 @@ def test_assigned_department_is_told_to_accept_by_the_deadline(kind: EventKind) 
     assert notice.event_seq == 3 and notice.event_kind is kind
     assert "2025-11-19 10:30" in notice.body  # the accept deadline, Beijing time
     assert state.case_id in notice.subject and "县城市管理局" in notice.body
+
+
+def test_notice_times_are_in_the_configured_display_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JIESU_TIMEZONE (Settings.timezone) is the one display time zone: no constant of its own."""
+    event = _event(3, EventKind.ROUTED, department_id=URBAN, department_name="县城市管理局")
+    [utc] = notices_for(_state(), [event], ZoneInfo("UTC"))
+    assert "2025-11-19 02:30" in utc.body  # the same accept deadline as above, in UTC
+    monkeypatch.setenv("JIESU_TIMEZONE", "UTC")
+    get_settings.cache_clear()
+    try:
+        [configured] = notices_for(_state(), [event])
+    finally:
+        get_settings.cache_clear()
+    assert configured.body == utc.body
 
 
 def test_urgent_case_is_marked_and_unknown_deadline_is_not_invented() -> None:

@@ -4,40 +4,22 @@ repeat report linked to the case (并单) adds information only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Any
+from dataclasses import dataclass
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from api import cases
-from api.actions import IdempotencyKey
+from api.actions import ActionSpec, Call, add_actions
 from api.auth_limit import Attempt, AuthAttempt
-from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
-from api.errors import ACTION_ERRORS, ApiError, not_found
-from api.schemas import (
-    ActionResult,
-    CitizenRequest,
-    RatingRequest,
-    SupplementRequest,
-    WithdrawRequest,
-    answer,
-)
+from api.deps import Pool, Principal
+from api.errors import ApiError, not_found
+from api.schemas import ActionResult, RatingRequest, SupplementRequest, WithdrawRequest
 from jiesu.access import citizen_tokens
 from jiesu.case import lifecycle
-from jiesu.case.domain import (
-    Actor,
-    CaseState,
-    RatingAction,
-    Role,
-    SupplementAction,
-    WithdrawAction,
-)
-from jiesu.case.lifecycle import Refusal
+from jiesu.case.domain import Actor, RatingAction, Role, SupplementAction, WithdrawAction
 from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])
-_post = partial(router.post, response_model=ActionResult, responses=ACTION_ERRORS)
 
 CITIZEN = Actor(role=Role.CITIZEN, name="citizen")
 
@@ -61,86 +43,62 @@ async def _reporter(pool: Pool, case_id: str, token: str) -> Actor | None:
     return Actor(role=Role.CITIZEN, name=f"citizen of repeat report {row['report_id']}")
 
 
-async def _act_as_citizen(
-    pool: Pool, client: Temporal, case_id: str, body: CitizenRequest, response: Response,
-    signal: Any, action: Callable[[Actor], Any],
-    check: Callable[[CaseState, Any], Refusal | None], *, original_only: bool,
-    attempt: AuthAttempt, settings: AppSettings, key: str | None,
-) -> ActionResult:
-    """The citizen's token stands for an API key: it must belong to a report of this case.
-    Rating and withdrawing are the original reporter's alone: the phone number of an intake
-    is typed in, not verified, so a repeat report proves nothing about who the case's
-    citizen is — only the token handed out with the case's own intake does.
+@dataclass(frozen=True)
+class CitizenCaller:
+    """The citizen's token (a field of the body) stands for an API key: it must belong to a
+    report of this case. With ``original_only`` (rating, withdrawing) only the original
+    reporter's: the phone number of an intake is typed in, not verified, so a repeat report
+    proves nothing about who the case's citizen is — only the token handed out with the
+    case's own intake does.
 
     No such case and a wrong token get the same 404, so case numbers cannot be probed with
     made-up tokens; both count as failed authentications (api/auth_limit.py)."""
-    actor = await _reporter(pool, case_id, body.token)
-    if actor is None:
-        await attempt.failed()
-        raise not_found(case_id)
-    if original_only and actor != CITIZEN:
-        raise ApiError(
-            403,
-            "original_reporter_only",
-            "a repeat report's token can add information; only the case's own citizen "
-            "rates or withdraws it",
-        )
-    try:
-        state = await cases.live_state(client, case_id, settings.query_timeout_seconds)
-    except cases.Unanswered:  # worker down: check against the read model, signal (202)
-        state = await cases.archived_state(pool, case_id)
-    if state is None:
-        raise ApiError(409, "case_closed", f"case {case_id} is closed")
-    act = action(actor)
-    # the reporter (whose token it is) is the caller whose Idempotency-Key this is
-    caller = Principal(name=actor.name, role=actor.role, department_id=None)
-    rid = cases.request_id(caller, case_id, type(act).__name__, key)
-    return answer(response, await cases.act(client, state, signal, act, check, None, rid))
+
+    original_only: bool
+    dependency: object = Attempt
+
+    async def perform(self, spec: ActionSpec, call: Call) -> ActionResult:
+        fields = dict(call.fields)
+        attempt: AuthAttempt = call.credential
+        actor = await _reporter(call.pool, call.case_id, fields.pop("token"))
+        if actor is None:
+            await attempt.failed()
+            raise not_found(call.case_id)
+        if self.original_only and actor != CITIZEN:
+            raise ApiError(
+                403,
+                "original_reporter_only",
+                "a repeat report's token can add information; only the case's own citizen "
+                "rates or withdraws it",
+            )
+        try:
+            state = await cases.live_state(
+                call.client, call.case_id, call.settings.query_timeout_seconds
+            )
+        except cases.Unanswered:  # worker down: check against the read model, signal (202)
+            state = await cases.archived_state(call.pool, call.case_id)
+        if state is None:
+            raise ApiError(409, "case_closed", f"case {call.case_id} is closed")
+        act = spec.action(actor=actor, **fields)
+        # the reporter (whose token it is) is the caller whose Idempotency-Key this is
+        caller = Principal(name=actor.name, role=actor.role, department_id=None)
+        rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
+        return await cases.act(call.client, state, spec.signal, act, spec.check, None, rid)
 
 
-@_post("/rating", summary="评价 The citizen rates the handling (the case's own citizen only)")
-async def rate(
-    case_id: CaseId, body: RatingRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
-) -> ActionResult:
-    def action(actor: Actor) -> RatingAction:
-        return RatingAction(actor=actor, rating=body.rating, comment=body.comment)
+ORIGINAL_REPORTER = CitizenCaller(original_only=True)
+ANY_REPORTER = CitizenCaller(original_only=False)
 
-    return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.rate, action, lifecycle.check_rating,
-        original_only=True, attempt=attempt, settings=settings,
-        key=idempotency_key,
-    )
-
-
-@_post("/supplement", summary="补充诉求 A reporter of the case adds information")
-async def supplement(
-    case_id: CaseId, body: SupplementRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
-) -> ActionResult:
-    def action(actor: Actor) -> SupplementAction:
-        return SupplementAction(actor=actor, text=body.text)
-
-    return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.supplement, action,
-        lifecycle.check_supplement, original_only=False, attempt=attempt, settings=settings,
-        key=idempotency_key,
-    )
-
-
-@_post(
-    "/withdraw",
-    summary="撤诉 The citizen withdraws the complaint (before the reply; the case's own citizen)",
-)
-async def withdraw(
-    case_id: CaseId, body: WithdrawRequest, pool: Pool, client: Temporal, response: Response,
-    attempt: Attempt, settings: AppSettings, idempotency_key: IdempotencyKey = None,
-) -> ActionResult:
-    def action(actor: Actor) -> WithdrawAction:
-        return WithdrawAction(actor=actor, reason=body.reason)
-
-    return await _act_as_citizen(
-        pool, client, case_id, body, response, Case.withdraw, action, lifecycle.check_withdraw,
-        original_only=True, attempt=attempt, settings=settings,
-        key=idempotency_key,
-    )
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("/rating", "评价 The citizen rates the handling (the case's own citizen only)",
+               ORIGINAL_REPORTER, signal=Case.rate, action=RatingAction,
+               check=lifecycle.check_rating, body=RatingRequest, name="rate"),
+    ActionSpec("/supplement", "补充诉求 A reporter of the case adds information",
+               ANY_REPORTER, signal=Case.supplement, action=SupplementAction,
+               check=lifecycle.check_supplement, body=SupplementRequest, name="supplement"),
+    ActionSpec("/withdraw", "撤诉 The citizen withdraws the complaint"
+               " (before the reply; the case's own citizen)",
+               ORIGINAL_REPORTER, signal=Case.withdraw, action=WithdrawAction,
+               check=lifecycle.check_withdraw, body=WithdrawRequest, name="withdraw"),
+)  # fmt: skip
+add_actions(router, ACTIONS)

@@ -8,7 +8,7 @@ Every notice has a deterministic idempotency ``key`` (case, event seq, recipient
 projection stores each notice once. Rules must never raise on odd event data (a failing rule
 would stall the case's read model): they read ``event.data`` with defaults.
 
-To add a rule, write a function ``(state, event) -> list[Notice]`` and register it in
+To add a rule, write a function ``(state, event, display_tz) -> list[Notice]`` and register it in
 ``RULES``.
 """
 
@@ -32,6 +32,7 @@ from jiesu.case.domain import (
     ReplyOutcome,
     Urgency,
 )
+from jiesu.config import get_settings
 
 RecipientKind = Literal["department", "citizen", "supervisor"]
 NoticeChannel = Literal["sms", "email"]
@@ -45,9 +46,6 @@ CHANNELS: dict[RecipientKind, NoticeChannel] = {
     "citizen": "sms",
 }
 """How each kind of recipient is reached. Staff get email; citizens get an SMS."""
-
-DISPLAY_TZ: tzinfo = ZoneInfo("Asia/Shanghai")
-"""Times in notice texts are local (the hotline's time zone), not UTC."""
 
 REPLY_EXCERPT = 200
 """Characters of a department's reply quoted in the citizen's SMS."""
@@ -69,15 +67,20 @@ class Notice(BaseModel):
     body: str
 
 
-Rule = Callable[[CaseState, CaseEvent], list[Notice]]
+Rule = Callable[[CaseState, CaseEvent, tzinfo], list[Notice]]
 
 
-def notices_for(state: CaseState, events: list[CaseEvent]) -> list[Notice]:
-    """The notices caused by ``events`` (in event order, each key once)."""
+def notices_for(
+    state: CaseState, events: list[CaseEvent], display_tz: tzinfo | None = None
+) -> list[Notice]:
+    """The notices caused by ``events`` (in event order, each key once). Times in their
+    texts are local to ``display_tz``: by default the configured time zone (JIESU_TIMEZONE,
+    ``Settings.timezone``), the hotline's, not UTC."""
+    tz = display_tz or ZoneInfo(get_settings().timezone)
     notices: dict[str, Notice] = {}
     for event in events:
         rule = RULES.get(event.kind)
-        for notice in rule(state, event) if rule else []:
+        for notice in rule(state, event, tz) if rule else []:
             notices.setdefault(notice.key, notice)
     return list(notices.values())
 
@@ -130,7 +133,7 @@ def _notice(
     )
 
 
-def _time(value: Any) -> str:
+def _time(value: Any, tz: tzinfo) -> str:
     """A deadline for people: local time, minutes. Unparseable values are shown as given."""
     if isinstance(value, str):
         try:
@@ -139,7 +142,7 @@ def _time(value: Any) -> str:
             return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(DISPLAY_TZ)
+            value = value.astimezone(tz)
         return value.strftime("%Y-%m-%d %H:%M")
     return "—"
 
@@ -177,7 +180,7 @@ def _enum(enum: Any, value: Any) -> Any:
 # --- rules ----------------------------------------------------------------------------------
 
 
-def _assigned(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _assigned(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """派单 / 人工派单 / 改派: the department gets the case and its accept deadline."""
     department_id = _department(event)
     if department_id is None or department_id == CENTRE_ID:
@@ -187,23 +190,23 @@ def _assigned(state: CaseState, event: CaseEvent) -> list[Notice]:
         accept_by = state.deadlines.accept
     urgent = "【紧急】" if state.urgency is Urgency.URGENT else ""
     again = "（改派）" if event.kind is EventKind.REASSIGNED else ""
-    deadline = f"请于 {_time(accept_by)} 前签收" if accept_by else "请及时签收"
+    deadline = f"请于 {_time(accept_by, tz)} 前签收" if accept_by else "请及时签收"
     return [
         _notice(
             state, event, "department", department_id,
             f"{urgent}新工单{again} {_case_label(state)}",
             f"{event.data.get('department_name') or department_id}：您单位收到工单"
             f" {_case_label(state)}，地址：{state.address or '—'}。{deadline}。\n"
-            f"New case {state.case_id} assigned to you; accept by {_time(accept_by)}.",
+            f"New case {state.case_id} assigned to you; accept by {_time(accept_by, tz)}.",
         )
     ]
 
 
-def _breached(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _breached(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """超时: the department is reminded, the supervisors learn of it."""
     kind = _enum(DeadlineKind, event.data.get("deadline_kind"))
     what = _DEADLINE_NAMES.get(kind, str(event.data.get("deadline_kind", "")))
-    deadline = _time(event.data.get("deadline"))
+    deadline = _time(event.data.get("deadline"), tz)
     department_id = _department(event)
     subject = f"【超时】{_case_label(state)} 超过{what}时限"
     english = f"Case {state.case_id}: the {event.data.get('deadline_kind')} deadline passed."
@@ -224,7 +227,7 @@ def _breached(state: CaseState, event: CaseEvent) -> list[Notice]:
     return notices
 
 
-def _escalated(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _escalated(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """督办阶梯: every step tells the department; from 督办 on the supervisors too."""
     level = _enum(EscalationLevel, event.data.get("level"))
     name = _LEVEL_NAMES.get(level, str(event.data.get("level_name", "督办")))
@@ -254,10 +257,10 @@ def _escalated(state: CaseState, event: CaseEvent) -> list[Notice]:
     return notices
 
 
-def _extension_decided(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _extension_decided(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """延期: the citizen learns an approved new date; the department learns either way."""
     approved = bool(event.data.get("approved"))
-    new_deadline = _time(event.data.get("new_deadline"))
+    new_deadline = _time(event.data.get("new_deadline"), tz)
     note = str(event.data.get("note") or "")
     notices: list[Notice] = []
     if approved:
@@ -286,7 +289,7 @@ def _extension_decided(state: CaseState, event: CaseEvent) -> list[Notice]:
     return notices
 
 
-def _replied(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _replied(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """办结答复: the citizen reads the reply and is asked to rate it."""
     outcome = _enum(ReplyOutcome, event.data.get("outcome"))
     result = "已办结" if outcome is ReplyOutcome.RESOLVED else "已答复"
@@ -301,7 +304,7 @@ def _replied(state: CaseState, event: CaseEvent) -> list[Notice]:
     ]
 
 
-def _co_handlers_added(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _co_handlers_added(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """会办: each co-handling (协办) department is asked to contribute."""
     lead = state.assignment.department_name if state.assignment else "—"
     ids = event.data.get("department_ids") or []
@@ -315,7 +318,7 @@ def _co_handlers_added(state: CaseState, event: CaseEvent) -> list[Notice]:
     ]
 
 
-def _for_review(state: CaseState, event: CaseEvent) -> list[Notice]:
+def _for_review(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     """退单 / 重办: the centre reviews and reassigns."""
     reason = str(event.data.get("reason") or "—")
     if event.kind is EventKind.RETURNED:
