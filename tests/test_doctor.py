@@ -375,6 +375,29 @@ async def test_an_overdue_notification_is_found_and_resent(clinic: Clinic) -> No
         await clinic.pool.execute("DELETE FROM notifications WHERE key = $1", key)
 
 
+async def test_a_report_left_pending_is_found_and_settled(clinic: Clinic) -> None:
+    """An intake row nobody completed (its request never reached Temporal) is found after the
+    threshold and ``jiesu repair intakes`` removes it: Temporal has no such case."""
+    case_id = f"DOCTOR-PENDING-{uuid.uuid4().hex[:8]}"
+    await clinic.pool.execute(
+        "INSERT INTO intakes (case_id, request_hash, payload, token_hash, received_at,"
+        " phone_key, state, created_at)"
+        " VALUES ($1, 'h', '{}', 't', now(), 'p', 'pending', now() - interval '2 hours')",
+        case_id,
+    )
+    try:
+        finding = await clinic.found(doctor.INTAKE_PENDING, case_id, doctor.DoctorOptions())
+        assert finding is not None and finding.details["case_id"] == case_id
+        assert await clinic.found(doctor.INTAKE_PENDING, case_id, doctor.DoctorOptions(
+            intake_pending_after=timedelta(hours=3))) is None  # not yet past this threshold
+        code, out, err = await clinic.cli("repair", "intakes")
+        assert code == 0, err
+        assert f"{case_id}: removed" in out
+        assert await clinic.found(doctor.INTAKE_PENDING, case_id, doctor.DoctorOptions()) is None
+    finally:
+        await clinic.pool.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
+
+
 async def test_a_history_that_does_not_replay_is_found(clinic: Clinic) -> None:
     start = CaseStart(
         case_id="DOCTOR-DIVERGENT",

@@ -33,6 +33,7 @@ _DEFAULTS = doctor.DoctorOptions()
 _ACTIVITY_AFTER = _DEFAULTS.activity_after.total_seconds()
 _READ_MODEL_LAG = _DEFAULTS.read_model_lag.total_seconds()
 _OVERDUE_AFTER = _DEFAULTS.notification_overdue_after.total_seconds()
+_PENDING_AFTER = _DEFAULTS.intake_pending_after.total_seconds()
 Seconds = Annotated[
     float, Query(ge=0, le=doctor.MAX_THRESHOLD.total_seconds(), description="seconds")
 ]
@@ -43,7 +44,7 @@ Seconds = Annotated[
     response_model=doctor.DoctorReport,
     responses=_ERRORS,
     summary="Examine the system: wedged cases, retrying activities, stale read models, overdue "
-    "notices, histories that do not replay",
+    "notices, reports left pending, histories that do not replay",
 )
 async def doctor_report(
     _: Admin,
@@ -53,6 +54,7 @@ async def doctor_report(
     activity_after: Seconds = _ACTIVITY_AFTER,
     read_model_lag: Seconds = _READ_MODEL_LAG,
     notification_overdue_after: Seconds = _OVERDUE_AFTER,
+    intake_pending_after: Seconds = _PENDING_AFTER,
     replay: bool = True,
 ) -> doctor.DoctorReport:
     options = doctor.DoctorOptions(
@@ -60,6 +62,7 @@ async def doctor_report(
         activity_after=timedelta(seconds=activity_after),
         read_model_lag=timedelta(seconds=read_model_lag),
         notification_overdue_after=timedelta(seconds=notification_overdue_after),
+        intake_pending_after=timedelta(seconds=intake_pending_after),
         replay=replay,
     )
     return await doctor.examine(client, pool, options, workflows=ALL_WORKFLOWS)

@@ -20,6 +20,10 @@ model and the notifications outbox, and reports six kinds of finding:
 - ``notification_overdue`` — an outbox notice still ``pending`` or ``sending`` more than
   ``notification_overdue_after`` after it was written (no dispatcher running, a gateway
   refusing it).
+- ``intake_pending`` — a report (an intake or a repeat) still ``pending`` more than
+  ``intake_pending_after`` after it was filed: its request never told Temporal for sure (a
+  crash between intake's two transactions, a key never retried); ``jiesu repair intakes``
+  settles it (docs/intake.md).
 - ``history_not_replaying`` — a case history that the current workflow code does not replay
   (:mod:`jiesu.audit.replay`): its next workflow task on a worker will fail.
 
@@ -58,9 +62,10 @@ READ_MODEL_BEHIND = "read_model_behind"
 READ_MODEL_DIVERGED = "read_model_diverged"
 NOTIFICATION_OVERDUE = "notification_overdue"
 NOT_REPLAYING = "history_not_replaying"
+INTAKE_PENDING = "intake_pending"
 KINDS = (
     TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
-    NOTIFICATION_OVERDUE, NOT_REPLAYING,
+    NOTIFICATION_OVERDUE, INTAKE_PENDING, NOT_REPLAYING,
 )  # fmt: skip
 
 CASE_TYPE = "ComplaintWorkflow"
@@ -102,6 +107,10 @@ class DoctorOptions(BaseModel):
     notification_overdue_after: timedelta = Field(
         default=timedelta(minutes=10), ge=timedelta(0), le=MAX_THRESHOLD,
         description="a notice unsent this long after it was due",
+    )
+    intake_pending_after: timedelta = Field(
+        default=timedelta(hours=1), ge=timedelta(0), le=MAX_THRESHOLD,
+        description="a report still pending this long after it was filed",
     )
     replay: bool = Field(default=True, description="replay the open cases' histories")
     replay_since: datetime | None = Field(
@@ -185,6 +194,8 @@ async def examine(
         await _read_models_behind(client, pool, cases, options.read_model_lag, report)
     async with _check(report, NOTIFICATION_OVERDUE):
         await _overdue_notifications(pool, options.notification_overdue_after, report)
+    async with _check(report, INTAKE_PENDING):
+        await _pending_intakes(pool, options.intake_pending_after, report)
     if options.replay:
         async with _check(report, NOT_REPLAYING):
             await _histories_not_replaying(client, pool, cases, options, workflows, report)
@@ -472,6 +483,29 @@ async def _overdue_notifications(
             not_before=row["not_before"].isoformat(),
             lease_until=row["lease_until"].isoformat() if row["lease_until"] else None,
             last_error=row["last_error"],
+        )  # fmt: skip
+
+
+# --- intake ----------------------------------------------------------------------------------
+
+# The intakes and repeat reports nobody completed (docs/intake.md, "Rows nobody completes").
+_PENDING_REPORTS = """
+SELECT case_id AS subject, case_id, created_at, now() - created_at AS late
+FROM intakes WHERE state = 'pending' AND created_at < now() - $1::interval
+UNION ALL
+SELECT case_id || '/repeat-' || id, case_id, created_at, now() - created_at
+FROM repeat_reports WHERE state = 'pending' AND created_at < now() - $1::interval
+ORDER BY created_at
+LIMIT $2
+"""
+
+
+async def _pending_intakes(pool: asyncpg.Pool, after: timedelta, report: DoctorReport) -> None:
+    for row in await pool.fetch(_PENDING_REPORTS, after, report.options.limit):
+        report.add(
+            INTAKE_PENDING, row["subject"],
+            f"report {row['subject']}: pending for {_duration(row['late'])}",
+            case_id=row["case_id"], created_at=row["created_at"].isoformat(),
         )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+from api.intake import settle_pending
 from jiesu.health import checks
 from jiesu.ops import doctor
 from jiesu.ops.audit_cli import Session, _add, _run, _time
@@ -28,6 +29,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             activity_after=timedelta(seconds=args.activity_after),
             read_model_lag=timedelta(seconds=args.read_model_lag),
             notification_overdue_after=timedelta(seconds=args.notification_overdue_after),
+            intake_pending_after=timedelta(seconds=args.intake_pending_after),
             replay=not args.no_replay,
             replay_since=_time(args.since, settings.timezone) if args.since else None,
         )
@@ -82,6 +84,23 @@ def cmd_repair_notices(args: argparse.Namespace) -> int:
     return _run(body)
 
 
+def cmd_repair_intakes(args: argparse.Namespace) -> int:
+    """Settle reports left pending by what Temporal knows (api.intake.settle_pending): marked
+    started when Temporal has them, removed otherwise."""
+    async def body(session: Session) -> int:
+        client, pool, _ = session
+        settled = await settle_pending(pool, client, timedelta(seconds=args.older_than))
+        for name in settled.started:
+            print(f"{name}: started")
+        for name in settled.removed:
+            print(f"{name}: removed (Temporal never had it)")
+        if not settled.started and not settled.removed:
+            print("nothing pending")
+        return 0
+
+    return _run(body)
+
+
 def add_commands(sub: Any) -> None:
     """Add ``doctor`` and ``repair`` to the ``jiesu`` parser's subparsers."""
     defaults = checks.DoctorOptions()
@@ -99,6 +118,10 @@ def add_commands(sub: Any) -> None:
                    default=defaults.notification_overdue_after.total_seconds(),
                    help="report notices unsent this long after they were written "
                         "(default %(default)s)")
+    p.add_argument("--intake-pending-after", type=float, metavar="SECONDS",
+                   default=defaults.intake_pending_after.total_seconds(),
+                   help="report intakes and repeat reports still pending this long after "
+                        "they were filed (default %(default)s)")
     p.add_argument("--no-replay", action="store_true", help="skip replaying histories")
     p.add_argument("--since", help="also replay cases (closed ones too) started since "
                                    "(ISO date/time)")
@@ -113,3 +136,8 @@ def add_commands(sub: Any) -> None:
     p = _add(what, "notices", cmd_repair_notices)
     p.add_argument("keys", nargs="*", metavar="KEY", help="notice keys (see jiesu doctor)")
     p.add_argument("--case", help="every unsent notice of this case")
+    p = _add(what, "intakes", cmd_repair_intakes)
+    p.add_argument("--older-than", type=float, metavar="SECONDS",
+                   default=defaults.intake_pending_after.total_seconds(),
+                   help="settle reports pending longer than this; keep it well above a "
+                        "client's retry horizon (default %(default)s)")
