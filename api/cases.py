@@ -28,11 +28,12 @@ from api.schemas import ActionResult
 from jiesu.case.domain import CaseEvent, CaseState, EventKind
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
+from jiesu.config import Settings
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.
 APPLY_WAIT_SECONDS = 5.0
-DEFAULT_QUERY_TIMEOUT_SECONDS = 2.0
+DEFAULT_QUERY_TIMEOUT_SECONDS: float = Settings.model_fields["query_timeout_seconds"].default
 
 Source = Literal["workflow", "read_model"]
 

@@ -66,7 +66,12 @@ async def list_complaints(
     urgency: Urgency | None = None,
     channel: Channel | None = None,
     overdue: Annotated[
-        bool | None, Query(description="Only cases with a breached or passed deadline")
+        bool | None,
+        Query(
+            description="Only late cases (逾期): a deadline breached, or still open past the "
+            "finish deadline. Not the 超时量 statistic, which counts "
+            "recorded finish breaches only."
+        ),
     ] = None,
     received_from: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
     received_to: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
