@@ -1,5 +1,5 @@
 """Intake (受理): validate against reference data, number the case or link the report to the
-open case of the same problem (并单, api/merge.py), and tell Temporal.
+open case of the same problem (并单, jiesu/intake/merge.py), and tell Temporal.
 
 Every report is filed in two short transactions on one connection:
 
@@ -37,7 +37,6 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import merge
 from api.deps import Principal
 from api.errors import ApiError, is_temporal_down, temporal_unavailable
 from api.schemas import IntakeResponse
@@ -52,6 +51,7 @@ from jiesu.case.domain import (
     Urgency,
 )
 from jiesu.config import Settings
+from jiesu.intake import merge
 from workflows.complaint import ComplaintWorkflow
 
 CLOCK_SKEW = timedelta(minutes=2)
@@ -223,7 +223,7 @@ async def _claim(
         token = citizen_tokens.issue(secret)
         open_case = await merge.find_open_case(conn, keys, since, closed)
         if open_case is not None:
-            payload = merge.report_payload(intake, report.received_at, report.principal)
+            payload = merge.report_payload(intake, report.received_at, report.principal.actor)
             report_id = await merge.add_report(
                 conn, open_case, payload, key, report.digest, token
             )

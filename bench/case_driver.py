@@ -2,8 +2,8 @@
 rating (the case closes when rated).
 
 Each case has its own citizen (phone) and address, so no report is merged into another case
-(api/merge.py). Categories are the urgent ones with a county-wide rule, so every case has the
-same shape (three deadline timers, a contact step) and lands at a known department.
+(jiesu/intake/merge.py). Categories are the urgent ones with a county-wide rule, so every case
+has the same shape (three deadline timers, a contact step) and lands at a known department.
 
 Timings per case, in seconds:
 - ``intake``: POST /complaints;

@@ -31,11 +31,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
-from api import intake, merge
+from api import intake
 from api.main import create_app
 from jiesu.access import citizen_tokens
 from jiesu.case.domain import CaseStart
 from jiesu.config import Settings
+from jiesu.intake import merge
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"

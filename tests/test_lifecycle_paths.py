@@ -313,7 +313,7 @@ async def test_repeat_reports_are_merged_and_the_third_means_supervision(
     first = await api.post("/api/v1/complaints", json=body, headers=OPERATOR)
     case_id = first.json()["case_id"]
     await _assigned(api, case_id)
-    # no wait for the read model: the merge decision does not read it (api/merge.py)
+    # no wait for the read model: the merge decision does not read it (jiesu/intake/merge.py)
     again = await api.post(
         "/api/v1/complaints",
         json={**body, "channel": "wechat"},

@@ -28,8 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from api.deps import Principal
-from jiesu.case.domain import ComplaintIntake, RepeatReport, Status, sql_status
+from jiesu.case.domain import Actor, ComplaintIntake, RepeatReport, Status, sql_status
 
 
 @dataclass(frozen=True)
@@ -100,13 +99,11 @@ async def add_report(
     )
 
 
-def report_payload(
-    intake: ComplaintIntake, received_at: datetime, principal: Principal
-) -> dict[str, Any]:
+def report_payload(intake: ComplaintIntake, received_at: datetime, actor: Actor) -> dict[str, Any]:
     return {
         "intake": intake.model_dump(mode="json"),
         "received_at": received_at.isoformat(),
-        "actor": principal.actor.model_dump(mode="json"),
+        "actor": actor.model_dump(mode="json"),
     }
 
 
