@@ -23,9 +23,9 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.errors import ApiError, is_temporal_down, not_found
+from api.errors import RETRY_AFTER_SECONDS, ApiError, is_temporal_down, not_found
 from api.schemas import ActionResult
-from jiesu.case.domain import CaseEvent, CaseState, EventKind
+from jiesu.case.domain import CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
 from jiesu.config import Settings
@@ -88,6 +88,33 @@ async def archived_state(pool: asyncpg.Pool, case_id: str) -> CaseState | None:
 class Sourced:
     state: CaseState
     source: Source
+    stale: bool = False
+    """The read model stood in for a workflow that exists but did not answer: the copy may be
+    behind, so it must not be the judge of an action (the workflow is)."""
+
+
+# Roles that may see every case: told "not ready" rather than "no such case" (DESIGN.md §5).
+_SEE_ALL = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
+
+
+async def _not_ready(pool: asyncpg.Pool, case_id: str, principal: Principal) -> ApiError:
+    """A registered case whose workflow cannot answer yet and whose read-model row is not
+    written: 503 for callers who could see any case, so a client told 201 is not then told
+    404. Departments and citizens get the 404 (whose case it is needs the state, and a 503
+    would tell a stranger that the number exists)."""
+    if principal.role in _SEE_ALL:
+        known = await pool.fetchval("SELECT 1 FROM intakes WHERE case_id = $1", case_id)
+        if known:
+            return not_ready(case_id)
+    return not_found(case_id)
+
+
+def not_ready(case_id: str) -> ApiError:
+    return ApiError(
+        503, "case_not_ready",
+        f"case {case_id} is registered but cannot be read yet; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )  # fmt: skip
 
 
 async def sourced_state(
@@ -97,18 +124,21 @@ async def sourced_state(
     """The case as the caller may see it, and where the answer came from: the workflow, or
     the read model when the workflow is gone (archived), silent (worker down, task failing) or
     out of reach (Temporal down)."""
+    silent = False
     try:
         state = await live_state(client, case_id, rpc_seconds)
     except Exception as err:
         if not isinstance(err, Unanswered) and not is_temporal_down(err):
             raise
-        state = None
+        state, silent = None, True
     source: Source = "workflow"
     if state is None:
         state, source = await archived_state(pool, case_id), "read_model"
+    if state is None and silent:
+        raise await _not_ready(pool, case_id, principal)
     if state is None or not principal.can_see(state):
         raise not_found(case_id)  # another department's case does not exist for you
-    return Sourced(state, source)
+    return Sourced(state, source, stale=silent)
 
 
 async def visible_state(
@@ -189,16 +219,23 @@ async def act(
     check: Callable[[CaseState, Any], Refusal | None],
     target_id: str | None = None,
     request_id: str | None = None,
+    *,
+    stale: bool = False,
 ) -> ActionResult:
     """Answer a retry from the event its first attempt caused; otherwise check the action
     against the current state (the workflow checks again), signal it (to the case, or to
-    ``target_id``, one of its children), and wait until the case has recorded it."""
+    ``target_id``, one of its children), and wait until the case has recorded it.
+
+    On a ``stale`` copy (the read model, the workflow silent) only a refusal of who the
+    caller is stands (403); a 409 from a copy that may be behind would refuse what the
+    workflow accepts, so the action is signalled and the workflow judges it (202 when it
+    cannot answer in time; 503 when the signal cannot be sent)."""
     rid = request_id or uuid.uuid4().hex
     earlier = _caused_by(state, rid)
     if earlier is not None:  # a retry: same answer, no second signal
         return _outcome(state, earlier)
     refusal = check(state, action)
-    if refusal is not None:
+    if refusal is not None and (refusal.forbidden or not stale):
         raise refuse(refusal)
     # The request id on the actor lets us (and the workflow) find the event this request caused.
     actor = action.actor.model_copy(update={"request_id": rid})
@@ -270,12 +307,14 @@ async def perform(
 ) -> ActionResult:
     """The whole of an action endpoint: find the case the caller may see, build the action
     (the actor comes from the API key), check it, signal it, wait for the workflow."""
-    state = await visible_state(client, pool, case_id, principal, rpc_seconds)
+    found = await sourced_state(client, pool, case_id, principal, rpc_seconds)
+    state = found.state
     action = make_action(state)
     rid = request_id(principal, case_id, action_name, idempotency_key)
     return await act(
-        client, state, signal, action, check, target(state) if target else None, rid
-    )
+        client, state, signal, action, check, target(state) if target else None, rid,
+        stale=found.stale,
+    )  # fmt: skip
 
 
 async def department_ref(pool: asyncpg.Pool, department_id: str) -> str:

@@ -19,8 +19,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, handle_of, served
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    auth,
+    complaint,
+    department,
+    eventually,
+    handle_of,
+    served,
+)
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
 from test_api import URBAN, assigned, error_of, finish, fresh
 
 from api.main import create_app
@@ -195,6 +205,95 @@ async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
         assert supplement.status_code == 202, supplement.text
     finally:
         await orphan.terminate("test finished")
+
+
+async def _silent(client: Client, case_id: str) -> Any:
+    """Replace the case's run by one on a task queue no worker polls: it exists but cannot
+    answer a query (its worker is down)."""
+    await handle_of(client, case_id).terminate("moved to a queue nobody serves")
+    intake = ComplaintIntake.model_validate(complaint(**fresh("Silent")))
+    return await client.start_workflow(
+        ComplaintWorkflow.run,
+        CaseStart(case_id=case_id, intake=intake, urgency=Urgency.GENERAL,
+                  received_at=datetime.now(UTC), registered_by=Actor(role=Role.OPERATOR, name="t")),
+        id=case_id,
+        task_queue=f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+
+
+async def test_an_action_is_not_refused_on_a_stale_read_model_copy(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Fault run 5: with the workflow silent, the API checked actions against the read
+    model's copy, which may be behind, and answered 409 for actions the workflow would take.
+    Now the workflow judges: the action is signalled and answered 202."""
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Stale")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    await assigned(api, case_id)
+    await eventually(lambda: pool.fetchval(
+        "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+    orphan = await _silent(client, case_id)
+    try:
+        # the copy is behind: it says "handling" (nobody accepts or rates a case there)
+        await pool.execute(
+            """UPDATE cases SET status = 'handling',
+                   state = jsonb_set(state, '{status}', '"handling"') WHERE case_id = $1""",
+            case_id,
+        )
+        accept = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+        assert accept.status_code == 202, accept.text
+        rating = await api.post(f"{COMPLAINTS}/{case_id}/rating", json={
+            "token": created.json()["citizen_token"], "rating": "satisfied"})  # fmt: skip
+        assert rating.status_code == 202, rating.text
+        # who the caller is still counts: another department is refused (not its case: 404)
+        other = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=department("water"))
+        assert other.status_code in (403, 404), other.text
+    finally:
+        await orphan.terminate("test finished")
+
+
+async def test_a_registered_case_not_yet_readable_is_503_not_404(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Fault run 5: a case answered 201, then 404 — its workflow could not answer and the
+    read model had no row yet. Callers who may see it are told to retry (503 case_not_ready);
+    a department (whose case it is needs the state) still gets 404, as does a number that was
+    never registered, so the answer tells nobody which numbers exist."""
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh("Unready")), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    await assigned(api, case_id)
+    orphan = await _silent(client, case_id)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM case_events WHERE case_id = $1", case_id)
+            await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+        for who in (OPERATOR, SUPERVISOR, ADMIN):
+            read = await api.get(f"{COMPLAINTS}/{case_id}", headers=who)
+            error_of(read, 503, "case_not_ready")
+            assert retry_after(read) > 0
+        error_of(await api.get(f"{COMPLAINTS}/{case_id}", headers=URBAN), 404, "case_not_found")
+        supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement", json={
+            "token": created.json()["citizen_token"], "text": "Still loud"})  # fmt: skip
+        error_of(supplement, 503, "case_not_ready")
+    finally:
+        await orphan.terminate("test finished")
+    never = "JS20991231-999999"
+    orphan = await _silent_new(client, never)
+    try:
+        error_of(await api.get(f"{COMPLAINTS}/{never}", headers=OPERATOR), 404, "case_not_found")
+    finally:
+        await orphan.terminate("test finished")
+
+
+async def _silent_new(client: Client, case_id: str) -> Any:
+    intake = ComplaintIntake.model_validate(complaint(**fresh("Never")))
+    return await client.start_workflow(
+        ComplaintWorkflow.run,
+        CaseStart(case_id=case_id, intake=intake, urgency=Urgency.GENERAL,
+                  received_at=datetime.now(UTC), registered_by=Actor(role=Role.OPERATOR, name="t")),
+        id=case_id, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        task_queue=f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
 
 
 async def test_a_live_case_is_marked_as_read_from_its_workflow(
