@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal
 from api.errors import RETRY_AFTER_SECONDS, ApiError, is_temporal_down, not_found
 from api.schemas import ActionResult
-from jiesu.case.domain import CaseEvent, CaseState, EventKind, Role
+from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
 from jiesu.config import Settings
@@ -93,8 +93,8 @@ class Sourced:
     behind, so it must not be the judge of an action (the workflow is)."""
 
 
-# Roles that may see every case: told "not ready" rather than "no such case" (DESIGN.md §5).
-_SEE_ALL = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
+# Staff who may see every case (Principal.can_see): told "not ready", not "no such case".
+_SEE_ALL = STAFF_ROLES - {Role.DEPARTMENT}
 
 
 async def _not_ready(pool: asyncpg.Pool, case_id: str, principal: Principal) -> ApiError:

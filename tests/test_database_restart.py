@@ -15,9 +15,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from helpers import OPERATOR, eventually
+from helpers import OPERATOR, eventually, served
 from temporalio.client import Client
-from test_api_errors import retry_after, serving
+from test_api_errors import retry_after
 
 from api.errors import is_database_down, unexpected
 from api.main import create_app
@@ -81,7 +81,7 @@ async def test_the_api_survives_a_postgresql_restart(
     pool = await db.create_pool(url, min_size=3, max_size=3)
     app = create_app(settings.model_copy(update={"database_url": url}), client=client, pool=pool)
     try:
-        async with serving(app) as http:
+        async with served(app) as http:
             assert (await http.get(COMPLAINTS, headers=OPERATOR)).status_code == 200
             # a query in flight when the server dies, on one of the pool's connections
             in_flight = asyncio.create_task(pool.fetchval("SELECT pg_sleep(30)"))
