@@ -236,7 +236,8 @@ async def test_a_killed_worker_and_api_are_started_again(running_stack: RunningS
     await eventually(both_back, within=30)
     await eventually(lambda: _healthy(s), within=30, interval=0.2)
     assert s.proc.poll() is None
-    assert s.printed("worker was killed by signal 9") and s.printed("API started again")
+    # the supervisor's console line may come a moment after the process it reports on
+    await eventually(lambda: _said(s, "worker was killed by signal 9", "API started again"))
 
 
 async def test_a_killed_postgres_is_started_again(running_stack: RunningStack) -> None:
@@ -245,7 +246,7 @@ async def test_a_killed_postgres_is_started_again(running_stack: RunningStack) -
     os.kill(postmaster, signal.SIGKILL)
     await eventually(lambda: _restarted_postgres(s, postmaster), within=60, interval=0.2)
     await eventually(lambda: _lists_cases(s), within=30, interval=0.2)
-    assert s.printed("PostgreSQL started again")
+    await eventually(lambda: _said(s, "PostgreSQL started again"))
 
 
 async def test_a_killed_temporal_server_is_started_again(running_stack: RunningStack) -> None:
@@ -277,6 +278,10 @@ async def _routed(s: RunningStack, case_id: str) -> bool:
     async with httpx.AsyncClient(base_url=s.url, timeout=10) as http:
         response = await http.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
     return response.status_code == 200 and response.json()["status"] == "assigned"
+
+
+async def _said(s: RunningStack, *texts: str) -> bool:
+    return all(s.printed(text) for text in texts)
 
 
 async def _restarted_postgres(s: RunningStack, old: int) -> bool:
