@@ -260,7 +260,7 @@ async def test_a_killed_temporal_server_is_started_again(running_stack: RunningS
     body = complaint()
     case_id = await eventually(lambda: _register(s, body, headers), within=60, interval=0.5)
     assert await eventually(lambda: _routed(s, case_id), within=60, interval=0.2)
-    assert s.printed("Temporal dev server started again")
+    await eventually(lambda: _said(s, "Temporal dev server started again"))
 
 
 async def _register(s: RunningStack, body: dict[str, Any], headers: dict[str, str]) -> str | None:
