@@ -7,7 +7,10 @@ tests/test_architecture.py):
 - ``jiesu.case``: the case's vocabulary and rules; imports nothing of ours.
 - ``jiesu.access``, ``jiesu.notify``, ``jiesu.stats``, ``jiesu.audit``: services by concern;
   they import ``jiesu.case`` and the infrastructure modules, never ``api``, ``workflows``,
-  ``activities`` or ``jiesu.ops``.
+  ``activities`` or ``jiesu.ops``, nor each other.
+- ``jiesu.readmodel`` (the read-model writer), ``jiesu.intake`` (filing and repeat reports),
+  ``jiesu.health`` (the doctor's checks): services that combine the concerns above; same
+  rule, and their own docstrings say which concerns they use.
 - ``jiesu.config``, ``jiesu.db``, ``jiesu.client``: infrastructure (settings, PostgreSQL pool,
   Temporal client) shared by everything.
 - ``jiesu.ops``: running and operating the system (CLI, embedded stack, bootstrap, demo data,
