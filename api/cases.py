@@ -23,11 +23,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.errors import RETRY_AFTER_SECONDS, ApiError, is_temporal_down, not_found
+from api.errors import RETRY_AFTER_SECONDS, ApiError, not_found
 from api.schemas import ActionResult
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
+from jiesu.client import is_temporal_down
 from jiesu.config import Settings
 from workflows.complaint import ComplaintWorkflow
 

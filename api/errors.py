@@ -26,7 +26,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.service import RPCError, RPCStatusCode
+
+from jiesu.client import is_temporal_down
 
 log = logging.getLogger("jiesu.api")
 
@@ -86,17 +87,6 @@ def temporal_unavailable() -> ApiError:
 
 def database_unavailable() -> ApiError:
     return _unavailable("database_unavailable", "the database (PostgreSQL)")
-
-
-# RPC statuses that mean "Temporal did not answer", not "Temporal said no".
-TEMPORAL_DOWN = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
-
-
-def is_temporal_down(exc: BaseException) -> bool:
-    if isinstance(exc, RPCError):
-        return exc.status in TEMPORAL_DOWN
-    # A lazily connected client that cannot reach the server raises this on first use.
-    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
 _POOL_GONE = ("pool is closed", "pool is closing", "connection is closed", "connection was closed")

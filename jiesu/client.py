@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.config import Settings
 
@@ -17,3 +18,15 @@ async def connect_to(address: str, namespace: str, *, lazy: bool = False) -> Cli
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     return await connect_to(settings.temporal_address, settings.temporal_namespace, lazy=lazy)
+
+
+# RPC statuses that mean "Temporal did not answer", not "Temporal said no".
+TEMPORAL_DOWN = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+def is_temporal_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says Temporal could not be reached (not that it refused something)."""
+    if isinstance(exc, RPCError):
+        return exc.status in TEMPORAL_DOWN
+    # A lazily connected client that cannot reach the server raises this on first use.
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")

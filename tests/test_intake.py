@@ -17,7 +17,7 @@ import hashlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,12 +31,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
-from api import intake
 from api.main import create_app
 from jiesu.access import citizen_tokens
-from jiesu.case.domain import CaseStart
+from jiesu.case.domain import CaseStart, ComplaintIntake
 from jiesu.config import Settings
-from jiesu.intake import merge
+from jiesu.intake import filing, merge
+from jiesu.intake.errors import IntakeRefused
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"
@@ -353,12 +353,12 @@ async def test_reports_left_pending_are_settled_by_what_temporal_knows(
     }
     # Temporal did get the second problem's start and repeat (say the answers were lost).
     row = rows[kept["citizen"]["phone"]]
-    await intake.start_case(client, settings, CaseStart.model_validate(row["payload"]))
+    await filing.start_case(client, settings, CaseStart.model_validate(row["payload"]))
     await handle_of(client, row["case_id"]).signal(
         ComplaintWorkflow.repeat_report, merge.repeat_signal(row["report_id"], row["report"])
     )
     try:
-        settled = await intake.settle_pending(pool, client, timedelta(0))
+        settled = await filing.settle_pending(pool, client, timedelta(0))
         gone = rows[lost["citizen"]["phone"]]
         assert {gone["case_id"], f"{gone['case_id']}/repeat-{gone['report_id']}"} <= set(
             settled.removed
@@ -412,3 +412,14 @@ async def test_a_configured_secret_makes_the_tokens_and_rotating_it_keeps_them_v
     await act(after, case_id, "supplement", token=token, text="Still loud")  # still valid
     withdrawn = await act(after, case_id, "withdraw", token=token, reason="Solved")
     assert withdrawn["case"]["status"] == "closed"
+
+
+def test_the_filing_service_refuses_with_domain_errors_not_http_errors() -> None:
+    """The service speaks in intake terms; api/intake.py alone turns this into a 422."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    future = ComplaintIntake.model_validate(complaint(received_at=tomorrow))
+    with pytest.raises(IntakeRefused) as refused:
+        filing._received_at(future)
+    assert (refused.value.code, refused.value.message) == (
+        "invalid_received_at", "received_at is in the future"
+    )

@@ -1,7 +1,8 @@
 """Intake (受理): filing a citizen's report — a new case, or a repeat linked to the open case
-of the same problem (并单, :mod:`jiesu.intake.merge`).
+of the same problem (并单, :mod:`jiesu.intake.merge`), filed in two transactions
+(:mod:`jiesu.intake.filing`), refused with domain errors (:mod:`jiesu.intake.errors`) that
+only the API turns into HTTP errors (``api/intake.py``).
 
 May import ``jiesu.case``, ``jiesu.access`` and the infrastructure modules; never ``api`` or
-``workflows``. (The two-transaction filing itself, ``api/intake.py``, moves here next: issue
-10, item 2 — it still raises HTTP errors and starts the workflow by class.)
+``workflows``: the case's workflow is started and signalled by its registered names.
 """

@@ -13,7 +13,7 @@ Same problem means, within the repeat window: the same category and either the s
 So concurrent reports of one problem queue on its keys: the first opens the case, every
 later one finds that case's row, even before its workflow has started. A case counts as open
 unless the read model says it closed; one that closed behind the read model's back is found
-out when the repeat is delivered (``api.intake``) and the report then opens a new case. The
+out when the repeat is delivered (``jiesu.intake.filing``) and the report then opens a new case. The
 case's workflow counts the repeat; the third report of the same open problem puts it under
 supervision.
 """
@@ -87,7 +87,7 @@ async def add_report(
     digest: str,
     token: tuple[str, str],
 ) -> int:
-    """The repeat's row, 'pending' until its case has been told (``api.intake``)."""
+    """The repeat's row, 'pending' until its case has been told (``jiesu.intake.filing``)."""
     nonce, token_hash = token
     return int(
         await conn.fetchval(

@@ -11,8 +11,8 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from api.intake import settle_pending
 from jiesu.health import checks
+from jiesu.intake.filing import settle_pending
 from jiesu.ops import doctor
 from jiesu.ops.audit_cli import Session, _add, _run, _time
 from workflows import ALL_WORKFLOWS
@@ -85,8 +85,8 @@ def cmd_repair_notices(args: argparse.Namespace) -> int:
 
 
 def cmd_repair_intakes(args: argparse.Namespace) -> int:
-    """Settle reports left pending by what Temporal knows (api.intake.settle_pending): marked
-    started when Temporal has them, removed otherwise."""
+    """Settle reports left pending by what Temporal knows (jiesu.intake.filing.settle_pending):
+    marked started when Temporal has them, removed otherwise."""
     async def body(session: Session) -> int:
         client, pool, _ = session
         settled = await settle_pending(pool, client, timedelta(seconds=args.older_than))

@@ -1,0 +1,485 @@
+"""Intake (受理): validate against reference data, number the case or link the report to the
+open case of the same problem (并单, jiesu/intake/merge.py), and tell Temporal.
+
+Every report is filed in two short transactions on one connection:
+
+1. *claim*: under the problem's advisory locks (and the Idempotency-Key's), find the
+   report's earlier row by its key, or decide "new case or repeat" and write the row as
+   ``pending`` — the case number and the citizen token's nonce are fixed here;
+2. *complete*: with that row locked, start the case's workflow (workflow id = case number)
+   or signal the repeat to its case (report id = the row's id), then mark the row
+   ``started``. Both are idempotent in Temporal, so completing twice does no harm.
+
+A Temporal outage between the two leaves a ``pending`` row. With an Idempotency-Key the
+client's retry finds it and completes it; without one nobody can retry, so a request that
+certainly never reached Temporal (connection refused / unavailable) removes its row again —
+nothing is left behind. What remains (a crash between the two, a key never retried, an
+ambiguous timeout) is settled by :func:`settle_pending`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jiesu.access import citizen_tokens
+from jiesu.case import search_attributes as sa
+from jiesu.case.domain import (
+    Actor,
+    CaseSignal,
+    CaseStart,
+    CaseState,
+    ComplaintIntake,
+    EventKind,
+    RepeatReport,
+    Status,
+    Urgency,
+)
+from jiesu.client import is_temporal_down
+from jiesu.config import Settings
+from jiesu.intake import merge
+from jiesu.intake.errors import (
+    IdempotencyConflict,
+    IntakeContended,
+    IntakeRefused,
+    TemporalUnavailable,
+)
+
+# The case's workflow, by its registered name (workflows/complaint.py): this service stands
+# below the workflows and does not import them.
+CASE_WORKFLOW = "ComplaintWorkflow"
+CASE_STATE_QUERY = "state"
+
+CLOCK_SKEW = timedelta(minutes=2)
+MAX_BACKDATE = timedelta(hours=24)
+# A round ends without an answer only when the case found closed meanwhile; the next round
+# leaves it out. More than a few in a row means something else is wrong.
+MAX_ROUNDS = 4
+
+
+def _request_hash(intake: ComplaintIntake) -> str:
+    canonical = json.dumps(intake.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _received_at(intake: ComplaintIntake) -> datetime:
+    now = datetime.now(UTC)
+    at = intake.received_at
+    if at is None:
+        return now
+    if at.tzinfo is None:
+        raise IntakeRefused("invalid_received_at", "received_at needs a timezone, e.g. +08:00")
+    if at > now + CLOCK_SKEW:
+        raise IntakeRefused("invalid_received_at", "received_at is in the future")
+    if at < now - MAX_BACKDATE:
+        raise IntakeRefused("invalid_received_at", "received_at is more than 24 hours ago")
+    return at
+
+
+async def _urgency(conn: asyncpg.Connection, intake: ComplaintIntake) -> Urgency:
+    default = await conn.fetchval(
+        "SELECT default_urgency FROM categories WHERE id = $1", intake.category_id
+    )
+    if default is None:
+        raise IntakeRefused("unknown_category", f"no complaint category {intake.category_id!r}")
+    grid = await conn.fetchval(
+        "SELECT 1 FROM areas WHERE id = $1 AND kind = 'grid'", intake.grid_id
+    )
+    if grid is None:
+        raise IntakeRefused("unknown_grid", f"no grid {intake.grid_id!r}")
+    return intake.urgency or Urgency(default)
+
+
+async def _new_case_id(conn: asyncpg.Connection, settings: Settings, at: datetime) -> str:
+    seq = await conn.fetchval("SELECT nextval('case_number_seq')")
+    return f"JS{at.astimezone(ZoneInfo(settings.timezone)):%Y%m%d}-{seq:06d}"
+
+
+async def start_case(
+    client: Client, settings: Settings, start: CaseStart, repeat: RepeatReport | None = None
+) -> None:
+    """Start the case's workflow (id = case number; a second start is a no-op). With
+    ``repeat``: signal-with-start, so that a repeat reaches a case whose own start has not
+    happened yet; raises ``WorkflowAlreadyStartedError`` if the case has closed."""
+    options: dict[str, Any] = {
+        "id": start.case_id,
+        "task_queue": settings.task_queue,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CASE_STATUS, Status.REGISTERED.value),
+                SearchAttributePair(sa.CASE_URGENCY, start.urgency.value),
+                SearchAttributePair(sa.CASE_CATEGORY, start.intake.category_id),
+                SearchAttributePair(sa.CASE_CHANNEL, start.intake.channel.value),
+            ]
+        ),
+        "static_summary": f"{start.case_id} {start.intake.title}"[:200],
+    }
+    if repeat is not None:
+        options |= {"start_signal": CaseSignal.REPEAT_REPORT.value, "start_signal_args": [repeat]}
+        await client.start_workflow(CASE_WORKFLOW, start, **options)
+        return
+    try:
+        await client.start_workflow(CASE_WORKFLOW, start, **options)
+    except WorkflowAlreadyStartedError:
+        pass  # a retry of an intake whose workflow did start: exactly what we want
+
+
+async def _tell_case(
+    client: Client, settings: Settings, case: CaseStart, case_started: bool, report: RepeatReport
+) -> bool:
+    """Deliver a repeat; False when its case has closed. A case whose intake is marked
+    started gets a plain signal, never a start: its history may be gone (archived, deleted
+    after retention), and a start would bring a new run to life under its number."""
+    if not case_started:
+        try:
+            await start_case(client, settings, case, report)
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
+    try:
+        await client.get_workflow_handle(case.case_id).signal(
+            CaseSignal.REPEAT_REPORT.value, report
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:  # completed, or no longer kept
+            return False
+        raise
+    return True
+
+
+def _may_have_reached_temporal(err: BaseException) -> bool:
+    """Of an outage (``is_temporal_down``): True when the request may have reached Temporal
+    (a timeout after sending); a refused or unavailable connection certainly did not."""
+    return isinstance(err, RPCError) and err.status is RPCStatusCode.DEADLINE_EXCEEDED
+
+
+# --- the two transactions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A report's row: the case's own intake (``report_id`` None) or a repeat report."""
+
+    case_id: str
+    report_id: int | None
+    replayed: bool  # the row was there before this request (same Idempotency-Key)
+
+
+@dataclass(frozen=True)
+class Filed:
+    case: CaseStart
+    token_nonce: str | None
+    token_hash: str
+
+
+class Retry(Enum):
+    CLOSED = "the case found has closed"
+    GONE = "the row or its case's intake was given up meanwhile"
+
+
+@dataclass(frozen=True)
+class Report:
+    intake: ComplaintIntake
+    received_at: datetime
+    actor: Actor
+    idempotency_key: str | None
+    digest: str
+
+
+async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
+    row = await conn.fetchrow(
+        "SELECT case_id, NULL::bigint AS report_id, request_hash FROM intakes"
+        " WHERE idempotency_key = $1"
+        " UNION ALL SELECT case_id, id, request_hash FROM repeat_reports"
+        " WHERE idempotency_key = $1",
+        report.idempotency_key,
+    )
+    if row is None:
+        return None
+    if row["request_hash"] != report.digest:
+        raise IdempotencyConflict()
+    return Claim(row["case_id"], row["report_id"], replayed=True)
+
+
+async def _claim(
+    conn: asyncpg.Connection, settings: Settings, secret: bytes, report: Report, closed: set[str]
+) -> Claim:
+    intake, key = report.intake, report.idempotency_key
+    keys = merge.problem_keys(intake)
+    async with conn.transaction():
+        await merge.lock(conn, [*keys.all(), *([f"idempotency|{key}"] if key else [])])
+        if key and (earlier := await _by_key(conn, report)):
+            return earlier
+        urgency = await _urgency(conn, intake)
+        since = report.received_at - timedelta(days=settings.repeat_window_days)
+        token = citizen_tokens.issue(secret)
+        open_case = await merge.find_open_case(conn, keys, since, closed)
+        if open_case is not None:
+            payload = merge.report_payload(intake, report.received_at, report.actor)
+            report_id = await merge.add_report(
+                conn, open_case, payload, key, report.digest, token
+            )
+            return Claim(open_case, report_id, replayed=False)
+        case_id = await _new_case_id(conn, settings, report.received_at)
+        start = CaseStart(
+            case_id=case_id,
+            intake=intake,
+            urgency=urgency,
+            received_at=report.received_at,
+            registered_by=report.actor,
+        )
+        await conn.execute(
+            "INSERT INTO intakes (case_id, idempotency_key, request_hash, payload, state,"
+            " token_nonce, token_hash, received_at, phone_key, address_key)"
+            " VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)",
+            case_id, key, report.digest, start.model_dump(mode="json"), *token,
+            report.received_at, keys.phone, keys.address,
+        )
+        return Claim(case_id, None, replayed=False)
+
+
+async def _complete_intake(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    row = await conn.fetchrow(
+        "SELECT state, payload, token_nonce, token_hash FROM intakes WHERE case_id = $1"
+        " FOR UPDATE",
+        claim.case_id,
+    )
+    if row is None:
+        return Retry.GONE
+    case = CaseStart.model_validate(row["payload"])
+    if row["state"] == "pending":
+        await start_case(client, settings, case)
+        await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
+    return Filed(case, row["token_nonce"], row["token_hash"])
+
+
+async def _complete_repeat(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    # Lock order: the repeat's row, then its case's intake row (as settle_pending does).
+    mine = await conn.fetchrow(
+        "SELECT state, payload, token_nonce, token_hash FROM repeat_reports WHERE id = $1"
+        " FOR UPDATE",
+        claim.report_id,
+    )
+    if mine is None:
+        return Retry.GONE
+    case_row = await conn.fetchrow(
+        "SELECT state, payload FROM intakes WHERE case_id = $1 FOR UPDATE", claim.case_id
+    )
+    if case_row is None:  # the case's own intake was given up in an outage
+        await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
+        return Retry.GONE
+    case = CaseStart.model_validate(case_row["payload"])
+    if mine["state"] == "pending":
+        repeat = merge.repeat_signal(claim.report_id or 0, mine["payload"])
+        if not await _tell_case(client, settings, case, case_row["state"] == "started", repeat):
+            await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
+            return Retry.CLOSED
+        await conn.execute(
+            "UPDATE repeat_reports SET state = 'started' WHERE id = $1", claim.report_id
+        )
+        await conn.execute(
+            "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
+        )
+    return Filed(case, mine["token_nonce"], mine["token_hash"])
+
+
+async def _complete(
+    conn: asyncpg.Connection, client: Client, settings: Settings, claim: Claim
+) -> Filed | Retry:
+    async with conn.transaction():
+        if claim.report_id is None:
+            return await _complete_intake(conn, client, settings, claim)
+        return await _complete_repeat(conn, client, settings, claim)
+
+
+async def _give_up(conn: asyncpg.Connection, claim: Claim) -> None:
+    """Remove a pending row nobody can retry (no Idempotency-Key). Repeats already linked
+    to a removed intake find it gone when they complete, and open a case of their own."""
+    if claim.report_id is None:
+        await conn.execute(
+            "DELETE FROM intakes WHERE case_id = $1 AND state = 'pending'", claim.case_id
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM repeat_reports WHERE id = $1 AND state = 'pending'", claim.report_id
+        )
+
+
+@dataclass(frozen=True)
+class Filing:
+    """A filed report: its case, and the citizen's token for this report."""
+
+    case_id: str
+    citizen_token: str | None  # None only when the token secret was rotated since (a retry)
+    urgency: Urgency
+    received_at: datetime
+    merged: bool  # linked to the open case of the same problem (并单): no new case
+    replayed: bool  # a retry with the same Idempotency-Key: no new case
+
+
+def _filing(claim: Claim, filed: Filed, secret: bytes) -> Filing:
+    return Filing(
+        case_id=claim.case_id,
+        citizen_token=citizen_tokens.recompute(secret, filed.token_nonce, filed.token_hash),
+        urgency=filed.case.urgency,
+        received_at=filed.case.received_at,
+        merged=claim.report_id is not None,
+        replayed=claim.replayed,
+    )
+
+
+async def register(
+    pool: asyncpg.Pool,
+    client: Client,
+    settings: Settings,
+    intake: ComplaintIntake,
+    actor: Actor,
+    idempotency_key: str | None,
+) -> Filing:
+    """File one report: a new case, a repeat of an open one, or (same Idempotency-Key) the
+    earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
+    key = (idempotency_key or "").strip() or None  # an empty key is no key
+    report = Report(intake, _received_at(intake), actor, key, _request_hash(intake))
+    closed: set[str] = set()
+    async with pool.acquire() as conn:
+        secret = await citizen_tokens.server_secret(conn, settings)
+        for _ in range(MAX_ROUNDS):
+            claim = await _claim(conn, settings, secret, report, closed)
+            try:
+                filed = await _complete(conn, client, settings, claim)
+            except Exception as err:
+                if not is_temporal_down(err):
+                    raise
+                if key is None and not _may_have_reached_temporal(err):
+                    await _give_up(conn, claim)
+                raise TemporalUnavailable() from err
+            if filed is Retry.CLOSED:
+                closed.add(claim.case_id)
+            elif isinstance(filed, Filed):
+                return _filing(claim, filed, secret)
+    raise IntakeContended()
+
+
+# --- reports left pending -------------------------------------------------------------------
+
+
+@dataclass
+class Settled:
+    """What :func:`settle_pending` did, by report ("JS…" or "JS…/repeat-<id>")."""
+
+    started: list[str]  # Temporal has it: the row is marked started
+    removed: list[str]  # Temporal never got it: the row is removed (nothing left behind)
+
+
+_PENDING_INTAKES = """
+SELECT case_id FROM intakes WHERE state = 'pending' AND created_at < now() - $1::interval
+ORDER BY created_at
+"""
+_PENDING_REPEATS = """
+SELECT id, case_id FROM repeat_reports
+WHERE state = 'pending' AND created_at < now() - $1::interval ORDER BY created_at
+"""
+
+
+async def _case_exists(client: Client, case_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(case_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
+    async with conn.transaction():
+        # SKIP LOCKED: a row being completed right now (a retry) is that request's to finish.
+        if not await conn.fetchval(
+            "SELECT 1 FROM intakes WHERE case_id = $1 AND state = 'pending'"
+            " FOR UPDATE SKIP LOCKED",
+            case_id,
+        ):
+            return None
+        if await _case_exists(client, case_id):
+            await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case_id)
+            return True
+        await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
+        return False
+
+
+async def _repeat_delivered(client: Client, case_id: str, report_id: int) -> bool:
+    """Whether the case has counted this report (its repeat_reported events name it)."""
+    try:
+        state = await client.get_workflow_handle(case_id).query(
+            CASE_STATE_QUERY, result_type=CaseState
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return any(
+        e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == str(report_id)
+        for e in state.events
+    )
+
+
+async def _settle_repeat(
+    conn: asyncpg.Connection, client: Client, report_id: int, case_id: str
+) -> bool | None:
+    async with conn.transaction():
+        # Lock order as in _complete_repeat: the repeat's row, then its case's intake row.
+        if not await conn.fetchval(
+            "SELECT 1 FROM repeat_reports WHERE id = $1 AND state = 'pending'"
+            " FOR UPDATE SKIP LOCKED",
+            report_id,
+        ):
+            return None
+        await conn.execute("SELECT 1 FROM intakes WHERE case_id = $1 FOR UPDATE", case_id)
+        if await _repeat_delivered(client, case_id, report_id):
+            await conn.execute(
+                "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
+            )
+            return True
+        await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
+        return False
+
+
+async def settle_pending(pool: asyncpg.Pool, client: Client, older_than: timedelta) -> Settled:
+    """Settle reports left ``pending`` for longer than ``older_than`` (a crash between the
+    two transactions, a key never retried, a timeout that may or may not have reached
+    Temporal) by what Temporal knows: an intake whose workflow exists, or a repeat its case
+    has counted, is marked started; anything else is removed, so that no row stays without
+    its case. Their clients were answered with an error (or not at all), so removing is
+    what they were told. Choose ``older_than`` well above a client's retry horizon."""
+    settled = Settled(started=[], removed=[])
+    async with pool.acquire() as conn:
+        for row in await conn.fetch(_PENDING_INTAKES, older_than):
+            outcome = await _settle_intake(conn, client, row["case_id"])
+            if outcome is not None:
+                (settled.started if outcome else settled.removed).append(row["case_id"])
+        for row in await conn.fetch(_PENDING_REPEATS, older_than):
+            outcome = await _settle_repeat(conn, client, row["id"], row["case_id"])
+            name = f"{row['case_id']}/repeat-{row['id']}"
+            if outcome is not None:
+                (settled.started if outcome else settled.removed).append(name)
+    return settled
