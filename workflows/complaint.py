@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from jiesu.case import lifecycle
     from jiesu.case.domain import (
+        CASE_STATE_QUERY,
+        CASE_WORKFLOW,
         CENTRE_ID,
         CENTRE_NAME,
         SIGNAL_PAYLOADS,
@@ -89,7 +91,7 @@ PATCH_FRESH_ROUND = "fresh-round-after-queue-v1"  # dispatch after the bound set
 PATCH_HARDENED = "hardened-messages-v1"
 
 
-@workflow.defn(name="ComplaintWorkflow")
+@workflow.defn(name=CASE_WORKFLOW)
 class ComplaintWorkflow:
     # The signal names, for clients: ``handle.signal(ComplaintWorkflow.accept, action)``.
     accept = CaseSignal.ACCEPT
@@ -519,7 +521,7 @@ class ComplaintWorkflow:
         self._record(EventKind.WITHDRAWN, action.actor, reason=action.reason)
         self._case.close(Resolution.WITHDRAWN, action.actor)
 
-    @workflow.query
+    @workflow.query(name=CASE_STATE_QUERY)
     def state(self) -> CaseState:
         return self._state
 

@@ -36,13 +36,14 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.audit.timeline import child_workflow_ids
+from jiesu.case.domain import CASE_WORKFLOW
 from jiesu.config import Settings
 
 ARCHIVE_SCHEDULE_ID = "jiesu-history-archive"
 ARCHIVE_WORKFLOW_ID = "jiesu-history-archive"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 ARCHIVE_EVERY = timedelta(hours=1)
-CLOSED_CASES = 'WorkflowType="ComplaintWorkflow" AND ExecutionStatus!="Running"'
+CLOSED_CASES = f'WorkflowType="{CASE_WORKFLOW}" AND ExecutionStatus!="Running"'
 
 
 class ArchiveRequest(BaseModel):

@@ -29,13 +29,14 @@ from temporalio.workflow import NondeterminismError
 from jiesu.audit.archive import archived_cases
 from jiesu.audit.histories import HistoryNotFound, LoadedHistory, load_case_histories
 from jiesu.audit.stuck import failing_task
+from jiesu.case.domain import CASE_WORKFLOW
 
 REPLAYS = "replays"
 NON_DETERMINISTIC = "non-deterministic"
 FAILED = "failed"
 MISSING = "missing"
 STUCK = "stuck"  # replays, but its last workflow task failed: the case is wedged
-CASES_QUERY = 'WorkflowType="ComplaintWorkflow"'
+CASES_QUERY = f'WorkflowType="{CASE_WORKFLOW}"'
 
 _FAR = datetime.max.replace(tzinfo=UTC)
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')

@@ -275,6 +275,12 @@ class EventKind(StrEnum):
     ROUTING_FAILED = "routing_failed"  # routing refused the case's data: the centre dispatches
 
 
+CASE_WORKFLOW = "ComplaintWorkflow"
+"""The Temporal workflow type of a case (one workflow per case, id = case number)."""
+CASE_STATE_QUERY = "state"
+"""The query that answers a case's current :class:`CaseState`."""
+
+
 class CaseSignal(StrEnum):
     """The names of the messages (Temporal signals) a case accepts. Every client — the API,
     the children, the CLI or any Temporal client — uses these; the workflow decodes each

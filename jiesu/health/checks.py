@@ -54,7 +54,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.audit import replay as audit_replay
-from jiesu.case.domain import CaseState
+from jiesu.case.domain import CASE_STATE_QUERY, CASE_WORKFLOW, CaseState
 
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
@@ -68,7 +68,7 @@ KINDS = (
     NOTIFICATION_OVERDUE, INTAKE_PENDING, NOT_REPLAYING,
 )  # fmt: skip
 
-CASE_TYPE = "ComplaintWorkflow"
+CASE_TYPE = CASE_WORKFLOW
 REPORTED_PROBLEMS_QUERY = (
     'ExecutionStatus="Running" AND TemporalReportedProblems IN '
     '("category=WorkflowTaskFailed", "category=WorkflowTaskTimedOut")'
@@ -381,7 +381,7 @@ def _duration(value: timedelta) -> str:
 async def case_state(client: Client, case_id: str) -> CaseState:
     """The case's state as its workflow knows it (the ``state`` query)."""
     return await client.get_workflow_handle(case_id).query(
-        "state", result_type=CaseState, rpc_timeout=_QUERY_TIMEOUT
+        CASE_STATE_QUERY, result_type=CaseState, rpc_timeout=_QUERY_TIMEOUT
     )
 
 

@@ -40,6 +40,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from jiesu.access import citizen_tokens
 from jiesu.case import search_attributes as sa
 from jiesu.case.domain import (
+    CASE_STATE_QUERY,
+    CASE_WORKFLOW,
     Actor,
     CaseSignal,
     CaseStart,
@@ -62,8 +64,6 @@ from jiesu.intake.errors import (
 
 # The case's workflow, by its registered name (workflows/complaint.py): this service stands
 # below the workflows and does not import them.
-CASE_WORKFLOW = "ComplaintWorkflow"
-CASE_STATE_QUERY = "state"
 
 CLOCK_SKEW = timedelta(minutes=2)
 MAX_BACKDATE = timedelta(hours=24)
