@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
@@ -27,15 +26,8 @@ class KeyRequest(BaseModel):
     department_id: Annotated[Line | None, Field(min_length=1, max_length=64)] = None
 
 
-class KeyInfo(BaseModel):
+class KeyInfo(api_keys.ApiKey):
     """A key without its secret."""
-
-    id: int
-    name: str
-    role: Role
-    department_id: str | None
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 class CreatedKey(KeyInfo):
@@ -56,12 +48,12 @@ async def create_key(body: KeyRequest, principal: Admin, pool: Pool) -> CreatedK
         )
     except KeyRefused as exc:
         raise ApiError(409 if exc.code == "key_name_taken" else 422, exc.code, str(exc)) from exc
-    return CreatedKey(**vars(info), key=key)
+    return CreatedKey(**info.model_dump(), key=key)
 
 
 @router.get("", response_model=list[KeyInfo], responses=ERRORS, summary="List the API keys")
 async def list_keys(principal: Admin, pool: Pool) -> list[KeyInfo]:
-    return [KeyInfo(**vars(k)) for k in await api_keys.list_keys(pool)]
+    return [KeyInfo(**k.model_dump()) for k in await api_keys.list_keys(pool)]
 
 
 @router.post(
@@ -76,4 +68,4 @@ async def revoke_key(
     info = await api_keys.revoke_key(pool, key_id)
     if info is None:
         raise ApiError(404, "key_not_found", f"no API key {key_id}")
-    return KeyInfo(**vars(info))
+    return KeyInfo(**info.model_dump())

@@ -9,10 +9,10 @@ but no longer authenticates (``api.deps.authenticate``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict
 
 from jiesu.access.security import hash_api_key, new_api_key
 from jiesu.case.domain import Role
@@ -35,9 +35,10 @@ class KeyRefused(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class ApiKey:
-    """What is known about a key: everything but the key itself."""
+class ApiKey(BaseModel):
+    """What is known about a key: everything but the key itself (also the API's answer)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     name: str
@@ -48,7 +49,7 @@ class ApiKey:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
-        return cls(**{**dict(row), "role": Role(row["role"])})
+        return cls.model_validate(dict(row))
 
 
 def _check(name: str, role: Role, department_id: str | None) -> None:
