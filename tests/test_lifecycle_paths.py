@@ -22,7 +22,8 @@ from helpers import (
     keep_history,
     register,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.case import search_attributes as sa
@@ -64,6 +65,7 @@ async def test_return_is_reassigned_automatically_without_the_returning_departme
 
     # nobody at the centre chooses within the window: the routing rules decide
     child = client.get_workflow_handle(f"{case_id}-reassign-1")
+    await eventually(lambda: _started(child))  # the case records the child before it starts
     assert not await env.fast_forward(child, timedelta(minutes=31))  # it completes first
     state = await _assigned(api, case_id)
     assert state["assignment"]["department_id"] == "police"  # next rule, without the returner
@@ -386,3 +388,10 @@ async def _ladder_stopped(api: httpx.AsyncClient, case_id: str):
     state = await case(api, case_id, OPERATOR)
     return state if state["escalation"] and not state["escalation"]["active"] else None
 
+
+async def _started(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        await handle.describe()
+    except RPCError:
+        return False
+    return True
