@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(default=2.0, gt=0, alias="JIESU_QUERY_TIMEOUT_SECONDS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")
+    # The address citizens and staff reach the console at, used in the links sent by SMS and
+    # e-mail (the citizen's follow-up link). Empty: http://<api_host>:<api_port>.
+    public_url: str = Field(default="", alias="JIESU_PUBLIC_URL")
     # Load the fictional demo county and its PUBLIC demo API keys at bootstrap. Off unless
     # asked for: `make run` turns it on, docker-compose and `jiesu bootstrap` leave it off.
     demo_data: bool = Field(default=False, alias="JIESU_DEMO_DATA")
