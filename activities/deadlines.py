@@ -56,4 +56,7 @@ class DeadlineActivities:
             escalation_step_hours=self.settings.escalation_step_hours,
             repeats_before_supervision=self.settings.repeats_before_supervision,
             max_extension_days=self.settings.max_extension_days,
+            return_needs_approval=self.settings.return_needs_approval,
+            max_extensions=self.settings.max_extensions,
+            extension_decision_hours=self.settings.extension_decision_hours,
         )

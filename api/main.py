@@ -23,6 +23,7 @@ from api.routers import (
     handling,
     health,
     keys,
+    oversight,
     stats,
     supervision,
 )
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(complaints.router, prefix="/api/v1")
     app.include_router(handling.router, prefix="/api/v1")
     app.include_router(supervision.router, prefix="/api/v1")
+    app.include_router(oversight.router, prefix="/api/v1")
     app.include_router(citizen.router, prefix="/api/v1")
     app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")

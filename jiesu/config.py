@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     # How far ahead an extension (延期) may promise to finish.
     max_extension_days: float = Field(default=90.0, gt=0, alias="JIESU_MAX_EXTENSION_DAYS")
     repeat_window_days: float = Field(default=30.0, gt=0, alias="JIESU_REPEAT_WINDOW_DAYS")
+    # 退单审核 (issue 14): a department's return waits for the centre to uphold or reject it.
+    return_needs_approval: bool = Field(default=False, alias="JIESU_RETURN_NEEDS_APPROVAL")
+    # 延期: approved extensions per case, and how long the centre has to decide a request
+    # (undecided by then: approved, and the lapse recorded against the centre).
+    max_extensions: int = Field(default=2, ge=0, alias="JIESU_MAX_EXTENSIONS")
+    extension_decision_hours: float = Field(
+        default=8.0, gt=0, alias="JIESU_EXTENSION_DECISION_HOURS"
+    )
     # Key of the citizen tokens (jiesu/access/citizen_tokens.py). Empty: a secret generated into the
     # database at migration, which keeps tokens out of the report tables but not out of a
     # whole-database copy. Set it in production (e.g. `openssl rand -base64 32`).

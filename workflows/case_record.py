@@ -160,6 +160,7 @@ class CaseRecord:
         s.rating = None
         s.rating_comment = ""
         s.extension = None
+        s.pending_return = None
 
     def queue_at_centre(self, actor: Actor) -> None:
         """Past the reassignment bound: the centre dispatches by hand, under supervision."""

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineRequest,
         Deadlines,
         DispatchAction,
+        EscalationLevel,
         EscalationStep,
         EscalationTrigger,
         EventKind,
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         ExtensionAction,
         ExtensionDecisionAction,
         PendingReassignment,
+        PendingReturn,
         RaiseLevelAction,
         Rating,
         RatingAction,
@@ -65,8 +67,10 @@ with workflow.unsafe.imports_passed_through():
         ReplyAction,
         Resolution,
         ReturnAction,
+        ReturnDecisionAction,
         RouteRequest,
         RouteResult,
+        SecondAssignmentAction,
         Status,
         SupervisionAction,
         SupplementAction,
@@ -89,6 +93,12 @@ PATCH_FRESH_ROUND = "fresh-round-after-queue-v1"  # dispatch after the bound set
 # projector settles before it issues commands, so that the commands of a workflow task do not
 # depend on how Temporal batched its events into activations (see _settle).
 PATCH_HARDENED = "hardened-messages-v1"
+# Issue 14: a return may wait for the centre's approval (退单审核, when the recorded policy asks
+# for it); an extension request undecided by its decision deadline is approved (see
+# _extension_decision_due); the ladder's accountability step creates the accountability record.
+PATCH_RETURN_APPROVAL = "return-approval-v1"
+PATCH_EXTENSION_DUE = "extension-decision-due-v1"
+PATCH_ACCOUNTABILITY = "accountability-record-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -101,6 +111,8 @@ class ComplaintWorkflow:
     rate = CaseSignal.RATE
     callback = CaseSignal.CALLBACK
     return_case = CaseSignal.RETURN
+    decide_return = CaseSignal.DECIDE_RETURN
+    order_second_assignment = CaseSignal.ORDER_SECOND_ASSIGNMENT
     raise_level = CaseSignal.RAISE_LEVEL
     request_extension = CaseSignal.REQUEST_EXTENSION
     decide_extension = CaseSignal.DECIDE_EXTENSION
@@ -120,6 +132,7 @@ class ComplaintWorkflow:
         self._state, self._record = self._case.state, self._case.record
         self._watchers: list[asyncio.Task[None]] = []
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
+        self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
         self._repeat_ids: set[str] = set()
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
@@ -188,14 +201,16 @@ class ComplaintWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: (
-                        self._state.rating is not None or self._state.status is not Status.REPLIED
+                        self._state.rating is not None
+                        or self._state.status is not Status.REPLIED
+                        or self._reassign_next is not None  # 二次交办 on review of the reply
                     ),
                     timeout=remaining,
                     timeout_summary="rating window",
                 )
             except TimeoutError:
                 pass
-        if self._state.status is not Status.REPLIED:
+        if self._state.status is not Status.REPLIED or self._reassign_next is not None:
             return
         if self._state.rating is Rating.UNSATISFIED and self._rehandle_allowed():
             self._rehandle()
@@ -259,7 +274,8 @@ class ComplaintWorkflow:
         self._record(
             EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
         )
-        result = await choose_department(s, n, reason, child_id)
+        chosen, self._second_assignment_to = self._second_assignment_to, None
+        result = await choose_department(s, n, reason, child_id, chosen)
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
@@ -278,6 +294,7 @@ class ComplaintWorkflow:
         self._record(
             EventKind.REASSIGNED,
             actor,
+            from_department_id=s.department_id,  # the unit of the round that ended
             department_id=result.route.department_id,
             department_name=result.route.department_name,
             round=s.round,
@@ -337,6 +354,8 @@ class ComplaintWorkflow:
             department_id=self._state.department_id,
             trigger=self._state.escalation.trigger.value if self._state.escalation else None,
         )
+        if step.level is EscalationLevel.ACCOUNTABILITY and workflow.patched(PATCH_ACCOUNTABILITY):
+            self._ladder.reached(step.level)
 
     # --- signals: human actions ---------------------------------------------------------
 
@@ -406,16 +425,85 @@ class ComplaintWorkflow:
         self._record(kind, actor, rating=rating.value, comment=comment)
 
     def _on_return(self, action: ReturnAction) -> None:
-        """退单: "not ours" — the reassignment child picks the next department."""
+        """退单: "not ours" — the reassignment child picks the next department, or, when the
+        recorded policy asks for it, the centre decides first (派单异议审核)."""
         assert action.actor.department_id or self._state.department_id
-        self._state.returned_by.append(self._state.department_id or "")
+        s = self._state
+        assert s.deadlines is not None
+        if s.deadlines.return_needs_approval and workflow.patched(PATCH_RETURN_APPROVAL):
+            s.pending_return = PendingReturn(
+                department_id=s.department_id,
+                reason=action.reason,
+                requested_at=workflow.now(),
+                requested_by=action.actor,
+            )
+            self._record(
+                EventKind.RETURNED,
+                action.actor,
+                reason=action.reason,
+                department_id=s.department_id,
+                awaiting_approval=True,
+            )
+            return
+        s.returned_by.append(s.department_id or "")
         self._record(
             EventKind.RETURNED,
             action.actor,
             reason=action.reason,
-            department_id=self._state.department_id,
+            department_id=s.department_id,
         )
         self._reassign_next = (ReassignReason.RETURN, action.actor)
+
+    def _on_decide_return(self, action: ReturnDecisionAction) -> None:
+        """派单异议审核: upheld → reassigned as any return; rejected → the case stays, and the
+        return counts against the department (event ``return_rejected``)."""
+        s = self._state
+        pending = s.pending_return
+        assert pending is not None
+        s.pending_return = None
+        if action.upheld:
+            s.returned_by.append(pending.department_id or "")
+            self._record(
+                EventKind.RETURN_UPHELD,
+                action.actor,
+                department_id=pending.department_id,
+                note=action.note,
+            )
+            self._reassign_next = (ReassignReason.RETURN, action.actor)
+            return
+        s.rejected_returns += 1
+        self._record(
+            EventKind.RETURN_REJECTED,
+            action.actor,
+            department_id=pending.department_id,
+            reason=action.note,
+            return_reason=pending.reason,
+        )
+
+    def _on_order_second_assignment(self, action: SecondAssignmentAction) -> None:
+        """二次交办 / 改派: a supervisor takes the case from the department sitting on it; the
+        reassignment child chooses the next (or takes the named one). The breaches stay on
+        the record of the department that held the round."""
+        s = self._state
+        self._record(
+            EventKind.SECOND_ASSIGNMENT_ORDERED,
+            action.actor,
+            reason=action.reason,
+            department_id=s.department_id,
+            to_department_id=action.department_id,
+            overdue=[k.value for k in lifecycle.overdue_steps(s, workflow.now())],
+            on_review=s.status is Status.REPLIED,
+        )
+        if action.department_id:
+            route = RouteResult(
+                department_id=action.department_id,
+                department_name=action.department_name,
+                by_rule=False,
+            )
+            self._second_assignment_to = ReassignmentResult(
+                route=route, chosen_by=action.actor, note=action.reason
+            )
+        self._reassign_next = (ReassignReason.SECOND_ASSIGNMENT, action.actor)
 
     def _on_raise_level(self, action: RaiseLevelAction) -> None:
         """提级办: beyond this department's authority → the level above."""
@@ -428,13 +516,20 @@ class ComplaintWorkflow:
         self._reassign_next = (ReassignReason.RAISE_LEVEL, action.actor)
 
     def _on_request_extension(self, action: ExtensionAction) -> None:
-        """延期申请."""
-        self._state.extension = Extension(
+        """延期申请: the deciding supervisors are notified (jiesu.notify); with a decision
+        deadline in the recorded policy, a timer holds the centre to it."""
+        s = self._state
+        assert s.deadlines is not None
+        hours = s.deadlines.extension_decision_hours
+        timed = hours is not None and workflow.patched(PATCH_EXTENSION_DUE)
+        now = workflow.now()
+        s.extension = extension = Extension(
             reasons=action.reasons,
             measures=action.measures,
             promised_finish=action.promised_finish,
-            requested_at=workflow.now(),
+            requested_at=now,
             requested_by=action.actor,
+            decision_due=now + timedelta(hours=hours) if timed and hours is not None else None,
         )
         self._record(
             EventKind.EXTENSION_REQUESTED,
@@ -442,6 +537,42 @@ class ComplaintWorkflow:
             reasons=action.reasons,
             measures=action.measures,
             promised_finish=action.promised_finish.isoformat(),
+            decision_due=extension.decision_due.isoformat() if extension.decision_due else None,
+        )
+        if extension.decision_due is not None:
+            self._watchers.append(asyncio.create_task(self._extension_decision_due(extension)))
+
+    async def _extension_decision_due(self, extension: Extension) -> None:
+        """延期审批时限: a request nobody decided by its deadline is approved (视为同意) and the
+        lapse is recorded against the centre. The department asked in time, with reasons and a
+        promised date; the centre's silence must not turn into the department's breach."""
+        assert extension.decision_due is not None
+        s = self._state
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    extension.approved is not None
+                    or s.extension is not extension
+                    or s.status not in lifecycle.WITH_DEPARTMENT
+                ),
+                timeout=extension.decision_due - workflow.now(),
+                timeout_summary="extension decision deadline",
+            )
+            return
+        except TimeoutError:
+            pass
+        self._record(
+            EventKind.EXTENSION_DECISION_OVERDUE,
+            SYSTEM_ACTOR,
+            decision_due=extension.decision_due.isoformat(),
+            department_id=s.department_id,
+        )
+        self._on_decide_extension(
+            ExtensionDecisionAction(
+                actor=SYSTEM_ACTOR,
+                approved=True,
+                note="approved: no decision by the deadline (逾期未审视为同意)",
+            )
         )
 
     def _on_decide_extension(self, action: ExtensionDecisionAction) -> None:
@@ -491,8 +622,8 @@ class ComplaintWorkflow:
         )
 
     def _on_supervise(self, action: SupervisionAction) -> None:
-        """A supervisor puts the case on the ladder (督办)."""
-        self._ladder.escalate(EscalationTrigger.SUPERVISOR, action.actor)
+        """A supervisor puts the case on the ladder (督办), at the step of the chosen form."""
+        self._ladder.escalate(EscalationTrigger.SUPERVISOR, action.actor, order=action)
 
     def _on_repeat_report(self, report: RepeatReport) -> None:
         """并单: another report of this open problem; the third one means supervision."""

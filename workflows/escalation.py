@@ -1,9 +1,11 @@
 """EscalationWorkflow: the supervision ladder (督办阶梯) of one case.
 
 A child of the case, id ``<case>-escalation-<n>``. It climbs remind (提醒) → urge (催办) →
-supervise (督办) → joint handling (会办) → accountability referral (问责), one step per
-interval, telling the case at every step (the case records it, notifies and shows the level).
-The case signals ``stop`` when the department acts or the case closes.
+supervise (督办) → joint handling (会办) → accountability referral (问责), from the step a
+supervisor chose (or the first), one step per interval (the first lasting until the unit's
+deadline, when the supervisor set one), telling the case at every step (the case records
+it, notifies and shows the level). The case signals ``stop`` when the department did what it
+was supervised for, or the case closes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class EscalationWorkflow:
     async def run(self, request: EscalationRequest) -> EscalationOutcome:
         case = workflow.get_external_workflow_handle(request.case_id)
         level = request.start_level
+        step = timedelta(hours=request.step_hours)
+        # a supervisor's deadline for the unit: the first step lasts until it
+        first = request.first_step_due - workflow.now() if request.first_step_due else step
         while True:
             await case.signal("escalation_step", EscalationStep(n=request.n, level=level))
             if level is EscalationLevel.ACCOUNTABILITY:
@@ -42,11 +47,12 @@ class EscalationWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: self._stopped,
-                    timeout=timedelta(hours=request.step_hours),
+                    timeout=max(first, timedelta(seconds=1)),
                     timeout_summary=f"next step after {level.name.lower()}",
                 )
             except TimeoutError:
                 level = EscalationLevel(level + 1)
+                first = step
                 continue
             return EscalationOutcome(final_level=level, stopped=True)
 

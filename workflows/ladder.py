@@ -1,5 +1,9 @@
 """The supervision ladder (督办阶梯) as the case drives it: start the escalation child, watch
 for the department doing what it was supervised for, stop the child, record the outcome.
+
+A supervisor's order (督办单) starts the ladder at the step of its form, with an opinion and a
+deadline for the unit; 会办 convenes co-handlers and 问责 carries the accountability record
+(unit, persons, reason, decision) that the ladder's accountability step records.
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import (
         SYSTEM_ACTOR,
         Actor,
+        CoHandler,
         DeadlineKind,
         Deadlines,
         Escalation,
+        EscalationLevel,
         EscalationOutcome,
         EscalationRequest,
         EscalationTrigger,
         EventKind,
         Role,
         Status,
+        SupervisionAction,
+        SupervisionForm,
     )
     from jiesu.case.lifecycle import deadline_met
     from workflows.case_record import CaseRecord
@@ -35,6 +43,10 @@ BREACH_TRIGGERS = {
 }
 _BREACHED_KIND = {trigger: kind for kind, trigger in BREACH_TRIGGERS.items()}
 
+# Since this patch the ladder stops when the unit does what it was supervised for (its reply,
+# unless a deadline breach started it), not on any action of the department.
+PATCH_PURPOSE = "ladder-stops-on-purpose-v1"
+
 
 class Ladder:
     def __init__(self, case: CaseRecord) -> None:
@@ -42,7 +54,12 @@ class Ladder:
         self._task: asyncio.Task[None] | None = None
         self._stop = False
 
-    def escalate(self, trigger: EscalationTrigger, actor: Actor = SYSTEM_ACTOR) -> None:
+    def escalate(
+        self,
+        trigger: EscalationTrigger,
+        actor: Actor = SYSTEM_ACTOR,
+        order: SupervisionAction | None = None,
+    ) -> None:
         """Start the ladder, unless one is already climbing for this case."""
         state = self._case.state
         current = state.escalation
@@ -53,11 +70,67 @@ class Ladder:
         state.escalation = Escalation(
             n=n, trigger=trigger, child_id=child_id, started_at=workflow.now()
         )
-        self._case.record(
-            EventKind.ESCALATION_STARTED, actor, n=n, trigger=trigger.value, child_id=child_id
-        )
+        if order is None:
+            self._case.record(
+                EventKind.ESCALATION_STARTED, actor, n=n, trigger=trigger.value, child_id=child_id
+            )
+        else:
+            self._ordered(state.escalation, order)
         self._stop = False
-        self._task = asyncio.create_task(self._climb(n, trigger, child_id))
+        purposeful = workflow.patched(PATCH_PURPOSE)
+        self._task = asyncio.create_task(self._climb(n, trigger, child_id, purposeful))
+
+    def _ordered(self, escalation: Escalation, order: SupervisionAction) -> None:
+        """A supervisor's order: its form, opinion and deadline; 会办's co-handlers."""
+        s = self._case.state
+        escalation.department_id = s.department_id
+        escalation.form = order.form
+        escalation.opinion = order.note
+        escalation.due = order.due
+        escalation.persons = list(order.persons)
+        escalation.decision = order.decision
+        self._case.record(
+            EventKind.ESCALATION_STARTED,
+            order.actor,
+            n=escalation.n,
+            trigger=escalation.trigger.value,
+            child_id=escalation.child_id,
+            form=order.form.value,
+            opinion=order.note,
+            due=order.due.isoformat() if order.due else None,
+            department_id=s.department_id,
+        )
+        if order.form is SupervisionForm.JOINT_HANDLING and order.departments:
+            due = order.contribution_due
+            s.co_handlers.extend(
+                CoHandler(department_id=d.id, department_name=d.name, due=due)
+                for d in order.departments
+            )
+            self._case.record(
+                EventKind.CO_HANDLERS_ADDED,
+                order.actor,
+                department_ids=[d.id for d in order.departments],
+                note=order.note,
+                due=due.isoformat() if due else None,
+            )
+
+    def reached(self, level: EscalationLevel) -> None:
+        """A ladder step arrived. 问责: the accountability record (from the order, or, when
+        the ladder climbed there by itself, a referral whose persons and decision are open)."""
+        s = self._case.state
+        if level is not EscalationLevel.ACCOUNTABILITY or s.escalation is None:
+            return
+        e = s.escalation
+        self._case.record(
+            EventKind.ACCOUNTABILITY_RECORDED,
+            SYSTEM_ACTOR,
+            n=e.n,
+            department_id=e.department_id or s.department_id,
+            persons=e.persons,
+            reason=e.opinion or f"the supervision ladder reached accountability ({e.trigger})",
+            decision=e.decision,
+            ordered=e.form is SupervisionForm.ACCOUNTABILITY,
+        )
 
     async def end(self) -> None:
         """The case closes: stop a climbing ladder and wait for its outcome."""
@@ -65,13 +138,17 @@ class Ladder:
             self._stop = True
             await self._task
 
-    async def _climb(self, n: int, trigger: EscalationTrigger, child_id: str) -> None:
+    async def _climb(
+        self, n: int, trigger: EscalationTrigger, child_id: str, purposeful: bool
+    ) -> None:
         s = self._case.state
         # a ladder may start before the first deadlines are set (a supervisor or the third
         # report in the case's first task): then the policy defaults apply
         policy = s.deadlines or Deadlines.model_construct()
         start_seq = len(s.events)
         round_ = s.round
+        escalation = s.escalation
+        assert escalation is not None
         handle = await workflow.start_child_workflow(
             EscalationWorkflow.run,
             EscalationRequest(
@@ -80,13 +157,16 @@ class Ladder:
                 trigger=trigger,
                 department_id=s.department_id,
                 step_hours=policy.escalation_step_hours,
+                start_level=escalation.form.level if escalation.form else EscalationLevel.REMIND,
+                first_step_due=escalation.due,
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         done = asyncio.create_task(_outcome(handle))
+        acted = self._did_its_duty if purposeful else self._acted
         await workflow.wait_condition(
-            lambda: done.done() or self._stop or self._acted(trigger, round_, start_seq)
+            lambda: done.done() or self._stop or acted(trigger, round_, start_seq)
         )
         if not done.done():
             await handle.signal(EscalationWorkflow.stop)
@@ -111,6 +191,22 @@ class Ladder:
         return any(
             (e.actor.role is Role.DEPARTMENT and e.kind is not EventKind.REJECTED)
             or e.kind in (EventKind.DISPATCHED, EventKind.REASSIGNED)
+            for e in s.events[start_seq:]
+        )
+
+
+    def _did_its_duty(self, trigger: EscalationTrigger, round_: int, start_seq: int) -> bool:
+        """The unit did what it was supervised for: the late step, for a breach of the accept
+        or contact deadline; its reply, for everything else (a finish breach, dissatisfaction,
+        repeat reports, a supervisor's order). A case taken from the unit (a new round) or
+        dispatched out of the centre's queue ends the unit's supervision too."""
+        s = self._case.state
+        if s.status is Status.CLOSED or s.round != round_:
+            return True
+        if trigger in _BREACHED_KIND and trigger is not EscalationTrigger.FINISH_BREACHED:
+            return deadline_met(s, _BREACHED_KIND[trigger], round_)
+        return any(
+            e.kind in (EventKind.REPLIED, EventKind.DISPATCHED, EventKind.REASSIGNED)
             for e in s.events[start_seq:]
         )
 

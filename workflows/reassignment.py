@@ -40,6 +40,8 @@ class ReassignmentWorkflow:
 
     @workflow.run
     async def run(self, request: ReassignmentRequest) -> ReassignmentResult:
+        if request.chosen is not None:  # 二次交办 to the department the supervisor named
+            return request.chosen
         if request.reason is ReassignReason.RAISE_LEVEL:
             return ReassignmentResult(route=await self._level_up(request))
         try:
@@ -89,10 +91,18 @@ class ReassignmentWorkflow:
 
 
 async def choose_department(
-    state: CaseState, n: int, reason: ReassignReason, child_id: str
+    state: CaseState,
+    n: int,
+    reason: ReassignReason,
+    child_id: str,
+    chosen: ReassignmentResult | None = None,
 ) -> ReassignmentResult:
-    """Run the n-th reassignment child of this case and return its choice."""
+    """Run the n-th reassignment child of this case and return its choice. A second assignment
+    (二次交办) never falls back by rule to the department it was taken from."""
     assert state.deadlines is not None
+    exclude = list(state.returned_by)
+    if reason is ReassignReason.SECOND_ASSIGNMENT and state.department_id:
+        exclude.append(state.department_id)
     return await workflow.execute_child_workflow(
         ReassignmentWorkflow.run,
         ReassignmentRequest(
@@ -102,8 +112,9 @@ async def choose_department(
             category_id=state.category_id,
             grid_id=state.grid_id,
             from_department_id=state.department_id,
-            exclude_department_ids=list(state.returned_by),
+            exclude_department_ids=exclude,
             dispatcher_window_minutes=state.deadlines.dispatcher_window_minutes,
+            chosen=chosen,
         ),
         id=child_id,
     )

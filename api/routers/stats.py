@@ -110,6 +110,9 @@ class RankingEntry(BaseModel):
     department_name: str
     level: str
     received: int
+    accountability_records: int = Field(
+        default=0, description="问责 records of the department dated in the period"
+    )
     score: float
     stages: list[dict[str, Any]] = Field(description="Points per stage and per rule")
 
@@ -300,7 +303,9 @@ async def get_ranking(
 ) -> Any:
     start, end = _period(date_from, date_to, settings.timezone)
     await rollup.ensure_fresh(pool, settings.timezone)
-    result = await queries.ranking(pool, start, end, level=level, min_cases=min_cases)
+    result = await queries.ranking(
+        pool, start, end, level=level, min_cases=min_cases, timezone=settings.timezone
+    )
     if _wants_csv(request, format_):
         return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")
     return {"from": start, "to": end, "level": level, **result}

@@ -1,6 +1,7 @@
-"""The hotline centre's actions (派单 / 督办): dispatch, choose in a reassignment, decide on
-extensions, joint handling, supervision, callbacks."""
+"""The hotline centre's actions (派单 / 督办): dispatch, choose in a reassignment, take a case
+away (二次交办), decide on returns and extensions, joint handling, supervision, callbacks."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -24,6 +25,10 @@ from jiesu.case.domain import (
     Line,
     ReassignChoice,
     ReassignChoiceInput,
+    ReturnDecisionAction,
+    ReturnDecisionInput,
+    SecondAssignmentAction,
+    SecondAssignmentInput,
     SupervisionAction,
     SupervisionInput,
     WaiveAction,
@@ -48,6 +53,26 @@ async def _co_handlers(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
     return {"departments": departments, "note": fields["note"]}
 
 
+async def _named_department(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """二次交办 to a named department: its name from reference data (none named: none)."""
+    if fields.get("department_id") is None:
+        return fields
+    return await _with_department_name(pool, fields)
+
+
+async def _supervision_departments(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """会办's co-handlers, checked against reference data like /co-handlers."""
+    ids = dict.fromkeys(fields.get("department_ids") or [])
+    return {
+        **fields,
+        "departments": [DepartmentRef(id=d, name=await cases.department_ref(pool, d)) for d in ids],
+    }
+
+
+def _at_now(check: Any) -> Any:  # checks that compare with the clock get the API's "now"
+    return lambda state, action: check(state, action, datetime.now(UTC))
+
+
 def _reassignment_child(state: CaseState) -> str:
     if state.reassignment is None:
         raise ApiError(409, "no_reassignment", f"case {state.case_id} is not being reassigned")
@@ -62,6 +87,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
                signal=ReassignmentWorkflow.choose, action=ReassignChoice,
                check=lifecycle.check_reassign_choice, body=ReassignChoiceInput,
                prepare=_with_department_name, target=_reassignment_child),
+    ActionSpec("/second-assignment", "二次交办 Take the case from an overdue department, or on "
+               "review of its reply, and assign it again", DISPATCHER,
+               signal=Case.order_second_assignment, action=SecondAssignmentAction,
+               check=_at_now(lifecycle.check_second_assignment), body=SecondAssignmentInput,
+               prepare=_named_department),
+    ActionSpec("/return/decision", "退单审核 Uphold (reassign) or reject (with the reason) a "
+               "department's return", DISPATCHER, signal=Case.decide_return,
+               action=ReturnDecisionAction, check=lifecycle.check_return_decision,
+               body=ReturnDecisionInput),
     ActionSpec("/extension/decision", "延期审批 Approve or reject the extension request",
                DISPATCHER, signal=Case.decide_extension, action=ExtensionDecisionAction,
                check=lifecycle.check_extension_decision, body=ExtensionDecisionInput),
@@ -73,9 +107,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                check=lifecycle.check_waive, name="waive_co_handler",
                # validated as WaiveAction's field is, so that a bad id is a 422, not a 500
                path_fields={"department_id": Annotated[Line, Path(min_length=1, max_length=64)]}),
-    ActionSpec("/supervision", "督办 Put the case on the supervision ladder", DISPATCHER,
-               signal=Case.supervise, action=SupervisionAction,
-               check=lifecycle.check_supervision, body=SupervisionInput, optional_body=True),
+    ActionSpec("/supervision", "督办 Supervise the unit: form (提醒/催办/督办/会办/问责), opinion, "
+               "deadline", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
+               check=_at_now(lifecycle.check_supervision), body=SupervisionInput,
+               optional_body=True, prepare=_supervision_departments),
     ActionSpec("/callback", "回访 Record the verdict the citizen gave by phone",
                StaffCaller(CentreStaff), signal=Case.callback, action=CallbackAction,
                check=lifecycle.check_callback, body=CallbackInput),

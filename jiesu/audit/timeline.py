@@ -147,6 +147,26 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         "rejected": lambda: f"{data.get('action')} rejected ({data.get('code')}): "
         f"{data.get('reason')}",
         "closed": lambda: f"case closed ({data.get('resolution')})",
+        # issue 14: second assignment, return approval, supervision forms, extension hygiene
+        "second_assignment_ordered": lambda: "taken from "
+        f"{data.get('department_id')} and assigned again (二次交办)"
+        + (f" to {data['to_department_id']}" if data.get("to_department_id") else "")
+        + f": {data.get('reason')}",
+        "returned": lambda: f"returned by {data.get('department_id')} (退单): {data.get('reason')}"
+        + (" — awaiting the centre's decision" if data.get("awaiting_approval") else ""),
+        "return_upheld": lambda: f"return by {data.get('department_id')} upheld: reassignment",
+        "return_rejected": lambda: f"return by {data.get('department_id')} rejected, the case "
+        f"stays: {data.get('reason')}",
+        "escalation_started": lambda: "supervision ladder started "
+        f"({data.get('trigger')})"
+        + (f" with the form {data['form']}: {data.get('opinion') or '-'}" if data.get("form")
+           else "")
+        + (f", unit's deadline {_time(data['due'])}" if data.get("due") else ""),
+        "accountability_recorded": lambda: f"accountability (问责) for {data.get('department_id')}"
+        f": persons {', '.join(data.get('persons') or []) or 'to be named'}; reason "
+        f"{data.get('reason')}; decision {data.get('decision') or 'pending'}",
+        "extension_decision_overdue": lambda: "no extension decision by "
+        f"{_time(data.get('decision_due'))}: approved",
     }
     if kind in formats:
         return formats[kind]()

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    model_validator,
 )
 
 CENTRE_ID = "centre"
@@ -215,6 +216,20 @@ class EscalationLevel(IntEnum):
     ACCOUNTABILITY = 5  # 问责
 
 
+class SupervisionForm(StrEnum):
+    """督办形式: the ladder step a supervisor starts at (the names of :class:`EscalationLevel`)."""
+
+    REMIND = "remind"  # 提醒
+    URGE = "urge"  # 催办
+    SUPERVISE = "supervise"  # 督办
+    JOINT_HANDLING = "joint_handling"  # 会办: convene named co-handling departments
+    ACCOUNTABILITY = "accountability"  # 问责: an accountability record for the unit
+
+    @property
+    def level(self) -> EscalationLevel:
+        return EscalationLevel[self.name]
+
+
 class EscalationTrigger(StrEnum):
     """Why a case went to supervision."""
 
@@ -231,6 +246,7 @@ class ReassignReason(StrEnum):
     RETURN = "return"  # 退单
     REHANDLE = "rehandle"  # 重办
     RAISE_LEVEL = "raise_level"  # 提级办
+    SECOND_ASSIGNMENT = "second_assignment"  # 二次交办: a supervisor takes the case away
 
 
 class DeadlineKind(StrEnum):
@@ -254,7 +270,10 @@ class EventKind(StrEnum):
     DEADLINE_BREACHED = "deadline_breached"  # 超时
     REJECTED = "rejected"  # an action the case could not take, with the reason
     CLOSED = "closed"  # 办结归档
-    RETURNED = "returned"  # 退单
+    RETURNED = "returned"  # 退单 (awaiting_approval: the centre decides, 派单异议审核)
+    RETURN_UPHELD = "return_upheld"  # the centre upholds a return: reassignment follows
+    RETURN_REJECTED = "return_rejected"  # the centre rejects a return: counts against the unit
+    SECOND_ASSIGNMENT_ORDERED = "second_assignment_ordered"  # 二次交办 by a supervisor
     LEVEL_RAISE_REQUESTED = "level_raise_requested"  # 提级办 requested by the department
     REASSIGNMENT_STARTED = "reassignment_started"  # the reassignment child started
     REASSIGNED = "reassigned"  # 改派 / 二次交办: new department, fresh deadlines
@@ -262,11 +281,13 @@ class EventKind(StrEnum):
     ESCALATION_STARTED = "escalation_started"  # the supervision ladder started
     ESCALATED = "escalated"  # a ladder step: remind / urge / supervise / joint / accountability
     ESCALATION_STOPPED = "escalation_stopped"
+    ACCOUNTABILITY_RECORDED = "accountability_recorded"  # 问责: unit, persons, reason, decision
     CO_HANDLERS_ADDED = "co_handlers_added"  # 会办: 协办 departments added
     CONTRIBUTED = "contributed"  # a co-handler's contribution
     CO_HANDLER_WAIVED = "co_handler_waived"
     EXTENSION_REQUESTED = "extension_requested"  # 延期申请
     EXTENSION_DECIDED = "extension_decided"  # approved (deadline moved) or rejected
+    EXTENSION_DECISION_OVERDUE = "extension_decision_overdue"  # nobody decided in time
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
     SUPPLEMENTED = "supplemented"  # 补充诉求
     WITHDRAWN = "withdrawn"  # 撤诉
@@ -293,6 +314,8 @@ class CaseSignal(StrEnum):
     RATE = "rate"
     CALLBACK = "callback"
     RETURN = "return"
+    DECIDE_RETURN = "decide_return"
+    ORDER_SECOND_ASSIGNMENT = "order_second_assignment"
     RAISE_LEVEL = "raise_level"
     REQUEST_EXTENSION = "request_extension"
     DECIDE_EXTENSION = "decide_extension"
@@ -430,6 +453,39 @@ class ReturnAction(ReturnInput):
     actor: Actor
 
 
+class ReturnDecisionInput(_Input):
+    """派单异议审核: the centre upholds a return (the case is reassigned) or rejects it (the
+    case stays with the department, and the return counts against it)."""
+
+    upheld: bool
+    note: Text = Field(default="", max_length=2000, description="The reason; required to reject")
+
+    @model_validator(mode="after")
+    def _rejection_has_reason(self) -> ReturnDecisionInput:
+        if not self.upheld and len(self.note.strip()) < 2:
+            raise ValueError("rejecting a return needs the reason (note)")
+        return self
+
+
+class ReturnDecisionAction(ReturnDecisionInput):
+    actor: Actor
+
+
+class SecondAssignmentInput(_Input):
+    """二次交办 / 改派: a supervisor takes the case from a department sitting on it (overdue,
+    or on review of a poor reply). With ``department_id`` the case goes there; without, the
+    reassignment child lets the centre choose, then the routing rules, without the unit it
+    was taken from."""
+
+    reason: Text = Field(min_length=2, max_length=2000)
+    department_id: Line | None = Field(default=None, min_length=1, max_length=64)
+
+
+class SecondAssignmentAction(SecondAssignmentInput):
+    actor: Actor
+    department_name: Line = Field(default="", max_length=200)
+
+
 class RaiseLevelInput(_Input):
     """提级办: the problem is beyond this department's authority."""
 
@@ -510,13 +566,47 @@ class WaiveAction(_Input):
 
 
 class SupervisionInput(_Input):
-    """A supervisor puts the case on the supervision ladder."""
+    """A supervisor puts the case on the supervision ladder (督办), at the step of the chosen
+    form, with an opinion (``note``, 督办意见) and a deadline for the unit (``due``: the ladder
+    climbs when it passes; without it, after the policy's step interval). 会办 names the
+    co-handling departments and their contribution deadline; 问责 names the persons, the reason
+    (``note``) and the decision, and creates an accountability record."""
 
-    note: Text = Field(default="", max_length=2000)
+    note: Text = Field(default="", max_length=2000, description="督办意见: the opinion")
+    form: SupervisionForm = SupervisionForm.REMIND
+    due: Instant | None = Field(default=None, description="The unit's deadline (timezone-aware)")
+    department_ids: list[Annotated[Line, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=10, description="会办: the co-handling departments"
+    )
+    contribution_due: Instant | None = Field(
+        default=None, description="会办: the co-handlers' contribution deadline"
+    )
+    persons: list[Annotated[Line, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20, description="问责: the persons held accountable"
+    )
+    decision: Text = Field(default="", max_length=2000, description="问责: the decision")
+
+    @model_validator(mode="after")
+    def _form_has_its_fields(self) -> SupervisionInput:
+        joint = self.form is SupervisionForm.JOINT_HANDLING
+        if joint != bool(self.department_ids):
+            raise ValueError("department_ids go with the joint_handling form (会办), and only")
+        if self.contribution_due is not None and not joint:
+            raise ValueError("contribution_due goes with the joint_handling form (会办)")
+        if self.form is SupervisionForm.ACCOUNTABILITY:
+            if not self.persons or len(self.decision.strip()) < 2 or len(self.note.strip()) < 2:
+                raise ValueError("accountability (问责) needs persons, the reason (note) and "
+                                 "the decision")
+        elif self.persons or self.decision:
+            raise ValueError("persons and decision go with the accountability form (问责)")
+        return self
 
 
 class SupervisionAction(SupervisionInput):
     actor: Actor
+    departments: list[DepartmentRef] = Field(
+        default_factory=list, max_length=10, description="会办: filled in by the API"
+    )
 
 
 class SupplementInput(_Input):
@@ -586,6 +676,10 @@ class Deadlines(BaseModel):
     repeats_before_supervision: int = 2  # 并单: repeats of an open problem → supervision
     # Added later: histories recorded before it carry no value and get the default.
     max_extension_days: float = 90.0
+    # Issue 14 (defaults = the behaviour of cases recorded before them):
+    return_needs_approval: bool = False  # 退单 waits for the centre's decision
+    max_extensions: int | None = None  # approved extensions per case (None: no cap)
+    extension_decision_hours: float | None = None  # a request undecided this long is approved
 
 
 class Breach(BaseModel):
@@ -622,6 +716,7 @@ class CoHandler(BaseModel):
 
     department_id: str
     department_name: str
+    due: datetime | None = None  # the contribution deadline a supervisor set (会办 form)
     contributed_at: datetime | None = None
     contribution: str = ""
     waived: bool = False
@@ -638,6 +733,7 @@ class Extension(BaseModel):
     requested_at: datetime
     requested_by: Actor
     approved: bool | None = None  # None while pending
+    decision_due: datetime | None = None  # the centre decides by then, or it is approved
 
 
 class Escalation(BaseModel):
@@ -646,6 +742,22 @@ class Escalation(BaseModel):
     child_id: str
     started_at: datetime
     active: bool = True
+    department_id: str | None = None  # the unit under supervision
+    # a supervisor's order (督办单): the form, opinion and the unit's deadline; 问责's record
+    form: SupervisionForm | None = None
+    opinion: str = ""
+    due: datetime | None = None
+    persons: list[str] = Field(default_factory=list)
+    decision: str = ""
+
+
+class PendingReturn(BaseModel):
+    """退单 awaiting the centre's decision (派单异议审核)."""
+
+    department_id: str | None
+    reason: str
+    requested_at: datetime
+    requested_by: Actor
 
 
 class PendingReassignment(BaseModel):
@@ -680,6 +792,8 @@ class CaseState(BaseModel):
     round: int = 1  # assignment round: a reassignment starts a new one
     reassignments: int = 0
     returned_by: list[str] = Field(default_factory=list)
+    pending_return: PendingReturn | None = None
+    rejected_returns: int = 0  # returns the centre rejected (they count against the unit)
     unsatisfied_rounds: int = 0
     repeat_count: int = 0
     extension_count: int = 0
@@ -737,6 +851,8 @@ class ReassignmentRequest(BaseModel):
     from_department_id: str | None
     exclude_department_ids: list[str] = Field(default_factory=list)
     dispatcher_window_minutes: float
+    # 二次交办 to a named department: the supervisor's choice, no window to wait
+    chosen: ReassignmentResult | None = None
 
 
 class ReassignmentResult(BaseModel):
@@ -754,6 +870,7 @@ class EscalationRequest(BaseModel):
     department_id: str | None
     step_hours: float
     start_level: EscalationLevel = EscalationLevel.REMIND
+    first_step_due: datetime | None = None  # the unit's deadline: the first step lasts until it
 
 
 class EscalationOutcome(BaseModel):
@@ -774,6 +891,8 @@ SIGNAL_PAYLOADS: dict[CaseSignal, type[BaseModel]] = {
     CaseSignal.RATE: RatingAction,
     CaseSignal.CALLBACK: CallbackAction,
     CaseSignal.RETURN: ReturnAction,
+    CaseSignal.DECIDE_RETURN: ReturnDecisionAction,
+    CaseSignal.ORDER_SECOND_ASSIGNMENT: SecondAssignmentAction,
     CaseSignal.RAISE_LEVEL: RaiseLevelAction,
     CaseSignal.REQUEST_EXTENSION: ExtensionAction,
     CaseSignal.DECIDE_EXTENSION: ExtensionDecisionAction,

@@ -33,9 +33,12 @@ from jiesu.case.domain import (
     ReplyAction,
     ReplyOutcome,
     ReturnAction,
+    ReturnDecisionAction,
     Role,
+    SecondAssignmentAction,
     Status,
     SupervisionAction,
+    SupervisionForm,
     SupplementAction,
     WaiveAction,
     WithdrawAction,
@@ -132,6 +135,8 @@ def check_return(state: CaseState, action: ReturnAction, now: datetime) -> Refus
     if refusal:
         return refusal
     assert state.assignment is not None and state.deadlines is not None
+    if state.pending_return is not None:
+        return Refusal("return_pending", "a return is already waiting for the centre's decision")
     window = timedelta(hours=state.deadlines.return_window_hours)
     if now > state.assignment.assigned_at + window:
         return Refusal(
@@ -140,6 +145,47 @@ def check_return(state: CaseState, action: ReturnAction, now: datetime) -> Refus
             "of its assignment",
         )
     return None
+
+
+def check_return_decision(state: CaseState, action: ReturnDecisionAction) -> Refusal | None:
+    """派单异议审核: only a pending return (the policy asked for approval) can be decided."""
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "decide on returns")
+    if refusal:
+        return refusal
+    if state.pending_return is None:
+        return Refusal("no_return_pending", "there is no return waiting for a decision")
+    return _status_is(state, *WITH_DEPARTMENT)
+
+
+def overdue_steps(state: CaseState, now: datetime) -> list[DeadlineKind]:
+    """The department's steps of this round whose deadline has passed undone (超时)."""
+    return [
+        kind
+        for kind in DeadlineKind
+        if (due := deadline_of(state, kind)) is not None
+        and now > due
+        and not _MET[kind](state)
+    ]
+
+
+def check_second_assignment(
+    state: CaseState, action: SecondAssignmentAction, now: datetime
+) -> Refusal | None:
+    """二次交办: a supervisor takes the case from a department that is overdue with it, or
+    whose reply is under review (replied, not yet rated)."""
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "order a second assignment")
+    if refusal:
+        return refusal
+    if state.status is Status.REPLIED:
+        return None if state.rating is None else _not_rated(state)
+    refusal = _status_is(state, *WITH_DEPARTMENT, Status.REPLIED)
+    if refusal is None and not overdue_steps(state, now):
+        return Refusal(
+            "not_overdue",
+            f"{state.department_id} is not overdue with {state.case_id}: a case is taken away "
+            "only when a deadline passed undone, or on review of the reply",
+        )
+    return refusal
 
 
 def check_raise_level(state: CaseState, action: RaiseLevelAction) -> Refusal | None:
@@ -154,13 +200,16 @@ def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal |
 
 def check_extension(state: CaseState, action: ExtensionAction, now: datetime) -> Refusal | None:
     """延期: asked before the finish deadline, for a later date no further than the policy's
-    bound, one request at a time."""
+    bound, one request at a time, and no more approved extensions than the policy's cap."""
     refusal = _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
     if refusal:
         return refusal
     assert state.deadlines is not None
     if state.extension is not None and state.extension.approved is None:
         return Refusal("extension_pending", "an extension request is already waiting")
+    cap = state.deadlines.max_extensions
+    if cap is not None and state.extension_count >= cap:
+        return Refusal("extension_cap", f"a case may be extended at most {cap} times")
     if now >= state.deadlines.finish:
         return Refusal("deadline_passed", "an extension must be asked before the deadline")
     if action.promised_finish <= state.deadlines.finish:
@@ -215,12 +264,22 @@ def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
     return None
 
 
-def check_supervision(state: CaseState, action: SupervisionAction) -> Refusal | None:
+def check_supervision(state: CaseState, action: SupervisionAction, now: datetime) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "start supervision") or _status_is(
         state, *BEFORE_REPLY
     )
     if refusal is None and state.escalation is not None and state.escalation.active:
         return Refusal("already_supervised", "the case is already on the supervision ladder")
+    if refusal:
+        return refusal
+    for due in (action.due, action.contribution_due):
+        if due is not None and due <= now:
+            return Refusal("invalid_due", "a supervision deadline must be in the future")
+    if action.form is SupervisionForm.JOINT_HANDLING:
+        refusal = _status_is(state, *WITH_DEPARTMENT)  # 会办 convenes around a lead department
+        for dept_id in action.department_ids:
+            if refusal is None and state.involves(dept_id):
+                refusal = Refusal("already_involved", f"{dept_id} already handles this case")
     return refusal
 
 
@@ -280,13 +339,15 @@ CHECKS: dict[CaseSignal, Check] = {
     CaseSignal.RATE: _timeless(check_rating),
     CaseSignal.CALLBACK: _timeless(check_callback),
     CaseSignal.RETURN: check_return,
+    CaseSignal.DECIDE_RETURN: _timeless(check_return_decision),
+    CaseSignal.ORDER_SECOND_ASSIGNMENT: check_second_assignment,
     CaseSignal.RAISE_LEVEL: _timeless(check_raise_level),
     CaseSignal.REQUEST_EXTENSION: check_extension,
     CaseSignal.DECIDE_EXTENSION: _timeless(check_extension_decision),
     CaseSignal.ADD_CO_HANDLERS: _timeless(check_co_handlers),
     CaseSignal.CONTRIBUTE: _timeless(check_contribution),
     CaseSignal.WAIVE_CO_HANDLER: _timeless(check_waive),
-    CaseSignal.SUPERVISE: _timeless(check_supervision),
+    CaseSignal.SUPERVISE: check_supervision,
     CaseSignal.SUPPLEMENT: _timeless(check_supplement),
     CaseSignal.WITHDRAW: _timeless(check_withdraw),
 }

@@ -325,6 +325,8 @@ def _for_review(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
         who = _department(event) or "—"
         subject = f"【退单】{_case_label(state)}"
         body = f"{who} 退回工单 {_case_label(state)}，理由：{reason}。请审核并改派。"
+        if event.data.get("awaiting_approval"):
+            body = f"{who} 申请退回工单 {_case_label(state)}，理由：{reason}。请审核：同意或驳回。"
     else:
         subject = f"【重办】{_case_label(state)}"
         body = f"工单 {_case_label(state)} 群众评价不满意，进入重办：{reason}。"
@@ -332,7 +334,74 @@ def _for_review(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
     return [_notice(state, event, "supervisor", SUPERVISORS, subject, f"{body}\n{english}")]
 
 
+def _extension_requested(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
+    """延期申请: the deciding supervisors learn the request and when they must decide."""
+    due = event.data.get("decision_due")
+    by = f"请于 {_time(due, tz)} 前审批（逾期视为同意）" if due else "请及时审批"
+    return [
+        _notice(
+            state, event, "supervisor", SUPERVISORS, f"【延期申请】{_case_label(state)}",
+            f"{_department(event) or '—'} 申请延期办理工单 {_case_label(state)}，"
+            f"承诺办结时间 {_time(event.data.get('promised_finish'), tz)}。"
+            f"理由：{event.data.get('reasons') or '—'}；措施：{event.data.get('measures') or '—'}。"
+            f"{by}。\nExtension requested for case {state.case_id}; decide by "
+            f"{_time(due, tz)}.",
+        )
+    ]
+
+
+def _return_decided(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
+    """退单审核: the returning department learns whether the case leaves it."""
+    upheld = event.kind is EventKind.RETURN_UPHELD
+    reason = event.data.get("reason") or "—"
+    verdict = "同意退单，工单将改派" if upheld else f"不同意退单，请继续办理。理由：{reason}"
+    subject = f"【退单{'通过' if upheld else '驳回'}】{_case_label(state)}"
+    return [
+        _notice(
+            state, event, "department", d, subject,
+            f"工单 {_case_label(state)}：{verdict}。\nReturn of case {state.case_id} "
+            f"{'upheld' if upheld else 'rejected'}.",
+        )
+        for d in _to_departments([_department(event)])
+    ]
+
+
+def _taken_away(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
+    """二次交办: the department the case is taken from learns why."""
+    return [
+        _notice(
+            state, event, "department", d, f"【二次交办】{_case_label(state)}",
+            f"工单 {_case_label(state)} 已由督办人员收回并重新交办，理由："
+            f"{event.data.get('reason') or '—'}。超时记录保留在您单位。\n"
+            f"Case {state.case_id} was taken away from you and assigned again.",
+        )
+        for d in _to_departments([_department(event)])
+    ]
+
+
+def _accountability(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
+    """问责: the unit and the supervisors get the record."""
+    department_id = _department(event)
+    persons = "、".join(str(p) for p in event.data.get("persons") or []) or "待定"
+    body = (
+        f"工单 {_case_label(state)} 问责：单位 {department_id or '—'}，责任人 {persons}，"
+        f"理由：{event.data.get('reason') or '—'}，决定：{event.data.get('decision') or '待定'}。"
+        f"\nAccountability record for case {state.case_id}."
+    )
+    subject = f"【问责】{_case_label(state)}"
+    return [
+        *(_notice(state, event, "department", d, subject, body)
+          for d in _to_departments([department_id])),
+        _notice(state, event, "supervisor", SUPERVISORS, subject, body),
+    ]
+
+
 RULES: dict[EventKind, Rule] = {
+    EventKind.EXTENSION_REQUESTED: _extension_requested,
+    EventKind.RETURN_UPHELD: _return_decided,
+    EventKind.RETURN_REJECTED: _return_decided,
+    EventKind.SECOND_ASSIGNMENT_ORDERED: _taken_away,
+    EventKind.ACCOUNTABILITY_RECORDED: _accountability,
     EventKind.ROUTED: _assigned,
     EventKind.DISPATCHED: _assigned,
     EventKind.REASSIGNED: _assigned,

@@ -14,6 +14,7 @@ import asyncpg
 
 from jiesu.case.domain import CaseProjection
 from jiesu.notify.notices import notices_for
+from jiesu.readmodel import accountability
 from jiesu.stats.indicators import case_resolved
 
 _UPSERT_CASE = """
@@ -111,6 +112,7 @@ async def write_case(pool: asyncpg.Pool, projection: CaseProjection) -> None:
             int(s.escalation_level),
             *_statistics_columns(projection),
         )
+        await accountability.store(conn, s.case_id, projection.new_events)
         await conn.executemany(
             _INSERT_NOTICE,
             [

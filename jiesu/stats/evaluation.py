@@ -6,6 +6,10 @@ negative points is a deduction (扣分) of ``|points| × rate``. A rate with not
 score is the sum over the rules. Departments that received fewer than ``min_cases`` cases in the
 period are listed but not ranked (最低件数), so that a department with three cases cannot top the
 table.
+
+Accountability (问责): every accountability record of the department dated in the period (the
+supervision ladder's last step, or a supervisor's 问责 order) deducts ``accountability_points``
+in the handling stage, as the rule ``accountability_records``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class ScoringRules(BaseModel):
     min_cases: int = Field(
         default=30, ge=0, description="最低件数: fewer received cases → listed, not ranked"
     )
+    accountability_points: float = Field(
+        default=-5, ge=-100, le=0,
+        description="问责: points per accountability record of the department in the period",
+    )
 
 
 DEFAULT_RULES = ScoringRules(
@@ -76,9 +84,9 @@ def _round(points: float) -> float:
     return round(points, 2) + 0.0  # + 0.0: no "-0.0"
 
 
-def score(rules: ScoringRules, values: dict[str, Any]) -> dict[str, Any]:
+def score(rules: ScoringRules, values: dict[str, Any], accountability: int = 0) -> dict[str, Any]:
     """The score of one department and the breakdown behind it, from its indicator values
-    (jiesu.stats.indicators.evaluate)."""
+    (jiesu.stats.indicators.evaluate) and its number of accountability records (问责)."""
     stages: dict[Stage, dict[str, Any]] = {s: {"stage": s.value, "points": 0.0, "rules": []}
                                            for s in Stage}
     for rule in rules.rules:
@@ -94,6 +102,17 @@ def score(rules: ScoringRules, values: dict[str, Any]) -> dict[str, Any]:
             "rule_points": rule.points,
             "points": _round(points),
         })  # fmt: skip
+    # always listed (also at 0), so that every department's breakdown has the same rules
+    points = rules.accountability_points * accountability
+    stages[Stage.HANDLING]["points"] += points
+    stages[Stage.HANDLING]["rules"].append({
+        "indicator": "accountability_records",
+        "numerator": accountability,
+        "denominator": None,
+        "value": accountability,
+        "rule_points": rules.accountability_points,
+        "points": _round(points),
+    })  # fmt: skip
     for stage in stages.values():
         stage["points"] = _round(stage["points"])
     total = _round(sum(s["points"] for s in stages.values()))
@@ -135,4 +154,8 @@ def render_markdown() -> str:
         "|---|---|---|",
     ]
     lines += [f"| {r.stage.value} | `{r.indicator}` | {r.points:g} |" for r in DEFAULT_RULES.rules]
+    lines.append(
+        f"| handling | `accountability_records` (per record) | "
+        f"{DEFAULT_RULES.accountability_points:g} |"
+    )
     return "\n".join([*lines, ""])

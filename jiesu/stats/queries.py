@@ -172,6 +172,15 @@ GROUP BY s.department_id, d.name, d.level
 """
 
 
+# 问责 records per department, dated (local days) in [$1, $2]
+_ACCOUNTABILITY = """
+SELECT department_id, count(*)::int AS n FROM accountability_records
+WHERE recorded_at >= ($1::date::timestamp AT TIME ZONE $3)
+  AND recorded_at < (($2::date + 1)::timestamp AT TIME ZONE $3)
+GROUP BY department_id
+"""
+
+
 async def ranking(
     conn: asyncpg.Connection | asyncpg.Pool,
     start: date,
@@ -180,21 +189,28 @@ async def ranking(
     level: str | None = None,
     rules: ScoringRules | None = None,
     min_cases: int | None = None,
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
-    """考评排名: every department (not the centre) with cases received in [start, end]."""
+    """考评排名: every department (not the centre) with cases received in [start, end], less
+    its accountability records of the period."""
     rules = rules or await load_rules(conn)
     minimum = rules.min_cases if min_cases is None else min_cases
     sums = ", ".join(f"sum(s.{m})::bigint AS {m}" for m in MEASURE_NAMES)
     rows = await conn.fetch(_RANKING.format(sums=sums), start, end, level)
+    accountable = {
+        r["department_id"]: r["n"] for r in await conn.fetch(_ACCOUNTABILITY, start, end, timezone)
+    }
     entries = []
     for r in rows:
         values = evaluate({m: r[m] for m in MEASURE_NAMES})
+        records = accountable.get(r["department_id"], 0)
         entries.append({
             "department_id": r["department_id"],
             "department_name": r["name"],
             "level": r["level"],
             "received": values["received"],
-            **score(rules, values),
+            "accountability_records": records,
+            **score(rules, values, records),
         })  # fmt: skip
     return {"rules": rules.model_dump(mode="json"), "min_cases": minimum,
             "entries": rank(entries, minimum)}
@@ -257,7 +273,7 @@ async def build_report(
         "top_categories": await _top(conn, _TOP_CATEGORIES, start, end),
         "top_places": await _top(conn, _TOP_PLACES, start, end),
         "overdue_cases": {"count": table["totals"]["overdue"], "listed": overdue},
-        "ranking": (await ranking(conn, start, end))["entries"],
+        "ranking": (await ranking(conn, start, end, timezone=timezone))["entries"],
     }
 
 

@@ -1,0 +1,87 @@
+"""The centre's work lists (issue 14): extension requests waiting for a decision (延期待审)
+and the accountability records of the supervision ladder (问责记录). A department sees its own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import Pool, Principal, Viewer
+from api.errors import ERRORS, ApiError
+from jiesu.case.domain import Instant, Line, Role
+from jiesu.readmodel import oversight
+
+router = APIRouter(tags=["supervision (派单 / 督办)"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class PendingExtension(BaseModel):
+    case_id: str
+    title: str
+    department_id: str | None
+    urgency: str
+    finish_deadline: datetime | None
+    requested_at: datetime
+    requested_by: str
+    reasons: str
+    measures: str
+    promised_finish: datetime | None
+    decision_due: datetime | None  # None: the policy set no decision deadline
+
+
+class AccountabilityRecord(BaseModel):
+    case_id: str
+    seq: int
+    department_id: str | None
+    department_name: str | None
+    persons: list[str]
+    reason: str
+    decision: str
+    ordered: bool  # a supervisor's 问责 order (else the ladder climbed there by itself)
+    recorded_at: datetime
+
+
+def _scope(principal: Principal, department_id: str | None) -> str | None:
+    """A department sees only its own records."""
+    if principal.role is not Role.DEPARTMENT:
+        return department_id
+    if department_id not in (None, principal.department_id):
+        raise ApiError(403, "forbidden", "you can list only your own department's records")
+    return principal.department_id
+
+
+@router.get(
+    "/extensions/pending",
+    response_model=list[PendingExtension],
+    responses=ERRORS,
+    summary="延期待审 Extension requests waiting for a decision, the most urgent first",
+)
+async def pending_extensions(
+    principal: Viewer,
+    pool: Pool,
+    department_id: Annotated[Line | None, Query(max_length=64)] = None,
+    limit: Limit = 100,
+) -> list[dict]:
+    return await oversight.pending_extensions(pool, _scope(principal, department_id), limit)
+
+
+@router.get(
+    "/accountability",
+    response_model=list[AccountabilityRecord],
+    responses=ERRORS,
+    summary="问责记录 Accountability records (unit, persons, reason, decision), newest first",
+)
+async def accountability_records(
+    principal: Viewer,
+    pool: Pool,
+    department_id: Annotated[Line | None, Query(max_length=64)] = None,
+    since: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
+    until: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
+    limit: Limit = 100,
+) -> list[dict]:
+    scope = _scope(principal, department_id)
+    return await oversight.accountability_records(pool, scope, since, until, limit)

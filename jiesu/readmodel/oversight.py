@@ -1,0 +1,101 @@
+"""The centre's work lists from the read model (issue 14): extension requests waiting for a
+decision (延期待审) and accountability records (问责记录)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from jiesu.case.domain import EventKind, sql_status
+from jiesu.case.lifecycle import WITH_DEPARTMENT
+
+# A request is pending when it is the case's latest extension event, nothing ended its round
+# since (a reassignment or the close clears it), and the case is still with a department.
+_ENDING = (EventKind.EXTENSION_REQUESTED, EventKind.EXTENSION_DECIDED, EventKind.REASSIGNED,
+           EventKind.CLOSED)  # fmt: skip
+_PENDING_EXTENSIONS = f"""
+SELECT c.case_id, c.title, c.department_id, c.urgency, c.finish_deadline,
+       e.at AS requested_at, e.actor AS requested_by, e.data
+FROM (
+    SELECT DISTINCT ON (case_id) case_id, kind, at, actor, data
+    FROM case_events
+    WHERE kind IN ({", ".join(f"'{k.value}'" for k in _ENDING)})
+    ORDER BY case_id, seq DESC
+) e
+JOIN cases c USING (case_id)
+WHERE e.kind = '{EventKind.EXTENSION_REQUESTED.value}'
+  AND c.status IN ({sql_status(*WITH_DEPARTMENT)})
+  AND ($1::text IS NULL OR c.department_id = $1)
+ORDER BY (e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id
+LIMIT $2
+"""
+
+_ACCOUNTABILITY = """
+SELECT a.case_id, a.seq, a.department_id, d.name AS department_name, a.persons, a.reason,
+       a.decision, a.ordered, a.recorded_at
+FROM accountability_records a LEFT JOIN departments d ON d.id = a.department_id
+WHERE ($1::text IS NULL OR a.department_id = $1)
+  AND ($2::timestamptz IS NULL OR a.recorded_at >= $2)
+  AND ($3::timestamptz IS NULL OR a.recorded_at < $3)
+ORDER BY a.recorded_at DESC, a.case_id, a.seq
+LIMIT $4
+"""
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+async def pending_extensions(
+    pool: asyncpg.Pool, department_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await pool.fetch(_PENDING_EXTENSIONS, department_id, limit)
+    return [
+        {
+            "case_id": r["case_id"],
+            "title": r["title"],
+            "department_id": r["department_id"],
+            "urgency": r["urgency"],
+            "finish_deadline": r["finish_deadline"],
+            "requested_at": r["requested_at"],
+            "requested_by": r["requested_by"].get("name", "") if r["requested_by"] else "",
+            "reasons": r["data"].get("reasons", ""),
+            "measures": r["data"].get("measures", ""),
+            "promised_finish": _when(r["data"].get("promised_finish")),
+            "decision_due": _when(r["data"].get("decision_due")),
+        }
+        for r in rows
+    ]
+
+
+async def accountability_records(
+    pool: asyncpg.Pool,
+    department_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    rows = await pool.fetch(_ACCOUNTABILITY, department_id, since, until, limit)
+    return [dict(r) for r in rows]
+
+
+async def accountability_counts(
+    conn: asyncpg.Connection | asyncpg.Pool, since: datetime, until: datetime
+) -> dict[str, int]:
+    """问责 records per department in [since, until): counted in the evaluation."""
+    rows = await conn.fetch(
+        "SELECT department_id, count(*) AS n FROM accountability_records "
+        "WHERE recorded_at >= $1 AND recorded_at < $2 AND department_id IS NOT NULL "
+        "GROUP BY department_id",
+        since,
+        until,
+    )
+    return {r["department_id"]: r["n"] for r in rows}
+
+
+

@@ -1,0 +1,313 @@
+"""Issue 14, parts 1, 2 and 8: second assignment (二次交办) and return approval (退单审核),
+supervision with forms (提醒/催办/督办/会办/问责) and extension hygiene — through the API, on the
+real servers, with the virtual clock where time matters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    department,
+    eventually,
+    fast_forward,
+    handle_of,
+    keep_history,
+    register,
+)
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from jiesu.config import Settings
+
+URBAN = department("urban-management")
+POLICE = department("police")
+WATER = department("water")
+
+
+def _kinds(state: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in state["events"]]
+
+
+def _in(minutes: float) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+async def _where(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any] | None:
+    state = await case(api, case_id, OPERATOR)
+    return state if test(state) else None
+
+
+async def _until(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any]:
+    return await eventually(lambda: _where(api, case_id, test))
+
+
+def _assigned_to(dept: str) -> Any:
+    return lambda s: s["status"] == "assigned" and s["assignment"]["department_id"] == dept
+
+
+@pytest.fixture
+def policy(settings: Settings) -> Iterator[Settings]:
+    """Change the lifecycle policy for the cases this test registers (it is recorded into
+    each case when its deadlines are set), and put it back afterwards."""
+    saved = settings.model_dump()
+    yield settings
+    for name in ("return_needs_approval", "max_extensions", "extension_decision_hours"):
+        setattr(settings, name, saved[name])
+
+
+# --- part 2: supervision with forms ------------------------------------------------------------
+
+
+async def test_supervision_form_starts_the_ladder_at_its_step_and_stops_on_the_reply(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await act(api, case_id, "supervision", SUPERVISOR, expect=422, form="scold")
+    await act(api, case_id, "supervision", SUPERVISOR, expect=409, form="urge", due=_in(-5))
+    await act(api, case_id, "supervision", SUPERVISOR, form="urge",
+              note="Three nights of noise already: reply by tonight", due=_in(60))  # fmt: skip
+    state = await _until(api, case_id, lambda s: s["escalation_level"] == 2)  # 催办 at once
+    assert state["escalation"]["form"] == "urge"
+    assert state["escalation"]["opinion"].startswith("Three nights")
+    started = next(e for e in state["events"] if e["kind"] == "escalation_started")
+    assert started["data"]["form"] == "urge" and started["data"]["due"]
+    assert started["actor"]["role"] == "supervisor"
+
+    # the unit's deadline passes: the ladder climbs to 督办
+    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+    await fast_forward(env, ladder, timedelta(minutes=61))
+    await _until(api, case_id, lambda s: s["escalation_level"] == 3)
+
+    # accepting is not what it was supervised for: the ladder goes on until the reply
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "contact", URBAN)
+    await act(api, case_id, "reply", URBAN, outcome="resolved", text="Speaker confiscated")
+    state = await _until(api, case_id, lambda s: not s["escalation"]["active"])
+    kinds = _kinds(state)
+    assert kinds.index("escalation_stopped") > kinds.index("replied")
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "supervision_form_stops_on_reply")
+
+
+async def test_joint_handling_form_convenes_co_handlers_with_their_deadline(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await act(api, case_id, "supervision", SUPERVISOR, expect=422, form="joint_handling")
+    due = _in(240)
+    await act(api, case_id, "supervision", SUPERVISOR, form="joint_handling",
+              department_ids=["police"], contribution_due=due,
+              note="Police to check the shop at night")  # fmt: skip
+    state = await _until(api, case_id, lambda s: s["escalation_level"] == 4)  # 会办
+    [co] = state["co_handlers"]
+    assert co["department_id"] == "police"
+    assert datetime.fromisoformat(co["due"]) == datetime.fromisoformat(due)
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "contact", URBAN)
+    refused = await act(api, case_id, "reply", URBAN, expect=409, outcome="resolved", text="Done")
+    assert refused["error"]["code"] == "co_handlers_pending"
+    await act(api, case_id, "contribution", POLICE, text="Night patrol fined the shop")
+    await act(api, case_id, "reply", URBAN, outcome="resolved", text="Done jointly")
+    await _until(api, case_id, lambda s: not s["escalation"]["active"])
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "supervision_joint_handling_form")
+
+
+async def test_accountability_form_creates_a_listed_record_counted_in_the_evaluation(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await act(api, case_id, "supervision", SUPERVISOR, expect=422, form="accountability",
+              note="Ignored the case")  # no persons, no decision  # fmt: skip
+    await act(api, case_id, "supervision", SUPERVISOR, form="accountability",
+              note="Ignored three reminders", persons=["李明", "赵强"],
+              decision="通报批评 (public criticism)")  # fmt: skip
+    state = await _until(api, case_id, lambda s: "accountability_recorded" in _kinds(s))
+    record = next(e for e in state["events"] if e["kind"] == "accountability_recorded")
+    assert record["data"]["department_id"] == "urban-management"
+    assert record["data"]["persons"] == ["李明", "赵强"] and record["data"]["ordered"]
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await api.get(
+            "/api/v1/accountability", params={"department_id": "urban-management"},
+            headers=SUPERVISOR,
+        )
+        assert response.status_code == 200, response.text
+        return [r for r in response.json() if r["case_id"] == case_id]
+
+    [row] = await eventually(listed)
+    assert row["decision"].startswith("通报批评") and row["reason"] == "Ignored three reminders"
+    own = await api.get("/api/v1/accountability", headers=URBAN)
+    assert any(r["case_id"] == case_id for r in own.json())
+    other = await api.get(
+        "/api/v1/accountability", params={"department_id": "urban-management"}, headers=POLICE
+    )
+    assert other.status_code == 403
+
+    ranking = await api.get("/api/v1/stats/ranking", headers=SUPERVISOR)
+    assert ranking.status_code == 200, ranking.text
+    entry = next(e for e in ranking.json()["entries"] if e["department_id"] == "urban-management")
+    assert entry["accountability_records"] >= 1
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "supervision_accountability_form")
+
+
+# --- part 1: second assignment and return approval -------------------------------------------
+
+
+async def test_second_assignment_takes_an_overdue_case_away_and_the_breach_stays(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    fresh = (await register(api))["case_id"]
+    await _until(api, fresh, _assigned_to("urban-management"))
+    refused = await act(api, fresh, "second-assignment", SUPERVISOR, expect=409,
+                        reason="Too slow")  # fmt: skip
+    assert refused["error"]["code"] == "not_overdue"
+    await act(api, fresh, "second-assignment", URBAN, expect=403, reason="Not ours")
+
+    # registered 40 minutes late: the urgent 30-minute accept deadline has passed
+    received = (datetime.now(UTC) - timedelta(minutes=40)).isoformat()
+    case_id = (await register(api, category_id="water_outage", received_at=received))["case_id"]
+    await _until(api, case_id, lambda s: s["breaches"])
+    await act(api, case_id, "second-assignment", SUPERVISOR, department_id="ecology",
+              reason="Water bureau has not accepted an urgent case")  # fmt: skip
+    state = await _until(api, case_id, _assigned_to("ecology"))
+    assert state["round"] == 2 and _kinds(state).count("deadlines_set") == 2
+    ordered = next(e for e in state["events"] if e["kind"] == "second_assignment_ordered")
+    assert ordered["data"]["department_id"] == "water" and "accept" in ordered["data"]["overdue"]
+    breach = next(e for e in state["events"] if e["kind"] == "deadline_breached")
+    assert breach["data"]["department_id"] == "water"  # the breach stays the water bureau's
+    reassigned = [e for e in state["events"] if e["kind"] == "reassigned"][-1]
+    assert reassigned["data"]["from_department_id"] == "water"
+    assert reassigned["actor"]["role"] == "supervisor"
+    await act(api, case_id, "accept", WATER, expect=404)  # no longer theirs
+    await act(api, case_id, "accept", department("ecology"))
+    await _until(api, case_id, lambda s: s["escalation"] and not s["escalation"]["active"])
+    for id_ in (fresh, case_id):
+        await handle_of(client, id_).terminate("test finished")
+    await keep_history(handle_of(client, case_id), "second_assignment_overdue")
+
+
+async def test_second_assignment_on_review_of_a_poor_reply(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "contact", URBAN)
+    await act(api, case_id, "reply", URBAN, outcome="resolved", text="Talked to the owner")
+    await act(api, case_id, "second-assignment", SUPERVISOR,
+              reason="The reply does not say the noise stopped")  # fmt: skip
+    await _until(api, case_id, lambda s: s["status"] == "reassigning")
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="police")
+    state = await _until(api, case_id, _assigned_to("police"))
+    assert state["reply"] is None and state["round"] == 2
+    ordered = next(e for e in state["events"] if e["kind"] == "second_assignment_ordered")
+    assert ordered["data"]["on_review"] is True
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "second_assignment_on_review")
+
+
+async def test_return_needing_approval_is_rejected_then_upheld(
+    api: httpx.AsyncClient, client: Client, policy: Settings
+) -> None:
+    policy.return_needs_approval = True
+    case_id = (await register(api))["case_id"]
+    state = await _until(api, case_id, _assigned_to("urban-management"))
+    policy.return_needs_approval = False  # recorded into the case: later changes do not count
+    assert state["deadlines"]["return_needs_approval"] is True
+
+    await act(api, case_id, "return", URBAN, reason="Amplified music is police work")
+    state = await _until(api, case_id, lambda s: s["pending_return"] is not None)
+    assert state["status"] == "assigned" and state["returned_by"] == []
+    await act(api, case_id, "return", URBAN, expect=409, reason="Again")
+    await act(api, case_id, "return/decision", URBAN, expect=403, upheld=True)
+    await act(api, case_id, "return/decision", SUPERVISOR, expect=422, upheld=False)  # no reason
+    await act(api, case_id, "return/decision", SUPERVISOR, upheld=False,
+              note="A shop's loudspeaker is urban management's (rule 3)")  # fmt: skip
+    state = await _until(api, case_id, lambda s: s["pending_return"] is None)
+    assert state["rejected_returns"] == 1 and state["status"] == "assigned"
+    rejected = next(e for e in state["events"] if e["kind"] == "return_rejected")
+    assert rejected["data"]["department_id"] == "urban-management"
+
+    await act(api, case_id, "return", URBAN, reason="The shop is on a market street")
+    await _until(api, case_id, lambda s: s["pending_return"] is not None)
+    await act(api, case_id, "return/decision", SUPERVISOR, upheld=True)
+    await _until(api, case_id, lambda s: s["status"] == "reassigning")
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="market")
+    state = await _until(api, case_id, _assigned_to("market"))
+    assert state["returned_by"] == ["urban-management"]
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "return_approval")
+
+
+# --- part 8: extension hygiene -----------------------------------------------------------------
+
+
+async def test_extension_request_is_listed_notified_capped_and_due(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool,
+    policy: Settings,
+) -> None:
+    policy.max_extensions, policy.extension_decision_hours = 1, 2.0
+    case_id = (await register(api, category_id="water_outage"))["case_id"]  # urgent: 24 h
+    await _until(api, case_id, _assigned_to("water"))
+    await act(api, case_id, "accept", WATER)
+    await act(api, case_id, "contact", WATER)
+    finish = datetime.fromisoformat((await case(api, case_id, WATER))["deadlines"]["finish"])
+    ask = {"reasons": "Main pipe must be replaced", "measures": "Water tanker on site",
+           "promised_finish": (finish + timedelta(days=1)).isoformat()}  # fmt: skip
+    await act(api, case_id, "extension", WATER, **ask)
+
+    notice = await eventually(lambda: pool.fetchrow(
+        "SELECT recipient_id, body FROM notifications WHERE case_id = $1 AND event_kind = "
+        "'extension_requested' AND recipient_kind = 'supervisor'", case_id))  # fmt: skip
+    assert notice["recipient_id"] == "supervisors" and "逾期视为同意" in notice["body"]
+
+    async def pending() -> list[dict[str, Any]]:
+        response = await api.get("/api/v1/extensions/pending", headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        return [p for p in response.json() if p["case_id"] == case_id]
+
+    [item] = await eventually(pending)
+    assert item["department_id"] == "water" and item["reasons"] == ask["reasons"]
+    requested = datetime.fromisoformat(item["requested_at"])
+    assert datetime.fromisoformat(item["decision_due"]) == requested + timedelta(hours=2)
+    foreign = await api.get("/api/v1/extensions/pending", headers=POLICE)
+    assert not [p for p in foreign.json() if p["case_id"] == case_id]
+
+    # nobody decides within 2 hours: the request is approved and the lapse recorded
+    handle = handle_of(client, case_id)
+    await fast_forward(env, handle, timedelta(hours=2, minutes=1))
+    state = await _until(api, case_id, lambda s: s["extension_count"] == 1)
+    assert _kinds(state)[-2:] == ["extension_decision_overdue", "extension_decided"]
+    assert datetime.fromisoformat(state["deadlines"]["finish"]) == finish + timedelta(days=1)
+    await act(api, case_id, "extension/decision", SUPERVISOR, expect=409, approved=False)
+    await eventually(lambda: _not(pending))
+
+    # the cap: one approved extension per case under this policy
+    later = {**ask, "promised_finish": (finish + timedelta(days=2)).isoformat()}
+    capped = await act(api, case_id, "extension", WATER, expect=409, **later)
+    assert capped["error"]["code"] == "extension_cap"
+    await handle.terminate("test finished")
+    await keep_history(handle, "extension_decision_overdue")
+
+
+async def _not(probe: Any) -> bool:
+    return not await probe()
