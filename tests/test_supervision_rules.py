@@ -1,0 +1,106 @@
+"""Issue 14's rules, pure: the supervision order's fields per form, when a case may be taken
+away (二次交办), return decisions and the extension cap (jiesu/case/lifecycle.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
+    Actor,
+    CaseState,
+    Channel,
+    DeadlineKind,
+    Deadlines,
+    ExtensionAction,
+    Rating,
+    ReturnDecisionInput,
+    Role,
+    SecondAssignmentAction,
+    Status,
+    SupervisionAction,
+    SupervisionInput,
+    Urgency,
+)
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SUPERVISOR = Actor(role=Role.SUPERVISOR, name="centre")
+DEPARTMENT = Actor(role=Role.DEPARTMENT, name="desk", department_id="urban-management")
+
+
+def _case(status: Status = Status.ASSIGNED, **deadlines: Any) -> CaseState:
+    return CaseState(
+        case_id="JS1", status=status, title="t", category_id="c", grid_id="g", address="",
+        channel=Channel.HOTLINE, urgency=Urgency.GENERAL, received_at=NOW,
+        assignment={"department_id": "urban-management", "department_name": "U",  # type: ignore[arg-type]
+                    "assigned_at": NOW, "by_rule": True},
+        deadlines=Deadlines(accept=NOW + timedelta(hours=2), finish=NOW + timedelta(days=2),
+                            rating_window_hours=72, **deadlines),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"form": "joint_handling"},  # 会办 without departments
+        {"form": "urge", "department_ids": ["police"]},  # departments without 会办
+        {"form": "urge", "contribution_due": "2026-03-03T09:00:00+00:00"},
+        {"form": "accountability", "note": "ignored", "decision": "criticism"},  # no persons
+        {"form": "accountability", "note": "ignored", "persons": ["Li"]},  # no decision
+        {"form": "accountability", "persons": ["Li"], "decision": "criticism"},  # no reason
+        {"form": "remind", "persons": ["Li"]},
+    ],
+)
+def test_a_form_needs_its_own_fields_and_no_others(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SupervisionInput.model_validate(body)
+
+
+def test_an_old_supervision_message_still_decodes_as_a_reminder() -> None:
+    """Histories recorded before the forms carry {note, actor} only."""
+    old = SupervisionAction.model_validate({"note": "hurry", "actor": SUPERVISOR.model_dump()})
+    assert old.form.level == 1 and old.due is None
+
+
+def test_a_supervision_deadline_must_be_ahead() -> None:
+    order = SupervisionAction(actor=SUPERVISOR, form="urge", due=NOW - timedelta(minutes=1))
+    refusal = lifecycle.check_supervision(_case(), order, NOW)
+    assert refusal is not None and refusal.code == "invalid_due"
+    ahead = order.model_copy(update={"due": NOW + timedelta(hours=1)})
+    assert lifecycle.check_supervision(_case(), ahead, NOW) is None
+
+
+def test_a_case_is_taken_away_only_when_overdue_or_on_review() -> None:
+    order = SecondAssignmentAction(actor=SUPERVISOR, reason="too slow")
+    on_time = lifecycle.check_second_assignment(_case(), order, NOW)
+    assert on_time is not None and on_time.code == "not_overdue"
+    late = NOW + timedelta(hours=3)  # the 2-hour accept deadline passed, not accepted
+    assert lifecycle.overdue_steps(_case(), late) == [DeadlineKind.ACCEPT]
+    assert lifecycle.check_second_assignment(_case(), order, late) is None
+    replied = _case(Status.REPLIED)
+    assert lifecycle.check_second_assignment(replied, order, NOW) is None
+    rated = replied.model_copy(update={"rating": Rating.UNSATISFIED})
+    assert lifecycle.check_second_assignment(rated, order, NOW) is not None
+    by_department = order.model_copy(update={"actor": DEPARTMENT})
+    refusal = lifecycle.check_second_assignment(_case(), by_department, late)
+    assert refusal is not None and refusal.forbidden
+
+
+def test_rejecting_a_return_needs_the_reason() -> None:
+    with pytest.raises(ValidationError):
+        ReturnDecisionInput(upheld=False)
+    assert ReturnDecisionInput(upheld=True).note == ""
+
+
+def test_the_extension_cap_counts_approved_extensions() -> None:
+    ask = ExtensionAction(actor=DEPARTMENT, reasons="rain", measures="pumps",
+                          promised_finish=NOW + timedelta(days=3))  # fmt: skip
+    capped = _case(Status.HANDLING, max_extensions=1).model_copy(update={"extension_count": 1})
+    refusal = lifecycle.check_extension(capped, ask, NOW)
+    assert refusal is not None and refusal.code == "extension_cap"
+    before_the_cap = _case(Status.HANDLING).model_copy(update={"extension_count": 5})
+    assert lifecycle.check_extension(before_the_cap, ask, NOW) is None  # recorded: no cap
