@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
 from activities.deadlines import DeadlineActivities
+from activities.planning import PlanningActivities
 from activities.projection import ProjectionActivities
 from activities.routing import RoutingActivities
 from activities.statistics import activities as statistics_activities
@@ -38,6 +39,8 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         routing.level_up,
         deadlines.compute_deadlines,
         projection.project_case,
+        projection.project_events,
+        PlanningActivities(routing, deadlines).plan_case,
         ArchiveActivities(pool).archive_closed_cases,
         *statistics_activities(pool, settings),
     ]

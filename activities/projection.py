@@ -1,5 +1,9 @@
-"""The projection activity: the workflow's new events into the read model
-(jiesu.readmodel.projection does the writing; bad data is refused, not retried)."""
+"""The projection activities: the workflow's new events into the read model
+(jiesu.readmodel.projection does the writing; bad data is refused, not retried).
+
+``project_case`` is the activity of cases started before ``lean-case-v1`` (its input, in the
+history, carries the events); ``project_events`` is the local activity of newer cases (its
+result carries them)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.errors import refusing_bad_data
-from jiesu.case.domain import CaseProjection
+from jiesu.case.domain import CaseProjection, ProjectionReceipt
 from jiesu.readmodel.projection import write_case
 
 
@@ -19,3 +23,12 @@ class ProjectionActivities:
     async def project_case(self, projection: CaseProjection) -> None:
         with refusing_bad_data():
             await write_case(self.pool, projection)
+
+    @activity.defn(name="project_events")
+    async def project_events(self, projection: CaseProjection) -> ProjectionReceipt:
+        """The same write, run as a local activity by cases started since ``lean-case-v1``:
+        it returns the events it wrote, which is what the history keeps of it (a local
+        activity's input is not recorded, its result is)."""
+        with refusing_bad_data():
+            await write_case(self.pool, projection, overwrite=True)
+        return ProjectionReceipt(version=projection.version, events=projection.new_events)

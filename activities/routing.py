@@ -60,6 +60,11 @@ class RoutingActivities:
                 )
             return await _centre_queue(conn)
 
+    async def centre_queue(self) -> RouteResult:
+        """The hotline centre's dispatch queue (where a case no rule takes goes)."""
+        async with self.pool.acquire() as conn:
+            return await _centre_queue(conn)
+
     @activity.defn(name="level_up")
     async def level_up(self, department_id: str | None) -> RouteResult:
         """提级办: the department one level up; without one, the centre's dispatch queue."""

@@ -62,30 +62,40 @@ async def test_recorded_histories_replay_with_the_current_code() -> None:
     assert [v.verdict for v in verdicts] == [REPLAYS] * len(RECORDED), verdicts
 
 
-@pytest.mark.parametrize("path", RECORDED[:2], ids=lambda p: p.stem)
+# One history whose case runs regular activities first (before lean-case-v1) and one whose
+# case plans with a local activity (since): both diverge at the first command of the changed code.
+_FIRST_COMMAND_CASES = [
+    next(p for p in RECORDED if p.stem.startswith("v4-")),
+    next(p for p in RECORDED if not p.stem.startswith("v")),
+]
+
+
+@pytest.mark.parametrize("path", _FIRST_COMMAND_CASES, ids=lambda p: p.stem)
 async def test_changed_code_is_non_deterministic_at_the_first_command(path) -> None:
     history = _recorded(path)
     [verdict] = await replay_histories([history], make_replayer([ChangedComplaintWorkflow]))
     assert verdict.verdict == NON_DETERMINISTIC
     assert verdict.message is not None and "Nondeterminism" in verdict.message
-    assert "audit_test_extra_step" in verdict.message
     # The point of divergence: the first command the history recorded, named in the message.
     assert verdict.event_id is not None
+    previous = history.events[verdict.event_id - 2]
+    assert previous.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    first = history.events[verdict.event_id - 1]
     # (A patch marker may come first: core matches markers leniently, so the message names the
     # first activity of that task.)
-    first = history.events[verdict.event_id - 1]
     assert first.event_type in (
         EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_MARKER_RECORDED
     )
-    event = next(
-        e for e in history.events[verdict.event_id - 1 :]
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    )
-    assert f"'{event.activity_task_scheduled_event_attributes.activity_type.name}'" in (
-        verdict.message
-    )
-    previous = history.events[verdict.event_id - 2]
-    assert previous.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    if path.stem.startswith("v4-"):  # regular activities: the message names both commands
+        assert "audit_test_extra_step" in verdict.message
+        event = next(
+            e for e in history.events[verdict.event_id - 1 :]
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        )
+        name = event.activity_task_scheduled_event_attributes.activity_type.name
+        assert f"'{name}'" in verdict.message
+    else:  # the recorded first command is the local planning activity (a marker)
+        assert "LocalActivity" in verdict.message
 
 
 # --- live cases and the command line -------------------------------------------------------------

@@ -23,3 +23,16 @@ async def run_activity(method: Callable[[Any, Any], Awaitable[R]], arg: Any) -> 
     return await workflow.execute_activity_method(
         method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
     )
+
+
+async def run_local(method: Callable[[Any, Any], Awaitable[R]], arg: Any) -> R:
+    """Run an activity method as a local activity, with the same policy.
+
+    A local activity runs inside the workflow task that asked for it, on the same worker: no
+    task-queue round trip, and one marker event in the history instead of three activity
+    events; its input is not recorded, its result is. Used for the case's short database
+    writes and reads (planning, projection); a worker that dies mid-way loses the workflow
+    task, and the next worker runs the (idempotent) activity again."""
+    return await workflow.execute_local_activity_method(
+        method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+    )

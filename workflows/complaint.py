@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
+    from activities.planning import PlanningActivities
     from activities.routing import RoutingActivities
     from jiesu.case import lifecycle
     from jiesu.case.domain import (
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         ExtensionDecisionAction,
         PendingReassignment,
         PendingReturn,
+        PlanRequest,
         RaiseLevelAction,
         Rating,
         RatingAction,
@@ -78,7 +80,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawAction,
     )
     from workflows import messages
-    from workflows.activity_options import run_activity
+    from workflows.activity_options import run_activity, run_local
     from workflows.case_record import CaseRecord
     from workflows.deadline_watch import watch_deadline
     from workflows.ladder import BREACH_TRIGGERS, Ladder
@@ -99,6 +101,10 @@ PATCH_HARDENED = "hardened-messages-v1"
 PATCH_RETURN_APPROVAL = "return-approval-v1"
 PATCH_EXTENSION_DUE = "extension-decision-due-v1"
 PATCH_ACCOUNTABILITY = "accountability-record-v1"
+# Lean case (issue 13): one local planning activity instead of routing + deadlines, local
+# projections (their results carry the events), and the first projection after the plan.
+# Implies PATCH_HARDENED (a lean case never records that marker).
+PATCH_LEAN = "lean-case-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -139,25 +145,30 @@ class ComplaintWorkflow:
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay.
-        self._hardened = workflow.patched(PATCH_HARDENED)
+        self._lean = workflow.patched(PATCH_LEAN)
+        self._hardened = self._lean or workflow.patched(PATCH_HARDENED)
         self._ladder = Ladder(self._case)
-        self._projector = Projector(self._case, settle=self._hardened)
+        self._projector = Projector(self._case, settle=self._hardened, local=self._lean)
         self._case.record_received(start)
 
     # --- the case's life ----------------------------------------------------------------
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        projector = asyncio.create_task(self._projector.run_until_closed())
-        route, deadlines = await asyncio.gather(
-            self._route(start),
-            run_activity(
-                DeadlineActivities.compute_deadlines,
-                DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
-            ),
-        )
-        self._case.set_deadlines(deadlines)
-        self._case.assign(route, SYSTEM_ACTOR)
+        if self._lean:  # planned first, so that the first projection carries the plan too
+            await self._plan(start)
+            projector = asyncio.create_task(self._projector.run_until_closed())
+        else:
+            projector = asyncio.create_task(self._projector.run_until_closed())
+            route, deadlines = await asyncio.gather(
+                self._route(start),
+                run_activity(
+                    DeadlineActivities.compute_deadlines,
+                    DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
+                ),
+            )
+            self._case.set_deadlines(deadlines)
+            self._case.assign(route, SYSTEM_ACTOR)
         self._start_watchers()
 
         while self._state.status is not Status.CLOSED:
@@ -180,6 +191,19 @@ class ComplaintWorkflow:
         await asyncio.gather(*self._watchers)
         await projector
         return self._state.model_copy(update={"events": []})
+
+    async def _plan(self, start: CaseStart) -> None:
+        """派单 and 时限 in one local activity (cases since PATCH_LEAN)."""
+        request = PlanRequest(
+            route=RouteRequest(category_id=start.intake.category_id, grid_id=start.intake.grid_id),
+            deadlines=DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
+        )
+        plan = await run_local(PlanningActivities.plan_case, request)
+        if plan.routing_failure is not None:
+            reason = messages.printable(plan.routing_failure, 500)
+            self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=reason)
+        self._case.set_deadlines(plan.deadlines)
+        self._case.assign(plan.route, SYSTEM_ACTOR)
 
     async def _route(self, start: CaseStart) -> RouteResult:
         """派单 by the routing rules; a case whose data routing refuses goes to the centre."""
@@ -284,7 +308,8 @@ class ComplaintWorkflow:
     async def _new_round(self, result: ReassignmentResult) -> None:
         """改派 / 二次交办: a new department (or the same), fresh deadlines, a new rating."""
         s = self._state
-        deadlines = await run_activity(
+        compute = run_local if self._lean else run_activity
+        deadlines = await compute(
             DeadlineActivities.compute_deadlines,
             DeadlineRequest(received_at=workflow.now(), urgency=s.urgency),
         )

@@ -22,13 +22,14 @@ with workflow.unsafe.imports_passed_through():
         Status,
     )
     from workflows import messages
-    from workflows.activity_options import run_activity
+    from workflows.activity_options import run_activity, run_local
     from workflows.case_record import CaseRecord
 
 
 class Projector:
-    def __init__(self, case: CaseRecord, *, settle: bool) -> None:
+    def __init__(self, case: CaseRecord, *, settle: bool, local: bool = False) -> None:
         self._case = case
+        self._local = local  # PATCH_LEAN: the local ``project_events`` (see its docstring)
         self._settle_first = settle  # PATCH_HARDENED: see settle()
         self._projected_seq = 0
         self._search_attributes: dict[str, Any] = {}
@@ -57,7 +58,10 @@ class Projector:
             state=state.model_copy(update={"events": []}), new_events=new, version=version
         )
         try:
-            await run_activity(ProjectionActivities.project_case, projection)
+            if self._local:
+                await run_local(ProjectionActivities.project_events, projection)
+            else:
+                await run_activity(ProjectionActivities.project_case, projection)
             self._failing = False
         except ActivityError as err:
             if not self._failing:

@@ -11,7 +11,10 @@ entries ``{event_id, at, kind, actor, summary, details}``:
   same actor is the signal's effect (a ``rejected`` event carries the reason). No read model
   is consulted, and no code is re-run: the answer is what the workflow wrote at the time;
 - ``activity`` — an activity's result (``route_case`` → "routed to X by rule N",
-  ``compute_deadlines`` → "deadlines set: ..."), ``activity_failed`` / ``activity_timed_out``;
+  ``compute_deadlines`` → "deadlines set: ...", ``plan_case`` → both),
+  ``activity_failed`` / ``activity_timed_out``; a *local* activity's result is a
+  ``core_local_activity`` marker, decoded the same way (since ``lean-case-v1`` the case's
+  planning and projections are local, and the ``project_events`` result carries the events);
 - ``timer_started`` / ``timer_fired`` / ``timer_canceled`` with the timer's summary
   ("accept deadline"), and ``deadline_moved`` when a timer with the same summary is started
   again for a different time;
@@ -42,6 +45,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from jiesu.audit.stuck import failing_task, task_failure
 
 PROJECTION_ACTIVITY = "project_case"
+# Cases since lean-case-v1 project with a local activity; its result carries the events.
+LOCAL_PROJECTION_ACTIVITY = "project_events"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 # A timer re-started for a time further than this from the previous one is a moved deadline.
 _MOVE_TOLERANCE = timedelta(seconds=2)
 
@@ -193,6 +199,12 @@ def _activity_summary(name: str, result: Any) -> str:
         return f"no routing rule matched: to the dispatch queue of {result.get('department_id')}"
     if name == "compute_deadlines" and isinstance(result, dict):
         return "deadlines set: " + _deadline_text(result)
+    if name == "plan_case" and isinstance(result, dict):
+        route = _activity_summary("route_case", result.get("route"))
+        failed = result.get("routing_failure")
+        if failed:
+            route = f"routing refused the case ({failed}); {route}"
+        return f"{route}; " + _activity_summary("compute_deadlines", result.get("deadlines"))
     return f"activity {name} completed"
 
 
@@ -453,12 +465,33 @@ class _Decoder:
     def _on_marker_recorded_event_attributes(self, event: HistoryEvent) -> None:
         a = event.marker_recorded_event_attributes
         details = {k: decode_payloads(v) for k, v in a.details.items()}
+        if a.marker_name == LOCAL_ACTIVITY_MARKER:
+            return self._local_activity(event, details)
         summary = f"marker {a.marker_name}"
         patch = (details.get("patch-data") or [None])[0]
         if a.marker_name == "core_patch" and isinstance(patch, dict):
             state = "deprecated " if patch.get("deprecated") else ""
             summary = f"code version: {state}patch {patch.get('id')} (workflow.patched)"
         self._add(event, "marker", summary, marker=a.marker_name, **details)
+
+    def _local_activity(self, event: HistoryEvent, details: dict[str, list[Any]]) -> None:
+        """A local activity's marker: its result (the input is not recorded), or its failure."""
+        meta = (details.get("data") or [None])[0]
+        meta = meta if isinstance(meta, dict) else {}
+        name = str(meta.get("activity_type") or "?")
+        result = (details.get("result") or [None])[0]
+        if event.marker_recorded_event_attributes.HasField("failure"):
+            message = event.marker_recorded_event_attributes.failure.message
+            self._add(event, "activity_failed", f"activity {name} failed: {message}",
+                      activity=name, local=True)  # fmt: skip
+            return
+        if name == LOCAL_PROJECTION_ACTIVITY and isinstance(result, dict):
+            batch = RecordedBatch(event.event_id, list(result.get("events") or []), True)
+            self.batches.append(batch)
+            self._recorded(event, batch)
+            return
+        self._add(event, "activity", _activity_summary(name, result),
+                  activity=name, result=result, local=True)  # fmt: skip
 
     # child workflows (reassignment, escalation)
 
@@ -564,7 +597,9 @@ def decode_history(history: WorkflowHistory, source: str = "temporal") -> Timeli
 
 
 def recorded_batches(history: WorkflowHistory) -> list[RecordedBatch]:
-    """The workflow's own event list as carried by its ``project_case`` activities."""
+    """The workflow's own event list as carried by its ``project_case`` activities (their
+    inputs) or, since ``lean-case-v1``, its local ``project_events`` activities (their
+    results)."""
     decoder = _Decoder(history)
     decoder.run()
     return decoder.batches

@@ -883,6 +883,31 @@ class DeadlineRequest(BaseModel):
     urgency: Urgency
 
 
+class PlanRequest(BaseModel):
+    """Input of ``plan_case``: where the case goes and by when (one activity for both)."""
+
+    route: RouteRequest
+    deadlines: DeadlineRequest
+
+
+class CasePlan(BaseModel):
+    """A new case's plan: its department and its deadlines. ``routing_failure`` is set when
+    routing refused the case's data and the plan sends it to the centre's queue instead."""
+
+    route: RouteResult
+    deadlines: Deadlines
+    routing_failure: str | None = None
+
+
+class ProjectionReceipt(BaseModel):
+    """What the local projection activity returns, and so what the history keeps of it (a
+    local activity's input is not recorded): the events it wrote, up to ``version``. The
+    auditor's timeline and the consistency check read the case's own events from here."""
+
+    version: int
+    events: list[CaseEvent]
+
+
 SIGNAL_PAYLOADS: dict[CaseSignal, type[BaseModel]] = {
     CaseSignal.ACCEPT: AcceptAction,
     CaseSignal.CONTACT: ContactAction,

@@ -2,7 +2,9 @@
 
 Idempotent by construction: events are keyed by (case_id, seq) and inserted with
 ON CONFLICT DO NOTHING; the case row only ever moves to a newer version. A retried or
-re-delivered activity therefore never duplicates or rolls back anything.
+re-delivered activity therefore never duplicates or rolls back anything. Local projections
+(cases since lean-case-v1) write with ``overwrite``: the last write of a seq wins, so that a
+retried workflow task's write replaces one its abandoned attempt made.
 
 The same transaction stores the notices the new events cause (``jiesu.notify.notices``) in the
 ``notifications`` outbox, keyed by their idempotency key: written exactly when the events are.
@@ -40,11 +42,26 @@ ON CONFLICT (case_id) DO UPDATE SET
 WHERE cases.version < excluded.version
 """
 
+# A local projection (lean-case-v1) writes before its workflow task commits: a task that is
+# retried (its worker died, it timed out) runs again with a later workflow time, so the same
+# seq may come again with another time. The history keeps the committed attempt, and the
+# read model must end up equal to it: the later write of a seq wins, and a case row of the
+# same version is rewritten.
+_UPSERT_CASE_OVERWRITE = _UPSERT_CASE.replace(
+    "WHERE cases.version < excluded.version", "WHERE cases.version <= excluded.version"
+)
+
 _INSERT_EVENT = """
 INSERT INTO case_events (case_id, seq, kind, at, actor, data)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (case_id, seq) DO NOTHING
 """
+
+_OVERWRITE_EVENT = _INSERT_EVENT.replace(
+    "DO NOTHING",
+    "DO UPDATE SET kind = excluded.kind, at = excluded.at, actor = excluded.actor,"
+    " data = excluded.data",
+)
 
 _INSERT_NOTICE = """
 INSERT INTO notifications (
@@ -62,14 +79,17 @@ def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | 
     return replier, case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
 
 
-async def write_case(pool: asyncpg.Pool, projection: CaseProjection) -> None:
+async def write_case(
+    pool: asyncpg.Pool, projection: CaseProjection, *, overwrite: bool = False
+) -> None:
     """Store the projection's new events, the newer case row and the notices they cause, in
-    one transaction (idempotent: a repeated call changes nothing)."""
+    one transaction (idempotent: a repeated call changes nothing). ``overwrite``: for local
+    projections, a later write of the same seq or version wins (see _OVERWRITE_EVENT)."""
     s = projection.state
     d = s.deadlines
     async with pool.acquire() as conn, conn.transaction():
         await conn.executemany(
-            _INSERT_EVENT,
+            _OVERWRITE_EVENT if overwrite else _INSERT_EVENT,
             [
                 (
                     s.case_id,
@@ -83,7 +103,7 @@ async def write_case(pool: asyncpg.Pool, projection: CaseProjection) -> None:
             ],
         )
         await conn.execute(
-            _UPSERT_CASE,
+            _UPSERT_CASE_OVERWRITE if overwrite else _UPSERT_CASE,
             s.case_id,
             projection.version,
             s.status.value,
