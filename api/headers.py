@@ -4,7 +4,8 @@
   markup in a citizen's text is not run as HTML);
 - ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'``: no page
   may frame the API or its docs (clickjacking); the CSP says nothing else, because the docs
-  pages start Swagger UI / ReDoc with an inline script;
+  pages start Swagger UI / ReDoc with an inline script. A response that brings its own
+  policy keeps it (the console's pages: api/console/web.py, ``frame-ancestors 'none'`` too);
 - ``Referrer-Policy: no-referrer``: case numbers in URLs do not leak to other sites;
 - ``Cache-Control: no-store`` on everything but the docs' static assets: case data and
   errors never sit in a browser's or a proxy's cache. The assets (installed with the
@@ -43,7 +44,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
-                    headers[name] = value
+                    # a page's own policy (the console's, which forbids framing too) stays
+                    if name != "Content-Security-Policy" or name not in headers:
+                        headers[name] = value
                 if not cacheable:
                     headers["Cache-Control"] = NO_STORE
             await send(message)

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api import errors, media
 from api.auth_limit import AuthFailureLimiter
+from api.console.app import mount as mount_console
 from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
 from api.routers import (
@@ -99,6 +100,7 @@ def create_app(
     app.include_router(stats.router, prefix="/api/v1")
     app.include_router(keys.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
+    mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app
 
 

@@ -180,6 +180,11 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
     return f"{kind}: {shown}" if shown else kind
 
 
+def event_summary(kind: str, data: dict[str, Any]) -> str:
+    """A recorded case event in plain words (the timeline's and the console's)."""
+    return _recorded_summary(kind, data)
+
+
 def _deadline_text(data: dict[str, Any]) -> str:
     parts = [
         f"{name} {_time(data[name])}" for name in ("accept", "contact", "finish") if data.get(name)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jiesu.case.domain import Status, Urgency, sql_status
+from jiesu.case.domain import DeadlineKind, Status, Urgency, sql_status
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,19 @@ def is_late(row: dict[str, Any], now: datetime) -> bool:
     """The rule over a ``cases`` row as fetched (breaches, status, finish_deadline)."""
     past_finish = row["finish_deadline"] is not None and row["finish_deadline"] < now
     return bool(row["breaches"]) or (row["status"] != Status.CLOSED and past_finish)
+
+
+def next_deadline(row: dict[str, Any]) -> tuple[DeadlineKind, datetime] | None:
+    """The deadline of what the department owes next on a ``cases`` row (the inbox's order):
+    签收 while assigned; then 联系诉求人 (urgent cases) until contacted; then 办结 until
+    replied. None once replied or closed, or while no department has it."""
+    status = row["status"]
+    if status == Status.ASSIGNED and row["accept_deadline"] is not None:
+        return DeadlineKind.ACCEPT, row["accept_deadline"]
+    if status != Status.HANDLING:
+        return None
+    if row["contact_deadline"] is not None and row["contacted_at"] is None:
+        return DeadlineKind.CONTACT, row["contact_deadline"]
+    if row["finish_deadline"] is not None:
+        return DeadlineKind.FINISH, row["finish_deadline"]
+    return None

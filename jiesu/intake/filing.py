@@ -54,7 +54,7 @@ from jiesu.case.domain import (
 )
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
-from jiesu.intake import merge
+from jiesu.intake import follow_up, merge
 from jiesu.intake.errors import (
     IdempotencyConflict,
     IntakeContended,
@@ -268,6 +268,7 @@ async def _complete_intake(
     if row["state"] == "pending":
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
+        await follow_up.enqueue(conn, case.case_id, None)  # the SMS with the citizen's link
     return Filed(case, row["token_nonce"], row["token_hash"])
 
 
@@ -300,6 +301,7 @@ async def _complete_repeat(
         await conn.execute(
             "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
         )
+        await follow_up.enqueue(conn, claim.case_id, claim.report_id)
     return Filed(case, mine["token_nonce"], mine["token_hash"])
 
 

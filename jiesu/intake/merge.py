@@ -41,10 +41,17 @@ class ProblemKeys:
 
 
 def problem_keys(intake: ComplaintIntake) -> ProblemKeys:
-    phone = "|".join(("phone", intake.category_id, intake.grid_id, intake.citizen.phone))
-    address = " ".join(intake.address.split())
+    return keys_of(intake.category_id, intake.grid_id, intake.citizen.phone, intake.address)
+
+
+def keys_of(category_id: str, grid_id: str, phone: str, address: str) -> ProblemKeys:
+    """The problem keys of a report (also of one still being typed: the console's
+    suggestions)."""
+    phone_key = "|".join(("phone", category_id, grid_id, phone))
+    address = " ".join(address.split())
     return ProblemKeys(
-        phone=phone, address="|".join(("address", intake.category_id, address)) if address else None
+        phone=phone_key,
+        address="|".join(("address", category_id, address)) if address else None,
     )
 
 
@@ -69,6 +76,27 @@ WHERE (i.phone_key = $1 OR i.address_key = $2)
 ORDER BY i.received_at
 LIMIT 1
 """
+
+
+_SAME_PROBLEM = f"""
+SELECT i.case_id, i.received_at, c.title, c.status, c.department_id, c.closed_at,
+       c.status IS DISTINCT FROM {sql_status(Status.CLOSED)} AS open
+FROM intakes i LEFT JOIN cases c USING (case_id)
+WHERE (i.phone_key = $1 OR i.address_key = $2) AND i.received_at > $3 AND i.state = 'started'
+ORDER BY open DESC, i.received_at DESC
+LIMIT $4
+"""
+
+
+async def same_problem(
+    conn: asyncpg.Connection | asyncpg.Pool, keys: ProblemKeys, since: datetime, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Cases of this problem received since ``since``, open ones first: an open one is the
+    case a report would be linked to (并单); a closed one may be the same problem come back.
+    What the operator is shown before saving (the decision itself is :func:`find_open_case`,
+    under the locks)."""
+    rows = await conn.fetch(_SAME_PROBLEM, keys.phone, keys.address, since, limit)
+    return [dict(r) for r in rows]
 
 
 async def find_open_case(

@@ -70,6 +70,12 @@ class Sender(Protocol):
         """Deliver ``notice`` or raise. Returning means delivered."""
 
 
+class Renderer(Protocol):
+    async def __call__(self, notice: OutboundNotice) -> OutboundNotice:
+        """The notice as it is sent: what may not rest in the outbox filled in at the last
+        moment (the citizen's link, jiesu.intake.follow_up). Raising is a failed attempt."""
+
+
 # --- senders --------------------------------------------------------------------------------
 
 
@@ -360,8 +366,10 @@ class OutboxDispatcher:
         max_attempts: int = 10,
         retry_delay: timedelta = timedelta(seconds=10),
         max_retry_delay: timedelta = timedelta(minutes=30),
+        render: Renderer | None = None,
     ) -> None:
         self.pool = pool
+        self.render = render
         self.sender = sender
         self.batch = batch
         self.lease = lease
@@ -391,6 +399,8 @@ class OutboxDispatcher:
         notice_id, attempts, key = row["id"], row["attempts"], row["key"]
         try:
             notice = OutboundNotice.model_validate(dict(row))
+            if self.render is not None:
+                notice = await self.render(notice)
             async with lease.bounded(self.send_timeout.total_seconds()):
                 await self.sender.send(notice)
         except Exception as error:  # any failure is a failed attempt, never a dead dispatcher

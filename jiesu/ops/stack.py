@@ -663,6 +663,7 @@ class Stack:
         self._add(self.api)
         wait_for_http(f"{self.api_url}/healthz", self.checks, STARTUP_TIMEOUT)
         self.shown.insert(0, ("API docs", f"{self.api_url}/docs"))
+        self.shown.insert(0, ("Console", f"{self.api_url}/console/"))  # 控制台 (api/console)
 
     def logs(self) -> str:
         return ", ".join(_relative(s.log) for s in self.services)

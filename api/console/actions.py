@@ -1,0 +1,144 @@
+"""The actions a case page offers: the API's own action specs (api/routers/handling.py,
+supervision.py, citizen.py), shown only when the lifecycle's check of that spec allows them
+now, and performed through :func:`api.actions.run` — the same path as the API's endpoints.
+
+Whether an action is allowed is asked of the spec's own check (jiesu/case/lifecycle.py) with a
+*probe*: the action as the signed-in person would send it with representative field values.
+Refusals that depend on what is typed (an 'explained' reply without evidence, a promised date
+too far ahead) come back from the same check when the form is sent, as the API's 409 would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from starlette.datastructures import FormData
+
+from api.actions import ActionSpec
+from api.deps import Principal
+from api.routers import citizen, handling, supervision
+from jiesu.case.domain import CaseState, Rating, ReplyOutcome
+
+Fields = dict[str, Any]
+Form = FormData
+
+
+def _spec(table: tuple[ActionSpec, ...], path: str) -> ActionSpec:
+    return next(s for s in table if s.path == path)
+
+
+def _lines(value: Any) -> list[str]:
+    return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+
+
+def _text(form: Form, *names: str) -> Fields:
+    return {n: str(form.get(n) or "") for n in names}
+
+
+def _promised(form: Form, tz: ZoneInfo) -> Fields:
+    """A ``datetime-local`` field is the hotline's local time (JIESU_TIMEZONE)."""
+    raw = str(form.get("promised_finish") or "")
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return {"promised_finish": raw}  # validation says what is wrong
+    return {"promised_finish": at.replace(tzinfo=at.tzinfo or tz)}
+
+
+@dataclass(frozen=True)
+class ConsoleAction:
+    """One form of the case page."""
+
+    name: str  # in the form's URL: /console/cases/{id}/actions/{name}
+    label: str  # the glossary's term
+    spec: ActionSpec
+    probe: Callable[[CaseState], Fields]  # representative fields of an allowed action
+    parse: Callable[[Form, ZoneInfo], Fields] = lambda form, tz: {}  # form → body fields
+    path_field: str | None = None  # a path field of the spec, taken from the form
+
+    def body(self, form: Form, tz: ZoneInfo) -> BaseModel | None:
+        """The spec's body model from the form (raises pydantic's ValidationError)."""
+        if self.spec.body is None:
+            return None
+        return self.spec.body.model_validate(self.parse(form, tz))
+
+    def allowed(self, state: CaseState, principal: Principal) -> bool:
+        """Would the spec's own lifecycle check let this person do it now?"""
+        probe = self.spec.action.model_construct(actor=principal.actor, **self.probe(state))
+        try:
+            return self.spec.check(state, probe) is None
+        except (AttributeError, AssertionError, TypeError):  # the probe misses what it needs
+            return False
+
+
+def _later_than_deadline(state: CaseState) -> Fields:
+    finish = state.deadlines.finish if state.deadlines else datetime.now().astimezone()
+    return {"reasons": "..", "measures": "..", "promised_finish": finish + timedelta(days=1)}
+
+
+def _first_pending_co_handler(state: CaseState) -> Fields:
+    pending = [c.department_id for c in state.co_handlers if not c.done]
+    return {"department_id": pending[0] if pending else ""}
+
+
+H, S, C = handling.ACTIONS, supervision.ACTIONS, citizen.ACTIONS
+
+STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
+    ConsoleAction("accept", "签收", _spec(H, "/accept"), lambda s: {}),
+    ConsoleAction("contact", "联系诉求人", _spec(H, "/contact"), lambda s: {"note": ""},
+                  lambda f, tz: _text(f, "note")),
+    ConsoleAction("reply", "办结答复", _spec(H, "/reply"),
+                  lambda s: {"outcome": ReplyOutcome.RESOLVED, "text": "..", "evidence": []},
+                  lambda f, tz: {**_text(f, "outcome", "text"),
+                                 "evidence": _lines(f.get("evidence"))}),
+    ConsoleAction("return", "退单", _spec(H, "/return"), lambda s: {"reason": ".."},
+                  lambda f, tz: _text(f, "reason")),
+    ConsoleAction("extension", "延期申请", _spec(H, "/extension"), _later_than_deadline,
+                  lambda f, tz: {**_text(f, "reasons", "measures"), **_promised(f, tz)}),
+    ConsoleAction("raise-level", "提级办", _spec(H, "/raise-level"), lambda s: {"reason": ".."},
+                  lambda f, tz: _text(f, "reason")),
+    ConsoleAction("contribution", "协办意见", _spec(H, "/contribution"),
+                  lambda s: {"text": ".."}, lambda f, tz: _text(f, "text")),
+    ConsoleAction("dispatch", "人工派单", _spec(S, "/dispatch"),
+                  lambda s: {"department_id": "", "note": ""},
+                  lambda f, tz: _text(f, "department_id", "note")),
+    ConsoleAction("reassign", "改派", _spec(S, "/reassign"),
+                  lambda s: {"department_id": "", "note": ""},
+                  lambda f, tz: _text(f, "department_id", "note")),
+    ConsoleAction("extension-decision", "延期审批", _spec(S, "/extension/decision"),
+                  lambda s: {"approved": True, "note": ""},
+                  lambda f, tz: {**_text(f, "note"), "approved": f.get("approved") == "true"}),
+    ConsoleAction("co-handlers", "会办", _spec(S, "/co-handlers"),
+                  lambda s: {"departments": [], "note": ""},
+                  lambda f, tz: {**_text(f, "note"),
+                                 "department_ids": list(f.getlist("department_ids"))}),
+    ConsoleAction("waive", "免除协办", _spec(S, "/co-handlers/{department_id}/waive"),
+                  _first_pending_co_handler, path_field="department_id"),
+    ConsoleAction("supervision", "督办", _spec(S, "/supervision"), lambda s: {"note": ""},
+                  lambda f, tz: _text(f, "note")),
+    ConsoleAction("callback", "回访", _spec(S, "/callback"),
+                  lambda s: {"rating": Rating.SATISFIED, "note": ""},
+                  lambda f, tz: _text(f, "rating", "note")),
+)  # fmt: skip
+
+CITIZEN_ACTIONS: tuple[ConsoleAction, ...] = (
+    ConsoleAction("rating", "评价", _spec(C, "/rating"),
+                  lambda s: {"rating": Rating.SATISFIED, "comment": ""},
+                  lambda f, tz: _text(f, "rating", "comment")),
+    ConsoleAction("supplement", "补充诉求", _spec(C, "/supplement"), lambda s: {"text": ".."},
+                  lambda f, tz: _text(f, "text")),
+    ConsoleAction("withdraw", "撤诉", _spec(C, "/withdraw"), lambda s: {"reason": ""},
+                  lambda f, tz: _text(f, "reason")),
+)  # fmt: skip
+
+BY_NAME = {a.name: a for a in STAFF_ACTIONS}
+CITIZEN_BY_NAME = {a.name: a for a in CITIZEN_ACTIONS}
+
+
+def allowed_actions(state: CaseState, principal: Principal) -> list[ConsoleAction]:
+    return [a for a in STAFF_ACTIONS if a.allowed(state, principal)]

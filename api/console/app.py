@@ -1,0 +1,63 @@
+"""Mount the console on the API app: ``/console`` for staff, ``/my/<token>`` for citizens.
+
+Each is a FastAPI app of its own (mounted, so none of its pages is in the API's OpenAPI and
+the API's JSON-only rule does not apply to its forms) sharing the API's state: the same pool,
+Temporal client, settings and failed-authentication limiter."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from api.console import audit, cases, citizen, intake, login, supervision
+from api.console.web import PREFIX, STATIC, SignInRequired, error_page, redirect, set_timezone
+from api.errors import ApiError
+from jiesu.config import Settings
+from jiesu.notify.links import FOLLOW_UP_PATH
+
+
+def _sub_app(parent: FastAPI) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state = parent.state  # the API's pool, client, settings and limiter
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        response = error_page(request, exc.status, exc.message)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_page(request, exc.status_code, "页面不存在" if exc.status_code == 404
+                          else str(exc.detail))  # fmt: skip
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        return error_page(request, 422, "请求参数有误")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    return app
+
+
+def mount(parent: FastAPI, settings: Settings) -> None:
+    set_timezone(settings.timezone)
+    citizen.redact_access_log()
+
+    console = _sub_app(parent)
+
+    async def sign_in(request: Request, exc: Exception) -> Response:
+        return redirect(PREFIX + "/login")
+
+    console.add_exception_handler(SignInRequired, sign_in)
+    console.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for group in (login, intake, cases, supervision, audit):
+        console.include_router(group.router)
+    parent.mount(PREFIX, console)
+
+    mine = _sub_app(parent)
+    mine.include_router(citizen.router)
+    parent.mount(FOLLOW_UP_PATH.rstrip("/"), mine)

@@ -1,0 +1,81 @@
+"""审计: case search, a case's timeline decoded from its Temporal history (jiesu.audit), the
+raw-history export and the replay check — the same services as /api/v1/complaints/{id}/history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from api import cases as case_service
+from api.console.web import error_page, form_of, page, require_roles
+from api.deps import CaseId, Pool, Temporal
+from api.routers.audit import replayer
+from jiesu.audit import histories as audit
+from jiesu.audit import replay as audit_replay
+from jiesu.audit.timeline import iter_entries
+from jiesu.case.domain import AUDITOR_ROLES, Line, Status
+from jiesu.case.sla import is_late
+
+router = APIRouter()
+Auditor = require_roles(*AUDITOR_ROLES)
+Filter = Annotated[Line | None, Query(max_length=100)]
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def search(
+    request: Request, pool: Pool, session: Auditor, case_id: Filter = None,
+    status: Status | None = None, department_id: Filter = None, category_id: Filter = None,
+) -> Response:  # fmt: skip
+    """Cases from the read model, newest first (or the one case number asked for)."""
+    rows = await case_service.search(
+        pool, limit=100, offset=0, case_id=case_id or None, status=status,
+        department_id=department_id or None, category_id=category_id or None,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    context = {
+        "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows],
+        "statuses": list(Status), "query": request.query_params,
+    }  # fmt: skip
+    return page(request, "audit.html", context)
+
+
+@router.get("/audit/{case_id}", response_class=HTMLResponse)
+async def timeline(
+    request: Request, case_id: CaseId, pool: Pool, client: Temporal, session: Auditor
+) -> Response:
+    try:
+        found = await audit.case_timeline(client, pool, case_id)
+    except audit.HistoryNotFound:
+        return error_page(request, 404, f"没有工单 {case_id} 的历史记录")
+    context = {"session": session, "case_id": case_id, "timeline": found,
+               "entries": list(iter_entries(found)), "verdict": None}  # fmt: skip
+    return page(request, "timeline.html", context)
+
+
+@router.get("/audit/{case_id}/history.json")
+async def export(case_id: CaseId, pool: Pool, client: Temporal, session: Auditor) -> Response:
+    """The timeline plus the raw histories of the case and its children, as one file."""
+    try:
+        document = await audit.case_bundle(client, pool, case_id)
+    except audit.HistoryNotFound:
+        return JSONResponse({"error": f"no history for case {case_id}"}, status_code=404)
+    disposition = f'attachment; filename="{case_id}-bundle.json"'
+    return JSONResponse(document, headers={"Content-Disposition": disposition})
+
+
+@router.post("/audit/{case_id}/replay", response_class=HTMLResponse)
+async def replay(
+    request: Request, case_id: CaseId, pool: Pool, client: Temporal, session: Auditor
+) -> Response:
+    """Replay the case and its children against the current workflow code."""
+    await form_of(request, session)
+    verdict = await audit_replay.replay_case(client, pool, case_id, replayer())
+    if verdict.verdict == audit_replay.MISSING:
+        return error_page(request, 404, f"没有工单 {case_id} 的历史记录")
+    found = await audit.case_timeline(client, pool, case_id)
+    context = {"session": session, "case_id": case_id, "timeline": found,
+               "entries": list(iter_entries(found)), "verdict": verdict}  # fmt: skip
+    return page(request, "timeline.html", context)

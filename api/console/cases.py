@@ -1,0 +1,144 @@
+"""承办: a department's inbox (its cases by the nearest deadline, with live countdowns and
+breach marks) and the case page every staff member shares: content, contact, the timeline in
+plain words, and the actions the lifecycle allows now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from api import actions as api_actions
+from api import cases as case_service
+from api.console import staff
+from api.console.actions import BY_NAME, allowed_actions
+from api.console.web import (
+    PREFIX,
+    Session,
+    error_page,
+    form_of,
+    page,
+    redirect,
+    require_roles,
+    validation_message,
+)
+from api.deps import AppSettings, Pool, Temporal
+from api.errors import ApiError, not_found
+from jiesu.audit.timeline import event_summary
+from jiesu.case.domain import DEPARTMENT_ROLES, CaseState, Role, Status
+from jiesu.case.sla import is_late, next_deadline
+
+router = APIRouter()
+DepartmentStaff = require_roles(*DEPARTMENT_ROLES)
+
+_INBOX = """
+SELECT case_id, status, title, category_id, grid_id, urgency, department_id, received_at,
+       accept_deadline, contact_deadline, finish_deadline, contacted_at, breaches,
+       escalation_level, department_id <> $1 AS co_handled
+FROM cases
+WHERE status <> $2 AND (department_id = $1
+      OR state -> 'co_handlers' @> jsonb_build_array(jsonb_build_object('department_id', $1::text)))
+"""
+
+
+def _far_future() -> datetime:
+    return datetime.max.replace(tzinfo=UTC)
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox(request: Request, pool: Pool, session: DepartmentStaff) -> Response:
+    """The department's open cases, the nearest deadline first."""
+    department = session.principal.department_id or ""
+    rows = [dict(r) for r in await pool.fetch(_INBOX, department, Status.CLOSED.value)]
+    now = datetime.now(UTC)
+    for row in rows:
+        row["next"] = next_deadline(row)
+        row["late"] = is_late(row, now)
+    rows.sort(key=lambda r: (r["next"][1] if r["next"] else _far_future(), r["case_id"]))
+    names = dict(await pool.fetch("SELECT id, name FROM categories"))
+    return page(request, "inbox.html", {"session": session, "cases": rows, "categories": names})
+
+
+async def case_content(pool: Pool, case_id: str) -> dict[str, Any] | None:
+    """What the citizen reported: description, address, name and phone (the intake)."""
+    payload = await pool.fetchval("SELECT payload FROM intakes WHERE case_id = $1", case_id)
+    return payload["intake"] if payload else None
+
+
+def timeline(state: CaseState) -> list[dict[str, Any]]:
+    return [
+        {"at": e.at, "kind": e.kind, "actor": e.actor,
+         "summary": event_summary(e.kind.value, e.data)}
+        for e in state.events
+    ]  # fmt: skip
+
+
+async def _case_page(
+    request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
+    settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
+) -> Response:  # fmt: skip
+    principal = session.principal
+    found = await case_service.sourced_state(
+        client, pool, case_id, principal, settings.query_timeout_seconds
+    )
+    state = found.state
+    departments = await pool.fetch(
+        "SELECT id, name FROM departments WHERE level <> 'centre' ORDER BY level, id"
+    )
+    context = {
+        "session": session, "state": state, "source": found.source,
+        "content": await case_content(pool, case_id), "timeline": timeline(state),
+        "actions": allowed_actions(state, principal), "departments": departments,
+        "pending_co_handlers": [c for c in state.co_handlers if not c.done],
+        "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
+                                   and state.deadlines.finish < datetime.now(UTC)),
+        "categories": dict(await pool.fetch("SELECT id, name FROM categories")),
+        "error": error, "query": request.query_params,
+        "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
+    }  # fmt: skip
+    return page(request, "case.html", context, status_code)
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+async def case_page(
+    request: Request, case_id: str, session: Session, pool: Pool, client: Temporal,
+    settings: AppSettings,
+) -> Response:  # fmt: skip
+    """The case as this person may see it: another department's case is 404, as in the API."""
+    return await _case_page(request, session, pool, client, settings, case_id)
+
+
+@router.post("/cases/{case_id}/actions/{name}", response_class=HTMLResponse)
+async def act(
+    request: Request, case_id: str, name: str, session: Session, pool: Pool,
+    client: Temporal, settings: AppSettings,
+) -> Response:  # fmt: skip
+    form = await form_of(request, session)
+    action = BY_NAME.get(name)
+    if action is None:
+        raise not_found(case_id)
+    try:
+        body = action.body(form, ZoneInfo(settings.timezone))
+        fields = body.model_dump() if body is not None else {}
+        path_values = {}
+        if action.path_field:
+            path_values = {action.path_field: str(form.get(action.path_field) or "")}
+        result = await api_actions.run(
+            action.spec, case_id=case_id, fields={**fields, **path_values},
+            path_values=path_values, credential=session.principal, pool=pool, client=client,
+            settings=settings, idempotency_key=str(form.get("key") or "") or None,
+        )  # fmt: skip
+    except ValidationError as err:
+        return await _case_page(request, session, pool, client, settings, case_id,
+                                error=validation_message(err), status_code=422)  # fmt: skip
+    except ApiError as err:
+        if err.status == 404:
+            return error_page(request, 404, err.message)
+        return await _case_page(request, session, pool, client, settings, case_id,
+                                error=err.message, status_code=err.status)  # fmt: skip
+    outcome = "done" if result.applied else "pending"
+    return redirect(f"{PREFIX}/cases/{case_id}?{outcome}={name}")

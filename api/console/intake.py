@@ -1,0 +1,92 @@
+"""受理: the operator's intake form, with category and grid pickers and the cases of the same
+problem shown before saving (并单 suggestions, jiesu.intake.merge's problem keys)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from api import intake as intake_api
+from api.console import staff
+from api.console.web import PREFIX, form_of, page, redirect, require_roles, validation_message
+from api.deps import AppSettings, Pool, Temporal
+from api.errors import ApiError
+from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake, Urgency
+from jiesu.intake import merge
+
+router = APIRouter()
+Operator = require_roles(*OPERATOR_ROLES)
+
+FIELDS = ("title", "description", "category_id", "grid_id", "address", "channel", "urgency",
+          "citizen_name", "citizen_phone")  # fmt: skip
+
+
+async def _pickers(pool: Pool) -> dict[str, Any]:
+    categories = await pool.fetch("SELECT id, name, default_urgency FROM categories ORDER BY id")
+    grids = await pool.fetch(
+        "SELECT g.id, g.name, c.name AS community FROM areas g"
+        " LEFT JOIN areas c ON c.id = g.parent_id WHERE g.kind = 'grid' ORDER BY g.id"
+    )
+    return {"categories": categories, "grids": grids, "channels": list(Channel),
+            "urgencies": list(Urgency)}  # fmt: skip
+
+
+def _intake(form: FormData) -> ComplaintIntake:
+    return ComplaintIntake.model_validate({
+        "title": form.get("title", ""), "description": form.get("description", ""),
+        "category_id": form.get("category_id", ""), "grid_id": form.get("grid_id", ""),
+        "address": form.get("address", ""), "channel": form.get("channel") or Channel.HOTLINE,
+        "urgency": form.get("urgency") or None,
+        "citizen": {"name": form.get("citizen_name", ""), "phone": form.get("citizen_phone", "")},
+    })  # fmt: skip
+
+
+async def _form_page(
+    request: Request, pool: Pool, session: staff.StaffSession, values: dict[str, Any],
+    error: str | None, status_code: int = 200,
+) -> Response:  # fmt: skip
+    context = {"session": session, "values": values, "error": error, **await _pickers(pool)}
+    return page(request, "intake.html", context, status_code)
+
+
+@router.get("/intake", response_class=HTMLResponse)
+async def intake_form(request: Request, pool: Pool, session: Operator) -> Response:
+    return await _form_page(request, pool, session, {"channel": "hotline"}, None)
+
+
+@router.post("/intake/similar", response_class=HTMLResponse)
+async def similar(
+    request: Request, pool: Pool, settings: AppSettings, session: Operator
+) -> Response:
+    """The cases of the same problem (htmx: refreshed as the form is filled in)."""
+    form = await form_of(request, session)
+    keys = merge.keys_of(*(str(form.get(n) or "").strip() for n in
+                           ("category_id", "grid_id", "citizen_phone", "address")))  # fmt: skip
+    since = datetime.now(UTC) - timedelta(days=settings.repeat_window_days)
+    found = await merge.same_problem(pool, keys, since) if form.get("category_id") else []
+    return page(request, "_similar.html", {"similar": found})
+
+
+@router.post("/intake", response_class=HTMLResponse)
+async def file_intake(
+    request: Request, pool: Pool, client: Temporal, settings: AppSettings,
+    session: Operator,
+) -> Response:  # fmt: skip
+    form = await form_of(request, session)
+    values = {n: str(form.get(n) or "") for n in FIELDS}
+    try:
+        intake = _intake(form)
+        filed = await intake_api.register(
+            pool, client, settings, intake, session.principal, str(form.get("key") or "") or None
+        )
+    except ValidationError as err:
+        return await _form_page(request, pool, session, values, validation_message(err), 422)
+    except ApiError as err:
+        return await _form_page(request, pool, session, values, err.message, err.status)
+    flag = "merged" if filed.merged else "filed"
+    return redirect(f"{PREFIX}/cases/{filed.case_id}?{flag}=1")

@@ -1,0 +1,85 @@
+"""派单 / 督办: the hotline centre's dispatch queue, overdue board, the cases on the
+supervision ladder, and the indicators and rankings as charts (jiesu.stats)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.console.web import page, require_roles
+from api.deps import AppSettings, Pool
+from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
+from jiesu.case.sla import late_sql
+from jiesu.stats import queries, rollup
+from jiesu.stats.indicators import INDICATORS
+
+router = APIRouter()
+Dispatcher = require_roles(*DISPATCHER_ROLES)
+Overseer = require_roles(*OVERSEER_ROLES)
+
+_COLUMNS = (
+    "case_id, status, title, category_id, grid_id, urgency, department_id, received_at, "
+    "accept_deadline, finish_deadline, breaches, escalation_level"
+)
+_QUEUE = f"""
+SELECT {_COLUMNS} FROM cases WHERE status IN ({sql_status(Status.DISPATCHING, Status.REASSIGNING)})
+ORDER BY received_at LIMIT 200
+"""
+_OVERDUE = f"""
+SELECT {_COLUMNS} FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND {late_sql("$1")}
+ORDER BY finish_deadline NULLS LAST LIMIT 200
+"""
+_LADDER = f"""
+SELECT {_COLUMNS} FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND escalation_level > 0
+ORDER BY escalation_level DESC, received_at LIMIT 200
+"""
+FIGURE_DAYS = 30
+
+
+@router.get("/supervision", response_class=HTMLResponse)
+async def supervision(request: Request, pool: Pool, session: Dispatcher) -> Response:
+    now = datetime.now(UTC)
+    context = {
+        "session": session,
+        "queue": await pool.fetch(_QUEUE),
+        "overdue": await pool.fetch(_OVERDUE, now),
+        "ladder": await pool.fetch(_LADDER),
+        "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
+    }
+    return page(request, "supervision.html", context)
+
+
+def _chart_data(table: dict[str, Any], ranking: dict[str, Any]) -> dict[str, Any]:
+    """What static/charts.js draws: daily counts, the rates, the ranking."""
+    counts = [i for i in INDICATORS if not i.is_rate]
+    rates = [i for i in INDICATORS if i.is_rate]
+    return {
+        "days": [p["period"].isoformat() for p in table["periods"]],
+        "counts": [{"name": i.zh, "data": [p[i.name] for p in table["periods"]]}
+                   for i in counts],
+        "rates": [{"name": i.zh, "value": table["totals"][i.name]["value"]} for i in rates],
+        "ranking": [{"name": e["department_name"], "score": e["score"]}
+                    for e in ranking["entries"]],
+    }  # fmt: skip
+
+
+@router.get("/figures", response_class=HTMLResponse)
+async def figures(
+    request: Request, pool: Pool, settings: AppSettings, session: Overseer
+) -> Response:
+    """统计指标 and 考评排名 of the last 30 days (local days), as charts and as tables."""
+    end = datetime.now(ZoneInfo(settings.timezone)).date()
+    start = end - timedelta(days=FIGURE_DAYS - 1)
+    as_of = await rollup.ensure_fresh(pool, settings.timezone)
+    table = await queries.indicators(pool, queries.IndicatorQuery(start, end))
+    ranking = await queries.ranking(pool, start, end)
+    context = {
+        "session": session, "start": start, "end": end, "as_of": as_of,
+        "indicators": INDICATORS, "totals": table["totals"], "ranking": ranking["entries"],
+        "chart": _chart_data(table, ranking),
+    }  # fmt: skip
+    return page(request, "figures.html", context)

@@ -1,0 +1,147 @@
+"""What every console screen shares: the templates and their filters, the signed-in staff
+member, the CSRF check of each form, and pages for errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from api.console import staff
+from api.deps import Pool
+from api.errors import ApiError
+from jiesu.case import glossary
+from jiesu.case.domain import (
+    Channel,
+    DeadlineKind,
+    EscalationLevel,
+    EscalationTrigger,
+    EventKind,
+    Rating,
+    ReplyOutcome,
+    Resolution,
+    Role,
+    Status,
+    Urgency,
+)
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PREFIX = "/console"
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _local(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A moment in the hotline's time zone (JIESU_TIMEZONE), as clerks read it."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(_TZ[0]).strftime(fmt)
+
+
+_TZ: list[ZoneInfo] = [ZoneInfo("Asia/Shanghai")]  # set from the settings at mount
+
+
+def set_timezone(name: str) -> None:
+    _TZ[0] = ZoneInfo(name)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value else ""
+
+
+_TERM_FILTERS = {
+    "status_zh": Status, "urgency_zh": Urgency, "channel_zh": Channel, "role_zh": Role,
+    "rating_zh": Rating, "outcome_zh": ReplyOutcome, "resolution_zh": Resolution,
+    "deadline_zh": DeadlineKind, "level_zh": EscalationLevel, "trigger_zh": EscalationTrigger,
+    "event_zh": EventKind,
+}  # fmt: skip
+
+for _name, _enum in _TERM_FILTERS.items():
+    templates.env.filters[_name] = lambda v, e=_enum: glossary.term(e, v)
+templates.env.filters["local"] = _local
+templates.env.filters["iso"] = _iso
+templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
+templates.env.globals["glossary"] = glossary
+templates.env.globals["prefix"] = PREFIX
+templates.env.globals["new_key"] = lambda: uuid.uuid4().hex  # a form's Idempotency-Key
+
+
+# Stricter than the API's own headers (api/headers.py keeps a policy a response sets): no
+# script but the console's own files, no form sent elsewhere, no frame.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+
+
+def page(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+class SignInRequired(Exception):
+    """No valid session: the browser goes to the login page."""
+
+
+async def _session(request: Request, pool: Pool) -> staff.StaffSession:
+    found = await staff.resolve(pool, request.cookies.get(staff.COOKIE))
+    if found is None:
+        raise SignInRequired()
+    return found
+
+
+Session = Annotated[staff.StaffSession, Depends(_session)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """The signed-in staff member of a screen for these roles (and admins); anyone else is
+    told 403. Use as the type of a handler's parameter."""
+    allowed = {*roles, Role.ADMIN}
+
+    async def check(session: Session) -> staff.StaffSession:
+        if session.principal.role not in allowed:
+            raise ApiError(403, "forbidden", "您的岗位不能使用此页面")
+        return session
+
+    return Annotated[staff.StaffSession, Depends(check)]
+
+
+async def form_of(request: Request, session: staff.StaffSession) -> FormData:
+    """The posted form, after its CSRF token was checked against the session's: a form
+    posted from another site (which cannot read the token) is refused 403."""
+    form = await request.form()
+    if not session.csrf_ok(str(form.get(staff.CSRF_FIELD) or "")):
+        raise ApiError(403, "csrf_failed", "表单已过期或来自其他网站，请刷新页面后重试")
+    return form
+
+
+def validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+    return "输入有误 — " + "; ".join(parts)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return page(request, "error.html", {"status": status, "message": message}, status)

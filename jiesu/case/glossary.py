@@ -1,0 +1,159 @@
+"""The glossary's Chinese terms for the case's vocabulary (DESIGN.md glossary), one place for
+every screen and message that shows them to people (the console first of all).
+
+The enums of :mod:`jiesu.case.domain` are the names; these are how a clerk or a citizen reads
+them. A test checks that every member of each enum has its term.
+"""
+
+from __future__ import annotations
+
+from jiesu.case.domain import (
+    Channel,
+    DeadlineKind,
+    EscalationLevel,
+    EscalationTrigger,
+    EventKind,
+    Rating,
+    ReplyOutcome,
+    Resolution,
+    Role,
+    Status,
+    Urgency,
+)
+
+STATUS: dict[Status, str] = {
+    Status.REGISTERED: "已受理",
+    Status.DISPATCHING: "待派单",
+    Status.REASSIGNING: "改派中",
+    Status.ASSIGNED: "待签收",
+    Status.HANDLING: "办理中",
+    Status.REPLIED: "已答复",
+    Status.CLOSED: "已办结",
+}
+
+URGENCY: dict[Urgency, str] = {Urgency.URGENT: "紧急", Urgency.GENERAL: "一般"}
+
+CHANNEL: dict[Channel, str] = {
+    Channel.HOTLINE: "12345热线",
+    Channel.APP: "APP",
+    Channel.WECHAT: "微信",
+    Channel.SMS: "短信",
+    Channel.EMAIL: "电子邮件",
+    Channel.WEB: "网站",
+    Channel.GRID_WORKER: "网格员",
+    Channel.GRID_MAILBOX: "网格信箱",
+    Channel.SERVICE_HALL: "政务服务大厅",
+    Channel.ENTERPRISE_PORT: "企业服务端口",
+}
+
+ROLE: dict[Role, str] = {
+    Role.OPERATOR: "话务员",
+    Role.DEPARTMENT: "承办单位",
+    Role.SUPERVISOR: "督办人员",
+    Role.AUDITOR: "审计人员",
+    Role.ADMIN: "管理员",
+    Role.CITIZEN: "诉求人",
+    Role.SYSTEM: "系统",
+}
+
+RATING: dict[Rating, str] = {
+    Rating.SATISFIED: "满意",
+    Rating.BASICALLY_SATISFIED: "基本满意",
+    Rating.UNSATISFIED: "不满意",
+}
+
+REPLY_OUTCOME: dict[ReplyOutcome, str] = {
+    ReplyOutcome.RESOLVED: "已解决",
+    ReplyOutcome.EXPLAINED: "已解释说明",
+}
+
+RESOLUTION: dict[Resolution, str] = {
+    Resolution.RATED: "已评价",
+    Resolution.NOT_RATED: "未评价",
+    Resolution.WITHDRAWN: "已撤诉",
+}
+
+DEADLINE: dict[DeadlineKind, str] = {
+    DeadlineKind.ACCEPT: "签收时限",
+    DeadlineKind.CONTACT: "联系诉求人时限",
+    DeadlineKind.FINISH: "办结时限",
+}
+
+LEVEL: dict[EscalationLevel, str] = {
+    EscalationLevel.NONE: "未督办",
+    EscalationLevel.REMIND: "提醒",
+    EscalationLevel.URGE: "催办",
+    EscalationLevel.SUPERVISE: "督办",
+    EscalationLevel.JOINT_HANDLING: "会办",
+    EscalationLevel.ACCOUNTABILITY: "问责",
+}
+
+TRIGGER: dict[EscalationTrigger, str] = {
+    EscalationTrigger.ACCEPT_BREACHED: "超时未签收",
+    EscalationTrigger.CONTACT_BREACHED: "超时未联系诉求人",
+    EscalationTrigger.FINISH_BREACHED: "超时未办结",
+    EscalationTrigger.REPEAT_REPORTS: "群众重复反映",
+    EscalationTrigger.DISSATISFACTION: "群众多次不满意",
+    EscalationTrigger.REASSIGNMENT_LIMIT: "多次退单",
+    EscalationTrigger.SUPERVISOR: "督办人员决定",
+}
+
+EVENT: dict[EventKind, str] = {
+    EventKind.RECEIVED: "受理",
+    EventKind.ROUTED: "派单",
+    EventKind.QUEUED: "进入派单队列",
+    EventKind.DISPATCHED: "人工派单",
+    EventKind.DEADLINES_SET: "设定时限",
+    EventKind.ACCEPTED: "签收",
+    EventKind.CONTACTED: "联系诉求人",
+    EventKind.REPLIED: "办结答复",
+    EventKind.RATED: "评价",
+    EventKind.DEADLINE_BREACHED: "超时",
+    EventKind.REJECTED: "操作未执行",
+    EventKind.CLOSED: "办结归档",
+    EventKind.RETURNED: "退单",
+    EventKind.LEVEL_RAISE_REQUESTED: "申请提级办",
+    EventKind.REASSIGNMENT_STARTED: "开始改派",
+    EventKind.REASSIGNED: "改派",
+    EventKind.REHANDLE_STARTED: "重办",
+    EventKind.ESCALATION_STARTED: "启动督办",
+    EventKind.ESCALATED: "督办升级",
+    EventKind.ESCALATION_STOPPED: "督办结束",
+    EventKind.CO_HANDLERS_ADDED: "会办：增加协办单位",
+    EventKind.CONTRIBUTED: "协办意见",
+    EventKind.CO_HANDLER_WAIVED: "免除协办",
+    EventKind.EXTENSION_REQUESTED: "延期申请",
+    EventKind.EXTENSION_DECIDED: "延期审批",
+    EventKind.REPEAT_REPORTED: "并单（重复反映）",
+    EventKind.SUPPLEMENTED: "补充诉求",
+    EventKind.WITHDRAWN: "撤诉",
+    EventKind.CALLBACK: "回访",
+    EventKind.PROJECTION_FAILED: "读模型写入失败",
+    EventKind.ROUTING_FAILED: "自动派单失败",
+}
+
+CITIZEN_EVENTS = frozenset({
+    EventKind.RECEIVED, EventKind.ROUTED, EventKind.DISPATCHED, EventKind.ACCEPTED,
+    EventKind.CONTACTED, EventKind.REPLIED, EventKind.RATED, EventKind.CLOSED,
+    EventKind.REASSIGNED, EventKind.REHANDLE_STARTED, EventKind.EXTENSION_DECIDED,
+    EventKind.SUPPLEMENTED, EventKind.WITHDRAWN, EventKind.CALLBACK, EventKind.REPEAT_REPORTED,
+})  # fmt: skip
+"""What a citizen's own timeline shows: the steps of their case, not the centre's internals
+(rule numbers, refusals, ladder steps)."""
+
+TERMS: dict[type, dict] = {
+    Status: STATUS, Urgency: URGENCY, Channel: CHANNEL, Role: ROLE, Rating: RATING,
+    ReplyOutcome: REPLY_OUTCOME, Resolution: RESOLUTION, DeadlineKind: DEADLINE,
+    EscalationLevel: LEVEL, EscalationTrigger: TRIGGER, EventKind: EVENT,
+}  # fmt: skip
+"""Each enum and its terms (the test checks they are complete)."""
+
+
+def term(enum: type, value: object) -> str:
+    """The Chinese term of ``value`` (a member of ``enum`` or its value, e.g. a read-model
+    column), or the value itself when it is no member."""
+    try:
+        member = enum(value)
+    except (ValueError, TypeError):
+        return "" if value is None else str(value)
+    return TERMS[enum].get(member, str(value))

@@ -1,0 +1,247 @@
+"""The console end to end in headless chromium, against the real stack (issue 11 part 4):
+an operator files a case → the department sees it in its inbox with the citizen's phone and
+replies with evidence → the citizen rates through the link of the intake SMS → the supervisor
+sees the figures change; a department cannot open another's case page; a cross-site form post
+is refused. Each screen is saved as a screenshot (docs/screenshots with JIESU_SCREENSHOTS=1)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+from helpers import OPERATOR, case, department, eventually, register
+from playwright.async_api import BrowserContext, Page
+
+from jiesu.config import Settings
+from jiesu.intake.follow_up import FollowUpLinks
+from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+
+# Who signs in as whom (the demo data's staff).
+STAFF = {
+    "operator": ("demo-operator", "jiesu-demo-operator"),
+    "supervisor": ("demo-supervisor", "jiesu-demo-supervisor"),
+    "auditor": ("demo-auditor", "jiesu-demo-auditor"),
+    "water": ("demo-dept-water", "jiesu-demo-dept-water"),
+    "housing": ("demo-dept-housing", "jiesu-demo-dept-housing"),
+}
+
+
+Profiles = Callable[[], Awaitable[BrowserContext]]
+
+
+async def sign_in(browsers: Profiles, base: str, who: str) -> Page:
+    """``who`` signs in, in a browser profile of their own."""
+    page = await (await browsers()).new_page()
+    await page.goto(f"{base}/console/login")
+    login, password = STAFF[who]
+    await page.fill("input[name=login]", login)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(re.compile(r"/console/(?!login)"))
+    return page
+
+
+async def shown_after_reload(page: Page, url: str, selector: str, within: float = 30) -> None:
+    """The read model lags the workflow by a moment: reload until ``selector`` is there."""
+
+    async def probe() -> bool:
+        await page.goto(url)
+        return await page.locator(selector).count() > 0
+
+    await eventually(probe, within=within, interval=0.3)
+
+
+async def shot(page: Page, folder: Path, name: str) -> None:
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+class Phone:
+    """The citizen's phone: the SMS the outbox sends (a fake for the outside world)."""
+
+    def __init__(self) -> None:
+        self.messages: list[OutboundNotice] = []
+
+    async def send(self, notice: OutboundNotice) -> None:
+        self.messages.append(notice)
+
+
+async def follow_up_link(pool: asyncpg.Pool, settings: Settings, base: str, case_id: str) -> str:
+    """Deliver the outbox as the worker does (the link filled in at sending) and read the
+    intake SMS of ``case_id`` off the citizen's phone."""
+    phone = Phone()
+    links = FollowUpLinks(pool, settings.model_copy(update={"public_url": base}))
+    dispatcher = OutboxDispatcher(pool, phone, batch=500, render=links)
+
+    async def sms() -> str | None:
+        await dispatcher.run_once()
+        for n in phone.messages:
+            if n.case_id == case_id and n.channel == "sms" and "/my/" in n.body:
+                return n.body
+        return None
+
+    body = await eventually(sms, within=20)
+    return re.search(r"https?://\S+/my/[A-Za-z0-9_\-]+", body).group(0)
+
+
+async def closed_count(page: Page, base: str) -> int:
+    await page.goto(f"{base}/console/figures")
+    return int((await page.inner_text("td[data-indicator=closed]")).strip())
+
+
+async def test_a_case_from_the_call_to_the_rating(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, pool: asyncpg.Pool,
+    settings: Settings, screenshots: Path,
+) -> None:  # fmt: skip
+    base = console_url
+    supervisor = await sign_in(browsers, base, "supervisor")
+    closed_before = await closed_count(supervisor, base)
+
+    # 1. The operator takes the call and files the case (受理).
+    login = await (await browsers()).new_page()
+    await login.goto(f"{base}/console/login")
+    await shot(login, screenshots, "login")
+    operator = await sign_in(browsers, base, "operator")
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    await operator.goto(f"{base}/console/intake")
+    await operator.fill("input[name=title]", "松林路下水道堵塞，污水漫到路面")
+    await operator.fill("textarea[name=description]", "早上七点起污水漫过路面，行人无法通行。")
+    await operator.select_option("select[name=category_id]", "sewer_blockage")
+    await operator.select_option("select[name=grid_id]", "G-QH-03-02-2")
+    await operator.fill("input[name=address]", f"松林路{uuid.uuid4().int % 1000}号")
+    await operator.fill("input[name=citizen_name]", "王芳")
+    await operator.fill("input[name=citizen_phone]", phone)
+    await operator.click("form#intake-form button[type=submit]")
+    await operator.wait_for_url(re.compile(r"/console/cases/JS[0-9]+-[0-9]+\?filed=1"))
+    case_id = re.search(r"/cases/([^?]+)", operator.url).group(1)
+    assert "已受理" in await operator.inner_text("main")
+
+    # Before saving a second report of the same problem, the operator is shown the case (并单).
+    await operator.goto(f"{base}/console/intake")
+    await operator.select_option("select[name=category_id]", "sewer_blockage")
+    await operator.select_option("select[name=grid_id]", "G-QH-03-02-2")
+    await operator.fill("input[name=citizen_phone]", phone)
+    await operator.locator("input[name=citizen_phone]").dispatch_event("change")
+    await operator.wait_for_selector(f"#similar a:has-text('{case_id}')")
+    await operator.fill("input[name=title]", "又来反映：下水道还在冒水")
+    await operator.fill("input[name=citizen_name]", "王芳")
+    await shot(operator, screenshots, "intake")
+
+    # 2. The water bureau finds it in its inbox, with the citizen's phone, and handles it.
+    water = await sign_in(browsers, base, "water")
+    await shown_after_reload(water, f"{base}/console/inbox", f"tr[data-case='{case_id}']")
+    row = water.locator(f"tr[data-case='{case_id}']")
+    assert "待签收" in await row.inner_text()
+    assert re.search(r"剩余|已超时", await row.locator(".countdown").inner_text())
+    await shot(water, screenshots, "inbox")
+    await row.locator("a").click()
+    assert (await water.inner_text("#citizen-phone")).strip() == phone
+    await water.click("form[data-action=accept] button")
+    await water.wait_for_url(re.compile(r"done=accept"))
+    await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系，抢修队已出发")
+    await water.click("form[data-action=contact] button")
+    await water.wait_for_url(re.compile(r"done=contact"))
+    reply = water.locator("form[data-action=reply]")
+    await reply.locator("textarea[name=text]").fill("10:40 管道已疏通，路面已冲洗干净")
+    evidence = "https://files.example.gov.cn/QH/photo-1.jpg"
+    await reply.locator("textarea[name=evidence]").fill(evidence)
+    await reply.locator("button").click()
+    await water.wait_for_url(re.compile(r"done=reply"))
+    assert "photo-1.jpg" in await water.inner_text("#reply")
+    await shot(water, screenshots, "case")
+
+    # 3. The citizen opens the link of the intake SMS and rates (评价).
+    link = await follow_up_link(pool, settings, base, case_id)
+    citizen = await (await browsers()).new_page()
+    await citizen.goto(link)
+    assert "已答复" in await citizen.inner_text("main")
+    assert "管道已疏通" in await citizen.inner_text("#reply")
+    await shot(citizen, screenshots, "citizen")
+    await citizen.check("form[data-action=rating] input[value=satisfied]")
+    await citizen.click("form[data-action=rating] button")
+    await citizen.wait_for_url(re.compile(r"done=rating"))
+    assert "已办结" in await citizen.inner_text("main")
+
+    # 4. The supervisor sees the figures change; the dispatch queue and the charts.
+    await eventually(lambda: _more_closed(supervisor, base, closed_before), within=30)
+    await supervisor.wait_for_selector("#chart-ranking canvas")
+    await shot(supervisor, screenshots, "figures")
+    queued = (await register(api, category_id="stray_animals"))["case_id"]
+    in_queue = f"#queue a:has-text('{queued}')"
+    await shown_after_reload(supervisor, f"{base}/console/supervision", in_queue)
+    await shot(supervisor, screenshots, "supervision")
+    await supervisor.click(in_queue)
+    dispatch = supervisor.locator("form[data-action=dispatch]")
+    await dispatch.locator("select[name=department_id]").select_option("housing")
+    await dispatch.locator("button").click()
+    await supervisor.wait_for_url(re.compile(r"done=dispatch"))
+    assert (await case(api, queued, OPERATOR))["assignment"]["department_id"] == "housing"
+
+    # 5. The auditor finds the case, reads its history and checks that it replays.
+    auditor = await sign_in(browsers, base, "auditor")
+    await auditor.goto(f"{base}/console/audit?case_id={case_id}")
+    await shot(auditor, screenshots, "audit")
+    await auditor.click(f"#results a:has-text('{case_id}')")
+    await auditor.click("text=重放校验")
+    assert "通过" in await auditor.inner_text("#verdict")
+    await shot(auditor, screenshots, "timeline")
+
+
+async def _more_closed(page: Page, base: str, before: int) -> bool:
+    return await closed_count(page, base) > before
+
+
+async def test_a_department_cannot_open_another_departments_case(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient
+) -> None:
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    housing = await sign_in(browsers, console_url, "housing")
+    response = await housing.goto(f"{console_url}/console/cases/{case_id}")
+    assert response is not None and response.status == 404
+    assert "未找到" in await housing.inner_text("main")
+    water = await sign_in(browsers, console_url, "water")
+    response = await water.goto(f"{console_url}/console/cases/{case_id}")
+    assert response is not None and response.status == 200
+
+
+async def _assigned_to(api: httpx.AsyncClient, case_id: str, department_id: str) -> bool:
+    state = await case(api, case_id, OPERATOR)
+    return (state.get("assignment") or {}).get("department_id") == department_id
+
+
+ATTACK = """<!doctype html><html><body>
+<form id="f" method="post" action="{target}"><input name="note" value="pwned"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
+
+
+async def test_a_cross_site_form_post_is_refused(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient
+) -> None:
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    water = await sign_in(browsers, console_url, "water")  # signed in, in this browser
+    target = f"{console_url}/console/cases/{case_id}/actions/accept"
+
+    # Another site makes the signed-in browser post a form to the console.
+    await water.context.route(
+        "http://attacker.example/**",
+        lambda route: route.fulfill(content_type="text/html", body=ATTACK.format(target=target)),
+    )
+    attacked = await water.context.new_page()
+    async with attacked.expect_response(target) as answer:
+        await attacked.goto("http://attacker.example/")
+    refused = await answer.value
+    assert refused.status in (303, 403)  # no cookie sent cross-site (login), or no CSRF token
+
+    # The session cookie alone (no CSRF token) is refused too: 403.
+    forged = await water.request.post(target, form={"note": "pwned"}, max_redirects=0)
+    assert forged.status == 403
+    assert (await case(api, case_id, department("water")))["status"] == "assigned"

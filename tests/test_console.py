@@ -1,0 +1,163 @@
+"""The console without a browser: its vendored files, its words, its guards (sign-in, CSRF,
+headers), the actions it offers, and the intake SMS with the citizen's link.
+The screens themselves are driven in chromium by tests/browser."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from helpers import complaint, department, eventually, register
+
+from api.console.actions import allowed_actions
+from api.console.citizen import RedactLinks
+from api.console.web import STATIC
+from api.deps import Principal
+from jiesu.access import citizen_tokens
+from jiesu.case import glossary
+from jiesu.case.domain import CaseState, Role
+from jiesu.config import Settings
+from jiesu.intake.follow_up import LINK, FollowUpLinks
+from jiesu.notify.links import follow_up_link
+from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+
+VENDOR = STATIC / "vendor"
+TEMPLATES = STATIC.parent / "templates"
+
+
+def test_vendored_files_are_the_recorded_npm_releases() -> None:
+    lines = [ln for ln in (VENDOR / "VENDOR").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]  # fmt: skip
+    assert len(lines) == 2
+    for line in lines:
+        name, package, licence, sha256 = line.split("\t")
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == sha256, name
+        assert package.split("@")[0] in ("htmx.org", "echarts") and licence
+
+
+def test_no_page_loads_anything_from_another_host() -> None:
+    """The console works on an intranet: no CDN, no web font, no external script."""
+    for path in [*TEMPLATES.glob("*.html"), *STATIC.glob("*.css"), *STATIC.glob("*.js")]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), path
+        assert "@import" not in text and "url(http" not in text, path
+
+
+@pytest.mark.parametrize("enum", list(glossary.TERMS))
+def test_every_member_of_the_vocabulary_has_its_chinese_term(enum: type) -> None:
+    assert set(glossary.TERMS[enum]) == set(enum), enum.__name__
+    assert all(glossary.TERMS[enum].values())
+
+
+def test_the_token_of_a_follow_up_link_never_reaches_the_access_log() -> None:
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/my/SECRET-token_1?x=1", "1.1", 200),
+                               None)  # fmt: skip
+    RedactLinks().filter(record)
+    assert "SECRET" not in record.getMessage() and "/my/…" in record.getMessage()
+
+
+async def test_pages_need_a_session_and_forms_a_csrf_token(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/console/inbox")
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+    login = await api.get("/console/login")
+    assert "script-src 'self'" in login.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+    async with httpx.AsyncClient(transport=api._transport, base_url=api.base_url) as browser:
+        signed = await browser.post(
+            "/console/login", data={"login": "demo-dept-water", "password": "jiesu-demo-dept-water"}
+        )
+        assert signed.status_code == 303
+        browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+        assert (await browser.get("/console/inbox")).status_code == 200
+        assert (await browser.get("/console/intake")).status_code == 403  # not an operator
+        refused = await browser.post("/console/logout")  # no CSRF token
+        assert refused.status_code == 403
+        assert (await browser.get("/console/inbox")).status_code == 200  # still signed in
+    wrong = await api.post("/console/login", data={"login": "demo-operator", "password": "x"})
+    assert wrong.status_code == 401 and "jiesu_session" not in wrong.cookies
+
+
+async def test_the_case_page_offers_what_the_lifecycle_allows_now(
+    api: httpx.AsyncClient,
+) -> None:
+    created = await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2")
+    state = await eventually(lambda: _assigned(api, created["case_id"]))
+    assigned = CaseState.model_validate(state)
+    water = Principal("w", Role.DEPARTMENT, "water")
+    names = [a.name for a in allowed_actions(assigned, water)]
+    assert names == ["accept", "return", "extension", "raise-level"]
+    housing = Principal("h", Role.DEPARTMENT, "housing")
+    assert allowed_actions(assigned, housing) == []
+    supervisor = Principal("s", Role.SUPERVISOR, None)
+    assert [a.name for a in allowed_actions(assigned, supervisor)] == [
+        "co-handlers", "supervision"
+    ]
+
+
+async def _assigned(api: httpx.AsyncClient, case_id: str) -> dict | None:
+    response = await api.get(f"/api/v1/complaints/{case_id}", headers=department("water"))
+    if response.status_code == 200 and response.json()["status"] == "assigned":
+        return response.json()
+    return None
+
+
+class Phone:
+    def __init__(self) -> None:
+        self.messages: list[OutboundNotice] = []
+
+    async def send(self, notice: OutboundNotice) -> None:
+        self.messages.append(notice)
+
+
+async def test_intake_sends_the_citizen_the_link_without_storing_the_token(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    first = complaint()
+    created = await register(api, **first)
+    case_id, token = created["case_id"], created["citizen_token"]
+    repeat = await api.post(  # the same citizen, problem and place: a repeat report (并单)
+        "/api/v1/complaints", json={**first, "title": "Still loud"},
+        headers={"Authorization": "Bearer jiesu-demo-operator"},
+    )  # fmt: skip
+    assert repeat.status_code == 200 and repeat.json()["merged"], repeat.text
+    repeat_token = repeat.json()["citizen_token"]
+
+    stored = await pool.fetch(
+        "SELECT body FROM notifications WHERE case_id = $1 AND key LIKE '%follow-up'", case_id
+    )
+    assert len(stored) == 2 and all(LINK in r["body"] for r in stored)
+    everything = await pool.fetchval(
+        "SELECT string_agg(body || subject, ' ') FROM notifications WHERE case_id = $1", case_id
+    )
+    assert token not in everything and repeat_token not in everything
+
+    phone = Phone()
+    dispatcher = OutboxDispatcher(pool, phone, batch=500, render=FollowUpLinks(pool, settings))
+
+    async def both_sent() -> list[OutboundNotice]:
+        await dispatcher.run_once()
+        mine = [n for n in phone.messages if n.case_id == case_id and "/my/" in n.body]
+        return mine if len(mine) == 2 else []
+
+    sent = await eventually(both_sent)
+    own = next(n for n in sent if n.recipient_id == case_id)
+    assert follow_up_link(settings, token) in own.body and case_id in own.body
+    assert own.address == first["citizen"]["phone"] and own.channel == "sms"
+    other = next(n for n in sent if n.recipient_id != case_id)
+    assert follow_up_link(settings, repeat_token) in other.body
+    assert citizen_tokens.digest(repeat_token) != citizen_tokens.digest(token)
+
+    page = await api.get(f"/my/{token}")
+    assert page.status_code == 200 and case_id in page.text
+    assert (await api.get("/my/not-a-token-of-anyone")).status_code == 404
+
+
+def test_static_folder_is_packaged() -> None:
+    assert (STATIC / "console.js").exists() and Path(TEMPLATES / "base.html").exists()
