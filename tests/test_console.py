@@ -1,6 +1,6 @@
 """The console without a browser: its vendored files, its words, its guards (sign-in, CSRF,
 headers), the actions it offers, and the intake SMS with the citizen's link.
-The screens themselves are driven in chromium by tests/browser."""
+The screens themselves are driven in chromium by tests/test_console_browser.py."""
 
 from __future__ import annotations
 

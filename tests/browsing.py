@@ -1,4 +1,6 @@
-"""The console in a real browser: the app served over HTTP by uvicorn (in the session's event
+"""Fixtures of the browser tests (tests/test_console_browser.py; a plugin of tests/conftest.py).
+
+The console in a real browser: the app served over HTTP by uvicorn (in the session's event
 loop, on the session's Temporal and PostgreSQL) and one headless Debian chromium for the whole
 session, driven by Playwright (pinned in pyproject.toml; ``playwright install`` downloads
 nothing here: the system's browser is used).
@@ -30,7 +32,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def _free_port() -> int:
