@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from api.actions import ActionSpec
 from api.deps import Principal
 from api.routers import citizen, handling, supervision
-from jiesu.case.domain import CaseState, Rating, ReplyOutcome
+from jiesu.case.domain import CaseState, Rating, ReplyOutcome, SupervisionForm
 
 Fields = dict[str, Any]
 Form = FormData
@@ -41,13 +41,7 @@ def _text(form: Form, *names: str) -> Fields:
 
 
 def _promised(form: Form, tz: ZoneInfo) -> Fields:
-    """A ``datetime-local`` field is the hotline's local time (JIESU_TIMEZONE)."""
-    raw = str(form.get("promised_finish") or "")
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        return {"promised_finish": raw}  # validation says what is wrong
-    return {"promised_finish": at.replace(tzinfo=at.tzinfo or tz)}
+    return {"promised_finish": _local_time(form, "promised_finish", tz) or ""}
 
 
 @dataclass(frozen=True)
@@ -74,6 +68,30 @@ class ConsoleAction:
             return self.spec.check(state, probe) is None
         except (AttributeError, AssertionError, TypeError):  # the probe misses what it needs
             return False
+
+
+def _local_time(form: Form, name: str, tz: ZoneInfo) -> Any:
+    """A ``datetime-local`` field is the hotline's local time (JIESU_TIMEZONE); empty: None."""
+    raw = str(form.get(name) or "")
+    if not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return raw  # validation says what is wrong
+    return at.replace(tzinfo=at.tzinfo or tz)
+
+
+def _supervision(form: Form, tz: ZoneInfo) -> Fields:
+    """督办: the form (提醒…问责), the opinion, the unit's deadline; 会办's departments and
+    their deadline; 问责's persons (one a line) and decision."""
+    fields: Fields = {**_text(form, "note", "decision"), "form": form.get("form") or "remind",
+                      "due": _local_time(form, "due", tz),
+                      "department_ids": list(form.getlist("department_ids")),
+                      "persons": _lines(form.get("persons"))}  # fmt: skip
+    if fields["form"] == SupervisionForm.JOINT_HANDLING:
+        fields["contribution_due"] = _local_time(form, "contribution_due", tz)
+    return fields
 
 
 def _later_than_deadline(state: CaseState) -> Fields:
@@ -119,8 +137,17 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
                                  "department_ids": list(f.getlist("department_ids"))}),
     ConsoleAction("waive", "免除协办", _spec(S, "/co-handlers/{department_id}/waive"),
                   _first_pending_co_handler, path_field="department_id"),
-    ConsoleAction("supervision", "督办", _spec(S, "/supervision"), lambda s: {"note": ""},
-                  lambda f, tz: _text(f, "note")),
+    ConsoleAction("second-assignment", "二次交办", _spec(S, "/second-assignment"),
+                  lambda s: {"reason": "..", "department_id": None},
+                  lambda f, tz: {**_text(f, "reason"),
+                                 "department_id": f.get("department_id") or None}),
+    ConsoleAction("return-decision", "退单审核", _spec(S, "/return/decision"),
+                  lambda s: {"upheld": True, "note": ""},
+                  lambda f, tz: {**_text(f, "note"), "upheld": f.get("upheld") == "true"}),
+    ConsoleAction("supervision", "督办", _spec(S, "/supervision"),
+                  lambda s: {"note": "", "form": SupervisionForm.REMIND, "due": None,
+                             "contribution_due": None, "department_ids": []},
+                  _supervision),
     ConsoleAction("callback", "回访", _spec(S, "/callback"),
                   lambda s: {"rating": Rating.SATISFIED, "note": ""},
                   lambda f, tz: _text(f, "rating", "note")),

@@ -29,7 +29,7 @@ from api.console.web import (
 from api.deps import AppSettings, Pool, Temporal
 from api.errors import ApiError, not_found
 from jiesu.audit.timeline import event_summary
-from jiesu.case.domain import DEPARTMENT_ROLES, CaseState, Role, Status
+from jiesu.case.domain import DEPARTMENT_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
 
 router = APIRouter()
@@ -97,6 +97,7 @@ async def _case_page(
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
                                    and state.deadlines.finish < datetime.now(UTC)),
         "categories": dict(await pool.fetch("SELECT id, name FROM categories")),
+        "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip

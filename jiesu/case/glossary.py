@@ -18,6 +18,7 @@ from jiesu.case.domain import (
     Resolution,
     Role,
     Status,
+    SupervisionForm,
     Urgency,
 )
 
@@ -88,6 +89,14 @@ LEVEL: dict[EscalationLevel, str] = {
     EscalationLevel.ACCOUNTABILITY: "问责",
 }
 
+FORM: dict[SupervisionForm, str] = {
+    SupervisionForm.REMIND: "提醒",
+    SupervisionForm.URGE: "催办",
+    SupervisionForm.SUPERVISE: "督办",
+    SupervisionForm.JOINT_HANDLING: "会办",
+    SupervisionForm.ACCOUNTABILITY: "问责",
+}
+
 TRIGGER: dict[EscalationTrigger, str] = {
     EscalationTrigger.ACCEPT_BREACHED: "超时未签收",
     EscalationTrigger.CONTACT_BREACHED: "超时未联系诉求人",
@@ -112,6 +121,9 @@ EVENT: dict[EventKind, str] = {
     EventKind.REJECTED: "操作未执行",
     EventKind.CLOSED: "办结归档",
     EventKind.RETURNED: "退单",
+    EventKind.RETURN_UPHELD: "退单审核：同意",
+    EventKind.RETURN_REJECTED: "退单审核：驳回",
+    EventKind.SECOND_ASSIGNMENT_ORDERED: "二次交办",
     EventKind.LEVEL_RAISE_REQUESTED: "申请提级办",
     EventKind.REASSIGNMENT_STARTED: "开始改派",
     EventKind.REASSIGNED: "改派",
@@ -119,11 +131,13 @@ EVENT: dict[EventKind, str] = {
     EventKind.ESCALATION_STARTED: "启动督办",
     EventKind.ESCALATED: "督办升级",
     EventKind.ESCALATION_STOPPED: "督办结束",
+    EventKind.ACCOUNTABILITY_RECORDED: "问责记录",
     EventKind.CO_HANDLERS_ADDED: "会办：增加协办单位",
     EventKind.CONTRIBUTED: "协办意见",
     EventKind.CO_HANDLER_WAIVED: "免除协办",
     EventKind.EXTENSION_REQUESTED: "延期申请",
     EventKind.EXTENSION_DECIDED: "延期审批",
+    EventKind.EXTENSION_DECISION_OVERDUE: "延期审批超时",
     EventKind.REPEAT_REPORTED: "并单（重复反映）",
     EventKind.SUPPLEMENTED: "补充诉求",
     EventKind.WITHDRAWN: "撤诉",
@@ -144,7 +158,7 @@ CITIZEN_EVENTS = frozenset({
 TERMS: dict[type, dict] = {
     Status: STATUS, Urgency: URGENCY, Channel: CHANNEL, Role: ROLE, Rating: RATING,
     ReplyOutcome: REPLY_OUTCOME, Resolution: RESOLUTION, DeadlineKind: DEADLINE,
-    EscalationLevel: LEVEL, EscalationTrigger: TRIGGER, EventKind: EVENT,
+    EscalationLevel: LEVEL, EscalationTrigger: TRIGGER, EventKind: EVENT, SupervisionForm: FORM,
 }  # fmt: skip
 """Each enum and its terms (the test checks they are complete)."""
 
