@@ -1,23 +1,27 @@
 """Lifecycle benchmark: whole cases through the HTTP API against the embedded stack, compared
-with bare workflows on the same Temporal server in the same run.
+with bare workflows on the same Temporal server, interleaved so that noise hits both sides.
 
-    python -m bench.lifecycle [--duration 15] [--rate R] [--cases N] [--out PATH]
+    python -m bench.lifecycle [--rounds 4] [--duration 15] [--concurrency 16] [--out PATH]
 
 Starts its own stack in a temporary folder on free loopback ports (Temporal dev server
 persisting to SQLite, embedded PostgreSQL, bootstrap, ``python -m worker``, the API under
 uvicorn) — or uses ``TEMPORAL_ADDRESS`` / ``DATABASE_URL`` when set — and stops it at the end.
 
-Phases, in this order:
-1. ceiling: a no-op workflow and a bare workflow of the lifecycle's shape (bench/ceiling.py),
-   each driven by N concurrent starters through a Temporal client, worker in its own process;
-2. maximum: cases driven by N concurrent clients (closed loop) at each ``--concurrency``
-   level; the best level's cases/s is the sustained maximum;
-3. fixed rate: ``--rate`` cases/s (default: half the maximum) arriving on schedule (open
-   loop), each also timed until the read model shows every action;
-4. history events per case, from a few closed cases' Temporal histories.
+1. Rounds: ``--rounds`` times, in this order, each for ``--warmup`` + ``--duration`` seconds
+   and all at the same ``--concurrency`` (closed loop): a no-op workflow (A), a bare workflow
+   of the case's shape (B, bench/ceiling.py, worker in its own process), the Jiesu case
+   lifecycle through HTTP (C). A B C A B C … on the same server: the database grows a little
+   during a round, and each round's three phases see almost the same state. Per round: the
+   ratio lifecycle ÷ bare shape, the machine's load average and the CPU of processes not ours.
+   The ratio reported is the median of the per-round ratios, with its min–max.
+2. Fixed rate: half the sustained maximum (the median lifecycle rate of the rounds, or
+   ``--rate``), arrivals on schedule (open loop) for ``--fixed-duration`` seconds; every
+   action's HTTP answer is timed (p50/p95/p99), and the read model until it shows it.
+3. History: events and bytes per standard urgent case (intake → accept → contact → reply →
+   rating → closed) from ``fetch_history()``, and the same for the bare workflows.
 
-Writes ``--out`` (JSON, default bench/results/lifecycle.json) and a markdown table next to it
-(same name, .md), and prints the table. Not a pass/fail test.
+Writes ``--out`` (JSON, default bench/results/lifecycle.json) and a markdown report next to it
+(same name, .md), and prints the report. Not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,42 +71,22 @@ def _levels(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=__doc__)
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=15.0,
-        help="measured seconds per load level and for the fixed rate (15)",
-    )
-    p.add_argument(
-        "--warmup", type=float, default=3.0, help="seconds at each level before measuring (3)"
-    )
-    p.add_argument(
-        "--rate",
-        type=float,
-        default=0.0,
-        help="fixed-rate phase, cases/s (default: half the measured maximum)",
-    )
-    p.add_argument(
-        "--cases",
-        type=int,
-        default=0,
-        help="cases in the fixed-rate phase (default: rate × duration)",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=_levels,
-        default=_levels("8,16,32"),
-        help="concurrent clients per level, for cases and same-shape workflows",
-    )
-    p.add_argument(
-        "--noop-concurrency",
-        type=_levels,
-        default=_levels("16,64"),
-        help="concurrent starters per level for the no-op workflow",
-    )
-    p.add_argument("--no-ceiling", action="store_true", help="skip the bare workflows")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (4; at least 3)")
+    p.add_argument("--duration", type=float, default=15.0,
+                   help="measured seconds per phase of a round (15)")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="seconds at the start of each phase that are not measured (3)")
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="concurrent clients, the same for all three workloads (16)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="fixed-rate phase, cases/s (default: half the sustained maximum)")
+    p.add_argument("--fixed-duration", type=float, default=30.0,
+                   help="seconds of arrivals in the fixed-rate phase (30)")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
-    return p.parse_args(argv)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    return args  # fmt: skip
 
 
 # --- the stack --------------------------------------------------------------------------------
@@ -161,6 +147,8 @@ def _start_ceiling_worker(s: stack.Stack, data: Path) -> stack.Child:
 
 # --- phases -----------------------------------------------------------------------------------
 
+KINDS = ("noop", "shape", "lifecycle")  # A, B, C of every round
+
 
 def _timed(job: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[tuple[str, float]]]:
     async def run() -> tuple[str, float]:
@@ -171,39 +159,17 @@ def _timed(job: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[tuple[st
     return run
 
 
-async def ramp(
-    name: str,
-    job: Callable[[], Awaitable[Any]],
-    levels: Sequence[int],
-    args: argparse.Namespace,
-    describe: Callable[[Outcome[Any], float, float], dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """Closed loop at each concurrency level; ``describe`` summarises one level."""
-    rows = []
-    for level in levels:
-        began = time.monotonic()
-        outcome = await closed_loop(job, level, args.warmup + args.duration)
-        window = (began + args.warmup, began + args.warmup + args.duration)
-        row = {"concurrency": level, "per_s": round(outcome.rate(*window), 2),
-               "errors": outcome.errors, "error_samples": outcome.error_samples,
-               **describe(outcome, *window)}  # fmt: skip
-        print(f"  {name} ×{level}: {row['per_s']}/s, errors {outcome.errors}", flush=True)
-        rows.append(row)
-    return rows
-
-
 def _in_window(outcome: Outcome[Any], start: float, end: float) -> list[Any]:
     return [r for r, t in zip(outcome.results, outcome.finished_at, strict=True)
             if start <= t < end]  # fmt: skip
 
 
-def _describe_bare(outcome: Outcome[tuple[str, float]], start: float, end: float) -> dict:
-    done = _in_window(outcome, start, end)
-    return {"latency_ms": summary_ms([s for _, s in done]), "sample_ids": [i for i, _ in done[:3]]}
+def _describe_bare(done: list[tuple[str, float]]) -> dict[str, Any]:
+    return {"latency_ms": summary_ms([s for _, s in done]),
+            "sample_ids": [i for i, _ in done[:HISTORY_SAMPLES]]}  # fmt: skip
 
 
-def _describe_cases(outcome: Outcome[CaseTimings], start: float, end: float) -> dict:
-    done = _in_window(outcome, start, end)
+def _describe_cases(done: list[CaseTimings]) -> dict[str, Any]:
     return {
         "intake_ms": summary_ms([c.intake for c in done]),
         "lifecycle_ms": summary_ms([c.total for c in done]),
@@ -211,58 +177,58 @@ def _describe_cases(outcome: Outcome[CaseTimings], start: float, end: float) -> 
     }
 
 
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(rows, key=lambda r: r["per_s"]) if rows else {}
+@dataclass
+class Workloads:
+    """The three jobs of a round, each one unit of work for one closed-loop client."""
+
+    noop: Callable[[], Awaitable[tuple[str, float]]]
+    shape: Callable[[], Awaitable[tuple[str, float]]]
+    lifecycle: Callable[[], Awaitable[CaseTimings]]
+
+    async def measure(self, kind: str, args: argparse.Namespace) -> dict[str, Any]:
+        """One phase: ``--concurrency`` clients for warm-up + duration; the rate in the window."""
+        job: Callable[[], Awaitable[Any]] = getattr(self, kind)
+        began = time.monotonic()
+        outcome = await closed_loop(job, args.concurrency, args.warmup + args.duration)
+        window = (began + args.warmup, began + args.warmup + args.duration)
+        done = _in_window(outcome, *window)
+        describe = _describe_cases if kind == "lifecycle" else _describe_bare
+        return {"per_s": round(outcome.rate(*window), 3), "completed": len(done),
+                "errors": outcome.errors, "error_samples": outcome.error_samples,
+                **describe(done)}  # fmt: skip
 
 
-async def run_ceilings(
-    client: Client, s: stack.Stack, data: Path, args: argparse.Namespace, mon: ProcessMonitor
-) -> dict[str, Any]:
-    child = _start_ceiling_worker(s, data)
-    try:
-        for _ in range(3):  # the worker is up and the task queue exists
-            await asyncio.wait_for(ceiling.run_noop(client), 30)
-        noop = _timed(lambda: ceiling.run_noop(client))
-        shape = _timed(lambda: ceiling.run_shape(client))
-        mon.pids["ceiling_worker"] = child.proc.pid
-        with mon.phase("ceiling_noop"):
-            noop_rows = await ramp("no-op", noop, args.noop_concurrency, args, _describe_bare)
-        with mon.phase("ceiling_shape"):
-            shape_rows = await ramp("same-shape", shape, args.concurrency, args, _describe_bare)
-        local = _timed(lambda: ceiling.run_shape(client, local=True))
-        level = [_best(shape_rows)["concurrency"]]
-        with mon.phase("ceiling_shape_local"):
-            local_rows = await ramp("same-shape, local projections", local, level, args,
-                                    _describe_bare)  # fmt: skip
-    finally:
-        stack.stop_children([child])
-        mon.pids.pop("ceiling_worker", None)
-    return {
-        "noop": {"levels": noop_rows, "best": _best(noop_rows),
-                 "cpu": mon.report("ceiling_noop")},
-        "shape": {"levels": shape_rows, "best": _best(shape_rows),
-                  "cpu": mon.report("ceiling_shape")},
-        "shape_local": {"levels": local_rows, "best": _best(local_rows),
-                        "cpu": mon.report("ceiling_shape_local")},
-    }  # fmt: skip
+async def run_rounds(
+    work: Workloads, args: argparse.Namespace, mon: ProcessMonitor
+) -> list[dict[str, Any]]:
+    """A B C, A B C, …: each kind once per round, at the same concurrency, on the same server."""
+    rounds = []
+    for n in range(1, args.rounds + 1):
+        row: dict[str, Any] = {"round": n}
+        for kind in KINDS:
+            name = f"round{n}_{kind}"
+            with mon.phase(name):
+                row[kind] = await work.measure(kind, args)
+            row[kind]["cpu"] = mon.report(name)
+            row[kind]["load"] = row[kind]["cpu"]["load"]
+            print(f"  round {n} {kind}: {row[kind]['per_s']}/s, errors {row[kind]['errors']},"
+                  f" load {row[kind]['load']}", flush=True)  # fmt: skip
+        rounds.append(row)
+    return rounds
 
 
-async def run_maximum(
-    http: httpx.AsyncClient, args: argparse.Namespace, mon: ProcessMonitor
-) -> dict[str, Any]:
-    driver = CaseDriver(http)
-    print("  warming up the lifecycle...", flush=True)
-    await closed_loop(driver.run, 4, 3.0)
-    with mon.phase("maximum"):
-        rows = await ramp("cases", driver.run, args.concurrency, args, _describe_cases)
-    return {"levels": rows, "best": _best(rows), "cpu": mon.report("maximum")}
+async def warm_up(work: Workloads) -> None:
+    """Every path once (worker caches, task queues, connection pools) before anything counts."""
+    print("  warming up...", flush=True)
+    for kind in KINDS:
+        await closed_loop(getattr(work, kind), 4, 3.0)
 
 
 async def run_fixed(
     http: httpx.AsyncClient, pool: asyncpg.Pool, rate: float, args: argparse.Namespace,
     mon: ProcessMonitor,
 ) -> dict[str, Any]:  # fmt: skip
-    count = args.cases or max(1, round(rate * args.duration))
+    count = max(1, round(rate * args.fixed_duration))
     driver = CaseDriver(http, read_model=pool)
     print(f"  fixed rate: {count} cases at {rate:.2f}/s...", flush=True)
     began = time.monotonic()
@@ -270,7 +236,6 @@ async def run_fixed(
         outcome = await open_loop(driver.run, rate, count, job_timeout=DRAIN_TIMEOUT)
     elapsed = (max(outcome.finished_at) if outcome.finished_at else time.monotonic()) - began
     cases: list[CaseTimings] = outcome.results
-    actions = ("accept", "contact", "reply", "rating")
     return {
         "rate": round(rate, 2),
         "cases": count,
@@ -280,29 +245,47 @@ async def run_fixed(
         "achieved_per_s": round(len(cases) / elapsed, 2) if elapsed > 0 else None,
         "intake_ms": summary_ms([c.intake for c in cases]),
         "routed_ms": summary_ms([c.routed for c in cases]),
-        "api_ms": {a: summary_ms([c.api[a] for c in cases if a in c.api]) for a in actions},
+        "api_ms": {a: summary_ms([c.api[a] for c in cases if a in c.api]) for a in ACTIONS},
+        "department_actions_ms": summary_ms(
+            [c.api[a] for c in cases for a in DEPARTMENT_ACTIONS if a in c.api]
+        ),
         "read_model_ms": {
-            a: summary_ms([c.read_model[a] for c in cases if a in c.read_model]) for a in actions
+            a: summary_ms([c.read_model[a] for c in cases if a in c.read_model]) for a in ACTIONS
         },
         "lifecycle_ms": summary_ms([c.total for c in cases]),
+        "answered_202": sum(len(c.late) for c in cases),
         "sample_ids": [c.case_id for c in cases[:HISTORY_SAMPLES]],
         "cpu": mon.report("fixed"),
     }
 
 
-async def history_events(client: Client, ids: Sequence[str]) -> dict[str, Any]:
-    """Events per closed workflow (median of the samples) and the event types of the first."""
+ACTIONS = ("accept", "contact", "reply", "rating")
+DEPARTMENT_ACTIONS = ("accept", "contact", "reply")  # the rating is the citizen's
+
+
+async def history_size(client: Client, ids: Sequence[str]) -> dict[str, Any]:
+    """Events and bytes per closed workflow (median of the samples), and the event types of
+    the first. Bytes: the events as stored (protobuf) and as exported (JSON, the form of
+    tests/histories/*.json)."""
     counts: list[int] = []
+    proto: list[int] = []
+    as_json: list[int] = []
     types: collections.Counter[str] = collections.Counter()
     for ident in ids:
         history = await client.get_workflow_handle(ident).fetch_history()
         counts.append(len(history.events))
+        proto.append(sum(e.ByteSize() for e in history.events))
+        as_json.append(len(history.to_json().encode()))
         if not types:
             types.update(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
                          for e in history.events)  # fmt: skip
-    counts.sort()
-    return {"samples": counts, "median": counts[len(counts) // 2] if counts else None,
+    return {"samples": sorted(counts), "median": _median(counts),
+            "proto_bytes": _median(proto), "json_bytes": _median(as_json),
             "types": dict(types.most_common())}  # fmt: skip
+
+
+def _median(values: Sequence[float]) -> Any:
+    return statistics.median_low(values) if values else None
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -333,34 +316,40 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url, max_size=8)
     mon = ProcessMonitor(await _pids(s, pool))
+    child = _start_ceiling_worker(s, data)
+    mon.pids["ceiling_worker"] = child.proc.pid
     mon.start()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: dict[str, Any] = {"machine": machine(), "args": _args_json(args),
                                "started_at": datetime.now(UTC).isoformat()}  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=s.api_url, timeout=60, limits=limits) as http:
-            if not args.no_ceiling:
-                print("Ceiling: bare workflows on the same server...", flush=True)
-                results["ceiling"] = await run_ceilings(client, s, data, args, mon)
-            print("Lifecycle: maximum throughput...", flush=True)
-            results["maximum"] = await run_maximum(http, args, mon)
-            rate = args.rate or max(0.5, results["maximum"]["best"].get("per_s", 1.0) / 2)
-            print("Lifecycle: fixed rate...", flush=True)
+            for _ in range(3):  # the ceiling worker is up and its task queue exists
+                await asyncio.wait_for(ceiling.run_noop(client), 30)
+            work = Workloads(noop=_timed(lambda: ceiling.run_noop(client)),
+                             shape=_timed(lambda: ceiling.run_shape(client)),
+                             lifecycle=CaseDriver(http).run)  # fmt: skip
+            await warm_up(work)
+            print(f"Rounds: no-op, same shape, lifecycle × {args.rounds}...", flush=True)
+            results["rounds"] = await run_rounds(work, args, mon)
+            results["summary"] = report.summarise(results["rounds"])
+            rate = args.rate or max(0.5, (results["summary"]["lifecycle_per_s"] or 1.0) / 2)
+            print("Lifecycle: fixed rate (half the sustained maximum)...", flush=True)
             results["fixed"] = await run_fixed(http, pool, rate, args, mon)
         results["history"] = await _histories(client, results)
     finally:
+        stack.stop_children([child])
         await mon.stop()
         await pool.close()
-    results["ratios"] = report.ratios(results)
+    results["targets"] = report.targets(results)
     return results
 
 
 async def _histories(client: Client, results: dict[str, Any]) -> dict[str, Any]:
-    out = {"case": await history_events(client, results["fixed"]["sample_ids"])}
-    if "ceiling" in results:
-        for kind in ("noop", "shape", "shape_local"):
-            ids = results["ceiling"][kind]["best"].get("sample_ids", [])
-            out[kind] = await history_events(client, ids)
+    out = {"case": await history_size(client, results["fixed"]["sample_ids"])}
+    last = results["rounds"][-1]
+    for kind in ("noop", "shape"):
+        out[kind] = await history_size(client, last[kind].get("sample_ids", []))
     return out
 
 

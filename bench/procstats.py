@@ -4,6 +4,11 @@ A process is counted with its children (PostgreSQL's backends are children of th
 except the harness itself, whose children are the stack's processes.
 The sampler runs in the harness's event loop every ``interval`` seconds; CPU time is exact
 (cumulative counters read at the phase's start and end), peak RSS is the highest sample.
+
+Each phase also records the machine's load: the 1-minute load average at its start and end,
+and the CPU that processes *not ours* used meanwhile (the whole machine's busy CPU time,
+``psutil.cpu_times()``, minus the CPU of the watched processes). On a shared machine that is
+the figure that says how much of the 2 cores the benchmark really had.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from typing import Any
 import psutil
 
 INTERVAL = 0.5
+
+# Guest time is already counted in user time on Linux; iowait and idle are not busy.
+_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
 
 
 def _family(pid: int) -> list[psutil.Process]:
@@ -41,14 +49,23 @@ def _cpu_and_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def machine_busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every process, every core)."""
+    t = psutil.cpu_times()
+    return float(sum(getattr(t, f, 0.0) for f in _BUSY_FIELDS))
+
+
 @dataclass
 class _Phase:
     wall_start: float
     cpu_start: dict[str, float]
+    machine_start: float
+    load_start: float
     cpu_end: dict[str, float] = field(default_factory=dict)
     peak_rss: dict[str, int] = field(default_factory=dict)
     wall_end: float = 0.0
     load_end: float = 0.0
+    machine_end: float = 0.0
 
 
 class ProcessMonitor:
@@ -87,7 +104,8 @@ class ProcessMonitor:
     def phase(self, name: str) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         sample = self._sample()
-        current = _Phase(loop.time(), {n: cpu for n, (cpu, _) in sample.items()})
+        current = _Phase(loop.time(), {n: cpu for n, (cpu, _) in sample.items()},
+                         machine_busy_cpu(), os.getloadavg()[0])  # fmt: skip
         self.phases[name] = current
         self._open.append(current)
         self._record_peaks(sample)
@@ -99,15 +117,32 @@ class ProcessMonitor:
             current.cpu_end = {n: cpu for n, (cpu, _) in sample.items()}
             current.wall_end = loop.time()
             current.load_end = os.getloadavg()[0]
+            current.machine_end = machine_busy_cpu()
             self._open.remove(current)
+
+    def load(self, name: str) -> dict[str, float]:
+        """The machine's load during a phase: load average at its start and end, and the cores
+        kept busy by processes that are not ours (whole machine minus the watched processes;
+        a watched process's child that exited during the phase is counted as not ours)."""
+        p = self.phases[name]
+        wall = max(p.wall_end - p.wall_start, 1e-9)
+        ours = sum(p.cpu_end.get(n, 0.0) - p.cpu_start.get(n, 0.0) for n in p.cpu_start)
+        other = max(0.0, (p.machine_end - p.machine_start) - ours)
+        return {
+            "loadavg_start": round(p.load_start, 2),
+            "loadavg_end": round(p.load_end, 2),
+            "ours_cores": round(ours / wall, 2),
+            "other_cores": round(other / wall, 2),
+        }
 
     def report(self, name: str) -> dict[str, Any]:
         """Per process: CPU seconds in the phase, mean cores busy, peak RSS in MiB."""
         p = self.phases[name]
         wall = max(p.wall_end - p.wall_start, 1e-9)
-        # Other work on the machine (load average at the phase's end): figures taken while
-        # something else runs are lower, and say so here.
-        out: dict[str, Any] = {"wall_s": round(wall, 1), "loadavg_1m": round(p.load_end, 2)}
+        # Other work on the machine: figures taken while something else runs are lower, and
+        # say so here.
+        out: dict[str, Any] = {"wall_s": round(wall, 1), "loadavg_1m": round(p.load_end, 2),
+                               "load": self.load(name)}  # fmt: skip
         for proc in p.cpu_start:
             cpu = p.cpu_end.get(proc, 0.0) - p.cpu_start.get(proc, 0.0)
             out[proc] = {

@@ -1,0 +1,50 @@
+"""The lifecycle benchmark's arithmetic (bench/report.py): the ratio is the median of the
+per-round ratios, with its spread, and a round's ratio is taken inside that round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+
+def _round(n: int, noop: float, shape: float, life: float, other: float = 0.0) -> dict[str, Any]:
+    load = {"loadavg_start": 1.0, "loadavg_end": 1.0, "other_cores": other}
+    return {"round": n, **{k: {"per_s": v, "errors": 0, "completed": 10, "load": load, "cpu": {}}
+                           for k, v in (("noop", noop), ("shape", shape), ("lifecycle", life))}}
+
+
+def test_ratio_is_the_median_of_per_round_ratios() -> None:
+    # Round 2 ran while the machine was busy: both of its sides are low, its ratio is not.
+    rounds = [_round(1, 30, 5.0, 4.0), _round(2, 15, 2.0, 1.8, other=1.5), _round(3, 30, 5.0, 3.0)]
+    s = report.summarise(rounds)
+    assert [r["ratio_vs_shape"] for r in rounds] == [0.8, 0.9, 0.6]
+    assert s["vs_shape"] == {"median": 0.8, "min": 0.6, "max": 0.9, "n": 3}
+    # The ratio of the medians (3.0 / 5.0) would be another figure: the median of ratios it is.
+    assert s["lifecycle_per_s"] == 3.0 and s["shape_per_s"] == 5.0
+    assert s["other_cores"]["max"] == 1.5
+
+
+def test_a_round_without_bare_throughput_has_no_ratio() -> None:
+    rounds = [_round(1, 30, 0.0, 4.0), _round(2, 30, 4.0, 2.0)]
+    s = report.summarise(rounds)
+    assert rounds[0]["ratio_vs_shape"] is None
+    assert s["vs_shape"]["median"] == 0.5 and s["vs_shape"]["n"] == 1
+
+
+def test_targets_and_markdown() -> None:
+    rounds = [_round(n, 30, 5.0, 4.6) for n in (1, 2, 3)]
+    results: dict[str, Any] = {
+        "rounds": rounds,
+        "summary": report.summarise(rounds),
+        "fixed": {"department_actions_ms": {"p50": 20.0, "p95": 40.0, "p99": 70.0, "n": 90}},
+        "history": {"case": {"median": 48, "proto_bytes": 9000, "json_bytes": 20000,
+                             "types": {}}},
+    }  # fmt: skip
+    results["targets"] = report.targets(results)
+    assert results["targets"]["shape_ratio"]["met"]
+    assert not results["targets"]["department_action_p99_ms"]["met"]
+    assert results["targets"]["case_history_events"]["met"]
+    text = report.markdown(results)
+    assert "**0.92×** (0.92–0.92)" in text
+    assert "70.0 — NOT met" in text
