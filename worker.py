@@ -1,5 +1,6 @@
-"""Worker entry point: runs the case workflows and their activities, and the notifications
-outbox dispatcher (jiesu.notify.outbox) next to them.
+"""Worker entry point: runs the case workflows and their activities, and next to them the
+notifications outbox dispatcher (jiesu.notify.outbox) and the statistics rollup refresher
+(jiesu.stats.refresher).
 
     python worker.py        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...)
 """
@@ -7,6 +8,7 @@ outbox dispatcher (jiesu.notify.outbox) next to them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,7 @@ from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
+from jiesu.stats.refresher import RollupRefresher
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow
@@ -65,6 +68,8 @@ async def main() -> None:
     # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
     dispatcher = OutboxDispatcher(pool, sender_from_env(), render=FollowUpLinks(pool, settings))
     outbox = asyncio.create_task(dispatcher.run(stop))
+    refresher = RollupRefresher(pool, settings.timezone, settings.stats_refresh_seconds)
+    stats = asyncio.create_task(refresher.run(stop))
     try:
         worker = build_worker(client, pool, settings)
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
@@ -75,6 +80,9 @@ async def main() -> None:
             await asyncio.wait_for(outbox, timeout=10)
         except TimeoutError:
             pass
+        stats.cancel()  # a refresh cut short rolls back; the next worker's refresher redoes it
+        with contextlib.suppress(asyncio.CancelledError):
+            await stats
         await pool.close()
 
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: int = Field(
         default=60, ge=1, alias="JIESU_AUTH_FAILURE_WINDOW_SECONDS"
     )
+    # How often each worker's statistics refresher brings the daily rollup up to date
+    # (jiesu/stats/refresher.py): the statistics are at most about this much behind.
+    stats_refresh_seconds: float = Field(default=5.0, gt=0, alias="JIESU_STATS_REFRESH_SECONDS")
 
 
 @lru_cache

@@ -81,6 +81,12 @@ PeriodValues: type[BaseModel] = create_model(
 )
 
 
+AS_OF = (
+    "The figures include every change until then (the rollup is refreshed in the background, "
+    "every JIESU_STATS_REFRESH_SECONDS); null: not built yet, the worker is building it"
+)
+
+
 class IndicatorTable(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -89,7 +95,7 @@ class IndicatorTable(BaseModel):
     group_by: GroupBy
     timezone: str
     filters: dict[str, str]
-    as_of: datetime | None = Field(description="The figures include every change until then")
+    as_of: datetime | None = Field(description=AS_OF)
     totals: IndicatorValues  # type: ignore[valid-type]
     periods: list[PeriodValues]  # type: ignore[valid-type]
 
@@ -126,6 +132,7 @@ class Ranking(BaseModel):
     min_cases: int
     rules: ScoringRules
     entries: list[RankingEntry]
+    as_of: datetime | None = Field(default=None, description=AS_OF)
 
 
 class ReportListItem(ReportSummary):
@@ -267,7 +274,7 @@ async def get_indicators(
         Filter.CHANNEL: channel, Filter.LEVEL: level, Filter.URGENCY: urgency,
     }  # fmt: skip
     filters = {f: str(v) for f, v in given.items() if v is not None}
-    as_of = await rollup.ensure_fresh(pool, settings.timezone)
+    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
     query = queries.IndicatorQuery(start, end, group_by, filters)
     table = await queries.indicators(pool, query)
     if _wants_csv(request, format_):
@@ -302,13 +309,13 @@ async def get_ranking(
     format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
     start, end = _period(date_from, date_to, settings.timezone)
-    await rollup.ensure_fresh(pool, settings.timezone)
+    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
     result = await queries.ranking(
         pool, start, end, level=level, min_cases=min_cases, timezone=settings.timezone
     )
     if _wants_csv(request, format_):
         return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")
-    return {"from": start, "to": end, "level": level, **result}
+    return {"from": start, "to": end, "level": level, "as_of": as_of, **result}
 
 
 @router.get(

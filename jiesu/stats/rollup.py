@@ -4,8 +4,10 @@ The rollup holds, per local day of receipt and at four grains (see
 jiesu/migrations/0002_statistics.sql), the sum of every measure in jiesu.stats.indicators.MEASURES.
 It is refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
 previous refresh, minus a safety margin for transactions that committed late, are recomputed
-as a whole. The API refreshes before it reads when something changed (cheap when nothing did),
-and the report workflow refreshes before it takes a snapshot.
+as a whole. No request pays for a refresh: the worker's background refresher
+(jiesu.stats.refresher) keeps the rollup current every few seconds, and the API answers from the
+rollup as it stands, with the time it is current as of (``as_of``). The report workflow
+refreshes before it takes a snapshot.
 """
 
 from __future__ import annotations
@@ -92,9 +94,28 @@ class RefreshResult:
 
 async def refresh(conn: asyncpg.Connection, timezone: str, *, full: bool = False) -> RefreshResult:
     """Bring case_daily_stats up to date (incrementally unless ``full`` or the time zone
-    changed). Serialised by an advisory lock; idempotent."""
+    changed). Serialised by an advisory lock (waits for a refresh under way); idempotent."""
+    result = await _refresh(conn, timezone, full=full, wait=True)
+    assert result is not None  # waiting for the lock always gets it
+    return result
+
+
+async def try_refresh(conn: asyncpg.Connection, timezone: str) -> RefreshResult | None:
+    """``refresh``, unless another connection (another process) is refreshing right now: then
+    None at once — single flight: a second refresher would only redo the same work."""
+    return await _refresh(conn, timezone, full=False, wait=False)
+
+
+async def _refresh(
+    conn: asyncpg.Connection, timezone: str, *, full: bool, wait: bool
+) -> RefreshResult | None:
+    # One transaction: a process that dies mid-refresh leaves the previous rollup in place
+    # and its transaction-level lock is released with its connection.
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _REFRESH_LOCK)
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _REFRESH_LOCK)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _REFRESH_LOCK):
+            return None
         state = await conn.fetchrow("SELECT timezone, refreshed_at FROM case_stats_refresh")
         started: datetime = await conn.fetchval("SELECT now()")
         if full or state is None or state["timezone"] != timezone:
@@ -137,10 +158,23 @@ FROM (SELECT NULL) AS one LEFT JOIN case_stats_refresh r ON true
 """
 
 
+async def needs_refresh(conn: asyncpg.Connection, timezone: str) -> bool:
+    """A case changed since the last refresh (or recently: late commits), or none was made."""
+    return bool(await conn.fetchval(_NEEDS_REFRESH, timezone, REFRESH_MARGIN))
+
+
 async def ensure_fresh(pool: asyncpg.Pool, timezone: str) -> datetime:
-    """Refresh when a case changed since the last refresh (or recently: late commits);
-    return the time the figures are current as of."""
+    """Refresh now when needed, waiting for it; return the time the figures are current as of.
+    For callers that must see every change (tests, benchmarks) — never on a request."""
     async with pool.acquire() as conn:
-        if await conn.fetchval(_NEEDS_REFRESH, timezone, REFRESH_MARGIN):
+        if await needs_refresh(conn, timezone):
             await refresh(conn, timezone)
         return await conn.fetchval("SELECT refreshed_at FROM case_stats_refresh")
+
+
+async def as_of(pool: asyncpg.Pool, timezone: str) -> datetime | None:
+    """The time the rollup is current as of, read only (what a request may do); None while it
+    has not been built yet for this time zone (the refresher builds it at the worker's start)."""
+    return await pool.fetchval(
+        "SELECT refreshed_at FROM case_stats_refresh WHERE timezone = $1", timezone
+    )

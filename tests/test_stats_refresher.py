@@ -1,0 +1,154 @@
+"""Statistics under change: no request pays for a rollup refresh (issue 13, part 6).
+
+The API answers from the daily rollup as it stands, with its ``as_of``; the worker's
+background refresher (jiesu.stats.refresher) brings it up to date, one process at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from helpers import SUPERVISOR, eventually
+from statcases import case_row, insert_cases, local
+
+from jiesu.config import Settings
+from jiesu.stats import rollup
+from jiesu.stats.refresher import RollupRefresher
+
+DAY = date(2003, 7, 1)
+ONE_DAY = {"from": str(DAY), "to": str(DAY), "group_by": "day"}
+STATE = "SELECT refreshed_at, seen_updated_at FROM case_stats_refresh"
+
+
+async def _indicators(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await api.get(
+        "/api/v1/stats/indicators", params={**ONE_DAY, **params}, headers=SUPERVISOR
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _ranking(api: httpx.AsyncClient) -> dict[str, Any]:
+    response = await api.get("/api/v1/stats/ranking", params=ONE_DAY, headers=SUPERVISOR)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _as_of(body: dict[str, Any]) -> datetime | None:
+    return datetime.fromisoformat(body["as_of"]) if body["as_of"] else None
+
+
+async def _new_case(pool: asyncpg.Pool) -> None:
+    await insert_cases(pool, [case_row(local(DAY), department_id="water")])
+
+
+async def test_a_request_never_refreshes_the_rollup(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await _new_case(pool)
+    as_of = await rollup.ensure_fresh(pool, settings.timezone)
+    counted = (await _indicators(api))["totals"]["received"]
+    state = tuple(await pool.fetchrow(STATE))
+    await _new_case(pool)  # a change the rollup has not seen yet
+    body = await _indicators(api)
+    ranking = await _ranking(api)
+    # Answered from the rollup as it stands, and says so: the new case is not counted yet.
+    assert body["totals"]["received"] == counted
+    assert _as_of(body) == _as_of(ranking) == as_of
+    assert tuple(await pool.fetchrow(STATE)) == state  # no refresh was made by the requests
+
+
+async def test_the_background_refresher_counts_the_change(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await rollup.ensure_fresh(pool, settings.timezone)
+    before = await _indicators(api)
+    await _new_case(pool)
+    stop = asyncio.Event()
+    task = asyncio.create_task(RollupRefresher(pool, settings.timezone, interval=0.05).run(stop))
+    try:
+
+        async def counted() -> dict[str, Any] | None:
+            body = await _indicators(api)
+            return body if body["totals"]["received"] > before["totals"]["received"] else None
+
+        after = await eventually(counted)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert _as_of(after) > _as_of(before)  # type: ignore[operator]
+
+
+async def test_one_refresh_at_a_time_across_processes(
+    pool: asyncpg.Pool, database_url: str, settings: Settings
+) -> None:
+    """A refresher that finds another one refreshing skips its turn at once (single flight)."""
+    await rollup.ensure_fresh(pool, settings.timezone)
+    await _new_case(pool)
+    refresher = RollupRefresher(pool, settings.timezone)
+    other = await asyncpg.connect(database_url)  # stands for another worker process
+    try:
+        async with other.transaction():
+            assert await other.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", rollup._REFRESH_LOCK
+            )
+            state = tuple(await pool.fetchrow(STATE))
+            assert await asyncio.wait_for(refresher.run_once(), 5) is None
+            assert tuple(await pool.fetchrow(STATE)) == state
+    finally:
+        await other.close()
+    result = await refresher.run_once()
+    assert result is not None and not result.full
+
+
+async def test_a_refresh_that_dies_leaves_the_previous_rollup(
+    pool: asyncpg.Pool, database_url: str, settings: Settings
+) -> None:
+    """The refresh is one transaction: a refresher whose process dies mid-refresh changes
+    nothing, and its lock goes with it."""
+    await rollup.ensure_fresh(pool, settings.timezone)
+    rows = "SELECT count(*), sum(received) FROM case_daily_stats"
+    before = (tuple(await pool.fetchrow(rows)), tuple(await pool.fetchrow(STATE)))
+    await _new_case(pool)
+    dying = await asyncpg.connect(database_url)
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with blocker.transaction():  # holds the refresh in its middle, lock taken
+            await blocker.execute("LOCK TABLE case_daily_stats IN SHARE MODE")
+            refresh = asyncio.create_task(rollup.refresh(dying, settings.timezone, full=True))
+            await eventually(lambda: _refresh_running(pool))
+            # The refresher's backend goes away, as with kill -9 of its process.
+            await pool.execute("SELECT pg_terminate_backend($1)", dying.get_server_pid())
+            await asyncio.gather(refresh, return_exceptions=True)
+        assert (tuple(await pool.fetchrow(rows)), tuple(await pool.fetchrow(STATE))) == before
+        refresher = RollupRefresher(pool, settings.timezone)
+        assert await eventually(refresher.run_once) is not None  # nobody holds the lock
+    finally:
+        await blocker.close()
+        dying.terminate()
+
+
+async def _refresh_running(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted",
+        rollup._REFRESH_LOCK,
+    ))  # fmt: skip
+
+
+async def test_before_the_first_build_requests_answer_with_no_as_of(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await pool.execute("DELETE FROM case_stats_refresh")
+    try:
+        body = await _indicators(api)
+        assert body["as_of"] is None and (await _ranking(api))["as_of"] is None
+        assert await pool.fetchval("SELECT count(*) FROM case_stats_refresh") == 0
+        result = await RollupRefresher(pool, settings.timezone).run_once()
+        assert result is not None and result.full  # the background builds it
+        assert (await _indicators(api))["as_of"] is not None
+    finally:
+        await rollup.ensure_fresh(pool, settings.timezone)
