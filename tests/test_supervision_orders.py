@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.config import Settings
+from jiesu.stats import rollup
 
 URBAN = department("urban-management")
 POLICE = department("police")
@@ -136,7 +137,7 @@ async def test_joint_handling_form_convenes_co_handlers_with_their_deadline(
 
 
 async def test_accountability_form_creates_a_listed_record_counted_in_the_evaluation(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     case_id = (await register(api))["case_id"]
     await _until(api, case_id, _assigned_to("urban-management"))
@@ -167,6 +168,7 @@ async def test_accountability_form_creates_a_listed_record_counted_in_the_evalua
     )
     assert other.status_code == 403
 
+    await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
     ranking = await api.get("/api/v1/stats/ranking", headers=SUPERVISOR)
     assert ranking.status_code == 200, ranking.text
     entry = next(e for e in ranking.json()["entries"] if e["department_id"] == "urban-management")
