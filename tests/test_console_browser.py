@@ -19,6 +19,7 @@ from playwright.async_api import BrowserContext, Page
 from jiesu.config import Settings
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+from jiesu.stats import rollup
 
 # Who signs in as whom (the demo data's staff).
 STAFF = {
@@ -166,7 +167,11 @@ async def test_a_case_from_the_call_to_the_rating(
     assert "已办结" in await citizen.inner_text("main")
 
     # 4. The supervisor sees the figures change; the dispatch queue and the charts.
-    await eventually(lambda: _more_closed(supervisor, base, closed_before), within=30)
+    async def refreshed_and_more_closed() -> bool:
+        await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
+        return await _more_closed(supervisor, base, closed_before)
+
+    await eventually(refreshed_and_more_closed, within=30)
     await supervisor.wait_for_selector("#chart-ranking canvas")
     await shot(supervisor, screenshots, "figures")
     queued = (await register(api, category_id="stray_animals"))["case_id"]

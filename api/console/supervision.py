@@ -74,7 +74,7 @@ async def figures(
     """统计指标 and 考评排名 of the last 30 days (local days), as charts and as tables."""
     end = datetime.now(ZoneInfo(settings.timezone)).date()
     start = end - timedelta(days=FIGURE_DAYS - 1)
-    as_of = await rollup.ensure_fresh(pool, settings.timezone)
+    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
     table = await queries.indicators(pool, queries.IndicatorQuery(start, end))
     ranking = await queries.ranking(pool, start, end)
     context = {
