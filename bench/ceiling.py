@@ -8,8 +8,11 @@
   activity, a rating-window timer between reply and rate; every timer is cancelled by the
   signal that meets it. 8 activities, 4 signals, 4 timers started and cancelled — the same as
   ComplaintWorkflow's urgent happy path, minus its search-attribute upserts and its payloads.
-  With ``local_projections`` the 6 projections are local activities: the figure behind the
-  proposal to make ComplaintWorkflow's projections local (not landed: it changes commands).
+  That was the case before ``lean-case-v1``: shape ``"v4"``.
+  Shape ``"lean"`` (the default) is the case since ``lean-case-v1``: one local activity at the
+  start (plan_case: routing + deadlines), the 3 deadline timers, one local projection, then
+  each signal followed by one local projection, and the rating-window timer — 6 local
+  activities, 4 signals, 4 timers. The ratio is only honest against the shape the case has.
 
 The worker runs in its own process, like Jiesu's worker:
 
@@ -57,11 +60,14 @@ class ShapeWorkflow:
         self._local = False
 
     @workflow.run
-    async def run(self, local_projections: bool = False) -> int:
-        """``local_projections``: the projections as local activities (a proposal, measured)."""
-        self._local = local_projections
-        await asyncio.gather(self._activity("route"), self._activity("deadlines"),
-                             self._project())  # fmt: skip
+    async def run(self, shape: str = "lean") -> int:
+        """``shape``: "lean" (local planning and projections) or "v4" (regular activities)."""
+        self._local = shape == "lean"
+        if self._local:
+            await self._project()  # plan_case
+        else:
+            await asyncio.gather(self._activity("route"), self._activity("deadlines"),
+                                 self._project())  # fmt: skip
         watchers = [asyncio.create_task(self._watch(name)) for name in DEADLINE_TIMERS]
         self._seen.add("routed")
         await self._project()
@@ -137,13 +143,13 @@ async def _wait_for(handle: WorkflowHandle[Any, Any], step: str, give_up: float)
         delay = min(delay * 2, 0.5)
 
 
-async def run_shape(client: Client, task_queue: str = TASK_QUEUE, local: bool = False) -> str:
+async def run_shape(client: Client, task_queue: str = TASK_QUEUE, shape: str = "lean") -> str:
     """One same-shape workflow driven the way the API drives a case: start, wait until it is
     "routed", then each signal followed by queries until the workflow shows it; the result.
-    ``local``: its projections are local activities."""
-    workflow_id = _workflow_id("shape-local" if local else "shape")
+    ``shape``: see ShapeWorkflow.run."""
+    workflow_id = _workflow_id(f"shape-{shape}")
     handle = await client.start_workflow(
-        ShapeWorkflow.run, local, id=workflow_id, task_queue=task_queue
+        ShapeWorkflow.run, shape, id=workflow_id, task_queue=task_queue
     )
     loop = asyncio.get_running_loop()
     await _wait_for(handle, "routed", loop.time() + STEP_TIMEOUT)
