@@ -161,6 +161,8 @@ def request_id(principal: Principal, case_id: str, action: str, key: str | None)
     if key is None:
         return uuid.uuid4().hex
     identity = [principal.role.value, principal.name, principal.department_id, case_id, action]
+    if principal.person is not None:  # a person and a key that share a name are not one caller
+        identity.append(f"person:{principal.person}")
     digest = hashlib.sha256(json.dumps([*identity, key], ensure_ascii=False).encode())
     return "idem-" + digest.hexdigest()[:32]
 

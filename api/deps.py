@@ -1,20 +1,46 @@
-"""Dependencies: the database pool, the Temporal client and API-key authentication."""
+"""Dependencies: the database pool, the Temporal client and authentication.
+
+Every staff endpoint takes its caller from :func:`authenticate` (through ``require`` and the
+role-group types below), which accepts either credential:
+
+- ``Authorization: Bearer <API key>`` — systems and scripts. No CSRF token: a browser never
+  attaches this header by itself.
+- the ``jiesu_session`` cookie of a person logged in with ``POST /api/v1/session`` (or the
+  console's own login form, calling :func:`jiesu.access.sessions.login`). Every unsafe method
+  (POST, PUT, PATCH, DELETE) must then carry the session's CSRF token, in the ``X-CSRF-Token``
+  header or a ``csrf_token`` form field, else ``403 csrf_failed``.
+
+How the console uses it: its pages depend on ``Staff`` / ``Department`` / ... like any
+endpoint (or on ``authenticate`` directly) and get a :class:`Principal`; ``principal.session``
+is the person's :class:`~jiesu.access.sessions.Session`, whose ``csrf_token`` the page puts in
+every form (``<input type="hidden" name="csrf_token">``) or htmx header (``X-CSRF-Token``).
+``principal.actor`` is what an action records: for a person, ``name`` and ``person`` are their
+login. A login form handler calls ``sessions.login(pool, login, password,
+SessionPolicy.from_settings(settings))``, counts a ``login_failed`` with ``await
+attempt.failed()`` (the ``Attempt`` dependency: the same 429 as wrong API keys) and sets the
+cookie with :func:`set_session_cookie`; logout calls ``sessions.logout`` and
+:func:`clear_session_cookie`.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import asyncpg
-from fastapi import Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Path, Request, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.auth_limit import Attempt
+from api.auth_limit import Attempt, AuthAttempt
 from api.errors import ApiError, not_found
+from jiesu.access import sessions
 from jiesu.access.security import hash_api_key
+from jiesu.access.sessions import Session
 from jiesu.case.domain import (
     ADMIN_ROLES,
     AUDITOR_ROLES,
@@ -30,6 +56,7 @@ from jiesu.case.domain import (
     Role,
 )
 from jiesu.config import Settings
+from jiesu.notify.links import base_url
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -50,43 +77,144 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
+SESSION_COOKIE = "jiesu_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="A person's session (`POST /api/v1/session`); unsafe methods also need the "
+    "session's CSRF token in `X-CSRF-Token`",
+)
+
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller: an API key's holder, or a person in a session."""
 
     name: str
     role: Role
     department_id: str | None
+    session: Session | None = None  # set for a person logged in with the session cookie
+
+    @property
+    def person(self) -> str | None:
+        """The person's login (None for an API key)."""
+        return None if self.session is None else self.session.person
 
     @property
     def actor(self) -> Actor:
-        return Actor(role=self.role, name=self.name, department_id=self.department_id)
+        return Actor(
+            role=self.role, name=self.name, department_id=self.department_id, person=self.person
+        )
 
     def can_see(self, state: CaseState) -> bool:
         """Department staff see only the cases they lead or co-handle (主办 / 协办)."""
         return self.role is not Role.DEPARTMENT or state.involves(self.department_id)
 
 
+def session_principal(session: Session) -> Principal:
+    return Principal(
+        name=session.person, role=session.role, department_id=session.department_id,
+        session=session,
+    )  # fmt: skip
+
+
+async def _presented_csrf(request: Request) -> str | None:
+    token = request.headers.get(CSRF_HEADER)
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if token is None and content_type in _FORM_TYPES:
+        value = (await request.form()).get(CSRF_FIELD)  # parsed once; the endpoint reuses it
+        token = value if isinstance(value, str) else None
+    return token
+
+
+async def check_csrf(request: Request, session: Session) -> None:
+    """403 ``csrf_failed`` unless a request of an unsafe method carries its session's CSRF
+    token: a cookie is sent by the browser whoever made the page, the token only by ours."""
+    if request.method in SAFE_METHODS:
+        return
+    if not sessions.csrf_matches(session, await _presented_csrf(request)):
+        raise ApiError(
+            403, "csrf_failed",
+            f"send this session's CSRF token in the {CSRF_HEADER} header"
+            f" (or the {CSRF_FIELD} form field)",
+        )  # fmt: skip
+
+
 async def authenticate(
+    request: Request,
     attempt: Attempt,
     pool: Pool,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
     """The caller of every staff endpoint, before anything else is looked at (so a case
-    number is never probed without a valid key): 429 if this client has failed too often,
-    401 without a key or with an unknown or revoked one (one answer: no hint which)."""
-    if credentials is None:
-        raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
+    number is never probed without a credential): 429 if this client has failed too often,
+    401 without a credential or with an unknown or revoked key (one answer: no hint which) or
+    an ended session, 403 ``csrf_failed`` for a session's unsafe request without its token.
+    A Bearer key wins over a cookie."""
+    if credentials is not None:
+        return await _key_principal(attempt, pool, credentials.credentials)
+    if cookie is not None:
+        # An ended session is not counted as a failed authentication: it is how every
+        # session ends (the page still sends the cookie), and its 256-bit token is not guessed.
+        session = await sessions.session_for(pool, cookie)
+        if session is None:
+            raise ApiError(401, "session_ended", "this session has ended; log in again")
+        await check_csrf(request, session)
+        return session_principal(session)
+    raise ApiError(
+        401, "unauthenticated",
+        "send an API key (Authorization: Bearer <key>) or log in (POST /api/v1/session)",
+    )  # fmt: skip
+
+
+async def _key_principal(attempt: AuthAttempt, pool: asyncpg.Pool, key: str) -> Principal:
     row = await pool.fetchrow(
         "SELECT name, role, department_id FROM api_keys"
         " WHERE key_hash = $1 AND revoked_at IS NULL",
-        hash_api_key(credentials.credentials),
+        hash_api_key(key),
     )
     if row is None:
         await attempt.failed()
         raise ApiError(401, "invalid_api_key", "this API key is not known or was revoked")
     return Principal(name=row["name"], role=Role(row["role"]), department_id=row["department_id"])
+
+
+def cookie_secure(settings: Settings) -> bool:
+    """The session cookie is ``Secure`` (sent over HTTPS only) unless the console is reached
+    over plain http on this machine (JIESU_PUBLIC_URL, e.g. the embedded ``make run``)."""
+    url = urlsplit(base_url(settings))
+    if url.scheme != "http":
+        return True
+    host = url.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def set_session_cookie(
+    response: Response, token: str, session: Session, settings: Settings
+) -> None:
+    """The session cookie: HttpOnly (no script reads it), SameSite=Lax (not sent with other
+    sites' POSTs), Secure unless on loopback http; it expires with the session at the latest."""
+    response.set_cookie(
+        SESSION_COOKIE, token, expires=session.expires_at, path="/", httponly=True,
+        samesite="lax", secure=cookie_secure(settings),
+    )  # fmt: skip
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(settings)
+    )
 
 
 def require(roles: frozenset[Role]) -> Callable[..., Principal]:

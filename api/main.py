@@ -25,8 +25,10 @@ from api.routers import (
     health,
     keys,
     oversight,
+    session,
     stats,
     supervision,
+    users,
 )
 from api.routers import audit as audit_routes
 from jiesu import db
@@ -41,7 +43,9 @@ responsible department (派单), acceptance (签收), contact with the citizen, 
 the citizen's rating (评价), under hard time limits.
 
 Authenticate with an API key: `Authorization: Bearer <key>` (admins create and revoke keys at
-`/api/v1/admin/keys` or with `jiesu keys`). Too many failed authentications from one client
+`/api/v1/admin/keys` or with `jiesu keys`), or as a person with the `jiesu_session` cookie
+from `POST /api/v1/session` (unsafe methods then carry the session's CSRF token in
+`X-CSRF-Token`). Too many failed authentications from one client
 are answered `429` with `Retry-After`. Errors always have the shape
 `{"error": {"code": "...", "message": "...", "details": [...], "request_id": "..."}}`; every
 response carries an `X-Request-ID` header (yours, when you send a sane one). `503` with
@@ -99,6 +103,8 @@ def create_app(
     app.include_router(audit_routes.router, prefix="/api/v1")
     app.include_router(stats.router, prefix="/api/v1")
     app.include_router(keys.router, prefix="/api/v1")
+    app.include_router(session.router, prefix="/api/v1")
+    app.include_router(users.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app

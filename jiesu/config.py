@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # How often each worker's statistics refresher brings the daily rollup up to date
     # (jiesu/stats/refresher.py): the statistics are at most about this much behind.
     stats_refresh_seconds: float = Field(default=5.0, gt=0, alias="JIESU_STATS_REFRESH_SECONDS")
+    # Staff sessions (jiesu/access/sessions.py): a session unused this long ends, and every
+    # session ends this long after its login, used or not.
+    session_idle_minutes: float = Field(default=30.0, gt=0, alias="JIESU_SESSION_IDLE_MINUTES")
+    session_max_hours: float = Field(default=12.0, gt=0, alias="JIESU_SESSION_MAX_HOURS")
 
 
 @lru_cache

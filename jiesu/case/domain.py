@@ -343,6 +343,12 @@ class Actor(BaseModel):
         description="The API request that carried the action: the case applies one request id "
         "once (a retry with the same Idempotency-Key is answered from the recorded event).",
     )
+    person: Line | None = Field(
+        default=None,
+        max_length=64,
+        description="The login of the staff person who acted in a session (their `name` is "
+        "the same login); none for an API key, the citizen and the system.",
+    )
 
 
 SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")

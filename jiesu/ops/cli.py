@@ -136,6 +136,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_key_commands(sub)  # keys create, list, revoke
 
+    from jiesu.ops.users_cli import add_commands as add_user_commands
+
+    add_user_commands(sub)  # users create, list, disable, enable, set-password
+
     from jiesu.ops.doctor_cli import add_commands as add_doctor_commands
 
     add_doctor_commands(sub)  # doctor, repair

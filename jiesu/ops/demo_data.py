@@ -36,6 +36,10 @@ API keys (``api_keys``, stored as sha256): one per staff role (``demo-operator``
 (``demo-dept-<department id>``, role ``department``). The plaintext key is ``jiesu-`` + the
 name, e.g. ``jiesu-demo-operator`` or ``jiesu-demo-dept-urban-management``. They are demo
 secrets: never load the demo data into a production database.
+
+Staff accounts (``staff``, passwords argon2-hashed): one person per role, plus a clerk of each
+of the two departments the walkthroughs use (``DEMO_PEOPLE``); the password is the login +
+``-demo-pass``, e.g. ``operator`` / ``operator-demo-pass``. Also PUBLIC.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from jiesu.access import staff
 from jiesu.access.security import hash_api_key
-from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Urgency
+from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Role, Urgency
 
 COUNTY_ID = "QH"
 
@@ -345,6 +350,61 @@ ON CONFLICT (name) DO UPDATE
 """
 
 
+# --- staff accounts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    login: str
+    display_name: str
+    role: Role
+    department_id: str | None
+    password: str  # PUBLIC: the login + "-demo-pass"
+
+
+def _demo_person(
+    login: str, display_name: str, role: Role, department_id: str | None = None
+) -> DemoPerson:
+    return DemoPerson(login, display_name, role, department_id, f"{login}-demo-pass")
+
+
+DEMO_PEOPLE: tuple[DemoPerson, ...] = (
+    _demo_person("operator", "李娜 (话务员)", Role.OPERATOR),
+    _demo_person("supervisor", "张伟 (督办)", Role.SUPERVISOR),
+    _demo_person("auditor", "刘洋 (审计)", Role.AUDITOR),
+    _demo_person("admin", "陈静 (管理员)", Role.ADMIN),
+    _demo_person("water-clerk", "王芳 (水务局)", Role.DEPARTMENT, "water"),
+    _demo_person("urban-clerk", "赵磊 (城管局)", Role.DEPARTMENT, "urban-management"),
+)
+DEMO_DATA_ACTOR = "demo-data"  # who the demo data's account changes are recorded as made by
+
+
+def demo_person(login: str) -> DemoPerson:
+    """The demo person with this login (e.g. "operator" or "water-clerk")."""
+    for p in DEMO_PEOPLE:
+        if p.login == login:
+            return p
+    raise KeyError(login)
+
+
+async def _ensure_person(conn: asyncpg.Connection, p: DemoPerson) -> None:
+    """Create the demo person, or put them back as documented (role, department, password,
+    active): through the accounts service, so each change is recorded like any other."""
+    if await staff.get_person(conn, p.login) is None:
+        await staff.create_person(
+            conn, login=p.login, display_name=p.display_name, role=p.role,
+            department_id=p.department_id, password=p.password, by=DEMO_DATA_ACTOR,
+        )  # fmt: skip
+        return
+    await staff.update_person(
+        conn, p.login, by=DEMO_DATA_ACTOR, display_name=p.display_name, role=p.role,
+        department_id=p.department_id, active=True,
+    )  # fmt: skip
+    stored = await conn.fetchval("SELECT password_hash FROM staff WHERE login = $1", p.login)
+    if not staff.password_matches(stored, p.password):
+        await staff.set_password(conn, p.login, p.password, by=DEMO_DATA_ACTOR)
+
+
 async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
     """Load (or refresh) the demo county in one transaction; return the demo API keys."""
     async with conn.transaction():
@@ -357,4 +417,6 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
             _UPSERT_KEY,
             [(hash_api_key(k.key), k.name, k.role, k.department_id) for k in DEMO_KEYS],
         )
+        for person in DEMO_PEOPLE:
+            await _ensure_person(conn, person)
     return list(DEMO_KEYS)

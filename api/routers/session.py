@@ -1,0 +1,113 @@
+"""/api/v1/session: a person logs in (the ``jiesu_session`` cookie), sees and ends their
+session. The console's own forms call the same :mod:`jiesu.access.sessions` functions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth_limit import Attempt
+from api.deps import (
+    SESSION_COOKIE,
+    AppSettings,
+    Pool,
+    Staff,
+    check_csrf,
+    clear_session_cookie,
+    set_session_cookie,
+)
+from api.errors import ApiError, ErrorResponse
+from jiesu.access import sessions
+from jiesu.access.sessions import LoginRefused, Session, SessionPolicy
+from jiesu.case.domain import Line, Role
+
+router = APIRouter(prefix="/session", tags=["session"])
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    login: Annotated[Line, Field(min_length=1, max_length=64, examples=["demo-operator"])]
+    password: Annotated[Line, Field(min_length=1, max_length=256)]
+
+
+class SessionInfo(BaseModel):
+    """The person of the session and the CSRF token every unsafe request of it must carry."""
+
+    person: str = Field(description="The person's login")
+    display_name: str
+    role: Role
+    department_id: str | None
+    csrf_token: str = Field(description="Send it as X-CSRF-Token (or the csrf_token form field)")
+    expires_at: datetime = Field(description="The session's absolute end (it ends sooner idle)")
+
+    @classmethod
+    def of(cls, session: Session) -> SessionInfo:
+        return cls.model_validate(session.model_dump())
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+@router.post(
+    "",
+    response_model=SessionInfo,
+    responses={
+        401: _error("The login or the password is wrong (login_failed)"),
+        403: _error("The account is disabled (account_disabled)"),
+        422: _error("Invalid input"),
+    },
+    summary="Log in: sets the jiesu_session cookie and answers the session's CSRF token",
+)
+async def log_in(
+    body: LoginRequest, response: Response, attempt: Attempt, pool: Pool, settings: AppSettings
+) -> SessionInfo:
+    try:
+        token, session = await sessions.login(
+            pool, body.login, body.password, SessionPolicy.from_settings(settings)
+        )
+    except LoginRefused as exc:
+        if exc.code == "login_failed":
+            await attempt.failed()  # the same limit as wrong API keys: 429 after too many
+            raise ApiError(401, exc.code, str(exc)) from exc
+        raise ApiError(403, exc.code, str(exc)) from exc
+    set_session_cookie(response, token, session, settings)
+    return SessionInfo.of(session)
+
+
+async def _person(principal: Staff) -> Session:
+    if principal.session is None:
+        raise ApiError(401, "no_session", "an API key has no session: log in as a person")
+    return principal.session
+
+
+@router.get(
+    "",
+    response_model=SessionInfo,
+    responses={401: _error("Not logged in, or the session has ended")},
+    summary="The current session: who is logged in, and the CSRF token",
+)
+async def current(session: Annotated[Session, Depends(_person)]) -> SessionInfo:
+    return SessionInfo.of(session)
+
+
+@router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={403: _error("The session's CSRF token is missing or wrong (csrf_failed)")},
+    summary="Log out: ends the session and clears the cookie (an ended session: nothing to do)",
+)
+async def log_out(request: Request, pool: Pool, settings: AppSettings) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    session = None if token is None else await sessions.session_for(pool, token)
+    if token is not None and session is not None:
+        await check_csrf(request, session)  # else any site could log a person out
+        await sessions.logout(pool, token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_session_cookie(response, settings)
+    return response

@@ -1,0 +1,141 @@
+"""Staff sessions (登录会话): server-side, in PostgreSQL, for people working in a browser.
+
+:func:`login` checks a person's password and opens a session: a random token for the cookie
+(only its SHA-256 is stored, as for API keys) and a CSRF token for the pages' forms. A session
+ends when it has been unused for its idle timeout, at its absolute expiry, at logout, and when
+its person is disabled or their password or role changes (:mod:`jiesu.access.staff`).
+
+These are plain functions: the API's ``/api/v1/session`` (api/routers/session.py) and the
+console's own form handlers call the same ones; ``api.deps.authenticate`` reads the cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict
+
+from jiesu.access import staff
+from jiesu.access.security import hash_api_key
+from jiesu.case.domain import Role
+from jiesu.config import Settings
+
+DEFAULT_IDLE = timedelta(minutes=30)
+DEFAULT_MAX_AGE = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How long a session lives: ``idle`` without use, ``max_age`` at most (a working day)."""
+
+    idle: timedelta = DEFAULT_IDLE
+    max_age: timedelta = DEFAULT_MAX_AGE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionPolicy:
+        """JIESU_SESSION_IDLE_MINUTES and JIESU_SESSION_MAX_HOURS."""
+        return cls(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            max_age=timedelta(hours=settings.session_max_hours),
+        )
+
+
+class LoginRefused(Exception):
+    """The login did not open a session. ``code``: ``login_failed`` (unknown login or wrong
+    password: one answer, so logins cannot be probed) or ``account_disabled`` (said only to
+    whoever knows the password)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Session(BaseModel):
+    """An open session and its person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person: str  # the person's login
+    display_name: str
+    role: Role
+    department_id: str | None
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime  # the absolute expiry; an idle session ends sooner
+
+
+_SESSION = """
+s.csrf_token, s.created_at, s.expires_at,
+p.login AS person, p.display_name, p.role, p.department_id
+"""
+
+
+def _session(row: asyncpg.Record) -> Session:
+    return Session.model_validate({k: row[k] for k in Session.model_fields})
+
+
+async def login(
+    pool: asyncpg.Pool, login: str, password: str, policy: SessionPolicy = SessionPolicy()
+) -> tuple[str, Session]:
+    """Open a session for the person with this login and password: (the cookie's token,
+    the session). Raises :class:`LoginRefused`. Replaces a password hash made with outdated
+    argon2 parameters."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT id, password_hash, active FROM staff WHERE login = $1 FOR UPDATE", login
+        )
+        if not staff.password_matches(row["password_hash"] if row else None, password):
+            raise LoginRefused("login_failed", "the login or the password is wrong")
+        assert row is not None
+        if not row["active"]:
+            raise LoginRefused("account_disabled", "this account is disabled")
+        if staff.needs_rehash(row["password_hash"]):
+            await conn.execute(
+                "UPDATE staff SET password_hash = $2 WHERE id = $1",
+                row["id"], staff.hash_password(password),
+            )  # fmt: skip
+        token = secrets.token_urlsafe(32)
+        created = await conn.fetchrow(
+            "WITH s AS (INSERT INTO staff_sessions"
+            " (token_hash, staff_id, csrf_token, idle_timeout, expires_at)"
+            " VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING *)"
+            f" SELECT {_SESSION} FROM s JOIN staff p ON p.id = s.staff_id",
+            hash_api_key(token), row["id"], secrets.token_urlsafe(32),
+            policy.idle, policy.max_age,
+        )  # fmt: skip
+        assert created is not None
+        return token, _session(created)
+
+
+async def session_for(pool: asyncpg.Pool | asyncpg.Connection, token: str) -> Session | None:
+    """The open session of a cookie's token, marked as used now; None if there is none (an
+    unknown token, logged out, idle or past its expiry, or its person disabled)."""
+    row = await pool.fetchrow(
+        "UPDATE staff_sessions s SET last_seen_at = now() FROM staff p"
+        " WHERE s.token_hash = $1 AND p.id = s.staff_id AND p.active AND s.ended_at IS NULL"
+        " AND s.expires_at > now() AND s.last_seen_at + s.idle_timeout > now()"
+        f" RETURNING {_SESSION}",
+        hash_api_key(token),
+    )
+    return None if row is None else _session(row)
+
+
+async def logout(pool: asyncpg.Pool | asyncpg.Connection, token: str) -> bool:
+    """End the session of this token; whether there was an open one."""
+    result = await pool.execute(
+        "UPDATE staff_sessions SET ended_at = now(), ended_why = 'logout'"
+        " WHERE token_hash = $1 AND ended_at IS NULL",
+        hash_api_key(token),
+    )
+    return result != "UPDATE 0"
+
+
+def csrf_matches(session: Session, presented: str | None) -> bool:
+    """Whether a request carries its session's CSRF token (compared in constant time)."""
+    return presented is not None and hmac.compare_digest(
+        session.csrf_token.encode(), presented.encode()
+    )

@@ -1,0 +1,269 @@
+"""Staff accounts and sessions (issue 11, part 2): a person logs in with a password and works
+with the ``jiesu_session`` cookie and the session's CSRF token; API keys keep working as they
+did; the actor recorded in a case event is the person."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from helpers import OPERATOR, department, register
+from temporalio.client import Client
+from test_api import COMPLAINTS, error_of, finish, fresh
+from test_security import http_from, own_app
+
+from api.deps import SESSION_COOKIE, cookie_secure
+from jiesu.access import sessions, staff
+from jiesu.case.domain import STAFF_ROLES, Role
+from jiesu.config import Settings
+from jiesu.ops.demo_data import DEMO_PEOPLE
+
+SESSION = "/api/v1/session"
+PASSWORD = "correct horse battery"
+
+
+async def new_person(
+    pool: asyncpg.Pool, role: Role = Role.OPERATOR, department_id: str | None = None
+) -> str:
+    login = f"p-{uuid.uuid4().hex[:10]}"
+    await staff.create_person(
+        pool, login=login, display_name="测试 人员", role=role, password=PASSWORD,
+        department_id=department_id, by="test",
+    )  # fmt: skip
+    return login
+
+
+@pytest.fixture
+async def browser(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with a cookie jar of its own, like one browser."""
+    async with own_app(settings, client, pool) as app, http_from(app, "127.0.0.9") as http:
+        yield http
+
+
+async def log_in(http: httpx.AsyncClient, login: str, password: str = PASSWORD) -> str:
+    """Log in; return the session's CSRF token."""
+    response = await http.post(SESSION, json={"login": login, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["csrf_token"])
+
+
+async def test_login_sets_a_safe_cookie_and_answers_the_person(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    login = await new_person(pool, Role.DEPARTMENT, "water")
+    response = await browser.post(SESSION, json={"login": login, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["person"] == login and body["role"] == "department"
+    assert body["department_id"] == "water" and len(body["csrf_token"]) >= 32
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")}
+    assert {"httponly", "path", "expires"} <= attributes
+    assert "samesite=lax" in cookie.lower()
+    assert "secure" not in attributes  # plain http on loopback (the test's public URL)
+
+    # Only the token's hash is stored.
+    token = browser.cookies[SESSION_COOKIE]
+    stored = await pool.fetch("SELECT * FROM staff_sessions s JOIN staff p ON p.id = s.staff_id"
+                              " WHERE p.login = $1", login)  # fmt: skip
+    assert len(stored) == 1 and token not in str([dict(r) for r in stored])
+
+    me = await browser.get(SESSION)
+    assert me.status_code == 200 and me.json() == body
+    # The cookie opens the staff endpoints (a department: its own cases only).
+    assert (await browser.get(COMPLAINTS)).status_code == 200
+
+
+def test_the_cookie_is_secure_unless_the_console_is_plain_http_on_loopback() -> None:
+    def secure(url: str) -> bool:
+        return cookie_secure(Settings(JIESU_PUBLIC_URL=url))
+
+    assert not secure("http://127.0.0.1:8000") and not secure("http://localhost:8000")
+    assert not secure("http://[::1]:8000")
+    assert secure("https://12345.qinghe.gov.cn") and secure("https://127.0.0.1")
+    assert secure("http://10.1.2.3:8000") and secure("http://console.intranet")
+    assert not cookie_secure(Settings())  # no public URL: the API's own loopback address
+
+
+async def test_wrong_password_and_unknown_login_get_one_answer(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    login = await new_person(pool)
+    wrong = await browser.post(SESSION, json={"login": login, "password": "not the password"})
+    unknown = await browser.post(SESSION, json={"login": "nobody-here", "password": PASSWORD})
+    assert error_of(wrong, 401, "login_failed")["message"] == error_of(
+        unknown, 401, "login_failed"
+    )["message"]
+    assert SESSION_COOKIE not in browser.cookies
+    error_of(await browser.get(SESSION), 401, "unauthenticated")
+
+
+async def test_failed_logins_count_in_the_failed_authentication_limit(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    login = await new_person(pool)
+    async with (
+        own_app(settings, client, pool, auth_failure_limit=3) as app,
+        http_from(app, "127.0.0.4") as guesser,
+    ):
+        for n in range(3):
+            error_of(await guesser.post(SESSION, json={"login": login, "password": f"guess-{n}"}),
+                     401, "login_failed")  # fmt: skip
+        # The right password too is refused unseen now, as a right API key would be.
+        refused = await guesser.post(SESSION, json={"login": login, "password": PASSWORD})
+        error_of(refused, 429, "too_many_failed_authentications")
+        assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def test_a_disabled_person_cannot_log_in_and_their_sessions_end(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    login = await new_person(pool)
+    await log_in(browser, login)
+    assert (await browser.get(COMPLAINTS)).status_code == 200
+
+    await staff.update_person(pool, login, active=False, by="test")
+    error_of(await browser.get(COMPLAINTS), 401, "session_ended")
+    error_of(await browser.post(SESSION, json={"login": login, "password": PASSWORD}), 403,
+             "account_disabled")  # fmt: skip
+    # The wrong password still gets the answer of any wrong password: no hint the login exists.
+    error_of(await browser.post(SESSION, json={"login": login, "password": "x" * 12}), 401,
+             "login_failed")  # fmt: skip
+
+    await staff.update_person(pool, login, active=True, by="test")
+    await log_in(browser, login)  # a new session; the old one stays ended
+    assert (await browser.get(COMPLAINTS)).status_code == 200
+
+
+@pytest.mark.parametrize("expiry", ["idle", "absolute"])
+async def test_an_expired_session_opens_nothing(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool, expiry: str
+) -> None:
+    login = await new_person(pool)
+    await log_in(browser, login)
+    token = browser.cookies[SESSION_COOKIE]
+    assert await sessions.session_for(pool, token) is not None
+    # Move the session's clock instead of waiting: unused for longer than its idle timeout,
+    # or past its absolute end while used a moment ago.
+    change = (
+        "last_seen_at = now() - idle_timeout - interval '1 second'"
+        if expiry == "idle"
+        else "expires_at = now() - interval '1 second'"
+    )
+    await pool.execute(
+        f"UPDATE staff_sessions SET {change} WHERE staff_id = (SELECT id FROM staff"
+        " WHERE login = $1)",
+        login,
+    )
+    error_of(await browser.get(COMPLAINTS), 401, "session_ended")
+    assert await sessions.session_for(pool, token) is None
+
+
+async def test_use_keeps_a_session_alive(browser: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    login = await new_person(pool)
+    await log_in(browser, login)
+    await pool.execute(
+        "UPDATE staff_sessions SET last_seen_at = now() - idle_timeout + interval '1 minute'"
+        " WHERE staff_id = (SELECT id FROM staff WHERE login = $1)",
+        login,
+    )
+    assert (await browser.get(COMPLAINTS)).status_code == 200  # used: idle time starts again
+    seen = await pool.fetchval(
+        "SELECT now() - last_seen_at FROM staff_sessions WHERE staff_id = (SELECT id FROM staff"
+        " WHERE login = $1)",
+        login,
+    )
+    assert seen.total_seconds() < 30
+
+
+async def test_logout_ends_the_session(browser: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    login = await new_person(pool)
+    csrf = await log_in(browser, login)
+    token = browser.cookies[SESSION_COOKIE]
+    error_of(await browser.delete(SESSION), 403, "csrf_failed")  # no site may log you out
+    assert (await browser.delete(SESSION, headers={"X-CSRF-Token": csrf})).status_code == 204
+    assert SESSION_COOKIE not in browser.cookies  # cleared
+    assert await sessions.session_for(pool, token) is None
+    browser.cookies.set(SESSION_COOKIE, token)  # a stolen copy of the cookie opens nothing
+    error_of(await browser.get(COMPLAINTS), 401, "session_ended")
+    assert (await browser.delete(SESSION)).status_code == 204  # already ended: nothing to do
+
+
+async def test_unsafe_requests_of_a_session_need_its_csrf_token(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    created = await register(api, **fresh("Csrf"))  # noise_commercial → urban-management
+    accept = f"{COMPLAINTS}/{created['case_id']}/accept"
+    try:
+        login = await new_person(pool, Role.DEPARTMENT, "urban-management")
+        csrf = await log_in(browser, login)
+        error_of(await browser.post(accept), 403, "csrf_failed")
+        error_of(await browser.post(accept, headers={"X-CSRF-Token": "not-" + csrf}), 403,
+                 "csrf_failed")  # fmt: skip
+        other = httpx.AsyncClient(transport=browser._transport, base_url=str(browser.base_url))
+        async with other:  # another person's token is not this session's
+            other_csrf = await log_in(other, await new_person(pool, Role.OPERATOR))
+        error_of(await browser.post(accept, headers={"X-CSRF-Token": other_csrf}), 403,
+                 "csrf_failed")  # fmt: skip
+        state = await browser.get(f"{COMPLAINTS}/{created['case_id']}")
+        assert state.json()["status"] == "assigned"  # refused requests changed nothing
+
+        done = await browser.post(accept, headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 200, done.text
+        accepted = [e for e in done.json()["case"]["events"] if e["kind"] == "accepted"]
+        # The actor recorded in the case event is the person.
+        assert accepted[-1]["actor"] == {
+            "role": "department", "name": login, "department_id": "urban-management",
+            "request_id": accepted[-1]["actor"]["request_id"], "person": login,
+        }  # fmt: skip
+    finally:
+        await finish(client, created["case_id"])
+
+
+async def test_api_keys_work_as_before_without_csrf(
+    api: httpx.AsyncClient, browser: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    created = await register(api, **fresh("Keys"))
+    try:
+        # A browser that also holds a session cookie: the key wins, and needs no CSRF token.
+        await log_in(browser, await new_person(pool, Role.DEPARTMENT, "water"))
+        urban = department("urban-management")
+        done = await browser.post(f"{COMPLAINTS}/{created['case_id']}/accept", headers=urban)
+        assert done.status_code == 200, done.text
+        actor = [e for e in done.json()["case"]["events"] if e["kind"] == "accepted"][-1]["actor"]
+        assert actor["name"] == "demo-dept-urban-management" and actor["person"] is None
+        assert (await api.get(COMPLAINTS, headers=OPERATOR)).status_code == 200
+    finally:
+        await finish(client, created["case_id"])
+
+
+async def test_an_outdated_password_hash_is_replaced_at_login(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    login = await new_person(pool)
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    await pool.execute("UPDATE staff SET password_hash = $2 WHERE login = $1", login, weak)
+    await log_in(browser, login)
+    stored = await pool.fetchval("SELECT password_hash FROM staff WHERE login = $1", login)
+    assert stored != weak and not staff.needs_rehash(stored)
+    assert staff.password_matches(stored, PASSWORD)
+    await log_in(browser, login)  # still the same password
+
+
+async def test_the_demo_data_has_one_person_per_role(browser: httpx.AsyncClient) -> None:
+    roles = set()
+    for person in DEMO_PEOPLE:
+        response = await browser.post(
+            SESSION, json={"login": person.login, "password": person.password}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["department_id"] == person.department_id
+        roles.add(response.json()["role"])
+    assert roles == {r.value for r in Role if r in STAFF_ROLES}
