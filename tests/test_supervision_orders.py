@@ -136,6 +136,32 @@ async def test_joint_handling_form_convenes_co_handlers_with_their_deadline(
     await keep_history(handle, "supervision_joint_handling_form")
 
 
+async def test_a_co_handler_missing_its_contribution_deadline_is_recorded(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await act(api, case_id, "co-handlers", SUPERVISOR, expect=409, department_ids=["police"],
+              due=_in(-1))  # fmt: skip
+    await _order(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police", "market"],
+                 due=_in(60), note="Both by the hour")  # fmt: skip
+    await _until(api, case_id, lambda s: len(s["co_handlers"]) == 2)
+    await act(api, case_id, "contribution", POLICE, text="Patrol checked at 23:00")
+    handle = handle_of(client, case_id)
+    await fast_forward(env, handle, timedelta(minutes=61))
+    state = await _until(api, case_id, lambda s: "contribution_overdue" in _kinds(s))
+    overdue = [e["data"]["department_id"] for e in state["events"]
+               if e["kind"] == "contribution_overdue"]  # fmt: skip
+    assert overdue == ["market"]  # police contributed in time
+    notices = await eventually(lambda: pool.fetch(
+        "SELECT recipient_kind, recipient_id FROM notifications WHERE case_id = $1 "
+        "AND event_kind = 'contribution_overdue'", case_id))  # fmt: skip
+    assert {(n["recipient_kind"], n["recipient_id"]) for n in notices} == {
+        ("department", "market"), ("supervisor", "supervisors")}
+    await handle.terminate("test finished")
+    await keep_history(handle, "co_handler_contribution_overdue")
+
+
 async def test_accountability_form_creates_a_listed_record_counted_in_the_evaluation(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:

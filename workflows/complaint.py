@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineKind,
         DeadlineRequest,
         Deadlines,
+        DepartmentRef,
         DispatchAction,
         EscalationLevel,
         EscalationStep,
@@ -75,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         SecondAssignmentAction,
         Status,
         SupervisionAction,
+        SupervisionForm,
         SupplementAction,
         WaiveAction,
         WithdrawAction,
@@ -105,6 +107,7 @@ PATCH_ACCOUNTABILITY = "accountability-record-v1"
 # projections (their results carry the events), and the first projection after the plan.
 # Implies PATCH_HARDENED (a lean case never records that marker).
 PATCH_LEAN = "lean-case-v1"
+PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a timer
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -620,15 +623,50 @@ class ComplaintWorkflow:
 
     def _on_add_co_handlers(self, action: CoHandlersAction) -> None:
         """会办: 协办 departments join the lead (主办)."""
-        self._state.co_handlers.extend(
-            CoHandler(department_id=d.id, department_name=d.name) for d in action.departments
-        )
-        self._record(
-            EventKind.CO_HANDLERS_ADDED,
-            action.actor,
-            department_ids=[d.id for d in action.departments],
-            note=action.note,
-        )
+        self._convene(action.actor, action.departments, action.note, action.due)
+
+    def _convene(
+        self, actor: Actor, departments: list[DepartmentRef], note: str, due: datetime | None
+    ) -> None:
+        """会办: the co-handlers join, each owing a contribution; with a deadline, each has a
+        timer, and a miss is recorded against that co-handler (``contribution_overdue``)."""
+        added = [
+            CoHandler(department_id=d.id, department_name=d.name, due=due) for d in departments
+        ]
+        self._state.co_handlers.extend(added)
+        data: dict[str, Any] = {"department_ids": [d.id for d in departments], "note": note}
+        if due is not None:
+            data["due"] = due.isoformat()
+        self._record(EventKind.CO_HANDLERS_ADDED, actor, **data)
+        if due is not None and workflow.patched(PATCH_CONTRIBUTION_DUE):
+            round_ = self._state.round
+            self._watchers.extend(
+                asyncio.create_task(self._contribution_due(co, round_)) for co in added
+            )
+
+    async def _contribution_due(self, co: CoHandler, round_: int) -> None:
+        s = self._state
+        assert co.due is not None
+        remaining = co.due - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        co.done or s.round != round_ or s.status not in lifecycle.WITH_DEPARTMENT
+                    ),
+                    timeout=remaining,
+                    timeout_summary=f"contribution deadline {co.department_id}",
+                )
+                return
+            except TimeoutError:
+                pass
+        if not co.done and s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT:
+            self._record(
+                EventKind.CONTRIBUTION_OVERDUE,
+                SYSTEM_ACTOR,
+                department_id=co.department_id,
+                due=co.due.isoformat(),
+            )
 
     def _on_contribute(self, action: ContributionAction) -> None:
         """A co-handler's contribution (协办意见)."""
@@ -649,6 +687,8 @@ class ComplaintWorkflow:
     def _on_supervise(self, action: SupervisionAction) -> None:
         """A supervisor puts the case on the ladder (督办), at the step of the chosen form."""
         self._ladder.escalate(EscalationTrigger.SUPERVISOR, action.actor, order=action)
+        if action.form is SupervisionForm.JOINT_HANDLING and action.departments:
+            self._convene(action.actor, action.departments, action.note, action.contribution_due)
 
     def _on_repeat_report(self, report: RepeatReport) -> None:
         """并单: another report of this open problem; the third one means supervision."""

@@ -2,8 +2,8 @@
 for the department doing what it was supervised for, stop the child, record the outcome.
 
 A supervisor's order (督办单) starts the ladder at the step of its form, with an opinion and a
-deadline for the unit; 会办 convenes co-handlers and 问责 carries the accountability record
-(unit, persons, reason, decision) that the ladder's accountability step records.
+deadline for the unit (the case convenes 会办's co-handlers); 问责 carries the accountability
+record (unit, persons, reason, decision) that the ladder's accountability step records.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import (
         SYSTEM_ACTOR,
         Actor,
-        CoHandler,
         DeadlineKind,
         Deadlines,
         Escalation,
@@ -100,19 +99,6 @@ class Ladder:
             due=order.due.isoformat() if order.due else None,
             department_id=s.department_id,
         )
-        if order.form is SupervisionForm.JOINT_HANDLING and order.departments:
-            due = order.contribution_due
-            s.co_handlers.extend(
-                CoHandler(department_id=d.id, department_name=d.name, due=due)
-                for d in order.departments
-            )
-            self._case.record(
-                EventKind.CO_HANDLERS_ADDED,
-                order.actor,
-                department_ids=[d.id for d in order.departments],
-                note=order.note,
-                due=due.isoformat() if due else None,
-            )
 
     def reached(self, level: EscalationLevel) -> None:
         """A ladder step arrived. 问责: the accountability record (from the order, or, when

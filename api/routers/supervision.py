@@ -50,7 +50,7 @@ async def _co_handlers(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
         DepartmentRef(id=d, name=await cases.department_ref(pool, d))
         for d in dict.fromkeys(fields["department_ids"])
     ]
-    return {"departments": departments, "note": fields["note"]}
+    return {"departments": departments, "note": fields["note"], "due": fields.get("due")}
 
 
 async def _named_department(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +101,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                check=lifecycle.check_extension_decision, body=ExtensionDecisionInput),
     ActionSpec("/co-handlers", "会办 Add co-handling (协办) departments", DISPATCHER,
                signal=Case.add_co_handlers, action=CoHandlersAction,
-               check=lifecycle.check_co_handlers, body=CoHandlersInput, prepare=_co_handlers),
+               check=_at_now(lifecycle.check_co_handlers_at), body=CoHandlersInput,
+               prepare=_co_handlers),
     ActionSpec("/co-handlers/{department_id}/waive", "Waive a co-handler's contribution",
                DISPATCHER, signal=Case.waive_co_handler, action=WaiveAction,
                check=lifecycle.check_waive, name="waive_co_handler",

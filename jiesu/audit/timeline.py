@@ -171,6 +171,8 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         "accountability_recorded": lambda: f"accountability (问责) for {data.get('department_id')}"
         f": persons {', '.join(data.get('persons') or []) or 'to be named'}; reason "
         f"{data.get('reason')}; decision {data.get('decision') or 'pending'}",
+        "contribution_overdue": lambda: f"co-handler {data.get('department_id')} missed its "
+        f"contribution deadline {_time(data.get('due'))}",
         "extension_decision_overdue": lambda: "no extension decision by "
         f"{_time(data.get('decision_due'))}: approved",
     }

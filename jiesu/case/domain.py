@@ -284,6 +284,7 @@ class EventKind(StrEnum):
     ACCOUNTABILITY_RECORDED = "accountability_recorded"  # 问责: unit, persons, reason, decision
     CO_HANDLERS_ADDED = "co_handlers_added"  # 会办: 协办 departments added
     CONTRIBUTED = "contributed"  # a co-handler's contribution
+    CONTRIBUTION_OVERDUE = "contribution_overdue"  # a co-handler missed its deadline (会办)
     CO_HANDLER_WAIVED = "co_handler_waived"
     EXTENSION_REQUESTED = "extension_requested"  # 延期申请
     EXTENSION_DECIDED = "extension_decided"  # approved (deadline moved) or rejected
@@ -550,12 +551,14 @@ class CoHandlersInput(_Input):
         min_length=1, max_length=10
     )
     note: Text = Field(default="", max_length=2000)
+    due: Instant | None = Field(default=None, description="The contribution deadline")
 
 
 class CoHandlersAction(_Input):
     actor: Actor
     departments: list[DepartmentRef] = Field(min_length=1, max_length=10)
     note: Text = Field(default="", max_length=2000)
+    due: Instant | None = None
 
 
 class ContributionInput(_Input):

@@ -245,6 +245,15 @@ def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | N
     return None
 
 
+def check_co_handlers_at(
+    state: CaseState, action: CoHandlersAction, now: datetime
+) -> Refusal | None:
+    refusal = check_co_handlers(state, action)
+    if refusal is None and action.due is not None and action.due <= now:
+        return Refusal("invalid_due", "a contribution deadline must be in the future")
+    return refusal
+
+
 def check_contribution(state: CaseState, action: ContributionAction) -> Refusal | None:
     co = next((c for c in state.co_handlers if c.department_id == action.actor.department_id), None)
     if co is None:
@@ -344,7 +353,7 @@ CHECKS: dict[CaseSignal, Check] = {
     CaseSignal.RAISE_LEVEL: _timeless(check_raise_level),
     CaseSignal.REQUEST_EXTENSION: check_extension,
     CaseSignal.DECIDE_EXTENSION: _timeless(check_extension_decision),
-    CaseSignal.ADD_CO_HANDLERS: _timeless(check_co_handlers),
+    CaseSignal.ADD_CO_HANDLERS: check_co_handlers_at,
     CaseSignal.CONTRIBUTE: _timeless(check_contribution),
     CaseSignal.WAIVE_CO_HANDLER: _timeless(check_waive),
     CaseSignal.SUPERVISE: check_supervision,

@@ -308,10 +308,12 @@ def _co_handlers_added(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[N
     """会办: each co-handling (协办) department is asked to contribute."""
     lead = state.assignment.department_name if state.assignment else "—"
     ids = event.data.get("department_ids") or []
+    due = event.data.get("due")
+    by = f"请于 {_time(due, tz)} 前提交协办意见" if due else "请及时提交协办意见"
     return [
         _notice(
             state, event, "department", d, f"【协办】{_case_label(state)}",
-            f"工单 {_case_label(state)} 需要您单位协办，主办单位：{lead}。请及时提交协办意见。\n"
+            f"工单 {_case_label(state)} 需要您单位协办，主办单位：{lead}。{by}。\n"
             f"You are asked to co-handle case {state.case_id}.",
         )
         for d in _to_departments([str(i) for i in ids])
@@ -396,7 +398,24 @@ def _accountability(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Noti
     ]
 
 
+def _contribution_overdue(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
+    """会办: a co-handler missed its contribution deadline; it and the supervisors are told."""
+    department_id = _department(event)
+    subject = f"【协办超时】{_case_label(state)}"
+    body = (
+        f"{department_id or '—'} 未在 {_time(event.data.get('due'), tz)} 前提交工单 "
+        f"{_case_label(state)} 的协办意见。\nCo-handler {department_id} missed its "
+        f"contribution deadline on case {state.case_id}."
+    )
+    return [
+        *(_notice(state, event, "department", d, subject, body)
+          for d in _to_departments([department_id])),
+        _notice(state, event, "supervisor", SUPERVISORS, subject, body),
+    ]
+
+
 RULES: dict[EventKind, Rule] = {
+    EventKind.CONTRIBUTION_OVERDUE: _contribution_overdue,
     EventKind.EXTENSION_REQUESTED: _extension_requested,
     EventKind.RETURN_UPHELD: _return_decided,
     EventKind.RETURN_REJECTED: _return_decided,
