@@ -159,6 +159,10 @@ async def test_unsatisfied_rating_rehandles_then_supervises_then_closes(
     assert result.status.value == "closed" and result.rating.value == "unsatisfied"
     assert result.unsatisfied_rounds == 2
     assert result.escalation is not None and result.escalation.trigger.value == "dissatisfaction"
+    # the ladder supervised the rehandling round until its reply, not until it was assigned
+    kinds = _kinds(await case(api, case_id, OPERATOR))
+    last_reply = len(kinds) - 1 - kinds[::-1].index("replied")
+    assert kinds.index("escalation_stopped") > last_reply > kinds.index("escalation_started")
     await keep_history(handle, "rehandle_until_closed")
 
 

@@ -1,5 +1,6 @@
 """Issue 14's rules, pure: the supervision order's fields per form, when a case may be taken
-away (二次交办), return decisions and the extension cap (jiesu/case/lifecycle.py)."""
+away (二次交办), return decisions and the extension cap (jiesu/case/lifecycle.py), and the
+auditor's timeline words for the new paths (jiesu/audit/timeline.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import HISTORIES
 from pydantic import ValidationError
+from temporalio.client import WorkflowHistory
 
+from jiesu.audit.timeline import decode_history
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
@@ -104,3 +108,21 @@ def test_the_extension_cap_counts_approved_extensions() -> None:
     assert refusal is not None and refusal.code == "extension_cap"
     before_the_cap = _case(Status.HANDLING).model_copy(update={"extension_count": 5})
     assert lifecycle.check_extension(before_the_cap, ask, NOW) is None  # recorded: no cap
+
+
+@pytest.mark.parametrize(
+    ("history", "words"),
+    [
+        ("second_assignment_overdue", "taken from water and assigned again (二次交办) to ecology"),
+        ("return_approval", "return by urban-management rejected, the case stays"),
+        ("supervision_accountability_form", "accountability (问责) for urban-management: "
+                                            "persons 李明, 赵强"),
+        ("extension_decision_overdue", "no extension decision by"),
+        ("co_handler_contribution_overdue", "co-handler market missed its contribution deadline"),
+    ],
+)
+def test_the_timeline_tells_the_new_paths_in_words(history: str, words: str) -> None:
+    recorded = WorkflowHistory.from_json(
+        history, (HISTORIES / f"{history}.json").read_text(encoding="utf-8")
+    )
+    assert any(words in entry.summary for entry in decode_history(recorded).entries)

@@ -185,15 +185,21 @@ class Ladder:
         """The unit did what it was supervised for: the late step, for a breach of the accept
         or contact deadline; its reply, for everything else (a finish breach, dissatisfaction,
         repeat reports, a supervisor's order). A case taken from the unit (a new round) or
-        dispatched out of the centre's queue ends the unit's supervision too."""
+        dispatched out of the centre's queue ends the unit's supervision too — except after
+        dissatisfaction, whose ladder supervises the rehandling round (重办) until its reply."""
         s = self._case.state
-        if s.status is Status.CLOSED or s.round != round_:
+        since = s.events[start_seq:]
+        if s.status is Status.CLOSED:
+            return True
+        if trigger is EscalationTrigger.DISSATISFACTION:
+            return any(e.kind is EventKind.REPLIED for e in since)
+        if s.round != round_:
             return True
         if trigger in _BREACHED_KIND and trigger is not EscalationTrigger.FINISH_BREACHED:
             return deadline_met(s, _BREACHED_KIND[trigger], round_)
         return any(
             e.kind in (EventKind.REPLIED, EventKind.DISPATCHED, EventKind.REASSIGNED)
-            for e in s.events[start_seq:]
+            for e in since
         )
 
 
