@@ -45,6 +45,9 @@ _BREACHED_KIND = {trigger: kind for kind, trigger in BREACH_TRIGGERS.items()}
 # Since this patch the ladder stops when the unit does what it was supervised for (its reply,
 # unless a deadline breach started it), not on any action of the department.
 PATCH_PURPOSE = "ladder-stops-on-purpose-v1"
+# Since this one a ladder started by dissatisfaction supervises the rehandling round (重办) until
+# its reply; before, it stopped when that round was assigned.
+PATCH_REHANDLE_WATCH = "ladder-watches-rehandling-v1"
 
 
 class Ladder:
@@ -52,6 +55,7 @@ class Ladder:
         self._case = case
         self._task: asyncio.Task[None] | None = None
         self._stop = False
+        self._watch_rehandling = False
 
     def escalate(
         self,
@@ -77,6 +81,11 @@ class Ladder:
             self._ordered(state.escalation, order)
         self._stop = False
         purposeful = workflow.patched(PATCH_PURPOSE)
+        self._watch_rehandling = (
+            purposeful
+            and trigger is EscalationTrigger.DISSATISFACTION
+            and workflow.patched(PATCH_REHANDLE_WATCH)
+        )
         self._task = asyncio.create_task(self._climb(n, trigger, child_id, purposeful))
 
     def _ordered(self, escalation: Escalation, order: SupervisionAction) -> None:
@@ -191,7 +200,7 @@ class Ladder:
         since = s.events[start_seq:]
         if s.status is Status.CLOSED:
             return True
-        if trigger is EscalationTrigger.DISSATISFACTION:
+        if self._watch_rehandling:
             return any(e.kind is EventKind.REPLIED for e in since)
         if s.round != round_:
             return True
