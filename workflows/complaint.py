@@ -103,11 +103,11 @@ PATCH_HARDENED = "hardened-messages-v1"
 PATCH_RETURN_APPROVAL = "return-approval-v1"
 PATCH_EXTENSION_DUE = "extension-decision-due-v1"
 PATCH_ACCOUNTABILITY = "accountability-record-v1"
+PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a timer
 # Lean case (issue 13): one local planning activity instead of routing + deadlines, local
 # projections (their results carry the events), and the first projection after the plan.
 # Implies PATCH_HARDENED (a lean case never records that marker).
 PATCH_LEAN = "lean-case-v1"
-PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a timer
 
 
 @workflow.defn(name=CASE_WORKFLOW)

@@ -134,6 +134,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.ACCOUNTABILITY_RECORDED: "问责记录",
     EventKind.CO_HANDLERS_ADDED: "会办：增加协办单位",
     EventKind.CONTRIBUTED: "协办意见",
+    EventKind.CONTRIBUTION_OVERDUE: "协办超时",
     EventKind.CO_HANDLER_WAIVED: "免除协办",
     EventKind.EXTENSION_REQUESTED: "延期申请",
     EventKind.EXTENSION_DECIDED: "延期审批",
