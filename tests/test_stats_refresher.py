@@ -16,7 +16,7 @@ from helpers import SUPERVISOR, eventually
 from statcases import case_row, insert_cases, local
 
 from jiesu.config import Settings
-from jiesu.stats import rollup
+from jiesu.stats import queries, rollup
 from jiesu.stats.refresher import RollupRefresher
 
 DAY = date(2003, 7, 1)
@@ -76,7 +76,7 @@ async def test_the_background_refresher_counts_the_change(
             body = await _indicators(api)
             return body if body["totals"]["received"] > before["totals"]["received"] else None
 
-        after = await eventually(counted)
+        after = await eventually(counted, within=30)  # a refresh under a loaded machine
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -152,3 +152,36 @@ async def test_before_the_first_build_requests_answer_with_no_as_of(
         assert (await _indicators(api))["as_of"] is not None
     finally:
         await rollup.ensure_fresh(pool, settings.timezone)
+
+
+# --- the month grain the ranking reads --------------------------------------------------------
+
+
+async def test_ranking_reads_whole_months_and_the_days_around_them(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A ranking from Jan 10 to Apr 1 reads February and March from the month grain and the
+    days of January and April from the day grain; a change is counted at the next refresh."""
+    days = [date(2005, 1, 9), date(2005, 1, 10), date(2005, 2, 1), date(2005, 2, 28),
+            date(2005, 3, 31), date(2005, 4, 1), date(2005, 4, 2)]  # fmt: skip
+    await insert_cases(pool, [case_row(local(d), department_id="market") for d in days])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    start, end = date(2005, 1, 10), date(2005, 4, 1)
+    assert queries.whole_months(start, end) == (date(2005, 2, 1), date(2005, 4, 1))
+
+    async def market() -> int:
+        ranked = await queries.ranking(pool, start, end, min_cases=0)
+        return next(e["received"] for e in ranked["entries"] if e["department_id"] == "market")
+
+    assert await market() == 5  # not Jan 9, not Apr 2
+    months = await pool.fetch(
+        "SELECT day, received FROM case_daily_stats WHERE grain = $1 AND department_id = 'market'"
+        " AND day BETWEEN '2005-01-01' AND '2005-04-01' ORDER BY day",
+        rollup.GRAIN_DEPARTMENT_MONTH,
+    )
+    assert [(r["day"], r["received"]) for r in months] == [
+        (date(2005, 1, 1), 2), (date(2005, 2, 1), 2), (date(2005, 3, 1), 1), (date(2005, 4, 1), 2),
+    ]  # fmt: skip
+    await insert_cases(pool, [case_row(local(date(2005, 2, 14)), department_id="market")])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    assert await market() == 6

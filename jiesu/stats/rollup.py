@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
@@ -31,6 +31,9 @@ _DIMENSIONS = ("department_id", "level", "category_id", "grid_id", "channel", "u
 # Grains of case_daily_stats and the GROUPING() bitmask of _DIMENSIONS that produces each
 # (a bit is 1 when the dimension is rolled up).
 GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS, GRAIN_DETAIL = 0, 1, 2, 3
+# Department × calendar month (``day`` = the month's first day), summed from GRAIN_DEPARTMENT
+# by every refresh: what a long ranking reads for its whole months (jiesu.stats.queries).
+GRAIN_DEPARTMENT_MONTH = 4
 _GRAIN_SETS: dict[int, tuple[str, ...]] = {
     GRAIN_TOTAL: (),
     GRAIN_DEPARTMENT: ("department_id", "level"),
@@ -86,6 +89,40 @@ _REBUILD_DAYS = _rollup_insert(
 )
 
 
+def _months_insert(where: str) -> str:
+    sums = ", ".join(f"sum(s.{m})" for m in MEASURE_NAMES)
+    return f"""
+INSERT INTO case_daily_stats (grain, day, department_id, level, {", ".join(MEASURE_NAMES)})
+SELECT {GRAIN_DEPARTMENT_MONTH}, date_trunc('month', s.day)::date, s.department_id, s.level,
+    {sums}
+FROM case_daily_stats s {where}
+GROUP BY 2, 3, 4
+"""
+
+
+_MONTHS_ALL = _months_insert(f"WHERE s.grain = {GRAIN_DEPARTMENT}")
+# $1: the months (their first days) to recompute.
+_MONTHS_SOME = _months_insert(
+    "JOIN unnest($1::date[]) AS m(first) ON s.day >= m.first"
+    " AND s.day < (m.first + interval '1 month')::date"
+    f" WHERE s.grain = {GRAIN_DEPARTMENT}"
+)
+
+
+async def _refresh_months(conn: asyncpg.Connection, days: list[date] | None) -> None:
+    """Recompute the month rows of the months of ``days`` (all months when None)."""
+    if days is None:
+        await conn.execute(f"DELETE FROM case_daily_stats WHERE grain = {GRAIN_DEPARTMENT_MONTH}")
+        await conn.execute(_MONTHS_ALL)
+        return
+    months = sorted({d.replace(day=1) for d in days})
+    await conn.execute(
+        f"DELETE FROM case_daily_stats WHERE grain = {GRAIN_DEPARTMENT_MONTH} AND day = ANY($1)",
+        months,
+    )
+    await conn.execute(_MONTHS_SOME, months)
+
+
 @dataclass(frozen=True)
 class RefreshResult:
     full: bool
@@ -121,6 +158,7 @@ async def _refresh(
         if full or state is None or state["timezone"] != timezone:
             await conn.execute("DELETE FROM case_daily_stats")
             await conn.execute(_REBUILD, timezone)
+            await _refresh_months(conn, None)
             result = RefreshResult(full=True, days=await _day_count(conn))
         else:
             days = await conn.fetchval(
@@ -132,6 +170,7 @@ async def _refresh(
             if days:
                 await conn.execute("DELETE FROM case_daily_stats WHERE day = ANY($1)", days)
                 await conn.execute(_REBUILD_DAYS, timezone, days)
+                await _refresh_months(conn, days)
             result = RefreshResult(full=False, days=len(days))
         await conn.execute(
             """
