@@ -425,6 +425,7 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
                 print(f"Checkpoint at {filed} filed...", flush=True)
                 results["checkpoints"].append(await checkpoint(http, pool, workers, s, filed, args))
                 print(f"  {results['checkpoints'][-1]}", flush=True)
+                _save(results, args.out)  # a long run stopped later keeps what it measured
             # Filing only starts workflows; the backlog each checkpoint waited for is the rest
             # of the work (routing, deadlines, projection): the rate the system sustains.
             backlog_s = sum(c["backlog_wait_s"] for c in results["checkpoints"])
@@ -434,6 +435,7 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
                                "errors": dict(filer.errors)}  # fmt: skip
             print("Worker processes...", flush=True)
             results["workers"] = await worker_counts(http, workers, args)
+            _save(results, args.out)
             workers.scale_to(args.storm_workers)
             print(f"Timer storm ({args.storm_workers} worker(s))...", flush=True)
             storm_file = Path(s.env[STORM_FILE_ENV])
@@ -447,6 +449,11 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
         await pool.close()
     results["finished_at"] = datetime.now(UTC).isoformat()
     return results
+
+
+def _save(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".partial.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
 
 
 def _args_json(args: argparse.Namespace) -> dict[str, Any]:
