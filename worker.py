@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.archive import ArchiveActivities
 from activities.deadlines import DeadlineActivities
@@ -56,6 +56,11 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
         task_queue=settings.task_queue,
         workflows=[*ALL_WORKFLOWS, ArchiveWorkflow, ReportWorkflow],
         activities=activities(pool, settings),
+        # Without the sandbox: replaying the standard case takes about a third of the CPU
+        # (docs/performance.md). What the sandbox would catch at run time — a workflow calling
+        # the clock, random or I/O — the test suite catches instead: every recorded path is
+        # replayed in the sandbox on every run (tests/test_replay.py, helpers.keep_history).
+        workflow_runner=UnsandboxedWorkflowRunner(),
     )
 
 

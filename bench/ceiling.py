@@ -31,7 +31,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 TASK_QUEUE = "bench-ceiling"
 SIGNALS = ("accept", "contact", "reply", "rate")
@@ -170,6 +170,7 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
         task_queue=task_queue,
         workflows=[NoopWorkflow, ShapeWorkflow],
         activities=[noop_activity],
+        workflow_runner=UnsandboxedWorkflowRunner(),  # as Jiesu's worker (worker.py)
     )
     await worker.run()
 
