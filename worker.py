@@ -27,6 +27,7 @@ from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.intake.follow_up import FollowUpLinks
+from jiesu.notify import sms
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
 from jiesu.stats.refresher import RollupRefresher
 from workflows import ALL_WORKFLOWS
@@ -71,7 +72,8 @@ async def main() -> None:
     pool = await db.create_pool(settings.database_url)
     stop = asyncio.Event()
     # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
-    dispatcher = OutboxDispatcher(pool, sender_from_env(), render=FollowUpLinks(pool, settings))
+    sender = sender_from_env(sms=sms.gateway_from_settings(settings, pool))
+    dispatcher = OutboxDispatcher(pool, sender, render=FollowUpLinks(pool, settings))
     outbox = asyncio.create_task(dispatcher.run(stop))
     refresher = RollupRefresher(pool, settings.timezone, settings.stats_refresh_seconds)
     stats = asyncio.create_task(refresher.run(stop))

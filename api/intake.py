@@ -21,7 +21,7 @@ from jiesu.intake.errors import (
 )
 
 
-def _http_error(err: IntakeError) -> ApiError:
+def http_error(err: IntakeError) -> ApiError:
     if isinstance(err, TemporalUnavailable):
         return temporal_unavailable()  # 503 + Retry-After
     if isinstance(err, IntakeContended):
@@ -44,7 +44,7 @@ async def register(
             pool, client, settings, intake, principal.actor, idempotency_key
         )
     except IntakeError as err:
-        raise _http_error(err) from err
+        raise http_error(err) from err
     return IntakeResponse(
         case_id=filed.case_id,
         status_url=f"/api/v1/complaints/{filed.case_id}",

@@ -19,6 +19,7 @@ from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
 from api.routers import (
     admin,
+    channels,
     citizen,
     complaints,
     handling,
@@ -34,6 +35,7 @@ from api.routers import audit as audit_routes
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.notify import sms
 
 DESCRIPTION = """
 Jiesu (接诉即办) — a 12345-style government service hotline.
@@ -67,6 +69,7 @@ def create_app(
     *,
     client: Client | None = None,
     pool: asyncpg.Pool | None = None,
+    sms_gateway: sms.SmsGateway | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -77,6 +80,7 @@ def create_app(
         app.state.temporal = client or await connect(settings, lazy=True)
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
+        app.state.sms_gateway = sms_gateway or sms.gateway_from_settings(settings, app.state.pool)
         try:
             yield
         finally:
@@ -105,6 +109,7 @@ def create_app(
     app.include_router(keys.router, prefix="/api/v1")
     app.include_router(session.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
+    app.include_router(channels.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app

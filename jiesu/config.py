@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     # session ends this long after its login, used or not.
     session_idle_minutes: float = Field(default=30.0, gt=0, alias="JIESU_SESSION_IDLE_MINUTES")
     session_max_hours: float = Field(default=12.0, gt=0, alias="JIESU_SESSION_MAX_HOURS")
+    # --- channels (docs/channels.md) ---
+    # The SMS gateway (jiesu/notify/sms.py): "log" records every message in the sms_log table
+    # and never reaches a network (the embedded default, and the only one built in).
+    sms_gateway: str = Field(default="log", alias="JIESU_SMS_GATEWAY")
+    # The shared secret of the inbound SMS webhook's HMAC signature. Empty: every inbound SMS
+    # is refused (401).
+    sms_webhook_secret: SecretStr = Field(default=SecretStr(""), alias="JIESU_SMS_WEBHOOK_SECRET")
+    # How far a signed webhook timestamp may lie from our clock (a replayed request is older).
+    sms_webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, alias="JIESU_SMS_WEBHOOK_TOLERANCE_SECONDS"
+    )
+    # Where a report that comes without category and place (an SMS, an e-mail) is filed: a
+    # category with no routing rule puts it in the centre's dispatch queue (人工派单), and the
+    # grid stands for "place to be confirmed" (位置待核实).
+    channel_category: str = Field(default="unclassified", alias="JIESU_CHANNEL_CATEGORY")
+    channel_grid: str = Field(default="unlocated", alias="JIESU_CHANNEL_GRID")
 
 
 @lru_cache

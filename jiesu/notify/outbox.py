@@ -28,9 +28,10 @@ Guarantees, honestly:
   Receivers that can deduplicate get the stable ``key`` (JSON line field, ``Message-ID`` and
   ``X-Jiesu-Notice`` header of an email).
 
-Senders: ``LogSender`` (one JSON line per notice in a file — the default, and where SMS goes
-until an SMS gateway exists) and ``SmtpSender`` (email, stdlib ``smtplib`` in a thread).
-``sender_from_env()`` picks one from ``JIESU_NOTIFY_*`` / ``JIESU_SMTP_*`` variables.
+Senders: ``LogSender`` (one JSON line per notice in a file — the default for e-mail),
+``SmtpSender`` (email, stdlib ``smtplib`` in a thread) and ``SmsSender`` (citizens' SMS through
+the SMS gateway, ``jiesu.notify.sms``). ``sender_from_env()`` picks them from
+``JIESU_NOTIFY_*`` / ``JIESU_SMTP_*`` variables and the gateway it is given.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Protocol
 import asyncpg
 
 from jiesu.notify.notices import Notice
+from jiesu.notify.sms import OutboundSms, SmsGateway
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,19 @@ class SmtpSender:
             smtp.send_message(msg)
 
 
+class SmsSender:
+    """Citizens' notices as text messages through the SMS gateway. The notice's key is the
+    message's idempotency key, so a re-delivered notice is one message at the gateway."""
+
+    def __init__(self, gateway: SmsGateway) -> None:
+        self.gateway = gateway
+
+    async def send(self, notice: OutboundNotice) -> None:
+        if not notice.address:
+            raise ValueError(f"no phone number for {notice.recipient_kind} {notice.recipient_id}")
+        await self.gateway.send(OutboundSms(key=notice.key, phone=notice.address, text=notice.body))
+
+
 class ChannelSender:
     """Sends each notice with the sender for its channel, else with ``default``."""
 
@@ -172,8 +187,11 @@ class ChannelSender:
         await self.by_channel.get(notice.channel, self.default).send(notice)
 
 
-def sender_from_env(env: Mapping[str, str] | None = None) -> Sender:
-    """The sender the environment asks for.
+def sender_from_env(
+    env: Mapping[str, str] | None = None, sms: SmsGateway | None = None
+) -> Sender:
+    """The sender the environment asks for; with ``sms``, citizens' SMS go through that
+    gateway (the worker passes the one JIESU_SMS_GATEWAY names).
 
     - ``JIESU_NOTIFY_SENDER``: ``log`` (default) or ``smtp``;
     - ``JIESU_NOTIFY_LOG``: the log sender's file (default ``.data/notifications.log``); with
@@ -185,8 +203,9 @@ def sender_from_env(env: Mapping[str, str] | None = None) -> Sender:
     env = os.environ if env is None else env
     log_sender = LogSender(Path(env.get("JIESU_NOTIFY_LOG") or ".data/notifications.log"))
     kind = (env.get("JIESU_NOTIFY_SENDER") or "log").strip().lower()
+    by_channel: dict[str, Sender] = {"sms": SmsSender(sms)} if sms is not None else {}
     if kind == "log":
-        return log_sender
+        return ChannelSender(by_channel, default=log_sender) if by_channel else log_sender
     if kind != "smtp":
         raise ValueError(f"JIESU_NOTIFY_SENDER must be 'log' or 'smtp', not {kind!r}")
     host, sender_address = env.get("JIESU_SMTP_HOST"), env.get("JIESU_SMTP_FROM")
@@ -201,7 +220,7 @@ def sender_from_env(env: Mapping[str, str] | None = None) -> Sender:
         password=env.get("JIESU_SMTP_PASSWORD") or None,
         starttls=(env.get("JIESU_SMTP_STARTTLS") or "").lower() in {"1", "true", "yes"},
     )
-    return ChannelSender({"email": smtp}, default=log_sender)
+    return ChannelSender({**by_channel, "email": smtp}, default=log_sender)
 
 
 # --- the dispatcher -------------------------------------------------------------------------

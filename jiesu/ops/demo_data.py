@@ -195,10 +195,26 @@ CATEGORIES: tuple[tuple[str, str, str], ...] = (
 CATEGORY_IDS: tuple[str, ...] = tuple(c[0] for c in CATEGORIES)
 
 
+# 企业专席: categories an enterprise files under with its unified social credit code
+# (categories.enterprise). enterprise_request above is one of them.
+ENTERPRISE_CATEGORIES: tuple[tuple[str, str, str], ...] = (
+    ("enterprise_approval", "企业审批服务 (Enterprise permits and approvals)", _G),
+    ("enterprise_policy", "惠企政策兑现 (Business support policies)", _G),
+)
+ENTERPRISE_CATEGORY_IDS: tuple[str, ...] = (
+    "enterprise_request", *(c[0] for c in ENTERPRISE_CATEGORIES)
+)
+
+# Where a report without category and place (SMS, e-mail) is filed: the defaults of
+# JIESU_CHANNEL_CATEGORY and JIESU_CHANNEL_GRID. 待分类 has no routing rule, so such a case
+# waits in the centre's dispatch queue; 位置待核实 is a grid of the county as a whole.
+CHANNEL_CATEGORY = ("unclassified", "待分类 (Unclassified: to be classified by the centre)", _G)
+CHANNEL_GRID = ("unlocated", "位置待核实 (Location to be confirmed)", "grid", COUNTY_ID)
+
 # --- routing rules ----------------------------------------------------------------------------
 
 # Categories with no rule at all: their cases go to the centre's dispatch queue.
-UNROUTED_CATEGORIES: tuple[str, ...] = ("stray_animals", "public_toilet")
+UNROUTED_CATEGORIES: tuple[str, ...] = ("stray_animals", "public_toilet", "unclassified")
 
 # (category_id, area_id, department_id, priority)
 ROUTING_RULES: tuple[tuple[str, str | None, str, int], ...] = (
@@ -222,6 +238,8 @@ ROUTING_RULES: tuple[tuple[str, str | None, str, int], ...] = (
     ("food_safety", COUNTY_ID, "market", 0),
     ("heating", COUNTY_ID, "housing", 0),
     ("traffic_signal", COUNTY_ID, "police", 0),
+    ("enterprise_approval", COUNTY_ID, "business-env", 0),
+    ("enterprise_policy", COUNTY_ID, "business-env", 0),
     # township
     ("garbage", "QH-02", "twp-hedong", 0),
     ("garbage", "QH-03", "twp-xishan", 0),
@@ -409,9 +427,15 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
     """Load (or refresh) the demo county in one transaction; return the demo API keys."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-        await conn.executemany(_UPSERT_AREA, AREAS)
+        await conn.executemany(_UPSERT_AREA, [*AREAS, CHANNEL_GRID])
         await conn.executemany(_UPSERT_DEPARTMENT, DEPARTMENTS)
-        await conn.executemany(_UPSERT_CATEGORY, CATEGORIES)
+        await conn.executemany(
+            _UPSERT_CATEGORY, [*CATEGORIES, *ENTERPRISE_CATEGORIES, CHANNEL_CATEGORY]
+        )
+        await conn.execute(
+            "UPDATE categories SET enterprise = true WHERE id = ANY($1) AND NOT enterprise",
+            list(ENTERPRISE_CATEGORY_IDS),
+        )
         await conn.executemany(_INSERT_RULE, ROUTING_RULES)
         await conn.executemany(
             _UPSERT_KEY,
