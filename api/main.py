@@ -26,6 +26,7 @@ from api.routers import (
     health,
     keys,
     oversight,
+    self_service,
     session,
     stats,
     supervision,
@@ -96,6 +97,7 @@ def create_app(
         dependencies=[Depends(media.json_bodies_only)],
     )
     app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
+    app.state.self_service_limits = self_service.limits_from_settings(settings)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
     errors.install(app)
     app.include_router(health.router)
@@ -110,6 +112,7 @@ def create_app(
     app.include_router(session.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(channels.router, prefix="/api/v1")
+    app.include_router(self_service.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app

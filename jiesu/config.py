@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     # grid stands for "place to be confirmed" (位置待核实).
     channel_category: str = Field(default="unclassified", alias="JIESU_CHANNEL_CATEGORY")
     channel_grid: str = Field(default="unlocated", alias="JIESU_CHANNEL_GRID")
+    # Citizen self-service (自助提交): the one-time code's life and wrong tries, and the rate
+    # limits (the `limits` library's notation, ";" between several) per phone and per client
+    # address, on asking for a code and on filing a report.
+    otp_ttl_seconds: int = Field(default=300, ge=30, alias="JIESU_OTP_TTL_SECONDS")
+    otp_max_attempts: int = Field(default=5, ge=1, alias="JIESU_OTP_MAX_ATTEMPTS")
+    otp_phone_limits: str = Field(default="1/minute;5/hour", alias="JIESU_OTP_PHONE_LIMITS")
+    otp_address_limits: str = Field(default="20/hour", alias="JIESU_OTP_ADDRESS_LIMITS")
+    report_phone_limits: str = Field(default="5/day", alias="JIESU_REPORT_PHONE_LIMITS")
+    report_address_limits: str = Field(default="30/hour", alias="JIESU_REPORT_ADDRESS_LIMITS")
 
 
 @lru_cache

@@ -363,6 +363,13 @@ UNKNOWN_SENDER = Actor(role=Role.SYSTEM, name="unknown sender")
 class Citizen(BaseModel):
     name: Line = Field(min_length=1, max_length=100)
     phone: str = Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$")
+    credit_code: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Z]{18}$",
+        description="企业专席: the unified social credit code (统一社会信用代码) of the enterprise "
+        "the reporter speaks for; its checksum is checked at intake.",
+        examples=["91110000600037341L"],
+    )
 
 
 class ComplaintIntake(BaseModel):

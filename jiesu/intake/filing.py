@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from stdnum.cn import uscc
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -89,6 +90,15 @@ def _received_at(intake: ComplaintIntake) -> datetime:
     if at < now - MAX_BACKDATE:
         raise IntakeRefused("invalid_received_at", "received_at is more than 24 hours ago")
     return at
+
+
+def check_credit_code(intake: ComplaintIntake) -> None:
+    """企业专席: an enterprise's unified social credit code must have a right checksum."""
+    code = intake.citizen.credit_code
+    if code is not None and not uscc.is_valid(code):
+        raise IntakeRefused(
+            "invalid_credit_code", "the unified social credit code (统一社会信用代码) is not valid"
+        )
 
 
 async def _urgency(conn: asyncpg.Connection, intake: ComplaintIntake) -> Urgency:
@@ -361,6 +371,7 @@ async def register(
     """File one report: a new case, a repeat of an open one, or (same Idempotency-Key) the
     earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
     key = (idempotency_key or "").strip() or None  # an empty key is no key
+    check_credit_code(intake)
     report = Report(intake, _received_at(intake), actor, key, _request_hash(intake))
     closed: set[str] = set()
     async with pool.acquire() as conn:

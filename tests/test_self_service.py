@@ -1,0 +1,220 @@
+"""Citizen self-service intake (api/routers/self_service.py, jiesu/channels/otp.py): no key, a
+one-time code texted through the SMS gateway (read back from the log gateway's table), the
+report filed by the one intake service; wrong, expired, locked and missing codes; rate limits
+per phone and per address; enterprises with a checked unified social credit code."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from helpers import served
+from temporalio.client import Client
+from test_api import error_of, finish
+
+from api.main import create_app
+from jiesu.config import Settings
+
+SELF = "/api/v1/self-service"
+CREDIT_CODE = "91110000600037341L"  # a valid 统一社会信用代码
+BAD_CHECKSUM = "91110000600037341M"
+
+
+@pytest.fixture(scope="module")
+async def public(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with limits no test here reaches except on purpose (its own app: its own
+    in-memory counts)."""
+    roomy = settings.model_copy(update={
+        "otp_phone_limits": "100/minute", "otp_address_limits": "1000/hour",
+        "report_phone_limits": "100/day", "report_address_limits": "1000/hour",
+    })  # fmt: skip
+    async with served(create_app(roomy, client=client, pool=pool)) as http:
+        yield http
+
+
+def new_phone() -> str:
+    return "136" + f"{uuid.uuid4().int % 10**8:08d}"
+
+
+def report(phone: str, code: str, **overrides: Any) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "phone": phone, "code": code, "name": "李娜", "title": f"路灯不亮 {tag}",
+        "description": "滨河路口的路灯连续三晚不亮", "category_id": "street_light",
+        "grid_id": "G-QH-01-02-1", "address": f"滨河路{tag}号", "channel": "wechat",
+        **overrides,
+    }  # fmt: skip
+
+
+async def code_for(api: httpx.AsyncClient, pool: asyncpg.Pool, phone: str) -> str:
+    """Ask for a code and read it where the log gateway put it (the citizen's phone)."""
+    sent = await api.post(f"{SELF}/codes", json={"phone": phone})
+    assert sent.status_code == 202, sent.text
+    text = await pool.fetchval(
+        "SELECT text FROM sms_log WHERE phone = $1 ORDER BY id DESC LIMIT 1", phone
+    )
+    found = re.search(r"\b(\d{6})\b", text)
+    assert found, text
+    return found.group(1)
+
+
+async def intake_count(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM intakes")
+
+
+async def test_a_citizen_files_with_the_texted_code(
+    public: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    phone = new_phone()
+    code = await code_for(public, pool, phone)
+    stored = await pool.fetch("SELECT phone_key, code_hash FROM otp_codes ORDER BY id DESC LIMIT 1")
+    assert phone not in str(stored[0]) and code not in str(stored[0])  # hashed, both
+    body = report(phone, code)
+    filed = await public.post(f"{SELF}/reports", json=body)
+    assert filed.status_code == 201, filed.text
+    case_id = filed.json()["case_id"]
+    try:
+        assert re.fullmatch(r"http://[^/]+/my/[A-Za-z0-9_\-]{32}", filed.json()["follow_up_url"])
+        payload = await pool.fetchval(
+            "SELECT payload -> 'intake' FROM intakes WHERE case_id = $1", case_id
+        )
+        assert payload["channel"] == "wechat" and payload["citizen"]["phone"] == phone
+        # the answer was lost: the same code and report again are the same case, once
+        before = await intake_count(pool)
+        again = await public.post(f"{SELF}/reports", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json() == filed.json()
+        # the code files one report, not another one
+        other = await public.post(f"{SELF}/reports", json=report(phone, code))
+        assert other.status_code == 422, other.text
+        assert await intake_count(pool) == before
+    finally:
+        await finish(client, case_id)
+
+
+async def test_wrong_missing_expired_and_locked_codes_file_nothing(
+    public: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    before = await intake_count(pool)
+    phone = new_phone()
+    error_of(await public.post(f"{SELF}/reports", json=report(phone, "123456")), 401, "no_code")
+    code = await code_for(public, pool, phone)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    error_of(await public.post(f"{SELF}/reports", json=report(phone, wrong)), 401, "wrong_code")
+    # a new code replaces the old one
+    newer = await code_for(public, pool, phone)
+    if newer != code:
+        error_of(await public.post(f"{SELF}/reports", json=report(phone, code)), 401,
+                 "wrong_code")  # fmt: skip
+    # too many wrong tries: even the right code is refused until a new one is asked for
+    newer = await code_for(public, pool, phone)
+    wrong = f"{(int(newer) + 1) % 10**6:06d}"
+    for _ in range(settings.otp_max_attempts):
+        error_of(await public.post(f"{SELF}/reports", json=report(phone, wrong)), 401,
+                 "wrong_code")  # fmt: skip
+    error_of(await public.post(f"{SELF}/reports", json=report(phone, newer)), 401, "code_locked")
+    # expired: the code's time is over (moved back in the table rather than waited for)
+    latest = await code_for(public, pool, phone)
+    await pool.execute(
+        "UPDATE otp_codes SET expires_at = now() - interval '1 second'"
+        " WHERE id = (SELECT max(id) FROM otp_codes)"
+    )
+    error_of(await public.post(f"{SELF}/reports", json=report(phone, latest)), 401,
+             "code_expired")  # fmt: skip
+    assert await intake_count(pool) == before
+    error_of(await public.post(f"{SELF}/reports", json={**report(phone, latest), "urgency": "x"}),
+             422, "invalid_request")  # fmt: skip
+
+
+async def test_rate_limits_per_phone_and_per_address(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    tight = settings.model_copy(update={
+        "otp_phone_limits": "2/minute", "otp_address_limits": "4/hour",
+        "report_phone_limits": "1/day", "report_address_limits": "100/hour",
+    })  # fmt: skip
+    async with served(create_app(tight, client=client, pool=pool)) as api:
+        phone = new_phone()
+        for _ in range(2):
+            assert (await api.post(f"{SELF}/codes", json={"phone": phone})).status_code == 202
+        sent = await pool.fetchval("SELECT count(*) FROM sms_log WHERE phone = $1", phone)
+        refused = await api.post(f"{SELF}/codes", json={"phone": "+86 " + phone})  # same phone
+        error_of(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert await pool.fetchval("SELECT count(*) FROM sms_log WHERE phone LIKE $1",
+                                   f"%{phone}") == sent  # fmt: skip
+        # the address (every request counts, the refused one too): a fourth phone's code,
+        # then this client is refused whatever the phone
+        assert (await api.post(f"{SELF}/codes", json={"phone": new_phone()})).status_code == 202
+        error_of(await api.post(f"{SELF}/codes", json={"phone": new_phone()}), 429,
+                 "rate_limited")  # fmt: skip
+
+    async with served(create_app(tight, client=client, pool=pool)) as api:
+        phone = new_phone()
+        code = await code_for(api, pool, phone)
+        first = await api.post(f"{SELF}/reports", json=report(phone, code))
+        assert first.status_code == 201, first.text
+        try:
+            second = report(phone, await code_for(api, pool, phone))
+            error_of(await api.post(f"{SELF}/reports", json=second), 429, "rate_limited")
+        finally:
+            await finish(client, first.json()["case_id"])
+
+
+async def test_enterprises_file_with_a_checked_credit_code(
+    public: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    listed = await public.get(f"{SELF}/categories", params={"enterprise": "true"})
+    assert listed.status_code == 200, listed.text
+    enterprise_ids = {c["id"] for c in listed.json()}
+    assert {"enterprise_request", "enterprise_approval", "enterprise_policy"} <= enterprise_ids
+    assert "street_light" not in enterprise_ids
+    phone = new_phone()
+    code = await code_for(public, pool, phone)
+    as_firm = {"credit_code": CREDIT_CODE, "category_id": "enterprise_approval",
+               "name": "青河县某某科技有限公司 张经理"}  # fmt: skip
+    before = await intake_count(pool)
+    bad = await public.post(f"{SELF}/reports", json=report(phone, code, **{
+        **as_firm, "credit_code": BAD_CHECKSUM}))  # fmt: skip
+    error_of(bad, 422, "invalid_credit_code")
+    lower = await public.post(f"{SELF}/reports", json=report(phone, code, **{
+        **as_firm, "credit_code": CREDIT_CODE.lower()}))  # fmt: skip
+    error_of(lower, 422, "invalid_request")
+    citizen = await public.post(f"{SELF}/reports",
+                                json=report(phone, code, category_id="enterprise_approval"))
+    error_of(citizen, 422, "enterprise_category")
+    firm_elsewhere = await public.post(f"{SELF}/reports", json=report(phone, code, **{
+        **as_firm, "category_id": "street_light"}))  # fmt: skip
+    error_of(firm_elsewhere, 422, "not_an_enterprise_category")
+    assert await intake_count(pool) == before
+    # none of the refusals spent the code
+    filed = await public.post(f"{SELF}/reports", json=report(phone, code, **as_firm))
+    assert filed.status_code == 201, filed.text
+    case_id = filed.json()["case_id"]
+    try:
+        payload = await pool.fetchval(
+            "SELECT payload -> 'intake' FROM intakes WHERE case_id = $1", case_id
+        )
+        assert payload["channel"] == "enterprise_port"
+        assert payload["citizen"]["credit_code"] == CREDIT_CODE
+    finally:
+        await finish(client, case_id)
+
+
+async def test_an_unknown_grid_does_not_spend_the_code(
+    public: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    phone = new_phone()
+    code = await code_for(public, pool, phone)
+    nowhere = await public.post(f"{SELF}/reports", json=report(phone, code, grid_id="G-NOWHERE"))
+    error_of(nowhere, 422, "unknown_grid")
+    filed = await public.post(f"{SELF}/reports", json=report(phone, code))
+    assert filed.status_code == 201, filed.text
+    await finish(client, filed.json()["case_id"])
