@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     otp_address_limits: str = Field(default="20/hour", alias="JIESU_OTP_ADDRESS_LIMITS")
     report_phone_limits: str = Field(default="5/day", alias="JIESU_REPORT_PHONE_LIMITS")
     report_address_limits: str = Field(default="30/hour", alias="JIESU_REPORT_ADDRESS_LIMITS")
+    # Inbound e-mail (jiesu/channels/mail.py): the complaints address, where the SMTP
+    # listener listens, and the largest mail it takes (bigger: 552, nothing kept).
+    mail_address: str = Field(default="12345@jiesu.localhost", alias="JIESU_MAIL_ADDRESS")
+    mail_host: str = Field(default="127.0.0.1", alias="JIESU_MAIL_HOST")
+    mail_port: int = Field(default=2525, alias="JIESU_MAIL_PORT")
+    mail_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, alias="JIESU_MAIL_MAX_BYTES")
 
 
 @lru_cache

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("bootstrap", "worker", "api")
+APP_SERVICES = ("bootstrap", "worker", "api", "mail")
 MUST_HAVE_HEALTHCHECK = ("postgres", "temporal", "api")
 ENV_ANCHOR = "x-jiesu-env"
 
@@ -451,7 +451,7 @@ def test_compose_rule(rule) -> None:
 
 
 def test_compose_has_the_expected_services() -> None:
-    expected = {"postgres", "temporal", "temporal-ui", "bootstrap", "worker", "api"}
+    expected = {"postgres", "temporal", "temporal-ui", "bootstrap", "worker", "api", "mail"}
     assert expected <= load_compose()["services"].keys()
 
 

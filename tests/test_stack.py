@@ -6,9 +6,11 @@ free ports, kills its processes with SIGKILL and waits for the supervisor to rep
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
+import smtplib
 import socket
 import sqlite3
 import subprocess
@@ -18,6 +20,8 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +138,7 @@ class RunningStack:
     data: Path
     url: str
     output: list[str]
+    mail_port: int
 
     def child(self, marker: str) -> int | None:
         """The pid of the stack's live child whose command line contains ``marker``."""
@@ -169,7 +174,7 @@ def _read_lines(proc: subprocess.Popen[str], into: list[str]) -> None:
 @pytest.fixture(scope="module")
 async def running_stack() -> AsyncIterator[RunningStack]:
     data = Path(tempfile.mkdtemp(prefix="jiesu-test-stack-"))
-    api_port = _free_port()
+    api_port, mail_port = _free_port(), _free_port()
     env = dict(
         os.environ,
         JIESU_DATA_DIR=str(data),
@@ -177,6 +182,7 @@ async def running_stack() -> AsyncIterator[RunningStack]:
         JIESU_TEMPORAL_UI_PORT=str(_free_port()),
         JIESU_API_PORT=str(api_port),
         JIESU_API_HOST="127.0.0.1",
+        JIESU_MAIL_PORT=str(mail_port),
         JIESU_DEMO_DATA="1",  # the demo keys, as with `make run`
     )
     for name in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JIESU_TEMPORAL_SQLITE_PRAGMAS"):
@@ -184,7 +190,7 @@ async def running_stack() -> AsyncIterator[RunningStack]:
     proc = _start(env)
     output: list[str] = []
     threading.Thread(target=_read_lines, args=(proc, output), daemon=True).start()
-    running = RunningStack(proc, data, f"http://127.0.0.1:{api_port}", output)
+    running = RunningStack(proc, data, f"http://127.0.0.1:{api_port}", output, mail_port)
     try:
         await eventually(lambda: _healthy(running), within=STARTUP, interval=0.5)
         yield running
@@ -238,6 +244,26 @@ async def test_a_killed_worker_and_api_are_started_again(running_stack: RunningS
     assert s.proc.poll() is None
     # the supervisor's console line may come a moment after the process it reports on
     await eventually(lambda: _said(s, "worker was killed by signal 9", "API started again"))
+
+
+def _mail(port: int) -> tuple[int, bytes]:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "citizen@citizen.test", "12345@jiesu.localhost", "路灯"
+    msg["Message-ID"] = make_msgid(domain="citizen.test")
+    msg.set_content("幸福路的路灯坏了")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail("citizen@citizen.test")
+        smtp.rcpt("12345@jiesu.localhost")
+        return smtp.data(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
+
+
+async def test_the_mail_listener_takes_a_complaint(running_stack: RunningStack) -> None:
+    s = running_stack
+    assert s.child("jiesu.channels.mail_listener")
+    assert await eventually(lambda: _said(s, "Mail (SMTP)"))
+    code, answer = await asyncio.to_thread(_mail, s.mail_port)
+    assert code == 250 and answer.startswith(b"2.0.0 OK: case JS"), answer
 
 
 async def test_a_killed_postgres_is_started_again(running_stack: RunningStack) -> None:

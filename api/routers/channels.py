@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from api.actions import Call
 from api.auth_limit import Attempt
 from api.deps import AppSettings, Pool, Temporal
-from api.errors import ERRORS, ApiError
+from api.errors import ACTION_ERRORS, ApiError
 from api.intake import http_error
 from api.routers import citizen
 from jiesu.channels import sms as sms_channel
@@ -51,7 +51,7 @@ class SmsInboundResult(BaseModel):
 @router.post(
     "/sms/inbound",
     response_model=SmsInboundResult,
-    responses={**ERRORS, 409: {"description": "The rating cannot be applied now"}},
+    responses=ACTION_ERRORS,  # 409: the rating cannot be applied now
     summary="上行短信 The SMS gateway delivers a citizen's text message (signed webhook)",
     openapi_extra={
         "requestBody": {

@@ -20,7 +20,7 @@ from api.errors import ERRORS, ApiError
 from api.intake import http_error
 from api.rate_limits import RateLimits
 from api.routers.channels import Gateway
-from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role, Urgency
+from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Phone, Role, Urgency
 from jiesu.channels import otp
 from jiesu.channels.sms import phone_forms
 from jiesu.config import Settings
@@ -57,7 +57,7 @@ Limits = Annotated[RateLimits, Depends(_limits)]
 class CodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: Annotated[str, _CITIZEN["phone"]]
+    phone: Phone
 
 
 class CodeSent(BaseModel):
@@ -70,7 +70,7 @@ class SelfServiceReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    phone: Annotated[str, _CITIZEN["phone"]]
+    phone: Phone
     code: str = Field(pattern=r"^\s*[0-9]{6}\s*$", description="The code texted to the phone")
     name: Annotated[str, _CITIZEN["name"]]
     credit_code: Annotated[str | None, _CITIZEN["credit_code"]] = None

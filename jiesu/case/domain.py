@@ -360,9 +360,17 @@ UNKNOWN_SENDER = Actor(role=Role.SYSTEM, name="unknown sender")
 # --- intake ---------------------------------------------------------------------------
 
 
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
+Email = Annotated[Line, Field(max_length=254, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")]
+
+
 class Citizen(BaseModel):
+    """The reporter (诉求人): reached by phone, or by e-mail when the report came by e-mail
+    without a phone number (at least one of the two)."""
+
     name: Line = Field(min_length=1, max_length=100)
-    phone: str = Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$")
+    phone: Phone | None = None
+    email: Email | None = None
     credit_code: str | None = Field(
         default=None,
         pattern=r"^[0-9A-Z]{18}$",
@@ -370,6 +378,12 @@ class Citizen(BaseModel):
         "the reporter speaks for; its checksum is checked at intake.",
         examples=["91110000600037341L"],
     )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Citizen:
+        if self.phone is None and self.email is None:
+            raise ValueError("a citizen needs a phone number or an e-mail address")
+        return self
 
 
 class ComplaintIntake(BaseModel):

@@ -41,7 +41,9 @@ class ProblemKeys:
 
 
 def problem_keys(intake: ComplaintIntake) -> ProblemKeys:
-    return keys_of(intake.category_id, intake.grid_id, intake.citizen.phone, intake.address)
+    # the reporter's phone, or the e-mail address of a report that came by e-mail without one
+    contact = intake.citizen.phone or intake.citizen.email or ""
+    return keys_of(intake.category_id, intake.grid_id, contact, intake.address)
 
 
 def keys_of(category_id: str, grid_id: str, phone: str, address: str) -> ProblemKeys:

@@ -39,12 +39,25 @@ CREATE TABLE otp_codes (
 );
 CREATE INDEX otp_codes_phone ON otp_codes (phone_key, id DESC);
 
--- Inbound e-mail, one row per Message-ID (hashed): the same mail delivered twice makes one
--- case. case_id is set once the case is filed.
+-- Inbound e-mail, one row per Message-ID (hashed), written once its case is filed: the same
+-- mail delivered twice makes one case (the filing's Idempotency-Key) and one automatic reply.
 CREATE TABLE inbound_mail (
-    message_key text PRIMARY KEY,
-    case_id     text,
+    message_key text PRIMARY KEY,   -- sha256 of the Message-ID (of the whole mail without one)
+    case_id     text NOT NULL,
+    replied_at  timestamptz,        -- the automatic reply went out
     received_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The log mailer (jiesu/notify/mail.py LogMailer): the automatic replies that would have been
+-- sent, one row per key.
+CREATE TABLE mail_log (
+    id          bigserial PRIMARY KEY,
+    key         text NOT NULL UNIQUE,
+    to_address  text NOT NULL,
+    subject     text NOT NULL,
+    body        text NOT NULL,
+    in_reply_to text,
+    sent_at     timestamptz NOT NULL DEFAULT now()
 );
 
 -- Files that came with a report (an e-mail's attachments), linked to its case as evidence.

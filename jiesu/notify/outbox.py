@@ -225,7 +225,12 @@ def sender_from_env(
 
 # --- the dispatcher -------------------------------------------------------------------------
 
-_CLAIM = """
+# The citizen of a notice to a case's citizen (recipient_id is the case number).
+_CITIZEN = (
+    "(SELECT i.payload -> 'intake' -> 'citizen' FROM intakes i WHERE i.case_id = n.recipient_id)"
+)
+
+_CLAIM = f"""
 UPDATE notifications n
 SET status = 'sending', lease_until = now() + $2::interval, attempts = n.attempts + 1
 WHERE n.id IN (
@@ -238,10 +243,13 @@ WHERE n.id IN (
     LIMIT $1)
 RETURNING
     n.id, n.key, n.case_id, n.event_seq, n.event_kind, n.recipient_kind, n.recipient_id,
-    n.channel, n.subject, n.body, n.attempts,
+    -- a citizen without a phone (a report that came by e-mail) is written to instead
+    CASE WHEN n.recipient_kind = 'citizen' AND {_CITIZEN} ->> 'phone' IS NULL
+              AND {_CITIZEN} ->> 'email' IS NOT NULL
+         THEN 'email' ELSE n.channel END AS channel,
+    n.subject, n.body, n.attempts,
     CASE n.recipient_kind
-        WHEN 'citizen' THEN (SELECT i.payload -> 'intake' -> 'citizen' ->> 'phone'
-                             FROM intakes i WHERE i.case_id = n.recipient_id)
+        WHEN 'citizen' THEN coalesce({_CITIZEN} ->> 'phone', {_CITIZEN} ->> 'email')
         ELSE n.recipient_id
     END AS address,
     (SELECT d.name FROM departments d

@@ -37,7 +37,7 @@ from typing import Protocol
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jiesu.case.domain import Line, Text
+from jiesu.case.domain import Line, Phone, Text
 from jiesu.config import Settings
 
 TIMESTAMP_HEADER = "X-Jiesu-Timestamp"
@@ -58,7 +58,7 @@ class InboundSms(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     message_id: Line = Field(min_length=1, max_length=200)
-    phone: str = Field(alias="from", pattern=r"^\+?[0-9][0-9\- ]{4,19}$")
+    phone: Phone = Field(alias="from")
     text: Text = Field(min_length=1, max_length=2000)
 
 

@@ -2,10 +2,12 @@
 
 Starts a Temporal dev server (unless ``TEMPORAL_ADDRESS`` is set) and an embedded PostgreSQL
 (unless ``DATABASE_URL`` is set), prepares both, then runs the worker and the API as child
-processes until Ctrl-C / SIGTERM. A process that dies after startup (worker, API, Temporal dev
-server, PostgreSQL) is started again, after a pause that doubles while it keeps dying (1 s up
-to 30 s), with a line on the console; the others keep serving. Everything started here is
-stopped here, in reverse order; running it again keeps all data.
+processes, and the inbound e-mail listener (jiesu/channels/mail_listener.py, SMTP on
+``JIESU_MAIL_PORT``, 2525), until Ctrl-C / SIGTERM. A process that dies after startup (worker,
+API, mail listener, Temporal dev server, PostgreSQL) is started again, after a pause that
+doubles while it keeps dying (1 s up to 30 s), with a line on the console; the others keep
+serving. Everything started here is stopped here, in reverse order; running it again keeps all
+data.
 
 Both embedded stores keep an acknowledged write across a crash: the dev server's SQLite runs
 with ``journal_mode=WAL`` and ``synchronous=FULL`` (the WAL is fsynced at every commit), and
@@ -15,8 +17,8 @@ Environment: everything ``jiesu.config.Settings`` reads (passed on to the childr
 ``JIESU_DATA_DIR`` (``.data``), ``JIESU_TEMPORAL_PORT`` (7233), ``JIESU_TEMPORAL_UI_PORT``
 (gRPC port + 1000) and ``JIESU_TEMPORAL_SQLITE_PRAGMAS`` (comma-separated ``name=value``;
 default ``journal_mode=WAL,synchronous=FULL``) for the dev server. Logs: ``temporal.log``,
-``worker.log``, ``api.log`` in the data folder (rewritten at each start, appended to at each
-restart) and ``pg/log``.
+``worker.log``, ``api.log``, ``mail.log`` in the data folder (rewritten at each start, appended
+to at each restart) and ``pg/log``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ if TYPE_CHECKING:
     from jiesu.ops.demo_data import DemoKey
 
 DATA_DIR = Path(".data")
+DEMO_SMS_WEBHOOK_SECRET = "jiesu-demo-sms-secret"
+"""The inbound SMS webhook's secret under `make run` with the demo data: public, like the demo
+keys; set JIESU_SMS_WEBHOOK_SECRET for anything real."""
 STARTUP_TIMEOUT = 60.0  # seconds, for Temporal and for the API's health check
 STOP_TIMEOUT = 10.0  # seconds a process gets to exit before it is killed
 POLL_INTERVAL = 0.25
@@ -566,12 +571,15 @@ class Stack:
     postgres: PostgresService | None = None
     worker: ChildService | None = None
     api: ChildService | None = None
+    mail: ChildService | None = None
     shown: list[tuple[str, str]] = field(default_factory=list)  # for the banner
     temporal_args: list[str] = field(default_factory=list)  # more dev-server flags (benches)
 
     def __post_init__(self) -> None:
         # the log sender's file follows the data folder (jiesu.notify.outbox.sender_from_env)
         self.env.setdefault("JIESU_NOTIFY_LOG", str(self.data / "notifications.log"))
+        if self.settings.demo_data:  # a public secret, like the demo keys (docs/channels.md)
+            self.env.setdefault("JIESU_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
 
     @property
     def api_url(self) -> str:
@@ -665,6 +673,17 @@ class Stack:
         self.shown.insert(0, ("API docs", f"{self.api_url}/docs"))
         self.shown.insert(0, ("Console", f"{self.api_url}/console/"))  # 控制台 (api/console)
 
+    def start_mail(self) -> None:
+        """The inbound e-mail listener (jiesu/channels/mail_listener.py)."""
+        host, port, address = (
+            self.settings.mail_host, self.settings.mail_port, self.settings.mail_address
+        )
+        _ensure_port_free(port, "SMTP listener", "set JIESU_MAIL_PORT")
+        cmd = [sys.executable, "-m", "jiesu.channels.mail_listener"]
+        self.mail = ChildService("mail listener", cmd, self.data / "mail.log", self.env)
+        self._add(self.mail)
+        self.shown.append(("Mail (SMTP)", f"{_display_host(host)}:{port}, complaints to {address}"))
+
     def logs(self) -> str:
         return ", ".join(_relative(s.log) for s in self.services)
 
@@ -674,10 +693,12 @@ class Stack:
 
 def _serve(stack: Stack) -> None:
     _ensure_port_free(stack.settings.api_port, "API", "set JIESU_API_PORT")
+    _ensure_port_free(stack.settings.mail_port, "SMTP listener", "set JIESU_MAIL_PORT")
     stack.start_temporal()
     stack.start_postgres()
     keys = stack.prepare()
     stack.start_app()
+    stack.start_mail()
     print(banner(stack.shown, keys, stack.logs()), flush=True)
     stack.supervisor().run()
 

@@ -1,0 +1,297 @@
+"""Inbound e-mail (来信): a mail to the complaints address becomes a case.
+
+An ``aiosmtpd`` handler (:class:`ComplaintMailHandler`; the process is
+jiesu/channels/mail_listener.py). What each mail gets, as the sending server sees it:
+
+- ``RCPT TO`` another address than JIESU_MAIL_ADDRESS: ``550 5.1.1`` (we relay nothing);
+- bigger than JIESU_MAIL_MAX_BYTES: ``552`` (aiosmtpd's size limit, also announced in EHLO);
+- a bounce or an automatic reply (null sender ``MAIL FROM:<>``, ``Auto-Submitted`` other than
+  ``no``, ``Precedence: bulk/junk/list/auto_reply``, ``X-Autoreply``, a delivery report):
+  ``250`` and dropped, with a log line — answering it would start a mail loop;
+- malformed (no sender address in ``From``, undecodable, nothing to read): ``550 5.6.0`` with
+  the reason;
+- otherwise the report is filed (channel ``email``; the subject is the title, the text the
+  description; the reporter is the ``From`` address, with no phone) through jiesu.intake with
+  an Idempotency-Key derived from the ``Message-ID``, attachments are stored in
+  ``attachments`` linked to the case (evidence), an automatic reply carries the case number
+  and the follow-up link, and the answer is ``250 2.0.0 case <number>``;
+- Temporal or PostgreSQL away (or another failure): ``451 4.3.0``, the sending server tries
+  again later, and the retry, with the same Message-ID, files the same case once.
+
+Logs name a mail by the first 12 characters of its key (a hash): never an address, a phone
+or a subject. aiosmtpd's own INFO log, which prints every command, is turned down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import parseaddr
+from html.parser import HTMLParser
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+
+from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role
+from jiesu.config import Settings
+from jiesu.intake import filing
+from jiesu.intake.errors import IntakeError
+from jiesu.notify.links import follow_up_link
+from jiesu.notify.mail import Mailer, OutboundMail
+
+log = logging.getLogger("jiesu.mail")
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs addresses at INFO
+
+MAIL_ACTOR = Actor(role=Role.CITIZEN, name="citizen by e-mail")
+MAIL_CITIZEN_NAME = "邮件用户"
+TITLE_MAX, DESCRIPTION_MAX, NAME_MAX = 200, 5000, 100
+_AUTOMATIC_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Report:
+    message_key: str
+    message_id: str | None
+    address: str
+    name: str
+    subject: str
+    text: str
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+class Dropped(Exception):
+    """A mail we take (250) and do not answer: bounces and automatic replies."""
+
+
+class Malformed(Exception):
+    """A mail we refuse (550 5.6.0) with the reason."""
+
+
+def message_key(msg: EmailMessage, raw: bytes) -> str:
+    """One key per mail: the Message-ID's hash, or the whole mail's when it has none."""
+    message_id = (msg.get("Message-ID") or "").strip()
+    return hashlib.sha256(message_id.encode() if message_id else raw).hexdigest()
+
+
+def _automatic(msg: EmailMessage, envelope_from: str) -> str | None:
+    if not envelope_from or envelope_from == "<>":
+        return "null sender (a bounce)"
+    if (msg.get("Auto-Submitted") or "no").strip().lower() != "no":
+        return "Auto-Submitted"
+    if (msg.get("Precedence") or "").strip().lower() in _AUTOMATIC_PRECEDENCE:
+        return "Precedence"
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return "X-Autoreply"
+    if msg.get_content_type() == "multipart/report":
+        return "delivery report"
+    return None
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _plain(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def _clean(text: str) -> str:
+    """What the domain's Text takes: no control characters but newlines and tabs."""
+    return _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def _body(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    content = part.get_content()
+    if not isinstance(content, str):
+        return ""
+    return _plain(content) if part.get_content_type() == "text/html" else content
+
+
+def _attachments(msg: EmailMessage) -> list[Attachment]:
+    found = []
+    for n, part in enumerate(msg.iter_attachments(), start=1):
+        content = part.get_payload(decode=True)
+        if not isinstance(content, bytes) or not content:
+            continue
+        name = _clean(part.get_filename() or "")[:200] or f"attachment-{n}"
+        found.append(Attachment(name, part.get_content_type(), content))
+    return found
+
+
+def parse(raw: bytes, envelope_from: str) -> Report:
+    """The report a mail makes; raises Dropped (automatic mail) or Malformed."""
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        if not isinstance(msg, EmailMessage):
+            raise Malformed("the mail cannot be read")
+        reason = _automatic(msg, envelope_from)
+        if reason:
+            raise Dropped(reason)
+        name, address = parseaddr(str(msg.get("From") or ""))
+        subject = _clean(" ".join(str(msg.get("Subject") or "").split()))
+        text = _clean(_body(msg))
+        attachments = _attachments(msg)
+    except (Dropped, Malformed):
+        raise
+    except Exception as err:  # undecodable headers, unknown charsets...: the mail is broken
+        raise Malformed(f"the mail cannot be read ({type(err).__name__})") from err
+    if "@" not in address or any(c.isspace() for c in address):
+        raise Malformed("the mail has no sender address (From)")
+    if not subject and not text:
+        raise Malformed("the mail has neither a subject nor a text")
+    return Report(
+        message_key=message_key(msg, raw), message_id=(msg.get("Message-ID") or "").strip() or None,
+        address=address, name=_clean(name)[:NAME_MAX] or MAIL_CITIZEN_NAME,
+        subject=subject, text=text, attachments=attachments,
+    )  # fmt: skip
+
+
+def _at_least_two(text: str, fallback: str) -> str:
+    return text if len(text) >= 2 else fallback
+
+
+def intake(report: Report, settings: Settings) -> ComplaintIntake:
+    """Subject → title, text → description, the sender → the reporter; the centre classifies
+    and places it (JIESU_CHANNEL_CATEGORY, JIESU_CHANNEL_GRID), as with an SMS."""
+    first_line = report.text.splitlines()[0] if report.text else ""
+    title = report.subject or first_line
+    if len(title) > TITLE_MAX:
+        title = title[: TITLE_MAX - 1] + "…"
+    description = report.text or report.subject
+    if len(description) > DESCRIPTION_MAX:
+        description = description[: DESCRIPTION_MAX - 1] + "…"
+    return ComplaintIntake(
+        title=_at_least_two(title, f"来信：{title}"),
+        description=_at_least_two(description, f"来信：{description}"),
+        category_id=settings.channel_category,
+        grid_id=settings.channel_grid,
+        channel=Channel.EMAIL,
+        citizen=Citizen(name=report.name, email=report.address),
+    )
+
+
+async def store_attachments(pool: asyncpg.Pool, case_id: str, report: Report) -> None:
+    """The mail's files, linked to its case (evidence); stored once however often it comes."""
+    await pool.executemany(
+        "INSERT INTO attachments (case_id, source, filename, content_type, size, sha256, content)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, filename, sha256) DO NOTHING",
+        [
+            (case_id, f"email:{report.message_key}", a.filename, a.content_type, len(a.content),
+             hashlib.sha256(a.content).hexdigest(), a.content)
+            for a in report.attachments
+        ],
+    )  # fmt: skip
+
+
+def reply(report: Report, settings: Settings, filed: filing.Filing) -> OutboundMail:
+    link = follow_up_link(settings, filed.citizen_token) if filed.citizen_token else None
+    follow = f"查询办理进度 Follow your case: {link}\n" if link else ""
+    return OutboundMail(
+        key=f"mail-reply:{report.message_key}",
+        sender=settings.mail_address,
+        to=report.address,
+        subject=f"已受理 工单 {filed.case_id} — Re: {report.subject or '您的来信'}"[:250],
+        body=(
+            f"{report.name}：\n\n您的来信已受理，工单编号 {filed.case_id}。\n{follow}"
+            "请保存此链接，它是查询和评价此工单的凭证。\n\n"
+            f"Your report has been registered as case {filed.case_id}.\n"
+        ),
+        in_reply_to=report.message_id,
+    )
+
+
+class ComplaintMailHandler:
+    """aiosmtpd handler: RCPT checks the address, DATA files the report (see the module)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, client: Client, settings: Settings, mailer: Mailer
+    ) -> None:
+        self.pool, self.client, self.settings, self.mailer = pool, client, settings, mailer
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() != self.settings.mail_address.lower():
+            return "550 5.1.1 no such mailbox here: write to the complaints address"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        key = hashlib.sha256(raw).hexdigest()[:12]
+        try:
+            report = parse(raw, envelope.mail_from or "")
+        except Dropped as why:
+            log.info("mail %s dropped: %s", key, why)
+            return "250 2.0.0 OK: automatic mail, dropped"
+        except Malformed as why:
+            log.info("mail %s refused: %s", key, why)
+            return f"550 5.6.0 {why}"
+        try:
+            case_id = await self.file(report)
+        except Exception as err:  # Temporal or PostgreSQL away...: the sender retries later
+            kind = err.code if isinstance(err, IntakeError) else type(err).__name__
+            log.warning("mail %s not filed (%s): asked to retry", report.message_key[:12], kind)
+            return "451 4.3.0 the complaint cannot be registered now; try again later"
+        return f"250 2.0.0 OK: case {case_id}"
+
+    async def file(self, report: Report) -> str:
+        filed = await filing.register(
+            self.pool, self.client, self.settings, intake(report, self.settings), MAIL_ACTOR,
+            f"email:{report.message_key}",
+        )  # fmt: skip
+        await store_attachments(self.pool, filed.case_id, report)
+        await self.pool.execute(
+            "INSERT INTO inbound_mail (message_key, case_id) VALUES ($1, $2)"
+            " ON CONFLICT (message_key) DO NOTHING",
+            report.message_key, filed.case_id,
+        )  # fmt: skip
+        await self._reply_once(report, filed)
+        log.info("mail %s filed as case %s%s", report.message_key[:12], filed.case_id,
+                 " (repeat report)" if filed.merged else "")  # fmt: skip
+        return filed.case_id
+
+    async def _reply_once(self, report: Report, filed: filing.Filing) -> None:
+        """The automatic reply, unless it went out for an earlier delivery of the mail. A
+        failed reply is logged and not retried: the case stands (the mail is answered 250)."""
+        if await self.pool.fetchval(
+            "SELECT replied_at IS NOT NULL FROM inbound_mail WHERE message_key = $1",
+            report.message_key,
+        ):
+            return
+        try:
+            await self.mailer.send(reply(report, self.settings, filed))
+        except Exception as err:
+            log.warning("mail %s: the automatic reply failed (%s)", report.message_key[:12],
+                        type(err).__name__)  # fmt: skip
+            return
+        await self.pool.execute(
+            "UPDATE inbound_mail SET replied_at = now() WHERE message_key = $1", report.message_key
+        )

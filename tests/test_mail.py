@@ -1,0 +1,170 @@
+"""Inbound e-mail (jiesu/channels/mail.py): a real SMTP client (smtplib) talks to the aiosmtpd
+listener running in the test session; the automatic reply is read from the log mailer's
+table. A mail becomes a case with its attachments as evidence; the same mail twice is one case
+and one reply; bounces, automatic replies, oversized, malformed and misaddressed mail get their
+SMTP answers and file nothing; no address or subject reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import uuid
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from test_api import finish
+
+from jiesu.channels.mail_listener import handler_for, listening
+from jiesu.config import Settings
+from jiesu.notify.mail import LogMailer
+
+COMPLAINTS = "12345@qinghe.test"
+MAX_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+async def smtp_port(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> AsyncIterator[int]:
+    mine = settings.model_copy(update={"mail_address": COMPLAINTS, "mail_max_bytes": MAX_BYTES})
+    handler = handler_for(pool, client, mine, LogMailer(pool))
+    async with listening(handler, mine, "127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+SUBJECT, TEXT = "小区门口的路灯坏了", "幸福路12号门口的路灯一周没亮。"
+
+
+def mail(sender: str, subject: str = SUBJECT, text: str = TEXT, **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"张伟 <{sender}>"
+    msg["To"] = COMPLAINTS
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="citizen.test")
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(text)
+    return msg
+
+
+def _send(port: int, envelope_from: str, rcpt: str, data: bytes) -> tuple[int, int, bytes]:
+    """One SMTP conversation: (RCPT's code, DATA's code, DATA's answer); DATA is skipped (0)
+    when RCPT is refused."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo("mx.citizen.test")
+        smtp.mail(envelope_from)
+        code, _ = smtp.rcpt(rcpt)
+        if code != 250:
+            return code, 0, b""
+        try:
+            data_code, answer = smtp.data(data)
+        except smtplib.SMTPDataError as err:
+            data_code, answer = err.smtp_code, err.smtp_error
+        return code, data_code, answer
+
+
+async def send(port: int, msg: EmailMessage | bytes, *, envelope_from: str | None = None,
+               rcpt: str = COMPLAINTS) -> tuple[int, int, str]:  # fmt: skip
+    # (smtplib sends bytes as they are: lines must end in CRLF already)
+    data = msg if isinstance(msg, bytes) else msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    sender = envelope_from if envelope_from is not None else "citizen@citizen.test"
+    rcpt_code, code, answer = await asyncio.to_thread(_send, port, sender, rcpt, data)
+    return rcpt_code, code, answer.decode()
+
+
+def address() -> str:
+    return f"zhang.{uuid.uuid4().hex[:10]}@citizen.test"
+
+
+async def intakes(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM intakes")
+
+
+async def test_a_mail_becomes_a_case_with_its_attachments_and_a_reply(
+    smtp_port: int, pool: asyncpg.Pool, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    sender = address()
+    msg = mail(sender)
+    photo = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 100
+    msg.add_attachment(photo, maintype="image", subtype="png", filename="路灯.png")
+    before = await intakes(pool)
+    _, code, answer = await send(smtp_port, msg)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    try:
+        assert case_id.startswith("JS")
+        payload = await pool.fetchval(
+            "SELECT payload -> 'intake' FROM intakes WHERE case_id = $1", case_id
+        )
+        assert payload["channel"] == "email" and payload["title"] == "小区门口的路灯坏了"
+        assert payload["description"] == "幸福路12号门口的路灯一周没亮。"
+        assert payload["citizen"] == {
+            "name": "张伟", "phone": None, "email": sender, "credit_code": None
+        }
+        stored = await pool.fetch(
+            "SELECT filename, content_type, content FROM attachments WHERE case_id = $1", case_id
+        )
+        assert [(r["filename"], r["content_type"], r["content"]) for r in stored] == [
+            ("路灯.png", "image/png", photo)
+        ]
+        reply = await pool.fetchrow("SELECT * FROM mail_log WHERE to_address = $1", sender)
+        assert case_id in reply["subject"] and case_id in reply["body"]
+        assert "/my/" in reply["body"] and reply["in_reply_to"] == msg["Message-ID"]
+        # the sending server delivers it again (no answer seen): the same case, once
+        _, again, answer_again = await send(smtp_port, msg)
+        assert again == 250 and answer_again == answer
+        assert await intakes(pool) == before + 1
+        assert await pool.fetchval(
+            "SELECT count(*) FROM attachments WHERE case_id = $1", case_id) == 1  # fmt: skip
+        assert await pool.fetchval(
+            "SELECT count(*) FROM mail_log WHERE to_address = $1", sender) == 1  # fmt: skip
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert case_id in logged  # the listener did log the mail...
+        assert sender not in logged and "路灯" not in logged  # ...but no address or subject
+    finally:
+        await finish(client, case_id)
+
+
+@pytest.mark.parametrize(
+    ("envelope_from", "headers"),
+    [
+        pytest.param("", {}, id="bounce-null-sender"),
+        pytest.param(None, {"Auto_Submitted": "auto-replied"}, id="auto-submitted"),
+        pytest.param(None, {"Precedence": "bulk"}, id="precedence-bulk"),
+        pytest.param(None, {"X_Autoreply": "yes"}, id="x-autoreply"),
+    ],
+)
+async def test_bounces_and_automatic_replies_are_dropped(
+    smtp_port: int, pool: asyncpg.Pool, envelope_from: str | None, headers: dict[str, str]
+) -> None:
+    sender = address()
+    before = await intakes(pool)
+    _, code, answer = await send(smtp_port, mail(sender, **headers), envelope_from=envelope_from)
+    assert (code, answer) == (250, "2.0.0 OK: automatic mail, dropped")
+    assert await intakes(pool) == before
+    assert await pool.fetchval("SELECT count(*) FROM mail_log WHERE to_address = $1", sender) == 0
+
+
+async def test_oversized_malformed_and_misaddressed_mail_is_refused(
+    smtp_port: int, pool: asyncpg.Pool
+) -> None:
+    before = await intakes(pool)
+    big = mail(address(), text="很长的来信。" * (MAX_BYTES // 6))
+    _, code, answer = await send(smtp_port, big)
+    assert code == 552, answer
+    no_sender = mail(address())
+    del no_sender["From"]
+    _, code, answer = await send(smtp_port, no_sender)
+    assert (code, answer) == (550, "5.6.0 the mail has no sender address (From)")
+    empty = mail(address(), subject="", text="")
+    _, code, answer = await send(smtp_port, empty)
+    assert (code, answer) == (550, "5.6.0 the mail has neither a subject nor a text")
+    rcpt_code, code, _ = await send(smtp_port, mail(address()), rcpt="someone@qinghe.test")
+    assert (rcpt_code, code) == (550, 0)
+    assert await intakes(pool) == before
