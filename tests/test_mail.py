@@ -16,12 +16,15 @@ from email.utils import make_msgid
 
 import asyncpg
 import pytest
+from helpers import eventually
 from temporalio.client import Client
 from test_api import finish
+from test_outbox import RecordingSender
 
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
 from jiesu.notify.mail import LogMailer
+from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
 
 COMPLAINTS = "12345@qinghe.test"
 MAX_BYTES = 64 * 1024
@@ -168,3 +171,32 @@ async def test_oversized_malformed_and_misaddressed_mail_is_refused(
     rcpt_code, code, _ = await send(smtp_port, mail(address()), rcpt="someone@qinghe.test")
     assert (rcpt_code, code) == (550, 0)
     assert await intakes(pool) == before
+
+
+async def test_the_outbox_writes_to_a_citizen_who_came_by_e_mail(
+    smtp_port: int, pool: asyncpg.Pool, client: Client
+) -> None:
+    """A citizen without a phone gets the citizen notices (channel sms) by e-mail instead."""
+    sender = address()
+    _, code, answer = await send(smtp_port, mail(sender))
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    key = f"{case_id}:999:citizen:{case_id}"
+    try:
+        await pool.execute(
+            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+            " recipient_id, channel, subject, body)"
+            " VALUES ($1, $2, 999, 'replied', 'citizen', $2, 'sms', 's', 'b')",
+            key, case_id,
+        )  # fmt: skip
+        sender_ = RecordingSender()
+        dispatcher = OutboxDispatcher(pool, sender_, batch=100_000)
+
+        async def delivered() -> list[OutboundNotice]:
+            await dispatcher.run_once()
+            return [n for n in sender_.sent if n.key == key]
+
+        [notice] = await eventually(delivered, within=30)
+        assert (notice.channel, notice.address) == ("email", sender)
+    finally:
+        await finish(client, case_id)
