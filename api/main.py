@@ -19,6 +19,7 @@ from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
 from api.routers import (
     admin,
+    attachments,
     channels,
     citizen,
     complaints,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(session.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(channels.router, prefix="/api/v1")
+    app.include_router(attachments.router, prefix="/api/v1")
     app.include_router(self_service.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)

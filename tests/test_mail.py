@@ -15,10 +15,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import asyncpg
+import httpx
 import pytest
-from helpers import eventually
+from helpers import OPERATOR, department, eventually
 from temporalio.client import Client
-from test_api import finish
+from test_api import error_of, finish
 from test_outbox import RecordingSender
 
 from jiesu.channels.mail_listener import handler_for, listening
@@ -198,5 +199,37 @@ async def test_the_outbox_writes_to_a_citizen_who_came_by_e_mail(
 
         [notice] = await eventually(delivered, within=30)
         assert (notice.channel, notice.address) == ("email", sender)
+    finally:
+        await finish(client, case_id)
+
+
+async def test_staff_read_a_mailed_case_s_attachments(
+    smtp_port: int, pool: asyncpg.Pool, client: Client, api: httpx.AsyncClient
+) -> None:
+    msg = mail(address())
+    report = "检测报告".encode() * 50
+    msg.add_attachment(report, maintype="application", subtype="pdf", filename="report.pdf")
+    _, code, answer = await send(smtp_port, msg)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    url = f"/api/v1/complaints/{case_id}/attachments"
+    try:
+        listed = await api.get(url, headers=OPERATOR)
+        assert listed.status_code == 200, listed.text
+        [info] = listed.json()
+        assert (info["filename"], info["content_type"], info["size"]) == (
+            "report.pdf", "application/pdf", len(report)
+        )
+        got = await api.get(f"{url}/{info['id']}", headers=OPERATOR)
+        assert got.status_code == 200 and got.content == report
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert got.headers["content-disposition"].startswith("attachment;")
+        # a department that does not handle the case: no such case, no such file
+        error_of(await api.get(url, headers=department("water")), 404, "case_not_found")
+        error_of(await api.get(f"{url}/{info['id']}", headers=department("water")), 404,
+                 "case_not_found")  # fmt: skip
+        error_of(await api.get(f"{url}/{info['id'] + 10**9}", headers=OPERATOR), 404,
+                 "attachment_not_found")  # fmt: skip
+        error_of(await api.get(url), 401, "unauthenticated")
     finally:
         await finish(client, case_id)

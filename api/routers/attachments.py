@@ -1,0 +1,79 @@
+"""/api/v1/complaints/{case_id}/attachments: the files that came with a case's report (an
+e-mail's attachments, jiesu/channels/mail.py) — its evidence, for the staff who may see the
+case (a department only its own cases: 404 otherwise, as for the case itself)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel
+
+from api import cases
+from api.deps import AppSettings, CaseId, Pool, Staff, Temporal
+from api.errors import ERRORS, ApiError
+from jiesu.case.domain import CaseState
+
+router = APIRouter(prefix="/complaints/{case_id}/attachments", tags=["complaints"])
+
+
+async def _visible(
+    client: Temporal, pool: Pool, case_id: str, principal: Staff, settings: AppSettings
+) -> CaseState:
+    return await cases.visible_state(
+        client, pool, case_id, principal, settings.query_timeout_seconds
+    )
+
+
+class AttachmentInfo(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    source: str
+    created_at: datetime
+
+
+@router.get("", response_model=list[AttachmentInfo], responses=ERRORS,
+            summary="The files that came with the case's report (evidence)")
+async def list_attachments(
+    case_id: CaseId, principal: Staff, pool: Pool, client: Temporal, settings: AppSettings
+) -> list[AttachmentInfo]:  # fmt: skip
+    await _visible(client, pool, case_id, principal, settings)
+    rows = await pool.fetch(
+        "SELECT id, filename, content_type, size, sha256, source, created_at FROM attachments"
+        " WHERE case_id = $1 ORDER BY id",
+        case_id,
+    )
+    return [AttachmentInfo(**dict(r)) for r in rows]
+
+
+@router.get(
+    "/{attachment_id}",
+    responses={**ERRORS, 200: {"content": {"application/octet-stream": {}},
+                               "description": "The file"}},
+    response_class=Response,
+    summary="One file of the case's report, as it came",
+)  # fmt: skip
+async def get_attachment(
+    case_id: CaseId,
+    attachment_id: Annotated[int, Path(ge=1, le=2**62)],
+    principal: Staff, pool: Pool, client: Temporal, settings: AppSettings,
+) -> Response:  # fmt: skip
+    await _visible(client, pool, case_id, principal, settings)
+    row = await pool.fetchrow(
+        "SELECT filename, content FROM attachments WHERE case_id = $1 AND id = $2",
+        case_id, attachment_id,
+    )  # fmt: skip
+    if row is None:
+        raise ApiError(
+            404, "attachment_not_found", f"case {case_id} has no attachment {attachment_id}"
+        )
+    # Served as a download, never rendered: a mailed file is the sender's, not ours.
+    return Response(
+        row["content"], media_type="application/octet-stream",
+        headers={"Content-Disposition": f"attachment; filename*=utf-8''{quote(row['filename'])}"},
+    )  # fmt: skip
