@@ -115,6 +115,7 @@ def create_app(
     app.include_router(channels.router, prefix="/api/v1")
     app.include_router(attachments.router, prefix="/api/v1")
     app.include_router(self_service.router, prefix="/api/v1")
+    app.include_router(self_service.form_router)  # /report, the public form
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app

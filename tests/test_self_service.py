@@ -218,3 +218,14 @@ async def test_an_unknown_grid_does_not_spend_the_code(
     filed = await public.post(f"{SELF}/reports", json=report(phone, code))
     assert filed.status_code == 201, filed.text
     await finish(client, filed.json()["case_id"])
+
+
+async def test_the_public_form_is_served(public: httpx.AsyncClient) -> None:
+    page = await public.get("/report")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    for field in ("phone", "code", "name", "credit_code", "category_id", "grid_id", "title",
+                  "description"):  # fmt: skip
+        assert f'id="{field}"' in html, field
+    assert '"/api/v1/self-service"' in html and "/codes" in html and "/reports" in html
+    assert "/report" not in (await public.get("/openapi.json")).json()["paths"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth_limit import Attempt, client_of
@@ -21,7 +22,7 @@ from api.intake import http_error
 from api.rate_limits import RateLimits
 from api.routers.channels import Gateway
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Phone, Role, Urgency
-from jiesu.channels import otp
+from jiesu.channels import otp, report_form
 from jiesu.channels.sms import phone_forms
 from jiesu.config import Settings
 from jiesu.intake import filing
@@ -29,6 +30,9 @@ from jiesu.intake.errors import IntakeError, IntakeRefused
 from jiesu.notify.links import follow_up_link
 
 router = APIRouter(prefix="/self-service", tags=["self-service (自助提交)"])
+form_router = APIRouter()
+FORM_PATH = "/report"
+"""The public form over these endpoints (a QR code may add ``?channel=wechat`` or ``app``)."""
 
 SELF_SERVICE_ACTOR = Actor(role=Role.CITIZEN, name="citizen by self-service")
 """Who registers a self-service report: the citizen (no operator)."""
@@ -208,3 +212,9 @@ async def _check_category(pool: Pool, body: SelfServiceReport) -> None:
     raise ApiError(422, "not_an_enterprise_category",
                    f"{body.category_id!r} is not an enterprise category: an enterprise files "
                    "under GET /api/v1/self-service/categories?enterprise=true")  # fmt: skip
+
+
+@form_router.get(FORM_PATH, response_class=HTMLResponse, include_in_schema=False)
+async def form() -> HTMLResponse:
+    """我要反映: the citizen's form (web, app, WeChat H5, QR code) over the endpoints above."""
+    return HTMLResponse(report_form.html())
