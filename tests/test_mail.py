@@ -174,6 +174,24 @@ async def test_oversized_malformed_and_misaddressed_mail_is_refused(
     assert await intakes(pool) == before
 
 
+async def test_another_mail_under_a_known_message_id_is_refused(
+    smtp_port: int, pool: asyncpg.Pool, client: Client
+) -> None:
+    first = mail(address())
+    _, code, answer = await send(smtp_port, first)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    try:
+        other = mail(address(), text="另一封信")
+        other.replace_header("Message-ID", first["Message-ID"])
+        before = await intakes(pool)
+        _, code, answer = await send(smtp_port, other)
+        assert code == 550 and case_id not in answer, answer
+        assert await intakes(pool) == before
+    finally:
+        await finish(client, case_id)
+
+
 async def test_the_outbox_writes_to_a_citizen_who_came_by_e_mail(
     smtp_port: int, pool: asyncpg.Pool, client: Client
 ) -> None:

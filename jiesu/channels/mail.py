@@ -16,7 +16,8 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
   ``attachments`` linked to the case (evidence), an automatic reply carries the case number
   and the follow-up link, and the answer is ``250 2.0.0 case <number>``;
 - Temporal or PostgreSQL away (or another failure): ``451 4.3.0``, the sending server tries
-  again later, and the retry, with the same Message-ID, files the same case once.
+  again later, and the retry, with the same Message-ID, files the same case once;
+- a different mail under a Message-ID already filed: ``550 5.7.0`` (the case is not shown).
 
 Logs name a mail by the first 12 characters of its key (a hash): never an address, a phone
 or a subject. aiosmtpd's own INFO log, which prints every command, is turned down.
@@ -42,7 +43,7 @@ from temporalio.client import Client
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role
 from jiesu.config import Settings
 from jiesu.intake import filing
-from jiesu.intake.errors import IntakeError
+from jiesu.intake.errors import IdempotencyConflict, IntakeError
 from jiesu.notify.links import follow_up_link
 from jiesu.notify.mail import Mailer, OutboundMail
 
@@ -256,6 +257,10 @@ class ComplaintMailHandler:
             return f"550 5.6.0 {why}"
         try:
             case_id = await self.file(report)
+        except IdempotencyConflict:  # another mail under a Message-ID we filed: never retry
+            log.info("mail %s refused: its Message-ID came with another mail",
+                     report.message_key[:12])  # fmt: skip
+            return "550 5.7.0 a different mail with this Message-ID was received before"
         except Exception as err:  # Temporal or PostgreSQL away...: the sender retries later
             kind = err.code if isinstance(err, IntakeError) else type(err).__name__
             log.warning("mail %s not filed (%s): asked to retry", report.message_key[:12], kind)
