@@ -117,6 +117,11 @@ async def test_a_mail_becomes_a_case_with_its_attachments_and_a_reply(
         assert [(r["filename"], r["content_type"], r["content"]) for r in stored] == [
             ("路灯.png", "image/png", photo)
         ]
+        # the reply below carries the link: no intake SMS (there is no phone to send it to)
+        assert await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE case_id = $1 AND key LIKE '%:follow-up'",
+            case_id,
+        ) == 0
         reply = await pool.fetchrow("SELECT * FROM mail_log WHERE to_address = $1", sender)
         assert case_id in reply["subject"] and case_id in reply["body"]
         assert "/my/" in reply["body"] and reply["in_reply_to"] == msg["Message-ID"]

@@ -19,6 +19,8 @@ from test_api import URBAN, assigned, error_of, finish, fresh
 
 from jiesu.case.domain import EventKind, Rating
 from jiesu.channels.sms import parse_rating, phone_forms
+from jiesu.config import Settings
+from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.notices import RATING_PROMPT
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
 from jiesu.notify.sms import LogSmsGateway, signature
@@ -140,7 +142,7 @@ async def test_an_sms_answering_the_prompt_rates_the_case_once(
 
 
 async def test_an_sms_becomes_a_case_once(
-    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client, settings: Settings
 ) -> None:
     phone = "137" + uuid.uuid4().int.__str__()[:8]
     message = sms(phone, "松林路的路灯坏了三天了，晚上很黑")
@@ -162,6 +164,21 @@ async def test_an_sms_becomes_a_case_once(
         assert payload["description"] == message["text"]
         # no category, no place: the centre's dispatch queue classifies it
         assert (payload["category_id"], payload["grid_id"]) == ("unclassified", "unlocated")
+        # the citizen is texted the case number and the follow-up link through the gateway
+        dispatcher = OutboxDispatcher(
+            pool, sender_from_env({}, sms=LogSmsGateway(pool, b"")), batch=500,
+            render=FollowUpLinks(pool, settings),
+        )  # fmt: skip
+
+        async def texted() -> Any:
+            await dispatcher.run_once()
+            return await pool.fetchval(
+                "SELECT s.text FROM sms_log s JOIN notifications n ON n.key = s.key"
+                " WHERE n.case_id = $1 AND s.phone = $2", case_id, phone,
+            )  # fmt: skip
+
+        text = await eventually(texted, within=30)
+        assert case_id in text and "/my/" in text
         await eventually(lambda: _status(client, case_id, "dispatching"))
         # "1" from a phone with no case waiting for a rating is a report, not a rating
         one = await deliver(api, sms("135" + uuid.uuid4().int.__str__()[:8], "1"))

@@ -278,7 +278,8 @@ async def _complete_intake(
     if row["state"] == "pending":
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
-        await follow_up.enqueue(conn, case.case_id, None)  # the SMS with the citizen's link
+        if case.intake.citizen.phone:  # (a mail's reporter gets the mail listener's reply)
+            await follow_up.enqueue(conn, case.case_id, None)  # the SMS with the citizen's link
     return Filed(case, row["token_nonce"], row["token_hash"])
 
 
@@ -311,7 +312,8 @@ async def _complete_repeat(
         await conn.execute(
             "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
         )
-        await follow_up.enqueue(conn, claim.case_id, claim.report_id)
+        if ComplaintIntake.model_validate(mine["payload"]["intake"]).citizen.phone:
+            await follow_up.enqueue(conn, claim.case_id, claim.report_id)
     return Filed(case, mine["token_nonce"], mine["token_hash"])
 
 
