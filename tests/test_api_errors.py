@@ -143,10 +143,12 @@ async def test_postgresql_unreachable_is_503_with_retry_after(
             await http.get(COMPLAINTS, headers=OPERATOR),
             await http.get(f"{COMPLAINTS}/JS20260101-000001", headers=OPERATOR),
             await http.post(COMPLAINTS, json=complaint(), headers=OPERATOR),
-            await http.get("/healthz"),
         ):
             error_of(response, 503, "database_unavailable")
             assert retry_after(response) > 0
+        # Alive all the same (liveness asks nothing of PostgreSQL), but not ready.
+        assert (await http.get("/healthz")).status_code == 200
+        error_of(await http.get("/readyz"), 503, "not_ready")
 
 
 async def test_openapi_documents_500_and_503_on_every_operation(api: httpx.AsyncClient) -> None:
