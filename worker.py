@@ -26,10 +26,12 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.health import domain_metrics
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify import sms
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
 from jiesu.stats.refresher import RollupRefresher
+from jiesu.telemetry import start_tracing, temporal_interceptors, temporal_runtime
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow
@@ -68,7 +70,11 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
-    client = await connect(settings)
+    tracing = start_tracing("jiesu-worker")  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    runtime = temporal_runtime(
+        settings.worker_metrics_address, domain_metrics.HISTOGRAM_BUCKETS
+    )  # the worker's Prometheus endpoint (jiesu.telemetry)
+    client = await connect(settings, interceptors=temporal_interceptors(tracing), runtime=runtime)
     pool = await db.create_pool(settings.database_url)
     stop = asyncio.Event()
     # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
@@ -77,6 +83,12 @@ async def main() -> None:
     outbox = asyncio.create_task(dispatcher.run(stop))
     refresher = RollupRefresher(pool, settings.timezone, settings.stats_refresh_seconds)
     stats = asyncio.create_task(refresher.run(stop))
+    if runtime is not None:
+        logging.info("metrics on http://%s/metrics", settings.worker_metrics_address)
+        interval = settings.domain_metrics_interval_seconds
+        gauges = asyncio.create_task(
+            domain_metrics.sample(pool, runtime.metric_meter, stop, interval)
+        )
     try:
         worker = build_worker(client, pool, settings)
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
@@ -90,6 +102,10 @@ async def main() -> None:
         stats.cancel()  # a refresh cut short rolls back; the next worker's refresher redoes it
         with contextlib.suppress(asyncio.CancelledError):
             await stats
+        if runtime is not None:
+            await gauges
+        if tracing is not None:
+            tracing.shutdown()  # sends the spans still batched
         await pool.close()
 
 

@@ -7,11 +7,14 @@ result carries them)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import asyncpg
 from temporalio import activity
 
 from activities.errors import refusing_bad_data
 from jiesu.case.domain import CaseProjection, ProjectionReceipt
+from jiesu.health.domain_metrics import record_read_model_lag
 from jiesu.readmodel.projection import write_case
 
 
@@ -23,6 +26,7 @@ class ProjectionActivities:
     async def project_case(self, projection: CaseProjection) -> None:
         with refusing_bad_data():
             await write_case(self.pool, projection)
+        _record_lag(projection)
 
     @activity.defn(name="project_events")
     async def project_events(self, projection: CaseProjection) -> ProjectionReceipt:
@@ -31,4 +35,12 @@ class ProjectionActivities:
         activity's input is not recorded, its result is)."""
         with refusing_bad_data():
             await write_case(self.pool, projection, overwrite=True)
+        _record_lag(projection)
         return ProjectionReceipt(version=projection.version, events=projection.new_events)
+
+
+def _record_lag(projection: CaseProjection) -> None:
+    """The read model's lag (docs/observability.md); not when called outside an activity."""
+    if projection.new_events and activity.in_activity():
+        oldest = min(e.at for e in projection.new_events)
+        record_read_model_lag(activity.metric_meter(), oldest, datetime.now(UTC))

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import Depends, FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
@@ -17,6 +18,7 @@ from api.auth_limit import AuthFailureLimiter
 from api.console.app import mount as mount_console
 from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
+from api.observability import MetricsListener, instrument_metrics, instrument_tracing
 from api.routers import (
     admin,
     attachments,
@@ -38,6 +40,7 @@ from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.notify import sms
+from jiesu.telemetry import start_tracing, temporal_interceptors
 
 DESCRIPTION = """
 Jiesu (接诉即办) — a 12345-style government service hotline.
@@ -72,22 +75,35 @@ def create_app(
     client: Client | None = None,
     pool: asyncpg.Pool | None = None,
     sms_gateway: sms.SmsGateway | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
+    """``tracer_provider``: trace requests with it (tests); by default the OTLP one when
+    OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing at all (jiesu.telemetry)."""
     settings = settings or get_settings()
+    own_tracing = tracer_provider is None
+    tracer_provider = tracer_provider or start_tracing("jiesu-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         # Lazy: the API starts (and answers 503 temporal_unavailable) while Temporal is down.
-        app.state.temporal = client or await connect(settings, lazy=True)
+        app.state.temporal = client or await connect(
+            settings, lazy=True, interceptors=temporal_interceptors(tracer_provider)
+        )
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
         app.state.sms_gateway = sms_gateway or sms.gateway_from_settings(settings, app.state.pool)
+        listener = MetricsListener(settings.api_metrics_address, app.state.metrics_registry)
+        if settings.api_metrics_address:
+            listener.start()
         try:
             yield
         finally:
+            listener.stop()
             if own_pool:
                 await app.state.pool.close()
+            if own_tracing and tracer_provider is not None:
+                tracer_provider.shutdown()  # sends the spans still batched
 
     app = offline_app(
         title="Jiesu API",
@@ -101,6 +117,11 @@ def create_app(
     app.state.self_service_limits = self_service.limits_from_settings(settings)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
     errors.install(app)
+    # After errors.install: outside RequestContext, so a request that raised is counted as
+    # the 500 or 503 it was answered with.
+    app.state.metrics_registry = instrument_metrics(app)
+    if tracer_provider is not None:
+        instrument_tracing(app, tracer_provider)
     app.include_router(health.router)
     app.include_router(complaints.router, prefix="/api/v1")
     app.include_router(handling.router, prefix="/api/v1")

@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from collections.abc import Sequence
+
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.config import Settings
 
 
-async def connect_to(address: str, namespace: str, *, lazy: bool = False) -> Client:
-    """``lazy``: connect on first use (a server that is down then fails that call, not this)."""
+async def connect_to(
+    address: str,
+    namespace: str,
+    *,
+    lazy: bool = False,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
+) -> Client:
+    """``lazy``: connect on first use (a server that is down then fails that call, not this).
+    ``interceptors`` (tracing) and ``runtime`` (metrics): jiesu.telemetry."""
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter, lazy=lazy
-    )
+        address, namespace=namespace, data_converter=pydantic_data_converter, lazy=lazy,
+        interceptors=interceptors, runtime=runtime,
+    )  # fmt: skip
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
-    return await connect_to(settings.temporal_address, settings.temporal_namespace, lazy=lazy)
+async def connect(
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
+) -> Client:
+    return await connect_to(
+        settings.temporal_address, settings.temporal_namespace, lazy=lazy,
+        interceptors=interceptors, runtime=runtime,
+    )  # fmt: skip
 
 
 # RPC statuses that mean "Temporal did not answer", not "Temporal said no".

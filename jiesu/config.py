@@ -8,6 +8,15 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# host:port with a port, e.g. 127.0.0.1:9464 or 0.0.0.0:9464; empty allowed.
+ADDRESS_PATTERN = r"^$|^[A-Za-z0-9._\-]+:[0-9]{1,5}$"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` → (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
@@ -103,6 +112,20 @@ class Settings(BaseSettings):
     mail_host: str = Field(default="127.0.0.1", alias="JIESU_MAIL_HOST")
     mail_port: int = Field(default=2525, alias="JIESU_MAIL_PORT")
     mail_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, alias="JIESU_MAIL_MAX_BYTES")
+    # Prometheus endpoints (docs/observability.md), host:port; empty: none. Their own ports,
+    # apart from the API's: scrapers need no key, and the outside is kept off by not
+    # publishing them (`make run` binds 127.0.0.1; docker-compose publishes neither).
+    api_metrics_address: str = Field(
+        default="", pattern=ADDRESS_PATTERN, alias="JIESU_API_METRICS_ADDRESS"
+    )
+    worker_metrics_address: str = Field(
+        default="", pattern=ADDRESS_PATTERN, alias="JIESU_WORKER_METRICS_ADDRESS"
+    )
+    # Domain gauges (open cases by status, breaches, ladder steps, outbox backlog) are read
+    # from PostgreSQL this often by each worker that serves metrics.
+    domain_metrics_interval_seconds: float = Field(
+        default=15.0, gt=0, alias="JIESU_DOMAIN_METRICS_INTERVAL_SECONDS"
+    )
 
 
 @lru_cache

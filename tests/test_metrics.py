@@ -1,0 +1,161 @@
+"""Prometheus metrics as a scraper reads them, over real sockets: the API's requests by route
+template and status with latency histograms (its own port), and the worker's endpoint (the
+Temporal SDK's runtime) with the SDK's metrics, the domain gauges and the read model's lag.
+A case really lives through a worker of its own here, on real Temporal and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import httpx
+from helpers import OPERATOR, complaint, eventually, handle_of, served
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.client import Client
+
+from api.main import create_app
+from jiesu.client import connect_to
+from jiesu.config import Settings
+from jiesu.health import domain_metrics
+from jiesu.telemetry import temporal_runtime
+from worker import build_worker
+
+COMPLAINTS = "/api/v1/complaints"
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+async def scrape(address: str) -> Samples:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://{address}/metrics", timeout=5)
+    assert response.status_code == 200, response.text
+    return [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    ]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    for sample_name, sample_labels, v in samples:
+        if sample_name == name and labels.items() <= sample_labels.items():
+            return v
+    return None
+
+
+@asynccontextmanager
+async def own_worker(
+    client: Client, pool: asyncpg.Pool, settings: Settings, metrics: str
+) -> AsyncIterator[tuple[Client, Settings]]:
+    """A worker on a task queue of its own, whose client's runtime serves ``metrics``."""
+    runtime = temporal_runtime(metrics, domain_metrics.HISTOGRAM_BUCKETS)
+    assert runtime is not None
+    own = await connect_to(
+        client.service_client.config.target_host, client.namespace, runtime=runtime
+    )
+    queue = settings.model_copy(update={"task_queue": f"metrics-{uuid.uuid4().hex[:8]}"})
+    async with build_worker(own, pool, queue):
+        yield own, queue
+
+
+async def test_api_requests_by_route_template_status_and_latency(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    address = free_address()
+    app = create_app(
+        settings.model_copy(update={"api_metrics_address": address}), client=client, pool=pool
+    )
+    async with served(app) as api:
+        created = await api.post(COMPLAINTS, json=complaint(), headers=OPERATOR)
+        assert created.status_code == 201, created.text
+        case_id = created.json()["case_id"]
+        try:
+            assert (await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)).status_code == 200
+            missing = await api.get(f"{COMPLAINTS}/JS19990101-000001", headers=OPERATOR)
+            assert missing.status_code == 404
+            assert (await api.get(f"{COMPLAINTS}/{case_id}")).status_code == 401
+            assert (await api.get("/healthz")).status_code == 200
+            samples = await scrape(address)
+        finally:
+            await handle_of(client, case_id).terminate("test finished")
+    template = f"{COMPLAINTS}/{{case_id}}"
+    for status in ("200", "404", "401"):
+        assert value(samples, "jiesu_api_requests_total", handler=template, method="GET",
+                     status=status) == 1, status  # fmt: skip
+    assert value(samples, "jiesu_api_requests_total", handler=COMPLAINTS, method="POST",
+                 status="201") == 1  # fmt: skip
+    assert value(samples, "jiesu_api_request_duration_seconds_count", handler=template,
+                 status="200") == 1  # fmt: skip
+    assert value(samples, "jiesu_api_request_duration_seconds_bucket", handler=template,
+                 status="200", le="+Inf") == 1  # fmt: skip
+    handlers = {labels.get("handler") for _, labels, _ in samples}
+    assert not any(h and case_id in h for h in handlers), "a series per case number"
+    assert "/healthz" not in handlers
+
+
+async def test_the_listener_stops_with_the_app(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    address = free_address()
+    app = create_app(
+        settings.model_copy(update={"api_metrics_address": address}), client=client, pool=pool
+    )
+    async with served(app):
+        assert await scrape(address) is not None
+    host, _, port = address.rpartition(":")
+    with socket.socket() as s:
+        assert s.connect_ex((host, int(port))) != 0, "the metrics port is still open"
+
+
+async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    address = free_address()
+    async with own_worker(client, pool, settings, address) as (own, queue):
+        stop = asyncio.Event()
+        meter = own.service_client.config.runtime.metric_meter
+        sampler = asyncio.create_task(domain_metrics.sample(pool, meter, stop, interval=0.2))
+        case_id = ""
+        try:
+            async with served(create_app(queue, client=client, pool=pool)) as api:
+                created = await api.post(COMPLAINTS, json=complaint(), headers=OPERATOR)
+                assert created.status_code == 201, created.text
+                case_id = created.json()["case_id"]
+            status = "SELECT status FROM cases WHERE case_id = $1"
+            assert await eventually(
+                lambda: pool.fetchval(status, case_id), within=30
+            ) == "assigned"  # fmt: skip
+
+            async def scraped() -> Samples | None:
+                samples = await scrape(address)
+                assigned = value(samples, "jiesu_open_cases", status="assigned")
+                lag = value(samples, "jiesu_read_model_lag_seconds_count")
+                return samples if assigned and lag else None
+
+            samples = await eventually(scraped, within=30, interval=0.3)
+        finally:
+            stop.set()
+            await sampler
+            if case_id:
+                await handle_of(client, case_id).terminate("test finished")
+    names = {name for name, _, _ in samples}
+    # the SDK's own worker metrics, through its runtime telemetry
+    assert any(n.startswith("temporal_workflow_task") for n in names), sorted(names)
+    assert any(n.startswith("temporal_activity_execution") for n in names), sorted(names)
+    # every open status and ladder step is a series, 0 included
+    for status in ("registered", "dispatching", "reassigning", "assigned", "handling", "replied"):
+        assert value(samples, "jiesu_open_cases", status=status) is not None, status
+    assert value(samples, "jiesu_open_cases_supervised", step="accountability") is not None
+    assert value(samples, "jiesu_open_cases_breached", deadline="finish") is not None
+    assert value(samples, "jiesu_outbox_notices", status="pending") is not None
+    assert value(samples, "jiesu_outbox_oldest_unsent_age_seconds") is not None
+    assert value(samples, "jiesu_read_model_lag_seconds_bucket", le="+Inf")
