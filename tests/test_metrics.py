@@ -16,6 +16,7 @@ import httpx
 from helpers import OPERATOR, complaint, eventually, handle_of, served
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
+from test_compose import dashboard_metric_names
 
 from api.main import create_app
 from jiesu.client import connect_to
@@ -126,14 +127,18 @@ async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
         sampler = asyncio.create_task(domain_metrics.sample(pool, meter, stop, interval=0.2))
         case_id = ""
         try:
-            async with served(create_app(queue, client=client, pool=pool)) as api:
+            api_address = free_address()
+            with_metrics = queue.model_copy(update={"api_metrics_address": api_address})
+            async with served(create_app(with_metrics, client=client, pool=pool)) as api:
                 created = await api.post(COMPLAINTS, json=complaint(), headers=OPERATOR)
                 assert created.status_code == 201, created.text
                 case_id = created.json()["case_id"]
-            status = "SELECT status FROM cases WHERE case_id = $1"
-            assert await eventually(
-                lambda: pool.fetchval(status, case_id), within=30
-            ) == "assigned"  # fmt: skip
+                api_samples = await scrape(api_address)
+            async def assigned() -> bool:
+                status = "SELECT status FROM cases WHERE case_id = $1"
+                return await pool.fetchval(status, case_id) == "assigned"
+
+            await eventually(assigned, within=30)
 
             async def scraped() -> Samples | None:
                 samples = await scrape(address)
@@ -159,3 +164,13 @@ async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
     assert value(samples, "jiesu_outbox_notices", status="pending") is not None
     assert value(samples, "jiesu_outbox_oldest_unsent_age_seconds") is not None
     assert value(samples, "jiesu_read_model_lag_seconds_bucket", le="+Inf")
+
+    # Every metric the Grafana dashboard queries is one these endpoints really export.
+    exported = names | {name for name, _, _ in api_samples}
+    missing = dashboard_metric_names() - exported - PROMETHEUS_OWN - FIRST_FAILURE_ONLY
+    assert not missing, f"the dashboard queries metrics nobody exports: {sorted(missing)}"
+
+
+PROMETHEUS_OWN = {"up"}  # Prometheus's own series per scrape target
+# The SDK creates these at the first failure only (this test's case fails nothing).
+FIRST_FAILURE_ONLY = {"temporal_activity_execution_failed_total"}
