@@ -115,13 +115,15 @@ def create_app(
     )
     app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
     app.state.self_service_limits = self_service.limits_from_settings(settings)
+    if tracer_provider is not None:
+        # Before wrap_outermost: the instrumentation rebuilds Starlette's own stack (it expects
+        # ServerErrorMiddleware outermost), and SecurityHeaders then wraps the result.
+        instrument_tracing(app, tracer_provider)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
     errors.install(app)
     # After errors.install: outside RequestContext, so a request that raised is counted as
     # the 500 or 503 it was answered with.
     app.state.metrics_registry = instrument_metrics(app)
-    if tracer_provider is not None:
-        instrument_tracing(app, tracer_provider)
     app.include_router(health.router)
     app.include_router(complaints.router, prefix="/api/v1")
     app.include_router(handling.router, prefix="/api/v1")
