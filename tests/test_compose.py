@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -623,3 +624,196 @@ def test_dockerfile_rule_catches_a_broken_dockerfile(edit: tuple[str, str], expe
     assert edit[0] in text, f"the test's anchor {edit[0]!r} is no longer in the Dockerfile"
     problems = problems_dockerfile(dockerfile_instructions(text.replace(edit[0], edit[1])))
     assert any(expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- observability
+#
+# Prometheus and Grafana (docs/observability.md): their files exist and parse, Prometheus
+# scrapes the ports the API and the workers serve metrics on, Grafana's datasource is that
+# Prometheus, and every dashboard panel uses it. That the dashboard's queries name metrics the
+# processes really export is checked against live scrapes in tests/test_metrics.py.
+
+DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+    "offset", "bool", "inf", "nan",
+}  # fmt: skip
+
+
+def bind_mounts(svc: dict[str, Any]) -> list[tuple[Path, str]]:
+    """(host path in the repository, container path) of a service's ./ bind mounts."""
+    out = []
+    for volume in svc.get("volumes") or []:
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("./"):
+            out.append((ROOT / source, rest.split(":")[0]))
+    return out
+
+
+def _container_file(svc: dict[str, Any], target: str) -> Path | None:
+    """The repository file a service sees at ``target`` through its bind mounts."""
+    for host, inside in bind_mounts(svc):
+        if target == inside:
+            return host
+        if target.startswith(inside.rstrip("/") + "/"):
+            return host / target[len(inside.rstrip("/")) + 1 :]
+    return None
+
+
+def _port_of(anchor: dict[str, Any], variable: str) -> str:
+    return resolve(anchor.get(variable, "")).rpartition(":")[2]
+
+
+def problems_observability(doc: dict[str, Any]) -> list[str]:
+    services = doc["services"]
+    missing = [n for n in ("prometheus", "grafana") if n not in services]
+    if missing:
+        return [f"no {n} service" for n in missing]
+    out = [
+        f"{name} mounts {host.relative_to(ROOT)}, which does not exist"
+        for name, svc in services.items()
+        for host, _ in bind_mounts(svc)
+        if not host.exists()
+    ]
+    if out:
+        return out
+    out += _prometheus_problems(doc)
+    out += _grafana_problems(doc)
+    return out
+
+
+def _prometheus_problems(doc: dict[str, Any]) -> list[str]:
+    services, anchor = doc["services"], doc.get(ENV_ANCHOR) or {}
+    prometheus = services["prometheus"]
+    config_path = next(
+        (a.split("=", 1)[1] for a in as_argv(prometheus.get("command", []))
+         if a.startswith("--config.file=")), "/etc/prometheus/prometheus.yml",
+    )  # fmt: skip
+    config_file = _container_file(prometheus, config_path)
+    if config_file is None or not config_file.is_file():
+        return [f"prometheus reads {config_path}, which no bind mount provides"]
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    targets: dict[str, set[str]] = {}
+    for job in config.get("scrape_configs") or []:
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = str(target).rpartition(":")
+                targets.setdefault(host, set()).add(port)
+        for dns in job.get("dns_sd_configs") or []:
+            for host in dns.get("names") or []:
+                targets.setdefault(host, set()).add(str(dns.get("port")))
+    out = [f"prometheus scrapes {h}, which is not a service" for h in targets if h not in services]
+    wanted = {"api": "JIESU_API_METRICS_ADDRESS", "worker": "JIESU_WORKER_METRICS_ADDRESS"}
+    for service, variable in wanted.items():
+        port = _port_of(anchor, variable)
+        if not port:
+            out.append(f"{variable} is not set: {service} serves no metrics")
+        elif port not in targets.get(service, set()):
+            out.append(f"prometheus does not scrape {service}:{port} ({variable})")
+    return out
+
+
+def _grafana_problems(doc: dict[str, Any]) -> list[str]:
+    grafana = doc["services"]["grafana"]
+    provisioning = _container_file(grafana, "/etc/grafana/provisioning")
+    if provisioning is None:
+        return ["grafana has no provisioning mounted at /etc/grafana/provisioning"]
+    out: list[str] = []
+    uids = set()
+    for path in sorted((provisioning / "datasources").glob("*.yml")):
+        for source in yaml.safe_load(path.read_text(encoding="utf-8")).get("datasources") or []:
+            uids.add(source.get("uid"))
+            host = urlsplit(source.get("url", "")).hostname
+            if host not in doc["services"]:
+                out.append(f"datasource {source.get('name')} points at {host}, not a service")
+    dashboards: list[Path] = []
+    for path in sorted((provisioning / "dashboards").glob("*.yml")):
+        for provider in yaml.safe_load(path.read_text(encoding="utf-8")).get("providers") or []:
+            folder = _container_file(grafana, provider.get("options", {}).get("path", ""))
+            if folder is None or not folder.is_dir():
+                out.append(f"dashboard provider {provider.get('name')} reads an unmounted path")
+            else:
+                dashboards += sorted(folder.glob("*.json"))
+    if not dashboards:
+        out.append("no dashboard is provisioned")
+    for path in dashboards:
+        for panel in _panels(json.loads(path.read_text(encoding="utf-8"))):
+            uid = (panel.get("datasource") or {}).get("uid")
+            if uid not in uids:
+                out.append(f"{path.name}: panel {panel.get('title')!r} uses datasource {uid}")
+            if not all(t.get("expr") for t in panel.get("targets") or [None]):
+                out.append(f"{path.name}: panel {panel.get('title')!r} has no query")
+    return out
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for panel in dashboard.get("panels") or []:
+        if panel.get("type") == "row":
+            out.extend(panel.get("panels") or [])
+        else:
+            out.append(panel)
+    return out
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (label matchers, grouping labels, ranges,
+    strings, functions and keywords left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = re.findall(r"(?<![\w:.])([A-Za-z_:][\w:]*)\b(?!\s*\()", text)
+    return {n for n in names if n.lower() not in PROMQL_WORDS}
+
+
+def dashboard_metric_names() -> set[str]:
+    return {
+        name
+        for path in sorted(DASHBOARDS.glob("*.json"))
+        for panel in _panels(json.loads(path.read_text(encoding="utf-8")))
+        for target in panel.get("targets") or []
+        for name in promql_metric_names(target.get("expr", ""))
+    }
+
+
+def test_observability_services_and_files() -> None:
+    assert problems_observability(load_compose()) == []
+    names = dashboard_metric_names()
+    assert {"jiesu_api_requests_total", "jiesu_open_cases"} <= names, names
+    assert "status" not in names and "le" not in names and "rate" not in names, names
+
+
+def test_promql_metric_names() -> None:
+    expr = ('histogram_quantile(0.99, sum by (le, handler) (rate('
+            'jiesu_api_request_duration_seconds_bucket{status=~"5.."}[5m]))) / up')
+    assert promql_metric_names(expr) == {"jiesu_api_request_duration_seconds_bucket", "up"}
+
+
+@pytest.mark.parametrize(
+    "how", ["no-grafana", "missing-file", "wrong-api-port", "no-worker-metrics", "bad-datasource"]
+)
+def test_observability_rule_catches(how: str, tmp_path: Path) -> None:
+    doc = copy.deepcopy(load_compose())
+    s = doc["services"]
+    if how == "no-grafana":
+        s.pop("grafana")
+    elif how == "missing-file":
+        s["prometheus"]["volumes"][0] = "./deploy/prometheus/nope.yml:/etc/prometheus/p.yml:ro"
+    elif how == "wrong-api-port":
+        doc[ENV_ANCHOR]["JIESU_API_METRICS_ADDRESS"] = "0.0.0.0:9999"
+    elif how == "no-worker-metrics":
+        doc[ENV_ANCHOR]["JIESU_WORKER_METRICS_ADDRESS"] = ""
+    elif how == "bad-datasource":
+        provisioning = tmp_path / "provisioning"
+        for sub in ("datasources", "dashboards"):
+            (provisioning / sub).mkdir(parents=True)
+        (provisioning / "datasources" / "p.yml").write_text(
+            "datasources: [{name: P, uid: other, url: 'http://prometheus:9090'}]"
+        )
+        (provisioning / "dashboards" / "d.yml").write_text(
+            "providers: [{name: d, options: {path: /etc/grafana/dashboards}}]"
+        )
+        mounted = os.path.relpath(provisioning, ROOT)
+        s["grafana"]["volumes"][0] = f"./{mounted}:/etc/grafana/provisioning:ro"
+    assert problems_observability(doc), f"{how} went unnoticed"
