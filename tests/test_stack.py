@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -183,6 +184,8 @@ async def running_stack() -> AsyncIterator[RunningStack]:
         JIESU_API_PORT=str(api_port),
         JIESU_API_HOST="127.0.0.1",
         JIESU_MAIL_PORT=str(mail_port),
+        JIESU_API_METRICS_ADDRESS=f"127.0.0.1:{_free_port()}",
+        JIESU_WORKER_METRICS_ADDRESS=f"127.0.0.1:{_free_port()}",
         JIESU_DEMO_DATA="1",  # the demo keys, as with `make run`
     )
     for name in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JIESU_TEMPORAL_SQLITE_PRAGMAS"):
@@ -328,3 +331,33 @@ async def test_embedded_stores_keep_acknowledged_writes(running_stack: RunningSt
             assert await conn.fetchval(f"SHOW {setting}") == "on", setting
     finally:
         await conn.close()
+
+
+async def test_it_says_where_metrics_are_and_serves_them(running_stack: RunningStack) -> None:
+    """The banner's Metrics line names both endpoints; each answers a scrape with its own
+    metrics, and /readyz is 200 once the worker polls (docs/observability.md)."""
+    s = running_stack
+    await eventually(lambda: _said(s, "Metrics"), within=30)
+    line = next(x for x in s.output if x.strip().startswith("Metrics"))
+    urls = re.findall(r"(http://\S+/metrics) \((API|worker)\)", line)
+    assert [what for _, what in urls] == ["API", "worker"], line
+    api_metrics, worker_metrics = (url for url, _ in urls)
+
+    async def ready() -> bool:
+        async with httpx.AsyncClient(base_url=s.url, timeout=5) as http:
+            return (await http.get("/readyz")).status_code == 200
+
+    await eventually(ready, within=60, interval=0.5)
+    await _lists_cases(s)
+
+    async def scraped(url: str, name: str) -> bool:
+        async with httpx.AsyncClient(timeout=5) as http:
+            try:
+                response = await http.get(url)
+            except httpx.HTTPError:
+                return False
+        return response.status_code == 200 and name in response.text
+
+    await eventually(lambda: scraped(api_metrics, "jiesu_api_requests_total{"), within=30)
+    await eventually(lambda: scraped(worker_metrics, "temporal_"), within=30)
+    await eventually(lambda: scraped(worker_metrics, "jiesu_open_cases{"), within=60)

@@ -659,8 +659,29 @@ class Stack:
                       f"committed cases; see {conf}", flush=True)  # fmt: skip
         return keys
 
+    def metrics_addresses(self) -> None:
+        """The API's and the worker's Prometheus endpoints: as set, or on 127.0.0.1 at the
+        API's port + 1 and + 2 (docs/observability.md)."""
+        shown = []
+        for offset, (variable, what) in enumerate(
+            (("JIESU_API_METRICS_ADDRESS", "API"), ("JIESU_WORKER_METRICS_ADDRESS", "worker")),
+            start=1,
+        ):
+            address = os.environ.get(variable)
+            if address is None:
+                address = f"127.0.0.1:{self.settings.api_port + offset}"
+                _ensure_port_free(self.settings.api_port + offset, f"{what} metrics",
+                                  f"set {variable} (host:port, or empty for none)")  # fmt: skip
+            self.env[variable] = address
+            if address:
+                host, _, port = address.rpartition(":")
+                shown.append(f"http://{_display_host(host)}:{port}/metrics ({what})")
+        if shown:
+            self.shown.append(("Metrics", ", ".join(shown)))
+
     def start_app(self) -> None:
         """Start the worker and the API and wait until the API is healthy."""
+        self.metrics_addresses()
         host, port = self.settings.api_host, str(self.settings.api_port)
         api_cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", port]
         print("Starting the worker and the API...", flush=True)
@@ -672,6 +693,7 @@ class Stack:
         wait_for_http(f"{self.api_url}/healthz", self.checks, STARTUP_TIMEOUT)
         self.shown.insert(0, ("API docs", f"{self.api_url}/docs"))
         self.shown.insert(0, ("Console", f"{self.api_url}/console/"))  # 控制台 (api/console)
+        self.shown.insert(2, ("Readiness", f"{self.api_url}/readyz"))
 
     def start_mail(self) -> None:
         """The inbound e-mail listener (jiesu/channels/mail_listener.py)."""
