@@ -155,7 +155,7 @@ async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
     names = {name for name, _, _ in samples}
     # the SDK's own worker metrics, through its runtime telemetry
     assert any(n.startswith("temporal_workflow_task") for n in names), sorted(names)
-    assert any(n.startswith("temporal_activity_execution") for n in names), sorted(names)
+    assert any(n.startswith("temporal_local_activity_execution") for n in names), sorted(names)
     # every open status and ladder step is a series, 0 included
     for status in ("registered", "dispatching", "reassigning", "assigned", "handling", "replied"):
         assert value(samples, "jiesu_open_cases", status=status) is not None, status
@@ -167,10 +167,16 @@ async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
 
     # Every metric the Grafana dashboard queries is one these endpoints really export.
     exported = names | {name for name, _, _ in api_samples}
-    missing = dashboard_metric_names() - exported - PROMETHEUS_OWN - FIRST_FAILURE_ONLY
+    missing = dashboard_metric_names() - exported - PROMETHEUS_OWN - FIRST_USE_ONLY
     assert not missing, f"the dashboard queries metrics nobody exports: {sorted(missing)}"
 
 
 PROMETHEUS_OWN = {"up"}  # Prometheus's own series per scrape target
-# The SDK creates these at the first failure only (this test's case fails nothing).
-FIRST_FAILURE_ONLY = {"temporal_activity_execution_failed_total"}
+# The SDK creates a series at its first use: failures (this test's case fails nothing) and
+# regular activities (reports, archive, cases from before lean-case-v1; a new case runs
+# local activities only).
+FIRST_USE_ONLY = {
+    "temporal_activity_execution_failed_total",
+    "temporal_local_activity_execution_failed_total",
+    "temporal_activity_execution_latency_seconds_bucket",
+}
