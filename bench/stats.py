@@ -214,10 +214,34 @@ async def measure(
                     s.result["baseline_raw_sql"] = summary(base)
                 results["scenarios"].append(s.result)
                 print(f"  {s.name}: {s.result}", flush=True)
+            results["ranking_sql"] = await ranking_grains(pool, end, repeat)
+            print(f"  ranking SQL alone: {results['ranking_sql']}", flush=True)
             results["live"] = await measure_live(http, pool, end, repeat, changes_per_s)
     finally:
         await pool.close()
     return results
+
+
+_DAY_GRAIN_RANKING = """
+SELECT s.department_id, d.name, d.level, {sums}
+FROM case_daily_stats s JOIN departments d ON d.id = s.department_id
+WHERE s.grain = 1 AND s.day >= $1 AND s.day <= $2 AND d.level <> 'centre'
+    AND ($3::text IS NULL OR d.level = $3)
+GROUP BY s.department_id, d.name, d.level
+"""
+
+
+async def ranking_grains(pool: asyncpg.Pool, end: date, repeat: int) -> dict[str, Any]:
+    """The year-long ranking's SQL alone, in the same run: summing the day grain (before
+    migration 0012) against the month grain for the whole months (jiesu.stats.queries)."""
+    start = end - timedelta(days=364)
+    sums = ", ".join(f"sum(s.{m})::bigint AS {m}" for m in rollup.MEASURE_NAMES)
+    day_sql = _DAY_GRAIN_RANKING.format(sums=sums)
+    month_sql = queries._RANKING.format(sums=sums)
+    months = queries.whole_months(start, end)
+    day = await timed(lambda: pool.fetch(day_sql, start, end, None), repeat)
+    month = await timed(lambda: pool.fetch(month_sql, start, end, None, *months), repeat)
+    return {"day_grain": summary(day), "month_grain": summary(month)}
 
 
 def _caller(http: httpx.AsyncClient, s: Scenario) -> Callable[[], Awaitable[None]]:
@@ -293,6 +317,12 @@ def markdown(results: dict[str, Any]) -> str:
         b50, b95 = (base["p50_ms"], base["p95_ms"]) if base else ("—", "—")
         lines.append(f"| {s['name']} | {s['api']['p50_ms']} | {s['api']['p95_ms']} | {b50} | "
                      f"{b95} |")  # fmt: skip
+    rs = results.get("ranking_sql") or {}
+    if rs:
+        lines += ["", "Year-long ranking, its SQL alone (same run): day grain p50 "
+                  f"{rs['day_grain']['p50_ms']} ms / p95 {rs['day_grain']['p95_ms']} ms; "
+                  f"month grain p50 {rs['month_grain']['p50_ms']} ms / p95 "
+                  f"{rs['month_grain']['p95_ms']} ms."]
     live = results["live"]
     lines += ["", f"While {live['changes_per_s']:g} cases change per second and the background "
               f"refresher runs every {live['refresh_interval_s']:g} s (no request refreshes):", "",
