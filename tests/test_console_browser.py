@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -250,3 +252,43 @@ async def test_a_cross_site_form_post_is_refused(
     forged = await water.request.post(target, form={"note": "pwned"}, max_redirects=0)
     assert forged.status == 403
     assert (await case(api, case_id, department("water")))["status"] == "assigned"
+
+
+async def test_an_extension_is_asked_for_and_approved_on_screen(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient
+) -> None:
+    """延期申请 by the department (a local date and time in the form), 延期待审 on the
+    supervisor's screen, 延期审批 on the case page."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    state = await _state(api, case_id)
+    finish = datetime.fromisoformat(state["deadlines"]["finish"])
+    promised = (finish + timedelta(days=1)).astimezone(ZoneInfo("Asia/Shanghai"))
+
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    form = water.locator("form[data-action=extension]")
+    await form.locator("textarea[name=reasons]").fill("管网改造需要停水审批")
+    await form.locator("textarea[name=measures]").fill("已设置临时排水")
+    await form.locator("input[name=promised_finish]").fill(promised.strftime("%Y-%m-%dT%H:%M"))
+    await form.locator("button").click()
+    await water.wait_for_url(re.compile(r"done=extension"))
+
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    waiting = f"#extensions a:has-text('{case_id}')"
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision", waiting)
+    await supervisor.click(waiting)
+    await supervisor.click("form[data-action=extension-decision] button")
+    await supervisor.wait_for_url(re.compile(r"done=extension-decision"))
+    decided = await _state(api, case_id)
+    assert decided["extension"]["approved"] is True
+    # the form's local time (JIESU_TIMEZONE), to the minute
+    assert datetime.fromisoformat(decided["extension"]["promised_finish"]) == promised.replace(
+        second=0, microsecond=0
+    )
+
+
+async def _state(api: httpx.AsyncClient, case_id: str) -> dict:
+    return await case(api, case_id, OPERATOR)

@@ -1,5 +1,6 @@
-"""派单 / 督办: the hotline centre's dispatch queue, overdue board, the cases on the
-supervision ladder, and the indicators and rankings as charts (jiesu.stats)."""
+"""派单 / 督办: the hotline centre's dispatch queue, the extension requests waiting for a
+decision, the overdue board, the cases on the supervision ladder, and the indicators and
+rankings as charts (jiesu.stats)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from api.console.web import page, require_roles
 from api.deps import AppSettings, Pool
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql
+from jiesu.readmodel import oversight
 from jiesu.stats import queries, rollup
 from jiesu.stats.indicators import INDICATORS
 
@@ -48,6 +50,7 @@ async def supervision(request: Request, pool: Pool, session: Dispatcher) -> Resp
         "queue": await pool.fetch(_QUEUE),
         "overdue": await pool.fetch(_OVERDUE, now),
         "ladder": await pool.fetch(_LADDER),
+        "extensions": await oversight.pending_extensions(pool, None, 200),  # 延期待审
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
     }
     return page(request, "supervision.html", context)
