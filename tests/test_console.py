@@ -71,7 +71,7 @@ async def test_pages_need_a_session_and_forms_a_csrf_token(api: httpx.AsyncClien
     assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
     async with httpx.AsyncClient(transport=api._transport, base_url=api.base_url) as browser:
         signed = await browser.post(
-            "/console/login", data={"login": "demo-dept-water", "password": "jiesu-demo-dept-water"}
+            "/console/login", data={"login": "water-clerk", "password": "water-clerk-demo-pass"}
         )
         assert signed.status_code == 303
         browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
@@ -80,7 +80,7 @@ async def test_pages_need_a_session_and_forms_a_csrf_token(api: httpx.AsyncClien
         refused = await browser.post("/console/logout")  # no CSRF token
         assert refused.status_code == 403
         assert (await browser.get("/console/inbox")).status_code == 200  # still signed in
-    wrong = await api.post("/console/login", data={"login": "demo-operator", "password": "x"})
+    wrong = await api.post("/console/login", data={"login": "operator", "password": "x"})
     assert wrong.status_code == 401 and "jiesu_session" not in wrong.cookies
 
 

@@ -21,15 +21,16 @@ from playwright.async_api import BrowserContext, Page
 from jiesu.config import Settings
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+from jiesu.ops.demo_data import demo_person
 from jiesu.stats import rollup
 
-# Who signs in as whom (the demo data's staff).
+# Who signs in as whom: the demo data's people (jiesu/ops/demo_data.py DEMO_PEOPLE).
 STAFF = {
-    "operator": ("demo-operator", "jiesu-demo-operator"),
-    "supervisor": ("demo-supervisor", "jiesu-demo-supervisor"),
-    "auditor": ("demo-auditor", "jiesu-demo-auditor"),
-    "water": ("demo-dept-water", "jiesu-demo-dept-water"),
-    "housing": ("demo-dept-housing", "jiesu-demo-dept-housing"),
+    "operator": demo_person("operator"),
+    "supervisor": demo_person("supervisor"),
+    "auditor": demo_person("auditor"),
+    "water": demo_person("water-clerk"),
+    "urban": demo_person("urban-clerk"),
 }
 
 
@@ -40,9 +41,9 @@ async def sign_in(browsers: Profiles, base: str, who: str) -> Page:
     """``who`` signs in, in a browser profile of their own."""
     page = await (await browsers()).new_page()
     await page.goto(f"{base}/console/login")
-    login, password = STAFF[who]
-    await page.fill("input[name=login]", login)
-    await page.fill("input[name=password]", password)
+    person = STAFF[who]
+    await page.fill("input[name=login]", person.login)
+    await page.fill("input[name=password]", person.password)
     await page.click("button[type=submit]")
     await page.wait_for_url(re.compile(r"/console/(?!login)"))
     return page
@@ -208,10 +209,10 @@ async def test_a_department_cannot_open_another_departments_case(
         "case_id"
     ]
     await eventually(lambda: _assigned_to(api, case_id, "water"))
-    housing = await sign_in(browsers, console_url, "housing")
-    response = await housing.goto(f"{console_url}/console/cases/{case_id}")
+    urban = await sign_in(browsers, console_url, "urban")
+    response = await urban.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 404
-    assert "未找到" in await housing.inner_text("main")
+    assert "未找到" in await urban.inner_text("main")
     water = await sign_in(browsers, console_url, "water")
     response = await water.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 200

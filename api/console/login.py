@@ -1,4 +1,4 @@
-"""登录 / 退出: the staff member's session, and the home screen of each role."""
+"""登录 / 退出: a person's session (jiesu.access.sessions), and the home screen of each role."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api.auth_limit import Attempt
 from api.console import staff
 from api.console.web import PREFIX, Session, form_of, page, redirect
-from api.deps import Pool
+from api.deps import AppSettings, Pool
 from jiesu.case.domain import Role
 
 router = APIRouter()
@@ -22,6 +23,11 @@ HOME: dict[Role, str] = {
     Role.ADMIN: "/supervision",
 }
 
+_REFUSED = {
+    "login_failed": "用户名或密码不正确",
+    "account_disabled": "该账号已停用，请联系管理员",
+}
+
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request) -> Response:
@@ -32,27 +38,27 @@ async def login_form(request: Request) -> Response:
 async def login(
     request: Request,
     pool: Pool,
+    settings: AppSettings,
+    attempt: Attempt,
     login: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    session = await staff.sign_in(pool, login.strip(), password)
-    if session is None:
-        context = {"login": login, "error": "用户名或密码不正确"}
-        return page(request, "login.html", context, status_code=401)
     response = redirect(PREFIX + "/")
-    response.set_cookie(
-        staff.COOKIE, session.token, httponly=True, samesite="strict", path="/",
-        secure=request.url.scheme == "https",
-    )  # fmt: skip
+    try:
+        await staff.sign_in(pool, settings, attempt, login.strip(), password, response)
+    except staff.LoginRefused as refused:
+        context = {"login": login, "error": _REFUSED.get(refused.code, "无法登录")}
+        return page(request, "login.html", context, status_code=401)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, session: Session, pool: Pool) -> Response:
+async def logout(
+    request: Request, session: Session, pool: Pool, settings: AppSettings
+) -> Response:
     await form_of(request, session)  # the CSRF check: no logging out from another site
-    await staff.sign_out(pool, session.token)
     response = redirect(PREFIX + "/login")
-    response.delete_cookie(staff.COOKIE, path="/")
+    await staff.sign_out(pool, settings, session.token, response)
     return response
 
 

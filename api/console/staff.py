@@ -1,59 +1,81 @@
-"""Who is at the console: a staff member's session (cookie ``jiesu_session``) and its CSRF
-token. The console's only link to the accounts service; every screen takes a
-:class:`StaffSession` from :func:`current` (or is sent to the login page).
-
-PROVISIONAL until the staff accounts land (issue 11 parts 1–2): a person signs in with the
-name and the secret of an API key, and the session lives in this process only.
-"""
+"""Who is at the console: a person's session (jiesu.access.sessions: the ``jiesu_session``
+cookie, server-side in PostgreSQL, with its CSRF token). The console's only link to the
+accounts service; every screen takes a :class:`StaffSession` (or is sent to the login page).
+The cookie is set and cleared as the API's ``/api/v1/session`` does (api.deps)."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from dataclasses import dataclass
 
 import asyncpg
+from fastapi import Response
 
-from api.deps import Principal
-from jiesu.access.security import hash_api_key
-from jiesu.case.domain import Role
+from api.auth_limit import AuthAttempt
+from api.deps import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Principal,
+    clear_session_cookie,
+    session_principal,
+    set_session_cookie,
+)
+from jiesu.access import sessions
+from jiesu.access.sessions import LoginRefused, Session, SessionPolicy
+from jiesu.config import Settings
 
-COOKIE = "jiesu_session"
-CSRF_FIELD = "csrf_token"
+COOKIE = SESSION_COOKIE
+__all__ = ["COOKIE", "CSRF_FIELD", "LoginRefused", "StaffSession", "resolve", "sign_in",
+           "sign_out"]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class StaffSession:
     token: str
-    principal: Principal
-    csrf: str
+    session: Session
+
+    @property
+    def principal(self) -> Principal:
+        """The person as the API's services know callers (their actions record them)."""
+        return session_principal(self.session)
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf_token
+
+    @property
+    def display_name(self) -> str:
+        return self.session.display_name
 
     def csrf_ok(self, sent: str | None) -> bool:
-        return sent is not None and hmac.compare_digest(sent, self.csrf)
+        return sessions.csrf_matches(self.session, sent)
 
 
-_sessions: dict[str, StaffSession] = {}
-
-
-async def sign_in(pool: asyncpg.Pool, login: str, password: str) -> StaffSession | None:
-    row = await pool.fetchrow(
-        "SELECT name, role, department_id FROM api_keys"
-        " WHERE name = $1 AND key_hash = $2 AND revoked_at IS NULL",
-        login,
-        hash_api_key(password),
-    )
-    if row is None:
-        return None
-    principal = Principal(row["name"], Role(row["role"]), row["department_id"])
-    session = StaffSession(secrets.token_urlsafe(32), principal, secrets.token_urlsafe(32))
-    _sessions[session.token] = session
-    return session
+async def sign_in(
+    pool: asyncpg.Pool, settings: Settings, attempt: AuthAttempt, login: str, password: str,
+    response: Response,
+) -> StaffSession:  # fmt: skip
+    """Open a session and set its cookie on ``response``; raises :class:`LoginRefused`. A
+    wrong login or password counts as a failed authentication (429 after too many, as for
+    wrong API keys)."""
+    try:
+        token, session = await sessions.login(
+            pool, login, password, SessionPolicy.from_settings(settings)
+        )
+    except LoginRefused as refused:
+        if refused.code == "login_failed":
+            await attempt.failed()
+        raise
+    set_session_cookie(response, token, session, settings)
+    return StaffSession(token, session)
 
 
 async def resolve(pool: asyncpg.Pool, token: str | None) -> StaffSession | None:
-    return _sessions.get(token) if token else None
+    session = await sessions.session_for(pool, token) if token else None
+    return None if session is None else StaffSession(token or "", session)
 
 
-async def sign_out(pool: asyncpg.Pool, token: str | None) -> None:
-    if token:
-        _sessions.pop(token, None)
+async def sign_out(
+    pool: asyncpg.Pool, settings: Settings, token: str, response: Response
+) -> None:
+    await sessions.logout(pool, token)
+    clear_session_cookie(response, settings)

@@ -17,7 +17,7 @@
     });
     var rates = echarts.init(document.getElementById("chart-rates"));
     rates.setOption({
-      textStyle: font, tooltip: {}, grid: { left: 90, right: 30 },
+      textStyle: font, tooltip: {}, grid: { left: 90, right: 50 },
       xAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } },
       yAxis: { type: "category", data: data.rates.map(function (r) { return r.name; }) },
       series: [{ type: "bar", data: data.rates.map(function (r) {
@@ -28,7 +28,7 @@
       textStyle: font, tooltip: {}, grid: { left: 160, right: 40 },
       xAxis: { type: "value" },
       yAxis: { type: "category", inverse: true, data: data.ranking.map(function (r) { return r.name; }) },
-      series: [{ type: "bar", data: data.ranking.map(function (r) { return r.score; }), label: { show: true, position: "right" } }]
+      series: [{ type: "bar", barMaxWidth: 28, data: data.ranking.map(function (r) { return r.score; }), label: { show: true, position: "right" } }]
     });
     window.addEventListener("resize", function () { daily.resize(); rates.resize(); ranking.resize(); });
   });
