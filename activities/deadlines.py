@@ -1,5 +1,7 @@
 """Deadlines (时限): computed in an activity so the result is recorded in the history and a
-replay never depends on today's calendar data."""
+replay never depends on today's calendar data or policy values. The policy in force (the
+environment's defaults overridden by run-time values, jiesu/admin/policy.py) is recorded in
+the result: the lifecycle windows and the SLA limits used."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from datetime import date, datetime, timedelta
 import asyncpg
 from temporalio import activity
 
+from jiesu.admin import policy
 from jiesu.case.calendar import WorkingCalendar
 from jiesu.case.domain import DeadlineRequest, Deadlines
-from jiesu.case.sla import SLA_POLICY, Limit
+from jiesu.case.sla import Limit
 from jiesu.config import Settings
 
 # Overrides are loaded for this window around the start; no limit spans more than this.
@@ -36,7 +39,8 @@ class DeadlineActivities:
 
     @activity.defn(name="compute_deadlines")
     async def compute_deadlines(self, request: DeadlineRequest) -> Deadlines:
-        rule = SLA_POLICY[request.urgency]
+        in_force = await policy.effective(self.pool, self.settings)
+        rule = in_force.rule(request.urgency)
         calendar = await self._calendar(request.received_at)
 
         def due(limit: Limit) -> datetime:
@@ -48,15 +52,8 @@ class DeadlineActivities:
             accept=due(rule.accept),
             contact=due(rule.contact) if rule.contact else None,
             finish=due(rule.finish),
-            rating_window_hours=self.settings.rating_window_hours,
-            return_window_hours=self.settings.return_window_hours,
-            dispatcher_window_minutes=self.settings.dispatcher_window_minutes,
-            max_reassignments=self.settings.max_reassignments,
-            max_unsatisfied_rounds=self.settings.max_unsatisfied_rounds,
-            escalation_step_hours=self.settings.escalation_step_hours,
-            repeats_before_supervision=self.settings.repeats_before_supervision,
-            max_extension_days=self.settings.max_extension_days,
+            sla_hours=in_force.sla_hours(request.urgency),
+            # Issue 14's switch stays with the environment: a bool, not a number to tune.
             return_needs_approval=self.settings.return_needs_approval,
-            max_extensions=self.settings.max_extensions,
-            extension_decision_hours=self.settings.extension_decision_hours,
+            **in_force.lifecycle(),
         )

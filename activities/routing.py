@@ -1,6 +1,10 @@
-"""Routing (按责转办): category × place → the responsible department."""
+"""Routing (按责转办): category × place → the responsible department, by the routing catalogue
+(派单目录) as it was in force when the case was reported (jiesu/admin/routing.py)."""
 
 from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
 
 import asyncpg
 from temporalio import activity
@@ -24,6 +28,7 @@ LEFT JOIN chain c ON c.id = r.area_id
 WHERE r.category_id = $1
   AND (r.area_id IS NULL OR c.id IS NOT NULL)
   AND NOT (r.department_id = ANY($3::text[]))
+  AND r.valid_from <= $4 AND (r.valid_to IS NULL OR r.valid_to > $4)
 ORDER BY coalesce(c.depth, 1000), r.priority DESC, r.id
 LIMIT 1
 """
@@ -34,6 +39,20 @@ async def _centre_queue(conn: asyncpg.Connection) -> RouteResult:
     if centre is None:  # retryable: an admin can load the reference data
         raise ApplicationError("reference data has no hotline centre")
     return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)
+
+
+# The case's children run as <case>-reassign-<n> / <case>-escalation-<n> (workflows/).
+_CHILD_SUFFIX = re.compile(r"-(reassign|escalation)-\d+$")
+
+
+async def _reported_at(conn: asyncpg.Connection) -> datetime:
+    """When the case being routed was reported: its intake's received_at, found by the
+    calling workflow's id (the case number, or a child's id built on it). RouteRequest does
+    not carry it (adding it is a workflow change); a case without an intake row (none in
+    practice) is routed by the rules in force now."""
+    case_id = _CHILD_SUFFIX.sub("", activity.info().workflow_id or "")
+    at = await conn.fetchval("SELECT received_at FROM intakes WHERE case_id = $1", case_id)
+    return at or datetime.now(UTC)
 
 
 class RoutingActivities:
@@ -49,7 +68,11 @@ class RoutingActivities:
     async def _route(self, request: RouteRequest) -> RouteResult:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                _ROUTE_SQL, request.category_id, request.grid_id, request.exclude_department_ids
+                _ROUTE_SQL,
+                request.category_id,
+                request.grid_id,
+                request.exclude_department_ids,
+                await _reported_at(conn),
             )
             if row:
                 return RouteResult(

@@ -21,6 +21,7 @@ from api.headers import SecurityHeaders
 from api.observability import MetricsListener, instrument_metrics, instrument_tracing
 from api.routers import (
     admin,
+    administration,
     attachments,
     channels,
     citizen,
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(attachments.router, prefix="/api/v1")
     app.include_router(self_service.router, prefix="/api/v1")
     app.include_router(self_service.form_router)  # /report, the public form
+    app.include_router(administration.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     return app

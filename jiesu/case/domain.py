@@ -710,6 +710,10 @@ class Deadlines(BaseModel):
     return_needs_approval: bool = False  # 退单 waits for the centre's decision
     max_extensions: int | None = None  # approved extensions per case (None: no cap)
     extension_decision_hours: float | None = None  # a request undecided this long is approved
+    # The SLA limits in force (hours; working hours for working-time limits), e.g. {"accept":
+    # 0.5, "contact": 1, "finish": 24}: run-time policy values (jiesu/admin/policy.py) may
+    # differ from jiesu/case/sla.py. Empty in histories recorded before it.
+    sla_hours: dict[str, float] = Field(default_factory=dict)
 
 
 class Breach(BaseModel):

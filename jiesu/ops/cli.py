@@ -143,6 +143,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from jiesu.ops.doctor_cli import add_commands as add_doctor_commands
 
     add_doctor_commands(sub)  # doctor, repair
+
+    from jiesu.ops.admin_cli import add_commands as add_admin_commands
+
+    add_admin_commands(sub)  # admin: reference data, rules, calendar, policy, templates
     return parser
 
 

@@ -44,6 +44,7 @@ of the two departments the walkthroughs use (``DEMO_PEOPLE``); the password is t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -111,6 +112,34 @@ def _area_rows() -> list[tuple[str, str, str, str | None]]:
 
 AREAS: tuple[tuple[str, str, str, str | None], ...] = tuple(_area_rows())
 GRID_IDS: tuple[str, ...] = tuple(a[0] for a in AREAS if a[2] == "grid")
+
+# Grid boundaries (for Open311's points): the county is a 0.12° × 0.06° rectangle of fictional
+# coordinates; each township a 0.04° column (west to east), each community a 0.03° row of it
+# (south to north), each grid the western or eastern half of its community.
+_WEST, _SOUTH = 115.60, 37.00
+_GRID_W, _GRID_H = 0.02, 0.03
+
+
+def _grid_corner(grid_id: str) -> tuple[float, float]:
+    """South-west corner (lon, lat) of a demo grid ``G-QH-<t>-<c>-<g>``."""
+    t, c, g = (int(part) for part in grid_id.split("-")[2:5])
+    return (
+        round(_WEST + (t - 1) * 2 * _GRID_W + (g - 1) * _GRID_W, 6),
+        round(_SOUTH + (c - 1) * _GRID_H, 6),
+    )
+
+
+def grid_centre(grid_id: str) -> tuple[float, float]:
+    """A point (lon, lat) inside a demo grid, e.g. for an Open311 example."""
+    lon, lat = _grid_corner(grid_id)
+    return round(lon + _GRID_W / 2, 6), round(lat + _GRID_H / 2, 6)
+
+
+def grid_boundary(grid_id: str) -> dict[str, object]:
+    lon, lat = _grid_corner(grid_id)
+    east, north = round(lon + _GRID_W, 6), round(lat + _GRID_H, 6)
+    ring = [[lon, lat], [east, lat], [east, north], [lon, north], [lon, lat]]
+    return {"type": "Polygon", "coordinates": [ring]}
 
 
 # --- departments ------------------------------------------------------------------------------
@@ -344,6 +373,11 @@ ON CONFLICT (id) DO UPDATE
         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.default_urgency)
 """
 
+# A boundary is set once: an admin's later change is left alone.
+_SET_BOUNDARY = """
+UPDATE areas SET boundary = $2::text::jsonb WHERE id = $1 AND boundary IS NULL
+"""
+
 # routing_rules has only a serial key: insert a rule unless the same category × area →
 # department rule exists (an admin's later priority change is left alone).
 _INSERT_RULE = """
@@ -428,6 +462,9 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
         await conn.executemany(_UPSERT_AREA, [*AREAS, CHANNEL_GRID])
+        await conn.executemany(
+            _SET_BOUNDARY, [(g, json.dumps(grid_boundary(g))) for g in GRID_IDS]
+        )
         await conn.executemany(_UPSERT_DEPARTMENT, DEPARTMENTS)
         await conn.executemany(
             _UPSERT_CATEGORY, [*CATEGORIES, *ENTERPRISE_CATEGORIES, CHANNEL_CATEGORY]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncpg
 
 from jiesu.case.domain import CaseProjection
+from jiesu.notify import templates
 from jiesu.notify.notices import notices_for
 from jiesu.readmodel import accountability
 from jiesu.stats.indicators import case_resolved
@@ -133,11 +134,13 @@ async def write_case(
             *_statistics_columns(projection),
         )
         await accountability.store(conn, s.case_id, projection.new_events)
+        notices = notices_for(s, projection.new_events)
+        wording = await templates.load(conn) if notices else {}
         await conn.executemany(
             _INSERT_NOTICE,
             [
                 (n.key, n.case_id, n.event_seq, n.event_kind.value, n.recipient_kind,
                  n.recipient_id, n.channel, n.subject, n.body)
-                for n in notices_for(s, projection.new_events)
+                for n in (templates.apply(notice, wording) for notice in notices)
             ],
         )

@@ -1,0 +1,265 @@
+"""/api/v1/admin/...: reference data, the routing catalogue, calendar overrides, policy values,
+notification templates and the change log. Admins only; the service is jiesu.admin (the
+``jiesu admin`` commands call the same functions). A refused change is a 4xx and changes
+nothing; every change is in ``GET /api/v1/admin/changes``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Admin, AppSettings, Pool
+from api.errors import ERRORS, ApiError, ErrorResponse
+from jiesu.admin import calendar, changes, policy, reference, routing, templates
+from jiesu.admin.errors import AdminRefused
+from jiesu.case.domain import EventKind, Instant
+from jiesu.notify.notices import RecipientKind
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+
+_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    403: {"model": ErrorResponse, "description": "Admins only"},
+    404: {"model": ErrorResponse, "description": "No such record"},
+    409: {"model": ErrorResponse, "description": "The change conflicts with the current data"},
+}
+RecordId = Annotated[str, Path(pattern=reference.ID_PATTERN)]
+T = TypeVar("T")
+
+
+async def _refusing(work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except AdminRefused as exc:
+        raise ApiError(_STATUS[exc.kind], exc.code, exc.message) from exc
+
+
+# --- the change log ---------------------------------------------------------------------
+
+
+@router.get("/changes", response_model=list[changes.Change], responses=_ERRORS,
+            summary="Every administrative change, newest first (who, when, before, after)")
+async def list_changes(
+    _: Admin, pool: Pool,
+    entity: Annotated[str | None, Query(max_length=64)] = None,
+    entity_id: Annotated[str | None, Query(max_length=200)] = None,
+    before_id: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
+    limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT)] = 100,
+) -> list[changes.Change]:
+    return await changes.list_changes(
+        pool, entity=entity, entity_id=entity_id, before_id=before_id, limit=limit
+    )
+
+
+# --- departments, areas (grids), categories ----------------------------------------------
+
+
+class Department(reference.DepartmentIn):
+    id: str
+
+
+class Area(reference.AreaIn):
+    id: str
+
+
+class Category(reference.CategoryIn):
+    id: str
+
+
+def _reference_routes(
+    table: reference.Table, path: str, body_model: type[BaseModel], out: type[BaseModel]
+) -> None:
+    """GET list, GET one, PUT (create or replace), DELETE for one kind of record."""
+    noun = table.entity
+
+    async def list_all(_: Admin, pool: Pool) -> list[Any]:
+        return [out.model_validate(r) for r in await reference.list_records(pool, table)]
+
+    async def get_one(record_id: RecordId, _: Admin, pool: Pool) -> Any:
+        return out.model_validate(
+            await _refusing(reference.get_record(pool, table, record_id))
+        )
+
+    async def put(record_id: RecordId, body: BaseModel, principal: Admin, pool: Pool) -> Any:
+        record, _ = await _refusing(
+            reference.put_record(pool, principal.actor, table, record_id, body)
+        )
+        return out.model_validate(record)
+
+    put.__annotations__["body"] = body_model  # the body FastAPI validates: this table's model
+
+    async def delete(record_id: RecordId, principal: Admin, pool: Pool) -> Response:
+        await _refusing(reference.delete_record(pool, principal.actor, table, record_id))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    router.add_api_route(path, list_all, methods=["GET"], response_model=list[out],
+                         responses=_ERRORS, summary=f"List the {noun} records",
+                         name=f"list_{noun}")
+    item = f"{path}/{{record_id}}"
+    router.add_api_route(item, get_one, methods=["GET"], response_model=out, responses=_ERRORS,
+                         summary=f"One {noun}", name=f"get_{noun}")
+    router.add_api_route(item, put, methods=["PUT"], response_model=out, responses=_ERRORS,
+                         summary=f"Create or replace a {noun} (logged)", name=f"put_{noun}")
+    router.add_api_route(item, delete, methods=["DELETE"], status_code=204,
+                         response_class=Response, responses=_ERRORS,
+                         summary=f"Delete a {noun} nothing refers to (logged)",
+                         name=f"delete_{noun}")
+
+
+_reference_routes(reference.DEPARTMENTS, "/departments", reference.DepartmentIn, Department)
+_reference_routes(reference.AREAS, "/areas", reference.AreaIn, Area)
+_reference_routes(reference.CATEGORIES, "/categories", reference.CategoryIn, Category)
+
+
+# --- the routing catalogue -----------------------------------------------------------------
+
+RuleId = Annotated[int, Path(ge=1, lt=2**31)]
+
+
+@router.get("/routing-rules", response_model=list[routing.Rule], responses=_ERRORS,
+            summary="The routing catalogue (派单目录) in force at a moment, or every version")
+async def list_rules(
+    _: Admin, pool: Pool,
+    as_of: Annotated[Instant | None, Query(description="Default: now")] = None,
+    every_version: bool = False,
+    category_id: Annotated[str | None, Query(pattern=reference.ID_PATTERN)] = None,
+) -> list[routing.Rule]:
+    return await routing.list_rules(
+        pool, as_of=as_of, every_version=every_version, category_id=category_id
+    )
+
+
+@router.post("/routing-rules", status_code=201, response_model=routing.Rule,
+             responses={**_ERRORS, 200: {"model": routing.Rule,
+                                         "description": "The same rule exists (a retry)"}},
+             summary="Add a routing rule in force from valid_from (default now)")
+async def add_rule(
+    body: routing.RuleIn, principal: Admin, pool: Pool, response: Response
+) -> routing.Rule:
+    rule, added = await _refusing(routing.add_rule(pool, principal.actor, body))
+    if not added:
+        response.status_code = status.HTTP_200_OK
+    return rule
+
+
+@router.get("/routing-rules/{rule_id}/history", response_model=list[changes.Change],
+            responses=_ERRORS, summary="A rule's changes, newest first")
+async def rule_history(rule_id: RuleId, _: Admin, pool: Pool) -> list[changes.Change]:
+    return await changes.list_changes(pool, entity=routing.ENTITY, entity_id=str(rule_id))
+
+
+@router.post("/routing-rules/{rule_id}/retire", response_model=routing.Rule, responses=_ERRORS,
+             summary="Put a rule out of force from a moment (default now)")
+async def retire_rule(
+    rule_id: RuleId, body: routing.Retirement, principal: Admin, pool: Pool
+) -> routing.Rule:
+    return await _refusing(routing.retire_rule(pool, principal.actor, rule_id, body))
+
+
+class Replaced(BaseModel):
+    retired: routing.Rule
+    successor: routing.Rule
+
+
+@router.post("/routing-rules/{rule_id}/replace", response_model=Replaced, responses=_ERRORS,
+             summary="Retire a rule and put its successor in force from the same moment")
+async def replace_rule(
+    rule_id: RuleId, body: routing.Replacement, principal: Admin, pool: Pool
+) -> Replaced:
+    old, new = await _refusing(routing.replace_rule(pool, principal.actor, rule_id, body))
+    return Replaced(retired=old, successor=new)
+
+
+# --- calendar overrides ----------------------------------------------------------------------
+
+Year = Annotated[int, Path(ge=2000, le=2100)]
+
+
+class CalendarDays(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[calendar.CalendarDay] = Field(max_length=calendar.MAX_DAYS)
+
+
+@router.get("/calendar/{year}", response_model=list[calendar.CalendarDay], responses=_ERRORS,
+            summary="A year's calendar overrides (holidays and adjusted working days)")
+async def calendar_days(year: Year, _: Admin, pool: Pool) -> list[calendar.CalendarDay]:
+    return await calendar.list_days(pool, year)
+
+
+@router.put("/calendar/{year}", response_model=calendar.CalendarDiff, responses=_ERRORS,
+            summary="Load the year's holiday notice: the diff, applied unless dry_run")
+async def load_calendar(
+    year: Year, body: CalendarDays, principal: Admin, pool: Pool, dry_run: bool = False
+) -> calendar.CalendarDiff:
+    notice = calendar.Notice(year=year, days=body.days)
+    return await _refusing(calendar.load(pool, principal.actor, notice, apply=not dry_run))
+
+
+# --- policy values ---------------------------------------------------------------------------
+
+PolicyName = Annotated[str, Path(max_length=64)]
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: float = Field(allow_inf_nan=False)
+
+
+@router.get("/policy", response_model=list[policy.PolicyValue], responses=_ERRORS,
+            summary="The run-time policy values in force, with their defaults")
+async def policy_values(_: Admin, pool: Pool, settings: AppSettings) -> list[policy.PolicyValue]:
+    return await policy.list_values(pool, settings)
+
+
+@router.put("/policy/{name}", response_model=policy.PolicyValue, responses=_ERRORS,
+            summary="Set a policy value for deadlines computed from now on")
+async def set_policy(
+    name: PolicyName, body: PolicyIn, principal: Admin, pool: Pool, settings: AppSettings
+) -> policy.PolicyValue:
+    return await _refusing(policy.set_value(pool, principal.actor, settings, name, body.value))
+
+
+@router.delete("/policy/{name}", response_model=policy.PolicyValue, responses=_ERRORS,
+               summary="Return a policy value to its default")
+async def reset_policy(
+    name: PolicyName, principal: Admin, pool: Pool, settings: AppSettings
+) -> policy.PolicyValue:
+    return await _refusing(policy.set_value(pool, principal.actor, settings, name, None))
+
+
+# --- notification templates ------------------------------------------------------------------
+
+
+@router.get("/notification-templates", response_model=list[templates.NotificationTemplate],
+            responses=_ERRORS, summary="The notification templates that replace built-in texts")
+async def list_templates(_: Admin, pool: Pool) -> list[templates.NotificationTemplate]:
+    return await templates.list_templates(pool)
+
+
+@router.put("/notification-templates/{event_kind}/{recipient_kind}",
+            response_model=templates.NotificationTemplate, responses=_ERRORS,
+            summary="Set the wording of one kind of notice ($case_id, $subject, $body, ...)")
+async def put_template(
+    event_kind: EventKind, recipient_kind: RecipientKind, body: templates.TemplateIn,
+    principal: Admin, pool: Pool,
+) -> templates.NotificationTemplate:
+    return await templates.put_template(pool, principal.actor, event_kind, recipient_kind, body)
+
+
+@router.delete("/notification-templates/{event_kind}/{recipient_kind}", status_code=204,
+               response_class=Response, responses=_ERRORS,
+               summary="Back to the built-in wording")
+async def delete_template(
+    event_kind: EventKind, recipient_kind: RecipientKind, principal: Admin, pool: Pool
+) -> Response:
+    await _refusing(templates.delete_template(pool, principal.actor, event_kind, recipient_kind))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+

@@ -1,0 +1,174 @@
+"""Reference data (基础数据): departments, areas (county → township → community → grid) and
+complaint categories. ``put`` creates or replaces a record (a retry changes nothing more),
+``delete`` removes one that nothing refers to; each change is logged with before and after.
+
+A grid may carry its boundary (GeoJSON Polygon/MultiPolygon, WGS 84), which Open311 uses to
+place a reported point (:mod:`jiesu.geo`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jiesu import geo
+from jiesu.admin import changes
+from jiesu.admin.errors import conflict, invalid, not_found
+from jiesu.case.domain import Actor, Line, Text, Urgency
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["water"])]
+Name = Annotated[Line, Field(min_length=1, max_length=200)]
+
+AreaKind = Literal["county", "township", "community", "grid"]
+# An area's parent is exactly one level up (no cycles, no grid under a county).
+PARENT_KIND: dict[str, str | None] = {
+    "county": None, "township": "county", "community": "township", "grid": "community",
+}  # fmt: skip
+
+
+class DepartmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    level: Literal["centre", "county", "township", "village"]
+    parent_id: Id | None = Field(
+        default=None, description="Where a case goes when it is raised a level (提级办)."
+    )
+    area_id: Id | None = None
+
+
+class AreaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    kind: AreaKind
+    parent_id: Id | None = None
+    boundary: dict[str, Any] | None = Field(
+        default=None,
+        description="GeoJSON Polygon or MultiPolygon in WGS 84 (longitude, latitude); grids.",
+    )
+
+    @field_validator("boundary")
+    @classmethod
+    def _valid_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            geo.check_boundary(value)  # ValueError → 422
+        return value
+
+
+class CategoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    default_urgency: Urgency
+    description: Annotated[Text, Field(max_length=2000)] = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """How one kind of record is stored: its table, entity name and columns (id first)."""
+
+    entity: str
+    table: str
+    columns: tuple[str, ...]
+    model: type[BaseModel]
+
+    @property
+    def select(self) -> str:
+        return f"SELECT id, {', '.join(self.columns)} FROM {self.table}"
+
+
+DEPARTMENTS = Table("department", "departments", ("name", "level", "parent_id", "area_id"),
+                    DepartmentIn)
+AREAS = Table("area", "areas", ("name", "kind", "parent_id", "boundary"), AreaIn)
+CATEGORIES = Table("category", "categories", ("name", "default_urgency", "description"),
+                   CategoryIn)
+TABLES = {t.entity: t for t in (DEPARTMENTS, AREAS, CATEGORIES)}
+
+Db = asyncpg.Pool | asyncpg.Connection
+
+
+def _record(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row)
+
+
+async def list_records(db: Db, table: Table) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(f"{table.select} ORDER BY id")]
+
+
+async def get_record(db: Db, table: Table, record_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(f"{table.select} WHERE id = $1", record_id)
+    if row is None:
+        raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
+    return dict(row)
+
+
+async def _check_area(conn: asyncpg.Connection, body: AreaIn) -> None:
+    want = PARENT_KIND[body.kind]
+    if want is None:
+        if body.parent_id is not None:
+            raise invalid("invalid_parent", "a county has no parent area")
+        return
+    parent = await conn.fetchval("SELECT kind FROM areas WHERE id = $1", body.parent_id)
+    if parent != want:
+        raise invalid("invalid_parent", f"a {body.kind}'s parent must be an existing {want}")
+    if body.boundary is not None and body.kind != "grid":
+        raise invalid("invalid_boundary", "only grids carry a boundary")
+
+
+async def put_record(
+    pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str, body: BaseModel
+) -> tuple[dict[str, Any], bool]:
+    """Create or replace; returns the record and whether anything changed."""
+    values = body.model_dump(mode="json")
+    params = [values[c] for c in table.columns]
+    if "boundary" in table.columns:  # jsonb by text: the same with and without the codec
+        i = table.columns.index("boundary")
+        params[i] = None if params[i] is None else json.dumps(params[i])
+    casts = [f"${i + 2}::text::jsonb" if c == "boundary" else f"${i + 2}"
+             for i, c in enumerate(table.columns)]
+    async with pool.acquire() as conn, conn.transaction():
+        before = _record(await conn.fetchrow(f"{table.select} WHERE id = $1 FOR UPDATE",
+                                             record_id))
+        if isinstance(body, AreaIn):
+            await _check_area(conn, body)
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns)
+        try:
+            row = await conn.fetchrow(
+                f"INSERT INTO {table.table} (id, {', '.join(table.columns)})"
+                f" VALUES ($1, {', '.join(casts)}) ON CONFLICT (id) DO UPDATE SET {sets}"
+                f" RETURNING id, {', '.join(table.columns)}",
+                record_id, *params,
+            )
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise invalid("unknown_reference", f"{table.entity} refers to a missing record: "
+                          f"{exc.detail or exc}") from exc
+        except asyncpg.CheckViolationError as exc:
+            raise invalid("invalid_record", str(exc)) from exc
+        after = dict(row)
+        if before == after:
+            return after, False
+        await changes.record(conn, actor, table.entity, record_id,
+                             "create" if before is None else "update", before, after)
+    return after, True
+
+
+async def delete_record(pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str) -> None:
+    """Delete a record nothing refers to (cases keep their ids: a used record is kept)."""
+    async with pool.acquire() as conn, conn.transaction():
+        before = _record(await conn.fetchrow(f"{table.select} WHERE id = $1 FOR UPDATE",
+                                             record_id))
+        if before is None:
+            raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
+        try:
+            async with conn.transaction():  # a savepoint: the refusal leaves the outer intact
+                await conn.execute(f"DELETE FROM {table.table} WHERE id = $1", record_id)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise conflict(f"{table.entity}_in_use", f"{table.entity} {record_id!r} is still "
+                           f"referred to: {exc.detail or exc}") from exc
+        await changes.record(conn, actor, table.entity, record_id, "delete", before, None)

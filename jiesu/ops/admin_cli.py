@@ -1,0 +1,274 @@
+"""``jiesu admin ...``: the administration of jiesu.admin from the machine that runs Jiesu
+(the same functions as ``/api/v1/admin/...``). Works on ``DATABASE_URL``; every change is
+logged with the actor ``cli:<login>`` (role admin). Answers are printed as JSON; a refused
+change prints ``error: ...`` and exits 2, changing nothing.
+
+    jiesu admin departments|areas|categories list | get ID | put ID JSON | delete ID
+    jiesu admin rules list [--as-of T] [--every-version] | add ... | retire ID [--at T]
+                      | replace ID --department D [--at T] | history ID
+    jiesu admin calendar show YEAR | diff FILE --year YEAR | apply FILE --year YEAR
+    jiesu admin policy list | set NAME VALUE | reset NAME
+    jiesu admin templates list | set EVENT RECIPIENT --subject S --body B | delete EVENT RECIPIENT
+    jiesu admin changes [--entity E] [--id ID] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ValidationError
+
+from jiesu import db
+from jiesu.admin import calendar, changes, policy, reference, routing, templates
+from jiesu.admin.errors import AdminRefused
+from jiesu.case.domain import Actor, EventKind, Role
+from jiesu.config import get_settings
+
+Work = Callable[[asyncpg.Pool, Actor], Awaitable[Any]]
+
+
+def cli_actor() -> Actor:
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        login = "unknown"
+    return Actor(role=Role.ADMIN, name=f"cli:{login}"[:200])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+async def _run(work: Work) -> int:
+    pool = await db.create_pool(get_settings().database_url, min_size=1, max_size=2)
+    try:
+        result = await work(pool, cli_actor())
+    except AdminRefused as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await pool.close()
+    if result is not None:
+        print(json.dumps(_jsonable(result), ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def _execute(work: Work) -> int:
+    try:
+        return asyncio.run(_run(work))
+    except (ValidationError, ValueError) as exc:
+        print(f"error: invalid input: {exc}", file=sys.stderr)
+        return 2
+
+
+# --- commands: each returns the work to run ---------------------------------------------
+
+
+def _reference(args: argparse.Namespace) -> Work:
+    table = reference.TABLES[args.entity]
+    if args.action == "list":
+        return lambda pool, _: reference.list_records(pool, table)
+    if args.action == "get":
+        return lambda pool, _: reference.get_record(pool, table, args.id)
+    if args.action == "delete":
+        return lambda pool, actor: reference.delete_record(pool, actor, table, args.id)
+    body = table.model.model_validate_json(args.json)
+
+    async def put(pool: asyncpg.Pool, actor: Actor) -> Any:
+        return (await reference.put_record(pool, actor, table, args.id, body))[0]
+
+    return put
+
+
+def _instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text}: give a timezone, e.g. 2027-01-01T00:00+08:00")
+    return value
+
+
+def _rules(args: argparse.Namespace) -> Work:
+    if args.action == "list":
+        return lambda pool, _: routing.list_rules(
+            pool, as_of=args.as_of, every_version=args.every_version, category_id=args.category
+        )
+    if args.action == "history":
+        return lambda pool, _: changes.list_changes(
+            pool, entity=routing.ENTITY, entity_id=str(args.id)
+        )
+    if args.action == "retire":
+        body = routing.Retirement(at=args.at)
+        return lambda pool, actor: routing.retire_rule(pool, actor, args.id, body)
+    if args.action == "replace":
+        repl = routing.Replacement(at=args.at, department_id=args.department,
+                                   priority=args.priority)
+        return lambda pool, actor: routing.replace_rule(pool, actor, args.id, repl)
+    rule = routing.RuleIn(category_id=args.category, area_id=args.area,
+                          department_id=args.department, priority=args.priority or 0,
+                          valid_from=args.valid_from, valid_to=args.valid_to)
+
+    async def add(pool: asyncpg.Pool, actor: Actor) -> Any:
+        return (await routing.add_rule(pool, actor, rule))[0]
+
+    return add
+
+
+def _calendar(args: argparse.Namespace) -> Work:
+    if args.action == "show":
+        return lambda pool, _: calendar.list_days(pool, args.year)
+    notice = calendar.parse_csv(Path(args.file).read_text(encoding="utf-8"), args.year)
+    apply = args.action == "apply"
+    return lambda pool, actor: calendar.load(pool, actor, notice, apply=apply)
+
+
+def _policy(args: argparse.Namespace) -> Work:
+    settings = get_settings()
+    if args.action == "list":
+        return lambda pool, _: policy.list_values(pool, settings)
+    value = args.value if args.action == "set" else None
+    return lambda pool, actor: policy.set_value(pool, actor, settings, args.name, value)
+
+
+def _templates(args: argparse.Namespace) -> Work:
+    if args.action == "list":
+        return lambda pool, _: templates.list_templates(pool)
+    kind = EventKind(args.event_kind)
+    if args.action == "delete":
+        return lambda pool, actor: templates.delete_template(pool, actor, kind, args.recipient)
+    body = templates.TemplateIn(subject=args.subject, body=args.body)
+    return lambda pool, actor: templates.put_template(pool, actor, kind, args.recipient, body)
+
+
+def _changes(args: argparse.Namespace) -> Work:
+    return lambda pool, _: changes.list_changes(
+        pool, entity=args.entity, entity_id=args.id, limit=args.limit
+    )
+
+
+def _command(build: Callable[[argparse.Namespace], Work]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            work = build(args)
+        except (ValidationError, ValueError) as exc:
+            print(f"error: invalid input: {exc}", file=sys.stderr)
+            return 2
+        return _execute(work)
+
+    return run
+
+
+# --- wiring ------------------------------------------------------------------------------
+
+
+def _actions(parent: Any, name: str, help_: str, build: Callable[..., Work]) -> Any:
+    p = parent.add_parser(name, help=help_, description=help_)
+    p.set_defaults(func=_command(build))
+    return p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _add_reference(admin: Any) -> None:
+    for entity, plural in (("department", "departments"), ("area", "areas"),
+                           ("category", "categories")):
+        acts = _actions(admin, plural, f"{plural}: list, get, put (create or replace), delete",
+                        _reference)
+        acts.add_parser("list").set_defaults(entity=entity)
+        for action in ("get", "delete"):
+            acts.add_parser(action).add_argument("id")
+            acts.choices[action].set_defaults(entity=entity)
+        p = acts.add_parser("put", help="JSON of the record without its id, e.g. "
+                            + {"department": '{"name": "...", "level": "county"}',
+                               "area": '{"name": "...", "kind": "grid", "parent_id": "..."}',
+                               "category": '{"name": "...", "default_urgency": "general"}'
+                               }[entity])
+        p.add_argument("id")
+        p.add_argument("json")
+        p.set_defaults(entity=entity)
+
+
+def _add_rules(admin: Any) -> None:
+    acts = _actions(admin, "rules", "the routing catalogue (派单目录) with effective dates",
+                    _rules)
+    p = acts.add_parser("list", help="the rules in force (now, or --as-of)")
+    p.add_argument("--as-of", type=_instant)
+    p.add_argument("--every-version", action="store_true")
+    p.add_argument("--category")
+    p = acts.add_parser("add", help="a new rule, in force from --from (default now)")
+    p.add_argument("--category", required=True)
+    p.add_argument("--area", help="default: anywhere")
+    p.add_argument("--department", required=True)
+    p.add_argument("--priority", type=int)
+    p.add_argument("--from", dest="valid_from", type=_instant)
+    p.add_argument("--to", dest="valid_to", type=_instant)
+    p = acts.add_parser("retire", help="out of force from --at (default now)")
+    p.add_argument("id", type=int)
+    p.add_argument("--at", type=_instant)
+    p = acts.add_parser("replace", help="retire and put a successor in force at --at")
+    p.add_argument("id", type=int)
+    p.add_argument("--department", required=True)
+    p.add_argument("--priority", type=int)
+    p.add_argument("--at", type=_instant)
+    acts.add_parser("history").add_argument("id", type=int)
+
+
+def _add_calendar(admin: Any) -> None:
+    acts = _actions(admin, "calendar", "calendar overrides from the year's holiday notice (CSV)",
+                    _calendar)
+    acts.add_parser("show").add_argument("year", type=int)
+    for action, help_ in (("diff", "validate the file, show what would change"),
+                          ("apply", "validate, show and apply")):
+        p = acts.add_parser(action, help=help_)
+        p.add_argument("file", help="CSV: date,kind,note (kind: holiday | workday)")
+        p.add_argument("--year", type=int, required=True)
+
+
+def _add_policy(admin: Any) -> None:
+    acts = _actions(admin, "policy", "run-time policy values (SLA limits, lifecycle windows)",
+                    _policy)
+    acts.add_parser("list")
+    p = acts.add_parser("set")
+    p.add_argument("name", choices=policy.NAMES)
+    p.add_argument("value", type=float)
+    acts.add_parser("reset").add_argument("name", choices=policy.NAMES)
+
+
+def _add_templates(admin: Any) -> None:
+    acts = _actions(admin, "templates", "notification templates ($case_id, $subject, $body)",
+                    _templates)
+    acts.add_parser("list")
+    for action in ("set", "delete"):
+        p = acts.add_parser(action)
+        p.add_argument("event_kind", choices=[k.value for k in EventKind])
+        p.add_argument("recipient", choices=["department", "citizen", "supervisor"])
+        if action == "set":
+            p.add_argument("--subject", required=True)
+            p.add_argument("--body", required=True)
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``admin`` and its subcommands to the ``jiesu`` parser's subparsers."""
+    admin = sub.add_parser("admin", help="reference data, routing catalogue, calendar, policy, "
+                           "templates, change log")
+    groups = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
+    _add_reference(groups)
+    _add_rules(groups)
+    _add_calendar(groups)
+    _add_policy(groups)
+    _add_templates(groups)
+    p = groups.add_parser("changes", help="the change log, newest first")
+    p.add_argument("--entity")
+    p.add_argument("--id")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_command(_changes))
