@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
-from api import errors, media
+from api import errors, media, open311
 from api.auth_limit import AuthFailureLimiter
 from api.console.app import mount as mount_console
 from api.docs import STATIC_PREFIX, offline_app
@@ -97,6 +97,9 @@ def create_app(
         listener = MetricsListener(settings.api_metrics_address, app.state.metrics_registry)
         if settings.api_metrics_address:
             listener.start()
+        # The mounted Open311 sub-application runs no lifespan of its own: it shares ours.
+        for name in ("settings", "temporal", "pool"):
+            setattr(georeport.state, name, getattr(app.state, name))
         try:
             yield
         finally:
@@ -143,6 +146,8 @@ def create_app(
     app.include_router(administration.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
+    georeport = open311.build()
+    app.mount(open311.PREFIX, georeport)  # GeoReport v2, its own formats and errors
     return app
 
 

@@ -1,0 +1,331 @@
+"""Open311 GeoReport v2 at ``/open311/v2/`` (http://wiki.open311.org/GeoReport_v2).
+
+A sub-application of its own, so that it speaks the protocol end to end: resources end in
+``.json`` or ``.xml``, POST bodies are ``application/x-www-form-urlencoded``, and every error
+— a bad parameter, an unknown path, an outage — is the spec's ``errors`` document (404 for
+what does not exist, 403 for a missing or wrong ``api_key``, 400 for anything else; 503 with
+Retry-After when Temporal or PostgreSQL is down), never the rest of the API's error shape.
+The service behind it is :mod:`jiesu.intake.open311`. Not in the OpenAPI document: the
+GeoReport v2 spec is its reference (docs/open311.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.etree import ElementTree as ET
+
+from fastapi import FastAPI, Request, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import RETRY_AFTER_SECONDS, is_database_down
+from jiesu.access.security import hash_api_key
+from jiesu.case.domain import OPERATOR_ROLES, Actor, Role
+from jiesu.client import is_temporal_down
+from jiesu.intake import open311
+from jiesu.intake.errors import (
+    IdempotencyConflict,
+    IntakeContended,
+    IntakeError,
+    IntakeRefused,
+    TemporalUnavailable,
+)
+
+log = logging.getLogger("jiesu.api.open311")
+
+PREFIX = "/open311/v2"
+FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
+MAX_BODY = 64 * 1024
+# XML element names: the list's root and its items (the spec's "Spark convention" mapping).
+ROOTS = {"services": ("services", "service"), "requests": ("service_requests", "request"),
+         "errors": ("errors", "error")}
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str, code: int | None = None) -> None:
+        super().__init__(description)
+        self.status, self.description, self.code = status, description, code or status
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _element(tag: str, value: Any) -> ET.Element:
+    element = ET.Element(tag)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            element.append(_element(key, child))
+    elif isinstance(value, list):  # e.g. attributes → attribute, values → value
+        for child in value:
+            element.append(_element(tag[:-1], child))
+    else:
+        element.text = _text(value)
+    return element
+
+
+def to_xml(kind: str, items: list[dict[str, Any]] | dict[str, Any]) -> bytes:
+    if isinstance(items, dict):  # a service definition: one document, not a list
+        root = _element("service_definition", items)
+    else:
+        root_tag, item_tag = ROOTS[kind]
+        root = ET.Element(root_tag)
+        root.extend(_element(item_tag, item) for item in items)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            + ET.tostring(root, encoding="unicode")).encode("utf-8")
+
+
+def render(fmt: str, kind: str, body: Any, status: int = 200,
+           headers: dict[str, str] | None = None) -> Response:
+    content = (json.dumps(body, ensure_ascii=False).encode("utf-8") if fmt == "json"
+               else to_xml(kind, body))
+    return Response(content, status_code=status, media_type=FORMATS[fmt], headers=headers)
+
+
+def error(fmt: str, exc: Open311Error, headers: dict[str, str] | None = None) -> Response:
+    body = [{"code": exc.code, "description": exc.description}]
+    return render(fmt if fmt in FORMATS else "xml", "errors", body, exc.status, headers)
+
+
+# --- the protocol's parameters ------------------------------------------------------------------
+
+
+def split_format(resource: str) -> tuple[str, str]:
+    """``"638344.json"`` → ("638344", "json"); 400 without a known format."""
+    name, dot, fmt = resource.rpartition(".")
+    if not dot or fmt not in FORMATS:
+        raise Open311Error(400, "append the format to the resource: .json or .xml")
+    if not name:
+        raise Open311Error(400, "the resource's name is missing")
+    return name, fmt
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _w3_date(params: dict[str, str], name: str) -> datetime | None:
+    value = params.get(name) or None
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Open311Error(400, f"{name} must be a w3 datetime, e.g. 2010-01-01T00:00:00Z") from exc
+    if at.tzinfo is None:
+        raise Open311Error(400, f"{name} needs its time zone (Z or +08:00)")
+    return at
+
+
+def _number(params: dict[str, str], name: str, bound: float) -> float | None:
+    value = params.get(name) or None
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise Open311Error(400, f"{name} must be a number") from exc
+    if not math.isfinite(number) or abs(number) > bound:
+        raise Open311Error(400, f"{name} must be within ±{bound:g}")
+    return number
+
+
+def report_of(params: dict[str, str]) -> open311.Report:
+    lat, long = _number(params, "lat", 90), _number(params, "long", 180)
+    if (lat is None) != (long is None):
+        raise Open311Error(400, "lat and long go together")
+    if not params.get("service_code"):
+        raise Open311Error(400, "service_code was not provided")
+    fields = ("address_string", "address_id", "description", "first_name", "last_name",
+              "phone", "email", "media_url")
+    return open311.Report(service_code=params["service_code"], lat=lat, long=long,
+                          **{f: params.get(f, "").strip() for f in fields})
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The POST's arguments: the urlencoded body, then the query string (first value wins)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise Open311Error(400, f"the request is larger than {MAX_BODY} bytes")
+    if body and media != "application/x-www-form-urlencoded":
+        raise Open311Error(400, "send the arguments as application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise Open311Error(400, "the body is not UTF-8") from exc
+    params = dict(request.query_params)
+    for key, value in reversed(pairs):
+        params[key] = value
+    return params
+
+
+async def _operator(request: Request, api_key: str | None) -> Actor:
+    """The spec's api_key is one of our API keys, of a role that may register cases."""
+    if not api_key:
+        raise Open311Error(403, "api_key was not provided")
+    row = await request.app.state.pool.fetchrow(
+        "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1"
+        " AND revoked_at IS NULL", hash_api_key(api_key),
+    )  # fmt: skip
+    if row is None or Role(row["role"]) not in OPERATOR_ROLES:
+        raise Open311Error(403, "invalid api_key: it must be a key that may register cases")
+    return Actor(role=Role(row["role"]), name=row["name"], department_id=row["department_id"])
+
+
+# --- the resources -------------------------------------------------------------------------------
+
+
+def _intake_error(err: IntakeError) -> Open311Error:
+    if isinstance(err, TemporalUnavailable | IntakeContended):
+        return Open311Error(503, f"{err.message}; retry in {RETRY_AFTER_SECONDS} s")
+    if isinstance(err, IntakeRefused | IdempotencyConflict):
+        return Open311Error(400, err.message)
+    return Open311Error(400, "the request could not be filed")
+
+
+def _failure(exc: Exception) -> Open311Error:
+    """What the client is told about a failure (logged when unexpected)."""
+    if isinstance(exc, Open311Error):
+        return exc
+    if isinstance(exc, open311.NotFound):
+        return Open311Error(404, str(exc))
+    if isinstance(exc, IntakeError):
+        return _intake_error(exc)
+    if isinstance(exc, ValidationError):
+        messages = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return Open311Error(400, messages[:1000])
+    if isinstance(exc, ValueError):
+        return Open311Error(400, str(exc))
+    if is_temporal_down(exc) or is_database_down(exc):
+        return Open311Error(503, "the service is unavailable; retry shortly")
+    log.exception("open311 request failed", exc_info=exc)
+    return Open311Error(500, "internal error")
+
+
+async def _answer(fmt: str, work: Callable[[], Awaitable[Response]]) -> Response:
+    """Run a resource's work and turn every failure into the spec's error document."""
+    try:
+        return await work()
+    except Exception as exc:
+        failure = _failure(exc)
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if failure.status == 503 else None
+        return error(fmt, failure, retry)
+
+
+def build() -> FastAPI:
+    """The sub-application; create_app mounts it and hands it the pool, client, settings."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        fmt = request.url.path.rpartition(".")[2]
+        status = 404 if exc.status_code == 404 else 400
+        what = "no such resource" if status == 404 else f"not allowed: {request.method}"
+        return error(fmt, Open311Error(status, what))
+
+    @app.get("/services{suffix}")
+    async def services(request: Request, suffix: str) -> Response:
+        fmt = suffix.removeprefix(".")
+
+        async def work() -> Response:
+            split_format(f"services{suffix}")
+            pool = request.app.state.pool
+            await open311.check_jurisdiction(pool, request.query_params.get("jurisdiction_id"))
+            return render(fmt, "services", await open311.services(pool))
+
+        return await _answer(fmt, work)
+
+    @app.get("/services/{resource}")
+    async def service_definition(request: Request, resource: str) -> Response:
+        fmt = resource.rpartition(".")[2]
+
+        async def work() -> Response:
+            code, _ = split_format(resource)
+            pool = request.app.state.pool
+            await open311.check_jurisdiction(pool, request.query_params.get("jurisdiction_id"))
+            return render(fmt, "definition", await open311.service_definition(pool, code))
+
+        return await _answer(fmt, work)
+
+    @app.get("/requests{suffix}")
+    async def list_requests(request: Request, suffix: str) -> Response:
+        fmt = suffix.removeprefix(".")
+
+        async def work() -> Response:
+            split_format(f"requests{suffix}")
+            params, state = dict(request.query_params), request.app.state
+            await open311.check_jurisdiction(state.pool, params.get("jurisdiction_id"))
+            statuses = _csv(params.get("status"))
+            if set(statuses) - {"open", "closed"}:
+                raise Open311Error(400, "status is open, closed or both (comma delimited)")
+            query = open311.Query(
+                ids=_csv(params.get("service_request_id")),
+                service_codes=_csv(params.get("service_code")), statuses=statuses,
+                start=_w3_date(params, "start_date"), end=_w3_date(params, "end_date"),
+            )  # fmt: skip
+            return render(fmt, "requests", await open311.requests(state.pool, state.settings,
+                                                                  query))
+
+        return await _answer(fmt, work)
+
+    @app.post("/requests{suffix}")
+    async def create_request(request: Request, suffix: str) -> Response:
+        fmt = suffix.removeprefix(".")
+
+        async def work() -> Response:
+            split_format(f"requests{suffix}")
+            params, state = await _form(request), request.app.state
+            actor = await _operator(request, params.get("api_key"))
+            await open311.check_jurisdiction(state.pool, params.get("jurisdiction_id"))
+            filed = await open311.file_report(
+                state.pool, state.temporal, state.settings, report_of(params), actor,
+                request.headers.get("idempotency-key"),
+            )  # fmt: skip
+            notice = ("已并入同一问题的在办工单 (merged into the open case of the same problem)"
+                      if filed.merged else "已受理 (registered)")
+            body = [{"service_request_id": filed.case_id, "service_notice": notice,
+                     "account_id": None}]
+            return render(fmt, "requests", body, 200 if filed.replayed or filed.merged else 201)
+
+        return await _answer(fmt, work)
+
+    @app.get("/requests/{resource}")
+    async def get_request(request: Request, resource: str) -> Response:
+        fmt = resource.rpartition(".")[2]
+
+        async def work() -> Response:
+            case_id, _ = split_format(resource)
+            state = request.app.state
+            await open311.check_jurisdiction(state.pool, request.query_params.get(
+                "jurisdiction_id"))
+            return render(fmt, "requests", [await open311.request(state.pool, state.settings,
+                                                                  case_id)])
+
+        return await _answer(fmt, work)
+
+    @app.get("/tokens/{resource}")
+    async def token(request: Request, resource: str) -> Response:
+        fmt = resource.rpartition(".")[2]
+
+        async def work() -> Response:
+            value, _ = split_format(resource)
+            case_id = await open311.token_request(request.app.state.pool, value)
+            return render(fmt, "requests", [{"service_request_id": case_id, "token": value}])
+
+        return await _answer(fmt, work)
+
+    return app
