@@ -98,7 +98,7 @@ def create_app(
         if settings.api_metrics_address:
             listener.start()
         # The mounted Open311 sub-application runs no lifespan of its own: it shares ours.
-        for name in ("settings", "temporal", "pool"):
+        for name in ("settings", "temporal", "pool", "auth_limiter"):
             setattr(georeport.state, name, getattr(app.state, name))
         try:
             yield

@@ -24,7 +24,8 @@ from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import RETRY_AFTER_SECONDS, is_database_down
+from api.auth_limit import client_of
+from api.errors import RETRY_AFTER_SECONDS, ApiError, is_database_down
 from jiesu.access.security import hash_api_key
 from jiesu.case.domain import OPERATOR_ROLES, Actor, Role
 from jiesu.client import is_temporal_down
@@ -48,9 +49,13 @@ ROOTS = {"services": ("services", "service"), "requests": ("service_requests", "
 
 
 class Open311Error(Exception):
-    def __init__(self, status: int, description: str, code: int | None = None) -> None:
+    def __init__(self, status: int, description: str, *,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
-        self.status, self.description, self.code = status, description, code or status
+        self.status, self.description, self.code = status, description, status
+        if status == 503:
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        self.headers = headers
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -173,15 +178,32 @@ async def _form(request: Request) -> dict[str, str]:
     return params
 
 
+async def _not_blocked(request: Request) -> None:
+    """The API's failed-authentication limit (api/auth_limit.py) holds here too: a client
+    that guessed too many keys or tokens is answered 429 before anything is looked up."""
+    try:
+        await request.app.state.auth_limiter.check(client_of(request))
+    except ApiError as exc:
+        raise Open311Error(429, exc.message, headers=exc.headers) from exc
+
+
+async def _failed(request: Request) -> None:
+    await request.app.state.auth_limiter.failed(client_of(request))
+
+
 async def _operator(request: Request, api_key: str | None) -> Actor:
     """The spec's api_key is one of our API keys, of a role that may register cases."""
+    await _not_blocked(request)
     if not api_key:
         raise Open311Error(403, "api_key was not provided")
     row = await request.app.state.pool.fetchrow(
         "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1"
         " AND revoked_at IS NULL", hash_api_key(api_key),
     )  # fmt: skip
-    if row is None or Role(row["role"]) not in OPERATOR_ROLES:
+    if row is None:
+        await _failed(request)
+        raise Open311Error(403, "invalid api_key: it is not known or was revoked")
+    if Role(row["role"]) not in OPERATOR_ROLES:
         raise Open311Error(403, "invalid api_key: it must be a key that may register cases")
     return Actor(role=Role(row["role"]), name=row["name"], department_id=row["department_id"])
 
@@ -222,8 +244,7 @@ async def _answer(fmt: str, work: Callable[[], Awaitable[Response]]) -> Response
         return await work()
     except Exception as exc:
         failure = _failure(exc)
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if failure.status == 503 else None
-        return error(fmt, failure, retry)
+        return error(fmt, failure, failure.headers)
 
 
 def build() -> FastAPI:
@@ -323,7 +344,12 @@ def build() -> FastAPI:
 
         async def work() -> Response:
             value, _ = split_format(resource)
-            case_id = await open311.token_request(request.app.state.pool, value)
+            await _not_blocked(request)
+            try:
+                case_id = await open311.token_request(request.app.state.pool, value)
+            except open311.NotFound:
+                await _failed(request)  # a wrong token counts, as on the citizen's actions
+                raise
             return render(fmt, "requests", [{"service_request_id": case_id, "token": value}])
 
         return await _answer(fmt, work)

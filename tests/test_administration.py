@@ -99,6 +99,30 @@ async def test_a_department_in_use_is_not_deleted(api: httpx.AsyncClient) -> Non
     assert (await api.get(f"{A}/departments/water", headers=ADMIN)).status_code == 200
 
 
+async def test_a_category_a_case_names_is_not_deleted(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """No foreign key joins cases to categories: the check is the service's."""
+    category = _uid("cat")
+    await api.put(f"{A}/categories/{category}", json={"name": "临时类别",
+                  "default_urgency": "general"}, headers=ADMIN)
+    case_id = (await api.post("/api/v1/complaints", headers=OPERATOR,
+                              json=complaint(category_id=category))).json()["case_id"]
+    await eventually(
+        lambda: pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id), within=30
+    )
+    refused = await api.delete(f"{A}/categories/{category}", headers=ADMIN)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "category_in_use"
+
+
+async def test_a_boundary_belongs_to_a_grid_only(api: httpx.AsyncClient) -> None:
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+    r = await api.put(f"{A}/areas/{_uid('cty')}", headers=ADMIN,
+                      json={"name": "县", "kind": "county", "boundary": square})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_boundary", r.text
+
+
 async def test_the_change_log_is_append_only(pool: asyncpg.Pool) -> None:
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await pool.execute("UPDATE admin_changes SET entity = 'x'")

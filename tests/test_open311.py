@@ -16,8 +16,11 @@ import httpx
 import jsonschema
 import pytest
 import xmlschema
-from helpers import OPERATOR, SUPERVISOR, department, eventually, register
+from helpers import OPERATOR, SUPERVISOR, department, eventually, register, served
+from temporalio.client import Client
 
+from api.main import create_app
+from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key, grid_centre
 
 HERE = Path(__file__).parent / "open311"
@@ -244,3 +247,20 @@ async def test_a_body_that_is_not_a_form_is_refused(api: httpx.AsyncClient) -> N
                               headers=OPERATOR)
     assert response.status_code == 400, response.text
     valid(response, "errors")
+
+
+async def test_guessing_keys_or_tokens_is_limited(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The API's failed-authentication limit covers Open311's api_key and tokens: after the
+    limit a guesser gets 429 with Retry-After, even with a right key."""
+    strict = settings.model_copy(update={"auth_failure_limit": 3})
+    async with served(create_app(strict, client=client, pool=pool)) as own:
+        for n in range(3):
+            wrong = await (own.get(f"{V2}/tokens/guess{n}.json") if n % 2 else _post(
+                own, "json", api_key=f"guess{n}", service_code="garbage"))
+            assert wrong.status_code in (403, 404), wrong.text
+        blocked = await _post(own, "xml", api_key=KEY, service_code="garbage",
+                              address_id="G-QH-01-01-1", **_citizen())
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+        valid(blocked, "errors")

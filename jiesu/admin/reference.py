@@ -83,6 +83,14 @@ class Table:
         return f"SELECT id, {', '.join(self.columns)} FROM {self.table}"
 
 
+# Cases refer to records by id without a foreign key (the read model outlives reference
+# data): a record a case names is kept, so the case's history still reads.
+_USED_BY_CASES = {
+    "department": "SELECT 1 FROM cases WHERE department_id = $1 LIMIT 1",
+    "area": "SELECT 1 FROM cases WHERE grid_id = $1 LIMIT 1",
+    "category": "SELECT 1 FROM cases WHERE category_id = $1 LIMIT 1",
+}
+
 DEPARTMENTS = Table("department", "departments", ("name", "level", "parent_id", "area_id"),
                     DepartmentIn)
 AREAS = Table("area", "areas", ("name", "kind", "parent_id", "boundary"), AreaIn)
@@ -109,6 +117,8 @@ async def get_record(db: Db, table: Table, record_id: str) -> dict[str, Any]:
 
 
 async def _check_area(conn: asyncpg.Connection, body: AreaIn) -> None:
+    if body.boundary is not None and body.kind != "grid":
+        raise invalid("invalid_boundary", "only grids carry a boundary")
     want = PARENT_KIND[body.kind]
     if want is None:
         if body.parent_id is not None:
@@ -117,8 +127,6 @@ async def _check_area(conn: asyncpg.Connection, body: AreaIn) -> None:
     parent = await conn.fetchval("SELECT kind FROM areas WHERE id = $1", body.parent_id)
     if parent != want:
         raise invalid("invalid_parent", f"a {body.kind}'s parent must be an existing {want}")
-    if body.boundary is not None and body.kind != "grid":
-        raise invalid("invalid_boundary", "only grids carry a boundary")
 
 
 async def put_record(
@@ -165,6 +173,9 @@ async def delete_record(pool: asyncpg.Pool, actor: Actor, table: Table, record_i
                                              record_id))
         if before is None:
             raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
+        if await conn.fetchval(_USED_BY_CASES[table.entity], record_id):
+            raise conflict(f"{table.entity}_in_use", f"{table.entity} {record_id!r} is named "
+                           "by cases")
         try:
             async with conn.transaction():  # a savepoint: the refusal leaves the outer intact
                 await conn.execute(f"DELETE FROM {table.table} WHERE id = $1", record_id)

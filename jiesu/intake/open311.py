@@ -26,7 +26,7 @@ from temporalio.client import Client
 from jiesu.access.citizen_tokens import digest
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Status
 from jiesu.config import Settings
-from jiesu.geo import load_grid_index
+from jiesu.geo import GridIndex, load_grid_index
 from jiesu.intake import filing
 from jiesu.intake.errors import IntakeRefused
 
@@ -107,10 +107,29 @@ async def _named_area(db: asyncpg.Pool, address: str) -> str | None:
     return named[0]["first_grid"] if named else None
 
 
+# Building the index of a large county takes a while (bench/grid_lookup.py: ~1 s for 10,000
+# grids), so each process keeps it until the grids change: every change through the admin
+# API or CLI is logged, and the demo loader only fills boundaries that are missing.
+_STAMP = (
+    "SELECT (SELECT count(*) FROM areas WHERE kind = 'grid' AND boundary IS NOT NULL),"
+    " (SELECT coalesce(max(id), 0) FROM admin_changes WHERE entity = 'area')"
+)
+_cached: tuple[tuple[int, int], GridIndex] | None = None
+
+
+async def grid_index(db: asyncpg.Pool) -> GridIndex:
+    global _cached
+    row = await db.fetchrow(_STAMP)
+    stamp = (row[0], row[1])
+    if _cached is None or _cached[0] != stamp:
+        _cached = (stamp, await load_grid_index(db))
+    return _cached[1]
+
+
 async def place(db: asyncpg.Pool, report: Report) -> str:
     """The grid a report belongs to; IntakeRefused when it cannot be placed."""
     if report.lat is not None and report.long is not None:
-        grid = (await load_grid_index(db)).locate(report.long, report.lat)
+        grid = (await grid_index(db)).locate(report.long, report.lat)
         if grid is None:
             raise IntakeRefused("outside_grids", "lat/long lies outside every grid we serve")
         return grid
