@@ -274,12 +274,21 @@ async def test_return_needing_approval_is_rejected_then_upheld(
     state = await _until(api, case_id, lambda s: s["pending_return"] is not None)
     assert state["status"] == "assigned" and state["returned_by"] == []
     await act(api, case_id, "return", URBAN, expect=409, reason="Again")
+
+    async def pending() -> list[dict[str, Any]]:
+        response = await api.get("/api/v1/returns/pending", headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        return [p for p in response.json() if p["case_id"] == case_id]
+
+    [item] = await eventually(pending)
+    assert item["department_id"] == "urban-management" and item["reason"].startswith("Amplified")
     await act(api, case_id, "return/decision", URBAN, expect=403, upheld=True)
     await act(api, case_id, "return/decision", SUPERVISOR, expect=422, upheld=False)  # no reason
     await _order(api, case_id, "return/decision", SUPERVISOR, upheld=False,
                  note="A shop's loudspeaker is urban management's (rule 3)")  # fmt: skip
     state = await _until(api, case_id, lambda s: s["pending_return"] is None)
     assert state["rejected_returns"] == 1 and state["status"] == "assigned"
+    await eventually(lambda: _not(pending))
     rejected = next(e for e in state["events"] if e["kind"] == "return_rejected")
     assert rejected["data"]["department_id"] == "urban-management"
 

@@ -1,5 +1,6 @@
-"""The centre's work lists (issue 14): extension requests waiting for a decision (延期待审)
-and the accountability records of the supervision ladder (问责记录). A department sees its own."""
+"""The centre's work lists (issue 14): extension requests and returns waiting for a decision
+(延期待审, 退单待审) and the accountability records of the supervision ladder (问责记录). A
+department sees its own."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ class PendingExtension(BaseModel):
     measures: str
     promised_finish: datetime | None
     decision_due: datetime | None  # None: the policy set no decision deadline
+
+
+class PendingReturn(BaseModel):
+    case_id: str
+    title: str
+    department_id: str | None
+    urgency: str
+    finish_deadline: datetime | None  # the department's deadline keeps running meanwhile
+    requested_at: datetime
+    requested_by: str
+    reason: str
 
 
 class AccountabilityRecord(BaseModel):
@@ -67,6 +79,21 @@ async def pending_extensions(
     limit: Limit = 100,
 ) -> list[dict]:
     return await oversight.pending_extensions(pool, _scope(principal, department_id), limit)
+
+
+@router.get(
+    "/returns/pending",
+    response_model=list[PendingReturn],
+    responses=ERRORS,
+    summary="退单待审 Returns waiting for the centre's decision (JIESU_RETURN_NEEDS_APPROVAL)",
+)
+async def pending_returns(
+    principal: Viewer,
+    pool: Pool,
+    department_id: Annotated[Line | None, Query(max_length=64)] = None,
+    limit: Limit = 100,
+) -> list[dict]:
+    return await oversight.pending_returns(pool, _scope(principal, department_id), limit)
 
 
 @router.get(

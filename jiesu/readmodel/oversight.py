@@ -1,5 +1,5 @@
-"""The centre's work lists from the read model (issue 14): extension requests waiting for a
-decision (延期待审) and accountability records (问责记录)."""
+"""The centre's work lists from the read model (issue 14): extension requests and returns
+waiting for a decision (延期待审, 退单待审) and accountability records (问责记录)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,27 @@ WHERE e.kind = '{EventKind.EXTENSION_REQUESTED.value}'
   AND c.status IN ({sql_status(*WITH_DEPARTMENT)})
   AND ($1::text IS NULL OR c.department_id = $1)
 ORDER BY (e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id
+LIMIT $2
+"""
+
+# A return is pending when its ``returned`` event awaits approval and is the case's latest
+# return event (a decision, a reassignment or the close ends it).
+_RETURN_KINDS = (EventKind.RETURNED, EventKind.RETURN_UPHELD, EventKind.RETURN_REJECTED,
+                 EventKind.REASSIGNED, EventKind.CLOSED)  # fmt: skip
+_PENDING_RETURNS = f"""
+SELECT c.case_id, c.title, c.department_id, c.urgency, c.finish_deadline,
+       e.at AS requested_at, e.actor AS requested_by, e.data
+FROM (
+    SELECT DISTINCT ON (case_id) case_id, kind, at, actor, data
+    FROM case_events
+    WHERE kind IN ({", ".join(f"'{k.value}'" for k in _RETURN_KINDS)})
+    ORDER BY case_id, seq DESC
+) e
+JOIN cases c USING (case_id)
+WHERE e.kind = '{EventKind.RETURNED.value}' AND (e.data->>'awaiting_approval')::boolean
+  AND c.status IN ({sql_status(*WITH_DEPARTMENT)})
+  AND ($1::text IS NULL OR c.department_id = $1)
+ORDER BY e.at, c.case_id
 LIMIT $2
 """
 
@@ -68,6 +89,25 @@ async def pending_extensions(
             "measures": r["data"].get("measures", ""),
             "promised_finish": _when(r["data"].get("promised_finish")),
             "decision_due": _when(r["data"].get("decision_due")),
+        }
+        for r in rows
+    ]
+
+
+async def pending_returns(
+    pool: asyncpg.Pool, department_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await pool.fetch(_PENDING_RETURNS, department_id, limit)
+    return [
+        {
+            "case_id": r["case_id"],
+            "title": r["title"],
+            "department_id": r["department_id"],
+            "urgency": r["urgency"],
+            "finish_deadline": r["finish_deadline"],
+            "requested_at": r["requested_at"],
+            "requested_by": r["requested_by"].get("name", "") if r["requested_by"] else "",
+            "reason": r["data"].get("reason", ""),
         }
         for r in rows
     ]
