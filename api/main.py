@@ -26,6 +26,7 @@ from api.routers import (
     channels,
     citizen,
     complaints,
+    content,
     handling,
     health,
     keys,
@@ -144,6 +145,7 @@ def create_app(
     app.include_router(self_service.router, prefix="/api/v1")
     app.include_router(self_service.form_router)  # /report, the public form
     app.include_router(administration.router, prefix="/api/v1")
+    app.include_router(content.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     georeport = open311.build()

@@ -109,7 +109,8 @@ async def test_a_mail_becomes_a_case_with_its_attachments_and_a_reply(
         assert payload["channel"] == "email" and payload["title"] == "小区门口的路灯坏了"
         assert payload["description"] == "幸福路12号门口的路灯一周没亮。"
         assert payload["citizen"] == {
-            "name": "张伟", "phone": None, "email": sender, "credit_code": None
+            "name": "张伟", "phone": None, "email": sender, "credit_code": None,
+            "anonymous_to_department": False,
         }
         stored = await pool.fetch(
             "SELECT filename, content_type, content FROM attachments WHERE case_id = $1", case_id

@@ -44,6 +44,7 @@ async def test_bootstrap_without_demo_loads_no_keys_and_no_demo_county(database_
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM api_keys") == 0
+        assert await conn.fetchval("SELECT count(*) FROM staff") == 0  # nor demo people
         assert await conn.fetchval("SELECT count(*) FROM departments") == 0
     finally:
         await conn.close()

@@ -96,7 +96,7 @@ async def login(
         if staff.needs_rehash(row["password_hash"]):
             await conn.execute(
                 "UPDATE staff SET password_hash = $2 WHERE id = $1",
-                row["id"], staff.hash_password(password),
+                row["id"], staff.rehash(password),
             )  # fmt: skip
         token = secrets.token_urlsafe(32)
         created = await conn.fetchrow(

@@ -108,6 +108,12 @@ def password_matches(stored_hash: str | None, password: str) -> bool:
         return False
 
 
+def rehash(password: str) -> str:
+    """A hash of today's parameters for a password that has just been verified (no length
+    rule: a password set under an older rule must still log in)."""
+    return _hasher.hash(password)
+
+
 def needs_rehash(stored_hash: str) -> bool:
     """The hash was made with other parameters than today's: replace it at the next login."""
     return _hasher.check_needs_rehash(stored_hash)

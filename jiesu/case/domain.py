@@ -378,6 +378,11 @@ class Citizen(BaseModel):
         "the reporter speaks for; its checksum is checked at intake.",
         examples=["91110000600037341L"],
     )
+    anonymous_to_department: bool = Field(
+        default=False,
+        description="The citizen asks to stay anonymous to the department (匿名): it sees "
+        "their name and contact masked; the hotline centre still sees them in full.",
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> Citizen:

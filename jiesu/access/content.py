@@ -1,0 +1,195 @@
+"""The case's content (诉求内容) and who sees it unmasked.
+
+``CaseState`` carries neither the description nor the citizen: they are in the intake's
+payload (the ``intakes`` table). The assigned department and its co-handlers (主办 / 协办), the
+centre's staff and auditors see the description, the address, the evidence links and the
+citizen's name and phone; everyone else sees them masked (张** / 138****1234). A citizen who
+asked at intake to stay anonymous to the department (``Citizen.anonymous_to_department``) is
+masked for the department too; the centre still sees them in full.
+
+Every staff view of unmasked content is recorded in ``content_views`` (who, when, which case,
+which fields), listed for auditors. Nothing here logs: the content is personal data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from jiesu.case.domain import (
+    AUDITOR_ROLES,
+    CENTRE_ROLES,
+    CaseStart,
+    CaseState,
+    EventKind,
+    Role,
+)
+
+Db = asyncpg.Connection | asyncpg.Pool
+
+
+class ContentField(StrEnum):
+    """The content's fields, as recorded in a view."""
+
+    DESCRIPTION = "description"
+    ADDRESS = "address"
+    EVIDENCE = "evidence"
+    CITIZEN_NAME = "citizen_name"
+    CITIZEN_PHONE = "citizen_phone"
+    CITIZEN_EMAIL = "citizen_email"
+
+
+CONTENT = tuple(ContentField)
+CITIZEN = (ContentField.CITIZEN_NAME, ContentField.CITIZEN_PHONE, ContentField.CITIZEN_EMAIL)
+FULL_VIEW_ROLES = CENTRE_ROLES | AUDITOR_ROLES  # the centre (operator, supervisor, admin), audit
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks: an API key's holder or a person (``person`` True) in a session."""
+
+    name: str
+    role: Role
+    department_id: str | None
+    person: bool = False
+
+
+def unmasked_fields(viewer: Viewer, state: CaseState, anonymous: bool) -> tuple[ContentField, ...]:
+    """The fields ``viewer`` sees in full; the rest are masked."""
+    if viewer.role in FULL_VIEW_ROLES:
+        return CONTENT
+    if viewer.role is Role.DEPARTMENT and state.involves(viewer.department_id):
+        return tuple(f for f in CONTENT if f not in CITIZEN) if anonymous else CONTENT
+    return ()
+
+
+def mask_name(name: str) -> str:
+    """张三丰 → 张**: the first character, one star for each other."""
+    return name[:1] + "*" * max(1, len(name) - 1)
+
+
+def mask_phone(phone: str) -> str:
+    """13812341234 → 138****1234: the operator prefix and the last four digits stay."""
+    digits = "".join(c for c in phone if c.isdigit())
+    if len(digits) >= 8:
+        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    return "*" * max(1, len(digits) - 2) + digits[-2:]
+
+
+def mask_email(email: str) -> str:
+    """wang.fang@example.com → w***@example.com: the first character and the domain stay."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_address(address: str) -> str:
+    """松林路8号 → 松林***: the first two characters (the road, at most) stay."""
+    return address[:2] + "***" if address else ""
+
+
+class CaseContent(BaseModel):
+    """A case's content as one viewer may see it."""
+
+    case_id: str
+    title: str
+    description: str | None = Field(description="None when masked")
+    address: str
+    evidence: list[str] = Field(description="Evidence links of the replies (办结答复)")
+    citizen_name: str
+    citizen_phone: str | None = Field(description="None: the citizen gave an e-mail address")
+    citizen_email: str | None = None
+    anonymous_to_department: bool = Field(
+        description="The citizen asked to stay anonymous to the department"
+    )
+    masked: list[ContentField] = Field(description="The fields shown masked to this viewer")
+
+
+class ContentView(BaseModel):
+    """One recorded view of unmasked content."""
+
+    case_id: str
+    viewed_at: datetime
+    viewer: str = Field(description="The person's login or the API key's name")
+    viewer_role: Role
+    department_id: str | None
+    person: bool
+    fields: list[ContentField]
+
+
+async def intake_of(db: Db, case_id: str) -> CaseStart | None:
+    """The case's intake as registered (None if there is none, e.g. an intake given up)."""
+    text = await db.fetchval("SELECT payload::text FROM intakes WHERE case_id = $1", case_id)
+    return None if text is None else CaseStart.model_validate(json.loads(text))
+
+
+def _evidence(state: CaseState) -> list[str]:
+    return [
+        str(url)
+        for e in state.events
+        if e.kind is EventKind.REPLIED
+        for url in e.data.get("evidence", [])
+    ]
+
+
+def present(start: CaseStart, state: CaseState, shown: tuple[ContentField, ...]) -> CaseContent:
+    """The content with every field not in ``shown`` masked."""
+    intake, citizen = start.intake, start.intake.citizen
+
+    def pick(field: ContentField, full: str, masked: str) -> str:
+        return full if field in shown else masked
+
+    phone, email = citizen.phone, citizen.email
+
+    return CaseContent(
+        case_id=start.case_id,
+        title=intake.title,
+        description=intake.description if ContentField.DESCRIPTION in shown else None,
+        address=pick(ContentField.ADDRESS, intake.address, mask_address(intake.address)),
+        evidence=_evidence(state) if ContentField.EVIDENCE in shown else [],
+        citizen_name=pick(ContentField.CITIZEN_NAME, citizen.name, mask_name(citizen.name)),
+        citizen_phone=None if phone is None
+        else pick(ContentField.CITIZEN_PHONE, phone, mask_phone(phone)),
+        citizen_email=None if email is None
+        else pick(ContentField.CITIZEN_EMAIL, email, mask_email(email)),
+        anonymous_to_department=citizen.anonymous_to_department,
+        masked=[f for f in CONTENT if f not in shown],
+    )
+
+
+async def view_content(db: Db, state: CaseState, viewer: Viewer) -> CaseContent | None:
+    """The case's content as ``viewer`` may see it, recording the view of what is unmasked
+    (before it is answered: a view that cannot be recorded is not shown). None if the case
+    has no intake row. The caller has checked that the viewer may see the case at all."""
+    start = await intake_of(db, state.case_id)
+    if start is None:
+        return None
+    shown = unmasked_fields(viewer, state, start.intake.citizen.anonymous_to_department)
+    if shown:
+        await db.execute(
+            "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
+            " fields) VALUES ($1, $2, $3, $4, $5, $6)",
+            state.case_id, viewer.name, viewer.role.value, viewer.department_id, viewer.person,
+            [f.value for f in shown],
+        )  # fmt: skip
+    return present(start, state, shown)
+
+
+MAX_VIEWS = 1000
+
+
+async def content_views(
+    db: Db, *, case_id: str | None = None, viewer: str | None = None, limit: int = 100
+) -> list[ContentView]:
+    """Recorded views, newest first, of one case and/or by one viewer."""
+    rows = await db.fetch(
+        "SELECT case_id, viewed_at, viewer, viewer_role, department_id, person, fields"
+        " FROM content_views WHERE ($1::text IS NULL OR case_id = $1)"
+        " AND ($2::text IS NULL OR viewer = $2) ORDER BY id DESC LIMIT $3",
+        case_id, viewer, min(limit, MAX_VIEWS),
+    )  # fmt: skip
+    return [ContentView.model_validate(dict(r)) for r in rows]

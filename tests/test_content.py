@@ -1,0 +1,203 @@
+"""The case's content reaches who needs it (issue 11, part 1): the department handling the case,
+its co-handlers, the centre and auditors see the description, address, evidence and the
+citizen's contact; a citizen may stay anonymous to the department; every view of unmasked
+content is recorded for auditors; personal data is never logged."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from helpers import AUDITOR, OPERATOR, SUPERVISOR, act, department, eventually, register
+from temporalio.client import Client
+from test_api import ADMIN, COMPLAINTS, POLICE, URBAN, error_of, finish, fresh
+from test_sessions import browser, log_in, new_person  # noqa: F401 (browser is a fixture)
+
+from jiesu.access.content import mask_address, mask_email, mask_name, mask_phone
+from jiesu.case.domain import Role
+
+VIEWS = "/api/v1/audit/content-views"
+EVIDENCE = "https://files.example.gov.cn/QH/photo-1.jpg"
+
+
+def content_url(case_id: str) -> str:
+    return f"/api/v1/cases/{case_id}/content"
+
+
+def a_phone() -> str:
+    return "138" + "".join(random.choices("0123456789", k=8))
+
+
+def report(prefix: str, *, anonymous: bool = False) -> dict[str, Any]:
+    citizen = {"name": "王芳芳", "phone": a_phone(), "anonymous_to_department": anonymous}
+    return fresh(prefix, citizen=citizen, description=f"{prefix}: loud music every night")
+
+
+async def routed(api: httpx.AsyncClient, **body: Any) -> str:
+    """Register a report (noise_commercial → urban-management) and wait until it is routed."""
+    case_id = str((await register(api, **body))["case_id"])
+
+    async def assigned() -> bool:
+        state = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+        assignment = state.json().get("assignment") if state.status_code == 200 else None
+        return bool(assignment) and assignment["department_id"] == "urban-management"
+
+    await eventually(assigned, within=30)
+    return case_id
+
+
+async def views_of(api: httpx.AsyncClient, case_id: str) -> list[dict[str, Any]]:
+    response = await api.get(VIEWS, params={"case_id": case_id}, headers=AUDITOR)
+    assert response.status_code == 200, response.text
+    return list(reversed(response.json()))  # oldest first
+
+
+def test_masks() -> None:
+    assert mask_name("张三丰") == "张**" and mask_name("张三") == "张*" and mask_name("张") == "张*"
+    assert mask_phone("13812341234") == "138****1234"
+    assert mask_phone("+86 138-1234-1234") == "861******1234"
+    assert mask_phone("12345") == "***45"
+    assert mask_address("松林路8号") == "松林***" and mask_address("") == ""
+    assert mask_email("wang.fang@example.com") == "w***@example.com"
+
+
+async def test_the_handling_department_the_centre_and_auditors_see_the_content(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    body = report("Content")
+    case_id, citizen = await routed(api, **body), body["citizen"]
+    try:
+        for who in (OPERATOR, SUPERVISOR, AUDITOR, ADMIN, URBAN):
+            response = await api.get(content_url(case_id), headers=who)
+            assert response.status_code == 200, response.text
+            shown = response.json()
+            assert shown["description"] == body["description"]
+            assert shown["address"] == body["address"]
+            assert (shown["citizen_name"], shown["citizen_phone"]) == (
+                citizen["name"], citizen["phone"]
+            )  # fmt: skip
+            assert shown["masked"] == [] and shown["anonymous_to_department"] is False
+        # Another department: the case does not exist for it, its content neither.
+        error_of(await api.get(content_url(case_id), headers=POLICE), 404, "case_not_found")
+        error_of(await api.get(content_url("JS20990101-999999"), headers=OPERATOR), 404,
+                 "case_not_found")  # fmt: skip
+        error_of(await api.get(content_url(case_id)), 401, "unauthenticated")
+
+        # The reply's evidence is part of the content.
+        await act(api, case_id, "accept", URBAN)
+        await act(api, case_id, "contact", URBAN, note="called")
+        await act(api, case_id, "reply", URBAN, outcome="resolved", text="Music stopped",
+                  evidence=[EVIDENCE])  # fmt: skip
+        shown = (await api.get(content_url(case_id), headers=URBAN)).json()
+        assert shown["evidence"] == [EVIDENCE]
+
+        views = await views_of(api, case_id)
+        assert [(v["viewer"], v["viewer_role"], v["department_id"]) for v in views] == [
+            ("demo-operator", "operator", None), ("demo-supervisor", "supervisor", None),
+            ("demo-auditor", "auditor", None), ("demo-admin", "admin", None),
+            ("demo-dept-urban-management", "department", "urban-management"),
+            ("demo-dept-urban-management", "department", "urban-management"),
+        ]  # fmt: skip
+        everything = {"description", "address", "evidence", "citizen_name", "citizen_phone",
+                      "citizen_email"}  # fmt: skip
+        assert all(set(v["fields"]) == everything for v in views)
+        assert all(v["person"] is False for v in views)
+        # Only auditors (and admins) list the views.
+        for who in (OPERATOR, SUPERVISOR, URBAN):
+            error_of(await api.get(VIEWS, params={"case_id": case_id}, headers=who), 403,
+                     "forbidden")  # fmt: skip
+        assert len((await api.get(VIEWS, params={"case_id": case_id}, headers=ADMIN)).json()) == 6
+    finally:
+        await finish(client, case_id)
+
+
+async def test_co_handlers_see_the_content(api: httpx.AsyncClient, client: Client) -> None:
+    body = report("CoHandled")
+    case_id = await routed(api, **body)
+    try:
+        await act(api, case_id, "accept", URBAN)
+        error_of(await api.get(content_url(case_id), headers=POLICE), 404, "case_not_found")
+        await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police"])
+        shown = (await api.get(content_url(case_id), headers=POLICE)).json()
+        assert shown["citizen_phone"] == body["citizen"]["phone"] and shown["masked"] == []
+    finally:
+        await finish(client, case_id)
+
+
+async def test_an_anonymous_citizen_is_masked_for_the_department_only(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    body = report("Anonymous", anonymous=True)
+    case_id, phone = await routed(api, **body), body["citizen"]["phone"]
+    try:
+        response = await api.get(content_url(case_id), headers=URBAN)
+        assert response.status_code == 200, response.text
+        shown = response.json()
+        assert shown["anonymous_to_department"] is True
+        assert shown["citizen_name"] == "王**"
+        assert shown["citizen_phone"] == f"{phone[:3]}****{phone[-4:]}"
+        assert shown["masked"] == ["citizen_name", "citizen_phone", "citizen_email"]
+        assert shown["description"] == body["description"]  # what to do is not hidden
+        # The department's case itself carries no contact either.
+        state = await api.get(f"{COMPLAINTS}/{case_id}", headers=URBAN)
+        assert phone not in state.text
+
+        for centre in (OPERATOR, SUPERVISOR, AUDITOR):
+            full = (await api.get(content_url(case_id), headers=centre)).json()
+            assert (full["citizen_name"], full["citizen_phone"]) == ("王芳芳", phone)
+
+        views = await views_of(api, case_id)
+        assert views[0]["viewer_role"] == "department"
+        assert set(views[0]["fields"]) == {"description", "address", "evidence"}  # no contact
+        assert {"citizen_name", "citizen_phone"} <= set(views[1]["fields"])
+    finally:
+        await finish(client, case_id)
+
+
+async def test_a_person_s_view_is_recorded_under_their_login(
+    api: httpx.AsyncClient, browser: httpx.AsyncClient, client: Client,  # noqa: F811
+    pool: asyncpg.Pool,
+) -> None:  # fmt: skip
+    case_id = await routed(api, **report("Person"))
+    try:
+        login = await new_person(pool, Role.DEPARTMENT, "urban-management")
+        await log_in(browser, login)
+        assert (await browser.get(content_url(case_id))).status_code == 200
+        views = await views_of(api, case_id)
+        assert [(v["viewer"], v["person"]) for v in views] == [(login, True)]
+        by_login = await api.get(VIEWS, params={"viewer": login}, headers=AUDITOR)
+        assert [v["case_id"] for v in by_login.json()] == [case_id]
+    finally:
+        await finish(client, case_id)
+
+
+async def test_bad_listing_filters_are_refused(api: httpx.AsyncClient) -> None:
+    error_of(await api.get(VIEWS, params={"case_id": "a\x00b"}, headers=AUDITOR), 422,
+             "invalid_request")  # fmt: skip
+    error_of(await api.get(VIEWS, params={"limit": 0}, headers=AUDITOR), 422, "invalid_request")
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+async def test_personal_data_is_never_logged(
+    api: httpx.AsyncClient, client: Client, caplog: pytest.LogCaptureFixture, anonymous: bool
+) -> None:
+    """Everything logged at any level by the API and the worker (both run in this process)
+    while a case is filed, routed, read and its content shown."""
+    body = report("Logged", anonymous=anonymous)
+    phone, name = body["citizen"]["phone"], body["citizen"]["name"]
+    with caplog.at_level(logging.DEBUG):
+        case_id = await routed(api, **body)
+        try:
+            for who in (URBAN, OPERATOR, department("police")):
+                await api.get(content_url(case_id), headers=who)
+            await act(api, case_id, "accept", URBAN)
+        finally:
+            await finish(client, case_id)
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert caplog.records, "nothing was captured: the test would prove nothing"
+    assert phone not in logged and phone[-8:] not in logged
+    assert name not in logged
