@@ -101,6 +101,47 @@ async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     ]
 
 
+async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    signed = await browser.post(
+        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
+    )
+    assert signed.status_code == 303, signed.text
+    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+    return browser
+
+
+async def test_the_case_page_masks_as_the_content_service_does_and_records_views(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A citizen anonymous to the department: the water bureau's clerk sees the case without
+    the name and phone; the centre's supervisor sees them; each unmasked view is recorded."""
+    phone = "13912345678"
+    created = await register(
+        api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
+        citizen={"name": "李秀英", "phone": phone, "anonymous_to_department": True},
+    )  # fmt: skip
+    case_id = created["case_id"]
+    await eventually(lambda: _assigned(api, case_id))
+    clerk = await _signed_in(api, "water-clerk")
+    page = (await clerk.get(f"/console/cases/{case_id}")).text
+    await clerk.aclose()
+    assert "139****5678" in page and "李秀英" not in page, page
+    assert phone not in page
+    supervisor = await _signed_in(api, "supervisor")
+    page = (await supervisor.get(f"/console/cases/{case_id}")).text
+    await supervisor.aclose()
+    assert phone in page and "李秀英" in page
+    views = {
+        r["viewer"]: set(r["fields"])
+        for r in await pool.fetch(
+            "SELECT viewer, fields FROM content_views WHERE case_id = $1", case_id
+        )
+    }
+    assert "citizen_phone" not in views["water-clerk"] and "description" in views["water-clerk"]
+    assert "citizen_phone" in views["supervisor"]
+
+
 async def _assigned(api: httpx.AsyncClient, case_id: str) -> dict | None:
     response = await api.get(f"/api/v1/complaints/{case_id}", headers=department("water"))
     if response.status_code == 200 and response.json()["status"] == "assigned":

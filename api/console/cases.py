@@ -26,8 +26,10 @@ from api.console.web import (
     require_roles,
     validation_message,
 )
-from api.deps import AppSettings, Pool, Temporal
+from api.deps import AppSettings, Pool, Principal, Temporal
 from api.errors import ApiError, not_found
+from api.routers.content import viewer_of
+from jiesu.access import content as content_service
 from jiesu.audit.timeline import event_summary
 from jiesu.case.domain import DEPARTMENT_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
@@ -63,10 +65,13 @@ async def inbox(request: Request, pool: Pool, session: DepartmentStaff) -> Respo
     return page(request, "inbox.html", {"session": session, "cases": rows, "categories": names})
 
 
-async def case_content(pool: Pool, case_id: str) -> dict[str, Any] | None:
-    """What the citizen reported: description, address, name and phone (the intake)."""
-    payload = await pool.fetchval("SELECT payload FROM intakes WHERE case_id = $1", case_id)
-    return payload["intake"] if payload else None
+async def case_content(
+    pool: Pool, state: CaseState, principal: Principal
+) -> content_service.CaseContent | None:
+    """What the citizen reported, as this person may see it: masked where the content
+    service masks it (jiesu.access.content), and every unmasked view recorded for the
+    auditors — the same answer as ``GET /api/v1/cases/{id}/content``."""
+    return await content_service.view_content(pool, state, viewer_of(principal))
 
 
 def timeline(state: CaseState) -> list[dict[str, Any]]:
@@ -91,7 +96,7 @@ async def _case_page(
     )
     context = {
         "session": session, "state": state, "source": found.source,
-        "content": await case_content(pool, case_id), "timeline": timeline(state),
+        "content": await case_content(pool, state, principal), "timeline": timeline(state),
         "actions": allowed_actions(state, principal), "departments": departments,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines

@@ -23,7 +23,7 @@ router = APIRouter()
 Operator = require_roles(*OPERATOR_ROLES)
 
 FIELDS = ("title", "description", "category_id", "grid_id", "address", "channel", "urgency",
-          "citizen_name", "citizen_phone")  # fmt: skip
+          "citizen_name", "citizen_phone", "citizen_anonymous")  # fmt: skip
 
 
 async def _pickers(pool: Pool) -> dict[str, Any]:
@@ -42,7 +42,8 @@ def _intake(form: FormData) -> ComplaintIntake:
         "category_id": form.get("category_id", ""), "grid_id": form.get("grid_id", ""),
         "address": form.get("address", ""), "channel": form.get("channel") or Channel.HOTLINE,
         "urgency": form.get("urgency") or None,
-        "citizen": {"name": form.get("citizen_name", ""), "phone": form.get("citizen_phone", "")},
+        "citizen": {"name": form.get("citizen_name", ""), "phone": form.get("citizen_phone", ""),
+                    "anonymous_to_department": form.get("citizen_anonymous") == "on"},
     })  # fmt: skip
 
 
