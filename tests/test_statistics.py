@@ -134,7 +134,8 @@ def test_every_rate_has_a_numerator_and_a_denominator() -> None:
         ({Filter.DEPARTMENT: "water"}, rollup.GRAIN_DEPARTMENT),
         ({Filter.LEVEL: "county"}, rollup.GRAIN_DEPARTMENT),
         ({Filter.CATEGORY: "garbage", Filter.CHANNEL: "app"}, rollup.GRAIN_CLASS),
-        ({Filter.GRID: "G-QH-01-01-1"}, rollup.GRAIN_DETAIL),
+        ({Filter.GRID: "G-QH-01-01-1"}, rollup.GRAIN_PLACE),
+        ({Filter.LEVEL: "village", Filter.CATEGORY: "garbage"}, rollup.GRAIN_LEVEL),
         ({Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"}, rollup.GRAIN_DETAIL),
     ],
 )

@@ -18,6 +18,7 @@ from jiesu.case.domain import CaseProjection
 from jiesu.notify import templates
 from jiesu.notify.notices import notices_for
 from jiesu.readmodel import accountability
+from jiesu.stats.attribution import handlings
 from jiesu.stats.indicators import case_resolved
 
 _UPSERT_CASE = """
@@ -71,6 +72,38 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (key) DO NOTHING
 """
 
+_CASE_EVENTS = "SELECT kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
+
+_INSERT_HANDLING = """
+INSERT INTO case_handlings (
+    case_id, department_id, first_round, last_round, assigned_at, released_at, accept_deadline,
+    contact_deadline, finish_deadline, accepted_at, contacted_at, replied_at, rating, resolved,
+    handled_level, breaches, repeat_count, return_count, extension_count, replied_by,
+    accepted_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+        CASE WHEN $12::timestamptz IS NOT NULL THEN (SELECT level FROM departments WHERE id = $2)
+        END, $15, $16, $17, $18, $19, $20)
+"""
+
+
+async def _write_handlings(conn: asyncpg.Connection, projection: CaseProjection) -> None:
+    """Replace the case's handlings (fair attribution) by those of its full event list."""
+    s = projection.state
+    events = await conn.fetch(_CASE_EVENTS, s.case_id)
+    await conn.execute("DELETE FROM case_handlings WHERE case_id = $1", s.case_id)
+    await conn.executemany(
+        _INSERT_HANDLING,
+        [
+            (s.case_id, h.department_id, h.first_round, h.last_round, h.assigned_at,
+             h.released_at, h.accept_deadline, h.contact_deadline, h.finish_deadline,
+             h.accepted_at, h.contacted_at, h.replied_at, h.rating.value if h.rating else None,
+             h.resolved(s.status), h.breaches, h.repeat_count, h.return_count,
+             h.extension_count, h.replied_by, h.accepted_by)
+            for h in handlings(events)
+        ],
+    )  # fmt: skip
+
+
 def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
     """For jiesu/stats/indicators.py: the department that replied (its level is the case's
     handled_level; NULL until a reply) and ``resolved`` (see
@@ -103,7 +136,7 @@ async def write_case(
                 for e in projection.new_events
             ],
         )
-        await conn.execute(
+        written = await conn.execute(
             _UPSERT_CASE_OVERWRITE if overwrite else _UPSERT_CASE,
             s.case_id,
             projection.version,
@@ -134,6 +167,8 @@ async def write_case(
             *_statistics_columns(projection),
         )
         await accountability.store(conn, s.case_id, projection.new_events)
+        if written != "INSERT 0 0":  # the row moved to this version: its handlings follow
+            await _write_handlings(conn, projection)
         notices = notices_for(s, projection.new_events)
         wording = await templates.load(conn) if notices else {}
         await conn.executemany(

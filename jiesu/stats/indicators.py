@@ -11,6 +11,14 @@ Population: every figure is about the cases **received** (受理) in the chosen 
 days in the configured time zone), in their state *now*: "closed" means received in the period
 and closed by now. This is how the hotlines report ("14,055 accepted, 13,569 done, 486 in
 progress"), and it makes ``received = closed + in_progress`` always hold.
+
+Fair attribution (按轮次归责): figures of a department (a `department_id` or `level` filter, the
+ranking) count *handlings*, the case as each department that held it saw it
+(jiesu/stats/attribution.py): a case routed to A, breached by A and returned to B counts for A
+with A's deadlines, breach and return, and for B with B's fresh deadlines, B's reply and the
+verdict on it. Both received it; the breach and the return count against A only. A handling
+has the columns of a case row, so every measure below applies to it unchanged; status, place,
+channel and urgency are the case's. Figures without a department filter count each case once.
 """
 
 from __future__ import annotations
@@ -36,11 +44,11 @@ class GroupBy(StrEnum):
 class Filter(StrEnum):
     """Dimensions a statistics query can be restricted to (each an equality)."""
 
-    DEPARTMENT = "department_id"  # the responsible (currently assigned) department 承办单位
+    DEPARTMENT = "department_id"  # a department that held the case 承办单位 (fair attribution)
     CATEGORY = "category_id"  # 诉求类别
     GRID = "grid_id"  # 网格
     CHANNEL = "channel"  # 受理渠道
-    LEVEL = "level"  # level of the responsible department: centre/county/township/village
+    LEVEL = "level"  # level of that department: centre/county/township/village
     URGENCY = "urgency"  # 紧急程度
 
 

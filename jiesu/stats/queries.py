@@ -19,8 +19,11 @@ from jiesu.stats.rollup import (
     GRAIN_DEPARTMENT,
     GRAIN_DEPARTMENT_MONTH,
     GRAIN_DETAIL,
+    GRAIN_PLACE,
     MEASURE_NAMES,
+    attributed,
     choose_grain,
+    handling_rows,
     measure_select,
     refresh,
 )
@@ -99,7 +102,7 @@ def rollup_sql(query: IndicatorQuery) -> tuple[str, list[Any]]:
 
 def baseline_sql(query: IndicatorQuery, timezone: str) -> tuple[str, list[Any]]:
     """The same figures computed straight from the raw ``cases`` rows (the benchmark's
-    baseline and the tests' cross-check)."""
+    baseline and the tests' cross-check); department figures from the handlings."""
     arg = _Args(timezone)
     day = "(c.received_at AT TIME ZONE $1)::date"
     where = [
@@ -110,9 +113,10 @@ def baseline_sql(query: IndicatorQuery, timezone: str) -> tuple[str, list[Any]]:
         column = "d.level" if f is Filter.LEVEL else f"c.{f.value}"
         where.append(f"{column} = {arg(v)}")
     bucket = _BUCKETS[query.group_by].format(day=day)
+    source = f"({handling_rows()})" if attributed(query.equal) else "cases"
     sql = (
         f"SELECT {bucket} AS period, {measure_select()}"
-        " FROM cases c LEFT JOIN departments d ON d.id = c.department_id"
+        f" FROM {source} c LEFT JOIN departments d ON d.id = c.department_id"
         f" WHERE {' AND '.join(where)} GROUP BY period ORDER BY period"
     )
     return sql, arg.values
@@ -255,7 +259,7 @@ WHERE s.grain = {grain} AND s.day BETWEEN $1 AND $2
 GROUP BY s.{key}, n.name ORDER BY received DESC, s.{key} LIMIT $3
 """
 _TOP_CATEGORIES = _TOP.format(key="category_id", names="categories", grain=GRAIN_CLASS)
-_TOP_PLACES = _TOP.format(key="grid_id", names="areas", grain=GRAIN_DETAIL)
+_TOP_PLACES = _TOP.format(key="grid_id", names="areas", grain=GRAIN_PLACE)
 
 
 async def _top(conn: asyncpg.Connection, sql: str, start: date, end: date) -> list[dict]:

@@ -1,8 +1,10 @@
 """The daily rollup (``case_daily_stats``) and its refresh.
 
-The rollup holds, per local day of receipt and at four grains (see
-jiesu/migrations/0002_statistics.sql), the sum of every measure in jiesu.stats.indicators.MEASURES.
-It is refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
+The rollup holds, per local day of receipt and at six grains (see
+jiesu/migrations/0002_statistics.sql and 0014_fair_attribution.sql), the sum of every measure
+in jiesu.stats.indicators.MEASURES, and department × month sums; the grains with a department
+count handlings (fair attribution, jiesu.stats.attribution), the others cases. It is
+refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
 previous refresh, minus a safety margin for transactions that committed late, are recomputed
 as a whole. No request pays for a refresh: the worker's background refresher
 (jiesu.stats.refresher) keeps the rollup current every few seconds, and the API answers from the
@@ -27,32 +29,43 @@ started before it and committed after it (they stamp ``updated_at`` with their s
 
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
 _DIMENSIONS = ("department_id", "level", "category_id", "grid_id", "channel", "urgency")
+_DEPARTMENT_DIMENSIONS = frozenset({"department_id", "level"})
 
-# Grains of case_daily_stats and the GROUPING() bitmask of _DIMENSIONS that produces each
-# (a bit is 1 when the dimension is rolled up).
+# Grains of case_daily_stats. Those with a department dimension count handlings (the case as
+# each department that held it saw it, jiesu.stats.attribution: fair attribution); the others
+# count cases, once each.
 GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS, GRAIN_DETAIL = 0, 1, 2, 3
 # Department × calendar month (``day`` = the month's first day), summed from GRAIN_DEPARTMENT
 # by every refresh: what a long ranking reads for its whole months (jiesu.stats.queries).
 GRAIN_DEPARTMENT_MONTH = 4
-_GRAIN_SETS: dict[int, tuple[str, ...]] = {
+GRAIN_PLACE, GRAIN_LEVEL = 5, 6
+_CASE_GRAINS: dict[int, tuple[str, ...]] = {
     GRAIN_TOTAL: (),
+    GRAIN_CLASS: ("category_id", "channel", "urgency"),
+    GRAIN_PLACE: ("category_id", "grid_id", "channel", "urgency"),
+}
+_HANDLING_GRAINS: dict[int, tuple[str, ...]] = {
     GRAIN_DEPARTMENT: ("department_id", "level"),
-    GRAIN_CLASS: ("level", "category_id", "channel", "urgency"),
+    GRAIN_LEVEL: ("level", "category_id", "channel", "urgency"),
     GRAIN_DETAIL: _DIMENSIONS,
 }
 
 
-def _grouping_mask(dims: tuple[str, ...]) -> int:
-    return sum(1 << (len(_DIMENSIONS) - 1 - i) for i, d in enumerate(_DIMENSIONS) if d not in dims)
+def _grouping_mask(grouped: tuple[str, ...], dims: tuple[str, ...]) -> int:
+    """The GROUPING(*grouped) bitmask of a grain (a bit is 1 when rolled up)."""
+    return sum(1 << (len(grouped) - 1 - i) for i, d in enumerate(grouped) if d not in dims)
+
+
+def attributed(filters: Mapping[Filter, str]) -> bool:
+    """A query about departments (a department or level filter) counts handlings."""
+    return bool({f.value for f in filters} & _DEPARTMENT_DIMENSIONS)
 
 
 def choose_grain(filters: Mapping[Filter, str]) -> int:
     """The coarsest grain that still has every filtered dimension."""
     wanted = {f.value for f in filters}
-    for grain in (GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS):
-        if wanted <= set(_GRAIN_SETS[grain]):
-            return grain
-    return GRAIN_DETAIL
+    grains = _HANDLING_GRAINS if attributed(filters) else _CASE_GRAINS
+    return next(grain for grain, dims in grains.items() if wanted <= set(dims))
 
 
 def measure_select(prefix: str = "") -> str:
@@ -62,28 +75,65 @@ def measure_select(prefix: str = "") -> str:
     )
 
 
-def _rollup_insert(where: str) -> str:
-    grain_case = " ".join(
-        f"WHEN {_grouping_mask(dims)} THEN {grain}" for grain, dims in _GRAIN_SETS.items()
+_HANDLING_COLUMNS = (
+    "department_id", "accept_deadline", "contact_deadline", "finish_deadline", "accepted_at",
+    "contacted_at", "replied_at", "rating", "resolved", "handled_level", "breaches",
+    "repeat_count", "return_count", "extension_count",
+)  # fmt: skip
+"""The columns a handling replaces in its case's row."""
+
+
+def handling_rows(where: str = "") -> str:
+    """The rows department figures count, as ``cases`` rows: one per handling (its columns
+    over its case's), and the case itself for a case projected before handlings existed.
+    ``where`` is a join that restricts the cases (alias ``c``)."""
+    case_columns = ", ".join(
+        f"h.{col}" if col in _HANDLING_COLUMNS else f"c.{col}" for col in _CASE_COLUMNS
     )
-    sets = ", ".join("(" + ", ".join(("day", *dims)) + ")" for dims in _GRAIN_SETS.values())
+    return f"""
+    SELECT {case_columns} FROM cases c JOIN case_handlings h ON h.case_id = c.case_id {where}
+    UNION ALL
+    SELECT {", ".join(f"c.{col}" for col in _CASE_COLUMNS)} FROM cases c {where}
+        WHERE NOT EXISTS (SELECT 1 FROM case_handlings h WHERE h.case_id = c.case_id)"""
+
+
+_CASE_COLUMNS = (
+    "case_id", "status", "category_id", "grid_id", "channel", "urgency", "received_at",
+    *_HANDLING_COLUMNS,
+)  # fmt: skip
+
+
+def _rollup_insert(source: str, grains: dict[int, tuple[str, ...]]) -> str:
+    grouped = tuple(d for d in _DIMENSIONS if any(d in dims for dims in grains.values()))
+    grain_case = " ".join(
+        f"WHEN {_grouping_mask(grouped, dims)} THEN {grain}" for grain, dims in grains.items()
+    )
+    sets = ", ".join("(" + ", ".join(("day", *dims)) + ")" for dims in grains.values())
+    columns = ", ".join(d if d in grouped else f"NULL AS {d}" for d in _DIMENSIONS)
     return f"""
 INSERT INTO case_daily_stats (grain, day, {", ".join(_DIMENSIONS)}, {", ".join(MEASURE_NAMES)})
-SELECT CASE GROUPING({", ".join(_DIMENSIONS)}) {grain_case} END,
-    day, {", ".join(_DIMENSIONS)},
+SELECT CASE GROUPING({", ".join(grouped)}) {grain_case} END,
+    day, {columns},
     {measure_select()}
 FROM (
     SELECT c.*, (c.received_at AT TIME ZONE $1)::date AS day, d.level
-    FROM cases c LEFT JOIN departments d ON d.id = c.department_id
-    {where}
+    FROM ({source}) c LEFT JOIN departments d ON d.id = c.department_id
 ) c
 GROUP BY GROUPING SETS ({sets})
 """
 
 
-_REBUILD = _rollup_insert("")
+def _rebuild(where: str = "") -> list[str]:
+    cases = f"SELECT {', '.join(f'c.{col}' for col in _CASE_COLUMNS)} FROM cases c {where}"
+    return [
+        _rollup_insert(cases, _CASE_GRAINS),
+        _rollup_insert(handling_rows(where), _HANDLING_GRAINS),
+    ]
+
+
+_REBUILD = _rebuild()
 # $2: the days to recompute; each day's cases are found through cases_received.
-_REBUILD_DAYS = _rollup_insert(
+_REBUILD_DAYS = _rebuild(
     "JOIN unnest($2::date[]) AS dd(d) ON c.received_at >= (dd.d::timestamp AT TIME ZONE $1)"
     " AND c.received_at < ((dd.d + 1)::timestamp AT TIME ZONE $1)"
 )
@@ -157,7 +207,8 @@ async def _refresh(
         started: datetime = await conn.fetchval("SELECT now()")
         if full or state is None or state["timezone"] != timezone:
             await conn.execute("DELETE FROM case_daily_stats")
-            await conn.execute(_REBUILD, timezone)
+            for sql in _REBUILD:
+                await conn.execute(sql, timezone)
             await _refresh_months(conn, None)
             result = RefreshResult(full=True, days=await _day_count(conn))
         else:
@@ -169,7 +220,8 @@ async def _refresh(
             )
             if days:
                 await conn.execute("DELETE FROM case_daily_stats WHERE day = ANY($1)", days)
-                await conn.execute(_REBUILD_DAYS, timezone, days)
+                for sql in _REBUILD_DAYS:
+                    await conn.execute(sql, timezone, days)
                 await _refresh_months(conn, days)
             result = RefreshResult(full=False, days=len(days))
         await conn.execute(

@@ -1,0 +1,210 @@
+"""Fair attribution (按轮次归责): breaches, returns, extensions and ratings are charged to the
+department that held the case in that round (jiesu/stats/attribution.py, the rollup's
+department grains)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    department,
+    eventually,
+    register,
+)
+from statcases import case_row, insert_cases, local
+
+from jiesu.case.domain import Rating
+from jiesu.stats import rollup
+from jiesu.stats.attribution import handlings
+from jiesu.stats.indicators import MEASURES
+
+URBAN = department("urban-management")
+POLICE = department("police")
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _event(minutes: int, kind: str, actor: str = "jiesu", **data: Any) -> dict[str, Any]:
+    return {"kind": kind, "at": T0 + timedelta(minutes=minutes), "actor": {"name": actor},
+            "data": data}  # fmt: skip
+
+
+def _deadlines(start: int) -> dict[str, Any]:
+    at = T0 + timedelta(minutes=start)
+    return {"accept": (at + timedelta(minutes=30)).isoformat(),
+            "contact": (at + timedelta(hours=1)).isoformat(),
+            "finish": (at + timedelta(hours=24)).isoformat()}  # fmt: skip
+
+
+A_BREACHES_AND_RETURNS_TO_B = [
+    _event(0, "received", "operator"),
+    _event(0, "deadlines_set", **_deadlines(0)),
+    _event(0, "routed", department_id="A"),
+    _event(30, "deadline_breached", deadline_kind="accept", department_id="A"),
+    _event(60, "deadline_breached", deadline_kind="contact", department_id="A"),
+    _event(70, "returned", "a-clerk", department_id="A", reason="not ours"),
+    _event(70, "reassignment_started", n=1),
+    _event(100, "deadlines_set", **_deadlines(100)),
+    _event(100, "reassigned", "supervisor", department_id="B", round=2),
+    _event(110, "accepted", "b-clerk"),
+    _event(120, "contacted", "b-clerk"),
+    _event(200, "extension_requested", "b-clerk"),
+    _event(210, "extension_decided", "supervisor", approved=True,
+           new_deadline=(T0 + timedelta(days=3)).isoformat()),
+    _event(300, "replied", "b-officer", outcome="resolved"),
+    _event(400, "rated", "citizen", rating="satisfied"),
+    _event(400, "closed", resolution="rated"),
+]  # fmt: skip
+
+
+def test_a_breach_and_a_return_stay_with_the_department_that_held_the_case() -> None:
+    a, b = handlings(A_BREACHES_AND_RETURNS_TO_B)
+    assert (a.department_id, a.first_round, a.last_round) == ("A", 1, 1)
+    assert a.breaches == ["accept", "contact"] and a.return_count == 1
+    assert a.released_at == T0 + timedelta(minutes=100)
+    assert a.accepted_at is None and a.replied_at is None and a.rating is None
+    assert a.accept_deadline == T0 + timedelta(minutes=30)
+    assert (b.department_id, b.first_round, b.last_round) == ("B", 2, 2)
+    assert b.breaches == [] and b.return_count == 0 and b.extension_count == 1
+    assert b.accept_deadline == T0 + timedelta(minutes=130)  # B's own, fresh deadlines
+    assert b.finish_deadline == T0 + timedelta(days=3)  # moved by B's extension
+    assert b.rating is Rating.SATISFIED and b.replied_by == "b-officer"
+    assert b.released_at is None and b.accepted_by == "b-clerk"
+
+
+def test_a_rehandle_by_the_same_department_is_one_handling_judged_on_its_last_reply() -> None:
+    events = [
+        *A_BREACHES_AND_RETURNS_TO_B[:2],
+        _event(0, "routed", department_id="A"),
+        _event(10, "accepted", "a-clerk"),
+        _event(20, "replied", "a-clerk", outcome="resolved"),
+        _event(30, "rated", "citizen", rating="unsatisfied"),
+        _event(40, "rehandle_started", unsatisfied_rounds=1),
+        _event(50, "deadlines_set", **_deadlines(50)),
+        _event(50, "reassigned", department_id="A", round=2),
+        _event(60, "callback", "operator", rating="basically_satisfied"),  # not on a reply yet
+        _event(70, "replied", "a-chief", outcome="explained"),
+        _event(80, "callback", "operator", rating="satisfied"),
+    ]
+    [a] = handlings(events)
+    assert (a.first_round, a.last_round) == (1, 2)
+    assert a.accepted_at == T0 + timedelta(minutes=10)  # the response of its first round
+    assert a.finish_deadline == T0 + timedelta(minutes=50, hours=24)
+    assert a.replied_by == "a-chief" and a.rating is Rating.SATISFIED
+
+
+async def _case_figures(pool: asyncpg.Pool, case_id: str) -> dict[str, dict[str, int]]:
+    """The measures of one case per department, as the rollup's department grains count."""
+    sums = ", ".join(f"count(*) FILTER (WHERE {m.sql}) AS {m.name}" for m in MEASURES)
+    rows = await pool.fetch(
+        f"SELECT department_id, {sums} FROM ({rollup.handling_rows()}) c"
+        " WHERE c.case_id = $1 GROUP BY department_id",
+        case_id,
+    )
+    return {r["department_id"]: {m.name: r[m.name] for m in MEASURES} for r in rows}
+
+
+async def test_a_case_breached_by_a_and_returned_to_b_counts_against_a_only(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    # Registered 65 minutes late as urgent: urban management (A) breaches the 30-minute accept
+    # and the 1-hour contact deadlines at once, then returns the case; police (B) gets it with
+    # fresh deadlines and handles it on time.
+    received = (datetime.now(UTC) - timedelta(minutes=65)).isoformat()
+    created = await register(api, urgency="urgent", received_at=received)
+    case_id = created["case_id"]
+
+    async def breached() -> dict[str, Any] | None:
+        state = await case(api, case_id, OPERATOR)
+        kinds = {b["kind"] for b in state["breaches"]}
+        return state if kinds >= {"accept", "contact"} else None
+
+    await eventually(breached)
+    await act(api, case_id, "return", URBAN, reason="Amplified music at night is police work")
+
+    async def reassigning() -> bool:
+        return (await case(api, case_id, OPERATOR))["status"] == "reassigning"
+
+    await eventually(reassigning)
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="police", note="police")
+    await act(api, case_id, "accept", POLICE)
+    await act(api, case_id, "contact", POLICE)
+    await act(api, case_id, "reply", POLICE, outcome="resolved", text="Music stopped",
+              evidence=["https://evidence.test/noise.jpg"])  # fmt: skip
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="satisfied")
+
+    async def closed() -> dict[str, dict[str, int]] | None:
+        row = await pool.fetchrow("SELECT status FROM cases WHERE case_id = $1", case_id)
+        if row is None or row["status"] != "closed":
+            return None
+        return await _case_figures(pool, case_id)
+
+    figures = await eventually(closed)
+    urban, police = figures["urban-management"], figures["police"]
+    # both received it; A's late response and its return count against A only
+    assert urban["received"] == police["received"] == 1
+    assert (urban["response_due"], urban["responded_on_time"]) == (1, 0)
+    assert (police["response_due"], police["responded_on_time"]) == (1, 1)
+    assert (urban["returned"], police["returned"]) == (1, 0)
+    # the reply, the verdict and the resolution are B's
+    assert (urban["rated"], police["rated"], police["satisfied"]) == (0, 1, 1)
+    assert (urban["resolution_judged"], police["resolved"]) == (0, 1)
+    assert (urban["handled"], police["handled"]) == (0, 1)
+    row = await pool.fetchrow(
+        "SELECT breaches, return_count FROM case_handlings"
+        " WHERE case_id = $1 AND department_id = 'police'", case_id,
+    )  # fmt: skip
+    assert tuple(row) == ([], 0)
+
+
+async def test_department_figures_count_handlings_and_fall_back_to_the_case_row(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A hand-made case with handlings is counted for each department that held it; one
+    without (projected before handlings existed) for its current department."""
+    day = date(2005, 9, 12)
+    moved, legacy = case_row(local(day), department_id="police"), case_row(local(day, 11))
+    await insert_cases(pool, [moved, legacy])
+    await pool.executemany(
+        "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
+        " assigned_at, released_at, accept_deadline, breaches, return_count)"
+        " VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+        [(moved["case_id"], "water", 1, local(day), local(day, 12), moved["accept_deadline"],
+          ["accept"], 1),
+         (moved["case_id"], "police", 2, local(day, 12), None, None, [], 0)],
+    )  # fmt: skip
+    await pool.execute(
+        "UPDATE case_handlings h SET accept_deadline = c.accept_deadline, accepted_at ="
+        " c.accepted_at, finish_deadline = c.finish_deadline, replied_at = c.replied_at,"
+        " rating = c.rating, resolved = c.resolved, handled_level = 'county'"
+        " FROM cases c WHERE c.case_id = h.case_id AND h.department_id = 'police'"
+    )
+
+    async def figures(department_id: str) -> dict[str, Any]:
+        response = await api.get(
+            "/api/v1/stats/indicators",
+            params={"from": day.isoformat(), "to": day.isoformat(),
+                    "department_id": department_id},
+            headers=SUPERVISOR,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()["totals"]
+
+    water, police = await figures("water"), await figures("police")
+    assert water["received"] == 2  # the legacy case and its round of the moved one
+    assert water["return_rate"]["numerator"] == 1
+    assert water["response_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5}
+    assert water["satisfaction_rate"]["denominator"] == 1  # the legacy case's verdict only
+    assert police["received"] == 1 and police["return_rate"]["numerator"] == 0
+    assert police["satisfaction_rate"]["numerator"] == 1
+    everyone = await api.get(
+        "/api/v1/stats/indicators",
+        params={"from": day.isoformat(), "to": day.isoformat()}, headers=SUPERVISOR,
+    )  # fmt: skip
+    assert everyone.json()["totals"]["received"] == 2  # each case once
