@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     extension_decision_hours: float = Field(
         default=8.0, gt=0, alias="JIESU_EXTENSION_DECISION_HOURS"
     )
+    # 不作为信号: reports of a problem whose earlier cases were replied to and closed within
+    # this window are linked to them; this many (the new one included) mean supervision.
+    inaction_window_days: float = Field(default=90.0, gt=0, alias="JIESU_INACTION_WINDOW_DAYS")
+    inaction_reports_before_supervision: int = Field(
+        default=3, ge=2, alias="JIESU_INACTION_REPORTS_BEFORE_SUPERVISION"
+    )
     # Key of the citizen tokens (jiesu/access/citizen_tokens.py). Empty: a secret generated into the
     # database at migration, which keeps tokens out of the report tables but not out of a
     # whole-database copy. Set it in production (e.g. `openssl rand -base64 32`).

@@ -108,6 +108,7 @@ PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a 
 # projections (their results carry the events), and the first projection after the plan.
 # Implies PATCH_HARDENED (a lean case never records that marker).
 PATCH_LEAN = "lean-case-v1"
+PATCH_INACTION = "inaction-signal-v1"  # a case linked to replied history may start the ladder
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -173,6 +174,7 @@ class ComplaintWorkflow:
             self._case.set_deadlines(deadlines)
             self._case.assign(route, SYSTEM_ACTOR)
         self._start_watchers()
+        self._link_history(start)
 
         while self._state.status is not Status.CLOSED:
             await workflow.wait_condition(
@@ -207,6 +209,24 @@ class ComplaintWorkflow:
             self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=reason)
         self._case.set_deadlines(plan.deadlines)
         self._case.assign(plan.route, SYSTEM_ACTOR)
+    def _link_history(self, start: CaseStart) -> None:
+        """不作为信号: the same problem's earlier cases were replied to and closed, and it is
+        reported again; from the policy's number of reports its unit goes under supervision.
+        (Cases registered before intake found such history have none: nothing changes.)"""
+        history = start.history
+        if history is None or not workflow.patched(PATCH_INACTION):
+            return
+        self._state.earlier_cases = list(history.case_ids)
+        self._record(
+            EventKind.LINKED_TO_HISTORY,
+            SYSTEM_ACTOR,
+            case_ids=history.case_ids,
+            reports=history.reports,
+            window_days=history.window_days,
+            reports_before_supervision=history.reports_before_supervision,
+        )
+        if history.supervise:
+            self._ladder.escalate(EscalationTrigger.REPEATED_ALTHOUGH_REPLIED)
 
     async def _route(self, start: CaseStart) -> RouteResult:
         """派单 by the routing rules; a case whose data routing refuses goes to the centre."""

@@ -175,6 +175,9 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         f"contribution deadline {_time(data.get('due'))}",
         "extension_decision_overdue": lambda: "no extension decision by "
         f"{_time(data.get('decision_due'))}: approved",
+        "linked_to_history": lambda: "reported again although replied (不作为信号): the same "
+        f"problem's earlier cases {', '.join(data.get('case_ids') or [])}, "
+        f"{data.get('reports')} reports within {data.get('window_days')} days",
     }
     if kind in formats:
         return formats[kind]()

@@ -239,6 +239,7 @@ class EscalationTrigger(StrEnum):
     REPEAT_REPORTS = "repeat_reports"  # the third report of the same open problem
     DISSATISFACTION = "dissatisfaction"  # too many unsatisfied rounds
     REASSIGNMENT_LIMIT = "reassignment_limit"  # returned too often
+    REPEATED_ALTHOUGH_REPLIED = "repeated_although_replied"  # 不作为: reported again and again
     SUPERVISOR = "supervisor"  # a supervisor decided
 
 
@@ -290,6 +291,7 @@ class EventKind(StrEnum):
     EXTENSION_DECIDED = "extension_decided"  # approved (deadline moved) or rejected
     EXTENSION_DECISION_OVERDUE = "extension_decision_overdue"  # nobody decided in time
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
+    LINKED_TO_HISTORY = "linked_to_history"  # the same problem's earlier, replied cases
     SUPPLEMENTED = "supplemented"  # 补充诉求
     WITHDRAWN = "withdrawn"  # 撤诉
     CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
@@ -414,6 +416,26 @@ class ComplaintIntake(BaseModel):
     )
 
 
+class RepeatHistory(BaseModel):
+    """不作为信号: the earlier cases of the same problem (same citizen or same place, category
+    and grid, a similar description: jiesu/intake/history.py) that were replied to and closed
+    within the window. Found at intake; the policy numbers in force are recorded with them."""
+
+    case_ids: list[Line] = Field(min_length=1, max_length=100)
+    window_days: float
+    reports_before_supervision: int = Field(
+        description="This report and the earlier ones: from this many, supervision"
+    )
+
+    @property
+    def reports(self) -> int:
+        return len(self.case_ids) + 1
+
+    @property
+    def supervise(self) -> bool:
+        return self.reports >= self.reports_before_supervision
+
+
 class CaseStart(BaseModel):
     """The workflow's input: the intake, completed and stamped by the API."""
 
@@ -422,6 +444,7 @@ class CaseStart(BaseModel):
     urgency: Urgency
     received_at: Instant
     registered_by: Actor
+    history: RepeatHistory | None = None  # added later: older cases have none
 
 
 # --- actions (signals) ------------------------------------------------------------------
@@ -835,6 +858,9 @@ class CaseState(BaseModel):
     rejected_returns: int = 0  # returns the centre rejected (they count against the unit)
     unsatisfied_rounds: int = 0
     repeat_count: int = 0
+    earlier_cases: list[str] = Field(
+        default_factory=list, description="不作为信号: the same problem's earlier replied cases"
+    )
     extension_count: int = 0
     extension: Extension | None = None
     co_handlers: list[CoHandler] = Field(default_factory=list)

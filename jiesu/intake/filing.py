@@ -55,7 +55,7 @@ from jiesu.case.domain import (
 )
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
-from jiesu.intake import follow_up, merge
+from jiesu.intake import follow_up, history, merge
 from jiesu.intake.errors import (
     IdempotencyConflict,
     IntakeContended,
@@ -253,6 +253,7 @@ async def _claim(
             urgency=urgency,
             received_at=report.received_at,
             registered_by=report.actor,
+            history=await history.earlier_cases(conn, settings, intake, report.received_at),
         )
         await conn.execute(
             "INSERT INTO intakes (case_id, idempotency_key, request_hash, payload, state,"

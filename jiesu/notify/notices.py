@@ -107,6 +107,7 @@ _TRIGGER_NAMES = {
     EscalationTrigger.DISSATISFACTION: "群众多次不满意",
     EscalationTrigger.REASSIGNMENT_LIMIT: "多次退单",
     EscalationTrigger.SUPERVISOR: "督办人员决定",
+    EscalationTrigger.REPEATED_ALTHOUGH_REPLIED: "已答复仍被重复反映",
 }
 
 _DEADLINE_NAMES = {

@@ -1,0 +1,125 @@
+"""The inaction signal (不作为信号): a problem reported again after its earlier cases were
+replied to and closed (jiesu/intake/history.py, similarity.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import OPERATOR, act, case, department, eventually, handle_of, keep_history, register
+from temporalio.client import Client
+
+from jiesu.intake import similarity
+
+PAIRS = json.loads((Path(__file__).parent / "data" / "inaction_pairs.json").read_text("utf-8"))
+XISHAN = department("twp-xishan")  # illegal building in 西山镇 (QH-03)
+
+
+def _judged(threshold: float) -> tuple[int, int, int]:
+    """True positives, false positives, false negatives of the judge on the labelled pairs."""
+    tp = fp = fn = 0
+    for pair in PAIRS["pairs"]:
+        a = similarity.Report(*pair["a"], phone="13800000001")
+        b = similarity.Report(*pair["b"], phone="13800000001" if pair["same_citizen"] else "2")
+        found = similarity.judge(a, b, threshold) is not None
+        tp += found and pair["same"]
+        fp += found and not pair["same"]
+        fn += not found and pair["same"]
+    return tp, fp, fn
+
+
+def test_the_judge_on_labelled_pairs_prints_precision_and_recall(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert len(PAIRS["pairs"]) >= 20
+    rows = []
+    for threshold in (10, 15, 20, similarity.TEXT_THRESHOLD, 30, 35, 40, 50):
+        tp, fp, fn = _judged(threshold)
+        rows.append((threshold, tp, fp, fn, tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn)))
+    with capsys.disabled():
+        print(f"\ninaction judge on {len(PAIRS['pairs'])} labelled pairs")
+        print("threshold  tp  fp  fn  precision  recall")
+        for t, tp, fp, fn, p, r in rows:
+            print(f"{t:9g}  {tp:2d}  {fp:2d}  {fn:2d}  {p:9.2f}  {r:6.2f}")
+    chosen = next(r for r in rows if r[0] == similarity.TEXT_THRESHOLD)
+    assert chosen[4] == 1.0 and chosen[5] >= 0.8  # no unit supervised for another problem
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("青河县松林路8号", "松林路 ８ 号"),
+        ("松林路八号", "松林路8号"),
+        ("人民路与河滨路交叉口", "人民路、河滨路交叉口"),
+        ("幸福社区3栋", "幸福社区三栋"),
+    ],
+)
+def test_addresses_are_normalised(a: str, b: str) -> None:
+    assert similarity.normalise_address(a) == similarity.normalise_address(b)
+
+
+def test_a_community_is_not_taken_for_a_district() -> None:
+    assert similarity.normalise_address("幸福社区北门") == "幸福社区北门"
+    assert not similarity.same_place("幸福社区北门", "光明小区北门")
+
+
+async def _handled(api: httpx.AsyncClient, created: dict[str, Any]) -> None:
+    """The unit replies on time and the citizen is satisfied: the case closes."""
+    case_id = created["case_id"]
+
+    async def assigned() -> bool:
+        return (await case(api, case_id, OPERATOR))["status"] == "assigned"
+
+    await eventually(assigned)
+    await act(api, case_id, "accept", XISHAN)
+    await act(api, case_id, "contact", XISHAN, note="Met the citizen on site")
+    await act(api, case_id, "reply", XISHAN, outcome="explained",
+              text="Inspected: the owner was told to remove it",
+              evidence=["https://evidence.test/wall.jpg"])  # fmt: skip
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="satisfied")
+
+    async def closed() -> bool:
+        return (await case(api, case_id, OPERATOR))["status"] == "closed"
+
+    await eventually(closed)
+
+
+async def test_the_third_report_after_replies_puts_the_unit_under_supervision(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    address = f"西山镇松林路{os.getpid()}号"
+    reports = [
+        "松林路楼下有人私自砌了一堵墙，把消防通道堵住了",
+        "那堵违建的墙又砌起来了，消防通道还是堵着",
+        "违建的墙拆了又砌，消防通道被墙堵死，消防车进不来",
+    ]
+    common = {"category_id": "illegal_building", "grid_id": "G-QH-03-01-1", "address": address}
+    first = await register(api, description=reports[0], **common)
+    await _handled(api, first)
+    second = await register(api, description=reports[1], **common)
+    state = await eventually(lambda: _linked(api, second["case_id"]))
+    assert state["earlier_cases"] == [first["case_id"]]
+    assert state["escalation"] is None  # two reports: linked, not yet supervised
+    await _handled(api, second)
+
+    third = await register(api, description=reports[2], **common)
+    state = await eventually(lambda: _linked(api, third["case_id"]))
+    assert state["earlier_cases"] == [first["case_id"], second["case_id"]]
+    linked = next(e for e in state["events"] if e["kind"] == "linked_to_history")
+    assert linked["data"]["reports"] == 3 and linked["data"]["window_days"] == 90
+    assert state["escalation"]["trigger"] == "repeated_although_replied"
+    assert state["assignment"]["department_id"] == "twp-xishan"  # the unit on the ladder
+
+    handle = handle_of(client, third["case_id"])
+    await handle.terminate("test finished")
+    await keep_history(handle, "inaction_repeated_although_replied")
+
+
+async def _linked(api: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None:
+    state = await case(api, case_id, OPERATOR)
+    kinds = [e["kind"] for e in state["events"]]
+    return state if "linked_to_history" in kinds and state["assignment"] else None
