@@ -30,6 +30,7 @@ from api.routers import (
     handling,
     health,
     keys,
+    knowledge,
     oversight,
     self_service,
     session,
@@ -146,6 +147,7 @@ def create_app(
     app.include_router(self_service.form_router)  # /report, the public form
     app.include_router(administration.router, prefix="/api/v1")
     app.include_router(content.router, prefix="/api/v1")
+    app.include_router(knowledge.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     georeport = open311.build()

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM_ACTOR,
         AcceptAction,
         Actor,
+        Assignment,
         CallbackAction,
         CaseSignal,
         CaseStart,
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineRequest,
         Deadlines,
         DepartmentRef,
+        DirectAnswer,
         DispatchAction,
         EscalationLevel,
         EscalationStep,
@@ -68,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         RepeatReport,
         Reply,
         ReplyAction,
+        ReplyOutcome,
         Resolution,
         ReturnAction,
         ReturnDecisionAction,
@@ -109,6 +112,7 @@ PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a 
 # Implies PATCH_HARDENED (a lean case never records that marker).
 PATCH_LEAN = "lean-case-v1"
 PATCH_INACTION = "inaction-signal-v1"  # a case linked to replied history may start the ladder
+PATCH_DIRECT_ANSWER = "direct-answer-v1"  # 即时办结: answered at intake, no routing
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -159,22 +163,12 @@ class ComplaintWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        if self._lean:  # planned first, so that the first projection carries the plan too
-            await self._plan(start)
+        if start.direct_answer is not None and workflow.patched(PATCH_DIRECT_ANSWER):
+            # settled at intake: answered first, so that the first projection carries it
+            await self._answer_directly(start, start.direct_answer)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
-            projector = asyncio.create_task(self._projector.run_until_closed())
-            route, deadlines = await asyncio.gather(
-                self._route(start),
-                run_activity(
-                    DeadlineActivities.compute_deadlines,
-                    DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
-                ),
-            )
-            self._case.set_deadlines(deadlines)
-            self._case.assign(route, SYSTEM_ACTOR)
-        self._start_watchers()
-        self._link_history(start)
+            projector = await self._open(start)
 
         while self._state.status is not Status.CLOSED:
             await workflow.wait_condition(
@@ -197,6 +191,60 @@ class ComplaintWorkflow:
         await projector
         return self._state.model_copy(update={"events": []})
 
+    async def _open(self, start: CaseStart) -> asyncio.Task[None]:
+        """派单 and 时限: routed by the rules (or to the centre's queue), with its deadlines;
+        returns the running projector."""
+        if self._lean:  # planned first, so that the first projection carries the plan too
+            await self._plan(start)
+            projector = asyncio.create_task(self._projector.run_until_closed())
+        else:
+            projector = asyncio.create_task(self._projector.run_until_closed())
+            route, deadlines = await asyncio.gather(
+                self._route(start),
+                run_activity(
+                    DeadlineActivities.compute_deadlines,
+                    DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
+                ),
+            )
+            self._case.set_deadlines(deadlines)
+            self._case.assign(route, SYSTEM_ACTOR)
+        self._start_watchers()
+        self._link_history(start)
+        return projector
+
+    async def _answer_directly(self, start: CaseStart, answer: DirectAnswer) -> None:
+        """即时办结: the operator answered the consultation on the call from the knowledge
+        base. The centre holds the case, answered at once (so on time); it is rated like any
+        reply — at once when the caller gave a verdict on the call (recorded as a callback)."""
+        deadlines = await run_activity(
+            DeadlineActivities.compute_deadlines,
+            DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
+        )
+        self._case.set_deadlines(deadlines)
+        s, now, operator = self._state, workflow.now(), start.registered_by
+        s.assignment = Assignment(
+            department_id=CENTRE_ID, department_name=CENTRE_NAME, assigned_at=now, by_rule=False
+        )
+        s.accepted_at = s.contacted_at = now
+        s.direct_answer = answer
+        s.reply = Reply(
+            outcome=ReplyOutcome.RESOLVED, text=answer.text, evidence=[], at=now, by=operator
+        )
+        s.status = Status.REPLIED
+        self._record(
+            EventKind.ANSWERED_DIRECTLY,
+            operator,
+            department_id=CENTRE_ID,
+            answer_id=answer.answer_id,
+            version=answer.version,
+            question=answer.question,
+            text=answer.text,
+            source=answer.source,
+            valid_until=answer.valid_until.isoformat() if answer.valid_until else None,
+        )
+        if answer.rating is not None:
+            self._rated(operator, answer.rating, "given on the call", EventKind.CALLBACK)
+
     async def _plan(self, start: CaseStart) -> None:
         """派单 and 时限 in one local activity (cases since PATCH_LEAN)."""
         request = PlanRequest(
@@ -209,6 +257,7 @@ class ComplaintWorkflow:
             self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=reason)
         self._case.set_deadlines(plan.deadlines)
         self._case.assign(plan.route, SYSTEM_ACTOR)
+
     def _link_history(self, start: CaseStart) -> None:
         """不作为信号: the same problem's earlier cases were replied to and closed, and it is
         reported again; from the policy's number of reports its unit goes under supervision.

@@ -292,6 +292,7 @@ class EventKind(StrEnum):
     EXTENSION_DECISION_OVERDUE = "extension_decision_overdue"  # nobody decided in time
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
     LINKED_TO_HISTORY = "linked_to_history"  # the same problem's earlier, replied cases
+    ANSWERED_DIRECTLY = "answered_directly"  # 即时办结: answered on the call
     SUPPLEMENTED = "supplemented"  # 补充诉求
     WITHDRAWN = "withdrawn"  # 撤诉
     CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
@@ -393,6 +394,31 @@ class Citizen(BaseModel):
         return self
 
 
+class DirectAnswerInput(BaseModel):
+    """即时办结: the operator answers a consultation on the call from the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer_id: int = Field(ge=1, lt=2**63, description="A knowledge-base answer valid today")
+    rating: Rating | None = Field(
+        default=None,
+        description="The caller's verdict, asked on the call: the case closes at once. "
+        "Without it the citizen rates with the token, as for any reply.",
+    )
+
+
+class DirectAnswer(BaseModel):
+    """The answer a case was given at intake, as the knowledge base held it then."""
+
+    answer_id: int
+    version: int
+    question: str
+    text: str
+    source: str
+    valid_until: date | None = None
+    rating: Rating | None = None
+
+
 class ComplaintIntake(BaseModel):
     """What the operator (or a channel) registers. The API's request body and the
     workflow's input share these fields."""
@@ -413,6 +439,11 @@ class ComplaintIntake(BaseModel):
         default=None,
         description="When the report came in (timezone-aware). Defaults to now; may be up "
         "to 24 hours in the past for reports registered late, never in the future.",
+    )
+    direct_answer: DirectAnswerInput | None = Field(
+        default=None,
+        description="即时办结: answered on the call from the knowledge base (operators only); "
+        "the case is registered and answered at once, never merged into another.",
     )
 
 
@@ -445,6 +476,7 @@ class CaseStart(BaseModel):
     received_at: Instant
     registered_by: Actor
     history: RepeatHistory | None = None  # added later: older cases have none
+    direct_answer: DirectAnswer | None = None  # 即时办结, filled in by intake
 
 
 # --- actions (signals) ------------------------------------------------------------------
@@ -863,6 +895,7 @@ class CaseState(BaseModel):
     )
     extension_count: int = 0
     extension: Extension | None = None
+    direct_answer: DirectAnswer | None = None  # 即时办结
     co_handlers: list[CoHandler] = Field(default_factory=list)
     escalation_level: EscalationLevel = EscalationLevel.NONE
     escalation: Escalation | None = None

@@ -48,6 +48,7 @@ from jiesu.case.domain import (
     CaseStart,
     CaseState,
     ComplaintIntake,
+    DirectAnswer,
     EventKind,
     RepeatReport,
     Status,
@@ -55,7 +56,7 @@ from jiesu.case.domain import (
 )
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
-from jiesu.intake import follow_up, history, merge
+from jiesu.intake import follow_up, history, knowledge, merge
 from jiesu.intake.errors import (
     IdempotencyConflict,
     IntakeContended,
@@ -227,6 +228,16 @@ async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
     return Claim(row["case_id"], row["report_id"], replayed=True)
 
 
+async def _direct_answer(
+    conn: asyncpg.Connection, settings: Settings, intake: ComplaintIntake, received_at: datetime
+) -> DirectAnswer | None:
+    """即时办结: the knowledge-base answer the operator chose, valid on the local day."""
+    if intake.direct_answer is None:
+        return None
+    today = received_at.astimezone(ZoneInfo(settings.timezone)).date()
+    return await knowledge.direct_answer(conn, intake.direct_answer, intake.category_id, today)
+
+
 async def _claim(
     conn: asyncpg.Connection, settings: Settings, secret: bytes, report: Report, closed: set[str]
 ) -> Claim:
@@ -239,7 +250,10 @@ async def _claim(
         urgency = await _urgency(conn, intake)
         since = report.received_at - timedelta(days=settings.repeat_window_days)
         token = citizen_tokens.issue(secret)
-        open_case = await merge.find_open_case(conn, keys, since, closed)
+        direct = await _direct_answer(conn, settings, intake, report.received_at)
+        if direct is not None:  # a consultation answered on the call: never merged
+            keys = merge.ProblemKeys(phone=f"direct|{report.digest}|{token[0]}", address=None)
+        open_case = None if direct else await merge.find_open_case(conn, keys, since, closed)
         if open_case is not None:
             payload = merge.report_payload(intake, report.received_at, report.actor)
             report_id = await merge.add_report(
@@ -253,7 +267,10 @@ async def _claim(
             urgency=urgency,
             received_at=report.received_at,
             registered_by=report.actor,
-            history=await history.earlier_cases(conn, settings, intake, report.received_at),
+            history=None if direct else await history.earlier_cases(
+                conn, settings, intake, report.received_at
+            ),
+            direct_answer=direct,
         )
         await conn.execute(
             "INSERT INTO intakes (case_id, idempotency_key, request_hash, payload, state,"

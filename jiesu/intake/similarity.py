@@ -42,7 +42,7 @@ _PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
 # not 社区/小区/园区… (a community's name is part of the place).
 _PREFIX = re.compile(r"^(.{2,8}?(省|市|自治州))?(.{2,8}?(县|(?<![社小园校景街片城])区))?")
 _CONNECTORS = re.compile(r"[与和及]")  # 人民路与河滨路交叉口 = 人民路河滨路交叉口
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     "的 了 又 在 是 有 和 与 及 也 都 就 还 被 把 让 给 我 我们 你 他 她 它 这 那 这个 那个 "
     "一直 已经 现在 今天 昨天 每天 天天 总是 还是 依然 仍然 再次 多次 一次 又一次 请 希望 "
     "要求 反映 投诉 举报 市民 居民 来电 称 说 问题 情况 处理 解决 一下 没有 不 很 非常 "
@@ -87,7 +87,7 @@ def words(text: str, address: str = "") -> frozenset[str]:
     normal = _numerals(unicodedata.normalize("NFKC", text).lower())
     return frozenset(
         w for w in jieba.lcut(normal)
-        if w.strip() and w not in _STOP_WORDS and not _PUNCTUATION.fullmatch(w)
+        if w.strip() and w not in STOP_WORDS and not _PUNCTUATION.fullmatch(w)
         and not w.isdigit() and w not in place
     )  # fmt: skip
 

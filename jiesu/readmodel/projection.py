@@ -26,10 +26,11 @@ INSERT INTO cases (
     case_id, version, status, title, category_id, grid_id, channel, urgency, department_id,
     received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
     replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
-    extension_count, rehandle_count, escalation_level, handled_level, resolved, updated_at)
+    extension_count, rehandle_count, escalation_level, handled_level, resolved,
+    answered_directly, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
         $20, $21, $22, $23, $24, $25, $26,
-        (SELECT level FROM departments WHERE id = $27), $28, now())
+        (SELECT level FROM departments WHERE id = $27), $28, $29, now())
 ON CONFLICT (case_id) DO UPDATE SET
     version = excluded.version, status = excluded.status, department_id = excluded.department_id,
     urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
@@ -40,7 +41,8 @@ ON CONFLICT (case_id) DO UPDATE SET
     repeat_count = excluded.repeat_count, return_count = excluded.return_count,
     extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
     escalation_level = excluded.escalation_level, handled_level = excluded.handled_level,
-    resolved = excluded.resolved, updated_at = now()
+    resolved = excluded.resolved, answered_directly = excluded.answered_directly,
+    updated_at = now()
 WHERE cases.version < excluded.version
 """
 
@@ -165,6 +167,7 @@ async def write_case(
             s.unsatisfied_rounds,
             int(s.escalation_level),
             *_statistics_columns(projection),
+            s.direct_answer is not None,
         )
         await accountability.store(conn, s.case_id, projection.new_events)
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow

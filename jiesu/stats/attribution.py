@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from jiesu.case.domain import (
+    CENTRE_ID,
     DeadlineKind,
     EventKind,
     Rating,
@@ -110,6 +111,13 @@ def _apply(walk: _Walk, kind: EventKind, event: Mapping[str, Any]) -> None:
         walk.deadlines = {k.value: _when(data.get(k.value)) for k in DeadlineKind}
     elif kind in _ASSIGNING and data.get("department_id"):
         _assign(walk, str(data["department_id"]), at)
+    elif kind is EventKind.ANSWERED_DIRECTLY:  # 即时办结: the centre answered on the call
+        _assign(walk, str(data.get("department_id") or CENTRE_ID), at)
+        h = walk.holder
+        assert h is not None
+        h.accepted_at = h.contacted_at = h.replied_at = at
+        h.reply_outcome = ReplyOutcome.RESOLVED
+        h.accepted_by = h.replied_by = (event.get("actor") or {}).get("name")
     elif walk.holder is not None:
         _holder_event(walk, walk.holder, kind, event, data)
 

@@ -176,10 +176,18 @@ RETURNED = Measure(
     "Cases returned (退单) by a department at least once.",
 )
 
+ANSWERED_DIRECTLY = Measure(
+    "answered_directly",
+    "即时办结量",
+    "c.answered_directly",
+    "Consultations an operator answered on the call from the knowledge base (即时办结): "
+    "registered and answered at once, then rated like any reply.",
+)
+
 MEASURES: tuple[Measure, ...] = (
     RECEIVED, CLOSED, IN_PROGRESS, OVERDUE, RESPONSE_DUE, RESPONDED_ON_TIME, FINISH_DUE,
     FINISHED_ON_TIME, RATED, SATISFIED, RESOLUTION_JUDGED, RESOLVED, HANDLED, GRASSROOTS,
-    REPEATED, EXTENDED, RETURNED,
+    REPEATED, EXTENDED, RETURNED, ANSWERED_DIRECTLY,
 )  # fmt: skip
 """The columns of ``case_daily_stats``, in order."""
 
@@ -216,6 +224,10 @@ INDICATORS: tuple[Indicator, ...] = (
     ),
     Indicator("extension_rate", "延期率", EXTENDED, RECEIVED, "Cases extended / received."),
     Indicator("return_rate", "退单率", RETURNED, RECEIVED, "Cases returned / received."),
+    Indicator(
+        "direct_answer_rate", "即时办结率", ANSWERED_DIRECTLY, RECEIVED,
+        "Cases answered directly on the call / received.",
+    ),
 )  # fmt: skip
 
 INDICATORS_BY_NAME: dict[str, Indicator] = {i.name: i for i in INDICATORS}

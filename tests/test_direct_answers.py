@@ -1,0 +1,158 @@
+"""Direct answers (即时办结): the knowledge base of answers (api/routers/knowledge.py) and a
+consultation answered on the call, still rated and counted."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    department,
+    eventually,
+    handle_of,
+    keep_history,
+    register,
+)
+from temporalio.client import Client
+
+KB = "/api/v1/knowledge"
+TODAY = date.today()
+
+
+def _answer(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "question": "居住证怎么办理？需要带什么材料？",
+        "answer": "携带居民身份证、居住登记凭证和一寸照片，到居住地派出所户籍窗口办理，"
+        "工作日受理，十五个工作日内领证。",
+        "category_id": "enterprise_request",
+        "source": "青河县公安局《居住证办理指南》(2026年版)",
+        "valid_from": (TODAY - timedelta(days=30)).isoformat(),
+        "valid_until": (TODAY + timedelta(days=365)).isoformat(),
+    }
+    return body | overrides
+
+
+async def _create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    response = await api.post(KB, json=_answer(**overrides), headers=SUPERVISOR)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_centre_staff_keep_the_knowledge_base(api: httpx.AsyncClient) -> None:
+    created = await _create(api)
+    assert created["valid_today"] and created["version"] == 1
+    assert created["updated_by"] == "demo-supervisor"
+    refused = await api.post(KB, json=_answer(), headers=OPERATOR)
+    assert refused.status_code == 403  # operators read and use it; the centre owns it
+    hit = await api.get(KB, params={"q": "办居住证要什么材料"}, headers=OPERATOR)
+    assert hit.status_code == 200
+    assert hit.json()[0]["id"] == created["id"] and hit.json()[0]["rank"] > 0
+    miss = await api.get(KB, params={"q": "供暖费怎么交"}, headers=OPERATOR)
+    assert created["id"] not in [a["id"] for a in miss.json()]
+
+    changed = await api.put(
+        f"{KB}/{created['id']}", json=_answer(source="青河县公安局通知 2026-11"), headers=SUPERVISOR
+    )
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    withdrawn = await api.post(f"{KB}/{created['id']}/withdraw", headers=SUPERVISOR)
+    assert withdrawn.status_code == 200 and not withdrawn.json()["valid_today"]
+    offered = await api.get(KB, params={"q": "居住证"}, headers=OPERATOR)
+    assert created["id"] not in [a["id"] for a in offered.json()]
+    kept = await api.get(KB, params={"q": "居住证", "include_invalid": True}, headers=OPERATOR)
+    assert created["id"] in [a["id"] for a in kept.json()]
+
+
+async def test_bad_answers_are_refused(api: httpx.AsyncClient) -> None:
+    backwards = _answer(valid_until=(TODAY - timedelta(days=60)).isoformat())
+    assert (await api.post(KB, json=backwards, headers=SUPERVISOR)).status_code == 422
+    unknown = await api.post(KB, json=_answer(category_id="nope"), headers=SUPERVISOR)
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_category"
+    assert (await api.post(KB, json=_answer(source=""), headers=SUPERVISOR)).status_code == 422
+    assert (await api.get(f"{KB}/999999999", headers=OPERATOR)).status_code == 404
+    department_key = department("water")
+    assert (await api.get(KB, headers=department_key)).status_code == 403
+
+
+async def _closed(api: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None:
+    state = await case(api, case_id, OPERATOR)
+    return state if state["status"] == "closed" else None
+
+
+async def test_a_consultation_answered_on_the_call_is_closed_rated_and_counted(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    answer = await _create(api)
+    created = await register(
+        api, category_id="enterprise_request", title="居住证办理咨询",
+        description="想问一下居住证怎么办理", channel="hotline",
+        direct_answer={"answer_id": answer["id"], "rating": "satisfied"},
+    )  # fmt: skip
+    case_id = created["case_id"]
+    state = await eventually(lambda: _closed(api, case_id))
+    assert state["direct_answer"]["answer_id"] == answer["id"]
+    assert state["direct_answer"]["source"] == answer["source"]
+    assert state["assignment"]["department_id"] == "centre"
+    assert state["reply"]["text"] == answer["answer"] and state["rating"] == "satisfied"
+    kinds = [e["kind"] for e in state["events"]]
+    assert kinds[-3:] == ["answered_directly", "callback", "closed"]
+    assert "routed" not in kinds and "queued" not in kinds
+
+    async def projected() -> asyncpg.Record | None:
+        return await pool.fetchrow(
+            "SELECT answered_directly, rating, accepted_at <= accept_deadline AS on_time"
+            " FROM cases WHERE case_id = $1 AND status = 'closed'", case_id,
+        )  # fmt: skip
+
+    row = await eventually(projected)
+    assert tuple(row) == (True, "satisfied", True)
+    figures = await api.get(
+        "/api/v1/stats/indicators",
+        params={"from": state["received_at"][:10], "to": state["received_at"][:10],
+                "category_id": "enterprise_request"},
+        headers=SUPERVISOR,
+    )  # fmt: skip
+    rate = figures.json()["totals"]["direct_answer_rate"]
+    assert rate["numerator"] >= 1 and rate["denominator"] >= rate["numerator"]
+    await keep_history(handle_of(client, case_id), "direct_answer_rated_on_call")
+
+
+async def test_without_a_verdict_on_the_call_the_citizen_rates_later(
+    api: httpx.AsyncClient,
+) -> None:
+    answer = await _create(api, category_id=None)
+    created = await register(api, direct_answer={"answer_id": answer["id"]})
+    case_id = created["case_id"]
+
+    async def replied() -> dict[str, Any] | None:
+        state = await case(api, case_id, OPERATOR)
+        return state if state["status"] == "replied" else None
+
+    await eventually(replied)
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="basically_satisfied")
+    assert (await eventually(lambda: _closed(api, case_id)))["rating"] == "basically_satisfied"
+
+
+async def test_an_answer_that_cannot_be_given_is_a_422(api: httpx.AsyncClient) -> None:
+    withdrawn = await _create(api)
+    await api.post(f"{KB}/{withdrawn['id']}/withdraw", headers=SUPERVISOR)
+    future = await _create(api, valid_from=(TODAY + timedelta(days=10)).isoformat())
+    other = await _create(api, category_id="heating")
+    for answer_id, code in (
+        (999999999, "unknown_answer"), (withdrawn["id"], "answer_not_valid"),
+        (future["id"], "answer_not_valid"), (other["id"], "answer_category_mismatch"),
+    ):  # fmt: skip
+        response = await api.post(
+            "/api/v1/complaints",
+            json={"title": "咨询", "description": "咨询一个问题", "category_id": "garbage",
+                  "grid_id": "G-QH-01-01-1", "citizen": {"name": "Li", "phone": "13900000000"},
+                  "direct_answer": {"answer_id": answer_id}},
+            headers=OPERATOR,
+        )  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == code
