@@ -208,3 +208,64 @@ async def test_department_figures_count_handlings_and_fall_back_to_the_case_row(
         params={"from": day.isoformat(), "to": day.isoformat()}, headers=SUPERVISOR,
     )  # fmt: skip
     assert everyone.json()["totals"]["received"] == 2  # each case once
+
+
+# --- per-person figures (个人绩效) ------------------------------------------------------------
+
+
+async def test_per_person_figures_next_to_the_unit(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Water's clerk li replied to two cases (one late, one unsatisfied), wang to one; zhao
+    returned a case that police then handled. Each is charged with their own part."""
+    day = date(2006, 5, 15)
+    rows = [case_row(local(day, h)) for h in (9, 10, 11, 12)]
+    rows[3]["department_id"] = "police"
+    await insert_cases(pool, rows)
+    deadline = local(day, 20)
+    handlings_ = [  # case, department, replied_by, replied at, rating
+        (rows[0], "water", "li", local(day, 15), "satisfied"),
+        (rows[1], "water", "li", local(day, 22), "unsatisfied"),  # late
+        (rows[2], "water", "wang", local(day, 16), None),
+        (rows[3], "water", None, None, None),  # returned by zhao
+        (rows[3], "police", "chen", local(day, 18), "satisfied"),
+    ]
+    await pool.executemany(
+        "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
+        " assigned_at, finish_deadline, replied_at, replied_by, rating, return_count)"
+        " VALUES ($1, $2, 1, 1, $3, $4, $5, $6, $7, $8)",
+        [(r["case_id"], dept, r["received_at"], deadline, at, who, rating,
+          1 if who is None else 0) for r, dept, who, at, rating in handlings_],
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO case_events (case_id, seq, kind, at, actor, data)"
+        " VALUES ($1, 1, 'returned', $2, $3, $4)",
+        rows[3]["case_id"], local(day, 13),
+        {"role": "department", "name": "zhao", "department_id": "water"},
+        {"department_id": "water", "reason": "not ours"},
+    )  # fmt: skip
+    response = await api.get(
+        "/api/v1/stats/people", params={"from": day.isoformat(), "to": day.isoformat()},
+        headers=SUPERVISOR,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    units = {u["department_id"]: u for u in response.json()["units"]}
+    water = units["water"]
+    assert water["unit"]["cases"] == 4 and water["unit"]["handled"] == 3
+    assert water["unit"]["returns"] == 1
+    people = {p["person"]: p for p in water["people"]}
+    assert list(people) == ["li", "wang", "zhao"]  # by cases handled
+    assert people["li"]["handled"] == 2
+    assert people["li"]["on_time_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5}
+    assert people["li"]["satisfaction_rate"]["value"] == 0.5
+    assert people["wang"]["satisfaction_rate"]["denominator"] == 0
+    assert (people["zhao"]["handled"], people["zhao"]["returns"]) == (0, 1)
+    assert [p["person"] for p in units["police"]["people"]] == ["chen"]
+    own = await api.get(
+        "/api/v1/stats/people", params={"from": day.isoformat(), "to": day.isoformat()},
+        headers=department("police"),
+    )  # fmt: skip
+    assert [u["department_id"] for u in own.json()["units"]] == ["police"]
+    other = await api.get("/api/v1/stats/people", params={"department_id": "water"},
+                          headers=department("police"))  # fmt: skip
+    assert other.status_code == 403

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from api.deps import Admin, AppSettings, Overseer, Pool, Supervisor, Temporal, Viewer
 from api.errors import ApiError, ErrorResponse
 from jiesu.case.domain import Channel, Day, Line, Role, Urgency
-from jiesu.stats import queries, rollup
+from jiesu.stats import people, queries, rollup
 from jiesu.stats.evaluation import ScoringRules
 from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
 from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
@@ -137,6 +137,36 @@ class Ranking(BaseModel):
 
 class ReportListItem(ReportSummary):
     url: str
+
+
+class PersonFigures(BaseModel):
+    handled: int = Field(description="办结: cases whose last reply (of the unit's) this was")
+    on_time_rate: Ratio = Field(description="Of those, replied within the finish deadline")
+    satisfaction_rate: Ratio = Field(description="Verdicts on those replies: satisfied / rated")
+    returns: int = Field(description="退单 made")
+
+
+class Person(PersonFigures):
+    person: str = Field(description="The actor: a staff login, or an API key's name")
+
+
+class UnitFigures(PersonFigures):
+    cases: int = Field(description="Cases the unit held (handlings)")
+
+
+class UnitPeople(BaseModel):
+    department_id: str
+    department_name: str | None
+    unit: UnitFigures
+    people: list[Person]
+
+
+class PeopleFigures(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+    units: list[UnitPeople]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -283,6 +313,30 @@ async def get_indicators(
         "from": start, "to": end, "group_by": group_by, "timezone": settings.timezone,
         "filters": {f.value: v for f, v in filters.items()}, "as_of": as_of, **table,
     }  # fmt: skip
+
+
+@router.get(
+    "/stats/people",
+    response_model=PeopleFigures,
+    response_model_by_alias=True,
+    responses=_ERRORS,
+    summary="个人绩效 Per-person figures next to the unit's (fair attribution by round)",
+)
+async def get_people(
+    principal: Viewer,
+    pool: Pool,
+    settings: AppSettings,
+    date_from: Annotated[Day | None, Query(alias="from")] = None,
+    date_to: Annotated[Day | None, Query(alias="to")] = None,
+    department_id: FilterValue = None,
+) -> Any:
+    if principal.role is Role.DEPARTMENT:
+        if department_id not in (None, principal.department_id):
+            raise ApiError(403, "forbidden", "you can see only your own department's figures")
+        department_id = principal.department_id
+    start, end = _period(date_from, date_to, settings.timezone)
+    units = await people.people(pool, start, end, settings.timezone, department_id)
+    return {"from": start, "to": end, "units": units}
 
 
 # --- evaluation (考评) -------------------------------------------------------------------------
