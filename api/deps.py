@@ -47,6 +47,7 @@ from jiesu.case.domain import (
     CENTRE_ROLES,
     DEPARTMENT_ROLES,
     DISPATCHER_ROLES,
+    GRID_ROLES,
     OPERATOR_ROLES,
     OVERSEER_ROLES,
     STAFF_ROLES,
@@ -240,6 +241,7 @@ Auditor = Annotated[Principal, Depends(require(AUDITOR_ROLES))]
 Overseer = Annotated[Principal, Depends(require(OVERSEER_ROLES))]
 Viewer = Annotated[Principal, Depends(require(STATS_VIEWER_ROLES))]
 Admin = Annotated[Principal, Depends(require(ADMIN_ROLES))]
+GridWorker = Annotated[Principal, Depends(require(GRID_ROLES))]
 
 _CASE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 

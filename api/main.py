@@ -27,6 +27,7 @@ from api.routers import (
     citizen,
     complaints,
     content,
+    grid,
     handling,
     health,
     keys,
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(administration.router, prefix="/api/v1")
     app.include_router(content.router, prefix="/api/v1")
     app.include_router(knowledge.router, prefix="/api/v1")
+    app.include_router(grid.router, prefix="/api/v1")
     app.include_router(admin.router)  # /api/v1/admin/doctor and /metrics
     mount_console(app, settings)  # /console and /my/<token> (api/console)
     georeport = open311.build()

@@ -75,6 +75,7 @@ EXPECTED: dict[str, Any] = {
     "extension_rate": (1, 7),
     "return_rate": (1, 7),
     "direct_answer_rate": (0, 7),  # none answered on the call (tests/test_direct_answers.py)
+    "grid_solution_rate": (0, 7),  # none solved on patrol (tests/test_grid.py)
 }
 
 MARCH = {"from": "2001-03-01", "to": "2001-03-31"}

@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         RouteRequest,
         RouteResult,
         SecondAssignmentAction,
+        SpotSolution,
         Status,
         SupervisionAction,
         SupervisionForm,
@@ -113,6 +114,7 @@ PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a 
 PATCH_LEAN = "lean-case-v1"
 PATCH_INACTION = "inaction-signal-v1"  # a case linked to replied history may start the ladder
 PATCH_DIRECT_ANSWER = "direct-answer-v1"  # 即时办结: answered at intake, no routing
+PATCH_ON_THE_SPOT = "grid-on-the-spot-v1"  # 就地解决: a grid worker's patrol report, closed at once
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -163,9 +165,13 @@ class ComplaintWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
+        spot = start.intake.solved_on_the_spot
         if start.direct_answer is not None and workflow.patched(PATCH_DIRECT_ANSWER):
             # settled at intake: answered first, so that the first projection carries it
             await self._answer_directly(start, start.direct_answer)
+            projector = asyncio.create_task(self._projector.run_until_closed())
+        elif spot is not None and workflow.patched(PATCH_ON_THE_SPOT):
+            await self._solve_on_the_spot(start, spot)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
             projector = await self._open(start)
@@ -257,6 +263,31 @@ class ComplaintWorkflow:
             self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=reason)
         self._case.set_deadlines(plan.deadlines)
         self._case.assign(plan.route, SYSTEM_ACTOR)
+    async def _solve_on_the_spot(self, start: CaseStart, spot: SpotSolution) -> None:
+        """就地解决: a grid worker found the problem on patrol and solved it at once, with
+        evidence. The grid holds the case; it closes at once (no citizen to rate it)."""
+        deadlines = await run_activity(
+            DeadlineActivities.compute_deadlines,
+            DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
+        )
+        self._case.set_deadlines(deadlines)
+        s, now, worker = self._state, workflow.now(), start.registered_by
+        grid = start.intake.grid_id
+        s.assignment = Assignment(
+            department_id=grid, department_name=grid, assigned_at=now, by_rule=False
+        )
+        s.accepted_at = s.contacted_at = now
+        s.solved_on_the_spot = spot
+        evidence = [str(url) for url in spot.evidence]
+        s.reply = Reply(
+            outcome=ReplyOutcome.RESOLVED, text=spot.text, evidence=evidence, at=now, by=worker
+        )
+        s.status = Status.REPLIED
+        self._record(
+            EventKind.SOLVED_ON_THE_SPOT, worker, department_id=grid, text=spot.text,
+            evidence=evidence,
+        )  # fmt: skip
+        self._case.close(Resolution.SOLVED_IN_GRID, worker)
 
     def _link_history(self, start: CaseStart) -> None:
         """不作为信号: the same problem's earlier cases were replied to and closed, and it is

@@ -126,7 +126,8 @@ class Channel(StrEnum):
     SMS = "sms"
     EMAIL = "email"
     WEB = "web"
-    GRID_WORKER = "grid_worker"
+    GRID_WORKER = "grid_worker"  # reported to a grid worker by a citizen
+    GRID = "grid"  # 主动发现: found by a grid worker on patrol
     GRID_MAILBOX = "grid_mailbox"
     SERVICE_HALL = "service_hall"
     ENTERPRISE_PORT = "enterprise_port"
@@ -154,6 +155,7 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"  # 督办人员 / 派单员
     AUDITOR = "auditor"  # 审计
     ADMIN = "admin"
+    GRID_WORKER = "grid_worker"  # 网格员: bound to grids; reports from patrol, solves on the spot
     CITIZEN = "citizen"  # 诉求人, acting with the per-case token
     SYSTEM = "system"  # the workflow itself (timers)
 
@@ -168,8 +170,9 @@ CENTRE_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})  # 回访
 AUDITOR_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})
 OVERSEER_ROLES = frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})  # whole-county figures
 STATS_VIEWER_ROLES = OVERSEER_ROLES | {Role.DEPARTMENT}  # figures (a department: its own)
+GRID_ROLES = frozenset({Role.GRID_WORKER, Role.ADMIN})  # 网格: patrol reports
 STAFF_ROLES = frozenset(
-    {Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN}
+    {Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN, Role.GRID_WORKER}
 )  # every API-key holder
 
 
@@ -203,6 +206,7 @@ class Resolution(StrEnum):
     RATED = "rated"
     NOT_RATED = "not_rated"  # the rating window passed without a verdict
     WITHDRAWN = "withdrawn"  # 撤诉: the citizen withdrew the complaint
+    SOLVED_IN_GRID = "solved_in_grid"  # 就地解决: found and solved on patrol by a grid worker
 
 
 class EscalationLevel(IntEnum):
@@ -293,6 +297,7 @@ class EventKind(StrEnum):
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
     LINKED_TO_HISTORY = "linked_to_history"  # the same problem's earlier, replied cases
     ANSWERED_DIRECTLY = "answered_directly"  # 即时办结: answered on the call
+    SOLVED_ON_THE_SPOT = "solved_on_the_spot"  # 就地解决: a grid worker solved it on patrol
     SUPPLEMENTED = "supplemented"  # 补充诉求
     WITHDRAWN = "withdrawn"  # 撤诉
     CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
@@ -419,6 +424,15 @@ class DirectAnswer(BaseModel):
     rating: Rating | None = None
 
 
+class SpotSolution(BaseModel):
+    """就地解决: what a grid worker did on the spot, with evidence (photos before / after)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Text = Field(min_length=2, max_length=5000)
+    evidence: list[AnyHttpUrl] = Field(min_length=1, max_length=20)
+
+
 class ComplaintIntake(BaseModel):
     """What the operator (or a channel) registers. The API's request body and the
     workflow's input share these fields."""
@@ -444,6 +458,11 @@ class ComplaintIntake(BaseModel):
         default=None,
         description="即时办结: answered on the call from the knowledge base (operators only); "
         "the case is registered and answered at once, never merged into another.",
+    )
+    solved_on_the_spot: SpotSolution | None = Field(
+        default=None,
+        description="就地解决: a grid worker's patrol report (channel grid) solved on the spot; "
+        "the case is registered and closed at once. Use POST /api/v1/grid/reports.",
     )
 
 
@@ -896,6 +915,7 @@ class CaseState(BaseModel):
     extension_count: int = 0
     extension: Extension | None = None
     direct_answer: DirectAnswer | None = None  # 即时办结
+    solved_on_the_spot: SpotSolution | None = None  # 就地解决
     co_handlers: list[CoHandler] = Field(default_factory=list)
     escalation_level: EscalationLevel = EscalationLevel.NONE
     escalation: Escalation | None = None

@@ -43,10 +43,12 @@ from jiesu.case import search_attributes as sa
 from jiesu.case.domain import (
     CASE_STATE_QUERY,
     CASE_WORKFLOW,
+    GRID_ROLES,
     Actor,
     CaseSignal,
     CaseStart,
     CaseState,
+    Channel,
     ComplaintIntake,
     DirectAnswer,
     EventKind,
@@ -228,6 +230,19 @@ async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
     return Claim(row["case_id"], row["report_id"], replayed=True)
 
 
+def _check_on_the_spot(intake: ComplaintIntake, actor: Actor) -> None:
+    """就地解决 is a grid worker's, reported from patrol (the grid router checks the grid)."""
+    if intake.solved_on_the_spot is None:
+        return
+    if actor.role not in GRID_ROLES or intake.channel is not Channel.GRID:
+        raise IntakeRefused(
+            "grid_workers_only", "only a grid worker's patrol report (channel grid) can be "
+            "solved on the spot: POST /api/v1/grid/reports",
+        )
+    if intake.direct_answer is not None:
+        raise IntakeRefused("not_both", "a case is answered directly or solved on the spot")
+
+
 async def _direct_answer(
     conn: asyncpg.Connection, settings: Settings, intake: ComplaintIntake, received_at: datetime
 ) -> DirectAnswer | None:
@@ -250,10 +265,12 @@ async def _claim(
         urgency = await _urgency(conn, intake)
         since = report.received_at - timedelta(days=settings.repeat_window_days)
         token = citizen_tokens.issue(secret)
+        _check_on_the_spot(intake, report.actor)
         direct = await _direct_answer(conn, settings, intake, report.received_at)
-        if direct is not None:  # a consultation answered on the call: never merged
+        if direct is not None or intake.solved_on_the_spot:  # settled at intake: never merged
             keys = merge.ProblemKeys(phone=f"direct|{report.digest}|{token[0]}", address=None)
-        open_case = None if direct else await merge.find_open_case(conn, keys, since, closed)
+        settled = direct is not None or intake.solved_on_the_spot is not None
+        open_case = None if settled else await merge.find_open_case(conn, keys, since, closed)
         if open_case is not None:
             payload = merge.report_payload(intake, report.received_at, report.actor)
             report_id = await merge.add_report(
@@ -267,7 +284,7 @@ async def _claim(
             urgency=urgency,
             received_at=report.received_at,
             registered_by=report.actor,
-            history=None if direct else await history.earlier_cases(
+            history=None if settled else await history.earlier_cases(
                 conn, settings, intake, report.received_at
             ),
             direct_answer=direct,

@@ -315,7 +315,7 @@ EXAMPLE_QUEUED: list[tuple[str, str]] = [
 @dataclass(frozen=True)
 class DemoKey:
     name: str  # e.g. "demo-operator", "demo-dept-urban-management"
-    role: str  # operator | department | supervisor | auditor | admin
+    role: str  # operator | department | supervisor | auditor | admin | grid_worker
     department_id: str | None
     key: str  # the plaintext API key, e.g. "jiesu-demo-operator"
 
@@ -330,7 +330,11 @@ DEMO_KEYS: tuple[DemoKey, ...] = (
     _demo_key("demo-auditor", "auditor"),
     _demo_key("demo-admin", "admin"),
     *(_demo_key(f"demo-dept-{d}", "department", d) for d in DEPARTMENT_IDS),
+    _demo_key("demo-grid-worker", "grid_worker"),
 )
+
+DEMO_GRID_WORKER_GRIDS: tuple[str, ...] = ("G-QH-01-01-1", "G-QH-01-01-2")
+"""网格员: the demo grid worker patrols 幸福社区's two grids."""
 
 
 def demo_key(name: str) -> DemoKey:
@@ -480,4 +484,8 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
         )
         for person in DEMO_PEOPLE:
             await _ensure_person(conn, person)
+        await conn.executemany(
+            "INSERT INTO grid_workers (worker, grid_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [("demo-grid-worker", g) for g in DEMO_GRID_WORKER_GRIDS],
+        )
     return list(DEMO_KEYS)

@@ -34,6 +34,7 @@ _ASSIGNING = frozenset({
     EventKind.ROUTED, EventKind.DISPATCHED, EventKind.REASSIGNED, EventKind.QUEUED,
 })  # fmt: skip
 _RATING = frozenset({EventKind.RATED, EventKind.CALLBACK})
+_SETTLED_AT_INTAKE = frozenset({EventKind.ANSWERED_DIRECTLY, EventKind.SOLVED_ON_THE_SPOT})
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _apply(walk: _Walk, kind: EventKind, event: Mapping[str, Any]) -> None:
         walk.deadlines = {k.value: _when(data.get(k.value)) for k in DeadlineKind}
     elif kind in _ASSIGNING and data.get("department_id"):
         _assign(walk, str(data["department_id"]), at)
-    elif kind is EventKind.ANSWERED_DIRECTLY:  # 即时办结: the centre answered on the call
+    elif kind in _SETTLED_AT_INTAKE:  # 即时办结 by the centre, 就地解决 by the grid
         _assign(walk, str(data.get("department_id") or CENTRE_ID), at)
         h = walk.holder
         assert h is not None

@@ -184,10 +184,18 @@ ANSWERED_DIRECTLY = Measure(
     "registered and answered at once, then rated like any reply.",
 )
 
+SOLVED_IN_GRID = Measure(
+    "solved_in_grid",
+    "网格就地解决量",
+    "c.solved_in_grid",
+    "Problems a grid worker found on patrol (channel grid, 主动发现) and solved on the spot "
+    "with evidence (就地解决): registered and closed at once.",
+)
+
 MEASURES: tuple[Measure, ...] = (
     RECEIVED, CLOSED, IN_PROGRESS, OVERDUE, RESPONSE_DUE, RESPONDED_ON_TIME, FINISH_DUE,
     FINISHED_ON_TIME, RATED, SATISFIED, RESOLUTION_JUDGED, RESOLVED, HANDLED, GRASSROOTS,
-    REPEATED, EXTENDED, RETURNED, ANSWERED_DIRECTLY,
+    REPEATED, EXTENDED, RETURNED, ANSWERED_DIRECTLY, SOLVED_IN_GRID,
 )  # fmt: skip
 """The columns of ``case_daily_stats``, in order."""
 
@@ -227,6 +235,10 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator(
         "direct_answer_rate", "即时办结率", ANSWERED_DIRECTLY, RECEIVED,
         "Cases answered directly on the call / received.",
+    ),
+    Indicator(
+        "grid_solution_rate", "网格就地解决率", SOLVED_IN_GRID, RECEIVED,
+        "Cases solved on the spot by grid workers / received.",
     ),
 )  # fmt: skip
 

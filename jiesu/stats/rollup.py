@@ -99,7 +99,7 @@ def handling_rows(where: str = "") -> str:
 
 _CASE_COLUMNS = (
     "case_id", "status", "category_id", "grid_id", "channel", "urgency", "received_at",
-    "answered_directly", *_HANDLING_COLUMNS,
+    "answered_directly", "solved_in_grid", *_HANDLING_COLUMNS,
 )  # fmt: skip
 
 

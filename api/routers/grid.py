@@ -1,0 +1,83 @@
+"""/api/v1/grid: grid workers (网格员) report what they find on patrol (channel grid, 主动发现)
+in the grids they are bound to (``grid_workers``), and solve small problems on the spot with
+evidence (就地解决): such a case is registered and closed at once, and counted as solved in the
+grid (jiesu/stats/indicators.py ``grid_solution_rate``). Anything else goes the usual way:
+routed to the responsible department.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import intake
+from api.deps import AppSettings, GridWorker, Pool, Temporal
+from api.errors import ERRORS, ApiError
+from api.schemas import IntakeResponse
+from jiesu.case.domain import (
+    Channel,
+    Citizen,
+    ComplaintIntake,
+    Line,
+    Role,
+    SpotSolution,
+    Text,
+    Urgency,
+)
+
+router = APIRouter(prefix="/grid", tags=["grid work"])
+
+
+class PatrolReport(BaseModel):
+    """A problem found on patrol (主动发现) in one of the worker's grids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Line = Field(min_length=2, max_length=200)
+    description: Text = Field(min_length=2, max_length=5000)
+    category_id: Line = Field(min_length=1, max_length=64)
+    grid_id: Line = Field(min_length=1, max_length=64, examples=["G-QH-01-01-1"])
+    address: Line = Field(default="", max_length=300)
+    urgency: Urgency | None = None
+    reporter: Citizen = Field(description="The grid worker's name and phone, for the callback")
+    solved_on_the_spot: SpotSolution | None = Field(
+        default=None, description="就地解决: what was done, with evidence; the case closes at once"
+    )
+
+
+async def _grids(pool: Pool, worker: str) -> set[str]:
+    rows = await pool.fetch("SELECT grid_id FROM grid_workers WHERE worker = $1", worker)
+    return {r["grid_id"] for r in rows}
+
+
+@router.post(
+    "/reports",
+    status_code=status.HTTP_201_CREATED,
+    response_model=IntakeResponse,
+    responses={**ERRORS, 200: {"model": IntakeResponse, "description": "A retry, or 并单"}},
+    summary="Report a problem found on patrol (主动发现), or solved on the spot (就地解决)",
+)
+async def report_from_patrol(
+    body: PatrolReport,
+    response: Response,
+    principal: GridWorker,
+    pool: Pool,
+    client: Temporal,
+    settings: AppSettings,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> IntakeResponse:
+    if principal.role is Role.GRID_WORKER and body.grid_id not in await _grids(
+        pool, principal.name
+    ):
+        raise ApiError(403, "not_your_grid", f"you do not work in grid {body.grid_id}")
+    report = ComplaintIntake(
+        title=body.title, description=body.description, category_id=body.category_id,
+        grid_id=body.grid_id, address=body.address, channel=Channel.GRID, urgency=body.urgency,
+        citizen=body.reporter, solved_on_the_spot=body.solved_on_the_spot,
+    )  # fmt: skip
+    result = await intake.register(pool, client, settings, report, principal, idempotency_key)
+    if result.replayed or result.merged:
+        response.status_code = status.HTTP_200_OK
+    return result
