@@ -7,7 +7,17 @@ from typing import Any
 
 import asyncpg
 import httpx
-from helpers import OPERATOR, SUPERVISOR, auth, case, complaint, eventually, handle_of, keep_history
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    auth,
+    complaint,
+    department,
+    eventually,
+    handle_of,
+    keep_history,
+)
 from temporalio.client import Client
 
 from jiesu.ops.demo_data import demo_key
@@ -28,6 +38,13 @@ def _patrol(**overrides: Any) -> dict[str, Any]:
     return body | overrides
 
 
+async def _state(api: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None:
+    """The case, or None while it is "not ready" (503: its workflow's first moments, under
+    load, and no read-model row yet)."""
+    response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+    return response.json() if response.status_code == 200 else None
+
+
 SPOT = {"text": "与住户沟通后当场清走纸箱，通道已畅通",
         "evidence": ["https://evidence.test/before.jpg", "https://evidence.test/after.jpg"]}
 
@@ -40,10 +57,7 @@ async def test_a_problem_solved_on_the_spot_is_closed_at_once_and_counted(
     case_id = response.json()["case_id"]
 
     async def closed() -> dict[str, Any] | None:
-        # a case that closes in its first moments may be "not ready" (503) for an instant:
-        # neither its workflow nor the read model can answer yet
-        response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
-        state = response.json() if response.status_code == 200 else None
+        state = await _state(api, case_id)
         return state if state and state["status"] == "closed" else None
 
     state = await eventually(closed)
@@ -81,8 +95,8 @@ async def test_a_patrol_report_not_solved_is_routed(api: httpx.AsyncClient) -> N
     case_id = response.json()["case_id"]
 
     async def assigned() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
-        return state if state["status"] == "assigned" else None
+        state = await _state(api, case_id)
+        return state if state and state["status"] == "assigned" else None
 
     state = await eventually(assigned)
     assert state["channel"] == "grid"
@@ -100,3 +114,30 @@ async def test_only_grid_workers_solve_on_the_spot(api: httpx.AsyncClient) -> No
     assert sneaked.json()["error"]["code"] == "grid_workers_only"
     no_evidence = _patrol(solved_on_the_spot={"text": "清走了", "evidence": []})
     assert (await api.post(REPORTS, json=no_evidence, headers=GRID_WORKER)).status_code == 422
+
+
+async def test_raising_a_level_climbs_village_township_county_city(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """提级办: each raise goes to the department above (jiesu/ops/demo_data.py parents), up
+    to the city above the county, instead of the centre's queue."""
+    response = await api.post(
+        "/api/v1/complaints", json=complaint(category_id="street_vendor"), headers=OPERATOR
+    )  # 幸福社区 → its committee
+    case_id = response.json()["case_id"]
+    climbed = []
+    for holder in ("vil-xingfu", "twp-chengguan", "county-gov", "city-gov"):
+        async def held(dept: str = holder) -> dict[str, Any] | None:
+            state = await _state(api, case_id)
+            return state if state and state["status"] == "assigned" and (
+                state["assignment"]["department_id"] == dept) else None
+
+        state = await eventually(held)
+        climbed.append(state["assignment"]["department_id"])
+        if holder != "city-gov":
+            await act(api, case_id, "raise-level", department(holder),
+                      reason="Beyond our authority: a matter for the level above")  # fmt: skip
+    assert climbed == ["vil-xingfu", "twp-chengguan", "county-gov", "city-gov"]
+    handle = handle_of(client, case_id)
+    await handle.terminate("test finished")
+    await keep_history(handle, "raise_level_to_the_city")

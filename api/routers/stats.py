@@ -34,7 +34,7 @@ router = APIRouter(tags=["statistics"])
 MAX_PERIODS = 400
 DEFAULT_DAYS = 30
 
-Level = Literal["centre", "county", "township", "village"]
+Level = Literal["city", "centre", "county", "township", "village"]
 FilterValue = Annotated[Line | None, Query(max_length=100)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

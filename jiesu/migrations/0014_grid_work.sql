@@ -19,3 +19,15 @@ CREATE TABLE grid_workers (
 ALTER TABLE cases ADD COLUMN solved_in_grid boolean NOT NULL DEFAULT false;
 ALTER TABLE case_daily_stats ADD COLUMN solved_in_grid int NOT NULL DEFAULT 0;
 DELETE FROM case_stats_refresh;
+
+-- Raising a level (提级办) climbs to a city above the county: areas and departments get the
+-- level 'city' (the demo county's is 江州市, jiesu/ops/demo_data.py).
+ALTER TABLE areas DROP CONSTRAINT areas_kind_check;
+ALTER TABLE areas ADD CONSTRAINT areas_kind_check
+    CHECK (kind IN ('city', 'county', 'township', 'community', 'grid'));
+ALTER TABLE departments DROP CONSTRAINT departments_level_check;
+ALTER TABLE departments ADD CONSTRAINT departments_level_check
+    CHECK (level IN ('city', 'centre', 'county', 'township', 'village'));
+ALTER TABLE cases DROP CONSTRAINT cases_handled_level_check;
+ALTER TABLE cases ADD CONSTRAINT cases_handled_level_check
+    CHECK (handled_level IN ('city', 'centre', 'county', 'township', 'village'));

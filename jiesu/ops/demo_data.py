@@ -54,6 +54,7 @@ from jiesu.access.security import hash_api_key
 from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Role, Urgency
 
 COUNTY_ID = "QH"
+CITY_ID = "JZ"  # 江州市: the city above the county, where raising a level (提级办) ends
 
 _LOCK = 0x4A494558  # serialises concurrent loaders (tests and `make run` starting together)
 
@@ -91,7 +92,8 @@ _GRIDS_PER_COMMUNITY = 2
 def _area_rows() -> list[tuple[str, str, str, str | None]]:
     """(id, name, kind, parent_id), parents before children."""
     rows: list[tuple[str, str, str, str | None]] = [
-        (COUNTY_ID, "青河县 (Qinghe County)", "county", None)
+        (CITY_ID, "江州市 (Jiangzhou City)", "city", None),
+        (COUNTY_ID, "青河县 (Qinghe County)", "county", CITY_ID),
     ]
     for twp_id, twp_zh, twp_en, twp_short, communities in _TOWNSHIPS:
         rows.append((twp_id, f"{twp_zh} ({twp_en})", "township", COUNTY_ID))
@@ -145,29 +147,33 @@ def grid_boundary(grid_id: str) -> dict[str, object]:
 # --- departments ------------------------------------------------------------------------------
 
 # (id, name, level, parent_id, area_id), parents before children. parent_id is where a case
-# goes when it is "raised a level": village → its township; townships and county departments
-# have none.
+# goes when it is "raised a level" (提级办): village → its township → the county government →
+# the city government; a county bureau → the city government; the city has none (the centre's
+# queue).
+_CITY, _GOV = "city-gov", "county-gov"  # the city and the county governments
 DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
+    (_CITY, "江州市人民政府 (Jiangzhou City Government)", "city", None, CITY_ID),
     (CENTRE_ID, CENTRE_NAME, "centre", None, COUNTY_ID),
-    ("urban-management", "县城市管理局 (Urban Management Bureau)", "county", None, COUNTY_ID),
-    ("housing", "县住房和城乡建设局 (Housing and Construction Bureau)", "county", None, COUNTY_ID),
-    ("ecology", "县生态环境局 (Ecology and Environment Bureau)", "county", None, COUNTY_ID),
-    ("water", "县水务局 (Water Affairs Bureau)", "county", None, COUNTY_ID),
+    (_GOV, "青河县人民政府 (Qinghe County Government)", "county", _CITY, COUNTY_ID),
+    ("urban-management", "县城市管理局 (Urban Management Bureau)", "county", _CITY, COUNTY_ID),
+    ("housing", "县住房和城乡建设局 (Housing and Construction Bureau)", "county", _CITY, COUNTY_ID),
+    ("ecology", "县生态环境局 (Ecology and Environment Bureau)", "county", _CITY, COUNTY_ID),
+    ("water", "县水务局 (Water Affairs Bureau)", "county", _CITY, COUNTY_ID),
     (
         "hrss",
         "县人力资源和社会保障局 (Human Resources and Social Security Bureau)",
         "county",
-        None,
+        _CITY,
         COUNTY_ID,
     ),
-    ("market", "县市场监督管理局 (Market Regulation Bureau)", "county", None, COUNTY_ID),
-    ("police", "县公安局 (Public Security Bureau)", "county", None, COUNTY_ID),
-    ("transport", "县交通运输局 (Transport Bureau)", "county", None, COUNTY_ID),
-    ("business-env", "县营商环境办 (Business Environment Office)", "county", None, COUNTY_ID),
-    ("power-supply", "国网青河县供电公司 (Qinghe Power Supply Company)", "county", None, COUNTY_ID),
-    ("twp-chengguan", "城关街道办事处 (Chengguan Street Office)", "township", None, "QH-01"),
-    ("twp-hedong", "河东镇人民政府 (Hedong Town Government)", "township", None, "QH-02"),
-    ("twp-xishan", "西山乡人民政府 (Xishan Township Government)", "township", None, "QH-03"),
+    ("market", "县市场监督管理局 (Market Regulation Bureau)", "county", _CITY, COUNTY_ID),
+    ("police", "县公安局 (Public Security Bureau)", "county", _CITY, COUNTY_ID),
+    ("transport", "县交通运输局 (Transport Bureau)", "county", _CITY, COUNTY_ID),
+    ("business-env", "县营商环境办 (Business Environment Office)", "county", _CITY, COUNTY_ID),
+    ("power-supply", "国网青河县供电公司 (Qinghe Power Supply Co.)", "county", _CITY, COUNTY_ID),
+    ("twp-chengguan", "城关街道办事处 (Chengguan Street Office)", "township", _GOV, "QH-01"),
+    ("twp-hedong", "河东镇人民政府 (Hedong Town Government)", "township", _GOV, "QH-02"),
+    ("twp-xishan", "西山乡人民政府 (Xishan Township Government)", "township", _GOV, "QH-03"),
     (
         "vil-xingfu",
         "幸福社区居民委员会 (Xingfu Community Committee)",
