@@ -156,3 +156,16 @@ async def test_an_answer_that_cannot_be_given_is_a_422(api: httpx.AsyncClient) -
         )  # fmt: skip
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == code
+
+
+def test_the_timeline_says_it_in_words() -> None:
+    from jiesu.audit.timeline import _recorded_summary
+
+    said = _recorded_summary("answered_directly", {"answer_id": 7, "version": 2, "source": "S"})
+    assert said == "answered directly on the call (即时办结) from knowledge-base answer 7 v2 (S)"
+    spot = _recorded_summary("solved_on_the_spot", {"department_id": "G-1", "text": "cleared"})
+    assert spot == "solved on the spot in grid G-1 (就地解决): cleared"
+    linked = _recorded_summary(
+        "linked_to_history", {"case_ids": ["A", "B"], "reports": 3, "window_days": 90}
+    )
+    assert "earlier cases A, B, 3 reports within 90 days" in linked

@@ -175,6 +175,10 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         f"contribution deadline {_time(data.get('due'))}",
         "extension_decision_overdue": lambda: "no extension decision by "
         f"{_time(data.get('decision_due'))}: approved",
+        "answered_directly": lambda: "answered directly on the call (即时办结) from knowledge-base "
+        f"answer {data.get('answer_id')} v{data.get('version')} ({data.get('source')})",
+        "solved_on_the_spot": lambda: f"solved on the spot in grid {data.get('department_id')} "
+        f"(就地解决): {data.get('text')}",
         "linked_to_history": lambda: "reported again although replied (不作为信号): the same "
         f"problem's earlier cases {', '.join(data.get('case_ids') or [])}, "
         f"{data.get('reports')} reports within {data.get('window_days')} days",
