@@ -42,6 +42,7 @@ CHANNEL: dict[Channel, str] = {
     Channel.EMAIL: "电子邮件",
     Channel.WEB: "网站",
     Channel.GRID_WORKER: "网格员",
+    Channel.GRID: "网格巡查（主动发现）",
     Channel.GRID_MAILBOX: "网格信箱",
     Channel.SERVICE_HALL: "政务服务大厅",
     Channel.ENTERPRISE_PORT: "企业服务端口",
@@ -53,6 +54,7 @@ ROLE: dict[Role, str] = {
     Role.SUPERVISOR: "督办人员",
     Role.AUDITOR: "审计人员",
     Role.ADMIN: "管理员",
+    Role.GRID_WORKER: "网格员",
     Role.CITIZEN: "诉求人",
     Role.SYSTEM: "系统",
 }
@@ -72,6 +74,7 @@ RESOLUTION: dict[Resolution, str] = {
     Resolution.RATED: "已评价",
     Resolution.NOT_RATED: "未评价",
     Resolution.WITHDRAWN: "已撤诉",
+    Resolution.SOLVED_IN_GRID: "网格就地解决",
 }
 
 DEADLINE: dict[DeadlineKind, str] = {
@@ -105,6 +108,7 @@ TRIGGER: dict[EscalationTrigger, str] = {
     EscalationTrigger.DISSATISFACTION: "群众多次不满意",
     EscalationTrigger.REASSIGNMENT_LIMIT: "多次退单",
     EscalationTrigger.SUPERVISOR: "督办人员决定",
+    EscalationTrigger.REPEATED_ALTHOUGH_REPLIED: "已答复仍被重复反映",
 }
 
 EVENT: dict[EventKind, str] = {
@@ -145,6 +149,9 @@ EVENT: dict[EventKind, str] = {
     EventKind.CALLBACK: "回访",
     EventKind.PROJECTION_FAILED: "读模型写入失败",
     EventKind.ROUTING_FAILED: "自动派单失败",
+    EventKind.LINKED_TO_HISTORY: "关联历史诉求（已答复仍重复反映）",
+    EventKind.ANSWERED_DIRECTLY: "即时办结（知识库答复）",
+    EventKind.SOLVED_ON_THE_SPOT: "网格就地解决",
 }
 
 CITIZEN_EVENTS = frozenset({
@@ -152,6 +159,7 @@ CITIZEN_EVENTS = frozenset({
     EventKind.CONTACTED, EventKind.REPLIED, EventKind.RATED, EventKind.CLOSED,
     EventKind.REASSIGNED, EventKind.REHANDLE_STARTED, EventKind.EXTENSION_DECIDED,
     EventKind.SUPPLEMENTED, EventKind.WITHDRAWN, EventKind.CALLBACK, EventKind.REPEAT_REPORTED,
+    EventKind.ANSWERED_DIRECTLY,
 })  # fmt: skip
 """What a citizen's own timeline shows: the steps of their case, not the centre's internals
 (rule numbers, refusals, ladder steps)."""

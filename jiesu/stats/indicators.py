@@ -195,9 +195,10 @@ SOLVED_IN_GRID = Measure(
 MEASURES: tuple[Measure, ...] = (
     RECEIVED, CLOSED, IN_PROGRESS, OVERDUE, RESPONSE_DUE, RESPONDED_ON_TIME, FINISH_DUE,
     FINISHED_ON_TIME, RATED, SATISFIED, RESOLUTION_JUDGED, RESOLVED, HANDLED, GRASSROOTS,
-    REPEATED, EXTENDED, RETURNED, ANSWERED_DIRECTLY, SOLVED_IN_GRID,
+    REPEATED, EXTENDED, RETURNED, SOLVED_IN_GRID, ANSWERED_DIRECTLY,
 )  # fmt: skip
-"""The columns of ``case_daily_stats``, in order."""
+"""The columns of ``case_daily_stats``, in order (those added later in the order their
+migrations run: 0014_grid_work before 0014_knowledge_base)."""
 
 INDICATORS: tuple[Indicator, ...] = (
     Indicator("received", "受理量", RECEIVED, None, RECEIVED.doc),
