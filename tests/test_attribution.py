@@ -21,6 +21,7 @@ from helpers import (
 from statcases import case_row, insert_cases, local
 
 from jiesu.case.domain import Rating
+from jiesu.config import Settings
 from jiesu.stats import rollup
 from jiesu.stats.attribution import handlings
 from jiesu.stats.indicators import MEASURES
@@ -164,7 +165,7 @@ async def test_a_case_breached_by_a_and_returned_to_b_counts_against_a_only(
 
 
 async def test_department_figures_count_handlings_and_fall_back_to_the_case_row(
-    api: httpx.AsyncClient, pool: asyncpg.Pool
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """A hand-made case with handlings is counted for each department that held it; one
     without (projected before handlings existed) for its current department."""
@@ -185,6 +186,8 @@ async def test_department_figures_count_handlings_and_fall_back_to_the_case_row(
         " rating = c.rating, resolved = c.resolved, handled_level = 'county'"
         " FROM cases c WHERE c.case_id = h.case_id AND h.department_id = 'police'"
     )
+
+    await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
 
     async def figures(department_id: str) -> dict[str, Any]:
         response = await api.get(

@@ -21,6 +21,9 @@ from helpers import (
 )
 from temporalio.client import Client
 
+from jiesu.config import Settings
+from jiesu.stats import rollup
+
 KB = "/api/v1/knowledge"
 TODAY = date.today()
 
@@ -85,7 +88,7 @@ async def _closed(api: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None
 
 
 async def test_a_consultation_answered_on_the_call_is_closed_rated_and_counted(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     answer = await _create(api)
     created = await register(
@@ -111,6 +114,7 @@ async def test_a_consultation_answered_on_the_call_is_closed_rated_and_counted(
 
     row = await eventually(projected)
     assert tuple(row) == (True, "satisfied", True)
+    await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
     figures = await api.get(
         "/api/v1/stats/indicators",
         params={"from": state["received_at"][:10], "to": state["received_at"][:10],

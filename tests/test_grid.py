@@ -20,7 +20,9 @@ from helpers import (
 )
 from temporalio.client import Client
 
+from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
+from jiesu.stats import rollup
 
 GRID_WORKER = auth(demo_key("demo-grid-worker"))
 REPORTS = "/api/v1/grid/reports"
@@ -50,7 +52,7 @@ SPOT = {"text": "与住户沟通后当场清走纸箱，通道已畅通",
 
 
 async def test_a_problem_solved_on_the_spot_is_closed_at_once_and_counted(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     response = await api.post(REPORTS, json=_patrol(solved_on_the_spot=SPOT), headers=GRID_WORKER)
     assert response.status_code == 201, response.text
@@ -75,6 +77,7 @@ async def test_a_problem_solved_on_the_spot_is_closed_at_once_and_counted(
 
     assert tuple(await eventually(projected)) == (True, True)
     day = state["received_at"][:10]
+    await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
     figures = await api.get(
         "/api/v1/stats/indicators", params={"from": day, "to": day, "channel": "grid"},
         headers=SUPERVISOR,

@@ -18,7 +18,6 @@ from jiesu.stats.rollup import (
     GRAIN_CLASS,
     GRAIN_DEPARTMENT,
     GRAIN_DEPARTMENT_MONTH,
-    GRAIN_DETAIL,
     GRAIN_PLACE,
     MEASURE_NAMES,
     attributed,
