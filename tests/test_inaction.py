@@ -128,3 +128,10 @@ async def _linked(api: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None
     state = await case(api, case_id, OPERATOR)
     kinds = [e["kind"] for e in state["events"]]
     return state if "linked_to_history" in kinds and state["assignment"] else None
+
+
+def test_two_reporters_without_a_phone_are_not_the_same_citizen() -> None:
+    wall = "那堵违建的墙又砌起来了，消防通道还是堵着"
+    a = similarity.Report(wall, "松林路8号", phone=None)
+    b = similarity.Report(wall, "河滨路30号", phone=None)
+    assert similarity.judge(a, b) is None  # different places, no contact to compare

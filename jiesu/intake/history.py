@@ -36,7 +36,8 @@ LIMIT 100
 def _report(intake: ComplaintIntake | dict) -> similarity.Report:
     if isinstance(intake, dict):
         intake = ComplaintIntake.model_validate(intake)
-    return similarity.Report(intake.description, intake.address, intake.citizen.phone)
+    contact = intake.citizen.phone or intake.citizen.email
+    return similarity.Report(intake.description, intake.address, contact)
 
 
 async def earlier_cases(

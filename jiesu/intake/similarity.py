@@ -119,7 +119,7 @@ class Report:
 
     description: str
     address: str
-    phone: str
+    phone: str | None  # the citizen's phone (or e-mail when reported by mail without one)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Match:
 def judge(new: Report, earlier: Report, threshold: float = TEXT_THRESHOLD) -> Match | None:
     """The match of the same problem, or None: same citizen or same place, and a description
     at least ``threshold`` similar."""
-    citizen = new.phone == earlier.phone
+    citizen = bool(new.phone) and new.phone == earlier.phone  # no contact: not the same
     place = same_place(new.address, earlier.address)
     if not (citizen or place):
         return None
