@@ -340,7 +340,8 @@ DEMO_KEYS: tuple[DemoKey, ...] = (
 )
 
 DEMO_GRID_WORKER_GRIDS: tuple[str, ...] = ("G-QH-01-01-1", "G-QH-01-01-2")
-"""网格员: the demo grid worker patrols 幸福社区's two grids."""
+"""网格员: the demo grid worker (key demo-grid-worker, person grid-worker) patrols 幸福社区's
+two grids."""
 
 
 def demo_key(name: str) -> DemoKey:
@@ -437,6 +438,7 @@ DEMO_PEOPLE: tuple[DemoPerson, ...] = (
     _demo_person("admin", "陈静 (管理员)", Role.ADMIN),
     _demo_person("water-clerk", "王芳 (水务局)", Role.DEPARTMENT, "water"),
     _demo_person("urban-clerk", "赵磊 (城管局)", Role.DEPARTMENT, "urban-management"),
+    _demo_person("grid-worker", "孙敏 (网格员)", Role.GRID_WORKER),
 )
 DEMO_DATA_ACTOR = "demo-data"  # who the demo data's account changes are recorded as made by
 
@@ -492,6 +494,6 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
             await _ensure_person(conn, person)
         await conn.executemany(
             "INSERT INTO grid_workers (worker, grid_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [("demo-grid-worker", g) for g in DEMO_GRID_WORKER_GRIDS],
+            [(w, g) for w in ("demo-grid-worker", "grid-worker") for g in DEMO_GRID_WORKER_GRIDS],
         )
     return list(DEMO_KEYS)
