@@ -24,10 +24,11 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["water"])]
 Name = Annotated[Line, Field(min_length=1, max_length=200)]
 
-AreaKind = Literal["county", "township", "community", "grid"]
+AreaKind = Literal["city", "county", "township", "community", "grid"]
 # An area's parent is exactly one level up (no cycles, no grid under a county).
 PARENT_KIND: dict[str, str | None] = {
-    "county": None, "township": "county", "community": "township", "grid": "community",
+    "city": None, "county": None, "township": "county", "community": "township",
+    "grid": "community",
 }  # fmt: skip
 
 
@@ -35,7 +36,7 @@ class DepartmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    level: Literal["centre", "county", "township", "village"]
+    level: Literal["city", "centre", "county", "township", "village"]
     parent_id: Id | None = Field(
         default=None, description="Where a case goes when it is raised a level (提级办)."
     )
