@@ -202,3 +202,38 @@ async def test_intake_sends_the_citizen_the_link_without_storing_the_token(
 
 def test_static_folder_is_packaged() -> None:
     assert (STATIC / "console.js").exists() and Path(TEMPLATES / "base.html").exists()
+
+
+async def test_the_admin_manages_people_on_the_people_page(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """人员管理: only an admin; a form without the CSRF token changes nothing; a person created
+    and disabled there is recorded like any account change."""
+    supervisor = await _signed_in(api, "supervisor")
+    assert (await supervisor.get("/console/people")).status_code == 403
+    await supervisor.aclose()
+    admin = await _signed_in(api, "admin")
+    listed = await admin.get("/console/people")
+    assert listed.status_code == 200 and "water-clerk" in listed.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', listed.text)
+    assert token is not None
+    person = {"login": "page-clerk", "display_name": "赵磊", "role": "department",
+              "department_id": "water", "password": "page-clerk-long-password"}  # fmt: skip
+    refused = await admin.post("/console/people", data=person)
+    assert refused.status_code == 403
+    assert await pool.fetchval("SELECT count(*) FROM staff WHERE login = 'page-clerk'") == 0
+    made = await admin.post("/console/people", data={**person, "csrf_token": token[1]})
+    assert made.status_code == 303, made.text
+    off = await admin.post(
+        "/console/people/page-clerk/active", data={"active": "0", "csrf_token": token[1]}
+    )
+    assert off.status_code == 303
+    await admin.aclose()
+    assert await pool.fetchval("SELECT active FROM staff WHERE login = 'page-clerk'") is False
+    changes = await pool.fetch(
+        "SELECT c.change, c.changed_by FROM staff_changes c JOIN staff s ON s.id = c.staff_id"
+        " WHERE s.login = 'page-clerk' ORDER BY c.id"
+    )
+    assert [(r["change"], r["changed_by"]) for r in changes] == [
+        ("created", "person:admin"), ("disabled", "person:admin")
+    ]
