@@ -73,14 +73,13 @@ async def live_state(
 
 async def archived_state(pool: asyncpg.Pool, case_id: str) -> CaseState | None:
     """The read model's copy, for cases whose history Temporal no longer keeps."""
-    row = await pool.fetchrow("SELECT state FROM cases WHERE case_id = $1", case_id)
-    if row is None:
+    state = await read_model_copy(pool, case_id)
+    if state is None:
         return None
     events = await pool.fetch(
         "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq",
         case_id,
     )
-    state = CaseState.model_validate(row["state"])
     state.events = [CaseEvent.model_validate(dict(e)) for e in events]
     return state
 

@@ -72,19 +72,26 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
+def _pending(r: asyncpg.Record) -> dict[str, Any]:
+    """What every pending request shows: the case, its department and who asked when."""
+    return {
+        "case_id": r["case_id"],
+        "title": r["title"],
+        "department_id": r["department_id"],
+        "urgency": r["urgency"],
+        "finish_deadline": r["finish_deadline"],
+        "requested_at": r["requested_at"],
+        "requested_by": r["requested_by"].get("name", "") if r["requested_by"] else "",
+    }
+
+
 async def pending_extensions(
     pool: asyncpg.Pool, department_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     rows = await pool.fetch(_PENDING_EXTENSIONS, department_id, limit)
     return [
         {
-            "case_id": r["case_id"],
-            "title": r["title"],
-            "department_id": r["department_id"],
-            "urgency": r["urgency"],
-            "finish_deadline": r["finish_deadline"],
-            "requested_at": r["requested_at"],
-            "requested_by": r["requested_by"].get("name", "") if r["requested_by"] else "",
+            **_pending(r),
             "reasons": r["data"].get("reasons", ""),
             "measures": r["data"].get("measures", ""),
             "promised_finish": _when(r["data"].get("promised_finish")),
@@ -100,13 +107,7 @@ async def pending_returns(
     rows = await pool.fetch(_PENDING_RETURNS, department_id, limit)
     return [
         {
-            "case_id": r["case_id"],
-            "title": r["title"],
-            "department_id": r["department_id"],
-            "urgency": r["urgency"],
-            "finish_deadline": r["finish_deadline"],
-            "requested_at": r["requested_at"],
-            "requested_by": r["requested_by"].get("name", "") if r["requested_by"] else "",
+            **_pending(r),
             "reason": r["data"].get("reason", ""),
         }
         for r in rows
