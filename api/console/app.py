@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from api.console import audit, cases, citizen, intake, login, people, supervision
+from api.console import admin, audit, cases, citizen, intake, login, people, supervision
 from api.console.web import PREFIX, STATIC, SignInRequired, error_page, redirect, set_timezone
 from api.errors import ApiError
 from jiesu.config import Settings
@@ -54,7 +54,7 @@ def mount(parent: FastAPI, settings: Settings) -> None:
 
     console.add_exception_handler(SignInRequired, sign_in)
     console.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for group in (login, intake, cases, supervision, audit, people):
+    for group in (login, intake, cases, supervision, audit, people, admin):
         console.include_router(group.router)
     parent.mount(PREFIX, console)
 

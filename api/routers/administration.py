@@ -20,7 +20,8 @@ from jiesu.notify.notices import RecipientKind
 
 router = APIRouter(prefix="/admin", tags=["administration"])
 
-_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409}
+# The status of each kind of refusal; the console's forms answer the same.
+REFUSAL_STATUS = {"invalid": 422, "not_found": 404, "conflict": 409}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     403: {"model": ErrorResponse, "description": "Admins only"},
@@ -35,7 +36,7 @@ async def _refusing(work: Awaitable[T]) -> T:
     try:
         return await work
     except AdminRefused as exc:
-        raise ApiError(_STATUS[exc.kind], exc.code, exc.message) from exc
+        raise ApiError(REFUSAL_STATUS[exc.kind], exc.code, exc.message) from exc
 
 
 # --- the change log ---------------------------------------------------------------------

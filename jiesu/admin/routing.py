@@ -107,6 +107,14 @@ async def _fetch(conn: asyncpg.Connection, rule_id: int, lock: bool = False) -> 
     return Rule.from_row(row)
 
 
+async def get_rule(db: asyncpg.Pool | asyncpg.Connection, rule_id: int) -> Rule:
+    """One rule, whether in force, scheduled or retired."""
+    row = await db.fetchrow(f"{_SELECT} WHERE id = $1", rule_id)
+    if row is None:
+        raise not_found("rule_not_found", f"no routing rule {rule_id}")
+    return Rule.from_row(row)
+
+
 async def _insert(conn: asyncpg.Connection, actor: Actor, body: RuleIn, start: datetime) -> Rule:
     try:
         row = await conn.fetchrow(

@@ -1,0 +1,100 @@
+"""What the administration screens share: reading a posted form into the service's own input
+models, and turning the service's refusals into messages next to the field they are about
+(Chinese first, the service's English words after, as the rest of the console does), with the
+status the API answers (422 / 404 / 409)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from api.routers.administration import REFUSAL_STATUS
+from jiesu.admin.errors import AdminRefused
+
+GENERAL = ""  # the key of a message that is about the whole form
+
+# code → (the field it is about, in Chinese). Codes ending in _in_use / _not_found are per
+# entity (department_in_use, rule_not_found...) and are matched by their ending.
+_CODES: dict[str, tuple[str, str]] = {
+    "invalid_parent": ("parent_id", "上级不符合层级（县 → 乡镇 → 社区 → 网格）"),
+    "invalid_boundary": ("boundary", "边界无效"),
+    "unknown_reference": (GENERAL, "引用的记录不存在"),
+    "invalid_record": (GENERAL, "记录无效"),
+    "invalid_validity": ("valid_to", "生效时间有误"),
+    "rule_retired": (GENERAL, "该规则已失效"),
+    "invalid_calendar": ("file", "节假日文件有误"),
+    "invalid_policy_value": ("value", "取值超出允许范围"),
+    "unknown_policy": (GENERAL, "没有此参数"),
+}
+_ENDINGS = {"_in_use": "仍被引用，不能删除", "_not_found": "记录不存在"}
+
+
+@dataclass
+class FormErrors:
+    """Messages by field name (GENERAL: the whole form) and the status to answer."""
+
+    messages: dict[str, str] = field(default_factory=dict)
+    status: int = 422
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def add(self, name: str, message: str) -> FormErrors:
+        self.messages[name] = f"{self.messages[name]}；{message}" if name in self.messages \
+            else message  # fmt: skip
+        return self
+
+
+def refused(exc: AdminRefused, *, field_of: dict[str, str] | None = None) -> FormErrors:
+    """The service's refusal as a message next to its field; ``field_of`` renames a code's
+    field for one form (e.g. invalid_validity is about ``at`` when retiring)."""
+    name, zh = _CODES.get(exc.code, (GENERAL, ""))
+    for ending, words in _ENDINGS.items():
+        if exc.code.endswith(ending):
+            zh = words
+    name = (field_of or {}).get(exc.code, name)
+    text = f"{zh} — {exc.message}" if zh else exc.message
+    return FormErrors(status=REFUSAL_STATUS[exc.kind]).add(name, text)
+
+
+def invalid(err: ValidationError, *, field_of: dict[str, str] | None = None) -> FormErrors:
+    """A model's validation errors, each next to the field it names (pydantic's English)."""
+    errors = FormErrors()
+    for e in err.errors():
+        where = str(e["loc"][0]) if e["loc"] else GENERAL
+        inner = ".".join(str(p) for p in e["loc"][1:])  # e.g. the day of a notice: 3.day
+        errors.add((field_of or {}).get(where, where),
+                   f"输入有误 — {inner + ': ' if inner else ''}{e['msg']}")
+    return errors
+
+
+def text(form: FormData, name: str) -> str:
+    return str(form.get(name) or "").strip()
+
+
+def optional(form: FormData, name: str) -> str | None:
+    """An optional field: empty means none."""
+    return text(form, name) or None
+
+
+def local_time(form: FormData, name: str, tz: ZoneInfo) -> Any:
+    """A ``datetime-local`` field is the hotline's local time (JIESU_TIMEZONE); empty: None;
+    a malformed one is handed on as it is, for the model's validation to name."""
+    raw = text(form, name)
+    if not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return raw
+    return at.replace(tzinfo=at.tzinfo or tz)
+
+
+def as_local_input(value: datetime | None, tz: ZoneInfo) -> str:
+    """A moment as the value of a ``datetime-local`` input."""
+    return "" if value is None else value.astimezone(tz).strftime("%Y-%m-%dT%H:%M")

@@ -1,0 +1,194 @@
+"""基础数据: departments (承办单位), areas and grids (区域网格) and categories (诉求分类) — the
+list, a form to add or replace one record (the API's ``PUT``) and its deletion, each through
+jiesu.admin.reference like ``/api/v1/admin/{departments,areas,categories}``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+
+from api.console.admin.forms import GENERAL, FormErrors, invalid, optional, refused, text
+from api.console.web import PREFIX, form_of, page, redirect, require_roles
+from api.deps import Pool
+from jiesu.admin import reference
+from jiesu.admin.errors import AdminRefused
+from jiesu.case import glossary
+from jiesu.case.domain import Urgency
+
+router = APIRouter()
+Admin = require_roles()  # admins only
+_ID: TypeAdapter[str] = TypeAdapter(reference.Id)
+
+_LEVELS = {"city": "市级", "centre": "市民热线中心", "county": "县级", "township": "乡镇（街道）",
+           "village": "村（社区）"}  # fmt: skip
+_AREA_KINDS = {"city": "市", "county": "县", "township": "乡镇（街道）", "community": "社区（村）",
+               "grid": "网格"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a record's form: ``kind`` is text, textarea, json or select."""
+
+    name: str
+    label: str
+    kind: str = "text"
+    required: bool = False
+    choices: str | None = None  # the key of the choices in the page's context
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of record: its table (jiesu.admin.reference) and its form."""
+
+    path: str
+    title: str
+    table: reference.Table
+    fields: tuple[Field, ...]
+
+
+KINDS = {k.path: k for k in (
+    Kind("departments", "承办单位", reference.DEPARTMENTS, (
+        Field("name", "名称", required=True),
+        Field("level", "层级", "select", True, "levels"),
+        Field("parent_id", "上级单位（提级办）", "select", choices="departments"),
+        Field("area_id", "所在区域", "select", choices="areas"),
+    )),
+    Kind("areas", "区域网格", reference.AREAS, (
+        Field("name", "名称", required=True),
+        Field("kind", "类型", "select", True, "area_kinds"),
+        Field("parent_id", "上级区域", "select", choices="areas"),
+        Field("boundary", "网格边界（GeoJSON）", "json",
+              hint='GeoJSON Polygon 或 MultiPolygon，WGS 84 经纬度，例如 {"type": "Polygon", '
+                   '"coordinates": [[[116.1, 39.9], [116.2, 39.9], [116.2, 40.0], '
+                   '[116.1, 39.9]]]}'),
+    )),
+    Kind("categories", "诉求分类", reference.CATEGORIES, (
+        Field("name", "名称", required=True),
+        Field("default_urgency", "默认紧急程度", "select", True, "urgencies"),
+        Field("description", "说明", "textarea"),
+    )),
+)}  # fmt: skip
+
+
+def _kind(path: str) -> Kind:
+    if path not in KINDS:
+        raise HTTPException(404)
+    return KINDS[path]
+
+
+async def _choices(pool: Pool) -> dict[str, list[tuple[str, str]]]:
+    departments = await reference.list_records(pool, reference.DEPARTMENTS)
+    areas = await reference.list_records(pool, reference.AREAS)
+    assert set(_LEVELS) == set(get_args(reference.DepartmentIn.model_fields["level"].annotation))
+    return {
+        "levels": list(_LEVELS.items()),
+        "area_kinds": [(k, _AREA_KINDS[k]) for k in reference.PARENT_KIND],
+        "urgencies": [(u.value, glossary.term(Urgency, u)) for u in Urgency],
+        "departments": [(d["id"], f"{d['name']} ({d['id']})") for d in departments],
+        "areas": [(a["id"], f"{a['name']} ({a['id']})") for a in areas],
+    }
+
+
+def _shown(record: dict[str, Any]) -> dict[str, str]:
+    """A record's values as a form shows them (GeoJSON as indented text)."""
+    out = {}
+    for name, value in record.items():
+        if name == "boundary" and value is not None:
+            value = json.dumps(value if isinstance(value, dict) else json.loads(value),
+                               ensure_ascii=False)  # fmt: skip
+        out[name] = "" if value is None else str(value)
+    return out
+
+
+async def _page(
+    request: Request, pool: Pool, session: object, kind: Kind, *, values: dict[str, str],
+    errors: FormErrors | None = None, done: str | None = None,
+) -> HTMLResponse:  # fmt: skip
+    records = await reference.list_records(pool, kind.table)
+    context = {"session": session, "kind": kind, "kinds": KINDS, "records": records,
+               "values": values, "errors": (errors or FormErrors()).messages, "done": done,
+               "choices": await _choices(pool), "shown": _shown}  # fmt: skip
+    return page(request, "admin_records.html", context, errors.status if errors else 200)
+
+
+@router.get("/admin/{path}", response_class=HTMLResponse)
+async def records(
+    request: Request, path: str, pool: Pool, session: Admin, edit: str | None = None,
+    done: str | None = None,
+) -> Response:  # fmt: skip
+    """The list; ``edit``: the form filled with that record, to change it."""
+    kind = _kind(path)
+    values: dict[str, str] = {}
+    if edit:
+        try:
+            values = _shown(await reference.get_record(pool, kind.table, edit))
+        except AdminRefused as exc:
+            return await _page(request, pool, session, kind, values={}, errors=refused(exc))
+    return await _page(request, pool, session, kind, values=values, done=done)
+
+
+def _body(kind: Kind, form: FormData) -> tuple[dict[str, Any], FormErrors]:
+    """The form as the service's input model's fields: empty optional fields are none."""
+    body: dict[str, Any] = {}
+    errors = FormErrors()
+    for f in kind.fields:
+        if f.kind == "json":
+            raw = optional(form, f.name)
+            try:
+                body[f.name] = None if raw is None else json.loads(raw)
+            except json.JSONDecodeError as exc:
+                errors.add(f.name, f"不是有效的 JSON — {exc}")
+        elif f.required or f.kind == "textarea":
+            body[f.name] = text(form, f.name)
+        else:
+            body[f.name] = optional(form, f.name)
+    return body, errors
+
+
+@router.post("/admin/{path}", response_class=HTMLResponse)
+async def save(request: Request, path: str, pool: Pool, session: Admin) -> Response:
+    """新增或修改: create or replace the record of the id typed (the API's PUT)."""
+    kind = _kind(path)
+    form = await form_of(request, session)
+    values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+    record_id = text(form, "id")
+    body, errors = _body(kind, form)
+    try:
+        _ID.validate_python(record_id)
+    except ValidationError as err:
+        errors.add("id", f"编号无效 — {err.errors()[0]['msg']}")
+    if not errors:
+        try:
+            model = kind.table.model.model_validate(body)
+            await reference.put_record(pool, session.principal.actor, kind.table, record_id,
+                                       model)  # fmt: skip
+            return redirect(f"{PREFIX}/admin/{path}?done={record_id}")
+        except ValidationError as err:
+            errors = invalid(err)
+        except AdminRefused as exc:
+            errors = refused(exc)
+    return await _page(request, pool, session, kind, values=values, errors=errors)
+
+
+@router.post("/admin/{path}/{record_id}/delete", response_class=HTMLResponse)
+async def delete(
+    request: Request, path: str, record_id: str, pool: Pool, session: Admin
+) -> Response:
+    """删除: refused (409) while a case or another record names it."""
+    kind = _kind(path)
+    await form_of(request, session)
+    try:
+        await reference.delete_record(pool, session.principal.actor, kind.table, record_id)
+    except AdminRefused as exc:
+        errors = refused(exc)
+        errors.messages = {GENERAL: errors.messages.popitem()[1]}
+        return await _page(request, pool, session, kind, values={}, errors=errors)
+    return redirect(f"{PREFIX}/admin/{path}?done={record_id}")

@@ -1,0 +1,337 @@
+"""基础数据 in the console (issue 12 part 5): the admin's pages for reference data, the
+routing catalogue, the calendar, policy values, notification templates and the change log.
+Admins only; every form is CSRF-checked and calls the jiesu.admin service the API calls; a
+refused value is a 4xx next to its field and changes nothing; every change is in the change
+log as ``person:<login>``. (The browser scenario: tests/test_console_browser.py.)"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from jiesu.admin import calendar, reference
+from jiesu.case.domain import SYSTEM_ACTOR
+
+PAGES = ["/console/admin/departments", "/console/admin/areas", "/console/admin/categories",
+         "/console/admin/routing-rules", "/console/admin/calendar", "/console/admin/policy",
+         "/console/admin/notification-templates", "/console/admin/changes"]  # fmt: skip
+
+
+def _uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    signed = await browser.post(
+        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
+    )
+    assert signed.status_code == 303, signed.text
+    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+    return browser
+
+
+class Admin:
+    """The demo admin at the console: pages, and forms posted with the session's token."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
+        self.client = client
+        self.token = token
+
+    async def get(self, url: str, **params: Any) -> httpx.Response:
+        return await self.client.get(url, params=params)
+
+    async def post(self, url: str, data: dict[str, Any] | None = None,
+                   **kwargs: Any) -> httpx.Response:  # fmt: skip
+        return await self.client.post(url, data={**(data or {}), "csrf_token": self.token},
+                                      **kwargs)  # fmt: skip
+
+
+@pytest.fixture
+async def admin(api: httpx.AsyncClient) -> Any:
+    client = await _signed_in(api, "admin")
+    page = await client.get("/console/admin/changes")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    yield Admin(client, token[1])
+    await client.aclose()
+
+
+async def _last_change(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT coalesce(max(id), 0) FROM admin_changes")
+
+
+async def _logged(pool: asyncpg.Pool, entity: str, entity_id: str) -> list[tuple[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT action, actor FROM admin_changes WHERE entity = $1 AND entity_id = $2"
+        " ORDER BY id", entity, entity_id,
+    )  # fmt: skip
+    return [(r["action"], r["actor"].get("person")) for r in rows]
+
+
+def _field_error(page: str, name: str) -> str:
+    found = re.search(rf'class="field-error" role="alert" data-field="{name}">([^<]*)<', page)
+    assert found is not None, f"no message next to {name!r}"
+    return found[1]
+
+
+@pytest.mark.parametrize("login", ["operator", "supervisor", "auditor", "water-clerk"])
+async def test_the_pages_are_for_admins_only(api: httpx.AsyncClient, login: str) -> None:
+    other = await _signed_in(api, login)
+    for url in [*PAGES, "/console/admin", "/console/admin/routing-rules/1"]:
+        assert (await other.get(url)).status_code == 403, url
+    refused = await other.post("/console/admin/departments", data={"id": "x", "name": "x"})
+    assert refused.status_code == 403
+    home = await other.get("/console/", follow_redirects=True)
+    assert home.status_code == 200 and "基础数据" not in home.text  # not in the nav either
+    await other.aclose()
+    anonymous = await api.get("/console/admin/departments")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/console/login"
+
+
+async def test_every_page_opens_for_the_admin(admin: Admin) -> None:
+    for url in PAGES:
+        answer = await admin.get(url)
+        assert answer.status_code == 200, (url, answer.text)
+        assert '<nav class="subnav"' in answer.text and "基础数据</a>" in answer.text
+    assert "water" in (await admin.get("/console/admin/departments")).text
+    areas = (await admin.get("/console/admin/areas")).text
+    assert "G-QH-03-02-2" in areas and "Polygon" in areas  # the grids' boundaries as GeoJSON
+    assert "sewer_blockage" in (await admin.get("/console/admin/categories")).text
+    assert "sla.urgent.accept_hours" in (await admin.get("/console/admin/policy")).text
+    assert (await admin.get("/console/admin")).headers["location"] == "/console/admin/changes"
+
+
+async def test_a_form_without_the_csrf_token_is_refused_and_changes_nothing(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    dept = _uid("dept")
+    last = await _last_change(pool)
+    forged = await admin.client.post("/console/admin/departments",
+                                     data={"id": dept, "name": "县文旅局", "level": "county"})
+    assert forged.status_code == 403
+    wrong = await admin.client.post("/console/admin/policy/max_extensions",
+                                    data={"value": "9", "csrf_token": "not-the-token"})
+    assert wrong.status_code == 403
+    assert await _last_change(pool) == last
+    assert await pool.fetchval("SELECT count(*) FROM departments WHERE id = $1", dept) == 0
+
+
+async def test_departments_areas_and_categories_are_added_changed_and_deleted(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    dept, grid, cat = _uid("dept"), _uid("G"), _uid("cat")
+    made = await admin.post("/console/admin/departments", {
+        "id": dept, "name": "县文旅局", "level": "county", "parent_id": "", "area_id": "QH"})
+    assert made.status_code == 303, made.text
+    listed = await admin.get("/console/admin/departments", edit=dept)
+    assert 'value="县文旅局"' in listed.text  # the form filled in to change it
+    renamed = await admin.post("/console/admin/departments", {
+        "id": dept, "name": "县文化和旅游局", "level": "county", "area_id": "QH"})
+    assert renamed.status_code == 303
+    square = ('{"type": "Polygon", "coordinates": [[[116.10, 39.90], [116.11, 39.90], '
+              '[116.11, 39.91], [116.10, 39.90]]]}')
+    community = await pool.fetchval("SELECT parent_id FROM areas WHERE id = 'G-QH-03-02-2'")
+    assert (await admin.post("/console/admin/areas", {
+        "id": grid, "name": "测试网格", "kind": "grid", "parent_id": community,
+        "boundary": square})).status_code == 303  # fmt: skip
+    assert (await admin.post("/console/admin/categories", {
+        "id": cat, "name": "广场舞噪音", "default_urgency": "general",
+        "description": "夜间广场舞音响扰民"})).status_code == 303  # fmt: skip
+    record = await reference.get_record(pool, reference.AREAS, grid)
+    assert record["boundary"]["type"] == "Polygon"
+    for path, record_id in (("departments", dept), ("areas", grid), ("categories", cat)):
+        gone = await admin.post(f"/console/admin/{path}/{record_id}/delete")
+        assert gone.status_code == 303, gone.text
+    assert await pool.fetchval("SELECT count(*) FROM departments WHERE id = $1", dept) == 0
+    assert await _logged(pool, "department", dept) == [
+        ("create", "admin"), ("update", "admin"), ("delete", "admin")]
+    assert await _logged(pool, "area", grid) == [("create", "admin"), ("delete", "admin")]
+    assert await _logged(pool, "category", cat) == [("create", "admin"), ("delete", "admin")]
+
+
+async def test_bad_values_are_refused_next_to_their_field_and_change_nothing(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    last = await _last_change(pool)
+    grid = _uid("G")
+    # The service's own check: a grid's parent must be a community (422 invalid_parent).
+    wrong_parent = await admin.post("/console/admin/areas", {
+        "id": grid, "name": "测试网格", "kind": "grid", "parent_id": "QH"})
+    assert wrong_parent.status_code == 422
+    assert "上级不符合层级" in _field_error(wrong_parent.text, "parent_id")
+    assert 'value="测试网格"' in wrong_parent.text  # what was typed stays in the form
+    not_json = await admin.post("/console/admin/areas", {
+        "id": grid, "name": "测试网格", "kind": "grid", "boundary": "{not json"})
+    assert not_json.status_code == 422 and "JSON" in _field_error(not_json.text, "boundary")
+    crossing = ('{"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], '
+                '[0, 0]]]}')
+    bowtie = await admin.post("/console/admin/areas", {
+        "id": grid, "name": "测试网格", "kind": "grid", "boundary": crossing})
+    assert bowtie.status_code == 422 and _field_error(bowtie.text, "boundary")
+    bad_id = await admin.post("/console/admin/categories", {
+        "id": "空格 id", "name": "x", "default_urgency": "general"})
+    assert bad_id.status_code == 422 and "编号无效" in _field_error(bad_id.text, "id")
+    no_name = await admin.post("/console/admin/categories", {
+        "id": _uid("cat"), "name": "", "default_urgency": "general"})
+    assert no_name.status_code == 422 and _field_error(no_name.text, "name")
+    in_use = await admin.post("/console/admin/departments/water/delete")
+    assert in_use.status_code == 409 and "仍被引用" in in_use.text
+    too_long = await admin.post("/console/admin/policy/sla.urgent.accept_hours",
+                                {"value": "100000"})
+    assert too_long.status_code == 422
+    assert "取值超出允许范围" in _field_error(too_long.text, "value")
+    not_a_number = await admin.post("/console/admin/policy/max_extensions", {"value": "inf"})
+    assert not_a_number.status_code == 422 and _field_error(not_a_number.text, "value")
+    unknown = await admin.post("/console/admin/policy/no_such_value", {"value": "1"})
+    assert unknown.status_code == 404
+    template = await admin.post("/console/admin/notification-templates", {
+        "event_kind": "routed", "recipient_kind": "department", "subject": "$secret",
+        "body": "$body"})  # fmt: skip
+    assert template.status_code == 422 and "unknown fields" in _field_error(template.text,
+                                                                             "subject")
+    backwards = await admin.post("/console/admin/routing-rules", {
+        "category_id": "sewer_blockage", "department_id": "water",
+        "valid_from": "2099-02-01T00:00", "valid_to": "2099-01-01T00:00"})
+    assert backwards.status_code == 422 and "valid_to" in backwards.text
+    ghost = await admin.post("/console/admin/routing-rules", {
+        "category_id": "no-such-category", "department_id": "water"})
+    assert ghost.status_code == 422 and "引用的记录不存在" in ghost.text
+    bad_csv = await admin.post("/console/admin/calendar/validate", {
+        "year": "2033", "csv_text": "date,kind,note\n2033-02-30,holiday,不存在的日子\n"})
+    assert bad_csv.status_code == 422 and "line 2" in _field_error(bad_csv.text, "file")
+    outside = await admin.post("/console/admin/calendar/apply", {
+        "year": "2033", "csv_text": "date,kind,note\n2034-01-01,holiday,元旦\n"})
+    assert outside.status_code == 422 and "not in 2033" in _field_error(outside.text, "file")
+    assert await _last_change(pool) == last  # nothing of all that changed anything
+    assert await pool.fetchval("SELECT count(*) FROM areas WHERE id = $1", grid) == 0
+    assert await calendar.list_days(pool, 2033) == []
+
+
+async def test_a_routing_rule_is_added_replaced_and_retired_with_its_history(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    cat = _uid("cat")  # a category of its own: no other test's case is routed by these rules
+    await reference.put_record(pool, SYSTEM_ACTOR, reference.CATEGORIES, cat,
+                               reference.CategoryIn(name="测试分类", default_urgency="general"))
+    rule = {"category_id": cat, "area_id": "", "department_id": "water", "priority": "5",
+            "valid_from": "2099-01-01T08:00", "valid_to": ""}  # fmt: skip
+    added = await admin.post("/console/admin/routing-rules", rule)
+    assert added.status_code == 303, added.text
+    rule_id = int(added.headers["location"].rsplit("=", 1)[1])
+    again = await admin.post("/console/admin/routing-rules", rule)  # a double click
+    assert again.headers["location"] == added.headers["location"]
+    listed = await admin.get("/console/admin/routing-rules", category_id=cat)
+    scheduled = listed.text.split('id="rules-scheduled"')[1]
+    assert f'data-rule="{rule_id}"' in scheduled and "2099-01-01 08:00" in scheduled
+    replaced = await admin.post(f"/console/admin/routing-rules/{rule_id}/replace",
+                                {"department_id": "housing", "at": "2099-03-01T00:00"})
+    assert replaced.status_code == 303, replaced.text
+    successor = int(re.search(r"/routing-rules/(\d+)", replaced.headers["location"])[1])
+    retired = await admin.post(f"/console/admin/routing-rules/{successor}/retire",
+                               {"at": "2099-06-01T00:00"})
+    assert retired.status_code == 303, retired.text
+    late = await admin.post(f"/console/admin/routing-rules/{successor}/retire", {"at": ""})
+    assert late.status_code == 422  # not before it comes into force
+    assert "生效时间有误" in _field_error(late.text, "retire_at")
+    page = (await admin.get(f"/console/admin/routing-rules/{rule_id}")).text
+    history = page.split('id="history"')[1]
+    assert "person:admin" in history and "新增" in history and "停用" in history
+    assert "2099-03-01 00:00" in history  # the local time typed: in force until then
+    everything = (await admin.get("/console/admin/routing-rules", category_id=cat,
+                                  every_version="true")).text
+    assert f'data-rule="{rule_id}"' in everything and f'data-rule="{successor}"' in everything
+    assert await _logged(pool, "routing_rule", str(rule_id)) == [
+        ("create", "admin"), ("retire", "admin")]
+    assert await _logged(pool, "routing_rule", str(successor)) == [
+        ("create", "admin"), ("retire", "admin")]
+
+
+NOTICE = """# 2032 holiday notice (a fictional year, far from the cases the tests register)
+date,kind,note
+2032-01-01,holiday,元旦
+2032-02-07,workday,春节调休上班
+2032-02-09,holiday,春节
+"""
+
+
+async def test_the_holiday_notice_is_validated_shown_and_applied(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    await calendar.load(pool, SYSTEM_ACTOR, calendar.Notice(year=2032, days=[]), apply=True)
+    before = await _last_change(pool)
+    upload = {"file": ("2032.csv", ("\ufeff" + NOTICE).encode(), "text/csv")}  # Excel's BOM
+    checked = await admin.post("/console/admin/calendar/validate", {"year": "2032"},
+                               files=upload)
+    assert checked.status_code == 200, checked.text
+    diff = checked.text.split('id="diff"')[1]
+    assert all(d in diff for d in ("2032-01-01", "2032-02-07", "2032-02-09", "春节调休上班"))
+    assert await calendar.list_days(pool, 2032) == [] and await _last_change(pool) == before
+    carried = re.search(r'<textarea name="csv_text" hidden>([^<]*)</textarea>', checked.text)
+    assert carried is not None and "2032-02-09" in carried[1]
+    applied = await admin.post("/console/admin/calendar/apply",
+                               {"year": "2032", "csv_text": NOTICE})
+    assert applied.status_code == 303
+    assert applied.headers["location"] == "/console/admin/calendar?year=2032&done=3"
+    days = await calendar.list_days(pool, 2032)
+    assert [(str(d.day), d.kind) for d in days] == [
+        ("2032-01-01", "holiday"), ("2032-02-07", "workday"), ("2032-02-09", "holiday")]
+    twice = await admin.post("/console/admin/calendar/apply", {"year": "2032", "csv_text": NOTICE})
+    assert twice.headers["location"].endswith("done=0")  # a second click changes nothing
+    logged = await pool.fetch("SELECT entity_id, actor FROM admin_changes WHERE id > $1", before)
+    assert [(r["entity_id"], r["actor"]["person"]) for r in logged] == [("2032", "admin")]
+    shown = (await admin.get("/console/admin/calendar", year="2032")).text
+    assert 'data-day="2032-02-07"' in shown and "上班（调休）" in shown
+
+
+async def test_policy_values_and_notification_templates_are_set_and_reset(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    name = "extension_decision_hours"
+    assert (await admin.post(f"/console/admin/policy/{name}", {"value": "36"})).status_code == 303
+    row = (await admin.get("/console/admin/policy")).text.split(f'data-policy="{name}"')[1]
+    assert row.split("</tr>")[0].count("已调整") == 1 and "36" in row.split("</tr>")[0]
+    assert (await admin.post(f"/console/admin/policy/{name}/reset")).status_code == 303
+    assert await pool.fetchval("SELECT count(*) FROM policy_values WHERE name = $1", name) == 0
+    logged = await pool.fetch(
+        "SELECT action, before, after FROM admin_changes WHERE entity = 'policy'"
+        " AND entity_id = $1 ORDER BY id DESC LIMIT 2", name,
+    )  # fmt: skip
+    assert [r["action"] for r in logged] == ["delete", "create"]
+    assert logged[1]["after"] == {"value": 36.0}
+
+    target = {"event_kind": "deadline_breached", "recipient_kind": "supervisor"}
+    put = await admin.post("/console/admin/notification-templates", {
+        **target, "subject": "【青河12345】$subject", "body": "$body\n——青河县热线"})
+    assert put.status_code == 303, put.text
+    listed = await admin.get("/console/admin/notification-templates",
+                             edit="deadline_breached/supervisor")
+    assert "【青河12345】$subject" in listed.text and "——青河县热线" in listed.text
+    gone = await admin.post("/console/admin/notification-templates/deadline_breached/"
+                            "supervisor/delete")
+    assert gone.status_code == 303
+    assert await _logged(pool, "notification_template", "deadline_breached/supervisor") == [
+        ("create", "admin"), ("delete", "admin")]
+
+
+async def test_the_change_log_shows_who_when_before_and_after_and_filters(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    cat = _uid("cat")
+    for name in ("旧名称", "新名称"):
+        await admin.post("/console/admin/categories", {
+            "id": cat, "name": name, "default_urgency": "general"})
+    log = await admin.get("/console/admin/changes", entity="category", entity_id=cat)
+    rows = re.findall(r'<tr data-change="\d+" data-entity="([^"]+)" data-entity-id="([^"]+)"',
+                      log.text)
+    assert rows == [("category", cat), ("category", cat)]
+    update = log.text.split("<tr data-change=")[1]
+    assert "person:admin" in update and "修改" in update
+    assert "旧名称" in update and "新名称" in update and "default_urgency" not in update
+    only_rules = await admin.get("/console/admin/changes", entity="routing_rule")
+    assert 'data-entity="category"' not in only_rules.text
