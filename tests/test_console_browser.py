@@ -18,6 +18,8 @@ import httpx
 from helpers import OPERATOR, case, department, eventually, register
 from playwright.async_api import BrowserContext, Page
 
+from jiesu.admin import calendar
+from jiesu.case.domain import SYSTEM_ACTOR
 from jiesu.config import Settings
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
@@ -31,6 +33,7 @@ STAFF = {
     "auditor": demo_person("auditor"),
     "water": demo_person("water-clerk"),
     "urban": demo_person("urban-clerk"),
+    "admin": demo_person("admin"),
 }
 
 
@@ -293,3 +296,80 @@ async def test_an_extension_is_asked_for_and_approved_on_screen(
 
 async def _state(api: httpx.AsyncClient, case_id: str) -> dict:
     return await case(api, case_id, OPERATOR)
+
+
+HOLIDAY_NOTICE = """# 2035 年部分节假日安排 (a fictional year, far from the tests' cases)
+date,kind,note
+2035-01-01,holiday,元旦
+2035-02-03,workday,春节调休上班
+2035-02-08,holiday,春节
+2035-02-09,holiday,春节
+"""
+
+
+async def test_the_admin_schedules_a_routing_rule_and_loads_the_holiday_notice(
+    browsers: Profiles, console_url: str, pool: asyncpg.Pool, screenshots: Path
+) -> None:
+    """基础数据: a category of the admin's own, a routing rule for it in force from tomorrow
+    (in the 待生效 list, not yet in force), the year's holiday CSV validated (the diff shown,
+    nothing changed) then applied — and both in the change log as person:admin."""
+    await calendar.load(pool, SYSTEM_ACTOR, calendar.Notice(year=2035, days=[]), apply=True)
+    base = console_url
+    admin = await sign_in(browsers, base, "admin")
+    await admin.click("header nav >> text=基础数据")
+    await admin.wait_for_url(re.compile(r"/console/admin/changes"))
+
+    category = f"square-dance-{uuid.uuid4().hex[:6]}"
+    await admin.click("nav.subnav >> text=诉求分类")
+    form = admin.locator("form#record-form")
+    await form.locator("input[name=id]").fill(category)
+    await form.locator("input[name=name]").fill("广场舞噪音")
+    await form.locator("select[name=default_urgency]").select_option("general")
+    await form.locator("button").click()
+    await admin.wait_for_url(re.compile(f"done={category}"))
+    assert "广场舞噪音" in await admin.inner_text(f"tr[data-id='{category}']")
+
+    tz = ZoneInfo("Asia/Shanghai")
+    tomorrow = (datetime.now(tz) + timedelta(days=1)).replace(hour=0, minute=0)
+    await admin.click("nav.subnav >> text=派单目录")
+    rule = admin.locator("form#rule-form")
+    await rule.locator("select[name=category_id]").select_option(category)
+    await rule.locator("select[name=department_id]").select_option("urban-management")
+    await rule.locator("input[name=valid_from]").fill(tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    await rule.locator("button").click()
+    await admin.wait_for_url(re.compile(r"routing-rules\?done=\d+"))
+    rule_id = admin.url.rsplit("=", 1)[1]
+    scheduled = admin.locator(f"#rules-scheduled tr[data-rule='{rule_id}']")
+    assert tomorrow.strftime("%Y-%m-%d 00:00") in await scheduled.inner_text()
+    assert await admin.locator(f"#rules-in-force tr[data-rule='{rule_id}']").count() == 0
+    await shot(admin, screenshots, "admin-routing")
+    await scheduled.locator("a").click()
+    assert "person:admin" in await admin.inner_text("#history")
+
+    await admin.click("nav.subnav >> text=节假日")
+    upload = admin.locator("form#calendar-form")
+    await upload.locator("input[name=year]").fill("2035")
+    await upload.locator("input[name=file]").set_input_files(files=[{
+        "name": "2035.csv", "mimeType": "text/csv", "buffer": HOLIDAY_NOTICE.encode()}])
+    await upload.locator("button").click()
+    await admin.wait_for_selector("#diff")
+    assert await admin.locator("#diff tbody tr").count() == 4
+    assert "春节调休上班" in await admin.inner_text("#diff")
+    assert await calendar.list_days(pool, 2035) == []  # validated and shown, not applied
+    await shot(admin, screenshots, "admin-calendar")
+    await admin.click("#apply-form button")
+    await admin.wait_for_url(re.compile(r"calendar\?year=2035&done=4"))
+    assert await admin.locator("#days tr[data-day='2035-02-03']").count() == 1
+    assert len(await calendar.list_days(pool, 2035)) == 4
+
+    await admin.click("nav.subnav >> text=变更记录")
+    log = admin.locator("#changes")
+    assert "person:admin" in await log.locator(
+        f"tr[data-entity='routing_rule'][data-entity-id='{rule_id}']").inner_text()
+    assert "person:admin" in await log.locator(
+        "tr[data-entity='calendar'][data-entity-id='2035']").inner_text()
+    await shot(admin, screenshots, "admin-changes")
+    await admin.select_option("#filter select[name=entity]", "calendar")
+    await admin.click("#filter button")
+    await admin.wait_for_url(re.compile(r"entity=calendar"))
+    assert await admin.locator("#changes tr[data-entity='routing_rule']").count() == 0
