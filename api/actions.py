@@ -78,7 +78,7 @@ class StaffCaller:
         principal: Principal = call.credential
         return await cases.perform(
             call.client, call.pool, call.case_id, principal, spec.signal,
-            lambda _: spec.action(actor=principal.actor, **call.fields), spec.check,
+            lambda state: spec.action(actor=principal.actor_on(state), **call.fields), spec.check,
             spec.target, action_name=call.name, idempotency_key=call.idempotency_key,
             rpc_seconds=call.settings.query_timeout_seconds,
         )  # fmt: skip

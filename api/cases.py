@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal
 from api.errors import RETRY_AFTER_SECONDS, ApiError, not_found
 from api.schemas import ActionResult
+from jiesu.access.grids import GridScope
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
@@ -94,7 +95,7 @@ class Sourced:
 
 
 # Staff who may see every case (Principal.can_see): told "not ready", not "no such case".
-_SEE_ALL = STAFF_ROLES - {Role.DEPARTMENT}
+_SEE_ALL = STAFF_ROLES - {Role.DEPARTMENT, Role.GRID_WORKER}
 
 
 async def _not_ready(pool: asyncpg.Pool, case_id: str, principal: Principal) -> ApiError:
@@ -266,9 +267,11 @@ async def search(
     overdue: bool | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
+    within: GridScope | None = None,
     **equal: Any,
 ) -> list[dict[str, Any]]:
-    """Cases from the read model, newest first. ``equal`` maps column → value (None = any)."""
+    """Cases from the read model, newest first. ``equal`` maps column → value (None = any);
+    ``within``: only a grid worker's cases (in their grids, or held by their grids' units)."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -283,6 +286,11 @@ async def search(
         where.append(f"received_at >= {arg(received_from)}")
     if received_to is not None:
         where.append(f"received_at < {arg(received_to)}")
+    if within is not None:
+        where.append(
+            f"(grid_id = ANY({arg(sorted(within.grids))}::text[])"
+            f" OR department_id = ANY({arg(sorted(within.units))}::text[]))"
+        )
     if overdue is not None:
         late = late_sql(arg(datetime.now(UTC)))
         where.append(late if overdue else f"NOT {late}")

@@ -39,6 +39,7 @@ from temporalio.client import Client
 from api.auth_limit import Attempt, AuthAttempt
 from api.errors import ApiError, not_found
 from jiesu.access import sessions
+from jiesu.access.grids import GridScope, grid_scope
 from jiesu.access.security import hash_api_key
 from jiesu.access.sessions import Session
 from jiesu.case.domain import (
@@ -48,6 +49,7 @@ from jiesu.case.domain import (
     DEPARTMENT_ROLES,
     DISPATCHER_ROLES,
     GRID_ROLES,
+    HANDLER_ROLES,
     OPERATOR_ROLES,
     OVERSEER_ROLES,
     STAFF_ROLES,
@@ -100,6 +102,7 @@ class Principal:
     role: Role
     department_id: str | None
     session: Session | None = None  # set for a person logged in with the session cookie
+    scope: GridScope | None = None  # a grid worker's grids and their units (jiesu.access.grids)
 
     @property
     def person(self) -> str | None:
@@ -112,16 +115,42 @@ class Principal:
             role=self.role, name=self.name, department_id=self.department_id, person=self.person
         )
 
+    def actor_on(self, state: CaseState) -> Actor:
+        """The actor of an action on ``state``: a grid worker acts for the unit of their grid
+        that holds the case (their own name and person recorded), everyone else as
+        :attr:`actor`."""
+        if self.role is not Role.GRID_WORKER:
+            return self.actor
+        unit = self.scope.unit_for(state) if self.scope is not None else None
+        return self.actor.model_copy(update={"department_id": unit})
+
+    @property
+    def handles(self) -> frozenset[str]:
+        """The departments whose cases this caller handles: a clerk's own, a grid worker's
+        grid units."""
+        if self.role is Role.GRID_WORKER:
+            return self.scope.units if self.scope is not None else frozenset()
+        return frozenset({self.department_id}) if self.department_id else frozenset()
+
     def can_see(self, state: CaseState) -> bool:
-        """Department staff see only the cases they lead or co-handle (主办 / 协办)."""
+        """Department staff see only the cases they lead or co-handle (主办 / 协办); grid
+        workers only those of their grids and their grids' units."""
+        if self.role is Role.GRID_WORKER:
+            return self.scope is not None and self.scope.sees(state)
         return self.role is not Role.DEPARTMENT or state.involves(self.department_id)
 
 
-def session_principal(session: Session) -> Principal:
+def session_principal(session: Session, scope: GridScope | None = None) -> Principal:
     return Principal(
         name=session.person, role=session.role, department_id=session.department_id,
-        session=session,
+        session=session, scope=scope,
     )  # fmt: skip
+
+
+async def scope_of(pool: asyncpg.Pool, role: Role, name: str) -> GridScope | None:
+    """A grid worker's grids and units (read per request: a binding changed by an admin
+    counts at once); None for every other role."""
+    return await grid_scope(pool, name) if role is Role.GRID_WORKER else None
 
 
 async def _presented_csrf(request: Request) -> str | None:
@@ -167,7 +196,7 @@ async def authenticate(
         if session is None:
             raise ApiError(401, "session_ended", "this session has ended; log in again")
         await check_csrf(request, session)
-        return session_principal(session)
+        return session_principal(session, await scope_of(pool, session.role, session.person))
     raise ApiError(
         401, "unauthenticated",
         "send an API key (Authorization: Bearer <key>) or log in (POST /api/v1/session)",
@@ -183,7 +212,11 @@ async def _key_principal(attempt: AuthAttempt, pool: asyncpg.Pool, key: str) -> 
     if row is None:
         await attempt.failed()
         raise ApiError(401, "invalid_api_key", "this API key is not known or was revoked")
-    return Principal(name=row["name"], role=Role(row["role"]), department_id=row["department_id"])
+    role = Role(row["role"])
+    return Principal(
+        name=row["name"], role=role, department_id=row["department_id"],
+        scope=await scope_of(pool, role, row["name"]),
+    )  # fmt: skip
 
 
 def cookie_secure(settings: Settings) -> bool:
@@ -235,6 +268,7 @@ def require(roles: frozenset[Role]) -> Callable[..., Principal]:
 Operator = Annotated[Principal, Depends(require(OPERATOR_ROLES))]
 Staff = Annotated[Principal, Depends(require(STAFF_ROLES))]
 Department = Annotated[Principal, Depends(require(DEPARTMENT_ROLES))]
+Handler = Annotated[Principal, Depends(require(HANDLER_ROLES))]  # a clerk or a grid worker
 Supervisor = Annotated[Principal, Depends(require(DISPATCHER_ROLES))]
 CentreStaff = Annotated[Principal, Depends(require(CENTRE_ROLES))]
 Auditor = Annotated[Principal, Depends(require(AUDITOR_ROLES))]

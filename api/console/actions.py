@@ -63,7 +63,8 @@ class ConsoleAction:
 
     def allowed(self, state: CaseState, principal: Principal) -> bool:
         """Would the spec's own lifecycle check let this person do it now?"""
-        probe = self.spec.action.model_construct(actor=principal.actor, **self.probe(state))
+        actor = principal.actor_on(state)
+        probe = self.spec.action.model_construct(actor=actor, **self.probe(state))
         try:
             return self.spec.check(state, probe) is None
         except (AttributeError, AssertionError, TypeError):  # the probe misses what it needs

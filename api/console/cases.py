@@ -31,19 +31,22 @@ from api.errors import ApiError, not_found
 from api.routers.content import viewer_of
 from jiesu.access import content as content_service
 from jiesu.audit.timeline import event_summary
-from jiesu.case.domain import DEPARTMENT_ROLES, CaseState, Role, Status, SupervisionForm
+from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
 
 router = APIRouter()
-DepartmentStaff = require_roles(*DEPARTMENT_ROLES)
+HandlingStaff = require_roles(*HANDLER_ROLES)
 
+# The open cases held (主办) or co-handled (协办) by any of the units $1: a clerk's department,
+# or a grid worker's grid units.
 _INBOX = """
 SELECT case_id, status, title, category_id, grid_id, urgency, department_id, received_at,
        accept_deadline, contact_deadline, finish_deadline, contacted_at, breaches,
-       escalation_level, department_id <> $1 AS co_handled
+       escalation_level, NOT (department_id = ANY($1::text[])) AS co_handled
 FROM cases
-WHERE status <> $2 AND (department_id = $1
-      OR state -> 'co_handlers' @> jsonb_build_array(jsonb_build_object('department_id', $1::text)))
+WHERE status <> $2 AND (department_id = ANY($1::text[])
+      OR EXISTS (SELECT 1 FROM jsonb_array_elements(state -> 'co_handlers') c
+                 WHERE c ->> 'department_id' = ANY($1::text[])))
 """
 
 
@@ -52,10 +55,11 @@ def _far_future() -> datetime:
 
 
 @router.get("/inbox", response_class=HTMLResponse)
-async def inbox(request: Request, pool: Pool, session: DepartmentStaff) -> Response:
-    """The department's open cases, the nearest deadline first."""
-    department = session.principal.department_id or ""
-    rows = [dict(r) for r in await pool.fetch(_INBOX, department, Status.CLOSED.value)]
+async def inbox(request: Request, pool: Pool, session: HandlingStaff) -> Response:
+    """The department's (a grid worker's: their grid units') open cases, the nearest
+    deadline first."""
+    units = sorted(session.principal.handles)
+    rows = [dict(r) for r in await pool.fetch(_INBOX, units, Status.CLOSED.value)]
     now = datetime.now(UTC)
     for row in rows:
         row["next"] = next_deadline(row)

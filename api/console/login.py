@@ -21,6 +21,7 @@ HOME: dict[Role, str] = {
     Role.SUPERVISOR: "/supervision",
     Role.AUDITOR: "/audit",
     Role.ADMIN: "/supervision",
+    Role.GRID_WORKER: "/inbox",  # the cases routed to their grids' units
 }
 
 _REFUSED = {

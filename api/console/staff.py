@@ -16,10 +16,12 @@ from api.deps import (
     SESSION_COOKIE,
     Principal,
     clear_session_cookie,
+    scope_of,
     session_principal,
     set_session_cookie,
 )
 from jiesu.access import sessions
+from jiesu.access.grids import GridScope
 from jiesu.access.sessions import LoginRefused, Session, SessionPolicy
 from jiesu.config import Settings
 
@@ -32,11 +34,12 @@ __all__ = ["COOKIE", "CSRF_FIELD", "LoginRefused", "StaffSession", "resolve", "s
 class StaffSession:
     token: str
     session: Session
+    scope: GridScope | None = None  # a grid worker's grids and units
 
     @property
     def principal(self) -> Principal:
         """The person as the API's services know callers (their actions record them)."""
-        return session_principal(self.session)
+        return session_principal(self.session, self.scope)
 
     @property
     def csrf(self) -> str:
@@ -71,7 +74,10 @@ async def sign_in(
 
 async def resolve(pool: asyncpg.Pool, token: str | None) -> StaffSession | None:
     session = await sessions.session_for(pool, token) if token else None
-    return None if session is None else StaffSession(token or "", session)
+    if session is None:
+        return None
+    scope = await scope_of(pool, session.role, session.person)
+    return StaffSession(token or "", session, scope)
 
 
 async def sign_out(

@@ -12,6 +12,7 @@ from api import cases, intake
 from api.deps import AppSettings, CaseId, Operator, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
+from jiesu.access.grids import GridScope
 from jiesu.case.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
 from jiesu.case.sla import is_late
 
@@ -82,6 +83,11 @@ async def list_complaints(
         if department_id not in (None, principal.department_id):
             raise ApiError(403, "forbidden", "you can list only your own department's cases")
         department_id = principal.department_id
+    within = None
+    if principal.role is Role.GRID_WORKER:  # 网格员: the cases of their grids only
+        within = principal.scope or GridScope()
+        if grid_id is not None and grid_id not in within.grids:
+            raise ApiError(403, "not_your_grid", f"you do not work in grid {grid_id}")
     rows = await cases.search(
         pool,
         status=status_,
@@ -93,6 +99,7 @@ async def list_complaints(
         overdue=overdue,
         received_from=received_from,
         received_to=received_to,
+        within=within,
         limit=limit + 1,
         offset=offset,
     )

@@ -25,7 +25,7 @@ router = APIRouter(tags=["content"])
 def viewer_of(principal: Principal) -> Viewer:
     return Viewer(
         name=principal.name, role=principal.role, department_id=principal.department_id,
-        person=principal.person is not None,
+        person=principal.person is not None, handles=principal.handles,
     )  # fmt: skip
 
 

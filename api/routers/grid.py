@@ -47,11 +47,6 @@ class PatrolReport(BaseModel):
     )
 
 
-async def _grids(pool: Pool, worker: str) -> set[str]:
-    rows = await pool.fetch("SELECT grid_id FROM grid_workers WHERE worker = $1", worker)
-    return {r["grid_id"] for r in rows}
-
-
 @router.post(
     "/reports",
     status_code=status.HTTP_201_CREATED,
@@ -68,9 +63,8 @@ async def report_from_patrol(
     settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> IntakeResponse:
-    if principal.role is Role.GRID_WORKER and body.grid_id not in await _grids(
-        pool, principal.name
-    ):
+    grids = principal.scope.grids if principal.scope is not None else frozenset()
+    if principal.role is Role.GRID_WORKER and body.grid_id not in grids:
         raise ApiError(403, "not_your_grid", f"you do not work in grid {body.grid_id}")
     report = ComplaintIntake(
         title=body.title, description=body.description, category_id=body.category_id,

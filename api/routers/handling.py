@@ -1,5 +1,6 @@
 """A department's handling of its case (承办): accept, contact, reply, return, raise a level,
-ask for an extension, contribute as a co-handler."""
+ask for an extension, contribute as a co-handler. A grid worker does the same for a case
+routed to their grid's handling unit (docs/grid.md)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.actions import ActionSpec, StaffCaller, add_actions
-from api.deps import Department
+from api.deps import Handler
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     AcceptAction,
@@ -28,7 +29,7 @@ from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["handling (承办)"])
 
-DEPARTMENT = StaffCaller(Department)
+DEPARTMENT = StaffCaller(Handler)
 
 
 def _at_now(check):  # checks that compare with the clock get the API's "now"

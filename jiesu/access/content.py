@@ -57,15 +57,23 @@ class Viewer:
     role: Role
     department_id: str | None
     person: bool = False
+    handles: frozenset[str] = frozenset()  # a grid worker's grid units (jiesu.access.grids)
 
 
 def unmasked_fields(viewer: Viewer, state: CaseState, anonymous: bool) -> tuple[ContentField, ...]:
     """The fields ``viewer`` sees in full; the rest are masked."""
     if viewer.role in FULL_VIEW_ROLES:
         return CONTENT
-    if viewer.role is Role.DEPARTMENT and state.involves(viewer.department_id):
+    if _handles(viewer, state):
         return tuple(f for f in CONTENT if f not in CITIZEN) if anonymous else CONTENT
     return ()
+
+
+def _handles(viewer: Viewer, state: CaseState) -> bool:
+    """The viewer's department, or a grid worker's grid unit, leads or co-handles the case."""
+    if viewer.role is Role.DEPARTMENT:
+        return state.involves(viewer.department_id)
+    return viewer.role is Role.GRID_WORKER and any(state.involves(u) for u in viewer.handles)
 
 
 def mask_name(name: str) -> str:

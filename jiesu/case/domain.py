@@ -164,7 +164,10 @@ class Role(StrEnum):
 # dependencies (api/deps.py) are both built from. Admins are in every group.
 ADMIN_ROLES = frozenset({Role.ADMIN})
 OPERATOR_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})  # 话务员: register cases
-DEPARTMENT_ROLES = frozenset({Role.DEPARTMENT, Role.ADMIN})  # 承办: handle cases
+DEPARTMENT_ROLES = frozenset({Role.DEPARTMENT, Role.ADMIN})  # 承办: a department's screens
+# 承办: who handles a case — a department's clerk, or a grid worker for the grid's own handling
+# unit (a department row whose area is the grid: docs/grid.md) when a rule routes a case there.
+HANDLER_ROLES = frozenset({Role.DEPARTMENT, Role.GRID_WORKER, Role.ADMIN})
 DISPATCHER_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})  # 派单 / 督办
 CENTRE_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})  # 回访 staff
 AUDITOR_ROLES = frozenset({Role.AUDITOR, Role.ADMIN})

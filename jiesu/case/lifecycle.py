@@ -15,6 +15,7 @@ from typing import Any
 from jiesu.case.domain import (
     CENTRE_ROLES,
     DISPATCHER_ROLES,
+    HANDLER_ROLES,
     AcceptAction,
     Actor,
     CallbackAction,
@@ -65,7 +66,7 @@ def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
 def _is_assigned_department(state: CaseState, actor: Actor) -> Refusal | None:
     if actor.role is Role.ADMIN:
         return None
-    if actor.role is not Role.DEPARTMENT:
+    if actor.role not in HANDLER_ROLES:
         return Refusal("forbidden", f"role {actor.role.value} cannot act for a department", True)
     if actor.department_id != state.department_id:
         return Refusal(

@@ -198,6 +198,19 @@ DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
 )
 DEPARTMENT_IDS: tuple[str, ...] = tuple(d[0] for d in DEPARTMENTS)
 
+# 网格 as handling units (docs/grid.md): a grid whose workers receive cases is a department row
+# with the grid's own id, area the grid, level 'village' (the grid is the community's
+# subdivision: its figures count with the village level) and parent the community's committee,
+# so raising a level climbs grid → community → township → county → city. The demo grid
+# worker's two grids in 幸福社区. No API key: the grid's workers (grid_workers) handle it.
+DEMO_GRID_WORKER_GRIDS: tuple[str, ...] = ("G-QH-01-01-1", "G-QH-01-01-2")
+"""网格员: the demo grid worker (key demo-grid-worker, person grid-worker) patrols 幸福社区's
+two grids."""
+GRID_UNITS: tuple[tuple[str, str, str, str | None, str | None], ...] = tuple(
+    (g, f"幸福社区第{g[-1]}网格 (Xingfu Grid {g[-1]})", "village", "vil-xingfu", g)
+    for g in DEMO_GRID_WORKER_GRIDS
+)
+
 
 # --- categories -------------------------------------------------------------------------------
 
@@ -285,6 +298,8 @@ ROUTING_RULES: tuple[tuple[str, str | None, str, int], ...] = (
     ("street_vendor", "QH-01-01", "vil-xingfu", 0),
     ("garbage", "QH-02-01", "vil-dongguan", 0),
     ("property_management", "QH-01-02", "vil-binhe", 0),
+    # grid (网格): the grid's own handling unit, its grid workers receive the case
+    ("garbage", "G-QH-01-01-2", "G-QH-01-01-2", 0),
 )
 
 # (category_id, grid_id, expected department_id) under "deepest matching area wins, then the
@@ -306,6 +321,7 @@ EXAMPLE_ROUTES: list[tuple[str, str, str]] = [
     ("wage_arrears", "G-QH-02-02-2", "hrss"),
     ("enterprise_request", "G-QH-01-01-1", "business-env"),
     ("power_outage", "G-QH-03-01-2", "power-supply"),
+    ("garbage", "G-QH-01-01-2", "G-QH-01-01-2"),  # the grid rule: its grid workers handle it
 ]
 
 # (category_id, grid_id): no rule matches, the case goes to CENTRE_ID's dispatch queue.
@@ -338,11 +354,6 @@ DEMO_KEYS: tuple[DemoKey, ...] = (
     *(_demo_key(f"demo-dept-{d}", "department", d) for d in DEPARTMENT_IDS),
     _demo_key("demo-grid-worker", "grid_worker"),
 )
-
-DEMO_GRID_WORKER_GRIDS: tuple[str, ...] = ("G-QH-01-01-1", "G-QH-01-01-2")
-"""网格员: the demo grid worker (key demo-grid-worker, person grid-worker) patrols 幸福社区's
-two grids."""
-
 
 def demo_key(name: str) -> DemoKey:
     """The demo key named ``name`` (e.g. "demo-operator" or "demo-dept-housing")."""
@@ -477,7 +488,7 @@ async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
         await conn.executemany(
             _SET_BOUNDARY, [(g, json.dumps(grid_boundary(g))) for g in GRID_IDS]
         )
-        await conn.executemany(_UPSERT_DEPARTMENT, DEPARTMENTS)
+        await conn.executemany(_UPSERT_DEPARTMENT, [*DEPARTMENTS, *GRID_UNITS])
         await conn.executemany(
             _UPSERT_CATEGORY, [*CATEGORIES, *ENTERPRISE_CATEGORIES, CHANNEL_CATEGORY]
         )

@@ -1,0 +1,53 @@
+"""A grid worker's reach (网格员): the grids they are bound to (``grid_workers``) and the grids'
+handling units — the departments whose area is one of those grids (docs/grid.md).
+
+A grid worker sees the cases of their grids and of their grids' units, and handles (accepts,
+contacts, replies...) the cases a routing rule sent to one of those units, like a department's
+clerk: :class:`GridScope` is what the API's caller (api.deps.Principal) carries for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from jiesu.case.domain import CaseState
+
+Db = asyncpg.Connection | asyncpg.Pool
+
+_SCOPE_SQL = """
+SELECT w.grid_id, d.id AS unit_id
+FROM grid_workers w
+LEFT JOIN departments d ON d.area_id = w.grid_id
+WHERE w.worker = $1
+"""
+
+
+@dataclass(frozen=True)
+class GridScope:
+    """The grids a worker patrols and the handling units of those grids."""
+
+    grids: frozenset[str] = frozenset()
+    units: frozenset[str] = frozenset()
+
+    def sees(self, state: CaseState) -> bool:
+        """A case in one of the grids, or held (主办 / 协办) by one of the grids' units."""
+        return state.grid_id in self.grids or any(state.involves(u) for u in self.units)
+
+    def unit_for(self, state: CaseState) -> str | None:
+        """The unit a worker acts for on ``state``: the lead unit if it is one of theirs,
+        else one of theirs among the co-handlers (会办), else None (no handling right)."""
+        if state.department_id in self.units:
+            return state.department_id
+        return next((c.department_id for c in state.co_handlers if c.department_id in self.units),
+                    None)  # fmt: skip
+
+
+async def grid_scope(db: Db, worker: str) -> GridScope:
+    """The scope of the worker named ``worker`` (an API key's name or a staff login)."""
+    rows = await db.fetch(_SCOPE_SQL, worker)
+    return GridScope(
+        grids=frozenset(r["grid_id"] for r in rows),
+        units=frozenset(r["unit_id"] for r in rows if r["unit_id"] is not None),
+    )

@@ -1,0 +1,159 @@
+"""Grid routing (网格, issue 14 part 7): a routing rule sends a case to a grid's own handling
+unit (a department row whose area is the grid, docs/grid.md); the grid's workers receive it in
+their inbox and handle it like a department's clerk, under the same deadlines. A grid worker
+sees only the cases of their grids (list, case, content, console), 404 otherwise."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from helpers import OPERATOR, act, auth, complaint, eventually, handle_of, keep_history
+from temporalio.client import Client
+
+from jiesu.ops.demo_data import demo_key
+
+GRID_WORKER = auth(demo_key("demo-grid-worker"))
+GRID = "G-QH-01-01-2"  # 幸福社区第2网格: garbage here is the grid's own (demo rule)
+
+
+async def _held_by(api: httpx.AsyncClient, case_id: str, unit: str, status: str = "assigned"):
+    async def probe() -> dict[str, Any] | None:
+        response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+        state = response.json() if response.status_code == 200 else None
+        held = state and state["status"] == status and state["assignment"]
+        return state if held and state["assignment"]["department_id"] == unit else None
+
+    return await eventually(probe, within=20)
+
+
+async def _grid_case(api: httpx.AsyncClient, **overrides: Any) -> str:
+    body = complaint(title="垃圾桶满溢", description="幸福路垃圾桶三天没人清运，气味很大",
+                     category_id="garbage", grid_id=GRID, **overrides)  # fmt: skip
+    response = await api.post("/api/v1/complaints", json=body, headers=OPERATOR)
+    assert response.status_code == 201, response.text
+    return response.json()["case_id"]
+
+
+async def _listed(api: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> set[str]:
+    response = await api.get("/api/v1/complaints", params={"limit": 200, **params},
+                             headers=headers)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return {c["case_id"] for c in response.json()["items"]}
+
+
+async def test_a_case_routed_to_a_grid_is_handled_by_its_grid_worker(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = await _grid_case(api)
+    state = await _held_by(api, case_id, GRID)
+    assert state["assignment"]["by_rule"] is True
+    assert state["deadlines"]["accept"] and state["deadlines"]["finish"]  # deadlines apply
+    assert case_id in await _listed(api, GRID_WORKER, department_id=GRID)  # the worker's list
+
+    await act(api, case_id, "accept", GRID_WORKER)
+    content = await api.get(f"/api/v1/cases/{case_id}/content", headers=GRID_WORKER)
+    assert content.status_code == 200 and content.json()["masked"] == []  # to call the citizen
+    await act(api, case_id, "contact", GRID_WORKER, note="电话联系，约定今天下午清运")
+    replied = await act(api, case_id, "reply", GRID_WORKER, outcome="resolved",
+                        text="已协调保洁清运并增设垃圾桶")  # fmt: skip
+    case = replied["case"]
+    assert case["status"] == "replied"
+    own = [e for e in case["events"] if e["kind"] in ("accepted", "contacted", "replied")]
+    assert [e["actor"]["role"] for e in own] == ["grid_worker"] * 3
+    assert {(e["actor"]["name"], e["actor"]["department_id"]) for e in own} == {
+        ("demo-grid-worker", GRID)
+    }
+    await handle_of(client, case_id).terminate("test finished")
+    await keep_history(handle_of(client, case_id), "grid_unit_handles_routed_case")
+
+
+async def test_a_department_cannot_act_for_the_grid_nor_a_worker_for_another_unit(
+    api: httpx.AsyncClient,
+) -> None:
+    case_id = await _grid_case(api)
+    await _held_by(api, case_id, GRID)
+    clerk = auth(demo_key("demo-dept-urban-management"))
+    await act(api, case_id, "accept", clerk, expect=404)  # not the clerk's case
+    other = (await api.post("/api/v1/complaints", json=complaint(category_id="street_vendor"),
+                            headers=OPERATOR)).json()["case_id"]  # fmt: skip
+    await _held_by(api, other, "vil-xingfu")  # in the worker's grid, held by the committee
+    refused = await act(api, other, "accept", GRID_WORKER, expect=403)
+    assert refused["error"]["code"] == "not_assigned"
+
+
+async def test_raising_a_level_from_the_grid_climbs_to_the_community_not_the_centre(
+    api: httpx.AsyncClient,
+) -> None:
+    case_id = await _grid_case(api)
+    await _held_by(api, case_id, GRID)
+    await act(api, case_id, "raise-level", GRID_WORKER,
+              reason="清运车辆需社区统一调度，超出网格权限")  # fmt: skip
+    await _held_by(api, case_id, "vil-xingfu")
+    await act(api, case_id, "raise-level", auth(demo_key("demo-dept-vil-xingfu")),
+              reason="需街道协调环卫")  # fmt: skip
+    await _held_by(api, case_id, "twp-chengguan")
+
+
+async def test_a_grid_worker_sees_only_the_cases_of_their_grids(api: httpx.AsyncClient) -> None:
+    mine = (await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)).json()
+    theirs = (await api.post("/api/v1/complaints", json=complaint(grid_id="G-QH-02-02-1"),
+                             headers=OPERATOR)).json()  # fmt: skip
+    mine_id, theirs_id = mine["case_id"], theirs["case_id"]
+    await _held_by(api, theirs_id, "urban-management")
+    await _held_by(api, mine_id, "urban-management")
+
+    for path in ("/api/v1/complaints/{}", "/api/v1/cases/{}/content"):
+        answer = await api.get(path.format(theirs_id), headers=GRID_WORKER)
+        assert answer.status_code == 404, (path, answer.text)
+    assert (await api.get(f"/api/v1/complaints/{mine_id}", headers=GRID_WORKER)).status_code == 200
+    content = await api.get(f"/api/v1/cases/{mine_id}/content", headers=GRID_WORKER)
+    assert content.status_code == 200 and content.json()["description"] is None  # not theirs
+    listed = await _listed(api, GRID_WORKER, department_id="urban-management")
+    assert mine_id in listed and theirs_id not in listed
+    everything = await api.get("/api/v1/complaints", params={"limit": 200}, headers=GRID_WORKER)
+    assert {c["grid_id"] for c in everything.json()["items"]} <= {"G-QH-01-01-1", GRID}
+    other_grid = await api.get("/api/v1/complaints", params={"grid_id": "G-QH-02-02-1"},
+                               headers=GRID_WORKER)  # fmt: skip
+    assert other_grid.status_code == 403
+
+
+async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    signed = await browser.post(
+        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
+    )
+    assert signed.status_code == 303, signed.text
+    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+    return browser
+
+
+async def test_the_grid_worker_person_receives_and_accepts_on_the_console(
+    api: httpx.AsyncClient,
+) -> None:
+    case_id = await _grid_case(api)
+    await _held_by(api, case_id, GRID)
+    elsewhere = (await api.post("/api/v1/complaints", json=complaint(grid_id="G-QH-03-02-2"),
+                                headers=OPERATOR)).json()["case_id"]  # fmt: skip
+    await _held_by(api, elsewhere, "urban-management")
+    person = await _signed_in(api, "grid-worker")
+    try:
+        home = await person.get("/console/")
+        assert home.headers["location"] == "/console/inbox"
+        inbox = await person.get("/console/inbox")
+        assert inbox.status_code == 200 and case_id in inbox.text
+        assert (await person.get(f"/console/cases/{elsewhere}")).status_code == 404
+        page = await person.get(f"/console/cases/{case_id}")
+        assert page.status_code == 200 and "/actions/accept" in page.text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        accepted = await person.post(f"/console/cases/{case_id}/actions/accept",
+                                     data={"csrf_token": csrf.group(1)})  # fmt: skip
+        assert accepted.status_code == 303, accepted.text
+    finally:
+        await person.aclose()
+    state = await _held_by(api, case_id, GRID, status="handling")
+    accepted_event = next(e for e in state["events"] if e["kind"] == "accepted")
+    assert accepted_event["actor"]["person"] == "grid-worker"
+    assert accepted_event["actor"]["role"] == "grid_worker"
