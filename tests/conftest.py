@@ -12,6 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -67,6 +68,9 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+DEV_SERVER_STARTUP = timedelta(seconds=60)
+
+
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping_v2(
@@ -84,6 +88,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         ],
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
+        # the SDK waits 5 s by default: too short on a busy 2-core machine (CI's)
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
     )
     yield environment
     await environment.shutdown()

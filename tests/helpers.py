@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from jiesu.case.domain import CaseState
+from jiesu.case.domain import CaseOutcome, CaseState
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 
@@ -133,5 +133,13 @@ async def act(
     return response.json()
 
 
-def handle_of(client: Client, case_id: str) -> WorkflowHandle[Any, CaseState]:
+def handle_of(client: Client, case_id: str) -> WorkflowHandle[Any, CaseOutcome]:
     return client.get_workflow_handle_for(ComplaintWorkflow.run, case_id)
+
+
+async def closed_state(handle: WorkflowHandle[Any, CaseOutcome]) -> CaseState:
+    """The case's state once its workflow has ended (its result is only the outcome)."""
+    outcome = await handle.result()
+    state = await handle.query(ComplaintWorkflow.state)
+    assert (state.status, state.resolution) == (outcome.status, outcome.resolution)
+    return state

@@ -10,6 +10,7 @@ from helpers import (
     OPERATOR,
     act,
     case,
+    closed_state,
     department,
     eventually,
     handle_of,
@@ -56,7 +57,7 @@ async def test_urgent_happy_path(
     assert rated["case"]["rating"] == "satisfied"
 
     handle = handle_of(client, case_id)
-    result = await handle.result()
+    result = await closed_state(handle)
     assert result.status.value == "closed" and result.resolution.value == "rated"
     assert result.breaches == []
 
@@ -185,7 +186,7 @@ async def test_no_rating_closes_as_not_rated(
     handle = handle_of(client, case_id)
     # the window (72 h) ends before the target: the case closes, so the skip reports False
     assert not await env.fast_forward(handle, timedelta(hours=73))
-    result = await handle.result()
+    result = await closed_state(handle)
     assert result.resolution.value == "not_rated" and result.rating is None
     await keep_history(handle, "not_rated")
 

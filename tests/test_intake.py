@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from conftest import TEMPORAL_BIN
+from conftest import DEV_SERVER_STARTUP, TEMPORAL_BIN
 from helpers import OPERATOR, act, complaint, eventually, handle_of, served
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -80,7 +80,9 @@ async def stopped_server(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The same API and database, with a client connected to a second, real dev server
     that is then stopped: calls fail with UNAVAILABLE (after a short retry here)."""
-    second = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN))
+    second = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN), dev_server_startup_timeout=DEV_SERVER_STARTUP
+    )
     target = second.client.service_client.config.target_host
     down = await Client.connect(
         target,

@@ -14,6 +14,7 @@ from helpers import (
     SUPERVISOR,
     act,
     case,
+    closed_state,
     complaint,
     department,
     eventually,
@@ -155,7 +156,7 @@ async def test_unsatisfied_rating_rehandles_then_supervises_then_closes(
         state = await _assigned(api, case_id)
         assert state["round"] == round_ + 1 and state["rating"] is None
     handle = handle_of(client, case_id)
-    result = await handle.result()
+    result = await closed_state(handle)
     assert result.status.value == "closed" and result.rating.value == "unsatisfied"
     assert result.unsatisfied_rounds == 2
     assert result.escalation is not None and result.escalation.trigger.value == "dissatisfaction"
@@ -378,7 +379,7 @@ async def test_centre_callback_records_the_phone_verdict(
         note="Phoned 21 Nov, quiet since Tuesday",
     )
     handle = handle_of(client, case_id)
-    result = await handle.result()
+    result = await closed_state(handle)
     assert result.rating.value == "basically_satisfied"
     await keep_history(handle, "callback")
 

@@ -43,7 +43,7 @@ class CaseRecord:
     @classmethod
     def opened(cls, start: CaseStart) -> CaseRecord:
         """受理: the case as registered, before routing."""
-        intake = start.intake
+        intake = start.case_facts
         return cls(CaseState(
             case_id=start.case_id,
             status=Status.REGISTERED,
@@ -57,7 +57,7 @@ class CaseRecord:
         ))
 
     def record_received(self, start: CaseStart) -> None:
-        intake = start.intake
+        intake = start.case_facts
         self.record(
             EventKind.RECEIVED,
             start.registered_by,

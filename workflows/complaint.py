@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         Assignment,
         CallbackAction,
+        CaseOutcome,
         CaseSignal,
         CaseStart,
         CaseState,
@@ -164,8 +165,8 @@ class ComplaintWorkflow:
     # --- the case's life ----------------------------------------------------------------
 
     @workflow.run
-    async def run(self, start: CaseStart) -> CaseState:
-        spot = start.intake.solved_on_the_spot
+    async def run(self, start: CaseStart) -> CaseOutcome:
+        spot = start.case_facts.solved_on_the_spot
         if start.direct_answer is not None and workflow.patched(PATCH_DIRECT_ANSWER):
             # settled at intake: answered first, so that the first projection carries it
             await self._answer_directly(start, start.direct_answer)
@@ -195,7 +196,10 @@ class ComplaintWorkflow:
         await self._ladder.end()
         await asyncio.gather(*self._watchers)
         await projector
-        return self._state.model_copy(update={"events": []})
+        s = self._state
+        return CaseOutcome(
+            case_id=s.case_id, status=s.status, resolution=s.resolution, closed_at=s.closed_at
+        )
 
     async def _open(self, start: CaseStart) -> asyncio.Task[None]:
         """派单 and 时限: routed by the rules (or to the centre's queue), with its deadlines;
@@ -254,7 +258,7 @@ class ComplaintWorkflow:
     async def _plan(self, start: CaseStart) -> None:
         """派单 and 时限 in one local activity (cases since PATCH_LEAN)."""
         request = PlanRequest(
-            route=RouteRequest(category_id=start.intake.category_id, grid_id=start.intake.grid_id),
+            route=_route_request(start),
             deadlines=DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
         )
         plan = await run_local(PlanningActivities.plan_case, request)
@@ -272,7 +276,7 @@ class ComplaintWorkflow:
         )
         self._case.set_deadlines(deadlines)
         s, now, worker = self._state, workflow.now(), start.registered_by
-        grid = start.intake.grid_id
+        grid = start.case_facts.grid_id
         s.assignment = Assignment(
             department_id=grid, department_name=grid, assigned_at=now, by_rule=False
         )
@@ -310,7 +314,7 @@ class ComplaintWorkflow:
 
     async def _route(self, start: CaseStart) -> RouteResult:
         """派单 by the routing rules; a case whose data routing refuses goes to the centre."""
-        request = RouteRequest(category_id=start.intake.category_id, grid_id=start.intake.grid_id)
+        request = _route_request(start)
         try:
             return await run_activity(RoutingActivities.route_case, request)
         except ActivityError as err:
@@ -826,3 +830,8 @@ _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
     signal: (payload, getattr(ComplaintWorkflow, f"_on_{signal.value}"))
     for signal, payload in SIGNAL_PAYLOADS.items()
 }
+
+
+def _route_request(start: CaseStart) -> RouteRequest:
+    facts = start.case_facts
+    return RouteRequest(category_id=facts.category_id, grid_id=facts.grid_id)

@@ -146,7 +146,8 @@ def _evidence(state: CaseState) -> list[str]:
 
 def present(start: CaseStart, state: CaseState, shown: tuple[ContentField, ...]) -> CaseContent:
     """The content with every field not in ``shown`` masked."""
-    intake, citizen = start.intake, start.intake.citizen
+    intake = start.registered_intake
+    citizen = intake.citizen
 
     def pick(field: ContentField, full: str, masked: str) -> str:
         return full if field in shown else masked
@@ -176,7 +177,7 @@ async def view_content(db: Db, state: CaseState, viewer: Viewer) -> CaseContent 
     start = await intake_of(db, state.case_id)
     if start is None:
         return None
-    shown = unmasked_fields(viewer, state, start.intake.citizen.anonymous_to_department)
+    shown = unmasked_fields(viewer, state, start.registered_intake.citizen.anonymous_to_department)
     if shown:
         await db.execute(
             "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"

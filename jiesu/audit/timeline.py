@@ -297,8 +297,10 @@ class _Decoder:
         actor = first.get("registered_by") or first.get("actor")
         parent = a.parent_workflow_execution.workflow_id or None
         summary = f"{self.workflow_type} started"
-        if isinstance(first.get("intake"), dict):
-            intake = first["intake"]
+        # a case's start carries its facts (since cases left the citizen out of the
+        # history) or, before that, the whole intake
+        intake = first.get("facts") or first.get("intake")
+        if isinstance(intake, dict):
             summary = (
                 f"case {first.get('case_id')} registered: {intake.get('title')} "
                 f"({first.get('urgency')}, via {intake.get('channel')})"

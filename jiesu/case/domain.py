@@ -489,16 +489,67 @@ class RepeatHistory(BaseModel):
         return self.reports >= self.reports_before_supervision
 
 
+class CaseFacts(BaseModel):
+    """What the case's workflow needs of an intake: the problem, where, how it came in. Not
+    the description nor the citizen: those stay in the ``intakes`` row (PostgreSQL, behind
+    jiesu.access.content's masking and view log), out of Temporal's history, its Web UI and
+    its exports — and out of every byte the history carries for every case."""
+
+    title: Line
+    category_id: Line
+    grid_id: Line
+    address: Line = ""
+    channel: Channel = Channel.HOTLINE
+    solved_on_the_spot: SpotSolution | None = None
+
+    @classmethod
+    def of(cls, intake: ComplaintIntake) -> CaseFacts:
+        return cls(
+            title=intake.title,
+            category_id=intake.category_id,
+            grid_id=intake.grid_id,
+            address=intake.address,
+            channel=intake.channel,
+            solved_on_the_spot=intake.solved_on_the_spot,
+        )
+
+
 class CaseStart(BaseModel):
-    """The workflow's input: the intake, completed and stamped by the API."""
+    """The case as registered: the intake, completed and stamped by intake (受理).
+
+    Stored whole in ``intakes.payload``. The workflow is started with :meth:`for_workflow`,
+    which carries ``facts`` instead of the intake; cases started before that carry the whole
+    ``intake`` in their history, and :attr:`case_facts` reads either."""
 
     case_id: Line
-    intake: ComplaintIntake
+    intake: ComplaintIntake | None = None
+    facts: CaseFacts | None = None
     urgency: Urgency
     received_at: Instant
     registered_by: Actor
     history: RepeatHistory | None = None  # added later: older cases have none
     direct_answer: DirectAnswer | None = None  # 即时办结, filled in by intake
+
+    @model_validator(mode="after")
+    def _has_facts(self) -> CaseStart:
+        if self.intake is None and self.facts is None:
+            raise ValueError("a case start needs its intake or its facts")
+        return self
+
+    @property
+    def case_facts(self) -> CaseFacts:
+        return self.facts if self.facts is not None else CaseFacts.of(self.registered_intake)
+
+    @property
+    def registered_intake(self) -> ComplaintIntake:
+        """The whole intake (only the ``intakes`` row has it; a workflow's input has not)."""
+        if self.intake is None:
+            raise ValueError(f"case {self.case_id}: this start carries the facts only")
+        return self.intake
+
+    def for_workflow(self) -> CaseStart:
+        """The workflow's input: the facts, without the description and the citizen."""
+        return self.model_copy(update={"intake": None, "facts": self.case_facts})
 
 
 # --- actions (signals) ------------------------------------------------------------------
@@ -934,6 +985,17 @@ class CaseState(BaseModel):
         return department_id == self.department_id or any(
             c.department_id == department_id for c in self.co_handlers
         )
+
+
+class CaseOutcome(BaseModel):
+    """The case workflow's result: how it ended. The whole state stays queryable (a closed
+    workflow still answers ``case_state``) and its events are in the history already; a
+    result carrying the state again would be the largest event of every case."""
+
+    case_id: str
+    status: Status
+    resolution: Resolution | None = None
+    closed_at: datetime | None = None
 
 
 class CaseProjection(BaseModel):

@@ -128,7 +128,12 @@ async def start_case(
 ) -> None:
     """Start the case's workflow (id = case number; a second start is a no-op). With
     ``repeat``: signal-with-start, so that a repeat reaches a case whose own start has not
-    happened yet; raises ``WorkflowAlreadyStartedError`` if the case has closed."""
+    happened yet; raises ``WorkflowAlreadyStartedError`` if the case has closed.
+
+    The workflow gets :meth:`CaseStart.for_workflow`: the description and the citizen stay in
+    PostgreSQL, never in the history."""
+    facts = start.case_facts
+    start = start.for_workflow()
     options: dict[str, Any] = {
         "id": start.case_id,
         "task_queue": settings.task_queue,
@@ -137,11 +142,11 @@ async def start_case(
             [
                 SearchAttributePair(sa.CASE_STATUS, Status.REGISTERED.value),
                 SearchAttributePair(sa.CASE_URGENCY, start.urgency.value),
-                SearchAttributePair(sa.CASE_CATEGORY, start.intake.category_id),
-                SearchAttributePair(sa.CASE_CHANNEL, start.intake.channel.value),
+                SearchAttributePair(sa.CASE_CATEGORY, facts.category_id),
+                SearchAttributePair(sa.CASE_CHANNEL, facts.channel.value),
             ]
         ),
-        "static_summary": f"{start.case_id} {start.intake.title}"[:200],
+        "static_summary": f"{start.case_id} {facts.title}"[:200],
     }
     if repeat is not None:
         options |= {"start_signal": CaseSignal.REPEAT_REPORT.value, "start_signal_args": [repeat]}
@@ -313,7 +318,8 @@ async def _complete_intake(
     if row["state"] == "pending":
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
-        if case.intake.citizen.phone:  # (a mail's reporter gets the mail listener's reply)
+        # (a mail's reporter gets the mail listener's reply)
+        if case.registered_intake.citizen.phone:
             await follow_up.enqueue(conn, case.case_id, None)  # the SMS with the citizen's link
     return Filed(case, row["token_nonce"], row["token_hash"])
 
