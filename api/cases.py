@@ -255,7 +255,8 @@ async def act(
 
 _SUMMARY_COLUMNS = (
     "case_id, status, title, category_id, grid_id, channel, urgency, department_id, "
-    "received_at, accept_deadline, contact_deadline, finish_deadline, closed_at, rating, breaches"
+    "received_at, accept_deadline, contact_deadline, finish_deadline, closed_at, rating, breaches, "
+    "accepted_at, contacted_at"  # with the deadlines: jiesu.case.sla.is_late
 )
 
 

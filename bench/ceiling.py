@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity, workflow
@@ -34,6 +34,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 TASK_QUEUE = "bench-ceiling"
+STORM_QUEUE = "bench-storm"  # the bare timer storm's (bench/scale.py)
 SIGNALS = ("accept", "contact", "reply", "rate")
 DEADLINE_TIMERS = ("accept", "contact", "reply")  # met by these signals
 LONG = timedelta(days=1)
@@ -51,6 +52,19 @@ class NoopWorkflow:
     @workflow.run
     async def run(self) -> None:
         return None
+
+
+@workflow.defn(name="BenchTimerWorkflow")
+class TimerWorkflow:
+    """A timer and nothing else: the floor under a case's deadline (bench/scale.py's storm)."""
+
+    @workflow.run
+    async def run(self, due: str) -> str:
+        """Sleep until ``due`` (ISO instant); the time of the task that saw the timer fire."""
+        left = datetime.fromisoformat(due) - workflow.now()
+        if left > timedelta(0):
+            await workflow.sleep(left)
+        return workflow.now().isoformat()
 
 
 @workflow.defn(name="BenchShapeWorkflow")
@@ -132,6 +146,21 @@ async def run_noop(client: Client, task_queue: str = TASK_QUEUE) -> str:
     return workflow_id
 
 
+async def start_noop(client: Client, task_queue: str = STORM_QUEUE) -> str:
+    """Start (only) a no-op workflow: what one start costs the server."""
+    workflow_id = _workflow_id("noop")
+    await client.start_workflow(NoopWorkflow.run, id=workflow_id, task_queue=task_queue)
+    return workflow_id
+
+
+async def start_timer(client: Client, due: datetime, task_queue: str = STORM_QUEUE) -> str:
+    """Start a :class:`TimerWorkflow` due at ``due``; its id."""
+    workflow_id = _workflow_id("timer")
+    await client.start_workflow(TimerWorkflow.run, due.isoformat(), id=workflow_id,
+                                task_queue=task_queue)  # fmt: skip
+    return workflow_id
+
+
 async def _wait_for(handle: WorkflowHandle[Any, Any], step: str, give_up: float) -> None:
     """Poll the query like the API does after a signal (api/cases.py: 20 ms doubling to 0.5 s)."""
     loop = asyncio.get_running_loop()
@@ -168,7 +197,7 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[NoopWorkflow, ShapeWorkflow],
+        workflows=[NoopWorkflow, ShapeWorkflow, TimerWorkflow],
         activities=[noop_activity],
         workflow_runner=UnsandboxedWorkflowRunner(),  # as Jiesu's worker (worker.py)
     )

@@ -102,7 +102,7 @@ def start_stack(data: Path, cleanup: ExitStack) -> stack.Stack:
     """The embedded stack (jiesu.ops.stack) on free ports, data under ``data``."""
     os.environ.setdefault("JIESU_TEMPORAL_PORT", str(_free_port()))
     os.environ.setdefault("JIESU_TEMPORAL_UI_PORT", str(_free_port()))
-    os.environ["JIESU_API_PORT"] = str(_free_port())
+    os.environ.setdefault("JIESU_API_PORT", str(_free_port()))
     os.environ["JIESU_API_HOST"] = "127.0.0.1"
     os.environ["JIESU_DEMO_DATA"] = "1"  # the clients use the demo keys
     s = stack.Stack(Settings(), data, cleanup)

@@ -41,7 +41,7 @@ HandlingStaff = require_roles(*HANDLER_ROLES)
 # or a grid worker's grid units.
 _INBOX = """
 SELECT case_id, status, title, category_id, grid_id, urgency, department_id, received_at,
-       accept_deadline, contact_deadline, finish_deadline, contacted_at, breaches,
+       accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at, breaches,
        escalation_level, NOT (department_id = ANY($1::text[])) AS co_handled
 FROM cases
 WHERE status <> $2 AND (department_id = ANY($1::text[])

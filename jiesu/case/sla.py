@@ -42,22 +42,40 @@ SLA_POLICY: dict[Urgency, SlaRule] = {
 }
 
 
-# "Late" (逾期), the case list's ``overdue`` flag and filter: any deadline breach recorded, or
-# still open past the finish deadline. Not the 超时量 statistic (jiesu.stats.indicators.OVERDUE),
-# which counts recorded *finish* breaches only. The same rule in SQL (the list's filter) and in
-# Python (a listed row's flag): keep them together.
+# "Late" (逾期), the case list's ``overdue`` flag and filter and the supervisors' overdue board:
+# any deadline breach recorded, or a step of the current round whose deadline has passed undone
+# (签收 not accepted, 联系 not contacted — as jiesu.case.lifecycle.overdue_steps judges the
+# case), or still open past the finish deadline. Read from the deadlines and the clock, not
+# only from the recorded breach: a breach is recorded when its timer's workflow task runs,
+# which under a storm of deadlines can be seconds or minutes after the deadline, and the
+# board must show the case from the deadline on. Not the 超时量 statistic
+# (jiesu.stats.indicators.OVERDUE), which counts recorded *finish* breaches only. The same
+# rule in SQL (the list's filter) and in Python (a listed row's flag): keep them together.
+
+# (deadline column, the column that meets it) for the steps a department owes in a round
+_STEPS = (("accept_deadline", "accepted_at"), ("contact_deadline", "contacted_at"))
 
 
 def late_sql(now: str) -> str:
-    """The rule over a ``cases`` row; ``now`` is the SQL placeholder of the current time."""
+    """The rule over a ``cases`` row; ``now`` is the SQL placeholder of the current time.
+    Never NULL (a row without deadlines is not late), so ``NOT`` of it is the on-time rows."""
     closed = sql_status(Status.CLOSED)
-    return f"(cardinality(breaches) > 0 OR (status <> {closed} AND finish_deadline < {now}))"
+    steps = " OR ".join(f"({due} < {now} AND {met} IS NULL)" for due, met in _STEPS)
+    return (
+        f"(cardinality(breaches) > 0 OR (status <> {closed} AND coalesce("
+        f"{steps} OR finish_deadline < {now}, false)))"
+    )
 
 
 def is_late(row: dict[str, Any], now: datetime) -> bool:
-    """The rule over a ``cases`` row as fetched (breaches, status, finish_deadline)."""
-    past_finish = row["finish_deadline"] is not None and row["finish_deadline"] < now
-    return bool(row["breaches"]) or (row["status"] != Status.CLOSED and past_finish)
+    """The rule over a ``cases`` row as fetched (breaches, status, the deadlines and
+    accepted_at / contacted_at)."""
+    if row["breaches"]:
+        return True
+    if row["status"] == Status.CLOSED:
+        return False
+    steps = [(row["finish_deadline"], None)] + [(row[due], row[met]) for due, met in _STEPS]
+    return any(due is not None and due < now and met is None for due, met in steps)
 
 
 def next_deadline(row: dict[str, Any]) -> tuple[DeadlineKind, datetime] | None:
