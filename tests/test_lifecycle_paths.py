@@ -23,6 +23,7 @@ from helpers import (
     keep_history,
     register,
 )
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -196,8 +197,25 @@ async def test_breached_acceptance_climbs_the_ladder_until_the_department_acts(
     stopped = next(e for e in state["events"] if e["kind"] == "escalation_stopped")
     assert stopped["data"] == {"n": 1, "final_level": 2, "stopped": True}
     assert (await ladder.describe()).status.name == "COMPLETED"
+    # the case recorded the first step (remind) itself when the breach started the ladder
+    # (ladder-first-step-in-case-v1): the child signalled only the second, the cheaper breach
+    signalled = EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
+    assert await _signals(ladder, signalled) == 1
+    assert await _signals(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+                          "escalation_step") == 1  # fmt: skip
     await handle.terminate("test finished")
     await keep_history(handle, "ladder_after_accept_breach")
+
+
+async def _signals(handle: WorkflowHandle[Any, Any], kind: EventType.ValueType,
+                   name: str | None = None) -> int:  # fmt: skip
+    """Events of ``kind`` in the history (signals received: only those named ``name``)."""
+    history = await handle.fetch_history()
+    return sum(
+        1 for e in history.events
+        if e.event_type == kind and (
+            name is None or e.workflow_execution_signaled_event_attributes.signal_name == name)
+    )  # fmt: skip
 
 
 async def test_ladder_reaches_accountability(

@@ -158,7 +158,7 @@ class ComplaintWorkflow:
         # old behaviour for their whole life, so their histories replay.
         self._lean = workflow.patched(PATCH_LEAN)
         self._hardened = self._lean or workflow.patched(PATCH_HARDENED)
-        self._ladder = Ladder(self._case)
+        self._ladder = Ladder(self._case, on_step=self._on_escalation_step)
         self._projector = Projector(self._case, settle=self._hardened, local=self._lean)
         self._case.record_received(start)
 

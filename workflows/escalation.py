@@ -40,8 +40,11 @@ class EscalationWorkflow:
         step = timedelta(hours=request.step_hours)
         # a supervisor's deadline for the unit: the first step lasts until it
         first = request.first_step_due - workflow.now() if request.first_step_due else step
+        tell = not request.first_step_taken  # the case recorded the first step itself
         while True:
-            await case.signal("escalation_step", EscalationStep(n=request.n, level=level))
+            if tell:
+                await case.signal("escalation_step", EscalationStep(n=request.n, level=level))
+            tell = True
             if level is EscalationLevel.ACCOUNTABILITY:
                 return EscalationOutcome(final_level=level, stopped=False)
             try:

@@ -9,6 +9,7 @@ record (unit, persons, reason, decision) that the ladder's accountability step r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationLevel,
         EscalationOutcome,
         EscalationRequest,
+        EscalationStep,
         EscalationTrigger,
         EventKind,
         Role,
@@ -48,11 +50,20 @@ PATCH_PURPOSE = "ladder-stops-on-purpose-v1"
 # Since this one a ladder started by dissatisfaction supervises the rehandling round (重办) until
 # its reply; before, it stopped when that round was assigned.
 PATCH_REHANDLE_WATCH = "ladder-watches-rehandling-v1"
+# Since this one the case records the ladder's first step itself, in the workflow task that
+# starts the ladder, instead of waiting for the child to signal it back: a deadline breach
+# costs two workflow tasks and a projection fewer (the child's signal, and the case's task
+# that handled it) — the path every case takes in a storm of deadlines (docs/performance.md).
+PATCH_FIRST_STEP = "ladder-first-step-in-case-v1"
 
 
 class Ladder:
-    def __init__(self, case: CaseRecord) -> None:
+    def __init__(
+        self, case: CaseRecord, on_step: Callable[[EscalationStep], None] | None = None
+    ) -> None:
+        """``on_step``: the case's handler of a ladder step (the child's ``escalation_step``)."""
         self._case = case
+        self._on_step = on_step
         self._task: asyncio.Task[None] | None = None
         self._stop = False
         self._watch_rehandling = False
@@ -144,6 +155,15 @@ class Ladder:
         round_ = s.round
         escalation = s.escalation
         assert escalation is not None
+        start_level = escalation.form.level if escalation.form else EscalationLevel.REMIND
+        first_step_taken = (
+            self._on_step is not None
+            and start_level is not EscalationLevel.ACCOUNTABILITY  # the child ends there at once
+            and workflow.patched(PATCH_FIRST_STEP)
+        )
+        if first_step_taken:
+            assert self._on_step is not None
+            self._on_step(EscalationStep(n=n, level=start_level))
         handle = await workflow.start_child_workflow(
             EscalationWorkflow.run,
             EscalationRequest(
@@ -152,8 +172,9 @@ class Ladder:
                 trigger=trigger,
                 department_id=s.department_id,
                 step_hours=policy.escalation_step_hours,
-                start_level=escalation.form.level if escalation.form else EscalationLevel.REMIND,
+                start_level=start_level,
                 first_step_due=escalation.due,
+                first_step_taken=first_step_taken,
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

@@ -1054,6 +1054,9 @@ class EscalationRequest(BaseModel):
     step_hours: float
     start_level: EscalationLevel = EscalationLevel.REMIND
     first_step_due: datetime | None = None  # the unit's deadline: the first step lasts until it
+    # the case recorded the first step when it started the ladder (ladder-first-step-in-case-v1):
+    # the child does not signal it back
+    first_step_taken: bool = False
 
 
 class EscalationOutcome(BaseModel):
