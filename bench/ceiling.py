@@ -56,15 +56,28 @@ class NoopWorkflow:
 
 @workflow.defn(name="BenchTimerWorkflow")
 class TimerWorkflow:
-    """A timer and nothing else: the floor under a case's deadline (bench/scale.py's storm)."""
+    """A timer and nothing else: the floor under a case's deadline (bench/scale.py's storm).
+    Started without its instant, it waits to be armed (``arm``): the instant of a storm is
+    chosen once every workflow is started, so that none starts after it."""
+
+    def __init__(self) -> None:
+        self._due = ""
 
     @workflow.run
-    async def run(self, due: str) -> str:
-        """Sleep until ``due`` (ISO instant); the time of the task that saw the timer fire."""
+    async def run(self, due: str = "") -> str:
+        """Sleep until ``due`` (ISO instant, or the one ``arm`` gives); the time of the task
+        that saw the timer fire."""
+        if not due:
+            await workflow.wait_condition(lambda: bool(self._due))
+            due = self._due
         left = datetime.fromisoformat(due) - workflow.now()
         if left > timedelta(0):
             await workflow.sleep(left)
         return workflow.now().isoformat()
+
+    @workflow.signal
+    def arm(self, due: str) -> None:
+        self._due = due
 
 
 @workflow.defn(name="BenchShapeWorkflow")
@@ -146,19 +159,15 @@ async def run_noop(client: Client, task_queue: str = TASK_QUEUE) -> str:
     return workflow_id
 
 
-async def start_noop(client: Client, task_queue: str = STORM_QUEUE) -> str:
-    """Start (only) a no-op workflow: what one start costs the server."""
-    workflow_id = _workflow_id("noop")
-    await client.start_workflow(NoopWorkflow.run, id=workflow_id, task_queue=task_queue)
-    return workflow_id
-
-
-async def start_timer(client: Client, due: datetime, task_queue: str = STORM_QUEUE) -> str:
-    """Start a :class:`TimerWorkflow` due at ``due``; its id."""
+async def start_timer(client: Client, task_queue: str = STORM_QUEUE) -> str:
+    """Start a :class:`TimerWorkflow`, to be armed; its id."""
     workflow_id = _workflow_id("timer")
-    await client.start_workflow(TimerWorkflow.run, due.isoformat(), id=workflow_id,
-                                task_queue=task_queue)  # fmt: skip
+    await client.start_workflow(TimerWorkflow.run, id=workflow_id, task_queue=task_queue)
     return workflow_id
+
+
+async def arm_timer(client: Client, workflow_id: str, due: datetime) -> None:
+    await client.get_workflow_handle(workflow_id).signal(TimerWorkflow.arm, due.isoformat())
 
 
 async def _wait_for(handle: WorkflowHandle[Any, Any], step: str, give_up: float) -> None:

@@ -69,9 +69,10 @@ async def list_complaints(
     overdue: Annotated[
         bool | None,
         Query(
-            description="Only late cases (逾期): a deadline breached, or still open past the "
-            "finish deadline. Not the 超时量 statistic, which counts "
-            "recorded finish breaches only."
+            description="Only late cases (逾期): a deadline breached, or a step whose deadline "
+            "has passed undone (not accepted, not contacted, still open past the finish "
+            "deadline), from the deadline on, before the breach is recorded. Not the 超时量 "
+            "statistic, which counts recorded finish breaches only."
         ),
     ] = None,
     received_from: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
