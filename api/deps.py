@@ -60,6 +60,7 @@ from jiesu.case.domain import (
 )
 from jiesu.config import Settings
 from jiesu.notify.links import base_url
+from jiesu.stats.answers import Answers
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -74,9 +75,14 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_stat_answers(request: Request) -> Answers:
+    return request.app.state.stat_answers
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Temporal = Annotated[Client, Depends(get_client)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+StatAnswers = Annotated[Answers, Depends(get_stat_answers)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 

@@ -44,6 +44,7 @@ from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.notify import sms
+from jiesu.stats.answers import Answers
 from jiesu.telemetry import start_tracing, temporal_interceptors
 
 DESCRIPTION = """
@@ -121,6 +122,7 @@ def create_app(
         dependencies=[Depends(media.json_bodies_only)],
     )
     app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
+    app.state.stat_answers = Answers()  # statistics answers kept until the figures move
     app.state.self_service_limits = self_service.limits_from_settings(settings)
     if tracer_provider is not None:
         # Before wrap_outermost: the instrumentation rebuilds Starlette's own stack (it expects

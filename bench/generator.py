@@ -9,14 +9,17 @@ committee per village, plus the demo county's bureaus and categories. Cases foll
   problems (garbage, property, vendors, ...), county bureaus for utilities and regulation;
 - outcomes: ~95-98 % of responses and replies on time, ~80 % rated, ~95 % of verdicts
   satisfied or basically satisfied, a few percent returned, extended or reported again;
-  recent cases still in progress, a small share of older ones overdue and open.
+  recent cases still in progress, a small share of older ones overdue and open;
+- fair attribution (承办记录, ``case_handlings``): one handling per department that held the
+  case, with the person who accepted and replied (a few people per department); a returned
+  case (退单) is first held by a department that returns it (its ``returned`` event names the
+  person), then by the one that handles it.
 
 Deterministic for a seed. Used by ``python -m bench.stats`` and by the tests (small N).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterator
@@ -87,6 +90,26 @@ CASE_COLUMNS = (
 )  # fmt: skip
 
 
+HANDLING_COLUMNS = (
+    "case_id", "department_id", "first_round", "last_round", "assigned_at", "released_at",
+    "accept_deadline", "contact_deadline", "finish_deadline", "accepted_at", "contacted_at",
+    "replied_at", "rating", "resolved", "handled_level", "breaches", "repeat_count",
+    "return_count", "extension_count", "replied_by", "accepted_by",
+)  # fmt: skip
+EVENT_COLUMNS = ("case_id", "seq", "kind", "at", "actor", "data")
+PEOPLE_PER_DEPARTMENT = 4
+RETURN_SHARE = 0.03
+
+
+@dataclass
+class Rows:
+    """One batch for COPY: cases, their handlings and the events the statistics read."""
+
+    cases: list[tuple[Any, ...]]
+    handlings: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+
+
 def township_id(t: int) -> str:
     return f"{COUNTY}-{t:02d}"
 
@@ -112,6 +135,14 @@ def department_for(level_or_id: str, grid: str) -> tuple[str, str]:
     if level_or_id == "township":
         return f"gx-twp-{t}", "township"
     return level_or_id, "county"
+
+
+def first_holder(department: str, level: str, grid: str) -> tuple[str, str]:
+    """The department a returned case went to first (the wrong one, that returned it): the
+    grid's township government for a village committee or a bureau, else the village's."""
+    if level == "township":
+        return department_for("village", grid)
+    return department_for("township", grid)
 
 
 async def ensure_world(conn: asyncpg.Connection) -> None:
@@ -188,18 +219,19 @@ class _Maker:
     def pick(self, values: list[str], weights: list[float], k: int) -> list[str]:
         return self.rnd.choices(values, weights, k=k)
 
-    def day(self, day: date, n: int) -> Iterator[tuple[Any, ...]]:
+    def day(self, day: date, n: int, out: Rows) -> None:
         rnd = self.rnd
         hours = rnd.choices(range(24), HOUR_WEIGHTS, k=n)
         grids = self.pick(self.grids, self.grid_weights, n)
         categories = self.pick(self.categories, self.category_weights, n)
         channels = self.pick(self.channels, self.channel_weights, n)
+        midnight = datetime.combine(day, time(), self.tz).astimezone(UTC)
         for i in range(n):
-            start = datetime.combine(day, time(hours[i], rnd.randrange(60), rnd.randrange(60)),
-                                     self.tz).astimezone(UTC)  # fmt: skip
-            yield self.case(start, grids[i], categories[i], channels[i])
+            start = midnight + timedelta(seconds=hours[i] * 3600 + rnd.randrange(3600))
+            self.case(start, grids[i], categories[i], channels[i], out)
 
-    def case(self, received: datetime, grid: str, category: str, channel: str) -> tuple:
+    def case(self, received: datetime, grid: str, category: str, channel: str,
+             out: Rows) -> None:  # fmt: skip
         rnd = self.rnd
         self.seq += 1
         case_id = f"{self.plan.prefix}{received:%Y%m%d}-{self.seq:07d}"
@@ -207,13 +239,12 @@ class _Maker:
         route = ROUTES[category]
         target = route[0][1] if len(route) == 1 or rnd.random() < route[0][0] else route[1][1]
         department, level = department_for(target, grid)
-        hour = timedelta(hours=1)
-        accept_dl = received + (hour / 2 if urgent else 4 * hour)
-        contact_dl = received + hour if urgent else None
+        accept_dl = received + (_HALF_HOUR if urgent else _FOUR_HOURS)
+        contact_dl = received + _HOUR if urgent else None
         extended = rnd.random() < 0.04
-        finish_dl = received + (24 * hour if urgent else 48 * hour)
+        finish_dl = received + (_DAY if urgent else _TWO_DAYS)
         if extended:
-            finish_dl += 72 * hour
+            finish_dl += _THREE_DAYS
         accepted = received + timedelta(minutes=rnd.expovariate(1 / (8 if urgent else 50)))
         contacted = (
             received + timedelta(minutes=rnd.expovariate(1 / 20))
@@ -225,14 +256,12 @@ class _Maker:
         if rnd.random() > 0.015:  # 1.5 % are stuck: never replied
             replied = accepted + timedelta(hours=rnd.expovariate(1 / (7 if urgent else 13)))
             rating_at = replied + timedelta(hours=rnd.expovariate(1 / 10))
-            closed = rating_at if rated else replied + timedelta(hours=72)
+            closed = rating_at if rated else replied + _THREE_DAYS
         now = self.now
-
-        def seen(t: datetime | None) -> datetime | None:
-            return t if t is not None and t <= now else None
-
-        accepted_at, contacted_at, replied_at = seen(accepted), seen(contacted), seen(replied)
-        closed_at = seen(closed)
+        accepted_at = accepted if accepted <= now else None
+        contacted_at = contacted if contacted <= now else None
+        replied_at = replied if replied is not None and replied <= now else None
+        closed_at = closed if closed is not None and closed <= now else None
         rating = None
         if closed_at is not None and rated:
             r = rnd.random()
@@ -253,56 +282,103 @@ class _Maker:
         )  # fmt: skip
         outcome_resolved = rnd.random() < 0.93
         resolved = (outcome_resolved and rating != "unsatisfied") if closed_at else None
-        state = {
-            "case_id": case_id, "status": status, "title": f"{category} report",
-            "category_id": category, "grid_id": grid, "channel": channel,
-            "urgency": "urgent" if urgent else "general",
-            "address": f"{grid} 门牌{rnd.randrange(1, 300)}号",
-            "assignment": {"department_id": department, "by_rule": True},
-            "reply": {"outcome": "resolved" if outcome_resolved else "explained",
-                      "text": "已现场处置，问题已解决。"} if replied_at else None,
-        }  # fmt: skip
-        return (
+        urgency = "urgent" if urgent else "general"
+        reply = (
+            '{"outcome": "%s", "text": "已现场处置，问题已解决。"}'
+            % ("resolved" if outcome_resolved else "explained") if replied_at else "null"
+        )  # fmt: skip
+        # The state as JSON text, written out by hand: every value is a vocabulary word or an
+        # id (no quotes to escape), and json.dumps was a fifth of the generation time.
+        state = (
+            f'{{"case_id": "{case_id}", "status": "{status}", "title": "{category} report", '
+            f'"category_id": "{category}", "grid_id": "{grid}", "channel": "{channel}", '
+            f'"urgency": "{urgency}", "address": "{grid} 门牌{rnd.randrange(1, 300)}号", '
+            f'"assignment": {{"department_id": "{department}", "by_rule": true}}, '
+            f'"reply": {reply}}}'
+        )
+        repeats = rnd.choice((1, 1, 2, 3)) if rnd.random() < 0.05 else 0
+        returned = rnd.random() < RETURN_SHARE
+        person = f"{department}-p{rnd.randrange(PEOPLE_PER_DEPARTMENT)}"
+        out.cases.append((
             case_id, 7 if closed_at else 4, status, f"{category} report", category, grid,
-            channel, "urgent" if urgent else "general", department, received, accept_dl,
-            contact_dl, finish_dl, accepted_at, contacted_at, replied_at, closed_at, rating,
-            ("rated" if rating else "not_rated") if closed_at else None, breaches,
-            json.dumps(state, ensure_ascii=False), closed_at or replied_at or received,
-            rnd.choice((1, 1, 2, 3)) if rnd.random() < 0.05 else 0,
-            1 if rnd.random() < 0.03 else 0,
+            channel, urgency, department, received, accept_dl, contact_dl, finish_dl,
+            accepted_at, contacted_at, replied_at, closed_at, rating,
+            ("rated" if rating else "not_rated") if closed_at else None, breaches, state,
+            closed_at or replied_at or received, repeats, 1 if returned else 0,
             1 if extended else 0,
             1 if rating == "unsatisfied" and rnd.random() < 0.5 else 0,
             1 if rnd.random() < 0.01 else 0,
             level if replied_at else None,
             resolved,
-        )  # fmt: skip
+        ))  # fmt: skip
+        round_ = 1
+        assigned = received
+        if returned:  # held first by a department that returned it within half an hour
+            wrong, _ = first_holder(department, level, grid)
+            assigned = received + timedelta(minutes=rnd.uniform(1, 30))
+            returner = f"{wrong}-p{rnd.randrange(PEOPLE_PER_DEPARTMENT)}"
+            out.handlings.append((
+                case_id, wrong, 1, 1, received, assigned, accept_dl, contact_dl, finish_dl,
+                None, None, None, None, None, None, [], 0, 1, 0, None, None,
+            ))  # fmt: skip
+            out.events.append((
+                case_id, 1, "returned", assigned, f'{{"name": "{returner}"}}',
+                f'{{"department_id": "{wrong}", "reason": "not ours"}}',
+            ))  # fmt: skip
+            round_ = 2
+        out.handlings.append((
+            case_id, department, round_, round_, assigned, None, accept_dl, contact_dl,
+            finish_dl, accepted_at, contacted_at, replied_at, rating,
+            resolved if replied_at else None, level if replied_at else None, breaches, repeats,
+            0, 1 if extended else 0, person if replied_at else None,
+            person if accepted_at else None,
+        ))  # fmt: skip
 
 
-def generate(plan: Plan, now: datetime | None = None) -> Iterator[list[tuple[Any, ...]]]:
-    """Batches of case rows (CASE_COLUMNS order), one batch per day."""
+_HOUR = timedelta(hours=1)
+_HALF_HOUR, _FOUR_HOURS, _DAY = _HOUR / 2, 4 * _HOUR, 24 * _HOUR
+_TWO_DAYS, _THREE_DAYS = 48 * _HOUR, 72 * _HOUR
+
+
+def generate(plan: Plan, now: datetime | None = None) -> Iterator[Rows]:
+    """Batches of rows (CASE_COLUMNS, HANDLING_COLUMNS, EVENT_COLUMNS order), one per day."""
     end_of_plan = datetime.combine(plan.end + timedelta(days=1), time(), ZoneInfo(plan.timezone))
     maker = _Maker(plan, min(now or end_of_plan, end_of_plan))
     for day, n in _daily_counts(plan):
-        yield list(maker.day(day, n))
+        rows = Rows([], [], [])
+        maker.day(day, n, rows)
+        yield rows
+
+
+async def _copy(conn: asyncpg.Connection, rows: Rows) -> None:
+    await conn.copy_records_to_table("cases", records=rows.cases, columns=CASE_COLUMNS)
+    await conn.copy_records_to_table(
+        "case_handlings", records=rows.handlings, columns=HANDLING_COLUMNS
+    )
+    await conn.copy_records_to_table("case_events", records=rows.events, columns=EVENT_COLUMNS)
 
 
 async def fill(dsn: str, plan: Plan, now: datetime | None = None, batch: int = 50_000) -> int:
-    """Insert the plan's cases with COPY; returns the number inserted."""
+    """Insert the plan's cases, their handlings and return events with COPY; returns the
+    number of cases inserted."""
     conn = await asyncpg.connect(dsn)  # no jsonb codec: the state goes in as JSON text
     try:
         await ensure_world(conn)
-        pending: list[tuple[Any, ...]] = []
+        pending = Rows([], [], [])
         done = 0
         for rows in generate(plan, now):
-            pending.extend(rows)
-            if len(pending) >= batch:
-                await conn.copy_records_to_table("cases", records=pending, columns=CASE_COLUMNS)
-                done += len(pending)
-                pending = []
-        if pending:
-            await conn.copy_records_to_table("cases", records=pending, columns=CASE_COLUMNS)
-            done += len(pending)
+            pending.cases += rows.cases
+            pending.handlings += rows.handlings
+            pending.events += rows.events
+            if len(pending.cases) >= batch:
+                await _copy(conn, pending)
+                done += len(pending.cases)
+                pending = Rows([], [], [])
+        if pending.cases:
+            await _copy(conn, pending)
+            done += len(pending.cases)
         await conn.execute("ANALYZE cases")
+        await conn.execute("ANALYZE case_handlings")
         return done
     finally:
         await conn.close()

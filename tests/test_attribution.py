@@ -22,6 +22,7 @@ from statcases import case_row, insert_cases, local
 
 from jiesu.case.domain import Rating
 from jiesu.config import Settings
+from jiesu.stats import people as person_figures
 from jiesu.stats import rollup
 from jiesu.stats.attribution import handlings
 from jiesu.stats.indicators import MEASURES
@@ -217,7 +218,7 @@ async def test_department_figures_count_handlings_and_fall_back_to_the_case_row(
 
 
 async def test_per_person_figures_next_to_the_unit(
-    api: httpx.AsyncClient, pool: asyncpg.Pool
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Water's clerk li replied to two cases (one late, one unsatisfied), wang to one; zhao
     returned a case that police then handled. Each is charged with their own part."""
@@ -247,12 +248,17 @@ async def test_per_person_figures_next_to_the_unit(
         {"role": "department", "name": "zhao", "department_id": "water"},
         {"department_id": "water", "reason": "not ours"},
     )  # fmt: skip
+    as_of = await rollup.ensure_fresh(pool, settings.timezone)  # the worker's refresher
     response = await api.get(
         "/api/v1/stats/people", params={"from": day.isoformat(), "to": day.isoformat()},
         headers=SUPERVISOR,
     )  # fmt: skip
     assert response.status_code == 200, response.text
+    assert datetime.fromisoformat(response.json()["as_of"]) == as_of
     units = {u["department_id"]: u for u in response.json()["units"]}
+    assert response.json()["units"] == await person_figures.from_handlings(
+        pool, day, day, settings.timezone
+    )  # the people rollup gives what the handlings and events give
     water = units["water"]
     assert water["unit"]["cases"] == 4 and water["unit"]["handled"] == 3
     assert water["unit"]["returns"] == 1

@@ -21,7 +21,7 @@ from jiesu import db
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.demo_data import demo_key
-from jiesu.stats import catalogue, indicators, queries, rollup
+from jiesu.stats import catalogue, indicators, people, queries, rollup
 from jiesu.stats.evaluation import DEFAULT_RULES
 from jiesu.stats.indicators import MEASURES, Filter, GroupBy
 
@@ -143,7 +143,8 @@ def test_every_rate_has_a_numerator_and_a_denominator() -> None:
         ({Filter.CATEGORY: "garbage", Filter.CHANNEL: "app"}, rollup.GRAIN_CLASS),
         ({Filter.GRID: "G-QH-01-01-1"}, rollup.GRAIN_PLACE),
         ({Filter.LEVEL: "village", Filter.CATEGORY: "garbage"}, rollup.GRAIN_LEVEL),
-        ({Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"}, rollup.GRAIN_DETAIL),
+        ({Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"}, rollup.GRAIN_DEPARTMENT_CLASS),
+        ({Filter.DEPARTMENT: "water", Filter.GRID: "G-QH-01-01-1"}, rollup.GRAIN_DETAIL),
     ],
 )
 def test_the_coarsest_sufficient_grain_is_read(filters: dict, grain: int) -> None:
@@ -205,11 +206,18 @@ async def test_filters(
     ],
 )
 @pytest.mark.parametrize("group_by", list(GroupBy))
+# whole months (by month: the month rows), and March cut at its 5th (by month: its days)
+@pytest.mark.parametrize("start", [date(2001, 2, 1), MON])
 async def test_rollup_equals_the_raw_rows(
-    pool: asyncpg.Pool, settings: Settings, march: None, filters: dict, group_by: GroupBy
+    pool: asyncpg.Pool,
+    settings: Settings,
+    march: None,
+    filters: dict,
+    group_by: GroupBy,
+    start: date,
 ) -> None:
     await rollup.ensure_fresh(pool, settings.timezone)
-    query = queries.IndicatorQuery(date(2001, 2, 1), date(2001, 4, 30), group_by, filters)
+    query = queries.IndicatorQuery(start, date(2001, 4, 30), group_by, filters)
     summed = await queries.measure_sums(pool, query)
     raw = await queries.measure_sums(pool, query, timezone=settings.timezone)
     assert summed == raw and summed
@@ -444,13 +452,24 @@ async def test_generated_cases_rollup_equals_raw(database_url: str, settings: Se
             {Filter.CATEGORY: "garbage", Filter.CHANNEL: "hotline"},
             {Filter.GRID: "G-GX-01-01-1"},
             {Filter.DEPARTMENT: "water", Filter.URGENCY: "urgent"},
+            {Filter.DEPARTMENT: "urban-management", Filter.CATEGORY: "street_vendor"},
+            {Filter.LEVEL: "township", Filter.CHANNEL: "wechat"},
         ):  # fmt: skip
-            query_ = queries.IndicatorQuery(date(2004, 5, 1), date(2004, 6, 30),
-                                            GroupBy.WEEK, filters)  # fmt: skip
-            summed = await queries.measure_sums(pool, query_)
-            assert summed == await queries.measure_sums(
-                pool, query_, timezone=settings.timezone
-            ), filters
+            # by month: June from the month rows, May's last three weeks from the days
+            for group_by, start in ((GroupBy.WEEK, date(2004, 5, 1)),
+                                    (GroupBy.MONTH, date(2004, 5, 10))):  # fmt: skip
+                query_ = queries.IndicatorQuery(start, date(2004, 6, 30), group_by, filters)
+                summed = await queries.measure_sums(pool, query_)
+                assert summed == await queries.measure_sums(
+                    pool, query_, timezone=settings.timezone
+                ), (filters, group_by)
+        for department in ("urban-management", None):  # people: June by month, May by day
+            figures = await people.people(pool, date(2004, 5, 10), plan.end, department)
+            assert figures == await people.from_handlings(
+                pool, date(2004, 5, 10), plan.end, settings.timezone, department
+            )
+            assert any(p["handled"] for u in figures for p in u["people"])
+        assert any(p["returns"] for u in figures for p in u["people"])  # returners, everyone
         totals = (await queries.indicators(
             pool, queries.IndicatorQuery(plan.end - timedelta(days=59), plan.end)
         ))["totals"]  # fmt: skip

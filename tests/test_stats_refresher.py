@@ -12,16 +12,19 @@ from typing import Any
 
 import asyncpg
 import httpx
-from helpers import SUPERVISOR, eventually
+from helpers import SUPERVISOR, auth, eventually
 from statcases import case_row, insert_cases, local
 
 from jiesu.config import Settings
+from jiesu.ops.demo_data import demo_key
 from jiesu.stats import queries, rollup
+from jiesu.stats.answers import Answers
 from jiesu.stats.refresher import RollupRefresher
 
 DAY = date(2003, 7, 1)
 ONE_DAY = {"from": str(DAY), "to": str(DAY), "group_by": "day"}
 STATE = "SELECT refreshed_at, seen_updated_at FROM case_stats_refresh"
+ADMIN = auth(demo_key("demo-admin"))
 
 
 async def _indicators(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
@@ -59,6 +62,37 @@ async def test_a_request_never_refreshes_the_rollup(
     # Answered from the rollup as it stands, and says so: the new case is not counted yet.
     assert body["totals"]["received"] == counted
     assert _as_of(body) == _as_of(ranking) == as_of
+    assert tuple(await pool.fetchrow(STATE)) == state  # no refresh was made by the requests
+
+
+async def test_no_statistics_endpoint_refreshes(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Every statistics answer (API and console, JSON and CSV) reads the rollups as they
+    stand, with a change waiting: none of them refreshes, none waits for a rebuild."""
+    await _new_case(pool)
+    await rollup.ensure_fresh(pool, settings.timezone)
+    await _new_case(pool)  # a change the rollups have not seen yet
+    state = tuple(await pool.fetchrow(STATE))
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    signed = await browser.post(
+        "/console/login", data={"login": "supervisor", "password": "supervisor-demo-pass"}
+    )
+    assert signed.status_code == 303, signed.text
+    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+    for path, params in [
+        ("/api/v1/stats/indicators", ONE_DAY),
+        ("/api/v1/stats/indicators", {**ONE_DAY, "group_by": "month", "level": "county"}),
+        ("/api/v1/stats/indicators", {**ONE_DAY, "format": "csv"}),
+        ("/api/v1/stats/ranking", ONE_DAY),
+        ("/api/v1/stats/ranking", {**ONE_DAY, "format": "csv"}),
+        ("/api/v1/stats/people", ONE_DAY),
+        ("/api/v1/reports", {}),
+    ]:
+        response = await api.get(path, params=params, headers=SUPERVISOR)
+        assert response.status_code == 200, (path, response.text)
+    assert (await browser.get("/console/figures")).status_code == 200
+    await browser.aclose()
     assert tuple(await pool.fetchrow(STATE)) == state  # no refresh was made by the requests
 
 
@@ -167,7 +201,7 @@ async def test_ranking_reads_whole_months_and_the_days_around_them(
     await insert_cases(pool, [case_row(local(d), department_id="market") for d in days])
     await rollup.ensure_fresh(pool, settings.timezone)
     start, end = date(2005, 1, 10), date(2005, 4, 1)
-    assert queries.whole_months(start, end) == (date(2005, 2, 1), date(2005, 4, 1))
+    assert rollup.whole_months(start, end) == (date(2005, 2, 1), date(2005, 4, 1))
 
     async def market() -> int:
         ranked = await queries.ranking(pool, start, end, min_cases=0)
@@ -185,3 +219,66 @@ async def test_ranking_reads_whole_months_and_the_days_around_them(
     await insert_cases(pool, [case_row(local(date(2005, 2, 14)), department_id="market")])
     await rollup.ensure_fresh(pool, settings.timezone)
     assert await market() == 6
+
+
+# --- answers kept until the figures move (jiesu.stats.answers) --------------------------------
+
+
+async def test_a_kept_answer_lasts_until_what_it_is_made_of_changes(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Equal requests between two refreshes are answered once; a refresh, a new
+    accountability record, new scoring rules or a renamed department make the next request
+    compute afresh (each would otherwise show in an answer that claims to be current)."""
+    day = date(2007, 3, 6)
+    one_day = {"from": str(day), "to": str(day), "min_cases": "0"}
+    answers: Answers = api._transport.app.state.stat_answers  # type: ignore[attr-defined]
+
+    async def market() -> dict[str, Any]:
+        response = await api.get("/api/v1/stats/ranking", params=one_day, headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        return next(e for e in response.json()["entries"] if e["department_id"] == "market")
+
+    await insert_cases(pool, [case_row(local(day), department_id="market")])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    assert (await market())["received"] == 1
+    hits = answers.hits
+    assert (await market())["received"] == 1 and answers.hits == hits + 1  # kept
+    await insert_cases(pool, [case_row(local(day), department_id="market")])
+    assert (await market())["received"] == 1  # not refreshed yet: the kept answer is right
+    await rollup.ensure_fresh(pool, settings.timezone)
+    assert (await market())["received"] == 2
+    await pool.execute(
+        "INSERT INTO accountability_records (case_id, seq, department_id, recorded_at)"
+        " VALUES ('kept-answer', 1, 'market', $1)",
+        local(day, 12),
+    )
+    assert (await market())["accountability_records"] == 1
+    name = await pool.fetchval("SELECT name FROM departments WHERE id = 'market'")
+    try:
+        await pool.execute("UPDATE departments SET name = 'renamed' WHERE id = 'market'")
+        assert (await market())["department_name"] == "renamed"
+    finally:
+        await pool.execute("UPDATE departments SET name = $1 WHERE id = 'market'", name)
+    before = (await market())["score"]
+    rules = (await api.get("/api/v1/stats/scoring-rules", headers=SUPERVISOR)).json()
+    try:
+        changed = {**rules, "accountability_points": rules["accountability_points"] - 1}
+        saved = await api.put("/api/v1/stats/scoring-rules", json=changed, headers=ADMIN)
+        assert saved.status_code == 200, saved.text
+        assert (await market())["score"] == before - 1  # one record, one point more off
+    finally:
+        await api.put("/api/v1/stats/scoring-rules", json=rules, headers=ADMIN)
+
+
+async def test_nothing_is_kept_before_the_first_build(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    answers: Answers = api._transport.app.state.stat_answers  # type: ignore[attr-defined]
+    await pool.execute("DELETE FROM case_stats_refresh")
+    try:
+        kept = len(answers._kept)
+        assert (await _indicators(api))["as_of"] is None
+        assert len(answers._kept) == kept
+    finally:
+        await rollup.ensure_fresh(pool, settings.timezone)

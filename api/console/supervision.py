@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.console.web import page, require_roles
-from api.deps import AppSettings, Pool
+from api.deps import AppSettings, Pool, StatAnswers
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql
 from jiesu.readmodel import oversight
-from jiesu.stats import queries, rollup
+from jiesu.stats import answers as stat_answers
+from jiesu.stats import queries
 from jiesu.stats.indicators import INDICATORS
 
 router = APIRouter()
@@ -72,14 +73,16 @@ def _chart_data(table: dict[str, Any], ranking: dict[str, Any]) -> dict[str, Any
 
 @router.get("/figures", response_class=HTMLResponse)
 async def figures(
-    request: Request, pool: Pool, settings: AppSettings, session: Overseer
+    request: Request, pool: Pool, settings: AppSettings, answers: StatAnswers, session: Overseer
 ) -> Response:
     """统计指标 and 考评排名 of the last 30 days (local days), as charts and as tables."""
     end = datetime.now(ZoneInfo(settings.timezone)).date()
     start = end - timedelta(days=FIGURE_DAYS - 1)
-    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
-    table = await queries.indicators(pool, queries.IndicatorQuery(start, end))
-    ranking = await queries.ranking(pool, start, end)
+    # read only, never a refresh; kept until the figures move (jiesu.stats.answers)
+    as_of, table = await stat_answers.indicators(
+        pool, answers, settings.timezone, queries.IndicatorQuery(start, end)
+    )
+    _, ranking = await stat_answers.ranking(pool, answers, settings.timezone, start, end)
     context = {
         "session": session, "start": start, "end": end, "as_of": as_of,
         "indicators": INDICATORS, "totals": table["totals"], "ranking": ranking["entries"],

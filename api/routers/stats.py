@@ -20,10 +20,20 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from api.deps import Admin, AppSettings, Overseer, Pool, Supervisor, Temporal, Viewer
+from api.deps import (
+    Admin,
+    AppSettings,
+    Overseer,
+    Pool,
+    StatAnswers,
+    Supervisor,
+    Temporal,
+    Viewer,
+)
 from api.errors import ApiError, ErrorResponse
 from jiesu.case.domain import Channel, Day, Line, Role, Urgency
-from jiesu.stats import people, queries, rollup
+from jiesu.stats import answers as stat_answers
+from jiesu.stats import queries
 from jiesu.stats.evaluation import ScoringRules
 from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
 from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
@@ -167,6 +177,7 @@ class PeopleFigures(BaseModel):
     date_from: date = Field(alias="from")
     date_to: date = Field(alias="to")
     units: list[UnitPeople]
+    as_of: datetime | None = Field(default=None, description=AS_OF)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -275,6 +286,7 @@ async def get_indicators(
     principal: Viewer,
     pool: Pool,
     settings: AppSettings,
+    answers: StatAnswers,
     date_from: Annotated[
         Day | None, Query(alias="from", description="First day (local); default: 30 days ago")
     ] = None,
@@ -304,9 +316,8 @@ async def get_indicators(
         Filter.CHANNEL: channel, Filter.LEVEL: level, Filter.URGENCY: urgency,
     }  # fmt: skip
     filters = {f: str(v) for f, v in given.items() if v is not None}
-    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
     query = queries.IndicatorQuery(start, end, group_by, filters)
-    table = await queries.indicators(pool, query)
+    as_of, table = await stat_answers.indicators(pool, answers, settings.timezone, query)
     if _wants_csv(request, format_):
         return _csv_response(indicator_rows(table), f"indicators-{start}-{end}.csv")
     return {
@@ -326,6 +337,7 @@ async def get_people(
     principal: Viewer,
     pool: Pool,
     settings: AppSettings,
+    answers: StatAnswers,
     date_from: Annotated[Day | None, Query(alias="from")] = None,
     date_to: Annotated[Day | None, Query(alias="to")] = None,
     department_id: FilterValue = None,
@@ -335,8 +347,10 @@ async def get_people(
             raise ApiError(403, "forbidden", "you can see only your own department's figures")
         department_id = principal.department_id
     start, end = _period(date_from, date_to, settings.timezone)
-    units = await people.people(pool, start, end, settings.timezone, department_id)
-    return {"from": start, "to": end, "units": units}
+    as_of, units = await stat_answers.people(
+        pool, answers, settings.timezone, start, end, department_id
+    )
+    return {"from": start, "to": end, "as_of": as_of, "units": units}
 
 
 # --- evaluation (考评) -------------------------------------------------------------------------
@@ -354,6 +368,7 @@ async def get_ranking(
     principal: Overseer,
     pool: Pool,
     settings: AppSettings,
+    answers: StatAnswers,
     date_from: Annotated[Day | None, Query(alias="from")] = None,
     date_to: Annotated[Day | None, Query(alias="to")] = None,
     level: Annotated[Level | None, Query(description="Rank departments of one level")] = None,
@@ -363,9 +378,8 @@ async def get_ranking(
     format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
     start, end = _period(date_from, date_to, settings.timezone)
-    as_of = await rollup.as_of(pool, settings.timezone)  # read only: never a refresh
-    result = await queries.ranking(
-        pool, start, end, level=level, min_cases=min_cases, timezone=settings.timezone
+    as_of, result = await stat_answers.ranking(
+        pool, answers, settings.timezone, start, end, level, min_cases
     )
     if _wants_csv(request, format_):
         return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")

@@ -9,16 +9,24 @@ actor's name: the staff login for a person in a session, the key's name for an A
 
 The conditions are the indicator measures of jiesu/stats/indicators.py, applied to handling
 rows: one definition of "on time" and "satisfied" for units and people alike.
+
+Requests read the people rollup (jiesu/stats/people_rollup.py), refreshed in the background
+with the daily rollup, so the figures are as of its ``as_of``; ``from_handlings`` computes the
+same figures from the handlings and events themselves (the tests' and benchmark's cross-check).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
 import asyncpg
 
 from jiesu.stats.indicators import FINISHED_ON_TIME, RATED, SATISFIED, ratio
+from jiesu.stats.people_rollup import DAY_GRAIN, PEOPLE_SUMS
+from jiesu.stats.queries import Args
+from jiesu.stats.rollup import covering_rows
 
 # The handlings of cases received in [$1, $2] (local days in time zone $3), as rows `c` with
 # the case's status and the handling's columns; $4: one department or all.
@@ -52,7 +60,7 @@ GROUP BY 1, 2
 """
 
 
-def _figures(row: asyncpg.Record | dict[str, int], returns: int) -> dict[str, Any]:
+def _figures(row: Mapping[str, Any], returns: int) -> dict[str, Any]:
     return {
         "handled": row["handled"],
         "on_time_rate": {"numerator": row["on_time"], "denominator": row["handled"],
@@ -66,22 +74,63 @@ def _figures(row: asyncpg.Record | dict[str, int], returns: int) -> dict[str, An
 _NOTHING = {"handled": 0, "on_time": 0, "rated": 0, "satisfied": 0}
 
 
+def rollup_sql(start: date, end: date, department_id: str | None) -> tuple[str, list[Any]]:
+    """Unit (whole_unit) and person rows from the people rollup: whole months from its month
+    rows, the other days from its day rows."""
+    arg = Args()
+    rows = covering_rows("case_people_stats", DAY_GRAIN, start, end, arg, months=True)
+    sums = ", ".join(f"sum(s.{m})::int AS {m}" for m in PEOPLE_SUMS)
+    department = arg(department_id)
+    sql = f"""
+SELECT s.department_id, d.name AS department_name, s.person,
+    GROUPING(s.person) = 1 AS whole_unit, {sums}
+FROM ({rows}) s LEFT JOIN departments d ON d.id = s.department_id
+WHERE {department}::text IS NULL OR s.department_id = {department}
+GROUP BY GROUPING SETS ((s.department_id, d.name), (s.department_id, d.name, s.person))
+"""
+    return sql, arg.values
+
+
 async def people(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    start: date,
+    end: date,
+    department_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per department that held cases received in [start, end]: the unit's figures (all its
+    handlings) and each person's (who replied or returned), people by cases handled; from the
+    people rollup as it stands (never refreshed here)."""
+    sql, args = rollup_sql(start, end, department_id)
+    rows = await conn.fetch(sql, *args)
+    returns = {
+        (r["department_id"], r["person"]): r["returns"]
+        for r in rows
+        if not r["whole_unit"] and r["person"] is not None and r["returns"]
+    }
+    return _units(rows, returns)
+
+
+async def from_handlings(
     conn: asyncpg.Connection | asyncpg.Pool,
     start: date,
     end: date,
     timezone: str,
     department_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per department that held cases received in [start, end]: the unit's figures (all its
-    handlings) and each person's (who replied or returned), people by cases handled."""
+    """``people``, computed from the handlings and events themselves (no rollup)."""
     args = (start, end, timezone, department_id)
     returns = {
         (r["department_id"], r["person"]): int(r["returns"])
         for r in await conn.fetch(_RETURNS, *args)
     }
+    return _units(await conn.fetch(_FIGURES, *args), returns)
+
+
+def _units(
+    rows: Iterable[Mapping[str, Any]], returns: dict[tuple[str, str], int]
+) -> list[dict[str, Any]]:
     units: dict[str, dict[str, Any]] = {}
-    for r in await conn.fetch(_FIGURES, *args):
+    for r in rows:
         dept = r["department_id"]
         unit = units.setdefault(dept, {"department_id": dept,
                                        "department_name": r["department_name"], "people": []})

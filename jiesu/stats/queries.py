@@ -17,11 +17,12 @@ from jiesu.stats.reports import ReportKind, ReportSummary
 from jiesu.stats.rollup import (
     GRAIN_CLASS,
     GRAIN_DEPARTMENT,
-    GRAIN_DEPARTMENT_MONTH,
     GRAIN_PLACE,
     MEASURE_NAMES,
+    MONTHLY_GRAINS,
     attributed,
     choose_grain,
+    covering_rows,
     handling_rows,
     measure_select,
     refresh,
@@ -75,7 +76,9 @@ class IndicatorQuery:
         return self.filters or {}
 
 
-class _Args:
+class Args:
+    """The arguments of a query being built: ``arg(value)`` adds one, returns its $n."""
+
     def __init__(self, *initial: Any) -> None:
         self.values: list[Any] = list(initial)
 
@@ -84,16 +87,23 @@ class _Args:
         return f"${len(self.values)}"
 
 
+def grain_rows(grain: int, start: date, end: date, arg: Args, by_month: bool = True) -> str:
+    """The rows of ``grain`` that cover the days [start, end] (by month when it has months)."""
+    months = by_month and grain in MONTHLY_GRAINS
+    return covering_rows("case_daily_stats", grain, start, end, arg, months=months)
+
+
 def rollup_sql(query: IndicatorQuery) -> tuple[str, list[Any]]:
-    """Per-period measure sums from case_daily_stats, at the grain the filters need."""
+    """Per-period measure sums from case_daily_stats, at the grain the filters need; by month,
+    whole months are read from the month grain (a month row's day is its first day)."""
     grain = choose_grain(query.equal)
-    arg = _Args()
-    where = [f"grain = {grain}", f"day >= {arg(query.start)}", f"day <= {arg(query.end)}"]
-    where += [f"{f.value} = {arg(v)}" for f, v in query.equal.items()]
+    arg = Args()
+    rows = grain_rows(grain, query.start, query.end, arg, query.group_by is GroupBy.MONTH)
+    where = [f"{f.value} = {arg(v)}" for f, v in query.equal.items()] or ["true"]
     bucket = _BUCKETS[query.group_by].format(day="day")
     sums = ", ".join(f"sum({m})::bigint AS {m}" for m in MEASURE_NAMES)
     sql = (
-        f"SELECT {bucket} AS period, {sums} FROM case_daily_stats"
+        f"SELECT {bucket} AS period, {sums} FROM ({rows}) s"
         f" WHERE {' AND '.join(where)} GROUP BY period ORDER BY period"
     )
     return sql, arg.values
@@ -102,7 +112,7 @@ def rollup_sql(query: IndicatorQuery) -> tuple[str, list[Any]]:
 def baseline_sql(query: IndicatorQuery, timezone: str) -> tuple[str, list[Any]]:
     """The same figures computed straight from the raw ``cases`` rows (the benchmark's
     baseline and the tests' cross-check); department figures from the handlings."""
-    arg = _Args(timezone)
+    arg = Args(timezone)
     day = "(c.received_at AT TIME ZONE $1)::date"
     where = [
         f"c.received_at >= ({arg(query.start)}::date::timestamp AT TIME ZONE $1)",
@@ -143,7 +153,9 @@ def indicator_table(query: IndicatorQuery, sums: dict[date, dict[str, int]]) -> 
     return {"totals": evaluate(totals), "periods": periods}
 
 
-async def indicators(pool: asyncpg.Pool, query: IndicatorQuery) -> dict[str, Any]:
+async def indicators(
+    pool: asyncpg.Connection | asyncpg.Pool, query: IndicatorQuery
+) -> dict[str, Any]:
     return indicator_table(query, await measure_sums(pool, query))
 
 
@@ -168,34 +180,21 @@ async def save_rules(pool: asyncpg.Pool, rules: ScoringRules, by: str) -> None:
     )
 
 
-# The whole months [$4, $5) of the period from the month grain, its other days from the day
-# grain: a year sums ~12 rows per department instead of ~365.
-_RANKING = f"""
-SELECT s.department_id, d.name, d.level, {{sums}}
-FROM (
-    SELECT * FROM case_daily_stats
-    WHERE grain = {GRAIN_DEPARTMENT_MONTH} AND day >= $4 AND day < $5
-    UNION ALL
-    SELECT * FROM case_daily_stats
-    WHERE grain = {GRAIN_DEPARTMENT} AND day >= $1 AND day <= $2 AND NOT (day >= $4 AND day < $5)
-) s JOIN departments d ON d.id = s.department_id
-WHERE d.level <> 'centre' AND ($3::text IS NULL OR d.level = $3)
+# The departments' sums over a period (its whole months from the month grain, jiesu.stats.rollup),
+# less the centre; {level}: one level or all.
+_RANKING = """
+SELECT s.department_id, d.name, d.level, {sums}
+FROM ({rows}) s JOIN departments d ON d.id = s.department_id
+WHERE d.level <> 'centre' AND ({level}::text IS NULL OR d.level = {level})
 GROUP BY s.department_id, d.name, d.level
 """
 
 
-def whole_months(start: date, end: date) -> tuple[date, date]:
-    """[first, stop): the calendar months lying wholly inside [start, end]; first == stop when
-    there is none."""
-    first = start if start.day == 1 else _next_month(start)
-    stop = end.replace(day=1)
-    if _next_month(end) == end + timedelta(days=1):  # end is a month's last day
-        stop = _next_month(end)
-    return (first, stop) if first < stop else (start, start)
-
-
-def _next_month(day: date) -> date:
-    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+def ranking_sql(start: date, end: date, level: str | None) -> tuple[str, list[Any]]:
+    arg = Args()
+    rows = grain_rows(GRAIN_DEPARTMENT, start, end, arg)
+    sums = ", ".join(f"sum(s.{m})::bigint AS {m}" for m in MEASURE_NAMES)
+    return _RANKING.format(sums=sums, rows=rows, level=arg(level)), arg.values
 
 
 # 问责 records per department, dated (local days) in [$1, $2]
@@ -221,9 +220,8 @@ async def ranking(
     its accountability records of the period."""
     rules = rules or await load_rules(conn)
     minimum = rules.min_cases if min_cases is None else min_cases
-    sums = ", ".join(f"sum(s.{m})::bigint AS {m}" for m in MEASURE_NAMES)
-    rows = await conn.fetch(_RANKING.format(sums=sums), start, end, level,
-                            *whole_months(start, end))  # fmt: skip
+    sql, args = ranking_sql(start, end, level)
+    rows = await conn.fetch(sql, *args)
     accountable = {
         r["department_id"]: r["n"] for r in await conn.fetch(_ACCOUNTABILITY, start, end, timezone)
     }

@@ -1,8 +1,9 @@
 """The daily rollup (``case_daily_stats``) and its refresh.
 
-The rollup holds, per local day of receipt and at six grains (see
-jiesu/migrations/0002_statistics.sql and 0014_fair_attribution.sql), the sum of every measure
-in jiesu.stats.indicators.MEASURES, and department × month sums; the grains with a department
+The rollup holds, per local day of receipt and at seven grains (see
+jiesu/migrations/0002_statistics.sql, 0014_fair_attribution.sql and 0019_rollup_grains.sql),
+the sum of every measure in jiesu.stats.indicators.MEASURES, and per calendar month at the
+grains read without an index (MONTHLY_GRAINS); the grains with a department
 count handlings (fair attribution, jiesu.stats.attribution), the others cases. It is
 refreshed incrementally: the days of the cases changed (``cases.updated_at``) since the
 previous refresh, minus a safety margin for transactions that committed late, are recomputed
@@ -14,13 +15,16 @@ refreshes before it takes a snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
+from jiesu.stats import people_rollup
 from jiesu.stats.indicators import MEASURES, Filter
+from jiesu.stats.people_rollup import MONTH
 
 _REFRESH_LOCK = 0x4A535453  # "JSTS"
 REFRESH_MARGIN = timedelta(seconds=30)
@@ -35,10 +39,10 @@ _DEPARTMENT_DIMENSIONS = frozenset({"department_id", "level"})
 # each department that held it saw it, jiesu.stats.attribution: fair attribution); the others
 # count cases, once each.
 GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS, GRAIN_DETAIL = 0, 1, 2, 3
-# Department × calendar month (``day`` = the month's first day), summed from GRAIN_DEPARTMENT
-# by every refresh: what a long ranking reads for its whole months (jiesu.stats.queries).
-GRAIN_DEPARTMENT_MONTH = 4
 GRAIN_PLACE, GRAIN_LEVEL = 5, 6
+# Department × class without the grid (migration 0019): a department's figures for a category,
+# channel or urgency read ~100 rows a day instead of the detail grain's ~500 (one per grid).
+GRAIN_DEPARTMENT_CLASS = 7
 _CASE_GRAINS: dict[int, tuple[str, ...]] = {
     GRAIN_TOTAL: (),
     GRAIN_CLASS: ("category_id", "channel", "urgency"),
@@ -47,8 +51,48 @@ _CASE_GRAINS: dict[int, tuple[str, ...]] = {
 _HANDLING_GRAINS: dict[int, tuple[str, ...]] = {
     GRAIN_DEPARTMENT: ("department_id", "level"),
     GRAIN_LEVEL: ("level", "category_id", "channel", "urgency"),
+    GRAIN_DEPARTMENT_CLASS: ("department_id", "level", "category_id", "channel", "urgency"),
     GRAIN_DETAIL: _DIMENSIONS,
 }
+
+# Calendar-month rows (``day`` = the month's first day) of the day grains read without an
+# index on their filter (migrations 0012, 0019): grain g's months are grain g + MONTH, summed
+# from its days by every refresh. A query by month, and the ranking, read the whole months of
+# their period from them and the days of the partial months at its ends from the day grain:
+# a year is ~12 rows per key instead of ~365. The grid grains are not kept by month: a grid's
+# rows are found by index, and one per grid and month would be nearly as many as by day.
+MONTHLY_GRAINS = (GRAIN_TOTAL, GRAIN_DEPARTMENT, GRAIN_CLASS, GRAIN_LEVEL)
+GRAIN_DEPARTMENT_MONTH = GRAIN_DEPARTMENT + MONTH
+
+
+def whole_months(start: date, end: date) -> tuple[date, date]:
+    """[first, stop): the calendar months lying wholly inside [start, end]; first == stop when
+    there is none."""
+    first = start if start.day == 1 else _next_month(start)
+    stop = end.replace(day=1)
+    if _next_month(end) == end + timedelta(days=1):  # end is a month's last day
+        stop = _next_month(end)
+    return (first, stop) if first < stop else (start, start)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def covering_rows(
+    table: str, grain: int, start: date, end: date, arg: Callable[[Any], str], *, months: bool
+) -> str:
+    """The rows of a day ``grain`` of ``table`` that cover the days [start, end]: with
+    ``months``, the whole calendar months from its month grain (grain + MONTH) and only the
+    other days from the day rows. ``arg`` adds a query argument and returns its placeholder."""
+    day_rows = f"grain = {grain} AND day >= {arg(start)} AND day <= {arg(end)}"
+    if not months:
+        return f"SELECT * FROM {table} WHERE {day_rows}"
+    first, stop = (arg(d) for d in whole_months(start, end))
+    return f"""
+    SELECT * FROM {table} WHERE grain = {grain + MONTH} AND day >= {first} AND day < {stop}
+    UNION ALL
+    SELECT * FROM {table} WHERE {day_rows} AND NOT (day >= {first} AND day < {stop})"""
 
 
 def _grouping_mask(grouped: tuple[str, ...], dims: tuple[str, ...]) -> int:
@@ -131,46 +175,57 @@ def _rebuild(where: str = "") -> list[str]:
     ]
 
 
-_REBUILD = _rebuild()
 # $2: the days to recompute; each day's cases are found through cases_received.
-_REBUILD_DAYS = _rebuild(
+_DAYS = (
     "JOIN unnest($2::date[]) AS dd(d) ON c.received_at >= (dd.d::timestamp AT TIME ZONE $1)"
     " AND c.received_at < ((dd.d + 1)::timestamp AT TIME ZONE $1)"
 )
+_REBUILD = [*_rebuild(), people_rollup.days_insert("")]
+_REBUILD_DAYS = [*_rebuild(_DAYS), people_rollup.days_insert(_DAYS)]
 
 
 def _months_insert(where: str) -> str:
     sums = ", ".join(f"sum(s.{m})" for m in MEASURE_NAMES)
     return f"""
-INSERT INTO case_daily_stats (grain, day, department_id, level, {", ".join(MEASURE_NAMES)})
-SELECT {GRAIN_DEPARTMENT_MONTH}, date_trunc('month', s.day)::date, s.department_id, s.level,
-    {sums}
-FROM case_daily_stats s {where}
-GROUP BY 2, 3, 4
+INSERT INTO case_daily_stats (grain, day, {", ".join(_DIMENSIONS)}, {", ".join(MEASURE_NAMES)})
+SELECT s.grain + {MONTH}, date_trunc('month', s.day)::date,
+    {", ".join(f"s.{d}" for d in _DIMENSIONS)}, {sums}
+FROM case_daily_stats s {where} AND s.grain IN ({", ".join(map(str, MONTHLY_GRAINS))})
+GROUP BY 1, 2, {", ".join(str(3 + i) for i in range(len(_DIMENSIONS)))}
 """
 
 
-_MONTHS_ALL = _months_insert(f"WHERE s.grain = {GRAIN_DEPARTMENT}")
+_MONTH_ROWS = f"grain >= {MONTH}"
+_MONTHS_ALL = _months_insert("WHERE true")
 # $1: the months (their first days) to recompute.
 _MONTHS_SOME = _months_insert(
     "JOIN unnest($1::date[]) AS m(first) ON s.day >= m.first"
-    " AND s.day < (m.first + interval '1 month')::date"
-    f" WHERE s.grain = {GRAIN_DEPARTMENT}"
+    " AND s.day < (m.first + interval '1 month')::date WHERE true"
 )
+
+
+_PEOPLE_MONTHS_ALL = people_rollup.months_insert("WHERE true")
+_PEOPLE_MONTHS_SOME = people_rollup.months_insert(
+    "JOIN unnest($1::date[]) AS m(first) ON s.day >= m.first"
+    " AND s.day < (m.first + interval '1 month')::date WHERE true"
+)
+_PEOPLE_MONTH_ROWS = f"grain = {people_rollup.MONTH_GRAIN}"
 
 
 async def _refresh_months(conn: asyncpg.Connection, days: list[date] | None) -> None:
     """Recompute the month rows of the months of ``days`` (all months when None)."""
     if days is None:
-        await conn.execute(f"DELETE FROM case_daily_stats WHERE grain = {GRAIN_DEPARTMENT_MONTH}")
+        await conn.execute(f"DELETE FROM case_daily_stats WHERE {_MONTH_ROWS}")
+        await conn.execute(f"DELETE FROM case_people_stats WHERE {_PEOPLE_MONTH_ROWS}")
         await conn.execute(_MONTHS_ALL)
+        await conn.execute(_PEOPLE_MONTHS_ALL)
         return
     months = sorted({d.replace(day=1) for d in days})
-    await conn.execute(
-        f"DELETE FROM case_daily_stats WHERE grain = {GRAIN_DEPARTMENT_MONTH} AND day = ANY($1)",
-        months,
-    )
+    for table, rows in (("case_daily_stats", _MONTH_ROWS),
+                        ("case_people_stats", _PEOPLE_MONTH_ROWS)):  # fmt: skip
+        await conn.execute(f"DELETE FROM {table} WHERE {rows} AND day = ANY($1)", months)
     await conn.execute(_MONTHS_SOME, months)
+    await conn.execute(_PEOPLE_MONTHS_SOME, months)
 
 
 @dataclass(frozen=True)
@@ -207,6 +262,7 @@ async def _refresh(
         started: datetime = await conn.fetchval("SELECT now()")
         if full or state is None or state["timezone"] != timezone:
             await conn.execute("DELETE FROM case_daily_stats")
+            await conn.execute("DELETE FROM case_people_stats")
             for sql in _REBUILD:
                 await conn.execute(sql, timezone)
             await _refresh_months(conn, None)
@@ -219,7 +275,10 @@ async def _refresh(
                 state["refreshed_at"] - REFRESH_MARGIN,
             )
             if days:
-                await conn.execute("DELETE FROM case_daily_stats WHERE day = ANY($1)", days)
+                for table in ("case_daily_stats", "case_people_stats"):
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE day = ANY($1) AND grain < {MONTH}", days
+                    )
                 for sql in _REBUILD_DAYS:
                     await conn.execute(sql, timezone, days)
                 await _refresh_months(conn, days)

@@ -1,0 +1,130 @@
+"""Statistics answers kept until the figures move (统计结果缓存), in each API process.
+
+Every statistics answer is a function of its request's parameters and of what it reads: the
+rollups (jiesu.stats.rollup, people_rollup), and for the ranking and the per-person figures the
+departments' names and levels, the scoring rules and the accountability records (问责). The
+rollups change only by a refresh, which moves ``as_of`` in the same transaction; the others
+are few rows, stamped here in one cheap query. So an answer computed in a snapshot is the
+answer to every equal request for as long as the stamp read in that same snapshot stays the
+same: it is kept under (request, stamp), and a refresh, a rule change, a new accountability
+record or a renamed department makes the next request compute afresh. Nothing is kept before
+the first build (``as_of`` null), and nothing here ever refreshes.
+
+Honest, not stale: the key holds ``as_of``, which every answer shows, and an answer is only
+ever served for the stamp it was computed under. What it saves is the repeated work of equal
+requests between two refreshes (a dashboard polled by many people, a ranking opened by every
+supervisor): a ranking scores and encodes ~360 departments on every request otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from jiesu.stats import people as person_figures
+from jiesu.stats import queries
+
+_STAMP = """
+SELECT (SELECT refreshed_at FROM case_stats_refresh WHERE timezone = $1) AS as_of,
+    (SELECT updated_at FROM evaluation_rules WHERE id = 'default') AS rules,
+    (SELECT count(*) || '/' || coalesce(max(recorded_at)::text, '')
+     FROM accountability_records) AS accountability,
+    (SELECT md5(string_agg(id || '/' || name || '/' || level, ',' ORDER BY id))
+     FROM departments) AS departments
+"""
+
+
+@asynccontextmanager
+async def snapshot(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """One read-only snapshot: the stamp and the figures are read as of the same instant
+    (a refresh committing in between would otherwise be in the figures, not in the stamp)."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):  # fmt: skip
+        yield conn
+
+
+async def stamp(conn: asyncpg.Connection, timezone: str) -> tuple[Any, ...]:
+    """What every statistics answer depends on besides its parameters; ``as_of`` first."""
+    return tuple(await conn.fetchrow(_STAMP, timezone))
+
+
+class Answers:
+    """A bounded least-recently-used store of answers by key."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = self.misses = 0
+
+    async def get(
+        self, key: tuple[Hashable, ...], as_of: Any, compute: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """The answer kept under ``key`` (which must hold the stamp), or ``compute()``'s,
+        kept when the rollups have been built (``as_of`` not None)."""
+        if key in self._kept:
+            self.hits += 1
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        self.misses += 1
+        answer = await compute()
+        if as_of is not None:
+            self._kept[key] = answer
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return answer
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
+# --- the answers of the statistics endpoints (API and console) --------------------------------
+
+
+async def indicators(
+    pool: asyncpg.Pool, answers: Answers, timezone: str, query: queries.IndicatorQuery
+) -> tuple[datetime | None, dict[str, Any]]:
+    """(as_of, the indicators table) from the rollup as it stands."""
+    filters = tuple(sorted((f.value, v) for f, v in query.equal.items()))
+    async with snapshot(pool) as conn:
+        stamped = await stamp(conn, timezone)
+        key = ("indicators", query.start, query.end, query.group_by, filters, stamped)
+        compute = lambda: queries.indicators(conn, query)  # noqa: E731
+        return stamped[0], await answers.get(key, stamped[0], compute)
+
+
+async def ranking(
+    pool: asyncpg.Pool,
+    answers: Answers,
+    timezone: str,
+    start: date,
+    end: date,
+    level: str | None = None,
+    min_cases: int | None = None,
+) -> tuple[datetime | None, dict[str, Any]]:
+    """(as_of, the department ranking) from the rollup as it stands."""
+    async with snapshot(pool) as conn:
+        stamped = await stamp(conn, timezone)
+        key = ("ranking", start, end, level, min_cases, stamped)
+        return stamped[0], await answers.get(key, stamped[0], lambda: queries.ranking(
+            conn, start, end, level=level, min_cases=min_cases, timezone=timezone))  # fmt: skip
+
+
+async def people(
+    pool: asyncpg.Pool,
+    answers: Answers,
+    timezone: str,
+    start: date,
+    end: date,
+    department_id: str | None = None,
+) -> tuple[datetime | None, list[dict[str, Any]]]:
+    """(as_of, the per-person figures) from the people rollup as it stands."""
+    async with snapshot(pool) as conn:
+        stamped = await stamp(conn, timezone)
+        key = ("people", start, end, department_id, stamped)
+        return stamped[0], await answers.get(key, stamped[0], lambda: person_figures.people(
+            conn, start, end, department_id))  # fmt: skip
