@@ -4,8 +4,8 @@
 --
 -- * Grain 7, department × level × category × channel × urgency (handlings, as grain 1): a
 --   department's figures for a category, channel or urgency read it instead of the detail
---   grain 3, which has a row per grid as well (~100 rows a day for the largest bureau instead
---   of ~500).
+--   grain 3, which has a row per grid as well (~50 rows a day for the largest bureau instead
+--   of ~500), found by department and category through its index.
 -- * Calendar-month rows (`day` = the month's first day) of grains 0, 1, 2 and 6 as grains 10,
 --   11, 12 and 16 (grain g + 10), summed from the day rows by every refresh. A query grouped by
 --   month and the ranking read the whole months from them. Grain 4 (department × month,
@@ -21,8 +21,8 @@ DROP INDEX IF EXISTS case_daily_stats_month;
 ALTER TABLE case_daily_stats DROP CONSTRAINT IF EXISTS case_daily_stats_grain_check;
 ALTER TABLE case_daily_stats ADD CONSTRAINT case_daily_stats_grain_check
     CHECK (grain IN (0, 1, 2, 3, 5, 6, 7, 10, 11, 12, 16));
-CREATE INDEX case_daily_stats_department_class ON case_daily_stats (department_id, day)
-    WHERE grain = 7;
+CREATE INDEX case_daily_stats_department_class
+    ON case_daily_stats (department_id, category_id, day) WHERE grain = 7;
 CREATE TABLE case_people_stats (
     grain         smallint NOT NULL CHECK (grain IN (0, 10)),
     day           date NOT NULL,

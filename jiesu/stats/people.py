@@ -75,18 +75,19 @@ _NOTHING = {"handled": 0, "on_time": 0, "rated": 0, "satisfied": 0}
 
 
 def rollup_sql(start: date, end: date, department_id: str | None) -> tuple[str, list[Any]]:
-    """Unit (whole_unit) and person rows from the people rollup: whole months from its month
-    rows, the other days from its day rows."""
+    """Per department and person (NULL: handlings nobody replied to yet), from the people
+    rollup: whole months from its month rows, the other days from its day rows. Summed by
+    hash, once; the units' totals are the sums of their rows (``people``)."""
     arg = Args()
     rows = covering_rows("case_people_stats", DAY_GRAIN, start, end, arg, months=True)
     sums = ", ".join(f"sum(s.{m})::int AS {m}" for m in PEOPLE_SUMS)
     department = arg(department_id)
     sql = f"""
-SELECT s.department_id, d.name AS department_name, s.person,
-    GROUPING(s.person) = 1 AS whole_unit, {sums}
-FROM ({rows}) s LEFT JOIN departments d ON d.id = s.department_id
-WHERE {department}::text IS NULL OR s.department_id = {department}
-GROUP BY GROUPING SETS ((s.department_id, d.name), (s.department_id, d.name, s.person))
+SELECT p.*, d.name AS department_name
+FROM (SELECT s.department_id, s.person, {sums} FROM ({rows}) s
+      WHERE {department}::text IS NULL OR s.department_id = {department}
+      GROUP BY s.department_id, s.person) p
+LEFT JOIN departments d ON d.id = p.department_id
 """
     return sql, arg.values
 
@@ -101,13 +102,21 @@ async def people(
     handlings) and each person's (who replied or returned), people by cases handled; from the
     people rollup as it stands (never refreshed here)."""
     sql, args = rollup_sql(start, end, department_id)
-    rows = await conn.fetch(sql, *args)
+    rows = [{**r, "whole_unit": False} for r in await conn.fetch(sql, *args)]
+    totals: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        unit = totals.setdefault(r["department_id"], {
+            "department_id": r["department_id"], "department_name": r["department_name"],
+            "person": None, "whole_unit": True, **dict.fromkeys(PEOPLE_SUMS, 0),
+        })  # fmt: skip
+        for m in PEOPLE_SUMS:
+            unit[m] += r[m]
     returns = {
         (r["department_id"], r["person"]): r["returns"]
         for r in rows
-        if not r["whole_unit"] and r["person"] is not None and r["returns"]
+        if r["person"] is not None and r["returns"]
     }
-    return _units(rows, returns)
+    return _units([*totals.values(), *rows], returns)
 
 
 async def from_handlings(
