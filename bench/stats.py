@@ -1,6 +1,7 @@
 """Statistics benchmark: every statistics endpoint over a read model of N generated cases.
 
     python -m bench.stats [--cases 1000000] [--repeat 40] [--changes 20] [--dsn postgresql://...]
+        [--no-rebuild]
 
 Starts its own embedded PostgreSQL (unless ``--dsn``), migrates it, loads the demo reference
 data, generates N cases over the last 365 days (bench/generator.py, COPY), rebuilds the rollup,
@@ -179,7 +180,7 @@ async def touch(pool: asyncpg.Pool, n: int, end: date) -> None:
     )
 
 
-async def prepare(dsn: str, cases: int, end: date) -> dict[str, float]:
+async def prepare(dsn: str, cases: int, end: date, rebuild: bool = True) -> dict[str, float]:
     timings: dict[str, float] = {}
     await prepare_database(dsn, demo=True)
     pool = await db.create_pool(dsn, max_size=2)
@@ -193,8 +194,11 @@ async def prepare(dsn: str, cases: int, end: date) -> dict[str, float]:
             timings["generate_and_copy_s"] = round(time.perf_counter() - start, 1)
         async with pool.acquire() as conn:
             start = time.perf_counter()
-            await rollup.refresh(conn, TZ, full=True)
-            timings["rollup_full_rebuild_s"] = round(time.perf_counter() - start, 1)
+            # a full rebuild, or (--no-rebuild, on a --dsn database measured before) what
+            # changed since the last refresh: a full rebuild only when it was never built
+            result = await rollup.refresh(conn, TZ, full=rebuild)
+            name = "rollup_full_rebuild_s" if result.full else "rollup_refresh_s"
+            timings[name] = round(time.perf_counter() - start, 1)
             await conn.execute("VACUUM ANALYZE case_daily_stats")
             await conn.execute("VACUUM ANALYZE cases")
             start = time.perf_counter()
@@ -400,7 +404,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         dsn = server.get_uri("jiesu_bench")
     try:
         print(f"Preparing {args.cases:,} cases...", flush=True)
-        prepared = await prepare(dsn, args.cases, end)
+        prepared = await prepare(dsn, args.cases, end, rebuild=not args.no_rebuild)
         print(f"  {prepared}", flush=True)
         print("Measuring...", flush=True)
         results = await measure(dsn, end, args.repeat, args.baseline_repeat, args.changes)
@@ -435,6 +439,8 @@ def main() -> None:
     parser.add_argument("--changes", type=float, default=20.0,
                         help="cases changed per second in the live phase (20)")
     parser.add_argument("--dsn", help="use this database instead of an embedded PostgreSQL")
+    parser.add_argument("--no-rebuild", action="store_true",
+                        help="reuse the rollup of a --dsn database instead of rebuilding it")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

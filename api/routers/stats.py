@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -33,7 +34,7 @@ from api.deps import (
 from api.errors import ApiError, ErrorResponse
 from jiesu.case.domain import Channel, Day, Line, Role, Urgency
 from jiesu.stats import answers as stat_answers
-from jiesu.stats import queries
+from jiesu.stats import people, queries
 from jiesu.stats.evaluation import ScoringRules
 from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
 from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
@@ -189,16 +190,37 @@ def _wants_csv(request: Request, format_: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _csv_response(rows: Iterable[Sequence[Any]], filename: str) -> Response:
+def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue()
+
+
+def _csv_response(rows: Iterable[Sequence[Any]], filename: str) -> Response:
+    return _csv_file(_csv_text(rows), filename)
+
+
+def _csv_file(text: str, filename: str) -> Response:
     return Response(
-        out.getvalue(),
+        text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _json(model: type[BaseModel], payload: dict[str, Any]) -> bytes:
+    """The body FastAPI would send for ``payload`` as ``model`` (by alias), encoded once so
+    that a kept answer (jiesu.stats.answers) is sent as it is: a ranking's ~360 departments
+    cost more to validate and encode than to compute."""
+    return model.model_validate(payload).model_dump_json(by_alias=True).encode()
+
+
+def _answer(body: str | bytes, csv_file: str | None) -> Response:
+    if csv_file is not None:
+        return _csv_file(str(body), csv_file)
+    return Response(body, media_type="application/json")
 
 
 def _today(timezone: str) -> date:
@@ -317,13 +339,20 @@ async def get_indicators(
     }  # fmt: skip
     filters = {f: str(v) for f, v in given.items() if v is not None}
     query = queries.IndicatorQuery(start, end, group_by, filters)
-    as_of, table = await stat_answers.indicators(pool, answers, settings.timezone, query)
-    if _wants_csv(request, format_):
-        return _csv_response(indicator_rows(table), f"indicators-{start}-{end}.csv")
-    return {
-        "from": start, "to": end, "group_by": group_by, "timezone": settings.timezone,
-        "filters": {f.value: v for f, v in filters.items()}, "as_of": as_of, **table,
-    }  # fmt: skip
+    csv_file = f"indicators-{start}-{end}.csv" if _wants_csv(request, format_) else None
+
+    async def render(conn: asyncpg.Connection, as_of: datetime | None) -> str | bytes:
+        table = await queries.indicators(conn, query)
+        if csv_file is not None:
+            return _csv_text(indicator_rows(table))
+        return _json(IndicatorTable, {
+            "from": start, "to": end, "group_by": group_by, "timezone": settings.timezone,
+            "filters": {f.value: v for f, v in filters.items()}, "as_of": as_of, **table,
+        })  # fmt: skip
+
+    key = ("indicators", csv_file, start, end, group_by, stat_answers.filter_key(query))
+    return _answer(await stat_answers.kept(pool, answers, settings.timezone, key, render),
+                   csv_file)  # fmt: skip
 
 
 @router.get(
@@ -347,10 +376,13 @@ async def get_people(
             raise ApiError(403, "forbidden", "you can see only your own department's figures")
         department_id = principal.department_id
     start, end = _period(date_from, date_to, settings.timezone)
-    as_of, units = await stat_answers.people(
-        pool, answers, settings.timezone, start, end, department_id
-    )
-    return {"from": start, "to": end, "as_of": as_of, "units": units}
+
+    async def render(conn: asyncpg.Connection, as_of: datetime | None) -> bytes:
+        units = await people.people(conn, start, end, department_id)
+        return _json(PeopleFigures, {"from": start, "to": end, "as_of": as_of, "units": units})
+
+    key = ("people", start, end, department_id)
+    return _answer(await stat_answers.kept(pool, answers, settings.timezone, key, render), None)
 
 
 # --- evaluation (考评) -------------------------------------------------------------------------
@@ -378,12 +410,19 @@ async def get_ranking(
     format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
     start, end = _period(date_from, date_to, settings.timezone)
-    as_of, result = await stat_answers.ranking(
-        pool, answers, settings.timezone, start, end, level, min_cases
-    )
-    if _wants_csv(request, format_):
-        return _csv_response(ranking_rows(result["entries"]), f"ranking-{start}-{end}.csv")
-    return {"from": start, "to": end, "level": level, "as_of": as_of, **result}
+    csv_file = f"ranking-{start}-{end}.csv" if _wants_csv(request, format_) else None
+
+    async def render(conn: asyncpg.Connection, as_of: datetime | None) -> str | bytes:
+        result = await queries.ranking(conn, start, end, level=level, min_cases=min_cases,
+                                       timezone=settings.timezone)  # fmt: skip
+        if csv_file is not None:
+            return _csv_text(ranking_rows(result["entries"]))
+        return _json(Ranking, {"from": start, "to": end, "level": level, "as_of": as_of,
+                               **result})  # fmt: skip
+
+    key = ("ranking", csv_file, start, end, level, min_cases)
+    return _answer(await stat_answers.kept(pool, answers, settings.timezone, key, render),
+                   csv_file)  # fmt: skip
 
 
 @router.get(

@@ -22,12 +22,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from jiesu.stats import people as person_figures
 from jiesu.stats import queries
+
+T = TypeVar("T")
 
 _STAMP = """
 SELECT (SELECT refreshed_at FROM case_stats_refresh WHERE timezone = $1) AS as_of,
@@ -85,46 +86,43 @@ class Answers:
 # --- the answers of the statistics endpoints (API and console) --------------------------------
 
 
+async def kept(
+    pool: asyncpg.Pool,
+    answers: Answers,
+    timezone: str,
+    key: tuple[Hashable, ...],
+    compute: Callable[[asyncpg.Connection, datetime | None], Awaitable[T]],
+) -> T:
+    """The answer to ``key`` (the request: endpoint, format, parameters) for the figures as
+    they stand: kept, or ``compute(conn, as_of)`` in the snapshot the stamp was read in."""
+    async with snapshot(pool) as conn:
+        stamped = await stamp(conn, timezone)
+        as_of = stamped[0]
+        return await answers.get((*key, stamped), as_of, lambda: compute(conn, as_of))
+
+
 async def indicators(
     pool: asyncpg.Pool, answers: Answers, timezone: str, query: queries.IndicatorQuery
 ) -> tuple[datetime | None, dict[str, Any]]:
     """(as_of, the indicators table) from the rollup as it stands."""
-    filters = tuple(sorted((f.value, v) for f, v in query.equal.items()))
-    async with snapshot(pool) as conn:
-        stamped = await stamp(conn, timezone)
-        key = ("indicators", query.start, query.end, query.group_by, filters, stamped)
-        compute = lambda: queries.indicators(conn, query)  # noqa: E731
-        return stamped[0], await answers.get(key, stamped[0], compute)
+
+    async def compute(conn: asyncpg.Connection, as_of: datetime | None) -> Any:
+        return as_of, await queries.indicators(conn, query)
+
+    key = ("indicators", query.start, query.end, query.group_by, filter_key(query))
+    return await kept(pool, answers, timezone, key, compute)
 
 
 async def ranking(
-    pool: asyncpg.Pool,
-    answers: Answers,
-    timezone: str,
-    start: date,
-    end: date,
-    level: str | None = None,
-    min_cases: int | None = None,
+    pool: asyncpg.Pool, answers: Answers, timezone: str, start: date, end: date
 ) -> tuple[datetime | None, dict[str, Any]]:
     """(as_of, the department ranking) from the rollup as it stands."""
-    async with snapshot(pool) as conn:
-        stamped = await stamp(conn, timezone)
-        key = ("ranking", start, end, level, min_cases, stamped)
-        return stamped[0], await answers.get(key, stamped[0], lambda: queries.ranking(
-            conn, start, end, level=level, min_cases=min_cases, timezone=timezone))  # fmt: skip
+
+    async def compute(conn: asyncpg.Connection, as_of: datetime | None) -> Any:
+        return as_of, await queries.ranking(conn, start, end, timezone=timezone)
+
+    return await kept(pool, answers, timezone, ("ranking", start, end), compute)
 
 
-async def people(
-    pool: asyncpg.Pool,
-    answers: Answers,
-    timezone: str,
-    start: date,
-    end: date,
-    department_id: str | None = None,
-) -> tuple[datetime | None, list[dict[str, Any]]]:
-    """(as_of, the per-person figures) from the people rollup as it stands."""
-    async with snapshot(pool) as conn:
-        stamped = await stamp(conn, timezone)
-        key = ("people", start, end, department_id, stamped)
-        return stamped[0], await answers.get(key, stamped[0], lambda: person_figures.people(
-            conn, start, end, department_id))  # fmt: skip
+def filter_key(query: queries.IndicatorQuery) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((f.value, v) for f, v in query.equal.items()))
