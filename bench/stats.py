@@ -229,6 +229,7 @@ async def measure(
         ):
             await _sign_in(http)  # the console's figures page wants a staff session
             print("  quiet: nothing changes", flush=True)
+            load_before = os.getloadavg()[0]
             for s in scenarios(end):
                 s.result = await _measure(http, s, repeat)
                 base = await baseline(pool, s, baseline_repeat)
@@ -236,6 +237,7 @@ async def measure(
                     s.result["baseline_raw_sql"] = summary(base)
                 results["scenarios"].append(s.result)
                 print(f"  {s.name}: {s.result}", flush=True)
+            results["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
             results["ranking_sql"] = await ranking_grains(pool, end, repeat)
             print(f"  ranking SQL alone: {results['ranking_sql']}", flush=True)
             results["live"] = await measure_live(http, pool, end, repeat, changes_per_s)
@@ -335,6 +337,7 @@ async def measure_live(
 
     print(f"  live: {changes_per_s:g} cases changed per second, background refresher every "
           f"{REFRESH_INTERVAL:g} s", flush=True)  # fmt: skip
+    load_before = os.getloadavg()[0]
     background = [asyncio.create_task(change()), asyncio.create_task(refresh())]
     out: dict[str, Any] = {"changes_per_s": changes_per_s, "refresh_interval_s": REFRESH_INTERVAL,
                            "scenarios": []}  # fmt: skip
@@ -347,6 +350,7 @@ async def measure_live(
     finally:
         stop.set()
         await asyncio.gather(*background)
+    out["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     out["refresh"] = summary(refreshes) if refreshes else None
     out["as_of_lag_s"] = {"p50": round(percentile(lags, 0.5), 1),
                           "max": round(max(lags), 1)} if lags else None  # fmt: skip
@@ -356,7 +360,8 @@ async def measure_live(
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Statistics benchmark: {results['cases']:,} cases, {results['cpus']} CPUs, "
-        f"PostgreSQL {results['postgres']}",
+        f"PostgreSQL {results['postgres']}; load average (1 min) at the start and end of the "
+        f"phase: {results.get('load_average')}",
         "",
         "| scenario | API p50 ms | API p95 ms | computed p50 ms | computed p95 ms |"
         " raw-SQL baseline p50 ms | baseline p95 ms |",
@@ -376,7 +381,8 @@ def markdown(results: dict[str, Any]) -> str:
                   f"{rs['month_grain']['p95_ms']} ms."]
     live = results["live"]
     lines += ["", f"While {live['changes_per_s']:g} cases change per second and the background "
-              f"refresher runs every {live['refresh_interval_s']:g} s (no request refreshes):", "",
+              f"refresher runs every {live['refresh_interval_s']:g} s (no request refreshes; "
+              f"load average {live.get('load_average')}):", "",
               "| scenario | API p50 ms | API p95 ms | max ms | computed p50 ms | computed p95 ms"
               " | computed max ms |", "|---|---:|---:|---:|---:|---:|---:|"]
     for s in live["scenarios"]:
