@@ -52,6 +52,7 @@ INSERT INTO case_people_stats (grain, day, department_id, person, {", ".join(PEO
 SELECT {DAY_GRAIN}, day, department_id, person, {sums}
 FROM ({_HANDLED.format(where=where)} UNION ALL {_RETURNED.format(where=where)}) x
 GROUP BY day, department_id, person
+ORDER BY day
 """
 
 
@@ -63,4 +64,5 @@ INSERT INTO case_people_stats (grain, day, department_id, person, {", ".join(PEO
 SELECT {MONTH_GRAIN}, date_trunc('month', s.day)::date, s.department_id, s.person, {sums}
 FROM case_people_stats s {where} AND s.grain = {DAY_GRAIN}
 GROUP BY 2, 3, 4
+ORDER BY 2
 """

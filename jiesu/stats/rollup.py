@@ -164,6 +164,7 @@ FROM (
     FROM ({source}) c LEFT JOIN departments d ON d.id = c.department_id
 ) c
 GROUP BY GROUPING SETS ({sets})
+ORDER BY 1, 2  -- a grain's rows of a day together on disk: a year's read touches fewer pages
 """
 
 
@@ -192,6 +193,7 @@ SELECT s.grain + {MONTH}, date_trunc('month', s.day)::date,
     {", ".join(f"s.{d}" for d in _DIMENSIONS)}, {sums}
 FROM case_daily_stats s {where} AND s.grain IN ({", ".join(map(str, MONTHLY_GRAINS))})
 GROUP BY 1, 2, {", ".join(str(3 + i) for i in range(len(_DIMENSIONS)))}
+ORDER BY 1, 2
 """
 
 
