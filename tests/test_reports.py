@@ -91,6 +91,8 @@ async def test_a_rerun_replaces_the_snapshot(
 ) -> None:  # fmt: skip
     first = await run_report(client, settings, ReportKind.WEEKLY, date(2003, 4, 2))
     assert (first.period_start, first.period_end) == (date(2003, 3, 31), date(2003, 4, 6))
+    # read (and kept, jiesu.stats.answers) before the re-run: the re-run's row is what follows
+    assert (await get_report(api, "weekly/2003-04-02")).json()["generation"] == first.generation
     await insert_cases(pool, [case_row(local(date(2003, 3, 31)), category_id="heating")])
     second = await run_report(client, settings, ReportKind.WEEKLY, date(2003, 4, 6))
     assert second.generation == first.generation + 1

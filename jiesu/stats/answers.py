@@ -57,7 +57,7 @@ async def stamp(conn: asyncpg.Connection, timezone: str) -> tuple[Any, ...]:
 class Answers:
     """A bounded least-recently-used store of answers by key."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 64) -> None:
         self.size = size
         self._kept: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = self.misses = 0

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -176,10 +177,14 @@ def _rebuild(where: str = "") -> list[str]:
     ]
 
 
-# $2: the days to recompute; each day's cases are found through cases_received.
+# $2: the days to recompute; each day's cases are found through cases_received. [$3, $4): from
+# the first day's start to the last day's end, as plain values: the planner sees how few cases
+# that is (a refresh recomputes a few recent days) and looks their handlings up by case instead
+# of scanning them all (5 s instead of ~0.1 s at 1,000,000 cases).
 _DAYS = (
     "JOIN unnest($2::date[]) AS dd(d) ON c.received_at >= (dd.d::timestamp AT TIME ZONE $1)"
     " AND c.received_at < ((dd.d + 1)::timestamp AT TIME ZONE $1)"
+    " AND c.received_at >= $3 AND c.received_at < $4"
 )
 _REBUILD = [*_rebuild(), people_rollup.days_insert("")]
 _REBUILD_DAYS = [*_rebuild(_DAYS), people_rollup.days_insert(_DAYS)]
@@ -281,8 +286,11 @@ async def _refresh(
                     await conn.execute(
                         f"DELETE FROM {table} WHERE day = ANY($1) AND grain < {MONTH}", days
                     )
-                for sql in _REBUILD_DAYS:
-                    await conn.execute(sql, timezone, days)
+                # plans for these values, not a generic plan that cannot know how few they are
+                await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                for run in _runs(days):  # a day changed long ago is a run of its own
+                    for sql in _REBUILD_DAYS:
+                        await conn.execute(sql, timezone, run, *_span(run, timezone))
                 await _refresh_months(conn, days)
             result = RefreshResult(full=False, days=len(days))
         await conn.execute(
@@ -296,6 +304,25 @@ async def _refresh(
             started,
         )
         return result
+
+
+def _runs(days: list[date]) -> list[list[date]]:
+    """The days in runs of consecutive days."""
+    runs: list[list[date]] = []
+    for day in sorted(days):
+        if runs and runs[-1][-1] + timedelta(days=1) == day:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _span(days: list[date], timezone: str) -> tuple[datetime, datetime]:
+    """[start of the first day, end of the last day) in ``timezone``."""
+    zone = ZoneInfo(timezone)
+    first, last = min(days), max(days)
+    return (datetime.combine(first, time(), zone),
+            datetime.combine(last + timedelta(days=1), time(), zone))  # fmt: skip
 
 
 async def _day_count(conn: asyncpg.Connection) -> int:
