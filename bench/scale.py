@@ -143,7 +143,13 @@ class Workers:
             i = len(self.children) + 1
             cmd = [sys.executable, "-m", "bench.scale_worker"]
             log = self.data / f"scale-worker-{i}.log"
-            self.children.append(stack.spawn(f"worker {i}", cmd, log, self.s.env, append=True))
+            # one Prometheus endpoint per address: the first worker keeps the stack's, the
+            # others run without (they died on "address already in use" before)
+            env = self.s.env if i == 1 else {**self.s.env, "JIESU_WORKER_METRICS_ADDRESS": ""}
+            self.children.append(stack.spawn(f"worker {i}", cmd, log, env, append=True))
+
+    def alive(self) -> int:
+        return sum(1 for child in self.children if child.proc.poll() is None)
 
     def rss_mib(self) -> list[float]:
         out = []
@@ -516,6 +522,9 @@ async def worker_counts(
         # Completed cases over the time until the last one finished (a lifecycle under load
         # can outlast a short window; the clients stop starting new ones at its end).
         elapsed = (max(outcome.finished_at) if outcome.finished_at else time.monotonic()) - began
+        if workers.alive() < n:  # a dead worker would make this row a smaller count's
+            raise RuntimeError(f"only {workers.alive()} of {n} workers running: see "
+                               f"{workers.data}/scale-worker-*.log")  # fmt: skip
         rows.append({"workers": n, "cases_per_s": round(len(outcome.results) / elapsed, 2),
                      "errors": outcome.errors, "error_samples": outcome.error_samples,
                      "worker_rss_mib": workers.rss_mib(),
