@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import httpx
 import pytest
 
+from api.console.admin import records
 from jiesu.admin import calendar, reference
 from jiesu.case.domain import SYSTEM_ACTOR
 
@@ -78,6 +79,12 @@ def _field_error(page: str, name: str) -> str:
     found = re.search(rf'class="field-error" role="alert" data-field="{name}">([^<]*)<', page)
     assert found is not None, f"no message next to {name!r}"
     return found[1]
+
+
+def test_every_level_and_kind_of_the_service_has_its_chinese_word() -> None:
+    level = reference.DepartmentIn.model_fields["level"].annotation
+    assert set(records.LEVELS) == set(get_args(level))
+    assert set(records.AREA_KINDS) == set(reference.PARENT_KIND)
 
 
 @pytest.mark.parametrize("login", ["operator", "supervisor", "auditor", "water-clerk"])

@@ -198,6 +198,70 @@ BAD_POSTS: list[tuple[dict[str, Any], int, str]] = [
 ]
 
 
+# The spec's example of POST Service Request (wiki.open311.org/GeoReport_v2, "Sample
+# Request"), with this installation's jurisdiction, a service code and a point in one of its
+# grids. Contact is optional in GeoReport v2: the example less its phone (an e-mail address
+# stays), and less every contact field.
+SPEC_POST = {
+    "jurisdiction_id": "QH", "service_code": "road_damage", "address_string": "1234 5th street",
+    "email": "smit222@sfgov.edu", "device_id": "tt222111", "account_id": "123456",
+    "first_name": "john", "last_name": "smith",
+    "description": "A large sinkhole is destroying the street",
+    "media_url": "http://example.com/image.jpg",
+}  # fmt: skip
+NO_CONTACT = ("email", "first_name", "last_name", "device_id", "account_id")
+
+
+async def _citizen_of(api: httpx.AsyncClient, pool: asyncpg.Pool, case_id: str) -> dict:
+    async def shown() -> dict | None:
+        r = await api.get(f"/api/v1/cases/{case_id}/content", headers=SUPERVISOR)
+        return r.json() if r.status_code == 200 else None
+
+    content = await eventually(shown, within=30)
+    sms = await pool.fetchval("SELECT count(*) FROM notifications WHERE case_id = $1"
+                              " AND channel = 'sms'", case_id)  # fmt: skip
+    return {k: content[k] for k in ("citizen_name", "citizen_phone", "citizen_email")} | {
+        "sms": sms}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_the_specs_example_is_filed_without_a_phone(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, fmt: str
+) -> None:
+    """Only the e-mail address: the case records it (and the names) and no SMS is sent."""
+    lon, lat = grid_centre("G-QH-01-01-1")
+    fields = SPEC_POST | {"lat": lat + (0.001 if fmt == "xml" else 0), "long": lon,
+                          "email": f"smit{uuid.uuid4().hex[:6]}@sfgov.edu",
+                          "address_string": f"{uuid.uuid4().int % 10000} 5th street"}  # fmt: skip
+    created = await _post(api, fmt, api_key=KEY, **fields)
+    assert created.status_code == 201, created.text
+    body = valid(created, "created_requests")
+    case_id = (body[0] if fmt == "json" else body["request"][0])["service_request_id"]
+    assert await _citizen_of(api, pool, case_id) == {
+        "citizen_name": "john smith", "citizen_phone": None, "citizen_email": fields["email"],
+        "sms": 0}
+
+
+async def test_a_request_without_any_contact_is_filed_and_not_merged_by_its_emptiness(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """No phone, no e-mail, no name: the case records the citizen as 'Open311 诉求人' without
+    contact (followed through service_request_id only); two such reports of one category in
+    one grid at different places are two problems, not a repeat of one citizen's."""
+    lon, lat = grid_centre("G-QH-01-02-1")
+    cases = []
+    for shift in (0.0, 0.0005):
+        fields = {k: v for k, v in SPEC_POST.items() if k not in NO_CONTACT} | {
+            "lat": lat + shift, "long": lon,
+            "address_string": f"{uuid.uuid4().int % 10000} 5th street"}  # another place
+        created = await _post(api, "json", api_key=KEY, **fields)
+        assert created.status_code == 201, created.text
+        cases.append(created.json()[0]["service_request_id"])
+    assert cases[0] != cases[1]
+    assert await _citizen_of(api, pool, cases[0]) == {
+        "citizen_name": "Open311 诉求人", "citizen_phone": None, "citizen_email": None, "sms": 0}
+
+
 @pytest.mark.parametrize(("fields", "status", "says"), BAD_POSTS)
 @pytest.mark.parametrize("fmt", ["json", "xml"])
 async def test_a_refused_request_is_a_spec_error_and_files_nothing(

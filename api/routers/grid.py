@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import intake
 from api.deps import AppSettings, GridWorker, Pool, Temporal
@@ -45,6 +45,13 @@ class PatrolReport(BaseModel):
     solved_on_the_spot: SpotSolution | None = Field(
         default=None, description="就地解决: what was done, with evidence; the case closes at once"
     )
+
+    @field_validator("reporter")
+    @classmethod
+    def _reachable(cls, reporter: Citizen) -> Citizen:
+        if not reporter.reachable:
+            raise ValueError("the reporter needs a phone number or an e-mail address")
+        return reporter
 
 
 @router.post(

@@ -377,7 +377,8 @@ Email = Annotated[Line, Field(max_length=254, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^
 
 class Citizen(BaseModel):
     """The reporter (诉求人): reached by phone, or by e-mail when the report came by e-mail
-    without a phone number (at least one of the two)."""
+    without a phone number. At least one of the two, except for a report through an app
+    (Open311: GeoReport v2 leaves contact optional) — checked by :class:`ComplaintIntake`."""
 
     name: Line = Field(min_length=1, max_length=100)
     phone: Phone | None = None
@@ -395,11 +396,9 @@ class Citizen(BaseModel):
         "their name and contact masked; the hotline centre still sees them in full.",
     )
 
-    @model_validator(mode="after")
-    def _reachable(self) -> Citizen:
-        if self.phone is None and self.email is None:
-            raise ValueError("a citizen needs a phone number or an e-mail address")
-        return self
+    @property
+    def reachable(self) -> bool:
+        return self.phone is not None or self.email is not None
 
 
 class DirectAnswerInput(BaseModel):
@@ -467,6 +466,14 @@ class ComplaintIntake(BaseModel):
         description="就地解决: a grid worker's patrol report (channel grid) solved on the spot; "
         "the case is registered and closed at once. Use POST /api/v1/grid/reports.",
     )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ComplaintIntake:
+        # An app's report may come without contact (Open311); the case is then followed by
+        # its number only: no SMS, no callback.
+        if not self.citizen.reachable and self.channel is not Channel.APP:
+            raise ValueError("a citizen needs a phone number or an e-mail address")
+        return self
 
 
 class RepeatHistory(BaseModel):

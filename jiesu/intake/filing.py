@@ -274,6 +274,10 @@ async def _claim(
         direct = await _direct_answer(conn, settings, intake, report.received_at)
         if direct is not None or intake.solved_on_the_spot:  # settled at intake: never merged
             keys = merge.ProblemKeys(phone=f"direct|{report.digest}|{token[0]}", address=None)
+        elif not intake.citizen.reachable:  # no contact (Open311): not "the same citizen" as
+            # every other report without one — the same place may still make it a repeat
+            keys = merge.ProblemKeys(phone=f"nobody|{report.digest}|{token[0]}",
+                                     address=keys.address)
         settled = direct is not None or intake.solved_on_the_spot is not None
         open_case = None if settled else await merge.find_open_case(conn, keys, since, closed)
         if open_case is not None:

@@ -148,6 +148,13 @@ async def place(db: asyncpg.Pool, report: Report) -> str:
     raise IntakeRefused("no_location", "send lat and long, address_string or address_id")
 
 
+def _name(report: Report) -> str:
+    """姓 + 名 without a space in Chinese; "first last" in the Latin alphabet."""
+    if all(c.isascii() for c in report.first_name + report.last_name):
+        return f"{report.first_name} {report.last_name}".strip()
+    return f"{report.last_name}{report.first_name}".strip()
+
+
 def to_intake(report: Report, grid_id: str, service_name: str) -> ComplaintIntake:
     """The report as Jiesu's intake; pydantic's ValidationError when it does not fit."""
     text = report.description.strip() or service_name
@@ -156,13 +163,14 @@ def to_intake(report: Report, grid_id: str, service_name: str) -> ComplaintIntak
     where = report.address_string or (
         f"{report.lat:.6f},{report.long:.6f}" if report.lat is not None else ""
     )
-    name = f"{report.last_name}{report.first_name}".strip() or report.email or ANONYMOUS
+    name = _name(report) or report.email or ANONYMOUS
     return ComplaintIntake(
         title=(report.description.strip().splitlines() or [service_name])[0][:TITLE_CHARS]
         or service_name,
         description=text, category_id=report.service_code, grid_id=grid_id,
         address=where[:300], channel=Channel.APP,
-        citizen=Citizen(name=name[:100], phone=report.phone),
+        citizen=Citizen(name=name[:100], phone=report.phone or None,
+                        email=report.email or None),
     )  # fmt: skip
 
 
