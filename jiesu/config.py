@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     extension_decision_hours: float = Field(
         default=8.0, gt=0, alias="JIESU_EXTENSION_DECISION_HOURS"
     )
+    # 退单审核时限: how long the centre has to decide a return that needs its approval
+    # (undecided by then: upheld, and the lapse recorded against the centre).
+    return_decision_hours: float = Field(default=8.0, gt=0, alias="JIESU_RETURN_DECISION_HOURS")
     # 不作为信号: reports of a problem whose earlier cases were replied to and closed within
     # this window are linked to them; this many (the new one included) mean supervision.
     inaction_window_days: float = Field(default=90.0, gt=0, alias="JIESU_INACTION_WINDOW_DAYS")

@@ -25,7 +25,8 @@ from jiesu.config import Settings
 from jiesu.stats import people as person_figures
 from jiesu.stats import rollup
 from jiesu.stats.attribution import handlings
-from jiesu.stats.indicators import MEASURES
+from jiesu.stats.evaluation import DEFAULT_RULES, rule_points
+from jiesu.stats.indicators import MEASURES, evaluate
 
 URBAN = department("urban-management")
 POLICE = department("police")
@@ -78,6 +79,24 @@ def test_a_breach_and_a_return_stay_with_the_department_that_held_the_case() -> 
     assert b.finish_deadline == T0 + timedelta(days=3)  # moved by B's extension
     assert b.rating is Rating.SATISFIED and b.replied_by == "b-officer"
     assert b.released_at is None and b.accepted_by == "b-clerk"
+
+
+def test_a_rejected_return_is_charged_to_the_unit_that_returned_it() -> None:
+    events = [
+        *A_BREACHES_AND_RETURNS_TO_B[:3],
+        _event(10, "returned", "a-clerk", department_id="A", awaiting_approval=True),
+        _event(20, "return_rejected", "supervisor", department_id="A", reason="yours"),
+        _event(30, "returned", "a-clerk", department_id="A", awaiting_approval=True),
+        _event(40, "return_upheld", "supervisor", department_id="A"),
+        _event(50, "deadlines_set", **_deadlines(50)),
+        _event(50, "reassigned", "supervisor", department_id="B", round=2),
+    ]
+    a, b = handlings(events)
+    assert (a.rejected_return_count, b.rejected_return_count) == (1, 0)
+    values = evaluate({"received": 4, "return_rejected": 1})
+    assert values["rejected_return_rate"]["value"] == 0.25
+    rule = next(r for r in DEFAULT_RULES.rules if r.indicator == "rejected_return_rate")
+    assert rule_points(rule, 0.25) < 0  # 退单驳回 deducts in the evaluation
 
 
 def test_a_rehandle_by_the_same_department_is_one_handling_judged_on_its_last_reply() -> None:

@@ -76,6 +76,7 @@ EXPECTED: dict[str, Any] = {
     "return_rate": (1, 7),
     "direct_answer_rate": (0, 7),  # none answered on the call (tests/test_direct_answers.py)
     "grid_solution_rate": (0, 7),  # none solved on patrol (tests/test_grid.py)
+    "rejected_return_rate": (0, 7),  # none rejected (tests/test_supervision_orders.py)
 }
 
 MARCH = {"from": "2001-03-01", "to": "2001-03-31"}

@@ -70,7 +70,8 @@ def policy(settings: Settings) -> Iterator[Settings]:
     each case when its deadlines are set), and put it back afterwards."""
     saved = settings.model_dump()
     yield settings
-    for name in ("return_needs_approval", "max_extensions", "extension_decision_hours"):
+    for name in ("return_needs_approval", "max_extensions", "extension_decision_hours",
+                 "return_decision_hours"):
         setattr(settings, name, saved[name])
 
 
@@ -302,6 +303,61 @@ async def test_return_needing_approval_is_rejected_then_upheld(
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")
     await keep_history(handle, "return_approval")
+
+
+async def test_a_rejected_return_is_charged_to_its_unit_and_an_undecided_one_is_upheld(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool,
+    policy: Settings,
+) -> None:
+    """退单审核时限: the centre has return_decision_hours to decide a return (listed with its
+    deadline, told to the supervisors); undecided, it is upheld and the lapse recorded. A
+    rejected return (退单驳回) counts against the unit that returned it, not the next one."""
+    policy.return_needs_approval, policy.return_decision_hours = True, 2.0
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await _order(api, case_id, "return", URBAN, reason="Amplified music is police work")
+
+    async def pending() -> list[dict[str, Any]]:
+        response = await api.get("/api/v1/returns/pending", headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        return [p for p in response.json() if p["case_id"] == case_id]
+
+    [item] = await eventually(pending)
+    requested = datetime.fromisoformat(item["requested_at"])
+    assert datetime.fromisoformat(item["decision_due"]) == requested + timedelta(hours=2)
+    notice = await eventually(lambda: pool.fetchval(
+        "SELECT body FROM notifications WHERE case_id = $1 AND event_kind = 'returned'"
+        " AND recipient_kind = 'supervisor'", case_id))  # fmt: skip
+    assert "逾期视为同意" in notice
+    await _order(api, case_id, "return/decision", SUPERVISOR, upheld=False,
+                 note="A shop's loudspeaker is urban management's")  # fmt: skip
+    await _until(api, case_id, lambda s: s["pending_return"] is None)
+
+    await _order(api, case_id, "return", URBAN, reason="The shop is a police matter after all")
+    await _until(api, case_id, lambda s: s["pending_return"] is not None)
+    handle = handle_of(client, case_id)
+    await fast_forward(env, handle, timedelta(hours=2, minutes=1))
+    state = await _until(api, case_id, lambda s: s["status"] == "reassigning")
+    assert [k for k in _kinds(state) if k.startswith("return")][-2:] == [
+        "return_decision_overdue", "return_upheld"
+    ]
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="police")
+    await _until(api, case_id, _assigned_to("police"))
+
+    async def charged() -> dict[str, int] | None:
+        rows = await pool.fetch(
+            "SELECT department_id, rejected_return_count FROM case_handlings WHERE case_id = $1",
+            case_id,
+        )
+        found = {r["department_id"]: r["rejected_return_count"] for r in rows}
+        return found if "police" in found else None
+
+    assert await eventually(charged) == {"urban-management": 1, "police": 0}
+    assert await pool.fetchval(
+        "SELECT rejected_return_count FROM cases WHERE case_id = $1", case_id
+    ) == 1
+    await handle.terminate("test finished")
+    await keep_history(handle, "return_decision_overdue")
 
 
 # --- part 8: extension hygiene -----------------------------------------------------------------

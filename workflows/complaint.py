@@ -109,6 +109,7 @@ PATCH_RETURN_APPROVAL = "return-approval-v1"
 PATCH_EXTENSION_DUE = "extension-decision-due-v1"
 PATCH_ACCOUNTABILITY = "accountability-record-v1"
 PATCH_CONTRIBUTION_DUE = "contribution-due-v1"  # a co-handler's deadline has a timer
+PATCH_RETURN_DUE = "return-decision-due-v1"  # a pending return has a decision deadline
 # Lean case (issue 13): one local planning activity instead of routing + deadlines, local
 # projections (their results carry the events), and the first projection after the plan.
 # Implies PATCH_HARDENED (a lean case never records that marker).
@@ -563,19 +564,7 @@ class ComplaintWorkflow:
         s = self._state
         assert s.deadlines is not None
         if s.deadlines.return_needs_approval and workflow.patched(PATCH_RETURN_APPROVAL):
-            s.pending_return = PendingReturn(
-                department_id=s.department_id,
-                reason=action.reason,
-                requested_at=workflow.now(),
-                requested_by=action.actor,
-            )
-            self._record(
-                EventKind.RETURNED,
-                action.actor,
-                reason=action.reason,
-                department_id=s.department_id,
-                awaiting_approval=True,
-            )
+            self._await_return_decision(action)
             return
         s.returned_by.append(s.department_id or "")
         self._record(
@@ -585,6 +574,63 @@ class ComplaintWorkflow:
             department_id=s.department_id,
         )
         self._reassign_next = (ReassignReason.RETURN, action.actor)
+
+    def _await_return_decision(self, action: ReturnAction) -> None:
+        """派单异议审核: the return waits for the centre; with a decision deadline in the
+        recorded policy, a timer holds the centre to it (as for extensions)."""
+        s = self._state
+        assert s.deadlines is not None
+        hours = s.deadlines.return_decision_hours
+        timed = hours is not None and workflow.patched(PATCH_RETURN_DUE)
+        now = workflow.now()
+        s.pending_return = pending = PendingReturn(
+            department_id=s.department_id,
+            reason=action.reason,
+            requested_at=now,
+            requested_by=action.actor,
+            decision_due=now + timedelta(hours=hours) if timed and hours is not None else None,
+        )
+        due = {"decision_due": pending.decision_due.isoformat()} if pending.decision_due else {}
+        self._record(
+            EventKind.RETURNED,
+            action.actor,
+            reason=action.reason,
+            department_id=s.department_id,
+            awaiting_approval=True,
+            **due,
+        )
+        if pending.decision_due is not None:
+            self._watchers.append(asyncio.create_task(self._return_decision_due(pending)))
+
+    async def _return_decision_due(self, pending: PendingReturn) -> None:
+        """退单审核时限: a return nobody decided by its deadline is upheld (视为同意) and the
+        lapse recorded against the centre: the department said in time that the case is not
+        its own, and the citizen must not wait on the centre's silence."""
+        assert pending.decision_due is not None
+        s = self._state
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    s.pending_return is not pending or s.status not in lifecycle.WITH_DEPARTMENT
+                ),
+                timeout=pending.decision_due - workflow.now(),
+                timeout_summary="return decision deadline",
+            )
+            return
+        except TimeoutError:
+            pass
+        self._record(
+            EventKind.RETURN_DECISION_OVERDUE,
+            SYSTEM_ACTOR,
+            decision_due=pending.decision_due.isoformat(),
+            department_id=pending.department_id,
+        )
+        self._on_decide_return(
+            ReturnDecisionAction(
+                actor=SYSTEM_ACTOR, upheld=True,
+                note="upheld: no decision by the deadline (逾期未审视为同意)",
+            )
+        )  # fmt: skip
 
     def _on_decide_return(self, action: ReturnDecisionAction) -> None:
         """派单异议审核: upheld → reassigned as any return; rejected → the case stays, and the

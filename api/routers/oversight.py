@@ -43,6 +43,7 @@ class PendingReturn(BaseModel):
     requested_at: datetime
     requested_by: str
     reason: str
+    decision_due: datetime | None  # None: the policy set no decision deadline
 
 
 class AccountabilityRecord(BaseModel):

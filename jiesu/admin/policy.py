@@ -52,6 +52,7 @@ LIFECYCLE: dict[str, Spec] = {
     "max_extension_days": Spec("days", maximum=3660),
     "max_extensions": Spec("count", integer=True, maximum=100),
     "extension_decision_hours": Spec("hours"),
+    "return_decision_hours": Spec("hours"),
 }
 
 

@@ -175,6 +175,8 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         f"contribution deadline {_time(data.get('due'))}",
         "extension_decision_overdue": lambda: "no extension decision by "
         f"{_time(data.get('decision_due'))}: approved",
+        "return_decision_overdue": lambda: "no decision on the return by "
+        f"{_time(data.get('decision_due'))}: upheld",
         "answered_directly": lambda: "answered directly on the call (即时办结) from knowledge-base "
         f"answer {data.get('answer_id')} v{data.get('version')} ({data.get('source')})",
         "solved_on_the_spot": lambda: f"solved on the spot in grid {data.get('department_id')} "

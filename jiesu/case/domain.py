@@ -297,6 +297,7 @@ class EventKind(StrEnum):
     EXTENSION_REQUESTED = "extension_requested"  # 延期申请
     EXTENSION_DECIDED = "extension_decided"  # approved (deadline moved) or rejected
     EXTENSION_DECISION_OVERDUE = "extension_decision_overdue"  # nobody decided in time
+    RETURN_DECISION_OVERDUE = "return_decision_overdue"  # a return nobody decided in time
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
     LINKED_TO_HISTORY = "linked_to_history"  # the same problem's earlier, replied cases
     ANSWERED_DIRECTLY = "answered_directly"  # 即时办结: answered on the call
@@ -850,6 +851,7 @@ class Deadlines(BaseModel):
     return_needs_approval: bool = False  # 退单 waits for the centre's decision
     max_extensions: int | None = None  # approved extensions per case (None: no cap)
     extension_decision_hours: float | None = None  # a request undecided this long is approved
+    return_decision_hours: float | None = None  # a return undecided this long is upheld
     # The SLA limits in force (hours; working hours for working-time limits), e.g. {"accept":
     # 0.5, "contact": 1, "finish": 24}: run-time policy values (jiesu/admin/policy.py) may
     # differ from jiesu/case/sla.py. Empty in histories recorded before it.
@@ -932,6 +934,7 @@ class PendingReturn(BaseModel):
     reason: str
     requested_at: datetime
     requested_by: Actor
+    decision_due: datetime | None = None  # None: no decision deadline (older cases, policy)
 
 
 class PendingReassignment(BaseModel):

@@ -143,6 +143,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.EXTENSION_REQUESTED: "延期申请",
     EventKind.EXTENSION_DECIDED: "延期审批",
     EventKind.EXTENSION_DECISION_OVERDUE: "延期审批超时",
+    EventKind.RETURN_DECISION_OVERDUE: "退单审核超时",
     EventKind.REPEAT_REPORTED: "并单（重复反映）",
     EventKind.SUPPLEMENTED: "补充诉求",
     EventKind.WITHDRAWN: "撤诉",

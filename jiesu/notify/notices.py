@@ -333,7 +333,9 @@ def _for_review(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
         subject = f"【退单】{_case_label(state)}"
         body = f"{who} 退回工单 {_case_label(state)}，理由：{reason}。请审核并改派。"
         if event.data.get("awaiting_approval"):
-            body = f"{who} 申请退回工单 {_case_label(state)}，理由：{reason}。请审核：同意或驳回。"
+            due = event.data.get("decision_due")
+            by = f"请于 {_time(due, tz)} 前审核（逾期视为同意）" if due else "请审核"
+            body = f"{who} 申请退回工单 {_case_label(state)}，理由：{reason}。{by}：同意或驳回。"
     else:
         subject = f"【重办】{_case_label(state)}"
         body = f"工单 {_case_label(state)} 群众评价不满意，进入重办：{reason}。"

@@ -49,7 +49,7 @@ JOIN cases c USING (case_id)
 WHERE e.kind = '{EventKind.RETURNED.value}' AND (e.data->>'awaiting_approval')::boolean
   AND c.status IN ({sql_status(*WITH_DEPARTMENT)})
   AND ($1::text IS NULL OR c.department_id = $1)
-ORDER BY e.at, c.case_id
+ORDER BY (e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id
 LIMIT $2
 """
 
@@ -109,6 +109,7 @@ async def pending_returns(
         {
             **_pending(r),
             "reason": r["data"].get("reason", ""),
+            "decision_due": _when(r["data"].get("decision_due")),
         }
         for r in rows
     ]

@@ -27,10 +27,10 @@ INSERT INTO cases (
     received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
     replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
     extension_count, rehandle_count, escalation_level, handled_level, resolved,
-    answered_directly, solved_in_grid, updated_at)
+    answered_directly, solved_in_grid, rejected_return_count, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
         $20, $21, $22, $23, $24, $25, $26,
-        (SELECT level FROM departments WHERE id = $27), $28, $29, $30, now())
+        (SELECT level FROM departments WHERE id = $27), $28, $29, $30, $31, now())
 ON CONFLICT (case_id) DO UPDATE SET
     version = excluded.version, status = excluded.status, department_id = excluded.department_id,
     urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
@@ -42,7 +42,8 @@ ON CONFLICT (case_id) DO UPDATE SET
     extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
     escalation_level = excluded.escalation_level, handled_level = excluded.handled_level,
     resolved = excluded.resolved, answered_directly = excluded.answered_directly,
-    solved_in_grid = excluded.solved_in_grid, updated_at = now()
+    solved_in_grid = excluded.solved_in_grid,
+    rejected_return_count = excluded.rejected_return_count, updated_at = now()
 WHERE cases.version < excluded.version
 """
 
@@ -81,10 +82,10 @@ INSERT INTO case_handlings (
     case_id, department_id, first_round, last_round, assigned_at, released_at, accept_deadline,
     contact_deadline, finish_deadline, accepted_at, contacted_at, replied_at, rating, resolved,
     handled_level, breaches, repeat_count, return_count, extension_count, replied_by,
-    accepted_by)
+    accepted_by, rejected_return_count)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
         CASE WHEN $12::timestamptz IS NOT NULL THEN (SELECT level FROM departments WHERE id = $2)
-        END, $15, $16, $17, $18, $19, $20)
+        END, $15, $16, $17, $18, $19, $20, $21)
 """
 
 
@@ -100,7 +101,7 @@ async def _write_handlings(conn: asyncpg.Connection, projection: CaseProjection)
              h.released_at, h.accept_deadline, h.contact_deadline, h.finish_deadline,
              h.accepted_at, h.contacted_at, h.replied_at, h.rating.value if h.rating else None,
              h.resolved(s.status), h.breaches, h.repeat_count, h.return_count,
-             h.extension_count, h.replied_by, h.accepted_by)
+             h.extension_count, h.replied_by, h.accepted_by, h.rejected_return_count)
             for h in handlings(events)
         ],
     )  # fmt: skip
@@ -169,6 +170,7 @@ async def write_case(
             *_statistics_columns(projection),
             s.direct_answer is not None,
             s.solved_on_the_spot is not None,
+            s.rejected_returns,
         )
         await accountability.store(conn, s.case_id, projection.new_events)
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow

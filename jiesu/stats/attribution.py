@@ -57,6 +57,7 @@ class Handling:
     rating: Rating | None = None
     breaches: list[str] = field(default_factory=list)
     return_count: int = 0
+    rejected_return_count: int = 0  # its returns the centre rejected (退单驳回)
     extension_count: int = 0
     repeat_count: int = 0
     replied_by: str | None = None  # the person (actor name) of its last reply
@@ -162,6 +163,10 @@ def _holder_event(
         charged.breaches.append(str(data.get("deadline_kind")))
     elif kind is EventKind.RETURNED:
         h.return_count += 1
+    elif kind is EventKind.RETURN_REJECTED:
+        # charged to the unit that returned it (the round's holder, named by the event)
+        charged = walk.handlings.get(str(data.get("department_id") or h.department_id), h)
+        charged.rejected_return_count += 1
     elif kind is EventKind.EXTENSION_DECIDED and data.get("approved"):
         h.extension_count += 1
         h.finish_deadline = _when(data.get("new_deadline")) or h.finish_deadline

@@ -66,6 +66,7 @@ DEFAULT_RULES = ScoringRules(
         ScoringRule(stage=Stage.HANDLING, indicator="on_time_completion_rate", points=20),
         ScoringRule(stage=Stage.HANDLING, indicator="resolution_rate", points=20),
         ScoringRule(stage=Stage.HANDLING, indicator="return_rate", points=-10),
+        ScoringRule(stage=Stage.HANDLING, indicator="rejected_return_rate", points=-10),
         ScoringRule(stage=Stage.HANDLING, indicator="extension_rate", points=-5),
         ScoringRule(stage=Stage.FEEDBACK, indicator="satisfaction_rate", points=40),
         ScoringRule(stage=Stage.FEEDBACK, indicator="repeat_report_rate", points=-10),

@@ -184,6 +184,14 @@ ANSWERED_DIRECTLY = Measure(
     "registered and answered at once, then rated like any reply.",
 )
 
+RETURN_REJECTED = Measure(
+    "return_rejected",
+    "退单驳回量",
+    "c.rejected_return_count > 0",
+    "Cases a department returned and the centre rejected the return (派单异议审核: not "
+    "upheld), charged to the department that returned it.",
+)
+
 SOLVED_IN_GRID = Measure(
     "solved_in_grid",
     "网格就地解决量",
@@ -195,7 +203,7 @@ SOLVED_IN_GRID = Measure(
 MEASURES: tuple[Measure, ...] = (
     RECEIVED, CLOSED, IN_PROGRESS, OVERDUE, RESPONSE_DUE, RESPONDED_ON_TIME, FINISH_DUE,
     FINISHED_ON_TIME, RATED, SATISFIED, RESOLUTION_JUDGED, RESOLVED, HANDLED, GRASSROOTS,
-    REPEATED, EXTENDED, RETURNED, SOLVED_IN_GRID, ANSWERED_DIRECTLY,
+    REPEATED, EXTENDED, RETURNED, SOLVED_IN_GRID, ANSWERED_DIRECTLY, RETURN_REJECTED,
 )  # fmt: skip
 """The columns of ``case_daily_stats``, in order (those added later in the order their
 migrations run: 0014_grid_work before 0014_knowledge_base)."""
@@ -233,6 +241,10 @@ INDICATORS: tuple[Indicator, ...] = (
     ),
     Indicator("extension_rate", "延期率", EXTENDED, RECEIVED, "Cases extended / received."),
     Indicator("return_rate", "退单率", RETURNED, RECEIVED, "Cases returned / received."),
+    Indicator(
+        "rejected_return_rate", "退单驳回率", RETURN_REJECTED, RECEIVED,
+        "Cases with a return the centre rejected / received.",
+    ),
     Indicator(
         "direct_answer_rate", "即时办结率", ANSWERED_DIRECTLY, RECEIVED,
         "Cases answered directly on the call / received.",

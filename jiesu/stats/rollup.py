@@ -123,7 +123,7 @@ def measure_select(prefix: str = "") -> str:
 _HANDLING_COLUMNS = (
     "department_id", "accept_deadline", "contact_deadline", "finish_deadline", "accepted_at",
     "contacted_at", "replied_at", "rating", "resolved", "handled_level", "breaches",
-    "repeat_count", "return_count", "extension_count",
+    "repeat_count", "return_count", "extension_count", "rejected_return_count",
 )  # fmt: skip
 """The columns a handling replaces in its case's row."""
 
