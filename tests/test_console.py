@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
 import pytest
+from helpers import SUPERVISOR as SUPERVISOR_KEY
 from helpers import complaint, department, eventually, register
 
 from api.console.actions import allowed_actions
@@ -237,3 +240,36 @@ async def test_the_admin_manages_people_on_the_people_page(
     assert [(r["change"], r["changed_by"]) for r in changes] == [
         ("created", "person:admin"), ("disabled", "person:admin")
     ]
+
+
+async def test_the_co_handlers_form_sets_the_contribution_deadline(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    """会办 on the case page: the departments and their contribution deadline (local time)."""
+    case_id = (await register(api, category_id="sewer_blockage"))["case_id"]
+    await eventually(lambda: _assigned(api, case_id))
+    supervisor = await _signed_in(api, "supervisor")
+    try:
+        page = await supervisor.get(f"/console/cases/{case_id}")
+        assert 'name="due"' in page.text.split("/actions/co-handlers", 1)[1].split("</form>")[0]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        due = (datetime.now(ZoneInfo(settings.timezone)) + timedelta(days=2)).replace(
+            second=0, microsecond=0, tzinfo=None
+        )
+        done = await supervisor.post(
+            f"/console/cases/{case_id}/actions/co-handlers",
+            data={"csrf_token": token[1], "department_ids": "housing", "note": "会同处理",
+                  "due": due.isoformat(timespec="minutes")},
+        )  # fmt: skip
+        assert done.status_code == 303, done.text
+    finally:
+        await supervisor.aclose()
+
+    async def joined() -> dict | None:
+        state = (await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR_KEY)).json()
+        return state if state["co_handlers"] else None
+
+    [co] = (await eventually(joined))["co_handlers"]
+    assert co["department_id"] == "housing"
+    assert datetime.fromisoformat(co["due"]) == due.replace(tzinfo=ZoneInfo(settings.timezone))

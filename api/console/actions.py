@@ -134,7 +134,7 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
                   lambda f, tz: {**_text(f, "note"), "approved": f.get("approved") == "true"}),
     ConsoleAction("co-handlers", "会办", _spec(S, "/co-handlers"),
                   lambda s: {"departments": [], "note": ""},
-                  lambda f, tz: {**_text(f, "note"),
+                  lambda f, tz: {**_text(f, "note"), "due": _local_time(f, "due", tz),
                                  "department_ids": list(f.getlist("department_ids"))}),
     ConsoleAction("waive", "免除协办", _spec(S, "/co-handlers/{department_id}/waive"),
                   _first_pending_co_handler, path_field="department_id"),
