@@ -32,7 +32,8 @@ def _spec(table: tuple[ActionSpec, ...], path: str) -> ActionSpec:
     return next(s for s in table if s.path == path)
 
 
-def _lines(value: Any) -> list[str]:
+def lines(value: Any) -> list[str]:
+    """A textarea's non-blank lines (persons, evidence links: one a line)."""
     return [line.strip() for line in str(value or "").splitlines() if line.strip()]
 
 
@@ -89,7 +90,7 @@ def _supervision(form: Form, tz: ZoneInfo) -> Fields:
     fields: Fields = {**_text(form, "note", "decision"), "form": form.get("form") or "remind",
                       "due": _local_time(form, "due", tz),
                       "department_ids": list(form.getlist("department_ids")),
-                      "persons": _lines(form.get("persons"))}  # fmt: skip
+                      "persons": lines(form.get("persons"))}  # fmt: skip
     if fields["form"] == SupervisionForm.JOINT_HANDLING:
         fields["contribution_due"] = _local_time(form, "contribution_due", tz)
     return fields
@@ -114,7 +115,7 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("reply", "办结答复", _spec(H, "/reply"),
                   lambda s: {"outcome": ReplyOutcome.RESOLVED, "text": "..", "evidence": []},
                   lambda f, tz: {**_text(f, "outcome", "text"),
-                                 "evidence": _lines(f.get("evidence"))}),
+                                 "evidence": lines(f.get("evidence"))}),
     ConsoleAction("return", "退单", _spec(H, "/return"), lambda s: {"reason": ".."},
                   lambda f, tz: _text(f, "reason")),
     ConsoleAction("extension", "延期申请", _spec(H, "/extension"), _later_than_deadline,

@@ -1,6 +1,6 @@
 """派单 / 督办: the hotline centre's dispatch queue, the extension requests waiting for a
-decision, the overdue board, the cases on the supervision ladder, and the indicators and
-rankings as charts (jiesu.stats)."""
+decision, the accountability records to complete (问责待完善), the overdue board, the cases on
+the supervision ladder, and the indicators and rankings as charts (jiesu.stats)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,23 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 
-from api.console.web import page, require_roles
+from api.console.actions import lines
+from api.console.web import (
+    PREFIX,
+    error_page,
+    form_of,
+    page,
+    redirect,
+    require_roles,
+    validation_message,
+)
 from api.deps import AppSettings, Pool, StatAnswers
+from api.routers.oversight import AccountabilityCompletion
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql
-from jiesu.readmodel import oversight
+from jiesu.readmodel import accountability, oversight
 from jiesu.stats import answers as stat_answers
 from jiesu.stats import queries
 from jiesu.stats.indicators import INDICATORS
@@ -40,11 +51,23 @@ _LADDER = f"""
 SELECT {_COLUMNS} FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND escalation_level > 0
 ORDER BY escalation_level DESC, received_at LIMIT 200
 """
+# 问责待完善: records without persons or decision (the ladder's own), newest first
+_INCOMPLETE = """
+SELECT case_id, seq, department_id, reason, persons, decision, recorded_at
+FROM accountability_records WHERE cardinality(persons) = 0 OR decision = ''
+ORDER BY recorded_at DESC, case_id, seq LIMIT 200
+"""
 FIGURE_DAYS = 30
 
 
 @router.get("/supervision", response_class=HTMLResponse)
 async def supervision(request: Request, pool: Pool, session: Dispatcher) -> Response:
+    return await _page(request, pool, session)
+
+
+async def _page(
+    request: Request, pool: Pool, session: Any, error: str | None = None, status_code: int = 200
+) -> Response:
     now = datetime.now(UTC)
     context = {
         "session": session,
@@ -52,9 +75,32 @@ async def supervision(request: Request, pool: Pool, session: Dispatcher) -> Resp
         "overdue": await pool.fetch(_OVERDUE, now),
         "ladder": await pool.fetch(_LADDER),
         "extensions": await oversight.pending_extensions(pool, None, 200),  # 延期待审
+        "incomplete": await pool.fetch(_INCOMPLETE),  # 问责待完善
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
+        "error": error,
     }
-    return page(request, "supervision.html", context)
+    return page(request, "supervision.html", context, status_code)
+
+
+@router.post("/accountability/{case_id}/{seq}", response_class=HTMLResponse)
+async def complete_accountability(
+    request: Request, case_id: str, seq: int, pool: Pool, session: Dispatcher
+) -> Response:
+    """问责: the persons (one a line) and the decision of a record, through the same service
+    as ``PUT /api/v1/accountability/{case}/{seq}`` (recorded in the change log)."""
+    form = await form_of(request, session)
+    try:
+        body = AccountabilityCompletion(
+            persons=lines(form.get("persons")), decision=str(form.get("decision") or "").strip()
+        )
+        await accountability.complete(
+            pool, case_id, seq, body.persons, body.decision, session.principal.actor
+        )
+    except ValidationError as err:
+        return await _page(request, pool, session, validation_message(err), 422)
+    except accountability.NoSuchRecord:
+        return error_page(request, 404, f"没有问责记录 {case_id}/{seq}")
+    return redirect(f"{PREFIX}/supervision?done=accountability")
 
 
 def _chart_data(table: dict[str, Any], ranking: dict[str, Any]) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Pool, Principal, Viewer
+from api.deps import CaseId, Pool, Principal, Supervisor, Viewer
 from api.errors import ERRORS, ApiError
-from jiesu.case.domain import Instant, Line, Role
-from jiesu.readmodel import oversight
+from jiesu.case.domain import Instant, Line, Role, Text
+from jiesu.readmodel import accountability, oversight
 
 router = APIRouter(tags=["supervision (派单 / 督办)"])
 
@@ -113,3 +113,43 @@ async def accountability_records(
 ) -> list[dict]:
     scope = _scope(principal, department_id)
     return await oversight.accountability_records(pool, scope, since, until, limit)
+
+
+class AccountabilityCompletion(BaseModel):
+    """问责 completed by the centre: who is held accountable, and what was decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    persons: list[Annotated[Line, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=20, examples=[["王某（城管局执法队队长）"]]
+    )
+    decision: Text = Field(min_length=2, max_length=2000, examples=["通报批评，扣减年度考评分"])
+
+
+@router.put(
+    "/accountability/{case_id}/{seq}",
+    response_model=AccountabilityRecord,
+    responses=ERRORS,
+    summary="问责 Complete an accountability record: the persons and the decision (recorded in "
+    "the change log, GET /api/v1/admin/changes?entity=accountability_record)",
+)
+async def complete_accountability(
+    case_id: CaseId,
+    seq: Annotated[int, Path(ge=0, le=1_000_000)],
+    body: AccountabilityCompletion,
+    principal: Supervisor,
+    pool: Pool,
+) -> dict:
+    """Idempotent: the same completion again changes nothing and records nothing."""
+    persons = [p.strip() for p in body.persons]
+    if not all(persons):
+        raise ApiError(422, "invalid_persons", "a person's name cannot be blank")
+    try:
+        await accountability.complete(
+            pool, case_id, seq, persons, body.decision.strip(), principal.actor
+        )
+    except accountability.NoSuchRecord:
+        raise ApiError(404, "no_such_record", f"no accountability record {case_id}/{seq}") from None
+    record = await oversight.accountability_record(pool, case_id, seq)
+    assert record is not None
+    return record

@@ -122,6 +122,18 @@ class Definition(BaseModel):
     definition: str
 
 
+class AccountabilityItem(BaseModel):
+    """One 问责 record of the department in the period (GET /api/v1/accountability)."""
+
+    case_id: str
+    seq: int
+    persons: list[str] = Field(description="Empty until the centre completes the record")
+    reason: str
+    decision: str
+    ordered: bool
+    recorded_at: datetime
+
+
 class RankingEntry(BaseModel):
     rank: int | None = Field(description="null: below the minimum volume, not ranked")
     unranked_reason: str | None
@@ -131,6 +143,9 @@ class RankingEntry(BaseModel):
     received: int
     accountability_records: int = Field(
         default=0, description="问责 records of the department dated in the period"
+    )
+    accountability: list[AccountabilityItem] = Field(
+        default_factory=list, description="Those records: persons, reason, decision"
     )
     score: float
     stages: list[dict[str, Any]] = Field(description="Points per stage and per rule")

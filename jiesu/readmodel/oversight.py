@@ -53,10 +53,12 @@ ORDER BY (e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id
 LIMIT $2
 """
 
-_ACCOUNTABILITY = """
+_RECORD_COLUMNS = """
 SELECT a.case_id, a.seq, a.department_id, d.name AS department_name, a.persons, a.reason,
        a.decision, a.ordered, a.recorded_at
 FROM accountability_records a LEFT JOIN departments d ON d.id = a.department_id
+"""
+_ACCOUNTABILITY = _RECORD_COLUMNS + """
 WHERE ($1::text IS NULL OR a.department_id = $1)
   AND ($2::timestamptz IS NULL OR a.recorded_at >= $2)
   AND ($3::timestamptz IS NULL OR a.recorded_at < $3)
@@ -124,6 +126,13 @@ async def accountability_records(
 ) -> list[dict[str, Any]]:
     rows = await pool.fetch(_ACCOUNTABILITY, department_id, since, until, limit)
     return [dict(r) for r in rows]
+
+
+async def accountability_record(
+    pool: asyncpg.Pool, case_id: str, seq: int
+) -> dict[str, Any] | None:
+    row = await pool.fetchrow(_RECORD_COLUMNS + "WHERE a.case_id = $1 AND a.seq = $2", case_id, seq)
+    return None if row is None else dict(row)
 
 
 async def accountability_counts(

@@ -197,13 +197,26 @@ def ranking_sql(start: date, end: date, level: str | None) -> tuple[str, list[An
     return _RANKING.format(sums=sums, rows=rows, level=arg(level)), arg.values
 
 
-# 问责 records per department, dated (local days) in [$1, $2]
+# 问责 records of the departments, dated (local days) in [$1, $2]
 _ACCOUNTABILITY = """
-SELECT department_id, count(*)::int AS n FROM accountability_records
+SELECT department_id, case_id, seq, persons, reason, decision, ordered, recorded_at
+FROM accountability_records
 WHERE recorded_at >= ($1::date::timestamp AT TIME ZONE $3)
   AND recorded_at < (($2::date + 1)::timestamp AT TIME ZONE $3)
-GROUP BY department_id
+  AND department_id IS NOT NULL
+ORDER BY recorded_at, case_id, seq
 """
+
+
+async def _accountability(
+    conn: asyncpg.Connection | asyncpg.Pool, start: date, end: date, timezone: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Each department's 问责 records of the period: listed in its evaluation and counted."""
+    records: dict[str, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(_ACCOUNTABILITY, start, end, timezone):
+        item = dict(r)
+        records.setdefault(item.pop("department_id"), []).append(item)
+    return records
 
 
 async def ranking(
@@ -222,20 +235,19 @@ async def ranking(
     minimum = rules.min_cases if min_cases is None else min_cases
     sql, args = ranking_sql(start, end, level)
     rows = await conn.fetch(sql, *args)
-    accountable = {
-        r["department_id"]: r["n"] for r in await conn.fetch(_ACCOUNTABILITY, start, end, timezone)
-    }
+    accountable = await _accountability(conn, start, end, timezone)
     entries = []
     for r in rows:
         values = evaluate({m: r[m] for m in MEASURE_NAMES})
-        records = accountable.get(r["department_id"], 0)
+        records = accountable.get(r["department_id"], [])
         entries.append({
             "department_id": r["department_id"],
             "department_name": r["name"],
             "level": r["level"],
             "received": values["received"],
-            "accountability_records": records,
-            **score(rules, values, records),
+            "accountability_records": len(records),
+            "accountability": records,
+            **score(rules, values, len(records)),
         })  # fmt: skip
     return {"rules": rules.model_dump(mode="json"), "min_cases": minimum,
             "entries": rank(entries, minimum)}
