@@ -19,9 +19,12 @@ from helpers import (
     register,
 )
 from statcases import case_row, insert_cases, local
+from temporalio.testing import WorkflowEnvironment
+from test_audit import run_cli
 
 from jiesu.case.domain import Rating
 from jiesu.config import Settings
+from jiesu.readmodel.backfill import rebuild_handlings
 from jiesu.stats import people as person_figures
 from jiesu.stats import rollup
 from jiesu.stats.attribution import handlings
@@ -297,3 +300,46 @@ async def test_per_person_figures_next_to_the_unit(
     other = await api.get("/api/v1/stats/people", params={"department_id": "water"},
                           headers=department("police"))  # fmt: skip
     assert other.status_code == 403
+
+
+# --- backfill (补建承办记录) ---------------------------------------------------------------------
+
+_HANDLING_FACTS = (
+    "SELECT department_id, first_round, last_round, return_count, breaches, accepted_at"
+    " FROM case_handlings WHERE case_id = $1 ORDER BY first_round"
+)
+
+
+async def test_backfill_rebuilds_the_handlings_of_cases_written_before_them(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """A case projected before migration 0014 has no handlings: ``jiesu backfill-handlings``
+    rebuilds them from its events, the same rows the projection writes; a second run (and
+    ``--all``) changes nothing."""
+    case_id = (await register(api))["case_id"]
+
+    async def status(wanted: str) -> bool:
+        return (await case(api, case_id, OPERATOR))["status"] == wanted
+
+    await eventually(lambda: status("assigned"))
+    await act(api, case_id, "return", URBAN, reason="Amplified music at night is police work")
+    await eventually(lambda: status("reassigning"))
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="police", note="police")
+    await act(api, case_id, "accept", POLICE)
+
+    async def written() -> list[asyncpg.Record] | None:
+        rows = await pool.fetch(_HANDLING_FACTS, case_id)
+        return rows if len(rows) == 2 and rows[1]["accepted_at"] else None
+
+    projected = [tuple(r) for r in await eventually(written)]
+    await pool.execute("DELETE FROM case_handlings WHERE case_id = $1", case_id)  # as before 0014
+
+    code, out, err = await run_cli(env, settings, "backfill-handlings")
+    assert code == 0, err
+    assert "handlings rebuilt for" in out
+    assert [tuple(r) for r in await pool.fetch(_HANDLING_FACTS, case_id)] == projected
+    await rebuild_handlings(pool)  # again: the case has its handlings, nothing to do for it
+    assert [tuple(r) for r in await pool.fetch(_HANDLING_FACTS, case_id)] == projected
+    code, _, err = await run_cli(env, settings, "backfill-handlings", "--all")
+    assert code == 0, err
+    assert [tuple(r) for r in await pool.fetch(_HANDLING_FACTS, case_id)] == projected

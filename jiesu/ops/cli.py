@@ -147,6 +147,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from jiesu.ops.admin_cli import add_commands as add_admin_commands
 
     add_admin_commands(sub)  # admin: reference data, rules, calendar, policy, templates
+
+    from jiesu.ops.readmodel_cli import add_commands as add_readmodel_commands
+
+    add_readmodel_commands(sub)  # backfill-handlings
     return parser
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from jiesu.case.domain import CaseProjection
+from jiesu.case.domain import CaseProjection, Status
 from jiesu.notify import templates
 from jiesu.notify.notices import notices_for
 from jiesu.readmodel import accountability
@@ -90,21 +90,31 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
 
 
 async def _write_handlings(conn: asyncpg.Connection, projection: CaseProjection) -> None:
-    """Replace the case's handlings (fair attribution) by those of its full event list."""
-    s = projection.state
-    events = await conn.fetch(_CASE_EVENTS, s.case_id)
-    await conn.execute("DELETE FROM case_handlings WHERE case_id = $1", s.case_id)
+    await write_handlings(conn, projection.state.case_id, projection.state.status)
+
+
+async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status) -> int | None:
+    """Replace the case's handlings (fair attribution) by those of its full event list; the
+    number written, or None for a case without events (none is projected so; a row made by
+    hand keeps what it has). The caller holds the case's row lock (the projection's upsert,
+    or the backfill's ``FOR UPDATE``), so two writers never interleave delete and insert."""
+    events = await conn.fetch(_CASE_EVENTS, case_id)
+    if not events:
+        return None
+    rows = handlings(events)
+    await conn.execute("DELETE FROM case_handlings WHERE case_id = $1", case_id)
     await conn.executemany(
         _INSERT_HANDLING,
         [
-            (s.case_id, h.department_id, h.first_round, h.last_round, h.assigned_at,
+            (case_id, h.department_id, h.first_round, h.last_round, h.assigned_at,
              h.released_at, h.accept_deadline, h.contact_deadline, h.finish_deadline,
              h.accepted_at, h.contacted_at, h.replied_at, h.rating.value if h.rating else None,
-             h.resolved(s.status), h.breaches, h.repeat_count, h.return_count,
+             h.resolved(status), h.breaches, h.repeat_count, h.return_count,
              h.extension_count, h.replied_by, h.accepted_by, h.rejected_return_count)
-            for h in handlings(events)
+            for h in rows
         ],
     )  # fmt: skip
+    return len(rows)
 
 
 def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
