@@ -68,7 +68,7 @@ async def complete(
         if before == after:
             return False
         await conn.execute(
-            "UPDATE accountability_records SET persons = $3, decision = $4"
+            "UPDATE accountability_records SET persons = $3, decision = $4, completed_at = now()"
             " WHERE case_id = $1 AND seq = $2",
             case_id, seq, persons, decision,
         )  # fmt: skip

@@ -6,9 +6,9 @@ departments' names and levels, the scoring rules and the accountability records 
 rollups change only by a refresh, which moves ``as_of`` in the same transaction; the others
 are few rows, stamped here in one cheap query. So an answer computed in a snapshot is the
 answer to every equal request for as long as the stamp read in that same snapshot stays the
-same: it is kept under (request, stamp), and a refresh, a rule change, a new accountability
-record or a renamed department makes the next request compute afresh. Nothing is kept before
-the first build (``as_of`` null), and nothing here ever refreshes.
+same: it is kept under (request, stamp), and a refresh, a rule change, a new or completed
+accountability record or a renamed department makes the next request compute afresh. Nothing
+is kept before the first build (``as_of`` null), and nothing here ever refreshes.
 
 Honest, not stale: the key holds ``as_of``, which every answer shows, and an answer is only
 ever served for the stamp it was computed under. What it saves is the repeated work of equal
@@ -33,7 +33,8 @@ T = TypeVar("T")
 _STAMP = """
 SELECT (SELECT refreshed_at FROM case_stats_refresh WHERE timezone = $1) AS as_of,
     (SELECT updated_at FROM evaluation_rules WHERE id = 'default') AS rules,
-    (SELECT count(*) || '/' || coalesce(max(recorded_at)::text, '')
+    (SELECT count(*) || '/' || coalesce(max(recorded_at)::text, '') || '/'
+            || coalesce(max(completed_at)::text, '')
      FROM accountability_records) AS accountability,
     (SELECT md5(string_agg(id || '/' || name || '/' || level, ',' ORDER BY id))
      FROM departments) AS departments
