@@ -62,16 +62,20 @@ from jiesu.config import Settings
 from jiesu.notify.links import base_url
 from jiesu.stats.answers import Answers
 
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a hand-off to a thread and back for every request and every
+# such dependency (docs/performance.md, "Where the time goes").
 
-def get_pool(request: Request) -> asyncpg.Pool:
+
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -286,7 +290,7 @@ GridWorker = Annotated[Principal, Depends(require(GRID_ROLES))]
 _CASE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
-def _case_id(case_id: Annotated[str, Path(examples=["JS20261121-000042"])]) -> str:
+async def _case_id(case_id: Annotated[str, Path(examples=["JS20261121-000042"])]) -> str:
     """A case number in a path. Anything that cannot be one is simply not found (404), and
     never reaches Temporal or PostgreSQL."""
     if not _CASE_ID.fullmatch(case_id):

@@ -3,6 +3,7 @@ environment; tests call :func:`create_app` with their own Temporal client and po
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,6 +44,7 @@ from api.routers import audit as audit_routes
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.intake import similarity
 from jiesu.notify import sms
 from jiesu.stats.answers import Answers
 from jiesu.telemetry import start_tracing, temporal_interceptors
@@ -91,6 +93,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        await asyncio.to_thread(similarity.warm_up)  # not inside the first intake's request
         # Lazy: the API starts (and answers 503 temporal_unavailable) while Temporal is down.
         app.state.temporal = client or await connect(
             settings, lazy=True, interceptors=temporal_interceptors(tracer_provider)

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/channels", tags=["channels (受理渠道)"])
 RATING = next(spec for spec in citizen.ACTIONS if spec.endpoint_name == "rate")
 
 
-def get_gateway(request: Request) -> SmsGateway:
+async def get_gateway(request: Request) -> SmsGateway:
     return request.app.state.sms_gateway
 
 

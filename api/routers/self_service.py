@@ -51,7 +51,7 @@ def limits_from_settings(settings: Settings) -> RateLimits:
     })  # fmt: skip
 
 
-def _limits(request: Request) -> RateLimits:
+async def _limits(request: Request) -> RateLimits:
     return request.app.state.self_service_limits
 
 

@@ -76,7 +76,7 @@ def by(principal: Principal) -> str:
     return f"person:{principal.person}" if principal.person else f"key:{principal.name}"
 
 
-def _login(login: Annotated[str, Path(max_length=64)]) -> str:
+async def _login(login: Annotated[str, Path(max_length=64)]) -> str:
     return login  # an unknown login, well-formed or not, is simply not found
 
 

@@ -23,7 +23,10 @@ from jiesu.intake import similarity
 
 # Closed, replied (not withdrawn) cases of the category and grid received in the window.
 _CANDIDATES = f"""
-SELECT c.case_id, i.payload -> 'intake' AS intake
+SELECT c.case_id, i.payload #>> '{{intake,description}}' AS description,
+       i.payload #>> '{{intake,address}}' AS address,
+       coalesce(i.payload #>> '{{intake,citizen,phone}}', i.payload #>> '{{intake,citizen,email}}')
+           AS contact
 FROM cases c JOIN intakes i USING (case_id)
 WHERE c.category_id = $1 AND c.grid_id = $2 AND c.status = {sql_status(Status.CLOSED)}
   AND c.replied_at IS NOT NULL AND c.resolution IS DISTINCT FROM '{Resolution.WITHDRAWN.value}'
@@ -33,11 +36,15 @@ LIMIT 100
 """
 
 
-def _report(intake: ComplaintIntake | dict) -> similarity.Report:
-    if isinstance(intake, dict):
-        intake = ComplaintIntake.model_validate(intake)
+def _report(intake: ComplaintIntake) -> similarity.Report:
     contact = intake.citizen.phone or intake.citizen.email
     return similarity.Report(intake.description, intake.address, contact)
+
+
+def _earlier(row: asyncpg.Record) -> similarity.Report:
+    """A candidate as the judge reads it: three fields of its stored intake, not the whole
+    intake decoded and validated (up to 100 candidates per new report)."""
+    return similarity.Report(row["description"], row["address"], row["contact"])
 
 
 async def earlier_cases(
@@ -47,7 +54,7 @@ async def earlier_cases(
     since = received_at - timedelta(days=settings.inaction_window_days)
     rows = await conn.fetch(_CANDIDATES, intake.category_id, intake.grid_id, since, received_at)
     new = _report(intake)
-    found = [r["case_id"] for r in rows if similarity.judge(new, _report(r["intake"]))]
+    found = [r["case_id"] for r in rows if similarity.judge(new, _earlier(r))]
     if not found:
         return None
     return RepeatHistory(

@@ -30,6 +30,15 @@ import jieba.analyse
 
 jieba.setLogLevel(logging.WARNING)  # not the dictionary's loading messages on every start
 
+
+
+def warm_up() -> None:
+    """Load jieba's dictionary now (about a second of CPU, several on a busy machine). Left to
+    the first description it segments, that load runs inside a request and holds the API's
+    event loop meanwhile: every other request waits behind it (docs/performance.md)."""
+    jieba.initialize()
+
+
 TEXT_THRESHOLD = 25.0
 """Similarity (0–100) from which two descriptions say the same. On the 32 labelled pairs it
 gives precision 1.00 and recall 0.82 (14 of 17 same problems); at 20 precision falls to 0.88
