@@ -19,9 +19,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection going back to the pool keeps its session as it is.
+
+    asyncpg's default reset runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: one more round trip for every pooled query, in the API and
+    the worker alike. Jiesu leaves nothing in a session to reset — its advisory locks are
+    transaction-level (``pg_advisory_xact_lock``), it never LISTENs, SETs or keeps a cursor
+    open — and a transaction still open at release is rolled back by asyncpg before this is
+    called. tests/test_db_pool.py looks for statements that would leave session state."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
 
 
