@@ -21,12 +21,13 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from api import cases
-from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
+from api.deps import AppSettings, CaseId, Feed, Pool, Principal, Temporal
 from api.errors import ACTION_ERRORS
 from api.schemas import ActionResult, answer
 from jiesu.case.domain import CaseState
 from jiesu.case.lifecycle import Refusal
 from jiesu.config import Settings
+from jiesu.readmodel.changes import ProjectionFeed
 
 Prepare = Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[dict[str, Any]]]
 Check = Callable[[CaseState, Any], Refusal | None]
@@ -55,6 +56,7 @@ class Call:
     client: Client
     settings: Settings
     idempotency_key: str | None
+    feed: ProjectionFeed | None = None  # how the answer learns the outcome (api/cases.py act)
 
 
 class Caller(Protocol):
@@ -80,7 +82,7 @@ class StaffCaller:
             call.client, call.pool, call.case_id, principal, spec.signal,
             lambda state: spec.action(actor=principal.actor_on(state), **call.fields), spec.check,
             spec.target, action_name=call.name, idempotency_key=call.idempotency_key,
-            rpc_seconds=call.settings.query_timeout_seconds,
+            rpc_seconds=call.settings.query_timeout_seconds, feed=call.feed,
         )  # fmt: skip
 
 
@@ -130,6 +132,7 @@ def _signature(spec: ActionSpec) -> inspect.Signature:
         param("pool", Pool),
         param("client", Temporal),
         param("settings", AppSettings),
+        param("feed", Feed),
         param("response", Response),
         param("idempotency_key", IdempotencyKey, None),
     ]
@@ -155,6 +158,7 @@ async def run(
     client: Client,
     settings: Settings,
     idempotency_key: str | None,
+    feed: ProjectionFeed | None = None,
 ) -> ActionResult:
     """Perform one action of ``spec`` for ``credential``: what every action endpoint does,
     and what the console does for its forms (the same services, never around them)."""
@@ -169,6 +173,7 @@ async def run(
         client=client,
         settings=settings,
         idempotency_key=idempotency_key,
+        feed=feed,
     )
     return await spec.caller.perform(spec, call)
 
@@ -185,6 +190,7 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
             client=values["client"],
             settings=values["settings"],
             idempotency_key=values["idempotency_key"],
+            feed=values["feed"],
         )
         return answer(values["response"], result)
 

@@ -31,10 +31,13 @@ from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
+from jiesu.readmodel.changes import ProjectionFeed
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.
 APPLY_WAIT_SECONDS = 5.0
+# Of that, how long it waits for the read model to show the event (then it asks the workflow).
+READ_MODEL_WAIT_SECONDS = 2.0
 DEFAULT_QUERY_TIMEOUT_SECONDS: float = Settings.model_fields["query_timeout_seconds"].default
 
 Source = Literal["workflow", "read_model"]
@@ -214,6 +217,43 @@ async def _await_event(
         delay = min(delay * 2, 0.5)
 
 
+_EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
+
+
+async def _projected(
+    pool: asyncpg.Pool, case_id: str, rid: str
+) -> tuple[CaseState, CaseEvent] | None:
+    """The case as projected and the event request ``rid`` caused, once the read model has
+    it (None before). The events are read first: a miss costs one query."""
+    rows = await pool.fetch(_EVENTS, case_id)
+    if not any((r["actor"] or {}).get("request_id") == rid for r in rows):
+        return None
+    state = await read_model_copy(pool, case_id)
+    if state is None:
+        return None
+    state.events = [CaseEvent.model_validate(dict(r)) for r in rows]
+    ours = _caused_by(state, rid)
+    return None if ours is None else (state, ours)
+
+
+async def _await_projection(
+    pool: asyncpg.Pool, case_id: str, rid: str, changed: asyncio.Event, give_up: float
+) -> tuple[CaseState, CaseEvent] | None:
+    """Look at the read model each time a projection of the case commits, until it shows the
+    event this request caused; None at ``give_up``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        changed.clear()  # before the look: a projection committing meanwhile sets it again
+        found = await _projected(pool, case_id, rid)
+        remaining = give_up - loop.time()
+        if found is not None or remaining <= 0:
+            return found
+        try:
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            return None
+
+
 async def act(
     client: Client,
     state: CaseState,
@@ -224,10 +264,20 @@ async def act(
     request_id: str | None = None,
     *,
     stale: bool = False,
+    pool: asyncpg.Pool | None = None,
+    feed: ProjectionFeed | None = None,
 ) -> ActionResult:
     """Answer a retry from the event its first attempt caused; otherwise check the action
     against the current state (the workflow checks again), signal it (to the case, or to
     ``target_id``, one of its children), and wait until the case has recorded it.
+
+    How the answer learns the outcome: with a live ``feed`` (and ``pool``), from the read
+    model, looked at when the case's projection commits — inside the workflow task that
+    applied the signal, so before that task completes, and without a query to the workflow.
+    The event there is the one the workflow recorded (applied, or refused with its reason),
+    and the workflow decides the same on any retry of that task, as its history holds the
+    signal. When the read model does not show it within READ_MODEL_WAIT_SECONDS (projection
+    failing, feed lost), and for actions signalled to a child, the workflow is asked.
 
     On a ``stale`` copy (the read model, the workflow silent) only a refusal of who the
     caller is stands (403); a 409 from a copy that may be behind would refuse what the
@@ -246,7 +296,16 @@ async def act(
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(state.case_id)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + APPLY_WAIT_SECONDS
-    await _signal(client.get_workflow_handle(target_id or state.case_id), signal, action, give_up)
+    target = client.get_workflow_handle(target_id or state.case_id)
+    if pool is not None and feed is not None and target_id is None and feed.live:
+        with feed.watch(state.case_id) as changed:
+            await _signal(target, signal, action, give_up)
+            wait_until = min(give_up, loop.time() + READ_MODEL_WAIT_SECONDS)
+            found = await _await_projection(pool, state.case_id, rid, changed, wait_until)
+        if found is not None:
+            return _outcome(*found)
+    else:
+        await _signal(target, signal, action, give_up)
     current, ours = await _await_event(handle, state, rid, give_up)
     if ours is None:
         return ActionResult(applied=False, case=current)
@@ -315,6 +374,7 @@ async def perform(
     action_name: str,
     idempotency_key: str | None = None,
     rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
+    feed: ProjectionFeed | None = None,
 ) -> ActionResult:
     """The whole of an action endpoint: find the case the caller may see, build the action
     (the actor comes from the API key), check it, signal it, wait for the workflow.
@@ -332,14 +392,14 @@ async def perform(
         if check(copy, action) is None:
             return await act(
                 client, copy, signal, action, check, target(copy) if target else None, rid,
-                stale=True,
+                stale=True, pool=pool, feed=feed,
             )  # fmt: skip
     found = await sourced_state(client, pool, case_id, principal, rpc_seconds)
     state = found.state
     action = make_action(state)
     return await act(
         client, state, signal, action, check, target(state) if target else None, rid,
-        stale=found.stale,
+        stale=found.stale, pool=pool, feed=feed,
     )  # fmt: skip
 
 

@@ -60,6 +60,7 @@ from jiesu.case.domain import (
 )
 from jiesu.config import Settings
 from jiesu.notify.links import base_url
+from jiesu.readmodel.changes import ProjectionFeed
 from jiesu.stats.answers import Answers
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
@@ -79,11 +80,17 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_stat_answers(request: Request) -> Answers:
+async def get_stat_answers(request: Request) -> Answers:
     return request.app.state.stat_answers
 
 
+async def get_feed(request: Request) -> ProjectionFeed | None:
+    """The read model's change feed (api/cases.py ``act``); None when the app has none."""
+    return getattr(request.app.state, "projection_feed", None)
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Feed = Annotated[ProjectionFeed | None, Depends(get_feed)]
 Temporal = Annotated[Client, Depends(get_client)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 StatAnswers = Annotated[Answers, Depends(get_stat_answers)]

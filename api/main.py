@@ -46,6 +46,7 @@ from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.intake import similarity
 from jiesu.notify import sms
+from jiesu.readmodel.changes import ProjectionFeed
 from jiesu.stats.answers import Answers
 from jiesu.telemetry import start_tracing, temporal_interceptors
 
@@ -100,6 +101,8 @@ def create_app(
         )
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
+        app.state.projection_feed = ProjectionFeed(settings.database_url)
+        await app.state.projection_feed.start()  # down: actions ask the workflow (cases.act)
         app.state.sms_gateway = sms_gateway or sms.gateway_from_settings(settings, app.state.pool)
         listener = MetricsListener(settings.api_metrics_address, app.state.metrics_registry)
         if settings.api_metrics_address:
@@ -111,6 +114,7 @@ def create_app(
             yield
         finally:
             listener.stop()
+            await app.state.projection_feed.close()
             if own_pool:
                 await app.state.pool.close()
             if own_tracing and tracer_provider is not None:

@@ -93,7 +93,10 @@ async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
     # the reporter (whose token it is) is the caller whose Idempotency-Key this is
     caller = Principal(name=actor.name, role=actor.role, department_id=None)
     rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
-    return await cases.act(call.client, state, spec.signal, act, spec.check, None, rid, stale=stale)
+    return await cases.act(
+        call.client, state, spec.signal, act, spec.check, None, rid, stale=stale,
+        pool=call.pool, feed=call.feed,
+    )  # fmt: skip
 
 
 ORIGINAL_REPORTER = CitizenCaller(original_only=True)

@@ -18,6 +18,7 @@ from jiesu.case.domain import CaseProjection, Status
 from jiesu.notify import templates
 from jiesu.notify.notices import notices_for
 from jiesu.readmodel import accountability
+from jiesu.readmodel.changes import NOTIFY_SQL
 from jiesu.stats.attribution import handlings
 from jiesu.stats.indicators import case_resolved
 
@@ -185,6 +186,8 @@ async def write_case(
         await accountability.store(conn, s.case_id, projection.new_events)
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow
             await _write_handlings(conn, projection)
+        if projection.new_events:  # delivered at commit: whoever waits for them (changes.py)
+            await conn.execute(NOTIFY_SQL, s.case_id)
         notices = notices_for(s, projection.new_events)
         wording = await templates.load(conn) if notices else {}
         await conn.executemany(

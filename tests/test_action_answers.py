@@ -1,0 +1,87 @@
+"""How an action's answer learns the outcome (api/cases.py ``act``): from the read model when
+the case's projection commits (PostgreSQL NOTIFY, jiesu/readmodel/changes.py), without a query
+to the workflow; by asking the workflow when the read model cannot tell (the feed is down)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
+
+from api.main import create_app
+from jiesu.config import Settings
+from tests.helpers import OPERATOR, act, case, department, eventually, register, served
+
+
+class _Queries(Interceptor):
+    """Counts the workflow queries a client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _Counting(next, self.sent)
+
+
+class _Counting(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, sent: list[str]) -> None:
+        super().__init__(next)
+        self.sent = sent
+
+    async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+        self.sent.append(input.query)
+        return await super().query_workflow(input)
+
+
+def _counting(client: Client, queries: _Queries) -> Client:
+    return Client(client.service_client, namespace=client.namespace,
+                  data_converter=client.data_converter, interceptors=[queries])  # fmt: skip
+
+
+async def _routed(api: Any, case_id: str) -> dict[str, Any] | None:
+    state = await case(api, case_id, OPERATOR)
+    return state if state["status"] == "assigned" else None
+
+
+async def test_an_action_is_answered_from_the_read_model_without_a_query(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    queries = _Queries()
+    async with served(create_app(settings, client=_counting(client, queries), pool=pool)) as api:
+        case_id = (await register(api))["case_id"]
+        routed = await eventually(lambda: _routed(api, case_id))
+        dept = department(routed["assignment"]["department_id"])
+        queries.sent.clear()
+        answer = await act(api, case_id, "accept", dept)
+        assert answer["applied"] is True
+        assert answer["case"]["status"] == "handling"
+        accepted = [e for e in answer["case"]["events"] if e["kind"] == "accepted"]
+        assert len(accepted) == 1 and accepted[0]["actor"]["role"] == "department"
+        assert queries.sent == []
+        key = {"Idempotency-Key": "contact-once"}
+        first = await act(api, case_id, "contact", {**dept, **key}, note="called")
+        assert queries.sent == []
+        # a retry with the same key gets the same answer (the copy would refuse a second
+        # contact, so the workflow is asked first: api/cases.py perform)
+        again = await act(api, case_id, "contact", {**dept, **key}, note="called")
+        contacted = [e for e in first["case"]["events"] if e["kind"] == "contacted"]
+        assert len(contacted) == 1
+        assert contacted == [e for e in again["case"]["events"] if e["kind"] == "contacted"]
+
+
+async def test_without_the_feed_the_workflow_is_asked(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    queries = _Queries()
+    app = create_app(settings, client=_counting(client, queries), pool=pool)
+    async with served(app) as api:
+        case_id = (await register(api))["case_id"]
+        routed = await eventually(lambda: _routed(api, case_id))
+        await app.state.projection_feed.close()  # its connection lost, say
+        queries.sent.clear()
+        answer = await act(
+            api, case_id, "accept", department(routed["assignment"]["department_id"])
+        )
+        assert answer["applied"] is True and answer["case"]["status"] == "handling"
+        assert len(queries.sent) == 1
