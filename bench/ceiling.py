@@ -31,7 +31,10 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from jiesu.case import search_attributes as sa
 
 TASK_QUEUE = "bench-ceiling"
 STORM_QUEUE = "bench-storm"  # the bare timer storm's (bench/scale.py)
@@ -88,8 +91,11 @@ class ShapeWorkflow:
 
     @workflow.run
     async def run(self, shape: str = "lean") -> int:
-        """``shape``: "lean" (local planning and projections) or "v4" (regular activities)."""
-        self._local = shape == "lean"
+        """``shape``: "lean" (local planning and projections), "lean-sa" (the same, plus the
+        case's search-attribute upserts: the plan's 7 attributes, then the status at accept,
+        reply and close) or "v4" (regular activities)."""
+        self._local = shape in ("lean", "lean-sa")
+        upsert = shape == "lean-sa"
         if self._local:
             await self._project()  # plan_case
         else:
@@ -97,11 +103,15 @@ class ShapeWorkflow:
                                  self._project())  # fmt: skip
         watchers = [asyncio.create_task(self._watch(name)) for name in DEADLINE_TIMERS]
         self._seen.add("routed")
+        if upsert:
+            _upsert_plan()
         await self._project()
         for name in SIGNALS:
             if name == "rate":
                 watchers.append(asyncio.create_task(self._watch("rate")))
             await workflow.wait_condition(lambda n=name: n in self._seen)  # type: ignore[misc]
+            if upsert and name != "contact":  # contact does not change the case's status
+                workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(name)])
             await self._project()
         await asyncio.gather(*watchers)
         return len(self._seen)
@@ -145,6 +155,17 @@ class ShapeWorkflow:
         self._seen.add("rate")
 
 
+def _upsert_plan() -> None:
+    """The attributes a case sets once planned (workflows/projector.py)."""
+    due = workflow.now() + LONG
+    workflow.upsert_search_attributes([
+        sa.CASE_STATUS.value_set("assigned"), sa.CASE_DEPARTMENT.value_set("water"),
+        sa.CASE_URGENCY.value_set("urgent"), sa.CASE_BREACHES.value_set([]),
+        sa.CASE_ACCEPT_DEADLINE.value_set(due), sa.CASE_CONTACT_DEADLINE.value_set(due),
+        sa.CASE_FINISH_DEADLINE.value_set(due),
+    ])  # fmt: skip
+
+
 # --- driver (harness side) ----------------------------------------------------------------
 
 
@@ -186,9 +207,16 @@ async def run_shape(client: Client, task_queue: str = TASK_QUEUE, shape: str = "
     "routed", then each signal followed by queries until the workflow shows it; the result.
     ``shape``: see ShapeWorkflow.run."""
     workflow_id = _workflow_id(f"shape-{shape}")
+    start_attributes = TypedSearchAttributes([
+        SearchAttributePair(sa.CASE_STATUS, "registered"),
+        SearchAttributePair(sa.CASE_URGENCY, "urgent"),
+        SearchAttributePair(sa.CASE_CATEGORY, "sewer_blockage"),
+        SearchAttributePair(sa.CASE_CHANNEL, "hotline"),
+    ]) if shape == "lean-sa" else None  # the case's attributes at intake  # fmt: skip
     handle = await client.start_workflow(
-        ShapeWorkflow.run, shape, id=workflow_id, task_queue=task_queue
-    )
+        ShapeWorkflow.run, shape, id=workflow_id, task_queue=task_queue,
+        search_attributes=start_attributes,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     await _wait_for(handle, "routed", loop.time() + STEP_TIMEOUT)
     for name in SIGNALS:

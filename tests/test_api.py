@@ -111,7 +111,11 @@ async def assigned(api: httpx.AsyncClient, case_id: str) -> dict[str, Any]:
     """Wait until the case has been routed to a department."""
 
     async def probe() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
+        response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+        if response.status_code == 503 and "case_not_ready" in response.text:
+            return None  # registered, not readable yet (a cold worker): retry, as clients do
+        assert response.status_code == 200, response.text
+        state = response.json()
         return state if state["status"] == "assigned" else None
 
     return await eventually(probe)
