@@ -55,6 +55,8 @@ def test_nothing_in_jiesu_sets_session_state() -> None:
         for path in (root / folder).rglob("*.py"):
             if path.name == "db.py" and path.parent.name == "jiesu":
                 continue  # migrate(): its own connection, its lock released in a finally
+            if path.name == "changes.py" and path.parent.name == "readmodel":
+                continue  # the projection feed LISTENs on its own connection, never pooled
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if pattern.search(line) and not line.lstrip().startswith("#"):
                     found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")

@@ -48,11 +48,14 @@ class ProjectionFeed:
         """Connect and listen; on failure the feed stays down and retries when asked."""
         loop = asyncio.get_running_loop()
         self._next_attempt = loop.time() + RECONNECT_SECONDS
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(self._dsn)
             await conn.add_listener(CHANNEL, self._notified)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as err:
+        except Exception as err:  # down for now, whatever the cause: asked again later
             log.warning("projection feed: cannot listen (%s); actions ask the workflow", err)
+            if conn is not None:
+                conn.terminate()
             return
         self._conn = conn
 
