@@ -43,28 +43,28 @@ class CaseRecord:
     @classmethod
     def opened(cls, start: CaseStart) -> CaseRecord:
         """受理: the case as registered, before routing."""
-        intake = start.case_facts
+        facts = start.case_facts
         return cls(CaseState(
             case_id=start.case_id,
             status=Status.REGISTERED,
-            title=intake.title,
-            category_id=intake.category_id,
-            grid_id=intake.grid_id,
-            address=intake.address,
-            channel=intake.channel,
+            title=facts.title,
+            category_id=facts.category_id,
+            grid_id=facts.grid_id,
+            address=facts.address,
+            channel=facts.channel,
             urgency=start.urgency,
             received_at=start.received_at,
         ))
 
     def record_received(self, start: CaseStart) -> None:
-        intake = start.case_facts
+        facts = start.case_facts
         self.record(
             EventKind.RECEIVED,
             start.registered_by,
-            title=intake.title,
-            category_id=intake.category_id,
-            grid_id=intake.grid_id,
-            channel=intake.channel.value,
+            title=facts.title,
+            category_id=facts.category_id,
+            grid_id=facts.grid_id,
+            channel=facts.channel.value,
             urgency=start.urgency.value,
             received_at=start.received_at.isoformat(),
         )

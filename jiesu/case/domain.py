@@ -512,14 +512,8 @@ class CaseFacts(BaseModel):
 
     @classmethod
     def of(cls, intake: ComplaintIntake) -> CaseFacts:
-        return cls(
-            title=intake.title,
-            category_id=intake.category_id,
-            grid_id=intake.grid_id,
-            address=intake.address,
-            channel=intake.channel,
-            solved_on_the_spot=intake.solved_on_the_spot,
-        )
+        """The intake's fields of the same names (the facts are a subset of the intake)."""
+        return cls(**{name: getattr(intake, name) for name in cls.model_fields})
 
 
 class CaseStart(BaseModel):
