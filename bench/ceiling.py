@@ -92,8 +92,8 @@ class ShapeWorkflow:
     @workflow.run
     async def run(self, shape: str = "lean") -> int:
         """``shape``: "lean" (local planning and projections), "lean-sa" (the same, plus the
-        case's search-attribute upserts: the plan's 7 attributes, then the status at accept,
-        reply and close) or "v4" (regular activities)."""
+        case's search-attribute upserts since lean-case-v2: the plan's 5 attributes, then the
+        status at close) or "v4" (regular activities)."""
         self._local = shape in ("lean", "lean-sa")
         upsert = shape == "lean-sa"
         if self._local:
@@ -110,8 +110,8 @@ class ShapeWorkflow:
             if name == "rate":
                 watchers.append(asyncio.create_task(self._watch("rate")))
             await workflow.wait_condition(lambda n=name: n in self._seen)  # type: ignore[misc]
-            if upsert and name != "contact":  # contact does not change the case's status
-                workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(name)])
+            if upsert and name == "rate":  # the rating closes the case
+                workflow.upsert_search_attributes([sa.CASE_STATUS.value_set("closed")])
             await self._project()
         await asyncio.gather(*watchers)
         return len(self._seen)
@@ -156,11 +156,11 @@ class ShapeWorkflow:
 
 
 def _upsert_plan() -> None:
-    """The attributes a case sets once planned (workflows/projector.py)."""
+    """The attributes a case sets once planned (workflows/projector.py; the others were set
+    when it started)."""
     due = workflow.now() + LONG
     workflow.upsert_search_attributes([
         sa.CASE_STATUS.value_set("assigned"), sa.CASE_DEPARTMENT.value_set("water"),
-        sa.CASE_URGENCY.value_set("urgent"), sa.CASE_BREACHES.value_set([]),
         sa.CASE_ACCEPT_DEADLINE.value_set(due), sa.CASE_CONTACT_DEADLINE.value_set(due),
         sa.CASE_FINISH_DEADLINE.value_set(due),
     ])  # fmt: skip

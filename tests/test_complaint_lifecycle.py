@@ -95,6 +95,18 @@ async def test_urgent_happy_path(
     # 41 when each action gets its own workflow task, a few more when a busy machine makes
     # Temporal split one; see docs/performance.md).
     assert len(history.events) <= 50, [e.event_type for e in history.events]
+    # lean-case-v2: the case's own search attributes are written when it is planned and when
+    # it closes, not at accept, contact and reply (the read model has the live status).
+    upserts = [
+        sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    assert [u for u in upserts if u != ["TemporalChangeVersion"]] == [
+        ["CaseAcceptDeadline", "CaseContactDeadline", "CaseDepartment", "CaseFinishDeadline",
+         "CaseStatus"],
+        ["CaseStatus"],
+    ]  # fmt: skip
 
 
 async def test_missed_contact_deadline_is_recorded(

@@ -114,6 +114,11 @@ PATCH_RETURN_DUE = "return-decision-due-v1"  # a pending return has a decision d
 # projections (their results carry the events), and the first projection after the plan.
 # Implies PATCH_HARDENED (a lean case never records that marker).
 PATCH_LEAN = "lean-case-v1"
+# Lean case v2 (issue 13) = v1 + sparse search attributes (workflows/projector.py): written
+# when who holds the case, its deadlines, breaches or level change, or when it closes — not on
+# every step. A new case records this one marker instead of v1's (one marker either way);
+# cases with v1's marker keep v1's behaviour.
+PATCH_LEAN_V2 = "lean-case-v2"
 PATCH_INACTION = "inaction-signal-v1"  # a case linked to replied history may start the ladder
 PATCH_DIRECT_ANSWER = "direct-answer-v1"  # 即时办结: answered at intake, no routing
 PATCH_ON_THE_SPOT = "grid-on-the-spot-v1"  # 就地解决: a grid worker's patrol report, closed at once
@@ -157,10 +162,14 @@ class ComplaintWorkflow:
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay.
-        self._lean = workflow.patched(PATCH_LEAN)
+        lean_v2 = workflow.patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
+        self._lean = lean_v2 or workflow.patched(PATCH_LEAN)
         self._hardened = self._lean or workflow.patched(PATCH_HARDENED)
         self._ladder = Ladder(self._case, on_step=self._on_escalation_step)
-        self._projector = Projector(self._case, settle=self._hardened, local=self._lean)
+        self._projector = Projector(
+            self._case, settle=self._hardened, local=self._lean,
+            sparse=lean_v2,
+        )  # fmt: skip
         self._case.record_received(start)
 
     # --- the case's life ----------------------------------------------------------------
