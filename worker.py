@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -35,6 +37,36 @@ from jiesu.telemetry import start_tracing, temporal_interceptors, temporal_runti
 from workflows import ALL_WORKFLOWS
 from workflows.archive import ArchiveWorkflow
 from workflows.reports import ReportWorkflow
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
+"""How long in-flight activities may run on after a stop is asked for, before they are
+cancelled (Temporal retries them elsewhere); well within the stack's STOP_TIMEOUT (10 s)."""
+OUTBOX_PATIENCE = 5.0  # seconds for the outbox's current batch; unsent claims are re-sent later
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT (Ctrl-C, the stack's stop) and SIGTERM (docker, systemd) both ask for a graceful
+    stop, whatever this process inherited: a background job (``make bench &``, nohup) starts
+    with SIGINT ignored, and SIGTERM's default would end the process with nothing finished."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def run_until_stopped(worker: Worker, stop: asyncio.Event) -> None:
+    """Run ``worker`` until ``stop`` is set, then shut it down: no new tasks are polled, the
+    in-flight ones finish (activities within GRACEFUL_SHUTDOWN). A fatal worker error is
+    raised (and sets ``stop``, so the background tasks end too)."""
+    running = asyncio.create_task(worker.run())
+    asked = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, asked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+        stop.set()  # the outbox and the refresher wind down while the worker does
+    if not running.done():
+        await worker.shutdown()
+    await running
 
 
 def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
@@ -64,6 +96,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
         # the clock, random or I/O — the test suite catches instead: every recorded path is
         # replayed in the sandbox on every run (tests/test_replay.py, helpers.keep_history).
         workflow_runner=UnsandboxedWorkflowRunner(),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
@@ -92,11 +125,13 @@ async def main() -> None:
     try:
         worker = build_worker(client, pool, settings)
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-        await worker.run()
+        stop_on_signals(stop)
+        await run_until_stopped(worker, stop)
+        logging.info("worker stopped")
     finally:
         stop.set()
         try:  # let the current batch finish; unsent claims are re-sent after their lease
-            await asyncio.wait_for(outbox, timeout=10)
+            await asyncio.wait_for(outbox, timeout=OUTBOX_PATIENCE)
         except TimeoutError:
             pass
         stats.cancel()  # a refresh cut short rolls back; the next worker's refresher redoes it

@@ -25,13 +25,17 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import psutil
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
+from jiesu.config import Settings
 from jiesu.ops import stack
+from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.stack import Service, Supervisor
 from tests.helpers import OPERATOR, complaint, eventually
 
@@ -122,6 +126,85 @@ def test_dev_server_sqlite_is_durable_by_default(monkeypatch: pytest.MonkeyPatch
     cmd = stack.temporal_command(Path("/data"), 1, 2, "default")
     pragmas = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--sqlite-pragma"]
     assert pragmas == ["journal_mode=WAL", "synchronous=FULL"]
+
+
+# --- the worker's stop -------------------------------------------------------------------
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.fixture(scope="module")
+async def own_database(database_url: str) -> str:
+    """A database of its own on the session's server: the worker's outbox and refresher must
+    not claim the session's notices or hold its rollup lock."""
+    url = urlsplit(database_url)._replace(path="/jiesu_worker_stop")
+    await prepare_database(urlunsplit(url), demo=False)
+    return urlunsplit(url)
+
+
+def _start_worker(
+    env: WorkflowEnvironment, settings: Settings, database: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """``python -m worker`` on a task queue and a database of its own, started the way a
+    background job (``make bench &``, nohup) starts it: with SIGINT ignored."""
+    config = env.client.service_client.config
+    variables = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=config.target_host,
+        TEMPORAL_NAMESPACE=env.client.namespace,
+        DATABASE_URL=database,
+        JIESU_TASK_QUEUE=f"{settings.task_queue}-stop-test",
+        JIESU_WORKER_METRICS_ADDRESS="",
+        PYTHONUNBUFFERED="1",
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=variables, stdout=out,
+            stderr=subprocess.STDOUT, preexec_fn=_ignore_sigint,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_the_worker_stops_cleanly_and_promptly(
+    env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path,
+    signum: signal.Signals,
+) -> None:  # fmt: skip
+    """The stack stops its worker with SIGINT, docker with SIGTERM: either one lets the
+    in-flight work finish, stops the outbox and the refresher and exits 0 well within the
+    stack's patience (STOP_TIMEOUT), even when SIGINT was inherited as ignored."""
+    log = tmp_path / "worker.log"
+    proc = _start_worker(env, settings, own_database, log)
+    try:
+        assert await eventually(lambda: _logged(log, "statistics refresher started"), within=60)
+        proc.send_signal(signum)
+        code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    # (the refresher may be cancelled mid-refresh: that rolls back, the next worker redoes it)
+    assert "worker stopped" in text and "outbox dispatcher stopped" in text, text
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return text in await asyncio.to_thread(log.read_text, errors="replace")
+
+
+def test_children_do_not_inherit_an_ignored_sigint(tmp_path: Path) -> None:
+    """A stack started as a background job (SIGINT ignored) still stops its children with
+    SIGINT: they start with its default action."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+        child = stack.spawn("probe", [sys.executable, "-c", probe], tmp_path / "out")
+        assert child.proc.wait(30) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "out").read_text().strip() == "False"
 
 
 # --- the real stack -------------------------------------------------------------------------

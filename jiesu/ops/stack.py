@@ -134,15 +134,18 @@ def _prctl() -> Callable[..., int] | None:
     return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """On Linux, children get SIGTERM if this process dies without cleaning up (SIGKILL)."""
+def _child_hook() -> Callable[[], None]:
+    """Run in each child before its program starts. SIGINT, our stop signal, gets its default
+    action back: a stack started as a background job (``make bench &``, nohup) has it ignored,
+    and a child would inherit that and wait to be killed. On Linux, children also get SIGTERM
+    if this process dies without cleaning up (SIGKILL)."""
     prctl = _prctl()  # resolved before fork
-    if prctl is None:
-        return None
     pr_set_pdeathsig = 1
 
     def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if prctl is not None:
+            prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return hook
 
@@ -195,7 +198,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent_hook(),  # only a prctl call, safe enough
+            preexec_fn=_child_hook(),  # a signal and a prctl call, safe enough
         )
     return Child(name, proc, log)
 
