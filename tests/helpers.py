@@ -112,8 +112,35 @@ async def register(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     return response.json()
 
 
+NOT_READY_PATIENCE = 30.0
+"""Seconds a helper retries a 503 case_not_ready: a case's first moments on a loaded machine
+(its workflow has not answered yet and the read model has no row)."""
+
+
+def not_ready(response: httpx.Response) -> bool:
+    """The API's "registered, not readable yet; retry" (api/cases.py ``not_ready``)."""
+    return response.status_code == 503 and "case_not_ready" in response.text
+
+
+async def through_not_ready(
+    request: Callable[[], Awaitable[httpx.Response]], within: float = NOT_READY_PATIENCE
+) -> httpx.Response:
+    """``request()`` again while it answers 503 case_not_ready, as a client honouring
+    Retry-After does (faster: the condition is polled); any other answer is returned. The
+    503 comes before the case is touched, so an action is safe to send again."""
+
+    async def answered() -> httpx.Response | None:
+        response = await request()
+        return None if not_ready(response) else response
+
+    response: httpx.Response = await eventually(answered, within=within)
+    return response
+
+
 async def case(api: httpx.AsyncClient, case_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    response = await api.get(f"/api/v1/complaints/{case_id}", headers=headers)
+    """The case as ``headers``' caller sees it, waiting through case_not_ready."""
+    url = f"/api/v1/complaints/{case_id}"
+    response = await through_not_ready(lambda: api.get(url, headers=headers))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -126,9 +153,12 @@ async def act(
     expect: int = 200,
     **body: Any,
 ) -> dict[str, Any]:
-    response = await api.post(
-        f"/api/v1/complaints/{case_id}/{action}", json=body or None, headers=headers or {}
-    )
+    url = f"/api/v1/complaints/{case_id}/{action}"
+
+    def send() -> Awaitable[httpx.Response]:
+        return api.post(url, json=body or None, headers=headers or {})
+
+    response = await (send() if expect == 503 else through_not_ready(send))
     assert response.status_code == expect, response.text
     return response.json()
 

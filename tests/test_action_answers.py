@@ -12,7 +12,15 @@ from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWor
 from api.main import create_app
 from jiesu.config import Settings
 from jiesu.readmodel.changes import ProjectionFeed
-from tests.helpers import OPERATOR, act, department, eventually, register, served
+from tests.helpers import (
+    OPERATOR,
+    act,
+    department,
+    eventually,
+    not_ready,
+    register,
+    served,
+)
 
 
 class _Queries(Interceptor):
@@ -42,7 +50,7 @@ def _counting(client: Client, queries: _Queries) -> Client:
 
 async def _routed(api: Any, case_id: str) -> dict[str, Any] | None:
     response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
-    if response.status_code == 503:  # case_not_ready: registered, not readable yet
+    if not_ready(response):  # registered, not readable yet
         return None
     assert response.status_code == 200, response.text
     state: dict[str, Any] = response.json()

@@ -30,6 +30,7 @@ from helpers import (
     department,
     eventually,
     handle_of,
+    not_ready,
     register,
 )
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -112,7 +113,7 @@ async def assigned(api: httpx.AsyncClient, case_id: str) -> dict[str, Any]:
 
     async def probe() -> dict[str, Any] | None:
         response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
-        if response.status_code == 503 and "case_not_ready" in response.text:
+        if not_ready(response):
             return None  # registered, not readable yet (a cold worker): retry, as clients do
         assert response.status_code == 200, response.text
         state = response.json()
