@@ -7,7 +7,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,19 @@ async def eventually(
 async def fast_forward(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
                        by: timedelta) -> None:
     assert await env.fast_forward(handle, by), "the case's clock did not reach its target"
+
+
+async def fast_forward_past(
+    env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], moment: datetime,
+    margin: timedelta = timedelta(seconds=1),
+) -> None:  # fmt: skip
+    """Move the case's clock to ``margin`` past ``moment`` (a deadline it holds a timer for).
+
+    The dev server jumps the clock from timer to timer, but once no timer is left before the
+    target the rest of a fast-forward passes in real time: ``by=2h1m`` for a 2 h deadline with
+    nothing after it waits a real minute. Aiming just past the deadline waits ``margin``."""
+    now = await env.get_current_time(handle)
+    await fast_forward(env, handle, moment - now + margin)
 
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -19,6 +19,7 @@ from helpers import (
     department,
     eventually,
     fast_forward,
+    fast_forward_past,
     handle_of,
     keep_history,
     register,
@@ -336,7 +337,8 @@ async def test_a_rejected_return_is_charged_to_its_unit_and_an_undecided_one_is_
     await _order(api, case_id, "return", URBAN, reason="The shop is a police matter after all")
     await _until(api, case_id, lambda s: s["pending_return"] is not None)
     handle = handle_of(client, case_id)
-    await fast_forward(env, handle, timedelta(hours=2, minutes=1))
+    [item] = await eventually(pending)
+    await fast_forward_past(env, handle, datetime.fromisoformat(item["decision_due"]))
     state = await _until(api, case_id, lambda s: s["status"] == "reassigning")
     assert [k for k in _kinds(state) if k.startswith("return")][-2:] == [
         "return_decision_overdue", "return_upheld"
