@@ -106,13 +106,27 @@ async def fast_forward_past(
 HISTORIES = Path(__file__).parent / "histories"
 
 
+def sandboxed_replayer(**options: Any) -> Replayer:
+    """A replayer of the case workflows in the SDK's sandbox, without its deadlock detector.
+
+    The detector fails an activation that has not yielded within 2 s of wall time; on a loaded
+    2-core CI machine a replay's activation (in the sandbox, which imports the workflow
+    modules afresh for each run) can take that long without anything being wrong, and the
+    replay then fails with "[TMPRL1101] Potential deadlock detected". ``debug_mode`` is the
+    SDK's switch for it: it runs activations inline, so the check has nothing to time. What a
+    replay here proves is unchanged: the same commands (determinism) and nothing the sandbox
+    forbids (it only lets ``breakpoint()`` through)."""
+    return Replayer(
+        workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter, debug_mode=True,
+        **options,
+    )  # fmt: skip
+
+
 async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> WorkflowHistory:
     """Replay a finished path's history with the current code; with RECORD_HISTORIES=1 also
     store it under tests/histories/ so that every later run replays it (test_replay.py)."""
     history = await handle.fetch_history()
-    await Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(
-        history
-    )
+    await sandboxed_replayer().replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")

@@ -19,12 +19,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from helpers import HISTORIES, eventually, handle_of, register
+from helpers import HISTORIES, eventually, handle_of, register, sandboxed_replayer
 from history_surgery import SIGNALED, merge_points, merged, split
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
 from jiesu.case.domain import (
     AcceptAction,
@@ -35,7 +33,7 @@ from jiesu.case.domain import (
     ReplyAction,
     Role,
 )
-from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+from workflows import ComplaintWorkflow
 
 EVIDENCE = sorted((HISTORIES / "evidence").glob("*.json"))
 URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-management")
@@ -43,7 +41,7 @@ URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-man
 
 async def _replay_failure(text: str, name: str = "case") -> str | None:
     history = WorkflowHistory.from_json(name, text)
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = sandboxed_replayer()
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 

@@ -8,12 +8,8 @@ Record new histories with ``RECORD_HISTORIES=1 make test``.
 from __future__ import annotations
 
 import pytest
-from helpers import HISTORIES
+from helpers import HISTORIES, sandboxed_replayer
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
-
-from workflows import ALL_WORKFLOWS
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
 
@@ -25,6 +21,6 @@ def test_histories_are_recorded() -> None:
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
 async def test_recorded_history_replays(path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = sandboxed_replayer()
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"

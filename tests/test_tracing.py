@@ -12,20 +12,26 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from helpers import HISTORIES, OPERATOR, complaint, department, eventually, handle_of, served
+from helpers import (
+    HISTORIES,
+    OPERATOR,
+    complaint,
+    department,
+    eventually,
+    handle_of,
+    sandboxed_replayer,
+    served,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
 from api.main import create_app
 from jiesu import telemetry
 from jiesu.config import Settings
 from worker import build_worker
-from workflows import ALL_WORKFLOWS
 
 COMPLAINTS = "/api/v1/complaints"
 
@@ -103,7 +109,7 @@ async def test_a_trace_links_the_request_to_the_workflow_and_its_activities(
     assert handled.context.trace_id == post.context.trace_id
 
     # a history recorded with tracing on replays without the interceptor, and the other way
-    plain = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    plain = sandboxed_replayer()
     assert (await plain.replay_workflow(history, raise_on_replay_failure=False)).replay_failure \
         is None  # fmt: skip
 
@@ -129,11 +135,7 @@ async def test_recorded_histories_replay_with_the_tracing_interceptor(path) -> N
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    replayer = Replayer(
-        workflows=ALL_WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        interceptors=telemetry.temporal_interceptors(provider),
-    )
+    replayer = sandboxed_replayer(interceptors=telemetry.temporal_interceptors(provider))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 

@@ -160,9 +160,20 @@ async def locate_divergence(history: WorkflowHistory, replayer: Replayer) -> int
     return after[0].event_id
 
 
+_DEADLOCK = "[TMPRL1101]"  # the SDK's "Potential deadlock detected" (2 s without yielding)
+
+
 async def _with_location(
     verdict: HistoryVerdict, history: WorkflowHistory, replayer: Replayer
 ) -> HistoryVerdict:
+    """The verdict, settled: a suspected deadlock is replayed once more, a divergence located.
+
+    The SDK's deadlock detector fails an activation that has not yielded within 2 s of wall
+    time. On a loaded machine a sound history can take that long (replays run in the sandbox,
+    which loads the workflow modules afresh for each run); a real deadlock fails again."""
+    if verdict.verdict == FAILED and _DEADLOCK in (verdict.message or ""):
+        again = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        verdict = _history_verdict(history, again.replay_failure)
     if verdict.verdict == NON_DETERMINISTIC:
         verdict.event_id = await locate_divergence(history, replayer)
     return verdict
