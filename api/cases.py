@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
+from opentelemetry import trace
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,6 +42,10 @@ READ_MODEL_WAIT_SECONDS = 2.0
 DEFAULT_QUERY_TIMEOUT_SECONDS: float = Settings.model_fields["query_timeout_seconds"].default
 
 Source = Literal["workflow", "read_model"]
+
+# Spans of an action's stages (bench/action_stages.py reads them); without a tracer provider
+# (tracing off, the default) these are OpenTelemetry's no-op spans.
+_tracer = trace.get_tracer(__name__)
 
 
 class Unanswered(Exception):
@@ -244,7 +249,9 @@ async def _await_projection(
     loop = asyncio.get_running_loop()
     while True:
         changed.clear()  # before the look: a projection committing meanwhile sets it again
-        found = await _projected(pool, case_id, rid)
+        with _tracer.start_as_current_span("action: look at the read model") as span:
+            found = await _projected(pool, case_id, rid)
+            span.set_attribute("jiesu.found", found is not None)
         remaining = give_up - loop.time()
         if found is not None or remaining <= 0:
             return found
@@ -386,7 +393,8 @@ async def perform(
     action the copy would refuse, a retry — asks the workflow first, as the copy may be
     behind."""
     rid = request_id(principal, case_id, action_name, idempotency_key)
-    copy = await read_model_copy(pool, case_id)
+    with _tracer.start_as_current_span("action: read-model copy"):
+        copy = await read_model_copy(pool, case_id)
     if copy is not None and principal.can_see(copy):
         action = make_action(copy)
         if check(copy, action) is None:
