@@ -28,6 +28,7 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.gc_tuning import freeze_startup_objects
 from jiesu.health import domain_metrics
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify import sms
@@ -124,6 +125,7 @@ async def main() -> None:
         )
     try:
         worker = build_worker(client, pool, settings)
+        freeze_startup_objects()  # full collections walk only what is made from here on
         logging.info("polling task queue %s on %s", settings.task_queue, settings.temporal_address)
         stop_on_signals(stop)
         await run_until_stopped(worker, stop)

@@ -44,6 +44,7 @@ from api.routers import audit as audit_routes
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.gc_tuning import freeze_startup_objects
 from jiesu.intake import similarity
 from jiesu.notify import sms
 from jiesu.readmodel.changes import ProjectionFeed
@@ -84,9 +85,12 @@ def create_app(
     pool: asyncpg.Pool | None = None,
     sms_gateway: sms.SmsGateway | None = None,
     tracer_provider: TracerProvider | None = None,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """``tracer_provider``: trace requests with it (tests); by default the OTLP one when
-    OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing at all (jiesu.telemetry)."""
+    OTEL_EXPORTER_OTLP_ENDPOINT is set, else no tracing at all (jiesu.telemetry).
+    ``freeze_gc``: once started, keep the start-up objects out of the garbage collector's
+    full collections (jiesu.gc_tuning) — the served app's, not the tests' many apps."""
     settings = settings or get_settings()
     own_tracing = tracer_provider is None
     tracer_provider = tracer_provider or start_tracing("jiesu-api")
@@ -107,6 +111,8 @@ def create_app(
         listener = MetricsListener(settings.api_metrics_address, app.state.metrics_registry)
         if settings.api_metrics_address:
             listener.start()
+        if freeze_gc:
+            freeze_startup_objects()
         # The mounted Open311 sub-application runs no lifespan of its own: it shares ours.
         for name in ("settings", "temporal", "pool", "auth_limiter"):
             setattr(georeport.state, name, getattr(app.state, name))
@@ -129,6 +135,7 @@ def create_app(
         dependencies=[Depends(media.json_bodies_only)],
     )
     app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
+    app.state.freeze_gc = freeze_gc
     app.state.stat_answers = Answers()  # statistics answers kept until the figures move
     app.state.self_service_limits = self_service.limits_from_settings(settings)
     if tracer_provider is not None:
@@ -166,4 +173,4 @@ def create_app(
     return app
 
 
-app = create_app()
+app = create_app(freeze_gc=True)

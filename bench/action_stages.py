@@ -240,8 +240,8 @@ def report(receiver: Receiver, phases: list[tuple[str, int, int, str]]) -> str:
         lines += table(department)
         rating = [r for a, r in inside if a == "rating"]
         if rating:
-            lines += ["", f"rating (the citizen), n = {len(rating)}: total p50 "
-                      f"{percentile([r['total (HTTP in → out)'] for r in rating], 50):.1f} ms"]
+            lines += ["", f"The citizen's rating, n = {len(rating)}:", ""]
+            lines += table(rating)
     return "\n".join(lines)
 
 

@@ -83,6 +83,37 @@ async def test_an_action_is_answered_from_the_read_model_without_a_query(
         assert contacted == [e for e in again["case"]["events"] if e["kind"] == "contacted"]
 
 
+async def test_the_citizens_rating_is_answered_from_the_read_model_without_a_query(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The citizen's actions take the department's way (api/routers/citizen.py ``act_as``):
+    the read model's copy before the signal, the read model after it; a retry with the same
+    key gets the first answer and rates once."""
+    queries = _Queries()
+    async with served(create_app(settings, client=_counting(client, queries), pool=pool)) as api:
+        created = await register(api)
+        case_id, token = created["case_id"], created["citizen_token"]
+        routed = await eventually(lambda: _routed(api, case_id))
+        dept = department(routed["assignment"]["department_id"])
+        await act(api, case_id, "accept", dept)
+        await act(api, case_id, "contact", dept, note="called")
+        await act(api, case_id, "reply", dept, outcome="resolved", text="fixed")
+        queries.sent.clear()
+        key = {"Idempotency-Key": "rate-once"}
+        rated = await act(api, case_id, "rating", key, token=token, rating="satisfied")
+        assert rated["applied"] is True and rated["case"]["rating"] == "satisfied"
+        assert queries.sent == []
+        again = await act(api, case_id, "rating", key, token=token, rating="satisfied")
+        kinds = [e["kind"] for e in again["case"]["events"]]
+        assert kinds.count("rated") == 1
+        assert again["case"]["rating"] == "satisfied"
+        # without the key, a second rating of the closed case is refused and changes nothing
+        await act(api, case_id, "rating", {}, 409, token=token, rating="unsatisfied")
+        state = await pool.fetchrow("SELECT rating, version FROM cases WHERE case_id = $1",
+                                    case_id)  # fmt: skip
+        assert state is not None and state["rating"] == "satisfied"
+
+
 async def test_without_the_feed_the_workflow_is_asked(
     settings: Settings, client: Client, pool: asyncpg.Pool
 ) -> None:

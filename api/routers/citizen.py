@@ -78,6 +78,19 @@ async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
     """Perform ``spec`` for a reporter already known to be ``actor``: by their token, or by
     the phone of an inbound SMS answering the rating prompt (api/routers/channels.py)."""
     fields = {k: v for k, v in call.fields.items() if k != "token"}
+    act = spec.action(actor=actor, **fields)
+    # the reporter (whose token it is) is the caller whose Idempotency-Key this is
+    caller = Principal(name=actor.name, role=actor.role, department_id=None)
+    rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
+    # As for staff (api/cases.py perform): the read model's copy stands in for the query when
+    # it allows the action — the workflow judges it anyway; anything else (no copy yet, a copy
+    # that refuses, a retry of an applied action) asks the workflow, as the copy may be behind.
+    copy = await cases.read_model_copy(call.pool, call.case_id)
+    if copy is not None and spec.check(copy, act) is None:
+        return await cases.act(
+            call.client, copy, spec.signal, act, spec.check, None, rid, stale=True,
+            pool=call.pool, feed=call.feed,
+        )  # fmt: skip
     stale = False
     try:
         state = await cases.live_state(
@@ -89,10 +102,6 @@ async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
         raise cases.not_ready(call.case_id)
     if state is None:
         raise ApiError(409, "case_closed", f"case {call.case_id} is closed")
-    act = spec.action(actor=actor, **fields)
-    # the reporter (whose token it is) is the caller whose Idempotency-Key this is
-    caller = Principal(name=actor.name, role=actor.role, department_id=None)
-    rid = cases.request_id(caller, call.case_id, type(act).__name__, call.idempotency_key)
     return await cases.act(
         call.client, state, spec.signal, act, spec.check, None, rid, stale=stale,
         pool=call.pool, feed=call.feed,
