@@ -32,7 +32,7 @@ from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
-from jiesu.readmodel.changes import ProjectionFeed
+from jiesu.readmodel.changes import Change, ProjectionFeed
 from workflows.complaint import ComplaintWorkflow
 
 # How long an action waits for the workflow to apply its signal before answering 202.
@@ -241,17 +241,34 @@ async def _projected(
     return None if ours is None else (state, ours)
 
 
+def _from_notice(snapshot: str, rid: str) -> tuple[CaseState, CaseEvent] | None:
+    """The case as a projection's notice carried it (jiesu.readmodel.changes) and the event
+    request ``rid`` caused, when that projection wrote it (None before)."""
+    written = json.loads(snapshot)
+    if not any((e["actor"] or {}).get("request_id") == rid for e in written["events"]):
+        return None
+    state = CaseState.model_validate({**written["state"], "events": written["events"]})
+    ours = _caused_by(state, rid)
+    return None if ours is None else (state, ours)
+
+
 async def _await_projection(
-    pool: asyncpg.Pool, case_id: str, rid: str, changed: asyncio.Event, give_up: float
+    pool: asyncpg.Pool, case_id: str, rid: str, changed: Change, give_up: float
 ) -> tuple[CaseState, CaseEvent] | None:
-    """Look at the read model each time a projection of the case commits, until it shows the
-    event this request caused; None at ``give_up``."""
+    """Look at the case each time a projection of it commits — in the notice when it carries
+    the case, in the read model otherwise — until it shows the event this request caused;
+    None at ``give_up``. The first look reads the read model: a retry of an action already
+    applied (the workflow ignores its signal) causes no projection to be told of."""
     loop = asyncio.get_running_loop()
     while True:
-        changed.clear()  # before the look: a projection committing meanwhile sets it again
+        snapshot = changed.take()  # before the look: a projection committing meanwhile tells again
         with _tracer.start_as_current_span("action: look at the read model") as span:
-            found = await _projected(pool, case_id, rid)
+            if snapshot is not None:
+                found = _from_notice(snapshot, rid)
+            else:
+                found = await _projected(pool, case_id, rid)
             span.set_attribute("jiesu.found", found is not None)
+            span.set_attribute("jiesu.from_notice", snapshot is not None)
         remaining = give_up - loop.time()
         if found is not None or remaining <= 0:
             return found

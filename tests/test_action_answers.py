@@ -4,14 +4,17 @@ to the workflow; by asking the workflow when the read model cannot tell (the fee
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
 
+from api import cases
 from api.main import create_app
 from jiesu.config import Settings
-from jiesu.readmodel.changes import ProjectionFeed
+from jiesu.readmodel.changes import Change, ProjectionFeed, notify_payload
 from tests.helpers import (
     OPERATOR,
     act,
@@ -112,6 +115,68 @@ async def test_the_citizens_rating_is_answered_from_the_read_model_without_a_que
         state = await pool.fetchrow("SELECT rating, version FROM cases WHERE case_id = $1",
                                     case_id)  # fmt: skip
         assert state is not None and state["rating"] == "satisfied"
+
+
+async def test_a_projections_notice_carries_the_case_as_the_read_model_has_it(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The API answers from the notice, without reading the case back: what the notice says
+    is what the read model holds once that projection has committed."""
+    feed = ProjectionFeed(settings.database_url)
+    await feed.start()
+    try:
+        async with served(create_app(settings, client=client, pool=pool)) as api:
+            case_id = (await register(api))["case_id"]
+            routed = await eventually(lambda: _routed(api, case_id))
+            with feed.watch(case_id) as changed:
+                await act(api, case_id, "accept", department(routed["assignment"]["department_id"]))
+                told = await eventually(lambda: _told(changed))
+        rid = next(e["actor"]["request_id"] for e in json.loads(told)["events"]
+                   if e["kind"] == "accepted")  # fmt: skip
+        from_notice = cases._from_notice(told, rid)
+        from_read_model = await cases._projected(pool, case_id, rid)
+        assert from_notice is not None and from_notice == from_read_model
+        assert from_notice[0].status == "handling"
+    finally:
+        await feed.close()
+
+
+async def test_a_case_too_long_for_a_notice_is_read_from_the_read_model(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    queries = _Queries()
+    feed = ProjectionFeed(settings.database_url)
+    await feed.start()
+    try:
+        app = create_app(settings, client=_counting(client, queries), pool=pool)
+        async with served(app) as api:
+            created = await register(api)
+            case_id, token = created["case_id"], created["citizen_token"]
+            routed = await eventually(lambda: _routed(api, case_id))
+            for n in range(3):  # three times 2,000 characters of 3 bytes: over 8,000 bytes
+                await act(api, case_id, "supplement", token=token, text=f"{n}补充" * 1000)
+            queries.sent.clear()
+            with feed.watch(case_id) as changed:
+                answer = await act(
+                    api, case_id, "accept", department(routed["assignment"]["department_id"])
+                )
+                await asyncio.wait_for(changed.wait(), 10)  # told before the answer
+                assert changed.take() is None  # the notice named the case only
+        assert answer["applied"] is True and answer["case"]["status"] == "handling"
+        assert queries.sent == []  # answered from the read model all the same
+    finally:
+        await feed.close()
+
+
+def test_a_notice_is_the_case_id_alone_when_the_case_does_not_fit() -> None:
+    small = notify_payload("JS1", {"status": "handling"}, [])
+    assert small.startswith("JS1\n") and json.loads(small[4:])["state"]["status"] == "handling"
+    big = notify_payload("JS1", {"title": "长" * 2700}, [])  # 8,100 bytes of UTF-8
+    assert big == "JS1"
+
+
+async def _told(changed: Change) -> str | None:
+    return changed.take()
 
 
 async def test_without_the_feed_the_workflow_is_asked(

@@ -1,10 +1,16 @@
 """Who is told when a case's projection commits: PostgreSQL ``LISTEN`` / ``NOTIFY``.
 
-The read-model writer (jiesu.readmodel.projection) sends ``NOTIFY case_projected, '<case id>'``
-in the transaction that writes a case's new events, so the notice arrives exactly when they are
+The read-model writer (jiesu.readmodel.projection) sends ``NOTIFY case_projected`` in the
+transaction that writes a case's new events, so the notice arrives exactly when they are
 readable. The API (api/cases.py, ``act``) waits on it for the event an action caused instead of
 asking the workflow: a projection runs inside the workflow task that applied the signal, so
 the event is in the read model before that task has even completed.
+
+The notice is the case id and, after a newline, the case as that transaction left it (its
+row's ``state`` and every event, JSON: :func:`notify_payload`), so that the API answers without
+reading it back; when that would not fit in a notice (PostgreSQL takes less than 8,000 bytes)
+the case id alone, and whoever waits reads the read model. An API older than the worker takes
+a long notice for another case's and falls back to the workflow's query: update the API first.
 
 A :class:`ProjectionFeed` holds one dedicated connection (not a pooled one: a pooled connection
 keeps no session state, jiesu.db) listening on the channel, and wakes the waiters of the case
@@ -16,23 +22,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 
 CHANNEL = "case_projected"
 NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', $1)"
 RECONNECT_SECONDS = 2.0  # at most one reconnection attempt this often
+NOTICE_LIMIT = 8000  # bytes: PostgreSQL refuses a NOTIFY payload this long or longer
 
 log = logging.getLogger(__name__)
+
+
+def notify_payload(case_id: str, state: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    """The payload that tells of a case's projection: ``case_id``, and the case as projected
+    (``state`` without events, as in ``cases.state``, and every event of ``case_events``)
+    when it fits; the case id alone otherwise."""
+    snapshot = json.dumps({"state": state, "events": events}, ensure_ascii=False, default=str)
+    text = f"{case_id}\n{snapshot}"
+    return text if len(text.encode()) < NOTICE_LIMIT else case_id
+
+
+class Change:
+    """What a watcher of one case is told: :meth:`wait` returns once a projection of the case
+    has committed since the last :meth:`take`; ``take`` gives the case as the latest of them
+    left it (the notice's JSON), or None when no notice carried it."""
+
+    def __init__(self) -> None:
+        self._committed = asyncio.Event()
+        self._snapshot: str | None = None
+
+    def tell(self, snapshot: str | None) -> None:
+        self._snapshot = snapshot
+        self._committed.set()
+
+    def take(self) -> str | None:
+        snapshot, self._snapshot = self._snapshot, None
+        self._committed.clear()
+        return snapshot
+
+    async def wait(self) -> None:
+        await self._committed.wait()
 
 
 class ProjectionFeed:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._conn: asyncpg.Connection | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Change]] = {}
         self._next_attempt = 0.0
         self._connecting: asyncio.Task[None] | None = None
 
@@ -81,15 +121,16 @@ class ProjectionFeed:
             return
         self._connecting = loop.create_task(self.start())
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, case_id: str) -> None:
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        case_id, newline, snapshot = payload.partition("\n")  # parsed by the waiter, if any
         for changed in self._waiters.get(case_id, ()):
-            changed.set()
+            changed.tell(snapshot if newline else None)
 
     @contextlib.contextmanager
-    def watch(self, case_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever a projection of ``case_id`` commits while the block runs
-        (clear it before each look at the read model, so that no notice is missed)."""
-        changed = asyncio.Event()
+    def watch(self, case_id: str) -> Iterator[Change]:
+        """Told whenever a projection of ``case_id`` commits while the block runs (take
+        what it was told before each look at the read model, so that no notice is missed)."""
+        changed = Change()
         self._waiters.setdefault(case_id, set()).add(changed)
         try:
             yield changed

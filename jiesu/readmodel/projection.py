@@ -12,13 +12,15 @@ The same transaction stores the notices the new events cause (``jiesu.notify.not
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from jiesu.case.domain import CaseProjection, Status
 from jiesu.notify import templates
 from jiesu.notify.notices import notices_for
 from jiesu.readmodel import accountability
-from jiesu.readmodel.changes import NOTIFY_SQL
+from jiesu.readmodel.changes import NOTIFY_SQL, notify_payload
 from jiesu.stats.attribution import handlings
 from jiesu.stats.indicators import case_resolved
 
@@ -76,7 +78,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (key) DO NOTHING
 """
 
-_CASE_EVENTS = "SELECT kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
+_CASE_EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
 
 _INSERT_HANDLING = """
 INSERT INTO case_handlings (
@@ -90,16 +92,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
 """
 
 
-async def _write_handlings(conn: asyncpg.Connection, projection: CaseProjection) -> None:
-    await write_handlings(conn, projection.state.case_id, projection.state.status)
-
-
 async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status) -> int | None:
     """Replace the case's handlings (fair attribution) by those of its full event list; the
     number written, or None for a case without events (none is projected so; a row made by
     hand keeps what it has). The caller holds the case's row lock (the projection's upsert,
     or the backfill's ``FOR UPDATE``), so two writers never interleave delete and insert."""
-    events = await conn.fetch(_CASE_EVENTS, case_id)
+    return await _replace_handlings(conn, case_id, status, await conn.fetch(_CASE_EVENTS, case_id))
+
+
+async def _replace_handlings(
+    conn: asyncpg.Connection, case_id: str, status: Status, events: list[asyncpg.Record]
+) -> int | None:
     if not events:
         return None
     rows = handlings(events)
@@ -116,6 +119,19 @@ async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status
         ],
     )  # fmt: skip
     return len(rows)
+
+
+def _notice(case_id: str, state: dict[str, Any], events: list[asyncpg.Record] | None) -> str:
+    """What the NOTIFY says (jiesu.readmodel.changes): the case as written, when the
+    transaction read its events back; the case id alone when it did not."""
+    if events is None:
+        return case_id
+    as_stored = [
+        {"seq": e["seq"], "kind": e["kind"], "at": e["at"].isoformat(), "actor": e["actor"],
+         "data": e["data"]}
+        for e in events
+    ]  # fmt: skip
+    return notify_payload(case_id, state, as_stored)
 
 
 def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | None]:
@@ -135,6 +151,7 @@ async def write_case(
     projections, a later write of the same seq or version wins (see _OVERWRITE_EVENT)."""
     s = projection.state
     d = s.deadlines
+    state = s.model_dump(mode="json", exclude={"events"})
     async with pool.acquire() as conn, conn.transaction():
         await conn.executemany(
             _OVERWRITE_EVENT if overwrite else _INSERT_EVENT,
@@ -172,7 +189,7 @@ async def write_case(
             s.rating.value if s.rating else None,
             s.resolution.value if s.resolution else None,
             [b.kind.value for b in s.breaches],
-            s.model_dump(mode="json", exclude={"events"}),
+            state,
             s.repeat_count,
             len(s.returned_by),
             s.extension_count,
@@ -184,10 +201,12 @@ async def write_case(
             s.rejected_returns,
         )
         await accountability.store(conn, s.case_id, projection.new_events)
+        events = None
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow
-            await _write_handlings(conn, projection)
+            events = await conn.fetch(_CASE_EVENTS, s.case_id)
+            await _replace_handlings(conn, s.case_id, s.status, events)
         if projection.new_events:  # delivered at commit: whoever waits for them (changes.py)
-            await conn.execute(NOTIFY_SQL, s.case_id)
+            await conn.execute(NOTIFY_SQL, _notice(s.case_id, state, events))
         notices = notices_for(s, projection.new_events)
         wording = await templates.load(conn) if notices else {}
         await conn.executemany(
