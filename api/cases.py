@@ -410,8 +410,7 @@ async def perform(
     action the copy would refuse, a retry — asks the workflow first, as the copy may be
     behind."""
     rid = request_id(principal, case_id, action_name, idempotency_key)
-    with _tracer.start_as_current_span("action: read-model copy"):
-        copy = await read_model_copy(pool, case_id)
+    copy = await read_model_copy(pool, case_id)
     if copy is not None and principal.can_see(copy):
         action = make_action(copy)
         if check(copy, action) is None:
@@ -430,8 +429,9 @@ async def perform(
 
 async def read_model_copy(pool: asyncpg.Pool, case_id: str) -> CaseState | None:
     """The case as last projected, without its events (see :func:`perform`)."""
-    row = await pool.fetchval("SELECT state FROM cases WHERE case_id = $1", case_id)
-    return CaseState.model_validate(row) if row is not None else None
+    with _tracer.start_as_current_span("action: read-model copy"):
+        row = await pool.fetchval("SELECT state FROM cases WHERE case_id = $1", case_id)
+        return CaseState.model_validate(row) if row is not None else None
 
 
 async def department_ref(pool: asyncpg.Pool, department_id: str) -> str:

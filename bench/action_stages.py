@@ -184,8 +184,9 @@ def stages(spans: list[Span]) -> list[tuple[str, int, dict[str, float]]]:
                STAGES[6]: marks[7] - marks[6], STAGES[7]: marks[8] - marks[7],
                STAGES[8]: marks[9] - marks[8], STAGES[9]: marks[10] - marks[9],
                "total (HTTP in → out)": marks[10] - marks[0]}  # fmt: skip
-        out.append((str(_action_of(server)), server.start,
-                    {k: v / 1e6 for k, v in row.items()}))  # fmt: skip
+        row = {k: v / 1e6 for k, v in row.items()}
+        row["from notice"] = 1.0 if look.attributes.get("jiesu.from_notice") else 0.0
+        out.append((str(_action_of(server)), server.start, row))
     return out
 
 
@@ -199,7 +200,9 @@ def _action_of(s: Span) -> str | None:
 
 def table(rows: list[dict[str, float]]) -> list[str]:
     keys = [*STAGES, "total (HTTP in → out)"]
-    lines = ["| stage (ms) | p50 | p95 | p99 | mean |", "|---|---|---|---|---|"]
+    notice = sum(r.get("from notice", 0.0) for r in rows)
+    lines = [f"answered from the projection's notice: {notice:.0f} of {len(rows)}", ""]
+    lines += ["| stage (ms) | p50 | p95 | p99 | mean |", "|---|---|---|---|---|"]
     for key in keys:
         values = [r[key] for r in rows]
         p = [percentile(values, q) or 0.0 for q in (50, 95, 99)]
