@@ -268,7 +268,7 @@ async def _await_projection(
             else:
                 found = await _projected(pool, case_id, rid)
             span.set_attribute("jiesu.found", found is not None)
-            span.set_attribute("jiesu.from_notice", snapshot is not None)
+            span.set_attribute("jiesu.notice_bytes", len(snapshot) if snapshot else 0)
         remaining = give_up - loop.time()
         if found is not None or remaining <= 0:
             return found

@@ -78,6 +78,26 @@ def wrap_outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: 
     app.build_middleware_stack = lambda: middleware(build(), **options)  # type: ignore[method-assign]
 
 
+async def build_routes(app: FastAPI) -> None:
+    """FastAPI builds an included router's routes (their fields, validators, dependency
+    trees: ~33,000 objects here) when a request first reaches them. One request that matches
+    no route walks them all: built at start-up, they are frozen with the rest
+    (jiesu.gc_tuning) instead of being walked by every full collection afterwards."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/-", "raw_path": b"/-", "root_path": "", "query_string": b"",
+        "headers": [], "server": ("localhost", 80), "client": ("127.0.0.1", 0),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: dict[str, Any]) -> None:
+        pass  # the 404 goes nowhere
+
+    await app.router(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -112,6 +132,7 @@ def create_app(
         if settings.api_metrics_address:
             listener.start()
         if freeze_gc:
+            await build_routes(app)
             freeze_startup_objects()
         # The mounted Open311 sub-application runs no lifespan of its own: it shares ours.
         for name in ("settings", "temporal", "pool", "auth_limiter"):

@@ -185,7 +185,7 @@ def stages(spans: list[Span]) -> list[tuple[str, int, dict[str, float]]]:
                STAGES[8]: marks[9] - marks[8], STAGES[9]: marks[10] - marks[9],
                "total (HTTP in → out)": marks[10] - marks[0]}  # fmt: skip
         row = {k: v / 1e6 for k, v in row.items()}
-        row["from notice"] = 1.0 if look.attributes.get("jiesu.from_notice") else 0.0
+        row["notice bytes"] = float(look.attributes.get("jiesu.notice_bytes") or 0)
         out.append((str(_action_of(server)), server.start, row))
     return out
 
@@ -200,8 +200,10 @@ def _action_of(s: Span) -> str | None:
 
 def table(rows: list[dict[str, float]]) -> list[str]:
     keys = [*STAGES, "total (HTTP in → out)"]
-    notice = sum(r.get("from notice", 0.0) for r in rows)
-    lines = [f"answered from the projection's notice: {notice:.0f} of {len(rows)}", ""]
+    sizes = [r["notice bytes"] for r in rows if r["notice bytes"]]
+    lines = [f"answered from the projection's notice: {len(sizes)} of {len(rows)}"
+             + (f" (notice p50 {percentile(sizes, 50):.0f}, max {max(sizes):.0f} characters)"
+                if sizes else ""), ""]  # fmt: skip
     lines += ["| stage (ms) | p50 | p95 | p99 | mean |", "|---|---|---|---|---|"]
     for key in keys:
         values = [r[key] for r in rows]
