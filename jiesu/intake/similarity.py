@@ -23,20 +23,32 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import jieba
-import jieba.analyse
 
 jieba.setLogLevel(logging.WARNING)  # not the dictionary's loading messages on every start
 
 
 
 def warm_up() -> None:
-    """Load jieba's dictionary now (about a second of CPU, several on a busy machine). Left to
-    the first description it segments, that load runs inside a request and holds the API's
-    event loop meanwhile: every other request waits behind it (docs/performance.md)."""
+    """Load jieba's dictionary and IDF table now (about a second of CPU, several on a busy
+    machine). Left to the first description it segments, that load runs inside a request and
+    holds the API's event loop meanwhile: every other request waits behind it
+    (docs/performance.md)."""
     jieba.initialize()
+    _idf()
+
+
+@cache
+def _idf() -> tuple[dict[str, float], float]:
+    """jieba's IDF table and its median, imported on first use: importing ``jieba.analyse``
+    loads the part-of-speech model too (about 1.5 s of CPU), which every process importing
+    this module paid at start — each ``jiesu`` command, most of which never compare texts."""
+    import jieba.analyse
+
+    tfidf = jieba.analyse.default_tfidf
+    return tfidf.idf_freq, tfidf.median_idf
 
 
 TEXT_THRESHOLD = 25.0
@@ -102,8 +114,8 @@ def words(text: str, address: str = "") -> frozenset[str]:
 
 
 def _weight(word: str) -> float:
-    tfidf = jieba.analyse.default_tfidf
-    return float(tfidf.idf_freq.get(word, tfidf.median_idf))
+    frequencies, median = _idf()
+    return float(frequencies.get(word, median))
 
 
 def _found(word: str, others: frozenset[str]) -> bool:
