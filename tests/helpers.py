@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 from fastapi import FastAPI
@@ -33,6 +35,35 @@ async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         ) as http,
     ):
         yield http
+
+
+async def cli_in_process(
+    variables: Mapping[str, str], *argv: str, stdin: str = ""
+) -> tuple[int, str, str]:
+    """``jiesu ARGV`` in this process — ``jiesu.ops.cli.run``, what the console script runs
+    before it exits — with ``variables`` as its environment and ``stdin`` piped in: (exit code,
+    stdout, stderr). A new interpreter costs about 1.5 s of CPU before the command starts, and
+    the tests of refused input make many calls; the console script itself is tested through a
+    subprocess (test_audit.run_cli)."""
+    from jiesu.config import get_settings
+    from jiesu.ops import cli
+
+    def call() -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            patch.dict(os.environ, variables), patch("sys.stdin", io.StringIO(stdin)),
+            redirect_stdout(out), redirect_stderr(err),
+        ):  # fmt: skip
+            get_settings.cache_clear()  # the settings of these variables, not the last ones
+            try:
+                code = cli.run(list(argv))
+            except SystemExit as exit_:  # argparse's refusals
+                code = exit_.code if isinstance(exit_.code, int) else 1
+            finally:
+                get_settings.cache_clear()
+        return code, out.getvalue(), err.getvalue()
+
+    return await asyncio.to_thread(call)
 
 
 def auth(key: DemoKey) -> dict[str, str]:

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 import httpx
-from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth
+from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth, cli_in_process
 from temporalio.testing import WorkflowEnvironment
 from test_api import COMPLAINTS, error_of
 from test_audit import ROOT, cli_env
@@ -52,27 +52,29 @@ async def test_users_cli_creates_lists_disables_enables_and_sets_passwords(
         env, settings, "create", "--login", login, "--name", "王芳", "--role", "department",
         "--department", "water", stdin=first + "\n",
     )  # fmt: skip
-    assert code == 0, err
+    assert code == 0, err  # the console script, in a process of its own; the rest in this one
     assert login in out and first not in out
+    variables = cli_env(env, settings)
     stored = await pool.fetchrow("SELECT * FROM staff WHERE login = $1", login)
     assert stored["password_hash"].startswith("$argon2id$") and first not in str(dict(stored))
 
-    code, listing, err = await users_cli(env, settings, "list")
+    code, listing, err = await cli_in_process(variables, "users", "list")
     assert code == 0, err
     line = next(li for li in listing.splitlines() if li.startswith(f"{login} "))
     assert line.split()[1:5] == ["王芳", "department", "water", "yes"]
     assert "argon2" not in listing
 
     await log_in(browser, login, first)
-    code, _, err = await users_cli(env, settings, "disable", login)
+    code, _, err = await cli_in_process(variables, "users", "disable", login)
     assert code == 0, err
     error_of(await browser.get(COMPLAINTS), 401, "session_ended")  # sessions ended at once
     error_of(await browser.post(SESSION, json={"login": login, "password": first}), 403,
              "account_disabled")  # fmt: skip
-    code, _, err = await users_cli(env, settings, "enable", login)
+    code, _, err = await cli_in_process(variables, "users", "enable", login)
     assert code == 0, err
 
-    code, _, err = await users_cli(env, settings, "set-password", login, stdin=second + "\n")
+    code, _, err = await cli_in_process(variables, "users", "set-password", login,
+                                     stdin=second + "\n")  # fmt: skip
     assert code == 0, err
     error_of(await browser.post(SESSION, json={"login": login, "password": first}), 401,
              "login_failed")  # fmt: skip
@@ -102,18 +104,22 @@ async def test_users_cli_refuses_bad_input_and_changes_nothing(
         (["create", "--login", "-bad login", "--name", "x", "--role", "operator"],
          "long enough pw\n", "a login is"),
     ]  # fmt: skip
+    variables = cli_env(env, settings)
+
+    async def users(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+        return await cli_in_process(variables, "users", *argv, stdin=stdin)
+
     for argv, stdin, message in cases:
-        code, _, err = await users_cli(env, settings, *argv, stdin=stdin)
+        code, _, err = await users(*argv, stdin=stdin)
         assert code == 2 and message in err, (argv, err)
     assert await staff.get_person(pool, login) is None
     for action in ("disable", "enable"):
-        code, _, err = await users_cli(env, settings, action, "nobody-at-all")
+        code, _, err = await users(action, "nobody-at-all")
         assert code == 1 and "no person" in err
-    code, _, err = await users_cli(env, settings, "set-password", "nobody-at-all",
-                                   stdin="long enough pw\n")  # fmt: skip
+    code, _, err = await users("set-password", "nobody-at-all", stdin="long enough pw\n")
     assert code == 1 and "no person" in err
     # A password is never an argument.
-    code, _, err = await users_cli(env, settings, "set-password", login, "--password", "x")
+    code, _, err = await users("set-password", login, "--password", "x")
     assert code == 2 and "unrecognized arguments" in err
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually
+from helpers import OPERATOR, SUPERVISOR, auth, cli_in_process, complaint, eventually
 from temporalio.testing import WorkflowEnvironment
-from test_audit import run_cli
+from test_audit import cli_env, run_cli
 
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
@@ -263,8 +263,8 @@ async def test_a_bad_notice_is_refused_by_the_cli_and_changes_nothing(
     notice = tmp_path / "bad.csv"
     notice.write_text(text, encoding="utf-8")
     before = (await api.get(f"{A}/calendar/2031", headers=ADMIN)).json()
-    code, _, err = await run_cli(env, settings, "admin", "calendar", "apply", str(notice),
-                                 "--year", "2031")
+    code, _, err = await cli_in_process(cli_env(env, settings), "admin", "calendar", "apply",
+                                        str(notice), "--year", "2031")  # fmt: skip
     assert code == 2 and err.startswith("error:"), err
     assert (await api.get(f"{A}/calendar/2031", headers=ADMIN)).json() == before
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 from fastapi import FastAPI
-from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth, register
+from helpers import AUDITOR, OPERATOR, SUPERVISOR, auth, cli_in_process, register
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_api import COMPLAINTS, error_of, finish, fresh
-from test_audit import run_cli
+from test_audit import cli_env, run_cli
 
 from api.main import create_app
 from jiesu.access.security import API_KEY_PREFIX
@@ -63,7 +63,7 @@ async def test_keys_cli_creates_lists_and_revokes(
     name = f"cli-{uuid.uuid4().hex[:8]}"
     code, out, err = await run_cli(env, settings, "keys", "create", "--role", "operator",
                                    "--name", name)  # fmt: skip
-    assert code == 0, err
+    assert code == 0, err  # the console script, in a process of its own; the rest in this one
     key = out.strip().splitlines()[-1]  # printed once, on the last line
     assert key.startswith(API_KEY_PREFIX) and len(key) >= 40
     assert (await api.get(COMPLAINTS, headers=_bearer(key))).status_code == 200
@@ -73,17 +73,18 @@ async def test_keys_cli_creates_lists_and_revokes(
     assert row["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
     assert key not in str(dict(row))
 
-    code, listing, err = await run_cli(env, settings, "keys", "list")
+    variables = cli_env(env, settings)
+    code, listing, err = await cli_in_process(variables, "keys", "list")
     assert code == 0, err
     line = next(li for li in listing.splitlines() if f" {name} " in li)
     key_id = line.split()[0]
     assert key not in listing and row["key_hash"] not in listing  # no secrets
     assert line.split()[2:4] == ["operator", "-"] and line.rstrip().endswith("-")  # not revoked
 
-    code, out, err = await run_cli(env, settings, "keys", "revoke", key_id)
+    code, out, err = await cli_in_process(variables, "keys", "revoke", key_id)
     assert code == 0, err
     error_of(await api.get(COMPLAINTS, headers=_bearer(key)), 401, "invalid_api_key")
-    _, listing, _ = await run_cli(env, settings, "keys", "list")
+    _, listing, _ = await cli_in_process(variables, "keys", "list")
     assert not next(li for li in listing.splitlines() if f" {name} " in li).rstrip().endswith("-")
 
 
@@ -96,9 +97,10 @@ async def test_keys_cli_refuses_bad_keys(env: WorkflowEnvironment, settings: Set
         (["--role", "admin", "--name", "demo-admin"], "exists"),
         (["--role", "admin", "--name", "bad name"], "key name"),
     ):
-        code, out, err = await run_cli(env, settings, "keys", "create", *argv)
+        variables = cli_env(env, settings)
+        code, out, err = await cli_in_process(variables, "keys", "create", *argv)
         assert code == 2 and problem in err and API_KEY_PREFIX not in out, (argv, out, err)
-    code, _, err = await run_cli(env, settings, "keys", "revoke", "999999999")
+    code, _, err = await cli_in_process(variables, "keys", "revoke", "999999999")
     assert code == 1 and "no API key" in err
 
 
