@@ -33,6 +33,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from test_api import URBAN, assigned, error_of, finish, fresh
 
+from api import cases as api_cases
 from api.main import create_app
 from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Urgency
 from jiesu.client import connect_to
@@ -168,6 +169,18 @@ async def test_openapi_documents_500_and_503_on_every_operation(api: httpx.Async
 # --- a case whose workflow cannot answer --------------------------------------------------------
 
 
+@pytest.fixture
+def impatient_api(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """A silent workflow costs the API its query timeout (2 s) per read, and an action on it
+    APPLY_WAIT_SECONDS (5 s) before the 202. What these tests prove is the answer (read model,
+    503, 202) instead of a hang, so the session's API waits 0.5 s and 1 s for them (a live
+    case's slow query also falls back to the read model, which the tests' waits accept)."""
+    monkeypatch.setattr(settings, "query_timeout_seconds", 0.5)
+    monkeypatch.setattr(api_cases, "APPLY_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(api_cases, "READ_MODEL_WAIT_SECONDS", 0.5)
+
+
+@pytest.mark.usefixtures("impatient_api")
 async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -223,6 +236,7 @@ async def _silent(client: Client, case_id: str) -> Any:
     )  # fmt: skip
 
 
+@pytest.mark.usefixtures("impatient_api")
 async def test_an_action_is_not_refused_on_a_stale_read_model_copy(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -254,6 +268,7 @@ async def test_an_action_is_not_refused_on_a_stale_read_model_copy(
         await orphan.terminate("test finished")
 
 
+@pytest.mark.usefixtures("impatient_api")
 async def test_a_registered_case_not_yet_readable_is_503_not_404(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
