@@ -80,6 +80,13 @@ ON CONFLICT (key) DO NOTHING
 
 _CASE_EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
 
+# The projection's way: its handlings are cleared in the same round trip as its events are read
+# back (a data-modifying WITH runs whether or not the query reads it; the events it has just
+# inserted are there, so there is always something to write back).
+_CASE_EVENTS_CLEARING_HANDLINGS = (
+    "WITH cleared AS (DELETE FROM case_handlings WHERE case_id = $1) " + _CASE_EVENTS
+)
+
 _INSERT_HANDLING = """
 INSERT INTO case_handlings (
     case_id, department_id, first_round, last_round, assigned_at, released_at, accept_deadline,
@@ -97,16 +104,18 @@ async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status
     number written, or None for a case without events (none is projected so; a row made by
     hand keeps what it has). The caller holds the case's row lock (the projection's upsert,
     or the backfill's ``FOR UPDATE``), so two writers never interleave delete and insert."""
-    return await _replace_handlings(conn, case_id, status, await conn.fetch(_CASE_EVENTS, case_id))
-
-
-async def _replace_handlings(
-    conn: asyncpg.Connection, case_id: str, status: Status, events: list[asyncpg.Record]
-) -> int | None:
+    events = await conn.fetch(_CASE_EVENTS, case_id)
     if not events:
         return None
-    rows = handlings(events)
     await conn.execute("DELETE FROM case_handlings WHERE case_id = $1", case_id)
+    return await _insert_handlings(conn, case_id, status, events)
+
+
+async def _insert_handlings(
+    conn: asyncpg.Connection, case_id: str, status: Status, events: list[asyncpg.Record]
+) -> int:
+    """The handlings of ``events`` (the case's whole list), its old ones already deleted."""
+    rows = handlings(events)
     await conn.executemany(
         _INSERT_HANDLING,
         [
@@ -203,8 +212,8 @@ async def write_case(
         await accountability.store(conn, s.case_id, projection.new_events)
         events = None
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow
-            events = await conn.fetch(_CASE_EVENTS, s.case_id)
-            await _replace_handlings(conn, s.case_id, s.status, events)
+            events = await conn.fetch(_CASE_EVENTS_CLEARING_HANDLINGS, s.case_id)
+            await _insert_handlings(conn, s.case_id, s.status, events)
         if projection.new_events:  # delivered at commit: whoever waits for them (changes.py)
             await conn.execute(NOTIFY_SQL, _notice(s.case_id, state, events))
         notices = notices_for(s, projection.new_events)
