@@ -247,7 +247,22 @@ def report(receiver: Receiver, phases: list[tuple[str, int, int, str]]) -> str:
         if rating:
             lines += ["", f"The citizen's rating, n = {len(rating)}:", ""]
             lines += table(rating)
+        lines += ["", "By action, p50 / p95 (ms):", "", *by_action(inside)]
     return "\n".join(lines)
+
+
+def by_action(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """Each stage per action: the accept follows the harness's wait for routing, contact and
+    reply come as soon as the action before them is answered."""
+    lines = ["| stage | " + " | ".join(ACTIONS) + " |", "|---" * (len(ACTIONS) + 1) + "|"]
+    for key in [*STAGES, "total (HTTP in → out)"]:
+        cells = []
+        for action in ACTIONS:
+            values = [r[key] for a, r in rows if a == action]
+            p50, p95 = percentile(values, 50), percentile(values, 95)
+            cells.append(f"{p50:.1f} / {p95:.1f}" if p50 is not None and p95 is not None else "")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
