@@ -106,9 +106,16 @@ def _check(response: httpx.Response, step: str) -> dict[str, Any]:
 
 
 class CaseDriver:
-    def __init__(self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None) -> None:
+    """One case through HTTP. ``think``: seconds the driver waits before each action (after
+    the case is routed, and after each answer), as a person at the case's screen does; 0 sends
+    each action the moment the previous one is answered."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None, think: float = 0.0
+    ) -> None:
         self.http = http
         self.read_model = read_model
+        self.think = think
 
     async def run(self) -> CaseTimings:
         n = next(_serial)
@@ -130,6 +137,8 @@ class CaseDriver:
             ("rating", {"token": token, "rating": "satisfied"}, {}),
         )
         for action, payload, headers in steps:
+            if self.think:
+                await asyncio.sleep(self.think)  # a person's pace, not a wait for a condition
             await self._act(t, f"{base}/{action}", action, payload, headers)
         t.total = time.monotonic() - start
         return t

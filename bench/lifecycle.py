@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import itertools
 import json
 import os
 import platform
@@ -83,6 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="fixed-rate phase, cases/s (default: half the sustained maximum)")
     p.add_argument("--fixed-duration", type=float, default=30.0,
                    help="seconds of arrivals in the fixed-rate phase (30)")
+    p.add_argument("--think", type=float, default=0.5,
+                   help="fixed-rate phase: every other case waits this long before each action "
+                        "(a person's pace; the others act back to back) (0.5)")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
     args = p.parse_args(argv)
     if args.rounds < 1:
@@ -233,31 +237,46 @@ async def run_fixed(
     mon: ProcessMonitor,
 ) -> dict[str, Any]:  # fmt: skip
     count = max(1, round(rate * args.fixed_duration))
-    driver = CaseDriver(http, read_model=pool)
+    back_to_back = CaseDriver(http, read_model=pool)
+    paced = CaseDriver(http, read_model=pool, think=args.think)
+    turn = itertools.count()
+
+    async def alternate() -> tuple[bool, CaseTimings]:
+        is_paced = next(turn) % 2 == 1
+        return is_paced, await (paced if is_paced else back_to_back).run()
+
     print(f"  fixed rate: {count} cases at {rate:.2f}/s...", flush=True)
     began = time.monotonic()
     with mon.phase("fixed"):
-        outcome = await open_loop(driver.run, rate, count, job_timeout=DRAIN_TIMEOUT)
+        outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT)
     elapsed = (max(outcome.finished_at) if outcome.finished_at else time.monotonic()) - began
-    cases: list[CaseTimings] = outcome.results
+    cases: list[CaseTimings] = [c for is_paced, c in outcome.results if not is_paced]
+    paced_cases = [c for is_paced, c in outcome.results if is_paced]
     return {
         "rate": round(rate, 2),
         "cases": count,
-        "completed": len(cases),
+        "completed": len(outcome.results),
         "errors": outcome.errors,
         "error_samples": outcome.error_samples,
-        "achieved_per_s": round(len(cases) / elapsed, 2) if elapsed > 0 else None,
-        "intake_ms": summary_ms([c.intake for c in cases]),
-        "routed_ms": summary_ms([c.routed for c in cases]),
+        "achieved_per_s": round(len(outcome.results) / elapsed, 2) if elapsed > 0 else None,
+        "intake_ms": summary_ms([c.intake for c in [*cases, *paced_cases]]),
+        "routed_ms": summary_ms([c.routed for c in [*cases, *paced_cases]]),
         "api_ms": {a: summary_ms([c.api[a] for c in cases if a in c.api]) for a in ACTIONS},
         "department_actions_ms": summary_ms(
             [c.api[a] for c in cases for a in DEPARTMENT_ACTIONS if a in c.api]
         ),
+        "think_s": args.think,
+        "paced_cases": len(paced_cases),
+        "paced_department_actions_ms": summary_ms(
+            [c.api[a] for c in paced_cases for a in DEPARTMENT_ACTIONS if a in c.api]
+        ),
+        "paced_rating_ms": summary_ms([c.api["rating"] for c in paced_cases if "rating" in c.api]),
+        "paced_lifecycle_ms": summary_ms([c.total for c in paced_cases]),  # with the pauses
         "read_model_ms": {
             a: summary_ms([c.read_model[a] for c in cases if a in c.read_model]) for a in ACTIONS
         },
         "lifecycle_ms": summary_ms([c.total for c in cases]),
-        "answered_202": sum(len(c.late) for c in cases),
+        "answered_202": sum(len(c.late) for c in [*cases, *paced_cases]),
         "sample_ids": [c.case_id for c in cases[:HISTORY_SAMPLES]],
         "cpu": mon.report("fixed"),
     }
