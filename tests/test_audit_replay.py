@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from test_audit import closed_case, run_cli
 
+from jiesu.audit import replay as audit_replay
 from jiesu.audit.replay import (
     NON_DETERMINISTIC,
     REPLAYS,
@@ -60,6 +61,21 @@ async def test_recorded_histories_replay_with_the_current_code() -> None:
     replayer = make_replayer(ALL_WORKFLOWS)
     verdicts = await replay_histories([_recorded(p) for p in RECORDED], replayer)
     assert [v.verdict for v in verdicts] == [REPLAYS] * len(RECORDED), verdicts
+
+
+async def test_a_suspected_deadlock_is_replayed_again_before_it_is_reported() -> None:
+    """The SDK's deadlock detector fails a replay whose activation has not yielded within 2 s
+    of wall time, which a loaded machine reaches with sound code (test_audit's replay through
+    the API failed so). Such a verdict is settled by one more replay: a sound history then
+    replays; a real deadlock would fail again."""
+    history = _recorded(HISTORIES / "urgent_happy_path.json")
+    detected = RuntimeError(
+        "[TMPRL1101] Potential deadlock detected: workflow didn't yield within 2 second(s)."
+    )  # the replay failure as the SDK words it
+    first = audit_replay._history_verdict(history, detected)
+    assert first.verdict == audit_replay.FAILED
+    settled = await audit_replay._with_location(first, history, make_replayer(ALL_WORKFLOWS))
+    assert settled.verdict == REPLAYS, settled.message
 
 
 # One history whose case runs regular activities first (before lean-case-v1) and one whose
