@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -114,6 +115,25 @@ async def eventually(
         if loop.time() > give_up:
             raise AssertionError(f"condition not met within {within}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+async def ladder_of(client: Client, case_id: str, n: int = 1) -> WorkflowHandle[Any, Any]:
+    """The case's ``n``-th escalation ladder (督办 child workflow), once it exists. The case
+    records the ladder's first step itself, so a reader may see level 1 a moment before the
+    child has started; moving the child's clock then fails with "workflow not found"."""
+    handle = client.get_workflow_handle(f"{case_id}-escalation-{n}")
+
+    async def exists() -> bool:
+        try:
+            await handle.describe()
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    await eventually(exists, within=30)
+    return handle
 
 
 async def fast_forward(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],

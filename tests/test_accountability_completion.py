@@ -11,7 +11,17 @@ from typing import Any
 
 import asyncpg
 import httpx
-from helpers import OPERATOR, SUPERVISOR, act, auth, case, department, eventually, register
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    auth,
+    case,
+    department,
+    eventually,
+    ladder_of,
+    register,
+)
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -39,7 +49,7 @@ async def _ladder_record(
         return (await case(api, case_id, OPERATOR))["escalation_level"] >= 1
 
     await eventually(laddered)
-    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+    ladder = await ladder_of(client, case_id)
     await env.fast_forward(ladder, timedelta(hours=9))  # 4 steps of 2 h: to accountability
 
     async def listed() -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from helpers import (
     fast_forward,
     handle_of,
     keep_history,
+    ladder_of,
     register,
 )
 from temporalio.api.enums.v1 import EventType
@@ -181,7 +182,7 @@ async def test_breached_acceptance_climbs_the_ladder_until_the_department_acts(
     handle = handle_of(client, case_id)
     state = await eventually(lambda: _level_at_least(api, case_id, 1))
     assert state["escalation"]["trigger"] == "accept_breached"
-    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+    ladder = await ladder_of(client, case_id)
     await fast_forward(env, ladder, timedelta(hours=2, minutes=1))  # remind → urge
     state = await eventually(lambda: _level_at_least(api, case_id, 2))
     steps = [e["data"]["level_name"] for e in state["events"] if e["kind"] == "escalated"]
@@ -225,7 +226,7 @@ async def test_ladder_reaches_accountability(
     await _assigned(api, case_id)
     await act(api, case_id, "supervision", SUPERVISOR, note="Third complaint this month")
     await eventually(lambda: _level_at_least(api, case_id, 1))
-    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+    ladder = await ladder_of(client, case_id)
     assert not await env.fast_forward(ladder, timedelta(hours=9))  # 4 steps of 2 h, then done
     state = await eventually(lambda: _level_at_least(api, case_id, 5))
     steps = [e["data"]["level_name"] for e in state["events"] if e["kind"] == "escalated"]

@@ -22,6 +22,7 @@ from helpers import (
     fast_forward_past,
     handle_of,
     keep_history,
+    ladder_of,
     register,
 )
 from temporalio.client import Client
@@ -96,7 +97,7 @@ async def test_supervision_form_starts_the_ladder_at_its_step_and_stops_on_the_r
     assert started["actor"]["role"] == "supervisor"
 
     # the unit's deadline passes: the ladder climbs to 督办
-    ladder = client.get_workflow_handle(f"{case_id}-escalation-1")
+    ladder = await ladder_of(client, case_id)
     await fast_forward(env, ladder, timedelta(minutes=61))
     await _until(api, case_id, lambda s: s["escalation_level"] == 3)
 
