@@ -47,7 +47,7 @@ OUTBOX_PATIENCE = 5.0  # seconds for the outbox's current batch; unsent claims a
 
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGINT (Ctrl-C, the stack's stop) and SIGTERM (docker, systemd) both ask for a graceful
-    stop, whatever this process inherited: a background job (``make bench &``, nohup) starts
+    stop, whatever this process inherited: a background job of a script (``make bench &``) starts
     with SIGINT ignored, and SIGTERM's default would end the process with nothing finished."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -148,7 +148,7 @@ def _start_worker(
     env: WorkflowEnvironment, settings: Settings, database: str, log: Path
 ) -> subprocess.Popen[bytes]:
     """``python -m worker`` on a task queue and a database of its own, started the way a
-    background job (``make bench &``, nohup) starts it: with SIGINT ignored."""
+    background job of a script (``make bench &``) starts it: with SIGINT ignored."""
     config = env.client.service_client.config
     variables = dict(
         os.environ,

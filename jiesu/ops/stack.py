@@ -137,7 +137,7 @@ def _prctl() -> Callable[..., int] | None:
 
 def _child_hook() -> Callable[[], None]:
     """Run in each child before its program starts. SIGINT, our stop signal, gets its default
-    action back: a stack started as a background job (``make bench &``, nohup) has it ignored,
+    action back: a stack started as a background job of a script (``make bench &``) has it ignored,
     and a child would inherit that and wait to be killed. On Linux, children also get SIGTERM
     if this process dies without cleaning up (SIGKILL)."""
     prctl = _prctl()  # resolved before fork
