@@ -279,6 +279,9 @@ async def running_stack() -> AsyncIterator[RunningStack]:
     running = RunningStack(proc, data, f"http://127.0.0.1:{api_port}", output, mail_port)
     try:
         await eventually(lambda: _healthy(running), within=STARTUP, interval=0.5)
+        # Supervising begins after the banner: until then (the API answers before the mail
+        # listener starts) a process that dies stops the whole stack, as a failed start does.
+        await eventually(lambda: _said(running, "Ctrl-C to stop."), within=STARTUP)
         yield running
     finally:
         proc.send_signal(signal.SIGTERM)
