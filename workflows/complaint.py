@@ -89,7 +89,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import messages
     from workflows.activity_options import run_activity, run_local
     from workflows.case_record import CaseRecord
-    from workflows.deadline_watch import watch_deadline
+    from workflows.deadline_watch import lapsed, watch_deadline
     from workflows.ladder import BREACH_TRIGGERS, Ladder
     from workflows.projector import Projector, failure_text
     from workflows.reassignment import choose_department
@@ -617,17 +617,11 @@ class ComplaintWorkflow:
         its own, and the citizen must not wait on the centre's silence."""
         assert pending.decision_due is not None
         s = self._state
-        try:
-            await workflow.wait_condition(
-                lambda: (
-                    s.pending_return is not pending or s.status not in lifecycle.WITH_DEPARTMENT
-                ),
-                timeout=pending.decision_due - workflow.now(),
-                timeout_summary="return decision deadline",
-            )
+        if not await lapsed(
+            lambda: s.pending_return is not pending or s.status not in lifecycle.WITH_DEPARTMENT,
+            pending.decision_due, "return decision deadline",
+        ):  # fmt: skip
             return
-        except TimeoutError:
-            pass
         self._record(
             EventKind.RETURN_DECISION_OVERDUE,
             SYSTEM_ACTOR,
@@ -735,19 +729,15 @@ class ComplaintWorkflow:
         promised date; the centre's silence must not turn into the department's breach."""
         assert extension.decision_due is not None
         s = self._state
-        try:
-            await workflow.wait_condition(
-                lambda: (
-                    extension.approved is not None
-                    or s.extension is not extension
-                    or s.status not in lifecycle.WITH_DEPARTMENT
-                ),
-                timeout=extension.decision_due - workflow.now(),
-                timeout_summary="extension decision deadline",
-            )
+        if not await lapsed(
+            lambda: (
+                extension.approved is not None
+                or s.extension is not extension
+                or s.status not in lifecycle.WITH_DEPARTMENT
+            ),
+            extension.decision_due, "extension decision deadline",
+        ):  # fmt: skip
             return
-        except TimeoutError:
-            pass
         self._record(
             EventKind.EXTENSION_DECISION_OVERDUE,
             SYSTEM_ACTOR,

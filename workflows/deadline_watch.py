@@ -19,6 +19,18 @@ with workflow.unsafe.imports_passed_through():
 OnBreach = Callable[[DeadlineKind, datetime], None]
 
 
+async def lapsed(decided: Callable[[], bool], due: datetime, summary: str) -> bool:
+    """Wait until ``decided()`` or ``due`` (one durable timer named ``summary``); True when
+    the time ran out first (逾期未审: a decision the centre did not take in time)."""
+    try:
+        await workflow.wait_condition(
+            decided, timeout=due - workflow.now(), timeout_summary=summary
+        )
+    except TimeoutError:
+        return True
+    return False
+
+
 async def watch_deadline(
     state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach
 ) -> None:
