@@ -251,3 +251,14 @@ async def closed_state(handle: WorkflowHandle[Any, CaseOutcome]) -> CaseState:
     state = await handle.query(ComplaintWorkflow.state)
     assert (state.status, state.resolution) == (outcome.status, outcome.resolution)
     return state
+
+
+async def signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
+    """A console browser (a client on the test app) signed in as demo person ``login``."""
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    signed = await browser.post(
+        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
+    )
+    assert signed.status_code == 303, signed.text
+    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+    return browser

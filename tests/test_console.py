@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
-from helpers import complaint, department, eventually, register
+from helpers import complaint, department, eventually, register, signed_in
 
 from api.console.actions import allowed_actions
 from api.console.citizen import RedactLinks
@@ -104,16 +104,6 @@ async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     ]
 
 
-async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
-    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
-    signed = await browser.post(
-        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
-    )
-    assert signed.status_code == 303, signed.text
-    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
-    return browser
-
-
 async def test_the_case_page_masks_as_the_content_service_does_and_records_views(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
@@ -126,12 +116,12 @@ async def test_the_case_page_masks_as_the_content_service_does_and_records_views
     )  # fmt: skip
     case_id = created["case_id"]
     await eventually(lambda: _assigned(api, case_id))
-    clerk = await _signed_in(api, "water-clerk")
+    clerk = await signed_in(api, "water-clerk")
     page = (await clerk.get(f"/console/cases/{case_id}")).text
     await clerk.aclose()
     assert "139****5678" in page and "李秀英" not in page, page
     assert phone not in page
-    supervisor = await _signed_in(api, "supervisor")
+    supervisor = await signed_in(api, "supervisor")
     page = (await supervisor.get(f"/console/cases/{case_id}")).text
     await supervisor.aclose()
     assert phone in page and "李秀英" in page
@@ -212,10 +202,10 @@ async def test_the_admin_manages_people_on_the_people_page(
 ) -> None:
     """人员管理: only an admin; a form without the CSRF token changes nothing; a person created
     and disabled there is recorded like any account change."""
-    supervisor = await _signed_in(api, "supervisor")
+    supervisor = await signed_in(api, "supervisor")
     assert (await supervisor.get("/console/people")).status_code == 403
     await supervisor.aclose()
-    admin = await _signed_in(api, "admin")
+    admin = await signed_in(api, "admin")
     listed = await admin.get("/console/people")
     assert listed.status_code == 200 and "water-clerk" in listed.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', listed.text)
@@ -248,7 +238,7 @@ async def test_the_co_handlers_form_sets_the_contribution_deadline(
     """会办 on the case page: the departments and their contribution deadline (local time)."""
     case_id = (await register(api, category_id="sewer_blockage"))["case_id"]
     await eventually(lambda: _assigned(api, case_id))
-    supervisor = await _signed_in(api, "supervisor")
+    supervisor = await signed_in(api, "supervisor")
     try:
         page = await supervisor.get(f"/console/cases/{case_id}")
         assert 'name="due"' in page.text.split("/actions/co-handlers", 1)[1].split("</form>")[0]

@@ -13,6 +13,7 @@ from typing import Any, get_args
 import asyncpg
 import httpx
 import pytest
+from helpers import signed_in
 
 from api.console.admin import records
 from jiesu.admin import calendar, reference
@@ -25,16 +26,6 @@ PAGES = ["/console/admin/departments", "/console/admin/areas", "/console/admin/c
 
 def _uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
-    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
-    signed = await browser.post(
-        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
-    )
-    assert signed.status_code == 303, signed.text
-    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
-    return browser
 
 
 class Admin:
@@ -55,7 +46,7 @@ class Admin:
 
 @pytest.fixture
 async def admin(api: httpx.AsyncClient) -> Any:
-    client = await _signed_in(api, "admin")
+    client = await signed_in(api, "admin")
     page = await client.get("/console/admin/changes")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token is not None
@@ -89,7 +80,7 @@ def test_every_level_and_kind_of_the_service_has_its_chinese_word() -> None:
 
 @pytest.mark.parametrize("login", ["operator", "supervisor", "auditor", "water-clerk"])
 async def test_the_pages_are_for_admins_only(api: httpx.AsyncClient, login: str) -> None:
-    other = await _signed_in(api, login)
+    other = await signed_in(api, login)
     for url in [*PAGES, "/console/admin", "/console/admin/routing-rules/1"]:
         assert (await other.get(url)).status_code == 403, url
     refused = await other.post("/console/admin/departments", data={"id": "x", "name": "x"})

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import httpx
-from helpers import OPERATOR, act, auth, complaint, eventually, handle_of, keep_history
+from helpers import OPERATOR, act, auth, complaint, eventually, handle_of, keep_history, signed_in
 from temporalio.client import Client
 
 from jiesu.ops.demo_data import demo_key
@@ -119,16 +119,6 @@ async def test_a_grid_worker_sees_only_the_cases_of_their_grids(api: httpx.Async
     assert other_grid.status_code == 403
 
 
-async def _signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
-    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
-    signed = await browser.post(
-        "/console/login", data={"login": login, "password": f"{login}-demo-pass"}
-    )
-    assert signed.status_code == 303, signed.text
-    browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
-    return browser
-
-
 async def test_the_grid_worker_person_receives_and_accepts_on_the_console(
     api: httpx.AsyncClient,
 ) -> None:
@@ -137,7 +127,7 @@ async def test_the_grid_worker_person_receives_and_accepts_on_the_console(
     elsewhere = (await api.post("/api/v1/complaints", json=complaint(grid_id="G-QH-03-02-2"),
                                 headers=OPERATOR)).json()["case_id"]  # fmt: skip
     await _held_by(api, elsewhere, "urban-management")
-    person = await _signed_in(api, "grid-worker")
+    person = await signed_in(api, "grid-worker")
     try:
         home = await person.get("/console/")
         assert home.headers["location"] == "/console/inbox"
