@@ -38,7 +38,6 @@ from bench.load import closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
 from jiesu import db
 from jiesu.client import connect
-from jiesu.config import Settings
 from jiesu.ops import stack
 
 _ID = re.compile(r"/complaints/[^/]+")
@@ -53,9 +52,7 @@ def variants(specs: list[str]) -> list[tuple[str, list[str]]]:
 
 
 async def main_async(s: stack.Stack, data: Path, args: argparse.Namespace) -> None:
-    settings = Settings(TEMPORAL_ADDRESS=s.env["TEMPORAL_ADDRESS"],
-                        TEMPORAL_NAMESPACE=s.env["TEMPORAL_NAMESPACE"],
-                        DATABASE_URL=s.env["DATABASE_URL"])  # fmt: skip
+    settings = s.client_settings()
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url, max_size=8)
     pids = await lifecycle._pids(s, pool)

@@ -617,9 +617,7 @@ def start_stack(data: Path, cleanup: ExitStack) -> stack.Stack:
 
 async def run_faults(s: stack.Stack, sup: stack.Supervisor, args: argparse.Namespace,
                      out_dir: Path) -> dict[str, Any]:  # fmt: skip
-    settings = Settings(TEMPORAL_ADDRESS=s.env["TEMPORAL_ADDRESS"],
-                        TEMPORAL_NAMESPACE=s.env["TEMPORAL_NAMESPACE"],
-                        DATABASE_URL=s.env["DATABASE_URL"])  # fmt: skip
+    settings = s.client_settings()
     client = await connect(settings)
     # no connection floor: while PostgreSQL is down asyncpg would log every failed refill
     pool = await db.create_pool(settings.database_url, min_size=0, max_size=8)

@@ -635,9 +635,7 @@ def _load_results(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dict[str, Any]:
-    settings = Settings(TEMPORAL_ADDRESS=s.env["TEMPORAL_ADDRESS"],
-                        TEMPORAL_NAMESPACE=s.env["TEMPORAL_NAMESPACE"],
-                        DATABASE_URL=s.env["DATABASE_URL"])  # fmt: skip
+    settings = s.client_settings()
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url, max_size=max(8, args.concurrency + 4))
     workers = Workers(s, data)

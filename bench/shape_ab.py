@@ -26,7 +26,6 @@ from bench.load import closed_loop
 from bench.procstats import ProcessMonitor
 from jiesu import db
 from jiesu.client import connect
-from jiesu.config import Settings
 from jiesu.ops import stack
 
 
@@ -49,9 +48,7 @@ async def _round(
 
 
 async def run(s: stack.Stack, data: Path, args: argparse.Namespace) -> None:
-    settings = Settings(TEMPORAL_ADDRESS=s.env["TEMPORAL_ADDRESS"],
-                        TEMPORAL_NAMESPACE=s.env["TEMPORAL_NAMESPACE"],
-                        DATABASE_URL=s.env["DATABASE_URL"])  # fmt: skip
+    settings = s.client_settings()
     client = await connect(settings)
     pool = await db.create_pool(settings.database_url, max_size=2)
     pids = await lifecycle._pids(s, pool)

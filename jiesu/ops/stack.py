@@ -615,6 +615,13 @@ class Stack:
     def api_url(self) -> str:
         return f"http://{_display_host(self.settings.api_host)}:{self.settings.api_port}"
 
+    def client_settings(self) -> Settings:
+        """Settings of a client of this stack: its Temporal address and namespace and its
+        database, as started (the benches connect with these)."""
+        return Settings(TEMPORAL_ADDRESS=self.env["TEMPORAL_ADDRESS"],
+                        TEMPORAL_NAMESPACE=self.env["TEMPORAL_NAMESPACE"],
+                        DATABASE_URL=self.env["DATABASE_URL"])  # fmt: skip
+
     @property
     def children(self) -> list[Child]:
         """The child processes running now (a restart replaces one)."""
