@@ -28,7 +28,7 @@ from api.main import create_app
 from jiesu import db
 from jiesu.case import search_attributes
 from jiesu.config import Settings
-from jiesu.health.checks import DEV_SERVER_ARGS
+from jiesu.ops import temporal_settings
 from jiesu.ops.bootstrap import prepare_database
 from worker import build_worker
 
@@ -84,7 +84,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
             # the archive tests delete closed cases: do it at once, not after ~1 minute
             "--dynamic-config-value",
             "history.transferProcessorEnsureCloseBeforeDelete=false",
-            *DEV_SERVER_ARGS,  # TemporalReportedProblems, as in make run (jiesu doctor)
+            # as in make run: TemporalReportedProblems (jiesu doctor), prompt queue reads
+            *temporal_settings.dev_server_args(),
         ],
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,

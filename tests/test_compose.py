@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from jiesu.ops import temporal_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -817,3 +819,14 @@ def test_observability_rule_catches(how: str, tmp_path: Path) -> None:
         mounted = os.path.relpath(provisioning, ROOT)
         s["grafana"]["volumes"][0] = f"./{mounted}:/etc/grafana/provisioning:ro"
     assert problems_observability(doc), f"{how} went unnoticed"
+
+
+def test_compose_server_has_the_dev_servers_settings() -> None:
+    with (ROOT / "deploy/temporal/dynamicconfig.yaml").open() as f:
+        compose = {key: values[0]["value"] for key, values in yaml.safe_load(f).items()}
+    assert compose == temporal_settings.SETTINGS
+    with COMPOSE_FILE.open() as f:
+        temporal = yaml.safe_load(f)["services"]["temporal"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in temporal["volumes"]}
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert mounted[path] == "./deploy/temporal/dynamicconfig.yaml"

@@ -259,7 +259,7 @@ async def test_a_wedged_workflow_is_found(clinic: Clinic) -> None:
         )
         assert "deliberately broken workflow code" in finding.summary
         assert finding.details["workflow_type"] == "DoctorTestWedged"
-        # Temporal's own visibility marks it too (dev server started with DEV_SERVER_ARGS).
+        # Temporal's own visibility marks it too (jiesu.ops.temporal_settings).
         await eventually(lambda: _listed(clinic.client, doctor.REPORTED_PROBLEMS_QUERY,
                                          workflow_id), within=30)
 

@@ -34,7 +34,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.config import Settings
-from jiesu.ops import stack
+from jiesu.ops import stack, temporal_settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.stack import Service, Supervisor
 from tests.helpers import OPERATOR, complaint, eventually
@@ -126,6 +126,37 @@ def test_dev_server_sqlite_is_durable_by_default(monkeypatch: pytest.MonkeyPatch
     cmd = stack.temporal_command(Path("/data"), 1, 2, "default")
     pragmas = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--sqlite-pragma"]
     assert pragmas == ["journal_mode=WAL", "synchronous=FULL"]
+
+
+def test_dev_server_reads_its_queues_promptly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(temporal_settings.ENV, raising=False)
+    assert _dynamic_config(stack.temporal_command(Path("/data"), 1, 2, "default")) == {
+        "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": "2",
+        "history.transferProcessorMaxPollRPS": "200",
+        "history.timerProcessorMaxPollRPS": "200",
+        "history.visibilityProcessorMaxPollRPS": "200",
+    }
+
+
+def test_dynamic_config_from_the_environment_replaces_by_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(temporal_settings.ENV, " history.transferProcessorMaxPollRPS=20 ,x.y=1,")
+    config = _dynamic_config(stack.temporal_command(Path("/data"), 1, 2, "default"))
+    assert config["history.transferProcessorMaxPollRPS"] == "20"
+    assert config["x.y"] == "1"
+    assert config["history.timerProcessorMaxPollRPS"] == "200"
+
+
+@pytest.mark.parametrize("bad", ["history.x", "=1", "history.x="])
+def test_dynamic_config_refuses_what_is_not_key_value(bad: str) -> None:
+    with pytest.raises(ValueError, match="not key=value"):
+        temporal_settings.dynamic_config({temporal_settings.ENV: bad})
+
+
+def _dynamic_config(cmd: list[str]) -> dict[str, str]:
+    values = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--dynamic-config-value"]
+    return dict(value.split("=", 1) for value in values)
 
 
 # --- the worker's stop -------------------------------------------------------------------

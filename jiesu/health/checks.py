@@ -76,7 +76,6 @@ REPORTED_PROBLEMS_QUERY = (
 # Self-hosted servers (1.30+) set TemporalReportedProblems only when told after how many
 # consecutive failed or timed-out workflow tasks: two, so one glitch is not reported.
 REPORTED_PROBLEMS_SETTING = "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2"
-DEV_SERVER_ARGS = ("--dynamic-config-value", REPORTED_PROBLEMS_SETTING)
 _OPEN_QUERY = 'ExecutionStatus="Running"'
 _CONCURRENCY = 8  # describe / query calls in flight at once
 _QUERY_TIMEOUT = timedelta(seconds=5)

@@ -16,7 +16,8 @@ the embedded PostgreSQL runs with ``fsync`` and ``synchronous_commit`` on (check
 Environment: everything ``jiesu.config.Settings`` reads (passed on to the children), plus
 ``JIESU_DATA_DIR`` (``.data``), ``JIESU_TEMPORAL_PORT`` (7233), ``JIESU_TEMPORAL_UI_PORT``
 (gRPC port + 1000) and ``JIESU_TEMPORAL_SQLITE_PRAGMAS`` (comma-separated ``name=value``;
-default ``journal_mode=WAL,synchronous=FULL``) for the dev server. Logs: ``temporal.log``,
+default ``journal_mode=WAL,synchronous=FULL``) and ``JIESU_TEMPORAL_DYNAMIC_CONFIG``
+(jiesu/ops/temporal_settings.py) for the dev server. Logs: ``temporal.log``,
 ``worker.log``, ``api.log``, ``mail.log`` in the data folder (rewritten at each start, appended
 to at each restart) and ``pg/log``.
 """
@@ -48,7 +49,7 @@ from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
 from jiesu.case import search_attributes
 from jiesu.config import Settings
-from jiesu.health.checks import DEV_SERVER_ARGS
+from jiesu.ops import temporal_settings
 from jiesu.ops.cli import TemporalUnavailable, connect_temporal, format_keys, hard_exit
 
 if TYPE_CHECKING:
@@ -439,7 +440,7 @@ def temporal_command(data: Path, port: int, ui_port: int, namespace: str) -> lis
         "--db-filename", str(data / "temporal.db"),
         "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
         *search_attribute_args(),
-        *DEV_SERVER_ARGS,  # failing workflow tasks show in visibility (jiesu doctor)
+        *temporal_settings.dev_server_args(),  # jiesu/ops/temporal_settings.py
         "--log-level", "warn",
     ]  # fmt: skip
     for pragma in sqlite_pragmas():
