@@ -60,7 +60,7 @@ from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings
 from jiesu.gc_tuning import freeze_startup_objects
-from jiesu.ops import stack
+from jiesu.ops import stack, temporal_settings
 
 RESULTS = Path(__file__).parent / "results" / "lifecycle.json"
 HISTORY_SAMPLES = 5
@@ -332,6 +332,13 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "platform": platform.platform()}  # fmt: skip
 
 
+def temporal_server() -> dict[str, Any]:
+    """How the dev server was started: its SQLite pragmas and dynamic config (figures depend
+    on both; JIESU_TEMPORAL_SQLITE_PRAGMAS / JIESU_TEMPORAL_DYNAMIC_CONFIG change them)."""
+    return {"sqlite_pragmas": stack.sqlite_pragmas(),
+            "dynamic_config": temporal_settings.dynamic_config()}  # fmt: skip
+
+
 async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     settings = s.client_settings()
     client = await connect(settings)
@@ -342,6 +349,7 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
     mon.start()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: dict[str, Any] = {"machine": machine(), "args": _args_json(args),
+                               "temporal": temporal_server(),
                                "started_at": datetime.now(UTC).isoformat()}  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=s.api_url, timeout=60, limits=limits) as http:

@@ -183,6 +183,15 @@ def _targets(results: dict[str, Any]) -> list[str]:
             f"{'met' if v['met'] else 'NOT met'}" for k, v in t.items()]  # fmt: skip
 
 
+def _temporal_server(results: dict[str, Any]) -> list[str]:
+    t = results.get("temporal")
+    if not t:  # results of runs before it was recorded
+        return []
+    pragmas = ", ".join(t.get("sqlite_pragmas", [])) or "the dev server's defaults"
+    config = ", ".join(f"{k}={v}" for k, v in t.get("dynamic_config", {}).items())
+    return ["", f"Temporal dev server: SQLite {pragmas}; dynamic config {config}."]
+
+
 def markdown(results: dict[str, Any]) -> str:
     fixed = results.get("fixed", {})
     m = results.get("machine", {})
@@ -196,6 +205,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{a.get('concurrency')} concurrent clients each. Processes not ours kept "
         f"{_fmt(other.get('median'))} cores busy (median of phases, "
         f"{_fmt(other.get('min'))}–{_fmt(other.get('max'))}).",
+        *_temporal_server(results),
         "",
         "### Throughput, interleaved rounds (closed loop, same Temporal server, SQLite)",
         "",

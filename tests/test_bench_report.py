@@ -48,3 +48,13 @@ def test_targets_and_markdown() -> None:
     text = report.markdown(results)
     assert "**0.92×** (0.92–0.92)" in text
     assert "70.0 — NOT met" in text
+
+
+def test_markdown_names_the_temporal_servers_settings() -> None:
+    rounds = [_round(1, 30, 5.0, 4.6)]
+    results: dict[str, Any] = {"rounds": rounds, "summary": report.summarise(rounds)}
+    assert "Temporal dev server:" not in report.markdown(results)  # older results: nothing
+    results["temporal"] = {"sqlite_pragmas": ["journal_mode=WAL", "synchronous=FULL"],
+                           "dynamic_config": {"history.transferProcessorMaxPollRPS": "200"}}
+    assert ("Temporal dev server: SQLite journal_mode=WAL, synchronous=FULL; dynamic config "
+            "history.transferProcessorMaxPollRPS=200.") in report.markdown(results)
