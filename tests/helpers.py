@@ -25,6 +25,29 @@ from jiesu.case.domain import CaseOutcome, CaseState
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 
+# One module, one ``complaint()`` counter: pytest puts tests/ on sys.path (rootdir conftest,
+# no __init__.py), so this module is ``helpers``. Loaded again as ``tests.helpers`` (which
+# only ``python -m pytest`` from the repository makes importable) it would count citizens
+# from 1 a second time, and two modules' cases would share a phone and an address and be
+# merged as repeats (并单).
+if __name__ != "helpers":
+    raise ImportError(
+        f"tests/helpers.py imported as {__name__!r}: write `from helpers import ...`"
+        " (its only name)"
+    )
+
+
+def loaded_twice(modules: Mapping[str, Any], folder: Path) -> dict[Path, list[str]]:
+    """The files under ``folder`` that ``modules`` (``sys.modules``) holds under more than one
+    name, with those names: each such file runs twice, with two copies of its state."""
+    names: dict[Path, list[str]] = {}
+    root = folder.resolve()
+    for name, module in list(modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(root):
+            names.setdefault(Path(file).resolve(), []).append(name)
+    return {file: sorted(found) for file, found in names.items() if len(found) > 1}
+
 
 @asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:

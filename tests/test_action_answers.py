@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
-
-from api import cases
-from api.main import create_app
-from jiesu.config import Settings
-from jiesu.readmodel.changes import Change, ProjectionFeed, notify_payload
-from tests.helpers import (
+from helpers import (
     OPERATOR,
     act,
     department,
@@ -25,6 +18,12 @@ from tests.helpers import (
     register,
     served,
 )
+from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
+
+from api import cases
+from api.main import create_app
+from jiesu.config import Settings
+from jiesu.readmodel.changes import Change, ProjectionFeed, notify_payload
 
 
 class _Queries(Interceptor):
@@ -95,7 +94,7 @@ async def test_the_citizens_rating_is_answered_from_the_read_model_without_a_que
     key gets the first answer and rates once."""
     queries = _Queries()
     async with served(create_app(settings, client=_counting(client, queries), pool=pool)) as api:
-        created = await register(api, **_elsewhere())
+        created = await register(api)
         case_id, token = created["case_id"], created["citizen_token"]
         routed = await eventually(lambda: _routed(api, case_id))
         dept = department(routed["assignment"]["department_id"])
@@ -127,7 +126,7 @@ async def test_a_projections_notice_carries_the_case_as_the_read_model_has_it(
     await feed.start()
     try:
         async with served(create_app(settings, client=client, pool=pool)) as api:
-            case_id = (await register(api, **_elsewhere()))["case_id"]
+            case_id = (await register(api))["case_id"]
             routed = await eventually(lambda: _routed(api, case_id))
             with feed.watch(case_id) as changed:
                 await act(api, case_id, "accept", department(routed["assignment"]["department_id"]))
@@ -151,7 +150,7 @@ async def test_a_case_too_long_for_a_notice_is_read_from_the_read_model(
     try:
         app = create_app(settings, client=_counting(client, queries), pool=pool)
         async with served(app) as api:
-            created = await register(api, **_elsewhere())
+            created = await register(api)
             case_id, token = created["case_id"], created["citizen_token"]
             routed = await eventually(lambda: _routed(api, case_id))
             for n in range(3):  # three times 2,000 characters of 3 bytes: over 8,000 bytes
@@ -174,14 +173,6 @@ def test_a_notice_is_the_case_id_alone_when_the_case_does_not_fit() -> None:
     assert small.startswith("JS1\n") and json.loads(small[4:])["state"]["status"] == "handling"
     big = notify_payload("JS1", {"title": "长" * 2700}, [])  # 8,100 bytes of UTF-8
     assert big == "JS1"
-
-
-def _elsewhere() -> dict[str, Any]:
-    """An intake no earlier test's open case takes as a repeat (并单: same address, or same
-    phone in the grid), whatever ran before in this session."""
-    n = uuid.uuid4().int
-    return {"address": f"评价路{n % 10**8}号",
-            "citizen": {"name": "Li Lei", "phone": f"139{n % 10**8:08d}"}}  # fmt: skip
 
 
 async def _told(changed: Change) -> str | None:

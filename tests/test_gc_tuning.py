@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+from helpers import OPERATOR, served
 from temporalio.client import Client
 
 import api.main
 from api.main import create_app
 from jiesu.config import Settings
 from jiesu.gc_tuning import freeze_startup_objects
-from tests.helpers import OPERATOR, served
 
 
 @pytest.fixture

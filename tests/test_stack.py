@@ -31,13 +31,13 @@ import asyncpg
 import httpx
 import psutil
 import pytest
+from helpers import OPERATOR, complaint, eventually
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.config import Settings
 from jiesu.ops import stack, temporal_settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.stack import Service, Supervisor
-from tests.helpers import OPERATOR, complaint, eventually
 
 STARTUP = 120.0  # seconds; the stack starts in ~10 s alone, other suites share the machine
 
