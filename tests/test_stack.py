@@ -7,6 +7,7 @@ free ports, kills its processes with SIGKILL and waits for the supervisor to rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -18,9 +19,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -31,13 +34,20 @@ import asyncpg
 import httpx
 import psutil
 import pytest
+from asyncpg.transaction import Transaction
 from helpers import OPERATOR, complaint, eventually
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.config import Settings
 from jiesu.ops import stack, temporal_settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.stack import Service, Supervisor
+from jiesu.stats import rollup
+from jiesu.stats.reports import ReportKind, ReportRequest
+from workflows.reports import ReportWorkflow
 
 STARTUP = 120.0  # seconds; the stack starts in ~10 s alone, other suites share the machine
 
@@ -223,6 +233,155 @@ async def test_the_worker_stops_cleanly_and_promptly(
 
 async def _logged(log: Path, text: str) -> bool:
     return text in await asyncio.to_thread(log.read_text, errors="replace")
+
+
+# An activity in flight at the stop: ``refresh_statistics`` (the report workflow's first step,
+# a real activity) waits on the rollup's advisory lock while the test holds it, in PostgreSQL.
+
+STOP_REPORT = ReportRequest(kind=ReportKind.DAILY, period_start=date(2026, 1, 1))
+
+
+@asynccontextmanager
+async def _rollup_lock_held(database: str) -> AsyncIterator[Transaction]:
+    """The rollup's advisory lock, taken in a transaction of the test's own; ending the
+    transaction lets a waiting refresh go on."""
+    conn = await asyncpg.connect(database)
+    try:
+        held = conn.transaction()
+        await held.start()
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", rollup._REFRESH_LOCK)
+        yield held
+    finally:
+        await conn.close()
+
+
+async def _waiting_for_the_rollup(database: str) -> int:
+    """How many sessions wait for the rollup's lock: a refresh in flight, held up."""
+    conn = await asyncpg.connect(database)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
+            rollup._REFRESH_LOCK,
+        ))  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def _report_in_flight(
+    env: WorkflowEnvironment, settings: Settings, database: str
+) -> WorkflowHandle[Any, Any]:
+    """A report workflow on the stop test's queue whose refresh has reached the held lock."""
+    handle = await env.client.start_workflow(
+        ReportWorkflow.run, STOP_REPORT, id=f"stop-report-{uuid.uuid4().hex[:8]}",
+        task_queue=f"{settings.task_queue}-stop-test",
+    )  # fmt: skip
+    await eventually(lambda: _waiting_for_the_rollup(database), within=60)
+    return handle
+
+
+async def _activity_events(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activity events of ``handle``'s history, as ``<event>:<activity type or attempt>``."""
+    events = []
+    async for event in handle.fetch_history_events():
+        name = EventType.Name(event.event_type)
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            events.append(f"{name}:{event.activity_task_scheduled_event_attributes.activity_type.name}")
+        elif event.HasField("activity_task_started_event_attributes"):
+            events.append(f"{name}:{event.activity_task_started_event_attributes.attempt}")
+        elif "ACTIVITY" in name:
+            events.append(name)
+    return events
+
+
+async def _last_refresh(database: str) -> object:
+    """The rollup's bookkeeping row: what a committed refresh changes."""
+    conn = await asyncpg.connect(database)
+    try:
+        return await conn.fetchrow("SELECT * FROM case_stats_refresh")
+    finally:
+        await conn.close()
+
+
+async def test_the_activity_in_flight_at_the_stop_finishes_and_is_recorded(
+    env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """SIGTERM while an activity runs: the worker polls no more, lets the activity finish
+    within its grace (GRACEFUL_SHUTDOWN), reports its result to Temporal and exits 0."""
+    log = tmp_path / "worker.log"
+    proc = _start_worker(env, settings, own_database, log)
+    handle: WorkflowHandle[Any, Any] | None = None
+    try:
+        async with _rollup_lock_held(own_database) as held:
+            await eventually(lambda: _logged(log, "polling task queue"), within=60)
+            handle = await _report_in_flight(env, settings, own_database)
+            proc.send_signal(signal.SIGTERM)
+            # the stop has begun while the refresh still waits: only then let it go on
+            await eventually(lambda: _logged(log, "Beginning worker shutdown"), within=30)
+            await held.rollback()
+            code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
+        events = await _activity_events(handle)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if handle is not None:  # its next step waits for a worker of this queue: none comes
+            with contextlib.suppress(RPCError):
+                await handle.terminate("the test is over")
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert "worker stopped" in text and "did not complete in time" not in text, text
+    # the first attempt's result is in the history: nothing is left for another worker
+    assert events == [
+        "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:refresh_statistics",
+        "EVENT_TYPE_ACTIVITY_TASK_STARTED:1",
+        "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+    ], events
+
+
+async def test_an_activity_beyond_the_grace_is_run_again_by_the_next_worker(
+    env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """SIGTERM while an activity is held up longer than the grace: the worker cancels it
+    (its query is cancelled in PostgreSQL, its transaction rolls back), reports it failed with
+    ``WorkerShutdown`` and exits 0; Temporal retries it at once (1 s), the next worker runs it
+    and the workflow goes on: every step applied once."""
+    first_log, next_log = tmp_path / "first.log", tmp_path / "next.log"
+    first = _start_worker(env, settings, own_database, first_log)
+    following: subprocess.Popen[bytes] | None = None
+    try:
+        async with _rollup_lock_held(own_database) as held:
+            await eventually(lambda: _logged(first_log, "polling task queue"), within=60)
+            before = await _last_refresh(own_database)
+            handle = await _report_in_flight(env, settings, own_database)
+            first.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(first.wait, stack.STOP_TIMEOUT)
+            # the cancelled attempt neither waits on in PostgreSQL nor changed anything
+            assert await _waiting_for_the_rollup(own_database) == 0
+            assert await _last_refresh(own_database) == before
+            (pending,) = (await handle.describe()).raw_description.pending_activities
+            following = _start_worker(env, settings, own_database, next_log)
+            await held.rollback()
+            summary = await asyncio.wait_for(handle.result(), 120)
+        events = await _activity_events(handle)
+    finally:
+        for proc in (first, following):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
+    text = first_log.read_text(errors="replace")
+    assert code == 0 and "worker stopped" in text, text
+    assert pending.activity_type.name == "refresh_statistics" and pending.attempt == 2
+    assert pending.last_failure.application_failure_info.type == "WorkerShutdown"
+    assert events == [  # the refresh by its second attempt, then the report, each once
+        "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:refresh_statistics",
+        "EVENT_TYPE_ACTIVITY_TASK_STARTED:2",
+        "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+        "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:produce_report",
+        "EVENT_TYPE_ACTIVITY_TASK_STARTED:1",
+        "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+    ], events
+    assert summary.generation == 1  # the period's report was produced once
 
 
 def test_children_do_not_inherit_an_ignored_sigint(tmp_path: Path) -> None:
