@@ -81,7 +81,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         projection.project_case,
         projection.project_events,
         PlanningActivities(routing, deadlines).plan_case,
-        ArchiveActivities(pool).archive_closed_cases,
+        ArchiveActivities(pool, timedelta(days=settings.session_keep_days)).archive_closed_cases,
         *statistics_activities(pool, settings),
     ]
 

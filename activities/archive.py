@@ -1,13 +1,16 @@
-"""The archiving activity: closed cases' histories into ``history_archive`` (idempotent)."""
+"""The archiving activity: closed cases' histories into ``history_archive`` (idempotent), and,
+in the same hourly run, ended staff sessions into the sign-in log (jiesu.access.sessions)."""
 
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from temporalio import activity
 
+from jiesu.access import sessions
 from jiesu.audit.archive import ArchiveReport, ArchiveRequest, archive_closed_cases
 
 
@@ -21,8 +24,9 @@ def _token_in(details: Any) -> bytes | None:
 
 
 class ArchiveActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, session_keep: timedelta = sessions.DEFAULT_KEEP) -> None:
         self.pool = pool
+        self.session_keep = session_keep  # JIESU_SESSION_KEEP_DAYS
 
     @activity.defn(name="archive_closed_cases")
     async def archive_closed_cases(self, request: ArchiveRequest) -> ArchiveReport:
@@ -33,6 +37,12 @@ class ArchiveActivities:
         def heartbeat(token: bytes | None, report: dict[str, Any]) -> None:
             activity.heartbeat(_token_out(token), report)
 
-        return await archive_closed_cases(
+        report = await archive_closed_cases(
             activity.client(), self.pool, request, resume_token=resume, heartbeat=heartbeat
         )
+        # The hourly job is the worker's retention chore: no daemon of its own for sessions.
+        # A retry after this point archives from the first page again (rows are skipped).
+        report.sessions_purged = await sessions.purge_ended(
+            self.pool, self.session_keep, progress=lambda _: heartbeat(None, report.model_dump())
+        )
+        return report

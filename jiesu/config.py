@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # session ends this long after its login, used or not.
     session_idle_minutes: float = Field(default=30.0, gt=0, alias="JIESU_SESSION_IDLE_MINUTES")
     session_max_hours: float = Field(default=12.0, gt=0, alias="JIESU_SESSION_MAX_HOURS")
+    # An ended session's row is kept this long past its absolute expiry, then moved into the
+    # sign-in log (staff_sign_ins, kept for good) by the hourly archive job.
+    session_keep_days: float = Field(default=30.0, gt=0, alias="JIESU_SESSION_KEEP_DAYS")
     # --- channels (docs/channels.md) ---
     # The SMS gateway (jiesu/notify/sms.py): "log" records every message in the sms_log table
     # and never reaches a network (the embedded default, and the only one built in).

@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import cast
 
 import asyncpg
 import httpx
 import pytest
 from argon2 import PasswordHasher
 from helpers import OPERATOR, department, register
+from pydantic import ValidationError
 from temporalio.client import Client
 from test_api import COMPLAINTS, error_of, finish, fresh
 from test_security import http_from, own_app
 
 from api.deps import SESSION_COOKIE, cookie_secure
 from jiesu.access import sessions, staff
+from jiesu.audit.archive import ArchiveReport, ArchiveRequest
 from jiesu.case.domain import STAFF_ROLES, Role
 from jiesu.config import Settings
 from jiesu.ops.demo_data import DEMO_PEOPLE
+from worker import activities as activities_of
 
 SESSION = "/api/v1/session"
 PASSWORD = "correct horse battery"
@@ -268,3 +273,116 @@ async def test_the_demo_data_has_one_person_per_role(browser: httpx.AsyncClient)
         assert response.json()["department_id"] == person.department_id
         roles.add(response.json()["role"])
     assert roles == {r.value for r in Role if r in STAFF_ROLES}
+
+
+# --- retention: ended sessions into the sign-in log ------------------------------------------
+
+DAY = timedelta(days=1)
+FAR = timedelta(days=400)  # beyond the default retention, so no other test's sessions are moved
+
+
+async def _past_session(
+    pool: asyncpg.Pool, login: str, *, age: timedelta, seen: timedelta,
+    ended: timedelta | None = None, why: str | None = None,
+) -> None:  # fmt: skip
+    """A session of ``login`` opened ``age`` ago (30 min idle timeout, 12 h at most), last used
+    ``seen`` after its login and, if ``ended``, ended that long after its login for ``why``."""
+    await pool.execute(
+        "INSERT INTO staff_sessions (token_hash, staff_id, csrf_token, created_at, last_seen_at,"
+        " idle_timeout, expires_at, ended_at, ended_why)"
+        " SELECT $1, id, 'csrf', now() - $2::interval, now() - $2::interval + $3::interval,"
+        " interval '30 minutes', now() - $2::interval + interval '12 hours',"
+        " now() - $2::interval + $4::interval, $5 FROM staff WHERE login = $6",
+        uuid.uuid4().hex, age, seen, ended, why, login,
+    )  # fmt: skip
+
+
+async def _sign_ins(pool: asyncpg.Pool, login: str) -> list[tuple[object, ...]]:
+    """The person's sign-ins as auditors read them (the ``sign_ins`` view), oldest first."""
+    rows = await pool.fetch(
+        "SELECT signed_in_at, last_seen_at, ended_at, ended_why FROM sign_ins"
+        " WHERE login = $1 ORDER BY signed_in_at",
+        login,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def _left(pool: asyncpg.Pool, table: str, login: str) -> int:
+    return int(await pool.fetchval(
+        f"SELECT count(*) FROM {table} WHERE staff_id = (SELECT id FROM staff WHERE login = $1)",
+        login,
+    ))  # fmt: skip
+
+
+async def test_sessions_past_the_retention_move_to_the_sign_in_log(pool: asyncpg.Pool) -> None:
+    """Sessions that ended more than the retention ago leave ``staff_sessions`` (their secrets
+    with them) in bounded batches; every sign-in reads the same before and after, ends derived
+    for the sessions that ran out (idle, expired); newer and open sessions stay."""
+    login = await new_person(pool)
+    hour = timedelta(hours=1)
+    await _past_session(pool, login, age=FAR + 100 * DAY, seen=hour, ended=2 * hour, why="logout")
+    await _past_session(pool, login, age=FAR + 50 * DAY, seen=hour)  # idle at 1 h 30 min
+    await _past_session(pool, login, age=FAR + 20 * DAY, seen=11.75 * hour)  # expired at 12 h
+    await _past_session(pool, login, age=FAR - 10 * DAY, seen=hour, ended=hour, why="disabled")
+    await sessions.login(pool, login, PASSWORD)  # open
+    before = await _sign_ins(pool, login)
+    assert [row[3] for row in before] == ["logout", "idle", "expired", "disabled", None]
+
+    progress: list[int] = []
+    moved = await sessions.purge_ended(pool, FAR, batch=2, progress=progress.append)
+
+    assert await _sign_ins(pool, login) == before  # nothing of the evidence lost
+    assert await _left(pool, "staff_sign_ins", login) == 3
+    assert await _left(pool, "staff_sessions", login) == 2  # the newer one and the open one
+    steps = [b - a for a, b in zip([0, *progress], progress, strict=False)]
+    assert moved >= 3 and len(progress) >= 2 and all(0 <= n <= 2 for n in steps), progress
+    start, _, end, why = before[1]
+    assert end == start + timedelta(minutes=90) and why == "idle"
+    await sessions.purge_ended(pool, FAR)  # again: nothing of this person's moves twice
+    assert await _left(pool, "staff_sign_ins", login) == 3
+
+
+async def test_the_sign_in_log_is_append_only(pool: asyncpg.Pool) -> None:
+    login = await new_person(pool)
+    await _past_session(pool, login, age=FAR + DAY, seen=timedelta(minutes=5))
+    await sessions.purge_ended(pool, FAR)
+    staff_id = await pool.fetchval("SELECT id FROM staff WHERE login = $1", login)
+    for change in (
+        "UPDATE staff_sign_ins SET ended_why = 'logout' WHERE staff_id = $1",
+        "DELETE FROM staff_sign_ins WHERE staff_id = $1",
+    ):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await pool.execute(change, staff_id)
+    assert await _left(pool, "staff_sign_ins", login) == 1
+
+
+async def test_the_hourly_archive_job_purges_ended_sessions(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The worker's periodic chore is the archive schedule's run (ArchiveWorkflow, hourly):
+    it moves the sessions past JIESU_SESSION_KEEP_DAYS (30 by default) after archiving."""
+    login = await new_person(pool)
+    keep = timedelta(days=settings.session_keep_days)
+    await _past_session(pool, login, age=keep + DAY, seen=timedelta(minutes=5))
+    await _past_session(pool, login, age=keep - DAY, seen=timedelta(minutes=5))
+    report = await client.execute_workflow(
+        "ArchiveWorkflow",
+        ArchiveRequest(query=f'WorkflowId="no-such-case-{uuid.uuid4().hex}"'),
+        id=f"archive-sessions-{login}",
+        task_queue=settings.task_queue,
+        result_type=ArchiveReport,
+    )
+    # (not ``sessions_purged == 1``: the schedule's own hourly run may have moved it first)
+    assert report.listed == 0
+    assert await _left(pool, "staff_sign_ins", login) == 1
+    assert await _left(pool, "staff_sessions", login) == 1
+
+
+def test_the_retention_is_a_setting(database_url: str) -> None:
+    made = Settings(DATABASE_URL=database_url, JIESU_SESSION_KEEP_DAYS=7)
+    (archive,) = [a for a in activities_of(cast(asyncpg.Pool, None), made)
+                  if getattr(a, "__name__", "") == "archive_closed_cases"]  # fmt: skip
+    assert archive.__self__.session_keep == timedelta(days=7)
+    assert Settings(DATABASE_URL=database_url).session_keep_days == 30
+    with pytest.raises(ValidationError):
+        Settings(DATABASE_URL=database_url, JIESU_SESSION_KEEP_DAYS=0)

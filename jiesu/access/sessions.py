@@ -7,12 +7,18 @@ its person is disabled or their password or role changes (:mod:`jiesu.access.sta
 
 These are plain functions: the API's ``/api/v1/session`` (api/routers/session.py) and the
 console's own form handlers call the same ones; ``api.deps.authenticate`` reads the cookie.
+
+A session's row stays after it ends, for ``JIESU_SESSION_KEEP_DAYS`` past its absolute expiry;
+then :func:`purge_ended` moves it into the sign-in log (登录记录, ``staff_sign_ins``, migration
+0023): the evidence (who, signed in when, last seen, ended when and why) is kept for good, the
+row's secrets (the token's hash, the CSRF token) go.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +32,8 @@ from jiesu.config import Settings
 
 DEFAULT_IDLE = timedelta(minutes=30)
 DEFAULT_MAX_AGE = timedelta(hours=12)
+DEFAULT_KEEP = timedelta(days=30)
+PURGE_BATCH = 500  # sessions moved per statement: short locks, a heartbeat between batches
 
 
 @dataclass(frozen=True)
@@ -139,3 +147,40 @@ def csrf_matches(session: Session, presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(
         session.csrf_token.encode(), presented.encode()
     )
+
+
+# One statement: the batch's sessions are locked, copied into the log with their end (as
+# staff_session_ends says it) and deleted, or none is. Every session has ended by its absolute
+# expiry, so ``expires_at`` alone (indexed) finds the ones ended at least ``keep`` ago.
+_PURGE = """
+WITH batch AS (
+    SELECT token_hash FROM staff_sessions WHERE expires_at < now() - $1::interval
+    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), kept AS (
+    INSERT INTO staff_sign_ins (staff_id, signed_in_at, last_seen_at, ended_at, ended_why)
+    SELECT e.staff_id, e.created_at, e.last_seen_at, e.ended_at, e.ended_why
+    FROM staff_session_ends e JOIN batch USING (token_hash)
+)
+DELETE FROM staff_sessions WHERE token_hash IN (SELECT token_hash FROM batch)
+"""
+
+
+async def purge_ended(
+    pool: asyncpg.Pool,
+    keep: timedelta = DEFAULT_KEEP,
+    *,
+    batch: int = PURGE_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Move the sessions that expired more than ``keep`` ago into the sign-in log, ``batch``
+    at a time until none is left; ``progress(moved so far)`` after each batch. Returns the
+    number moved. Safe to run in several processes at once (SKIP LOCKED) and to cut short."""
+    moved = 0
+    while True:
+        result = await pool.execute(_PURGE, keep, batch)
+        done = int(result.split()[-1])
+        moved += done
+        if progress is not None:
+            progress(moved)
+        if done < batch:
+            return moved

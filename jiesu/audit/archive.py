@@ -60,6 +60,9 @@ class ArchiveReport(BaseModel):
     children: int = 0  # child histories stored now
     missing: list[str] = Field(default_factory=list)  # listed, but Temporal had no history
     pages: int = 0
+    # the same hourly job's other chore (activities/archive.py): ended staff sessions moved
+    # into the sign-in log (jiesu.access.sessions.purge_ended)
+    sessions_purged: int = 0
 
 
 # --- storage -------------------------------------------------------------------------------------
