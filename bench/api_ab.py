@@ -14,8 +14,10 @@ and CPU ms per completed case of the worker, the Temporal server, PostgreSQL, th
 that variant's API process (bench/procstats.py), and the cores other processes kept busy. The
 medians of the rounds and the HTTP requests per case follow. ``--fixed RATE``: then each
 variant at RATE cases/s (open loop, 20 s of arrivals), department actions p50/p95/p99.
-``--spy``: sample the API and the worker with py-spy (its path) in the last round, folded
-stacks in /tmp/api_ab-spy-*.txt. Not a pass/fail test; not run by ``make``."""
+Odd rounds run the variants in the opposite order (the server's state grows with every phase).
+``--spy``: sample the API and the worker with py-spy (its path) in the last round at
+``--spy-rate`` Hz, folded stacks in ``--spy-prefix``-*.txt (/tmp/api_ab-spy-*.txt). Not a
+pass/fail test; not run by ``make``."""
 
 from __future__ import annotations
 
@@ -106,7 +108,10 @@ async def main_async(s: stack.Stack, data: Path, args: argparse.Namespace) -> No
             c.clear()
         done_total = collections.Counter()
         for r in range(args.rounds):
-            for name in apis:
+            # Every other round in the opposite order: the server's state grows with every
+            # phase, so a fixed order would charge the later variant for it every round.
+            order = list(apis) if r % 2 == 0 else list(reversed(apis))
+            for name in order:
                 job = CaseDriver(https[name]).run
                 began = time.monotonic()
                 phase = f"{r}-{name}"
@@ -114,9 +119,9 @@ async def main_async(s: stack.Stack, data: Path, args: argparse.Namespace) -> No
                 if args.spy and r == args.rounds - 1:
                     for proc in (f"api-{name}", "worker"):
                         spies.append(await asyncio.create_subprocess_exec(
-                            args.spy, "record", "--nonblocking", "-r", "50",
+                            args.spy, "record", "--nonblocking", "-r", str(args.spy_rate),
                             "-d", str(int(args.duration)), "-f", "raw",
-                            "-o", f"/tmp/api_ab-spy-{proc}.txt", "-p", str(pids[proc]),
+                            "-o", f"{args.spy_prefix}-{proc}.txt", "-p", str(pids[proc]),
                             stdout=asyncio.subprocess.DEVNULL,
                             stderr=asyncio.subprocess.DEVNULL))  # fmt: skip
                 with mon.phase(phase):
@@ -187,6 +192,8 @@ def main() -> None:
     p.add_argument("--fixed", type=float, default=0.0)
     p.add_argument("--history", action="store_true")
     p.add_argument("--spy", default="", help="path of py-spy: profile the last round")
+    p.add_argument("--spy-rate", type=int, default=50, help="py-spy's samples per second")
+    p.add_argument("--spy-prefix", default="/tmp/api_ab-spy", help="of py-spy's output files")
     args = p.parse_args()
     if not args.variant:
         args.variant = ["base:"]
