@@ -1,59 +1,108 @@
 """The API's own metrics and traces (docs/observability.md).
 
-- **Metrics** (prometheus-fastapi-instrumentator, into the app's own registry): requests by
-  route template, method and exact status (``jiesu_api_requests_total``), latency histograms
-  (``jiesu_api_request_duration_seconds``). Errors are the 4xx/5xx
-  statuses; a request that raised is counted as the 500 it was answered with. Served for
-  Prometheus on ``JIESU_API_METRICS_ADDRESS`` (a port of its own: :class:`MetricsListener`).
+- **Metrics** (prometheus-client, into the app's own registry): requests by route template,
+  method and exact status (``jiesu_api_requests_total``), latency histograms
+  (``jiesu_api_request_duration_seconds``). Errors are the 4xx/5xx statuses; a request that
+  raised is counted as the 500 it was answered with. Served for Prometheus on
+  ``JIESU_API_METRICS_ADDRESS`` (a port of its own: :class:`MetricsListener`).
 - **Traces** (OpenTelemetry's FastAPI instrumentation): a server span per request, parent of
   the Temporal client's spans; only when a tracer provider is given (jiesu.telemetry).
 """
 
 from __future__ import annotations
 
+import re
 import threading
+import time
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_fastapi_instrumentator import Instrumentator, metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_fastapi_instrumentator.routing import get_route_name
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jiesu.config import split_address
 
 # Probes and docs are not traffic worth a series each (a probe every few seconds would also
 # drown the request rate).
-UNMEASURED = ["/healthz", "/readyz", "/docs.*", "/redoc.*", "/openapi.json"]
+UNMEASURED = re.compile("|".join(["/healthz", "/readyz", "/docs.*", "/redoc.*", "/openapi.json"]))
 # Seconds: actions wait up to 5 s for the workflow (then 202), queries time out at 2 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30)
+LABELS = ("method", "status", "handler")
+UNKNOWN = "none"  # the handler of a path no route matches: not one series per path
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: counts and times every request by route template, method and
+    status (``handler`` is the template, e.g. ``/api/v1/complaints/{case_id}/accept``).
+
+    The template is that of the route Starlette matched (``scope["route"]``, set by the
+    routing): resolved once per route with prometheus-fastapi-instrumentator's
+    ``get_route_name`` (which walks every route of the app, mounts included) and then kept,
+    instead of walking the routes again for every request (4.5 % of the API's CPU)."""
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
+        self.app, self.requests, self.latency = app, requests, latency
+        # id(route), root_path -> (route, template or None when not measured); the route is
+        # kept so that its id is never another's.
+        self._templates: dict[tuple[int, str], tuple[object, str | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        as_received = dict(scope)  # routing adds to the scope; the template is resolved on this
+        status = 500  # what a request that raised is answered by the outer error handler
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            handler = self._handler(scope, as_received)
+            if handler is not None:
+                labels = (scope["method"], str(status), handler)
+                self.requests.labels(*labels).inc()
+                self.latency.labels(*labels).observe(time.perf_counter() - began)
+
+    def _handler(self, scope: Scope, as_received: dict[str, Any]) -> str | None:
+        """The request's route template, UNKNOWN for a path no route took, None for one not
+        measured (probes, docs)."""
+        route = scope.get("route")
+        if route is None:  # nothing matched (404, or a redirect to the other trailing slash)
+            return None if UNMEASURED.search(scope["path"]) else UNKNOWN
+        key = (id(route), scope.get("root_path", ""))
+        known = self._templates.get(key)
+        if known is None:
+            template = get_route_name(HTTPConnection(as_received), should_include_root_path=False)
+            template = template or UNKNOWN
+            known = (route, None if UNMEASURED.search(template) else template)
+            self._templates[key] = known
+        return known[1]
 
 
 def instrument_metrics(app: FastAPI) -> CollectorRegistry:
     """Count and time every request of ``app`` into a registry of its own (several apps in
     one process, as in the tests, do not collide)."""
     registry = CollectorRegistry()
-    labels = {"should_include_handler": True, "should_include_method": True}
-    Instrumentator(
-        should_group_status_codes=False,  # 404 and 409 mean different things here
-        should_ignore_untemplated=False,
-        should_group_untemplated=True,  # unknown paths are handler "none", not one series each
-        # Not its in-progress gauge: 8.1.0 registers that one in the global registry whatever
-        # registry it is given, so a second app in one process fails.
-        should_instrument_requests_inprogress=False,
-        excluded_handlers=UNMEASURED,
-        registry=registry,
-    ).add(
-        metrics.requests(
-            metric_name="jiesu_api_requests_total",
-            metric_doc="API requests by route template, method and status",
-            should_include_status=True, registry=registry, **labels,
-        ),
-        metrics.latency(
-            metric_name="jiesu_api_request_duration_seconds",
-            metric_doc="API request latency by route template, method and status",
-            should_include_status=True, buckets=LATENCY_BUCKETS, registry=registry, **labels,
-        ),
-    ).instrument(app)  # fmt: skip
+    requests = Counter(
+        "jiesu_api_requests_total", "API requests by route template, method and status",
+        LABELS, registry=registry,
+    )  # fmt: skip
+    latency = Histogram(
+        "jiesu_api_request_duration_seconds",
+        "API request latency by route template, method and status",
+        LABELS, buckets=LATENCY_BUCKETS, registry=registry,
+    )  # fmt: skip
+    app.add_middleware(RequestMetrics, requests=requests, latency=latency)
     return registry
 
 
