@@ -162,6 +162,9 @@ def refuse(refusal: Refusal) -> ApiError:
     return ApiError(status, refusal.code, refusal.reason)
 
 
+_REPEATABLE = "idem-"  # the prefix of a request id derived from an Idempotency-Key
+
+
 def request_id(principal: Principal, case_id: str, action: str, key: str | None) -> str:
     """The request id the action's actor carries. With an Idempotency-Key it is derived from
     who asks what of which case under that key, so a retry carries the same id (and one
@@ -172,7 +175,13 @@ def request_id(principal: Principal, case_id: str, action: str, key: str | None)
     if principal.person is not None:  # a person and a key that share a name are not one caller
         identity.append(f"person:{principal.person}")
     digest = hashlib.sha256(json.dumps([*identity, key], ensure_ascii=False).encode())
-    return "idem-" + digest.hexdigest()[:32]
+    return _REPEATABLE + digest.hexdigest()[:32]
+
+
+def may_be_recorded(rid: str) -> bool:
+    """Whether an event of request ``rid`` may exist before this request signals: only when
+    its id comes from an Idempotency-Key (a retry); a random id is this request's alone."""
+    return rid.startswith(_REPEATABLE)
 
 
 def _outcome(state: CaseState, event: CaseEvent) -> ActionResult:
@@ -223,6 +232,10 @@ async def _await_event(
 
 
 _EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
+_RECORDED = (
+    "SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1"
+    " AND actor->>'request_id' = $2)"
+)
 
 
 async def _projected(
@@ -252,21 +265,36 @@ def _from_notice(snapshot: str, rid: str) -> tuple[CaseState, CaseEvent] | None:
     return None if ours is None else (state, ours)
 
 
+async def _first_look(
+    pool: asyncpg.Pool, case_id: str, rid: str
+) -> tuple[CaseState, CaseEvent] | None:
+    """The look before any notice: a retry of an action already applied (the workflow ignores
+    its signal) causes no projection to be told of, so its event is looked for in the read
+    model — one indexed existence check, the case read only when it is there. A request with
+    a random id cannot have been recorded before its own signal: nothing to look for."""
+    if not may_be_recorded(rid) or not await pool.fetchval(_RECORDED, case_id, rid):
+        return None
+    return await _projected(pool, case_id, rid)
+
+
 async def _await_projection(
     pool: asyncpg.Pool, case_id: str, rid: str, changed: Change, give_up: float
 ) -> tuple[CaseState, CaseEvent] | None:
     """Look at the case each time a projection of it commits — in the notice when it carries
     the case, in the read model otherwise — until it shows the event this request caused;
-    None at ``give_up``. The first look reads the read model: a retry of an action already
-    applied (the workflow ignores its signal) causes no projection to be told of."""
+    None at ``give_up``. The first look, unless a notice came already, is :func:`_first_look`."""
     loop = asyncio.get_running_loop()
+    first = True
     while True:
         snapshot = changed.take()  # before the look: a projection committing meanwhile tells again
         with _tracer.start_as_current_span("action: look at the read model") as span:
             if snapshot is not None:
                 found = _from_notice(snapshot, rid)
+            elif first:
+                found = await _first_look(pool, case_id, rid)
             else:
                 found = await _projected(pool, case_id, rid)
+            first = False
             span.set_attribute("jiesu.found", found is not None)
             span.set_attribute("jiesu.notice_bytes", len(snapshot) if snapshot else 0)
         remaining = give_up - loop.time()
