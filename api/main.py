@@ -178,6 +178,7 @@ def create_app(
     app.include_router(stats.router, prefix="/api/v1")
     app.include_router(keys.router, prefix="/api/v1")
     app.include_router(session.router, prefix="/api/v1")
+    app.include_router(session.audit_router, prefix="/api/v1")  # /audit/sign-ins
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(channels.router, prefix="/api/v1")
     app.include_router(attachments.router, prefix="/api/v1")

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from helpers import OPERATOR, department, register
+from helpers import AUDITOR, OPERATOR, department, register
 from pydantic import ValidationError
 from temporalio.client import Client
 from test_api import COMPLAINTS, error_of, finish, fresh
@@ -28,6 +28,7 @@ from jiesu.ops.demo_data import DEMO_PEOPLE
 from worker import activities as activities_of
 
 SESSION = "/api/v1/session"
+SIGN_INS = "/api/v1/audit/sign-ins"
 PASSWORD = "correct horse battery"
 
 
@@ -386,3 +387,21 @@ def test_the_retention_is_a_setting(database_url: str) -> None:
     assert Settings(DATABASE_URL=database_url).session_keep_days == 30
     with pytest.raises(ValidationError):
         Settings(DATABASE_URL=database_url, JIESU_SESSION_KEEP_DAYS=0)
+
+
+async def test_auditors_read_every_sign_in_moved_or_not(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """``GET /api/v1/audit/sign-ins``: the sign-in log and the sessions not yet moved, newest
+    first, for auditors; other roles are refused, bad input is a 422."""
+    login = await new_person(pool)
+    await _past_session(pool, login, age=FAR + DAY, seen=timedelta(minutes=5))
+    await sessions.purge_ended(pool, FAR)
+    await sessions.login(pool, login, PASSWORD)
+    answer = await api.get(SIGN_INS, params={"login": login}, headers=AUDITOR)
+    assert answer.status_code == 200, answer.text
+    newest, moved = answer.json()
+    assert newest["login"] == login and newest["ended_at"] is None  # open
+    assert moved["ended_why"] == "idle" and await _left(pool, "staff_sign_ins", login) == 1
+    error_of(await api.get(SIGN_INS, headers=OPERATOR), 403, "forbidden")
+    assert (await api.get(SIGN_INS, params={"limit": 0}, headers=AUDITOR)).status_code == 422

@@ -1,30 +1,34 @@
 """/api/v1/session: a person logs in (the ``jiesu_session`` cookie), sees and ends their
-session. The console's own forms call the same :mod:`jiesu.access.sessions` functions."""
+session. The console's own forms call the same :mod:`jiesu.access.sessions` functions.
+
+``GET /api/v1/audit/sign-ins`` (``audit_router``): every sign-in, for auditors and admins."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth_limit import Attempt
 from api.deps import (
     SESSION_COOKIE,
     AppSettings,
+    Auditor,
     Pool,
     Staff,
     check_csrf,
     clear_session_cookie,
     set_session_cookie,
 )
-from api.errors import ApiError, ErrorResponse
+from api.errors import ERRORS, ApiError, ErrorResponse
 from jiesu.access import sessions
-from jiesu.access.sessions import LoginRefused, Session, SessionPolicy
+from jiesu.access.sessions import LoginRefused, Session, SessionPolicy, SignIn
 from jiesu.case.domain import Line, Role
 
 router = APIRouter(prefix="/session", tags=["session"])
+audit_router = APIRouter(tags=["audit"])
 
 
 class LoginRequest(BaseModel):
@@ -111,3 +115,19 @@ async def log_out(request: Request, pool: Pool, settings: AppSettings) -> Respon
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     clear_session_cookie(response, settings)
     return response
+
+
+@audit_router.get(
+    "/audit/sign-ins",
+    response_model=list[SignIn],
+    responses=ERRORS,
+    summary="审计 Staff sign-ins: who worked in a session, from when to when, and how it "
+    "ended (newest first; ended_at null: still open)",
+)
+async def sign_ins(
+    principal: Auditor,
+    pool: Pool,
+    login: Annotated[Line | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=sessions.MAX_SIGN_INS)] = 100,
+) -> list[SignIn]:
+    return await sessions.sign_ins(pool, login=login, limit=limit)

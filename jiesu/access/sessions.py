@@ -184,3 +184,28 @@ async def purge_ended(
             progress(moved)
         if done < batch:
             return moved
+
+
+MAX_SIGN_INS = 1000
+
+
+class SignIn(BaseModel):
+    """One staff sign-in (登录记录), from the sign-in log or a session not yet moved there."""
+
+    login: str
+    signed_in_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None  # None: the session is still open
+    ended_why: str | None  # logout, disabled, password_set, ...; idle, expired
+
+
+async def sign_ins(
+    db: asyncpg.Pool | asyncpg.Connection, *, login: str | None = None, limit: int = 100
+) -> list[SignIn]:
+    """Sign-ins, newest first, of everyone or of one login (the view ``sign_ins``)."""
+    rows = await db.fetch(
+        "SELECT login, signed_in_at, last_seen_at, ended_at, ended_why FROM sign_ins"
+        " WHERE ($1::text IS NULL OR login = $1) ORDER BY signed_in_at DESC LIMIT $2",
+        login, min(limit, MAX_SIGN_INS),
+    )  # fmt: skip
+    return [SignIn.model_validate(dict(r)) for r in rows]
