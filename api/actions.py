@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from api import cases
-from api.deps import AppSettings, CaseId, Feed, Pool, Principal, Temporal
+from api.deps import AppServices, CaseId, Principal, Services
 from api.errors import ACTION_ERRORS
 from api.schemas import ActionResult, answer
 from jiesu.case.domain import CaseState
@@ -129,10 +129,7 @@ def _signature(spec: ActionSpec) -> inspect.Signature:
                             None if optional else inspect.Parameter.empty))  # fmt: skip
     params += [
         param("credential", spec.caller.dependency),
-        param("pool", Pool),
-        param("client", Temporal),
-        param("settings", AppSettings),
-        param("feed", Feed),
+        param("services", AppServices),
         param("response", Response),
         param("idempotency_key", IdempotencyKey, None),
     ]
@@ -180,17 +177,18 @@ async def run(
 
 def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
     async def endpoint(**values: Any) -> ActionResult:
+        services: Services = values["services"]
         result = await run(
             spec,
             case_id=values["case_id"],
             fields=_fields(spec, values),
             path_values={n: values[n] for n in spec.path_fields},
             credential=values["credential"],
-            pool=values["pool"],
-            client=values["client"],
-            settings=values["settings"],
+            pool=services.pool,
+            client=services.client,
+            settings=services.settings,
             idempotency_key=values["idempotency_key"],
-            feed=values["feed"],
+            feed=services.feed,
         )
         return answer(values["response"], result)
 

@@ -89,11 +89,29 @@ async def get_feed(request: Request) -> ProjectionFeed | None:
     return getattr(request.app.state, "projection_feed", None)
 
 
+@dataclass(frozen=True)
+class Services:
+    """The app's connections and settings as one dependency (api/actions.py): FastAPI solves
+    each dependency of a request anew, about as much CPU as a whole small endpoint, so the
+    busiest endpoints take one instead of four (docs/performance.md, "The API's CPU")."""
+
+    pool: asyncpg.Pool
+    client: Client
+    settings: Settings
+    feed: ProjectionFeed | None
+
+
+async def get_services(request: Request) -> Services:
+    state = request.app.state
+    return Services(state.pool, state.temporal, state.settings, await get_feed(request))
+
+
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Feed = Annotated[ProjectionFeed | None, Depends(get_feed)]
 Temporal = Annotated[Client, Depends(get_client)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 StatAnswers = Annotated[Answers, Depends(get_stat_answers)]
+AppServices = Annotated[Services, Depends(get_services)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
@@ -195,7 +213,6 @@ async def check_csrf(request: Request, session: Session) -> None:
 async def authenticate(
     request: Request,
     attempt: Attempt,
-    pool: Pool,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
@@ -204,6 +221,7 @@ async def authenticate(
     401 without a credential or with an unknown or revoked key (one answer: no hint which) or
     an ended session, 403 ``csrf_failed`` for a session's unsafe request without its token.
     A Bearer key wins over a cookie."""
+    pool: asyncpg.Pool = request.app.state.pool  # not a dependency: one fewer to solve
     if credentials is not None:
         return await _key_principal(attempt, pool, credentials.credentials)
     if cookie is not None:

@@ -77,6 +77,32 @@ def test_no_dependency_or_endpoint_runs_in_the_thread_pool() -> None:
     assert not sync, sorted(sync)
 
 
+def _solved(dependant: Dependant) -> int:
+    """How many dependencies FastAPI solves for a request (sub-dependencies included)."""
+    return sum(1 + _solved(sub) for sub in dependant.dependencies)
+
+
+# The requests of every case (docs/performance.md, "The API's CPU per case"): FastAPI's work
+# per dependency is about that of a small endpoint, so these take the app's connections and
+# settings as one (api.deps.Services) and authenticate reads the pool from the app.
+BUSIEST = {
+    ("POST", "/complaints/{case_id}/accept"): 7,
+    ("POST", "/complaints/{case_id}/reply"): 7,
+    ("POST", "/complaints"): 6,
+    ("GET", "/complaints/{case_id}"): 7,
+}
+
+
+def test_the_busiest_endpoints_solve_few_dependencies() -> None:
+    app = create_app()
+    solved = {
+        (method, r.path): _solved(r.dependant)
+        for r in _routes(app) for method in r.methods or () if (method, r.path) in BUSIEST
+    }  # fmt: skip
+    assert solved.keys() == BUSIEST.keys()
+    assert {k: v for k, v in solved.items() if v > BUSIEST[k]} == {}
+
+
 async def test_the_word_dictionary_is_loaded_before_the_api_serves(
     settings: Settings, client: Client, pool: asyncpg.Pool
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api import cases, intake
-from api.deps import AppSettings, CaseId, Operator, Pool, Staff, Temporal
+from api.deps import AppServices, CaseId, Operator, Pool, Staff
 from api.errors import ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
 from jiesu.access.grids import GridScope
@@ -39,9 +39,7 @@ async def register_complaint(
     body: ComplaintIntake,
     response: Response,
     principal: Operator,
-    pool: Pool,
-    client: Temporal,
-    settings: AppSettings,
+    services: AppServices,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -50,6 +48,7 @@ async def register_complaint(
         ),
     ] = None,
 ) -> IntakeResponse:
+    pool, client, settings = services.pool, services.client, services.settings
     result = await intake.register(pool, client, settings, body, principal, idempotency_key)
     if result.replayed or result.merged:  # no new case was created
         response.status_code = status.HTTP_200_OK
@@ -121,13 +120,12 @@ async def list_complaints(
 async def get_complaint(
     case_id: CaseId,
     principal: Staff,
-    pool: Pool,
-    client: Temporal,
-    settings: AppSettings,
+    services: AppServices,
     response: Response,
 ) -> CaseView:
     found = await cases.sourced_state(
-        client, pool, case_id, principal, settings.query_timeout_seconds
-    )
+        services.client, services.pool, case_id, principal,
+        services.settings.query_timeout_seconds,
+    )  # fmt: skip
     response.headers[CASE_SOURCE_HEADER] = found.source
     return CaseView(**dict(found.state), source=found.source)
