@@ -238,12 +238,13 @@ async def authenticate(
     )  # fmt: skip
 
 
+KEY_HOLDER_SQL = (
+    "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+)
+
+
 async def _key_principal(attempt: AuthAttempt, pool: asyncpg.Pool, key: str) -> Principal:
-    row = await pool.fetchrow(
-        "SELECT name, role, department_id FROM api_keys"
-        " WHERE key_hash = $1 AND revoked_at IS NULL",
-        hash_api_key(key),
-    )
+    row = await pool.fetchrow(KEY_HOLDER_SQL, hash_api_key(key))
     if row is None:
         await attempt.failed()
         raise ApiError(401, "invalid_api_key", "this API key is not known or was revoked")
