@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 import httpx
@@ -111,11 +112,13 @@ class CaseDriver:
     each action the moment the previous one is answered."""
 
     def __init__(
-        self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None, think: float = 0.0
-    ) -> None:
+        self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None, think: float = 0.0,
+        log: TextIO | None = None,
+    ) -> None:  # fmt: skip
         self.http = http
         self.read_model = read_model
         self.think = think
+        self.log = log  # one JSON line per action: when it began (epoch s), how long it took
 
     async def run(self) -> CaseTimings:
         n = next(_serial)
@@ -147,13 +150,17 @@ class CaseDriver:
         self, t: CaseTimings, url: str, action: str, payload: dict[str, object],
         headers: dict[str, str],
     ) -> None:  # fmt: skip
-        began = time.monotonic()
+        began, wall = time.monotonic(), time.time()
         result = _check(await self.http.post(url, json=payload, headers=headers), action)
         if not result.get("applied"):  # 202: the API's wait ran out; look until it shows
             t.late.append(action)
             await self._wait_applied(t.case_id, action)
         answered = time.monotonic()
         t.api[action] = answered - began
+        if self.log is not None:  # to find what slow actions share: when they ran
+            self.log.write(json.dumps({"at": wall, "ms": round(t.api[action] * 1000, 2),
+                                       "action": action, "think": self.think,
+                                       "case": t.case_id}) + "\n")  # fmt: skip
         if self.read_model is not None:
             await self._wait_read_model(t.case_id, action)
             t.read_model[action] = time.monotonic() - answered

@@ -87,6 +87,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=0.5,
                    help="fixed-rate phase: every other case waits this long before each action "
                         "(a person's pace; the others act back to back) (0.5)")
+    p.add_argument("--log-actions", type=Path, default=None,
+                   help="fixed-rate phase: one JSON line per action (start, ms, action, pace) "
+                        "in this file, to see when slow actions ran (docs/performance.md)")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
     args = p.parse_args(argv)
     if args.rounds < 1:
@@ -237,8 +240,9 @@ async def run_fixed(
     mon: ProcessMonitor,
 ) -> dict[str, Any]:  # fmt: skip
     count = max(1, round(rate * args.fixed_duration))
-    back_to_back = CaseDriver(http, read_model=pool)
-    paced = CaseDriver(http, read_model=pool, think=args.think)
+    log = args.log_actions.open("w") if args.log_actions else None
+    back_to_back = CaseDriver(http, read_model=pool, log=log)
+    paced = CaseDriver(http, read_model=pool, think=args.think, log=log)
     turn = itertools.count()
 
     async def alternate() -> tuple[bool, CaseTimings]:
@@ -247,8 +251,12 @@ async def run_fixed(
 
     print(f"  fixed rate: {count} cases at {rate:.2f}/s...", flush=True)
     began = time.monotonic()
-    with mon.phase("fixed"):
-        outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT)
+    try:
+        with mon.phase("fixed"):
+            outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT)
+    finally:
+        if log is not None:
+            log.close()
     elapsed = (max(outcome.finished_at) if outcome.finished_at else time.monotonic()) - began
     cases: list[CaseTimings] = [c for is_paced, c in outcome.results if not is_paced]
     paced_cases = [c for is_paced, c in outcome.results if is_paced]
