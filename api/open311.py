@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth_limit import client_of
+from api.deps import KEY_HOLDER_SQL
 from api.errors import RETRY_AFTER_SECONDS, ApiError, is_database_down
 from jiesu.access.security import hash_api_key
 from jiesu.case.domain import OPERATOR_ROLES, Actor, Role
@@ -196,10 +197,7 @@ async def _operator(request: Request, api_key: str | None) -> Actor:
     await _not_blocked(request)
     if not api_key:
         raise Open311Error(403, "api_key was not provided")
-    row = await request.app.state.pool.fetchrow(
-        "SELECT name, role, department_id FROM api_keys WHERE key_hash = $1"
-        " AND revoked_at IS NULL", hash_api_key(api_key),
-    )  # fmt: skip
+    row = await request.app.state.pool.fetchrow(KEY_HOLDER_SQL, hash_api_key(api_key))
     if row is None:
         await _failed(request)
         raise Open311Error(403, "invalid api_key: it is not known or was revoked")

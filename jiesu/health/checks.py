@@ -69,13 +69,11 @@ KINDS = (
 )  # fmt: skip
 
 CASE_TYPE = CASE_WORKFLOW
+# The server sets TemporalReportedProblems only when told to (jiesu/ops/temporal_settings.py).
 REPORTED_PROBLEMS_QUERY = (
     'ExecutionStatus="Running" AND TemporalReportedProblems IN '
     '("category=WorkflowTaskFailed", "category=WorkflowTaskTimedOut")'
 )
-# Self-hosted servers (1.30+) set TemporalReportedProblems only when told after how many
-# consecutive failed or timed-out workflow tasks: two, so one glitch is not reported.
-REPORTED_PROBLEMS_SETTING = "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2"
 _OPEN_QUERY = 'ExecutionStatus="Running"'
 _CONCURRENCY = 8  # describe / query calls in flight at once
 _QUERY_TIMEOUT = timedelta(seconds=5)

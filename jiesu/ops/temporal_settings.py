@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from jiesu.health.checks import REPORTED_PROBLEMS_SETTING
-
 ENV = "JIESU_TEMPORAL_DYNAMIC_CONFIG"
 
 # The history service reads a shard's queue of new tasks (workflow tasks to hand to a worker,
@@ -23,7 +21,12 @@ ENV = "JIESU_TEMPORAL_DYNAMIC_CONFIG"
 # p50 21 / p99 49 ms at half the sustained maximum, 0.0 / 3.9 ms at 1,000 (bench/action_stages,
 # docs/performance.md). 200 reads a second: at most 5 ms, far above the reads a case needs.
 QUEUE_READS_PER_SECOND = 200
-QUEUE_READ_SETTINGS = {
+
+SETTINGS: dict[str, object] = {
+    # Self-hosted servers (1.30+) set TemporalReportedProblems (failing workflow tasks, which
+    # jiesu doctor lists) only when told after how many consecutive failed or timed-out
+    # workflow tasks: two, so one glitch is not reported.
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": 2,
     "history.transferProcessorMaxPollRPS": QUEUE_READS_PER_SECOND,
     "history.timerProcessorMaxPollRPS": QUEUE_READS_PER_SECOND,
     "history.visibilityProcessorMaxPollRPS": QUEUE_READS_PER_SECOND,
@@ -35,14 +38,6 @@ def _pair(setting: str) -> tuple[str, str]:
     if not sep or not key.strip() or not value.strip():
         raise ValueError(f"{ENV}: {setting!r} is not key=value")
     return key.strip(), value.strip()
-
-
-_REPORTED_KEY, _REPORTED_VALUE = _pair(REPORTED_PROBLEMS_SETTING)
-SETTINGS: dict[str, object] = {
-    # failing workflow tasks show in visibility (jiesu doctor; Temporal 1.30+)
-    _REPORTED_KEY: int(_REPORTED_VALUE),
-    **QUEUE_READ_SETTINGS,
-}
 
 
 def dynamic_config(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
