@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import asyncpg
 import httpx
 
+from bench import disk
 from jiesu.ops.demo_data import demo_key, department_key
 
 # (category, department) — urgent categories routed county-wide; any grid will do.
@@ -76,6 +77,7 @@ class CaseTimings:
     routed: float = 0.0
     api: dict[str, float] = field(default_factory=dict)
     read_model: dict[str, float] = field(default_factory=dict)
+    io_stall: dict[str, float] = field(default_factory=dict)  # ms the machine waited on I/O
     total: float = 0.0
     late: list[str] = field(default_factory=list)  # actions answered 202, then looked up
 
@@ -150,17 +152,20 @@ class CaseDriver:
         self, t: CaseTimings, url: str, action: str, payload: dict[str, object],
         headers: dict[str, str],
     ) -> None:  # fmt: skip
-        began, wall = time.monotonic(), time.time()
+        began, wall, stall = time.monotonic(), time.time(), disk.io_full_us()
         result = _check(await self.http.post(url, json=payload, headers=headers), action)
         if not result.get("applied"):  # 202: the API's wait ran out; look until it shows
             t.late.append(action)
             await self._wait_applied(t.case_id, action)
         answered = time.monotonic()
         t.api[action] = answered - began
+        stalled = disk.stall_ms(stall, disk.io_full_us())  # the disk's share (bench/disk.py)
+        if stalled is not None:
+            t.io_stall[action] = stalled
         if self.log is not None:  # to find what slow actions share: when they ran
             self.log.write(json.dumps({"at": wall, "ms": round(t.api[action] * 1000, 2),
-                                       "action": action, "think": self.think,
-                                       "case": t.case_id}) + "\n")  # fmt: skip
+                                       "io_full_ms": stalled, "action": action,
+                                       "think": self.think, "case": t.case_id}) + "\n")  # fmt: skip
         if self.read_model is not None:
             await self._wait_read_model(t.case_id, action)
             t.read_model[action] = time.monotonic() - answered

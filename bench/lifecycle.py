@@ -52,7 +52,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench import ceiling, report
+from bench import ceiling, disk, report
 from bench.case_driver import CaseDriver, CaseTimings
 from bench.load import Outcome, closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
@@ -90,6 +90,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-actions", type=Path, default=None,
                    help="fixed-rate phase: one JSON line per action (start, ms, action, pace) "
                         "in this file, to see when slow actions ran (docs/performance.md)")
+    p.add_argument("--disk-probe", type=float, default=20.0,
+                   help="seconds of the disk's own fdatasync latency, measured in the stack's "
+                        "data folder before the fixed-rate phase: the baseline of its "
+                        "latencies (bench/disk.py; 20, 0 skips)")
+    p.add_argument("--tmp", type=Path, default=None,
+                   help="folder to create the stack's data folder in (the system's temporary "
+                        "folder); /dev/shm keeps it in memory: no waits for the disk and no "
+                        "durability, to measure the software without the disk")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
     args = p.parse_args(argv)
     if args.rounds < 1:
@@ -250,13 +258,14 @@ async def run_fixed(
         return is_paced, await (paced if is_paced else back_to_back).run()
 
     print(f"  fixed rate: {count} cases at {rate:.2f}/s...", flush=True)
-    began = time.monotonic()
+    began, stall = time.monotonic(), disk.io_full_us()
     try:
         with mon.phase("fixed"):
             outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT)
     finally:
         if log is not None:
             log.close()
+    stalled = disk.stall_ms(stall, disk.io_full_us())
     elapsed = (max(outcome.finished_at) if outcome.finished_at else time.monotonic()) - began
     cases: list[CaseTimings] = [c for is_paced, c in outcome.results if not is_paced]
     paced_cases = [c for is_paced, c in outcome.results if is_paced]
@@ -283,6 +292,7 @@ async def run_fixed(
         "read_model_ms": {
             a: summary_ms([c.read_model[a] for c in cases if a in c.read_model]) for a in ACTIONS
         },
+        **_disk_share(cases, paced_cases, stalled, elapsed),
         "lifecycle_ms": summary_ms([c.total for c in cases]),
         "answered_202": sum(len(c.late) for c in [*cases, *paced_cases]),
         "sample_ids": [c.case_id for c in cases[:HISTORY_SAMPLES]],
@@ -292,6 +302,32 @@ async def run_fixed(
 
 ACTIONS = ("accept", "contact", "reply", "rating")
 DEPARTMENT_ACTIONS = ("accept", "contact", "reply")  # the rating is the citizen's
+STALLED_MS = 20.0  # an action during which the machine waited this long on I/O was stalled
+
+
+def _disk_share(
+    cases: Sequence[CaseTimings], paced: Sequence[CaseTimings], stalled: float | None,
+    elapsed: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The disk's part in the department actions' answers: the same answers less the time the
+    whole machine waited on I/O during each (PSI, bench/disk.py) — what the software takes
+    when the disk does not stall — and how many actions a stall touched."""
+
+    def less_stall(group: Sequence[CaseTimings]) -> list[float]:
+        return [max(0.0, c.api[a] - c.io_stall[a] / 1000)
+                for c in group for a in DEPARTMENT_ACTIONS if a in c.api and a in c.io_stall]
+
+    stalls = [c.io_stall[a] for c in [*cases, *paced] for a in DEPARTMENT_ACTIONS
+              if a in c.io_stall]  # fmt: skip
+    if not stalls:  # no PSI on this machine
+        return {}
+    return {
+        "department_actions_less_io_stall_ms": summary_ms(less_stall(cases)),
+        "paced_department_actions_less_io_stall_ms": summary_ms(less_stall(paced)),
+        "io_stalled_actions": sum(s >= STALLED_MS for s in stalls),
+        "io_stalled_threshold_ms": STALLED_MS,
+        "io_full_share": round(stalled / 1000 / elapsed, 4) if stalled and elapsed > 0 else None,
+    }
 
 
 async def history_size(client: Client, ids: Sequence[str]) -> dict[str, Any]:
@@ -371,6 +407,9 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
             results["rounds"] = await run_rounds(work, args, mon)
             results["summary"] = report.summarise(results["rounds"])
             rate = args.rate or max(0.5, (results["summary"]["lifecycle_per_s"] or 1.0) / 2)
+            if args.disk_probe > 0:
+                print(f"The disk alone: {args.disk_probe:.0f} s of fdatasync...", flush=True)
+                results["disk"] = await asyncio.to_thread(disk.probe, data, args.disk_probe)
             print("Lifecycle: fixed rate (half the sustained maximum)...", flush=True)
             results["fixed"] = await run_fixed(http, pool, rate, args, mon)
         results["history"] = await _histories(client, results)
@@ -396,7 +435,7 @@ def _args_json(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    data = Path(tempfile.mkdtemp(prefix="jiesu-bench-"))
+    data = Path(tempfile.mkdtemp(prefix="jiesu-bench-", dir=args.tmp))
     try:
         with ExitStack() as cleanup:
             s = start_stack(data, cleanup)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench import disk
+
 # Issue 13's targets.
 SHAPE_TARGET = 0.9  # lifecycle cases/s ÷ same-shape workflows/s, median of rounds
 ACTION_P99_TARGET_MS = 60.0  # a department's action answered, at half the sustained maximum
@@ -126,6 +128,11 @@ def _latencies(fixed: dict[str, Any]) -> list[str]:
     rows.append([f"**department action answered, at a person's pace** ({think} s before each "
                  "action: the case's previous workflow task has finished)",
                  *_ms(fixed.get("paced_department_actions_ms"))])  # fmt: skip
+    for key, label in (("department_actions_less_io_stall_ms", "back to back"),
+                       ("paced_department_actions_less_io_stall_ms", "at a person's pace")):
+        if key in fixed:
+            rows.append([f"department action answered, {label}, less the time the machine "
+                         "waited on the disk during it (PSI)", *_ms(fixed[key])])  # fmt: skip
     rows.append([f"rating answered, at a person's pace ({think} s before)",
                  *_ms(fixed.get("paced_rating_ms"))])  # fmt: skip
     for action, s in fixed.get("api_ms", {}).items():
@@ -134,6 +141,22 @@ def _latencies(fixed: dict[str, Any]) -> list[str]:
         rows.append([f"{action}: API answer → read model shows it", *_ms(s)])
     rows.append(["whole lifecycle (intake → rated)", *_ms(fixed.get("lifecycle_ms"))])
     return _table(["latency (ms)", "p50", "p95", "p99", "max", "n"], rows)
+
+
+def _disk(results: dict[str, Any]) -> list[str]:
+    """The disk's baseline: its own flush latency, and its stalls during the fixed phase."""
+    lines = []
+    if probe := results.get("disk"):
+        lines.append(f"The disk alone, before this phase (bench/disk.py): {disk.describe(probe)}.")
+    fixed = results.get("fixed", {})
+    if fixed.get("io_full_share") is not None:
+        lines.append(
+            f"During this phase the whole machine waited on the disk "
+            f"{fixed['io_full_share'] * 100:.1f} % of the time; "
+            f"{fixed.get('io_stalled_actions')} department actions waited "
+            f"{_fmt(fixed.get('io_stalled_threshold_ms'))} ms or more of their answer on it."
+        )  # fmt: skip
+    return ["", *lines] if lines else []
 
 
 def _resources(results: dict[str, Any]) -> list[str]:
@@ -218,6 +241,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"other cores busy {_fmt(_get(fixed, 'cpu', 'load', 'other_cores'))}",
         "",
         *_latencies(fixed),
+        *_disk(results),
         "",
         "### History per workflow",
         "",

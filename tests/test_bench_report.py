@@ -3,9 +3,10 @@ per-round ratios, with its spread, and a round's ratio is taken inside that roun
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import disk, report
 
 
 def _round(n: int, noop: float, shape: float, life: float, other: float = 0.0) -> dict[str, Any]:
@@ -58,3 +59,30 @@ def test_markdown_names_the_temporal_servers_settings() -> None:
                            "dynamic_config": {"history.transferProcessorMaxPollRPS": "200"}}
     assert ("Temporal dev server: SQLite journal_mode=WAL, synchronous=FULL; dynamic config "
             "history.transferProcessorMaxPollRPS=200.") in report.markdown(results)
+
+
+def test_markdown_shows_the_disks_share() -> None:
+    # A slow disk, not a slow answer: the report shows the answers less the machine's waits on
+    # the disk, and the disk's own flush latency measured in the same run.
+    rounds = [_round(1, 30, 5.0, 4.6)]
+    results: dict[str, Any] = {
+        "rounds": rounds, "summary": report.summarise(rounds),
+        "disk": disk.summary([0.4] * 98 + [80.0, 400.0], 2.0, 500.0),
+        "fixed": {"department_actions_ms": {"p50": 20.0, "p99": 300.0, "n": 90},
+                  "department_actions_less_io_stall_ms": {"p50": 19.0, "p99": 45.0, "n": 90},
+                  "io_full_share": 0.05, "io_stalled_actions": 7, "io_stalled_threshold_ms": 20.0},
+    }  # fmt: skip
+    text = report.markdown(results)
+    assert "less the time the machine waited on the disk during it (PSI) | 19.0 | – | 45.0" in text
+    assert "p99 80.0 / p99.9 400.0 / max 400.0 ms (2 of 100 over 50 ms)" in text
+    assert "stood still for I/O 0.5 s of 2 s" in text
+    assert "waited on the disk 5.0 % of the time; 7 department actions" in text
+
+
+def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
+    p = disk.probe(tmp_path, 0.3, interval=0.0)
+    assert p["n"] > 0 and 0 < p["p50"] <= p["max"]
+    assert list(tmp_path.iterdir()) == []  # its file is gone
+    stall = disk.io_full_us()
+    assert stall is None or stall >= 0
+    assert disk.stall_ms(None, 5) is None and disk.stall_ms(1000, 3500) == 2.5

@@ -1,0 +1,114 @@
+"""The disk under the stack: how long one durable write waits, and how long the whole machine
+stood still waiting for the disk.
+
+    python -m bench.disk [--seconds 60] [--folder DIR]
+
+Every acknowledged action is durable: Temporal's SQLite and PostgreSQL both wait for an fsync
+before they answer (jiesu/ops/stack.py). So no action can be answered faster than the disk
+completes a flush, and a flush that takes 400 ms stalls every action in flight at that moment.
+Two measurements, each a baseline for the benchmarks' latencies:
+
+- ``probe``: write 4 kB and ``fdatasync`` every 20 ms in ``folder`` (on the filesystem the
+  stack's data is on) and report the distribution of the waits — what the disk alone gives,
+  with nothing of ours around it.
+- ``io_full_us``: Linux's pressure stall information (PSI, ``/proc/pressure/io``, the
+  ``full`` line): microseconds during which every runnable task waited on I/O. Read before
+  and after an action, it says how much of that action's time the machine stood still for
+  the disk (bench/case_driver.py), so a slow answer can be told apart from a slow disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.load import percentile
+
+PSI_IO = Path("/proc/pressure/io")
+BLOCK = 4096
+SLOW_MS = 50.0  # a flush this slow is a stall the actions' p99 target (60 ms) cannot absorb
+
+
+def io_full_us() -> int | None:
+    """Total µs of full I/O stall since boot, or None where PSI is not available."""
+    try:
+        for line in PSI_IO.read_text().splitlines():
+            if line.startswith("full "):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def stall_ms(before: int | None, after: int | None) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) / 1000, 2)
+
+
+def probe(folder: Path, seconds: float, interval: float = 0.02) -> dict[str, Any]:
+    """Write 4 kB and fdatasync every ``interval`` s for ``seconds`` s in a file in ``folder``;
+    the waits in ms (p50/p99/p99.9/max) and how many took longer than ``SLOW_MS``."""
+    waits: list[float] = []
+    fd, name = tempfile.mkstemp(prefix="disk-probe-", dir=folder)
+    stall = io_full_us()
+    try:
+        block = os.urandom(BLOCK)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.perf_counter()
+            os.pwrite(fd, block, (len(waits) % 256) * BLOCK)
+            os.fdatasync(fd)
+            waits.append((time.perf_counter() - began) * 1000)
+            time.sleep(interval)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return summary(waits, seconds, stall_ms(stall, io_full_us()))
+
+
+def summary(waits: Sequence[float], seconds: float, stalled: float | None) -> dict[str, Any]:
+    def r(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return {
+        "n": len(waits),
+        "seconds": seconds,
+        "p50": r(percentile(waits, 50)),
+        "p99": r(percentile(waits, 99)),
+        "p99_9": r(percentile(waits, 99.9)),
+        "max": r(max(waits) if waits else None),
+        "slow": sum(w > SLOW_MS for w in waits),
+        "slow_ms": SLOW_MS,
+        "io_full_ms": stalled,  # the whole machine waiting on I/O during the probe
+    }
+
+
+def describe(p: dict[str, Any]) -> str:
+    slow = f"{p['slow']} of {p['n']} over {p['slow_ms']:.0f} ms"
+    stalled = "" if p.get("io_full_ms") is None else (
+        f"; the machine stood still for I/O {p['io_full_ms'] / 1000:.1f} s of {p['seconds']:.0f} s"
+    )  # fmt: skip
+    waits = f"p50 {p['p50']} / p99 {p['p99']} / p99.9 {p['p99_9']} / max {p['max']} ms"
+    return f"fdatasync of 4 kB every 20 ms for {p['seconds']:.0f} s: {waits} ({slow}){stalled}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.disk", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to probe (60)")
+    p.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()),
+                   help="a folder on the filesystem to probe (the system's temporary folder)")
+    args = p.parse_args(argv)
+    print(f"Probing {args.folder} for {args.seconds:.0f} s...", flush=True)
+    print(describe(probe(args.folder, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
