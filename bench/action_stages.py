@@ -1,6 +1,7 @@
 """Where one department action's time goes, stage by stage, idle and at a fixed load.
 
     python -m bench.action_stages [--rate 3.8] [--cases 60] [--idle-rate 0.5] [--idle-cases 20]
+                                  [--think 0.5] [--tmp /dev/shm]
 
 Starts the embedded stack (bench/lifecycle.py) with tracing on, its spans sent to a small
 OTLP/HTTP receiver in this process, and runs the lifecycle (bench/case_driver.py) open loop:
@@ -38,6 +39,7 @@ import asyncio
 import collections
 import gzip
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -218,7 +220,7 @@ async def run_phases(api: str, args: argparse.Namespace) -> list[tuple[str, int,
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     phases = []
     async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as http:
-        driver = CaseDriver(http)
+        driver = CaseDriver(http, think=args.think)
         await open_loop(driver.run, 2.0, 4)  # warm-up: first requests, caches
         for name, rate, count in (("idle", args.idle_rate, args.idle_cases),
                                   ("load", args.rate, args.cases)):  # fmt: skip
@@ -271,12 +273,16 @@ def main() -> None:
     p.add_argument("--cases", type=int, default=60)
     p.add_argument("--idle-rate", type=float, default=0.5)
     p.add_argument("--idle-cases", type=int, default=20)
+    p.add_argument("--think", type=float, default=0.0,
+                   help="seconds before each action, a person's pace (0: back to back)")
+    p.add_argument("--tmp", type=Path, default=None,
+                   help="folder for the stack's data (/dev/shm: no waits for the disk)")
     args = p.parse_args()
     receiver = Receiver()
     server, endpoint = receiver.serve()
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
-    data = Path(tempfile.mkdtemp(prefix="jiesu-stages-"))
+    data = Path(tempfile.mkdtemp(prefix="jiesu-stages-", dir=args.tmp))
     try:
         with ExitStack() as cleanup:
             s = lifecycle.start_stack(data, cleanup)
@@ -285,6 +291,7 @@ def main() -> None:
         print(report(receiver, phases))
     finally:
         server.shutdown()
+        shutil.rmtree(data, ignore_errors=True)  # in /dev/shm it holds memory
 
 
 if __name__ == "__main__":
