@@ -1,7 +1,8 @@
 """The disk under the stack: how long one durable write waits, and how long the whole machine
 stood still waiting for the disk.
 
-    python -m bench.disk [--seconds 60] [--folder DIR]
+    python -m bench.disk [--seconds 60] [--folder DIR]       # the disk alone
+    python -m bench.disk --watch FILE [--seconds 600]         # beside a benchmark, every 10 ms
 
 Every acknowledged action is durable: Temporal's SQLite and PostgreSQL both wait for an fsync
 before they answer (jiesu/ops/stack.py). So no action can be answered faster than the disk
@@ -11,6 +12,10 @@ Two measurements, each a baseline for the benchmarks' latencies:
 - ``probe``: write 4 kB and ``fdatasync`` every 20 ms in ``folder`` (on the filesystem the
   stack's data is on) and report the distribution of the waits — what the disk alone gives,
   with nothing of ours around it.
+- ``watch``: every 10 ms, one JSON line of what changed — the machine's full and partial
+  I/O stall (µs), writes and flushes completed and their ms, and the requests in flight at the
+  device — to line up with ``bench.lifecycle --log-actions``: a stall shows as requests in
+  flight with nothing completing while the whole machine waits.
 - ``io_full_us``: Linux's pressure stall information (PSI, ``/proc/pressure/io``, the
   ``full`` line): microseconds during which every runnable task waited on I/O. Read before
   and after an action, it says how much of that action's time the machine stood still for
@@ -20,6 +25,7 @@ Two measurements, each a baseline for the benchmarks' latencies:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -98,13 +104,61 @@ def describe(p: dict[str, Any]) -> str:
     return f"fdatasync of 4 kB every 20 ms for {p['seconds']:.0f} s: {waits} ({slow}){stalled}"
 
 
+def _counters(device: str) -> dict[str, int]:
+    c: dict[str, int] = {}
+    for line in PSI_IO.read_text().splitlines():
+        kind, *fields = line.split()
+        c[f"io_{kind}_us"] = int(fields[-1].split("=")[1])
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if f[2] == device:  # Documentation/admin-guide/iostats.rst
+            c.update(writes=int(f[7]), write_ms=int(f[10]), in_flight=int(f[11]))
+            if len(f) > 19:
+                c.update(flushes=int(f[18]), flush_ms=int(f[19]))
+    return c
+
+
+def block_device(folder: Path) -> str | None:
+    """The block device ``folder``'s filesystem is on, or None (tmpfs, a partition's parent
+    not found)."""
+    dev = os.stat(folder).st_dev
+    node = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if not node.exists():
+        return None
+    node = node.resolve()
+    return node.name if (node / "stat").exists() and not (node / "partition").exists() \
+        else node.parent.name  # a partition's counters are its disk's
+
+
+def watch(out: Path, seconds: float, device: str, every: float = 0.01) -> None:
+    previous = _counters(device)
+    end = time.monotonic() + seconds
+    with out.open("w") as f:
+        while time.monotonic() < end:
+            time.sleep(every)
+            now = _counters(device)
+            line = {k: now[k] - previous.get(k, 0) for k in now if k != "in_flight"}
+            line.update(t=round(time.time(), 3), in_flight=now.get("in_flight", 0))
+            f.write(json.dumps(line) + "\n")
+            previous = now
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.disk", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--seconds", type=float, default=60.0, help="how long to probe (60)")
     p.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()),
                    help="a folder on the filesystem to probe (the system's temporary folder)")
+    p.add_argument("--watch", type=Path, default=None,
+                   help="instead: write the stall and device counters every 10 ms to this file")
     args = p.parse_args(argv)
+    if args.watch:
+        device = block_device(args.folder)
+        if device is None or not PSI_IO.exists():
+            p.error(f"{args.folder} is not on a block device, or this kernel has no PSI")
+        print(f"Watching {device} for {args.seconds:.0f} s into {args.watch}...", flush=True)
+        watch(args.watch, args.seconds, device)
+        return 0
     print(f"Probing {args.folder} for {args.seconds:.0f} s...", flush=True)
     print(describe(probe(args.folder, args.seconds)))
     return 0

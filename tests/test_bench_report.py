@@ -3,7 +3,6 @@ per-round ratios, with its spread, and a round's ratio is taken inside that roun
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from bench import disk, report
@@ -78,11 +77,3 @@ def test_markdown_shows_the_disks_share() -> None:
     assert "stood still for I/O 0.5 s of 2 s" in text
     assert "waited on the disk 5.0 % of the time; 7 department actions" in text
 
-
-def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
-    p = disk.probe(tmp_path, 0.3, interval=0.0)
-    assert p["n"] > 0 and 0 < p["p50"] <= p["max"]
-    assert list(tmp_path.iterdir()) == []  # its file is gone
-    stall = disk.io_full_us()
-    assert stall is None or stall >= 0
-    assert disk.stall_ms(None, 5) is None and disk.stall_ms(1000, 3500) == 2.5

@@ -1,0 +1,32 @@
+"""The disk's baseline (bench/disk.py): its flush probe times real fdatasyncs, and its watch
+writes the stall and device counters while a benchmark runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bench import disk
+
+
+def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
+    p = disk.probe(tmp_path, 0.3, interval=0.0)
+    assert p["n"] > 0 and 0 < p["p50"] <= p["max"]
+    assert list(tmp_path.iterdir()) == []  # its file is gone
+    stall = disk.io_full_us()
+    assert stall is None or stall >= 0
+    assert disk.stall_ms(None, 5) is None and disk.stall_ms(1000, 3500) == 2.5
+
+
+@pytest.mark.skipif(not disk.PSI_IO.exists(), reason="no pressure stall information here")
+def test_the_disk_watch_writes_a_line_per_sample(tmp_path: Path) -> None:
+    device = disk.block_device(Path(tempfile.gettempdir()))
+    if device is None:
+        pytest.skip("the temporary folder is not on a block device")
+    out = tmp_path / "watch.jsonl"
+    disk.watch(out, 0.1, device, every=0.01)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) >= 3 and {"io_full_us", "writes", "in_flight", "t"} <= set(lines[0])
