@@ -52,7 +52,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench import ceiling, disk, report
+from bench import ceiling, cpu_speed, disk, report
 from bench.case_driver import CaseDriver, CaseTimings
 from bench.load import Outcome, closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
@@ -94,6 +94,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="seconds of the disk's own fdatasync latency, measured in the stack's "
                         "data folder before the fixed-rate phase: the baseline of its "
                         "latencies (bench/disk.py; 20, 0 skips)")
+    p.add_argument("--cpu-probe", type=float, default=10.0,
+                   help="seconds of a fixed Python loop timed every 0.25 s after the disk's "
+                        "probe: how steady the CPU is, the other baseline (bench/cpu_speed.py; "
+                        "10, 0 skips)")
     p.add_argument("--tmp", type=Path, default=None,
                    help="folder to create the stack's data folder in (the system's temporary "
                         "folder); /dev/shm keeps it in memory: no waits for the disk and no "
@@ -410,6 +414,9 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
             if args.disk_probe > 0:
                 print(f"The disk alone: {args.disk_probe:.0f} s of fdatasync...", flush=True)
                 results["disk"] = await asyncio.to_thread(disk.probe, data, args.disk_probe)
+            if args.cpu_probe > 0:
+                print(f"The CPU alone: {args.cpu_probe:.0f} s of a fixed loop...", flush=True)
+                results["cpu_speed"] = await asyncio.to_thread(cpu_speed.probe, args.cpu_probe)
             print("Lifecycle: fixed rate (half the sustained maximum)...", flush=True)
             results["fixed"] = await run_fixed(http, pool, rate, args, mon)
         results["history"] = await _histories(client, results)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench import disk
+from bench import cpu_speed, disk
 
 # Issue 13's targets.
 SHAPE_TARGET = 0.9  # lifecycle cases/s ÷ same-shape workflows/s, median of rounds
@@ -143,11 +143,15 @@ def _latencies(fixed: dict[str, Any]) -> list[str]:
     return _table(["latency (ms)", "p50", "p95", "p99", "max", "n"], rows)
 
 
-def _disk(results: dict[str, Any]) -> list[str]:
-    """The disk's baseline: its own flush latency, and its stalls during the fixed phase."""
+def _baselines(results: dict[str, Any]) -> list[str]:
+    """The machine's baselines: the disk's own flush latency and the CPU's speed just before
+    the fixed phase, and the disk's stalls during it."""
     lines = []
     if probe := results.get("disk"):
         lines.append(f"The disk alone, before this phase (bench/disk.py): {disk.describe(probe)}.")
+    if probe := results.get("cpu_speed"):
+        lines.append(f"The CPU alone, right after (bench/cpu_speed.py): "
+                     f"{cpu_speed.describe(probe)}.")  # fmt: skip
     fixed = results.get("fixed", {})
     if fixed.get("io_full_share") is not None:
         lines.append(
@@ -241,7 +245,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"other cores busy {_fmt(_get(fixed, 'cpu', 'load', 'other_cores'))}",
         "",
         *_latencies(fixed),
-        *_disk(results),
+        *_baselines(results),
         "",
         "### History per workflow",
         "",

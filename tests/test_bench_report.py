@@ -77,3 +77,13 @@ def test_markdown_shows_the_disks_share() -> None:
     assert "stood still for I/O 0.5 s of 2 s" in text
     assert "waited on the disk 5.0 % of the time; 7 department actions" in text
 
+
+
+def test_markdown_shows_how_steady_the_cpu_was() -> None:
+    rounds = [_round(1, 30, 5.0, 4.6)]
+    results: dict[str, Any] = {"rounds": rounds, "summary": report.summarise(rounds)}
+    assert "The CPU alone" not in report.markdown(results)  # older results: nothing
+    results["cpu_speed"] = {"n": 40, "seconds": 10.0, "steps": 400_000, "min": 35.1,
+                            "p50": 46.1, "p90": 64.0, "max": 70.2, "spread": 2.0}  # fmt: skip
+    assert ("400,000-step Python loop every 0.25 s for 10 s: min 35.1 / p50 46.1 / p90 64.0 / "
+            "max 70.2 ms (slowest ÷ fastest 2.0×)") in report.markdown(results)  # fmt: skip

@@ -1,5 +1,6 @@
-"""The disk's baseline (bench/disk.py): its flush probe times real fdatasyncs, and its watch
-writes the stall and device counters while a benchmark runs."""
+"""The machine's baselines for the benchmarks: the disk's flush probe times real fdatasyncs and
+its watch writes the stall and device counters (bench/disk.py); the CPU probe times one loop
+again and again (bench/cpu_speed.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import disk
+from bench import cpu_speed, disk
 
 
 def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
@@ -30,3 +31,9 @@ def test_the_disk_watch_writes_a_line_per_sample(tmp_path: Path) -> None:
     disk.watch(out, 0.1, device, every=0.01)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) >= 3 and {"io_full_us", "writes", "in_flight", "t"} <= set(lines[0])
+
+
+def test_the_cpu_probe_times_the_same_loop() -> None:
+    p = cpu_speed.probe(0.2, steps=20_000, pause=0.01)
+    assert p["n"] >= 2 and 0 < p["min"] <= p["p50"] <= p["max"]
+    assert p["spread"] >= 1.0
