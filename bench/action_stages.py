@@ -41,6 +41,7 @@ import gzip
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -289,9 +290,13 @@ def main() -> None:
             phases = asyncio.run(run_phases(s.api_url, args))
             time.sleep(3)  # the last batches of spans (OTEL_BSP_SCHEDULE_DELAY)
         print(report(receiver, phases))
+    except BaseException:
+        print(f"the stack's logs are kept in {data}", file=sys.stderr)  # as bench.lifecycle
+        raise
+    else:
+        shutil.rmtree(data, ignore_errors=True)  # in /dev/shm it holds memory
     finally:
         server.shutdown()
-        shutil.rmtree(data, ignore_errors=True)  # in /dev/shm it holds memory
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def probe(seconds: float, steps: int = STEPS, pause: float = PAUSE) -> dict[str,
     """Time the loop every ``pause`` s for ``seconds`` s: min/p50/p90/max ms and max ÷ min."""
     times: list[float] = []
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while not times or time.monotonic() < end:  # at least one timing, even for 0 s
         times.append(loop_ms(steps))
         time.sleep(pause)
     fastest = min(times)
@@ -42,6 +42,7 @@ def probe(seconds: float, steps: int = STEPS, pause: float = PAUSE) -> dict[str,
         "n": len(times),
         "seconds": seconds,
         "steps": steps,
+        "pause": pause,
         "min": round(fastest, 1),
         "p50": round(percentile(times, 50) or 0.0, 1),
         "p90": round(percentile(times, 90) or 0.0, 1),
@@ -51,7 +52,8 @@ def probe(seconds: float, steps: int = STEPS, pause: float = PAUSE) -> dict[str,
 
 
 def describe(p: dict[str, Any]) -> str:
-    return (f"the same {p['steps']:,}-step Python loop every {PAUSE} s for {p['seconds']:.0f} s: "
+    return (f"the same {p['steps']:,}-step Python loop every {p.get('pause', PAUSE):g} s "
+            f"for {p['seconds']:g} s: "
             f"min {p['min']} / p50 {p['p50']} / p90 {p['p90']} / max {p['max']} ms "
             f"(slowest ÷ fastest {p['spread']}×)")  # fmt: skip
 

@@ -17,7 +17,9 @@ Two measurements, each a baseline for the benchmarks' latencies:
   device — to line up with ``bench.lifecycle --log-actions``: a stall shows as requests in
   flight with nothing completing while the whole machine waits.
 - ``io_full_us``: Linux's pressure stall information (PSI, ``/proc/pressure/io``, the
-  ``full`` line): microseconds during which every runnable task waited on I/O. Read before
+  ``full`` line): microseconds during which the tasks that could run all waited on I/O
+  (counted per CPU, weighted by how busy each CPU was: the whole machine waiting counts in
+  full, one of two busy CPUs whose tasks all wait counts half). Read before
   and after an action, it says how much of that action's time the machine stood still for
   the disk (bench/case_driver.py), so a slow answer can be told apart from a slow disk.
 """
@@ -61,6 +63,8 @@ def probe(folder: Path, seconds: float, interval: float = 0.02) -> dict[str, Any
     """Write 4 kB and fdatasync every ``interval`` s for ``seconds`` s in a file in ``folder``;
     the waits in ms (p50/p99/p99.9/max) and how many took longer than ``SLOW_MS``."""
     waits: list[float] = []
+    # macOS has no fdatasync (os.fdatasync is missing there): fsync is the nearest durable write
+    datasync = getattr(os, "fdatasync", os.fsync)
     fd, name = tempfile.mkstemp(prefix="disk-probe-", dir=folder)
     stall = io_full_us()
     try:
@@ -69,13 +73,13 @@ def probe(folder: Path, seconds: float, interval: float = 0.02) -> dict[str, Any
         while time.monotonic() < end:
             began = time.perf_counter()
             os.pwrite(fd, block, (len(waits) % 256) * BLOCK)
-            os.fdatasync(fd)
+            datasync(fd)
             waits.append((time.perf_counter() - began) * 1000)
             time.sleep(interval)
     finally:
         os.close(fd)
         os.unlink(name)
-    return summary(waits, seconds, stall_ms(stall, io_full_us()))
+    return {**summary(waits, seconds, stall_ms(stall, io_full_us())), "interval_s": interval}
 
 
 def summary(waits: Sequence[float], seconds: float, stalled: float | None) -> dict[str, Any]:
@@ -98,10 +102,12 @@ def summary(waits: Sequence[float], seconds: float, stalled: float | None) -> di
 def describe(p: dict[str, Any]) -> str:
     slow = f"{p['slow']} of {p['n']} over {p['slow_ms']:.0f} ms"
     stalled = "" if p.get("io_full_ms") is None else (
-        f"; the machine stood still for I/O {p['io_full_ms'] / 1000:.1f} s of {p['seconds']:.0f} s"
+        f"; the machine stood still for I/O {p['io_full_ms'] / 1000:.1f} s of {p['seconds']:g} s"
     )  # fmt: skip
     waits = f"p50 {p['p50']} / p99 {p['p99']} / p99.9 {p['p99_9']} / max {p['max']} ms"
-    return f"fdatasync of 4 kB every 20 ms for {p['seconds']:.0f} s: {waits} ({slow}){stalled}"
+    every = p.get("interval_s", 0.02) * 1000  # results written before it was recorded: 20 ms
+    return (f"fdatasync of 4 kB every {every:g} ms for {p['seconds']:g} s: {waits} "
+            f"({slow}){stalled}")  # fmt: skip
 
 
 def _counters(device: str) -> dict[str, int]:

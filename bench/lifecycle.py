@@ -88,7 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="fixed-rate phase: every other case waits this long before each action "
                         "(a person's pace; the others act back to back) (0.5)")
     p.add_argument("--log-actions", type=Path, default=None,
-                   help="fixed-rate phase: one JSON line per action (start, ms, action, pace) "
+                   help="fixed-rate phase: one JSON line per action (start, ms, the machine's "
+                        "I/O stall during it, action, pace) "
                         "in this file, to see when slow actions ran (docs/performance.md)")
     p.add_argument("--disk-probe", type=float, default=20.0,
                    help="seconds of the disk's own fdatasync latency, measured in the stack's "
@@ -330,7 +331,10 @@ def _disk_share(
         "paced_department_actions_less_io_stall_ms": summary_ms(less_stall(paced)),
         "io_stalled_actions": sum(s >= STALLED_MS for s in stalls),
         "io_stalled_threshold_ms": STALLED_MS,
-        "io_full_share": round(stalled / 1000 / elapsed, 4) if stalled and elapsed > 0 else None,
+        # 0.0 is a measurement (no stall, e.g. --tmp /dev/shm), not a missing one
+        "io_full_share": (
+            round(stalled / 1000 / elapsed, 4) if stalled is not None and elapsed > 0 else None
+        ),
     }
 
 

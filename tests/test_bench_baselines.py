@@ -5,6 +5,7 @@ again and again (bench/cpu_speed.py)."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,10 +17,18 @@ from bench import cpu_speed, disk
 def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
     p = disk.probe(tmp_path, 0.3, interval=0.0)
     assert p["n"] > 0 and 0 < p["p50"] <= p["max"]
+    assert "fdatasync of 4 kB every 0 ms for 0.3 s: p50" in disk.describe(p)  # as it ran
     assert list(tmp_path.iterdir()) == []  # its file is gone
     stall = disk.io_full_us()
     assert stall is None or stall >= 0
     assert disk.stall_ms(None, 5) is None and disk.stall_ms(1000, 3500) == 2.5
+
+
+def test_the_disk_probe_flushes_where_there_is_no_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delattr(os, "fdatasync", raising=False)  # as on macOS
+    assert disk.probe(tmp_path, 0.1, interval=0.0)["n"] > 0
 
 
 @pytest.mark.skipif(not disk.PSI_IO.exists(), reason="no pressure stall information here")
@@ -37,3 +46,5 @@ def test_the_cpu_probe_times_the_same_loop() -> None:
     p = cpu_speed.probe(0.2, steps=20_000, pause=0.01)
     assert p["n"] >= 2 and 0 < p["min"] <= p["p50"] <= p["max"]
     assert p["spread"] >= 1.0
+    assert "20,000-step Python loop every 0.01 s for 0.2 s: min" in cpu_speed.describe(p)
+    assert cpu_speed.probe(0, steps=1_000, pause=0)["n"] == 1  # --seconds 0: one timing

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import disk, report
+from bench import disk, lifecycle, report
+from bench.case_driver import CaseTimings
 
 
 def _round(n: int, noop: float, shape: float, life: float, other: float = 0.0) -> dict[str, Any]:
@@ -77,6 +78,19 @@ def test_markdown_shows_the_disks_share() -> None:
     assert "stood still for I/O 0.5 s of 2 s" in text
     assert "waited on the disk 5.0 % of the time; 7 department actions" in text
 
+
+def test_a_phase_without_stalls_reports_a_zero_share() -> None:
+    # With PSI and no wait on the disk (--tmp /dev/shm), the share is 0 %, not unknown.
+    case = CaseTimings(api={"accept": 0.02, "contact": 0.03, "reply": 0.025},
+                       io_stall={"accept": 0.0, "contact": 0.0, "reply": 0.0})  # fmt: skip
+    fixed = lifecycle._disk_share([case], [], 0.0, 60.0)
+    assert fixed["io_full_share"] == 0.0 and fixed["io_stalled_actions"] == 0
+    assert fixed["department_actions_less_io_stall_ms"]["p99"] == 30.0
+    rounds = [_round(1, 30, 5.0, 4.6)]
+    results: dict[str, Any] = {"rounds": rounds, "summary": report.summarise(rounds),
+                               "fixed": fixed}  # fmt: skip
+    assert "waited on the disk 0.0 % of the time; 0 department actions" in report.markdown(results)
+    assert lifecycle._disk_share([CaseTimings(api={"accept": 0.02})], [], None, 60.0) == {}
 
 
 def test_markdown_shows_how_steady_the_cpu_was() -> None:
