@@ -16,7 +16,7 @@ from bench import cpu_speed, disk
 
 def test_the_disk_probe_times_real_flushes(tmp_path: Path) -> None:
     p = disk.probe(tmp_path, 0.3, interval=0.0)
-    assert p["n"] > 0 and 0 < p["p50"] <= p["max"]
+    assert p["n"] > 0 and 0 <= p["p50"] <= p["max"]  # in memory (tmpfs) a flush rounds to 0.0
     assert "fdatasync of 4 kB every 0 ms for 0.3 s: p50" in disk.describe(p)  # as it ran
     assert list(tmp_path.iterdir()) == []  # its file is gone
     stall = disk.io_full_us()
