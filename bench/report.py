@@ -148,7 +148,8 @@ def _baselines(results: dict[str, Any]) -> list[str]:
     the fixed phase, and the disk's stalls during it."""
     lines = []
     if probe := results.get("disk"):
-        lines.append(f"The disk alone, before this phase (bench/disk.py): {disk.describe(probe)}.")
+        lines.append("The data folder's storage alone, before this phase (bench/disk.py): "
+                     f"{disk.describe(probe)}.")  # fmt: skip
     if probe := results.get("cpu_speed"):
         lines.append(f"The CPU alone, right after (bench/cpu_speed.py): "
                      f"{cpu_speed.describe(probe)}.")  # fmt: skip
