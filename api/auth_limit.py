@@ -17,6 +17,10 @@ The counts live in the API process's memory (``limits``' in-memory moving window
 the embedded default and one API container; with N API replicas a guesser gets up to N times
 the limit, and a restart forgets the counts. Either is still a hard bound on guessing 256-bit
 keys; a shared store (``limits`` speaks Redis) would make it exact.
+
+Staff logins take :data:`LoginAttempt` and call :func:`check_login` themselves, with the login
+as typed: the first 429 of each client in each window is recorded in the refused sign-ins
+(登录失败记录, jiesu.access.sign_in_failures), the rest are not (one row per window).
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.errors import ApiError
+from jiesu.access import sign_in_failures
 from jiesu.config import Settings
 
 _NAMESPACE = "auth-failures"
+_RECORDED = "auth-refusals-recorded"
 
 
 class AuthFailureLimiter:
@@ -42,6 +49,7 @@ class AuthFailureLimiter:
 
     def __init__(self, failures: int, window_seconds: int) -> None:
         self._item = RateLimitItemPerSecond(failures, window_seconds)
+        self._once = RateLimitItemPerSecond(1, window_seconds)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     @classmethod
@@ -63,6 +71,10 @@ class AuthFailureLimiter:
 
     async def failed(self, client: str) -> None:
         await self._limiter.hit(self._item, _NAMESPACE, client)
+
+    async def first_refusal(self, client: str) -> bool:
+        """Whether this is ``client``'s first refusal (429) within a window: the one to record."""
+        return await self._limiter.hit(self._once, _RECORDED, client)
 
 
 @dataclass(frozen=True)
@@ -90,3 +102,25 @@ async def _attempt(request: Request) -> AuthAttempt:
 Attempt = Annotated[AuthAttempt, Depends(_attempt)]
 """A dependency for every endpoint that checks a credential: refuses a blocked client (429)
 and lets the endpoint report a wrong credential with ``await attempt.failed()``."""
+
+
+async def _login_attempt(request: Request) -> AuthAttempt:
+    return AuthAttempt(request.app.state.auth_limiter, client_of(request))
+
+
+LoginAttempt = Annotated[AuthAttempt, Depends(_login_attempt)]
+""":data:`Attempt` for the staff logins, which check the limit with :func:`check_login`."""
+
+
+async def check_login(attempt: AuthAttempt, pool: asyncpg.Pool, login: str) -> None:
+    """Refuse a blocked client (429) as :data:`Attempt` does; record the refusal if it is the
+    client's first in the window, so a flood of guesses costs one row per window, not one per
+    request."""
+    try:
+        await attempt.limiter.check(attempt.client)
+    except ApiError:
+        if await attempt.limiter.first_refusal(attempt.client):
+            await sign_in_failures.record(
+                pool, login, sign_in_failures.RATE_LIMITED, attempt.client
+            )
+        raise

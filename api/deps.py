@@ -15,11 +15,12 @@ endpoint (or on ``authenticate`` directly) and get a :class:`Principal`; ``princ
 is the person's :class:`~jiesu.access.sessions.Session`, whose ``csrf_token`` the page puts in
 every form (``<input type="hidden" name="csrf_token">``) or htmx header (``X-CSRF-Token``).
 ``principal.actor`` is what an action records: for a person, ``name`` and ``person`` are their
-login. A login form handler calls ``sessions.login(pool, login, password,
-SessionPolicy.from_settings(settings))``, counts a ``login_failed`` with ``await
-attempt.failed()`` (the ``Attempt`` dependency: the same 429 as wrong API keys) and sets the
-cookie with :func:`set_session_cookie`; logout calls ``sessions.logout`` and
-:func:`clear_session_cookie`.
+login. A login form handler takes the ``LoginAttempt`` dependency, calls
+``check_login(attempt, pool, login)`` (the same 429 as wrong API keys; the first of each
+window is recorded), then ``sessions.login(pool, login, password,
+SessionPolicy.from_settings(settings), client=attempt.client)`` (which records its refusals),
+counts every refusal with ``await attempt.failed()`` and sets the cookie with
+:func:`set_session_cookie`; logout calls ``sessions.logout`` and :func:`clear_session_cookie`.
 """
 
 from __future__ import annotations

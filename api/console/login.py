@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.auth_limit import Attempt
+from api.auth_limit import LoginAttempt
 from api.console import staff
 from api.console.web import PREFIX, Session, form_of, page, redirect
 from api.deps import AppSettings, Pool
@@ -40,7 +40,7 @@ async def login(
     request: Request,
     pool: Pool,
     settings: AppSettings,
-    attempt: Attempt,
+    attempt: LoginAttempt,
     login: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import Response
 
-from api.auth_limit import AuthAttempt
+from api.auth_limit import AuthAttempt, check_login
 from api.deps import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -58,15 +58,15 @@ async def sign_in(
     response: Response,
 ) -> StaffSession:  # fmt: skip
     """Open a session and set its cookie on ``response``; raises :class:`LoginRefused`. A
-    wrong login or password counts as a failed authentication (429 after too many, as for
-    wrong API keys)."""
+    refusal is recorded (登录失败记录) and counts as a failed authentication (429 after too
+    many, as for wrong API keys), as the API's ``/api/v1/session`` does."""
+    await check_login(attempt, pool, login)
     try:
         token, session = await sessions.login(
-            pool, login, password, SessionPolicy.from_settings(settings)
+            pool, login, password, SessionPolicy.from_settings(settings), client=attempt.client
         )
-    except LoginRefused as refused:
-        if refused.code == "login_failed":
-            await attempt.failed()
+    except LoginRefused:
+        await attempt.failed()  # each refusal writes a row: none may come unbounded
         raise
     set_session_cookie(response, token, session, settings)
     return StaffSession(token, session)

@@ -1,7 +1,8 @@
 """/api/v1/session: a person logs in (the ``jiesu_session`` cookie), sees and ends their
 session. The console's own forms call the same :mod:`jiesu.access.sessions` functions.
 
-``GET /api/v1/audit/sign-ins`` (``audit_router``): every sign-in, for auditors and admins."""
+``GET /api/v1/audit/sign-ins`` (``audit_router``): every sign-in, for auditors and admins;
+``GET /api/v1/audit/sign-in-failures``: every refused one (登录失败记录)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth_limit import Attempt
+from api.auth_limit import LoginAttempt, check_login
 from api.deps import (
     SESSION_COOKIE,
     AppSettings,
@@ -23,8 +24,9 @@ from api.deps import (
     set_session_cookie,
 )
 from api.errors import ERRORS, ApiError, ErrorResponse
-from jiesu.access import sessions
+from jiesu.access import sessions, sign_in_failures
 from jiesu.access.sessions import LoginRefused, Session, SessionPolicy, SignIn
+from jiesu.access.sign_in_failures import SignInFailure
 from jiesu.case.domain import Line, Role
 
 router = APIRouter(prefix="/session", tags=["session"])
@@ -64,19 +66,25 @@ def _error(description: str) -> dict[str, Any]:
         401: _error("The login or the password is wrong (login_failed)"),
         403: _error("The account is disabled (account_disabled)"),
         422: _error("Invalid input"),
+        429: _error("Too many refused logins from this client (too_many_failed_authentications)"),
     },
     summary="Log in: sets the jiesu_session cookie and answers the session's CSRF token",
 )
 async def log_in(
-    body: LoginRequest, response: Response, attempt: Attempt, pool: Pool, settings: AppSettings
-) -> SessionInfo:
+    body: LoginRequest, response: Response, attempt: LoginAttempt, pool: Pool,
+    settings: AppSettings,
+) -> SessionInfo:  # fmt: skip
+    await check_login(attempt, pool, body.login)
     try:
         token, session = await sessions.login(
-            pool, body.login, body.password, SessionPolicy.from_settings(settings)
-        )
+            pool, body.login, body.password, SessionPolicy.from_settings(settings),
+            client=attempt.client,
+        )  # fmt: skip
     except LoginRefused as exc:
+        # Every refusal counts in the limit of wrong API keys (429 after too many): each one
+        # writes a refused sign-in, so none may come unbounded.
+        await attempt.failed()
         if exc.code == "login_failed":
-            await attempt.failed()  # the same limit as wrong API keys: 429 after too many
             raise ApiError(401, exc.code, str(exc)) from exc
         raise ApiError(403, exc.code, str(exc)) from exc
     set_session_cookie(response, token, session, settings)
@@ -131,3 +139,20 @@ async def sign_ins(
     limit: Annotated[int, Query(ge=1, le=sessions.MAX_SIGN_INS)] = 100,
 ) -> list[SignIn]:
     return await sessions.sign_ins(pool, login=login, limit=limit)
+
+
+@audit_router.get(
+    "/audit/sign-in-failures",
+    response_model=list[SignInFailure],
+    responses=ERRORS,
+    summary="审计 登录失败记录 Refused staff sign-ins: when, the login as typed (known: whether "
+    "it is a person's), why (login_failed, account_disabled, rate_limited: the first per "
+    "window) and from which client (newest first)",
+)
+async def sign_in_failures_(
+    principal: Auditor,
+    pool: Pool,
+    login: Annotated[Line | None, Query(max_length=sign_in_failures.MAX_LOGIN)] = None,
+    limit: Annotated[int, Query(ge=1, le=sign_in_failures.MAX_FAILURES)] = 100,
+) -> list[SignInFailure]:
+    return await sign_in_failures.failures(pool, login=login, limit=limit)

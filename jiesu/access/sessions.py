@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from jiesu.access import staff
+from jiesu.access import sign_in_failures, staff
 from jiesu.access.security import hash_api_key
+from jiesu.access.sign_in_failures import Reason
 from jiesu.case.domain import Role
 from jiesu.config import Settings
 
@@ -57,9 +58,9 @@ class LoginRefused(Exception):
     password: one answer, so logins cannot be probed) or ``account_disabled`` (said only to
     whoever knows the password)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: Reason, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: Reason = code
 
 
 class Session(BaseModel):
@@ -87,11 +88,24 @@ def _session(row: asyncpg.Record) -> Session:
 
 
 async def login(
-    pool: asyncpg.Pool, login: str, password: str, policy: SessionPolicy = SessionPolicy()
-) -> tuple[str, Session]:
+    pool: asyncpg.Pool, login: str, password: str, policy: SessionPolicy = SessionPolicy(),
+    *, client: str | None = None,
+) -> tuple[str, Session]:  # fmt: skip
     """Open a session for the person with this login and password: (the cookie's token,
-    the session). Raises :class:`LoginRefused`. Replaces a password hash made with outdated
-    argon2 parameters."""
+    the session). Raises :class:`LoginRefused`, once the refusal is recorded with ``client``
+    (the caller's address) in the refused sign-ins (登录失败记录). Replaces a password hash
+    made with outdated argon2 parameters."""
+    try:
+        return await _open(pool, login, password, policy)
+    except LoginRefused as refused:
+        # Here, after the refused transaction rolled back: anything written in it is lost.
+        await sign_in_failures.record(pool, login, refused.code, client)
+        raise
+
+
+async def _open(
+    pool: asyncpg.Pool, login: str, password: str, policy: SessionPolicy
+) -> tuple[str, Session]:
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT id, password_hash, active FROM staff WHERE login = $1 FOR UPDATE", login
