@@ -76,6 +76,19 @@ async def test_the_console_form_records_its_refusals(
     assert (row["reason"], row["client"]) == ("login_failed", "127.0.1.2")
 
 
+async def test_a_login_postgresql_cannot_hold_is_refused_and_recorded_not_a_500(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The console's form takes any text; a NUL byte is no one's login (the API's JSON body
+    refuses control characters with a 422 before)."""
+    typed = f"nul-{uuid.uuid4().hex[:8]}\x00x"
+    async with own_app(settings, client, pool) as app, http_from(app, "127.0.1.7") as browser:
+        refused = await browser.post("/console/login", data={"login": typed, "password": WRONG})
+        assert refused.status_code == 401, refused.text
+    (row,) = await _rows(pool, typed.replace("\x00", ""))
+    assert (row["reason"], row["staff_id"]) == ("login_failed", None)
+
+
 async def test_a_flood_of_guesses_costs_one_row_per_failure_and_one_per_window(
     settings: Settings, client: Client, pool: asyncpg.Pool
 ) -> None:

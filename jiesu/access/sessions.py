@@ -106,6 +106,8 @@ async def login(
 async def _open(
     pool: asyncpg.Pool, login: str, password: str, policy: SessionPolicy
 ) -> tuple[str, Session]:
+    if "\x00" in login:  # no one's login (PostgreSQL text cannot hold it): not a 500
+        raise LoginRefused("login_failed", "the login or the password is wrong")
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT id, password_hash, active FROM staff WHERE login = $1 FOR UPDATE", login
