@@ -42,15 +42,21 @@ BLOCK = 4096
 SLOW_MS = 50.0  # a flush this slow is a stall the actions' p99 target (60 ms) cannot absorb
 
 
+def _psi_totals() -> dict[str, int]:
+    """``{"some": µs, "full": µs}``: the I/O stall totals since boot (PSI's two lines)."""
+    totals = {}
+    for line in PSI_IO.read_text().splitlines():
+        kind, *fields = line.split()
+        totals[kind] = int(fields[-1].split("=")[1])
+    return totals
+
+
 def io_full_us() -> int | None:
     """Total µs of full I/O stall since boot, or None where PSI is not available."""
     try:
-        for line in PSI_IO.read_text().splitlines():
-            if line.startswith("full "):
-                return int(line.rsplit("total=", 1)[1])
+        return _psi_totals().get("full")
     except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 def stall_ms(before: int | None, after: int | None) -> float | None:
@@ -111,10 +117,7 @@ def describe(p: dict[str, Any]) -> str:
 
 
 def _counters(device: str) -> dict[str, int]:
-    c: dict[str, int] = {}
-    for line in PSI_IO.read_text().splitlines():
-        kind, *fields = line.split()
-        c[f"io_{kind}_us"] = int(fields[-1].split("=")[1])
+    c = {f"io_{kind}_us": us for kind, us in _psi_totals().items()}
     for line in Path("/proc/diskstats").read_text().splitlines():
         f = line.split()
         if f[2] == device:  # Documentation/admin-guide/iostats.rst
