@@ -1,7 +1,7 @@
 """Where one department action's time goes, stage by stage, idle and at a fixed load.
 
     python -m bench.action_stages [--rate 3.8] [--cases 60] [--idle-rate 0.5] [--idle-cases 20]
-                                  [--think 0.5] [--tmp /dev/shm]
+                                  [--think 0.5] [--arrivals poisson|even] [--tmp /dev/shm]
 
 Starts the embedded stack (bench/lifecycle.py) with tracing on, its spans sent to a small
 OTLP/HTTP receiver in this process, and runs the lifecycle (bench/case_driver.py) open loop:
@@ -59,7 +59,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from bench import lifecycle
 from bench.case_driver import CaseDriver
-from bench.load import open_loop, percentile
+from bench.load import ARRIVALS, open_loop, percentile
 
 ACTIONS = ("accept", "contact", "reply", "rating")
 DEPARTMENT_ACTIONS = ACTIONS[:3]
@@ -221,13 +221,14 @@ async def run_phases(api: str, args: argparse.Namespace) -> list[tuple[str, int,
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     phases = []
     async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as http:
-        driver = CaseDriver(http, think=args.think)
+        driver = CaseDriver(http, think=args.think, seed=args.seed)
         await open_loop(driver.run, 2.0, 4)  # warm-up: first requests, caches
         for name, rate, count in (("idle", args.idle_rate, args.idle_cases),
                                   ("load", args.rate, args.cases)):  # fmt: skip
             before = os.getloadavg()[0]
             began = time.time_ns()
-            outcome = await open_loop(driver.run, rate, count)
+            outcome = await open_loop(driver.run, rate, count, arrivals=args.arrivals,
+                                      seed=args.seed)
             ended = time.time_ns()
             load = f"{before:.2f}→{os.getloadavg()[0]:.2f}"
             phases.append((f"{name} ({rate:g} cases/s)", began, ended, load))
@@ -275,7 +276,11 @@ def main() -> None:
     p.add_argument("--idle-rate", type=float, default=0.5)
     p.add_argument("--idle-cases", type=int, default=20)
     p.add_argument("--think", type=float, default=0.0,
-                   help="seconds before each action, a person's pace (0: back to back)")
+                   help="seconds before each action on average (± half), a person's pace "
+                        "(0: back to back)")
+    p.add_argument("--arrivals", choices=ARRIVALS, default="poisson",
+                   help="cases arrive at random, as calls do (poisson), or evenly spaced (even)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the arrivals and pauses (1)")
     p.add_argument("--tmp", type=Path, default=None,
                    help="folder for the stack's data (/dev/shm: no waits for the disk)")
     args = p.parse_args()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,18 +110,26 @@ def _check(response: httpx.Response, step: str) -> dict[str, Any]:
 
 
 class CaseDriver:
-    """One case through HTTP. ``think``: seconds the driver waits before each action (after
-    the case is routed, and after each answer), as a person at the case's screen does; 0 sends
-    each action the moment the previous one is answered."""
+    """One case through HTTP. ``think``: seconds the driver waits, on average, before each
+    action (after the case is routed, and after each answer), as a person at the case's screen
+    does — drawn from ``think_spread`` either side of it (0.5: 0.25–0.75 s for 0.5), so that
+    cases do not act in step; 0 sends each action the moment the previous one is answered."""
 
     def __init__(
         self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None, think: float = 0.0,
-        log: TextIO | None = None,
+        log: TextIO | None = None, think_spread: float = 0.5, seed: int = 1,
     ) -> None:  # fmt: skip
         self.http = http
         self.read_model = read_model
         self.think = think
+        self.think_spread = think_spread
+        self._rng = random.Random(seed)  # the same pauses run after run
         self.log = log  # one JSON line per action: when it began (epoch s), how long it took
+
+    def pause(self) -> float:
+        """Seconds before the next action: ``think`` ± ``think_spread`` of it, uniformly."""
+        low, high = 1 - self.think_spread, 1 + self.think_spread
+        return self.think * self._rng.uniform(low, high)
 
     async def run(self) -> CaseTimings:
         n = next(_serial)
@@ -143,7 +152,7 @@ class CaseDriver:
         )
         for action, payload, headers in steps:
             if self.think:
-                await asyncio.sleep(self.think)  # a person's pace, not a wait for a condition
+                await asyncio.sleep(self.pause())  # a person's pace, not a wait for a condition
             await self._act(t, f"{base}/{action}", action, payload, headers)
         t.total = time.monotonic() - start
         return t

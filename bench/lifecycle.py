@@ -15,8 +15,10 @@ uvicorn) — or uses ``TEMPORAL_ADDRESS`` / ``DATABASE_URL`` when set — and st
    ratio lifecycle ÷ bare shape, the machine's load average and the CPU of processes not ours.
    The ratio reported is the median of the per-round ratios, with its min–max.
 2. Fixed rate: half the sustained maximum (the median lifecycle rate of the rounds, or
-   ``--rate``), arrivals on schedule (open loop) for ``--fixed-duration`` seconds; every
-   action's HTTP answer is timed (p50/p95/p99), and the read model until it shows it.
+   ``--rate``), arrivals at random (a Poisson process at that rate, ``--arrivals``; open
+   loop) for ``--fixed-duration`` seconds; every other case acts at a person's pace
+   (``--think`` on average before each action), the others back to back; every action's HTTP
+   answer is timed (p50/p95/p99), and the read model until it shows it.
 3. History: events and bytes per standard urgent case (intake → accept → contact → reply →
    rating → closed) from ``fetch_history()``, and the same for the bare workflows.
 
@@ -54,7 +56,7 @@ from temporalio.client import Client
 
 from bench import ceiling, cpu_speed, disk, report
 from bench.case_driver import CaseDriver, CaseTimings
-from bench.load import Outcome, closed_loop, open_loop, summary_ms
+from bench.load import ARRIVALS, Outcome, closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
 from jiesu import db
 from jiesu.client import connect
@@ -87,6 +89,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=0.5,
                    help="fixed-rate phase: every other case waits this long before each action "
                         "(a person's pace; the others act back to back) (0.5)")
+    p.add_argument("--think-spread", type=float, default=0.5,
+                   help="the pause is drawn uniformly from think × (1 ± this) (0.5: 0.25–0.75 s), "
+                        "so that paced cases do not act in step")
+    p.add_argument("--arrivals", choices=ARRIVALS, default="poisson",
+                   help="fixed-rate phase: cases arrive at random, as calls do (poisson), or "
+                        "evenly spaced (even: the earlier harness) (poisson)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the arrivals and pauses: the same schedule run after run (1)")
     p.add_argument("--log-actions", type=Path, default=None,
                    help="fixed-rate phase: one JSON line per action (start, ms, the machine's "
                         "I/O stall during it, action, pace) "
@@ -255,7 +265,8 @@ async def run_fixed(
     count = max(1, round(rate * args.fixed_duration))
     log = args.log_actions.open("w") if args.log_actions else None
     back_to_back = CaseDriver(http, read_model=pool, log=log)
-    paced = CaseDriver(http, read_model=pool, think=args.think, log=log)
+    paced = CaseDriver(http, read_model=pool, think=args.think, log=log,
+                       think_spread=args.think_spread, seed=args.seed)
     turn = itertools.count()
 
     async def alternate() -> tuple[bool, CaseTimings]:
@@ -266,7 +277,8 @@ async def run_fixed(
     began, stall = time.monotonic(), disk.io_full_us()
     try:
         with mon.phase("fixed"):
-            outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT)
+            outcome = await open_loop(alternate, rate, count, job_timeout=DRAIN_TIMEOUT,
+                                      arrivals=args.arrivals, seed=args.seed)
     finally:
         if log is not None:
             log.close()
@@ -288,6 +300,9 @@ async def run_fixed(
             [c.api[a] for c in cases for a in DEPARTMENT_ACTIONS if a in c.api]
         ),
         "think_s": args.think,
+        "think_spread": args.think_spread,
+        "arrivals": args.arrivals,
+        "seed": args.seed,
         "paced_cases": len(paced_cases),
         "paced_department_actions_ms": summary_ms(
             [c.api[a] for c in paced_cases for a in DEPARTMENT_ACTIONS if a in c.api]

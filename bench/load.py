@@ -1,18 +1,21 @@
 """Load shapes for the benchmarks: closed loop (N concurrent drivers, as fast as they go) and
-open loop (arrivals at a fixed rate). Both are bounded in time; both count errors instead of
-stopping at the first one."""
+open loop (arrivals at a rate: evenly spaced, or at random as calls come, a Poisson process).
+Both are bounded in time; both count errors instead of stopping at the first one."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 MAX_ERROR_SAMPLES = 5
+Arrivals = Literal["even", "poisson"]
+ARRIVALS: tuple[Arrivals, ...] = ("even", "poisson")
 
 
 def percentile(samples: Sequence[float], p: float) -> float | None:
@@ -91,19 +94,42 @@ async def closed_loop(
     return outcome
 
 
+def arrival_times(
+    rate: float, count: int, arrivals: Arrivals = "even", seed: int = 1
+) -> list[float]:
+    """Seconds after the start at which each of ``count`` jobs arrives, ``rate`` a second on
+    average: evenly spaced, or a Poisson process (independent exponential gaps, as calls to a
+    hotline come), drawn from ``seed`` so that a run can be repeated.
+
+    Why it matters: evenly spaced cases that each wait the same think time before every action
+    fall into step — every case's next action lands within a few milliseconds of its
+    neighbours' — so their actions meet in bursts while back-to-back cases never meet any
+    (docs/performance.md, "A person's pace: the harness's own bursts")."""
+    if arrivals == "even":
+        return [i / rate for i in range(count)]
+    rng = random.Random(seed)
+    times, at = [], 0.0
+    for _ in range(count):
+        times.append(at)
+        at += rng.expovariate(rate)
+    return times
+
+
 async def open_loop(
     job: Callable[[], Awaitable[T]],
     rate: float,
     count: int,
     job_timeout: float = 60.0,
+    arrivals: Arrivals = "even",
+    seed: int = 1,
 ) -> Outcome[T]:
-    """``count`` jobs started at ``rate`` per second, whatever the previous ones are doing;
-    returns when all have finished (each bounded by ``job_timeout``)."""
+    """``count`` jobs started at ``rate`` per second (see arrival_times), whatever the previous
+    ones are doing; returns when all have finished (each bounded by ``job_timeout``)."""
     outcome: Outcome[T] = Outcome()
     start = time.monotonic()
     tasks: list[asyncio.Task[None]] = []
-    for i in range(count):
-        delay = start + i / rate - time.monotonic()
+    for at in arrival_times(rate, count, arrivals, seed):
+        delay = start + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(_guarded(job, outcome, job_timeout)))

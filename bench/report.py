@@ -119,13 +119,28 @@ def _rounds(results: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _pause(fixed: dict[str, Any]) -> str:
+    """The paced cases' pause as run: "0.25–0.75 s, at random" (or "0.5 s" before the spread)."""
+    think, spread = fixed.get("think_s"), fixed.get("think_spread")
+    if not think or not spread:
+        return f"{_fmt(think)} s"
+    return f"{_fmt(think * (1 - spread))}–{_fmt(think * (1 + spread))} s, at random"
+
+
+def _arrivals(fixed: dict[str, Any]) -> str:
+    """How the fixed phase's cases arrived; runs before the choice existed were evenly spaced."""
+    if fixed.get("arrivals", "even") == "even":
+        return "evenly spaced"
+    return f"at random, a Poisson process (seed {fixed.get('seed')})"
+
+
 def _latencies(fixed: dict[str, Any]) -> list[str]:
     rows = [["intake (POST /complaints)", *_ms(fixed.get("intake_ms"))],
             ["intake answered → query shows routed", *_ms(fixed.get("routed_ms"))],
             ["**department action answered** (accept, contact, reply)",
              *_ms(fixed.get("department_actions_ms"))]]  # fmt: skip
-    think = _fmt(fixed.get("think_s"))
-    rows.append([f"**department action answered, at a person's pace** ({think} s before each "
+    think = _pause(fixed)
+    rows.append([f"**department action answered, at a person's pace** ({think} before each "
                  "action: the case's previous workflow task has finished)",
                  *_ms(fixed.get("paced_department_actions_ms"))])  # fmt: skip
     for key, label in (("department_actions_less_io_stall_ms", "back to back"),
@@ -133,7 +148,7 @@ def _latencies(fixed: dict[str, Any]) -> list[str]:
         if key in fixed:
             rows.append([f"department action answered, {label}, less the time the machine "
                          "waited on the disk during it (PSI)", *_ms(fixed[key])])  # fmt: skip
-    rows.append([f"rating answered, at a person's pace ({think} s before)",
+    rows.append([f"rating answered, at a person's pace ({think} before)",
                  *_ms(fixed.get("paced_rating_ms"))])  # fmt: skip
     for action, s in fixed.get("api_ms", {}).items():
         rows.append([f"{action}: API answer (with the case's new state)", *_ms(s)])
@@ -240,7 +255,7 @@ def markdown(results: dict[str, Any]) -> str:
         *_rounds(results),
         "",
         f"### Latencies at a fixed rate: {fixed.get('rate')} cases/s offered (half the sustained "
-        f"maximum), {fixed.get('achieved_per_s')} achieved, "
+        f"maximum), arriving {_arrivals(fixed)}, {fixed.get('achieved_per_s')} achieved, "
         f"{fixed.get('completed')}/{fixed.get('cases')} completed, {fixed.get('errors')} errors, "
         f"{fixed.get('answered_202', 0)} actions answered 202 (then looked up); "
         f"other cores busy {_fmt(_get(fixed, 'cpu', 'load', 'other_cores'))}",

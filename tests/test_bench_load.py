@@ -1,0 +1,69 @@
+"""The benchmarks' open loop (bench/load.py) and a person's pace (bench/case_driver.py): cases
+arrive at random and pause at random, so that the fixed-rate phase does not measure bursts of
+its own making (docs/performance.md, "A person's pace: the harness's own bursts")."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from typing import Any, cast
+
+from bench import load, report
+from bench.case_driver import CaseDriver
+
+
+def test_even_arrivals_are_evenly_spaced() -> None:
+    assert load.arrival_times(4.0, 5, "even") == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_poisson_arrivals_have_the_rate_and_the_spread_of_random_calls() -> None:
+    times = load.arrival_times(4.0, 5000, "poisson", seed=7)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    mean = statistics.fmean(gaps)
+    assert abs(mean - 0.25) < 0.025  # the rate asked for, on average
+    # Exponential gaps: as spread as they are long (coefficient of variation 1); even ones: 0.
+    assert 0.85 < statistics.stdev(gaps) / mean < 1.15
+    assert times == sorted(times) and times[0] == 0.0
+
+
+def test_poisson_arrivals_repeat_with_their_seed() -> None:
+    assert load.arrival_times(3.6, 50, "poisson", seed=1) == load.arrival_times(
+        3.6, 50, "poisson", seed=1
+    )
+    assert load.arrival_times(3.6, 50, "poisson", seed=1) != load.arrival_times(
+        3.6, 50, "poisson", seed=2
+    )
+
+
+async def test_open_loop_starts_no_job_before_its_arrival() -> None:
+    started: list[float] = []
+
+    async def job() -> None:
+        started.append(time.monotonic())
+
+    schedule = load.arrival_times(200.0, 20, "poisson", seed=3)
+    began = time.monotonic()
+    outcome = await load.open_loop(job, 200.0, 20, arrivals="poisson", seed=3)
+    assert outcome.started == 20 and len(outcome.results) == 20
+    assert all(at - began >= due - 0.001 for at, due in zip(started, schedule, strict=True))
+
+
+def test_a_person_pauses_at_random_around_the_think_time() -> None:
+    driver = CaseDriver(cast(Any, None), think=0.5, seed=1)
+    pauses = [driver.pause() for _ in range(1000)]
+    assert min(pauses) >= 0.25 and max(pauses) <= 0.75
+    assert statistics.stdev(pauses) > 0.1  # not one pause for everybody: cases fall out of step
+    assert abs(statistics.fmean(pauses) - 0.5) < 0.02
+    assert CaseDriver(cast(Any, None), think=0.0).pause() == 0.0
+
+
+def test_the_report_says_how_cases_arrived_and_paused() -> None:
+    fixed: dict[str, Any] = {"think_s": 0.5, "think_spread": 0.5, "arrivals": "poisson",
+                             "seed": 1, "department_actions_ms": {}}  # fmt: skip
+    text = "\n".join(report._latencies(fixed))
+    assert "0.25–0.75 s, at random before each action" in text
+    assert report._arrivals(fixed) == "at random, a Poisson process (seed 1)"
+    older = {"think_s": 0.5}  # results of runs before the choice: evenly spaced, one pause
+    assert report._arrivals(older) == "evenly spaced"
+    assert "(0.50 s before each action" in "\n".join(report._latencies(older))
