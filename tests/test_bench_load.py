@@ -9,7 +9,7 @@ import statistics
 import time
 from typing import Any, cast
 
-from bench import load, report
+from bench import load, overlaps, report
 from bench.case_driver import CaseDriver
 
 
@@ -67,3 +67,17 @@ def test_the_report_says_how_cases_arrived_and_paused() -> None:
     older = {"think_s": 0.5}  # results of runs before the choice: evenly spaced, one pause
     assert report._arrivals(older) == "evenly spaced"
     assert "(0.50 s before each action" in "\n".join(report._latencies(older))
+
+
+def test_overlaps_counts_the_actions_in_flight_during_each() -> None:
+    def action(at: float, ms: float, name: str = "accept", think: float = 0.0) -> dict[str, Any]:
+        return {"at": at, "ms": ms, "action": name, "think": think}
+
+    log = [action(0.0, 100), action(0.05, 100, "rating"), action(0.08, 10, think=0.5),
+           action(5.0, 30)]  # fmt: skip
+    assert overlaps.in_flight(log) == [2, 2, 2, 0]
+    table = overlaps.table(log)
+    both = table["all"]  # the rating is counted as in flight, not as a department action
+    assert both["n"] == 3 and both["mean_in_flight"] == round(4 / 3, 2)
+    assert both["by_in_flight"][0]["n"] == 1 and both["by_in_flight"][2]["n"] == 2
+    assert table["0.5"]["n"] == 1 and table["0.0"]["n"] == 2
