@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m bench.lifecycle
+	$(VENV)/bin/python -m bench.lifecycle $(BENCH_ARGS)
 
 faults: $(STAMP)  ## kill -9 each process under a 300-case load, count what was lost (bench/faults.py)
 	$(VENV)/bin/python -m bench.faults
