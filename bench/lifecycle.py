@@ -299,6 +299,7 @@ async def run_fixed(
         "department_actions_ms": summary_ms(
             [c.api[a] for c in cases for a in DEPARTMENT_ACTIONS if a in c.api]
         ),
+        "rate_given": bool(args.rate),  # --rate: not half the maximum, the targets do not apply
         "think_s": args.think,
         "think_spread": args.think_spread,
         "arrivals": args.arrivals,
@@ -436,7 +437,8 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
             if args.cpu_probe > 0:
                 print(f"The CPU alone: {args.cpu_probe:.0f} s of a fixed loop...", flush=True)
                 results["cpu_speed"] = await asyncio.to_thread(cpu_speed.probe, args.cpu_probe)
-            print("Lifecycle: fixed rate (half the sustained maximum)...", flush=True)
+            chosen = "--rate" if args.rate else "half the sustained maximum"
+            print(f"Lifecycle: fixed rate ({chosen})...", flush=True)
             results["fixed"] = await run_fixed(http, pool, rate, args, mon)
         results["history"] = await _histories(client, results)
     finally:

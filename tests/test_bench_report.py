@@ -101,3 +101,21 @@ def test_markdown_shows_how_steady_the_cpu_was() -> None:
                             "p50": 46.1, "p90": 64.0, "max": 70.2, "spread": 2.0}  # fmt: skip
     assert ("400,000-step Python loop every 0.25 s for 10 s: min 35.1 / p50 46.1 / p90 64.0 / "
             "max 70.2 ms (slowest ÷ fastest 2.0×)") in report.markdown(results)  # fmt: skip
+
+
+def test_a_rate_set_by_hand_is_named_and_not_checked_against_the_targets() -> None:
+    rounds = [_round(n, 30, 5.0, 4.6) for n in (1, 2, 3)]
+    fast = {"p50": 20.0, "p95": 30.0, "p99": 40.0, "n": 90}
+    results: dict[str, Any] = {
+        "rounds": rounds, "summary": report.summarise(rounds),
+        "fixed": {"rate": 1.0, "rate_given": True, "department_actions_ms": fast,
+                  "paced_department_actions_ms": fast},
+    }  # fmt: skip
+    results["targets"] = report.targets(results)
+    assert results["targets"]["department_action_p99_ms"]["met"] is None
+    text = report.markdown(results)
+    assert "1.0 cases/s offered (set by --rate; the sustained maximum was 4.60/s)" in text
+    assert "40.0 — not checked: the fixed rate was set by --rate" in text
+    results["fixed"]["rate_given"] = False  # at half the maximum the same answers meet it
+    results["targets"] = report.targets(results)
+    assert results["targets"]["department_action_p99_ms"]["met"] is True
