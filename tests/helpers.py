@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
@@ -88,6 +89,15 @@ async def cli_in_process(
         return code, out.getvalue(), err.getvalue()
 
     return await asyncio.to_thread(call)
+
+
+def local_day(at: str, timezone: str) -> str:
+    """The statistics day (in the hotline's time zone) of an ISO instant.
+
+    A UTC timestamp's first ten characters name the wrong day for eight hours a
+    day in Asia/Shanghai; statistics count cases by the local day.
+    """
+    return datetime.fromisoformat(at).astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
 def auth(key: DemoKey) -> dict[str, str]:

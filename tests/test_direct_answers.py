@@ -17,6 +17,7 @@ from helpers import (
     eventually,
     handle_of,
     keep_history,
+    local_day,
     register,
 )
 from temporalio.client import Client
@@ -114,10 +115,11 @@ async def test_a_consultation_answered_on_the_call_is_closed_rated_and_counted(
 
     row = await eventually(projected)
     assert tuple(row) == (True, "satisfied", True)
+    day = local_day(state["received_at"], settings.timezone)
     await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
     figures = await api.get(
         "/api/v1/stats/indicators",
-        params={"from": state["received_at"][:10], "to": state["received_at"][:10],
+        params={"from": day, "to": day,
                 "category_id": "enterprise_request"},
         headers=SUPERVISOR,
     )  # fmt: skip

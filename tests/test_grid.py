@@ -17,6 +17,7 @@ from helpers import (
     eventually,
     handle_of,
     keep_history,
+    local_day,
 )
 from temporalio.client import Client
 
@@ -76,7 +77,7 @@ async def test_a_problem_solved_on_the_spot_is_closed_at_once_and_counted(
         )
 
     assert tuple(await eventually(projected)) == (True, True)
-    day = state["received_at"][:10]
+    day = local_day(state["received_at"], settings.timezone)
     await rollup.ensure_fresh(pool, settings.timezone)  # what the worker's refresher does
     figures = await api.get(
         "/api/v1/stats/indicators", params={"from": day, "to": day, "channel": "grid"},
