@@ -51,7 +51,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -59,6 +58,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from bench import lifecycle
 from bench.case_driver import CaseDriver
+from bench.http import Http
 from bench.load import ARRIVALS, open_loop, percentile
 
 ACTIONS = ("accept", "contact", "reply", "rating")
@@ -218,9 +218,8 @@ def table(rows: list[dict[str, float]]) -> list[str]:
 
 async def run_phases(api: str, args: argparse.Namespace) -> list[tuple[str, int, int, str]]:
     """The idle and the loaded phase: (name, start ns, end ns, load average)."""
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     phases = []
-    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as http:
+    async with Http(api) as http:
         driver = CaseDriver(http, think=args.think, seed=args.seed)
         await open_loop(driver.run, 2.0, 4)  # warm-up: first requests, caches
         for name, rate, count in (("idle", args.idle_rate, args.idle_cases),

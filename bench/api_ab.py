@@ -32,10 +32,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
 from bench import lifecycle
 from bench.case_driver import CaseDriver
+from bench.http import Http
 from bench.load import closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
 from jiesu import db
@@ -90,16 +89,13 @@ async def main_async(s: stack.Stack, data: Path, args: argparse.Namespace) -> No
     mon = ProcessMonitor(pids)
     mon.start()
     counts: dict[str, collections.Counter[str]] = {n: collections.Counter() for n in apis}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     https = {}
     for name, url in apis.items():
 
-        async def hook(req: httpx.Request, name: str = name) -> None:
-            counts[name][f"{req.method} {_ID.sub('/complaints/X', req.url.path)}"] += 1
+        def hook(method: str, path: str, name: str = name) -> None:
+            counts[name][f"{method} {_ID.sub('/complaints/X', path)}"] += 1
 
-        https[name] = httpx.AsyncClient(
-            base_url=url, timeout=60, limits=limits, event_hooks={"request": [hook]}
-        )
+        https[name] = await Http(url, on_request=hook).__aenter__()
     per: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
     try:
         for name in apis:

@@ -29,7 +29,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 from prometheus_fastapi_instrumentator.routing import get_route_name
 from starlette.requests import HTTPConnection
 
@@ -38,6 +37,7 @@ from api.deps import KEY_HOLDER_SQL
 from api.main import create_app
 from bench import lifecycle
 from bench.case_driver import CaseDriver
+from bench.http import Http
 from jiesu import db
 from jiesu.access.security import hash_api_key
 from jiesu.config import Settings
@@ -56,7 +56,7 @@ async def timed(label: str, call: Callable[[], Awaitable[Any]], n: int, rounds: 
 
 async def on_stack(settings: Settings) -> None:
     url = f"http://127.0.0.1:{os.environ['JIESU_API_PORT']}"
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+    async with Http(url) as http:
         done = [await CaseDriver(http).run() for _ in range(3)]
     case_id = done[-1].case_id
     pool = await db.create_pool(settings.database_url, max_size=2)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import asyncpg
-import httpx
 
 from bench import disk
+from bench.http import Http, Reply
 from jiesu.ops.demo_data import demo_key, department_key
 
 # (category, department) — urgent categories routed county-wide; any grid will do.
@@ -103,7 +103,7 @@ def _intake_body(n: int) -> tuple[dict[str, object], str]:
     return body, department
 
 
-def _check(response: httpx.Response, step: str) -> dict[str, Any]:
+def _check(response: Reply, step: str) -> dict[str, Any]:
     if response.status_code not in (200, 201, 202):  # 202: an action not applied yet
         raise CaseFailed(f"{step}: HTTP {response.status_code} {response.text[:200]}")
     return response.json()
@@ -116,7 +116,7 @@ class CaseDriver:
     cases do not act in step; 0 sends each action the moment the previous one is answered."""
 
     def __init__(
-        self, http: httpx.AsyncClient, read_model: asyncpg.Pool | None = None, think: float = 0.0,
+        self, http: Http, read_model: asyncpg.Pool | None = None, think: float = 0.0,
         log: TextIO | None = None, think_spread: float = 0.5, seed: int = 1,
     ) -> None:  # fmt: skip
         self.http = http

@@ -50,12 +50,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench import ceiling, cpu_speed, disk, report
 from bench.case_driver import CaseDriver, CaseTimings
+from bench.http import Http
 from bench.load import ARRIVALS, Outcome, closed_loop, open_loop, summary_ms
 from bench.procstats import ProcessMonitor
 from jiesu import db
@@ -259,7 +259,7 @@ async def warm_up(work: Workloads) -> None:
 
 
 async def run_fixed(
-    http: httpx.AsyncClient, pool: asyncpg.Pool, rate: float, args: argparse.Namespace,
+    http: Http, pool: asyncpg.Pool, rate: float, args: argparse.Namespace,
     mon: ProcessMonitor,
 ) -> dict[str, Any]:  # fmt: skip
     count = max(1, round(rate * args.fixed_duration))
@@ -415,12 +415,11 @@ async def run_bench(s: stack.Stack, data: Path, args: argparse.Namespace) -> dic
     child = _start_ceiling_worker(s, data)
     mon.pids["ceiling_worker"] = child.proc.pid
     mon.start()
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: dict[str, Any] = {"machine": machine(), "args": _args_json(args),
                                "temporal": temporal_server(),
                                "started_at": datetime.now(UTC).isoformat()}  # fmt: skip
     try:
-        async with httpx.AsyncClient(base_url=s.api_url, timeout=60, limits=limits) as http:
+        async with Http(s.api_url) as http:
             for _ in range(3):  # the ceiling worker is up and its task queue exists
                 await asyncio.wait_for(ceiling.run_noop(client), 30)
             work = Workloads(noop=_timed(lambda: ceiling.run_noop(client)),
