@@ -113,7 +113,10 @@ class CaseDriver:
     """One case through HTTP. ``think``: seconds the driver waits, on average, before each
     action (after the case is routed, and after each answer), as a person at the case's screen
     does — drawn from ``think_spread`` either side of it (0.5: 0.25–0.75 s for 0.5), so that
-    cases do not act in step; 0 sends each action the moment the previous one is answered."""
+    cases do not act in step; 0 sends each action the moment the previous one is answered.
+
+    ``http``: bench/http.py's client (bench/scale.py still passes an ``httpx.AsyncClient``,
+    whose answers have the same ``status_code``, ``text`` and ``json()``)."""
 
     def __init__(
         self, http: Http, read_model: asyncpg.Pool | None = None, think: float = 0.0,
