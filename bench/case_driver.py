@@ -8,8 +8,9 @@ has the same shape (three deadline timers, a contact step) and lands at a known 
 Timings per case, in seconds:
 - ``intake``: POST /complaints;
 - ``routed``: from the intake's answer until the case (query) shows its department;
-- ``api[action]``: the action's POST — the API answers once the workflow query shows the
-  event, so this is "visible in the query" from the department's point of view. When the API
+- ``api[action]``: the action's POST — the API answers once the case's projection shows the
+  event (the read model's notice; a workflow query when that does not come), with the case's
+  new state, so this is "visible" from the department's point of view. When the API
   answers 202 (not applied within its wait) the client looks at the case until it shows the
   action, like a real client, and the time until then is counted (``late`` lists them);
 - ``read_model[action]``: from the action's answer until the ``cases`` row shows the new state
