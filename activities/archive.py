@@ -1,5 +1,6 @@
 """The archiving activity: closed cases' histories into ``history_archive`` (idempotent), and,
-in the same hourly run, ended staff sessions into the sign-in log (jiesu.access.sessions)."""
+in the same hourly run, ended staff sessions into the sign-in log (jiesu.access.sessions) and
+actions' Idempotency-Keys past their keeping out (jiesu.access.action_keys)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import asyncpg
 from temporalio import activity
 
-from jiesu.access import sessions
+from jiesu.access import action_keys, sessions
 from jiesu.audit.archive import ArchiveReport, ArchiveRequest, archive_closed_cases
 
 
@@ -44,5 +45,9 @@ class ArchiveActivities:
         # A retry after this point archives from the first page again (rows are skipped).
         report.sessions_purged = await sessions.purge_ended(
             self.pool, self.session_keep, progress=lambda _: heartbeat(None, report.model_dump())
+        )
+        # and actions' Idempotency-Keys past their keeping (jiesu.access.action_keys)
+        report.action_keys_purged = await action_keys.purge(
+            self.pool, progress=lambda _: heartbeat(None, report.model_dump())
         )
         return report

@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal
 from api.errors import RETRY_AFTER_SECONDS, ApiError, not_found
 from api.schemas import ActionResult
+from jiesu.access import action_keys
 from jiesu.access.grids import GridScope
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
@@ -306,6 +307,16 @@ async def _await_projection(
             return None
 
 
+async def _claim_key(pool: asyncpg.Pool, rid: str, action: Any) -> None:
+    """A key's retry carries the body of its first attempt: another body is refused (422)
+    rather than answered with what the first one did (jiesu.access.action_keys)."""
+    if not await action_keys.claim(pool, rid, action_keys.body_digest(action)):
+        raise ApiError(
+            422, "idempotency_key_reused",
+            "this Idempotency-Key was used for this action on this case with a different body",
+        )  # fmt: skip
+
+
 async def act(
     client: Client,
     state: CaseState,
@@ -336,6 +347,8 @@ async def act(
     workflow accepts, so the action is signalled and the workflow judges it (202 when it
     cannot answer in time; 503 when the signal cannot be sent)."""
     rid = request_id or uuid.uuid4().hex
+    if pool is not None and may_be_recorded(rid):
+        await _claim_key(pool, rid, action)
     earlier = _caused_by(state, rid)
     if earlier is not None:  # a retry: same answer, no second signal
         return _outcome(state, earlier)

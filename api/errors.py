@@ -115,12 +115,21 @@ def is_database_down(exc: BaseException) -> bool:
     return isinstance(exc, OSError)  # refused, reset, unreachable, connect timeout
 
 
+def is_bad_value(exc: BaseException) -> bool:
+    """PostgreSQL refused a value a request carried (SQLSTATE class 22, "data exception": a
+    NUL character, a date out of its range...): the request's fault, and its transaction
+    rolled back. Endpoints refuse such values first; this is the net under them."""
+    return isinstance(exc, asyncpg.DataError | OverflowError)
+
+
 def unexpected(exc: BaseException) -> ApiError:
     """The answer for an exception no endpoint handled."""
     if is_temporal_down(exc):
         return temporal_unavailable()
     if is_database_down(exc):
         return database_unavailable()
+    if is_bad_value(exc):
+        return ApiError(422, "invalid_value", "a value in the request cannot be stored or compared")
     return ApiError(500, "internal_error", "internal error; quote the request id to report it")
 
 
@@ -218,8 +227,8 @@ class RequestContext:
             answer = unexpected(exc)
             if answer.code == "database_unavailable":
                 await _expire_connections(scope)
-            if answer.status == 500:
-                log.exception("request %s failed", rid)
+            if answer.status == 500 or answer.code == "invalid_value":  # the latter: a gap
+                log.exception("request %s failed", rid)  # in the endpoint's own validation
             else:
                 log.warning("request %s: %s (%r)", rid, answer.code, exc)
             await _respond(answer)(scope, receive, send_with_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth_limit import client_of
 from api.deps import KEY_HOLDER_SQL
-from api.errors import RETRY_AFTER_SECONDS, ApiError, is_database_down
+from api.errors import RETRY_AFTER_SECONDS, ApiError, is_bad_value, is_database_down
 from jiesu.access.security import hash_api_key
-from jiesu.case.domain import OPERATOR_ROLES, Actor, Role
+from jiesu.case.domain import MAX_YEAR, MIN_YEAR, OPERATOR_ROLES, Actor, Role
 from jiesu.client import is_temporal_down
 from jiesu.intake import open311
 from jiesu.intake.errors import (
@@ -133,7 +133,23 @@ def _w3_date(params: dict[str, str], name: str) -> datetime | None:
         raise Open311Error(400, f"{name} must be a w3 datetime, e.g. 2010-01-01T00:00:00Z") from exc
     if at.tzinfo is None:
         raise Open311Error(400, f"{name} needs its time zone (Z or +08:00)")
+    # the 90-day window is counted from it and PostgreSQL compares it: year 1 and 9999 overflow
+    if not MIN_YEAR <= at.year <= MAX_YEAR:
+        raise Open311Error(400, f"{name} must lie in the years {MIN_YEAR}..{MAX_YEAR}")
     return at
+
+
+def refuse_nul(values: Iterable[str]) -> None:
+    """PostgreSQL's text cannot hold a NUL character: a parameter with one is refused (400)
+    before it reaches a query, instead of failing there."""
+    if any("\x00" in value for value in values):
+        raise Open311Error(400, "a parameter contains a NUL character")
+
+
+def _parameters(request: Request) -> list[str]:
+    """The path and every query parameter's name and value, for :func:`refuse_nul`."""
+    return [request.url.path, *(part for pair in request.query_params.multi_items()
+                                for part in pair)]  # fmt: skip
 
 
 def _number(params: dict[str, str], name: str, bound: float) -> float | None:
@@ -173,6 +189,7 @@ async def _form(request: Request) -> dict[str, str]:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
         raise Open311Error(400, "the body is not UTF-8") from exc
+    refuse_nul(part for pair in pairs for part in pair)
     params = dict(request.query_params)
     for key, value in reversed(pairs):
         params[key] = value
@@ -230,15 +247,21 @@ def _failure(exc: Exception) -> Open311Error:
         return Open311Error(400, messages[:1000])
     if isinstance(exc, ValueError):
         return Open311Error(400, str(exc))
+    if is_bad_value(exc):  # the net under refuse_nul and the checks above (api/errors.py)
+        log.warning("open311: a value PostgreSQL refused", exc_info=exc)
+        return Open311Error(400, "a value in the request cannot be stored or compared")
     if is_temporal_down(exc) or is_database_down(exc):
         return Open311Error(503, "the service is unavailable; retry shortly")
     log.exception("open311 request failed", exc_info=exc)
     return Open311Error(500, "internal error")
 
 
-async def _answer(fmt: str, work: Callable[[], Awaitable[Response]]) -> Response:
+async def _answer(
+    fmt: str, request: Request, work: Callable[[], Awaitable[Response]]
+) -> Response:
     """Run a resource's work and turn every failure into the spec's error document."""
     try:
+        refuse_nul(_parameters(request))
         return await work()
     except Exception as exc:
         failure = _failure(exc)
@@ -266,7 +289,7 @@ def build() -> FastAPI:
             await open311.check_jurisdiction(pool, request.query_params.get("jurisdiction_id"))
             return render(fmt, "services", await open311.services(pool))
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     @app.get("/services/{resource}")
     async def service_definition(request: Request, resource: str) -> Response:
@@ -278,7 +301,7 @@ def build() -> FastAPI:
             await open311.check_jurisdiction(pool, request.query_params.get("jurisdiction_id"))
             return render(fmt, "definition", await open311.service_definition(pool, code))
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     @app.get("/requests{suffix}")
     async def list_requests(request: Request, suffix: str) -> Response:
@@ -299,7 +322,7 @@ def build() -> FastAPI:
             return render(fmt, "requests", await open311.requests(state.pool, state.settings,
                                                                   query))
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     @app.post("/requests{suffix}")
     async def create_request(request: Request, suffix: str) -> Response:
@@ -320,7 +343,7 @@ def build() -> FastAPI:
                      "account_id": None}]
             return render(fmt, "requests", body, 200 if filed.replayed or filed.merged else 201)
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     @app.get("/requests/{resource}")
     async def get_request(request: Request, resource: str) -> Response:
@@ -334,7 +357,7 @@ def build() -> FastAPI:
             return render(fmt, "requests", [await open311.request(state.pool, state.settings,
                                                                   case_id)])
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     @app.get("/tokens/{resource}")
     async def token(request: Request, resource: str) -> Response:
@@ -350,6 +373,6 @@ def build() -> FastAPI:
                 raise
             return render(fmt, "requests", [{"service_request_id": case_id, "token": value}])
 
-        return await _answer(fmt, work)
+        return await _answer(fmt, request, work)
 
     return app

@@ -26,7 +26,7 @@ from api.console.web import (
     require_roles,
     validation_message,
 )
-from api.deps import AppSettings, Pool, Principal, Temporal
+from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
 from api.errors import ApiError, not_found
 from api.routers.content import viewer_of
 from jiesu.access import content as content_service
@@ -115,7 +115,7 @@ async def _case_page(
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 async def case_page(
-    request: Request, case_id: str, session: Session, pool: Pool, client: Temporal,
+    request: Request, case_id: CaseId, session: Session, pool: Pool, client: Temporal,
     settings: AppSettings,
 ) -> Response:  # fmt: skip
     """The case as this person may see it: another department's case is 404, as in the API."""
@@ -124,7 +124,7 @@ async def case_page(
 
 @router.post("/cases/{case_id}/actions/{name}", response_class=HTMLResponse)
 async def act(
-    request: Request, case_id: str, name: str, session: Session, pool: Pool,
+    request: Request, case_id: CaseId, name: str, session: Session, pool: Pool,
     client: Temporal, settings: AppSettings,
 ) -> Response:  # fmt: skip
     form = await form_of(request, session)

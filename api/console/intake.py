@@ -66,10 +66,13 @@ async def similar(
 ) -> Response:
     """The cases of the same problem (htmx: refreshed as the form is filled in)."""
     form = await form_of(request, session)
-    keys = merge.keys_of(*(str(form.get(n) or "").strip() for n in
-                           ("category_id", "grid_id", "citizen_phone", "address")))  # fmt: skip
+    given = [str(form.get(n) or "").strip() for n in
+             ("category_id", "grid_id", "citizen_phone", "address")]  # fmt: skip
+    keys = merge.keys_of(*given)
     since = datetime.now(UTC) - timedelta(days=settings.repeat_window_days)
-    found = await merge.same_problem(pool, keys, since) if form.get("category_id") else []
+    # half-typed input is looked up as typed; a NUL (which PostgreSQL cannot hold) matches nothing
+    searchable = form.get("category_id") and not any("\x00" in value for value in given)
+    found = await merge.same_problem(pool, keys, since) if searchable else []
     return page(request, "_similar.html", {"similar": found})
 
 

@@ -15,7 +15,7 @@ from api.deps import Admin, AppSettings, Pool
 from api.errors import ERRORS, ApiError, ErrorResponse
 from jiesu.admin import calendar, changes, policy, reference, routing, templates
 from jiesu.admin.errors import AdminRefused
-from jiesu.case.domain import EventKind, Instant
+from jiesu.case.domain import EventKind, Instant, Line
 from jiesu.notify.notices import RecipientKind
 
 router = APIRouter(prefix="/admin", tags=["administration"])
@@ -46,8 +46,8 @@ async def _refusing(work: Awaitable[T]) -> T:
             summary="Every administrative change, newest first (who, when, before, after)")
 async def list_changes(
     _: Admin, pool: Pool,
-    entity: Annotated[str | None, Query(max_length=64)] = None,
-    entity_id: Annotated[str | None, Query(max_length=200)] = None,
+    entity: Annotated[Line | None, Query(max_length=64)] = None,
+    entity_id: Annotated[Line | None, Query(max_length=200)] = None,
     before_id: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
     limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT)] = 100,
 ) -> list[changes.Change]:

@@ -77,7 +77,11 @@ def by(principal: Principal) -> str:
 
 
 async def _login(login: Annotated[str, Path(max_length=64)]) -> str:
-    return login  # an unknown login, well-formed or not, is simply not found
+    """An unknown login, well-formed or not, is simply not found — one that cannot be a login
+    (a control character, say) without asking PostgreSQL, which cannot hold a NUL."""
+    if not staff.is_login(login):
+        raise ApiError(404, "person_not_found", f"no person {login[:64]!r}")
+    return login
 
 
 LoginPath = Annotated[str, Depends(_login)]

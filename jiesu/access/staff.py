@@ -122,8 +122,13 @@ def needs_rehash(stored_hash: str) -> bool:
 # --- accounts -------------------------------------------------------------------------------
 
 
+def is_login(login: str) -> bool:
+    """Whether ``login`` can be a login at all (every account's is checked when made)."""
+    return _LOGIN.fullmatch(login) is not None
+
+
 def _check(login: str, display_name: str, role: Role, department_id: str | None) -> None:
-    if not _LOGIN.fullmatch(login):
+    if not is_login(login):
         raise AccountRefused(
             "invalid_login", "a login is 1-64 letters, digits and . _ @ - (not first)"
         )

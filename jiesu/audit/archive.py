@@ -63,6 +63,7 @@ class ArchiveReport(BaseModel):
     # the same hourly job's other chore (activities/archive.py): ended staff sessions moved
     # into the sign-in log (jiesu.access.sessions.purge_ended)
     sessions_purged: int = 0
+    action_keys_purged: int = 0  # and actions' Idempotency-Keys past their keeping
 
 
 # --- storage -------------------------------------------------------------------------------------

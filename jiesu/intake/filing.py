@@ -220,14 +220,44 @@ class Report:
     digest: str
 
 
-async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
-    row = await conn.fetchrow(
-        "SELECT case_id, NULL::bigint AS report_id, request_hash FROM intakes"
-        " WHERE idempotency_key = $1"
-        " UNION ALL SELECT case_id, id, request_hash FROM repeat_reports"
-        " WHERE idempotency_key = $1",
-        report.idempotency_key,
+MAX_KEY_LENGTH = 256
+"""An Idempotency-Key's length at most (the API's header takes 200; a channel's key, such as
+``sms:`` and a gateway's message id of up to 200, a few more). Longer is refused: the key is
+indexed, and PostgreSQL's index rows are bounded."""
+
+
+def checked_key(given: str | None) -> str | None:
+    """The Idempotency-Key to file under: none for an empty one; refused (IntakeRefused) when
+    too long or holding a character that is not printable (a NUL cannot be stored at all)."""
+    key = (given or "").strip() or None
+    if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
+        raise IntakeRefused(
+            "invalid_idempotency_key",
+            f"an Idempotency-Key is at most {MAX_KEY_LENGTH} printable characters",
+        )
+    return key
+
+
+def key_owner(actor: Actor) -> str:
+    """Whose an Idempotency-Key is. A key belongs to its caller, as an action's does
+    (api/cases.py request_id): one caller's key neither answers another's report nor blocks
+    it — an operator's key ``sms:…`` does not take the key of a gateway's message."""
+    return json.dumps(
+        [actor.role.value, actor.name, actor.department_id, actor.person], ensure_ascii=False
     )
+
+
+# Rows filed before keys had owners (migration 0025) have none: they still answer their key.
+_BY_KEY = """
+SELECT case_id, NULL::bigint AS report_id, request_hash FROM intakes
+WHERE idempotency_key = $1 AND (idempotency_owner = $2 OR idempotency_owner IS NULL)
+UNION ALL SELECT case_id, id, request_hash FROM repeat_reports
+WHERE idempotency_key = $1 AND (idempotency_owner = $2 OR idempotency_owner IS NULL)
+"""
+
+
+async def _by_key(conn: asyncpg.Connection, report: Report) -> Claim | None:
+    row = await conn.fetchrow(_BY_KEY, report.idempotency_key, key_owner(report.actor))
     if row is None:
         return None
     if row["request_hash"] != report.digest:
@@ -264,7 +294,8 @@ async def _claim(
     intake, key = report.intake, report.idempotency_key
     keys = merge.problem_keys(intake)
     async with conn.transaction():
-        await merge.lock(conn, [*keys.all(), *([f"idempotency|{key}"] if key else [])])
+        owner = key_owner(report.actor) if key else None
+        await merge.lock(conn, [*keys.all(), *([f"idempotency|{owner}|{key}"] if key else [])])
         if key and (earlier := await _by_key(conn, report)):
             return earlier
         urgency = await _urgency(conn, intake)
@@ -283,7 +314,7 @@ async def _claim(
         if open_case is not None:
             payload = merge.report_payload(intake, report.received_at, report.actor)
             report_id = await merge.add_report(
-                conn, open_case, payload, key, report.digest, token
+                conn, open_case, payload, (key, owner), report.digest, token
             )
             return Claim(open_case, report_id, replayed=False)
         case_id = await _new_case_id(conn, settings, report.received_at)
@@ -299,10 +330,10 @@ async def _claim(
             direct_answer=direct,
         )
         await conn.execute(
-            "INSERT INTO intakes (case_id, idempotency_key, request_hash, payload, state,"
-            " token_nonce, token_hash, received_at, phone_key, address_key)"
-            " VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)",
-            case_id, key, report.digest, start.model_dump(mode="json"), *token,
+            "INSERT INTO intakes (case_id, idempotency_key, idempotency_owner, request_hash,"
+            " payload, state, token_nonce, token_hash, received_at, phone_key, address_key)"
+            " VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)",
+            case_id, key, owner, report.digest, start.model_dump(mode="json"), *token,
             report.received_at, keys.phone, keys.address,
         )
         return Claim(case_id, None, replayed=False)
@@ -417,7 +448,7 @@ async def register(
 ) -> Filing:
     """File one report: a new case, a repeat of an open one, or (same Idempotency-Key) the
     earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
-    key = (idempotency_key or "").strip() or None  # an empty key is no key
+    key = checked_key(idempotency_key)
     check_credit_code(intake)
     report = Report(intake, _received_at(intake), actor, key, _request_hash(intake))
     closed: set[str] = set()

@@ -113,18 +113,20 @@ async def add_report(
     conn: asyncpg.Connection,
     case_id: str,
     report: dict[str, Any],
-    idempotency_key: str | None,
+    idempotency: tuple[str | None, str | None],
     digest: str,
     token: tuple[str, str],
 ) -> int:
-    """The repeat's row, 'pending' until its case has been told (``jiesu.intake.filing``)."""
+    """The repeat's row, 'pending' until its case has been told (``jiesu.intake.filing``);
+    ``idempotency`` is its Idempotency-Key and the key's owner (``filing.key_owner``)."""
     nonce, token_hash = token
+    key, owner = idempotency
     return int(
         await conn.fetchval(
-            "INSERT INTO repeat_reports"
-            " (case_id, idempotency_key, request_hash, payload, state, token_nonce, token_hash)"
-            " VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
-            case_id, idempotency_key, digest, report, nonce, token_hash,
+            "INSERT INTO repeat_reports (case_id, idempotency_key, idempotency_owner,"
+            " request_hash, payload, state, token_nonce, token_hash)"
+            " VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING id",
+            case_id, key, owner, digest, report, nonce, token_hash,
         )
     )
 
