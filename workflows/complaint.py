@@ -122,6 +122,10 @@ PATCH_LEAN_V2 = "lean-case-v2"
 PATCH_INACTION = "inaction-signal-v1"  # a case linked to replied history may start the ladder
 PATCH_DIRECT_ANSWER = "direct-answer-v1"  # 即时办结: answered at intake, no routing
 PATCH_ON_THE_SPOT = "grid-on-the-spot-v1"  # 就地解决: a grid worker's patrol report, closed at once
+# Rules added to jiesu.case.lifecycle while cases were running carry their patch id
+# (Refusal.since): _message applies such a refusal only when patched. Hostile or duplicated
+# messages (review-wf):
+PATCH_DISTINCT_CO_HANDLERS = lifecycle.DISTINCT_CO_HANDLERS  # 会办 names a department once
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -470,13 +474,25 @@ class ComplaintWorkflow:
         request_id = actor.request_id if isinstance(actor, Actor) else None
         if request_id is not None and request_id in self._request_ids:
             return None  # a client's retry of an action already applied or refused
-        check = lifecycle.CHECKS.get(CaseSignal(name))
-        refusal = check(self._state, payload, workflow.now()) if check else None
+        refusal = self._check(CaseSignal(name), payload)
         if self._case.allowed(name, payload, refusal):
             apply(self, payload)
         if request_id is not None:
             self._request_ids.add(request_id)
         return None
+
+    def _check(self, signal: CaseSignal, payload: Any) -> lifecycle.Refusal | None:
+        """The lifecycle's rule for this message; a rule added while cases were running
+        (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
+        check = lifecycle.CHECKS.get(signal)
+        refusal = check(self._state, payload, workflow.now()) if check else None
+        if refusal is None:
+            refusal = lifecycle.first_entry_refusal(self._state, signal, payload)
+            if refusal is not None and workflow.patched(PATCH_DISTINCT_CO_HANDLERS):
+                refusal = None  # the entry still owing its contribution takes it
+        if refusal is not None and refusal.since and not workflow.patched(refusal.since):
+            return None
+        return refusal
 
     def _misfit(self, misfit: messages.Misfit, name: str) -> None:
         if self._hardened:
@@ -819,15 +835,15 @@ class ComplaintWorkflow:
 
     def _on_contribute(self, action: ContributionAction) -> None:
         """A co-handler's contribution (协办意见)."""
-        co = next(
-            c for c in self._state.co_handlers if c.department_id == action.actor.department_id
-        )
+        co = lifecycle.co_handler_of(self._state, action.actor.department_id)
+        assert co is not None
         co.contributed_at = workflow.now()
         co.contribution = action.text
         self._record(EventKind.CONTRIBUTED, action.actor, text=action.text)
 
     def _on_waive_co_handler(self, action: WaiveAction) -> None:
-        co = next(c for c in self._state.co_handlers if c.department_id == action.department_id)
+        co = lifecycle.co_handler_of(self._state, action.department_id)
+        assert co is not None
         co.waived = True
         self._record(
             EventKind.CO_HANDLER_WAIVED, action.actor, department_id=action.department_id

@@ -21,6 +21,7 @@ from jiesu.case.domain import (
     CallbackAction,
     CaseSignal,
     CaseState,
+    CoHandler,
     CoHandlersAction,
     ContactAction,
     ContributionAction,
@@ -54,6 +55,14 @@ class Refusal:
     code: str  # machine-readable: wrong_status, not_assigned, forbidden, invalid
     reason: str
     forbidden: bool = False  # True → the actor may never do this (403), else 409
+    # A rule added while cases were running: the ``workflow.patched`` id under which the case
+    # workflow applies it (a case from before replays as it ran). Each check evaluates such
+    # rules after its older ones, so that one of them refuses only what the old rules allowed.
+    since: str | None = None
+
+
+# Rules added while cases were running (see Refusal.since); the ids are the workflow's patches.
+DISTINCT_CO_HANDLERS = "distinct-co-handlers-v1"  # 会办 names each department once
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -234,7 +243,7 @@ def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) 
     return _status_is(state, *WITH_DEPARTMENT)
 
 
-def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
         state, *WITH_DEPARTMENT
     )
@@ -246,17 +255,59 @@ def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | N
     return None
 
 
+def _named_once(department_ids: list[str]) -> Refusal | None:
+    """会办 convenes each department once: a message naming one twice is refused. (Applied,
+    it listed the department twice; its one contribution or waiver settled one entry, and the
+    other kept the lead's reply refused for ever.)"""
+    repeated = sorted({d for d in department_ids if department_ids.count(d) > 1})
+    if not repeated:
+        return None
+    return Refusal(
+        "repeated_department",
+        f"a co-handling department is named once, not twice: {', '.join(repeated)}",
+        since=DISTINCT_CO_HANDLERS,
+    )
+
+
+def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+    return _may_convene(state, action) or _named_once([d.id for d in action.departments])
+
+
 def check_co_handlers_at(
     state: CaseState, action: CoHandlersAction, now: datetime
 ) -> Refusal | None:
-    refusal = check_co_handlers(state, action)
+    refusal = _may_convene(state, action)
     if refusal is None and action.due is not None and action.due <= now:
         return Refusal("invalid_due", "a contribution deadline must be in the future")
-    return refusal
+    return refusal or _named_once([d.id for d in action.departments])
+
+
+def co_handler_of(state: CaseState, department_id: str | None) -> CoHandler | None:
+    """The department's co-handling entry: the one still owing its contribution, if any.
+    (Cases from before DISTINCT_CO_HANDLERS may list a department twice.)"""
+    entries = [c for c in state.co_handlers if c.department_id == department_id]
+    return next((c for c in entries if not c.done), entries[0] if entries else None)
+
+
+def first_entry_refusal(state: CaseState, signal: CaseSignal, action: Any) -> Refusal | None:
+    """How cases from before DISTINCT_CO_HANDLERS refused a contribution or a waiver that the
+    rules above allow: they looked at the department's first entry only, done or not."""
+    if signal is CaseSignal.CONTRIBUTE:
+        department_id = action.actor.department_id
+    elif signal is CaseSignal.WAIVE_CO_HANDLER:
+        department_id = action.department_id
+    else:
+        return None
+    first = next((c for c in state.co_handlers if c.department_id == department_id), None)
+    if first is None or not first.done:
+        return None
+    if signal is CaseSignal.CONTRIBUTE:
+        return Refusal("already_done", f"{department_id} has already contributed")
+    return Refusal("no_pending_co_handler", f"{department_id} owes no contribution")
 
 
 def check_contribution(state: CaseState, action: ContributionAction) -> Refusal | None:
-    co = next((c for c in state.co_handlers if c.department_id == action.actor.department_id), None)
+    co = co_handler_of(state, action.actor.department_id)
     if co is None:
         return Refusal("not_co_handler", "only a co-handling department contributes", True)
     if co.done:
@@ -268,7 +319,7 @@ def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "waive a co-handler")
     if refusal:
         return refusal
-    co = next((c for c in state.co_handlers if c.department_id == action.department_id), None)
+    co = co_handler_of(state, action.department_id)
     if co is None or co.done:
         return Refusal("no_pending_co_handler", f"{action.department_id} owes no contribution")
     return None
@@ -290,6 +341,16 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
         for dept_id in action.department_ids:
             if refusal is None and state.involves(dept_id):
                 refusal = Refusal("already_involved", f"{dept_id} already handles this case")
+        # the departments convened are action.departments (the API fills them in from
+        # department_ids, once each): those are the ones checked (since DISTINCT_CO_HANDLERS)
+        convened = [d.id for d in action.departments]
+        for dept_id in convened:
+            if refusal is None and state.involves(dept_id):
+                refusal = Refusal(
+                    "already_involved", f"{dept_id} already handles this case",
+                    since=DISTINCT_CO_HANDLERS,
+                )  # fmt: skip
+        refusal = refusal or _named_once(convened)
     return refusal
 
 

@@ -1,0 +1,152 @@
+"""Duplicated, retried or forged messages, and messages racing the case's own work, are
+applied once and never undo what a person did: each test sends what a careless client, a
+retry or a hostile one sends (review-wf; every test failed on main at a51763e).
+
+Malformed payloads are tests/test_messages.py's; these are well-formed ones sent at the
+wrong moment or twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from helpers import eventually, handle_of, register
+from temporalio import activity
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from jiesu.case import lifecycle
+from jiesu.case.domain import (
+    Actor,
+    CaseFacts,
+    CaseStart,
+    CaseState,
+    CoHandlersAction,
+    DeadlineRequest,
+    Deadlines,
+    DepartmentRef,
+    EventKind,
+    Role,
+    Status,
+    Urgency,
+)
+from worker import activities as house_activities
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+
+URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-management")
+WATER = Actor(role=Role.DEPARTMENT, name="water clerk", department_id="water")
+SUPERVISOR = Actor(role=Role.SUPERVISOR, name="supervisor")
+CITIZEN = Actor(role=Role.CITIZEN, name="Wang Fang")
+_SLOW: dict[str, asyncio.Event] = {}  # case id -> set when its slow compute_deadlines began
+
+
+def rid(actor: Actor) -> dict[str, Any]:
+    return actor.model_copy(update={"request_id": uuid.uuid4().hex}).model_dump()
+
+
+async def state_of(client, case_id) -> CaseState:
+    return await handle_of(client, case_id).query(ComplaintWorkflow.state)
+
+
+async def until(client, case_id, test, within=30.0) -> CaseState:
+    async def probe():
+        s = await state_of(client, case_id)
+        return s if test(s) else None
+    return await eventually(probe, within=within)
+
+
+def kinds(s: CaseState, kind: EventKind) -> list[dict[str, Any]]:
+    return [e.data for e in s.events if e.kind is kind]
+
+
+async def event_of(client, case_id, request: dict[str, Any]):
+    s = await until(client, case_id,
+                    lambda s: any(e.actor.request_id == request["request_id"] for e in s.events))
+    return next(e for e in s.events if e.actor.request_id == request["request_id"])
+
+
+def start_of(case_id: str) -> CaseStart:
+    facts = CaseFacts(title="Loudspeaker", category_id="noise_commercial",
+                      grid_id="G-QH-01-01-1", address=f"幸福路{case_id}")
+    operator = Actor(role=Role.OPERATOR, name="t")
+    return CaseStart(case_id=case_id, facts=facts, urgency=Urgency.GENERAL,
+                     received_at=datetime.now(UTC), registered_by=operator)
+
+
+@asynccontextmanager
+async def private_worker(client, pool, settings, queue) -> AsyncIterator[None]:
+    acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
+    real = next(a for a in acts if getattr(a, "__name__", "") == "compute_deadlines")
+
+    @activity.defn(name="compute_deadlines")
+    async def compute_deadlines(request: DeadlineRequest) -> Deadlines:
+        started = _SLOW.pop(activity.info().workflow_id, None)
+        if started is not None:  # a slow database: longer than a workflow task's heartbeat
+            started.set()
+            await asyncio.sleep(14)
+        return await real(request)
+
+    async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                      activities=[a for a in acts if a is not real] + [compute_deadlines],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        yield
+
+
+async def test_a_department_named_twice_as_co_handler_is_refused(api, client) -> None:
+    """会办 naming a department twice listed it twice: its one contribution settled one entry,
+    the other kept the lead department's reply refused for ever — the citizen never got an
+    answer. The message is refused now (``repeated_department``); nothing is added."""
+    case_id = (await register(api))["case_id"]
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    h = handle_of(client, case_id)
+    await h.signal("accept", {"actor": rid(URBAN)})
+    await h.signal("contact", {"actor": rid(URBAN)})
+    water = {"id": "water", "name": "县水务局"}
+    twice = rid(SUPERVISOR)
+    await h.signal("add_co_handlers", {"actor": twice, "departments": [water, water]})
+    refused = await event_of(client, case_id, twice)
+    assert refused.kind is EventKind.REJECTED and refused.data["code"] == "repeated_department"
+    await h.signal("add_co_handlers", {"actor": rid(SUPERVISOR), "departments": [water]})
+    await h.signal("contribute", {"actor": rid(WATER), "text": "Pipe checked"})
+    reply = rid(URBAN)
+    await h.signal("reply", {"actor": reply, "outcome": "resolved", "text": "Turned down"})
+    event = await event_of(client, case_id, reply)
+    assert event.kind is EventKind.REPLIED, event.data
+    s = await state_of(client, case_id)
+    assert [c.department_id for c in s.co_handlers] == ["water"]
+
+
+async def test_joint_handling_order_checks_the_departments_it_convenes(api, client) -> None:
+    """督办 in the form 会办 convenes ``departments`` (the API fills them in from
+    ``department_ids``); a client sending other ones (the lead itself, or one twice) listed
+    the lead as its own co-handler and wedged the reply the same way. Refused now."""
+    case_id = (await register(api))["case_id"]
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    h = handle_of(client, case_id)
+    urban = {"id": "urban-management", "name": "城管局"}
+    order = rid(SUPERVISOR)
+    await h.signal("supervise", {
+        "actor": order, "form": "joint_handling", "note": "together",
+        "department_ids": ["water"], "departments": [urban],
+    })  # fmt: skip
+    refused = await event_of(client, case_id, order)
+    assert refused.kind is EventKind.REJECTED and refused.data["code"] == "already_involved"
+    assert (await state_of(client, case_id)).co_handlers == []
+
+
+def test_a_department_named_twice_is_refused_by_the_api_rules_too() -> None:
+    """The API runs the same rule (jiesu.case.lifecycle) and answers 409 at once."""
+    water = DepartmentRef(id="water", name="县水务局")
+    action = CoHandlersAction(actor=SUPERVISOR, departments=[water, water])
+    state = CaseState(
+        case_id="JS-1", status=Status.HANDLING, title="t", category_id="c", grid_id="g",
+        address="a", channel="hotline", urgency=Urgency.GENERAL, received_at=datetime.now(UTC),
+    )  # fmt: skip
+    refusal = lifecycle.check_co_handlers(state, action)
+    assert refusal is not None and refusal.code == "repeated_department"
+    assert refusal.since == lifecycle.DISTINCT_CO_HANDLERS
+
+
