@@ -16,6 +16,7 @@ from typing import Any
 
 from helpers import eventually, handle_of, register
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from jiesu.case import lifecycle
@@ -148,5 +149,24 @@ def test_a_department_named_twice_is_refused_by_the_api_rules_too() -> None:
     refusal = lifecycle.check_co_handlers(state, action)
     assert refusal is not None and refusal.code == "repeated_department"
     assert refusal.since == lifecycle.DISTINCT_CO_HANDLERS
+
+
+async def test_a_case_withdrawn_in_its_first_task_stays_closed(client, settings) -> None:
+    """撤诉 arriving with the case's start (or while it is planned) closed it, and the plan
+    then assigned it anyway: a department was told to handle a withdrawn complaint, its
+    deadlines ran and breached against it. The plan's deadlines are recorded; nobody is
+    assigned and the case stays closed."""
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    h = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue,
+        start_signal="withdraw", start_signal_args=[{"actor": rid(CITIZEN)}])
+    s = await until(client, case_id, lambda s: s.deadlines is not None)
+    try:
+        assert s.status is Status.CLOSED, [(e.seq, e.kind.value) for e in s.events]
+        assert not kinds(s, EventKind.ROUTED) and not kinds(s, EventKind.QUEUED)
+        assert (await h.result()).status is Status.CLOSED
+    finally:
+        if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
+            await h.terminate("test over")
 
 

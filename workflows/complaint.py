@@ -126,6 +126,9 @@ PATCH_ON_THE_SPOT = "grid-on-the-spot-v1"  # 就地解决: a grid worker's patro
 # (Refusal.since): _message applies such a refusal only when patched. Hostile or duplicated
 # messages (review-wf):
 PATCH_DISTINCT_CO_HANDLERS = lifecycle.DISTINCT_CO_HANDLERS  # 会办 names a department once
+# 撤诉 in the case's first workflow task (or while it is planned) closes it for good: the plan
+# sets the deadlines but assigns nobody, starts no deadline timers (see _closed_meanwhile).
+PATCH_CLOSED_WHILE_PLANNING = "closed-while-planning-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -231,7 +234,10 @@ class ComplaintWorkflow:
                 ),
             )
             self._case.set_deadlines(deadlines)
-            self._case.assign(route, SYSTEM_ACTOR)
+            if not self._closed_meanwhile(PATCH_CLOSED_WHILE_PLANNING):
+                self._case.assign(route, SYSTEM_ACTOR)
+        if self._closed_meanwhile(PATCH_CLOSED_WHILE_PLANNING):
+            return projector
         self._start_watchers()
         self._link_history(start)
         return projector
@@ -245,6 +251,8 @@ class ComplaintWorkflow:
             DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
         )
         self._case.set_deadlines(deadlines)
+        if self._closed_meanwhile(PATCH_CLOSED_WHILE_PLANNING):
+            return
         s, now, operator = self._state, workflow.now(), start.registered_by
         s.assignment = Assignment(
             department_id=CENTRE_ID, department_name=CENTRE_NAME, assigned_at=now, by_rule=False
@@ -280,7 +288,9 @@ class ComplaintWorkflow:
             reason = messages.printable(plan.routing_failure, 500)
             self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=reason)
         self._case.set_deadlines(plan.deadlines)
-        self._case.assign(plan.route, SYSTEM_ACTOR)
+        if not self._closed_meanwhile(PATCH_CLOSED_WHILE_PLANNING):
+            self._case.assign(plan.route, SYSTEM_ACTOR)
+
     async def _solve_on_the_spot(self, start: CaseStart, spot: SpotSolution) -> None:
         """就地解决: a grid worker found the problem on patrol and solved it at once, with
         evidence. The grid holds the case; it closes at once (no citizen to rate it)."""
@@ -289,6 +299,8 @@ class ComplaintWorkflow:
             DeadlineRequest(received_at=start.received_at, urgency=start.urgency),
         )
         self._case.set_deadlines(deadlines)
+        if self._closed_meanwhile(PATCH_CLOSED_WHILE_PLANNING):
+            return
         s, now, worker = self._state, workflow.now(), start.registered_by
         grid = start.case_facts.grid_id
         s.assignment = Assignment(
@@ -306,6 +318,12 @@ class ComplaintWorkflow:
             evidence=evidence,
         )  # fmt: skip
         self._case.close(Resolution.SOLVED_IN_GRID, worker)
+
+    def _closed_meanwhile(self, patch: str) -> bool:
+        """撤诉 while the case awaited an activity: it stays closed — what would reopen it
+        (assigning, the deadline timers) is skipped. Cases from before ``patch`` replay as
+        they ran (they reopened); the patch is asked only on this path."""
+        return self._state.status is Status.CLOSED and workflow.patched(patch)
 
     def _link_history(self, start: CaseStart) -> None:
         """不作为信号: the same problem's earlier cases were replied to and closed, and it is
