@@ -8,6 +8,7 @@ wrong moment or twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -168,5 +169,32 @@ async def test_a_case_withdrawn_in_its_first_task_stays_closed(client, settings)
     finally:
         if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
             await h.terminate("test over")
+
+
+async def test_a_withdrawal_during_a_new_round_stays_closed(client, pool, settings) -> None:
+    """撤诉 while a reassignment's new round was computing its deadlines closed the case, and
+    the round then started and assigned it anyway: the case the citizen withdrew was open
+    again, with a department's deadlines running. It stays closed now."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    async with private_worker(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        _SLOW[case_id] = started = asyncio.Event()
+        await h.signal("raise_level", {"actor": rid(URBAN), "reason": "Beyond our powers"})
+        await asyncio.wait_for(started.wait(), 30)  # child chose; deadlines being computed
+        withdraw = rid(CITIZEN)
+        await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
+        assert (await event_of(client, case_id, withdraw)).kind is EventKind.WITHDRAWN
+        try:
+            with contextlib.suppress(TimeoutError):  # the case ends once the deadlines are back
+                await asyncio.wait_for(h.result(), 40)
+            s = await state_of(client, case_id)
+            assert s.status is Status.CLOSED, [(e.seq, e.kind.value) for e in s.events]
+            assert s.round == 1 and not kinds(s, EventKind.REASSIGNED)
+        finally:
+            if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await h.terminate("test over")
 
 

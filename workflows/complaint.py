@@ -129,6 +129,9 @@ PATCH_DISTINCT_CO_HANDLERS = lifecycle.DISTINCT_CO_HANDLERS  # 会办 names a de
 # 撤诉 in the case's first workflow task (or while it is planned) closes it for good: the plan
 # sets the deadlines but assigns nobody, starts no deadline timers (see _closed_meanwhile).
 PATCH_CLOSED_WHILE_PLANNING = "closed-while-planning-v1"
+# 撤诉 while a new round's deadlines are computed (after 退单/提级办/二次交办/dispatch) keeps
+# the case closed: the round is not started, nobody assigned.
+PATCH_CLOSED_DURING_NEW_ROUND = "closed-during-new-round-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -452,6 +455,8 @@ class ComplaintWorkflow:
             DeadlineActivities.compute_deadlines,
             DeadlineRequest(received_at=workflow.now(), urgency=s.urgency),
         )
+        if self._closed_meanwhile(PATCH_CLOSED_DURING_NEW_ROUND):
+            return
         self._case.start_round()
         self._case.set_deadlines(deadlines)
         actor = result.chosen_by or SYSTEM_ACTOR
