@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from helpers import eventually, handle_of, register
+from helpers import OPERATOR, act, case, department, eventually, handle_of, register
+from helpers import SUPERVISOR as SUPERVISOR_KEY
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -196,5 +197,66 @@ async def test_a_withdrawal_during_a_new_round_stays_closed(client, pool, settin
         finally:
             if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
                 await h.terminate("test over")
+
+
+async def test_a_return_retried_while_the_worker_is_down_is_applied_once(
+    client, pool, settings
+) -> None:
+    """退单 retried by a client without an Idempotency-Key while no worker ran: both signals
+    came in one batch, the case still showed the department's status after the first, and
+    the second was applied too — the department was counted as returning the case twice
+    (returned_by feeds its statistics) and the reassignment ran twice. The second is refused
+    now (``reassignment_pending``)."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    async with private_worker(client, pool, settings, queue):
+        await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                    task_queue=queue)
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    h = handle_of(client, case_id)
+    for _ in range(2):  # API answered 202; the client retried without an Idempotency-Key
+        await h.signal("return", {"actor": rid(URBAN), "reason": "Not ours: private land"})
+    async with private_worker(client, pool, settings, queue):
+        try:
+            s = await until(client, case_id, lambda s: s.reassignment is not None, within=40)
+            assert len(kinds(s, EventKind.RETURNED)) == 1
+            assert s.returned_by == ["urban-management"]
+            refused = [e.data for e in s.events if e.kind is EventKind.REJECTED]
+            assert [r["code"] for r in refused] == ["reassignment_pending"], refused
+        finally:
+            await h.terminate("test over")
+
+
+async def test_two_dispatches_out_of_the_queue_give_the_case_one_department(api, client) -> None:
+    """派单 out of the centre's queue after the reassignment bound (S1): two dispatchers (or a
+    retry with a new request id) dispatching at once both passed — the second assigned the
+    case at once, then the first's new round took it to another department, each told it was
+    theirs. One dispatch is applied; the other is refused."""
+    case_id = (await register(api))["case_id"]
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    for target in ("police", "market", "urban-management"):  # max_reassignments = 3
+        current = (await case(api, case_id, OPERATOR))["assignment"]["department_id"]
+        await act(api, case_id, "return", department(current), reason="Not ours")
+        await until(client, case_id, lambda s: s.status is Status.REASSIGNING)
+        await act(api, case_id, "reassign", SUPERVISOR_KEY, department_id=target)
+    await act(api, case_id, "return", department("urban-management"), reason="Still not ours")
+    await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+    h = handle_of(client, case_id)
+    first, second = rid(SUPERVISOR), rid(SUPERVISOR)
+    await asyncio.gather(
+        h.signal("dispatch", {"actor": first, "department_id": "ecology",
+                              "department_name": "生态环境局"}),
+        h.signal("dispatch", {"actor": second, "department_id": "water",
+                              "department_name": "县水务局"}),
+    )  # fmt: skip
+    try:
+        one, other = await event_of(client, case_id, first), await event_of(client, case_id, second)
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        applied = [e for e in (one, other) if e.kind is not EventKind.REJECTED]
+        assert len(applied) == 1, [(e.kind, e.data) for e in (one, other)]
+        assert s.department_id == ("ecology" if applied[0] is one else "water")
+        assert len(kinds(s, EventKind.DISPATCHED)) + len(kinds(s, EventKind.REASSIGNED)) == 4
+    finally:
+        await h.terminate("test over")
 
 

@@ -132,6 +132,9 @@ PATCH_CLOSED_WHILE_PLANNING = "closed-while-planning-v1"
 # 撤诉 while a new round's deadlines are computed (after 退单/提级办/二次交办/dispatch) keeps
 # the case closed: the round is not started, nobody assigned.
 PATCH_CLOSED_DURING_NEW_ROUND = "closed-during-new-round-v1"
+# One reassignment at a time (lifecycle.reassignment_pending): a return, raise, second
+# assignment or dispatch while one is pending (or its new round is being set up) is refused.
+PATCH_ONE_REASSIGNMENT = lifecycle.ONE_REASSIGNMENT_AT_A_TIME
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -208,8 +211,8 @@ class ComplaintWorkflow:
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
             elif self._dispatched is not None:
-                dispatched, self._dispatched = self._dispatched, None
-                await self._new_round(dispatched)
+                await self._new_round(self._dispatched)
+                self._dispatched = None  # pending until the round is set up (one at a time)
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
@@ -509,6 +512,9 @@ class ComplaintWorkflow:
         (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
         check = lifecycle.CHECKS.get(signal)
         refusal = check(self._state, payload, workflow.now()) if check else None
+        pending = self._reassign_next is not None or self._dispatched is not None
+        if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:
+            refusal = lifecycle.reassignment_pending(self._state)
         if refusal is None:
             refusal = lifecycle.first_entry_refusal(self._state, signal, payload)
             if refusal is not None and workflow.patched(PATCH_DISTINCT_CO_HANDLERS):

@@ -63,6 +63,7 @@ class Refusal:
 
 # Rules added while cases were running (see Refusal.since); the ids are the workflow's patches.
 DISTINCT_CO_HANDLERS = "distinct-co-handlers-v1"  # 会办 names each department once
+ONE_REASSIGNMENT_AT_A_TIME = "one-reassignment-at-a-time-v1"  # see reassignment_pending
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -200,6 +201,30 @@ def check_second_assignment(
 
 def check_raise_level(state: CaseState, action: RaiseLevelAction) -> Refusal | None:
     return _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
+
+
+# Actions that take the case from its department (or give it one): the workflow applies one,
+# and the case changes hands only when its run loop gets to it.
+REASSIGNING_ACTIONS = frozenset({
+    CaseSignal.RETURN,
+    CaseSignal.DECIDE_RETURN,
+    CaseSignal.RAISE_LEVEL,
+    CaseSignal.ORDER_SECOND_ASSIGNMENT,
+    CaseSignal.DISPATCH,
+})  # fmt: skip
+
+
+def reassignment_pending(state: CaseState) -> Refusal:
+    """One reassignment at a time: between an applied 退单/提级办/二次交办/dispatch and the
+    new round, the case still shows the department's status, and a second such action (a
+    retry with a new request id, or in the same batch of signals) passed every other rule and
+    was applied again — counted twice against the department, or the case dispatched twice.
+    Only the workflow knows (the API cannot see a pending reassignment): it refuses."""
+    return Refusal(
+        "reassignment_pending",
+        f"{state.case_id} is already being passed on to another department",
+        since=ONE_REASSIGNMENT_AT_A_TIME,
+    )
 
 
 def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal | None:
