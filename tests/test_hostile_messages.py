@@ -260,3 +260,24 @@ async def test_two_dispatches_out_of_the_queue_give_the_case_one_department(api,
         await h.terminate("test over")
 
 
+async def test_a_duplicated_or_forged_ladder_step_counts_once(api, client) -> None:
+    """The escalation child's ``escalation_step`` is an ordinary signal any client can send:
+    sent twice with 问责, it put two accountability records (问责) on the unit's file and a
+    level the ladder never reached on the case. A step counts once, from the ladder climbing
+    now, upwards; the others are recorded as refused (``stale_step``)."""
+    case_id = (await register(api))["case_id"]
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    h = handle_of(client, case_id)
+    await h.signal("supervise", {"actor": rid(SUPERVISOR), "note": "hurry"})
+    await until(client, case_id, lambda s: s.escalation_level >= 1)
+    for step in ({"n": 1, "level": 5}, {"n": 1, "level": 5}, {"n": 7, "level": 2}):
+        await h.signal("escalation_step", step)
+    await h.signal("supplement", {"actor": rid(CITIZEN), "text": "marker"})
+    s = await until(client, case_id, lambda s: kinds(s, EventKind.SUPPLEMENTED))
+    assert len(kinds(s, EventKind.ACCOUNTABILITY_RECORDED)) <= 1
+    assert len([e for e in kinds(s, EventKind.ESCALATED) if e["level"] == 5]) <= 1
+    refused = [e for e in kinds(s, EventKind.REJECTED) if e["action"] == "escalation_step"]
+    assert [r["code"] for r in refused] == ["stale_step"] * 2, refused
+    await h.terminate("test over")
+
+

@@ -81,9 +81,9 @@ class CaseRecord:
         """Apply a valid action; record a refused one with its reason, for the auditors."""
         if refusal is None:
             return True
+        actor = getattr(action, "actor", None) or UNKNOWN_SENDER  # a ladder step has none
         self.record(
-            EventKind.REJECTED, action.actor, action=name, code=refusal.code,
-            reason=refusal.reason,
+            EventKind.REJECTED, actor, action=name, code=refusal.code, reason=refusal.reason,
         )
         return False
 

@@ -135,6 +135,9 @@ PATCH_CLOSED_DURING_NEW_ROUND = "closed-during-new-round-v1"
 # One reassignment at a time (lifecycle.reassignment_pending): a return, raise, second
 # assignment or dispatch while one is pending (or its new round is being set up) is refused.
 PATCH_ONE_REASSIGNMENT = lifecycle.ONE_REASSIGNMENT_AT_A_TIME
+# A ladder step counts once, upwards, from the ladder climbing (lifecycle.check_escalation_step):
+# a duplicated or forged escalation_step is refused stale_step.
+PATCH_LADDER_STEPS_ONCE = lifecycle.LADDER_STEPS_ONCE
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -532,6 +535,8 @@ class ComplaintWorkflow:
     def _on_escalation_step(self, step: EscalationStep) -> None:
         """From the escalation child: the ladder reached a step (提醒/催办/督办/会办/问责)."""
         self._state.escalation_level = step.level
+        if self._state.escalation is not None and self._state.escalation.n == step.n:
+            self._state.escalation.level = max(self._state.escalation.level, step.level)
         self._record(
             EventKind.ESCALATED,
             SYSTEM_ACTOR,

@@ -912,6 +912,7 @@ class Escalation(BaseModel):
     child_id: str
     started_at: datetime
     active: bool = True
+    level: EscalationLevel = EscalationLevel.NONE  # the step this ladder has reached
     department_id: str | None = None  # the unit under supervision
     # a supervisor's order (督办单): the form, opinion and the unit's deadline; 问责's record
     form: SupervisionForm | None = None

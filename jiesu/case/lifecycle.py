@@ -27,6 +27,7 @@ from jiesu.case.domain import (
     ContributionAction,
     DeadlineKind,
     DispatchAction,
+    EscalationStep,
     ExtensionAction,
     ExtensionDecisionAction,
     RaiseLevelAction,
@@ -64,6 +65,7 @@ class Refusal:
 # Rules added while cases were running (see Refusal.since); the ids are the workflow's patches.
 DISTINCT_CO_HANDLERS = "distinct-co-handlers-v1"  # 会办 names each department once
 ONE_REASSIGNMENT_AT_A_TIME = "one-reassignment-at-a-time-v1"  # see reassignment_pending
+LADDER_STEPS_ONCE = "ladder-steps-once-v1"  # see check_escalation_step
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -389,6 +391,25 @@ def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
     return refusal or _status_is(state, *BEFORE_REPLY)
 
 
+def check_escalation_step(state: CaseState, step: EscalationStep) -> Refusal | None:
+    """A ladder step counts once, from the ladder climbing now, upwards: the escalation
+    child's ``escalation_step`` duplicated, replayed from an ended ladder, or forged by any
+    client was applied each time — a second 问责 record against the unit, a level the ladder
+    never reached."""
+    e = state.escalation
+    if e is None or not e.active or step.n != e.n:
+        return Refusal(
+            "stale_step", f"no supervision ladder {step.n} is climbing on {state.case_id}",
+            since=LADDER_STEPS_ONCE,
+        )  # fmt: skip
+    if step.level <= e.level:
+        return Refusal(
+            "stale_step", f"ladder {e.n} has already reached {e.level.name.lower()}",
+            since=LADDER_STEPS_ONCE,
+        )  # fmt: skip
+    return None
+
+
 def check_callback(state: CaseState, action: CallbackAction) -> Refusal | None:
     refusal = _role_in(action.actor, CENTRE_ROLES, "record a callback")
     return refusal or _status_is(state, Status.REPLIED) or _not_rated(state)
@@ -446,6 +467,7 @@ CHECKS: dict[CaseSignal, Check] = {
     CaseSignal.SUPERVISE: check_supervision,
     CaseSignal.SUPPLEMENT: _timeless(check_supplement),
     CaseSignal.WITHDRAW: _timeless(check_withdraw),
+    CaseSignal.ESCALATION_STEP: _timeless(check_escalation_step),
 }
 """The rule each action must pass, by message name; the workflow records the refusal.
-(Repeat reports and ladder steps come from the system and carry no check.)"""
+(Repeat reports come from the system and carry no check: they are de-duplicated by id.)"""
