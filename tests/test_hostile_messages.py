@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from helpers import OPERATOR, act, case, department, eventually, handle_of, register
+from helpers import OPERATOR, act, case, department, eventually, handle_of, keep_history, register
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -120,6 +120,7 @@ async def test_a_department_named_twice_as_co_handler_is_refused(api, client) ->
     assert event.kind is EventKind.REPLIED, event.data
     s = await state_of(client, case_id)
     assert [c.department_id for c in s.co_handlers] == ["water"]
+    await keep_history(h, "hostile_co_handler_named_twice")
 
 
 async def test_joint_handling_order_checks_the_departments_it_convenes(api, client) -> None:
@@ -167,6 +168,7 @@ async def test_a_case_withdrawn_in_its_first_task_stays_closed(client, settings)
         assert s.status is Status.CLOSED, [(e.seq, e.kind.value) for e in s.events]
         assert not kinds(s, EventKind.ROUTED) and not kinds(s, EventKind.QUEUED)
         assert (await h.result()).status is Status.CLOSED
+        await keep_history(h, "hostile_withdrawn_in_first_task")
     finally:
         if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
             await h.terminate("test over")
@@ -194,6 +196,7 @@ async def test_a_withdrawal_during_a_new_round_stays_closed(client, pool, settin
             s = await state_of(client, case_id)
             assert s.status is Status.CLOSED, [(e.seq, e.kind.value) for e in s.events]
             assert s.round == 1 and not kinds(s, EventKind.REASSIGNED)
+            await keep_history(h, "hostile_withdrawn_during_new_round")
         finally:
             if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
                 await h.terminate("test over")
@@ -223,6 +226,7 @@ async def test_a_return_retried_while_the_worker_is_down_is_applied_once(
             assert s.returned_by == ["urban-management"]
             refused = [e.data for e in s.events if e.kind is EventKind.REJECTED]
             assert [r["code"] for r in refused] == ["reassignment_pending"], refused
+            await keep_history(h, "hostile_return_twice_in_one_batch")
         finally:
             await h.terminate("test over")
 
@@ -256,6 +260,7 @@ async def test_two_dispatches_out_of_the_queue_give_the_case_one_department(api,
         assert len(applied) == 1, [(e.kind, e.data) for e in (one, other)]
         assert s.department_id == ("ecology" if applied[0] is one else "water")
         assert len(kinds(s, EventKind.DISPATCHED)) + len(kinds(s, EventKind.REASSIGNED)) == 4
+        await keep_history(h, "hostile_two_dispatches_at_once")
     finally:
         await h.terminate("test over")
 
@@ -278,6 +283,7 @@ async def test_a_duplicated_or_forged_ladder_step_counts_once(api, client) -> No
     assert len([e for e in kinds(s, EventKind.ESCALATED) if e["level"] == 5]) <= 1
     refused = [e for e in kinds(s, EventKind.REJECTED) if e["action"] == "escalation_step"]
     assert [r["code"] for r in refused] == ["stale_step"] * 2, refused
+    await keep_history(h, "hostile_ladder_step_duplicated")
     await h.terminate("test over")
 
 
