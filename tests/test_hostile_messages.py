@@ -287,3 +287,38 @@ async def test_a_duplicated_or_forged_ladder_step_counts_once(api, client) -> No
     await h.terminate("test over")
 
 
+
+
+async def test_a_rating_after_a_second_assignment_of_the_reply_is_refused(
+    client, pool, settings
+) -> None:
+    """二次交办 of a replied case, and the citizen's rating in the same batch (the worker was
+    down): the rating was applied, then the new round cleared it — the citizen was answered
+    200 for a verdict that counted for nothing. It is refused now (``reassignment_pending``);
+    the citizen rates the next department's reply."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    h = handle_of(client, case_id)
+    async with private_worker(client, pool, settings, queue):
+        await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                    task_queue=queue)
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await h.signal("accept", {"actor": rid(URBAN)})
+        await h.signal("contact", {"actor": rid(URBAN)})
+        await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
+        await until(client, case_id, lambda s: s.status is Status.REPLIED)
+    second, rating = rid(SUPERVISOR), rid(CITIZEN)
+    await h.signal("order_second_assignment", {"actor": second, "reason": "Reply not credible",
+                                               "department_id": "market"})
+    await h.signal("rate", {"actor": rating, "rating": "satisfied"})
+    async with private_worker(client, pool, settings, queue):
+        try:
+            refused = await event_of(client, case_id, rating)
+            assert refused.kind is EventKind.REJECTED, refused.data
+            assert refused.data["code"] == "reassignment_pending"
+            s = await until(client, case_id, lambda s: s.round == 2)
+            assert s.department_id == "market" and s.status is not Status.CLOSED
+            assert not kinds(s, EventKind.RATED)
+            await keep_history(h, "hostile_rating_after_second_assignment")
+        finally:
+            await h.terminate("test over")

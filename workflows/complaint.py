@@ -138,6 +138,9 @@ PATCH_ONE_REASSIGNMENT = lifecycle.ONE_REASSIGNMENT_AT_A_TIME
 # A ladder step counts once, upwards, from the ladder climbing (lifecycle.check_escalation_step):
 # a duplicated or forged escalation_step is refused stale_step.
 PATCH_LADDER_STEPS_ONCE = lifecycle.LADDER_STEPS_ONCE
+# A rating (or callback) after an applied 二次交办 of the replied case, before the new round,
+# is refused (lifecycle.verdict_overtaken) instead of being applied and then cleared.
+PATCH_VERDICT_OVERTAKEN = lifecycle.VERDICT_OVERTAKEN
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -518,6 +521,8 @@ class ComplaintWorkflow:
         pending = self._reassign_next is not None or self._dispatched is not None
         if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:
             refusal = lifecycle.reassignment_pending(self._state)
+        elif refusal is None and self._reassign_next is not None and signal in lifecycle.VERDICTS:
+            refusal = lifecycle.verdict_overtaken(self._state)
         if refusal is None:
             refusal = lifecycle.first_entry_refusal(self._state, signal, payload)
             if refusal is not None and workflow.patched(PATCH_DISTINCT_CO_HANDLERS):

@@ -66,6 +66,7 @@ class Refusal:
 DISTINCT_CO_HANDLERS = "distinct-co-handlers-v1"  # 会办 names each department once
 ONE_REASSIGNMENT_AT_A_TIME = "one-reassignment-at-a-time-v1"  # see reassignment_pending
 LADDER_STEPS_ONCE = "ladder-steps-once-v1"  # see check_escalation_step
+VERDICT_OVERTAKEN = "verdict-overtaken-v1"  # see verdict_overtaken
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -226,6 +227,23 @@ def reassignment_pending(state: CaseState) -> Refusal:
         "reassignment_pending",
         f"{state.case_id} is already being passed on to another department",
         since=ONE_REASSIGNMENT_AT_A_TIME,
+    )
+
+
+# The citizen's verdict on a reply (评价, or 回访 recorded by the centre).
+VERDICTS = frozenset({CaseSignal.RATE, CaseSignal.CALLBACK})
+
+
+def verdict_overtaken(state: CaseState) -> Refusal:
+    """A rating that arrives after an applied 二次交办 of the replied case, before its new
+    round starts, rated a reply the case no longer stands by: it was applied, then the new
+    round cleared it, and the citizen was told 200 for a verdict that counted for nothing.
+    It is refused; the citizen rates the new department's reply."""
+    return Refusal(
+        "reassignment_pending",
+        f"{state.case_id} is being passed on to another department: its reply is not the one "
+        "to rate any more",
+        since=VERDICT_OVERTAKEN,
     )
 
 
