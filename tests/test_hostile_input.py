@@ -248,3 +248,32 @@ async def test_action_keys_past_their_keeping_are_purged(pool: asyncpg.Pool) -> 
         "SELECT request_id FROM action_keys WHERE request_id = ANY($1)", [old, recent]
     )
     assert [r["request_id"] for r in left] == [recent]
+
+
+async def test_console_pages_refuse_what_postgresql_cannot_hold_with_a_page(
+    api: httpx.AsyncClient,
+) -> None:
+    """The console's own pages: a NUL in a filter, a record's id or a login is a 4xx page
+    (the change log's filters checked first; the others by the console's net)."""
+    browser = await signed_in(api, "admin")
+    refused = {
+        "/console/admin/changes?entity=a%00b": 422,
+        "/console/admin/changes?entity_id=a%00b": 422,
+        "/console/admin/departments?edit=a%00b": 422,
+        "/console/admin/categories?edit=a%00b": 422,
+    }
+    try:
+        for path, status in refused.items():
+            answer = await browser.get(path)
+            assert answer.status_code == status, (path, answer.status_code, answer.text[:200])
+            assert "text/html" in answer.headers["content-type"], path
+        page = await browser.get("/console/admin/departments")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text[:300]
+        deleted = await browser.post("/console/admin/departments/a%00b/delete",
+                                     data={"csrf_token": token[1]})
+        assert deleted.status_code == 422, (deleted.status_code, deleted.text[:200])
+    finally:
+        await browser.aclose()
+    signed = await api.post("/console/login", data={"login": "a\x00b", "password": "x"})
+    assert signed.status_code == 401, signed.text[:200]

@@ -6,6 +6,9 @@ Temporal client, settings and failed-authentication limiter."""
 
 from __future__ import annotations
 
+import logging
+
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -17,6 +20,8 @@ from api.console.web import PREFIX, STATIC, SignInRequired, error_page, redirect
 from api.errors import ApiError
 from jiesu.config import Settings
 from jiesu.notify.links import FOLLOW_UP_PATH
+
+log = logging.getLogger("jiesu.console")
 
 
 def _sub_app(parent: FastAPI) -> FastAPI:
@@ -37,7 +42,15 @@ def _sub_app(parent: FastAPI) -> FastAPI:
     async def invalid(request: Request, exc: Exception) -> Response:
         return error_page(request, 422, "请求参数有误")
 
+    async def bad_value(request: Request, exc: Exception) -> Response:
+        # as the API's net (api/errors.py is_bad_value): a value PostgreSQL refused is the
+        # request's fault; logged, as a page's own checks should have refused it first
+        log.warning("console: a value PostgreSQL refused on %s", request.url.path, exc_info=exc)
+        return error_page(request, 422, "请求中有无法处理的值（如空字符、超出范围的日期）")
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(asyncpg.DataError, bad_value)
+    app.add_exception_handler(OverflowError, bad_value)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     return app

@@ -15,7 +15,7 @@ from api.console.web import PREFIX, page, redirect, require_roles, templates
 from api.deps import Pool
 from jiesu.admin import calendar, changes, policy, reference, routing
 from jiesu.admin import templates as notice_templates
-from jiesu.case.domain import Actor
+from jiesu.case.domain import Actor, Line
 
 router = APIRouter()
 Admin = require_roles()  # admins only
@@ -72,8 +72,8 @@ async def section(session: Admin) -> Response:
 @router.get("/admin/changes", response_class=HTMLResponse)
 async def change_log(
     request: Request, pool: Pool, session: Admin,
-    entity: Annotated[str | None, Query(max_length=64)] = None,
-    entity_id: Annotated[str | None, Query(max_length=200)] = None,
+    entity: Annotated[Line | None, Query(max_length=64)] = None,
+    entity_id: Annotated[Line | None, Query(max_length=200)] = None,
     before_id: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
 ) -> Response:  # fmt: skip
     rows = await changes.list_changes(pool, entity=entity or None,
