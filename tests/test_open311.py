@@ -165,6 +165,26 @@ async def test_a_retry_with_the_same_idempotency_key_files_once(api: httpx.Async
     assert first.json()[0]["service_request_id"] == again.json()[0]["service_request_id"]
 
 
+async def test_a_retry_keeps_the_location_the_first_attempt_did_not(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The first attempt filed the case and died before keeping its point (as if the
+    process stopped between the two): the retry with the same key keeps it, once."""
+    lon, lat = grid_centre("G-QH-02-01-1")
+    fields = {"api_key": KEY, "service_code": "street_light", "lat": str(lat), "long": str(lon),
+              "description": "路灯不亮", **_citizen()}
+    key = {"Idempotency-Key": f"o311-{uuid.uuid4().hex}"}
+    first = await _post(api, "json", key, **fields)
+    assert first.status_code == 201, first.text
+    case_id = first.json()[0]["service_request_id"]
+    await pool.execute("DELETE FROM open311_requests WHERE case_id = $1", case_id)
+    for _ in range(2):
+        again = await _post(api, "json", key, **fields)
+        assert again.status_code == 200, again.text
+    rows = await pool.fetch("SELECT lat, long FROM open311_requests WHERE case_id = $1", case_id)
+    assert [(r["lat"], r["long"]) for r in rows] == [(lat, lon)]
+
+
 async def test_a_citizen_token_finds_its_request(api: httpx.AsyncClient) -> None:
     case = await register(api)
     for fmt in ("json", "xml"):

@@ -425,6 +425,7 @@ class Filing:
     received_at: datetime
     merged: bool  # linked to the open case of the same problem (并单): no new case
     replayed: bool  # a retry with the same Idempotency-Key: no new case
+    report_id: int | None = None  # the repeat report's id when merged (None: the case's own)
 
 
 def _filing(claim: Claim, filed: Filed, secret: bytes) -> Filing:
@@ -435,6 +436,7 @@ def _filing(claim: Claim, filed: Filed, secret: bytes) -> Filing:
         received_at=filed.case.received_at,
         merged=claim.report_id is not None,
         replayed=claim.replayed,
+        report_id=claim.report_id,
     )
 
 

@@ -186,13 +186,16 @@ async def file_report(
     filed = await filing.register(
         pool, client, settings, to_intake(report, grid, name), actor, idempotency_key
     )
-    if not filed.replayed:
-        await pool.execute(
-            "INSERT INTO open311_requests (case_id, service_code, lat, long, address, media_url)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            filed.case_id, report.service_code, report.lat, report.long,
-            report.address_string, report.media_url or None,
-        )  # fmt: skip
+    # On a retry too (once per report, migration 0027): the first attempt may have filed the
+    # case and died before keeping the location.
+    await pool.execute(
+        "INSERT INTO open311_requests"
+        " (case_id, report_id, service_code, lat, long, address, media_url)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (case_id, report_id) WHERE report_id IS NOT NULL DO NOTHING",
+        filed.case_id, filed.report_id or 0, report.service_code, report.lat, report.long,
+        report.address_string, report.media_url or None,
+    )  # fmt: skip
     return filed
 
 
