@@ -504,31 +504,58 @@ async def _case_exists(client: Client, case_id: str) -> bool:
     return True
 
 
+# A case Temporal no longer has may still have been: its history deleted by the namespace's
+# retention (1 day on the dev server) after it closed. The read model and the archive remember.
+_KNOWN_ELSEWHERE = """
+SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1)
+    OR EXISTS (SELECT 1 FROM history_archive WHERE case_id = $1)
+"""
+
+
+def _has_phone(payload: dict[str, Any]) -> bool:
+    """Whether the report's citizen gets the intake SMS (a mail's reporter gets the reply)."""
+    return bool(((payload.get("intake") or {}).get("citizen") or {}).get("phone"))
+
+
 async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
     async with conn.transaction():
         # SKIP LOCKED: a row being completed right now (a retry) is that request's to finish.
-        if not await conn.fetchval(
-            "SELECT 1 FROM intakes WHERE case_id = $1 AND state = 'pending'"
+        payload = await conn.fetchval(
+            "SELECT payload FROM intakes WHERE case_id = $1 AND state = 'pending'"
             " FOR UPDATE SKIP LOCKED",
             case_id,
-        ):
+        )
+        if payload is None:
             return None
-        if await _case_exists(client, case_id):
+        if await _case_exists(client, case_id) or await conn.fetchval(_KNOWN_ELSEWHERE, case_id):
             await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case_id)
+            # The request died before queueing the SMS with the citizen's link: without it the
+            # citizen never gets the token that rates, supplements or withdraws the case.
+            if _has_phone(payload):
+                await follow_up.enqueue(conn, case_id, None)
             return True
         await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
         return False
 
 
-async def _repeat_delivered(client: Client, case_id: str, report_id: int) -> bool:
-    """Whether the case has counted this report (its repeat_reported events name it)."""
+_COUNTED_IN_READ_MODEL = """
+SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'
+               AND data ->> 'report_id' = $2)
+"""
+
+
+async def _repeat_delivered(
+    conn: asyncpg.Connection, client: Client, case_id: str, report_id: int
+) -> bool:
+    """Whether the case has counted this report (its repeat_reported events name it): asked of
+    the workflow, or of the read model once Temporal's retention has deleted the case."""
     try:
         state = await client.get_workflow_handle(case_id).query(
             CASE_STATE_QUERY, result_type=CaseState
         )
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            return False
+            return bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id)))
         raise
     return any(
         e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == str(report_id)
@@ -541,17 +568,20 @@ async def _settle_repeat(
 ) -> bool | None:
     async with conn.transaction():
         # Lock order as in _complete_repeat: the repeat's row, then its case's intake row.
-        if not await conn.fetchval(
-            "SELECT 1 FROM repeat_reports WHERE id = $1 AND state = 'pending'"
+        payload = await conn.fetchval(
+            "SELECT payload FROM repeat_reports WHERE id = $1 AND state = 'pending'"
             " FOR UPDATE SKIP LOCKED",
             report_id,
-        ):
+        )
+        if payload is None:
             return None
         await conn.execute("SELECT 1 FROM intakes WHERE case_id = $1 FOR UPDATE", case_id)
-        if await _repeat_delivered(client, case_id, report_id):
+        if await _repeat_delivered(conn, client, case_id, report_id):
             await conn.execute(
                 "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
             )
+            if _has_phone(payload):  # as for an intake: the SMS with this report's link
+                await follow_up.enqueue(conn, case_id, report_id)
             return True
         await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
         return False

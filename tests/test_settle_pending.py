@@ -1,0 +1,93 @@
+"""`jiesu repair intakes` (filing.settle_pending) after a request died between Temporal
+starting its case and the `started` mark: the citizen still gets the SMS with their link, and
+a case whose history Temporal's retention deleted keeps its intake (power-cut review)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from helpers import complaint, eventually, handle_of
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from jiesu.case.domain import Actor, ComplaintIntake, Role
+from jiesu.config import Settings
+from jiesu.intake import filing, follow_up
+
+OPERATOR = Actor(role=Role.OPERATOR, name="power-cut-operator")
+
+
+class PowerCut(BaseException):
+    """The process dies here (not an Exception: nothing may handle it)."""
+
+
+async def _cut_after_start(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings,
+    body: dict,
+) -> str:
+    """File a report without an Idempotency-Key and die after Temporal started its case but
+    before the `started` mark committed (the last step before the commit is the follow-up)."""
+    real = follow_up.enqueue
+
+    async def die(*args: object) -> None:
+        raise PowerCut
+
+    monkeypatch.setattr(follow_up, "enqueue", die)
+    with pytest.raises(PowerCut):
+        await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                              OPERATOR, None)
+    monkeypatch.setattr(follow_up, "enqueue", real)
+    case_id = await pool.fetchval(
+        "SELECT case_id FROM intakes WHERE payload->'intake'->'citizen'->>'phone' = $1",
+        body["citizen"]["phone"],
+    )
+    assert await pool.fetchval("SELECT state FROM intakes WHERE case_id = $1", case_id) == \
+        "pending"
+    await handle_of(client, case_id).describe()  # Temporal has the case
+    await pool.execute("UPDATE intakes SET created_at = now() - interval '2 hours'"
+                       " WHERE case_id = $1", case_id)
+    return case_id
+
+
+async def test_a_settled_intake_still_gets_its_follow_up_sms(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    case_id = await _cut_after_start(monkeypatch, pool, client, settings, complaint())
+    try:
+        settled = await filing.settle_pending(pool, client, timedelta(hours=1))
+        assert case_id in settled.started
+        # The citizen's only way to its token: the intake SMS. The request died unanswered.
+        assert await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE key = $1", f"{case_id}:follow-up"
+        ) == 1, "case started, but the citizen's intake SMS (token link) was never queued"
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_settling_after_retention_keeps_the_intake_of_a_case_that_existed(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    case_id = await _cut_after_start(monkeypatch, pool, client, settings, complaint())
+    await eventually(lambda: pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
+    # the case ends and Temporal's retention (1 day on the dev server) deletes its history
+    # before anybody runs `jiesu repair intakes`
+    await handle_of(client, case_id).terminate("closed")
+    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+        namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=case_id)))
+
+    async def gone() -> bool:
+        try:
+            await handle_of(client, case_id).describe()
+        except RPCError as err:
+            return err.status is RPCStatusCode.NOT_FOUND
+        return False
+
+    await eventually(gone, within=120, interval=0.5)
+    await filing.settle_pending(pool, client, timedelta(hours=1))
+    assert await pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM intakes WHERE case_id = $1", case_id) == 1, \
+        "the case's intake (description, citizen, token hash) was deleted by the repair"
