@@ -272,6 +272,70 @@ async def test_projecting_the_same_events_twice_stores_each_notice_once(
     ) == 4
 
 
+async def test_a_retried_workflow_task_leaves_no_notice_of_its_abandoned_attempt(
+    pool: asyncpg.Pool,
+) -> None:
+    """A local projection (lean-case-v1) runs before its workflow task commits. Attempt 1
+    applies a return (退单) just inside its window and projects it as seq 4; the worker dies
+    before completing the task; attempt 2 runs with a later workflow.now(), past the window,
+    and records the same signal as `rejected` at seq 4 — the committed history."""
+    case_id = _synthetic_case_id()
+    base = [
+        _event(1, EventKind.RECEIVED, title="t"),
+        _event(2, EventKind.ROUTED, department_id=URBAN, department_name="x"),
+        _event(3, EventKind.ACCEPTED, URBAN_ACTOR),
+    ]
+    abandoned = _event(4, EventKind.RETURNED, URBAN_ACTOR, department_id=URBAN,
+                       reason="不属于本单位职责", awaiting_approval=True)
+    committed = _event(4, EventKind.REJECTED, URBAN_ACTOR, action="return",
+                       code="return_window_over", reason="too late")
+    projector = ProjectionActivities(pool)
+    await projector.project_events(CaseProjection(
+        state=_state(case_id, status=Status.HANDLING), new_events=[*base, abandoned], version=4))
+    final = _state(case_id, status=Status.HANDLING)
+    await projector.project_events(CaseProjection(
+        state=final, new_events=[*base, committed], version=4))
+
+    assert await pool.fetchval(
+        "SELECT kind FROM case_events WHERE case_id = $1 AND seq = 4", case_id) == "rejected"
+    stored = await pool.fetch(
+        "SELECT key, event_kind FROM notifications WHERE case_id = $1 ORDER BY id", case_id)
+    expected = {n.key for n in notices_for(final, [*base, committed])}
+    assert {r["key"] for r in stored} == expected, [tuple(r) for r in stored]
+
+
+async def test_a_retried_workflow_task_rewrites_pending_notices_not_sent_ones(
+    pool: asyncpg.Pool,
+) -> None:
+    """The retried attempt's notice wins over a pending one of the same key (its routing
+    computed another accept deadline); a notice already sent cannot be called back."""
+    case_id = _synthetic_case_id()
+    state = _state(case_id, status=Status.HANDLING)
+    received = _event(1, EventKind.RECEIVED, title="t")
+
+    def routed(deadline: datetime) -> CaseEvent:
+        return _event(2, EventKind.ROUTED, department_id=URBAN, department_name="x",
+                      accept_deadline=deadline.isoformat())
+
+    returned = _event(3, EventKind.RETURNED, URBAN_ACTOR, department_id=URBAN, reason="r",
+                      awaiting_approval=True)
+    projector = ProjectionActivities(pool)
+    await projector.project_events(CaseProjection(
+        state=state, new_events=[received, routed(ACCEPT_BY), returned], version=3))
+    [was_sent] = [n.key for n in notices_for(state, [returned])]
+    await pool.execute("UPDATE notifications SET status = 'sent', sent_at = now()"
+                       " WHERE key = $1", was_sent)
+    later = ACCEPT_BY + timedelta(minutes=7)  # 10:37 in Beijing
+    rejected = _event(3, EventKind.REJECTED, URBAN_ACTOR, action="return",
+                      code="return_window_over", reason="too late")
+    await projector.project_events(CaseProjection(
+        state=state, new_events=[received, routed(later), rejected], version=3))
+
+    [department] = await _notices_of(pool, case_id, "department")
+    assert "10:37" in department["body"] and "10:30" not in department["body"]
+    assert (await _row(pool, was_sent))["status"] == "sent"  # out already: it stays
+
+
 async def test_a_case_through_the_api_notifies_department_and_citizen(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:

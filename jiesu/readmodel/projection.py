@@ -8,6 +8,8 @@ retried workflow task's write replaces one its abandoned attempt made.
 
 The same transaction stores the notices the new events cause (``jiesu.notify.notices``) in the
 ``notifications`` outbox, keyed by their idempotency key: written exactly when the events are.
+With ``overwrite`` the rewritten seqs' notices follow their events while nobody has claimed them
+(see _OVERWRITE_NOTICE); one already sent stays sent.
 """
 
 from __future__ import annotations
@@ -76,6 +78,25 @@ INSERT INTO notifications (
     key, case_id, event_seq, event_kind, recipient_kind, recipient_id, channel, subject, body)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (key) DO NOTHING
+"""
+
+# A local projection's rewrite of a seq (see _UPSERT_CASE_OVERWRITE) rewrites its notices too: a
+# notice of the abandoned attempt is replaced by the committed attempt's notice of the same key,
+# and one the committed attempt does not cause is deleted, as long as nobody has claimed it
+# (``pending``). A notice already claimed (``sending``) or ``sent`` cannot be called back: it
+# may reach its recipient although the history has another event at its seq.
+_OVERWRITE_NOTICE = _INSERT_NOTICE.replace(
+    "DO NOTHING",
+    "DO UPDATE SET event_seq = excluded.event_seq, event_kind = excluded.event_kind,"
+    " recipient_kind = excluded.recipient_kind, recipient_id = excluded.recipient_id,"
+    " channel = excluded.channel, subject = excluded.subject, body = excluded.body"
+    " WHERE notifications.status = 'pending'",
+)
+
+_DELETE_ABANDONED_NOTICES = """
+DELETE FROM notifications
+WHERE case_id = $1 AND status = 'pending' AND event_seq = ANY($2::int[])
+  AND NOT (key = ANY($3::text[]))
 """
 
 _CASE_EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id = $1 ORDER BY seq"
@@ -217,9 +238,14 @@ async def write_case(
         if projection.new_events:  # delivered at commit: whoever waits for them (changes.py)
             await conn.execute(NOTIFY_SQL, _notice(s.case_id, state, events))
         notices = notices_for(s, projection.new_events)
+        if overwrite and projection.new_events:
+            await conn.execute(
+                _DELETE_ABANDONED_NOTICES, s.case_id, [e.seq for e in projection.new_events],
+                [n.key for n in notices],
+            )
         wording = await templates.load(conn) if notices else {}
         await conn.executemany(
-            _INSERT_NOTICE,
+            _OVERWRITE_NOTICE if overwrite else _INSERT_NOTICE,
             [
                 (n.key, n.case_id, n.event_seq, n.event_kind.value, n.recipient_kind,
                  n.recipient_id, n.channel, n.subject, n.body)
