@@ -532,7 +532,9 @@ async def test_a_crashed_dispatchers_claim_is_retaken_within_the_lease(pool: asy
 
 
 async def test_a_live_dispatcher_keeps_its_claim_past_the_lease(pool: asyncpg.Pool) -> None:
-    """A batch that takes longer than the lease is not taken over: the heartbeat renews it."""
+    """The notice in flight is not taken over however long its send takes: the heartbeat
+    renews it. The notices waiting behind it are not renewed: after one lease another
+    dispatcher takes them (and the owner skips them), each is still sent once."""
     case_id = _synthetic_case_id()
     keys = await _insert(pool, case_id, 3)
     lease = timedelta(seconds=1)
@@ -554,12 +556,76 @@ async def test_a_live_dispatcher_keeps_its_claim_past_the_lease(pool: asyncpg.Po
     await eventually(rival_tried_after_the_first_lease, within=10)
     slow.release.set()
     await sending
-    assert other.keys(case_id) == [], "a live dispatcher's claim was taken over"
-    assert sorted(slow.keys(case_id)) == sorted(keys)
-    assert await pool.fetchval(
-        "SELECT bool_and(status = 'sent' AND attempts = 1) FROM notifications WHERE case_id = $1",
-        case_id,
+    in_flight, *waiting = keys  # sent in id order
+    assert slow.keys(case_id) == [in_flight], "a live dispatcher's notice was taken over"
+    assert sorted(other.keys(case_id)) == sorted(waiting), "waiting notices were held back"
+    assert [tuple(r) for r in await pool.fetch(
+        "SELECT status, attempts FROM notifications WHERE case_id = $1 ORDER BY id", case_id,
+    )] == [("sent", 1), ("sent", 2), ("sent", 2)]
+
+
+class SlowEmail(RecordingSender):
+    """An SMTP server that accepts the connection and then never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+
+    async def send(self, notice: OutboundNotice) -> None:
+        if notice.channel == "email":
+            self.started.set()
+            await asyncio.sleep(3600)
+        await super().send(notice)
+
+
+async def test_one_hanging_channel_does_not_hold_other_notices_hostage(
+    pool: asyncpg.Pool,
+) -> None:
+    """The mail server hangs (each send is cut at send_timeout); the SMS gateway works, and a
+    second, healthy dispatcher is running. Neither the SMS claimed in the same batch behind
+    the mails nor the other mails wait for every mail claimed before them: after the first
+    timeout the mails go back to the outbox and the SMS is sent."""
+    case_id = _synthetic_case_id()
+    rows = [(f"{case_id}:{i}:department:test", "email") for i in range(1, 20)]
+    sms = f"{case_id}:20:department:test-sms"
+    rows.append((sms, "sms"))
+    await pool.executemany(
+        "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+        " recipient_id, channel, subject, body, attempts) VALUES ($1, $2, 1, 'routed',"
+        " 'department', 'test', $3, 's', 'b', 10)",  # 10: past the session worker's own
+        [(k, case_id, ch) for k, ch in rows],        # dispatcher (max_attempts 10), ours only
     )
+    slow = SlowEmail()
+    hanging = OutboxDispatcher(pool, slow, batch=500, send_timeout=timedelta(seconds=1),
+                               max_attempts=20)
+    owner = asyncio.create_task(hanging.run_once())
+    await asyncio.wait_for(slow.started.wait(), 10)
+    assert await pool.fetchval(
+        "SELECT count(*) FROM notifications WHERE case_id = $1 AND status = 'sending'",
+        case_id) == 20
+    healthy = OutboxDispatcher(pool, RecordingSender(), batch=500, max_attempts=20)
+    stop = asyncio.Event()
+    rescuer = asyncio.create_task(healthy.run(stop, poll_interval=0.05))
+    began = asyncio.get_running_loop().time()
+    try:
+        await eventually(lambda: pool.fetchval(
+            "SELECT status = 'sent' FROM notifications WHERE key = $1", sms), within=60)
+        took = asyncio.get_running_loop().time() - began
+        # one send_timeout (1 s), not the 19 of the mails before it (in whatever order)
+        assert took < 5, f"the SMS waited {took:.1f} s behind hanging mails (1 s each)"
+        # every mail but the one that timed out is sent, whichever came first in the batch
+        await eventually(lambda: pool.fetchval(
+            "SELECT count(*) = 19 FROM notifications WHERE case_id = $1 AND status = 'sent'",
+            case_id), within=5)
+        [timed_out] = await pool.fetch(
+            "SELECT channel, status, last_error FROM notifications"
+            " WHERE case_id = $1 AND status <> 'sent'", case_id)
+        assert (timed_out["channel"], timed_out["status"]) == ("email", "pending")
+        assert timed_out["last_error"].startswith("TimeoutError")
+    finally:
+        stop.set()
+        owner.cancel()
+        await asyncio.gather(owner, rescuer, return_exceptions=True)
 
 
 class HangingSender(RecordingSender):

@@ -8,12 +8,17 @@ transaction as the case events. ``OutboxDispatcher`` delivers them through a plu
    (their dispatcher died), move to ``sending`` with a lease and ``attempts + 1``, in one
    ``UPDATE … FOR UPDATE SKIP LOCKED`` statement. Two dispatchers (threads, processes,
    machines) never claim the same row while its lease runs.
-2. **send** each claimed notice, one after the other. While the batch is being sent the
-   dispatcher **renews** the lease of the rows it still holds (a heartbeat every third of the
-   lease), so a live dispatcher keeps its claim however long the batch takes, and a dead one
-   loses it within one lease (30 s by default). Each send is bounded by ``send_timeout`` and by
-   what is left of the last renewed lease; a notice whose lease could not be renewed in time
-   (the database was away) is handed back unsent.
+2. **send** each claimed notice, one after the other, in ``id`` order. The dispatcher
+   **renews** the lease of the notice in flight only (a heartbeat every third of the lease), so
+   a live dispatcher keeps the notice it is sending however long that takes, and a dead one
+   loses it within one lease (30 s by default). The notices still waiting in the batch keep the
+   claim's lease alone: should the sends before them take longer, another dispatcher takes them
+   over, and this one skips them (fenced by ``attempts``) or renews their lease before it sends
+   them. Each send is bounded by ``send_timeout`` and by what is left of the last renewed
+   lease; a notice whose lease could not be renewed in time (the database was away) is handed
+   back unsent. After a send **timed out**, the rest of the batch on the same channel is handed
+   back at once (another dispatcher, or the next claim, takes it) and the other channels go on:
+   a hanging mail server holds up one notice per claim, not the SMS claimed behind its mails.
 3. **mark** it ``sent``; or back to ``pending`` with ``last_error`` and an exponential back-off;
    or ``failed`` after ``max_attempts``. Each mark is fenced by the ``attempts`` number of the
    claim, so a dispatcher whose lease was taken over cannot overwrite the newer claim.
@@ -286,8 +291,9 @@ RETURNING n.id
 """
 
 _HAND_BACK = """
-UPDATE notifications SET status = 'pending', lease_until = NULL, attempts = attempts - 1
-WHERE id = $1 AND status = 'sending' AND attempts = $2
+UPDATE notifications n SET status = 'pending', lease_until = NULL, attempts = n.attempts - 1
+FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
+WHERE n.id = held.id AND n.status = 'sending' AND n.attempts = held.attempts
 """
 
 
@@ -300,23 +306,38 @@ _LEASE_SAFETY = 0.9
 
 
 class _LeaseKeeper:
-    """Renews the lease of one claimed batch in the background while it is being sent."""
+    """Keeps the lease of the one notice of a claimed batch that is being sent.
 
-    def __init__(self, pool: asyncpg.Pool, rows: list[asyncpg.Record], lease: timedelta) -> None:
+    Only the notice in flight is renewed (in the background): the others wait under the
+    claim's lease alone, so a batch held up by a slow channel is not kept from other
+    dispatchers for longer than one lease."""
+
+    def __init__(self, pool: asyncpg.Pool, lease: timedelta) -> None:
         self.pool = pool
         self.lease = lease
-        self.held = {row["id"]: row["attempts"] for row in rows}
+        self.held: dict[int, int] = {}  # the notice in flight: id → attempts of our claim
         loop = asyncio.get_running_loop()
         # Started after the claim returned: the database's lease ends later than ours.
-        self._held_until = loop.time() + lease.total_seconds() * _LEASE_SAFETY
+        self._claimed_until = loop.time() + lease.total_seconds() * _LEASE_SAFETY
+        self._held_until = self._claimed_until
         self._task: asyncio.Task[None] | None = None
         self._send: tuple[asyncio.Timeout, float] | None = None  # the running send's bound
 
     def remaining(self) -> float:
-        """Seconds our claim is known to last from now."""
+        """Seconds our claim of the notice in flight is known to last from now."""
         return self._held_until - asyncio.get_running_loop().time()
 
-    def holds(self, row: asyncpg.Record) -> bool:
+    async def take(self, row: asyncpg.Record) -> bool:
+        """Make ``row`` the notice in flight; False when it was taken over meanwhile (its
+        claim's lease ran out while the notices before it were sent). Its lease is renewed
+        now unless the claim's own lasts until the next heartbeat renews it."""
+        loop = asyncio.get_running_loop()
+        self.held = {row["id"]: row["attempts"]}
+        if self._claimed_until - loop.time() > self.lease.total_seconds() / 3:
+            self._held_until = self._claimed_until
+            return True
+        self._held_until = loop.time()  # known to last no longer until renewed
+        await self.renew()
         return row["id"] in self.held
 
     def release(self, row: asyncpg.Record) -> None:
@@ -324,18 +345,19 @@ class _LeaseKeeper:
         self.held.pop(row["id"], None)
 
     async def renew(self) -> None:
-        """One heartbeat: push the lease of every row still held."""
+        """One heartbeat: push the lease of the notice in flight."""
         if not self.held:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ids = list(self.held)
+        held = dict(self.held)
+        ids = list(held)
         still = {
             r["id"]
-            for r in await self.pool.fetch(
-                _RENEW, ids, [self.held[i] for i in ids], self.lease
-            )
+            for r in await self.pool.fetch(_RENEW, ids, [held[i] for i in ids], self.lease)
         }
+        if self.held != held:  # the notice in flight changed meanwhile: not what we renewed
+            return
         for lost in set(ids) - still:  # marked meanwhile, or taken over by a newer claim
             self.held.pop(lost, None)
         self._held_until = started + self.lease.total_seconds() * _LEASE_SAFETY
@@ -364,7 +386,7 @@ class _LeaseKeeper:
             try:
                 await self.renew()
             except Exception:  # the database is away: our claim runs out, sends stop in time
-                log.warning("outbox: could not renew the lease of %d notices", len(self.held),
+                log.warning("outbox: could not renew the lease of notice %s", list(self.held),
                             exc_info=True)
 
     async def __aenter__(self) -> _LeaseKeeper:
@@ -411,18 +433,36 @@ class OutboxDispatcher:
         rows = await self.pool.fetch(_CLAIM, self.batch, self.lease, self.max_attempts)
         if not rows:
             return 0
-        async with _LeaseKeeper(self.pool, rows, self.lease) as lease:
-            for row in rows:
-                if not lease.holds(row):
-                    continue  # taken over while our heartbeat could not reach the database
+        # RETURNING has no order: send in the order the claim chose (oldest first)
+        batch = sorted(rows, key=lambda row: row["id"])
+        stalled: set[str] = set()  # channels whose send timed out in this batch
+        async with _LeaseKeeper(self.pool, self.lease) as lease:
+            for i, row in enumerate(batch):
+                if row["channel"] in stalled:
+                    continue  # handed back already
+                if not await lease.take(row):
+                    continue  # its lease ran out while it waited: another dispatcher has it
                 if lease.remaining() <= 0:
-                    await self.pool.execute(_HAND_BACK, row["id"], row["attempts"])
-                else:
-                    await self._deliver(row, lease)
+                    await self._hand_back([row])
+                elif not await self._deliver(row, lease):
+                    # A send that timed out: its channel hangs. Hand the rest of the batch on
+                    # that channel back, not to hold it behind one timeout after another.
+                    stalled.add(row["channel"])
+                    await self._hand_back(
+                        [r for r in batch[i + 1:] if r["channel"] == row["channel"]]
+                    )
                 lease.release(row)
         return len(rows)
 
-    async def _deliver(self, row: asyncpg.Record, lease: _LeaseKeeper) -> None:
+    async def _hand_back(self, rows: list[asyncpg.Record]) -> None:
+        """Unsent and not counted as an attempt: any dispatcher may claim them at once."""
+        if rows:
+            await self.pool.execute(
+                _HAND_BACK, [r["id"] for r in rows], [r["attempts"] for r in rows]
+            )
+
+    async def _deliver(self, row: asyncpg.Record, lease: _LeaseKeeper) -> bool:
+        """Send one notice and mark it; False when its send timed out."""
         notice_id, attempts, key = row["id"], row["attempts"], row["key"]
         try:
             notice = OutboundNotice.model_validate(dict(row))
@@ -437,10 +477,11 @@ class OutboxDispatcher:
                 _FAILED_ATTEMPT, notice_id, attempts, self.max_attempts, message,
                 self._backoff(attempts),
             )
-            return
+            return not isinstance(error, TimeoutError)
         marked = await self.pool.execute(_SENT, notice_id, attempts)
         if marked != "UPDATE 1":
             log.warning("notice %s was sent after its lease was taken over", key)
+        return True
 
     def _backoff(self, attempts: int) -> timedelta:
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
