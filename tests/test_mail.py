@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import threading
+import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -22,6 +25,7 @@ from temporalio.client import Client
 from test_api import error_of, finish
 from test_outbox import RecordingSender
 
+from jiesu.channels.mail import TooLarge, parse
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
 from jiesu.notify.mail import LogMailer
@@ -257,3 +261,89 @@ async def test_staff_read_a_mailed_case_s_attachments(
         error_of(await api.get(url), 401, "unauthenticated")
     finally:
         await finish(client, case_id)
+
+
+@pytest.fixture(scope="module")
+async def default_sized_smtp_port(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> AsyncIterator[int]:
+    """The listener with the default JIESU_MAIL_MAX_BYTES (10 MiB)."""
+    mine = settings.model_copy(update={"mail_address": COMPLAINTS})
+    assert mine.mail_max_bytes == 10 * 1024 * 1024
+    handler = handler_for(pool, client, mine, LogMailer(pool))
+    async with listening(handler, mine, "127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_one_hostile_mail_under_the_size_limit_does_not_stall_the_listener(
+    default_sized_smtp_port: int, pool: asyncpg.Pool, client: Client
+) -> None:
+    """Without the part cap and the parse in a thread, 5.4 MB (under the 10 MiB limit) of
+    40,000 four-byte attachments held the listener's event loop ~12 s and wrote 40,000 rows:
+    meanwhile every other sending server (other citizens' mails) got no greeting. Now: 552,
+    nothing filed, and the others are answered at once."""
+    sender = address()
+    parts = [
+        f"From: <{sender}>\r\nTo: {COMPLAINTS}\r\nSubject: many files\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@citizen.test>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        "--XX\r\nContent-Type: text/plain\r\n\r\nsee the files\r\n"
+    ]
+    parts += [
+        f"--XX\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+        f" filename=f{i}\r\nContent-Transfer-Encoding: base64\r\n\r\nQQ==\r\n"
+        for i in range(40_000)
+    ]
+    raw = ("".join(parts) + "--XX--\r\n").encode()
+    assert len(raw) < 10 * 1024 * 1024
+    waits: list[float] = []  # another sending server, polling from its own thread
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            with smtplib.SMTP("127.0.0.1", default_sized_smtp_port, timeout=300) as smtp:
+                smtp.noop()
+            waits.append(time.monotonic() - start)
+            time.sleep(0.2)
+
+    before = await intakes(pool)
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        _, code, answer = await send(default_sized_smtp_port, raw)
+    finally:
+        stop.set()
+        await asyncio.to_thread(poller.join)
+    if code == 250 and "case" in answer:
+        await finish(client, answer.rsplit(" ", 1)[1])
+    assert (code, answer) == (552, "5.3.4 the mail has more than 50 parts (attachments)")
+    assert await intakes(pool) == before
+    assert max(waits) < 3, f"another sender waited {max(waits):.1f} s for a greeting"
+
+
+def test_a_long_encoded_subject_does_not_take_gigabytes() -> None:
+    """A 109 KiB Subject of RFC 2047 encoded words (a 10 MiB mail may carry 90 times more):
+    the standard header parser's memory is quadratic in its length (546 KiB took 11 GB and
+    18 s on the listener's loop, every other mail waiting). Refused before parsing now."""
+    raw = b"From: a@citizen.test\r\nSubject: " + b"=?utf-8?q?a?= " * 8000 + b"\r\n\r\nbody\r\n"
+    assert len(raw) < 120 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge):
+            parse(raw, "a@citizen.test")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"parse() of a 117 KB mail peaked at {peak >> 20} MiB"
+    # one long header in a small header block, and in a part's headers: refused as well
+    long_one = b"From: a@citizen.test\r\nSubject: " + b"=?utf-8?q?a?= " * 700 + b"\r\n\r\nb\r\n"
+    with pytest.raises(TooLarge, match="header"):
+        parse(long_one, "a@citizen.test")
+    in_part = (
+        b"From: a@citizen.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain;"
+        b" name=\"" + b"=?utf-8?q?a?= " * 700 + b"\"\r\n\r\ntext\r\n--XX--\r\n"
+    )
+    with pytest.raises(TooLarge, match="header"):
+        parse(in_part, "a@citizen.test")
