@@ -347,3 +347,40 @@ def test_a_long_encoded_subject_does_not_take_gigabytes() -> None:
     )
     with pytest.raises(TooLarge, match="header"):
         parse(in_part, "a@citizen.test")
+
+
+async def test_an_attachment_postgresql_would_refuse_does_not_make_a_filed_mail_451(
+    smtp_port: int, pool: asyncpg.Pool, client: Client
+) -> None:
+    """A NUL in an attachment's Content-Type: the case was filed, then the attachment INSERT
+    failed and the mail was answered 451: the sender retried for days (replaying it each
+    time) and finally bounced a report that *was* filed; no automatic reply ever went out.
+    Now the type is stored as application/octet-stream and the file name as one clean line."""
+    sender = address()
+    raw = (
+        f"From: <{sender}>\r\nTo: {COMPLAINTS}\r\nSubject: road lamp broken\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@citizen.test>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        "--XX\r\nContent-Type: text/plain\r\n\r\nThe lamp at No. 12 is out.\r\n"
+        "--XX\r\nContent-Type: application/x\x00y\r\n"
+        "Content-Disposition: attachment; filename=a.bin\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n"
+        "--XX\r\nContent-Type: image/png\r\n"
+        "Content-Disposition: attachment; filename*=utf-8''%E8%B7%AF%00%09%0A%E7%81%AF.png\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\naGVsbG8h\r\n--XX--\r\n"
+    ).encode()
+    _, code, answer = await send(smtp_port, raw)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    try:
+        stored = await pool.fetch(
+            "SELECT filename, content_type FROM attachments WHERE case_id = $1 ORDER BY id",
+            case_id,
+        )
+        assert [tuple(r) for r in stored] == [
+            ("a.bin", "application/octet-stream"), ("路 灯.png", "image/png")
+        ]
+        assert await pool.fetchval(
+            "SELECT count(*) FROM mail_log WHERE to_address = $1", sender) == 1  # fmt: skip
+    finally:
+        await finish(client, case_id)

@@ -65,6 +65,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # each MIME part costs a row. Real mail stays far below these.
 HEADER_BLOCK_MAX, HEADER_MAX, PARTS_MAX = 64 * 1024, 8 * 1024, 50
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# An attachment's type as stored (attachments.content_type): a plain media type, else
+# application/octet-stream (a NUL in it made the INSERT fail after the case was filed: 451).
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+CONTENT_TYPE_MAX, FILENAME_MAX = 100, 200
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,24 @@ def _plain(html: str) -> str:
 
 
 def _clean(text: str) -> str:
-    """What the domain's Text takes: no control characters but newlines and tabs."""
+    """What the domain's Text takes (and PostgreSQL stores): no control characters but
+    newlines and tabs, no lone surrogates."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def _content_type(part: EmailMessage) -> str:
+    kind = part.get_content_type()
+    if len(kind) <= CONTENT_TYPE_MAX and _MEDIA_TYPE.fullmatch(kind):
+        return kind
+    return "application/octet-stream"
+
+
+def _filename(part: EmailMessage, n: int) -> str:
+    """One line of printable text (no control characters, tabs or newlines), or a made-up
+    name: what the attachment's row and its Content-Disposition can carry."""
+    name = " ".join(_clean(part.get_filename() or "").split())[:FILENAME_MAX]
+    return name or f"attachment-{n}"
 
 
 def _body(msg: EmailMessage) -> str:
@@ -176,8 +196,7 @@ def _attachments(msg: EmailMessage) -> list[Attachment]:
         content = part.get_payload(decode=True)
         if not isinstance(content, bytes) or not content:
             continue
-        name = _clean(part.get_filename() or "")[:200] or f"attachment-{n}"
-        found.append(Attachment(name, part.get_content_type(), content))
+        found.append(Attachment(_filename(part, n), _content_type(part), content))
     return found
 
 
