@@ -384,3 +384,27 @@ async def test_an_attachment_postgresql_would_refuse_does_not_make_a_filed_mail_
             "SELECT count(*) FROM mail_log WHERE to_address = $1", sender) == 1  # fmt: skip
     finally:
         await finish(client, case_id)
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param("zhang.{}@localhost", id="no-dot-in-domain"),
+        pytest.param("zhang.{}@" + "a" * 250 + ".test", id="over-254-characters"),
+    ],
+)
+async def test_a_sender_address_the_intake_refuses_is_a_550_not_a_451_forever(
+    smtp_port: int, pool: asyncpg.Pool, sender: str
+) -> None:
+    """An intranet sender (no dot in the domain) or an over-long address passes parse() but
+    not Citizen.email: the ValidationError was taken for 'Temporal away' and answered 451 on
+    every retry, for days, until the sending server bounced it — the citizen never learned
+    why. Now 550 5.6.0 at once, nothing filed."""
+    sender = sender.format(uuid.uuid4().hex[:8])
+    before = await intakes(pool)
+    for _ in range(2):  # the sending server's retry gets the same answer
+        _, code, answer = await send(smtp_port, mail(sender))
+        assert (code, answer) == (
+            550, "5.6.0 the mail cannot be registered: the sender address is not accepted"
+        )
+    assert await intakes(pool) == before

@@ -12,8 +12,8 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
   than 50 MIME parts: ``552 5.3.4``, refused before anything is filed (refused rather than cut:
   the citizen learns from the bounce that files were not taken, instead of a case that silently
   lacks them). Parsing runs in a thread, so one mail does not hold up the other connections;
-- malformed (no sender address in ``From``, undecodable, nothing to read): ``550 5.6.0`` with
-  the reason;
+- malformed (no sender address in ``From``, undecodable, nothing to read, a sender address
+  the intake refuses): ``550 5.6.0`` with the reason;
 - otherwise the report is filed (channel ``email``; the subject is the title, the text the
   description; the reporter is the ``From`` address, with no phone) through jiesu.intake with
   an Idempotency-Key derived from the ``Message-ID``, attachments are stored in
@@ -43,6 +43,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio.client import Client
 
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role
@@ -317,8 +318,15 @@ class ComplaintMailHandler:
         except Malformed as why:
             log.info("mail %s refused: %s", key, why)
             return f"550 5.6.0 {why}"
+        try:  # what the intake refuses (an intranet address, >254 characters) is no outage
+            complaint = intake(report, self.settings)
+        except ValidationError as err:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in err.errors()}))
+            log.info("mail %s refused: the intake refuses %s", report.message_key[:12], fields)
+            what = "the sender address" if fields in {"email", "citizen.email"} else fields
+            return f"550 5.6.0 the mail cannot be registered: {what} is not accepted"
         try:
-            case_id = await self.file(report)
+            case_id = await self.file(report, complaint)
         except IdempotencyConflict:  # another mail under a Message-ID we filed: never retry
             log.info("mail %s refused: its Message-ID came with another mail",
                      report.message_key[:12])  # fmt: skip
@@ -329,9 +337,9 @@ class ComplaintMailHandler:
             return "451 4.3.0 the complaint cannot be registered now; try again later"
         return f"250 2.0.0 OK: case {case_id}"
 
-    async def file(self, report: Report) -> str:
+    async def file(self, report: Report, complaint: ComplaintIntake) -> str:
         filed = await filing.register(
-            self.pool, self.client, self.settings, intake(report, self.settings), MAIL_ACTOR,
+            self.pool, self.client, self.settings, complaint, MAIL_ACTOR,
             f"email:{report.message_key}",
         )  # fmt: skip
         await store_attachments(self.pool, filed.case_id, report)
