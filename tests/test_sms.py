@@ -213,3 +213,33 @@ async def test_unsigned_badly_signed_and_replayed_requests_change_nothing(
     assert await pool.fetchval(
         "SELECT count(*) FROM sms_inbound WHERE message_id = $1", message["message_id"]
     ) == 0
+
+
+async def test_a_message_id_with_spaces_or_other_than_printable_ascii_is_refused(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    """The message id was a Line (spaces, tabs, U+00A0 allowed) while the intake strips the
+    Idempotency-Key built from it: ids "gw-X" and "gw-X " were two messages but one key, and
+    the second citizen's report was lost (422 idempotency_key_reused). Such ids are now
+    refused as invalid before anything is written; the gateway's own ids are plain tokens."""
+    mid = f"gw-{uuid.uuid4().hex}"
+    first = await deliver(api, {"message_id": mid, "from": "13800005678", "text": "幸福路路灯坏了"})
+    assert first.status_code == 200, first.text
+    try:
+        before = await intake_count(pool)
+        for bad in (mid + " ", " " + mid, mid + "\t", mid + "\u00a0", "gw X", "", "x" * 201):
+            refused = await deliver(
+                api, {"message_id": bad, "from": "13900006789", "text": "和平街井盖丢了"}
+            )
+            error_of(refused, 422, "invalid_sms")
+            assert await pool.fetchval(
+                "SELECT count(*) FROM sms_inbound WHERE message_id = $1", bad) == 0  # fmt: skip
+        assert await intake_count(pool) == before
+        mid200 = (f"gw~{uuid.uuid4().hex}!" * 6)[:200]
+        longest = await deliver(
+            api, {"message_id": mid200, "from": "13900006789", "text": "和平街井盖丢了"}
+        )
+        assert longest.status_code == 200, longest.text  # 200 printable characters: taken
+        await finish(client, longest.json()["case_id"])
+    finally:
+        await finish(client, first.json()["case_id"])

@@ -37,7 +37,7 @@ from typing import Protocol
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jiesu.case.domain import Line, Phone, Text
+from jiesu.case.domain import Phone, Text
 from jiesu.config import Settings
 
 TIMESTAMP_HEADER = "X-Jiesu-Timestamp"
@@ -57,7 +57,10 @@ class InboundSms(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    message_id: Line = Field(min_length=1, max_length=200)
+    # Printable ASCII without spaces: the id is the Idempotency-Key of what the message files
+    # ("sms:" + id, which the intake strips), so "gw-X" and "gw-X " would be one key — the
+    # second message refused as a reused key and lost. Anything else is 422, nothing written.
+    message_id: str = Field(pattern=r"^[\x21-\x7e]{1,200}$")
     phone: Phone = Field(alias="from")
     text: Text = Field(min_length=1, max_length=2000)
 
