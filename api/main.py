@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from api import errors, media, open311
 from api.auth_limit import AuthFailureLimiter
+from api.body_limit import BodyLimit
 from api.console.app import mount as mount_console
 from api.docs import STATIC_PREFIX, offline_app
 from api.headers import SecurityHeaders
@@ -164,6 +165,8 @@ def create_app(
         # ServerErrorMiddleware outermost), and SecurityHeaders then wraps the result.
         instrument_tracing(app, tracer_provider)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
+    # Before errors.install: inside RequestContext, so a 413 carries the request id.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     # After errors.install: outside RequestContext, so a request that raised is counted as
     # the 500 or 503 it was answered with.
