@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     mail_host: str = Field(default="127.0.0.1", alias="JIESU_MAIL_HOST")
     mail_port: int = Field(default=2525, alias="JIESU_MAIL_PORT")
     mail_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, alias="JIESU_MAIL_MAX_BYTES")
+    # The outbox's sender address (jiesu/notify/outbox.py reads it too): inbound mail from it,
+    # or from JIESU_MAIL_ADDRESS, is our own and dropped (a mail loop otherwise).
+    smtp_from: str = Field(default="", alias="JIESU_SMTP_FROM")
     # The largest request body the API reads (api/body_limit.py): bigger is 413 at once.
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024, alias="JIESU_MAX_BODY_BYTES")
     # Prometheus endpoints (docs/observability.md), host:port; empty: none. Their own ports,

@@ -29,7 +29,7 @@ from jiesu.channels.mail import TooLarge, parse
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
 from jiesu.notify.mail import LogMailer
-from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
+from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher, SmtpSender
 
 COMPLAINTS = "12345@qinghe.test"
 MAX_BYTES = 64 * 1024
@@ -407,4 +407,59 @@ async def test_a_sender_address_the_intake_refuses_is_a_550_not_a_451_forever(
         assert (code, answer) == (
             550, "5.6.0 the mail cannot be registered: the sender address is not accepted"
         )
+    assert await intakes(pool) == before
+
+
+async def test_a_notice_jiesu_itself_mailed_is_not_filed_as_a_new_case(
+    smtp_port: int, pool: asyncpg.Pool, client: Client
+) -> None:
+    """A mail From: the complaints address was filed (the citizen being ourselves); the outbox
+    then e-mailed that case's notices to the complaints address, without Auto-Submitted, and
+    each notice was filed as yet another case: a loop growing with every staff action, the
+    centre's queue filling with cases nobody reported. The notice now says Auto-Submitted and
+    the listener drops mail from our own addresses or carrying X-Jiesu-Notice."""
+    notice = OutboundNotice(
+        key=f"JS-x:{uuid.uuid4().hex}:citizen", case_id="JS-x", event_seq=5,
+        event_kind="replied", recipient_kind="citizen", recipient_id="JS-x", channel="sms",
+        subject="您反映的问题已答复", body="您的诉求已答复，请回复 1 满意 2 基本满意 3 不满意",
+        id=1, attempts=0, address=COMPLAINTS,
+    )  # fmt: skip
+    msg = SmtpSender("unused", 25, COMPLAINTS).message(notice)
+    assert msg["Auto-Submitted"] == "auto-generated"
+    before = await intakes(pool)
+    answers = [(await send(smtp_port, msg, envelope_from=COMPLAINTS))[1:]]
+    del msg["Auto-Submitted"]  # an older notice, or one a relay rewrote: still ours
+    answers.append((await send(smtp_port, msg))[1:])
+    ours = mail(address())  # a plain mail whose From is the complaints address
+    ours.replace_header("From", f"热线 <{COMPLAINTS.upper()}>")
+    answers.append((await send(smtp_port, ours))[1:])
+    try:
+        assert answers == [(250, "2.0.0 OK: automatic mail, dropped")] * 3, answers
+        assert await intakes(pool) == before
+    finally:
+        for _, answer in answers:
+            if "case" in answer:
+                await finish(client, answer.rsplit(" ", 1)[1])
+
+
+async def test_mail_from_the_outbox_sender_address_is_dropped(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """JIESU_SMTP_FROM (the outbox's From) is ours as well: a notice bounced or forwarded
+    back to the complaints address under it is not a citizen's report."""
+    mine = settings.model_copy(
+        update={"mail_address": COMPLAINTS, "smtp_from": "notices@qinghe.test"}
+    )
+    handler = handler_for(pool, client, mine, LogMailer(pool))
+    msg = mail("Notices@qinghe.test")
+    raw = msg.as_bytes()
+
+    class Envelope:
+        mail_from = "relay@qinghe.test"
+        original_content = content = raw
+
+    before = await intakes(pool)
+    assert await handler.handle_DATA(None, None, Envelope()) == (
+        "250 2.0.0 OK: automatic mail, dropped"
+    )
     assert await intakes(pool) == before

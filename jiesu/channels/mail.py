@@ -6,8 +6,10 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
 - ``RCPT TO`` another address than JIESU_MAIL_ADDRESS: ``550 5.1.1`` (we relay nothing);
 - bigger than JIESU_MAIL_MAX_BYTES: ``552`` (aiosmtpd's size limit, also announced in EHLO);
 - a bounce or an automatic reply (null sender ``MAIL FROM:<>``, ``Auto-Submitted`` other than
-  ``no``, ``Precedence: bulk/junk/list/auto_reply``, ``X-Autoreply``, a delivery report):
-  ``250`` and dropped, with a log line — answering it would start a mail loop;
+  ``no``, ``Precedence: bulk/junk/list/auto_reply``, ``X-Autoreply``, a delivery report), or
+  our own mail (``X-Jiesu-Notice``, ``From`` or ``MAIL FROM`` JIESU_MAIL_ADDRESS or
+  JIESU_SMTP_FROM): ``250`` and dropped, with a log line — answering it would start a mail
+  loop;
 - headers past what we read (the header block over 64 KiB, one header over 8 KiB) or more
   than 50 MIME parts: ``552 5.3.4``, refused before anything is filed (refused rather than cut:
   the citizen learns from the bounce that files were not taken, instead of a case that silently
@@ -34,6 +36,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -131,9 +134,15 @@ def message_key(msg: EmailMessage, raw: bytes) -> str:
     return hashlib.sha256(message_id.encode() if message_id else raw).hexdigest()
 
 
-def _automatic(msg: EmailMessage, envelope_from: str) -> str | None:
+def _automatic(
+    msg: EmailMessage, envelope_from: str, sender: str, own: Collection[str]
+) -> str | None:
     if not envelope_from or envelope_from == "<>":
         return "null sender (a bounce)"
+    if msg.get("X-Jiesu-Notice") is not None:
+        return "a Jiesu notice"
+    if sender.lower() in own or envelope_from.strip("<>").lower() in own:
+        return "our own address"
     if (msg.get("Auto-Submitted") or "no").strip().lower() != "no":
         return "Auto-Submitted"
     if (msg.get("Precedence") or "").strip().lower() in _AUTOMATIC_PRECEDENCE:
@@ -201,8 +210,9 @@ def _attachments(msg: EmailMessage) -> list[Attachment]:
     return found
 
 
-def parse(raw: bytes, envelope_from: str) -> Report:
-    """The report a mail makes; raises Dropped (automatic mail), TooLarge or Malformed.
+def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
+    """The report a mail makes; raises Dropped (automatic mail, or from one of our ``own``
+    addresses, lower case), TooLarge or Malformed.
     CPU-bound (up to JIESU_MAIL_MAX_BYTES of MIME): the listener calls it in a thread."""
     check_headers(raw)
     try:
@@ -210,10 +220,10 @@ def parse(raw: bytes, envelope_from: str) -> Report:
         if not isinstance(msg, EmailMessage):
             raise Malformed("the mail cannot be read")
         check_parts(msg)
-        reason = _automatic(msg, envelope_from)
+        name, address = parseaddr(str(msg.get("From") or ""))
+        reason = _automatic(msg, envelope_from, address, own)
         if reason:
             raise Dropped(reason)
-        name, address = parseaddr(str(msg.get("From") or ""))
         subject = _clean(" ".join(str(msg.get("Subject") or "").split()))
         text = _clean(_body(msg))
         attachments = _attachments(msg)
@@ -293,6 +303,8 @@ class ComplaintMailHandler:
         self, pool: asyncpg.Pool, client: Client, settings: Settings, mailer: Mailer
     ) -> None:
         self.pool, self.client, self.settings, self.mailer = pool, client, settings, mailer
+        own = (settings.mail_address, settings.smtp_from)
+        self.own = frozenset(a.strip().lower() for a in own if a.strip())
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -308,7 +320,7 @@ class ComplaintMailHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         key = hashlib.sha256(raw).hexdigest()[:12]
         try:
-            report = await asyncio.to_thread(parse, raw, envelope.mail_from or "")
+            report = await asyncio.to_thread(parse, raw, envelope.mail_from or "", self.own)
         except Dropped as why:
             log.info("mail %s dropped: %s", key, why)
             return "250 2.0.0 OK: automatic mail, dropped"

@@ -152,6 +152,9 @@ class SmtpSender:
         domain = self.sender_address.rpartition("@")[2] or "jiesu"
         msg["Message-ID"] = f"<{digest}@{domain}>"  # the same for every re-delivery
         msg["X-Jiesu-Notice"] = notice.key
+        # RFC 3834: no automatic answer to it — and our own complaints listener drops it, should
+        # a notice ever be addressed there (a case filed From: the complaints address).
+        msg["Auto-Submitted"] = "auto-generated"
         greeting = f"{notice.recipient_name}：\n\n" if notice.recipient_name else ""
         msg.set_content(greeting + notice.body)
         return msg
