@@ -28,7 +28,7 @@ from test_outbox import RecordingSender
 from jiesu.channels.mail import TooLarge, parse
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
-from jiesu.notify.mail import LogMailer
+from jiesu.notify.mail import LogMailer, OutboundMail
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher, SmtpSender
 
 COMPLAINTS = "12345@qinghe.test"
@@ -463,3 +463,69 @@ async def test_mail_from_the_outbox_sender_address_is_dropped(
         "250 2.0.0 OK: automatic mail, dropped"
     )
     assert await intakes(pool) == before
+
+
+class SlowCountingMailer:
+    def __init__(self) -> None:
+        self.sent: list[OutboundMail] = []
+
+    async def send(self, mail: OutboundMail) -> None:
+        await asyncio.sleep(0.5)
+        self.sent.append(mail)
+
+
+async def test_two_deliveries_of_one_mail_at_once_send_one_reply(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The sending server retries while the first delivery is still being handled (its own
+    timeout): both deliveries read replied_at NULL and both sent the automatic reply — the
+    citizen got the same acknowledgement twice. Now the second waits and sends nothing."""
+    mine = settings.model_copy(update={"mail_address": COMPLAINTS})
+    mailer = SlowCountingMailer()
+    handler = handler_for(pool, client, mine, mailer)
+    raw = mail(address()).as_bytes()
+
+    class Envelope:
+        mail_from = "citizen@citizen.test"
+        original_content = content = raw
+
+    answers = await asyncio.gather(*(handler.handle_DATA(None, None, Envelope()) for _ in "ab"))
+    case_id = answers[0].rsplit(" ", 1)[1]
+    try:
+        assert answers[0] == answers[1], answers
+        assert len(mailer.sent) == 1, [m.key for m in mailer.sent]
+        # a later delivery still sends nothing more
+        assert await handler.handle_DATA(None, None, Envelope()) == answers[0]
+        assert len(mailer.sent) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def test_a_reply_that_failed_goes_out_with_the_next_delivery(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The reply is recorded only once sent: a failed send (or a crash before it) does not
+    mark it sent, so the citizen is not left without the case number when the mail comes
+    again."""
+    mine = settings.model_copy(update={"mail_address": COMPLAINTS})
+    mailer = SlowCountingMailer()
+    handler = handler_for(pool, client, mine, mailer)
+    raw = mail(address()).as_bytes()
+
+    class Envelope:
+        mail_from = "citizen@citizen.test"
+        original_content = content = raw
+
+    class Down:
+        async def send(self, mail: OutboundMail) -> None:
+            raise ConnectionRefusedError
+
+    handler.mailer = Down()
+    first = await handler.handle_DATA(None, None, Envelope())
+    case_id = first.rsplit(" ", 1)[1]
+    try:
+        handler.mailer = mailer
+        assert await handler.handle_DATA(None, None, Envelope()) == first
+        assert len(mailer.sent) == 1
+    finally:
+        await finish(client, case_id)

@@ -367,18 +367,31 @@ class ComplaintMailHandler:
 
     async def _reply_once(self, report: Report, filed: filing.Filing) -> None:
         """The automatic reply, unless it went out for an earlier delivery of the mail. A
-        failed reply is logged and not retried: the case stands (the mail is answered 250)."""
-        if await self.pool.fetchval(
-            "SELECT replied_at IS NOT NULL FROM inbound_mail WHERE message_key = $1",
-            report.message_key,
-        ):
-            return
-        try:
-            await self.mailer.send(reply(report, self.settings, filed))
-        except Exception as err:
-            log.warning("mail %s: the automatic reply failed (%s)", report.message_key[:12],
-                        type(err).__name__)  # fmt: skip
-            return
-        await self.pool.execute(
-            "UPDATE inbound_mail SET replied_at = now() WHERE message_key = $1", report.message_key
-        )
+        failed reply is logged and not retried: the case stands (the mail is answered 250).
+
+        Once, even for two deliveries at the same time (the sending server retrying while the
+        first is still handled): the reply is sent holding the ``inbound_mail`` row's lock
+        (``SELECT … FOR UPDATE``) and recorded (``replied_at``) in that same transaction, so
+        the other delivery waits for the lock, then finds it sent. Not a claim committed
+        before sending: a crash between such a claim and the send would lose the reply for
+        good. Here a crash rolls the transaction back, the sending server (which saw no 250)
+        delivers again and that delivery replies. The price: a crash after the send and before
+        the commit replies twice (the log mailer keeps one row per key), and the send holds
+        one pooled connection (at most the mailer's timeout)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(
+                "SELECT replied_at IS NOT NULL FROM inbound_mail WHERE message_key = $1"
+                " FOR UPDATE",
+                report.message_key,
+            ):
+                return
+            try:
+                await self.mailer.send(reply(report, self.settings, filed))
+            except Exception as err:
+                log.warning("mail %s: the automatic reply failed (%s)", report.message_key[:12],
+                            type(err).__name__)  # fmt: skip
+                return
+            await conn.execute(
+                "UPDATE inbound_mail SET replied_at = now() WHERE message_key = $1",
+                report.message_key,
+            )
