@@ -529,3 +529,32 @@ async def test_a_reply_that_failed_goes_out_with_the_next_delivery(
         assert len(mailer.sent) == 1
     finally:
         await finish(client, case_id)
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    [
+        pytest.param("<a\x00b.{}@citizen.test>", id="nul"),
+        pytest.param("<a\x7fb.{}@citizen.test>", id="del"),
+        pytest.param("<{}" + "a" * 300 + "@citizen.test>", id="over-250-characters"),
+    ],
+)
+async def test_a_filed_mail_gets_its_automatic_reply_whatever_its_message_id(
+    smtp_port: int, pool: asyncpg.Pool, client: Client, message_id: str
+) -> None:
+    """A NUL in the Message-ID: the case was filed, but the reply (In-Reply-To it) could be
+    neither stored nor sent: the citizen never learned the case number or the follow-up
+    link. Such a Message-ID is now left out of the reply (only the threading is lost)."""
+    sender = address()
+    raw = (
+        f"From: <{sender}>\r\nTo: {COMPLAINTS}\r\nSubject: road lamp broken\r\n"
+        f"Message-ID: {message_id.format(uuid.uuid4().hex)}\r\n\r\nThe lamp at No. 12 is out.\r\n"
+    ).encode()
+    _, code, answer = await send(smtp_port, raw)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    try:
+        [reply] = await pool.fetch("SELECT * FROM mail_log WHERE to_address = $1", sender)
+        assert case_id in reply["body"] and reply["in_reply_to"] is None
+    finally:
+        await finish(client, case_id)

@@ -73,6 +73,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # application/octet-stream (a NUL in it made the INSERT fail after the case was filed: 451).
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 CONTENT_TYPE_MAX, FILENAME_MAX = 100, 200
+MESSAGE_ID_MAX = 250
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,17 @@ def check_parts(msg: EmailMessage) -> None:
             raise TooLarge(f"the mail has more than {PARTS_MAX} parts (attachments)")
         if any(len(value) > HEADER_MAX for _, value in part.raw_items()):
             raise TooLarge(f"a header of the mail is longer than {HEADER_MAX // 1024} KiB")
+
+
+def _message_id(msg: EmailMessage) -> str | None:
+    """The Message-ID the automatic reply answers (In-Reply-To, References): none when it is
+    not printable ASCII without spaces, or longer than MESSAGE_ID_MAX — a NUL in it made the
+    reply unstorable and unsendable, and the citizen never got the case number. Only the
+    threading is lost; the mail's key is still the hash of the Message-ID as given."""
+    value = (msg.get("Message-ID") or "").strip()
+    if not value or len(value) > MESSAGE_ID_MAX or not all("!" <= c <= "~" for c in value):
+        return None
+    return value
 
 
 def message_key(msg: EmailMessage, raw: bytes) -> str:
@@ -236,7 +248,7 @@ def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
     if not subject and not text:
         raise Malformed("the mail has neither a subject nor a text")
     return Report(
-        message_key=message_key(msg, raw), message_id=(msg.get("Message-ID") or "").strip() or None,
+        message_key=message_key(msg, raw), message_id=_message_id(msg),
         address=address, name=_clean(name)[:NAME_MAX] or MAIL_CITIZEN_NAME,
         subject=subject, text=text, attachments=attachments,
     )  # fmt: skip
