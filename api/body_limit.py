@@ -12,8 +12,8 @@ API's error shape:
 The cap is JIESU_MAX_BODY_BYTES (2 MiB by default: the largest bodies the API takes are a few
 dozen KB — a report, a 64 KB calendar CSV in the console, a 64 KB Open311 form; nothing
 uploads media); some paths have a smaller one (``SMALLER``: the SMS webhook, whose message is
-at most 2,000 characters). Sits inside errors.RequestContext, which gives the 413 its request
-id.
+at most 2,000 characters: 64 KiB). Sits inside errors.RequestContext, which gives the 413 its
+request id.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
-SMALLER = {"/api/v1/channels/sms/inbound": 16 * 1024}
-"""Paths with a smaller cap than JIESU_MAX_BODY_BYTES (bytes)."""
+SMALLER = {"/api/v1/channels/sms/inbound": 64 * 1024}
+"""Paths with a smaller cap than JIESU_MAX_BODY_BYTES (bytes). The SMS webhook's: a message of
+2,000 characters, each JSON-escaped as a surrogate pair (12 bytes), is ~24 KB."""
 
 
 class _TooLarge(Exception):

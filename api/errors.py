@@ -146,6 +146,11 @@ _RETRY_AFTER = {
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed request (a body that does not parse)"},
     405: {"model": ErrorResponse, "description": "This method is not allowed on this path"},
+    413: {
+        "model": ErrorResponse,
+        "description": "The body is larger than the cap (payload_too_large: "
+        "JIESU_MAX_BODY_BYTES, api/body_limit.py)",
+    },
     415: {"model": ErrorResponse, "description": "Unsupported body media type"},
     429: {
         "model": ErrorResponse,
