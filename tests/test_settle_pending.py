@@ -53,6 +53,22 @@ async def _cut_after_start(
     return case_id
 
 
+async def _forget_in_temporal(client: Client, case_id: str) -> None:
+    """The case ends and Temporal's retention (1 day on the dev server) deletes its history."""
+    await handle_of(client, case_id).terminate("closed")
+    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+        namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=case_id)))
+
+    async def gone() -> bool:
+        try:
+            await handle_of(client, case_id).describe()
+        except RPCError as err:
+            return err.status is RPCStatusCode.NOT_FOUND
+        return False
+
+    await eventually(gone, within=120, interval=0.5)
+
+
 async def test_a_settled_intake_still_gets_its_follow_up_sms(
     monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
 ) -> None:
@@ -75,19 +91,43 @@ async def test_settling_after_retention_keeps_the_intake_of_a_case_that_existed(
     await eventually(lambda: pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
     # the case ends and Temporal's retention (1 day on the dev server) deletes its history
     # before anybody runs `jiesu repair intakes`
-    await handle_of(client, case_id).terminate("closed")
-    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
-        namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=case_id)))
-
-    async def gone() -> bool:
-        try:
-            await handle_of(client, case_id).describe()
-        except RPCError as err:
-            return err.status is RPCStatusCode.NOT_FOUND
-        return False
-
-    await eventually(gone, within=120, interval=0.5)
+    await _forget_in_temporal(client, case_id)
     await filing.settle_pending(pool, client, timedelta(hours=1))
     assert await pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id) == 1
     assert await pool.fetchval("SELECT count(*) FROM intakes WHERE case_id = $1", case_id) == 1, \
         "the case's intake (description, citizen, token hash) was deleted by the repair"
+
+
+async def test_a_counted_repeat_outlives_its_case_in_temporal_and_gets_its_sms(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    """A second report of an open problem (并单): the case counted it, the request died before
+    marking its row; by the repair, Temporal's retention has deleted the case. The read model
+    still shows the case counted it: the row is kept and the citizen's SMS queued."""
+    body = complaint()
+    first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                                  OPERATOR, None)
+    real = follow_up.enqueue
+
+    async def die(*args: object) -> None:
+        raise PowerCut
+
+    monkeypatch.setattr(follow_up, "enqueue", die)
+    with pytest.raises(PowerCut):
+        await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                              OPERATOR, None)
+    monkeypatch.setattr(follow_up, "enqueue", real)
+    report = await pool.fetchrow(
+        "SELECT id, state FROM repeat_reports WHERE case_id = $1", first.case_id
+    )
+    assert report["state"] == "pending"
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'"
+        " AND data ->> 'report_id' = $2", first.case_id, str(report["id"])))  # fmt: skip
+    await pool.execute("UPDATE repeat_reports SET created_at = now() - interval '2 hours'"
+                       " WHERE id = $1", report["id"])
+    await _forget_in_temporal(client, first.case_id)
+    settled = await filing.settle_pending(pool, client, timedelta(hours=1))
+    assert f"{first.case_id}/repeat-{report['id']}" in settled.started
+    key = f"{follow_up.recipient(first.case_id, report['id'])}:follow-up"
+    assert await pool.fetchval("SELECT count(*) FROM notifications WHERE key = $1", key) == 1
