@@ -8,6 +8,7 @@ do not race.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 
 import asyncpg
@@ -62,6 +63,26 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+async def in_batches(
+    pool: asyncpg.Pool,
+    sql: str,
+    *args: object,
+    batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Run ``sql`` (which takes ``*args`` and then ``batch`` as its last parameter, and
+    touches at most that many rows) until it touches fewer; ``progress(rows so far)`` after
+    each run. Returns the rows touched: retention chores in short transactions."""
+    done = 0
+    while True:
+        touched = int((await pool.execute(sql, *args, batch)).split()[-1])
+        done += touched
+        if progress is not None:
+            progress(done)
+        if touched < batch:
+            return done
 
 
 async def ensure_database(dsn: str) -> None:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import make_msgid
+from types import SimpleNamespace
 
 import asyncpg
 import httpx
@@ -442,6 +443,11 @@ async def test_a_notice_jiesu_itself_mailed_is_not_filed_as_a_new_case(
                 await finish(client, answer.rsplit(" ", 1)[1])
 
 
+def envelope(raw: bytes, mail_from: str = "citizen@citizen.test") -> SimpleNamespace:
+    """What aiosmtpd hands handle_DATA for one delivery of ``raw``."""
+    return SimpleNamespace(mail_from=mail_from, original_content=raw, content=raw)
+
+
 async def test_mail_from_the_outbox_sender_address_is_dropped(
     settings: Settings, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -451,15 +457,9 @@ async def test_mail_from_the_outbox_sender_address_is_dropped(
         update={"mail_address": COMPLAINTS, "smtp_from": "notices@qinghe.test"}
     )
     handler = handler_for(pool, client, mine, LogMailer(pool))
-    msg = mail("Notices@qinghe.test")
-    raw = msg.as_bytes()
-
-    class Envelope:
-        mail_from = "relay@qinghe.test"
-        original_content = content = raw
-
+    delivery = envelope(mail("Notices@qinghe.test").as_bytes(), "relay@qinghe.test")
     before = await intakes(pool)
-    assert await handler.handle_DATA(None, None, Envelope()) == (
+    assert await handler.handle_DATA(None, None, delivery) == (
         "250 2.0.0 OK: automatic mail, dropped"
     )
     assert await intakes(pool) == before
@@ -483,19 +483,15 @@ async def test_two_deliveries_of_one_mail_at_once_send_one_reply(
     mine = settings.model_copy(update={"mail_address": COMPLAINTS})
     mailer = SlowCountingMailer()
     handler = handler_for(pool, client, mine, mailer)
-    raw = mail(address()).as_bytes()
+    delivery = envelope(mail(address()).as_bytes())
 
-    class Envelope:
-        mail_from = "citizen@citizen.test"
-        original_content = content = raw
-
-    answers = await asyncio.gather(*(handler.handle_DATA(None, None, Envelope()) for _ in "ab"))
+    answers = await asyncio.gather(*(handler.handle_DATA(None, None, delivery) for _ in "ab"))
     case_id = answers[0].rsplit(" ", 1)[1]
     try:
         assert answers[0] == answers[1], answers
         assert len(mailer.sent) == 1, [m.key for m in mailer.sent]
         # a later delivery still sends nothing more
-        assert await handler.handle_DATA(None, None, Envelope()) == answers[0]
+        assert await handler.handle_DATA(None, None, delivery) == answers[0]
         assert len(mailer.sent) == 1
     finally:
         await finish(client, case_id)
@@ -510,22 +506,18 @@ async def test_a_reply_that_failed_goes_out_with_the_next_delivery(
     mine = settings.model_copy(update={"mail_address": COMPLAINTS})
     mailer = SlowCountingMailer()
     handler = handler_for(pool, client, mine, mailer)
-    raw = mail(address()).as_bytes()
-
-    class Envelope:
-        mail_from = "citizen@citizen.test"
-        original_content = content = raw
+    delivery = envelope(mail(address()).as_bytes())
 
     class Down:
         async def send(self, mail: OutboundMail) -> None:
             raise ConnectionRefusedError
 
     handler.mailer = Down()
-    first = await handler.handle_DATA(None, None, Envelope())
+    first = await handler.handle_DATA(None, None, delivery)
     case_id = first.rsplit(" ", 1)[1]
     try:
         handler.mailer = mailer
-        assert await handler.handle_DATA(None, None, Envelope()) == first
+        assert await handler.handle_DATA(None, None, delivery) == first
         assert len(mailer.sent) == 1
     finally:
         await finish(client, case_id)

@@ -9,10 +9,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from helpers import complaint, eventually, handle_of
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from test_archive import forget_in_temporal
 
 from jiesu.case.domain import Actor, ComplaintIntake, Role
 from jiesu.config import Settings
@@ -25,22 +23,30 @@ class PowerCut(BaseException):
     """The process dies here (not an Exception: nothing may handle it)."""
 
 
+async def _file_and_die(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings,
+    body: dict,
+) -> None:
+    """File ``body`` and die at its follow-up SMS: after Temporal has the report (a new case,
+    or a repeat the case counted), before its row is marked ``started``."""
+    with monkeypatch.context() as patch:
+
+        async def die(*args: object) -> None:
+            raise PowerCut
+
+        patch.setattr(follow_up, "enqueue", die)
+        with pytest.raises(PowerCut):
+            await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                                  OPERATOR, None)
+
+
 async def _cut_after_start(
     monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings,
     body: dict,
 ) -> str:
     """File a report without an Idempotency-Key and die after Temporal started its case but
     before the `started` mark committed (the last step before the commit is the follow-up)."""
-    real = follow_up.enqueue
-
-    async def die(*args: object) -> None:
-        raise PowerCut
-
-    monkeypatch.setattr(follow_up, "enqueue", die)
-    with pytest.raises(PowerCut):
-        await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
-                              OPERATOR, None)
-    monkeypatch.setattr(follow_up, "enqueue", real)
+    await _file_and_die(monkeypatch, pool, client, settings, body)
     case_id = await pool.fetchval(
         "SELECT case_id FROM intakes WHERE payload->'intake'->'citizen'->>'phone' = $1",
         body["citizen"]["phone"],
@@ -56,17 +62,7 @@ async def _cut_after_start(
 async def _forget_in_temporal(client: Client, case_id: str) -> None:
     """The case ends and Temporal's retention (1 day on the dev server) deletes its history."""
     await handle_of(client, case_id).terminate("closed")
-    await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
-        namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=case_id)))
-
-    async def gone() -> bool:
-        try:
-            await handle_of(client, case_id).describe()
-        except RPCError as err:
-            return err.status is RPCStatusCode.NOT_FOUND
-        return False
-
-    await eventually(gone, within=120, interval=0.5)
+    await forget_in_temporal(client, case_id)
 
 
 async def test_a_settled_intake_still_gets_its_follow_up_sms(
@@ -107,16 +103,7 @@ async def test_a_counted_repeat_outlives_its_case_in_temporal_and_gets_its_sms(
     body = complaint()
     first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
                                   OPERATOR, None)
-    real = follow_up.enqueue
-
-    async def die(*args: object) -> None:
-        raise PowerCut
-
-    monkeypatch.setattr(follow_up, "enqueue", die)
-    with pytest.raises(PowerCut):
-        await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
-                              OPERATOR, None)
-    monkeypatch.setattr(follow_up, "enqueue", real)
+    await _file_and_die(monkeypatch, pool, client, settings, body)
     report = await pool.fetchrow(
         "SELECT id, state FROM repeat_reports WHERE case_id = $1", first.case_id
     )

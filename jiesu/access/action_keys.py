@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from jiesu.db import in_batches
+
 KEEP = timedelta(days=30)
 PURGE_BATCH = 1000
 
@@ -61,11 +63,4 @@ async def purge(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Delete the keys recorded more than ``keep`` ago, ``batch`` at a time; the number deleted."""
-    deleted = 0
-    while True:
-        done = int((await pool.execute(_PURGE, keep, batch)).split()[-1])
-        deleted += done
-        if progress is not None:
-            progress(deleted)
-        if done < batch:
-            return deleted
+    return await in_batches(pool, _PURGE, keep, batch=batch, progress=progress)

@@ -30,6 +30,7 @@ from jiesu.access.security import hash_api_key
 from jiesu.access.sign_in_failures import Reason
 from jiesu.case.domain import Role
 from jiesu.config import Settings
+from jiesu.db import in_batches
 
 DEFAULT_IDLE = timedelta(minutes=30)
 DEFAULT_MAX_AGE = timedelta(hours=12)
@@ -191,15 +192,7 @@ async def purge_ended(
     """Move the sessions that expired more than ``keep`` ago into the sign-in log, ``batch``
     at a time until none is left; ``progress(moved so far)`` after each batch. Returns the
     number moved. Safe to run in several processes at once (SKIP LOCKED) and to cut short."""
-    moved = 0
-    while True:
-        result = await pool.execute(_PURGE, keep, batch)
-        done = int(result.split()[-1])
-        moved += done
-        if progress is not None:
-            progress(moved)
-        if done < batch:
-            return moved
+    return await in_batches(pool, _PURGE, keep, batch=batch, progress=progress)
 
 
 MAX_SIGN_INS = 1000

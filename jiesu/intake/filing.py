@@ -513,8 +513,9 @@ SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1)
 
 
 def _has_phone(payload: dict[str, Any]) -> bool:
-    """Whether the report's citizen gets the intake SMS (a mail's reporter gets the reply)."""
-    return bool(((payload.get("intake") or {}).get("citizen") or {}).get("phone"))
+    """Whether the report's citizen gets the intake SMS (a mail's reporter gets the reply),
+    as _complete_intake and _complete_repeat decide: both rows keep the intake under "intake"."""
+    return bool(ComplaintIntake.model_validate(payload["intake"]).citizen.phone)
 
 
 async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
