@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from jiesu.audit.witness import ProjectionWitness
 from jiesu.case.domain import CaseOutcome, CaseState
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
@@ -206,11 +207,29 @@ def sandboxed_replayer(**options: Any) -> Replayer:
     )  # fmt: skip
 
 
+async def replay_checked(history: WorkflowHistory) -> None:
+    """Replay in the sandbox and fail unless the code issues the recorded commands (Temporal's
+    check) *and* computes the events every projection recorded (jiesu.audit.witness: a rule
+    changed without ``workflow.patched`` issues the same commands)."""
+    witness = ProjectionWitness()
+    result = await sandboxed_replayer(interceptors=[witness]).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    name = history.workflow_id
+    assert result.replay_failure is None, f"{name} no longer replays: {result.replay_failure}"
+    disagreement = witness.check(history)
+    assert disagreement is None, (
+        f"{name} replays, but computes other events than it recorded (event "
+        f"{disagreement.event_id}): {disagreement.message}"
+    )
+
+
 async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> WorkflowHistory:
-    """Replay a finished path's history with the current code; with RECORD_HISTORIES=1 also
-    store it under tests/histories/ so that every later run replays it (test_replay.py)."""
+    """Replay a finished path's history with the current code (``replay_checked``); with
+    RECORD_HISTORIES=1 also store it under tests/histories/ so that every later run replays it
+    (test_replay.py)."""
     history = await handle.fetch_history()
-    await sandboxed_replayer().replay_workflow(history)
+    await replay_checked(history)
     if os.environ.get("RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")

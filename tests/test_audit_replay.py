@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,7 +28,8 @@ from jiesu.audit.replay import (
     replay_histories,
 )
 from jiesu.audit.timeline import decode_payload
-from jiesu.case.domain import CaseStart, CaseState
+from jiesu.case import lifecycle
+from jiesu.case.domain import CaseSignal, CaseStart, CaseState
 from jiesu.config import Settings
 from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
@@ -196,3 +198,35 @@ async def test_cli_replay_selects_by_visibility_query(
     code, out, err = await run_cli(env, settings, "replay", "--query", query)
     assert code == 0, out + err
     assert "summary: 1 cases: 1 replays" in out
+
+
+@workflow.defn(name="ComplaintWorkflow", sandboxed=False)
+class UnpatchedRuleComplaintWorkflow(ComplaintWorkflow):
+    """ComplaintWorkflow with its rules applied to every case, as if each rule added while
+    cases ran had been written without ``workflow.patched``: the same commands (a refusal is
+    projected like the action it refuses), other events."""
+
+    @workflow.run
+    async def run(self, start: CaseStart) -> CaseState:
+        return await super().run(start)
+
+    def _check(self, signal: CaseSignal, payload: Any) -> lifecycle.Refusal | None:
+        check = lifecycle.CHECKS.get(signal)
+        return check(self._state, payload, workflow.now()) if check else None
+
+
+async def test_a_rule_changed_without_a_patch_is_caught_though_the_commands_match() -> None:
+    """A case from before ``distinct-co-handlers-v1`` named a department twice, and it was
+    added. Replayed with the rule applied unpatched, Temporal sees the same commands; the
+    witness sees the projection computing a refusal where the history recorded the addition,
+    and names that projection's marker."""
+    history = _recorded(HISTORIES / "prepatch_co_handler_named_twice.json")
+    [sound] = await replay_histories([history], make_replayer(ALL_WORKFLOWS))
+    assert sound.verdict == REPLAYS, sound.message
+    [verdict] = await replay_histories([history], make_replayer([UnpatchedRuleComplaintWorkflow]))
+    assert verdict.verdict == NON_DETERMINISTIC, verdict
+    assert "co_handlers_added" in (verdict.message or "") and "repeated_department" in (
+        verdict.message or ""
+    ), verdict.message
+    marker = history.events[verdict.event_id - 1]
+    assert marker.event_type == EventType.EVENT_TYPE_MARKER_RECORDED

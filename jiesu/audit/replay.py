@@ -5,7 +5,10 @@ workflow classes given (by default the ones the worker runs). Otherwise it is
 "non-deterministic" (the code now issues different commands than the history recorded: the
 message names the event and the mismatch), "failed" (another replay error), "stuck" (it
 replays, but its last workflow task failed, so the case is wedged: jiesu.audit.stuck) or
-"missing" (no history in Temporal or the archive). Replays share one :class:`Replayer` and
+"missing" (no history in Temporal or the archive). A history whose commands replay but whose
+projections the code now computes differently (an action applied then, refused now) is
+"non-deterministic" too: the replayer's :class:`~jiesu.audit.witness.ProjectionWitness`
+compares them (jiesu.audit.witness). Replays share one :class:`Replayer` and
 stream through ``workflow_replay_iterator``, so thousands of cases run in one replay worker.
 """
 
@@ -29,6 +32,7 @@ from temporalio.workflow import NondeterminismError
 from jiesu.audit.archive import archived_cases
 from jiesu.audit.histories import HistoryNotFound, LoadedHistory, load_case_histories
 from jiesu.audit.stuck import failing_task
+from jiesu.audit.witness import ProjectionWitness
 from jiesu.case.domain import CASE_WORKFLOW
 
 REPLAYS = "replays"
@@ -108,7 +112,14 @@ def make_replayer(workflows: Sequence[type]) -> Replayer:
         data_converter=pydantic_data_converter,
         runtime=_quiet_runtime(),
         workflow_runner=UnsandboxedWorkflowRunner(),
+        interceptors=[ProjectionWitness()],
     )
+
+
+def witness_of(replayer: Replayer) -> ProjectionWitness | None:
+    """The replayer's projection witness (``make_replayer`` gives it one)."""
+    interceptors = replayer.config().get("interceptors") or ()
+    return next((i for i in interceptors if isinstance(i, ProjectionWitness)), None)
 
 
 def _clean(failure: Exception) -> str:
@@ -118,8 +129,18 @@ def _clean(failure: Exception) -> str:
     return match.group(1) if match else text
 
 
-def _history_verdict(history: WorkflowHistory, failure: Exception | None) -> HistoryVerdict:
+def _history_verdict(
+    history: WorkflowHistory, failure: Exception | None, witness: ProjectionWitness | None = None
+) -> HistoryVerdict:
+    """``witness``: the replayer's, which has just replayed ``history`` (its notes are taken)."""
     source = history.source if isinstance(history, LoadedHistory) else "file"
+    disagreement = witness.check(history) if witness is not None else None
+    if failure is None and disagreement is not None:
+        return HistoryVerdict(
+            history.workflow_id, history.run_id, source, NON_DETERMINISTIC,
+            f"replays, but computes other events than it recorded: {disagreement.message}",
+            disagreement.event_id,
+        )  # fmt: skip
     if failure is None:
         stuck = failing_task(history)
         if stuck is not None:
@@ -179,11 +200,14 @@ async def _with_location(
     The SDK's deadlock detector fails an activation that has not yielded within 2 s of wall
     time. On a loaded machine a sound history can take that long; a real deadlock fails
     again."""
+    witness = witness_of(replayer)
     if verdict.verdict == FAILED and _DEADLOCK in (verdict.message or ""):
         again = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        verdict = _history_verdict(history, again.replay_failure)
-    if verdict.verdict == NON_DETERMINISTIC:
+        verdict = _history_verdict(history, again.replay_failure, witness)
+    if verdict.verdict == NON_DETERMINISTIC and verdict.event_id is None:
         verdict.event_id = await locate_divergence(history, replayer)
+        if witness is not None:
+            witness.take(history.workflow_id, history.run_id)  # the prefixes' notes
     return verdict
 
 
@@ -203,9 +227,10 @@ async def replay_histories(
             yield history
 
     verdicts: list[HistoryVerdict] = []
+    witness = witness_of(replayer)
     async with replayer.workflow_replay_iterator(stream()) as results:
         async for result in results:
-            verdicts.append(_history_verdict(result.history, result.replay_failure))
+            verdicts.append(_history_verdict(result.history, result.replay_failure, witness))
     by_run = {h.run_id: h for h in histories}
     return [await _with_location(v, by_run[v.run_id], replayer) for v in verdicts]
 
@@ -252,7 +277,7 @@ async def replay_cases(
 
     async def collect(result: WorkflowReplayResult) -> None:
         case_id, due, verdicts = pending[0]
-        verdict = _history_verdict(result.history, result.replay_failure)
+        verdict = _history_verdict(result.history, result.replay_failure, witness_of(replayer))
         verdicts.append(await _with_location(verdict, result.history, replayer))
         if len(verdicts) == due:
             pending.pop(0)

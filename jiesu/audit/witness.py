@@ -1,0 +1,202 @@
+"""Does a replay recompute the events the case's history recorded? (复核: 重放须得出原事件)
+
+Temporal's replay compares the *commands* a workflow issues — their kinds and order — with the
+history, not their arguments. A rule changed without ``workflow.patched`` that turns an
+applied action into a refusal (or the reverse) issues the same commands as before: one
+projection, nothing else. Such a history replays without an error while the code now holds a
+case that the history, the read model and the auditor's timeline contradict, and every later
+decision of the case is taken on that state.
+
+So a replay also watches what the code hands the read model (:class:`ProjectionWitness`, a
+workflow interceptor) and compares it with what the history recorded of the same
+projection (:func:`recorded_projections`): a local projection's result (``project_events``
+returns the events it wrote: ``ProjectionReceipt``) or an activity projection's input
+(``project_case``, cases started before ``lean-case-v1``). The n-th projection the code makes
+is compared with the n-th one recorded; a projection the code makes beyond the recorded ones
+is the history's open end (the workflow task that was running when it was fetched).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import (
+    Interceptor,
+    StartActivityInput,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+from temporalio.workflow import ActivityHandle
+
+from jiesu.case.domain import CaseEvent, CaseProjection, ProjectionReceipt
+
+LOCAL_PROJECTION = "project_events"
+ACTIVITY_PROJECTION = "project_case"
+_LOCAL_MARKER = "core_local_activity"
+_MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
+_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+
+Events = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RecordedProjection:
+    event_id: int  # the marker, or the activity's ActivityTaskScheduled
+    events: Events
+
+
+def _normal(events: Sequence[CaseEvent]) -> Events:
+    return [e.model_dump(mode="json", exclude={"at"}) for e in events]
+
+
+def covers(computed: Any, recorded: Any) -> bool:
+    """Does the replay's value say everything the recorded one says?
+
+    A field added to a model since the history was recorded (a later ``Deadlines`` field in a
+    ``deadlines_set`` event, say) appears in the replay's event with its default and is absent
+    from the recorded one: keys only the replay has are not a disagreement, and a recorded
+    null is an absent key. Everything recorded must be there, with the same value.
+
+    An event's ``at`` is left out (``_normal``). It is ``workflow.now()``, which a replay
+    reproduces, except when the SDK ran the handler in one workflow task and completed that task
+    without commands, recording the projection with the next one: the replay then runs the
+    handler in the later task and stamps its time, a few milliseconds on
+    (tests/histories/hostile_two_dispatches_at_once.json, event 119: 9 ms)."""
+    if isinstance(recorded, dict):
+        return isinstance(computed, dict) and all(
+            covers(computed[k], v) if k in computed else v is None for k, v in recorded.items()
+        )
+    if isinstance(recorded, list):
+        return (
+            isinstance(computed, list)
+            and len(computed) == len(recorded)
+            and all(covers(c, r) for c, r in zip(computed, recorded, strict=True))
+        )
+    return computed == recorded
+
+
+def recorded_projections(history: WorkflowHistory) -> list[RecordedProjection]:
+    """The events every projection of this history wrote, in the order they were made."""
+    convert = pydantic_data_converter.payload_converter
+    found: list[RecordedProjection] = []
+    for event in history.events:
+        if event.event_type == _MARKER:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name != _LOCAL_MARKER or "result" not in marker.details:
+                continue  # not a local activity, or an attempt that failed (no result)
+            meta = json.loads(marker.details["data"].payloads[0].data)
+            if meta.get("activity_type") != LOCAL_PROJECTION:
+                continue
+            [receipt] = convert.from_payloads(
+                marker.details["result"].payloads, [ProjectionReceipt]
+            )
+            found.append(RecordedProjection(event.event_id, _normal(receipt.events)))
+        elif event.event_type == _SCHEDULED:
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name != ACTIVITY_PROJECTION:
+                continue
+            [projection] = convert.from_payloads(scheduled.input.payloads, [CaseProjection])
+            found.append(RecordedProjection(event.event_id, _normal(projection.new_events)))
+    return found
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    event_id: int  # the recorded projection the replay disagrees with
+    message: str
+
+
+def compare(
+    recorded: Sequence[RecordedProjection], computed: Sequence[Events]
+) -> Disagreement | None:
+    """The first projection whose events the replay computed differently, if any."""
+    for n, (was, now) in enumerate(zip(recorded, computed, strict=False), start=1):
+        if not covers(now, was.events):
+            return Disagreement(was.event_id, _difference(n, was.events, now))
+    if len(computed) < len(recorded):
+        missing = recorded[len(computed)]
+        return Disagreement(
+            missing.event_id,
+            f"the history recorded {len(recorded)} projections, the replay made {len(computed)}",
+        )
+    return None
+
+
+def _difference(n: int, was: Events, now: Events) -> str:
+    for old, new in zip(was, now, strict=False):
+        if not covers(new, old):
+            return (
+                f"projection {n}: the history recorded event {old.get('seq')} as "
+                f"{_brief(old)}, the replay computes {_brief(new)}"
+            )
+    return (
+        f"projection {n}: the history recorded {len(was)} events "
+        f"({', '.join(_brief(e) for e in was)}), the replay computes {len(now)} "
+        f"({', '.join(_brief(e) for e in now)})"
+    )
+
+
+def _brief(event: dict[str, Any]) -> str:
+    code = (event.get("data") or {}).get("code")
+    return f"{event.get('kind')}" + (f" ({code})" if code else "")
+
+
+class ProjectionWitness(Interceptor):
+    """A replayer's interceptor that notes the events each workflow run hands its projections.
+
+    Runs are told apart by (workflow id, run id); :meth:`take` hands a run's notes over and
+    forgets them, so one witness serves a replayer that replays thousands of histories."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], list[Events]] = {}
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        witness = self
+
+        class _Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(_Outbound(outbound, witness))
+
+        return _Inbound
+
+    def saw(self, workflow_id: str, run_id: str, projection: Any) -> None:
+        if isinstance(projection, CaseProjection):
+            key = (workflow_id, run_id)
+            self._seen.setdefault(key, []).append(_normal(projection.new_events))
+
+    def take(self, workflow_id: str, run_id: str) -> list[Events]:
+        return self._seen.pop((workflow_id, run_id), [])
+
+    def check(self, history: WorkflowHistory) -> Disagreement | None:
+        """Compare what the replay of ``history`` computed with what it recorded."""
+        computed = self.take(history.workflow_id, history.run_id)
+        return compare(recorded_projections(history), computed)
+
+
+class _Outbound(WorkflowOutboundInterceptor):
+    def __init__(self, next: WorkflowOutboundInterceptor, witness: ProjectionWitness) -> None:
+        super().__init__(next)
+        self._witness = witness
+
+    def _note(self, activity: str, args: Sequence[Any]) -> None:
+        if activity in (LOCAL_PROJECTION, ACTIVITY_PROJECTION) and args:
+            info = self.info()
+            self._witness.saw(info.workflow_id, info.run_id, args[0])
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> ActivityHandle[Any]:
+        self._note(input.activity, input.args)
+        return super().start_local_activity(input)
+
+    def start_activity(self, input: StartActivityInput) -> ActivityHandle[Any]:
+        self._note(input.activity, input.args)
+        return super().start_activity(input)
