@@ -195,3 +195,20 @@ async def test_rec_rating_after_second_assignment(client, pool, settings) -> Non
         assert s.status is not Status.CLOSED
         await keep_history(h, "prepatch_rating_after_second_assignment")
         await h.terminate("recorded")
+
+
+async def test_rec_withdrawn_while_planning(client, pool, settings) -> None:
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    _SLOW[case_id] = started = asyncio.Event()
+    async with private_worker(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)
+        await asyncio.wait_for(started.wait(), 30)
+        withdraw = rid(CITIZEN)
+        await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
+        assert (await event_of(client, case_id, withdraw)).kind is EventKind.WITHDRAWN
+        s = await until(client, case_id, lambda s: s.deadlines is not None, within=40)
+        assert s.assignment is not None  # the old code assigned the withdrawn case
+        await keep_history(h, "prepatch_withdrawn_while_planning")
+        await h.terminate("recorded")

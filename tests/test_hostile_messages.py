@@ -25,6 +25,7 @@ from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
     CaseFacts,
+    CasePlan,
     CaseStart,
     CaseState,
     CoHandlersAction,
@@ -32,6 +33,7 @@ from jiesu.case.domain import (
     Deadlines,
     DepartmentRef,
     EventKind,
+    PlanRequest,
     Role,
     Status,
     Urgency,
@@ -43,7 +45,7 @@ URBAN = Actor(role=Role.DEPARTMENT, name="urban clerk", department_id="urban-man
 WATER = Actor(role=Role.DEPARTMENT, name="water clerk", department_id="water")
 SUPERVISOR = Actor(role=Role.SUPERVISOR, name="supervisor")
 CITIZEN = Actor(role=Role.CITIZEN, name="Wang Fang")
-_SLOW: dict[str, asyncio.Event] = {}  # case id -> set when its slow compute_deadlines began
+_SLOW: dict[str, asyncio.Event] = {}  # case id -> set when its slow planning began
 
 
 def rid(actor: Actor) -> dict[str, Any]:
@@ -83,17 +85,27 @@ def start_of(case_id: str) -> CaseStart:
 async def private_worker(client, pool, settings, queue) -> AsyncIterator[None]:
     acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
     real = next(a for a in acts if getattr(a, "__name__", "") == "compute_deadlines")
+    real_plan = next(a for a in acts if getattr(a, "__name__", "") == "plan_case")
 
-    @activity.defn(name="compute_deadlines")
-    async def compute_deadlines(request: DeadlineRequest) -> Deadlines:
+    async def slowly() -> None:
         started = _SLOW.pop(activity.info().workflow_id, None)
         if started is not None:  # a slow database: longer than a workflow task's heartbeat
             started.set()
             await asyncio.sleep(14)
+
+    @activity.defn(name="compute_deadlines")
+    async def compute_deadlines(request: DeadlineRequest) -> Deadlines:
+        await slowly()
         return await real(request)
 
+    @activity.defn(name="plan_case")
+    async def plan_case(request: PlanRequest) -> CasePlan:
+        await slowly()
+        return await real_plan(request)
+
+    house = [a for a in acts if a not in (real, real_plan)]
     async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
-                      activities=[a for a in acts if a is not real] + [compute_deadlines],
+                      activities=[*house, compute_deadlines, plan_case],
                       workflow_runner=UnsandboxedWorkflowRunner()):
         yield
 
@@ -172,6 +184,38 @@ async def test_a_case_withdrawn_in_its_first_task_stays_closed(client, settings)
     finally:
         if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
             await h.terminate("test over")
+
+
+async def test_a_withdrawal_while_the_case_is_planned_keeps_it_closed(
+    client, pool, settings
+) -> None:
+    """撤诉 arriving while the case's first plan (routing and deadlines, a local activity) is
+    still being computed — longer than a workflow task's heartbeat, so the withdrawal is
+    delivered in a task of its own before the plan returns. The case closes and stays closed:
+    the plan's deadlines are recorded, nobody is assigned, no deadline runs."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    _SLOW[case_id] = started = asyncio.Event()
+    async with private_worker(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)
+        try:
+            await asyncio.wait_for(started.wait(), 30)  # the plan is being computed
+            withdraw = rid(CITIZEN)
+            await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
+            withdrawn = await event_of(client, case_id, withdraw)
+            assert withdrawn.kind is EventKind.WITHDRAWN
+            s = await until(client, case_id, lambda s: s.deadlines is not None, within=40)
+            order = [e.kind for e in s.events]
+            # delivered while the plan was computed: recorded before the plan's deadlines
+            assert order.index(EventKind.WITHDRAWN) < order.index(EventKind.DEADLINES_SET), order
+            assert s.status is Status.CLOSED and s.assignment is None, (s.status, s.assignment)
+            assert not kinds(s, EventKind.ROUTED) and not kinds(s, EventKind.QUEUED)
+            assert (await asyncio.wait_for(h.result(), 30)).status is Status.CLOSED
+            await keep_history(h, "hostile_withdrawn_while_planning")
+        finally:
+            if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await h.terminate("test over")
 
 
 async def test_a_withdrawal_during_a_new_round_stays_closed(client, pool, settings) -> None:
