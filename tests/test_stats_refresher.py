@@ -7,7 +7,8 @@ background refresher (jiesu.stats.refresher) brings it up to date, one process a
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,17 @@ import httpx
 from helpers import SUPERVISOR, auth, eventually
 from statcases import case_row, insert_cases, local
 
+from activities.projection import ProjectionActivities
+from jiesu.case.domain import (
+    SYSTEM_ACTOR,
+    CaseEvent,
+    CaseProjection,
+    CaseState,
+    Channel,
+    EventKind,
+    Status,
+    Urgency,
+)
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 from jiesu.stats import queries, rollup
@@ -23,7 +35,7 @@ from jiesu.stats.refresher import RollupRefresher
 
 DAY = date(2003, 7, 1)
 ONE_DAY = {"from": str(DAY), "to": str(DAY), "group_by": "day"}
-STATE = "SELECT refreshed_at, seen_updated_at FROM case_stats_refresh"
+STATE = "SELECT refreshed_at, seen_snapshot FROM case_stats_refresh"
 ADMIN = auth(demo_key("demo-admin"))
 
 
@@ -285,3 +297,116 @@ async def test_nothing_is_kept_before_the_first_build(
         assert len(answers._kept) == kept
     finally:
         await rollup.ensure_fresh(pool, settings.timezone)
+
+
+# --- a projection that commits long after it began --------------------------------------------
+
+LATE_DAY = date(2008, 5, 12)
+_DAY_FIGURES = "SELECT received, closed FROM case_daily_stats WHERE grain = 0 AND day = $1"
+
+
+def _late_projection(case_id: str, status: Status, kinds: list[EventKind]) -> CaseProjection:
+    received = datetime.combine(LATE_DAY, time(9), UTC)
+    state = CaseState(
+        case_id=case_id, status=status, title="Late commit", category_id="noise_commercial",
+        grid_id="G-QH-01-01-1", address="幸福路12号", channel=Channel.HOTLINE,
+        urgency=Urgency.GENERAL, received_at=received,
+        closed_at=received + timedelta(days=2) if status is Status.CLOSED else None,
+    )  # fmt: skip
+    events = [
+        CaseEvent(seq=seq, kind=kind, at=received + timedelta(hours=seq), actor=SYSTEM_ACTOR)
+        for seq, kind in enumerate(kinds, 1)
+    ]
+    return CaseProjection(state=state, new_events=events, version=len(events))
+
+
+async def test_a_projection_that_commits_late_is_counted(
+    pool: asyncpg.Pool, database_url: str, settings: Settings
+) -> None:
+    """A case received weeks ago is closed now, and its projection's transaction commits long
+    after it began: it waited a minute on the case's row lock (held here by another
+    transaction, as a backfill batch or a slow writer would), while the refresher ran. Its
+    change must still be counted by a later refresh: the day's figures must not stay wrong
+    until some other case of that day changes.
+
+    The wait is not slept: the refresh that runs while the projection waits is dated a
+    minute after the projection began (its bookkeeping, ``refreshed_at``), which is what
+    the refresher would have recorded had the lock been held that long."""
+    case_id = f"LATE-{uuid.uuid4().hex[:8]}"
+    projector = ProjectionActivities(pool)
+    opened = [EventKind.RECEIVED, EventKind.DEADLINES_SET]
+    await projector.project_events(_late_projection(case_id, Status.HANDLING, opened))
+    await rollup.ensure_fresh(pool, settings.timezone)
+    assert tuple(await pool.fetchrow(_DAY_FIGURES, LATE_DAY)) == (1, 0)
+
+    holder = await asyncpg.connect(database_url)
+    refresher = await asyncpg.connect(database_url)
+    closing: asyncio.Task[Any] | None = None
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+            closing = asyncio.create_task(projector.project_events(_late_projection(
+                case_id, Status.CLOSED, [*opened, EventKind.CLOSED])))  # fmt: skip
+            began = await eventually(lambda: _waiting_on(pool, holder), within=30)
+            await rollup.refresh(refresher, settings.timezone)  # while the projection waits
+            await refresher.execute(
+                "UPDATE case_stats_refresh SET refreshed_at = $1", began + timedelta(minutes=1)
+            )
+        await asyncio.wait_for(closing, 30)  # the row lock is released: it commits now
+        closed = await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id)
+        assert closed == "closed"  # the read model has it: only the rollup could miss it
+        await rollup.ensure_fresh(pool, settings.timezone)
+        assert tuple(await pool.fetchrow(_DAY_FIGURES, LATE_DAY)) == (1, 1)
+    finally:
+        if closing is not None and not closing.done():
+            closing.cancel()
+        await holder.close()
+        await refresher.close()
+
+
+async def _waiting_on(pool: asyncpg.Pool, holder: asyncpg.Connection) -> datetime | None:
+    """The start of the transaction that waits for a lock ``holder`` holds, once it waits."""
+    return await pool.fetchval(
+        "SELECT xact_start FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        holder.get_server_pid(),
+    )
+
+
+async def test_a_database_restored_into_another_cluster_is_rebuilt(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A logical dump (pg_dump) restored into another cluster keeps the old cluster's
+    transaction ids in ``changed_xid`` and ``seen_snapshot``, higher than the new cluster's:
+    the kept snapshot would pass the new changes for seen, and the rows the old cluster
+    stamped would pass for unseen at every refresh. The next refresh rebuilds instead and
+    stamps those rows anew, after which refreshes are incremental again."""
+    day = date(2008, 6, 3)
+    changed, kept = (case_row(local(day), status="handling", replied=None, rating=None)
+                     for _ in range(2))  # fmt: skip
+    await insert_cases(pool, [changed, kept])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    future = await pool.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())") + 1_000_000
+    async with pool.acquire() as conn, conn.transaction():
+        # as pg_restore loads its data: the tables' triggers are not there yet
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(
+            "UPDATE cases SET changed_xid = $1 WHERE case_id = ANY($2)",
+            future, [changed["case_id"], kept["case_id"]],
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE case_stats_refresh SET seen_snapshot = $1::text::pg_snapshot",
+            f"{future}:{future}:",
+        )
+    # a change made in the new cluster, by a transaction older than the restored snapshot
+    await pool.execute(
+        "UPDATE cases SET status = 'closed' WHERE case_id = $1", changed["case_id"]
+    )
+    unseen = (f"SELECT {rollup._unseen('(SELECT seen_snapshot FROM case_stats_refresh)')}"
+              " FROM cases WHERE case_id = $1")  # fmt: skip
+    async with pool.acquire() as conn:
+        assert await rollup.needs_refresh(conn, settings.timezone)
+        assert (await rollup.refresh(conn, settings.timezone)).full
+        assert tuple(await conn.fetchrow(_DAY_FIGURES, day)) == (2, 1)
+        assert not (await rollup.refresh(conn, settings.timezone)).full
+        # stamped anew by the rebuild: no longer taken for a change at every refresh
+        assert await conn.fetchval(unseen, kept["case_id"]) is False

@@ -6,7 +6,8 @@ Idempotent: a case's handlings are replaced, never added to, so a second run wri
 rows; a case without events (a row made by hand) is left as it is. ``every`` rebuilds all
 cases (after a change in how events are attributed). Each batch is one transaction that locks
 its cases' rows (as the projection does), so it runs safely beside a live worker; the rebuilt
-cases are marked changed (``updated_at``) so the statistics' refresher recounts their days.
+cases are marked changed (an update of their rows, which records its transaction in
+``changed_xid``, migration 0028) so the statistics' refresher recounts their days.
 """
 
 from __future__ import annotations

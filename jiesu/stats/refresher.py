@@ -2,10 +2,11 @@
 current so that no statistics request ever pays for a refresh or a rebuild.
 
 It runs in every worker process (worker.py), next to the outbox dispatcher. Every
-``JIESU_STATS_REFRESH_SECONDS`` it checks, with one cheap query, whether a case changed since
-the last refresh, and if so refreshes incrementally (jiesu.stats.rollup). On a database that
-has never been rolled up (or whose time zone changed) that first refresh is the full rebuild —
-here, in the background, while requests keep answering from what is there with ``as_of``.
+``JIESU_STATS_REFRESH_SECONDS`` it checks, with one cheap query, whether a case changed that
+the last refresh did not see, and if so refreshes incrementally (jiesu.stats.rollup). On a
+database that has never been rolled up (or whose time zone changed) that first refresh is the
+full rebuild — here, in the background, while requests keep answering from what is there
+with ``as_of``.
 
 - **Single flight across processes**: the refresh takes a transaction-level advisory lock with
   ``pg_try_advisory_xact_lock``; a refresher that finds it taken skips this turn instead of
