@@ -41,6 +41,12 @@ class ArchiveActivities:
         report = await archive_closed_cases(
             activity.client(), self.pool, request, resume_token=resume, heartbeat=heartbeat
         )
+        if report.open_children:  # stuck children: the report alone is read by nobody
+            activity.logger.warning(
+                "archive: %d children still open long after their case closed (stored as they"
+                " stand, completed once they close): %s",
+                len(report.open_children), ", ".join(report.open_children[:20]),
+            )
         # The hourly job is the worker's retention chore: no daemon of its own for sessions.
         # A retry after this point archives from the first page again (rows are skipped).
         report.sessions_purged = await sessions.purge_ended(

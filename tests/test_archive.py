@@ -1,23 +1,44 @@
 """The history archive: a Temporal Schedule copies closed cases into PostgreSQL, idempotently;
-timeline, export and replay keep working when Temporal has lost the history."""
+timeline, export and replay keep working when Temporal has lost the history; a case closed
+before its child waits for the child, and a child stuck open is archived all the same."""
 
 from __future__ import annotations
 
 import gzip
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from helpers import AUDITOR, eventually, handle_of
+from helpers import (
+    AUDITOR,
+    OPERATOR,
+    SUPERVISOR,
+    case,
+    eventually,
+    handle_of,
+    ladder_of,
+    register,
+    served,
+)
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
-from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHistory
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from test_audit import closed_case, run_cli
 
+from api.main import create_app
 from jiesu.audit import histories as audit
 from jiesu.audit import replay as audit_replay
 from jiesu.audit.archive import (
@@ -29,6 +50,7 @@ from jiesu.audit.archive import (
     ensure_archive_schedule,
 )
 from jiesu.config import Settings
+from worker import build_worker
 
 
 async def visible_as_closed(client: Client, *case_ids: str) -> None:
@@ -202,3 +224,132 @@ async def test_a_case_temporal_has_lost_is_still_shown_and_replayed(
     code, out, _ = await run_cli(env, settings, "timeline", archived_case)
     assert code == 0 and "history events from archive" in out
     assert "accept — rejected (not_assigned)" in out
+
+
+# --- a child still open when its case closed -------------------------------------------------
+
+
+@asynccontextmanager
+async def case_with_open_child(
+    client: Client, pool: asyncpg.Pool, settings: Settings, name: str
+) -> AsyncIterator[tuple[str, WorkflowHandle[Any, Any]]]:
+    """A case closed while its ladder (督办, an escalation child) is climbing, and the child
+    still open after it: yields (case id, the child's handle); on leaving, a worker is back
+    and the child has closed.
+
+    The ladder's parent close policy is REQUEST_CANCEL: when the case closes, the server asks
+    the child to cancel, and the child closes only once a worker runs its next task. Here no
+    worker polls the case's queue at that moment (a deploy, a crashed worker: the case has a
+    queue of its own, so that the session's worker cannot take it), and an operator ends the
+    case (Temporal's terminate). The same window, seconds long, follows every case ended
+    while a child runs; a child whose task keeps failing keeps it open for as long."""
+    own = settings.model_copy(update={"task_queue": f"{settings.task_queue}-{name}"})
+    async with served(create_app(own, client=client, pool=pool)) as api:
+        async with build_worker(client, pool, own):
+            case_id = (await register(api))["case_id"]
+            await eventually(
+                lambda: _case_is(api, case_id, lambda s: s["status"] == "assigned"), within=30
+            )
+            due = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            ordered = await api.post(
+                f"/api/v1/complaints/{case_id}/supervision",
+                json={"form": "urge", "due": due}, headers=SUPERVISOR,
+            )  # 202 on a loaded machine: applied, just not within the API's wait
+            assert ordered.status_code in (200, 202), ordered.text
+            child = await ladder_of(client, case_id)
+            await eventually(
+                lambda: _case_is(api, case_id, lambda s: s["escalation_level"] == 2), within=30
+            )
+        # the worker is gone; the case is ended
+        await handle_of(client, case_id).terminate("ended by an operator")
+        # the server has asked the child to cancel (the parent close policy), and it is open
+        asked = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+        await eventually(lambda: _has_event(child, asked), within=30)
+        assert (await child.describe()).status == WorkflowExecutionStatus.RUNNING
+        await visible_as_closed(client, case_id)
+        try:
+            yield case_id, child
+        finally:
+            async with build_worker(client, pool, own):  # the worker is back: the child cancels
+                await eventually(lambda: _closed(child), within=60)
+
+
+async def _case_is(api: httpx.AsyncClient, case_id: str, test: Any) -> bool:
+    return bool(test(await case(api, case_id, OPERATOR)))
+
+
+async def _has_event(handle: WorkflowHandle[Any, Any], kind: EventType.ValueType) -> bool:
+    return any(e.event_type == kind for e in (await handle.fetch_history()).events)
+
+
+async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
+    return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_child_still_open_when_its_case_closed_is_archived_too(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The case is listed as closed while its ladder has not closed yet: archiving then must
+    not store the case without the ladder — a later run skips an archived case, and the
+    ladder's history would be gone with Temporal's retention."""
+    async with case_with_open_child(client, pool, settings, "open-child") as (case_id, child):
+        only = ArchiveRequest(query=f'WorkflowId="{case_id}"')
+        while_open = await archive_closed_cases(client, pool, only)
+    after = await archive_closed_cases(client, pool, only)  # the next hourly run
+
+    rows = {r["workflow_id"]: r for r in await archived_rows(pool, case_id)}
+    assert set(rows) == {case_id, child.id}, "the ladder's history was never archived"
+    final = await child.fetch_history()
+    assert rows[child.id]["status"] == "canceled" and rows[child.id]["run_id"] == final.run_id
+    text = gzip.decompress(rows[child.id]["history_gz"]).decode()
+    stored = WorkflowHistory.from_json(child.id, text)
+    assert stored.to_json_dict() == final.to_json_dict()
+    assert rows[case_id]["status"] == "terminated"
+    # the first run waited for the child: nothing of the case stored, the case deferred
+    assert (while_open.listed, while_open.archived, while_open.children) == (1, 0, 0)
+    assert while_open.deferred == [case_id]
+    assert (after.archived, after.children, after.deferred) == (1, 1, [])
+
+    # years later, with Temporal's copies gone, the auditor still has both
+    await forget_in_temporal(client, child.id)
+    await forget_in_temporal(client, case_id)
+    loaded = await audit.load_case_histories(client, pool, case_id)
+    assert [(h.workflow_id, h.source) for h in loaded] == [
+        (case_id, "archive"), (child.id, "archive")
+    ]
+
+
+async def test_a_child_open_past_the_patience_is_stored_as_it_stands_and_completed(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A child that stays open (a worker down for hours, a task that keeps failing) must not
+    keep its case out of the archive until Temporal's retention takes the case too: past the
+    patience the case is stored with the child as it stands; the child is reported on every
+    run while it stays open, and its row completed once it closed — no other row changes."""
+    async with case_with_open_child(client, pool, settings, "stuck-child") as (case_id, child):
+        only = ArchiveRequest(query=f'WorkflowId="{case_id}"')
+        impatient = only.model_copy(update={"open_child_patience_hours": 0})
+        stored = await archive_closed_cases(client, pool, impatient)
+        assert (stored.archived, stored.children, stored.deferred) == (1, 1, [])
+        assert child.id in stored.open_children
+        rows = {r["workflow_id"]: r for r in await archived_rows(pool, case_id)}
+        assert rows[child.id]["status"] == "running" and rows[child.id]["closed_at"] is None
+        snapshot = rows[child.id]["event_count"]
+
+        again = await archive_closed_cases(client, pool, only)  # the next hourly run
+        assert (again.archived, again.already_archived, again.completed) == (0, 1, 0)
+        assert child.id in again.open_children  # reported until it closes
+
+    completing = await archive_closed_cases(client, pool, only)
+    assert completing.completed >= 1 and child.id not in completing.open_children
+    after = {r["workflow_id"]: r for r in await archived_rows(pool, case_id)}
+    final = await child.fetch_history()
+    assert after[child.id]["status"] == "canceled" and after[child.id]["closed_at"] is not None
+    assert after[child.id]["event_count"] == len(final.events) > snapshot
+    text = gzip.decompress(after[child.id]["history_gz"]).decode()
+    assert WorkflowHistory.from_json(child.id, text).to_json_dict() == final.to_json_dict()
+    assert after[case_id] == rows[case_id]  # the case's row never changes
+
+    settled = await archive_closed_cases(client, pool, only)  # a closed row is final
+    assert (settled.completed, settled.already_archived) == (0, 1)
+    assert {r["workflow_id"]: r for r in await archived_rows(pool, case_id)} == after

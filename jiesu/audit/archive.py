@@ -4,9 +4,15 @@ Temporal deletes a closed workflow's history when the namespace's retention peri
 Temporal Schedule (:func:`ensure_archive_schedule`) runs ``ArchiveWorkflow`` every hour; its
 activity (:func:`archive_closed_cases`) lists closed cases through visibility, page by page,
 and stores each case's history and its children's, gzip-compressed, in ``history_archive``.
-Rows are keyed by (workflow_id, run_id) and written with ON CONFLICT DO NOTHING, and rows
-already there are skipped before their history is even fetched: running it twice, or
-retrying it half-way, never duplicates anything.
+Rows are keyed by (workflow_id, run_id), and cases already there are skipped before their
+history is even fetched: running it twice, or retrying it half-way, never duplicates anything.
+
+A case's row means "complete": its children are stored first, and a case closed while a child
+is still open (the server closes the child after the case, by its parent close policy) is
+deferred to a later run. A child open for longer than the patience would put the case itself
+at risk of Temporal's retention: the case is then stored with that child's history as it
+stands (status "running"), reported on every run until it closes, and completed then. That is
+the one change a row ever sees: its own history, grown.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from jiesu.audit.timeline import child_workflow_ids
+from jiesu.audit.timeline import child_runs
 from jiesu.case.domain import CASE_WORKFLOW
 from jiesu.config import Settings
 
@@ -44,12 +50,21 @@ ARCHIVE_WORKFLOW_ID = "jiesu-history-archive"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 ARCHIVE_EVERY = timedelta(hours=1)
 CLOSED_CASES = f'WorkflowType="{CASE_WORKFLOW}" AND ExecutionStatus!="Running"'
+# Well below any retention (a day at least), well above the seconds a parent close policy
+# takes and a worker's restart: past it a child is stuck, and the case must not wait longer.
+OPEN_CHILD_PATIENCE_HOURS = 6.0
 
 
 class ArchiveRequest(BaseModel):
     page_size: int = Field(default=200, ge=1, le=1000)
     query: str | None = Field(
         default=None, description="Extra visibility filter, ANDed with the closed-cases query"
+    )
+    open_child_patience_hours: float = Field(
+        default=OPEN_CHILD_PATIENCE_HOURS,
+        ge=0,
+        description="How long after a case closed it waits for a child still open; then it is"
+        " stored with the child as it stands, and the child's row completed when it closes",
     )
 
 
@@ -64,6 +79,10 @@ class ArchiveReport(BaseModel):
     # into the sign-in log (jiesu.access.sessions.purge_ended)
     sessions_purged: int = 0
     action_keys_purged: int = 0  # and actions' Idempotency-Keys past their keeping
+    deferred: list[str] = Field(default_factory=list)  # not stored: a child still open; next run
+    # children stored while open (past the patience) and still open: stuck, they need a look
+    open_children: list[str] = Field(default_factory=list)
+    completed: int = 0  # such children's rows completed now that they closed
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -72,7 +91,12 @@ _INSERT = """
 INSERT INTO history_archive (workflow_id, run_id, case_id, workflow_type, status, started_at,
                              closed_at, event_count, json_bytes, history_gz)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (workflow_id, run_id) DO NOTHING
+ON CONFLICT (workflow_id, run_id) DO UPDATE SET
+    status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, archived_at = now(),
+    event_count = EXCLUDED.event_count, json_bytes = EXCLUDED.json_bytes,
+    history_gz = EXCLUDED.history_gz
+-- only a row stored while its run was open, and only by more of the same (append-only) history
+WHERE history_archive.status = 'running' AND EXCLUDED.event_count > history_archive.event_count
 """
 
 
@@ -92,7 +116,8 @@ def _close_status(history: WorkflowHistory) -> tuple[str, datetime | None]:
 
 
 async def store_history(pool: asyncpg.Pool, history: WorkflowHistory, case_id: str) -> bool:
-    """Store one history; False when this run was archived before."""
+    """Store one history; False when this run was archived before (and, if it was archived
+    while open, this is no more of it)."""
     text = history.to_json()
     started = history.events[0]
     status, closed_at = _close_status(history)
@@ -163,23 +188,67 @@ async def _fetch(client: Client, workflow_id: str, run_id: str | None) -> Workfl
         raise
 
 
+def _started_by(child: WorkflowHistory, parent: WorkflowHistory) -> bool:
+    """Is this run of a child id the parent's own (not a reset case's other run's)?"""
+    started = child.events[0].workflow_execution_started_event_attributes
+    return started.parent_workflow_execution.run_id == parent.run_id
+
+
 async def archive_case(
-    client: Client, pool: asyncpg.Pool, execution: WorkflowExecution, report: ArchiveReport
+    client: Client,
+    pool: asyncpg.Pool,
+    execution: WorkflowExecution,
+    report: ArchiveReport,
+    patience: timedelta = timedelta(hours=OPEN_CHILD_PATIENCE_HOURS),
 ) -> None:
-    """Archive a closed case: its children's closed histories first, then its own (so that the
-    parent's row means "complete")."""
+    """Archive a closed case: its children's histories first, then its own (so that the
+    parent's row means "complete"). A child still open defers the case to a later run — the
+    case is skipped for good once stored — until ``patience`` after the case closed."""
     history = await _fetch(client, execution.id, execution.run_id)
     if history is None:
         report.missing.append(execution.id)
         return
-    for child_id in child_workflow_ids(history):
-        child = await _fetch(client, child_id, None)
-        if child is not None and _close_status(child)[0] != "running":
+    still_open: list[WorkflowHistory] = []
+    for child_id, run_id in child_runs(history):
+        child = await _fetch(client, child_id, run_id)
+        if child is None or not _started_by(child, history):
+            # never started, or another run's (a reset case's), or gone: retention counts from
+            # the child's own close, which may be long before the case's (docs/auditing.md)
+            continue
+        if _close_status(child)[0] == "running":
+            still_open.append(child)
+        else:
             report.children += await store_history(pool, child, execution.id)
+    closed_at = _close_status(history)[1] or datetime.now(UTC)  # listed closed: it has one
+    if still_open and datetime.now(UTC) - closed_at < patience:
+        report.deferred.append(execution.id)
+        return
+    for child in still_open:  # stuck: stored as it stands, completed by complete_open_children
+        report.children += await store_history(pool, child, execution.id)
+        report.open_children.append(child.workflow_id)
     if await store_history(pool, history, execution.id):
         report.archived += 1
     else:
         report.already_archived += 1
+
+
+async def complete_open_children(
+    client: Client, pool: asyncpg.Pool, report: ArchiveReport
+) -> None:
+    """Rows stored while their run was open: replaced by the closed history once it closed;
+    still open, reported again. Driven by the archive, not by visibility: the case may be
+    gone from Temporal by then. A run Temporal no longer has keeps the row it has."""
+    rows = await pool.fetch(
+        "SELECT workflow_id, run_id, case_id FROM history_archive WHERE status = 'running'"
+    )
+    for row in rows:
+        history = await _fetch(client, row["workflow_id"], row["run_id"])
+        if history is None:
+            continue
+        if _close_status(history)[0] == "running":
+            report.open_children.append(row["workflow_id"])
+        else:
+            report.completed += await store_history(pool, history, row["case_id"])
 
 
 async def archive_closed_cases(
@@ -198,6 +267,8 @@ async def archive_closed_cases(
         query, page_size=request.page_size, next_page_token=resume_token
     )
     report = ArchiveReport()
+    patience = timedelta(hours=request.open_child_patience_hours)
+    await complete_open_children(client, pool, report)
     while True:
         await pages.fetch_next_page()
         page = [e for e in pages.current_page or [] if e.status != WorkflowExecutionStatus.RUNNING]
@@ -208,7 +279,7 @@ async def archive_closed_cases(
             if (execution.id, execution.run_id) in done:
                 report.already_archived += 1
             else:
-                await archive_case(client, pool, execution, report)
+                await archive_case(client, pool, execution, report, patience)
         if heartbeat is not None:
             heartbeat(pages.next_page_token, report.model_dump())
         if pages.next_page_token is None:

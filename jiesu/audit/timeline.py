@@ -634,6 +634,21 @@ def child_workflow_ids(history: WorkflowHistory) -> list[str]:
     return ids
 
 
+def child_runs(history: WorkflowHistory) -> list[tuple[str, str | None]]:
+    """(workflow id, run id) of each child this history started, in order; the run id is
+    None while the history records no start of it (it failed to start, or had not yet). A
+    reset case's runs reuse their children's ids: only the run id tells whose child is whose."""
+    runs: dict[str, str | None] = {}
+    for event in history.events:
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            a = event.start_child_workflow_execution_initiated_event_attributes
+            runs.setdefault(a.workflow_id, None)
+        elif event.HasField("child_workflow_execution_started_event_attributes"):
+            run = event.child_workflow_execution_started_event_attributes.workflow_execution
+            runs[run.workflow_id] = run.run_id
+    return list(runs.items())
+
+
 def iter_entries(timeline: Timeline, depth: int = 0) -> Iterable[tuple[int, TimelineEntry]]:
     """Entries with their nesting depth, children's entries right after their start entry."""
     for entry in timeline.entries:

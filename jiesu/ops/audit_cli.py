@@ -256,14 +256,18 @@ def cmd_archive(args: argparse.Namespace) -> int:
             client, pool, request, heartbeat=heartbeat
         )
         print(", ".join(f"{k} {v}" for k, v in asdict_report(report).items()))
-        return 1 if report.missing else 0
+        for child_id in report.open_children:
+            print(f"still open long after its case closed: {child_id}", file=sys.stderr)
+        # deferred cases are normal (a child closing after its case); stuck children are not
+        return 1 if report.missing or report.open_children else 0
 
     return _run(body)
 
 
 def asdict_report(report: audit_archive.ArchiveReport) -> dict[str, Any]:
     values = report.model_dump()
-    values["missing"] = len(values["missing"])
+    for listed in ("missing", "deferred", "open_children"):
+        values[listed] = len(values[listed])
     return values
 
 
