@@ -6,12 +6,26 @@ sees only the cases of their grids (list, case, content, console), 404 otherwise
 from __future__ import annotations
 
 import re
+from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 import httpx
-from helpers import OPERATOR, act, auth, complaint, eventually, handle_of, keep_history, signed_in
+from helpers import (
+    OPERATOR,
+    act,
+    auth,
+    complaint,
+    department,
+    eventually,
+    handle_of,
+    keep_history,
+    signed_in,
+)
 from temporalio.client import Client
+from test_api import error_of, finish
 
+from jiesu.channels.mail import parse, store_attachments
 from jiesu.ops.demo_data import demo_key
 
 GRID_WORKER = auth(demo_key("demo-grid-worker"))
@@ -117,6 +131,40 @@ async def test_a_grid_worker_sees_only_the_cases_of_their_grids(api: httpx.Async
     other_grid = await api.get("/api/v1/complaints", params={"grid_id": "G-QH-02-02-1"},
                                headers=GRID_WORKER)  # fmt: skip
     assert other_grid.status_code == 403
+
+
+async def test_a_grid_worker_gets_no_files_of_a_case_whose_content_is_masked_to_them(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    """The files that came with a report (a mail's attachments: a photo of the citizen's ID,
+    their letter) are its content, as its description is: a case of the worker's grid that a
+    county bureau handles shows them its content masked, and its files neither listed nor
+    downloaded (403 content_masked, whether the file exists or not); the bureau gets them."""
+    filed = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    case_id = filed.json()["case_id"]
+    await _held_by(api, case_id, "urban-management")
+    letter = EmailMessage()
+    letter["From"], letter["To"] = "张伟 <zhang.wei@citizen.test>", "12345@gov.test"
+    letter["Subject"] = "夜间噪音"
+    letter.set_content("附身份证照片")
+    letter.add_attachment(b"\xff\xd8 the citizen's ID card", maintype="image", subtype="jpeg",
+                          filename="身份证.jpg")  # fmt: skip
+    await store_attachments(pool, case_id, parse(letter.as_bytes(), "zhang.wei@citizen.test"))
+    url = f"/api/v1/complaints/{case_id}/attachments"
+    try:
+        listed = await api.get(url, headers=department("urban-management"))
+        assert listed.status_code == 200, listed.text
+        [file] = listed.json()
+        got = await api.get(f"{url}/{file['id']}", headers=department("urban-management"))
+        assert got.status_code == 200 and got.content.endswith(b"ID card")
+
+        content = await api.get(f"/api/v1/cases/{case_id}/content", headers=GRID_WORKER)
+        assert content.status_code == 200 and content.json()["description"] is None
+        for path in (url, f"{url}/{file['id']}", f"{url}/{file['id'] + 10**9}"):
+            refused = error_of(await api.get(path, headers=GRID_WORKER), 403, "content_masked")
+            assert "身份证" not in refused["message"]
+    finally:
+        await finish(client, case_id)
 
 
 async def test_the_grid_worker_person_receives_and_accepts_on_the_console(

@@ -1,6 +1,7 @@
 """/api/v1/complaints/{case_id}/attachments: the files that came with a case's report (an
 e-mail's attachments, jiesu/channels/mail.py) — its evidence, for the staff who may see the
-case (a department only its own cases: 404 otherwise, as for the case itself)."""
+case (a department only its own cases: 404 otherwise, as for the case itself) and see its
+content unmasked (jiesu.access.content.sees_report_files: 403 ``content_masked`` otherwise)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,36 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel
 
 from api import cases
 from api.deps import AppSettings, CaseId, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
-from jiesu.case.domain import CaseState
+from api.routers.content import viewer_of
+from jiesu.access import content
 
 router = APIRouter(prefix="/complaints/{case_id}/attachments", tags=["complaints"])
 
 
-async def _visible(
-    client: Temporal, pool: Pool, case_id: str, principal: Staff, settings: AppSettings
-) -> CaseState:
-    return await cases.visible_state(
+async def _with_files(
+    case_id: CaseId, principal: Staff, pool: Pool, client: Temporal, settings: AppSettings
+) -> str:
+    """The case whose report's files the caller may have: 404 for a case they may not see,
+    403 ``content_masked`` for one whose content is masked to them (before any file is
+    looked up: the answer says nothing of which files exist)."""
+    state = await cases.visible_state(
         client, pool, case_id, principal, settings.query_timeout_seconds
     )
+    if not content.sees_report_files(viewer_of(principal), state):
+        raise ApiError(
+            403, "content_masked",
+            f"the files of case {case_id}'s report are its content, masked to you",
+        )  # fmt: skip
+    return case_id
+
+
+CaseWithFiles = Annotated[str, Depends(_with_files)]
 
 
 class AttachmentInfo(BaseModel):
@@ -39,10 +53,7 @@ class AttachmentInfo(BaseModel):
 
 @router.get("", response_model=list[AttachmentInfo], responses=ERRORS,
             summary="The files that came with the case's report (evidence)")
-async def list_attachments(
-    case_id: CaseId, principal: Staff, pool: Pool, client: Temporal, settings: AppSettings
-) -> list[AttachmentInfo]:  # fmt: skip
-    await _visible(client, pool, case_id, principal, settings)
+async def list_attachments(case_id: CaseWithFiles, pool: Pool) -> list[AttachmentInfo]:
     rows = await pool.fetch(
         "SELECT id, filename, content_type, size, sha256, source, created_at FROM attachments"
         " WHERE case_id = $1 ORDER BY id",
@@ -59,11 +70,8 @@ async def list_attachments(
     summary="One file of the case's report, as it came",
 )  # fmt: skip
 async def get_attachment(
-    case_id: CaseId,
-    attachment_id: Annotated[int, Path(ge=1, le=2**62)],
-    principal: Staff, pool: Pool, client: Temporal, settings: AppSettings,
-) -> Response:  # fmt: skip
-    await _visible(client, pool, case_id, principal, settings)
+    case_id: CaseWithFiles, attachment_id: Annotated[int, Path(ge=1, le=2**62)], pool: Pool
+) -> Response:
     row = await pool.fetchrow(
         "SELECT filename, content FROM attachments WHERE case_id = $1 AND id = $2",
         case_id, attachment_id,

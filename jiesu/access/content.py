@@ -69,6 +69,14 @@ def unmasked_fields(viewer: Viewer, state: CaseState, anonymous: bool) -> tuple[
     return ()
 
 
+def sees_report_files(viewer: Viewer, state: CaseState) -> bool:
+    """The files that came with the report (a mail's attachments: photos, letters, an ID
+    card) are its content, as its description is: shown to whoever sees the description
+    unmasked, to nobody it is masked for (a grid worker on a case of their grid that another
+    unit handles)."""
+    return ContentField.DESCRIPTION in unmasked_fields(viewer, state, anonymous=False)
+
+
 def _handles(viewer: Viewer, state: CaseState) -> bool:
     """The viewer's department, or a grid worker's grid unit, leads or co-handles the case."""
     if viewer.role is Role.DEPARTMENT:
