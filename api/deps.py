@@ -271,6 +271,38 @@ def cookie_secure(settings: Settings) -> bool:
         return True
 
 
+def _netloc(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+async def same_origin(request: Request) -> None:
+    """403 ``cross_site`` when the browser says another site's page made this request — for
+    the one form no CSRF token can protect, the login form (no session yet): else another
+    site could sign the browser in as the attacker's account (login CSRF), the victim's
+    session cookie replaced and their work recorded as the attacker's.
+
+    The browser's word is ``Sec-Fetch-Site`` (Fetch Metadata: every current browser sends
+    it): only ``same-origin`` (and ``none``, typed by the user) pass. ``Origin`` alone cannot
+    say it: under our ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` with
+    the console's own forms. A browser without Fetch Metadata is judged by an ``Origin`` that
+    names a host, which must be the console's (JIESU_PUBLIC_URL) or the one the request was
+    sent to (the scheme is not compared: behind a TLS proxy the API may see http). A request
+    with neither header (a script, curl) passes."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site.lower() in ("same-origin", "none"):
+            return
+    else:
+        origin = _netloc(request.headers.get("origin") or "")
+        own = {_netloc(base_url(request.app.state.settings)), request.headers.get("host", "")}
+        if not origin or origin in {h.lower() for h in own}:
+            return
+    raise ApiError(403, "cross_site", "a sign-in is accepted from the console's own page only")
+
+
+SameOrigin = Depends(same_origin)
+
+
 def set_session_cookie(
     response: Response, token: str, session: Session, settings: Settings
 ) -> None:

@@ -87,6 +87,41 @@ async def test_pages_need_a_session_and_forms_a_csrf_token(api: httpx.AsyncClien
     assert wrong.status_code == 401 and "jiesu_session" not in wrong.cookies
 
 
+async def test_a_sign_in_posted_from_another_site_opens_no_session(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Login CSRF: the login form has no session, so no CSRF token, and another site's page
+    can post it with an account of the attacker's: the browser would be signed in as them
+    (its own session's cookie replaced) and what its user then does recorded as theirs. A
+    browser says where a form comes from (Sec-Fetch-Site; Origin for one without it): from
+    another site, a sibling site or an opaque page the sign-in is refused (403 cross_site)
+    before the password is looked at, and no session is opened. From the console's own page
+    (as Chromium posts it: Origin null under our no-referrer policy, tests/
+    test_console_browser.py) or without either header (not a browser) it signs in."""
+    sessions = "SELECT count(*) FROM staff_sessions s JOIN staff p ON p.id = s.staff_id" \
+        " WHERE p.login = 'operator'"  # fmt: skip
+    before = await pool.fetchval(sessions)
+    form = {"login": "operator", "password": "operator-demo-pass"}
+    for headers in (
+        {"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame
+        {"Origin": "http://intranet.jiesu.test", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://attacker.example"},  # a browser without Fetch Metadata
+    ):
+        refused = await api.post("/console/login", data=form, headers=headers)
+        assert refused.status_code == 403, (headers, refused.status_code)
+        assert "jiesu_session" not in refused.cookies
+    assert await pool.fetchval(sessions) == before
+    for headers in (
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # the console's own login page
+        {"Origin": "http://jiesu.test"},  # the same, in a browser without Fetch Metadata
+        {},  # a script
+    ):
+        signed = await api.post("/console/login", data=form, headers=headers)
+        assert signed.status_code == 303 and "jiesu_session" in signed.cookies, headers
+    assert await pool.fetchval(sessions) == before + 3
+
+
 async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     api: httpx.AsyncClient,
 ) -> None:

@@ -229,6 +229,10 @@ async def _assigned_to(api: httpx.AsyncClient, case_id: str, department_id: str)
 ATTACK = """<!doctype html><html><body>
 <form id="f" method="post" action="{target}"><input name="note" value="pwned"></form>
 <script>document.getElementById("f").submit();</script></body></html>"""
+LOGIN_ATTACK = """<!doctype html><html><body>
+<form id="f" method="post" action="{target}"><input name="login" value="operator">
+<input name="password" value="operator-demo-pass"></form>
+<script>document.getElementById("f").submit();</script></body></html>"""
 
 
 async def test_a_cross_site_form_post_is_refused(
@@ -256,6 +260,21 @@ async def test_a_cross_site_form_post_is_refused(
     forged = await water.request.post(target, form={"note": "pwned"}, max_redirects=0)
     assert forged.status == 403
     assert (await case(api, case_id, department("water")))["status"] == "assigned"
+
+    # Login CSRF: another site signs the browser in with the attacker's account (operator's
+    # here): refused, and the browser keeps its own session (the inbox is the water bureau's).
+    login = f"{console_url}/console/login"
+    await water.context.route(
+        "http://login-attacker.example/**",
+        lambda route: route.fulfill(content_type="text/html",
+                                    body=LOGIN_ATTACK.format(target=login)),
+    )  # fmt: skip
+    attacked = await water.context.new_page()
+    async with attacked.expect_response(login) as answer:
+        await attacked.goto("http://login-attacker.example/")
+    assert (await answer.value).status == 403
+    inbox = await water.goto(f"{console_url}/console/inbox")
+    assert inbox is not None and inbox.status == 200  # still signed in, and as the clerk
 
 
 async def test_an_extension_is_asked_for_and_approved_on_screen(

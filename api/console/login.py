@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.auth_limit import LoginAttempt
 from api.console import staff
 from api.console.web import PREFIX, Session, form_of, page, redirect
-from api.deps import AppSettings, Pool
+from api.deps import AppSettings, Pool, SameOrigin
 from jiesu.case.domain import Role
 
 router = APIRouter()
@@ -35,7 +35,7 @@ async def login_form(request: Request) -> Response:
     return page(request, "login.html", {"login": "", "error": None})
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[SameOrigin])  # login CSRF
 async def login(
     request: Request,
     pool: Pool,
