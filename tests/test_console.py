@@ -102,23 +102,27 @@ async def test_a_sign_in_posted_from_another_site_opens_no_session(
         " WHERE p.login = 'operator'"  # fmt: skip
     before = await pool.fetchval(sessions)
     form = {"login": "operator", "password": "operator-demo-pass"}
-    for headers in (
-        {"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
-        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame
-        {"Origin": "http://intranet.jiesu.test", "Sec-Fetch-Site": "same-site"},
-        {"Origin": "http://attacker.example"},  # a browser without Fetch Metadata
-    ):
-        refused = await api.post("/console/login", data=form, headers=headers)
-        assert refused.status_code == 403, (headers, refused.status_code)
-        assert "jiesu_session" not in refused.cookies
-    assert await pool.fetchval(sessions) == before
-    for headers in (
-        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # the console's own login page
-        {"Origin": "http://jiesu.test"},  # the same, in a browser without Fetch Metadata
-        {},  # a script
-    ):
-        signed = await api.post("/console/login", data=form, headers=headers)
-        assert signed.status_code == 303 and "jiesu_session" in signed.cookies, headers
+    # a browser of its own: the shared ``api`` client would keep the session cookie, and every
+    # later test's request without a key would be signed in as the operator
+    async with httpx.AsyncClient(transport=api._transport, base_url=api.base_url) as browser:
+        for headers in (
+            {"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame
+            {"Origin": "http://intranet.jiesu.test", "Sec-Fetch-Site": "same-site"},
+            {"Origin": "http://attacker.example"},  # a browser without Fetch Metadata
+        ):
+            refused = await browser.post("/console/login", data=form, headers=headers)
+            assert refused.status_code == 403, (headers, refused.status_code)
+            assert "jiesu_session" not in refused.cookies
+        assert await pool.fetchval(sessions) == before
+        for headers in (
+            {"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # the console's own login page
+            {"Origin": "http://jiesu.test"},  # the same, in a browser without Fetch Metadata
+            {},  # a script
+        ):
+            browser.cookies.clear()
+            signed = await browser.post("/console/login", data=form, headers=headers)
+            assert signed.status_code == 303 and "jiesu_session" in signed.cookies, headers
     assert await pool.fetchval(sessions) == before + 3
 
 
