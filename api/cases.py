@@ -27,6 +27,7 @@ from api.deps import Principal
 from api.errors import RETRY_AFTER_SECONDS, ApiError, not_found
 from api.schemas import ActionResult
 from jiesu.access import action_keys
+from jiesu.access.content import Viewer, masked_case
 from jiesu.access.grids import GridScope
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
@@ -148,7 +149,16 @@ async def sourced_state(
         raise await _not_ready(pool, case_id, principal)
     if state is None or not principal.can_see(state):
         raise not_found(case_id)  # another department's case does not exist for you
-    return Sourced(state, source, stale=silent)
+    # the content its events carry (并单, 补充诉求, evidence), masked where the content is
+    return Sourced(masked_case(viewer_of(principal), state), source, stale=silent)
+
+
+def viewer_of(principal: Principal) -> Viewer:
+    """The caller, as the content's masking rules know them (jiesu.access.content)."""
+    return Viewer(
+        name=principal.name, role=principal.role, department_id=principal.department_id,
+        person=principal.person is not None, handles=principal.handles,
+    )  # fmt: skip
 
 
 async def visible_state(

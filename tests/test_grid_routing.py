@@ -167,6 +167,55 @@ async def test_a_grid_worker_gets_no_files_of_a_case_whose_content_is_masked_to_
         await finish(client, case_id)
 
 
+async def test_a_grid_worker_reads_no_content_in_the_events_of_a_case_masked_to_them(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The content travels in the case too: a later report's description (并单), the
+    citizen's supplement (补充诉求) and the reply's evidence links are events of the case.
+    Where its content is masked (a case of the worker's grid that a county bureau handles),
+    the case — API and console page — shows them masked as /content does; the bureau sees
+    them."""
+    filed = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    case_id = filed.json()["case_id"]
+    await _held_by(api, case_id, "urban-management")
+    phone, supplement, photo = "13912345678", "我住3单元502，电话见上", "https://evidence.test/p1.jpg"
+    h = handle_of(client, case_id)
+    try:
+        await h.signal("repeat_report", {
+            "report_id": "grid-mask-1", "channel": "hotline",
+            "actor": {"role": "operator", "name": "operator"},
+            "description": f"又响了一夜，我的电话{phone}", "received_at": "2026-11-20T01:00:00Z",
+        })  # fmt: skip
+        await h.signal("supplement", {"actor": {"role": "citizen", "name": "citizen"},
+                                      "text": supplement})  # fmt: skip
+        bureau = department("urban-management")
+        await act(api, case_id, "accept", bureau)
+        await act(api, case_id, "contact", bureau)
+        await act(api, case_id, "reply", bureau, outcome="resolved", text="已处理",
+                  evidence=[photo])  # fmt: skip
+
+        async def shown(headers: dict[str, str]) -> str | None:
+            text = (await api.get(f"/api/v1/complaints/{case_id}", headers=headers)).text
+            return text if '"replied"' in text and '"supplemented"' in text else None
+
+        full = await eventually(lambda: shown(bureau), within=20)
+        assert phone in full and supplement in full and photo in full
+        masked = await shown(GRID_WORKER)
+        assert masked is not None, "the grid worker sees the case and its events"
+        for secret in (phone, supplement, photo):
+            assert secret not in masked, secret
+        person = await signed_in(api, "grid-worker")
+        try:
+            page = await person.get(f"/console/cases/{case_id}")
+            assert page.status_code == 200
+            for secret in (phone, supplement, photo):
+                assert secret not in page.text, secret
+        finally:
+            await person.aclose()
+    finally:
+        await finish(client, case_id)
+
+
 async def test_the_grid_worker_person_receives_and_accepts_on_the_console(
     api: httpx.AsyncClient,
 ) -> None:

@@ -28,7 +28,6 @@ from api.console.web import (
 )
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
 from api.errors import ApiError, not_found
-from api.routers.content import viewer_of
 from jiesu.access import content as content_service
 from jiesu.audit.timeline import event_summary
 from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
@@ -75,7 +74,7 @@ async def case_content(
     """What the citizen reported, as this person may see it: masked where the content
     service masks it (jiesu.access.content), and every unmasked view recorded for the
     auditors — the same answer as ``GET /api/v1/cases/{id}/content``."""
-    return await content_service.view_content(pool, state, viewer_of(principal))
+    return await content_service.view_content(pool, state, case_service.viewer_of(principal))
 
 
 def timeline(state: CaseState) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from api import cases
 from api.deps import AppSettings, CaseId, Pool, Staff, Temporal
 from api.errors import ERRORS, ApiError
-from api.routers.content import viewer_of
 from jiesu.access import content
 
 router = APIRouter(prefix="/complaints/{case_id}/attachments", tags=["complaints"])
@@ -30,7 +29,7 @@ async def _with_files(
     state = await cases.visible_state(
         client, pool, case_id, principal, settings.query_timeout_seconds
     )
-    if not content.sees_report_files(viewer_of(principal), state):
+    if not content.sees_report_files(cases.viewer_of(principal), state):
         raise ApiError(
             403, "content_masked",
             f"the files of case {case_id}'s report are its content, masked to you",

@@ -12,21 +12,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.cases import visible_state
-from api.deps import AppSettings, Auditor, CaseId, Pool, Principal, Staff, Temporal
+from api.cases import viewer_of, visible_state
+from api.deps import AppSettings, Auditor, CaseId, Pool, Staff, Temporal
 from api.errors import ERRORS, not_found
 from jiesu.access import content
-from jiesu.access.content import CaseContent, ContentView, Viewer
+from jiesu.access.content import CaseContent, ContentView
 from jiesu.case.domain import Line
 
 router = APIRouter(tags=["content"])
-
-
-def viewer_of(principal: Principal) -> Viewer:
-    return Viewer(
-        name=principal.name, role=principal.role, department_id=principal.department_id,
-        person=principal.person is not None, handles=principal.handles,
-    )  # fmt: skip
 
 
 @router.get(

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from jiesu.case.domain import (
     AUDITOR_ROLES,
     CENTRE_ROLES,
+    CaseEvent,
     CaseStart,
     CaseState,
     EventKind,
@@ -75,6 +76,39 @@ def sees_report_files(viewer: Viewer, state: CaseState) -> bool:
     unmasked, to nobody it is masked for (a grid worker on a case of their grid that another
     unit handles)."""
     return ContentField.DESCRIPTION in unmasked_fields(viewer, state, anonymous=False)
+
+
+# The content that travels in the case itself, in its events: a later report's description
+# (并单), the citizen's supplement (补充诉求), the reply's evidence links — the event's data key,
+# and the field of the content it is.
+_IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
+    EventKind.REPEAT_REPORTED: ("description", ContentField.DESCRIPTION),
+    EventKind.SUPPLEMENTED: ("text", ContentField.DESCRIPTION),
+    EventKind.REPLIED: ("evidence", ContentField.EVIDENCE),
+}
+
+
+def masked_case(viewer: Viewer, state: CaseState) -> CaseState:
+    """The case as ``viewer`` may read it: for one who sees the description or the evidence
+    masked (a grid worker on a case of their grid that another unit handles), the same
+    content carried by the case's events and its reply is masked as ``present`` masks it — a
+    text None, evidence empty. Anyone else gets ``state`` itself."""
+    shown = unmasked_fields(viewer, state, anonymous=False)  # anonymity: the citizen only
+    hidden = {f for f in (ContentField.DESCRIPTION, ContentField.EVIDENCE) if f not in shown}
+    if not hidden:
+        return state
+    update: dict[str, object] = {"events": [_masked_event(e, hidden) for e in state.events]}
+    if ContentField.EVIDENCE in hidden and state.reply is not None:
+        update["reply"] = state.reply.model_copy(update={"evidence": []})
+    return state.model_copy(update=update)
+
+
+def _masked_event(event: CaseEvent, hidden: set[ContentField]) -> CaseEvent:
+    key, field = _IN_EVENTS.get(event.kind, ("", None))
+    if field not in hidden or key not in event.data:
+        return event
+    masked = [] if field is ContentField.EVIDENCE else None
+    return event.model_copy(update={"data": {**event.data, key: masked}})
 
 
 def _handles(viewer: Viewer, state: CaseState) -> bool:
