@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 from helpers import (
+    AUDITOR,
     OPERATOR,
     act,
     auth,
@@ -157,6 +158,10 @@ async def test_a_grid_worker_gets_no_files_of_a_case_whose_content_is_masked_to_
         [file] = listed.json()
         got = await api.get(f"{url}/{file['id']}", headers=department("urban-management"))
         assert got.status_code == 200 and got.content.endswith(b"ID card")
+        views = await api.get(f"/api/v1/audit/content-views?case_id={case_id}", headers=AUDITOR)
+        assert [(v["department_id"], v["fields"]) for v in views.json()] == [
+            ("urban-management", ["attachment"])
+        ], views.text  # the download is recorded; the listing (names, sizes) is not
 
         content = await api.get(f"/api/v1/cases/{case_id}/content", headers=GRID_WORKER)
         assert content.status_code == 200 and content.json()["description"] is None

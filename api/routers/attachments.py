@@ -69,8 +69,9 @@ async def list_attachments(case_id: CaseWithFiles, pool: Pool) -> list[Attachmen
     summary="One file of the case's report, as it came",
 )  # fmt: skip
 async def get_attachment(
-    case_id: CaseWithFiles, attachment_id: Annotated[int, Path(ge=1, le=2**62)], pool: Pool
-) -> Response:
+    case_id: CaseWithFiles, attachment_id: Annotated[int, Path(ge=1, le=2**62)], pool: Pool,
+    principal: Staff,
+) -> Response:  # fmt: skip
     row = await pool.fetchrow(
         "SELECT filename, content FROM attachments WHERE case_id = $1 AND id = $2",
         case_id, attachment_id,
@@ -79,6 +80,8 @@ async def get_attachment(
         raise ApiError(
             404, "attachment_not_found", f"case {case_id} has no attachment {attachment_id}"
         )
+    # the file is the report's content: its download is a recorded view, as /content's are
+    await content.record_file_view(pool, case_id, cases.viewer_of(principal))
     # Served as a download, never rendered: a mailed file is the sender's, not ours.
     return Response(
         row["content"], media_type="application/octet-stream",

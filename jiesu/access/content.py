@@ -43,9 +43,14 @@ class ContentField(StrEnum):
     CITIZEN_NAME = "citizen_name"
     CITIZEN_PHONE = "citizen_phone"
     CITIZEN_EMAIL = "citizen_email"
+    # a file that came with the report, downloaded (its own view: not a field of /content)
+    ATTACHMENT = "attachment"
 
 
-CONTENT = tuple(ContentField)
+CONTENT = (
+    ContentField.DESCRIPTION, ContentField.ADDRESS, ContentField.EVIDENCE,
+    ContentField.CITIZEN_NAME, ContentField.CITIZEN_PHONE, ContentField.CITIZEN_EMAIL,
+)  # fmt: skip
 CITIZEN = (ContentField.CITIZEN_NAME, ContentField.CITIZEN_PHONE, ContentField.CITIZEN_EMAIL)
 FULL_VIEW_ROLES = CENTRE_ROLES | AUDITOR_ROLES  # the centre (operator, supervisor, admin), audit
 
@@ -228,6 +233,17 @@ async def view_content(db: Db, state: CaseState, viewer: Viewer) -> CaseContent 
             [f.value for f in shown],
         )  # fmt: skip
     return present(start, state, shown)
+
+
+async def record_file_view(db: Db, case_id: str, viewer: Viewer) -> None:
+    """A file of the report handed over: recorded as a view of the content (``attachment``),
+    before it is answered, as ``view_content`` records the fields it shows."""
+    await db.execute(
+        "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
+        " fields) VALUES ($1, $2, $3, $4, $5, $6)",
+        case_id, viewer.name, viewer.role.value, viewer.department_id, viewer.person,
+        [ContentField.ATTACHMENT.value],
+    )  # fmt: skip
 
 
 MAX_VIEWS = 1000
