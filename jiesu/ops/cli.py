@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 from temporalio.client import Client
 
@@ -169,15 +170,44 @@ def hard_exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+def unreachable(err: BaseException) -> str | None:
+    """One line for a server the command could not reach, None for any other failure.
+
+    The usual first mistake is a command run beside ``make run`` without the DATABASE_URL and
+    TEMPORAL_ADDRESS its banner prints: that deserves a sentence and a hint, not a traceback
+    (exit code 2, "could not run")."""
+    settings = get_settings()
+    files = [f.filename.replace("\\", "/") for f in traceback.extract_tb(err.__traceback__)]
+    if isinstance(err, OSError) and any(f.endswith("asyncpg/connect_utils.py") for f in files):
+        where = _without_password(settings.database_url)
+        return f"cannot reach PostgreSQL at {where} ({err}); set DATABASE_URL"
+    if isinstance(err, TemporalUnavailable) or str(err).startswith("Failed client connect"):
+        return f"cannot reach Temporal at {settings.temporal_address} ({err}); set TEMPORAL_ADDRESS"
+    return None
+
+
+def _without_password(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if not parts.password:  # none, or empty (the embedded default's)
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``jiesu`` console script. Never returns; call :func:`run` from Python code."""
     try:
         code = run(argv)
     except KeyboardInterrupt:
         code = 130
-    except Exception:
-        traceback.print_exc()
-        code = 1
+    except Exception as err:
+        message = unreachable(err)
+        if message is None:
+            traceback.print_exc()
+            code = 1
+        else:
+            print(f"error: {message} (`make run` prints both)", file=sys.stderr)
+            code = 2
     hard_exit(code)
 
 
