@@ -1,4 +1,5 @@
-"""The history archive: a Temporal Schedule copies closed cases into PostgreSQL, idempotently;
+"""The history archive: a Temporal Schedule copies closed cases into PostgreSQL, idempotently, and
+closed children as they close (before their case; retention would take them first);
 timeline, export and replay keep working when Temporal has lost the history; a case closed
 before its child waits for the child, and a child stuck open is archived all the same."""
 
@@ -44,13 +45,20 @@ from jiesu.audit import replay as audit_replay
 from jiesu.audit.archive import (
     ARCHIVE_SCHEDULE_ID,
     CLOSED_CASES,
+    ArchiveCursor,
     ArchiveReport,
     ArchiveRequest,
     archive_closed_cases,
     ensure_archive_schedule,
 )
+from jiesu.case.domain import Actor, ReturnAction, Role
 from jiesu.config import Settings
 from worker import build_worker
+from workflows.complaint import ComplaintWorkflow
+
+URBAN_ACTOR = Actor(
+    role=Role.DEPARTMENT, name="demo-dept-urban-management", department_id="urban-management"
+)
 
 
 async def visible_as_closed(client: Client, *case_ids: str) -> None:
@@ -147,22 +155,27 @@ async def test_archiving_pages_and_resumes(
     cases = [await closed_case(api, client) for _ in range(3)]
     await visible_as_closed(client, *cases)
     query = " OR ".join(f'WorkflowId="{c}"' for c in cases)
-    beats: list[tuple[bytes | None, dict[str, Any]]] = []
+    beats: list[tuple[ArchiveCursor, dict[str, Any]]] = []
 
     report = await archive_closed_cases(
         client, pool, ArchiveRequest(page_size=2, query=query),
-        heartbeat=lambda token, progress: beats.append((token, progress)),
+        heartbeat=lambda cursor, progress: beats.append((cursor, progress)),
     )
     assert (report.pages, report.listed, report.archived) == (2, 3, 3)
-    assert [b[1]["listed"] for b in beats] == [2, 3] and beats[0][0] and beats[1][0] is None
+    # the children's listing first (none of theirs match), then the cases' two pages
+    assert [b[0].listing for b in beats] == ["children", "cases", "cases"]
+    assert beats[0][0].token is None  # the children's listing done
+    assert [b[1]["listed"] for b in beats[1:]] == [2, 3]
+    assert beats[1][0].token and beats[2][0].token is None
     for case_id in cases:
         assert len(await archived_rows(pool, case_id)) == 1
 
     # A retried activity resumes after its last heartbeat: only the last page is listed again.
     resumed = await archive_closed_cases(
-        client, pool, ArchiveRequest(page_size=2, query=query), resume_token=beats[0][0]
+        client, pool, ArchiveRequest(page_size=2, query=query), resume=beats[1][0]
     )
     assert (resumed.listed, resumed.archived, resumed.already_archived) == (1, 0, 1)
+    assert resumed.children_pages == 0  # the children's listing was done before
 
 
 async def test_the_archive_workflow_pages_with_heartbeats(
@@ -353,3 +366,100 @@ async def test_a_child_open_past_the_patience_is_stored_as_it_stands_and_complet
     settled = await archive_closed_cases(client, pool, only)  # a closed row is final
     assert (settled.completed, settled.already_archived) == (0, 1)
     assert {r["workflow_id"]: r for r in await archived_rows(pool, case_id)} == after
+
+
+# --- a child closed long before its case -------------------------------------------------------
+
+
+async def reassigned_while_open(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """A case its department returned (退单): the reassignment child has chosen another
+    department and closed, and the case goes on (assigned). Yields (case id, child handle)."""
+    case_id = (await register(api))["case_id"]
+    await eventually(
+        lambda: _case_is(api, case_id, lambda s: s["status"] == "assigned"), within=30
+    )
+    await handle_of(client, case_id).signal(
+        ComplaintWorkflow.return_case,
+        ReturnAction(actor=URBAN_ACTOR, reason="Amplified music at night is police work"),
+    )
+    child = client.get_workflow_handle(f"{case_id}-reassign-1")
+    await eventually(lambda: _exists(child), within=30)
+    await env.fast_forward(child, timedelta(minutes=31))  # nobody chooses: the rules decide
+    await child.result()
+    await eventually(
+        lambda: _case_is(api, case_id, lambda s: s["status"] == "assigned"), within=30
+    )
+    return case_id, child
+
+
+async def _exists(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        await handle.describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def test_a_child_closed_long_before_its_case_is_archived_before_retention_takes_it(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    """Retention counts from each workflow's own close: a reassignment child closes minutes
+    after it started, while its case may stay open for months (extensions, rehandling). The
+    hourly run must archive the child while Temporal still has it — waiting for the case to
+    close lost it for good, and the case's history in the archive was incomplete."""
+    case_id, child = await reassigned_while_open(api, client, env)
+    only = ArchiveRequest(query=f'WorkflowId="{case_id}" OR ParentWorkflowId="{case_id}"')
+    closed_child = f'ParentWorkflowId="{case_id}" AND ExecutionStatus!="Running"'
+
+    async def child_listed() -> bool:
+        return (await client.count_workflows(closed_child)).count == 1
+
+    await eventually(child_listed, within=20)
+    original = await child.fetch_history()
+
+    while_open = await archive_closed_cases(client, pool, only)  # hourly, the case still open
+    again = await archive_closed_cases(client, pool, only)  # the next hour: nothing twice
+    assert (while_open.listed, while_open.archived) == (0, 0)
+    assert (while_open.children, again.children) == (1, 0)
+
+    await forget_in_temporal(client, child.id)  # the child's retention ends; the case goes on
+    await handle_of(client, case_id).terminate("ended by an operator, months later")
+    await visible_as_closed(client, case_id)
+    closing = await archive_closed_cases(client, pool, only)
+    assert (closing.archived, closing.children, closing.missing) == (1, 0, [])
+
+    rows = {r["workflow_id"]: r for r in await archived_rows(pool, case_id)}
+    assert set(rows) == {case_id, child.id}, "the child's history was lost with retention"
+    assert rows[child.id]["run_id"] == original.run_id
+    assert rows[child.id]["status"] == "completed"
+    assert rows[case_id]["status"] == "terminated"
+    text = gzip.decompress(rows[child.id]["history_gz"]).decode()
+    assert WorkflowHistory.from_json(child.id, text).to_json_dict() == original.to_json_dict()
+
+    # years later: the auditor replays the whole case from the archive
+    await forget_in_temporal(client, case_id)
+    loaded = await audit.load_case_histories(client, pool, case_id)
+    assert [(h.workflow_id, h.source) for h in loaded] == [
+        (case_id, "archive"), (child.id, "archive")
+    ]
+    assert loaded[1].to_json_dict() == original.to_json_dict()
+
+
+async def test_a_child_temporal_deleted_before_any_run_is_reported_lost(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    """Had no run archived the child within its retention (the archive stopped that long),
+    its history is gone: the case is archived all the same, and the loss is said aloud."""
+    case_id, child = await reassigned_while_open(api, client, env)
+    await forget_in_temporal(client, child.id)
+    await handle_of(client, case_id).terminate("ended by an operator")
+    await visible_as_closed(client, case_id)
+    report = await archive_closed_cases(
+        client, pool, ArchiveRequest(query=f'WorkflowId="{case_id}"')
+    )
+    assert (report.archived, report.children, report.lost_children) == (1, 0, [child.id])
+    assert [r["workflow_id"] for r in await archived_rows(pool, case_id)] == [case_id]

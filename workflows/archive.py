@@ -1,4 +1,5 @@
-"""ArchiveWorkflow: copy closed cases' histories into PostgreSQL before Temporal drops them.
+"""ArchiveWorkflow: copy closed cases' and closed children's histories into PostgreSQL before
+Temporal drops them.
 
 Started every hour by the Temporal Schedule that ``jiesu.audit.archive.ensure_archive_schedule``
 registers (overlapping runs are skipped). All the work is in one heartbeating activity that

@@ -1,26 +1,32 @@
 """The history archive: closed cases' Temporal histories kept in PostgreSQL beyond retention.
 
-Temporal deletes a closed workflow's history when the namespace's retention period ends. A
-Temporal Schedule (:func:`ensure_archive_schedule`) runs ``ArchiveWorkflow`` every hour; its
-activity (:func:`archive_closed_cases`) lists closed cases through visibility, page by page,
-and stores each case's history and its children's, gzip-compressed, in ``history_archive``.
-Rows are keyed by (workflow_id, run_id), and cases already there are skipped before their
+Temporal deletes a closed workflow's history when the namespace's retention period ends,
+counted from that workflow's OWN close. A Temporal Schedule (:func:`ensure_archive_schedule`)
+runs ``ArchiveWorkflow`` every hour; its activity (:func:`archive_closed_cases`) lists, page by
+page through visibility, first the closed child workflows (reassignments, escalation ladders)
+and then the closed cases, and stores each history, gzip-compressed, in ``history_archive``.
+Children are stored as they close, with their case's id, not when their case closes: a
+reassignment closes minutes after it started and a ladder may stop months before its case
+(extensions, rehandle rounds), so by the case's close Temporal may have deleted them.
+Rows are keyed by (workflow_id, run_id), and runs already there are skipped before their
 history is even fetched: running it twice, or retrying it half-way, never duplicates anything.
 
-A case's row means "complete": its children are stored first, and a case closed while a child
-is still open (the server closes the child after the case, by its parent close policy) is
-deferred to a later run. A child open for longer than the patience would put the case itself
-at risk of Temporal's retention: the case is then stored with that child's history as it
-stands (status "running"), reported on every run until it closes, and completed then. That is
-the one change a row ever sees: its own history, grown.
+A case's row means "complete": its children are stored first (by the children's listing, or
+by the case's own pass for those not stored yet), and a case closed while a child is still
+open (the server closes the child after the case, by its parent close policy) is deferred to
+a later run. A child open for longer than the patience would put the case itself at risk of
+Temporal's retention: the case is then stored with that child's history as it stands (status
+"running"), reported on every run until it closes, and completed then. That is the one change
+a row ever sees: its own history, grown.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -50,6 +56,9 @@ ARCHIVE_WORKFLOW_ID = "jiesu-history-archive"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 ARCHIVE_EVERY = timedelta(hours=1)
 CLOSED_CASES = f'WorkflowType="{CASE_WORKFLOW}" AND ExecutionStatus!="Running"'
+# Every child in the namespace is a case's (reassignments, ladders): listed by having a parent
+# rather than by type, so that a child type added later is archived without a change here.
+CLOSED_CHILDREN = 'ParentWorkflowId IS NOT NULL AND ExecutionStatus!="Running"'
 # Well below any retention (a day at least), well above the seconds a parent close policy
 # takes and a worker's restart: past it a child is stuck, and the case must not wait longer.
 OPEN_CHILD_PATIENCE_HOURS = 6.0
@@ -58,7 +67,9 @@ OPEN_CHILD_PATIENCE_HOURS = 6.0
 class ArchiveRequest(BaseModel):
     page_size: int = Field(default=200, ge=1, le=1000)
     query: str | None = Field(
-        default=None, description="Extra visibility filter, ANDed with the closed-cases query"
+        default=None,
+        description="Extra visibility filter, ANDed with the closed-cases query and with the"
+        ' closed-children query (e.g. WorkflowId="…" OR ParentWorkflowId="…")',
     )
     open_child_patience_hours: float = Field(
         default=OPEN_CHILD_PATIENCE_HOURS,
@@ -83,6 +94,24 @@ class ArchiveReport(BaseModel):
     # children stored while open (past the patience) and still open: stuck, they need a look
     open_children: list[str] = Field(default_factory=list)
     completed: int = 0  # such children's rows completed now that they closed
+    # the closed children's own listing (children archived as they close, before their case)
+    children_listed: int = 0  # closed child runs seen in visibility
+    children_pages: int = 0
+    # started by a case archived (or deferred) now, yet in neither Temporal nor the archive:
+    # lost, as no run archived it within a whole retention period after it closed
+    lost_children: list[str] = Field(default_factory=list)
+
+
+Listing = Literal["children", "cases"]
+
+
+@dataclass(frozen=True)
+class ArchiveCursor:
+    """Where a run stands: the listing it pages through and the token of its next page. The
+    children are listed first; a children cursor without a token means they are all done."""
+
+    listing: Listing
+    token: bytes | None
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -194,6 +223,47 @@ def _started_by(child: WorkflowHistory, parent: WorkflowHistory) -> bool:
     return started.parent_workflow_execution.run_id == parent.run_id
 
 
+def _case_of(child: WorkflowHistory) -> str:
+    """The case a child belongs to: its root (a child's child would still be the case's),
+    else its parent, as its own history records them."""
+    started = child.events[0].workflow_execution_started_event_attributes
+    root = started.root_workflow_execution.workflow_id  # older servers do not record it
+    return root or started.parent_workflow_execution.workflow_id
+
+
+async def archive_child(
+    client: Client, pool: asyncpg.Pool, execution: WorkflowExecution, report: ArchiveReport
+) -> None:
+    """Store a closed child on its own, with its case's id, whether or not the case has closed:
+    retention counts from the child's close, which may be months before its case's."""
+    history = await _fetch(client, execution.id, execution.run_id)
+    if history is None:  # deleted between the listing and now: its retention just ended
+        report.missing.append(execution.id)
+        return
+    report.children += await store_history(pool, history, _case_of(history))
+
+
+async def _unarchived_children(
+    client: Client, pool: asyncpg.Pool, case: WorkflowHistory, report: ArchiveReport
+) -> list[WorkflowHistory]:
+    """The case's own children not in the archive yet, fetched from Temporal. Those archived
+    as they closed are not fetched again; a started child Temporal no longer has is lost."""
+    runs = child_runs(case)
+    archived = await archived_runs(pool, [(c, r) for c, r in runs if r is not None])
+    children: list[WorkflowHistory] = []
+    for child_id, run_id in runs:
+        if (child_id, run_id) in archived:
+            continue
+        child = await _fetch(client, child_id, run_id)
+        if child is None:
+            if run_id is not None:  # it did start: gone with retention before any run saw it
+                report.lost_children.append(child_id)
+            continue  # else it never started: the case's history says so
+        if _started_by(child, case):  # not a reset case's other run's child
+            children.append(child)
+    return children
+
+
 async def archive_case(
     client: Client,
     pool: asyncpg.Pool,
@@ -209,12 +279,7 @@ async def archive_case(
         report.missing.append(execution.id)
         return
     still_open: list[WorkflowHistory] = []
-    for child_id, run_id in child_runs(history):
-        child = await _fetch(client, child_id, run_id)
-        if child is None or not _started_by(child, history):
-            # never started, or another run's (a reset case's), or gone: retention counts from
-            # the child's own close, which may be long before the case's (docs/auditing.md)
-            continue
+    for child in await _unarchived_children(client, pool, history, report):
         if _close_status(child)[0] == "running":
             still_open.append(child)
         else:
@@ -251,27 +316,59 @@ async def complete_open_children(
             report.completed += await store_history(pool, history, row["case_id"])
 
 
-async def archive_closed_cases(
-    client: Client,
-    pool: asyncpg.Pool,
-    request: ArchiveRequest | None = None,
-    *,
-    resume_token: bytes | None = None,
-    heartbeat: Callable[..., Any] | None = None,
-) -> ArchiveReport:
-    """Copy every closed case that is not archived yet; ``heartbeat(page_token, report)`` is
-    called after each page, and ``resume_token`` continues from such a token."""
-    request = request or ArchiveRequest()
-    query = CLOSED_CASES + (f" AND ({request.query})" if request.query else "")
-    pages = client.list_workflows(
-        query, page_size=request.page_size, next_page_token=resume_token
-    )
-    report = ArchiveReport()
-    patience = timedelta(hours=request.open_child_patience_hours)
-    await complete_open_children(client, pool, report)
+async def _closed_pages(
+    client: Client, query: str, page_size: int, token: bytes | None
+) -> AsyncIterator[tuple[list[WorkflowExecution], bytes | None]]:
+    """Pages of closed runs, each with the token of the page after it (None after the last)."""
+    pages = client.list_workflows(query, page_size=page_size, next_page_token=token)
     while True:
         await pages.fetch_next_page()
         page = [e for e in pages.current_page or [] if e.status != WorkflowExecutionStatus.RUNNING]
+        yield page, pages.next_page_token
+        if pages.next_page_token is None:
+            return
+
+
+def _filtered(query: str, request: ArchiveRequest) -> str:
+    return query + (f" AND ({request.query})" if request.query else "")
+
+
+Heartbeat = Callable[[ArchiveCursor, dict[str, Any]], Any]
+
+
+async def _archive_children(
+    client: Client,
+    pool: asyncpg.Pool,
+    request: ArchiveRequest,
+    report: ArchiveReport,
+    token: bytes | None,
+    heartbeat: Heartbeat | None,
+) -> None:
+    """The closed children's listing: each child not archived yet is stored now."""
+    query = _filtered(CLOSED_CHILDREN, request)
+    async for page, next_token in _closed_pages(client, query, request.page_size, token):
+        report.children_pages += 1
+        report.children_listed += len(page)
+        done = await archived_runs(pool, [(e.id, e.run_id) for e in page])
+        for execution in page:
+            if (execution.id, execution.run_id) not in done:
+                await archive_child(client, pool, execution, report)
+        if heartbeat is not None:
+            heartbeat(ArchiveCursor("children", next_token), report.model_dump())
+
+
+async def _archive_cases(
+    client: Client,
+    pool: asyncpg.Pool,
+    request: ArchiveRequest,
+    report: ArchiveReport,
+    token: bytes | None,
+    heartbeat: Heartbeat | None,
+) -> None:
+    """The closed cases' listing: each case not archived yet is stored (children first)."""
+    query = _filtered(CLOSED_CASES, request)
+    patience = timedelta(hours=request.open_child_patience_hours)
+    async for page, next_token in _closed_pages(client, query, request.page_size, token):
         report.pages += 1
         report.listed += len(page)
         done = await archived_runs(pool, [(e.id, e.run_id) for e in page])
@@ -281,9 +378,33 @@ async def archive_closed_cases(
             else:
                 await archive_case(client, pool, execution, report, patience)
         if heartbeat is not None:
-            heartbeat(pages.next_page_token, report.model_dump())
-        if pages.next_page_token is None:
-            return report
+            heartbeat(ArchiveCursor("cases", next_token), report.model_dump())
+
+
+async def archive_closed_cases(
+    client: Client,
+    pool: asyncpg.Pool,
+    request: ArchiveRequest | None = None,
+    *,
+    resume: ArchiveCursor | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> ArchiveReport:
+    """Copy every closed child and every closed case that is not archived yet;
+    ``heartbeat(cursor, report)`` is called after each page, and ``resume`` continues from
+    such a cursor.
+
+    The children's listing comes first: the cases' pass then finds most children archived
+    and fetches none of them again."""
+    request = request or ArchiveRequest()
+    report = ArchiveReport()
+    await complete_open_children(client, pool, report)
+    if resume is None or (resume.listing == "children" and resume.token is not None):
+        await _archive_children(
+            client, pool, request, report, resume.token if resume else None, heartbeat
+        )
+    cases_token = resume.token if resume is not None and resume.listing == "cases" else None
+    await _archive_cases(client, pool, request, report, cases_token, heartbeat)
+    return report
 
 
 # --- the schedule ------------------------------------------------------------------------------

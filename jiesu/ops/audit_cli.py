@@ -248,9 +248,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
         client, pool, _ = session
         request = audit_archive.ArchiveRequest(query=args.query)
 
-        def heartbeat(_: Any, report: dict[str, Any]) -> None:
-            print(f"page {report['pages']}: {report['listed']} listed, "
-                  f"{report['archived']} archived", file=sys.stderr, flush=True)
+        def heartbeat(cursor: audit_archive.ArchiveCursor, report: dict[str, Any]) -> None:
+            if cursor.listing == "children":
+                print(f"children page {report['children_pages']}: {report['children_listed']}"
+                      f" listed, {report['children']} archived", file=sys.stderr, flush=True)
+            else:
+                print(f"page {report['pages']}: {report['listed']} listed, "
+                      f"{report['archived']} archived", file=sys.stderr, flush=True)
 
         report = await audit_archive.archive_closed_cases(
             client, pool, request, heartbeat=heartbeat
@@ -258,15 +262,17 @@ def cmd_archive(args: argparse.Namespace) -> int:
         print(", ".join(f"{k} {v}" for k, v in asdict_report(report).items()))
         for child_id in report.open_children:
             print(f"still open long after its case closed: {child_id}", file=sys.stderr)
+        for child_id in report.lost_children:
+            print(f"gone from Temporal, never archived: {child_id}", file=sys.stderr)
         # deferred cases are normal (a child closing after its case); stuck children are not
-        return 1 if report.missing or report.open_children else 0
+        return 1 if report.missing or report.open_children or report.lost_children else 0
 
     return _run(body)
 
 
 def asdict_report(report: audit_archive.ArchiveReport) -> dict[str, Any]:
     values = report.model_dump()
-    for listed in ("missing", "deferred", "open_children"):
+    for listed in ("missing", "deferred", "open_children", "lost_children"):
         values[listed] = len(values[listed])
     return values
 
