@@ -54,6 +54,7 @@ from jiesu.audit.archive import (
 from jiesu.case.domain import Actor, ReturnAction, Role
 from jiesu.config import Settings
 from worker import build_worker
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 URBAN_ACTOR = Actor(
@@ -463,3 +464,10 @@ async def test_a_child_temporal_deleted_before_any_run_is_reported_lost(
     )
     assert (report.archived, report.children, report.lost_children) == (1, 0, [child.id])
     assert [r["workflow_id"] for r in await archived_rows(pool, case_id)] == [case_id]
+    # and an auditor is told: the case does not replay whole, its export names the loss
+    replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
+    verdict = await audit_replay.replay_case(client, pool, case_id, replayer)
+    assert verdict.verdict == audit_replay.MISSING, verdict
+    assert child.id in (verdict.message or ""), verdict
+    bundle = await audit.case_bundle(client, pool, case_id)
+    assert [c["workflow_id"] for c in bundle["lost_children"]] == [child.id]

@@ -167,13 +167,16 @@ async def store_history(pool: asyncpg.Pool, history: WorkflowHistory, case_id: s
     return result.endswith(" 1")
 
 
-async def read_archived(pool: asyncpg.Pool, workflow_id: str) -> WorkflowHistory | None:
-    """The latest archived run of a workflow, or None."""
+async def read_archived(
+    pool: asyncpg.Pool, workflow_id: str, run_id: str | None = None
+) -> WorkflowHistory | None:
+    """An archived run of a workflow — the latest without ``run_id`` —, or None."""
     row = await pool.fetchrow(
         "SELECT history_gz FROM history_archive WHERE workflow_id = $1 "
+        "AND ($2::text IS NULL OR run_id = $2) "
         "ORDER BY started_at DESC, archived_at DESC LIMIT 1",
-        workflow_id,
-    )
+        workflow_id, run_id,
+    )  # fmt: skip
     if row is None:
         return None
     return WorkflowHistory.from_json(workflow_id, gzip.decompress(row["history_gz"]).decode())

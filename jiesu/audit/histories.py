@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.audit.archive import read_archived
-from jiesu.audit.timeline import Timeline, child_workflow_ids, decode_history
+from jiesu.audit.timeline import Timeline, child_runs, decode_history
 
 BUNDLE_FORMAT = "jiesu-case-bundle/1"
 MAX_CHILD_DEPTH = 4  # children of children...; a guard against a malformed history
@@ -38,38 +38,51 @@ class HistoryNotFound(LookupError):
         self.workflow_id = workflow_id
 
 
-async def load_history(client: Client, pool: asyncpg.Pool, workflow_id: str) -> LoadedHistory:
-    """The latest run's history: from Temporal while it has it, else from the archive."""
+async def load_history(
+    client: Client, pool: asyncpg.Pool, workflow_id: str, run_id: str | None = None
+) -> LoadedHistory:
+    """A run's history — the latest run's without ``run_id`` —: from Temporal while it has
+    it, else from the archive."""
     try:
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         if history.events:
             return LoadedHistory(workflow_id, history.events, "temporal")
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
-    archived = await read_archived(pool, workflow_id)
+    archived = await read_archived(pool, workflow_id, run_id)
     if archived is None:
         raise HistoryNotFound(workflow_id)
     return LoadedHistory(workflow_id, archived.events, "archive")
 
 
 async def load_case_histories(
-    client: Client, pool: asyncpg.Pool, case_id: str
+    client: Client,
+    pool: asyncpg.Pool,
+    case_id: str,
+    *,
+    lost: list[tuple[str, str]] | None = None,
 ) -> list[LoadedHistory]:
-    """The case's history followed by its children's (depth first, in start order)."""
+    """The case's history followed by its children's (depth first, in start order).
+
+    A child is the run its parent started (by run id: a reset case's runs reuse their
+    children's ids). A child the parent records as started whose history neither Temporal nor
+    the archive has is appended to ``lost`` as (workflow id, run id): the case is incomplete
+    and an auditor must be told. One that never started has no history: its parent says so."""
     histories: list[LoadedHistory] = []
 
-    async def visit(workflow_id: str, depth: int) -> None:
-        history = await load_history(client, pool, workflow_id)
+    async def visit(workflow_id: str, run_id: str | None, depth: int) -> None:
+        history = await load_history(client, pool, workflow_id, run_id)
         histories.append(history)
         if depth < MAX_CHILD_DEPTH:
-            for child_id in child_workflow_ids(history):
+            for child_id, child_run in child_runs(history):
                 try:
-                    await visit(child_id, depth + 1)
+                    await visit(child_id, child_run, depth + 1)
                 except HistoryNotFound:
-                    continue  # a child that never started has no history: the parent says so
+                    if child_run is not None and lost is not None:
+                        lost.append((child_id, child_run))
 
-    await visit(case_id, 0)
+    await visit(case_id, None, 0)
     return histories
 
 
@@ -106,7 +119,8 @@ async def case_bundle(client: Client, pool: asyncpg.Pool, case_id: str) -> dict[
     Replay a history from it with
     ``WorkflowHistory.from_json(workflow_id, bundle["histories"][workflow_id]["history"])``.
     """
-    histories = await load_case_histories(client, pool, case_id)
+    lost: list[tuple[str, str]] = []
+    histories = await load_case_histories(client, pool, case_id, lost=lost)
     return {
         "format": BUNDLE_FORMAT,
         "case_id": case_id,
@@ -116,6 +130,8 @@ async def case_bundle(client: Client, pool: asyncpg.Pool, case_id: str) -> dict[
             h.workflow_id: {"run_id": h.run_id, "source": h.source, "history": h.to_json_dict()}
             for h in histories
         },
+        # children the case started whose history is in neither Temporal nor the archive
+        "lost_children": [{"workflow_id": w, "run_id": r} for w, r in lost],
     }
 
 

@@ -239,11 +239,24 @@ async def replay_case(
     client: Client, pool: asyncpg.Pool, case_id: str, replayer: Replayer
 ) -> CaseVerdict:
     """Replay one case and its children."""
+    lost: list[tuple[str, str]] = []
     try:
-        histories = await load_case_histories(client, pool, case_id)
+        histories = await load_case_histories(client, pool, case_id, lost=lost)
     except HistoryNotFound as err:
         return CaseVerdict(case_id, MISSING, message=str(err))
-    return _case_verdict(case_id, await replay_histories(histories, replayer))
+    verdicts = await replay_histories(histories, replayer)
+    return _case_verdict(case_id, verdicts + _lost(lost))
+
+
+def _lost(children: list[tuple[str, str]]) -> list[HistoryVerdict]:
+    """A child the case started whose history is gone (Temporal's retention, before the
+    archive kept it): the case cannot be replayed whole — ``missing``, never "replays"."""
+    return [
+        HistoryVerdict(workflow_id, run_id, "none", MISSING,
+                       f"{workflow_id} was started by the case; its history is in neither"
+                       " Temporal nor the archive")
+        for workflow_id, run_id in children
+    ]  # fmt: skip
 
 
 async def replay_cases(
@@ -256,8 +269,9 @@ async def replay_cases(
 ) -> ReplaySummary:
     """Replay many cases through one replay worker, reporting each verdict as it comes."""
     summary = ReplaySummary()
-    # Cases whose histories were handed to the replayer, with how many results are still due.
-    pending: list[tuple[str, int, list[HistoryVerdict]]] = []
+    # Cases whose histories were handed to the replayer, with how many results are due, the
+    # verdicts so far and the children whose histories are lost.
+    pending: list[tuple[str, int, list[HistoryVerdict], list[tuple[str, str]]]] = []
 
     def report(verdict: CaseVerdict) -> None:
         summary.add(verdict)
@@ -266,22 +280,23 @@ async def replay_cases(
 
     async def stream() -> AsyncIterator[WorkflowHistory]:
         for case_id in case_ids:
+            lost: list[tuple[str, str]] = []
             try:
-                histories = await load_case_histories(client, pool, case_id)
+                histories = await load_case_histories(client, pool, case_id, lost=lost)
             except HistoryNotFound as err:
                 report(CaseVerdict(case_id, MISSING, message=str(err)))
                 continue
-            pending.append((case_id, len(histories), []))
+            pending.append((case_id, len(histories), [], lost))
             for history in histories:
                 yield history
 
     async def collect(result: WorkflowReplayResult) -> None:
-        case_id, due, verdicts = pending[0]
+        case_id, due, verdicts, lost = pending[0]
         verdict = _history_verdict(result.history, result.replay_failure, witness_of(replayer))
         verdicts.append(await _with_location(verdict, result.history, replayer))
         if len(verdicts) == due:
             pending.pop(0)
-            report(_case_verdict(case_id, verdicts))
+            report(_case_verdict(case_id, verdicts + _lost(lost)))
 
     async with replayer.workflow_replay_iterator(stream()) as results:
         async for result in results:
