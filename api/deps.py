@@ -198,6 +198,13 @@ async def _presented_csrf(request: Request) -> str | None:
     return token
 
 
+def is_cross_site(request: Request) -> bool:
+    """The browser says another site's page (or a sibling site's) made this request (Fetch
+    Metadata). A cookie goes with a top-level navigation from anywhere (SameSite=Lax): such a
+    request must not act, nor be recorded as what the person chose to look at."""
+    return request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
+
+
 async def check_csrf(request: Request, session: Session) -> None:
     """403 ``csrf_failed`` unless a request of an unsafe method carries its session's CSRF
     token: a cookie is sent by the browser whoever made the page, the token only by ours."""
@@ -231,6 +238,10 @@ async def authenticate(
         session = await sessions.session_for(pool, cookie)
         if session is None:
             raise ApiError(401, "session_ended", "this session has ended; log in again")
+        if is_cross_site(request):  # e.g. a link to …/content: a recorded view in their name
+            raise ApiError(
+                403, "cross_site", "a session's request is accepted from the console only"
+            )
         await check_csrf(request, session)
         return session_principal(session, await scope_of(pool, session.role, session.person))
     raise ApiError(

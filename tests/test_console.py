@@ -126,6 +126,44 @@ async def test_a_sign_in_posted_from_another_site_opens_no_session(
     assert await pool.fetchval(sessions) == before + 3
 
 
+async def test_a_page_opened_from_another_site_records_no_view_of_the_content(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A session's cookie goes with a link followed from any site (SameSite=Lax): another
+    site could send a clerk's browser to a case's page, or to the API's content, and put a
+    view of that citizen's data in the clerk's name in the auditors' record. Opened from
+    another site, the console's case page shows the content masked, records nothing and
+    offers to show it (a click on our own page); the API refuses a session's request from
+    another site (403 cross_site). From our own pages, as before."""
+    phone = "13912340000"
+    case_id = (await register(api, citizen={"name": "王芳", "phone": phone}))["case_id"]
+    views = "SELECT count(*) FROM content_views WHERE case_id = $1"
+    operator = await signed_in(api, "operator")
+    page_url, api_url = f"/console/cases/{case_id}", f"/api/v1/cases/{case_id}/content"
+    try:
+        away = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+
+        async def opened(headers: dict[str, str]) -> httpx.Response | None:
+            page = await operator.get(page_url, headers=headers)
+            return page if page.status_code == 200 else None  # 503 while the case starts
+
+        page = await eventually(lambda: opened(away), within=20)
+        assert phone not in page.text and 'id="withheld"' in page.text
+        assert f'href="{page_url}"' in page.text
+        refused = await operator.get(api_url, headers=away)
+        assert refused.status_code == 403 and "cross_site" in refused.text
+        assert await pool.fetchval(views, case_id) == 0
+
+        own = await opened({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"})
+        assert own is not None and phone in own.text and 'id="withheld"' not in own.text
+        assert (await operator.get(api_url, headers={"Sec-Fetch-Site": "same-origin"})).json()[
+            "citizen_phone"
+        ] == phone
+        assert await pool.fetchval(views, case_id) == 2
+    finally:
+        await operator.aclose()
+
+
 async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     api: httpx.AsyncClient,
 ) -> None:

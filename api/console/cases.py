@@ -26,7 +26,7 @@ from api.console.web import (
     require_roles,
     validation_message,
 )
-from api.deps import AppSettings, CaseId, Pool, Principal, Temporal
+from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_site
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
 from jiesu.audit.timeline import event_summary
@@ -69,12 +69,16 @@ async def inbox(request: Request, pool: Pool, session: HandlingStaff) -> Respons
 
 
 async def case_content(
-    pool: Pool, state: CaseState, principal: Principal
+    pool: Pool, state: CaseState, principal: Principal, *, withheld: bool = False
 ) -> content_service.CaseContent | None:
     """What the citizen reported, as this person may see it: masked where the content
     service masks it (jiesu.access.content), and every unmasked view recorded for the
-    auditors — the same answer as ``GET /api/v1/cases/{id}/content``."""
-    return await content_service.view_content(pool, state, case_service.viewer_of(principal))
+    auditors — the same answer as ``GET /api/v1/cases/{id}/content``. ``withheld``: the page
+    was opened from another site's page, which may have sent the person here on purpose to
+    put a view of this citizen's data in their name: all masked, nothing recorded, and the
+    page offers to show it (a click on our own page)."""
+    viewer = case_service.viewer_of(principal)
+    return await content_service.view_content(pool, state, viewer, withheld=withheld)
 
 
 def timeline(state: CaseState) -> list[dict[str, Any]]:
@@ -90,6 +94,7 @@ async def _case_page(
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
 ) -> Response:  # fmt: skip
     principal = session.principal
+    withheld = is_cross_site(request)
     found = await case_service.sourced_state(
         client, pool, case_id, principal, settings.query_timeout_seconds
     )
@@ -99,7 +104,8 @@ async def _case_page(
     )
     context = {
         "session": session, "state": state, "source": found.source,
-        "content": await case_content(pool, state, principal), "timeline": timeline(state),
+        "content": await case_content(pool, state, principal, withheld=withheld),
+        "withheld": withheld, "timeline": timeline(state),
         "actions": allowed_actions(state, principal), "departments": departments,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines

@@ -217,14 +217,18 @@ def present(start: CaseStart, state: CaseState, shown: tuple[ContentField, ...])
     )
 
 
-async def view_content(db: Db, state: CaseState, viewer: Viewer) -> CaseContent | None:
+async def view_content(
+    db: Db, state: CaseState, viewer: Viewer, *, withheld: bool = False
+) -> CaseContent | None:
     """The case's content as ``viewer`` may see it, recording the view of what is unmasked
     (before it is answered: a view that cannot be recorded is not shown). None if the case
-    has no intake row. The caller has checked that the viewer may see the case at all."""
+    has no intake row. The caller has checked that the viewer may see the case at all.
+    ``withheld``: all masked and nothing recorded (a page opened from another site)."""
     start = await intake_of(db, state.case_id)
     if start is None:
         return None
-    shown = unmasked_fields(viewer, state, start.registered_intake.citizen.anonymous_to_department)
+    anonymous = start.registered_intake.citizen.anonymous_to_department
+    shown = () if withheld else unmasked_fields(viewer, state, anonymous)
     if shown:
         await db.execute(
             "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
