@@ -8,7 +8,7 @@ Not a test of this code — on it every recording fails its first assertion — 
 
     git worktree add /tmp/prepatch de65895
     cp tests/record_prepatch.py /tmp/prepatch/tests/test_record_prepatch.py
-    cp tests/test_hostile_messages.py /tmp/prepatch/tests/   # the scenarios' helpers
+    cp tests/test_hostile_messages.py tests/test_witness.py /tmp/prepatch/tests/   # helpers
     cd /tmp/prepatch && RECORD_HISTORIES=1 <this clone>/.venv/bin/python -m pytest -q \
         -p no:cacheprovider tests/test_record_prepatch.py
     cp tests/histories/prepatch_*.json <this clone>/tests/histories/
@@ -22,7 +22,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from helpers import OPERATOR, act, case, department, handle_of, keep_history, register
+from helpers import (
+    OPERATOR,
+    act,
+    case,
+    department,
+    eventually,
+    handle_of,
+    keep_history,
+    register,
+)
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from test_hostile_messages import (
     _SLOW,
@@ -38,6 +47,7 @@ from test_hostile_messages import (
     state_of,
     until,
 )
+from test_witness import refusing_first_projection
 
 from jiesu.case.domain import EventKind, Status
 from workflows import ComplaintWorkflow
@@ -211,4 +221,25 @@ async def test_rec_withdrawn_while_planning(client, pool, settings) -> None:
         s = await until(client, case_id, lambda s: s.deadlines is not None, within=40)
         assert s.assignment is not None  # the old code assigned the withdrawn case
         await keep_history(h, "prepatch_withdrawn_while_planning")
+        await h.terminate("recorded")
+
+
+async def test_rec_projection_failed(client, pool, settings) -> None:
+    """Before local-projection-failure-v1 (de65895 is before it too): the projector died."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    async with refusing_first_projection(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)
+
+        async def failed_marker() -> bool:
+            history = await h.fetch_history()
+            return any(e.marker_recorded_event_attributes.failure.message
+                       for e in history.events if e.HasField("marker_recorded_event_attributes"))
+
+        await eventually(failed_marker, within=20)
+        await h.signal("accept", {"actor": rid(URBAN)})
+        s = await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        assert not kinds(s, EventKind.PROJECTION_FAILED)  # the old projector had died
+        await keep_history(h, "prepatch_projection_failed")
         await h.terminate("recorded")

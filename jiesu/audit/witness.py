@@ -13,7 +13,16 @@ projection (:func:`recorded_projections`): a local projection's result (``projec
 returns the events it wrote: ``ProjectionReceipt``) or an activity projection's input
 (``project_case``, cases started before ``lean-case-v1``). The n-th projection the code makes
 is compared with the n-th one recorded; a projection the code makes beyond the recorded ones
-is the history's open end (the workflow task that was running when it was fetched).
+is taken for the history's open end (the workflow task that was running when it was fetched).
+A local projection that failed for good has a marker without a result: it counts as a
+projection made, its events are not compared.
+
+Known gap: that leniency at the end also lets through a change that makes *more* projections
+than the history did after its last recorded one (`prepatch_projection_failed.json` replays
+with the `local-projection-failure-v1` check forced on; Temporal's core does not flag the
+missing local-activity markers either). Telling the open end from a completed task needs each
+projection's workflow task, which a local activity that outlasts a task's heartbeat makes
+ambiguous; not done.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ Events = list[dict[str, Any]]
 @dataclass(frozen=True)
 class RecordedProjection:
     event_id: int  # the marker, or the activity's ActivityTaskScheduled
-    events: Events
+    events: Events | None  # None: a local projection that failed (what it carried is unknown)
 
 
 def _normal(events: Sequence[CaseEvent]) -> Events:
@@ -90,11 +99,15 @@ def recorded_projections(history: WorkflowHistory) -> list[RecordedProjection]:
     for event in history.events:
         if event.event_type == _MARKER:
             marker = event.marker_recorded_event_attributes
-            if marker.marker_name != _LOCAL_MARKER or "result" not in marker.details:
-                continue  # not a local activity, or an attempt that failed (no result)
+            if marker.marker_name != _LOCAL_MARKER or not marker.details["data"].payloads:
+                continue
             meta = json.loads(marker.details["data"].payloads[0].data)
             if meta.get("activity_type") != LOCAL_PROJECTION:
                 continue
+            if "result" not in marker.details:  # failed: for good, or to be tried again
+                if meta.get("backoff") is None:  # for good: the projection was made, and failed
+                    found.append(RecordedProjection(event.event_id, None))
+                continue  # else the same projection's next attempt follows (its own marker)
             [receipt] = convert.from_payloads(
                 marker.details["result"].payloads, [ProjectionReceipt]
             )
@@ -119,7 +132,7 @@ def compare(
 ) -> Disagreement | None:
     """The first projection whose events the replay computed differently, if any."""
     for n, (was, now) in enumerate(zip(recorded, computed, strict=False), start=1):
-        if not covers(now, was.events):
+        if was.events is not None and not covers(now, was.events):
             return Disagreement(was.event_id, _difference(n, was.events, now))
     if len(computed) < len(recorded):
         missing = recorded[len(computed)]
@@ -130,7 +143,8 @@ def compare(
     return None
 
 
-def _difference(n: int, was: Events, now: Events) -> str:
+def _difference(n: int, was: Events | None, now: Events) -> str:
+    was = was or []
     for old, new in zip(was, now, strict=False):
         if not covers(new, old):
             return (

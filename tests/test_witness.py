@@ -1,0 +1,70 @@
+"""The replay witness (jiesu/audit/witness.py) on a case whose projection failed: the n-th
+projection the code makes must still meet the n-th one the history recorded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from helpers import eventually, keep_history
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from test_hostile_messages import URBAN, kinds, rid, start_of, until
+
+from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
+from worker import activities as house_activities
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+
+
+@asynccontextmanager
+async def refusing_first_projection(client, pool, settings, queue: str) -> AsyncIterator[None]:
+    """A worker whose read model refuses each case's first projection for good (the data, as
+    ``refusing_bad_data`` answers it: non-retryable), and takes the others."""
+    acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
+    real = next(a for a in acts if getattr(a, "__name__", "") == "project_events")
+    refused: set[str] = set()
+
+    @activity.defn(name="project_events")
+    async def project_events(projection: CaseProjection) -> ProjectionReceipt:
+        if projection.state.case_id not in refused:
+            refused.add(projection.state.case_id)
+            raise ApplicationError("DataError: refused", type="InvalidData", non_retryable=True)
+        return await real(projection)
+
+    house = [a for a in acts if a is not real]
+    async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                      activities=[*house, project_events],
+                      workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
+        yield
+
+
+async def test_a_case_whose_projection_failed_goes_on_and_replays_with_its_events(
+    client, pool, settings
+) -> None:
+    """A read model that refuses a case's data fails the projection for good: the case
+    records ``projection_failed`` and goes on, projecting what follows. A local projection's
+    failure reached the projector as the ApplicationError itself, which it did not catch: it
+    died and the case went on unprojected (patch ``local-projection-failure-v1``). Its
+    history has a projection marker without a result; the witness counts it as a projection
+    made, so the ones after it are compared with their own (before: with the next one's, and
+    this sound case was reported non-deterministic)."""
+    queue = f"witness-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-WITNESS-{uuid.uuid4().hex[:8]}"
+    async with refusing_first_projection(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)  # fmt: skip
+        try:
+            await until(client, case_id, lambda s: kinds(s, EventKind.PROJECTION_FAILED))
+            await h.signal("accept", {"actor": rid(URBAN)})
+            await until(client, case_id, lambda s: s.status is Status.HANDLING)
+
+            async def projected() -> bool:  # the projection after the failed one committed
+                sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'handling'"
+                return bool(await pool.fetchval(sql, case_id))
+
+            await eventually(projected, within=20)
+            await keep_history(h, "projection_failed_once")  # replay_checked: the witness too
+        finally:
+            await h.terminate("test over")
