@@ -286,3 +286,16 @@ async def test_timeline_ignores_the_read_model(
         )
     assert after == before
 
+
+
+async def test_replays_of_one_case_at_once_through_the_api(
+    api: httpx.AsyncClient, audited_case: str
+) -> None:
+    """The API's one replay worker (and its one projection witness) serves every request: two
+    auditors — or a client retrying a slow request while the first still runs — replay the
+    same case at once. Each replay's projections are its own, not the other's mixed in."""
+    url = f"/api/v1/complaints/{audited_case}/replay"
+    answers = await asyncio.gather(*(api.post(url, headers=AUDITOR) for _ in range(3)))
+    for response in answers:
+        assert response.status_code == 200, response.text
+        assert response.json()["verdict"] == "replays", response.json()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -120,6 +121,19 @@ def witness_of(replayer: Replayer) -> ProjectionWitness | None:
     """The replayer's projection witness (``make_replayer`` gives it one)."""
     interceptors = replayer.config().get("interceptors") or ()
     return next((i for i in interceptors if isinstance(i, ProjectionWitness)), None)
+
+
+@asynccontextmanager
+async def _alone(replayer: Replayer) -> AsyncIterator[None]:
+    """One replay at a time through a replayer's witness (the API shares one replayer among
+    its requests): its notes are per run, and the same case replayed twice at once would mix
+    them — each replay then reported a sound case non-deterministic."""
+    witness = witness_of(replayer)
+    if witness is None:
+        yield
+        return
+    async with witness.busy:
+        yield
 
 
 def _clean(failure: Exception) -> str:
@@ -228,11 +242,12 @@ async def replay_histories(
 
     verdicts: list[HistoryVerdict] = []
     witness = witness_of(replayer)
-    async with replayer.workflow_replay_iterator(stream()) as results:
-        async for result in results:
-            verdicts.append(_history_verdict(result.history, result.replay_failure, witness))
-    by_run = {h.run_id: h for h in histories}
-    return [await _with_location(v, by_run[v.run_id], replayer) for v in verdicts]
+    async with _alone(replayer):
+        async with replayer.workflow_replay_iterator(stream()) as results:
+            async for result in results:
+                verdicts.append(_history_verdict(result.history, result.replay_failure, witness))
+        by_run = {h.run_id: h for h in histories}
+        return [await _with_location(v, by_run[v.run_id], replayer) for v in verdicts]
 
 
 async def replay_case(
@@ -298,7 +313,7 @@ async def replay_cases(
             pending.pop(0)
             report(_case_verdict(case_id, verdicts + _lost(lost)))
 
-    async with replayer.workflow_replay_iterator(stream()) as results:
+    async with _alone(replayer), replayer.workflow_replay_iterator(stream()) as results:
         async for result in results:
             await collect(result)
     return summary

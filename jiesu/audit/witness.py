@@ -27,6 +27,7 @@ ambiguous; not done.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,10 +168,13 @@ class ProjectionWitness(Interceptor):
     """A replayer's interceptor that notes the events each workflow run hands its projections.
 
     Runs are told apart by (workflow id, run id); :meth:`take` hands a run's notes over and
-    forgets them, so one witness serves a replayer that replays thousands of histories."""
+    forgets them, so one witness serves a replayer that replays thousands of histories — one
+    replay at a time: two replays of the same case at once (the API's one replayer, two
+    requests) would note into the same list. Replays through one witness hold ``busy``."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], list[Events]] = {}
+        self.busy = asyncio.Lock()
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
