@@ -133,6 +133,7 @@ async def _alone(replayer: Replayer) -> AsyncIterator[None]:
         yield
         return
     async with witness.busy:
+        witness.clear()  # notes a cancelled replay left (a client gone mid-request)
         yield
 
 

@@ -192,6 +192,9 @@ class ProjectionWitness(Interceptor):
             key = (workflow_id, run_id)
             self._seen.setdefault(key, []).append(_normal(projection.new_events))
 
+    def clear(self) -> None:
+        self._seen.clear()
+
     def take(self, workflow_id: str, run_id: str) -> list[Events]:
         return self._seen.pop((workflow_id, run_id), [])
 
