@@ -7,12 +7,14 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from helpers import eventually, keep_history
+from helpers import HISTORIES, eventually, keep_history
 from temporalio import activity
+from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
 
+from jiesu.audit.witness import recorded_projections
 from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
@@ -68,3 +70,17 @@ async def test_a_case_whose_projection_failed_goes_on_and_replays_with_its_event
             await keep_history(h, "projection_failed_once")  # replay_checked: the witness too
         finally:
             await h.terminate("test over")
+
+
+def test_a_receipt_todays_model_cannot_read_is_not_compared() -> None:
+    """A recorded projection that today's models cannot read is left uncompared (the replay
+    itself fails on it and says so), rather than ending a whole ``jiesu replay`` run."""
+    history = WorkflowHistory.from_json(
+        "urgent_happy_path", (HISTORIES / "urgent_happy_path.json").read_text(encoding="utf-8")
+    )
+    sound = recorded_projections(history)
+    assert sound and all(p.events for p in sound)
+    marker = history.events[sound[0].event_id - 1].marker_recorded_event_attributes
+    marker.details["result"].payloads[0].data = b'{"version": "not a number", "events": 7}'
+    damaged = recorded_projections(history)
+    assert damaged[0].events is None and damaged[1:] == sound[1:]

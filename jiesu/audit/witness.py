@@ -31,8 +31,10 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -55,6 +57,7 @@ _MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
 _SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 
 Events = list[dict[str, Any]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,6 @@ def covers(computed: Any, recorded: Any) -> bool:
 
 def recorded_projections(history: WorkflowHistory) -> list[RecordedProjection]:
     """The events every projection of this history wrote, in the order they were made."""
-    convert = pydantic_data_converter.payload_converter
     found: list[RecordedProjection] = []
     for event in history.events:
         if event.event_type == _MARKER:
@@ -109,17 +111,27 @@ def recorded_projections(history: WorkflowHistory) -> list[RecordedProjection]:
                 if meta.get("backoff") is None:  # for good: the projection was made, and failed
                     found.append(RecordedProjection(event.event_id, None))
                 continue  # else the same projection's next attempt follows (its own marker)
-            [receipt] = convert.from_payloads(
-                marker.details["result"].payloads, [ProjectionReceipt]
-            )
-            found.append(RecordedProjection(event.event_id, _normal(receipt.events)))
+            receipt = _decoded(marker.details["result"].payloads, ProjectionReceipt)
+            events = None if receipt is None else _normal(receipt.events)
+            found.append(RecordedProjection(event.event_id, events))
         elif event.event_type == _SCHEDULED:
             scheduled = event.activity_task_scheduled_event_attributes
             if scheduled.activity_type.name != ACTIVITY_PROJECTION:
                 continue
-            [projection] = convert.from_payloads(scheduled.input.payloads, [CaseProjection])
-            found.append(RecordedProjection(event.event_id, _normal(projection.new_events)))
+            projection = _decoded(scheduled.input.payloads, CaseProjection)
+            events = None if projection is None else _normal(projection.new_events)
+            found.append(RecordedProjection(event.event_id, events))
     return found
+
+
+def _decoded(payloads: Sequence[Payload], kind: type[M]) -> M | None:
+    """The recorded value, or None when today's model cannot read it: then it is not compared
+    (the replay itself fails on it, and says so), and one case does not end a whole run."""
+    try:
+        [value] = pydantic_data_converter.payload_converter.from_payloads(list(payloads), [kind])
+    except Exception:  # whatever the converter raises for data it cannot read
+        return None
+    return value if isinstance(value, kind) else None
 
 
 @dataclass(frozen=True)
