@@ -156,18 +156,19 @@ async def ladder_of(client: Client, case_id: str, n: int = 1) -> WorkflowHandle[
     records the ladder's first step itself, so a reader may see level 1 a moment before the
     child has started; moving the child's clock then fails with "workflow not found"."""
     handle = client.get_workflow_handle(f"{case_id}-escalation-{n}")
-
-    async def exists() -> bool:
-        try:
-            await handle.describe()
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
-
-    await eventually(exists, within=30)
+    await eventually(lambda: exists(handle), within=30)
     return handle
+
+
+async def exists(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Does Temporal have this workflow (not deleted by retention, started already)?"""
+    try:
+        await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def fast_forward(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],

@@ -20,6 +20,7 @@ from helpers import (
     SUPERVISOR,
     case,
     eventually,
+    exists,
     handle_of,
     ladder_of,
     register,
@@ -386,23 +387,13 @@ async def reassigned_while_open(
         ReturnAction(actor=URBAN_ACTOR, reason="Amplified music at night is police work"),
     )
     child = client.get_workflow_handle(f"{case_id}-reassign-1")
-    await eventually(lambda: _exists(child), within=30)
+    await eventually(lambda: exists(child), within=30)
     await env.fast_forward(child, timedelta(minutes=31))  # nobody chooses: the rules decide
     await child.result()
     await eventually(
         lambda: _case_is(api, case_id, lambda s: s["status"] == "assigned"), within=30
     )
     return case_id, child
-
-
-async def _exists(handle: WorkflowHandle[Any, Any]) -> bool:
-    try:
-        await handle.describe()
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
 
 
 async def test_a_child_closed_long_before_its_case_is_archived_before_retention_takes_it(
