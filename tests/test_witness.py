@@ -3,21 +3,26 @@ projection the code makes must still meet the n-th one the history recorded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from helpers import HISTORIES, eventually, keep_history
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from test_hostile_messages import URBAN, kinds, rid, start_of, until
+from test_hostile_messages import CITIZEN, URBAN, kinds, rid, start_of, until
 
 from jiesu.audit.witness import recorded_projections
 from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+from workflows import projector as projector_module
+from workflows.projector import PATCH_LOCAL_FAILURE
 
 
 @asynccontextmanager
@@ -84,3 +89,56 @@ def test_a_receipt_todays_model_cannot_read_is_not_compared() -> None:
     marker.details["result"].payloads[0].data = b'{"version": "not a number", "events": 7}'
     damaged = recorded_projections(history)
     assert damaged[0].events is None and damaged[1:] == sound[1:]
+
+
+class _BeforeTheCatch:
+    """``temporalio.workflow`` as the projector saw it before ``local-projection-failure-v1``:
+    the patch reads as absent, so a refused local projection ends the projector — a case of
+    that code continued by this one."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(workflow, name)
+
+    @staticmethod
+    def patched(patch_id: str) -> bool:
+        return patch_id != PATCH_LOCAL_FAILURE and workflow.patched(patch_id)
+
+
+async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projected(
+    client, pool, settings, monkeypatch
+) -> None:
+    """A lean case started before ``local-projection-failure-v1`` whose projection was refused
+    lost its projector (the ApplicationError ended it). The workflow awaits its projector when
+    the case closes, so the citizen's rating *failed the case's workflow* with the read
+    model's old error, and the case never showed closed. Such a projector is started again at
+    the close now (patch ``revive-projector-v1``): the case completes and its read model
+    catches up. The history replays (the projector dies again on the old path)."""
+    monkeypatch.setattr(projector_module, "workflow", _BeforeTheCatch())
+    queue = f"witness-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-DEAD-{uuid.uuid4().hex[:8]}"
+    async with refusing_first_projection(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)  # fmt: skip
+        try:
+            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+            await h.signal("accept", {"actor": rid(URBAN)})
+            await h.signal("contact", {"actor": rid(URBAN)})
+            await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
+            await until(client, case_id, lambda s: s.status is Status.REPLIED)
+            unprojected = "SELECT count(*) FROM cases WHERE case_id = $1"
+            assert await pool.fetchval(unprojected, case_id) == 0  # its projector is dead
+            await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
+            outcome = await asyncio.wait_for(h.result(), timeout=30)
+            assert outcome.status is Status.CLOSED
+
+            async def projected() -> bool:
+                sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'"
+                return bool(await pool.fetchval(sql, case_id))
+
+            await eventually(projected, within=20)
+            history = await keep_history(h, "dead_projector_revived_at_close")
+            assert not any(e.HasField("workflow_execution_failed_event_attributes")
+                           for e in history.events)  # fmt: skip
+        finally:
+            with contextlib.suppress(Exception):
+                await h.terminate("test over")
