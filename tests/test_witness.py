@@ -8,6 +8,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from helpers import HISTORIES, eventually, keep_history
@@ -19,6 +20,7 @@ from test_hostile_messages import CITIZEN, URBAN, kinds, rid, start_of, until
 
 from jiesu.audit.witness import recorded_projections
 from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
+from jiesu.health import checks as doctor
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 from workflows import projector as projector_module
@@ -104,6 +106,18 @@ class _BeforeTheCatch:
         return patch_id != PATCH_LOCAL_FAILURE and workflow.patched(patch_id)
 
 
+async def listed_behind(client, pool, case_id: str) -> bool:
+    """``jiesu doctor`` lists the case as ``read_model_behind`` (visibility may lag a moment)."""
+    options = doctor.DoctorOptions(read_model_lag=timedelta(0), replay=False, limit=20)
+
+    async def probe() -> bool:
+        report = await doctor.examine(client, pool, options, workflows=ALL_WORKFLOWS)
+        return any(f.kind == doctor.READ_MODEL_BEHIND and f.subject == case_id
+                   for f in report.findings)  # fmt: skip
+
+    return await eventually(probe, within=20)
+
+
 async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projected(
     client, pool, settings, monkeypatch
 ) -> None:
@@ -127,6 +141,7 @@ async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projec
             await until(client, case_id, lambda s: s.status is Status.REPLIED)
             unprojected = "SELECT count(*) FROM cases WHERE case_id = $1"
             assert await pool.fetchval(unprojected, case_id) == 0  # its projector is dead
+            assert await listed_behind(client, pool, case_id)  # as docs/auditing.md says
             await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
             outcome = await asyncio.wait_for(h.result(), timeout=30)
             assert outcome.status is Status.CLOSED
