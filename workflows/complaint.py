@@ -144,6 +144,9 @@ PATCH_VERDICT_OVERTAKEN = lifecycle.VERDICT_OVERTAKEN
 # A projector that died (a refused local projection before local-projection-failure-v1) is
 # started again when the case closes, instead of its error failing the case's workflow.
 PATCH_REVIVE_PROJECTOR = "revive-projector-v1"
+# The state query's answer at most (JSON bytes), well under Temporal's 2 MB per payload.
+STATE_QUERY_BYTES = 1_500_000
+CASE_TOO_LARGE = "CaseTooLarge"  # the query's failure type
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -938,6 +941,17 @@ class ComplaintWorkflow:
 
     @workflow.query(name=CASE_STATE_QUERY)
     def state(self) -> CaseState:
+        """The case. One too large to answer is refused instead (read it from the read model):
+        Temporal refuses a query answer over 2 MB, and one that rides on a workflow task's
+        completion and takes it over gRPC's 4 MB made the server *terminate the case's
+        workflow* ("GrpcMessageTooLarge"; tests/test_case_size.py)."""
+        size = len(self._state.model_dump_json().encode())
+        if size > STATE_QUERY_BYTES:
+            raise ApplicationError(
+                f"case {self._state.case_id} is too large to answer a query ({size:,} bytes; "
+                f"at most {STATE_QUERY_BYTES:,}): read it from the read model",
+                type=CASE_TOO_LARGE,
+            )
         return self._state
 
 # Each signal: the payload it must decode to (jiesu.case.domain) and the handler that applies it.

@@ -37,6 +37,14 @@ with workflow.unsafe.imports_passed_through():
 # not wrapped in an ActivityError as a regular activity's is: the projector of a lean case let
 # it through and died, and the case went on unprojected (tests/test_witness.py). Caught since.
 PATCH_LOCAL_FAILURE = "local-projection-failure-v1"
+# A projection carries at most this many bytes of events (their JSON). The projection's result
+# (a local activity's marker) or input (a pre-lean case's activity) holds its events, and
+# Temporal refuses a payload over 2 MB: the workflow task then failed on every attempt
+# ("PayloadsTooLarge") and the case was wedged — hundreds of long repeat reports or
+# supplements arriving while the worker was down did it (tests/test_case_size.py). A burst
+# over the budget is projected in parts; the patch is asked only when a burst is cut.
+PATCH_BOUNDED_BATCH = "bounded-projection-v1"
+BATCH_BYTES = 256 * 1024
 
 
 class Projector:
@@ -60,7 +68,7 @@ class Projector:
             if self._settle_first:
                 await settle()
             self._upsert_search_attributes()
-            new = state.events[self._projected_seq :]
+            new = _bounded(state.events[self._projected_seq :])
             version = new[-1].seq
             await self._project(new, version)
             self._projected_seq = version
@@ -105,6 +113,19 @@ class Projector:
                 self._search_attributes[name] = value
         if updates:
             workflow.upsert_search_attributes(updates)
+
+
+def _bounded(new: list[CaseEvent]) -> list[CaseEvent]:
+    """The first events of a burst that fit in BATCH_BYTES (at least one); all of them for a
+    case from before PATCH_BOUNDED_BATCH."""
+    if len(new) == 1:
+        return new
+    size = 0
+    for n, event in enumerate(new):
+        size += len(event.model_dump_json().encode())
+        if size > BATCH_BYTES and n > 0:
+            return new[:n] if workflow.patched(PATCH_BOUNDED_BATCH) else new
+    return new
 
 
 def _started_with() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from jiesu.case.domain import (
     DeadlineKind,
     DispatchAction,
     EscalationStep,
+    EventKind,
     ExtensionAction,
     ExtensionDecisionAction,
     RaiseLevelAction,
@@ -67,6 +68,13 @@ DISTINCT_CO_HANDLERS = "distinct-co-handlers-v1"  # 会办 names each department
 ONE_REASSIGNMENT_AT_A_TIME = "one-reassignment-at-a-time-v1"  # see reassignment_pending
 LADDER_STEPS_ONCE = "ladder-steps-once-v1"  # see check_escalation_step
 VERDICT_OVERTAKEN = "verdict-overtaken-v1"  # see verdict_overtaken
+SUPPLEMENTS_BOUNDED = "supplements-bounded-v1"  # see check_supplement
+
+# 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
+# over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
+# 5,000-character supplement again and again must not be able to break the case for everyone
+# (tests/test_case_size.py). Twenty is more than any caller needs; more goes to the hotline.
+MAX_SUPPLEMENTS = 20
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -401,7 +409,19 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
 
 def check_supplement(state: CaseState, action: SupplementAction) -> Refusal | None:
     refusal = _role_in(action.actor, frozenset({Role.CITIZEN, Role.ADMIN}), "supplement")
-    return refusal or _status_is(state, *BEFORE_REPLY, Status.REPLIED)
+    refusal = refusal or _status_is(state, *BEFORE_REPLY, Status.REPLIED)
+    if refusal is None and supplements_of(state) >= MAX_SUPPLEMENTS:
+        return Refusal(
+            "supplement_limit",
+            f"case {state.case_id} has taken its {MAX_SUPPLEMENTS} supplements; "
+            "call the hotline to add more",
+            since=SUPPLEMENTS_BOUNDED,
+        )
+    return refusal
+
+
+def supplements_of(state: CaseState) -> int:
+    return sum(1 for e in state.events if e.kind is EventKind.SUPPLEMENTED)
 
 
 def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
