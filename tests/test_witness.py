@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_hostile_messages import CITIZEN, URBAN, kinds, rid, start_of, until
 
-from jiesu.audit.witness import recorded_projections
+from jiesu.audit.witness import closed_by_itself, compare, recorded_projections
 from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
 from jiesu.health import checks as doctor
 from worker import activities as house_activities
@@ -157,3 +157,23 @@ async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projec
         finally:
             with contextlib.suppress(Exception):
                 await h.terminate("test over")
+
+
+def test_a_projection_beyond_the_recorded_ones_disagrees_once_the_workflow_closed() -> None:
+    """A replay that makes one projection more than the history recorded: the history's open
+    end while the case runs (or was terminated), a disagreement once the workflow closed
+    itself — it issued its closing command, so no task of it was left to run."""
+    history = WorkflowHistory.from_json(
+        "urgent_happy_path", (HISTORIES / "urgent_happy_path.json").read_text(encoding="utf-8")
+    )
+    recorded = recorded_projections(history)
+    computed = [p.events or [] for p in recorded]
+    closed = closed_by_itself(history)
+    assert closed == history.events[-1].event_id
+    assert compare(recorded, computed, closed=closed) is None
+    one_more = [*computed, [{"seq": 99, "kind": "rejected", "data": {"code": "wrong_status"}}]]
+    found = compare(recorded, one_more, closed=closed)
+    assert found is not None and found.event_id == closed
+    assert "before the workflow closed" in found.message
+    assert "rejected (wrong_status)" in found.message
+    assert compare(recorded, one_more, closed=0) is None  # an open history: its open end

@@ -17,11 +17,14 @@ is taken for the history's open end (the workflow task that was running when it 
 A local projection that failed for good has a marker without a result: it counts as a
 projection made, its events are not compared.
 
-Known gap: that leniency at the end also lets through a change that makes *more* projections
-than the history did after its last recorded one (`prepatch_projection_failed.json` replays
+A history the workflow closed itself (completed, failed, continued as new: its last task
+issued the closing command) has no open end, so a projection made beyond the recorded ones is
+a disagreement there. Known gap: the leniency stays for a history that is still open or was
+closed from outside (terminated, timed out) — a change that makes *more* projections than such
+a history did after its last recorded one passes (`prepatch_projection_failed.json` replays
 with the `local-projection-failure-v1` check forced on; Temporal's core does not flag the
-missing local-activity markers either). Telling the open end from a completed task needs each
-projection's workflow task, which a local activity that outlasts a task's heartbeat makes
+missing local-activity markers either). Telling the open end from a completed task there needs
+each projection's workflow task, which a local activity that outlasts a task's heartbeat makes
 ambiguous; not done.
 """
 
@@ -141,9 +144,10 @@ class Disagreement:
 
 
 def compare(
-    recorded: Sequence[RecordedProjection], computed: Sequence[Events]
+    recorded: Sequence[RecordedProjection], computed: Sequence[Events], *, closed: int = 0
 ) -> Disagreement | None:
-    """The first projection whose events the replay computed differently, if any."""
+    """The first projection whose events the replay computed differently, if any. ``closed``:
+    the event id of the workflow's own closing (no open end), or 0."""
     for n, (was, now) in enumerate(zip(recorded, computed, strict=False), start=1):
         if was.events is not None and not covers(now, was.events):
             return Disagreement(was.event_id, _difference(n, was.events, now))
@@ -153,7 +157,29 @@ def compare(
             missing.event_id,
             f"the history recorded {len(recorded)} projections, the replay made {len(computed)}",
         )
+    if closed and len(computed) > len(recorded):
+        extra = computed[len(recorded)]
+        return Disagreement(
+            closed,
+            f"the history recorded {len(recorded)} projections before the workflow closed, the "
+            f"replay makes {len(computed)}; the first not recorded: "
+            f"{', '.join(_brief(e) for e in extra) or 'no events'}",
+        )
     return None
+
+
+_CLOSED_BY_ITSELF = (
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+)
+
+
+def closed_by_itself(history: WorkflowHistory) -> int:
+    """The event id of the workflow's own closing command, or 0 (open, or closed from outside:
+    the replay may run a task the history never completed)."""
+    last = history.events[-1] if history.events else None
+    return last.event_id if last is not None and last.event_type in _CLOSED_BY_ITSELF else 0
 
 
 def _difference(n: int, was: Events | None, now: Events) -> str:
@@ -213,7 +239,8 @@ class ProjectionWitness(Interceptor):
     def check(self, history: WorkflowHistory) -> Disagreement | None:
         """Compare what the replay of ``history`` computed with what it recorded."""
         computed = self.take(history.workflow_id, history.run_id)
-        return compare(recorded_projections(history), computed)
+        closed = closed_by_itself(history)
+        return compare(recorded_projections(history), computed, closed=closed)
 
 
 class _Outbound(WorkflowOutboundInterceptor):
