@@ -36,7 +36,8 @@ from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of,
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.case.lifecycle import MAX_SUPPLEMENTS
-from workflows import ComplaintWorkflow
+from jiesu.health import checks as doctor
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 from workflows.complaint import STATE_QUERY_BYTES
 from workflows.projector import BATCH_BYTES
 
@@ -60,11 +61,25 @@ async def handling(pool: asyncpg.Pool, case_id: str) -> bool:
     return await pool.fetchval(sql, case_id) == "handling"
 
 
+async def listed_large(client: Client, pool: asyncpg.Pool, case_id: str) -> bool:
+    """``jiesu doctor`` lists the case's history as ``history_large`` (past Temporal's
+    warning limits; visibility may lag a moment)."""
+    options = doctor.DoctorOptions(replay=False, limit=20)
+
+    async def probe() -> bool:
+        report = await doctor.examine(client, pool, options, workflows=ALL_WORKFLOWS)
+        return any(f.kind == doctor.HISTORY_LARGE and f.subject == case_id
+                   for f in report.findings)  # fmt: skip
+
+    return await eventually(probe, within=20)
+
+
 async def test_a_case_too_large_to_query_is_refused_and_goes_on(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
     """Past ~1.5 MB the `state` query is refused with a short error instead of answered; the
-    case goes on, and the API answers from the read model. Before: refused by the server past
+    case goes on, the API answers from the read model, and past 10 MiB of history the doctor
+    warns (``history_large``). Before: refused by the server past
     2 MB, and past ~4 MB the case's workflow was *terminated* by a view (measured: at the
     300th supplement of 15 kB, with a query every 25)."""
     created = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
@@ -74,7 +89,7 @@ async def test_a_case_too_large_to_query_is_refused_and_goes_on(
     try:
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         refused = 0
-        for n in range(1, 281):  # ~4.3 MB of reports
+        for n in range(1, 361):  # ~5.4 MB of reports, a history over 10 MiB
             await h.signal("repeat_report", repeat(n))
             if n % 20 == 0:
                 try:
@@ -86,12 +101,13 @@ async def test_a_case_too_large_to_query_is_refused_and_goes_on(
         assert (await h.describe()).status is WorkflowExecutionStatus.RUNNING
 
         async def all_projected() -> bool:
-            return await version_of(pool, case_id) >= 280
+            return await version_of(pool, case_id) >= 360
 
         await eventually(all_projected, within=60)
         seen = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
         assert seen.status_code == 200, seen.text
-        assert seen.json()["repeat_count"] == 280
+        assert seen.json()["repeat_count"] == 360
+        assert await listed_large(client, pool, case_id)  # jiesu doctor warns
         accepted = await api.post(f"/api/v1/complaints/{case_id}/accept", json={},
                                   headers=department("urban-management"))  # fmt: skip
         assert accepted.status_code in (200, 202), accepted.text

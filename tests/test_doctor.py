@@ -436,6 +436,7 @@ async def test_the_report_as_an_admin_endpoint_and_as_metrics(clinic: Clinic) ->
         lines = metrics.text.splitlines()
         assert 'jiesu_doctor_problems{kind="workflow_task_failing"} 1.0' in lines
         assert 'jiesu_doctor_problems{kind="notification_overdue"} 0.0' in lines
+        assert 'jiesu_doctor_problems{kind="history_large"} 0.0' in lines  # docs/operations.md
 
         for path in ("/api/v1/admin/doctor", "/metrics"):
             assert (await clinic.api.get(path)).status_code == 401

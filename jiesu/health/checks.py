@@ -26,6 +26,10 @@ model and the notifications outbox, and reports six kinds of finding:
   settles it (docs/intake.md).
 - ``history_not_replaying`` — a case history that the current workflow code does not replay
   (:mod:`jiesu.audit.replay`): its next workflow task on a worker will fail.
+- ``history_large`` — an open workflow whose history passed Temporal's warning limits (10 MiB
+  or 10,240 events, the server's defaults): at 50 MiB or 51,200 events the server terminates
+  it, and a case does not continue-as-new. Hundreds of long repeat reports take a case there
+  (docs/security.md); its state query is refused well before (``CaseTooLarge``).
 
 Read-only: the repairs (``jiesu repair``) are in jiesu.ops.doctor. Each check runs on its own;
 one that cannot run (Temporal or PostgreSQL away) is reported as an error instead of a finding.
@@ -63,10 +67,15 @@ READ_MODEL_DIVERGED = "read_model_diverged"
 NOTIFICATION_OVERDUE = "notification_overdue"
 NOT_REPLAYING = "history_not_replaying"
 INTAKE_PENDING = "intake_pending"
+HISTORY_LARGE = "history_large"
 KINDS = (
     TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
-    NOTIFICATION_OVERDUE, INTAKE_PENDING, NOT_REPLAYING,
+    NOTIFICATION_OVERDUE, INTAKE_PENDING, NOT_REPLAYING, HISTORY_LARGE,
 )  # fmt: skip
+# Temporal's defaults: limit.historySize.warn / limit.historyCount.warn (the .error limits,
+# 50 MiB and 51,200 events, terminate the workflow).
+HISTORY_WARN_BYTES = 10 * 1024 * 1024
+HISTORY_WARN_EVENTS = 10_240
 
 CASE_TYPE = CASE_WORKFLOW
 # The server sets TemporalReportedProblems only when told to (jiesu/ops/temporal_settings.py).
@@ -185,6 +194,8 @@ async def examine(
         failing = await _failing_tasks(client, open_workflows, report)
     async with _check(report, ACTIVITY_RETRYING):
         await _retrying_activities(client, open_workflows, options.activity_after, report)
+    async with _check(report, HISTORY_LARGE):
+        _large_histories(open_workflows, report)
     cases = [w.workflow_id for w in open_workflows
              if w.workflow_type == CASE_TYPE and w.workflow_id not in failing]
     async with _check(report, READ_MODEL_BEHIND):
@@ -238,6 +249,22 @@ async def _open_workflows(client: Client, limit: int, report: DoctorReport) -> l
     await _bounded(found, describe)
     report.open_workflows = len(found)
     return [w for w in found if w.description is not None]
+
+
+def _large_histories(open_workflows: list[OpenWorkflow], report: DoctorReport) -> None:
+    for w in open_workflows:
+        assert w.description is not None
+        info = w.description.workflow_execution_info
+        size, length = info.history_size_bytes, info.history_length
+        if size >= HISTORY_WARN_BYTES or length >= HISTORY_WARN_EVENTS:
+            report.add(
+                HISTORY_LARGE, w.workflow_id,
+                f"{w.workflow_type} {w.workflow_id}: history of {length:,} events, "
+                f"{size / 1024 / 1024:.1f} MiB (Temporal ends a workflow at 51,200 events or "
+                "50 MiB)",
+                workflow_type=w.workflow_type, run_id=w.run_id, history_length=length,
+                history_size_bytes=size,
+            )  # fmt: skip
 
 
 # --- workflow tasks ------------------------------------------------------------------------
