@@ -115,7 +115,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("/rating", "评价 The citizen rates the handling (the case's own citizen only)",
                ORIGINAL_REPORTER, signal=Case.rate, action=RatingAction,
                check=lifecycle.check_rating, body=RatingRequest, name="rate"),
-    ActionSpec("/supplement", "补充诉求 A reporter of the case adds information",
+    ActionSpec("/supplement", "补充诉求 A reporter of the case adds information"
+               f" (at most {lifecycle.MAX_SUPPLEMENTS} a case: then 409 supplement_limit)",
                ANY_REPORTER, signal=Case.supplement, action=SupplementAction,
                check=lifecycle.check_supplement, body=SupplementRequest, name="supplement"),
     ActionSpec("/withdraw", "撤诉 The citizen withdraws the complaint"
