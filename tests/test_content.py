@@ -14,7 +14,16 @@ import asyncpg
 import httpx
 import pytest
 from google.protobuf.message import Message as ProtoMessage
-from helpers import AUDITOR, OPERATOR, SUPERVISOR, act, department, eventually, register
+from helpers import (
+    AUDITOR,
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    complaint,
+    department,
+    eventually,
+    register,
+)
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from test_api import ADMIN, COMPLAINTS, POLICE, URBAN, error_of, finish, fresh
@@ -247,3 +256,47 @@ def _payload_texts(messages: Any) -> list[str]:
             else:
                 found += _payload_texts(value)
     return found
+
+
+async def test_a_citizen_s_action_answers_no_other_reporter_s_words(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """A repeat report (并单) is another citizen's: its description rides in the case's
+    ``repeat_reported`` event, the case's own citizen's supplement in ``supplemented``. The
+    answer to a citizen's action (the case after it) is read by whoever holds a report's
+    token — anyone who reports the same problem gets one — so it carries neither: it is
+    masked as for any caller who does not handle the case (jiesu.access.content), the reply's
+    evidence excepted (the citizen's own page shows it)."""
+    body = report("Citizens")
+    registered = await register(api, **body)
+    case_id, own_token = registered["case_id"], registered["citizen_token"]
+    theirs, mine = a_phone(), a_phone()
+    try:
+        repeat = await api.post(COMPLAINTS, headers=OPERATOR, json=complaint(**{
+            **body, "citizen": {"name": "李四", "phone": theirs},
+            "description": f"隔壁也吵得睡不着，我是李四，电话{theirs}",
+        }))  # fmt: skip
+        assert repeat.status_code == 200 and repeat.json()["merged"], repeat.text
+        repeat_token = repeat.json()["citizen_token"]
+
+        async def counted() -> bool:
+            state = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+            return state.status_code == 200 and state.json()["repeat_count"] == 1
+
+        await eventually(counted, within=20)
+        supplement = f"{COMPLAINTS}/{case_id}/supplement"
+        # the case's own citizen adds information: the answer shows no repeat reporter's words
+        answer = await api.post(supplement, json={"token": own_token,
+                                                  "text": f"我住3单元502，手机{mine}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert theirs not in answer.text, "the repeat reporter's phone, to the case's citizen"
+        # the repeat report's citizen adds information: no word of the case's own citizen
+        answer = await api.post(supplement, json={"token": repeat_token, "text": "补充：凌晨两点"})
+        assert answer.status_code == 200, answer.text
+        assert mine not in answer.text, "the case's citizen's supplement, to a repeat reporter"
+        assert theirs not in answer.text
+        # whoever handles the case reads both, as before
+        full = (await api.get(f"{COMPLAINTS}/{case_id}", headers=SUPERVISOR)).text
+        assert theirs in full and mine in full
+    finally:
+        await finish(client, case_id)

@@ -15,6 +15,7 @@ from api.deps import Pool, Principal
 from api.errors import ApiError, not_found
 from api.schemas import ActionResult, RatingRequest, SupplementRequest, WithdrawRequest
 from jiesu.access import citizen_tokens
+from jiesu.access.content import Viewer, masked_case
 from jiesu.case import lifecycle
 from jiesu.case.domain import Actor, RatingAction, Role, SupplementAction, WithdrawAction
 from workflows.complaint import ComplaintWorkflow as Case
@@ -76,7 +77,15 @@ class CitizenCaller:
 
 async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
     """Perform ``spec`` for a reporter already known to be ``actor``: by their token, or by
-    the phone of an inbound SMS answering the rating prompt (api/routers/channels.py)."""
+    the phone of an inbound SMS answering the rating prompt (api/routers/channels.py). The
+    case answered is masked for a citizen (jiesu.access.content.masked_case): its events
+    carry other reporters' descriptions (并单) and the case's citizen's supplements."""
+    result = await _act_as(actor, spec, call)
+    viewer = Viewer(name=actor.name, role=actor.role, department_id=None)
+    return result.model_copy(update={"case": masked_case(viewer, result.case)})
+
+
+async def _act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
     fields = {k: v for k, v in call.fields.items() if k != "token"}
     act = spec.action(actor=actor, **fields)
     # the reporter (whose token it is) is the caller whose Idempotency-Key this is

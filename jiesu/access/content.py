@@ -53,6 +53,10 @@ CONTENT = (
 )  # fmt: skip
 CITIZEN = (ContentField.CITIZEN_NAME, ContentField.CITIZEN_PHONE, ContentField.CITIZEN_EMAIL)
 FULL_VIEW_ROLES = CENTRE_ROLES | AUDITOR_ROLES  # the centre (operator, supervisor, admin), audit
+# A citizen, by a report's token (the case's own or a repeat report's, 并单): the reply's
+# evidence, as their page shows it; not the descriptions and supplements the case's events
+# carry, which are other citizens' as often as their own.
+CITIZEN_VIEW = (ContentField.EVIDENCE,)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ def unmasked_fields(viewer: Viewer, state: CaseState, anonymous: bool) -> tuple[
     """The fields ``viewer`` sees in full; the rest are masked."""
     if viewer.role in FULL_VIEW_ROLES:
         return CONTENT
+    if viewer.role is Role.CITIZEN:  # a report's token: the reply to them, no one else's words
+        return CITIZEN_VIEW
     if _handles(viewer, state):
         return tuple(f for f in CONTENT if f not in CITIZEN) if anonymous else CONTENT
     return ()
@@ -95,7 +101,7 @@ _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
 
 def masked_case(viewer: Viewer, state: CaseState) -> CaseState:
     """The case as ``viewer`` may read it: for one who sees the description or the evidence
-    masked (a grid worker on a case of their grid that another unit handles), the same
+    masked (a grid worker on a case of their grid that another unit handles, a citizen), the same
     content carried by the case's events and its reply is masked as ``present`` masks it — a
     text None, evidence empty. Anyone else gets ``state`` itself."""
     shown = unmasked_fields(viewer, state, anonymous=False)  # anonymity: the citizen only
