@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from temporalio.client import Client
 
@@ -186,12 +186,25 @@ def unreachable(err: BaseException) -> str | None:
     return None
 
 
+# The parameters of a DSN that are secrets (asyncpg reads both from the query string too).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def _without_password(dsn: str) -> str:
     parts = urlsplit(dsn)
-    if not parts.password:  # none, or empty (the embedded default's)
+    netloc, query = parts.netloc, parts.query
+    if parts.password:  # none, or empty (the embedded default's): nothing to hide
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    if query:
+        query = "&".join(_masked_parameter(p) for p in query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
         return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _masked_parameter(parameter: str) -> str:
+    name, sep, _value = parameter.partition("=")
+    return f"{name}=***" if sep and unquote_plus(name).lower() in _SECRET_PARAMETERS else parameter
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
