@@ -164,6 +164,44 @@ async def test_a_page_opened_from_another_site_records_no_view_of_the_content(
         await operator.aclose()
 
 
+
+async def test_a_page_opened_from_another_site_shows_no_content_in_its_timeline(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The content travels in the case's events too (the citizen's supplement, 补充诉求; a
+    repeat report's description): a page opened from another site that says the content is
+    hidden hides it there as well, as it is hidden from whoever sees the content masked
+    (jiesu.access.content.masked_case); and records no view. From our own page, shown."""
+    created = await register(api)
+    case_id, secret = created["case_id"], "我住3单元502，手机13912340001"
+    supplement = await eventually(lambda: _supplemented(api, case_id, created, secret),
+                                  within=20)  # fmt: skip
+    assert supplement.status_code == 200, supplement.text
+    operator = await signed_in(api, "operator")
+    page_url = f"/console/cases/{case_id}"
+    try:
+        away = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        page = await operator.get(page_url, headers=away)
+        assert page.status_code == 200 and 'id="withheld"' in page.text
+        assert secret not in page.text
+        assert await pool.fetchval(
+            "SELECT count(*) FROM content_views WHERE case_id = $1", case_id
+        ) == 0
+        own = await operator.get(page_url, headers={"Sec-Fetch-Site": "same-origin"})
+        assert own.status_code == 200 and secret in own.text
+    finally:
+        await operator.aclose()
+
+
+async def _supplemented(
+    api: httpx.AsyncClient, case_id: str, created: dict, text: str
+) -> httpx.Response | None:
+    """The citizen's supplement, once the case can take it (None while it starts)."""
+    answer = await api.post(f"/api/v1/complaints/{case_id}/supplement",
+                            json={"token": created["citizen_token"], "text": text})  # fmt: skip
+    return None if answer.status_code == 503 else answer
+
+
 async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     api: httpx.AsyncClient,
 ) -> None:

@@ -98,7 +98,9 @@ async def _case_page(
     found = await case_service.sourced_state(
         client, pool, case_id, principal, settings.query_timeout_seconds
     )
-    state = found.state
+    # withheld: the content the events carry (补充诉求, 并单, evidence) is hidden too
+    viewer = case_service.viewer_of(principal)
+    state = content_service.masked_case(viewer, found.state, withheld=withheld)
     departments = await pool.fetch(
         "SELECT id, name FROM departments WHERE level <> 'centre' ORDER BY level, id"
     )

@@ -99,12 +99,13 @@ _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
 }
 
 
-def masked_case(viewer: Viewer, state: CaseState) -> CaseState:
+def masked_case(viewer: Viewer, state: CaseState, *, withheld: bool = False) -> CaseState:
     """The case as ``viewer`` may read it: for one who sees the description or the evidence
     masked (a grid worker on a case of their grid that another unit handles, a citizen), the same
     content carried by the case's events and its reply is masked as ``present`` masks it — a
-    text None, evidence empty. Anyone else gets ``state`` itself."""
-    shown = unmasked_fields(viewer, state, anonymous=False)  # anonymity: the citizen only
+    text None, evidence empty. Anyone else gets ``state`` itself. ``withheld``: all masked,
+    for anyone (a page opened from another site, as in :func:`view_content`)."""
+    shown = () if withheld else unmasked_fields(viewer, state, anonymous=False)
     hidden = {f for f in (ContentField.DESCRIPTION, ContentField.EVIDENCE) if f not in shown}
     if not hidden:
         return state
