@@ -6,6 +6,7 @@ sees only the cases of their grids (list, case, content, console), 404 otherwise
 from __future__ import annotations
 
 import re
+import uuid
 from email.message import EmailMessage
 from typing import Any
 
@@ -26,6 +27,8 @@ from helpers import (
 from temporalio.client import Client
 from test_api import error_of, finish
 
+from jiesu.access.content import ContentField, Viewer, masked_case, unmasked_fields
+from jiesu.case.domain import CaseState, Role
 from jiesu.channels.mail import parse, store_attachments
 from jiesu.ops.demo_data import demo_key
 
@@ -249,3 +252,38 @@ async def test_the_grid_worker_person_receives_and_accepts_on_the_console(
     accepted_event = next(e for e in state["events"] if e["kind"] == "accepted")
     assert accepted_event["actor"]["person"] == "grid-worker"
     assert accepted_event["actor"]["role"] == "grid_worker"
+
+
+async def test_the_evidence_of_a_spot_solution_is_masked_where_the_reply_s_is(
+    api: httpx.AsyncClient,
+) -> None:
+    """就地解决: the grid holds the case, and its evidence is in the reply, the spot solution
+    and the ``solved_on_the_spot`` event — the same links, masked alike to whoever sees the
+    case's evidence masked (a worker of the grid where the grid is no unit, docs/grid.md: the
+    case's holder, the grid's id, is none of their units), shown alike to the centre."""
+    photo = f"https://evidence.test/spot-{uuid.uuid4().hex}.jpg"
+    report = {
+        "title": "楼道堆放杂物", "description": "幸福社区3栋楼道堆放纸箱，堵塞通道",
+        "category_id": "property_management", "grid_id": "G-QH-01-01-1",
+        "address": f"幸福社区{uuid.uuid4().hex[:6]}栋",
+        "reporter": {"name": "网格员 张敏", "phone": "13700000001"},
+        "solved_on_the_spot": {"text": "当场清走纸箱", "evidence": [photo]},
+    }  # fmt: skip
+    filed = await api.post("/api/v1/grid/reports", json=report, headers=GRID_WORKER)
+    assert filed.status_code == 201, filed.text
+    case_id = filed.json()["case_id"]
+
+    async def closed() -> dict[str, Any] | None:
+        response = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+        state = response.json() if response.status_code == 200 else None
+        return state if state and state["status"] == "closed" else None
+
+    centre = await eventually(closed, within=20)
+    assert centre["reply"]["evidence"] == [photo]
+    assert centre["solved_on_the_spot"]["evidence"] == [photo]
+    state = CaseState.model_validate(centre)
+    worker = Viewer("w", Role.GRID_WORKER, None, handles=frozenset())  # the grid: no unit
+    assert ContentField.EVIDENCE not in unmasked_fields(worker, state, anonymous=False)
+    masked = masked_case(worker, state)
+    assert masked.reply is not None and masked.reply.evidence == []
+    assert photo not in masked.model_dump_json(), "the spot solution's evidence, unmasked"

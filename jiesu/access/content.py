@@ -96,6 +96,7 @@ _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
     EventKind.REPEAT_REPORTED: ("description", ContentField.DESCRIPTION),
     EventKind.SUPPLEMENTED: ("text", ContentField.DESCRIPTION),
     EventKind.REPLIED: ("evidence", ContentField.EVIDENCE),
+    EventKind.SOLVED_ON_THE_SPOT: ("evidence", ContentField.EVIDENCE),  # 就地解决: its reply's
 }
 
 
@@ -112,6 +113,10 @@ def masked_case(viewer: Viewer, state: CaseState, *, withheld: bool = False) -> 
     update: dict[str, object] = {"events": [_masked_event(e, hidden) for e in state.events]}
     if ContentField.EVIDENCE in hidden and state.reply is not None:
         update["reply"] = state.reply.model_copy(update={"evidence": []})
+    if ContentField.EVIDENCE in hidden and state.solved_on_the_spot is not None:
+        update["solved_on_the_spot"] = state.solved_on_the_spot.model_copy(
+            update={"evidence": []}
+        )
     return state.model_copy(update=update)
 
 
