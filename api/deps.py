@@ -295,18 +295,22 @@ async def same_origin(request: Request) -> None:
     The browser's word is ``Sec-Fetch-Site`` (Fetch Metadata: every current browser sends
     it): only ``same-origin`` (and ``none``, typed by the user) pass. ``Origin`` alone cannot
     say it: under our ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` with
-    the console's own forms. A browser without Fetch Metadata is judged by an ``Origin`` that
-    names a host, which must be the console's (JIESU_PUBLIC_URL) or the one the request was
-    sent to (the scheme is not compared: behind a TLS proxy the API may see http). A request
-    with neither header (a script, curl) passes."""
+    the console's own forms. A browser without Fetch Metadata is judged by its ``Origin``,
+    which must name the console's host (JIESU_PUBLIC_URL) or the one the request was sent to
+    (the scheme is not compared: behind a TLS proxy the API may see http); ``null`` is
+    refused — any page gets it by sending ``Referrer-Policy: no-referrer`` itself — and the
+    login page posts with its origin (its ``<meta name="referrer" content="same-origin">``).
+    A request without either header (a script, curl) passes."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         if site.lower() in ("same-origin", "none"):
             return
     else:
-        origin = _netloc(request.headers.get("origin") or "")
+        origin = request.headers.get("origin")
+        if origin is None:
+            return
         own = {_netloc(base_url(request.app.state.settings)), request.headers.get("host", "")}
-        if not origin or origin in {h.lower() for h in own}:
+        if _netloc(origin) and _netloc(origin) in {h.lower() for h in own}:
             return
     raise ApiError(403, "cross_site", "a sign-in is accepted from the console's own page only")
 

@@ -126,6 +126,29 @@ async def test_a_sign_in_posted_from_another_site_opens_no_session(
     assert await pool.fetchval(sessions) == before + 3
 
 
+
+async def test_an_opaque_page_cannot_sign_in_a_browser_without_fetch_metadata(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A browser without Fetch Metadata (no Sec-Fetch-Site) is judged by Origin. Another
+    site's page gets ``Origin: null`` on its form just by sending ``Referrer-Policy:
+    no-referrer`` itself (or from a sandboxed frame), so ``null`` cannot pass for the
+    console's own: the login page posts its form with its origin (``<meta name="referrer"
+    content="same-origin">``: the Fetch standard's Origin for a same-origin POST under that
+    policy), and ``null`` is refused (403 cross_site, no session)."""
+    sessions = "SELECT count(*) FROM staff_sessions s JOIN staff p ON p.id = s.staff_id" \
+        " WHERE p.login = 'operator'"  # fmt: skip
+    before = await pool.fetchval(sessions)
+    form = {"login": "operator", "password": "operator-demo-pass"}
+    async with httpx.AsyncClient(transport=api._transport, base_url=api.base_url) as browser:
+        login_page = await browser.get("/console/login")
+        assert '<meta name="referrer" content="same-origin">' in login_page.text
+        refused = await browser.post("/console/login", data=form, headers={"Origin": "null"})
+        assert refused.status_code == 403, refused.status_code
+        assert "jiesu_session" not in refused.cookies
+        assert await pool.fetchval(sessions) == before
+
+
 async def test_a_page_opened_from_another_site_records_no_view_of_the_content(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
