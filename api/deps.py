@@ -233,15 +233,17 @@ async def authenticate(
     if credentials is not None:
         return await _key_principal(attempt, pool, credentials.credentials)
     if cookie is not None:
+        # e.g. a link to …/content: a recorded view in their name. Refused before the session
+        # is looked up, which marks it used: another site does not keep it from going idle.
+        if is_cross_site(request):
+            raise ApiError(
+                403, "cross_site", "a session's request is accepted from the console only"
+            )
         # An ended session is not counted as a failed authentication: it is how every
         # session ends (the page still sends the cookie), and its 256-bit token is not guessed.
         session = await sessions.session_for(pool, cookie)
         if session is None:
             raise ApiError(401, "session_ended", "this session has ended; log in again")
-        if is_cross_site(request):  # e.g. a link to …/content: a recorded view in their name
-            raise ApiError(
-                403, "cross_site", "a session's request is accepted from the console only"
-            )
         await check_csrf(request, session)
         return session_principal(session, await scope_of(pool, session.role, session.person))
     raise ApiError(

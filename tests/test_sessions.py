@@ -405,3 +405,27 @@ async def test_auditors_read_every_sign_in_moved_or_not(
     assert moved["ended_why"] == "idle" and await _left(pool, "staff_sign_ins", login) == 1
     error_of(await api.get(SIGN_INS, headers=OPERATOR), 403, "forbidden")
     assert (await api.get(SIGN_INS, params={"limit": 0}, headers=AUDITOR)).status_code == 422
+
+
+async def test_a_request_from_another_site_does_not_keep_a_session_alive(
+    browser: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A session's request from another site is refused (403 cross_site) — and is not a use
+    of the session: a sibling site's page that fetched the API every few minutes (a Lax
+    cookie goes with it) would otherwise keep an unattended console signed in past its idle
+    timeout."""
+    login = await new_person(pool)
+    await log_in(browser, login)
+    idle = "SELECT s.last_seen_at FROM staff_sessions s JOIN staff p ON p.id = s.staff_id" \
+        " WHERE p.login = $1 AND s.ended_at IS NULL"  # fmt: skip
+    await pool.execute(
+        "UPDATE staff_sessions s SET last_seen_at = last_seen_at - interval '5 minutes'"
+        " FROM staff p WHERE p.id = s.staff_id AND p.login = $1", login,
+    )  # fmt: skip
+    before = await pool.fetchval(idle, login)
+    for site in ("cross-site", "same-site"):
+        refused = await browser.get(SESSION, headers={"Sec-Fetch-Site": site})
+        assert refused.status_code == 403 and "cross_site" in refused.text, refused.text
+    assert await pool.fetchval(idle, login) == before, "a refused request used the session"
+    own = await browser.get(SESSION, headers={"Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200 and await pool.fetchval(idle, login) > before
