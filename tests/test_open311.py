@@ -348,3 +348,31 @@ async def test_guessing_keys_or_tokens_is_limited(
                               address_id="G-QH-01-01-1", **_citizen())
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
         valid(blocked, "errors")
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_the_report_s_media_is_not_published(api: httpx.AsyncClient, fmt: str) -> None:
+    """``media_url`` is the report's photo — its content, as the description is (quoted in
+    it, masked where the description is, jiesu.access.content): GET requests, which needs no
+    key, publishes neither."""
+    photo = f"https://files.example.gov.cn/{uuid.uuid4().hex}.jpg"
+    lon, lat = grid_centre("G-QH-03-02-2")
+    lat += 0.002 if fmt == "json" else 0.003  # a place of its own: not a repeat (并单)
+    created = await _post(api, fmt, api_key=KEY, service_code="sewer_blockage", lat=lat,
+                          long=lon, description="下水道堵塞，照片见附件", media_url=photo,
+                          **_citizen())  # fmt: skip
+    assert created.status_code == 201, created.text
+    body = valid(created, "created_requests")
+    case_id = (body[0] if fmt == "json" else body["request"][0])["service_request_id"]
+
+    async def published() -> httpx.Response | None:
+        r = await api.get(f"{V2}/requests/{case_id}.{fmt}")
+        return r if r.status_code == 200 else None
+
+    one = await eventually(published, within=30)
+    valid(one, "requests")
+    assert photo not in one.text
+    listed = await api.get(f"{V2}/requests.{fmt}", params={"service_request_id": case_id})
+    assert listed.status_code == 200 and case_id in listed.text and photo not in listed.text
+    staff = (await api.get(f"/api/v1/cases/{case_id}/content", headers=SUPERVISOR)).json()
+    assert photo in staff["description"]  # kept, for the staff who see the content

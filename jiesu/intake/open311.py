@@ -10,7 +10,8 @@ categories, service requests are cases. This is the service under ``/open311/v2/
   community or township named (routing rules of that area and above then apply exactly).
 - The public list shows what a 12345 hotline may publish: category, status, the department
   in charge, times and, for requests filed through Open311, the location given — never the
-  description or the citizen (12345 reports routinely carry names, phone numbers, homes).
+  description, its ``media_url`` (the report's photo: content, as the description) or the
+  citizen (12345 reports routinely carry names, phone numbers, homes).
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ async def file_report(
 _REQUESTS = """
 SELECT c.case_id, c.status, c.resolution, c.category_id, cat.name AS service_name,
        d.name AS agency, c.received_at, c.updated_at, c.closed_at, c.finish_deadline,
-       o.lat, o.long, o.address, o.media_url
+       o.lat, o.long, o.address
 FROM cases c
 LEFT JOIN categories cat ON cat.id = c.category_id
 LEFT JOIN departments d ON d.id = c.department_id
@@ -239,7 +240,7 @@ def _request(row: asyncpg.Record, settings: Settings) -> dict[str, Any]:
         "zipcode": None,
         "lat": row["lat"],
         "long": row["long"],
-        "media_url": row["media_url"],
+        "media_url": None,  # the report's photo: its content, quoted in the description
     }
 
 
