@@ -287,3 +287,32 @@ async def test_the_evidence_of_a_spot_solution_is_masked_where_the_reply_s_is(
     masked = masked_case(worker, state)
     assert masked.reply is not None and masked.reply.evidence == []
     assert photo not in masked.model_dump_json(), "the spot solution's evidence, unmasked"
+
+
+async def test_a_grid_worker_reads_no_rating_comment_of_a_case_masked_to_them(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The citizen's words in the rating (评价意见) are theirs as a supplement's are: in the
+    ``rated`` event and the case's ``rating_comment``, masked alike where the content is (a
+    case of the worker's grid that a county bureau handles); the bureau reads them."""
+    filed = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    case_id, token = filed.json()["case_id"], filed.json()["citizen_token"]
+    await _held_by(api, case_id, "urban-management")
+    words = "还是吵，我住3单元502，电话13912345670"
+    try:
+        bureau = department("urban-management")
+        await act(api, case_id, "accept", bureau)
+        await act(api, case_id, "contact", bureau)
+        await act(api, case_id, "reply", bureau, outcome="resolved", text="已处理")
+        await act(api, case_id, "rating", token=token, rating="satisfied", comment=words)
+
+        async def rated(headers: dict[str, str]) -> str | None:
+            text = (await api.get(f"/api/v1/complaints/{case_id}", headers=headers)).text
+            return text if '"rated"' in text else None
+
+        assert words in await eventually(lambda: rated(bureau), within=20)
+        masked = await rated(GRID_WORKER)
+        assert masked is not None, "the grid worker sees the case and its events"
+        assert words not in masked and "13912345670" not in masked
+    finally:
+        await finish(client, case_id)

@@ -90,11 +90,15 @@ def sees_report_files(viewer: Viewer, state: CaseState) -> bool:
 
 
 # The content that travels in the case itself, in its events: a later report's description
-# (并单), the citizen's supplement (补充诉求), the reply's evidence links — the event's data key,
-# and the field of the content it is.
+# (并单), the citizen's supplement (补充诉求) and their other words (the rating's comment, as
+# given or as the centre took it down by phone; the withdrawal's reason), the reply's evidence
+# links — the event's data key, and the field of the content it is.
 _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
     EventKind.REPEAT_REPORTED: ("description", ContentField.DESCRIPTION),
     EventKind.SUPPLEMENTED: ("text", ContentField.DESCRIPTION),
+    EventKind.RATED: ("comment", ContentField.DESCRIPTION),
+    EventKind.CALLBACK: ("comment", ContentField.DESCRIPTION),
+    EventKind.WITHDRAWN: ("reason", ContentField.DESCRIPTION),
     EventKind.REPLIED: ("evidence", ContentField.EVIDENCE),
     EventKind.SOLVED_ON_THE_SPOT: ("evidence", ContentField.EVIDENCE),  # 就地解决: its reply's
 }
@@ -111,6 +115,8 @@ def masked_case(viewer: Viewer, state: CaseState, *, withheld: bool = False) -> 
     if not hidden:
         return state
     update: dict[str, object] = {"events": [_masked_event(e, hidden) for e in state.events]}
+    if ContentField.DESCRIPTION in hidden and state.rating_comment:
+        update["rating_comment"] = ""  # the rated event's comment, kept on the case
     if ContentField.EVIDENCE in hidden and state.reply is not None:
         update["reply"] = state.reply.model_copy(update={"evidence": []})
     if ContentField.EVIDENCE in hidden and state.solved_on_the_spot is not None:
