@@ -19,6 +19,7 @@ from helpers import (
     OPERATOR,
     SUPERVISOR,
     act,
+    auth,
     complaint,
     department,
     eventually,
@@ -31,6 +32,7 @@ from test_sessions import browser, log_in, new_person  # noqa: F401 (browser is 
 
 from jiesu.access.content import mask_address, mask_email, mask_name, mask_phone
 from jiesu.case.domain import Role
+from jiesu.ops.demo_data import demo_key
 
 VIEWS = "/api/v1/audit/content-views"
 EVIDENCE = "https://files.example.gov.cn/QH/photo-1.jpg"
@@ -300,3 +302,43 @@ async def test_a_citizen_s_action_answers_no_other_reporter_s_words(
         assert theirs in full and mine in full
     finally:
         await finish(client, case_id)
+
+
+async def test_the_content_a_case_s_events_carry_is_a_recorded_view(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The case (``GET /api/v1/complaints/{id}``) shows the content its events carry — a
+    supplement, a repeat report's description, the reply's evidence — to whoever reads it
+    unmasked: each such answer is a view of that content, recorded as /content's are (the
+    fields it carried); an answer that carried none, or carried it masked, records nothing."""
+    body = report("Carried")
+    registered = await register(api, **body)
+    case_id, token = registered["case_id"], registered["citizen_token"]
+    try:
+        await routed_case(api, case_id)
+        plain = await api.get(f"{COMPLAINTS}/{case_id}", headers=SUPERVISOR)
+        assert plain.status_code == 200 and await views_of(api, case_id) == []
+        secret = f"我住3单元502，手机{a_phone()}"
+        added = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
+                               json={"token": token, "text": secret})  # fmt: skip
+        assert added.status_code == 200, added.text
+        shown = await api.get(f"{COMPLAINTS}/{case_id}", headers=SUPERVISOR)
+        assert secret in shown.text
+        views = await views_of(api, case_id)
+        assert [(v["viewer"], v["fields"]) for v in views] == [
+            ("demo-supervisor", ["description"])
+        ]
+        grid_worker = auth(demo_key("demo-grid-worker"))  # sees this case of their grid masked
+        masked = await api.get(f"{COMPLAINTS}/{case_id}", headers=grid_worker)
+        assert masked.status_code == 200 and secret not in masked.text
+        assert len(await views_of(api, case_id)) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def routed_case(api: httpx.AsyncClient, case_id: str) -> None:
+    async def assigned() -> bool:
+        state = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+        return state.status_code == 200 and bool(state.json().get("assignment"))
+
+    await eventually(assigned, within=30)

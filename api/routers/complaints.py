@@ -12,6 +12,7 @@ from api import cases, intake
 from api.deps import AppServices, CaseId, Operator, Pool, Staff
 from api.errors import ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
+from jiesu.access import content
 from jiesu.access.grids import GridScope
 from jiesu.case.domain import Channel, ComplaintIntake, Instant, Line, Role, Status, Urgency
 from jiesu.case.sla import is_late
@@ -127,5 +128,10 @@ async def get_complaint(
         services.client, services.pool, case_id, principal,
         services.settings.query_timeout_seconds,
     )  # fmt: skip
+    # the content its events carry (补充诉求, 并单, evidence), shown unmasked: a recorded view
+    viewer = cases.viewer_of(principal)
+    carried = content.carried_fields(viewer, found.state)
+    if carried:
+        await content.record_view(services.pool, case_id, viewer, carried)
     response.headers[CASE_SOURCE_HEADER] = found.source
     return CaseView(**dict(found.state), source=found.source)

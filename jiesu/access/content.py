@@ -126,6 +126,20 @@ def masked_case(viewer: Viewer, state: CaseState, *, withheld: bool = False) -> 
     return state.model_copy(update=update)
 
 
+def carried_fields(viewer: Viewer, state: CaseState) -> tuple[ContentField, ...]:
+    """The fields of the content that ``state``'s events carry and ``viewer`` reads unmasked:
+    showing them the case is a view of those (to record, as ``view_content`` records its
+    fields). None for one who reads them masked, nor when the events carry none."""
+    shown = unmasked_fields(viewer, state, anonymous=False)
+    carried = {
+        field
+        for e in state.events
+        for key, field in (_IN_EVENTS.get(e.kind, ("", None)),)
+        if field in shown and e.data.get(key)
+    }
+    return tuple(f for f in CONTENT if f in carried)
+
+
 def _masked_event(event: CaseEvent, hidden: set[ContentField]) -> CaseEvent:
     key, field = _IN_EVENTS.get(event.kind, ("", None))
     if field not in hidden or key not in event.data:
@@ -248,24 +262,26 @@ async def view_content(
     anonymous = start.registered_intake.citizen.anonymous_to_department
     shown = () if withheld else unmasked_fields(viewer, state, anonymous)
     if shown:
-        await db.execute(
-            "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
-            " fields) VALUES ($1, $2, $3, $4, $5, $6)",
-            state.case_id, viewer.name, viewer.role.value, viewer.department_id, viewer.person,
-            [f.value for f in shown],
-        )  # fmt: skip
+        await record_view(db, state.case_id, viewer, shown)
     return present(start, state, shown)
+
+
+async def record_view(
+    db: Db, case_id: str, viewer: Viewer, fields: tuple[ContentField, ...]
+) -> None:
+    """A view of these fields of the case's content, recorded before it is answered."""
+    await db.execute(
+        "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
+        " fields) VALUES ($1, $2, $3, $4, $5, $6)",
+        case_id, viewer.name, viewer.role.value, viewer.department_id, viewer.person,
+        [f.value for f in fields],
+    )  # fmt: skip
 
 
 async def record_file_view(db: Db, case_id: str, viewer: Viewer) -> None:
     """A file of the report handed over: recorded as a view of the content (``attachment``),
     before it is answered, as ``view_content`` records the fields it shows."""
-    await db.execute(
-        "INSERT INTO content_views (case_id, viewer, viewer_role, department_id, person,"
-        " fields) VALUES ($1, $2, $3, $4, $5, $6)",
-        case_id, viewer.name, viewer.role.value, viewer.department_id, viewer.person,
-        [ContentField.ATTACHMENT.value],
-    )  # fmt: skip
+    await record_view(db, case_id, viewer, (ContentField.ATTACHMENT,))
 
 
 MAX_VIEWS = 1000
