@@ -425,3 +425,30 @@ def test_the_filing_service_refuses_with_domain_errors_not_http_errors() -> None
     assert (refused.value.code, refused.value.message) == (
         "invalid_received_at", "received_at is in the future"
     )
+
+
+async def test_a_case_takes_so_many_repeat_reports_and_the_next_opens_its_own(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Each repeat report (并单) carries its description into the case's Temporal history,
+    which the server ends at 50 MB: past merge.MAX_MERGED_REPORTS the next report of the
+    problem opens a case of its own. (The earlier reports are rows written here, standing for
+    reports merged before: 499 signals would only slow the test.)"""
+    body = complaint()
+    first = (await _post(api, body)).json()
+    case_id = first["case_id"]
+    earlier = """INSERT INTO repeat_reports (case_id, request_hash, payload, state)
+                 SELECT $1, 'earlier', '{}'::jsonb, 'started' FROM generate_series(1, $2)"""
+    await pool.execute(earlier, case_id, merge.MAX_MERGED_REPORTS - 1)
+    opened = None
+    try:
+        last = (await _post(api, {**body, "channel": "wechat"})).json()
+        assert last["merged"] and last["case_id"] == case_id  # the 500th
+        past = await _post(api, {**body, "channel": "sms"})
+        assert past.status_code == 201, past.text
+        opened = past.json()["case_id"]
+        assert not past.json()["merged"] and opened != case_id
+    finally:
+        await pool.execute("DELETE FROM repeat_reports WHERE request_hash = 'earlier'")
+        for done in filter(None, (case_id, opened)):
+            await handle_of(client, done).terminate("test finished")

@@ -15,7 +15,8 @@ later one finds that case's row, even before its workflow has started. A case co
 unless the read model says it closed; one that closed behind the read model's back is found
 out when the repeat is delivered (``jiesu.intake.filing``) and the report then opens a new case. The
 case's workflow counts the repeat; the third report of the same open problem puts it under
-supervision.
+supervision. A case takes at most MAX_MERGED_REPORTS; the next report of the problem opens a
+case of its own.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ async def lock(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
 
 
+# Repeat reports one case takes at most. Each carries its description (up to 5,000
+# characters) into the case's Temporal history, which the server ends at 50 MB or 51,200
+# events: 399 of the longest took one to 11.7 MB (docs/security.md, "a case grown large"). A water
+# outage reported by more callers than that is rare; the later reports open a case of their own.
+MAX_MERGED_REPORTS = 500
+
 _FIND_OPEN_CASE = f"""
 SELECT i.case_id
 FROM intakes i LEFT JOIN cases c USING (case_id)
@@ -75,6 +82,7 @@ WHERE (i.phone_key = $1 OR i.address_key = $2)
   AND i.received_at > $3
   AND c.status IS DISTINCT FROM {sql_status(Status.CLOSED)}
   AND i.case_id <> ALL($4::text[])
+  AND (SELECT count(*) FROM repeat_reports r WHERE r.case_id = i.case_id) < $5
 ORDER BY i.received_at
 LIMIT 1
 """
@@ -106,7 +114,9 @@ async def find_open_case(
 ) -> str | None:
     """The oldest open case of this problem (call under ``lock``); ``closed``: cases found
     closed meanwhile, which the read model may not know yet."""
-    return await conn.fetchval(_FIND_OPEN_CASE, keys.phone, keys.address, since, list(closed))
+    return await conn.fetchval(
+        _FIND_OPEN_CASE, keys.phone, keys.address, since, list(closed), MAX_MERGED_REPORTS
+    )
 
 
 async def add_report(
