@@ -23,7 +23,7 @@ from temporalio.client import Client
 from api import cases
 from api.deps import AppServices, CaseId, Principal, Services
 from api.errors import ACTION_ERRORS
-from api.schemas import ActionResult, answer
+from api.schemas import ActionResult, CitizenActionResult, answer
 from jiesu.case.domain import CaseState
 from jiesu.case.lifecycle import Refusal
 from jiesu.config import Settings
@@ -31,6 +31,9 @@ from jiesu.readmodel.changes import ProjectionFeed
 
 Prepare = Callable[[asyncpg.Pool, dict[str, Any]], Awaitable[dict[str, Any]]]
 Check = Callable[[CaseState, Any], Refusal | None]
+Answer = ActionResult | CitizenActionResult
+"""What an action answers: the case after it, as the caller may receive it (a citizen gets
+jiesu.access.citizen_view's projection, :class:`CitizenActionResult`)."""
 
 IdempotencyKey = Annotated[
     str | None,
@@ -67,7 +70,7 @@ class Caller(Protocol):
         """The FastAPI dependency (an ``Annotated`` type) that authenticates the caller."""
         ...
 
-    async def perform(self, spec: ActionSpec, call: Call) -> ActionResult: ...
+    async def perform(self, spec: ActionSpec, call: Call) -> Answer: ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class ActionSpec:
     target: Callable[[CaseState], str] | None = None
     path_fields: Mapping[str, Any] = field(default_factory=dict)  # name → annotated type
     name: str = ""  # the endpoint's (operation's) name; derived from the path by default
+    # what the endpoint answers (its OpenAPI response): the caller's view of the case after it
+    result: type[BaseModel] = ActionResult
 
     @property
     def endpoint_name(self) -> str:
@@ -133,7 +138,7 @@ def _signature(spec: ActionSpec) -> inspect.Signature:
         param("response", Response),
         param("idempotency_key", IdempotencyKey, None),
     ]
-    return inspect.Signature(params, return_annotation=ActionResult)
+    return inspect.Signature(params, return_annotation=spec.result)
 
 
 def _fields(spec: ActionSpec, values: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +161,7 @@ async def run(
     settings: Settings,
     idempotency_key: str | None,
     feed: ProjectionFeed | None = None,
-) -> ActionResult:
+) -> Answer:
     """Perform one action of ``spec`` for ``credential``: what every action endpoint does,
     and what the console does for its forms (the same services, never around them)."""
     if spec.prepare is not None:
@@ -175,8 +180,8 @@ async def run(
     return await spec.caller.perform(spec, call)
 
 
-def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
-    async def endpoint(**values: Any) -> ActionResult:
+def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[Answer]]:
+    async def endpoint(**values: Any) -> Answer:
         services: Services = values["services"]
         result = await run(
             spec,
@@ -201,5 +206,5 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[ActionResult]]:
 def add_actions(router: APIRouter, specs: Iterable[ActionSpec]) -> None:
     """Declare one ``POST`` operation per spec on ``router``."""
     for spec in specs:
-        router.post(spec.path, response_model=ActionResult, responses=ACTION_ERRORS,
+        router.post(spec.path, response_model=spec.result, responses=ACTION_ERRORS,
                     summary=spec.summary)(_endpoint(spec))  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import Response, status
 from pydantic import BaseModel, Field
 
+from jiesu.access.citizen_view import CitizenCase
 from jiesu.case.domain import (
     CaseState,
     Channel,
@@ -94,6 +95,15 @@ class ActionResult(BaseModel):
     case: CaseState
 
 
+class CitizenActionResult(BaseModel):
+    """The case after a citizen's action, as a citizen receives it (jiesu.access.citizen_view:
+    the steps of the case and the reporter's own, no staff, no internals). ``applied`` as in
+    :class:`ActionResult`."""
+
+    applied: bool
+    case: CitizenCase
+
+
 class CitizenRequest(BaseModel):
     token: str = Field(min_length=8, max_length=200, description="The case's citizen token.")
 
@@ -110,7 +120,9 @@ class WithdrawRequest(WithdrawInput, CitizenRequest):
     pass
 
 
-def answer(response: Response, result: ActionResult) -> ActionResult:
+def answer(
+    response: Response, result: ActionResult | CitizenActionResult
+) -> ActionResult | CitizenActionResult:
     """200 when the workflow applied the action, 202 when it has not processed it yet."""
     if not result.applied:
         response.status_code = status.HTTP_202_ACCEPTED

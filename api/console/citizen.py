@@ -1,7 +1,9 @@
 """办件查询: the citizen's own page, ``/my/<token>`` — the link sent by SMS at intake
 (jiesu.notify.links.follow_up_link). The token in the link is the credential (no account, no
 cookie): status, the timeline in plain words, the department's reply, and the citizen's
-actions (评价, 补充诉求, 撤诉) through the API's own citizen action specs.
+actions (评价, 补充诉求, 撤诉) through the API's own citizen action specs. What the page shows
+is the case as that reporter receives it (jiesu.access.citizen_view.citizen_case, as the API's
+answers to their actions): a repeat reporter (并单) is not shown the case's citizen's rating.
 
 A wrong token is the same 404 as no case, and counts as a failed authentication
 (api/auth_limit.py), exactly as for the API. The token never reaches a log: uvicorn's access
@@ -28,8 +30,8 @@ from api.console.web import error_page, page, redirect, validation_message
 from api.deps import AppSettings, Pool, Principal, Temporal
 from api.errors import ApiError
 from jiesu.access import citizen_tokens
+from jiesu.access.citizen_view import Reporter, citizen_case
 from jiesu.case.domain import Role
-from jiesu.case.glossary import CITIZEN_EVENTS
 from jiesu.notify.links import FOLLOW_UP_PATH
 
 router = APIRouter()
@@ -83,14 +85,15 @@ async def _page(
     state = state or await case_service.archived_state(pool, case_id)
     if state is None:
         raise case_service.not_ready(case_id)
-    own = report["report_id"] is None
+    reporter = Reporter(report_id=report["report_id"])
     citizen = Principal(name="citizen", role=Role.CITIZEN, department_id=None)
-    actions = [a for a in CITIZEN_ACTIONS
-               if (own or a.name == "supplement") and a.allowed(state, citizen)]  # fmt: skip
+    actions = [
+        a for a in CITIZEN_ACTIONS
+        if (reporter.own or a.name == "supplement") and a.allowed(state, citizen)
+    ]  # fmt: skip
     context = {
-        "state": state, "token": token, "actions": actions, "error": error,
-        "events": [e for e in state.events if e.kind in CITIZEN_EVENTS],
-        "query": request.query_params,
+        "case": citizen_case(state, reporter), "token": token, "actions": actions,
+        "error": error, "query": request.query_params,
     }  # fmt: skip
     return page(request, "citizen.html", context, status_code)
 

@@ -16,6 +16,7 @@ from api.deps import AppSettings, Pool, Temporal
 from api.errors import ACTION_ERRORS, ApiError
 from api.intake import http_error
 from api.routers import citizen
+from jiesu.access.citizen_view import CASE_CITIZEN
 from jiesu.channels import sms as sms_channel
 from jiesu.intake import filing
 from jiesu.intake.errors import IntakeError
@@ -92,7 +93,7 @@ async def sms_inbound(
             fields={"rating": decision.rating, "comment": ""}, credential=None, pool=pool,
             client=client, settings=settings, idempotency_key=key,
         )  # fmt: skip
-        result = await citizen.act_as(citizen.CITIZEN, RATING, call)
+        result = await citizen.act_as(CASE_CITIZEN, RATING, call)
         return SmsInboundResult(
             message_id=sms.message_id, outcome="rating", case_id=decision.case_id,
             applied=result.applied,

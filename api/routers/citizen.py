@@ -1,6 +1,8 @@
 """The citizen's own actions (诉求人), authorised by the citizen token handed out with each
 report: the case's own citizen rates, adds information and withdraws; the citizen of a
-repeat report linked to the case (并单) adds information only."""
+repeat report linked to the case (并单) adds information only. Each answers the case as a
+citizen receives it (jiesu.access.citizen_view): the steps of the case and the reporter's own,
+never the staff who took them nor the centre's internals."""
 
 from __future__ import annotations
 
@@ -13,21 +15,25 @@ from api.actions import ActionSpec, Call, add_actions
 from api.auth_limit import Attempt, AuthAttempt
 from api.deps import Pool, Principal
 from api.errors import ApiError, not_found
-from api.schemas import ActionResult, RatingRequest, SupplementRequest, WithdrawRequest
+from api.schemas import (
+    ActionResult,
+    CitizenActionResult,
+    RatingRequest,
+    SupplementRequest,
+    WithdrawRequest,
+)
 from jiesu.access import citizen_tokens
-from jiesu.access.content import Viewer, masked_case
+from jiesu.access.citizen_view import Reporter, citizen_case
 from jiesu.case import lifecycle
-from jiesu.case.domain import Actor, RatingAction, Role, SupplementAction, WithdrawAction
+from jiesu.case.domain import RatingAction, SupplementAction, WithdrawAction
 from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])
 
-CITIZEN = Actor(role=Role.CITIZEN, name="citizen")
-
-
-async def _reporter(pool: Pool, case_id: str, token: str) -> Actor | None:
-    """Whose token this is: the case's own citizen (``CITIZEN``), the citizen of one of its
-    repeat reports, or nobody (None). Only the sha256 of a token is stored (citizen_tokens)."""
+async def _reporter(pool: Pool, case_id: str, token: str) -> Reporter | None:
+    """Whose token this is: the case's own citizen (``CASE_CITIZEN``), the citizen of one of
+    its repeat reports, or nobody (None). Only the sha256 of a token is stored
+    (citizen_tokens)."""
     row = await pool.fetchrow(
         "SELECT NULL::bigint AS report_id FROM intakes"
         " WHERE case_id = $1 AND token_hash = $2 AND state = 'started'"
@@ -39,9 +45,7 @@ async def _reporter(pool: Pool, case_id: str, token: str) -> Actor | None:
     )
     if row is None:
         return None
-    if row["report_id"] is None:
-        return CITIZEN
-    return Actor(role=Role.CITIZEN, name=f"citizen of repeat report {row['report_id']}")
+    return Reporter(report_id=row["report_id"])
 
 
 @dataclass(frozen=True)
@@ -58,34 +62,37 @@ class CitizenCaller:
     original_only: bool
     dependency: object = Attempt
 
-    async def perform(self, spec: ActionSpec, call: Call) -> ActionResult:
+    async def perform(self, spec: ActionSpec, call: Call) -> CitizenActionResult:
         fields = dict(call.fields)
         attempt: AuthAttempt = call.credential
-        actor = await _reporter(call.pool, call.case_id, fields.pop("token"))
-        if actor is None:
+        reporter = await _reporter(call.pool, call.case_id, fields.pop("token"))
+        if reporter is None:
             await attempt.failed()
             raise not_found(call.case_id)
-        if self.original_only and actor != CITIZEN:
+        if self.original_only and not reporter.own:
             raise ApiError(
                 403,
                 "original_reporter_only",
                 "a repeat report's token can add information; only the case's own citizen "
                 "rates or withdraws it",
             )
-        return await act_as(actor, spec, call)
+        return await act_as(reporter, spec, call)
 
 
-async def act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
-    """Perform ``spec`` for a reporter already known to be ``actor``: by their token, or by
-    the phone of an inbound SMS answering the rating prompt (api/routers/channels.py). The
-    case answered is masked for a citizen (jiesu.access.content.masked_case): its events
-    carry other reporters' descriptions (并单) and the case's citizen's supplements."""
-    result = await _act_as(actor, spec, call)
-    viewer = Viewer(name=actor.name, role=actor.role, department_id=None)
-    return result.model_copy(update={"case": masked_case(viewer, result.case)})
+async def act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> CitizenActionResult:
+    """Perform ``spec`` for a reporter already known: by their token, or by the phone of an
+    inbound SMS answering the rating prompt (api/routers/channels.py, ``CASE_CITIZEN``). The
+    case is answered as that reporter receives it (jiesu.access.citizen_view.citizen_case):
+    not the staff's logins and notes, not the centre's internals, not another reporter's
+    steps or words (并单)."""
+    result = await _act_as(reporter, spec, call)
+    return CitizenActionResult(
+        applied=result.applied, case=citizen_case(result.case, reporter)
+    )
 
 
-async def _act_as(actor: Actor, spec: ActionSpec, call: Call) -> ActionResult:
+async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionResult:
+    actor = reporter.actor
     fields = {k: v for k, v in call.fields.items() if k != "token"}
     act = spec.action(actor=actor, **fields)
     # the reporter (whose token it is) is the caller whose Idempotency-Key this is
@@ -123,14 +130,17 @@ ANY_REPORTER = CitizenCaller(original_only=False)
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("/rating", "评价 The citizen rates the handling (the case's own citizen only)",
                ORIGINAL_REPORTER, signal=Case.rate, action=RatingAction,
-               check=lifecycle.check_rating, body=RatingRequest, name="rate"),
+               check=lifecycle.check_rating, body=RatingRequest, name="rate",
+               result=CitizenActionResult),
     ActionSpec("/supplement", "补充诉求 A reporter of the case adds information"
                f" (at most {lifecycle.MAX_SUPPLEMENTS} a case: then 409 supplement_limit)",
                ANY_REPORTER, signal=Case.supplement, action=SupplementAction,
-               check=lifecycle.check_supplement, body=SupplementRequest, name="supplement"),
+               check=lifecycle.check_supplement, body=SupplementRequest, name="supplement",
+               result=CitizenActionResult),
     ActionSpec("/withdraw", "撤诉 The citizen withdraws the complaint"
                " (before the reply; the case's own citizen)",
                ORIGINAL_REPORTER, signal=Case.withdraw, action=WithdrawAction,
-               check=lifecycle.check_withdraw, body=WithdrawRequest, name="withdraw"),
+               check=lifecycle.check_withdraw, body=WithdrawRequest, name="withdraw",
+               result=CitizenActionResult),
 )  # fmt: skip
 add_actions(router, ACTIONS)

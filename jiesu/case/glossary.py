@@ -155,16 +155,6 @@ EVENT: dict[EventKind, str] = {
     EventKind.SOLVED_ON_THE_SPOT: "网格就地解决",
 }
 
-CITIZEN_EVENTS = frozenset({
-    EventKind.RECEIVED, EventKind.ROUTED, EventKind.DISPATCHED, EventKind.ACCEPTED,
-    EventKind.CONTACTED, EventKind.REPLIED, EventKind.RATED, EventKind.CLOSED,
-    EventKind.REASSIGNED, EventKind.REHANDLE_STARTED, EventKind.EXTENSION_DECIDED,
-    EventKind.SUPPLEMENTED, EventKind.WITHDRAWN, EventKind.CALLBACK, EventKind.REPEAT_REPORTED,
-    EventKind.ANSWERED_DIRECTLY,
-})  # fmt: skip
-"""What a citizen's own timeline shows: the steps of their case, not the centre's internals
-(rule numbers, refusals, ladder steps)."""
-
 TERMS: dict[type, dict] = {
     Status: STATUS, Urgency: URGENCY, Channel: CHANNEL, Role: ROLE, Rating: RATING,
     ReplyOutcome: REPLY_OUTCOME, Resolution: RESOLUTION, DeadlineKind: DEADLINE,
