@@ -122,8 +122,10 @@ async def test_a_citizen_receives_the_steps_of_the_case_and_no_staff(
         assert rated["case"]["reply"]["text"] == REPLY
         assert "rated" in [e["kind"] for e in rated["case"]["events"]]
         accepted = next(e for e in rated["case"]["events"] if e["kind"] == "accepted")
-        assert accepted["by"] == {"role": "department",
-                                  "department_name": routed["assignment"]["department_name"]}
+        assert accepted["by"] == {
+            "role": "department",
+            "department_name": routed["assignment"]["department_name"],
+        }
 
         # their pages: the case's citizen's rating is theirs alone
         own_page = (await api.get(f"/my/{own_token}")).text
@@ -199,12 +201,19 @@ def test_the_projection_keeps_the_steps_and_drops_the_internals() -> None:
         assert contacted.by.role is Role.DEPARTMENT and contacted.by.department_name == "水务局"
         assert view.reply is not None and view.reply.text == REPLY
     assert [e.kind for e in own.events] == [
-        EventKind.RECEIVED, EventKind.ROUTED, EventKind.ACCEPTED, EventKind.CONTACTED,
-        EventKind.SUPPLEMENTED, EventKind.REPLIED, EventKind.RATED, EventKind.CLOSED,
+        EventKind.RECEIVED,
+        EventKind.ROUTED,
+        EventKind.ACCEPTED,
+        EventKind.CONTACTED,
+        EventKind.SUPPLEMENTED,
+        EventKind.REPLIED,
+        EventKind.RATED,
+        EventKind.CLOSED,
     ]
     assert own.rating is Rating.SATISFIED and theirs.rating is None
     assert [(e.kind, e.yours) for e in theirs.events if e.yours] == [
-        (EventKind.REPEAT_REPORTED, True), (EventKind.SUPPLEMENTED, True),
+        (EventKind.REPEAT_REPORTED, True),
+        (EventKind.SUPPLEMENTED, True),
     ]
     assert EventKind.RATED not in [e.kind for e in theirs.events]
     routed = next(e for e in own.events if e.kind is EventKind.ROUTED)

@@ -30,6 +30,7 @@ from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])
 
+
 async def _reporter(pool: Pool, case_id: str, token: str) -> Reporter | None:
     """Whose token this is: the case's own citizen (``CASE_CITIZEN``), the citizen of one of
     its repeat reports, or nobody (None). Only the sha256 of a token is stored
@@ -86,9 +87,7 @@ async def act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> CitizenAct
     not the staff's logins and notes, not the centre's internals, not another reporter's
     steps or words (并单)."""
     result = await _act_as(reporter, spec, call)
-    return CitizenActionResult(
-        applied=result.applied, case=citizen_case(result.case, reporter)
-    )
+    return CitizenActionResult(applied=result.applied, case=citizen_case(result.case, reporter))
 
 
 async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionResult:
