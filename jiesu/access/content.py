@@ -55,7 +55,8 @@ CITIZEN = (ContentField.CITIZEN_NAME, ContentField.CITIZEN_PHONE, ContentField.C
 FULL_VIEW_ROLES = CENTRE_ROLES | AUDITOR_ROLES  # the centre (operator, supervisor, admin), audit
 # A citizen, by a report's token (the case's own or a repeat report's, 并单): the reply's
 # evidence, as their page shows it; not the descriptions and supplements the case's events
-# carry, which are other citizens' as often as their own.
+# carry, which are other citizens' as often as their own. What else of the case a citizen
+# receives (no staff, no internals, only their own steps) is jiesu.access.citizen_view's.
 CITIZEN_VIEW = (ContentField.EVIDENCE,)
 
 
