@@ -31,6 +31,7 @@ from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 from jiesu.stats import queries, rollup
 from jiesu.stats.answers import Answers
+from jiesu.stats.indicators import Filter
 from jiesu.stats.refresher import RollupRefresher
 
 DAY = date(2003, 7, 1)
@@ -410,3 +411,93 @@ async def test_a_database_restored_into_another_cluster_is_rebuilt(
         assert not (await rollup.refresh(conn, settings.timezone)).full
         # stamped anew by the rebuild: no longer taken for a change at every refresh
         assert await conn.fetchval(unseen, kept["case_id"]) is False
+
+
+# --- what changes a day's figures besides a write of its cases ----------------------------------
+
+LEVEL_DAY = date(2009, 4, 7)
+
+
+async def _level_sums(pool: asyncpg.Pool, level: str, timezone: str) -> tuple[int, int]:
+    """(rollup, straight from the cases) handlings received on LEVEL_DAY by ``level``."""
+    query = queries.IndicatorQuery(LEVEL_DAY, LEVEL_DAY, filters={Filter.LEVEL: level})
+    rolled = await queries.measure_sums(pool, query)
+    raw = await queries.measure_sums(pool, query, timezone=timezone)
+    return (sum(p["received"] for p in rolled.values()),
+            sum(p["received"] for p in raw.values()))  # fmt: skip
+
+
+async def test_a_department_that_changes_level_is_counted_at_its_new_level(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A township becomes a county-level unit (the admin API): figures by level count its
+    handlings at its level today — as the ranking groups it, and as the raw cases give — on
+    every day, also those the refreshes since have not touched. Its handling of a case now
+    held by another department counts too (the case row names the other one)."""
+    town = f"h10-town-{uuid.uuid4().hex[:6]}"
+    body = {"name": "升格街道", "level": "township"}
+    put = await api.put(f"/api/v1/admin/departments/{town}", json=body, headers=ADMIN)
+    assert put.status_code == 200, put.text
+    own, passed_on = (case_row(local(LEVEL_DAY), department_id=d) for d in (town, "water"))
+    await insert_cases(pool, [own, passed_on])
+    await pool.execute(  # the town held the second case first, then it went to water
+        "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
+        " assigned_at, released_at) VALUES ($1, $2, 1, 1, $3, $3), ($1, 'water', 2, 2, $3, NULL)",
+        passed_on["case_id"], town, passed_on["received_at"],
+    )  # fmt: skip
+    await rollup.ensure_fresh(pool, settings.timezone)
+    township = await _level_sums(pool, "township", settings.timezone)
+    county = await _level_sums(pool, "county", settings.timezone)
+
+    put = await api.put(f"/api/v1/admin/departments/{town}", json={**body, "level": "county"},
+                        headers=ADMIN)  # fmt: skip
+    assert put.status_code == 200, put.text
+    async with pool.acquire() as conn:
+        assert await rollup.needs_refresh(conn, settings.timezone)
+        assert not (await rollup.refresh(conn, settings.timezone)).full
+    assert await _level_sums(pool, "township", settings.timezone) == (
+        township[0] - 2, township[1] - 2)  # fmt: skip
+    assert await _level_sums(pool, "county", settings.timezone) == (county[0] + 2, county[1] + 2)
+    ranked = await queries.ranking(pool, LEVEL_DAY, LEVEL_DAY, level="county", min_cases=0)
+    assert next(e["received"] for e in ranked["entries"] if e["department_id"] == town) == 2
+    async with pool.acquire() as conn:  # seen: refreshes are quiet again
+        assert not await rollup.needs_refresh(conn, settings.timezone)
+
+
+async def test_a_deleted_case_is_no_longer_counted(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Jiesu never deletes a case, but a hand-written DELETE (test data cleaned up, a case
+    filed twice by mistake) must not leave its day counting it until a full rebuild."""
+    day = date(2009, 5, 19)
+    gone, kept = (case_row(local(day)) for _ in range(2))
+    await insert_cases(pool, [gone, kept])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    assert tuple(await pool.fetchrow(_DAY_FIGURES, day)) == (2, 2)
+    await pool.execute("DELETE FROM cases WHERE case_id = $1", gone["case_id"])
+    async with pool.acquire() as conn:
+        assert await rollup.needs_refresh(conn, settings.timezone)
+        assert not (await rollup.refresh(conn, settings.timezone)).full
+        assert tuple(await conn.fetchrow(_DAY_FIGURES, day)) == (1, 1)
+        assert not await rollup.needs_refresh(conn, settings.timezone)
+
+
+async def test_a_truncate_of_the_cases_rebuilds_the_rollup(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """TRUNCATE fires no row trigger: it marks every day changed (migration 0030), and the
+    next refresh rebuilds. Done in a transaction rolled back at the end (the session's other
+    tests keep their cases): the refresh inside it sees the truncation, as it would after a
+    commit."""
+    await insert_cases(pool, [case_row(local(date(2009, 6, 2)))])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    async with pool.acquire() as conn:
+        undo = conn.transaction()
+        await undo.start()
+        try:
+            await conn.execute("TRUNCATE cases CASCADE")
+            assert await rollup.needs_refresh(conn, settings.timezone)
+            assert (await rollup.refresh(conn, settings.timezone)).full
+            assert await conn.fetchval("SELECT count(*) FROM case_daily_stats") == 0
+        finally:
+            await undo.rollback()

@@ -34,22 +34,45 @@ _REFRESH_LOCK = 0x4A535453  # "JSTS"
 
 
 def _unseen(snapshot: str) -> str:
-    """The cases written by transactions that ``snapshot`` (the previous refresh's) did not
-    see: committed since, or still running then. Those of transactions older than its oldest
-    running one are all visible to it; the index on changed_xid finds the others. A
-    transaction that commits late keeps its id: it is found whenever it commits, however
-    long after it began (no time margin to outlast)."""
+    """The cases (or ``case_stats_changes`` rows) written by transactions that ``snapshot``
+    (the previous refresh's) did not see: committed since, or still running then. Those of
+    transactions older than its oldest running one are all visible to it; the index on
+    changed_xid finds the others. A transaction that commits late keeps its id: it is found
+    whenever it commits, however long after it began (no time margin to outlast)."""
     return (f"changed_xid >= pg_snapshot_xmin({snapshot})"
             f" AND NOT pg_visible_in_snapshot(changed_xid, {snapshot})")  # fmt: skip
 
 
 # The days to recompute and the snapshot they were read with, in one statement: under READ
 # COMMITTED each statement has its own snapshot, and the one kept must be the one that read.
+# Besides the cases written, the changes no case write shows (migration 0030,
+# case_stats_changes): a deleted case's day, the departments whose level changed (their days
+# are read by _DEPARTMENT_DAYS, only when there is one) and a TRUNCATE of cases (a rebuild).
 _CHANGED_DAYS = f"""
+WITH changes AS (SELECT * FROM case_stats_changes WHERE {_unseen("$2")})
 SELECT pg_current_snapshot() AS snapshot,
-    coalesce(array_agg(DISTINCT (received_at AT TIME ZONE $1)::date), '{{}}') AS days
-FROM cases WHERE {_unseen("$2")}
+    coalesce((SELECT array_agg(DISTINCT (received_at AT TIME ZONE $1)::date) FROM (
+        SELECT received_at FROM cases WHERE {_unseen("$2")}
+        UNION ALL
+        SELECT received_at FROM changes WHERE received_at IS NOT NULL) c), '{{}}') AS days,
+    coalesce((SELECT array_agg(DISTINCT department_id) FROM changes
+              WHERE department_id IS NOT NULL), '{{}}') AS departments,
+    EXISTS (SELECT 1 FROM changes WHERE department_id IS NULL AND received_at IS NULL)
+        AS truncated
 """
+# The days of the cases a department held (its handlings) or holds (a case projected before
+# handlings existed has none): $2 the departments. Read in a statement after _CHANGED_DAYS:
+# its snapshot sees every change that one saw (a change seen by neither is the next
+# refresh's), and the departments' levels the recomputation reads are as new.
+_DEPARTMENT_DAYS = """
+SELECT coalesce(array_agg(DISTINCT (received_at AT TIME ZONE $1)::date), '{}') FROM (
+    SELECT c.received_at FROM case_handlings h JOIN cases c ON c.case_id = h.case_id
+    WHERE h.department_id = ANY($2)
+    UNION ALL
+    SELECT received_at FROM cases WHERE department_id = ANY($2)) c
+"""
+# The rows a refresh has seen: older than its snapshot's oldest running transaction.
+_PRUNE_CHANGES = "DELETE FROM case_stats_changes WHERE changed_xid < pg_snapshot_xmin($1)"
 
 
 def _restored(snapshot: str) -> str:
@@ -65,9 +88,11 @@ SELECT timezone, seen_snapshot, {_restored("seen_snapshot")} AS restored FROM ca
 # Rows stamped by the transactions of another cluster (see _restored), later than any here,
 # would pass for unseen at every refresh: stamped by the rebuild instead (their days are then
 # recomputed once more, by the next refresh). Normally there is none: one index probe.
-_RESTAMP = (
-    "UPDATE cases SET changed_xid = pg_current_xact_id() WHERE changed_xid > pg_current_xact_id()"
-)
+_RESTAMP = [
+    f"UPDATE {table} SET changed_xid = pg_current_xact_id()"
+    " WHERE changed_xid > pg_current_xact_id()"
+    for table in ("cases", "case_stats_changes")
+]
 
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
 _DIMENSIONS = ("department_id", "level", "category_id", "grid_id", "channel", "urgency")
@@ -304,8 +329,15 @@ async def _refresh(
             return None
         state = await conn.fetchrow(_STATE)
         started: datetime = await conn.fetchval("SELECT now()")
-        if full or state is None or state["timezone"] != timezone or state["restored"]:
-            await conn.execute(_RESTAMP)
+        changed = None
+        if not (full or state is None or state["timezone"] != timezone or state["restored"]):
+            # plans for these values, not a generic plan that cannot know how few they are
+            # (the changed cases by their snapshot, and their days)
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            changed = await conn.fetchrow(_CHANGED_DAYS, timezone, state["seen_snapshot"])
+        if changed is None or changed["truncated"]:  # a TRUNCATE of cases: every day changed
+            for sql in _RESTAMP:
+                await conn.execute(sql)
             # taken before the rebuild reads the cases (each statement a later snapshot): what
             # it saw, the rebuild saw; the rest is recomputed by the next refresh
             snapshot = await conn.fetchval("SELECT pg_current_snapshot()")
@@ -316,10 +348,10 @@ async def _refresh(
             await _refresh_months(conn, None)
             result = RefreshResult(full=True, days=await _day_count(conn))
         else:
-            # plans for these values, not a generic plan that cannot know how few they are
-            # (the changed cases by their snapshot, and their days)
-            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            snapshot, days = await conn.fetchrow(_CHANGED_DAYS, timezone, state["seen_snapshot"])
+            snapshot, days = changed["snapshot"], changed["days"]
+            if changed["departments"]:  # their level changed: every day they have a case of
+                more = await conn.fetchval(_DEPARTMENT_DAYS, timezone, changed["departments"])
+                days = sorted({*days, *more})
             if days:
                 for table in ("case_daily_stats", "case_people_stats"):
                     await conn.execute(
@@ -330,6 +362,7 @@ async def _refresh(
                         await conn.execute(sql, timezone, run, *_span(run, timezone))
                 await _refresh_months(conn, days)
             result = RefreshResult(full=False, days=len(days))
+        await conn.execute(_PRUNE_CHANGES, snapshot)
         await conn.execute(
             """
             INSERT INTO case_stats_refresh (id, timezone, refreshed_at, seen_snapshot)
@@ -375,6 +408,7 @@ _NEEDS_REFRESH = f"""
 SELECT r.timezone IS DISTINCT FROM $1 OR {_restored("r.seen_snapshot")}
     OR (SELECT changed_xid FROM cases WHERE {_unseen("r.seen_snapshot")}
         ORDER BY changed_xid DESC LIMIT 1) IS NOT NULL
+    OR EXISTS (SELECT 1 FROM case_stats_changes WHERE {_unseen("r.seen_snapshot")})
 FROM (SELECT NULL) AS one LEFT JOIN case_stats_refresh r ON true
 """
 
