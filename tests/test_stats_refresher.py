@@ -418,13 +418,16 @@ async def test_a_database_restored_into_another_cluster_is_rebuilt(
 LEVEL_DAY = date(2009, 4, 7)
 
 
-async def _level_sums(pool: asyncpg.Pool, level: str, timezone: str) -> tuple[int, int]:
-    """(rollup, straight from the cases) handlings received on LEVEL_DAY by ``level``."""
+async def _level_sums(
+    pool: asyncpg.Pool, level: str, timezone: str, measure: str = "received"
+) -> tuple[int, int]:
+    """(rollup, straight from the cases) ``measure`` of the handlings received on LEVEL_DAY
+    by departments of ``level``."""
     query = queries.IndicatorQuery(LEVEL_DAY, LEVEL_DAY, filters={Filter.LEVEL: level})
     rolled = await queries.measure_sums(pool, query)
     raw = await queries.measure_sums(pool, query, timezone=timezone)
-    return (sum(p["received"] for p in rolled.values()),
-            sum(p["received"] for p in raw.values()))  # fmt: skip
+    return (sum(p[measure] for p in rolled.values()),
+            sum(p[measure] for p in raw.values()))  # fmt: skip
 
 
 async def test_a_department_that_changes_level_is_counted_at_its_new_level(
@@ -433,12 +436,15 @@ async def test_a_department_that_changes_level_is_counted_at_its_new_level(
     """A township becomes a county-level unit (the admin API): figures by level count its
     handlings at its level today — as the ranking groups it, and as the raw cases give — on
     every day, also those the refreshes since have not touched. Its handling of a case now
-    held by another department counts too (the case row names the other one)."""
+    held by another department counts too (the case row names the other one). The level a
+    case was handled at (handled_level, 基层 figures) is kept: the town's reply of before
+    still counts as a grassroots reply, now under the county level."""
     town = f"h10-town-{uuid.uuid4().hex[:6]}"
     body = {"name": "升格街道", "level": "township"}
     put = await api.put(f"/api/v1/admin/departments/{town}", json=body, headers=ADMIN)
     assert put.status_code == 200, put.text
-    own, passed_on = (case_row(local(LEVEL_DAY), department_id=d) for d in (town, "water"))
+    own = case_row(local(LEVEL_DAY), department_id=town, handled_level="township")
+    passed_on = case_row(local(LEVEL_DAY), department_id="water")
     await insert_cases(pool, [own, passed_on])
     await pool.execute(  # the town held the second case first, then it went to water
         "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
@@ -448,6 +454,7 @@ async def test_a_department_that_changes_level_is_counted_at_its_new_level(
     await rollup.ensure_fresh(pool, settings.timezone)
     township = await _level_sums(pool, "township", settings.timezone)
     county = await _level_sums(pool, "county", settings.timezone)
+    grassroots = await _level_sums(pool, "county", settings.timezone, "grassroots")
 
     put = await api.put(f"/api/v1/admin/departments/{town}", json={**body, "level": "county"},
                         headers=ADMIN)  # fmt: skip
@@ -458,6 +465,8 @@ async def test_a_department_that_changes_level_is_counted_at_its_new_level(
     assert await _level_sums(pool, "township", settings.timezone) == (
         township[0] - 2, township[1] - 2)  # fmt: skip
     assert await _level_sums(pool, "county", settings.timezone) == (county[0] + 2, county[1] + 2)
+    assert await _level_sums(pool, "county", settings.timezone, "grassroots") == (
+        grassroots[0] + 1, grassroots[1] + 1)  # fmt: skip
     ranked = await queries.ranking(pool, LEVEL_DAY, LEVEL_DAY, level="county", min_cases=0)
     assert next(e["received"] for e in ranked["entries"] if e["department_id"] == town) == 2
     async with pool.acquire() as conn:  # seen: refreshes are quiet again
@@ -501,3 +510,18 @@ async def test_a_truncate_of_the_cases_rebuilds_the_rollup(
             assert await conn.fetchval("SELECT count(*) FROM case_daily_stats") == 0
         finally:
             await undo.rollback()
+
+
+async def test_a_rebuild_asked_for_by_hand_keeps_the_answers_coming(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """What docs/operations.md says to run after a change made with the triggers off: the
+    mark a TRUNCATE leaves. The next refresh rebuilds; requests meanwhile keep their as_of."""
+    await rollup.ensure_fresh(pool, settings.timezone)
+    as_of = _as_of(await _indicators(api))
+    await pool.execute("INSERT INTO case_stats_changes DEFAULT VALUES")
+    assert _as_of(await _indicators(api)) == as_of is not None
+    async with pool.acquire() as conn:
+        assert await rollup.needs_refresh(conn, settings.timezone)
+        assert (await rollup.refresh(conn, settings.timezone)).full
+        assert not await rollup.needs_refresh(conn, settings.timezone)
