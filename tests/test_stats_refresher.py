@@ -445,7 +445,11 @@ async def test_a_department_that_changes_level_is_counted_at_its_new_level(
     assert put.status_code == 200, put.text
     own = case_row(local(LEVEL_DAY), department_id=town, handled_level="township")
     passed_on = case_row(local(LEVEL_DAY), department_id="water")
-    await insert_cases(pool, [own, passed_on])
+    # days of other departments: the town's one day is not most of the rollup's (they would
+    # be rebuilt instead of recomputed, however this file is run)
+    others = [case_row(local(LEVEL_DAY - timedelta(days=d)), department_id="water")
+              for d in range(1, 4)]  # fmt: skip
+    await insert_cases(pool, [own, passed_on, *others])
     await pool.execute(  # the town held the second case first, then it went to water
         "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
         " assigned_at, released_at) VALUES ($1, $2, 1, 1, $3, $3), ($1, 'water', 2, 2, $3, NULL)",
@@ -525,3 +529,31 @@ async def test_a_rebuild_asked_for_by_hand_keeps_the_answers_coming(
         assert await rollup.needs_refresh(conn, settings.timezone)
         assert (await rollup.refresh(conn, settings.timezone)).full
         assert not await rollup.needs_refresh(conn, settings.timezone)
+
+
+async def test_a_level_change_that_commits_late_is_counted(
+    pool: asyncpg.Pool, database_url: str, settings: Settings
+) -> None:
+    """A level change whose transaction is still open while a refresh runs is not in that
+    refresh's snapshot: the refresh after its commit recomputes the department's days, however
+    late it commits (the same rule as a case's write, migration 0028)."""
+    town = f"h10-late-{uuid.uuid4().hex[:6]}"
+    await pool.execute(
+        "INSERT INTO departments (id, name, level) VALUES ($1, '迟改街道', 'township')", town
+    )
+    await insert_cases(pool, [case_row(local(LEVEL_DAY), department_id=town)])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    county = await _level_sums(pool, "county", settings.timezone)
+    late = await asyncpg.connect(database_url)
+    try:
+        async with late.transaction():
+            await late.execute("UPDATE departments SET level = 'county' WHERE id = $1", town)
+            async with pool.acquire() as conn:  # runs while the change is not committed
+                await rollup.refresh(conn, settings.timezone)
+        async with pool.acquire() as conn:
+            assert await rollup.needs_refresh(conn, settings.timezone)
+            await rollup.refresh(conn, settings.timezone)
+        assert await _level_sums(pool, "county", settings.timezone) == (
+            county[0] + 1, county[1] + 1)  # fmt: skip
+    finally:
+        await late.close()

@@ -329,13 +329,20 @@ async def _refresh(
             return None
         state = await conn.fetchrow(_STATE)
         started: datetime = await conn.fetchval("SELECT now()")
-        changed = None
+        changed, days = None, []
         if not (full or state is None or state["timezone"] != timezone or state["restored"]):
             # plans for these values, not a generic plan that cannot know how few they are
             # (the changed cases by their snapshot, and their days)
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             changed = await conn.fetchrow(_CHANGED_DAYS, timezone, state["seen_snapshot"])
-        if changed is None or changed["truncated"]:  # a TRUNCATE of cases: every day changed
+            days = changed["days"]
+            if changed["departments"]:  # their level changed: every day they have a case of
+                more = await conn.fetchval(_DEPARTMENT_DAYS, timezone, changed["departments"])
+                days = sorted({*days, *more})
+        if (changed is None or changed["truncated"]  # a TRUNCATE of cases: every day changed
+                # a department's days can be most of them, and day by day they cost more
+                # than a rebuild (docs/statistics.md)
+                or (changed["departments"] and len(days) > await _day_count(conn) // 2)):
             for sql in _RESTAMP:
                 await conn.execute(sql)
             # taken before the rebuild reads the cases (each statement a later snapshot): what
@@ -348,10 +355,7 @@ async def _refresh(
             await _refresh_months(conn, None)
             result = RefreshResult(full=True, days=await _day_count(conn))
         else:
-            snapshot, days = changed["snapshot"], changed["days"]
-            if changed["departments"]:  # their level changed: every day they have a case of
-                more = await conn.fetchval(_DEPARTMENT_DAYS, timezone, changed["departments"])
-                days = sorted({*days, *more})
+            snapshot = changed["snapshot"]
             if days:
                 for table in ("case_daily_stats", "case_people_stats"):
                     await conn.execute(
