@@ -99,6 +99,37 @@ async def test_a_department_in_use_is_not_deleted(api: httpx.AsyncClient) -> Non
     assert (await api.get(f"{A}/departments/water", headers=ADMIN)).status_code == 200
 
 
+async def test_a_department_that_held_a_case_is_not_deleted(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A department that held a case and passed it on (returned it, raised it) is named by
+    the case's handlings only, not by its row: its past figures (fair attribution, the
+    ranking, its level in the statistics) need it, so it is kept like one a case names."""
+    department = _uid("dep")
+    put = await api.put(f"{A}/departments/{department}", headers=ADMIN,
+                        json={"name": "曾承办单位", "level": "township"})  # fmt: skip
+    assert put.status_code == 200, put.text
+    case_id, long_ago = _uid("held"), datetime(2009, 8, 4, 2, tzinfo=UTC)
+    await pool.execute(
+        "INSERT INTO cases (case_id, version, status, title, category_id, grid_id, channel,"
+        " urgency, department_id, received_at, state) VALUES ($1, 1, 'assigned', '转办', "
+        " 'sewer_blockage', 'G-QH-01-01-1', 'hotline', 'general', 'water', $2, '{}')",
+        case_id, long_ago,
+    )  # fmt: skip
+    try:
+        await pool.execute(
+            "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
+            " assigned_at, released_at) VALUES ($1, $2, 1, 1, $3, $3)",
+            case_id, department, long_ago,
+        )  # fmt: skip
+        refused = await api.delete(f"{A}/departments/{department}", headers=ADMIN)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "department_in_use"
+        assert (await api.get(f"{A}/departments/{department}", headers=ADMIN)).status_code == 200
+    finally:  # a hand-made case: gone with its handlings (the statistics see it, 0030)
+        await pool.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+
+
 async def test_a_category_a_case_names_is_not_deleted(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

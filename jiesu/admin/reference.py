@@ -85,9 +85,12 @@ class Table:
 
 
 # Cases refer to records by id without a foreign key (the read model outlives reference
-# data): a record a case names is kept, so the case's history still reads.
+# data): a record a case names is kept, so the case's history still reads. A department that
+# held a case and passed it on is named by the case's handlings only (fair attribution): its
+# past figures, and its level in them, need it too.
 _USED_BY_CASES = {
-    "department": "SELECT 1 FROM cases WHERE department_id = $1 LIMIT 1",
+    "department": "SELECT 1 FROM cases WHERE department_id = $1"
+                  " UNION ALL SELECT 1 FROM case_handlings WHERE department_id = $1 LIMIT 1",
     "area": "SELECT 1 FROM cases WHERE grid_id = $1 LIMIT 1",
     "category": "SELECT 1 FROM cases WHERE category_id = $1 LIMIT 1",
 }
