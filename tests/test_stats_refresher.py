@@ -19,16 +19,22 @@ from statcases import case_row, insert_cases, local
 from activities.projection import ProjectionActivities
 from jiesu.case.domain import (
     SYSTEM_ACTOR,
+    Actor,
     CaseEvent,
     CaseProjection,
     CaseState,
     Channel,
     EventKind,
+    Rating,
+    Reply,
+    ReplyOutcome,
+    Role,
     Status,
     Urgency,
 )
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
+from jiesu.readmodel.backfill import rebuild_handlings
 from jiesu.stats import queries, rollup
 from jiesu.stats.answers import Answers
 from jiesu.stats.indicators import Filter
@@ -557,3 +563,58 @@ async def test_a_level_change_that_commits_late_is_counted(
             county[0] + 1, county[1] + 1)  # fmt: skip
     finally:
         await late.close()
+
+
+def _replied_projection(case_id: str, town: str, rated: bool) -> CaseProjection:
+    """A case of LEVEL_DAY routed to ``town`` and replied by it; ``rated``: then rated."""
+    received = datetime.combine(LEVEL_DAY, time(9), UTC)
+    staff = Actor(role=Role.DEPARTMENT, name="town-staff", department_id=town)
+    replied = received + timedelta(hours=5)
+    kinds: list[tuple[EventKind, Actor, dict[str, Any]]] = [
+        (EventKind.RECEIVED, SYSTEM_ACTOR, {}),
+        (EventKind.ROUTED, SYSTEM_ACTOR, {"department_id": town}),
+        (EventKind.ACCEPTED, staff, {}),
+        (EventKind.REPLIED, staff, {"outcome": "resolved"}),
+    ]
+    if rated:
+        kinds.append((EventKind.RATED, SYSTEM_ACTOR, {"rating": "satisfied"}))
+    events = [
+        CaseEvent(seq=seq, kind=kind, at=replied if kind is EventKind.REPLIED
+                  else received + timedelta(hours=seq), actor=actor, data=data)
+        for seq, (kind, actor, data) in enumerate(kinds, 1)
+    ]  # fmt: skip
+    state = CaseState(
+        case_id=case_id, status=Status.CLOSED if rated else Status.REPLIED, title="Level kept",
+        category_id="garbage", grid_id="G-QH-01-01-1", address="幸福路12号",
+        channel=Channel.HOTLINE, urgency=Urgency.GENERAL, received_at=received,
+        department_id=town, rating=Rating.SATISFIED if rated else None,
+        reply=Reply(outcome=ReplyOutcome.RESOLVED, text="Done", evidence=[], at=replied,
+                    by=staff),
+        closed_at=received + timedelta(days=1) if rated else None,
+    )  # fmt: skip
+    return CaseProjection(state=state, new_events=events, version=len(events))
+
+
+async def test_the_level_a_case_was_handled_at_stays_after_a_level_change(
+    pool: asyncpg.Pool
+) -> None:
+    """handled_level (基层 figures) is where the case was handled: the level of the department
+    that replied, when it replied. The citizen's rating, projected after the town became
+    county-level, and a rebuild of every case's handlings (jiesu backfill-handlings --all) keep
+    it — they used to read the level anew."""
+    town = f"h10-kept-{uuid.uuid4().hex[:6]}"
+    case_id = f"KEPT-{uuid.uuid4().hex[:8]}"
+    await pool.execute(
+        "INSERT INTO departments (id, name, level) VALUES ($1, '守级街道', 'township')", town
+    )
+    levels = ("SELECT c.handled_level, h.handled_level FROM cases c"
+              " JOIN case_handlings h ON h.case_id = c.case_id WHERE c.case_id = $1")  # fmt: skip
+    projector = ProjectionActivities(pool)
+    await projector.project_events(_replied_projection(case_id, town, rated=False))
+    assert tuple(await pool.fetchrow(levels, case_id)) == ("township", "township")
+    await pool.execute("UPDATE departments SET level = 'county' WHERE id = $1", town)
+    await projector.project_events(_replied_projection(case_id, town, rated=True))
+    assert await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "closed"
+    assert tuple(await pool.fetchrow(levels, case_id)) == ("township", "township")
+    await rebuild_handlings(pool, every=True)
+    assert tuple(await pool.fetchrow(levels, case_id)) == ("township", "township")

@@ -45,7 +45,12 @@ ON CONFLICT (case_id) DO UPDATE SET
     resolution = excluded.resolution, breaches = excluded.breaches, state = excluded.state,
     repeat_count = excluded.repeat_count, return_count = excluded.return_count,
     extension_count = excluded.extension_count, rehandle_count = excluded.rehandle_count,
-    escalation_level = excluded.escalation_level, handled_level = excluded.handled_level,
+    escalation_level = excluded.escalation_level,
+    -- the level the reply was given at (docs/statistics.md, Levels): kept while the reply is
+    -- the same one, not read again after the department's level changed
+    handled_level = CASE WHEN cases.replied_at IS NOT DISTINCT FROM excluded.replied_at
+        AND cases.handled_level IS NOT NULL THEN cases.handled_level
+        ELSE excluded.handled_level END,
     resolved = excluded.resolved, answered_directly = excluded.answered_directly,
     solved_in_grid = excluded.solved_in_grid,
     rejected_return_count = excluded.rejected_return_count, updated_at = now()
@@ -103,10 +108,23 @@ _CASE_EVENTS = "SELECT seq, kind, at, actor, data FROM case_events WHERE case_id
 
 # The projection's way: its handlings are cleared in the same round trip as its events are read
 # back (a data-modifying WITH runs whether or not the query reads it; the events it has just
-# inserted are there, so there is always something to write back).
-_CASE_EVENTS_CLEARING_HANDLINGS = (
-    "WITH cleared AS (DELETE FROM case_handlings WHERE case_id = $1) " + _CASE_EVENTS
-)
+# inserted are there, so there is always something to write back). The levels the cleared
+# handlings replied at come back after the events, as rows without a seq (see _kept_levels).
+_CASE_EVENTS_CLEARING_HANDLINGS = """
+WITH cleared AS (DELETE FROM case_handlings WHERE case_id = $1
+                 RETURNING department_id, replied_at, handled_level)
+SELECT seq, kind, at, actor, data, NULL AS department_id, NULL::timestamptz AS replied_at,
+    NULL AS handled_level
+FROM case_events WHERE case_id = $1
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, department_id, replied_at, handled_level
+FROM cleared WHERE handled_level IS NOT NULL
+ORDER BY seq NULLS LAST
+"""
+_CLEAR_HANDLINGS = """
+DELETE FROM case_handlings WHERE case_id = $1
+RETURNING department_id, replied_at, handled_level
+"""
 
 _INSERT_HANDLING = """
 INSERT INTO case_handlings (
@@ -115,9 +133,21 @@ INSERT INTO case_handlings (
     handled_level, breaches, repeat_count, return_count, extension_count, replied_by,
     accepted_by, rejected_return_count)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-        CASE WHEN $12::timestamptz IS NOT NULL THEN (SELECT level FROM departments WHERE id = $2)
-        END, $15, $16, $17, $18, $19, $20, $21)
+        CASE WHEN $12::timestamptz IS NOT NULL
+            THEN coalesce($22::text, (SELECT level FROM departments WHERE id = $2)) END,
+        $15, $16, $17, $18, $19, $20, $21)
 """
+
+# (department, its reply's time) → the level it replied at, of a case's handlings as they were
+Levels = dict[tuple[str, Any], str]
+
+
+def _kept_levels(rows: list[asyncpg.Record]) -> Levels:
+    """The levels the handlings just cleared replied at: a handling whose reply is the same
+    one keeps its level (docs/statistics.md, Levels) — a department's level changed since
+    does not rewrite where a case was handled."""
+    return {(r["department_id"], r["replied_at"]): r["handled_level"]
+            for r in rows if r["handled_level"] is not None}  # fmt: skip
 
 
 async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status) -> int | None:
@@ -128,14 +158,16 @@ async def write_handlings(conn: asyncpg.Connection, case_id: str, status: Status
     events = await conn.fetch(_CASE_EVENTS, case_id)
     if not events:
         return None
-    await conn.execute("DELETE FROM case_handlings WHERE case_id = $1", case_id)
-    return await _insert_handlings(conn, case_id, status, events)
+    kept = _kept_levels(await conn.fetch(_CLEAR_HANDLINGS, case_id))
+    return await _insert_handlings(conn, case_id, status, events, kept)
 
 
 async def _insert_handlings(
-    conn: asyncpg.Connection, case_id: str, status: Status, events: list[asyncpg.Record]
+    conn: asyncpg.Connection, case_id: str, status: Status, events: list[asyncpg.Record],
+    kept: Levels,
 ) -> int:
-    """The handlings of ``events`` (the case's whole list), its old ones already deleted."""
+    """The handlings of ``events`` (the case's whole list), its old ones already deleted;
+    ``kept``: the levels they replied at."""
     rows = handlings(events)
     await conn.executemany(
         _INSERT_HANDLING,
@@ -144,7 +176,8 @@ async def _insert_handlings(
              h.released_at, h.accept_deadline, h.contact_deadline, h.finish_deadline,
              h.accepted_at, h.contacted_at, h.replied_at, h.rating.value if h.rating else None,
              h.resolved(status), h.breaches, h.repeat_count, h.return_count,
-             h.extension_count, h.replied_by, h.accepted_by, h.rejected_return_count)
+             h.extension_count, h.replied_by, h.accepted_by, h.rejected_return_count,
+             kept.get((h.department_id, h.replied_at)))
             for h in rows
         ],
     )  # fmt: skip
@@ -233,8 +266,10 @@ async def write_case(
         await accountability.store(conn, s.case_id, projection.new_events)
         events = None
         if written != "INSERT 0 0":  # the row moved to this version: its handlings follow
-            events = await conn.fetch(_CASE_EVENTS_CLEARING_HANDLINGS, s.case_id)
-            await _insert_handlings(conn, s.case_id, s.status, events)
+            rows = await conn.fetch(_CASE_EVENTS_CLEARING_HANDLINGS, s.case_id)
+            events = [r for r in rows if r["seq"] is not None]
+            kept = _kept_levels([r for r in rows if r["seq"] is None])
+            await _insert_handlings(conn, s.case_id, s.status, events, kept)
         if projection.new_events:  # delivered at commit: whoever waits for them (changes.py)
             await conn.execute(NOTIFY_SQL, _notice(s.case_id, state, events))
         notices = notices_for(s, projection.new_events)
