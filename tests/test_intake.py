@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +25,17 @@ import asyncpg
 import httpx
 import pytest
 from conftest import DEV_SERVER_STARTUP, TEMPORAL_BIN
-from helpers import OPERATOR, SUPERVISOR, act, case, complaint, eventually, handle_of, served
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    complaint,
+    eventually,
+    handle_of,
+    served,
+    signed_in,
+)
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -433,6 +444,23 @@ def test_the_filing_service_refuses_with_domain_errors_not_http_errors() -> None
     )
 
 
+async def _similar_hint(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    """The console's "same problem" panel for ``body``, as the operator's form asks it."""
+    browser = await signed_in(api, "operator")
+    try:
+        page = await browser.get("/console/intake")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf, page.text[:300]
+        form = {"csrf_token": csrf[1], "category_id": body["category_id"],
+                "grid_id": body["grid_id"], "citizen_phone": body["citizen"]["phone"],
+                "address": body["address"]}  # fmt: skip
+        answer = await browser.post("/console/intake/similar", data=form)
+        assert answer.status_code == 200, answer.text[:300]
+        return answer.text
+    finally:
+        await browser.aclose()
+
+
 async def test_a_case_takes_so_many_repeat_reports_and_the_next_opens_its_own(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -450,6 +478,8 @@ async def test_a_case_takes_so_many_repeat_reports_and_the_next_opens_its_own(
     try:
         last = (await _post(api, {**body, "channel": "wechat"})).json()
         assert last["merged"] and last["case_id"] == case_id  # the 500th
+        hint = await _similar_hint(api, body)  # the operator is told before saving
+        assert "并单已满" in hint and "将并入" not in hint, hint
         past = await _post(api, {**body, "channel": "sms"})
         assert past.status_code == 201, past.text
         opened = past.json()["case_id"]

@@ -90,7 +90,8 @@ LIMIT 1
 
 _SAME_PROBLEM = f"""
 SELECT i.case_id, i.received_at, c.title, c.status, c.department_id, c.closed_at,
-       c.status IS DISTINCT FROM {sql_status(Status.CLOSED)} AS open
+       c.status IS DISTINCT FROM {sql_status(Status.CLOSED)} AS open,
+       (SELECT count(*) FROM repeat_reports r WHERE r.case_id = i.case_id) >= $5 AS full
 FROM intakes i LEFT JOIN cases c USING (case_id)
 WHERE (i.phone_key = $1 OR i.address_key = $2) AND i.received_at > $3 AND i.state = 'started'
 ORDER BY open DESC, i.received_at DESC
@@ -104,9 +105,11 @@ async def same_problem(
     """Cases of this problem received since ``since``, open ones first: an open one is the
     case a report would be linked to (并单); a closed one may be the same problem come back.
     What the operator is shown before saving (the decision itself is :func:`find_open_case`,
-    under the locks)."""
-    rows = await conn.fetch(_SAME_PROBLEM, keys.phone, keys.address, since, limit)
-    return [dict(r) for r in rows]
+    under the locks); ``mergeable``: open and not yet holding MAX_MERGED_REPORTS."""
+    rows = await conn.fetch(
+        _SAME_PROBLEM, keys.phone, keys.address, since, limit, MAX_MERGED_REPORTS
+    )
+    return [dict(r, mergeable=r["open"] and not r["full"]) for r in rows]
 
 
 async def find_open_case(
