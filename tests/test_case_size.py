@@ -184,3 +184,51 @@ async def test_a_reporter_adds_at_most_so_many_supplements(
         assert len(s.model_dump_json().encode()) < STATE_QUERY_BYTES
     finally:
         await h.terminate("test over")
+
+
+async def test_a_burst_cut_after_one_projected_whole_before_the_patch(
+    client: Client, pool: asyncpg.Pool, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case whose earlier burst over BATCH_BYTES was projected whole by the code before
+    ``bounded-projection-v1`` (it asked no patch) and whose later burst is over 2 MB: the new
+    worker replays the earlier burst, where ``workflow.patched`` answers False — and the SDK
+    memoizes that answer for the rest of the run. Before: the later burst was not cut either,
+    and the case was wedged (PayloadsTooLarge on every attempt), the very thing the patch
+    fixes. Now the later burst is cut, and the history replays."""
+    from workflows import projector
+
+    queue = f"size-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
+    h = handle_of(client, case_id)
+    with monkeypatch.context() as old_code:
+        old_code.setattr(projector, "_bounded", lambda new: new)  # before the patch
+        async with private_worker(client, pool, settings, queue):
+            await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)  # fmt: skip
+            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+            before = await version_of(pool, case_id)
+        for n in range(1, 21):  # ~300 kB while the worker is down: projected whole
+            await h.signal("repeat_report", repeat(n))
+        async with private_worker(client, pool, settings, queue):
+
+            async def first_projected() -> bool:
+                return await version_of(pool, case_id) >= before + 20
+
+            await eventually(first_projected, within=60)
+    for n in range(21, 171):  # 2.3 MB while the worker is down, then the new code
+        await h.signal("repeat_report", repeat(n))
+    try:
+        async with private_worker(client, pool, settings, queue):
+
+            async def all_projected() -> bool:
+                return await version_of(pool, case_id) >= before + 170
+
+            await eventually(all_projected, within=60)  # written before the task fails
+            await h.signal("accept", {"actor": rid(URBAN)})
+            await eventually(lambda: handling(pool, case_id), within=20)
+            history = await h.fetch_history()
+            failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+            assert not [e for e in history.events if e.event_type == failed]
+            await replay_checked(history)
+    finally:
+        await h.terminate("test over")

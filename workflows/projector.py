@@ -42,7 +42,8 @@ PATCH_LOCAL_FAILURE = "local-projection-failure-v1"
 # Temporal refuses a payload over 2 MB: the workflow task then failed on every attempt
 # ("PayloadsTooLarge") and the case was wedged — hundreds of long repeat reports or
 # supplements arriving while the worker was down did it (tests/test_case_size.py). A burst
-# over the budget is projected in parts; the patch is asked only when a burst is cut.
+# over the budget is projected in parts; the patch is asked only when a burst is cut (and
+# where it answers False, each burst's own: see _cut).
 PATCH_BOUNDED_BATCH = "bounded-projection-v1"
 BATCH_BYTES = 256 * 1024
 
@@ -124,8 +125,19 @@ def _bounded(new: list[CaseEvent]) -> list[CaseEvent]:
     for n, event in enumerate(new):
         size += len(event.model_dump_json().encode())
         if size > BATCH_BYTES and n > 0:
-            return new[:n] if workflow.patched(PATCH_BOUNDED_BATCH) else new
+            return new[:n] if _cut(new[0].seq) else new
     return new
+
+
+def _cut(seq: int) -> bool:
+    """Whether this burst (from event ``seq``) is cut. The SDK memoizes a patch's answer for
+    the rest of the run: a case whose earlier burst over the budget was projected whole before
+    the patch answers False there on every replay, and so did every later burst — one over
+    2 MB wedged the case (tests/test_case_size.py). Such a case asks each cut burst's own
+    patch, recorded in the task that cuts it."""
+    return workflow.patched(PATCH_BOUNDED_BATCH) or workflow.patched(
+        f"{PATCH_BOUNDED_BATCH}-from-{seq}"
+    )
 
 
 def _started_with() -> dict[str, Any]:
