@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from helpers import HISTORIES, eventually, keep_history
+from helpers import HISTORIES, eventually, keep_history, replay_checked
 from temporalio import activity, workflow
 from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
@@ -177,3 +177,53 @@ def test_a_projection_beyond_the_recorded_ones_disagrees_once_the_workflow_close
     assert "before the workflow closed" in found.message
     assert "rejected (wrong_status)" in found.message
     assert compare(recorded, one_more, closed=0) is None  # an open history: its open end
+
+
+async def test_a_revived_projector_refused_again_records_it_and_the_case_completes(
+    client, pool, settings, monkeypatch
+) -> None:
+    """The revived projector (``revive-projector-v1``) projects again the burst the read model
+    refused. A read model that refuses it again (the same data) hit the same memoized answer
+    of ``local-projection-failure-v1`` (False, the run's first ask) and failed the case's
+    workflow at its close after all. Now the revived projector records the refusal and the
+    case completes (patch ``revived-projection-failure-v1``)."""
+    monkeypatch.setattr(projector_module, "workflow", _BeforeTheCatch())
+    queue = f"witness-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-DEAD-{uuid.uuid4().hex[:8]}"
+    acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
+    real = next(a for a in acts if getattr(a, "__name__", "") == "project_events")
+    refusals: dict[str, int] = {}
+
+    @activity.defn(name="project_events")
+    async def project_events(projection: CaseProjection) -> ProjectionReceipt:
+        n = refusals[projection.state.case_id] = refusals.get(projection.state.case_id, 0) + 1
+        if n <= 2:  # the first projection and the revived projector's first
+            raise ApplicationError("DataError: refused", type="InvalidData", non_retryable=True)
+        return await real(projection)
+
+    house = [a for a in acts if a is not real]
+    async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                      activities=[*house, project_events],
+                      workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=queue)  # fmt: skip
+        try:
+            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+            await h.signal("accept", {"actor": rid(URBAN)})
+            await h.signal("contact", {"actor": rid(URBAN)})
+            await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
+            await until(client, case_id, lambda s: s.status is Status.REPLIED)
+            await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
+            outcome = await asyncio.wait_for(h.result(), timeout=30)
+            assert outcome.status is Status.CLOSED
+
+            async def projected() -> bool:
+                sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'"
+                return bool(await pool.fetchval(sql, case_id))
+
+            await eventually(projected, within=20)
+            history = await h.fetch_history()
+            await replay_checked(history)
+        finally:
+            with contextlib.suppress(Exception):
+                await h.terminate("test over")

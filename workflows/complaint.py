@@ -246,6 +246,7 @@ class ComplaintWorkflow:
         except ApplicationError:
             if not workflow.patched(PATCH_REVIVE_PROJECTOR):
                 raise  # as such a case ended before the patch: failed
+            self._projector.revived = True
             await self._projector.run_until_closed()
 
     async def _open(self, start: CaseStart) -> asyncio.Task[None]:

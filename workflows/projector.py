@@ -45,6 +45,11 @@ PATCH_LOCAL_FAILURE = "local-projection-failure-v1"
 # over the budget is projected in parts; the patch is asked only when a burst is cut (and
 # where it answers False, each burst's own: see _cut).
 PATCH_BOUNDED_BATCH = "bounded-projection-v1"
+# A projector started again at the case's close (complaint.py, revive-projector-v1) whose
+# projection is refused again records it and ends instead of dying: the run's first ask of
+# PATCH_LOCAL_FAILURE (False, where the projector died) is memoized, and re-raising failed
+# the case's workflow at its close after all (tests/test_witness.py).
+PATCH_REVIVED_FAILURE = "revived-projection-failure-v1"
 BATCH_BYTES = 256 * 1024
 
 
@@ -60,6 +65,7 @@ class Projector:
         # What visibility holds: since v2 starting from what the case was started with
         self._search_attributes: dict[str, Any] = _started_with() if sparse else {}
         self._failing = False
+        self.revived = False  # started again at the close (see PATCH_REVIVED_FAILURE)
 
     async def run_until_closed(self) -> None:
         """Project new events in batches: one activity per burst of changes, not per event."""
@@ -90,7 +96,11 @@ class Projector:
                 await run_activity(ProjectionActivities.project_case, projection)
             self._failing = False
         except (ActivityError, ApplicationError) as err:
-            if isinstance(err, ApplicationError) and not workflow.patched(PATCH_LOCAL_FAILURE):
+            if (
+                isinstance(err, ApplicationError)
+                and not (self.revived and workflow.patched(PATCH_REVIVED_FAILURE))
+                and not workflow.patched(PATCH_LOCAL_FAILURE)
+            ):
                 raise  # as such a case ran before the patch (the projector ended here)
             if not self._failing:
                 self._failing = True
