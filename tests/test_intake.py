@@ -488,3 +488,50 @@ async def test_a_case_takes_so_many_repeat_reports_and_the_next_opens_its_own(
         await pool.execute("DELETE FROM repeat_reports WHERE request_hash = 'earlier'")
         for done in filter(None, (case_id, opened)):
             await handle_of(client, done).terminate("test finished")
+
+
+async def test_two_reports_at_once_by_other_keys_do_not_take_a_case_past_its_cap(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The cap (merge.MAX_MERGED_REPORTS) was counted under the reports' own problem keys'
+    locks: two reports of one case found by different keys (one by its phone, the other by
+    its address) hold no lock in common, both counted the last free place and both took it —
+    any number of them at once. The case found is locked before its reports are counted."""
+    first = (await _post(api, complaint())).json()
+    case_id = first["case_id"]
+    earlier = """INSERT INTO repeat_reports (case_id, request_hash, payload, state)
+                 SELECT $1, 'earlier', '{}'::jsonb, 'started' FROM generate_series(1, $2)"""
+    await pool.execute(earlier, case_id, merge.MAX_MERGED_REPORTS - 1)  # one place left
+    keys = await pool.fetchrow("SELECT phone_key, address_key FROM intakes WHERE case_id = $1",
+                               case_id)  # fmt: skip
+    other = uuid.uuid4().hex
+    by_phone = merge.ProblemKeys(phone=keys["phone_key"], address=f"address|x|{other}")
+    by_address = merge.ProblemKeys(phone=f"phone|x|{other}", address=keys["address_key"])
+    since = datetime.now(UTC) - timedelta(days=30)
+
+    async def take(conn: asyncpg.Connection, keys: merge.ProblemKeys, n: int) -> str | None:
+        await merge.lock(conn, keys.all())
+        found = await merge.find_open_case(conn, keys, since, set())
+        if found is not None:
+            await merge.add_report(conn, found, {}, (None, None), "race", (f"{other}{n}", f"{n}"))
+        return found
+
+    try:
+        async with pool.acquire() as one, pool.acquire() as two:
+            first_tx = one.transaction()
+            await first_tx.start()
+            assert await take(one, by_phone, 1) == case_id  # the last place, not committed yet
+
+            async def second() -> str | None:
+                async with two.transaction():
+                    return await take(two, by_address, 2)
+
+            racing = asyncio.create_task(second())
+            await asyncio.sleep(0.5)
+            await first_tx.commit()
+            assert await racing != case_id  # the case is full: a case of its own
+        count = "SELECT count(*) FROM repeat_reports WHERE case_id = $1"
+        assert await pool.fetchval(count, case_id) == merge.MAX_MERGED_REPORTS
+    finally:
+        await pool.execute("DELETE FROM repeat_reports WHERE request_hash IN ('earlier', 'race')")
+        await handle_of(client, case_id).terminate("test finished")

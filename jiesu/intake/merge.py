@@ -83,9 +83,10 @@ WHERE (i.phone_key = $1 OR i.address_key = $2)
   AND c.status IS DISTINCT FROM {sql_status(Status.CLOSED)}
   AND i.case_id <> ALL($4::text[])
   AND (SELECT count(*) FROM repeat_reports r WHERE r.case_id = i.case_id) < $5
-ORDER BY i.received_at
+ORDER BY i.received_at, i.case_id
 LIMIT 1
 """
+_REPORTS_OF = "SELECT count(*) FROM repeat_reports WHERE case_id = $1"
 
 
 _SAME_PROBLEM = f"""
@@ -117,9 +118,20 @@ async def find_open_case(
 ) -> str | None:
     """The oldest open case of this problem (call under ``lock``); ``closed``: cases found
     closed meanwhile, which the read model may not know yet."""
-    return await conn.fetchval(
-        _FIND_OPEN_CASE, keys.phone, keys.address, since, list(closed), MAX_MERGED_REPORTS
-    )
+    excluded = set(closed)
+    while True:
+        case_id = await conn.fetchval(
+            _FIND_OPEN_CASE, keys.phone, keys.address, since, list(excluded), MAX_MERGED_REPORTS
+        )
+        if case_id is None:
+            return None
+        # Its reports are counted under the case's own lock: two reports found it by keys
+        # that share no lock (one by its phone, the other by its address), and both took its
+        # last place. Cases are locked oldest first, as they are found (no deadlock).
+        await lock(conn, [f"case|{case_id}"])
+        if await conn.fetchval(_REPORTS_OF, case_id) < MAX_MERGED_REPORTS:
+            return case_id
+        excluded.add(case_id)  # filled meanwhile: the next one, or a case of its own
 
 
 async def add_report(
