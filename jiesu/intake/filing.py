@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from stdnum.cn import uscc
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -547,13 +547,17 @@ SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_r
 
 async def _repeat_delivered(
     conn: asyncpg.Connection, client: Client, case_id: str, report_id: int
-) -> bool:
+) -> bool | None:
     """Whether the case has counted this report (its repeat_reported events name it): asked of
-    the workflow, or of the read model once Temporal's retention has deleted the case."""
+    the workflow, or of the read model once Temporal's retention has deleted the case. A case
+    too large to answer the query (CaseTooLarge) is read in the read model too; a report it
+    does not show yet is undecided (None: the next repair asks again)."""
     try:
         state = await client.get_workflow_handle(case_id).query(
             CASE_STATE_QUERY, result_type=CaseState
         )
+    except WorkflowQueryFailedError:
+        return bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id))) or None
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             return bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id)))
@@ -577,7 +581,10 @@ async def _settle_repeat(
         if payload is None:
             return None
         await conn.execute("SELECT 1 FROM intakes WHERE case_id = $1 FOR UPDATE", case_id)
-        if await _repeat_delivered(conn, client, case_id, report_id):
+        delivered = await _repeat_delivered(conn, client, case_id, report_id)
+        if delivered is None:
+            return None
+        if delivered:
             await conn.execute(
                 "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
             )
