@@ -28,17 +28,20 @@ from workflows.projector import PATCH_LOCAL_FAILURE
 
 
 @asynccontextmanager
-async def refusing_first_projection(client, pool, settings, queue: str) -> AsyncIterator[None]:
-    """A worker whose read model refuses each case's first projection for good (the data, as
-    ``refusing_bad_data`` answers it: non-retryable), and takes the others."""
+async def refusing_first_projection(
+    client, pool, settings, queue: str, times: int = 1
+) -> AsyncIterator[None]:
+    """A worker whose read model refuses each case's first ``times`` projections for good (the
+    data, as ``refusing_bad_data`` answers it: non-retryable), and takes the others."""
     acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
     real = next(a for a in acts if getattr(a, "__name__", "") == "project_events")
-    refused: set[str] = set()
+    refused: dict[str, int] = {}
 
     @activity.defn(name="project_events")
     async def project_events(projection: CaseProjection) -> ProjectionReceipt:
-        if projection.state.case_id not in refused:
-            refused.add(projection.state.case_id)
+        case_id = projection.state.case_id
+        if refused.get(case_id, 0) < times:
+            refused[case_id] = refused.get(case_id, 0) + 1
             raise ApplicationError("DataError: refused", type="InvalidData", non_retryable=True)
         return await real(projection)
 
@@ -47,6 +50,28 @@ async def refusing_first_projection(client, pool, settings, queue: str) -> Async
                       activities=[*house, project_events],
                       workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
         yield
+
+
+async def replied(client, h, case_id: str) -> None:
+    """The department accepts, contacts and replies; the case shows replied."""
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    await h.signal("accept", {"actor": rid(URBAN)})
+    await h.signal("contact", {"actor": rid(URBAN)})
+    await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
+    await until(client, case_id, lambda s: s.status is Status.REPLIED)
+
+
+async def rated_and_closed(pool, h, case_id: str) -> None:
+    """The citizen rates; the workflow completes closed and the read model shows it closed."""
+    await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
+    outcome = await asyncio.wait_for(h.result(), timeout=30)
+    assert outcome.status is Status.CLOSED
+
+    async def projected() -> bool:
+        sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'"
+        return bool(await pool.fetchval(sql, case_id))
+
+    await eventually(projected, within=20)
 
 
 async def test_a_case_whose_projection_failed_goes_on_and_replays_with_its_events(
@@ -134,23 +159,11 @@ async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projec
         h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
                                         task_queue=queue)  # fmt: skip
         try:
-            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-            await h.signal("accept", {"actor": rid(URBAN)})
-            await h.signal("contact", {"actor": rid(URBAN)})
-            await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
-            await until(client, case_id, lambda s: s.status is Status.REPLIED)
+            await replied(client, h, case_id)
             unprojected = "SELECT count(*) FROM cases WHERE case_id = $1"
             assert await pool.fetchval(unprojected, case_id) == 0  # its projector is dead
             assert await listed_behind(client, pool, case_id)  # as docs/auditing.md says
-            await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
-            outcome = await asyncio.wait_for(h.result(), timeout=30)
-            assert outcome.status is Status.CLOSED
-
-            async def projected() -> bool:
-                sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'"
-                return bool(await pool.fetchval(sql, case_id))
-
-            await eventually(projected, within=20)
+            await rated_and_closed(pool, h, case_id)
             history = await keep_history(h, "dead_projector_revived_at_close")
             assert not any(e.HasField("workflow_execution_failed_event_attributes")
                            for e in history.events)  # fmt: skip
@@ -190,38 +203,13 @@ async def test_a_revived_projector_refused_again_records_it_and_the_case_complet
     monkeypatch.setattr(projector_module, "workflow", _BeforeTheCatch())
     queue = f"witness-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-DEAD-{uuid.uuid4().hex[:8]}"
-    acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
-    real = next(a for a in acts if getattr(a, "__name__", "") == "project_events")
-    refusals: dict[str, int] = {}
-
-    @activity.defn(name="project_events")
-    async def project_events(projection: CaseProjection) -> ProjectionReceipt:
-        n = refusals[projection.state.case_id] = refusals.get(projection.state.case_id, 0) + 1
-        if n <= 2:  # the first projection and the revived projector's first
-            raise ApplicationError("DataError: refused", type="InvalidData", non_retryable=True)
-        return await real(projection)
-
-    house = [a for a in acts if a is not real]
-    async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
-                      activities=[*house, project_events],
-                      workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
+    # the first projection, and the revived projector's first
+    async with refusing_first_projection(client, pool, settings, queue, times=2):
         h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
                                         task_queue=queue)  # fmt: skip
         try:
-            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-            await h.signal("accept", {"actor": rid(URBAN)})
-            await h.signal("contact", {"actor": rid(URBAN)})
-            await h.signal("reply", {"actor": rid(URBAN), "outcome": "resolved", "text": "Done"})
-            await until(client, case_id, lambda s: s.status is Status.REPLIED)
-            await h.signal("rate", {"actor": rid(CITIZEN), "rating": "satisfied"})
-            outcome = await asyncio.wait_for(h.result(), timeout=30)
-            assert outcome.status is Status.CLOSED
-
-            async def projected() -> bool:
-                sql = "SELECT 1 FROM cases WHERE case_id = $1 AND status = 'closed'"
-                return bool(await pool.fetchval(sql, case_id))
-
-            await eventually(projected, within=20)
+            await replied(client, h, case_id)
+            await rated_and_closed(pool, h, case_id)
             history = await h.fetch_history()
             await replay_checked(history)
         finally:

@@ -82,7 +82,6 @@ WHERE (i.phone_key = $1 OR i.address_key = $2)
   AND i.received_at > $3
   AND c.status IS DISTINCT FROM {sql_status(Status.CLOSED)}
   AND i.case_id <> ALL($4::text[])
-  AND (SELECT count(*) FROM repeat_reports r WHERE r.case_id = i.case_id) < $5
 ORDER BY i.received_at, i.case_id
 LIMIT 1
 """
@@ -121,7 +120,7 @@ async def find_open_case(
     excluded = set(closed)
     while True:
         case_id = await conn.fetchval(
-            _FIND_OPEN_CASE, keys.phone, keys.address, since, list(excluded), MAX_MERGED_REPORTS
+            _FIND_OPEN_CASE, keys.phone, keys.address, since, list(excluded)
         )
         if case_id is None:
             return None
@@ -131,7 +130,7 @@ async def find_open_case(
         await lock(conn, [f"case|{case_id}"])
         if await conn.fetchval(_REPORTS_OF, case_id) < MAX_MERGED_REPORTS:
             return case_id
-        excluded.add(case_id)  # filled meanwhile: the next one, or a case of its own
+        excluded.add(case_id)  # full: the next one, or a case of its own
 
 
 async def add_report(
