@@ -195,6 +195,8 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[Answer]]:
             idempotency_key=values["idempotency_key"],
             feed=services.feed,
         )
+        if isinstance(result, ActionResult):  # staff: masked, and a view of what it shows
+            result = await cases.shown_to(services.pool, values["credential"], result)
         return answer(values["response"], result)
 
     endpoint.__signature__ = _signature(spec)  # what FastAPI reads instead of **values

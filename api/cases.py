@@ -27,7 +27,7 @@ from api.deps import Principal
 from api.errors import RETRY_AFTER_SECONDS, ApiError, not_found
 from api.schemas import ActionResult
 from jiesu.access import action_keys
-from jiesu.access.content import Viewer, masked_case
+from jiesu.access.content import Viewer, carried_fields, masked_case, record_view
 from jiesu.access.grids import GridScope
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
@@ -166,6 +166,19 @@ async def visible_state(
     rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
 ) -> CaseState:  # fmt: skip
     return (await sourced_state(client, pool, case_id, principal, rpc_seconds)).state
+
+
+async def shown_to(pool: asyncpg.Pool, principal: Principal, result: ActionResult) -> ActionResult:
+    """An action's answer as the staff caller receives it: the case masked as ``GET
+    /complaints/{id}`` masks it, and the content its events carry (补充诉求, 并单, evidence)
+    shown unmasked recorded as a view of it, before it is answered — the same rule as the GET.
+    The console's forms discard the answer (they show the case page, which records its own
+    view), so only the API's endpoints call this."""
+    viewer = viewer_of(principal)
+    carried = carried_fields(viewer, result.case)
+    if carried:
+        await record_view(pool, result.case.case_id, viewer, carried)
+    return result.model_copy(update={"case": masked_case(viewer, result.case)})
 
 
 def refuse(refusal: Refusal) -> ApiError:

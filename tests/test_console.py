@@ -188,6 +188,45 @@ async def test_a_page_opened_from_another_site_records_no_view_of_the_content(
 
 
 
+async def test_an_audit_page_opened_from_another_site_shows_no_history_and_records_no_view(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The auditor's timeline shows what the case's history carries (jiesu.access.content's
+    HISTORY_CONTENT): opening it is a recorded view. Another site could send an
+    auditor's browser there (SameSite=Lax) and put that view in their name: opened from another
+    site, the timeline and its export are not shown, nothing is recorded, and a link on our own
+    page opens it. From our own pages: shown and recorded. Before, the page was shown from
+    anywhere and no read of a history was recorded at all."""
+    title = "审计楼下的噪音"
+    case_id = (await register(api, title=title))["case_id"]
+    views = "SELECT fields FROM content_views WHERE case_id = $1 ORDER BY id"
+    auditor = await signed_in(api, "auditor")
+    page_url = f"/console/audit/{case_id}"
+    try:
+        away = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        for url in (page_url, f"{page_url}/history.json"):
+            page = await auditor.get(url, headers=away)
+            assert page.status_code == 200 and 'id="withheld"' in page.text
+            assert title not in page.text and f'href="{url}"' in page.text
+        assert await pool.fetch(views, case_id) == []
+
+        own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+        shown = await eventually(lambda: _history_shown(auditor, page_url, own), within=20)
+        assert title in shown.text and 'id="withheld"' not in shown.text
+        assert [r["fields"] for r in await pool.fetch(views, case_id)] == [
+            ["description", "address", "evidence"]
+        ]
+    finally:
+        await auditor.aclose()
+
+
+async def _history_shown(
+    browser: httpx.AsyncClient, url: str, headers: dict[str, str]
+) -> httpx.Response | None:
+    page = await browser.get(url, headers=headers)
+    return page if page.status_code == 200 and "审计记录" in page.text else None
+
+
 async def test_a_page_opened_from_another_site_shows_no_content_in_its_timeline(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

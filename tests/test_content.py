@@ -30,7 +30,16 @@ from temporalio.client import Client
 from test_api import ADMIN, COMPLAINTS, POLICE, URBAN, error_of, finish, fresh
 from test_sessions import browser, log_in, new_person  # noqa: F401 (browser is a fixture)
 
-from jiesu.access.content import mask_address, mask_email, mask_name, mask_phone
+from jiesu.access.content import (
+    CONTENT,
+    HISTORY_CONTENT,
+    ContentField,
+    history_fields,
+    mask_address,
+    mask_email,
+    mask_name,
+    mask_phone,
+)
 from jiesu.case.domain import Role
 from jiesu.ops.demo_data import demo_key
 
@@ -110,6 +119,9 @@ async def test_the_handling_department_the_centre_and_auditors_see_the_content(
         assert shown["evidence"] == [EVIDENCE]
 
         views = await views_of(api, case_id)
+        replied = views.pop(-2)  # the reply's answer: the case, with the evidence its event carries
+        assert replied["viewer"] == "demo-dept-urban-management"
+        assert replied["fields"] == ["evidence"]
         assert [(v["viewer"], v["viewer_role"], v["department_id"]) for v in views] == [
             ("demo-operator", "operator", None), ("demo-supervisor", "supervisor", None),
             ("demo-auditor", "auditor", None), ("demo-admin", "admin", None),
@@ -124,7 +136,7 @@ async def test_the_handling_department_the_centre_and_auditors_see_the_content(
         for who in (OPERATOR, SUPERVISOR, URBAN):
             error_of(await api.get(VIEWS, params={"case_id": case_id}, headers=who), 403,
                      "forbidden")  # fmt: skip
-        assert len((await api.get(VIEWS, params={"case_id": case_id}, headers=ADMIN)).json()) == 6
+        assert len((await api.get(VIEWS, params={"case_id": case_id}, headers=ADMIN)).json()) == 7
     finally:
         await finish(client, case_id)
 
@@ -342,3 +354,69 @@ async def routed_case(api: httpx.AsyncClient, case_id: str) -> None:
         return state.status_code == 200 and bool(state.json().get("assignment"))
 
     await eventually(assigned, within=30)
+
+
+async def test_a_department_s_action_answer_is_a_recorded_view_of_the_content_it_carries(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """An action's answer is the case after it, with the content its events carry (the
+    citizen's supplement): for the department that reads it unmasked, a view of that content,
+    recorded as the case's GET records it. Before, the answer carried it and nothing was
+    recorded."""
+    registered = await register(api, **report("Answered"))
+    case_id, token = registered["case_id"], registered["citizen_token"]
+    try:
+        await routed_case(api, case_id)
+        secret = f"门口第二个窗户，手机{a_phone()}"
+        added = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
+                               json={"token": token, "text": secret})  # fmt: skip
+        assert added.status_code == 200, added.text
+        assert await views_of(api, case_id) == []
+        owner = (await api.get(f"{COMPLAINTS}/{case_id}", headers=AUDITOR)).json()
+        headers = department(owner["assignment"]["department_id"])
+        views_before = len(await views_of(api, case_id))  # the auditor's GET above: one
+        answer = await act(api, case_id, "accept", headers)
+        assert secret in json.dumps(answer, ensure_ascii=False)
+        views = (await views_of(api, case_id))[views_before:]
+        assert [(v["viewer_role"], v["fields"]) for v in views] == [
+            ("department", ["description"])
+        ]
+    finally:
+        await finish(client, case_id)
+
+
+async def test_reading_a_case_s_history_is_a_recorded_view_of_its_content(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The auditor's timeline, the raw history and the bundle show what the history carries —
+    the address, the supplement as it arrived —: each read is a recorded view (who, which
+    fields), as every other view of the content. Before, an auditor read them unrecorded."""
+    registered = await register(api, **report("Audited"))
+    case_id, token = registered["case_id"], registered["citizen_token"]
+    try:
+        await routed_case(api, case_id)
+        secret = f"楼下便利店旁，手机{a_phone()}"
+        added = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
+                               json={"token": token, "text": secret})  # fmt: skip
+        assert added.status_code == 200, added.text
+        for path in ("history", "history/raw", "history/bundle"):
+            read = await api.get(f"{COMPLAINTS}/{case_id}/{path}", headers=AUDITOR)
+            assert read.status_code == 200, read.text
+            if path != "history/raw":  # (there, in the payloads' base64)
+                assert secret in json.dumps(read.json(), ensure_ascii=False)
+        views = await views_of(api, case_id)
+        assert [(v["viewer"], v["fields"]) for v in views] == [
+            ("demo-auditor", ["description", "address", "evidence"])
+        ] * 3
+    finally:
+        await finish(client, case_id)
+
+
+def test_a_history_started_with_the_whole_intake_carries_the_citizen() -> None:
+    """Cases started before CaseFacts carry the intake, the citizen with it, in their start."""
+    legacy = {"case_id": "JS1", "intake": {"citizen": {"name": "王芳", "phone": "13900000000"}}}
+    assert history_fields(legacy) == CONTENT
+    assert history_fields({"case_id": "JS1", "intake": None, "facts": {}}) == (
+        ContentField.DESCRIPTION, ContentField.ADDRESS, ContentField.EVIDENCE
+    )
+    assert history_fields(None) == HISTORY_CONTENT

@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import cases as case_service
 from api.console.web import error_page, form_of, page, require_roles
-from api.deps import CaseId, Pool, Temporal
-from api.routers.audit import replayer
+from api.deps import CaseId, Pool, Temporal, is_cross_site
+from api.routers.audit import record_history_read, replayer, start_input
 from jiesu.audit import histories as audit
 from jiesu.audit import replay as audit_replay
-from jiesu.audit.timeline import iter_entries
+from jiesu.audit.timeline import Timeline, iter_entries
 from jiesu.case.domain import AUDITOR_ROLES, Line, Status
 from jiesu.case.sla import is_late
 
@@ -46,22 +46,31 @@ async def search(
 async def timeline(
     request: Request, case_id: CaseId, pool: Pool, client: Temporal, session: Auditor
 ) -> Response:
+    if is_cross_site(request):  # not what the auditor chose to open: a link, no view
+        return page(request, "withheld.html", {"session": session, "case_id": case_id})
     try:
         found = await audit.case_timeline(client, pool, case_id)
     except audit.HistoryNotFound:
         return error_page(request, 404, f"没有工单 {case_id} 的历史记录")
+    await record_history_read(pool, session.principal, case_id, start_input(found))
     context = {"session": session, "case_id": case_id, "timeline": found,
                "entries": list(iter_entries(found)), "verdict": None}  # fmt: skip
     return page(request, "timeline.html", context)
 
 
 @router.get("/audit/{case_id}/history.json")
-async def export(case_id: CaseId, pool: Pool, client: Temporal, session: Auditor) -> Response:
+async def export(
+    request: Request, case_id: CaseId, pool: Pool, client: Temporal, session: Auditor
+) -> Response:
     """The timeline plus the raw histories of the case and its children, as one file."""
+    if is_cross_site(request):
+        return page(request, "withheld.html", {"session": session, "case_id": case_id})
     try:
         document = await audit.case_bundle(client, pool, case_id)
     except audit.HistoryNotFound:
         return JSONResponse({"error": f"no history for case {case_id}"}, status_code=404)
+    timeline = Timeline.model_validate(document["timeline"])
+    await record_history_read(pool, session.principal, case_id, start_input(timeline))
     disposition = f'attachment; filename="{case_id}-bundle.json"'
     return JSONResponse(document, headers={"Content-Disposition": disposition})
 
@@ -76,6 +85,7 @@ async def replay(
     if verdict.verdict == audit_replay.MISSING:
         return error_page(request, 404, f"没有工单 {case_id} 的历史记录")
     found = await audit.case_timeline(client, pool, case_id)
+    await record_history_read(pool, session.principal, case_id, start_input(found))
     context = {"session": session, "case_id": case_id, "timeline": found,
                "entries": list(iter_entries(found)), "verdict": verdict}  # fmt: skip
     return page(request, "timeline.html", context)

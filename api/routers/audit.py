@@ -14,11 +14,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from temporalio.worker import Replayer
 
-from api.deps import Auditor, CaseId, Pool, Temporal
+from api.cases import viewer_of
+from api.deps import Auditor, CaseId, Pool, Principal, Temporal
 from api.errors import ApiError, ErrorResponse
+from jiesu.access.content import history_fields, record_view
 from jiesu.audit import histories as audit
 from jiesu.audit import replay as audit_replay
-from jiesu.audit.timeline import Timeline
+from jiesu.audit.timeline import Timeline, decode_payloads
 from workflows import ALL_WORKFLOWS
 
 
@@ -43,17 +45,38 @@ def _no_history(case_id: CaseId) -> ApiError:
     return ApiError(404, "history_not_found", f"no history for case {case_id}")
 
 
+def start_input(timeline: Timeline) -> Any:
+    """The case's start input (its first argument, decoded), as its timeline's first entry
+    shows it."""
+    first = timeline.entries[0] if timeline.entries else None
+    args = first.details.get("input") if first is not None and first.kind == "started" else None
+    return args[0] if isinstance(args, list) and args else None
+
+
+async def record_history_read(
+    pool: Pool, principal: Principal, case_id: str, start: Any
+) -> None:
+    """A case's history shows the content it carries (its address, every supplement and
+    repeat report as it arrived, the evidence: jiesu.access.content.history_fields) in full:
+    reading it is a recorded view, before it is answered, as every other view of the content."""
+    await record_view(pool, case_id, viewer_of(principal), history_fields(start))
+
+
 @router.get(
     "/{case_id}/history",
     response_model=Timeline,
     responses=_ERRORS,
     summary="审计 The case's timeline, decoded from its Temporal history",
 )
-async def history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> Timeline:
+async def history(
+    case_id: CaseId, principal: Auditor, pool: Pool, client: Temporal
+) -> Timeline:
     try:
-        return await audit.case_timeline(client, pool, case_id)
+        timeline = await audit.case_timeline(client, pool, case_id)
     except audit.HistoryNotFound as err:
         raise _no_history(case_id) from err
+    await record_history_read(pool, principal, case_id, start_input(timeline))
+    return timeline
 
 
 @router.get(
@@ -61,11 +84,17 @@ async def history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> 
     responses=_ERRORS,
     summary="The raw history in Temporal's JSON (as `temporal workflow show --output json`)",
 )
-async def raw_history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+async def raw_history(
+    case_id: CaseId, principal: Auditor, pool: Pool, client: Temporal
+) -> JSONResponse:
     try:
-        return JSONResponse(await audit.raw_history(client, pool, case_id))
+        loaded = await audit.load_history(client, pool, case_id)
     except audit.HistoryNotFound as err:
         raise _no_history(case_id) from err
+    first = loaded.events[0] if loaded.events else None
+    args = decode_payloads(first.workflow_execution_started_event_attributes.input) if first else []
+    await record_history_read(pool, principal, case_id, args[0] if args else None)
+    return JSONResponse(loaded.to_json_dict())
 
 
 @router.get(
@@ -73,11 +102,15 @@ async def raw_history(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal)
     responses=_ERRORS,
     summary="Timeline plus the raw histories of the case and its children, as one file",
 )
-async def bundle(case_id: CaseId, _: Auditor, pool: Pool, client: Temporal) -> JSONResponse:
+async def bundle(
+    case_id: CaseId, principal: Auditor, pool: Pool, client: Temporal
+) -> JSONResponse:
     try:
         document = await audit.case_bundle(client, pool, case_id)
     except audit.HistoryNotFound as err:
         raise _no_history(case_id) from err
+    timeline = Timeline.model_validate(document["timeline"])
+    await record_history_read(pool, principal, case_id, start_input(timeline))
     disposition = f'attachment; filename="{case_id}-bundle.json"'
     return JSONResponse(document, headers={"Content-Disposition": disposition})
 

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -103,6 +104,22 @@ _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
     EventKind.REPLIED: ("evidence", ContentField.EVIDENCE),
     EventKind.SOLVED_ON_THE_SPOT: ("evidence", ContentField.EVIDENCE),  # 就地解决: its reply's
 }
+
+
+# What a case's Temporal history carries of the content, for whoever reads it (the auditor's
+# timeline, the raw history, the bundle): the address (the start's CaseFacts), every signal's
+# payload as it arrived, applied or refused — supplements, repeat reports' descriptions, the
+# rating's comment, the withdrawal's reason — and the reply's evidence. A case started before
+# CaseFacts carries the whole intake in its start, the citizen too (HISTORY_WITH_INTAKE).
+HISTORY_CONTENT = (ContentField.DESCRIPTION, ContentField.ADDRESS, ContentField.EVIDENCE)
+HISTORY_WITH_INTAKE = CONTENT
+
+
+def history_fields(start_input: Any) -> tuple[ContentField, ...]:
+    """The content fields a case's history shows its reader, from its start's input (the
+    first argument the workflow was started with, decoded): reading it is a view of them."""
+    legacy = isinstance(start_input, dict) and bool(start_input.get("intake"))
+    return HISTORY_WITH_INTAKE if legacy else HISTORY_CONTENT
 
 
 def masked_case(viewer: Viewer, state: CaseState, *, withheld: bool = False) -> CaseState:
