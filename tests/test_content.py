@@ -39,6 +39,7 @@ from jiesu.access.content import (
     mask_email,
     mask_name,
     mask_phone,
+    redact_identifiers,
 )
 from jiesu.case.domain import Role
 from jiesu.ops.demo_data import demo_key
@@ -420,3 +421,49 @@ def test_a_history_started_with_the_whole_intake_carries_the_citizen() -> None:
         ContentField.DESCRIPTION, ContentField.ADDRESS, ContentField.EVIDENCE
     )
     assert history_fields(None) == HISTORY_CONTENT
+
+
+def test_identifiers_in_free_text_are_masked_by_their_shape() -> None:
+    cases = {
+        "我是3号楼的，电话13812341234，楼下吵": "我是3号楼的，电话138****1234，楼下吵",
+        "联系 138 1234 1234": "联系 138****1234",
+        "+86-13812341234": "138****1234",
+        "座机010-12345678": "座机010****5678",
+        "身份证11010519491231002X号": "身份证110***********002X号",
+        "邮件wang.fang@example.com谢谢": "邮件w***@example.com谢谢",
+        "QQ 12345678": "QQ ******78",
+        # what is not a person's: a date, a house number, a case number, plain words
+        "2026-11-23 幸福路1号3单元502": "2026-11-23 幸福路1号3单元502",
+        "同 JS20261123-000001": "同 JS20261123-000001",
+        "Shop loudspeaker at night": "Shop loudspeaker at night",
+    }
+    assert {text: redact_identifiers(text) for text in cases} == cases
+
+
+async def test_a_title_carries_no_phone_number_into_the_lists_and_the_history(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """A title is shown where the content is not — every case list, the department's inbox,
+    the Temporal history and its Web UI — and one cut from an SMS or a mail often holds the
+    citizen's phone. The numbers and e-mail addresses in a title are masked at intake; the
+    description keeps them (content, behind masking and the view log). Before, the title
+    carried the phone number everywhere, the Temporal history included."""
+    phone = a_phone()
+    title = f"楼下烧烤店油烟，联系我{phone}或 li.lei@example.com"
+    body = {**report("Titled"), "title": title}
+    body["description"] = f"{title}。每天晚上十点以后。"
+    case_id = str((await register(api, **body))["case_id"])
+    try:
+        await routed_case(api, case_id)
+        shown = (await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)).json()
+        masked = f"{phone[:3]}****{phone[-4:]}"
+        assert shown["title"] == f"楼下烧烤店油烟，联系我{masked}或 l***@example.com"
+        listed = await api.get(COMPLAINTS, params={"case_id": case_id}, headers=SUPERVISOR)
+        assert phone not in listed.text and "li.lei" not in listed.text
+        timeline = await api.get(f"{COMPLAINTS}/{case_id}/history", headers=AUDITOR)
+        decoded = json.dumps(timeline.json(), ensure_ascii=False)  # the payloads, decoded
+        assert masked in decoded and phone not in decoded and "li.lei" not in decoded
+        content = (await api.get(content_url(case_id), headers=SUPERVISOR)).json()
+        assert phone in content["description"]
+    finally:
+        await finish(client, case_id)

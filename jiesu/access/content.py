@@ -14,6 +14,7 @@ which fields), listed for auditors. Nothing here logs: the content is personal d
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -195,6 +196,39 @@ def mask_email(email: str) -> str:
 def mask_address(address: str) -> str:
     """松林路8号 → 松林***: the first two characters (the road, at most) stay."""
     return address[:2] + "***" if address else ""
+
+
+# What identifies a person in free text and can be told by its shape: a resident ID number
+# (18 characters, or 15 digits), a mobile number (+86 and spaces or hyphens allowed), a
+# landline with its area code, any other run of seven digits or more (bank cards, QQ
+# numbers), an e-mail address. Names cannot be told by their shape and stay.
+_IDENTIFIERS = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"  # e-mail
+    r"|(?<!\d)(?:\d{17}[\dXx]|\d{15})(?![\dXx])"  # resident ID
+    r"|(?<!\d)(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"  # mobile
+    r"|(?<!\d)0\d{2,3}[ -]?\d{7,8}(?!\d)"  # landline
+    r"|(?<![A-Za-z0-9])\d{7,}(?!\d)"  # any other long number (not a case number's digits)
+)
+
+
+def redact_identifiers(text: str) -> str:
+    """``text`` with every phone number, ID number, long number and e-mail address in it
+    masked (138****1234, w***@example.com, 110***********002X, ******78). For the case's
+    title: it goes where the content does not — every case list, the Temporal history and
+    its Web UI — and a title cut from an SMS or a mail is often "我是3号楼的，电话138…"."""
+
+    def masked(found: re.Match[str]) -> str:
+        value = found.group()
+        if "@" in value:
+            return mask_email(value)
+        chars = [c for c in value if c.isdigit() or c in "Xx"]
+        if value.startswith(("+86", "86")) and len(chars) == 13:
+            chars = chars[2:]  # the country code: the number is the mobile's
+        if len(chars) >= 11:  # the prefix and the last four, as a masked phone
+            return "".join(chars[:3]) + "*" * (len(chars) - 7) + "".join(chars[-4:])
+        return "*" * (len(chars) - 2) + "".join(chars[-2:])
+
+    return _IDENTIFIERS.sub(masked, text)
 
 
 class CaseContent(BaseModel):

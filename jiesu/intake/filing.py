@@ -39,6 +39,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.access import citizen_tokens
+from jiesu.access.content import redact_identifiers
 from jiesu.case import search_attributes as sa
 from jiesu.case.domain import (
     CASE_STATE_QUERY,
@@ -452,7 +453,12 @@ async def register(
     earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
     key = checked_key(idempotency_key)
     check_credit_code(intake)
-    report = Report(intake, _received_at(intake), actor, key, _request_hash(intake))
+    digest = _request_hash(intake)  # of the request as sent: a retry sends it again
+    # The title travels where the content does not (every list, the Temporal history, its
+    # Web UI): the numbers and addresses that identify a person are masked in it; the
+    # description keeps them, behind the content's masking and view log.
+    intake = intake.model_copy(update={"title": redact_identifiers(intake.title)})
+    report = Report(intake, _received_at(intake), actor, key, digest)
     closed: set[str] = set()
     async with pool.acquire() as conn:
         secret = await citizen_tokens.server_secret(conn, settings)
