@@ -527,7 +527,10 @@ async def test_two_reports_at_once_by_other_keys_do_not_take_a_case_past_its_cap
                     return await take(two, by_address, 2)
 
             racing = asyncio.create_task(second())
-            await asyncio.sleep(0.5)
+            # the second waits on the case's lock (the code before the fix did not: it never
+            # waits, the condition never holds, and the test fails here)
+            waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
+            await eventually(lambda: pool.fetchval(waiting, two.get_server_pid()), within=10)
             await first_tx.commit()
             assert await racing != case_id  # the case is full: a case of its own
         count = "SELECT count(*) FROM repeat_reports WHERE case_id = $1"
