@@ -35,7 +35,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of, until
 
 from jiesu.case.domain import EventKind, Status
-from jiesu.case.lifecycle import MAX_SUPPLEMENTS
+from jiesu.case.lifecycle import (
+    MAX_REPEAT_REPORT_SUPPLEMENTS,
+    MAX_SUPPLEMENTS,
+    MAX_SUPPLEMENTS_PER_REPEAT_REPORTER,
+)
 from jiesu.health import checks as doctor
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 from workflows.complaint import STATE_QUERY_BYTES
@@ -190,6 +194,75 @@ async def test_a_reporter_adds_at_most_so_many_supplements(
         assert s.events[-1].data["code"] == "supplement_limit"
         assert sum(e.kind is EventKind.SUPPLEMENTED for e in s.events) == MAX_SUPPLEMENTS
         assert len(s.model_dump_json().encode()) < STATE_QUERY_BYTES
+    finally:
+        await h.terminate("test over")
+
+
+async def supplements_until_refused(api: httpx.AsyncClient, case_id: str, token: str,
+                                    who: str) -> tuple[int, dict[str, Any]]:
+    """A reporter's script: supplement after supplement until refused (the case's bound
+    stops it at the latest). How many were applied, and the refusal."""
+    for n in range(MAX_SUPPLEMENTS + 1):
+        answer = await api.post(f"/api/v1/complaints/{case_id}/supplement",
+                                json={"token": token, "text": f"{who} {n}: louder tonight"})
+        if answer.status_code != 200:
+            assert answer.status_code == 409, answer.text
+            return n, answer.json()["error"]
+    raise AssertionError(f"{who} added {MAX_SUPPLEMENTS + 1} supplements")
+
+
+async def test_repeat_reporters_leave_the_case_citizen_their_supplements(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """补充诉求 shared fairly (``supplements-shared-fairly-v1``): before, the citizen of one
+    repeat report (并单) took all MAX_SUPPLEMENTS of the case, and its own citizen's next one was
+    `409 supplement_limit`. Now each repeat reporter adds at most
+    MAX_SUPPLEMENTS_PER_REPEAT_REPORTER, all of them MAX_REPEAT_REPORT_SUPPLEMENTS together, and
+    the case's own citizen keeps the rest; the case still takes MAX_SUPPLEMENTS in all, from the
+    API and from any client."""
+    body = complaint()
+    created = await api.post("/api/v1/complaints", json=body, headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    case_id, own = created.json()["case_id"], created.json()["citizen_token"]
+    h = handle_of(client, case_id)
+    try:
+        repeats = []
+        reporters = -(-MAX_REPEAT_REPORT_SUPPLEMENTS // MAX_SUPPLEMENTS_PER_REPEAT_REPORTER)
+        for n in range(reporters):  # the same phone and address again: merged, 并单
+            merged = await api.post("/api/v1/complaints", headers=OPERATOR, json={
+                **body, "channel": "wechat", "description": f"Still loud, report {n}"})
+            assert merged.status_code == 200 and merged.json()["merged"], merged.text
+            assert merged.json()["case_id"] == case_id
+            repeats.append(merged.json()["citizen_token"])
+
+        added, refused = await supplements_until_refused(api, case_id, repeats[0], "first")
+        assert added == MAX_SUPPLEMENTS_PER_REPEAT_REPORTER, refused
+        assert refused["code"] == "supplement_limit"
+        assert f"adds at most {MAX_SUPPLEMENTS_PER_REPEAT_REPORTER}" in refused["message"]
+        # the case's own citizen can still add one (before: 409, the case's 20 were taken)
+        await act(api, case_id, "supplement", token=own, text="The shop opened again")
+
+        by_repeats = added
+        for n, token in enumerate(repeats[1:], start=2):
+            added, refused = await supplements_until_refused(api, case_id, token, f"r{n}")
+            by_repeats += added
+        assert by_repeats == MAX_REPEAT_REPORT_SUPPLEMENTS
+        assert f"{MAX_REPEAT_REPORT_SUPPLEMENTS} supplements together" in refused["message"]
+
+        forged = rid(CITIZEN.model_copy(update={"name": "citizen of repeat report 99999"}))
+        await h.signal("supplement", {"actor": forged, "text": "Straight to Temporal"})
+        s = await until(client, case_id,
+                        lambda s: any(e.actor.request_id == forged["request_id"]
+                                      for e in s.events))  # fmt: skip
+        assert s.events[-1].kind is EventKind.REJECTED, s.events[-1]
+        assert s.events[-1].data["code"] == "supplement_limit"
+
+        added, refused = await supplements_until_refused(api, case_id, own, "own")
+        assert 1 + added == MAX_SUPPLEMENTS - MAX_REPEAT_REPORT_SUPPLEMENTS  # the rest
+        assert f"its {MAX_SUPPLEMENTS} supplements" in refused["message"]
+        s = await h.query(ComplaintWorkflow.state)
+        assert sum(e.kind is EventKind.SUPPLEMENTED for e in s.events) == MAX_SUPPLEMENTS
+        await keep_history(h, "supplements_shared_fairly")
     finally:
         await h.terminate("test over")
 

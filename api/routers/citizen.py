@@ -131,8 +131,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                ORIGINAL_REPORTER, signal=Case.rate, action=RatingAction,
                check=lifecycle.check_rating, body=RatingRequest, name="rate",
                result=CitizenActionResult),
-    ActionSpec("/supplement", "补充诉求 A reporter of the case adds information"
-               f" (at most {lifecycle.MAX_SUPPLEMENTS} a case: then 409 supplement_limit)",
+    ActionSpec("/supplement", "补充诉求 A reporter of the case adds information: at most"
+               f" {lifecycle.MAX_SUPPLEMENTS} a case, of which the citizens of its repeat"
+               f" reports (并单) add at most {lifecycle.MAX_REPEAT_REPORT_SUPPLEMENTS} together"
+               f" and {lifecycle.MAX_SUPPLEMENTS_PER_REPEAT_REPORTER} each; the case's own"
+               " citizen keeps the rest. Past a limit: 409 supplement_limit",
                ANY_REPORTER, signal=Case.supplement, action=SupplementAction,
                check=lifecycle.check_supplement, body=SupplementRequest, name="supplement",
                result=CitizenActionResult),

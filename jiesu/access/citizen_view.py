@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from jiesu.access.content import CITIZEN_VIEW, ContentField
 from jiesu.case.domain import (
+    CASE_CITIZEN_NAME,
     CENTRE_NAME,
     CENTRE_ROLES,
     Actor,
@@ -43,6 +44,7 @@ from jiesu.case.domain import (
     Resolution,
     Role,
     Status,
+    repeat_reporter_name,
 )
 
 CASE_STEPS = frozenset({
@@ -83,8 +85,8 @@ class Reporter:
     def actor(self) -> Actor:
         """Who this reporter's actions are recorded as."""
         if self.report_id is None:
-            return Actor(role=Role.CITIZEN, name="citizen")
-        return Actor(role=Role.CITIZEN, name=f"citizen of repeat report {self.report_id}")
+            return Actor(role=Role.CITIZEN, name=CASE_CITIZEN_NAME)
+        return Actor(role=Role.CITIZEN, name=repeat_reporter_name(self.report_id))
 
     def made(self, event: CaseEvent) -> bool:
         """Whether ``event`` is this reporter's own step: their supplement, their repeat

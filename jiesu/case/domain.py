@@ -365,6 +365,15 @@ class Actor(BaseModel):
 
 
 SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")
+CASE_CITIZEN_NAME = "citizen"
+"""The name the case's own citizen's actions are recorded with (the token of its intake)."""
+
+
+def repeat_reporter_name(report_id: int | str) -> str:
+    """The name the actions of repeat report ``report_id``'s citizen (并单) are recorded with."""
+    return f"citizen of repeat report {report_id}"
+
+
 UNKNOWN_SENDER = Actor(role=Role.SYSTEM, name="unknown sender")
 """Who a message that could not be decoded is recorded as coming from."""
 

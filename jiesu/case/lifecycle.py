@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jiesu.case.domain import (
+    CASE_CITIZEN_NAME,
     CENTRE_ROLES,
     DISPATCHER_ROLES,
     HANDLER_ROLES,
@@ -69,12 +70,20 @@ ONE_REASSIGNMENT_AT_A_TIME = "one-reassignment-at-a-time-v1"  # see reassignment
 LADDER_STEPS_ONCE = "ladder-steps-once-v1"  # see check_escalation_step
 VERDICT_OVERTAKEN = "verdict-overtaken-v1"  # see verdict_overtaken
 SUPPLEMENTS_BOUNDED = "supplements-bounded-v1"  # see check_supplement
+SUPPLEMENTS_SHARED_FAIRLY = "supplements-shared-fairly-v1"  # see check_supplement
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
 # 5,000-character supplement again and again must not be able to break the case for everyone
 # (tests/test_case_size.py). Twenty is more than any caller needs; more goes to the hotline.
 MAX_SUPPLEMENTS = 20
+# Of those, the citizens of the case's repeat reports (并单) add at most so many together, and
+# each of them at most so many (since SUPPLEMENTS_SHARED_FAIRLY): one repeat reporter took all
+# twenty before, and the case's own citizen could add nothing more. The case's own citizen
+# keeps the rest — at least MAX_SUPPLEMENTS - MAX_REPEAT_REPORT_SUPPLEMENTS, and every one the
+# repeat reporters leave. The case still takes at most MAX_SUPPLEMENTS in all.
+MAX_REPEAT_REPORT_SUPPLEMENTS = 10
+MAX_SUPPLEMENTS_PER_REPEAT_REPORTER = 3
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
@@ -408,16 +417,55 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
 
 
 def check_supplement(state: CaseState, action: SupplementAction) -> Refusal | None:
+    """补充诉求: by a reporter of the case, before it closes; at most MAX_SUPPLEMENTS a case
+    (since SUPPLEMENTS_BOUNDED), shared fairly (since SUPPLEMENTS_SHARED_FAIRLY): the case's
+    own citizen may take every one the repeat reporters leave, and they take at most
+    MAX_REPEAT_REPORT_SUPPLEMENTS together, MAX_SUPPLEMENTS_PER_REPEAT_REPORTER each. The
+    newer rule only refuses what the older one allowed, so the case's bound is unchanged."""
     refusal = _role_in(action.actor, frozenset({Role.CITIZEN, Role.ADMIN}), "supplement")
     refusal = refusal or _status_is(state, *BEFORE_REPLY, Status.REPLIED)
-    if refusal is None and supplements_of(state) >= MAX_SUPPLEMENTS:
+    if refusal is not None:
+        return refusal
+    supplements = [e.actor for e in state.events if e.kind is EventKind.SUPPLEMENTED]
+    if len(supplements) >= MAX_SUPPLEMENTS:
         return Refusal(
             "supplement_limit",
             f"case {state.case_id} has taken its {MAX_SUPPLEMENTS} supplements; "
             "call the hotline to add more",
             since=SUPPLEMENTS_BOUNDED,
         )
-    return refusal
+    if is_case_citizen(action.actor):
+        return None
+    theirs = sum(1 for a in supplements if _same_reporter(a, action.actor))
+    if theirs >= MAX_SUPPLEMENTS_PER_REPEAT_REPORTER:
+        return Refusal(
+            "supplement_limit",
+            f"you have added your {MAX_SUPPLEMENTS_PER_REPEAT_REPORTER} supplements to case "
+            f"{state.case_id} (a repeat report's citizen adds at most "
+            f"{MAX_SUPPLEMENTS_PER_REPEAT_REPORTER}); call the hotline to add more",
+            since=SUPPLEMENTS_SHARED_FAIRLY,
+        )
+    others = sum(1 for a in supplements if not is_case_citizen(a))
+    if others >= MAX_REPEAT_REPORT_SUPPLEMENTS:
+        return Refusal(
+            "supplement_limit",
+            f"the repeat reports of case {state.case_id} have added their "
+            f"{MAX_REPEAT_REPORT_SUPPLEMENTS} supplements together (the rest are the case's "
+            "own citizen's); call the hotline to add more",
+            since=SUPPLEMENTS_SHARED_FAIRLY,
+        )
+    return None
+
+
+def is_case_citizen(actor: Actor) -> bool:
+    """The case's own citizen (the token of its own intake), as their actions are recorded;
+    anyone else who supplements — the citizen of a repeat report, an administrator, a forged
+    sender — shares the repeat reporters' part."""
+    return actor.role is Role.CITIZEN and actor.name == CASE_CITIZEN_NAME
+
+
+def _same_reporter(a: Actor, b: Actor) -> bool:
+    return a.role is b.role and a.name == b.name
 
 
 def supplements_of(state: CaseState) -> int:
