@@ -36,6 +36,7 @@ from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of,
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.case.lifecycle import (
+    MAX_RECORDED_REJECTIONS,
     MAX_REPEAT_REPORT_SUPPLEMENTS,
     MAX_SUPPLEMENTS,
     MAX_SUPPLEMENTS_PER_REPEAT_REPORTER,
@@ -263,6 +264,38 @@ async def test_repeat_reporters_leave_the_case_citizen_their_supplements(
         s = await h.query(ComplaintWorkflow.state)
         assert sum(e.kind is EventKind.SUPPLEMENTED for e in s.events) == MAX_SUPPLEMENTS
         await keep_history(h, "supplements_shared_fairly")
+    finally:
+        await h.terminate("test over")
+
+
+async def test_a_case_records_so_many_refusals_and_junk_no_more(
+    client: Client, pool: asyncpg.Pool, settings: Any
+) -> None:
+    """Junk signals and refused actions straight to Temporal were each recorded as a
+    ``rejected`` event: a client could grow the case's state without end (measured on the code
+    before: ~900 bytes a junk signal of 200 characters, ~330 an action refused). Now a case
+    records MAX_RECORDED_REJECTIONS of them (``rejections-bounded-v1``), the last saying so,
+    and goes on: a valid action after the flood is applied and projected."""
+    case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
+    h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                    task_queue=settings.task_queue)  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        forged = URBAN.model_copy(update={"department_id": "water"})
+        for n in range(MAX_RECORDED_REJECTIONS + 50):
+            if n % 2:
+                await h.signal("no_such_signal", {"junk": "垃圾" * 100, "n": n})
+            else:
+                await h.signal("accept", {"actor": rid(forged)})  # not its department
+        accept = rid(URBAN)
+        await h.signal("accept", {"actor": accept})
+        s = await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        rejected = [e for e in s.events if e.kind is EventKind.REJECTED]
+        assert len(rejected) == MAX_RECORDED_REJECTIONS
+        assert "this is the last one" in rejected[-1].data["reason"]
+        assert len(s.model_dump_json().encode()) < 150_000
+        await eventually(lambda: handling(pool, case_id), within=20)
+        await keep_history(h, "rejections_bounded")
     finally:
         await h.terminate("test over")
 

@@ -32,7 +32,12 @@ with workflow.unsafe.imports_passed_through():
         RouteResult,
         Status,
     )
-    from jiesu.case.lifecycle import Refusal
+    from jiesu.case.lifecycle import (
+        MAX_RECORDED_REJECTIONS,
+        REJECTIONS_BOUNDED,
+        Refusal,
+        rejections_recorded,
+    )
     from workflows.messages import Misfit, printable
 
 
@@ -82,21 +87,34 @@ class CaseRecord:
         if refusal is None:
             return True
         actor = getattr(action, "actor", None) or UNKNOWN_SENDER  # a ladder step has none
-        self.record(
-            EventKind.REJECTED, actor, action=name, code=refusal.code, reason=refusal.reason,
-        )
+        self._rejected(actor, action=name, code=refusal.code, reason=refusal.reason)
         return False
 
     def misfit(self, misfit: Misfit, name: str) -> None:
         """A message that did not decode: recorded as a rejection from an unknown sender."""
-        self.record(
-            EventKind.REJECTED,
+        self._rejected(
             UNKNOWN_SENDER,
             action=printable(name, 64),
             code=misfit.code,
             reason=misfit.reason,
             payload=misfit.excerpt,
         )
+
+    def _rejected(self, actor: Actor, **data: Any) -> None:
+        """A ``rejected`` event, while the case records refusals: at most
+        MAX_RECORDED_REJECTIONS (since REJECTIONS_BOUNDED; the patch is asked only there)."""
+        recorded = rejections_recorded(self.state)
+        if recorded >= MAX_RECORDED_REJECTIONS - 1 and workflow.patched(REJECTIONS_BOUNDED):
+            if recorded >= MAX_RECORDED_REJECTIONS:
+                workflow.logger.warning(
+                    "case %s: refusal not recorded (%s)", self.state.case_id, data.get("code")
+                )
+                return
+            data["reason"] = (
+                f"{data.get('reason', '')} (the case records at most {MAX_RECORDED_REJECTIONS}"
+                " refusals: this is the last one; later ones leave no event)"
+            )
+        self.record(EventKind.REJECTED, actor, **data)
 
     def assign(self, route: RouteResult, actor: Actor, note: str = "", quiet: bool = False) -> None:
         """派单: to the routed or dispatched department; unrouted → the centre's queue."""

@@ -71,6 +71,7 @@ LADDER_STEPS_ONCE = "ladder-steps-once-v1"  # see check_escalation_step
 VERDICT_OVERTAKEN = "verdict-overtaken-v1"  # see verdict_overtaken
 SUPPLEMENTS_BOUNDED = "supplements-bounded-v1"  # see check_supplement
 SUPPLEMENTS_SHARED_FAIRLY = "supplements-shared-fairly-v1"  # see check_supplement
+REJECTIONS_BOUNDED = "rejections-bounded-v1"  # see MAX_RECORDED_REJECTIONS
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -84,6 +85,21 @@ MAX_SUPPLEMENTS = 20
 # repeat reporters leave. The case still takes at most MAX_SUPPLEMENTS in all.
 MAX_REPEAT_REPORT_SUPPLEMENTS = 10
 MAX_SUPPLEMENTS_PER_REPEAT_REPORTER = 3
+
+
+# Refused actions and undecodable messages (``rejected`` events) a case records at most (since
+# REJECTIONS_BOUNDED). The API refuses an action against the case it reads before signalling,
+# so a refusal reaches the case only in a race, or from a client straight to Temporal — and
+# one recorded each time let such a client grow the case's state without end (~900 bytes a
+# junk signal, ~330 an action refused; tests/test_case_size.py). The last one recorded says
+# so; later ones leave no event (the Temporal history keeps their signals, and the worker logs
+# them). Its API caller is answered 202 instead of 409.
+MAX_RECORDED_REJECTIONS = 100
+
+
+def rejections_recorded(state: CaseState) -> int:
+    """How many refusals (``rejected`` events) the case has recorded."""
+    return sum(1 for e in state.events if e.kind is EventKind.REJECTED)
 
 
 def _status_is(state: CaseState, *allowed: Status) -> Refusal | None:
