@@ -14,7 +14,7 @@ workflow. Before these tests, a case that grew past them was broken for everyone
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ import httpx
 import pytest
 from helpers import (
     OPERATOR,
+    SUPERVISOR,
     act,
     complaint,
     department,
@@ -36,8 +37,10 @@ from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of,
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.case.lifecycle import (
+    MAX_EXTENSION_REQUESTS,
     MAX_RECORDED_REJECTIONS,
     MAX_REPEAT_REPORT_SUPPLEMENTS,
+    MAX_SUPERVISION_ORDERS,
     MAX_SUPPLEMENTS,
     MAX_SUPPLEMENTS_PER_REPEAT_REPORTER,
 )
@@ -296,6 +299,76 @@ async def test_a_case_records_so_many_refusals_and_junk_no_more(
         assert len(s.model_dump_json().encode()) < 150_000
         await eventually(lambda: handling(pool, case_id), within=20)
         await keep_history(h, "rejections_bounded")
+    finally:
+        await h.terminate("test over")
+
+
+async def post(api: httpx.AsyncClient, case_id: str, action: str, who: dict[str, str],
+               **body: Any) -> httpx.Response:
+    return await api.post(f"/api/v1/complaints/{case_id}/{action}", json=body, headers=who)
+
+
+async def test_a_supervisor_orders_so_many_supervisions_on_a_case(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """督办 in the accountability form (问责) ends its ladder at once, and a supervisor could
+    order it again and again (measured on the code before: 12 of 30 orders applied in a row,
+    each ~10 kB of state, ~20 kB of history and another accountability record against the unit).
+    Now a case takes MAX_SUPERVISION_ORDERS (``supervision-orders-bounded-v1``): the next is
+    `409 supervision_limit`."""
+    created = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["case_id"]
+    h = handle_of(client, case_id)
+    order = {"form": "accountability", "note": "Ignored the reminders" + "。" * 1900,
+             "persons": ["李明"], "decision": "通报批评" * 400}  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        ordered = 0
+        for _ in range(MAX_SUPERVISION_ORDERS * 20):
+            answer = await post(api, case_id, "supervision", SUPERVISOR, **order)
+            if answer.status_code in (200, 202):
+                ordered += 1
+                await until(client, case_id, lambda s: not s.escalation.active, within=20)
+                continue
+            assert answer.status_code == 409, answer.text
+            if answer.json()["error"]["code"] != "already_supervised":  # its ladder is ending
+                break
+        assert ordered == MAX_SUPERVISION_ORDERS, answer.text
+        assert answer.json()["error"]["code"] == "supervision_limit", answer.text
+        assert f"its {MAX_SUPERVISION_ORDERS} supervision orders" in answer.text
+        await keep_history(h, "supervision_orders_bounded")
+    finally:
+        await h.terminate("test over")
+
+
+async def test_a_department_asks_so_many_extensions_of_a_case(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """延期申请 rejected by the centre could be asked again without end (measured on the code
+    before: 30 of 30 requests applied, each ~4.8 kB of state and ~11 kB of history with its
+    decision). Now a case takes MAX_EXTENSION_REQUESTS (``extension-requests-bounded-v1``),
+    approved or not: the next is `409 extension_request_limit`."""
+    created = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["case_id"]
+    h = handle_of(client, case_id)
+    clerk = department("urban-management")
+    try:
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await act(api, case_id, "accept", clerk)
+        assert s.deadlines is not None
+        request = {"reasons": "The shop's owner is abroad" + "。" * 1900,
+                   "measures": "Letter sent" + "。" * 1900,
+                   "promised_finish": (s.deadlines.finish + timedelta(days=1)).isoformat()}
+        for _ in range(MAX_EXTENSION_REQUESTS):
+            await act(api, case_id, "extension", clerk, **request)
+            await act(api, case_id, "extension/decision", SUPERVISOR, approved=False,
+                      note="Finish it on time")  # fmt: skip
+        refused = await act(api, case_id, "extension", clerk, expect=409, **request)
+        assert refused["error"]["code"] == "extension_request_limit"
+        assert f"its {MAX_EXTENSION_REQUESTS} extension requests" in refused["error"]["message"]
+        await keep_history(h, "extension_requests_bounded")
     finally:
         await h.terminate("test over")
 

@@ -51,7 +51,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     _spec("/return", "退单 Return the case: not this department's responsibility",
           signal=Case.return_case, action=ReturnAction,
           check=_at_now(lifecycle.check_return), body=ReturnInput),
-    _spec("/extension", "延期申请 Ask for more time: reasons, measures, promised date",
+    _spec("/extension", "延期申请 Ask for more time: reasons, measures, promised date (at most"
+          f" {lifecycle.MAX_EXTENSION_REQUESTS} requests a case: then 409"
+          " extension_request_limit)",
           signal=Case.request_extension, action=ExtensionAction,
           check=_at_now(lifecycle.check_extension), body=ExtensionInput),
     _spec("/raise-level", "提级办 Beyond this department's authority: the level above",

@@ -109,7 +109,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                # validated as WaiveAction's field is, so that a bad id is a 422, not a 500
                path_fields={"department_id": Annotated[Line, Path(min_length=1, max_length=64)]}),
     ActionSpec("/supervision", "督办 Supervise the unit: form (提醒/催办/督办/会办/问责), opinion, "
-               "deadline", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
+               f"deadline (at most {lifecycle.MAX_SUPERVISION_ORDERS} orders a case: then 409"
+               " supervision_limit)", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
                check=_at_now(lifecycle.check_supervision), body=SupervisionInput,
                optional_body=True, prepare=_supervision_departments),
     ActionSpec("/callback", "回访 Record the verdict the citizen gave by phone",

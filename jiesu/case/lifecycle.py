@@ -29,6 +29,7 @@ from jiesu.case.domain import (
     DeadlineKind,
     DispatchAction,
     EscalationStep,
+    EscalationTrigger,
     EventKind,
     ExtensionAction,
     ExtensionDecisionAction,
@@ -72,6 +73,8 @@ VERDICT_OVERTAKEN = "verdict-overtaken-v1"  # see verdict_overtaken
 SUPPLEMENTS_BOUNDED = "supplements-bounded-v1"  # see check_supplement
 SUPPLEMENTS_SHARED_FAIRLY = "supplements-shared-fairly-v1"  # see check_supplement
 REJECTIONS_BOUNDED = "rejections-bounded-v1"  # see MAX_RECORDED_REJECTIONS
+SUPERVISION_ORDERS_BOUNDED = "supervision-orders-bounded-v1"  # see check_supervision
+EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extension
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -95,6 +98,17 @@ MAX_SUPPLEMENTS_PER_REPEAT_REPORTER = 3
 # so; later ones leave no event (the Temporal history keeps their signals, and the worker logs
 # them). Its API caller is answered 202 instead of 409.
 MAX_RECORDED_REJECTIONS = 100
+
+# 督办 a supervisor orders on one case at most (since SUPERVISION_ORDERS_BOUNDED). An order
+# whose ladder ends at once (问责, the accountability form) could be given again and again:
+# each one a child workflow, ~10 kB of opinion and decision in the case and another
+# accountability record against the unit (tests/test_case_size.py). The ladders the case
+# starts itself (breaches, repeat reports, dissatisfaction) do not count.
+MAX_SUPERVISION_ORDERS = 10
+# 延期申请 a case takes at most (since EXTENSION_REQUESTS_BOUNDED), approved or not: a request
+# the centre rejects could be asked again without end, each with 4,000 characters of reasons
+# and measures (the policy's max_extensions caps only the approved ones).
+MAX_EXTENSION_REQUESTS = 10
 
 
 def rejections_recorded(state: CaseState) -> int:
@@ -309,7 +323,22 @@ def check_extension(state: CaseState, action: ExtensionAction, now: datetime) ->
             "invalid_promised_date",
             f"the promised date may be at most {state.deadlines.max_extension_days:g} days ahead",
         )
+    if _count(state, EventKind.EXTENSION_REQUESTED) >= MAX_EXTENSION_REQUESTS:
+        return Refusal(
+            "extension_request_limit",
+            f"case {state.case_id} has taken its {MAX_EXTENSION_REQUESTS} extension requests "
+            f"(at most {MAX_EXTENSION_REQUESTS} a case, approved or not)",
+            since=EXTENSION_REQUESTS_BOUNDED,
+        )
     return None
+
+
+def _count(state: CaseState, kind: EventKind, **data: Any) -> int:
+    """How many events of ``kind`` (with these data) the case has recorded."""
+    return sum(
+        1 for e in state.events
+        if e.kind is kind and all(e.data.get(k) == v for k, v in data.items())
+    )  # fmt: skip
 
 
 def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) -> Refusal | None:
@@ -429,6 +458,14 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
                     since=DISTINCT_CO_HANDLERS,
                 )  # fmt: skip
         refusal = refusal or _named_once(convened)
+    ordered = _count(state, EventKind.ESCALATION_STARTED, trigger=EscalationTrigger.SUPERVISOR)
+    if refusal is None and ordered >= MAX_SUPERVISION_ORDERS:
+        return Refusal(
+            "supervision_limit",
+            f"case {state.case_id} has taken its {MAX_SUPERVISION_ORDERS} supervision orders "
+            f"(督办, at most {MAX_SUPERVISION_ORDERS} a case)",
+            since=SUPERVISION_ORDERS_BOUNDED,
+        )
     return refusal
 
 
