@@ -396,6 +396,11 @@ async def act(
         await _signal(target, signal, action, give_up)
     current, ours = await _await_event(handle, state, rid, give_up)
     if ours is None:
+        # A case past MAX_RECORDED_REJECTIONS refuses without an event: when the case as it
+        # answered now (not the copy we started from) refuses the action, so did the workflow.
+        refusal = check(current, action) if current is not state else None
+        if refusal is not None:
+            raise refuse(refusal)
         return ActionResult(applied=False, case=current)
     return _outcome(current, ours)
 

@@ -91,12 +91,12 @@ MAX_SUPPLEMENTS_PER_REPEAT_REPORTER = 3
 
 
 # Refused actions and undecodable messages (``rejected`` events) a case records at most (since
-# REJECTIONS_BOUNDED). The API refuses an action against the case it reads before signalling,
-# so a refusal reaches the case only in a race, or from a client straight to Temporal — and
-# one recorded each time let such a client grow the case's state without end (~900 bytes a
-# junk signal, ~330 an action refused; tests/test_case_size.py). The last one recorded says
+# REJECTIONS_BOUNDED). One recorded each time let a client grow the case's state without end
+# (~900 bytes a junk signal, ~330 an action refused; tests/test_case_size.py) — a client
+# straight to Temporal, and a caller of the API too: the read model's copy it checks first
+# has no events, so a supplement past the limit reaches the case. The last one recorded says
 # so; later ones leave no event (the Temporal history keeps their signals, and the worker logs
-# them). Its API caller is answered 202 instead of 409.
+# them); the API answers their caller 409 from the case as it answers after the signal.
 MAX_RECORDED_REJECTIONS = 100
 
 # 督办 a supervisor orders on one case at most (since SUPERVISION_ORDERS_BOUNDED). An order
