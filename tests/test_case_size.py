@@ -38,6 +38,7 @@ from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of,
 from jiesu.case.domain import EventKind, Status
 from jiesu.case.lifecycle import (
     MAX_EXTENSION_REQUESTS,
+    MAX_MERGED_REPORTS,
     MAX_RECORDED_REJECTIONS,
     MAX_REPEAT_REPORT_SUPPLEMENTS,
     MAX_SUPERVISION_ORDERS,
@@ -326,6 +327,33 @@ async def test_past_the_recorded_refusals_the_api_still_answers_409(
         assert refused["error"]["code"] == "supplement_limit"
         s = await h.query(ComplaintWorkflow.state)
         assert sum(e.kind is EventKind.REJECTED for e in s.events) == MAX_RECORDED_REJECTIONS
+    finally:
+        await h.terminate("test over")
+
+
+async def test_a_case_takes_so_many_repeat_reports_from_any_client(
+    client: Client, settings: Any
+) -> None:
+    """Intake merges at most MAX_MERGED_REPORTS into a case, but the case took any number
+    from a client straight to Temporal, each with up to 15 kB of description (without end, as
+    the other tests here measure). Now the case refuses one more (``repeat-reports-bounded-v1``,
+    `repeat_report_limit`); intake's retry of a report it already holds is still ignored."""
+    case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
+    h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                    task_queue=settings.task_queue)  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        reports = [{**repeat(n), "description": f"Still loud {n}"}
+                   for n in range(MAX_MERGED_REPORTS + 3)]  # fmt: skip
+        for report in reports:
+            await h.signal("repeat_report", report)
+        await h.signal("repeat_report", reports[0])  # a retry of one it holds
+        s = await until(client, case_id, lambda s: sum(
+            e.kind is EventKind.REJECTED for e in s.events) == 3, within=60)
+        assert s.repeat_count == MAX_MERGED_REPORTS
+        assert {e.data["code"] for e in s.events if e.kind is EventKind.REJECTED} == {
+            "repeat_report_limit"}
+        await replay_checked(await h.fetch_history())  # ~500 events: replayed, not kept
     finally:
         await h.terminate("test over")
 

@@ -36,6 +36,7 @@ from jiesu.case.domain import (
     RaiseLevelAction,
     RatingAction,
     ReassignChoice,
+    RepeatReport,
     ReplyAction,
     ReplyOutcome,
     ReturnAction,
@@ -75,6 +76,7 @@ SUPPLEMENTS_SHARED_FAIRLY = "supplements-shared-fairly-v1"  # see check_suppleme
 REJECTIONS_BOUNDED = "rejections-bounded-v1"  # see MAX_RECORDED_REJECTIONS
 SUPERVISION_ORDERS_BOUNDED = "supervision-orders-bounded-v1"  # see check_supervision
 EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extension
+REPEAT_REPORTS_BOUNDED = "repeat-reports-bounded-v1"  # see check_repeat_report
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -109,6 +111,13 @@ MAX_SUPERVISION_ORDERS = 10
 # the centre rejects could be asked again without end, each with 4,000 characters of reasons
 # and measures (the policy's max_extensions caps only the approved ones).
 MAX_EXTENSION_REQUESTS = 10
+# Repeat reports (并单) one case takes at most. Each carries its description (up to 5,000
+# characters) into the case's Temporal history, which the server ends at 50 MB or 51,200
+# events: 399 of the longest took one to 11.7 MB (docs/security.md, "a case grown large"). A
+# water outage reported by more callers than that is rare: intake (jiesu.intake.merge) opens a
+# case of its own for the next report, and the case refuses one more from any other client
+# (since REPEAT_REPORTS_BOUNDED; before, a client straight to Temporal added them without end).
+MAX_MERGED_REPORTS = 500
 
 
 def rejections_recorded(state: CaseState) -> int:
@@ -525,6 +534,22 @@ def supplements_of(state: CaseState) -> int:
     return sum(1 for e in state.events if e.kind is EventKind.SUPPLEMENTED)
 
 
+def check_repeat_report(state: CaseState, report: RepeatReport) -> Refusal | None:
+    """并单: at most MAX_MERGED_REPORTS a case. A report the case already holds (a retry of
+    intake's signal) or one arriving after the close is left to the case, which ignores it."""
+    if state.repeat_count < MAX_MERGED_REPORTS or state.status is Status.CLOSED:
+        return None
+    if any(e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == report.report_id
+           for e in state.events):  # fmt: skip
+        return None
+    return Refusal(
+        "repeat_report_limit",
+        f"case {state.case_id} has taken its {MAX_MERGED_REPORTS} repeat reports; "
+        "the report opens a case of its own",
+        since=REPEAT_REPORTS_BOUNDED,
+    )
+
+
 def check_withdraw(state: CaseState, action: WithdrawAction) -> Refusal | None:
     refusal = _role_in(action.actor, frozenset({Role.CITIZEN, Role.ADMIN}), "withdraw")
     return refusal or _status_is(state, *BEFORE_REPLY)
@@ -605,8 +630,9 @@ CHECKS: dict[CaseSignal, Check] = {
     CaseSignal.WAIVE_CO_HANDLER: _timeless(check_waive),
     CaseSignal.SUPERVISE: check_supervision,
     CaseSignal.SUPPLEMENT: _timeless(check_supplement),
+    CaseSignal.REPEAT_REPORT: _timeless(check_repeat_report),
     CaseSignal.WITHDRAW: _timeless(check_withdraw),
     CaseSignal.ESCALATION_STEP: _timeless(check_escalation_step),
 }
 """The rule each action must pass, by message name; the workflow records the refusal.
-(Repeat reports come from the system and carry no check: they are de-duplicated by id.)"""
+(Repeat reports come from intake: de-duplicated by id, and bounded in number.)"""

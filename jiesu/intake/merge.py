@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from jiesu.case import lifecycle
 from jiesu.case.domain import Actor, ComplaintIntake, RepeatReport, Status, sql_status
 
 
@@ -69,11 +70,9 @@ async def lock(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
 
 
-# Repeat reports one case takes at most. Each carries its description (up to 5,000
-# characters) into the case's Temporal history, which the server ends at 50 MB or 51,200
-# events: 399 of the longest took one to 11.7 MB (docs/security.md, "a case grown large"). A water
-# outage reported by more callers than that is rare; the later reports open a case of their own.
-MAX_MERGED_REPORTS = 500
+# Repeat reports one case takes at most (the rule is the case's: jiesu.case.lifecycle, where
+# the case refuses one more from any client); here, the next report opens a case of its own.
+MAX_MERGED_REPORTS = lifecycle.MAX_MERGED_REPORTS
 
 _FIND_OPEN_CASE = f"""
 SELECT i.case_id
