@@ -33,10 +33,21 @@ from helpers import (
 )
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
-from test_hostile_messages import CITIZEN, URBAN, private_worker, rid, start_of, until
+from test_hostile_messages import (
+    CITIZEN,
+    URBAN,
+    private_worker,
+    rid,
+    start_of,
+    until,
+)
+from test_hostile_messages import (
+    SUPERVISOR as CENTRE,
+)
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.case.lifecycle import (
+    MAX_CO_HANDLERS,
     MAX_EXTENSION_REQUESTS,
     MAX_MERGED_REPORTS,
     MAX_RECORDED_REJECTIONS,
@@ -354,6 +365,31 @@ async def test_a_case_takes_so_many_repeat_reports_from_any_client(
         assert {e.data["code"] for e in s.events if e.kind is EventKind.REJECTED} == {
             "repeat_report_limit"}
         await replay_checked(await h.fetch_history())  # ~500 events: replayed, not kept
+    finally:
+        await h.terminate("test over")
+
+
+async def test_a_case_convenes_so_many_co_handlers_from_any_client(
+    client: Client, settings: Any
+) -> None:
+    """会办 names each department once, and the API only departments it knows; a client
+    straight to Temporal named made-up ones, ten a message, without end. Now a case convenes
+    MAX_CO_HANDLERS (``co-handlers-bounded-v1``): the next message is `co_handler_limit`."""
+    case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
+    h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                    task_queue=settings.task_queue)  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        messages = MAX_CO_HANDLERS // 10 + 1
+        for m in range(messages):
+            made_up = [{"id": f"made-up-{m}-{n}", "name": "Made up"} for n in range(10)]
+            await h.signal("add_co_handlers", {"actor": rid(CENTRE), "departments": made_up})
+        s = await until(client, case_id, lambda s: any(
+            e.kind is EventKind.REJECTED for e in s.events))
+        assert len(s.co_handlers) == MAX_CO_HANDLERS
+        [refused] = [e for e in s.events if e.kind is EventKind.REJECTED]
+        assert refused.data["code"] == "co_handler_limit"
+        await keep_history(h, "co_handlers_bounded")
     finally:
         await h.terminate("test over")
 

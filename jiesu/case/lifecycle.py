@@ -27,6 +27,7 @@ from jiesu.case.domain import (
     ContactAction,
     ContributionAction,
     DeadlineKind,
+    DepartmentRef,
     DispatchAction,
     EscalationStep,
     EscalationTrigger,
@@ -77,6 +78,7 @@ REJECTIONS_BOUNDED = "rejections-bounded-v1"  # see MAX_RECORDED_REJECTIONS
 SUPERVISION_ORDERS_BOUNDED = "supervision-orders-bounded-v1"  # see check_supervision
 EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extension
 REPEAT_REPORTS_BOUNDED = "repeat-reports-bounded-v1"  # see check_repeat_report
+CO_HANDLERS_BOUNDED = "co-handlers-bounded-v1"  # see MAX_CO_HANDLERS
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -111,6 +113,10 @@ MAX_SUPERVISION_ORDERS = 10
 # the centre rejects could be asked again without end, each with 4,000 characters of reasons
 # and measures (the policy's max_extensions caps only the approved ones).
 MAX_EXTENSION_REQUESTS = 10
+# Co-handling departments (会办) one case convenes at most (since CO_HANDLERS_BOUNDED). The API
+# convenes only departments of the reference data, each once; a client straight to Temporal
+# could name new made-up ones without end, each an entry of the case and a timer.
+MAX_CO_HANDLERS = 20
 # Repeat reports (并单) one case takes at most. Each carries its description (up to 5,000
 # characters) into the case's Temporal history, which the server ends at 50 MB or 51,200
 # events: 399 of the longest took one to 11.7 MB (docs/security.md, "a case grown large"). A
@@ -385,8 +391,23 @@ def _named_once(department_ids: list[str]) -> Refusal | None:
     )
 
 
+def _within_co_handlers(state: CaseState, departments: list[DepartmentRef]) -> Refusal | None:
+    if len(state.co_handlers) + len(departments) <= MAX_CO_HANDLERS:
+        return None
+    return Refusal(
+        "co_handler_limit",
+        f"case {state.case_id} convenes at most {MAX_CO_HANDLERS} co-handling departments "
+        f"(会办; it has {len(state.co_handlers)})",
+        since=CO_HANDLERS_BOUNDED,
+    )
+
+
 def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
-    return _may_convene(state, action) or _named_once([d.id for d in action.departments])
+    return (
+        _may_convene(state, action)
+        or _named_once([d.id for d in action.departments])
+        or _within_co_handlers(state, action.departments)
+    )
 
 
 def check_co_handlers_at(
@@ -395,7 +416,11 @@ def check_co_handlers_at(
     refusal = _may_convene(state, action)
     if refusal is None and action.due is not None and action.due <= now:
         return Refusal("invalid_due", "a contribution deadline must be in the future")
-    return refusal or _named_once([d.id for d in action.departments])
+    return (
+        refusal
+        or _named_once([d.id for d in action.departments])
+        or _within_co_handlers(state, action.departments)
+    )
 
 
 def co_handler_of(state: CaseState, department_id: str | None) -> CoHandler | None:
@@ -467,6 +492,7 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
                     since=DISTINCT_CO_HANDLERS,
                 )  # fmt: skip
         refusal = refusal or _named_once(convened)
+        refusal = refusal or _within_co_handlers(state, action.departments)
     ordered = _count(state, EventKind.ESCALATION_STARTED, trigger=EscalationTrigger.SUPERVISOR)
     if refusal is None and ordered >= MAX_SUPERVISION_ORDERS:
         return Refusal(
