@@ -52,6 +52,7 @@ from jiesu.case.lifecycle import (
     MAX_MERGED_REPORTS,
     MAX_RECORDED_REJECTIONS,
     MAX_REPEAT_REPORT_SUPPLEMENTS,
+    MAX_RETURNS,
     MAX_SUPERVISION_ORDERS,
     MAX_SUPPLEMENTS,
     MAX_SUPPLEMENTS_PER_REPEAT_REPORTER,
@@ -390,6 +391,38 @@ async def test_a_case_convenes_so_many_co_handlers_from_any_client(
         [refused] = [e for e in s.events if e.kind is EventKind.REJECTED]
         assert refused.data["code"] == "co_handler_limit"
         await keep_history(h, "co_handlers_bounded")
+    finally:
+        await h.terminate("test over")
+
+
+async def test_a_department_returns_a_case_so_many_times(
+    api: httpx.AsyncClient, client: Client, settings: Any
+) -> None:
+    """退单 waiting for the centre's approval, rejected, could be asked again and again within
+    the return window (on the code before: the eleventh applied too, each return and its
+    rejection ~17 kB of state with 2,000-character reasons, without end). Now a case takes
+    MAX_RETURNS (``returns-bounded-v1``): the next is `409 return_limit`."""
+    settings.return_needs_approval = True
+    try:
+        created = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+        assert created.status_code == 201, created.text
+        case_id = created.json()["case_id"]
+        h = handle_of(client, case_id)
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    finally:
+        settings.return_needs_approval = False  # recorded into the case
+    assert s.deadlines is not None and s.deadlines.return_needs_approval
+    clerk = department("urban-management")
+    reason = "Not ours: the shop is on a market street" + "。" * 1900
+    try:
+        for _ in range(MAX_RETURNS):
+            await act(api, case_id, "return", clerk, reason=reason)
+            await act(api, case_id, "return/decision", SUPERVISOR, upheld=False,
+                      note="A shop's loudspeaker is urban management's" + "。" * 1900)
+        refused = await act(api, case_id, "return", clerk, expect=409, reason=reason)
+        assert refused["error"]["code"] == "return_limit"
+        assert f"returned {MAX_RETURNS} times" in refused["error"]["message"]
+        await keep_history(h, "returns_bounded")
     finally:
         await h.terminate("test over")
 

@@ -48,7 +48,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
           body=ContactInput, optional_body=True),
     _spec("/reply", "办结答复 Reply with the outcome and evidence",
           signal=Case.reply, action=ReplyAction, check=lifecycle.check_reply, body=ReplyInput),
-    _spec("/return", "退单 Return the case: not this department's responsibility",
+    _spec("/return", "退单 Return the case: not this department's responsibility (at most"
+          f" {lifecycle.MAX_RETURNS} returns a case, rejected ones included: then 409"
+          " return_limit)",
           signal=Case.return_case, action=ReturnAction,
           check=_at_now(lifecycle.check_return), body=ReturnInput),
     _spec("/extension", "延期申请 Ask for more time: reasons, measures, promised date (at most"

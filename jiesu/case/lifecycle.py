@@ -79,6 +79,7 @@ SUPERVISION_ORDERS_BOUNDED = "supervision-orders-bounded-v1"  # see check_superv
 EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extension
 REPEAT_REPORTS_BOUNDED = "repeat-reports-bounded-v1"  # see check_repeat_report
 CO_HANDLERS_BOUNDED = "co-handlers-bounded-v1"  # see MAX_CO_HANDLERS
+RETURNS_BOUNDED = "returns-bounded-v1"  # see check_return
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -113,6 +114,12 @@ MAX_SUPERVISION_ORDERS = 10
 # the centre rejects could be asked again without end, each with 4,000 characters of reasons
 # and measures (the policy's max_extensions caps only the approved ones).
 MAX_EXTENSION_REQUESTS = 10
+# 退单 a case takes at most (since RETURNS_BOUNDED), those the centre rejected included: when
+# a return waits for the centre's approval (派单异议审核), a department could return the case
+# again after each rejection, without end, each with up to 2,000 characters of reason.
+# Returns that are upheld reassign the case and are bounded by the policy's max_reassignments
+# (then the centre's queue) anyway.
+MAX_RETURNS = 10
 # Co-handling departments (会办) one case convenes at most (since CO_HANDLERS_BOUNDED). The API
 # convenes only departments of the reference data, each once; a client straight to Temporal
 # could name new made-up ones without end, each an entry of the case and a timer.
@@ -219,6 +226,13 @@ def check_return(state: CaseState, action: ReturnAction, now: datetime) -> Refus
             "return_window_passed",
             f"a case can be returned only within {state.deadlines.return_window_hours:g} hours "
             "of its assignment",
+        )
+    if _count(state, EventKind.RETURNED) >= MAX_RETURNS:
+        return Refusal(
+            "return_limit",
+            f"case {state.case_id} has been returned {MAX_RETURNS} times (at most "
+            f"{MAX_RETURNS} a case): ask the centre to raise its level or assign it again",
+            since=RETURNS_BOUNDED,
         )
     return None
 
