@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from jiesu.case import lifecycle
     from jiesu.case.domain import (
+        CASE_STATE_PAGE_QUERY,
         CASE_STATE_QUERY,
         CASE_WORKFLOW,
         CENTRE_ID,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         Assignment,
         CallbackAction,
+        CaseEvent,
         CaseOutcome,
         CaseSignal,
         CaseStart,
@@ -79,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         RouteResult,
         SecondAssignmentAction,
         SpotSolution,
+        StatePage,
         Status,
         SupervisionAction,
         SupervisionForm,
@@ -147,6 +150,8 @@ PATCH_REVIVE_PROJECTOR = "revive-projector-v1"
 # The state query's answer at most (JSON bytes), well under Temporal's 2 MB per payload.
 STATE_QUERY_BYTES = 1_500_000
 CASE_TOO_LARGE = "CaseTooLarge"  # the query's failure type
+# The events of one state_page answer at most (JSON bytes; one event is always given).
+STATE_PAGE_BYTES = 1_000_000
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -954,6 +959,22 @@ class ComplaintWorkflow:
                 type=CASE_TOO_LARGE,
             )
         return self._state
+
+    @workflow.query(name=CASE_STATE_PAGE_QUERY)
+    def state_page(self, after: int) -> StatePage:
+        """The case with its events after number ``after``, as many as fit in one answer:
+        how a case too large for ``state`` is read whole (jiesu.health.checks.case_state;
+        ``jiesu repair read-model``, the doctor). Read-only, like every query."""
+        rest = [e for e in self._state.events if e.seq > after]
+        page: list[CaseEvent] = []
+        size = 0
+        for event in rest:
+            size += len(event.model_dump_json().encode())
+            if page and size > STATE_PAGE_BYTES:
+                break
+            page.append(event)
+        state = self._state.model_copy(update={"events": page})
+        return StatePage(state=state, complete=len(page) == len(rest))
 
 # Each signal: the payload it must decode to (jiesu.case.domain) and the handler that applies it.
 _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {

@@ -313,6 +313,10 @@ CASE_WORKFLOW = "ComplaintWorkflow"
 """The Temporal workflow type of a case (one workflow per case, id = case number)."""
 CASE_STATE_QUERY = "state"
 """The query that answers a case's current :class:`CaseState`."""
+CASE_STATE_PAGE_QUERY = "state_page"
+"""The same state in parts (argument: the last event number the caller has, 0 at first):
+:class:`StatePage`. For a case too large for one answer, which ``state`` refuses
+(``CaseTooLarge``): Temporal refuses a query's answer over 2 MB."""
 
 
 class CaseSignal(StrEnum):
@@ -1010,6 +1014,16 @@ class CaseOutcome(BaseModel):
     status: Status
     resolution: Resolution | None = None
     closed_at: datetime | None = None
+
+
+class StatePage(BaseModel):
+    """A part of a case's state (``state_page`` query): the case with only the events after
+    the number asked, as many as fit in one answer; ``complete`` when none is left after
+    them. Events are only ever appended, so the parts asked one after the other, joined, are
+    the case as the last part shows it (jiesu.health.checks.case_state)."""
+
+    state: CaseState
+    complete: bool
 
 
 class CaseProjection(BaseModel):

@@ -29,7 +29,9 @@ model and the notifications outbox, and reports six kinds of finding:
 - ``history_large`` — an open workflow whose history passed Temporal's warning limits (10 MiB
   or 10,240 events, the server's defaults): at 50 MiB or 51,200 events the server terminates
   it, and a case does not continue-as-new. Hundreds of long repeat reports take a case there
-  (docs/security.md); its state query is refused well before (``CaseTooLarge``).
+  (docs/security.md); its state query is refused well before (``CaseTooLarge``), and
+  :func:`case_state` then reads it in parts (``state_page``). Only the ``limit`` open workflows
+  examined are looked at: visibility keeps no history size for a running workflow.
 
 Read-only: the repairs (``jiesu repair``) are in jiesu.ops.doctor. Each check runs on its own;
 one that cannot run (Temporal or PostgreSQL away) is reported as an error instead of a finding.
@@ -54,11 +56,18 @@ from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionResponse,
     GetWorkflowExecutionHistoryReverseRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.audit import replay as audit_replay
-from jiesu.case.domain import CASE_STATE_QUERY, CASE_WORKFLOW, CaseState
+from jiesu.case.domain import (
+    CASE_STATE_PAGE_QUERY,
+    CASE_STATE_QUERY,
+    CASE_WORKFLOW,
+    CaseEvent,
+    CaseState,
+    StatePage,
+)
 
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
@@ -403,10 +412,32 @@ def _duration(value: timedelta) -> str:
 
 
 async def case_state(client: Client, case_id: str) -> CaseState:
-    """The case's state as its workflow knows it (the ``state`` query)."""
-    return await client.get_workflow_handle(case_id).query(
-        CASE_STATE_QUERY, result_type=CaseState, rpc_timeout=_QUERY_TIMEOUT
-    )
+    """The case's state as its workflow knows it: the ``state`` query, or for a case too large
+    for one answer (which that query refuses, ``CaseTooLarge``) its parts (``state_page``),
+    joined. Raises the ``state`` query's error when the parts cannot be had either (a worker
+    without that query, a case that does not answer)."""
+    handle = client.get_workflow_handle(case_id)
+    try:
+        return await handle.query(
+            CASE_STATE_QUERY, result_type=CaseState, rpc_timeout=_QUERY_TIMEOUT
+        )
+    except WorkflowQueryFailedError as refused:
+        try:
+            return await _state_in_parts(handle)
+        except WorkflowQueryFailedError:
+            raise refused from None
+
+
+async def _state_in_parts(handle: WorkflowHandle[Any, Any]) -> CaseState:
+    events: list[CaseEvent] = []
+    while True:
+        after = events[-1].seq if events else 0
+        page = await handle.query(
+            CASE_STATE_PAGE_QUERY, after, result_type=StatePage, rpc_timeout=_QUERY_TIMEOUT
+        )
+        events += page.state.events
+        if page.complete:
+            return page.state.model_copy(update={"events": events})
 
 
 _READ_MODEL_ROWS = """
