@@ -392,3 +392,36 @@ async def test_the_admin_schedules_a_routing_rule_and_loads_the_holiday_notice(
     await admin.click("#filter button")
     await admin.wait_for_url(re.compile(r"entity=calendar"))
     assert await admin.locator("#changes tr[data-entity='routing_rule']").count() == 0
+
+
+async def test_a_refused_reply_keeps_what_the_clerk_typed(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, screenshots: Path
+) -> None:
+    """An 'explained' reply without evidence is refused (409): the clerk reads why in
+    Chinese, and the reply typed is still in the form, to add the evidence and send again."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    await water.click("form[data-action=accept] button")
+    await water.wait_for_url(re.compile(r"done=accept"))
+    await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系")
+    await water.click("form[data-action=contact] button")
+    await water.wait_for_url(re.compile(r"done=contact"))
+    reply = water.locator("form[data-action=reply]")
+    await reply.locator("select[name=outcome]").select_option("explained")
+    typed = "经核实，该管道属小区物业产权，已告知诉求人联系物业处理。"
+    await reply.locator("textarea[name=text]").fill(typed)
+    await reply.locator("button").click()
+    await water.wait_for_selector("main .error")
+    await shot(water, screenshots, "case-reply-refused")
+    message = await water.inner_text("main .error")
+    assert "证据" in message and "explained" not in message
+    assert await reply.locator("textarea[name=text]").input_value() == typed
+    assert await reply.locator("select[name=outcome]").input_value() == "explained"
+    # the evidence added, the same form goes through
+    await reply.locator("textarea[name=evidence]").fill("https://files.example.gov.cn/QH/a.pdf")
+    await reply.locator("button").click()
+    await water.wait_for_url(re.compile(r"done=reply"))

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from api import actions as api_actions
 from api import cases as case_service
@@ -30,6 +31,7 @@ from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_si
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
 from jiesu.audit.timeline import event_summary
+from jiesu.case import glossary
 from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
 
@@ -92,7 +94,9 @@ def timeline(state: CaseState) -> list[dict[str, Any]]:
 async def _case_page(
     request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
+    failed: str | None = None, posted: FormData | None = None,
 ) -> Response:  # fmt: skip
+    """``failed``: the action whose form was refused, shown again with what was ``posted``."""
     principal = session.principal
     withheld = is_cross_site(request)
     found = await case_service.sourced_state(
@@ -115,6 +119,7 @@ async def _case_page(
         "categories": dict(await pool.fetch("SELECT id, name FROM categories")),
         "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
+        "failed": failed, "posted": posted if posted is not None else FormData(),
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip
     return page(request, "case.html", context, status_code)
@@ -151,11 +156,13 @@ async def act(
         )  # fmt: skip
     except ValidationError as err:
         return await _case_page(request, session, pool, client, settings, case_id,
-                                error=validation_message(err), status_code=422)  # fmt: skip
+                                error=validation_message(err), status_code=422,
+                                failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         if err.status == 404:
             return error_page(request, 404, err.message)
         return await _case_page(request, session, pool, client, settings, case_id,
-                                error=err.message, status_code=err.status)  # fmt: skip
+                                error=glossary.refusal(err.code, err.message),
+                                status_code=err.status, failed=name, posted=form)  # fmt: skip
     outcome = "done" if result.applied else "pending"
     return redirect(f"{PREFIX}/cases/{case_id}?{outcome}={name}")

@@ -31,6 +31,7 @@ from api.deps import AppSettings, Pool, Principal, Temporal
 from api.errors import ApiError
 from jiesu.access import citizen_tokens
 from jiesu.access.citizen_view import Reporter, citizen_case
+from jiesu.case import glossary
 from jiesu.case.domain import Role
 from jiesu.notify.links import FOLLOW_UP_PATH
 
@@ -130,6 +131,7 @@ async def act(
                            error=validation_message(err), status_code=422)  # fmt: skip
     except ApiError as err:
         return await _page(request, token, pool, client, settings, attempt,
-                           error=err.message, status_code=err.status)  # fmt: skip
+                           error=glossary.refusal(err.code, err.message),
+                           status_code=err.status)  # fmt: skip
     outcome = "done" if result.applied else "pending"
     return redirect(f"{FOLLOW_UP_PATH}{token}?{outcome}={name}")

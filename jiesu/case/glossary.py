@@ -163,6 +163,43 @@ TERMS: dict[type, dict] = {
 """Each enum and its terms (the test checks they are complete)."""
 
 
+REFUSAL: dict[str, str] = {
+    "wrong_status": "工单当前的状态不能办理此操作，请刷新页面查看最新状态",
+    "forbidden": "您的岗位不能办理此操作",
+    "already_done": "此操作已办理过，请刷新页面查看",
+    "not_contacted": "请先联系诉求人，再办结答复",
+    "co_handlers_pending": "尚有协办单位未提交协办意见，暂不能答复",
+    "evidence_required": "办理结果为“已解释说明”时，须至少附一个证据链接",
+    "already_rated": "本轮已评价过",
+    "return_pending": "已有退单申请等待中心审核",
+    "no_return_pending": "没有待审核的退单申请",
+    "extension_pending": "已有延期申请等待审批",
+    "extension_cap": "延期次数已达上限",
+    "deadline_passed": "办结时限已过，不能再申请延期",
+    "invalid_promised_date": "承诺办结时间须晚于现办结时限，且不超过延期上限天数",
+    "no_extension_pending": "没有待审批的延期申请",
+    "already_involved": "所选单位已在办理此工单",
+    "invalid_due": "期限须晚于当前时间",
+    "no_pending_co_handler": "该单位没有待提交的协办意见",
+    "not_co_handler": "只有协办单位可以提交协办意见",
+    "already_supervised": "该工单已在督办中",
+    "not_assigned": "此工单不由您的单位承办",
+    "not_overdue": "承办单位未超时，不能二次交办",
+    "reassignment_pending": "此工单正在改派中",
+    "repeated_department": "同一协办单位只能选择一次",
+    "return_window_passed": "已超过可退单的时间",
+    "stale_step": "此督办步骤已不适用，请刷新页面",
+    "supplement_limit": "补充诉求次数已达上限，如需补充请拨打12345热线",
+}
+"""Why the lifecycle refused an action (jiesu/case/lifecycle.py Refusal codes), as the person
+at the console reads it; the API answers with the code and its English reason."""
+
+
+def refusal(code: str, reason: str) -> str:
+    """The Chinese words of a refusal's ``code``, or its ``reason`` when there are none."""
+    return REFUSAL.get(code, reason)
+
+
 def term(enum: type, value: object) -> str:
     """The Chinese term of ``value`` (a member of ``enum`` or its value, e.g. a read-model
     column), or the value itself when it is no member."""
