@@ -13,7 +13,15 @@ from starlette.datastructures import FormData
 
 from api import intake as intake_api
 from api.console import staff
-from api.console.web import PREFIX, form_of, page, redirect, require_roles, validation_message
+from api.console.web import (
+    PREFIX,
+    form_of,
+    invalid_field,
+    page,
+    redirect,
+    require_roles,
+    validation_message,
+)
 from api.deps import AppSettings, Pool, Temporal
 from api.errors import ApiError
 from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake, Urgency
@@ -37,21 +45,28 @@ async def _pickers(pool: Pool) -> dict[str, Any]:
 
 
 def _intake(form: FormData) -> ComplaintIntake:
+    """The typed fields without the blanks around them: a title of spaces is no title."""
+
+    def typed(name: str) -> str:
+        return str(form.get(name) or "").strip()
+
     return ComplaintIntake.model_validate({
-        "title": form.get("title", ""), "description": form.get("description", ""),
-        "category_id": form.get("category_id", ""), "grid_id": form.get("grid_id", ""),
-        "address": form.get("address", ""), "channel": form.get("channel") or Channel.HOTLINE,
+        "title": typed("title"), "description": typed("description"),
+        "category_id": typed("category_id"), "grid_id": typed("grid_id"),
+        "address": typed("address"), "channel": form.get("channel") or Channel.HOTLINE,
         "urgency": form.get("urgency") or None,
-        "citizen": {"name": form.get("citizen_name", ""), "phone": form.get("citizen_phone", ""),
+        "citizen": {"name": typed("citizen_name"), "phone": typed("citizen_phone"),
                     "anonymous_to_department": form.get("citizen_anonymous") == "on"},
     })  # fmt: skip
 
 
 async def _form_page(
     request: Request, pool: Pool, session: staff.StaffSession, values: dict[str, Any],
-    error: str | None, status_code: int = 200,
+    error: str | None, status_code: int = 200, focus: str | None = None,
 ) -> Response:  # fmt: skip
-    context = {"session": session, "values": values, "error": error, **await _pickers(pool)}
+    """``focus``: the field the cursor is put in (the first wrong one; else the title)."""
+    context = {"session": session, "values": values, "error": error,
+               "focus": focus or "title", **await _pickers(pool)}  # fmt: skip
     return page(request, "intake.html", context, status_code)
 
 
@@ -89,7 +104,8 @@ async def file_intake(
             pool, client, settings, intake, session.principal, str(form.get("key") or "") or None
         )
     except ValidationError as err:
-        return await _form_page(request, pool, session, values, validation_message(err), 422)
+        return await _form_page(request, pool, session, values, validation_message(err), 422,
+                                invalid_field(err))
     except ApiError as err:
         return await _form_page(request, pool, session, values, err.message, err.status)
     flag = "merged" if filed.merged else "filed"

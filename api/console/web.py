@@ -131,12 +131,57 @@ async def form_of(request: Request, session: staff.StaffSession) -> FormData:
     return form
 
 
+# What the console's forms call their fields (a model's field path → the form's label).
+FIELD_LABELS = {
+    "title": "标题", "description": "诉求描述", "category_id": "诉求类别", "grid_id": "所在网格",
+    "address": "详细地址", "citizen.name": "姓名", "citizen.phone": "联系电话",
+    "citizen.email": "电子邮箱", "text": "内容", "evidence": "证据链接", "reason": "理由",
+    "reasons": "延期理由", "measures": "已采取措施", "promised_finish": "承诺办结时间",
+    "note": "说明", "due": "期限", "contribution_due": "协办意见期限",
+    "department_ids": "协办单位", "department_id": "承办单位", "persons": "问责人员",
+    "decision": "问责决定", "rating": "评价", "comment": "意见", "outcome": "办理结果",
+}  # fmt: skip
+
+_PROBLEMS = {
+    "missing": "必填", "string_too_short": "至少 {min_length} 个字",
+    "string_too_long": "最多 {max_length} 个字", "string_pattern_mismatch": "格式不正确",
+    "too_short": "至少 {min_length} 项", "too_long": "最多 {max_length} 项",
+    "url_parsing": "不是有效的网址（以 http:// 或 https:// 开头）",
+    "url_scheme": "不是有效的网址（以 http:// 或 https:// 开头）",
+    "datetime_parsing": "不是有效的时间", "datetime_from_date_parsing": "不是有效的时间",
+    "timezone_aware": "不是有效的时间", "enum": "取值无效", "literal_error": "取值无效",
+}  # fmt: skip
+
+
+def _problem(e: Any) -> str:
+    if e["type"] == "string_too_short" and (e.get("ctx") or {}).get("min_length") == 1:
+        return "必填"
+    template = _PROBLEMS.get(e["type"])
+    if template is None:  # a validator's own words (value_error: "Value error, ...")
+        return str(e["msg"]).removeprefix("Value error, ")
+    return template.format(**(e.get("ctx") or {}))
+
+
 def validation_message(err: ValidationError) -> str:
+    """What is wrong with a form, in the words of its labels: 标题：至少 2 个字."""
     parts = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
-    return "输入有误 — " + "; ".join(parts)
+        loc = [str(p) for p in e["loc"]]
+        where = FIELD_LABELS.get(".".join(loc)) or (FIELD_LABELS.get(loc[0]) if loc else "")
+        if where and len(loc) > 1 and loc[-1].isdigit():
+            where += f"第 {int(loc[-1]) + 1} 行"
+        where = where or ".".join(loc)
+        parts.append(f"{where}：{_problem(e)}" if where else _problem(e))
+    return "输入有误 — " + "；".join(parts)
+
+
+def invalid_field(err: ValidationError) -> str | None:
+    """The form field of the first error (citizen.name → citizen_name), to put the cursor in."""
+    for e in err.errors():
+        names = [str(p) for p in e["loc"] if not isinstance(p, int)]
+        if names:
+            return "_".join(names)
+    return None
 
 
 def redirect(url: str) -> RedirectResponse:
