@@ -455,3 +455,36 @@ async def test_a_blank_title_is_refused_in_chinese_and_the_form_kept(
     assert await operator.input_value("select[name=grid_id]") == "G-QH-03-02-2"
     assert await operator.evaluate("document.activeElement.name") == "title"
     assert await pool.fetchval("SELECT count(*) FROM cases WHERE btrim(title) = ''") == 0
+
+
+async def _page_width(page: Page) -> int:
+    return int(await page.evaluate("document.documentElement.scrollWidth"))
+
+
+async def test_the_console_fits_a_laptop_and_a_phone(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, screenshots: Path
+) -> None:
+    """At 1366×768 and at a 390 px phone: no screen wider than the window (a wide table
+    scrolls in its own box), the menu's words on one line each, and the intake form's
+    anonymity box next to its words (not alone in the middle of the form)."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    operator = await sign_in(browsers, console_url, "operator")
+    water = await sign_in(browsers, console_url, "water")
+    await shown_after_reload(water, f"{console_url}/console/inbox", f"tr[data-case='{case_id}']")
+    for width, height in ((1366, 768), (390, 844)):
+        for who, path in ((operator, "/console/intake"), (water, "/console/inbox")):
+            await who.set_viewport_size({"width": width, "height": height})
+            await who.goto(f"{console_url}{path}")
+            await shot(who, screenshots, f"{path.rsplit('/', 1)[1]}-{width}")
+            assert await _page_width(who) <= width, (path, width)
+            for link in await who.locator("header nav a").all():
+                box = await link.bounding_box()
+                assert box is not None and box["height"] < 40, (path, width, box)
+        anonymous = await operator.locator("input[name=citizen_anonymous]").bounding_box()
+        label = await operator.locator("label:has(input[name=citizen_anonymous])").bounding_box()
+        assert anonymous is not None and label is not None
+        assert anonymous["width"] < 40, (width, anonymous)  # the box, not a form-wide line
+        assert anonymous["x"] - label["x"] < 10 and anonymous["y"] - label["y"] < 10, width
