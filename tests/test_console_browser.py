@@ -488,3 +488,21 @@ async def test_the_console_fits_a_laptop_and_a_phone(
         assert anonymous is not None and label is not None
         assert anonymous["width"] < 40, (width, anonymous)  # the box, not a form-wide line
         assert anonymous["x"] - label["x"] < 10 and anonymous["y"] - label["y"] < 10, width
+
+
+async def test_the_case_timeline_shows_deadlines_in_local_time(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient
+) -> None:
+    """办理经过 says when the deadlines fall in the hotline's time, as 承办与时限 above it
+    does — not in UTC, eight hours off what the clerk reads a few lines higher."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    finish = datetime.fromisoformat((await _state(api, case_id))["deadlines"]["finish"])
+    local = finish.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    timeline = await water.inner_text("ol.timeline")
+    assert "UTC" not in timeline
+    assert local in timeline

@@ -4,6 +4,7 @@ plain words, and the actions the lifecycle allows now."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from api.console.web import (
     Session,
     error_page,
     form_of,
+    local_time,
     page,
     redirect,
     require_roles,
@@ -83,10 +85,19 @@ async def case_content(
     return await content_service.view_content(pool, state, viewer, withheld=withheld)
 
 
+# The audit's summaries name moments in UTC (jiesu.audit.timeline._time), unambiguous for the
+# auditors; the case page says them in the hotline's time, as its deadlines above.
+_UTC_MOMENT = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}):\d{2} UTC")
+
+
+def _in_local_time(summary: str) -> str:
+    return _UTC_MOMENT.sub(lambda m: local_time(f"{m.group(1)}+00:00"), summary)
+
+
 def timeline(state: CaseState) -> list[dict[str, Any]]:
     return [
         {"at": e.at, "kind": e.kind, "actor": e.actor,
-         "summary": event_summary(e.kind.value, e.data)}
+         "summary": _in_local_time(event_summary(e.kind.value, e.data))}
         for e in state.events
     ]  # fmt: skip
 

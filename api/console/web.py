@@ -41,7 +41,7 @@ PREFIX = "/console"
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
-def _local(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A moment in the hotline's time zone (JIESU_TIMEZONE), as clerks read it."""
     if value is None or value == "":
         return ""
@@ -70,7 +70,7 @@ _TERM_FILTERS = {
 
 for _name, _enum in _TERM_FILTERS.items():
     templates.env.filters[_name] = lambda v, e=_enum: glossary.term(e, v)
-templates.env.filters["local"] = _local
+templates.env.filters["local"] = local_time
 templates.env.filters["iso"] = _iso
 templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
 templates.env.globals["glossary"] = glossary
