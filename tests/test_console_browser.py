@@ -6,6 +6,7 @@ is refused. Each screen is saved as a screenshot (docs/screenshots with JIESU_SC
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -506,3 +507,27 @@ async def test_the_case_timeline_shows_deadlines_in_local_time(
     timeline = await water.inner_text("ol.timeline")
     assert "UTC" not in timeline
     assert local in timeline
+
+
+async def test_a_form_being_sent_says_so_and_is_sent_once(
+    browsers: Profiles, console_url: str
+) -> None:
+    """保存并派单 on a slow line: the button says the form is being sent (no dead screen to
+    click again), and a double click sends the form once."""
+    operator = await sign_in(browsers, console_url, "operator")
+    await operator.goto(f"{console_url}/console/intake")
+    await _fill_intake(operator, "路灯不亮", f"135{uuid.uuid4().int % 10**8:08d}")
+    posts: list[str] = []
+    operator.on("request", lambda r: posts.append(r.url) if r.method == "POST"
+                and r.url.endswith("/console/intake") else None)  # fmt: skip
+    # what the button says as the form leaves (kept across the page change)
+    await operator.evaluate("""window.addEventListener("submit", e => {
+        const b = e.target.querySelector("button[type=submit]");
+        sessionStorage.setItem("sent", JSON.stringify([b.getAttribute("aria-busy"),
+                                                       b.textContent]));
+    })""")
+    await operator.locator("form#intake-form button[type=submit]").dblclick()
+    await operator.wait_for_url(re.compile(r"/console/cases/JS[0-9]+-[0-9]+\?filed=1"))
+    busy, label = json.loads(await operator.evaluate("sessionStorage.getItem('sent')"))
+    assert len(posts) == 1
+    assert busy == "true" and "正在提交" in label

@@ -24,3 +24,30 @@
   document.addEventListener("DOMContentLoaded", function () { tick(); setInterval(tick, 1000); });
   document.addEventListener("htmx:afterSwap", tick);
 })();
+
+// A form being sent says so: its button reads "正在提交…" (aria-busy) until the next page,
+// and a second click on it sends nothing more. Back to the page (history): usable again.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || (form.method || "").toLowerCase() !== "post") { return; }
+    if (form.getAttribute("data-sending")) { event.preventDefault(); return; }
+    form.setAttribute("data-sending", "1");
+    var button = form.querySelector("button[type=submit], button:not([type])");
+    if (!button) { return; }
+    button.setAttribute("data-label", button.textContent);
+    button.setAttribute("aria-busy", "true");
+    button.textContent = "正在提交…";
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-sending]").forEach(function (form) {
+      form.removeAttribute("data-sending");
+      var button = form.querySelector("button[aria-busy]");
+      if (button) {
+        button.textContent = button.getAttribute("data-label");
+        button.removeAttribute("aria-busy");
+      }
+    });
+  });
+})();
