@@ -217,6 +217,8 @@ async def test_a_department_cannot_open_another_departments_case(
     response = await urban.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 404
     assert "未找到" in await urban.inner_text("main")
+    message = await urban.inner_text("main .error")  # in Chinese, not the API's English
+    assert "没有找到此工单" in message and "visible" not in message
     water = await sign_in(browsers, console_url, "water")
     response = await water.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 200

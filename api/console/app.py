@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from api.console import admin, audit, cases, citizen, intake, login, people, supervision
 from api.console.web import PREFIX, STATIC, SignInRequired, error_page, redirect, set_timezone
 from api.errors import ApiError
+from jiesu.case import glossary
 from jiesu.config import Settings
 from jiesu.notify.links import FOLLOW_UP_PATH
 
@@ -30,7 +31,9 @@ def _sub_app(parent: FastAPI) -> FastAPI:
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        response = error_page(request, exc.status, exc.message)
+        # the API's own errors (a case not found) speak English: their Chinese words
+        message = glossary.refusal(exc.code, exc.message) if exc.message.isascii() else exc.message
+        response = error_page(request, exc.status, message)
         response.headers.update(exc.headers or {})
         return response
 

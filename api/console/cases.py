@@ -171,7 +171,7 @@ async def act(
                                 failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         if err.status == 404:
-            return error_page(request, 404, err.message)
+            return error_page(request, 404, glossary.refusal(err.code, err.message))
         return await _case_page(request, session, pool, client, settings, case_id,
                                 error=glossary.refusal(err.code, err.message),
                                 status_code=err.status, failed=name, posted=form)  # fmt: skip

@@ -190,9 +190,11 @@ REFUSAL: dict[str, str] = {
     "return_window_passed": "已超过可退单的时间",
     "stale_step": "此督办步骤已不适用，请刷新页面",
     "supplement_limit": "补充诉求次数已达上限，如需补充请拨打12345热线",
+    "case_not_found": "没有找到此工单（工单号有误，或不在您的办理范围内）",
 }
-"""Why the lifecycle refused an action (jiesu/case/lifecycle.py Refusal codes), as the person
-at the console reads it; the API answers with the code and its English reason."""
+"""Why the lifecycle refused an action (jiesu/case/lifecycle.py Refusal codes) or the API
+found no case (api.errors.not_found), as the person at the console reads it; the API answers
+with the code and its English reason."""
 
 
 def refusal(code: str, reason: str) -> str:
