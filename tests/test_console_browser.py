@@ -424,6 +424,10 @@ async def test_a_refused_reply_keeps_what_the_clerk_typed(
     assert "证据" in message and "explained" not in message
     assert await reply.locator("textarea[name=text]").input_value() == typed
     assert await reply.locator("select[name=outcome]").input_value() == "explained"
+    # the cursor is in the refused form, where its error is said again (far down on a phone)
+    focused = "document.activeElement.closest('form[data-action=reply]') !== null"
+    assert await water.evaluate(focused)
+    assert "证据" in await reply.locator(".error").inner_text()
     # the evidence added, the same form goes through
     await reply.locator("textarea[name=evidence]").fill("https://files.example.gov.cn/QH/a.pdf")
     await reply.locator("button").click()

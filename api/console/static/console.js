@@ -51,3 +51,12 @@
     });
   });
 })();
+
+// A refused form (data-failed: the case page's action sent again with what was typed): the
+// cursor goes to its first field, where its error is shown, even far down the page.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  var field = document.querySelector(
+    "form[data-failed] textarea, form[data-failed] select, form[data-failed] input:not([type=hidden])");
+  if (field) { field.focus(); }
+});
