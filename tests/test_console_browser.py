@@ -537,3 +537,23 @@ async def test_a_form_being_sent_says_so_and_is_sent_once(
     busy, label = json.loads(await operator.evaluate("sessionStorage.getItem('sent')"))
     assert len(posts) == 1
     assert busy == "true" and "正在提交" in label
+
+
+async def test_a_grid_retired_while_the_form_was_open_is_said_in_chinese(
+    browsers: Profiles, console_url: str
+) -> None:
+    """The grid picked was retired (基础数据) after the form was loaded: the intake refuses it
+    in the operator's words, with what was typed kept, to pick another grid."""
+    operator = await sign_in(browsers, console_url, "operator")
+    await operator.goto(f"{console_url}/console/intake")
+    phone = f"132{uuid.uuid4().int % 10**8:08d}"
+    await _fill_intake(operator, "井盖丢失", phone)
+    await operator.evaluate("""(() => {
+        const grid = document.querySelector("select[name=grid_id]");
+        grid.add(new Option("已撤销的网格", "G-RETIRED-1")); grid.value = "G-RETIRED-1";
+    })()""")
+    await operator.click("form#intake-form button[type=submit]")
+    await operator.wait_for_selector("main .error")
+    message = await operator.inner_text("main .error")
+    assert "网格" in message and "no grid" not in message
+    assert await operator.input_value("input[name=citizen_phone]") == phone

@@ -24,6 +24,7 @@ from api.console.web import (
 )
 from api.deps import AppSettings, Pool, Temporal
 from api.errors import ApiError
+from jiesu.case import glossary
 from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake, Urgency
 from jiesu.intake import merge
 
@@ -107,6 +108,7 @@ async def file_intake(
         return await _form_page(request, pool, session, values, validation_message(err), 422,
                                 invalid_field(err))
     except ApiError as err:
-        return await _form_page(request, pool, session, values, err.message, err.status)
+        message = glossary.refusal(err.code, err.message)
+        return await _form_page(request, pool, session, values, message, err.status)
     flag = "merged" if filed.merged else "filed"
     return redirect(f"{PREFIX}/cases/{filed.case_id}?{flag}=1")

@@ -191,10 +191,16 @@ REFUSAL: dict[str, str] = {
     "stale_step": "此督办步骤已不适用，请刷新页面",
     "supplement_limit": "补充诉求次数已达上限，如需补充请拨打12345热线",
     "case_not_found": "没有找到此工单（工单号有误，或不在您的办理范围内）",
+    "unknown_category": "所选诉求类别已不存在（可能已停用），请重新选择",
+    "unknown_grid": "所选网格已不存在（可能已撤销），请重新选择",
+    "idempotency_key_reused": "此表单已提交过一次；内容已保留，请核对后重新提交",
+    "intake_contended": "同一问题的工单正在变动，请稍后重新提交",
+    "temporal_unavailable": "工作流服务暂时不可用，请稍后重新提交（内容已保留）",
+    "database_unavailable": "数据库暂时不可用，请稍后重试",
 }
-"""Why the lifecycle refused an action (jiesu/case/lifecycle.py Refusal codes) or the API
-found no case (api.errors.not_found), as the person at the console reads it; the API answers
-with the code and its English reason."""
+"""Why the lifecycle refused an action (jiesu/case/lifecycle.py Refusal codes), the intake a
+report (jiesu/intake/errors.py) or the API found no case (api.errors), as the person at the
+console reads it; the API answers with the code and its English reason."""
 
 
 def refusal(code: str, reason: str) -> str:
