@@ -557,3 +557,25 @@ async def test_a_grid_retired_while_the_form_was_open_is_said_in_chinese(
     message = await operator.inner_text("main .error")
     assert "网格" in message and "no grid" not in message
     assert await operator.input_value("input[name=citizen_phone]") == phone
+
+
+async def test_a_joint_handling_without_units_is_explained_on_the_form(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient
+) -> None:
+    """督办 in the form 会办 needs its units, which are folded away under 会办 / 问责: the
+    refusal says so in Chinese, and the fold is open on the form shown again."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    await supervisor.goto(f"{console_url}/console/cases/{case_id}")
+    form = supervisor.locator("form[data-action=supervision]")
+    await form.locator("select[name=form]").select_option("joint_handling")
+    await form.locator("textarea[name=note]").fill("请水务局会同住建局处理")
+    await form.locator("button").click()
+    await supervisor.wait_for_selector("form[data-action=supervision] .error")
+    message = await form.locator(".error").inner_text()
+    assert "会办单位" in message and "department_ids" not in message
+    assert await form.locator("select[name=department_ids]").is_visible()
+    assert await form.locator("textarea[name=note]").input_value() == "请水务局会同住建局处理"

@@ -153,12 +153,24 @@ _PROBLEMS = {
 }  # fmt: skip
 
 
+# A model validator's own words (jiesu.case.domain SupervisionInput), as the form says them.
+_VALIDATOR_WORDS = {
+    "department_ids go with the joint_handling form (会办), and only":
+        "督办形式为“会办”时须选择会办单位（展开“会办 / 问责”），其他形式不选会办单位",
+    "contribution_due goes with the joint_handling form (会办)":
+        "协办意见期限只用于“会办”形式",
+    "accountability (问责) needs persons, the reason (note) and the decision":
+        "“问责”须填写问责人员、督办意见（问责事由）和问责决定",
+}  # fmt: skip
+
+
 def _problem(e: Any) -> str:
     if e["type"] == "string_too_short" and (e.get("ctx") or {}).get("min_length") == 1:
         return "必填"
     template = _PROBLEMS.get(e["type"])
     if template is None:  # a validator's own words (value_error: "Value error, ...")
-        return str(e["msg"]).removeprefix("Value error, ")
+        said = str(e["msg"]).removeprefix("Value error, ")
+        return _VALIDATOR_WORDS.get(said, said)
     return template.format(**(e.get("ctx") or {}))
 
 
