@@ -51,6 +51,14 @@ def test_no_page_loads_anything_from_another_host() -> None:
         assert "@import" not in text and "url(http" not in text, path
 
 
+def test_every_refusal_of_the_lifecycle_reads_in_chinese() -> None:
+    """Each code a lifecycle rule refuses with has its words at the console (glossary.REFUSAL):
+    a rule added without them shows the person the API's English reason."""
+    source = (Path(__file__).resolve().parent.parent / "jiesu/case/lifecycle.py").read_text()
+    codes = set(re.findall(r'Refusal\(\s*"([a-z_]+)"', source))
+    assert codes and codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
+
+
 @pytest.mark.parametrize("enum", list(glossary.TERMS))
 def test_every_member_of_the_vocabulary_has_its_chinese_term(enum: type) -> None:
     assert set(glossary.TERMS[enum]) == set(enum), enum.__name__
