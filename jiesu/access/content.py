@@ -207,7 +207,7 @@ _IDENTIFIERS = re.compile(
     r"|(?<!\d)(?:\d{17}[\dXx]|\d{15})(?![\dXx])"  # resident ID
     r"|(?<!\d)(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)"  # mobile
     r"|(?<!\d)0\d{2,3}[ -]?\d{7,8}(?!\d)"  # landline
-    r"|(?<![A-Za-z0-9])\d{7,}(?!\d)"  # any other long number (not a case number's digits)
+    r"|(?<![A-Za-z0-9])\d{7,}(?![A-Za-z0-9])"  # any other long number (not within a code)
 )
 
 
