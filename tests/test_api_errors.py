@@ -385,6 +385,26 @@ async def test_a_nul_in_intake_text_is_422(api: httpx.AsyncClient, field: str) -
         "details"]]  # fmt: skip
 
 
+@pytest.mark.parametrize("field", ["title", "description"])
+@pytest.mark.parametrize("blank", ["   ", "\u3000\u3000", "\u200b\u200b\u200b", "x \u200b"])
+async def test_a_title_or_description_a_reader_cannot_see_is_422_and_files_nothing(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, field: str, blank: str
+) -> None:
+    """Spaces (ASCII or ideographic) and zero-width characters pass the length check; a case
+    titled with them would sit blank in every list. Refused, and nothing is filed."""
+    key = f"blank-{uuid.uuid4()}"
+    before = await pool.fetchval("SELECT count(*) FROM intakes")
+    body = complaint(**fresh("Blank"))
+    body[field] = blank
+    response = await api.post(COMPLAINTS, json=body, headers={**OPERATOR, "Idempotency-Key": key})
+    assert "visible" in error_of(response, 422, f"blank_{field}")["message"]
+    assert await pool.fetchval("SELECT count(*) FROM intakes") == before
+    fixed = await api.post(
+        COMPLAINTS, json=complaint(**fresh("Blank")), headers={**OPERATOR, "Idempotency-Key": key}
+    )
+    assert fixed.status_code == 201, fixed.text
+
+
 @pytest.mark.parametrize(
     ("action", "headers", "body"),
     [

@@ -27,6 +27,7 @@ from test_api import error_of, finish
 from test_outbox import RecordingSender
 
 from jiesu.channels.mail import TooLarge, parse
+from jiesu.channels.mail import intake as mail_intake
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
 from jiesu.notify.mail import LogMailer, OutboundMail
@@ -550,3 +551,15 @@ async def test_a_filed_mail_gets_its_automatic_reply_whatever_its_message_id(
         assert case_id in reply["body"] and reply["in_reply_to"] is None
     finally:
         await finish(client, case_id)
+
+
+@pytest.mark.parametrize("subject", ["", "   ", "\u3000\u200b"])
+def test_a_blank_subject_makes_a_title_a_reader_sees(settings: Settings, subject: str) -> None:
+    """Intake refuses a title a reader cannot see; a mail's blank subject is no reason to
+    lose the mail: its title is its text's first line, or 来信： before what there is."""
+    raw = bytes(mail("ming@citizen.test", subject=subject, text="\u200b\u200b"))
+    report = mail_intake(parse(raw, "ming@citizen.test"), settings)
+    assert report.title.startswith("来信：")
+    assert report.description.startswith("来信：")
+    raw = bytes(mail("ming@citizen.test", subject=subject, text="楼下烧烤店\n油烟很大"))
+    assert mail_intake(parse(raw, "ming@citizen.test"), settings).title == "楼下烧烤店"

@@ -98,6 +98,14 @@ def _day_in_range(value: date) -> date:
     return value
 
 
+def visible_length(value: str) -> int:
+    """The characters a reader sees: not spaces (U+3000 among them) nor invisible formatting
+    (zero-width spaces, joiners, direction marks). A title of them is no title."""
+    return sum(
+        1 for char in value if not char.isspace() and unicodedata.category(char) != "Cf"
+    )
+
+
 Text = Annotated[str, AfterValidator(_text)]
 """Free text (descriptions, notes, reasons): no control characters but newline and tab."""
 Line = Annotated[str, AfterValidator(_line)]

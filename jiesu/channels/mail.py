@@ -49,7 +49,7 @@ import asyncpg
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role
+from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role, visible_length
 from jiesu.config import Settings
 from jiesu.intake import filing
 from jiesu.intake.errors import IdempotencyConflict, IntakeError
@@ -254,23 +254,27 @@ def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
     )  # fmt: skip
 
 
-def _at_least_two(text: str, fallback: str) -> str:
-    return text if len(text) >= 2 else fallback
+def _at_least_two(text: str, limit: int) -> str:
+    """The text, or — if a reader would see less than two characters of it (an empty or
+    blank subject) — 来信： before it, which intake takes."""
+    if visible_length(text) >= 2:
+        return text
+    return f"来信：{text.strip()}"[:limit]
 
 
 def intake(report: Report, settings: Settings) -> ComplaintIntake:
     """Subject → title, text → description, the sender → the reporter; the centre classifies
     and places it (JIESU_CHANNEL_CATEGORY, JIESU_CHANNEL_GRID), as with an SMS."""
     first_line = report.text.splitlines()[0] if report.text else ""
-    title = report.subject or first_line
+    title = report.subject if visible_length(report.subject) else first_line
     if len(title) > TITLE_MAX:
         title = title[: TITLE_MAX - 1] + "…"
     description = report.text or report.subject
     if len(description) > DESCRIPTION_MAX:
         description = description[: DESCRIPTION_MAX - 1] + "…"
     return ComplaintIntake(
-        title=_at_least_two(title, f"来信：{title}"),
-        description=_at_least_two(description, f"来信：{description}"),
+        title=_at_least_two(title, TITLE_MAX),
+        description=_at_least_two(description, DESCRIPTION_MAX),
         category_id=settings.channel_category,
         grid_id=settings.channel_grid,
         channel=Channel.EMAIL,

@@ -30,6 +30,7 @@ from jiesu.case.domain import (
     Role,
     Status,
     sql_status,
+    visible_length,
 )
 from jiesu.config import Settings
 from jiesu.notify.sms import InboundSms
@@ -114,8 +115,8 @@ def intake(sms: InboundSms, settings: Settings) -> ComplaintIntake:
     text = " ".join(sms.text.split())
     title = text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1] + "…"
     return ComplaintIntake(
-        title=title if len(title) >= 2 else f"短信：{title}",
-        description=sms.text if len(sms.text.strip()) >= 2 else f"短信：{sms.text}",
+        title=title if visible_length(title) >= 2 else f"短信：{title}",
+        description=sms.text if visible_length(sms.text) >= 2 else f"短信：{sms.text}",
         category_id=settings.channel_category,
         grid_id=settings.channel_grid,
         channel=Channel.SMS,

@@ -56,6 +56,7 @@ from jiesu.case.domain import (
     RepeatReport,
     Status,
     Urgency,
+    visible_length,
 )
 from jiesu.client import is_temporal_down
 from jiesu.config import Settings
@@ -75,6 +76,7 @@ MAX_BACKDATE = timedelta(hours=24)
 # A round ends without an answer only when the case found closed meanwhile; the next round
 # leaves it out. More than a few in a row means something else is wrong.
 MAX_ROUNDS = 4
+MIN_VISIBLE = 2  # the title's and the description's min_length, counted as a reader sees
 
 
 def _request_hash(intake: ComplaintIntake) -> str:
@@ -103,6 +105,16 @@ def check_credit_code(intake: ComplaintIntake) -> None:
         raise IntakeRefused(
             "invalid_credit_code", "the unified social credit code (统一社会信用代码) is not valid"
         )
+
+
+def check_visible(intake: ComplaintIntake) -> None:
+    """A title or description of spaces passes its length but says nothing: refused, with
+    nothing filed, before it reaches every list (the title) and the department."""
+    for field in ("title", "description"):
+        if visible_length(getattr(intake, field)) < MIN_VISIBLE:
+            raise IntakeRefused(
+                f"blank_{field}", f"the {field} needs at least {MIN_VISIBLE} visible characters"
+            )
 
 
 async def _urgency(conn: asyncpg.Connection, intake: ComplaintIntake) -> Urgency:
@@ -453,6 +465,7 @@ async def register(
     earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
     key = checked_key(idempotency_key)
     check_credit_code(intake)
+    check_visible(intake)
     digest = _request_hash(intake)  # of the request as sent: a retry sends it again
     # The title travels where the content does not (every list, the Temporal history, its
     # Web UI): the numbers and addresses that identify a person are masked in it; the
