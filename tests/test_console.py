@@ -59,6 +59,16 @@ def test_every_refusal_of_the_lifecycle_reads_in_chinese() -> None:
     assert codes and codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
 
 
+def test_every_refusal_of_intake_reads_in_chinese() -> None:
+    """The same for the filing service's refusals (jiesu/intake: filing, knowledge base), which
+    the console's intake form and the citizen's own report form show."""
+    intake = Path(__file__).resolve().parent.parent / "jiesu/intake"
+    source = "".join((intake / name).read_text() for name in ("filing.py", "knowledge.py"))
+    codes = set(re.findall(r'IntakeRefused\(\s*"([a-z_]+)"', source))
+    assert {"blank_title", "unknown_grid", "answer_not_valid"} <= codes
+    assert codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
+
+
 @pytest.mark.parametrize("enum", list(glossary.TERMS))
 def test_every_member_of_the_vocabulary_has_its_chinese_term(enum: type) -> None:
     assert set(glossary.TERMS[enum]) == set(enum), enum.__name__

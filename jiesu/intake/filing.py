@@ -110,11 +110,12 @@ def check_credit_code(intake: ComplaintIntake) -> None:
 def check_visible(intake: ComplaintIntake) -> None:
     """A title or description of spaces passes its length but says nothing: refused, with
     nothing filed, before it reaches every list (the title) and the department."""
-    for field in ("title", "description"):
-        if visible_length(getattr(intake, field)) < MIN_VISIBLE:
-            raise IntakeRefused(
-                f"blank_{field}", f"the {field} needs at least {MIN_VISIBLE} visible characters"
-            )
+    if visible_length(intake.title) < MIN_VISIBLE:
+        raise IntakeRefused("blank_title", f"the title needs {MIN_VISIBLE} visible characters")
+    if visible_length(intake.description) < MIN_VISIBLE:
+        raise IntakeRefused(
+            "blank_description", f"the description needs {MIN_VISIBLE} visible characters"
+        )
 
 
 async def _urgency(conn: asyncpg.Connection, intake: ComplaintIntake) -> Urgency:
