@@ -34,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CENTRE_ID,
         CENTRE_NAME,
+        HISTORY_WARN_BYTES,
+        HISTORY_WARN_EVENTS,
         SIGNAL_PAYLOADS,
         SYSTEM_ACTOR,
         AcceptAction,
@@ -147,6 +149,13 @@ PATCH_VERDICT_OVERTAKEN = lifecycle.VERDICT_OVERTAKEN
 # A projector that died (a refused local projection before local-projection-failure-v1) is
 # started again when the case closes, instead of its error failing the case's workflow.
 PATCH_REVIVE_PROJECTOR = "revive-projector-v1"
+# A case records ``history_large`` when its history passes Temporal's warning limits, and again
+# at each further multiple of them (10, 20, 30, 40 MiB or 10,240 … 40,960 events), so that
+# `jiesu doctor` finds every such open case in the read model — visibility keeps no history
+# size for a running workflow. Checked on every message: signals are what grow a history
+# (a flood of junk signals included, which records nothing else past the refusals' bound).
+PATCH_HISTORY_WATCH = "history-watch-v1"
+HISTORY_MARKS = 4
 # The state query's answer at most (JSON bytes), well under Temporal's 2 MB per payload.
 STATE_QUERY_BYTES = 1_500_000
 CASE_TOO_LARGE = "CaseTooLarge"  # the query's failure type
@@ -190,6 +199,7 @@ class ComplaintWorkflow:
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
+        self._history_marks = 0  # warning marks of the history already recorded
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay.
         lean_v2 = workflow.patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
@@ -515,6 +525,24 @@ class ComplaintWorkflow:
 
     @workflow.signal(dynamic=True)
     def _message(self, name: str, args: Sequence[RawValue]) -> None:
+        """Every signal: the message, then the history's size (see PATCH_HISTORY_WATCH)."""
+        self._receive(name, args)
+        self._watch_history()
+
+    def _watch_history(self) -> None:
+        if self._state.status is Status.CLOSED or self._history_marks >= HISTORY_MARKS:
+            return
+        info = workflow.info()
+        size, length = info.get_current_history_size(), info.get_current_history_length()
+        passed = min(HISTORY_MARKS, max(size // HISTORY_WARN_BYTES, length // HISTORY_WARN_EVENTS))
+        if passed <= self._history_marks or not workflow.patched(PATCH_HISTORY_WATCH):
+            return
+        self._history_marks = passed
+        self._record(
+            EventKind.HISTORY_LARGE, SYSTEM_ACTOR, history_bytes=size, history_events=length
+        )
+
+    def _receive(self, name: str, args: Sequence[RawValue]) -> None:
         """Decode, de-duplicate and apply a message; record one that does not fit.
 
         One dynamic handler instead of a typed handler per signal: a typed handler wedges the

@@ -181,6 +181,10 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         f"answer {data.get('answer_id')} v{data.get('version')} ({data.get('source')})",
         "solved_on_the_spot": lambda: f"solved on the spot in grid {data.get('department_id')} "
         f"(就地解决): {data.get('text')}",
+        "history_large": lambda: "the case's Temporal history passed "
+        f"{(data.get('history_bytes') or 0) / 1024 / 1024:.1f} MiB / "
+        f"{data.get('history_events') or 0:,} events (Temporal ends a case at 50 MiB or 51,200 "
+        "events): close it when its work is done",
         "linked_to_history": lambda: "reported again although replied (不作为信号): the same "
         f"problem's earlier cases {', '.join(data.get('case_ids') or [])}, "
         f"{data.get('reports')} reports within {data.get('window_days')} days",

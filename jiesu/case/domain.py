@@ -315,7 +315,15 @@ class EventKind(StrEnum):
     CALLBACK = "callback"  # 回访: the centre recorded the citizen's verdict by phone
     PROJECTION_FAILED = "projection_failed"  # the read model refused this case's data
     ROUTING_FAILED = "routing_failed"  # routing refused the case's data: the centre dispatches
+    HISTORY_LARGE = "history_large"  # the case's Temporal history passed a warning mark
 
+
+# Temporal's default limits of one workflow's history: past the warning (limit.historySize.warn,
+# limit.historyCount.warn) the server logs; at the error limits it terminates the workflow.
+HISTORY_WARN_BYTES = 10 * 1024 * 1024
+HISTORY_WARN_EVENTS = 10_240
+HISTORY_LIMIT_BYTES = 50 * 1024 * 1024
+HISTORY_LIMIT_EVENTS = 51_200
 
 CASE_WORKFLOW = "ComplaintWorkflow"
 """The Temporal workflow type of a case (one workflow per case, id = case number)."""

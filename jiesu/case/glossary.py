@@ -150,6 +150,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.CALLBACK: "回访",
     EventKind.PROJECTION_FAILED: "读模型写入失败",
     EventKind.ROUTING_FAILED: "自动派单失败",
+    EventKind.HISTORY_LARGE: "工单历史过大",
     EventKind.LINKED_TO_HISTORY: "关联历史诉求（已答复仍重复反映）",
     EventKind.ANSWERED_DIRECTLY: "即时办结（知识库答复）",
     EventKind.SOLVED_ON_THE_SPOT: "网格就地解决",

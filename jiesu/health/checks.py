@@ -30,8 +30,10 @@ model and the notifications outbox, and reports six kinds of finding:
   or 10,240 events, the server's defaults): at 50 MiB or 51,200 events the server terminates
   it, and a case does not continue-as-new. Hundreds of long repeat reports take a case there
   (docs/security.md); its state query is refused well before (``CaseTooLarge``), and
-  :func:`case_state` then reads it in parts (``state_page``). Only the ``limit`` open workflows
-  examined are looked at: visibility keeps no history size for a running workflow.
+  :func:`case_state` then reads it in parts (``state_page``). Visibility keeps no history size
+  for a running workflow, so the ``limit`` open workflows examined are judged by Temporal's
+  figures, and every other open case by the ``history_large`` event it recorded itself at
+  10, 20, 30 and 40 MiB (or 10,240 … 40,960 events; history-watch-v1), in the read model.
 
 Read-only: the repairs (``jiesu repair``) are in jiesu.ops.doctor. Each check runs on its own;
 one that cannot run (Temporal or PostgreSQL away) is reported as an error instead of a finding.
@@ -64,9 +66,14 @@ from jiesu.case.domain import (
     CASE_STATE_PAGE_QUERY,
     CASE_STATE_QUERY,
     CASE_WORKFLOW,
+    HISTORY_WARN_BYTES,
+    HISTORY_WARN_EVENTS,
     CaseEvent,
     CaseState,
+    EventKind,
     StatePage,
+    Status,
+    sql_status,
 )
 
 TASK_FAILING = "workflow_task_failing"
@@ -81,10 +88,6 @@ KINDS = (
     TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
     NOTIFICATION_OVERDUE, INTAKE_PENDING, NOT_REPLAYING, HISTORY_LARGE,
 )  # fmt: skip
-# Temporal's defaults: limit.historySize.warn / limit.historyCount.warn (the .error limits,
-# 50 MiB and 51,200 events, terminate the workflow).
-HISTORY_WARN_BYTES = 10 * 1024 * 1024
-HISTORY_WARN_EVENTS = 10_240
 
 CASE_TYPE = CASE_WORKFLOW
 # The server sets TemporalReportedProblems only when told to (jiesu/ops/temporal_settings.py).
@@ -205,6 +208,7 @@ async def examine(
         await _retrying_activities(client, open_workflows, options.activity_after, report)
     async with _check(report, HISTORY_LARGE):
         _large_histories(open_workflows, report)
+        await _recorded_large(pool, report)
     cases = [w.workflow_id for w in open_workflows
              if w.workflow_type == CASE_TYPE and w.workflow_id not in failing]
     async with _check(report, READ_MODEL_BEHIND):
@@ -274,6 +278,32 @@ def _large_histories(open_workflows: list[OpenWorkflow], report: DoctorReport) -
                 workflow_type=w.workflow_type, run_id=w.run_id, history_length=length,
                 history_size_bytes=size,
             )  # fmt: skip
+
+
+async def _recorded_large(pool: asyncpg.Pool, report: DoctorReport) -> None:
+    """Every open case that recorded ``history_large`` (history-watch-v1), beyond the ``limit``
+    workflows described: visibility keeps no history size for a running workflow, the case
+    itself does. Its latest mark; a case described above is listed once, with Temporal's figures."""
+    listed = {f.subject for f in report.findings if f.kind == HISTORY_LARGE}
+    rows = await pool.fetch(  # the kind spelled out: the partial index of migration 0031
+        "SELECT DISTINCT ON (e.case_id) e.case_id, e.at, e.data FROM case_events e"
+        " JOIN cases c ON c.case_id = e.case_id"
+        f" WHERE e.kind = '{EventKind.HISTORY_LARGE.value}'"
+        f" AND c.status <> {sql_status(Status.CLOSED)} ORDER BY e.case_id, e.seq DESC"
+    )
+    for row in rows:
+        if row["case_id"] in listed:
+            continue
+        data = row["data"]
+        size, length = int(data.get("history_bytes") or 0), int(data.get("history_events") or 0)
+        report.add(
+            HISTORY_LARGE, row["case_id"],
+            f"{CASE_TYPE} {row['case_id']}: history of {length:,} events, "
+            f"{size / 1024 / 1024:.1f} MiB when the case recorded it at {row['at']:%Y-%m-%d %H:%M} "
+            "UTC (Temporal ends a workflow at 51,200 events or 50 MiB)",
+            workflow_type=CASE_TYPE, history_length=length, history_size_bytes=size,
+            recorded_at=row["at"].isoformat(),
+        )  # fmt: skip
 
 
 # --- workflow tasks ------------------------------------------------------------------------
