@@ -94,7 +94,12 @@ def _reference(args: argparse.Namespace) -> Work:
 
 
 def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date-time, e.g. 2027-01-01T00:00+08:00"
+        ) from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text}: give a timezone, e.g. 2027-01-01T00:00+08:00")
     return value
@@ -184,9 +189,10 @@ def _add_reference(admin: Any) -> None:
                            ("category", "categories")):
         acts = _actions(admin, plural, f"{plural}: list, get, put (create or replace), delete",
                         _reference)
-        acts.add_parser("list").set_defaults(entity=entity)
-        for action in ("get", "delete"):
-            acts.add_parser(action).add_argument("id")
+        acts.add_parser("list", help=f"every {entity}").set_defaults(entity=entity)
+        for action, what in (("get", f"one {entity}"),
+                             ("delete", f"delete a {entity} nothing refers to")):
+            acts.add_parser(action, help=what).add_argument("id")
             acts.choices[action].set_defaults(entity=entity)
         p = acts.add_parser("put", help="JSON of the record without its id, e.g. "
                             + {"department": '{"name": "...", "level": "county"}',
@@ -202,9 +208,10 @@ def _add_rules(admin: Any) -> None:
     acts = _actions(admin, "rules", "the routing catalogue (派单目录) with effective dates",
                     _rules)
     p = acts.add_parser("list", help="the rules in force (now, or --as-of)")
-    p.add_argument("--as-of", type=_instant)
-    p.add_argument("--every-version", action="store_true")
-    p.add_argument("--category")
+    p.add_argument("--as-of", type=_instant, help="the moment (ISO, with a timezone)")
+    p.add_argument("--every-version", action="store_true",
+                   help="every rule ever written, in force or not")
+    p.add_argument("--category", help="only this category's rules")
     p = acts.add_parser("add", help="a new rule, in force from --from (default now)")
     p.add_argument("--category", required=True)
     p.add_argument("--area", help="default: anywhere")
@@ -220,13 +227,14 @@ def _add_rules(admin: Any) -> None:
     p.add_argument("--department", required=True)
     p.add_argument("--priority", type=int)
     p.add_argument("--at", type=_instant)
-    acts.add_parser("history").add_argument("id", type=int)
+    acts.add_parser("history", help="a rule's changes (the change log)").add_argument(
+        "id", type=int)
 
 
 def _add_calendar(admin: Any) -> None:
     acts = _actions(admin, "calendar", "calendar overrides from the year's holiday notice (CSV)",
                     _calendar)
-    acts.add_parser("show").add_argument("year", type=int)
+    acts.add_parser("show", help="a year's overrides").add_argument("year", type=int)
     for action, help_ in (("diff", "validate the file, show what would change"),
                           ("apply", "validate, show and apply")):
         p = acts.add_parser(action, help=help_)
@@ -237,19 +245,22 @@ def _add_calendar(admin: Any) -> None:
 def _add_policy(admin: Any) -> None:
     acts = _actions(admin, "policy", "run-time policy values (SLA limits, lifecycle windows)",
                     _policy)
-    acts.add_parser("list")
-    p = acts.add_parser("set")
-    p.add_argument("name", choices=policy.NAMES)
+    acts.add_parser("list", help="every value, its default and unit")
+    p = acts.add_parser("set", help="set one value (new deadlines use it)")
+    p.add_argument("name", choices=policy.NAMES, metavar="NAME",
+                   help="one of: " + ", ".join(policy.NAMES))
     p.add_argument("value", type=float)
-    acts.add_parser("reset").add_argument("name", choices=policy.NAMES)
+    acts.add_parser("reset", help="back to the default").add_argument(
+        "name", choices=policy.NAMES, metavar="NAME", help="see `jiesu admin policy list`")
 
 
 def _add_templates(admin: Any) -> None:
     acts = _actions(admin, "templates", "notification templates ($case_id, $subject, $body)",
                     _templates)
-    acts.add_parser("list")
-    for action in ("set", "delete"):
-        p = acts.add_parser(action)
+    acts.add_parser("list", help="the templates that replace a built-in text")
+    for action, help_ in (("set", "replace the built-in subject and body of one notice"),
+                          ("delete", "back to the built-in text")):
+        p = acts.add_parser(action, help=help_)
         p.add_argument("event_kind", choices=[k.value for k in EventKind])
         p.add_argument("recipient", choices=["department", "citizen", "supervisor"])
         if action == "set":
@@ -268,7 +279,8 @@ def add_commands(sub: Any) -> None:
     _add_policy(groups)
     _add_templates(groups)
     p = groups.add_parser("changes", help="the change log, newest first")
-    p.add_argument("--entity")
-    p.add_argument("--id")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--entity", help="e.g. department, area, category, routing_rule, calendar, "
+                   "policy, notification_template")
+    p.add_argument("--id", help="the record's id (with --entity)")
+    p.add_argument("--limit", type=int, default=50, help="at most (default %(default)s)")
     p.set_defaults(func=_command(_changes))

@@ -56,6 +56,19 @@ def _run(body: Callable[[Session], Awaitable[int]]) -> int:
         return 2
 
 
+def iso_time(value: str) -> str:
+    """argparse type of ``--since``/``--until``: refuse what ``_time`` cannot read, as a usage
+    error (exit 2) before anything is connected, instead of a traceback afterwards."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO date or date-time, e.g. 2026-11-01 or "
+            "2026-11-01T08:00+08:00"
+        ) from None
+    return value
+
+
 def _time(value: str, zone: str | None = None) -> datetime:
     """An ISO date or date-time; without an offset, in the hotline's time zone."""
     parsed = datetime.fromisoformat(value)
@@ -291,8 +304,9 @@ def _add(
 
 
 def _add_range(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", help="cases started at or after (ISO date/time)")
-    parser.add_argument("--until", help="cases started before (ISO date/time)")
+    parser.add_argument("--since", type=iso_time,
+                        help="cases started at or after (ISO date/time)")
+    parser.add_argument("--until", type=iso_time, help="cases started before (ISO date/time)")
 
 
 def add_commands(sub: Any) -> None:

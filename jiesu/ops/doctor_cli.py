@@ -14,7 +14,7 @@ from typing import Any
 from jiesu.health import checks
 from jiesu.intake.filing import settle_pending
 from jiesu.ops import doctor
-from jiesu.ops.audit_cli import Session, _add, _run, _time
+from jiesu.ops.audit_cli import Session, _add, _run, _time, iso_time
 from workflows import ALL_WORKFLOWS
 
 
@@ -123,8 +123,8 @@ def add_commands(sub: Any) -> None:
                    help="report intakes and repeat reports still pending this long after "
                         "they were filed (default %(default)s)")
     p.add_argument("--no-replay", action="store_true", help="skip replaying histories")
-    p.add_argument("--since", help="also replay cases (closed ones too) started since "
-                                   "(ISO date/time)")
+    p.add_argument("--since", type=iso_time,
+                   help="also replay cases (closed ones too) started since (ISO date/time)")
 
     repair = sub.add_parser("repair", help="repair what the doctor found (see "
                                            "docs/operations.md)")

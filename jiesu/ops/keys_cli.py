@@ -94,7 +94,10 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _key_id(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a key id (a number)") from None
     if not 1 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"{text} is not a key id")
     return value
