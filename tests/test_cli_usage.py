@@ -6,11 +6,15 @@ other subcommand does (docs/operations.md, "The doctor")."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from test_audit import run_cli
+from test_audit import ROOT, cli_env, run_cli
 
-from jiesu.config import Settings
+from jiesu.config import Settings, get_settings
 from jiesu.ops import cli
 
 
@@ -55,3 +59,67 @@ async def test_a_wrong_argument_is_a_usage_error_not_a_traceback(
         last = err.strip().splitlines()[-1]
         assert f"error: argument {argument}: " in last, (argv, err)
         assert "_instant" not in last and "_key_id" not in last, (argv, err)
+
+
+async def test_a_file_that_cannot_be_read_is_named_in_one_line(
+    env: WorkflowEnvironment, settings: Settings, tmp_path: object
+) -> None:
+    missing = f"{tmp_path}/2027.csv"
+    for argv in (
+        ["admin", "calendar", "diff", missing, "--year", "2027"],
+        ["admin", "calendar", "apply", str(tmp_path), "--year", "2027"],  # a folder
+    ):
+        code, _out, err = await run_cli(env, settings, *argv)
+        assert code == 2, (argv, code, err)
+        assert "Traceback" not in err, err
+        [line] = err.strip().splitlines()
+        assert line.startswith("error: ") and argv[3] in line, line
+
+
+async def test_output_cut_short_by_its_reader_is_no_traceback(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """``jiesu admin policy list | head -1``: the reader is gone before the answer is."""
+
+    def run_with_closed_stdout() -> tuple[int, str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jiesu.ops.cli", "admin", "policy", "list"],
+            cwd=ROOT, env=cli_env(env, settings),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # long before the command has connected and printed
+        err = process.stderr.read()
+        return process.wait(timeout=120), err
+
+    code, err = await asyncio.to_thread(run_with_closed_stdout)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 141, (code, err)
+
+
+async def test_bootstrap_without_temporal_says_what_to_set_and_exits_2(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def unreachable(address: str, namespace: str, **_: object) -> None:
+        raise cli.TemporalUnavailable(
+            f"Temporal at {address} (namespace {namespace!r}) did not accept connections "
+            "within 60 s; last error: connection refused"
+        )
+
+    codes: list[int] = []
+    monkeypatch.setattr(cli, "connect_temporal", unreachable)  # instead of waiting 60 s
+    monkeypatch.setattr(cli, "hard_exit", codes.append)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.delenv("JIESU_DEMO_DATA", raising=False)
+    get_settings.cache_clear()
+    try:
+        await asyncio.to_thread(cli.main, ["bootstrap", "--no-demo"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert codes == [2], (codes, err)
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: cannot reach Temporal at 127.0.0.1:1"), line
+    assert "set TEMPORAL_ADDRESS" in line

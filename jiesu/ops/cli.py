@@ -105,11 +105,9 @@ def wants_demo(args: argparse.Namespace, settings: Settings) -> bool:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Create/migrate the database, register search attributes; demo data only if asked."""
-    try:
-        return asyncio.run(_bootstrap(demo=wants_demo(args, get_settings())))
-    except TemporalUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    # Temporal or PostgreSQL out of reach: ``main`` says which and what to set (exit 2), as
+    # for every subcommand.
+    return asyncio.run(_bootstrap(demo=wants_demo(args, get_settings())))
 
 
 # --- wiring --------------------------------------------------------------------------------
@@ -213,14 +211,21 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = run(argv)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `jiesu ... | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # as a command killed by SIGPIPE
     except Exception as err:
         message = unreachable(err)
-        if message is None:
-            traceback.print_exc()
-            code = 1
-        else:
+        if message is not None:
             print(f"error: {message} (`make run` prints both)", file=sys.stderr)
             code = 2
+        elif isinstance(err, OSError) and err.filename is not None:
+            # a file named on the command line that cannot be read or written
+            print(f"error: {err.strerror or err}: {err.filename}", file=sys.stderr)
+            code = 2
+        else:
+            traceback.print_exc()
+            code = 1
     hard_exit(code)
 
 
