@@ -7,6 +7,8 @@ other subcommand does (docs/operations.md, "The doctor")."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import subprocess
 import sys
 
@@ -123,3 +125,21 @@ async def test_bootstrap_without_temporal_says_what_to_set_and_exits_2(
     [line] = err.strip().splitlines()
     assert line.startswith("error: cannot reach Temporal at 127.0.0.1:1"), line
     assert "set TEMPORAL_ADDRESS" in line
+
+
+def test_the_mail_listener_answers_help_and_refuses_arguments() -> None:
+    """``python -m jiesu.channels.mail_listener --help`` (docs/channels.md) says how it is
+    configured instead of starting a listener with the argument ignored."""
+    with socket.socket() as s:  # a port nothing listens on, should a listener start after all
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JIESU_MAIL_PORT": str(port), "TEMPORAL_ADDRESS": "127.0.0.1:1",
+           "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/jiesu"}  # fmt: skip
+    for argv, code, words in ((["--help"], 0, "JIESU_MAIL_PORT"),
+                              (["--port", "2526"], 2, "unrecognized arguments")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "jiesu.channels.mail_listener", *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == code, (argv, done.returncode, done.stderr)
+        assert words in done.stdout + done.stderr and "Traceback" not in done.stderr, done

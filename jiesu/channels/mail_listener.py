@@ -11,6 +11,7 @@ relay (MX), which delivers the complaints address to it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -76,5 +77,20 @@ async def main() -> None:
         await pool.close()
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """No options: settings come from the environment. ``--help`` says which; anything else is
+    a usage error (exit 2) rather than a listener started with the argument ignored."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jiesu.channels.mail_listener",
+        description="The inbound e-mail listener: an SMTP server that files mails to the "
+        "complaints address as cases (docs/channels.md). No options; it is configured by the "
+        "environment: JIESU_MAIL_HOST, JIESU_MAIL_PORT (127.0.0.1:2525), JIESU_MAIL_ADDRESS "
+        "(12345@jiesu.localhost), JIESU_MAIL_MAX_BYTES, JIESU_MAIL_REPLY (log | smtp), "
+        "DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE.",
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
+    parse_args()
     asyncio.run(main())
