@@ -143,3 +143,27 @@ def test_the_mail_listener_answers_help_and_refuses_arguments() -> None:
         )  # fmt: skip
         assert done.returncode == code, (argv, done.returncode, done.stderr)
         assert words in done.stdout + done.stderr and "Traceback" not in done.stderr, done
+
+
+def test_the_stack_answers_help_and_refuses_arguments(tmp_path: object) -> None:
+    """``python -m jiesu.ops.stack --help`` (docs/operations.md runs the module by hand) prints
+    the variables it reads instead of starting the whole stack with the argument ignored."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    env = {  # should a stack start after all: nothing of ours, on servers that are not there
+        **os.environ, "JIESU_DATA_DIR": str(tmp_path), "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/jiesu", "JIESU_API_PORT": str(ports[0]),
+        "JIESU_MAIL_PORT": str(ports[1]), "JIESU_API_METRICS_ADDRESS": "",
+        "JIESU_WORKER_METRICS_ADDRESS": "",
+    }  # fmt: skip
+    for argv, code, words in ((["--help"], 0, "JIESU_DATA_DIR"),
+                              (["--port", "1"], 2, "unrecognized arguments")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "jiesu.ops.stack", *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == code, (argv, done.returncode, done.stdout, done.stderr)
+        assert words in done.stdout + done.stderr and "Traceback" not in done.stderr, done

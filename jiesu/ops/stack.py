@@ -24,6 +24,7 @@ to at each restart) and ``pg/log``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ctypes
 import json
@@ -790,7 +791,19 @@ def run() -> int:
     return code
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """No options (``make run`` passes none): ``--help`` prints how the stack is configured,
+    anything else is a usage error (exit 2) instead of a whole stack started with it ignored."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jiesu.ops.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> NoReturn:
+    parse_args()
     try:
         code = run()
     except Exception:  # unexpected: everything started has been stopped, show why
