@@ -45,6 +45,17 @@ def test_a_groups_help_lists_every_action(
         assert line.strip() != action, (action, out)
 
 
+@pytest.mark.parametrize("group", ["keys", "users", "repair", "admin"])
+def test_a_groups_help_says_what_it_is_for(
+    group: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.run([group, "--help"])
+    out = capsys.readouterr().out
+    between = out.split("positional arguments:")[0].split("\n\n", 1)[1]  # after the usage
+    assert "DATABASE_URL" in between or "docs/" in between, out
+
+
 async def test_a_wrong_argument_is_a_usage_error_not_a_traceback(
     env: WorkflowEnvironment, settings: Settings
 ) -> None:

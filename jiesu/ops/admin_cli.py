@@ -270,15 +270,18 @@ def _add_templates(admin: Any) -> None:
 
 def add_commands(sub: Any) -> None:
     """Add ``admin`` and its subcommands to the ``jiesu`` parser's subparsers."""
-    admin = sub.add_parser("admin", help="reference data, routing catalogue, calendar, policy, "
-                           "templates, change log")
+    what = "reference data, routing catalogue, calendar, policy, templates, change log"
+    admin = sub.add_parser("admin", help=what, description=f"Administration ({what}) on "
+                           "DATABASE_URL, as /api/v1/admin/...: docs/administration.md. "
+                           "Every change is logged as cli:<login>; a refused one exits 2.")
     groups = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
     _add_reference(groups)
     _add_rules(groups)
     _add_calendar(groups)
     _add_policy(groups)
     _add_templates(groups)
-    p = groups.add_parser("changes", help="the change log, newest first")
+    p = groups.add_parser("changes", help="the change log, newest first",
+                          description="the change log, newest first")
     p.add_argument("--entity", help="e.g. department, area, category, routing_rule, calendar, "
                    "policy, notification_template")
     p.add_argument("--id", help="the record's id (with --entity)")

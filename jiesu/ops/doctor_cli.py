@@ -127,7 +127,9 @@ def add_commands(sub: Any) -> None:
                    help="also replay cases (closed ones too) started since (ISO date/time)")
 
     repair = sub.add_parser("repair", help="repair what the doctor found (see "
-                                           "docs/operations.md)")
+                                           "docs/operations.md)",
+                            description="Repair what `jiesu doctor` found: docs/operations.md, "
+                            "one section per kind of problem.")
     what = repair.add_subparsers(dest="what", required=True, metavar="WHAT")
     p = _add(what, "read-model", cmd_repair_read_model)
     p.add_argument("cases", nargs="+", metavar="CASE", help="case numbers")

@@ -105,7 +105,9 @@ def _key_id(text: str) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``keys`` and its subcommands to the ``jiesu`` parser's subparsers."""
-    keys = sub.add_parser("keys", help="staff API keys: create, list, revoke")
+    keys = sub.add_parser("keys", help="staff API keys: create, list, revoke",
+                          description="Staff API keys (sent as 'Authorization: Bearer <key>'), "
+                          "on DATABASE_URL; admins have the same at /api/v1/admin/keys.")
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
 
     def add(name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

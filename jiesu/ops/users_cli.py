@@ -158,7 +158,9 @@ def cmd_users_set_password(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Add ``users`` and its subcommands to the ``jiesu`` parser's subparsers."""
     users = sub.add_parser(
-        "users", help="staff accounts: create, list, disable, enable, set-password"
+        "users", help="staff accounts: create, list, disable, enable, set-password",
+        description="Staff accounts for the console and POST /api/v1/session, on DATABASE_URL; "
+        "a password is read from stdin or a prompt, never an argument.",
     )
     actions = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
 
