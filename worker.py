@@ -2,11 +2,12 @@
 notifications outbox dispatcher (jiesu.notify.outbox) and the statistics rollup refresher
 (jiesu.stats.refresher).
 
-    python worker.py        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...)
+    python -m worker        (environment: TEMPORAL_ADDRESS, DATABASE_URL, ...; --help)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -146,7 +147,22 @@ async def main() -> None:
         await pool.close()
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """No options (the stack and docker-compose pass none): ``--help`` says how the worker is
+    configured, anything else is a usage error (exit 2), not a worker started with it ignored."""
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="The Jiesu worker: the case workflows and their activities, the "
+        "notifications outbox dispatcher and the statistics refresher. No options; it is "
+        "configured by the environment (jiesu/config.py, README's Configuration): "
+        "TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, JIESU_TASK_QUEUE, DATABASE_URL, "
+        "JIESU_WORKER_METRICS_ADDRESS, JIESU_NOTIFY_SENDER, JIESU_SMS_GATEWAY, ...",
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
+    parse_args()
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

@@ -138,18 +138,23 @@ async def test_bootstrap_without_temporal_says_what_to_set_and_exits_2(
     assert "set TEMPORAL_ADDRESS" in line
 
 
-def test_the_mail_listener_answers_help_and_refuses_arguments() -> None:
-    """``python -m jiesu.channels.mail_listener --help`` (docs/channels.md) says how it is
-    configured instead of starting a listener with the argument ignored."""
+@pytest.mark.parametrize(
+    ("module", "variable"),
+    [("jiesu.channels.mail_listener", "JIESU_MAIL_PORT"), ("worker", "TEMPORAL_ADDRESS")],
+)
+def test_a_process_answers_help_and_refuses_arguments(module: str, variable: str) -> None:
+    """``python -m jiesu.channels.mail_listener --help`` (docs/channels.md) and ``python -m
+    worker --help`` (docs/operations.md) say how they are configured instead of starting with
+    the argument ignored."""
     with socket.socket() as s:  # a port nothing listens on, should a listener start after all
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "JIESU_MAIL_PORT": str(port), "TEMPORAL_ADDRESS": "127.0.0.1:1",
            "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/jiesu"}  # fmt: skip
-    for argv, code, words in ((["--help"], 0, "JIESU_MAIL_PORT"),
+    for argv, code, words in ((["--help"], 0, variable),
                               (["--port", "2526"], 2, "unrecognized arguments")):  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "jiesu.channels.mail_listener", *argv],
+            [sys.executable, "-m", module, *argv],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == code, (argv, done.returncode, done.stderr)
