@@ -92,7 +92,8 @@ async def _bootstrap(demo: bool) -> int:
     client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
     added = await prepare_temporal(client)
     done = f"registered search attributes {', '.join(added)}" if added else "search attributes OK"
-    print(f"Temporal {settings.temporal_address} ({settings.temporal_namespace}): {done}.")
+    print(f"Temporal {settings.temporal_address} ({settings.temporal_namespace}): {done}; "
+          "schedules OK.")
     if keys:
         print("\nDemo API keys:\n" + format_keys(keys))
     return 0
@@ -104,7 +105,8 @@ def wants_demo(args: argparse.Namespace, settings: Settings) -> bool:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Create/migrate the database, register search attributes; demo data only if asked."""
+    """Create/migrate the database, register the search attributes and the schedules (hourly
+    archive, reports); demo data only if asked."""
     # Temporal or PostgreSQL out of reach: ``main`` says which and what to set (exit 2), as
     # for every subcommand.
     return asyncio.run(_bootstrap(demo=wants_demo(args, get_settings())))
