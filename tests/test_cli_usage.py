@@ -183,3 +183,30 @@ def test_the_stack_answers_help_and_refuses_arguments(tmp_path: object) -> None:
         )  # fmt: skip
         assert done.returncode == code, (argv, done.returncode, done.stdout, done.stderr)
         assert words in done.stdout + done.stderr and "Traceback" not in done.stderr, done
+
+
+def test_a_table_with_chinese_names_lines_up_on_a_terminal() -> None:
+    """``jiesu users list``: 李娜 (话务员) takes 12 terminal columns, not 9 characters' worth."""
+    import unicodedata
+    from datetime import UTC, datetime
+
+    from jiesu.access.staff import Person
+    from jiesu.case.domain import Role
+    from jiesu.ops.users_cli import format_table
+
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    people = [
+        Person(id=1, login="li.na", display_name="李娜 (话务员)", role=Role.OPERATOR,
+               department_id=None, active=True, created_at=at, updated_at=at),
+        Person(id=2, login="wang.fang", display_name="Wang Fang", role=Role.DEPARTMENT,
+               department_id="water", active=True, created_at=at, updated_at=at),
+    ]  # fmt: skip
+
+    def column_of(line: str, word: str) -> int:  # where `word` starts, in terminal columns
+        before = line[: line.index(word)]
+        return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in before)
+
+    header, _dashes, first, second = format_table(people).splitlines()
+    assert column_of(first, "operator") == column_of(second, "department") == column_of(
+        header, "role"
+    ), format_table(people)

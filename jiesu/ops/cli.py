@@ -73,11 +73,10 @@ async def connect_temporal(
 def format_keys(keys: Sequence[DemoKey]) -> str:
     """The demo API keys as a plain-text table."""
     header = ("name", "role", "department", "API key")
-    rows = [header] + [(k.name, k.role, k.department_id or "-", k.key) for k in keys]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    from jiesu.ops.tables import plain_table
+
+    rows = [(k.name, str(k.role), k.department_id or "-", k.key) for k in keys]
+    return plain_table(header, rows)
 
 
 # --- subcommands -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from jiesu.access import api_keys
 from jiesu.access.api_keys import ApiKey, KeyRefused
 from jiesu.case.domain import Role
 from jiesu.config import get_settings
+from jiesu.ops.tables import plain_table
 
 
 async def _with_db(work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
@@ -33,7 +34,7 @@ async def _with_db(work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
 def format_table(keys: Sequence[ApiKey]) -> str:
     """The keys as a plain-text table: never a secret, only what identifies each key."""
     header = ("id", "name", "role", "department", "created", "revoked")
-    rows = [header] + [
+    rows = [
         (
             str(k.id), k.name, k.role.value, k.department_id or "-",
             f"{k.created_at:%Y-%m-%d %H:%M:%S%z}",
@@ -41,10 +42,7 @@ def format_table(keys: Sequence[ApiKey]) -> str:
         )
         for k in keys
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    return plain_table(header, rows)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from jiesu.access import staff
 from jiesu.access.staff import AccountRefused, Person
 from jiesu.case.domain import Role
 from jiesu.config import get_settings
+from jiesu.ops.tables import plain_table
 
 
 class PasswordNotGiven(Exception):
@@ -68,7 +69,7 @@ def _run(work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
 def format_table(people: Sequence[Person]) -> str:
     """The accounts as a plain-text table (never a password hash)."""
     header = ("login", "name", "role", "department", "active", "created", "updated")
-    rows = [header] + [
+    rows = [
         (
             p.login, p.display_name, p.role.value, p.department_id or "-",
             "yes" if p.active else "no",
@@ -76,10 +77,7 @@ def format_table(people: Sequence[Person]) -> str:
         )
         for p in people
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    return plain_table(header, rows)
 
 
 def _describe(p: Person) -> str:
