@@ -45,6 +45,25 @@ def test_a_groups_help_lists_every_action(
         assert line.strip() != action, (action, out)
 
 
+def test_every_option_of_every_subcommand_says_what_it_is() -> None:
+    """``jiesu admin rules add --help`` listed --category, --department, --priority, --from,
+    --to without a word; so did --year, --subject, --body and --role elsewhere."""
+    import argparse
+
+    silent: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, [*path, name])
+            elif action.option_strings and not action.help:
+                silent.append(" ".join([*path, action.option_strings[-1]]))
+
+    walk(cli._build_parser(), ["jiesu"])
+    assert silent == [], silent
+
+
 @pytest.mark.parametrize("group", ["keys", "users", "repair", "admin"])
 def test_a_groups_help_says_what_it_is_for(
     group: str, capsys: pytest.CaptureFixture[str]

@@ -213,20 +213,23 @@ def _add_rules(admin: Any) -> None:
                    help="every rule ever written, in force or not")
     p.add_argument("--category", help="only this category's rules")
     p = acts.add_parser("add", help="a new rule, in force from --from (default now)")
-    p.add_argument("--category", required=True)
-    p.add_argument("--area", help="default: anywhere")
-    p.add_argument("--department", required=True)
-    p.add_argument("--priority", type=int)
-    p.add_argument("--from", dest="valid_from", type=_instant)
-    p.add_argument("--to", dest="valid_to", type=_instant)
+    p.add_argument("--category", required=True, help="the category id")
+    p.add_argument("--area", help="the area id it applies in (default: anywhere)")
+    p.add_argument("--department", required=True, help="the department id the cases go to")
+    p.add_argument("--priority", type=int,
+                   help="higher wins among rules of the same area (default 0)")
+    p.add_argument("--from", dest="valid_from", type=_instant,
+                   help="in force from (ISO, with a timezone; default now)")
+    p.add_argument("--to", dest="valid_to", type=_instant,
+                   help="in force until, exclusive (default: open-ended)")
     p = acts.add_parser("retire", help="out of force from --at (default now)")
-    p.add_argument("id", type=int)
-    p.add_argument("--at", type=_instant)
+    p.add_argument("id", type=int, help="the rule's id (from `rules list`)")
+    p.add_argument("--at", type=_instant, help="from when (ISO, with a timezone; default now)")
     p = acts.add_parser("replace", help="retire and put a successor in force at --at")
-    p.add_argument("id", type=int)
-    p.add_argument("--department", required=True)
-    p.add_argument("--priority", type=int)
-    p.add_argument("--at", type=_instant)
+    p.add_argument("id", type=int, help="the rule's id (from `rules list`)")
+    p.add_argument("--department", required=True, help="the successor's department id")
+    p.add_argument("--priority", type=int, help="the successor's priority (default: the rule's)")
+    p.add_argument("--at", type=_instant, help="from when (ISO, with a timezone; default now)")
     acts.add_parser("history", help="a rule's changes (the change log)").add_argument(
         "id", type=int)
 
@@ -239,7 +242,8 @@ def _add_calendar(admin: Any) -> None:
                           ("apply", "validate, show and apply")):
         p = acts.add_parser(action, help=help_)
         p.add_argument("file", help="CSV: date,kind,note (kind: holiday | workday)")
-        p.add_argument("--year", type=int, required=True)
+        p.add_argument("--year", type=int, required=True,
+                       help="the year of the notice: its days become exactly the file's")
 
 
 def _add_policy(admin: Any) -> None:
@@ -264,8 +268,10 @@ def _add_templates(admin: Any) -> None:
         p.add_argument("event_kind", choices=[k.value for k in EventKind])
         p.add_argument("recipient", choices=["department", "citizen", "supervisor"])
         if action == "set":
-            p.add_argument("--subject", required=True)
-            p.add_argument("--body", required=True)
+            p.add_argument("--subject", required=True,
+                           help="string.Template: $case_id, $subject, $body, $recipient_id, "
+                           "$event_kind")
+            p.add_argument("--body", required=True, help="string.Template, the same fields")
 
 
 def add_commands(sub: Any) -> None:

@@ -114,7 +114,8 @@ def add_commands(sub: Any) -> None:
         return p
 
     p = add("create", cmd_keys_create)
-    p.add_argument("--role", required=True, choices=[r.value for r in api_keys.KEY_ROLES])
+    p.add_argument("--role", required=True, choices=[r.value for r in api_keys.KEY_ROLES],
+                   help="what the key may do (department: with --department)")
     p.add_argument("--department", help="the department id (role department only)")
     p.add_argument("--name", required=True, help="who or what holds the key, e.g. ops-admin")
     add("list", cmd_keys_list)

@@ -170,7 +170,8 @@ def add_commands(sub: Any) -> None:
     p = add("create", cmd_users_create)
     p.add_argument("--login", required=True, help="what the person logs in with, e.g. wang.fang")
     p.add_argument("--name", required=True, help="the name shown on screens, e.g. 王芳")
-    p.add_argument("--role", required=True, choices=[r.value for r in staff.STAFF_ROLE_VALUES])
+    p.add_argument("--role", required=True, choices=[r.value for r in staff.STAFF_ROLE_VALUES],
+                   help="what the person may do (department: with --department)")
     p.add_argument("--department", help="the department id (role department only)")
     add("list", cmd_users_list)
     for name, func in (
