@@ -300,6 +300,21 @@ async def test_a_bad_notice_is_refused_by_the_cli_and_changes_nothing(
     assert (await api.get(f"{A}/calendar/2031", headers=ADMIN)).json() == before
 
 
+async def test_input_the_cli_refuses_is_named_in_one_line(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """A record pydantic refuses: which field and why, in one line, without pydantic's
+    "For further information visit https://errors.pydantic.dev/…" (an intranet user may not
+    reach it) nor the input repeated."""
+    code, _, err = await cli_in_process(
+        cli_env(env, settings), "admin", "categories", "put", "noise_square",
+        '{"name": "广场舞噪音", "default_urgency": "whenever"}',
+    )  # fmt: skip
+    assert code == 2 and err.startswith("error: invalid input: "), err
+    assert "default_urgency" in err and "pydantic.dev" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 # --- policy values and templates ------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jiesu.case.domain import Phone, Text
 from jiesu.config import Settings
+from jiesu.validation import plain
 
 TIMESTAMP_HEADER = "X-Jiesu-Timestamp"
 SIGNATURE_HEADER = "X-Jiesu-Signature"
@@ -129,7 +130,7 @@ class LogSmsGateway:
         try:
             return InboundSms.model_validate(json.loads(body))
         except (ValueError, ValidationError) as err:  # JSONDecodeError is a ValueError
-            raise InvalidInbound(f"not an inbound SMS: {err}"[:500]) from err
+            raise InvalidInbound(f"not an inbound SMS: {plain(err)}"[:500]) from err
 
 
 def gateway_from_settings(settings: Settings, pool: asyncpg.Pool) -> SmsGateway:

@@ -32,6 +32,7 @@ from jiesu.admin import calendar, changes, policy, reference, routing, templates
 from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import Actor, EventKind, Role
 from jiesu.config import get_settings
+from jiesu.validation import plain
 
 Work = Callable[[asyncpg.Pool, Actor], Awaitable[Any]]
 
@@ -70,7 +71,7 @@ def _execute(work: Work) -> int:
     try:
         return asyncio.run(_run(work))
     except (ValidationError, ValueError) as exc:
-        print(f"error: invalid input: {exc}", file=sys.stderr)
+        print(f"error: invalid input: {plain(exc)}", file=sys.stderr)
         return 2
 
 
@@ -168,7 +169,7 @@ def _command(build: Callable[[argparse.Namespace], Work]) -> Callable[[argparse.
         try:
             work = build(args)
         except (ValidationError, ValueError) as exc:
-            print(f"error: invalid input: {exc}", file=sys.stderr)
+            print(f"error: invalid input: {plain(exc)}", file=sys.stderr)
             return 2
         return _execute(work)
 
