@@ -17,11 +17,11 @@ per call. Not a pass/fail test; not run by ``make``."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -129,7 +129,12 @@ async def one_request() -> None:
 
 
 def main() -> None:
-    what = sys.argv[1] if len(sys.argv) > 1 else "stack"
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.api_parts", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("what", nargs="?", choices=("stack", "request"), default="stack")
+    what = parser.parse_args().what
     if what == "request":
         asyncio.run(one_request())
         return

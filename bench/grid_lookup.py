@@ -6,8 +6,8 @@ of N × N square grids: build the index once, then locate random points.
 
 from __future__ import annotations
 
+import argparse
 import random
-import sys
 import time
 
 from jiesu.geo import GridIndex
@@ -37,4 +37,8 @@ def main(n: int = 100, points: int = 10_000) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    parser = argparse.ArgumentParser(prog="python -m bench.grid_lookup", description=__doc__)
+    parser.add_argument("n", nargs="?", type=int, default=100, help="N × N grids (100)")
+    parser.add_argument("points", nargs="?", type=int, default=10_000, help="points (10000)")
+    args = parser.parse_args()
+    main(args.n, args.points)

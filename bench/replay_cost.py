@@ -7,6 +7,7 @@ its comparison (as ``jiesu replay`` and the doctor do: jiesu.audit.witness).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator
@@ -59,4 +60,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(prog="python -m bench.replay_cost", description=__doc__).parse_args()
     asyncio.run(main())

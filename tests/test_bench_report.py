@@ -119,3 +119,19 @@ def test_a_rate_set_by_hand_is_named_and_not_checked_against_the_targets() -> No
     results["fixed"]["rate_given"] = False  # at half the maximum the same answers meet it
     results["targets"] = report.targets(results)
     assert results["targets"]["department_action_p99_ms"]["met"] is True
+
+
+def test_every_bench_command_answers_help_before_it_starts_anything() -> None:
+    """Each ``python -m bench.X`` parses its arguments with argparse before it does any work:
+    ``--help`` (or a typo) once started a stack, replayed every history or printed a
+    traceback (bench.session_purge, bench.grid_lookup, bench.replay_cost, bench.api_parts,
+    bench.scale_worker). Checked in the source: running twenty of them costs ~18 s."""
+    import re
+    from pathlib import Path
+
+    commands = [p for p in sorted(Path(__file__).parent.parent.joinpath("bench").glob("*.py"))
+                if '__name__ == "__main__"' in p.read_text(encoding="utf-8")]  # fmt: skip
+    assert len(commands) >= 15, commands
+    raw = [p.stem for p in commands if "sys.argv" in p.read_text(encoding="utf-8")
+           or not re.search(r"ArgumentParser\(", p.read_text(encoding="utf-8"))]  # fmt: skip
+    assert not raw, f"bench commands without argparse: {raw}"
