@@ -17,13 +17,22 @@ import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from helpers import complaint, department, eventually, register, signed_in
 
+from api.console import event_words
 from api.console.actions import allowed_actions
 from api.console.citizen import RedactLinks
-from api.console.web import STATIC
+from api.console.web import STATIC, local_time
 from api.deps import Principal
 from jiesu.access import citizen_tokens
 from jiesu.case import glossary
-from jiesu.case.domain import CaseState, Role
+from jiesu.case.domain import (
+    CASE_CITIZEN_NAME,
+    SYSTEM_ACTOR,
+    Actor,
+    CaseState,
+    EventKind,
+    Role,
+    repeat_reporter_name,
+)
 from jiesu.config import Settings
 from jiesu.intake.follow_up import LINK, FollowUpLinks
 from jiesu.notify.links import follow_up_link
@@ -67,6 +76,109 @@ def test_every_refusal_of_intake_reads_in_chinese() -> None:
     codes = set(re.findall(r'IntakeRefused\(\s*"([a-z_]+)"', source))
     assert {"blank_title", "unknown_grid", "answer_not_valid"} <= codes
     assert codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
+
+
+AT = "2026-03-02T01:30:00+00:00"  # 09:30 in Beijing
+# What each kind's event carries as the workflow records it (workflows/complaint.py,
+# case_record.py, ladder.py), the system's own English sentences included.
+RECORDED: dict[EventKind, dict] = {
+    EventKind.RECEIVED: {"title": "井盖缺失", "category_id": "sewer_blockage", "grid_id": "G-1",
+                         "channel": "hotline", "urgency": "urgent", "received_at": AT},
+    EventKind.ROUTED: {"department_id": "water", "department_name": "水务局", "rule_id": 7,
+                       "note": ""},
+    EventKind.QUEUED: {"department_id": "centre", "reason": "reassignment limit reached"},
+    EventKind.DISPATCHED: {"department_id": "water", "department_name": "水务局",
+                           "rule_id": None, "note": "请尽快处理"},
+    EventKind.DEADLINES_SET: {"accept": AT, "contact": AT, "finish": AT,
+                              "rating_window_hours": 72.0, "return_window_hours": 24.0},
+    EventKind.ACCEPTED: {},
+    EventKind.CONTACTED: {"note": "已电话联系"},
+    EventKind.REPLIED: {"outcome": "explained", "text": "已疏通", "evidence": []},
+    EventKind.RATED: {"rating": "basically_satisfied", "comment": ""},
+    EventKind.CALLBACK: {"rating": "satisfied", "comment": "given on the call"},
+    EventKind.DEADLINE_BREACHED: {"deadline_kind": "accept", "deadline": AT,
+                                  "department_id": "water"},
+    EventKind.REJECTED: {"action": "reply", "code": "evidence_required",
+                         "reason": "an explained reply needs evidence"},
+    EventKind.CLOSED: {"resolution": "not_rated"},
+    EventKind.RETURNED: {"reason": "不属本单位职责", "department_id": "water",
+                         "awaiting_approval": True},
+    EventKind.RETURN_UPHELD: {"department_id": "water",
+                              "note": "upheld: no decision by the deadline (逾期未审视为同意)"},
+    EventKind.RETURN_REJECTED: {"department_id": "water", "reason": "属于本单位职责",
+                                "return_reason": "不属本单位职责"},
+    EventKind.RETURN_DECISION_OVERDUE: {"decision_due": AT, "department_id": "water"},
+    EventKind.SECOND_ASSIGNMENT_ORDERED: {"reason": "超时未办", "department_id": "water",
+                                          "to_department_id": "housing", "overdue": ["accept"],
+                                          "on_review": False},
+    EventKind.LEVEL_RAISE_REQUESTED: {"reason": "需市级协调", "department_id": "water"},
+    EventKind.REASSIGNMENT_STARTED: {"n": 1, "reason": "second_assignment",
+                                     "child_id": "JS1-reassignment-1"},
+    EventKind.REASSIGNED: {"from_department_id": "water", "department_id": "housing",
+                           "department_name": "住建局", "round": 2, "by_rule": False,
+                           "note": ""},
+    EventKind.REHANDLE_STARTED: {"unsatisfied_rounds": 1, "reason": "没修好"},
+    EventKind.ESCALATION_STARTED: {"n": 1, "trigger": "supervisor", "child_id": "JS1-escalation-1",
+                                   "form": "supervise", "opinion": "请两日内办结", "due": AT,
+                                   "department_id": "water"},
+    EventKind.ESCALATED: {"n": 1, "level": 2, "level_name": "urge", "department_id": "water",
+                          "trigger": "accept_breached"},
+    EventKind.ESCALATION_STOPPED: {"n": 1, "final_level": 3, "stopped": True},
+    EventKind.ACCOUNTABILITY_RECORDED: {
+        "n": 1, "department_id": "water", "persons": [], "decision": "", "ordered": False,
+        "reason": "the supervision ladder reached accountability (finish_breached)"},
+    EventKind.CO_HANDLERS_ADDED: {"department_ids": ["housing", "police"], "note": "", "due": AT},
+    EventKind.CONTRIBUTED: {"text": "已巡查"},
+    EventKind.CONTRIBUTION_OVERDUE: {"department_id": "police", "due": AT},
+    EventKind.CO_HANDLER_WAIVED: {"department_id": "police"},
+    EventKind.EXTENSION_REQUESTED: {"reasons": "管网改造", "measures": "临时排水",
+                                    "promised_finish": AT, "decision_due": None},
+    EventKind.EXTENSION_DECIDED: {
+        "approved": True, "new_deadline": AT,
+        "note": "approved: no decision by the deadline (逾期未审视为同意)"},
+    EventKind.EXTENSION_DECISION_OVERDUE: {"decision_due": AT, "department_id": "water"},
+    EventKind.REPEAT_REPORTED: {"report_id": 5, "channel": "wechat", "description": "又冒水了",
+                                "repeat_count": 2},
+    EventKind.SUPPLEMENTED: {"text": "晚上更严重"},
+    EventKind.WITHDRAWN: {"reason": ""},
+    EventKind.PROJECTION_FAILED: {"version": 3, "reason": "CheckViolationError: value too long"},
+    EventKind.ROUTING_FAILED: {"reason": "ApplicationError: grid unknown"},
+    EventKind.HISTORY_LARGE: {"history_bytes": 11 * 1024 * 1024, "history_events": 10_300},
+    EventKind.LINKED_TO_HISTORY: {"case_ids": ["JS20260301-000001"], "reports": 3,
+                                  "window_days": 30, "reports_before_supervision": 2},
+    EventKind.ANSWERED_DIRECTLY: {"answer_id": 7, "version": 2, "question": "社保怎么交",
+                                  "text": "请到社保中心办理", "source": "人社局",
+                                  "valid_until": None},
+    EventKind.SOLVED_ON_THE_SPOT: {"department_id": "G-1", "text": "已清理", "evidence": []},
+}  # fmt: skip
+NAMES = {"water": "水务局", "housing": "住建局", "police": "公安局"}
+ENGLISH = re.compile(r"[A-Za-z]{3,}")  # a word of English (ids such as JS…, G-1 are shorter)
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_every_event_of_a_case_reads_in_chinese_at_the_console(kind: EventKind) -> None:
+    """办理经过 on the case page and the citizen's page: each kind of event in Chinese, with
+    the units' names and the hotline's time (the auditor's timeline keeps its English)."""
+    words = event_words.Words(NAMES, lambda v: local_time(v) if v else "")
+    said = event_words.summary(kind, RECORDED[kind], words)
+    assert re.search(r"[\u4e00-\u9fff]", said), said
+    assert not ENGLISH.search(said.replace("MiB", "")), said
+    assert "water" not in said and "UTC" not in said, said
+    if "T01:30" in str(RECORDED[kind]) and kind is not EventKind.RECEIVED:
+        assert "09:30" in said, said
+
+
+def test_who_acted_reads_in_chinese() -> None:
+    words = event_words.Words(NAMES, local_time)
+    assert event_words.who(SYSTEM_ACTOR, words) == "系统"
+    assert event_words.who(Actor(role=Role.CITIZEN, name=CASE_CITIZEN_NAME), words) == "诉求人"
+    repeat = Actor(role=Role.CITIZEN, name=repeat_reporter_name(3))
+    assert event_words.who(repeat, words) == "并单诉求人"
+    clerk = Actor(role=Role.DEPARTMENT, name="water-clerk", department_id="water")
+    assert event_words.who(clerk, words) == "water-clerk（承办单位 · 水务局）"
+    person = clerk.model_copy(update={"person": "water-clerk"})
+    named = event_words.Words(NAMES, local_time, {"water-clerk": "王芳"})
+    assert event_words.who(person, named) == "王芳（承办单位 · 水务局）"
 
 
 @pytest.mark.parametrize("enum", list(glossary.TERMS))

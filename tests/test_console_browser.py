@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+import pytest
 from helpers import OPERATOR, case, department, eventually, register
 from playwright.async_api import BrowserContext, Page
 
@@ -579,3 +580,55 @@ async def test_a_joint_handling_without_units_is_explained_on_the_form(
     assert "会办单位" in message and "department_ids" not in message
     assert await form.locator("select[name=department_ids]").is_visible()
     assert await form.locator("textarea[name=note]").input_value() == "请水务局会同住建局处理"
+
+
+SHOTS = Path("/tmp/h12-shots")
+
+
+@pytest.fixture
+def shots() -> Path:
+    """Where these tests' screens are saved, to look at (/tmp/h12-shots)."""
+    SHOTS.mkdir(exist_ok=True)
+    return SHOTS
+_ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def _english(text: str) -> list[str]:
+    """English words of a text, leaving out the demo data's bilingual names "县水务局 (Water
+    Affairs Bureau)" (data, not the console's words)."""
+    return _ENGLISH_WORD.findall(re.sub(r"\([^)]*\)", "", text))
+
+
+async def test_the_case_timeline_reads_in_chinese_for_clerk_and_citizen(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, pool: asyncpg.Pool,
+    settings: Settings, shots: Path,
+) -> None:  # fmt: skip
+    """办理经过 in Chinese — 签收, 联系诉求人, the deadlines with the glossary's words, the
+    department by its name, who acted by their name and role — on the case page and on the
+    citizen's page, not the auditor's English ("accepted (签收)", "deadlines set: ...")."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
+                              title="井盖松动", description="井盖踩上去晃动，晚上很危险。"))[
+        "case_id"
+    ]  # fmt: skip
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    await water.click("form[data-action=accept] button")
+    await water.wait_for_url(re.compile(r"done=accept"))
+    await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系")
+    await water.click("form[data-action=contact] button")
+    await water.wait_for_url(re.compile(r"done=contact"))
+    timeline = await water.inner_text("ol.timeline")
+    await shot(water, shots, "1-case-timeline")
+    assert "承办单位已签收" in timeline and "已联系诉求人：已电话联系" in timeline, timeline
+    assert "签收时限" in timeline and "办结时限" in timeline and "水务局" in timeline, timeline
+    assert "王芳" in timeline and "系统" in timeline, timeline  # the clerk by name; the system
+    # filed through the API with the operator's key: the key's name is who filed it
+    assert not _english(timeline.replace("demo-operator", "")), _english(timeline)
+
+    citizen = await (await browsers()).new_page()
+    await citizen.goto(await follow_up_link(pool, settings, console_url, case_id))
+    said = await citizen.inner_text("ol.timeline")
+    await shot(citizen, shots, "1-citizen-timeline")
+    assert "签收" in said and "水务局" in said, said
+    assert not _english(said), _english(said)

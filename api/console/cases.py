@@ -4,7 +4,6 @@ plain words, and the actions the lifecycle allows now."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +15,7 @@ from starlette.datastructures import FormData
 
 from api import actions as api_actions
 from api import cases as case_service
-from api.console import staff
+from api.console import event_words, staff
 from api.console.actions import BY_NAME, allowed_actions
 from api.console.web import (
     PREFIX,
@@ -32,7 +31,6 @@ from api.console.web import (
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_site
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
-from jiesu.audit.timeline import event_summary
 from jiesu.case import glossary
 from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
@@ -85,19 +83,27 @@ async def case_content(
     return await content_service.view_content(pool, state, viewer, withheld=withheld)
 
 
-# The audit's summaries name moments in UTC (jiesu.audit.timeline._time), unambiguous for the
-# auditors; the case page says them in the hotline's time, as its deadlines above.
-_UTC_MOMENT = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}):\d{2} UTC")
+async def department_names(pool: Pool) -> dict[str, str]:
+    """Every unit's name by its id (the centre's included), for the words of 办理经过."""
+    return dict(await pool.fetch("SELECT id, name FROM departments"))
 
 
-def _in_local_time(summary: str) -> str:
-    return _UTC_MOMENT.sub(lambda m: local_time(f"{m.group(1)}+00:00"), summary)
+async def people_names(pool: Pool, state: CaseState) -> dict[str, str]:
+    """The display names of the staff who acted on the case (by login)."""
+    logins = sorted({e.actor.person for e in state.events if e.actor.person})
+    rows = await pool.fetch("SELECT login, display_name FROM staff WHERE login = ANY($1)", logins)
+    return {r["login"]: r["display_name"] for r in rows}
 
 
-def timeline(state: CaseState) -> list[dict[str, Any]]:
+def timeline(
+    state: CaseState, names: dict[str, str], people: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """办理经过 in Chinese (api.console.event_words), the moments in the hotline's time; the
+    auditor's timeline keeps its English (jiesu.audit.timeline)."""
+    words = event_words.Words(names, local_time, people)
     return [
-        {"at": e.at, "kind": e.kind, "actor": e.actor,
-         "summary": _in_local_time(event_summary(e.kind.value, e.data))}
+        {"at": e.at, "kind": e.kind, "who": event_words.who(e.actor, words),
+         "summary": event_words.summary(e.kind, e.data, words)}
         for e in state.events
     ]  # fmt: skip
 
@@ -122,7 +128,8 @@ async def _case_page(
     context = {
         "session": session, "state": state, "source": found.source,
         "content": await case_content(pool, state, principal, withheld=withheld),
-        "withheld": withheld, "timeline": timeline(state),
+        "withheld": withheld, "timeline": timeline(
+            state, await department_names(pool), await people_names(pool, state)),
         "actions": allowed_actions(state, principal), "departments": departments,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines

@@ -8,12 +8,14 @@ them. A test checks that every member of each enum has its term.
 from __future__ import annotations
 
 from jiesu.case.domain import (
+    CaseSignal,
     Channel,
     DeadlineKind,
     EscalationLevel,
     EscalationTrigger,
     EventKind,
     Rating,
+    ReassignReason,
     ReplyOutcome,
     Resolution,
     Role,
@@ -156,10 +158,42 @@ EVENT: dict[EventKind, str] = {
     EventKind.SOLVED_ON_THE_SPOT: "网格就地解决",
 }
 
+SIGNAL: dict[CaseSignal, str] = {
+    CaseSignal.ACCEPT: "签收",
+    CaseSignal.CONTACT: "联系诉求人",
+    CaseSignal.REPLY: "办结答复",
+    CaseSignal.DISPATCH: "人工派单",
+    CaseSignal.RATE: "评价",
+    CaseSignal.CALLBACK: "回访",
+    CaseSignal.RETURN: "退单",
+    CaseSignal.DECIDE_RETURN: "退单审核",
+    CaseSignal.ORDER_SECOND_ASSIGNMENT: "二次交办",
+    CaseSignal.RAISE_LEVEL: "提级办",
+    CaseSignal.REQUEST_EXTENSION: "延期申请",
+    CaseSignal.DECIDE_EXTENSION: "延期审批",
+    CaseSignal.ADD_CO_HANDLERS: "会办",
+    CaseSignal.CONTRIBUTE: "协办意见",
+    CaseSignal.WAIVE_CO_HANDLER: "免除协办",
+    CaseSignal.SUPERVISE: "督办",
+    CaseSignal.REPEAT_REPORT: "并单",
+    CaseSignal.SUPPLEMENT: "补充诉求",
+    CaseSignal.WITHDRAW: "撤诉",
+    CaseSignal.ESCALATION_STEP: "督办升级",
+}
+"""The actions a case receives (its signals), as a refused one is named in 办理经过."""
+
+REASSIGN_REASON: dict[ReassignReason, str] = {
+    ReassignReason.RETURN: "退单",
+    ReassignReason.REHANDLE: "重办",
+    ReassignReason.RAISE_LEVEL: "提级办",
+    ReassignReason.SECOND_ASSIGNMENT: "二次交办",
+}
+
 TERMS: dict[type, dict] = {
     Status: STATUS, Urgency: URGENCY, Channel: CHANNEL, Role: ROLE, Rating: RATING,
     ReplyOutcome: REPLY_OUTCOME, Resolution: RESOLUTION, DeadlineKind: DEADLINE,
     EscalationLevel: LEVEL, EscalationTrigger: TRIGGER, EventKind: EVENT, SupervisionForm: FORM,
+    CaseSignal: SIGNAL, ReassignReason: REASSIGN_REASON,
 }  # fmt: skip
 """Each enum and its terms (the test checks they are complete)."""
 
