@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-from helpers import OPERATOR, case, department, eventually, register
+from helpers import OPERATOR, act, case, department, eventually, register
 from playwright.async_api import BrowserContext, Page
 
 from jiesu.admin import calendar
+from jiesu.case import lifecycle
 from jiesu.case.domain import SYSTEM_ACTOR
 from jiesu.config import Settings
 from jiesu.intake.follow_up import FollowUpLinks
@@ -632,3 +633,33 @@ async def test_the_case_timeline_reads_in_chinese_for_clerk_and_citizen(
     await shot(citizen, shots, "1-citizen-timeline")
     assert "签收" in said and "水务局" in said, said
     assert not _english(said), _english(said)
+
+
+async def test_a_refused_supplement_keeps_the_citizens_text(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, pool: asyncpg.Pool,
+    settings: Settings, shots: Path,
+) -> None:  # fmt: skip
+    """补充诉求 refused (the case's supplements reached their limit while the citizen typed,
+    from another tab): the refusal in Chinese next to the form, and the text typed still in
+    it — to read out on the phone to 12345, as the refusal says."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    link = await follow_up_link(pool, settings, console_url, case_id)
+    citizen = await (await browsers()).new_page()
+    citizen.set_default_timeout(20_000)
+    await citizen.goto(link)
+    typed = "补充：下水道旁边的井盖也松了，昨晚有人差点摔倒，请一并处理。"
+    form = citizen.locator("form[data-action=supplement]")
+    await form.locator("textarea[name=text]").fill(typed)
+    token = link.rsplit("/", 1)[1]
+    for n in range(lifecycle.MAX_SUPPLEMENTS):  # the other tab
+        await act(api, case_id, "supplement", token=token, text=f"第{n + 1}次补充")
+    await form.locator("button").click()
+    await citizen.wait_for_selector("main .error")
+    await shot(citizen, shots, "2-citizen-supplement-refused")
+    message = await form.locator(".error").inner_text()
+    assert "补充诉求次数已达上限" in message and "limit" not in message, message
+    assert await form.locator("textarea[name=text]").input_value() == typed
+    assert await citizen.evaluate("document.activeElement.name") == "text"

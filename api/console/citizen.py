@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from api import actions as api_actions
 from api import cases as case_service
@@ -76,7 +77,11 @@ async def _report(pool: Pool, attempt: Any, token: str) -> Any:
 async def _page(
     request: Request, token: str, pool: Pool, client: Temporal, settings: AppSettings,
     attempt: Any, *, error: str | None = None, status_code: int = 200,
+    failed: str | None = None, posted: FormData | None = None,
 ) -> Response:  # fmt: skip
+    """``failed``: the action whose form was refused, shown again with what was ``posted``
+    and why next to it — even when it is no longer offered (a supplement past the limit: the
+    citizen keeps the text, to tell it on the phone)."""
     report = await _report(pool, attempt, token)
     case_id = report["case_id"]
     try:
@@ -90,11 +95,13 @@ async def _page(
     citizen = Principal(name="citizen", role=Role.CITIZEN, department_id=None)
     actions = [
         a for a in CITIZEN_ACTIONS
-        if (reporter.own or a.name == "supplement") and a.allowed(state, citizen)
+        if (reporter.own or a.name == "supplement")
+        and (a.allowed(state, citizen) or a.name == failed)
     ]  # fmt: skip
     context = {
         "case": citizen_case(state, reporter), "token": token, "actions": actions,
         "error": error, "query": request.query_params,
+        "failed": failed, "posted": posted if posted is not None else FormData(),
     }  # fmt: skip
     return page(request, "citizen.html", context, status_code)
 
@@ -128,10 +135,11 @@ async def act(
         )  # fmt: skip
     except ValidationError as err:
         return await _page(request, token, pool, client, settings, attempt,
-                           error=validation_message(err), status_code=422)  # fmt: skip
+                           error=validation_message(err), status_code=422,
+                           failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         return await _page(request, token, pool, client, settings, attempt,
                            error=glossary.refusal(err.code, err.message),
-                           status_code=err.status)  # fmt: skip
+                           status_code=err.status, failed=name, posted=form)  # fmt: skip
     outcome = "done" if result.applied else "pending"
     return redirect(f"{FOLLOW_UP_PATH}{token}?{outcome}={name}")
