@@ -17,8 +17,19 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-from helpers import OPERATOR, act, case, department, eventually, register
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    department,
+    eventually,
+    ladder_of,
+    register,
+)
 from playwright.async_api import BrowserContext, Page
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from jiesu.admin import calendar
 from jiesu.case import lifecycle
@@ -663,3 +674,37 @@ async def test_a_refused_supplement_keeps_the_citizens_text(
     assert "补充诉求次数已达上限" in message and "limit" not in message, message
     assert await form.locator("textarea[name=text]").input_value() == typed
     assert await citizen.evaluate("document.activeElement.name") == "text"
+
+
+async def test_the_accountability_form_says_what_was_saved(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, client: Client,
+    env: WorkflowEnvironment, shots: Path,
+) -> None:  # fmt: skip
+    """问责待完善: a ladder climbed to 问责 by itself leaves a record without persons; the
+    supervisor fills them in and saves — the record leaves the list, and the page says in
+    Chinese that it was saved, for which case and unit, with whom and what decision."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
+    await eventually(lambda: _laddered(api, case_id))
+    ladder = await ladder_of(client, case_id)
+    await env.fast_forward(ladder, timedelta(hours=9))  # 4 steps of 2 h: to 问责
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    row = f"#accountability tr:has(a:text-is('{case_id}'))"
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
+    form = supervisor.locator(f"{row} form")
+    await form.locator("textarea[name=persons]").fill("李某\n赵某")
+    await form.locator("input[name=decision]").fill("诫勉谈话")
+    await form.locator("button").click()
+    await supervisor.wait_for_url(re.compile(r"done=accountability"))
+    await shot(supervisor, shots, "3-accountability-saved")
+    assert await supervisor.locator(row).count() == 0  # complete: off the list
+    saved = await supervisor.inner_text("main [role=status]")
+    assert "已保存" in saved and case_id in saved, saved
+    assert "李某、赵某" in saved and "诫勉谈话" in saved and "水务局" in saved, saved
+
+
+async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
+    return (await _state(api, case_id))["escalation_level"] >= 1

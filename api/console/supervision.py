@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -65,11 +66,26 @@ async def supervision(request: Request, pool: Pool, session: Dispatcher) -> Resp
     return await _page(request, pool, session)
 
 
+# the record just completed, to say what was saved (it leaves the 问责待完善 list)
+_SAVED = """
+SELECT case_id, seq, department_id, persons, decision FROM accountability_records
+WHERE case_id = $1 AND seq = $2
+"""
+
+
+async def _saved(pool: Pool, request: Request) -> Any:
+    query = request.query_params
+    if query.get("done") != "accountability" or not query.get("seq", "").isdigit():
+        return None
+    return await pool.fetchrow(_SAVED, query.get("case", ""), int(query["seq"]))
+
+
 async def _page(
     request: Request, pool: Pool, session: Any, error: str | None = None, status_code: int = 200
 ) -> Response:
     now = datetime.now(UTC)
     context = {
+        "saved": await _saved(pool, request),  # 问责 saved: what
         "session": session,
         "queue": await pool.fetch(_QUEUE),
         "overdue": await pool.fetch(_OVERDUE, now),
@@ -100,7 +116,8 @@ async def complete_accountability(
         return await _page(request, pool, session, validation_message(err), 422)
     except accountability.NoSuchRecord:
         return error_page(request, 404, f"没有问责记录 {case_id}/{seq}")
-    return redirect(f"{PREFIX}/supervision?done=accountability")
+    target = urlencode({"done": "accountability", "case": case_id, "seq": seq})
+    return redirect(f"{PREFIX}/supervision?{target}#accountability-saved")
 
 
 def _chart_data(table: dict[str, Any], ranking: dict[str, Any]) -> dict[str, Any]:
