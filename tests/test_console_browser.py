@@ -708,3 +708,22 @@ async def test_the_accountability_form_says_what_was_saved(
 
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
     return (await _state(api, case_id))["escalation_level"] >= 1
+
+
+async def test_the_header_names_the_persons_department(
+    browsers: Profiles, console_url: str, shots: Path
+) -> None:
+    """The header says whose desk this is by the department's name (县水务局), not its code
+    (water) — on a laptop and on a phone, where the name may not push the page wider."""
+    water = await sign_in(browsers, console_url, "water")
+    for width, height in ((1280, 800), (390, 844)):
+        await water.set_viewport_size({"width": width, "height": height})
+        await water.goto(f"{console_url}/console/inbox")
+        await shot(water, shots, f"4-header-{width}")
+        who = await water.inner_text("header form.who")
+        assert "水务局" in who and not re.search(r"\bwater\b", who), who
+        title = await water.inner_text("main h1")  # 待办工单 of whom
+        assert "水务局" in title and not re.search(r"\bwater\b", title), title
+        assert await _page_width(water) <= width, width
+        out = await water.locator("header button.link").bounding_box()
+        assert out is not None and out["height"] < 40, (width, out)  # 退出 on one line

@@ -35,6 +35,7 @@ class StaffSession:
     token: str
     session: Session
     scope: GridScope | None = None  # a grid worker's grids and units
+    department_name: str | None = None  # the person's department, as the header names it
 
     @property
     def principal(self) -> Principal:
@@ -77,7 +78,12 @@ async def resolve(pool: asyncpg.Pool, token: str | None) -> StaffSession | None:
     if session is None:
         return None
     scope = await scope_of(pool, session.role, session.person)
-    return StaffSession(token or "", session, scope)
+    name = None
+    if session.department_id:
+        name = await pool.fetchval(
+            "SELECT name FROM departments WHERE id = $1", session.department_id
+        )
+    return StaffSession(token or "", session, scope, name or session.department_id)
 
 
 async def sign_out(
