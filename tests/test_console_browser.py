@@ -24,6 +24,8 @@ from helpers import (
     case,
     department,
     eventually,
+    fast_forward_past,
+    handle_of,
     ladder_of,
     register,
 )
@@ -727,3 +729,92 @@ async def test_the_header_names_the_persons_department(
         assert await _page_width(water) <= width, width
         out = await water.locator("header button.link").bounding_box()
         assert out is not None and out["height"] < 40, (width, out)  # 退出 on one line
+
+
+async def test_the_supervisor_walks_an_overdue_case_to_its_supervision_ladder(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, client: Client,
+    env: WorkflowEnvironment, pool: asyncpg.Pool, shots: Path,
+) -> None:  # fmt: skip
+    """超时工单 → the case → 督办 → the ladder, as the supervisor walks it: a case whose accept
+    deadline passed (the case's clock moved with Temporal's time skipping) is on the overdue
+    board, by the unit's name; its page says what is late; the supervisor orders 督办 with an
+    opinion and a deadline and reads the ladder — in Chinese, at 1280 px and at 390 px."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
+                              title="松林路窨井盖破损", description="井盖破了一个洞。"))[
+        "case_id"
+    ]  # fmt: skip
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    accept = datetime.fromisoformat((await _state(api, case_id))["deadlines"]["accept"])
+    await fast_forward_past(env, handle_of(client, case_id), accept)
+
+    async def breached() -> bool:
+        return bool(await pool.fetchval(
+            "SELECT cardinality(breaches) > 0 FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+
+    await eventually(breached, within=30)
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    row = f"#overdue tr:has(a:text-is('{case_id}'))"
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
+    for width in (1280, 390):
+        await supervisor.set_viewport_size({"width": width, "height": 900})
+        await supervisor.goto(f"{console_url}/console/supervision")
+        await shot(supervisor, shots, f"5-overdue-{width}")
+        listed = await supervisor.inner_text(row)
+        assert "水务局" in listed and "签收时限" in listed, listed  # by name; what is late
+        assert not _english(listed), listed
+        assert await _page_width(supervisor) <= width, width
+        title = await supervisor.locator(f"{row} td.title").bounding_box()
+        number = await supervisor.locator(f"{row} a").bounding_box()
+        assert title is not None and title["width"] > 100, (width, title)  # not a char a line
+        assert number is not None and number["height"] < 30, (width, number)  # on one line
+    await supervisor.click(f"{row} a")
+    await supervisor.wait_for_url(re.compile(f"/console/cases/{case_id}"))
+    facts = await supervisor.inner_text("section.card:has(h2:text-is('承办与时限'))")
+    assert "水务局" in facts and not re.search(r"\bwater\b", facts), facts
+    # on the ladder already (超时未签收): said, and why no 督办 form is offered
+    assert "已在督办中" in await supervisor.inner_text("#on-ladder")
+    assert await supervisor.locator("form[data-action=supervision]").count() == 0
+
+    # the water bureau accepts, late: the ladder ends; the case stays on the board
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    await water.click("form[data-action=accept] button")
+    await water.wait_for_url(re.compile(r"done=accept"))
+    await eventually(lambda: _ladder_ended(api, case_id), within=30)
+    await supervisor.reload()
+    form = supervisor.locator("form[data-action=supervision]")
+    await form.locator("select[name=form]").select_option("supervise")
+    await form.locator("textarea[name=note]").fill("签收超时，请今日内联系诉求人并明确办理时间")
+    due = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)
+    await form.locator("input[name=due]").fill(due.strftime("%Y-%m-%dT%H:%M"))
+    await form.locator("button").click()
+    await supervisor.wait_for_url(re.compile(r"done=supervision"))
+    await eventually(lambda: _supervised(api, case_id), within=30)
+    for width in (1280, 390):
+        await supervisor.set_viewport_size({"width": width, "height": 900})
+        await supervisor.reload()
+        await shot(supervisor, shots, f"5-ladder-{width}")
+        assert await _page_width(supervisor) <= width, width
+        for step in await supervisor.locator("ol.ladder li").all():  # 提醒…问责, one line each
+            box = await step.bounding_box()
+            assert box is not None and box["height"] < 35, (width, box)
+        late = supervisor.locator("dl.facts dt.breach")  # 超时: readable, red on white
+        colour = "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+        assert await late.evaluate(colour) == ["rgb(198, 40, 40)", "rgba(0, 0, 0, 0)"], width
+    facts = await supervisor.inner_text("section.card:has(h2:text-is('承办与时限'))")
+    assert "督办人员决定 → 当前 督办" in facts, facts
+    assert await supervisor.locator("ol.ladder li.reached").count() == 3  # 提醒 催办 督办
+    timeline = await supervisor.inner_text("ol.timeline")
+    assert "启动督办（督办人员决定），督办形式“督办”：签收超时" in timeline, timeline
+    assert not _english(timeline.replace("demo-operator", "")), _english(timeline)
+
+
+async def _ladder_ended(api: httpx.AsyncClient, case_id: str) -> bool:
+    escalation = (await _state(api, case_id))["escalation"]
+    return escalation is not None and not escalation["active"]
+
+
+async def _supervised(api: httpx.AsyncClient, case_id: str) -> bool:
+    escalation = (await _state(api, case_id))["escalation"]
+    return escalation["active"] and escalation["trigger"] == "supervisor" and \
+        (await _state(api, case_id))["escalation_level"] >= 3

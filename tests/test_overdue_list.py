@@ -20,7 +20,7 @@ import pytest
 from helpers import SUPERVISOR
 from statcases import case_row, insert_cases
 
-from jiesu.case.sla import is_late, late_sql
+from jiesu.case.sla import is_late, late_sql, late_steps
 
 OPEN = {"replied": None, "rating": None}
 
@@ -73,6 +73,8 @@ async def test_the_overdue_list_shows_a_missed_deadline_before_its_breach_is_rec
     # a listed row's flag (Python), on the row as the list fetches it
     for name, row in rows.items():
         assert is_late(row, now) is (name in LATE), name
+        # what the board says it is late with (超时环节): something exactly when it is late
+        assert bool(late_steps(row, now)) is (name in LATE), name
     # through the API: the list's filter and flag agree
     for name, row in rows.items():
         window = {"received_from": row["received_at"].isoformat(),

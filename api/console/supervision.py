@@ -26,7 +26,7 @@ from api.console.web import (
 from api.deps import AppSettings, Pool, StatAnswers
 from api.routers.oversight import AccountabilityCompletion
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
-from jiesu.case.sla import late_sql
+from jiesu.case.sla import late_sql, late_steps
 from jiesu.readmodel import accountability, oversight
 from jiesu.stats import answers as stat_answers
 from jiesu.stats import queries
@@ -45,7 +45,8 @@ SELECT {_COLUMNS} FROM cases WHERE status IN ({sql_status(Status.DISPATCHING, St
 ORDER BY received_at LIMIT 200
 """
 _OVERDUE = f"""
-SELECT {_COLUMNS} FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND {late_sql("$1")}
+SELECT {_COLUMNS}, contact_deadline, accepted_at, contacted_at
+FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND {late_sql("$1")}
 ORDER BY finish_deadline NULLS LAST LIMIT 200
 """
 _LADDER = f"""
@@ -80,6 +81,14 @@ async def _saved(pool: Pool, request: Request) -> Any:
     return await pool.fetchrow(_SAVED, query.get("case", ""), int(query["seq"]))
 
 
+async def _overdue(pool: Pool, now: datetime) -> list[dict[str, Any]]:
+    """超时工单, each with what it is late with (超时环节) and that step's deadline."""
+    rows = [dict(r) for r in await pool.fetch(_OVERDUE, now)]
+    for row in rows:
+        row["late_steps"] = late_steps(row, now)
+    return rows
+
+
 async def _page(
     request: Request, pool: Pool, session: Any, error: str | None = None, status_code: int = 200
 ) -> Response:
@@ -88,7 +97,7 @@ async def _page(
         "saved": await _saved(pool, request),  # 问责 saved: what
         "session": session,
         "queue": await pool.fetch(_QUEUE),
-        "overdue": await pool.fetch(_OVERDUE, now),
+        "overdue": await _overdue(pool, now),
         "ladder": await pool.fetch(_LADDER),
         "extensions": await oversight.pending_extensions(pool, None, 200),  # 延期待审
         "incomplete": await pool.fetch(_INCOMPLETE),  # 问责待完善

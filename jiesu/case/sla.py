@@ -78,6 +78,26 @@ def is_late(row: dict[str, Any], now: datetime) -> bool:
     return any(due is not None and due < now and met is None for due, met in steps)
 
 
+_DUE = {
+    DeadlineKind.ACCEPT: ("accept_deadline", "accepted_at"),
+    DeadlineKind.CONTACT: ("contact_deadline", "contacted_at"),
+    DeadlineKind.FINISH: ("finish_deadline", None),
+}
+
+
+def late_steps(row: dict[str, Any], now: datetime) -> list[tuple[DeadlineKind, datetime | None]]:
+    """What a late row (:func:`is_late`) is late with, for the overdue board: each recorded
+    breach, and each step past its deadline whose breach is not recorded yet, with the
+    deadline of the current round (None when the row no longer has it)."""
+    kinds = {DeadlineKind(b) for b in row["breaches"] if b in DeadlineKind.__members__.values()}
+    if row["status"] != Status.CLOSED:
+        for kind, (due, met) in _DUE.items():
+            at = row.get(due)
+            if at is not None and at < now and (met is None or row.get(met) is None):
+                kinds.add(kind)
+    return [(kind, row.get(_DUE[kind][0])) for kind in DeadlineKind if kind in kinds]
+
+
 def next_deadline(row: dict[str, Any]) -> tuple[DeadlineKind, datetime] | None:
     """The deadline of what the department owes next on a ``cases`` row (the inbox's order):
     签收 while assigned; then 联系诉求人 (urgent cases) until contacted; then 办结 until
