@@ -7,6 +7,7 @@ is refused. Each screen is saved as a screenshot (docs/screenshots with JIESU_SC
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -596,14 +597,13 @@ async def test_a_joint_handling_without_units_is_explained_on_the_form(
     assert await form.locator("textarea[name=note]").input_value() == "请水务局会同住建局处理"
 
 
-SHOTS = Path("/tmp/h12-shots")
-
-
 @pytest.fixture
-def shots() -> Path:
-    """Where these tests' screens are saved, to look at (/tmp/h12-shots)."""
-    SHOTS.mkdir(exist_ok=True)
-    return SHOTS
+def shots(tmp_path: Path) -> Path:
+    """Where the screens of the tests below are saved, to look at: JIESU_SHOT_DIR (e.g.
+    /tmp/h12-shots), else a throwaway folder. Not the docs' images (``screenshots``)."""
+    folder = Path(os.environ.get("JIESU_SHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 _ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
 
 
