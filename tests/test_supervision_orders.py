@@ -16,6 +16,7 @@ from helpers import (
     SUPERVISOR,
     act,
     case,
+    closed_state,
     department,
     eventually,
     fast_forward,
@@ -111,6 +112,39 @@ async def test_supervision_form_starts_the_ladder_at_its_step_and_stops_on_the_r
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")
     await keep_history(handle, "supervision_form_stops_on_reply")
+
+
+async def test_a_case_closed_while_its_ladder_climbs_projects_the_ladder_stop(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The case closes (here withdrawn; under load, rated before a stopped ladder's child
+    ended: bench/faults.py run 9) while its ladder climbs: the ladder's escalation_stopped is
+    recorded after the close, once the child has ended. The projector had already projected
+    the close and ended, so the read model missed that event for good (its escalation still
+    active) — `read model not converged` in the fault harness."""
+    created = await register(api)
+    case_id, token = created["case_id"], created["citizen_token"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await _order(api, case_id, "supervision", SUPERVISOR, form="urge",
+                 note="Reply by tonight", due=_in(60))  # fmt: skip
+    await _until(api, case_id, lambda s: (s["escalation"] or {}).get("active"))
+    await act(api, case_id, "withdraw", token=token, reason="The noise stopped")
+    handle = handle_of(client, case_id)
+    state = await closed_state(handle)
+    assert state.events[-1].kind.value == "escalation_stopped"
+    await keep_history(handle, "closed_while_ladder_climbs")
+
+    async def projected() -> bool:
+        row = await pool.fetchrow(
+            "SELECT version, state -> 'escalation' ->> 'active' AS active,"
+            " (SELECT count(*) FROM case_events e WHERE e.case_id = c.case_id) AS events"
+            " FROM cases c WHERE case_id = $1",
+            case_id,
+        )
+        last = state.events[-1].seq
+        return (row["version"], row["events"], row["active"]) == (last, last, "false")
+
+    await eventually(projected, within=15)
 
 
 async def test_joint_handling_form_convenes_co_handlers_with_their_deadline(

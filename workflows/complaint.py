@@ -149,6 +149,11 @@ PATCH_VERDICT_OVERTAKEN = lifecycle.VERDICT_OVERTAKEN
 # A projector that died (a refused local projection before local-projection-failure-v1) is
 # started again when the case closes, instead of its error failing the case's workflow.
 PATCH_REVIVE_PROJECTOR = "revive-projector-v1"
+# What the case records after its close has been projected (the escalation_stopped of a ladder
+# whose child ends after the case closed: a withdrawal, or a rating before a stopped ladder's
+# child ended) is projected before the workflow ends; before, the projector had ended with the
+# close and the read model missed it for good (bench/faults.py run 9).
+PATCH_PROJECT_AFTER_CLOSE = "project-after-close-v1"
 # A case records ``history_large`` when its history passes Temporal's warning limits, and again
 # at each further multiple of them (10, 20, 30, 40 MiB or 10,240 … 40,960 events), so that
 # `jiesu doctor` finds every such open case in the read model — visibility keeps no history
@@ -255,13 +260,18 @@ class ComplaintWorkflow:
         """Wait until the read model has the closed case. A lean case of the code before
         ``local-projection-failure-v1`` lost its projector to a refused projection; awaiting it
         re-raised that error and failed the case's workflow at its close (tests/test_witness.py).
-        Such a projector is started again: it projects what the case did since, then the close."""
+        Such a projector is started again: it projects what the case did since, then the close.
+        Events recorded after the close was projected (the ladder's stop, once its child
+        ended) are projected too (``project-after-close-v1``)."""
         try:
             await projector
         except ApplicationError:
             if not workflow.patched(PATCH_REVIVE_PROJECTOR):
                 raise  # as such a case ended before the patch: failed
             self._projector.revived = True
+            await self._projector.run_until_closed()
+        # asked only when something is left, so a case that ended fully projected replays as it ran
+        if self._projector.behind and workflow.patched(PATCH_PROJECT_AFTER_CLOSE):
             await self._projector.run_until_closed()
 
     async def _open(self, start: CaseStart) -> asyncio.Task[None]:

@@ -67,6 +67,11 @@ class Projector:
         self._failing = False
         self.revived = False  # started again at the close (see PATCH_REVIVED_FAILURE)
 
+    @property
+    def behind(self) -> bool:
+        """Events the case recorded that are not projected yet."""
+        return self._projected_seq < len(self._case.state.events)
+
     async def run_until_closed(self) -> None:
         """Project new events in batches: one activity per burst of changes, not per event."""
         state = self._case.state
