@@ -6,7 +6,7 @@ evaluation."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,8 @@ from helpers import (
     case,
     department,
     eventually,
+    fast_forward_past,
+    handle_of,
     ladder_of,
     register,
 )
@@ -129,3 +131,41 @@ async def test_the_supervision_screen_lists_records_to_complete_and_saves_the_fo
     [change] = await _changes(api, f"{record['case_id']}/{record['seq']}")
     assert change["after"] == {"persons": ["李某", "赵某"], "decision": "诫勉谈话"}
     assert change["actor"]["person"] == "supervisor"
+
+
+async def test_a_ladder_started_by_a_breach_reads_its_reason_in_chinese(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """A case nobody accepted: the breach starts the ladder, which climbs to 问责 by itself.
+    Its record's reason is the workflow's English ("the supervision ladder reached
+    accountability (accept_breached)"), which 问责待完善 showed as it was; it reads in Chinese."""
+    case_id = (await register(api))["case_id"]
+
+    async def accept_deadline() -> str | None:
+        state = await case(api, case_id, OPERATOR)
+        return state["status"] == "assigned" and (state.get("deadlines") or {}).get("accept")
+
+    due = datetime.fromisoformat(await eventually(accept_deadline))
+    await fast_forward_past(env, handle_of(client, case_id), due)
+    ladder = await ladder_of(client, case_id)
+    await env.fast_forward(ladder, timedelta(hours=9))  # 4 steps of 2 h: to accountability
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await api.get("/api/v1/accountability", headers=SUPERVISOR,
+                                 params={"department_id": "urban-management"})  # fmt: skip
+        return [r for r in response.json() if r["case_id"] == case_id]
+
+    [record] = await eventually(listed, within=30)
+    assert "reached accountability (accept_breached)" in record["reason"]  # recorded as it was
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    try:
+        signed = await browser.post(
+            "/console/login", data={"login": "supervisor", "password": "supervisor-demo-pass"}
+        )
+        browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
+        screen = (await browser.get("/console/supervision")).text
+    finally:
+        await browser.aclose()
+    row = screen[screen.index(f"/console/accountability/{case_id}/") - 400 :]
+    assert "督办阶梯升至问责（超时未签收）" in row[:1200], row[:1200]
+    assert "reached accountability" not in screen

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from api.console import event_words
 from api.console.actions import lines
 from api.console.web import (
     PREFIX,
@@ -103,6 +104,7 @@ async def _page(
         "incomplete": await pool.fetch(_INCOMPLETE),  # 问责待完善
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
         "error": error,
+        "note": event_words.note,  # 问责事由: a ladder's own English reason in Chinese
     }
     return page(request, "supervision.html", context, status_code)
 
