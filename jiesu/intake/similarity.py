@@ -95,10 +95,27 @@ def normalise_address(address: str) -> str:
 
 
 def same_place(a: str, b: str) -> bool:
+    """The same address, or one a more precise form of the other (松林路8号 / 松林路8号3单元) —
+    never by a number cut short: 幸福路13 is not 幸福路133."""
     x, y = normalise_address(a), normalise_address(b)
     if not x or not y:
         return False
-    return x == y or (min(len(x), len(y)) >= 4 and (x in y or y in x))
+    shorter, longer = sorted((x, y), key=len)
+    return x == y or (len(shorter) >= 4 and _within(shorter, longer))
+
+
+def _within(part: str, whole: str) -> bool:
+    """``part`` in ``whole``, where no number of ``part`` runs on into more digits."""
+    start = whole.find(part)
+    while start != -1:
+        end = start + len(part)
+        runs_on = (part[-1].isdigit() and end < len(whole) and whole[end].isdigit()) or (
+            part[0].isdigit() and start > 0 and whole[start - 1].isdigit()
+        )
+        if not runs_on:
+            return True
+        start = whole.find(part, start + 1)
+    return False
 
 
 @lru_cache(maxsize=4096)
