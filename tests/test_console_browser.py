@@ -804,6 +804,8 @@ async def test_the_supervisor_walks_an_overdue_case_to_its_supervision_ladder(
     facts = await supervisor.inner_text("section.card:has(h2:text-is('承办与时限'))")
     assert "督办人员决定 → 当前 督办" in facts, facts
     assert await supervisor.locator("ol.ladder li.reached").count() == 3  # 提醒 催办 督办
+    order = await supervisor.inner_text("#ladder-order")  # the order itself, by the ladder
+    assert order.startswith("督办单：督办；督办意见：签收超时") and "办理期限" in order, order
     timeline = await supervisor.inner_text("ol.timeline")
     assert "启动督办（督办人员决定），督办形式“督办”：签收超时" in timeline, timeline
     assert not _english(timeline.replace("demo-operator", "")), _english(timeline)
