@@ -111,3 +111,40 @@ def split(history: str, signal_id: int) -> str:
         elif e is pending:
             out.extend([new_started, new_completed])
     return json.dumps({"events": _renumber(out)})
+
+
+MARKER = "EVENT_TYPE_MARKER_RECORDED"
+
+
+def after_local_activity(history: str, marker_id: int) -> str:
+    """The history as if the worker had completed its workflow task right after recording the
+    local activity marker ``marker_id`` and asked for a new task, in which the workflow went on
+    from the activity's result (fault run 11: JS20261123-000195, a worker under load). The
+    commands after the marker move to that new task."""
+    events = json.loads(history)["events"]
+    index = next(i for i, e in enumerate(events) if int(e["eventId"]) == marker_id)
+    assert events[index]["eventType"] == MARKER
+    completed_id = str(_attrs(events[index])["workflowTaskCompletedEventId"])
+    top = max(int(e["eventId"]) for e in events)
+    scheduled = {"eventId": str(top + 1), "eventTime": events[index]["eventTime"],
+                 "eventType": SCHEDULED, "workflowTaskScheduledEventAttributes": {
+                     "taskQueue": {"name": "x", "kind": "TASK_QUEUE_KIND_NORMAL"},
+                     "startToCloseTimeout": "10s", "attempt": 1}}  # fmt: skip
+    started = {"eventId": str(top + 2), "eventTime": events[index]["eventTime"],
+               "eventType": STARTED, "workflowTaskStartedEventAttributes": {
+                   "scheduledEventId": str(top + 1), "identity": "surgery"}}  # fmt: skip
+    completed = {"eventId": str(top + 3), "eventTime": events[index]["eventTime"],
+                 "eventType": COMPLETED, "workflowTaskCompletedEventAttributes": {
+                     "scheduledEventId": str(top + 1), "startedEventId": str(top + 2),
+                     "identity": "surgery"}}  # fmt: skip
+    out = [*events[: index + 1], scheduled, started, completed]
+    moving = True
+    for e in events[index + 1 :]:
+        if e["eventType"] in (SCHEDULED, STARTED, COMPLETED) or "workflowTaskCompletedEventId" \
+                not in _attrs(e):  # fmt: skip
+            moving = False
+        if moving and str(_attrs(e)["workflowTaskCompletedEventId"]) == completed_id:
+            e = copy.deepcopy(e)
+            _attrs(e)["workflowTaskCompletedEventId"] = str(top + 3)
+        out.append(e)
+    return json.dumps({"events": _renumber(out)})

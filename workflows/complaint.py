@@ -154,6 +154,14 @@ PATCH_REVIVE_PROJECTOR = "revive-projector-v1"
 # child ended) is projected before the workflow ends; before, the projector had ended with the
 # close and the read model missed it for good (bench/faults.py run 9).
 PATCH_PROJECT_AFTER_CLOSE = "project-after-close-v1"
+# A case linked to replied history (不作为信号) decides the patches it asks for after its
+# planning local activity (inaction-signal-v1; the ladder's, when it is supervised at once) in
+# its first workflow task, before that activity. Asked after it, a patch's marker is recorded
+# in whatever task the worker went on in — a loaded worker may complete the task with the
+# activity's marker and go on in a new one — while a replay goes on in the marker's task and,
+# looking for the patch only there, fails (TMPRL1100; the fault harness's run 11,
+# tests/test_patches_before_plan.py).
+PATCH_DECIDED_BEFORE_PLAN = "linked-patches-before-plan-v1"
 # A case records ``history_large`` when its history passes Temporal's warning limits, and again
 # at each further multiple of them (10, 20, 30, 40 MiB or 10,240 … 40,960 events), so that
 # `jiesu doctor` finds every such open case in the read model — visibility keeps no history
@@ -278,6 +286,7 @@ class ComplaintWorkflow:
         """派单 and 时限: routed by the rules (or to the centre's queue), with its deadlines;
         returns the running projector."""
         if self._lean:  # planned first, so that the first projection carries the plan too
+            self._decide_before_plan(start)
             await self._plan(start)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
@@ -380,6 +389,15 @@ class ComplaintWorkflow:
         (assigning, the deadline timers) is skipped. Cases from before ``patch`` replay as
         they ran (they reopened); the patch is asked only on this path."""
         return self._state.status is Status.CLOSED and workflow.patched(patch)
+
+    def _decide_before_plan(self, start: CaseStart) -> None:
+        """PATCH_DECIDED_BEFORE_PLAN: the patches ``_link_history`` will ask for after the plan,
+        asked now (a patch asked again answers as it did the first time, with no new marker)."""
+        history = start.history
+        if history is None or not workflow.patched(PATCH_DECIDED_BEFORE_PLAN):
+            return
+        if workflow.patched(PATCH_INACTION) and history.supervise:
+            self._ladder.decide_patches(EscalationTrigger.REPEATED_ALTHOUGH_REPLIED)
 
     def _link_history(self, start: CaseStart) -> None:
         """不作为信号: the same problem's earlier cases were replied to and closed, and it is

@@ -68,6 +68,14 @@ class Ladder:
         self._stop = False
         self._watch_rehandling = False
 
+    def decide_patches(self, trigger: EscalationTrigger) -> None:
+        """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
+        ``trigger`` with no order (its first step: remind), in the same order."""
+        if workflow.patched(PATCH_PURPOSE) and trigger is EscalationTrigger.DISSATISFACTION:
+            workflow.patched(PATCH_REHANDLE_WATCH)
+        if self._on_step is not None:
+            workflow.patched(PATCH_FIRST_STEP)
+
     def escalate(
         self,
         trigger: EscalationTrigger,
