@@ -79,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         ReturnAction,
         ReturnDecisionAction,
+        Role,
         RouteRequest,
         RouteResult,
         SecondAssignmentAction,
@@ -162,6 +163,12 @@ PATCH_PROJECT_AFTER_CLOSE = "project-after-close-v1"
 # looking for the patch only there, fails (TMPRL1100; the fault harness's run 11,
 # tests/test_patches_before_plan.py).
 PATCH_DECIDED_BEFORE_PLAN = "linked-patches-before-plan-v1"
+# A department's action that reaches a case still being planned waits for the plan, instead of
+# being refused not_assigned: the read model can show the case assigned before its history
+# does (the worker projected the plan, then died before its task completed; the next worker
+# plans again, with the action already in the history ahead of it). Fault run 12's
+# JS20261123-000235: accept answered 202, then refused; tests/test_actions_after_plan.py.
+PATCH_ACTIONS_AFTER_PLAN = "actions-wait-for-plan-v1"
 # A case records ``history_large`` when its history passes Temporal's warning limits, and again
 # at each further multiple of them (10, 20, 30, 40 MiB or 10,240 … 40,960 events), so that
 # `jiesu doctor` finds every such open case in the read model — visibility keeps no history
@@ -213,6 +220,7 @@ class ComplaintWorkflow:
         self._dispatched: ReassignmentResult | None = None
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
+        self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay.
         lean_v2 = workflow.patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
@@ -224,6 +232,7 @@ class ComplaintWorkflow:
             sparse=lean_v2,
         )  # fmt: skip
         self._case.record_received(start)
+        self._planning = self._lean  # until run() has planned (or settled) the case
 
     # --- the case's life ----------------------------------------------------------------
 
@@ -239,6 +248,7 @@ class ComplaintWorkflow:
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
             projector = await self._open(start)
+        self._release_held()
 
         while self._state.status is not Status.CLOSED:
             await workflow.wait_condition(
@@ -570,6 +580,13 @@ class ComplaintWorkflow:
             EventKind.HISTORY_LARGE, SYSTEM_ACTOR, history_bytes=size, history_events=length
         )
 
+    def _release_held(self) -> None:
+        """The case is planned: the department actions that arrived meanwhile, in order."""
+        self._planning = False
+        held, self._held = self._held, []
+        for name, args in held:
+            self._receive(name, args)
+
     def _receive(self, name: str, args: Sequence[RawValue]) -> None:
         """Decode, de-duplicate and apply a message; record one that does not fit.
 
@@ -586,6 +603,14 @@ class ComplaintWorkflow:
         request_id = actor.request_id if isinstance(actor, Actor) else None
         if request_id is not None and request_id in self._request_ids:
             return None  # a client's retry of an action already applied or refused
+        if (
+            self._planning
+            and isinstance(actor, Actor)
+            and actor.role is Role.DEPARTMENT
+            and workflow.patched(PATCH_ACTIONS_AFTER_PLAN)
+        ):
+            self._held.append((name, args))
+            return None
         refusal = self._check(CaseSignal(name), payload)
         if self._case.allowed(name, payload, refusal):
             apply(self, payload)
