@@ -1,7 +1,7 @@
 """A department's action that reaches a case before its plan (in the history) waits for the
 plan instead of being refused ``not_assigned``.
 
-Fault run 12 (docs/operations.md), JS20261123-000235: the worker planned the case and projected
+Fault run 15 (docs/operations.md), JS20261123-000235: the worker planned the case and projected
 it (the read model said: assigned to power-supply), then was killed before its workflow task
 completed. The department, reading the read model while the workflow could not answer, accepted
 (202: signalled); the next worker replayed the start and the accept ahead of a plan not yet in

@@ -2,7 +2,7 @@
 local activity, so that its history replays however the worker split the workflow tasks around
 that activity's result.
 
-Fault run 11 (docs/operations.md): a loaded worker completed JS20261123-000195's first task
+Fault run 14 (docs/operations.md): a loaded worker completed JS20261123-000195's first task
 with the ``plan_case`` marker and went on from its result in a new task, recording
 ``inaction-signal-v1`` there. A replay goes on from a local activity's result in the task of its
 marker, where ``workflow.patched`` looks for the patch (Temporal looks ahead one task) and does

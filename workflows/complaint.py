@@ -160,13 +160,13 @@ PATCH_PROJECT_AFTER_CLOSE = "project-after-close-v1"
 # its first workflow task, before that activity. Asked after it, a patch's marker is recorded
 # in whatever task the worker went on in — a loaded worker may complete the task with the
 # activity's marker and go on in a new one — while a replay goes on in the marker's task and,
-# looking for the patch only there, fails (TMPRL1100; the fault harness's run 11,
+# looking for the patch only there, fails (TMPRL1100; the fault harness's run 14,
 # tests/test_patches_before_plan.py).
 PATCH_DECIDED_BEFORE_PLAN = "linked-patches-before-plan-v1"
 # A department's action that reaches a case still being planned waits for the plan, instead of
 # being refused not_assigned: the read model can show the case assigned before its history
 # does (the worker projected the plan, then died before its task completed; the next worker
-# plans again, with the action already in the history ahead of it). Fault run 12's
+# plans again, with the action already in the history ahead of it). Fault run 15's
 # JS20261123-000235: accept answered 202, then refused; tests/test_actions_after_plan.py.
 PATCH_ACTIONS_AFTER_PLAN = "actions-wait-for-plan-v1"
 # A case records ``history_large`` when its history passes Temporal's warning limits, and again
