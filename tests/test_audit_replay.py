@@ -84,7 +84,9 @@ async def test_a_suspected_deadlock_is_replayed_again_before_it_is_reported() ->
 # case plans with a local activity (since): both diverge at the first command of the changed code.
 _FIRST_COMMAND_CASES = [
     next(p for p in RECORDED if p.stem.startswith("v4-")),
-    next(p for p in RECORDED if not p.stem.startswith("v")),
+    # named, not the first in the folder: a later history may open with a patch marker
+    # (accept_ahead_of_the_plan.json), where core names the patch, not the planning activity
+    next(p for p in RECORDED if p.stem == "urgent_happy_path"),
 ]
 
 
