@@ -19,7 +19,7 @@ import pytest
 from helpers import keep_history, replay_checked
 from history_surgery import after_local_activity
 from temporalio.client import WorkflowHistory
-from test_hostile_messages import start_of, until
+from test_hostile_messages import CITIZEN, rid, start_of, until
 
 from jiesu.case.domain import EventKind, RepeatHistory, Status
 from workflows import ComplaintWorkflow
@@ -52,5 +52,29 @@ async def test_a_linked_case_replays_with_its_plan_result_in_a_task_of_its_own(
         await h.terminate("test over")
     await keep_history(h, f"linked_patches_before_plan_{earlier}_earlier")
     await replay_checked(WorkflowHistory.from_json(case_id, recorded))
+    split = after_local_activity(recorded, _plan_marker(recorded))
+    await replay_checked(WorkflowHistory.from_json(case_id, split))
+
+
+async def test_a_case_withdrawn_in_its_first_task_replays_with_its_plan_result_in_a_task_of_its_own(
+    client, settings
+) -> None:
+    """撤诉 with the start: the case asked ``closed-while-planning-v1`` after its plan, and a
+    fresh-clone CI run (loaded 2-core machine) recorded it in a task of its own; the next query
+    replayed the case and failed with TMPRL1100 (test_hostile_messages). Since
+    ``closed-before-plan-v1`` the patch is asked before the plan."""
+    case_id = f"JS-PLANSPLIT-{uuid.uuid4().hex[:8]}"
+    h = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue,
+        start_signal="withdraw", start_signal_args=[{"actor": rid(CITIZEN)}],
+    )  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.deadlines is not None)
+        assert (await h.result()).status is Status.CLOSED
+        recorded = (await h.fetch_history()).to_json()
+    finally:
+        if (await h.describe()).status.name == "RUNNING":
+            await h.terminate("test over")
+    await keep_history(h, "closed_before_plan")
     split = after_local_activity(recorded, _plan_marker(recorded))
     await replay_checked(WorkflowHistory.from_json(case_id, split))

@@ -169,6 +169,12 @@ PATCH_DECIDED_BEFORE_PLAN = "linked-patches-before-plan-v1"
 # plans again, with the action already in the history ahead of it). Fault run 15's
 # JS20261123-000235: accept answered 202, then refused; tests/test_actions_after_plan.py.
 PATCH_ACTIONS_AFTER_PLAN = "actions-wait-for-plan-v1"
+# A case withdrawn in its first task (撤诉 with its start) asks closed-while-planning-v1 before
+# its planning local activity, not after it: asked after it, the marker went to the task a
+# loaded worker went on in, and a replay (a query's, a new worker's) failed with TMPRL1100 —
+# fresh-clone CI, tests/test_hostile_messages.py, 2026-11-23; the same cause as
+# PATCH_DECIDED_BEFORE_PLAN. Asked only when the case is already closed.
+PATCH_CLOSED_BEFORE_PLAN = "closed-before-plan-v1"
 # A case records ``history_large`` when its history passes Temporal's warning limits, and again
 # at each further multiple of them (10, 20, 30, 40 MiB or 10,240 … 40,960 events), so that
 # `jiesu doctor` finds every such open case in the read model — visibility keeps no history
@@ -297,6 +303,8 @@ class ComplaintWorkflow:
         returns the running projector."""
         if self._lean:  # planned first, so that the first projection carries the plan too
             self._decide_before_plan(start)
+            if self._state.status is Status.CLOSED and workflow.patched(PATCH_CLOSED_BEFORE_PLAN):
+                workflow.patched(PATCH_CLOSED_WHILE_PLANNING)  # its answer, kept for after the plan
             await self._plan(start)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
