@@ -83,11 +83,6 @@ async def case_content(
     return await content_service.view_content(pool, state, viewer, withheld=withheld)
 
 
-async def department_names(pool: Pool) -> dict[str, str]:
-    """Every unit's name by its id (the centre's included), for the words of 办理经过."""
-    return dict(await pool.fetch("SELECT id, name FROM departments"))
-
-
 async def people_names(pool: Pool, state: CaseState) -> dict[str, str]:
     """The display names of the staff who acted on the case (by login)."""
     logins = sorted({e.actor.person for e in state.events if e.actor.person})
@@ -122,14 +117,14 @@ async def _case_page(
     # withheld: the content the events carry (补充诉求, 并单, evidence) is hidden too
     viewer = case_service.viewer_of(principal)
     state = content_service.masked_case(viewer, found.state, withheld=withheld)
-    departments = await pool.fetch(
-        "SELECT id, name FROM departments WHERE level <> 'centre' ORDER BY level, id"
-    )
+    # every unit by name for 办理经过 (the centre's included); all but the centre for the forms
+    units = await pool.fetch("SELECT id, name, level FROM departments ORDER BY level, id")
+    departments = [u for u in units if u["level"] != "centre"]
     context = {
         "session": session, "state": state, "source": found.source,
         "content": await case_content(pool, state, principal, withheld=withheld),
         "withheld": withheld, "timeline": timeline(
-            state, await department_names(pool), await people_names(pool, state)),
+            state, {u["id"]: u["name"] for u in units}, await people_names(pool, state)),
         "actions": allowed_actions(state, principal), "departments": departments,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines

@@ -52,8 +52,14 @@ SLA_POLICY: dict[Urgency, SlaRule] = {
 # (jiesu.stats.indicators.OVERDUE), which counts recorded *finish* breaches only. The same
 # rule in SQL (the list's filter) and in Python (a listed row's flag): keep them together.
 
-# (deadline column, the column that meets it) for the steps a department owes in a round
-_STEPS = (("accept_deadline", "accepted_at"), ("contact_deadline", "contacted_at"))
+# Each deadline's column on a ``cases`` row and the column that meets it (办结 has none: a
+# late reply is still late); _STEPS are the steps a department owes in a round.
+_DUE: dict[DeadlineKind, tuple[str, str | None]] = {
+    DeadlineKind.ACCEPT: ("accept_deadline", "accepted_at"),
+    DeadlineKind.CONTACT: ("contact_deadline", "contacted_at"),
+    DeadlineKind.FINISH: ("finish_deadline", None),
+}
+_STEPS = tuple((due, met) for due, met in _DUE.values() if met is not None)
 
 
 def late_sql(now: str) -> str:
@@ -76,13 +82,6 @@ def is_late(row: dict[str, Any], now: datetime) -> bool:
         return False
     steps = [(row["finish_deadline"], None)] + [(row[due], row[met]) for due, met in _STEPS]
     return any(due is not None and due < now and met is None for due, met in steps)
-
-
-_DUE = {
-    DeadlineKind.ACCEPT: ("accept_deadline", "accepted_at"),
-    DeadlineKind.CONTACT: ("contact_deadline", "contacted_at"),
-    DeadlineKind.FINISH: ("finish_deadline", None),
-}
 
 
 def late_steps(row: dict[str, Any], now: datetime) -> list[tuple[DeadlineKind, datetime | None]]:

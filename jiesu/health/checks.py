@@ -66,6 +66,8 @@ from jiesu.case.domain import (
     CASE_STATE_PAGE_QUERY,
     CASE_STATE_QUERY,
     CASE_WORKFLOW,
+    HISTORY_LIMIT_BYTES,
+    HISTORY_LIMIT_EVENTS,
     HISTORY_WARN_BYTES,
     HISTORY_WARN_EVENTS,
     CaseEvent,
@@ -90,6 +92,10 @@ KINDS = (
 )  # fmt: skip
 
 CASE_TYPE = CASE_WORKFLOW
+_ENDS_AT = (
+    f" (Temporal ends a workflow at {HISTORY_LIMIT_EVENTS:,} events or "
+    f"{HISTORY_LIMIT_BYTES // 1024 // 1024} MiB)"
+)
 # The server sets TemporalReportedProblems only when told to (jiesu/ops/temporal_settings.py).
 REPORTED_PROBLEMS_QUERY = (
     'ExecutionStatus="Running" AND TemporalReportedProblems IN '
@@ -273,8 +279,7 @@ def _large_histories(open_workflows: list[OpenWorkflow], report: DoctorReport) -
             report.add(
                 HISTORY_LARGE, w.workflow_id,
                 f"{w.workflow_type} {w.workflow_id}: history of {length:,} events, "
-                f"{size / 1024 / 1024:.1f} MiB (Temporal ends a workflow at 51,200 events or "
-                "50 MiB)",
+                f"{size / 1024 / 1024:.1f} MiB{_ENDS_AT}",
                 workflow_type=w.workflow_type, run_id=w.run_id, history_length=length,
                 history_size_bytes=size,
             )  # fmt: skip
@@ -300,7 +305,7 @@ async def _recorded_large(pool: asyncpg.Pool, report: DoctorReport) -> None:
             HISTORY_LARGE, row["case_id"],
             f"{CASE_TYPE} {row['case_id']}: history of {length:,} events, "
             f"{size / 1024 / 1024:.1f} MiB when the case recorded it at {row['at']:%Y-%m-%d %H:%M} "
-            "UTC (Temporal ends a workflow at 51,200 events or 50 MiB)",
+            f"UTC{_ENDS_AT}",
             workflow_type=CASE_TYPE, history_length=length, history_size_bytes=size,
             recorded_at=row["at"].isoformat(),
         )  # fmt: skip
