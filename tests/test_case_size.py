@@ -560,12 +560,14 @@ async def test_a_burst_cut_after_one_projected_whole_before_the_patch(
     and the case was wedged (PayloadsTooLarge on every attempt), the very thing the patch
     fixes. Now the later burst is cut, and the history replays."""
     from workflows import projector
+    from workflows.patches import Patches
 
     queue = f"size-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
     h = handle_of(client, case_id)
     with monkeypatch.context() as old_code:
-        old_code.setattr(projector, "_bounded", lambda new: new)  # before the patch
+        old_code.setattr(projector, "_bounded", lambda new, patched: new)  # before the patch
+        old_code.setattr(Patches, "start", lambda self: False)  # so before lean-case-v3 too
         async with private_worker(client, pool, settings, queue):
             await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
                                         task_queue=queue)  # fmt: skip

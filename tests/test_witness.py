@@ -23,7 +23,8 @@ from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Stat
 from jiesu.health import checks as doctor
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
-from workflows import projector as projector_module
+from workflows import patches as patches_module
+from workflows.patches import LEAN_V3
 from workflows.projector import PATCH_LOCAL_FAILURE
 
 
@@ -119,16 +120,17 @@ def test_a_receipt_todays_model_cannot_read_is_not_compared() -> None:
 
 
 class _BeforeTheCatch:
-    """``temporalio.workflow`` as the projector saw it before ``local-projection-failure-v1``:
-    the patch reads as absent, so a refused local projection ends the projector — a case of
-    that code continued by this one."""
+    """``temporalio.workflow`` as the case's patches saw it before
+    ``local-projection-failure-v1``: the patch reads as absent, so a refused local projection
+    ends the projector — a case of that code (so from before ``lean-case-v3`` as well)
+    continued by this one."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(workflow, name)
 
     @staticmethod
     def patched(patch_id: str) -> bool:
-        return patch_id != PATCH_LOCAL_FAILURE and workflow.patched(patch_id)
+        return patch_id not in (PATCH_LOCAL_FAILURE, LEAN_V3) and workflow.patched(patch_id)
 
 
 async def listed_behind(client, pool, case_id: str) -> bool:
@@ -152,7 +154,7 @@ async def test_a_case_whose_projector_died_before_the_catch_closes_and_is_projec
     model's old error, and the case never showed closed. Such a projector is started again at
     the close now (patch ``revive-projector-v1``): the case completes and its read model
     catches up. The history replays (the projector dies again on the old path)."""
-    monkeypatch.setattr(projector_module, "workflow", _BeforeTheCatch())
+    monkeypatch.setattr(patches_module, "workflow", _BeforeTheCatch())
     queue = f"witness-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-DEAD-{uuid.uuid4().hex[:8]}"
     async with refusing_first_projection(client, pool, settings, queue):
@@ -200,7 +202,7 @@ async def test_a_revived_projector_refused_again_records_it_and_the_case_complet
     of ``local-projection-failure-v1`` (False, the run's first ask) and failed the case's
     workflow at its close after all. Now the revived projector records the refusal and the
     case completes (patch ``revived-projection-failure-v1``)."""
-    monkeypatch.setattr(projector_module, "workflow", _BeforeTheCatch())
+    monkeypatch.setattr(patches_module, "workflow", _BeforeTheCatch())
     queue = f"witness-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-DEAD-{uuid.uuid4().hex[:8]}"
     # the first projection, and the revived projector's first

@@ -39,11 +39,13 @@ with workflow.unsafe.imports_passed_through():
         rejections_recorded,
     )
     from workflows.messages import Misfit, printable
+    from workflows.patches import Patches
 
 
 class CaseRecord:
     def __init__(self, state: CaseState) -> None:
         self.state = state
+        self.patched = Patches()  # every part of the case asks its patches here
 
     @classmethod
     def opened(cls, start: CaseStart) -> CaseRecord:
@@ -104,7 +106,7 @@ class CaseRecord:
         """A ``rejected`` event, while the case records refusals: at most
         MAX_RECORDED_REJECTIONS (since REJECTIONS_BOUNDED; the patch is asked only there)."""
         recorded = rejections_recorded(self.state)
-        if recorded >= MAX_RECORDED_REJECTIONS - 1 and workflow.patched(REJECTIONS_BOUNDED):
+        if recorded >= MAX_RECORDED_REJECTIONS - 1 and self.patched(REJECTIONS_BOUNDED):
             if recorded >= MAX_RECORDED_REJECTIONS:
                 workflow.logger.warning(
                     "case %s: refusal not recorded (%s)", self.state.case_id, data.get("code")

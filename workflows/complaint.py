@@ -8,8 +8,10 @@ repeated dissatisfaction and supervisors start the escalation child (the supervi
 Every state change is projected into PostgreSQL by an idempotent activity.
 
 Changing this file: cases already running replay their histories against the new code, so a
-change in the commands a path issues must be guarded with ``workflow.patched`` (see the
-patch ids below) and recorded under tests/histories/.
+change in the commands a path issues must be guarded with a patch (see the patch ids below),
+asked through ``self._patched`` (workflows/patches.py: a case since ``lean-case-v3`` takes the
+patches before it as given), before any local activity of its workflow task, and recorded
+under tests/histories/.
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ class ComplaintWorkflow:
         self._start = start
         self._case = CaseRecord.opened(start)
         self._state, self._record = self._case.state, self._case.record
+        self._patched = self._case.patched  # workflow.patched, for a case since v3 too
         self._watchers: list[asyncio.Task[None]] = []
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
         self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
@@ -228,10 +231,12 @@ class ComplaintWorkflow:
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
         # Decided once, in the first workflow task: cases started before the patch keep the
-        # old behaviour for their whole life, so their histories replay.
-        lean_v2 = workflow.patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
-        self._lean = lean_v2 or workflow.patched(PATCH_LEAN)
-        self._hardened = self._lean or workflow.patched(PATCH_HARDENED)
+        # old behaviour for their whole life, so their histories replay. A case since
+        # lean-case-v3 asks none of the patches before it again (workflows/patches.py).
+        self._patched.start()
+        lean_v2 = self._patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
+        self._lean = lean_v2 or self._patched(PATCH_LEAN)
+        self._hardened = self._lean or self._patched(PATCH_HARDENED)
         self._ladder = Ladder(self._case, on_step=self._on_escalation_step)
         self._projector = Projector(
             self._case, settle=self._hardened, local=self._lean,
@@ -245,11 +250,11 @@ class ComplaintWorkflow:
     @workflow.run
     async def run(self, start: CaseStart) -> CaseOutcome:
         spot = start.case_facts.solved_on_the_spot
-        if start.direct_answer is not None and workflow.patched(PATCH_DIRECT_ANSWER):
+        if start.direct_answer is not None and self._patched(PATCH_DIRECT_ANSWER):
             # settled at intake: answered first, so that the first projection carries it
             await self._answer_directly(start, start.direct_answer)
             projector = asyncio.create_task(self._projector.run_until_closed())
-        elif spot is not None and workflow.patched(PATCH_ON_THE_SPOT):
+        elif spot is not None and self._patched(PATCH_ON_THE_SPOT):
             await self._solve_on_the_spot(start, spot)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
@@ -290,12 +295,12 @@ class ComplaintWorkflow:
         try:
             await projector
         except ApplicationError:
-            if not workflow.patched(PATCH_REVIVE_PROJECTOR):
+            if not self._patched(PATCH_REVIVE_PROJECTOR):
                 raise  # as such a case ended before the patch: failed
             self._projector.revived = True
             await self._projector.run_until_closed()
         # asked only when something is left, so a case that ended fully projected replays as it ran
-        if self._projector.behind and workflow.patched(PATCH_PROJECT_AFTER_CLOSE):
+        if self._projector.behind and self._patched(PATCH_PROJECT_AFTER_CLOSE):
             await self._projector.run_until_closed()
 
     async def _open(self, start: CaseStart) -> asyncio.Task[None]:
@@ -303,8 +308,8 @@ class ComplaintWorkflow:
         returns the running projector."""
         if self._lean:  # planned first, so that the first projection carries the plan too
             self._decide_before_plan(start)
-            if self._state.status is Status.CLOSED and workflow.patched(PATCH_CLOSED_BEFORE_PLAN):
-                workflow.patched(PATCH_CLOSED_WHILE_PLANNING)  # its answer, kept for after the plan
+            if self._state.status is Status.CLOSED and self._patched(PATCH_CLOSED_BEFORE_PLAN):
+                self._patched(PATCH_CLOSED_WHILE_PLANNING)  # its answer, kept for after the plan
             await self._plan(start)
             projector = asyncio.create_task(self._projector.run_until_closed())
         else:
@@ -406,15 +411,15 @@ class ComplaintWorkflow:
         """撤诉 while the case awaited an activity: it stays closed — what would reopen it
         (assigning, the deadline timers) is skipped. Cases from before ``patch`` replay as
         they ran (they reopened); the patch is asked only on this path."""
-        return self._state.status is Status.CLOSED and workflow.patched(patch)
+        return self._state.status is Status.CLOSED and self._patched(patch)
 
     def _decide_before_plan(self, start: CaseStart) -> None:
         """PATCH_DECIDED_BEFORE_PLAN: the patches ``_link_history`` will ask for after the plan,
         asked now (a patch asked again answers as it did the first time, with no new marker)."""
         history = start.history
-        if history is None or not workflow.patched(PATCH_DECIDED_BEFORE_PLAN):
+        if history is None or not self._patched(PATCH_DECIDED_BEFORE_PLAN):
             return
-        if workflow.patched(PATCH_INACTION) and history.supervise:
+        if self._patched(PATCH_INACTION) and history.supervise:
             self._ladder.decide_patches(EscalationTrigger.REPEATED_ALTHOUGH_REPLIED)
 
     def _link_history(self, start: CaseStart) -> None:
@@ -422,7 +427,7 @@ class ComplaintWorkflow:
         reported again; from the policy's number of reports its unit goes under supervision.
         (Cases registered before intake found such history have none: nothing changes.)"""
         history = start.history
-        if history is None or not workflow.patched(PATCH_INACTION):
+        if history is None or not self._patched(PATCH_INACTION):
             return
         self._state.earlier_cases = list(history.case_ids)
         self._record(
@@ -476,7 +481,7 @@ class ComplaintWorkflow:
     def _rehandle_allowed(self) -> bool:
         assert self._state.deadlines is not None
         limit = self._state.deadlines.max_unsatisfied_rounds
-        return self._state.unsatisfied_rounds < limit and workflow.patched(PATCH_REHANDLE)
+        return self._state.unsatisfied_rounds < limit and self._patched(PATCH_REHANDLE)
 
     def _rehandle(self) -> None:
         """重办: back through the reassignment child, with new deadlines and a new rating."""
@@ -506,7 +511,7 @@ class ComplaintWorkflow:
     def _breach(self, kind: DeadlineKind, deadline: datetime) -> None:
         """超时: recorded, and (since PATCH_ESCALATION) the unit goes on the ladder."""
         self._case.breach(kind, deadline)
-        if workflow.patched(PATCH_ESCALATION):
+        if self._patched(PATCH_ESCALATION):
             self._ladder.escalate(BREACH_TRIGGERS[kind])
 
     # --- reassignment (退单 / 重办 / 提级办) ---------------------------------------------
@@ -581,7 +586,7 @@ class ComplaintWorkflow:
         info = workflow.info()
         size, length = info.get_current_history_size(), info.get_current_history_length()
         passed = min(HISTORY_MARKS, max(size // HISTORY_WARN_BYTES, length // HISTORY_WARN_EVENTS))
-        if passed <= self._history_marks or not workflow.patched(PATCH_HISTORY_WATCH):
+        if passed <= self._history_marks or not self._patched(PATCH_HISTORY_WATCH):
             return
         self._history_marks = passed
         self._record(
@@ -615,7 +620,7 @@ class ComplaintWorkflow:
             self._planning
             and isinstance(actor, Actor)
             and actor.role is Role.DEPARTMENT
-            and workflow.patched(PATCH_ACTIONS_AFTER_PLAN)
+            and self._patched(PATCH_ACTIONS_AFTER_PLAN)
         ):
             self._held.append((name, args))
             return None
@@ -638,9 +643,9 @@ class ComplaintWorkflow:
             refusal = lifecycle.verdict_overtaken(self._state)
         if refusal is None:
             refusal = lifecycle.first_entry_refusal(self._state, signal, payload)
-            if refusal is not None and workflow.patched(PATCH_DISTINCT_CO_HANDLERS):
+            if refusal is not None and self._patched(PATCH_DISTINCT_CO_HANDLERS):
                 refusal = None  # the entry still owing its contribution takes it
-        if refusal is not None and refusal.since and not workflow.patched(refusal.since):
+        if refusal is not None and refusal.since and not self._patched(refusal.since):
             return None
         return refusal
 
@@ -664,7 +669,7 @@ class ComplaintWorkflow:
             department_id=self._state.department_id,
             trigger=self._state.escalation.trigger.value if self._state.escalation else None,
         )
-        if step.level is EscalationLevel.ACCOUNTABILITY and workflow.patched(PATCH_ACCOUNTABILITY):
+        if step.level is EscalationLevel.ACCOUNTABILITY and self._patched(PATCH_ACCOUNTABILITY):
             self._ladder.reached(step.level)
 
     # --- signals: human actions ---------------------------------------------------------
@@ -706,7 +711,7 @@ class ComplaintWorkflow:
             department_name=action.department_name,
             by_rule=False,
         )
-        if self._queued_after_bound and workflow.patched(PATCH_FRESH_ROUND):
+        if self._queued_after_bound and self._patched(PATCH_FRESH_ROUND):
             # out of the queue after the bound: a new round with fresh deadlines
             self._queued_after_bound = False
             self._dispatched = ReassignmentResult(
@@ -740,7 +745,7 @@ class ComplaintWorkflow:
         assert action.actor.department_id or self._state.department_id
         s = self._state
         assert s.deadlines is not None
-        if s.deadlines.return_needs_approval and workflow.patched(PATCH_RETURN_APPROVAL):
+        if s.deadlines.return_needs_approval and self._patched(PATCH_RETURN_APPROVAL):
             self._await_return_decision(action)
             return
         s.returned_by.append(s.department_id or "")
@@ -758,7 +763,7 @@ class ComplaintWorkflow:
         s = self._state
         assert s.deadlines is not None
         hours = s.deadlines.return_decision_hours
-        timed = hours is not None and workflow.patched(PATCH_RETURN_DUE)
+        timed = hours is not None and self._patched(PATCH_RETURN_DUE)
         now = workflow.now()
         s.pending_return = pending = PendingReturn(
             department_id=s.department_id,
@@ -870,7 +875,7 @@ class ComplaintWorkflow:
         s = self._state
         assert s.deadlines is not None
         hours = s.deadlines.extension_decision_hours
-        timed = hours is not None and workflow.patched(PATCH_EXTENSION_DUE)
+        timed = hours is not None and self._patched(PATCH_EXTENSION_DUE)
         now = workflow.now()
         s.extension = extension = Extension(
             reasons=action.reasons,
@@ -955,7 +960,7 @@ class ComplaintWorkflow:
         if due is not None:
             data["due"] = due.isoformat()
         self._record(EventKind.CO_HANDLERS_ADDED, actor, **data)
-        if due is not None and workflow.patched(PATCH_CONTRIBUTION_DUE):
+        if due is not None and self._patched(PATCH_CONTRIBUTION_DUE):
             round_ = self._state.round
             self._watchers.extend(
                 asyncio.create_task(self._contribution_due(co, round_)) for co in added

@@ -71,10 +71,10 @@ class Ladder:
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
         ``trigger`` with no order (its first step: remind), in the same order."""
-        if workflow.patched(PATCH_PURPOSE) and trigger is EscalationTrigger.DISSATISFACTION:
-            workflow.patched(PATCH_REHANDLE_WATCH)
+        if self._case.patched(PATCH_PURPOSE) and trigger is EscalationTrigger.DISSATISFACTION:
+            self._case.patched(PATCH_REHANDLE_WATCH)
         if self._on_step is not None:
-            workflow.patched(PATCH_FIRST_STEP)
+            self._case.patched(PATCH_FIRST_STEP)
 
     def escalate(
         self,
@@ -99,11 +99,11 @@ class Ladder:
         else:
             self._ordered(state.escalation, order)
         self._stop = False
-        purposeful = workflow.patched(PATCH_PURPOSE)
+        purposeful = self._case.patched(PATCH_PURPOSE)
         self._watch_rehandling = (
             purposeful
             and trigger is EscalationTrigger.DISSATISFACTION
-            and workflow.patched(PATCH_REHANDLE_WATCH)
+            and self._case.patched(PATCH_REHANDLE_WATCH)
         )
         self._task = asyncio.create_task(self._climb(n, trigger, child_id, purposeful))
 
@@ -167,7 +167,7 @@ class Ladder:
         first_step_taken = (
             self._on_step is not None
             and start_level is not EscalationLevel.ACCOUNTABILITY  # the child ends there at once
-            and workflow.patched(PATCH_FIRST_STEP)
+            and self._case.patched(PATCH_FIRST_STEP)
         )
         if first_step_taken:
             assert self._on_step is not None

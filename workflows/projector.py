@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import messages
     from workflows.activity_options import run_activity, run_local
     from workflows.case_record import CaseRecord
+    from workflows.patches import Patches
 
 
 # A local activity's non-retryable failure reaches the workflow as the ApplicationError itself,
@@ -80,7 +81,7 @@ class Projector:
             if self._settle_first:
                 await settle()
             self._upsert_search_attributes()
-            new = _bounded(state.events[self._projected_seq :])
+            new = _bounded(state.events[self._projected_seq :], self._case.patched)
             version = new[-1].seq
             await self._project(new, version)
             self._projected_seq = version
@@ -103,8 +104,8 @@ class Projector:
         except (ActivityError, ApplicationError) as err:
             if (
                 isinstance(err, ApplicationError)
-                and not (self.revived and workflow.patched(PATCH_REVIVED_FAILURE))
-                and not workflow.patched(PATCH_LOCAL_FAILURE)
+                and not (self.revived and self._case.patched(PATCH_REVIVED_FAILURE))
+                and not self._case.patched(PATCH_LOCAL_FAILURE)
             ):
                 raise  # as such a case ran before the patch (the projector ended here)
             if not self._failing:
@@ -131,7 +132,7 @@ class Projector:
             workflow.upsert_search_attributes(updates)
 
 
-def _bounded(new: list[CaseEvent]) -> list[CaseEvent]:
+def _bounded(new: list[CaseEvent], patched: Patches) -> list[CaseEvent]:
     """The first events of a burst that fit in BATCH_BYTES (at least one); all of them for a
     case from before PATCH_BOUNDED_BATCH."""
     if len(new) == 1:
@@ -140,19 +141,17 @@ def _bounded(new: list[CaseEvent]) -> list[CaseEvent]:
     for n, event in enumerate(new):
         size += len(event.model_dump_json().encode())
         if size > BATCH_BYTES and n > 0:
-            return new[:n] if _cut(new[0].seq) else new
+            return new[:n] if _cut(new[0].seq, patched) else new
     return new
 
 
-def _cut(seq: int) -> bool:
+def _cut(seq: int, patched: Patches) -> bool:
     """Whether this burst (from event ``seq``) is cut. The SDK memoizes a patch's answer for
     the rest of the run: a case whose earlier burst over the budget was projected whole before
     the patch answers False there on every replay, and so did every later burst — one over
     2 MB wedged the case (tests/test_case_size.py). Such a case asks each cut burst's own
     patch, recorded in the task that cuts it."""
-    return workflow.patched(PATCH_BOUNDED_BATCH) or workflow.patched(
-        f"{PATCH_BOUNDED_BATCH}-from-{seq}"
-    )
+    return patched(PATCH_BOUNDED_BATCH) or patched(f"{PATCH_BOUNDED_BATCH}-from-{seq}")
 
 
 def _started_with() -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Which code a case runs: its ``workflow.patched`` questions, and the patches a case started
+since ``lean-case-v3`` takes as given.
+
+Temporal looks for a patch's marker in the workflow task where the code asks for it. A patch
+asked right after a local activity is recorded in whatever task the worker went on in — a
+loaded or restarted worker may complete a task with the activity's marker and go on in a new
+one — while a replay goes on in the marker's task and, not finding the patch there, fails
+(TMPRL1100). Four such paths were found and fixed one by one (fault runs 11 and 14, fresh-clone
+CI; docs/auditing.md), and replaying every recorded history with each local activity's result
+split into a task of its own found five more: a withdrawal while the case is planned or while
+a new round's deadlines are computed, a case whose deadline had already passed when it was
+planned (a breach, the ladder's patches), a refused local projection
+(tests/test_patch_placement.py).
+
+A case started since ``lean-case-v3`` asks none of the patches in :data:`SETTLED_BY_V3`: every
+one of them is in force for it from its first task (that is what asking it would answer in a
+case that is not being replayed), so its history records that one marker and no later one can
+land after a local activity. Cases started before keep asking, and replay as they ran.
+
+A patch added after v3 must not join the set: a v3 case already running when it is deployed
+would take it without a marker, and replaying its history with the new code would diverge.
+Ask it with :meth:`Patches.__call__` before any local activity of the same workflow task, and
+list it in :data:`AFTER_V3`; when many accumulate, a ``lean-case-v4`` settles them in turn.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+LEAN_V3 = "lean-case-v3"
+
+# Every patch the case workflow asked for before lean-case-v3 (workflows/complaint.py,
+# ladder.py, projector.py, case_record.py; jiesu.case.lifecycle's ``Refusal.since``).
+SETTLED_BY_V3: frozenset[str] = frozenset({
+    "lean-case-v2", "lean-case-v1", "hardened-messages-v1",
+    "escalation-ladder-v1", "rehandle-v1", "fresh-round-after-queue-v1",
+    "return-approval-v1", "extension-decision-due-v1", "accountability-record-v1",
+    "contribution-due-v1", "return-decision-due-v1",
+    "inaction-signal-v1", "direct-answer-v1", "grid-on-the-spot-v1",
+    "closed-while-planning-v1", "closed-during-new-round-v1",
+    "revive-projector-v1", "project-after-close-v1", "linked-patches-before-plan-v1",
+    "actions-wait-for-plan-v1", "closed-before-plan-v1", "history-watch-v1",
+    "ladder-stops-on-purpose-v1", "ladder-watches-rehandling-v1", "ladder-first-step-in-case-v1",
+    "local-projection-failure-v1", "bounded-projection-v1", "revived-projection-failure-v1",
+    "distinct-co-handlers-v1", "one-reassignment-at-a-time-v1", "ladder-steps-once-v1",
+    "verdict-overtaken-v1", "supplements-bounded-v1", "supplements-shared-fairly-v1",
+    "rejections-bounded-v1", "supervision-orders-bounded-v1", "extension-requests-bounded-v1",
+    "repeat-reports-bounded-v1", "co-handlers-bounded-v1", "returns-bounded-v1",
+})  # fmt: skip
+
+# Patches added since lean-case-v3: asked of every case, v3 ones included.
+AFTER_V3: frozenset[str] = frozenset()
+
+
+class Patches:
+    """The case's answer to ``workflow.patched``; one per case workflow, shared by the parts
+    that ask (the case, its ladder, its projector, its record)."""
+
+    def __init__(self) -> None:
+        self.settled = False  # a case since lean-case-v3
+
+    def start(self) -> bool:
+        """Asked first, in the case's first workflow task: is this a case since v3?"""
+        self.settled = workflow.patched(LEAN_V3)
+        return self.settled
+
+    def __call__(self, patch: str) -> bool:
+        if self.settled and patch in SETTLED_BY_V3:
+            return True  # in force since the case's first task; no marker
+        return workflow.patched(patch)
