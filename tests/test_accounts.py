@@ -115,9 +115,9 @@ async def test_users_cli_refuses_bad_input_and_changes_nothing(
     assert await staff.get_person(pool, login) is None
     for action in ("disable", "enable"):
         code, _, err = await users(action, "nobody-at-all")
-        assert code == 1 and "no person" in err
+        assert code == 2 and "no person" in err  # refused, as `jiesu admin` refuses
     code, _, err = await users("set-password", "nobody-at-all", stdin="long enough pw\n")
-    assert code == 1 and "no person" in err
+    assert code == 2 and "no person" in err
     # A password is never an argument.
     code, _, err = await users("set-password", login, "--password", "x")
     assert code == 2 and "unrecognized arguments" in err

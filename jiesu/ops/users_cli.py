@@ -120,7 +120,7 @@ def _set_active(active: bool) -> Callable[[argparse.Namespace], int]:
             person = await staff.update_person(conn, args.login, active=active, by=_who())
             if person is None:
                 print(f"error: no person {args.login!r}", file=sys.stderr)
-                return 1
+                return 2  # refused, nothing changed: as `jiesu admin` (docs/administration.md)
             state = "enabled" if active else "disabled (their sessions have ended)"
             print(f"{_describe(person)} is {state}.")
             return 0
@@ -146,7 +146,7 @@ def cmd_users_set_password(args: argparse.Namespace) -> int:
         person = await staff.set_password(conn, args.login, password, by=_who())
         if person is None:
             print(f"error: no person {args.login!r}", file=sys.stderr)
-            return 1
+            return 2
         print(f"Password of {_describe(person)} set; their sessions have ended.")
         return 0
 
