@@ -708,6 +708,70 @@ async def test_the_accountability_form_says_what_was_saved(
     assert "李某、赵某" in saved and "诫勉谈话" in saved and "水务局" in saved, saved
 
 
+async def test_a_refused_accountability_keeps_what_the_supervisor_typed(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, client: Client,
+    env: WorkflowEnvironment, shots: Path,
+) -> None:  # fmt: skip
+    """问责待完善 refused (a person described in more than 100 characters): the refusal in
+    Chinese next to that record's form, and the persons and the decision typed still in it —
+    the supervisor shortens the one line and saves, nothing typed twice."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
+    await eventually(lambda: _laddered(api, case_id))
+    await env.fast_forward(await ladder_of(client, case_id), timedelta(hours=9))  # to 问责
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    row = f"#accountability tr:has(a:text-is('{case_id}'))"
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
+    form = supervisor.locator(f"{row} form")
+    duty = "负责松林路片区排水管网日常巡查与维护工作" * 5  # 100 characters: the line is 103
+    persons = f"李某（水务局排水科科长）\n赵某（{duty}）"
+    await form.locator("textarea[name=persons]").fill(persons)
+    await form.locator("input[name=decision]").fill("诫勉谈话，扣减年度考评分")
+    await form.locator("button").click()
+    await supervisor.wait_for_selector("main .error")
+    await shot(supervisor, shots, "3-accountability-refused")
+    assert await form.locator("textarea[name=persons]").input_value() == persons
+    assert await form.locator("input[name=decision]").input_value() == "诫勉谈话，扣减年度考评分"
+    message = await form.locator(".error").inner_text()  # next to the form, not only on top
+    assert "问责人员第 2 行：最多 100 个字" in message, message
+    assert not _english(message), message
+    assert await form.evaluate("f => f.contains(document.activeElement)")  # the cursor in it
+    await form.locator("textarea[name=persons]").fill("李某（水务局排水科科长）\n赵某（巡查员）")
+    await form.locator("button").click()
+    await supervisor.wait_for_url(re.compile(r"done=accountability"))
+    saved = await supervisor.inner_text("main [role=status]")
+    assert "李某（水务局排水科科长）、赵某（巡查员）" in saved and "诫勉谈话" in saved, saved
+
+
+async def test_a_refused_accountability_order_keeps_the_supervision_form(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
+) -> None:
+    """督办 in the form 问责 on the case page, without the decision: refused in Chinese next
+    to the form, and the form chosen, the opinion and the persons are still in it."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    await supervisor.goto(f"{console_url}/console/cases/{case_id}")
+    form = supervisor.locator("form[data-action=supervision]")
+    await form.locator("select[name=form]").select_option("accountability")
+    await form.locator("textarea[name=note]").fill("三次催办仍未联系诉求人")
+    await form.locator("summary").click()
+    await form.locator("textarea[name=persons]").fill("李某\n赵某")
+    await form.locator("button").click()
+    await supervisor.wait_for_selector("form[data-action=supervision] .error")
+    await shot(supervisor, shots, "3-accountability-order-refused")
+    message = await form.locator(".error").inner_text()
+    assert "问责决定" in message and not _english(message), message
+    assert await form.locator("select[name=form]").input_value() == "accountability"
+    assert await form.locator("textarea[name=note]").input_value() == "三次催办仍未联系诉求人"
+    assert await form.locator("textarea[name=persons]").input_value() == "李某\n赵某"
+
+
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
     return (await _state(api, case_id))["escalation_level"] >= 1
 

@@ -132,7 +132,7 @@ async def _case_page(
         "categories": dict(await pool.fetch("SELECT id, name FROM categories")),
         "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
-        "failed": failed, "posted": posted if posted is not None else FormData(),
+        "failed": failed, "posted": posted,  # web.typed: the refused form again
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip
     return page(request, "case.html", context, status_code)

@@ -101,7 +101,7 @@ async def _page(
     context = {
         "case": citizen_case(state, reporter), "token": token, "actions": actions,
         "error": error, "query": request.query_params,
-        "failed": failed, "posted": posted if posted is not None else FormData(),
+        "failed": failed, "posted": posted,  # web.typed: the refused form again
     }  # fmt: skip
     return page(request, "citizen.html", context, status_code)
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from api.console import event_words
 from api.console.actions import lines
@@ -90,9 +91,16 @@ async def _overdue(pool: Pool, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
+def accountability_form(case_id: str, seq: int) -> str:
+    """The name of a 问责待完善 record's form on the page (web.typed: the one refused)."""
+    return f"{case_id}/{seq}"
+
+
 async def _page(
-    request: Request, pool: Pool, session: Any, error: str | None = None, status_code: int = 200
-) -> Response:
+    request: Request, pool: Pool, session: Any, error: str | None = None, status_code: int = 200,
+    *, failed: str | None = None, posted: FormData | None = None,
+) -> Response:  # fmt: skip
+    """``failed``: the 问责 form refused, shown again with what was ``posted`` and why."""
     now = datetime.now(UTC)
     context = {
         "saved": await _saved(pool, request),  # 问责 saved: what
@@ -103,7 +111,8 @@ async def _page(
         "extensions": await oversight.pending_extensions(pool, None, 200),  # 延期待审
         "incomplete": await pool.fetch(_INCOMPLETE),  # 问责待完善
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
-        "error": error,
+        "error": error, "failed": failed, "posted": posted,
+        "form_of": accountability_form,
         "note": event_words.note,  # 问责事由: a ladder's own English reason in Chinese
     }
     return page(request, "supervision.html", context, status_code)
@@ -124,7 +133,8 @@ async def complete_accountability(
             pool, case_id, seq, body.persons, body.decision, session.principal.actor
         )
     except ValidationError as err:
-        return await _page(request, pool, session, validation_message(err), 422)
+        return await _page(request, pool, session, validation_message(err), 422,
+                           failed=accountability_form(case_id, seq), posted=form)
     except accountability.NoSuchRecord:
         return error_page(request, 404, f"没有问责记录 {case_id}/{seq}")
     target = urlencode({"done": "accountability", "case": case_id, "seq": seq})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,8 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -76,6 +79,21 @@ templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=F
 templates.env.globals["glossary"] = glossary
 templates.env.globals["prefix"] = PREFIX
 templates.env.globals["new_key"] = lambda: uuid.uuid4().hex  # a form's Idempotency-Key
+
+
+@pass_context
+def typed(context: Context, form: str) -> Mapping[str, Any]:
+    """What the person typed in ``form``, when it is the one the server refused (表单被退回):
+    a page showing a refusal gets the form's name (``failed``) and what was sent (``posted``),
+    and fills that form with it again — nothing has to be typed twice. Every other form of the
+    page starts as usual (an empty mapping: each field its own default)."""
+    posted = context.get("posted")
+    if posted is None or context.get("failed") != form:
+        return {}
+    return posted
+
+
+templates.env.globals["typed"] = typed
 
 
 # Stricter than the API's own headers (api/headers.py keeps a policy a response sets): no
@@ -164,10 +182,19 @@ _VALIDATOR_WORDS = {
 }  # fmt: skip
 
 
+def _kind(e: Any) -> str:
+    """The error's type; a text's length checked after a validator (a Line's: pydantic says
+    too_long, as of a list) is a string's, counted in characters (个字), not items (项)."""
+    if e["type"] in ("too_long", "too_short") and isinstance(e.get("input"), str):
+        return "string_" + e["type"]
+    return str(e["type"])
+
+
 def _problem(e: Any) -> str:
-    if e["type"] == "string_too_short" and (e.get("ctx") or {}).get("min_length") == 1:
+    kind = _kind(e)
+    if kind == "string_too_short" and (e.get("ctx") or {}).get("min_length") == 1:
         return "必填"
-    template = _PROBLEMS.get(e["type"])
+    template = _PROBLEMS.get(kind)
     if template is None:  # a validator's own words (value_error: "Value error, ...")
         said = str(e["msg"]).removeprefix("Value error, ")
         return _VALIDATOR_WORDS.get(said, said)
