@@ -772,6 +772,38 @@ async def test_a_refused_accountability_order_keeps_the_supervision_form(
     assert await form.locator("textarea[name=persons]").input_value() == "李某\n赵某"
 
 
+async def test_a_refused_new_person_keeps_what_the_admin_typed(
+    browsers: Profiles, console_url: str, pool: asyncpg.Pool, shots: Path
+) -> None:
+    """新增人员 refused (a login with a space): why in Chinese next to the form, and the login,
+    the name, the role and the unit chosen still in it — only the password is typed again
+    (a page never carries a password back)."""
+    admin = await sign_in(browsers, console_url, "admin")
+    await admin.goto(f"{console_url}/console/people")
+    form = admin.locator("section:has(h2:text-is('新增人员')) form")
+    await form.locator("input[name=login]").fill("li lei")
+    await form.locator("input[name=display_name]").fill("李雷")
+    await form.locator("select[name=role]").select_option("department")
+    await form.locator("select[name=department_id]").select_option("water")
+    await form.locator("input[name=password]").fill("li-lei-long-password")
+    await form.locator("button").click()
+    await admin.wait_for_selector("main .error")
+    await shot(admin, shots, "4-new-person-refused")
+    assert await form.locator("input[name=login]").input_value() == "li lei"
+    assert await form.locator("input[name=display_name]").input_value() == "李雷"
+    assert await form.locator("select[name=role]").input_value() == "department"
+    assert await form.locator("select[name=department_id]").input_value() == "water"
+    assert await form.locator("input[name=password]").input_value() == ""
+    message = await admin.inner_text("section:has(h2:text-is('新增人员')) .error")
+    assert "登录名" in message and not _english(message), message
+    assert await admin.evaluate("document.activeElement.name") == "login"
+    await form.locator("input[name=login]").fill("li-lei")
+    await form.locator("input[name=password]").fill("li-lei-long-password")
+    await form.locator("button").click()
+    await admin.wait_for_url(re.compile(r"/console/people$"))
+    assert await pool.fetchval("SELECT department_id FROM staff WHERE login = 'li-lei'") == "water"
+
+
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
     return (await _state(api, case_id))["escalation_level"] >= 1
 

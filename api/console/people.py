@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from api.console.web import PREFIX, form_of, page, redirect, require_roles
 from api.deps import Pool
@@ -14,15 +15,36 @@ from jiesu.case.domain import Role
 
 router = APIRouter()
 Admin = require_roles()  # admins only
+NEW_PERSON = "new-person"  # the 新增人员 form's name on the page (web.typed)
+
+# The account service's refusals (jiesu.access.staff AccountRefused codes) as the admin reads
+# them; the service's English stays the API's.
+_REFUSALS = {
+    "invalid_login": "登录名为 1–64 个字母、数字或 . _ @ -（不能以符号开头）",
+    "invalid_display_name": f"姓名为 1–{accounts.MAX_DISPLAY_NAME} 个可显示的字",
+    "invalid_password": f"密码为 {accounts.MIN_PASSWORD}–{accounts.MAX_PASSWORD} 个字符",
+    "invalid_role": "不能新增此角色的人员",
+    "invalid_department": "承办单位人员须选择单位，其他角色不选单位",
+    "login_taken": "登录名已被占用，请换一个",
+    "unknown_department": "所选单位不存在，请重新选择",
+}
+
+
+def _refusal(err: ValueError) -> str:
+    """Why an account was refused, in Chinese (a role not in the list: ValueError, no code)."""
+    code = getattr(err, "code", "invalid_role")
+    return _REFUSALS.get(code, str(err))
 
 
 async def _people_page(
     request: Request, pool: Pool, session: object, *, error: str | None = None,
-    status_code: int = 200,
+    status_code: int = 200, failed: str | None = None, posted: FormData | None = None,
 ) -> HTMLResponse:  # fmt: skip
+    """``failed``: the form refused, shown again with what was ``posted`` and why."""
     departments = await pool.fetch("SELECT id, name FROM departments ORDER BY id")
     context = {"session": session, "people": await accounts.list_people(pool),
-               "roles": list(Role), "departments": departments, "error": error}  # fmt: skip
+               "roles": list(Role), "departments": departments, "error": error,
+               "failed": failed, "posted": posted, "new_person": NEW_PERSON}  # fmt: skip
     return page(request, "people.html", context, status_code)
 
 
@@ -44,8 +66,9 @@ async def create(request: Request, pool: Pool, session: Admin) -> Response:
             department_id=str(form.get("department_id") or "") or None,
             by=changed_by(session.principal),
         )
-    except (accounts.AccountRefused, ValueError) as err:
-        return await _people_page(request, pool, session, error=str(err), status_code=422)
+    except ValueError as err:  # AccountRefused, or a role that is none
+        return await _people_page(request, pool, session, error=_refusal(err), status_code=422,
+                                  failed=NEW_PERSON, posted=form)  # fmt: skip
     return redirect(PREFIX + "/people")
 
 
@@ -59,7 +82,7 @@ async def set_active(request: Request, login: str, pool: Pool, session: Admin) -
             pool, login, by=changed_by(session.principal), active=active
         )
     except accounts.AccountRefused as err:
-        return await _people_page(request, pool, session, error=str(err), status_code=422)
+        return await _people_page(request, pool, session, error=_refusal(err), status_code=422)
     if person is None:
         return await _people_page(request, pool, session, error="没有此人员", status_code=404)
     return redirect(PREFIX + "/people")
