@@ -23,12 +23,14 @@ from api.console.citizen import RedactLinks
 from api.console.web import STATIC, local_time
 from api.deps import Principal
 from jiesu.access import citizen_tokens
-from jiesu.case import glossary
+from jiesu.case import glossary, lifecycle
 from jiesu.case.domain import (
     CASE_CITIZEN_NAME,
     SYSTEM_ACTOR,
     Actor,
+    Assignment,
     CaseState,
+    CoHandler,
     EventKind,
     Role,
     repeat_reporter_name,
@@ -409,6 +411,20 @@ async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     assert [a.name for a in allowed_actions(assigned, supervisor)] == [
         "co-handlers", "supervision"
     ]
+
+
+def test_the_co_handler_choices_are_what_the_lifecycle_would_convene() -> None:
+    """会办's pickers (lifecycle.co_handler_choices): not the lead, not a co-handler already
+    (done or not), and nothing once the case has its MAX_CO_HANDLERS."""
+    police = CoHandler(department_id="police", department_name="县公安局", waived=True)
+    lead = Assignment(department_id="water", department_name="县水务局",
+                      assigned_at=datetime.now().astimezone(), by_rule=True)  # fmt: skip
+    state = CaseState.model_construct(assignment=lead, co_handlers=[police])
+    units = ["water", "police", "housing", "market"]
+    assert lifecycle.co_handler_choices(state, units) == ["housing", "market"]
+    full = [CoHandler(department_id=f"d{n}", department_name="…")
+            for n in range(lifecycle.MAX_CO_HANDLERS)]  # fmt: skip
+    assert lifecycle.co_handler_choices(state.model_copy(update={"co_handlers": full}), units) == []
 
 
 async def test_the_case_page_masks_as_the_content_service_does_and_records_views(

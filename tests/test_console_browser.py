@@ -30,7 +30,7 @@ from helpers import (
     ladder_of,
     register,
 )
-from playwright.async_api import BrowserContext, Page
+from playwright.async_api import BrowserContext, Locator, Page
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -802,6 +802,45 @@ async def test_a_refused_new_person_keeps_what_the_admin_typed(
     await form.locator("button").click()
     await admin.wait_for_url(re.compile(r"/console/people$"))
     assert await pool.fetchval("SELECT department_id FROM staff WHERE login = 'li-lei'") == "water"
+
+
+async def _offered(form: Locator) -> set[str]:
+    """The departments a form's picker (select[name=department_ids]) offers, by id."""
+    options = form.locator("select[name=department_ids] option")
+    return set(await options.evaluate_all("os => os.map(o => o.value)"))
+
+
+async def test_the_co_handler_pickers_offer_only_units_the_case_can_convene(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
+) -> None:
+    """会办: a case held by the water bureau, the police convened already — the supervisor's
+    pickers (会办, and 督办's 会办单位) offer neither of them nor the hotline centre, which the
+    server would refuse (already_involved), and do offer another department; picking it
+    convenes it."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police"])
+    await eventually(lambda: _co_handled_by(api, case_id, "police"))
+    supervisor = await sign_in(browsers, console_url, "supervisor")
+    page = f"{console_url}/console/cases/{case_id}"
+    await shown_after_reload(supervisor, page, "dd:has-text('县公安局')")  # the read model
+    await shot(supervisor, shots, "6-co-handler-picker")
+    for action in ("co-handlers", "supervision"):
+        offered = await _offered(supervisor.locator(f"form[data-action={action}]"))
+        assert not offered & {"water", "police", "centre"}, (action, sorted(offered))
+        assert "housing" in offered, (action, sorted(offered))
+    form = supervisor.locator("form[data-action=co-handlers]")
+    await form.locator("select[name=department_ids]").select_option("housing")
+    await form.locator("button").click()
+    await supervisor.wait_for_url(re.compile(r"done=co-handlers"))
+    await eventually(lambda: _co_handled_by(api, case_id, "housing"))
+
+
+async def _co_handled_by(api: httpx.AsyncClient, case_id: str, department_id: str) -> bool:
+    co_handlers = (await _state(api, case_id))["co_handlers"]
+    return department_id in {c["department_id"] for c in co_handlers}
 
 
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:

@@ -31,7 +31,7 @@ from api.console.web import (
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_site
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
-from jiesu.case import glossary
+from jiesu.case import glossary, lifecycle
 from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
 from jiesu.case.sla import is_late, next_deadline
 
@@ -49,6 +49,14 @@ WHERE status <> $2 AND (department_id = ANY($1::text[])
       OR EXISTS (SELECT 1 FROM jsonb_array_elements(state -> 'co_handlers') c
                  WHERE c ->> 'department_id' = ANY($1::text[])))
 """
+
+
+def co_handler_choices(state: CaseState, departments: list[Any]) -> list[Any]:
+    """The units the 会办 pickers offer: the forms' departments (not the centre) the case can
+    still convene as co-handlers, by the lifecycle's own rule (not its lead, not a co-handler
+    already) — the others would be refused once sent."""
+    allowed = set(lifecycle.co_handler_choices(state, [d["id"] for d in departments]))
+    return [d for d in departments if d["id"] in allowed]
 
 
 def _far_future() -> datetime:
@@ -120,12 +128,15 @@ async def _case_page(
     # every unit by name for 办理经过 (the centre's included); all but the centre for the forms
     units = await pool.fetch("SELECT id, name, level FROM departments ORDER BY level, id")
     departments = [u for u in units if u["level"] != "centre"]
+    choices = co_handler_choices(found.state, departments)  # 会办's pickers
     context = {
         "session": session, "state": state, "source": found.source,
         "content": await case_content(pool, state, principal, withheld=withheld),
         "withheld": withheld, "timeline": timeline(
             state, {u["id"]: u["name"] for u in units}, await people_names(pool, state)),
-        "actions": allowed_actions(state, principal), "departments": departments,
+        "actions": [a for a in allowed_actions(state, principal)
+                    if a.name != "co-handlers" or choices],  # 会办 with no unit left: not offered
+        "departments": departments, "co_handler_choices": choices,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
                                    and state.deadlines.finish < datetime.now(UTC)),

@@ -7,7 +7,7 @@ runs them again when the signal arrives (it is the final judge, and records a re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -379,6 +379,21 @@ def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) 
     return _status_is(state, *WITH_DEPARTMENT)
 
 
+def may_co_handle(state: CaseState, department_id: str) -> bool:
+    """会办: whether the case can convene ``department_id`` as a co-handler (协办单位): not
+    the department holding it (主办) nor one convened already — 会办 (/co-handlers) and 督办 in
+    the form 会办 refuse those as already_involved. The console's pickers offer the others."""
+    return not state.involves(department_id)
+
+
+def co_handler_choices(state: CaseState, department_ids: Iterable[str]) -> list[str]:
+    """Of ``department_ids``, those 会办 could still convene: none once the case has its
+    MAX_CO_HANDLERS (co_handler_limit), else each :func:`may_co_handle` allows."""
+    if len(state.co_handlers) >= MAX_CO_HANDLERS:
+        return []
+    return [d for d in department_ids if may_co_handle(state, d)]
+
+
 def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
         state, *WITH_DEPARTMENT
@@ -386,7 +401,7 @@ def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
     if refusal:
         return refusal
     for dept in action.departments:
-        if state.involves(dept.id):
+        if not may_co_handle(state, dept.id):
             return Refusal("already_involved", f"{dept.id} already handles this case")
     return None
 
@@ -494,13 +509,13 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _status_is(state, *WITH_DEPARTMENT)  # 会办 convenes around a lead department
         for dept_id in action.department_ids:
-            if refusal is None and state.involves(dept_id):
+            if refusal is None and not may_co_handle(state, dept_id):
                 refusal = Refusal("already_involved", f"{dept_id} already handles this case")
         # the departments convened are action.departments (the API fills them in from
         # department_ids, once each): those are the ones checked (since DISTINCT_CO_HANDLERS)
         convened = [d.id for d in action.departments]
         for dept_id in convened:
-            if refusal is None and state.involves(dept_id):
+            if refusal is None and not may_co_handle(state, dept_id):
                 refusal = Refusal(
                     "already_involved", f"{dept_id} already handles this case",
                     since=DISTINCT_CO_HANDLERS,
