@@ -30,7 +30,10 @@ per-workflow time skipping), then the harness counts:
   written.
 - retries refused (409): an action retried after a lost answer that the API refused although
   its first attempt was applied (the client is told its action failed);
-- cases failed: a client that could not finish its case (gave up after ``STEP_DEADLINE``).
+- cases failed: a client that could not finish its case (gave up after ``STEP_DEADLINE``);
+- patches after a local activity: a history with a patch marker recorded after a local
+  activity's marker of the same task (jiesu.audit.placement) — it replays as the worker cut
+  its tasks this time, and would not under another cut (none since ``lean-case-v3``).
 
 Writes ``--out`` (JSON, default bench/results/faults.json) and a markdown report next to it,
 prints the report and exits 1 when any count is not zero. A bench, not a test.
@@ -66,7 +69,9 @@ from bench.case_driver import GRIDS, OPERATOR, ROUTES
 from bench.lifecycle import _free_port, machine
 from bench.load import open_loop
 from jiesu import db
+from jiesu.audit import placement
 from jiesu.audit import replay as audit_replay
+from jiesu.audit.histories import HistoryNotFound, load_case_histories
 from jiesu.case.domain import CaseState, EventKind
 from jiesu.client import connect
 from jiesu.config import Settings
@@ -441,7 +446,8 @@ class Findings:
 
 KINDS = ("lost", "duplicated", "applied_twice", "actions_lost", "read_model_not_converged",
          "histories_not_replaying", "breaches_not_fired", "notifications_lost",
-         "notifications_late", "retries_refused_409", "cases_failed")  # fmt: skip
+         "notifications_late", "retries_refused_409", "cases_failed",
+         "patches_after_local_activity")  # fmt: skip
 
 
 async def check(
@@ -493,6 +499,7 @@ async def check(
     converged = await _wait_converged(pool, client, live, f)
     await _check_notices(pool, live, f)
     replay = await _replay(client, pool, case_ids, f, out_dir)
+    await _patch_placement(client, pool, case_ids, f)
     refused = sum(1 for s in live.values() for e in s.events if e.kind is EventKind.REJECTED)
     extra = {"cases": len(case_ids), "workflows": len(live), "converged_after_s": converged,
              "rejected_events": refused, "replay": replay,
@@ -579,6 +586,23 @@ async def _replay(
             detail["history"] = str(saved) if saved else None
         f.add("histories_not_replaying", detail)
     return dict(summary.counts)
+
+
+async def _patch_placement(
+    client: Client, pool: asyncpg.Pool, case_ids: Sequence[str], f: Findings
+) -> None:
+    """Histories that replay as they were cut this time, but would not if the worker had gone
+    on from a local activity's result in a new task (jiesu.audit.placement)."""
+    for case_id in case_ids:
+        try:
+            histories = await load_case_histories(client, pool, case_id)
+        except HistoryNotFound:
+            continue  # counted as lost by the replay
+        for history in histories:
+            patches = placement.patches_after_local_activity(history)
+            if patches:
+                f.add("patches_after_local_activity",
+                      {"workflow_id": history.workflow_id, "patches": patches})  # fmt: skip
 
 
 async def _save_history(client: Client, workflow_id: str, run_id: str, out: Path) -> Path | None:

@@ -29,9 +29,10 @@ from helpers import HISTORIES, replay_checked
 from history_surgery import after_local_activity
 from temporalio.client import WorkflowHistory
 
+from jiesu.audit import placement
 from workflows.patches import AFTER_V3, LEAN_V3, SETTLED_BY_V3
 
-LOCAL_ACTIVITY, PATCH = "core_local_activity", "core_patch"
+LOCAL_ACTIVITY, PATCH = placement.LOCAL_ACTIVITY_MARKER, placement.PATCH_MARKER
 
 
 def _markers(history: str) -> list[tuple[int, str, str, str]]:
@@ -44,21 +45,14 @@ def _markers(history: str) -> list[tuple[int, str, str, str]]:
         patch = ""
         if attrs["markerName"] == PATCH:
             data = attrs["details"]["patch-data"]["payloads"][0]["data"]
-            patch = json.loads(base64.b64decode(data))["id"]
+            patch = placement.patch_id(base64.b64decode(data))
         task = str(attrs["workflowTaskCompletedEventId"])
         out.append((int(e["eventId"]), attrs["markerName"], task, patch))
     return out
 
 
 def patches_after_local_activity(history: str) -> list[str]:
-    """The patches recorded in a workflow task after a local activity's marker of that task."""
-    found, tasks_with_activity = [], set()
-    for _, name, task, patch in _markers(history):
-        if name == LOCAL_ACTIVITY:
-            tasks_with_activity.add(task)
-        elif name == PATCH and task in tasks_with_activity:
-            found.append(patch)
-    return found
+    return placement.patches_after_local_activity(WorkflowHistory.from_json("h", history))
 
 
 def _since_v3(path: Path) -> bool:

@@ -48,6 +48,7 @@ PROJECTION_ACTIVITY = "project_case"
 # Cases since lean-case-v1 project with a local activity; its result carries the events.
 LOCAL_PROJECTION_ACTIVITY = "project_events"
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
+PATCH_MARKER = "core_patch"  # workflow.patched
 # A timer re-started for a time further than this from the previous one is a moved deadline.
 _MOVE_TOLERANCE = timedelta(seconds=2)
 
@@ -491,7 +492,7 @@ class _Decoder:
             return self._local_activity(event, details)
         summary = f"marker {a.marker_name}"
         patch = (details.get("patch-data") or [None])[0]
-        if a.marker_name == "core_patch" and isinstance(patch, dict):
+        if a.marker_name == PATCH_MARKER and isinstance(patch, dict):
             state = "deprecated " if patch.get("deprecated") else ""
             summary = f"code version: {state}patch {patch.get('id')} (workflow.patched)"
         self._add(event, "marker", summary, marker=a.marker_name, **details)
