@@ -38,7 +38,7 @@ from temporalio.worker import Worker
 from api.main import create_app
 from jiesu import db
 from jiesu.case import search_attributes
-from jiesu.case.domain import SYSTEM_ACTOR, CaseStart, ComplaintIntake, Urgency
+from jiesu.case.domain import SYSTEM_ACTOR, Actor, CaseStart, ComplaintIntake, Role, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
 from jiesu.health import checks as doctor
@@ -51,6 +51,7 @@ from workflows import ALL_WORKFLOWS
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = auth(demo_key("demo-admin"))
 OPERATOR = auth(demo_key("demo-operator"))
+SUPERVISOR = auth(demo_key("demo-supervisor"))
 EVERYTHING = doctor.DoctorOptions(  # report at once, not after the production thresholds
     activity_after=timedelta(0), read_model_lag=timedelta(0)
 )
@@ -311,6 +312,53 @@ async def test_a_read_model_row_behind_is_found_and_reprojected(clinic: Clinic) 
     assert await clinic.pool.fetchrow(
         "SELECT version, status FROM cases WHERE case_id = $1", case_id
     ) == latest
+    assert await clinic.found(doctor.READ_MODEL_BEHIND, case_id) is None
+
+
+async def test_a_closed_case_whose_ladder_stop_was_not_projected_is_found_and_reprojected(
+    clinic: Clinic,
+) -> None:
+    """A case closed while its supervision ladder's child was still ending, before
+    ``project-after-close-v1``: the read model missed the ladder's ``escalation_stopped`` for
+    good and shows a ladder climbing on a closed case (fault run 9). The open cases' check
+    cannot see a closed workflow; the read model's unstopped ladder points the doctor to it."""
+    case_id = await clinic.register_case()
+    due = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ordered = await clinic.api.post(f"/api/v1/complaints/{case_id}/supervision",
+                                    json={"form": "urge", "due": due}, headers=SUPERVISOR)
+    assert ordered.status_code in (200, 202), ordered.text
+    handle = clinic.client.get_workflow_handle(case_id)
+    citizen = Actor(role=Role.CITIZEN, name="Wang Fang").model_dump()
+    await handle.signal("withdraw", {"actor": citizen, "reason": "sorted it out myself"})
+    await asyncio.wait_for(handle.result(), 60)
+    stop = "SELECT seq FROM case_events WHERE case_id = $1 AND kind = 'escalation_stopped'"
+
+    async def all_projected() -> bool:
+        version = await clinic.pool.fetchval(
+            "SELECT version FROM cases WHERE case_id = $1", case_id)  # fmt: skip
+        return await clinic.pool.fetchval(stop, case_id) is not None and version == (
+            (await doctor.case_state(clinic.client, case_id)).events[-1].seq)
+
+    await eventually(all_projected, within=30)
+    latest = await clinic.pool.fetchrow(
+        "SELECT version, status FROM cases WHERE case_id = $1", case_id
+    )
+    assert latest["status"] == "closed"
+    stop_seq = await clinic.pool.fetchval(stop, case_id)
+    # As before the patch: the stop (and anything after it) never reached the read model.
+    await clinic.pool.execute(
+        "DELETE FROM case_events WHERE case_id = $1 AND seq >= $2", case_id, stop_seq)  # fmt: skip
+    await clinic.pool.execute(
+        "UPDATE cases SET version = $2 WHERE case_id = $1", case_id, stop_seq - 1)  # fmt: skip
+    finding = await clinic.found(doctor.READ_MODEL_BEHIND, case_id)
+    assert finding is not None, "the closed case's read model is behind, and not listed"
+    assert finding.details["read_model_version"] == stop_seq - 1
+    assert finding.details["workflow_seq"] == latest["version"]
+
+    code, out, err = await clinic.cli("repair", "read-model", case_id)
+    assert code == 0, err
+    assert f"{case_id}: read model at event {stop_seq - 1} → {latest['version']}" in out
+    assert await clinic.pool.fetchval(stop, case_id) == stop_seq
     assert await clinic.found(doctor.READ_MODEL_BEHIND, case_id) is None
 
 

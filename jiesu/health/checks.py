@@ -219,6 +219,8 @@ async def examine(
              if w.workflow_type == CASE_TYPE and w.workflow_id not in failing]
     async with _check(report, READ_MODEL_BEHIND):
         await _read_models_behind(client, pool, cases, options.read_model_lag, report)
+        closed = await _closed_with_a_ladder_left(pool, options.read_model_lag, options.limit)
+        await _read_models_behind(client, pool, closed, options.read_model_lag, report)
     async with _check(report, NOTIFICATION_OVERDUE):
         await _overdue_notifications(pool, options.notification_overdue_after, report)
     async with _check(report, INTAKE_PENDING):
@@ -480,6 +482,31 @@ SELECT c.case_id, c.version, c.updated_at, e.kind AS last_kind, e.at AS last_at
 FROM cases c LEFT JOIN case_events e ON e.case_id = c.case_id AND e.seq = c.version
 WHERE c.case_id = ANY($1::text[])
 """
+
+
+# Closed cases whose read model shows a ladder that never stopped (indexes of migration 0032).
+# A ladder always stops before its case's workflow ends; the stop of one whose child ended after
+# the close was not projected before project-after-close-v1. Most recently changed first.
+_CLOSED_WITH_A_LADDER_LEFT = f"""
+SELECT s.case_id FROM case_events s JOIN cases c ON c.case_id = s.case_id
+WHERE s.kind = '{EventKind.ESCALATION_STARTED.value}' AND c.status = {sql_status(Status.CLOSED)}
+  AND c.updated_at < now() - $1::interval
+  AND NOT EXISTS (
+    SELECT 1 FROM case_events t
+    WHERE t.case_id = s.case_id AND t.kind = '{EventKind.ESCALATION_STOPPED.value}'
+      AND t.data -> 'n' = s.data -> 'n')
+GROUP BY s.case_id ORDER BY max(c.updated_at) DESC LIMIT $2
+"""
+
+
+async def _closed_with_a_ladder_left(
+    pool: asyncpg.Pool, lag: timedelta, limit: int
+) -> list[str]:
+    """Closed cases whose read model may be behind: the open cases' check cannot see them
+    (visibility lists open workflows), and their workflow's state (a query, which replays the
+    closed workflow) tells what is missing."""
+    rows = await pool.fetch(_CLOSED_WITH_A_LADDER_LEFT, lag, limit)
+    return [r["case_id"] for r in rows]
 
 
 async def _read_models_behind(
