@@ -955,3 +955,59 @@ async def _supervised(api: httpx.AsyncClient, case_id: str) -> bool:
     escalation = (await _state(api, case_id))["escalation"]
     return escalation["active"] and escalation["trigger"] == "supervisor" and \
         (await _state(api, case_id))["escalation_level"] >= 3
+
+
+async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, client: Client, shots: Path
+) -> None:
+    """审计记录 of a case taken in, accepted, put under 督办 (a ladder: a child workflow) and
+    replied to: the 类型 column in Chinese — no raw kind ("signal", "timer_started",
+    "marker", "child_started", ...) — and the 内容 column a Chinese sentence with the recorded
+    English summary (as the export and the API keep it) still shown beneath."""
+    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
+                              title="井盖松动"))["case_id"]  # fmt: skip
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "supervision", SUPERVISOR, note="请尽快处理")
+    await eventually(lambda: _laddered(api, case_id))
+    await ladder_of(client, case_id)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text="已更换井盖")
+
+    auditor = await sign_in(browsers, console_url, "auditor")
+    await auditor.set_viewport_size({"width": 1280, "height": 900})
+    table = "table.audit-timeline"
+
+    async def complete() -> bool:  # the reply and the ladder's child on the page
+        await auditor.goto(f"{console_url}/console/audit/{case_id}")
+        text = await auditor.inner_text(table)
+        return "applied: replied" in text and f"{case_id}-escalation-1" in text
+
+    await eventually(complete, within=30, interval=0.5)
+    await shot(auditor, shots, "5-audit-timeline")
+    rows = auditor.locator(f"{table} tbody tr")
+    kinds = [k.strip() for k in await rows.locator("td:nth-child(3)").all_inner_texts()]
+    assert len(kinds) >= 10, kinds
+    raw = [k for k in kinds if re.search(r"[A-Za-z]", k)]
+    assert not raw, f"类型 not in Chinese: {raw}"
+    for expected in ("流程启动", "收到操作", "设定计时器", "子流程启动", "代码版本标记"):
+        assert expected in kinds, (expected, kinds)
+    said = await rows.locator("td:nth-child(5) .said").all_inner_texts()
+    assert len(said) == len(kinds) and all(re.search(r"[\u4e00-\u9fff]", s) for s in said), said
+    content = "\n".join(said)
+    assert "收到“签收”，已执行：承办单位已签收" in content, content
+    assert f"子流程督办阶梯 {case_id}-escalation-1 已启动" in content, content
+    assert "收到“办结答复”，已执行：答复（已解决）：已更换井盖" in content, content
+    assert "水务局" in content and "signal" not in content, content
+    recorded = await rows.locator("td:nth-child(5) .recorded").all_inner_texts()
+    assert len(recorded) == len(kinds), recorded
+    assert any(r.startswith("accept") and "applied: accepted (签收)" in r for r in recorded)
+    assert any("code version: patch" in r for r in recorded), recorded
+    style = await rows.locator("td:nth-child(5) .recorded").first.evaluate(
+        "e => [getComputedStyle(e).display, getComputedStyle(e).fontSize,"
+        " getComputedStyle(e.previousElementSibling).fontSize, getComputedStyle(e).color]"
+    )
+    assert style[0] == "block" and float(style[1][:-2]) < float(style[2][:-2]), style
+    assert style[3] != "rgb(0, 0, 0)", style  # grey, beneath the sentence
+    assert await _page_width(auditor) <= 1280

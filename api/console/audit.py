@@ -10,18 +10,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import cases as case_service
-from api.console.web import error_page, form_of, page, require_roles
+from api.console import audit_words, event_words
+from api.console.web import error_page, form_of, local_time, page, require_roles
 from api.deps import CaseId, Pool, Temporal, is_cross_site
 from api.routers.audit import record_history_read, replayer, start_input
 from jiesu.audit import histories as audit
 from jiesu.audit import replay as audit_replay
-from jiesu.audit.timeline import Timeline, iter_entries
+from jiesu.audit.timeline import Timeline
 from jiesu.case.domain import AUDITOR_ROLES, Line, Status
 from jiesu.case.sla import is_late
 
 router = APIRouter()
 Auditor = require_roles(*AUDITOR_ROLES)
 Filter = Annotated[Line | None, Query(max_length=100)]
+_WORDS = {"run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES}  # the heading
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -54,8 +56,23 @@ async def timeline(
         return error_page(request, 404, f"没有工单 {case_id} 的历史记录")
     await record_history_read(pool, session.principal, case_id, start_input(found))
     context = {"session": session, "case_id": case_id, "timeline": found,
-               "entries": list(iter_entries(found)), "verdict": None}  # fmt: skip
+               "rows": await _rows(pool, found), "verdict": None, **_WORDS}  # fmt: skip
     return page(request, "timeline.html", context)
+
+
+async def _rows(pool: Pool, found: Timeline) -> list[audit_words.Row]:
+    """The entries in Chinese (api.console.audit_words), departments and staff by name, times
+    in the hotline's time; each keeps its recorded English summary for the page to show."""
+    units = await pool.fetch("SELECT id, name FROM departments")
+    people = await pool.fetch(
+        "SELECT login, display_name FROM staff WHERE login = ANY($1)",
+        sorted(audit_words.people_of(found)),
+    )
+    words = event_words.Words(
+        {u["id"]: u["name"] for u in units}, local_time,
+        {p["login"]: p["display_name"] for p in people},
+    )  # fmt: skip
+    return list(audit_words.rows(found, words))
 
 
 @router.get("/audit/{case_id}/history.json")
@@ -87,5 +104,5 @@ async def replay(
     found = await audit.case_timeline(client, pool, case_id)
     await record_history_read(pool, session.principal, case_id, start_input(found))
     context = {"session": session, "case_id": case_id, "timeline": found,
-               "entries": list(iter_entries(found)), "verdict": verdict}  # fmt: skip
+               "rows": await _rows(pool, found), "verdict": verdict, **_WORDS}  # fmt: skip
     return page(request, "timeline.html", context)
