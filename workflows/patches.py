@@ -19,8 +19,14 @@ land after a local activity. Cases started before keep asking, and replay as the
 
 A patch added after v3 must not join the set: a v3 case already running when it is deployed
 would take it without a marker, and replaying its history with the new code would diverge.
-Ask it with :meth:`Patches.__call__` before any local activity of the same workflow task, and
-list it in :data:`AFTER_V3`; when many accumulate, a ``lean-case-v4`` settles them in turn.
+Append it to :data:`AFTER_V3` instead. Every patch there is asked in the case's first workflow
+task, before anything else (:meth:`Patches.start`), and answered from that first answer
+wherever the code asks it later: so none can land after a local activity, wherever it is asked
+(a rule of jiesu.case.lifecycle checked when a held action is applied right after the plan,
+say). A case started since the patch has it for its whole life, one started before never (it
+replays as it ran). Each costs a new case two events in its first task (the marker and the
+SDK's ``TemporalChangeVersion`` update); when many accumulate, a ``lean-case-v4`` settles them
+the way v3 settled the ones before it.
 """
 
 from __future__ import annotations
@@ -48,8 +54,11 @@ SETTLED_BY_V3: frozenset[str] = frozenset({
     "repeat-reports-bounded-v1", "co-handlers-bounded-v1", "returns-bounded-v1",
 })  # fmt: skip
 
-# Patches added since lean-case-v3: asked of every case, v3 ones included.
-AFTER_V3: frozenset[str] = frozenset()
+# Patches added since lean-case-v3, asked in every case's first task in this order: append
+# only (a case replays the answers of its first task in the order it asked them).
+AFTER_V3: tuple[str, ...] = (
+    "centre-not-co-handler-v1",  # jiesu.case.lifecycle.CENTRE_NOT_CO_HANDLER
+)
 
 
 class Patches:
@@ -58,13 +67,18 @@ class Patches:
 
     def __init__(self) -> None:
         self.settled = False  # a case since lean-case-v3
+        self._first_task: dict[str, bool] = {}  # AFTER_V3's answers, from the first task
 
     def start(self) -> bool:
-        """Asked first, in the case's first workflow task: is this a case since v3?"""
+        """Asked first, in the case's first workflow task: is this a case since v3? And each
+        patch since, in AFTER_V3's order."""
         self.settled = workflow.patched(LEAN_V3)
+        self._first_task = {patch: workflow.patched(patch) for patch in AFTER_V3}
         return self.settled
 
     def __call__(self, patch: str) -> bool:
         if self.settled and patch in SETTLED_BY_V3:
             return True  # in force since the case's first task; no marker
+        if patch in self._first_task:
+            return self._first_task[patch]  # decided in the first task, never asked again
         return workflow.patched(patch)

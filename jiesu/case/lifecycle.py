@@ -14,6 +14,7 @@ from typing import Any
 
 from jiesu.case.domain import (
     CASE_CITIZEN_NAME,
+    CENTRE_ID,
     CENTRE_ROLES,
     DISPATCHER_ROLES,
     HANDLER_ROLES,
@@ -80,6 +81,8 @@ EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extens
 REPEAT_REPORTS_BOUNDED = "repeat-reports-bounded-v1"  # see check_repeat_report
 CO_HANDLERS_BOUNDED = "co-handlers-bounded-v1"  # see MAX_CO_HANDLERS
 RETURNS_BOUNDED = "returns-bounded-v1"  # see check_return
+# Since lean-case-v3 (workflows/patches.py, AFTER_V3): decided in a case's first task.
+CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -382,8 +385,21 @@ def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) 
 def may_co_handle(state: CaseState, department_id: str) -> bool:
     """会办: whether the case can convene ``department_id`` as a co-handler (协办单位): not
     the department holding it (主办) nor one convened already — 会办 (/co-handlers) and 督办 in
-    the form 会办 refuse those as already_involved. The console's pickers offer the others."""
-    return not state.involves(department_id)
+    the form 会办 refuse those as already_involved — nor the hotline centre, which dispatches
+    and does not co-handle (centre_not_co_handler). The console's pickers offer the others."""
+    return not state.involves(department_id) and department_id != CENTRE_ID
+
+
+def _centre_convened(department_ids: Iterable[str]) -> Refusal | None:
+    """The hotline centre is not a co-handler: it dispatches, supervises and answers the
+    citizen; a 会办 naming it was applied, and the case then waited on the centre's own
+    contribution (协办意见) before its lead department could reply."""
+    if CENTRE_ID not in department_ids:
+        return None
+    return Refusal(
+        "centre_not_co_handler", "the hotline centre dispatches; it does not co-handle a case",
+        since=CENTRE_NOT_CO_HANDLER,
+    )  # fmt: skip
 
 
 def co_handler_choices(state: CaseState, department_ids: Iterable[str]) -> list[str]:
@@ -401,7 +417,7 @@ def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
     if refusal:
         return refusal
     for dept in action.departments:
-        if not may_co_handle(state, dept.id):
+        if state.involves(dept.id):
             return Refusal("already_involved", f"{dept.id} already handles this case")
     return None
 
@@ -436,6 +452,7 @@ def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | N
         _may_convene(state, action)
         or _named_once([d.id for d in action.departments])
         or _within_co_handlers(state, action.departments)
+        or _centre_convened([d.id for d in action.departments])
     )
 
 
@@ -449,6 +466,7 @@ def check_co_handlers_at(
         refusal
         or _named_once([d.id for d in action.departments])
         or _within_co_handlers(state, action.departments)
+        or _centre_convened([d.id for d in action.departments])
     )
 
 
@@ -509,13 +527,13 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _status_is(state, *WITH_DEPARTMENT)  # 会办 convenes around a lead department
         for dept_id in action.department_ids:
-            if refusal is None and not may_co_handle(state, dept_id):
+            if refusal is None and state.involves(dept_id):
                 refusal = Refusal("already_involved", f"{dept_id} already handles this case")
         # the departments convened are action.departments (the API fills them in from
         # department_ids, once each): those are the ones checked (since DISTINCT_CO_HANDLERS)
         convened = [d.id for d in action.departments]
         for dept_id in convened:
-            if refusal is None and not may_co_handle(state, dept_id):
+            if refusal is None and state.involves(dept_id):
                 refusal = Refusal(
                     "already_involved", f"{dept_id} already handles this case",
                     since=DISTINCT_CO_HANDLERS,
@@ -530,6 +548,8 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
             f"(督办, at most {MAX_SUPERVISION_ORDERS} a case)",
             since=SUPERVISION_ORDERS_BOUNDED,
         )
+    if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
+        refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
     return refusal
 
 
