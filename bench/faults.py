@@ -133,6 +133,8 @@ class Tally:
     by_route: collections.Counter[str] = field(default_factory=collections.Counter)
     retries: collections.Counter[str] = field(default_factory=collections.Counter)
     gave_up: int = 0
+    # every 500: the request, and its request id (the API logs the traceback under it)
+    server_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _route(url: str) -> str:
@@ -177,6 +179,11 @@ class RetryingClient:
             return type(exc).__name__
         self.tally.answers[str(response.status_code)] += 1
         self.tally.by_route[f"{method} {_route(url)} {response.status_code}"] += 1
+        if response.status_code == 500:
+            self.tally.server_errors.append({
+                "at": datetime.now(UTC).isoformat(), "method": method, "url": url,
+                "request_id": response.headers.get("X-Request-ID"),
+            })  # fmt: skip
         if response.status_code >= 500 or response.status_code == 429:
             code = ""
             try:
@@ -675,9 +682,26 @@ async def run_faults(s: stack.Stack, sup: stack.Supervisor, args: argparse.Names
         findings, extra = await check(client, pool, driver, out_dir)
         results |= {"counts": findings.counts, "details": findings.details, **extra}
         results["records"] = [asdict(r) for r in driver.records if r.error or len(r.case_ids) > 1]
+        results["server_errors"] = _logged(tally.server_errors, s.data / "api.log")
     finally:
         await pool.close()
     return results
+
+
+def _logged(errors: list[dict[str, Any]], log: Path, lines: int = 40) -> list[dict[str, Any]]:
+    """Each 500 with what the API logged under its request id (the traceback follows the
+    line): the stack's folder is deleted after the run unless --keep (fault run 20's 500 on a
+    rating could not be explained afterwards)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        text = []
+    out = []
+    for error in errors:
+        rid = error.get("request_id") or ""
+        at = next((i for i, line in enumerate(text) if rid and rid in line), None)
+        out.append({**error, "log": text[at : at + lines] if at is not None else []})
+    return out
 
 
 def _args_json(args: argparse.Namespace) -> dict[str, Any]:
@@ -710,6 +734,9 @@ def markdown(r: dict[str, Any]) -> str:
     if odd:
         lines += ["", "Answers other than 2xx, by route: "
                   + ", ".join(f"{k} ×{v}" for k, v in odd.items()) + "."]  # fmt: skip
+    for e in r.get("server_errors", []):
+        where = " / ".join(line.strip() for line in e["log"][-2:]) or "not found in api.log"
+        lines += ["", f"500 on {e['method']} {e['url']} (request {e['request_id']}): {where}"]
     for kind, items in r["details"].items():
         if items:
             lines += ["", f"{kind.replace('_', ' ')} (first {len(items)}):"]

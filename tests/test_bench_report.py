@@ -135,3 +135,20 @@ def test_every_bench_command_answers_help_before_it_starts_anything() -> None:
     raw = [p.stem for p in commands if "sys.argv" in p.read_text(encoding="utf-8")
            or not re.search(r"ArgumentParser\(", p.read_text(encoding="utf-8"))]  # fmt: skip
     assert not raw, f"bench commands without argparse: {raw}"
+
+
+def test_the_fault_harness_keeps_what_the_api_logged_for_each_500(tmp_path) -> None:
+    """Fault run 20 answered one rating 500, and the API's log went with the stack's folder:
+    the harness now copies the logged traceback of each 500 into its results."""
+    from bench import faults
+
+    log = tmp_path / "api.log"
+    log.write_text("INFO ok\nERROR request abc123 failed\nTraceback (most recent call last):\n"
+                   "  File x\nRuntimeError: boom\nINFO later\n", encoding="utf-8")  # fmt: skip
+    errors = [{"method": "POST", "url": "/r", "request_id": "abc123"},
+              {"method": "POST", "url": "/s", "request_id": "zzz"}]  # fmt: skip
+    found = faults._logged(errors, log, lines=4)
+    assert found[0]["log"][0] == "ERROR request abc123 failed"
+    assert found[0]["log"][-1] == "RuntimeError: boom"
+    assert found[1]["log"] == []
+    assert faults._logged(errors, tmp_path / "missing.log")[0]["log"] == []
