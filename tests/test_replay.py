@@ -6,6 +6,9 @@ means the recorded commands *and* the events every projection recorded (``replay
 The ``prepatch_*`` histories were recorded by the code before each ``workflow.patched`` change
 of the eighth session's review (at de65895), on the very paths those patches changed: they check
 that a case started before a patch still takes its old path.
+A ``v<N>-`` prefix marks the histories of an earlier code version, kept when its paths were
+recorded again: ``v9-*`` are those of cases started before ``lean-case-v3`` (they ask their
+patches as they run; workflows/patches.py), kept when every path was recorded with v3.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 """
 
