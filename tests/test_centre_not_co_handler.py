@@ -1,5 +1,6 @@
 """会办 never convenes the hotline centre (centre-not-co-handler-v1), the first rule added since
-``lean-case-v3``: a patch in ``workflows/patches.py``'s AFTER_V3, decided in a case's first task.
+``lean-case-v3``: it comes with the epoch ``lean-case-v4`` (``workflows/patches.py``), decided
+in a case's first task.
 
 The centre dispatches, supervises and answers the citizen. A client straight to Temporal (the
 API refuses it too) could name the centre as a co-handler; the lead department's reply then
@@ -57,18 +58,19 @@ async def test_the_api_refuses_it_at_once(api, client) -> None:
 async def test_a_case_started_before_the_rule_keeps_the_old_one(
     client, pool, settings, monkeypatch
 ) -> None:
-    """Started by a worker without the rule (AFTER_V3 empty), continued by one with it: the
-    case asked nothing in its first task, so it applies a 会办 naming the centre as it always
+    """Started by a worker without the rule (epoch lean-case-v3 only), continued by one with
+    it: the case is of the older epoch, so it applies a 会办 naming the centre as it always
     did, and its history replays with the current code."""
     queue = f"centre-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-CENTRE-{uuid.uuid4().hex[:8]}"
     with monkeypatch.context() as before:
+        before.setattr(patches_module, "EPOCHS", patches_module.EPOCHS[:1])
         before.setattr(patches_module, "AFTER_V3", ())
         async with private_worker(client, pool, settings, queue):
             h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id),
                                             id=case_id, task_queue=queue)  # fmt: skip
             await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-    assert patches_module.AFTER_V3  # the rule is back for the worker below
+    assert len(patches_module.EPOCHS) > 1  # the rule is back for the worker below
     try:
         async with private_worker(client, pool, settings, queue):
             order = rid(SUPERVISOR)

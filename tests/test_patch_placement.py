@@ -30,7 +30,7 @@ from history_surgery import after_local_activity
 from temporalio.client import WorkflowHistory
 
 from jiesu.audit import placement
-from workflows.patches import AFTER_V3, LEAN_V3, SETTLED_BY_V3
+from workflows.patches import AFTER_V3, EPOCH_IDS, EPOCHS
 
 LOCAL_ACTIVITY, PATCH = placement.LOCAL_ACTIVITY_MARKER, placement.PATCH_MARKER
 
@@ -56,7 +56,8 @@ def patches_after_local_activity(history: str) -> list[str]:
 
 
 def _since_v3(path: Path) -> bool:
-    return any(p == LEAN_V3 for *_, p in _markers(path.read_text(encoding="utf-8")))
+    """A case of an epoch (lean-case-v3 or later)."""
+    return any(p in EPOCH_IDS for *_, p in _markers(path.read_text(encoding="utf-8")))
 
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -114,9 +115,10 @@ async def test_the_same_path_before_v3_did_not(name: str) -> None:
     assert any("TMPRL1100" in f for f in failures), f"v9-{name} replays under every split"
 
 
-def test_every_patch_the_code_asks_is_settled_or_listed_after_v3() -> None:
-    """A new patch must be placed knowingly: not in SETTLED_BY_V3 (a running v3 case would take
-    it without a marker), but in AFTER_V3, asked before any local activity of its task."""
+def test_every_patch_the_code_asks_belongs_to_an_epoch() -> None:
+    """A new patch must come with a new epoch (workflows/patches.py): asked by itself, a running
+    case of an older epoch would take it without a marker, or record it after a local
+    activity. Every patch id the code names is an epoch's."""
     root = Path(__file__).resolve().parent.parent
     sources = [p for p in root.glob("workflows/*.py") if p.name != "patches.py"]
     sources.append(root / "jiesu/case/lifecycle.py")
@@ -125,5 +127,12 @@ def test_every_patch_the_code_asks_is_settled_or_listed_after_v3() -> None:
         for src in sources
         for m in re.findall(r'"([a-z][a-z0-9-]*-v\d+)"', src.read_text(encoding="utf-8"))
     }
-    listed = SETTLED_BY_V3 | set(AFTER_V3)
-    assert ids - {LEAN_V3} == listed, (ids - {LEAN_V3} - listed, listed - ids)
+    listed = set().union(*(patches for _, patches in EPOCHS))
+    assert ids - EPOCH_IDS == listed, (ids - EPOCH_IDS - listed, listed - ids)
+    assert set(AFTER_V3) <= listed
+
+
+def test_a_new_case_records_one_patch_marker_its_epoch() -> None:
+    """However many patches there are, a new case records one marker: its epoch's."""
+    text = (HISTORIES / "urgent_happy_path.json").read_text(encoding="utf-8")
+    assert [p for _, name, _, p in _markers(text) if name == PATCH] == [EPOCHS[-1][0]]

@@ -8,7 +8,8 @@ of the eighth session's review (at de65895), on the very paths those patches cha
 that a case started before a patch still takes its old path.
 A ``v<N>-`` prefix marks the histories of an earlier code version, kept when its paths were
 recorded again: ``v9-*`` are those of cases started before ``lean-case-v3`` (they ask their
-patches as they run; workflows/patches.py), kept when every path was recorded with v3.
+patches as they run; workflows/patches.py), kept when every path was recorded with v3;
+``v10-*`` those of ``lean-case-v3`` cases, kept when some were recorded with ``lean-case-v4``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 """
 

@@ -24,7 +24,7 @@ from jiesu.health import checks as doctor
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 from workflows import patches as patches_module
-from workflows.patches import LEAN_V3
+from workflows.patches import EPOCH_IDS
 from workflows.projector import PATCH_LOCAL_FAILURE
 
 
@@ -130,7 +130,7 @@ class _BeforeTheCatch:
 
     @staticmethod
     def patched(patch_id: str) -> bool:
-        return patch_id not in (PATCH_LOCAL_FAILURE, LEAN_V3) and workflow.patched(patch_id)
+        return patch_id not in (PATCH_LOCAL_FAILURE, *EPOCH_IDS) and workflow.patched(patch_id)
 
 
 async def listed_behind(client, pool, case_id: str) -> bool:

@@ -9,8 +9,8 @@ Every state change is projected into PostgreSQL by an idempotent activity.
 
 Changing this file: cases already running replay their histories against the new code, so a
 change in the commands a path issues must be guarded with a patch (see the patch ids below),
-asked through ``self._patched`` (workflows/patches.py: a case since ``lean-case-v3`` takes the
-patches before it as given), before any local activity of its workflow task, and recorded
+asked through ``self._patched`` and brought by a new epoch (workflows/patches.py: a case
+takes every patch of its epoch and the ones before as given, and asks none), and recorded
 under tests/histories/.
 """
 

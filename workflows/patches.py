@@ -17,16 +17,15 @@ one of them is in force for it from its first task (that is what asking it would
 case that is not being replayed), so its history records that one marker and no later one can
 land after a local activity. Cases started before keep asking, and replay as they ran.
 
-A patch added after v3 must not join the set: a v3 case already running when it is deployed
+A patch added after v3 must not join that set: a v3 case already running when it is deployed
 would take it without a marker, and replaying its history with the new code would diverge.
-Append it to :data:`AFTER_V3` instead. Every patch there is asked in the case's first workflow
-task, before anything else (:meth:`Patches.start`), and answered from that first answer
-wherever the code asks it later: so none can land after a local activity, wherever it is asked
-(a rule of jiesu.case.lifecycle checked when a held action is applied right after the plan,
-say). A case started since the patch has it for its whole life, one started before never (it
-replays as it ran). Each costs a new case two events in its first task (the marker and the
-SDK's ``TemporalChangeVersion`` update); when many accumulate, a ``lean-case-v4`` settles them
-the way v3 settled the ones before it.
+It comes with a new epoch instead (:data:`EPOCHS`): a new marker, asked in a new case's first
+task in place of the older ones, that brings the patch. A case of that epoch or later has it
+for its whole life; a case started before never (it replays as it ran). No patch of an epoch is
+asked, so none can land after a local activity wherever the code asks it, and a new case
+records one marker (and the SDK's ``TemporalChangeVersion`` update) however many epochs there
+are. (From ``8d3c3ab`` to ``065998c`` on 2026-11-23 a patch after v3 was asked by itself in the
+first task instead, two events more per case; :data:`AFTER_V3` keeps those cases replaying.)
 """
 
 from __future__ import annotations
@@ -54,11 +53,20 @@ SETTLED_BY_V3: frozenset[str] = frozenset({
     "repeat-reports-bounded-v1", "co-handlers-bounded-v1", "returns-bounded-v1",
 })  # fmt: skip
 
-# Patches added since lean-case-v3, asked in every case's first task in this order: append
-# only (a case replays the answers of its first task in the order it asked them).
-AFTER_V3: tuple[str, ...] = (
-    "centre-not-co-handler-v1",  # jiesu.case.lifecycle.CENTRE_NOT_CO_HANDLER
+# Cases recorded from 8d3c3ab to 065998c (lean-case-v3 with the first patch after it) asked
+# these in their first task, after lean-case-v3's marker; they still do, to replay as they ran.
+AFTER_V3: tuple[str, ...] = ("centre-not-co-handler-v1",)
+
+# Each epoch: its marker, asked in a new case's first task, and the patches it brings. A case
+# of an epoch has every patch of that epoch and the ones before it, and none after (it started
+# before them): no patch of an epoch is ever asked, so none is recorded, anywhere. Oldest
+# first; append only. A new patch is a new epoch: a new case still records one marker.
+EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
+    (LEAN_V3, SETTLED_BY_V3),
+    ("lean-case-v4", frozenset({"centre-not-co-handler-v1"})),
 )
+EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
+_INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}
 
 
 class Patches:
@@ -66,19 +74,31 @@ class Patches:
     that ask (the case, its ladder, its projector, its record)."""
 
     def __init__(self) -> None:
-        self.settled = False  # a case since lean-case-v3
+        self.epoch = -1  # index in EPOCHS; -1: a case from before lean-case-v3
         self._first_task: dict[str, bool] = {}  # AFTER_V3's answers, from the first task
 
-    def start(self) -> bool:
-        """Asked first, in the case's first workflow task: is this a case since v3? And each
-        patch since, in AFTER_V3's order."""
-        self.settled = workflow.patched(LEAN_V3)
-        self._first_task = {patch: workflow.patched(patch) for patch in AFTER_V3}
-        return self.settled
+    def start(self) -> int:
+        """Asked first, in the case's first workflow task: the case's epoch, newest first (a
+        new case answers the newest; an older one's replay finds its own marker). A case
+        without one, or of v3, asks AFTER_V3 too, as the cases of 8d3c3ab did."""
+        self.epoch = next(
+            (n for n in reversed(range(len(EPOCHS))) if workflow.patched(EPOCHS[n][0])), -1
+        )
+        if self.epoch < 1:
+            self._first_task = {patch: workflow.patched(patch) for patch in AFTER_V3}
+        return self.epoch
+
+    @property
+    def settled(self) -> bool:
+        """A case since lean-case-v3."""
+        return self.epoch >= 0
 
     def __call__(self, patch: str) -> bool:
-        if self.settled and patch in SETTLED_BY_V3:
+        introduced = _INTRODUCED.get(patch)
+        if introduced is not None and introduced <= self.epoch:
             return True  # in force since the case's first task; no marker
         if patch in self._first_task:
-            return self._first_task[patch]  # decided in the first task, never asked again
-        return workflow.patched(patch)
+            return self._first_task[patch]  # decided in the first task (v3 and 8d3c3ab)
+        if introduced is not None and introduced > 0:
+            return False  # a patch of a later epoch: the case started before it
+        return workflow.patched(patch)  # a case from before v3 asks as it always did

@@ -81,7 +81,7 @@ EXTENSION_REQUESTS_BOUNDED = "extension-requests-bounded-v1"  # see check_extens
 REPEAT_REPORTS_BOUNDED = "repeat-reports-bounded-v1"  # see check_repeat_report
 CO_HANDLERS_BOUNDED = "co-handlers-bounded-v1"  # see MAX_CO_HANDLERS
 RETURNS_BOUNDED = "returns-bounded-v1"  # see check_return
-# Since lean-case-v3 (workflows/patches.py, AFTER_V3): decided in a case's first task.
+# Brought by the epoch lean-case-v4 (workflows/patches.py): decided in a case's first task.
 CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
