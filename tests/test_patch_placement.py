@@ -6,15 +6,16 @@ in a new task, recording a patch asked there; a replay goes on in the marker's t
 (TMPRL1100) — fault runs 11 and 14, and a fresh-clone CI run, each found one such path.
 
 Replaying every recorded history with each local activity's result split into a task of its own
-(``history_surgery.after_local_activity``) found five more in cases started before
+(``history_surgery.after_local_activity``) found four more paths in cases started before
 ``lean-case-v3``: a withdrawal while the case was planned, a withdrawal while a new round's
 deadlines were computed, a case registered after its deadline had passed (the breach and the
 ladder's patches), and a refused local projection. A case since v3 asks none of those patches.
 
 The static check reads the histories: a patch marker recorded in the same workflow task as a
 local activity's marker, after it, is a patch asked after that activity. It runs on every
-recorded history of a case since v3 (cheap); the replay of the split history runs on the five
-paths above, and on their histories from before v3 it must fail — so this test can.
+recorded history of a case since v3 (cheap); the replay of the split history runs on five
+histories of the four paths above (two of the late case), and on their histories from before
+v3 it must fail — so this test can.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _since_v3(path: Path) -> bool:
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
 SINCE_V3 = [p for p in RECORDED if _since_v3(p)]
-# The five paths the split replay found, recorded by a case since v3 (unprefixed) and before
+# The four paths the split replay found (the late case twice: a missed contact and a missed
+# accept), recorded by a case since v3 (unprefixed) and before
 # it (v9-: the histories of lean-case-v2, kept when v3 came).
 FOUND = [
     "hostile_withdrawn_while_planning",

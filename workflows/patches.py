@@ -7,7 +7,7 @@ loaded or restarted worker may complete a task with the activity's marker and go
 one — while a replay goes on in the marker's task and, not finding the patch there, fails
 (TMPRL1100). Four such paths were found and fixed one by one (fault runs 11 and 14, fresh-clone
 CI; docs/auditing.md), and replaying every recorded history with each local activity's result
-split into a task of its own found five more: a withdrawal while the case is planned or while
+split into a task of its own found four more: a withdrawal while the case is planned or while
 a new round's deadlines are computed, a case whose deadline had already passed when it was
 planned (a breach, the ladder's patches), a refused local projection
 (tests/test_patch_placement.py).
