@@ -61,7 +61,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
@@ -71,7 +71,6 @@ from bench.load import open_loop
 from jiesu import db
 from jiesu.audit import placement
 from jiesu.audit import replay as audit_replay
-from jiesu.audit.histories import HistoryNotFound, load_case_histories
 from jiesu.case.domain import CaseState, EventKind
 from jiesu.client import connect
 from jiesu.config import Settings
@@ -506,7 +505,6 @@ async def check(
     converged = await _wait_converged(pool, client, live, f)
     await _check_notices(pool, live, f)
     replay = await _replay(client, pool, case_ids, f, out_dir)
-    await _patch_placement(client, pool, case_ids, f)
     refused = sum(1 for s in live.values() for e in s.events if e.kind is EventKind.REJECTED)
     extra = {"cases": len(case_ids), "workflows": len(live), "converged_after_s": converged,
              "rejected_events": refused, "replay": replay,
@@ -581,7 +579,9 @@ async def _replay(
     client: Client, pool: asyncpg.Pool, case_ids: Sequence[str], f: Findings, out_dir: Path
 ) -> dict[str, int]:
     replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
-    summary = await audit_replay.replay_cases(client, pool, case_ids, replayer=replayer)
+    summary = await audit_replay.replay_cases(
+        client, pool, case_ids, replayer=replayer, on_history=lambda h: _patch_placement(h, f)
+    )
     for verdict in summary.failures:
         bad = verdict.divergence
         detail: dict[str, Any] = {"case_id": verdict.case_id, "verdict": verdict.verdict,
@@ -595,21 +595,13 @@ async def _replay(
     return dict(summary.counts)
 
 
-async def _patch_placement(
-    client: Client, pool: asyncpg.Pool, case_ids: Sequence[str], f: Findings
-) -> None:
-    """Histories that replay as they were cut this time, but would not if the worker had gone
+def _patch_placement(history: WorkflowHistory, f: Findings) -> None:
+    """A history that replays as it was cut this time, but would not if the worker had gone
     on from a local activity's result in a new task (jiesu.audit.placement)."""
-    for case_id in case_ids:
-        try:
-            histories = await load_case_histories(client, pool, case_id)
-        except HistoryNotFound:
-            continue  # counted as lost by the replay
-        for history in histories:
-            patches = placement.patches_after_local_activity(history)
-            if patches:
-                f.add("patches_after_local_activity",
-                      {"workflow_id": history.workflow_id, "patches": patches})  # fmt: skip
+    patches = placement.patches_after_local_activity(history)
+    if patches:
+        f.add("patches_after_local_activity",
+              {"workflow_id": history.workflow_id, "patches": patches})  # fmt: skip
 
 
 async def _save_history(client: Client, workflow_id: str, run_id: str, out: Path) -> Path | None:

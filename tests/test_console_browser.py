@@ -225,10 +225,7 @@ async def _more_closed(page: Page, base: str, before: int) -> bool:
 async def test_a_department_cannot_open_another_departments_case(
     browsers: Profiles, console_url: str, api: httpx.AsyncClient
 ) -> None:
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     urban = await sign_in(browsers, console_url, "urban")
     response = await urban.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 404
@@ -245,6 +242,15 @@ async def _assigned_to(api: httpx.AsyncClient, case_id: str, department_id: str)
     return (state.get("assignment") or {}).get("department_id") == department_id
 
 
+async def _water_case(api: httpx.AsyncClient) -> str:
+    """A blocked sewer, registered and routed to the water bureau: the case most walks use."""
+    case_id: str = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
+        "case_id"
+    ]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    return case_id
+
+
 ATTACK = """<!doctype html><html><body>
 <form id="f" method="post" action="{target}"><input name="note" value="pwned"></form>
 <script>document.getElementById("f").submit();</script></body></html>"""
@@ -257,10 +263,7 @@ LOGIN_ATTACK = """<!doctype html><html><body>
 async def test_a_cross_site_form_post_is_refused(
     browsers: Profiles, console_url: str, api: httpx.AsyncClient
 ) -> None:
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     water = await sign_in(browsers, console_url, "water")  # signed in, in this browser
     target = f"{console_url}/console/cases/{case_id}/actions/accept"
 
@@ -301,10 +304,7 @@ async def test_an_extension_is_asked_for_and_approved_on_screen(
 ) -> None:
     """延期申请 by the department (a local date and time in the form), 延期待审 on the
     supervisor's screen, 延期审批 on the case page."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     state = await _state(api, case_id)
     finish = datetime.fromisoformat(state["deadlines"]["finish"])
     promised = (finish + timedelta(days=1)).astimezone(ZoneInfo("Asia/Shanghai"))
@@ -418,10 +418,7 @@ async def test_a_refused_reply_keeps_what_the_clerk_typed(
 ) -> None:
     """An 'explained' reply without evidence is refused (409): the clerk reads why in
     Chinese, and the reply typed is still in the form, to add the evidence and send again."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     await water.click("form[data-action=accept] button")
@@ -490,10 +487,7 @@ async def test_the_console_fits_a_laptop_and_a_phone(
     """At 1366×768 and at a 390 px phone: no screen wider than the window (a wide table
     scrolls in its own box), the menu's words on one line each, and the intake form's
     anonymity box next to its words (not alone in the middle of the form)."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     operator = await sign_in(browsers, console_url, "operator")
     water = await sign_in(browsers, console_url, "water")
     await shown_after_reload(water, f"{console_url}/console/inbox", f"tr[data-case='{case_id}']")
@@ -518,10 +512,7 @@ async def test_the_case_timeline_shows_deadlines_in_local_time(
 ) -> None:
     """办理经过 says when the deadlines fall in the hotline's time, as 承办与时限 above it
     does — not in UTC, eight hours off what the clerk reads a few lines higher."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     finish = datetime.fromisoformat((await _state(api, case_id))["deadlines"]["finish"])
     local = finish.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
     water = await sign_in(browsers, console_url, "water")
@@ -580,10 +571,7 @@ async def test_a_joint_handling_without_units_is_explained_on_the_form(
 ) -> None:
     """督办 in the form 会办 needs its units, which are folded away under 会办 / 问责: the
     refusal says so in Chinese, and the fold is open on the form shown again."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     supervisor = await sign_in(browsers, console_url, "supervisor")
     await supervisor.goto(f"{console_url}/console/cases/{case_id}")
     form = supervisor.locator("form[data-action=supervision]")
@@ -655,10 +643,7 @@ async def test_a_refused_supplement_keeps_the_citizens_text(
     """补充诉求 refused (the case's supplements reached their limit while the citizen typed,
     from another tab): the refusal in Chinese next to the form, and the text typed still in
     it — to read out on the phone to 12345, as the refusal says."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     link = await follow_up_link(pool, settings, console_url, case_id)
     citizen = await (await browsers()).new_page()
     citizen.set_default_timeout(20_000)
@@ -685,10 +670,7 @@ async def test_the_accountability_form_says_what_was_saved(
     """问责待完善: a ladder climbed to 问责 by itself leaves a record without persons; the
     supervisor fills them in and saves — the record leaves the list, and the page says in
     Chinese that it was saved, for which case and unit, with whom and what decision."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
     await eventually(lambda: _laddered(api, case_id))
     ladder = await ladder_of(client, case_id)
@@ -715,10 +697,7 @@ async def test_a_refused_accountability_keeps_what_the_supervisor_typed(
     """问责待完善 refused (a person described in more than 100 characters): the refusal in
     Chinese next to that record's form, and the persons and the decision typed still in it —
     the supervisor shortens the one line and saves, nothing typed twice."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
     await eventually(lambda: _laddered(api, case_id))
     await env.fast_forward(await ladder_of(client, case_id), timedelta(hours=9))  # to 问责
@@ -751,10 +730,7 @@ async def test_a_refused_accountability_order_keeps_the_supervision_form(
 ) -> None:
     """督办 in the form 问责 on the case page, without the decision: refused in Chinese next
     to the form, and the form chosen, the opinion and the persons are still in it."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     supervisor = await sign_in(browsers, console_url, "supervisor")
     await supervisor.goto(f"{console_url}/console/cases/{case_id}")
     form = supervisor.locator("form[data-action=supervision]")
@@ -817,10 +793,7 @@ async def test_the_co_handler_pickers_offer_only_units_the_case_can_convene(
     pickers (会办, and 督办's 会办单位) offer neither of them nor the hotline centre, which the
     server would refuse (already_involved), and do offer another department; picking it
     convenes it."""
-    case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
-        "case_id"
-    ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    case_id = await _water_case(api)
     await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police"])
     await eventually(lambda: _co_handled_by(api, case_id, "police"))
     supervisor = await sign_in(browsers, console_url, "supervisor")

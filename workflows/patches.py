@@ -77,7 +77,7 @@ class Patches:
         self.epoch = -1  # index in EPOCHS; -1: a case from before lean-case-v3
         self._first_task: dict[str, bool] = {}  # AFTER_V3's answers, from the first task
 
-    def start(self) -> int:
+    def start(self) -> None:
         """Asked first, in the case's first workflow task: the case's epoch, newest first (a
         new case answers the newest; an older one's replay finds its own marker). A case
         without one, or of v3, asks AFTER_V3 too, as the cases of 8d3c3ab did."""
@@ -86,12 +86,6 @@ class Patches:
         )
         if self.epoch < 1:
             self._first_task = {patch: workflow.patched(patch) for patch in AFTER_V3}
-        return self.epoch
-
-    @property
-    def settled(self) -> bool:
-        """A case since lean-case-v3."""
-        return self.epoch >= 0
 
     def __call__(self, patch: str) -> bool:
         introduced = _INTRODUCED.get(patch)

@@ -282,8 +282,10 @@ async def replay_cases(
     *,
     replayer: Replayer,
     on_verdict: Callable[[CaseVerdict], Any] | None = None,
+    on_history: Callable[[WorkflowHistory], Any] | None = None,
 ) -> ReplaySummary:
-    """Replay many cases through one replay worker, reporting each verdict as it comes."""
+    """Replay many cases through one replay worker, reporting each verdict as it comes (and
+    each history as it is loaded, to ``on_history``)."""
     summary = ReplaySummary()
     # Cases whose histories were handed to the replayer, with how many results are due, the
     # verdicts so far and the children whose histories are lost.
@@ -304,6 +306,8 @@ async def replay_cases(
                 continue
             pending.append((case_id, len(histories), [], lost))
             for history in histories:
+                if on_history is not None:
+                    on_history(history)
                 yield history
 
     async def collect(result: WorkflowReplayResult) -> None:

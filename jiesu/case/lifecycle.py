@@ -387,7 +387,7 @@ def may_co_handle(state: CaseState, department_id: str) -> bool:
     the department holding it (主办) nor one convened already — 会办 (/co-handlers) and 督办 in
     the form 会办 refuse those as already_involved — nor the hotline centre, which dispatches
     and does not co-handle (centre_not_co_handler). The console's pickers offer the others."""
-    return not state.involves(department_id) and department_id != CENTRE_ID
+    return not state.involves(department_id) and _centre_convened([department_id]) is None
 
 
 def _centre_convened(department_ids: Iterable[str]) -> Refusal | None:
