@@ -16,14 +16,16 @@ import uuid
 from helpers import keep_history
 from temporalio import activity
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from test_hostile_messages import URBAN, kinds, rid, start_of, until
+from test_hostile_messages import QUICK_TASKS, URBAN, kinds, rid, start_of, until
 
 from jiesu.case.domain import CasePlan, EventKind, PlanRequest, Status
 from worker import activities as house_activities
-from workflows import ALL_WORKFLOWS, ComplaintWorkflow
+from workflows import ALL_WORKFLOWS, ComplaintWorkflow, activity_options
 
 
-async def test_an_accept_ahead_of_the_plan_waits_for_it(client, pool, settings) -> None:
+async def test_an_accept_ahead_of_the_plan_waits_for_it(
+    client, pool, settings, monkeypatch
+) -> None:
     queue = f"after-plan-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-AFTERPLAN-{uuid.uuid4().hex[:8]}"
     acts = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
@@ -40,12 +42,17 @@ async def test_an_accept_ahead_of_the_plan_waits_for_it(client, pool, settings) 
     dying = Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=first,
                    workflow_runner=UnsandboxedWorkflowRunner(), max_cached_workflows=0)  # fmt: skip
     run = asyncio.create_task(dying.run())
+    # A worker shutting down waits for its running local activities until their timeout (30 s
+    # in the house policy): the dying worker's plan gives up after 2 s instead, and a 2 s task
+    # timeout hands the case to the next worker soon after. The history has the same shape.
+    monkeypatch.setattr(activity_options, "ACTIVITY_TIMEOUT", QUICK_TASKS)
     h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
-                                    task_queue=queue)  # fmt: skip
+                                    task_queue=queue, task_timeout=QUICK_TASKS)  # fmt: skip
     try:
         await asyncio.wait_for(planning.wait(), timeout=20)
         await h.signal("accept", {"actor": rid(URBAN)})  # the department saw "assigned"
         await dying.shutdown()
+        monkeypatch.undo()  # the next worker plans with the house policy
         await asyncio.gather(run, return_exceptions=True)
         async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=acts,
                           workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip

@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from helpers import OPERATOR, act, case, department, eventually, handle_of, keep_history, register
@@ -46,6 +46,14 @@ WATER = Actor(role=Role.DEPARTMENT, name="water clerk", department_id="water")
 SUPERVISOR = Actor(role=Role.SUPERVISOR, name="supervisor")
 CITIZEN = Actor(role=Role.CITIZEN, name="Wang Fang")
 _SLOW: dict[str, asyncio.Event] = {}  # case id -> set when its slow planning began
+_RELEASE: dict[str, asyncio.Event] = {}  # case id -> set by the test to end the slow planning
+SLOW_FOR = 14.0
+"""Seconds a slow planning lasts unless the test releases it: longer than a workflow task's
+heartbeat at the default 10 s task timeout (tests/record_prepatch.py relies on it)."""
+QUICK_TASKS = timedelta(seconds=2)
+"""A case's workflow task timeout in the slow-planning tests: the worker heartbeats a task
+whose local activity still runs at 80 % of it, so a signal is delivered in a task of its own
+after ~1.6 s instead of ~8 s."""
 
 
 def rid(actor: Actor) -> dict[str, Any]:
@@ -91,7 +99,9 @@ async def private_worker(client, pool, settings, queue) -> AsyncIterator[None]:
         started = _SLOW.pop(activity.info().workflow_id, None)
         if started is not None:  # a slow database: longer than a workflow task's heartbeat
             started.set()
-            await asyncio.sleep(14)
+            release = _RELEASE.pop(activity.info().workflow_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(release.wait(), SLOW_FOR)
 
     @activity.defn(name="compute_deadlines")
     async def compute_deadlines(request: DeadlineRequest) -> Deadlines:
@@ -196,15 +206,17 @@ async def test_a_withdrawal_while_the_case_is_planned_keeps_it_closed(
     queue = f"review-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
     _SLOW[case_id] = started = asyncio.Event()
+    _RELEASE[case_id] = release = asyncio.Event()
     async with private_worker(client, pool, settings, queue):
         h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
-                                        task_queue=queue)
+                                        task_queue=queue, task_timeout=QUICK_TASKS)
         try:
             await asyncio.wait_for(started.wait(), 30)  # the plan is being computed
             withdraw = rid(CITIZEN)
             await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
             withdrawn = await event_of(client, case_id, withdraw)
             assert withdrawn.kind is EventKind.WITHDRAWN
+            release.set()  # recorded while the plan was still being computed
             s = await until(client, case_id, lambda s: s.deadlines is not None, within=40)
             order = [e.kind for e in s.events]
             # delivered while the plan was computed: recorded before the plan's deadlines
@@ -226,14 +238,16 @@ async def test_a_withdrawal_during_a_new_round_stays_closed(client, pool, settin
     case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
     async with private_worker(client, pool, settings, queue):
         h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
-                                        task_queue=queue)
+                                        task_queue=queue, task_timeout=QUICK_TASKS)
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         _SLOW[case_id] = started = asyncio.Event()
+        _RELEASE[case_id] = release = asyncio.Event()
         await h.signal("raise_level", {"actor": rid(URBAN), "reason": "Beyond our powers"})
         await asyncio.wait_for(started.wait(), 30)  # child chose; deadlines being computed
         withdraw = rid(CITIZEN)
         await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
         assert (await event_of(client, case_id, withdraw)).kind is EventKind.WITHDRAWN
+        release.set()  # recorded while the new round's deadlines were still being computed
         try:
             with contextlib.suppress(TimeoutError):  # the case ends once the deadlines are back
                 await asyncio.wait_for(h.result(), 40)
