@@ -145,8 +145,11 @@ class Clinic:
 
     async def start_broken(self, workflow_type: type, prefix: str, *args: Any) -> str:
         workflow_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        # A worker reports a failing workflow task once and lets the retries time out: a 2 s
+        # task timeout brings the second failure (the one Temporal marks) after ~2 s, not ~10.
         await self.client.start_workflow(
-            workflow_type.run, *args, id=workflow_id, task_queue=self.broken_queue
+            workflow_type.run, *args, id=workflow_id, task_queue=self.broken_queue,
+            task_timeout=timedelta(seconds=2),
         )  # type: ignore[call-overload]
         return workflow_id
 
