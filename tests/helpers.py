@@ -6,6 +6,7 @@ import asyncio
 import io
 import itertools
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime, timedelta
@@ -190,6 +191,13 @@ async def fast_forward_past(
 
 
 HISTORIES = Path(__file__).parent / "histories"
+
+
+def current_histories() -> list[Path]:
+    """The recorded histories of today's code: not those kept from an earlier version
+    (``v<N>-*``) or recorded before a patch (``prepatch_*``; test_replay.py's docstring)."""
+    older = re.compile(r"^(v\d+-|prepatch_)")
+    return [p for p in sorted(HISTORIES.glob("*.json")) if not older.match(p.name)]
 
 
 def sandboxed_replayer(**options: Any) -> Replayer:

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from helpers import (
-    HISTORIES,
     OPERATOR,
     complaint,
+    current_histories,
     department,
     eventually,
     handle_of,
@@ -124,7 +124,9 @@ async def _projected(pool: asyncpg.Pool, case_id: str, status: str) -> bool:
     return await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == status
 
 
-RECORDED = sorted(HISTORIES.glob("*.json"))
+# Today's paths: the interceptor does not depend on the code version that recorded a history,
+# and test_replay.py replays every older one (~0.1 s each) without it.
+RECORDED = current_histories()
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
