@@ -19,7 +19,7 @@ from jinja2.runtime import Context
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from api.console import staff
+from api.console import form_words, staff
 from api.deps import Pool
 from api.errors import ApiError
 from jiesu.case import glossary
@@ -160,47 +160,6 @@ FIELD_LABELS = {
     "decision": "问责决定", "rating": "评价", "comment": "意见", "outcome": "办理结果",
 }  # fmt: skip
 
-_PROBLEMS = {
-    "missing": "必填", "string_too_short": "至少 {min_length} 个字",
-    "string_too_long": "最多 {max_length} 个字", "string_pattern_mismatch": "格式不正确",
-    "too_short": "至少 {min_length} 项", "too_long": "最多 {max_length} 项",
-    "url_parsing": "不是有效的网址（以 http:// 或 https:// 开头）",
-    "url_scheme": "不是有效的网址（以 http:// 或 https:// 开头）",
-    "datetime_parsing": "不是有效的时间", "datetime_from_date_parsing": "不是有效的时间",
-    "timezone_aware": "不是有效的时间", "enum": "取值无效", "literal_error": "取值无效",
-}  # fmt: skip
-
-
-# A model validator's own words (jiesu.case.domain SupervisionInput), as the form says them.
-_VALIDATOR_WORDS = {
-    "department_ids go with the joint_handling form (会办), and only":
-        "督办形式为“会办”时须选择会办单位（展开“会办 / 问责”），其他形式不选会办单位",
-    "contribution_due goes with the joint_handling form (会办)":
-        "协办意见期限只用于“会办”形式",
-    "accountability (问责) needs persons, the reason (note) and the decision":
-        "“问责”须填写问责人员、督办意见（问责事由）和问责决定",
-}  # fmt: skip
-
-
-def _kind(e: Any) -> str:
-    """The error's type; a text's length checked after a validator (a Line's: pydantic says
-    too_long, as of a list) is a string's, counted in characters (个字), not items (项)."""
-    if e["type"] in ("too_long", "too_short") and isinstance(e.get("input"), str):
-        return "string_" + e["type"]
-    return str(e["type"])
-
-
-def _problem(e: Any) -> str:
-    kind = _kind(e)
-    if kind == "string_too_short" and (e.get("ctx") or {}).get("min_length") == 1:
-        return "必填"
-    template = _PROBLEMS.get(kind)
-    if template is None:  # a validator's own words (value_error: "Value error, ...")
-        said = str(e["msg"]).removeprefix("Value error, ")
-        return _VALIDATOR_WORDS.get(said, said)
-    return template.format(**(e.get("ctx") or {}))
-
-
 def validation_message(err: ValidationError) -> str:
     """What is wrong with a form, in the words of its labels: 标题：至少 2 个字."""
     parts = []
@@ -210,7 +169,7 @@ def validation_message(err: ValidationError) -> str:
         if where and len(loc) > 1 and loc[-1].isdigit():
             where += f"第 {int(loc[-1]) + 1} 行"
         where = where or ".".join(loc)
-        parts.append(f"{where}：{_problem(e)}" if where else _problem(e))
+        parts.append(f"{where}：{form_words.problem(e)}" if where else form_words.problem(e))
     return "输入有误 — " + "；".join(parts)
 
 

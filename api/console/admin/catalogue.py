@@ -30,6 +30,12 @@ from jiesu.admin.errors import AdminRefused
 router = APIRouter()
 Admin = require_roles()  # admins only
 RuleId = Annotated[int, Path(ge=1, lt=2**31)]
+# The forms' labels (admin_rules.html, admin_rule.html show them; refusals name fields by
+# them), by the model's field names.
+RULE_LABELS = {"category_id": "诉求分类", "area_id": "区域", "department_id": "承办单位",
+               "priority": "优先级", "valid_from": "生效时间", "valid_to": "失效时间"}  # fmt: skip
+RETIRE_LABELS = {"at": "失效时间"}
+REPLACE_LABELS = {"department_id": "新承办单位", "priority": "优先级", "at": "替换时间"}
 
 
 async def _names(pool: Pool) -> dict[str, dict[str, str]]:
@@ -61,6 +67,7 @@ async def _page(
     context = {"session": session, "names": await _names(pool), "values": values or {},
                "errors": (errors or FormErrors()).messages, "done": done,
                "every_version": every_version, "category_id": category_id or "",
+               "labels": RULE_LABELS,
                **await _rules(pool, every_version, category_id)}  # fmt: skip
     return page(request, "admin_rules.html", context, errors.status if errors else 200)
 
@@ -90,7 +97,7 @@ async def add(request: Request, pool: Pool, session: Admin, settings: AppSetting
         body = routing.RuleIn.model_validate(_rule_in(form, ZoneInfo(settings.timezone)))
         rule, _ = await routing.add_rule(pool, session.principal.actor, body)
     except ValidationError as err:
-        errors = invalid(err)
+        errors = invalid(err, RULE_LABELS)
     except AdminRefused as exc:
         errors = refused(exc)
     else:
@@ -114,7 +121,8 @@ async def _rule_page(
     changeable = rule is not None and (rule.valid_to is None or rule.valid_to > now)
     context = {"session": session, "rule": rule, "history": history, "names": await _names(pool),
                "errors": (errors or FormErrors()).messages, "done": done,
-               "changeable": changeable}  # fmt: skip
+               "changeable": changeable, "retire_labels": RETIRE_LABELS,
+               "replace_labels": REPLACE_LABELS}  # fmt: skip
     return page(request, "admin_rule.html", context, errors.status if errors else 200)
 
 
@@ -138,7 +146,7 @@ async def retire(
         body = routing.Retirement.model_validate({"at": local_time(form, "at", tz)})
         await routing.retire_rule(pool, session.principal.actor, rule_id, body)
     except ValidationError as err:
-        errors = invalid(err, field_of={"at": "retire_at"})
+        errors = invalid(err, RETIRE_LABELS, field_of={"at": "retire_at"})
     except AdminRefused as exc:
         errors = refused(exc, field_of={"invalid_validity": "retire_at"})
     else:
@@ -159,7 +167,8 @@ async def replace(
         body = routing.Replacement.model_validate(fields)
         _, successor = await routing.replace_rule(pool, session.principal.actor, rule_id, body)
     except ValidationError as err:
-        errors = invalid(err, field_of={"at": "replace_at", "priority": "replace_priority"})
+        errors = invalid(err, REPLACE_LABELS,
+                         field_of={"at": "replace_at", "priority": "replace_priority"})
     except AdminRefused as exc:
         errors = refused(exc, field_of={"invalid_validity": "replace_at"})
     else:

@@ -1,10 +1,12 @@
 """What the administration screens share: reading a posted form into the service's own input
 models, and turning the service's refusals into messages next to the field they are about
-(Chinese first, the service's English words after, as the rest of the console does), with the
-status the API answers (422 / 404 / 409)."""
+(Chinese first, the service's English words after, as the rest of the console does; a
+model's validation errors wholly in Chinese, by the form's labels and api.console.form_words),
+with the status the API answers (422 / 404 / 409)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from api.console import form_words
 from api.routers.administration import REFUSAL_STATUS
 from jiesu.admin.errors import AdminRefused
 
@@ -62,15 +65,27 @@ def refused(exc: AdminRefused, *, field_of: dict[str, str] | None = None) -> For
     return FormErrors(status=REFUSAL_STATUS[exc.kind]).add(name, text)
 
 
-def invalid(err: ValidationError, *, field_of: dict[str, str] | None = None) -> FormErrors:
-    """A model's validation errors, each next to the field it names (pydantic's English)."""
+def invalid(
+    err: ValidationError, labels: Mapping[str, str], *, field_of: dict[str, str] | None = None
+) -> FormErrors:
+    """A model's validation errors, each next to the field it names, in the words of the
+    form's ``labels`` (field name → the label the form shows): 输入有误 — 优先级：不能大于 1000."""
     errors = FormErrors()
     for e in err.errors():
         where = str(e["loc"][0]) if e["loc"] else GENERAL
-        inner = ".".join(str(p) for p in e["loc"][1:])  # e.g. the day of a notice: 3.day
         errors.add((field_of or {}).get(where, where),
-                   f"输入有误 — {inner + ': ' if inner else ''}{e['msg']}")
+                   f"输入有误 — {_named(e['loc'], labels)}{form_words.problem(e)}")
     return errors
+
+
+def _named(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:
+    """Where in the form, by its labels: 优先级：, a day of a notice 节假日文件第 3 条 note：
+    (a name without a label as the model says it); nothing for the whole form."""
+    if not loc:
+        return ""
+    said = "".join(f"第 {p + 1} 条" if isinstance(p, int) else f" {labels.get(str(p), p)}"
+                   for p in loc[1:])  # fmt: skip
+    return f"{labels.get(str(loc[0]), loc[0])}{said}："
 
 
 def text(form: FormData, name: str) -> str:

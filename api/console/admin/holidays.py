@@ -23,6 +23,9 @@ router = APIRouter()
 Admin = require_roles()  # admins only
 MAX_FILE = 64 * 1024  # a year's notice is a few hundred bytes; 366 days fit many times over
 Year = Annotated[int | None, Query(ge=2000, le=2100)]
+# The notice form's labels (admin_calendar.html shows them; refusals name fields by them):
+# the notice's days are the file's lines.
+LABELS = {"year": "年份", "days": "CSV 文件", "day": "date", "kind": "kind", "note": "note"}
 
 
 def _this_year(settings: AppSettings) -> int:
@@ -36,7 +39,7 @@ async def _page(
 ) -> HTMLResponse:  # fmt: skip
     context = {"session": session, "year": year, "days": await calendar.list_days(pool, year),
                "csv_text": csv_text, "diff": diff, "errors": (errors or FormErrors()).messages,
-               "done": done}  # fmt: skip
+               "done": done, "labels": LABELS}  # fmt: skip
     return page(request, "admin_calendar.html", context, errors.status if errors else 200)
 
 
@@ -88,7 +91,7 @@ async def _load(
         notice = calendar.parse_csv(csv_text, year)
         diff = await calendar.load(pool, session.principal.actor, notice, apply=apply)
     except ValidationError as err:
-        errors = invalid(err, field_of={"days": "file", "year": "year"})
+        errors = invalid(err, LABELS, field_of={"days": "file", "year": "year"})
     except AdminRefused as exc:
         errors = refused(exc)
     except ValueError as exc:  # parse_csv names the line of the first problem

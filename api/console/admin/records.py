@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
+from api.console import form_words
 from api.console.admin.forms import GENERAL, FormErrors, invalid, optional, refused, text
 from api.console.web import PREFIX, form_of, page, redirect, require_roles
 from api.deps import Pool
@@ -25,6 +26,7 @@ from jiesu.case.domain import Urgency
 router = APIRouter()
 Admin = require_roles()  # admins only
 _ID: TypeAdapter[str] = TypeAdapter(reference.Id)
+ID_RULE = "1–64 个字母、数字或 _ . -，以字母或数字开头"  # reference.ID_PATTERN in words
 
 # The Chinese words of the service's levels and kinds (tests check that none is missing).
 LEVELS = {"city": "市级", "centre": "市民热线中心", "county": "县级", "township": "乡镇（街道）",
@@ -53,6 +55,11 @@ class Kind:
     title: str
     table: reference.Table
     fields: tuple[Field, ...]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Field name → the label the form shows (the refusals name the field by it)."""
+        return {f.name: f.label for f in self.fields}
 
 
 KINDS = {k.path: k for k in (
@@ -164,7 +171,7 @@ async def save(request: Request, path: str, pool: Pool, session: Admin) -> Respo
     try:
         _ID.validate_python(record_id)
     except ValidationError as err:
-        errors.add("id", f"编号无效 — {err.errors()[0]['msg']}")
+        errors.add("id", f"编号无效 — {form_words.problem(err.errors()[0])}：{ID_RULE}")
     if not errors:
         try:
             model = kind.table.model.model_validate(body)
@@ -172,7 +179,7 @@ async def save(request: Request, path: str, pool: Pool, session: Admin) -> Respo
                                        model)  # fmt: skip
             return redirect(f"{PREFIX}/admin/{path}?done={record_id}")
         except ValidationError as err:
-            errors = invalid(err)
+            errors = invalid(err, kind.labels)
         except AdminRefused as exc:
             errors = refused(exc)
     return await _page(request, pool, session, kind, values=values, errors=errors)

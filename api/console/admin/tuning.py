@@ -29,6 +29,9 @@ _UNITS = {"hours": "小时", "working hours": "工作小时", "minutes": "分钟
           "days": "天"}  # fmt: skip
 _EVENTS = frozenset(e.value for e in EventKind)
 _RECIPIENTS = {"department": "承办单位", "citizen": "诉求人", "supervisor": "督办人员"}
+# The template form's labels (admin_templates.html shows them; refusals name fields by them).
+TEMPLATE_LABELS = {"event_kind": "事件", "recipient_kind": "接收方", "subject": "标题",
+                   "body": "正文"}  # fmt: skip
 
 
 async def _policy_page(
@@ -98,7 +101,8 @@ async def _templates_page(
                "event_kinds": [(e.value, glossary.term(EventKind, e)) for e in EventKind],
                "recipients": [(r, _RECIPIENTS[r]) for r in get_args(RecipientKind)],
                "fields": sorted(FIELDS), "values": values or {},
-               "errors": (errors or FormErrors()).messages, "done": done}  # fmt: skip
+               "errors": (errors or FormErrors()).messages, "done": done,
+               "labels": TEMPLATE_LABELS}  # fmt: skip
     return page(request, "admin_templates.html", context, errors.status if errors else 200)
 
 
@@ -137,7 +141,7 @@ async def put_template(request: Request, pool: Pool, session: Admin) -> Response
             body = templates.TemplateIn(subject=values["subject"], body=str(form.get("body") or ""))
             await templates.put_template(pool, session.principal.actor, event, recipient, body)
         except ValidationError as err:
-            errors = invalid(err)
+            errors = invalid(err, TEMPLATE_LABELS)
         else:
             return redirect(f"{PREFIX}/admin/notification-templates?done={event.value}/{recipient}")
     return await _templates_page(request, pool, session, values=values, errors=errors)

@@ -1,0 +1,103 @@
+"""输入有误 in Chinese: what pydantic finds wrong with a console form, said by the error's
+``type`` (one table for every form of the console: the case pages through
+:func:`api.console.web.validation_message`, the administration pages through
+:func:`api.console.admin.forms.invalid`).
+
+Clerks and administrators read these, not developers: "String should have at most 100
+characters" becomes 最多 100 个字. A type without words here (:data:`FALLBACK`, or one pydantic
+adds later) shows pydantic's own message rather than nothing. The API (api/routers) keeps
+pydantic's English: its readers are programs and their developers.
+
+tests/test_console_admin.py checks that every type the console's models can raise has words
+here or is listed in :data:`FALLBACK` on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic_core import ErrorDetails
+
+_URL = "不是有效的网址（以 http:// 或 https:// 开头）"
+_TIME = "不是有效的时间"
+_DAY = "不是有效的日期（年-月-日）"
+
+# pydantic error type → the words, with the error's ``ctx`` values in braces. {expected} of
+# enum / literal_error is rewritten by :func:`_choices` first.
+PROBLEMS: dict[str, str] = {
+    "missing": "必填",
+    "extra_forbidden": "不是此表单的栏目",
+    "string_type": "须为文字",
+    "string_too_short": "至少 {min_length} 个字",
+    "string_too_long": "最多 {max_length} 个字",
+    "string_pattern_mismatch": "格式不正确",
+    "too_short": "至少 {min_length} 项",
+    "too_long": "最多 {max_length} 项",
+    "int_type": "须为整数", "int_parsing": "须为整数", "int_from_float": "须为整数",
+    "int_parsing_size": "数字过大",
+    "float_type": "须为数字", "float_parsing": "须为数字", "finite_number": "须为有限的数字",
+    "greater_than": "须大于 {gt}", "greater_than_equal": "不能小于 {ge}",
+    "less_than": "须小于 {lt}", "less_than_equal": "不能大于 {le}",
+    "bool_type": "须为是或否", "bool_parsing": "须为是或否",
+    "enum": "须为以下之一：{expected}", "literal_error": "须为以下之一：{expected}",
+    "list_type": "须为列表", "dict_type": "须为 JSON 对象（{{...}}）",
+    "model_type": "须为 JSON 对象（{{...}}）", "model_attributes_type": "须为 JSON 对象（{{...}}）",
+    "url_type": _URL, "url_parsing": _URL, "url_scheme": _URL, "url_syntax_violation": _URL,
+    "url_too_long": "网址过长",
+    "datetime_type": _TIME, "datetime_parsing": _TIME, "datetime_from_date_parsing": _TIME,
+    "datetime_object_invalid": _TIME, "timezone_aware": "须带时区的时间",
+    "date_type": _DAY, "date_parsing": _DAY, "date_from_datetime_parsing": _DAY,
+    "date_from_datetime_inexact": _DAY,
+    "none_required": "此处不填",
+}  # fmt: skip
+
+# Types left to pydantic's own message on purpose: a form posts strings, so these come only
+# from a programming slip (a model fed Python objects), never from what a person typed.
+FALLBACK = frozenset({"is_instance_of", "union_tag_invalid",
+                      "union_tag_not_found"})  # fmt: skip
+
+# Our own validators' sentences (value_error), as the forms say them. A sentence not here is
+# shown as the validator wrote it, after 不符合要求 (several name what they found: a line, a
+# field, a value).
+VALIDATOR_WORDS: dict[str, str] = {
+    # jiesu.case.domain SupervisionInput
+    "department_ids go with the joint_handling form (会办), and only":
+        "督办形式为“会办”时须选择会办单位（展开“会办 / 问责”），其他形式不选会办单位",
+    "contribution_due goes with the joint_handling form (会办)":
+        "协办意见期限只用于“会办”形式",
+    "accountability (问责) needs persons, the reason (note) and the decision":
+        "“问责”须填写问责人员、督办意见（问责事由）和问责决定",
+    # jiesu.admin.routing RuleIn
+    "valid_to must be after valid_from": "失效时间须晚于生效时间",
+}  # fmt: skip
+
+
+def kind(e: ErrorDetails) -> str:
+    """The error's type; a text's length checked after a validator (a Line's: pydantic says
+    too_long, as of a list) is a string's, counted in characters (个字), not items (项)."""
+    if e["type"] in ("too_long", "too_short") and isinstance(e.get("input"), str):
+        return "string_" + e["type"]
+    return str(e["type"])
+
+
+def _choices(expected: Any) -> str:
+    """pydantic's "'a', 'b' or 'c'" as a、b、c."""
+    return "、".join(re.findall(r"'([^']*)'", str(expected))) or str(expected)
+
+
+def problem(e: ErrorDetails) -> str:
+    """What is wrong with one field, in Chinese (pydantic's message for a type without words)."""
+    what = kind(e)
+    ctx = dict(e.get("ctx") or {})
+    if what == "string_too_short" and ctx.get("min_length") == 1:
+        return "必填"  # an empty text field: the person left it out
+    if what == "value_error":
+        said = str(e["msg"]).removeprefix("Value error, ")
+        return VALIDATOR_WORDS.get(said) or f"不符合要求 — {said}"
+    template = PROBLEMS.get(what)
+    if template is None:
+        return str(e["msg"])
+    if "expected" in ctx:
+        ctx["expected"] = _choices(ctx["expected"])
+    return template.format(**ctx)
