@@ -17,23 +17,32 @@ router = APIRouter()
 Admin = require_roles()  # admins only
 NEW_PERSON = "new-person"  # the 新增人员 form's name on the page (web.typed)
 
+# The 新增人员 form's labels (people.html shows them; a refusal names its field by them).
+LABELS = {"login": "登录名", "display_name": "姓名", "role": "角色", "department_id": "单位",
+          "password": "初始密码"}  # fmt: skip
+
 # The account service's refusals (jiesu.access.staff AccountRefused codes) as the admin reads
-# them; the service's English stays the API's.
+# them, by the field each is about; the service's English stays the API's.
 _REFUSALS = {
-    "invalid_login": "登录名为 1–64 个字母、数字或 . _ @ -（不能以符号开头）",
-    "invalid_display_name": f"姓名为 1–{accounts.MAX_DISPLAY_NAME} 个可显示的字",
-    "invalid_password": f"密码为 {accounts.MIN_PASSWORD}–{accounts.MAX_PASSWORD} 个字符",
-    "invalid_role": "不能新增此角色的人员",
-    "invalid_department": "承办单位人员须选择单位，其他角色不选单位",
-    "login_taken": "登录名已被占用，请换一个",
-    "unknown_department": "所选单位不存在，请重新选择",
-}
+    "invalid_login": ("login", "须为 1–64 个字母、数字或 . _ @ -（不能以符号开头）"),
+    "invalid_display_name": ("display_name", f"须为 1–{accounts.MAX_DISPLAY_NAME} 个可显示的字"),
+    "invalid_password":
+        ("password", f"须为 {accounts.MIN_PASSWORD}–{accounts.MAX_PASSWORD} 个字符"),
+    "invalid_role": ("role", "不能新增此角色的人员"),
+    "invalid_department": ("department_id", "承办单位人员须选择单位，其他角色不选单位"),
+    "login_taken": ("login", "已被占用，请换一个"),
+    "unknown_department": ("department_id", "所选单位不存在，请重新选择"),
+}  # fmt: skip
 
 
 def _refusal(err: ValueError) -> str:
-    """Why an account was refused, in Chinese (a role not in the list: ValueError, no code)."""
+    """Why an account was refused, in Chinese, by the field's label: 输入有误 — 姓名：须为...
+    (a role not in the list: ValueError, no code; an unknown code: the service's words)."""
     code = getattr(err, "code", "invalid_role")
-    return _REFUSALS.get(code, str(err))
+    if code not in _REFUSALS:
+        return str(err)
+    name, words = _REFUSALS[code]
+    return f"输入有误 — {LABELS[name]}：{words}"
 
 
 async def _people_page(
@@ -44,7 +53,8 @@ async def _people_page(
     departments = await pool.fetch("SELECT id, name FROM departments ORDER BY id")
     context = {"session": session, "people": await accounts.list_people(pool),
                "roles": list(Role), "departments": departments, "error": error,
-               "failed": failed, "posted": posted, "new_person": NEW_PERSON}  # fmt: skip
+               "failed": failed, "posted": posted, "new_person": NEW_PERSON,
+               "labels": LABELS}  # fmt: skip
     return page(request, "people.html", context, status_code)
 
 
