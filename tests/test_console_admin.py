@@ -14,10 +14,15 @@ import asyncpg
 import httpx
 import pytest
 from helpers import signed_in
+from pydantic import TypeAdapter
+from pydantic_core.core_schema import ErrorType
 
+from api.console import form_words
+from api.console.actions import CITIZEN_ACTIONS, STAFF_ACTIONS
 from api.console.admin import records
-from jiesu.admin import calendar, reference
-from jiesu.case.domain import SYSTEM_ACTOR
+from api.routers.oversight import AccountabilityCompletion
+from jiesu.admin import calendar, reference, routing, templates
+from jiesu.case.domain import SYSTEM_ACTOR, ComplaintIntake
 
 PAGES = ["/console/admin/departments", "/console/admin/areas", "/console/admin/categories",
          "/console/admin/routing-rules", "/console/admin/calendar", "/console/admin/policy",
@@ -333,3 +338,133 @@ async def test_the_change_log_shows_who_when_before_and_after_and_filters(
     assert "旧名称" in update and "新名称" in update and "default_urgency" not in update
     only_rules = await admin.get("/console/admin/changes", entity="routing_rule")
     assert 'data-entity="category"' not in only_rules.text
+
+
+# --- 输入有误 in Chinese ----------------------------------------------------------------------
+
+# What a core schema node can be refused with (pydantic_core's error types), and what its
+# constraints add; a node kind not listed fails the test below, to be looked at.
+_TYPES_OF_NODE: dict[str, set[str]] = {
+    "str": {"string_type"}, "int": {"int_type", "int_parsing", "int_from_float"},
+    "float": {"float_type", "float_parsing"}, "bool": {"bool_type", "bool_parsing"},
+    "literal": {"literal_error"}, "enum": {"enum"}, "dict": {"dict_type"},
+    "list": {"list_type"}, "none": {"none_required"}, "is-instance": {"is_instance_of"},
+    "datetime": {"datetime_type", "datetime_parsing", "datetime_from_date_parsing",
+                 "datetime_object_invalid"},
+    "date": {"date_type", "date_parsing", "date_from_datetime_parsing",
+             "date_from_datetime_inexact"},
+    "url": {"url_type", "url_parsing", "url_scheme", "url_syntax_violation", "url_too_long"},
+    "model": {"model_type"}, "model-fields": {"model_attributes_type"},
+    "tagged-union": {"union_tag_invalid", "union_tag_not_found"},
+    "function-after": {"value_error"}, "function-before": {"value_error"},
+    "function-wrap": {"value_error"}, "function-plain": {"value_error"},
+    **{kind: set() for kind in ("nullable", "default", "model-field", "union", "any", "chain",
+                                "definitions", "definition-ref")},
+}  # fmt: skip
+_TYPES_OF_CONSTRAINT = {"max_length": "too_long", "min_length": "too_short",
+                        "ge": "greater_than_equal", "le": "less_than_equal", "gt": "greater_than",
+                        "lt": "less_than", "pattern": "string_pattern_mismatch"}  # fmt: skip
+_NOT_SCHEMAS = ("metadata", "serialization", "ref", "config", "cls", "function")
+
+
+def _node_types(node: dict[str, Any]) -> set[str]:
+    kind = node["type"]
+    assert kind in _TYPES_OF_NODE, f"a schema of kind {kind!r}: which errors can it raise?"
+    found = set(_TYPES_OF_NODE[kind])
+    for constraint, error in _TYPES_OF_CONSTRAINT.items():
+        if node.get(constraint) is not None:
+            found.add(f"string_{error}" if kind == "str" and "too_" in error else error)
+    if kind == "datetime" and node.get("tz_constraint") == "aware":
+        found.add("timezone_aware")
+    if kind == "model-fields":
+        if any(f["schema"]["type"] != "default" for f in node["fields"].values()):
+            found.add("missing")
+        if node.get("extra_behavior") == "forbid":
+            found.add("extra_forbidden")
+    if kind == "model" and (node.get("config") or {}).get("extra_fields_behavior") == "forbid":
+        found.add("extra_forbidden")
+    return found
+
+
+def _error_types(schema: Any) -> set[str]:
+    """Every pydantic error type a core schema can raise, by walking it."""
+    if isinstance(schema, list):
+        return set().union(*(_error_types(s) for s in schema))
+    if not isinstance(schema, dict):
+        return set()
+    found = _node_types(schema) if isinstance(schema.get("type"), str) else set()
+    for key, value in schema.items():
+        if key not in _NOT_SCHEMAS:
+            found |= _error_types(list(value.values()) if key == "fields" else value)
+    return found
+
+
+def test_every_error_the_console_models_can_raise_has_chinese_words() -> None:
+    """Each model a console form validates (the administration's, the case pages' action
+    bodies, intake, 问责): every error type it can raise has words in form_words.PROBLEMS,
+    is our validators' own (value_error) or is left to pydantic's message on purpose
+    (FALLBACK). A model given a new kind of field shows here before a clerk reads English."""
+    bodies = {a.spec.body for a in (*STAFF_ACTIONS, *CITIZEN_ACTIONS) if a.spec.body}
+    models = [routing.RuleIn, routing.Retirement, routing.Replacement, reference.DepartmentIn,
+              reference.AreaIn, reference.CategoryIn, templates.TemplateIn, calendar.Notice,
+              ComplaintIntake, AccountabilityCompletion, *bodies]  # fmt: skip
+    raised = set().union(*(_error_types(m.__pydantic_core_schema__) for m in models))
+    raised |= _error_types(TypeAdapter(reference.Id).core_schema)
+    assert {"missing", "string_too_long", "int_parsing", "literal_error"} <= raised  # it walks
+    worded = set(form_words.PROBLEMS) | form_words.FALLBACK | {"value_error"}
+    assert raised <= worded, sorted(raised - worded)
+    assert worded <= set(get_args(ErrorType)), sorted(worded - set(get_args(ErrorType)))
+
+
+def test_an_error_type_without_words_keeps_pydantics_message() -> None:
+    error: Any = {"type": "uuid_parsing", "loc": ("id",), "msg": "Input should be a valid UUID",
+                  "input": "x"}  # fmt: skip
+    assert form_words.problem(error) == "Input should be a valid UUID"
+
+
+async def test_refused_admin_forms_name_the_field_by_its_label_in_chinese(admin: Admin) -> None:
+    """基础数据: 输入有误, the field's label as the form shows it, and what is wrong in Chinese
+    (not pydantic's "String should have at most 200 characters")."""
+    too_long = await admin.post("/console/admin/categories", {
+        "id": _uid("cat"), "name": "名" * 201, "default_urgency": "general"})  # fmt: skip
+    assert too_long.status_code == 422
+    assert _field_error(too_long.text, "name") == "输入有误 — 名称：最多 200 个字"
+    bad_kind = await admin.post("/console/admin/areas", {
+        "id": _uid("G"), "name": "测试网格", "kind": "planet"})  # fmt: skip
+    assert _field_error(bad_kind.text, "kind") == (
+        "输入有误 — 类型：须为以下之一：city、county、township、community、grid")
+    priority = await admin.post("/console/admin/routing-rules", {
+        "category_id": "sewer_blockage", "department_id": "water", "priority": "很高"})
+    assert _field_error(priority.text, "priority") == "输入有误 — 优先级：须为整数"
+    too_high = await admin.post("/console/admin/routing-rules", {
+        "category_id": "sewer_blockage", "department_id": "water", "priority": "5000"})
+    assert _field_error(too_high.text, "priority") == "输入有误 — 优先级：不能大于 1000"
+    backwards = await admin.post("/console/admin/routing-rules", {
+        "category_id": "sewer_blockage", "department_id": "water",
+        "valid_from": "2099-02-01T00:00", "valid_to": "2099-01-01T00:00"})  # fmt: skip
+    assert "输入有误 — 失效时间须晚于生效时间" in backwards.text
+    subject = await admin.post("/console/admin/notification-templates", {
+        "event_kind": "routed", "recipient_kind": "department", "subject": "题" * 301,
+        "body": "$body"})  # fmt: skip
+    assert _field_error(subject.text, "subject") == "输入有误 — 标题：最多 300 个字"
+
+
+async def test_a_refused_holiday_notice_names_the_line_in_chinese(admin: Admin) -> None:
+    note = "长" * 201
+    refused = await admin.post("/console/admin/calendar/validate", {
+        "year": "2033", "csv_text": f"date,kind,note\n2033-01-01,holiday,{note}\n"})
+    assert refused.status_code == 422
+    assert _field_error(refused.text, "file") == "输入有误 — CSV 文件第 1 条 note：最多 200 个字"
+    assert "String should" not in refused.text
+
+
+async def test_a_refused_person_names_the_field_by_its_label_in_chinese(admin: Admin) -> None:
+    """人员管理: the account service's refusal next to 输入有误 and the form's label."""
+    person = {"login": _uid("p"), "display_name": "名" * 101, "role": "department",
+              "department_id": "water", "password": "a-long-enough-password"}  # fmt: skip
+    refused = await admin.post("/console/people", person)
+    assert refused.status_code == 422
+    assert "输入有误 — 姓名：须为 1–100 个可显示的字" in refused.text
+    short = await admin.post("/console/people", {**person, "display_name": "赵磊",
+                                                  "password": "short"})  # fmt: skip
+    assert "输入有误 — 初始密码：须为 10–256 个字符" in short.text
