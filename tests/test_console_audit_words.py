@@ -1,6 +1,8 @@
 """审计记录 in Chinese (api/console/audit_words.py): every kind of entry the auditor's timeline
 can produce has a Chinese label, and every entry a Chinese sentence — the kinds read from
-jiesu/audit/timeline.py itself, so that a kind added there without words here fails."""
+jiesu/audit/timeline.py itself, so that a kind added there without words here fails; every
+verdict of the replay check (jiesu.audit.replay.Verdict) has its words too; 操作人 names a
+person by their display name."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from temporalio.client import WorkflowHistory
 from api.console import audit_words
 from api.console.event_words import Words
 from jiesu.audit import timeline as audit_timeline
+from jiesu.audit.replay import Verdict
 from jiesu.audit.timeline import TimelineEntry, decode_history
 from jiesu.case.domain import EventKind
 
@@ -145,3 +148,38 @@ def test_every_entry_of_the_recorded_histories_reads_in_chinese(path: Any) -> No
         assert _CHINESE.search(row.label) and not re.search(r"[a-z]_|^[a-z]+$", row.label), row
         assert _CHINESE.search(row.sentence), row
     assert timeline.model_dump_json() == before
+
+
+def test_every_verdict_the_replay_check_gives_has_chinese_words() -> None:
+    """The verdicts read from jiesu.audit.replay.Verdict: a new one without words fails."""
+    missing = sorted(set(Verdict) - set(audit_words.VERDICTS))
+    assert not missing, f"replay verdicts without Chinese words in audit_words.VERDICTS: {missing}"
+    for verdict in Verdict:
+        said = audit_words.VERDICTS[verdict]
+        assert _CHINESE.search(said) and verdict.value not in said, (verdict, said)
+
+
+_CLERK = {"role": "department", "name": "water-clerk", "department_id": "water",
+          "person": "water-clerk"}  # fmt: skip
+
+
+def test_a_person_is_named_by_display_name_with_the_login_beside_it() -> None:
+    words = Words({}, str, {"water-clerk": "王芳"})
+    assert audit_words.actor(_CLERK, words) == "王芳 (water-clerk)（承办单位）"
+
+
+def test_a_person_no_account_knows_is_named_by_the_login() -> None:
+    """A deleted account, or a person a Temporal client made up: the login as recorded."""
+    words = Words({}, str, {"water-clerk": "王芳"})
+    ghost = {**_CLERK, "name": "former-clerk", "person": "former-clerk"}
+    assert audit_words.actor(ghost, words) == "former-clerk（承办单位）"
+    assert audit_words.actor(_CLERK, Words({}, str)) == "water-clerk（承办单位）"
+
+
+def test_who_is_no_person_is_named_as_recorded() -> None:
+    """The system (timers, the ladder), an API key, the citizen: no person to look up."""
+    words = Words({}, str, {"water-clerk": "王芳"})
+    assert audit_words.actor({"role": "system", "name": "jiesu"}, words) == "jiesu（系统）"
+    key = {"role": "department", "name": "water-clerk", "department_id": "water"}
+    assert audit_words.actor(key, words) == "water-clerk（承办单位）"  # a key, not the person
+    assert audit_words.actor(None, words) == ""

@@ -940,13 +940,19 @@ async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath
     case_id = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
                               title="井盖松动"))["case_id"]  # fmt: skip
     await eventually(lambda: _assigned_to(api, case_id, "water"))
-    water = department("water")
-    await act(api, case_id, "accept", water)
+    clerk = await sign_in(browsers, console_url, "water")  # a person: accepts in the console
+    await clerk.goto(f"{console_url}/console/cases/{case_id}")
+    await clerk.click("form[data-action=accept] button")
+    await clerk.wait_for_url(re.compile(r"done=accept"))
     await act(api, case_id, "supervision", SUPERVISOR, note="请尽快处理")
     await eventually(lambda: _laddered(api, case_id))
     await ladder_of(client, case_id)
-    await act(api, case_id, "contact", water, note="已电话联系")
-    await act(api, case_id, "reply", water, outcome="resolved", text="已更换井盖")
+    await handle_of(client, case_id).signal("contact", {"note": "已电话联系", "actor": {
+        "role": "department", "name": "former-clerk", "department_id": "water",
+        "person": "former-clerk", "request_id": uuid.uuid4().hex,
+    }})  # fmt: skip  # a person no account knows (a deleted one, or made up by a client)
+    await eventually(lambda: _contacted(api, case_id))
+    await act(api, case_id, "reply", department("water"), outcome="resolved", text="已更换井盖")
 
     auditor = await sign_in(browsers, console_url, "auditor")
     await auditor.set_viewport_size({"width": 1280, "height": 900})
@@ -984,3 +990,36 @@ async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath
     assert style[0] == "block" and float(style[1][:-2]) < float(style[2][:-2]), style
     assert style[3] != "rgb(0, 0, 0)", style  # grey, beneath the sentence
     assert await _page_width(auditor) <= 1280
+    await _people_by_name(rows)
+    await _times_on_one_line(rows)
+    await auditor.click("text=重放校验")
+    verdict = auditor.locator("#verdict")
+    assert (await verdict.locator(".said").inner_text()) == "通过，当前工作流代码重放结果与历史一致"
+    code = verdict.locator(".code")
+    assert (await code.inner_text()) == "replays", await verdict.inner_text()
+    assert await code.evaluate("e => getComputedStyle(e).color") != "rgb(0, 0, 0)"  # grey
+    await shot(auditor, shots, "5-audit-replayed")
+
+
+async def _contacted(api: httpx.AsyncClient, case_id: str) -> bool:
+    return any(e["kind"] == "contacted" for e in (await _state(api, case_id))["events"])
+
+
+async def _people_by_name(rows: Locator) -> None:
+    """操作人: a person by display name with the login beside it; a login no account has, and
+    the system, an API key, as recorded."""
+    actors = [a.strip() for a in await rows.locator("td:nth-child(4)").all_inner_texts()]
+    clerk = STAFF["water"]
+    assert f"{clerk.display_name} ({clerk.login})（承办单位）" in actors, actors
+    assert "former-clerk（承办单位）" in actors, actors
+    assert "jiesu（系统）" in actors, actors
+    assert not any(a.startswith(f"{clerk.login}（") for a in actors), actors
+
+
+async def _times_on_one_line(rows: Locator) -> None:
+    """时间 (MM-DD HH:MM:SS) is never broken over two lines at 1280 px."""
+    lines = await rows.locator("td:nth-child(2)").evaluate_all(
+        "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c);"
+        " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })"
+    )
+    assert lines and all(n == 1 for n in lines), lines

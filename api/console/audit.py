@@ -23,7 +23,10 @@ from jiesu.case.sla import is_late
 router = APIRouter()
 Auditor = require_roles(*AUDITOR_ROLES)
 Filter = Annotated[Line | None, Query(max_length=100)]
-_WORDS = {"run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES}  # the heading
+_WORDS = {  # the heading and the replay check's verdict
+    "run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES,
+    "verdicts": audit_words.VERDICTS,
+}  # fmt: skip
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -20,6 +20,7 @@ from typing import Any
 from api.console import event_words
 from api.console.event_words import Words
 from jiesu.audit import timeline as audit_timeline
+from jiesu.audit.replay import Verdict
 from jiesu.audit.timeline import Timeline, TimelineEntry
 from jiesu.case import glossary
 from jiesu.case.domain import (
@@ -30,6 +31,7 @@ from jiesu.case.domain import (
     EscalationLevel,
     EventKind,
     Resolution,
+    Role,
     Status,
     Urgency,
 )
@@ -85,6 +87,15 @@ RUN_STATUS: dict[str, str] = {
 }
 """A timeline's ``status`` (the page's heading): running, or how the run ended."""
 SOURCES: dict[str, str] = {"temporal": "Temporal 服务", "archive": "归档"}
+
+VERDICTS: dict[Verdict, str] = {
+    Verdict.REPLAYS: "通过，当前工作流代码重放结果与历史一致",
+    Verdict.NON_DETERMINISTIC: "不一致，当前工作流代码与历史记录的步骤不符",
+    Verdict.FAILED: "重放出错",
+    Verdict.MISSING: "历史记录缺失，无法完整重放",
+    Verdict.STUCK: "流程卡住，最后一次工作流任务失败",
+}
+"""重放校验's result (:class:`jiesu.audit.replay.Verdict`) in Chinese; the page keeps the code."""
 
 LOCAL_ACTIVITY = "本地活动完成"
 PATCH_MARKER = "代码版本标记"
@@ -376,6 +387,26 @@ def sentence(entry: TimelineEntry, words: Words, workflow_type: str = "") -> str
     return event_words.summary(kind, entry.details.get("data") or {}, words) or label(entry)
 
 
+def actor(recorded: Data | None, words: Words) -> str:
+    """The 操作人 of an entry, with their role in Chinese: a staff person by their display name
+    with their login beside it, e.g. ``王芳 (water-clerk)``."""
+    if not recorded:
+        return ""
+    return f"{person(recorded, words)}（{glossary.term(Role, recorded.get('role'))}）"
+
+
+def person(recorded: Data, words: Words) -> str:
+    """Who acted: a known staff person as ``display name (login)``; their login alone when no
+    such person is known (a deleted account, an actor a Temporal client made up); anyone
+    else (the system, the timer and the ladder, an API key, the citizen) by the recorded
+    name."""
+    login = recorded.get("person")
+    display_name = words.people.get(str(login)) if login else None
+    if display_name:
+        return f"{display_name} ({login})"
+    return str(login or recorded.get("name") or "?")
+
+
 @dataclass
 class Row:
     """One line of the audit page."""
@@ -384,13 +415,15 @@ class Row:
     entry: TimelineEntry
     label: str
     sentence: str
+    actor: str
 
 
 def rows(timeline: Timeline, words: Words, depth: int = 0) -> Iterator[Row]:
     """The timeline's entries in Chinese, children's entries right after their start entry
     (as :func:`jiesu.audit.timeline.iter_entries`)."""
     for entry in timeline.entries:
-        yield Row(depth, entry, label(entry), sentence(entry, words, timeline.workflow_type))
+        said = sentence(entry, words, timeline.workflow_type)
+        yield Row(depth, entry, label(entry), said, actor(entry.actor, words))
         if entry.child is not None:
             yield from rows(entry.child, words, depth + 1)
 

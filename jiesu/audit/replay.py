@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -36,11 +37,23 @@ from jiesu.audit.stuck import failing_task
 from jiesu.audit.witness import ProjectionWitness
 from jiesu.case.domain import CASE_WORKFLOW
 
-REPLAYS = "replays"
-NON_DETERMINISTIC = "non-deterministic"
-FAILED = "failed"
-MISSING = "missing"
-STUCK = "stuck"  # replays, but its last workflow task failed: the case is wedged
+
+class Verdict(StrEnum):
+    """Every verdict a replay gives (a new one is a member here: the console's audit page says
+    each in Chinese, api/console/audit_words.py VERDICTS, and its test reads this class)."""
+
+    REPLAYS = "replays"
+    NON_DETERMINISTIC = "non-deterministic"
+    FAILED = "failed"
+    MISSING = "missing"
+    STUCK = "stuck"  # replays, but its last workflow task failed: the case is wedged
+
+
+REPLAYS = Verdict.REPLAYS
+NON_DETERMINISTIC = Verdict.NON_DETERMINISTIC
+FAILED = Verdict.FAILED
+MISSING = Verdict.MISSING
+STUCK = Verdict.STUCK
 CASES_QUERY = f'WorkflowType="{CASE_WORKFLOW}"'
 
 _FAR = datetime.max.replace(tzinfo=UTC)
