@@ -36,7 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from jiesu.admin import calendar
 from jiesu.case import lifecycle
-from jiesu.case.domain import SYSTEM_ACTOR
+from jiesu.case.domain import SYSTEM_ACTOR, EscalationLevel
 from jiesu.config import Settings
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
@@ -675,6 +675,7 @@ async def test_the_accountability_form_says_what_was_saved(
     await eventually(lambda: _laddered(api, case_id))
     ladder = await ladder_of(client, case_id)
     await env.fast_forward(ladder, timedelta(hours=9))  # 4 steps of 2 h: to 问责
+    await eventually(lambda: _at_accountability(api, case_id), within=90)
     supervisor = await sign_in(browsers, console_url, "supervisor")
     row = f"#accountability tr:has(a:text-is('{case_id}'))"
     await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
@@ -701,6 +702,7 @@ async def test_a_refused_accountability_keeps_what_the_supervisor_typed(
     await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
     await eventually(lambda: _laddered(api, case_id))
     await env.fast_forward(await ladder_of(client, case_id), timedelta(hours=9))  # to 问责
+    await eventually(lambda: _at_accountability(api, case_id), within=90)
     supervisor = await sign_in(browsers, console_url, "supervisor")
     row = f"#accountability tr:has(a:text-is('{case_id}'))"
     await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
@@ -818,6 +820,12 @@ async def _co_handled_by(api: httpx.AsyncClient, case_id: str, department_id: st
 
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
     return (await _state(api, case_id))["escalation_level"] >= 1
+
+
+async def _at_accountability(api: httpx.AsyncClient, case_id: str) -> bool:
+    """The ladder's four timed steps have run (each a timer, a child's task, a signal to the
+    case and its projection: on a loaded 2-core machine that took over 30 s once)."""
+    return (await _state(api, case_id))["escalation_level"] >= EscalationLevel.ACCOUNTABILITY
 
 
 async def test_the_header_names_the_persons_department(
