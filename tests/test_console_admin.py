@@ -207,10 +207,12 @@ async def test_bad_values_are_refused_next_to_their_field_and_change_nothing(
     assert ghost.status_code == 422 and "引用的记录不存在" in ghost.text
     bad_csv = await admin.post("/console/admin/calendar/validate", {
         "year": "2033", "csv_text": "date,kind,note\n2033-02-30,holiday,不存在的日子\n"})
-    assert bad_csv.status_code == 422 and "line 2" in _field_error(bad_csv.text, "file")
+    assert bad_csv.status_code == 422 and "第 2 行" in _field_error(bad_csv.text, "file")
     outside = await admin.post("/console/admin/calendar/apply", {
         "year": "2033", "csv_text": "date,kind,note\n2034-01-01,holiday,元旦\n"})
-    assert outside.status_code == 422 and "not in 2033" in _field_error(outside.text, "file")
+    assert outside.status_code == 422
+    said = _field_error(outside.text, "file")
+    assert said == "输入有误 — CSV 文件第 2 行 date：2034-01-01 不在 2033 年", said
     assert await _last_change(pool) == last  # nothing of all that changed anything
     assert await pool.fetchval("SELECT count(*) FROM areas WHERE id = $1", grid) == 0
     assert await calendar.list_days(pool, 2033) == []
@@ -454,8 +456,42 @@ async def test_a_refused_holiday_notice_names_the_line_in_chinese(admin: Admin) 
     refused = await admin.post("/console/admin/calendar/validate", {
         "year": "2033", "csv_text": f"date,kind,note\n2033-01-01,holiday,{note}\n"})
     assert refused.status_code == 422
-    assert _field_error(refused.text, "file") == "输入有误 — CSV 文件第 1 条 note：最多 200 个字"
+    assert _field_error(refused.text, "file") == "输入有误 — CSV 文件第 2 行 note：最多 200 个字"
     assert "String should" not in refused.text
+
+
+NOTICE_WITH_COMMENTS = """# 2033 年部分节假日安排
+# 元旦
+date,kind,note
+2033-01-01,holiday,元旦
+
+# 春节
+2033-01-30,holday,春节
+2033-02-05,workday,"春节调休
+上班"
+2033-01-01,workday,again
+"""
+
+
+@pytest.mark.parametrize(("replace", "said"), [
+    (None, "输入有误 — CSV 文件第 7 行 kind：须为以下之一：holiday、workday"),
+    (("holday", "holiday"), "输入有误 — CSV 文件第 8 行 note：不能含换行等控制字符（U+000A）"),
+    (("调休\n上班", "调休上班"), "输入有误 — CSV 文件第 9 行 date：2033-01-01 已在第 4 行列出"),
+    (("date,kind,note", "day,kind,note"), "输入有误 — CSV 文件第 3 行：须为表头 date,kind,note"),
+])  # fmt: skip
+async def test_a_refused_holiday_notice_names_the_line_an_editor_shows(
+    admin: Admin, replace: tuple[str, str] | None, said: str
+) -> None:
+    """The line an editor shows, comments and blank lines counted (they were not: a wrong
+    kind on line 7 was said to be on line 3); each earlier mistake fixed in turn."""
+    csv_text = NOTICE_WITH_COMMENTS
+    fixes = [("holday", "holiday"), ("调休\n上班", "调休上班"), ("date,kind,note", "day,kind,note")]
+    for fix in fixes[: fixes.index(replace) + 1] if replace else []:
+        csv_text = csv_text.replace(*fix)
+    refused = await admin.post("/console/admin/calendar/validate",
+                               {"year": "2033", "csv_text": csv_text})  # fmt: skip
+    assert refused.status_code == 422
+    assert _field_error(refused.text, "file") == said
 
 
 async def test_a_refused_person_names_the_field_by_its_label_in_chinese(admin: Admin) -> None:

@@ -68,9 +68,31 @@ VALIDATOR_WORDS: dict[str, str] = {
         "协办意见期限只用于“会办”形式",
     "accountability (问责) needs persons, the reason (note) and the decision":
         "“问责”须填写问责人员、督办意见（问责事由）和问责决定",
+    # jiesu.case.domain Day, Instant
+    "a day is written YYYY-MM-DD": "日期须写作 年-月-日（如 2027-01-01）",
+    "expected an ISO 8601 date or datetime, not a number": "须为日期或时间，不能是数字",
     # jiesu.admin.routing RuleIn
     "valid_to must be after valid_from": "失效时间须晚于生效时间",
 }  # fmt: skip
+
+
+# Our validators' sentences that name what they found, by pattern.
+VALIDATOR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"control character (U\+[0-9A-F]{4,6}) is not allowed"),
+     "不能含换行等控制字符（{0}）"),
+    (re.compile(r"year (-?\d+) is outside the supported range (\d+)\.\.(\d+)"),
+     "年份 {0} 不在 {1}–{2} 之间"),
+)  # fmt: skip
+
+
+def _validator_said(said: str) -> str:
+    """One of our validators' sentences in Chinese; 不符合要求 and the sentence when unknown."""
+    if said in VALIDATOR_WORDS:
+        return VALIDATOR_WORDS[said]
+    for pattern, words in VALIDATOR_PATTERNS:
+        if found := pattern.fullmatch(said):
+            return words.format(*found.groups())
+    return f"不符合要求 — {said}"
 
 
 def kind(e: ErrorDetails) -> str:
@@ -93,8 +115,7 @@ def problem(e: ErrorDetails) -> str:
     if what == "string_too_short" and ctx.get("min_length") == 1:
         return "必填"  # an empty text field: the person left it out
     if what == "value_error":
-        said = str(e["msg"]).removeprefix("Value error, ")
-        return VALIDATOR_WORDS.get(said) or f"不符合要求 — {said}"
+        return _validator_said(str(e["msg"]).removeprefix("Value error, "))
     template = PROBLEMS.get(what)
     if template is None:
         return str(e["msg"])

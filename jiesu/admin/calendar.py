@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Container
 from datetime import date
 from typing import Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from jiesu.admin import changes
 from jiesu.admin.errors import invalid
@@ -63,32 +65,82 @@ class CalendarDiff(BaseModel):
     applied: bool
 
 
+class NoticeLine(ValueError):
+    """A line of the notice's file refused, named by its number in the file as an editor shows
+    it (comment and blank lines counted). ``errors`` are the day's validation errors;
+    ``reason`` is ``header``, ``other_year`` or ``twice`` when the day itself is wrong."""
+
+    def __init__(self, line: int, said: str, *, errors: list[ErrorDetails] | None = None,
+                 reason: str = "invalid", day: date | None = None,
+                 first: int | None = None) -> None:  # fmt: skip
+        super().__init__(f"line {line}: {said}")
+        self.line, self.errors, self.reason, self.day, self.first = line, errors, reason, day, first
+
+
+COLUMNS = {"day": "date"}  # CalendarDay's field → the file's column, where they differ
+REFUSALS = {"other_year": "{day} is not in {year}", "twice": "{day} is listed twice"}
+
+
+def _refusal(day: date, year: int, seen: Container[date]) -> str | None:
+    """Why a day that parsed cannot be in the notice of ``year`` (a key of ``REFUSALS``)."""
+    if day.year != year:
+        return "other_year"
+    return "twice" if day in seen else None
+
+
+def _rows(text: str) -> list[tuple[int, list[str]]]:
+    """The file's rows, each with the line it starts on, without blank and ``#`` lines."""
+    reader = csv.reader(io.StringIO(text))
+    rows, start = [], 1
+    for row in reader:
+        if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#"):
+            rows.append((start, row))
+        start = reader.line_num + 1  # a quoted cell may span lines
+    return rows
+
+
+def _day(line: int, fields: dict[str, str]) -> CalendarDay:
+    try:
+        return CalendarDay.model_validate({"day": fields.get("date", ""),
+                                           "kind": fields.get("kind", ""),
+                                           "note": fields.get("note", "")})  # fmt: skip
+    except ValidationError as err:
+        said = "; ".join(f"{'.'.join(COLUMNS.get(str(p), str(p)) for p in e['loc'])}: {e['msg']}"
+                         for e in err.errors())  # fmt: skip
+        raise NoticeLine(line, said, errors=err.errors()) from err
+
+
 def parse_csv(text: str, year: int) -> Notice:
-    """The file as a notice of ``year``; ValueError naming the line of the first problem."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    if reader.fieldnames is None or not {"date", "kind"} <= set(reader.fieldnames):
-        raise ValueError("the first line must be the header: date,kind,note")
-    days = []
-    for n, row in enumerate(reader, start=2):
-        kind = (row.get("kind") or "").strip()
-        if kind not in KINDS:
-            raise ValueError(f"line {n}: kind must be holiday or workday, not {kind!r}")
-        try:
-            day = date.fromisoformat((row.get("date") or "").strip())
-        except ValueError as exc:
-            raise ValueError(f"line {n}: {exc}") from exc
-        days.append({"day": day, "kind": kind, "note": (row.get("note") or "").strip()})
+    """The file as a notice of ``year``; :class:`NoticeLine` naming the file's line of the first
+    problem (a day that does not parse, is not in ``year`` or is listed twice)."""
+    rows = _rows(text)
+    header = [cell.strip() for cell in rows[0][1]] if rows else []
+    if not {"date", "kind"} <= set(header):
+        raise NoticeLine(rows[0][0] if rows else 1,
+                         "the first line must be the header: date,kind,note", reason="header")
+    days: list[CalendarDay] = []
+    seen: dict[date, int] = {}
+    for line, row in rows[1:]:
+        day = _day(line, {name: cell.strip() for name, cell in zip(header, row, strict=False)})
+        reason = _refusal(day.day, year, seen)
+        if reason is not None:
+            said = REFUSALS[reason].format(day=day.day, year=year)
+            if reason == "twice":
+                said += f" (first on line {seen[day.day]})"
+            raise NoticeLine(line, said, reason=reason, day=day.day, first=seen.get(day.day))
+        seen[day.day] = line
+        days.append(day)
     return Notice.model_validate({"year": year, "days": days})
 
 
 def check(notice: Notice) -> None:
+    """The notice's days are of its year, each once (a notice sent as JSON; a file's lines are
+    checked by :func:`parse_csv`, which names them)."""
     seen: set[date] = set()
     for d in notice.days:
-        if d.day.year != notice.year:
-            raise invalid("invalid_calendar", f"{d.day} is not in {notice.year}")
-        if d.day in seen:
-            raise invalid("invalid_calendar", f"{d.day} is listed twice")
+        reason = _refusal(d.day, notice.year, seen)
+        if reason is not None:
+            raise invalid("invalid_calendar", REFUSALS[reason].format(day=d.day, year=notice.year))
         seen.add(d.day)
 
 

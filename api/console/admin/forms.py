@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from starlette.datastructures import FormData
 
 from api.console import form_words
@@ -74,8 +75,13 @@ def invalid(
     for e in err.errors():
         where = str(e["loc"][0]) if e["loc"] else GENERAL
         errors.add((field_of or {}).get(where, where),
-                   f"输入有误 — {_named(e['loc'], labels)}{form_words.problem(e)}")
+                   f"输入有误 — {said(e, labels)}")
     return errors
+
+
+def said(e: ErrorDetails, labels: Mapping[str, str]) -> str:
+    """One validation error in the form's words: 优先级：不能大于 1000."""
+    return f"{_named(e['loc'], labels)}{form_words.problem(e)}"
 
 
 def _named(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from api.console.admin.forms import FormErrors, invalid, refused, text
+from api.console.admin.forms import FormErrors, invalid, refused, said, text
 from api.console.web import PREFIX, form_of, page, redirect, require_roles
 from api.deps import AppSettings, Pool
 from jiesu.admin import calendar
@@ -66,6 +66,18 @@ async def _csv_of(form: FormData) -> str:
     return str(form.get("csv_text") or "")
 
 
+def _line_refused(exc: calendar.NoticeLine, year: int) -> str:
+    """The file's first wrong line, by its number in the file: CSV 文件第 5 行 kind：须为…"""
+    where = f"{LABELS['days']}第 {exc.line} 行"
+    if exc.reason == "header":
+        return f"{where}：须为表头 date,kind,note"
+    if exc.reason == "other_year":
+        return f"{where} date：{exc.day} 不在 {year} 年"
+    if exc.reason == "twice":
+        return f"{where} date：{exc.day} 已在第 {exc.first} 行列出"
+    return "；".join(f"{where} {said(e, LABELS)}" for e in exc.errors or [])
+
+
 def _year(form: FormData) -> int | None:
     raw = text(form, "year")
     return int(raw) if raw.isdigit() and 2000 <= int(raw) <= 2100 else None
@@ -94,8 +106,8 @@ async def _load(
         errors = invalid(err, LABELS, field_of={"days": "file", "year": "year"})
     except AdminRefused as exc:
         errors = refused(exc)
-    except ValueError as exc:  # parse_csv names the line of the first problem
-        errors = FormErrors().add("file", f"节假日文件有误 — {exc}")
+    except calendar.NoticeLine as exc:
+        errors = FormErrors().add("file", f"输入有误 — {_line_refused(exc, year)}")
     else:
         if apply:
             return redirect(f"{PREFIX}/admin/calendar?year={year}&done={len(diff.changes)}")
