@@ -55,6 +55,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
     DescribeWorkflowExecutionResponse,
     GetWorkflowExecutionHistoryReverseRequest,
 )
@@ -219,7 +220,8 @@ async def examine(
              if w.workflow_type == CASE_TYPE and w.workflow_id not in failing]
     async with _check(report, READ_MODEL_BEHIND):
         await _read_models_behind(client, pool, cases, options.read_model_lag, report)
-        closed = await _closed_with_a_ladder_left(pool, options.read_model_lag, options.limit)
+        closed = await _closed_with_a_ladder_left(client, pool, options.read_model_lag,
+                                                  options.limit)
         await _read_models_behind(client, pool, closed, options.read_model_lag, report)
     async with _check(report, NOTIFICATION_OVERDUE):
         await _overdue_notifications(pool, options.notification_overdue_after, report)
@@ -486,11 +488,14 @@ WHERE c.case_id = ANY($1::text[])
 
 # Closed cases whose read model shows a ladder that never stopped (indexes of migration 0032).
 # A ladder always stops before its case's workflow ends; the stop of one whose child ended after
-# the close was not projected before project-after-close-v1. Most recently changed first.
+# the close was not projected before project-after-close-v1. Most recently changed first. Only
+# cases closed within Temporal's retention ($3; NULL: not known): an older one's workflow is
+# gone, its state cannot be asked, and each doctor run would ask it in vain.
 _CLOSED_WITH_A_LADDER_LEFT = f"""
 SELECT s.case_id FROM case_events s JOIN cases c ON c.case_id = s.case_id
 WHERE s.kind = '{EventKind.ESCALATION_STARTED.value}' AND c.status = {sql_status(Status.CLOSED)}
   AND c.updated_at < now() - $1::interval
+  AND ($3::interval IS NULL OR c.updated_at > now() - $3::interval)
   AND NOT EXISTS (
     SELECT 1 FROM case_events t
     WHERE t.case_id = s.case_id AND t.kind = '{EventKind.ESCALATION_STOPPED.value}'
@@ -500,13 +505,23 @@ GROUP BY s.case_id ORDER BY max(c.updated_at) DESC LIMIT $2
 
 
 async def _closed_with_a_ladder_left(
-    pool: asyncpg.Pool, lag: timedelta, limit: int
+    client: Client, pool: asyncpg.Pool, lag: timedelta, limit: int
 ) -> list[str]:
     """Closed cases whose read model may be behind: the open cases' check cannot see them
     (visibility lists open workflows), and their workflow's state (a query, which replays the
-    closed workflow) tells what is missing."""
-    rows = await pool.fetch(_CLOSED_WITH_A_LADDER_LEFT, lag, limit)
+    closed workflow) tells what is missing — while Temporal keeps the workflow."""
+    rows = await pool.fetch(_CLOSED_WITH_A_LADDER_LEFT, lag, limit, await retention(client))
     return [r["case_id"] for r in rows]
+
+
+async def retention(client: Client) -> timedelta | None:
+    """How long Temporal keeps a closed workflow (the namespace's retention); None when the
+    server does not say."""
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    ttl = described.config.workflow_execution_retention_ttl
+    return ttl.ToTimedelta() if ttl.seconds or ttl.nanos else None
 
 
 async def _read_models_behind(
