@@ -247,7 +247,7 @@ async def test_a_holiday_notice_is_validated_diffed_and_applied_by_the_cli(
     env: WorkflowEnvironment, settings: Settings, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     notice = tmp_path / "2031.csv"
-    notice.write_text(NOTICE_2031, encoding="utf-8")
+    notice.write_text(NOTICE_2031, encoding="utf-8-sig")  # with a BOM, as Excel saves CSV UTF-8
     code, out, err = await run_cli(env, settings, "admin", "calendar", "diff", str(notice),
                                    "--year", "2031")
     assert code == 0, err

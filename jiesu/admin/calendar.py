@@ -113,7 +113,7 @@ def _day(line: int, fields: dict[str, str]) -> CalendarDay:
 def parse_csv(text: str, year: int) -> Notice:
     """The file as a notice of ``year``; :class:`NoticeLine` naming the file's line of the first
     problem (a day that does not parse, is not in ``year`` or is listed twice)."""
-    rows = _rows(text)
+    rows = _rows(text.removeprefix("\ufeff"))  # Excel's "CSV UTF-8" starts with a BOM
     header = [cell.strip() for cell in rows[0][1]] if rows else []
     if not {"date", "kind"} <= set(header):
         raise NoticeLine(rows[0][0] if rows else 1,
