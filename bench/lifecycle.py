@@ -84,8 +84,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="concurrent clients, the same for all three workloads (16)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="fixed-rate phase, cases/s (default: half the sustained maximum)")
-    p.add_argument("--fixed-duration", type=float, default=30.0,
-                   help="seconds of arrivals in the fixed-rate phase (30)")
+    # 60 s: ~400 answers per pace at this machine's half maximum, enough for a p99's 95 %
+    # interval to have an upper end (bench/load.py percentile_ranks: ~370 at least).
+    p.add_argument("--fixed-duration", type=float, default=60.0,
+                   help="seconds of arrivals in the fixed-rate phase (60)")
     p.add_argument("--think", type=float, default=0.5,
                    help="fixed-rate phase: every other case waits this long before each action "
                         "(a person's pace; the others act back to back) (0.5)")

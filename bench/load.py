@@ -27,17 +27,61 @@ def percentile(samples: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(B ≤ k) for B ~ Binomial(n, p), summed in logs (n of a few thousand stays exact)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    return min(1.0, sum(
+        math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                 + i * log_p + (n - i) * log_q)
+        for i in range(k + 1)))  # fmt: skip
+
+
+def percentile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int | None]:
+    """The order statistics (1-based ranks) that bound the p-th percentile of the population
+    with at least ``confidence``, assuming nothing about its distribution: the count of
+    samples below the true percentile is Binomial(n, p/100). The upper rank is None when n
+    is too small to bound it from above (for the p99: fewer than ~370 samples at 95 %)."""
+    tail = (1 - confidence) / 2
+    q = p / 100
+    lower = 1
+    while lower < n and _binomial_cdf(lower, n, q) <= tail:
+        lower += 1  # P(B ≤ lower - 1) ≤ tail: X(lower) is below the percentile that often
+    upper = lower
+    while upper <= n and 1 - _binomial_cdf(upper - 1, n, q) > tail:
+        upper += 1
+    return lower, (upper if upper <= n else None)
+
+
+def percentile_interval(
+    samples: Sequence[float], p: float, confidence: float = 0.95
+) -> tuple[float, float | None] | None:
+    """The ``confidence`` interval of the p-th percentile from the samples' order statistics
+    (:func:`percentile_ranks`); its upper end None when the samples cannot bound it."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    lower, upper = percentile_ranks(len(ordered), p, confidence)
+    return ordered[lower - 1], (ordered[upper - 1] if upper is not None else None)
+
+
 def summary_ms(samples: Sequence[float]) -> dict[str, Any]:
-    """p50/p95/p99/max of durations in seconds, reported in milliseconds."""
+    """p50/p95/p99/max of durations in seconds, reported in milliseconds, and the 95 %
+    interval of the p99 (``p99_interval``: [low, high], high None when unbounded)."""
 
     def ms(value: float | None) -> float | None:
         return None if value is None else round(value * 1000, 1)
 
+    interval = percentile_interval(samples, 99)
     return {
         "n": len(samples),
         "p50": ms(percentile(samples, 50)),
         "p95": ms(percentile(samples, 95)),
         "p99": ms(percentile(samples, 99)),
+        "p99_interval": None if interval is None else [ms(interval[0]), ms(interval[1])],
         "max": ms(max(samples) if samples else None),
     }
 

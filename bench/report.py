@@ -65,13 +65,18 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     def within(value: float | None) -> bool | None:
         return None if not at_half else value is not None and value <= ACTION_P99_TARGET_MS
 
+    def interval(key: str) -> dict[str, Any]:
+        s = _get(results, "fixed", key) or {}
+        return {"interval": s.get("p99_interval"), "n": s.get("n")}
+
     return {
         "shape_ratio": {"target": SHAPE_TARGET, "value": ratio,
                         "met": ratio is not None and ratio >= SHAPE_TARGET},
         "department_action_p99_ms": {"target": ACTION_P99_TARGET_MS, "value": p99,
-                                     "met": within(p99)},
+                                     "met": within(p99), **interval("department_actions_ms")},
         "paced_department_action_p99_ms": {"target": ACTION_P99_TARGET_MS, "value": paced,
-                                           "met": within(paced)},
+                                           "met": within(paced),
+                                           **interval("paced_department_actions_ms")},
         "case_history_events": {"target": EVENTS_TARGET, "value": events,
                                 "met": events is not None and events <= EVENTS_TARGET},
     }  # fmt: skip
@@ -235,8 +240,19 @@ def _targets(results: dict[str, Any]) -> list[str]:
               "case_history_events": "history events per standard urgent case ≤"}  # fmt: skip
     verdict = {True: "met", False: "NOT met",
                None: "not checked: the fixed rate was set by --rate, not half the maximum"}
-    return [f"- {labels[k]} {_fmt(v['target'])}: {_fmt(v['value'])} — {verdict[v['met']]}"
-            for k, v in t.items()]  # fmt: skip
+    return [f"- {labels[k]} {_fmt(v['target'])}: {_fmt(v['value'])}{_interval(v)} — "
+            f"{verdict[v['met']]}" for k, v in t.items()]  # fmt: skip
+
+
+def _interval(target: dict[str, Any]) -> str:
+    """A p99's 95 % interval (bench/load.py percentile_interval): how far another run of the
+    same length may put it. Unbounded above when the answers are too few to bound it."""
+    if not target.get("interval"):
+        return ""
+    low, high = target["interval"]
+    above = (f"{_fmt(high)}" if high is not None
+             else f"unbounded: {target.get('n')} answers cannot bound a p99 from above")
+    return f" (95 % interval {_fmt(low)} – {above})"
 
 
 def _temporal_server(results: dict[str, Any]) -> list[str]:

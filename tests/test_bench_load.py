@@ -5,6 +5,7 @@ its own making (docs/performance.md, "A person's pace: the harness's own bursts"
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 import time
 from typing import Any, cast
@@ -81,3 +82,31 @@ def test_overlaps_counts_the_actions_in_flight_during_each() -> None:
     assert both["n"] == 3 and both["mean_in_flight"] == round(4 / 3, 2)
     assert both["by_in_flight"][0]["n"] == 1 and both["by_in_flight"][2]["n"] == 2
     assert table["0.5"]["n"] == 1 and table["0.0"]["n"] == 2
+
+
+def test_a_percentiles_interval_has_the_textbook_ranks() -> None:
+    """The distribution-free interval of a percentile (order statistics): the median of 100
+    samples lies between the 40th and the 61st at 95 % (of 20: the 6th and the 15th), as in
+    the textbooks' tables; a p99 needs ~370 samples before anything bounds it from above."""
+    assert load.percentile_ranks(100, 50) == (40, 61)
+    assert load.percentile_ranks(20, 50) == (6, 15)
+    assert load.percentile_ranks(230, 99)[1] is None
+    assert load.percentile_ranks(370, 99)[1] == 370
+    assert load.percentile_ranks(1000, 99) == (983, 997)
+
+
+def test_a_p99_interval_covers_the_true_p99_at_least_95_times_in_100() -> None:
+    rng = random.Random(7)
+    runs, covered = 400, 0
+    for _ in range(runs):  # uniform samples: the true p99 is 0.99
+        low, high = load.percentile_interval([rng.random() for _ in range(500)], 99) or (1, 0)
+        covered += low <= 0.99 and (high is None or 0.99 <= high)
+    assert covered / runs >= 0.95, covered / runs
+
+
+def test_the_report_gives_each_p99_its_interval() -> None:
+    samples = [i / 1000 for i in range(1, 231)]  # 230 answers of 1..230 ms
+    fixed = {"department_actions_ms": load.summary_ms(samples)}
+    assert fixed["department_actions_ms"]["p99_interval"] == [224.0, None]
+    text = report._targets({"targets": report.targets({"fixed": fixed})})
+    assert "228.0 (95 % interval 224.0 – unbounded: 230 answers cannot bound" in "".join(text)
