@@ -5,6 +5,7 @@ Both are bounded in time; both count errors instead of stopping at the first one
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 import time
@@ -27,17 +28,16 @@ def percentile(samples: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(B ≤ k) for B ~ Binomial(n, p), summed in logs (n of a few thousand stays exact)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    return min(1.0, sum(
-        math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                 + i * log_p + (n - i) * log_q)
-        for i in range(k + 1)))  # fmt: skip
+def _binomial_cdf(n: int, p: float) -> list[float]:
+    """[P(B ≤ k) for k in 0..n], B ~ Binomial(n, p): each term in logs (no underflow for n of
+    a hundred thousand answers), one pass."""
+    log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    cdf, total = [], 0.0
+    for k in range(n + 1):
+        total += math.exp(log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                          + k * log_p + (n - k) * log_q)  # fmt: skip
+        cdf.append(min(1.0, total))
+    return cdf
 
 
 def percentile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int | None]:
@@ -46,13 +46,11 @@ def percentile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, i
     samples below the true percentile is Binomial(n, p/100). The upper rank is None when n
     is too small to bound it from above (for the p99: fewer than ~370 samples at 95 %)."""
     tail = (1 - confidence) / 2
-    q = p / 100
-    lower = 1
-    while lower < n and _binomial_cdf(lower, n, q) <= tail:
-        lower += 1  # P(B ≤ lower - 1) ≤ tail: X(lower) is below the percentile that often
-    upper = lower
-    while upper <= n and 1 - _binomial_cdf(upper - 1, n, q) > tail:
-        upper += 1
+    cdf = _binomial_cdf(n, p / 100)
+    # lower: the largest rank with P(B ≤ rank - 1) ≤ tail (at least the first sample)
+    lower = max(1, bisect.bisect_right(cdf, tail))
+    # upper: the smallest rank with P(B ≥ rank) = 1 - P(B ≤ rank - 1) ≤ tail
+    upper = bisect.bisect_left(cdf, 1 - tail) + 1
     return lower, (upper if upper <= n else None)
 
 
