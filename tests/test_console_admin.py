@@ -504,3 +504,21 @@ async def test_a_refused_person_names_the_field_by_its_label_in_chinese(admin: A
     short = await admin.post("/console/people", {**person, "display_name": "赵磊",
                                                   "password": "short"})  # fmt: skip
     assert "输入有误 — 初始密码：须为 10–256 个字符" in short.text
+
+
+
+async def test_a_notice_with_old_mac_line_ends_is_read_not_a_500(admin: Admin) -> None:
+    """Lines ended by a lone CR (a spreadsheet's "CSV (Macintosh)") read as lines (csv.Error
+    escaped parse_csv: a 500)."""
+    mac = await admin.post("/console/admin/calendar/validate", {
+        "year": "2033", "csv_text": "date,kind,note\r2033-01-01,holiday,元旦\r"})  # fmt: skip
+    assert mac.status_code == 200, mac.text[-500:]
+    assert "2033-01-01" in mac.text
+
+
+def test_a_cell_over_the_csv_field_limit_is_refused_by_its_line() -> None:
+    """The CLI reads any file: a cell over the csv module's 131,072 characters was a
+    traceback (csv.Error is no ValueError)."""
+    with pytest.raises(calendar.NoticeLine) as refused:
+        calendar.parse_csv("date,kind,note\n2033-01-01,holiday," + "x" * 140_000, 2033)
+    assert (refused.value.line, refused.value.reason) == (2, "unreadable")

@@ -68,7 +68,8 @@ class CalendarDiff(BaseModel):
 class NoticeLine(ValueError):
     """A line of the notice's file refused, named by its number in the file as an editor shows
     it (comment and blank lines counted). ``errors`` are the day's validation errors;
-    ``reason`` is ``header``, ``other_year`` or ``twice`` when the day itself is wrong."""
+    ``reason`` is ``header``, ``other_year`` or ``twice`` when the day itself is wrong,
+    ``unreadable`` when the line is not CSV the csv module reads."""
 
     def __init__(self, line: int, said: str, *, errors: list[ErrorDetails] | None = None,
                  reason: str = "invalid", day: date | None = None,
@@ -89,13 +90,18 @@ def _refusal(day: date, year: int, seen: Container[date]) -> str | None:
 
 
 def _rows(text: str) -> list[tuple[int, list[str]]]:
-    """The file's rows, each with the line it starts on, without blank and ``#`` lines."""
-    reader = csv.reader(io.StringIO(text))
+    """The file's rows, each with the line it starts on, without blank and ``#`` lines. Lines
+    may end in \n, \r\n or \r (a spreadsheet's "CSV (Macintosh)"); NoticeLine ``unreadable``
+    when the csv module cannot read a row (a cell longer than its field limit)."""
+    reader = csv.reader(io.StringIO(text, newline=None))  # universal newlines
     rows, start = [], 1
-    for row in reader:
-        if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#"):
-            rows.append((start, row))
-        start = reader.line_num + 1  # a quoted cell may span lines
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#"):
+                rows.append((start, row))
+            start = reader.line_num + 1  # a quoted cell may span lines
+    except csv.Error as exc:
+        raise NoticeLine(start, f"not readable as CSV: {exc}", reason="unreadable") from exc
     return rows
 
 

@@ -69,6 +69,8 @@ async def _csv_of(form: FormData) -> str:
 def _line_refused(exc: calendar.NoticeLine, year: int) -> str:
     """The file's first wrong line, by its number in the file: CSV 文件第 5 行 kind：须为…"""
     where = f"{LABELS['days']}第 {exc.line} 行"
+    if exc.reason == "unreadable":
+        return f"{where}：无法按 CSV 读取（单元格过长？）"
     if exc.reason == "header":
         return f"{where}：须为表头 date,kind,note"
     if exc.reason == "other_year":
