@@ -522,3 +522,15 @@ def test_a_cell_over_the_csv_field_limit_is_refused_by_its_line() -> None:
     with pytest.raises(calendar.NoticeLine) as refused:
         calendar.parse_csv("date,kind,note\n2033-01-01,holiday," + "x" * 140_000, 2033)
     assert (refused.value.line, refused.value.reason) == (2, "unreadable")
+
+
+async def test_a_notice_without_days_is_refused_not_applied(admin: Admin) -> None:
+    """A file with its header and no day (an export that went wrong; lines separated by
+    U+2028, which CSV does not split on) would have cleared the year's overrides when applied;
+    clearing a year is the API's ``days: []``."""
+    for csv_text in ("# 2033\ndate,kind,note\n", "date,kind,note\u20282033-01-01,holiday,元旦"):
+        refused = await admin.post("/console/admin/calendar/apply",
+                                   {"year": "2033", "csv_text": csv_text})  # fmt: skip
+        assert refused.status_code == 422, refused.text[-300:]
+        said = _field_error(refused.text, "file")
+        assert said.endswith("是表头，其后没有列出任何日期"), said

@@ -69,7 +69,8 @@ class NoticeLine(ValueError):
     """A line of the notice's file refused, named by its number in the file as an editor shows
     it (comment and blank lines counted). ``errors`` are the day's validation errors;
     ``reason`` is ``header``, ``other_year`` or ``twice`` when the day itself is wrong,
-    ``unreadable`` when the line is not CSV the csv module reads."""
+    ``unreadable`` when the line is not CSV the csv module reads, ``empty`` (the header's
+    line) when no day follows it: a year's overrides are cleared through the API only."""
 
     def __init__(self, line: int, said: str, *, errors: list[ErrorDetails] | None = None,
                  reason: str = "invalid", day: date | None = None,
@@ -136,6 +137,8 @@ def parse_csv(text: str, year: int) -> Notice:
             raise NoticeLine(line, said, reason=reason, day=day.day, first=seen.get(day.day))
         seen[day.day] = line
         days.append(day)
+    if not days:  # applied, it would drop every override of the year: a slip, not a notice
+        raise NoticeLine(rows[0][0], "no day follows the header", reason="empty")
     return Notice.model_validate({"year": year, "days": days})
 
 

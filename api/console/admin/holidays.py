@@ -73,6 +73,8 @@ def _line_refused(exc: calendar.NoticeLine, year: int) -> str:
         return f"{where}：无法按 CSV 读取（单元格过长？）"
     if exc.reason == "header":
         return f"{where}：须为表头 date,kind,note"
+    if exc.reason == "empty":
+        return f"{where}是表头，其后没有列出任何日期"
     if exc.reason == "other_year":
         return f"{where} date：{exc.day} 不在 {year} 年"
     if exc.reason == "twice":
