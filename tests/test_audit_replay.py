@@ -232,3 +232,10 @@ async def test_a_rule_changed_without_a_patch_is_caught_though_the_commands_matc
     ), verdict.message
     marker = history.events[verdict.event_id - 1]
     assert marker.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+
+
+def test_a_summary_counts_verdicts_by_their_code() -> None:
+    """The fault harness prints the counts: ``{'replays': 300}``, not the enum's repr."""
+    summary = audit_replay.ReplaySummary()
+    summary.add(audit_replay.CaseVerdict(case_id="JS-1", verdict=audit_replay.Verdict.REPLAYS))
+    assert repr(summary.counts) == "{'replays': 1}"

@@ -96,7 +96,8 @@ class ReplaySummary:
 
     def add(self, verdict: CaseVerdict) -> None:
         self.total += 1
-        self.counts[verdict.verdict] = self.counts.get(verdict.verdict, 0) + 1
+        said = str(verdict.verdict)  # the code, not the enum member: reports print the dict
+        self.counts[said] = self.counts.get(said, 0) + 1
         if not verdict.ok:
             self.failures.append(verdict)
 
