@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import shutil
 import sys
@@ -46,6 +45,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench import generator
+from bench.stats import summary  # p50/p95/max in ms, as the statistics bench reports
 from jiesu import db
 from jiesu.health import checks
 from jiesu.ops.bootstrap import prepare_database
@@ -120,20 +120,6 @@ _EXPECTED = """
 SELECT g.case_id FROM gap g JOIN cases c USING (case_id)
 WHERE c.updated_at < now() - $1::interval ORDER BY c.updated_at DESC LIMIT $2
 """
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "n": len(samples),
-        "p50_ms": round(percentile(samples, 0.50) * 1000, 1),
-        "p95_ms": round(percentile(samples, 0.95) * 1000, 1),
-        "max_ms": round(max(samples) * 1000, 1),
-    }
 
 
 async def prepare(dsn: str, args: argparse.Namespace) -> dict[str, Any]:

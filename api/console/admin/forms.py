@@ -89,9 +89,9 @@ def _named(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:
     (a name without a label as the model says it); nothing for the whole form."""
     if not loc:
         return ""
-    said = "".join(f"第 {p + 1} 条" if isinstance(p, int) else f" {labels.get(str(p), p)}"
-                   for p in loc[1:])  # fmt: skip
-    return f"{labels.get(str(loc[0]), loc[0])}{said}："
+    inner = "".join(f"第 {p + 1} 条" if isinstance(p, int) else f" {labels.get(str(p), p)}"
+                    for p in loc[1:])  # fmt: skip
+    return f"{labels.get(str(loc[0]), loc[0])}{inner}："
 
 
 def text(form: FormData, name: str) -> str:
