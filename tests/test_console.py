@@ -4,11 +4,13 @@ The screens themselves are driven in chromium by tests/test_console_browser.py."
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -16,11 +18,12 @@ import httpx
 import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from helpers import complaint, department, eventually, register, signed_in
+from pydantic import BaseModel, ValidationError
 
-from api.console import event_words
-from api.console.actions import allowed_actions
+from api.console import event_words, web
+from api.console.actions import CITIZEN_ACTIONS, STAFF_ACTIONS, allowed_actions
 from api.console.citizen import RedactLinks
-from api.console.web import STATIC, local_time
+from api.console.web import STATIC, local_time, validation_message
 from api.deps import Principal
 from jiesu.access import citizen_tokens
 from jiesu.case import glossary, lifecycle
@@ -31,7 +34,9 @@ from jiesu.case.domain import (
     Assignment,
     CaseState,
     CoHandler,
+    ComplaintIntake,
     EventKind,
+    ReplyInput,
     Role,
     repeat_reporter_name,
 )
@@ -68,6 +73,37 @@ def test_every_refusal_of_the_lifecycle_reads_in_chinese() -> None:
     source = (Path(__file__).resolve().parent.parent / "jiesu/case/lifecycle.py").read_text()
     codes = set(re.findall(r'Refusal\(\s*"([a-z_]+)"', source))
     assert codes and codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
+
+
+def _enum_fields(model: type[BaseModel]) -> dict[str, type]:
+    """The fields of a form's model that take one of the case's vocabulary (an enum)."""
+    found = {}
+    for name, info in model.model_fields.items():
+        for t in (info.annotation, *get_args(info.annotation)):
+            if isinstance(t, type) and issubclass(t, enum.Enum):
+                found[name] = t
+    return found
+
+
+def test_a_refused_choice_of_a_case_form_is_said_by_the_names_its_select_shows() -> None:
+    """Each select of the case pages' forms (the actions' bodies, intake) shows the glossary's
+    terms and is listed in web.FIELD_TERMS, so a value no select offers (a stale or forged
+    form) is refused by those terms: 已解决、已解释说明, not resolved、explained."""
+    bodies = {a.spec.body for a in (*STAFF_ACTIONS, *CITIZEN_ACTIONS) if a.spec.body}
+    for model in (*bodies, ComplaintIntake):
+        for name, vocabulary in _enum_fields(model).items():
+            assert web.FIELD_TERMS.get(name) is vocabulary, (model.__name__, name)
+    with pytest.raises(ValidationError) as refused:
+        ReplyInput.model_validate({"outcome": "done", "text": "已处理"})
+    assert validation_message(refused.value) == (
+        "输入有误 — 办理结果：须为以下之一：已解决、已解释说明")
+    with pytest.raises(ValidationError) as refused:
+        ComplaintIntake.model_validate({"channel": "pigeon", "title": "井盖松动",
+                                        "description": "井盖松动了", "category_id": "x",
+                                        "grid_id": "y", "citizen": {"name": "张三"}})
+    said = validation_message(refused.value)
+    assert said.startswith("输入有误 — 受理渠道：须为以下之一：12345热线、APP、微信"), said
+    assert "hotline" not in said, said
 
 
 def test_every_refusal_of_intake_reads_in_chinese() -> None:

@@ -6,6 +6,7 @@ log as ``person:<login>``. (The browser scenario: tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from typing import Any, get_args
@@ -434,7 +435,7 @@ async def test_refused_admin_forms_name_the_field_by_its_label_in_chinese(admin:
     bad_kind = await admin.post("/console/admin/areas", {
         "id": _uid("G"), "name": "测试网格", "kind": "planet"})  # fmt: skip
     assert _field_error(bad_kind.text, "kind") == (
-        "输入有误 — 类型：须为以下之一：city、county、township、community、grid")
+        "输入有误 — 类型：须为以下之一：市、县、乡镇（街道）、社区（村）、网格")
     priority = await admin.post("/console/admin/routing-rules", {
         "category_id": "sewer_blockage", "department_id": "water", "priority": "很高"})
     assert _field_error(priority.text, "priority") == "输入有误 — 优先级：须为整数"
@@ -449,6 +450,31 @@ async def test_refused_admin_forms_name_the_field_by_its_label_in_chinese(admin:
         "event_kind": "routed", "recipient_kind": "department", "subject": "题" * 301,
         "body": "$body"})  # fmt: skip
     assert _field_error(subject.text, "subject") == "输入有误 — 标题：最多 300 个字"
+
+
+def _options(page: str, name: str) -> list[str]:
+    """The names the form's select ``name`` shows (its options' texts, the empty one left out)."""
+    select = re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert select is not None, f"no select {name!r}"
+    shown = [html.unescape(t).strip() for t in re.findall(r"<option[^>]*>([^<]*)<", select[1])]
+    return [t for t in shown if t != "—"]
+
+
+@pytest.mark.parametrize(("path", "body", "name"), [
+    ("departments", {"name": "测试单位", "level": "planet"}, "level"),
+    ("areas", {"name": "测试网格", "kind": "planet"}, "kind"),
+    ("categories", {"name": "测试类别", "default_urgency": "asap"}, "default_urgency"),
+])  # fmt: skip
+async def test_a_refused_choice_is_said_by_the_names_its_select_shows(
+    admin: Admin, path: str, body: dict[str, str], name: str
+) -> None:
+    """A value no select offers (a stale or forged form): 须为以下之一 and the names the
+    person sees in the select (市、县…), not the service's codes (city、county…)."""
+    refused = await admin.post(f"/console/admin/{path}", {"id": _uid("x"), **body})
+    assert refused.status_code == 422
+    said = _field_error(refused.text, name)
+    assert said.endswith("须为以下之一：" + "、".join(_options(refused.text, name))), said
+    assert not re.search(r"[a-z]{3,}", said), said
 
 
 async def test_a_refused_holiday_notice_names_the_line_in_chinese(admin: Admin) -> None:

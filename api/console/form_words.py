@@ -15,6 +15,7 @@ here or is listed in :data:`FALLBACK` on purpose.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic_core import ErrorDetails
@@ -24,7 +25,8 @@ _TIME = "不是有效的时间"
 _DAY = "不是有效的日期（年-月-日）"
 
 # pydantic error type → the words, with the error's ``ctx`` values in braces. {expected} of
-# enum / literal_error is rewritten by :func:`_choices` first.
+# enum / literal_error is rewritten by :func:`_choices` first: by the names the form's select
+# shows, when the form gives them (a code typed by the person, as in a CSV file, stays a code).
 PROBLEMS: dict[str, str] = {
     "missing": "必填",
     "extra_forbidden": "不是此表单的栏目",
@@ -103,13 +105,16 @@ def kind(e: ErrorDetails) -> str:
     return str(e["type"])
 
 
-def _choices(expected: Any) -> str:
-    """pydantic's "'a', 'b' or 'c'" as a、b、c."""
-    return "、".join(re.findall(r"'([^']*)'", str(expected))) or str(expected)
+def _choices(expected: Any, names: Mapping[str, str] | None = None) -> str:
+    """pydantic's "'a', 'b' or 'c'" as a、b、c — each by its name in ``names`` (code → what
+    the form's select shows), when given."""
+    codes = re.findall(r"'([^']*)'", str(expected))
+    return "、".join((names or {}).get(c, c) for c in codes) or str(expected)
 
 
-def problem(e: ErrorDetails) -> str:
-    """What is wrong with one field, in Chinese (pydantic's message for a type without words)."""
+def problem(e: ErrorDetails, names: Mapping[str, str] | None = None) -> str:
+    """What is wrong with one field, in Chinese (pydantic's message for a type without words);
+    ``names``: the field's choices as its select shows them (code → name), for 须为以下之一."""
     what = kind(e)
     ctx = dict(e.get("ctx") or {})
     if what == "string_too_short" and ctx.get("min_length") == 1:
@@ -120,5 +125,5 @@ def problem(e: ErrorDetails) -> str:
     if template is None:
         return str(e["msg"])
     if "expected" in ctx:
-        ctx["expected"] = _choices(ctx["expected"])
+        ctx["expected"] = _choices(ctx["expected"], names)
     return template.format(**ctx)

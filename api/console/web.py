@@ -34,6 +34,7 @@ from jiesu.case.domain import (
     Resolution,
     Role,
     Status,
+    SupervisionForm,
     Urgency,
 )
 
@@ -158,10 +159,26 @@ FIELD_LABELS = {
     "note": "说明", "due": "期限", "contribution_due": "协办意见期限",
     "department_ids": "协办单位", "department_id": "承办单位", "persons": "问责人员",
     "decision": "问责决定", "rating": "评价", "comment": "意见", "outcome": "办理结果",
+    "channel": "受理渠道", "urgency": "紧急程度", "form": "督办形式",
 }  # fmt: skip
 
+# The console's selects of the case's vocabulary (a model's field path → its enum): each
+# shows the glossary's terms (glossary.TERMS), and a refused value is said by them too.
+FIELD_TERMS: dict[str, type] = {
+    "channel": Channel, "urgency": Urgency, "outcome": ReplyOutcome, "rating": Rating,
+    "form": SupervisionForm,
+}  # fmt: skip
+
+
+def choice_names(path: str) -> dict[str, str] | None:
+    """The names the select of the field at ``path`` shows (code → term); None: no select."""
+    enum = FIELD_TERMS.get(path)
+    return {m.value: term for m, term in glossary.TERMS[enum].items()} if enum else None
+
+
 def validation_message(err: ValidationError) -> str:
-    """What is wrong with a form, in the words of its labels: 标题：至少 2 个字."""
+    """What is wrong with a form, in the words of its labels and selects: 标题：至少 2 个字,
+    办理结果：须为以下之一：已解决、已解释说明."""
     parts = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
@@ -169,7 +186,8 @@ def validation_message(err: ValidationError) -> str:
         if where and len(loc) > 1 and loc[-1].isdigit():
             where += f"第 {int(loc[-1]) + 1} 行"
         where = where or ".".join(loc)
-        parts.append(f"{where}：{form_words.problem(e)}" if where else form_words.problem(e))
+        problem = form_words.problem(e, choice_names(".".join(loc)))
+        parts.append(f"{where}：{problem}" if where else problem)
     return "输入有误 — " + "；".join(parts)
 
 

@@ -66,22 +66,32 @@ def refused(exc: AdminRefused, *, field_of: dict[str, str] | None = None) -> For
     return FormErrors(status=REFUSAL_STATUS[exc.kind]).add(name, text)
 
 
+# A select's choices by field name: code → the name the select shows (a refused value's
+# message lists these names, not the codes).
+Choices = Mapping[str, Mapping[str, str]]
+
+
 def invalid(
-    err: ValidationError, labels: Mapping[str, str], *, field_of: dict[str, str] | None = None
-) -> FormErrors:
+    err: ValidationError, labels: Mapping[str, str], *, field_of: dict[str, str] | None = None,
+    choices: Choices | None = None,
+) -> FormErrors:  # fmt: skip
     """A model's validation errors, each next to the field it names, in the words of the
-    form's ``labels`` (field name → the label the form shows): 输入有误 — 优先级：不能大于 1000."""
+    form's ``labels`` (field name → the label the form shows) and of its selects' ``choices``:
+    输入有误 — 优先级：不能大于 1000, 输入有误 — 类型：须为以下之一：市、县…"""
     errors = FormErrors()
     for e in err.errors():
         where = str(e["loc"][0]) if e["loc"] else GENERAL
         errors.add((field_of or {}).get(where, where),
-                   f"输入有误 — {said(e, labels)}")
+                   f"输入有误 — {said(e, labels, choices)}")
     return errors
 
 
-def said(e: ErrorDetails, labels: Mapping[str, str]) -> str:
-    """One validation error in the form's words: 优先级：不能大于 1000."""
-    return f"{_named(e['loc'], labels)}{form_words.problem(e)}"
+def said(e: ErrorDetails, labels: Mapping[str, str], choices: Choices | None = None) -> str:
+    """One validation error in the form's words: 优先级：不能大于 1000. A field with a
+    select (``choices`` by the error's path) is said by the names the select shows; a value
+    the person typed themselves (the ``kind`` column of a holiday CSV) keeps its codes."""
+    names = (choices or {}).get(".".join(str(p) for p in e["loc"]))
+    return f"{_named(e['loc'], labels)}{form_words.problem(e, names)}"
 
 
 def _named(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:

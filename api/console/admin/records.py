@@ -92,13 +92,26 @@ def _kind(path: str) -> Kind:
     return KINDS[path]
 
 
+# The selects of a fixed list: (code, the name shown), in the order shown.
+FIXED_CHOICES: dict[str, list[tuple[str, str]]] = {
+    "levels": list(LEVELS.items()),
+    "area_kinds": [(k, AREA_KINDS[k]) for k in reference.PARENT_KIND],
+    "urgencies": [(u.value, glossary.term(Urgency, u)) for u in Urgency],
+}
+
+
+def fixed_names(kind: Kind) -> dict[str, dict[str, str]]:
+    """The form's selects of a fixed list by field name, code → the name the select shows (a
+    refused value is said by these names)."""
+    return {f.name: dict(FIXED_CHOICES[f.choices]) for f in kind.fields
+            if f.choices in FIXED_CHOICES}  # fmt: skip
+
+
 async def _choices(pool: Pool) -> dict[str, list[tuple[str, str]]]:
     departments = await reference.list_records(pool, reference.DEPARTMENTS)
     areas = await reference.list_records(pool, reference.AREAS)
     return {
-        "levels": list(LEVELS.items()),
-        "area_kinds": [(k, AREA_KINDS[k]) for k in reference.PARENT_KIND],
-        "urgencies": [(u.value, glossary.term(Urgency, u)) for u in Urgency],
+        **FIXED_CHOICES,
         "departments": [(d["id"], f"{d['name']} ({d['id']})") for d in departments],
         "areas": [(a["id"], f"{a['name']} ({a['id']})") for a in areas],
     }
@@ -179,7 +192,7 @@ async def save(request: Request, path: str, pool: Pool, session: Admin) -> Respo
                                        model)  # fmt: skip
             return redirect(f"{PREFIX}/admin/{path}?done={record_id}")
         except ValidationError as err:
-            errors = invalid(err, kind.labels)
+            errors = invalid(err, kind.labels, choices=fixed_names(kind))
         except AdminRefused as exc:
             errors = refused(exc)
     return await _page(request, pool, session, kind, values=values, errors=errors)
