@@ -17,6 +17,7 @@ from helpers import HISTORIES
 from temporalio.client import WorkflowHistory
 
 from api.console import audit_words
+from api.console.audit_words import Who
 from api.console.event_words import Words
 from jiesu.audit import timeline as audit_timeline
 from jiesu.audit.replay import Verdict
@@ -163,23 +164,25 @@ _CLERK = {"role": "department", "name": "water-clerk", "department_id": "water",
           "person": "water-clerk"}  # fmt: skip
 
 
-def test_a_person_is_named_by_display_name_with_the_login_beside_it() -> None:
-    words = Words({}, str, {"water-clerk": "王芳"})
-    assert audit_words.actor(_CLERK, words) == "王芳 (water-clerk)（承办单位）"
+def test_a_person_is_named_by_display_name_with_the_login_apart() -> None:
+    """The login is a part of its own (the page shows it beneath, in grey), not put in
+    brackets after the display name: the demo's 王芳 (水务局) has brackets already."""
+    words = Words({}, str, {"water-clerk": "王芳 (水务局)"})
+    assert audit_words.actor(_CLERK, words) == Who("王芳 (水务局)", "承办单位", "water-clerk")
 
 
 def test_a_person_no_account_knows_is_named_by_the_login() -> None:
     """A deleted account, or a person a Temporal client made up: the login as recorded."""
     words = Words({}, str, {"water-clerk": "王芳"})
     ghost = {**_CLERK, "name": "former-clerk", "person": "former-clerk"}
-    assert audit_words.actor(ghost, words) == "former-clerk（承办单位）"
-    assert audit_words.actor(_CLERK, Words({}, str)) == "water-clerk（承办单位）"
+    assert audit_words.actor(ghost, words) == Who("former-clerk", "承办单位")
+    assert audit_words.actor(_CLERK, Words({}, str)) == Who("water-clerk", "承办单位")
 
 
 def test_who_is_no_person_is_named_as_recorded() -> None:
     """The system (timers, the ladder), an API key, the citizen: no person to look up."""
     words = Words({}, str, {"water-clerk": "王芳"})
-    assert audit_words.actor({"role": "system", "name": "jiesu"}, words) == "jiesu（系统）"
+    assert audit_words.actor({"role": "system", "name": "jiesu"}, words) == Who("jiesu", "系统")
     key = {"role": "department", "name": "water-clerk", "department_id": "water"}
-    assert audit_words.actor(key, words) == "water-clerk（承办单位）"  # a key, not the person
-    assert audit_words.actor(None, words) == ""
+    assert audit_words.actor(key, words) == Who("water-clerk", "承办单位")  # a key, not the person
+    assert audit_words.actor(None, words) is None

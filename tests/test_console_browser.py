@@ -1002,6 +1002,7 @@ async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath
     assert style[3] != "rgb(0, 0, 0)", style  # grey, beneath the sentence
     assert await _page_width(auditor) <= 1280
     await _people_by_name(rows)
+    await _actors_unbroken(rows)
     await _times_on_one_line(rows)
     await auditor.click("text=重放校验")
     verdict = auditor.locator("#verdict")
@@ -1017,14 +1018,38 @@ async def _contacted(api: httpx.AsyncClient, case_id: str) -> bool:
 
 
 async def _people_by_name(rows: Locator) -> None:
-    """操作人: a person by display name with the login beside it; a login no account has, and
-    the system, an API key, as recorded."""
+    """操作人: a person by display name and role, the login beneath in smaller grey — not in
+    brackets after the name, which has brackets of its own (王芳 (水务局)); a login no account
+    has, and the system, an API key, as recorded."""
     actors = [a.strip() for a in await rows.locator("td:nth-child(4)").all_inner_texts()]
     clerk = STAFF["water"]
-    assert f"{clerk.display_name} ({clerk.login})（承办单位）" in actors, actors
+    assert f"{clerk.display_name}（承办单位）\n{clerk.login}" in actors, actors
+    assert not any(f"({clerk.login})" in a for a in actors), actors
     assert "former-clerk（承办单位）" in actors, actors
     assert "jiesu（系统）" in actors, actors
     assert not any(a.startswith(f"{clerk.login}（") for a in actors), actors
+    login = rows.locator("td.actor .login").first
+    style = await login.evaluate(
+        "e => [getComputedStyle(e).display, getComputedStyle(e).fontSize,"
+        " getComputedStyle(e.parentElement).fontSize, getComputedStyle(e).color,"
+        " getComputedStyle(e.parentElement).color]"
+    )
+    assert style[0] == "block" and float(style[1][:-2]) < float(style[2][:-2]), style
+    assert style[3] != style[4], style  # grey, beneath the name
+
+
+async def _actors_unbroken(rows: Locator) -> None:
+    """操作人 at 1280 px: the name and its role on one line, a person's login on the next —
+    no role or login broken mid-word ("demo-supervisor（督办人" / "员）")."""
+    lines = await rows.locator("td.actor").evaluate_all(
+        "cells => cells.filter(c => c.textContent.trim()).map(c => {"
+        " const r = document.createRange(); r.selectNodeContents(c);"
+        " const tops = [...r.getClientRects()].filter(b => b.width > 0).map(b => b.top)"
+        "   .sort((a, b) => a - b);"
+        " const shown = tops.filter((t, i) => i === 0 || t - tops[i - 1] > 8).length;"
+        " return [c.innerText, shown, 1 + c.querySelectorAll('.login').length]; })"
+    )
+    assert lines and all(shown == expected for _, shown, expected in lines), lines
 
 
 async def _times_on_one_line(rows: Locator) -> None:

@@ -387,24 +387,29 @@ def sentence(entry: TimelineEntry, words: Words, workflow_type: str = "") -> str
     return event_words.summary(kind, entry.details.get("data") or {}, words) or label(entry)
 
 
-def actor(recorded: Data | None, words: Words) -> str:
-    """The 操作人 of an entry, with their role in Chinese: a staff person by their display name
-    with their login beside it, e.g. ``王芳 (water-clerk)``."""
+@dataclass(frozen=True)
+class Who:
+    """The 操作人 of an entry, in the parts the audit page sets apart: who acted (a staff
+    person's display name; a login no account knows; the system, an API key, the citizen by
+    the recorded name), their role in Chinese, and a known person's login — shown beneath,
+    smaller, not in brackets: a display name may have brackets of its own (王芳 (水务局))."""
+
+    name: str
+    role: str
+    login: str = ""
+
+
+def actor(recorded: Data | None, words: Words) -> Who | None:
+    """The 操作人 of an entry (None: the entry records nobody), e.g. 王芳 (水务局), 承办单位,
+    water-clerk."""
     if not recorded:
-        return ""
-    return f"{person(recorded, words)}（{glossary.term(Role, recorded.get('role'))}）"
-
-
-def person(recorded: Data, words: Words) -> str:
-    """Who acted: a known staff person as ``display name (login)``; their login alone when no
-    such person is known (a deleted account, an actor a Temporal client made up); anyone
-    else (the system, the timer and the ladder, an API key, the citizen) by the recorded
-    name."""
+        return None
+    role = glossary.term(Role, recorded.get("role"))
     login = recorded.get("person")
     display_name = words.people.get(str(login)) if login else None
     if display_name:
-        return f"{display_name} ({login})"
-    return str(login or recorded.get("name") or "?")
+        return Who(display_name, role, str(login))
+    return Who(str(login or recorded.get("name") or "?"), role)
 
 
 @dataclass
@@ -415,7 +420,7 @@ class Row:
     entry: TimelineEntry
     label: str
     sentence: str
-    actor: str
+    actor: Who | None
 
 
 def rows(timeline: Timeline, words: Words, depth: int = 0) -> Iterator[Row]:
