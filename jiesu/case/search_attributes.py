@@ -38,7 +38,7 @@ async def register(client: Client) -> list[str]:
     )
 
     existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
+        ListSearchAttributesRequest(namespace=client.namespace), retry=True
     )
     missing = {k.name: k for k in ALL if k.name not in existing.custom_attributes}
     if missing:
@@ -46,6 +46,7 @@ async def register(client: Client) -> list[str]:
             AddSearchAttributesRequest(
                 namespace=client.namespace,
                 search_attributes={n: k.indexed_value_type for n, k in missing.items()},
-            )
+            ),
+            retry=True,
         )
     return sorted(missing)

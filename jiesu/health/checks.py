@@ -359,7 +359,8 @@ async def _last_task_failure(client: Client, workflow_id: str, run_id: str) -> d
             namespace=client.namespace,
             execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
             maximum_page_size=200,
-        )
+        ),
+        retry=True,
     )
     for event in response.history.events:
         if event.event_type == _TASK_FAILED:
@@ -519,7 +520,7 @@ async def retention(client: Client) -> timedelta | None:
     server does not say (or does not let us ask: the check then asks every case it finds)."""
     try:
         described = await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=client.namespace)
+            DescribeNamespaceRequest(namespace=client.namespace), retry=True
         )
     except RPCError as refused:
         if refused.status != RPCStatusCode.PERMISSION_DENIED:

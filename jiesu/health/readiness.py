@@ -5,14 +5,22 @@
 - ``worker`` — some worker has polled the case task queue lately (Temporal's
   ``DescribeTaskQueue`` lists the pollers it has seen, with the time of their last poll).
 
+Each RPC is asked once more, at once, when it fails (:func:`asked_again`): Temporal's frontend
+closes every connection after ``frontend.keepAliveMaxConnectionAge`` (5 minutes), and a call
+caught in that switch fails with ``operation was canceled`` although the server is fine
+(``python -m bench.connection_age``; CI once answered 503 for it). Not the SDK's ``retry=True``:
+against a server that is down it retries until the check's time is up and says only
+"TimeoutError", where two quick asks say "connection refused" at once.
+
 Liveness (the process answers at all) needs none of these: ``/healthz`` is not this.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 from pydantic import BaseModel
@@ -20,7 +28,9 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+T = TypeVar("T")
 POSTGRESQL = "postgresql"
 TEMPORAL = "temporal"
 WORKER = "worker"
@@ -46,19 +56,33 @@ async def _postgresql(pool: asyncpg.Pool) -> str:
     return "answers"
 
 
+async def asked_again(ask: Callable[[], Awaitable[T]]) -> T:
+    """``ask()``, and once more if it fails with an RPC error (see the module's docstring)."""
+    try:
+        return await ask()
+    except RPCError:
+        return await ask()
+
+
 async def _temporal(client: Client) -> str:
-    await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=CHECK_TIMEOUT)
+    await asked_again(
+        lambda: client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), retry=False, timeout=CHECK_TIMEOUT
+        )
+    )
     return "answers"
 
 
 async def _worker(client: Client, task_queue: str) -> str:
-    described = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        ),
-        timeout=CHECK_TIMEOUT,
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    described = await asked_again(
+        lambda: client.workflow_service.describe_task_queue(
+            request, retry=False, timeout=CHECK_TIMEOUT
+        )
     )
     since = datetime.now(UTC) - POLLER_FRESHNESS
     fresh = [p for p in described.pollers if p.last_access_time.ToDatetime(UTC) >= since]
