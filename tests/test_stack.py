@@ -186,10 +186,11 @@ async def own_database(database_url: str) -> str:
 
 
 def _start_worker(
-    env: WorkflowEnvironment, settings: Settings, database: str, log: Path
+    env: WorkflowEnvironment, settings: Settings, database: str, log: Path,
+    command: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``python -m worker`` on a task queue and a database of its own, started the way a
-    background job of a script (``make bench &``) starts it: with SIGINT ignored."""
+    """``python -m worker`` (or ``command``) on a task queue and a database of its own, started
+    the way a background job of a script (``make bench &``) starts it: with SIGINT ignored."""
     config = env.client.service_client.config
     variables = dict(
         os.environ,
@@ -202,7 +203,7 @@ def _start_worker(
     )
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=variables, stdout=out,
+            command or [sys.executable, "-m", "worker"], env=variables, stdout=out,
             stderr=subprocess.STDOUT, preexec_fn=_ignore_sigint,
         )  # fmt: skip
 
@@ -229,6 +230,32 @@ async def test_the_worker_stops_cleanly_and_promptly(
     assert code == 0, text
     # (the refresher may be cancelled mid-refresh: that rolls back, the next worker redoes it)
     assert "worker stopped" in text and "outbox dispatcher stopped" in text, text
+
+
+async def test_a_stopped_worker_skips_the_interpreters_teardown(
+    env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """Once stopped, the worker ends with ``os._exit`` (jiesu.ops.exiting.hard_exit): in the
+    interpreter's teardown the SDK's Rust threads can abort it (temporalio/sdk-python#300), and
+    a clean stop exited -6 in a loaded fresh-clone suite. An ``atexit`` hook runs only in that
+    teardown, so here it must not run — and the exit code is still 0."""
+    torn_down = tmp_path / "torn-down"
+    script = (f"import atexit, runpy; atexit.register(open, {str(torn_down)!r}, 'w'); "
+              "runpy.run_module('worker', run_name='__main__')")  # fmt: skip
+    log = tmp_path / "worker.log"
+    proc = _start_worker(env, settings, own_database, log, [sys.executable, "-c", script])
+    try:
+        assert await eventually(lambda: _logged(log, "statistics refresher started"), within=60)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert "worker stopped" in text, text
+    assert not torn_down.exists(), "the interpreter's teardown ran"
 
 
 async def _logged(log: Path, text: str) -> bool:

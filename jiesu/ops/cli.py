@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from jiesu.client import connect_to
 from jiesu.config import Settings, get_settings
+from jiesu.ops.exiting import hard_exit
 
 if TYPE_CHECKING:
     from jiesu.ops.demo_data import DemoKey
@@ -158,15 +159,6 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; return its exit code (for tests)."""
     args = _build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-
-
-def hard_exit(code: int) -> NoReturn:
-    """Exit without interpreter finalisation: once a Temporal client has been used, its Rust
-    threads can abort the finalising interpreter ("Fatal Python error: PyGILState_Release",
-    temporalio/sdk-python#300). Everything that must happen at exit has happened by now."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def unreachable(err: BaseException) -> str | None:

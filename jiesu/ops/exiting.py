@@ -1,0 +1,24 @@
+"""How a Jiesu process that has used a Temporal client ends: without the interpreter's teardown.
+
+Once a Temporal client has been used, the SDK's Rust threads can abort the finalising
+interpreter ("Fatal Python error: PyGILState_Release: thread state … must be current when
+releasing", then SIGABRT: temporalio/sdk-python#300). A worker stopped cleanly exited -6 so in
+a fresh-clone suite on a loaded machine (tests/test_stack.py, 2026-11-23), and the CLI's
+commands had done the same before. Everything that must happen at exit — the worker's
+shutdown, the spans sent, the pool closed — has happened by the time this is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import NoReturn
+
+
+def hard_exit(code: int) -> NoReturn:
+    """Flush what was said (logging, stdout, stderr), then end the process with ``code``."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
