@@ -1,5 +1,5 @@
 # Jiesu application image: one image, three roles.
-#   API (default):  uvicorn api.main:app --host 0.0.0.0 --port 8000
+#   API (default):  python -m api --host 0.0.0.0 --port 8000   (uvicorn api.main:app, api/__main__.py)
 #   worker:         python worker.py
 #   preparation:    python -m jiesu.ops.cli bootstrap   (one-shot, idempotent)
 # docker-compose.yml runs all three from this image with a different `command`.
@@ -35,4 +35,4 @@ USER jiesu
 
 EXPOSE 8000
 
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -34,7 +34,7 @@ from jiesu.health import domain_metrics
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify import sms
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
-from jiesu.ops.exiting import hard_exit
+from jiesu.ops.exiting import run_then_exit
 from jiesu.stats.refresher import RollupRefresher
 from jiesu.telemetry import start_tracing, temporal_interceptors, temporal_runtime
 from workflows import ALL_WORKFLOWS
@@ -162,20 +162,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run() -> NoReturn:
-    """Run the worker and end the process without the interpreter's teardown (hard_exit: the
-    SDK's threads can abort it, and a clean stop then exited -6)."""
-    parse_args()
-    code = 0
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    except Exception:
-        logging.exception("worker failed")
-        code = 1
-    hard_exit(code)
-
-
 if __name__ == "__main__":
-    run()
+    parse_args()
+    run_then_exit(main, "worker")  # without the interpreter's teardown (jiesu.ops.exiting)

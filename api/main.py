@@ -1,5 +1,6 @@
-"""The FastAPI application. ``uvicorn api.main:app`` serves it with settings from the
-environment; tests call :func:`create_app` with their own Temporal client and pool."""
+"""The FastAPI application. ``python -m api`` (uvicorn's ``api.main:app``, api/__main__.py)
+serves it with settings from the environment; tests call :func:`create_app` with their own
+Temporal client and pool."""
 
 from __future__ import annotations
 

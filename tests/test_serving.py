@@ -24,7 +24,7 @@ from jiesu.config import Settings
 
 
 def _config() -> Config:
-    config = Config("api.main:app")  # the defaults `uvicorn api.main:app` (stack, Dockerfile) uses
+    config = Config("api.main:app")  # the defaults `python -m api` (stack, Dockerfile) uses
     config.load()
     return config
 

@@ -185,14 +185,11 @@ async def own_database(database_url: str) -> str:
     return urlunsplit(url)
 
 
-def _start_worker(
-    env: WorkflowEnvironment, settings: Settings, database: str, log: Path,
-    command: list[str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """``python -m worker`` (or ``command``) on a task queue and a database of its own, started
-    the way a background job of a script (``make bench &``) starts it: with SIGINT ignored."""
+def _variables(env: WorkflowEnvironment, settings: Settings, database: str) -> dict[str, str]:
+    """A process's environment for the session's Temporal, a database and a task queue of its
+    own."""
     config = env.client.service_client.config
-    variables = dict(
+    return dict(
         os.environ,
         TEMPORAL_ADDRESS=config.target_host,
         TEMPORAL_NAMESPACE=env.client.namespace,
@@ -201,11 +198,34 @@ def _start_worker(
         JIESU_WORKER_METRICS_ADDRESS="",
         PYTHONUNBUFFERED="1",
     )
+
+
+def _start_worker(
+    env: WorkflowEnvironment, settings: Settings, database: str, log: Path,
+    command: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``python -m worker`` (or ``command``) on a task queue and a database of its own, started
+    the way a background job of a script (``make bench &``) starts it: with SIGINT ignored."""
+    command = command or [sys.executable, "-m", "worker"]
+    return _spawn(command, _variables(env, settings, database), log, _ignore_sigint)
+
+
+def _spawn(
+    command: list[str], variables: dict[str, str], log: Path,
+    preexec: Any = None,
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(
-            command or [sys.executable, "-m", "worker"], env=variables, stdout=out,
-            stderr=subprocess.STDOUT, preexec_fn=_ignore_sigint,
-        )  # fmt: skip
+        return subprocess.Popen(command, env=variables, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=preexec)  # fmt: skip
+
+
+def _torn_down_when(torn_down: Path, module: str, *argv: str) -> list[str]:
+    """``python -m <module> <argv>`` with an ``atexit`` hook that creates ``torn_down``: only
+    the interpreter's teardown runs it."""
+    script = (f"import atexit, runpy, sys; atexit.register(open, {str(torn_down)!r}, 'w'); "
+              f"sys.argv = [{module!r}, *{list(argv)!r}]; "
+              f"runpy.run_module({module!r}, run_name='__main__')")  # fmt: skip
+    return [sys.executable, "-c", script]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -240,10 +260,8 @@ async def test_a_stopped_worker_skips_the_interpreters_teardown(
     a clean stop exited -6 in a loaded fresh-clone suite. An ``atexit`` hook runs only in that
     teardown, so here it must not run — and the exit code is still 0."""
     torn_down = tmp_path / "torn-down"
-    script = (f"import atexit, runpy; atexit.register(open, {str(torn_down)!r}, 'w'); "
-              "runpy.run_module('worker', run_name='__main__')")  # fmt: skip
     log = tmp_path / "worker.log"
-    proc = _start_worker(env, settings, own_database, log, [sys.executable, "-c", script])
+    proc = _start_worker(env, settings, own_database, log, _torn_down_when(torn_down, "worker"))
     try:
         assert await eventually(lambda: _logged(log, "statistics refresher started"), within=60)
         proc.send_signal(signal.SIGTERM)
@@ -255,6 +273,39 @@ async def test_a_stopped_worker_skips_the_interpreters_teardown(
     text = log.read_text(errors="replace")
     assert code == 0, text
     assert "worker stopped" in text, text
+    assert not torn_down.exists(), "the interpreter's teardown ran"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_stopped_api_skips_the_interpreters_teardown(
+    env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path,
+    signum: signal.Signals,
+) -> None:  # fmt: skip
+    """``python -m api`` (api/__main__.py: uvicorn's command line, then hard_exit), the way the
+    stack, the Dockerfile and docker-compose start the API, ends as the worker does."""
+    torn_down, log = tmp_path / "torn-down", tmp_path / "api.log"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = _torn_down_when(torn_down, "api", "--host", "127.0.0.1", "--port", str(port))
+    proc = _spawn(command, _variables(env, settings, own_database), log)
+    try:
+        async def healthy() -> bool:
+            async with httpx.AsyncClient() as http:
+                with contextlib.suppress(httpx.TransportError):
+                    return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            return False
+
+        assert await eventually(healthy, within=60, interval=0.2)
+        proc.send_signal(signum)
+        code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert "Application shutdown complete" in text, text
     assert not torn_down.exists(), "the interpreter's teardown ran"
 
 
@@ -537,13 +588,13 @@ async def _replaced(s: RunningStack, marker: str, old: int) -> bool:
 
 async def test_a_killed_worker_and_api_are_started_again(running_stack: RunningStack) -> None:
     s = running_stack
-    worker, api = s.child("-m worker"), s.child("uvicorn")
+    worker, api = s.child("-m worker"), s.child("-m api")
     assert worker and api
     os.kill(worker, signal.SIGKILL)
     os.kill(api, signal.SIGKILL)
 
     async def both_back() -> bool:
-        return await _replaced(s, "-m worker", worker) and await _replaced(s, "uvicorn", api)
+        return await _replaced(s, "-m worker", worker) and await _replaced(s, "-m api", api)
 
     await eventually(both_back, within=30)
     await eventually(lambda: _healthy(s), within=30, interval=0.2)

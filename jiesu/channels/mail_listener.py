@@ -27,6 +27,7 @@ from jiesu.channels.mail import ComplaintMailHandler
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
 from jiesu.notify.mail import Mailer, mailer_from_env
+from jiesu.ops.exiting import run_then_exit
 
 log = logging.getLogger("jiesu.mail")
 
@@ -93,4 +94,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     parse_args()
-    asyncio.run(main())
+    run_then_exit(main, "mail listener")  # without the interpreter's teardown (jiesu.ops.exiting)

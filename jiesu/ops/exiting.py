@@ -10,10 +10,12 @@ shutdown, the spans sent, the pool closed — has happened by the time this is c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
 
 
 def hard_exit(code: int) -> NoReturn:
@@ -22,3 +24,18 @@ def hard_exit(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_then_exit(main: Callable[[], Coroutine[Any, Any, None]], name: str) -> NoReturn:
+    """``asyncio.run(main())``, then :func:`hard_exit`: 0 when it returns or is interrupted
+    (Ctrl-C), 1 with the failure logged when it raises — the worker's and the mail listener's
+    ``__main__``."""
+    code = 0
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        logging.getLogger(name).exception("%s failed", name)
+        code = 1
+    hard_exit(code)

@@ -723,7 +723,7 @@ class Stack:
         """Start the worker and the API and wait until the API is healthy."""
         self.metrics_addresses()
         host, port = self.settings.api_host, str(self.settings.api_port)
-        api_cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", port]
+        api_cmd = [sys.executable, "-m", "api", "--host", host, "--port", port]  # api/__main__.py
         print("Starting the worker and the API...", flush=True)
         worker_cmd = [sys.executable, "-m", "worker"]
         self.worker = ChildService("worker", worker_cmd, self.data / "worker.log", self.env)
