@@ -11,15 +11,17 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
 
-from jiesu.channels.mail import PARTS_MAX, TooLarge, parse
+from jiesu.channels.mail import HEADER_MAX, PARTS_MAX, TooLarge, parse
 
 SENDER = "zhang@citizen.test"
 TOO_MANY = re.escape(f"the mail has more than {PARTS_MAX} parts (attachments)")
+LONG_HEADER = re.escape(f"a header of the mail is longer than {HEADER_MAX // 1024} KiB")
 TEXT = "Content-Type: text/plain; charset=utf-8\n\nThe lamp at No. 12 is out.\n"
 
 
@@ -35,6 +37,22 @@ def messages_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[None]]:
 
     monkeypatch.setattr(EmailMessage, "__init__", counted)
     yield made
+
+
+@pytest.fixture
+def parsed_values(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each header value given to the header parser (policy.header_factory, whose time and
+    memory are quadratic in its length), line breaks removed. One over HEADER_MAX is parsed
+    as empty instead, so that a test of a 200 KB header fails in milliseconds, not seconds."""
+    values: list[str] = []
+    factory = HeaderRegistry.__call__
+
+    def recorded(self: HeaderRegistry, name: str, value: str) -> object:
+        values.append(value)
+        return factory(self, name, "" if len(value) > HEADER_MAX else value)
+
+    monkeypatch.setattr(HeaderRegistry, "__call__", recorded)
+    return values
 
 
 def walked(raw: bytes) -> int:
@@ -190,3 +208,70 @@ def test_a_long_header_among_the_first_parts_is_still_the_answer(
     with pytest.raises(TooLarge, match=r"^a header of the mail is longer than 8 KiB$"):
         parse(raw, SENDER)
     assert len(messages_made) <= PARTS_MAX + 1
+
+
+def test_a_part_s_200_kb_content_type_is_refused_before_it_is_parsed(
+    parsed_values: list[str],
+) -> None:
+    """check_headers reads only the top-level header block, and check_parts a part's headers
+    after the parse — which had parsed each part's Content-Type (the parser asks for it): a
+    196 KB one took 6 s of CPU and 1.4 GB. Now the parser refuses it as it reads it."""
+    long_type = 'Content-Type: text/plain; name="' + "=?utf-8?q?a?= " * 14_000 + '"\n\nx\n'
+    raw = message(multipart("mixed", "boundary=XX", "XX", [TEXT, long_type]))
+    raw_bytes = raw.replace("\n", "\r\n").encode()
+    assert len(raw_bytes) > 196_000
+    with pytest.raises(TooLarge, match=f"^{LONG_HEADER}$"):
+        parse(raw_bytes, SENDER)
+    assert parsed_values, "the top-level Content-Type is parsed"
+    assert max(map(len, parsed_values)) <= HEADER_MAX
+
+
+def _content_type(length: int, linesep: str, folded: bool) -> str:
+    """A Content-Type header whose value, as the parser reads it (the line breaks of a folded
+    value counted), is ``length`` characters: a name of encoded words, on one line or folded
+    after each word."""
+    gap = f"{linesep} " if folded else " "
+    head, tail = 'text/plain; charset=utf-8; name="', '"'
+    words = []
+    while len(head + gap.join(words) + tail) < length - 40:
+        words.append("=?utf-8?q?ab?=")
+    filler = length - len(head + gap.join([*words, "=?utf-8?q??="]) + tail)
+    words.append(f"=?utf-8?q?{'a' * filler}?=")
+    value = head + gap.join(words) + tail
+    assert len(value) == length
+    return f"Content-Type: {value}{linesep}"
+
+
+@pytest.mark.parametrize("linesep", ["\r\n", "\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize("folded", [False, True], ids=["one-line", "folded"])
+@pytest.mark.parametrize("forwarded", [False, True], ids=["part", "forwarded-part"])
+def test_a_part_s_header_at_the_limit_is_read_and_one_past_it_refused_unparsed(
+    linesep: str, folded: bool, forwarded: bool, parsed_values: list[str]
+) -> None:
+    """A header of HEADER_MAX characters in a part (or in a forwarded mail's part) reads as
+    the standard library reads it; one more character is refused as before (check_parts's
+    measure: the raw value, line breaks of a folded one included) — and is never parsed."""
+
+    def raw(length: int) -> bytes:
+        named = f"{_content_type(length, linesep, folded)}{linesep}named file{linesep}"
+        content = multipart("mixed", "boundary=XX", "XX", [TEXT, named.replace(linesep, "\n")])
+        if forwarded:
+            rfc822 = f"Content-Type: message/rfc822\n\n{message(content, 'the original')}"
+            content = multipart("mixed", "boundary=FW", "FW", [TEXT, rfc822])
+        return message(content).replace("\n", linesep).encode()
+
+    at_limit = raw(HEADER_MAX)
+    report = parse(at_limit, SENDER)
+    full = BytesParser(policy=policy.default).parsebytes(at_limit)
+    named = list(full.walk())[-1]
+    assert len(named["Content-Type"].params["name"]) > HEADER_MAX // 10
+    assert report.subject == "fifty parts"
+    assert [(a.filename, a.content) for a in report.attachments] == [
+        (" ".join(p.get_filename().split())[:200], p.get_payload(decode=True))
+        for p in full.iter_attachments()
+        if not forwarded  # (a forwarded mail is no file: its parts stay in it)
+    ]
+    parsed_values.clear()
+    with pytest.raises(TooLarge, match=f"^{LONG_HEADER}$"):
+        parse(raw(HEADER_MAX + 1), SENDER)
+    assert parsed_values and not [v for v in parsed_values if "name=" in v]
