@@ -64,7 +64,12 @@ def _year_in_range(year: int) -> None:
         raise ValueError(f"year {year} is outside the supported range {MIN_YEAR}..{MAX_YEAR}")
 
 
-_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+# What pydantic would read as a number (a Unix timestamp). Every repeat is possessive: the
+# former ``\d+\.?\d*`` could split a run of digits two ways, so a string of n digits and
+# one other character (refused anyway) took n² steps to refuse — 16,000 characters in a
+# timestamp query parameter or body field cost 6.8 s of CPU on the event loop, a 2 MiB body
+# hours. The language is the same: each possessive part stops where its successor must begin.
+_NUMBER = re.compile(r"\s*+[-+]?+(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+\s*+")
 
 
 def _not_a_number(value: Any) -> Any:
