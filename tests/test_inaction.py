@@ -157,3 +157,37 @@ def test_two_reporters_without_a_phone_are_not_the_same_citizen() -> None:
     a = similarity.Report(wall, "松林路8号", phone=None)
     b = similarity.Report(wall, "河滨路30号", phone=None)
     assert similarity.judge(a, b) is None  # different places, no contact to compare
+
+
+class _CountedWords(frozenset[str]):
+    """A description's words that count how often they are read through."""
+
+    reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).reads += 1
+        return super().__iter__()
+
+
+def test_the_other_description_is_read_through_once_not_once_a_word() -> None:
+    """Each word was compared with each of the other's words: two descriptions of 5,000
+    characters (1,250 distinct words) took 0.2 s a candidate, 20 s for intake's 100."""
+    mine = frozenset(f"w{i:04d}" for i in range(1250))
+    others = _CountedWords(f"v{i:04d}" for i in range(1250))
+    _CountedWords.reads = 0
+    similarity._share_found(mine, others)
+    assert _CountedWords.reads <= 2
+
+
+def test_a_word_is_found_as_before() -> None:
+    """Found when it is part of one of the other's words, or one of them of two characters
+    or more is part of it — as each word compared with each."""
+
+    def before(word: str, others: frozenset[str]) -> bool:
+        return any(word in o or (len(o) >= 2 and o in word) for o in others)
+
+    others = frozenset({"焚烧", "公共厕所", "a", "xyz", "油烟机", "烧烤摊"})
+    for word in ["烧", "厕所", "公共厕所门口", "油烟", "机", "烧烤", "露天焚烧垃圾", "ya", "a",
+                 "xy", "wxyzw", "b", "摊位", "烤摊", "厕"]:  # fmt: skip
+        assert similarity._Others(others).found(word) is before(word, others), word
+    assert not similarity._Others(frozenset()).found("烧")

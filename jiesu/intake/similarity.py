@@ -135,13 +135,36 @@ def _weight(word: str) -> float:
     return float(frequencies.get(word, median))
 
 
-def _found(word: str, others: frozenset[str]) -> bool:
-    return any(word in other or (len(other) >= 2 and other in word) for other in others)
+class _Others:
+    """The other description's words, read once: ``word`` is found when it is part of one of
+    them (one search of them joined, in C) or one of them of two characters or more is part
+    of ``word`` (its substrings of their lengths, looked up). Comparing each word with each
+    word instead cost n² Python steps: two descriptions of 5,000 characters (1,250 distinct
+    words each) 0.2 s a candidate, 20 s for intake's 100 candidates, on the event loop."""
+
+    def __init__(self, others: frozenset[str]) -> None:
+        # a description has no control characters (domain.Text), so no word holds "\0"
+        # and a match in the joined text never spans two words
+        self.joined = "\0".join(others)
+        self.words = {o for o in others if len(o) >= 2}
+        self.lengths = sorted({len(o) for o in self.words})
+
+    def found(self, word: str) -> bool:
+        if word in self.joined:
+            return True
+        return any(
+            word[i : i + n] in self.words
+            for n in self.lengths if n <= len(word)
+            for i in range(len(word) - n + 1)
+        )  # fmt: skip
 
 
 def _share_found(mine: frozenset[str], others: frozenset[str]) -> float:
     total = sum(_weight(w) for w in mine)
-    return sum(_weight(w) for w in mine if _found(w, others)) / total if total else 0.0
+    if not total:
+        return 0.0
+    found = _Others(others).found
+    return sum(_weight(w) for w in mine if found(w)) / total
 
 
 def text_similarity(a: str, b: str, address_a: str = "", address_b: str = "") -> float:
