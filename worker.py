@@ -29,12 +29,12 @@ from activities.statistics import activities as statistics_activities
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.exiting import run_then_exit
 from jiesu.gc_tuning import freeze_startup_objects
 from jiesu.health import domain_metrics
 from jiesu.intake.follow_up import FollowUpLinks
 from jiesu.notify import sms
 from jiesu.notify.outbox import OutboxDispatcher, sender_from_env
-from jiesu.ops.exiting import run_then_exit
 from jiesu.stats.refresher import RollupRefresher
 from jiesu.telemetry import start_tracing, temporal_interceptors, temporal_runtime
 from workflows import ALL_WORKFLOWS
@@ -164,4 +164,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     parse_args()
-    run_then_exit(main, "worker")  # without the interpreter's teardown (jiesu.ops.exiting)
+    run_then_exit(main, "worker")  # without the interpreter's teardown (jiesu.exiting)

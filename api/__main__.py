@@ -1,5 +1,5 @@
 """``python -m api [uvicorn's options]``: the API as ``uvicorn api.main:app [options]`` serves
-it, ended as the worker ends (jiesu.ops.exiting): without the interpreter's teardown, in which
+it, ended as the worker ends (jiesu.exiting): without the interpreter's teardown, in which
 the Temporal SDK's threads can abort the process (temporalio/sdk-python#300), and with exit
 code 0 after a stop asked by SIGINT or SIGTERM. ``make run``'s stack, the Dockerfile and
 docker-compose start the API this way; ``uvicorn api.main:app`` still works, ending as uvicorn
@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import uvicorn
 
-from jiesu.ops.exiting import hard_exit
+from jiesu.exiting import hard_exit
 
 APP = "api.main:app"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -255,7 +255,7 @@ async def test_the_worker_stops_cleanly_and_promptly(
 async def test_a_stopped_worker_skips_the_interpreters_teardown(
     env: WorkflowEnvironment, settings: Settings, own_database: str, tmp_path: Path
 ) -> None:
-    """Once stopped, the worker ends with ``os._exit`` (jiesu.ops.exiting.hard_exit): in the
+    """Once stopped, the worker ends with ``os._exit`` (jiesu.exiting.hard_exit): in the
     interpreter's teardown the SDK's Rust threads can abort it (temporalio/sdk-python#300), and
     a clean stop exited -6 in a loaded fresh-clone suite. An ``atexit`` hook runs only in that
     teardown, so here it must not run — and the exit code is still 0."""

@@ -26,8 +26,8 @@ from jiesu import db
 from jiesu.channels.mail import ComplaintMailHandler
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.exiting import run_then_exit
 from jiesu.notify.mail import Mailer, mailer_from_env
-from jiesu.ops.exiting import run_then_exit
 
 log = logging.getLogger("jiesu.mail")
 
@@ -94,4 +94,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     parse_args()
-    run_then_exit(main, "mail listener")  # without the interpreter's teardown (jiesu.ops.exiting)
+    run_then_exit(main, "mail listener")  # without the interpreter's teardown (jiesu.exiting)

@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from jiesu.client import connect_to
 from jiesu.config import Settings, get_settings
-from jiesu.ops.exiting import hard_exit
+from jiesu.exiting import hard_exit
 
 if TYPE_CHECKING:
     from jiesu.ops.demo_data import DemoKey

