@@ -3,21 +3,34 @@ than PARTS_MAX MIME parts is refused when the parser meets the part past it, not
 all of them, and a mail at the limit reads as before — whatever its structure (nested
 multiparts, a forwarded message/rfc822, a text quoting another mail's delimiter lines, quoted
 or RFC 2231 boundaries, trailing whitespace, LF-only lines). The standard library's full parse
-(``walk()``, what check_parts counts) is the oracle."""
+(``walk()``, what check_parts counts) is the oracle. Also the headers the header parser reads
+(``_Policy``): each value parsed once, shapes no mail client writes refused unparsed."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from email import policy
+from email.header import Header
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import encode_rfc2231
 
 import pytest
 
-from jiesu.channels.mail import HEADER_MAX, PARTS_MAX, TooLarge, parse
+from jiesu.channels.mail import (
+    COMMENTS_MAX,
+    HEADER_MAX,
+    PARTS_MAX,
+    SEPARATORS_MAX,
+    STRUCTURED_MAX,
+    Malformed,
+    TooLarge,
+    parse,
+)
 
 SENDER = "zhang@citizen.test"
 TOO_MANY = re.escape(f"the mail has more than {PARTS_MAX} parts (attachments)")
@@ -226,20 +239,20 @@ def test_a_part_s_200_kb_content_type_is_refused_before_it_is_parsed(
     assert max(map(len, parsed_values)) <= HEADER_MAX
 
 
-def _content_type(length: int, linesep: str, folded: bool) -> str:
-    """A Content-Type header whose value, as the parser reads it (the line breaks of a folded
-    value counted), is ``length`` characters: a name of encoded words, on one line or folded
-    after each word."""
+def _description(length: int, linesep: str, folded: bool) -> str:
+    """A Content-Description header (one the intake never parses: a part's Content-* headers
+    it parses are held to STRUCTURED_MAX, below HEADER_MAX) whose value, as the parser reads
+    it (the line breaks of a folded value counted), is ``length`` characters: encoded words,
+    on one line or folded after each word."""
     gap = f"{linesep} " if folded else " "
-    head, tail = 'text/plain; charset=utf-8; name="', '"'
-    words = []
-    while len(head + gap.join(words) + tail) < length - 40:
+    words: list[str] = []
+    while len(gap.join(words)) < length - 40:
         words.append("=?utf-8?q?ab?=")
-    filler = length - len(head + gap.join([*words, "=?utf-8?q??="]) + tail)
+    filler = length - len(gap.join([*words, "=?utf-8?q??="]))
     words.append(f"=?utf-8?q?{'a' * filler}?=")
-    value = head + gap.join(words) + tail
+    value = gap.join(words)
     assert len(value) == length
-    return f"Content-Type: {value}{linesep}"
+    return f"Content-Description: {value}{linesep}"
 
 
 @pytest.mark.parametrize("linesep", ["\r\n", "\n"], ids=["crlf", "lf"])
@@ -253,7 +266,10 @@ def test_a_part_s_header_at_the_limit_is_read_and_one_past_it_refused_unparsed(
     measure: the raw value, line breaks of a folded one included) — and is never parsed."""
 
     def raw(length: int) -> bytes:
-        named = f"{_content_type(length, linesep, folded)}{linesep}named file{linesep}"
+        named = (
+            f"Content-Type: text/plain; name=a.txt{linesep}"
+            f"{_description(length, linesep, folded)}{linesep}named file{linesep}"
+        )
         content = multipart("mixed", "boundary=XX", "XX", [TEXT, named.replace(linesep, "\n")])
         if forwarded:
             rfc822 = f"Content-Type: message/rfc822\n\n{message(content, 'the original')}"
@@ -264,7 +280,7 @@ def test_a_part_s_header_at_the_limit_is_read_and_one_past_it_refused_unparsed(
     report = parse(at_limit, SENDER)
     full = BytesParser(policy=policy.default).parsebytes(at_limit)
     named = list(full.walk())[-1]
-    assert len(named["Content-Type"].params["name"]) > HEADER_MAX // 10
+    assert len(named["Content-Description"]) > HEADER_MAX // 10
     assert report.subject == "fifty parts"
     assert [(a.filename, a.content) for a in report.attachments] == [
         (" ".join(p.get_filename().split())[:200], p.get_payload(decode=True))
@@ -274,4 +290,147 @@ def test_a_part_s_header_at_the_limit_is_read_and_one_past_it_refused_unparsed(
     parsed_values.clear()
     with pytest.raises(TooLarge, match=f"^{LONG_HEADER}$"):
         parse(raw(HEADER_MAX + 1), SENDER)
-    assert parsed_values and not [v for v in parsed_values if "name=" in v]
+    assert parsed_values and max(map(len, parsed_values)) < HEADER_MAX // 10
+
+
+def test_each_header_value_is_parsed_once(parsed_values: list[str]) -> None:
+    """The standard library parses a header again on every get(): one part's Content-Type was
+    parsed 7 times in one parse() (by the parser, get_body, iter_attachments, _content_type),
+    41 header parses for this 3-part mail. Now each value once (9)."""
+    raw = message(multipart("mixed", "boundary=XX", "XX", [TEXT, *attachments(2)]))
+    report = parse(raw.replace("\n", "\r\n").encode(), SENDER)
+    assert [a.filename for a in report.attachments] == ["f0.bin", "f1.bin"]
+    assert [v for v, n in Counter(parsed_values).items() if n > 1] == []
+    assert "multipart/mixed; boundary=XX" in parsed_values
+
+
+# Each header the intake parses: a value at a limit, which reads, and (n=1) one more character,
+# comment or separator, which is refused. Built around a valid value (From, a Content-Type...).
+def _separated(head: str, unit: str, tail: str, n: int) -> str:
+    """head + unit... + tail with SEPARATORS_MAX + n RFC 5322 specials and spaces (each unit
+    one, counted here the way the docs of _Policy say)."""
+
+    def count(value: str) -> int:
+        return sum(value.count(c) for c in '()<>[]:;@\\,." \t')
+
+    assert count(unit) == 1
+    value = head + unit * (SEPARATORS_MAX + n - count(head + tail)) + tail
+    assert count(value) == SEPARATORS_MAX + n
+    return value
+
+
+SHAPES: dict[str, tuple[str, type[Malformed], Callable[[int], str]]] = {
+    "long Content-Type": ("Content-Type", TooLarge, lambda n: (
+        "text/plain; name=a.txt; x=" + "a" * (STRUCTURED_MAX["Content-Type"] + n - 26))),
+    "long Content-Transfer-Encoding": ("Content-Transfer-Encoding", TooLarge, lambda n: (
+        "x-" + "a" * (STRUCTURED_MAX["Content-Transfer-Encoding"] + n - 2))),
+    "comments in Content-Type": ("Content-Type", Malformed, lambda n: (
+        "text/plain; name=a.txt " + "(c)" * (COMMENTS_MAX + n))),
+    "parameters in Content-Disposition": ("Content-Disposition", Malformed, lambda n: (
+        _separated("attachment;filename=a_txt", ";a=b", "", n))),
+    "commas in From": ("From", Malformed, lambda n: (
+        _separated('"zhang', ",", f'" <{SENDER}>', n))),
+    "comments in Message-ID": ("Message-ID", Malformed, lambda n: (
+        "<a@citizen.test> " + "(c)" * (COMMENTS_MAX + n))),
+}  # fmt: skip
+
+
+def _shaped(header: str, value: str) -> bytes:
+    """A mail with that header: the top-level one for From and Message-ID, else the
+    attachment's."""
+    top = {"From": f"From: {SENDER}", "Message-ID": "Message-ID: <b@citizen.test>"}
+    top[header] = f"{header}: {value}"
+    part = {
+        "Content-Type": "Content-Type: text/plain; name=a.txt",
+        "Content-Disposition": "Content-Disposition: attachment; filename=a.txt",
+        "Content-Transfer-Encoding": "Content-Transfer-Encoding: base64",
+    }
+    part[header] = f"{header}: {value}"
+    raw = (
+        f"{top['From']}\nSubject: shapes\n{top['Message-ID']}\nMIME-Version: 1.0\n"
+        + multipart("mixed", "boundary=XX", "XX", [TEXT, "\n".join(part.values()) + "\n\nQQ==\n"])
+    )
+    return raw.replace("\n", "\r\n").encode()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_structured_header_past_its_shape_is_refused_unparsed(
+    shape: str, parsed_values: list[str]
+) -> None:
+    """Under HEADER_MAX still, the header parser's time grows worse than linearly with a
+    value's comments and separators (49 parts whose Content-* headers were 8 KiB of "(c)":
+    81 s of CPU, accepted). At the limit the mail is read; one past it, it is refused before
+    that value is parsed."""
+    header, refusal, value = SHAPES[shape]
+    reason = {
+        TooLarge: f"the mail's {header} header is longer than {STRUCTURED_MAX.get(header)}"
+        " characters",
+        Malformed: f"a header of the mail has more than ({SEPARATORS_MAX} spaces or punctuation"
+        f" marks|{COMMENTS_MAX} comments \\(parentheses\\))",
+    }[refusal]
+    at_limit = _shaped(header, value(0))
+    report = parse(at_limit, SENDER)
+    full = BytesParser(policy=policy.default).parsebytes(at_limit)
+    assert report.address == SENDER
+    assert [a.content for a in report.attachments] == [
+        p.get_payload(decode=True) for p in full.iter_attachments()
+    ]
+    parsed_values.clear()
+    with pytest.raises(refusal, match=f"^{reason}$"):
+        parse(_shaped(header, value(1)), SENDER)
+    assert value(1) not in parsed_values
+
+
+# What real clients send for the longest Chinese filename (255 characters, RFC 2231
+# percent-encoded: 2.3 KB), and a long thread's References (100 Message-IDs: 6.7 KB).
+LONG_NAME = ("关于朝阳区某街道某小区三号楼北侧夜间施工噪音扰民问题的投诉及补充材料" * 8)[:251]
+LONG_NAME += ".pdf"
+
+
+def _sections(name: str, size: int) -> str:
+    """filename*0*=UTF-8''...; filename*1*=... on folded lines (Thunderbird, Apple Mail), a
+    section at most ``size`` characters (whole %XX)."""
+    encoded = re.findall("%..|.", encode_rfc2231(name, "UTF-8").split("''", 1)[1])
+    chunks = ["".join(encoded[i : i + size // 3]) for i in range(0, len(encoded), size // 3)]
+    return "attachment;" + ";".join(
+        f"\n filename*{i}*={'UTF-8' + chr(39) * 2 if i == 0 else ''}{chunk}"
+        for i, chunk in enumerate(chunks)
+    )
+
+
+def test_a_long_chinese_filename_and_a_long_references_chain_are_read(
+    parsed_values: list[str],
+) -> None:
+    """Real long headers stay under the limits: the filename as the standard library writes
+    it, in 40-character sections, and as encoded words; References is never parsed, and each
+    long filename once."""
+    built = EmailMessage(policy=policy.SMTP)
+    built["From"] = f"=?utf-8?b?5byg5LyfIOWMl+S6rOW4guacnemYs+WMug==?= <{SENDER}>"
+    built["Subject"] = "夜间施工噪音"
+    built["Message-ID"] = "<CAF=Yx+a7b8c9d0e1f2g3h4i5j6k7l8m9n0@mail.gmail.com>"
+    references = " ".join(f"<{i:040d}.thread@mail.example.com>" for i in range(100))
+    built["References"] = references
+    built.set_content("三号楼北侧夜间施工，噪音扰民。")
+    built.add_attachment(b"%PDF-1", maintype="application", subtype="pdf", filename=LONG_NAME)
+    raw = built.as_bytes()
+    sectioned = (
+        "Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n"
+        f"Content-Disposition: {_sections(LONG_NAME, 40)}\n\nJVBERi0y\n"
+    )
+    words = Header(LONG_NAME, "utf-8").encode()
+    encoded = (
+        f'Content-Type: application/pdf;\n name="{words}"\nContent-Transfer-Encoding: base64\n'
+        f'Content-Disposition: attachment;\n filename="{words}"\n\nJVBERi0z\n'
+    )
+    raw = raw.replace(b"\r\n--", b"\r\n" + b"\r\n".join(
+        f"--{built.get_boundary()}\n{p}".replace("\n", "\r\n").encode()
+        for p in (sectioned, encoded)) + b"\r\n--", 1)  # fmt: skip
+    parsed_values.clear()
+    report = parse(raw, SENDER)
+    assert [(a.filename, a.content) for a in report.attachments] == [
+        (LONG_NAME[:200], b"%PDF-2"), (LONG_NAME[:200], b"%PDF-3"), (LONG_NAME[:200], b"%PDF-1")
+    ]  # fmt: skip
+    assert report.subject == "夜间施工噪音" and report.name == "张伟 北京市朝阳区"
+    assert not [v for v in parsed_values if "thread@" in v]
+    filenames = [v for v in parsed_values if "filename" in v]
+    assert len(filenames) == len(set(filenames)) == 3

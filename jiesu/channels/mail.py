@@ -10,13 +10,16 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
   our own mail (``X-Jiesu-Notice``, ``From`` or ``MAIL FROM`` JIESU_MAIL_ADDRESS or
   JIESU_SMTP_FROM): ``250`` and dropped, with a log line — answering it would start a mail
   loop;
-- headers past what we read (the header block over 64 KiB, one header over 8 KiB) or more
-  than 50 MIME parts: ``552 5.3.4``, refused before anything is filed (refused rather than cut:
-  the citizen learns from the bounce that files were not taken, instead of a case that silently
-  lacks them). Parsing stops at the 51st part and runs in a thread, so one mail does not
-  hold up the other connections;
+- headers past what we read (the header block over 64 KiB, one header over 8 KiB, a
+  Content-*, From or Message-ID header over 4 KiB, a Content-Transfer-Encoding over 256
+  characters) or more than 50 MIME parts: ``552 5.3.4``, refused before anything is filed
+  (refused rather than cut: the citizen learns from the bounce that files were not taken,
+  instead of a case that silently lacks them). Parsing stops at the 51st part and runs in a
+  thread, so one mail does not hold up the other connections;
 - malformed (no sender address in ``From``, undecodable, nothing to read, a sender address
-  the intake refuses): ``550 5.6.0`` with the reason;
+  the intake refuses, a header the intake parses with more than 200 specials and spaces or
+  32 comments — no mail client writes these, and they cost the header parser seconds):
+  ``550 5.6.0`` with the reason;
 - otherwise the report is filed (channel ``email``; the subject is the title, the text the
   description; the reporter is the ``From`` address, with no phone) through jiesu.intake with
   an Idempotency-Key derived from the ``Message-ID``, attachments are stored in
@@ -72,6 +75,27 @@ HEADER_BLOCK_MAX, HEADER_MAX, PARTS_MAX = 64 * 1024, 8 * 1024, 50
 _TOO_MANY_PARTS = f"the mail has more than {PARTS_MAX} parts (attachments)"
 _LONG_HEADER = f"a header of the mail is longer than {HEADER_MAX // 1024} KiB"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The headers whose value reaches the structured header parser (email._header_value_parser):
+# those parse() and the standard library's parser, get_body and iter_attachments read, with
+# the longest each may be. Real mail stays far below: the longest Chinese filename (255
+# characters, RFC 2231 percent-encoded) makes a 2.5 KB Content-Disposition; a Content-Transfer-
+# Encoding is a word. Unread headers (To, Cc, References, Received...) are not limited.
+STRUCTURED_MAX = {
+    "From": 4096, "Message-ID": 4096, "Content-Type": 4096, "Content-Disposition": 4096,
+    "Content-Transfer-Encoding": 256,
+}  # fmt: skip
+_STRUCTURED = {name.lower(): (name, limit) for name, limit in STRUCTURED_MAX.items()}
+# The parser's time grows, worse than linearly, with a value's RFC 5322 specials and spaces
+# (1,000 '"' in a From: 100 ms; any other character: under 1 ms) and most with comments, which
+# it reads recursively (200 nested in 4 KiB: 40 ms, 32: 5 ms). Real values have few: ~80 in
+# that filename's 45 folded sections, ~20 as encoded words; a comment or two ("(UTC)", a file
+# "报告 (2).pdf").
+SEPARATORS_MAX, COMMENTS_MAX = 200, 32
+_SEPARATORS = str.maketrans(dict.fromkeys('()<>[]:;@\\,." \t'))
+_MANY_SEPARATORS = (
+    f"a header of the mail has more than {SEPARATORS_MAX} spaces or punctuation marks"
+)
+_MANY_COMMENTS = f"a header of the mail has more than {COMMENTS_MAX} comments (parentheses)"
 # An attachment's type as stored (attachments.content_type): a plain media type, else
 # application/octet-stream (a NUL in it made the INSERT fail after the case was filed: 451).
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
@@ -125,12 +149,19 @@ def check_headers(raw: bytes) -> None:
 def check_parts(msg: EmailMessage) -> None:
     """Raise TooLarge past PARTS_MAX MIME parts or for a part's header over HEADER_MAX (read
     raw, not parsed). The authority: parse()'s policy and part cap refuse the same mails,
-    with the same answer, earlier."""
+    with the same answer, earlier (the policy also holds the headers it parses to tighter
+    shapes: _STRUCTURED)."""
     for n, part in enumerate(msg.walk()):
         if n >= PARTS_MAX:
             raise TooLarge(_TOO_MANY_PARTS)
         if any(len(value) > HEADER_MAX for _, value in part.raw_items()):
             raise TooLarge(_LONG_HEADER)
+
+
+def separators(value: str) -> int:
+    """The RFC 5322 specials and spaces in a raw header value (what the header parser's time
+    grows with; line breaks of a folded value are not counted, its indent is)."""
+    return len(value) - len(value.translate(_SEPARATORS))
 
 
 class _Policy(policy.EmailPolicy):
@@ -142,13 +173,42 @@ class _Policy(policy.EmailPolicy):
     header_source_parse only splits the raw lines into name and value (the value's parse is
     header_fetch_parse's, on get()); the parser calls it for every header of every part, in
     walk()'s order, and its value is what raw_items() gives check_parts: the same test, met
-    in the same order, so the same mails are refused with the same answer."""
+    in the same order, so the same mails are refused with the same answer. The headers the
+    parser will parse are held to tighter shapes there too (_STRUCTURED), and each value is
+    parsed once."""
+
+    parsed: dict[tuple[str, str], Any] | None = None  # set per mail (parse(): clone)
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        """Also refuses a structured header (_STRUCTURED) past its length (TooLarge, as
+        HEADER_MAX), or with more specials or comments than any mail client writes
+        (Malformed, 550 5.6.0: a shape, not a size), before it is parsed: under HEADER_MAX,
+        49 parts whose Content-* headers were 8 KiB of "(c)" took 81 s of CPU. Counted raw
+        (in quoted strings too): linear, and generous."""
         name, value = super().header_source_parse(sourcelines)
         if len(value) > HEADER_MAX:
             raise TooLarge(_LONG_HEADER)
+        structured = _STRUCTURED.get(name.lower())
+        if structured:
+            known, limit = structured
+            if len(value) > limit:
+                raise TooLarge(f"the mail's {known} header is longer than {limit} characters")
+            if separators(value) > SEPARATORS_MAX:
+                raise Malformed(_MANY_SEPARATORS)
+            if value.count("(") > COMMENTS_MAX:
+                raise Malformed(_MANY_COMMENTS)
         return name, value
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        """Each header value parsed once per mail: every get() parses it again (not cached by
+        the standard library), and one part's Content-Type was parsed 7 times (the parser,
+        get_body, iter_attachments, _content_type...). The header objects are read-only."""
+        if self.parsed is None or hasattr(value, "name"):
+            return super().header_fetch_parse(name, value)
+        key = (name, value)
+        if key not in self.parsed:
+            self.parsed[key] = super().header_fetch_parse(name, value)
+        return self.parsed[key]
 
 
 _POLICY = _Policy()
@@ -276,7 +336,8 @@ def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
     CPU-bound (up to JIESU_MAIL_MAX_BYTES of MIME): the listener calls it in a thread."""
     check_headers(raw)
     try:
-        msg = BytesParser(policy=_POLICY.clone(message_factory=_PartCap())).parsebytes(raw)
+        mail_policy = _POLICY.clone(message_factory=_PartCap(), parsed={})
+        msg = BytesParser(policy=mail_policy).parsebytes(raw)
         if not isinstance(msg, EmailMessage):
             raise Malformed("the mail cannot be read")
         check_parts(msg)
