@@ -93,6 +93,21 @@ async def cli_in_process(
     return await asyncio.to_thread(call)
 
 
+def run_tried_once(pattern: re.Pattern[str]) -> bool:
+    """Whether ``pattern`` is a run of one class tried from the run's first character only: a
+    negative lookbehind over the class, then a possessive repeat of it. Searched or substituted
+    without the lookbehind, a run whose end fails the rest of the pattern is tried again from
+    each of its characters, each attempt reading to the run's end (n² steps)."""
+    from re import _parser
+
+    tree = list(_parser.parse(pattern.pattern))
+    if len(tree) < 2 or str(tree[0][0]) != "ASSERT_NOT" or str(tree[1][0]) != "POSSESSIVE_REPEAT":
+        return False
+    direction, behind = tree[0][1]
+    low, _high, repeated = tree[1][1]
+    return direction == -1 and low == 1 and list(behind) == list(repeated)
+
+
 def local_day(at: str, timezone: str) -> str:
     """The statistics day (in the hotline's time zone) of an ISO instant.
 

@@ -48,7 +48,10 @@ _ANSWERS: dict[str, Rating] = {
     "2": Rating.BASICALLY_SATISFIED, "基本满意": Rating.BASICALLY_SATISFIED,
     "3": Rating.UNSATISFIED, "不满意": Rating.UNSATISFIED,
 }  # fmt: skip
-_TRAILING = re.compile(r"[\s。.!！,，]+$")
+# The trailing run, tried from the run's first character only (the lookbehind): without it
+# every character of a run followed by text started a match that ran to the run's end and
+# failed there (n² steps: an SMS of 1,999 "…", 5,997 dots after NFKC, 0.12 s).
+_TRAILING = re.compile(r"(?<![\s。.!！,，])[\s。.!！,，]++$")
 
 
 def parse_rating(text: str) -> Rating | None:

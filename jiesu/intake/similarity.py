@@ -63,6 +63,12 @@ _PUNCTUATION = re.compile(r"[\s\W_]+", re.UNICODE)
 # not 社区/小区/园区… (a community's name is part of the place).
 _PREFIX = re.compile(r"^(.{2,8}?(省|市|自治州))?(.{2,8}?(县|(?<![社小园校景街片城])区))?")
 _CONNECTORS = re.compile(r"[与和及]")  # 人民路与河滨路交叉口 = 人民路河滨路交叉口
+# A run of numerals before 号/栋/楼/…, tried from the run's first numeral only (the
+# lookbehind): without it every numeral of a run not followed by 号 started a match that ran to
+# the run's end and gave it back (n² steps: 5,000 numerals in a description, 0.16 s a text).
+_NUMERAL_RUN = re.compile(
+    r"(?<![零〇一二两三四五六七八九十])[零〇一二两三四五六七八九十]++(?=[号栋楼单元弄巷排室层])"
+)
 STOP_WORDS = frozenset(
     "的 了 又 在 是 有 和 与 及 也 都 就 还 被 把 让 给 我 我们 你 他 她 它 这 那 这个 那个 "
     "一直 已经 现在 今天 昨天 每天 天天 总是 还是 依然 仍然 再次 多次 一次 又一次 请 希望 "
@@ -82,7 +88,7 @@ def _numerals(text: str) -> str:
         value = (int(_NUMERALS[tens]) if tens else 1) * 10 + (int(_NUMERALS[units]) if units else 0)
         return str(value)
 
-    return re.sub(r"[零〇一二两三四五六七八九十]+(?=[号栋楼单元弄巷排室层])", number, text)
+    return _NUMERAL_RUN.sub(number, text)
 
 
 def normalise_address(address: str) -> str:
