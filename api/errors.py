@@ -12,6 +12,7 @@ every response.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import re
 import uuid
@@ -194,10 +195,15 @@ def _respond(exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
+MAX_DETAILS = 50
+"""Problems a 422 lists at most. A 2 MiB body of unknown keys has 209,714 of them: all listed,
+the answer was 14 MB and 2.3 s of CPU on the event loop."""
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(p) for p in err.get("loc", ())), "problem": err.get("msg", "")}
-        for err in exc.errors()
+        for err in itertools.islice(exc.errors(), MAX_DETAILS)
     ]
 
 

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from test_api import assigned, finish, fresh
 from test_sms import deliver, sms
 
-from api.errors import unexpected
+from api.errors import MAX_DETAILS, unexpected
 from jiesu.access import action_keys
 from jiesu.case.domain import EventKind
 from jiesu.ops.demo_data import demo_key
@@ -277,3 +277,14 @@ async def test_console_pages_refuse_what_postgresql_cannot_hold_with_a_page(
         await browser.aclose()
     signed = await api.post("/console/login", data={"login": "a\x00b", "password": "x"})
     assert signed.status_code == 401, signed.text[:200]
+
+
+async def test_a_body_of_many_unknown_keys_lists_only_the_first_problems(
+    api: httpx.AsyncClient,
+) -> None:
+    """A 422 names at most MAX_DETAILS problems: listing each of a 2 MiB body's 209,714
+    unknown keys made a 14 MB answer and 2.3 s of CPU on the event loop."""
+    body = {**complaint(), **{f"k{i}": 0 for i in range(MAX_DETAILS * 4)}}
+    response = await api.post("/api/v1/complaints", json=body, headers=OPERATOR)
+    assert response.status_code == 422, response.text
+    assert len(response.json()["error"]["details"]) == MAX_DETAILS
