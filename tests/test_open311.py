@@ -312,6 +312,8 @@ async def test_a_refused_request_is_a_spec_error_and_files_nothing(
         ("/requests.json?start_date=yesterday", 400),
         ("/no/such/resource.json", 404),
         ("/requests.xml?jurisdiction_id=sfgov.org", 404),
+        # each code is compared with every case of the window: at most 100 different ones
+        ("/requests.json?service_code=" + ",".join(f"c{i}" for i in range(101)), 400),
     ],
 )
 async def test_bad_reads_are_spec_errors(api: httpx.AsyncClient, path: str, status: int) -> None:
@@ -324,6 +326,13 @@ async def test_bad_reads_are_spec_errors(api: httpx.AsyncClient, path: str, stat
         return
     body = response.json() if fmt == "json" else XSD.to_dict(response.text)["error"]
     assert body[0]["code"] == status
+
+
+async def test_repeated_service_codes_count_once(api: httpx.AsyncClient) -> None:
+    codes = ",".join(["sewer_blockage"] * 500 + [f"c{i}" for i in range(99)])
+    response = await api.get(f"{V2}/requests.json", params={"service_code": codes})
+    assert response.status_code == 200, response.text
+    assert all(r["service_code"] == "sewer_blockage" for r in response.json())
 
 
 async def test_a_body_that_is_not_a_form_is_refused(api: httpx.AsyncClient) -> None:

@@ -33,6 +33,10 @@ from jiesu.intake.errors import IntakeRefused
 
 MAX_SPAN = timedelta(days=90)  # the spec's default window and widest range
 MAX_RESULTS = 1000
+# service_code values one GET requests may name (after removing repeats). Each is compared
+# with every case of the window (PostgreSQL's generic plan scans the array row by row): 7,000
+# codes cost ~0.9 s of PostgreSQL per anonymous request on 12,000 cases (docs/security.md).
+MAX_CODES = 100
 TITLE_CHARS = 40
 ANONYMOUS = "Open311 诉求人"
 
@@ -273,6 +277,9 @@ async def requests(pool: asyncpg.Pool, settings: Settings, query: Query) -> list
             query.ids[:MAX_RESULTS],
         )
         return [_request(r, settings) for r in rows]
+    codes = list(dict.fromkeys(query.service_codes))
+    if len(codes) > MAX_CODES:
+        raise ValueError(f"at most {MAX_CODES} service_code values (comma delimited)")
     start, end = window(query)
     # Open311's two statuses: closed is our closed, open is every other status. Asked for
     # one of them, $4 says which (True: closed); for both or neither, NULL.
@@ -282,7 +289,7 @@ async def requests(pool: asyncpg.Pool, settings: Settings, query: Query) -> list
         " AND (cardinality($3::text[]) = 0 OR c.category_id = ANY($3::text[]))"
         " AND ($4::boolean IS NULL OR (c.status = $5) = $4)"
         " ORDER BY c.received_at DESC LIMIT $6",
-        start, end, query.service_codes, only_closed, Status.CLOSED.value, MAX_RESULTS,
+        start, end, codes, only_closed, Status.CLOSED.value, MAX_RESULTS,
     )  # fmt: skip
     return [_request(r, settings) for r in rows]
 
