@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import date
@@ -185,6 +186,9 @@ async def own_database(database_url: str) -> str:
     return urlunsplit(url)
 
 
+WORKER_STARTED = "statistics refresher started"  # the worker's last start-up line
+
+
 def _variables(env: WorkflowEnvironment, settings: Settings, database: str) -> dict[str, str]:
     """A process's environment for the session's Temporal, a database and a task queue of its
     own."""
@@ -238,15 +242,8 @@ async def test_the_worker_stops_cleanly_and_promptly(
     stack's patience (STOP_TIMEOUT), even when SIGINT was inherited as ignored."""
     log = tmp_path / "worker.log"
     proc = _start_worker(env, settings, own_database, log)
-    try:
-        assert await eventually(lambda: _logged(log, "statistics refresher started"), within=60)
-        proc.send_signal(signum)
-        code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text(errors="replace")
+    started = functools.partial(_logged, log, WORKER_STARTED)
+    code, text = await _stopped_once(proc, log, started, signum)
     assert code == 0, text
     # (the refresher may be cancelled mid-refresh: that rolls back, the next worker redoes it)
     assert "worker stopped" in text and "outbox dispatcher stopped" in text, text
@@ -262,15 +259,8 @@ async def test_a_stopped_worker_skips_the_interpreters_teardown(
     torn_down = tmp_path / "torn-down"
     log = tmp_path / "worker.log"
     proc = _start_worker(env, settings, own_database, log, _torn_down_when(torn_down, "worker"))
-    try:
-        assert await eventually(lambda: _logged(log, "statistics refresher started"), within=60)
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = log.read_text(errors="replace")
+    started = functools.partial(_logged, log, WORKER_STARTED)
+    code, text = await _stopped_once(proc, log, started, signal.SIGTERM)
     assert code == 0, text
     assert "worker stopped" in text, text
     assert not torn_down.exists(), "the interpreter's teardown ran"
@@ -289,24 +279,34 @@ async def test_a_stopped_api_skips_the_interpreters_teardown(
         port = s.getsockname()[1]
     command = _torn_down_when(torn_down, "api", "--host", "127.0.0.1", "--port", str(port))
     proc = _spawn(command, _variables(env, settings, own_database), log)
-    try:
-        async def healthy() -> bool:
-            async with httpx.AsyncClient() as http:
-                with contextlib.suppress(httpx.TransportError):
-                    return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
-            return False
 
-        assert await eventually(healthy, within=60, interval=0.2)
+    async def healthy() -> bool:
+        async with httpx.AsyncClient() as http:
+            with contextlib.suppress(httpx.TransportError):
+                return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        return False
+
+    code, text = await _stopped_once(proc, log, healthy, signum)
+    assert code == 0, text
+    assert "Application shutdown complete" in text, text
+    assert not torn_down.exists(), "the interpreter's teardown ran"
+
+
+async def _stopped_once(
+    proc: subprocess.Popen[bytes], log: Path, started: Callable[[], Awaitable[bool]],
+    signum: signal.Signals,
+) -> tuple[int, str]:
+    """Wait (60 s) until ``started()``, stop ``proc`` with ``signum`` and give it the stack's
+    patience (STOP_TIMEOUT) to exit; its exit code and its log. Killed if still running."""
+    try:
+        assert await eventually(started, within=60)
         proc.send_signal(signum)
         code = await asyncio.to_thread(proc.wait, stack.STOP_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = log.read_text(errors="replace")
-    assert code == 0, text
-    assert "Application shutdown complete" in text, text
-    assert not torn_down.exists(), "the interpreter's teardown ran"
+    return code, await asyncio.to_thread(log.read_text, errors="replace")
 
 
 async def _logged(log: Path, text: str) -> bool:
