@@ -32,7 +32,7 @@ from jiesu.access.grids import GridScope
 from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
-from jiesu.client import is_temporal_down
+from jiesu.client import QUERY_UNANSWERED, is_temporal_down
 from jiesu.config import Settings
 from jiesu.readmodel.changes import Change, ProjectionFeed
 from workflows.complaint import ComplaintWorkflow
@@ -61,9 +61,7 @@ async def _query(handle: WorkflowHandle[Any, Any], rpc_seconds: float) -> CaseSt
     except WorkflowQueryFailedError as err:
         raise Unanswered(str(err)) from err
     except RPCError as err:
-        # CANCELLED "Timeout expired": our rpc_timeout; DEADLINE_EXCEEDED: the server's own
-        # (no worker picked the query up).
-        if err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+        if err.status in QUERY_UNANSWERED:  # our timeout, the server's, or no worker polling
             raise Unanswered(str(err)) from err
         raise
 

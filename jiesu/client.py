@@ -44,6 +44,16 @@ async def connect(
 # RPC statuses that mean "Temporal did not answer", not "Temporal said no".
 TEMPORAL_DOWN = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
+# RPC statuses of a query that mean "the workflow did not answer now", not "no such workflow"
+# or "the query failed": CANCELLED (the client's rpc_timeout), DEADLINE_EXCEEDED (the server's
+# own deadline), FAILED_PRECONDITION "no poller seen for task queue recently, worker may be
+# down" — the server's answer, a second before the deadline, once no worker has polled the
+# case's task queue for a while (matching's QueryPollerUnavailableWindow; measured: a worker
+# stopped 5 s before the query gave the timeout, 15 s and later this). Fault run 28's 500.
+QUERY_UNANSWERED = frozenset({
+    RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION,
+})  # fmt: skip
+
 
 def is_temporal_down(exc: BaseException) -> bool:
     """Whether ``exc`` says Temporal could not be reached (not that it refused something)."""

@@ -29,16 +29,21 @@ from helpers import (
     handle_of,
     served,
 )
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_api import URBAN, assigned, error_of, finish, fresh
 
 from api import cases as api_cases
 from api.main import create_app
-from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Urgency
+from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Status, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
+from worker import activities as house_activities
+from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"
@@ -222,9 +227,110 @@ async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
         await orphan.terminate("test finished")
 
 
-async def _silent(client: Client, case_id: str) -> Any:
-    """Replace the case's run by one on a task queue no worker polls: it exists but cannot
-    answer a query (its worker is down)."""
+@workflow.defn(name="jiesu-test-not-the-case")
+class _NotTheCase:
+    """A worker's only workflow: it polls a task queue without running the case on it."""
+
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+def _not_the_case(client: Client, queue: str) -> Worker:
+    return Worker(client, task_queue=queue, workflows=[_NotTheCase],
+                  workflow_runner=UnsandboxedWorkflowRunner())  # fmt: skip
+
+
+async def _refused(orphan: Any, message: str) -> bool:
+    """Whether the server refuses the orphan's query (FAILED_PRECONDITION) with ``message``."""
+    try:
+        await orphan.query(ComplaintWorkflow.state, rpc_timeout=timedelta(seconds=2))
+    except RPCError as err:
+        return err.status is RPCStatusCode.FAILED_PRECONDITION and message in err.message
+    return False
+
+
+async def _read_from_the_read_model(
+    api: httpx.AsyncClient, case_id: str, token: str
+) -> None:
+    """A case whose workflow cannot answer: read from the read model, actions signalled."""
+    response = await api.get(f"{COMPLAINTS}/{case_id}", headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    assert response.json()["source"] == "read_model"
+    accept = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+    assert accept.status_code == 202, accept.text
+    supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
+                                json={"token": token, "text": "Still loud"})  # fmt: skip
+    assert supplement.status_code == 202, supplement.text
+
+
+@pytest.fixture
+def quick_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short action waits; the query keeps its 2 s, which the server's refusals need (they
+    come a second before the query's deadline)."""
+    monkeypatch.setattr(api_cases, "APPLY_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(api_cases, "READ_MODEL_WAIT_SECONDS", 0.5)
+
+
+async def _assigned_case(api: httpx.AsyncClient, pool: asyncpg.Pool, title: str) -> Any:
+    created = (await api.post(COMPLAINTS, json=complaint(**fresh(title)), headers=OPERATOR))
+    case_id = created.json()["case_id"]
+    await assigned(api, case_id)
+    await eventually(lambda: pool.fetchval(
+        "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+    return created.json()
+
+
+@pytest.mark.usefixtures("quick_actions")
+async def test_a_case_whose_task_fails_is_read_from_the_read_model(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A workflow task that fails (a worker without the case's code here; a bug after a
+    deploy in life): the server refuses the query at once with FAILED_PRECONDITION
+    "Workflow Task in failed state", and the API let it through as a 500 (found with fault
+    run 28's). It is an unanswered query: the read model answers."""
+    created = await _assigned_case(api, pool, "Failing")
+    orphan = await _silent(client, created["case_id"])
+    try:
+        async with _not_the_case(client, (await orphan.describe()).task_queue):
+            await eventually(lambda: _refused(orphan, "Workflow Task in failed state"),
+                             within=60, interval=0.5)  # fmt: skip
+            await _read_from_the_read_model(api, created["case_id"], created["citizen_token"])
+    finally:
+        await orphan.terminate("test finished")
+
+
+@pytest.mark.usefixtures("quick_actions")
+async def test_a_case_whose_worker_is_gone_a_while_is_read_from_the_read_model(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Fault run 28's 500: a case last run on a worker that is gone (its sticky queue polled
+    by nobody for ~10 s or more — a killed worker, a restarted Temporal) has its query refused
+    with FAILED_PRECONDITION "no poller seen for task queue recently, worker may be down", a
+    second before the deadline, instead of letting it time out; the API let that through as a
+    500 on every read of such a case. It is an unanswered query: the read model answers."""
+    created = await _assigned_case(api, pool, "Gone")
+    case_id = created["case_id"]
+    queue = f"jiesu-gone-{uuid.uuid4().hex[:8]}"
+    orphan = await _silent(client, case_id, queue)
+    try:
+        own = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
+        async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=own,
+                          workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
+            await eventually(lambda: _answers(orphan), within=30)  # run on it, then it stops
+        await eventually(lambda: _refused(orphan, "no poller seen"), within=90, interval=1)
+        await _read_from_the_read_model(api, case_id, created["citizen_token"])
+    finally:
+        await orphan.terminate("test finished")
+
+
+async def _answers(orphan: Any) -> bool:
+    return (await orphan.query(ComplaintWorkflow.state)).status is Status.ASSIGNED
+
+
+async def _silent(client: Client, case_id: str, queue: str | None = None) -> Any:
+    """Replace the case's run by one on a task queue no worker polls (a new one unless
+    ``queue``): it exists but cannot answer a query (its worker is down)."""
     await handle_of(client, case_id).terminate("moved to a queue nobody serves")
     intake = ComplaintIntake.model_validate(complaint(**fresh("Silent")))
     return await client.start_workflow(
@@ -232,7 +338,7 @@ async def _silent(client: Client, case_id: str) -> Any:
         CaseStart(case_id=case_id, intake=intake, urgency=Urgency.GENERAL,
                   received_at=datetime.now(UTC), registered_by=Actor(role=Role.OPERATOR, name="t")),
         id=case_id,
-        task_queue=f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
+        task_queue=queue or f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
 
 

@@ -58,7 +58,7 @@ from jiesu.case.domain import (
     Urgency,
     visible_length,
 )
-from jiesu.client import is_temporal_down
+from jiesu.client import QUERY_UNANSWERED, is_temporal_down
 from jiesu.config import Settings
 from jiesu.intake import follow_up, history, knowledge, merge
 from jiesu.intake.errors import (
@@ -571,17 +571,18 @@ async def _repeat_delivered(
     """Whether the case has counted this report (its repeat_reported events name it): asked of
     the workflow, or of the read model once Temporal's retention has deleted the case. A case
     too large to answer the query (CaseTooLarge) is read in the read model too; a report it
-    does not show yet is undecided (None: the next repair asks again)."""
+    does not show yet is undecided (None: the next repair asks again), as is one whose workflow
+    does not answer now (its worker down: jiesu.client.QUERY_UNANSWERED)."""
     try:
         state = await client.get_workflow_handle(case_id).query(
             CASE_STATE_QUERY, result_type=CaseState
         )
-    except WorkflowQueryFailedError:
-        return bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id))) or None
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id)))
-        raise
+    except (WorkflowQueryFailedError, RPCError) as err:
+        status = err.status if isinstance(err, RPCError) else None
+        if status is not None and status not in {RPCStatusCode.NOT_FOUND, *QUERY_UNANSWERED}:
+            raise
+        counted = bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id)))
+        return counted if status is RPCStatusCode.NOT_FOUND else counted or None
     return any(
         e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == str(report_id)
         for e in state.events
