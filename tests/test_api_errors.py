@@ -236,12 +236,12 @@ class _NotTheCase:
         return None
 
 
-def _not_the_case(client: Client, queue: str) -> Worker:
+def not_the_case_worker(client: Client, queue: str) -> Worker:
     return Worker(client, task_queue=queue, workflows=[_NotTheCase],
                   workflow_runner=UnsandboxedWorkflowRunner())  # fmt: skip
 
 
-async def _refused(orphan: Any, message: str) -> bool:
+async def query_refused(orphan: Any, message: str) -> bool:
     """Whether the server refuses the orphan's query (FAILED_PRECONDITION) with ``message``."""
     try:
         await orphan.query(ComplaintWorkflow.state, rpc_timeout=timedelta(seconds=2))
@@ -290,10 +290,10 @@ async def test_a_case_whose_task_fails_is_read_from_the_read_model(
     "Workflow Task in failed state", and the API let it through as a 500 (found with fault
     run 28's). It is an unanswered query: the read model answers."""
     created = await _assigned_case(api, pool, "Failing")
-    orphan = await _silent(client, created["case_id"])
+    orphan = await silent(client, created["case_id"])
     try:
-        async with _not_the_case(client, (await orphan.describe()).task_queue):
-            await eventually(lambda: _refused(orphan, "Workflow Task in failed state"),
+        async with not_the_case_worker(client, (await orphan.describe()).task_queue):
+            await eventually(lambda: query_refused(orphan, "Workflow Task in failed state"),
                              within=60, interval=0.5)  # fmt: skip
             await _read_from_the_read_model(api, created["case_id"], created["citizen_token"])
     finally:
@@ -312,13 +312,13 @@ async def test_a_case_whose_worker_is_gone_a_while_is_read_from_the_read_model(
     created = await _assigned_case(api, pool, "Gone")
     case_id = created["case_id"]
     queue = f"jiesu-gone-{uuid.uuid4().hex[:8]}"
-    orphan = await _silent(client, case_id, queue)
+    orphan = await silent(client, case_id, queue)
     try:
         own = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
         async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=own,
                           workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
             await eventually(lambda: _answers(orphan), within=30)  # run on it, then it stops
-        await eventually(lambda: _refused(orphan, "no poller seen"), within=90, interval=1)
+        await eventually(lambda: query_refused(orphan, "no poller seen"), within=90, interval=1)
         await _read_from_the_read_model(api, case_id, created["citizen_token"])
     finally:
         await orphan.terminate("test finished")
@@ -328,7 +328,7 @@ async def _answers(orphan: Any) -> bool:
     return (await orphan.query(ComplaintWorkflow.state)).status is Status.ASSIGNED
 
 
-async def _silent(client: Client, case_id: str, queue: str | None = None) -> Any:
+async def silent(client: Client, case_id: str, queue: str | None = None) -> Any:
     """Replace the case's run by one on a task queue no worker polls (a new one unless
     ``queue``): it exists but cannot answer a query (its worker is down)."""
     await handle_of(client, case_id).terminate("moved to a queue nobody serves")
@@ -354,7 +354,7 @@ async def test_an_action_is_not_refused_on_a_stale_read_model_copy(
     await assigned(api, case_id)
     await eventually(lambda: pool.fetchval(
         "SELECT status = 'assigned' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
-    orphan = await _silent(client, case_id)
+    orphan = await silent(client, case_id)
     try:
         # the copy is behind: it says "handling" (nobody accepts or rates a case there)
         await pool.execute(
@@ -385,7 +385,7 @@ async def test_a_registered_case_not_yet_readable_is_503_not_404(
     created = (await api.post(COMPLAINTS, json=complaint(**fresh("Unready")), headers=OPERATOR))
     case_id = created.json()["case_id"]
     await assigned(api, case_id)
-    orphan = await _silent(client, case_id)
+    orphan = await silent(client, case_id)
     try:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM case_events WHERE case_id = $1", case_id)

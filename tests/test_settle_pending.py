@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from helpers import complaint, eventually, handle_of
 from temporalio.client import Client
+from test_api_errors import not_the_case_worker, query_refused, silent
 from test_archive import forget_in_temporal
 
 from jiesu.case.domain import Actor, ComplaintIntake, Role
@@ -151,3 +152,33 @@ async def test_a_repeat_of_a_case_too_large_to_query_is_settled(
         assert f"{first.case_id}/repeat-{report['id']}" in settled.started
     finally:
         await h.terminate("test finished")
+
+
+async def test_a_repeat_of_a_case_that_cannot_answer_is_settled(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    """The repair asks the case whether it counted a pending repeat. A case whose workflow
+    task fails (or whose worker is gone a while) is refused by Temporal with
+    FAILED_PRECONDITION, which ended ``settle_pending`` for every report after it. It is an
+    unanswered query: the read model says whether the case counted the report."""
+    body = complaint()
+    first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                                  OPERATOR, None)
+    await _file_and_die(monkeypatch, pool, client, settings, body)
+    report = await pool.fetchrow(
+        "SELECT id FROM repeat_reports WHERE case_id = $1 AND state = 'pending'", first.case_id
+    )
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'"
+        " AND data ->> 'report_id' = $2", first.case_id, str(report["id"])))  # fmt: skip
+    await pool.execute("UPDATE repeat_reports SET created_at = now() - interval '2 hours'"
+                       " WHERE id = $1", report["id"])
+    orphan = await silent(client, first.case_id)
+    try:
+        async with not_the_case_worker(client, (await orphan.describe()).task_queue):
+            await eventually(lambda: query_refused(orphan, "Workflow Task in failed state"),
+                             within=60, interval=0.5)  # fmt: skip
+            settled = await filing.settle_pending(pool, client, timedelta(hours=1))
+        assert f"{first.case_id}/repeat-{report['id']}" in settled.started
+    finally:
+        await orphan.terminate("test finished")
