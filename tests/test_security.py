@@ -27,6 +27,7 @@ from jiesu.access.security import API_KEY_PREFIX
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
 from jiesu.ops.demo_data import demo_key
+from jiesu.ops.stack import banner
 
 ADMIN = auth(demo_key("demo-admin"))
 
@@ -346,3 +347,12 @@ def test_make_run_alone_turns_the_demo_data_on(tmp_path: Path) -> None:
     assert make_run() == "JIESU_DEMO_DATA=[1] -m jiesu.ops.stack"
     assert make_run(env={"JIESU_DEMO_DATA": "0"}) == "JIESU_DEMO_DATA=[0] -m jiesu.ops.stack"
     assert make_run("JIESU_DEMO_DATA=0") == "JIESU_DEMO_DATA=[0] -m jiesu.ops.stack"
+
+
+def test_the_banner_without_demo_data_says_earlier_keys_stay() -> None:
+    """``make run JIESU_DEMO_DATA=0`` on a data folder that had the demo county keeps its public
+    keys (bootstrap removes nothing): the banner must not say there is no demo data."""
+    text = banner([("Console", "http://127.0.0.1:8000/console/")], [], ".data/api.log")
+    assert "No demo data" not in text
+    assert "keys loaded before stay until revoked" in text
+    assert "jiesu keys create --role admin --name NAME" in text

@@ -554,8 +554,8 @@ def banner(services: Sequence[tuple[str, str]], keys: Sequence[DemoKey], logs: s
             "",
             "Demo API keys (send `Authorization: Bearer <key>`):"
             if keys
-            else "No demo data (JIESU_DEMO_DATA=0). Create a key: jiesu keys create --role admin"
-            " --name NAME",
+            else "Demo data not loaded (JIESU_DEMO_DATA=0); keys loaded before stay until revoked"
+            " (jiesu keys list). Create a key: jiesu keys create --role admin --name NAME",
             *("  " + line for line in (format_keys(keys).splitlines() if keys else [])),
             "",
             "Ctrl-C to stop.",
