@@ -15,7 +15,7 @@ from test_api import COMPLAINTS, error_of
 from test_audit import ROOT, cli_env
 from test_sessions import SESSION, browser, log_in  # noqa: F401 (browser is a fixture)
 
-from jiesu.access import sessions, staff
+from jiesu.access import api_keys, sessions, staff
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 
@@ -196,3 +196,55 @@ async def test_a_change_by_a_person_in_a_session_is_recorded_as_theirs(
     token = browser.cookies["jiesu_session"]
     await api.patch(f"{USERS}/{admin}", json={"active": False}, headers=ADMIN)
     assert await sessions.session_for(pool, token) is None
+
+
+async def test_the_last_admin_credential_cannot_be_taken_away_over_http(
+    api: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    browser: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    """An admin in a session disabling or demoting themselves, or revoking the last admin
+    key, when nothing else could administer: refused ``409 last_admin``, nothing changed.
+    Before, each was applied, and only the machine's CLI could administer again."""
+    admin = _login()
+    await staff.create_person(pool, login=admin, display_name="管理员", role=staff.Role.ADMIN,
+                              password="admin password", by="test")  # fmt: skip
+    csrf = {"X-CSRF-Token": await log_in(browser, admin, "admin password")}
+    key_info, _ = await api_keys.create_key(pool, name=f"k-{_login()}", role=staff.Role.ADMIN)
+    # every other admin credential taken away for the test, given back after it
+    keys = await pool.fetch(
+        "UPDATE api_keys SET revoked_at = now() WHERE role = 'admin' AND revoked_at IS NULL"
+        " AND id <> $1 RETURNING id", key_info.id,
+    )  # fmt: skip
+    people = await pool.fetch(
+        "UPDATE staff SET active = false WHERE role = 'admin' AND active AND login <> $1"
+        " RETURNING id", admin,
+    )  # fmt: skip
+    try:
+        # two credentials: one may go
+        revoked = await browser.post(f"/api/v1/admin/keys/{key_info.id}/revoke", headers=csrf)
+        assert revoked.status_code == 200, revoked.text
+        # the person is the last: neither disabled nor demoted
+        error_of(await browser.patch(f"{USERS}/{admin}", json={"active": False}, headers=csrf),
+                 409, "last_admin")  # fmt: skip
+        error_of(await browser.patch(f"{USERS}/{admin}", json={"role": "auditor"},
+                                     headers=csrf), 409, "last_admin")  # fmt: skip
+        person = await staff.get_person(pool, admin)
+        assert person is not None and person.active and person.role is staff.Role.ADMIN
+        assert [c["change"] for c in await staff.changes_of(pool, admin)] == ["created"]
+        # a key that is the last: not revoked by itself
+        other, other_key = await api_keys.create_key(pool, name=f"k-{_login()}",
+                                                     role=staff.Role.ADMIN)  # fmt: skip
+        await staff.update_person(pool, admin, by="test", active=False)  # the CLI's way
+        bearer = {"Authorization": f"Bearer {other_key}"}
+        error_of(await api.post(f"/api/v1/admin/keys/{other.id}/revoke", headers=bearer),
+                 409, "last_admin")  # fmt: skip
+        revoked_at = "SELECT revoked_at FROM api_keys WHERE id = $1"
+        assert await pool.fetchval(revoked_at, other.id) is None
+        # the machine still may (a stolen key must be revocable)
+        assert (await api_keys.revoke_key(pool, other.id)).revoked_at is not None
+    finally:
+        await pool.execute("UPDATE api_keys SET revoked_at = NULL WHERE id = ANY($1::bigint[])",
+                           [r["id"] for r in keys])  # fmt: skip
+        await pool.execute("UPDATE staff SET active = true WHERE id = ANY($1::bigint[])",
+                           [r["id"] for r in people])  # fmt: skip

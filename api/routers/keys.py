@@ -59,13 +59,16 @@ async def list_keys(principal: Admin, pool: Pool) -> list[KeyInfo]:
 @router.post(
     "/{key_id}/revoke",
     response_model=KeyInfo,
-    responses=ERRORS,
+    responses={**ERRORS, 409: ERRORS[404] | {"description": "The last admin credential"}},
     summary="Revoke an API key: it authenticates no more",
 )
 async def revoke_key(
     key_id: Annotated[int, Path(ge=1, lt=2**63)], principal: Admin, pool: Pool
 ) -> KeyInfo:
-    info = await api_keys.revoke_key(pool, key_id)
+    try:
+        info = await api_keys.revoke_key(pool, key_id, keep_an_admin=True)
+    except KeyRefused as exc:  # the last admin credential
+        raise ApiError(409, exc.code, str(exc)) from exc
     if info is None:
         raise ApiError(404, "key_not_found", f"no API key {key_id}")
     return KeyInfo(**info.model_dump())

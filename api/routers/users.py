@@ -63,7 +63,7 @@ class AccountChange(BaseModel):
     after: dict[str, Any] | None
 
 
-_STATUS = {"login_taken": 409}
+_STATUS = {"login_taken": 409, "last_admin": 409}
 _NOT_FOUND = ERRORS[404] | {"description": "No such person"}
 
 
@@ -138,7 +138,7 @@ async def change_person(
     try:
         person = await staff.update_person(
             pool, login, by=by(principal), display_name=body.display_name, role=body.role,
-            department_id=body.department_id, active=body.active,
+            department_id=body.department_id, active=body.active, keep_an_admin=True,
         )  # fmt: skip
     except AccountRefused as exc:
         raise _refused(exc) from exc

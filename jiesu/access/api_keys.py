@@ -90,12 +90,52 @@ async def list_keys(db: Db) -> list[ApiKey]:
     return [ApiKey.from_row(r) for r in rows]
 
 
-async def revoke_key(db: Db, key_id: int) -> ApiKey | None:
-    """Revoke a key (idempotent: a revoked key keeps its first revocation time); None if
-    there is no such key."""
-    row = await db.fetchrow(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
-        f" RETURNING {_COLUMNS}",
-        key_id,
+async def admins_besides(
+    conn: asyncpg.Connection, *, person_id: int | None = None, key_id: int | None = None
+) -> int:
+    """How many admin credentials there are besides a person's account and a key: active
+    admin accounts and unrevoked admin keys. Takes the transaction's lock of the admins first,
+    so that two admins taking away each other's rights at once cannot both pass."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('jiesu:admins'))")
+    return int(await conn.fetchval(
+        "SELECT (SELECT count(*) FROM staff WHERE role = 'admin' AND active"
+        "        AND id IS DISTINCT FROM $1)"
+        "     + (SELECT count(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+        "        AND id IS DISTINCT FROM $2)",
+        person_id, key_id,
+    ))  # fmt: skip
+
+
+def last_admin(what: str) -> KeyRefused:
+    return KeyRefused(
+        "last_admin",
+        f"{what} is the last admin credential: nobody could administer Jiesu over HTTP"
+        " (create another admin key or account first; on the machine, jiesu keys / jiesu users"
+        " still can)",
     )
+
+
+async def revoke_key(db: Db, key_id: int, *, keep_an_admin: bool = False) -> ApiKey | None:
+    """Revoke a key (idempotent: a revoked key keeps its first revocation time); None if
+    there is no such key. ``keep_an_admin`` (the admin API): KeyRefused ``last_admin`` rather
+    than revoke the last admin credential (the CLI, on the machine, may: a stolen key must
+    be revocable, and the machine can create another)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as pooled:
+            return await revoke_key(pooled, key_id, keep_an_admin=keep_an_admin)
+    conn = db
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE", key_id
+        )
+        if row is None:
+            return None
+        if (keep_an_admin and row["role"] == Role.ADMIN.value and row["revoked_at"] is None
+                and not await admins_besides(conn, key_id=key_id)):  # fmt: skip
+            raise last_admin(f"API key {row['name']!r}")
+        row = await conn.fetchrow(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
+            f" RETURNING {_COLUMNS}",
+            key_id,
+        )
     return None if row is None else ApiKey.from_row(row)

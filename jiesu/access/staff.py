@@ -25,6 +25,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict
 
+from jiesu.access import api_keys
 from jiesu.case.domain import STAFF_ROLES, Role
 
 LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -204,10 +205,13 @@ async def update_person(
     role: Role | None = None,
     department_id: str | None = None,
     active: bool | None = None,
+    keep_an_admin: bool = False,
 ) -> Person | None:
     """Change an account's fields (those given); None if there is no such login. Giving a
     role gives the department with it (None for every role but department). A change that
-    changes nothing records nothing. Disabling ends the person's sessions."""
+    changes nothing records nothing. Disabling ends the person's sessions. ``keep_an_admin``
+    (the admin API): AccountRefused ``last_admin`` rather than disable or demote the last
+    admin credential (no other active admin account, no unrevoked admin key)."""
     async with _transaction(db) as conn:
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM staff WHERE login = $1 FOR UPDATE", login
@@ -224,6 +228,10 @@ async def update_person(
             before.display_name, before.role, before.department_id, before.active
         ):
             return before
+        stays_admin = after_active and after_role is Role.ADMIN
+        if (keep_an_admin and before.active and before.role is Role.ADMIN and not stays_admin
+                and not await api_keys.admins_besides(conn, person_id=before.id)):  # fmt: skip
+            raise AccountRefused("last_admin", str(api_keys.last_admin(f"{login!r}")))
         try:
             row = await conn.fetchrow(
                 "UPDATE staff SET display_name = $2, role = $3, department_id = $4, active = $5,"
