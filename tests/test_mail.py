@@ -265,6 +265,48 @@ async def test_staff_read_a_mailed_case_s_attachments(
         await finish(client, case_id)
 
 
+async def test_an_attachment_s_name_cannot_disguise_the_file(
+    smtp_port: int, pool: asyncpg.Pool, client: Client, api: httpx.AsyncClient
+) -> None:
+    """A sender's file name is listed and offered for download without what would disguise
+    the file: a right-to-left override ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"), a
+    zero-width character, a directory. Before, both went out as mailed, and the download's
+    Content-Disposition carried %E2%80%AE. A row stored before is cleaned as it is served."""
+    msg = mail(address())
+    msg.add_attachment(b"MZ", maintype="application", subtype="octet-stream",
+                       filename="invoice\u202efdp.exe")  # fmt: skip
+    msg.add_attachment(b"root", maintype="text", subtype="plain",
+                       filename="../../etc/pass\u200bwd")  # fmt: skip
+    _, code, answer = await send(smtp_port, msg)
+    assert code == 250, answer
+    case_id = answer.rsplit(" ", 1)[1]
+    url = f"/api/v1/complaints/{case_id}/attachments"
+    try:
+        stored = await pool.fetch(
+            "SELECT filename FROM attachments WHERE case_id = $1 ORDER BY id", case_id
+        )
+        assert [r["filename"] for r in stored] == ["invoicefdp.exe", "_.._etc_passwd"]
+        await pool.execute(  # as stored before the names were cleaned
+            "INSERT INTO attachments (case_id, source, filename, content_type, size, sha256,"
+            " content) VALUES ($1, 'email:old-' || $1, 'photo\u202egnp.html', 'text/html', 1,"
+            " 'x', 'x')",
+            case_id,
+        )  # fmt: skip
+        listed = await api.get(url, headers=OPERATOR)
+        assert listed.status_code == 200, listed.text
+        names = [a["filename"] for a in listed.json()]
+        assert names == ["invoicefdp.exe", "_.._etc_passwd", "photognp.html"]
+        for info in listed.json():
+            got = await api.get(f"{url}/{info['id']}", headers=OPERATOR)
+            assert got.status_code == 200, got.text
+            disposition = got.headers["content-disposition"]
+            assert "%E2%80%AE" not in disposition and "%E2%80%8B" not in disposition
+            assert "/" not in disposition.split("''", 1)[1], disposition
+            assert got.headers["content-type"] == "application/octet-stream"
+    finally:
+        await finish(client, case_id)
+
+
 @pytest.fixture(scope="module")
 async def default_sized_smtp_port(
     settings: Settings, client: Client, pool: asyncpg.Pool

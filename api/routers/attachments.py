@@ -40,6 +40,12 @@ async def _with_files(
 CaseWithFiles = Annotated[str, Depends(_with_files)]
 
 
+def _name(filename: str, attachment_id: int) -> str:
+    """The name listed and offered: the sender's, unable to disguise the file
+    (content.file_name: no bidirectional override, no directory, one line)."""
+    return content.file_name(filename, f"attachment-{attachment_id}")
+
+
 class AttachmentInfo(BaseModel):
     id: int
     filename: str
@@ -58,7 +64,9 @@ async def list_attachments(case_id: CaseWithFiles, pool: Pool) -> list[Attachmen
         " WHERE case_id = $1 ORDER BY id",
         case_id,
     )
-    return [AttachmentInfo(**dict(r)) for r in rows]
+    # the name as it may be shown (rows stored before content.file_name carry it as mailed)
+    return [AttachmentInfo(**(dict(r) | {"filename": _name(r["filename"], r["id"])}))
+            for r in rows]  # fmt: skip
 
 
 @router.get(
@@ -73,7 +81,7 @@ async def get_attachment(
     principal: Staff,
 ) -> Response:  # fmt: skip
     row = await pool.fetchrow(
-        "SELECT filename, content FROM attachments WHERE case_id = $1 AND id = $2",
+        "SELECT id, filename, content FROM attachments WHERE case_id = $1 AND id = $2",
         case_id, attachment_id,
     )  # fmt: skip
     if row is None:
@@ -83,7 +91,8 @@ async def get_attachment(
     # the file is the report's content: its download is a recorded view, as /content's are
     await content.record_file_view(pool, case_id, cases.viewer_of(principal))
     # Served as a download, never rendered: a mailed file is the sender's, not ours.
+    name = quote(_name(row["filename"], row["id"]), safe="")
     return Response(
         row["content"], media_type="application/octet-stream",
-        headers={"Content-Disposition": f"attachment; filename*=utf-8''{quote(row['filename'])}"},
+        headers={"Content-Disposition": f"attachment; filename*=utf-8''{name}"},
     )  # fmt: skip

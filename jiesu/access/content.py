@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -90,6 +91,28 @@ def sees_report_files(viewer: Viewer, state: CaseState) -> bool:
     unmasked, to nobody it is masked for (a grid worker on a case of their grid that another
     unit handles)."""
     return ContentField.DESCRIPTION in unmasked_fields(viewer, state, anonymous=False)
+
+
+# What a file's name may not carry where it is shown and saved: control characters (C0, C1),
+# format characters (Cf: the bidirectional overrides U+202A-U+202E and isolates U+2066-U+2069,
+# which display "invoice\u202efdp.exe" as "invoiceexe.pdf"; zero-width characters), lone
+# surrogates, line and paragraph separators.
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+FILE_NAME_MAX = 200
+
+
+def file_name(name: str, fallback: str) -> str:
+    """A report's file's name as it is listed and offered for download: NFC, one line
+    without control or format characters, no directory (``/`` and ``\\`` become ``_``), no
+    leading dot (``..``, a hidden file), at most FILE_NAME_MAX characters; ``fallback`` when
+    nothing is left. The name is the sender's: it must not disguise what the file is."""
+    kept = "".join(
+        " " if ch.isspace() else "_" if ch in "/\\" else ch
+        for ch in unicodedata.normalize("NFC", name)
+        if ch.isspace() or unicodedata.category(ch) not in _NOT_IN_NAMES
+    )
+    kept = " ".join(kept.split()).lstrip(". ")[:FILE_NAME_MAX].rstrip()
+    return kept or fallback
 
 
 # The content that travels in the case itself, in its events: a later report's description

@@ -53,6 +53,7 @@ import asyncpg
 from pydantic import ValidationError
 from temporalio.client import Client
 
+from jiesu.access import content
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role, visible_length
 from jiesu.config import Settings
 from jiesu.intake import filing
@@ -99,7 +100,7 @@ _MANY_COMMENTS = f"a header of the mail has more than {COMMENTS_MAX} comments (p
 # An attachment's type as stored (attachments.content_type): a plain media type, else
 # application/octet-stream (a NUL in it made the INSERT fail after the case was filed: 451).
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
-CONTENT_TYPE_MAX, FILENAME_MAX = 100, 200
+CONTENT_TYPE_MAX = 100
 MESSAGE_ID_MAX = 250
 
 
@@ -306,8 +307,7 @@ def _content_type(part: EmailMessage) -> str:
 def _filename(part: EmailMessage, n: int) -> str:
     """One line of printable text (no control characters, tabs or newlines), or a made-up
     name: what the attachment's row and its Content-Disposition can carry."""
-    name = " ".join(_clean(part.get_filename() or "").split())[:FILENAME_MAX]
-    return name or f"attachment-{n}"
+    return content.file_name(_clean(part.get_filename() or ""), f"attachment-{n}")
 
 
 def _body(msg: EmailMessage) -> str:
