@@ -203,8 +203,9 @@ async def test_the_last_admin_credential_cannot_be_taken_away_over_http(
     pool: asyncpg.Pool,
     browser: httpx.AsyncClient,  # noqa: F811
 ) -> None:
-    """An admin in a session disabling or demoting themselves, or revoking the last admin
-    key, when nothing else could administer: refused ``409 last_admin``, nothing changed.
+    """An admin in a session disabling or demoting themselves (API or console), or revoking
+    the last admin key, when nothing else could administer: refused ``409 last_admin``,
+    nothing changed.
     Before, each was applied, and only the machine's CLI could administer again."""
     admin = _login()
     await staff.create_person(pool, login=admin, display_name="管理员", role=staff.Role.ADMIN,
@@ -229,6 +230,9 @@ async def test_the_last_admin_credential_cannot_be_taken_away_over_http(
                  409, "last_admin")  # fmt: skip
         error_of(await browser.patch(f"{USERS}/{admin}", json={"role": "auditor"},
                                      headers=csrf), 409, "last_admin")  # fmt: skip
+        page = await browser.post(f"/console/people/{admin}/active",
+                                  data={"active": "0", "csrf_token": csrf["X-CSRF-Token"]})
+        assert page.status_code == 409 and "最后一个管理员" in page.text, page.text[:300]
         person = await staff.get_person(pool, admin)
         assert person is not None and person.active and person.role is staff.Role.ADMIN
         assert [c["change"] for c in await staff.changes_of(pool, admin)] == ["created"]

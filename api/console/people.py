@@ -89,9 +89,15 @@ async def set_active(request: Request, login: str, pool: Pool, session: Admin) -
     active = form.get("active") == "1"
     try:
         person = await accounts.update_person(
-            pool, login, by=changed_by(session.principal), active=active
+            pool, login, by=changed_by(session.principal), active=active, keep_an_admin=True
         )
     except accounts.AccountRefused as err:
+        if err.code == "last_admin":  # docs/security.md, "The last admin credential stays"
+            return await _people_page(
+                request, pool, session, status_code=409,
+                error="不能停用 — 这是最后一个管理员账号（也没有有效的管理员密钥），"
+                      "停用后无人能管理系统",
+            )  # fmt: skip
         return await _people_page(request, pool, session, error=_refusal(err), status_code=422)
     if person is None:
         return await _people_page(request, pool, session, error="没有此人员", status_code=404)
