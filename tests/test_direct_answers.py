@@ -3,6 +3,7 @@ consultation answered on the call, still rated and counted."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -43,9 +44,32 @@ def _answer(**overrides: Any) -> dict[str, Any]:
 
 
 async def _create(api: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """A new answer (the same one again would be a retry: each test's source is its own)."""
+    overrides.setdefault("source", f"{_answer()['source']} {uuid.uuid4().hex[:8]}")
     response = await api.post(KB, json=_answer(**overrides), headers=SUPERVISOR)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def test_a_retried_create_adds_the_answer_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The same answer posted again (a create whose answer was lost, retried) is answered
+    ``200`` with the first: one answer, not two found side by side. Before: two, each 201.
+    Withdrawn, the same text may be added anew."""
+    body = _answer(source=f"retry {uuid.uuid4().hex}")
+    first = await api.post(KB, json=body, headers=SUPERVISOR)
+    again = await api.post(KB, json=body, headers=SUPERVISOR)
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert again.json()["id"] == first.json()["id"]
+    count = "SELECT count(*) FROM knowledge_answers WHERE source = $1"
+    assert await pool.fetchval(count, body["source"]) == 1
+    other = await api.post(KB, json=body | {"valid_until": None}, headers=SUPERVISOR)
+    assert other.status_code == 201  # another validity: another answer
+    await api.post(f"{KB}/{first.json()['id']}/withdraw", headers=SUPERVISOR)
+    anew = await api.post(KB, json=body, headers=SUPERVISOR)
+    assert anew.status_code == 201 and anew.json()["id"] != first.json()["id"]
+    assert await pool.fetchval(count, body["source"]) == 3
 
 
 async def test_centre_staff_keep_the_knowledge_base(api: httpx.AsyncClient) -> None:

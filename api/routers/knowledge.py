@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import AppSettings, CentreStaff, Pool, Supervisor
 from api.errors import ERRORS, ApiError
@@ -71,16 +71,20 @@ async def get_answer(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Answer,
-    responses=ERRORS,
+    responses={**ERRORS, 200: {"model": Answer, "description": "The same answer exists (a retry)"}},
     summary="Add an answer (centre supervisors)",
 )
 async def create_answer(
-    body: AnswerInput, principal: Supervisor, pool: Pool, settings: AppSettings
-) -> Answer:
+    body: AnswerInput, principal: Supervisor, pool: Pool, settings: AppSettings,
+    response: Response,
+) -> Answer:  # fmt: skip
     try:
-        return await knowledge.create(pool, body, principal.name, _today(settings))
+        answer, added = await knowledge.create(pool, body, principal.name, _today(settings))
     except AnswerRefused as err:
         raise _refused(err) from err
+    if not added:
+        response.status_code = status.HTTP_200_OK
+    return answer
 
 
 @router.put(

@@ -101,16 +101,33 @@ async def _check_category(conn: asyncpg.Connection | asyncpg.Pool, body: AnswerI
         raise AnswerRefused("unknown_category", f"no complaint category {body.category_id!r}")
 
 
-async def create(pool: asyncpg.Pool, body: AnswerInput, by: str, today: date) -> Answer:
+async def create(
+    pool: asyncpg.Pool, body: AnswerInput, by: str, today: date
+) -> tuple[Answer, bool]:
+    """Add an answer; a retry (the same answer — question, answer, category, source, validity
+    — not withdrawn) returns the existing one (False: nothing added). Before, a create whose
+    answer was lost and retried left two answers that operators found side by side."""
     await _check_category(pool, body)
-    row = await pool.fetchrow(
-        "INSERT INTO knowledge_answers (question, answer, category_id, source, valid_from,"
-        " valid_until, words, updated_by) VALUES ($2, $3, $4, $5, $6, $7, $8, $9)"
-        f" RETURNING {_COLUMNS}",
-        today, body.question, body.answer, body.category_id, body.source, body.valid_from,
-        body.valid_until, _words(body), by,
-    )  # fmt: skip
-    return _answer(row)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('jiesu:knowledge'))")
+        same = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM knowledge_answers WHERE withdrawn_at IS NULL"
+            " AND question = $2 AND answer = $3 AND category_id IS NOT DISTINCT FROM $4"
+            " AND source = $5 AND valid_from = $6 AND valid_until IS NOT DISTINCT FROM $7"
+            " ORDER BY id LIMIT 1",
+            today, body.question, body.answer, body.category_id, body.source, body.valid_from,
+            body.valid_until,
+        )  # fmt: skip
+        if same is not None:
+            return _answer(same), False
+        row = await conn.fetchrow(
+            "INSERT INTO knowledge_answers (question, answer, category_id, source, valid_from,"
+            " valid_until, words, updated_by) VALUES ($2, $3, $4, $5, $6, $7, $8, $9)"
+            f" RETURNING {_COLUMNS}",
+            today, body.question, body.answer, body.category_id, body.source, body.valid_from,
+            body.valid_until, _words(body), by,
+        )  # fmt: skip
+    return _answer(row), True
 
 
 async def update(
