@@ -136,6 +136,28 @@ async def test_admins_manage_keys_over_the_api(api: httpx.AsyncClient) -> None:
     error_of(await api.post(f"{url}/{2**70}/revoke", headers=ADMIN), 422, "invalid_request")
 
 
+async def test_a_key_made_or_revoked_is_in_the_change_log(api: httpx.AsyncClient) -> None:
+    """Who made a key (an admin key included) and who revoked it, when: in the administrative
+    change log, never the key. Before, neither left any record but the key's own row."""
+    url = "/api/v1/admin/keys"
+    body = {"name": f"log-{uuid.uuid4().hex[:8]}", "role": "admin"}
+    created = await api.post(url, json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    key_id, key = created.json()["id"], created.json()["key"]
+    for _ in range(2):  # the second a retry: recorded once
+        revoked = await api.post(f"{url}/{key_id}/revoke", headers=ADMIN)
+        assert revoked.status_code == 200, revoked.text
+    log = await api.get("/api/v1/admin/changes", headers=ADMIN,
+                        params={"entity": "api_key", "entity_id": str(key_id)})  # fmt: skip
+    assert log.status_code == 200, log.text
+    changes = log.json()
+    assert [(c["action"], c["actor"]["name"]) for c in changes] == [
+        ("retire", "demo-admin"), ("create", "demo-admin")
+    ]
+    assert changes[0]["after"]["revoked_at"] is not None and changes[1]["before"] is None
+    assert key not in log.text and "hash" not in log.text
+
+
 # --- failed authentications are limited per client --------------------------------------------
 
 

@@ -44,7 +44,8 @@ class CreatedKey(KeyInfo):
 async def create_key(body: KeyRequest, principal: Admin, pool: Pool) -> CreatedKey:
     try:
         info, key = await api_keys.create_key(
-            pool, name=body.name, role=body.role, department_id=body.department_id
+            pool, name=body.name, role=body.role, department_id=body.department_id,
+            actor=principal.actor,
         )
     except KeyRefused as exc:
         raise ApiError(409 if exc.code == "key_name_taken" else 422, exc.code, str(exc)) from exc
@@ -66,7 +67,8 @@ async def revoke_key(
     key_id: Annotated[int, Path(ge=1, lt=2**63)], principal: Admin, pool: Pool
 ) -> KeyInfo:
     try:
-        info = await api_keys.revoke_key(pool, key_id, keep_an_admin=True)
+        info = await api_keys.revoke_key(pool, key_id, keep_an_admin=True,
+                                         actor=principal.actor)
     except KeyRefused as exc:  # the last admin credential
         raise ApiError(409, exc.code, str(exc)) from exc
     if info is None:

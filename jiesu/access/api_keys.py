@@ -15,7 +15,8 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from jiesu.access.security import hash_api_key, new_api_key
-from jiesu.case.domain import Role
+from jiesu.admin import changes
+from jiesu.case.domain import Actor, Role
 
 # Roles a key can carry: the citizen acts with a per-case token, the system is the workflow.
 KEY_ROLES: tuple[Role, ...] = tuple(r for r in Role if r not in (Role.CITIZEN, Role.SYSTEM))
@@ -65,24 +66,42 @@ def _check(name: str, role: Role, department_id: str | None) -> None:
         )
 
 
+ENTITY = "api_key"  # in the administrative change log (GET /api/v1/admin/changes)
+
+
+def _logged(info: ApiKey) -> dict[str, object]:
+    return info.model_dump(mode="json")
+
+
 async def create_key(
-    db: Db, *, name: str, role: Role, department_id: str | None = None
-) -> tuple[ApiKey, str]:
-    """Store a new key; return it with its plaintext, which exists nowhere else afterwards."""
+    db: Db, *, name: str, role: Role, department_id: str | None = None,
+    actor: Actor | None = None,
+) -> tuple[ApiKey, str]:  # fmt: skip
+    """Store a new key; return it with its plaintext, which exists nowhere else afterwards.
+    By ``actor``: recorded in the administrative change log (never the key or its hash)."""
     _check(name, role, department_id)
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as pooled:
+            return await create_key(pooled, name=name, role=role, department_id=department_id,
+                                    actor=actor)  # fmt: skip
     key = new_api_key()
     try:
-        row = await db.fetchrow(
-            "INSERT INTO api_keys (key_hash, name, role, department_id) VALUES ($1, $2, $3, $4)"
-            f" RETURNING {_COLUMNS}",
-            hash_api_key(key), name, role.value, department_id,
-        )  # fmt: skip
+        async with db.transaction():
+            row = await db.fetchrow(
+                "INSERT INTO api_keys (key_hash, name, role, department_id)"
+                f" VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
+                hash_api_key(key), name, role.value, department_id,
+            )  # fmt: skip
+            assert row is not None
+            info = ApiKey.from_row(row)
+            if actor is not None:
+                await changes.record(db, actor, ENTITY, str(info.id), "create", None,
+                                     _logged(info))  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         raise KeyRefused("key_name_taken", f"an API key named {name!r} exists") from exc
     except asyncpg.ForeignKeyViolationError as exc:
         raise KeyRefused("unknown_department", f"no department {department_id!r}") from exc
-    assert row is not None
-    return ApiKey.from_row(row), key
+    return info, key
 
 
 async def list_keys(db: Db) -> list[ApiKey]:
@@ -115,14 +134,16 @@ def last_admin(what: str) -> KeyRefused:
     )
 
 
-async def revoke_key(db: Db, key_id: int, *, keep_an_admin: bool = False) -> ApiKey | None:
+async def revoke_key(
+    db: Db, key_id: int, *, keep_an_admin: bool = False, actor: Actor | None = None
+) -> ApiKey | None:
     """Revoke a key (idempotent: a revoked key keeps its first revocation time); None if
     there is no such key. ``keep_an_admin`` (the admin API): KeyRefused ``last_admin`` rather
     than revoke the last admin credential (the CLI, on the machine, may: a stolen key must
     be revocable, and the machine can create another)."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as pooled:
-            return await revoke_key(pooled, key_id, keep_an_admin=keep_an_admin)
+            return await revoke_key(pooled, key_id, keep_an_admin=keep_an_admin, actor=actor)
     conn = db
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -133,9 +154,15 @@ async def revoke_key(db: Db, key_id: int, *, keep_an_admin: bool = False) -> Api
         if (keep_an_admin and row["role"] == Role.ADMIN.value and row["revoked_at"] is None
                 and not await admins_besides(conn, key_id=key_id)):  # fmt: skip
             raise last_admin(f"API key {row['name']!r}")
+        if row["revoked_at"] is not None:  # a retry: revoked already, nothing changes
+            return ApiKey.from_row(row)
+        before = ApiKey.from_row(row)
         row = await conn.fetchrow(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
-            f" RETURNING {_COLUMNS}",
-            key_id,
+            f"UPDATE api_keys SET revoked_at = now() WHERE id = $1 RETURNING {_COLUMNS}", key_id
         )
-    return None if row is None else ApiKey.from_row(row)
+        assert row is not None
+        after = ApiKey.from_row(row)
+        if actor is not None:  # put out of force: the change log's "retire"
+            await changes.record(conn, actor, ENTITY, str(key_id), "retire", _logged(before),
+                                 _logged(after))  # fmt: skip
+    return after

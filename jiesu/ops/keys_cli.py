@@ -20,12 +20,15 @@ from jiesu.access import api_keys
 from jiesu.access.api_keys import ApiKey, KeyRefused
 from jiesu.case.domain import Role
 from jiesu.config import get_settings
+from jiesu.db import init_connection
+from jiesu.ops.admin_cli import cli_actor
 from jiesu.ops.tables import plain_table
 
 
 async def _with_db(work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
     conn = await asyncpg.connect(get_settings().database_url)
     try:
+        await init_connection(conn)  # jsonb as the pool reads it: the change log's rows
         return await work(conn)
     finally:
         await conn.close()
@@ -51,7 +54,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         try:
             info, key = await api_keys.create_key(
-                conn, name=args.name, role=Role(args.role), department_id=args.department
+                conn, name=args.name, role=Role(args.role), department_id=args.department,
+                actor=cli_actor(),
             )
         except KeyRefused as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -81,7 +85,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     """Revoke an API key by id: it authenticates no more (answered 401)."""
 
     async def work(conn: asyncpg.Connection) -> int:
-        info = await api_keys.revoke_key(conn, args.id)
+        info = await api_keys.revoke_key(conn, args.id, actor=cli_actor())
         if info is None:
             print(f"error: no API key {args.id}", file=sys.stderr)
             return 1
