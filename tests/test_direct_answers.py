@@ -96,6 +96,25 @@ async def test_centre_staff_keep_the_knowledge_base(api: httpx.AsyncClient) -> N
     assert created["id"] in [a["id"] for a in kept.json()]
 
 
+async def test_a_change_made_from_an_old_version_is_refused(api: httpx.AsyncClient) -> None:
+    """Two supervisors change the same answer from version 1: with If-Match the second is
+    ``409 version_conflict`` and the first's change stays. Before, the header was not read and
+    the second silently overwrote the first (an accepted change lost)."""
+    created = await _create(api)
+    url, v1 = f"{KB}/{created['id']}", {"If-Match": '"1"'}
+    first = await api.put(url, json=_answer(source="第一位的修改"), headers=SUPERVISOR | v1)
+    assert first.status_code == 200 and first.json()["version"] == 2, first.text
+    second = await api.put(url, json=_answer(source="第二位的修改"), headers=SUPERVISOR | v1)
+    assert second.status_code == 409, second.text
+    assert second.json()["error"]["code"] == "version_conflict"
+    now = await api.get(url, headers=SUPERVISOR)
+    assert (now.json()["source"], now.json()["version"]) == ("第一位的修改", 2)
+    bad = await api.put(url, json=_answer(), headers=SUPERVISOR | {"If-Match": "x"})
+    assert bad.status_code == 422
+    gone = await api.put(f"{KB}/999999999", json=_answer(), headers=SUPERVISOR | v1)
+    assert gone.status_code == 404
+
+
 async def test_bad_answers_are_refused(api: httpx.AsyncClient) -> None:
     backwards = _answer(valid_until=(TODAY - timedelta(days=60)).isoformat())
     assert (await api.post(KB, json=backwards, headers=SUPERVISOR)).status_code == 422

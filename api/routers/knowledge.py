@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from api.deps import AppSettings, CentreStaff, Pool, Supervisor
 from api.errors import ERRORS, ApiError
@@ -87,20 +87,37 @@ async def create_answer(
     return answer
 
 
+def _version(if_match: str | None) -> int | None:
+    """``If-Match: 3`` or ``"3"`` (the answer's ``version``): change only that version."""
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 9):
+        raise ApiError(422, "invalid_request", "If-Match is the answer's version, e.g. \"3\"")
+    return int(text)
+
+
 @router.put(
-    "/{answer_id}", response_model=Answer, responses=_ERRORS, summary="Change an answer"
-)
+    "/{answer_id}", response_model=Answer,
+    responses={**_ERRORS, 409: ERRORS[404] | {"description": "Changed since If-Match's version"}},
+    summary="Change an answer (If-Match: its version, to change only that one)",
+)  # fmt: skip
 async def update_answer(
     answer_id: AnswerId,
     body: AnswerInput,
     principal: Supervisor,
     pool: Pool,
     settings: AppSettings,
+    if_match: Annotated[str | None, Header(max_length=20)] = None,
 ) -> Answer:
     try:
-        changed = await knowledge.update(pool, answer_id, body, principal.name, _today(settings))
+        changed = await knowledge.update(pool, answer_id, body, principal.name, _today(settings),
+                                         if_version=_version(if_match))  # fmt: skip
     except AnswerRefused as err:
         raise _refused(err) from err
+    except knowledge.VersionConflict as err:
+        raise ApiError(409, "version_conflict", f"{err}: read it again and make the change"
+                       " on it") from err  # fmt: skip
     if changed is None:
         raise _not_found(answer_id)
     return changed

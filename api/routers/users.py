@@ -126,7 +126,8 @@ async def get_person(login: LoginPath, principal: Admin, pool: Pool) -> Person:
 @router.patch(
     "/{login}",
     response_model=Person,
-    responses={**ERRORS, 404: _NOT_FOUND},
+    responses={**ERRORS, 404: _NOT_FOUND,
+               409: _NOT_FOUND | {"description": "The last admin credential (last_admin)"}},
     summary="Change an account: name, role and department, or active (false disables it and "
     "ends its sessions)",
 )

@@ -130,17 +130,34 @@ async def create(
     return _answer(row), True
 
 
+class VersionConflict(Exception):
+    """The answer changed since the version the change was made from (``If-Match``)."""
+
+    def __init__(self, current: Answer) -> None:
+        super().__init__(f"answer {current.id} is at version {current.version} now")
+        self.current = current
+
+
 async def update(
-    pool: asyncpg.Pool, answer_id: int, body: AnswerInput, by: str, today: date
-) -> Answer | None:
+    pool: asyncpg.Pool, answer_id: int, body: AnswerInput, by: str, today: date,
+    *, if_version: int | None = None,
+) -> Answer | None:  # fmt: skip
+    """Change an answer; None if there is none. ``if_version``: only if it is still at that
+    version, else VersionConflict (two supervisors editing it at once: the second does not
+    silently overwrite the first)."""
     await _check_category(pool, body)
     row = await pool.fetchrow(
         "UPDATE knowledge_answers SET question = $3, answer = $4, category_id = $5, source = $6,"
         " valid_from = $7, valid_until = $8, words = $9, updated_by = $10, updated_at = now(),"
-        f" version = version + 1 WHERE id = $2 RETURNING {_COLUMNS}",
+        " version = version + 1 WHERE id = $2 AND ($11::int IS NULL OR version = $11)"
+        f" RETURNING {_COLUMNS}",
         today, answer_id, body.question, body.answer, body.category_id, body.source,
-        body.valid_from, body.valid_until, _words(body), by,
+        body.valid_from, body.valid_until, _words(body), by, if_version,
     )  # fmt: skip
+    if row is None and if_version is not None:
+        current = await get(pool, answer_id, today)
+        if current is not None:
+            raise VersionConflict(current)
     return _answer(row) if row else None
 
 
