@@ -1,7 +1,8 @@
 """Fault harness: whole cases through the HTTP API while the stack's processes are killed.
 
     python -m bench.faults [--cases 300] [--rate 4] [--open-every 20]
-                           [--faults worker,api,postgres,temporal] [--out PATH]
+                           [--faults worker,api,postgres,temporal] [--freeze-seconds 30]
+                           [--out PATH]
 
 Starts its own embedded stack (jiesu.ops.stack: Temporal dev server on SQLite, embedded
 PostgreSQL, worker, API) in a temporary folder, with the stack's supervisor restarting what
@@ -12,6 +13,10 @@ left unaccepted; the others go intake → accept → contact → reply → ratin
 
 While the cases arrive, the worker, the API, PostgreSQL and the Temporal server are killed
 with SIGKILL in turn (evenly spread over the arrivals); the supervisor starts each again.
+A fault named ``<process>-frozen`` (``worker-frozen``, …) stops the process with SIGSTOP for
+``--freeze-seconds`` instead, then lets it go on (SIGCONT): a hung process, which the
+supervisor does not restart — Temporal stops routing to a worker it has not heard from for
+~10 s and refuses the case's queries (fault run 28).
 After the load, each open case's clock is moved past its acceptance deadline (Temporal's
 per-workflow time skipping), then the harness counts:
 
@@ -82,6 +87,7 @@ from workflows.complaint import ComplaintWorkflow
 
 RESULTS = Path(__file__).parent / "results" / "faults.json"
 FAULTS = ("worker", "api", "postgres", "temporal")
+FROZEN = "-frozen"  # a fault "<process>-frozen": SIGSTOP for --freeze-seconds, then SIGCONT
 REQUEST_TIMEOUT = 10.0  # seconds before a client gives up on one attempt
 STEP_DEADLINE = 180.0  # seconds a client keeps retrying one request
 RETRY_DELAY = (0.2, 3.0)  # first and longest pause between attempts
@@ -115,7 +121,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--open-every", type=int, default=20,
                    help="every N-th case is left unaccepted for the breach check (20)")
     p.add_argument("--faults", default=",".join(FAULTS),
-                   help=f"processes to kill, in order ({','.join(FAULTS)}; empty: none)")
+                   help=f"processes to kill, in order ({','.join(FAULTS)}; empty: none); "
+                   f"<process>{FROZEN} stops one for --freeze-seconds instead")
+    p.add_argument("--freeze-seconds", type=float, default=30.0,
+                   help="how long a <process>-frozen fault holds it stopped (30)")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
     p.add_argument("--keep", action="store_true", help="keep the stack's data folder")
     return p.parse_args(argv)  # fmt: skip
@@ -315,21 +324,29 @@ async def _until(probe: Callable[[], Awaitable[bool] | bool], within: float) -> 
 
 async def inject_faults(
     s: stack.Stack, sup: stack.Supervisor, names: Sequence[str], driver: Driver, total: int,
-    http: httpx.AsyncClient, t0: float,
+    http: httpx.AsyncClient, t0: float, freeze: float = 30.0,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Kill each process once the matching share of cases has arrived; time its return."""
+    """Kill (or freeze) each process once the matching share of cases has arrived; time its
+    return."""
     timeline = []
     for i, name in enumerate(names):
         due = total * (i + 1) / (len(names) + 1)
         await _until(lambda due=due: len(driver.records) >= due, 3600)
-        service = _service(s, name)
+        service = _service(s, name.removesuffix(FROZEN))
         pid, before, arrived = service.pid(), sup.restarts(service), len(driver.records)
         assert pid is not None
-        os.kill(pid, signal.SIGKILL)
         at = round(time.monotonic() - t0, 1)
-        print(f"  {at:7.1f} s  killed {name} (pid {pid}) after {arrived} arrivals", flush=True)
-        restarted = await _until(lambda s_=service, b=before: sup.restarts(s_) > b,
-                                 RESTART_TIMEOUT)  # fmt: skip
+        if name.endswith(FROZEN):
+            os.kill(pid, signal.SIGSTOP)
+            print(f"  {at:7.1f} s  froze {name} (pid {pid}) after {arrived} arrivals", flush=True)
+            await asyncio.sleep(freeze)  # the fault itself: a process hung this long
+            os.kill(pid, signal.SIGCONT)
+            restarted: float | None = freeze
+        else:
+            os.kill(pid, signal.SIGKILL)
+            print(f"  {at:7.1f} s  killed {name} (pid {pid}) after {arrived} arrivals", flush=True)
+            restarted = await _until(lambda s_=service, b=before: sup.restarts(s_) > b,
+                                     RESTART_TIMEOUT)  # fmt: skip
         healthy = await _until(lambda: _healthy(http), RESTART_TIMEOUT)
         timeline.append({
             "fault": name, "pid": pid, "at_s": at, "cases_arrived": arrived,
@@ -657,7 +674,7 @@ async def run_faults(s: stack.Stack, sup: stack.Supervisor, args: argparse.Names
             t0 = time.monotonic()
             print(f"Load: {args.cases} cases at {args.rate}/s; faults: {names}", flush=True)
             faults = asyncio.create_task(
-                inject_faults(s, sup, names, driver, args.cases, http, t0))
+                inject_faults(s, sup, names, driver, args.cases, http, t0, args.freeze_seconds))
             outcome = await open_loop(lambda: driver.run_case(next(counter)), args.rate,
                                       args.cases, job_timeout=STEP_DEADLINE * 6)  # fmt: skip
             results["timeline"] = await faults
