@@ -41,7 +41,7 @@ from jiesu.ops.bootstrap import prepare_database
 from jiesu.readmodel import projection
 
 RESULTS = Path(__file__).parent / "results" / "case_list.json"
-INDEXES = ("cases_grid", "cases_channel", "cases_department_late")
+INDEXES = ("cases_grid", "cases_department_late")
 LIMIT = 50
 MAX_OFFSET = 100_000  # the endpoint's limit (api/routers/complaints.py)
 

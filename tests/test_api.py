@@ -770,7 +770,6 @@ class _SearchSql:
     [
         ({"grid_id": "G-QH-01-01-1"}, "cases_grid"),
         ({"within": GridScope(frozenset({"G-QH-01-01-1"}))}, "cases_grid"),
-        ({"channel": "email"}, "cases_channel"),
         ({"department_id": "water", "overdue": True}, "cases_department_late"),
         (
             {"within": GridScope(frozenset({"G-QH-01-01-1"}), frozenset({"water"})),
