@@ -20,7 +20,12 @@ from typing import Any, Literal
 
 import asyncpg
 from opentelemetry import trace
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
@@ -217,10 +222,16 @@ def _caused_by(state: CaseState, rid: str, since: int = 0) -> CaseEvent | None:
     return next((e for e in state.events[since:] if e.actor.request_id == rid), None)
 
 
+class Ended(Exception):
+    """The workflow an action was signalled to has ended (the case closed, a child done)."""
+
+
 async def _signal(
     handle: WorkflowHandle[Any, Any], signal: Callable[..., Any], action: Any, give_up: float
 ) -> None:
-    """Signal; a child the case has just asked for may not exist for a few milliseconds."""
+    """Signal; a child the case has just asked for may not exist for a few milliseconds.
+    Raises :class:`Ended` when the workflow has ended: Temporal answers NOT_FOUND ("workflow
+    execution already completed") for a closed one too, which no wait will change."""
     loop = asyncio.get_running_loop()
     delay = 0.01
     while True:
@@ -228,10 +239,32 @@ async def _signal(
             await handle.signal(signal, action)
             return
         except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND or loop.time() >= give_up:
+            if err.status is not RPCStatusCode.NOT_FOUND:
                 raise
+            if await _ended(handle) or loop.time() >= give_up:
+                raise Ended(handle.id) from err
         await asyncio.sleep(delay)  # bounded by give_up; the child's start is under way
         delay = min(delay * 2, 0.2)
+
+
+async def _ended(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the workflow exists and is no longer running (False: not started yet)."""
+    try:
+        return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+
+
+def _ended_answer(case_id: str, target_id: str | None) -> ApiError:
+    """The answer for an action whose workflow ended after the copy it was checked on."""
+    if target_id is None:
+        return ApiError(409, "case_closed", f"case {case_id} is closed")
+    return ApiError(
+        409, "case_changed",
+        f"what this action answers (workflow {target_id}) has ended; read case {case_id} again",
+    )  # fmt: skip
 
 
 async def _await_event(
@@ -383,15 +416,18 @@ async def act(
     loop = asyncio.get_running_loop()
     give_up = loop.time() + APPLY_WAIT_SECONDS
     target = client.get_workflow_handle(target_id or state.case_id)
-    if pool is not None and feed is not None and target_id is None and feed.live:
-        with feed.watch(state.case_id) as changed:
+    try:
+        if pool is not None and feed is not None and target_id is None and feed.live:
+            with feed.watch(state.case_id) as changed:
+                await _signal(target, signal, action, give_up)
+                wait_until = min(give_up, loop.time() + READ_MODEL_WAIT_SECONDS)
+                found = await _await_projection(pool, state.case_id, rid, changed, wait_until)
+            if found is not None:
+                return _outcome(*found)
+        else:
             await _signal(target, signal, action, give_up)
-            wait_until = min(give_up, loop.time() + READ_MODEL_WAIT_SECONDS)
-            found = await _await_projection(pool, state.case_id, rid, changed, wait_until)
-        if found is not None:
-            return _outcome(*found)
-    else:
-        await _signal(target, signal, action, give_up)
+    except Ended as ended:
+        raise _ended_answer(state.case_id, target_id) from ended
     current, ours = await _await_event(handle, state, rid, give_up)
     if ours is None:
         # A case past MAX_RECORDED_REJECTIONS refuses without an event: when the case as it

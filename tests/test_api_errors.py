@@ -567,3 +567,21 @@ async def test_an_extension_needs_a_timezone_and_a_bounded_date(
         assert within.status_code == 200, within.text
     finally:
         await finish(client, case_id)
+
+
+async def test_an_action_on_a_case_that_ended_meanwhile_is_409_not_500(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The read model's copy allowed the action, and the case's workflow ended before the
+    signal (closed — a withdrawal racing a department's accept — or ended by an operator).
+    Temporal answers the signal NOT_FOUND "workflow execution already completed", which the
+    API retried for APPLY_WAIT_SECONDS as if a child were starting, then answered 500. The
+    case is closed: 409 ``case_closed``, at once."""
+    created = await _assigned_case(api, pool, "Ended")
+    case_id = created["case_id"]
+    await handle_of(client, case_id).terminate("ended while the copy says assigned")
+    accept = await api.post(f"{COMPLAINTS}/{case_id}/accept", headers=URBAN)
+    error_of(accept, 409, "case_closed")
+    supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement", json={
+        "token": created["citizen_token"], "text": "Still loud"})  # fmt: skip
+    error_of(supplement, 409, "case_closed")
