@@ -75,6 +75,18 @@ def test_every_refusal_of_the_lifecycle_reads_in_chinese() -> None:
     assert codes and codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
 
 
+def test_every_refusal_of_an_action_s_path_reads_in_chinese() -> None:
+    """The same for the API's own answers on an action's way to the case (api/cases.py: the
+    case closed meanwhile, not ready; the action specs' helpers), which the console's case
+    page shows: 409 case_closed read "case JS… is closed" in English there."""
+    root = Path(__file__).resolve().parent.parent
+    source = "".join((root / name).read_text() for name in (
+        "api/cases.py", "api/routers/supervision.py", "api/routers/handling.py"))  # fmt: skip
+    codes = set(re.findall(r'ApiError\(\s*[45]\d\d,\s*"([a-z_]+)"', source))
+    assert {"case_closed", "case_changed", "case_not_ready", "no_reassignment"} <= codes
+    assert codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))
+
+
 def _enum_fields(model: type[BaseModel]) -> dict[str, type]:
     """The fields of a form's model that take one of the case's vocabulary (an enum)."""
     found = {}
