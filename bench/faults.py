@@ -668,13 +668,16 @@ async def run_faults(s: stack.Stack, sup: stack.Supervisor, args: argparse.Names
     results: dict[str, Any] = {"machine": machine(), "args": _args_json(args), "run": run_tag,
                                "started_at": datetime.now(UTC).isoformat()}  # fmt: skip
     try:
-        async with httpx.AsyncClient(base_url=s.api_url, limits=limits) as http:
+        # The health probe has its own connection: queued behind the load's 256 it would time
+        # the clients' pool, not the API.
+        async with httpx.AsyncClient(base_url=s.api_url, limits=limits) as http, \
+                httpx.AsyncClient(base_url=s.api_url) as probe:
             driver = Driver(RetryingClient(http, tally), run_tag, args.open_every)
             counter = iter(range(1, args.cases + 1))
             t0 = time.monotonic()
             print(f"Load: {args.cases} cases at {args.rate}/s; faults: {names}", flush=True)
             faults = asyncio.create_task(
-                inject_faults(s, sup, names, driver, args.cases, http, t0, args.freeze_seconds))
+                inject_faults(s, sup, names, driver, args.cases, probe, t0, args.freeze_seconds))
             outcome = await open_loop(lambda: driver.run_case(next(counter)), args.rate,
                                       args.cases, job_timeout=STEP_DEADLINE * 6)  # fmt: skip
             results["timeline"] = await faults
