@@ -9,7 +9,10 @@ that needs a credential is answered ``429 too_many_failed_authentications`` with
 stand out from the wrong ones. Requests without any credential are not failures (401, and
 nothing to guess).
 
-The client is the peer address uvicorn reports. Behind a reverse proxy that is the proxy's
+The client is the peer address uvicorn reports, counted by :func:`address_key`: an IPv4
+address, or an IPv6 address's /64 network — one subscriber's (a home line, a phone on a mobile
+network, a cloud server each get a /64), who can take any of its 2**64 addresses, so counting
+each address alone bounded nothing. Behind a reverse proxy that is the proxy's
 address, unless uvicorn is told to trust its ``X-Forwarded-For`` (``FORWARDED_ALLOW_IPS`` or
 ``--forwarded-allow-ips``): do that, or one guesser locks out every user behind the proxy.
 
@@ -25,6 +28,7 @@ as typed: the first 429 of each client in each window is recorded in the refused
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -58,9 +62,10 @@ class AuthFailureLimiter:
 
     async def check(self, client: str) -> None:
         """Raise 429 (with Retry-After) if ``client`` has used up its failures."""
-        if await self._limiter.test(self._item, _NAMESPACE, client):
+        key = address_key(client)
+        if await self._limiter.test(self._item, _NAMESPACE, key):
             return
-        stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, client)
+        stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise ApiError(
             429,
@@ -70,11 +75,11 @@ class AuthFailureLimiter:
         )
 
     async def failed(self, client: str) -> None:
-        await self._limiter.hit(self._item, _NAMESPACE, client)
+        await self._limiter.hit(self._item, _NAMESPACE, address_key(client))
 
     async def first_refusal(self, client: str) -> bool:
         """Whether this is ``client``'s first refusal (429) within a window: the one to record."""
-        return await self._limiter.hit(self._once, _RECORDED, client)
+        return await self._limiter.hit(self._once, _RECORDED, address_key(client))
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,33 @@ class AuthAttempt:
 
 
 def client_of(request: Request) -> str:
+    """The client's address, as recorded (a session, a refused sign-in)."""
     return request.client.host if request.client else "unknown"
+
+
+IPV6_PREFIX = 64
+"""The IPv6 network counted as one client: a subscriber's (RFC 6177; mobile networks hand each
+phone a /64, as do most home lines and cloud servers)."""
+
+
+def address_key(address: str) -> str:
+    """What a per-client limit counts ``address`` under: an IPv4 address itself (an
+    IPv4-mapped IPv6 address is its IPv4 one), an IPv6 address its /64 network. Anything else
+    (no peer, a Unix socket) as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_key(request: Request) -> str:
+    """The key of the request's client for a per-client limit (:func:`address_key`)."""
+    return address_key(client_of(request))
 
 
 async def _attempt(request: Request) -> AuthAttempt:

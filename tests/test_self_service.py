@@ -229,3 +229,49 @@ async def test_the_public_form_is_served(public: httpx.AsyncClient) -> None:
         assert f'id="{field}"' in html, field
     assert '"/api/v1/self-service"' in html and "/codes" in html and "/reports" in html
     assert "/report" not in (await public.get("/openapi.json")).json()["paths"]
+
+
+async def test_an_ipv6_subscriber_is_one_client_whatever_address_it_takes(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A subscriber gets a /64 (a phone on a mobile network, a home line, a cloud server) and
+    may send each request from another of its 2**64 addresses: the per-address limits count
+    the /64. Before, each address was a client of its own: 100 addresses of one /64 were sent
+    100 codes under a limit of 2 an hour per address, and guessed 100 codes past a limit of 2
+    failed authentications."""
+    tight = settings.model_copy(update={
+        "otp_phone_limits": "100/minute", "otp_address_limits": "2/hour",
+        "report_phone_limits": "100/day", "report_address_limits": "100/hour",
+        "auth_failure_limit": 2,
+    })  # fmt: skip
+    app = create_app(tight, client=client, pool=pool)
+    async with app.router.lifespan_context(app):
+
+        def at(host: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(host, 40000))
+            return httpx.AsyncClient(transport=transport, base_url="http://jiesu.test")
+
+        async def code_from(host: str) -> httpx.Response:
+            async with at(host) as http:
+                return await http.post(f"{SELF}/codes", json={"phone": new_phone()})
+
+        async def guess_from(host: str, phone: str, guess: str) -> httpx.Response:
+            async with at(host) as http:
+                return await http.post(f"{SELF}/reports", json=report(phone, guess))
+
+        answers = [await code_from(f"2001:db8:1:2::{i:x}") for i in range(1, 6)]
+        assert [a.status_code for a in answers] == [202, 202, 429, 429, 429]
+        assert (await code_from("2001:db8:1:3::1")).status_code == 202  # another /64
+        # IPv4 and an IPv4-mapped IPv6 address are the same client
+        mapped = [await code_from(h) for h in ("192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7")]
+        assert [a.status_code for a in mapped] == [202, 202, 429]
+
+        phone = new_phone()
+        async with at("2001:db8:9:9::1") as http:  # a code, so that each guess is a wrong one
+            wrong = f"{(int(await code_for(http, pool, phone)) + 1) % 10**6:06d}"
+        guesses = [await guess_from(f"2001:db8:9:9::{i:x}", phone, wrong) for i in range(2, 7)]
+        assert [g.status_code for g in guesses] == [401, 401, 429, 429, 429], [
+            g.text for g in guesses
+        ]
+        error_of(guesses[-1], 429, "too_many_failed_authentications")
+

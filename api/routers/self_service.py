@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth_limit import Attempt, client_of
+from api.auth_limit import Attempt, client_key
 from api.deps import AppSettings, Pool, Temporal
 from api.errors import ERRORS, ApiError
 from api.intake import http_error
@@ -142,7 +142,7 @@ async def send_code(
     body: CodeRequest, request: Request, pool: Pool, settings: AppSettings, gateway: Gateway,
     limits: Limits,
 ) -> CodeSent:  # fmt: skip
-    await limits.hit("otp-address", client_of(request), "codes from this address")
+    await limits.hit("otp-address", client_key(request), "codes from this address")
     await limits.hit("otp-phone", phone_forms(body.phone)[0], "codes for this phone")
     issued = await otp.issue(pool, settings, gateway, body.phone)
     return CodeSent(expires_in=issued.expires_in)
@@ -167,7 +167,7 @@ async def file_report(
     """``401`` when the code is wrong, expired, used up by wrong tries or never sent (a wrong
     code counts as a failed authentication); ``422`` for a bad credit code or a category of the
     wrong kind. Nothing is filed then."""
-    await limits.hit("report-address", client_of(request), "reports from this address")
+    await limits.hit("report-address", client_key(request), "reports from this address")
     await limits.hit("report-phone", phone_forms(body.phone)[0], "reports from this phone")
     await _check_category(pool, body)
     intake = body.intake()
