@@ -30,8 +30,14 @@ class RateLimits:
     async def hit(self, name: str, key: str, what: str) -> None:
         """Count one request of ``key`` under the limits ``name``; 429 with Retry-After if any
         is used up (then nothing is counted, so waiting is enough)."""
-        items = self._items[name]
-        for item in items:
+        await self.check(name, key, what)
+        for item in self._items[name]:
+            await self._limiter.hit(item, name, key)
+
+    async def check(self, name: str, key: str, what: str) -> None:
+        """Refuse (429, Retry-After) if any limit ``name`` of ``key`` is used up; count
+        nothing: for a limit counted only once the request has proved its right to it."""
+        for item in self._items[name]:
             if not await self._limiter.test(item, name, key):
                 stats = await self._limiter.get_window_stats(item, name, key)
                 retry_after = max(1, math.ceil(stats.reset_time - time.time()))
@@ -40,5 +46,3 @@ class RateLimits:
                     f"too many {what}; retry in {retry_after} s ({item})",
                     headers={"Retry-After": str(retry_after)},
                 )  # fmt: skip
-        for item in items:
-            await self._limiter.hit(item, name, key)

@@ -275,3 +275,50 @@ async def test_an_ipv6_subscriber_is_one_client_whatever_address_it_takes(
         ]
         error_of(guesses[-1], 429, "too_many_failed_authentications")
 
+
+async def test_a_wrong_code_spends_none_of_the_phone_s_reports(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Anyone may send a phone number with a made-up code. Before, each such try counted
+    against that phone's reports (`JIESU_REPORT_PHONE_LIMITS`, 5 a day): five posts with no
+    code locked the phone's citizen out of self-service for the day (here one of a limit of
+    one). Only a report with the right code counts now."""
+    tight = settings.model_copy(update={
+        "otp_phone_limits": "100/minute", "otp_address_limits": "1000/hour",
+        "report_phone_limits": "1/day", "report_address_limits": "1000/hour",
+    })  # fmt: skip
+    async with served(create_app(tight, client=client, pool=pool)) as api:
+        phone = new_phone()
+        code = await code_for(api, pool, phone)
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        for _ in range(3):  # the attacker's, from anywhere
+            error_of(await api.post(f"{SELF}/reports", json=report(phone, wrong)), 401,
+                     "wrong_code")  # fmt: skip
+        filed = await api.post(f"{SELF}/reports", json=report(phone, code))
+        assert filed.status_code == 201, filed.text
+        try:  # the phone's day is spent by its report
+            again = report(phone, await code_for(api, pool, phone))
+            error_of(await api.post(f"{SELF}/reports", json=again), 429, "rate_limited")
+        finally:
+            await finish(client, filed.json()["case_id"])
+
+
+async def test_guessing_a_used_code_ends_too(
+    public: httpx.AsyncClient, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    """A used code stays the phone's newest, and its right value answers the report again with
+    its follow-up link (the key to the case). Before, wrong tries on a used code were not
+    counted: guessing it was bounded only per client, never per code."""
+    phone = new_phone()
+    code = await code_for(public, pool, phone)
+    body = report(phone, code)
+    filed = await public.post(f"{SELF}/reports", json=body)
+    assert filed.status_code == 201, filed.text
+    try:
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        for _ in range(settings.otp_max_attempts):
+            error_of(await public.post(f"{SELF}/reports", json=report(phone, wrong)), 401,
+                     "wrong_code")  # fmt: skip
+        error_of(await public.post(f"{SELF}/reports", json=body), 401, "code_locked")
+    finally:
+        await finish(client, filed.json()["case_id"])

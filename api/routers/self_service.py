@@ -168,7 +168,10 @@ async def file_report(
     code counts as a failed authentication); ``422`` for a bad credit code or a category of the
     wrong kind. Nothing is filed then."""
     await limits.hit("report-address", client_key(request), "reports from this address")
-    await limits.hit("report-phone", phone_forms(body.phone)[0], "reports from this phone")
+    # A phone's reports are counted once its code is right: anyone may send a phone number
+    # with a wrong code, and each such try used to spend that phone's reports of the day.
+    phone = phone_forms(body.phone)[0]
+    await limits.check("report-phone", phone, "reports from this phone")
     await _check_category(pool, body)
     intake = body.intake()
     try:
@@ -180,6 +183,7 @@ async def file_report(
         if verified is otp.Refusal.WRONG:
             await attempt.failed()
         raise ApiError(401, verified.value, otp.REFUSALS[verified])
+    await limits.hit("report-phone", phone, "reports from this phone")
     try:
         filed = await filing.register(
             pool, client, settings, intake, SELF_SERVICE_ACTOR, verified.idempotency_key

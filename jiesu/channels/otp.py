@@ -123,12 +123,14 @@ async def verify(
         if row is None:
             return Refusal.NO_CODE
         right = hmac.compare_digest(row["code_hash"], _code_hash(secret, key, code.strip()))
-        if row["used"]:
-            return Verified(row["id"]) if right else Refusal.WRONG
-        if row["expired"]:
+        if row["expired"] and not row["used"]:
             return Refusal.EXPIRED
+        # A used code's wrong tries count too: the right one answers its report's follow-up
+        # link, so guessing a used code (which stays the phone's newest) must end as well.
         if row["attempts"] >= settings.otp_max_attempts:
             return Refusal.LOCKED
+        if row["used"] and right:
+            return Verified(row["id"])
         if not right:
             await conn.execute(
                 "UPDATE otp_codes SET attempts = attempts + 1 WHERE id = $1", row["id"]
