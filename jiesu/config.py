@@ -114,8 +114,13 @@ class Settings(BaseSettings):
     # address, on asking for a code and on filing a report.
     otp_ttl_seconds: int = Field(default=300, ge=30, alias="JIESU_OTP_TTL_SECONDS")
     otp_max_attempts: int = Field(default=5, ge=1, alias="JIESU_OTP_MAX_ATTEMPTS")
-    otp_phone_limits: str = Field(default="1/minute;5/hour", alias="JIESU_OTP_PHONE_LIMITS")
+    otp_phone_limits: str = Field(
+        default="1/minute;5/hour;10/day", alias="JIESU_OTP_PHONE_LIMITS"
+    )
     otp_address_limits: str = Field(default="20/hour", alias="JIESU_OTP_ADDRESS_LIMITS")
+    # Every code texted, whoever asks: what self-service's SMS may cost at most (a caller with
+    # many addresses is bounded by nothing else).
+    otp_total_limits: str = Field(default="500/hour;3000/day", alias="JIESU_OTP_TOTAL_LIMITS")
     report_phone_limits: str = Field(default="5/day", alias="JIESU_REPORT_PHONE_LIMITS")
     report_address_limits: str = Field(default="30/hour", alias="JIESU_REPORT_ADDRESS_LIMITS")
     # Inbound e-mail (jiesu/channels/mail.py): the complaints address, where the SMTP

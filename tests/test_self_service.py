@@ -322,3 +322,25 @@ async def test_guessing_a_used_code_ends_too(
         error_of(await public.post(f"{SELF}/reports", json=body), 401, "code_locked")
     finally:
         await finish(client, filed.json()["case_id"])
+
+
+async def test_all_codes_together_are_bounded(
+    settings: Settings, client: Client, pool: asyncpg.Pool
+) -> None:
+    """Each code is an SMS the installation pays for. A caller with many addresses (a proxy
+    pool, a botnet) asking codes for many phones passed every per-phone and per-address limit:
+    nothing bounded what it cost. The 4th code here comes from a 4th address for a 4th phone."""
+    tight = settings.model_copy(update={
+        "otp_phone_limits": "100/minute", "otp_address_limits": "1000/hour",
+        "otp_total_limits": "3/hour",
+    })  # fmt: skip
+    app = create_app(tight, client=client, pool=pool)
+    async with app.router.lifespan_context(app):
+        answers = []
+        for i in range(1, 5):
+            transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{i}", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                answers.append(await http.post(f"{SELF}/codes", json={"phone": new_phone()}))
+        assert [a.status_code for a in answers] == [202, 202, 202, 429]
+        error_of(answers[-1], 429, "rate_limited")
+    assert Settings.model_fields["otp_phone_limits"].default.endswith(";10/day")

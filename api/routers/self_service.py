@@ -4,7 +4,8 @@ gateway (jiesu/channels/otp.py); the report is filed by the one intake service
 (jiesu/intake/filing.py); the answer is the case number and the citizen's follow-up link.
 Enterprises (企业专席) file under enterprise categories with their unified social credit code.
 
-Limits per phone and per client address (api/rate_limits.py, JIESU_OTP_* / JIESU_REPORT_*),
+Limits per phone, per client address and on all codes together (api/rate_limits.py,
+JIESU_OTP_* / JIESU_REPORT_*),
 ``429 rate_limited`` with Retry-After past them."""
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _CITIZEN = Citizen.model_fields
 def limits_from_settings(settings: Settings) -> RateLimits:
     return RateLimits({
         "otp-phone": settings.otp_phone_limits, "otp-address": settings.otp_address_limits,
+        "otp-total": settings.otp_total_limits,
         "report-phone": settings.report_phone_limits,
         "report-address": settings.report_address_limits,
     })  # fmt: skip
@@ -144,6 +146,7 @@ async def send_code(
 ) -> CodeSent:  # fmt: skip
     await limits.hit("otp-address", client_key(request), "codes from this address")
     await limits.hit("otp-phone", phone_forms(body.phone)[0], "codes for this phone")
+    await limits.hit("otp-total", "all", "codes texted; call 12345")
     issued = await otp.issue(pool, settings, gateway, body.phone)
     return CodeSent(expires_in=issued.expires_in)
 
