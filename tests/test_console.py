@@ -81,7 +81,8 @@ def test_every_refusal_of_an_action_s_path_reads_in_chinese() -> None:
     page shows: 409 case_closed read "case JS… is closed" in English there."""
     root = Path(__file__).resolve().parent.parent
     source = "".join((root / name).read_text() for name in (
-        "api/cases.py", "api/routers/supervision.py", "api/routers/handling.py"))  # fmt: skip
+        "api/cases.py", "api/routers/supervision.py", "api/routers/handling.py",
+        "api/routers/citizen.py"))  # fmt: skip
     codes = set(re.findall(r'ApiError\(\s*[45]\d\d,\s*"([a-z_]+)"', source))
     assert {"case_closed", "case_changed", "case_not_ready", "no_reassignment"} <= codes
     assert codes <= set(glossary.REFUSAL), sorted(codes - set(glossary.REFUSAL))

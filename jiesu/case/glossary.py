@@ -236,6 +236,7 @@ REFUSAL: dict[str, str] = {
     "case_closed": "此工单已办结，不能再办理此操作，请刷新页面查看",
     "case_changed": "此工单刚刚有变动，请刷新页面查看最新状态后再办理",
     "no_reassignment": "此工单不在改派中，请刷新页面查看最新状态",
+    "original_reporter_only": "重复反映的诉求人可以补充信息；评价和撤诉由原诉求人办理",
     "unknown_department": "所选单位不存在（可能已撤销），请重新选择",
     "unknown_category": "所选诉求类别已不存在（可能已停用），请重新选择",
     "unknown_grid": "所选网格已不存在（可能已撤销），请重新选择",
