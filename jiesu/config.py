@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     # The outbox's sender address (jiesu/notify/outbox.py reads it too): inbound mail from it,
     # or from JIESU_MAIL_ADDRESS, is our own and dropped (a mail loop otherwise).
     smtp_from: str = Field(default="", alias="JIESU_SMTP_FROM")
+    # Mails filed (cases and repeat reports), the `limits` library's notation (";" between
+    # several; empty: none): per sender address (the From, lower case, without a +tag), per
+    # sending domain, and per peer address (the SMTP client: behind the county's relay that is
+    # the relay, so none by default). Past one: 451 4.7.1, the sending server retries later.
+    mail_sender_limits: str = Field(default="10/hour;30/day", alias="JIESU_MAIL_SENDER_LIMITS")
+    mail_domain_limits: str = Field(default="300/hour", alias="JIESU_MAIL_DOMAIN_LIMITS")
+    mail_peer_limits: str = Field(default="", alias="JIESU_MAIL_PEER_LIMITS")
+    # Automatic replies, all together (a forged From needs no second mail per victim): past it
+    # the mail is filed and not answered (a log line; inbound_mail.replied_at stays empty).
+    mail_reply_limits: str = Field(default="200/hour;1000/day", alias="JIESU_MAIL_REPLY_LIMITS")
+    # The authserv-id of the relay in front of the listener, which writes (and strips forged)
+    # Authentication-Results (RFC 8601): its DMARC or SPF fail means no automatic reply.
+    # Empty: the header is the sender's word, and ignored.
+    mail_authserv_id: str = Field(default="", alias="JIESU_MAIL_AUTHSERV_ID")
     # The largest request body the API reads (api/body_limit.py): bigger is 413 at once.
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024, alias="JIESU_MAX_BODY_BYTES")
     # Prometheus endpoints (docs/observability.md), host:port; empty: none. Their own ports,

@@ -154,6 +154,8 @@ async def test_a_mail_becomes_a_case_with_its_attachments_and_a_reply(
         pytest.param(None, {"Auto_Submitted": "auto-replied"}, id="auto-submitted"),
         pytest.param(None, {"Precedence": "bulk"}, id="precedence-bulk"),
         pytest.param(None, {"X_Autoreply": "yes"}, id="x-autoreply"),
+        pytest.param("MAILER-DAEMON@mx.citizen.test", {}, id="mailer-daemon"),
+        pytest.param("postmaster@citizen.test", {}, id="postmaster"),
     ],
 )
 async def test_bounces_and_automatic_replies_are_dropped(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import re
 import unicodedata
@@ -50,6 +51,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 from temporalio.client import Client
 
@@ -68,6 +72,10 @@ MAIL_ACTOR = Actor(role=Role.CITIZEN, name="citizen by e-mail")
 MAIL_CITIZEN_NAME = "邮件用户"
 TITLE_MAX, DESCRIPTION_MAX, NAME_MAX = 200, 5000, 100
 _AUTOMATIC_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+# Mailboxes that only ever send bounces and reports (RFC 5321 4.5.1, RFC 3834 2): a mail from
+# one is a bounce whose MAIL FROM was not null.
+_SYSTEM_MAILBOXES = {"mailer-daemon", "postmaster"}
+_AUTH_RESULT = re.compile(r"(?:^|[;\s])(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # What we parse: the standard library's header parser (policy.default) takes memory and time
 # quadratic in a header's length (a 0.5 MB Subject of encoded words: gigabytes, seconds), and
@@ -120,6 +128,8 @@ class Report:
     subject: str
     text: str
     attachments: list[Attachment] = field(default_factory=list)
+    # Why the mail is filed but not answered (the trusted relay found its sender forged)
+    unanswerable: str | None = None
 
 
 class Dropped(Exception):
@@ -264,6 +274,8 @@ def _automatic(
         return "a Jiesu notice"
     if sender.lower() in own or envelope_from.strip("<>").lower() in own:
         return "our own address"
+    if {_local_part(sender), _local_part(envelope_from.strip("<>"))} & _SYSTEM_MAILBOXES:
+        return "a MAILER-DAEMON or postmaster sender"
     if (msg.get("Auto-Submitted") or "no").strip().lower() != "no":
         return "Auto-Submitted"
     if (msg.get("Precedence") or "").strip().lower() in _AUTOMATIC_PRECEDENCE:
@@ -273,6 +285,94 @@ def _automatic(
     if msg.get_content_type() == "multipart/report":
         return "delivery report"
     return None
+
+
+def _local_part(address: str) -> str:
+    return address.rpartition("@")[0].lower() if "@" in address else address.lower()
+
+
+def forged(msg: EmailMessage, authserv_id: str) -> str | None:
+    """Why the trusted relay (``authserv_id``, JIESU_MAIL_AUTHSERV_ID) found the sender
+    forged: DMARC ``fail``, or, without a DMARC result, SPF ``fail`` and no DKIM ``pass``.
+    Only the topmost Authentication-Results with that authserv-id is read (the relay adds
+    its own on top and, RFC 8601 5, removes any that claims its id); without an id set, none
+    is: the header is whatever the sender wrote."""
+    if not authserv_id:
+        return None
+    for value in msg.get_all("Authentication-Results") or ():
+        text = " ".join(str(value).split())
+        if text.split(";", 1)[0].split(" ", 1)[0].lower() != authserv_id.lower():
+            continue
+        results: dict[str, set[str]] = {}
+        for method, result in _AUTH_RESULT.findall(text.split(";", 1)[-1]):
+            results.setdefault(method.lower(), set()).add(result.lower())
+        if "fail" in results.get("dmarc", set()):
+            return "DMARC fail"
+        if "dmarc" not in results and "fail" in results.get("spf", set()) and (
+            "pass" not in results.get("dkim", set())
+        ):
+            return "SPF fail without a DKIM pass"
+        return None
+    return None
+
+
+class MailLimits:
+    """The bounds on what senders make us do (the ``limits`` library's moving windows, in the
+    listener's memory, like api/rate_limits.py): mails filed per sender address, sending
+    domain and peer (JIESU_MAIL_SENDER_LIMITS, _DOMAIN_LIMITS, _PEER_LIMITS), automatic
+    replies in all (JIESU_MAIL_REPLY_LIMITS). An empty setting bounds nothing."""
+
+    def __init__(self, settings: Settings) -> None:
+        specs = {
+            "sender": settings.mail_sender_limits, "domain": settings.mail_domain_limits,
+            "peer": settings.mail_peer_limits, "reply": settings.mail_reply_limits,
+        }  # fmt: skip
+        self._items: dict[str, list[RateLimitItem]] = {
+            name: parse_many(spec) if spec.strip() else [] for name, spec in specs.items()
+        }
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def file(self, address: str, peer: str | None) -> str | None:
+        """Count one mail filed from ``address`` (and ``peer``), or name the bound it is past
+        (then nothing is counted)."""
+        keys = [("sender", sender_key(address)), ("domain", address.rpartition("@")[2].lower())]
+        if peer:
+            keys.append(("peer", peer_key(peer)))
+        for name, key in keys:
+            for item in self._items[name]:
+                if not await self._limiter.test(item, name, key):
+                    return f"{name} {item}"
+        for name, key in keys:
+            for item in self._items[name]:
+                await self._limiter.hit(item, name, key)
+        return None
+
+    async def reply(self) -> str | None:
+        """Count one automatic reply, or name the bound it is past."""
+        for item in self._items["reply"]:
+            if not await self._limiter.test(item, "reply", "all"):
+                return f"reply {item}"
+        for item in self._items["reply"]:
+            await self._limiter.hit(item, "reply", "all")
+        return None
+
+
+def sender_key(address: str) -> str:
+    """One key per mailbox: lower case, the local part without its +tag (zhang+1@, zhang+2@
+    are one sender)."""
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
+
+
+def peer_key(peer: str) -> str:
+    """The SMTP client's address; an IPv6 one as its /64 (a subscriber holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class _Text(HTMLParser):
@@ -330,9 +430,12 @@ def _attachments(msg: EmailMessage) -> list[Attachment]:
     return found
 
 
-def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
+def parse(
+    raw: bytes, envelope_from: str, own: Collection[str] = (), authserv_id: str = ""
+) -> Report:
     """The report a mail makes; raises Dropped (automatic mail, or from one of our ``own``
-    addresses, lower case), TooLarge or Malformed.
+    addresses, lower case), TooLarge or Malformed. ``authserv_id``: the trusted relay's, whose
+    Authentication-Results may make the report ``unanswerable`` (:func:`forged`).
     CPU-bound (up to JIESU_MAIL_MAX_BYTES of MIME): the listener calls it in a thread."""
     check_headers(raw)
     try:
@@ -348,6 +451,7 @@ def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
         subject = _clean(" ".join(str(msg.get("Subject") or "").split()))
         text = _clean(_body(msg))
         attachments = _attachments(msg)
+        unanswerable = forged(msg, authserv_id)
     except (Dropped, Malformed):
         raise
     except Exception as err:  # undecodable headers, unknown charsets...: the mail is broken
@@ -359,7 +463,7 @@ def parse(raw: bytes, envelope_from: str, own: Collection[str] = ()) -> Report:
     return Report(
         message_key=message_key(msg, raw), message_id=_message_id(msg),
         address=address, name=_clean(name)[:NAME_MAX] or MAIL_CITIZEN_NAME,
-        subject=subject, text=text, attachments=attachments,
+        subject=subject, text=text, attachments=attachments, unanswerable=unanswerable,
     )  # fmt: skip
 
 
@@ -430,6 +534,7 @@ class ComplaintMailHandler:
         self.pool, self.client, self.settings, self.mailer = pool, client, settings, mailer
         own = (settings.mail_address, settings.smtp_from)
         self.own = frozenset(a.strip().lower() for a in own if a.strip())
+        self.limits = MailLimits(settings)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -445,7 +550,9 @@ class ComplaintMailHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         key = hashlib.sha256(raw).hexdigest()[:12]
         try:
-            report = await asyncio.to_thread(parse, raw, envelope.mail_from or "", self.own)
+            report = await asyncio.to_thread(
+                parse, raw, envelope.mail_from or "", self.own, self.settings.mail_authserv_id
+            )
         except Dropped as why:
             log.info("mail %s dropped: %s", key, why)
             return "250 2.0.0 OK: automatic mail, dropped"
@@ -462,6 +569,13 @@ class ComplaintMailHandler:
             log.info("mail %s refused: the intake refuses %s", report.message_key[:12], fields)
             what = "the sender address" if fields in {"email", "citizen.email"} else fields
             return f"550 5.6.0 the mail cannot be registered: {what} is not accepted"
+        peer = session.peer[0] if isinstance(getattr(session, "peer", None), tuple) else None
+        if not await self.pool.fetchval(  # a mail filed before (a retry) is not counted again
+            "SELECT 1 FROM inbound_mail WHERE message_key = $1", report.message_key
+        ) and (past := await self.limits.file(report.address, peer)):
+            log.warning("mail %s refused: past the bound on mails filed (%s)",
+                        report.message_key[:12], past)  # fmt: skip
+            return "451 4.7.1 too many reports from this sender now; try again later"
         try:
             case_id = await self.file(report, complaint)
         except IdempotencyConflict:  # another mail under a Message-ID we filed: never retry
@@ -509,6 +623,10 @@ class ComplaintMailHandler:
                 " FOR UPDATE",
                 report.message_key,
             ):
+                return
+            if why := report.unanswerable or await self.limits.reply():
+                log.warning("mail %s filed as case %s, not answered: %s",
+                            report.message_key[:12], filed.case_id, why)  # fmt: skip
                 return
             try:
                 await self.mailer.send(reply(report, self.settings, filed))
