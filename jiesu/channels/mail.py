@@ -6,7 +6,8 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
 - ``RCPT TO`` another address than JIESU_MAIL_ADDRESS: ``550 5.1.1`` (we relay nothing);
 - bigger than JIESU_MAIL_MAX_BYTES: ``552`` (aiosmtpd's size limit, also announced in EHLO);
 - a bounce or an automatic reply (null sender ``MAIL FROM:<>``, ``Auto-Submitted`` other than
-  ``no``, ``Precedence: bulk/junk/list/auto_reply``, ``X-Autoreply``, a delivery report), or
+  ``no``, ``Precedence: bulk/junk/list/auto_reply``, ``X-Autoreply``, a delivery report, a
+  MAILER-DAEMON or postmaster sender), or
   our own mail (``X-Jiesu-Notice``, ``From`` or ``MAIL FROM`` JIESU_MAIL_ADDRESS or
   JIESU_SMTP_FROM): ``250`` and dropped, with a log line — answering it would start a mail
   loop;
@@ -25,6 +26,11 @@ jiesu/channels/mail_listener.py). What each mail gets, as the sending server see
   an Idempotency-Key derived from the ``Message-ID``, attachments are stored in
   ``attachments`` linked to the case (evidence), an automatic reply carries the case number
   and the follow-up link, and the answer is ``250 2.0.0 case <number>``;
+- past a bound on mails filed per sender address, sending domain or peer
+  (JIESU_MAIL_SENDER_LIMITS, _DOMAIN_LIMITS, _PEER_LIMITS): ``451 4.7.1``, a warning, nothing
+  kept (the sending server retries); past the bound on automatic replies
+  (JIESU_MAIL_REPLY_LIMITS), or when the trusted relay (JIESU_MAIL_AUTHSERV_ID) found the
+  sender forged: filed, not answered, a warning;
 - Temporal or PostgreSQL away (or another failure): ``451 4.3.0``, the sending server tries
   again later, and the retry, with the same Message-ID, files the same case once;
 - a different mail under a Message-ID already filed: ``550 5.7.0`` (the case is not shown).
