@@ -16,6 +16,7 @@ from helpers import AUDITOR, SUPERVISOR, eventually
 from statcases import case_row, insert_cases, local
 from temporalio.client import Client
 
+from api.routers.stats import _csv_text
 from jiesu.config import Settings
 from jiesu.stats.reports import ReportKind, ReportRequest, period_containing, previous_period
 from workflows.reports import REPORT_CRON, ReportWorkflow, ensure_report_schedules, schedule_id
@@ -136,6 +137,18 @@ async def test_report_as_csv(
     assert sections["top_categories"][1][:3] == ["garbage", sections["top_categories"][1][1], "3"]
     assert sections["indicators"][-1][:2] == ["total", "6"]
     assert sections["overdue_cases"][1][0] == april_2003
+
+
+def test_a_csv_cell_is_never_read_as_a_formula() -> None:
+    """A citizen's title in a report's overdue list ("=HYPERLINK(…)") reached the CSV as it
+    was, and a spreadsheet ran it. Text that starts like a formula starts with ' now; numbers,
+    negative ones too, stay numbers."""
+    text = _csv_text([["=HYPERLINK(\"http://x\",\"看这里\")", "+1", "-1", "@SUM(A1)", "\t=1",
+                       -3, 2.5, None, "井盖 -松动"]])  # fmt: skip
+    assert next(csv.reader(io.StringIO(text))) == [
+        "'=HYPERLINK(\"http://x\",\"看这里\")", "'+1", "'-1", "'@SUM(A1)", "'\t=1",
+        "-3", "2.5", "", "井盖 -松动",
+    ]  # fmt: skip
 
 
 def _sections(text: str) -> dict[str, list[list[str]]]:

@@ -205,11 +205,26 @@ def _wants_csv(request: Request, format_: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
+# What a spreadsheet reads as a formula at a cell's start. A report's overdue cases carry
+# their titles — a citizen's words, from the app, an SMS or a mail — and a supervisor opens the
+# CSV in Excel or WPS, which would run "=HYPERLINK(…)" or "@SUM(…)". Such a text cell starts
+# with ' instead (OWASP, "CSV injection"), which the spreadsheet shows as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([_cell(v) for v in row])
     return out.getvalue()
 
 
