@@ -10,8 +10,11 @@ application.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -446,11 +449,59 @@ _SUMMARY_COLUMNS = (
 )
 
 
+# --- Keyset paging of the case list (GET /api/v1/complaints?after=…) ---------------------
+#
+# A cursor is the position of the last case of a page in the list's order (received_at DESC,
+# case_id ASC): its received_at in microseconds since the epoch (PostgreSQL's own precision,
+# so the position is exact) and its case number, as base64url (no padding) of
+# "1:<microseconds>:<case_id>". It is not signed: it is a position, not a permission. The next
+# page is still the caller's filters and scope (a department's own cases, a grid worker's
+# grids) read from that position on, so a forged or borrowed cursor can only skip cases the
+# caller could list anyway, or show nothing; and a position is no secret (any page shows
+# received_at and case_id). It is checked strictly all the same: anything but a cursor this
+# code would write is refused (422 invalid_cursor), never sent to PostgreSQL.
+
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_CURSOR_CASE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,100}")  # api.deps' case number in a path
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_cursor(received_at: datetime, case_id: str) -> str:
+    micros = (received_at - _EPOCH) // timedelta(microseconds=1)
+    raw = f"1:{micros}:{case_id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor of ``encode_cursor`` holds; ValueError for anything else
+    (another encoding of the same position included)."""
+    if not _CURSOR.fullmatch(cursor):
+        raise ValueError("not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("not base64url of text") from exc
+    version, _, rest = raw.partition(":")
+    micros, _, case_id = rest.partition(":")
+    if version != "1" or not re.fullmatch(r"-?[0-9]{1,18}", micros):
+        raise ValueError("not a version 1 cursor")
+    if not _CURSOR_CASE_ID.fullmatch(case_id):
+        raise ValueError("not a case number")
+    try:
+        received_at = _EPOCH + timedelta(microseconds=int(micros))
+    except OverflowError as exc:
+        raise ValueError("out of range") from exc
+    if encode_cursor(received_at, case_id) != cursor:
+        raise ValueError("not the canonical form")
+    return received_at, case_id
+
+
 async def search(
     pool: asyncpg.Pool,
     *,
     limit: int,
-    offset: int,
+    offset: int = 0,
+    after: tuple[datetime, str] | None = None,
     overdue: bool | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
@@ -458,7 +509,8 @@ async def search(
     **equal: Any,
 ) -> list[dict[str, Any]]:
     """Cases from the read model, newest first. ``equal`` maps column → value (None = any);
-    ``within``: only a grid worker's cases (in their grids, or held by their grids' units)."""
+    ``within``: only a grid worker's cases (in their grids, or held by their grids' units);
+    ``after``: only the cases after this (received_at, case_id) in the list's order."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -481,6 +533,13 @@ async def search(
     if overdue is not None:
         late = late_sql(arg(datetime.now(UTC)))
         where.append(late if overdue else f"NOT {late}")
+    if after is not None:
+        # The row comparison (received_at, case_id) < (x, y) would order ties by case_id DESC;
+        # the list (and every index it reads) has received_at DESC, case_id ASC. So: the row
+        # comparison written out with the tie turned, and received_at <= x on its own, which
+        # the indexes take as their range's start (the tie's rows at x are filtered).
+        x, y = arg(after[0]), arg(after[1])
+        where.append(f"received_at <= {x} AND (received_at < {x} OR case_id > {y})")
     sql = f"SELECT {_SUMMARY_COLUMNS} FROM cases"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -70,7 +70,16 @@ class CasePage(BaseModel):
     items: list[CaseSummary]
     limit: int
     offset: int
-    next_offset: int | None
+    next_offset: int | None = Field(
+        description="The offset of the next page; null on the last page and on a page asked "
+        "for with `after` (an offset counts from the list's start, not from a cursor)."
+    )
+    next_after: str | None = Field(
+        default=None,
+        description="The cursor of the next page: send it as `after` (keyset paging: a deep "
+        "page costs what the first does, and cases received meanwhile shift nothing). Null on "
+        "the last page.",
+    )
 
 
 CASE_SOURCE_HEADER = "X-Case-Source"

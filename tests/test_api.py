@@ -9,9 +9,11 @@ test's own cases (unique titles, idempotency keys, case ids or a private receive
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +21,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+import statcases
 from helpers import (
     AUDITOR,
     OPERATOR,
@@ -764,6 +767,172 @@ async def test_list_filters_and_pagination(api: httpx.AsyncClient, client: Clien
         await finish(client, a, b, c)
 
 
+GRID_WORKER = auth(demo_key("demo-grid-worker"))  # grids G-QH-01-01-1 and -2
+THEIR_GRID, OTHER_GRID = "G-QH-01-01-1", "G-QH-02-02-1"
+
+
+async def _cursor_cases(pool: asyncpg.Pool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """14 hand-made read-model rows (no workflow) in a private received_at window of a day in
+    the 2080s: ties of three, four and two cases at one received_at each, case numbers not in
+    insertion order, two departments, the grid worker's grid and another, both urgencies; the
+    newest in neither the water department's nor the grid worker's scope."""
+    own = tag()
+    day = datetime(2080 + random.randrange(10), 1 + random.randrange(12), 1 + random.randrange(28),
+                   tzinfo=SHANGHAI) + timedelta(microseconds=random.randrange(10**6))
+    at = [day + timedelta(minutes=m) for m in (0, 1, 1, 1, 2, 3, 3, 3, 3, 4, 5, 5, 6, 7)]
+    order = random.sample(range(10, 99), len(at))  # case numbers shuffled against the times
+    rows = []
+    for i, (received, n) in enumerate(zip(at, order, strict=True)):
+        row = statcases.case_row(
+            received,
+            department_id=("water", "market")[i % 2],
+            grid_id=(THEIR_GRID, OTHER_GRID)[i % 3 == 0 or i == len(at) - 1],
+            urgency=("general", "urgent")[i % 4 == 1],
+            status=("closed", "handling")[i % 5 == 2],
+            breaches=("finish",) if i % 6 == 4 else (),
+        )
+        rows.append({**row, "case_id": f"KS{own}-{n:02d}"})
+    await statcases.insert_cases(pool, rows)
+    window = {"received_from": day, "received_to": day + timedelta(hours=1)}
+    return rows, window
+
+
+async def _by_cursor(
+    api: httpx.AsyncClient, headers: dict[str, str], limit: int, **params: Any
+) -> list[str]:
+    """The list followed page by page by next_after."""
+    ids: list[str] = []
+    after = None
+    for _ in range(100):
+        extra = {} if after is None else {"after": after}
+        response = await listed(api, headers, **params, **extra, limit=limit)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= limit and page["offset"] == 0
+        if after is not None:
+            assert page["next_offset"] is None  # an offset would count from the start
+        ids += [i["case_id"] for i in page["items"]]
+        after = page["next_after"]
+        if after is None:
+            return ids
+    raise AssertionError("next_after never ran out")
+
+
+async def test_cursor_paging_is_one_big_page_across_ties(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Keyset paging (after=next_after) gives exactly the sequence of one big page: newest
+    first, a tie of received_at by case number, no case twice or left out — for each filter,
+    each page size, a department's clerk and a grid worker in their scope."""
+    rows, window = await _cursor_cases(pool)
+    try:
+        newest_first = [r["case_id"] for r in sorted(
+            rows, key=lambda r: (-r["received_at"].timestamp(), r["case_id"]))]  # fmt: skip
+        assert await listed_ids(api, OPERATOR, **window, limit=200) == newest_first
+        cases = [
+            (OPERATOR, {}),
+            (OPERATOR, {"department_id": "water"}),
+            (OPERATOR, {"grid_id": OTHER_GRID}),
+            (OPERATOR, {"urgency": "urgent"}),
+            (OPERATOR, {"status": "closed"}),
+            (OPERATOR, {"overdue": "true"}),
+            (SUPERVISOR, {"category_id": "sewer_blockage", "channel": "hotline"}),
+            (department("market"), {}),
+            (GRID_WORKER, {}),
+            (GRID_WORKER, {"grid_id": THEIR_GRID, "status": "closed"}),
+        ]
+        for headers, filters in cases:
+            whole = await listed_ids(api, headers, **window, **filters, limit=200)
+            assert whole, filters
+            for limit in (1, 2, 3, 4):
+                paged = await _by_cursor(api, headers, limit, **window, **filters)
+                assert paged == whole, (filters, limit)
+        ties = Counter(r["received_at"] for r in rows)
+        assert sorted(ties.values())[-3:] == [2, 3, 4]  # ties of two, three and four
+        # offset paging still works, and gives a cursor too: a client may switch on any page
+        by_offset = (await listed(api, OPERATOR, **window, limit=4, offset=4)).json()
+        assert [i["case_id"] for i in by_offset["items"]] == newest_first[4:8]
+        assert by_offset["next_offset"] == 8
+        switched = await listed_ids(api, OPERATOR, **window, limit=200,
+                                    after=by_offset["next_after"])  # fmt: skip
+        assert switched == newest_first[8:]
+        last = (await listed(api, OPERATOR, **window, limit=200)).json()
+        assert (last["next_offset"], last["next_after"]) == (None, None)
+    finally:
+        await pool.execute("DELETE FROM cases WHERE case_id = ANY($1::text[])",
+                           [r["case_id"] for r in rows])  # fmt: skip
+
+
+async def test_a_cursor_reveals_nothing_outside_the_callers_scope(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A cursor is a position, not a permission: one taken from another filter or another
+    caller's list, or forged, moves where the list starts, never what it may hold."""
+    rows, window = await _cursor_cases(pool)
+    try:
+        everyone = await listed_ids(api, OPERATOR, **window, limit=200)
+        water = [r["case_id"] for r in rows if r["department_id"] == "water"]
+        theirs = [r["case_id"] for r in rows if r["grid_id"] == THEIR_GRID]
+        # the cursor of the operator's first page, whose last case is in neither scope
+        first = (await listed(api, OPERATOR, **window, limit=1)).json()
+        outsider = first["items"][0]
+        assert outsider["department_id"] == "market" and outsider["grid_id"] == OTHER_GRID
+        rest = everyone[1:]
+        for headers, allowed in ((department("water"), water), (GRID_WORKER, theirs)):
+            seen = await listed_ids(api, headers, **window, limit=200, after=first["next_after"])
+            assert seen == [c for c in rest if c in allowed], seen
+        # forged: before every case, and a case number that does not exist
+        forged = api_cases.encode_cursor(datetime(9999, 1, 1, tzinfo=UTC), "ZZ")
+        seen = await listed_ids(api, GRID_WORKER, **window, limit=200, after=forged)
+        assert seen == [c for c in everyone if c in theirs]
+    finally:
+        await pool.execute("DELETE FROM cases WHERE case_id = ANY($1::text[])",
+                           [r["case_id"] for r in rows])  # fmt: skip
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("not a cursor!", id="not-base64url"),
+        pytest.param("abc", id="junk"),
+        pytest.param(_b64("2:0:JS1"), id="version-2"),
+        pytest.param(_b64("1:noon:JS1"), id="time-not-a-number"),
+        pytest.param(_b64("1:1:"), id="no-case"),
+        pytest.param(_b64("1:1:JS/1"), id="case-not-a-number"),
+        pytest.param(_b64("1:1:JS1:x:y"), id="extra-parts"),
+        pytest.param(_b64("1:999999999999999999:JS1"), id="out-of-range"),
+        pytest.param(_b64("1:-999999999999999999:JS1"), id="out-of-range-negative"),
+        pytest.param(_b64("1:0001:JS1"), id="not-canonical"),
+        pytest.param(_b64("1:1:JS1") + "==", id="padded"),
+        pytest.param(_b64("1:1:\u00e9"), id="not-ascii"),
+    ],
+)
+async def test_a_malformed_cursor_is_refused(api: httpx.AsyncClient, cursor: str) -> None:
+    error_of(await listed(api, OPERATOR, after=cursor), 422, "invalid_cursor")
+
+
+async def test_a_cursor_with_an_offset_is_refused(api: httpx.AsyncClient) -> None:
+    cursor = api_cases.encode_cursor(datetime.now(UTC), "JS1")
+    error_of(await listed(api, OPERATOR, after=cursor, offset=1), 422, "offset_with_after")
+    assert (await listed(api, OPERATOR, after=cursor, offset=0, limit=1)).status_code == 200
+    error = error_of(await listed(api, OPERATOR, after="a" * 201), 422, "invalid_request")
+    assert "query.after" in fields_of(error), error
+
+
+def test_a_cursor_holds_the_exact_position() -> None:
+    case_id = "JS20261123-000042"
+    for at in (datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=SHANGHAI),
+               datetime(1, 1, 1, tzinfo=UTC),
+               datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):  # fmt: skip
+        assert api_cases.decode_cursor(api_cases.encode_cursor(at, case_id)) == (at, case_id)
+
+
 class _SearchSql:
     """Stands in for the pool: keeps the SQL api.cases.search would run."""
 
@@ -785,15 +954,18 @@ class _SearchSql:
         ),
     ],
 )
+@pytest.mark.parametrize(
+    "after", [None, (datetime(2026, 6, 1, tzinfo=UTC), "JS20260601-000001")], ids=["", "after"]
+)
 async def test_the_list_reads_its_filters_index(
-    pool: asyncpg.Pool, filters: dict[str, Any], index: str
+    pool: asyncpg.Pool, filters: dict[str, Any], index: str, after: Any
 ) -> None:
     """Migration 0033: at 1,000,000 cases these filters read the whole table, or tens of
     thousands of ``cases_received``'s rows, for one page without their index
     (docs/performance.md, "The case list filter by filter"). Asked not to scan the table,
-    the planner reads the filter's index."""
+    the planner reads the filter's index; from a cursor's position too (keyset paging)."""
     recorder = _SearchSql()
-    await api_cases.search(recorder, limit=51, offset=0, **filters)  # type: ignore[arg-type]
+    await api_cases.search(recorder, limit=51, after=after, **filters)  # type: ignore[arg-type]
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {recorder.sql}", *recorder.args)

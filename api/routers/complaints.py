@@ -78,8 +78,36 @@ async def list_complaints(
     received_from: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
     received_to: Annotated[Instant | None, Query(description="Timezone-aware")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=100_000,
+            description="Cases to skip. Each skipped case is read: prefer `after` for deep "
+            "pages. Not with `after` (422 offset_with_after).",
+        ),
+    ] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A page's `next_after`: the cases after that page's last one, with "
+            "the same filters (keyset paging). A position, not a permission: the filters and "
+            "your own scope apply as always. Anything but a cursor the API gave: 422 "
+            "invalid_cursor.",
+        ),
+    ] = None,
 ) -> CasePage:
+    position = None
+    if after is not None:
+        if offset:
+            raise ApiError(422, "offset_with_after", "page with offset or with after, not both")
+        try:
+            position = cases.decode_cursor(after)
+        except ValueError as exc:
+            raise ApiError(
+                422, "invalid_cursor", "after is not a cursor this API gave (next_after)"
+            ) from exc
     if principal.role is Role.DEPARTMENT:
         if department_id not in (None, principal.department_id):
             raise ApiError(403, "forbidden", "you can list only your own department's cases")
@@ -103,15 +131,18 @@ async def list_complaints(
         within=within,
         limit=limit + 1,
         offset=offset,
+        after=position,
     )
     now = datetime.now(UTC)
     items = [CaseSummary.model_validate({**r, "overdue": is_late(r, now)}) for r in rows]
     more = len(items) > limit
+    last = rows[limit - 1] if more else None
     return CasePage(
         items=items[:limit],
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if more else None,
+        next_offset=offset + limit if more and position is None else None,
+        next_after=cases.encode_cursor(last["received_at"], last["case_id"]) if last else None,
     )
 
 
