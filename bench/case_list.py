@@ -1,6 +1,7 @@
 """The staff case list (``GET /api/v1/complaints``) filter by filter, over N generated cases.
 
     python -m bench.case_list [--cases 1000000] [--repeat 5] [--upserts 2000] [--dsn ...]
+                              [--with-only]
 
 Starts its own embedded PostgreSQL (unless ``--dsn``; a ``--dsn`` database that already holds
 N cases is measured as it is), migrates it, loads the demo data and generates N cases over
@@ -10,9 +11,12 @@ clerk, a supervisor or a grid worker uses, the exact SQL of ``api.cases.search``
 page of the filter's rows, at most offset 100,000): best of ``--repeat`` runs, and the plan's
 top nodes from EXPLAIN (ANALYZE, BUFFERS). Each figure twice: "without" — inside a
 transaction that drops the case-list indexes of migration 0033 (``INDEXES``), rolled back —
-and "with" them. Last, the projection's case upsert (jiesu.readmodel.projection), the same
-two ways: ``--upserts`` existing rows rewritten with a newer version and another status,
-in one transaction rolled back, best of ``--repeat``. Prints a markdown table and writes
+and "with" them; and with them, the same deepest page by keyset paging (``after``: the
+position of the previous page's last case, as ``next_after`` gives it; its cases checked equal
+to the offset page's). ``--with-only`` skips "without" (and the upserts). Last, the
+projection's case upsert (jiesu.readmodel.projection), the same two ways: ``--upserts``
+existing rows rewritten with a newer version and another status, in one transaction rolled
+back, best of ``--repeat``. Prints a markdown table and writes
 bench/results/case_list.json.
 """
 
@@ -62,9 +66,11 @@ class _Recorder:
         return []
 
 
-async def search_sql(limit: int, offset: int, **filters: Any) -> tuple[str, tuple[Any, ...]]:
+async def search_sql(
+    limit: int, offset: int, after: tuple[datetime, str] | None = None, **filters: Any
+) -> tuple[str, tuple[Any, ...]]:
     recorder = _Recorder()
-    await cases.search(recorder, limit=limit, offset=offset, **filters)  # type: ignore[arg-type]
+    await cases.search(recorder, limit=limit, offset=offset, after=after, **filters)  # type: ignore[arg-type]
     return recorder.sql, recorder.args
 
 
@@ -127,9 +133,13 @@ def _plan_summary(plan: dict[str, Any]) -> str:
 
 
 async def _measure_one(
-    conn: asyncpg.Connection, filters: dict[str, Any], offset: int, repeat: int
+    conn: asyncpg.Connection,
+    filters: dict[str, Any],
+    offset: int,
+    repeat: int,
+    after: tuple[datetime, str] | None = None,
 ) -> dict[str, Any]:
-    sql, args = await search_sql(LIMIT + 1, offset, **filters)
+    sql, args = await search_sql(LIMIT + 1, offset, after, **filters)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -155,28 +165,50 @@ async def _without_indexes(conn: asyncpg.Connection) -> asyncpg.transaction.Tran
     return tx
 
 
-async def measure_filters(conn: asyncpg.Connection, repeat: int) -> list[dict[str, Any]]:
+async def _cursor_page(
+    conn: asyncpg.Connection, filters: dict[str, Any], offset: int, repeat: int
+) -> dict[str, Any]:
+    """The page at ``offset`` read by keyset paging: after the previous page's last case."""
+    if offset == 0:
+        return await _measure_one(conn, filters, 0, repeat)
+    sql, args = await search_sql(1, offset - 1, **filters)
+    last = await conn.fetchrow(sql, *args)
+    position = (last["received_at"], last["case_id"])
+    sql, args = await search_sql(LIMIT + 1, offset, **filters)
+    by_offset = [r["case_id"] for r in await conn.fetch(sql, *args)]
+    by_cursor = await conn.fetch(*await search_sql(LIMIT + 1, 0, position, **filters))
+    assert [r["case_id"] for r in by_cursor] == by_offset, (filters, offset)
+    return await _measure_one(conn, filters, 0, repeat, after=position)
+
+
+async def measure_filters(
+    conn: asyncpg.Connection, repeat: int, with_only: bool = False
+) -> list[dict[str, Any]]:
     out = []
     for name, filters in await scenarios(conn):
         sql, args = await search_sql(10**9, 0, **filters)
         count = await conn.fetchval(f"SELECT count(*) FROM ({sql}) s", *args)
         deep = max(0, min(MAX_OFFSET, count - LIMIT))
         out.append({"filter": name, "filters": filters, "rows": count, "deep_offset": deep})
-    tx = await _without_indexes(conn)
-    try:
-        for row in out:
-            row["without"] = [
-                await _measure_one(conn, row["filters"], o, repeat) for o in (0, row["deep_offset"])
-            ]
-    finally:
-        await tx.rollback()
+    if not with_only:
+        tx = await _without_indexes(conn)
+        try:
+            for row in out:
+                row["without"] = [
+                    await _measure_one(conn, row["filters"], o, repeat)
+                    for o in (0, row["deep_offset"])
+                ]
+        finally:
+            await tx.rollback()
     for row in out:
         row["with"] = [
             await _measure_one(conn, row["filters"], o, repeat) for o in (0, row["deep_offset"])
         ]
-        before, after = ([m["best_ms"] for m in row[k]] for k in ("without", "with"))
+        row["cursor"] = await _cursor_page(conn, row["filters"], row["deep_offset"], repeat)
+        before, after = ([m["best_ms"] for m in row.get(k, [])] for k in ("without", "with"))
         print(f"  {row['filter']}: {row['rows']:,} rows, deep offset {row['deep_offset']:,}:"
-              f" {before} → {after} ms", flush=True)  # fmt: skip
+              f" {before} → {after} ms; deepest page by cursor {row['cursor']['best_ms']} ms"
+              f" ({row['cursor']['buffers']:,} blocks)", flush=True)  # fmt: skip
         del row["filters"]
     return out
 
@@ -255,9 +287,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with pool.acquire() as conn:
                 print("Filters (best ms at offset 0 and the deepest page, without → with):")
-                filters = await measure_filters(conn, args.repeat)
-                print("Upserts...", flush=True)
-                upserts = await measure_upserts(conn, args.upserts, args.repeat)
+                filters = await measure_filters(conn, args.repeat, args.with_only)
+                upserts = None
+                if not args.with_only:
+                    print("Upserts...", flush=True)
+                    upserts = await measure_upserts(conn, args.upserts, args.repeat)
                 version = await conn.fetchval("SHOW server_version")
         finally:
             await pool.close()
@@ -274,6 +308,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    if results["upserts"] is None:  # --with-only: offset against cursor
+        return _markdown_cursor(results)
     lines = [
         f"{results['cases']:,} cases, best of {results['repeat']}, ms (PostgreSQL "
         f"{results['postgres']}); without → with {', '.join(results['indexes'])}",
@@ -295,12 +331,34 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _markdown_cursor(results: dict[str, Any]) -> str:
+    lines = [
+        f"{results['cases']:,} cases, best of {results['repeat']}, ms (blocks read) (PostgreSQL "
+        f"{results['postgres']}); the deepest page by offset and by cursor (after)",
+        "",
+        "| filter | rows | offset 0 | deepest page: offset | by offset | by cursor |"
+        " plan by cursor |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in results["filters"]:
+        (i0, idp), c = r["with"], r["cursor"]
+        lines.append(
+            f"| {r['filter']} | {r['rows']:,} | {i0['best_ms']} ({i0['buffers']:,}) | "
+            f"{r['deep_offset']:,} | {idp['best_ms']} ({idp['buffers']:,}) | "
+            f"{c['best_ms']} ({c['buffers']:,}) | {c['plan']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (best kept)")
     parser.add_argument("--upserts", type=int, default=2000, help="upserts a round")
     parser.add_argument("--dsn", help="use this database instead of an embedded PostgreSQL")
+    parser.add_argument(
+        "--with-only", action="store_true", help="with the indexes only: offset against cursor"
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -769,13 +769,15 @@ async def test_list_filters_and_pagination(api: httpx.AsyncClient, client: Clien
 
 GRID_WORKER = auth(demo_key("demo-grid-worker"))  # grids G-QH-01-01-1 and -2
 THEIR_GRID, OTHER_GRID = "G-QH-01-01-1", "G-QH-02-02-1"
+THEIR_UNITS = ("G-QH-01-01-1", "G-QH-01-01-2")  # the grids as handling units (demo data)
 
 
 async def _cursor_cases(pool: asyncpg.Pool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """14 hand-made read-model rows (no workflow) in a private received_at window of a day in
     the 2080s: ties of three, four and two cases at one received_at each, case numbers not in
     insertion order, two departments, the grid worker's grid and another, both urgencies; the
-    newest in neither the water department's nor the grid worker's scope."""
+    newest in neither the water department's nor the grid worker's scope; one held by a unit
+    of the worker in another grid, one by a unit of the worker in their grid (listed once)."""
     own = tag()
     day = datetime(2080 + random.randrange(10), 1 + random.randrange(12), 1 + random.randrange(28),
                    tzinfo=SHANGHAI) + timedelta(microseconds=random.randrange(10**6))
@@ -785,7 +787,7 @@ async def _cursor_cases(pool: asyncpg.Pool) -> tuple[list[dict[str, Any]], dict[
     for i, (received, n) in enumerate(zip(at, order, strict=True)):
         row = statcases.case_row(
             received,
-            department_id=("water", "market")[i % 2],
+            department_id={3: THEIR_UNITS[1], 8: THEIR_UNITS[0]}.get(i, ("water", "market")[i % 2]),
             grid_id=(THEIR_GRID, OTHER_GRID)[i % 3 == 0 or i == len(at) - 1],
             urgency=("general", "urgent")[i % 4 == 1],
             status=("closed", "handling")[i % 5 == 2],
@@ -847,6 +849,16 @@ async def test_cursor_paging_is_one_big_page_across_ties(
             for limit in (1, 2, 3, 4):
                 paged = await _by_cursor(api, headers, limit, **window, **filters)
                 assert paged == whole, (filters, limit)
+            by_offset = []
+            for offset in range(0, len(whole) + 1, 3):
+                by_offset += await listed_ids(api, headers, **window, **filters, limit=3,
+                                              offset=offset)  # fmt: skip
+            assert by_offset == whole, filters
+        worker = await listed_ids(api, GRID_WORKER, **window, limit=200)
+        assert worker == [c for c in newest_first if c in {
+            r["case_id"] for r in rows
+            if r["grid_id"] == THEIR_GRID or r["department_id"] in THEIR_UNITS}]  # fmt: skip
+        assert {rows[3]["case_id"], rows[8]["case_id"]} <= set(worker)
         ties = Counter(r["received_at"] for r in rows)
         assert sorted(ties.values())[-3:] == [2, 3, 4]  # ties of two, three and four
         # offset paging still works, and gives a cursor too: a client may switch on any page
@@ -872,7 +884,8 @@ async def test_a_cursor_reveals_nothing_outside_the_callers_scope(
     try:
         everyone = await listed_ids(api, OPERATOR, **window, limit=200)
         water = [r["case_id"] for r in rows if r["department_id"] == "water"]
-        theirs = [r["case_id"] for r in rows if r["grid_id"] == THEIR_GRID]
+        theirs = [r["case_id"] for r in rows
+                  if r["grid_id"] == THEIR_GRID or r["department_id"] in THEIR_UNITS]
         # the cursor of the operator's first page, whose last case is in neither scope
         first = (await listed(api, OPERATOR, **window, limit=1)).json()
         outsider = first["items"][0]
