@@ -546,24 +546,24 @@ async def search(
         # the newest case until it had a page (8,000–21,000 blocks at 1,000,000 cases,
         # docs/performance.md). Here: each grid's and each unit's own newest cases, read from
         # its index (cases_grid; cases_department or, overdue, cases_department_late) and
-        # cut at the page's end, then merged; a unit's case in one of the grids is counted
-        # once, with the grid.
+        # cut at the page's end, then merged. A unit's case in one of the grids is counted
+        # once, with the grid: dropped from the unit's arm after its cut (each case of the page
+        # is within the cut of its grid's arm), not inside it, where the unit's index would be
+        # read past all its cases in the grids (a committee's are mostly in its own grids).
         grids, cap = arg(sorted(within.grids)), arg(limit + offset)
         units = arg(sorted(within.units))
         common = "".join(f" AND {w}" for w in where)
 
-        def arm(array: str, alias: str, match: str) -> str:
+        def arm(array: str, alias: str, column: str) -> str:
             return (
                 f"SELECT a.* FROM unnest({array}::text[]) {alias}(id) CROSS JOIN LATERAL "
-                f"(SELECT {_SUMMARY_COLUMNS} FROM cases WHERE {match}{common} {order} "
-                f"LIMIT {cap}) a"
+                f"(SELECT {_SUMMARY_COLUMNS} FROM cases WHERE {column} = {alias}.id{common} "
+                f"{order} LIMIT {cap}) a"
             )
 
         sql = (
-            f"SELECT {_SUMMARY_COLUMNS} FROM ("
-            f"{arm(grids, 'g', 'grid_id = g.id')} UNION ALL "
-            f"{arm(units, 'u', f'department_id = u.id AND grid_id <> ALL({grids}::text[])')}"
-            ") c"
+            f"SELECT {_SUMMARY_COLUMNS} FROM ({arm(grids, 'g', 'grid_id')} UNION ALL "
+            f"{arm(units, 'u', 'department_id')} WHERE a.grid_id <> ALL({grids}::text[])) c"
         )
     sql += f" {order} LIMIT {arg(limit)} OFFSET {arg(offset)}"
     return [dict(r) for r in await pool.fetch(sql, *args)]

@@ -176,7 +176,8 @@ async def _cursor_page(
     position = (last["received_at"], last["case_id"])
     sql, args = await search_sql(LIMIT + 1, offset, **filters)
     by_offset = [r["case_id"] for r in await conn.fetch(sql, *args)]
-    by_cursor = await conn.fetch(*await search_sql(LIMIT + 1, 0, position, **filters))
+    sql, args = await search_sql(LIMIT + 1, 0, position, **filters)
+    by_cursor = await conn.fetch(sql, *args)
     assert [r["case_id"] for r in by_cursor] == by_offset, (filters, offset)
     return await _measure_one(conn, filters, 0, repeat, after=position)
 
