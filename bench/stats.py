@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import platform
@@ -41,7 +40,7 @@ from temporalio.client import Client
 from api.deps import SESSION_COOKIE
 from api.main import create_app
 from bench import generator
-from bench.database import bench_database
+from bench.harness import bench_database, publish
 from jiesu import db
 from jiesu.config import Settings
 from jiesu.ops.bootstrap import prepare_database
@@ -447,11 +446,7 @@ def main() -> None:
                         help="reuse the rollup of a --dsn database instead of rebuilding it")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print()
-    print(markdown(results))
-    print(f"\nwritten to {RESULTS}")
+    publish(RESULTS, results, markdown(results))
 
 
 if __name__ == "__main__":

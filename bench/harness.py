@@ -1,4 +1,6 @@
-"""The PostgreSQL a bench measures: the one ``--dsn`` names, or an embedded one of its own.
+"""What the read-model benches (bench/stats.py, case_list.py, doctor_scale.py) share: the
+PostgreSQL they measure — the one ``--dsn`` names, or an embedded one of their own — and how
+they publish their results.
 
     with bench_database(args.dsn, "jiesu_bench") as dsn: ...
 
@@ -7,6 +9,7 @@ folder a later run reuses: stopped, not deleted)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +40,12 @@ def bench_database(
         server.cleanup()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish(path: Path, results: dict[str, object], report: str) -> None:
+    """Write ``results`` as JSON to ``path`` and print the ``report`` (markdown)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print()
+    print(report)
+    print(f"\nwritten to {path}")
