@@ -60,6 +60,16 @@ async def _cut_after_start(
     return case_id
 
 
+async def _counted_and_aged(pool: asyncpg.Pool, case_id: str, report_id: int) -> None:
+    """Wait until the read model shows the case counted the repeat report, then make the
+    report's row older than the repair's horizon (an hour)."""
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'"
+        " AND data ->> 'report_id' = $2", case_id, str(report_id)))  # fmt: skip
+    await pool.execute("UPDATE repeat_reports SET created_at = now() - interval '2 hours'"
+                       " WHERE id = $1", report_id)
+
+
 async def _forget_in_temporal(client: Client, case_id: str) -> None:
     """The case ends and Temporal's retention (1 day on the dev server) deletes its history."""
     await handle_of(client, case_id).terminate("closed")
@@ -109,11 +119,7 @@ async def test_a_counted_repeat_outlives_its_case_in_temporal_and_gets_its_sms(
         "SELECT id, state FROM repeat_reports WHERE case_id = $1", first.case_id
     )
     assert report["state"] == "pending"
-    await eventually(lambda: pool.fetchval(
-        "SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'"
-        " AND data ->> 'report_id' = $2", first.case_id, str(report["id"])))  # fmt: skip
-    await pool.execute("UPDATE repeat_reports SET created_at = now() - interval '2 hours'"
-                       " WHERE id = $1", report["id"])
+    await _counted_and_aged(pool, first.case_id, report["id"])
     await _forget_in_temporal(client, first.case_id)
     settled = await filing.settle_pending(pool, client, timedelta(hours=1))
     assert f"{first.case_id}/repeat-{report['id']}" in settled.started
@@ -168,11 +174,7 @@ async def test_a_repeat_of_a_case_that_cannot_answer_is_settled(
     report = await pool.fetchrow(
         "SELECT id FROM repeat_reports WHERE case_id = $1 AND state = 'pending'", first.case_id
     )
-    await eventually(lambda: pool.fetchval(
-        "SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'"
-        " AND data ->> 'report_id' = $2", first.case_id, str(report["id"])))  # fmt: skip
-    await pool.execute("UPDATE repeat_reports SET created_at = now() - interval '2 hours'"
-                       " WHERE id = $1", report["id"])
+    await _counted_and_aged(pool, first.case_id, report["id"])
     orphan = await silent(client, first.case_id)
     try:
         async with not_the_case_worker(client, (await orphan.describe()).task_queue):
