@@ -30,9 +30,14 @@ class StatisticsActivities:
 
     @activity.defn(name="produce_report")
     async def produce_report(self, job: ReportJob) -> ReportSummary:
-        """Compute the period's report and store it as its snapshot (replacing any)."""
+        """Compute the period's report and store it as its snapshot (replacing any). Keyed by
+        the workflow run: a retry of an attempt that committed is not a second generation."""
         start, end = report_period(job, self.settings.timezone)
-        return await produce_report(self.pool, job.kind, start, end, self.settings.timezone)
+        info = activity.info()
+        return await produce_report(
+            self.pool, job.kind, start, end, self.settings.timezone,
+            produced_by=f"{info.workflow_id}/{info.workflow_run_id}",
+        )  # fmt: skip
 
 
 def activities(pool: asyncpg.Pool, settings: Settings) -> Sequence[Any]:

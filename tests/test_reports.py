@@ -214,3 +214,37 @@ async def test_schedules_produce_the_reports(
     finally:
         for kind in ReportKind:
             await client.get_schedule_handle(schedule_id(kind)).delete()
+
+
+async def test_a_retried_attempt_after_its_commit_is_not_a_second_generation(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings,
+    april_2003: str,
+) -> None:  # fmt: skip
+    """The worker stores the snapshot and dies before Temporal hears of it: Temporal retries
+    ``produce_report``, which stores it again. One run is one generation, however many
+    attempts it took (before: generation 2, as if someone had re-run the period)."""
+    import activities.statistics as statistics_activities
+
+    real = statistics_activities.produce_report
+    attempts: list[int] = []
+
+    async def commit_then_die(*args: Any, **kwargs: Any) -> Any:
+        summary = await real(*args, **kwargs)  # committed
+        attempts.append(summary.generation)
+        if len(attempts) == 1:  # the completion never reaches Temporal
+            raise RuntimeError("power cut between the commit and the activity's completion")
+        return summary
+
+    monkeypatch.setattr(statistics_activities, "produce_report", commit_then_die)
+    day = date(2003, 4, 7)  # a daily period no other test produces
+    summary = await run_report(client, settings, ReportKind.DAILY, day)
+    assert len(attempts) == 2  # the snapshot was stored by both attempts
+    assert summary.generation == 1
+    row = await pool.fetchrow(
+        "SELECT count(*) OVER () AS rows, generation FROM report_snapshots"
+        " WHERE kind = 'daily' AND period_start = $1", day,
+    )  # fmt: skip
+    assert (row["rows"], row["generation"]) == (1, 1)
+    # a new run of the period is a new generation, as before
+    monkeypatch.setattr(statistics_activities, "produce_report", real)
+    assert (await run_report(client, settings, ReportKind.DAILY, day)).generation == 2

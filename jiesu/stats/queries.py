@@ -315,19 +315,25 @@ async def build_report(
 
 
 async def store_report(
-    conn: asyncpg.Connection, kind: ReportKind, start: date, end: date, content: dict[str, Any]
+    conn: asyncpg.Connection, kind: ReportKind, start: date, end: date, content: dict[str, Any],
+    produced_by: str | None = None,
 ) -> ReportSummary:
-    """Insert, or replace the period's snapshot (never a second row for a period)."""
+    """Insert, or replace the period's snapshot (never a second row for a period). A new run
+    is a new generation; the same run again (``produced_by``: a retried activity whose first
+    attempt committed) replaces the content and keeps the generation."""
     row = await conn.fetchrow(
         """
-        INSERT INTO report_snapshots (kind, period_start, period_end, generated_at, content)
-        VALUES ($1, $2, $3, now(), $4)
+        INSERT INTO report_snapshots (kind, period_start, period_end, generated_at, content,
+                                      produced_by)
+        VALUES ($1, $2, $3, now(), $4, $5)
         ON CONFLICT (kind, period_start) DO UPDATE SET period_end = excluded.period_end,
             generated_at = excluded.generated_at, content = excluded.content,
-            generation = report_snapshots.generation + 1
+            generation = report_snapshots.generation
+                + CASE WHEN excluded.produced_by = report_snapshots.produced_by THEN 0 ELSE 1 END,
+            produced_by = excluded.produced_by
         RETURNING generated_at, generation
         """,
-        kind.value, start, end, _jsonable(content),
+        kind.value, start, end, _jsonable(content), produced_by,
     )  # fmt: skip
     return ReportSummary(
         kind=kind, period_start=start, period_end=end,
@@ -346,10 +352,11 @@ def _jsonable(value: Any) -> Any:
 
 
 async def produce_report(
-    pool: asyncpg.Pool, kind: ReportKind, start: date, end: date, timezone: str
+    pool: asyncpg.Pool, kind: ReportKind, start: date, end: date, timezone: str,
+    produced_by: str | None = None,
 ) -> ReportSummary:
     async with pool.acquire() as conn:
         await refresh(conn, timezone)
         async with conn.transaction():
             content = await build_report(conn, kind, start, end, timezone)
-            return await store_report(conn, kind, start, end, content)
+            return await store_report(conn, kind, start, end, content, produced_by)
