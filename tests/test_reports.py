@@ -13,12 +13,18 @@ import asyncpg
 import httpx
 import pytest
 from helpers import AUDITOR, SUPERVISOR, eventually
-from statcases import case_row, insert_cases, local
+from statcases import TZ, case_row, insert_cases, local
 from temporalio.client import Client
 
 from api.routers.stats import _csv_text
 from jiesu.config import Settings
-from jiesu.stats.reports import ReportKind, ReportRequest, period_containing, previous_period
+from jiesu.stats.reports import (
+    ReportJob,
+    ReportKind,
+    ReportRequest,
+    period_containing,
+    previous_period,
+)
 from workflows.reports import REPORT_CRON, ReportWorkflow, ensure_report_schedules, schedule_id
 
 APRIL = date(2003, 4, 1)
@@ -248,3 +254,39 @@ async def test_a_retried_attempt_after_its_commit_is_not_a_second_generation(
     # a new run of the period is a new generation, as before
     monkeypatch.setattr(statistics_activities, "produce_report", real)
     assert (await run_report(client, settings, ReportKind.DAILY, day)).generation == 2
+
+
+async def test_a_scheduled_run_produces_the_reports_a_failed_run_left_out(
+    pool: asyncpg.Pool, settings: Settings, april_2003: str
+) -> None:
+    """A scheduled run given up after its retries (PostgreSQL away ~4 minutes), or one that
+    ran past midnight and so reported the next day, left a period without a report for good:
+    the next run reported only its own. It also produces the ones missing among the periods
+    before it, from the kind's first report on."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.statistics import StatisticsActivities
+    from jiesu.stats.queries import produce_report
+
+    async def days() -> set[date]:
+        rows = await pool.fetch("SELECT period_start FROM report_snapshots WHERE kind = 'daily'"
+                                " AND period_start BETWEEN $1 AND $2", date(2003, 4, 12),
+                                date(2003, 4, 20))  # fmt: skip
+        return {r["period_start"] for r in rows}
+
+    first = date(2003, 4, 12)  # the reports made before: the 12th, and the 14th
+    for day in (first, date(2003, 4, 14)):
+        await produce_report(pool, ReportKind.DAILY, day, day, settings.timezone)
+    # the schedule fires on the 18th at 00:30 for the 17th; the 13th, 15th and 16th are missing
+    as_of = datetime(2003, 4, 18, 0, 30, tzinfo=TZ)
+    job = ReportJob(kind=ReportKind.DAILY, as_of=as_of)
+    summary = await ActivityEnvironment().run(
+        StatisticsActivities(pool, settings).produce_report, job
+    )
+    assert summary.period_start == date(2003, 4, 17)
+    assert await days() == {first + timedelta(days=n) for n in range(6)}  # 12th-17th
+    # a run given its period (by hand) reports that period only
+    await ActivityEnvironment().run(StatisticsActivities(pool, settings).produce_report,
+                                    ReportJob(kind=ReportKind.DAILY, as_of=as_of,
+                                              period_start=date(2003, 4, 19)))  # fmt: skip
+    assert date(2003, 4, 18) not in await days()

@@ -13,7 +13,7 @@ import asyncpg
 
 from jiesu.stats.evaluation import DEFAULT_RULES, ScoringRules, rank, score
 from jiesu.stats.indicators import Filter, GroupBy, evaluate
-from jiesu.stats.reports import ReportKind, ReportSummary
+from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
 from jiesu.stats.rollup import (
     GRAIN_CLASS,
     GRAIN_DEPARTMENT,
@@ -360,3 +360,26 @@ async def produce_report(
         async with conn.transaction():
             content = await build_report(conn, kind, start, end, timezone)
             return await store_report(conn, kind, start, end, content, produced_by)
+
+
+async def missing_periods(
+    pool: asyncpg.Pool, kind: ReportKind, before: date, count: int
+) -> list[tuple[date, date]]:
+    """The periods of ``kind`` among the ``count`` before the one that starts on ``before``
+    that have no snapshot, oldest first — from the kind's first snapshot on: an installation
+    is not back-filled to before its first report."""
+    periods: list[tuple[date, date]] = []
+    start = before
+    for _ in range(count):
+        start, end = period_containing(kind, start - timedelta(days=1))
+        periods.append((start, end))
+    first = await pool.fetchval(
+        "SELECT min(period_start) FROM report_snapshots WHERE kind = $1", kind.value
+    )
+    have = {r["period_start"] for r in await pool.fetch(
+        "SELECT period_start FROM report_snapshots WHERE kind = $1 AND period_start >= $2",
+        kind.value, periods[-1][0],
+    )}  # fmt: skip
+    if first is None:
+        return []
+    return [p for p in reversed(periods) if p[0] >= first and p[0] not in have]
