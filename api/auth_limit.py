@@ -28,7 +28,6 @@ as typed: the first 429 of each client in each window is recorded in the refused
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.errors import ApiError
 from jiesu.access import sign_in_failures
+from jiesu.access.clients import address_key
 from jiesu.config import Settings
 
 _NAMESPACE = "auth-failures"
@@ -97,26 +97,6 @@ class AuthAttempt:
 def client_of(request: Request) -> str:
     """The client's address, as recorded (a session, a refused sign-in)."""
     return request.client.host if request.client else "unknown"
-
-
-IPV6_PREFIX = 64
-"""The IPv6 network counted as one client: a subscriber's (RFC 6177; mobile networks hand each
-phone a /64, as do most home lines and cloud servers)."""
-
-
-def address_key(address: str) -> str:
-    """What a per-client limit counts ``address`` under: an IPv4 address itself (an
-    IPv4-mapped IPv6 address is its IPv4 one), an IPv6 address its /64 network. Anything else
-    (no peer, a Unix socket) as it is."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return str(ip)
 
 
 def client_key(request: Request) -> str:

@@ -21,7 +21,8 @@ from temporalio.client import Client
 from test_api import finish
 from test_mail import COMPLAINTS, mail, send
 
-from jiesu.channels.mail import parse, peer_key, sender_key
+from jiesu.access.clients import address_key
+from jiesu.channels.mail import parse, sender_key
 from jiesu.channels.mail_listener import handler_for, listening
 from jiesu.config import Settings
 from jiesu.notify.mail import LogMailer
@@ -64,8 +65,8 @@ def test_a_sender_is_one_whatever_its_case_or_tag() -> None:
     assert sender_key("Zhang.Wei+1@QQ.com") == sender_key("zhang.wei+2@qq.com")
     assert sender_key("zhang.wei@qq.com") == "zhang.wei@qq.com"
     assert sender_key("+x@qq.com") == "+x@qq.com"
-    assert peer_key("2001:db8::1") == peer_key("2001:db8::ffff") == "2001:db8::/64"
-    assert peer_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
+    assert address_key("192.0.2.7") == "192.0.2.7"
 
 
 async def test_one_sender_files_its_bound_then_is_asked_to_retry(

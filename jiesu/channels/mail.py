@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import re
 import unicodedata
@@ -64,6 +63,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from jiesu.access import content
+from jiesu.access.clients import address_key
 from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role, visible_length
 from jiesu.config import Settings
 from jiesu.intake import filing
@@ -343,7 +343,7 @@ class MailLimits:
         (then nothing is counted)."""
         keys = [("sender", sender_key(address)), ("domain", address.rpartition("@")[2].lower())]
         if peer:
-            keys.append(("peer", peer_key(peer)))
+            keys.append(("peer", address_key(peer)))
         for name, key in keys:
             for item in self._items[name]:
                 if not await self._limiter.test(item, name, key):
@@ -368,17 +368,6 @@ def sender_key(address: str) -> str:
     are one sender)."""
     local, _, domain = address.lower().rpartition("@")
     return f"{local.split('+', 1)[0] or local}@{domain}"
-
-
-def peer_key(peer: str) -> str:
-    """The SMTP client's address; an IPv6 one as its /64 (a subscriber holds a whole /64)."""
-    try:
-        ip = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class _Text(HTMLParser):
