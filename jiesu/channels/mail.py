@@ -56,9 +56,6 @@ from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
-from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 from temporalio.client import Client
 
@@ -70,6 +67,7 @@ from jiesu.intake import filing
 from jiesu.intake.errors import IdempotencyConflict, IntakeError
 from jiesu.notify.links import follow_up_link
 from jiesu.notify.mail import Mailer, OutboundMail
+from jiesu.rate_limits import NamedLimits
 
 log = logging.getLogger("jiesu.mail")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs addresses at INFO
@@ -323,20 +321,16 @@ def forged(msg: EmailMessage, authserv_id: str) -> str | None:
 
 
 class MailLimits:
-    """The bounds on what senders make us do (the ``limits`` library's moving windows, in the
-    listener's memory, like api/rate_limits.py): mails filed per sender address, sending
-    domain and peer (JIESU_MAIL_SENDER_LIMITS, _DOMAIN_LIMITS, _PEER_LIMITS), automatic
-    replies in all (JIESU_MAIL_REPLY_LIMITS). An empty setting bounds nothing."""
+    """The bounds on what senders make us do (jiesu.rate_limits, in the listener's memory):
+    mails filed per sender address, sending domain and peer (JIESU_MAIL_SENDER_LIMITS,
+    _DOMAIN_LIMITS, _PEER_LIMITS), automatic replies in all (JIESU_MAIL_REPLY_LIMITS). An
+    empty setting bounds nothing."""
 
     def __init__(self, settings: Settings) -> None:
-        specs = {
+        self._limits = NamedLimits({
             "sender": settings.mail_sender_limits, "domain": settings.mail_domain_limits,
             "peer": settings.mail_peer_limits, "reply": settings.mail_reply_limits,
-        }  # fmt: skip
-        self._items: dict[str, list[RateLimitItem]] = {
-            name: parse_many(spec) if spec.strip() else [] for name, spec in specs.items()
-        }
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        })  # fmt: skip
 
     async def file(self, address: str, peer: str | None) -> str | None:
         """Count one mail filed from ``address`` (and ``peer``), or name the bound it is past
@@ -344,22 +338,18 @@ class MailLimits:
         keys = [("sender", sender_key(address)), ("domain", address.rpartition("@")[2].lower())]
         if peer:
             keys.append(("peer", address_key(peer)))
-        for name, key in keys:
-            for item in self._items[name]:
-                if not await self._limiter.test(item, name, key):
-                    return f"{name} {item}"
-        for name, key in keys:
-            for item in self._items[name]:
-                await self._limiter.hit(item, name, key)
-        return None
+        return await self._count(keys)
 
     async def reply(self) -> str | None:
         """Count one automatic reply, or name the bound it is past."""
-        for item in self._items["reply"]:
-            if not await self._limiter.test(item, "reply", "all"):
-                return f"reply {item}"
-        for item in self._items["reply"]:
-            await self._limiter.hit(item, "reply", "all")
+        return await self._count([("reply", "all")])
+
+    async def _count(self, keys: list[tuple[str, str]]) -> str | None:
+        for name, key in keys:
+            if past := await self._limits.past(name, key):
+                return f"{name} {past.item}"
+        for name, key in keys:
+            await self._limits.count(name, key)
         return None
 
 
