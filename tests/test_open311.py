@@ -119,7 +119,8 @@ async def test_a_point_is_filed_as_a_case_in_its_grid(api: httpx.AsyncClient, fm
     one = valid(await api.get(f"{V2}/requests/{case_id}.{fmt}"), "requests")
     request = one[0] if fmt == "json" else one["request"][0]
     assert request["status"] == "open" and request["service_code"] == "sewer_blockage"
-    assert float(request["lat"]) == lat and float(request["long"]) == lon
+    # published to three decimals (~100 m): the point a citizen sends is often their home
+    assert float(request["lat"]) == round(lat, 3) and float(request["long"]) == round(lon, 3)
     assert request["agency_responsible"].startswith("县水务局")
     assert not request.get("description")  # never published
     staff = (await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR)).json()
@@ -144,8 +145,8 @@ async def test_a_point_is_filed_as_a_case_in_its_grid(api: httpx.AsyncClient, fm
         ({"address_string": "城关街道幸福社区第2网格 幸福路3号"}, "G-QH-01-01-2"),
     ],
 )
-async def test_an_address_is_placed_in_a_grid(
-    api: httpx.AsyncClient, place: dict[str, str], grid: str
+async def test_an_address_is_placed_in_a_grid_and_published_as_it(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, place: dict[str, str], grid: str
 ) -> None:
     created = await _post(api, "json", api_key=KEY, service_code="garbage",
                           description="垃圾三天没人清运", **place, **_citizen())
@@ -153,6 +154,16 @@ async def test_an_address_is_placed_in_a_grid(
     case_id = created.json()[0]["service_request_id"]
     staff = (await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR)).json()
     assert staff["grid_id"] == grid
+    # published: the grid's name, never the address given (松林路8号 is someone's door)
+    name = await pool.fetchval("SELECT name FROM areas WHERE id = $1", grid)
+
+    async def published() -> Any:
+        r = await api.get(f"{V2}/requests/{case_id}.json")
+        return r.status_code == 200 and r.json()[0]
+
+    request = await eventually(published, within=30)
+    assert request["address"] == name
+    assert not any(part in request["address"] for part in ("8号", "3号"))
 
 
 async def test_a_retry_with_the_same_idempotency_key_files_once(api: httpx.AsyncClient) -> None:

@@ -9,9 +9,11 @@ categories, service requests are cases. This is the service under ``/open311/v2/
   the deepest area whose Chinese name it contains — a grid, or else the first grid of the
   community or township named (routing rules of that area and above then apply exactly).
 - The public list shows what a 12345 hotline may publish: category, status, the department
-  in charge, times and, for requests filed through Open311, the location given — never the
-  description, its ``media_url`` (the report's photo: content, as the description) or the
-  citizen (12345 reports routinely carry names, phone numbers, homes).
+  in charge, times and, for requests filed through Open311, where — the grid's name and the
+  point to three decimals (~100 m), not the address or the exact point given, which are often
+  the citizen's home — never the description, its ``media_url`` (the report's photo:
+  content, as the description) or the citizen (12345 reports routinely carry names, phone
+  numbers, homes).
 """
 
 from __future__ import annotations
@@ -209,9 +211,10 @@ async def file_report(
 _REQUESTS = """
 SELECT c.case_id, c.status, c.resolution, c.category_id, cat.name AS service_name,
        d.name AS agency, c.received_at, c.updated_at, c.closed_at, c.finish_deadline,
-       o.lat, o.long, o.address
+       o.lat, o.long, o.case_id IS NOT NULL AS located, grid.name AS place
 FROM cases c
 LEFT JOIN categories cat ON cat.id = c.category_id
+LEFT JOIN areas grid ON grid.id = c.grid_id
 LEFT JOIN departments d ON d.id = c.department_id
 LEFT JOIN LATERAL (SELECT * FROM open311_requests r WHERE r.case_id = c.case_id
                    ORDER BY r.id LIMIT 1) o ON true
@@ -223,6 +226,15 @@ def _w3(at: datetime | None, settings: Settings) -> str | None:
     if at is None:
         return None
     return at.astimezone(ZoneInfo(settings.timezone)).isoformat(timespec="seconds")
+
+
+# Decimals of a published point: 0.001° is ~110 m north-south (~90 m east-west here), a block,
+# not a door. The exact point a citizen sends is often their home, as is the address string.
+PUBLISHED_DECIMALS = 3
+
+
+def _coarse(degrees: float | None) -> float | None:
+    return None if degrees is None else round(degrees, PUBLISHED_DECIMALS)
 
 
 def _request(row: asyncpg.Record, settings: Settings) -> dict[str, Any]:
@@ -239,11 +251,11 @@ def _request(row: asyncpg.Record, settings: Settings) -> dict[str, Any]:
         "requested_datetime": _w3(row["received_at"], settings),
         "updated_datetime": _w3(row["closed_at"] if closed else row["updated_at"], settings),
         "expected_datetime": _w3(row["finish_deadline"], settings),
-        "address": row["address"] or None,
+        "address": row["place"] if row["located"] else None,
         "address_id": None,
         "zipcode": None,
-        "lat": row["lat"],
-        "long": row["long"],
+        "lat": _coarse(row["lat"]),
+        "long": _coarse(row["long"]),
         "media_url": None,  # the report's photo: its content, quoted in the description
     }
 
