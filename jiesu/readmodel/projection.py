@@ -203,7 +203,8 @@ def _statistics_columns(projection: CaseProjection) -> tuple[str | None, bool | 
     jiesu.stats.indicators.case_resolved)."""
     s = projection.state
     replier = (s.reply.by.department_id or s.department_id) if s.reply else None
-    return replier, case_resolved(s.status, s.reply.outcome if s.reply else None, s.rating)
+    outcome = s.reply.outcome if s.reply else None
+    return replier, case_resolved(s.status, outcome, s.rating, replied=s.reply is not None)
 
 
 async def write_case(

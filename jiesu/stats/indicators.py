@@ -100,13 +100,14 @@ RESPONSE_DUE = Measure(
     "response_due",
     "应响应量",
     f"CASE WHEN {_URGENT} THEN c.contact_deadline IS NOT NULL AND (c.contacted_at IS NOT NULL"
-    f" OR 'contact' = ANY(c.breaches) OR {_CLOSED})"
+    f" OR 'contact' = ANY(c.breaches))"
     f" ELSE c.accept_deadline IS NOT NULL AND (c.accepted_at IS NOT NULL"
-    f" OR 'accept' = ANY(c.breaches) OR {_CLOSED}) END",
+    f" OR 'accept' = ANY(c.breaches)) END",
     "Cases whose response is decided. The response is contacting the citizen (联系诉求人) for "
     "an urgent case, against the 1-hour contact deadline, and accepting the case (签收) for a "
     "general case, against the accept deadline. Decided means: responded, or the deadline was "
-    "breached, or the case is closed. Cases still inside their window are left out.",
+    "breached. Cases still inside their window are left out, and so is a case closed inside "
+    "it without a response (withdrawn, 撤诉): nothing was due of the department.",
 )
 RESPONDED_ON_TIME = Measure(
     "responded_on_time",
@@ -139,7 +140,8 @@ RESOLUTION_JUDGED = Measure(
     "resolution_judged",
     "应解决量",
     "c.resolved IS NOT NULL",
-    "Closed cases (``cases.resolved`` is set when a case closes, see :func:`case_resolved`).",
+    "Closed cases with a reply (``cases.resolved`` is set when a replied case closes, see "
+    ":func:`case_resolved`); a case withdrawn (撤诉) before any reply is not judged.",
 )
 RESOLVED = Measure(
     "resolved",
@@ -229,7 +231,7 @@ INDICATORS: tuple[Indicator, ...] = (
     ),
     Indicator(
         "resolution_rate", "解决率", RESOLVED, RESOLUTION_JUDGED,
-        "Closed cases actually solved / closed cases (see the measure 解决量).",
+        "Closed cases actually solved / closed cases with a reply (see the measure 解决量).",
     ),
     Indicator(
         "grassroots_resolution_rate", "基层解决率", GRASSROOTS, HANDLED,
@@ -279,11 +281,12 @@ def evaluate(sums: dict[str, int]) -> dict[str, int | dict[str, int | float | No
 
 
 def case_resolved(
-    status: Status, outcome: ReplyOutcome | None, rating: Rating | None
+    status: Status, outcome: ReplyOutcome | None, rating: Rating | None, *, replied: bool = True
 ) -> bool | None:
-    """``cases.resolved`` (已解决): None while the case is open; for a closed case True when
-    the final reply's outcome is resolved and the final verdict is not unsatisfied."""
-    if status is not Status.CLOSED:
+    """``cases.resolved`` (已解决): None while the case is open, and for a case closed without
+    a reply (withdrawn, 撤诉: nothing to judge); for a replied, closed case True when the final
+    reply's outcome is resolved and the final verdict is not unsatisfied."""
+    if status is not Status.CLOSED or not replied:
         return None
     return outcome is ReplyOutcome.RESOLVED and rating is not Rating.UNSATISFIED
 
