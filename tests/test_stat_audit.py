@@ -52,6 +52,14 @@ async def november(pool: asyncpg.Pool, settings: Settings) -> None:
         case_row(local(date(2098, 11, 12)), department_id="housing"),
     ]  # fmt: skip
     await insert_cases(pool, rows)
+    # 问责 of water: 23:30 local on 30 November (in the month), 00:10 local on 1 December
+    # (16:10 UTC on 30 November: not in it)
+    for seq, at in enumerate((datetime(2098, 11, 30, 23, 30, tzinfo=TZ),
+                              datetime(2098, 12, 1, 0, 10, tzinfo=TZ)), start=1):  # fmt: skip
+        await pool.execute(
+            "INSERT INTO accountability_records (case_id, seq, department_id, recorded_at)"
+            " VALUES ($1, $2, 'water', $3)", rows[0]["case_id"], seq, at,
+        )  # fmt: skip
     await rollup.ensure_fresh(pool, settings.timezone)
 
 
@@ -108,6 +116,8 @@ async def test_the_department_figures_ranking_and_report_agree(
     reported = {e["department_id"]: e for e in report["ranking"]}
     assert reported["water"]["score"] == entries["water"]["score"]
     assert reported["water"]["received"] == 3
+    assert entries["water"]["accountability_records"] == 1
+    assert reported["water"]["accountability_records"] == 1
 
 
 def test_a_withdrawn_case_is_not_judged_resolved() -> None:
