@@ -17,6 +17,7 @@ from statcases import case_row, insert_cases, local
 from jiesu.case.domain import ReplyOutcome, Status
 from jiesu.config import Settings
 from jiesu.stats import indicators, queries, rollup
+from jiesu.stats.attribution import handlings
 from jiesu.stats.reports import ReportKind
 
 H = timedelta(hours=1)
@@ -132,3 +133,28 @@ async def test_rollup_equals_raw(pool: asyncpg.Pool, settings: Settings, novembe
         assert await queries.measure_sums(pool, query) == await queries.measure_sums(
             pool, query, timezone=settings.timezone
         )
+
+
+def _event(at: datetime, kind: str, actor: str = "jiesu", **data: Any) -> dict[str, Any]:
+    return {"kind": kind, "at": at, "actor": {"name": actor}, "data": data}
+
+
+def test_a_department_is_not_charged_for_the_time_the_case_waited_in_the_centres_queue() -> None:
+    """No rule matched: the case waits in the centre's queue (待派单) on the intake's deadlines;
+    the accept deadline passes there (the breach names the centre); a dispatcher then sends it
+    to A, which accepts at once. A's response is not late: it had nothing to meet."""
+    t0 = datetime(2098, 11, 2, 9, 0, tzinfo=TZ)
+    events = [
+        _event(t0, "received", "operator"),
+        _event(t0, "deadlines_set", accept=(t0 + 4 * H).isoformat(),
+               contact=None, finish=(t0 + 48 * H).isoformat()),
+        _event(t0, "queued", department_id="centre"),
+        _event(t0 + 4 * H, "deadline_breached", deadline_kind="accept", department_id="centre"),
+        _event(t0 + 5 * H, "dispatched", "dispatcher", department_id="A"),
+        _event(t0 + 5 * H + H / 2, "accepted", "a-clerk"),
+        _event(t0 + 20 * H, "replied", "a-officer", outcome="resolved"),
+    ]  # fmt: skip
+    centre, a = handlings(events)
+    assert centre.department_id == "centre" and centre.breaches == ["accept"]
+    assert a.department_id == "A" and a.breaches == [] and a.accept_deadline is None
+    assert a.finish_deadline == t0 + 48 * H  # the citizen's promise still holds for A

@@ -78,6 +78,7 @@ class _Walk:
     holder: Handling | None = None
     round: int = 0
     deadlines: dict[str, datetime | None] = field(default_factory=dict)  # the latest set
+    breached: set[str] = field(default_factory=set)  # kinds of those breached already
 
 
 def _when(value: Any) -> datetime | None:
@@ -111,6 +112,7 @@ def _apply(walk: _Walk, kind: EventKind, event: Mapping[str, Any]) -> None:
     if kind is EventKind.DEADLINES_SET:
         # recorded before the assignment they belong to (the next holder's, on a new round)
         walk.deadlines = {k.value: _when(data.get(k.value)) for k in DeadlineKind}
+        walk.breached = set()
     elif kind in _ASSIGNING and data.get("department_id"):
         _assign(walk, str(data["department_id"]), at)
     elif kind in _SETTLED_AT_INTAKE:  # 即时办结 by the centre, 就地解决 by the grid
@@ -131,8 +133,12 @@ def _assign(walk: _Walk, department_id: str, at: datetime) -> None:
     handling = walk.handlings.get(department_id)
     if handling is None:
         handling = Handling(department_id, walk.round, walk.round, at)
-        handling.accept_deadline = walk.deadlines.get("accept")
-        handling.contact_deadline = walk.deadlines.get("contact")
+        # A response deadline already breached before the department got the case (it waited
+        # in the centre's queue and was dispatched by hand on the intake's deadlines) is not
+        # its to meet: the breach was charged to the holder of then (the centre).
+        for kind in ("accept", "contact"):
+            deadline = None if kind in walk.breached else walk.deadlines.get(kind)
+            setattr(handling, f"{kind}_deadline", deadline)
         walk.handlings[department_id] = handling
     else:  # back again (rehandled by the same department, or returned to it)
         handling.released_at = None
@@ -161,6 +167,7 @@ def _holder_event(
         # the breach names the department that held the case (recorded since the start)
         charged = walk.handlings.get(str(data.get("department_id") or h.department_id), h)
         charged.breaches.append(str(data.get("deadline_kind")))
+        walk.breached.add(str(data.get("deadline_kind")))
     elif kind is EventKind.RETURNED:
         h.return_count += 1
     elif kind is EventKind.RETURN_REJECTED:
