@@ -81,6 +81,23 @@ async def shown_after_reload(page: Page, url: str, selector: str, within: float 
     await eventually(probe, within=within, interval=0.3)
 
 
+async def acted(page: Page, action: str, within: float = 60) -> None:
+    """Wait for the console's answer to a case action's form: ``done=<action>``, or on a loaded
+    machine ``pending=<action>`` (the case had not applied it within the API's wait: 202,
+    "操作已提交，正在处理"), after which the page is reloaded until the action's form is gone —
+    the case applied it. (A loaded fresh-clone run timed out waiting for ``done=reply``.)"""
+    await page.wait_for_url(re.compile(rf"(done|pending)={re.escape(action)}(&|$)"),
+                            timeout=within * 1000)  # fmt: skip
+    if "pending=" not in page.url:
+        return
+
+    async def applied() -> bool:
+        await page.reload()
+        return await page.locator(f"form[data-action={action}]").count() == 0
+
+    await eventually(applied, within=within, interval=0.5)
+
+
 async def shot(page: Page, folder: Path, name: str) -> None:
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
@@ -166,16 +183,16 @@ async def test_a_case_from_the_call_to_the_rating(
     await row.locator("a").click()
     assert (await water.inner_text("#citizen-phone")).strip() == phone
     await water.click("form[data-action=accept] button")
-    await water.wait_for_url(re.compile(r"done=accept"))
+    await acted(water, "accept")
     await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系，抢修队已出发")
     await water.click("form[data-action=contact] button")
-    await water.wait_for_url(re.compile(r"done=contact"))
+    await acted(water, "contact")
     reply = water.locator("form[data-action=reply]")
     await reply.locator("textarea[name=text]").fill("10:40 管道已疏通，路面已冲洗干净")
     evidence = "https://files.example.gov.cn/QH/photo-1.jpg"
     await reply.locator("textarea[name=evidence]").fill(evidence)
     await reply.locator("button").click()
-    await water.wait_for_url(re.compile(r"done=reply"))
+    await acted(water, "reply")
     assert "photo-1.jpg" in await water.inner_text("#reply")
     await shot(water, screenshots, "case")
 
@@ -188,7 +205,7 @@ async def test_a_case_from_the_call_to_the_rating(
     await shot(citizen, screenshots, "citizen")
     await citizen.check("form[data-action=rating] input[value=satisfied]")
     await citizen.click("form[data-action=rating] button")
-    await citizen.wait_for_url(re.compile(r"done=rating"))
+    await acted(citizen, "rating")
     assert "已办结" in await citizen.inner_text("main")
 
     # 4. The supervisor sees the figures change; the dispatch queue and the charts.
@@ -207,7 +224,7 @@ async def test_a_case_from_the_call_to_the_rating(
     dispatch = supervisor.locator("form[data-action=dispatch]")
     await dispatch.locator("select[name=department_id]").select_option("housing")
     await dispatch.locator("button").click()
-    await supervisor.wait_for_url(re.compile(r"done=dispatch"))
+    await acted(supervisor, "dispatch")
     assert (await case(api, queued, OPERATOR))["assignment"]["department_id"] == "housing"
 
     # 5. The auditor finds the case, reads its history and checks that it replays.
@@ -319,14 +336,14 @@ async def test_an_extension_is_asked_for_and_approved_on_screen(
     await form.locator("textarea[name=measures]").fill("已设置临时排水")
     await form.locator("input[name=promised_finish]").fill(promised.strftime("%Y-%m-%dT%H:%M"))
     await form.locator("button").click()
-    await water.wait_for_url(re.compile(r"done=extension"))
+    await acted(water, "extension")
 
     supervisor = await sign_in(browsers, console_url, "supervisor")
     waiting = f"#extensions a:has-text('{case_id}')"
     await shown_after_reload(supervisor, f"{console_url}/console/supervision", waiting)
     await supervisor.click(waiting)
     await supervisor.click("form[data-action=extension-decision] button")
-    await supervisor.wait_for_url(re.compile(r"done=extension-decision"))
+    await acted(supervisor, "extension-decision")
     decided = await _state(api, case_id)
     assert decided["extension"]["approved"] is True
     # the form's local time (JIESU_TIMEZONE), to the minute
@@ -425,10 +442,10 @@ async def test_a_refused_reply_keeps_what_the_clerk_typed(
     water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     await water.click("form[data-action=accept] button")
-    await water.wait_for_url(re.compile(r"done=accept"))
+    await acted(water, "accept")
     await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系")
     await water.click("form[data-action=contact] button")
-    await water.wait_for_url(re.compile(r"done=contact"))
+    await acted(water, "contact")
     reply = water.locator("form[data-action=reply]")
     await reply.locator("select[name=outcome]").select_option("explained")
     typed = "经核实，该管道属小区物业产权，已告知诉求人联系物业处理。"
@@ -447,7 +464,7 @@ async def test_a_refused_reply_keeps_what_the_clerk_typed(
     # the evidence added, the same form goes through
     await reply.locator("textarea[name=evidence]").fill("https://files.example.gov.cn/QH/a.pdf")
     await reply.locator("button").click()
-    await water.wait_for_url(re.compile(r"done=reply"))
+    await acted(water, "reply")
 
 
 async def _fill_intake(page: Page, title: str, phone: str) -> None:
@@ -619,10 +636,10 @@ async def test_the_case_timeline_reads_in_chinese_for_clerk_and_citizen(
     water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     await water.click("form[data-action=accept] button")
-    await water.wait_for_url(re.compile(r"done=accept"))
+    await acted(water, "accept")
     await water.fill("form[data-action=contact] textarea[name=note]", "已电话联系")
     await water.click("form[data-action=contact] button")
-    await water.wait_for_url(re.compile(r"done=contact"))
+    await acted(water, "contact")
     timeline = await water.inner_text("ol.timeline")
     await shot(water, shots, "1-case-timeline")
     assert "承办单位已签收" in timeline and "已联系诉求人：已电话联系" in timeline, timeline
@@ -686,7 +703,7 @@ async def test_the_accountability_form_says_what_was_saved(
     await form.locator("textarea[name=persons]").fill("李某\n赵某")
     await form.locator("input[name=decision]").fill("诫勉谈话")
     await form.locator("button").click()
-    await supervisor.wait_for_url(re.compile(r"done=accountability"))
+    await acted(supervisor, "accountability")
     await shot(supervisor, shots, "3-accountability-saved")
     assert await supervisor.locator(row).count() == 0  # complete: off the list
     saved = await supervisor.inner_text("main [role=status]")
@@ -725,7 +742,7 @@ async def test_a_refused_accountability_keeps_what_the_supervisor_typed(
     assert await form.evaluate("f => f.contains(document.activeElement)")  # the cursor in it
     await form.locator("textarea[name=persons]").fill("李某（水务局排水科科长）\n赵某（巡查员）")
     await form.locator("button").click()
-    await supervisor.wait_for_url(re.compile(r"done=accountability"))
+    await acted(supervisor, "accountability")
     saved = await supervisor.inner_text("main [role=status]")
     assert "李某（水务局排水科科长）、赵某（巡查员）" in saved and "诫勉谈话" in saved, saved
 
@@ -812,7 +829,7 @@ async def test_the_co_handler_pickers_offer_only_units_the_case_can_convene(
     form = supervisor.locator("form[data-action=co-handlers]")
     await form.locator("select[name=department_ids]").select_option("housing")
     await form.locator("button").click()
-    await supervisor.wait_for_url(re.compile(r"done=co-handlers"))
+    await acted(supervisor, "co-handlers")
     await eventually(lambda: _co_handled_by(api, case_id, "housing"))
 
 
@@ -898,7 +915,7 @@ async def test_the_supervisor_walks_an_overdue_case_to_its_supervision_ladder(
     water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     await water.click("form[data-action=accept] button")
-    await water.wait_for_url(re.compile(r"done=accept"))
+    await acted(water, "accept")
     await eventually(lambda: _ladder_ended(api, case_id), within=30)
     await supervisor.reload()
     form = supervisor.locator("form[data-action=supervision]")
@@ -907,7 +924,7 @@ async def test_the_supervisor_walks_an_overdue_case_to_its_supervision_ladder(
     due = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)
     await form.locator("input[name=due]").fill(due.strftime("%Y-%m-%dT%H:%M"))
     await form.locator("button").click()
-    await supervisor.wait_for_url(re.compile(r"done=supervision"))
+    await acted(supervisor, "supervision")
     await eventually(lambda: _supervised(api, case_id), within=30)
     for width in (1280, 390):
         await supervisor.set_viewport_size({"width": width, "height": 900})
@@ -954,7 +971,7 @@ async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath
     clerk = await sign_in(browsers, console_url, "water")  # a person: accepts in the console
     await clerk.goto(f"{console_url}/console/cases/{case_id}")
     await clerk.click("form[data-action=accept] button")
-    await clerk.wait_for_url(re.compile(r"done=accept"))
+    await acted(clerk, "accept")
     await act(api, case_id, "supervision", SUPERVISOR, note="请尽快处理")
     await eventually(lambda: _laddered(api, case_id))
     await ladder_of(client, case_id)

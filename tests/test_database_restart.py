@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,20 @@ SLEEPING = "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%pg_slee
 
 
 @pytest.fixture
-async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresService]:
-    service = PostgresService(tmp_path / "pg")
+async def own_postgres() -> AsyncIterator[PostgresService]:
+    """A PostgreSQL of the test's own, in a folder of its own under the system's temporary
+    folder — not pytest's ``tmp_path``: the server runs as another user, who must traverse
+    /tmp/pytest-of-root, and any other pytest session starting on the machine makes that
+    0700 again (a loaded run failed so: "pg_ctl: could not access directory … Permission
+    denied")."""
+    folder = Path(tempfile.mkdtemp(prefix="jiesu-restart-pg-"))
+    service = PostgresService(folder / "pg")
     await asyncio.to_thread(service.start)
     try:
         yield service
     finally:
         await asyncio.to_thread(service.stop)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_connection_stuck_in_a_dead_operation_is_database_unavailable() -> None:
