@@ -60,6 +60,23 @@ async def _cut_after_start(
     return case_id
 
 
+async def _pending_repeat(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> tuple[filing.Filed, asyncpg.Record]:
+    """A case, and a second report of its problem (并单) that the case counted but whose
+    request died before marking its row (pending, older than the repair's horizon)."""
+    body = complaint()
+    first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                                  OPERATOR, None)
+    await _file_and_die(monkeypatch, pool, client, settings, body)
+    report = await pool.fetchrow(
+        "SELECT id, state FROM repeat_reports WHERE case_id = $1", first.case_id
+    )
+    assert report["state"] == "pending"
+    await _counted_and_aged(pool, first.case_id, report["id"])
+    return first, report
+
+
 async def _counted_and_aged(pool: asyncpg.Pool, case_id: str, report_id: int) -> None:
     """Wait until the read model shows the case counted the repeat report, then make the
     report's row older than the repair's horizon (an hour)."""
@@ -111,15 +128,7 @@ async def test_a_counted_repeat_outlives_its_case_in_temporal_and_gets_its_sms(
     """A second report of an open problem (并单): the case counted it, the request died before
     marking its row; by the repair, Temporal's retention has deleted the case. The read model
     still shows the case counted it: the row is kept and the citizen's SMS queued."""
-    body = complaint()
-    first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
-                                  OPERATOR, None)
-    await _file_and_die(monkeypatch, pool, client, settings, body)
-    report = await pool.fetchrow(
-        "SELECT id, state FROM repeat_reports WHERE case_id = $1", first.case_id
-    )
-    assert report["state"] == "pending"
-    await _counted_and_aged(pool, first.case_id, report["id"])
+    first, report = await _pending_repeat(monkeypatch, pool, client, settings)
     await _forget_in_temporal(client, first.case_id)
     settled = await filing.settle_pending(pool, client, timedelta(hours=1))
     assert f"{first.case_id}/repeat-{report['id']}" in settled.started
@@ -167,14 +176,7 @@ async def test_a_repeat_of_a_case_that_cannot_answer_is_settled(
     task fails (or whose worker is gone a while) is refused by Temporal with
     FAILED_PRECONDITION, which ended ``settle_pending`` for every report after it. It is an
     unanswered query: the read model says whether the case counted the report."""
-    body = complaint()
-    first = await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
-                                  OPERATOR, None)
-    await _file_and_die(monkeypatch, pool, client, settings, body)
-    report = await pool.fetchrow(
-        "SELECT id FROM repeat_reports WHERE case_id = $1 AND state = 'pending'", first.case_id
-    )
-    await _counted_and_aged(pool, first.case_id, report["id"])
+    first, report = await _pending_repeat(monkeypatch, pool, client, settings)
     orphan = await silent(client, first.case_id)
     try:
         async with not_the_case_worker(client, (await orphan.describe()).task_queue):
