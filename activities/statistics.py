@@ -51,7 +51,7 @@ class StatisticsActivities:
                 activity.logger.warning("%s report of %s was missing: produced now",
                                         job.kind.value, first.isoformat())  # fmt: skip
                 await produce_report(self.pool, job.kind, first, last, self.settings.timezone,
-                                     produced_by=produced_by)  # fmt: skip
+                                     produced_by=produced_by, refreshed=True)  # fmt: skip
         return summary
 
 

@@ -353,10 +353,13 @@ def _jsonable(value: Any) -> Any:
 
 async def produce_report(
     pool: asyncpg.Pool, kind: ReportKind, start: date, end: date, timezone: str,
-    produced_by: str | None = None,
+    produced_by: str | None = None, *, refreshed: bool = False,
 ) -> ReportSummary:
+    """Build and store the period's report, the rollup brought up to date first (unless
+    ``refreshed``: done a moment ago, by the report before it)."""
     async with pool.acquire() as conn:
-        await refresh(conn, timezone)
+        if not refreshed:
+            await refresh(conn, timezone)
         async with conn.transaction():
             content = await build_report(conn, kind, start, end, timezone)
             return await store_report(conn, kind, start, end, content, produced_by)
@@ -373,13 +376,13 @@ async def missing_periods(
     for _ in range(count):
         start, end = period_containing(kind, start - timedelta(days=1))
         periods.append((start, end))
-    first = await pool.fetchval(
-        "SELECT min(period_start) FROM report_snapshots WHERE kind = $1", kind.value
-    )
-    have = {r["period_start"] for r in await pool.fetch(
-        "SELECT period_start FROM report_snapshots WHERE kind = $1 AND period_start >= $2",
+    row = await pool.fetchrow(
+        "SELECT min(period_start) AS first,"
+        " array_agg(period_start) FILTER (WHERE period_start >= $2) AS have"
+        " FROM report_snapshots WHERE kind = $1",
         kind.value, periods[-1][0],
-    )}  # fmt: skip
+    )  # fmt: skip
+    first, have = row["first"], set(row["have"] or ())
     if first is None:
         return []
     return [p for p in reversed(periods) if p[0] >= first and p[0] not in have]
