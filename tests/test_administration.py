@@ -57,6 +57,39 @@ async def test_a_department_change_is_logged_with_who_before_and_after(
     assert (await _changes(api, "department", dept))[0]["after"] is None
 
 
+async def test_a_change_made_on_an_old_version_is_refused_not_lost(
+    api: httpx.AsyncClient,
+) -> None:
+    """Two admins open the same record; the second to save, on the version they opened, is
+    refused (409) instead of silently undoing the first one's change (a lost update)."""
+    dept = _uid("dept")
+    body = {"name": "县文旅局", "level": "county", "area_id": "QH"}
+    first = (await api.put(f"{A}/departments/{dept}", json=body, headers=ADMIN)).json()
+    opened = (await api.get(f"{A}/departments/{dept}", headers=ADMIN)).json()["version"]
+    assert opened == first["version"]
+    saved = await api.put(f"{A}/departments/{dept}", json=body | {"name": "县文化和旅游局"},
+                          headers=ADMIN | {"If-Match": f'"{opened}"'})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["version"] != opened
+    late = await api.put(f"{A}/departments/{dept}", json=body | {"name": "县旅游局"},
+                         headers=ADMIN | {"If-Match": opened})
+    assert late.status_code == 409, late.text
+    assert late.json()["error"]["code"] == "version_conflict"
+    late_delete = await api.delete(f"{A}/departments/{dept}", headers=ADMIN | {"If-Match": opened})
+    assert late_delete.status_code == 409, late_delete.text
+    now = (await api.get(f"{A}/departments/{dept}", headers=ADMIN)).json()
+    assert now["name"] == "县文化和旅游局" and now["version"] == saved.json()["version"]
+    assert [c["action"] for c in await _changes(api, "department", dept)] == ["update", "create"]
+    malformed = await api.put(f"{A}/departments/{dept}", json=body,
+                              headers=ADMIN | {"If-Match": "yesterday"})
+    assert malformed.status_code == 422, malformed.text
+    missing = await api.put(f"{A}/departments/{_uid('dept')}", json=body,
+                            headers=ADMIN | {"If-Match": opened})
+    assert missing.status_code == 404, missing.text
+    gone = await api.delete(f"{A}/departments/{dept}", headers=ADMIN | {"If-Match": now["version"]})
+    assert gone.status_code == 204, gone.text
+
+
 @pytest.mark.parametrize("headers", [OPERATOR, SUPERVISOR, {}])
 async def test_only_admins_administer(api: httpx.AsyncClient, headers: dict[str, str]) -> None:
     dept = _uid("dept")

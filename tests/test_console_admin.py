@@ -159,6 +159,37 @@ async def test_departments_areas_and_categories_are_added_changed_and_deleted(
     assert await _logged(pool, "category", cat) == [("create", "admin"), ("delete", "admin")]
 
 
+async def test_a_form_saved_after_another_admin_changed_the_record_is_refused(
+    admin: Admin, pool: asyncpg.Pool
+) -> None:
+    """修改 opened, another admin saves meanwhile: this save is refused with a message and
+    what was typed stays in the form; the other admin's change stands."""
+    dept = _uid("dept")
+    fields = {"id": dept, "name": "县文旅局", "level": "county", "area_id": "QH"}
+    assert (await admin.post("/console/admin/departments", fields)).status_code == 303
+    opened = await admin.get("/console/admin/departments", edit=dept)
+    version = re.search(r'name="version" value="([0-9a-f]+)"', opened.text)
+    assert version is not None, "the form opened with 修改 carries the record's version"
+    edit = {**fields, "version": version[1], "edit_id": dept}
+    renamed = reference.DepartmentIn(name="县文化和旅游局", level="county", area_id="QH")
+    await reference.put_record(pool, SYSTEM_ACTOR, reference.DEPARTMENTS, dept, renamed)
+    late = await admin.post("/console/admin/departments", {**edit, "name": "县旅游局"})
+    assert late.status_code == 409, late.text
+    assert "已被他人修改" in late.text and 'value="县旅游局"' in late.text
+    kept = await reference.get_record(pool, reference.DEPARTMENTS, dept)
+    assert kept["name"] == "县文化和旅游局"
+    # saved under another id, the form makes a new record: no version applies to it
+    copy = _uid("dept")
+    assert (await admin.post("/console/admin/departments",
+                             {**edit, "id": copy})).status_code == 303  # fmt: skip
+    reopened = await admin.get("/console/admin/departments", edit=dept)
+    fresh = re.search(r'name="version" value="([0-9a-f]+)"', reopened.text)
+    assert fresh is not None and fresh[1] != version[1]
+    saved = await admin.post("/console/admin/departments",
+                             {**edit, "version": fresh[1], "name": "县旅游局"})  # fmt: skip
+    assert saved.status_code == 303, saved.text
+
+
 async def test_bad_values_are_refused_next_to_their_field_and_change_nothing(
     admin: Admin, pool: asyncpg.Pool
 ) -> None:

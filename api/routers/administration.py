@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, AppSettings, Pool
@@ -59,16 +59,37 @@ async def list_changes(
 # --- departments, areas (grids), categories ----------------------------------------------
 
 
-class Department(reference.DepartmentIn):
+class _Versioned(BaseModel):
     id: str
+    version: str = Field(description="A digest of the record: send it as If-Match to change "
+                         "or delete only this version (409 version_conflict otherwise)")
 
 
-class Area(reference.AreaIn):
-    id: str
+class Department(reference.DepartmentIn, _Versioned):
+    pass
 
 
-class Category(reference.CategoryIn):
-    id: str
+class Area(reference.AreaIn, _Versioned):
+    pass
+
+
+class Category(reference.CategoryIn, _Versioned):
+    pass
+
+
+IfMatch = Annotated[str | None, Header(max_length=80, description=(
+    "The record's `version` (quoted or not): change only that version, 409 otherwise"))]
+
+
+def _if_version(if_match: str | None) -> str | None:
+    """``If-Match: "<version>"`` → the version; none → unconditional."""
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text or len(text) > 64 or not all(c in "0123456789abcdef" for c in text):
+        raise ApiError(422, "invalid_request", "If-Match is the record's version, e.g. "
+                       '"3f9a0c1d2e4b5a68"')
+    return text
 
 
 def _reference_routes(
@@ -85,16 +106,23 @@ def _reference_routes(
             await _refusing(reference.get_record(pool, table, record_id))
         )
 
-    async def put(record_id: RecordId, body: BaseModel, principal: Admin, pool: Pool) -> Any:
-        record, _ = await _refusing(
-            reference.put_record(pool, principal.actor, table, record_id, body)
-        )
+    async def put(
+        record_id: RecordId, body: BaseModel, principal: Admin, pool: Pool,
+        if_match: IfMatch = None,
+    ) -> Any:  # fmt: skip
+        record, _ = await _refusing(reference.put_record(
+            pool, principal.actor, table, record_id, body, if_version=_if_version(if_match)
+        ))  # fmt: skip
         return out.model_validate(record)
 
     put.__annotations__["body"] = body_model  # the body FastAPI validates: this table's model
 
-    async def delete(record_id: RecordId, principal: Admin, pool: Pool) -> Response:
-        await _refusing(reference.delete_record(pool, principal.actor, table, record_id))
+    async def delete(
+        record_id: RecordId, principal: Admin, pool: Pool, if_match: IfMatch = None
+    ) -> Response:
+        await _refusing(reference.delete_record(
+            pool, principal.actor, table, record_id, if_version=_if_version(if_match)
+        ))  # fmt: skip
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.add_api_route(path, list_all, methods=["GET"], response_model=list[out],
@@ -104,10 +132,11 @@ def _reference_routes(
     router.add_api_route(item, get_one, methods=["GET"], response_model=out, responses=_ERRORS,
                          summary=f"One {noun}", name=f"get_{noun}")
     router.add_api_route(item, put, methods=["PUT"], response_model=out, responses=_ERRORS,
-                         summary=f"Create or replace a {noun} (logged)", name=f"put_{noun}")
+                         summary=f"Create or replace a {noun} (logged; If-Match: that version)",
+                         name=f"put_{noun}")
     router.add_api_route(item, delete, methods=["DELETE"], status_code=204,
                          response_class=Response, responses=_ERRORS,
-                         summary=f"Delete a {noun} nothing refers to (logged)",
+                         summary=f"Delete a {noun} nothing refers to (logged; If-Match)",
                          name=f"delete_{noun}")
 
 

@@ -2,12 +2,18 @@
 complaint categories. ``put`` creates or replaces a record (a retry changes nothing more),
 ``delete`` removes one that nothing refers to; each change is logged with before and after.
 
+Each record answers with its ``version``, a digest of what it holds (no column: any change
+of any field gives another). A change or deletion may name the version it was made on
+(``if_version``): made on another, it is refused (409 ``version_conflict``) instead of
+silently undoing what another admin changed meanwhile (a lost update).
+
 A grid may carry its boundary (GeoJSON Polygon/MultiPolygon, WGS 84), which Open311 uses to
 place a reported point (:mod:`jiesu.geo`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -109,15 +115,39 @@ def _record(row: asyncpg.Record | None) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def version_of(record: dict[str, Any]) -> str:
+    """The record's version: a digest of its fields (a boundary compared as JSON, whichever
+    way the connection decodes ``jsonb``)."""
+    fields = {k: (json.loads(v) if k == "boundary" and isinstance(v, str) else v)
+              for k, v in record.items() if k != "version"}  # fmt: skip
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _versioned(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "version": version_of(record)}
+
+
+def _check_version(table: Table, record_id: str, before: dict[str, Any] | None,
+                   if_version: str | None) -> None:  # fmt: skip
+    if if_version is None:
+        return
+    if before is None:
+        raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
+    if version_of(before) != if_version:
+        raise conflict("version_conflict", f"{table.entity} {record_id!r} was changed since "
+                       f"version {if_version} (now {version_of(before)})")
+
+
 async def list_records(db: Db, table: Table) -> list[dict[str, Any]]:
-    return [dict(r) for r in await db.fetch(f"{table.select} ORDER BY id")]
+    return [_versioned(dict(r)) for r in await db.fetch(f"{table.select} ORDER BY id")]
 
 
 async def get_record(db: Db, table: Table, record_id: str) -> dict[str, Any]:
     row = await db.fetchrow(f"{table.select} WHERE id = $1", record_id)
     if row is None:
         raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
-    return dict(row)
+    return _versioned(dict(row))
 
 
 async def _check_area(conn: asyncpg.Connection, body: AreaIn) -> None:
@@ -134,9 +164,11 @@ async def _check_area(conn: asyncpg.Connection, body: AreaIn) -> None:
 
 
 async def put_record(
-    pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str, body: BaseModel
+    pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str, body: BaseModel,
+    *, if_version: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create or replace; returns the record and whether anything changed."""
+    """Create or replace; returns the record (with its new version) and whether anything
+    changed. ``if_version``: replace only that version of an existing record."""
     values = body.model_dump(mode="json")
     params = [values[c] for c in table.columns]
     if "boundary" in table.columns:  # jsonb by text: the same with and without the codec
@@ -147,6 +179,7 @@ async def put_record(
     async with pool.acquire() as conn, conn.transaction():
         before = _record(await conn.fetchrow(f"{table.select} WHERE id = $1 FOR UPDATE",
                                              record_id))
+        _check_version(table, record_id, before, if_version)
         if isinstance(body, AreaIn):
             await _check_area(conn, body)
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns)
@@ -164,19 +197,24 @@ async def put_record(
             raise invalid("invalid_record", str(exc)) from exc
         after = dict(row)
         if before == after:
-            return after, False
+            return _versioned(after), False
         await changes.record(conn, actor, table.entity, record_id,
                              "create" if before is None else "update", before, after)
-    return after, True
+    return _versioned(after), True
 
 
-async def delete_record(pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str) -> None:
-    """Delete a record nothing refers to (cases keep their ids: a used record is kept)."""
+async def delete_record(
+    pool: asyncpg.Pool, actor: Actor, table: Table, record_id: str,
+    *, if_version: str | None = None,
+) -> None:
+    """Delete a record nothing refers to (cases keep their ids: a used record is kept);
+    ``if_version``: only that version of it."""
     async with pool.acquire() as conn, conn.transaction():
         before = _record(await conn.fetchrow(f"{table.select} WHERE id = $1 FOR UPDATE",
                                              record_id))
         if before is None:
             raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
+        _check_version(table, record_id, before, if_version)
         if await conn.fetchval(_USED_BY_CASES[table.entity], record_id):
             raise conflict(f"{table.entity}_in_use", f"{table.entity} {record_id!r} is named "
                            "by cases")

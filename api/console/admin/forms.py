@@ -34,6 +34,8 @@ _CODES: dict[str, tuple[str, str]] = {
     "invalid_calendar": ("file", "节假日文件有误"),
     "invalid_policy_value": ("value", "取值超出允许范围"),
     "unknown_policy": (GENERAL, "没有此参数"),
+    "version_conflict": (GENERAL, "您打开后该记录已被他人修改，您的修改未保存：请点“修改”重新打开，"
+                                  "在最新内容上再改"),
 }
 _ENDINGS = {"_in_use": "仍被引用，不能删除", "_not_found": "记录不存在"}
 

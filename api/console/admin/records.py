@@ -180,6 +180,8 @@ async def save(request: Request, path: str, pool: Pool, session: Admin) -> Respo
     form = await form_of(request, session)
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     record_id = text(form, "id")
+    # opened with 修改 and saved under the same id: change only the version it was opened on
+    version = optional(form, "version") if text(form, "edit_id") == record_id else None
     body, errors = _body(kind, form)
     try:
         _ID.validate_python(record_id)
@@ -189,7 +191,7 @@ async def save(request: Request, path: str, pool: Pool, session: Admin) -> Respo
         try:
             model = kind.table.model.model_validate(body)
             await reference.put_record(pool, session.principal.actor, kind.table, record_id,
-                                       model)  # fmt: skip
+                                       model, if_version=version)  # fmt: skip
             return redirect(f"{PREFIX}/admin/{path}?done={record_id}")
         except ValidationError as err:
             errors = invalid(err, kind.labels, choices=fixed_names(kind))
