@@ -13,10 +13,13 @@ import asyncpg
 import httpx
 import pytest
 from helpers import OPERATOR, SUPERVISOR, auth, cli_in_process, complaint, eventually
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_audit import cli_env, run_cli
 
+from jiesu.case.domain import Actor, ComplaintIntake, Role
 from jiesu.config import Settings
+from jiesu.intake import filing
 from jiesu.ops.demo_data import demo_key
 
 ADMIN = auth(demo_key("demo-admin"))
@@ -178,6 +181,48 @@ async def test_a_category_a_case_names_is_not_deleted(
     refused = await api.delete(f"{A}/categories/{category}", headers=ADMIN)
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["code"] == "category_in_use"
+
+
+class _PowerCut(BaseException):
+    """The intake's process dies here (not an Exception: nothing may handle it)."""
+
+
+@pytest.mark.parametrize("entity", ["category", "area"])
+async def test_a_category_or_grid_of_a_report_not_yet_a_case_is_not_deleted(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch, entity: str,
+) -> None:
+    """A report is accepted (its intake row committed) before its case exists in Temporal and
+    in the read model: the process may die there, or Temporal be away, and the repair starts
+    the case later (nothing accepted is lost). A record such a report names is in use."""
+    category, grid = _uid("cat"), _uid("G")
+    assert (await api.put(f"{A}/categories/{category}", headers=ADMIN, json={
+        "name": "临时类别", "default_urgency": "general"})).status_code == 200  # fmt: skip
+    community = await pool.fetchval("SELECT parent_id FROM areas WHERE id = 'G-QH-03-02-2'")
+    made = await api.put(f"{A}/areas/{grid}", headers=ADMIN,
+                         json={"name": "临时网格", "kind": "grid", "parent_id": community})
+    assert made.status_code == 200, made.text
+    body = complaint(category_id=category, grid_id=grid)
+
+    async def die(*args: object) -> None:
+        raise _PowerCut
+
+    with monkeypatch.context() as patch:
+        patch.setattr(filing, "start_case", die)
+        with pytest.raises(_PowerCut):
+            await filing.register(pool, client, settings, ComplaintIntake.model_validate(body),
+                                  Actor(role=Role.OPERATOR, name="op"), None)  # fmt: skip
+    case_id = await pool.fetchval(
+        "SELECT case_id FROM intakes WHERE payload #>> '{intake,category_id}' = $1", category)
+    try:
+        assert case_id is not None and await pool.fetchval(
+            "SELECT count(*) FROM cases WHERE case_id = $1", case_id) == 0  # fmt: skip
+        path, record_id = ("categories", category) if entity == "category" else ("areas", grid)
+        refused = await api.delete(f"{A}/{path}/{record_id}", headers=ADMIN)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == f"{entity}_in_use"
+    finally:  # the report's row: a hand-cut intake no repair should start for other tests
+        await pool.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
 
 
 async def test_a_boundary_belongs_to_a_grid_only(api: httpx.AsyncClient) -> None:

@@ -120,12 +120,14 @@ def check_visible(intake: ComplaintIntake) -> None:
 
 async def _urgency(conn: asyncpg.Connection, intake: ComplaintIntake) -> Urgency:
     default = await conn.fetchval(
-        "SELECT default_urgency FROM categories WHERE id = $1", intake.category_id
+        # FOR KEY SHARE: an admin's deletion of either waits for this report to commit, and
+        # then finds it (jiesu.admin.reference._USED_BY_INTAKES)
+        "SELECT default_urgency FROM categories WHERE id = $1 FOR KEY SHARE", intake.category_id
     )
     if default is None:
         raise IntakeRefused("unknown_category", f"no complaint category {intake.category_id!r}")
     grid = await conn.fetchval(
-        "SELECT 1 FROM areas WHERE id = $1 AND kind = 'grid'", intake.grid_id
+        "SELECT 1 FROM areas WHERE id = $1 AND kind = 'grid' FOR KEY SHARE", intake.grid_id
     )
     if grid is None:
         raise IntakeRefused("unknown_grid", f"no grid {intake.grid_id!r}")
