@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 from test_api import finish
-from test_mail import COMPLAINTS, mail, send
+from test_mail import COMPLAINTS, envelope, mail, send
 
 from jiesu.access.clients import address_key
 from jiesu.channels.mail import parse, sender_key
@@ -97,6 +97,34 @@ async def test_one_sender_files_its_bound_then_is_asked_to_retry(
                        for r in caplog.records)  # fmt: skip
         finally:
             await finish(client, *cases)
+
+
+async def test_a_mail_asked_to_retry_is_not_counted_again_at_its_retry(
+    settings: Settings, client: Client, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under 1/hour per sender, the sender's one mail arrives while Temporal is away (451
+    4.3.0, counted): its retry is filed, not refused as past the bound it was counted against
+    once already; the sender's next mail still is."""
+    mine = settings.model_copy(update={"mail_address": COMPLAINTS,
+                                       "mail_sender_limits": "1/hour"})  # fmt: skip
+    handler = handler_for(pool, client, mine, LogMailer(pool))
+    where = domain()
+    delivery = envelope(mail(f"zhang@{where}").as_bytes())
+
+    async def away(*args: object) -> str:
+        raise ConnectionError("Temporal away")
+
+    with monkeypatch.context() as outage:
+        outage.setattr(handler, "file", away)
+        answer = await handler.handle_DATA(None, None, delivery)
+    assert answer.startswith("451 4.3.0"), answer
+    answer = await handler.handle_DATA(None, None, delivery)  # the sending server's retry
+    assert answer.startswith("250 2.0.0 OK: case "), answer
+    try:
+        again = await handler.handle_DATA(None, None, envelope(mail(f"zhang+2@{where}").as_bytes()))
+        assert again.startswith("451 4.7.1"), again
+    finally:
+        await finish(client, case_of(answer))
 
 
 @pytest.mark.parametrize("bound", ["mail_domain_limits", "mail_peer_limits"])

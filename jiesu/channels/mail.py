@@ -46,6 +46,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from email import policy
@@ -326,19 +327,36 @@ class MailLimits:
     _DOMAIN_LIMITS, _PEER_LIMITS), automatic replies in all (JIESU_MAIL_REPLY_LIMITS). An
     empty setting bounds nothing."""
 
+    UNFILED_KEPT = 10_000  # mails counted but asked to retry, remembered (the oldest go)
+
     def __init__(self, settings: Settings) -> None:
         self._limits = NamedLimits({
             "sender": settings.mail_sender_limits, "domain": settings.mail_domain_limits,
             "peer": settings.mail_peer_limits, "reply": settings.mail_reply_limits,
         })  # fmt: skip
+        self._unfiled: OrderedDict[str, None] = OrderedDict()
 
-    async def file(self, address: str, peer: str | None) -> str | None:
+    async def file(self, address: str, peer: str | None, message_key: str) -> str | None:
         """Count one mail filed from ``address`` (and ``peer``), or name the bound it is past
-        (then nothing is counted)."""
+        (then nothing is counted). A mail counted at an earlier delivery that was asked to
+        retry (:meth:`unfiled`) is not counted again, nor refused: it is within the bound."""
+        if message_key in self._unfiled:
+            return None
         keys = [("sender", sender_key(address)), ("domain", address.rpartition("@")[2].lower())]
         if peer:
             keys.append(("peer", address_key(peer)))
         return await self._count(keys)
+
+    def unfiled(self, message_key: str) -> None:
+        """The mail was counted and then not filed (451 4.3.0): its retry is already counted."""
+        self._unfiled[message_key] = None
+        self._unfiled.move_to_end(message_key)
+        while len(self._unfiled) > self.UNFILED_KEPT:
+            self._unfiled.popitem(last=False)
+
+    def settled(self, message_key: str) -> None:
+        """The mail is filed, or refused for good: nothing of it is pending."""
+        self._unfiled.pop(message_key, None)
 
     async def reply(self) -> str | None:
         """Count one automatic reply, or name the bound it is past."""
@@ -557,20 +575,23 @@ class ComplaintMailHandler:
         peer = session.peer[0] if isinstance(getattr(session, "peer", None), tuple) else None
         if not await self.pool.fetchval(  # a mail filed before (a retry) is not counted again
             "SELECT 1 FROM inbound_mail WHERE message_key = $1", report.message_key
-        ) and (past := await self.limits.file(report.address, peer)):
+        ) and (past := await self.limits.file(report.address, peer, report.message_key)):
             log.warning("mail %s refused: past the bound on mails filed (%s)",
                         report.message_key[:12], past)  # fmt: skip
             return "451 4.7.1 too many reports from this sender now; try again later"
         try:
             case_id = await self.file(report, complaint)
         except IdempotencyConflict:  # another mail under a Message-ID we filed: never retry
+            self.limits.settled(report.message_key)
             log.info("mail %s refused: its Message-ID came with another mail",
                      report.message_key[:12])  # fmt: skip
             return "550 5.7.0 a different mail with this Message-ID was received before"
         except Exception as err:  # Temporal or PostgreSQL away...: the sender retries later
+            self.limits.unfiled(report.message_key)  # counted once: its retry is not again
             kind = err.code if isinstance(err, IntakeError) else type(err).__name__
             log.warning("mail %s not filed (%s): asked to retry", report.message_key[:12], kind)
             return "451 4.3.0 the complaint cannot be registered now; try again later"
+        self.limits.settled(report.message_key)
         return f"250 2.0.0 OK: case {case_id}"
 
     async def file(self, report: Report, complaint: ComplaintIntake) -> str:
