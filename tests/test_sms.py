@@ -265,3 +265,25 @@ async def test_a_message_id_with_spaces_or_other_than_printable_ascii_is_refused
         await finish(client, longest.json()["case_id"])
     finally:
         await finish(client, first.json()["case_id"])
+
+
+async def test_an_sms_a_reader_sees_nothing_of_is_refused_and_files_nothing(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client
+) -> None:
+    """A text of spaces (U+3000 among them) or invisible formatting (zero-width space, a
+    direction mark) says nothing. It was filed as a case "短信：" of nothing into the centre's
+    dispatch queue, where a mail without subject or text is refused (550) and an operator's or
+    a citizen's blank report is 422 blank_description. Now 422 invalid_sms, nothing written;
+    one character a reader sees ("好") is still a case."""
+    before = await intake_count(pool)
+    for blank in (" ", "   \n\t", "\u3000\u3000", "\u200b", "\u202e\u200b\u200f"):
+        message = sms("136" + str(uuid.uuid4().int)[:8], blank)
+        refused = await deliver(api, message)
+        assert "no visible text" in error_of(refused, 422, "invalid_sms")["message"], blank
+        assert await pool.fetchval(
+            "SELECT count(*) FROM sms_inbound WHERE message_id = $1", message["message_id"]
+        ) == 0
+    assert await intake_count(pool) == before
+    one = await deliver(api, sms("136" + str(uuid.uuid4().int)[:8], " 好 "))
+    assert one.status_code == 200 and one.json()["outcome"] == "case", one.text
+    await finish(client, one.json()["case_id"])

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jiesu.case.domain import Phone, Text
+from jiesu.case.domain import Phone, Text, visible_length
 from jiesu.config import Settings
 from jiesu.validation import plain
 
@@ -64,6 +64,16 @@ class InboundSms(BaseModel):
     message_id: str = Field(pattern=r"^[\x21-\x7e]{1,200}$")
     phone: Phone = Field(alias="from")
     text: Text = Field(min_length=1, max_length=2000)
+
+    @field_validator("text")
+    @classmethod
+    def _says_something(cls, text: str) -> str:
+        # Spaces and invisible formatting only (U+3000, U+200B, direction marks) say nothing:
+        # refused as a mail without subject or text is, not filed as a case "短信：" of
+        # nothing. One character a reader sees ("好") is a message (jiesu.channels.sms.intake).
+        if visible_length(text) == 0:
+            raise ValueError("the message has no visible text")
+        return text
 
 
 class BadSignature(Exception):
