@@ -155,6 +155,41 @@ async def test_co_handlers_see_the_content(api: httpx.AsyncClient, client: Clien
         await finish(client, case_id)
 
 
+async def test_a_co_handler_released_by_the_centre_reads_the_content_no_more(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """免除协办: a supervisor releases a co-handler (协办单位) from its contribution; it has
+    nothing more to do on the case. It kept reading the citizen's name and phone, the
+    description and the report's files for the life of the case (and every supplement and
+    repeat report after) — now it sees the case as any department that does not handle it
+    sees what it may: masked, nothing recorded, the files 403 content_masked. The lead and a
+    co-handler still owing (or having given) its contribution see everything, as before."""
+    body = report("Waived")
+    case_id, phone = await routed(api, **body), body["citizen"]["phone"]
+    market = department("market")
+    try:
+        await act(api, case_id, "accept", URBAN)
+        await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police", "market"])
+        assert (await api.get(content_url(case_id), headers=POLICE)).json()["masked"] == []
+        await act(api, case_id, "co-handlers/police/waive", SUPERVISOR)
+        before = len(await views_of(api, case_id))
+
+        shown = (await api.get(content_url(case_id), headers=POLICE)).json()
+        assert shown["description"] is None and shown["citizen_phone"] != phone, shown
+        assert shown["masked"] == list(CONTENT)
+        files = await api.get(f"{COMPLAINTS}/{case_id}/attachments", headers=POLICE)
+        error_of(files, 403, "content_masked")
+        case = await api.get(f"{COMPLAINTS}/{case_id}", headers=POLICE)
+        assert case.status_code == 200 and phone not in case.text  # it still sees the case
+        assert len(await views_of(api, case_id)) == before  # no view of content it reads not
+
+        for handling in (URBAN, market):  # the lead; a co-handler still owing its part
+            full = (await api.get(content_url(case_id), headers=handling)).json()
+            assert full["citizen_phone"] == phone and full["masked"] == [], full
+    finally:
+        await finish(client, case_id)
+
+
 async def test_an_anonymous_citizen_is_masked_for_the_department_only(
     api: httpx.AsyncClient, client: Client
 ) -> None:

@@ -193,8 +193,18 @@ def _masked_event(event: CaseEvent, hidden: set[ContentField]) -> CaseEvent:
 def _handles(viewer: Viewer, state: CaseState) -> bool:
     """The viewer's department, or a grid worker's grid unit, leads or co-handles the case."""
     if viewer.role is Role.DEPARTMENT:
-        return state.involves(viewer.department_id)
-    return viewer.role is Role.GRID_WORKER and any(state.involves(u) for u in viewer.handles)
+        return _needs_content(state, viewer.department_id)
+    return viewer.role is Role.GRID_WORKER and any(_needs_content(state, u) for u in viewer.handles)
+
+
+def _needs_content(state: CaseState, department_id: str | None) -> bool:
+    """The department leads the case (主办) or co-handles it (协办) — not once the centre has
+    released it from co-handling (免除协办, ``waived``): it has nothing more to do on the case,
+    which it still sees (CaseState.involves), with the content masked as for any department
+    that sees a case without handling it."""
+    return department_id == state.department_id or any(
+        c.department_id == department_id and not c.waived for c in state.co_handlers
+    )
 
 
 def mask_name(name: str) -> str:
