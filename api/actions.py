@@ -83,7 +83,10 @@ class StaffCaller:
         principal: Principal = call.credential
         return await cases.perform(
             call.client, call.pool, call.case_id, principal, spec.signal,
-            lambda state: spec.action(actor=principal.actor_on(state), **call.fields), spec.check,
+            lambda state: spec.action(
+                actor=principal.actor_on(state, co_handling=spec.co_handling), **call.fields
+            ),
+            spec.check,
             spec.target, action_name=call.name, idempotency_key=call.idempotency_key,
             rpc_seconds=call.settings.query_timeout_seconds, feed=call.feed,
         )  # fmt: skip
@@ -110,6 +113,9 @@ class ActionSpec:
     name: str = ""  # the endpoint's (operation's) name; derived from the path by default
     # what the endpoint answers (its OpenAPI response): the caller's view of the case after it
     result: type[BaseModel] = ActionResult
+    # a co-handler's action (协办意见): a grid worker acts for their co-handling unit, not the
+    # lead unit (jiesu.access.grids.GridScope.unit_for)
+    co_handling: bool = False
 
     @property
     def endpoint_name(self) -> str:

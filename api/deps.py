@@ -151,13 +151,15 @@ class Principal:
             role=self.role, name=self.name, department_id=self.department_id, person=self.person
         )
 
-    def actor_on(self, state: CaseState) -> Actor:
+    def actor_on(self, state: CaseState, *, co_handling: bool = False) -> Actor:
         """The actor of an action on ``state``: a grid worker acts for the unit of their grid
-        that holds the case (their own name and person recorded), everyone else as
-        :attr:`actor`."""
+        that holds the case — for a co-handler's action (``co_handling``: a contribution), the
+        unit of theirs that co-handles it (GridScope.unit_for) — with their own name and
+        person recorded; everyone else as :attr:`actor`."""
         if self.role is not Role.GRID_WORKER:
             return self.actor
-        unit = self.scope.unit_for(state) if self.scope is not None else None
+        scope = self.scope
+        unit = scope.unit_for(state, co_handling=co_handling) if scope is not None else None
         return self.actor.model_copy(update={"department_id": unit})
 
     @property

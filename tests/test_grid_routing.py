@@ -15,6 +15,7 @@ import httpx
 from helpers import (
     AUDITOR,
     OPERATOR,
+    SUPERVISOR,
     act,
     auth,
     complaint,
@@ -316,3 +317,29 @@ async def test_a_grid_worker_reads_no_rating_comment_of_a_case_masked_to_them(
         assert words not in masked and "13912345670" not in masked
     finally:
         await finish(client, case_id)
+
+
+async def test_a_worker_contributes_for_their_co_handling_unit_when_another_of_theirs_leads(
+    api: httpx.AsyncClient,
+) -> None:
+    """The worker patrols both grids of 幸福社区, each a unit. A case of grid 2 (its unit leads)
+    convenes grid 1's unit as co-handler (会办, a problem on their border). The worker acted for
+    the lead unit in every action, the contribution too: 403 not_co_handler, and the lead's
+    reply waited for a contribution no one could give (co_handlers_pending) until a supervisor
+    waived it. Now a contribution is the co-handling unit's, every other action the lead's."""
+    case_id = await _grid_case(api)
+    await _held_by(api, case_id, GRID)
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["G-QH-01-01-1"])
+    await act(api, case_id, "accept", GRID_WORKER)
+    await act(api, case_id, "contact", GRID_WORKER, note="已电话联系")
+    given = await act(api, case_id, "contribution", GRID_WORKER, text="第1网格已清运交界处垃圾")
+    [co] = given["case"]["co_handlers"]
+    assert co["department_id"] == "G-QH-01-01-1" and co["contributed_at"], co
+    event = next(e for e in given["case"]["events"] if e["kind"] == "contributed")
+    assert event["actor"]["department_id"] == "G-QH-01-01-1"
+    again = await act(api, case_id, "contribution", GRID_WORKER, expect=409, text="再来一次吧")
+    assert again["error"]["code"] == "already_done"
+    replied = await act(api, case_id, "reply", GRID_WORKER, outcome="resolved",
+                        text="两个网格已协同清运")  # fmt: skip
+    assert replied["case"]["status"] == "replied"
+    assert replied["case"]["reply"]["by"]["department_id"] == GRID

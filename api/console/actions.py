@@ -64,7 +64,7 @@ class ConsoleAction:
 
     def allowed(self, state: CaseState, principal: Principal) -> bool:
         """Would the spec's own lifecycle check let this person do it now?"""
-        actor = principal.actor_on(state)
+        actor = principal.actor_on(state, co_handling=self.spec.co_handling)
         probe = self.spec.action.model_construct(actor=actor, **self.probe(state))
         try:
             return self.spec.check(state, probe) is None

@@ -63,6 +63,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
           check=lifecycle.check_raise_level),
     _spec("/contribution", "协办意见 A co-handling department's contribution",
           signal=Case.contribute, action=ContributionAction, body=ContributionInput,
-          check=lifecycle.check_contribution),
+          check=lifecycle.check_contribution, co_handling=True),
 )  # fmt: skip
 add_actions(router, ACTIONS)

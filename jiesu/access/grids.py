@@ -35,9 +35,19 @@ class GridScope:
         """A case in one of the grids, or held (主办 / 协办) by one of the grids' units."""
         return state.grid_id in self.grids or any(state.involves(u) for u in self.units)
 
-    def unit_for(self, state: CaseState) -> str | None:
+    def unit_for(self, state: CaseState, *, co_handling: bool = False) -> str | None:
         """The unit a worker acts for on ``state``: the lead unit if it is one of theirs,
-        else one of theirs among the co-handlers (会办), else None (no handling right)."""
+        else one of theirs among the co-handlers (会办), else None (no handling right).
+        ``co_handling`` (a contribution, 协办意见): one of theirs among the co-handlers first —
+        one still owing it before one that gave it or was waived — else as above. A worker's
+        grids are often neighbours: a case one of their units leads may convene another of
+        theirs, whose contribution was otherwise sent as the lead's (403 not_co_handler) and
+        the lead's reply waited for it until a supervisor waived it."""
+        if co_handling:
+            theirs = [c for c in state.co_handlers if c.department_id in self.units]
+            owing = [c for c in theirs if not c.done]
+            if owing or theirs:
+                return (owing or theirs)[0].department_id
         if state.department_id in self.units:
             return state.department_id
         return next((c.department_id for c in state.co_handlers if c.department_id in self.units),
