@@ -24,6 +24,7 @@ from helpers import (
     department,
     eventually,
     register,
+    signed_in,
 )
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -187,6 +188,24 @@ async def test_a_co_handler_released_by_the_centre_reads_the_content_no_more(
             full = (await api.get(content_url(case_id), headers=handling)).json()
             assert full["citizen_phone"] == phone and full["masked"] == [], full
     finally:
+        await finish(client, case_id)
+
+
+async def test_a_released_co_handler_s_inbox_lists_the_case_no_more(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The console's inbox lists the cases a department has work on: a co-handler the centre
+    released (免除协办) has none, and kept the case in its inbox until the case closed."""
+    case_id = await routed(api, **report("Inbox"))
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        await act(api, case_id, "accept", URBAN)
+        await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["water"])
+        assert case_id in (await clerk.get("/console/inbox")).text
+        await act(api, case_id, "co-handlers/water/waive", SUPERVISOR)
+        assert case_id not in (await clerk.get("/console/inbox")).text
+    finally:
+        await clerk.aclose()
         await finish(client, case_id)
 
 
