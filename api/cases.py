@@ -602,13 +602,28 @@ async def perform(
                 client, copy, signal, action, check, target(copy) if target else None, rid,
                 stale=True, pool=pool, feed=feed,
             )  # fmt: skip
-    found = await sourced_state(client, pool, case_id, principal, rpc_seconds)
+    try:
+        found = await sourced_state(client, pool, case_id, principal, rpc_seconds)
+    except ApiError as err:
+        if err.status == 404 and (moved_on := await _moved_on(pool, case_id, rid)):
+            raise moved_on from err
+        raise
     state = found.state
     action = make_action(state)
     return await act(
         client, state, signal, action, check, target(state) if target else None, rid,
         stale=found.stale, pool=pool, feed=feed,
     )  # fmt: skip
+
+
+async def _moved_on(pool: asyncpg.Pool, case_id: str, rid: str) -> ApiError | None:
+    """A keyed retry of an action its first attempt applied, on a case the caller may no
+    longer see (passed to another department since): not 404, which would say the action was
+    never made — 409 ``case_moved_on``, and nothing of the case as it is now."""
+    if not may_be_recorded(rid) or not await pool.fetchval(_RECORDED, case_id, rid):
+        return None
+    return ApiError(409, "case_moved_on", "this action was applied at its first attempt; the "
+                    "case has since passed out of your hands")
 
 
 async def read_model_copy(pool: asyncpg.Pool, case_id: str) -> CaseState | None:

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
-from helpers import OPERATOR, complaint, handle_of
+from helpers import OPERATOR, SUPERVISOR, complaint, handle_of
 from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
@@ -78,6 +78,33 @@ async def test_an_accept_retried_with_its_key_is_200_not_409(
         contact = await _post(api, case_id, "contact", URBAN, key, {"note": "called"})
         assert contact.status_code == 200, contact.text
         assert await _count(client, case_id, EventKind.CONTACTED) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def test_a_retry_after_the_case_moved_on_says_applied_not_404(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The department returns a case (退单) with a key; the centre reassigns it elsewhere; the
+    department's system retries (its first answer was lost). The case is no longer theirs to
+    see, so the original answer (the case) cannot be given — but a 404 told their system the
+    case did not exist, as if the return had never been made. Now: 409 case_moved_on, which
+    says the action was applied."""
+    case_id, _ = await _case(api, "Idem moved on")
+    try:
+        key, body = uuid.uuid4().hex, {"reason": "Amplified music at night is police work"}
+        first = await _post(api, case_id, "return", URBAN, key, body)
+        assert first.status_code == 200, first.text
+        chosen = await _post(api, case_id, "reassign", SUPERVISOR, None,
+                             {"department_id": "police", "note": "police work"})  # fmt: skip
+        assert chosen.status_code == 200, chosen.text
+        again = await _post(api, case_id, "return", URBAN, key, body)
+        error_of(again, 409, "case_moved_on")
+        assert "police" not in again.text  # nothing of the case as it is now
+        # a request that was never applied is still told the case does not exist for it
+        error_of(await _post(api, case_id, "return", URBAN, uuid.uuid4().hex, body), 404,
+                 "case_not_found")  # fmt: skip
+        assert await _count(client, case_id, EventKind.RETURNED) == 1
     finally:
         await finish(client, case_id)
 
