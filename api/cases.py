@@ -37,7 +37,7 @@ from api.schemas import ActionResult
 from jiesu.access import action_keys
 from jiesu.access.content import Viewer, carried_fields, masked_case, record_view
 from jiesu.access.grids import GridScope
-from jiesu.case.domain import STAFF_ROLES, CaseEvent, CaseState, EventKind, Role
+from jiesu.case.domain import WHOLE_COUNTY_VIEWER_ROLES, CaseEvent, CaseState, EventKind
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
 from jiesu.client import QUERY_UNANSWERED, is_temporal_down
@@ -111,7 +111,7 @@ class Sourced:
 
 
 # Staff who may see every case (Principal.can_see): told "not ready", not "no such case".
-_SEE_ALL = STAFF_ROLES - {Role.DEPARTMENT, Role.GRID_WORKER}
+_SEE_ALL = WHOLE_COUNTY_VIEWER_ROLES
 
 
 async def _not_ready(pool: asyncpg.Pool, case_id: str, principal: Principal) -> ApiError:

@@ -55,6 +55,7 @@ from jiesu.case.domain import (
     OVERSEER_ROLES,
     STAFF_ROLES,
     STATS_VIEWER_ROLES,
+    WHOLE_COUNTY_VIEWER_ROLES,
     Actor,
     CaseState,
     Role,
@@ -171,11 +172,14 @@ class Principal:
         return frozenset({self.department_id}) if self.department_id else frozenset()
 
     def can_see(self, state: CaseState) -> bool:
-        """Department staff see only the cases they lead or co-handle (主办 / 协办); grid
-        workers only those of their grids and their grids' units."""
+        """The centre's staff and auditors see every case; department staff only the cases
+        they lead or co-handle (主办 / 协办); grid workers only those of their grids and their
+        grids' units; any other role (a citizen, the system) none this way."""
         if self.role is Role.GRID_WORKER:
             return self.scope is not None and self.scope.sees(state)
-        return self.role is not Role.DEPARTMENT or state.involves(self.department_id)
+        if self.role is Role.DEPARTMENT:
+            return state.involves(self.department_id)
+        return self.role in WHOLE_COUNTY_VIEWER_ROLES
 
 
 def session_principal(session: Session, scope: GridScope | None = None) -> Principal:

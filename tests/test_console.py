@@ -8,7 +8,7 @@ import enum
 import hashlib
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import get_args
 from zoneinfo import ZoneInfo
@@ -460,6 +460,21 @@ async def test_the_case_page_offers_what_the_lifecycle_allows_now(
     assert [a.name for a in allowed_actions(assigned, supervisor)] == [
         "co-handlers", "supervision"
     ]
+
+
+def test_who_sees_a_case_is_decided_by_role_and_nothing_else_sees_it() -> None:
+    """Principal.can_see: the centre's staff and auditors every case, a department the cases
+    it handles — and any other role none (it allowed every role but the two scoped ones, so a
+    citizen's Principal, as the console's citizen page builds one, saw every case)."""
+    case = CaseState.model_construct(co_handlers=[], assignment=Assignment(
+        department_id="water", department_name="水务局", assigned_at=datetime.now(UTC),
+        by_rule=True))  # fmt: skip
+    seen = {role: Principal("p", role, "water" if role is Role.DEPARTMENT else None).can_see(case)
+            for role in Role if role is not Role.GRID_WORKER}  # fmt: skip
+    assert seen == {Role.OPERATOR: True, Role.SUPERVISOR: True, Role.AUDITOR: True,
+                    Role.ADMIN: True, Role.DEPARTMENT: True, Role.CITIZEN: False,
+                    Role.SYSTEM: False}  # fmt: skip
+    assert not Principal("p", Role.DEPARTMENT, "housing").can_see(case)
 
 
 def test_the_co_handler_choices_are_what_the_lifecycle_would_convene() -> None:

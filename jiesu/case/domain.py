@@ -190,6 +190,9 @@ GRID_ROLES = frozenset({Role.GRID_WORKER, Role.ADMIN})  # 网格: patrol reports
 STAFF_ROLES = frozenset(
     {Role.OPERATOR, Role.DEPARTMENT, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN, Role.GRID_WORKER}
 )  # every API-key holder
+# Who sees every case; a department sees the cases it handles, a grid worker those of their
+# grids, and no one else (a citizen, with their token, only their own: jiesu.access.citizen_view)
+WHOLE_COUNTY_VIEWER_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
 
 
 def sql_status(*statuses: Status) -> str:
