@@ -195,8 +195,11 @@ async def put_record(
     casts = [f"${i + 2}::text::jsonb" if c == "boundary" else f"${i + 2}"
              for i, c in enumerate(table.columns)]
     async with pool.acquire() as conn, conn.transaction():
-        before = _record(await conn.fetchrow(f"{table.select} WHERE id = $1 FOR UPDATE",
-                                             record_id))
+        # NO KEY: a change of a record's fields neither waits for the reports naming it nor
+        # makes them wait (intake reads it FOR KEY SHARE, against a deletion only)
+        before = _record(await conn.fetchrow(
+            f"{table.select} WHERE id = $1 FOR NO KEY UPDATE", record_id
+        ))  # fmt: skip
         _check_version(table, record_id, before, if_version)
         if isinstance(body, AreaIn):
             await _check_area(conn, body)
