@@ -42,6 +42,12 @@ DISPATCHER = StaffCaller(Supervisor)
 
 
 async def _with_department_name(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The department a dispatcher gives the case to (派单, 改派, 二次交办): one of the reference
+    data, and not the hotline centre (lifecycle.check_assignee), else a 422 before the case
+    is looked at."""
+    refusal = lifecycle.check_assignee(fields["department_id"])
+    if refusal is not None:
+        raise ApiError(422, refusal.code, refusal.reason)
     return {**fields, "department_name": await cases.department_ref(pool, fields["department_id"])}
 
 

@@ -326,6 +326,22 @@ def verdict_overtaken(state: CaseState) -> Refusal:
     )
 
 
+def check_assignee(department_id: str | None) -> Refusal | None:
+    """派单, 改派 and 二次交办 by hand give the case to a unit that handles it, never to the
+    hotline centre. Named by a dispatcher, the centre was applied as any department: the case
+    stood ``assigned`` to the centre — out of the dispatch queue, with no clerk to accept it,
+    its deadlines running and breached against the centre — until it was overdue enough to be
+    taken away again. (The routing rules still send a case they cannot place to the centre's
+    queue: that is the system's doing, not a dispatcher's choice.) The API refuses it (422),
+    before it looks at the case."""
+    if department_id != CENTRE_ID:
+        return None
+    return Refusal(
+        "centre_not_assignee",
+        "the hotline centre dispatches cases; name the department that is to handle it",
+    )
+
+
 def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal | None:
     return _role_in(action.actor, DISPATCHER_ROLES, "choose a department") or _status_is(
         state, Status.REASSIGNING
