@@ -117,7 +117,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("/supervision", "督办 Supervise the unit: form (提醒/催办/督办/会办/问责), opinion, "
                f"deadline (at most {lifecycle.MAX_SUPERVISION_ORDERS} orders a case: then 409"
                " supervision_limit)", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
-               check=_at_now(lifecycle.check_supervision), body=SupervisionInput,
+               check=_at_now(lifecycle.check_supervision_order), body=SupervisionInput,
                optional_body=True, prepare=_supervision_departments),
     ActionSpec("/callback", "回访 Record the verdict the citizen gave by phone",
                StaffCaller(CentreStaff), signal=Case.callback, action=CallbackAction,

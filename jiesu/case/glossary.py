@@ -217,6 +217,7 @@ REFUSAL: dict[str, str] = {
     "centre_not_co_handler": "热线中心负责派单与督办，不作为协办单位",
     "centre_not_assignee": "热线中心负责派单，不能把工单派给热线中心本身，请选择承办单位",
     "invalid_due": "期限须晚于当前时间",
+    "due_too_far": "督办期限不能超过延期上限天数（默认90天）",
     "no_pending_co_handler": "该单位没有待提交的协办意见",
     "not_co_handler": "只有协办单位可以提交协办意见",
     "already_supervised": "该工单已在督办中",

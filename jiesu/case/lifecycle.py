@@ -28,6 +28,7 @@ from jiesu.case.domain import (
     ContactAction,
     ContributionAction,
     DeadlineKind,
+    Deadlines,
     DepartmentRef,
     DispatchAction,
     EscalationStep,
@@ -567,6 +568,27 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
     return refusal
+
+
+def check_supervision_order(
+    state: CaseState, action: SupervisionAction, now: datetime
+) -> Refusal | None:
+    """督办 as the API takes it: :func:`check_supervision`, and its deadlines (the unit's
+    ``due``, 会办's ``contribution_due``) at most the policy's ``max_extension_days`` ahead —
+    no further than a department may promise to finish. The ladder's first step lasts until
+    ``due`` and one ladder climbs at a time: an order due in 2099 kept the case's ladder on
+    提醒 for decades, its breaches starting none of their own and no later order possible
+    (already_supervised), until the unit replied."""
+    refusal = check_supervision(state, action, now)
+    if refusal is not None:
+        return refusal
+    days = (state.deadlines or Deadlines.model_construct()).max_extension_days
+    for due in (action.due, action.contribution_due):
+        if due is not None and due > now + timedelta(days=days):
+            return Refusal(
+                "due_too_far", f"a supervision deadline may be at most {days:g} days ahead"
+            )
+    return None
 
 
 def check_supplement(state: CaseState, action: SupplementAction) -> Refusal | None:
