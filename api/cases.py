@@ -610,9 +610,12 @@ async def perform(
         raise
     state = found.state
     action = make_action(state)
+    # A retry whose first attempt the case recorded is answered from that event (act): the
+    # child it was signalled to may be gone, and asking the case for it would refuse the retry.
+    retry = _caused_by(state, rid) is not None
     return await act(
-        client, state, signal, action, check, target(state) if target else None, rid,
-        stale=found.stale, pool=pool, feed=feed,
+        client, state, signal, action, check, target(state) if target and not retry else None,
+        rid, stale=found.stale, pool=pool, feed=feed,
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
-from helpers import OPERATOR, SUPERVISOR, complaint, handle_of
+from helpers import OPERATOR, SUPERVISOR, complaint, eventually, handle_of
 from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
@@ -122,6 +122,40 @@ async def test_concurrent_duplicates_with_one_key_are_applied_once(
         )
         assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
         assert await _count(client, case_id, EventKind.SUPPLEMENTED) == 1
+    finally:
+        await finish(client, case_id)
+
+
+async def test_a_reassign_choice_retried_with_its_key_is_200_not_409(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """改派 is signalled to the case's reassignment child: the API named the child from the
+    case before it looked for the first attempt's event, so a retry after the choice was
+    applied (the child gone) was 409 no_reassignment instead of the original answer."""
+    case_id, _ = await _case(api, "Idem reassign")
+    try:
+        for action, body in (("accept", None), ("contact", {"note": "called"}),
+                             ("reply", {"outcome": "resolved", "text": "Spoke to the owner"}),
+                             ("second-assignment", {"reason": "The reply says nothing"})):
+            done = await _post(api, case_id, action, SUPERVISOR if "second" in action else URBAN,
+                               body=body)  # fmt: skip
+            assert done.status_code == 200, done.text
+
+        async def reassigning() -> bool:
+            state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+            return state.reassignment is not None
+
+        await eventually(reassigning, within=30)
+        key, choice = uuid.uuid4().hex, {"department_id": "police", "note": "theirs"}
+        first = await _post(api, case_id, "reassign", SUPERVISOR, key, choice)
+        assert first.status_code == 200, first.text
+        again = await _post(api, case_id, "reassign", SUPERVISOR, key, choice)
+        assert again.status_code == 200, again.text
+        assert again.json()["case"]["assignment"]["department_id"] == "police"
+        assert await _count(client, case_id, EventKind.REASSIGNED) == 1
+        # another key is another request: nothing is being reassigned any more
+        error_of(await _post(api, case_id, "reassign", SUPERVISOR, uuid.uuid4().hex, choice),
+                 409, "no_reassignment")  # fmt: skip
     finally:
         await finish(client, case_id)
 
