@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CaseId, Pool, Principal, Supervisor, Viewer
 from api.errors import ERRORS, ApiError
+from jiesu.case import lifecycle
 from jiesu.case.domain import Instant, Line, Role, Text
 from jiesu.readmodel import accountability, oversight
 
@@ -144,6 +145,9 @@ async def complete_accountability(
     persons = [p.strip() for p in body.persons]
     if not all(persons):
         raise ApiError(422, "invalid_persons", "a person's name cannot be blank")
+    blank = lifecycle.blank_text({"decision": body.decision}, persons)
+    if blank is not None:  # invisible characters only (zero-width spaces, direction marks)
+        raise ApiError(422, blank.code, blank.reason)
     try:
         await accountability.complete(
             pool, case_id, seq, persons, body.decision.strip(), principal.actor

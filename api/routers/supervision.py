@@ -30,6 +30,7 @@ from jiesu.case.domain import (
     SecondAssignmentAction,
     SecondAssignmentInput,
     SupervisionAction,
+    SupervisionForm,
     SupervisionInput,
     WaiveAction,
 )
@@ -49,6 +50,30 @@ async def _with_department_name(pool: Any, fields: dict[str, Any]) -> dict[str, 
     if refusal is not None:
         raise ApiError(422, refusal.code, refusal.reason)
     return {**fields, "department_name": await cases.department_ref(pool, fields["department_id"])}
+
+
+def _said(refusal: lifecycle.Refusal | None) -> None:
+    if refusal is not None:
+        raise ApiError(422, refusal.code, refusal.reason)
+
+
+async def _second_assignment(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    _said(lifecycle.blank_text({"reason": fields["reason"]}))
+    return await _named_department(pool, fields)
+
+
+async def _return_decision(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """A rejection's reason must say something (an upheld return needs none)."""
+    _said(None if fields["upheld"] else lifecycle.blank_text({"note": fields.get("note", "")}))
+    return fields
+
+
+async def _supervision(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """问责's reason (note), decision and persons must say something."""
+    if fields.get("form") is SupervisionForm.ACCOUNTABILITY:
+        texts = {"note": fields.get("note", ""), "decision": fields.get("decision", "")}
+        _said(lifecycle.blank_text(texts, fields.get("persons") or []))
+    return await _supervision_departments(pool, fields)
 
 
 async def _co_handlers(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +122,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "review of its reply, and assign it again", DISPATCHER,
                signal=Case.order_second_assignment, action=SecondAssignmentAction,
                check=_at_now(lifecycle.check_second_assignment), body=SecondAssignmentInput,
-               prepare=_named_department),
+               prepare=_second_assignment),
     ActionSpec("/return/decision", "退单审核 Uphold (reassign) or reject (with the reason) a "
                "department's return", DISPATCHER, signal=Case.decide_return,
                action=ReturnDecisionAction, check=lifecycle.check_return_decision,
-               body=ReturnDecisionInput),
+               body=ReturnDecisionInput, prepare=_return_decision),
     ActionSpec("/extension/decision", "延期审批 Approve or reject the extension request",
                DISPATCHER, signal=Case.decide_extension, action=ExtensionDecisionAction,
                check=lifecycle.check_extension_decision, body=ExtensionDecisionInput),
@@ -118,7 +143,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                f"deadline (at most {lifecycle.MAX_SUPERVISION_ORDERS} orders a case: then 409"
                " supervision_limit)", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
                check=_at_now(lifecycle.check_supervision_order), body=SupervisionInput,
-               optional_body=True, prepare=_supervision_departments),
+               optional_body=True, prepare=_supervision),
     ActionSpec("/callback", "回访 Record the verdict the citizen gave by phone",
                StaffCaller(CentreStaff), signal=Case.callback, action=CallbackAction,
                check=lifecycle.check_callback, body=CallbackInput),

@@ -244,6 +244,7 @@ REFUSAL: dict[str, str] = {
     "unknown_category": "所选诉求类别已不存在（可能已停用），请重新选择",
     "unknown_grid": "所选网格已不存在（可能已撤销），请重新选择",
     "blank_title": "标题不能只有空格或不可见字符，请填写标题",
+    "blank_text": "理由、决定或人员姓名不能只有空格或不可见字符，请填写",
     "invalid_received_at": "受理时间有误：须带时区，不晚于现在，不早于24小时前",
     "invalid_credit_code": "统一社会信用代码有误，请核对",
     "invalid_idempotency_key": "表单已失效，请刷新页面后重新提交",

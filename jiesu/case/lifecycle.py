@@ -52,6 +52,7 @@ from jiesu.case.domain import (
     SupplementAction,
     WaiveAction,
     WithdrawAction,
+    visible_length,
 )
 
 WITH_DEPARTMENT = (Status.ASSIGNED, Status.HANDLING)
@@ -341,6 +342,24 @@ def check_assignee(department_id: str | None) -> Refusal | None:
         "centre_not_assignee",
         "the hotline centre dispatches cases; name the department that is to handle it",
     )
+
+
+MIN_VISIBLE = 2  # a reason's or a decision's min_length, counted as a reader sees it
+
+
+def blank_text(texts: dict[str, str], names: Iterable[str] = ()) -> Refusal | None:
+    """The centre's reasons and decisions (``texts``: at least MIN_VISIBLE characters) and the
+    persons it names (``names``: at least one), counted as a reader sees them
+    (domain.visible_length): spaces, U+3000 and invisible characters passed the fields'
+    lengths and their ``strip()`` checks, and were recorded as the reason a case was taken
+    away, a return rejected, a person held accountable. The API refuses them (422) before it
+    looks at the case; the workflow's messages keep their older rules (their histories)."""
+    for field, text in texts.items():
+        if visible_length(text) < MIN_VISIBLE:
+            return Refusal("blank_text", f"{field} needs {MIN_VISIBLE} visible characters")
+    if any(visible_length(name) == 0 for name in names):
+        return Refusal("blank_text", "a person's name cannot be blank")
+    return None
 
 
 def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal | None:
