@@ -594,7 +594,10 @@ async def perform(
     action the copy would refuse, a retry — asks the workflow first, as the copy may be
     behind."""
     rid = request_id(principal, case_id, action_name, idempotency_key)
-    copy = await read_model_copy(pool, case_id)
+    # An action for one of the case's children (改派's choice) with an Idempotency-Key may be
+    # a retry: only the case's events tell, and the copy has none. The child does not know the
+    # case's request ids, so a retry signalled to a later child was applied again there.
+    copy = None if target and may_be_recorded(rid) else await read_model_copy(pool, case_id)
     if copy is not None and principal.can_see(copy):
         action = make_action(copy)
         if check(copy, action) is None:

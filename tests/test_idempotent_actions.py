@@ -8,8 +8,9 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
-from helpers import OPERATOR, SUPERVISOR, complaint, eventually, handle_of
+from helpers import OPERATOR, SUPERVISOR, complaint, department, eventually, handle_of
 from temporalio.client import Client
 from test_api import URBAN, assigned, error_of, finish, fresh
 
@@ -156,6 +157,43 @@ async def test_a_reassign_choice_retried_with_its_key_is_200_not_409(
         # another key is another request: nothing is being reassigned any more
         error_of(await _post(api, case_id, "reassign", SUPERVISOR, uuid.uuid4().hex, choice),
                  409, "no_reassignment")  # fmt: skip
+    finally:
+        await finish(client, case_id)
+
+
+async def test_a_reassign_choice_retried_in_a_later_reassignment_is_not_applied_again(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """改派 is signalled to the reassignment child, which does not know the case's request ids.
+    A retry checked on the read model's copy (no events: the first attempt's event not seen)
+    while a later reassignment waited was signalled to that child, which took it: the case
+    went back to the department that had just returned it, the choice applied twice."""
+    case_id, _ = await _case(api, "Idem reassign later")
+    try:
+        for action, body in (("accept", None), ("contact", {"note": "called"}),
+                             ("reply", {"outcome": "resolved", "text": "Spoke to the owner"}),
+                             ("second-assignment", {"reason": "The reply says nothing"})):
+            done = await _post(api, case_id, action, SUPERVISOR if "second" in action else URBAN,
+                               body=body)  # fmt: skip
+            assert done.status_code == 200, done.text
+
+        async def waiting(n: int) -> bool:  # in the read model: the copy the API checks first
+            state = await pool.fetchval("SELECT state FROM cases WHERE case_id = $1", case_id)
+            return (state.get("reassignment") or {}).get("n") == n
+
+        await eventually(lambda: waiting(1), within=30)
+        key, choice = uuid.uuid4().hex, {"department_id": "police", "note": "theirs"}
+        first = await _post(api, case_id, "reassign", SUPERVISOR, key, choice)
+        assert first.status_code == 200, first.text
+        returned = await _post(api, case_id, "return", department("police"),
+                               body={"reason": "Shop noise is not police work"})  # fmt: skip
+        assert returned.status_code == 200, returned.text
+        await eventually(lambda: waiting(2), within=30)
+        again = await _post(api, case_id, "reassign", SUPERVISOR, key, choice)
+        assert again.status_code == 200, again.text
+        state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+        assert await _count(client, case_id, EventKind.REASSIGNED) == 1, state.events[-3:]
+        assert state.reassignment is not None and state.reassignment.n == 2
     finally:
         await finish(client, case_id)
 
