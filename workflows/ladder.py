@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -55,6 +56,13 @@ PATCH_REHANDLE_WATCH = "ladder-watches-rehandling-v1"
 # costs two workflow tasks and a projection fewer (the child's signal, and the case's task
 # that handled it) — the path every case takes in a storm of deadlines (docs/performance.md).
 PATCH_FIRST_STEP = "ladder-first-step-in-case-v1"
+# Since this one (epoch lean-case-v5) a ladder whose child has ended by the time the case stops
+# it — its last step (问责) done, its stop signal refused "ExternalWorkflowExecutionNotFound" —
+# or ended otherwise (terminated, failed) is recorded stopped at the level it reached. Before,
+# the failure ended the ladder's task: the case kept a ladder ``active`` for ever (no ladder of
+# its own breaches, every order refused already_supervised) and its workflow failed at the
+# close, which re-raised it (tests/test_ladder_child_ended.py).
+PATCH_CHILD_ENDED = "ladder-child-ended-v1"
 
 
 class Ladder:
@@ -193,8 +201,18 @@ class Ladder:
             lambda: done.done() or self._stop or acted(trigger, round_, start_seq)
         )
         if not done.done():
-            await handle.signal(EscalationWorkflow.stop)
-        outcome = await done
+            try:
+                await handle.signal(EscalationWorkflow.stop)
+            except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
+                if not self._case.patched(PATCH_CHILD_ENDED):
+                    raise  # as such a case ran before the patch
+        try:
+            outcome = await done
+        except ChildWorkflowError:  # the child did not end by itself: terminated, failed
+            if not self._case.patched(PATCH_CHILD_ENDED):
+                raise
+            assert escalation is not None
+            outcome = EscalationOutcome(final_level=escalation.level, stopped=False)
         assert s.escalation is not None
         s.escalation.active = False
         self._case.record(

@@ -64,6 +64,7 @@ AFTER_V3: tuple[str, ...] = ("centre-not-co-handler-v1",)
 EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     (LEAN_V3, SETTLED_BY_V3),
     ("lean-case-v4", frozenset({"centre-not-co-handler-v1"})),
+    ("lean-case-v5", frozenset({"ladder-child-ended-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}
