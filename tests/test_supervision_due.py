@@ -1,4 +1,5 @@
-"""督办's deadline for the unit (``due``) is at most the policy's ``max_extension_days`` ahead.
+"""督办's deadline for the unit (``due``) is at most the policy's ``max_extension_days`` ahead
+(and so are 会办's contribution deadlines, by 督办 or by /co-handlers).
 
 The ladder's first step lasts until ``due``, and one ladder climbs at a time: an order due in
 2099 (accepted: any timezone-aware moment to the year 2100 was) kept the case's ladder on its
@@ -53,6 +54,9 @@ async def test_an_order_due_beyond_the_bound_is_refused_and_changes_nothing(
     joint = await act(api, case_id, "supervision", SUPERVISOR, expect=409, form="joint_handling",
                       department_ids=["police"], contribution_due=_in(400))  # fmt: skip
     assert joint["error"]["code"] == "due_too_far", joint
+    convened = await act(api, case_id, "co-handlers", SUPERVISOR, expect=409,
+                         department_ids=["police"], due=_in(400))  # fmt: skip
+    assert convened["error"]["code"] == "due_too_far", convened
     state = await case(api, case_id, OPERATOR)
     assert state["escalation"] is None and state["co_handlers"] == [], state
     assert "escalation_started" not in [e["kind"] for e in state["events"]]

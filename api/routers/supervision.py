@@ -132,7 +132,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                check=lifecycle.check_extension_decision, body=ExtensionDecisionInput),
     ActionSpec("/co-handlers", "会办 Add co-handling (协办) departments", DISPATCHER,
                signal=Case.add_co_handlers, action=CoHandlersAction,
-               check=_at_now(lifecycle.check_co_handlers_at), body=CoHandlersInput,
+               check=_at_now(lifecycle.check_co_handlers_order), body=CoHandlersInput,
                prepare=_co_handlers),
     ActionSpec("/co-handlers/{department_id}/waive", "Waive a co-handler's contribution",
                DISPATCHER, signal=Case.waive_co_handler, action=WaiveAction,

@@ -598,15 +598,23 @@ def check_supervision_order(
     ``due`` and one ladder climbs at a time: an order due in 2099 kept the case's ladder on
     提醒 for decades, its breaches starting none of their own and no later order possible
     (already_supervised), until the unit replied."""
-    refusal = check_supervision(state, action, now)
-    if refusal is not None:
-        return refusal
+    return check_supervision(state, action, now) or _due_within_bound(
+        state, now, action.due, action.contribution_due
+    )
+
+
+def check_co_handlers_order(
+    state: CaseState, action: CoHandlersAction, now: datetime
+) -> Refusal | None:
+    """会办 as the API takes it: :func:`check_co_handlers_at`, and the contribution deadline
+    within the same bound as 督办's (a co-handler due in 2099 was never overdue)."""
+    return check_co_handlers_at(state, action, now) or _due_within_bound(state, now, action.due)
+
+
+def _due_within_bound(state: CaseState, now: datetime, *dues: datetime | None) -> Refusal | None:
     days = (state.deadlines or Deadlines.model_construct()).max_extension_days
-    for due in (action.due, action.contribution_due):
-        if due is not None and due > now + timedelta(days=days):
-            return Refusal(
-                "due_too_far", f"a supervision deadline may be at most {days:g} days ahead"
-            )
+    if any(due is not None and due > now + timedelta(days=days) for due in dues):
+        return Refusal("due_too_far", f"a supervision deadline may be at most {days:g} days ahead")
     return None
 
 
