@@ -597,7 +597,9 @@ async def perform(
     # An action for one of the case's children (改派's choice) with an Idempotency-Key may be
     # a retry: only the case's events tell, and the copy has none. The child does not know the
     # case's request ids, so a retry signalled to a later child was applied again there.
-    copy = None if target and may_be_recorded(rid) else await read_model_copy(pool, case_id)
+    # And whether 改派 takes a choice at all (a 二次交办 to a named department does not) is in
+    # the events too: a child's action — a dispatcher's, rare — is judged on the case's state.
+    copy = None if target else await read_model_copy(pool, case_id)
     if copy is not None and principal.can_see(copy):
         action = make_action(copy)
         if check(copy, action) is None:

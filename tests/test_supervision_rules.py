@@ -16,12 +16,17 @@ from jiesu.audit.timeline import decode_history
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
+    CaseEvent,
     CaseState,
     Channel,
     DeadlineKind,
     Deadlines,
+    EventKind,
     ExtensionAction,
+    PendingReassignment,
     Rating,
+    ReassignChoice,
+    ReassignReason,
     ReturnDecisionInput,
     Role,
     SecondAssignmentAction,
@@ -126,3 +131,30 @@ def test_the_timeline_tells_the_new_paths_in_words(history: str, words: str) -> 
         history, (HISTORIES / f"{history}.json").read_text(encoding="utf-8")
     )
     assert any(words in entry.summary for entry in decode_history(recorded).entries)
+
+
+@pytest.mark.parametrize(
+    ("reason", "named", "refusal"),
+    [
+        (ReassignReason.RETURN, None, None),
+        (ReassignReason.REHANDLE, None, None),
+        (ReassignReason.SECOND_ASSIGNMENT, None, None),  # 二次交办 naming none: the window
+        (ReassignReason.SECOND_ASSIGNMENT, "police", "reassignment_not_chosen"),
+        (ReassignReason.RAISE_LEVEL, None, "reassignment_not_chosen"),
+    ],
+)
+def test_a_reassignment_choice_only_where_the_reassignment_takes_one(
+    reason: ReassignReason, named: str | None, refusal: str | None
+) -> None:
+    """改派's choice went to a 提级办's or a named 二次交办's child too, which keeps the signal
+    and ignores it: the dispatcher was answered 409 after a 5 s wait, or 202 and the choice
+    lost. Now it is refused at once where the reassignment takes no choice."""
+    case = _case(Status.REASSIGNING)
+    case.reassignment = PendingReassignment(n=1, reason=reason, child_id="JS1-reassign-1",
+                                            started_at=NOW)  # fmt: skip
+    if reason is ReassignReason.SECOND_ASSIGNMENT:
+        case.events = [CaseEvent(seq=1, kind=EventKind.SECOND_ASSIGNMENT_ORDERED, at=NOW,
+                                 actor=SUPERVISOR, data={"to_department_id": named})]  # fmt: skip
+    choice = ReassignChoice(actor=SUPERVISOR, department_id="market")
+    found = lifecycle.check_reassign_choice(case, choice)
+    assert (found.code if found else None) == refusal

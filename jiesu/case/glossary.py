@@ -239,6 +239,7 @@ REFUSAL: dict[str, str] = {
     "case_changed": "此工单刚刚有变动，请刷新页面查看最新状态后再办理",
     "case_moved_on": "此操作已办理成功；工单随后已转出，不在您的办理范围内",
     "no_reassignment": "此工单不在改派中，请刷新页面查看最新状态",
+    "reassignment_not_chosen": "此次改派按提级办或指定单位进行，不能另选单位",
     "original_reporter_only": "重复反映的诉求人可以补充信息；评价和撤诉由原诉求人办理",
     "unknown_department": "所选单位不存在（可能已撤销），请重新选择",
     "unknown_category": "所选诉求类别已不存在（可能已停用），请重新选择",

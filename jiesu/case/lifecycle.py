@@ -39,6 +39,7 @@ from jiesu.case.domain import (
     RaiseLevelAction,
     RatingAction,
     ReassignChoice,
+    ReassignReason,
     RepeatReport,
     ReplyAction,
     ReplyOutcome,
@@ -363,9 +364,29 @@ def blank_text(texts: dict[str, str], names: Iterable[str] = ()) -> Refusal | No
 
 
 def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal | None:
-    return _role_in(action.actor, DISPATCHER_ROLES, "choose a department") or _status_is(
-        state, Status.REASSIGNING
+    """改派's choice: only while a reassignment waits for one. A 提级办 goes to the level
+    above, and a 二次交办 to the department the supervisor named: their child takes no choice
+    (it would keep the signal and ignore it; the caller was answered after a 5 s wait)."""
+    return (
+        _role_in(action.actor, DISPATCHER_ROLES, "choose a department")
+        or _status_is(state, Status.REASSIGNING)
+        or _choice_not_taken(state)
     )
+
+
+def _choice_not_taken(state: CaseState) -> Refusal | None:
+    pending = state.reassignment
+    if pending is None:
+        return None
+    if pending.reason is ReassignReason.RAISE_LEVEL:
+        return Refusal("reassignment_not_chosen", "提级办: the case goes to the level above")
+    if pending.reason is ReassignReason.SECOND_ASSIGNMENT:
+        ordered = next((e for e in reversed(state.events)
+                        if e.kind is EventKind.SECOND_ASSIGNMENT_ORDERED), None)  # fmt: skip
+        if ordered is not None and ordered.data.get("to_department_id"):
+            return Refusal("reassignment_not_chosen",
+                           "二次交办 to the department the supervisor named")  # fmt: skip
+    return None
 
 
 def check_extension(state: CaseState, action: ExtensionAction, now: datetime) -> Refusal | None:
