@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf.empty_pb2 import Empty
 from helpers import eventually, handle_of, register
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RawValue
 from temporalio.service import RPCError
@@ -224,3 +226,44 @@ async def test_supervision_in_the_first_task_starts_the_ladder(
         await eventually(ladder_running)
     finally:
         await handle.terminate("test over")
+
+
+# What a Temporal client sends for a None, for bytes and for a protobuf message: payloads in
+# the encodings binary/null, binary/plain and json/protobuf, which the payload converter
+# decodes whatever type it is asked for (None, the bytes, the message) instead of failing.
+NOT_JSON: dict[str, Any] = {"null": None, "bytes": b"accept", "protobuf": Empty()}
+
+
+@pytest.mark.parametrize("sent", list(NOT_JSON))
+@pytest.mark.parametrize("signal", ["accept", "escalation_step"])
+async def test_a_payload_that_is_not_json_is_refused(
+    api: httpx.AsyncClient, client: Client, signal: str, sent: str
+) -> None:
+    """``handle.signal("accept", None)``: the workflow got None (or bytes, or an Empty) where it
+    expected an action, its rule read ``payload.actor`` and every retry of the workflow task
+    failed (AttributeError): the case was wedged. The message is recorded as
+    ``invalid_payload`` now, and the case goes on."""
+    case_id = await _assigned_case(api, client)
+    handle = handle_of(client, case_id)
+    await handle.signal(signal, NOT_JSON[sent])
+    await handle.signal(ComplaintWorkflow.accept, AcceptAction(actor=URBAN))
+
+    async def accepted_or_failed() -> bool:
+        history = await handle.fetch_history()
+        if any(e.HasField("workflow_task_failed_event_attributes") for e in history.events):
+            return True
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED  # the accept, then a task
+        signals = [e for e in history.events if e.event_type == accepted]
+        done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        return len(signals) == 2 and history.events[-1].event_type == done and (
+            await _state(client, case_id)
+        ).status is Status.HANDLING
+
+    await eventually(accepted_or_failed, within=30)
+    history = await handle.fetch_history()
+    failed = [e.workflow_task_failed_event_attributes.failure.message
+              for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+    assert not failed, failed
+    invalid = _rejections(await _state(client, case_id), "invalid_payload")
+    assert [r["action"] for r in invalid] == [signal], invalid
+    await handle.terminate("test over")
