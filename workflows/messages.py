@@ -53,10 +53,17 @@ def decode(name: str, args: Sequence[RawValue], model: type | None) -> Any:
     if model is None:
         return None
     try:
-        return workflow.payload_converter().from_payload(args[0].payload, model)
+        value = workflow.payload_converter().from_payload(args[0].payload, model)
     except Exception as err:  # any decoding or validation failure is the sender's fault
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         return Misfit("invalid_payload", printable(first_line), _excerpt(args))
+    if not isinstance(value, model):
+        # binary/null, binary/plain and protobuf payloads (a client's None, bytes or message)
+        # decode to None, the bytes or the message, whatever type is asked for
+        encoding = args[0].payload.metadata.get("encoding", b"").decode("utf-8", "replace")
+        reason = f"{name} takes a JSON object, not a payload encoded {encoding or 'unnamed'}"
+        return Misfit("invalid_payload", printable(reason), _excerpt(args))
+    return value
 
 
 def unknown(name: str, args: Sequence[RawValue]) -> Misfit:
