@@ -16,8 +16,9 @@ and an update (the case has no update handler). Then:
   request id (a retry), and every request id is applied (or refused) once;
 - the history replays (tests/helpers.py ``replay_checked``, as tests/test_replay.py does).
 
-``JIESU_FUZZ_EXAMPLES`` (default 12, as tests/test_schemathesis.py) sets the number of examples;
-the seed is fixed (``derandomize``), so a run explores the same examples every time.
+``JIESU_FUZZ_EXAMPLES`` (default 40, about a minute; tests/test_schemathesis.py reads it too)
+sets the number of examples; the seed is fixed (``derandomize``), so a run explores the same
+examples every time. ``--hypothesis-show-statistics`` shows what the examples reached.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import pytest
 from helpers import eventually, replay_checked
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
@@ -57,7 +58,7 @@ from jiesu.case.domain import (
 from jiesu.config import Settings
 from workflows import ComplaintWorkflow
 
-EXAMPLES = int(os.environ.get("JIESU_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("JIESU_FUZZ_EXAMPLES", "40"))
 MESSAGES = 12  # at most, per example
 UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
 REQUEST_IDS = [f"fuzz-{i}" for i in range(4)]  # a small pool: ids are used twice, on purpose
@@ -122,20 +123,22 @@ JSON = st.recursive(
 )
 
 
-def _deep(n: int) -> Any:
-    value: Any = "bottom"
-    for _ in range(n):
-        value = {"actor": value}
-    return value
+DEEP = "<deep>"  # where a mutation nests objects deeper than json.dumps recurses
+
+
+def _deep(n: int) -> bytes:
+    return b'{"actor": ' * n + b'"bottom"' + b"}" * n
 
 
 def raw(data: bytes, encoding: bytes = b"json/plain", **meta: bytes) -> RawValue:
     return RawValue(Payload(metadata={"encoding": encoding, **meta}, data=data))
 
 
-def as_json(value: Any) -> RawValue:
-    """JSON as a careless client writes it: NaN and Infinity literals, escaped surrogates."""
-    return raw(json.dumps(value, allow_nan=True).encode())
+def as_json(value: Any, deep: int = 0) -> RawValue:
+    """JSON as a careless client writes it: NaN and Infinity literals, escaped surrogates;
+    ``deep``: the value's DEEP string is that many objects nested."""
+    data = json.dumps(value, allow_nan=True).encode()
+    return raw(data.replace(json.dumps(DEEP).encode(), _deep(deep)) if deep else data)
 
 
 ODD_PAYLOADS = st.sampled_from([
@@ -145,7 +148,7 @@ ODD_PAYLOADS = st.sampled_from([
     raw(b"", b"binary/protobuf", messageType=b"google.protobuf.Empty"),
     raw(b"\x00\xff", b"x/unknown"),
     raw(b"null"), raw(b"{not json"), raw(b"[]"), raw(b'"accept"'),
-    raw(b"{\"actor\": " * 5000 + b"1" + b"}" * 5000),  # nesting deeper than any parser's
+    raw(_deep(5000)),  # nesting deeper than any parser's
 ])
 
 
@@ -154,11 +157,12 @@ def mutated(draw: st.DrawFn, name: str) -> RawValue:
     """A payload built from ``name``'s template, changed the way a careless client would."""
     value: dict[str, Any] = json.loads(json.dumps(TEMPLATES.get(name) or TEMPLATES["accept"]))
     if "actor" in value:
-        actor = dict(draw(st.sampled_from(ACTORS)))
+        actor = dict(draw(st.sampled_from([value["actor"]] * 3 + ACTORS)))
         if draw(st.booleans()):
             actor["request_id"] = draw(st.sampled_from(REQUEST_IDS))
         value["actor"] = actor
-    for _ in range(draw(st.integers(0, 2))):
+    deep = 0
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
         how = draw(st.sampled_from(["drop", "junk", "extra", "deep", "actor", "dept", "none"]))
         keys = sorted(value)
         if how == "drop" and keys:
@@ -168,7 +172,8 @@ def mutated(draw: st.DrawFn, name: str) -> RawValue:
         elif how == "extra":
             value[draw(st.text(min_size=1, max_size=8))] = draw(JSON)
         elif how == "deep" and keys:
-            value[draw(st.sampled_from(keys))] = _deep(draw(st.integers(50, 3000)))
+            value[draw(st.sampled_from(keys))] = DEEP
+            deep = draw(st.integers(50, 3000))
         elif how == "actor" and isinstance(value.get("actor"), dict):
             value["actor"][draw(st.sampled_from(["role", "name", "department_id", "request_id",
                                                  "person", "extra"]))] = draw(JSON)
@@ -176,12 +181,18 @@ def mutated(draw: st.DrawFn, name: str) -> RawValue:
             value["actor"] = dict(WATER, request_id=draw(st.sampled_from(REQUEST_IDS)))
         elif how == "none":
             return as_json(None)
-    return as_json(value)
+    return as_json(value, deep)
+
+
+ADVANCE = ("advance", "", [])
+"""One well-formed step of the case's normal path, so that the messages after it meet the case
+in its later states (handling, replied, reassigning, ...)."""
 
 
 @st.composite
 def message(draw: st.DrawFn) -> tuple[str, str, list[RawValue]]:
-    """(target: case | reassign | escalation, signal name, payloads)."""
+    """(target: case | reassign | escalation | retry | advance, signal name, payloads);
+    ``retry``: the message before, sent again."""
     name = draw(st.one_of(
         st.sampled_from(sorted(TEMPLATES)),
         st.sampled_from(sorted(TEMPLATES)),
@@ -189,7 +200,7 @@ def message(draw: st.DrawFn) -> tuple[str, str, list[RawValue]]:
         st.sampled_from(["ACCEPT", "accept ", "_message", "__stack_trace", "__temporal_x",
                          "x" * 1000]),
     ))
-    target = draw(st.sampled_from(["case"] * 6 + ["reassign", "escalation"]))
+    target = draw(st.sampled_from(["case"] * 6 + ["reassign", "escalation", "retry"]))
     count = draw(st.sampled_from([1, 1, 1, 1, 0, 2]))
     payloads = [
         draw(st.one_of(mutated(name), mutated(name), ODD_PAYLOADS, JSON.map(as_json)))
@@ -212,14 +223,26 @@ async def _state(h: WorkflowHandle[Any, Any]) -> CaseState:
 
 async def _failed_tasks(h: WorkflowHandle[Any, Any]) -> list[str]:
     """The workflow's failed tasks, but the server's UnhandledCommand: a signal arrived while
-    the task completed the workflow, and the worker runs the task again with it (normal)."""
+    the task completed the workflow, and the worker runs the task again with it (normal).
+    Failed activities and local activities (a projection the read model refused) too."""
     history = await h.fetch_history()
     failed = [
         e.workflow_task_failed_event_attributes
         for e in history.events
         if e.HasField("workflow_task_failed_event_attributes")
     ]
-    return [f.failure.message for f in failed if f.cause != UNHANDLED_COMMAND]
+    activities = [
+        e.activity_task_failed_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("activity_task_failed_event_attributes")
+    ]
+    local = [
+        e.marker_recorded_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.HasField("failure")
+    ]
+    return [f.failure.message for f in failed if f.cause != UNHANDLED_COMMAND] + activities + local
 
 
 async def _send(client: Client, case_id: str, target: str, name: str, args: list[RawValue]
@@ -278,6 +301,30 @@ def _driver_action(s: CaseState) -> tuple[str, str, dict[str, Any]] | None:
     return None  # registered, reassigning by rule, or rated: the case moves by itself
 
 
+async def _advance(client: Client, case_id: str) -> str | None:
+    """One well-formed step, sent twice with one request id (a client's retry); waits until
+    the case moved. The request id, or None when the case moves by itself (or has closed)."""
+    h = client.get_workflow_handle(case_id)
+    if (await h.describe()).status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    s = await _state(h)
+    step = _driver_action(s)
+    request_id = None
+    if step is not None:
+        target, name, payload = step
+        request_id = f"drive-{uuid.uuid4().hex[:8]}"
+        payload = dict(payload, actor=dict(payload["actor"], request_id=request_id))
+        for _ in range(2):
+            await _send(client, case_id, target, name, [as_json(payload)])
+
+    async def moved() -> bool:
+        now = await _state(h)
+        return len(now.events) != len(s.events) or now.status is Status.CLOSED
+
+    await eventually(moved, within=30)
+    return request_id
+
+
 async def _drive_to_close(client: Client, case_id: str) -> tuple[CaseState, list[str]]:
     """Well-formed actions until the case closes; each sent twice with one request id."""
     h = client.get_workflow_handle(case_id)
@@ -286,20 +333,9 @@ async def _drive_to_close(client: Client, case_id: str) -> tuple[CaseState, list
         s = await _state(h)
         if s.status is Status.CLOSED:
             return s, sent
-        step = _driver_action(s)
-        if step is not None:
-            target, name, payload = step
-            request_id = f"drive-{uuid.uuid4().hex[:8]}"
-            payload = dict(payload, actor=dict(payload["actor"], request_id=request_id))
-            for _ in range(2):  # a client's retry
-                await _send(client, case_id, target, name, [as_json(payload)])
+        request_id = await _advance(client, case_id)
+        if request_id is not None:
             sent.append(request_id)
-
-        async def moved(before: CaseState = s) -> bool:
-            now = await _state(h)
-            return len(now.events) != len(before.events) or now.status is Status.CLOSED
-
-        await eventually(moved, within=30)
     raise AssertionError(f"{case_id} did not close: {(await _state(h)).status}")
 
 
@@ -327,7 +363,8 @@ def _applied_once(s: CaseState) -> None:
     # no shrinking: each example costs seconds (a failure prints its example as drawn)
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(messages=st.lists(message(), min_size=1, max_size=MESSAGES))
+@given(messages=st.lists(st.one_of(message(), message(), st.just(ADVANCE)),
+                         min_size=1, max_size=MESSAGES))
 async def test_no_message_wedges_a_case(
     client: Client, settings: Settings, messages: list[tuple[str, str, list[RawValue]]]
 ) -> None:
@@ -337,7 +374,16 @@ async def test_no_message_wedges_a_case(
     try:
         await eventually(lambda: _planned(h), within=30)
         touched = {case_id}
+        before: tuple[str, str, list[RawValue]] = ADVANCE
         for target, name, payloads in messages:
+            if target == "advance":
+                await _advance(client, case_id)
+                continue
+            if target == "retry":
+                target, name, payloads = before
+                if target == "advance":
+                    continue
+            before = (target, name, payloads)
             sent_to = await _send(client, case_id, target, name, payloads)
             if sent_to is not None:
                 touched.add(sent_to)
@@ -345,12 +391,18 @@ async def test_no_message_wedges_a_case(
         await _heard(client, case_id)
         for workflow_id in sorted(touched):
             failed = await _failed_tasks(client.get_workflow_handle(workflow_id))
-            assert not failed, f"{workflow_id}: workflow task failed: {failed[:1]}"
+            assert not failed, f"{workflow_id}: a task failed: {failed[:1]}"
         final, driven = await _drive_to_close(client, case_id)
         for workflow_id in sorted(touched):
             failed = await _failed_tasks(client.get_workflow_handle(workflow_id))
-            assert not failed, f"{workflow_id}: workflow task failed: {failed[:1]}"
+            assert not failed, f"{workflow_id}: a task failed: {failed[:1]}"
         assert final.status is Status.CLOSED
+        for e in final.events:
+            if e.kind is EventKind.REJECTED:
+                event(f"rejected {e.data.get('code')}")
+            elif e.actor.request_id and e.actor.request_id.startswith("fuzz-"):
+                event(f"applied {e.kind.value}")
+        event(f"closed {final.resolution}")
         _applied_once(final)
         for request_id in driven:
             assert any(e.actor.request_id == request_id for e in final.events), request_id
