@@ -16,7 +16,7 @@ and an update (the case has no update handler). Then:
   request id (a retry), and every request id is applied (or refused) once;
 - the history replays (tests/helpers.py ``replay_checked``, as tests/test_replay.py does).
 
-``JIESU_FUZZ_EXAMPLES`` (default 40, about a minute; tests/test_schemathesis.py reads it too)
+``JIESU_FUZZ_EXAMPLES`` (default 60, about a minute; tests/test_schemathesis.py reads it too)
 sets the number of examples; the seed is fixed (``derandomize``), so a run explores the same
 examples every time. ``--hypothesis-show-statistics`` shows what the examples reached.
 """
@@ -28,7 +28,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -58,7 +58,7 @@ from jiesu.case.domain import (
 from jiesu.config import Settings
 from workflows import ComplaintWorkflow
 
-EXAMPLES = int(os.environ.get("JIESU_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("JIESU_FUZZ_EXAMPLES", "60"))
 MESSAGES = 12  # at most, per example
 UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
 REQUEST_IDS = [f"fuzz-{i}" for i in range(4)]  # a small pool: ids are used twice, on purpose
@@ -182,6 +182,58 @@ def mutated(draw: st.DrawFn, name: str) -> RawValue:
         elif how == "none":
             return as_json(None)
     return as_json(value, deep)
+
+
+DEPARTMENTS = ["urban-management", "water", "market", "police", "centre", "no-such-dept"]
+MOMENTS = ["2000-01-01T00:00:00+00:00", "2026-11-23T00:00:00+00:00", "2026-12-31T00:00:00+08:00",
+           "2027-03-01T00:00:00+00:00", SOON, "2100-12-31T23:59:59+00:00"]
+
+
+@st.composite
+def well_formed(draw: st.DrawFn) -> tuple[str, str, list[RawValue]]:
+    """A message that decodes: a real action with its fields varied (another department, a
+    deadline past or far ahead, another form), from the right actor or another, often with a
+    request id used before — the lifecycle's rules, not the decoder, must take it."""
+    name = draw(st.sampled_from(sorted(TEMPLATES)))
+    value: dict[str, Any] = json.loads(json.dumps(TEMPLATES[name]))
+    if "actor" in value:
+        actor = dict(draw(st.sampled_from([value["actor"]] * 4 + ACTORS)))
+        if draw(st.booleans()):
+            actor["request_id"] = draw(st.sampled_from(REQUEST_IDS))
+        value["actor"] = actor
+    for key in ("department_id",):
+        if key in value and draw(st.booleans()):
+            value[key] = draw(st.sampled_from(DEPARTMENTS))
+    for key in ("due", "promised_finish", "received_at"):
+        if key in value and draw(st.booleans()):
+            value[key] = draw(st.sampled_from(MOMENTS))
+    if name == "add_co_handlers" and draw(st.booleans()):
+        ids = draw(st.lists(st.sampled_from(DEPARTMENTS), min_size=1, max_size=3))
+        value["departments"] = [{"id": d, "name": d} for d in ids]
+    if name == "supervise":
+        form = draw(st.sampled_from(["remind", "urge", "supervise", "joint_handling",
+                                     "accountability"]))
+        value["form"] = form
+        if form == "joint_handling":
+            ids = draw(st.lists(st.sampled_from(DEPARTMENTS), min_size=1, max_size=2))
+            value["department_ids"] = ids
+            value["departments"] = [{"id": d, "name": d} for d in ids]
+        if form == "accountability":
+            value.update(note="Late again", persons=["clerk"], decision="A warning")
+        if draw(st.booleans()):
+            value["due"] = draw(st.sampled_from(MOMENTS))
+    if name in ("rate", "callback"):
+        value["rating"] = draw(st.sampled_from(["satisfied", "basically_satisfied",
+                                                "unsatisfied"]))
+    if name in ("decide_return", "decide_extension"):
+        key = "upheld" if name == "decide_return" else "approved"
+        value[key] = draw(st.booleans())
+    if name == "escalation_step":
+        value = {"n": draw(st.integers(-1, 3)), "level": draw(st.integers(1, 5))}
+    if name == "repeat_report":
+        value["report_id"] = draw(st.sampled_from(["r-1", "r-2", "r-3", "r-4"]))
+    target = draw(st.sampled_from(["case"] * 8 + ["reassign", "escalation", "retry"]))
+    return target, name, [as_json(value)]
 
 
 ADVANCE = ("advance", "", [])
@@ -363,16 +415,33 @@ def _applied_once(s: CaseState) -> None:
     # no shrinking: each example costs seconds (a failure prints its example as drawn)
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(messages=st.lists(st.one_of(message(), message(), st.just(ADVANCE)),
-                         min_size=1, max_size=MESSAGES))
+@given(messages=st.lists(st.one_of(message(), well_formed(), well_formed(), st.just(ADVANCE)),
+                         min_size=1, max_size=MESSAGES),
+       with_start_signal=st.booleans())
 async def test_no_message_wedges_a_case(
-    client: Client, settings: Settings, messages: list[tuple[str, str, list[RawValue]]]
+    client: Client,
+    settings: Settings,
+    messages: list[tuple[str, str, list[RawValue]]],
+    with_start_signal: bool,
 ) -> None:
     case_id = f"JS-FUZZ-{uuid.uuid4().hex[:10]}"
-    h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
-                                    task_queue=settings.task_queue)
+    first = messages[0]
+    with_start: dict[str, Any] = {}
+    if first[0] == "case" and first[1] and with_start_signal:
+        # signal-with-start: the message is in the case's first workflow task, before its plan
+        # (a department's action waits for the plan: actions-wait-for-plan-v1)
+        with_start = {"start_signal": first[1], "start_signal_args": first[2]}
+        messages = messages[1:]
+    try:
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=settings.task_queue, **with_start)
+    except RPCError:  # a signal name the server refuses
+        h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
+                                        task_queue=settings.task_queue)
     try:
         await eventually(lambda: _planned(h), within=30)
+        failed = await _failed_tasks(h)
+        assert not failed, f"{case_id}: a task failed in the first task: {failed[:1]}"
         touched = {case_id}
         before: tuple[str, str, list[RawValue]] = ADVANCE
         for target, name, payloads in messages:
@@ -434,4 +503,11 @@ async def _heard(client: Client, case_id: str) -> None:
 
 
 async def _planned(h: WorkflowHandle[Any, Any]) -> bool:
-    return (await _state(h)).status is not Status.REGISTERED
+    """Planned (or closed), or a workflow task failed (a query would wait on it)."""
+    if await _failed_tasks(h):
+        return True
+    try:
+        state = await h.query(ComplaintWorkflow.state, rpc_timeout=timedelta(seconds=2))
+    except RPCError:
+        return False
+    return state.status is not Status.REGISTERED
