@@ -16,7 +16,7 @@ and an update (the case has no update handler). Then:
   request id (a retry), and every request id is applied (or refused) once;
 - the history replays (tests/helpers.py ``replay_checked``, as tests/test_replay.py does).
 
-``JIESU_MESSAGE_FUZZ_EXAMPLES`` (default 60, about 70 s; the API's fuzz has JIESU_FUZZ_EXAMPLES)
+``JIESU_MESSAGE_FUZZ_EXAMPLES`` (default 80, about 70 s; the API's fuzz has JIESU_FUZZ_EXAMPLES)
 sets the number of examples; the seed is fixed (``derandomize``), so a run explores the same
 examples every time. ``--hypothesis-show-statistics`` shows what the examples reached.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from helpers import eventually, replay_checked
-from hypothesis import HealthCheck, Phase, event, given
+from hypothesis import HealthCheck, Phase, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
@@ -58,7 +58,7 @@ from jiesu.case.domain import (
 from jiesu.config import Settings
 from workflows import ComplaintWorkflow
 
-EXAMPLES = int(os.environ.get("JIESU_MESSAGE_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("JIESU_MESSAGE_FUZZ_EXAMPLES", "80"))
 MESSAGES = 12  # at most, per example
 UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
 REQUEST_IDS = [f"fuzz-{i}" for i in range(4)]  # a small pool: ids are used twice, on purpose
@@ -248,14 +248,16 @@ def message(draw: st.DrawFn) -> tuple[str, str, list[RawValue]]:
     name = draw(st.one_of(
         st.sampled_from(sorted(TEMPLATES)),
         st.sampled_from(sorted(TEMPLATES)),
+        st.sampled_from(sorted(TEMPLATES)),
         st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
         st.sampled_from(["ACCEPT", "accept ", "_message", "__stack_trace", "__temporal_x",
                          "x" * 1000]),
     ))
     target = draw(st.sampled_from(["case"] * 6 + ["reassign", "escalation", "retry"]))
-    count = draw(st.sampled_from([1, 1, 1, 1, 0, 2]))
+    count = draw(st.sampled_from([1, 1, 1, 1, 1, 1, 0, 2]))
     payloads = [
-        draw(st.one_of(mutated(name), mutated(name), ODD_PAYLOADS, JSON.map(as_json)))
+        draw(st.one_of(mutated(name), ODD_PAYLOADS, mutated(name), ODD_PAYLOADS,
+                       JSON.map(as_json)))
         for _ in range(count)
     ]
     return target, name, payloads
@@ -414,6 +416,13 @@ def _applied_once(s: CaseState) -> None:
     suppress_health_check=list(HealthCheck),
     # no shrinking: each example costs seconds (a failure prints its example as drawn)
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@example(  # a client's None, bytes and protobuf message, each once wedged a case
+    messages=[("case", "accept", [raw(b"", b"binary/null")]),
+              ("case", "escalation_step", [raw(b"x", b"binary/plain")]),
+              ("case", "supplement", [raw(b"{}", b"json/protobuf",
+                                          messageType=b"google.protobuf.Empty")])],
+    with_start_signal=False,
 )
 @given(messages=st.lists(st.one_of(message(), well_formed(), well_formed(), st.just(ADVANCE)),
                          min_size=1, max_size=MESSAGES),
