@@ -168,6 +168,8 @@ RECORDED: dict[EventKind, dict] = {
     EventKind.REASSIGNED: {"from_department_id": "water", "department_id": "housing",
                            "department_name": "住建局", "round": 2, "by_rule": False,
                            "note": ""},
+    EventKind.REASSIGNMENT_FAILED: {"n": 1, "child_id": "JS1-reassign-1",
+                                    "reason": "Child Workflow execution terminated"},
     EventKind.REHANDLE_STARTED: {"unsatisfied_rounds": 1, "reason": "没修好"},
     EventKind.ESCALATION_STARTED: {"n": 1, "trigger": "supervisor", "child_id": "JS1-escalation-1",
                                    "form": "supervise", "opinion": "请两日内办结", "due": AT,

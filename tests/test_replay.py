@@ -10,7 +10,8 @@ A ``v<N>-`` prefix marks the histories of an earlier code version, kept when its
 recorded again: ``v9-*`` are those of cases started before ``lean-case-v3`` (they ask their
 patches as they run; workflows/patches.py), kept when every path was recorded with v3;
 ``v10-*`` those of ``lean-case-v3`` cases, kept when some were recorded with ``lean-case-v4``;
-``v11-*`` those of ``lean-case-v4`` cases, kept when recorded again with ``lean-case-v5``.
+``v11-*`` those of ``lean-case-v4`` cases, kept when recorded again with ``lean-case-v5``;
+``v12-*`` those of ``lean-case-v5`` cases, kept when recorded again with ``lean-case-v6``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 """
 

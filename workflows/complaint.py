@@ -23,7 +23,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
@@ -189,6 +189,12 @@ STATE_QUERY_BYTES = 1_500_000
 CASE_TOO_LARGE = "CaseTooLarge"  # the query's failure type
 # The events of one state_page answer at most (JSON bytes; one event is always given).
 STATE_PAGE_BYTES = 1_000_000
+# Since this one (epoch lean-case-v6) a reassignment child that ends without a choice — an
+# operator terminated or cancelled it, or it failed — is recorded (``reassignment_failed``) and
+# the case goes to the centre's dispatch queue (待派单) in a new round, as when the child's own
+# routing refuses the case. Before, its failure reached the case and failed its workflow: the
+# case stood ``reassigning`` for ever (tests/test_reassignment_child_ended.py).
+PATCH_REASSIGNMENT_CHILD_ENDED = "reassignment-child-ended-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -535,7 +541,12 @@ class ComplaintWorkflow:
             EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
         )
         chosen, self._second_assignment_to = self._second_assignment_to, None
-        result = await choose_department(s, n, reason, child_id, chosen)
+        try:
+            result = await choose_department(s, n, reason, child_id, chosen)
+        except ChildWorkflowError as err:  # it ended without a choice: terminated, failed
+            if not self._patched(PATCH_REASSIGNMENT_CHILD_ENDED):
+                raise  # as such a case ran before the patch: its workflow failed
+            result = self._reassignment_failed(n, child_id, err)
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
@@ -566,6 +577,24 @@ class ComplaintWorkflow:
         )
         self._case.assign(result.route, actor, quiet=True)
         self._start_watchers()
+
+    def _reassignment_failed(
+        self, n: int, child_id: str, err: ChildWorkflowError
+    ) -> ReassignmentResult:
+        """The reassignment child ended without a choice (PATCH_REASSIGNMENT_CHILD_ENDED): the
+        centre's dispatcher decides, as when the child's routing refuses the case — the child
+        that would have chosen is gone, and routing again by rule would guess for an operator
+        who stopped it on purpose (a raise with no level above goes to the centre too)."""
+        cause = err.cause or err
+        self._record(
+            EventKind.REASSIGNMENT_FAILED,
+            SYSTEM_ACTOR,
+            n=n,
+            child_id=child_id,
+            reason=messages.printable(f"{err}: {cause}" if cause is not err else str(err), 500),
+        )
+        route = RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
+        return ReassignmentResult(route=route)
 
     def _to_centre_queue(self, actor: Actor) -> None:
         """Past the reassignment bound: the centre dispatches by hand, under supervision."""

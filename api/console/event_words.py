@@ -217,6 +217,9 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
         f"由{w.unit(d.get('from_department_id'))}改派至{w.unit(d.get('department_id'))}",
         d.get("note"),
     ),
+    EventKind.REASSIGNMENT_FAILED: lambda d, w: (
+        f"第 {d.get('n')} 次改派未选定承办单位即中止，转中心人工派单"
+    ),
     EventKind.REHANDLE_STARTED: lambda d, w: _with(
         f"群众不满意，第 {d.get('unsatisfied_rounds')} 次重办", d.get("reason")
     ),

@@ -301,6 +301,8 @@ class EventKind(StrEnum):
     LEVEL_RAISE_REQUESTED = "level_raise_requested"  # 提级办 requested by the department
     REASSIGNMENT_STARTED = "reassignment_started"  # the reassignment child started
     REASSIGNED = "reassigned"  # 改派 / 二次交办: new department, fresh deadlines
+    # the reassignment child ended without a choice (terminated, failed): the centre dispatches
+    REASSIGNMENT_FAILED = "reassignment_failed"
     REHANDLE_STARTED = "rehandle_started"  # 重办 after an unsatisfied rating
     ESCALATION_STARTED = "escalation_started"  # the supervision ladder started
     ESCALATED = "escalated"  # a ladder step: remind / urge / supervise / joint / accountability

@@ -133,6 +133,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.LEVEL_RAISE_REQUESTED: "申请提级办",
     EventKind.REASSIGNMENT_STARTED: "开始改派",
     EventKind.REASSIGNED: "改派",
+    EventKind.REASSIGNMENT_FAILED: "改派未完成",
     EventKind.REHANDLE_STARTED: "重办",
     EventKind.ESCALATION_STARTED: "启动督办",
     EventKind.ESCALATED: "督办升级",
