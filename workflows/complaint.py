@@ -195,6 +195,14 @@ STATE_PAGE_BYTES = 1_000_000
 # routing refuses the case. Before, its failure reached the case and failed its workflow: the
 # case stood ``reassigning`` for ever (tests/test_reassignment_child_ended.py).
 PATCH_REASSIGNMENT_CHILD_ENDED = "reassignment-child-ended-v1"
+# Since this one (epoch lean-case-v6) a new round (改派, 提级办, 二次交办, the reassignment
+# bound's queue) releases the co-handlers (会办) still owing a contribution to the round that
+# ended: they stay convened and owe nothing (``co_handler_waived`` by the system, ``reason``
+# ``round_ended``, or ``new_lead`` for a co-handler the round gives the case to). Before, they
+# blocked the new lead's reply (``co_handlers_pending``), their contribution timers had stopped
+# with the round, and a co-handler made the new lead waited on its own contribution
+# (tests/test_co_handlers_of_ended_round.py).
+PATCH_ROUND_RELEASES_CO_HANDLERS = "round-releases-co-handlers-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -528,6 +536,7 @@ class ComplaintWorkflow:
         assert s.deadlines is not None
         if reason is ReassignReason.RETURN and s.reassignments >= s.deadlines.max_reassignments:
             self._to_centre_queue(actor)
+            self._release_co_handlers(CENTRE_ID)
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
             return
         s.reassignments += 1
@@ -576,6 +585,7 @@ class ComplaintWorkflow:
             note=result.note,
         )
         self._case.assign(result.route, actor, quiet=True)
+        self._release_co_handlers(result.route.department_id)
         self._start_watchers()
 
     def _reassignment_failed(
@@ -595,6 +605,22 @@ class ComplaintWorkflow:
         )
         route = RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
         return ReassignmentResult(route=route)
+
+    def _release_co_handlers(self, lead: str | None) -> None:
+        """A new round (PATCH_ROUND_RELEASES_CO_HANDLERS): the co-handlers still owing their
+        contribution to the round that ended owe it no more; they stay convened."""
+        if not self._patched(PATCH_ROUND_RELEASES_CO_HANDLERS):
+            return  # as such a case ran before the patch: they kept blocking the reply
+        for co in self._state.co_handlers:
+            if co.done:
+                continue
+            co.waived = True
+            self._record(
+                EventKind.CO_HANDLER_WAIVED,
+                SYSTEM_ACTOR,
+                department_id=co.department_id,
+                reason="new_lead" if co.department_id == lead else "round_ended",
+            )
 
     def _to_centre_queue(self, actor: Actor) -> None:
         """Past the reassignment bound: the centre dispatches by hand, under supervision."""

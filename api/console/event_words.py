@@ -159,6 +159,15 @@ def _stopped(d: Data) -> str:
     return f"督办结束（{how}，最高至“{level}”）"
 
 
+def _co_handler_waived(d: Data, w: Words) -> str:
+    unit = w.unit(d.get("department_id"))
+    if d.get("reason") == "new_lead":  # a new round gave the case to this co-handler
+        return f"{unit}改为主办，不再提交协办意见"
+    if d.get("reason") == "round_ended":  # the case moved on: the round it co-handled ended
+        return f"工单已转办，{unit}不再需要提交协办意见"
+    return f"免除{unit}的协办意见"
+
+
 def _history_large(d: Data) -> str:
     size = (d.get("history_bytes") or 0) / 1024 / 1024
     return (
@@ -239,7 +248,7 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
     EventKind.CONTRIBUTION_OVERDUE: lambda d, w: (
         f"{w.unit(d.get('department_id'))}未在 {w.at(d.get('due'))} 前提交协办意见"
     ),
-    EventKind.CO_HANDLER_WAIVED: lambda d, w: f"免除{w.unit(d.get('department_id'))}的协办意见",
+    EventKind.CO_HANDLER_WAIVED: lambda d, w: _co_handler_waived(d, w),
     EventKind.EXTENSION_REQUESTED: lambda d, w: (
         _with(f"申请延期至 {w.at(d.get('promised_finish'))}", d.get("reasons"))
         + (f"；已采取措施：{d['measures']}" if d.get("measures") else "")
