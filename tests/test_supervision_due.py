@@ -22,12 +22,16 @@ from jiesu.case.domain import (
     Actor,
     CaseState,
     Channel,
+    CoHandlersAction,
     Deadlines,
+    DepartmentRef,
+    EventKind,
     Role,
     Status,
     SupervisionAction,
     Urgency,
 )
+from workflows.complaint import ComplaintWorkflow
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -71,6 +75,34 @@ async def test_an_order_due_beyond_the_bound_is_refused_and_changes_nothing(
 
     await eventually(supervised, within=30)
     await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_the_case_refuses_an_order_due_beyond_the_bound_whoever_sends_it(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The bound was the API's only: an order the API judged from its read-model copy (the
+    worker silent) or one signalled by any Temporal client started the decades-long ladder.
+    Since supervision-due-bounded-v1 (epoch lean-case-v7) the case refuses it itself."""
+    case_id = (await register(api))["case_id"]
+    await eventually(lambda: _assigned(api, case_id), within=30)
+    handle = handle_of(client, case_id)
+    boss = Actor(role=Role.SUPERVISOR, name="any client")
+    far = datetime.now(UTC) + timedelta(days=400)
+    await handle.signal("supervise", SupervisionAction(actor=boss, form="urge", note="Hurry",
+                                                       due=far))  # fmt: skip
+    police = [DepartmentRef(id="police", name="县公安局")]
+    await handle.signal("add_co_handlers", CoHandlersAction(actor=boss, departments=police,
+                                                            due=far))  # fmt: skip
+
+    async def refused() -> list[str] | None:
+        state = await handle.query(ComplaintWorkflow.state)
+        codes = [e.data["code"] for e in state.events if e.kind is EventKind.REJECTED]
+        return codes if len(codes) >= 2 else None
+
+    assert await eventually(refused, within=30) == ["due_too_far", "due_too_far"]
+    state = await handle.query(ComplaintWorkflow.state)
+    assert state.escalation is None and state.co_handlers == []
+    await handle.terminate("test finished")
 
 
 def test_the_bound_is_the_policy_recorded_in_the_case() -> None:

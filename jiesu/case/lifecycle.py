@@ -86,6 +86,8 @@ CO_HANDLERS_BOUNDED = "co-handlers-bounded-v1"  # see MAX_CO_HANDLERS
 RETURNS_BOUNDED = "returns-bounded-v1"  # see check_return
 # Brought by the epoch lean-case-v4 (workflows/patches.py): decided in a case's first task.
 CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
+# Brought by the epoch lean-case-v7.
+SUPERVISION_DUE_BOUNDED = "supervision-due-bounded-v1"  # see _due_within_bound
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -524,7 +526,11 @@ def check_co_handlers_at(
         or _named_once([d.id for d in action.departments])
         or _within_co_handlers(state, action.departments)
         or _centre_convened([d.id for d in action.departments])
+        or _due_within_bound(state, now, action.due)
     )
+
+
+check_co_handlers_order = check_co_handlers_at  # the API's name (see check_supervision_order)
 
 
 def co_handler_of(state: CaseState, department_id: str | None) -> CoHandler | None:
@@ -607,35 +613,27 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
         )
     if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
-    return refusal
+    return refusal or _due_within_bound(state, now, action.due, action.contribution_due)
 
 
-def check_supervision_order(
-    state: CaseState, action: SupervisionAction, now: datetime
-) -> Refusal | None:
-    """督办 as the API takes it: :func:`check_supervision`, and its deadlines (the unit's
-    ``due``, 会办's ``contribution_due``) at most the policy's ``max_extension_days`` ahead —
-    no further than a department may promise to finish. The ladder's first step lasts until
-    ``due`` and one ladder climbs at a time: an order due in 2099 kept the case's ladder on
-    提醒 for decades, its breaches starting none of their own and no later order possible
-    (already_supervised), until the unit replied."""
-    return check_supervision(state, action, now) or _due_within_bound(
-        state, now, action.due, action.contribution_due
-    )
-
-
-def check_co_handlers_order(
-    state: CaseState, action: CoHandlersAction, now: datetime
-) -> Refusal | None:
-    """会办 as the API takes it: :func:`check_co_handlers_at`, and the contribution deadline
-    within the same bound as 督办's (a co-handler due in 2099 was never overdue)."""
-    return check_co_handlers_at(state, action, now) or _due_within_bound(state, now, action.due)
+# The API's names for the checks it runs before signalling (the bound is the workflow's too
+# since SUPERVISION_DUE_BOUNDED: one rule, whoever sends the order).
+check_supervision_order = check_supervision
 
 
 def _due_within_bound(state: CaseState, now: datetime, *dues: datetime | None) -> Refusal | None:
+    """督办's deadlines (the unit's ``due``, 会办's ``contribution_due``, /co-handlers' ``due``)
+    at most the policy's ``max_extension_days`` ahead — no further than a department may
+    promise to finish. The ladder's first step lasts until ``due`` and one ladder climbs at a
+    time: an order due in 2099 kept the case's ladder on 提醒 for decades, its breaches
+    starting none of their own and no later order possible (already_supervised), until the
+    unit replied; a co-handler due in 2099 was never overdue. The API refused such an order;
+    since SUPERVISION_DUE_BOUNDED (epoch lean-case-v7) the case does too, whoever sends it —
+    the API judging from its read-model copy when the worker is silent, any Temporal client."""
     days = (state.deadlines or Deadlines.model_construct()).max_extension_days
     if any(due is not None and due > now + timedelta(days=days) for due in dues):
-        return Refusal("due_too_far", f"a supervision deadline may be at most {days:g} days ahead")
+        return Refusal("due_too_far", f"a supervision deadline may be at most {days:g} days ahead",
+                       since=SUPERVISION_DUE_BOUNDED)  # fmt: skip
     return None
 
 
