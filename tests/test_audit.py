@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from jiesu.audit.replay import make_replayer, replay_histories
 from jiesu.audit.timeline import Timeline, child_workflow_ids, decode_history, recorded_batches
 from jiesu.case.domain import AcceptAction, Actor, Role
 from jiesu.config import Settings
+from jiesu.ops.audit_cli import format_timeline
 from jiesu.ops.demo_data import demo_key
 from workflows import ALL_WORKFLOWS
 from workflows.complaint import ComplaintWorkflow
@@ -164,6 +166,26 @@ def test_recorded_events_come_with_the_history() -> None:
 @pytest.fixture(scope="module")
 async def audited_case(api: httpx.AsyncClient, client: Client) -> str:
     return await closed_case(api, client, refused=True)
+
+
+async def test_what_a_history_holds_cannot_steer_the_auditor_s_terminal(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A signal's name, like a termination's reason, comes from any Temporal client. One
+    named with an escape sequence cleared the auditor's terminal when `jiesu audit timeline`
+    printed it, a newline printed a forged line of its own, a right-to-left override read
+    backwards. Each is shown escaped now, the case's lines as they were."""
+    case_id = (await register(api))["case_id"]
+    handle = handle_of(client, case_id)
+    forged = "\x1b[2J\x1b[H\n#1    2026-01-01 00:00:00  closed  \u202eoiduA\x9b31m"
+    await handle.signal(forged)
+    await handle.terminate(reason="done\x1b]0;owned\x07")
+    shown = format_timeline(await audit.case_timeline(client, pool, case_id), "Asia/Shanghai")
+    assert not any(unicodedata.category(c) == "Cc" for c in shown.replace("\n", ""))
+    assert "\u202e" not in shown and "\x9b" not in shown
+    assert "\\x1b[2J\\x1b[H\\x0a#1    2026-01-01" in shown and "\\u202eoiduA" in shown
+    assert "done\\x1b]0;owned\\x07" in shown
+    assert not any(line.startswith("#1    2026-01-01") for line in shown.splitlines())
 
 
 async def test_timeline_through_the_api(api: httpx.AsyncClient, audited_case: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -77,10 +78,35 @@ def _time(value: str, zone: str | None = None) -> datetime:
     return parsed
 
 
+# --- what the commands show ----------------------------------------------------------------
+
+# Bidirectional formatting (U+202A–U+202E, U+2066–U+2069, marks): they reorder what a terminal
+# shows, so a line could read other than it is.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def terminal_safe(text: str) -> str:
+    """One line's ``text`` with control characters (C0, a newline too, DEL, C1) and
+    bidirectional controls escaped. What a history holds — a signal's name, a failure's
+    message, an operator's reason for terminating — comes from any Temporal client: an escape
+    sequence in it would move the cursor, clear or retitle the auditor's terminal, and could
+    print a forged line over a real one, or a newline in it a line of its own."""
+    return "".join(
+        f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc"
+        else f"\\u{ord(c):04x}" if c in _BIDI else c
+        for c in text
+    )
+
+
 # --- timeline ------------------------------------------------------------------------------
 
 
 def format_timeline(timeline: Timeline, zone: str) -> str:
+    """The timeline as lines for a terminal (each :func:`terminal_safe`)."""
+    return "\n".join(terminal_safe(line) for line in _timeline_lines(timeline, zone))
+
+
+def _timeline_lines(timeline: Timeline, zone: str) -> list[str]:
     tz = ZoneInfo(zone)
     lines = [
         f"{timeline.workflow_type} {timeline.workflow_id} (run {timeline.run_id}): "
@@ -103,7 +129,7 @@ def format_timeline(timeline: Timeline, zone: str) -> str:
                 f"{indent}    ↳ {child.workflow_type} {child.workflow_id}: {child.status}, "
                 f"history from {child.source}"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
@@ -194,7 +220,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         progress = Progress(len(cases))
 
         def on_verdict(verdict: audit_replay.CaseVerdict) -> None:
-            print(describe_verdict(verdict), flush=True)
+            print(terminal_safe(describe_verdict(verdict)), flush=True)
             progress.step(verdict.ok)
 
         replayer = audit_replay.make_replayer(ALL_WORKFLOWS)
@@ -244,7 +270,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
         async for result in audit_consistency.check_cases(client, pool, cases):
             diverging += not result.ok
             if not result.ok or args.verbose:
-                print("\n".join(describe_consistency(result)), flush=True)
+                print("\n".join(map(terminal_safe, describe_consistency(result))), flush=True)
         print(f"summary: {len(cases)} cases checked, {diverging} diverging")
         return 1 if diverging else 0
 
