@@ -290,3 +290,27 @@ async def test_a_scheduled_run_produces_the_reports_a_failed_run_left_out(
                                     ReportJob(kind=ReportKind.DAILY, as_of=as_of,
                                               period_start=date(2003, 4, 19)))  # fmt: skip
     assert date(2003, 4, 18) not in await days()
+
+
+@pytest.mark.parametrize(
+    ("path", "stored_start", "reason"),
+    [
+        # a typo for 2026: a report of a month that has not begun, empty, on top of the list
+        # ("newest first") until 2062
+        ("monthly/2062-11-15", date(2062, 11, 1), "has not begun"),
+        # the week of Saturday 1 January 2000 begins on 27 December 1999: listed with the url
+        # /api/v1/reports/weekly/1999-12-27, which answered 422 (a day before the years)
+        ("weekly/2000-01-01", date(1999, 12, 27), "before the supported years"),
+    ],
+)
+async def test_a_report_of_a_period_not_begun_or_outside_the_years_is_refused(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, path: str, stored_start: date, reason: str
+) -> None:
+    response = await api.post(f"/api/v1/reports/{path}", headers=SUPERVISOR)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_period"
+    assert reason in response.json()["error"]["message"]
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM report_snapshots WHERE period_start = $1", stored_start
+    )
+    assert stored == 0

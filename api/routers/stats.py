@@ -37,7 +37,7 @@ from jiesu.stats import answers as stat_answers
 from jiesu.stats import people, queries
 from jiesu.stats.evaluation import ScoringRules
 from jiesu.stats.indicators import INDICATORS, Filter, GroupBy
-from jiesu.stats.reports import ReportKind, ReportSummary, period_containing
+from jiesu.stats.reports import ReportKind, ReportSummary, period_containing, unreportable
 from workflows.reports import run_manual_report
 
 router = APIRouter(tags=["statistics"])
@@ -562,6 +562,9 @@ async def run_report(
     client: Temporal,
     settings: AppSettings,
 ) -> ReportSummary:
+    refused = unreportable(kind, period_start, _today(settings.timezone))
+    if refused is not None:
+        raise ApiError(422, "invalid_period", refused)
     start, _ = period_containing(kind, period_start)
     return await run_manual_report(client, kind, start, settings.task_queue)
 

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from jiesu.case.domain import MIN_YEAR
+
 
 class ReportKind(StrEnum):
     DAILY = "daily"  # 日报: one day
@@ -48,6 +50,20 @@ def period_containing(kind: ReportKind, day: date) -> tuple[date, date]:
         following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
         return start, following - timedelta(days=1)
     return day, day
+
+
+def unreportable(kind: ReportKind, day: date, today: date) -> str | None:
+    """Why the ``kind`` period containing ``day`` can have no report (None: it can): it has
+    not begun by ``today`` (a typo for this year would publish an empty report that heads the
+    list, newest first, for decades), or it begins before the supported years (its url, named
+    by its first day, could not be read)."""
+    start, end = period_containing(kind, day)
+    if start > today:
+        return f"the {kind.value} period {start}..{end} has not begun (today is {today})"
+    if start.year < MIN_YEAR:
+        return (f"the {kind.value} period {start}..{end} begins before the supported years"
+                f" ({MIN_YEAR} on)")
+    return None
 
 
 def previous_period(kind: ReportKind, as_of: datetime, timezone: str) -> tuple[date, date]:
