@@ -4,6 +4,8 @@ department grains)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -343,3 +345,31 @@ async def test_backfill_rebuilds_the_handlings_of_cases_written_before_them(
     code, _, err = await run_cli(env, settings, "backfill-handlings", "--all")
     assert code == 0, err
     assert [tuple(r) for r in await pool.fetch(_HANDLING_FACTS, case_id)] == projected
+
+
+async def test_per_person_figures_as_csv(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """docs/statistics.md: every statistics GET answers CSV with ?format=csv or Accept:
+    text/csv. The per-person figures answered JSON to both (a 200 a client saved as .csv)."""
+    day = date(2006, 6, 14)
+    row = case_row(local(day, 9))
+    await insert_cases(pool, [row])
+    await pool.execute(
+        "INSERT INTO case_handlings (case_id, department_id, first_round, last_round,"
+        " assigned_at, finish_deadline, replied_at, replied_by, rating)"
+        " VALUES ($1, 'water', 1, 1, $2, $3, $4, '=li', 'satisfied')",
+        row["case_id"], row["received_at"], local(day, 20), local(day, 15),
+    )  # fmt: skip
+    await rollup.ensure_fresh(pool, settings.timezone)
+    period = {"from": day.isoformat(), "to": day.isoformat()}
+    for params, headers in (({**period, "format": "csv"}, SUPERVISOR),
+                            (period, {**SUPERVISOR, "Accept": "text/csv"})):  # fmt: skip
+        response = await api.get("/api/v1/stats/people", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert [(r["department_id"], r["person"], r["cases"], r["handled"]) for r in rows] == [
+            ("water", "", "1", "1"), ("water", "'=li", "", "1")
+        ]  # the unit, then its people; a name is never read as a formula  # fmt: skip
+        assert rows[1]["on_time_rate"] == "1.0" and rows[1]["satisfaction_rate"] == "1.0"

@@ -3,8 +3,8 @@
 Access: supervisors, auditors and admins see everything. Department staff see the indicators
 of their own department only (the department filter is set to theirs; asking for another is
 403); the ranking, the scoring rules and the reports compare departments and are not theirs
-to see. Changing the scoring rules is for admins. Every endpoint answers JSON, or CSV with
-``?format=csv`` or ``Accept: text/csv``.
+to see. Changing the scoring rules is for admins. The figures (indicators, per-person,
+ranking, a report) answer JSON, or CSV with ``?format=csv`` or ``Accept: text/csv``.
 """
 
 from __future__ import annotations
@@ -289,6 +289,26 @@ def indicator_rows(table: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def people_rows(units: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per unit, its own row (person empty) and then one per person."""
+    rows: list[list[Any]] = [[
+        "department_id", "department_name", "person", "cases", "handled",
+        "on_time_numerator", "on_time_denominator", "on_time_rate",
+        "satisfaction_numerator", "satisfaction_denominator", "satisfaction_rate", "returns",
+    ]]  # fmt: skip
+    for unit in units:
+        for person, figures in [(None, unit["unit"]),
+                                *((p["person"], p) for p in unit["people"])]:  # fmt: skip
+            on_time, satisfied = figures["on_time_rate"], figures["satisfaction_rate"]
+            rows.append([
+                unit["department_id"], unit["department_name"], person, figures.get("cases"),
+                figures["handled"], on_time["numerator"], on_time["denominator"],
+                on_time["value"], satisfied["numerator"], satisfied["denominator"],
+                satisfied["value"], figures["returns"],
+            ])  # fmt: skip
+    return rows
+
+
 def ranking_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
     rule_names = [r["indicator"] for s in (entries[0]["stages"] if entries else []) for r in
                   s["rules"]]
@@ -389,10 +409,11 @@ async def get_indicators(
     "/stats/people",
     response_model=PeopleFigures,
     response_model_by_alias=True,
-    responses=_ERRORS,
+    responses={**_ERRORS, 200: _CSV},
     summary="个人绩效 Per-person figures next to the unit's (fair attribution by round)",
 )
 async def get_people(
+    request: Request,
     principal: Viewer,
     pool: Pool,
     settings: AppSettings,
@@ -400,19 +421,24 @@ async def get_people(
     date_from: Annotated[Day | None, Query(alias="from")] = None,
     date_to: Annotated[Day | None, Query(alias="to")] = None,
     department_id: FilterValue = None,
+    format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
     if principal.role is Role.DEPARTMENT:
         if department_id not in (None, principal.department_id):
             raise ApiError(403, "forbidden", "you can see only your own department's figures")
         department_id = principal.department_id
     start, end = _period(date_from, date_to, settings.timezone)
+    csv_file = f"people-{start}-{end}.csv" if _wants_csv(request, format_) else None
 
-    async def render(conn: asyncpg.Connection, as_of: datetime | None) -> bytes:
+    async def render(conn: asyncpg.Connection, as_of: datetime | None) -> str | bytes:
         units = await people.people(conn, start, end, department_id)
+        if csv_file is not None:
+            return _csv_text(people_rows(units))
         return _json(PeopleFigures, {"from": start, "to": end, "as_of": as_of, "units": units})
 
-    key = ("people", start, end, department_id)
-    return _answer(await stat_answers.kept(pool, answers, settings.timezone, key, render), None)
+    key = ("people", csv_file, start, end, department_id)
+    return _answer(await stat_answers.kept(pool, answers, settings.timezone, key, render),
+                   csv_file)  # fmt: skip
 
 
 # --- evaluation (考评) -------------------------------------------------------------------------
