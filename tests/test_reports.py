@@ -3,6 +3,7 @@ duplicates), the API (JSON and CSV) and the Temporal Schedules that produce them
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -18,6 +19,8 @@ from temporalio.client import Client
 
 from api.routers.stats import _csv_text
 from jiesu.config import Settings
+from jiesu.stats import rollup
+from jiesu.stats.queries import produce_report
 from jiesu.stats.reports import (
     ReportJob,
     ReportKind,
@@ -314,3 +317,41 @@ async def test_a_report_of_a_period_not_begun_or_outside_the_years_is_refused(
         "SELECT count(*) FROM report_snapshots WHERE period_start = $1", stored_start
     )
     assert stored == 0
+
+
+async def test_a_report_reads_one_state_of_the_figures(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A report is read in several statements (indicators, overdue list, top categories and
+    places, ranking). Each read the rollup as it stood at that statement, so a refresh that
+    committed in between (the worker's refresher, every 5 s) went into the ranking and not
+    into the totals: a published 月报 whose ranking did not add up to its own totals. Here the
+    top-places statement is held on a lock while a case is added and the rollup refreshed."""
+    day = date(2012, 3, 5)
+    await insert_cases(pool, [case_row(local(day), department_id="water")])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    async with pool.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("LOCK TABLE areas IN ACCESS EXCLUSIVE MODE")
+        try:
+            producing = asyncio.create_task(produce_report(
+                pool, ReportKind.MONTHLY, date(2012, 3, 1), date(2012, 3, 31), settings.timezone
+            ))  # fmt: skip
+            await eventually(lambda: pool.fetchval(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'areas' AND NOT l.granted"
+            ))  # fmt: skip
+            await insert_cases(pool, [case_row(local(day + timedelta(days=1)),
+                                               department_id="water", breaches=("finish",))])
+            await rollup.ensure_fresh(pool, settings.timezone)
+        finally:
+            await locked.rollback()
+    await asyncio.wait_for(producing, timeout=30)
+    content = await pool.fetchval(
+        "SELECT content FROM report_snapshots WHERE kind = 'monthly' AND period_start = $1",
+        date(2012, 3, 1),
+    )
+    totals = content["indicators"]["totals"]
+    assert sum(e["received"] for e in content["ranking"]) == totals["received"] == 1
+    assert len(content["overdue_cases"]["listed"]) == content["overdue_cases"]["count"] == 0

@@ -356,13 +356,14 @@ async def produce_report(
     produced_by: str | None = None, *, refreshed: bool = False,
 ) -> ReportSummary:
     """Build and store the period's report, the rollup brought up to date first (unless
-    ``refreshed``: done a moment ago, by the report before it)."""
+    ``refreshed``: done a moment ago, by the report before it). The report is read in one
+    snapshot: a refresh committing while it is read is in none of its sections, not in some."""
     async with pool.acquire() as conn:
         if not refreshed:
             await refresh(conn, timezone)
-        async with conn.transaction():
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
             content = await build_report(conn, kind, start, end, timezone)
-            return await store_report(conn, kind, start, end, content, produced_by)
+        return await store_report(conn, kind, start, end, content, produced_by)
 
 
 async def missing_periods(
