@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # How long the API waits for a case's workflow to answer a query before it answers from
     # the read model instead (a worker that is down must not hang the request).
     query_timeout_seconds: float = Field(default=2.0, gt=0, alias="JIESU_QUERY_TIMEOUT_SECONDS")
+    # How long POST /api/v1/reports/{kind}/{day} waits for the report's workflow before it
+    # answers 503 report_pending (the run goes on): no worker polling must not hang the request.
+    report_wait_seconds: float = Field(default=60.0, gt=0, alias="JIESU_REPORT_WAIT_SECONDS")
     api_host: str = Field(default="127.0.0.1", alias="JIESU_API_HOST")
     api_port: int = Field(default=8000, alias="JIESU_API_PORT")
     # The address citizens and staff reach the console at, used in the links sent by SMS and

@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import AUDITOR, SUPERVISOR, eventually
+from helpers import AUDITOR, SUPERVISOR, eventually, served
 from statcases import TZ, case_row, insert_cases, local
 from temporalio.client import Client
 
+from api.main import create_app
 from api.routers.stats import _csv_text
 from jiesu.config import Settings
 from jiesu.stats import rollup
@@ -28,7 +29,13 @@ from jiesu.stats.reports import (
     period_containing,
     previous_period,
 )
-from workflows.reports import REPORT_CRON, ReportWorkflow, ensure_report_schedules, schedule_id
+from workflows.reports import (
+    REPORT_CRON,
+    ReportWorkflow,
+    ensure_report_schedules,
+    manual_report_id,
+    schedule_id,
+)
 
 APRIL = date(2003, 4, 1)
 GARBAGE_GRID = "G-QH-02-01-1"
@@ -355,3 +362,26 @@ async def test_a_report_reads_one_state_of_the_figures(
     totals = content["indicators"]["totals"]
     assert sum(e["received"] for e in content["ranking"]) == totals["received"] == 1
     assert len(content["overdue_cases"]["listed"]) == content["overdue_cases"]["count"] == 0
+
+
+async def test_a_report_no_worker_produces_is_a_503_not_a_hang(
+    settings: Settings, pool: asyncpg.Pool, client: Client
+) -> None:
+    """POST /reports waited for the report's workflow without a bound: with Temporal up and
+    no worker polling (the workers down, or one deploying) the request hung until the client
+    gave up. Now it waits JIESU_REPORT_WAIT_SECONDS and answers 503 report_pending; the run
+    goes on and stores the snapshot when a worker takes it."""
+    idle = settings.model_copy(update={
+        "task_queue": f"jiesu-no-worker-{uuid.uuid4().hex[:8]}", "report_wait_seconds": 0.5,
+    })  # fmt: skip
+    day = date(2003, 6, 9)
+    try:
+        async with served(create_app(idle, client=client, pool=pool)) as http:
+            response = await asyncio.wait_for(
+                http.post(f"/api/v1/reports/daily/{day}", headers=SUPERVISOR), timeout=20
+            )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "report_pending"
+        assert int(response.headers["Retry-After"]) > 0
+    finally:
+        await client.get_workflow_handle(manual_report_id(ReportKind.DAILY, day)).terminate()

@@ -8,6 +8,7 @@ safe to call at every start.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 from temporalio import workflow
@@ -65,11 +66,13 @@ def manual_report_id(kind: ReportKind, period_start: date) -> str:
 
 
 async def run_manual_report(
-    client: Client, kind: ReportKind, period_start: date, task_queue: str
+    client: Client, kind: ReportKind, period_start: date, task_queue: str,
+    wait: float | None = None,
 ) -> ReportSummary:
     """Produce a period's report now. A request made while another one for the same period is
     running attaches to that run and gets its result (one run, never a workflow-id clash); a
-    request after it finished starts a new run (the re-run replaces the snapshot)."""
+    request after it finished starts a new run (the re-run replaces the snapshot). TimeoutError
+    after ``wait`` seconds without the result (no worker polling): the run goes on."""
     handle = await client.start_workflow(
         ReportWorkflow.run,
         ReportRequest(kind=kind, period_start=period_start),
@@ -77,7 +80,7 @@ async def run_manual_report(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    return await handle.result()
+    return await asyncio.wait_for(handle.result(), wait)
 
 
 def report_schedule(kind: ReportKind, settings: Settings) -> Schedule:

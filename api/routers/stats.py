@@ -43,6 +43,7 @@ from workflows.reports import run_manual_report
 router = APIRouter(tags=["statistics"])
 
 MAX_PERIODS = 400
+REPORT_RETRY_AFTER_SECONDS = 30
 DEFAULT_DAYS = 30
 
 Level = Literal["city", "centre", "county", "township", "village"]
@@ -592,7 +593,16 @@ async def run_report(
     if refused is not None:
         raise ApiError(422, "invalid_period", refused)
     start, _ = period_containing(kind, period_start)
-    return await run_manual_report(client, kind, start, settings.task_queue)
+    wait = settings.report_wait_seconds
+    try:
+        return await run_manual_report(client, kind, start, settings.task_queue, wait)
+    except TimeoutError:
+        raise ApiError(
+            503, "report_pending",
+            f"the {kind.value} report of {start} was not produced within {wait:g} s (is a"
+            f" worker running?); its run goes on: retry, or read {_report_url(kind.value, start)}",
+            headers={"Retry-After": str(REPORT_RETRY_AFTER_SECONDS)},
+        ) from None  # fmt: skip
 
 
 _REPORT_TEXT = """
