@@ -34,6 +34,7 @@ from jiesu.case.domain import (
 )
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
+from jiesu.readmodel import accountability
 from jiesu.readmodel.backfill import rebuild_handlings
 from jiesu.stats import queries, rollup
 from jiesu.stats.answers import Answers
@@ -618,3 +619,49 @@ async def test_the_level_a_case_was_handled_at_stays_after_a_level_change(
     assert tuple(await pool.fetchrow(levels, case_id)) == ("township", "township")
     await rebuild_handlings(pool, every=True)
     assert tuple(await pool.fetchrow(levels, case_id)) == ("township", "township")
+
+
+async def test_a_completion_that_commits_late_is_not_hidden_by_a_kept_answer(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The kept answers' stamp had the accountability records as count / max(recorded_at) /
+    max(completed_at). A completion is stamped now(), its transaction's start: one that began
+    first and committed last (it waited on the record's lock while another record was
+    completed) left the stamp as it was, and the ranking kept showing the record without its
+    persons and decision until the next refresh (on a quiet day, until a case changed)."""
+    day = date(2007, 5, 8)
+    params = {"from": str(day), "to": str(day), "min_cases": "0"}
+    case_id = f"late-completion-{uuid.uuid4().hex[:8]}"
+    by = Actor(role=Role.SUPERVISOR, name="demo-supervisor")
+
+    async def records() -> dict[int, list[str]]:
+        response = await api.get("/api/v1/stats/ranking", params=params, headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        market = next(e for e in response.json()["entries"] if e["department_id"] == "market")
+        return {r["seq"]: r["persons"] for r in market["accountability"]}
+
+    await insert_cases(pool, [case_row(local(day), department_id="market")])
+    await rollup.ensure_fresh(pool, settings.timezone)
+    await pool.executemany(
+        "INSERT INTO accountability_records (case_id, seq, department_id, recorded_at)"
+        " VALUES ($1, $2, 'market', $3)",
+        [(case_id, seq, local(day, 12)) for seq in (1, 2)],
+    )
+    assert await records() == {1: [], 2: []}
+    holder = await pool.acquire()
+    try:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute(
+            "SELECT 1 FROM accountability_records WHERE case_id = $1 AND seq = 2 FOR UPDATE",
+            case_id,
+        )
+        first = asyncio.create_task(accountability.complete(pool, case_id, 2, ["li"], "诫勉", by))
+        await eventually(lambda: _waiting_on(pool, holder))  # began, waits for the record
+        await accountability.complete(pool, case_id, 1, ["wang"], "通报批评", by)
+        assert await records() == {1: ["wang"], 2: []}  # kept under this stamp
+        await locked.rollback()
+    finally:
+        await pool.release(holder)
+    assert await asyncio.wait_for(first, timeout=30)
+    assert await records() == {1: ["wang"], 2: ["li"]}

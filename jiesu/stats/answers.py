@@ -30,11 +30,14 @@ from jiesu.stats import queries
 
 T = TypeVar("T")
 
+# The accountability records by the transactions that wrote them (xmin: every write of a row
+# gives it its writer's), not by count and latest times: a completion is stamped with its
+# transaction's start, so one that began first and committed last moved neither
+# (test_a_completion_that_commits_late_is_not_hidden_by_a_kept_answer). ~1.5 ms at 10,000.
 _STAMP = """
 SELECT (SELECT refreshed_at FROM case_stats_refresh WHERE timezone = $1) AS as_of,
     (SELECT updated_at FROM evaluation_rules WHERE id = 'default') AS rules,
-    (SELECT count(*) || '/' || coalesce(max(recorded_at)::text, '') || '/'
-            || coalesce(max(completed_at)::text, '')
+    (SELECT count(*) || '/' || coalesce(sum(hashint8(xmin::text::bigint)), 0)
      FROM accountability_records) AS accountability,
     (SELECT md5(string_agg(id || '/' || name || '/' || level, ',' ORDER BY id))
      FROM departments) AS departments
