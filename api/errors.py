@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.error_codes import ERROR_CODES
 from jiesu.client import is_temporal_down
 
 log = logging.getLogger("jiesu.api")
@@ -46,7 +47,12 @@ def request_id() -> str:
 
 
 class ErrorBody(BaseModel):
-    code: str
+    code: str = Field(
+        description="Machine-readable: one of the codes listed in `x-error-codes` (and "
+        "docs/errors.md), with what each means. Match on the code, not on the message; treat "
+        "a code you do not know by the answer's status.",
+        json_schema_extra={"x-error-codes": ERROR_CODES},
+    )
     message: str
     details: list[dict[str, Any]] | None = None
     request_id: str = Field(

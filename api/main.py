@@ -68,8 +68,10 @@ are answered `429` with `Retry-After`. Errors always have the shape
 `{"error": {"code": "...", "message": "...", "details": [...], "request_id": "..."}}`; every
 response carries an `X-Request-ID` header (yours, when you send a sane one). `503` with
 `Retry-After` means Temporal (`temporal_unavailable`) or PostgreSQL (`database_unavailable`)
-cannot be reached. Action endpoints take an `Idempotency-Key` header: a retry with the same
-key is answered with the original result and is never applied twice.
+cannot be reached. Every `error.code` and its meaning is listed in the `ErrorBody.code`
+field's `x-error-codes` (and docs/errors.md). Action endpoints take an `Idempotency-Key`
+header: a retry with the same key is answered with the original result and is never applied
+twice.
 """
 
 
