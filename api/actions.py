@@ -47,6 +47,14 @@ IdempotencyKey = Annotated[
 ]
 
 
+NOT_YET = (
+    "Accepted, not applied yet (applied: false): the case's workflow has not processed the "
+    "action within the wait (its worker is busy or down). It will, or will refuse it; read "
+    "the case, or retry with the same Idempotency-Key to get the outcome"
+)
+"""The 202 an action answers (api.schemas.answer) when the workflow has not applied it in time."""
+
+
 @dataclass(frozen=True)
 class Call:
     """One request to an action endpoint, as FastAPI resolved it."""
@@ -214,5 +222,6 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[Answer]]:
 def add_actions(router: APIRouter, specs: Iterable[ActionSpec]) -> None:
     """Declare one ``POST`` operation per spec on ``router``."""
     for spec in specs:
-        router.post(spec.path, response_model=spec.result, responses=ACTION_ERRORS,
+        responses = {**ACTION_ERRORS, 202: {"model": spec.result, "description": NOT_YET}}
+        router.post(spec.path, response_model=spec.result, responses=responses,
                     summary=spec.summary)(_endpoint(spec))  # fmt: skip

@@ -161,7 +161,9 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "Unsupported body media type"},
     429: {
         "model": ErrorResponse,
-        "description": "Too many failed authentications from this client",
+        "description": "Too many failed authentications from this client "
+        "(too_many_failed_authentications), or, where an operation is rate-limited (the "
+        "self-service codes and reports), too many requests (rate_limited)",
         "headers": _RETRY_AFTER,
     },
     500: {
@@ -171,7 +173,10 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {
         "model": ErrorResponse,
         "description": "Temporal (temporal_unavailable) or PostgreSQL (database_unavailable) "
-        "cannot be reached: retry after the Retry-After seconds",
+        "cannot be reached; a case just registered cannot be read yet (case_not_ready); "
+        "/readyz: a dependency is not ready (not_ready): retry after the Retry-After seconds. "
+        "An intake whose problem kept changing under it (intake_contended, no Retry-After): "
+        "retry now",
         "headers": _RETRY_AFTER,
     },
 }

@@ -223,6 +223,10 @@ async def test_a_case_whose_worker_is_down_is_read_from_the_read_model(
         supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement",
                                     json={"token": token, "text": "Still loud"})  # fmt: skip
         assert supplement.status_code == 202, supplement.text
+        # and the 202 is documented (it was not: ACTION_ERRORS had no 202)
+        paths = (await api.get("/openapi.json")).json()["paths"]
+        for action in ("accept", "supplement"):
+            assert "202" in paths[f"{COMPLAINTS}/{{case_id}}/{action}"]["post"]["responses"]
     finally:
         await orphan.terminate("test finished")
 

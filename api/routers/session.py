@@ -64,7 +64,10 @@ def _error(description: str) -> dict[str, Any]:
     response_model=SessionInfo,
     responses={
         401: _error("The login or the password is wrong (login_failed)"),
-        403: _error("The account is disabled (account_disabled)"),
+        403: _error(
+            "The account is disabled (account_disabled), or the sign-in came from another "
+            "site's page (cross_site)"
+        ),
         422: _error("Invalid input"),
         429: _error("Too many refused logins from this client (too_many_failed_authentications)"),
     },
@@ -100,7 +103,13 @@ async def _person(principal: Staff) -> Session:
 @router.get(
     "",
     response_model=SessionInfo,
-    responses={401: _error("Not logged in, or the session has ended")},
+    responses={
+        401: _error(
+            "Not logged in (unauthenticated), the session has ended (session_ended), or an "
+            "API key, which has no session (no_session)"
+        ),
+        403: _error("A session cookie sent from another site's page (cross_site)"),
+    },
     summary="The current session: who is logged in, and the CSRF token",
 )
 async def current(session: Annotated[Session, Depends(_person)]) -> SessionInfo:
