@@ -23,6 +23,7 @@ from temporalio.client import Client
 from api import cases
 from api.deps import AppServices, CaseId, Principal, Services
 from api.errors import ACTION_ERRORS
+from api.refusals import refusal_codes
 from api.schemas import ActionResult, CitizenActionResult, answer
 from jiesu.case.domain import CaseState
 from jiesu.case.lifecycle import Refusal
@@ -219,9 +220,36 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[Answer]]:
     return endpoint
 
 
+# Answers of any action, whatever its check: the case closed or changed under it (api.cases
+# _ended_answer), a keyed retry of a case passed on (case_moved_on), a refusal the workflow
+# recorded without a code (rejected).
+_ANY_ACTION_CONFLICTS = ("case_changed", "case_closed", "case_moved_on", "rejected")
+
+
+def _refusals(spec: ActionSpec) -> dict[int | str, dict[str, Any]]:
+    """The 409 and 403 of ``spec``'s operation, naming the codes its check refuses with."""
+    codes = refusal_codes(spec.check)
+    conflict = ", ".join(sorted({*codes.conflict, *_ANY_ACTION_CONFLICTS}))
+    answers: dict[int | str, dict[str, Any]] = {
+        409: {**ACTION_ERRORS[409], "description": "The case cannot take this action now: "
+              f"error.code is one of {conflict}"},
+    }  # fmt: skip
+    forbidden = {*codes.forbidden, *getattr(spec.caller, "forbidden_codes", ())}
+    if isinstance(spec.caller, StaffCaller):  # api.deps: the role group, a session's request
+        forbidden |= {"forbidden", "csrf_failed", "cross_site"}
+    if forbidden:
+        answers[403] = {
+            **ACTION_ERRORS[403],
+            "description": "You may not do this: error.code is one of "
+            + ", ".join(sorted(forbidden)),
+        }
+    return answers
+
+
 def add_actions(router: APIRouter, specs: Iterable[ActionSpec]) -> None:
     """Declare one ``POST`` operation per spec on ``router``."""
     for spec in specs:
         responses = {**ACTION_ERRORS, 202: {"model": spec.result, "description": NOT_YET}}
+        responses.update(_refusals(spec))
         router.post(spec.path, response_model=spec.result, responses=responses,
                     summary=spec.summary)(_endpoint(spec))  # fmt: skip

@@ -365,3 +365,69 @@ async def test_a_cross_site_session_read_is_a_documented_403(api: httpx.AsyncCli
     assert response.json()["error"]["code"] == "cross_site"
     documented = (await api.get("/openapi.json")).json()["paths"]["/api/v1/session"]["get"]
     assert "403" in documented["responses"]
+
+
+# --- the refusals each action names -----------------------------------------------------------
+
+
+def _action_codes(path: str, status: str) -> set[str]:
+    """The codes the documentation of ``POST /api/v1/complaints/{case_id}<path>`` names for
+    ``status``."""
+    op = DOC["paths"][f"/api/v1/complaints/{{case_id}}{path}"]["post"]
+    description = op["responses"][status]["description"]
+    return set(re.findall(r"[a-z][a-z0-9_]+", description.partition("one of ")[2]))
+
+
+@pytest.mark.parametrize(
+    ("path", "conflict", "forbidden"),
+    [
+        ("/accept", {"wrong_status"}, {"forbidden", "not_assigned"}),
+        ("/reply", {"wrong_status", "not_contacted", "co_handlers_pending", "evidence_required"},
+         {"not_assigned"}),
+        ("/return", {"return_pending", "return_window_passed", "return_limit",
+                     "reassignment_pending"}, {"not_assigned"}),
+        ("/contribution", {"already_done"}, {"not_co_handler"}),
+        ("/rating", {"already_rated", "reassignment_pending"}, {"original_reporter_only"}),
+        ("/supplement", {"supplement_limit"}, set()),
+    ],
+)  # fmt: skip
+def test_an_action_names_the_refusals_it_can_answer(
+    path: str, conflict: set[str], forbidden: set[str]
+) -> None:
+    """New-behaviour-enforcing: the 409 and 403 of an action named no code at all ("The case
+    cannot take this action now"); now they name those of its lifecycle check (api/refusals.py)
+    and of the answers any action can give. Known refusals of each, from the lifecycle."""
+    assert conflict | {"case_closed", "case_changed"} <= _action_codes(path, "409")
+    assert forbidden <= _action_codes(path, "403")
+    assert "original_reporter_only" not in _action_codes("/supplement", "403")
+
+
+# Lifecycle refusals no action endpoint answers with a 409 or 403, each with why.
+NOT_AN_ACTION_REFUSAL = {
+    "stale_step": "the escalation ladder's own step (check_escalation_step), no API action",
+    "repeat_report_limit": "a repeat report comes from intake (check_repeat_report)",
+    "blank_text": "the API refuses blank text first, 422 (api/routers/supervision.py)",
+    "centre_not_assignee": "the API refuses it first, 422 (api/routers/supervision.py)",
+}
+
+
+def test_every_lifecycle_refusal_is_named_by_an_action() -> None:
+    """Each Refusal code of jiesu/case/lifecycle.py is named by some action's 409 or 403 (or
+    is listed above with the reason no action answers it)."""
+    tree = ast.parse((ROOT / "jiesu" / "case" / "lifecycle.py").read_text())
+    refusals = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Refusal"
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }  # fmt: skip
+    named: set[str] = set()
+    for path, operations in DOC["paths"].items():
+        if path.startswith("/api/v1/complaints/{case_id}/") and "post" in operations:
+            short = path.removeprefix("/api/v1/complaints/{case_id}")
+            for status in ("409", "403"):
+                if status in operations["post"]["responses"]:
+                    named |= _action_codes(short, status)
+    assert sorted(refusals - named - set(NOT_AN_ACTION_REFUSAL)) == []
+    assert sorted(set(NOT_AN_ACTION_REFUSAL) & named) == []
+    assert named <= set(ERROR_CODES)

@@ -63,6 +63,11 @@ class CitizenCaller:
     original_only: bool
     dependency: object = Attempt
 
+    @property
+    def forbidden_codes(self) -> tuple[str, ...]:
+        """The 403s this caller answers of its own (its operations' documentation)."""
+        return ("original_reporter_only",) if self.original_only else ()
+
     async def perform(self, spec: ActionSpec, call: Call) -> CitizenActionResult:
         fields = dict(call.fields)
         attempt: AuthAttempt = call.credential
