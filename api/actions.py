@@ -226,30 +226,37 @@ def _endpoint(spec: ActionSpec) -> Callable[..., Awaitable[Answer]]:
 _ANY_ACTION_CONFLICTS = ("case_changed", "case_closed", "case_moved_on", "rejected")
 
 
-def _refusals(spec: ActionSpec) -> dict[int | str, dict[str, Any]]:
-    """The 409 and 403 of ``spec``'s operation, naming the codes its check refuses with."""
+def responses(spec: ActionSpec) -> dict[int | str, dict[str, Any]]:
+    """What ``spec``'s operation documents: the action errors, the 202 of an action not yet
+    applied, and the 409 and 403 naming the codes its check (and its caller) refuse with."""
     codes = refusal_codes(spec.check)
     conflict = ", ".join(sorted({*codes.conflict, *_ANY_ACTION_CONFLICTS}))
     answers: dict[int | str, dict[str, Any]] = {
+        **ACTION_ERRORS,
+        202: {"model": spec.result, "description": NOT_YET},
         409: {**ACTION_ERRORS[409], "description": "The case cannot take this action now: "
               f"error.code is one of {conflict}"},
     }  # fmt: skip
     forbidden = {*codes.forbidden, *getattr(spec.caller, "forbidden_codes", ())}
     if isinstance(spec.caller, StaffCaller):  # api.deps: the role group, a session's request
         forbidden |= {"forbidden", "csrf_failed", "cross_site"}
+    else:  # the citizen's token is in the body: a wrong one is the 404 of no such case
+        del answers[401]
+        answers[404] = {**ACTION_ERRORS[404], "description": "No such case, or the token is "
+                        "not one of its reports' (case_not_found)"}  # fmt: skip
     if forbidden:
         answers[403] = {
             **ACTION_ERRORS[403],
             "description": "You may not do this: error.code is one of "
             + ", ".join(sorted(forbidden)),
         }
+    else:
+        del answers[403]
     return answers
 
 
 def add_actions(router: APIRouter, specs: Iterable[ActionSpec]) -> None:
     """Declare one ``POST`` operation per spec on ``router``."""
     for spec in specs:
-        responses = {**ACTION_ERRORS, 202: {"model": spec.result, "description": NOT_YET}}
-        responses.update(_refusals(spec))
-        router.post(spec.path, response_model=spec.result, responses=responses,
+        router.post(spec.path, response_model=spec.result, responses=responses(spec),
                     summary=spec.summary)(_endpoint(spec))  # fmt: skip

@@ -180,6 +180,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": _RETRY_AFTER,
     },
 }
+QUERY_ERRORS: dict[int | str, dict[str, Any]] = {s: r for s, r in ERRORS.items() if s != 404}
+"""ERRORS of an operation that names no record (a list, a search, a creation): no 404."""
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorResponse, "description": "The case cannot take this action now"},

@@ -301,6 +301,15 @@ def _dependencies(dependant: Any) -> list[Any]:
     return calls
 
 
+def _has_params(dependant: Any) -> bool:
+    """Whether the request carries anything validated: a parameter or a body, the
+    operation's or one of its dependencies'."""
+    kinds = ("path_params", "query_params", "header_params", "cookie_params", "body_params")
+    return any(getattr(dependant, kind) for kind in kinds) or any(
+        _has_params(dep) for dep in dependant.dependencies
+    )
+
+
 def can_answer(route: APIRoute) -> set[int]:
     """What ``route`` can answer besides the app's common errors (api.errors.COMMON_ERRORS)."""
     seen: set[Any] = set()
@@ -311,9 +320,7 @@ def can_answer(route: APIRoute) -> set[int]:
     if isinstance(spec, ActionSpec):  # its caller, its preparation and its check
         found |= statuses_of(type(spec.caller).perform, seen)
         found |= statuses_of(spec.prepare, seen)
-    dependant = route.dependant
-    if dependant.path_params or dependant.query_params or dependant.body_params or \
-            dependant.header_params or dependant.cookie_params:  # fmt: skip
+    if _has_params(route.dependant):
         found.add(422)  # RequestValidationError
     return found - {int(s) for s in COMMON_ERRORS}
 
@@ -431,3 +438,29 @@ def test_every_lifecycle_refusal_is_named_by_an_action() -> None:
     assert sorted(refusals - named - set(NOT_AN_ACTION_REFUSAL)) == []
     assert sorted(set(NOT_AN_ACTION_REFUSAL) & named) == []
     assert named <= set(ERROR_CODES)
+
+
+# A status documented that the reading above does not find, each with why it is right.
+UNDERREAD: dict[tuple[str, str], set[int]] = {
+    # an SMS rating is performed through citizen.act_as, which the reading does not follow
+    # (the spec's caller is called through a variable): its 404 was documented, and is kept
+    ("POST", "sms_inbound_api_v1_channels_sms_inbound_post"): {404},
+}
+
+
+@pytest.mark.parametrize(
+    ("route", "method", "op"),
+    OPERATIONS,
+    ids=[f"{m} {op['operationId']}" for _, m, op in OPERATIONS],
+)
+def test_no_operation_documents_a_refusal_it_cannot_answer(
+    route: APIRoute, method: str, op: dict[str, Any]
+) -> None:
+    """New-behaviour-enforcing: lists, searches and creations documented 404 "No such case
+    visible to you", admin reads 409 "The change conflicts", the public self-service form and
+    the citizen's actions 401 ("No or unknown API key"): an integrator would handle answers
+    that never come, or send a key nobody reads. 401, 403, 404 and 409 are documented where
+    the code path can answer them (422 stays where FastAPI puts it)."""
+    documented = {int(s) for s in op["responses"]} & {401, 403, 404, 409}
+    allowed = can_answer(route) | UNDERREAD.get((method, op["operationId"]), set())
+    assert sorted(documented - allowed) == []

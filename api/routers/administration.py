@@ -28,6 +28,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such record"},
     409: {"model": ErrorResponse, "description": "The change conflicts with the current data"},
 }
+# A read (or a change no rule refuses): no record named that may be missing or in conflict.
+_READ_ERRORS = {s: r for s, r in _ERRORS.items() if s not in (404, 409)}
 RecordId = Annotated[str, Path(pattern=reference.ID_PATTERN)]
 T = TypeVar("T")
 
@@ -42,7 +44,7 @@ async def _refusing(work: Awaitable[T]) -> T:
 # --- the change log ---------------------------------------------------------------------
 
 
-@router.get("/changes", response_model=list[changes.Change], responses=_ERRORS,
+@router.get("/changes", response_model=list[changes.Change], responses=_READ_ERRORS,
             summary="Every administrative change, newest first (who, when, before, after)")
 async def list_changes(
     _: Admin, pool: Pool,
@@ -126,7 +128,7 @@ def _reference_routes(
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.add_api_route(path, list_all, methods=["GET"], response_model=list[out],
-                         responses=_ERRORS, summary=f"List the {noun} records",
+                         responses=_READ_ERRORS, summary=f"List the {noun} records",
                          name=f"list_{noun}")
     item = f"{path}/{{record_id}}"
     router.add_api_route(item, get_one, methods=["GET"], response_model=out, responses=_ERRORS,
@@ -150,7 +152,7 @@ _reference_routes(reference.CATEGORIES, "/categories", reference.CategoryIn, Cat
 RuleId = Annotated[int, Path(ge=1, lt=2**31)]
 
 
-@router.get("/routing-rules", response_model=list[routing.Rule], responses=_ERRORS,
+@router.get("/routing-rules", response_model=list[routing.Rule], responses=_READ_ERRORS,
             summary="The routing catalogue (派单目录) in force at a moment, or every version")
 async def list_rules(
     _: Admin, pool: Pool,
@@ -177,7 +179,7 @@ async def add_rule(
 
 
 @router.get("/routing-rules/{rule_id}/history", response_model=list[changes.Change],
-            responses=_ERRORS, summary="A rule's changes, newest first")
+            responses=_READ_ERRORS, summary="A rule's changes, newest first")
 async def rule_history(rule_id: RuleId, _: Admin, pool: Pool) -> list[changes.Change]:
     return await changes.list_changes(pool, entity=routing.ENTITY, entity_id=str(rule_id))
 
@@ -215,7 +217,8 @@ class CalendarDays(BaseModel):
     days: list[calendar.CalendarDay] = Field(max_length=calendar.MAX_DAYS)
 
 
-@router.get("/calendar/{year}", response_model=list[calendar.CalendarDay], responses=_ERRORS,
+@router.get("/calendar/{year}", response_model=list[calendar.CalendarDay],
+            responses=_READ_ERRORS,
             summary="A year's calendar overrides (holidays and adjusted working days)")
 async def calendar_days(year: Year, _: Admin, pool: Pool) -> list[calendar.CalendarDay]:
     return await calendar.list_days(pool, year)
@@ -241,7 +244,7 @@ class PolicyIn(BaseModel):
     value: float = Field(allow_inf_nan=False)
 
 
-@router.get("/policy", response_model=list[policy.PolicyValue], responses=_ERRORS,
+@router.get("/policy", response_model=list[policy.PolicyValue], responses=_READ_ERRORS,
             summary="The run-time policy values in force, with their defaults")
 async def policy_values(_: Admin, pool: Pool, settings: AppSettings) -> list[policy.PolicyValue]:
     return await policy.list_values(pool, settings)
@@ -267,13 +270,14 @@ async def reset_policy(
 
 
 @router.get("/notification-templates", response_model=list[templates.NotificationTemplate],
-            responses=_ERRORS, summary="The notification templates that replace built-in texts")
+            responses=_READ_ERRORS,
+            summary="The notification templates that replace built-in texts")
 async def list_templates(_: Admin, pool: Pool) -> list[templates.NotificationTemplate]:
     return await templates.list_templates(pool)
 
 
 @router.put("/notification-templates/{event_kind}/{recipient_kind}",
-            response_model=templates.NotificationTemplate, responses=_ERRORS,
+            response_model=templates.NotificationTemplate, responses=_READ_ERRORS,
             summary="Set the wording of one kind of notice ($case_id, $subject, $body, ...)")
 async def put_template(
     event_kind: EventKind, recipient_kind: RecipientKind, body: templates.TemplateIn,

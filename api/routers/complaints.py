@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from api import cases, intake
 from api.deps import AppServices, CaseId, Operator, Pool, Staff
-from api.errors import ERRORS, ApiError
+from api.errors import ERRORS, QUERY_ERRORS, ApiError
 from api.schemas import CASE_SOURCE_HEADER, CasePage, CaseSummary, CaseView, IntakeResponse
 from jiesu.access import content
 from jiesu.access.grids import GridScope
@@ -27,7 +27,7 @@ Filter = Annotated[Line | None, Query(max_length=100)]
     status_code=status.HTTP_201_CREATED,
     response_model=IntakeResponse,
     responses={
-        **ERRORS,
+        **QUERY_ERRORS,
         200: {
             "model": IntakeResponse,
             "description": "No new case: a retry (same Idempotency-Key) or a repeat report "
@@ -56,7 +56,7 @@ async def register_complaint(
     return result
 
 
-@router.get("", response_model=CasePage, responses=ERRORS, summary="List and filter cases")
+@router.get("", response_model=CasePage, responses=QUERY_ERRORS, summary="List and filter cases")
 async def list_complaints(
     principal: Staff,
     pool: Pool,

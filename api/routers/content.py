@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from api.cases import viewer_of, visible_state
 from api.deps import AppSettings, Auditor, CaseId, Pool, Staff, Temporal
-from api.errors import ERRORS, not_found
+from api.errors import ERRORS, QUERY_ERRORS, not_found
 from jiesu.access import content
 from jiesu.access.content import CaseContent, ContentView
 from jiesu.case.domain import Line
@@ -42,7 +42,7 @@ async def case_content(
 @router.get(
     "/audit/content-views",
     response_model=list[ContentView],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="审计 Who saw which case's unmasked content, when, and which fields (newest first)",
 )
 async def content_views(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import intake
 from api.deps import AppSettings, GridWorker, Pool, Temporal
-from api.errors import ERRORS, ApiError
+from api.errors import QUERY_ERRORS, ApiError
 from api.schemas import IntakeResponse
 from jiesu.case.domain import (
     Channel,
@@ -58,7 +58,7 @@ class PatrolReport(BaseModel):
     "/reports",
     status_code=status.HTTP_201_CREATED,
     response_model=IntakeResponse,
-    responses={**ERRORS, 200: {"model": IntakeResponse, "description": "A retry, or 并单"}},
+    responses={**QUERY_ERRORS, 200: {"model": IntakeResponse, "description": "A retry, or 并单"}},
     summary="Report a problem found on patrol (主动发现), or solved on the spot (就地解决)",
 )
 async def report_from_patrol(

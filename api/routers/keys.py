@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, Pool
-from api.errors import ERRORS, ApiError
+from api.errors import ERRORS, QUERY_ERRORS, ApiError
 from jiesu.access import api_keys
 from jiesu.access.api_keys import KeyRefused
 from jiesu.case.domain import Line, Role
@@ -38,7 +38,7 @@ class CreatedKey(KeyInfo):
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedKey,
-    responses={**ERRORS, 409: ERRORS[404] | {"description": "The name is taken"}},
+    responses={**QUERY_ERRORS, 409: ERRORS[404] | {"description": "The name is taken"}},
     summary="Create a staff API key (shown once)",
 )
 async def create_key(body: KeyRequest, principal: Admin, pool: Pool) -> CreatedKey:
@@ -52,7 +52,7 @@ async def create_key(body: KeyRequest, principal: Admin, pool: Pool) -> CreatedK
     return CreatedKey(**info.model_dump(), key=key)
 
 
-@router.get("", response_model=list[KeyInfo], responses=ERRORS, summary="List the API keys")
+@router.get("", response_model=list[KeyInfo], responses=QUERY_ERRORS, summary="List the API keys")
 async def list_keys(principal: Admin, pool: Pool) -> list[KeyInfo]:
     return [KeyInfo(**k.model_dump()) for k in await api_keys.list_keys(pool)]
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from api.deps import AppSettings, CentreStaff, Pool, Supervisor
-from api.errors import ERRORS, ApiError
+from api.errors import ERRORS, QUERY_ERRORS, ApiError
 from jiesu.case.domain import Line
 from jiesu.config import Settings
 from jiesu.intake import knowledge
@@ -39,7 +39,7 @@ def _refused(err: AnswerRefused) -> ApiError:
     return ApiError(422, err.code, str(err))
 
 
-@router.get("", response_model=list[Answer], responses=ERRORS, summary="Search the answers")
+@router.get("", response_model=list[Answer], responses=QUERY_ERRORS, summary="Search the answers")
 async def search_answers(
     principal: CentreStaff,
     pool: Pool,
@@ -71,7 +71,9 @@ async def get_answer(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Answer,
-    responses={**ERRORS, 200: {"model": Answer, "description": "The same answer exists (a retry)"}},
+    responses={
+        **QUERY_ERRORS, 200: {"model": Answer, "description": "The same answer exists (a retry)"}
+    },
     summary="Add an answer (centre supervisors)",
 )
 async def create_answer(

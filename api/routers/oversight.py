@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CaseId, Pool, Principal, Supervisor, Viewer
-from api.errors import ERRORS, ApiError
+from api.errors import ERRORS, QUERY_ERRORS, ApiError
 from jiesu.case import lifecycle
 from jiesu.case.domain import Instant, Line, Role, Text
 from jiesu.readmodel import accountability, oversight
@@ -71,7 +71,7 @@ def _scope(principal: Principal, department_id: str | None) -> str | None:
 @router.get(
     "/extensions/pending",
     response_model=list[PendingExtension],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="延期待审 Extension requests waiting for a decision, the most urgent first",
 )
 async def pending_extensions(
@@ -86,7 +86,7 @@ async def pending_extensions(
 @router.get(
     "/returns/pending",
     response_model=list[PendingReturn],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="退单待审 Returns waiting for the centre's decision (JIESU_RETURN_NEEDS_APPROVAL)",
 )
 async def pending_returns(
@@ -101,7 +101,7 @@ async def pending_returns(
 @router.get(
     "/accountability",
     response_model=list[AccountabilityRecord],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="问责记录 Accountability records (unit, persons, reason, decision), newest first",
 )
 async def accountability_records(

@@ -113,12 +113,17 @@ class CategoryInfo(BaseModel):
     enterprise: bool
 
 
+# Public: no API key, no role, no case of the caller's — only invalid input (and the app's
+# common answers: 429 rate_limited past a limit, 503...).
+_PUBLIC = {422: ERRORS[422]}
+
+
 class GridInfo(BaseModel):
     id: str
     name: str
 
 
-@router.get("/categories", response_model=list[CategoryInfo], responses=ERRORS,
+@router.get("/categories", response_model=list[CategoryInfo], responses=_PUBLIC,
             summary="The categories a citizen or (enterprise=true) an enterprise files under")
 async def categories(
     pool: Pool, enterprise: Annotated[bool | None, Query()] = None
@@ -131,7 +136,7 @@ async def categories(
     return [CategoryInfo(**dict(r)) for r in rows]
 
 
-@router.get("/grids", response_model=list[GridInfo], responses=ERRORS,
+@router.get("/grids", response_model=list[GridInfo],
             summary="The grids (网格) a report can be placed in")
 async def grids(pool: Pool) -> list[GridInfo]:  # fmt: skip
     rows = await pool.fetch("SELECT id, name FROM areas WHERE kind = 'grid' ORDER BY id")
@@ -139,7 +144,7 @@ async def grids(pool: Pool) -> list[GridInfo]:  # fmt: skip
 
 
 @router.post("/codes", status_code=status.HTTP_202_ACCEPTED, response_model=CodeSent,
-             responses=ERRORS, summary="Text a one-time code to the phone (验证码)")
+             responses=_PUBLIC, summary="Text a one-time code to the phone (验证码)")
 async def send_code(
     body: CodeRequest, request: Request, pool: Pool, settings: AppSettings, gateway: Gateway,
     limits: Limits,
@@ -156,7 +161,9 @@ async def send_code(
     status_code=status.HTTP_201_CREATED,
     response_model=SelfServiceFiled,
     responses={
-        **ERRORS,
+        **_PUBLIC,
+        401: {**ERRORS[401], "description": "The code is wrong (wrong_code), expired "
+              "(code_expired), used up by wrong tries (code_locked) or never sent (no_code)"},
         200: {"model": SelfServiceFiled,
               "description": "No new case: a retry with the same code, or a repeat report "
               "linked to the open case of the same problem (并单)"},

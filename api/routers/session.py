@@ -23,7 +23,7 @@ from api.deps import (
     clear_session_cookie,
     set_session_cookie,
 )
-from api.errors import ERRORS, ApiError, ErrorResponse
+from api.errors import QUERY_ERRORS, ApiError, ErrorResponse
 from jiesu.access import sessions, sign_in_failures
 from jiesu.access.sessions import LoginRefused, Session, SessionPolicy, SignIn
 from jiesu.access.sign_in_failures import SignInFailure
@@ -137,7 +137,7 @@ async def log_out(request: Request, pool: Pool, settings: AppSettings) -> Respon
 @audit_router.get(
     "/audit/sign-ins",
     response_model=list[SignIn],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="审计 Staff sign-ins: who worked in a session, from when to when, and how it "
     "ended (newest first; ended_at null: still open)",
 )
@@ -153,7 +153,7 @@ async def sign_ins(
 @audit_router.get(
     "/audit/sign-in-failures",
     response_model=list[SignInFailure],
-    responses=ERRORS,
+    responses=QUERY_ERRORS,
     summary="审计 登录失败记录 Refused staff sign-ins: when, the login as typed (known: whether "
     "it is a person's), why (login_failed, account_disabled, rate_limited: the first per "
     "window) and from which client (newest first)",

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, Pool, Principal
-from api.errors import ERRORS, ApiError
+from api.errors import ERRORS, QUERY_ERRORS, ApiError
 from jiesu.access import staff
 from jiesu.access.staff import AccountRefused, Person
 from jiesu.case.domain import Line, Role
@@ -97,7 +97,7 @@ def _found(person: Person | None, login: str) -> Person:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Person,
-    responses={**ERRORS, 409: _NOT_FOUND | {"description": "The login is taken"}},
+    responses={**QUERY_ERRORS, 409: _NOT_FOUND | {"description": "The login is taken"}},
     summary="Create a person's account",
 )
 async def create_person(body: PersonRequest, principal: Admin, pool: Pool) -> Person:
@@ -110,7 +110,7 @@ async def create_person(body: PersonRequest, principal: Admin, pool: Pool) -> Pe
         raise _refused(exc) from exc
 
 
-@router.get("", response_model=list[Person], responses=ERRORS, summary="List the accounts")
+@router.get("", response_model=list[Person], responses=QUERY_ERRORS, summary="List the accounts")
 async def list_people(principal: Admin, pool: Pool) -> list[Person]:
     return await staff.list_people(pool)
 
