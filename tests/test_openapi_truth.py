@@ -1,7 +1,8 @@
 """The OpenAPI document tells an integrator the truth about what each operation can answer:
 every ``error.code`` raised is listed (api/error_codes.py, the schema's ``x-error-codes``,
 docs/errors.md), every status an operation can answer is in its ``responses``, and every
-example fits its own schema. Static: no Temporal, no PostgreSQL."""
+example fits its own schema. Static, read from the code and the app's document (no Temporal,
+no PostgreSQL), but for the last test, which asks the running API."""
 
 from __future__ import annotations
 
