@@ -120,15 +120,19 @@ ERROR_CODES: dict[str, str] = {
     "unknown_answer": "No such knowledge-base answer (422)",
     "answer_not_valid": "The knowledge-base answer is withdrawn or not valid today (422)",
     "answer_category_mismatch": "The knowledge-base answer is of another category (422)",
-    "intake_contended": "The same problem changed repeatedly under the intake: retry (503)",
+    "intake_contended": "The same problem changed repeatedly under the intake: retry (503, "
+    "Retry-After)",
     "enterprise_category": "An enterprise's category needs the enterprise form (422)",
     "not_an_enterprise_category": "Not an enterprise category (422)",
     "invalid_sms": "The inbound SMS is malformed (422)",
     # --- lists and statistics ---------------------------------------------------------------
     "offset_with_after": "Page with offset or with after, not both (422)",
     "invalid_cursor": "The `after` cursor is not one this API wrote (422)",
-    "invalid_period": "'from' is after 'to' (422)",
+    "invalid_period": "'from' is after 'to', or a report's period has not begun or begins "
+    "before the supported years (422)",
     "too_many_periods": "The period asks for too many buckets (422)",
+    "report_pending": "The report was not produced within JIESU_REPORT_WAIT_SECONDS (is a "
+    "worker running?); its run goes on: retry, or read its url (503, Retry-After)",
     # --- administration, accounts and keys ----------------------------------------------------
     "invalid_persons": "A person's name is blank (422)",
     "invalid_department": "The role needs its department, or the department does not fit "

@@ -174,9 +174,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "Temporal (temporal_unavailable) or PostgreSQL (database_unavailable) "
         "cannot be reached; a case just registered cannot be read yet (case_not_ready); "
-        "/readyz: a dependency is not ready (not_ready): retry after the Retry-After seconds. "
-        "An intake whose problem kept changing under it (intake_contended, no Retry-After): "
-        "retry now",
+        "/readyz: a dependency is not ready (not_ready); an intake whose problem kept "
+        "changing under it (intake_contended): retry after the Retry-After seconds",
         "headers": _RETRY_AFTER,
     },
 }

@@ -24,8 +24,8 @@ from jiesu.intake.errors import (
 def http_error(err: IntakeError) -> ApiError:
     if isinstance(err, TemporalUnavailable):
         return temporal_unavailable()  # 503 + Retry-After
-    if isinstance(err, IntakeContended):
-        return ApiError(503, err.code, err.message)
+    if isinstance(err, IntakeContended):  # a 503 like the others: with its Retry-After
+        return ApiError(503, err.code, err.message, headers={"Retry-After": "1"})
     if isinstance(err, IntakeRefused | IdempotencyConflict):
         return ApiError(422, err.code, err.message)
     raise TypeError(f"no HTTP answer for {type(err).__name__}") from err

@@ -37,10 +37,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_api import URBAN, assigned, error_of, finish, fresh
 
 from api import cases as api_cases
+from api.intake import http_error as intake_http_error
 from api.main import create_app
 from jiesu.case.domain import Actor, CaseStart, ComplaintIntake, Role, Status, Urgency
 from jiesu.client import connect_to
 from jiesu.config import Settings
+from jiesu.intake.errors import IntakeContended, TemporalUnavailable
 from jiesu.ops.demo_data import demo_key
 from worker import activities as house_activities
 from workflows import ALL_WORKFLOWS
@@ -589,3 +591,12 @@ async def test_an_action_on_a_case_that_ended_meanwhile_is_409_not_500(
     supplement = await api.post(f"{COMPLAINTS}/{case_id}/supplement", json={
         "token": created["citizen_token"], "text": "Still loud"})  # fmt: skip
     error_of(supplement, 409, "case_closed")
+
+
+def test_every_intake_503_says_when_to_retry() -> None:
+    """A contended intake (the same problem changing under it round after round) answered 503
+    without the Retry-After every other 503 carries, so a client that waits as told had nothing
+    to wait for."""
+    for err in (IntakeContended(), TemporalUnavailable()):
+        answer = intake_http_error(err)
+        assert answer.status == 503 and int((answer.headers or {})["Retry-After"]) > 0, err
