@@ -263,7 +263,7 @@ async def test_the_specs_example_is_filed_without_a_phone(
     lon, lat = grid_centre("G-QH-01-01-1")
     fields = SPEC_POST | {"lat": lat + (0.001 if fmt == "xml" else 0), "long": lon,
                           "email": f"smit{uuid.uuid4().hex[:6]}@sfgov.edu",
-                          "address_string": f"{uuid.uuid4().int % 10000} 5th street"}  # fmt: skip
+                          "address_string": f"{uuid.uuid4().hex[:8]} 5th street"}  # fmt: skip
     created = await _post(api, fmt, api_key=KEY, **fields)
     assert created.status_code == 201, created.text
     body = valid(created, "created_requests")
@@ -284,7 +284,7 @@ async def test_a_request_without_any_contact_is_filed_and_not_merged_by_its_empt
     for shift in (0.0, 0.0005):
         fields = {k: v for k, v in SPEC_POST.items() if k not in NO_CONTACT} | {
             "lat": lat + shift, "long": lon,
-            "address_string": f"{uuid.uuid4().int % 10000} 5th street"}  # another place
+            "address_string": f"{uuid.uuid4().hex[:8]} 5th street"}  # another place
         created = await _post(api, "json", api_key=KEY, **fields)
         assert created.status_code == 201, created.text
         cases.append(created.json()[0]["service_request_id"])
