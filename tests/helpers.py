@@ -299,6 +299,22 @@ async def case(api: httpx.AsyncClient, case_id: str, headers: dict[str, str]) ->
     return response.json()
 
 
+async def case_when(
+    api: httpx.AsyncClient, case_id: str, test: Callable[[dict[str, Any]], Any],
+    *, within: float = 30, first: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """The case as the operator sees it, once ``test`` holds of it (``first``: awaited before
+    each look, e.g. to assert the workflow has not failed)."""
+
+    async def probe() -> dict[str, Any] | None:
+        if first is not None:
+            await first()
+        state = await case(api, case_id, OPERATOR)
+        return state if test(state) else None
+
+    return await eventually(probe, within=within)
+
+
 async def act(
     api: httpx.AsyncClient,
     case_id: str,

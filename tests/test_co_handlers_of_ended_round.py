@@ -13,16 +13,12 @@ co-handler still owing is released (``co_handler_waived`` by the system, ``reaso
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from helpers import (
-    OPERATOR,
     SUPERVISOR,
     act,
-    case,
+    case_when,
     department,
-    eventually,
     handle_of,
     keep_history,
     register,
@@ -33,26 +29,18 @@ URBAN = department("urban-management")
 POLICE = department("police")
 
 
-async def _until(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
-        return state if test(state) else None
-
-    return await eventually(probe, within=30)
-
-
 async def test_the_new_lead_replies_without_the_ended_rounds_co_handlers(
     api: httpx.AsyncClient, client: Client
 ) -> None:
     case_id = (await register(api))["case_id"]  # → urban management
-    await _until(api, case_id, lambda s: s["status"] == "assigned")
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
     await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police", "market"])
     await act(api, case_id, "accept", URBAN)
     # urban management returns it; the centre's dispatcher gives it to police, a co-handler
     await act(api, case_id, "return", URBAN, reason="Amplified music at night is police work")
-    await _until(api, case_id, lambda s: s["status"] == "reassigning")
+    await case_when(api, case_id, lambda s: s["status"] == "reassigning")
     await act(api, case_id, "reassign", SUPERVISOR, department_id="police")
-    state = await _until(
+    state = await case_when(
         api, case_id, lambda s: s["status"] == "assigned" and s["round"] == 2
     )
     assert state["assignment"]["department_id"] == "police"

@@ -127,6 +127,17 @@ async def test_concurrent_duplicates_with_one_key_are_applied_once(
         await finish(client, case_id)
 
 
+async def _taken_away_after_its_reply(api: httpx.AsyncClient, case_id: str) -> None:
+    """The department accepts, contacts and replies; a supervisor takes the case away (二次交办,
+    naming no department: the dispatcher's window opens)."""
+    for action, body in (("accept", None), ("contact", {"note": "called"}),
+                         ("reply", {"outcome": "resolved", "text": "Spoke to the owner"}),
+                         ("second-assignment", {"reason": "The reply says nothing"})):
+        done = await _post(api, case_id, action, SUPERVISOR if "second" in action else URBAN,
+                           body=body)  # fmt: skip
+        assert done.status_code == 200, done.text
+
+
 async def test_a_reassign_choice_retried_with_its_key_is_200_not_409(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -135,12 +146,7 @@ async def test_a_reassign_choice_retried_with_its_key_is_200_not_409(
     applied (the child gone) was 409 no_reassignment instead of the original answer."""
     case_id, _ = await _case(api, "Idem reassign")
     try:
-        for action, body in (("accept", None), ("contact", {"note": "called"}),
-                             ("reply", {"outcome": "resolved", "text": "Spoke to the owner"}),
-                             ("second-assignment", {"reason": "The reply says nothing"})):
-            done = await _post(api, case_id, action, SUPERVISOR if "second" in action else URBAN,
-                               body=body)  # fmt: skip
-            assert done.status_code == 200, done.text
+        await _taken_away_after_its_reply(api, case_id)
 
         async def reassigning() -> bool:
             state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
@@ -170,12 +176,7 @@ async def test_a_reassign_choice_retried_in_a_later_reassignment_is_not_applied_
     went back to the department that had just returned it, the choice applied twice."""
     case_id, _ = await _case(api, "Idem reassign later")
     try:
-        for action, body in (("accept", None), ("contact", {"note": "called"}),
-                             ("reply", {"outcome": "resolved", "text": "Spoke to the owner"}),
-                             ("second-assignment", {"reason": "The reply says nothing"})):
-            done = await _post(api, case_id, action, SUPERVISOR if "second" in action else URBAN,
-                               body=body)  # fmt: skip
-            assert done.status_code == 200, done.text
+        await _taken_away_after_its_reply(api, case_id)
 
         async def waiting(n: int | None) -> bool:  # in the read model: the API's first copy
             state = await pool.fetchval("SELECT state FROM cases WHERE case_id = $1", case_id)

@@ -14,17 +14,13 @@ ran).
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from helpers import (
     HISTORIES,
-    OPERATOR,
     SUPERVISOR,
     act,
-    case,
+    case_when,
     department,
-    eventually,
     handle_of,
     ladder_of,
     register,
@@ -37,24 +33,18 @@ from jiesu.case.domain import Resolution, Status
 URBAN = department("urban-management")
 
 
-async def _state(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
-        return state if test(state) else None
-
-    return await eventually(probe, within=30)
-
-
 async def test_a_ladder_whose_child_ended_is_recorded_stopped_and_the_case_goes_on(
     api: httpx.AsyncClient, client: Client
 ) -> None:
     created = await register(api)
     case_id, token = created["case_id"], created["citizen_token"]
-    await _state(api, case_id, lambda s: s["status"] == "assigned")
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
     await act(api, case_id, "supervision", SUPERVISOR, form="urge", note="Hurry")
     ladder = await ladder_of(client, case_id)
     await ladder.terminate("the ladder's child ended before the case stopped it")
-    state = await _state(api, case_id, lambda s: s["escalation"] and not s["escalation"]["active"])
+    state = await case_when(
+        api, case_id, lambda s: s["escalation"] and not s["escalation"]["active"]
+    )
     stopped = [e for e in state["events"] if e["kind"] == "escalation_stopped"]
     assert stopped and stopped[-1]["data"]["final_level"] == 2, stopped  # 催办, where it was
     # the case can be supervised again, and it closes

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 from helpers import (
-    OPERATOR,
     SUPERVISOR,
     act,
-    case,
+    case_when,
     department,
     eventually,
     exists,
@@ -36,13 +35,11 @@ POLICE = department("police")
 async def _state(api: httpx.AsyncClient, client: Client, case_id: str, test: Any) -> dict:
     handle = handle_of(client, case_id)
 
-    async def probe() -> dict[str, Any] | None:
+    async def not_failed() -> None:
         described = await handle.describe()
         assert described.status is not WorkflowExecutionStatus.FAILED, "the case failed"
-        state = await case(api, case_id, OPERATOR)
-        return state if test(state) else None
 
-    return await eventually(probe, within=30)
+    return await case_when(api, case_id, test, first=not_failed)
 
 
 async def test_a_terminated_reassignment_child_sends_the_case_to_the_centre_queue(
