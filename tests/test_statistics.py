@@ -275,6 +275,34 @@ async def test_csv(api: httpx.AsyncClient, march: None) -> None:
     assert accepted.text.startswith("period,received,")
 
 
+@pytest.mark.parametrize(
+    ("accept", "csv"),
+    [
+        ("text/csv", True),
+        ("text/csv, application/json", True),
+        ("application/json;q=0.9, text/csv", True),
+        ("text/csv;q=0", False),  # a refusal, which the substring match took for a request
+        ("application/json, text/csv;q=0.5", False),
+        ("*/*, text/csv;q=0.1", False),
+        ("text/csv;q=nan", False),
+        ("", False),
+    ],
+)
+async def test_the_accept_header_is_read_by_its_weights(
+    api: httpx.AsyncClient, march: None, accept: str, csv: bool
+) -> None:
+    answer = await api.get("/api/v1/stats/indicators", params=MARCH,
+                           headers={**AUDITOR, "Accept": accept})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv" if csv else "application/json")
+
+
+async def test_an_absurd_minimum_volume_is_refused(api: httpx.AsyncClient) -> None:
+    too_many = await api.get("/api/v1/stats/ranking", params={"min_cases": 10**30},
+                             headers=SUPERVISOR)  # fmt: skip
+    assert too_many.status_code == 422, too_many.text
+
+
 async def test_departments_see_their_own_figures_only(
     api: httpx.AsyncClient, march: None
 ) -> None:

@@ -201,9 +201,34 @@ class PeopleFigures(BaseModel):
 
 
 def _wants_csv(request: Request, format_: Format | None) -> bool:
+    """``?format=`` decides; else the Accept header: CSV when it takes text/csv at least as
+    gladly as JSON (its q-values: ``text/csv;q=0`` is a refusal, not a request)."""
     if format_ is not None:
         return format_ is Format.CSV
-    return "text/csv" in request.headers.get("accept", "")
+    weights = _accept_weights(request.headers.get("accept", ""))
+    csv = weights.get("text/csv", 0.0)
+    json = max((weights.get(m, 0.0) for m in ("application/json", "application/*", "*/*")),
+               default=0.0)  # fmt: skip
+    return csv > 0 and csv >= json
+
+
+def _accept_weights(header: str) -> dict[str, float]:
+    """Each media range of an Accept header and its q-value (1 when none; 0 when unreadable)."""
+    weights: dict[str, float] = {}
+    for part in header.split(",")[:50]:
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = 0.0
+                q = number if 0.0 <= number <= 1.0 else float(number > 1.0)  # NaN: 0
+        if media:
+            weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    return weights
 
 
 # What a spreadsheet reads as a formula at a cell's start. A report's overdue cases carry
@@ -462,7 +487,7 @@ async def get_ranking(
     date_to: Annotated[Day | None, Query(alias="to")] = None,
     level: Annotated[Level | None, Query(description="Rank departments of one level")] = None,
     min_cases: Annotated[
-        int | None, Query(ge=0, description="Override the rules' minimum volume")
+        int | None, Query(ge=0, le=1_000_000_000, description="Override the rules' minimum volume")
     ] = None,
     format_: Annotated[FormatParam, Query(alias="format")] = None,
 ) -> Any:
