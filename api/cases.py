@@ -330,9 +330,14 @@ async def _first_look(
     its signal) causes no projection to be told of, so its event is looked for in the read
     model — one indexed existence check, the case read only when it is there. A request with
     a random id cannot have been recorded before its own signal: nothing to look for."""
-    if not may_be_recorded(rid) or not await pool.fetchval(_RECORDED, case_id, rid):
+    if not await _recorded(pool, case_id, rid):
         return None
     return await _projected(pool, case_id, rid)
+
+
+async def _recorded(pool: asyncpg.Pool, case_id: str, rid: str) -> bool:
+    """Has the case recorded request ``rid``? A random id cannot have been (no query)."""
+    return may_be_recorded(rid) and bool(await pool.fetchval(_RECORDED, case_id, rid))
 
 
 async def _await_projection(
@@ -628,7 +633,7 @@ async def _moved_on(pool: asyncpg.Pool, case_id: str, rid: str) -> ApiError | No
     """A keyed retry of an action its first attempt applied, on a case the caller may no
     longer see (passed to another department since): not 404, which would say the action was
     never made — 409 ``case_moved_on``, and nothing of the case as it is now."""
-    if not may_be_recorded(rid) or not await pool.fetchval(_RECORDED, case_id, rid):
+    if not await _recorded(pool, case_id, rid):
         return None
     return ApiError(409, "case_moved_on", "this action was applied at its first attempt; the "
                     "case has since passed out of your hands")

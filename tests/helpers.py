@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from jiesu.audit.witness import ProjectionWitness
-from jiesu.case.domain import CaseOutcome, CaseState
+from jiesu.case.domain import CaseOutcome, CaseState, Resolution, Status
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 
@@ -313,6 +313,19 @@ async def case_when(
         return state if test(state) else None
 
     return await eventually(probe, within=within)
+
+
+async def withdrawn_to_its_close(
+    api: httpx.AsyncClient, client: Client, case_id: str, token: str
+) -> WorkflowHandle[Any, Any]:
+    """The citizen withdraws (撤诉) and the case's workflow ends closed, withdrawn."""
+    answer = await api.post(f"/api/v1/complaints/{case_id}/withdraw",
+                            json={"token": token, "reason": "solved"})  # fmt: skip
+    assert answer.status_code in (200, 202), answer.text
+    handle = handle_of(client, case_id)
+    outcome = await handle.result()
+    assert (outcome.status, outcome.resolution) == (Status.CLOSED, Resolution.WITHDRAWN)
+    return handle
 
 
 async def act(

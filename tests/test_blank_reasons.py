@@ -13,7 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import OPERATOR, SUPERVISOR, act, case, department, eventually, handle_of, register
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    act,
+    case,
+    case_when,
+    department,
+    eventually,
+    handle_of,
+    register,
+)
 from temporalio.client import Client
 
 from jiesu.config import Settings
@@ -21,14 +31,6 @@ from jiesu.config import Settings
 URBAN = department("urban-management")
 INVISIBLE = "\u200b\u200b\u200e"  # two zero-width spaces and a left-to-right mark
 BLANKS = ("  ", "\u3000\u3000", INVISIBLE)
-
-
-async def _until(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
-        return state if test(state) else None
-
-    return await eventually(probe, within=30)
 
 
 def _blank(body: dict[str, Any]) -> None:
@@ -47,10 +49,10 @@ async def test_a_blank_reason_takes_no_case_away_and_rejects_no_return(
     api: httpx.AsyncClient, client: Client, approval: Settings
 ) -> None:
     case_id = (await register(api))["case_id"]
-    await _until(api, case_id, lambda s: s["status"] == "assigned")
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
     approval.return_needs_approval = False  # recorded into the case already
     await act(api, case_id, "return", URBAN, reason="Amplified music is police work")
-    await _until(api, case_id, lambda s: s["pending_return"] is not None)
+    await case_when(api, case_id, lambda s: s["pending_return"] is not None)
     for blank in BLANKS:
         _blank(await act(api, case_id, "return/decision", SUPERVISOR, expect=422,
                          upheld=False, note=blank))  # fmt: skip
@@ -73,7 +75,7 @@ async def test_accountability_needs_visible_persons_reason_and_decision(
     api: httpx.AsyncClient, client: Client
 ) -> None:
     case_id = (await register(api))["case_id"]
-    await _until(api, case_id, lambda s: s["status"] == "assigned")
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
     good = {"form": "accountability", "note": "Ignored three reminders",
             "persons": ["王某"], "decision": "通报批评"}  # fmt: skip
     for blank in BLANKS:

@@ -11,20 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from helpers import OPERATOR, SUPERVISOR, act, case, department, eventually, handle_of, register
+from helpers import OPERATOR, SUPERVISOR, act, case, case_when, department, handle_of, register
 from temporalio.client import Client
 
 from jiesu.case.domain import CENTRE_ID
 
 URBAN = department("urban-management")
-
-
-async def _until(api: httpx.AsyncClient, case_id: str, test: Any) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        state = await case(api, case_id, OPERATOR)
-        return state if test(state) else None
-
-    return await eventually(probe, within=30)
 
 
 def _status(status: str) -> Any:
@@ -38,7 +30,7 @@ async def _refused(api: httpx.AsyncClient, case_id: str, action: str, **body: An
 
 async def _replied(api: httpx.AsyncClient) -> str:
     case_id = (await register(api))["case_id"]
-    await _until(api, case_id, _status("assigned"))
+    await case_when(api, case_id, _status("assigned"))
     await act(api, case_id, "accept", URBAN)
     await act(api, case_id, "contact", URBAN)
     await act(api, case_id, "reply", URBAN, outcome="resolved", text="Talked to the owner")
@@ -49,13 +41,13 @@ async def test_dispatch_to_the_centre_is_refused_and_the_case_stays_queued(
     api: httpx.AsyncClient, client: Client
 ) -> None:
     case_id = (await register(api, category_id="stray_animals"))["case_id"]  # no rule: queued
-    await _until(api, case_id, _status("dispatching"))
+    await case_when(api, case_id, _status("dispatching"))
     await _refused(api, case_id, "dispatch", department_id=CENTRE_ID, note="ours")
     state = await case(api, case_id, OPERATOR)
     assert state["status"] == "dispatching", state["status"]
     assert "dispatched" not in [e["kind"] for e in state["events"]]
     await act(api, case_id, "dispatch", SUPERVISOR, department_id="urban-management")
-    await _until(api, case_id, lambda s: s["assignment"]["department_id"] == "urban-management")
+    await case_when(api, case_id, lambda s: s["assignment"]["department_id"] == "urban-management")
     await handle_of(client, case_id).terminate("test finished")
 
 
@@ -77,9 +69,9 @@ async def test_choosing_the_centre_in_a_reassignment_is_refused(
     case_id = await _replied(api)
     await act(api, case_id, "second-assignment", SUPERVISOR,
               reason="The reply does not say the noise stopped")  # fmt: skip
-    await _until(api, case_id, _status("reassigning"))
+    await case_when(api, case_id, _status("reassigning"))
     await _refused(api, case_id, "reassign", department_id=CENTRE_ID)
     assert (await case(api, case_id, OPERATOR))["status"] == "reassigning"
     await act(api, case_id, "reassign", SUPERVISOR, department_id="police")
-    await _until(api, case_id, lambda s: s["assignment"]["department_id"] == "police")
+    await case_when(api, case_id, lambda s: s["assignment"]["department_id"] == "police")
     await handle_of(client, case_id).terminate("test finished")

@@ -21,14 +21,12 @@ from helpers import (
     act,
     case_when,
     department,
-    handle_of,
     ladder_of,
     register,
     replay_checked,
+    withdrawn_to_its_close,
 )
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
-
-from jiesu.case.domain import Resolution, Status
 
 URBAN = department("urban-management")
 
@@ -49,12 +47,7 @@ async def test_a_ladder_whose_child_ended_is_recorded_stopped_and_the_case_goes_
     assert stopped and stopped[-1]["data"]["final_level"] == 2, stopped  # 催办, where it was
     # the case can be supervised again, and it closes
     await act(api, case_id, "supervision", SUPERVISOR, form="remind", note="Again")
-    withdrawn = await api.post(f"/api/v1/complaints/{case_id}/withdraw",
-                               json={"token": token, "reason": "solved"})  # fmt: skip
-    assert withdrawn.status_code in (200, 202), withdrawn.text
-    handle = handle_of(client, case_id)
-    outcome = await handle.result()
-    assert (outcome.status, outcome.resolution) == (Status.CLOSED, Resolution.WITHDRAWN)
+    handle = await withdrawn_to_its_close(api, client, case_id, token)
     assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
 
 

@@ -23,10 +23,11 @@ from helpers import (
     handle_of,
     keep_history,
     register,
+    withdrawn_to_its_close,
 )
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from jiesu.case.domain import CENTRE_ID, Resolution, Status
+from jiesu.case.domain import CENTRE_ID
 
 URBAN = department("urban-management")
 POLICE = department("police")
@@ -66,10 +67,5 @@ async def test_a_terminated_reassignment_child_sends_the_case_to_the_centre_queu
     await act(api, case_id, "dispatch", SUPERVISOR, department_id="police")
     await _state(api, client, case_id, lambda s: s["status"] == "assigned")
     await act(api, case_id, "accept", POLICE)
-    withdrawn = await api.post(f"/api/v1/complaints/{case_id}/withdraw",
-                               json={"token": token, "reason": "solved"})  # fmt: skip
-    assert withdrawn.status_code in (200, 202), withdrawn.text
-    handle = handle_of(client, case_id)
-    outcome = await handle.result()
-    assert (outcome.status, outcome.resolution) == (Status.CLOSED, Resolution.WITHDRAWN)
+    handle = await withdrawn_to_its_close(api, client, case_id, token)
     await keep_history(handle, "reassignment_child_terminated")

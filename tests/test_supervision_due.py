@@ -116,7 +116,7 @@ def test_the_bound_is_the_policy_recorded_in_the_case() -> None:
     )  # fmt: skip
     order = SupervisionAction(actor=Actor(role=Role.SUPERVISOR, name="centre"), form="urge",
                               due=NOW + timedelta(days=11))  # fmt: skip
-    refusal = lifecycle.check_supervision_order(state, order, NOW)
+    refusal = lifecycle.check_supervision(state, order, NOW)
     assert refusal is not None and refusal.code == "due_too_far"
     within = order.model_copy(update={"due": NOW + timedelta(days=10)})
-    assert lifecycle.check_supervision_order(state, within, NOW) is None
+    assert lifecycle.check_supervision(state, within, NOW) is None

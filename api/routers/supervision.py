@@ -132,7 +132,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                check=lifecycle.check_extension_decision, body=ExtensionDecisionInput),
     ActionSpec("/co-handlers", "会办 Add co-handling (协办) departments", DISPATCHER,
                signal=Case.add_co_handlers, action=CoHandlersAction,
-               check=_at_now(lifecycle.check_co_handlers_order), body=CoHandlersInput,
+               check=_at_now(lifecycle.check_co_handlers_at), body=CoHandlersInput,
                prepare=_co_handlers),
     ActionSpec("/co-handlers/{department_id}/waive", "Waive a co-handler's contribution",
                DISPATCHER, signal=Case.waive_co_handler, action=WaiveAction,
@@ -142,7 +142,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("/supervision", "督办 Supervise the unit: form (提醒/催办/督办/会办/问责), opinion, "
                f"deadline (at most {lifecycle.MAX_SUPERVISION_ORDERS} orders a case: then 409"
                " supervision_limit)", DISPATCHER, signal=Case.supervise, action=SupervisionAction,
-               check=_at_now(lifecycle.check_supervision_order), body=SupervisionInput,
+               check=_at_now(lifecycle.check_supervision), body=SupervisionInput,
                optional_body=True, prepare=_supervision),
     ActionSpec("/callback", "回访 Record the verdict the citizen gave by phone",
                StaffCaller(CentreStaff), signal=Case.callback, action=CallbackAction,

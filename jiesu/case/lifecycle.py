@@ -530,9 +530,6 @@ def check_co_handlers_at(
     )
 
 
-check_co_handlers_order = check_co_handlers_at  # the API's name (see check_supervision_order)
-
-
 def co_handler_of(state: CaseState, department_id: str | None) -> CoHandler | None:
     """The department's co-handling entry: the one still owing its contribution, if any.
     (Cases from before DISTINCT_CO_HANDLERS may list a department twice.)"""
@@ -614,11 +611,6 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
     return refusal or _due_within_bound(state, now, action.due, action.contribution_due)
-
-
-# The API's names for the checks it runs before signalling (the bound is the workflow's too
-# since SUPERVISION_DUE_BOUNDED: one rule, whoever sends the order).
-check_supervision_order = check_supervision
 
 
 def _due_within_bound(state: CaseState, now: datetime, *dues: datetime | None) -> Refusal | None:
