@@ -99,6 +99,8 @@ ERROR_CODES: dict[str, str] = {
     "repeat_report_limit": "The case has merged the most repeat reports it may (409)",
     "blank_text": "A reason, decision or name has no visible characters (409 or 422)",
     "original_reporter_only": "Only the case's original citizen may rate or withdraw (403)",
+    "own_unit_rating": "A grid worker's patrol report is not rated by that worker while their "
+    "own unit leads or co-handles it (403)",
     "case_closed": "The case is closed (409)",
     "case_changed": "What the action answers has ended: read the case again (409)",
     "case_moved_on": "A keyed retry of an action applied at its first attempt, on a case "

@@ -9,7 +9,7 @@ from temporalio.client import Client
 from api.deps import Principal
 from api.errors import ApiError, temporal_unavailable
 from api.schemas import IntakeResponse
-from jiesu.case.domain import ComplaintIntake
+from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake
 from jiesu.config import Settings
 from jiesu.intake import filing
 from jiesu.intake.errors import (
@@ -31,6 +31,22 @@ def http_error(err: IntakeError) -> ApiError:
     raise TypeError(f"no HTTP answer for {type(err).__name__}") from err
 
 
+def hands_token_to(principal: Principal, intake: ComplaintIntake) -> bool:
+    """Whether the intake's answer carries the citizen's token (docs/intake.md, "Who receives
+    the token"). Only a channel system acting for the citizen — an API key of the operator
+    role (the app, WeChat, a partner's form) — must hand it on. A staff person in a session
+    (the hotline operator at the console) and a grid worker's patrol report (the reporter is
+    the worker) never get it: the token rates the case, and staff who are not the citizen must
+    not be able to rate for them. The citizen gets the link by the intake SMS (outbox). The
+    answer depends on the caller only, and a retry is the same caller's (the Idempotency-Key
+    is its owner's, filing.key_owner), so a retry answers identically."""
+    return (
+        principal.person is None
+        and principal.role in OPERATOR_ROLES
+        and intake.channel is not Channel.GRID
+    )
+
+
 async def register(
     pool: asyncpg.Pool,
     client: Client,
@@ -48,7 +64,7 @@ async def register(
     return IntakeResponse(
         case_id=filed.case_id,
         status_url=f"/api/v1/complaints/{filed.case_id}",
-        citizen_token=filed.citizen_token,
+        citizen_token=filed.citizen_token if hands_token_to(principal, intake) else None,
         urgency=filed.urgency,
         received_at=filed.received_at,
         merged=filed.merged,

@@ -367,3 +367,51 @@ async def signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
     assert signed.status_code == 303, signed.text
     browser.cookies.set("jiesu_session", signed.cookies["jiesu_session"])
     return browser
+
+
+class _Handset:
+    """A phone that keeps what the outbox sends it (a Sender, jiesu.notify.outbox)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def send(self, notice: Any) -> None:
+        self.messages.append(notice)
+
+
+_LINKED_TOKEN = re.compile(r"/my/([A-Za-z0-9_=-]+)")
+
+
+async def texted_token(pool: Any, settings: Any, case_id: str, phone: str) -> str:
+    """The citizen token as the citizen receives it: from the link of the intake SMS the
+    outbox sends to ``phone`` for ``case_id`` (jiesu.intake.follow_up), rendered and
+    "delivered" to a phone of the test's own. Staff persons never get it in the intake's
+    answer (api/intake.py hands_token_to)."""
+    from jiesu.intake.follow_up import FollowUpLinks
+    from jiesu.notify.outbox import OutboxDispatcher
+
+    handset = _Handset()
+    dispatcher = OutboxDispatcher(pool, handset, batch=500, render=FollowUpLinks(pool, settings))
+
+    async def texted() -> str | None:
+        await dispatcher.run_once()
+        for notice in handset.messages:
+            found = _LINKED_TOKEN.search(notice.body)
+            if notice.case_id == case_id and notice.address == phone and found:
+                return found.group(1)
+        return None
+
+    token: str = await eventually(texted, within=30)
+    return token
+
+
+async def session_api(api: httpx.AsyncClient, login: str) -> tuple[httpx.AsyncClient, str]:
+    """A client of the test app logged in to the API as demo person ``login`` (the session
+    cookie), and the session's CSRF token for its writes (X-CSRF-Token)."""
+    browser = httpx.AsyncClient(transport=api._transport, base_url=api.base_url)
+    answer = await browser.post(
+        "/api/v1/session", json={"login": login, "password": f"{login}-demo-pass"}
+    )
+    assert answer.status_code == 200, answer.text
+    browser.cookies.set("jiesu_session", answer.cookies["jiesu_session"])
+    return browser, str(answer.json()["csrf_token"])

@@ -14,6 +14,7 @@ from typing import get_args
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import helpers
 import httpx
 import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
@@ -652,3 +653,37 @@ async def test_the_co_handlers_form_sets_the_contribution_deadline(
     [co] = (await eventually(joined))["co_handlers"]
     assert co["department_id"] == "housing"
     assert datetime.fromisoformat(co["due"]) == due.replace(tzinfo=ZoneInfo(settings.timezone))
+
+
+async def test_the_operator_is_told_where_the_citizens_link_goes_never_shown_it(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """受理 at the console: the case page tells the operator that the follow-up link goes by
+    SMS to the number typed in (its last four digits), so they can tell the caller — and
+    neither the page nor anything the operator's browser received holds the link or its
+    token (the token rates the case: docs/intake.md "Who receives the token"). Before, the
+    page only said an SMS was sent, whether or not the citizen left a number."""
+    operator = await signed_in(api, "operator")
+    try:
+        form = await operator.get("/console/intake")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf, form.text
+        body = complaint()
+        fields = {"csrf_token": csrf[1], "title": body["title"],
+                  "description": body["description"], "category_id": body["category_id"],
+                  "grid_id": body["grid_id"], "address": body["address"], "channel": "hotline",
+                  "citizen_name": body["citizen"]["name"],
+                  "citizen_phone": body["citizen"]["phone"]}  # fmt: skip
+        filed = await operator.post("/console/intake", data=fields)
+        assert filed.status_code == 303, filed.text
+        page = await operator.get(filed.headers["location"])
+        assert page.status_code == 200
+        note = re.search(r"<p[^>]*data-link-note[^>]*>(.*?)</p>", page.text, re.S)
+        assert note and f"尾号 {body['citizen']['phone'][-4:]}" in note[1], page.text
+        case_id = re.search(r"/console/cases/(JS[0-9-]+)", filed.headers["location"])[1]
+        token = await helpers.texted_token(pool, settings, case_id, body["citizen"]["phone"])
+        for seen in (filed, page):
+            assert token not in seen.text and "/my/" not in seen.text
+            assert token not in str(seen.headers)
+    finally:
+        await operator.aclose()

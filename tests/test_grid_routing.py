@@ -24,6 +24,7 @@ from helpers import (
     handle_of,
     keep_history,
     signed_in,
+    texted_token,
 )
 from temporalio.client import Client
 from test_api import error_of, finish
@@ -31,6 +32,7 @@ from test_api import error_of, finish
 from jiesu.access.content import ContentField, Viewer, masked_case, unmasked_fields
 from jiesu.case.domain import CaseState, Role
 from jiesu.channels.mail import parse, store_attachments
+from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 
 GRID_WORKER = auth(demo_key("demo-grid-worker"))
@@ -343,3 +345,33 @@ async def test_a_worker_contributes_for_their_co_handling_unit_when_another_of_t
                         text="两个网格已协同清运")  # fmt: skip
     assert replied["case"]["status"] == "replied"
     assert replied["case"]["reply"]["by"]["department_id"] == GRID
+
+
+async def test_a_grid_worker_cannot_rate_their_own_units_work(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings, client: Client
+) -> None:
+    """A patrol report's reporter is the grid worker: its answer carries no citizen token,
+    and the token of the intake SMS to the worker's own phone cannot rate the case their own
+    unit handled (403 own_unit_rating) — a unit's satisfaction rate and ranking are the
+    citizens' verdict, not its own. Before, the answer carried the token and the worker rated
+    their own reply 满意."""
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    report = {"title": "垃圾桶满溢", "description": "幸福路垃圾桶三天没人清运，气味很大",
+              "category_id": "garbage", "grid_id": GRID, "address": f"幸福路{phone[-4:]}号",
+              "reporter": {"name": "网格员 张敏", "phone": phone}}  # fmt: skip
+    filed = await api.post("/api/v1/grid/reports", json=report, headers=GRID_WORKER)
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["citizen_token"] is None
+    case_id = filed.json()["case_id"]
+    try:
+        await _held_by(api, case_id, GRID)  # the worker's own unit (demo rule)
+        await act(api, case_id, "accept", GRID_WORKER)
+        await act(api, case_id, "contact", GRID_WORKER, note="现场查看")
+        await act(api, case_id, "reply", GRID_WORKER, outcome="resolved", text="已清运")
+        token = await texted_token(pool, settings, case_id, phone)  # the worker's own phone
+        refused = await act(api, case_id, "rating", token=token, rating="satisfied", expect=403)
+        assert refused["error"]["code"] == "own_unit_rating"
+        assert (await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+                ).json()["rating"] is None  # fmt: skip
+    finally:
+        await handle_of(client, case_id).terminate("test finished")

@@ -34,7 +34,9 @@ from helpers import (
     eventually,
     handle_of,
     served,
+    session_api,
     signed_in,
+    texted_token,
 )
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -320,6 +322,35 @@ async def test_each_report_has_its_own_token_and_a_repeat_token_only_supplements
     supplements = [e for e in full["events"] if e["kind"] == "supplemented"]
     assert [e["actor"]["role"] for e in supplements] == ["citizen"]
     assert supplements[0]["actor"]["name"].startswith("citizen of repeat report ")
+
+
+async def test_an_operator_person_never_receives_the_citizens_token(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The hotline operator at the console is staff, not the citizen: their intake answers
+    without the token that rates the case (a retry too, identically); the citizen gets it by
+    the intake SMS. A channel system's API key (the app, WeChat) still receives it, to hand
+    on. Before, the operator's answer carried it, so staff could rate for the citizen."""
+    operator, csrf = await session_api(api, "operator")
+    body = complaint()
+    key = {"Idempotency-Key": f"call-{uuid.uuid4()}", "X-CSRF-Token": csrf}
+    try:
+        first = await operator.post("/api/v1/complaints", json=body, headers=key)
+        assert first.status_code == 201, first.text
+        assert first.json()["citizen_token"] is None
+        retry = await operator.post("/api/v1/complaints", json=body, headers=key)
+        assert retry.status_code == 200 and retry.json()["replayed"], retry.text
+        assert {**retry.json(), "replayed": False} == first.json()  # identical, without a token
+    finally:
+        await operator.aclose()
+    case_id = first.json()["case_id"]
+    token = await texted_token(pool, settings, case_id, body["citizen"]["phone"])
+    await act(api, case_id, "supplement", token=token, text="It is louder on Fridays")
+
+    channel = await _post(api, complaint(channel="wechat"))  # an API key: a channel system
+    assert channel.status_code == 201 and channel.json()["citizen_token"], channel.text
+    for filed in (case_id, channel.json()["case_id"]):
+        await handle_of(client, filed).terminate("test finished")
 
 
 async def test_citizen_tokens_are_stored_only_as_hashes(

@@ -111,4 +111,12 @@ async def file_intake(
         message = glossary.refusal(err.code, err.message)
         return await _form_page(request, pool, session, values, message, err.status)
     flag = "merged" if filed.merged else "filed"
-    return redirect(f"{PREFIX}/cases/{filed.case_id}?{flag}=1")
+    return redirect(f"{PREFIX}/cases/{filed.case_id}?{flag}=1&sms={sms_to(intake)}")
+
+
+def sms_to(intake: ComplaintIntake) -> str:
+    """What the case page tells the operator of the citizen's link: the last four digits of
+    the phone the intake SMS goes to, or ``none``. The operator never sees the link or its
+    token (api/intake.py hands_token_to) — they tell the caller where it will arrive."""
+    digits = "".join(c for c in intake.citizen.phone or "" if c.isdigit())
+    return digits[-4:] if digits else "none"

@@ -24,8 +24,9 @@ from api.schemas import (
 )
 from jiesu.access import citizen_tokens
 from jiesu.access.citizen_view import Reporter, citizen_case
+from jiesu.access.grids import rates_own_unit
 from jiesu.case import lifecycle
-from jiesu.case.domain import RatingAction, SupplementAction, WithdrawAction
+from jiesu.case.domain import CaseState, RatingAction, SupplementAction, WithdrawAction
 from workflows.complaint import ComplaintWorkflow as Case
 
 router = APIRouter(prefix="/complaints/{case_id}", tags=["citizen (诉求人)"])
@@ -62,11 +63,12 @@ class CitizenCaller:
 
     original_only: bool
     dependency: object = Attempt
+    also_forbidden: tuple[str, ...] = ()  # the 403s its action adds (a rating: own_unit_rating)
 
     @property
     def forbidden_codes(self) -> tuple[str, ...]:
         """The 403s this caller answers of its own (its operations' documentation)."""
-        return ("original_reporter_only",) if self.original_only else ()
+        return (("original_reporter_only",) if self.original_only else ()) + self.also_forbidden
 
     async def perform(self, spec: ActionSpec, call: Call) -> CitizenActionResult:
         fields = dict(call.fields)
@@ -107,6 +109,7 @@ async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionRes
     # that refuses, a retry of an applied action) asks the workflow, as the copy may be behind.
     copy = await cases.read_model_copy(call.pool, call.case_id)
     if copy is not None and spec.check(copy, act) is None:
+        await _not_own_unit(call, spec, copy)
         return await cases.act(
             call.client, copy, spec.signal, act, spec.check, None, rid, stale=True,
             pool=call.pool, feed=call.feed,
@@ -122,18 +125,39 @@ async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionRes
         raise cases.not_ready(call.case_id)
     if state is None:
         raise ApiError(409, "case_closed", f"case {call.case_id} is closed")
+    await _not_own_unit(call, spec, state)
     return await cases.act(
         call.client, state, spec.signal, act, spec.check, None, rid, stale=stale,
         pool=call.pool, feed=call.feed,
     )  # fmt: skip
 
 
+async def _not_own_unit(call: Call, spec: ActionSpec, state: CaseState) -> None:
+    """Refuse a rating of a grid worker's patrol report by that worker when their own unit
+    leads or co-handles the case (jiesu.access.grids.rates_own_unit): the reporter of a patrol
+    report is the worker, so its token — in the intake SMS to their phone — and the rating SMS
+    from that phone are theirs. A rating is the citizen's verdict on the handling; it feeds the
+    satisfaction rate and the unit's ranking, which a unit must not give itself. Checked here,
+    before the signal, for every way a rating comes (API, the citizen page, an inbound SMS)."""
+    if spec.action is not RatingAction:
+        return
+    worker = await rates_own_unit(call.pool, state)
+    if worker is not None:
+        raise ApiError(
+            403,
+            "own_unit_rating",
+            f"this case is a patrol report by grid worker {worker}, handled by their own unit: "
+            "it is not rated by its reporter",
+        )
+
+
 ORIGINAL_REPORTER = CitizenCaller(original_only=True)
+RATER = CitizenCaller(original_only=True, also_forbidden=("own_unit_rating",))
 ANY_REPORTER = CitizenCaller(original_only=False)
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("/rating", "评价 The citizen rates the handling (the case's own citizen only)",
-               ORIGINAL_REPORTER, signal=Case.rate, action=RatingAction,
+               RATER, signal=Case.rate, action=RatingAction,
                check=lifecycle.check_rating, body=RatingRequest, name="rate",
                result=CitizenActionResult),
     ActionSpec("/supplement", "补充诉求 A reporter of the case adds information: at most"

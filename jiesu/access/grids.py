@@ -61,3 +61,22 @@ async def grid_scope(db: Db, worker: str) -> GridScope:
         grids=frozenset(r["grid_id"] for r in rows),
         units=frozenset(r["unit_id"] for r in rows if r["unit_id"] is not None),
     )
+
+
+_FILED_BY_GRID_WORKER = """
+SELECT payload -> 'registered_by' ->> 'name' FROM intakes
+WHERE case_id = $1 AND payload -> 'registered_by' ->> 'role' = 'grid_worker'
+"""
+
+
+async def rates_own_unit(db: Db, state: CaseState) -> str | None:
+    """The grid worker whose patrol report (主动发现) opened ``state``'s case when one of their
+    units leads or co-handles it (会办) — the worker is the report's reporter, and its token
+    (or the rating SMS from their phone) would let them rate their own unit's work —
+    else None. Their units are read now, as for every action of theirs (a binding changed by
+    an admin counts at once)."""
+    worker = await db.fetchval(_FILED_BY_GRID_WORKER, state.case_id)
+    if worker is None:
+        return None
+    units = (await grid_scope(db, worker)).units
+    return worker if any(state.involves(u) for u in units) else None

@@ -242,6 +242,7 @@ REFUSAL: dict[str, str] = {
     "no_reassignment": "此工单不在改派中，请刷新页面查看最新状态",
     "reassignment_not_chosen": "此次改派按提级办或指定单位进行，不能另选单位",
     "original_reporter_only": "重复反映的诉求人可以补充信息；评价和撤诉由原诉求人办理",
+    "own_unit_rating": "这件诉求是网格员巡查上报、由其所在网格办理的，不能由上报的网格员评价",
     "unknown_department": "所选单位不存在（可能已撤销），请重新选择",
     "unknown_category": "所选诉求类别已不存在（可能已停用），请重新选择",
     "unknown_grid": "所选网格已不存在（可能已撤销），请重新选择",
