@@ -26,6 +26,7 @@ from api.console.actions import CITIZEN_ACTIONS, STAFF_ACTIONS, allowed_actions
 from api.console.citizen import RedactLinks
 from api.console.web import STATIC, local_time, validation_message
 from api.deps import Principal
+from jiesu import bidi
 from jiesu.access import citizen_tokens
 from jiesu.case import glossary, lifecycle
 from jiesu.case.domain import (
@@ -687,3 +688,57 @@ async def test_the_operator_is_told_where_the_citizens_link_goes_never_shown_it(
             assert token not in str(seen.headers)
     finally:
         await operator.aclose()
+
+
+async def test_bidirectional_controls_in_a_citizens_text_are_shown_not_obeyed(
+    api: httpx.AsyncClient,
+) -> None:
+    """A citizen's title, description and address may hold bidi controls (the domain refuses
+    only Cc/Cs): a U+202E made "退款0001元" read 退款1000元 on the case page and the audit
+    timeline. Now every page prints each control as its escape (jiesu.bidi, the audit CLI's
+    rule), and the user's texts are isolated (<bdi>). Before, the pages held them raw."""
+    rlo, pdf, rli, pdi = "\u202e", "\u202c", "\u2067", "\u2069"
+    title = f"退款{rlo}0001{pdf}元未到账"
+    created = await register(
+        api, title=title, description=f"客服电话{rlo}01234567{pdf}，请回电{rli}abc",
+        address=f"幸福路{rli}12{pdi}号",
+    )  # fmt: skip
+    case_id = created["case_id"]
+    await helpers.act(api, case_id, "supplement", token=created["citizen_token"],
+                      text=f"金额{rlo}005{pdf}元")  # fmt: skip
+    supervisor = await signed_in(api, "supervisor")
+    auditor = await signed_in(api, "auditor")
+    try:
+        own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+
+        async def case_page() -> httpx.Response | None:
+            page = await supervisor.get(f"/console/cases/{case_id}")
+            return page if page.status_code == 200 and "金额" in page.text else None
+
+        pages = {
+            "case": await eventually(case_page, within=20),
+            "timeline": await eventually(
+                lambda: _history_shown(auditor, f"/console/audit/{case_id}", own), within=20
+            ),
+        }
+        for name, page in pages.items():
+            shown = page.text
+            assert not any(c in shown for c in bidi.BIDI_CONTROLS), name
+            assert "退款\\u202e0001\\u202c元未到账" in shown, name
+        case_text = pages["case"].text
+        assert "<bdi>退款\\u202e0001\\u202c元未到账</bdi>" in case_text
+        assert "<bdi>幸福路\\u206712\\u2069号</bdi>" in case_text
+        assert "金额\\u202e005\\u202c元" in case_text  # the supplement, in the steps
+    finally:
+        await supervisor.aclose()
+        await auditor.aclose()
+
+
+def test_the_console_and_the_audit_cli_show_bidi_controls_alike() -> None:
+    """One rule (jiesu.bidi): the terminal and the page print the same escape."""
+    from jiesu.ops.audit_cli import terminal_safe
+
+    text = "电话\u202e4321\u202c \u2066x\u2069\u200f\u061c"
+    assert web.shown(text) == terminal_safe(text) == bidi.visible(text)
+    assert not any(c in web.shown(text) for c in bidi.BIDI_CONTROLS)
+    assert str(web.isolated("a<b")) == "<bdi>a&lt;b</bdi>"

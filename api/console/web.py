@@ -16,12 +16,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.console import form_words, staff
 from api.deps import Pool
 from api.errors import ApiError
+from jiesu import bidi
 from jiesu.case import glossary
 from jiesu.case.domain import (
     Channel,
@@ -78,6 +80,30 @@ templates.env.filters["local"] = local_time
 templates.env.filters["iso"] = _iso
 templates.env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
 templates.env.globals["glossary"] = glossary
+
+
+def shown(value: Any) -> Any:
+    """Every value a template prints (Jinja's ``finalize``, before autoescape): the
+    bidirectional controls of any text shown as their escapes (jiesu.bidi, the audit CLI's
+    rule). A citizen's title, description or address, a reply, a note or a reason comes from
+    outside; a U+202E in it made the rest read backwards — a phone number, an amount, a case
+    number — in the timeline and the case page. Text and attributes alike, so one place
+    catches every template; markup stays markup (the escapes are plain ASCII)."""
+    if isinstance(value, str):
+        plain = bidi.visible(value)
+        return Markup(plain) if isinstance(value, Markup) else plain
+    return value
+
+
+def isolated(value: Any) -> Markup:
+    """``<bdi>``: a user-supplied text as an island of its own direction, so right-to-left
+    letters in it (Arabic, Uyghur, Hebrew) cannot reorder the label, digits or punctuation
+    around it. Its controls are shown by :func:`shown`."""
+    return Markup("<bdi>{}</bdi>").format("" if value is None else value)
+
+
+templates.env.finalize = shown
+templates.env.filters["bdi"] = isolated
 templates.env.globals["prefix"] = PREFIX
 templates.env.globals["new_key"] = lambda: uuid.uuid4().hex  # a form's Idempotency-Key
 

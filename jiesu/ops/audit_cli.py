@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio.client import Client
 
-from jiesu import db
+from jiesu import bidi, db
 from jiesu.audit import archive as audit_archive
 from jiesu.audit import consistency as audit_consistency
 from jiesu.audit import histories as audit
@@ -81,8 +81,8 @@ def _time(value: str, zone: str | None = None) -> datetime:
 # --- what the commands show ----------------------------------------------------------------
 
 # Bidirectional formatting (U+202A–U+202E, U+2066–U+2069, marks): they reorder what a terminal
-# shows, so a line could read other than it is.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# shows, so a line could read other than it is. The set and its escape are jiesu.bidi's, which
+# the console shows the same way.
 
 
 def terminal_safe(text: str) -> str:
@@ -93,7 +93,7 @@ def terminal_safe(text: str) -> str:
     print a forged line over a real one, or a newline in it a line of its own."""
     return "".join(
         f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc"
-        else f"\\u{ord(c):04x}" if c in _BIDI else c
+        else bidi.escaped(c) if c in bidi.BIDI_CONTROLS else c
         for c in text
     )
 
