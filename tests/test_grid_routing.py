@@ -28,6 +28,7 @@ from helpers import (
 )
 from temporalio.client import Client
 from test_api import error_of, finish
+from test_sms import deliver, sms
 
 from jiesu.access.content import ContentField, Viewer, masked_case, unmasked_fields
 from jiesu.case.domain import CaseState, Role
@@ -371,6 +372,11 @@ async def test_a_grid_worker_cannot_rate_their_own_units_work(
         token = await texted_token(pool, settings, case_id, phone)  # the worker's own phone
         refused = await act(api, case_id, "rating", token=token, rating="satisfied", expect=403)
         assert refused["error"]["code"] == "own_unit_rating"
+        # nor by answering the rating prompt from that phone (the same path, citizen.act_as)
+        await eventually(lambda: pool.fetchval(
+            "SELECT status = 'replied' FROM cases WHERE case_id = $1", case_id))  # fmt: skip
+        texted = await deliver(api, sms(phone, "1"))
+        error_of(texted, 403, "own_unit_rating")
         assert (await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
                 ).json()["rating"] is None  # fmt: skip
     finally:
