@@ -34,12 +34,12 @@ def http_error(err: IntakeError) -> ApiError:
 def hands_token_to(principal: Principal, intake: ComplaintIntake) -> bool:
     """Whether the intake's answer carries the citizen's token (docs/intake.md, "Who receives
     the token"). Only a channel system acting for the citizen — an API key of the operator
-    role (the app, WeChat, a partner's form) — must hand it on. A staff person in a session
-    (the hotline operator at the console) and a grid worker's patrol report (the reporter is
-    the worker) never get it: the token rates the case, and staff who are not the citizen must
-    not be able to rate for them. The citizen gets the link by the intake SMS (outbox). The
-    answer depends on the caller only, and a retry is the same caller's (the Idempotency-Key
-    is its owner's, filing.key_owner), so a retry answers identically."""
+    (or admin) role (the app, WeChat, a partner's form) — must hand it on. A staff person in a
+    session (the hotline operator at the console) and a grid worker's patrol report (the
+    reporter is the worker) never get it: the token rates the case, and staff who are not the
+    citizen must not be able to rate for them. The citizen gets the link by the intake SMS
+    (outbox). The answer depends on the caller only, and a retry is the same caller's (the
+    Idempotency-Key is its owner's, filing.key_owner), so a retry answers identically."""
     return (
         principal.person is None
         and principal.role in OPERATOR_ROLES

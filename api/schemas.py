@@ -28,10 +28,11 @@ class IntakeResponse(BaseModel):
         description="Give this to the citizen who made this report; each report has its own. "
         "For the case's own intake it lets them rate, add information (supplement) and "
         "withdraw; for a repeat report (merged) it lets them add information only. Answered "
-        "only to a channel system acting for the citizen (an API key of the operator role: "
-        "the app, WeChat); null for a staff person in a session and for a grid worker's "
-        "patrol report — the citizen gets it by the intake SMS's link — and on a retry that "
-        "can no longer recompute it (the token secret was rotated since; docs/intake.md)."
+        "only to a channel system acting for the citizen (an API key of the operator or "
+        "admin role: the app, WeChat); null for a staff person in a session and for a grid "
+        "worker's patrol report — the citizen gets it by the intake SMS's link — and on a "
+        "retry that can no longer recompute it (the token secret was rotated since; "
+        "docs/intake.md)."
     )
     urgency: Urgency
     received_at: datetime
