@@ -216,6 +216,19 @@ async def test_a_case_from_the_call_to_the_rating(
     await eventually(refreshed_and_more_closed, within=30)
     await supervisor.wait_for_selector("#chart-ranking canvas")
     await shot(supervisor, screenshots, "figures")
+    # 各项比率 names every rate (ECharts hid every other label), and a rate without cases
+    # (— in the table) is 无数据, not a bar of 0%
+    rates = await supervisor.evaluate(
+        """() => {
+        const o = echarts.getInstanceByDom(document.getElementById('chart-rates')).getOption();
+        const given = JSON.parse(document.getElementById('chart-data').textContent).rates;
+        return {interval: o.yAxis[0].axisLabel.interval, given: given.map(r => r.value),
+                drawn: o.series[0].data.map(d => d && d.label ? d.label.formatter : d)};
+        }"""
+    )
+    assert rates["interval"] == 0, rates
+    for given, drawn in zip(rates["given"], rates["drawn"], strict=True):
+        assert (drawn == "无数据") == (given is None), rates
     queued = (await register(api, category_id="stray_animals"))["case_id"]
     in_queue = f"#queue a:has-text('{queued}')"
     await shown_after_reload(supervisor, f"{base}/console/supervision", in_queue)

@@ -16,12 +16,16 @@
         .map(function (s) { return { name: s.name, type: s.name === "受理量" ? "bar" : "line", data: s.data }; })
     });
     var rates = echarts.init(document.getElementById("chart-rates"));
+    // every rate named (interval 0: ECharts otherwise hides every other label when they are
+    // close), and a rate without cases (0/0, "—" in the table) said as 无数据, not drawn as 0%
     rates.setOption({
-      textStyle: font, tooltip: {}, grid: { left: 90, right: 50 },
+      textStyle: font, tooltip: {}, grid: { left: 90, right: 50, top: 10, bottom: 30 },
       xAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } },
-      yAxis: { type: "category", data: data.rates.map(function (r) { return r.name; }) },
+      yAxis: { type: "category", axisLabel: { interval: 0 },
+               data: data.rates.map(function (r) { return r.name; }) },
       series: [{ type: "bar", data: data.rates.map(function (r) {
-        return r.value === null ? 0 : Math.round(r.value * 1000) / 10; }), label: { show: true, position: "right", formatter: "{c}%" } }]
+        return r.value === null ? { value: 0, label: { formatter: "无数据" } } : Math.round(r.value * 1000) / 10; }),
+        label: { show: true, position: "right", formatter: "{c}%" } }]
     });
     var ranking = echarts.init(document.getElementById("chart-ranking"));
     ranking.setOption({
