@@ -742,3 +742,120 @@ def test_the_console_and_the_audit_cli_show_bidi_controls_alike() -> None:
     assert web.shown(text) == terminal_safe(text) == bidi.visible(text)
     assert not any(c in web.shown(text) for c in bidi.BIDI_CONTROLS)
     assert str(web.isolated("a<b")) == "<bdi>a&lt;b</bdi>"
+
+
+async def _csrf_of(browser: httpx.AsyncClient, url: str) -> str:
+    page = await browser.get(url)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text[:300]
+    return token[1]
+
+
+async def test_the_case_page_and_the_audit_search_name_grids_and_units(
+    api: httpx.AsyncClient,
+) -> None:
+    """Found walking the console as its people: the case page showed the grid as its code
+    (G-QH-01-01-1), the auditor's search the unit as its code (water) and asked for a unit's
+    and a category's code in free text. Now the grid by its name (code after it), the units
+    by name, and both filters pick from the names."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    operator, auditor = await signed_in(api, "operator"), await signed_in(api, "auditor")
+    try:
+        async def case_page() -> httpx.Response | None:
+            page = await operator.get(f"/console/cases/{case_id}")
+            return page if page.status_code == 200 else None
+
+        page = await eventually(case_page, within=20)
+        assert "城关街道幸福社区第1网格" in page.text and "/ G-QH-01-01-1<" not in page.text
+
+        async def found() -> httpx.Response | None:
+            page = await auditor.get("/console/audit", params={"case_id": case_id})
+            return page if case_id in page.text else None
+
+        listed = await eventually(found, within=20)
+        row = listed.text[listed.text.index(f">{case_id}</a>"):]
+        row = row[: row.index("</tr>")]
+        assert "县水务局" in row and "<td>water</td>" not in row, row
+        assert '<select name="department_id">' in listed.text
+        assert '<option value="water" >县水务局' in listed.text
+        assert '<select name="category_id">' in listed.text
+        picked = await auditor.get(
+            "/console/audit", params={"department_id": "water", "category_id": "water_outage"}
+        )
+        assert case_id in picked.text and '<option value="water" selected>' in picked.text
+    finally:
+        await operator.aclose()
+        await auditor.aclose()
+
+
+async def test_a_forms_address_opened_again_leads_back_to_its_page(
+    api: httpx.AsyncClient,
+) -> None:
+    """A refused form's page has the form's address (…/actions/reply, /my/<token>/supplement):
+    reloaded from the address bar it answered 405 with Starlette's English "Method Not
+    Allowed". Now it leads back to the case's (the citizen's) page, and any other form's
+    address opened says so in Chinese."""
+    operator = await signed_in(api, "operator")
+    try:
+        opened = await operator.get("/console/cases/JS20260101-000001/actions/reply")
+        assert opened.status_code == 303
+        assert opened.headers["location"] == "/console/cases/JS20260101-000001"
+        mine = await api.get("/my/some-token/supplement")
+        assert mine.status_code == 303 and mine.headers["location"] == "/my/some-token"
+        other = await operator.get("/console/intake/similar")
+        assert other.status_code == 405 and "Method Not Allowed" not in other.text
+        assert "此地址用于提交表单" in other.text
+    finally:
+        await operator.aclose()
+
+
+async def test_an_intake_without_a_phone_says_the_phone_is_needed(
+    api: httpx.AsyncClient,
+) -> None:
+    """The operator left the phone out: the form said 联系电话：格式不正确 (a blank checked
+    as a number). Now 联系电话：必填, the cursor in the phone, what was typed kept."""
+    operator = await signed_in(api, "operator")
+    try:
+        form = {"csrf_token": await _csrf_of(operator, "/console/intake"),
+                "title": "井盖松动", "description": "幸福路井盖松动", "category_id": "road_damage",
+                "grid_id": "G-QH-01-01-1", "address": "幸福路1号", "channel": "hotline",
+                "citizen_name": "张三", "citizen_phone": "  "}  # fmt: skip
+        refused = await operator.post("/console/intake", data=form)
+        assert refused.status_code == 422
+        assert "联系电话：必填" in refused.text and "格式不正确" not in refused.text
+        assert re.search(r'name="citizen_phone" autofocus aria-invalid="true"', refused.text)
+        assert 'value="井盖松动"' in refused.text
+    finally:
+        await operator.aclose()
+
+
+async def test_a_refused_form_no_longer_offered_keeps_what_was_typed(
+    api: httpx.AsyncClient,
+) -> None:
+    """A reply sent from a page gone stale (the case replied to meanwhile, or not yet
+    accepted) is refused and its form is no longer offered: the page said why, and the text
+    typed was lost with the form. Now it is shown next to the refusal, marked 未保存."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        async def case_page() -> httpx.Response | None:
+            page = await clerk.get(f"/console/cases/{case_id}")
+            return page if page.status_code == 200 else None
+
+        page = await eventually(case_page, within=20)
+        assert 'data-action="reply"' not in page.text  # not accepted yet: no reply offered
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        text = "管道已修好，供水恢复，照片见链接"
+        refused = await clerk.post(
+            f"/console/cases/{case_id}/actions/reply",
+            data={"csrf_token": token[1], "outcome": "resolved", "text": text,
+                  "evidence": "https://example.org/p.jpg"},
+        )  # fmt: skip
+        assert refused.status_code == 409, refused.status_code
+        unsaved = refused.text[refused.text.index('id="unsaved"'):]
+        unsaved = unsaved[: unsaved.index("</div>")]
+        assert text in unsaved and "已解决" in unsaved and "https://example.org/p.jpg" in unsaved
+        assert "csrf" not in unsaved and "resolved" not in unsaved
+    finally:
+        await clerk.aclose()

@@ -24,6 +24,12 @@ from jiesu.notify.links import FOLLOW_UP_PATH
 
 log = logging.getLogger("jiesu.console")
 
+HTTP_WORDS = {
+    404: "页面不存在",
+    405: "此地址用于提交表单，不能直接打开：请回到页面上操作",
+}
+"""What a page says for Starlette's own HTTP errors (its details are English phrases)."""
+
 
 def _sub_app(parent: FastAPI) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -39,8 +45,12 @@ def _sub_app(parent: FastAPI) -> FastAPI:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_page(request, exc.status_code, "页面不存在" if exc.status_code == 404
-                          else str(exc.detail))  # fmt: skip
+        detail = str(exc.detail)
+        # Starlette's own details are English reason phrases ("Method Not Allowed"): said in
+        # Chinese; a detail we wrote in Chinese is shown as is
+        said = HTTP_WORDS.get(exc.status_code, "请求未能处理")
+        message = detail if not detail.isascii() else said
+        return error_page(request, exc.status_code, message)
 
     async def invalid(request: Request, exc: Exception) -> Response:
         return error_page(request, 422, "请求参数有误")

@@ -40,9 +40,15 @@ async def search(
         department_id=department_id or None, category_id=category_id or None,
     )  # fmt: skip
     now = datetime.now(UTC)
+    # the units and categories by name, in the results and in the filters' pickers: the
+    # auditor does not know the codes (water, noise_commercial)
+    units = await pool.fetch("SELECT id, name FROM departments ORDER BY level, id")
+    categories = await pool.fetch("SELECT id, name FROM categories ORDER BY id")
     context = {
         "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows],
         "statuses": list(Status), "query": request.query_params,
+        "units": units, "unit_names": {u["id"]: u["name"] for u in units},
+        "categories": categories,
     }  # fmt: skip
     return page(request, "audit.html", context)
 

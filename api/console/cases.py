@@ -18,8 +18,10 @@ from api import cases as case_service
 from api.console import event_words, staff
 from api.console.actions import BY_NAME, allowed_actions
 from api.console.web import (
+    FIELD_LABELS,
     PREFIX,
     Session,
+    choice_names,
     error_page,
     form_of,
     local_time,
@@ -114,6 +116,27 @@ def timeline(
     ]  # fmt: skip
 
 
+def unsaved_text(
+    failed: str | None, posted: FormData | None, offered: list[Any]
+) -> list[tuple[str, str]]:
+    """What was typed in a refused form the page no longer offers (a reply sent from a stale
+    page after the case was replied to): (label, text) for each filled field, shown next to
+    the refusal so the person can copy it — before, it was lost with the form."""
+    if not failed or posted is None or any(a.name == failed for a in offered):
+        return []
+    typed = []
+    for name, value in posted.multi_items():
+        text = str(value).strip()
+        if name in _NOT_TYPED or name.endswith(("_id", "_ids")) or not text:
+            continue  # the page's own fields, and choices of a select (codes)
+        text = (choice_names(name) or {}).get(text, text)  # a select's choice by its name
+        typed.append((FIELD_LABELS.get(name, name), text))
+    return typed
+
+
+_NOT_TYPED = frozenset({"csrf_token", "key", "approved", "upheld"})
+
+
 async def _case_page(
     request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
@@ -144,9 +167,12 @@ async def _case_page(
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
                                    and state.deadlines.finish < datetime.now(UTC)),
         "categories": dict(await pool.fetch("SELECT id, name FROM categories")),
+        # the grid by its name (the code after it, as the intake's picker shows it)
+        "grids": dict(await pool.fetch("SELECT id, name FROM areas WHERE kind = 'grid'")),
         "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
         "failed": failed, "posted": posted,  # web.typed: the refused form again
+        "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip
     return page(request, "case.html", context, status_code)
@@ -159,6 +185,13 @@ async def case_page(
 ) -> Response:  # fmt: skip
     """The case as this person may see it: another department's case is 404, as in the API."""
     return await _case_page(request, session, pool, client, settings, case_id)
+
+
+@router.get("/cases/{case_id}/actions/{name}")
+async def action_opened(case_id: CaseId, name: str) -> Response:
+    """A refused form's page has the action's address: reloaded from the address bar, or
+    opened again, it is the case page (before: 405 "Method Not Allowed", in English)."""
+    return redirect(f"{PREFIX}/cases/{case_id}")
 
 
 @router.post("/cases/{case_id}/actions/{name}", response_class=HTMLResponse)

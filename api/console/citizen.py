@@ -114,6 +114,14 @@ async def my_case(
     return await _page(request, token, pool, client, settings, attempt)
 
 
+@router.get("/{token}/{name}")
+async def action_opened(token: str, name: str) -> Response:
+    """A refused form's address opened again (a reload from the address bar): the citizen's
+    page, not 405 "Method Not Allowed" in English. Nothing is looked up: the page checks the
+    token."""
+    return redirect(f"{FOLLOW_UP_PATH}{token}")
+
+
 @router.post("/{token}/{name}", response_class=HTMLResponse)
 async def act(
     request: Request, token: str, name: str, pool: Pool, client: Temporal,

@@ -56,7 +56,8 @@ def _intake(form: FormData) -> ComplaintIntake:
         "category_id": typed("category_id"), "grid_id": typed("grid_id"),
         "address": typed("address"), "channel": form.get("channel") or Channel.HOTLINE,
         "urgency": form.get("urgency") or None,
-        "citizen": {"name": typed("citizen_name"), "phone": typed("citizen_phone"),
+        # a blank phone is no phone (said as 必填 by the reachability rule, not 格式不正确)
+        "citizen": {"name": typed("citizen_name"), "phone": typed("citizen_phone") or None,
                     "anonymous_to_department": form.get("citizen_anonymous") == "on"},
     })  # fmt: skip
 
@@ -105,8 +106,9 @@ async def file_intake(
             pool, client, settings, intake, session.principal, str(form.get("key") or "") or None
         )
     except ValidationError as err:
+        # the one model-wide rule (no field of its own) is the citizen's contact
         return await _form_page(request, pool, session, values, validation_message(err), 422,
-                                invalid_field(err))
+                                invalid_field(err) or "citizen_phone")
     except ApiError as err:
         message = glossary.refusal(err.code, err.message)
         return await _form_page(request, pool, session, values, message, err.status)
