@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -807,3 +808,21 @@ async def _notices_of(
         " AND ($3::text IS NULL OR event_kind = $3) ORDER BY id",
         case_id, recipient_kind, event_kind,
     )
+
+
+def test_a_citizens_sms_is_in_chinese_only() -> None:
+    """Walking the demo as a citizen: the reply SMS ended with "Your case … has been
+    answered; please rate the result." and the extension's with "Your case … will be answered
+    by …" — English to the county's citizens, and a longer (multi-part) SMS. The intake SMS
+    never had it. Now every notice to a citizen is in Chinese (the case number aside)."""
+    state = _state(status=Status.REPLIED)
+    new = datetime(2025, 11, 25, 9, 0, tzinfo=UTC)
+    events = [
+        _event(8, EventKind.EXTENSION_DECIDED, approved=True, new_deadline=new.isoformat()),
+        _event(9, EventKind.REPLIED, URBAN_ACTOR, outcome="resolved", text="已责令整改"),
+    ]
+    to_citizen = [n for n in notices_for(state, events) if n.recipient_kind == "citizen"]
+    assert len(to_citizen) == 2
+    for notice in to_citizen:
+        body = notice.body.replace(state.case_id, "")
+        assert not re.search(r"[A-Za-z]{2,}", body), body

@@ -273,8 +273,7 @@ def _extension_decided(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[N
             _notice(
                 state, event, "citizen", state.case_id, f"工单 {state.case_id} 延期办理",
                 f"您反映的{_case_label(state)}，承办单位申请延期已获批准，"
-                f"将于 {new_deadline} 前办结答复。\n"
-                f"Your case {state.case_id} will be answered by {new_deadline}.",
+                f"将于 {new_deadline} 前办结答复。",
             )
         )
     verdict = f"已批准，新办结时限 {new_deadline}" if approved else "未获批准，请按原时限办结"
@@ -295,7 +294,9 @@ def _extension_decided(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[N
 
 
 def _replied(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
-    """办结答复: the citizen reads the reply and is asked to rate it."""
+    """办结答复: the citizen reads the reply and is asked to rate it. A citizen's SMS is in
+    Chinese only, like the intake SMS (no English line: it reached a county's citizens and
+    made every reply SMS a message of several parts)."""
     outcome = _enum(ReplyOutcome, event.data.get("outcome"))
     result = "已办结" if outcome is ReplyOutcome.RESOLVED else "已答复"
     text = _clip(str(event.data.get("text") or ""), REPLY_EXCERPT)
@@ -303,8 +304,7 @@ def _replied(state: CaseState, event: CaseEvent, tz: tzinfo) -> list[Notice]:
         _notice(
             state, event, "citizen", state.case_id, f"工单 {state.case_id} {result}",
             f"您反映的{_case_label(state)}{result}：{text}\n"
-            f"请对办理结果进行评价，回复：{RATING_PROMPT}。\n"
-            f"Your case {state.case_id} has been answered; please rate the result.",
+            f"请对办理结果进行评价，回复：{RATING_PROMPT}。",
         )
     ]
 
