@@ -18,7 +18,7 @@ import helpers
 import httpx
 import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
-from helpers import complaint, department, eventually, register, signed_in
+from helpers import act, complaint, department, eventually, register, signed_in
 from pydantic import BaseModel, ValidationError
 
 from api.console import event_words, web
@@ -857,5 +857,29 @@ async def test_a_refused_form_no_longer_offered_keeps_what_was_typed(
         unsaved = unsaved[: unsaved.index("</div>")]
         assert text in unsaved and "已解决" in unsaved and "https://example.org/p.jpg" in unsaved
         assert "csrf" not in unsaved and "resolved" not in unsaved
+    finally:
+        await clerk.aclose()
+
+
+async def test_the_inbox_says_a_replied_case_waits_for_the_citizen(
+    api: httpx.AsyncClient,
+) -> None:
+    """A replied case stays in the unit's inbox until the citizen rates it; its 最近时限 and
+    剩余时间 were blank, as if a deadline were missing. Now: 已答复，待诉求人评价."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text="已恢复供水")
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        async def replied_row() -> str | None:
+            page = await clerk.get("/console/inbox")
+            start = page.text.find(f'data-case="{case_id}"')
+            row = page.text[start: page.text.find("</tr>", start)] if start >= 0 else ""
+            return row if "status-replied" in row else None
+
+        row = await eventually(replied_row, within=20)
+        assert "已答复，待诉求人评价" in row, row
     finally:
         await clerk.aclose()
