@@ -894,3 +894,27 @@ async def test_every_page_names_its_icon(api: httpx.AsyncClient) -> None:
     assert icon, page.text[:400]
     served = await api.get(icon[1])
     assert served.status_code == 200 and served.headers["content-type"].startswith("image/svg")
+
+
+async def test_the_audit_search_takes_a_case_number_as_pasted_and_says_when_it_cut(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case number pasted with a blank around it, or typed in lower case, found nothing
+    (没有符合条件的工单); and the list stopped at 100 cases without a word. Now the number is
+    the same number, and a cut list says so."""
+    from api.console import audit as audit_page
+
+    case_id = (await register(api))["case_id"]
+    auditor = await signed_in(api, "auditor")
+    try:
+        async def found() -> httpx.Response | None:
+            page = await auditor.get("/console/audit", params={"case_id": f" {case_id.lower()} "})
+            return page if f">{case_id}</a>" in page.text else None
+
+        await eventually(found, within=20)
+        monkeypatch.setattr(audit_page, "SHOWN", 1)
+        cut = await auditor.get("/console/audit")
+        assert 'id="more"' in cut.text and "只列出最近受理的 1 件" in cut.text
+        assert cut.text.count('<a href="/console/audit/JS') == 1
+    finally:
+        await auditor.aclose()

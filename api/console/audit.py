@@ -23,6 +23,8 @@ from jiesu.case.sla import is_late
 router = APIRouter()
 Auditor = require_roles(*AUDITOR_ROLES)
 Filter = Annotated[Line | None, Query(max_length=100)]
+SHOWN = 100
+"""Cases the search lists; with more, the page says so (narrow the search)."""
 _WORDS = {  # the heading and the replay check's verdict
     "run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES,
     "verdicts": audit_words.VERDICTS,
@@ -34,9 +36,11 @@ async def search(
     request: Request, pool: Pool, session: Auditor, case_id: Filter = None,
     status: Status | None = None, department_id: Filter = None, category_id: Filter = None,
 ) -> Response:  # fmt: skip
-    """Cases from the read model, newest first (or the one case number asked for)."""
+    """Cases from the read model, newest first (or the one case number asked for, as pasted
+    or typed: blanks around it and lower case letters are the same number)."""
+    wanted = (case_id or "").strip().upper() or None
     rows = await case_service.search(
-        pool, limit=100, offset=0, case_id=case_id or None, status=status,
+        pool, limit=SHOWN + 1, offset=0, case_id=wanted, status=status,
         department_id=department_id or None, category_id=category_id or None,
     )  # fmt: skip
     now = datetime.now(UTC)
@@ -45,7 +49,8 @@ async def search(
     units = await pool.fetch("SELECT id, name FROM departments ORDER BY level, id")
     categories = await pool.fetch("SELECT id, name FROM categories ORDER BY id")
     context = {
-        "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows],
+        "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows[:SHOWN]],
+        "more": len(rows) > SHOWN, "shown": SHOWN,
         "statuses": list(Status), "query": request.query_params,
         "units": units, "unit_names": {u["id"]: u["name"] for u in units},
         "categories": categories,
