@@ -918,3 +918,18 @@ async def test_the_audit_search_takes_a_case_number_as_pasted_and_says_when_it_c
         assert cut.text.count('<a href="/console/audit/JS') == 1
     finally:
         await auditor.aclose()
+
+
+async def test_a_citizens_pages_lead_nowhere_into_the_staff_console(
+    api: httpx.AsyncClient,
+) -> None:
+    """The citizen's pages (/my/…) had the staff header: 接诉即办 12345 工单系统 linking to
+    /console/, and an error (a mistyped link) offered 返回首页 — both the staff login page.
+    Now a citizen's page names the hotline, links nowhere into the console, and an error says
+    to call 12345. The staff's pages keep their home link."""
+    lost = await api.get("/my/not-a-token-of-anyone")
+    assert lost.status_code == 404
+    assert 'href="/console/"' not in lost.text and "返回首页" not in lost.text
+    assert "12345 热线" in lost.text and "请拨打 12345" in lost.text
+    staff = await api.get("/console/login")
+    assert 'class="brand" href="/console/"' in staff.text

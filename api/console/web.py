@@ -39,6 +39,7 @@ from jiesu.case.domain import (
     SupervisionForm,
     Urgency,
 )
+from jiesu.notify.links import FOLLOW_UP_PATH
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -105,6 +106,8 @@ def isolated(value: Any) -> Markup:
 templates.env.finalize = shown
 templates.env.filters["bdi"] = isolated
 templates.env.globals["prefix"] = PREFIX
+# a citizen's pages (/my/<token>) link nowhere into the staff console: its home is a login
+templates.env.globals["follow_up_path"] = FOLLOW_UP_PATH
 templates.env.globals["new_key"] = lambda: uuid.uuid4().hex  # a form's Idempotency-Key
 
 
