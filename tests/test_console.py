@@ -581,6 +581,13 @@ async def test_intake_sends_the_citizen_the_link_without_storing_the_token(
 
     page = await api.get(f"/my/{token}")
     assert page.status_code == 200 and case_id in page.text
+    # 派单：县城市管理局, not 派单 ：… (a blank before the full-width colon, from the template)
+
+    async def routed() -> httpx.Response | None:
+        shown = await api.get(f"/my/{token}")
+        return shown if "派单</strong>" in shown.text else None
+
+    assert re.search(r"派单</strong>：", (await eventually(routed, within=20)).text)
     assert (await api.get("/my/not-a-token-of-anyone")).status_code == 404
 
 
