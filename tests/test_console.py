@@ -940,3 +940,32 @@ async def test_a_citizens_pages_lead_nowhere_into_the_staff_console(
     assert "12345 热线" in lost.text and "请拨打 12345" in lost.text
     staff = await api.get("/console/login")
     assert 'class="brand" href="/console/"' in staff.text
+
+
+async def test_the_extension_form_says_which_promised_dates_it_takes(
+    api: httpx.AsyncClient,
+) -> None:
+    """The clerk learned the bounds of the promised date only from a refusal (须晚于现办结时限，
+    且不超过延期上限天数 — which days?). Now the form says them (after the finish deadline,
+    at the latest now + the policy's days) and its picker has them as min and max."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        async def offered() -> httpx.Response | None:
+            page = await clerk.get(f"/console/cases/{case_id}")
+            return page if 'data-action="extension"' in page.text else None
+
+        page = await eventually(offered, within=20)
+        finish = (await act_state(api, case_id))["deadlines"]["finish"]
+        local = local_time(datetime.fromisoformat(finish))
+        hint = re.search(r'id="extension-window">([^<]+)<', page.text)
+        assert hint and f"须晚于现办结时限 {local}" in hint[1] and "最晚" in hint[1], page.text
+        assert re.search(r'name="promised_finish"[^>]* min="[^"]+" max="[^"]+"', page.text)
+    finally:
+        await clerk.aclose()
+
+
+async def act_state(api: httpx.AsyncClient, case_id: str) -> dict[str, object]:
+    response = await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR_KEY)
+    assert response.status_code == 200, response.text
+    return dict(response.json())

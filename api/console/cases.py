@@ -4,7 +4,7 @@ plain words, and the actions the lifecycle allows now."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -116,6 +116,15 @@ def timeline(
     ]  # fmt: skip
 
 
+def extension_window(state: CaseState, now: datetime) -> tuple[datetime, datetime] | None:
+    """The promised dates the lifecycle accepts now (check_extension): after the current
+    finish deadline, at most the policy's days from now. Shown by the extension form (and as
+    its picker's bounds), so the clerk need not learn them from a refusal."""
+    if state.deadlines is None:
+        return None
+    return state.deadlines.finish, now + timedelta(days=state.deadlines.max_extension_days)
+
+
 def unsaved_text(
     failed: str | None, posted: FormData | None, offered: list[Any]
 ) -> list[tuple[str, str]]:
@@ -173,6 +182,7 @@ async def _case_page(
         "error": error, "query": request.query_params,
         "failed": failed, "posted": posted,  # web.typed: the refused form again
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
+        "extension_window": extension_window(state, datetime.now(UTC)),
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip
     return page(request, "case.html", context, status_code)
