@@ -15,6 +15,7 @@ import httpx
 import pytest
 from helpers import AUDITOR, SUPERVISOR, eventually, served
 from statcases import TZ, case_row, insert_cases, local
+from temporalio import activity
 from temporalio.client import Client
 
 from api.main import create_app
@@ -246,6 +247,10 @@ async def test_a_retried_attempt_after_its_commit_is_not_a_second_generation(
 
     async def commit_then_die(*args: Any, **kwargs: Any) -> Any:
         summary = await real(*args, **kwargs)  # committed
+        if not activity.info().workflow_id.startswith("test-report-"):
+            # another report run of the session (a scheduled one, whose daily 09:00 Shanghai
+            # run met this test at 01:12 UTC in an xdist run, 2026-11-24): not this test's
+            return summary
         attempts.append(summary.generation)
         if len(attempts) == 1:  # the completion never reaches Temporal
             raise RuntimeError("power cut between the commit and the activity's completion")
