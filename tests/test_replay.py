@@ -12,7 +12,8 @@ patches as they run; workflows/patches.py), kept when every path was recorded wi
 ``v10-*`` those of ``lean-case-v3`` cases, kept when some were recorded with ``lean-case-v4``;
 ``v11-*`` those of ``lean-case-v4`` cases, kept when recorded again with ``lean-case-v5``;
 ``v12-*`` those of ``lean-case-v5`` cases, kept when recorded again with ``lean-case-v6``;
-``v13-*`` those of ``lean-case-v6`` cases, kept when recorded again with ``lean-case-v7``.
+``v13-*`` those of ``lean-case-v6`` cases, kept when recorded again with ``lean-case-v7``;
+``v14-*`` those of ``lean-case-v7`` cases, kept when recorded again with ``lean-case-v8``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 """
 

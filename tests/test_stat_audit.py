@@ -158,3 +158,25 @@ def test_a_department_is_not_charged_for_the_time_the_case_waited_in_the_centres
     assert centre.department_id == "centre" and centre.breaches == ["accept"]
     assert a.department_id == "A" and a.breaches == [] and a.accept_deadline is None
     assert a.finish_deadline == t0 + 48 * H  # the citizen's promise still holds for A
+
+
+def test_since_lean_case_v8_the_dispatched_department_has_the_deadlines_of_its_dispatch() -> None:
+    """A case of lean-case-v8 waits in the queue with no deadline running (no breach against
+    the centre) and gets fresh deadlines at dispatch: A is held to those — late with none."""
+    t0 = datetime(2011, 11, 2, 9, 0, tzinfo=TZ)
+    t1 = t0 + 5 * H  # the dispatch
+    events = [
+        _event(t0, "received", "operator"),
+        _event(t0, "deadlines_set", accept=(t0 + 4 * H).isoformat(),
+               contact=None, finish=(t0 + 48 * H).isoformat()),
+        _event(t0, "queued", department_id="centre"),
+        _event(t1, "deadlines_set", accept=(t1 + 4 * H).isoformat(),
+               contact=None, finish=(t1 + 48 * H).isoformat()),
+        _event(t1, "dispatched", "dispatcher", department_id="A"),
+        _event(t1 + H / 2, "accepted", "a-clerk"),
+        _event(t1 + 20 * H, "replied", "a-officer", outcome="resolved"),
+    ]  # fmt: skip
+    centre, a = handlings(events)
+    assert centre.department_id == "centre" and centre.breaches == []
+    assert a.breaches == [] and a.accept_deadline == t1 + 4 * H
+    assert a.finish_deadline == t1 + 48 * H

@@ -203,6 +203,15 @@ PATCH_REASSIGNMENT_CHILD_ENDED = "reassignment-child-ended-v1"
 # with the round, and a co-handler made the new lead waited on its own contribution
 # (tests/test_co_handlers_of_ended_round.py).
 PATCH_ROUND_RELEASES_CO_HANDLERS = "round-releases-co-handlers-v1"
+# Since this one (epoch lean-case-v8) no deadline timer runs while the case waits in the
+# centre's dispatch queue (待派单: routing found no department, or a reassignment ended there),
+# and a dispatch out of the queue sets the unit's deadlines from the dispatch (人工派单 is when
+# the unit's clock starts). Before, the deadlines of receipt (or of the round that ended in the
+# queue) ran against the centre: a breach was charged to the centre and started a supervision
+# ladder against the centre itself, and the unit got a round whose accept deadline had passed
+# (tests/test_queue_deadlines.py). The queue after the reassignment bound already had fresh
+# deadlines at dispatch (fresh-round-after-queue-v1) and keeps its new round.
+PATCH_DEADLINES_FROM_DISPATCH = "deadlines-from-dispatch-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -241,6 +250,7 @@ class ComplaintWorkflow:
         self._repeat_ids: set[str] = set()
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
+        self._dispatched_in_round = False  # the pending dispatch keeps the round (see _dispatch)
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
@@ -285,6 +295,9 @@ class ComplaintWorkflow:
             )
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
+            elif self._dispatched is not None and self._dispatched_in_round:
+                await self._dispatch(self._dispatched)
+                self._dispatched, self._dispatched_in_round = None, False
             elif self._dispatched is not None:
                 await self._new_round(self._dispatched)
                 self._dispatched = None  # pending until the round is set up (one at a time)
@@ -515,6 +528,10 @@ class ComplaintWorkflow:
     # --- deadlines ----------------------------------------------------------------------
 
     def _start_watchers(self) -> None:
+        if self._state.status is Status.DISPATCHING and self._patched(
+            PATCH_DEADLINES_FROM_DISPATCH
+        ):
+            return  # in the centre's queue: the unit's deadlines start when it is dispatched
         round_ = self._state.round
         self._watchers.extend(
             asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach))
@@ -586,6 +603,19 @@ class ComplaintWorkflow:
         )
         self._case.assign(result.route, actor, quiet=True)
         self._release_co_handlers(result.route.department_id)
+        self._start_watchers()
+
+    async def _dispatch(self, result: ReassignmentResult) -> None:
+        """人工派单 out of the centre's queue (PATCH_DEADLINES_FROM_DISPATCH): the unit's
+        deadlines run from now, in the round the case waited in (no unit had it there)."""
+        deadlines = await run_local(
+            DeadlineActivities.compute_deadlines,
+            DeadlineRequest(received_at=workflow.now(), urgency=self._state.urgency),
+        )
+        if self._closed_meanwhile(PATCH_CLOSED_DURING_NEW_ROUND):
+            return
+        self._case.set_deadlines(deadlines)
+        self._case.assign(result.route, result.chosen_by or SYSTEM_ACTOR, note=result.note)
         self._start_watchers()
 
     def _reassignment_failed(
@@ -772,6 +802,13 @@ class ComplaintWorkflow:
             self._dispatched = ReassignmentResult(
                 route=route, chosen_by=action.actor, note=action.note
             )
+            return
+        if not self._queued_after_bound and self._patched(PATCH_DEADLINES_FROM_DISPATCH):
+            # the unit's deadlines from now on (set up in run(), one dispatch at a time)
+            self._dispatched = ReassignmentResult(
+                route=route, chosen_by=action.actor, note=action.note
+            )
+            self._dispatched_in_round = True
             return
         if self._queued_after_bound:  # cases queued before PATCH_FRESH_ROUND
             self._queued_after_bound = False
