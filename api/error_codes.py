@@ -88,6 +88,8 @@ ERROR_CODES: dict[str, str] = {
     "repeated_department": "A department is named more than once (409)",
     "co_handler_limit": "The case has convened the most co-handlers it may (409)",
     "no_pending_co_handler": "The department owes no contribution (409)",
+    "co_handler_released": "The co-handler was released (免除协办) and owes no contribution "
+    "(409)",
     "not_co_handler": "Only a co-handling department contributes (403)",
     "invalid_due": "A deadline must be in the future (409; 422 when the API checks it first)",
     "due_too_far": "A supervision deadline is too far ahead (409; 422 when the API checks it "

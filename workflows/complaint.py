@@ -731,7 +731,7 @@ class ComplaintWorkflow:
             if refusal is not None and self._patched(PATCH_DISTINCT_CO_HANDLERS):
                 refusal = None  # the entry still owing its contribution takes it
         if refusal is not None and refusal.since and not self._patched(refusal.since):
-            return None
+            return refusal.before  # as the case answered before the rule (mostly: allowed)
         return refusal
 
     def _misfit(self, misfit: messages.Misfit, name: str) -> None:

@@ -220,6 +220,7 @@ REFUSAL: dict[str, str] = {
     "invalid_due": "期限须晚于当前时间",
     "due_too_far": "督办期限不能超过延期上限天数（默认90天）",
     "no_pending_co_handler": "该单位没有待提交的协办意见",
+    "co_handler_released": "该单位已被免除协办，无需提交协办意见",
     "not_co_handler": "只有协办单位可以提交协办意见",
     "already_supervised": "该工单已在督办中",
     "not_assigned": "此工单不由您的单位承办",

@@ -69,6 +69,9 @@ class Refusal:
     # workflow applies it (a case from before replays as it ran). Each check evaluates such
     # rules after its older ones, so that one of them refuses only what the old rules allowed.
     since: str | None = None
+    # What a case from before ``since`` answered instead (None: it allowed the action) — for a
+    # rule that words an old refusal anew rather than refusing something new.
+    before: Refusal | None = None
 
 
 # Rules added while cases were running (see Refusal.since); the ids are the workflow's patches.
@@ -88,6 +91,8 @@ RETURNS_BOUNDED = "returns-bounded-v1"  # see check_return
 CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
 # Brought by the epoch lean-case-v7.
 SUPERVISION_DUE_BOUNDED = "supervision-due-bounded-v1"  # see _due_within_bound
+# Brought by the epoch lean-case-v8.
+CO_HANDLER_RELEASED = "co-handler-released-v1"  # see check_contribution
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -558,8 +563,18 @@ def check_contribution(state: CaseState, action: ContributionAction) -> Refusal 
     co = co_handler_of(state, action.actor.department_id)
     if co is None:
         return Refusal("not_co_handler", "only a co-handling department contributes", True)
+    contributed = Refusal("already_done", f"{co.department_id} has already contributed")
+    if co.waived:
+        # released (免除协办 by the centre, or by a new round): it owes nothing and never
+        # contributed; cases before CO_HANDLER_RELEASED said "already contributed"
+        return Refusal(
+            "co_handler_released",
+            f"{co.department_id} was released from co-handling this case (免除协办) and owes "
+            "no contribution",
+            since=CO_HANDLER_RELEASED, before=contributed,
+        )  # fmt: skip
     if co.done:
-        return Refusal("already_done", f"{co.department_id} has already contributed")
+        return contributed
     return _status_is(state, *WITH_DEPARTMENT)
 
 
