@@ -482,14 +482,17 @@ def test_who_sees_a_case_is_decided_by_role_and_nothing_else_sees_it() -> None:
 
 
 def test_the_co_handler_choices_are_what_the_lifecycle_would_convene() -> None:
-    """会办's pickers (lifecycle.co_handler_choices): not the lead, not a co-handler already
-    (done or not), and nothing once the case has its MAX_CO_HANDLERS."""
+    """会办's pickers (lifecycle.co_handler_choices): not the lead, not a co-handler owing or
+    having contributed — a released one (waived) again, since lean-case-v8 — and nothing once
+    the case has its MAX_CO_HANDLERS."""
     police = CoHandler(department_id="police", department_name="县公安局", waived=True)
+    housing = CoHandler(department_id="housing", department_name="县住建局",
+                        contributed_at=datetime.now().astimezone())  # fmt: skip
     lead = Assignment(department_id="water", department_name="县水务局",
                       assigned_at=datetime.now().astimezone(), by_rule=True)  # fmt: skip
-    state = CaseState.model_construct(assignment=lead, co_handlers=[police])
+    state = CaseState.model_construct(assignment=lead, co_handlers=[police, housing])
     units = ["water", "police", "housing", "market"]
-    assert lifecycle.co_handler_choices(state, units) == ["housing", "market"]
+    assert lifecycle.co_handler_choices(state, units) == ["police", "market"]
     full = [CoHandler(department_id=f"d{n}", department_name="…")
             for n in range(lifecycle.MAX_CO_HANDLERS)]  # fmt: skip
     assert lifecycle.co_handler_choices(state.model_copy(update={"co_handlers": full}), units) == []

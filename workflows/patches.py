@@ -67,7 +67,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v5", frozenset({"ladder-child-ended-v1"})),
     ("lean-case-v6", frozenset({"reassignment-child-ended-v1", "round-releases-co-handlers-v1"})),
     ("lean-case-v7", frozenset({"supervision-due-bounded-v1"})),
-    ("lean-case-v8", frozenset({"deadlines-from-dispatch-v1", "co-handler-released-v1"})),
+    ("lean-case-v8", frozenset({
+        "deadlines-from-dispatch-v1", "co-handler-released-v1", "reconvene-released-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

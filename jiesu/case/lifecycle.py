@@ -93,6 +93,7 @@ CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
 SUPERVISION_DUE_BOUNDED = "supervision-due-bounded-v1"  # see _due_within_bound
 # Brought by the epoch lean-case-v8.
 CO_HANDLER_RELEASED = "co-handler-released-v1"  # see check_contribution
+RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, CHECKS_BEFORE_RECONVENING
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -446,12 +447,29 @@ def check_extension_decision(state: CaseState, action: ExtensionDecisionAction) 
     return _status_is(state, *WITH_DEPARTMENT)
 
 
+Involved = Callable[[CaseState, str], bool]
+
+
+def involved_now(state: CaseState, department_id: str) -> bool:
+    """The lead department, or a co-handler not released: each department is convened once
+    *at a time*. A co-handler released (免除协办, or by a new round) may be convened again
+    (RECONVENE_RELEASED); cases before it kept it involved (CaseState.involves) for good."""
+    return department_id == state.department_id or any(
+        c.department_id == department_id and not c.waived for c in state.co_handlers
+    )
+
+
+def _involved_for_good(state: CaseState, department_id: str) -> bool:
+    return state.involves(department_id)
+
+
 def may_co_handle(state: CaseState, department_id: str) -> bool:
     """会办: whether the case can convene ``department_id`` as a co-handler (协办单位): not
-    the department holding it (主办) nor one convened already — 会办 (/co-handlers) and 督办 in
-    the form 会办 refuse those as already_involved — nor the hotline centre, which dispatches
-    and does not co-handle (centre_not_co_handler). The console's pickers offer the others."""
-    return not state.involves(department_id) and _centre_convened([department_id]) is None
+    the department holding it (主办) nor a co-handler not released — 会办 (/co-handlers) and
+    督办 in the form 会办 refuse those as already_involved — nor the hotline centre, which
+    dispatches and does not co-handle (centre_not_co_handler). The console's pickers offer
+    the others."""
+    return not involved_now(state, department_id) and _centre_convened([department_id]) is None
 
 
 def _centre_convened(department_ids: Iterable[str]) -> Refusal | None:
@@ -474,14 +492,16 @@ def co_handler_choices(state: CaseState, department_ids: Iterable[str]) -> list[
     return [d for d in department_ids if may_co_handle(state, d)]
 
 
-def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+def _may_convene(
+    state: CaseState, action: CoHandlersAction, involved: Involved = involved_now
+) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
         state, *WITH_DEPARTMENT
     )
     if refusal:
         return refusal
     for dept in action.departments:
-        if state.involves(dept.id):
+        if involved(state, dept.id):
             return Refusal("already_involved", f"{dept.id} already handles this case")
     return None
 
@@ -511,9 +531,11 @@ def _within_co_handlers(state: CaseState, departments: list[DepartmentRef]) -> R
     )
 
 
-def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+def check_co_handlers(
+    state: CaseState, action: CoHandlersAction, involved: Involved = involved_now
+) -> Refusal | None:
     return (
-        _may_convene(state, action)
+        _may_convene(state, action, involved)
         or _named_once([d.id for d in action.departments])
         or _within_co_handlers(state, action.departments)
         or _centre_convened([d.id for d in action.departments])
@@ -521,9 +543,9 @@ def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | N
 
 
 def check_co_handlers_at(
-    state: CaseState, action: CoHandlersAction, now: datetime
+    state: CaseState, action: CoHandlersAction, now: datetime, involved: Involved = involved_now
 ) -> Refusal | None:
-    refusal = _may_convene(state, action)
+    refusal = _may_convene(state, action, involved)
     if refusal is None and action.due is not None and action.due <= now:
         return Refusal("invalid_due", "a contribution deadline must be in the future")
     return (
@@ -536,10 +558,11 @@ def check_co_handlers_at(
 
 
 def co_handler_of(state: CaseState, department_id: str | None) -> CoHandler | None:
-    """The department's co-handling entry: the one still owing its contribution, if any.
-    (Cases from before DISTINCT_CO_HANDLERS may list a department twice.)"""
+    """The department's co-handling entry: the one still owing its contribution, if any, else
+    its latest. (Cases from before DISTINCT_CO_HANDLERS may list a department twice; since
+    RECONVENE_RELEASED a department released and convened again has an entry each time.)"""
     entries = [c for c in state.co_handlers if c.department_id == department_id]
-    return next((c for c in entries if not c.done), entries[0] if entries else None)
+    return next((c for c in entries if not c.done), entries[-1] if entries else None)
 
 
 def first_entry_refusal(state: CaseState, signal: CaseSignal, action: Any) -> Refusal | None:
@@ -588,7 +611,9 @@ def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
     return None
 
 
-def check_supervision(state: CaseState, action: SupervisionAction, now: datetime) -> Refusal | None:
+def check_supervision(
+    state: CaseState, action: SupervisionAction, now: datetime, involved: Involved = involved_now
+) -> Refusal | None:
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "start supervision") or _status_is(
         state, *BEFORE_REPLY
     )
@@ -602,13 +627,13 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _status_is(state, *WITH_DEPARTMENT)  # 会办 convenes around a lead department
         for dept_id in action.department_ids:
-            if refusal is None and state.involves(dept_id):
+            if refusal is None and involved(state, dept_id):
                 refusal = Refusal("already_involved", f"{dept_id} already handles this case")
         # the departments convened are action.departments (the API fills them in from
         # department_ids, once each): those are the ones checked (since DISTINCT_CO_HANDLERS)
         convened = [d.id for d in action.departments]
         for dept_id in convened:
-            if refusal is None and state.involves(dept_id):
+            if refusal is None and involved(state, dept_id):
                 refusal = Refusal(
                     "already_involved", f"{dept_id} already handles this case",
                     since=DISTINCT_CO_HANDLERS,
@@ -802,3 +827,14 @@ CHECKS: dict[CaseSignal, Check] = {
 }
 """The rule each action must pass, by message name; the workflow records the refusal.
 (Repeat reports come from intake: de-duplicated by id, and bounded in number.)"""
+
+# How a case from before RECONVENE_RELEASED judged 会办 and 督办: a department once convened
+# stayed involved, released or not (already_involved) — its replay answers as it ran.
+CHECKS_BEFORE_RECONVENING: dict[CaseSignal, Check] = {
+    CaseSignal.ADD_CO_HANDLERS: lambda state, action, now: check_co_handlers_at(
+        state, action, now, _involved_for_good
+    ),
+    CaseSignal.SUPERVISE: lambda state, action, now: check_supervision(
+        state, action, now, _involved_for_good
+    ),
+}
