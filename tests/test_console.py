@@ -777,7 +777,7 @@ async def test_the_case_page_and_the_audit_search_name_grids_and_units(
 
         page = await eventually(case_page, within=20)
         assert "城关街道幸福社区第1网格" in page.text and "/ G-QH-01-01-1<" not in page.text
-        assert "<dt>地址</dt><dd><bdi>—</bdi></dd>" in page.text  # no address given: said, not a blank
+        assert "<dt>地址</dt><dd><bdi>—</bdi></dd>" in page.text  # not given: said, no blank
 
         async def found() -> httpx.Response | None:
             page = await auditor.get("/console/audit", params={"case_id": case_id})
