@@ -151,7 +151,7 @@ async def test_a_route_template_is_resolved_once_not_per_request(
 # citizen's page, Open311), a method the path does not have, a path no route has, probes.
 LABELLED = [
     ("GET", "/console/login", "/console/login", "200"),
-    ("GET", "/my/abcdef/x", "/my/{token}/{name}", "405"),
+    ("PUT", "/my/abcdef/x", "/my/{token}/{name}", "405"),
     ("DELETE", COMPLAINTS, COMPLAINTS, "405"),
     ("PUT", f"{COMPLAINTS}/JS19990101-000001", f"{COMPLAINTS}/{{case_id}}", "405"),
     ("GET", "/open311/v2/requests/JS1.json", "/open311/v2/requests/{resource}", "404"),
