@@ -15,7 +15,17 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from api.console import admin, audit, cases, citizen, intake, login, people, supervision
+from api.console import (
+    admin,
+    audit,
+    cases,
+    citizen,
+    intake,
+    login,
+    lookup,
+    people,
+    supervision,
+)
 from api.console.web import PREFIX, STATIC, SignInRequired, error_page, redirect, set_timezone
 from api.errors import ApiError
 from jiesu.case import glossary
@@ -80,7 +90,7 @@ def mount(parent: FastAPI, settings: Settings) -> None:
 
     console.add_exception_handler(SignInRequired, sign_in)
     console.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for group in (login, intake, cases, supervision, audit, people, admin):
+    for group in (login, intake, lookup, cases, supervision, audit, people, admin):
         console.include_router(group.router)
     parent.mount(PREFIX, console)
 
