@@ -1065,3 +1065,47 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
         "SELECT citizen_phone_digits('+86 138-1234-5678') = citizen_phone_digits('138 1234 5678')"
     )
     assert same
+
+
+async def test_a_second_reply_says_the_case_was_replied_to(api: httpx.AsyncClient) -> None:
+    """A clerk replying again from a second tab was told only 工单当前的状态不能办理此操作 —
+    not that the case had been replied to; and the 未保存 box labelled the reply's text 内容.
+    Now the refusal names the action and the status the case is in now (已答复), and the box
+    says 答复内容, as the form does."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        async def offered() -> httpx.Response | None:
+            page = await clerk.get(f"/console/cases/{case_id}")
+            return page if 'data-action="reply"' in page.text else None
+
+        page = await eventually(offered, within=20)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        reply = {"csrf_token": token[1], "outcome": "resolved", "text": "供水已恢复，第一次答复"}
+        first = await clerk.post(f"/console/cases/{case_id}/actions/reply",
+                                 data={**reply, "key": "tab-1"})  # fmt: skip
+        assert first.status_code == 303, first.text
+        again = await clerk.post(f"/console/cases/{case_id}/actions/reply",
+                                 data={**reply, "text": "第二个页签的答复", "key": "tab-2"})
+        assert again.status_code == 409, again.status_code
+        assert "不能办结答复：该工单现在的状态是“已答复”" in again.text, again.text
+        assert "工单当前的状态不能办理此操作" not in again.text
+        unsaved = again.text[again.text.index('id="unsaved"'):]
+        unsaved = unsaved[: unsaved.index("</div>")]
+        assert "<dt>答复内容</dt>" in unsaved and "第二个页签的答复" in unsaved, unsaved
+    finally:
+        await clerk.aclose()
+
+
+def test_a_refused_reply_names_its_text_as_its_form_does() -> None:
+    """A reply too short was refused with 内容：…; its form calls the field 答复内容."""
+    from api.console.actions import BY_NAME
+
+    with pytest.raises(ValidationError) as refused:
+        ReplyInput.model_validate({"outcome": "resolved", "text": ""})
+    said = validation_message(refused.value, BY_NAME["reply"].labels)
+    assert said.startswith("输入有误 — 答复内容："), said

@@ -10,8 +10,8 @@ too far ahead) come back from the same check when the form is sent, as the API's
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,6 +55,9 @@ class ConsoleAction:
     probe: Callable[[CaseState], Fields]  # representative fields of an allowed action
     parse: Callable[[Form, ZoneInfo], Fields] = lambda form, tz: {}  # form → body fields
     path_field: str | None = None  # a path field of the spec, taken from the form
+    # what this form calls a field whose general label (web.FIELD_LABELS) is not its own: a
+    # reply's text is 答复内容, not 内容 — in a refusal of it and in its 未保存 box
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def body(self, form: Form, tz: ZoneInfo) -> BaseModel | None:
         """The spec's body model from the form (raises pydantic's ValidationError)."""
@@ -115,7 +118,8 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("reply", "办结答复", _spec(H, "/reply"),
                   lambda s: {"outcome": ReplyOutcome.RESOLVED, "text": "..", "evidence": []},
                   lambda f, tz: {**_text(f, "outcome", "text"),
-                                 "evidence": lines(f.get("evidence"))}),
+                                 "evidence": lines(f.get("evidence"))},
+                  labels={"text": "答复内容"}),
     ConsoleAction("return", "退单", _spec(H, "/return"), lambda s: {"reason": ".."},
                   lambda f, tz: _text(f, "reason")),
     ConsoleAction("extension", "延期申请", _spec(H, "/extension"), _later_than_deadline,
@@ -123,7 +127,8 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("raise-level", "提级办", _spec(H, "/raise-level"), lambda s: {"reason": ".."},
                   lambda f, tz: _text(f, "reason")),
     ConsoleAction("contribution", "协办意见", _spec(H, "/contribution"),
-                  lambda s: {"text": ".."}, lambda f, tz: _text(f, "text")),
+                  lambda s: {"text": ".."}, lambda f, tz: _text(f, "text"),
+                  labels={"text": "协办意见"}),
     ConsoleAction("dispatch", "人工派单", _spec(S, "/dispatch"),
                   lambda s: {"department_id": "", "note": ""},
                   lambda f, tz: _text(f, "department_id", "note")),
@@ -160,7 +165,7 @@ CITIZEN_ACTIONS: tuple[ConsoleAction, ...] = (
                   lambda s: {"rating": Rating.SATISFIED, "comment": ""},
                   lambda f, tz: _text(f, "rating", "comment")),
     ConsoleAction("supplement", "补充诉求", _spec(C, "/supplement"), lambda s: {"text": ".."},
-                  lambda f, tz: _text(f, "text")),
+                  lambda f, tz: _text(f, "text"), labels={"text": "补充内容"}),
     ConsoleAction("withdraw", "撤诉", _spec(C, "/withdraw"), lambda s: {"reason": ""},
                   lambda f, tz: _text(f, "reason")),
 )  # fmt: skip

@@ -18,11 +18,11 @@ from api import cases as case_service
 from api.console import event_words, staff
 from api.console.actions import BY_NAME, allowed_actions
 from api.console.web import (
-    FIELD_LABELS,
     PREFIX,
     Session,
     choice_names,
     error_page,
+    field_label,
     form_of,
     local_time,
     page,
@@ -133,13 +133,14 @@ def unsaved_text(
     the refusal so the person can copy it — before, it was lost with the form."""
     if not failed or posted is None or any(a.name == failed for a in offered):
         return []
+    labels = BY_NAME[failed].labels if failed in BY_NAME else {}
     typed = []
     for name, value in posted.multi_items():
         text = str(value).strip()
         if name in _NOT_TYPED or name.endswith(("_id", "_ids")) or not text:
             continue  # the page's own fields, and choices of a select (codes)
         text = (choice_names(name) or {}).get(text, text)  # a select's choice by its name
-        typed.append((FIELD_LABELS.get(name, name), text))
+        typed.append((field_label(name, labels) or name, text))
     return typed
 
 
@@ -149,9 +150,10 @@ _NOT_TYPED = frozenset({"csrf_token", "key", "approved", "upheld"})
 async def _case_page(
     request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
-    failed: str | None = None, posted: FormData | None = None,
+    failed: str | None = None, posted: FormData | None = None, refused: ApiError | None = None,
 ) -> Response:  # fmt: skip
-    """``failed``: the action whose form was refused, shown again with what was ``posted``."""
+    """``failed``: the action whose form was refused, shown again with what was ``posted``;
+    ``refused``: the API's refusal of it, said with the status the case is in now."""
     principal = session.principal
     withheld = is_cross_site(request)
     found = await case_service.sourced_state(
@@ -164,6 +166,10 @@ async def _case_page(
     units = await pool.fetch("SELECT id, name, level FROM departments ORDER BY level, id")
     departments = [u for u in units if u["level"] != "centre"]
     choices = co_handler_choices(found.state, departments)  # 会办's pickers
+    if refused is not None and failed in BY_NAME:
+        error = glossary.refusal_of(
+            refused.code, refused.message, BY_NAME[failed].label, found.state.status
+        )
     context = {
         "session": session, "state": state, "source": found.source,
         "content": await case_content(pool, state, principal, withheld=withheld),
@@ -226,13 +232,13 @@ async def act(
         )  # fmt: skip
     except ValidationError as err:
         return await _case_page(request, session, pool, client, settings, case_id,
-                                error=validation_message(err), status_code=422,
+                                error=validation_message(err, action.labels), status_code=422,
                                 failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         if err.status == 404:
             return error_page(request, 404, glossary.refusal(err.code, err.message))
         return await _case_page(request, session, pool, client, settings, case_id,
-                                error=glossary.refusal(err.code, err.message),
-                                status_code=err.status, failed=name, posted=form)  # fmt: skip
+                                status_code=err.status, failed=name, posted=form,
+                                refused=err)  # fmt: skip
     outcome = "done" if result.applied else "pending"
     return redirect(f"{PREFIX}/cases/{case_id}?{outcome}={name}")

@@ -143,7 +143,7 @@ async def act(
         )  # fmt: skip
     except ValidationError as err:
         return await _page(request, token, pool, client, settings, attempt,
-                           error=validation_message(err), status_code=422,
+                           error=validation_message(err, action.labels), status_code=422,
                            failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         return await _page(request, token, pool, client, settings, attempt,

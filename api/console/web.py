@@ -205,13 +205,20 @@ def choice_names(path: str) -> dict[str, str] | None:
     return {m.value: term for m, term in glossary.TERMS[enum].items()} if enum else None
 
 
-def validation_message(err: ValidationError) -> str:
+def field_label(path: str, labels: Mapping[str, str] | None = None) -> str | None:
+    """What a form calls the field at ``path``: the form's own ``labels`` (a reply's text is
+    答复内容), else the console's general label; None: no label."""
+    return (labels or {}).get(path) or FIELD_LABELS.get(path)
+
+
+def validation_message(err: ValidationError, labels: Mapping[str, str] | None = None) -> str:
     """What is wrong with a form, in the words of its labels and selects: 标题：至少 2 个字,
-    办理结果：须为以下之一：已解决、已解释说明."""
+    办理结果：须为以下之一：已解决、已解释说明. ``labels``: the form's own, where they are not
+    the general ones (:func:`field_label`)."""
     parts = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
-        where = FIELD_LABELS.get(".".join(loc)) or (FIELD_LABELS.get(loc[0]) if loc else "")
+        where = field_label(".".join(loc), labels) or (field_label(loc[0], labels) if loc else "")
         if where and len(loc) > 1 and loc[-1].isdigit():
             where += f"第 {int(loc[-1]) + 1} 行"
         where = where or ".".join(loc)

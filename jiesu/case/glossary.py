@@ -273,6 +273,16 @@ def refusal(code: str, reason: str) -> str:
     return REFUSAL.get(code, reason)
 
 
+def refusal_of(code: str, reason: str, action: str, now: Status) -> str:
+    """A refusal of ``action`` (its term: 办结答复) as the case page says it, with the status
+    the case is in ``now`` (read after the refusal): wrong_status said only "the case's status
+    does not allow this", which told a clerk replying from a second tab nothing of the reply
+    the first had sent — now 不能办结答复：该工单现在的状态是“已答复”."""
+    if code == "wrong_status":
+        return f"不能{action}：该工单现在的状态是“{STATUS[now]}”，请刷新页面查看最新状态"
+    return refusal(code, reason)
+
+
 def term(enum: type, value: object) -> str:
     """The Chinese term of ``value`` (a member of ``enum`` or its value, e.g. a read-model
     column), or the value itself when it is no member."""
