@@ -229,3 +229,50 @@ def test_a_table_with_chinese_names_lines_up_on_a_terminal() -> None:
     assert column_of(first, "operator") == column_of(second, "department") == column_of(
         header, "role"
     ), format_table(people)
+
+
+def test_the_stack_says_which_of_its_own_ports_clash_before_starting_anything(
+    tmp_path: object,
+) -> None:
+    """JIESU_MAIL_PORT chosen next to the API's port is the API's metrics port (API port + 1,
+    unless JIESU_API_METRICS_ADDRESS is set): the stack started Temporal, PostgreSQL, the
+    worker and the API, and then said only "port N (SMTP listener) is already in use; set
+    JIESU_MAIL_PORT" — in use by itself. Now it says so before starting anything, naming both
+    uses and their settings, and lists every port it wants with the setting of each."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        api_port = s.getsockname()[1]
+    env = {  # should a stack start after all: nothing of ours, on servers that are not there
+        **os.environ, "JIESU_DATA_DIR": str(tmp_path), "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/jiesu",
+        "JIESU_API_PORT": str(api_port), "JIESU_MAIL_PORT": str(api_port + 1),
+    }  # fmt: skip
+    for name in ("JIESU_API_METRICS_ADDRESS", "JIESU_WORKER_METRICS_ADDRESS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "jiesu.ops.stack"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    said = done.stderr
+    assert f"port {api_port + 1} is chosen twice" in said, said
+    assert "API metrics (JIESU_API_METRICS_ADDRESS" in said and "(JIESU_MAIL_PORT" in said
+    assert f"{api_port} API (JIESU_API_PORT" in said and "worker metrics" in said, said
+    assert "Temporal" not in done.stdout and "Preparing" not in done.stdout, done.stdout
+
+
+def test_a_port_in_use_is_named_with_its_setting_and_the_stacks_other_ports() -> None:
+    """A port another program holds: the error names the setting that chose it and every
+    port the stack wants, so the next choice does not clash with one of them either."""
+    from jiesu.ops.stack import PlannedPort, StackError, check_ports
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        smtp = PlannedPort(port, "SMTP listener", "JIESU_MAIL_PORT, default 2525")
+        with pytest.raises(StackError) as refused:
+            check_ports([smtp])
+    said = str(refused.value)
+    assert said.startswith(f"port {port} (SMTP listener) is already in use; set JIESU_MAIL_PORT")
+    assert f"The stack's ports: {port} SMTP listener (JIESU_MAIL_PORT, default 2525)" in said

@@ -19,7 +19,9 @@ Environment: everything ``jiesu.config.Settings`` reads (passed on to the childr
 default ``journal_mode=WAL,synchronous=FULL``) and ``JIESU_TEMPORAL_DYNAMIC_CONFIG``
 (jiesu/ops/temporal_settings.py) for the dev server. Logs: ``temporal.log``,
 ``worker.log``, ``api.log``, ``mail.log`` in the data folder (rewritten at each start, appended
-to at each restart) and ``pg/log``.
+to at each restart) and ``pg/log``. Every port it will listen on is checked before anything
+starts (:func:`check_ports`: none chosen twice, none in use), the error naming each port's
+setting.
 """
 
 from __future__ import annotations
@@ -122,6 +124,76 @@ def _ensure_port_free(port: int, what: str, hint: str) -> None:
         s.settimeout(0.5)
         if s.connect_ex(("127.0.0.1", port)) == 0:
             raise StackError(f"port {port} ({what}) is already in use; {hint}")
+
+
+@dataclass(frozen=True)
+class PlannedPort:
+    """A port the stack will listen on, and the setting that chooses it (with its default)."""
+
+    port: int
+    what: str
+    setting: str
+
+    def __str__(self) -> str:
+        return f"{self.port} {self.what} ({self.setting})"
+
+
+_METRICS = (  # (variable, what, offset from the API's port when the variable is not set)
+    ("JIESU_API_METRICS_ADDRESS", "API metrics", 1),
+    ("JIESU_WORKER_METRICS_ADDRESS", "worker metrics", 2),
+)
+
+
+def _temporal_ports() -> tuple[int, int]:
+    """The dev server's gRPC and Web UI ports (JIESU_TEMPORAL_PORT, JIESU_TEMPORAL_UI_PORT)."""
+    port = _env_port("JIESU_TEMPORAL_PORT", 7233)
+    return port, _env_port("JIESU_TEMPORAL_UI_PORT", port + 1000)
+
+
+def _metrics_address(settings: Settings, variable: str, offset: int) -> str:
+    """A metrics endpoint's host:port: as set (empty: none), or 127.0.0.1 at the API's port +
+    ``offset``."""
+    address = os.environ.get(variable)
+    return f"127.0.0.1:{settings.api_port + offset}" if address is None else address
+
+
+def planned_ports(settings: Settings) -> list[PlannedPort]:
+    """Every port ``make run`` will listen on, and which setting chooses each. The metrics
+    ports follow the API's (+ 1, + 2) unless set, so a JIESU_MAIL_PORT chosen next to the
+    API's took the API's metrics port: the listener, started last, then said only "port N
+    (SMTP listener) is already in use" — in use by the stack itself."""
+    planned = []
+    if not os.environ.get("TEMPORAL_ADDRESS"):
+        grpc, ui = _temporal_ports()
+        planned += [
+            PlannedPort(grpc, "Temporal gRPC", "JIESU_TEMPORAL_PORT, default 7233"),
+            PlannedPort(ui, "Temporal Web UI", "JIESU_TEMPORAL_UI_PORT, default gRPC + 1000"),
+        ]
+    planned.append(PlannedPort(settings.api_port, "API", "JIESU_API_PORT, default 8000"))
+    for variable, what, offset in _METRICS:
+        address = _metrics_address(settings, variable, offset)
+        port = address.rpartition(":")[2]
+        if port.isdigit():
+            planned.append(PlannedPort(int(port), what, f"{variable}, default 127.0.0.1:"
+                                       f"JIESU_API_PORT + {offset}"))  # fmt: skip
+    smtp = PlannedPort(settings.mail_port, "SMTP listener", "JIESU_MAIL_PORT, default 2525")
+    return [*planned, smtp]
+
+
+def check_ports(planned: list[PlannedPort]) -> None:
+    """Before anything starts: no port the stack wants twice, none in use by another
+    program. Either error lists every port the stack wants and the setting of each."""
+    wanted = "The stack's ports: " + "; ".join(str(p) for p in planned)
+    seen: dict[int, PlannedPort] = {}
+    for p in planned:
+        first = seen.setdefault(p.port, p)
+        if first is not p:
+            raise StackError(
+                f"port {p.port} is chosen twice, for the {first.what} ({first.setting}) and "
+                f"the {p.what} ({p.setting}); set one of them to another port. {wanted}"
+            )
+    for p in planned:
+        _ensure_port_free(p.port, p.what, f"set {p.setting.split(',')[0]}. {wanted}")
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -647,8 +719,7 @@ class Stack:
             address = self.env["TEMPORAL_ADDRESS"] = self.settings.temporal_address
             self.shown.append(("Temporal", f"{address} (external), namespace {namespace}"))
             return
-        port = _env_port("JIESU_TEMPORAL_PORT", 7233)
-        ui_port = _env_port("JIESU_TEMPORAL_UI_PORT", port + 1000)
+        port, ui_port = _temporal_ports()
         _ensure_port_free(port, "Temporal gRPC", "set JIESU_TEMPORAL_PORT or TEMPORAL_ADDRESS")
         _ensure_port_free(ui_port, "Temporal Web UI", "set JIESU_TEMPORAL_UI_PORT")
         print(f"Starting Temporal dev server on 127.0.0.1:{port}...", flush=True)
@@ -703,19 +774,15 @@ class Stack:
         """The API's and the worker's Prometheus endpoints: as set, or on 127.0.0.1 at the
         API's port + 1 and + 2 (docs/observability.md)."""
         shown = []
-        for offset, (variable, what) in enumerate(
-            (("JIESU_API_METRICS_ADDRESS", "API"), ("JIESU_WORKER_METRICS_ADDRESS", "worker")),
-            start=1,
-        ):
-            address = os.environ.get(variable)
-            if address is None:
-                address = f"127.0.0.1:{self.settings.api_port + offset}"
-                _ensure_port_free(self.settings.api_port + offset, f"{what} metrics",
+        for variable, what, offset in _METRICS:
+            address = _metrics_address(self.settings, variable, offset)
+            if variable not in os.environ:  # taken by something since check_ports?
+                _ensure_port_free(self.settings.api_port + offset, what,
                                   f"set {variable} (host:port, or empty for none)")  # fmt: skip
             self.env[variable] = address
             if address:
                 host, _, port = address.rpartition(":")
-                shown.append(f"http://{_display_host(host)}:{port}/metrics ({what})")
+                shown.append(f"http://{_display_host(host)}:{port}/metrics ({what.split()[0]})")
         if shown:
             self.shown.append(("Metrics", ", ".join(shown)))
 
@@ -754,8 +821,7 @@ class Stack:
 
 
 def _serve(stack: Stack) -> None:
-    _ensure_port_free(stack.settings.api_port, "API", "set JIESU_API_PORT")
-    _ensure_port_free(stack.settings.mail_port, "SMTP listener", "set JIESU_MAIL_PORT")
+    check_ports(planned_ports(stack.settings))  # before anything starts
     stack.start_temporal()
     stack.start_postgres()
     keys = stack.prepare()
