@@ -1059,8 +1059,10 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + lookup_page._FOUND, None, "+86 138-0000-0000", 51))  # fmt: skip
+            "EXPLAIN " + lookup_page._BY_PHONE, "+86 138-0000-0000", None, 51))  # fmt: skip
     assert "intakes_citizen_phone" in plan and "repeat_reports_citizen_phone" in plan, plan
+    # the cases by their key, for the rows found: not read in their own order, filtered
+    assert "cases_pkey" in plan and "cases_received" not in plan, plan
     same = await pool.fetchval(
         "SELECT citizen_phone_digits('+86 138-1234-5678') = citizen_phone_digits('138 1234 5678')"
     )
@@ -1109,3 +1111,33 @@ def test_a_refused_reply_names_its_text_as_its_form_does() -> None:
         ReplyInput.model_validate({"outcome": "resolved", "text": ""})
     said = validation_message(refused.value, BY_NAME["reply"].labels)
     assert said.startswith("输入有误 — 答复内容："), said
+
+
+async def test_a_phone_lookup_from_another_sites_link_is_not_run(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A link on another site to /console/lookup?phone=… would put views of a citizen's
+    phone in the operator's name (as a case page opened from another site would): it shows
+    the form filled in, searches nothing and records nothing, until the operator sends it."""
+    phone = f"135{os.getpid() % 10000:04d}0003"
+    case_id = (await register(api, citizen={"name": "周八", "phone": phone}))["case_id"]
+    operator = await signed_in(api, "operator")
+    try:
+        linked = await operator.get("/console/lookup", params={"phone": phone},
+                                    headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        assert linked.status_code == 200 and 'id="withheld"' in linked.text
+        assert f'data-case="{case_id}"' not in linked.text and f'value="{phone}"' in linked.text
+        views = await pool.fetchval(
+            "SELECT count(*) FROM content_views WHERE case_id = $1 AND viewer = 'operator'",
+            case_id,
+        )
+        assert views == 0
+
+        async def found() -> httpx.Response | None:
+            page = await operator.get("/console/lookup", params={"phone": phone},
+                                      headers={"Sec-Fetch-Site": "same-origin"})  # fmt: skip
+            return page if f'data-case="{case_id}"' in page.text else None
+
+        await eventually(found, within=20)
+    finally:
+        await operator.aclose()
