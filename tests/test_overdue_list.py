@@ -20,7 +20,8 @@ import pytest
 from helpers import SUPERVISOR
 from statcases import case_row, insert_cases
 
-from jiesu.case.sla import is_late, late_sql, late_steps
+from jiesu.case.domain import DeadlineKind
+from jiesu.case.sla import QUEUE_WAIT, is_late, late_sql, late_steps
 
 OPEN = {"replied": None, "rating": None}
 
@@ -87,3 +88,20 @@ async def test_the_overdue_list_shows_a_missed_deadline_before_its_breach_is_rec
             expected = (name in LATE) == (overdue == "true")
             assert [i["case_id"] for i in items] == ([row["case_id"]] if expected else []), name
             assert all(i["overdue"] is (name in LATE) for i in items), name
+
+
+def test_a_queued_case_past_its_deadlines_is_late_with_its_dispatch_not_a_units_step() -> None:
+    """A case waiting in the centre's queue (待派单) past the deadlines recorded at receipt
+    owes no 签收 or 办结 to anyone: since lean-case-v8 no timer runs there and the unit
+    dispatched to gets fresh deadlines. The board says it waits for its dispatch (待派单,
+    from the first deadline passed), not that a unit missed a step. A breach recorded (a case
+    before lean-case-v8, charged to the centre) is still listed as recorded."""
+    now = datetime.now(UTC)
+    queued = case_row(now - timedelta(hours=50), department_id="centre", status="dispatching",
+                      accepted=None, **OPEN)  # fmt: skip
+    assert is_late(queued, now)
+    assert late_steps(queued, now) == [(QUEUE_WAIT, queued["accept_deadline"])]
+    before_v8 = {**queued, "breaches": ["accept"]}
+    assert late_steps(before_v8, now) == [
+        (DeadlineKind.ACCEPT, queued["accept_deadline"]), (QUEUE_WAIT, queued["accept_deadline"]),
+    ]  # fmt: skip

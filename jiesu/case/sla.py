@@ -84,16 +84,31 @@ def is_late(row: dict[str, Any], now: datetime) -> bool:
     return any(due is not None and due < now and met is None for due, met in steps)
 
 
-def late_steps(row: dict[str, Any], now: datetime) -> list[tuple[DeadlineKind, datetime | None]]:
+# 超时环节 of a case waiting in the centre's dispatch queue (待派单) past a deadline recorded at
+# receipt (or of the round that ended there): it is late being dispatched, the centre's wait,
+# not a unit's 签收/联系/办结 — since lean-case-v8 no timer runs in the queue and the unit
+# dispatched to gets deadlines of its own (docs/supervision.md).
+QUEUE_WAIT = "queue"
+LateStep = tuple[DeadlineKind | str, datetime | None]
+
+
+def late_steps(row: dict[str, Any], now: datetime) -> list[LateStep]:
     """What a late row (:func:`is_late`) is late with, for the overdue board: each recorded
     breach, and each step past its deadline whose breach is not recorded yet, with the
-    deadline of the current round (None when the row no longer has it)."""
+    deadline of the current round (None when the row no longer has it). A queued row's
+    passed deadlines are one step, :data:`QUEUE_WAIT`, from the first of them."""
     kinds = {DeadlineKind(b) for b in row["breaches"] if b in DeadlineKind.__members__.values()}
+    passed = []
     if row["status"] != Status.CLOSED:
         for kind, (due, met) in _DUE.items():
             at = row.get(due)
             if at is not None and at < now and (met is None or row.get(met) is None):
-                kinds.add(kind)
+                passed.append((kind, at))
+    steps: list[LateStep]
+    if row["status"] == Status.DISPATCHING and passed:
+        steps = [(kind, row.get(_DUE[kind][0])) for kind in DeadlineKind if kind in kinds]
+        return [*steps, (QUEUE_WAIT, min(at for _, at in passed))]
+    kinds |= {kind for kind, _ in passed}
     return [(kind, row.get(_DUE[kind][0])) for kind in DeadlineKind if kind in kinds]
 
 
