@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 from helpers import (
     SUPERVISOR,
@@ -23,6 +24,7 @@ from helpers import (
 )
 from temporalio.client import Client
 
+from api.cases import read_model_copy
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
@@ -36,6 +38,8 @@ from jiesu.case.domain import (
     EventKind,
     Role,
     Status,
+    SupervisionAction,
+    SupervisionForm,
     Urgency,
 )
 from workflows.complaint import ComplaintWorkflow
@@ -104,8 +108,8 @@ async def test_a_released_co_handler_can_be_convened_again(
     await keep_history(handle, "co_handler_convened_again")
 
 
-def _case_with(co_handlers: list[CoHandler]) -> CaseState:
-    return CaseState(
+def _case_with(co_handlers: list[CoHandler], *, since_v8: bool = True) -> CaseState:
+    return CaseState(reconvenes_released=since_v8,
         case_id="JS1", status=Status.HANDLING, title="t", category_id="c", grid_id="g",
         address="", channel=Channel.HOTLINE, urgency=Urgency.GENERAL, received_at=NOW,
         assignment={"department_id": "u", "department_name": "U",  # type: ignore[arg-type]
@@ -124,7 +128,7 @@ def test_a_case_before_the_rule_keeps_a_released_co_handler_involved() -> None:
     state = _case_with([released])
     assert lifecycle.check_co_handlers_at(state, _convene("market"), NOW) is None
     before = lifecycle.CHECKS_BEFORE_RECONVENING[CaseSignal.ADD_CO_HANDLERS]
-    refusal = before(state, _convene("market"), NOW)
+    refusal = before(_case_with([released], since_v8=False), _convene("market"), NOW)
     assert refusal is not None and refusal.code == "already_involved"
     contributed = CoHandler(department_id="market", department_name="M", contributed_at=NOW)
     refusal = lifecycle.check_co_handlers_at(_case_with([contributed]), _convene("market"), NOW)
@@ -136,3 +140,43 @@ def test_convening_again_counts_towards_the_case_bound() -> None:
                 for n in range(lifecycle.MAX_CO_HANDLERS)]  # fmt: skip
     refusal = lifecycle.check_co_handlers_at(_case_with(released), _convene("d0"), NOW)
     assert refusal is not None and refusal.code == "co_handler_limit"
+
+
+def test_the_api_and_the_console_judge_a_case_before_v8_by_its_own_rule() -> None:
+    """The API's 会办 and 督办 checks and the console's pickers judge by the case's rule
+    (CaseState.reconvenes_released, set by the workflow from its epoch). Before, they judged
+    every case by lean-case-v8's: a case before it was offered its released co-handler, the
+    API sent the 会办, and the case refused it already_involved."""
+    released = CoHandler(department_id="market", department_name="M", waived=True)
+    old = _case_with([released], since_v8=False)
+    case_rule = lifecycle.CHECKS_BEFORE_RECONVENING[CaseSignal.ADD_CO_HANDLERS]
+    api_rule = lifecycle.CHECKS[CaseSignal.ADD_CO_HANDLERS]
+    assert case_rule(old, _convene("market"), NOW).code == "already_involved"  # type: ignore[union-attr]
+    refusal = api_rule(old, _convene("market"), NOW)
+    assert refusal is not None and refusal.code == "already_involved", refusal
+    assert lifecycle.co_handler_choices(old, ["market", "police"]) == ["police"]
+    order = SupervisionAction(
+        actor=Actor(role=Role.SUPERVISOR, name="centre"), form=SupervisionForm.JOINT_HANDLING,
+        note="会办", department_ids=["market"], departments=[DepartmentRef(id="market", name="M")],
+    )  # fmt: skip
+    refusal = lifecycle.check_supervision(old, order, NOW)
+    assert refusal is not None and refusal.code == "already_involved", refusal
+    # a case of lean-case-v8 is offered it, and the API lets the 会办 through
+    new = _case_with([released])
+    assert lifecycle.co_handler_choices(new, ["market", "police"]) == ["market", "police"]
+    assert api_rule(new, _convene("market"), NOW) is None
+    assert lifecycle.check_supervision(new, order, NOW) is None
+
+
+async def test_a_case_says_which_rule_of_convening_it_runs(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A case of lean-case-v8 says so in its state (the workflow's query and the read
+    model's copy the API and the console judge from)."""
+    case_id = (await register(api))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    handle = handle_of(client, case_id)
+    assert (await handle.query(ComplaintWorkflow.state)).reconvenes_released is True
+    copy = await read_model_copy(pool, case_id)
+    assert copy is not None and copy.reconvenes_released is True
+    await handle.terminate("test finished")

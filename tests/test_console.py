@@ -491,9 +491,13 @@ def test_the_co_handler_choices_are_what_the_lifecycle_would_convene() -> None:
                         contributed_at=datetime.now().astimezone())  # fmt: skip
     lead = Assignment(department_id="water", department_name="县水务局",
                       assigned_at=datetime.now().astimezone(), by_rule=True)  # fmt: skip
-    state = CaseState.model_construct(assignment=lead, co_handlers=[police, housing])
+    state = CaseState.model_construct(assignment=lead, co_handlers=[police, housing],
+                                      reconvenes_released=True)  # fmt: skip
     units = ["water", "police", "housing", "market"]
     assert lifecycle.co_handler_choices(state, units) == ["police", "market"]
+    # a case before lean-case-v8 refuses a released one (already_involved): not offered
+    before_v8 = state.model_copy(update={"reconvenes_released": False})
+    assert lifecycle.co_handler_choices(before_v8, units) == ["market"]
     full = [CoHandler(department_id=f"d{n}", department_name="…")
             for n in range(lifecycle.MAX_CO_HANDLERS)]  # fmt: skip
     assert lifecycle.co_handler_choices(state.model_copy(update={"co_handlers": full}), units) == []

@@ -261,6 +261,9 @@ class ComplaintWorkflow:
         lean_v2 = self._patched(PATCH_LEAN_V2)  # implies v1: its marker is not recorded
         self._lean = lean_v2 or self._patched(PATCH_LEAN)
         self._hardened = self._lean or self._patched(PATCH_HARDENED)
+        # the case's rule of 会办, in its state for the API and console to judge by (no marker:
+        # a patch of an epoch is never asked; a case before lean-case-v8 answers False)
+        self._state.reconvenes_released = self._patched(lifecycle.RECONVENE_RELEASED)
         self._ladder = Ladder(self._case, on_step=self._on_escalation_step)
         self._projector = Projector(
             self._case, settle=self._hardened, local=self._lean,

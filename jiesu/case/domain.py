@@ -1018,6 +1018,12 @@ class CaseState(BaseModel):
     escalation_level: EscalationLevel = EscalationLevel.NONE
     escalation: Escalation | None = None
     reassignment: PendingReassignment | None = None
+    # Whether 会办 may convene a co-handler released (免除协办, or by a new round) again
+    # (lifecycle.RECONVENE_RELEASED, epoch lean-case-v8): the case's own rule, set by the
+    # workflow from its epoch, so that the API and the console judge 会办 as the case will.
+    # False for a case before, and on a read-model row projected before the field: the API
+    # then judges by the old, stricter rule and, refused, asks the case itself (api.cases).
+    reconvenes_released: bool = False
     events: list[CaseEvent] = Field(default_factory=list)
 
     @property

@@ -463,13 +463,21 @@ def _involved_for_good(state: CaseState, department_id: str) -> bool:
     return state.involves(department_id)
 
 
+def involved_by_its_rule(state: CaseState) -> Involved:
+    """The rule of "involved" the case itself applies (CaseState.reconvenes_released): the
+    API and the console's pickers judge 会办 with it, so that they neither offer nor send what
+    the case would refuse — a case before lean-case-v8 keeps a released co-handler involved."""
+    return involved_now if state.reconvenes_released else _involved_for_good
+
+
 def may_co_handle(state: CaseState, department_id: str) -> bool:
     """会办: whether the case can convene ``department_id`` as a co-handler (协办单位): not
     the department holding it (主办) nor a co-handler not released — 会办 (/co-handlers) and
     督办 in the form 会办 refuse those as already_involved — nor the hotline centre, which
     dispatches and does not co-handle (centre_not_co_handler). The console's pickers offer
     the others."""
-    return not involved_now(state, department_id) and _centre_convened([department_id]) is None
+    involved = involved_by_its_rule(state)
+    return not involved(state, department_id) and _centre_convened([department_id]) is None
 
 
 def _centre_convened(department_ids: Iterable[str]) -> Refusal | None:
@@ -493,8 +501,9 @@ def co_handler_choices(state: CaseState, department_ids: Iterable[str]) -> list[
 
 
 def _may_convene(
-    state: CaseState, action: CoHandlersAction, involved: Involved = involved_now
+    state: CaseState, action: CoHandlersAction, involved: Involved | None = None
 ) -> Refusal | None:
+    involved = involved or involved_by_its_rule(state)
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
         state, *WITH_DEPARTMENT
     )
@@ -532,7 +541,7 @@ def _within_co_handlers(state: CaseState, departments: list[DepartmentRef]) -> R
 
 
 def check_co_handlers(
-    state: CaseState, action: CoHandlersAction, involved: Involved = involved_now
+    state: CaseState, action: CoHandlersAction, involved: Involved | None = None
 ) -> Refusal | None:
     return (
         _may_convene(state, action, involved)
@@ -543,7 +552,7 @@ def check_co_handlers(
 
 
 def check_co_handlers_at(
-    state: CaseState, action: CoHandlersAction, now: datetime, involved: Involved = involved_now
+    state: CaseState, action: CoHandlersAction, now: datetime, involved: Involved | None = None
 ) -> Refusal | None:
     refusal = _may_convene(state, action, involved)
     if refusal is None and action.due is not None and action.due <= now:
@@ -612,8 +621,9 @@ def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
 
 
 def check_supervision(
-    state: CaseState, action: SupervisionAction, now: datetime, involved: Involved = involved_now
+    state: CaseState, action: SupervisionAction, now: datetime, involved: Involved | None = None
 ) -> Refusal | None:
+    involved = involved or involved_by_its_rule(state)
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "start supervision") or _status_is(
         state, *BEFORE_REPLY
     )
