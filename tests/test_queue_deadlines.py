@@ -14,8 +14,9 @@ receipt pass — and a dispatch out of the queue sets the unit's deadlines from 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import asyncpg
 import httpx
 from helpers import (
     SUPERVISOR,
@@ -32,7 +33,10 @@ from helpers import (
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.console.supervision import _OVERDUE
+from api.console.web import templates
 from jiesu.case.domain import CENTRE_ID
+from jiesu.case.sla import QUEUE_WAIT, late_steps
 
 URBAN = department("urban-management")
 
@@ -106,3 +110,29 @@ async def test_a_reassignment_ended_in_the_queue_runs_no_deadlines_against_the_c
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")
     await keep_history(handle, "queue_after_reassignment_without_deadlines")
+
+
+async def test_the_overdue_board_says_a_queued_case_waits_for_its_dispatch(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    """超时工单 for a case left in the queue past the deadlines recorded at receipt: its 超时环节
+    is 待派单超时 (the centre's dispatch is late), not 签收时限 — no unit owes a 签收 yet.
+    Before, the board said 签收时限 and 办结时限 against the centre. (The board's row as the
+    page reads it and renders it: the page itself lists the 200 first of a shared database.)"""
+    created = await register(api, category_id="stray_animals", title="Stray dogs by the river")
+    case_id = created["case_id"]
+    queued = await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    handle = handle_of(client, case_id)
+    await fast_forward_past(env, handle, _at(queued["deadlines"]["accept"]))
+    now = _at(queued["deadlines"]["accept"]) + timedelta(minutes=1)
+    row = dict(await pool.fetchrow(f"{_OVERDUE.split('ORDER BY')[0]} AND case_id = $2",
+                                   now, case_id))  # fmt: skip
+    row["late_steps"] = late_steps(row, now)
+    assert row["late_steps"] == [(QUEUE_WAIT, _at(queued["deadlines"]["accept"]))]
+    board = templates.env.from_string(
+        '{% from "_case_rows.html" import case_table %}'
+        '{{ case_table(rows, {}, "overdue", late=True) }}'
+    ).render(rows=[row], prefix="/console")
+    steps = board.split('class="late-steps">', 1)[1].split("</td>", 1)[0]
+    assert "待派单超时" in steps and "签收时限" not in steps and "办结时限" not in steps, steps
+    await handle.terminate("test finished")
