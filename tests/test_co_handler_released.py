@@ -21,6 +21,7 @@ from helpers import (
     handle_of,
     keep_history,
     register,
+    replay_checked,
 )
 from temporalio.client import Client
 
@@ -180,3 +181,43 @@ async def test_a_case_says_which_rule_of_convening_it_runs(
     copy = await read_model_copy(pool, case_id)
     assert copy is not None and copy.reconvenes_released is True
     await handle.terminate("test finished")
+
+
+async def test_a_co_handler_convened_and_released_again_and_again_stops_at_the_bound(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """会办 and 免除协办 of the same unit over and over: each convening is an entry of its own,
+    counted towards the case's MAX_CO_HANDLERS (then 409 co_handler_limit, and the case
+    itself refuses it from any client); a contribution lands on the one entry that owes it,
+    a second is already_done, and the history replays."""
+    case_id = (await register(api))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    for _ in range(lifecycle.MAX_CO_HANDLERS - 1):
+        await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["market"])
+        await act(api, case_id, "co-handlers/market/waive", SUPERVISOR)
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["market"])  # the 20th
+    await act(api, case_id, "co-handlers/market/waive", SUPERVISOR)
+    refused = await api.post(f"/api/v1/complaints/{case_id}/co-handlers",
+                             json={"department_ids": ["market"]}, headers=SUPERVISOR)  # fmt: skip
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "co_handler_limit"
+    handle = handle_of(client, case_id)
+    actor = Actor(role=Role.SUPERVISOR, name="centre", request_id="past-the-bound")
+    await handle.signal("add_co_handlers", CoHandlersAction(
+        actor=actor, departments=[DepartmentRef(id="market", name="M")]))  # fmt: skip
+
+    async def refused_by_the_case() -> str | None:
+        state = await handle.query(ComplaintWorkflow.state)
+        found = [e for e in state.events if e.actor.request_id == "past-the-bound"]
+        return found[0].data.get("code") if found else None
+
+    assert await eventually(refused_by_the_case, within=30) == "co_handler_limit"
+    state = await handle.query(ComplaintWorkflow.state)
+    assert len(state.co_handlers) == lifecycle.MAX_CO_HANDLERS
+    assert all(c.waived and c.contributed_at is None for c in state.co_handlers)
+    # released the last time: its contribution is refused as released, whichever entry
+    late = await api.post(f"/api/v1/complaints/{case_id}/contribution",
+                          json={"text": "Visited"}, headers=MARKET)  # fmt: skip
+    assert late.status_code == 409 and late.json()["error"]["code"] == "co_handler_released"
+    await handle.terminate("test finished")
+    await replay_checked(await handle.fetch_history())
