@@ -380,3 +380,50 @@ async def test_a_rating_after_a_second_assignment_of_the_reply_is_refused(
             await keep_history(h, "hostile_rating_after_second_assignment")
         finally:
             await h.terminate("test over")
+
+
+async def test_messages_in_the_window_of_a_dispatch_out_of_the_queue(
+    client, pool, settings
+) -> None:
+    """人工派单 since lean-case-v8 computes the unit's deadlines before it assigns; in that
+    window (a slow database) the case still shows 待派单: a second dispatcher's dispatch is
+    refused reassignment_pending, the first's retry is applied once, and a withdrawal (撤诉)
+    closes the case for good — the dispatch is dropped, no unit is told the case is theirs,
+    no deadline of theirs starts, and the workflow ends."""
+    queue = f"review-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
+    start = start_of(case_id)
+    start = start.model_copy(update={"facts": start.facts.model_copy(
+        update={"category_id": "stray_animals"})})  # fmt: skip  # no rule: the queue
+    async with private_worker(client, pool, settings, queue):
+        h = await client.start_workflow(ComplaintWorkflow.run, start, id=case_id,
+                                        task_queue=queue, task_timeout=QUICK_TASKS)
+        try:
+            await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+            _SLOW[case_id] = started = asyncio.Event()
+            _RELEASE[case_id] = release = asyncio.Event()
+            first, second = rid(SUPERVISOR), rid(SUPERVISOR)
+            dispatch = {"actor": first, "department_id": "urban-management",
+                        "department_name": "城管局"}  # fmt: skip
+            await h.signal("dispatch", dispatch)
+            await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
+            await h.signal("dispatch", dispatch)  # the client's retry
+            await h.signal("dispatch", {"actor": second, "department_id": "water",
+                                        "department_name": "县水务局"})  # fmt: skip
+            refused = await event_of(client, case_id, second)
+            assert refused.kind is EventKind.REJECTED
+            assert refused.data["code"] == "reassignment_pending", refused.data
+            withdraw = rid(CITIZEN)
+            await h.signal("withdraw", {"actor": withdraw, "reason": "sorted it out myself"})
+            assert (await event_of(client, case_id, withdraw)).kind is EventKind.WITHDRAWN
+            release.set()
+            assert (await asyncio.wait_for(h.result(), 40)).status is Status.CLOSED
+            s = await state_of(client, case_id)
+            assert not kinds(s, EventKind.DISPATCHED) and s.department_id != "urban-management"
+            order = [e.kind for e in s.events]
+            assert order.count(EventKind.DEADLINES_SET) == 1, order  # the receipt's only
+            assert [e.kind for e in s.events if e.actor.request_id == first["request_id"]] == []
+            await keep_history(h, "hostile_withdrawn_during_dispatch")
+        finally:
+            if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await h.terminate("test over")
