@@ -74,8 +74,9 @@ async def test_a_dispatch_retried_and_a_second_dispatch_apply_once(
         by_second = [e for e in state.events if e.actor.request_id == second["request_id"]]
         applied = "urban-management" if by_first == [EventKind.DISPATCHED] else "water"
         assert state.department_id == applied
-        if applied == "urban-management":
-            assert [e.data.get("code") for e in by_second] == ["reassignment_pending"]
+        if applied == "urban-management":  # refused in the window, or once assigned
+            codes = [e.data.get("code") for e in by_second]
+            assert codes in (["reassignment_pending"], ["wrong_status"]), codes
     finally:
         await handle.terminate("test over")
 
