@@ -6,6 +6,7 @@ is refused. Each screen is saved as a screenshot (docs/screenshots with JIESU_SC
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -538,6 +539,75 @@ async def test_the_console_fits_a_laptop_and_a_phone(
         assert anonymous is not None and label is not None
         assert anonymous["width"] < 40, (width, anonymous)  # the box, not a form-wide line
         assert anonymous["x"] - label["x"] < 10 and anonymous["y"] - label["y"] < 10, width
+
+
+# Each filled cell of the case lists (待办工单, the boards of 派单督办) as a phone shows it:
+# where it is on the screen, whether its text is cut inside it, the label drawn before it.
+_CELLS = """tables => tables.flatMap(t => [...t.querySelectorAll("tbody td")]
+    .filter(td => td.textContent.trim() || td.querySelector("input, textarea"))
+    .map(td => { const box = td.getBoundingClientRect();
+                 return {table: t.id || t.className, text: td.textContent.trim().slice(0, 30),
+                         left: box.left, right: box.right, width: box.width,
+                         clipped: td.scrollWidth > td.clientWidth + 1,
+                         label: getComputedStyle(td, "::before").content}; }))"""
+
+
+def _readable_on_a_phone(cell: dict, width: int) -> bool:
+    return (cell["left"] >= 0 and cell["right"] <= width  # on the screen, not off it
+            and not cell["clipped"]
+            and cell["width"] >= 200  # a line to write on, not a character a line
+            and cell["label"] not in ("none", "normal", '""'))  # 工单号… before it  # fmt: skip
+
+
+async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
+) -> None:
+    """At 390 px the department's 待办工单 and the supervisor's boards (待派单队列, 延期待审,
+    超时工单, 督办中的工单) show each case as a block of labelled lines: every filled cell is on
+    the screen (none scrolled off to the right of a table, none cut), wide enough to read a
+    title on a line (not squeezed to a character a line), with its column's name before it.
+    At 1366 px they stay tables."""
+    (case_id, queued), water, supervisor = await asyncio.gather(
+        _listed_cases(api), sign_in(browsers, console_url, "water"),
+        sign_in(browsers, console_url, "supervisor"))  # fmt: skip
+    lists = {water: "table.inbox", supervisor: "table#queue, table#extensions, table#overdue, "
+             "table#ladder, table#accountability"}  # fmt: skip
+    for who in lists:
+        await who.set_viewport_size({"width": 390, "height": 844})
+    await shown_after_reload(water, f"{console_url}/console/inbox", f"tr[data-case='{case_id}']")
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision",
+                             f"#extensions a:text-is('{case_id}')")  # fmt: skip
+    await shown_after_reload(supervisor, f"{console_url}/console/supervision",
+                             f"#queue a:text-is('{queued}')")  # fmt: skip
+    unreadable: list[dict] = []  # of both pages, to say all that is wrong at once
+    for who, tables in lists.items():
+        await shot(who, shots, f"6-lists-{who.url.rsplit('/', 1)[1]}-390")
+        assert await _page_width(who) <= 390, who.url
+        cells = await who.locator(tables).evaluate_all(_CELLS)
+        assert cells, who.url
+        unreadable += [cell for cell in cells if not _readable_on_a_phone(cell, 390)]
+    assert not unreadable, (sorted({cell["table"] for cell in unreadable}), unreadable[:3])
+    for who, tables in lists.items():  # a laptop: the same page, tables again
+        await who.set_viewport_size({"width": 1366, "height": 900})
+        assert await who.locator(tables).first.evaluate("t => getComputedStyle(t).display") \
+            == "table", who.url  # fmt: skip
+        assert await who.locator(f"{tables.split(',')[0]} thead").is_visible(), who.url
+
+
+async def _listed_cases(api: httpx.AsyncClient) -> tuple[str, str]:
+    """A case of the water bureau's inbox that asked for more time (延期待审), and a case in
+    the dispatch queue (待派单队列)."""
+    water, queued = await asyncio.gather(
+        register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2",
+                 title="小区停水两天，水压一直很低"),
+        register(api, category_id="stray_animals", title="小区流浪狗夜间吠叫"))  # fmt: skip
+    case_id = water["case_id"]
+    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    finish = datetime.fromisoformat((await _state(api, case_id))["deadlines"]["finish"])
+    promised = (finish + timedelta(days=1)).isoformat()
+    await act(api, case_id, "extension", department("water"), reasons="需更换主管道",
+              measures="已临时供水", promised_finish=promised)  # fmt: skip
+    return case_id, queued["case_id"]
 
 
 async def test_the_case_timeline_shows_deadlines_in_local_time(
