@@ -166,7 +166,8 @@ _CLERK = {"role": "department", "name": "water-clerk", "department_id": "water",
 
 def test_a_person_is_named_by_display_name_with_the_login_apart() -> None:
     """The login is a part of its own (the page shows it beneath, in grey), not put in
-    brackets after the display name: the demo's 王芳 (水务局) has brackets already."""
+    brackets after the display name: a display name may have brackets already (王芳 (水务局),
+    as the demo's people were named before their names were Chinese only)."""
     words = Words({}, str, {"water-clerk": "王芳 (水务局)"})
     assert audit_words.actor(_CLERK, words) == Who("王芳 (水务局)", "承办单位", "water-clerk")
 

@@ -178,7 +178,7 @@ async def test_children_ignore_malformed_messages(
     await child.signal("nonsense")
     dispatcher = Actor(role=Role.SUPERVISOR, name="dispatcher")
     choice = {"actor": dispatcher.model_dump(), "department_id": "water",
-              "department_name": "县水务局 (Water Affairs Bureau)"}
+              "department_name": "县水务局"}
     await child.signal(ReassignmentWorkflow.choose, choice)
 
     async def reassigned() -> bool:

@@ -8,11 +8,17 @@ from the definitions below), routing rules and API keys are inserted once.
 Areas (``areas``): county ``QH`` → 3 townships/streets → 2 communities/villages each → 2 grids
 each, 12 grids in all::
 
-    QH-01 城关街道 (Chengguan Street)  QH-01-01 幸福社区  QH-01-02 滨河社区
-    QH-02 河东镇 (Hedong Town)         QH-02-01 东关村    QH-02-02 柳树村
-    QH-03 西山乡 (Xishan Township)     QH-03-01 石门村    QH-03-02 松林村
+    QH-01 城关街道  QH-01-01 幸福社区  QH-01-02 滨河社区
+    QH-02 河东镇    QH-02-01 东关村    QH-02-02 柳树村
+    QH-03 西山乡    QH-03-01 石门村    QH-03-02 松林村
 
-    grids: G-QH-01-01-1, G-QH-01-01-2, G-QH-01-02-1, ... G-QH-03-02-2
+    grids: G-QH-01-01-1 (城关街道幸福社区第1网格), G-QH-01-01-2, G-QH-01-02-1, ... G-QH-03-02-2
+
+Every name is Chinese only, as a Chinese console shows it (areas, departments, categories,
+people: "县水务局", "停水", "李娜"). A demo install loaded before carried bilingual names
+("县水务局 (Water Affairs Bureau)", "李娜 (话务员)"): loading the demo data again (``make run``,
+``jiesu bootstrap --demo``, the tests) rewrites them, as it rewrites any demo row that differs
+from the definitions below. Cases recorded before keep the names their histories recorded.
 
 Routing (``routing_rules``): every category except those in ``UNROUTED_CATEGORIES`` has a
 county-wide rule (area ``QH``). Some have deeper rules that win inside their area ("deepest
@@ -51,7 +57,7 @@ import asyncpg
 
 from jiesu.access import staff
 from jiesu.access.security import hash_api_key
-from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Role, Urgency
+from jiesu.case.domain import CENTRE_ID, Role, Urgency
 
 COUNTY_ID = "QH"
 CITY_ID = "JZ"  # 江州市: the city above the county, where raising a level (提级办) ends
@@ -61,30 +67,11 @@ _LOCK = 0x4A494558  # serialises concurrent loaders (tests and `make run` starti
 
 # --- areas ----------------------------------------------------------------------------------
 
-# (township id, Chinese name, English name, short English name, communities)
-# community: (id, Chinese name, English name)
-_TOWNSHIPS: tuple[tuple[str, str, str, str, tuple[tuple[str, str, str], ...]], ...] = (
-    (
-        "QH-01",
-        "城关街道",
-        "Chengguan Street",
-        "Chengguan",
-        (("QH-01-01", "幸福社区", "Xingfu Community"), ("QH-01-02", "滨河社区", "Binhe Community")),
-    ),
-    (
-        "QH-02",
-        "河东镇",
-        "Hedong Town",
-        "Hedong",
-        (("QH-02-01", "东关村", "Dongguan Village"), ("QH-02-02", "柳树村", "Liushu Village")),
-    ),
-    (
-        "QH-03",
-        "西山乡",
-        "Xishan Township",
-        "Xishan",
-        (("QH-03-01", "石门村", "Shimen Village"), ("QH-03-02", "松林村", "Songlin Village")),
-    ),
+# (township id, name, communities); community: (id, name)
+_TOWNSHIPS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("QH-01", "城关街道", (("QH-01-01", "幸福社区"), ("QH-01-02", "滨河社区"))),
+    ("QH-02", "河东镇", (("QH-02-01", "东关村"), ("QH-02-02", "柳树村"))),
+    ("QH-03", "西山乡", (("QH-03-01", "石门村"), ("QH-03-02", "松林村"))),
 )
 _GRIDS_PER_COMMUNITY = 2
 
@@ -92,23 +79,17 @@ _GRIDS_PER_COMMUNITY = 2
 def _area_rows() -> list[tuple[str, str, str, str | None]]:
     """(id, name, kind, parent_id), parents before children."""
     rows: list[tuple[str, str, str, str | None]] = [
-        (CITY_ID, "江州市 (Jiangzhou City)", "city", None),
-        (COUNTY_ID, "青河县 (Qinghe County)", "county", CITY_ID),
+        (CITY_ID, "江州市", "city", None),
+        (COUNTY_ID, "青河县", "county", CITY_ID),
     ]
-    for twp_id, twp_zh, twp_en, twp_short, communities in _TOWNSHIPS:
-        rows.append((twp_id, f"{twp_zh} ({twp_en})", "township", COUNTY_ID))
-        for com_id, com_zh, com_en in communities:
-            rows.append((com_id, f"{com_zh} ({com_en})", "community", twp_id))
-            for n in range(1, _GRIDS_PER_COMMUNITY + 1):
-                short = com_en.split()[0]
-                rows.append(
-                    (
-                        f"G-{com_id}-{n}",
-                        f"{twp_zh}{com_zh}第{n}网格 ({twp_short} {short} Grid {n})",
-                        "grid",
-                        com_id,
-                    )
-                )
+    for twp_id, township, communities in _TOWNSHIPS:
+        rows.append((twp_id, township, "township", COUNTY_ID))
+        for com_id, community in communities:
+            rows.append((com_id, community, "community", twp_id))
+            rows += [
+                (f"G-{com_id}-{n}", f"{township}{community}第{n}网格", "grid", com_id)
+                for n in range(1, _GRIDS_PER_COMMUNITY + 1)
+            ]
     return rows
 
 
@@ -151,50 +132,30 @@ def grid_boundary(grid_id: str) -> dict[str, object]:
 # the city government; a county bureau → the city government; the city has none (the centre's
 # queue).
 _CITY, _GOV = "city-gov", "county-gov"  # the city and the county governments
+# The centre's row is named 12345热线中心, as the console names it (api/console/event_words.py);
+# CENTRE_NAME ("12345热线中心 (Hotline Centre)") stays as the workflows record it in a case's
+# events, which a replay's witness compares (jiesu/audit/witness.py): not demo data to rename.
+CENTRE_DEPARTMENT_NAME = "12345热线中心"
 DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
-    (_CITY, "江州市人民政府 (Jiangzhou City Government)", "city", None, CITY_ID),
-    (CENTRE_ID, CENTRE_NAME, "centre", None, COUNTY_ID),
-    (_GOV, "青河县人民政府 (Qinghe County Government)", "county", _CITY, COUNTY_ID),
-    ("urban-management", "县城市管理局 (Urban Management Bureau)", "county", _CITY, COUNTY_ID),
-    ("housing", "县住房和城乡建设局 (Housing and Construction Bureau)", "county", _CITY, COUNTY_ID),
-    ("ecology", "县生态环境局 (Ecology and Environment Bureau)", "county", _CITY, COUNTY_ID),
-    ("water", "县水务局 (Water Affairs Bureau)", "county", _CITY, COUNTY_ID),
-    (
-        "hrss",
-        "县人力资源和社会保障局 (Human Resources and Social Security Bureau)",
-        "county",
-        _CITY,
-        COUNTY_ID,
-    ),
-    ("market", "县市场监督管理局 (Market Regulation Bureau)", "county", _CITY, COUNTY_ID),
-    ("police", "县公安局 (Public Security Bureau)", "county", _CITY, COUNTY_ID),
-    ("transport", "县交通运输局 (Transport Bureau)", "county", _CITY, COUNTY_ID),
-    ("business-env", "县营商环境办 (Business Environment Office)", "county", _CITY, COUNTY_ID),
-    ("power-supply", "国网青河县供电公司 (Qinghe Power Supply Co.)", "county", _CITY, COUNTY_ID),
-    ("twp-chengguan", "城关街道办事处 (Chengguan Street Office)", "township", _GOV, "QH-01"),
-    ("twp-hedong", "河东镇人民政府 (Hedong Town Government)", "township", _GOV, "QH-02"),
-    ("twp-xishan", "西山乡人民政府 (Xishan Township Government)", "township", _GOV, "QH-03"),
-    (
-        "vil-xingfu",
-        "幸福社区居民委员会 (Xingfu Community Committee)",
-        "village",
-        "twp-chengguan",
-        "QH-01-01",
-    ),
-    (
-        "vil-binhe",
-        "滨河社区居民委员会 (Binhe Community Committee)",
-        "village",
-        "twp-chengguan",
-        "QH-01-02",
-    ),
-    (
-        "vil-dongguan",
-        "东关村村民委员会 (Dongguan Village Committee)",
-        "village",
-        "twp-hedong",
-        "QH-02-01",
-    ),
+    (_CITY, "江州市人民政府", "city", None, CITY_ID),
+    (CENTRE_ID, CENTRE_DEPARTMENT_NAME, "centre", None, COUNTY_ID),
+    (_GOV, "青河县人民政府", "county", _CITY, COUNTY_ID),
+    ("urban-management", "县城市管理局", "county", _CITY, COUNTY_ID),
+    ("housing", "县住房和城乡建设局", "county", _CITY, COUNTY_ID),
+    ("ecology", "县生态环境局", "county", _CITY, COUNTY_ID),
+    ("water", "县水务局", "county", _CITY, COUNTY_ID),
+    ("hrss", "县人力资源和社会保障局", "county", _CITY, COUNTY_ID),
+    ("market", "县市场监督管理局", "county", _CITY, COUNTY_ID),
+    ("police", "县公安局", "county", _CITY, COUNTY_ID),
+    ("transport", "县交通运输局", "county", _CITY, COUNTY_ID),
+    ("business-env", "县营商环境办", "county", _CITY, COUNTY_ID),
+    ("power-supply", "国网青河县供电公司", "county", _CITY, COUNTY_ID),
+    ("twp-chengguan", "城关街道办事处", "township", _GOV, "QH-01"),
+    ("twp-hedong", "河东镇人民政府", "township", _GOV, "QH-02"),
+    ("twp-xishan", "西山乡人民政府", "township", _GOV, "QH-03"),
+    ("vil-xingfu", "幸福社区居民委员会", "village", "twp-chengguan", "QH-01-01"),
+    ("vil-binhe", "滨河社区居民委员会", "village", "twp-chengguan", "QH-01-02"),
+    ("vil-dongguan", "东关村村民委员会", "village", "twp-hedong", "QH-02-01"),
 )
 DEPARTMENT_IDS: tuple[str, ...] = tuple(d[0] for d in DEPARTMENTS)
 
@@ -207,7 +168,7 @@ DEMO_GRID_WORKER_GRIDS: tuple[str, ...] = ("G-QH-01-01-1", "G-QH-01-01-2")
 """网格员: the demo grid worker (key demo-grid-worker, person grid-worker) patrols 幸福社区's
 two grids."""
 GRID_UNITS: tuple[tuple[str, str, str, str | None, str | None], ...] = tuple(
-    (g, f"幸福社区第{g[-1]}网格 (Xingfu Grid {g[-1]})", "village", "vil-xingfu", g)
+    (g, f"幸福社区第{g[-1]}网格", "village", "vil-xingfu", g)
     for g in DEMO_GRID_WORKER_GRIDS
 )
 
@@ -219,26 +180,26 @@ _G = Urgency.GENERAL.value
 
 # (id, name, default_urgency)
 CATEGORIES: tuple[tuple[str, str, str], ...] = (
-    ("noise_commercial", "商业噪音扰民 (Commercial noise, e.g. shop loudspeakers)", _G),
-    ("noise_construction", "夜间施工噪音 (Night-time construction noise)", _U),
-    ("sewer_blockage", "下水道堵塞 (Sewer blockage)", _U),
-    ("street_vendor", "占道经营 (Street vendors)", _G),
-    ("water_outage", "停水 (Water outage)", _U),
-    ("power_outage", "停电 (Power outage)", _U),
-    ("odour_pollution", "异味污染 (Odour pollution, e.g. junk yards)", _G),
-    ("illegal_building", "违法建设 (Illegal construction)", _G),
-    ("old_compound", "老旧小区维修 (Old residential compound repairs)", _G),
-    ("enterprise_request", "企业诉求 (Enterprise requests)", _G),
-    ("wage_arrears", "拖欠工资 (Wage arrears)", _G),
-    ("road_damage", "道路破损 (Road damage)", _G),
-    ("street_light", "路灯故障 (Street light failure)", _G),
-    ("garbage", "垃圾清运 (Garbage collection)", _G),
-    ("property_management", "物业管理 (Property management)", _G),
-    ("food_safety", "食品安全 (Food safety)", _U),
-    ("heating", "供暖问题 (Heating)", _U),
-    ("stray_animals", "流浪动物 (Stray animals)", _G),
-    ("public_toilet", "公共厕所 (Public toilets)", _G),
-    ("traffic_signal", "交通信号灯故障 (Traffic signal failure)", _G),
+    ("noise_commercial", "商业噪音扰民", _G),
+    ("noise_construction", "夜间施工噪音", _U),
+    ("sewer_blockage", "下水道堵塞", _U),
+    ("street_vendor", "占道经营", _G),
+    ("water_outage", "停水", _U),
+    ("power_outage", "停电", _U),
+    ("odour_pollution", "异味污染", _G),
+    ("illegal_building", "违法建设", _G),
+    ("old_compound", "老旧小区维修", _G),
+    ("enterprise_request", "企业诉求", _G),
+    ("wage_arrears", "拖欠工资", _G),
+    ("road_damage", "道路破损", _G),
+    ("street_light", "路灯故障", _G),
+    ("garbage", "垃圾清运", _G),
+    ("property_management", "物业管理", _G),
+    ("food_safety", "食品安全", _U),
+    ("heating", "供暖问题", _U),
+    ("stray_animals", "流浪动物", _G),
+    ("public_toilet", "公共厕所", _G),
+    ("traffic_signal", "交通信号灯故障", _G),
 )
 CATEGORY_IDS: tuple[str, ...] = tuple(c[0] for c in CATEGORIES)
 
@@ -246,8 +207,8 @@ CATEGORY_IDS: tuple[str, ...] = tuple(c[0] for c in CATEGORIES)
 # 企业专席: categories an enterprise files under with its unified social credit code
 # (categories.enterprise). enterprise_request above is one of them.
 ENTERPRISE_CATEGORIES: tuple[tuple[str, str, str], ...] = (
-    ("enterprise_approval", "企业审批服务 (Enterprise permits and approvals)", _G),
-    ("enterprise_policy", "惠企政策兑现 (Business support policies)", _G),
+    ("enterprise_approval", "企业审批服务", _G),
+    ("enterprise_policy", "惠企政策兑现", _G),
 )
 ENTERPRISE_CATEGORY_IDS: tuple[str, ...] = (
     "enterprise_request", *(c[0] for c in ENTERPRISE_CATEGORIES)
@@ -256,8 +217,8 @@ ENTERPRISE_CATEGORY_IDS: tuple[str, ...] = (
 # Where a report without category and place (SMS, e-mail) is filed: the defaults of
 # JIESU_CHANNEL_CATEGORY and JIESU_CHANNEL_GRID. 待分类 has no routing rule, so such a case
 # waits in the centre's dispatch queue; 位置待核实 is a grid of the county as a whole.
-CHANNEL_CATEGORY = ("unclassified", "待分类 (Unclassified: to be classified by the centre)", _G)
-CHANNEL_GRID = ("unlocated", "位置待核实 (Location to be confirmed)", "grid", COUNTY_ID)
+CHANNEL_CATEGORY = ("unclassified", "待分类", _G)
+CHANNEL_GRID = ("unlocated", "位置待核实", "grid", COUNTY_ID)
 
 # --- routing rules ----------------------------------------------------------------------------
 
@@ -443,13 +404,13 @@ def _demo_person(
 
 
 DEMO_PEOPLE: tuple[DemoPerson, ...] = (
-    _demo_person("operator", "李娜 (话务员)", Role.OPERATOR),
-    _demo_person("supervisor", "张伟 (督办)", Role.SUPERVISOR),
-    _demo_person("auditor", "刘洋 (审计)", Role.AUDITOR),
-    _demo_person("admin", "陈静 (管理员)", Role.ADMIN),
-    _demo_person("water-clerk", "王芳 (水务局)", Role.DEPARTMENT, "water"),
-    _demo_person("urban-clerk", "赵磊 (城管局)", Role.DEPARTMENT, "urban-management"),
-    _demo_person("grid-worker", "孙敏 (网格员)", Role.GRID_WORKER),
+    _demo_person("operator", "李娜", Role.OPERATOR),
+    _demo_person("supervisor", "张伟", Role.SUPERVISOR),
+    _demo_person("auditor", "刘洋", Role.AUDITOR),
+    _demo_person("admin", "陈静", Role.ADMIN),
+    _demo_person("water-clerk", "王芳", Role.DEPARTMENT, "water"),
+    _demo_person("urban-clerk", "赵磊", Role.DEPARTMENT, "urban-management"),
+    _demo_person("grid-worker", "孙敏", Role.GRID_WORKER),
 )
 DEMO_DATA_ACTOR = "demo-data"  # who the demo data's account changes are recorded as made by
 

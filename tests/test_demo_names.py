@@ -1,0 +1,84 @@
+"""The demo county's names (jiesu/ops/demo_data.py) in Chinese only, as the Chinese console
+shows them: not "县水务局 (Water Affairs Bureau)" beside every case, nor "李娜 (话务员)（话务员）"
+in the header (the console puts the role after the name itself). A demo install loaded with the
+older bilingual names gets the Chinese ones when the demo data is loaded again."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import asyncpg
+
+from jiesu.ops import demo_data
+from jiesu.ops.bootstrap import prepare_database
+
+# a Latin letter or a bracket: an English gloss, or a role in brackets after a person's name
+_NOT_CHINESE_ONLY = re.compile(r"[A-Za-z()（）]")
+
+
+def _demo_names() -> dict[str, str]:
+    """Every name the demo data gives, by what it names (area, department, category, person)."""
+    names = {f"area {a[0]}": a[1] for a in (*demo_data.AREAS, demo_data.CHANNEL_GRID)}
+    names |= {f"department {d[0]}": d[1]
+              for d in (*demo_data.DEPARTMENTS, *demo_data.GRID_UNITS)}  # fmt: skip
+    names |= {f"category {c[0]}": c[1] for c in (*demo_data.CATEGORIES,
+              *demo_data.ENTERPRISE_CATEGORIES, demo_data.CHANNEL_CATEGORY)}  # fmt: skip
+    names |= {f"person {p.login}": p.display_name for p in demo_data.DEMO_PEOPLE}
+    return names
+
+
+def test_the_demo_county_is_named_in_chinese_only() -> None:
+    """The demo's units, grids, categories and people: Chinese names, no English beside them
+    and no role in brackets after a person's name. (12345 is the hotline's number.)"""
+    glossed = {what: name for what, name in _demo_names().items()
+               if _NOT_CHINESE_ONLY.search(name)}  # fmt: skip
+    assert not glossed, glossed
+    assert demo_data.demo_person("operator").display_name == "李娜"
+
+
+def _sibling_database(database_url: str, name: str) -> str:
+    main, sep, query = database_url.partition("?")
+    return f"{main.rpartition('/')[0]}/{name}{sep}{query}"
+
+
+# the names a demo install loaded before the Chinese-only names carried
+_OLDER_NAMES = """
+UPDATE departments SET name = '县水务局 (Water Affairs Bureau)' WHERE id = 'water';
+UPDATE categories SET name = '停水 (Water outage)' WHERE id = 'water_outage';
+UPDATE areas SET name = '城关街道幸福社区第1网格 (Chengguan Xingfu Grid 1)'
+    WHERE id = 'G-QH-01-01-1';
+UPDATE staff SET display_name = '李娜 (话务员)' WHERE login = 'operator';
+"""
+
+
+async def test_an_older_demo_install_gets_the_chinese_names_when_loaded_again(
+    database_url: str,
+) -> None:
+    """`make run` / `jiesu bootstrap --demo` on a database the older demo data was loaded
+    into: the bilingual names are rewritten, the person's through the accounts service (the
+    change recorded as made by demo-data, the name before and after)."""
+    dsn = _sibling_database(database_url, f"jiesu_demonames_{uuid.uuid4().hex[:8]}")
+    await prepare_database(dsn, demo=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(_OLDER_NAMES)
+        await prepare_database(dsn, demo=True)
+        named = await conn.fetchrow(
+            "SELECT (SELECT name FROM departments WHERE id = 'water') AS department,"
+            " (SELECT name FROM categories WHERE id = 'water_outage') AS category,"
+            " (SELECT name FROM areas WHERE id = 'G-QH-01-01-1') AS grid,"
+            " (SELECT display_name FROM staff WHERE login = 'operator') AS person"
+        )
+        assert dict(named) == {"department": "县水务局", "category": "停水",
+                               "grid": "城关街道幸福社区第1网格", "person": "李娜"}  # fmt: skip
+        change = await conn.fetchrow(
+            "SELECT c.changed_by, c.before ->> 'display_name' AS before,"
+            " c.after ->> 'display_name' AS after FROM staff_changes c"
+            " JOIN staff s ON s.id = c.staff_id WHERE s.login = 'operator'"
+            " ORDER BY c.id DESC LIMIT 1"
+        )
+        assert dict(change) == {"changed_by": "demo-data", "before": "李娜 (话务员)",
+                                "after": "李娜"}  # fmt: skip
+    finally:
+        await conn.close()
