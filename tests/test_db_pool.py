@@ -46,7 +46,9 @@ def test_nothing_in_jiesu_sets_session_state() -> None:
     code that runs on pooled connections."""
     root = pathlib.Path(__file__).resolve().parent.parent
     pattern = re.compile(
-        r"pg_advisory_lock\(|pg_try_advisory_lock\(|\bLISTEN\b|add_listener\(|\bSET (SESSION|ROLE)|"
+        # LISTEN in capitals only: the statement, not the word in prose ("it will listen on")
+        r"pg_advisory_lock\(|pg_try_advisory_lock\(|(?-i:\bLISTEN\b)|add_listener\(|"
+        r"\bSET (SESSION|ROLE)|"
         r"\"SET [a-z_]+ ?=|'SET [a-z_]+ ?=|set_config\([^)]*false\)",
         re.IGNORECASE,
     )

@@ -133,6 +133,6 @@ async def test_the_overdue_board_says_a_queued_case_waits_for_its_dispatch(
         '{% from "_case_rows.html" import case_table %}'
         '{{ case_table(rows, {}, "overdue", late=True) }}'
     ).render(rows=[row], prefix="/console")
-    steps = board.split('class="late-steps">', 1)[1].split("</td>", 1)[0]
+    steps = board.split('class="late-steps"', 1)[1].split("</td>", 1)[0]  # its data-label too
     assert "待派单超时" in steps and "签收时限" not in steps and "办结时限" not in steps, steps
     await handle.terminate("test finished")
