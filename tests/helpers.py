@@ -415,3 +415,11 @@ async def session_api(api: httpx.AsyncClient, login: str) -> tuple[httpx.AsyncCl
     assert answer.status_code == 200, answer.text
     browser.cookies.set("jiesu_session", answer.cookies["jiesu_session"])
     return browser, str(answer.json()["csrf_token"])
+
+
+async def csrf_of(browser: httpx.AsyncClient, url: str = "/console/intake") -> str:
+    """The CSRF token a console page's form carries (a signed-in person's page)."""
+    page = await browser.get(url)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text[:300]
+    return token[1]

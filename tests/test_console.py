@@ -759,13 +759,6 @@ def test_the_console_and_the_audit_cli_show_bidi_controls_alike() -> None:
     assert str(web.isolated("a<b")) == "<bdi>a&lt;b</bdi>"
 
 
-async def _csrf_of(browser: httpx.AsyncClient, url: str) -> str:
-    page = await browser.get(url)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.text[:300]
-    return token[1]
-
-
 async def test_the_case_page_and_the_audit_search_name_grids_and_units(
     api: httpx.AsyncClient,
 ) -> None:
@@ -832,7 +825,7 @@ async def test_an_intake_without_a_phone_says_the_phone_is_needed(
     as a number). Now 联系电话：必填, the cursor in the phone, what was typed kept."""
     operator = await signed_in(api, "operator")
     try:
-        form = {"csrf_token": await _csrf_of(operator, "/console/intake"),
+        form = {"csrf_token": await helpers.csrf_of(operator, "/console/intake"),
                 "title": "井盖松动", "description": "幸福路井盖松动", "category_id": "road_damage",
                 "grid_id": "G-QH-01-01-1", "address": "幸福路1号", "channel": "hotline",
                 "citizen_name": "张三", "citizen_phone": "  "}  # fmt: skip

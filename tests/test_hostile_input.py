@@ -15,7 +15,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from helpers import OPERATOR, auth, complaint, handle_of, signed_in
+from helpers import OPERATOR, auth, complaint, csrf_of, handle_of, signed_in
 from temporalio.client import Client
 from test_api import assigned, finish, fresh
 from test_sms import deliver, sms
@@ -102,19 +102,12 @@ async def test_the_console_case_page_of_a_number_that_cannot_be_one_is_not_found
         await browser.aclose()
 
 
-async def _csrf(browser: httpx.AsyncClient) -> str:
-    page = await browser.get("/console/intake")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.text[:300]
-    return token[1]
-
-
 async def test_same_problem_lookup_with_a_nul_finds_nothing_and_fails_nothing(
     api: httpx.AsyncClient,
 ) -> None:
     browser = await signed_in(api, "operator")
     try:
-        form = {"csrf_token": await _csrf(browser), "category_id": "noise_commercial",
+        form = {"csrf_token": await csrf_of(browser), "category_id": "noise_commercial",
                 "grid_id": "G-QH-01-01-1", "citizen_phone": "1380000\x001111", "address": ""}
         answer = await browser.post("/console/intake/similar", data=form)
         assert answer.status_code == 200, (answer.status_code, answer.text[:300])
@@ -149,7 +142,7 @@ async def test_an_overlong_intake_key_is_refused_on_every_channel(
     try:
         fields = fresh("Console key")
         answer = await browser.post("/console/intake", data={
-            "csrf_token": await _csrf(browser), "key": LONG_KEY, "title": fields["title"],
+            "csrf_token": await csrf_of(browser), "key": LONG_KEY, "title": fields["title"],
             "description": "Loud adverts every night", "category_id": "noise_commercial",
             "grid_id": "G-QH-01-01-1", "address": fields["address"], "channel": "hotline",
             "citizen_name": "Wang Fang", "citizen_phone": fields["citizen"]["phone"]})
