@@ -128,7 +128,7 @@ def test_a_case_before_the_rule_keeps_a_released_co_handler_involved() -> None:
     released = CoHandler(department_id="market", department_name="M", waived=True)
     state = _case_with([released])
     assert lifecycle.check_co_handlers_at(state, _convene("market"), NOW) is None
-    before = lifecycle.CHECKS_BEFORE_RECONVENING[CaseSignal.ADD_CO_HANDLERS]
+    before = lifecycle.CHECKS[CaseSignal.ADD_CO_HANDLERS]  # the case's rule, by its state
     refusal = before(_case_with([released], since_v8=False), _convene("market"), NOW)
     assert refusal is not None and refusal.code == "already_involved"
     contributed = CoHandler(department_id="market", department_name="M", contributed_at=NOW)
@@ -150,7 +150,7 @@ def test_the_api_and_the_console_judge_a_case_before_v8_by_its_own_rule() -> Non
     API sent the 会办, and the case refused it already_involved."""
     released = CoHandler(department_id="market", department_name="M", waived=True)
     old = _case_with([released], since_v8=False)
-    case_rule = lifecycle.CHECKS_BEFORE_RECONVENING[CaseSignal.ADD_CO_HANDLERS]
+    case_rule = lifecycle.CHECKS[CaseSignal.ADD_CO_HANDLERS]  # what the workflow asks
     api_rule = lifecycle.CHECKS[CaseSignal.ADD_CO_HANDLERS]
     assert case_rule(old, _convene("market"), NOW).code == "already_involved"  # type: ignore[union-attr]
     refusal = api_rule(old, _convene("market"), NOW)

@@ -722,11 +722,7 @@ class ComplaintWorkflow:
     def _check(self, signal: CaseSignal, payload: Any) -> lifecycle.Refusal | None:
         """The lifecycle's rule for this message; a rule added while cases were running
         (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
-        check = lifecycle.CHECKS.get(signal)
-        if signal in lifecycle.CHECKS_BEFORE_RECONVENING and not self._patched(
-            lifecycle.RECONVENE_RELEASED
-        ):
-            check = lifecycle.CHECKS_BEFORE_RECONVENING[signal]  # released stayed involved
+        check = lifecycle.CHECKS.get(signal)  # 会办's rule by the epoch: reconvenes_released
         refusal = check(self._state, payload, workflow.now()) if check else None
         pending = self._reassign_next is not None or self._dispatched is not None
         if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:

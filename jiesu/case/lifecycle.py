@@ -93,7 +93,7 @@ CENTRE_NOT_CO_HANDLER = "centre-not-co-handler-v1"  # see _centre_convened
 SUPERVISION_DUE_BOUNDED = "supervision-due-bounded-v1"  # see _due_within_bound
 # Brought by the epoch lean-case-v8.
 CO_HANDLER_RELEASED = "co-handler-released-v1"  # see check_contribution
-RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, CHECKS_BEFORE_RECONVENING
+RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, involved_by_its_rule
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -466,7 +466,8 @@ def _involved_for_good(state: CaseState, department_id: str) -> bool:
 def involved_by_its_rule(state: CaseState) -> Involved:
     """The rule of "involved" the case itself applies (CaseState.reconvenes_released): the
     API and the console's pickers judge 会办 with it, so that they neither offer nor send what
-    the case would refuse — a case before lean-case-v8 keeps a released co-handler involved."""
+    the case would refuse — a case before lean-case-v8 keeps a released co-handler involved.
+    The workflow judges by it too: one rule, read from the state its epoch set."""
     return involved_now if state.reconvenes_released else _involved_for_good
 
 
@@ -500,10 +501,8 @@ def co_handler_choices(state: CaseState, department_ids: Iterable[str]) -> list[
     return [d for d in department_ids if may_co_handle(state, d)]
 
 
-def _may_convene(
-    state: CaseState, action: CoHandlersAction, involved: Involved | None = None
-) -> Refusal | None:
-    involved = involved or involved_by_its_rule(state)
+def _may_convene(state: CaseState, action: CoHandlersAction) -> Refusal | None:
+    involved = involved_by_its_rule(state)
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "add co-handlers") or _status_is(
         state, *WITH_DEPARTMENT
     )
@@ -540,11 +539,9 @@ def _within_co_handlers(state: CaseState, departments: list[DepartmentRef]) -> R
     )
 
 
-def check_co_handlers(
-    state: CaseState, action: CoHandlersAction, involved: Involved | None = None
-) -> Refusal | None:
+def check_co_handlers(state: CaseState, action: CoHandlersAction) -> Refusal | None:
     return (
-        _may_convene(state, action, involved)
+        _may_convene(state, action)
         or _named_once([d.id for d in action.departments])
         or _within_co_handlers(state, action.departments)
         or _centre_convened([d.id for d in action.departments])
@@ -552,9 +549,9 @@ def check_co_handlers(
 
 
 def check_co_handlers_at(
-    state: CaseState, action: CoHandlersAction, now: datetime, involved: Involved | None = None
+    state: CaseState, action: CoHandlersAction, now: datetime
 ) -> Refusal | None:
-    refusal = _may_convene(state, action, involved)
+    refusal = _may_convene(state, action)
     if refusal is None and action.due is not None and action.due <= now:
         return Refusal("invalid_due", "a contribution deadline must be in the future")
     return (
@@ -620,10 +617,8 @@ def check_waive(state: CaseState, action: WaiveAction) -> Refusal | None:
     return None
 
 
-def check_supervision(
-    state: CaseState, action: SupervisionAction, now: datetime, involved: Involved | None = None
-) -> Refusal | None:
-    involved = involved or involved_by_its_rule(state)
+def check_supervision(state: CaseState, action: SupervisionAction, now: datetime) -> Refusal | None:
+    involved = involved_by_its_rule(state)
     refusal = _role_in(action.actor, DISPATCHER_ROLES, "start supervision") or _status_is(
         state, *BEFORE_REPLY
     )
@@ -837,14 +832,3 @@ CHECKS: dict[CaseSignal, Check] = {
 }
 """The rule each action must pass, by message name; the workflow records the refusal.
 (Repeat reports come from intake: de-duplicated by id, and bounded in number.)"""
-
-# How a case from before RECONVENE_RELEASED judged 会办 and 督办: a department once convened
-# stayed involved, released or not (already_involved) — its replay answers as it ran.
-CHECKS_BEFORE_RECONVENING: dict[CaseSignal, Check] = {
-    CaseSignal.ADD_CO_HANDLERS: lambda state, action, now: check_co_handlers_at(
-        state, action, now, _involved_for_good
-    ),
-    CaseSignal.SUPERVISE: lambda state, action, now: check_supervision(
-        state, action, now, _involved_for_good
-    ),
-}
