@@ -20,13 +20,14 @@ run: $(STAMP)  ## start Temporal, PostgreSQL, worker and API (embedded default)
 	$(VENV)/bin/python -m jiesu.ops.stack
 
 # Test files are shared among TEST_WORKERS pytest processes (pytest-xdist, a whole file to one
-# process), each with its own Temporal dev server, PostgreSQL, worker and API; TEST_WORKERS=0
-# runs everything in this process (docs/testing.md, "Two sessions at once").
+# process, the slowest files first: tests/scheduling.py), each with its own Temporal dev
+# server, PostgreSQL, worker and API; TEST_WORKERS=0 runs everything in this process
+# (docs/testing.md, "Two sessions at once").
 TEST_WORKERS ?= 2
 
 test: $(STAMP)  ## the whole test suite against a real Temporal and PostgreSQL
 	@scripts/browser-deps
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

