@@ -543,12 +543,13 @@ async def test_the_console_fits_a_laptop_and_a_phone(
 
 # Each filled cell of the case lists (待办工单, the boards of 派单督办) as a phone shows it:
 # where it is on the screen, whether its text is cut inside it, the label drawn before it.
+# A cell across every column (没有记录…) is a sentence: read whole, with no column's name.
 _CELLS = """tables => tables.flatMap(t => [...t.querySelectorAll("tbody td")]
     .filter(td => td.textContent.trim() || td.querySelector("input, textarea"))
     .map(td => { const box = td.getBoundingClientRect();
                  return {table: t.id || t.className, text: td.textContent.trim().slice(0, 30),
                          left: box.left, right: box.right, width: box.width,
-                         clipped: td.scrollWidth > td.clientWidth + 1,
+                         clipped: td.scrollWidth > td.clientWidth + 1, sentence: td.colSpan > 1,
                          label: getComputedStyle(td, "::before").content}; }))"""
 
 
@@ -556,7 +557,8 @@ def _readable_on_a_phone(cell: dict, width: int) -> bool:
     return (cell["left"] >= 0 and cell["right"] <= width  # on the screen, not off it
             and not cell["clipped"]
             and cell["width"] >= 200  # a line to write on, not a character a line
-            and cell["label"] not in ("none", "normal", '""'))  # 工单号… before it  # fmt: skip
+            and (cell["sentence"]  # 没有记录: no column's name; else 工单号… before it
+                 or cell["label"] not in ("none", "normal", '""')))  # fmt: skip
 
 
 async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
@@ -592,6 +594,74 @@ async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
         assert await who.locator(tables).first.evaluate("t => getComputedStyle(t).display") \
             == "table", who.url  # fmt: skip
         assert await who.locator(f"{tables.split(',')[0]} thead").is_visible(), who.url
+
+
+# The other tables a person reads on a phone, by who reads them: 审计查询's results and
+# 工单查询's, 统计考评's totals and ranking, 人员管理 and every page of 基础数据.
+_PHONE_TABLES = {
+    "auditor": ("/console/audit", "/console/lookup?case_id={case_id}"),
+    "supervisor": ("/console/figures",),
+    "admin": ("/console/people", "/console/admin/departments", "/console/admin/areas",
+              "/console/admin/categories", "/console/admin/routing-rules",
+              "/console/admin/routing-rules?every_version=true",
+              "/console/admin/calendar?year=2099", "/console/admin/policy",
+              "/console/admin/notification-templates", "/console/admin/changes"),
+}  # fmt: skip
+
+
+async def test_the_other_tables_read_on_a_phone_without_scrolling_sideways(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
+) -> None:
+    """At 390 px the search results (审计查询, 工单查询), 统计考评's tables, 人员管理 and the
+    tables of 基础数据 are cards like the case lists: every filled cell on the screen, not
+    cut, a line wide, its column's name before it — no table to scroll sideways. At 1366 px
+    they stay tables."""
+    case_id = await _water_case(api)
+    await _a_notification_template(browsers, console_url)  # 通知模板 has a row to show
+    unreadable: list[dict] = []  # of every page, to say all that is wrong at once
+    wide: list[str] = []  # pages wider than the phone
+    for who, paths in _PHONE_TABLES.items():
+        page = await sign_in(browsers, console_url, who)
+        for path in paths:
+            url = f"{console_url}{path.format(case_id=case_id)}"
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await page.goto(url)
+            if "calendar" in path:  # 2099's notice checked, not applied: its diff to read
+                await _a_holiday_notice_checked(page)
+            name = re.sub(r"\W+", "-", path.removeprefix("/console/")).strip("-")
+            await shot(page, shots, f"7-tables-{name}-390")
+            if await _page_width(page) > 390:
+                wide.append(path)
+            cells = await page.locator("main table").evaluate_all(_CELLS)
+            assert cells, url
+            unreadable += [dict(cell, url=path) for cell in cells
+                           if not _readable_on_a_phone(cell, 390)]  # fmt: skip
+            await page.set_viewport_size({"width": 1366, "height": 900})
+            first = page.locator("main table").first
+            assert await first.evaluate("t => getComputedStyle(t).display") == "table", url
+            assert await first.locator("thead").is_visible(), url
+    assert not unreadable, (sorted({(c["url"], c["table"]) for c in unreadable}), unreadable[:3])
+    assert not wide, wide
+
+
+async def _a_holiday_notice_checked(admin: Page) -> None:
+    form = admin.locator("#calendar-form")
+    await form.locator("textarea[name=csv_text]").fill(
+        "date,kind,note\n2099-01-01,holiday,元旦\n2099-01-04,workday,元旦调休上班")
+    await form.locator("button").click()
+    await admin.wait_for_selector("#diff")
+
+
+async def _a_notification_template(browsers: Profiles, base: str) -> None:
+    """The built-in wording as a template (what every notice says is unchanged: the other
+    tests of the session read the same SMS)."""
+    admin = await sign_in(browsers, base, "admin")
+    await admin.goto(f"{base}/console/admin/notification-templates")
+    form = admin.locator("#template-form")
+    await form.locator("input[name=subject]").fill("$subject")
+    await form.locator("textarea[name=body]").fill("$body")
+    await form.locator("button").click()
+    await admin.wait_for_url(re.compile(r"done="))
 
 
 async def _listed_cases(api: httpx.AsyncClient) -> tuple[str, str]:
