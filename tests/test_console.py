@@ -41,6 +41,7 @@ from jiesu.case.domain import (
     EventKind,
     ReplyInput,
     Role,
+    Status,
     repeat_reporter_name,
 )
 from jiesu.config import Settings
@@ -1138,3 +1139,55 @@ async def test_a_phone_lookup_from_another_sites_link_is_not_run(
         await eventually(found, within=20)
     finally:
         await operator.aclose()
+
+
+def test_every_citizen_refusal_for_the_cases_state_reads_in_plain_words() -> None:
+    """Each form of the citizen's page, refused in each status the case may be in: its own
+    words, none of the staff's (待派单, 签收, 工单) and no code."""
+    from api.console.citizen import _SIGNALS
+
+    assert set(_SIGNALS) == {a.name for a in CITIZEN_ACTIONS}
+    for signal in _SIGNALS.values():
+        for now in Status:
+            said = glossary.citizen_refusal_of("wrong_status", "english", signal, now)
+            assert said.startswith(("不能", "现在还不能")), said
+            assert not re.search(r"[A-Za-z_]{3,}|待派单|待签收|签收|改派|工单", said), said
+
+
+async def test_a_citizens_refused_action_says_why_in_plain_words(
+    api: httpx.AsyncClient,
+) -> None:
+    """The citizen's page answered a rating sent before the reply, a withdrawal after it and a
+    supplement after the close with the staff's general 工单当前的状态不能办理此操作 — not why.
+    Now each says, in words a citizen reads, what the case is doing and what they can do:
+    评价 after the unit's reply, 撤诉 only before it, 补充 by calling 12345 once closed. No
+    code, no staff term (待签收, 派单, 办结答复), no English."""
+    created = await register(api, category_id="water_outage")
+    case_id, token = created["case_id"], created["citizen_token"]
+    await eventually(lambda: _assigned(api, case_id), within=20)
+
+    async def refused(action: str, fields: dict[str, str]) -> str:
+        answer = await api.post(f"/my/{token}/{action}", data=fields)
+        assert answer.status_code == 409, (action, answer.status_code, answer.text[:300])
+        said = re.search(r'class="error" role="alert">([^<]+)<', answer.text)
+        assert said, answer.text
+        words = said[1]
+        assert "工单当前的状态" not in words and not re.search(r"[A-Za-z_]{3,}", words), words
+        for staff_term in ("待签收", "待派单", "办结答复", "签收", "工单"):
+            assert staff_term not in words, (staff_term, words)
+        return words
+
+    early = await refused("rating", {"rating": "satisfied", "key": "rate-early"})
+    assert early.startswith("现在还不能评价") and "答复后" in early, early
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text="供水已恢复")
+    late = await refused("withdraw", {"reason": "已经好了", "key": "withdraw-late"})
+    assert late.startswith("不能撤诉") and "已经答复" in late and "评价" in late, late
+    rated = await api.post(f"/my/{token}/rating", data={"rating": "satisfied", "key": "rate"})
+    assert rated.status_code == 303, rated.text
+    closed = await refused("supplement", {"text": "又停水了", "key": "supplement-closed"})
+    assert "已经办结" in closed and "12345" in closed, closed
+    again = await refused("rating", {"rating": "satisfied", "key": "rate-again"})
+    assert "已经办结" in again, again

@@ -33,10 +33,15 @@ from api.errors import ApiError
 from jiesu.access import citizen_tokens
 from jiesu.access.citizen_view import Reporter, citizen_case
 from jiesu.case import glossary
-from jiesu.case.domain import Role
+from jiesu.case.domain import CaseSignal, Role
 from jiesu.notify.links import FOLLOW_UP_PATH
 
 router = APIRouter()
+
+# each form of the citizen's page (CITIZEN_ACTIONS) and the action it sends the case
+_SIGNALS = {
+    "rating": CaseSignal.RATE, "supplement": CaseSignal.SUPPLEMENT, "withdraw": CaseSignal.WITHDRAW,
+}  # fmt: skip
 
 _TOKEN_IN_PATH = re.compile(re.escape(FOLLOW_UP_PATH) + r"[^/\s?\"]+")
 
@@ -77,11 +82,12 @@ async def _report(pool: Pool, attempt: Any, token: str) -> Any:
 async def _page(
     request: Request, token: str, pool: Pool, client: Temporal, settings: AppSettings,
     attempt: Any, *, error: str | None = None, status_code: int = 200,
-    failed: str | None = None, posted: FormData | None = None,
+    failed: str | None = None, posted: FormData | None = None, refused: ApiError | None = None,
 ) -> Response:  # fmt: skip
     """``failed``: the action whose form was refused, shown again with what was ``posted``
     and why next to it — even when it is no longer offered (a supplement past the limit: the
-    citizen keeps the text, to tell it on the phone)."""
+    citizen keeps the text, to tell it on the phone); ``refused``: the API's refusal of it,
+    said in the citizen's words with where the case is now."""
     report = await _report(pool, attempt, token)
     case_id = report["case_id"]
     try:
@@ -91,6 +97,10 @@ async def _page(
     state = state or await case_service.archived_state(pool, case_id)
     if state is None:
         raise case_service.not_ready(case_id)
+    if refused is not None and failed in _SIGNALS:
+        error = glossary.citizen_refusal_of(
+            refused.code, refused.message, _SIGNALS[failed], state.status
+        )
     reporter = Reporter(report_id=report["report_id"])
     citizen = Principal(name="citizen", role=Role.CITIZEN, department_id=None)
     actions = [
@@ -147,7 +157,7 @@ async def act(
                            failed=name, posted=form)  # fmt: skip
     except ApiError as err:
         return await _page(request, token, pool, client, settings, attempt,
-                           error=glossary.refusal(err.code, err.message),
+                           error=glossary.refusal(err.code, err.message), refused=err,
                            status_code=err.status, failed=name, posted=form)  # fmt: skip
     outcome = "done" if result.applied else "pending"
     return redirect(f"{FOLLOW_UP_PATH}{token}?{outcome}={name}")

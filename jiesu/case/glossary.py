@@ -283,6 +283,49 @@ def refusal_of(code: str, reason: str, action: str, now: Status) -> str:
     return refusal(code, reason)
 
 
+CITIZEN_NOW: dict[Status, str] = {
+    Status.REGISTERED: "正在转交承办单位",
+    Status.DISPATCHING: "正在转交承办单位",
+    Status.REASSIGNING: "正在转交承办单位",
+    Status.ASSIGNED: "正在办理中",
+    Status.HANDLING: "正在办理中",
+    Status.REPLIED: "已经答复",
+    Status.CLOSED: "已经办结",
+}
+"""Where a citizen's case is, in the citizen's words (the staff's 待派单, 待签收 are not theirs)."""
+
+CITIZEN_REFUSAL: dict[str, str] = {
+    "already_rated": "您已经评价过这次答复，不能重复评价",
+    "already_done": "您已经提交过了，请刷新本页查看",
+    "case_changed": "您的诉求刚刚有新的进展，请刷新本页查看后再提交",
+    "case_not_ready": "您的诉求刚刚登记，请稍后刷新本页",
+    "invalid_idempotency_key": "本页已失效，请刷新本页后重新提交",
+    "idempotency_key_reused": "这份表单已经提交过一次；您填写的内容已保留，请核对后重新提交",
+    "temporal_unavailable": "系统暂时繁忙，请稍后重新提交（您填写的内容已保留）",
+    "database_unavailable": "系统暂时繁忙，请稍后重新提交（您填写的内容已保留）",
+}
+"""A refusal of a citizen's own action (/my/) as the citizen reads it, where the staff's
+words (REFUSAL) speak of 工单, 页面 or the system's parts."""
+
+
+def citizen_refusal_of(code: str, reason: str, action: CaseSignal, now: Status) -> str:
+    """A refusal of the citizen's ``action`` (评价, 补充诉求, 撤诉) on their page, with where the
+    case is ``now`` (read after the refusal): a refusal for the case's state said only the
+    staff's general 工单当前的状态不能办理此操作 — now why, and what the citizen can do."""
+    if code == "case_closed":
+        now = Status.CLOSED
+    if code not in ("wrong_status", "case_closed"):
+        return CITIZEN_REFUSAL.get(code) or refusal(code, reason)
+    said = f"不能{SIGNAL[action]}：您的诉求{CITIZEN_NOW[now]}"
+    if now is Status.CLOSED:
+        return f"{said}。如有新的情况，请拨打12345热线反映"
+    if action is CaseSignal.RATE:
+        return f"现在还不能评价：您的诉求{CITIZEN_NOW[now]}，承办单位答复后即可在本页评价"
+    if action is CaseSignal.WITHDRAW and now is Status.REPLIED:
+        return f"{said}，您可以在本页对答复进行评价"
+    return said
+
+
 def term(enum: type, value: object) -> str:
     """The Chinese term of ``value`` (a member of ``enum`` or its value, e.g. a read-model
     column), or the value itself when it is no member."""
