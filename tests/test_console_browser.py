@@ -594,6 +594,10 @@ async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
         assert await who.locator(tables).first.evaluate("t => getComputedStyle(t).display") \
             == "table", who.url  # fmt: skip
         assert await who.locator(f"{tables.split(',')[0]} thead").is_visible(), who.url
+    await supervisor.set_viewport_size({"width": 390, "height": 844})
+    await supervisor.goto(f"{console_url}/console/cases/{queued}")  # 待派单: no countdown
+    await shot(supervisor, shots, "6-queued-case-390")
+    assert await supervisor.locator("#queued-since").is_visible()
 
 
 # The other tables a person reads on a phone, by who reads them: 审计查询's results and

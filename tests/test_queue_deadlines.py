@@ -14,7 +14,7 @@ receipt pass — and a dispatch out of the queue sets the unit's deadlines from 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -29,13 +29,15 @@ from helpers import (
     handle_of,
     keep_history,
     register,
+    signed_in,
 )
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.supervision import _OVERDUE
 from api.console.web import templates
-from jiesu.case.domain import CENTRE_ID
+from jiesu.case.domain import CENTRE_ID, CaseState, Channel, Status, Urgency
 from jiesu.case.sla import QUEUE_WAIT, late_steps
 
 URBAN = department("urban-management")
@@ -136,3 +138,70 @@ async def test_the_overdue_board_says_a_queued_case_waits_for_its_dispatch(
     steps = board.split('class="late-steps"', 1)[1].split("</td>", 1)[0]  # its data-label too
     assert "待派单超时" in steps and "签收时限" not in steps and "办结时限" not in steps, steps
     await handle.terminate("test finished")
+
+
+def _section(page: str, heading: str) -> str:
+    part = page.split(f"<h2>{heading}</h2>", 1)[1]
+    return part.split("</section>", 1)[0]
+
+
+async def test_a_queued_case_shows_it_waits_for_dispatch_not_countdowns(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """A case in the centre's queue (待派单) showed on its page 签收时限 and 办结时限 counting
+    down, and on 待派单队列 and 工单查询 its 办结时限 counting down, although since lean-case-v8
+    no deadline runs in the queue. Now its page says it waits for dispatch since when, and that
+    the unit's deadlines start at dispatch; the board and the look-up say 派单后起算."""
+    created = await register(api, category_id="stray_animals", title="Stray dogs at the market")
+    case_id = created["case_id"]
+    queued = await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    assert queued["reconvenes_released"], "a case of lean-case-v8 or later"
+    supervisor = await signed_in(api, "supervisor")
+    try:
+        page = (await supervisor.get(f"/console/cases/{case_id}")).text
+        held = _section(page, "承办与时限")
+        assert "data-deadline" not in held and "签收时限" not in held, held
+        assert "待派单" in held and "派单后起算" in held, held
+        assert 'id="queued-since"' in held, held
+
+        async def listed() -> str | None:
+            board = (await supervisor.get("/console/supervision")).text
+            return board if f">{case_id}</a>" in board.split('id="queue"', 1)[-1] else None
+
+        board = await eventually(listed, within=20)
+        row = board.split(f">{case_id}</a>", 1)[1].split("</tr>", 1)[0]
+        assert "data-deadline" not in row and "派单后起算" in row, row
+        found = (await supervisor.get(f"/console/lookup?case_id={case_id}")).text
+        row = found.split(f">{case_id}</a>", 1)[1].split("</tr>", 1)[0]
+        assert "data-deadline" not in row and "派单后起算" in row, row
+    finally:
+        await supervisor.aclose()
+    await handle_of(client, case_id).terminate("test finished")
+
+
+def test_a_queued_case_before_lean_case_v8_keeps_its_countdowns() -> None:
+    """A case before lean-case-v8 ran its receipt deadlines in the queue (their timers charge
+    the centre): its page and the board still count them down. The case's epoch is read from
+    ``reconvenes_released`` (set from the same epoch; the state has no field of this rule)."""
+    received = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    state = CaseState(
+        case_id="JS20261124-999999", status=Status.DISPATCHING, title="t", category_id="c",
+        grid_id="g", address="", channel=Channel.HOTLINE, urgency=Urgency.GENERAL,
+        received_at=received,
+    )  # fmt: skip
+    assert not deadlines_wait_for_dispatch(state)
+    newer = state.model_copy(update={"reconvenes_released": True})
+    assert deadlines_wait_for_dispatch(newer) and queued_since(newer) == received
+    assigned = newer.model_copy(update={"status": Status.ASSIGNED})
+    assert not deadlines_wait_for_dispatch(assigned)
+    finish = received + timedelta(days=2)
+    row = {"case_id": state.case_id, "title": "t", "status": "dispatching", "urgency": "general",
+           "department_id": CENTRE_ID, "received_at": received, "finish_deadline": finish,
+           "breaches": [], "escalation_level": 0}  # fmt: skip
+    board = templates.env.from_string(
+        '{% from "_case_rows.html" import case_table %}{{ case_table(rows, {}, "queue") }}'
+    )
+    old = board.render(rows=[{**row, "from_dispatch": False}], prefix="/console")
+    assert "data-deadline" in old and "派单后起算" not in old
+    new = board.render(rows=[{**row, "from_dispatch": True}], prefix="/console")
+    assert "data-deadline" not in new and "派单后起算" in new

@@ -17,6 +17,7 @@ from api import actions as api_actions
 from api import cases as case_service
 from api.console import event_words, staff
 from api.console.actions import BY_NAME, allowed_actions
+from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.web import (
     PREFIX,
     Session,
@@ -189,6 +190,8 @@ async def _case_page(
         "failed": failed, "posted": posted,  # web.typed: the refused form again
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "extension_window": extension_window(state, datetime.now(UTC)),
+        # 待派单 since lean-case-v8: no deadline runs; the unit's start at dispatch
+        "queued_since": queued_since(state) if deadlines_wait_for_dispatch(state) else None,
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
     }  # fmt: skip
     return page(request, "case.html", context, status_code)

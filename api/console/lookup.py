@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import cases as case_service
+from api.console.queue import from_dispatch_sql
 from api.console.web import page, require_roles, templates
 from api.deps import Pool, is_cross_site
 from jiesu.access import content as content_service
@@ -39,7 +40,7 @@ PHONE_DIGITS = (5, 20)
 
 _COLUMNS = """c.case_id, c.status, c.title, c.urgency, c.department_id, c.received_at,
        c.accept_deadline, c.contact_deadline, c.finish_deadline, c.accepted_at,
-       c.contacted_at, c.breaches, c.escalation_level, c.closed_at"""
+       c.contacted_at, c.breaches, c.escalation_level, c.closed_at, """ + from_dispatch_sql("c")
 # The case of this number ($1) — as the read model has it (a moment after 受理).
 _BY_NUMBER = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1 LIMIT $2"
 # The cases whose intake, or one of whose repeat reports (并单), gave this phone number ($1),

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 
 from api.console import event_words
 from api.console.actions import lines
+from api.console.queue import from_dispatch_sql
 from api.console.web import (
     PREFIX,
     error_page,
@@ -40,7 +41,7 @@ Overseer = require_roles(*OVERSEER_ROLES)
 
 _COLUMNS = (
     "case_id, status, title, category_id, grid_id, urgency, department_id, received_at, "
-    "accept_deadline, finish_deadline, breaches, escalation_level"
+    "accept_deadline, finish_deadline, breaches, escalation_level, " + from_dispatch_sql()
 )
 _QUEUE = f"""
 SELECT {_COLUMNS} FROM cases WHERE status IN ({sql_status(Status.DISPATCHING, Status.REASSIGNING)})
