@@ -276,3 +276,43 @@ def test_a_port_in_use_is_named_with_its_setting_and_the_stacks_other_ports() ->
     said = str(refused.value)
     assert said.startswith(f"port {port} (SMTP listener) is already in use; set JIESU_MAIL_PORT")
     assert f"The stack's ports: {port} SMTP listener (JIESU_MAIL_PORT, default 2525)" in said
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("JIESU_API_PORT", "70000", "JIESU_API_PORT"),
+        ("JIESU_TEMPORAL_PORT", "65000", "JIESU_TEMPORAL_UI_PORT"),  # its UI at gRPC + 1000
+        ("JIESU_TEMPORAL_PORT", "-5", "JIESU_TEMPORAL_PORT"),
+        ("JIESU_API_PORT", "0", "JIESU_API_PORT"),  # 0: "any port" — not one the banner can show
+        ("JIESU_API_METRICS_ADDRESS", "127.0.0.1:99999", "JIESU_API_METRICS_ADDRESS"),
+        ("JIESU_API_PORT", "abc", "JIESU_API_PORT"),
+    ],
+)
+def test_a_port_that_is_no_port_number_is_named_not_a_traceback(
+    tmp_path: object, variable: str, value: str, named: str
+) -> None:
+    """`make run` with a port outside 1-65535 (or not a number at all): the port check's
+    connect_ex raised OverflowError, and Settings() its ValidationError, out of the stack's
+    error handling — a Python traceback instead of the stack's one line naming the setting.
+    Now the same "error: …" as for a port chosen twice, before anything starts."""
+    env = {  # should a stack start after all: nothing of ours, on servers that are not there
+        **os.environ, "JIESU_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/jiesu", variable: value,
+    }  # fmt: skip
+    for name in ("TEMPORAL_ADDRESS", "JIESU_TEMPORAL_UI_PORT", "JIESU_WORKER_METRICS_ADDRESS"):
+        env.pop(name, None)
+    if variable != "JIESU_API_METRICS_ADDRESS":
+        env.pop("JIESU_API_METRICS_ADDRESS", None)
+    if variable != "JIESU_API_PORT":
+        env["JIESU_API_PORT"] = "18733"
+    if variable != "JIESU_TEMPORAL_PORT":
+        env["JIESU_TEMPORAL_PORT"] = "18731"
+    done = subprocess.run(
+        [sys.executable, "-m", "jiesu.ops.stack"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stderr
+    assert done.returncode == 1, (done.returncode, done.stdout, said)
+    assert "Traceback" not in said and "error: " in said and named in said, said
+    assert "Temporal" not in done.stdout and "Preparing" not in done.stdout, done.stdout

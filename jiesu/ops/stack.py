@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from pydantic import ValidationError
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
 from jiesu.case import search_attributes
@@ -138,6 +139,9 @@ class PlannedPort:
         return f"{self.port} {self.what} ({self.setting})"
 
 
+MIN_PORT, MAX_PORT = 1, 65535
+"""The ports a setting may choose: 0 would be any free port, which no banner can show."""
+
 _METRICS = (  # (variable, what, offset from the API's port when the variable is not set)
     ("JIESU_API_METRICS_ADDRESS", "API metrics", 1),
     ("JIESU_WORKER_METRICS_ADDRESS", "worker metrics", 2),
@@ -184,6 +188,12 @@ def check_ports(planned: list[PlannedPort]) -> None:
     """Before anything starts: no port the stack wants twice, none in use by another
     program. Either error lists every port the stack wants and the setting of each."""
     wanted = "The stack's ports: " + "; ".join(str(p) for p in planned)
+    for p in planned:  # before any connect_ex, which raised OverflowError out of the stack
+        if not MIN_PORT <= p.port <= MAX_PORT:
+            raise StackError(
+                f"port {p.port} ({p.what}) is not a port the stack can listen on "
+                f"({MIN_PORT}-{MAX_PORT}); set {p.setting.split(',')[0]}. {wanted}"
+            )
     seen: dict[int, PlannedPort] = {}
     for p in planned:
         first = seen.setdefault(p.port, p)
@@ -831,6 +841,18 @@ def _serve(stack: Stack) -> None:
     stack.supervisor().run()
 
 
+def settings_of_environment() -> Settings:
+    """The settings, or a :class:`StackError` naming each one that is wrong (JIESU_API_PORT=abc
+    was a pydantic traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise StackError(f"a setting is wrong: {wrong}") from None
+
+
 def run() -> int:
     data = data_dir()
     data.mkdir(exist_ok=True)
@@ -841,7 +863,7 @@ def run() -> int:
     code = 1
     with ExitStack() as cleanup:
         try:
-            _serve(Stack(Settings(), data, cleanup))
+            _serve(Stack(settings_of_environment(), data, cleanup))
         except KeyboardInterrupt:
             print("\nStopping...", flush=True)
             code = 0
