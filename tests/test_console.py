@@ -1067,6 +1067,25 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
     assert same
 
 
+async def test_a_phone_written_with_0086_is_the_same_number_to_the_lookup(
+    pool: asyncpg.Pool,
+) -> None:
+    """China's international prefix is written 0086 as often as +86, and intake stores the
+    number as typed: "0086 138 1234 5678" kept its 0086 in the lookup's normal form
+    (citizen_phone_digits dropped a leading 86 only), so the caller saying "138 1234 5678"
+    did not find their case, nor "0086 …" typed by the operator a case stored as "138…". Now
+    the normal form is the SMS channel's (jiesu.channels.sms.phone_forms: 86 or 0086 before a
+    mobile number), migration 0037."""
+    from jiesu.channels.sms import phone_forms
+
+    for said in ("0086 138 1234 5678", "+0086 138-1234-5678", "+86 138 1234 5678",
+                 "8613812345678", "138-1234-5678"):  # fmt: skip
+        normal = await pool.fetchval("SELECT citizen_phone_digits($1)", said)
+        assert normal == phone_forms(said)[0] == "13812345678", (said, normal)
+    # no mobile number after it: the digits as they are (a landline's or a short number's)
+    assert await pool.fetchval("SELECT citizen_phone_digits('0086 12345')") == "008612345"
+
+
 async def test_a_second_reply_says_the_case_was_replied_to(api: httpx.AsyncClient) -> None:
     """A clerk replying again from a second tab was told only 工单当前的状态不能办理此操作 —
     not that the case had been replied to; and the 未保存 box labelled the reply's text 内容.
