@@ -82,3 +82,40 @@ async def test_an_older_demo_install_gets_the_chinese_names_when_loaded_again(
                                 "after": "李娜"}  # fmt: skip
     finally:
         await conn.close()
+
+
+async def test_a_demo_person_renamed_by_hand_keeps_the_name_at_every_demo_load(
+    database_url: str,
+) -> None:
+    """An admin renamed the demo operator 李娜 to 李娜（话务一组） (the console's 人员, recorded as
+    made by person:admin); the next `make run` put 李娜 back — and recorded it as demo-data's
+    change — at every start. The loader renames what it named itself (an older demo's names);
+    a name a person gave is theirs. Loaded twice: nothing more is recorded."""
+    from jiesu.access import staff
+
+    dsn = _sibling_database(database_url, f"jiesu_demonames_{uuid.uuid4().hex[:8]}")
+    await prepare_database(dsn, demo=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        renamed = "李娜（话务一组）"
+        await staff.update_person(conn, "operator", by="person:admin", display_name=renamed)
+        await conn.execute(  # and one of an older demo, never renamed by anyone since
+            "UPDATE staff SET display_name = '张伟 (督办人员)' WHERE login = 'supervisor'"
+        )
+        changes = "SELECT count(*) FROM staff_changes"
+        for _ in range(2):
+            await prepare_database(dsn, demo=True)
+            if _ == 0:
+                recorded = await conn.fetchval(changes)
+        names = dict(await conn.fetch(
+            "SELECT login, display_name FROM staff WHERE login IN ('operator', 'supervisor')"
+        ))  # fmt: skip
+        assert names == {"operator": renamed, "supervisor": "张伟"}, names
+        assert await conn.fetchval(changes) == recorded, "the second load changed nothing"
+        last = await conn.fetchval(
+            "SELECT c.changed_by FROM staff_changes c JOIN staff s ON s.id = c.staff_id"
+            " WHERE s.login = 'operator' ORDER BY c.id DESC LIMIT 1"
+        )
+        assert last == "person:admin", last
+    finally:
+        await conn.close()

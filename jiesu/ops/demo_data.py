@@ -423,18 +423,41 @@ def demo_person(login: str) -> DemoPerson:
     raise KeyError(login)
 
 
+# Who gave the person the name they have now: the newest recorded change that set it. None
+# when no change did (set outside the accounts service, as an older demo's names may be).
+_NAMED_BY = """
+SELECT c.changed_by FROM staff_changes c JOIN staff s ON s.id = c.staff_id
+WHERE s.login = $1 AND c.after ->> 'display_name' = s.display_name
+  AND (c.before IS NULL OR c.before ->> 'display_name' IS DISTINCT FROM s.display_name)
+ORDER BY c.id DESC LIMIT 1
+"""
+
+
+async def _demo_name_for(conn: asyncpg.Connection, p: DemoPerson, now: str) -> str:
+    """The name the loader gives a demo person named ``now``: the demo's, unless a person
+    renamed them (the console's 人员, the admin API, ``jiesu users``) — that name is theirs,
+    as an admin's boundary or rule priority is (the loader renamed 李娜（话务一组） back to 李娜
+    at every ``make run``). Names it gave itself, an older demo's among them, become the
+    demo's."""
+    named_by = await conn.fetchval(_NAMED_BY, p.login)
+    return now if named_by not in (None, DEMO_DATA_ACTOR) else p.display_name
+
+
 async def _ensure_person(conn: asyncpg.Connection, p: DemoPerson) -> None:
     """Create the demo person, or put them back as documented (role, department, password,
-    active): through the accounts service, so each change is recorded like any other."""
-    if await staff.get_person(conn, p.login) is None:
+    active; the name unless a person renamed them): through the accounts service, so each
+    change is recorded like any other."""
+    person = await staff.get_person(conn, p.login)
+    if person is None:
         await staff.create_person(
             conn, login=p.login, display_name=p.display_name, role=p.role,
             department_id=p.department_id, password=p.password, by=DEMO_DATA_ACTOR,
         )  # fmt: skip
         return
     await staff.update_person(
-        conn, p.login, by=DEMO_DATA_ACTOR, display_name=p.display_name, role=p.role,
-        department_id=p.department_id, active=True,
+        conn, p.login, by=DEMO_DATA_ACTOR, display_name=await _demo_name_for(
+            conn, p, person.display_name), role=p.role, department_id=p.department_id,
+        active=True,
     )  # fmt: skip
     stored = await conn.fetchval("SELECT password_hash FROM staff WHERE login = $1", p.login)
     if not staff.password_matches(stored, p.password):
