@@ -672,6 +672,22 @@ async def test_the_co_handlers_form_sets_the_contribution_deadline(
     assert datetime.fromisoformat(co["due"]) == due.replace(tzinfo=ZoneInfo(settings.timezone))
 
 
+@pytest.mark.parametrize(
+    ("phone", "told"),
+    [("13812345678", "5678"), ("+86 138-1234-5678", "5678"), ("0086 13812345678", "5678"),
+     ("010-12345678", "none"), ("0531 8888 6666", "none"), ("12345", "none")],
+)
+def test_a_landline_is_not_told_to_wait_for_the_link_by_sms(phone: str, told: str) -> None:
+    """A caller who left a landline (010-12345678): the case page told the operator that the
+    link goes by SMS to 尾号 5678 — to a line that receives no SMS, so the caller waited for
+    a link that never came, and was not told to ask by the case number instead. Only a
+    mobile number (jiesu.channels.sms.is_mobile) is one the link is said to go to."""
+    from api.console.intake import sms_to
+
+    intake = ComplaintIntake.model_validate(complaint(citizen={"name": "张三", "phone": phone}))
+    assert sms_to(intake) == told
+
+
 async def test_the_operator_is_told_where_the_citizens_link_goes_never_shown_it(
     api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -26,6 +26,7 @@ from api.deps import AppSettings, Pool, Temporal
 from api.errors import ApiError
 from jiesu.case import glossary
 from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake, Urgency
+from jiesu.channels.sms import is_mobile, phone_forms
 from jiesu.intake import merge
 
 router = APIRouter()
@@ -118,7 +119,9 @@ async def file_intake(
 
 def sms_to(intake: ComplaintIntake) -> str:
     """What the case page tells the operator of the citizen's link: the last four digits of
-    the phone the intake SMS goes to, or ``none``. The operator never sees the link or its
-    token (api/intake.py hands_token_to) — they tell the caller where it will arrive."""
-    digits = "".join(c for c in intake.citizen.phone or "" if c.isdigit())
-    return digits[-4:] if digits else "none"
+    the mobile number the intake SMS goes to, or ``none`` — no phone, or a landline, which
+    receives no SMS (the caller is told to ask by the case number instead). The operator
+    never sees the link or its token (api/intake.py hands_token_to) — they tell the caller
+    where it will arrive."""
+    phone = intake.citizen.phone or ""
+    return phone_forms(phone)[0][-4:] if is_mobile(phone) else "none"

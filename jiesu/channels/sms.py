@@ -70,6 +70,12 @@ def phone_forms(phone: str) -> list[str]:
     return [digits, "86" + digits, "0086" + digits]
 
 
+def is_mobile(phone: str) -> bool:
+    """A mainland mobile number (1[3-9] and nine digits, with or without +86/0086): one that
+    receives the intake SMS. A landline (010-12345678) or a short number does not."""
+    return re.fullmatch(r"1[3-9][0-9]{9}", phone_forms(phone)[0]) is not None
+
+
 _WAITING = f"""
 SELECT c.case_id FROM cases c JOIN intakes i USING (case_id)
 WHERE c.status = {sql_status(Status.REPLIED)} AND i.state = 'started'
