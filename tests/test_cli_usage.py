@@ -316,3 +316,31 @@ def test_a_port_that_is_no_port_number_is_named_not_a_traceback(
     assert done.returncode == 1, (done.returncode, done.stdout, said)
     assert "Traceback" not in said and "error: " in said and named in said, said
     assert "Temporal" not in done.stdout and "Preparing" not in done.stdout, done.stdout
+
+
+def test_a_port_held_on_another_local_address_is_in_use_for_a_stack_on_every_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JIESU_API_HOST=0.0.0.0 and another program listening on the port at another of the
+    machine's addresses (127.0.0.2 here; a LAN address, a container bridge's): the check
+    connected to 127.0.0.1 only, found nothing, and the stack started Temporal, PostgreSQL and
+    the worker before the API failed with "address already in use". Now the check also binds
+    where the stack will listen."""
+    from jiesu.ops.stack import StackError, check_ports, planned_ports
+
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.2", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            mail_port = s.getsockname()[1]
+        for name, value in (("TEMPORAL_ADDRESS", "127.0.0.1:1"), ("JIESU_API_HOST", "0.0.0.0"),
+                            ("JIESU_API_PORT", str(port)), ("JIESU_MAIL_PORT", str(mail_port)),
+                            ("JIESU_API_METRICS_ADDRESS", ""),
+                            ("JIESU_WORKER_METRICS_ADDRESS", "")):  # fmt: skip
+            monkeypatch.setenv(name, value)
+        with pytest.raises(StackError) as refused:
+            check_ports(planned_ports(Settings()))
+    assert str(refused.value).startswith(f"port {port} (API) is already in use; set JIESU_API_PORT")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import errno
 import json
 import os
 import shutil
@@ -120,11 +121,22 @@ def _env_port(name: str, default: int) -> int:
         raise StackError(f"{name} must be a port number, got {raw!r}") from None
 
 
-def _ensure_port_free(port: int, what: str, hint: str) -> None:
+def _ensure_port_free(port: int, what: str, hint: str, host: str = "127.0.0.1") -> None:
+    """Nothing answers on the port, and it can be bound where the stack will listen: a
+    program listening on another of the machine's addresses (a LAN or a bridge's) answers no
+    connection to 127.0.0.1, yet holds the port for a stack on 0.0.0.0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         if s.connect_ex(("127.0.0.1", port)) == 0:
             raise StackError(f"port {port} ({what}) is already in use; {hint}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind((host or "0.0.0.0", port))
+        except OSError as exc:  # another error (no such address) is the service's to say
+            if exc.errno == errno.EADDRINUSE:
+                raise StackError(f"port {port} ({what}) is already in use; {hint}") from None
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,7 @@ class PlannedPort:
     port: int
     what: str
     setting: str
+    host: str = "127.0.0.1"  # where it will listen
 
     def __str__(self) -> str:
         return f"{self.port} {self.what} ({self.setting})"
@@ -173,14 +186,17 @@ def planned_ports(settings: Settings) -> list[PlannedPort]:
             PlannedPort(grpc, "Temporal gRPC", "JIESU_TEMPORAL_PORT, default 7233"),
             PlannedPort(ui, "Temporal Web UI", "JIESU_TEMPORAL_UI_PORT, default gRPC + 1000"),
         ]
-    planned.append(PlannedPort(settings.api_port, "API", "JIESU_API_PORT, default 8000"))
+    planned.append(
+        PlannedPort(settings.api_port, "API", "JIESU_API_PORT, default 8000", settings.api_host)
+    )
     for variable, what, offset in _METRICS:
         address = _metrics_address(settings, variable, offset)
-        port = address.rpartition(":")[2]
+        host, _, port = address.rpartition(":")
         if port.isdigit():
             planned.append(PlannedPort(int(port), what, f"{variable}, default 127.0.0.1:"
-                                       f"JIESU_API_PORT + {offset}"))  # fmt: skip
-    smtp = PlannedPort(settings.mail_port, "SMTP listener", "JIESU_MAIL_PORT, default 2525")
+                                       f"JIESU_API_PORT + {offset}", host))  # fmt: skip
+    smtp = PlannedPort(settings.mail_port, "SMTP listener", "JIESU_MAIL_PORT, default 2525",
+                       settings.mail_host)  # fmt: skip
     return [*planned, smtp]
 
 
@@ -203,7 +219,7 @@ def check_ports(planned: list[PlannedPort]) -> None:
                 f"the {p.what} ({p.setting}); set one of them to another port. {wanted}"
             )
     for p in planned:
-        _ensure_port_free(p.port, p.what, f"set {p.setting.split(',')[0]}. {wanted}")
+        _ensure_port_free(p.port, p.what, f"set {p.setting.split(',')[0]}. {wanted}", p.host)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -817,7 +833,7 @@ class Stack:
         host, port, address = (
             self.settings.mail_host, self.settings.mail_port, self.settings.mail_address
         )
-        _ensure_port_free(port, "SMTP listener", "set JIESU_MAIL_PORT")
+        _ensure_port_free(port, "SMTP listener", "set JIESU_MAIL_PORT", host)
         cmd = [sys.executable, "-m", "jiesu.channels.mail_listener"]
         self.mail = ChildService("mail listener", cmd, self.data / "mail.log", self.env)
         self._add(self.mail)
