@@ -119,3 +119,31 @@ async def test_a_demo_person_renamed_by_hand_keeps_the_name_at_every_demo_load(
         assert last == "person:admin", last
     finally:
         await conn.close()
+
+
+async def test_a_demo_person_disabled_by_hand_stays_disabled_as_a_revoked_demo_key_stays_revoked(
+    database_url: str,
+) -> None:
+    """README: to keep a data folder's public demo credentials from working, `jiesu keys
+    revoke` the demo keys and `jiesu users disable` the demo people. The next `make run` with
+    the demo data kept the keys revoked but enabled the people again — the demo admin among
+    them, with its public password admin-demo-pass. A demo person someone disabled stays
+    disabled, as a revoked demo key stays revoked; the others are still put back."""
+    from jiesu.access import staff
+
+    dsn = _sibling_database(database_url, f"jiesu_demonames_{uuid.uuid4().hex[:8]}")
+    await prepare_database(dsn, demo=True)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await staff.update_person(conn, "admin", by="cli:ops", active=False)
+        await staff.set_password(conn, "admin", "a-password-only-ops-knows", by="cli:ops")
+        await conn.execute("UPDATE staff SET role = 'auditor' WHERE login = 'supervisor'")
+        await prepare_database(dsn, demo=True)
+        admin = await staff.get_person(conn, "admin")
+        assert admin is not None and not admin.active
+        stored = await conn.fetchval("SELECT password_hash FROM staff WHERE login = 'admin'")
+        assert not staff.password_matches(stored, "admin-demo-pass")
+        supervisor = await staff.get_person(conn, "supervisor")
+        assert supervisor is not None and supervisor.role is staff.Role.SUPERVISOR
+    finally:
+        await conn.close()

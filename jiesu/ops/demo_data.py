@@ -444,9 +444,11 @@ async def _demo_name_for(conn: asyncpg.Connection, p: DemoPerson, now: str) -> s
 
 
 async def _ensure_person(conn: asyncpg.Connection, p: DemoPerson) -> None:
-    """Create the demo person, or put them back as documented (role, department, password,
-    active; the name unless a person renamed them): through the accounts service, so each
-    change is recorded like any other."""
+    """Create the demo person, or put them back as documented (role, department, password;
+    the name unless a person renamed them): through the accounts service, so each change is
+    recorded like any other. A disabled one is left as they are: disabling the demo people
+    (README) keeps their public passwords from working, as revoking the demo keys does, and
+    the loader enabled them again — the demo admin with admin-demo-pass."""
     person = await staff.get_person(conn, p.login)
     if person is None:
         await staff.create_person(
@@ -454,10 +456,11 @@ async def _ensure_person(conn: asyncpg.Connection, p: DemoPerson) -> None:
             department_id=p.department_id, password=p.password, by=DEMO_DATA_ACTOR,
         )  # fmt: skip
         return
+    if not person.active:
+        return
     await staff.update_person(
         conn, p.login, by=DEMO_DATA_ACTOR, display_name=await _demo_name_for(
             conn, p, person.display_name), role=p.role, department_id=p.department_id,
-        active=True,
     )  # fmt: skip
     stored = await conn.fetchval("SELECT password_hash FROM staff WHERE login = $1", p.login)
     if not staff.password_matches(stored, p.password):
