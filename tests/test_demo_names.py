@@ -147,3 +147,48 @@ async def test_a_demo_person_disabled_by_hand_stays_disabled_as_a_revoked_demo_k
         assert supervisor is not None and supervisor.role is staff.Role.SUPERVISOR
     finally:
         await conn.close()
+
+
+async def test_a_demo_unit_an_admin_changed_keeps_the_change_and_the_loader_records_its_own(
+    database_url: str,
+) -> None:
+    """An admin renamed the demo's 县水务局 through the admin API (PUT
+    /api/v1/admin/departments/water, recorded in admin_changes); the next `make run` put the
+    demo's name back, by a raw upsert that admin_changes never heard of — the append-only log
+    then said the unit was named what it no longer was. Now a demo unit, area or category
+    with a change in the log is the admin's and stays; one the loader renames (an older
+    demo's name) is recorded as demo-data's change, before and after, once."""
+    from jiesu.admin import reference
+    from jiesu.case.domain import Actor, Role
+    from jiesu.db import create_pool
+
+    dsn = _sibling_database(database_url, f"jiesu_demonames_{uuid.uuid4().hex[:8]}")
+    await prepare_database(dsn, demo=True)
+    pool = await create_pool(dsn, max_size=2)
+    try:
+        admin = Actor(role=Role.ADMIN, name="key:ops-admin")
+        renamed = reference.DepartmentIn(name="县水务局（水务集团）", level="county",
+                                         parent_id="city-gov", area_id="QH")  # fmt: skip
+        await reference.put_record(pool, admin, reference.DEPARTMENTS, "water", renamed)
+        await pool.execute("UPDATE categories SET name = '停水 (Water outage)'"
+                           " WHERE id = 'water_outage'")  # fmt: skip
+        for _ in range(2):
+            await prepare_database(dsn, demo=True)
+        names = await pool.fetchrow(
+            "SELECT (SELECT name FROM departments WHERE id = 'water') AS department,"
+            " (SELECT name FROM categories WHERE id = 'water_outage') AS category"
+        )
+        assert dict(names) == {"department": renamed.name, "category": "停水"}, dict(names)
+        logged = await pool.fetch(
+            "SELECT actor ->> 'name' AS by, entity_id, before ->> 'name' AS before,"
+            " after ->> 'name' AS after FROM admin_changes"
+            " WHERE entity_id IN ('water', 'water_outage') ORDER BY id"
+        )
+        assert [dict(r) for r in logged] == [
+            {"by": "key:ops-admin", "entity_id": "water", "before": "县水务局",
+             "after": renamed.name},
+            {"by": "demo-data", "entity_id": "water_outage", "before": "停水 (Water outage)",
+             "after": "停水"},
+        ], logged  # fmt: skip
+    finally:
+        await pool.close()

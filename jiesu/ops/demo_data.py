@@ -3,7 +3,9 @@
 Loaded by ``jiesu.ops.bootstrap.prepare_database(demo=True)`` for ``make run`` (JIESU_DEMO_DATA=1)
 and the tests; never by docker-compose or a plain ``jiesu bootstrap``. Everything is
 idempotent: areas, departments and categories are upserted (rewritten only when they differ
-from the definitions below), routing rules and API keys are inserted once.
+from the definitions below, each rewrite recorded in ``admin_changes`` as made by demo-data,
+and never one an administrator changed: a record with a change of theirs in the log is
+theirs), routing rules and API keys are inserted once.
 
 Areas (``areas``): county ``QH`` → 3 townships/streets → 2 communities/villages each → 2 grids
 each, 12 grids in all::
@@ -57,7 +59,8 @@ import asyncpg
 
 from jiesu.access import staff
 from jiesu.access.security import hash_api_key
-from jiesu.case.domain import CENTRE_ID, Role, Urgency
+from jiesu.admin import changes
+from jiesu.case.domain import CENTRE_ID, Actor, Role, Urgency
 
 COUNTY_ID = "QH"
 CITY_ID = "JZ"  # 江州市: the city above the county, where raising a level (提级办) ends
@@ -413,6 +416,7 @@ DEMO_PEOPLE: tuple[DemoPerson, ...] = (
     _demo_person("grid-worker", "孙敏", Role.GRID_WORKER),
 )
 DEMO_DATA_ACTOR = "demo-data"  # who the demo data's account changes are recorded as made by
+_LOADER = Actor(role=Role.ADMIN, name=DEMO_DATA_ACTOR)  # and its changes of reference data
 
 
 def demo_person(login: str) -> DemoPerson:
@@ -467,18 +471,52 @@ async def _ensure_person(conn: asyncpg.Connection, p: DemoPerson) -> None:
         await staff.set_password(conn, p.login, p.password, by=DEMO_DATA_ACTOR)
 
 
+# The demo records an administrator changed (admin API, console, CLI): a change in the log
+# by anyone but the loader itself.
+_CHANGED_BY_AN_ADMIN = """
+SELECT DISTINCT entity_id FROM admin_changes
+WHERE entity = $1 AND entity_id = ANY($2::text[]) AND actor ->> 'name' IS DISTINCT FROM $3
+"""
+
+
+async def _upsert_reference(
+    conn: asyncpg.Connection, entity: str, table: str, columns: tuple[str, ...],
+    upsert: str, rows: list[tuple[str | None, ...]],
+) -> None:  # fmt: skip
+    """Upsert the demo's ``rows`` (id first, then ``columns``) of ``table``, except those an
+    administrator changed — the loader put the demo's 县水务局 back over an admin's rename at
+    every ``make run`` — and record each row it rewrites in ``admin_changes``, as every other
+    change of a unit, area or category is: the log said the admin's name after the loader had
+    replaced it."""
+    ids = [str(r[0]) for r in rows]
+    theirs = {r["entity_id"] for r in await conn.fetch(
+        _CHANGED_BY_AN_ADMIN, entity, ids, DEMO_DATA_ACTOR)}  # fmt: skip
+    read = f"SELECT id, {', '.join(columns)} FROM {table} WHERE id = ANY($1::text[])"
+    before = {r["id"]: dict(r) for r in await conn.fetch(read, ids)}
+    await conn.executemany(upsert, [r for r in rows if r[0] not in theirs])
+    after = {r["id"]: dict(r) for r in await conn.fetch(read, ids)}
+    for record_id, was in before.items():
+        if after[record_id] != was:
+            await changes.record(conn, _LOADER, entity, record_id, "update", was, after[record_id])
+
+
 async def load_demo_data(conn: asyncpg.Connection) -> list[DemoKey]:
     """Load (or refresh) the demo county in one transaction; return the demo API keys."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-        await conn.executemany(_UPSERT_AREA, [*AREAS, CHANNEL_GRID])
+        await _upsert_reference(conn, "area", "areas", ("name", "kind", "parent_id"),
+                                _UPSERT_AREA, [*AREAS, CHANNEL_GRID])  # fmt: skip
         await conn.executemany(
             _SET_BOUNDARY, [(g, json.dumps(grid_boundary(g))) for g in GRID_IDS]
         )
-        await conn.executemany(_UPSERT_DEPARTMENT, [*DEPARTMENTS, *GRID_UNITS])
-        await conn.executemany(
-            _UPSERT_CATEGORY, [*CATEGORIES, *ENTERPRISE_CATEGORIES, CHANNEL_CATEGORY]
-        )
+        await _upsert_reference(
+            conn, "department", "departments", ("name", "level", "parent_id", "area_id"),
+            _UPSERT_DEPARTMENT, [*DEPARTMENTS, *GRID_UNITS],
+        )  # fmt: skip
+        await _upsert_reference(
+            conn, "category", "categories", ("name", "default_urgency"), _UPSERT_CATEGORY,
+            [*CATEGORIES, *ENTERPRISE_CATEGORIES, CHANNEL_CATEGORY],
+        )  # fmt: skip
         await conn.execute(
             "UPDATE categories SET enterprise = true WHERE id = ANY($1) AND NOT enterprise",
             list(ENTERPRISE_CATEGORY_IDS),
