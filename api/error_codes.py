@@ -96,6 +96,8 @@ ERROR_CODES: dict[str, str] = {
     "first)",
     "already_supervised": "The case is already on the supervision ladder (409)",
     "supervision_limit": "The case has taken the most supervision orders it may (409)",
+    "centre_not_supervised": "A case in the centre's dispatch queue takes supervision (督办) "
+    "at most: no joint handling or accountability against the centre (409)",
     "stale_step": "This supervision step no longer applies (409)",
     "supplement_limit": "The case has taken the most supplements it may (409)",
     "repeat_report_limit": "The case has merged the most repeat reports it may (409)",

@@ -388,8 +388,9 @@ async def test_messages_in_the_window_of_a_dispatch_out_of_the_queue(
     """人工派单 since lean-case-v8 computes the unit's deadlines before it assigns; in that
     window (a slow database) the case still shows 待派单: a second dispatcher's dispatch is
     refused reassignment_pending, the first's retry is applied once, and a withdrawal (撤诉)
-    closes the case for good — the dispatch is dropped, no unit is told the case is theirs,
-    no deadline of theirs starts, and the workflow ends."""
+    closes the case for good — the dispatch is dropped, recorded refused for its dispatcher
+    (``wrong_status``, since lean-case-v9; before, nothing of it was recorded), no unit is told
+    the case is theirs, no deadline of theirs starts, and the workflow ends."""
     queue = f"review-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-REVIEW-{uuid.uuid4().hex[:8]}"
     start = start_of(case_id)
@@ -422,7 +423,9 @@ async def test_messages_in_the_window_of_a_dispatch_out_of_the_queue(
             assert not kinds(s, EventKind.DISPATCHED) and s.department_id != "urban-management"
             order = [e.kind for e in s.events]
             assert order.count(EventKind.DEADLINES_SET) == 1, order  # the receipt's only
-            assert [e.kind for e in s.events if e.actor.request_id == first["request_id"]] == []
+            by_first = [e for e in s.events if e.actor.request_id == first["request_id"]]
+            assert [(e.kind, e.data.get("code")) for e in by_first] == [
+                (EventKind.REJECTED, "wrong_status")], by_first  # fmt: skip
             await keep_history(h, "hostile_withdrawn_during_dispatch")
         finally:
             if (await h.describe()).status is WorkflowExecutionStatus.RUNNING:

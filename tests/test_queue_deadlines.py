@@ -28,8 +28,10 @@ from helpers import (
     fast_forward_past,
     handle_of,
     keep_history,
+    ladder_of,
     register,
     signed_in,
+    withdrawn_to_its_close,
 )
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -205,3 +207,62 @@ def test_a_queued_case_before_lean_case_v8_keeps_its_countdowns() -> None:
     assert "data-deadline" in old and "派单后起算" not in old
     new = board.render(rows=[{**row, "from_dispatch": True}], prefix="/console")
     assert "data-deadline" not in new and "派单后起算" in new
+
+
+# --- the supervision ladder of a queued case (queued-ladder-ceiling-v1, epoch lean-case-v9) ----
+
+
+def _ladder_steps(state: dict) -> list[tuple[int, str]]:
+    return [(e["data"]["level"], e["data"]["department_id"])
+            for e in state["events"] if e["kind"] == "escalated"]  # fmt: skip
+
+
+async def test_supervision_of_a_queued_case_holds_at_supervise_and_never_reaches_the_centre(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """督办 while the case waits in the queue presses the centre's dispatch desk, and no
+    further: the ladder holds at 督办 however long the queue waits — no 会办, no 问责 against
+    the centre itself (before, it climbed a step every interval to 问责 and recorded an
+    accountability referral against the centre). The dispatch ends it; the unit gets its own
+    deadlines and none of the ladder's steps."""
+    created = await register(api, category_id="stray_animals", title="Stray dogs")
+    case_id, token = created["case_id"], created["citizen_token"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    await act(api, case_id, "supervision", SUPERVISOR, form="supervise", note="请尽快派单")
+    await case_when(api, case_id, lambda s: s["escalation_level"] == 3)
+    ladder = await ladder_of(client, case_id)
+    # three step intervals (2 h each by default): 会办 then 问责 before; the ladder then ended
+    await env.fast_forward(ladder, timedelta(hours=6, minutes=1))
+    state = await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    assert "accountability_recorded" not in _kinds(state), _kinds(state)
+    assert _ladder_steps(state) == [(3, CENTRE_ID)], _ladder_steps(state)
+    assert state["escalation"]["active"] and state["escalation_level"] == 3, state["escalation"]
+
+    await act(api, case_id, "dispatch", SUPERVISOR, department_id="urban-management")
+    state = await case_when(api, case_id, lambda s: s["status"] == "assigned" and (
+        not s["escalation"]["active"]))  # fmt: skip
+    stopped = next(e for e in state["events"] if e["kind"] == "escalation_stopped")
+    assert stopped["data"]["final_level"] == 3 and stopped["data"]["stopped"], stopped
+    assert _ladder_steps(state) == [(3, CENTRE_ID)] and state["breaches"] == []
+    handle = await withdrawn_to_its_close(api, client, case_id, token)
+    await keep_history(handle, "queued_ladder_held_at_supervise")
+
+
+async def test_an_accountability_order_on_a_queued_case_is_refused(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """问责 names a unit that failed its duty; a queued case has none but the centre, and the
+    centre does not refer itself for accountability: 409 ``centre_not_supervised``, nothing
+    recorded (before, the order recorded an accountability against the
+    centre at once). 督办 is still taken."""
+    case_id = (await register(api, category_id="stray_animals", title="Stray dogs"))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    body = {"form": "accountability", "note": "派单迟缓", "persons": ["张三"],
+            "decision": "通报批评"}  # fmt: skip
+    refused = await act(api, case_id, "supervision", SUPERVISOR, expect=409, **body)
+    assert refused["error"]["code"] == "centre_not_supervised", refused
+    await act(api, case_id, "supervision", SUPERVISOR, form="supervise", note="请尽快派单")
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] == 3)
+    assert "accountability_recorded" not in _kinds(state), _kinds(state)
+    assert state["escalation"]["form"] == "supervise", state["escalation"]
+    await handle_of(client, case_id).terminate("test over")

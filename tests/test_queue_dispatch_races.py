@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 from helpers import SUPERVISOR, act, eventually, handle_of, register
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -120,3 +121,82 @@ async def test_supervision_of_a_queued_case_ends_at_its_dispatch_and_spares_the_
     assert all(step["department_id"] != "urban-management" for step in steps), steps
     assert state.breaches == []
     await handle_of(client, case_id).terminate("test over")
+
+
+async def test_an_accountability_order_signalled_to_a_queued_case_is_refused_and_recorded(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """问责 sent to a queued case past the API (any Temporal client): the workflow refuses it
+    ``centre_not_supervised`` and records the refusal; no accountability against the centre."""
+    case_id = await _queued(api, client)
+    order = {"actor": _rid(DISPATCHER), "form": "accountability", "note": "派单迟缓",
+             "persons": ["张三"], "decision": "通报批评"}  # fmt: skip
+    await handle_of(client, case_id).signal("supervise", order)
+    state = await _until(client, case_id, lambda s: EventKind.REJECTED in _kinds(s))
+    rejected = next(e for e in state.events if e.kind is EventKind.REJECTED)
+    assert rejected.data["code"] == "centre_not_supervised", rejected.data
+    assert EventKind.ACCOUNTABILITY_RECORDED not in _kinds(state) and state.escalation is None
+    await handle_of(client, case_id).terminate("test over")
+
+
+async def _lock_waiter(pool: asyncpg.Pool, table: str) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE c.relname = $1 AND NOT l.granted", table,
+    ))  # fmt: skip
+
+
+async def _signalled(client: Client, case_id: str, name: str) -> bool:
+    history = await handle_of(client, case_id).fetch_history()
+    return any(
+        e.workflow_execution_signaled_event_attributes.signal_name == name
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    )
+
+
+async def test_a_dispatch_a_withdrawal_overtook_is_refused_and_recorded(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A dispatch the case took, then a withdrawal (撤诉) applied while the dispatch's deadlines
+    were computed: the case stays closed and no unit gets it. The dispatch is recorded refused —
+    a ``rejected`` event of the dispatch, with its request id, in the case's timeline like any
+    refused action — and the dispatcher's answer (here its keyed retry: the computation is held
+    longer than the API's apply window, so the first answer may be 202) is 409 ``wrong_status``
+    from that record. Before, nothing of the dispatch was recorded. The deadline computation is
+    held on a lock of the calendar table, to keep the case in that window."""
+    created = await register(api, category_id="stray_animals", title="Stray dogs")
+    case_id, token = created["case_id"], created["citizen_token"]
+    await _until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+    url = f"/api/v1/complaints/{case_id}"
+    keyed = {**SUPERVISOR, "Idempotency-Key": uuid.uuid4().hex}
+    body = {"department_id": "urban-management"}
+    async with pool.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("LOCK TABLE calendar_overrides IN ACCESS EXCLUSIVE MODE")
+        try:
+            dispatching = asyncio.create_task(api.post(f"{url}/dispatch", json=body,
+                                                       headers=keyed))  # fmt: skip
+            await eventually(lambda: _lock_waiter(pool, "calendar_overrides"), within=30)
+            withdrawing = asyncio.create_task(api.post(
+                f"{url}/withdraw", json={"token": token, "reason": "solved"}
+            ))  # fmt: skip
+            await eventually(lambda: _signalled(client, case_id, "withdraw"), within=30)
+        finally:
+            await locked.rollback()
+    first = await asyncio.wait_for(dispatching, timeout=30)
+    assert first.status_code in (202, 409), first.text
+    assert (await asyncio.wait_for(withdrawing, timeout=30)).status_code in (200, 202)
+    await asyncio.wait_for(handle_of(client, case_id).result(), timeout=60)
+    state = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+    kinds = _kinds(state)
+    assert state.status is Status.CLOSED and EventKind.DISPATCHED not in kinds, kinds
+    rejected = [e for e in state.events if e.kind is EventKind.REJECTED]
+    assert [e.data["action"] for e in rejected] == ["dispatch"], rejected
+    assert rejected[0].data["code"] == "wrong_status" and rejected[0].actor.request_id, rejected
+    assert kinds.index(EventKind.WITHDRAWN) < kinds.index(EventKind.REJECTED), kinds
+    retried = await api.post(f"{url}/dispatch", json=body, headers=keyed)
+    assert retried.status_code == 409, retried.text
+    assert retried.json()["error"]["code"] == "wrong_status", retried.text
+    assert "before the dispatch" in retried.json()["error"]["message"], retried.text

@@ -13,7 +13,11 @@ patches as they run; workflows/patches.py), kept when every path was recorded wi
 ``v11-*`` those of ``lean-case-v4`` cases, kept when recorded again with ``lean-case-v5``;
 ``v12-*`` those of ``lean-case-v5`` cases, kept when recorded again with ``lean-case-v6``;
 ``v13-*`` those of ``lean-case-v6`` cases, kept when recorded again with ``lean-case-v7``;
-``v14-*`` those of ``lean-case-v7`` cases, kept when recorded again with ``lean-case-v8``.
+``v14-*`` those of ``lean-case-v7`` cases, kept when recorded again with ``lean-case-v8``;
+``v15-*`` those of ``lean-case-v8`` cases, kept when recorded again with ``lean-case-v9``
+(``v15-reassignment_child_terminated``, ``queue_after_reassignment_without_deadlines`` and
+others of ``lean-case-v8`` record the centre as "12345热线中心 (Hotline Centre)", and replay
+so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch without a trace).
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 """
 

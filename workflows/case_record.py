@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import (
         CENTRE_ID,
         CENTRE_NAME,
+        CENTRE_NAME_BEFORE_V9,
         SYSTEM_ACTOR,
         UNKNOWN_SENDER,
         Actor,
@@ -42,10 +43,23 @@ with workflow.unsafe.imports_passed_through():
     from workflows.patches import Patches
 
 
+# Since this one (epoch lean-case-v9) the case records the centre's name as every other
+# department's, in Chinese only (CENTRE_NAME, the name of its row in the reference data): in
+# its assignment when it goes to the dispatch queue without the routing activity's answer, and
+# in the department_name of a reassignment that ends there. Before, the workflows wrote
+# "12345热线中心 (Hotline Centre)" (CENTRE_NAME_BEFORE_V9); such a case keeps writing it, as
+# its history recorded it (tests/test_centre_name.py).
+PATCH_CENTRE_NAME = "centre-name-chinese-v1"
+
+
 class CaseRecord:
     def __init__(self, state: CaseState) -> None:
         self.state = state
         self.patched = Patches()  # every part of the case asks its patches here
+
+    def centre_name(self) -> str:
+        """The hotline centre's name as this case records it (PATCH_CENTRE_NAME)."""
+        return CENTRE_NAME if self.patched(PATCH_CENTRE_NAME) else CENTRE_NAME_BEFORE_V9
 
     @classmethod
     def opened(cls, start: CaseStart) -> CaseRecord:
@@ -89,8 +103,12 @@ class CaseRecord:
         if refusal is None:
             return True
         actor = getattr(action, "actor", None) or UNKNOWN_SENDER  # a ladder step has none
-        self._rejected(actor, action=name, code=refusal.code, reason=refusal.reason)
+        self.refused(name, actor, refusal)
         return False
+
+    def refused(self, name: str, actor: Actor, refusal: Refusal) -> None:
+        """Record ``actor``'s action ``name`` refused, with its reason, for the auditors."""
+        self._rejected(actor, action=name, code=refusal.code, reason=refusal.reason)
 
     def misfit(self, misfit: Misfit, name: str) -> None:
         """A message that did not decode: recorded as a rejection from an unknown sender."""
@@ -194,7 +212,7 @@ class CaseRecord:
         )
         s.assignment = Assignment(
             department_id=CENTRE_ID,
-            department_name=CENTRE_NAME,
+            department_name=self.centre_name(),
             assigned_at=workflow.now(),
             by_rule=False,
         )

@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         CASE_STATE_QUERY,
         CASE_WORKFLOW,
         CENTRE_ID,
-        CENTRE_NAME,
         HISTORY_WARN_BYTES,
         HISTORY_WARN_EVENTS,
         SIGNAL_PAYLOADS,
@@ -212,6 +211,14 @@ PATCH_ROUND_RELEASES_CO_HANDLERS = "round-releases-co-handlers-v1"
 # (tests/test_queue_deadlines.py). The queue after the reassignment bound already had fresh
 # deadlines at dispatch (fresh-round-after-queue-v1) and keeps its new round.
 PATCH_DEADLINES_FROM_DISPATCH = "deadlines-from-dispatch-v1"
+# Since this one (epoch lean-case-v9) a dispatch out of the queue that a withdrawal (撤诉)
+# overtook — the case took the dispatch, then closed while the unit's deadlines were computed —
+# is recorded refused (``rejected``, ``wrong_status``, with the dispatcher's request id), so the
+# dispatcher is answered from the case's record and the auditor sees it as any refused action.
+# Before, the dispatch left no trace: no event of it, and the API, finding none, answered only
+# once its apply window had passed, from the case as it then stood, and a retry from the closed
+# case (tests/test_queue_dispatch_races.py).
+PATCH_DISPATCH_OVERTAKEN = "dispatch-overtaken-recorded-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -299,11 +306,15 @@ class ComplaintWorkflow:
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
             elif self._dispatched is not None and self._dispatched_in_round:
-                await self._dispatch(self._dispatched)
+                dispatched = self._dispatched
+                await self._dispatch(dispatched)
                 self._dispatched, self._dispatched_in_round = None, False
+                self._dispatch_overtaken(dispatched)
             elif self._dispatched is not None:
-                await self._new_round(self._dispatched)
+                dispatched = self._dispatched
+                await self._new_round(dispatched)
                 self._dispatched = None  # pending until the round is set up (one at a time)
+                self._dispatch_overtaken(dispatched)
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
@@ -373,7 +384,10 @@ class ComplaintWorkflow:
             return
         s, now, operator = self._state, workflow.now(), start.registered_by
         s.assignment = Assignment(
-            department_id=CENTRE_ID, department_name=CENTRE_NAME, assigned_at=now, by_rule=False
+            department_id=CENTRE_ID,
+            department_name=self._case.centre_name(),
+            assigned_at=now,
+            by_rule=False,
         )
         s.accepted_at = s.contacted_at = now
         s.direct_answer = answer
@@ -478,7 +492,8 @@ class ComplaintWorkflow:
             return await run_activity(RoutingActivities.route_case, request)
         except ActivityError as err:
             self._record(EventKind.ROUTING_FAILED, SYSTEM_ACTOR, reason=failure_text(err))
-            return RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
+            centre = self._case.centre_name()
+            return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)
 
     async def _rating_round(self) -> None:
         """评价: wait for the verdict; unsatisfied → rehandle (重办) or, at last, close."""
@@ -571,7 +586,9 @@ class ComplaintWorkflow:
         )
         chosen, self._second_assignment_to = self._second_assignment_to, None
         try:
-            result = await choose_department(s, n, reason, child_id, chosen)
+            result = await choose_department(
+                s, n, reason, child_id, chosen, self._case.centre_name()
+            )
         except ChildWorkflowError as err:  # it ended without a choice: terminated, failed
             if not self._patched(PATCH_REASSIGNMENT_CHILD_ENDED):
                 raise  # as such a case ran before the patch: its workflow failed
@@ -621,6 +638,21 @@ class ComplaintWorkflow:
         self._case.assign(result.route, result.chosen_by or SYSTEM_ACTOR, note=result.note)
         self._start_watchers()
 
+    def _dispatch_overtaken(self, dispatched: ReassignmentResult) -> None:
+        """The dispatch just set up did not apply: the case closed while it waited for the
+        unit's deadlines (a withdrawal; ``_closed_meanwhile``). Recorded refused for its
+        dispatcher (PATCH_DISPATCH_OVERTAKEN); nothing of it otherwise, as before the patch."""
+        s = self._state
+        if s.status is not Status.CLOSED or not self._patched(PATCH_DISPATCH_OVERTAKEN):
+            return
+        resolution = s.resolution.value if s.resolution else "closed"
+        refusal = lifecycle.Refusal(
+            "wrong_status",
+            f"the case closed ({resolution}) before the dispatch to "
+            f"{dispatched.route.department_id} took effect: no unit was given it",
+        )
+        self._case.refused(CaseSignal.DISPATCH.value, dispatched.chosen_by or SYSTEM_ACTOR, refusal)
+
     def _reassignment_failed(
         self, n: int, child_id: str, err: ChildWorkflowError
     ) -> ReassignmentResult:
@@ -636,7 +668,9 @@ class ComplaintWorkflow:
             child_id=child_id,
             reason=messages.printable(f"{err}: {cause}" if cause is not err else str(err), 500),
         )
-        route = RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
+        route = RouteResult(
+            department_id=CENTRE_ID, department_name=self._case.centre_name(), by_rule=False
+        )
         return ReassignmentResult(route=route)
 
     def _release_co_handlers(self, lead: str | None) -> None:

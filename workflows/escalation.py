@@ -3,7 +3,8 @@
 A child of the case, id ``<case>-escalation-<n>``. It climbs remind (提醒) → urge (催办) →
 supervise (督办) → joint handling (会办) → accountability referral (问责), from the step a
 supervisor chose (or the first), one step per interval (the first lasting until the unit's
-deadline, when the supervisor set one), telling the case at every step (the case records
+deadline, when the supervisor set one) up to its ceiling, if the case gave it one (a case
+waiting in the centre's dispatch queue: 督办), telling the case at every step (the case records
 it, notifies and shows the level). The case signals ``stop`` when the department did what it
 was supervised for, or the case closes.
 """
@@ -47,6 +48,11 @@ class EscalationWorkflow:
             tell = True
             if level is EscalationLevel.ACCOUNTABILITY:
                 return EscalationOutcome(final_level=level, stopped=False)
+            if request.ceiling is not None and level >= request.ceiling:
+                # the top this ladder may reach: it holds there until the case stops it (a
+                # ladder started without a ceiling never comes here: it replays as it ran)
+                await workflow.wait_condition(lambda: self._stopped)
+                return EscalationOutcome(final_level=level, stopped=True)
             try:
                 await workflow.wait_condition(
                     lambda: self._stopped,

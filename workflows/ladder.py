@@ -63,6 +63,13 @@ PATCH_FIRST_STEP = "ladder-first-step-in-case-v1"
 # its own breaches, every order refused already_supervised) and its workflow failed at the
 # close, which re-raised it (tests/test_ladder_child_ended.py).
 PATCH_CHILD_ENDED = "ladder-child-ended-v1"
+# Since this one (epoch lean-case-v9) a ladder started while the case waits in the centre's
+# dispatch queue (待派单) climbs to 督办 at most and holds there until the case is dispatched
+# (its duty done) or closes: the unit it presses is the centre's own dispatch desk, and the
+# centre does not convene a 会办 around itself or refer itself for 问责. Before, the ladder
+# climbed a step every interval the queue waited and recorded 会办, then 问责 with an
+# accountability referral, against the centre (tests/test_queue_deadlines.py).
+PATCH_QUEUED_CEILING = "queued-ladder-ceiling-v1"
 
 
 class Ladder:
@@ -191,6 +198,7 @@ class Ladder:
                 start_level=start_level,
                 first_step_due=escalation.due,
                 first_step_taken=first_step_taken,
+                ceiling=self._ceiling(),
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -222,6 +230,13 @@ class Ladder:
             final_level=int(outcome.final_level),
             stopped=outcome.stopped,
         )
+
+    def _ceiling(self) -> EscalationLevel | None:
+        """督办 for a ladder of a case waiting in the centre's queue (PATCH_QUEUED_CEILING)."""
+        queued = self._case.state.status is Status.DISPATCHING
+        if queued and self._case.patched(PATCH_QUEUED_CEILING):
+            return EscalationLevel.SUPERVISE
+        return None
 
     def _acted(self, trigger: EscalationTrigger, round_: int, start_seq: int) -> bool:
         """The ladder stops when the department does what it was late with, or acts at all."""

@@ -70,6 +70,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v8", frozenset({
         "deadlines-from-dispatch-v1", "co-handler-released-v1", "reconvene-released-v1",
     })),
+    ("lean-case-v9", frozenset({
+        "queued-ladder-ceiling-v1", "centre-name-chinese-v1", "dispatch-overtaken-recorded-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

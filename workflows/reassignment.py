@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from jiesu.case.domain import (
         CENTRE_ID,
-        CENTRE_NAME,
         CaseState,
         ReassignChoice,
         ReassignmentRequest,
@@ -83,7 +82,8 @@ class ReassignmentWorkflow:
         try:
             return await run_activity(RoutingActivities.route_case, route)
         except ActivityError:  # routing refused the case's data: the centre dispatches by hand
-            return RouteResult(department_id=CENTRE_ID, department_name=CENTRE_NAME, by_rule=False)
+            centre = request.centre_name
+            return RouteResult(department_id=CENTRE_ID, department_name=centre, by_rule=False)
 
     async def _level_up(self, request: ReassignmentRequest) -> RouteResult:
         """The level above; with none, the centre's queue decides."""
@@ -95,7 +95,8 @@ async def choose_department(
     n: int,
     reason: ReassignReason,
     child_id: str,
-    chosen: ReassignmentResult | None = None,
+    chosen: ReassignmentResult | None,
+    centre_name: str,
 ) -> ReassignmentResult:
     """Run the n-th reassignment child of this case and return its choice. A second assignment
     (二次交办) never falls back by rule to the department it was taken from."""
@@ -115,6 +116,7 @@ async def choose_department(
             exclude_department_ids=exclude,
             dispatcher_window_minutes=state.deadlines.dispatcher_window_minutes,
             chosen=chosen,
+            centre_name=centre_name,
         ),
         id=child_id,
     )

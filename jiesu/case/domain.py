@@ -25,7 +25,12 @@ from pydantic import (
 
 CENTRE_ID = "centre"
 """The hotline centre (12345热线中心): owner of the dispatch queue for unrouted cases."""
-CENTRE_NAME = "12345热线中心 (Hotline Centre)"
+CENTRE_NAME = "12345热线中心"
+# The name the workflows recorded for the centre (a case's assignment, the department_name of a
+# reassignment that ended in the queue) in cases started before the epoch lean-case-v9: such a
+# case keeps recording it, so that a replay recomputes the events its history holds
+# (jiesu/audit/witness.py). workflows/case_record.py ``CaseRecord.centre_name`` chooses.
+CENTRE_NAME_BEFORE_V9 = "12345热线中心 (Hotline Centre)"
 
 
 # --- validated values ---------------------------------------------------------------------
@@ -1096,6 +1101,9 @@ class ReassignmentRequest(BaseModel):
     dispatcher_window_minutes: float
     # 二次交办 to a named department: the supervisor's choice, no window to wait
     chosen: ReassignmentResult | None = None
+    # the name the case records for the centre when routing refuses the case (the default: a
+    # child of a case from before lean-case-v9, whose recorded input has none)
+    centre_name: str = CENTRE_NAME_BEFORE_V9
 
 
 class ReassignmentResult(BaseModel):
@@ -1117,6 +1125,10 @@ class EscalationRequest(BaseModel):
     # the case recorded the first step when it started the ladder (ladder-first-step-in-case-v1):
     # the child does not signal it back
     first_step_taken: bool = False
+    # the highest step the ladder climbs to, then holds until stopped (None: 问责, the top).
+    # A ladder of a case waiting in the centre's dispatch queue holds at 督办 (ladder.py,
+    # PATCH_QUEUED_CEILING): the centre does not hold a 会办 or refer itself for 问责.
+    ceiling: EscalationLevel | None = None
 
 
 class EscalationOutcome(BaseModel):

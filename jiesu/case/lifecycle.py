@@ -31,6 +31,7 @@ from jiesu.case.domain import (
     Deadlines,
     DepartmentRef,
     DispatchAction,
+    EscalationLevel,
     EscalationStep,
     EscalationTrigger,
     EventKind,
@@ -94,6 +95,8 @@ SUPERVISION_DUE_BOUNDED = "supervision-due-bounded-v1"  # see _due_within_bound
 # Brought by the epoch lean-case-v8.
 CO_HANDLER_RELEASED = "co-handler-released-v1"  # see check_contribution
 RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, involved_by_its_rule
+# Brought by the epoch lean-case-v9.
+QUEUED_LADDER_CEILING = "queued-ladder-ceiling-v1"  # see _centre_supervised (workflows/ladder.py)
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -655,7 +658,24 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
         )
     if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
-    return refusal or _due_within_bound(state, now, action.due, action.contribution_due)
+    refusal = refusal or _due_within_bound(state, now, action.due, action.contribution_due)
+    return refusal or _centre_supervised(state, action)
+
+
+def _centre_supervised(state: CaseState, action: SupervisionAction) -> Refusal | None:
+    """A case waiting in the centre's dispatch queue (待派单) has no unit but the centre: 督办
+    presses the centre's dispatch desk, and its ladder holds there (QUEUED_LADDER_CEILING,
+    epoch lean-case-v9). An order above it — 问责 (会办 is refused wrong_status) — would hold
+    the centre accountable to itself; before, it recorded an accountability against the
+    centre at once."""
+    if state.status is not Status.DISPATCHING or action.form.level <= EscalationLevel.SUPERVISE:
+        return None
+    return Refusal(
+        "centre_not_supervised",
+        "the case waits in the centre's dispatch queue: supervise (督办) its dispatch at most; "
+        "no joint handling or accountability against the centre itself",
+        since=QUEUED_LADDER_CEILING,
+    )
 
 
 def _due_within_bound(state: CaseState, now: datetime, *dues: datetime | None) -> Refusal | None:

@@ -60,7 +60,7 @@ import asyncpg
 from jiesu.access import staff
 from jiesu.access.security import hash_api_key
 from jiesu.admin import changes
-from jiesu.case.domain import CENTRE_ID, Actor, Role, Urgency
+from jiesu.case.domain import CENTRE_ID, CENTRE_NAME, Actor, Role, Urgency
 
 COUNTY_ID = "QH"
 CITY_ID = "JZ"  # 江州市: the city above the county, where raising a level (提级办) ends
@@ -135,10 +135,10 @@ def grid_boundary(grid_id: str) -> dict[str, object]:
 # the city government; a county bureau → the city government; the city has none (the centre's
 # queue).
 _CITY, _GOV = "city-gov", "county-gov"  # the city and the county governments
-# The centre's row is named 12345热线中心, as the console names it (api/console/event_words.py);
-# CENTRE_NAME ("12345热线中心 (Hotline Centre)") stays as the workflows record it in a case's
-# events, which a replay's witness compares (jiesu/audit/witness.py): not demo data to rename.
-CENTRE_DEPARTMENT_NAME = "12345热线中心"
+# The centre's row is named 12345热线中心, as the console names it (api/console/event_words.py)
+# and as the workflows record it since lean-case-v9 (CENTRE_NAME; a case from before keeps
+# CENTRE_NAME_BEFORE_V9 in its events, which a replay's witness compares).
+CENTRE_DEPARTMENT_NAME = CENTRE_NAME
 DEPARTMENTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
     (_CITY, "江州市人民政府", "city", None, CITY_ID),
     (CENTRE_ID, CENTRE_DEPARTMENT_NAME, "centre", None, COUNTY_ID),
