@@ -266,3 +266,29 @@ async def test_an_accountability_order_on_a_queued_case_is_refused(
     assert "accountability_recorded" not in _kinds(state), _kinds(state)
     assert state["escalation"]["form"] == "supervise", state["escalation"]
     await handle_of(client, case_id).terminate("test over")
+
+
+async def test_repeat_reports_of_a_queued_case_press_the_dispatch_desk_up_to_supervise(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """The inaction signal of repeat reports (并单, from the policy's number) on a queued case
+    starts its ladder at 提醒; it climbs 催办, 督办 and holds there — before, 会办 and 问责
+    against the centre followed, two intervals later."""
+    case_id = (await register(api, category_id="stray_animals", title="Stray dogs"))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    handle = handle_of(client, case_id)
+    for n in range(2):  # repeats_before_supervision: 2
+        await handle.signal("repeat_report", {
+            "report_id": f"R-{n}-{case_id}", "channel": "hotline", "description": "还有流浪狗",
+            "actor": {"role": "operator", "name": "demo-operator"},
+            "received_at": (await env.get_current_time(handle)).isoformat(),
+        })  # fmt: skip
+    await case_when(api, case_id, lambda s: s["escalation_level"] == 1)
+    ladder = await ladder_of(client, case_id)
+    await env.fast_forward(ladder, timedelta(hours=10, minutes=1))  # five intervals
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 3)
+    assert state["escalation"]["trigger"] == "repeat_reports", state["escalation"]
+    assert "accountability_recorded" not in _kinds(state), _kinds(state)
+    assert _ladder_steps(state) == [(1, CENTRE_ID), (2, CENTRE_ID), (3, CENTRE_ID)], state
+    assert state["escalation"]["active"], state["escalation"]
+    await handle.terminate("test over")
