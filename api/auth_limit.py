@@ -16,10 +16,10 @@ each address alone bounded nothing. Behind a reverse proxy that is the proxy's
 address, unless uvicorn is told to trust its ``X-Forwarded-For`` (``FORWARDED_ALLOW_IPS`` or
 ``--forwarded-allow-ips``): do that, or one guesser locks out every user behind the proxy.
 
-The counts live in the API process's memory (``limits``' in-memory moving window): right for
-the embedded default and one API container; with N API replicas a guesser gets up to N times
-the limit, and a restart forgets the counts. Either is still a hard bound on guessing 256-bit
-keys; a shared store (``limits`` speaks Redis) would make it exact.
+The counts are kept in PostgreSQL (jiesu.rate_limits, moving windows): every API replica
+sees the same failures and a restart keeps them, so neither more replicas nor getting the API
+restarted gives a guesser more guesses. Without the database the check raises, and the
+request is answered 503 database_unavailable before its credential is looked at.
 
 Staff logins take :data:`LoginAttempt` and call :func:`check_login` themselves, with the login
 as typed: the first 429 of each client in each window is recorded in the refused sign-ins
@@ -28,21 +28,17 @@ as typed: the first 429 of each client in each window is recorded in the refused
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from api.errors import ApiError
 from jiesu.access import sign_in_failures
 from jiesu.access.clients import address_key
 from jiesu.config import Settings
+from jiesu.rate_limits import NamedLimits
 
 _NAMESPACE = "auth-failures"
 _RECORDED = "auth-refusals-recorded"
@@ -51,35 +47,38 @@ _RECORDED = "auth-refusals-recorded"
 class AuthFailureLimiter:
     """Counts failed authentications per client; refuses a client that has too many."""
 
-    def __init__(self, failures: int, window_seconds: int) -> None:
-        self._item = RateLimitItemPerSecond(failures, window_seconds)
-        self._once = RateLimitItemPerSecond(1, window_seconds)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, failures: int, window_seconds: int
+    ) -> None:
+        window = f"{window_seconds} second"
+        self._limits = NamedLimits(pool, settings, {
+            _NAMESPACE: f"{failures} per {window}", _RECORDED: f"1 per {window}",
+        })  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuthFailureLimiter:
-        return cls(settings.auth_failure_limit, settings.auth_failure_window_seconds)
+    def from_settings(cls, settings: Settings, pool: asyncpg.Pool) -> AuthFailureLimiter:
+        return cls(
+            pool, settings, settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
 
     async def check(self, client: str) -> None:
         """Raise 429 (with Retry-After) if ``client`` has used up its failures."""
-        key = address_key(client)
-        if await self._limiter.test(self._item, _NAMESPACE, key):
+        past = await self._limits.past(_NAMESPACE, address_key(client))
+        if past is None:
             return
-        stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise ApiError(
             429,
             "too_many_failed_authentications",
-            f"too many failed authentications from this client; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
+            f"too many failed authentications from this client; retry in {past.retry_after} s",
+            headers={"Retry-After": str(past.retry_after)},
         )
 
     async def failed(self, client: str) -> None:
-        await self._limiter.hit(self._item, _NAMESPACE, address_key(client))
+        await self._limits.count(_NAMESPACE, address_key(client))
 
     async def first_refusal(self, client: str) -> bool:
         """Whether this is ``client``'s first refusal (429) within a window: the one to record."""
-        return await self._limiter.hit(self._once, _RECORDED, address_key(client))
+        return await self._limits.take([(_RECORDED, address_key(client))]) is None
 
 
 @dataclass(frozen=True)

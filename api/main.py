@@ -129,6 +129,11 @@ def create_app(
         )
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
+        # Counted in PostgreSQL (jiesu.rate_limits): shared by the replicas, kept over restarts.
+        app.state.auth_limiter = AuthFailureLimiter.from_settings(settings, app.state.pool)
+        app.state.self_service_limits = self_service.limits_from_settings(
+            settings, app.state.pool
+        )
         app.state.projection_feed = ProjectionFeed(settings.database_url)
         await app.state.projection_feed.start()  # down: actions ask the workflow (cases.act)
         app.state.sms_gateway = sms_gateway or sms.gateway_from_settings(settings, app.state.pool)
@@ -159,10 +164,8 @@ def create_app(
         responses=errors.COMMON_ERRORS,
         dependencies=[Depends(media.json_bodies_only)],
     )
-    app.state.auth_limiter = AuthFailureLimiter.from_settings(settings)
     app.state.freeze_gc = freeze_gc
     app.state.stat_answers = Answers()  # statistics answers kept until the figures move
-    app.state.self_service_limits = self_service.limits_from_settings(settings)
     if tracer_provider is not None:
         # Before wrap_outermost: the instrumentation rebuilds Starlette's own stack (it expects
         # ServerErrorMiddleware outermost), and SecurityHeaders then wraps the result.

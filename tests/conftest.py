@@ -91,6 +91,14 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+@pytest.fixture(autouse=True)
+async def fresh_rate_limits(pool: asyncpg.Pool) -> None:
+    """Each test starts with no rate-limit hits (jiesu.rate_limits counts in the database
+    every app of the session shares): as each app of its own used to start with its own
+    empty counts in memory."""
+    await pool.execute("DELETE FROM rate_limit_hits")
+
+
 DEV_SERVER_STARTUP = timedelta(seconds=60)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,8 +45,8 @@ _INTAKE = ComplaintIntake.model_fields
 _CITIZEN = Citizen.model_fields
 
 
-def limits_from_settings(settings: Settings) -> RateLimits:
-    return RateLimits({
+def limits_from_settings(settings: Settings, pool: asyncpg.Pool) -> RateLimits:
+    return RateLimits(pool, settings, {
         "otp-phone": settings.otp_phone_limits, "otp-address": settings.otp_address_limits,
         "otp-total": settings.otp_total_limits,
         "report-phone": settings.report_phone_limits,

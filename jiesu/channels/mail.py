@@ -322,15 +322,16 @@ def forged(msg: EmailMessage, authserv_id: str) -> str | None:
 
 
 class MailLimits:
-    """The bounds on what senders make us do (jiesu.rate_limits, in the listener's memory):
-    mails filed per sender address, sending domain and peer (JIESU_MAIL_SENDER_LIMITS,
-    _DOMAIN_LIMITS, _PEER_LIMITS), automatic replies in all (JIESU_MAIL_REPLY_LIMITS). An
-    empty setting bounds nothing."""
+    """The bounds on what senders make us do (jiesu.rate_limits, counted in PostgreSQL: every
+    listener on the database shares them, a restart keeps them): mails filed per sender
+    address, sending domain and peer (JIESU_MAIL_SENDER_LIMITS, _DOMAIN_LIMITS,
+    _PEER_LIMITS), automatic replies in all (JIESU_MAIL_REPLY_LIMITS). An empty setting
+    bounds nothing."""
 
     UNFILED_KEPT = 10_000  # mails counted but asked to retry, remembered (the oldest go)
 
-    def __init__(self, settings: Settings) -> None:
-        self._limits = NamedLimits({
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._limits = NamedLimits(pool, settings, {
             "sender": settings.mail_sender_limits, "domain": settings.mail_domain_limits,
             "peer": settings.mail_peer_limits, "reply": settings.mail_reply_limits,
         })  # fmt: skip
@@ -363,11 +364,10 @@ class MailLimits:
         return await self._count([("reply", "all")])
 
     async def _count(self, keys: list[tuple[str, str]]) -> str | None:
-        for name, key in keys:
-            if past := await self._limits.past(name, key):
-                return f"{name} {past.item}"
-        for name, key in keys:
-            await self._limits.count(name, key)
+        """Count one against each, or none if one is past (one step: mails at once, on one
+        listener or several, do not both pass the last slot)."""
+        if found := await self._limits.take(keys):
+            return f"{found[0]} {found[1].item}"
         return None
 
 
@@ -537,7 +537,7 @@ class ComplaintMailHandler:
         self.pool, self.client, self.settings, self.mailer = pool, client, settings, mailer
         own = (settings.mail_address, settings.smtp_from)
         self.own = frozenset(a.strip().lower() for a in own if a.strip())
-        self.limits = MailLimits(settings)
+        self.limits = MailLimits(pool, settings)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -573,9 +573,13 @@ class ComplaintMailHandler:
             what = "the sender address" if fields in {"email", "citizen.email"} else fields
             return f"550 5.6.0 the mail cannot be registered: {what} is not accepted"
         peer = session.peer[0] if isinstance(getattr(session, "peer", None), tuple) else None
-        if not await self.pool.fetchval(  # a mail filed before (a retry) is not counted again
-            "SELECT 1 FROM inbound_mail WHERE message_key = $1", report.message_key
-        ) and (past := await self.limits.file(report.address, peer, report.message_key)):
+        try:
+            past = await self._past_bound(report, peer)
+        except Exception as err:  # PostgreSQL away: not aiosmtpd's 500, a permanent failure
+            log.warning("mail %s not counted (%s): asked to retry", report.message_key[:12],
+                        type(err).__name__)  # fmt: skip
+            return "451 4.3.0 the complaint cannot be registered now; try again later"
+        if past:
             log.warning("mail %s refused: past the bound on mails filed (%s)",
                         report.message_key[:12], past)  # fmt: skip
             return "451 4.7.1 too many reports from this sender now; try again later"
@@ -593,6 +597,15 @@ class ComplaintMailHandler:
             return "451 4.3.0 the complaint cannot be registered now; try again later"
         self.limits.settled(report.message_key)
         return f"250 2.0.0 OK: case {case_id}"
+
+    async def _past_bound(self, report: Report, peer: str | None) -> str | None:
+        """The bound on mails filed this mail is past, or None (then it is counted). A mail
+        filed before (a retry) is not counted again."""
+        if await self.pool.fetchval(
+            "SELECT 1 FROM inbound_mail WHERE message_key = $1", report.message_key
+        ):
+            return None
+        return await self.limits.file(report.address, peer, report.message_key)
 
     async def file(self, report: Report, complaint: ComplaintIntake) -> str:
         filed = await filing.register(
