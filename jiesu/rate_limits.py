@@ -11,8 +11,9 @@ limit (api/auth_limit.py) and the mail listener (jiesu/channels/mail.py) count w
   deletes expired rows, run by each process at most every ``PRUNE_EVERY`` seconds when it
   counts, so the table holds about the hits of one longest window.
 - Without PostgreSQL a check raises the driver's error: the API answers it ``503
-  database_unavailable`` (Retry-After), as every request that needs the database — the
-  limits fail closed: no code is texted and no credential is looked at unbounded.
+  database_unavailable`` (Retry-After), as every request that needs the database, and the
+  mail listener ``451 4.3.0`` — the limits fail closed: no code is texted, no credential
+  looked at and no mail filed unbounded.
 """
 
 from __future__ import annotations
