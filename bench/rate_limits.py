@@ -1,5 +1,5 @@
 """What one rate-limit check costs now that it is counted in PostgreSQL (jiesu/rate_limits.py,
-migration 0037), next to the in-memory count it replaced.
+migration 0038), next to the in-memory count it replaced.
 
     PYTHONPATH=. .venv/bin/python -m bench.rate_limits [--checks 2000] [--rows 100000]
                                                       [--dsn postgresql://...]

@@ -1,5 +1,5 @@
 """Named bounds in the ``limits`` library's notation (``"1/minute;5/hour"``), counted in
-PostgreSQL (table ``rate_limit_hits``, function ``rate_limit_hit``, migration 0037) as moving
+PostgreSQL (table ``rate_limit_hits``, function ``rate_limit_hit``, migration 0038) as moving
 windows: every API replica and mail listener on the database sees the same count, and a
 restart keeps it. The API's keyless endpoints (api/rate_limits.py), the failed-authentication
 limit (api/auth_limit.py) and the mail listener (jiesu/channels/mail.py) count with them.
