@@ -385,6 +385,53 @@ async def test_a_case_through_the_api_notifies_department_and_citizen(
     ) == 3  # the intake SMS (jiesu/intake/follow_up.py), the department, the reply
 
 
+@pytest.mark.parametrize("landline", ["010-12345678", "+86 10 8765 4321", "12345"])
+async def test_no_sms_goes_to_a_landline_and_the_outbox_says_why(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, landline: str
+) -> None:
+    """A caller who left a landline (or a short number): the intake SMS with their link was
+    queued to it and handed to the SMS gateway, and so was the reply's SMS — a landline
+    receives no SMS. Now the intake SMS is written ``skipped`` with why (follow_up.enqueue,
+    the one place every channel's report queues it), and a later citizen SMS of the case is
+    marked ``skipped`` by the dispatcher instead of sent; the department is still told."""
+    from jiesu.intake import follow_up
+    from jiesu.notify.sms import NOT_MOBILE
+
+    created = await register(api, citizen={"name": "钱七", "phone": landline})
+    case_id = created["case_id"]
+    intake_sms = await eventually(lambda: _notices_of(pool, case_id, "citizen", "received"))
+    assert [(r["status"], r["last_error"]) for r in intake_sms] == [("skipped", NOT_MOBILE)]
+
+    urban = department(URBAN)
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已处理")
+    await eventually(lambda: _notices_of(pool, case_id, "citizen", "replied"))
+    sender = RecordingSender()
+    dispatcher = OutboxDispatcher(pool, sender, batch=500)
+
+    async def settled() -> list:
+        await dispatcher.run_once()
+        rows = await pool.fetch(
+            "SELECT recipient_kind, status, last_error FROM notifications WHERE case_id = $1"
+            " AND status NOT IN ('pending', 'sending') ORDER BY id", case_id
+        )
+        return rows if len(rows) == 3 else []
+
+    rows = await eventually(settled)
+    assert [(r["recipient_kind"], r["status"]) for r in rows] == [
+        ("citizen", "skipped"), ("department", "sent"), ("citizen", "skipped")
+    ]
+    assert rows[2]["last_error"] == NOT_MOBILE
+    assert not [n for n in sender.sent if n.case_id == case_id and n.recipient_kind == "citizen"]
+
+    # a repeat report's intake SMS (merged into a case) is queued by the same function
+    async with pool.acquire() as conn:
+        await follow_up.enqueue(conn, case_id, 999_999_999, landline)
+    key = f"{follow_up.recipient(case_id, 999_999_999)}:follow-up"
+    assert (await _row(pool, key))["status"] == "skipped"
+
+
 # --- delivery: the dispatcher ---------------------------------------------------------------
 
 

@@ -26,8 +26,8 @@ from api.deps import AppSettings, Pool, Temporal
 from api.errors import ApiError
 from jiesu.case import glossary
 from jiesu.case.domain import OPERATOR_ROLES, Channel, ComplaintIntake, Urgency
-from jiesu.channels.sms import is_mobile, phone_forms
 from jiesu.intake import merge
+from jiesu.notify.sms import is_mobile, phone_forms
 
 router = APIRouter()
 Operator = require_roles(*OPERATOR_ROLES)

@@ -33,7 +33,7 @@ from jiesu.case.domain import (
     visible_length,
 )
 from jiesu.config import Settings
-from jiesu.notify.sms import InboundSms
+from jiesu.notify.sms import InboundSms, phone_forms
 
 SMS_ACTOR = Actor(role=Role.CITIZEN, name="citizen by SMS")
 """Who registers an SMS's case: the citizen, through the gateway (no operator)."""
@@ -58,22 +58,6 @@ def parse_rating(text: str) -> Rating | None:
     """The rating an answer to the prompt gives ("1", "满意", "１。"...), else None."""
     answer = _TRAILING.sub("", unicodedata.normalize("NFKC", text).strip())
     return _ANSWERS.get(answer)
-
-
-def phone_forms(phone: str) -> list[str]:
-    """The digit strings one mobile number may be written as (with or without +86/0086)."""
-    digits = re.sub(r"\D", "", phone)
-    for prefix in ("0086", "86"):
-        if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
-            digits = digits[len(prefix):]
-            break
-    return [digits, "86" + digits, "0086" + digits]
-
-
-def is_mobile(phone: str) -> bool:
-    """A mainland mobile number (1[3-9] and nine digits, with or without +86/0086): one that
-    receives the intake SMS. A landline (010-12345678) or a short number does not."""
-    return re.fullmatch(r"1[3-9][0-9]{9}", phone_forms(phone)[0]) is not None
 
 
 _WAITING = f"""

@@ -370,8 +370,8 @@ async def _complete_intake(
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
         # (a mail's reporter gets the mail listener's reply)
-        if case.registered_intake.citizen.phone:
-            await follow_up.enqueue(conn, case.case_id, None)  # the SMS with the citizen's link
+        if phone := case.registered_intake.citizen.phone:  # the SMS with the citizen's link
+            await follow_up.enqueue(conn, case.case_id, None, phone)
     return Filed(case, row["token_nonce"], row["token_hash"])
 
 
@@ -404,8 +404,8 @@ async def _complete_repeat(
         await conn.execute(
             "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
         )
-        if ComplaintIntake.model_validate(mine["payload"]["intake"]).citizen.phone:
-            await follow_up.enqueue(conn, claim.case_id, claim.report_id)
+        if phone := _phone(mine["payload"]):
+            await follow_up.enqueue(conn, claim.case_id, claim.report_id, phone)
     return Filed(case, mine["token_nonce"], mine["token_hash"])
 
 
@@ -534,10 +534,11 @@ SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1)
 """
 
 
-def _has_phone(payload: dict[str, Any]) -> bool:
-    """Whether the report's citizen gets the intake SMS (a mail's reporter gets the reply),
-    as _complete_intake and _complete_repeat decide: both rows keep the intake under "intake"."""
-    return bool(ComplaintIntake.model_validate(payload["intake"]).citizen.phone)
+def _phone(payload: dict[str, Any]) -> str | None:
+    """The phone the report's intake SMS is queued to, if any (a mail's reporter gets the
+    reply instead), as _complete_intake and _complete_repeat decide: both rows keep the intake
+    under "intake". Whether it can receive an SMS is follow_up.enqueue's to decide."""
+    return ComplaintIntake.model_validate(payload["intake"]).citizen.phone or None
 
 
 async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
@@ -554,8 +555,8 @@ async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str)
             await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case_id)
             # The request died before queueing the SMS with the citizen's link: without it the
             # citizen never gets the token that rates, supplements or withdraws the case.
-            if _has_phone(payload):
-                await follow_up.enqueue(conn, case_id, None)
+            if phone := _phone(payload):
+                await follow_up.enqueue(conn, case_id, None, phone)
             return True
         await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
         return False
@@ -611,8 +612,8 @@ async def _settle_repeat(
             await conn.execute(
                 "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
             )
-            if _has_phone(payload):  # as for an intake: the SMS with this report's link
-                await follow_up.enqueue(conn, case_id, report_id)
+            if phone := _phone(payload):  # as for an intake: the SMS with this report's link
+                await follow_up.enqueue(conn, case_id, report_id, phone)
             return True
         await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
         return False

@@ -21,6 +21,7 @@ from jiesu.case.domain import EventKind
 from jiesu.config import Settings
 from jiesu.notify.links import follow_up_link
 from jiesu.notify.outbox import OutboundNotice
+from jiesu.notify.sms import NOT_MOBILE, is_mobile
 
 LINK = "{follow_up_link}"
 """Where the link goes in the stored message; filled in when the SMS is sent."""
@@ -33,9 +34,16 @@ def recipient(case_id: str, report_id: int | None) -> str:
     return case_id if report_id is None else f"{case_id}/repeat-{report_id}"
 
 
-async def enqueue(conn: asyncpg.Connection, case_id: str, report_id: int | None) -> None:
-    """Queue the intake SMS of one report (once: its key is unique)."""
+async def enqueue(
+    conn: asyncpg.Connection, case_id: str, report_id: int | None, phone: str
+) -> None:
+    """Queue the intake SMS of one report to the citizen's ``phone`` (once: its key is unique).
+    A number that receives no SMS (a landline, a short number: jiesu.notify.sms.is_mobile) is
+    not queued to be sent: its row is written ``skipped``, with why in ``last_error``, so
+    whoever looks at the case's notices sees that no SMS went and why (whatever channel the
+    report came by — every intake is filed through here)."""
     merged = report_id is not None
+    status, why = ("pending", None) if is_mobile(phone) else ("skipped", NOT_MOBILE)
     body = (
         f"【12345】您反映的问题已受理，工单号 {case_id}"
         + ("（同一问题已有工单，已合并办理）" if merged else "")
@@ -43,14 +51,16 @@ async def enqueue(conn: asyncpg.Connection, case_id: str, report_id: int | None)
     )
     await conn.execute(
         "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
-        " recipient_id, channel, subject, body) VALUES ($1, $2, 0, $3, 'citizen', $4, 'sms',"
-        " $5, $6) ON CONFLICT (key) DO NOTHING",
+        " recipient_id, channel, subject, body, status, last_error) VALUES ($1, $2, 0, $3,"
+        " 'citizen', $4, 'sms', $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
         f"{recipient(case_id, report_id)}:follow-up",
         case_id,
         (EventKind.REPEAT_REPORTED if merged else EventKind.RECEIVED).value,
         recipient(case_id, report_id),
         f"工单 {case_id} 已受理",
         body,
+        status,
+        why,
     )
 
 

@@ -19,9 +19,12 @@ transaction as the case events. ``OutboxDispatcher`` delivers them through a plu
    back unsent. After a send **timed out**, the rest of the batch on the same channel is handed
    back at once (another dispatcher, or the next claim, takes it) and the other channels go on:
    a hanging mail server holds up one notice per claim, not the SMS claimed behind its mails.
-3. **mark** it ``sent``; or back to ``pending`` with ``last_error`` and an exponential back-off;
-   or ``failed`` after ``max_attempts``. Each mark is fenced by the ``attempts`` number of the
-   claim, so a dispatcher whose lease was taken over cannot overwrite the newer claim.
+3. **mark** it ``sent``; or ``skipped`` when it is a citizen's SMS to a number that receives
+   none (a landline or a short number: jiesu.notify.sms.is_mobile), with why in
+   ``last_error`` and nothing sent; or back to ``pending`` with ``last_error`` and an
+   exponential back-off; or ``failed`` after ``max_attempts``. Each mark is fenced by the
+   ``attempts`` number of the claim, so a dispatcher whose lease was taken over cannot
+   overwrite the newer claim.
 
 Guarantees, honestly:
 
@@ -58,7 +61,7 @@ from typing import Protocol
 import asyncpg
 
 from jiesu.notify.notices import Notice
-from jiesu.notify.sms import OutboundSms, SmsGateway
+from jiesu.notify.sms import NOT_MOBILE, OutboundSms, SmsGateway, is_mobile
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +287,13 @@ SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
 
+# A citizen's SMS to a number that receives none (a landline, a short number): not sent, and
+# kept with why, so whoever reads the case's notices learns that no SMS went and why.
+_SKIPPED = """
+UPDATE notifications SET status = 'skipped', lease_until = NULL, last_error = $3
+WHERE id = $1 AND status = 'sending' AND attempts = $2
+"""
+
 # The heartbeat: push the lease of the rows this claim still holds; returns the ids still held
 # (a row is gone from the answer once it was marked, or taken over by a newer claim).
 _RENEW = """
@@ -404,6 +414,14 @@ class _LeaseKeeper:
                 await self._task
 
 
+def unreachable(notice: OutboundNotice) -> bool:
+    """A citizen's SMS to a number that cannot receive one: a landline or a short number left
+    at intake (the intake SMS of such a number is written ``skipped`` already,
+    jiesu.intake.follow_up; this is for the case's later SMS, the reply's among them)."""
+    return (notice.recipient_kind == "citizen" and notice.channel == "sms"
+            and not is_mobile(notice.address or ""))
+
+
 class OutboxDispatcher:
     """Delivers pending notices with ``sender``; run any number of them side by side."""
 
@@ -471,6 +489,9 @@ class OutboxDispatcher:
             notice = OutboundNotice.model_validate(dict(row))
             if self.render is not None:
                 notice = await self.render(notice)
+            if unreachable(notice):
+                await self.pool.execute(_SKIPPED, notice_id, attempts, NOT_MOBILE)
+                return True
             async with lease.bounded(self.send_timeout.total_seconds()):
                 await self.sender.send(notice)
         except Exception as error:  # any failure is a failed attempt, never a dead dispatcher

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,26 @@ from jiesu.validation import plain
 TIMESTAMP_HEADER = "X-Jiesu-Timestamp"
 SIGNATURE_HEADER = "X-Jiesu-Signature"
 SIGNATURE_PREFIX = "sha256="
+
+
+def phone_forms(phone: str) -> list[str]:
+    """The digit strings one mobile number may be written as (with or without +86/0086)."""
+    digits = re.sub(r"\D", "", phone)
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
+            digits = digits[len(prefix):]
+            break
+    return [digits, "86" + digits, "0086" + digits]
+
+
+def is_mobile(phone: str) -> bool:
+    """A mainland mobile number (1[3-9] and nine digits, with or without +86/0086): one that
+    receives an SMS. A landline (010-12345678) or a short number does not."""
+    return re.fullmatch(r"1[3-9][0-9]{9}", phone_forms(phone)[0]) is not None
+
+
+NOT_MOBILE = "不是手机号码（座机或短号），收不到短信：未发送"
+"""Why a citizen's SMS was not sent (``notifications.last_error`` of a ``skipped`` row)."""
 
 
 @dataclass(frozen=True)
