@@ -11,9 +11,11 @@ scripts/browser-deps); ``JIESU_SKIP_BROWSER_TESTS=1`` skips them on purpose."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,7 +27,9 @@ from playwright.async_api import Browser, BrowserContext, async_playwright
 from temporalio.client import Client
 
 from api.main import create_app
+from jiesu import db
 from jiesu.config import Settings
+from jiesu.ops.bootstrap import prepare_database
 
 CHROMIUM = os.environ.get("JIESU_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,11 +45,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-async def console_url(
-    client: Client, pool: asyncpg.Pool, settings: Settings
-) -> AsyncIterator[str]:
-    """The API process's app (console included) on a real port."""
+@contextlib.asynccontextmanager
+async def serving(client: Client, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[str]:
+    """The API process's app (console included) on a real port, its address."""
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings, client=client, pool=pool),
@@ -54,9 +56,35 @@ async def console_url(
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await eventually(lambda: asyncio.sleep(0, server.started), within=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def console_url(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> AsyncIterator[str]:
+    """The API process's app (console included) on a real port."""
+    async with serving(client, pool, settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def fresh_console_url(client: Client, settings: Settings) -> AsyncIterator[str]:
+    """The console of a new installation: a database of its own on the session's server,
+    migrated, with the demo county and its people (as `make run` leaves it) and no case yet."""
+    main, sep, query = settings.database_url.partition("?")
+    dsn = f"{main.rpartition('/')[0]}/jiesu_fresh_{uuid.uuid4().hex[:8]}{sep}{query}"
+    await prepare_database(dsn, demo=True)
+    pool = await db.create_pool(dsn, max_size=4)
+    try:
+        async with serving(client, pool, settings.model_copy(update={"database_url": dsn})) as url:
+            yield url
+    finally:
+        await pool.close()
 
 
 @pytest.fixture(scope="session")

@@ -648,6 +648,31 @@ async def test_the_other_tables_read_on_a_phone_without_scrolling_sideways(
     assert not wide, wide
 
 
+async def test_the_figures_of_a_new_installation_say_there_is_no_data_yet(
+    browsers: Profiles, fresh_console_url: str, shots: Path
+) -> None:
+    """统计考评 before the first case: the heading said 数据截至 ) (no statistics built yet:
+    no time to show), 考评排名 was a chart the height of ten units with nothing in it, and on
+    a phone its table showed nothing at all (the header is hidden there, the body was
+    empty). Now the heading and the ranking say 暂无数据, and there is no empty chart."""
+    supervisor = await sign_in(browsers, fresh_console_url, "supervisor")
+    for width, height in ((1366, 900), (390, 844)):
+        await supervisor.set_viewport_size({"width": width, "height": height})
+        await supervisor.goto(f"{fresh_console_url}/console/figures")
+        await supervisor.wait_for_load_state("load")
+        await shot(supervisor, shots, f"8-figures-empty-{width}")
+        heading = await supervisor.inner_text("h1 small")
+        assert "暂无数据" in heading and not re.search(r"数据截至\s*）", heading), heading
+        section = supervisor.locator("section.card", has=supervisor.locator("#ranking"))
+        assert await section.locator(".chart").count() == 0, width  # no blank chart
+        empty = section.locator("#ranking tbody td")
+        assert await empty.count() == 1 and await empty.is_visible(), width
+        assert "暂无数据" in await empty.inner_text(), width
+        box = await section.bounding_box()
+        assert box is not None and box["height"] < 200, (width, box)  # a line, not a chart
+        assert await _page_width(supervisor) <= width, width
+
+
 async def _a_holiday_notice_checked(admin: Page) -> None:
     form = admin.locator("#calendar-form")
     await form.locator("textarea[name=csv_text]").fill(

@@ -27,13 +27,15 @@
         return r.value === null ? { value: 0, label: { formatter: "无数据" } } : Math.round(r.value * 1000) / 10; }),
         label: { show: true, position: "right", formatter: "{c}%" } }]
     });
-    var ranking = echarts.init(document.getElementById("chart-ranking"));
-    ranking.setOption({
+    // no unit ranked: the page has no ranking chart, its table says 暂无数据
+    var rankingBox = document.getElementById("chart-ranking");
+    var ranking = rankingBox && echarts.init(rankingBox);
+    if (ranking) ranking.setOption({
       textStyle: font, tooltip: {}, grid: { left: 160, right: 40 },
       xAxis: { type: "value" },
       yAxis: { type: "category", inverse: true, data: data.ranking.map(function (r) { return r.name; }) },
       series: [{ type: "bar", barMaxWidth: 28, data: data.ranking.map(function (r) { return r.score; }), label: { show: true, position: "right" } }]
     });
-    window.addEventListener("resize", function () { daily.resize(); rates.resize(); ranking.resize(); });
+    window.addEventListener("resize", function () { daily.resize(); rates.resize(); if (ranking) ranking.resize(); });
   });
 })();
