@@ -604,6 +604,28 @@ def test_static_folder_is_packaged() -> None:
     assert (STATIC / "console.js").exists() and Path(TEMPLATES / "base.html").exists()
 
 
+async def test_the_people_page_names_a_persons_unit(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """人员管理's 单位 column showed the unit's code (water) where the admin reads and picks
+    units by name everywhere else (the new person's form lists 县水务局); now its name, and a
+    person of no unit (an operator) —."""
+    admin = await signed_in(api, "admin")
+    listed = await admin.get("/console/people")
+    await admin.aclose()
+    assert listed.status_code == 200
+
+    def unit_of(login: str) -> str:
+        found = re.search(rf'<td data-label="登录名">{login}</td>.*?<td data-label="单位">'
+                          r"([^<]*)</td>", listed.text, re.S)  # fmt: skip
+        assert found is not None, login
+        return found[1]
+
+    name = await pool.fetchval("SELECT name FROM departments WHERE id = 'water'")
+    assert unit_of("water-clerk") == name, (unit_of("water-clerk"), name)
+    assert unit_of("operator") == "—"
+
+
 async def test_the_admin_manages_people_on_the_people_page(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

@@ -53,6 +53,8 @@ async def _people_page(
     departments = await pool.fetch("SELECT id, name FROM departments ORDER BY id")
     context = {"session": session, "people": await accounts.list_people(pool),
                "roles": list(Role), "departments": departments, "error": error,
+               # a person's unit by its name, as the form offers it (its code if it is gone)
+               "unit_names": {d["id"]: d["name"] for d in departments},
                "failed": failed, "posted": posted, "new_person": NEW_PERSON,
                "labels": LABELS}  # fmt: skip
     return page(request, "people.html", context, status_code)
