@@ -600,10 +600,11 @@ async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
     assert await supervisor.locator("#queued-since").is_visible()
 
 
-# The other tables a person reads on a phone, by who reads them: 审计查询's results and
-# 工单查询's, 统计考评's totals and ranking, 人员管理 and every page of 基础数据.
+# The other tables a person reads on a phone, by who reads them: 审计查询's results, a case's
+# 审计记录 (its timeline), 工单查询's, 统计考评's totals and ranking, 人员管理 and every page
+# of 基础数据.
 _PHONE_TABLES = {
-    "auditor": ("/console/audit", "/console/lookup?case_id={case_id}"),
+    "auditor": ("/console/audit", "/console/audit/{case_id}", "/console/lookup?case_id={case_id}"),
     "supervisor": ("/console/figures",),
     "admin": ("/console/people", "/console/admin/departments", "/console/admin/areas",
               "/console/admin/categories", "/console/admin/routing-rules",
@@ -616,10 +617,10 @@ _PHONE_TABLES = {
 async def test_the_other_tables_read_on_a_phone_without_scrolling_sideways(
     browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
 ) -> None:
-    """At 390 px the search results (审计查询, 工单查询), 统计考评's tables, 人员管理 and the
-    tables of 基础数据 are cards like the case lists: every filled cell on the screen, not
-    cut, a line wide, its column's name before it — no table to scroll sideways. At 1366 px
-    they stay tables."""
+    """At 390 px the search results (审计查询, 工单查询), a case's 审计记录, 统计考评's
+    tables, 人员管理 and the tables of 基础数据 are cards like the case lists: every filled
+    cell on the screen, not cut, a line wide, its column's name before it — no table to
+    scroll sideways. At 1366 px they stay tables."""
     case_id = await _water_case(api)
     await _a_notification_template(browsers, console_url)  # 通知模板 has a row to show
     unreadable: list[dict] = []  # of every page, to say all that is wrong at once
@@ -1209,6 +1210,15 @@ async def test_the_audit_page_reads_in_chinese_with_the_recorded_english_beneath
     assert (await code.inner_text()) == "replays", await verdict.inner_text()
     assert await code.evaluate("e => getComputedStyle(e).color") != "rgb(0, 0, 0)"  # grey
     await shot(auditor, shots, "5-audit-replayed")
+    # a phone: a card per event, the ladder's (a child workflow's) cards indented by depth
+    await auditor.set_viewport_size({"width": 390, "height": 844})
+    await shot(auditor, shots, "5-audit-timeline-390")
+    assert await _page_width(auditor) <= 390
+    lefts = await rows.evaluate_all(
+        "rs => rs.map(r => [r.className, r.getBoundingClientRect().left])")
+    top = {left for kind, left in lefts if kind == "depth-0"}
+    child = {left for kind, left in lefts if kind == "depth-1"}
+    assert len(top) == 1 and child and min(child) > max(top), lefts
 
 
 async def _contacted(api: httpx.AsyncClient, case_id: str) -> bool:
