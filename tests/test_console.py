@@ -1124,6 +1124,25 @@ async def test_a_phone_written_with_0086_is_the_same_number_to_the_lookup(
     assert await pool.fetchval("SELECT citizen_phone_digits('0086 12345')") == "008612345"
 
 
+async def test_a_landline_with_the_country_code_is_the_number_a_caller_says(
+    pool: asyncpg.Pool,
+) -> None:
+    """A landline stored as written with China's country code (+86 10 8765 4321: the area
+    code without its 0) was not the 010 8765 4321 a caller says, nor the reverse: the lookup's
+    normal form dropped 86 before a mobile number only. Now a landline after 86/0086 (an area
+    code 10, 2x or 3-9xx and its 7-8 digits) is written with its 0 again, in the database
+    (citizen_phone_digits, migration 0039) as in the SMS channel's rule (phone_forms)."""
+    from jiesu.notify.sms import phone_forms
+
+    for said, normal in (("+86 10 8765 4321", "01087654321"), ("0086-10-87654321", "01087654321"),
+                         ("010 8765 4321", "01087654321"), ("86 531 8888 6666", "053188886666"),
+                         ("+86 (0)10 8765 4321", "01087654321"),
+                         ("+86 755 1234567", "07551234567"), ("+86 138 1234 5678", "13812345678"),
+                         ("0086 12345", "008612345"), ("86 12345678", "8612345678")):  # fmt: skip
+        stored = await pool.fetchval("SELECT citizen_phone_digits($1)", said)
+        assert stored == phone_forms(said)[0] == normal, (said, stored, phone_forms(said)[0])
+
+
 async def test_a_second_reply_says_the_case_was_replied_to(api: httpx.AsyncClient) -> None:
     """A clerk replying again from a second tab was told only 工单当前的状态不能办理此操作 —
     not that the case had been replied to; and the 未保存 box labelled the reply's text 内容.

@@ -47,13 +47,24 @@ SIGNATURE_HEADER = "X-Jiesu-Signature"
 SIGNATURE_PREFIX = "sha256="
 
 
+# A mobile number written with China's country code (86 or 0086): the number after it. (Not
+# any eleven digits: 86 531 8888 6666 is a landline of area code 0531.)
+_MOBILE_AFTER_86 = re.compile(r"(?:00)?86(1[3-9][0-9]{9})")
+# A landline written with China's country code: 86 or 0086, the area code without its 0
+# (sometimes written "(0)"), and the number — 10 or 2x and 8 digits, or 3-9xx and 7-8 digits.
+_LANDLINE_AFTER_86 = re.compile(r"(?:00)?860?((?:10|2[0-9])[0-9]{8}|[3-9][0-9]{2}[0-9]{7,8})")
+
+
 def phone_forms(phone: str) -> list[str]:
-    """The digit strings one mobile number may be written as (with or without +86/0086)."""
+    """The digit strings one mobile number may be written as (with or without +86/0086);
+    the first is the number's normal form, as 工单查询 compares numbers (the database's
+    citizen_phone_digits, migration 0039): a landline after 86/0086 is written as a caller in
+    China says it, with its area code's 0 (+86 10 8765 4321 is 01087654321)."""
     digits = re.sub(r"\D", "", phone)
-    for prefix in ("0086", "86"):
-        if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
-            digits = digits[len(prefix):]
-            break
+    if mobile := _MOBILE_AFTER_86.fullmatch(digits):
+        digits = mobile[1]
+    elif landline := _LANDLINE_AFTER_86.fullmatch(digits):
+        digits = "0" + landline[1]
     return [digits, "86" + digits, "0086" + digits]
 
 
