@@ -1143,6 +1143,27 @@ async def test_a_landline_with_the_country_code_is_the_number_a_caller_says(
         assert stored == phone_forms(said)[0] == normal, (said, stored, phone_forms(said)[0])
 
 
+async def test_the_sms_tail_on_the_case_page_is_four_ascii_digits(
+    api: httpx.AsyncClient,
+) -> None:
+    """The case page after 受理 says the link goes to 尾号 <sms> from its URL's ?sms=; any
+    four characters str.isdigit() takes passed (１２３４ full-width, ٣٤٥٦ Arabic-Indic, ²³¹⁴
+    superscripts), so a link could make the page tell the operator a tail no phone has. Now
+    only four ASCII digits (what the intake writes there) are said; anything else no tail."""
+    case_id = (await register(api))["case_id"]
+    operator = await signed_in(api, "operator")
+    try:
+        for tail, said in (("5678", True), ("１２３４", False), ("٣٤٥٦", False),
+                           ("²³¹⁴", False), ("12a4", False)):  # fmt: skip
+            page = await operator.get(f"/console/cases/{case_id}", params={"filed": 1, "sms": tail})
+            assert page.status_code == 200
+            note = re.search(r"<p[^>]*data-link-note[^>]*>(.*?)</p>", page.text, re.S)
+            assert note is not None, tail
+            assert ("尾号" in note[1]) is said and (tail in note[1]) is said, (tail, note[1])
+    finally:
+        await operator.aclose()
+
+
 async def test_a_second_reply_says_the_case_was_replied_to(api: httpx.AsyncClient) -> None:
     """A clerk replying again from a second tab was told only 工单当前的状态不能办理此操作 —
     not that the case had been replied to; and the 未保存 box labelled the reply's text 内容.

@@ -4,6 +4,7 @@ plain words, and the actions the lifecycle allows now."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -148,6 +149,17 @@ def unsaved_text(
 _NOT_TYPED = frozenset({"csrf_token", "key", "approved", "upheld"})
 
 
+_SMS_TAIL = re.compile(r"[0-9]{4}")  # ASCII only: \d and str.isdigit() take any script's
+
+
+def sms_tail(said: str | None) -> str | None:
+    """The last four digits of the number the intake SMS goes to, from the case page's URL
+    (``?sms=``, written by the console's intake: api/console/intake.py sms_to), to tell the
+    operator; None when it is anything but four ASCII digits (a link may carry any text —
+    １２３４ full-width is no phone's tail)."""
+    return said if said is not None and _SMS_TAIL.fullmatch(said) else None
+
+
 async def _case_page(
     request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
@@ -187,6 +199,7 @@ async def _case_page(
         "grids": dict(await pool.fetch("SELECT id, name FROM areas WHERE kind = 'grid'")),
         "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
+        "sms_tail": sms_tail(request.query_params.get("sms")),
         "failed": failed, "posted": posted,  # web.typed: the refused form again
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "extension_window": extension_window(state, datetime.now(UTC)),
