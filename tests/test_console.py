@@ -1131,7 +1131,7 @@ async def test_a_landline_with_the_country_code_is_the_number_a_caller_says(
     code without its 0) was not the 010 8765 4321 a caller says, nor the reverse: the lookup's
     normal form dropped 86 before a mobile number only. Now a landline after 86/0086 (an area
     code 10, 2x or 3-9xx and its 7-8 digits) is written with its 0 again, in the database
-    (citizen_phone_digits, migration 0039) as in the SMS channel's rule (phone_forms)."""
+    (citizen_phone_digits, migration 0040) as in the SMS channel's rule (phone_forms)."""
     from jiesu.notify.sms import phone_forms
 
     for said, normal in (("+86 10 8765 4321", "01087654321"), ("0086-10-87654321", "01087654321"),

@@ -58,7 +58,7 @@ _LANDLINE_AFTER_86 = re.compile(r"(?:00)?860?((?:10|2[0-9])[0-9]{8}|[3-9][0-9]{2
 def phone_forms(phone: str) -> list[str]:
     """The digit strings one mobile number may be written as (with or without +86/0086);
     the first is the number's normal form, as 工单查询 compares numbers (the database's
-    citizen_phone_digits, migration 0039): a landline after 86/0086 is written as a caller in
+    citizen_phone_digits, migration 0040): a landline after 86/0086 is written as a caller in
     China says it, with its area code's 0 (+86 10 8765 4321 is 01087654321)."""
     digits = re.sub(r"\D", "", phone)
     if mobile := _MOBILE_AFTER_86.fullmatch(digits):
