@@ -1,7 +1,13 @@
 """Every relative link of README.md and docs/*.md leads somewhere: the file exists and, with
 a ``#fragment`` into a Markdown file, that file has a heading of that anchor (GitHub's
 rule: lower case, punctuation other than ``-`` dropped, spaces to ``-``, ``-1``, ``-2`` …
-for repeats)."""
+for repeats).
+
+And every name a page gives in code spans (`` `…` ``) is there: a repository path
+(``jiesu/ops/demo_data.py``, ``api/errors.MAX_DETAILS`` for a name in a module), a test
+(``test_…`` starts the name of a test function or file; ``tests/test_x.py::test_y`` is in that
+file) and a ``make`` target. Files that runs write (``.gitignore``'d, e.g. ``bench/results/``)
+are not required."""
 
 from __future__ import annotations
 
@@ -56,6 +62,103 @@ def broken_links(paths: list[Path], root: Path = ROOT) -> list[str]:
                 elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved):
                     out.append(f"{where} (no such heading)")
     return out
+
+
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])(?:\.ci|activities|api|bench|deploy|docs|jiesu|scripts|tests|workflows)/"
+    r"[\w./<>*-]*[\w/>*](?:::\w+)?"
+)
+TEST_NAME = re.compile(r"(?:^|::|[\s(])(test_\w+)")
+MAKE_TARGET = re.compile(r"\bmake ([a-z][\w-]*)")
+
+
+def _test_names(root: Path) -> tuple[set[str], dict[str, str]]:
+    """Every test function's name and test file's stem, and each test file's text by path."""
+    names: set[str] = set()
+    texts: dict[str, str] = {}
+    for file in (root / "tests").rglob("test_*.py"):
+        text = file.read_text(encoding="utf-8")
+        texts[file.relative_to(root).as_posix()] = text
+        names.add(file.stem)
+        names.update(re.findall(r"def (test_\w+)", text))
+    return names, texts
+
+
+def _written_by_runs(root: Path) -> list[str]:
+    """The folders .gitignore names inside the repository (a run's results, not docs' facts)."""
+    ignore = root / ".gitignore"
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    return [line.strip() for line in lines if "/" in line.strip("/") and line.endswith("/")]
+
+
+def _path_exists(root: Path, token: str) -> bool:
+    file = token.partition("::")[0]
+    if "*" in file or "<" in file:  # a pattern: tests/histories/v6-*, tests/test_<file>.py
+        return any(root.glob(re.sub(r"<[^>]*>", "*", file)))
+    if (root / file).exists():
+        return True
+    module, _, attribute = file.rpartition(".")  # api/errors.MAX_DETAILS
+    source = root / f"{module}.py"
+    return bool(attribute) and source.is_file() and attribute in source.read_text(encoding="utf-8")
+
+
+def missing_names(paths: list[Path], root: Path = ROOT) -> list[str]:
+    """The paths, tests and make targets named in code spans that do not exist."""
+    tests, test_texts = _test_names(root)
+    makefile = root / "Makefile"
+    targets = set(re.findall(r"^([\w-]+):", makefile.read_text(encoding="utf-8"), re.M))
+    generated = _written_by_runs(root)
+    out = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{path.relative_to(root)}:{number}:"
+            for code in CODE_SPAN.findall(line):
+                for token in REPO_PATH.findall(code):
+                    if any(token.startswith(folder) for folder in generated):
+                        continue
+                    if not _path_exists(root, token):
+                        out.append(f"{where} {token} (no such path)")
+                    file, _, test = token.partition("::")
+                    if test and file in test_texts and f"def {test}" not in test_texts[file]:
+                        out.append(f"{where} {token} (no such test in {file})")
+                for name in TEST_NAME.findall(code):
+                    if not any(known.startswith(name) for known in tests):
+                        out.append(f"{where} {name} (no such test)")
+                for target in MAKE_TARGET.findall(code):
+                    if target not in targets:
+                        out.append(f"{where} make {target} (no such target)")
+    return out
+
+
+def test_every_named_path_test_and_make_target_exists() -> None:
+    assert missing_names(DOCS) == []
+
+
+def test_the_name_check_sees_a_missing_path_test_and_target(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("def test_one_thing(): ...\n", encoding="utf-8")
+    (tmp_path / "jiesu").mkdir()
+    (tmp_path / "jiesu" / "config.py").write_text("LIMIT = 1\n", encoding="utf-8")
+    (tmp_path / "Makefile").write_text("run:\n\ttrue\n", encoding="utf-8")
+    (tmp_path / ".gitignore").write_text(".venv/\nbench/results/\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "`jiesu/config.py`, `jiesu/config.LIMIT`, `bench/results/x.json`, `make run`,\n"
+        "`tests/test_<file>.py`, `tests/test_a*`, `/api/v1/jiesu/nowhere`\n"
+        "`tests/test_a.py::test_one_thing`, `test_one`, `pytest tests/test_a.py -k one`\n"
+        "`jiesu/settings.py`, `jiesu/config.OTHER`, `make demo`,\n"
+        "`tests/test_a.py::test_two`, `test_two_things`\n",
+        encoding="utf-8",
+    )
+    assert missing_names([page], root=tmp_path) == [
+        "page.md:4: jiesu/settings.py (no such path)",
+        "page.md:4: jiesu/config.OTHER (no such path)",
+        "page.md:4: make demo (no such target)",
+        "page.md:5: tests/test_a.py::test_two (no such test in tests/test_a.py)",
+        "page.md:5: test_two (no such test)",
+        "page.md:5: test_two_things (no such test)",
+    ]
 
 
 def test_every_relative_link_resolves() -> None:
