@@ -1,8 +1,9 @@
 """Every recorded history under tests/histories/ must replay with the current workflow code.
 
 A failure here means a workflow change would break cases that are already running: guard the
-change with ``workflow.patched(...)`` (see README, "Changing workflow code safely"). "Replays"
-means the recorded commands *and* the events every projection recorded (``replay_checked``).
+change with ``workflow.patched(...)`` (see docs/auditing.md, "Changing workflow code safely").
+"Replays" means the recorded commands *and* the events every projection recorded
+(``replay_checked``).
 The ``prepatch_*`` histories were recorded by the code before each ``workflow.patched`` change
 of the eighth session's review (at de65895), on the very paths those patches changed: they check
 that a case started before a patch still takes its old path.
