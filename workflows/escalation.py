@@ -6,7 +6,9 @@ supervisor chose (or the first), one step per interval (the first lasting until 
 deadline, when the supervisor set one) up to its ceiling, if the case gave it one (a case
 waiting in the centre's dispatch queue: 督办), telling the case at every step (the case records
 it, notifies and shows the level). The case signals ``stop`` when the department did what it
-was supervised for, or the case closes.
+was supervised for, or the case closes; ``hold`` when the case enters the centre's dispatch queue
+with the ladder climbing (it climbs to 督办 at most there) and ``release`` when a unit has the
+case again (since lean-case-v10).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name="EscalationWorkflow")
 class EscalationWorkflow:
-    stop = "stop"  # the signal name, for clients (the case)
+    stop = "stop"  # the signal names, for clients (the case)
+    hold = "hold"  # climb no higher than 督办 (the case waits in the centre's dispatch queue)
+    release = "release"  # climb again (a unit has the case once more)
 
     def __init__(self) -> None:
         self._stopped = False
+        self._held = False
 
     @workflow.run
     async def run(self, request: EscalationRequest) -> EscalationOutcome:
@@ -48,14 +53,20 @@ class EscalationWorkflow:
             tell = True
             if level is EscalationLevel.ACCOUNTABILITY:
                 return EscalationOutcome(final_level=level, stopped=False)
-            if request.ceiling is not None and level >= request.ceiling:
-                # the top this ladder may reach: it holds there until the case stops it (a
-                # ladder started without a ceiling never comes here: it replays as it ran)
-                await workflow.wait_condition(lambda: self._stopped)
-                return EscalationOutcome(final_level=level, stopped=True)
+            if self._holds_at(request, level):
+                # the top this ladder may reach now: it holds there until the case stops it or,
+                # for a hold the case asked (``hold``), releases it (a ladder never held replays
+                # as it ran: the condition is the same until a hold arrives)
+                await workflow.wait_condition(
+                    lambda at=level: self._stopped or not self._holds_at(request, at)
+                )
+                if self._stopped:
+                    return EscalationOutcome(final_level=level, stopped=True)
+                tell, first = False, step  # released: the next step a whole interval on
+                continue
             try:
                 await workflow.wait_condition(
-                    lambda: self._stopped,
+                    lambda at=level: self._stopped or self._holds_at(request, at),
                     timeout=max(first, timedelta(seconds=1)),
                     timeout_summary=f"next step after {level.name.lower()}",
                 )
@@ -63,13 +74,30 @@ class EscalationWorkflow:
                 level = EscalationLevel(level + 1)
                 first = step
                 continue
-            return EscalationOutcome(final_level=level, stopped=True)
+            if self._stopped:
+                return EscalationOutcome(final_level=level, stopped=True)
+            tell = False  # held at the level it reached: hold there (above)
+
+    def _holds_at(self, request: EscalationRequest, level: EscalationLevel) -> bool:
+        """Does the ladder stop climbing at ``level``? At the ceiling the case gave it when it
+        started it (for good), or at 督办 or above while the case asks it to hold (its case
+        entered the centre's dispatch queue: queue-holds-ladder-v1, workflows/ladder.py)."""
+        ceiling = request.ceiling
+        if ceiling is None and self._held:
+            ceiling = EscalationLevel.SUPERVISE
+        return ceiling is not None and level >= ceiling
 
     @workflow.signal(dynamic=True)
     def _message(self, name: str, args: Sequence[RawValue]) -> None:
-        """``stop``: the department acted or the case closed, the ladder ends. Anything else
-        (or ``stop`` with a payload) is logged and ignored: it must never wedge the ladder."""
-        if name == self.stop and not isinstance(messages.decode(name, args, None), messages.Misfit):
-            self._stopped = True
+        """``stop``: the department acted or the case closed, the ladder ends. ``hold`` and
+        ``release``: the case entered or left the centre's dispatch queue (they never lift the
+        ceiling the ladder started with). Anything else (or one of them with a payload) is
+        logged and ignored: it must never wedge the ladder."""
+        known = name in (self.stop, self.hold, self.release)
+        if known and not isinstance(messages.decode(name, args, None), messages.Misfit):
+            if name == self.stop:
+                self._stopped = True
+            else:
+                self._held = name == self.hold
             return
         workflow.logger.warning("ladder ignored message %s", messages.printable(name, 64))

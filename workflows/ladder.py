@@ -70,6 +70,15 @@ PATCH_CHILD_ENDED = "ladder-child-ended-v1"
 # climbed a step every interval the queue waited and recorded 会办, then 问责 with an
 # accountability referral, against the centre (tests/test_queue_deadlines.py).
 PATCH_QUEUED_CEILING = "queued-ladder-ceiling-v1"
+# Since this one (epoch lean-case-v10) a ladder already climbing when the case enters the
+# centre's dispatch queue — one of dissatisfaction, which supervises the rehandling round (重办)
+# until its reply, when that round ends in the queue; one a 督办 order or repeat reports started
+# before the case's planning routed it there — holds at 督办 (or the step it reached) while the
+# case waits there: the case signals the child ``hold``, and ``release`` once a unit has the case
+# again, when the ladder climbs on against that unit. Before, only a ladder started in the queue
+# had a ceiling: these climbed every interval to 会办 and 问责 against the centre itself
+# (tests/test_queue_ladder_hold.py).
+PATCH_QUEUE_HOLDS = "queue-holds-ladder-v1"
 
 
 class Ladder:
@@ -187,6 +196,7 @@ class Ladder:
         if first_step_taken:
             assert self._on_step is not None
             self._on_step(EscalationStep(n=n, level=start_level))
+        ceiling = self._ceiling()
         handle = await workflow.start_child_workflow(
             EscalationWorkflow.run,
             EscalationRequest(
@@ -198,16 +208,19 @@ class Ladder:
                 start_level=start_level,
                 first_step_due=escalation.due,
                 first_step_taken=first_step_taken,
-                ceiling=self._ceiling(),
+                ceiling=ceiling,
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         done = asyncio.create_task(_outcome(handle))
         acted = self._did_its_duty if purposeful else self._acted
-        await workflow.wait_condition(
-            lambda: done.done() or self._stop or acted(trigger, round_, start_seq)
-        )
+
+        def over() -> bool:
+            return done.done() or self._stop or acted(trigger, round_, start_seq)
+
+        await self._hold_in_the_queue(handle, over, ceiling)
+        await workflow.wait_condition(over)
         if not done.done():
             try:
                 await handle.signal(EscalationWorkflow.stop)
@@ -230,6 +243,30 @@ class Ladder:
             final_level=int(outcome.final_level),
             stopped=outcome.stopped,
         )
+
+    async def _hold_in_the_queue(
+        self, handle: Any, over: Callable[[], bool], ceiling: EscalationLevel | None
+    ) -> None:
+        """Until the ladder is ``over``: tell the child to hold (at 督办 at most) whenever the
+        case enters the centre's dispatch queue, and to climb again when it leaves it
+        (PATCH_QUEUE_HOLDS). A ladder started in the queue has its ceiling for good (the
+        dispatch ends it); a case from before the patch asks nothing here and replays as it
+        ran."""
+        if ceiling is not None or not self._case.patched(PATCH_QUEUE_HOLDS):
+            return
+        held = False
+        while True:
+            await workflow.wait_condition(lambda was=held: over() or self._queued() != was)
+            if over():
+                return
+            held = not held
+            try:
+                await handle.signal(EscalationWorkflow.hold if held else EscalationWorkflow.release)
+            except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
+                return
+
+    def _queued(self) -> bool:
+        return self._case.state.status is Status.DISPATCHING
 
     def _ceiling(self) -> EscalationLevel | None:
         """督办 for a ladder of a case waiting in the centre's queue (PATCH_QUEUED_CEILING)."""

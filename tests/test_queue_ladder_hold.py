@@ -1,0 +1,140 @@
+"""A supervision ladder already climbing when the case enters the centre's dispatch queue (待派单)
+holds at 督办 while the case waits there (queue-holds-ladder-v1, epoch ``lean-case-v10``).
+
+``queued-ladder-ceiling-v1`` (lean-case-v9) gave a ceiling only to a ladder *started* in the
+queue. A ladder started before — by dissatisfaction, which supervises the rehandling round (重办)
+until its reply, when that round ended in the queue; by a 督办 order or repeat reports taken
+before the case's planning routed it to the queue — kept climbing every interval the queue
+waited, and recorded 会办, then 问责 with an accountability referral, against the centre itself.
+Now the case tells such a ladder to hold when it enters the queue, and to climb again when a
+unit has the case once more.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from helpers import (
+    SUPERVISOR,
+    act,
+    case_when,
+    department,
+    eventually,
+    exists,
+    handle_of,
+    keep_history,
+    ladder_of,
+    register,
+)
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from test_hostile_messages import SUPERVISOR as SUPERVISOR_ACTOR
+from test_hostile_messages import rid, start_of, until
+
+from jiesu.case.domain import CENTRE_ID, CaseFacts, EventKind, Status
+from workflows import ComplaintWorkflow
+
+URBAN = department("urban-management")
+
+
+def _kinds(state: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in state["events"]]
+
+
+def _steps(state: dict[str, Any]) -> list[tuple[int, str | None]]:
+    return [(e["data"]["level"], e["data"]["department_id"])
+            for e in state["events"] if e["kind"] == "escalated"]  # fmt: skip
+
+
+async def _replied(api: httpx.AsyncClient, case_id: str) -> None:
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "contact", URBAN)
+    await act(api, case_id, "reply", URBAN, outcome="resolved", text="已处理")
+
+
+async def test_a_dissatisfaction_ladder_whose_rehandling_ends_in_the_queue_holds_at_supervise(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """The second unsatisfied rating starts the dissatisfaction ladder against the unit and
+    rehandles; the reassignment ends in the centre's queue (its child stopped by an operator).
+    The ladder climbs to 督办 there and holds however long the queue waits — before, 会办 and
+    问责 followed against the centre. Dispatched, the unit has the rehandling round and the
+    ladder climbs again against it, until its reply."""
+    created = await register(api)  # → urban management
+    case_id, token = created["case_id"], created["citizen_token"]
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    for n in (1, 2):  # max_unsatisfied_rounds: 2
+        await _replied(api, case_id)
+        await act(api, case_id, "rating", token=token, rating="unsatisfied")
+        await case_when(api, case_id, lambda s: s["status"] == "reassigning")
+        if n == 1:
+            await act(api, case_id, "reassign", SUPERVISOR, department_id="urban-management")
+            await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    child = client.get_workflow_handle(f"{case_id}-reassign-2")
+    await eventually(lambda: exists(child), within=30)
+    await child.terminate("an operator ended the reassignment")  # → the centre's queue
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    ladder = await ladder_of(client, case_id)
+    await env.fast_forward(ladder, timedelta(hours=10, minutes=1))  # five intervals
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 3)
+    assert state["status"] == "dispatching", state["status"]
+    assert "accountability_recorded" not in _kinds(state), _steps(state)
+    assert _steps(state) == [(1, "urban-management"), (2, CENTRE_ID), (3, CENTRE_ID)], (
+        _steps(state))
+    assert state["escalation"]["active"], state["escalation"]
+
+    await act(api, case_id, "dispatch", SUPERVISOR, department_id="urban-management")
+    await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    # the unit has the rehandling round: the ladder climbs against it again (会办)
+    await env.fast_forward(ladder, timedelta(hours=2, minutes=1))
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 4)
+    assert _steps(state)[3:] == [(4, "urban-management")], _steps(state)
+    await _replied(api, case_id)
+    state = await case_when(api, case_id, lambda s: not s["escalation"]["active"])
+    stopped = next(e for e in state["events"] if e["kind"] == "escalation_stopped")
+    assert stopped["data"]["final_level"] == 4 and stopped["data"]["stopped"], stopped
+    handle = handle_of(client, case_id)
+    await handle.terminate("test over")
+    await keep_history(handle, "dissatisfaction_ladder_held_in_the_queue")
+
+
+async def test_an_order_taken_before_the_plan_holds_at_supervise_once_the_case_is_queued(
+    client: Client, env: WorkflowEnvironment, settings: Any
+) -> None:
+    """A 督办 order sent with the case's start (any Temporal client: signal-with-start) is
+    taken before the planning routes the case — here to the queue (no rule for the category).
+    Its ladder started before the case was queued: it holds at 督办 in the queue. Before, it
+    climbed to 问责 against the centre. The dispatch ends it."""
+    case_id = f"JS-QHOLD-{uuid.uuid4().hex[:8]}"
+    start = start_of(case_id)
+    start = start.model_copy(update={"facts": CaseFacts(
+        title="Stray dogs", category_id="stray_animals", grid_id="G-QH-01-01-1",
+        address=f"幸福路{case_id}")})  # fmt: skip
+    order = {"actor": rid(SUPERVISOR_ACTOR), "form": "supervise", "note": "请尽快派单"}
+    handle = await client.start_workflow(
+        ComplaintWorkflow.run, start, id=case_id, task_queue=settings.task_queue,
+        start_signal="supervise", start_signal_args=[order],
+    )  # fmt: skip
+    try:
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING
+                    and s.escalation is not None)  # fmt: skip
+        ladder = await ladder_of(client, case_id)
+        await env.fast_forward(ladder, timedelta(hours=6, minutes=1))  # three intervals
+        s = await until(client, case_id, lambda s: s.escalation_level >= 3)
+        assert s.status is Status.DISPATCHING
+        escalated = [(e.data["level"], e.data["department_id"]) for e in s.events
+                     if e.kind is EventKind.ESCALATED]  # fmt: skip
+        assert all(level <= 3 for level, _ in escalated), escalated
+        assert not any(e.kind is EventKind.ACCOUNTABILITY_RECORDED for e in s.events), escalated
+        assert s.escalation is not None and s.escalation.active
+        await handle.signal("dispatch", {"actor": rid(SUPERVISOR_ACTOR),
+                                         "department_id": "urban-management",
+                                         "department_name": "urban-management"})  # fmt: skip
+        s = await until(client, case_id, lambda s: s.escalation is not None
+                        and not s.escalation.active)  # fmt: skip
+        assert s.status is Status.ASSIGNED
+    finally:
+        await handle.terminate("test over")
