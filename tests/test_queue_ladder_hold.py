@@ -12,6 +12,7 @@ unit has the case once more.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -31,11 +32,20 @@ from helpers import (
 )
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from test_hostile_messages import CITIZEN, rid, start_of, until
 from test_hostile_messages import SUPERVISOR as SUPERVISOR_ACTOR
-from test_hostile_messages import rid, start_of, until
 
-from jiesu.case.domain import CENTRE_ID, CaseFacts, EventKind, Status
+from jiesu.case.domain import (
+    CENTRE_ID,
+    CaseFacts,
+    EscalationLevel,
+    EscalationRequest,
+    EscalationTrigger,
+    EventKind,
+    Status,
+)
 from workflows import ComplaintWorkflow
+from workflows.escalation import EscalationWorkflow
 
 URBAN = department("urban-management")
 
@@ -138,3 +148,48 @@ async def test_an_order_taken_before_the_plan_holds_at_supervise_once_the_case_i
         assert s.status is Status.ASSIGNED
     finally:
         await handle.terminate("test over")
+
+
+async def test_a_ladder_child_id_taken_by_another_client_leaves_the_case_able_to_close(
+    client: Client, settings: Any
+) -> None:
+    """Any Temporal client may start an EscalationWorkflow under the id the case gives its next
+    ladder (``<case>-escalation-1``), with a ceiling of its choosing so that it never ends. The
+    case's own start of its ladder is then refused (already started). Since lean-case-v10
+    (ladder-child-id-taken-v1) the ladder is recorded stopped where it stood, the next order
+    starts the next ladder, and the case closes. Before, the ladder stayed active for ever (every
+    order refused already_supervised) and the case's workflow failed at its close, which
+    re-raised the start's failure (WorkflowFailureError: "Workflow execution already started")."""
+    case_id = f"JS-QSQUAT-{uuid.uuid4().hex[:8]}"
+    squatter = await client.start_workflow(
+        EscalationWorkflow.run,
+        EscalationRequest(case_id=case_id, n=1, trigger=EscalationTrigger.SUPERVISOR,
+                          department_id=None, step_hours=2.0, first_step_taken=True,
+                          ceiling=EscalationLevel.REMIND),
+        id=f"{case_id}-escalation-1", task_queue=settings.task_queue,
+    )  # fmt: skip
+    handle = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
+    )
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        order = {"actor": rid(SUPERVISOR_ACTOR), "form": "supervise", "note": "请尽快办理"}
+        await handle.signal("supervise", order)
+        s = await until(client, case_id, lambda s: s.escalation is not None
+                        and not s.escalation.active)  # fmt: skip
+        stopped = [e.data for e in s.events if e.kind is EventKind.ESCALATION_STOPPED]
+        assert stopped == [{"n": 1, "final_level": 3, "stopped": False,
+                            "reason": "child_id_taken",
+                            "child_id": f"{case_id}-escalation-1"}], stopped  # fmt: skip
+        await handle.signal("supervise", {**order, "actor": rid(SUPERVISOR_ACTOR)})
+        s = await until(client, case_id, lambda s: s.escalation is not None
+                        and s.escalation.n == 2 and s.escalation.active)  # fmt: skip
+        await handle.signal("withdraw", {"actor": rid(CITIZEN)})
+        outcome = await asyncio.wait_for(handle.result(), timeout=30)
+        assert outcome.status is Status.CLOSED
+        s = await handle.query(ComplaintWorkflow.state)
+        assert s.escalation is not None and not s.escalation.active, s.escalation
+    finally:
+        if (await handle.describe()).status.name == "RUNNING":
+            await handle.terminate("test over")
+        await squatter.terminate("test over")

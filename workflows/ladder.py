@@ -13,7 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -79,6 +83,13 @@ PATCH_QUEUED_CEILING = "queued-ladder-ceiling-v1"
 # had a ceiling: these climbed every interval to 会办 and 问责 against the centre itself
 # (tests/test_queue_ladder_hold.py).
 PATCH_QUEUE_HOLDS = "queue-holds-ladder-v1"
+# Since this one (epoch lean-case-v10) a ladder whose child cannot start because another client
+# started a workflow under its id (``<case>-escalation-<n>``, before the case did) is recorded
+# stopped where it stood (``escalation_stopped``, reason child_id_taken). Before, the start's
+# failure ended the ladder's task unseen: the case kept the ladder active (every order refused
+# already_supervised, no ladder of its own breaches) and its workflow failed at the close,
+# which re-raised it (tests/test_queue_ladder_hold.py).
+PATCH_CHILD_ID_TAKEN = "ladder-child-id-taken-v1"
 
 
 class Ladder:
@@ -197,22 +208,28 @@ class Ladder:
             assert self._on_step is not None
             self._on_step(EscalationStep(n=n, level=start_level))
         ceiling = self._ceiling()
-        handle = await workflow.start_child_workflow(
-            EscalationWorkflow.run,
-            EscalationRequest(
-                case_id=s.case_id,
-                n=n,
-                trigger=trigger,
-                department_id=s.department_id,
-                step_hours=policy.escalation_step_hours,
-                start_level=start_level,
-                first_step_due=escalation.due,
-                first_step_taken=first_step_taken,
-                ceiling=ceiling,
-            ),
-            id=child_id,
-            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-        )
+        try:
+            handle = await workflow.start_child_workflow(
+                EscalationWorkflow.run,
+                EscalationRequest(
+                    case_id=s.case_id,
+                    n=n,
+                    trigger=trigger,
+                    department_id=s.department_id,
+                    step_hours=policy.escalation_step_hours,
+                    start_level=start_level,
+                    first_step_due=escalation.due,
+                    first_step_taken=first_step_taken,
+                    ceiling=ceiling,
+                ),
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            )
+        except WorkflowAlreadyStartedError:  # another client holds the child's id
+            if not self._case.patched(PATCH_CHILD_ID_TAKEN):
+                raise  # as such a case ran before the patch: its workflow failed at the close
+            self._not_started(n, child_id, escalation.level)
+            return
         done = asyncio.create_task(_outcome(handle))
         acted = self._did_its_duty if purposeful else self._acted
 
@@ -242,6 +259,22 @@ class Ladder:
             n=n,
             final_level=int(outcome.final_level),
             stopped=outcome.stopped,
+        )
+
+    def _not_started(self, n: int, child_id: str, level: EscalationLevel) -> None:
+        """The ladder's child could not start: another client had started a workflow under its
+        id (PATCH_CHILD_ID_TAKEN). Recorded stopped where it stood, so that the case goes on —
+        a new order or breach starts the next ladder, and the case closes."""
+        assert self._case.state.escalation is not None
+        self._case.state.escalation.active = False
+        self._case.record(
+            EventKind.ESCALATION_STOPPED,
+            SYSTEM_ACTOR,
+            n=n,
+            final_level=int(level),
+            stopped=False,
+            reason="child_id_taken",
+            child_id=child_id,
         )
 
     async def _hold_in_the_queue(

@@ -155,6 +155,8 @@ def _second_assignment(d: Data, w: Words) -> str:
 
 def _stopped(d: Data) -> str:
     level = glossary.term(EscalationLevel, d.get("final_level"))
+    if d.get("reason") == "child_id_taken":  # ladder-child-id-taken-v1 (workflows/ladder.py)
+        return f"督办阶梯未能启动（其流程编号已被占用），停在“{level}”"
     how = "承办单位已处理" if d.get("stopped") else "督办阶梯已走完"
     return f"督办结束（{how}，最高至“{level}”）"
 
