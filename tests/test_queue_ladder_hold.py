@@ -34,6 +34,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_hostile_messages import CITIZEN, rid, start_of, until
 from test_hostile_messages import SUPERVISOR as SUPERVISOR_ACTOR
+from test_hostile_messages import URBAN as URBAN_ACTOR
 
 from jiesu.case.domain import (
     CENTRE_ID,
@@ -189,6 +190,41 @@ async def test_a_ladder_child_id_taken_by_another_client_leaves_the_case_able_to
         assert outcome.status is Status.CLOSED
         s = await handle.query(ComplaintWorkflow.state)
         assert s.escalation is not None and not s.escalation.active, s.escalation
+    finally:
+        if (await handle.describe()).status.name == "RUNNING":
+            await handle.terminate("test over")
+        await squatter.terminate("test over")
+
+
+async def test_a_reassignment_child_id_taken_by_another_client_sends_the_case_to_the_queue(
+    client: Client, settings: Any
+) -> None:
+    """The same with the reassignment child's id (``<case>-reassign-1``): a workflow another
+    client started there first (any type; a held ladder never ends). Since lean-case-v10 the
+    reassignment is recorded failed and the centre's dispatcher decides, as when the child ends
+    without a choice (reassignment-child-ended-v1). Before, the start's failure ended the case's
+    workflow at the unit's return: FAILED, its state left reassigning."""
+    case_id = f"JS-RSQUAT-{uuid.uuid4().hex[:8]}"
+    squatter = await client.start_workflow(
+        EscalationWorkflow.run,
+        EscalationRequest(case_id=case_id, n=1, trigger=EscalationTrigger.SUPERVISOR,
+                          department_id=None, step_hours=2.0, first_step_taken=True,
+                          ceiling=EscalationLevel.REMIND),
+        id=f"{case_id}-reassign-1", task_queue=settings.task_queue,
+    )  # fmt: skip
+    handle = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
+    )
+    try:
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await handle.signal("return", {"actor": rid(URBAN_ACTOR), "reason": "Not ours"})
+        s = await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        failed = [e.data for e in s.events if e.kind is EventKind.REASSIGNMENT_FAILED]
+        assert [f["child_id"] for f in failed] == [f"{case_id}-reassign-1"], failed
+        assert s.assignment is not None and s.assignment.department_id == CENTRE_ID
+        await handle.signal("withdraw", {"actor": rid(CITIZEN)})
+        outcome = await asyncio.wait_for(handle.result(), timeout=30)
+        assert outcome.status is Status.CLOSED
     finally:
         if (await handle.describe()).status.name == "RUNNING":
             await handle.terminate("test over")

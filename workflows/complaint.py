@@ -23,7 +23,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
@@ -219,6 +225,12 @@ PATCH_DEADLINES_FROM_DISPATCH = "deadlines-from-dispatch-v1"
 # once its apply window had passed, from the case as it then stood, and a retry from the closed
 # case (tests/test_queue_dispatch_races.py).
 PATCH_DISPATCH_OVERTAKEN = "dispatch-overtaken-recorded-v1"
+# Since this one (epoch lean-case-v10) a reassignment whose child cannot start because another
+# client started a workflow under its id first (``<case>-reassign-<n>``) is recorded failed
+# (``reassignment_failed``) and the case goes to the centre's queue, as when the child ends
+# without a choice (PATCH_REASSIGNMENT_CHILD_ENDED). Before, the start's failure ended the
+# case's workflow, failed, at the unit's return (tests/test_queue_ladder_hold.py).
+PATCH_REASSIGNMENT_CHILD_ID_TAKEN = "reassignment-child-id-taken-v1"
 
 
 @workflow.defn(name=CASE_WORKFLOW)
@@ -593,6 +605,10 @@ class ComplaintWorkflow:
             if not self._patched(PATCH_REASSIGNMENT_CHILD_ENDED):
                 raise  # as such a case ran before the patch: its workflow failed
             result = self._reassignment_failed(n, child_id, err)
+        except WorkflowAlreadyStartedError as err:  # another client holds the child's id
+            if not self._patched(PATCH_REASSIGNMENT_CHILD_ID_TAKEN):
+                raise  # as such a case ran before the patch: its workflow failed
+            result = self._reassignment_failed(n, child_id, err)
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
@@ -653,9 +669,7 @@ class ComplaintWorkflow:
         )
         self._case.refused(CaseSignal.DISPATCH.value, dispatched.chosen_by or SYSTEM_ACTOR, refusal)
 
-    def _reassignment_failed(
-        self, n: int, child_id: str, err: ChildWorkflowError
-    ) -> ReassignmentResult:
+    def _reassignment_failed(self, n: int, child_id: str, err: FailureError) -> ReassignmentResult:
         """The reassignment child ended without a choice (PATCH_REASSIGNMENT_CHILD_ENDED): the
         centre's dispatcher decides, as when the child's routing refuses the case — the child
         that would have chosen is gone, and routing again by rule would guess for an operator

@@ -73,7 +73,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v9", frozenset({
         "queued-ladder-ceiling-v1", "centre-name-chinese-v1", "dispatch-overtaken-recorded-v1",
     })),
-    ("lean-case-v10", frozenset({"queue-holds-ladder-v1", "ladder-child-id-taken-v1"})),
+    ("lean-case-v10", frozenset({
+        "queue-holds-ladder-v1", "ladder-child-id-taken-v1", "reassignment-child-id-taken-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}
