@@ -229,3 +229,31 @@ async def test_a_reassignment_child_id_taken_by_another_client_sends_the_case_to
         if (await handle.describe()).status.name == "RUNNING":
             await handle.terminate("test over")
         await squatter.terminate("test over")
+
+
+async def test_an_accountability_order_taken_before_the_plan_is_refused(
+    client: Client, settings: Any
+) -> None:
+    """问责 sent with the case's start (signal-with-start, any Temporal client) is taken before
+    the planning has given the case any unit. Since lean-case-v10 it is refused
+    ``centre_not_supervised`` as on a queued case: there is no unit to refer. Before, it was
+    applied and recorded an accountability referral of no unit or of the centre."""
+    case_id = f"JS-QACC-{uuid.uuid4().hex[:8]}"
+    order = {"actor": rid(SUPERVISOR_ACTOR), "form": "accountability", "note": "迟迟不办",
+             "persons": ["张三"], "decision": "通报批评"}  # fmt: skip
+    handle = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue,
+        start_signal="supervise", start_signal_args=[order],
+    )  # fmt: skip
+    try:
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED and any(
+            e.kind in (EventKind.REJECTED, EventKind.ACCOUNTABILITY_RECORDED) for e in s.events))
+        accountability = [e.data for e in s.events
+                          if e.kind is EventKind.ACCOUNTABILITY_RECORDED]  # fmt: skip
+        assert accountability == [], accountability
+        refused = [e.data for e in s.events if e.kind is EventKind.REJECTED]
+        assert [r["code"] for r in refused] == ["centre_not_supervised"], refused
+        assert s.escalation is None
+        assert not any(e.kind is EventKind.ACCOUNTABILITY_RECORDED for e in s.events)
+    finally:
+        await handle.terminate("test over")

@@ -97,6 +97,8 @@ CO_HANDLER_RELEASED = "co-handler-released-v1"  # see check_contribution
 RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, involved_by_its_rule
 # Brought by the epoch lean-case-v9.
 QUEUED_LADDER_CEILING = "queued-ladder-ceiling-v1"  # see _centre_supervised (workflows/ladder.py)
+# Brought by the epoch lean-case-v10.
+UNROUTED_NOT_ACCOUNTABLE = "unrouted-not-accountable-v1"  # see _centre_supervised
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -668,7 +670,19 @@ def _centre_supervised(state: CaseState, action: SupervisionAction) -> Refusal |
     epoch lean-case-v9). An order above it — 问责 (会办 is refused wrong_status) — would hold
     the centre accountable to itself; before, it recorded an accountability against the
     centre at once."""
-    if state.status is not Status.DISPATCHING or action.form.level <= EscalationLevel.SUPERVISE:
+    if action.form.level <= EscalationLevel.SUPERVISE:
+        return None
+    if state.status is Status.REGISTERED:
+        # taken before the planning routed the case (an order sent with the case's start): no
+        # unit has had it yet. Before UNROUTED_NOT_ACCOUNTABLE (lean-case-v10) the referral was
+        # recorded against the unit the plan then routed it to, which had never seen it.
+        return Refusal(
+            "centre_not_supervised",
+            "the case is not yet routed to any unit: supervise (督办) at most; no accountability "
+            "of a unit that has not had it",
+            since=UNROUTED_NOT_ACCOUNTABLE,
+        )
+    if state.status is not Status.DISPATCHING:
         return None
     return Refusal(
         "centre_not_supervised",
