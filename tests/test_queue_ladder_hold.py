@@ -257,3 +257,29 @@ async def test_an_accountability_order_taken_before_the_plan_is_refused(
         assert not any(e.kind is EventKind.ACCOUNTABILITY_RECORDED for e in s.events)
     finally:
         await handle.terminate("test over")
+
+
+async def test_a_forged_ladder_step_above_supervise_on_a_queued_case_is_refused(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """``escalation_step`` is an ordinary signal any client can send (or a hold a forged
+    ``release`` lifted would send): on a case held at 督办 in the queue, a step to 会办 or 问责
+    recorded an accountability referral against the centre, past the ceiling of
+    queued-ladder-ceiling-v1. Since lean-case-v10 (queued-steps-held-v1) a step above 督办 on a
+    queued case is refused ``centre_not_supervised``."""
+    case_id = (await register(api, category_id="stray_animals", title="Stray dogs"))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    await act(api, case_id, "supervision", SUPERVISOR, form="supervise", note="请尽快派单")
+    await case_when(api, case_id, lambda s: s["escalation_level"] == 3)
+    handle = handle_of(client, case_id)
+    try:
+        for step in ({"n": 1, "level": 4}, {"n": 1, "level": 5}):
+            await handle.signal("escalation_step", step)
+        s = await until(client, case_id, lambda s: len(
+            [e for e in s.events if e.kind is EventKind.REJECTED]) >= 2)  # fmt: skip
+        refused = [e.data["code"] for e in s.events if e.kind is EventKind.REJECTED]
+        assert refused == ["centre_not_supervised"] * 2, refused
+        assert not any(e.kind is EventKind.ACCOUNTABILITY_RECORDED for e in s.events)
+        assert s.escalation_level == 3 and s.escalation is not None and s.escalation.active
+    finally:
+        await handle.terminate("test over")

@@ -99,6 +99,7 @@ RECONVENE_RELEASED = "reconvene-released-v1"  # see involved_now, involved_by_it
 QUEUED_LADDER_CEILING = "queued-ladder-ceiling-v1"  # see _centre_supervised (workflows/ladder.py)
 # Brought by the epoch lean-case-v10.
 UNROUTED_NOT_ACCOUNTABLE = "unrouted-not-accountable-v1"  # see _centre_supervised
+QUEUED_STEPS_HELD = "queued-steps-held-v1"  # see check_escalation_step
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -801,6 +802,16 @@ def check_escalation_step(state: CaseState, step: EscalationStep) -> Refusal | N
             "stale_step", f"ladder {e.n} has already reached {e.level.name.lower()}",
             since=LADDER_STEPS_ONCE,
         )  # fmt: skip
+    if state.status is Status.DISPATCHING and step.level > EscalationLevel.SUPERVISE:
+        # the queue's ladder holds at 督办 (queued-ladder-ceiling-v1, queue-holds-ladder-v1);
+        # a step above it is forged (any client can send it), or raced the case's hold: before
+        # QUEUED_STEPS_HELD (lean-case-v10) it recorded 会办 and 问责 against the centre
+        return Refusal(
+            "centre_not_supervised",
+            f"the case waits in the centre's dispatch queue: its ladder holds at supervise, not "
+            f"{step.level.name.lower()}",
+            since=QUEUED_STEPS_HELD,
+        )
     return None
 
 
