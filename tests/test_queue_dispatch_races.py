@@ -16,6 +16,7 @@ import httpx
 from helpers import SUPERVISOR, act, eventually, handle_of, register
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from jiesu.audit.consistency import CaseConsistency, check_case
 from jiesu.case.domain import Actor, CaseState, EventKind, Role, Status
 from workflows import ComplaintWorkflow
 
@@ -200,3 +201,12 @@ async def test_a_dispatch_a_withdrawal_overtook_is_refused_and_recorded(
     assert retried.status_code == 409, retried.text
     assert retried.json()["error"]["code"] == "wrong_status", retried.text
     assert "before the dispatch" in retried.json()["error"]["message"], retried.text
+    # the auditor's consistency check: the refusal recorded after the close is in the read
+    # model too, nothing pending or diverging (jiesu/audit/consistency.py)
+    checked = await eventually(lambda: _consistent(client, pool, case_id), within=30)
+    assert checked.history_events == len(state.events), checked
+
+
+async def _consistent(client: Client, pool: asyncpg.Pool, case_id: str) -> CaseConsistency | None:
+    checked = await check_case(client, pool, case_id)
+    return checked if checked.ok and checked.pending == 0 else None
