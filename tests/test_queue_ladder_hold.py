@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -283,3 +283,33 @@ async def test_a_forged_ladder_step_above_supervise_on_a_queued_case_is_refused(
         assert s.escalation_level == 3 and s.escalation is not None and s.escalation.active
     finally:
         await handle.terminate("test over")
+
+
+async def test_after_the_dispatch_the_unit_gets_a_ladder_of_its_own_breach_without_the_ceiling(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """The queue's ladder held at 督办 ends at the dispatch; the unit's own late accept starts a
+    new ladder against the unit, which climbs past 督办 (the queue's ceiling is not carried
+    over). An attack on queued-ladder-ceiling-v1 that held."""
+    created = await register(api, category_id="stray_animals", title="Stray dogs")
+    case_id = created["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    await act(api, case_id, "supervision", SUPERVISOR, form="supervise", note="请尽快派单")
+    await case_when(api, case_id, lambda s: s["escalation_level"] == 3)
+    await act(api, case_id, "dispatch", SUPERVISOR, department_id="urban-management")
+    state = await case_when(api, case_id, lambda s: s["status"] == "assigned"
+                            and not s["escalation"]["active"])  # fmt: skip
+    handle = handle_of(client, case_id)
+    now = await env.get_current_time(handle)
+    accept = datetime.fromisoformat(state["deadlines"]["accept"])
+    await env.fast_forward(handle, accept - now + timedelta(seconds=1))
+    await case_when(api, case_id, lambda s: s["escalation"]["n"] == 2)
+    ladder = await ladder_of(client, case_id, 2)
+    await env.fast_forward(ladder, timedelta(hours=6, minutes=1))  # three intervals
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 4)
+    assert state["escalation"]["trigger"] == "accept_breached", state["escalation"]
+    unit_steps = [step for step in _steps(state) if step[1] == "urban-management"]
+    assert unit_steps[:2] == [(1, "urban-management"), (2, "urban-management")], _steps(state)
+    assert (4, "urban-management") in unit_steps, _steps(state)
+    assert (4, CENTRE_ID) not in _steps(state) and (5, CENTRE_ID) not in _steps(state)
+    await handle.terminate("test over")
