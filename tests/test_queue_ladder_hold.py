@@ -313,3 +313,27 @@ async def test_after_the_dispatch_the_unit_gets_a_ladder_of_its_own_breach_witho
     assert (4, "urban-management") in unit_steps, _steps(state)
     assert (4, CENTRE_ID) not in _steps(state) and (5, CENTRE_ID) not in _steps(state)
     await handle.terminate("test over")
+
+
+async def test_a_dispatch_to_the_centre_signalled_directly_is_refused(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The API refuses a dispatch naming the centre (422 centre_not_assignee), but the case took
+    one signalled directly (any Temporal client, a hand-made payload): the case left the queue
+    ``assigned`` to the centre, its queue ladder stopped, and the centre's own deadlines and
+    breaches started a ladder against the centre with no ceiling — 会办 and 问责 of the centre.
+    Since lean-case-v10 (centre-not-dispatched-v1) the case refuses it: recorded rejected
+    ``centre_not_assignee``, the case still queued."""
+    case_id = (await register(api, category_id="stray_animals", title="Stray dogs"))["case_id"]
+    await case_when(api, case_id, lambda s: s["status"] == "dispatching")
+    handle = handle_of(client, case_id)
+    try:
+        await handle.signal("dispatch", {"actor": rid(SUPERVISOR_ACTOR), "department_id": CENTRE_ID,
+                                         "department_name": "12345热线中心"})  # fmt: skip
+        s = await until(client, case_id, lambda s: any(
+            e.kind in (EventKind.REJECTED, EventKind.DISPATCHED) for e in s.events))
+        refused = [e.data["code"] for e in s.events if e.kind is EventKind.REJECTED]
+        assert refused == ["centre_not_assignee"], (refused, s.status)
+        assert s.status is Status.DISPATCHING
+    finally:
+        await handle.terminate("test over")

@@ -75,7 +75,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     })),
     ("lean-case-v10", frozenset({
         "queue-holds-ladder-v1", "ladder-child-id-taken-v1", "reassignment-child-id-taken-v1",
-        "unrouted-not-accountable-v1", "queued-steps-held-v1",
+        "unrouted-not-accountable-v1", "queued-steps-held-v1", "centre-not-dispatched-v1",
     })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)

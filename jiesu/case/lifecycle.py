@@ -100,6 +100,7 @@ QUEUED_LADDER_CEILING = "queued-ladder-ceiling-v1"  # see _centre_supervised (wo
 # Brought by the epoch lean-case-v10.
 UNROUTED_NOT_ACCOUNTABLE = "unrouted-not-accountable-v1"  # see _centre_supervised
 QUEUED_STEPS_HELD = "queued-steps-held-v1"  # see check_escalation_step
+CENTRE_NOT_DISPATCHED = "centre-not-dispatched-v1"  # see check_dispatch
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -209,7 +210,17 @@ def check_reply(state: CaseState, action: ReplyAction) -> Refusal | None:
 def check_dispatch(state: CaseState, action: DispatchAction) -> Refusal | None:
     if action.actor.role not in DISPATCHER_ROLES:
         return Refusal("forbidden", "only the hotline centre's dispatchers can dispatch", True)
-    return _status_is(state, Status.DISPATCHING)
+    refusal = _status_is(state, Status.DISPATCHING)
+    if refusal is None and action.department_id == CENTRE_ID:
+        # the API refuses it (422 centre_not_assignee); a dispatch signalled directly left the
+        # case assigned to the centre, out of the queue, its deadlines and ladders against the
+        # centre, until CENTRE_NOT_DISPATCHED (lean-case-v10)
+        return Refusal(
+            "centre_not_assignee",
+            "a case is dispatched out of the centre's queue to a unit, not to the centre",
+            since=CENTRE_NOT_DISPATCHED,
+        )
+    return refusal
 
 
 def check_rating(state: CaseState, action: RatingAction) -> Refusal | None:
