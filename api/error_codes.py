@@ -75,7 +75,10 @@ ERROR_CODES: dict[str, str] = {
     "reassignment_not_chosen": "This reassignment goes to the level above or to a named "
     "department: no other choice (409)",
     "no_reassignment": "The case is not being reassigned (409)",
-    "centre_not_assignee": "The hotline centre cannot be the assigned department (409)",
+    "centre_not_assignee": (
+        "The hotline centre cannot be the assigned department (the API answers 422; a dispatch"
+        " signalled to the case directly is refused and recorded with it)"
+    ),
     "extension_pending": "An extension request is already waiting (409)",
     "extension_cap": "The case has been extended the most times it may (409)",
     "extension_request_limit": "The case has taken the most extension requests it may (409)",
@@ -96,8 +99,8 @@ ERROR_CODES: dict[str, str] = {
     "first)",
     "already_supervised": "The case is already on the supervision ladder (409)",
     "supervision_limit": "The case has taken the most supervision orders it may (409)",
-    "centre_not_supervised": "A case in the centre's dispatch queue takes supervision (督办) "
-    "at most: no joint handling or accountability against the centre (409)",
+    "centre_not_supervised": "A case no unit holds (in the centre's dispatch queue, or not yet "
+    "routed) takes supervision (督办) at most: no joint handling or accountability (409)",
     "stale_step": "This supervision step no longer applies (409)",
     "supplement_limit": "The case has taken the most supplements it may (409)",
     "repeat_report_limit": "The case has merged the most repeat reports it may (409)",

@@ -415,7 +415,6 @@ NOT_AN_ACTION_REFUSAL = {
     "stale_step": "the escalation ladder's own step (check_escalation_step), no API action",
     "repeat_report_limit": "a repeat report comes from intake (check_repeat_report)",
     "blank_text": "the API refuses blank text first, 422 (api/routers/supervision.py)",
-    "centre_not_assignee": "the API refuses it first, 422 (api/routers/supervision.py)",
 }
 
 

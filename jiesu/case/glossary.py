@@ -223,7 +223,9 @@ REFUSAL: dict[str, str] = {
     "co_handler_released": "该单位已被免除协办，无需提交协办意见",
     "not_co_handler": "只有协办单位可以提交协办意见",
     "already_supervised": "该工单已在督办中",
-    "centre_not_supervised": "工单在待派单队列中，只能督办热线中心派单，不能会办或问责热线中心本身",
+    "centre_not_supervised": (
+        "工单尚无承办单位（在待派单队列中或尚未派出），只能督办派单，不能会办或问责"
+    ),
     "not_assigned": "此工单不由您的单位承办",
     "not_overdue": "承办单位未超时，不能二次交办",
     "reassignment_pending": "此工单正在改派中",
