@@ -43,7 +43,7 @@ from jiesu.case.domain import (
     Status,
     Urgency,
 )
-from jiesu.config import get_settings
+from jiesu.config import Settings, get_settings
 from jiesu.notify.notices import SUPERVISORS, Notice, notices_for
 from jiesu.notify.outbox import (
     ChannelSender,
@@ -414,8 +414,8 @@ async def test_no_sms_goes_to_a_landline_and_the_outbox_says_why(
         await dispatcher.run_once()
         rows = await pool.fetch(
             "SELECT recipient_kind, status, last_error FROM notifications WHERE case_id = $1"
-            " AND status NOT IN ('pending', 'sending') ORDER BY id", case_id
-        )
+            " AND status NOT IN ('pending', 'sending') ORDER BY event_seq, id", case_id
+        )  # (by event: the intake SMS's row may be written after the department's)
         return rows if len(rows) == 3 else []
 
     rows = await eventually(settled)
@@ -430,6 +430,79 @@ async def test_no_sms_goes_to_a_landline_and_the_outbox_says_why(
         await follow_up.enqueue(conn, case_id, 999_999_999, landline)
     key = f"{follow_up.recipient(case_id, 999_999_999)}:follow-up"
     assert (await _row(pool, key))["status"] == "skipped"
+
+
+@pytest.mark.parametrize(("prefix", "digits"), [("010-", 8), ("9", 4)])  # landline, short
+async def test_a_landline_citizen_with_an_email_gets_every_notice_by_email_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings, prefix: str,
+    digits: int,
+) -> None:
+    """A caller who left a landline and an e-mail address got no notice at all: the intake
+    SMS (their link) and the reply's SMS were ``skipped`` — the outbox wrote to a citizen's
+    e-mail only when there was no phone. Now what the SMS would have carried goes to the
+    e-mail address, once per notice even when the first attempt fails and the outbox sends
+    it again (the same key, so the same Message-ID); a mobile number still gets the SMS."""
+    from jiesu.intake import follow_up
+    from jiesu.intake.follow_up import FollowUpLinks
+
+    landline = f"{prefix}{uuid.uuid4().int % 10**digits:0{digits}d}"  # its own: no merge
+    mail = f"citizen-{uuid.uuid4().hex[:8]}@example.cn"
+    created = await register(api, citizen={"name": "钱七", "phone": landline, "email": mail})
+    case_id = created["case_id"]
+    intake, *_ = await eventually(lambda: _notices_of(pool, case_id, "citizen", "received"))
+    assert (intake["status"], intake["last_error"]) == ("pending", None)
+
+    urban = department(URBAN)
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已约谈店主")
+    await eventually(lambda: _notices_of(pool, case_id, "citizen", "replied"))
+
+    attempted: list[OutboundNotice] = []
+
+    def first_attempt_fails(notice: OutboundNotice) -> bool:
+        if notice.case_id != case_id or notice.recipient_kind != "citizen":
+            return False
+        attempted.append(notice)
+        return notice.attempts == 1
+
+    sender = RecordingSender(fail=first_attempt_fails)
+    dispatcher = OutboxDispatcher(pool, sender, batch=500, retry_delay=timedelta(0),
+                                  render=FollowUpLinks(pool, settings))
+
+    async def delivered() -> bool:
+        await dispatcher.run_once()
+        return await pool.fetchval(
+            "SELECT count(*) FILTER (WHERE status = 'sent') = 3 AND count(*) = 3"
+            " FROM notifications WHERE case_id = $1", case_id
+        )
+
+    await eventually(delivered)
+    await _drain(dispatcher)  # nothing of the case is sent again
+    mine = [n for n in sender.sent if n.case_id == case_id and n.recipient_kind == "citizen"]
+    assert sorted(n.event_kind.value for n in mine) == ["received", "replied"]
+    assert Counter(n.key for n in mine).most_common(1)[0][1] == 1
+    assert {(n.channel, n.address) for n in mine} == {("email", mail)}
+    assert "/my/" in next(n.body for n in mine if n.event_kind is EventKind.RECEIVED)
+    assert "已约谈店主" in next(n.body for n in mine if n.event_kind is EventKind.REPLIED)
+    # the failed attempts were the same e-mails: a mail server that took one sees it again
+    smtp = SmtpSender("localhost", 25, "noreply@12345.example.gov.cn")
+    assert {(n.key, n.channel, n.address, smtp.message(n)["Message-ID"]) for n in attempted} == {
+        (n.key, n.channel, n.address, smtp.message(n)["Message-ID"]) for n in mine
+    }
+    assert await pool.fetchval(
+        "SELECT bool_and(attempts = 2 AND last_error IS NULL) FROM notifications"
+        " WHERE case_id = $1 AND recipient_kind = 'citizen'", case_id
+    )
+
+    # a repeat report's intake notice: queued for the e-mail, skipped with no e-mail
+    async with pool.acquire() as conn:
+        await follow_up.enqueue(conn, case_id, 999_999_998, landline, mail)
+        await follow_up.enqueue(conn, case_id, 999_999_999, landline, None)
+    by_mail = await _row(pool, f"{follow_up.recipient(case_id, 999_999_998)}:follow-up")
+    nowhere = await _row(pool, f"{follow_up.recipient(case_id, 999_999_999)}:follow-up")
+    assert (by_mail["status"], nowhere["status"]) == ("pending", "skipped")
+    await pool.execute("DELETE FROM notifications WHERE key = $1", by_mail["key"])
 
 
 # --- delivery: the dispatcher ---------------------------------------------------------------

@@ -370,8 +370,9 @@ async def _complete_intake(
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
         # (a mail's reporter gets the mail listener's reply)
-        if phone := case.registered_intake.citizen.phone:  # the SMS with the citizen's link
-            await follow_up.enqueue(conn, case.case_id, None, phone)
+        citizen = case.registered_intake.citizen
+        if phone := citizen.phone:  # the SMS with the citizen's link
+            await follow_up.enqueue(conn, case.case_id, None, phone, citizen.email)
     return Filed(case, row["token_nonce"], row["token_hash"])
 
 
@@ -405,7 +406,9 @@ async def _complete_repeat(
             "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
         )
         if phone := _phone(mine["payload"]):
-            await follow_up.enqueue(conn, claim.case_id, claim.report_id, phone)
+            await follow_up.enqueue(
+                conn, claim.case_id, claim.report_id, phone, _email(mine["payload"])
+            )
     return Filed(case, mine["token_nonce"], mine["token_hash"])
 
 
@@ -541,6 +544,11 @@ def _phone(payload: dict[str, Any]) -> str | None:
     return ComplaintIntake.model_validate(payload["intake"]).citizen.phone or None
 
 
+def _email(payload: dict[str, Any]) -> str | None:
+    """The report's e-mail address, which gets the intake SMS when the phone takes none."""
+    return ComplaintIntake.model_validate(payload["intake"]).citizen.email or None
+
+
 async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
     async with conn.transaction():
         # SKIP LOCKED: a row being completed right now (a retry) is that request's to finish.
@@ -556,7 +564,7 @@ async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str)
             # The request died before queueing the SMS with the citizen's link: without it the
             # citizen never gets the token that rates, supplements or withdraws the case.
             if phone := _phone(payload):
-                await follow_up.enqueue(conn, case_id, None, phone)
+                await follow_up.enqueue(conn, case_id, None, phone, _email(payload))
             return True
         await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
         return False
@@ -613,7 +621,7 @@ async def _settle_repeat(
                 "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
             )
             if phone := _phone(payload):  # as for an intake: the SMS with this report's link
-                await follow_up.enqueue(conn, case_id, report_id, phone)
+                await follow_up.enqueue(conn, case_id, report_id, phone, _email(payload))
             return True
         await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
         return False

@@ -35,15 +35,21 @@ def recipient(case_id: str, report_id: int | None) -> str:
 
 
 async def enqueue(
-    conn: asyncpg.Connection, case_id: str, report_id: int | None, phone: str
+    conn: asyncpg.Connection,
+    case_id: str,
+    report_id: int | None,
+    phone: str,
+    email: str | None = None,
 ) -> None:
     """Queue the intake SMS of one report to the citizen's ``phone`` (once: its key is unique).
     A number that receives no SMS (a landline, a short number: jiesu.notify.sms.is_mobile) is
-    not queued to be sent: its row is written ``skipped``, with why in ``last_error``, so
-    whoever looks at the case's notices sees that no SMS went and why (whatever channel the
-    report came by — every intake is filed through here)."""
+    not queued to be sent unless the citizen left an ``email`` too, which the dispatcher then
+    writes to instead (jiesu.notify.outbox.route). Without one the row is written
+    ``skipped``, with why in ``last_error``, so whoever looks at the case's notices sees that
+    no SMS went and why (whatever channel the report came by — every intake is filed here)."""
     merged = report_id is not None
-    status, why = ("pending", None) if is_mobile(phone) else ("skipped", NOT_MOBILE)
+    reachable = is_mobile(phone) or bool(email)
+    status, why = ("pending", None) if reachable else ("skipped", NOT_MOBILE)
     body = (
         f"【12345】您反映的问题已受理，工单号 {case_id}"
         + ("（同一问题已有工单，已合并办理）" if merged else "")
@@ -70,7 +76,8 @@ class LinkUnavailable(Exception):
 
 class FollowUpLinks:
     """The outbox dispatcher's renderer (jiesu.notify.outbox): fills in the link of an intake
-    SMS, and the phone of a repeat report's citizen. Other notices pass unchanged."""
+    SMS, and the phone of a repeat report's citizen when the claim left it unresolved. Other
+    notices pass unchanged."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
@@ -96,5 +103,6 @@ class FollowUpLinks:
             raise LinkUnavailable(f"no follow-up link for {notice.recipient_id}")
         return notice.model_copy(update={
             "body": notice.body.replace(LINK, follow_up_link(self.settings, token)),
-            "address": row["phone"],
+            # the claim's address stands: the e-mail of a citizen whose phone takes no SMS
+            "address": notice.address or row["phone"],
         })  # fmt: skip

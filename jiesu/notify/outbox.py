@@ -236,11 +236,15 @@ def sender_from_env(
 
 # --- the dispatcher -------------------------------------------------------------------------
 
-# The citizen of a notice to a case's citizen (recipient_id is the case number).
-_CITIZEN = (
-    "(SELECT i.payload -> 'intake' -> 'citizen' FROM intakes i WHERE i.case_id = n.recipient_id)"
-)
+# The citizen of a notice to a citizen: the case's own (recipient_id is the case number) or a
+# repeat report's (<case>/repeat-<id>, jiesu.intake.follow_up.recipient).
+_CITIZEN = """coalesce(
+    (SELECT i.payload -> 'intake' -> 'citizen' FROM intakes i WHERE i.case_id = n.recipient_id),
+    (SELECT r.payload -> 'intake' -> 'citizen' FROM repeat_reports r
+     WHERE r.id = substring(n.recipient_id FROM '/repeat-([0-9]+)$')::bigint))"""
 
+# The channel and address of a citizen's notice are chosen in Python (route): whether a phone
+# takes an SMS is jiesu.notify.sms.is_mobile's to say, one rule for the whole platform.
 _CLAIM = f"""
 UPDATE notifications n
 SET status = 'sending', lease_until = now() + $2::interval, attempts = n.attempts + 1
@@ -254,18 +258,31 @@ WHERE n.id IN (
     LIMIT $1)
 RETURNING
     n.id, n.key, n.case_id, n.event_seq, n.event_kind, n.recipient_kind, n.recipient_id,
-    -- a citizen without a phone (a report that came by e-mail) is written to instead
-    CASE WHEN n.recipient_kind = 'citizen' AND {_CITIZEN} ->> 'phone' IS NULL
-              AND {_CITIZEN} ->> 'email' IS NOT NULL
-         THEN 'email' ELSE n.channel END AS channel,
-    n.subject, n.body, n.attempts,
-    CASE n.recipient_kind
-        WHEN 'citizen' THEN coalesce({_CITIZEN} ->> 'phone', {_CITIZEN} ->> 'email')
-        ELSE n.recipient_id
-    END AS address,
+    n.channel, n.subject, n.body, n.attempts,
+    CASE WHEN n.recipient_kind <> 'citizen' THEN n.recipient_id END AS address,
+    CASE WHEN n.recipient_kind = 'citizen' THEN {_CITIZEN} ->> 'phone' END AS citizen_phone,
+    CASE WHEN n.recipient_kind = 'citizen' THEN {_CITIZEN} ->> 'email' END AS citizen_email,
     (SELECT d.name FROM departments d
      WHERE n.recipient_kind = 'department' AND d.id = n.recipient_id) AS recipient_name
 """
+
+
+def route(row: Mapping[str, object]) -> dict[str, object]:
+    """A claimed row as it is sent: a citizen's SMS goes to the phone when it takes one, else
+    by e-mail when the citizen left an address (a report by e-mail, or a landline or short
+    number with an e-mail beside it), else to the phone, where the dispatcher skips it
+    (unreachable). Before, only a citizen without any phone was written to, so a landline
+    with an e-mail got nothing. Every attempt of a notice routes the same way: a re-delivery
+    is the same e-mail (its key, its Message-ID)."""
+    notice = dict(row)
+    phone, email = notice.pop("citizen_phone", None), notice.pop("citizen_email", None)
+    if notice["recipient_kind"] != "citizen":
+        return notice
+    by_email = notice["channel"] == "email" or not (phone and is_mobile(str(phone)))
+    if by_email and email:
+        return notice | {"channel": "email", "address": email}
+    return notice | {"address": phone or email}
+
 
 # Rows whose last allowed attempt died with its dispatcher: give up on them visibly.
 _EXPIRE = """
@@ -340,7 +357,7 @@ class _LeaseKeeper:
         """Seconds our claim of the notice in flight is known to last from now."""
         return self._held_until - asyncio.get_running_loop().time()
 
-    async def take(self, row: asyncpg.Record) -> bool:
+    async def take(self, row: Mapping[str, object]) -> bool:
         """Make ``row`` the notice in flight; False when it was taken over meanwhile (its
         claim's lease ran out while the notices before it were sent). Its lease is renewed
         now unless the claim's own lasts until the next heartbeat renews it."""
@@ -353,7 +370,7 @@ class _LeaseKeeper:
         await self.renew()
         return row["id"] in self.held
 
-    def release(self, row: asyncpg.Record) -> None:
+    def release(self, row: Mapping[str, object]) -> None:
         """The notice was marked (sent, failed, handed back): stop renewing it."""
         self.held.pop(row["id"], None)
 
@@ -455,7 +472,7 @@ class OutboxDispatcher:
         if not rows:
             return 0
         # RETURNING has no order: send in the order the claim chose (oldest first)
-        batch = sorted(rows, key=lambda row: row["id"])
+        batch = sorted((route(row) for row in rows), key=lambda row: row["id"])
         stalled: set[str] = set()  # channels whose send timed out in this batch
         async with _LeaseKeeper(self.pool, self.lease) as lease:
             for i, row in enumerate(batch):
@@ -475,14 +492,14 @@ class OutboxDispatcher:
                 lease.release(row)
         return len(rows)
 
-    async def _hand_back(self, rows: list[asyncpg.Record]) -> None:
+    async def _hand_back(self, rows: list[Mapping[str, object]]) -> None:
         """Unsent and not counted as an attempt: any dispatcher may claim them at once."""
         if rows:
             await self.pool.execute(
                 _HAND_BACK, [r["id"] for r in rows], [r["attempts"] for r in rows]
             )
 
-    async def _deliver(self, row: asyncpg.Record, lease: _LeaseKeeper) -> bool:
+    async def _deliver(self, row: Mapping[str, object], lease: _LeaseKeeper) -> bool:
         """Send one notice and mark it; False when its send timed out."""
         notice_id, attempts, key = row["id"], row["attempts"], row["key"]
         try:
