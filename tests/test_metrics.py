@@ -238,6 +238,7 @@ async def test_worker_endpoint_has_sdk_domain_and_read_model_metrics(
     assert value(samples, "jiesu_open_cases_supervised", step="accountability") is not None
     assert value(samples, "jiesu_open_cases_breached", deadline="finish") is not None
     assert value(samples, "jiesu_outbox_notices", status="pending") is not None
+    assert value(samples, "jiesu_outbox_notices", status="skipped") is not None
     assert value(samples, "jiesu_outbox_oldest_unsent_age_seconds") is not None
     assert value(samples, "jiesu_read_model_lag_seconds_bucket", le="+Inf")
 
@@ -256,3 +257,23 @@ FIRST_USE_ONLY = {
     "temporal_local_activity_execution_failed_total",
     "temporal_activity_execution_latency_seconds_bucket",
 }
+
+
+async def test_the_outbox_gauge_counts_skipped_notices(pool: asyncpg.Pool) -> None:
+    """A citizen's SMS to a landline or short number with no e-mail is written ``skipped``
+    (migration 0039), but jiesu_outbox_notices counted pending, sending and failed only: the
+    notices nobody received were in no series and no dashboard. Now ``skipped`` is a status
+    of the gauge like the others (0 when there is none)."""
+    key = f"TEST-METRICS-{uuid.uuid4().hex[:10]}:follow-up"
+    await pool.execute(
+        "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+        " recipient_id, channel, subject, body, status, last_error) VALUES ($1, $2, 0,"
+        " 'received', 'citizen', $2, 'sms', 'test', 'synthetic', 'skipped', 'not a mobile')",
+        key, key.split(":")[0],
+    )
+    try:
+        measured = await domain_metrics.measure(pool)
+        assert measured.outbox.get("skipped", 0) >= 1, measured.outbox
+        assert set(domain_metrics.OUTBOX_STATUSES) >= {"pending", "sending", "failed", "skipped"}
+    finally:
+        await pool.execute("DELETE FROM notifications WHERE key = $1", key)

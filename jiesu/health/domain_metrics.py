@@ -29,7 +29,9 @@ from jiesu.case.domain import OPEN_STATUSES, DeadlineKind, EscalationLevel, Stat
 
 log = logging.getLogger("jiesu.metrics")
 
-OUTBOX_STATUSES = ("pending", "sending", "failed")  # jiesu/migrations/0004_outbox.sql
+# Every status but sent (jiesu/migrations/0004_outbox.sql, 0039): skipped is a citizen's SMS
+# to a number that takes none, with no e-mail beside it — nobody was told, so it is counted.
+OUTBOX_STATUSES = ("pending", "sending", "failed", "skipped")
 LADDER_STEPS = [level for level in EscalationLevel if level is not EscalationLevel.NONE]
 _OPEN = f"status <> {sql_status(Status.CLOSED)}"
 _CASES = f"""
@@ -45,7 +47,7 @@ WHERE {_OPEN} AND escalation_level > 0 GROUP BY escalation_level
 """
 _OUTBOX = """
 SELECT status, count(*)::int AS n FROM notifications
-WHERE status IN ('pending', 'sending', 'failed') GROUP BY status
+WHERE status = ANY($1::text[]) GROUP BY status
 """
 _OLDEST_UNSENT = """
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
@@ -72,7 +74,7 @@ async def measure(pool: asyncpg.Pool) -> DomainMeasures:
         cases = await conn.fetch(_CASES)
         breached = await conn.fetch(_BREACHED)
         supervised = await conn.fetch(_SUPERVISED)
-        outbox = await conn.fetch(_OUTBOX)
+        outbox = await conn.fetch(_OUTBOX, list(OUTBOX_STATUSES))
         oldest = await conn.fetchval(_OLDEST_UNSENT)
     levels = {str(level.value): level.name.lower() for level in LADDER_STEPS}
     return DomainMeasures(
