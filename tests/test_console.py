@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import get_args
@@ -708,6 +709,38 @@ def test_a_landline_is_not_told_to_wait_for_the_link_by_sms(phone: str, told: st
 
     intake = ComplaintIntake.model_validate(complaint(citizen={"name": "张三", "phone": phone}))
     assert sms_to(intake) == told
+
+
+async def test_the_case_page_says_the_citizen_got_no_sms_on_a_landline(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A caller who left a landline (no e-mail): the outbox writes their SMS ``skipped`` (not
+    a mobile number), but the case page said nothing of the citizen's notices once the
+    受理 note was gone (it is in the redirect's URL only), so nobody knew to call back. Now
+    the page lists what the citizen was sent: "未发送短信：不是手机号码" for such a notice."""
+    landline = f"010-{uuid.uuid4().int % 10**8:08d}"
+    created = await register(api, citizen={"name": "钱七", "phone": landline})
+    case_id = created["case_id"]
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM notifications WHERE case_id = $1 AND status = 'skipped'", case_id
+    ))
+    cell = f"139{uuid.uuid4().int % 10**8:08d}"
+    mobile = await register(api, citizen={"name": "赵六", "phone": cell})
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM notifications WHERE case_id = $1 AND recipient_kind = 'citizen'",
+        mobile["case_id"],
+    ))
+    operator = await signed_in(api, "operator")
+    try:
+        page = await operator.get(f"/console/cases/{case_id}")
+        told = re.search(r'<dd id="citizen-notices">(.*?)</dd>', page.text, re.S)
+        assert told and "受理通知" in told[1], page.text
+        assert "未发送短信：不是手机号码" in told[1] and "请电话告知诉求人" in told[1], told[1]
+        other = await operator.get(f"/console/cases/{mobile['case_id']}")
+        told = re.search(r'<dd id="citizen-notices">(.*?)</dd>', other.text, re.S)
+        assert told and "未发送" not in told[1], other.text
+    finally:
+        await operator.aclose()
 
 
 async def test_the_operator_is_told_where_the_citizens_link_goes_never_shown_it(

@@ -160,6 +160,34 @@ def sms_tail(said: str | None) -> str | None:
     return said if said is not None and _SMS_TAIL.fullmatch(said) else None
 
 
+# 告知诉求人: what became of each notice to the case's citizen(s), in words an operator acts on.
+# Only the status is said, never last_error (a gateway's error may quote the phone or address).
+_NOTICE_LABELS = {
+    "received": "受理通知（办件查询链接）", "repeat_reported": "并单受理通知",
+    "replied": "答复通知（请评价）", "extension_decided": "延期通知",
+}
+_NOTICE_SAID = {
+    "sent": "已发送", "pending": "待发送", "sending": "发送中",
+    "failed": "发送失败，请电话告知诉求人",
+    "skipped": "未发送短信：不是手机号码（座机或短号），请电话告知诉求人",
+}
+
+
+async def citizen_notices(pool: Pool, case_id: str) -> list[tuple[str, str, bool]]:
+    """(what, what became of it, whether to call back) for each notice of the case to a
+    citizen, oldest first: an SMS the outbox skipped (a landline with no e-mail,
+    jiesu.notify.outbox) or gave up on is said, so the operator knows to call back."""
+    rows = await pool.fetch(
+        "SELECT event_kind, status FROM notifications WHERE case_id = $1"
+        " AND recipient_kind = 'citizen' ORDER BY event_seq, id", case_id,
+    )  # fmt: skip
+    return [
+        (_NOTICE_LABELS.get(r["event_kind"], "通知"), _NOTICE_SAID.get(r["status"], r["status"]),
+         r["status"] in ("skipped", "failed"))
+        for r in rows
+    ]
+
+
 async def _case_page(
     request: Request, session: staff.StaffSession, pool: Pool, client: Temporal,
     settings: AppSettings, case_id: str, *, error: str | None = None, status_code: int = 200,
@@ -200,6 +228,7 @@ async def _case_page(
         "supervision_forms": list(SupervisionForm),
         "error": error, "query": request.query_params,
         "sms_tail": sms_tail(request.query_params.get("sms")),
+        "citizen_notices": await citizen_notices(pool, case_id),
         "failed": failed, "posted": posted,  # web.typed: the refused form again
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "extension_window": extension_window(state, datetime.now(UTC)),
