@@ -403,6 +403,7 @@ async def test_no_sms_goes_to_a_landline_and_the_outbox_says_why(
     assert [(r["status"], r["last_error"]) for r in intake_sms] == [("skipped", NOT_MOBILE)]
 
     urban = department(URBAN)
+    await eventually(lambda: _notices_of(pool, case_id, "department"))  # routed: it sees the case
     await act(api, case_id, "accept", urban)
     await act(api, case_id, "contact", urban)
     await act(api, case_id, "reply", urban, outcome="resolved", text="已处理")
@@ -453,6 +454,7 @@ async def test_a_landline_citizen_with_an_email_gets_every_notice_by_email_once(
     assert (intake["status"], intake["last_error"]) == ("pending", None)
 
     urban = department(URBAN)
+    await eventually(lambda: _notices_of(pool, case_id, "department"))  # routed: it sees the case
     await act(api, case_id, "accept", urban)
     await act(api, case_id, "contact", urban)
     await act(api, case_id, "reply", urban, outcome="resolved", text="已约谈店主")
