@@ -20,7 +20,8 @@ transaction as the case events. ``OutboxDispatcher`` delivers them through a plu
    back at once (another dispatcher, or the next claim, takes it) and the other channels go on:
    a hanging mail server holds up one notice per claim, not the SMS claimed behind its mails.
 3. **mark** it ``sent``; or ``skipped`` when it is a citizen's SMS to a number that receives
-   none (a landline or a short number: jiesu.notify.sms.is_mobile), with why in
+   none (a landline or a short number: jiesu.notify.sms.is_mobile) and the citizen left no
+   e-mail address (with one, the notice goes there instead: ``route``), with why in
    ``last_error`` and nothing sent; or back to ``pending`` with ``last_error`` and an
    exponential back-off; or ``failed`` after ``max_attempts``. Each mark is fenced by the
    ``attempts`` number of the claim, so a dispatcher whose lease was taken over cannot
@@ -433,8 +434,9 @@ class _LeaseKeeper:
 
 def unreachable(notice: OutboundNotice) -> bool:
     """A citizen's SMS to a number that cannot receive one: a landline or a short number left
-    at intake (the intake SMS of such a number is written ``skipped`` already,
-    jiesu.intake.follow_up; this is for the case's later SMS, the reply's among them)."""
+    at intake with no e-mail beside it (``route`` sent it to the e-mail otherwise; the intake
+    SMS of such a number is written ``skipped`` already, jiesu.intake.follow_up; this is for
+    the case's later SMS, the reply's among them)."""
     return (notice.recipient_kind == "citizen" and notice.channel == "sms"
             and not is_mobile(notice.address or ""))
 
