@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-from helpers import act, department, eventually, handle_of, register
+from helpers import OPERATOR, act, complaint, department, eventually, handle_of, register
 from temporalio.client import Client
 
 from activities.projection import ProjectionActivities
@@ -505,6 +505,39 @@ async def test_a_landline_citizen_with_an_email_gets_every_notice_by_email_once(
     nowhere = await _row(pool, f"{follow_up.recipient(case_id, 999_999_999)}:follow-up")
     assert (by_mail["status"], nowhere["status"]) == ("pending", "skipped")
     await pool.execute("DELETE FROM notifications WHERE key = $1", by_mail["key"])
+
+
+async def test_a_repeat_reporter_on_a_landline_gets_their_link_by_email(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A second report of the same problem (并单) by a caller on a landline who left an
+    e-mail: its intake notice (the repeat report's own link) went nowhere — ``skipped``.
+    Now it is e-mailed to that report's address (the claim reads a repeat report's citizen,
+    ``<case>/repeat-<id>``), with the link of that report, once."""
+    from jiesu.intake.follow_up import FollowUpLinks
+
+    landline = f"010-{uuid.uuid4().int % 10**8:08d}"
+    first = await register(api, citizen={"name": "钱七", "phone": landline})
+    mail = f"again-{uuid.uuid4().hex[:8]}@example.cn"
+    again = await api.post("/api/v1/complaints", headers=OPERATOR, json=complaint(
+        citizen={"name": "钱七", "phone": landline, "email": mail}))
+    assert again.status_code < 300 and again.json()["merged"], again.text
+    case_id = first["case_id"]
+    await eventually(lambda: _notices_of(pool, case_id, "citizen", "repeat_reported"))
+
+    sender = RecordingSender()
+    dispatcher = OutboxDispatcher(pool, sender, batch=500, render=FollowUpLinks(pool, settings))
+
+    async def settled() -> list:
+        await dispatcher.run_once()
+        rows = await _notices_of(pool, case_id, "citizen")
+        return rows if all(r["status"] in ("sent", "skipped") for r in rows) else []
+
+    rows = {r["event_kind"]: r["status"] for r in await eventually(settled)}
+    assert rows == {"received": "skipped", "repeat_reported": "sent"}, rows
+    [notice] = [n for n in sender.sent if n.case_id == case_id and n.recipient_kind == "citizen"]
+    assert (notice.channel, notice.address) == ("email", mail)
+    assert "/my/" in notice.body and "已合并办理" in notice.body
 
 
 # --- delivery: the dispatcher ---------------------------------------------------------------
