@@ -337,3 +337,32 @@ async def test_a_dispatch_to_the_centre_signalled_directly_is_refused(
         assert s.status is Status.DISPATCHING
     finally:
         await handle.terminate("test over")
+
+
+async def test_a_ladder_of_an_older_case_ignores_a_stray_hold(
+    client: Client, env: WorkflowEnvironment, settings: Any
+) -> None:
+    """``hold`` is obeyed only by a ladder its case started with ``obeys_hold`` (lean-case-v10).
+    A ladder started by an older case has no such field and ignored ``hold`` (an unknown
+    message) when it ran: if the new code obeyed a stray ``hold`` any client had sent it, its
+    replay would take another path than its history, and the running ladder would fail its
+    tasks. Here a ladder whose input has no ``obeys_hold`` gets ``hold`` and still climbs to
+    问责 (before the fix it held at 督办 and never ended)."""
+    case_id = f"JS-OLDHOLD-{uuid.uuid4().hex[:8]}"
+    case = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
+    )
+    try:
+        ladder = await client.start_workflow(
+            EscalationWorkflow.run,
+            EscalationRequest(case_id=case_id, n=9, trigger=EscalationTrigger.SUPERVISOR,
+                              department_id=None, step_hours=1.0, first_step_taken=True,
+                              start_level=EscalationLevel.SUPERVISE),
+            id=f"{case_id}-older-ladder", task_queue=settings.task_queue,
+        )  # fmt: skip
+        await ladder.signal(EscalationWorkflow.hold)
+        await env.fast_forward(ladder, timedelta(hours=2, minutes=1))
+        outcome = await asyncio.wait_for(ladder.result(), timeout=60)
+        assert outcome.final_level is EscalationLevel.ACCOUNTABILITY and not outcome.stopped
+    finally:
+        await case.terminate("test over")

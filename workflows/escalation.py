@@ -81,9 +81,10 @@ class EscalationWorkflow:
     def _holds_at(self, request: EscalationRequest, level: EscalationLevel) -> bool:
         """Does the ladder stop climbing at ``level``? At the ceiling the case gave it when it
         started it (for good), or at 督办 or above while the case asks it to hold (its case
-        entered the centre's dispatch queue: queue-holds-ladder-v1, workflows/ladder.py)."""
+        entered the centre's dispatch queue: queue-holds-ladder-v1, workflows/ladder.py) — a
+        ladder its case started with ``obeys_hold``: an older one ignores ``hold``, as it did."""
         ceiling = request.ceiling
-        if ceiling is None and self._held:
+        if ceiling is None and self._held and request.obeys_hold:
             ceiling = EscalationLevel.SUPERVISE
         return ceiling is not None and level >= ceiling
 

@@ -221,6 +221,7 @@ class Ladder:
                     first_step_due=escalation.due,
                     first_step_taken=first_step_taken,
                     ceiling=ceiling,
+                    obeys_hold=ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS),
                 ),
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

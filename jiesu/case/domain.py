@@ -1129,6 +1129,11 @@ class EscalationRequest(BaseModel):
     # A ladder of a case waiting in the centre's dispatch queue holds at 督办 (ladder.py,
     # PATCH_QUEUED_CEILING): the centre does not hold a 会办 or refer itself for 问责.
     ceiling: EscalationLevel | None = None
+    # the case may tell this ladder to hold at 督办 while it waits in the centre's queue and to
+    # climb again after (``hold``/``release``, queue-holds-ladder-v1, lean-case-v10). A child
+    # started by an older case has no such field: it ignores ``hold`` as it always did, so a
+    # running old ladder that a stray ``hold`` reaches replays as it ran
+    obeys_hold: bool = False
 
 
 class EscalationOutcome(BaseModel):
