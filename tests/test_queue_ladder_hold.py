@@ -30,7 +30,7 @@ from helpers import (
     ladder_of,
     register,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from test_hostile_messages import CITIZEN, rid, start_of, until
 from test_hostile_messages import SUPERVISOR as SUPERVISOR_ACTOR
@@ -151,6 +151,24 @@ async def test_an_order_taken_before_the_plan_holds_at_supervise_once_the_case_i
         await handle.terminate("test over")
 
 
+async def _squatted(
+    client: Client, settings: Any, case_id: str, child_id: str
+) -> tuple[WorkflowHandle[Any, Any], WorkflowHandle[Any, Any]]:
+    """A workflow another client started under the case's ``child_id`` first (a ladder with a
+    ceiling, so that it never ends), then the case: (the squatter, the case)."""
+    squatter = await client.start_workflow(
+        EscalationWorkflow.run,
+        EscalationRequest(case_id=case_id, n=1, trigger=EscalationTrigger.SUPERVISOR,
+                          department_id=None, step_hours=2.0, first_step_taken=True,
+                          ceiling=EscalationLevel.REMIND),
+        id=child_id, task_queue=settings.task_queue,
+    )  # fmt: skip
+    case = await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
+    )
+    return squatter, case
+
+
 async def test_a_ladder_child_id_taken_by_another_client_leaves_the_case_able_to_close(
     client: Client, settings: Any
 ) -> None:
@@ -162,16 +180,7 @@ async def test_a_ladder_child_id_taken_by_another_client_leaves_the_case_able_to
     order refused already_supervised) and the case's workflow failed at its close, which
     re-raised the start's failure (WorkflowFailureError: "Workflow execution already started")."""
     case_id = f"JS-QSQUAT-{uuid.uuid4().hex[:8]}"
-    squatter = await client.start_workflow(
-        EscalationWorkflow.run,
-        EscalationRequest(case_id=case_id, n=1, trigger=EscalationTrigger.SUPERVISOR,
-                          department_id=None, step_hours=2.0, first_step_taken=True,
-                          ceiling=EscalationLevel.REMIND),
-        id=f"{case_id}-escalation-1", task_queue=settings.task_queue,
-    )  # fmt: skip
-    handle = await client.start_workflow(
-        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
-    )
+    squatter, handle = await _squatted(client, settings, case_id, f"{case_id}-escalation-1")
     try:
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         order = {"actor": rid(SUPERVISOR_ACTOR), "form": "supervise", "note": "请尽快办理"}
@@ -205,16 +214,7 @@ async def test_a_reassignment_child_id_taken_by_another_client_sends_the_case_to
     without a choice (reassignment-child-ended-v1). Before, the start's failure ended the case's
     workflow at the unit's return: FAILED, its state left reassigning."""
     case_id = f"JS-RSQUAT-{uuid.uuid4().hex[:8]}"
-    squatter = await client.start_workflow(
-        EscalationWorkflow.run,
-        EscalationRequest(case_id=case_id, n=1, trigger=EscalationTrigger.SUPERVISOR,
-                          department_id=None, step_hours=2.0, first_step_taken=True,
-                          ceiling=EscalationLevel.REMIND),
-        id=f"{case_id}-reassign-1", task_queue=settings.task_queue,
-    )  # fmt: skip
-    handle = await client.start_workflow(
-        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=settings.task_queue
-    )
+    squatter, handle = await _squatted(client, settings, case_id, f"{case_id}-reassign-1")
     try:
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         await handle.signal("return", {"actor": rid(URBAN_ACTOR), "reason": "Not ours"})
