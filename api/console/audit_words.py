@@ -25,6 +25,7 @@ from jiesu.audit.timeline import Timeline, TimelineEntry
 from jiesu.case import glossary
 from jiesu.case.domain import (
     CASE_WORKFLOW,
+    UNKNOWN_SENDER,
     CaseSignal,
     Channel,
     DeadlineKind,
@@ -226,17 +227,49 @@ def _completed(entry: TimelineEntry, words: Words, workflow_type: str) -> str:
     return text
 
 
+UNDECODED: dict[str, str] = {
+    "invalid_payload": "消息内容不符合该操作的格式，工单未作任何变更",
+    "unknown_signal": "工单没有这项操作，未作任何变更",
+}
+"""What the case did with a message it could not decode (the rejection's code): it refused
+it; the English reason stays in the recorded summary beneath."""
+UNKNOWN_SENDER_NAME = "发送方不明"
+UNKNOWN_SENDER_ROLE = "消息无法识别"
+
+
+def _received(d: Data) -> str:
+    """收到…: the signal, and for a message that did not decode what was wrong with it."""
+    name = d.get("signal")
+    if d.get("sender") != "unknown":
+        return f"收到{signal(name)}"
+    if (d.get("recorded") or {}).get("data", {}).get("code") == "unknown_signal":
+        return f"收到未知操作“{name}”"
+    if d.get("payloads") == 0:
+        return f"收到{signal(name)}（无内容）"
+    claimed = d.get("claimed_actor") or {}
+    said = f"，自称来自“{claimed.get('name')}”" if claimed.get("name") else ""
+    return f"收到{signal(name)}（内容格式不符{said}）"
+
+
 def _signal(entry: TimelineEntry, words: Words) -> str:
     d = entry.details
-    text = f"收到{signal(d.get('signal'))}"
+    text = _received(d)
     outcome = d.get("outcome")
     recorded = d.get("recorded") or {}
     data = recorded.get("data") or {}
     if outcome == "rejected":
         code = str(data.get("code") or "")
+        if d.get("sender") == "unknown":
+            return f"{text}，未执行：{UNDECODED.get(code, glossary.refusal(code, '消息无法识别'))}"
         return f"{text}，未执行：{glossary.refusal(code, '操作不符合工单当前的状态')}"
     if outcome == "applied":
         return f"{text}，已执行：{event_words.summary(str(recorded.get('kind')), data, words)}"
+    if outcome == "no effect recorded" and d.get("retry_of"):
+        request_id = (entry.actor or {}).get("request_id")
+        return (
+            f"{text}，未见办理记录：与 #{d['retry_of']} 是同一请求（请求号 {request_id}）的重发，"
+            "工单只办理一次"
+        )
     if outcome == "no effect recorded":
         return f"{text}，未见办理记录"
     return text
@@ -404,6 +437,8 @@ def actor(recorded: Data | None, words: Words) -> Who | None:
     water-clerk."""
     if not recorded:
         return None
+    if recorded.get("name") == UNKNOWN_SENDER.name and recorded.get("role") == Role.SYSTEM:
+        return Who(UNKNOWN_SENDER_NAME, UNKNOWN_SENDER_ROLE)  # a message that did not decode
     role = glossary.term(Role, recorded.get("role"))
     login = recorded.get("person")
     display_name = words.people.get(str(login)) if login else None

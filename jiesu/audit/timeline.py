@@ -30,6 +30,7 @@ Everything here is pure: a :class:`WorkflowHistory` in, a :class:`Timeline` out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jiesu.audit.stuck import failing_task, task_failure
+from jiesu.case.domain import CASE_WORKFLOW, UNKNOWN_SENDER
 
 PROJECTION_ACTIVITY = "project_case"
 # Cases since lean-case-v1 project with a local activity; its result carries the events.
@@ -118,6 +120,30 @@ def actor_label(actor: dict[str, Any] | None) -> str:
     department = actor.get("department_id")
     suffix = f", {department}" if department else ""
     return f"{actor.get('name', '?')} ({actor.get('role', '?')}{suffix})"
+
+
+# --- messages the case could not decode ---------------------------------------------------------
+
+EXCERPT_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """As the workflow writes a name or payload into a rejection (workflows/messages.py,
+    which this package may not import): control characters escaped, cut to ``limit``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
+
+
+def message_excerpt(payloads: Payloads) -> str:
+    """The excerpt of a signal's payloads the workflow records when it cannot decode them:
+    how the timeline knows which signal an unknown sender's rejection answers."""
+    return printable(" | ".join(p.data.decode("utf-8", "replace") for p in payloads.payloads))
+
+
+def _from_unknown_sender(actor: dict[str, Any] | None) -> bool:
+    return bool(actor) and actor.get("name") == UNKNOWN_SENDER.name and (
+        actor.get("role") == UNKNOWN_SENDER.role.value
+    )
 
 
 # --- the workflow's recorded events -------------------------------------------------------------
@@ -260,6 +286,8 @@ class _Decoder:
     _last_deadline: dict[str, datetime] = field(default_factory=dict)
     _children: dict[int, tuple[str, str]] = field(default_factory=dict)
     _awaiting_effect: list[TimelineEntry] = field(default_factory=list)
+    _retries: list[TimelineEntry] = field(default_factory=list)
+    _excerpts: dict[int, str] = field(default_factory=dict)  # signal event id -> excerpt
 
     def run(self) -> None:
         for event in self.history.events:
@@ -273,6 +301,13 @@ class _Decoder:
         for entry in self._awaiting_effect:
             entry.details["outcome"] = "no effect recorded"
             entry.summary += " — no effect recorded"
+        for entry in self._retries:
+            request_id = (entry.actor or {}).get("request_id")
+            entry.details["outcome"] = "no effect recorded"
+            entry.summary += (
+                f" — no effect recorded: a retry of #{entry.details['retry_of']} (request id "
+                f"{request_id}), which the case answers once"
+            )
 
     def _add(
         self,
@@ -340,7 +375,8 @@ class _Decoder:
     def _on_workflow_execution_signaled_event_attributes(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_signaled_event_attributes
         payload = _first(a.input)
-        actor = payload.get("actor") if isinstance(payload, dict) else None
+        claimed = payload.get("actor") if isinstance(payload, dict) else None
+        actor = claimed if isinstance(claimed, dict) else None
         entry = self._add(
             event,
             "signal",
@@ -348,9 +384,32 @@ class _Decoder:
             actor,
             signal=a.signal_name,
             payload=payload,
+            payloads=len(a.input.payloads),
         )
-        if actor:
+        self._excerpts[event.event_id] = message_excerpt(a.input)
+        original = self._answered_request(actor)
+        if original is not None:  # the case ignores a request id it has answered
+            entry.details["retry_of"] = original.event_id
+            self._retries.append(entry)
+            return
+        # a case answers every message, so each awaits its outcome: one without an actor
+        # only a rejection from the unknown sender can answer (a message that did not
+        # decode). A child's own messages without one (the ladder's stop) record nothing.
+        if actor is not None or self.workflow_type == CASE_WORKFLOW:
             self._awaiting_effect.append(entry)
+
+    def _answered_request(self, actor: dict[str, Any] | None) -> TimelineEntry | None:
+        """The earlier signal carrying the same request id, unless it did not decode (then
+        the case never took its request id, and this one is no retry)."""
+        request_id = (actor or {}).get("request_id")
+        if not request_id:
+            return None
+        return next(
+            (e for e in self.entries[:-1] if e.kind == "signal"
+             and (e.details.get("claimed_actor") or e.actor or {}).get("request_id") == request_id
+             and e.details.get("sender") != "unknown"),
+            None,
+        )
 
     def _on_workflow_execution_update_accepted_event_attributes(self, event: HistoryEvent) -> None:
         a = event.workflow_execution_update_accepted_event_attributes
@@ -368,10 +427,15 @@ class _Decoder:
             actor = recorded.get("actor")
             kind = str(recorded.get("kind"))
             data = recorded.get("data") or {}
+            misfit = self._misfit_of(kind, actor, data)
+            if misfit is not None:
+                self._awaiting_effect.remove(misfit)
+                self._undecoded(misfit, event, data, recorded)
+                continue
             cause = next((e for e in self._awaiting_effect if e.actor == actor), None)
             if cause is not None:
                 self._awaiting_effect.remove(cause)
-                self._explain(cause, kind, data, recorded)
+                self._explain(cause, event, kind, data, recorded)
                 continue
             at = _parse_time(recorded.get("at"))
             self._add(
@@ -379,13 +443,62 @@ class _Decoder:
                 seq=recorded.get("seq"), data=data,
             )
 
+    def _misfit_of(
+        self, kind: str, actor: dict[str, Any] | None, data: dict[str, Any]
+    ) -> TimelineEntry | None:
+        """The signal a rejection from the unknown sender answers: the case records a message
+        that did not decode under that sender, with the signal's name as ``action`` and an
+        excerpt of its payloads, which are in the signal's own history event."""
+        if kind != "rejected" or not _from_unknown_sender(actor):
+            return None
+        excerpt = data.get("payload")
+        return next(
+            (e for e in self._awaiting_effect
+             if data.get("action") == printable(str(e.details.get("signal")), 64)
+             and (excerpt is None or self._excerpts.get(e.event_id) == excerpt)),
+            None,
+        )
+
+    def _undecoded(
+        self,
+        signal: TimelineEntry,
+        event: HistoryEvent,
+        data: dict[str, Any],
+        recorded: dict[str, Any],
+    ) -> None:
+        """A signal the case could not decode: its sender is unknown (an actor its payload
+        names is only claimed), and the case refused it."""
+        if signal.actor is not None:
+            signal.details["claimed_actor"] = signal.actor
+        signal.actor = recorded.get("actor")
+        signal.details["sender"] = "unknown"
+        if signal.details.get("payloads") == 0:
+            signal.summary += " (no payload)"
+        elif data.get("code") != "unknown_signal":
+            signal.summary += " (payload of the wrong shape)"
+        self._explain(signal, event, "rejected", data, recorded)
+        # a retry of this one's request id was no retry: the case never took the id
+        retry = next(
+            (e for e in self._retries if e.details.get("retry_of") == signal.event_id), None
+        )
+        if retry is not None:
+            self._retries.remove(retry)
+            del retry.details["retry_of"]
+            self._awaiting_effect.append(retry)
+
     @staticmethod
     def _explain(
-        signal: TimelineEntry, kind: str, data: dict[str, Any], recorded: dict[str, Any]
+        signal: TimelineEntry,
+        event: HistoryEvent,
+        kind: str,
+        data: dict[str, Any],
+        recorded: dict[str, Any],
     ) -> None:
         signal.details["recorded"] = recorded
+        signal.details["outcome_event_id"] = event.event_id
         if kind == "rejected":
             signal.details["outcome"] = "rejected"
+            signal.details["code"] = data.get("code")
             signal.details["reason"] = data.get("reason")
             signal.summary += f" — rejected ({data.get('code')}): {data.get('reason')}"
         else:
