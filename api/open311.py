@@ -337,8 +337,9 @@ def build() -> FastAPI:
                 state.pool, state.temporal, state.settings, report_of(params), actor,
                 request.headers.get("idempotency-key"),
             )  # fmt: skip
-            notice = ("已并入同一问题的在办工单 (merged into the open case of the same problem)"
-                      if filed.merged else "已受理 (registered)")
+            # free text for people (Chinese only, as every text to citizens and integrators);
+            # a program tells the two apart by the status: 201 filed, 200 merged or a retry
+            notice = "已并入同一问题的在办工单" if filed.merged else "已受理"
             body = [{"service_request_id": filed.case_id, "service_notice": notice,
                      "account_id": None}]
             return render(fmt, "requests", body, 200 if filed.replayed or filed.merged else 201)

@@ -396,3 +396,25 @@ async def test_the_report_s_media_is_not_published(api: httpx.AsyncClient, fmt: 
     assert listed.status_code == 200 and case_id in listed.text and photo not in listed.text
     staff = (await api.get(f"/api/v1/cases/{case_id}/content", headers=SUPERVISOR)).json()
     assert photo in staff["description"]  # kept, for the staff who see the content
+
+
+async def test_the_service_notice_is_in_chinese_only(api: httpx.AsyncClient) -> None:
+    """GeoReport v2's ``service_notice`` is free text for the people who read the answer
+    ("information about the action expected to fulfill the request"), not a code: like every
+    text the product gives citizens and integrators it is Chinese only. It was 「已受理
+    (registered)」 and 「已并入同一问题的在办工单 (merged into the open case of the same
+    problem)」. Which of the two happened, a program reads from the status: 201 or 200."""
+    fields = {"api_key": KEY, "service_code": "street_light", "address_id": "G-QH-02-02-1",
+              "description": "路灯不亮，整条街都黑", **_citizen()}
+    first = await _post(api, "json", **fields)
+    assert first.status_code == 201, first.text
+    assert first.json()[0]["service_notice"] == "已受理"
+    case_id = first.json()[0]["service_request_id"]
+
+    async def merged() -> httpx.Response | None:  # once the read model has the open case
+        again = await _post(api, "json", **fields)
+        return again if again.status_code == 200 else None
+
+    again = await eventually(merged, within=30)
+    assert again.json()[0]["service_request_id"] == case_id
+    assert again.json()[0]["service_notice"] == "已并入同一问题的在办工单"
