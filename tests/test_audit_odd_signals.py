@@ -17,8 +17,8 @@ import re
 import uuid
 
 import httpx
-from helpers import eventually, handle_of, register, signed_in
-from temporalio.client import Client
+from helpers import HISTORIES, eventually, handle_of, register, signed_in
+from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from test_audit import run_cli
 
@@ -150,3 +150,25 @@ def _cells(html: str, css_class: str) -> list[str]:
 def _said(html: str) -> list[str]:
     found = re.findall(r'<span class="said">(.*?)</span>', html, re.S)
     return [html_lib.unescape(re.sub(r"<[^>]+>", "", s)) for s in found]
+
+
+def test_no_refusal_of_an_undecoded_message_stands_apart_in_the_recorded_histories() -> None:
+    """Every recorded history: the unknown sender's rejections are each on their signal's
+    line (the old code left 152 of them apart: 50 in each of the three rejections_bounded
+    histories, 2 in v9-hostile_ladder_step_duplicated.json); the signals the case no longer
+    recorded once past its limit of refusals (100: 50 junk signals, 50 forged accepts) say so;
+    the ladder's steps, which name no actor, keep their bare line (their effect is the system's
+    escalated event)."""
+    apart: list[str] = []
+    for path in sorted(HISTORIES.glob("*.json")):
+        timeline = decode_history(WorkflowHistory.from_json(path.stem, path.read_text("utf-8")))
+        apart += [f"{path.name} #{e.event_id}" for e in timeline.entries
+                  if e.kind == "rejected" and (e.actor or {}).get("name") == "unknown sender"]
+        if path.name == "rejections_bounded.json":
+            for name in ("no_such_signal", "accept"):
+                said = [e.details["outcome"] for e in _signals(timeline)
+                        if e.details["signal"] == name and e.details["outcome"] != "applied"]
+                assert said == ["rejected"] * 50 + ["no effect recorded"] * 25, said
+        for step in (e for e in _signals(timeline) if e.details["signal"] == "escalation_step"):
+            assert step.details.get("outcome") in (None, "rejected"), step.summary
+    assert apart == []

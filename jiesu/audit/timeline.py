@@ -44,7 +44,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jiesu.audit.stuck import failing_task, task_failure
-from jiesu.case.domain import CASE_WORKFLOW, UNKNOWN_SENDER
+from jiesu.case.domain import CASE_WORKFLOW, SIGNAL_PAYLOADS, UNKNOWN_SENDER
 
 PROJECTION_ACTIVITY = "project_case"
 # Cases since lean-case-v1 project with a local activity; its result carries the events.
@@ -138,6 +138,13 @@ def message_excerpt(payloads: Payloads) -> str:
     """The excerpt of a signal's payloads the workflow records when it cannot decode them:
     how the timeline knows which signal an unknown sender's rejection answers."""
     return printable(" | ".join(p.data.decode("utf-8", "replace") for p in payloads.payloads))
+
+
+ACTORLESS = frozenset(
+    str(name) for name, model in SIGNAL_PAYLOADS.items() if "actor" not in model.model_fields
+)
+"""The case's messages that name no actor (the escalation child's ``escalation_step``): what
+they did is recorded under the system, so the timeline cannot tell their outcome."""
 
 
 def _from_unknown_sender(actor: dict[str, Any] | None) -> bool:
@@ -299,6 +306,8 @@ class _Decoder:
             elif handler is not None:
                 handler(event)
         for entry in self._awaiting_effect:
+            if entry.details.get("signal") in ACTORLESS and entry.actor is None:
+                continue  # the ladder's step: its effect is the system's escalated event
             entry.details["outcome"] = "no effect recorded"
             entry.summary += " — no effect recorded"
         for entry in self._retries:
