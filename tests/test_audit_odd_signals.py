@@ -12,9 +12,12 @@ recorded" with no word of being a retry.
 
 from __future__ import annotations
 
+import asyncio
 import html as html_lib
 import re
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 from helpers import HISTORIES, eventually, handle_of, register, signed_in
@@ -172,3 +175,36 @@ def test_no_refusal_of_an_undecoded_message_stands_apart_in_the_recorded_histori
         for step in (e for e in _signals(timeline) if e.details["signal"] == "escalation_step"):
             assert step.details.get("outcome") in (None, "rejected"), step.summary
     assert apart == []
+
+
+async def test_a_signal_from_the_temporal_cli_without_input_reads_as_refused(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """The reviewer's own path: ``temporal workflow signal --name accept`` with no ``--input``
+    (the CLI the test session runs its server with) sends no payload at all."""
+    case_id = (await register(api))["case_id"]
+
+    async def assigned() -> bool:
+        return (await _state(client, case_id)).status is Status.ASSIGNED
+
+    await eventually(assigned)
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "temporal"), "workflow", "signal",
+        "--address", env.client.service_client.config.target_host,
+        "--namespace", env.client.namespace, "--workflow-id", case_id, "--name", "accept",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, (out, err)
+    handle = handle_of(client, case_id)
+
+    async def refused() -> list[TimelineEntry] | None:
+        signals = _signals(decode_history(await handle.fetch_history()))
+        outcome = signals[0].details.get("outcome") if signals else None
+        return signals if outcome == "rejected" else None  # once the case has projected
+
+    (signal,) = await eventually(refused)
+    assert signal.details["payloads"] == 0
+    assert signal.summary == (
+        "accept (no payload) — rejected (invalid_payload): accept takes 1 payload(s), got 0"
+    )
