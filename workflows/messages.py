@@ -10,7 +10,6 @@ that does not fit is returned as a :class:`Misfit`, which the case records as a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue
 
-EXCERPT_CHARS = 200  # how much of an undecodable payload the auditors get to see
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+with workflow.unsafe.imports_passed_through():
+    from jiesu.case.excerpts import excerpt, printable
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,11 @@ class Misfit:
     excerpt: str
 
 
-def printable(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """Control characters escaped (they cannot be stored or shown), cut to ``limit``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
+__all__ = ["Misfit", "decode", "printable"]
 
 
 def _excerpt(args: Sequence[RawValue]) -> str:
-    return printable(" | ".join(a.payload.data.decode("utf-8", "replace") for a in args))
+    return excerpt(a.payload.data for a in args)
 
 
 def decode(name: str, args: Sequence[RawValue], model: type | None) -> Any:

@@ -30,7 +30,6 @@ Everything here is pure: a :class:`WorkflowHistory` in, a :class:`Timeline` out.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jiesu.audit.stuck import failing_task, task_failure
 from jiesu.case.domain import CASE_WORKFLOW, SIGNAL_PAYLOADS, UNKNOWN_SENDER
+from jiesu.case.excerpts import excerpt, printable
 
 PROJECTION_ACTIVITY = "project_case"
 # Cases since lean-case-v1 project with a local activity; its result carries the events.
@@ -124,20 +124,11 @@ def actor_label(actor: dict[str, Any] | None) -> str:
 
 # --- messages the case could not decode ---------------------------------------------------------
 
-EXCERPT_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def printable(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """As the workflow writes a name or payload into a rejection (workflows/messages.py,
-    which this package may not import): control characters escaped, cut to ``limit``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
-
-
 def message_excerpt(payloads: Payloads) -> str:
-    """The excerpt of a signal's payloads the workflow records when it cannot decode them:
-    how the timeline knows which signal an unknown sender's rejection answers."""
-    return printable(" | ".join(p.data.decode("utf-8", "replace") for p in payloads.payloads))
+    """The excerpt of a signal's payloads the workflow records when it cannot decode them
+    (jiesu.case.excerpts, the workflows' rule): how the timeline knows which signal an
+    unknown sender's rejection answers."""
+    return excerpt(p.data for p in payloads.payloads)
 
 
 ACTORLESS = frozenset(
