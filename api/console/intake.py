@@ -33,7 +33,7 @@ router = APIRouter()
 Operator = require_roles(*OPERATOR_ROLES)
 
 FIELDS = ("title", "description", "category_id", "grid_id", "address", "channel", "urgency",
-          "citizen_name", "citizen_phone", "citizen_anonymous")  # fmt: skip
+          "citizen_name", "citizen_phone", "citizen_email", "citizen_anonymous")  # fmt: skip
 
 
 async def _pickers(pool: Pool) -> dict[str, Any]:
@@ -58,7 +58,10 @@ def _intake(form: FormData) -> ComplaintIntake:
         "address": typed("address"), "channel": form.get("channel") or Channel.HOTLINE,
         "urgency": form.get("urgency") or None,
         # a blank phone is no phone (said as 必填 by the reachability rule, not 格式不正确)
+        # the e-mail is the API's citizen e-mail (domain.Email): where the notices go when
+        # the phone takes no SMS (jiesu/notify/outbox.py route); blank is none
         "citizen": {"name": typed("citizen_name"), "phone": typed("citizen_phone") or None,
+                    "email": typed("citizen_email") or None,
                     "anonymous_to_department": form.get("citizen_anonymous") == "on"},
     })  # fmt: skip
 
@@ -119,9 +122,12 @@ async def file_intake(
 
 def sms_to(intake: ComplaintIntake) -> str:
     """What the case page tells the operator of the citizen's link: the last four digits of
-    the mobile number the intake SMS goes to, or ``none`` — no phone, or a landline, which
-    receives no SMS (the caller is told to ask by the case number instead). The operator
-    never sees the link or its token (api/intake.py hands_token_to) — they tell the caller
-    where it will arrive."""
+    the mobile number the intake SMS goes to; ``email`` when the phone takes no SMS (none, a
+    landline or short number) but an e-mail was given — the outbox sends it there (route);
+    else ``none`` (the caller is told to ask by the case number instead). The address itself
+    stays out of the URL. The operator never sees the link or its token (api/intake.py
+    hands_token_to) — they tell the caller where it will arrive."""
     phone = intake.citizen.phone or ""
-    return phone_forms(phone)[0][-4:] if is_mobile(phone) else "none"
+    if is_mobile(phone):
+        return phone_forms(phone)[0][-4:]
+    return "email" if intake.citizen.email else "none"
