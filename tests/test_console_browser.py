@@ -561,14 +561,22 @@ def _readable_on_a_phone(cell: dict, width: int) -> bool:
                  or cell["label"] not in ("none", "normal", '""')))  # fmt: skip
 
 
+# A block of the page on a 390 px screen: not past either edge, its text not cut inside it.
+_FITS_A_PHONE = """e => { const box = e.getBoundingClientRect();
+    return box.left >= 0 && box.right <= 390 && e.scrollWidth <= e.clientWidth + 1; }"""
+
+
 async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
-    browsers: Profiles, console_url: str, api: httpx.AsyncClient, shots: Path
-) -> None:
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, pool: asyncpg.Pool,
+    shots: Path,
+) -> None:  # fmt: skip
     """At 390 px the department's 待办工单 and the supervisor's boards (待派单队列, 延期待审,
     超时工单, 督办中的工单) show each case as a block of labelled lines: every filled cell is on
     the screen (none scrolled off to the right of a table, none cut), wide enough to read a
     title on a line (not squeezed to a character a line), with its column's name before it.
-    At 1366 px they stay tables."""
+    At 1366 px they stay tables. A case page fits too, with its longest citizen lines: the
+    告知诉求人 line of a landline caller (未发送短信…请电话告知诉求人, in bold) and the note after
+    受理 that the link goes by e-mail."""
     (case_id, queued), water, supervisor = await asyncio.gather(
         _listed_cases(api), sign_in(browsers, console_url, "water"),
         sign_in(browsers, console_url, "supervisor"))  # fmt: skip
@@ -598,6 +606,21 @@ async def test_the_case_lists_read_on_a_phone_without_scrolling_sideways(
     await supervisor.goto(f"{console_url}/console/cases/{queued}")  # 待派单: no countdown
     await shot(supervisor, shots, "6-queued-case-390")
     assert await supervisor.locator("#queued-since").is_visible()
+    assert await _page_width(supervisor) <= 390
+
+    landline = f"010-{uuid.uuid4().int % 10**8:08d}"  # its own: no merge
+    skipped = (await register(api, citizen={"name": "钱七", "phone": landline}))["case_id"]
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM notifications WHERE case_id = $1 AND status = 'skipped'", skipped))
+    await supervisor.goto(f"{console_url}/console/cases/{skipped}?filed=1&sms=email")
+    told = supervisor.locator("#citizen-notices")
+    await told.locator("strong").wait_for()
+    await shot(supervisor, shots, "6-citizen-notices-390")
+    assert "请电话告知诉求人" in await told.inner_text()
+    assert "电子邮件" in await supervisor.inner_text("[data-link-note]")
+    assert await _page_width(supervisor) <= 390
+    for line in (told, supervisor.locator("[data-link-note]")):
+        assert await line.evaluate(_FITS_A_PHONE), await line.inner_text()
 
 
 # The other tables a person reads on a phone, by who reads them: 审计查询's results, a case's
