@@ -32,6 +32,7 @@ import asyncpg
 
 from bench import disk
 from bench.http import Http, Reply
+from bench.phones import mobile
 from jiesu.ops.demo_data import demo_key, department_key
 
 # (category, department) — urgent categories routed county-wide; any grid will do.
@@ -99,7 +100,7 @@ def _intake_body(n: int) -> tuple[dict[str, object], str]:
         # the intake would take for the same place and link as a repeat of a replied problem
         # (jiesu/intake/history.py) — a heavier case, and no longer the same shape.
         "address": f"Bench road {_run_tag}-{n:07d}",
-        "citizen": {"name": "Bench citizen", "phone": f"13{_run_tag}{n:06d}"[:20]},
+        "citizen": {"name": "Bench citizen", "phone": mobile(n, _run_tag, "13", 6)},
     }
     return body, department
 

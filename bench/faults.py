@@ -73,6 +73,7 @@ from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from bench.case_driver import GRIDS, OPERATOR, ROUTES
 from bench.lifecycle import _free_port, machine
 from bench.load import open_loop
+from bench.phones import mobile
 from jiesu import db
 from jiesu.audit import placement
 from jiesu.audit import replay as audit_replay
@@ -232,7 +233,7 @@ class Driver:
             "category_id": category,
             "grid_id": GRIDS[n % len(GRIDS)],
             "address": f"Fault road {self.run_tag}-{n}",
-            "citizen": {"name": "Fault citizen", "phone": f"139{self.run_tag}{n:05d}"[:20]},
+            "citizen": {"name": "Fault citizen", "phone": mobile(n, self.run_tag, "139", 5)},
         }, department
 
     async def run_case(self, n: int) -> CaseRecord:
