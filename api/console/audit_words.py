@@ -21,7 +21,7 @@ from api.console import event_words
 from api.console.event_words import Words
 from jiesu.audit import timeline as audit_timeline
 from jiesu.audit.replay import Verdict
-from jiesu.audit.timeline import Timeline, TimelineEntry
+from jiesu.audit.timeline import NOT_PROCESSED, NOT_YET_PROCESSED, Timeline, TimelineEntry
 from jiesu.case import glossary
 from jiesu.case.domain import (
     CASE_WORKFLOW,
@@ -272,6 +272,10 @@ def _signal(entry: TimelineEntry, words: Words) -> str:
         )
     if outcome == "no effect recorded":
         return f"{text}，未见办理记录"
+    if outcome == NOT_YET_PROCESSED:  # a running case has not handled it yet: no verdict
+        return f"{text}，尚未处理：工单还未办理这条操作，结果待定"
+    if outcome == NOT_PROCESSED:
+        return f"{text}，未处理：工单在办理这条操作之前已结束"
     return text
 
 

@@ -5,10 +5,13 @@ entries ``{event_id, at, kind, actor, summary, details}``:
 
 - ``started`` / ``completed`` / ``failed`` / ``terminated`` / ... — the run's start and end;
 - ``signal`` — a human action as it arrived, with its actor and payload. Its ``outcome``
-  (``applied``, ``rejected`` with the reason, or ``no effect recorded``) is read from the
+  (``applied``, ``rejected`` with the reason, ``no effect recorded``, ``not yet processed``
+  or ``not processed``) is read from the
   workflow's *own event list*, which travels inside the history as the input of the
   ``project_case`` activity: the first event the workflow recorded after the signal for the
-  same actor is the signal's effect (a ``rejected`` event carries the reason). No read model
+  same actor is the signal's effect (a ``rejected`` event carries the reason). A signal that
+  arrived after the last completed workflow task has not been handled: ``not yet processed``
+  on a running case, ``not processed`` on a closed one. No read model
   is consulted, and no code is re-run: the answer is what the workflow wrote at the time;
 - ``activity`` — an activity's result (``route_case`` → "routed to X by rule N",
   ``compute_deadlines`` → "deadlines set: ...", ``plan_case`` → both),
@@ -53,6 +56,10 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 PATCH_MARKER = "core_patch"  # workflow.patched
 # A timer re-started for a time further than this from the previous one is a moved deadline.
 _MOVE_TOLERANCE = timedelta(seconds=2)
+# A signal's outcome when no completed workflow task has handled it yet: the case is running
+# and will (its effect is still to be written), or it closed before it did.
+NOT_YET_PROCESSED = "not yet processed"
+NOT_PROCESSED = "not processed"
 
 
 class TimelineEntry(BaseModel):
@@ -286,6 +293,7 @@ class _Decoder:
     _awaiting_effect: list[TimelineEntry] = field(default_factory=list)
     _retries: list[TimelineEntry] = field(default_factory=list)
     _excerpts: dict[int, str] = field(default_factory=dict)  # signal event id -> excerpt
+    _last_task_completed: int = 0  # the last WorkflowTaskCompleted event's id
 
     def run(self) -> None:
         for event in self.history.events:
@@ -299,15 +307,38 @@ class _Decoder:
         for entry in self._awaiting_effect:
             if entry.details.get("signal") in ACTORLESS and entry.actor is None:
                 continue  # the ladder's step: its effect is the system's escalated event
+            if self._unhandled(entry):
+                continue
             entry.details["outcome"] = "no effect recorded"
             entry.summary += " — no effect recorded"
         for entry in self._retries:
+            if self._unhandled(entry):
+                continue
             request_id = (entry.actor or {}).get("request_id")
             entry.details["outcome"] = "no effect recorded"
             entry.summary += (
                 f" — no effect recorded: a retry of #{entry.details['retry_of']} (request id "
                 f"{request_id}), which the case answers once"
             )
+
+    def _unhandled(self, entry: TimelineEntry) -> bool:
+        """Mark a signal no completed workflow task has handled: it arrived after the last
+        one (Temporal writes a signal that comes in during a task after that task's
+        completion, and schedules a new task for it). On a running case the task that
+        handles it is still to come (``not yet processed``); a closed case ended first
+        (``not processed``). Either way "no effect recorded" would claim the case saw it."""
+        if entry.event_id < self._last_task_completed:
+            return False
+        if self.status == "running":
+            entry.details["outcome"] = NOT_YET_PROCESSED
+            entry.summary += " — not yet processed: the case has not handled it yet"
+        else:
+            entry.details["outcome"] = NOT_PROCESSED
+            entry.summary += f" — not processed: the case was {self.status} before handling it"
+        return True
+
+    def _on_workflow_task_completed_event_attributes(self, event: HistoryEvent) -> None:
+        self._last_task_completed = event.event_id
 
     def _add(
         self,

@@ -1,0 +1,132 @@
+"""A signal no workflow task has handled yet is not "no effect recorded".
+
+The timeline read a signal with no recorded effect as ``no effect recorded`` — also on a
+running case whose workflow task handling it had not completed yet (its effect simply not yet
+written), so an auditor reading a live case concluded the action was ignored. Now a signal
+that arrived after the case's last completed workflow task reads ``not yet processed`` on a
+running case (尚未处理 on the console) and ``not processed`` on a closed one (the case ended
+first); ``no effect recorded`` is left for a signal the case handled and recorded nothing for.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import uuid
+
+import asyncpg
+import httpx
+from helpers import HISTORIES, eventually, register, signed_in
+from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from test_api_errors import silent
+from test_audit import run_cli
+from test_audit_odd_signals import URBAN
+
+from jiesu.audit.timeline import TimelineEntry, decode_history
+from jiesu.case.domain import AcceptAction
+from jiesu.config import Settings
+from worker import activities as house_activities
+from workflows import ALL_WORKFLOWS
+from workflows.complaint import ComplaintWorkflow
+
+
+def _recorded(name: str) -> WorkflowHistory:
+    return WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text("utf-8"))
+
+
+def _signals(history: WorkflowHistory) -> list[TimelineEntry]:
+    return [e for e in decode_history(history).entries if e.kind == "signal"]
+
+
+def _last_task_completed(history: WorkflowHistory) -> int:
+    return max((e.event_id for e in history.events
+                if e.HasField("workflow_task_completed_event_attributes")), default=0)  # fmt: skip
+
+
+def test_no_recorded_history_calls_an_unhandled_signal_without_effect() -> None:
+    """Every recorded history: a signal after the last completed workflow task was never
+    handled, so it reads ``not yet processed`` (running) or ``not processed`` (closed) — the old
+    code said ``no effect recorded`` of 10 such signals (9 in terminated histories such as
+    dispatched_from_queue.json, 1 in the running extension_requests_bounded.json)."""
+    wrong: list[str] = []
+    unhandled = 0
+    for path in sorted(HISTORIES.glob("*.json")):
+        history = WorkflowHistory.from_json(path.stem, path.read_text("utf-8"))
+        timeline = decode_history(history)
+        last = _last_task_completed(history)
+        for signal in (e for e in timeline.entries if e.kind == "signal"):
+            if signal.event_id < last or "outcome" not in signal.details:
+                continue
+            unhandled += 1
+            expected = "not yet processed" if timeline.status == "running" else "not processed"
+            if signal.details["outcome"] != expected:
+                wrong.append(f"{path.name} #{signal.event_id}: {signal.summary}")
+    assert unhandled >= 10 and wrong == [], wrong
+
+
+def test_a_signal_the_case_ended_before_handling_reads_not_processed() -> None:
+    """dispatched_from_queue.json: the accept came in, its workflow task failed (the recording
+    worker went away), and the case was terminated."""
+    accept = _signals(_recorded("dispatched_from_queue"))[-1]
+    assert accept.details["outcome"] == "not processed"
+    assert accept.summary == "accept — not processed: the case was terminated before handling it"
+
+
+def test_a_running_case_s_last_signal_reads_not_yet_processed() -> None:
+    last = _signals(_recorded("extension_requests_bounded"))[-1]
+    assert last.details["outcome"] == "not yet processed", last.summary
+    assert last.summary.endswith(" — not yet processed: the case has not handled it yet")
+
+
+def _said(html: str) -> list[str]:
+    found = re.findall(r'<span class="said">(.*?)</span>', html, re.S)
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", s)) for s in found]
+
+
+async def test_a_live_case_s_signal_awaiting_its_task_reads_not_yet_processed(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    """A case run on a task queue no worker polls (a stopped worker): its accept waits for a
+    workflow task. The timeline, ``jiesu timeline`` and the console say it is not yet
+    processed; once a worker serves the queue the case handles it and the line says how."""
+    case_id = (await register(api))["case_id"]
+    queue = f"jiesu-pending-{uuid.uuid4().hex[:8]}"
+    orphan = await silent(client, case_id, queue)
+    try:
+        await orphan.signal(ComplaintWorkflow.accept, AcceptAction(actor=URBAN))
+        (accept,) = _signals(await orphan.fetch_history())
+        assert accept.details["outcome"] == "not yet processed"
+        assert accept.summary == "accept — not yet processed: the case has not handled it yet"
+
+        code, out, err = await run_cli(env, settings, "timeline", case_id)
+        assert code == 0, err
+        (line,) = [line for line in out.splitlines() if " signal " in line]
+        assert line.endswith("accept — not yet processed: the case has not handled it yet"), out
+        assert "no effect recorded" not in out
+
+        auditor = await signed_in(api, "auditor")
+        own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+        try:
+            page = await auditor.get(f"/console/audit/{case_id}", headers=own)
+        finally:
+            await auditor.aclose()
+        assert page.status_code == 200
+        said = _said(page.text)
+        assert "收到“签收”，尚未处理：工单还未办理这条操作，结果待定" in said, said
+        assert not [s for s in said if "未见办理记录" in s], said
+
+        own_activities = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
+        async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                          activities=own_activities,
+                          workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
+
+            async def handled() -> TimelineEntry | None:
+                (signal,) = _signals(await orphan.fetch_history())
+                return signal if signal.details["outcome"] in ("applied", "rejected") else None
+
+            await eventually(handled, within=30)
+    finally:
+        await orphan.terminate("test finished")
