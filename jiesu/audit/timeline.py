@@ -9,9 +9,9 @@ entries ``{event_id, at, kind, actor, summary, details}``:
   or ``not processed``) is read from the
   workflow's *own event list*, which travels inside the history as the input of the
   ``project_case`` activity: the first event the workflow recorded after the signal for the
-  same actor is the signal's effect (a ``rejected`` event carries the reason). A signal that
-  arrived after the last completed workflow task has not been handled: ``not yet processed``
-  on a running case, ``not processed`` on a closed one. No read model
+  same actor is the signal's effect (a ``rejected`` event carries the reason). A signal whose
+  effect no completed workflow task wrote (``_Decoder._unhandled``) reads ``not yet
+  processed`` on a running case, ``not processed`` on a closed one. No read model
   is consulted, and no code is re-run: the answer is what the workflow wrote at the time;
 - ``activity`` — an activity's result (``route_case`` → "routed to X by rule N",
   ``compute_deadlines`` → "deadlines set: ...", ``plan_case`` → both),
@@ -294,6 +294,9 @@ class _Decoder:
     _retries: list[TimelineEntry] = field(default_factory=list)
     _excerpts: dict[int, str] = field(default_factory=dict)  # signal event id -> excerpt
     _last_task_completed: int = 0  # the last WorkflowTaskCompleted event's id
+    _task_outstanding: bool = False  # a workflow task is scheduled and not completed
+    # the completed workflow task whose commands last carried the case's recorded events
+    _last_recording_task: int = 0
 
     def run(self) -> None:
         for event in self.history.events:
@@ -322,12 +325,18 @@ class _Decoder:
             )
 
     def _unhandled(self, entry: TimelineEntry) -> bool:
-        """Mark a signal no completed workflow task has handled: it arrived after the last
-        one (Temporal writes a signal that comes in during a task after that task's
-        completion, and schedules a new task for it). On a running case the task that
-        handles it is still to come (``not yet processed``); a closed case ended first
-        (``not processed``). Either way "no effect recorded" would claim the case saw it."""
-        if entry.event_id < self._last_task_completed:
+        """Mark a signal whose effect no completed workflow task has written: it arrived
+        after the last one (Temporal writes a signal that comes in during a task after that
+        task's completion, and schedules a new task for it), or — on a running case with an
+        outstanding workflow task — after the last task that recorded case events (a task
+        can complete before the projection carrying its events does, and the next one
+        records them). On a running case the effect is still to come (``not yet
+        processed``); a closed case ended first (``not processed``). Either way "no effect
+        recorded" would claim the case handled it and wrote nothing."""
+        if entry.event_id < self._last_task_completed and not (
+            self.status == "running" and self._task_outstanding
+            and entry.event_id > self._last_recording_task
+        ):
             return False
         if self.status == "running":
             entry.details["outcome"] = NOT_YET_PROCESSED
@@ -339,6 +348,10 @@ class _Decoder:
 
     def _on_workflow_task_completed_event_attributes(self, event: HistoryEvent) -> None:
         self._last_task_completed = event.event_id
+        self._task_outstanding = False
+
+    def _on_workflow_task_scheduled_event_attributes(self, event: HistoryEvent) -> None:
+        self._task_outstanding = True
 
     def _add(
         self,
@@ -454,6 +467,7 @@ class _Decoder:
         )
 
     def _recorded(self, event: HistoryEvent, batch: RecordedBatch) -> None:
+        self._last_recording_task = self._last_task_completed
         for recorded in batch.events:
             actor = recorded.get("actor")
             kind = str(recorded.get("kind"))
