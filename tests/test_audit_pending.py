@@ -24,6 +24,8 @@ from test_api_errors import silent
 from test_audit import run_cli
 from test_audit_odd_signals import URBAN
 
+from api.console import audit_words
+from api.console.event_words import Words
 from jiesu.audit.timeline import TimelineEntry, decode_history
 from jiesu.case.domain import AcceptAction
 from jiesu.config import Settings
@@ -150,3 +152,16 @@ async def test_a_live_case_s_signal_awaiting_its_task_reads_not_yet_processed(
             await eventually(handled, within=30)
     finally:
         await orphan.terminate("test finished")
+
+
+def test_the_console_says_not_yet_processed_and_not_processed_in_chinese() -> None:
+    """The 审计记录 page's sentences for a running case's unhandled accept and a terminated
+    case's (its words: 尚未处理 / 未处理, never 未见办理记录)."""
+    words = Words({}, lambda at: str(at)[:16])
+    for name, said in (
+        ("extension_requests_bounded", "，尚未处理：工单还未办理这条操作，结果待定"),
+        ("dispatched_from_queue", "收到“签收”，未处理：工单在办理这条操作之前已结束"),
+    ):
+        timeline = decode_history(_recorded(name))
+        signals = [r for r in audit_words.rows(timeline, words) if r.entry.kind == "signal"]
+        assert signals[-1].sentence.endswith(said), (name, signals[-1].sentence)
