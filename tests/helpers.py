@@ -369,6 +369,16 @@ async def signed_in(api: httpx.AsyncClient, login: str) -> httpx.AsyncClient:
     return browser
 
 
+async def audit_page(api: httpx.AsyncClient, case_id: str) -> httpx.Response:
+    """The case's 审计记录 page as the demo auditor opens it in the console."""
+    auditor = await signed_in(api, "auditor")
+    own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+    try:
+        return await auditor.get(f"/console/audit/{case_id}", headers=own)
+    finally:
+        await auditor.aclose()
+
+
 class _Handset:
     """A phone that keeps what the outbox sends it (a Sender, jiesu.notify.outbox)."""
 

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from helpers import HISTORIES, eventually, handle_of, register, signed_in
+from helpers import HISTORIES, audit_page, eventually, handle_of, register
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from test_audit import run_cli
@@ -126,12 +126,7 @@ async def test_the_console_says_each_odd_signal_and_its_outcome_in_chinese(
     api: httpx.AsyncClient, client: Client
 ) -> None:
     case_id, _ = await _odd_case(api, client)
-    auditor = await signed_in(api, "auditor")
-    own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
-    try:
-        page = await auditor.get(f"/console/audit/{case_id}", headers=own)
-    finally:
-        await auditor.aclose()
+    page = await audit_page(api, case_id)
     assert page.status_code == 200
     text = page.text
     said = _said(text)

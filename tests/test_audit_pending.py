@@ -16,7 +16,7 @@ import uuid
 
 import asyncpg
 import httpx
-from helpers import HISTORIES, eventually, register, signed_in
+from helpers import HISTORIES, audit_page, eventually, register
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -129,12 +129,7 @@ async def test_a_live_case_s_signal_awaiting_its_task_reads_not_yet_processed(
         assert line.endswith("accept — not yet processed: the case has not handled it yet"), out
         assert "no effect recorded" not in out
 
-        auditor = await signed_in(api, "auditor")
-        own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
-        try:
-            page = await auditor.get(f"/console/audit/{case_id}", headers=own)
-        finally:
-            await auditor.aclose()
+        page = await audit_page(api, case_id)
         assert page.status_code == 200
         said = _said(page.text)
         assert "收到“签收”，尚未处理：工单还未办理这条操作，结果待定" in said, said
