@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from jiesu.audit.timeline import child_runs
 from jiesu.audit.witness import ProjectionWitness
 from jiesu.case.domain import CaseOutcome, CaseState, Resolution, Status
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
@@ -248,15 +249,31 @@ async def replay_checked(history: WorkflowHistory) -> None:
     )
 
 
+CHILD_HISTORIES = HISTORIES / "children"
+"""Histories of the children (the ladder, the reassignment) of the recorded cases, named
+``<case's file>--<child's id after the case number>.json``: replayed like the cases'."""
+
+
 async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> WorkflowHistory:
-    """Replay a finished path's history with the current code (``replay_checked``); with
-    RECORD_HISTORIES=1 also store it under tests/histories/ so that every later run replays it
-    (test_replay.py)."""
+    """Replay a finished path's history and its children's with the current code
+    (``replay_checked``); with RECORD_HISTORIES=1 also store them under tests/histories/ so
+    that every later run replays them (test_replay.py). RECORD_HISTORIES=children stores the
+    children's only, leaving the cases' recorded histories as they are."""
     history = await handle.fetch_history()
     await replay_checked(history)
-    if os.environ.get("RECORD_HISTORIES") == "1":
+    record = os.environ.get("RECORD_HISTORIES")
+    if record == "1":
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+    for child_id, run_id in child_runs(history):
+        if run_id is None:  # never started (its id was taken): no history of its own
+            continue
+        child = await handle._client.get_workflow_handle(child_id, run_id=run_id).fetch_history()
+        await replay_checked(child)
+        if record in ("1", "children"):
+            CHILD_HISTORIES.mkdir(parents=True, exist_ok=True)
+            suffix = child_id.removeprefix(f"{handle.id}-")
+            (CHILD_HISTORIES / f"{name}--{suffix}.json").write_text(child.to_json(), "utf-8")
     return history
 
 

@@ -21,22 +21,46 @@ others of ``lean-case-v8`` record the centre as "12345热线中心 (Hotline Cent
 so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch without a trace);
 ``v16-*`` those of ``lean-case-v9`` cases, kept when recorded again with ``lean-case-v10``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
+
+``children/`` holds the histories of the recorded cases' child workflows (the supervision
+ladder, the reassignment), recorded with them (``keep_history``): a change to a child workflow
+must keep a running ladder or reassignment replaying, as a change to the case must keep the
+case. ``RECORD_HISTORIES=children make test`` records the children of every recorded path
+without touching the cases' files. The children were first recorded with ``lean-case-v10``;
+``children/v15-*`` by the code of ``lean-case-v8`` (847aef5), ladders without a ceiling or
+``obeys_hold`` (docs/auditing.md, "The children's histories").
 """
 
 from __future__ import annotations
 
 import pytest
-from helpers import HISTORIES, replay_checked
+from helpers import CHILD_HISTORIES, HISTORIES, replay_checked
 from temporalio.client import WorkflowHistory
 
 RECORDED = sorted(HISTORIES.glob("*.json"))
+CHILDREN = sorted(CHILD_HISTORIES.glob("*.json"))
 
 
 def test_histories_are_recorded() -> None:
     assert len(RECORDED) >= 3, "the replay suite lost its recorded histories"
+    kinds = {_workflow_type(p) for p in CHILDREN}
+    assert {"EscalationWorkflow", "ReassignmentWorkflow"} <= kinds, (
+        f"the replay suite lost its recorded child histories (has {sorted(kinds)})"
+    )
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
 async def test_recorded_history_replays(path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     await replay_checked(history)
+
+
+@pytest.mark.parametrize("path", CHILDREN, ids=lambda p: p.stem)
+async def test_recorded_child_history_replays(path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+    await replay_checked(history)
+
+
+def _workflow_type(path) -> str:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
