@@ -540,6 +540,54 @@ async def test_a_repeat_reporter_on_a_landline_gets_their_link_by_email(
     assert "/my/" in notice.body and "已合并办理" in notice.body
 
 
+async def test_a_citizen_with_only_an_email_gets_their_link_by_email_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A citizen who gave an e-mail address and no phone (API intake, and a second report of
+    the same problem, 并单): their intake notice — the link to their own page — was queued
+    only ``if phone``, so they never got a link at all. Now it is queued for the e-mail
+    (recorded as an e-mail, the channel it goes by), and sent once per report, a failed first
+    attempt included, each with its own report's link."""
+    from jiesu.intake.follow_up import FollowUpLinks
+
+    first_mail = f"only-{uuid.uuid4().hex[:8]}@example.cn"
+    first = await register(api, citizen={"name": "孙八", "email": first_mail})
+    case_id = first["case_id"]
+    again_mail = f"again-{uuid.uuid4().hex[:8]}@example.cn"
+    again = await api.post("/api/v1/complaints", headers=OPERATOR, json=complaint(
+        address=(await pool.fetchval(
+            "SELECT payload -> 'intake' ->> 'address' FROM intakes WHERE case_id = $1", case_id
+        )), citizen={"name": "孙八", "email": again_mail}))  # fmt: skip
+    assert again.status_code < 300 and again.json()["merged"], again.text
+
+    async def queued() -> list:
+        rows = await _notices_of(pool, case_id, "citizen")
+        return rows if len(rows) == 2 else []
+
+    rows = await eventually(queued)
+    assert sorted((r["event_kind"], r["channel"], r["status"]) for r in rows) == [
+        ("received", "email", "pending"), ("repeat_reported", "email", "pending")]
+
+    sender = RecordingSender(fail=lambda n: n.case_id == case_id and n.attempts == 1)
+    dispatcher = OutboxDispatcher(pool, sender, batch=500, retry_delay=timedelta(0),
+                                  render=FollowUpLinks(pool, settings))
+
+    async def delivered() -> bool:
+        await dispatcher.run_once()
+        return await pool.fetchval(
+            "SELECT bool_and(status = 'sent' AND attempts = 2) FROM notifications"
+            " WHERE case_id = $1 AND recipient_kind = 'citizen'", case_id
+        )
+
+    await eventually(delivered)
+    await _drain(dispatcher)  # nothing of the case is sent again
+    mine = [n for n in sender.sent if n.case_id == case_id and n.recipient_kind == "citizen"]
+    assert sorted((n.event_kind.value, n.channel, n.address) for n in mine) == [
+        ("received", "email", first_mail), ("repeat_reported", "email", again_mail)]
+    links = {n.body.rsplit("/my/", 1)[1] for n in mine}
+    assert len(links) == 2  # each report its own token
+
+
 # --- delivery: the dispatcher ---------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ a case whose history Temporal's retention deleted keeps its intake (power-cut re
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import asyncpg
@@ -48,9 +49,10 @@ async def _cut_after_start(
     """File a report without an Idempotency-Key and die after Temporal started its case but
     before the `started` mark committed (the last step before the commit is the follow-up)."""
     await _file_and_die(monkeypatch, pool, client, settings, body)
+    citizen = body["citizen"]
     case_id = await pool.fetchval(
-        "SELECT case_id FROM intakes WHERE payload->'intake'->'citizen'->>'phone' = $1",
-        body["citizen"]["phone"],
+        "SELECT case_id FROM intakes WHERE payload->'intake'->'citizen' @> $1::jsonb",
+        {k: citizen[k] for k in ("phone", "email") if k in citizen},
     )
     assert await pool.fetchval("SELECT state FROM intakes WHERE case_id = $1", case_id) == \
         "pending"
@@ -104,6 +106,25 @@ async def test_a_settled_intake_still_gets_its_follow_up_sms(
         assert await pool.fetchval(
             "SELECT count(*) FROM notifications WHERE key = $1", f"{case_id}:follow-up"
         ) == 1, "case started, but the citizen's intake SMS (token link) was never queued"
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
+
+
+async def test_a_settled_intake_of_a_citizen_with_only_an_email_gets_its_link_by_email(
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool, client: Client, settings: Settings
+) -> None:
+    """The same repair for a citizen who left an e-mail address and no phone: it queued the
+    link only to a phone, so this citizen never got one. Now it is queued for the e-mail."""
+    mail = f"settled-{uuid.uuid4().hex[:8]}@example.cn"
+    body = complaint(citizen={"name": "孙八", "email": mail})
+    case_id = await _cut_after_start(monkeypatch, pool, client, settings, body)
+    try:
+        settled = await filing.settle_pending(pool, client, timedelta(hours=1))
+        assert case_id in settled.started
+        queued = await pool.fetch(
+            "SELECT channel, status FROM notifications WHERE key = $1", f"{case_id}:follow-up"
+        )
+        assert [tuple(r) for r in queued] == [("email", "pending")]
     finally:
         await handle_of(client, case_id).terminate("test finished")
 

@@ -54,6 +54,7 @@ from jiesu.case.domain import (
     DirectAnswer,
     EventKind,
     RepeatReport,
+    Role,
     Status,
     Urgency,
     visible_length,
@@ -369,10 +370,9 @@ async def _complete_intake(
     if row["state"] == "pending":
         await start_case(client, settings, case)
         await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case.case_id)
-        # (a mail's reporter gets the mail listener's reply)
-        citizen = case.registered_intake.citizen
-        if phone := citizen.phone:  # the SMS with the citizen's link
-            await follow_up.enqueue(conn, case.case_id, None, phone, citizen.email)
+        # the SMS (or e-mail) with the citizen's link
+        if contact := _follow_up_contact(case.registered_intake, case.registered_by):
+            await follow_up.enqueue(conn, case.case_id, None, *contact)
     return Filed(case, row["token_nonce"], row["token_hash"])
 
 
@@ -405,10 +405,8 @@ async def _complete_repeat(
         await conn.execute(
             "UPDATE intakes SET state = 'started' WHERE case_id = $1", claim.case_id
         )
-        if phone := _phone(mine["payload"]):
-            await follow_up.enqueue(
-                conn, claim.case_id, claim.report_id, phone, _email(mine["payload"])
-            )
+        if contact := _report_contact(mine["payload"]):
+            await follow_up.enqueue(conn, claim.case_id, claim.report_id, *contact)
     return Filed(case, mine["token_nonce"], mine["token_hash"])
 
 
@@ -537,16 +535,30 @@ SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1)
 """
 
 
-def _phone(payload: dict[str, Any]) -> str | None:
-    """The phone the report's intake SMS is queued to, if any (a mail's reporter gets the
-    reply instead), as _complete_intake and _complete_repeat decide: both rows keep the intake
-    under "intake". Whether it can receive an SMS is follow_up.enqueue's to decide."""
-    return ComplaintIntake.model_validate(payload["intake"]).citizen.phone or None
+def _follow_up_contact(
+    intake: ComplaintIntake, actor: Actor
+) -> tuple[str | None, str | None] | None:
+    """(phone, e-mail) the report's intake notice — the citizen's link — is queued to, or None
+    when none is queued: a report without contact (an app's), or one the citizen mailed in
+    themselves (the mail listener's automatic reply carries the link, once, within its bounds
+    against backscatter: jiesu.channels.mail). Whether it goes by SMS or by e-mail is
+    follow_up.enqueue's to decide. Before, only a phone was queued to, and a citizen who left
+    an e-mail alone (the API, the console, a repeat report) never got a link."""
+    citizen = intake.citizen
+    mailed_in = intake.channel is Channel.EMAIL and actor.role is Role.CITIZEN
+    if citizen.phone or (citizen.email and not mailed_in):
+        return citizen.phone, citizen.email
+    return None
 
 
-def _email(payload: dict[str, Any]) -> str | None:
-    """The report's e-mail address, which gets the intake SMS when the phone takes none."""
-    return ComplaintIntake.model_validate(payload["intake"]).citizen.email or None
+def _report_contact(payload: dict[str, Any]) -> tuple[str | None, str | None] | None:
+    """:func:`_follow_up_contact` of a stored report: an intake row (a CaseStart, by
+    ``registered_by``) or a repeat report's (by ``actor``); both keep the intake under
+    "intake"."""
+    actor = payload.get("registered_by") or payload["actor"]
+    return _follow_up_contact(
+        ComplaintIntake.model_validate(payload["intake"]), Actor.model_validate(actor)
+    )
 
 
 async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str) -> bool | None:
@@ -563,8 +575,8 @@ async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str)
             await conn.execute("UPDATE intakes SET state = 'started' WHERE case_id = $1", case_id)
             # The request died before queueing the SMS with the citizen's link: without it the
             # citizen never gets the token that rates, supplements or withdraws the case.
-            if phone := _phone(payload):
-                await follow_up.enqueue(conn, case_id, None, phone, _email(payload))
+            if contact := _report_contact(payload):
+                await follow_up.enqueue(conn, case_id, None, *contact)
             return True
         await conn.execute("DELETE FROM intakes WHERE case_id = $1", case_id)
         return False
@@ -620,8 +632,8 @@ async def _settle_repeat(
             await conn.execute(
                 "UPDATE repeat_reports SET state = 'started' WHERE id = $1", report_id
             )
-            if phone := _phone(payload):  # as for an intake: the SMS with this report's link
-                await follow_up.enqueue(conn, case_id, report_id, phone, _email(payload))
+            if contact := _report_contact(payload):  # as for an intake: this report's link
+                await follow_up.enqueue(conn, case_id, report_id, *contact)
             return True
         await conn.execute("DELETE FROM repeat_reports WHERE id = $1", report_id)
         return False

@@ -38,18 +38,20 @@ async def enqueue(
     conn: asyncpg.Connection,
     case_id: str,
     report_id: int | None,
-    phone: str,
+    phone: str | None,
     email: str | None = None,
 ) -> None:
     """Queue the intake SMS of one report to the citizen's ``phone`` (once: its key is unique).
-    A number that receives no SMS (a landline, a short number: jiesu.notify.sms.is_mobile) is
-    not queued to be sent unless the citizen left an ``email`` too, which the dispatcher then
-    writes to instead (jiesu.notify.outbox.route). Without one the row is written
-    ``skipped``, with why in ``last_error``, so whoever looks at the case's notices sees that
-    no SMS went and why (whatever channel the report came by — every intake is filed here)."""
+    A citizen whose phone receives no SMS (none given, a landline, a short number:
+    jiesu.notify.sms.is_mobile) gets it by ``email`` when they left one — the row says
+    ``email``, the channel it goes by, and the dispatcher writes to that address
+    (jiesu.notify.outbox.route). Without one the row is written ``skipped``, with why in
+    ``last_error``, so whoever looks at the case's notices sees that no SMS went and why
+    (whatever channel the report came by — every intake is filed here)."""
     merged = report_id is not None
-    reachable = is_mobile(phone) or bool(email)
-    status, why = ("pending", None) if reachable else ("skipped", NOT_MOBILE)
+    by_sms = is_mobile(phone or "")
+    channel = "email" if email and not by_sms else "sms"
+    status, why = ("pending", None) if by_sms or email else ("skipped", NOT_MOBILE)
     body = (
         f"【12345】您反映的问题已受理，工单号 {case_id}"
         + ("（同一问题已有工单，已合并办理）" if merged else "")
@@ -58,7 +60,7 @@ async def enqueue(
     await conn.execute(
         "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
         " recipient_id, channel, subject, body, status, last_error) VALUES ($1, $2, 0, $3,"
-        " 'citizen', $4, 'sms', $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
+        " 'citizen', $4, $9, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
         f"{recipient(case_id, report_id)}:follow-up",
         case_id,
         (EventKind.REPEAT_REPORTED if merged else EventKind.RECEIVED).value,
@@ -67,6 +69,7 @@ async def enqueue(
         body,
         status,
         why,
+        channel,
     )
 
 
