@@ -511,6 +511,30 @@ async def test_a_blank_title_is_refused_in_chinese_and_the_form_kept(
     assert await pool.fetchval("SELECT count(*) FROM cases WHERE btrim(title) = ''") == 0
 
 
+async def test_a_caller_with_only_an_email_is_filed_from_the_form(
+    browsers: Profiles, console_url: str, pool: asyncpg.Pool
+) -> None:
+    """A caller who has no phone to give leaves an e-mail address: the browser refused the
+    form (联系电话 was ``required``), though the API takes such a citizen. Now it is filed and
+    the case page says the link goes by e-mail; with neither, the console says in Chinese
+    that one of the two is needed, the cursor in the phone."""
+    operator = await sign_in(browsers, console_url, "operator")
+    await operator.goto(f"{console_url}/console/intake")
+    await _fill_intake(operator, "路灯不亮", "")
+    await operator.click("form#intake-form button[type=submit]")
+    await operator.wait_for_selector("main .error")
+    assert "联系电话或电子邮箱：至少填写一项" in await operator.inner_text("main .error")
+    assert await operator.evaluate("document.activeElement.name") == "citizen_phone"
+    await operator.fill("input[name=citizen_email]", f"nophone-{uuid.uuid4().hex[:8]}@example.cn")
+    await operator.click("form#intake-form button[type=submit]")
+    await operator.wait_for_url(re.compile(r"/console/cases/JS[0-9]+-[0-9]+\?filed=1"))
+    assert "电子邮件" in await operator.inner_text("[data-link-note]")
+    case_id = re.search(r"/console/cases/(JS[0-9-]+)", operator.url)[1]
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM notifications WHERE case_id = $1 AND recipient_kind = 'citizen'"
+        " AND channel = 'email'", case_id))
+
+
 async def _page_width(page: Page) -> int:
     return int(await page.evaluate("document.documentElement.scrollWidth"))
 

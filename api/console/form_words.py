@@ -70,8 +70,9 @@ VALIDATOR_WORDS: dict[str, str] = {
         "协办意见期限只用于“会办”形式",
     "accountability (问责) needs persons, the reason (note) and the decision":
         "“问责”须填写问责人员、督办意见（问责事由）和问责决定",
-    # jiesu.case.domain ComplaintIntake (the console's intake requires the phone, e-mail optional)
-    "a citizen needs a phone number or an e-mail address": "联系电话：必填",
+    # jiesu.case.domain ComplaintIntake: the console's intake, as the API, takes a phone or an
+    # e-mail (or both); neither is refused (the browser cannot say "one of two": no required)
+    "a citizen needs a phone number or an e-mail address": "联系电话或电子邮箱：至少填写一项",
     # jiesu.case.domain Day, Instant
     "a day is written YYYY-MM-DD": "日期须写作 年-月-日（如 2027-01-01）",
     "expected an ISO 8601 date or datetime, not a number": "须为日期或时间，不能是数字",

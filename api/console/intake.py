@@ -57,7 +57,8 @@ def _intake(form: FormData) -> ComplaintIntake:
         "category_id": typed("category_id"), "grid_id": typed("grid_id"),
         "address": typed("address"), "channel": form.get("channel") or Channel.HOTLINE,
         "urgency": form.get("urgency") or None,
-        # a blank phone is no phone (said as 必填 by the reachability rule, not 格式不正确)
+        # a blank phone is no phone: with no e-mail either, the reachability rule says a phone
+        # or an e-mail is needed (not 格式不正确); an e-mail alone is enough, as in the API
         # the e-mail is the API's citizen e-mail (domain.Email): where the notices go when
         # the phone takes no SMS (jiesu/notify/outbox.py route); blank is none
         "citizen": {"name": typed("citizen_name"), "phone": typed("citizen_phone") or None,
