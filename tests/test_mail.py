@@ -209,7 +209,8 @@ async def test_another_mail_under_a_known_message_id_is_refused(
 async def test_the_outbox_writes_to_a_citizen_who_came_by_e_mail(
     smtp_port: int, pool: asyncpg.Pool, client: Client
 ) -> None:
-    """A citizen without a phone gets the citizen notices (channel sms) by e-mail instead."""
+    """A citizen without a phone gets the citizen notices (channel sms) by e-mail instead,
+    and the outbox records them as the e-mails they were (the row said ``sms`` before)."""
     sender = address()
     _, code, answer = await send(smtp_port, mail(sender))
     assert code == 250, answer
@@ -231,6 +232,8 @@ async def test_the_outbox_writes_to_a_citizen_who_came_by_e_mail(
 
         [notice] = await eventually(delivered, within=30)
         assert (notice.channel, notice.address) == ("email", sender)
+        assert await pool.fetchval(
+            "SELECT channel FROM notifications WHERE key = $1", key) == "email"  # fmt: skip
     finally:
         await finish(client, case_id)
 

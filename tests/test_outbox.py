@@ -588,6 +588,58 @@ async def test_a_citizen_with_only_an_email_gets_their_link_by_email_once(
     assert len(links) == 2  # each report its own token
 
 
+
+async def test_a_notice_rerouted_to_e_mail_is_recorded_as_an_e_mail(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A landline caller with an e-mail: the reply's notice, written as an SMS by the
+    projection, went out by e-mail (outbox.route) but its row still said ``sms`` — so the
+    outbox, and whoever counts or reads it, said an SMS was sent to a landline. Now the row
+    records the channel it went by, from its first attempt (a failed one) on, and the case
+    page's 告知诉求人 line says it was e-mailed; it is still sent once."""
+    from helpers import signed_in
+
+    landline = f"010-{uuid.uuid4().int % 10**8:08d}"  # its own: no merge
+    mail = f"rerouted-{uuid.uuid4().hex[:8]}@example.cn"
+    case_id = (await register(api, citizen={"name": "钱七", "phone": landline,
+                                            "email": mail}))["case_id"]  # fmt: skip
+    urban = department(URBAN)
+    await eventually(lambda: _notices_of(pool, case_id, "department"))  # routed: it sees the case
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已约谈店主")
+    [written] = await eventually(lambda: _notices_of(pool, case_id, "citizen", "replied"))
+    assert written["channel"] == "sms"  # the projection knows no phone: the outbox routes
+
+    sender = RecordingSender(fail=lambda n: n.case_id == case_id and n.attempts == 1)
+    dispatcher = OutboxDispatcher(pool, sender, batch=500, retry_delay=timedelta(minutes=5))
+
+    async def attempted() -> asyncpg.Record | None:
+        await dispatcher.run_once()
+        row = await _row(pool, written["key"])
+        return row if row["attempts"] == 1 and row["status"] == "pending" else None
+
+    assert (await eventually(attempted))["channel"] == "email"
+    await pool.execute("UPDATE notifications SET not_before = now() WHERE key = $1",
+                       written["key"])  # fmt: skip
+
+    async def sent() -> asyncpg.Record | None:
+        await dispatcher.run_once()
+        row = await _row(pool, written["key"])
+        return row if row["status"] == "sent" else None
+
+    assert (await eventually(sent))["channel"] == "email"
+    await _drain(dispatcher)
+    assert [(n.channel, n.address) for n in sender.sent if n.key == written["key"]] == [
+        ("email", mail)]
+    operator = await signed_in(api, "operator")
+    try:
+        page = await operator.get(f"/console/cases/{case_id}")
+    finally:
+        await operator.aclose()
+    told = re.search(r'<dd id="citizen-notices">(.*?)</dd>', page.text, re.S)
+    assert told and "答复通知（请评价）：已发送电子邮件" in told[1], page.text
+
 # --- delivery: the dispatcher ---------------------------------------------------------------
 
 

@@ -166,6 +166,7 @@ _NOTICE_LABELS = {
     "received": "受理通知（办件查询链接）", "repeat_reported": "并单受理通知",
     "replied": "答复通知（请评价）", "extension_decided": "延期通知",
 }
+_SENT_AS = {"sms": "短信", "email": "电子邮件"}
 _NOTICE_SAID = {
     "sent": "已发送", "pending": "待发送", "sending": "发送中",
     "failed": "发送失败，请电话告知诉求人",
@@ -178,14 +179,23 @@ async def citizen_notices(pool: Pool, case_id: str) -> list[tuple[str, str, bool
     citizen, oldest first: an SMS the outbox skipped (a landline with no e-mail,
     jiesu.notify.outbox) or gave up on is said, so the operator knows to call back."""
     rows = await pool.fetch(
-        "SELECT event_kind, status FROM notifications WHERE case_id = $1"
+        "SELECT event_kind, status, channel FROM notifications WHERE case_id = $1"
         " AND recipient_kind = 'citizen' ORDER BY event_seq, id", case_id,
     )  # fmt: skip
     return [
-        (_NOTICE_LABELS.get(r["event_kind"], "通知"), _NOTICE_SAID.get(r["status"], r["status"]),
+        (_NOTICE_LABELS.get(r["event_kind"], "通知"), _said(r["status"], r["channel"]),
          r["status"] in ("skipped", "failed"))
         for r in rows
     ]
+
+
+def _said(status: str, channel: str) -> str:
+    """What became of a notice; a sent one by what it went as (the outbox records the channel
+    it was sent by: an e-mail to a citizen whose phone takes no SMS), so the operator can
+    tell the caller where to look."""
+    if status == "sent":
+        return "已发送" + _SENT_AS.get(channel, "")
+    return _NOTICE_SAID.get(status, status)
 
 
 async def _case_page(

@@ -19,7 +19,8 @@ transaction as the case events. ``OutboxDispatcher`` delivers them through a plu
    back unsent. After a send **timed out**, the rest of the batch on the same channel is handed
    back at once (another dispatcher, or the next claim, takes it) and the other channels go on:
    a hanging mail server holds up one notice per claim, not the SMS claimed behind its mails.
-3. **mark** it ``sent``; or ``skipped`` when it is a citizen's SMS to a number that receives
+3. **mark** it ``sent`` (with the channel it went by: a citizen's SMS ``route`` sent by e-mail
+   is recorded as ``email``); or ``skipped`` when it is a citizen's SMS to a number that receives
    none (a landline or a short number: jiesu.notify.sms.is_mobile) and the citizen left no
    e-mail address (with one, the notice goes there instead: ``route``), with why in
    ``last_error`` and nothing sent; or back to ``pending`` with ``last_error`` and an
@@ -293,15 +294,18 @@ SET status = 'failed', lease_until = NULL,
 WHERE status = 'sending' AND lease_until < now() AND attempts >= $1
 """
 
+# Each attempt's mark records the channel it was sent by ($3 / $6): a citizen's SMS that
+# route sent by e-mail is an e-mail in the outbox from then on (and routes as one again).
 _SENT = """
-UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = NULL
+UPDATE notifications
+SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = NULL, channel = $3
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
 
 _FAILED_ATTEMPT = """
 UPDATE notifications
 SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
-    last_error = $4, lease_until = NULL, not_before = now() + $5::interval
+    last_error = $4, lease_until = NULL, not_before = now() + $5::interval, channel = $6
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
 
@@ -518,10 +522,10 @@ class OutboxDispatcher:
             log.warning("notice %s attempt %d failed: %s", key, attempts, message)
             await self.pool.execute(
                 _FAILED_ATTEMPT, notice_id, attempts, self.max_attempts, message,
-                self._backoff(attempts),
+                self._backoff(attempts), row["channel"],
             )
             return not isinstance(error, TimeoutError)
-        marked = await self.pool.execute(_SENT, notice_id, attempts)
+        marked = await self.pool.execute(_SENT, notice_id, attempts, row["channel"])
         if marked != "UPDATE 1":
             log.warning("notice %s was sent after its lease was taken over", key)
         return True
