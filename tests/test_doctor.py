@@ -437,6 +437,40 @@ async def test_an_overdue_notification_is_found_and_resent(clinic: Clinic) -> No
         await clinic.pool.execute("DELETE FROM notifications WHERE key = $1", key)
 
 
+async def test_a_citizen_nobody_could_tell_is_found_until_the_case_closes(
+    clinic: Clinic,
+) -> None:
+    """A caller who left a landline and no e-mail: the outbox skipped the SMS with their link
+    (nobody told them), and the doctor said nothing of it — only the case page did, to whoever
+    opened it. Now each such notice of an open case is a ``citizen_not_told`` finding, listed
+    by ``jiesu doctor`` to phone them, until the case closes (here: the citizen withdraws)."""
+    landline = f"010-{uuid.uuid4().int % 10**8:08d}"
+    response = await clinic.api.post("/api/v1/complaints", headers=OPERATOR, json=complaint(
+        citizen={"name": "钱七", "phone": landline}))  # fmt: skip
+    assert response.status_code == 201, response.text
+    case_id, token = response.json()["case_id"], response.json()["citizen_token"]
+    key = f"{case_id}:follow-up"
+    try:
+        await eventually(lambda: clinic.projected(case_id), within=30)
+        finding = await clinic.found(doctor.CITIZEN_NOT_TOLD, key, doctor.DoctorOptions())
+        assert finding is not None, "a citizen nobody told is not a finding"
+        assert finding.details["case_id"] == case_id
+        assert finding.details["event_kind"] == "received"
+        assert case_id in finding.summary and "phone them" in finding.summary
+        code, out, _ = await clinic.cli("doctor", "--no-replay")
+        assert code == 1 and "citizen_not_told (1):" in out, out
+        assert f"case {case_id}" in out and "1 citizen_not_told" in out
+
+        withdrawn = await clinic.api.post(f"/api/v1/complaints/{case_id}/withdraw",
+                                          json={"token": token, "reason": "已自行解决"})
+        assert withdrawn.status_code == 200, withdrawn.text
+        await eventually(lambda: clinic.pool.fetchval(
+            "SELECT status = 'closed' FROM cases WHERE case_id = $1", case_id), within=30)
+        assert await clinic.found(doctor.CITIZEN_NOT_TOLD, key, doctor.DoctorOptions()) is None
+    finally:
+        await clinic.pool.execute("DELETE FROM notifications WHERE case_id = $1", case_id)
+
+
 async def test_a_report_left_pending_is_found_and_settled(clinic: Clinic) -> None:
     """An intake row nobody completed (its request never reached Temporal) is found after the
     threshold and ``jiesu repair intakes`` removes it: Temporal has no such case."""
@@ -498,6 +532,7 @@ async def test_the_report_as_an_admin_endpoint_and_as_metrics(clinic: Clinic) ->
         lines = metrics.text.splitlines()
         assert 'jiesu_doctor_problems{kind="workflow_task_failing"} 1.0' in lines
         assert 'jiesu_doctor_problems{kind="notification_overdue"} 0.0' in lines
+        assert 'jiesu_doctor_problems{kind="citizen_not_told"} 0.0' in lines
         assert 'jiesu_doctor_problems{kind="history_large"} 0.0' in lines  # docs/operations.md
 
         for path in ("/api/v1/admin/doctor", "/metrics"):
