@@ -461,6 +461,27 @@ async def test_a_citizen_nobody_could_tell_is_found_until_the_case_closes(
         assert code == 1 and "citizen_not_told (1):" in out, out
         assert f"case {case_id}" in out and "1 citizen_not_told" in out
 
+        # an app's report without contact (followed by its case number only): its reply's
+        # notice is skipped too, but nobody can phone that citizen — not a finding
+        app = await clinic.api.post("/api/v1/complaints", headers=OPERATOR, json=complaint(
+            channel="app", citizen={"name": "匿名"}))  # fmt: skip
+        assert app.status_code == 201, app.text
+        app_case = app.json()["case_id"]
+        app_key = f"{app_case}:99:citizen:{app_case}"
+        await eventually(lambda: clinic.projected(app_case), within=30)
+        await clinic.pool.execute(
+            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+            " recipient_id, channel, subject, body)"
+            " VALUES ($1, $2, 99, 'replied', 'citizen', $2, 'sms', 'test', 'reply notice')",
+            app_key, app_case,
+        )  # fmt: skip
+        await eventually(lambda: clinic.pool.fetchval(  # the clinic's own dispatcher
+            "SELECT status = 'skipped' FROM notifications WHERE key = $1", app_key), within=30)
+        assert await clinic.found(doctor.CITIZEN_NOT_TOLD, app_key, doctor.DoctorOptions()) \
+            is None  # fmt: skip
+        await clinic.client.get_workflow_handle(app_case).terminate("test over")
+        await clinic.pool.execute("DELETE FROM notifications WHERE case_id = $1", app_case)
+
         withdrawn = await clinic.api.post(f"/api/v1/complaints/{case_id}/withdraw",
                                           json={"token": token, "reason": "已自行解决"})
         assert withdrawn.status_code == 200, withdrawn.text

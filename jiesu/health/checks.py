@@ -82,6 +82,7 @@ from jiesu.case.domain import (
     Status,
     sql_status,
 )
+from jiesu.notify.outbox import NOTICE_CITIZEN
 
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
@@ -634,12 +635,15 @@ async def _overdue_notifications(
 # A citizen's notice the outbox did not send because it could not (status 'skipped': no phone
 # that takes an SMS, no e-mail; migration 0039), of a case not closed in the read model: the
 # citizen was never told, and only a phone call reaches them. The case page says the same to
-# whoever opens it (告知诉求人); this lists them all. Oldest first, as the others.
+# whoever opens it (告知诉求人); this lists them all. A citizen who left no phone at all (an
+# app's report without contact, followed by its case number only) cannot be phoned: not listed.
+# Oldest first, as the others.
 _NOT_TOLD = f"""
 SELECT n.key, n.case_id, n.event_kind, n.recipient_id, n.created_at, n.last_error
 FROM notifications n JOIN cases c ON c.case_id = n.case_id
 WHERE n.status = 'skipped' AND n.recipient_kind = 'citizen'
   AND c.status <> {sql_status(Status.CLOSED)}
+  AND {NOTICE_CITIZEN} ->> 'phone' IS NOT NULL
 ORDER BY n.created_at
 LIMIT $1
 """

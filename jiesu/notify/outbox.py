@@ -238,9 +238,10 @@ def sender_from_env(
 
 # --- the dispatcher -------------------------------------------------------------------------
 
-# The citizen of a notice to a citizen: the case's own (recipient_id is the case number) or a
-# repeat report's (<case>/repeat-<id>, jiesu.intake.follow_up.recipient).
-_CITIZEN = """coalesce(
+# The citizen of a notice ``n`` to a citizen: the case's own (recipient_id is the case number)
+# or a repeat report's (<case>/repeat-<id>, jiesu.intake.follow_up.recipient). The doctor reads
+# it too (jiesu.health.checks, citizen_not_told: only a citizen with a phone can be phoned).
+NOTICE_CITIZEN = """coalesce(
     (SELECT i.payload -> 'intake' -> 'citizen' FROM intakes i WHERE i.case_id = n.recipient_id),
     (SELECT r.payload -> 'intake' -> 'citizen' FROM repeat_reports r
      WHERE r.id = substring(n.recipient_id FROM '/repeat-([0-9]+)$')::bigint))"""
@@ -262,8 +263,8 @@ RETURNING
     n.id, n.key, n.case_id, n.event_seq, n.event_kind, n.recipient_kind, n.recipient_id,
     n.channel, n.subject, n.body, n.attempts,
     CASE WHEN n.recipient_kind <> 'citizen' THEN n.recipient_id END AS address,
-    CASE WHEN n.recipient_kind = 'citizen' THEN {_CITIZEN} ->> 'phone' END AS citizen_phone,
-    CASE WHEN n.recipient_kind = 'citizen' THEN {_CITIZEN} ->> 'email' END AS citizen_email,
+    CASE WHEN n.recipient_kind = 'citizen' THEN {NOTICE_CITIZEN} ->> 'phone' END AS citizen_phone,
+    CASE WHEN n.recipient_kind = 'citizen' THEN {NOTICE_CITIZEN} ->> 'email' END AS citizen_email,
     (SELECT d.name FROM departments d
      WHERE n.recipient_kind = 'department' AND d.id = n.recipient_id) AS recipient_name
 """
