@@ -94,7 +94,10 @@ OVERDUE = Measure(
     "超时量",
     "'finish' = ANY(c.breaches)",
     "Cases whose finish deadline (办结时限, moved by an approved extension) passed without a "
-    "reply: the workflow recorded a 'finish' breach (超时).",
+    "reply: the workflow recorded a 'finish' breach (超时). Closed since or not; a late "
+    "签收 or 联系 is not counted (see 响应率). Not the supervisors' overdue board (超时工单, "
+    "jiesu.case.sla.late_sql): that lists the cases open and late *now*, any step, whenever "
+    "received, from the deadline on; the console's two pages say so.",
 )
 RESPONSE_DUE = Measure(
     "response_due",
