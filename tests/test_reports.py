@@ -13,16 +13,28 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import AUDITOR, SUPERVISOR, eventually, served
+from helpers import (
+    AUDITOR,
+    SUPERVISOR,
+    act,
+    case_when,
+    department,
+    eventually,
+    fast_forward_past,
+    handle_of,
+    register,
+    served,
+)
 from statcases import TZ, case_row, insert_cases, local
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from api.routers.stats import _csv_text
 from jiesu.config import Settings
 from jiesu.stats import rollup
-from jiesu.stats.queries import produce_report
+from jiesu.stats.queries import OVERDUE_LIST_LIMIT, produce_report
 from jiesu.stats.reports import (
     ReportJob,
     ReportKind,
@@ -390,3 +402,37 @@ async def test_a_report_no_worker_produces_is_a_503_not_a_hang(
         assert int(response.headers["Retry-After"]) > 0
     finally:
         await client.get_workflow_handle(manual_report_id(ReportKind.DAILY, day)).terminate()
+
+
+async def test_a_reports_overdue_count_and_its_list_agree_when_a_breach_follows_the_refresh(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:  # fmt: skip
+    """A report's 超时量 (overdue_cases.count, the rollup) and its list of overdue cases (read
+    from the cases) are one figure. A real case breached its finish deadline after the rollup
+    was last refreshed and before the report was read (a scheduled run's catch-up reports use
+    the refresh of the report before them; any report, a breach committed between its refresh
+    and its read): the list had the case and the count had not — 1 listed under a count of
+    0. Now the report is read from a snapshot the rollup has counted."""
+    case_id = (await register(api))["case_id"]
+    assigned = await case_when(api, case_id, lambda s: s["status"] == "assigned")
+    await act(api, case_id, "accept", department(assigned["assignment"]["department_id"]))
+    finish = await eventually(lambda: pool.fetchval(
+        "SELECT finish_deadline FROM cases WHERE case_id = $1 AND accepted_at IS NOT NULL",
+        case_id))  # fmt: skip
+    received = await pool.fetchval("SELECT received_at FROM cases WHERE case_id = $1", case_id)
+    day = received.astimezone(TZ).date()
+    await rollup.ensure_fresh(pool, settings.timezone)  # counted: received, not overdue
+    await fast_forward_past(env, handle_of(client, case_id), finish)
+    await eventually(lambda: pool.fetchval(
+        "SELECT 'finish' = ANY(breaches) FROM cases WHERE case_id = $1", case_id),
+        within=30)  # fmt: skip
+    await produce_report(pool, ReportKind.DAILY, day, day, settings.timezone, refreshed=True)
+    content = await pool.fetchval(
+        "SELECT content FROM report_snapshots WHERE kind = 'daily' AND period_start = $1", day
+    )
+    overdue = content["overdue_cases"]
+    assert case_id in [c["case_id"] for c in overdue["listed"]]
+    assert len(overdue["listed"]) < OVERDUE_LIST_LIMIT  # the day's cases: all listed
+    assert overdue["count"] == len(overdue["listed"]), overdue["count"]
+    assert content["indicators"]["totals"]["overdue"] == overdue["count"]

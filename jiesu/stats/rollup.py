@@ -423,6 +423,26 @@ async def needs_refresh(conn: asyncpg.Connection, timezone: str) -> bool:
     return bool(await conn.fetchval(_NEEDS_REFRESH, timezone))
 
 
+# _NEEDS_REFRESH for the cases received on the local days [$2, $3] (any change no case write
+# shows, case_stats_changes, still counts: it may move any day), in the caller's snapshot.
+_PERIOD_UNCOUNTED = f"""
+SELECT r.timezone IS DISTINCT FROM $1 OR {_restored("r.seen_snapshot")}
+    OR (SELECT changed_xid FROM cases WHERE {_unseen("r.seen_snapshot")}
+            AND received_at >= ($2::date::timestamp AT TIME ZONE $1)
+            AND received_at < (($3::date + 1)::timestamp AT TIME ZONE $1)
+        ORDER BY changed_xid DESC LIMIT 1) IS NOT NULL
+    OR EXISTS (SELECT 1 FROM case_stats_changes WHERE {_unseen("r.seen_snapshot")})
+FROM (SELECT NULL) AS one LEFT JOIN case_stats_refresh r ON true
+"""
+
+
+async def period_counted(conn: asyncpg.Connection, timezone: str, first: date, last: date) -> bool:
+    """Has the rollup counted every case received on the local days [first, last] as the
+    connection's snapshot holds it? A reader of the rollup and of the cases side by side (a
+    report: its 超时量 and its list of overdue cases) reads one state only then."""
+    return not await conn.fetchval(_PERIOD_UNCOUNTED, timezone, first, last)
+
+
 async def ensure_fresh(pool: asyncpg.Pool, timezone: str) -> datetime:
     """Refresh now when needed, waiting for it; return the time the figures are current as of.
     For callers that must see every change (tests, benchmarks) — never on a request."""
