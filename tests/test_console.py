@@ -1206,10 +1206,10 @@ async def test_the_operator_finds_a_callers_cases_by_number_or_phone(
 
         async def cut() -> httpx.Response | None:
             page = await operator.get("/console/lookup", params={"phone": said})
-            return page if 'id="more"' in page.text else None
+            return page if 'id="next-page"' in page.text else None
 
         page = await eventually(cut, within=20)
-        assert page.text.count('<tr data-case="') == 1 and "只列出最近受理的 1 件" in page.text
+        assert page.text.count('<tr data-case="') == 1 and "共 2 件，本页第 1–1 件" in page.text
     finally:
         await operator.aclose()
     clerk = await signed_in(api, "water-clerk")
@@ -1233,10 +1233,14 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + lookup_page._BY_PHONE, "+86 138-0000-0000", None, 51))  # fmt: skip
-    assert "intakes_citizen_phone" in plan and "repeat_reports_citizen_phone" in plan, plan
-    # the cases by their key, for the rows found: not read in their own order, filtered
-    assert "cases_pkey" in plan and "cases_received" not in plan, plan
+            "EXPLAIN " + lookup_page._BY_PHONE, "+86 138-0000-0000", None, 50, 0))  # fmt: skip
+        # and the page's total (共 N 件): the same rows, counted
+        count_plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN " + lookup_page._COUNT_BY_PHONE, "+86 138-0000-0000", None))  # fmt: skip
+    for read in (plan, count_plan):
+        assert "intakes_citizen_phone" in read and "repeat_reports_citizen_phone" in read, read
+        # the cases by their key, for the rows found: not read in their own order, filtered
+        assert "cases_pkey" in read and "cases_received" not in read, read
     same = await pool.fetchval(
         "SELECT citizen_phone_digits('+86 138-1234-5678') = citizen_phone_digits('138 1234 5678')"
     )
@@ -1426,3 +1430,48 @@ async def test_a_citizens_refused_action_says_why_in_plain_words(
     assert "已经办结" in closed and "12345" in closed, closed
     again = await refused("rating", {"rating": "satisfied", "key": "rate-again"})
     assert "已经办结" in again, again
+
+
+async def test_the_lookup_pages_through_every_case_of_a_phone_and_says_how_many(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """工单查询 listed the newest 50 cases of a phone and said there were more, with no total
+    and no way to the rest: a caller asking about an older case was told to give its number.
+    Now it says how many cases the number has and pages through them, newest first, each page
+    a link that keeps the search; each case shown by phone is a recorded view of the phone."""
+    from api.console import lookup as lookup_page
+
+    serial = f"{os.getpid() % 10000:04d}"
+    phone = f"134{serial}0003"
+    made = []  # oldest first: three problems of one caller, each a case of its own
+    for n, category in enumerate(("sewer_blockage", "water_outage", "garbage")):
+        made.append((await register(api, category_id=category, address=f"桂花路{serial}号{n}栋",
+                                    citizen={"name": "周八", "phone": phone}))["case_id"])
+    await eventually(lambda: pool.fetchval(  # all three in the read model
+        "SELECT count(*) = 3 FROM cases WHERE case_id = ANY($1)", made), within=20)  # fmt: skip
+    monkeypatch.setattr(lookup_page, "SHOWN", 2)
+    operator = await signed_in(api, "operator")
+    try:
+        first = await operator.get("/console/lookup", params={"phone": phone})
+        assert first.status_code == 200 and first.text.count('<tr data-case="') == 2
+        assert "共 3 件" in first.text, first.text
+        newest = re.findall(r'<tr data-case="([^"]+)"', first.text)
+        assert newest == made[:0:-1], newest  # the two newest, newest first
+        more = re.search(r'<a id="next-page" href="([^"]+)"', first.text)
+        assert more is not None, first.text
+        second = await operator.get(more[1].replace("&amp;", "&"))
+        assert second.status_code == 200 and "共 3 件" in second.text
+        assert re.findall(r'<tr data-case="([^"]+)"', second.text) == [made[0]]
+        assert 'id="next-page"' not in second.text and 'id="previous-page"' in second.text
+        views = await pool.fetchval(
+            "SELECT count(*) FROM content_views WHERE case_id = $1 AND viewer = 'operator'",
+            made[0],
+        )
+        assert views >= 1  # shown on the second page: a view of the phone
+        past = await operator.get("/console/lookup", params={"phone": phone, "page": "9"})
+        assert past.status_code == 200 and "共 3 件" in past.text and "没有" in past.text
+        for bad in ("0", "-1", "x", "100000000000"):
+            refused = await operator.get("/console/lookup", params={"phone": phone, "page": bad})
+            assert refused.status_code == 422, (bad, refused.status_code)
+    finally:
+        await operator.aclose()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import cases as case_service
 from api.console.queue import from_dispatch_sql
-from api.console.web import page, require_roles, templates
+from api.console.web import PREFIX, page, require_roles, templates
 from api.deps import Pool, is_cross_site
 from jiesu.access import content as content_service
 from jiesu.access.content import FULL_VIEW_ROLES, ContentField
@@ -34,7 +35,10 @@ Looker = require_roles(*LOOKUP_ROLES)
 templates.env.globals["lookup_roles"] = frozenset(r.value for r in LOOKUP_ROLES)
 Typed = Annotated[Line | None, Query(max_length=100)]
 SHOWN = 50
-"""Cases a search lists, newest first; with more, the page says so (narrow the search)."""
+"""Cases a page of a search lists, newest first; the page says how many there are in all and
+links to the next and previous pages."""
+LAST_PAGE = 10_000
+"""No number has more pages than this (a page beyond the last is an empty page)."""
 PHONE_DIGITS = (5, 20)
 """A phone number has this many digits, as intake takes it (jiesu.case.domain.Phone)."""
 
@@ -42,13 +46,14 @@ _COLUMNS = """c.case_id, c.status, c.title, c.urgency, c.department_id, c.receiv
        c.accept_deadline, c.contact_deadline, c.finish_deadline, c.accepted_at,
        c.contacted_at, c.breaches, c.escalation_level, c.closed_at, """ + from_dispatch_sql("c")
 # The case of this number ($1) — as the read model has it (a moment after 受理).
-_BY_NUMBER = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1 LIMIT $2"
+_BY_NUMBER = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1 LIMIT $2 OFFSET $3"
+_COUNT_BY_NUMBER = "SELECT count(*) FROM cases c WHERE c.case_id = $1"
 # The cases whose intake, or one of whose repeat reports (并单), gave this phone number ($1),
 # and of this case number ($2) if one is given — by the normal form of migration 0036 (its
 # digits, no +86 before a mobile) on both sides, so "138 1234 5678" finds "+86 138-1234-5678"
 # through the indexes intakes_citizen_phone and repeat_reports_citizen_phone. The cases are
 # joined from what the indexes found (their primary key), never scanned in their own order.
-_BY_PHONE = f"""
+_FOUND = """
 WITH found AS (
     SELECT case_id FROM intakes WHERE state = 'started'
       AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
@@ -60,11 +65,17 @@ WITH found AS (
       AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
           = citizen_phone_digits($1)
 )
+"""
+_BY_PHONE = _FOUND + f"""
 SELECT {_COLUMNS}
 FROM found JOIN cases c USING (case_id)
 WHERE $2::text IS NULL OR c.case_id = $2
 ORDER BY c.received_at DESC, c.case_id
-LIMIT $3
+LIMIT $3 OFFSET $4
+"""
+# how many cases the search finds in all (the page says so: before, "only the newest 50")
+_COUNT_BY_PHONE = _FOUND + """
+SELECT count(*) FROM found JOIN cases c USING (case_id) WHERE $2::text IS NULL OR c.case_id = $2
 """
 # The cases among $2 whose own intake gave the phone $1 (the others it reported later: 并单).
 _OWN = """
@@ -95,12 +106,18 @@ def phone_problem(typed: str | None) -> str | None:
     return None
 
 
-async def find(pool: Pool, case_id: str | None, phone: str | None) -> list[dict[str, Any]]:
-    """The cases of this number and/or this phone, newest first, at most SHOWN + 1."""
+async def find(
+    pool: Pool, case_id: str | None, phone: str | None, page_number: int = 1
+) -> tuple[list[dict[str, Any]], int]:
+    """Page ``page_number`` (SHOWN cases, newest first) of the cases of this number and/or
+    this phone, and how many there are in all."""
+    offset = (page_number - 1) * SHOWN
     if phone:
-        found = await pool.fetch(_BY_PHONE, phone, case_id, SHOWN + 1)
+        found = await pool.fetch(_BY_PHONE, phone, case_id, SHOWN, offset)
+        total = await pool.fetchval(_COUNT_BY_PHONE, phone, case_id)
     else:
-        found = await pool.fetch(_BY_NUMBER, case_id, SHOWN + 1)
+        found = await pool.fetch(_BY_NUMBER, case_id, SHOWN, offset)
+        total = await pool.fetchval(_COUNT_BY_NUMBER, case_id)
     rows = [dict(r) for r in found]
     if phone:
         own = {r["case_id"] for r in await pool.fetch(_OWN, phone, [r["case_id"] for r in rows])}
@@ -109,18 +126,35 @@ async def find(pool: Pool, case_id: str | None, phone: str | None) -> list[dict[
     else:
         for row in rows:
             row["merged"] = False
-    return rows
+    return rows, total
+
+
+def page_links(case_id: str | None, phone: str | None, page_number: int,
+               total: int) -> dict[str, str | None]:
+    """The previous and the next page of the same search (None: there is none)."""
+    search = {k: v for k, v in (("case_id", case_id), ("phone", phone)) if v}
+
+    def link(n: int) -> str:
+        return f"{PREFIX}/lookup?{urlencode({**search, 'page': n})}"
+
+    last = max(1, -(-total // SHOWN))
+    return {
+        "previous": link(min(page_number, last + 1) - 1) if page_number > 1 else None,
+        "next": link(page_number + 1) if page_number < last else None,
+    }
 
 
 @router.get("/lookup", response_class=HTMLResponse)
 async def lookup(
-    request: Request, pool: Pool, session: Looker, case_id: Typed = None, phone: Typed = None
+    request: Request, pool: Pool, session: Looker, case_id: Typed = None, phone: Typed = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=LAST_PAGE)] = 1,
 ) -> Response:
-    """The form, and with a case number or a phone number the cases found."""
+    """The form, and with a case number or a phone number the cases found, a page at a
+    time."""
     wanted, number = case_number(case_id), (phone or "").strip() or None
     context: dict[str, Any] = {
         "session": session, "query": request.query_params, "cases": [], "searched": False,
-        "more": False, "shown": SHOWN, "error": phone_problem(number), "withheld": False,
+        "total": 0, "first": 0, "pages": {}, "error": phone_problem(number), "withheld": False,
         "units": dict(await pool.fetch("SELECT id, name FROM departments")),
     }  # fmt: skip
     if context["error"]:
@@ -131,8 +165,7 @@ async def lookup(
         return page(request, "lookup.html", {**context, "withheld": True})
     if wanted is None and number is None:
         return page(request, "lookup.html", context)
-    rows = await find(pool, wanted, number)
-    shown = rows[:SHOWN]
+    shown, total = await find(pool, wanted, number, page_number)
     if number and shown:  # each case listed is a view of its citizen's (or reporter's) phone
         viewer = case_service.viewer_of(session.principal)
         for row in shown:
@@ -141,7 +174,8 @@ async def lookup(
             )
     now = datetime.now(UTC)
     context.update(
-        searched=True, more=len(rows) > SHOWN,
+        searched=True, total=total, first=(page_number - 1) * SHOWN + 1,
+        pages=page_links(case_id, phone, page_number, total),
         cases=[{**r, "late": is_late(r, now)} for r in shown],
     )  # fmt: skip
     return page(request, "lookup.html", context)
