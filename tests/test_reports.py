@@ -436,3 +436,21 @@ async def test_a_reports_overdue_count_and_its_list_agree_when_a_breach_follows_
     assert len(overdue["listed"]) < OVERDUE_LIST_LIMIT  # the day's cases: all listed
     assert overdue["count"] == len(overdue["listed"]), overdue["count"]
     assert content["indicators"]["totals"]["overdue"] == overdue["count"]
+
+
+async def test_a_reports_csv_says_how_many_overdue_cases_its_list_leaves_out(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A report lists at most 100 overdue cases. Its JSON says the count beside the list; its
+    CSV had the 100 rows alone under the indicators' 超时量 of 101, nothing saying the list was
+    cut. The section's heading row now says the count and how many are listed."""
+    day = date(2004, 2, 9)
+    rows = [case_row(local(day), status="handling", replied=None, rating=None,
+                     breaches=("finish",)) for _ in range(OVERDUE_LIST_LIMIT + 1)]  # fmt: skip
+    await insert_cases(pool, rows)
+    await produce_report(pool, ReportKind.DAILY, day, day, settings.timezone)
+    text = (await get_report(api, f"daily/{day}", format="csv")).text
+    heading = next(r for r in csv.reader(io.StringIO(text))
+                   if r[:2] == ["# section", "overdue_cases"])  # fmt: skip
+    assert heading[2:] == ["count", str(OVERDUE_LIST_LIMIT + 1), "listed", str(OVERDUE_LIST_LIMIT)]
+    assert len(_sections(text)["overdue_cases"]) == OVERDUE_LIST_LIMIT + 1  # columns + rows
