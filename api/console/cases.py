@@ -47,7 +47,10 @@ HandlingStaff = require_roles(*HANDLER_ROLES)
 _INBOX = """
 SELECT case_id, status, title, category_id, grid_id, urgency, department_id, received_at,
        accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at, breaches,
-       escalation_level, NOT (department_id = ANY($1::text[])) AS co_handled
+       escalation_level, NOT (department_id = ANY($1::text[])) AS co_handled,
+       (SELECT c FROM jsonb_array_elements(state -> 'co_handlers') c
+        WHERE c ->> 'department_id' = ANY($1::text[])
+          AND NOT coalesce((c ->> 'waived')::boolean, false) LIMIT 1) AS co_handling
 FROM cases
 WHERE status <> $2 AND (department_id = ANY($1::text[])
       OR EXISTS (SELECT 1 FROM jsonb_array_elements(state -> 'co_handlers') c
@@ -70,6 +73,22 @@ def _far_future() -> datetime:
     return datetime.max.replace(tzinfo=UTC)
 
 
+CONTRIBUTION_DUE = "协办意见期限"
+
+
+def _owed_by_co_handler(row: dict[str, Any], now: datetime) -> None:
+    """A co-handled row (协办) says what the co-handling unit owes, not the lead's steps: its
+    contribution and the deadline the centre set for it (会办), or that it was given — before,
+    the co-handler's inbox showed the lead's 签收时限 and sorted and marked late by it, a
+    deadline the co-handler can neither meet nor miss."""
+    co = row["co_handling"] or {}
+    due = datetime.fromisoformat(co["due"]) if co.get("due") else None
+    given = bool(co.get("contributed_at"))
+    row["next"] = None if given or due is None else (CONTRIBUTION_DUE, due)
+    row["said"] = "已提交协办意见" if given else ("待提交协办意见" if due is None else "")
+    row["late"] = not given and due is not None and due < now
+
+
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox(request: Request, pool: Pool, session: HandlingStaff) -> Response:
     """The department's (a grid worker's: their grid units') open cases, the nearest
@@ -78,7 +97,13 @@ async def inbox(request: Request, pool: Pool, session: HandlingStaff) -> Respons
     rows = [dict(r) for r in await pool.fetch(_INBOX, units, Status.CLOSED.value)]
     now = datetime.now(UTC)
     for row in rows:
+        if row["co_handled"]:
+            _owed_by_co_handler(row, now)
+            continue
         row["next"] = next_deadline(row)
+        if row["next"]:
+            row["next"] = (glossary.DEADLINE[row["next"][0]], row["next"][1])
+        row["said"] = "已答复，待诉求人评价" if row["status"] == Status.REPLIED else ""
         row["late"] = is_late(row, now)
     rows.sort(key=lambda r: (r["next"][1] if r["next"] else _far_future(), r["case_id"]))
     names = dict(await pool.fetch("SELECT id, name FROM categories"))

@@ -1,0 +1,59 @@
+"""A department clerk's day at the console (承办单位): the inbox's deadlines of a co-handled
+case, why 办结答复 is not offered yet, and a 签收 sent again from a page left open."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+from helpers import SUPERVISOR, act, department, eventually, register, signed_in
+
+
+def _row(page: str, case_id: str) -> str:
+    """The inbox's row of ``case_id`` (its HTML), or empty."""
+    start = page.find(f'data-case="{case_id}"')
+    return page[start: page.find("</tr>", start)] if start >= 0 else ""
+
+
+async def _page_with(clerk: httpx.AsyncClient, url: str, wanted: str) -> str:
+    """The page at ``url`` once it holds ``wanted`` (the read model lags the workflow)."""
+
+    async def shown() -> str | None:
+        page = (await clerk.get(url)).text
+        return page if wanted in page else None
+
+    return await eventually(shown, within=30)
+
+
+async def test_a_co_handlers_inbox_says_its_own_contribution_deadline(
+    api: httpx.AsyncClient,
+) -> None:
+    """The co-handler's (协办) inbox row showed the lead's 签收时限 and its countdown — a step
+    the co-handler does not owe — and was sorted and marked late by it. Now it says the
+    contribution the co-handler owes by the deadline the centre set (协办意见期限) — as the
+    case page's 协办单位 line now does too —, and once given, 已提交协办意见 with no countdown."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]  # water leads
+    due = (datetime.now(UTC) + timedelta(hours=20)).replace(second=0, microsecond=0)
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["urban-management"],
+              note="请城管局协助", due=due.isoformat())  # fmt: skip
+    urban = await signed_in(api, "urban-clerk")
+    try:
+        local = due.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+        page = await _page_with(urban, "/console/inbox", f'data-case="{case_id}"')
+        row = _row(page, case_id)
+        assert f"协办意见期限 {local}" in row, row
+        assert "签收时限" not in row, row
+        case_page = (await urban.get(f"/console/cases/{case_id}")).text  # 承办与时限 says it too
+        assert f'待提交意见，协办意见期限 <span class="deadline">{local}' in case_page, case_page
+        await act(api, case_id, "contribution", department("urban-management"),
+                  text="占道摊点已清理")  # fmt: skip
+
+        async def given() -> str | None:
+            row = _row((await urban.get("/console/inbox")).text, case_id)
+            return row if "已提交协办意见" in row else None
+
+        row = await eventually(given, within=30)
+        assert "countdown" not in row and "签收时限" not in row, row
+    finally:
+        await urban.aclose()
