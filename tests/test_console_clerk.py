@@ -57,3 +57,28 @@ async def test_a_co_handlers_inbox_says_its_own_contribution_deadline(
         assert "countdown" not in row and "签收时限" not in row, row
     finally:
         await urban.aclose()
+
+
+async def test_the_case_page_says_why_the_reply_is_not_offered_yet(
+    api: httpx.AsyncClient,
+) -> None:
+    """After 签收 the clerk looked for 办结答复 and it was not there: the lifecycle wants the
+    citizen contacted first, and then every co-handler's contribution, and the page said
+    neither. Now the actions say 办结答复 and why it is not offered yet."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        url = f"/console/cases/{case_id}"
+        page = await _page_with(clerk, url, 'data-action="contact"')
+        assert 'data-action="reply"' not in page
+        assert "办结答复：请先联系诉求人，再办结答复" in page, page
+        await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["urban-management"],
+                  note="请城管局协助")  # fmt: skip
+        await act(api, case_id, "contact", water, note="已电话联系")
+        page = await _page_with(clerk, url, "已联系")
+        said = "办结答复：尚有协办单位未提交协办意见，暂不能答复（待县城市管理局提交）"
+        assert said in page, page
+    finally:
+        await clerk.aclose()

@@ -22,7 +22,9 @@ from starlette.datastructures import FormData
 from api.actions import ActionSpec
 from api.deps import Principal
 from api.routers import citizen, handling, supervision
+from jiesu.case import glossary
 from jiesu.case.domain import CaseState, Rating, ReplyOutcome, SupervisionForm
+from jiesu.case.lifecycle import Refusal
 
 Fields = dict[str, Any]
 Form = FormData
@@ -67,12 +69,16 @@ class ConsoleAction:
 
     def allowed(self, state: CaseState, principal: Principal) -> bool:
         """Would the spec's own lifecycle check let this person do it now?"""
-        actor = principal.actor_on(state, co_handling=self.spec.co_handling)
-        probe = self.spec.action.model_construct(actor=actor, **self.probe(state))
         try:
-            return self.spec.check(state, probe) is None
+            return self.refusal(state, principal) is None
         except (AttributeError, AssertionError, TypeError):  # the probe misses what it needs
             return False
+
+    def refusal(self, state: CaseState, principal: Principal) -> Refusal | None:
+        """The spec's own lifecycle check of this person's probe: None when allowed."""
+        actor = principal.actor_on(state, co_handling=self.spec.co_handling)
+        probe = self.spec.action.model_construct(actor=actor, **self.probe(state))
+        return self.spec.check(state, probe)
 
 
 def _local_time(form: Form, name: str, tz: ZoneInfo) -> Any:
@@ -176,3 +182,29 @@ CITIZEN_BY_NAME = {a.name: a for a in CITIZEN_ACTIONS}
 
 def allowed_actions(state: CaseState, principal: Principal) -> list[ConsoleAction]:
     return [a for a in STAFF_ACTIONS if a.allowed(state, principal)]
+
+
+# Refusals that say what the unit must do (or wait for) first, not that the action is not
+# theirs: a form withheld for one of these is named on the page with the reason, so the
+# clerk is not left looking for 办结答复 (before, it was simply missing until the citizen
+# was contacted or every co-handler had given its contribution, and nothing said why).
+NOT_YET = frozenset({"not_contacted", "co_handlers_pending"})
+
+
+def not_yet(state: CaseState, principal: Principal) -> list[tuple[str, str]]:
+    """(the form's label, why it is not offered yet — in Chinese) for each form this person
+    will be able to use once something else is done."""
+    said = []
+    for action in STAFF_ACTIONS:
+        try:
+            refusal = action.refusal(state, principal)
+        except (AttributeError, AssertionError, TypeError):
+            continue
+        if refusal is None or refusal.code not in NOT_YET:
+            continue
+        why = glossary.refusal(refusal.code, refusal.reason)
+        waiting = [c.department_name for c in state.co_handlers if not c.done]
+        if refusal.code == "co_handlers_pending" and waiting:
+            why += f"（待{'、'.join(waiting)}提交）"
+        said.append((action.label, why))
+    return said

@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 from api import actions as api_actions
 from api import cases as case_service
 from api.console import event_words, staff
-from api.console.actions import BY_NAME, allowed_actions
+from api.console.actions import BY_NAME, allowed_actions, not_yet
 from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.web import (
     PREFIX,
@@ -253,6 +253,7 @@ async def _case_page(
             state, {u["id"]: u["name"] for u in units}, await people_names(pool, state)),
         "actions": [a for a in allowed_actions(state, principal)
                     if a.name != "co-handlers" or choices],  # 会办 with no unit left: not offered
+        "not_yet": not_yet(state, principal),  # a form withheld until…, and why
         "departments": departments, "co_handler_choices": choices,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
