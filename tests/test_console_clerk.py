@@ -3,6 +3,7 @@ case, why 办结答复 is not offered yet, and a 签收 sent again from a page l
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -80,5 +81,32 @@ async def test_the_case_page_says_why_the_reply_is_not_offered_yet(
         page = await _page_with(clerk, url, "已联系")
         said = "办结答复：尚有协办单位未提交协办意见，暂不能答复（待县城市管理局提交）"
         assert said in page, page
+    finally:
+        await clerk.aclose()
+
+
+async def test_a_second_accept_from_a_page_left_open_says_it_was_accepted(
+    api: httpx.AsyncClient,
+) -> None:
+    """签收 sent again from a second tab (or a page left open) after the case was accepted
+    was a red 不能签收：该工单现在的状态是“办理中”, as if the clerk's 签收 had failed. Now the
+    page says calmly that the case was accepted, and when."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        url = f"/console/cases/{case_id}"
+        page = await _page_with(clerk, url, 'data-action="accept"')
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        first = await clerk.post(f"{url}/actions/accept",
+                                 data={"csrf_token": token[1], "key": "tab-1"})  # fmt: skip
+        assert first.status_code == 303, first.text
+        again = await clerk.post(f"{url}/actions/accept",
+                                 data={"csrf_token": token[1], "key": "tab-2"})  # fmt: skip
+        assert again.status_code == 303, again.text
+        assert again.headers["location"].endswith("?already=accept")
+        shown = (await clerk.get(again.headers["location"])).text
+        assert re.search(r"该工单已于 \d{4}-\d\d-\d\d \d\d:\d\d 签收，无需再次签收", shown), shown
+        assert 'class="error"' not in shown
     finally:
         await clerk.aclose()

@@ -291,6 +291,21 @@ async def action_opened(case_id: CaseId, name: str) -> Response:
     return redirect(f"{PREFIX}/cases/{case_id}")
 
 
+async def _accepted_by(
+    client: Temporal, pool: Pool, settings: AppSettings, case_id: str,
+    session: staff.StaffSession,
+) -> bool:  # fmt: skip
+    """Was a refused 签收 refused because this person's unit has already accepted the case
+    in this round (a second tab, a page left open)? Then nothing is wrong and the page says
+    so calmly — before, a red 不能签收：该工单现在的状态是“办理中” as if it had failed."""
+    principal = session.principal
+    found = await case_service.sourced_state(
+        client, pool, case_id, principal, settings.query_timeout_seconds
+    )
+    state = found.state
+    return state.accepted_at is not None and state.department_id in principal.handles
+
+
 @router.post("/cases/{case_id}/actions/{name}", response_class=HTMLResponse)
 async def act(
     request: Request, case_id: CaseId, name: str, session: Session, pool: Pool,
@@ -318,6 +333,8 @@ async def act(
     except ApiError as err:
         if err.status == 404:
             return error_page(request, 404, glossary.refusal(err.code, err.message))
+        if name == "accept" and await _accepted_by(client, pool, settings, case_id, session):
+            return redirect(f"{PREFIX}/cases/{case_id}?already=accept")
         return await _case_page(request, session, pool, client, settings, case_id,
                                 status_code=err.status, failed=name, posted=form,
                                 refused=err)  # fmt: skip
