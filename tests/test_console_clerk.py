@@ -110,3 +110,32 @@ async def test_a_second_accept_from_a_page_left_open_says_it_was_accepted(
         assert 'class="error"' not in shown
     finally:
         await clerk.aclose()
+
+
+async def test_a_rehandled_case_says_why_it_came_back(api: httpx.AsyncClient) -> None:
+    """重办: the citizen rated the reply 不满意 and the case came back to the unit as 待签收,
+    like a new case: the inbox said nothing of it, and the case page had dropped the reply
+    (its 办结答复 card goes with the round) — why it came back was one line deep in 办理经过.
+    Now the inbox row is marked 重办, and 承办与时限 says which 重办 it is, the citizen's
+    words and the reply they were not satisfied with."""
+    created = await register(api, category_id="water_outage")
+    case_id = created["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text="已恢复供水，第一次答复")
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
+              comment="水还是没来")  # fmt: skip
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="water", note="请重办")
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        page = await _page_with(clerk, f"/console/cases/{case_id}", 'data-action="accept"')
+        assert 'id="rehandling"' in page, page
+        said = page[page.index('id="rehandling"'):]
+        said = said[: said.index("</dd>")]
+        assert "第 1 次重办：诉求人对上次答复不满意：" in said and "水还是没来" in said, said
+        assert "上次答复" in said and "已恢复供水，第一次答复" in said, said
+        inbox = await _page_with(clerk, "/console/inbox", f'data-case="{case_id}"')
+        assert '<span class="tag rehandle">重办</span>' in _row(inbox, case_id)
+    finally:
+        await clerk.aclose()

@@ -36,7 +36,14 @@ from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_si
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
 from jiesu.case import glossary, lifecycle
-from jiesu.case.domain import HANDLER_ROLES, CaseState, Role, Status, SupervisionForm
+from jiesu.case.domain import (
+    HANDLER_ROLES,
+    CaseState,
+    EventKind,
+    Role,
+    Status,
+    SupervisionForm,
+)
 from jiesu.case.sla import is_late, next_deadline
 
 router = APIRouter()
@@ -47,7 +54,7 @@ HandlingStaff = require_roles(*HANDLER_ROLES)
 _INBOX = """
 SELECT case_id, status, title, category_id, grid_id, urgency, department_id, received_at,
        accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at, breaches,
-       escalation_level, NOT (department_id = ANY($1::text[])) AS co_handled,
+       escalation_level, rehandle_count, NOT (department_id = ANY($1::text[])) AS co_handled,
        (SELECT c FROM jsonb_array_elements(state -> 'co_handlers') c
         WHERE c ->> 'department_id' = ANY($1::text[])
           AND NOT coalesce((c ->> 'waived')::boolean, false) LIMIT 1) AS co_handling
@@ -141,6 +148,26 @@ def timeline(
          "summary": event_words.summary(e.kind, e.data, words)}
         for e in state.events
     ]  # fmt: skip
+
+
+def rehandling(state: CaseState) -> dict[str, Any] | None:
+    """重办: the case came back after the citizen was not satisfied with the reply — which
+    重办 this is, the citizen's words, and the reply they were not satisfied with (its 办结答复
+    card goes with the round). None when the case is not in a 重办 round (no unsatisfied
+    rating, or the round's own reply given)."""
+    if not state.unsatisfied_rounds or state.reply is not None or state.status is Status.CLOSED:
+        return None
+    started = [e for e in state.events if e.kind is EventKind.REHANDLE_STARTED]
+    if not started:
+        return None
+    last = started[-1]
+    replies = [e for e in state.events if e.kind is EventKind.REPLIED and e.seq < last.seq]
+    return {
+        "n": last.data.get("unsatisfied_rounds") or state.unsatisfied_rounds,
+        "reason": last.data.get("reason") or "",
+        "reply": replies[-1].data.get("text") if replies else None,
+        "reply_at": replies[-1].at if replies else None,
+    }
 
 
 def extension_window(state: CaseState, now: datetime) -> tuple[datetime, datetime] | None:
@@ -268,6 +295,7 @@ async def _case_page(
         "failed": failed, "posted": posted,  # web.typed: the refused form again
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "extension_window": extension_window(state, datetime.now(UTC)),
+        "rehandling": rehandling(state),
         # 待派单 since lean-case-v8: no deadline runs; the unit's start at dispatch
         "queued_since": queued_since(state) if deadlines_wait_for_dispatch(state) else None,
         "auditor": principal.role in (Role.AUDITOR, Role.ADMIN),
