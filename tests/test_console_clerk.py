@@ -1,5 +1,6 @@
 """A department clerk's day at the console (承办单位): the inbox's deadlines of a co-handled
-case, why 办结答复 is not offered yet, and a 签收 sent again from a page left open."""
+case, why 办结答复 is not offered yet, a 签收 sent again from a page left open, a case back for
+重办, and what the page says after an action."""
 
 from __future__ import annotations
 
@@ -137,5 +138,38 @@ async def test_a_rehandled_case_says_why_it_came_back(api: httpx.AsyncClient) ->
         assert "上次答复" in said and "已恢复供水，第一次答复" in said, said
         inbox = await _page_with(clerk, "/console/inbox", f'data-case="{case_id}"')
         assert '<span class="tag rehandle">重办</span>' in _row(inbox, case_id)
+    finally:
+        await clerk.aclose()
+
+
+async def test_a_sent_extension_request_says_it_waits_for_the_centre(
+    api: httpx.AsyncClient,
+) -> None:
+    """After 延期申请 the page said 操作已完成。 — as if the deadline had moved, while the
+    request waits for the centre's decision. Now it says what was done: 延期申请已提交，待中心
+    审批 (and each action its own words, e.g. 已签收)."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        url = f"/console/cases/{case_id}"
+        page = await _page_with(clerk, url, 'data-action="accept"')
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        accepted = await clerk.post(f"{url}/actions/accept",
+                                    data={"csrf_token": token[1], "key": "accept-1"})  # fmt: skip
+        assert accepted.status_code == 303, accepted.text
+        assert "已签收。" in (await clerk.get(accepted.headers["location"])).text
+        finish = datetime.fromisoformat(
+            (await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR)).json()
+            ["deadlines"]["finish"]
+        )  # fmt: skip
+        promised = (finish + timedelta(days=2)).astimezone(ZoneInfo("Asia/Shanghai"))
+        asked = await clerk.post(f"{url}/actions/extension", data={
+            "csrf_token": token[1], "key": "extension-1", "reasons": "管网抢修需更换主管",
+            "measures": "已临时送水", "promised_finish": promised.strftime("%Y-%m-%dT%H:%M")})
+        assert asked.status_code == 303, asked.text
+        shown = (await clerk.get(asked.headers["location"])).text
+        assert "延期申请已提交，待中心审批。" in shown, shown
+        assert "操作已完成" not in shown
     finally:
         await clerk.aclose()

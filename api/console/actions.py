@@ -176,6 +176,30 @@ CITIZEN_ACTIONS: tuple[ConsoleAction, ...] = (
                   lambda f, tz: _text(f, "reason")),
 )  # fmt: skip
 
+# What the case page says once an action is applied (``?done=<action>``): what was done and,
+# for a request, who decides it — before, every action said 操作已完成, which after 延期申请
+# read as if the deadline had moved while the request waits for the centre.
+DONE: dict[str, str] = {
+    "accept": "已签收。", "contact": "已记录联系诉求人。",
+    "reply": "已办结答复，待诉求人评价。",
+    "return": "已退单：工单改派中，由中心或派单规则另选承办单位。",
+    "extension": "延期申请已提交，待中心审批。",
+    "raise-level": "已申请提级办：工单改派中，由上级单位承办。",
+    "contribution": "协办意见已提交。",
+    "dispatch": "已派单。", "reassign": "已改派。", "extension-decision": "延期审批已办理。",
+    "co-handlers": "已增加协办单位。", "waive": "已免除协办。", "second-assignment": "已二次交办。",
+    "return-decision": "退单审核已办理。", "supervision": "督办单已下达。",
+    "callback": "回访已记录。",
+}  # fmt: skip
+
+
+def done_words(name: str | None) -> str | None:
+    """The page's words after action ``name`` was applied (None: no action was)."""
+    if not name:
+        return None
+    return DONE.get(name, "操作已完成。")
+
+
 BY_NAME = {a.name: a for a in STAFF_ACTIONS}
 CITIZEN_BY_NAME = {a.name: a for a in CITIZEN_ACTIONS}
 
