@@ -45,9 +45,11 @@ _SUPERVISED = f"""
 SELECT escalation_level AS level, count(*)::int AS n FROM cases
 WHERE {_OPEN} AND escalation_level > 0 GROUP BY escalation_level
 """
-_OUTBOX = """
+# The statuses as literals, not a parameter: the planner then knows the rows are unsent and
+# reads the partial index notifications_unsent (migration 0042) instead of every notice.
+_OUTBOX = f"""
 SELECT status, count(*)::int AS n FROM notifications
-WHERE status = ANY($1::text[]) GROUP BY status
+WHERE status IN ({", ".join(f"'{s}'" for s in OUTBOX_STATUSES)}) GROUP BY status
 """
 _OLDEST_UNSENT = """
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
@@ -74,7 +76,7 @@ async def measure(pool: asyncpg.Pool) -> DomainMeasures:
         cases = await conn.fetch(_CASES)
         breached = await conn.fetch(_BREACHED)
         supervised = await conn.fetch(_SUPERVISED)
-        outbox = await conn.fetch(_OUTBOX, list(OUTBOX_STATUSES))
+        outbox = await conn.fetch(_OUTBOX)
         oldest = await conn.fetchval(_OLDEST_UNSENT)
     levels = {str(level.value): level.name.lower() for level in LADDER_STEPS}
     return DomainMeasures(
