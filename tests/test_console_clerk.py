@@ -173,3 +173,28 @@ async def test_a_sent_extension_request_says_it_waits_for_the_centre(
         assert "操作已完成" not in shown
     finally:
         await clerk.aclose()
+
+
+async def test_a_case_being_reassigned_shows_no_countdown_of_the_returning_units_deadlines(
+    api: httpx.AsyncClient,
+) -> None:
+    """退单 → 改派中: the returning unit can no longer act on the case, and the new unit's
+    deadlines run from the reassignment, but the case page still counted the returning unit's
+    down (联系时限 剩余 56分) under its name as 承办单位, while the inbox said —. Now 承办与时限
+    says the case is being reassigned, who returned it, and that the new unit's deadlines
+    start at the reassignment."""
+    created = await register(api, urgency="urgent")  # noise → urban management
+    case_id = created["case_id"]
+    urban = department("urban-management")
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "return", urban, reason="商铺噪声属公安管辖，请改派")
+    supervisor = await signed_in(api, "supervisor")
+    try:
+        page = await _page_with(supervisor, f"/console/cases/{case_id}", 'id="reassigning"')
+        facts = page[page.index("<h2>承办与时限</h2>"):]
+        facts = facts[: facts.index("</dl>")]
+        assert "改派中" in facts and "县城市管理局已退单" in facts, facts
+        assert "改派后起算" in facts, facts
+        assert "联系时限" not in facts and "剩余" not in facts, facts
+    finally:
+        await supervisor.aclose()
