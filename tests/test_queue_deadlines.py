@@ -37,7 +37,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.console.queue import deadlines_wait_for_dispatch, queued_since
-from api.console.supervision import _OVERDUE
+from api.console.supervision import OVERDUE
 from api.console.web import templates
 from jiesu.case.domain import CENTRE_ID, CaseState, Channel, Status, Urgency
 from jiesu.case.sla import QUEUE_WAIT, late_steps
@@ -129,8 +129,8 @@ async def test_the_overdue_board_says_a_queued_case_waits_for_its_dispatch(
     handle = handle_of(client, case_id)
     await fast_forward_past(env, handle, _at(queued["deadlines"]["accept"]))
     now = _at(queued["deadlines"]["accept"]) + timedelta(minutes=1)
-    row = dict(await pool.fetchrow(f"{_OVERDUE.split('ORDER BY')[0]} AND case_id = $2",
-                                   now, case_id))  # fmt: skip
+    row = dict(await pool.fetchrow(  # the board's own columns and rule, this case only
+        f"SELECT {OVERDUE.columns} {OVERDUE.source} AND case_id = $2", now, case_id))
     row["late_steps"] = late_steps(row, now)
     assert row["late_steps"] == [(QUEUE_WAIT, _at(queued["deadlines"]["accept"]))]
     board = templates.env.from_string(

@@ -30,7 +30,8 @@ from api.deps import AppSettings, Pool, StatAnswers
 from api.routers.oversight import AccountabilityCompletion
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql, late_steps
-from jiesu.readmodel import accountability, oversight
+from jiesu.readmodel import accountability, boards, oversight
+from jiesu.readmodel.boards import BOARD_ROWS, Board
 from jiesu.stats import answers as stat_answers
 from jiesu.stats import queries
 from jiesu.stats.indicators import INDICATORS
@@ -43,31 +44,33 @@ _COLUMNS = (
     "case_id, status, title, category_id, grid_id, urgency, department_id, received_at, "
     "accept_deadline, finish_deadline, breaches, escalation_level, " + from_dispatch_sql()
 )
-_QUEUE = f"""
-SELECT {_COLUMNS} FROM cases WHERE status IN ({sql_status(Status.DISPATCHING, Status.REASSIGNING)})
-ORDER BY received_at LIMIT 200
-"""
-BOARD_ROWS = 200
-"""超时工单 lists the cases due first; its count is of every late case (_LATE_NOW)."""
+# Each board lists its first rows (BOARD_ROWS) by its order and says how many its rule finds in
+# all (jiesu.readmodel.boards): before, each heading counted the rows listed ("200 件").
+QUEUE = Board(  # 待派单队列: the oldest first
+    _COLUMNS,
+    f"FROM cases WHERE status IN ({sql_status(Status.DISPATCHING, Status.REASSIGNING)})",
+    "received_at",
+)
 # 超时工单: open cases late now (jiesu.case.sla.late_sql), whenever received — not the
-# statistic 超时量 (jiesu.stats.indicators.OVERDUE); the page says which is which
-_LATE_NOW = f"status <> {sql_status(Status.CLOSED)} AND {late_sql('$1')}"
-_OVERDUE = f"""
-SELECT {_COLUMNS}, contact_deadline, accepted_at, contacted_at
-FROM cases WHERE {_LATE_NOW}
-ORDER BY finish_deadline NULLS LAST LIMIT {BOARD_ROWS}
-"""
-_OVERDUE_COUNT = f"SELECT count(*) FROM cases WHERE {_LATE_NOW}"
-_LADDER = f"""
-SELECT {_COLUMNS} FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND escalation_level > 0
-ORDER BY escalation_level DESC, received_at LIMIT 200
-"""
+# statistic 超时量 (jiesu.stats.indicators.OVERDUE); the page says which is which. Due first.
+OVERDUE = Board(
+    f"{_COLUMNS}, contact_deadline, accepted_at, contacted_at",
+    f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND {late_sql('$1')}",
+    "finish_deadline NULLS LAST", arity=1,
+)  # fmt: skip
+# 督办中的工单: open cases on the supervision ladder, the highest level first
+LADDER = Board(
+    _COLUMNS,
+    f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND escalation_level > 0",
+    "escalation_level DESC, received_at",
+)
 # 问责待完善: records without persons or decision (the ladder's own), newest first
-_INCOMPLETE = """
-SELECT case_id, seq, department_id, reason, persons, decision, recorded_at
-FROM accountability_records WHERE cardinality(persons) = 0 OR decision = ''
-ORDER BY recorded_at DESC, case_id, seq LIMIT 200
-"""
+INCOMPLETE = Board(
+    "case_id, seq, department_id, reason, persons, decision, recorded_at",
+    "FROM accountability_records WHERE cardinality(persons) = 0 OR decision = ''",
+    "recorded_at DESC, case_id, seq",
+)
+__all__ = ["BOARD_ROWS", "INCOMPLETE", "LADDER", "OVERDUE", "QUEUE"]
 FIGURE_DAYS = 30
 
 
@@ -90,12 +93,12 @@ async def _saved(pool: Pool, request: Request) -> Any:
     return await pool.fetchrow(_SAVED, query.get("case", ""), int(query["seq"]))
 
 
-async def _overdue(pool: Pool, now: datetime) -> list[dict[str, Any]]:
+async def _overdue(pool: Pool, now: datetime) -> boards.Listed:
     """超时工单, each with what it is late with (超时环节) and that step's deadline."""
-    rows = [dict(r) for r in await pool.fetch(_OVERDUE, now)]
-    for row in rows:
+    listed = await boards.read(pool, OVERDUE, now)
+    for row in listed.rows:
         row["late_steps"] = late_steps(row, now)
-    return rows
+    return listed
 
 
 def accountability_form(case_id: str, seq: int) -> str:
@@ -112,13 +115,12 @@ async def _page(
     context = {
         "saved": await _saved(pool, request),  # 问责 saved: what
         "session": session,
-        "queue": await pool.fetch(_QUEUE),
+        # each board: its first rows and how many in all (boards.Listed)
+        "queue": await boards.read(pool, QUEUE),
         "overdue": await _overdue(pool, now),
-        # before, the heading counted the rows listed: "200 件" with 2,000 late
-        "overdue_count": await pool.fetchval(_OVERDUE_COUNT, now),
-        "ladder": await pool.fetch(_LADDER),
-        "extensions": await oversight.pending_extensions(pool, None, 200),  # 延期待审
-        "incomplete": await pool.fetch(_INCOMPLETE),  # 问责待完善
+        "ladder": await boards.read(pool, LADDER),
+        "extensions": await oversight.extensions_board(pool, None),  # 延期待审
+        "incomplete": await boards.read(pool, INCOMPLETE),  # 问责待完善
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
         "error": error, "failed": failed, "posted": posted,
         "form_of": accountability_form,

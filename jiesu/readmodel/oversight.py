@@ -10,27 +10,29 @@ import asyncpg
 
 from jiesu.case.domain import EventKind, sql_status
 from jiesu.case.lifecycle import WITH_DEPARTMENT
+from jiesu.readmodel.boards import BOARD_ROWS, Board, Listed, read
 
 # A request is pending when it is the case's latest extension event, nothing ended its round
 # since (a reassignment or the close clears it), and the case is still with a department.
 _ENDING = (EventKind.EXTENSION_REQUESTED, EventKind.EXTENSION_DECIDED, EventKind.REASSIGNED,
            EventKind.CLOSED)  # fmt: skip
-_PENDING_EXTENSIONS = f"""
-SELECT c.case_id, c.title, c.department_id, c.urgency, c.finish_deadline,
-       e.at AS requested_at, e.actor AS requested_by, e.data
-FROM (
-    SELECT DISTINCT ON (case_id) case_id, kind, at, actor, data
-    FROM case_events
-    WHERE kind IN ({", ".join(f"'{k.value}'" for k in _ENDING)})
-    ORDER BY case_id, seq DESC
+# 延期待审: read from the cases still with a department (cases_status), each case's latest
+# ending event from case_events_extension — not every case's latest event first (a
+# DISTINCT ON over the index, one entry per case ever closed or reassigned).
+EXTENSIONS = Board(
+    """c.case_id, c.title, c.department_id, c.urgency, c.finish_deadline,
+       e.at AS requested_at, e.actor AS requested_by, e.data""",
+    f"""FROM cases c CROSS JOIN LATERAL (
+    SELECT kind, at, actor, data FROM case_events
+    WHERE case_id = c.case_id AND kind IN ({", ".join(f"'{k.value}'" for k in _ENDING)})
+    ORDER BY seq DESC LIMIT 1
 ) e
-JOIN cases c USING (case_id)
 WHERE e.kind = '{EventKind.EXTENSION_REQUESTED.value}'
   AND c.status IN ({sql_status(*WITH_DEPARTMENT)})
-  AND ($1::text IS NULL OR c.department_id = $1)
-ORDER BY (e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id
-LIMIT $2
-"""
+  AND ($1::text IS NULL OR c.department_id = $1)""",
+    "(e.data->>'decision_due')::timestamptz NULLS LAST, e.at, c.case_id",
+    arity=1,
+)
 
 # A return is pending when its ``returned`` event awaits approval and is the case's latest
 # return event (a decision, a reassignment or the close ends it).
@@ -87,20 +89,27 @@ def _pending(r: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def _extension(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        **_pending(r),
+        "reasons": r["data"].get("reasons", ""),
+        "measures": r["data"].get("measures", ""),
+        "promised_finish": _when(r["data"].get("promised_finish")),
+        "decision_due": _when(r["data"].get("decision_due")),
+    }
+
+
 async def pending_extensions(
     pool: asyncpg.Pool, department_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    rows = await pool.fetch(_PENDING_EXTENSIONS, department_id, limit)
-    return [
-        {
-            **_pending(r),
-            "reasons": r["data"].get("reasons", ""),
-            "measures": r["data"].get("measures", ""),
-            "promised_finish": _when(r["data"].get("promised_finish")),
-            "decision_due": _when(r["data"].get("decision_due")),
-        }
-        for r in rows
-    ]
+    return [_extension(r) for r in await pool.fetch(EXTENSIONS.rows_sql, department_id, limit)]
+
+
+async def extensions_board(
+    pool: asyncpg.Pool, department_id: str | None, limit: int = BOARD_ROWS
+) -> Listed:
+    """延期待审 as a board: the first ``limit`` requests and how many are pending in all."""
+    return await read(pool, EXTENSIONS, department_id, limit=limit, shape=_extension)
 
 
 async def pending_returns(
