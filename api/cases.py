@@ -501,6 +501,27 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return received_at, case_id
 
 
+def _equal(equal: dict[str, Any], arg: Callable[[Any], str]) -> list[str]:
+    """``column = value`` of each filter given (None = any); ``arg`` adds a value, gives its $n."""
+    return [f"{column} = {arg(getattr(value, 'value', value))}"
+            for column, value in equal.items() if value is not None]  # fmt: skip
+
+
+async def count(pool: asyncpg.Pool, **equal: Any) -> int:
+    """How many cases :func:`search` finds, all pages, with the same ``equal`` filters."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = _equal(equal, arg)
+    sql = "SELECT count(*) FROM cases"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return await pool.fetchval(sql, *args)
+
+
 async def search(
     pool: asyncpg.Pool,
     *,
@@ -523,9 +544,7 @@ async def search(
         args.append(value)
         return f"${len(args)}"
 
-    for column, value in equal.items():
-        if value is not None:
-            where.append(f"{column} = {arg(getattr(value, 'value', value))}")
+    where.extend(_equal(equal, arg))
     if received_from is not None:
         where.append(f"received_at >= {arg(received_from)}")
     if received_to is not None:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import cases as case_service
-from api.console import audit_words, event_words
-from api.console.web import error_page, form_of, local_time, page, require_roles
+from api.console import audit_words, event_words, paging
+from api.console.web import PREFIX, error_page, form_of, local_time, page, require_roles
 from api.deps import CaseId, Pool, Temporal, is_cross_site
 from api.routers.audit import record_history_read, replayer, start_input
 from jiesu.audit import histories as audit
@@ -23,8 +23,10 @@ from jiesu.case.sla import is_late
 router = APIRouter()
 Auditor = require_roles(*AUDITOR_ROLES)
 Filter = Annotated[Line | None, Query(max_length=100)]
-SHOWN = 100
-"""Cases the search lists; with more, the page says so (narrow the search)."""
+SHOWN = paging.SHOWN
+"""Cases a page of the search lists, newest first; the page says how many the search finds in
+all and links to the previous and next pages (api.console.paging) — before, it listed the
+newest 100 and said to narrow the search, with no way to the rest."""
 _WORDS = {  # the heading and the replay check's verdict
     "run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES,
     "verdicts": audit_words.VERDICTS,
@@ -35,22 +37,28 @@ _WORDS = {  # the heading and the replay check's verdict
 async def search(
     request: Request, pool: Pool, session: Auditor, case_id: Filter = None,
     status: Status | None = None, department_id: Filter = None, category_id: Filter = None,
+    page_number: paging.PageNumber = 1,
 ) -> Response:  # fmt: skip
-    """Cases from the read model, newest first (or the one case number asked for, as pasted
-    or typed: blanks around it and lower case letters are the same number)."""
+    """Cases from the read model, newest first, a page at a time (or the one case number
+    asked for, as pasted or typed: blanks around it and lower case letters are the same
+    number)."""
     wanted = (case_id or "").strip().upper() or None
+    filters = {"case_id": wanted, "status": status, "department_id": department_id or None,
+               "category_id": category_id or None}  # fmt: skip
     rows = await case_service.search(
-        pool, limit=SHOWN + 1, offset=0, case_id=wanted, status=status,
-        department_id=department_id or None, category_id=category_id or None,
-    )  # fmt: skip
+        pool, limit=SHOWN, offset=paging.offset(page_number, SHOWN), **filters
+    )
+    total = await case_service.count(pool, **filters)
+    search = {"case_id": case_id, "status": status.value if status else None,
+              "department_id": department_id, "category_id": category_id}  # fmt: skip
     now = datetime.now(UTC)
     # the units and categories by name, in the results and in the filters' pickers: the
     # auditor does not know the codes (water, noise_commercial)
     units = await pool.fetch("SELECT id, name FROM departments ORDER BY level, id")
     categories = await pool.fetch("SELECT id, name FROM categories ORDER BY id")
     context = {
-        "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows[:SHOWN]],
-        "more": len(rows) > SHOWN, "shown": SHOWN,
+        "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows],
+        "paged": paging.paged(f"{PREFIX}/audit", search, page_number, total, SHOWN),
         "statuses": list(Status), "query": request.query_params,
         "units": units, "unit_names": {u["id"]: u["name"] for u in units},
         "categories": categories,

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import cases as case_service
+from api.console import paging
 from api.console.queue import from_dispatch_sql
 from api.console.web import PREFIX, page, require_roles, templates
 from api.deps import Pool, is_cross_site
@@ -34,11 +34,9 @@ Looker = require_roles(*LOOKUP_ROLES)
 # the header's 工单查询 link: for whoever the page lets in, from this one set
 templates.env.globals["lookup_roles"] = frozenset(r.value for r in LOOKUP_ROLES)
 Typed = Annotated[Line | None, Query(max_length=100)]
-SHOWN = 50
+SHOWN = paging.SHOWN
 """Cases a page of a search lists, newest first; the page says how many there are in all and
-links to the next and previous pages."""
-LAST_PAGE = 10_000
-"""No number has more pages than this (a page beyond the last is an empty page)."""
+links to the next and previous pages (api.console.paging)."""
 PHONE_DIGITS = (5, 20)
 """A phone number has this many digits, as intake takes it (jiesu.case.domain.Phone)."""
 
@@ -111,7 +109,7 @@ async def find(
 ) -> tuple[list[dict[str, Any]], int]:
     """Page ``page_number`` (SHOWN cases, newest first) of the cases of this number and/or
     this phone, and how many there are in all."""
-    offset = (page_number - 1) * SHOWN
+    offset = paging.offset(page_number, SHOWN)
     if phone:
         found = await pool.fetch(_BY_PHONE, phone, case_id, SHOWN, offset)
         total = await pool.fetchval(_COUNT_BY_PHONE, phone, case_id)
@@ -129,32 +127,17 @@ async def find(
     return rows, total
 
 
-def page_links(case_id: str | None, phone: str | None, page_number: int,
-               total: int) -> dict[str, str | None]:
-    """The previous and the next page of the same search (None: there is none)."""
-    search = {k: v for k, v in (("case_id", case_id), ("phone", phone)) if v}
-
-    def link(n: int) -> str:
-        return f"{PREFIX}/lookup?{urlencode({**search, 'page': n})}"
-
-    last = max(1, -(-total // SHOWN))
-    return {
-        "previous": link(min(page_number, last + 1) - 1) if page_number > 1 else None,
-        "next": link(page_number + 1) if page_number < last else None,
-    }
-
-
 @router.get("/lookup", response_class=HTMLResponse)
 async def lookup(
     request: Request, pool: Pool, session: Looker, case_id: Typed = None, phone: Typed = None,
-    page_number: Annotated[int, Query(alias="page", ge=1, le=LAST_PAGE)] = 1,
+    page_number: paging.PageNumber = 1,
 ) -> Response:
     """The form, and with a case number or a phone number the cases found, a page at a
     time."""
     wanted, number = case_number(case_id), (phone or "").strip() or None
     context: dict[str, Any] = {
         "session": session, "query": request.query_params, "cases": [], "searched": False,
-        "total": 0, "first": 0, "pages": {}, "error": phone_problem(number), "withheld": False,
+        "paged": None, "error": phone_problem(number), "withheld": False,
         "units": dict(await pool.fetch("SELECT id, name FROM departments")),
     }  # fmt: skip
     if context["error"]:
@@ -174,8 +157,9 @@ async def lookup(
             )
     now = datetime.now(UTC)
     context.update(
-        searched=True, total=total, first=(page_number - 1) * SHOWN + 1,
-        pages=page_links(case_id, phone, page_number, total),
+        searched=True,
+        paged=paging.paged(f"{PREFIX}/lookup", {"case_id": case_id, "phone": phone},
+                           page_number, total, SHOWN),
         cases=[{**r, "late": is_late(r, now)} for r in shown],
     )  # fmt: skip
     return page(request, "lookup.html", context)
