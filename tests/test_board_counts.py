@@ -14,6 +14,7 @@ its count are not touched), and each is deleted after its test.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -139,3 +140,48 @@ async def test_the_accountability_board_counts_every_incomplete_record_not_the_r
         [(case_id, EARLIER + timedelta(minutes=n)) for n, case_id in enumerate(made)],
     )
     await _says_the_rules_count(api, pool, "问责待完善", _INCOMPLETE_RULE, "最近记录的")
+
+
+def _uses(plan: str, index: str) -> bool:
+    return any(n.get("Index Name") == index for n in _plan_nodes(json.loads(plan)[0]["Plan"]))
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+@pytest.mark.parametrize(
+    ("table", "sql", "index"),
+    [
+        pytest.param("accountability_records", supervision_page.INCOMPLETE.count_sql,
+                     "accountability_records_incomplete", id="incomplete"),
+        pytest.param("cases", supervision_page.LADDER.count_sql, "cases_on_ladder", id="ladder"),
+        pytest.param("cases", "SELECT count(*) FROM cases WHERE category_id = 'garbage'",
+                     "cases_category", id="audit-category"),
+    ],
+)  # fmt: skip
+async def test_a_boards_count_can_be_read_from_its_index(
+    pool: asyncpg.Pool, table: str, sql: str, index: str
+) -> None:
+    """Migration 0043: at 200,000 rows these counts read every record, every open case, or
+    every case (python -m bench.boards, docs/performance.md "The boards' counts"). On the
+    test's small tables the planner may rightly prefer a scan, so the question is whether the
+    count can be served by its index: with the table's other indexes dropped and sequential
+    scans off, in a transaction rolled back, the plan reads it."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("SET LOCAL lock_timeout = '10s'")
+            others = await conn.fetch(
+                "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid ="
+                " $1::regclass AND NOT indisprimary AND indexrelid::regclass::text <> $2",
+                table, index,
+            )  # fmt: skip
+            for other in others:
+                await conn.execute(f'DROP INDEX "{other["name"]}"')
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
+        finally:
+            await tx.rollback()
+    assert _uses(plan, index), plan
