@@ -31,7 +31,8 @@ from api.routers.oversight import AccountabilityCompletion
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql, late_steps
 from jiesu.readmodel import accountability, boards, oversight
-from jiesu.readmodel.boards import BOARD_ROWS, Board
+from jiesu.readmodel.boards import BOARD_ROWS as BOARD_ROWS  # how many a board lists
+from jiesu.readmodel.boards import Board
 from jiesu.stats import answers as stat_answers
 from jiesu.stats import queries
 from jiesu.stats.indicators import INDICATORS
@@ -70,7 +71,6 @@ INCOMPLETE = Board(
     "FROM accountability_records WHERE cardinality(persons) = 0 OR decision = ''",
     "recorded_at DESC, case_id, seq",
 )
-__all__ = ["BOARD_ROWS", "INCOMPLETE", "LADDER", "OVERDUE", "QUEUE"]
 FIGURE_DAYS = 30
 
 
