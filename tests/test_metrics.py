@@ -289,11 +289,11 @@ async def test_the_gauges_read_indexes_not_every_case_and_notice(pool: asyncpg.P
     here on copies of the two tables (temporary, this connection's only: they hide the real
     ones from the gauges' queries) holding 20,000 closed cases and sent notices and 20 of
     each that the gauges count, as the planner sees a table in use."""
-    expected = {
-        domain_metrics._CASES: "cases_open_gauges",
-        domain_metrics._BREACHED: "cases_open_gauges",
-        domain_metrics._SUPERVISED: "cases_open_gauges",
-        domain_metrics._OUTBOX: "notifications_unsent",
+    expected = {  # the indexes each query may read (the ladder's board has one, 0043)
+        domain_metrics._CASES: {"cases_open_gauges"},
+        domain_metrics._BREACHED: {"cases_open_gauges"},
+        domain_metrics._SUPERVISED: {"cases_open_gauges", "cases_on_ladder"},
+        domain_metrics._OUTBOX: {"notifications_unsent"},
     }
     template = case_row(datetime.now(UTC) - timedelta(days=3))
     columns = ", ".join(template)
@@ -316,10 +316,10 @@ async def test_the_gauges_read_indexes_not_every_case_and_notice(pool: asyncpg.P
             " CASE WHEN g <= 20 THEN 'failed' ELSE 'sent' END FROM generate_series(1, 20000) g"
         )
         await conn.execute("ANALYZE pg_temp.cases; ANALYZE pg_temp.notifications")
-        copies = await _copies_of_indexes(conn, set(expected.values()))
-        for sql, index in expected.items():
+        copies = await _copies_of_indexes(conn, set().union(*expected.values()))
+        for sql, indexes in expected.items():
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
-            assert copies.get(index, f"(no index {index})") in plan, plan
+            assert any(copies.get(i, f"(no index {i})") in plan for i in indexes), plan
             assert "Seq Scan" not in plan, plan
 
 
