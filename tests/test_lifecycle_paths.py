@@ -4,6 +4,7 @@ reports, supplements, withdrawals and callbacks — through the API, on the real
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -419,3 +420,43 @@ async def _started(handle: WorkflowHandle[Any, Any]) -> bool:
     except RPCError:
         return False
     return True
+
+
+async def _deadline_watches_ended(handle: WorkflowHandle[Any, Any]) -> set[str] | None:
+    """The deadline timers (by summary, "contact deadline") the case cancelled after the
+    ``return`` signal, if any."""
+    summaries: dict[int, str] = {}
+    ended: set[str] = set()
+    returned = False
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            returned |= event.workflow_execution_signaled_event_attributes.signal_name == "return"
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            summaries[event.event_id] = json.loads(event.user_metadata.summary.data or b'""')
+        elif returned and event.event_type == EventType.EVENT_TYPE_TIMER_CANCELED:
+            started = event.timer_canceled_event_attributes.started_event_id
+            if summaries.get(started, "").endswith(" deadline"):
+                ended.add(summaries[started])
+    return ended or None
+
+
+async def test_the_returning_units_deadlines_end_while_the_centre_reassigns(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The unit accepted an urgent case and returned it (退单); the centre takes up to its
+    30-minute window to reassign. The unit's contact and finish deadlines kept running through
+    that window, and one passing there was recorded as the unit's breach and put it on the
+    supervision ladder, though it could no longer act on the case. Since lean-case-v11 the
+    round's deadline watches end when the case is being reassigned (改派中); the next round's
+    run from the reassignment. (A dev-server case does not skip time while its child waits, so
+    the watches ending — their timers cancelled — is what is checked.)"""
+    case_id = (await register(api, urgency="urgent"))["case_id"]
+    await _assigned(api, case_id)
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "return", URBAN, reason="Amplified music at night is police work")
+    await eventually(lambda: _status(api, case_id, "reassigning"))
+    handle = handle_of(client, case_id)
+    ended = await eventually(lambda: _deadline_watches_ended(handle), within=30)
+    assert ended == {"contact deadline", "finish deadline"}  # accept was met: no watch left
+    await handle.terminate("test finished")
+    await keep_history(handle, "deadlines_end_at_reassignment")

@@ -19,7 +19,8 @@ patches as they run; workflows/patches.py), kept when every path was recorded wi
 (``v15-reassignment_child_terminated``, ``queue_after_reassignment_without_deadlines`` and
 others of ``lean-case-v8`` record the centre as "12345热线中心 (Hotline Centre)", and replay
 so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch without a trace);
-``v16-*`` those of ``lean-case-v9`` cases, kept when recorded again with ``lean-case-v10``.
+``v16-*`` those of ``lean-case-v9`` cases, kept when recorded again with ``lean-case-v10``;
+``v17-*`` those of ``lean-case-v10`` cases, kept when recorded again with ``lean-case-v11``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision

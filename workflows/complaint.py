@@ -563,8 +563,11 @@ class ComplaintWorkflow:
         ):
             return  # in the centre's queue: the unit's deadlines start when it is dispatched
         round_ = self._state.round
+        ends = self._patched(lifecycle.DEADLINES_END_AT_REASSIGNMENT)  # an epoch's: no marker
         self._watchers.extend(
-            asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach))
+            asyncio.create_task(
+                watch_deadline(self._state, kind, round_, self._breach, ends_at_reassignment=ends)
+            )
             for kind in DeadlineKind
             if lifecycle.deadline_of(self._state, kind) is not None
         )

@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import CaseState, DeadlineKind
-    from jiesu.case.lifecycle import deadline_met, deadline_of
+    from jiesu.case.lifecycle import deadline_of, deadline_owed
 
 OnBreach = Callable[[DeadlineKind, datetime], None]
 
@@ -32,25 +32,30 @@ async def lapsed(decided: Callable[[], bool], due: datetime, summary: str) -> bo
 
 
 async def watch_deadline(
-    state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach
+    state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach,
+    *, ends_at_reassignment: bool = False,
 ) -> None:
-    """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed."""
-    while not deadline_met(state, kind, round_):
+    """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
+    ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
+    :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did."""
+
+    def owed() -> bool:
+        return deadline_owed(state, kind, round_, ends_at_reassignment=ends_at_reassignment)
+
+    while owed():
         deadline = deadline_of(state, kind)
         assert deadline is not None
         remaining = deadline - workflow.now()
         if remaining > timedelta(0):
             try:
                 await workflow.wait_condition(
-                    lambda d=deadline: (
-                        deadline_met(state, kind, round_) or deadline_of(state, kind) != d
-                    ),
+                    lambda d=deadline: not owed() or deadline_of(state, kind) != d,
                     timeout=remaining,
                     timeout_summary=f"{kind.value} deadline",
                 )
-                continue  # met, or the deadline moved (extension): look again
+                continue  # met, ended, or the deadline moved (extension): look again
             except TimeoutError:
                 pass
-        if not deadline_met(state, kind, round_) and deadline_of(state, kind) == deadline:
+        if owed() and deadline_of(state, kind) == deadline:
             on_breach(kind, deadline)
             return

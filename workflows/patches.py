@@ -77,6 +77,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
         "queue-holds-ladder-v1", "ladder-child-id-taken-v1", "reassignment-child-id-taken-v1",
         "unrouted-not-accountable-v1", "queued-steps-held-v1", "centre-not-dispatched-v1",
     })),
+    ("lean-case-v11", frozenset({"deadlines-end-at-reassignment-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -101,6 +101,8 @@ QUEUED_LADDER_CEILING = "queued-ladder-ceiling-v1"  # see _centre_supervised (wo
 UNROUTED_NOT_ACCOUNTABLE = "unrouted-not-accountable-v1"  # see _centre_supervised
 QUEUED_STEPS_HELD = "queued-steps-held-v1"  # see check_escalation_step
 CENTRE_NOT_DISPATCHED = "centre-not-dispatched-v1"  # see check_dispatch
+# Brought by the epoch lean-case-v11.
+DEADLINES_END_AT_REASSIGNMENT = "deadlines-end-at-reassignment-v1"  # see deadline_owed
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -853,6 +855,20 @@ def deadline_met(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
     if state.status is Status.CLOSED or state.round != round_:
         return True
     return _MET[kind](state)
+
+
+def deadline_owed(
+    state: CaseState, kind: DeadlineKind, round_: int, *, ends_at_reassignment: bool
+) -> bool:
+    """Is this deadline of round ``round_`` still its unit's to meet? Not once met
+    (:func:`deadline_met`) and, when ``ends_at_reassignment`` (cases since lean-case-v11,
+    DEADLINES_END_AT_REASSIGNMENT), not while the case is being reassigned (改派中: after a
+    退单, 重办, 提级办 or 二次交办): its unit can no longer act on the case, and the next round
+    has deadlines of its own. Before, a deadline passing in the centre's window to reassign
+    was recorded as the returning unit's breach (and put it on the supervision ladder)."""
+    if ends_at_reassignment and state.status is Status.REASSIGNING and state.round == round_:
+        return False
+    return not deadline_met(state, kind, round_)
 
 
 # --- the check of each message ---------------------------------------------------------------
