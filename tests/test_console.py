@@ -743,6 +743,51 @@ async def test_the_case_page_says_the_citizen_got_no_sms_on_a_landline(
         await operator.aclose()
 
 
+async def test_the_case_page_does_not_tell_to_phone_a_citizen_who_left_no_contact(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """An app's report without contact (contact is optional for channel app alone): the
+    reply's notice is skipped, and the case page said of it what it says of a landline —
+    未发送短信：不是手机号码（座机或短号），请电话告知诉求人, in bold — though there is no number
+    to call and nothing could be sent. Now it says the citizen left no contact and follows
+    the case by its number, not in bold (no call to make); a landline's words are unchanged."""
+    from api.console import notice_words
+    from jiesu.notify.outbox import OutboxDispatcher
+
+    class Nowhere:
+        async def send(self, notice: object) -> None:
+            """Takes everything (the department's notices): only the skip matters here."""
+
+    created = await register(api, channel="app", citizen={"name": "匿名"})
+    case_id = created["case_id"]
+    urban = department("urban-management")
+    await eventually(lambda: pool.fetchval(
+        "SELECT 1 FROM notifications WHERE case_id = $1 AND recipient_kind = 'department'",
+        case_id))  # fmt: skip
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已处理")
+    dispatcher = OutboxDispatcher(pool, Nowhere(), batch=500)
+
+    async def skipped() -> bool:
+        await dispatcher.run_once()
+        return await pool.fetchval(
+            "SELECT 1 FROM notifications WHERE case_id = $1 AND recipient_kind = 'citizen'"
+            " AND status = 'skipped'", case_id)  # fmt: skip
+
+    await eventually(skipped, within=30)
+    operator = await signed_in(api, "operator")
+    try:
+        page = await operator.get(f"/console/cases/{case_id}")
+        told = re.search(r'<dd id="citizen-notices">(.*?)</dd>', page.text, re.S)
+        assert told and "答复通知" in told[1], page.text
+        assert notice_words.NO_CONTACT in told[1], told[1]
+        assert "请电话告知诉求人" not in told[1] and "座机" not in told[1], told[1]
+        assert "<strong>" not in told[1], told[1]
+    finally:
+        await operator.aclose()
+
+
 async def test_the_operator_is_told_where_the_citizens_link_goes_never_shown_it(
     api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:

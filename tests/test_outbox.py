@@ -433,6 +433,36 @@ async def test_no_sms_goes_to_a_landline_and_the_outbox_says_why(
     assert (await _row(pool, key))["status"] == "skipped"
 
 
+async def test_a_citizen_who_left_no_contact_is_not_said_to_have_a_landline(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """An app's report without contact (the one channel where contact is optional): no intake
+    notice is queued, and the reply's notice is ``skipped`` by the dispatcher — with the
+    landline's reason, 不是手机号码（座机或短号）, although the citizen left no number at all.
+    Now its reason says so (NO_CONTACT); a landline's still says NOT_MOBILE (the test
+    above)."""
+    from jiesu.notify.sms import NO_CONTACT, NOT_MOBILE
+
+    created = await register(api, channel="app", citizen={"name": "匿名"})
+    case_id = created["case_id"]
+    urban = department(URBAN)
+    await eventually(lambda: _notices_of(pool, case_id, "department"))
+    await act(api, case_id, "accept", urban)
+    await act(api, case_id, "contact", urban)
+    await act(api, case_id, "reply", urban, outcome="resolved", text="已处理")
+    await eventually(lambda: _notices_of(pool, case_id, "citizen", "replied"))
+    dispatcher = OutboxDispatcher(pool, RecordingSender(), batch=500)
+
+    async def skipped() -> list:
+        await dispatcher.run_once()
+        return [r for r in await _notices_of(pool, case_id, "citizen")
+                if r["status"] == "skipped"]
+
+    rows = await eventually(skipped)
+    assert [(r["event_kind"], r["last_error"]) for r in rows] == [("replied", NO_CONTACT)]
+    assert NOT_MOBILE not in NO_CONTACT and "座机" not in NO_CONTACT
+
+
 @pytest.mark.parametrize(("prefix", "digits"), [("010-", 8), ("9", 4)])  # landline, short
 async def test_a_landline_citizen_with_an_email_gets_every_notice_by_email_once(
     api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings, prefix: str,

@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 
 from api import actions as api_actions
 from api import cases as case_service
-from api.console import event_words, staff
+from api.console import event_words, notice_words, staff
 from api.console.actions import BY_NAME, allowed_actions, done_words, not_yet
 from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.web import (
@@ -45,6 +45,7 @@ from jiesu.case.domain import (
     SupervisionForm,
 )
 from jiesu.case.sla import is_late, next_deadline
+from jiesu.notify.outbox import NOTICE_CITIZEN
 
 router = APIRouter()
 HandlingStaff = require_roles(*HANDLER_ROLES)
@@ -212,42 +213,42 @@ def sms_tail(said: str | None) -> str | None:
     return said if said is not None and _SMS_TAIL.fullmatch(said) else None
 
 
-# 告知诉求人: what became of each notice to the case's citizen(s), in words an operator acts on.
-# Only the status is said, never last_error (a gateway's error may quote the phone or address).
-_NOTICE_LABELS = {
-    "received": "受理通知（办件查询链接）", "repeat_reported": "并单受理通知",
-    "replied": "答复通知（请评价）", "extension_decided": "延期通知",
-}
-_SENT_AS = {"sms": "短信", "email": "电子邮件"}
-_NOTICE_SAID = {
-    "sent": "已发送", "pending": "待发送", "sending": "发送中",
-    "failed": "发送失败，请电话告知诉求人",
-    "skipped": "未发送短信：不是手机号码（座机或短号），请电话告知诉求人",
-}
+# 告知诉求人: what became of each notice to the case's citizen(s), in words an operator acts on
+# (api/console/notice_words.py). Whether a skipped notice's citizen left a phone is read as the
+# outbox and the doctor read the citizen (NOTICE_CITIZEN; citizen_not_told lists only those).
+_CITIZEN_NOTICES = f"""
+SELECT n.event_kind, n.status, n.channel,
+       n.status = 'skipped' AND {NOTICE_CITIZEN} ->> 'phone' IS NULL AS no_contact
+FROM notifications n
+WHERE n.case_id = $1 AND n.recipient_kind = 'citizen'
+ORDER BY n.event_seq, n.id
+"""
 
 
 async def citizen_notices(pool: Pool, case_id: str) -> list[tuple[str, str, bool]]:
     """(what, what became of it, whether to call back) for each notice of the case to a
     citizen, oldest first: an SMS the outbox skipped (a landline with no e-mail,
-    jiesu.notify.outbox) or gave up on is said, so the operator knows to call back."""
-    rows = await pool.fetch(
-        "SELECT event_kind, status, channel FROM notifications WHERE case_id = $1"
-        " AND recipient_kind = 'citizen' ORDER BY event_seq, id", case_id,
-    )  # fmt: skip
+    jiesu.notify.outbox) or gave up on is said, so the operator knows to call back; one
+    skipped because the citizen left no contact at all is said as such, with no call to make
+    (before, it was said as a landline's, 请电话告知诉求人, with no number to call)."""
+    rows = await pool.fetch(_CITIZEN_NOTICES, case_id)
     return [
-        (_NOTICE_LABELS.get(r["event_kind"], "通知"), _said(r["status"], r["channel"]),
-         r["status"] in ("skipped", "failed"))
+        (notice_words.NOTICE_LABELS.get(r["event_kind"], "通知"),
+         _said(r["status"], r["channel"], no_contact=r["no_contact"]),
+         r["status"] in ("skipped", "failed") and not r["no_contact"])
         for r in rows
     ]
 
 
-def _said(status: str, channel: str) -> str:
+def _said(status: str, channel: str, *, no_contact: bool = False) -> str:
     """What became of a notice; a sent one by what it went as (the outbox records the channel
     it was sent by: an e-mail to a citizen whose phone takes no SMS), so the operator can
     tell the caller where to look."""
     if status == "sent":
-        return "已发送" + _SENT_AS.get(channel, "")
-    return _NOTICE_SAID.get(status, status)
+        return "已发送" + notice_words.SENT_AS.get(channel, "")
+    if no_contact:
+        return notice_words.NO_CONTACT
+    return notice_words.NOTICE_SAID.get(status, status)
 
 
 async def _case_page(

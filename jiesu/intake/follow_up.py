@@ -21,7 +21,7 @@ from jiesu.case.domain import EventKind
 from jiesu.config import Settings
 from jiesu.notify.links import follow_up_link
 from jiesu.notify.outbox import OutboundNotice
-from jiesu.notify.sms import NOT_MOBILE, is_mobile
+from jiesu.notify.sms import is_mobile, not_sent_because
 
 LINK = "{follow_up_link}"
 """Where the link goes in the stored message; filled in when the SMS is sent."""
@@ -51,7 +51,7 @@ async def enqueue(
     merged = report_id is not None
     by_sms = is_mobile(phone or "")
     channel = "email" if email and not by_sms else "sms"
-    status, why = ("pending", None) if by_sms or email else ("skipped", NOT_MOBILE)
+    status, why = ("pending", None) if by_sms or email else ("skipped", not_sent_because(phone))
     body = (
         f"【12345】您反映的问题已受理，工单号 {case_id}"
         + ("（同一问题已有工单，已合并办理）" if merged else "")

@@ -63,7 +63,7 @@ from typing import Protocol
 import asyncpg
 
 from jiesu.notify.notices import Notice
-from jiesu.notify.sms import NOT_MOBILE, OutboundSms, SmsGateway, is_mobile
+from jiesu.notify.sms import OutboundSms, SmsGateway, is_mobile, not_sent_because
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +441,8 @@ def unreachable(notice: OutboundNotice) -> bool:
     """A citizen's SMS to a number that cannot receive one: a landline or a short number left
     at intake with no e-mail beside it (``route`` sent it to the e-mail otherwise; the intake
     SMS of such a number is written ``skipped`` already, jiesu.intake.follow_up; this is for
-    the case's later SMS, the reply's among them)."""
+    the case's later SMS, the reply's among them) — or to no number at all (an app's report
+    without contact). Its mark says which (jiesu.notify.sms.not_sent_because)."""
     return (notice.recipient_kind == "citizen" and notice.channel == "sms"
             and not is_mobile(notice.address or ""))
 
@@ -514,7 +515,9 @@ class OutboxDispatcher:
             if self.render is not None:
                 notice = await self.render(notice)
             if unreachable(notice):
-                await self.pool.execute(_SKIPPED, notice_id, attempts, NOT_MOBILE)
+                await self.pool.execute(
+                    _SKIPPED, notice_id, attempts, not_sent_because(notice.address)
+                )
                 return True
             async with lease.bounded(self.send_timeout.total_seconds()):
                 await self.sender.send(notice)

@@ -77,6 +77,19 @@ def is_mobile(phone: str) -> bool:
 NOT_MOBILE = "不是手机号码（座机或短号），收不到短信：未发送"
 """Why a citizen's SMS was not sent (``notifications.last_error`` of a ``skipped`` row)."""
 
+NO_CONTACT = "诉求人未留联系方式（无电话、无电子邮箱），无从告知：未发送"
+"""Why a notice to a citizen who left no contact at all was not sent (an app's report,
+Open311: contact is optional there alone, ``ComplaintIntake``): nothing can be sent and there
+is nobody to phone — not a landline's :data:`NOT_MOBILE`."""
+
+
+def not_sent_because(phone: str | None) -> str:
+    """Why a citizen's notice that takes no SMS and has no e-mail beside it is ``skipped``:
+    the phone is a landline or a short number, or there is no phone at all. The one place both
+    the intake's row (jiesu.intake.follow_up) and the dispatcher's mark (jiesu.notify.outbox)
+    take the reason from."""
+    return NOT_MOBILE if phone else NO_CONTACT
+
 
 @dataclass(frozen=True)
 class OutboundSms:
