@@ -437,6 +437,60 @@ async def test_an_overdue_notification_is_found_and_resent(clinic: Clinic) -> No
         await clinic.pool.execute("DELETE FROM notifications WHERE key = $1", key)
 
 
+async def test_a_notice_given_up_is_found_newest_first_until_resent(clinic: Clinic) -> None:
+    """A notice the outbox gave up on (``failed``: here its last attempt's dispatcher died, and
+    the clinic's dispatcher expires it, ``_EXPIRE``) was reported by no finding:
+    ``notification_overdue`` covers pending and sending notices only, so the operator never
+    learned that a department was never told. Now each is a ``notification_failed`` finding,
+    newest first within ``--limit``, until ``jiesu repair notices`` resends it."""
+    failed_kind = "notification_failed"  # the kind's name, as the report and /metrics say it
+    case_id = f"DOCTOR-FAILED-{uuid.uuid4().hex[:8]}"
+    recipient = f"dept-{case_id}"
+    keys = [f"{case_id}:{seq}:department:{recipient}" for seq in (2, 3)]
+    clinic.gateway.refused.add(recipient)
+    ages = (timedelta(hours=2), timedelta(hours=1))  # the older first
+    for key, seq, written in zip(keys, (2, 3), ages, strict=True):
+        await clinic.pool.execute(
+            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+            " recipient_id, channel, subject, body, status, attempts, lease_until, created_at,"
+            " last_error) VALUES ($1, $2, $3, 'routed', 'department', $4, 'email', 'test',"
+            " 'given up', 'sending', 10, now() - interval '1 minute',"
+            " now() - $5::interval, $6)",
+            key, case_id, seq, recipient, written, f"gateway refuses {recipient}",
+        )  # fmt: skip
+    try:
+        await eventually(lambda: clinic.pool.fetchval(  # the clinic's dispatcher gives up
+            "SELECT bool_and(status = 'failed') FROM notifications WHERE case_id = $1",
+            case_id), within=30)  # fmt: skip
+        older, newer = keys
+        finding = await clinic.found(failed_kind, newer, doctor.DoctorOptions())
+        assert finding is not None, "a notice given up is not a finding"
+        assert finding.details["case_id"] == case_id and finding.details["attempts"] == 10
+        assert "given up after 10 attempts" in finding.summary
+        assert f"gateway refuses {recipient}" in finding.summary
+        assert await clinic.found(doctor.NOTIFICATION_OVERDUE, newer,
+                                  doctor.DoctorOptions()) is None  # not also overdue
+        report = await clinic.examine(doctor.DoctorOptions(limit=1, replay=False))
+        listed = [f.subject for f in report.findings if f.kind == failed_kind]
+        assert listed == [newer], listed  # bounded, newest first
+        assert report.counts[failed_kind] == 1
+        code, out, _ = await clinic.cli("doctor", "--no-replay")
+        assert code == 1 and f"{failed_kind} (2):" in out, out
+        assert out.index(newer) < out.index(older) and f"2 {failed_kind}" in out
+
+        clinic.gateway.refused.discard(recipient)  # the gateway is repaired...
+        code, out, err = await clinic.cli("repair", "notices", "--case", case_id)
+        assert code == 0, err
+        await eventually(lambda: clinic.pool.fetchval(
+            "SELECT bool_and(status = 'sent') FROM notifications WHERE case_id = $1",
+            case_id), within=30)  # fmt: skip
+        assert await clinic.found(failed_kind, newer, doctor.DoctorOptions()) is None
+        assert failed_kind in doctor.KINDS
+    finally:
+        clinic.gateway.refused.discard(recipient)
+        await clinic.pool.execute("DELETE FROM notifications WHERE case_id = $1", case_id)
+
+
 async def test_a_citizen_nobody_could_tell_is_found_until_the_case_closes(
     clinic: Clinic,
 ) -> None:
@@ -554,6 +608,7 @@ async def test_the_report_as_an_admin_endpoint_and_as_metrics(clinic: Clinic) ->
         assert 'jiesu_doctor_problems{kind="workflow_task_failing"} 1.0' in lines
         assert 'jiesu_doctor_problems{kind="notification_overdue"} 0.0' in lines
         assert 'jiesu_doctor_problems{kind="citizen_not_told"} 0.0' in lines
+        assert 'jiesu_doctor_problems{kind="notification_failed"} 0.0' in lines
         assert 'jiesu_doctor_problems{kind="history_large"} 0.0' in lines  # docs/operations.md
 
         for path in ("/api/v1/admin/doctor", "/metrics"):

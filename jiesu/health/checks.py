@@ -1,7 +1,7 @@
 """The doctor (巡检): finds what keeps cases from living their life, before a citizen does.
 
 One examination looks at the open workflows (at most ``limit`` of them, newest first), the read
-model and the notifications outbox, and reports nine kinds of finding:
+model and the notifications outbox, and reports ten kinds of finding:
 
 - ``workflow_task_failing`` — a workflow whose task fails on every retry: it applies no
   signal, fires no deadline and answers no query until its code or its history is repaired.
@@ -20,6 +20,12 @@ model and the notifications outbox, and reports nine kinds of finding:
 - ``notification_overdue`` — an outbox notice still ``pending`` or ``sending`` more than
   ``notification_overdue_after`` after it was written (no dispatcher running, a gateway
   refusing it).
+- ``notification_failed`` — an outbox notice the dispatcher gave up on (``failed``: its
+  attempts used up, or its last attempt's dispatcher died): to a department, the
+  supervisors or a citizen alike, it is never sent unless someone resends it (``jiesu repair
+  notices``). Listed until then, newest first, whatever the case's status now: a case that
+  closed while its notice was retried would otherwise drop it from ``notification_overdue``
+  to nothing.
 - ``citizen_not_told`` — a notice to the citizen of a case still open that was never sent
   (``skipped``: their phone takes no SMS — a landline, a short number — and they left no
   e-mail, jiesu.notify.outbox): nobody told them, so someone phones them. Listed until the
@@ -89,13 +95,15 @@ ACTIVITY_RETRYING = "activity_retrying"
 READ_MODEL_BEHIND = "read_model_behind"
 READ_MODEL_DIVERGED = "read_model_diverged"
 NOTIFICATION_OVERDUE = "notification_overdue"
+NOTIFICATION_FAILED = "notification_failed"
 NOT_REPLAYING = "history_not_replaying"
 INTAKE_PENDING = "intake_pending"
 CITIZEN_NOT_TOLD = "citizen_not_told"
 HISTORY_LARGE = "history_large"
 KINDS = (
     TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
-    NOTIFICATION_OVERDUE, CITIZEN_NOT_TOLD, INTAKE_PENDING, NOT_REPLAYING, HISTORY_LARGE,
+    NOTIFICATION_OVERDUE, NOTIFICATION_FAILED, CITIZEN_NOT_TOLD, INTAKE_PENDING, NOT_REPLAYING,
+    HISTORY_LARGE,
 )  # fmt: skip
 
 CASE_TYPE = CASE_WORKFLOW
@@ -128,7 +136,8 @@ class DoctorOptions(BaseModel):
     model_config = ConfigDict(ser_json_timedelta="float")
 
     limit: int = Field(default=500, ge=1, le=MAX_LIMIT,
-                       description="open workflows examined at most (newest first)")
+                       description="open workflows examined at most (newest first); also "
+                       "the most notices and reports listed per kind")
     activity_after: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0),
                                       le=MAX_THRESHOLD,
                                       description="an activity retrying longer than this")
@@ -231,6 +240,8 @@ async def examine(
         await _read_models_behind(client, pool, closed, options.read_model_lag, report)
     async with _check(report, NOTIFICATION_OVERDUE):
         await _overdue_notifications(pool, options.notification_overdue_after, report)
+    async with _check(report, NOTIFICATION_FAILED):
+        await _failed_notifications(pool, report)
     async with _check(report, CITIZEN_NOT_TOLD):
         await _citizens_not_told(pool, report)
     async with _check(report, INTAKE_PENDING):
@@ -628,6 +639,34 @@ async def _overdue_notifications(
             created_at=row["created_at"].isoformat(),
             not_before=row["not_before"].isoformat(),
             lease_until=row["lease_until"].isoformat() if row["lease_until"] else None,
+            last_error=row["last_error"],
+        )  # fmt: skip
+
+
+# The notices the dispatcher gave up on (status 'failed': max_attempts used up, or the lease of
+# the last attempt expired, jiesu.notify.outbox _EXPIRE): nothing sends them again until
+# `jiesu repair notices`. Newest first: they stay until resent, so a long list's newest are the
+# ones an operator has not seen yet. Read through the partial index of migration 0044.
+_FAILED = """
+SELECT key, case_id, recipient_kind, recipient_id, channel, attempts, created_at, last_error
+FROM notifications
+WHERE status = 'failed'
+ORDER BY created_at DESC
+LIMIT $1
+"""
+
+
+async def _failed_notifications(pool: asyncpg.Pool, report: DoctorReport) -> None:
+    for row in await pool.fetch(_FAILED, report.options.limit):
+        report.add(
+            NOTIFICATION_FAILED, row["key"],
+            f"notice {row['key']} ({row['channel']} to {row['recipient_kind']} "
+            f"{row['recipient_id']}): given up after {row['attempts']} attempts"
+            + (f"; last error: {_one_line(row['last_error'])}" if row["last_error"] else "")
+            + " — resend it with jiesu repair notices",
+            case_id=row["case_id"], recipient_kind=row["recipient_kind"],
+            recipient_id=row["recipient_id"], channel=row["channel"],
+            attempts=row["attempts"], created_at=row["created_at"].isoformat(),
             last_error=row["last_error"],
         )  # fmt: skip
 

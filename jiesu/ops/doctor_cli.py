@@ -19,8 +19,9 @@ from workflows import ALL_WORKFLOWS
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Look for wedged cases, retrying activities, stale read models, overdue notices and
-    histories that do not replay; exit 1 when anything is found (2: a check could not run)."""
+    """Look for wedged cases, retrying activities, stale read models, overdue and given-up
+    notices, citizens nobody could tell, reports left pending, large histories and histories
+    that do not replay; exit 1 when anything is found (2: a check could not run)."""
 
     async def body(session: Session) -> int:
         client, pool, settings = session
@@ -107,7 +108,8 @@ def add_commands(sub: Any) -> None:
     p = _add(sub, "doctor", cmd_doctor)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--limit", type=int, default=defaults.limit,
-                   help="open workflows examined at most, newest first (default %(default)s)")
+                   help="open workflows examined at most, newest first; also the most "
+                        "notices and reports listed per kind (default %(default)s)")
     p.add_argument("--activity-after", type=float, metavar="SECONDS",
                    default=defaults.activity_after.total_seconds(),
                    help="report activities retrying longer than this (default %(default)s)")
