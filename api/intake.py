@@ -37,8 +37,12 @@ def hands_token_to(principal: Principal, intake: ComplaintIntake) -> bool:
     (or admin) role (the app, WeChat, a partner's form) — must hand it on. A staff person in a
     session (the hotline operator at the console) and a grid worker's patrol report (the
     reporter is the worker) never get it: the token rates the case, and staff who are not the
-    citizen must not be able to rate for them. The citizen gets the link by the intake SMS
-    (outbox). The answer depends on the caller only, and a retry is the same caller's (the
+    citizen must not be able to rate for them. The citizen gets the link in the intake notice
+    (the outbox, jiesu.intake.follow_up): by SMS to a mobile number, else by e-mail when they
+    left an address (a landline or short number, or no phone; a report they mailed in
+    themselves gets it in the mail listener's automatic reply); a citizen who left neither
+    (an app's report without contact) gets none and follows the case by its number. The
+    answer depends on the caller only, and a retry is the same caller's (the
     Idempotency-Key is its owner's, filing.key_owner), so a retry answers identically."""
     return (
         principal.person is None

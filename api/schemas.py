@@ -30,7 +30,8 @@ class IntakeResponse(BaseModel):
         "withdraw; for a repeat report (merged) it lets them add information only. Answered "
         "only to a channel system acting for the citizen (an API key of the operator or "
         "admin role: the app, WeChat); null for a staff person in a session and for a grid "
-        "worker's patrol report — the citizen gets it by the intake SMS's link — and on a "
+        "worker's patrol report — the citizen gets it in the intake notice's link: by SMS to "
+        "a mobile number, else by e-mail when they left an address — and on a "
         "retry that can no longer recompute it (the token secret was rotated since; "
         "docs/intake.md)."
     )

@@ -464,3 +464,28 @@ def test_no_operation_documents_a_refusal_it_cannot_answer(
     documented = {int(s) for s in op["responses"]} & {401, 403, 404, 409}
     allowed = can_answer(route) | UNDERREAD.get((method, op["operationId"]), set())
     assert sorted(documented - allowed) == []
+
+
+# --- what the document says of the doctor and the citizen's link -------------------------------
+
+
+def test_the_doctor_operation_names_every_kind_it_reports() -> None:
+    """GET /api/v1/admin/doctor's summary named six of the nine kinds (not the citizens
+    nobody could tell, nor large histories) and its document no kind by name; a kind added to
+    the doctor (notification_failed) went unsaid. Now its description lists every kind of
+    ``checks.KINDS``, and the summary names given-up notices and the citizens not told."""
+    from jiesu.health import checks
+
+    operation = DOC["paths"]["/api/v1/admin/doctor"]["get"]
+    described = operation.get("description", "")
+    assert [k for k in checks.KINDS if f"`{k}`" not in described] == [], described
+    assert "given-up notices" in operation["summary"]
+    assert "citizens nobody could tell" in operation["summary"]
+
+
+def test_the_citizen_token_says_the_link_may_go_by_e_mail() -> None:
+    """IntakeResponse.citizen_token said the citizen gets the token "by the intake SMS's
+    link"; a citizen whose phone takes no SMS and who left an e-mail gets it by e-mail
+    (jiesu.intake.follow_up, jiesu.notify.outbox.route)."""
+    token = DOC["components"]["schemas"]["IntakeResponse"]["properties"]["citizen_token"]
+    assert "by e-mail" in token["description"], token["description"]
