@@ -1019,6 +1019,34 @@ async def test_an_intake_without_a_phone_says_the_phone_is_needed(
         await operator.aclose()
 
 
+async def test_the_intake_hint_says_an_app_report_needs_no_contact(
+    api: httpx.AsyncClient,
+) -> None:
+    """The form's 受理渠道 offers every channel, APP among them, and an APP report is filed
+    with neither phone nor e-mail (ComplaintIntake: contact is optional there alone), yet the
+    hint said 联系电话、电子邮箱至少填写一项 whatever the channel. Now the hint says which channel
+    needs none, and what follows; the same form on 热线 is still refused."""
+    operator = await signed_in(api, "operator")
+    try:
+        page = await operator.get("/console/intake")
+        assert '<option value="app"' in page.text  # the form offers the channel
+        hint = re.search(r'<p class="hint" id="contact-hint">(.*?)</p>', page.text, re.S)
+        assert hint and "至少填写一项" in hint[1], page.text
+        assert "受理渠道为 APP 的可都不填" in hint[1], hint[1]
+        form = {"csrf_token": await helpers.csrf_of(operator, "/console/intake"),
+                "title": "井盖松动", "description": "幸福路井盖松动", "category_id": "road_damage",
+                "grid_id": "G-QH-01-01-1", "address": f"幸福路{uuid.uuid4().hex[:6]}号",
+                "channel": "app", "citizen_name": "匿名"}  # fmt: skip
+        filed = await operator.post("/console/intake", data=form)
+        assert filed.status_code == 303, filed.text
+        assert "sms=none" in filed.headers["location"]
+        refused = await operator.post("/console/intake", data=form | {
+            "channel": "hotline", "csrf_token": await helpers.csrf_of(operator, "/console/intake")})
+        assert refused.status_code == 422 and "至少填写一项" in refused.text
+    finally:
+        await operator.aclose()
+
+
 async def test_a_caller_who_leaves_only_an_email_is_registered_from_the_console(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

@@ -20,6 +20,9 @@ from typing import Any
 
 from pydantic_core import ErrorDetails
 
+from jiesu.case import glossary
+from jiesu.case.domain import CONTACT_OPTIONAL
+
 _URL = "不是有效的网址（以 http:// 或 https:// 开头）"
 _TIME = "不是有效的时间"
 _DAY = "不是有效的日期（年-月-日）"
@@ -130,3 +133,13 @@ def problem(e: ErrorDetails, names: Mapping[str, str] | None = None) -> str:
     if "expected" in ctx:
         ctx["expected"] = _choices(ctx["expected"], names)
     return template.format(**ctx)
+
+
+def contact_hint() -> str:
+    """The intake form's hint under 联系电话 and 电子邮箱: ComplaintIntake's rule, the channels
+    that need no contact named as the form's 受理渠道 names them. Before, it said one of the two
+    was needed whatever the channel, though the form (as the API) files an APP report with
+    neither."""
+    optional = "、".join(glossary.CHANNEL[c] for c in sorted(CONTACT_OPTIONAL))
+    return (f"联系电话、电子邮箱至少填写一项；受理渠道为 {optional} 的可都不填"
+            "（无法回访，也收不到办件查询链接和答复通知，诉求人凭工单号查询）。")

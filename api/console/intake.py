@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api import intake as intake_api
-from api.console import staff
+from api.console import form_words, staff
 from api.console.web import (
     PREFIX,
     form_of,
@@ -43,7 +43,8 @@ async def _pickers(pool: Pool) -> dict[str, Any]:
         " LEFT JOIN areas c ON c.id = g.parent_id WHERE g.kind = 'grid' ORDER BY g.id"
     )
     return {"categories": categories, "grids": grids, "channels": list(Channel),
-            "urgencies": list(Urgency)}  # fmt: skip
+            "urgencies": list(Urgency),
+            "contact_hint": form_words.contact_hint()}  # every channel: APP needs no contact
 
 
 def _intake(form: FormData) -> ComplaintIntake:

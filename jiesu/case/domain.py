@@ -420,6 +420,12 @@ Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
 Email = Annotated[Line, Field(max_length=254, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")]
 
 
+CONTACT_OPTIONAL: frozenset[Channel] = frozenset({Channel.APP})
+"""The channels whose report may come without any contact (Open311: GeoReport v2 leaves it
+optional); every other channel needs a phone or an e-mail (:class:`ComplaintIntake`). The
+console's intake form says so from this (api/console/form_words.py ``contact_hint``)."""
+
+
 class Citizen(BaseModel):
     """The reporter (诉求人): reached by phone, or by e-mail when the report came by e-mail
     without a phone number. At least one of the two, except for a report through an app
@@ -516,7 +522,7 @@ class ComplaintIntake(BaseModel):
     def _reachable(self) -> ComplaintIntake:
         # An app's report may come without contact (Open311); the case is then followed by
         # its number only: no SMS, no callback.
-        if not self.citizen.reachable and self.channel is not Channel.APP:
+        if not self.citizen.reachable and self.channel not in CONTACT_OPTIONAL:
             raise ValueError("a citizen needs a phone number or an e-mail address")
         return self
 
