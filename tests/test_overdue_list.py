@@ -41,6 +41,11 @@ def _rows(now: datetime) -> dict[str, dict[str, Any]]:
             **OPEN),
         "not accepted, deadline ahead": case_row(
             now - timedelta(minutes=5), status="assigned", accepted=None, **OPEN),
+        # returned (退单) and being reassigned: its unit can no longer act, the next round has
+        # deadlines of its own (lean-case-v11) — before, listed late until reassigned
+        "returned, reassigning past its contact deadline": case_row(
+            now - timedelta(hours=2, minutes=1), urgency="urgent", status="reassigning",
+            accepted=timedelta(minutes=10), contacted=None, **OPEN),
     }  # fmt: skip
 
 

@@ -60,15 +60,19 @@ _DUE: dict[DeadlineKind, tuple[str, str | None]] = {
     DeadlineKind.FINISH: ("finish_deadline", None),
 }
 _STEPS = tuple((due, met) for due, met in _DUE.values() if met is not None)
+# No unit's clock runs against a closed case, nor one being reassigned (改派中: its unit can
+# no longer act, and the next round has deadlines of its own — the case's own rule since
+# lean-case-v11, jiesu.case.lifecycle.deadline_owed); a breach recorded still counts.
+_CLOCK_STOPPED = (Status.CLOSED, Status.REASSIGNING)
 
 
 def late_sql(now: str) -> str:
     """The rule over a ``cases`` row; ``now`` is the SQL placeholder of the current time.
     Never NULL (a row without deadlines is not late), so ``NOT`` of it is the on-time rows."""
-    closed = sql_status(Status.CLOSED)
+    stopped = sql_status(*_CLOCK_STOPPED)
     steps = " OR ".join(f"({due} < {now} AND {met} IS NULL)" for due, met in _STEPS)
     return (
-        f"(cardinality(breaches) > 0 OR (status <> {closed} AND coalesce("
+        f"(cardinality(breaches) > 0 OR (status NOT IN ({stopped}) AND coalesce("
         f"{steps} OR finish_deadline < {now}, false)))"
     )
 
@@ -78,7 +82,7 @@ def is_late(row: dict[str, Any], now: datetime) -> bool:
     accepted_at / contacted_at)."""
     if row["breaches"]:
         return True
-    if row["status"] == Status.CLOSED:
+    if row["status"] in _CLOCK_STOPPED:
         return False
     steps = [(row["finish_deadline"], None)] + [(row[due], row[met]) for due, met in _STEPS]
     return any(due is not None and due < now and met is None for due, met in steps)
@@ -99,7 +103,7 @@ def late_steps(row: dict[str, Any], now: datetime) -> list[LateStep]:
     passed deadlines are one step, :data:`QUEUE_WAIT`, from the first of them."""
     kinds = {DeadlineKind(b) for b in row["breaches"] if b in DeadlineKind.__members__.values()}
     passed = []
-    if row["status"] != Status.CLOSED:
+    if row["status"] not in _CLOCK_STOPPED:
         for kind, (due, met) in _DUE.items():
             at = row.get(due)
             if at is not None and at < now and (met is None or row.get(met) is None):
