@@ -232,9 +232,15 @@ def test_who_acted_reads_in_chinese() -> None:
     assert event_words.who(Actor(role=Role.CITIZEN, name=CASE_CITIZEN_NAME), words) == "诉求人"
     repeat = Actor(role=Role.CITIZEN, name=repeat_reporter_name(3))
     assert event_words.who(repeat, words) == "并单诉求人"
+    # an API key's action (no person): its role and unit, through the interface — not the
+    # key's English name (the auditor's 审计记录 keeps it)
+    key = Actor(role=Role.DEPARTMENT, name="demo-dept-water", department_id="water")
+    assert event_words.who(key, words) == "承办单位（接口 · 水务局）"
+    operator = Actor(role=Role.OPERATOR, name="demo-operator")
+    assert event_words.who(operator, words) == "话务员（接口）"
     clerk = Actor(role=Role.DEPARTMENT, name="water-clerk", department_id="water")
-    assert event_words.who(clerk, words) == "water-clerk（承办单位 · 水务局）"
     person = clerk.model_copy(update={"person": "water-clerk"})
+    assert event_words.who(person, words) == "water-clerk（承办单位 · 水务局）"  # no display name
     named = event_words.Words(NAMES, local_time, {"water-clerk": "王芳"})
     assert event_words.who(person, named) == "王芳（承办单位 · 水务局）"
 

@@ -129,12 +129,12 @@ def test_the_sentences_say_the_details_in_chinese() -> None:
         "deadlines": {"accept": "2026-03-01T10:00:00+00:00"}})  # fmt: skip
     assert audit_words.label(local) == "本地活动完成"
     said = audit_words.sentence(local, words)
-    assert said.startswith("按派单规则 R1 派至县水务局；设定时限：签收时限"), said
+    assert said.startswith("按派单目录自动派至县水务局（派单规则 R1）；设定时限：签收时限"), said
     failed = _entry("activity_failed", "activity route_case failed: boom", activity="route_case")
     assert audit_words.sentence(failed, words) == "活动“自动派单”执行失败：boom"
     routed = _entry("routed", data={"rule_id": "R1", "department_id": "water"})
     assert audit_words.label(routed) == "派单"
-    assert audit_words.sentence(routed, words) == "按派单规则 R1 派至县水务局"
+    assert audit_words.sentence(routed, words) == "按派单目录自动派至县水务局（派单规则 R1）"
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)

@@ -1,6 +1,7 @@
 """A department clerk's day at the console (承办单位): the inbox's deadlines of a co-handled
 case, why 办结答复 is not offered yet, a 签收 sent again from a page left open, a case back for
-重办, and what the page says after an action."""
+重办, and what the page says after an action; who acted, routing and a 重办 to the same unit
+in words the clerk reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-from helpers import SUPERVISOR, act, department, eventually, register, signed_in
+from helpers import (
+    SUPERVISOR,
+    act,
+    audit_page,
+    case,
+    department,
+    eventually,
+    register,
+    signed_in,
+)
 
 
 def _row(page: str, case_id: str) -> str:
@@ -198,3 +208,73 @@ async def test_a_case_being_reassigned_shows_no_countdown_of_the_returning_units
         assert "联系时限" not in facts and "剩余" not in facts, facts
     finally:
         await supervisor.aclose()
+
+
+def _timeline(page: str) -> str:
+    """The case page's 办理经过 (its HTML)."""
+    start = page.index("<h2>办理经过</h2>")
+    return page[start: page.index("</ol>", start)]
+
+
+async def test_an_action_through_an_api_key_is_said_in_chinese_and_its_key_kept_for_the_audit(
+    api: httpx.AsyncClient,
+) -> None:
+    """办理经过 named an action taken with an API key by the key's name — 受理 by
+    demo-operator（话务员）, English in the Chinese page, a name the clerk knows nothing of.
+    Now it says the role and that it came through the interface (话务员（接口）, 承办单位（接口 ·
+    县水务局）); the auditor's 审计记录 still names the key."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    await act(api, case_id, "accept", department("water"))
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        page = await _page_with(clerk, f"/console/cases/{case_id}", "已签收")
+        said = _timeline(page)
+        assert "话务员（接口）" in said and "承办单位（接口 · 县水务局）" in said, said
+        assert "demo-" not in said, said
+    finally:
+        await clerk.aclose()
+    audit = (await audit_page(api, case_id)).text
+    assert "demo-operator" in audit and "demo-dept-water" in audit
+
+
+async def test_routing_is_said_without_the_rules_number_which_the_audit_keeps(
+    api: httpx.AsyncClient,
+) -> None:
+    """自动派单 read 按派单规则 4 派至县水务局: a number nobody at the unit can look up. Now
+    the clerk reads 按派单目录自动派至县水务局; the auditor's 审计记录 still says which rule."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    state = await case(api, case_id, SUPERVISOR)
+    routed = next(e for e in state["events"] if e["kind"] == "routed")
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        said = _timeline(await _page_with(clerk, f"/console/cases/{case_id}", "派至县水务局"))
+        assert "按派单目录自动派至县水务局" in said, said
+        assert not re.search(r"派单规则 ?\d", said), said
+    finally:
+        await clerk.aclose()
+    audit = (await audit_page(api, case_id)).text
+    assert f"按派单目录自动派至县水务局（派单规则 {routed['data']['rule_id']}）" in audit
+
+
+async def test_a_rehandling_back_to_the_same_unit_says_it_stays_with_it(
+    api: httpx.AsyncClient,
+) -> None:
+    """重办 back to the unit that replied read 由县水务局改派至县水务局 — a 改派 to itself.
+    Now it says what happened: 重办：仍由县水务局办理."""
+    created = await register(api, category_id="water_outage")
+    case_id = created["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text="已恢复供水")
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
+              comment="水还是没来")  # fmt: skip
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="water", note="请重办")
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        page = await _page_with(clerk, f"/console/cases/{case_id}", 'data-action="accept"')
+        said = _timeline(page)
+        assert "重办：仍由县水务局办理：请重办" in said, said
+        assert "改派至县水务局" not in said, said
+    finally:
+        await clerk.aclose()

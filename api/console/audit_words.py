@@ -263,7 +263,7 @@ def _signal(entry: TimelineEntry, words: Words) -> str:
             return f"{text}，未执行：{UNDECODED.get(code, glossary.refusal(code, '消息无法识别'))}"
         return f"{text}，未执行：{glossary.refusal(code, '操作不符合工单当前的状态')}"
     if outcome == "applied":
-        return f"{text}，已执行：{event_words.summary(str(recorded.get('kind')), data, words)}"
+        return f"{text}，已执行：{case_event(str(recorded.get('kind')), data, words)}"
     if outcome == "no effect recorded" and d.get("retry_of"):
         request_id = (entry.actor or {}).get("request_id")
         return (
@@ -290,7 +290,7 @@ def _activity_result(name: str, result: Any, words: Words) -> str:
         return ""
     if name == "route_case":
         kind = EventKind.ROUTED if result.get("by_rule") else EventKind.QUEUED
-        return event_words.summary(kind, {**result, "reason": None}, words)
+        return case_event(kind, {**result, "reason": None}, words)
     if name == "compute_deadlines":
         return "设定时限：" + event_words.summary(EventKind.DEADLINES_SET, result, words)
     if name == "plan_case":
@@ -421,7 +421,16 @@ def sentence(entry: TimelineEntry, words: Words, workflow_type: str = "") -> str
         return _FORMATS[kind](entry, words)
     # a recorded case event as 办理经过 says it (its label when that says nothing, e.g. no
     # deadline set)
-    return event_words.summary(kind, entry.details.get("data") or {}, words) or label(entry)
+    return case_event(kind, entry.details.get("data") or {}, words) or label(entry)
+
+
+def case_event(kind: EventKind | str, data: Data, words: Words) -> str:
+    """A case event as 办理经过 says it, with what only the auditor needs: the number of the
+    routing rule that chose the unit (派单规则 4), which the staff's page leaves out."""
+    said = event_words.summary(kind, data, words)
+    if kind == EventKind.ROUTED and data.get("rule_id") is not None:
+        said += f"（派单规则 {data['rule_id']}）"
+    return said
 
 
 @dataclass(frozen=True)

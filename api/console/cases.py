@@ -145,10 +145,9 @@ def timeline(
     auditor's timeline keeps its English (jiesu.audit.timeline)."""
     words = event_words.Words(names, local_time, people)
     return [
-        {"at": e.at, "kind": e.kind, "who": event_words.who(e.actor, words),
-         "summary": event_words.summary(e.kind, e.data, words)}
-        for e in state.events
-    ]  # fmt: skip
+        {"at": e.at, "kind": e.kind, "who": event_words.who(e.actor, words), "summary": said}
+        for e, said in event_words.timeline(state.events, words)
+    ]
 
 
 def rehandling(state: CaseState) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ typed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ Data = dict[str, Any]
 When = Callable[[datetime | str | None], str]
 
 CENTRE = "12345热线中心"
+ROUTED_BY_CATALOGUE = "按派单目录自动派至"
 
 # Sentences the workflow records in its own English (workflows/complaint.py, ladder.py).
 SYSTEM_NOTES: dict[str, str] = {
@@ -170,6 +171,19 @@ def _co_handler_waived(d: Data, w: Words) -> str:
     return f"免除{unit}的协办意见"
 
 
+def _reassigned(d: Data, w: Words) -> str:
+    """改派 to a unit, or — a 重办 (or a dispatcher's choice) back to the unit of the round
+    that ended — that the unit keeps the case: not 由县水务局改派至县水务局. ``why``: the
+    reassignment's reason, which :func:`timeline` takes from the round's 开始改派."""
+    unit = w.unit(d.get("department_id"))
+    if d.get("department_id") and d.get("department_id") == d.get("from_department_id"):
+        why = d.get("why")
+        text = f"{glossary.term(ReassignReason, why)}：仍由{unit}办理" if why else f"仍由{unit}办理"
+    else:
+        text = f"由{w.unit(d.get('from_department_id'))}改派至{unit}"
+    return _with(text, d.get("note"))
+
+
 def _history_large(d: Data) -> str:
     size = (d.get("history_bytes") or 0) / 1024 / 1024
     return (
@@ -183,9 +197,10 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
         f"受理：{d.get('title') or ''}（"
         f"{glossary.term(Urgency, d.get('urgency'))}，{glossary.term(Channel, d.get('channel'))}）"
     ),
-    EventKind.ROUTED: lambda d, w: (
-        f"按派单规则 {d.get('rule_id')} 派至{w.unit(d.get('department_id'))}"
-    ),
+    # the rule's number means nothing to a clerk (a rule is only category × area → unit, and
+    # the case page shows the case's category and grid): the auditor's sentence adds it
+    # (audit_words.case_event)
+    EventKind.ROUTED: lambda d, w: f"{ROUTED_BY_CATALOGUE}{w.unit(d.get('department_id'))}",
     EventKind.QUEUED: lambda d, w: (
         note(d.get("reason")) or "没有匹配的派单规则，进入中心的待派单队列"
     ),
@@ -224,10 +239,7 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
     EventKind.REASSIGNMENT_STARTED: lambda d, w: (
         f"开始第 {d.get('n')} 次改派（{glossary.term(ReassignReason, d.get('reason'))}）"
     ),
-    EventKind.REASSIGNED: lambda d, w: _with(
-        f"由{w.unit(d.get('from_department_id'))}改派至{w.unit(d.get('department_id'))}",
-        d.get("note"),
-    ),
+    EventKind.REASSIGNED: lambda d, w: _reassigned(d, w),
     EventKind.REASSIGNMENT_FAILED: lambda d, w: (
         f"第 {d.get('n')} 次改派未选定承办单位即中止，转中心人工派单"
     ),
@@ -292,13 +304,34 @@ def summary(kind: EventKind | str, data: Data, words: Words) -> str:
     return _FORMATS[member](data, words)
 
 
+def timeline(events: Iterable[Any], words: Words) -> Iterator[tuple[Any, str]]:
+    """Each event of a case with its summary, in order — an event said with what an earlier
+    one recorded: a 改派's reason (重办, 退单, ...) is recorded by its 开始改派, and a 改派
+    back to the same unit is said by it (重办：仍由县水务局办理)."""
+    why = None
+    for event in events:
+        data = event.data
+        if event.kind is EventKind.REASSIGNMENT_STARTED:
+            why = data.get("reason")
+        elif event.kind is EventKind.REASSIGNED and why:
+            data = {**data, "why": why}
+        yield event, summary(event.kind, data, words)
+
+
 def kinds_with_words() -> set[EventKind]:
     return set(_FORMATS)
 
 
+THROUGH_API = "接口"
+"""Said for an action taken with an API key (a program, not a person in the console): the
+key's name (demo-operator) is English and means nothing to a clerk; the auditor's 审计记录
+keeps it (api/console/audit_words.py ``actor``)."""
+
+
 def who(actor: Any, words: Words) -> str:
-    """Who took a step, in 办理经过: a staff member's login with their role and unit; the
-    system, the citizen (or a repeat report's citizen) by their role only."""
+    """Who took a step, in 办理经过: a staff member's display name with their role and unit;
+    an API key's action by its role and unit, as 接口 (话务员（接口）); the system, the citizen
+    (or a repeat report's citizen) by their role only."""
     role = getattr(actor, "role", None)
     name = str(getattr(actor, "name", "") or "")
     if actor is None or role is None:
@@ -310,7 +343,8 @@ def who(actor: Any, words: Words) -> str:
     if role is Role.CITIZEN:
         return "诉求人" if name == CASE_CITIZEN_NAME else "并单诉求人"
     person = getattr(actor, "person", None)
-    name = words.people.get(person, name) if person else name
     department = getattr(actor, "department_id", None)
     unit = f" · {words.unit(department)}" if department else ""
-    return f"{name}（{glossary.term(Role, role)}{unit}）"
+    if not person:  # no person in a session: an API key (or the admin CLI), named by role
+        return f"{glossary.term(Role, role)}（{THROUGH_API}{unit}）"
+    return f"{words.people.get(person, name)}（{glossary.term(Role, role)}{unit}）"
