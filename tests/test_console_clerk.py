@@ -1,12 +1,13 @@
 """A department clerk's day at the console (承办单位): the inbox's deadlines of a co-handled
 case, why 办结答复 is not offered yet, a 签收 sent again from a page left open, a case back for
-重办, and what the page says after an action; who acted, routing and a 重办 to the same unit
-in words the clerk reads."""
+重办, and what the page says after an action; who acted, routing, a 重办 to the same unit,
+the action buttons and the supervision ladder in words the clerk reads."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -276,5 +277,58 @@ async def test_a_rehandling_back_to_the_same_unit_says_it_stays_with_it(
         said = _timeline(page)
         assert "重办：仍由县水务局办理：请重办" in said, said
         assert "改派至县水务局" not in said, said
+    finally:
+        await clerk.aclose()
+
+
+async def test_each_action_button_names_the_action_it_performs(api: httpx.AsyncClient) -> None:
+    """The co-handler's form said 协办意见 three times — heading, field and button — and its
+    button named no action (so did 督办, 会办, 延期审批, ...). Now the button says what it
+    does: 提交协办意见 (the heading keeps the action's name)."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["urban-management"],
+              note="请城管局协助")  # fmt: skip
+    urban = await signed_in(api, "urban-clerk")
+    supervisor = await signed_in(api, "supervisor")
+    try:
+        page = await _page_with(urban, f"/console/cases/{case_id}", 'data-action="contribution"')
+        form = page[page.index('data-action="contribution"'):]
+        form = form[: form.index("</form>")]
+        assert '<button type="submit">提交协办意见</button>' in form, form
+        url = f"/console/cases/{case_id}"
+        page = await _page_with(supervisor, url, 'data-action="supervision"')
+        buttons = re.findall(r'<button type="submit">([^<]+)</button>', page)
+        assert "下达督办单" in buttons and "督办" not in buttons, buttons
+    finally:
+        await urban.aclose()
+        await supervisor.aclose()
+
+
+async def test_the_clerk_reads_what_ends_the_supervision_and_when_it_climbs(
+    api: httpx.AsyncClient,
+) -> None:
+    """On a case under 督办 the clerk saw the ladder (提醒 … 问责) and where it stood, but not
+    what ends it nor when it climbs — only a supervisor read that. Now the clerk reads one
+    line from the case's own state: what the unit must do to end it and when the next step
+    comes (the step's hours from the case's deadlines)."""
+    case_id = (await register(api, category_id="water_outage"))["case_id"]
+    await act(api, case_id, "supervision", SUPERVISOR, form="urge", note="请今日内答复")
+
+    async def urged() -> dict[str, Any] | None:
+        state = await case(api, case_id, SUPERVISOR)
+        return state if state["escalation_level"] == 2 else None
+
+    state = await eventually(urged, within=30)
+    step = next(e for e in reversed(state["events"]) if e["kind"] == "escalated")
+    hours = state["deadlines"]["escalation_step_hours"]
+    climbs = (datetime.fromisoformat(step["at"]) + timedelta(hours=hours)).astimezone(
+        ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")  # fmt: skip
+    clerk = await signed_in(api, "water-clerk")
+    try:
+        page = await _page_with(clerk, f"/console/cases/{case_id}", 'id="ladder-next"')
+        line = page[page.index('id="ladder-next"'):]
+        line = line[: line.index("</p>")]
+        assert "承办单位办结答复后督办结束" in line, line
+        assert f"{climbs} 升至“督办”" in line and f"每 {hours:g} 小时升一级" in line, line
     finally:
         await clerk.aclose()

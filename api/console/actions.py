@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 
 from api.actions import ActionSpec
+from api.console import case_words
 from api.deps import Principal
 from api.routers import citizen, handling, supervision
 from jiesu.case import glossary
@@ -60,6 +61,11 @@ class ConsoleAction:
     # what this form calls a field whose general label (web.FIELD_LABELS) is not its own: a
     # reply's text is 答复内容, not 内容 — in a refusal of it and in its 未保存 box
     labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def button(self) -> str:
+        """What its submit button says: the action it performs (提交协办意见, not 协办意见)."""
+        return case_words.BUTTONS.get(self.name, self.label)
 
     def body(self, form: Form, tz: ZoneInfo) -> BaseModel | None:
         """The spec's body model from the form (raises pydantic's ValidationError)."""

@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 
 from api import actions as api_actions
 from api import cases as case_service
-from api.console import event_words, notice_words, staff
+from api.console import case_words, event_words, notice_words, staff
 from api.console.actions import BY_NAME, allowed_actions, done_words, not_yet
 from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.web import (
@@ -296,6 +296,8 @@ async def _case_page(
         "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
         "extension_window": extension_window(state, datetime.now(UTC)),
         "rehandling": rehandling(state),
+        # 督办: what ends the ladder and when it climbs next (the clerk's line under the ladder)
+        "ladder_next": case_words.ladder_next(state, local_time),
         "done": done_words(request.query_params.get("done")),
         # 待派单 since lean-case-v8: no deadline runs; the unit's start at dispatch
         "queued_since": queued_since(state) if deadlines_wait_for_dispatch(state) else None,
