@@ -507,8 +507,17 @@ def _equal(equal: dict[str, Any], arg: Callable[[Any], str]) -> list[str]:
             for column, value in equal.items() if value is not None]  # fmt: skip
 
 
-async def count(pool: asyncpg.Pool, **equal: Any) -> int:
-    """How many cases :func:`search` finds, all pages, with the same ``equal`` filters."""
+Reader = asyncpg.Pool | asyncpg.Connection
+"""Where a search reads: the pool, or one connection — a read-only repeatable-read
+transaction's, so that a page, its count and its position are of one snapshot."""
+
+
+async def count(
+    pool: Reader, *, before: tuple[datetime, str] | None = None, **equal: Any
+) -> int:
+    """How many cases :func:`search` finds, all pages, with the same ``equal`` filters;
+    ``before``: only those before this (received_at, case_id) in the list's order — the
+    number of the rows above a page whose first row is there (its "第 a 件" is that + 1)."""
     args: list[Any] = []
 
     def arg(value: Any) -> str:
@@ -516,6 +525,9 @@ async def count(pool: asyncpg.Pool, **equal: Any) -> int:
         return f"${len(args)}"
 
     where = _equal(equal, arg)
+    if before is not None:  # as search's ``after``, turned: received_at >= x starts the range
+        x, y = arg(before[0]), arg(before[1])
+        where.append(f"received_at >= {x} AND (received_at > {x} OR case_id < {y})")
     sql = "SELECT count(*) FROM cases"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -523,11 +535,12 @@ async def count(pool: asyncpg.Pool, **equal: Any) -> int:
 
 
 async def search(
-    pool: asyncpg.Pool,
+    pool: Reader,
     *,
     limit: int,
     offset: int = 0,
     after: tuple[datetime, str] | None = None,
+    before: tuple[datetime, str] | None = None,
     overdue: bool | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
@@ -536,7 +549,9 @@ async def search(
 ) -> list[dict[str, Any]]:
     """Cases from the read model, newest first. ``equal`` maps column → value (None = any);
     ``within``: only a grid worker's cases (in their grids, or held by their grids' units);
-    ``after``: only the cases after this (received_at, case_id) in the list's order."""
+    ``after``: only the cases after this (received_at, case_id) in the list's order;
+    ``before``: the ``limit`` cases just before it (a previous page by keyset: read in the
+    reverse order from there, then turned back), still newest first."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -560,6 +575,10 @@ async def search(
         x, y = arg(after[0]), arg(after[1])
         where.append(f"received_at <= {x} AND (received_at < {x} OR case_id > {y})")
     order = "ORDER BY received_at DESC, case_id"
+    if before is not None:  # the same, turned: read upwards from the position
+        x, y = arg(before[0]), arg(before[1])
+        where.append(f"received_at >= {x} AND (received_at > {x} OR case_id < {y})")
+        order = "ORDER BY received_at, case_id DESC"
     if within is None:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM cases"
         if where:
@@ -590,7 +609,8 @@ async def search(
             f"{arm(units, 'u', 'department_id')} WHERE a.grid_id <> ALL({grids}::text[])) c"
         )
     sql += f" {order} LIMIT {arg(limit)} OFFSET {arg(offset)}"
-    return [dict(r) for r in await pool.fetch(sql, *args)]
+    rows = [dict(r) for r in await pool.fetch(sql, *args)]
+    return rows[::-1] if before is not None else rows
 
 
 async def perform(

@@ -1230,6 +1230,120 @@ async def test_the_audit_search_pages_through_every_case_it_finds_and_says_how_m
         await pool.execute("DELETE FROM cases WHERE case_id = ANY($1)", made)
 
 
+def _listed(page: httpx.Response) -> list[str]:
+    return re.findall(r'<a href="/console/audit/([^"]+)">', page.text)
+
+
+def _pager_link(page: httpx.Response, which: str) -> str | None:
+    found = re.search(rf'<a id="{which}-page" href="([^"]+)"', page.text)
+    return found[1].replace("&amp;", "&") if found else None
+
+
+async def test_the_audit_search_pages_by_position_through_ties_keeping_its_filters(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """审计查询 paged by offset: a deep page read every row above it (200 ms for the last page
+    at 200,000 cases, docs/performance.md). Now 下一页 is the page after the last row listed
+    and 上一页 the page before the first (keyset, as the case list API's ``after``): followed
+    to the end and back, the pages list every case of the search once, in the list's order
+    (received_at newest first, then case number — five cases received in the same
+    microsecond included), each page says its true 第 a–b 件 of 共 N 件, and every link keeps
+    the filters (a case of the category in another status is never listed). A cursor that is
+    not one, or two of page/after/before: 422."""
+    from statcases import case_row, insert_cases
+
+    from api.console import audit as audit_page
+
+    category = f"audit-keyset-{os.getpid()}"
+    tie = datetime(1992, 3, 1, 10, tzinfo=UTC)
+    stamps = [tie + timedelta(days=1), *[tie] * 5, tie - timedelta(days=1)]
+    prefix = f"AK{os.getpid() % 100000:05d}"
+    rows = [{**case_row(at, category_id=category), "case_id": f"{prefix}-{n}"}
+            for n, at in enumerate(stamps)]  # fmt: skip
+    other = {**case_row(tie, category_id=category, status="handling"), "case_id": f"{prefix}-h"}
+    await insert_cases(pool, [*rows, other])
+    order = [r["case_id"] for r in sorted(rows, key=lambda r: (-r["received_at"].timestamp(),
+                                                                 r["case_id"]))]  # fmt: skip
+    monkeypatch.setattr(audit_page, "SHOWN", 2)
+    auditor = await signed_in(api, "auditor")
+    try:
+        search = {"category_id": category, "status": "closed"}
+        page = await auditor.get("/console/audit", params=search)
+        pages, seen = [page], []
+        while True:
+            listed = _listed(page)
+            a = len(seen) + 1
+            assert "共 7 件" in page.text and f"本页第 {a}–{a + len(listed) - 1} 件" in page.text
+            seen += listed
+            following = _pager_link(page, "next")
+            if following is None:
+                break
+            assert f"category_id={category}" in following and "status=closed" in following
+            assert "after=" in following and "page=" not in following
+            page = await auditor.get(following)
+            assert page.status_code == 200, page.text
+            pages.append(page)
+        assert seen == order, (seen, order)  # none skipped, none twice, ties by case number
+        assert len(pages) == 4
+        for earlier in reversed(pages[:-1]):  # and back, page by page
+            back = _pager_link(page, "previous")
+            assert back is not None and "before=" in back and f"category_id={category}" in back
+            page = await auditor.get(back)
+            assert _listed(page) == _listed(earlier)
+        assert _pager_link(page, "previous") is None and "本页第 1–2 件" in page.text
+        cursor = re.search(r"after=([^&\"]+)", _pager_link(pages[0], "next") or "")[1]
+        for bad in ({"after": "not-a-cursor"}, {"before": "MTox"},
+                    {"after": cursor, "page": "2"}, {"after": cursor, "before": cursor}):
+            refused = await auditor.get("/console/audit", params={**search, **bad})
+            assert refused.status_code == 422, (bad, refused.status_code)
+    finally:
+        await auditor.aclose()
+        await pool.execute("DELETE FROM cases WHERE case_id LIKE $1", f"{prefix}-%")
+
+
+async def test_the_audit_search_counts_what_it_lists_in_one_snapshot(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The page's rows and its 共 N 件 were two statements: a case filed (or closed) between
+    them was counted and not listed, or listed and not counted. Now both are read in one
+    read-only snapshot, as the boards are. A writer files and withdraws a case of this
+    test's category without pause while the auditor searches it (fewer cases than a page):
+    every page's count is the number of rows it lists."""
+    import asyncio
+
+    from statcases import case_row, insert_cases
+
+    category = f"audit-snapshot-{os.getpid()}"
+    prefix = f"AS{os.getpid() % 100000:05d}"
+    base = datetime(1991, 6, 1, 10, tzinfo=UTC)
+    await insert_cases(pool, [{**case_row(base, category_id=category), "case_id": f"{prefix}-0"}])
+    flicker = {**case_row(base + timedelta(hours=1), category_id=category),
+               "case_id": f"{prefix}-1"}  # fmt: skip
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        while not done.is_set():
+            await insert_cases(pool, [flicker])
+            await pool.execute("DELETE FROM cases WHERE case_id = $1", flicker["case_id"])
+
+    auditor = await signed_in(api, "auditor")
+    writing = asyncio.create_task(writer())
+    try:
+        disagreed = []
+        for _ in range(150):
+            page = await auditor.get("/console/audit", params={"category_id": category})
+            total = re.search(r"共 (\d+) 件", page.text)
+            listed = len(_listed(page))
+            if (int(total[1]) if total else 0) != listed:
+                disagreed.append((total and total[0], listed))
+        assert not disagreed, disagreed
+    finally:
+        done.set()
+        await writing
+        await auditor.aclose()
+        await pool.execute("DELETE FROM cases WHERE case_id LIKE $1", f"{prefix}-%")
+
+
 async def test_a_citizens_pages_lead_nowhere_into_the_staff_console(
     api: httpx.AsyncClient,
 ) -> None:

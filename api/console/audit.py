@@ -4,7 +4,7 @@ raw-history export and the replay check — the same services as /api/v1/complai
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,7 +26,9 @@ Filter = Annotated[Line | None, Query(max_length=100)]
 SHOWN = paging.SHOWN
 """Cases a page of the search lists, newest first; the page says how many the search finds in
 all and links to the previous and next pages (api.console.paging) — before, it listed the
-newest 100 and said to narrow the search, with no way to the rest."""
+newest 100 and said to narrow the search, with no way to the rest. 下一页 and 上一页 go by the
+position of the page's last and first rows (keyset, ``after`` / ``before``), so a deep page
+costs what the first does."""
 _WORDS = {  # the heading and the replay check's verdict
     "run_status": audit_words.RUN_STATUS, "sources": audit_words.SOURCES,
     "verdicts": audit_words.VERDICTS,
@@ -37,20 +39,34 @@ _WORDS = {  # the heading and the replay check's verdict
 async def search(
     request: Request, pool: Pool, session: Auditor, case_id: Filter = None,
     status: Status | None = None, department_id: Filter = None, category_id: Filter = None,
-    page_number: paging.PageNumber = 1,
+    page_number: paging.PageNumber = 1, after: paging.Cursor = None,
+    before: paging.Cursor = None,
 ) -> Response:  # fmt: skip
     """Cases from the read model, newest first, a page at a time (or the one case number
     asked for, as pasted or typed: blanks around it and lower case letters are the same
-    number)."""
+    number). A page is ``page`` (by offset: a bookmark, the first page) or the page after
+    or before a row's position (``after`` / ``before``: its 下一页 and 上一页); one of them."""
+    given = [k for k in ("page", "after", "before") if k in request.query_params]
+    if len(given) > 1:
+        return error_page(request, 422, f"翻页参数只能给一个：{'、'.join(given)}")
+    try:
+        position = {k: case_service.decode_cursor(v)
+                    for k, v in (("after", after), ("before", before)) if v is not None}
+    except ValueError:
+        return error_page(request, 422, "翻页位置无效：请从查询结果的上一页、下一页进入")
     wanted = (case_id or "").strip().upper() or None
     filters = {"case_id": wanted, "status": status, "department_id": department_id or None,
                "category_id": category_id or None}  # fmt: skip
-    rows = await case_service.search(
-        pool, limit=SHOWN, offset=paging.offset(page_number, SHOWN), **filters
-    )
-    total = await case_service.count(pool, **filters)
+    rows, first, total = await _page(pool, filters, page_number, **position)
     search = {"case_id": case_id, "status": status.value if status else None,
               "department_id": department_id, "category_id": category_id}  # fmt: skip
+    if position or "page" not in request.query_params or rows:  # 下一页/上一页 by position
+        ends = (rows[0], rows[-1]) if rows else None
+        cursors = ends and tuple(case_service.encode_cursor(r["received_at"], r["case_id"])
+                                 for r in ends)  # fmt: skip
+        paged = paging.by_position(f"{PREFIX}/audit", search, first, len(rows), total, cursors)
+    else:  # an offset beyond the last page: back to the last one
+        paged = paging.paged(f"{PREFIX}/audit", search, page_number, total, SHOWN)
     now = datetime.now(UTC)
     # the units and categories by name, in the results and in the filters' pickers: the
     # auditor does not know the codes (water, noise_commercial)
@@ -58,12 +74,37 @@ async def search(
     categories = await pool.fetch("SELECT id, name FROM categories ORDER BY id")
     context = {
         "session": session, "cases": [{**r, "late": is_late(r, now)} for r in rows],
-        "paged": paging.paged(f"{PREFIX}/audit", search, page_number, total, SHOWN),
-        "statuses": list(Status), "query": request.query_params,
+        "paged": paged, "statuses": list(Status), "query": request.query_params,
         "units": units, "unit_names": {u["id"]: u["name"] for u in units},
         "categories": categories,
     }  # fmt: skip
     return page(request, "audit.html", context)
+
+
+async def _page(
+    pool: Pool, filters: dict[str, Any], page_number: int,
+    after: tuple[datetime, str] | None = None, before: tuple[datetime, str] | None = None,
+) -> tuple[list[dict[str, Any]], int, int]:  # fmt: skip
+    """A page's rows, the place of its first row among the search's (1 = the newest) and how
+    many the search finds — read in one snapshot (repeatable read, read only, as the boards:
+    jiesu.readmodel.boards), so that 共 N 件 and 第 a–b 件 are of the rows listed. Before, the
+    rows and the count were two statements, and a case filed or changed between them was
+    counted and not listed, or listed and not counted. By position, the page reads its own
+    rows only (an offset reads every row above it: docs/performance.md, "The boards'
+    counts"), and its place is the count of the rows above its first."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):  # fmt: skip
+        if after is None and before is None:
+            offset = paging.offset(page_number, SHOWN)
+            rows = await case_service.search(conn, limit=SHOWN, offset=offset, **filters)
+            first = offset + 1
+        else:
+            rows = await case_service.search(conn, limit=SHOWN, after=after, before=before,
+                                             **filters)  # fmt: skip
+            top = (rows[0]["received_at"], rows[0]["case_id"]) if rows else after or before
+            first = await case_service.count(conn, before=top, **filters) + 1
+        total = await case_service.count(conn, **filters)
+    return rows, first, total
 
 
 @router.get("/audit/{case_id}", response_class=HTMLResponse)
