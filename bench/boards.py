@@ -1,6 +1,7 @@
 """The counts of the console's boards (派单督办) and of 审计查询, over N generated cases.
 
     python -m bench.boards [--cases 200000] [--records 200000] [--repeat 5] [--dsn ...]
+                           [--audit-only]
 
 Starts its own embedded PostgreSQL (unless ``--dsn``), migrates it, loads the demo data and
 generates N cases over 365 days (bench/generator.py). The generator writes no closing or
@@ -14,6 +15,11 @@ jiesu.readmodel.oversight), the old 延期待审 list for comparison, and 审计
 first and last pages: best of ``--repeat`` runs and the plan's nodes from EXPLAIN (ANALYZE,
 BUFFERS); each twice, with migration 0043's indexes and without them (dropped in a
 transaction rolled back). Prints a markdown table and the plans. Not a pass/fail test.
+
+审计查询's deepest pages are measured both ways: by offset (its paging before keyset) and by
+cursor (api.cases.search's ``after`` from the row before the page, and the count of the rows
+before it that gives "本页第 a–b 件", ``api.cases.count``'s ``before``). ``--audit-only``: only
+审计查询's queries, and no pass without 0043 (at 1,000,000 cases the boards are not the point).
 """
 
 from __future__ import annotations
@@ -65,7 +71,16 @@ FROM generate_series(1, $1) n
 """
 
 
-def _queries(now: datetime, last_pages: tuple[int, int]) -> list[tuple[str, str, tuple[Any, ...]]]:
+Query = tuple[str, str, tuple[Any, ...]]
+_FILTERS = (("all", "", ()), ("category", " WHERE category_id = $1", ("garbage",)))
+# api.cases.search's ``after`` (the list's order, the tie turned), and api.cases.count's
+# ``before`` (there: "case_id <" from the page's first row; here "<=" from the row above it,
+# which is the same rows and the same reading)
+_AFTER = "received_at <= ${x} AND (received_at < ${x} OR case_id > ${y})"
+_BEFORE = "received_at >= ${x} AND (received_at > ${x} OR case_id <= ${y})"
+
+
+def _boards(now: datetime) -> list[Query]:
     boards = [("待派单队列", supervision.QUEUE, ()), ("超时工单", supervision.OVERDUE, (now,)),
               ("督办中的工单", supervision.LADDER, ()), ("问责待完善", supervision.INCOMPLETE, ()),
               ("延期待审", oversight.EXTENSIONS, (None,))]  # fmt: skip
@@ -74,6 +89,15 @@ def _queries(now: datetime, last_pages: tuple[int, int]) -> list[tuple[str, str,
         out.append((f"{name} count", board.count_sql, args))
         out.append((f"{name} list", board.rows_sql, (*args, 200)))
     out.append(("延期待审 list (old)", _OLD_EXTENSIONS, (None, 200)))
+    return out
+
+
+Deep = list[tuple[int, tuple[datetime, str]]]
+"""A filter's deep pages: the rows above each, and the position of the row just above it."""
+
+
+def _audit(deep_pages: list[Deep]) -> list[Query]:
+    out: list[Query] = []
     for label, where, args in [
         ("审计查询 count: all", "", ()),
         ("审计查询 count: status", " WHERE status = $1", ("handling",)),
@@ -82,15 +106,25 @@ def _queries(now: datetime, last_pages: tuple[int, int]) -> list[tuple[str, str,
         ("审计查询 count: case", " WHERE case_id = $1", ("GX-none",)),
     ]:  # api.cases.count's SQL for each filter of the search form
         out.append((label, f"SELECT count(*) FROM cases{where}", args))
-    for label, where, args, last in [("all", "", (), last_pages[0]),
-                                     ("category", " WHERE category_id = $1", ("garbage",),
-                                      last_pages[1])]:  # fmt: skip
-        # its first page and its last (api.console.paging.LAST_PAGE: offset 499,950 at most),
-        # the offset a parameter, as api.cases.search passes it
+    for (label, where, args), deep in zip(_FILTERS, deep_pages, strict=True):
+        # its first page and its last by offset (the offset a parameter, as api.cases.search
+        # passes it); then by cursor from the row above it, with the count of the rows above
+        # the page (api.cases.count's ``before``: the page's "第 a–b 件") — and by cursor the
+        # search's true last page, which offset paging (≤ page 10,000) does not reach
         n = len(args) + 1
         page = f"SELECT * FROM cases{where} ORDER BY received_at DESC, case_id LIMIT 50 OFFSET ${n}"
         out.append((f"审计查询 page 1: {label}", page, (*args, 0)))
+        last = deep[0][0]
         out.append((f"审计查询 last page: {label} (offset {last:,})", page, (*args, last)))
+        joiner = " AND " if where else " WHERE "
+        after = where + joiner + _AFTER.format(x=n, y=n + 1)
+        by_cursor = f"SELECT * FROM cases{after} ORDER BY received_at DESC, case_id LIMIT 50"
+        before = where + joiner + _BEFORE.format(x=n, y=n + 1)
+        for above, position in dict(deep).items():
+            out.append((f"审计查询 by cursor: {label}, the page after row {above:,}", by_cursor,
+                        (*args, *position)))  # fmt: skip
+            out.append((f"审计查询 rows above that page: {label}",
+                        f"SELECT count(*) FROM cases{before}", (*args, *position)))  # fmt: skip
     return out
 
 
@@ -111,7 +145,25 @@ def _nodes(plan: list[str]) -> str:
     return "; ".join(n.split("  (")[0].removeprefix("->  ") for n in nodes)
 
 
-async def run(dsn: str, cases: int, records: int, repeat: int) -> None:
+async def _deep_pages(conn: asyncpg.Connection) -> list[Deep]:
+    """Each filter's last page by offset (api.console.paging.LAST_PAGE: 499,950 rows above
+    it at most) and its true last page, each with the position of the row above it (the
+    cursor its 下一页 follows; the position count of the page is measured from there)."""
+    out = []
+    for _, where, args in _FILTERS:
+        total = await conn.fetchval(f"SELECT count(*) FROM cases{where}", *args)
+        deep = []
+        for above in (max(min(total - 50, 499_950), 0), max(total - 50, 0)):
+            row = await conn.fetchrow(
+                f"SELECT received_at, case_id FROM cases{where} ORDER BY received_at DESC, "
+                f"case_id LIMIT 1 OFFSET ${len(args) + 1}", *args, max(above - 1, 0),
+            )  # fmt: skip
+            deep.append((above, (row["received_at"], row["case_id"])))
+        out.append(deep)
+    return out
+
+
+async def run(dsn: str, cases: int, records: int, repeat: int, audit_only: bool = False) -> None:
     await prepare_database(dsn, demo=True)
     conn = await asyncpg.connect(dsn)
     try:
@@ -129,13 +181,17 @@ async def run(dsn: str, cases: int, records: int, repeat: int) -> None:
         )
         print(f"cases {sizes['cases']}, case_events {sizes['events']}, "
               f"accountability_records {sizes['records']}\n")  # fmt: skip
-        last = [
-            max(min(await conn.fetchval(f"SELECT count(*) FROM cases{where}", *args) - 50,
-                    499_950), 0)
-            for where, args in (("", ()), (" WHERE category_id = $1", ("garbage",)))
-        ]  # fmt: skip
-        queries = _queries(datetime.now(UTC), (last[0], last[1]))
+        queries = _audit(await _deep_pages(conn))
+        if not audit_only:
+            queries = _boards(datetime.now(UTC)) + queries
         rows = [(label, *await _measure(conn, sql, args, repeat)) for label, sql, args in queries]
+        if audit_only:
+            print("| query | best ms | plan |\n|---|---|---|")
+            for label, ms, plan in rows:
+                print(f"| {label} | {ms:.1f} | {_nodes(plan)} |")
+            for label, _, plan in rows:
+                print(f"\n## {label}\n" + "\n".join(plan))
+            return
         tx = conn.transaction()  # again without migration 0043's indexes, rolled back
         await tx.start()
         try:
@@ -159,9 +215,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dsn")
+    parser.add_argument("--audit-only", action="store_true")
     args = parser.parse_args()
     with bench_database(args.dsn, "jiesu_bench") as dsn:
-        asyncio.run(run(dsn, args.cases, args.records, args.repeat))
+        asyncio.run(run(dsn, args.cases, args.records, args.repeat, args.audit_only))
 
 
 if __name__ == "__main__":
