@@ -78,6 +78,7 @@ _FILTERS = (("all", "", ()), ("category", " WHERE category_id = $1", ("garbage",
 # which is the same rows and the same reading)
 _AFTER = "received_at <= ${x} AND (received_at < ${x} OR case_id > ${y})"
 _BEFORE = "received_at >= ${x} AND (received_at > ${x} OR case_id <= ${y})"
+_ABOVE = "received_at >= ${x} AND (received_at > ${x} OR case_id < ${y})"
 
 
 def _boards(now: datetime) -> list[Query]:
@@ -120,9 +121,14 @@ def _audit(deep_pages: list[Deep]) -> list[Query]:
         after = where + joiner + _AFTER.format(x=n, y=n + 1)
         by_cursor = f"SELECT * FROM cases{after} ORDER BY received_at DESC, case_id LIMIT 50"
         before = where + joiner + _BEFORE.format(x=n, y=n + 1)
+        # 上一页 by cursor: the page above a position, read upwards (api.cases.search's before)
+        upwards = where + joiner + _ABOVE.format(x=n, y=n + 1)
+        by_cursor_up = f"SELECT * FROM cases{upwards} ORDER BY received_at, case_id DESC LIMIT 50"
         for above, position in dict(deep).items():
             out.append((f"审计查询 by cursor: {label}, the page after row {above:,}", by_cursor,
                         (*args, *position)))  # fmt: skip
+            out.append((f"审计查询 by cursor: {label}, the page above row {above:,}",
+                        by_cursor_up, (*args, *position)))  # fmt: skip
             out.append((f"审计查询 rows above that page: {label}",
                         f"SELECT count(*) FROM cases{before}", (*args, *position)))  # fmt: skip
     return out

@@ -90,8 +90,8 @@ async def _page(
     jiesu.readmodel.boards), so that 共 N 件 and 第 a–b 件 are of the rows listed. Before, the
     rows and the count were two statements, and a case filed or changed between them was
     counted and not listed, or listed and not counted. By position, the page reads its own
-    rows only (an offset reads every row above it: docs/performance.md, "The boards'
-    counts"), and its place is the count of the rows above its first."""
+    rows only (an offset reads every row above it: docs/performance.md, "审计查询 by
+    keyset"), and its place is the count of the rows above its first."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                         readonly=True):  # fmt: skip
         if after is None and before is None:
