@@ -322,6 +322,43 @@ async def test_a_grid_worker_reads_no_rating_comment_of_a_case_masked_to_them(
         await finish(client, case_id)
 
 
+async def test_a_grid_worker_reads_no_unsatisfied_comment_in_the_rehandling_it_started(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """An unsatisfied rating's comment starts the 重办 round, and the ``rehandle_started``
+    event carries it as its ``reason`` — the citizen's words, as the ``rated`` event's comment
+    (above). It was not masked where the comment is: a worker of the case's grid read it in
+    the case's events (API) and on the console's case page (its timeline and the 重办 card)."""
+    filed = await api.post("/api/v1/complaints", json=complaint(), headers=OPERATOR)
+    case_id, token = filed.json()["case_id"], filed.json()["citizen_token"]
+    await _held_by(api, case_id, "urban-management")
+    words = "还是吵，我住5单元301，电话13912345671"
+    try:
+        bureau = department("urban-management")
+        await act(api, case_id, "accept", bureau)
+        await act(api, case_id, "contact", bureau)
+        await act(api, case_id, "reply", bureau, outcome="resolved", text="已处理")
+        await act(api, case_id, "rating", token=token, rating="unsatisfied", comment=words)
+
+        async def rehandled(headers: dict[str, str]) -> str | None:
+            text = (await api.get(f"/api/v1/complaints/{case_id}", headers=headers)).text
+            return text if '"rehandle_started"' in text else None
+
+        assert words in await eventually(lambda: rehandled(bureau), within=20)
+        masked = await rehandled(GRID_WORKER)
+        assert masked is not None, "the grid worker sees the case and its events"
+        assert words not in masked and "13912345671" not in masked
+        person = await signed_in(api, "grid-worker")
+        try:
+            page = await person.get(f"/console/cases/{case_id}")
+            assert page.status_code == 200, page.text
+            assert "13912345671" not in page.text, "the comment on the console's case page"
+        finally:
+            await person.aclose()
+    finally:
+        await finish(client, case_id)
+
+
 async def test_a_worker_contributes_for_their_co_handling_unit_when_another_of_theirs_leads(
     api: httpx.AsyncClient,
 ) -> None:

@@ -123,6 +123,8 @@ _IN_EVENTS: dict[EventKind, tuple[str, ContentField]] = {
     EventKind.REPEAT_REPORTED: ("description", ContentField.DESCRIPTION),
     EventKind.SUPPLEMENTED: ("text", ContentField.DESCRIPTION),
     EventKind.RATED: ("comment", ContentField.DESCRIPTION),
+    # 重办: its reason is the unsatisfied rating's comment, the citizen's words as above
+    EventKind.REHANDLE_STARTED: ("reason", ContentField.DESCRIPTION),
     EventKind.CALLBACK: ("comment", ContentField.DESCRIPTION),
     EventKind.WITHDRAWN: ("reason", ContentField.DESCRIPTION),
     EventKind.REPLIED: ("evidence", ContentField.EVIDENCE),
