@@ -40,7 +40,9 @@ async def watch_deadline(
     :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did."""
 
     def owed() -> bool:
-        return deadline_owed(state, kind, round_, ends_at_reassignment=ends_at_reassignment)
+        return deadline_owed(
+            state, kind, round_, workflow.now(), ends_at_reassignment=ends_at_reassignment
+        )
 
     while owed():
         deadline = deadline_of(state, kind)

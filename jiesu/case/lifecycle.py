@@ -858,16 +858,25 @@ def deadline_met(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
 
 
 def deadline_owed(
-    state: CaseState, kind: DeadlineKind, round_: int, *, ends_at_reassignment: bool
+    state: CaseState, kind: DeadlineKind, round_: int, now: datetime, *,
+    ends_at_reassignment: bool,
 ) -> bool:
-    """Is this deadline of round ``round_`` still its unit's to meet? Not once met
+    """Is this deadline of round ``round_`` still its unit's to meet at ``now``? Not once met
     (:func:`deadline_met`) and, when ``ends_at_reassignment`` (cases since lean-case-v11,
     DEADLINES_END_AT_REASSIGNMENT), not while the case is being reassigned (改派中: after a
-    退单, 重办, 提级办 or 二次交办): its unit can no longer act on the case, and the next round
-    has deadlines of its own. Before, a deadline passing in the centre's window to reassign
-    was recorded as the returning unit's breach (and put it on the supervision ladder)."""
+    退单, 重办, 提级办 or 二次交办) if the reassignment came before the deadline: its unit can no
+    longer act on the case, and the next round has deadlines of its own. Before, a deadline
+    passing in the centre's window to reassign was recorded as the returning unit's breach
+    (and put it on the supervision ladder).
+
+    A deadline already passed when the case is seen reassigning (``now``, the case's clock, at
+    or after it) stays owed, and its watch records the breach: the unit was late before it let
+    go. That happens when the deadline's timer and a later return reach the worker in one
+    workflow task (a worker down or behind), where the SDK applies the signal first."""
     if ends_at_reassignment and state.status is Status.REASSIGNING and state.round == round_:
-        return False
+        due = deadline_of(state, kind)
+        if due is None or now < due:
+            return False
     return not deadline_met(state, kind, round_)
 
 
