@@ -1111,3 +1111,17 @@ def test_a_citizens_sms_is_in_chinese_only() -> None:
     for notice in to_citizen:
         body = notice.body.replace(state.case_id, "")
         assert not re.search(r"[A-Za-z]{2,}", body), body
+
+
+@pytest.mark.parametrize("typed", ["wang,li@163.com", "wang;li@163.com", "a@b.cn,c@d.cn"])
+def test_an_e_mail_address_that_is_several_goes_to_none_of_them(typed: str) -> None:
+    """A citizen's e-mail as intake takes it (jiesu.case.domain.Email) may hold a comma — a
+    slip of the key beside the full stop, "wang,li@163.com" for "wang.li@163.com" — and the
+    To header made of it is a list: smtplib sent the citizen's link, whose token rates and
+    withdraws the case, to "li@163.com", a stranger, and to the relay's local user "wang".
+    One notice goes to one mailbox: such an address is refused (a failed attempt, listed by
+    the doctor as notification_failed), never split."""
+    sender = SmtpSender("localhost", 25, "12345@jiesu.test")
+    notice = _outbound(recipient_kind="citizen", recipient_id="JS1", address=typed)
+    with pytest.raises(ValueError, match="not one e-mail address"):
+        sender.message(notice)

@@ -52,6 +52,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import smtplib
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
@@ -109,6 +110,12 @@ class LogSender:
             f.write(line)
 
 
+# One mailbox, as a To header takes it without splitting it: no header specials, no blanks.
+# intake's Email (jiesu.case.domain) lets a comma through ("wang,li@163.com", a slip for a
+# full stop); refused here, where it would become two recipients.
+_ONE_ADDRESS = re.compile(r"[^\s@,;:\"()<>\[\]\\]+@[^\s@,;:\"()<>\[\]\\]+")
+
+
 class SmtpSender:
     """Email through an SMTP server (stdlib ``smtplib``, one connection per message, in a
     thread).
@@ -141,11 +148,19 @@ class SmtpSender:
 
     def recipient(self, notice: OutboundNotice) -> str:
         address = notice.address or ""
-        if "@" in address:
-            return address
-        if address and self.recipient_domain:
-            return f"{address}@{self.recipient_domain}"
-        raise ValueError(f"no email address for {notice.recipient_kind} {notice.recipient_id}")
+        if address and "@" not in address and self.recipient_domain:
+            address = f"{address}@{self.recipient_domain}"
+        if "@" not in address:
+            raise ValueError(
+                f"no email address for {notice.recipient_kind} {notice.recipient_id}"
+            )
+        if not _ONE_ADDRESS.fullmatch(address):
+            # a comma or a semicolon makes the To header a list, and smtplib sends to each
+            # ("wang,li@163.com": to "wang" and "li@163.com"); a notice goes to one mailbox
+            raise ValueError(
+                f"not one e-mail address for {notice.recipient_kind} {notice.recipient_id}"
+            )
+        return address
 
     def message(self, notice: OutboundNotice) -> EmailMessage:
         msg = EmailMessage()
