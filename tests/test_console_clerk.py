@@ -39,6 +39,21 @@ async def _page_with(clerk: httpx.AsyncClient, url: str, wanted: str) -> str:
     return await eventually(shown, within=30)
 
 
+async def _rehandled_by_water(api: httpx.AsyncClient, first_reply: str) -> str:
+    """A water outage the water bureau replied to (``first_reply``), rated 不满意 (水还是没来)
+    and sent back to it for 重办 (请重办); its case number."""
+    created = await register(api, category_id="water_outage")
+    case_id = created["case_id"]
+    water = department("water")
+    await act(api, case_id, "accept", water)
+    await act(api, case_id, "contact", water, note="已电话联系")
+    await act(api, case_id, "reply", water, outcome="resolved", text=first_reply)
+    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
+              comment="水还是没来")  # fmt: skip
+    await act(api, case_id, "reassign", SUPERVISOR, department_id="water", note="请重办")
+    return case_id
+
+
 async def test_a_co_handlers_inbox_says_its_own_contribution_deadline(
     api: httpx.AsyncClient,
 ) -> None:
@@ -130,15 +145,7 @@ async def test_a_rehandled_case_says_why_it_came_back(api: httpx.AsyncClient) ->
     (its 办结答复 card goes with the round) — why it came back was one line deep in 办理经过.
     Now the inbox row is marked 重办, and 承办与时限 says which 重办 it is, the citizen's
     words and the reply they were not satisfied with."""
-    created = await register(api, category_id="water_outage")
-    case_id = created["case_id"]
-    water = department("water")
-    await act(api, case_id, "accept", water)
-    await act(api, case_id, "contact", water, note="已电话联系")
-    await act(api, case_id, "reply", water, outcome="resolved", text="已恢复供水，第一次答复")
-    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
-              comment="水还是没来")  # fmt: skip
-    await act(api, case_id, "reassign", SUPERVISOR, department_id="water", note="请重办")
+    case_id = await _rehandled_by_water(api, first_reply="已恢复供水，第一次答复")
     clerk = await signed_in(api, "water-clerk")
     try:
         page = await _page_with(clerk, f"/console/cases/{case_id}", 'data-action="accept"')
@@ -262,15 +269,7 @@ async def test_a_rehandling_back_to_the_same_unit_says_it_stays_with_it(
 ) -> None:
     """重办 back to the unit that replied read 由县水务局改派至县水务局 — a 改派 to itself.
     Now it says what happened: 重办：仍由县水务局办理."""
-    created = await register(api, category_id="water_outage")
-    case_id = created["case_id"]
-    water = department("water")
-    await act(api, case_id, "accept", water)
-    await act(api, case_id, "contact", water, note="已电话联系")
-    await act(api, case_id, "reply", water, outcome="resolved", text="已恢复供水")
-    await act(api, case_id, "rating", token=created["citizen_token"], rating="unsatisfied",
-              comment="水还是没来")  # fmt: skip
-    await act(api, case_id, "reassign", SUPERVISOR, department_id="water", note="请重办")
+    case_id = await _rehandled_by_water(api, first_reply="已恢复供水")
     clerk = await signed_in(api, "water-clerk")
     try:
         page = await _page_with(clerk, f"/console/cases/{case_id}", 'data-action="accept"')
