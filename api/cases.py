@@ -417,8 +417,9 @@ async def act(
     refusal = check(state, action)
     if refusal is not None and (refusal.forbidden or not stale):
         raise refuse(refusal)
-    # The request id on the actor lets us (and the workflow) find the event this request caused.
-    actor = action.actor.model_copy(update={"request_id": rid})
+    # The request id on the actor lets us (and the workflow) find the event this request caused;
+    # its time is when the action happened, should the worker apply it late (lean-case-v12).
+    actor = action.actor.model_copy(update={"request_id": rid, "sent_at": datetime.now(UTC)})
     action = action.model_copy(update={"actor": actor})
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(state.case_id)
     loop = asyncio.get_running_loop()

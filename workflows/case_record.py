@@ -7,6 +7,8 @@ projector carries the events to the read model, and the history carries them for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Status,
     )
     from jiesu.case.lifecycle import (
+        ACTIONS_TIMED_WHEN_SENT,
         MAX_RECORDED_REJECTIONS,
         REJECTIONS_BOUNDED,
         Refusal,
@@ -56,6 +59,36 @@ class CaseRecord:
     def __init__(self, state: CaseState) -> None:
         self.state = state
         self.patched = Patches()  # every part of the case asks its patches here
+        self._acting_at: datetime | None = None  # the time of the action being applied
+
+    def clock(self) -> datetime:
+        """The case's time now: the time of the action being applied (:meth:`acting`), or the
+        workflow's clock."""
+        return self._acting_at or workflow.now()
+
+    def time_of(self, actor: Actor) -> datetime:
+        """When ``actor``'s action happened, as the case records it. Since lean-case-v12
+        (ACTIONS_TIMED_WHEN_SENT) the time its request was sent (``Actor.sent_at``, the API's
+        clock), bounded below by the case's last recorded event (its events stay in order, a
+        step stays after the breach the case has recorded) and above by the workflow's clock;
+        before, and for an action with no time (the system's, a child's), the time the worker
+        applied it — the same while the worker keeps up, an outage's length apart when not."""
+        now = workflow.now()
+        sent = actor.sent_at
+        if sent is None or not self.patched(ACTIONS_TIMED_WHEN_SENT):
+            return now
+        events = self.state.events
+        floor = events[-1].at if events else self.state.received_at
+        return min(now, max(sent, floor))
+
+    @contextmanager
+    def acting(self, at: datetime | None) -> Iterator[None]:
+        """Record what happens inside at ``at`` (an action's time, :meth:`time_of`)."""
+        self._acting_at = at
+        try:
+            yield
+        finally:
+            self._acting_at = None
 
     def centre_name(self) -> str:
         """The hotline centre's name as this case records it (PATCH_CENTRE_NAME)."""
@@ -91,9 +124,13 @@ class CaseRecord:
         )
 
     def record(self, kind: EventKind, actor: Actor, **data: Any) -> None:
+        """An event at the case's :meth:`clock`; the actor without its request's ``sent_at``
+        (the event's time is what the case made of it)."""
         events = self.state.events
+        if actor.sent_at is not None:
+            actor = actor.model_copy(update={"sent_at": None})
         events.append(
-            CaseEvent(seq=len(events) + 1, kind=kind, at=workflow.now(), actor=actor, data=data)
+            CaseEvent(seq=len(events) + 1, kind=kind, at=self.clock(), actor=actor, data=data)
         )
 
     # --- changes many handlers share ------------------------------------------------------

@@ -564,17 +564,22 @@ class ComplaintWorkflow:
             return  # in the centre's queue: the unit's deadlines start when it is dispatched
         round_ = self._state.round
         ends = self._patched(lifecycle.DEADLINES_END_AT_REASSIGNMENT)  # an epoch's: no marker
+        timed = self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT)
+        watches = {"ends_at_reassignment": ends, "timed": timed}
         self._watchers.extend(
-            asyncio.create_task(
-                watch_deadline(self._state, kind, round_, self._breach, ends_at_reassignment=ends)
-            )
+            asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach, **watches))
             for kind in DeadlineKind
             if lifecycle.deadline_of(self._state, kind) is not None
         )
 
     def _breach(self, kind: DeadlineKind, deadline: datetime) -> None:
-        """超时: recorded, and (since PATCH_ESCALATION) the unit goes on the ladder."""
+        """超时: recorded, and (since PATCH_ESCALATION) the unit goes on the ladder — unless
+        the step is done, late (lean-case-v12: its time after the deadline), and nothing is
+        left to supervise."""
         self._case.breach(kind, deadline)
+        done = lifecycle.deadline_met(self._state, kind, self._state.round)
+        if done and self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT):
+            return
         if self._patched(PATCH_ESCALATION):
             self._ladder.escalate(BREACH_TRIGGERS[kind])
 
@@ -593,12 +598,14 @@ class ComplaintWorkflow:
         n = s.reassignments
         child_id = f"{s.case_id}-reassign-{n}"
         s.status = Status.REASSIGNING
+        started = self._case.time_of(actor)  # the 退单's or order's time (lean-case-v12)
         s.reassignment = PendingReassignment(
-            n=n, reason=reason, child_id=child_id, started_at=workflow.now()
+            n=n, reason=reason, child_id=child_id, started_at=started
         )
-        self._record(
-            EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
-        )
+        with self._case.acting(started):
+            self._record(
+                EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
+            )
         chosen, self._second_assignment_to = self._second_assignment_to, None
         try:
             result = await choose_department(
@@ -763,9 +770,11 @@ class ComplaintWorkflow:
         ):
             self._held.append((name, args))
             return None
-        refusal = self._check(CaseSignal(name), payload)
-        if self._case.allowed(name, payload, refusal):
-            apply(self, payload)
+        # judged and recorded at the action's time (lean-case-v12: when its request was sent)
+        with self._case.acting(self._case.time_of(actor) if isinstance(actor, Actor) else None):
+            refusal = self._check(CaseSignal(name), payload)
+            if self._case.allowed(name, payload, refusal):
+                apply(self, payload)
         if request_id is not None:
             self._request_ids.add(request_id)
         return None
@@ -774,7 +783,7 @@ class ComplaintWorkflow:
         """The lifecycle's rule for this message; a rule added while cases were running
         (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
         check = lifecycle.CHECKS.get(signal)  # 会办's rule by the epoch: reconvenes_released
-        refusal = check(self._state, payload, workflow.now()) if check else None
+        refusal = check(self._state, payload, self._case.clock()) if check else None
         pending = self._reassign_next is not None or self._dispatched is not None
         if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:
             refusal = lifecycle.reassignment_pending(self._state)
@@ -816,12 +825,12 @@ class ComplaintWorkflow:
     def _on_accept(self, action: AcceptAction) -> None:
         """签收."""
         self._state.status = Status.HANDLING
-        self._state.accepted_at = workflow.now()
+        self._state.accepted_at = self._case.clock()
         self._record(EventKind.ACCEPTED, action.actor)
 
     def _on_contact(self, action: ContactAction) -> None:
         """联系诉求人."""
-        self._state.contacted_at = workflow.now()
+        self._state.contacted_at = self._case.clock()
         self._record(EventKind.CONTACTED, action.actor, note=action.note)
 
     def _on_reply(self, action: ReplyAction) -> None:
@@ -831,7 +840,7 @@ class ComplaintWorkflow:
             outcome=action.outcome,
             text=action.text,
             evidence=evidence,
-            at=workflow.now(),
+            at=self._case.clock(),
             by=action.actor,
         )
         self._state.status = Status.REPLIED

@@ -33,16 +33,18 @@ async def lapsed(decided: Callable[[], bool], due: datetime, summary: str) -> bo
 
 async def watch_deadline(
     state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach,
-    *, ends_at_reassignment: bool = False,
+    *, ends_at_reassignment: bool = False, timed: bool = False,
 ) -> None:
     """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
     ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
-    :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did."""
+    :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did.
+    ``timed``: a step done after the deadline does not meet it (lean-case-v12)."""
 
     def owed() -> bool:
         return deadline_owed(
-            state, kind, round_, workflow.now(), ends_at_reassignment=ends_at_reassignment
-        )
+            state, kind, round_, workflow.now(),
+            ends_at_reassignment=ends_at_reassignment, timed=timed,
+        )  # fmt: skip
 
     while owed():
         deadline = deadline_of(state, kind)

@@ -78,6 +78,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
         "unrouted-not-accountable-v1", "queued-steps-held-v1", "centre-not-dispatched-v1",
     })),
     ("lean-case-v11", frozenset({"deadlines-end-at-reassignment-v1"})),
+    ("lean-case-v12", frozenset({"actions-timed-when-sent-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -421,6 +421,12 @@ class _Decoder:
         payload = _first(a.input)
         claimed = payload.get("actor") if isinstance(payload, dict) else None
         actor = claimed if isinstance(claimed, dict) else None
+        sent: dict[str, Any] = {}
+        if actor is not None and "sent_at" in actor:
+            # when the API received the request (lean-case-v12 times the action by it); the
+            # case's events record the actor without it
+            actor = {key: value for key, value in actor.items() if key != "sent_at"}
+            sent["sent_at"] = claimed["sent_at"]
         entry = self._add(
             event,
             "signal",
@@ -429,6 +435,7 @@ class _Decoder:
             signal=a.signal_name,
             payload=payload,
             payloads=len(a.input.payloads),
+            **sent,
         )
         self._excerpts[event.event_id] = message_excerpt(a.input)
         original = self._answered_request(actor)

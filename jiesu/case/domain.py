@@ -397,6 +397,14 @@ class Actor(BaseModel):
         description="The login of the staff person who acted in a session (their `name` is "
         "the same login); none for an API key, the citizen and the system.",
     )
+    sent_at: Instant | None = Field(
+        default=None,
+        exclude_if=lambda at: at is None,  # absent, not null: no byte for the actors without it
+        description="When the API received the request that carried the action (its clock). "
+        "A case since lean-case-v12 records the action at this time, bounded by its last "
+        "recorded event and its own clock, and judges it by it (a deadline met in time while "
+        "the worker was down is met); the case's events do not keep it.",
+    )
 
 
 SYSTEM_ACTOR = Actor(role=Role.SYSTEM, name="jiesu")

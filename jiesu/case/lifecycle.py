@@ -103,6 +103,8 @@ QUEUED_STEPS_HELD = "queued-steps-held-v1"  # see check_escalation_step
 CENTRE_NOT_DISPATCHED = "centre-not-dispatched-v1"  # see check_dispatch
 # Brought by the epoch lean-case-v11.
 DEADLINES_END_AT_REASSIGNMENT = "deadlines-end-at-reassignment-v1"  # see deadline_owed
+# Brought by the epoch lean-case-v12.
+ACTIONS_TIMED_WHEN_SENT = "actions-timed-when-sent-v1"  # see deadline_owed, CaseRecord.time_of
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -842,10 +844,13 @@ def deadline_of(state: CaseState, kind: DeadlineKind) -> datetime | None:
     return getattr(state.deadlines, kind.value) if state.deadlines else None
 
 
+_MET_AT: dict[DeadlineKind, Callable[[CaseState], datetime | None]] = {
+    DeadlineKind.ACCEPT: lambda s: s.accepted_at,  # 签收
+    DeadlineKind.CONTACT: lambda s: s.contacted_at,  # 联系诉求人
+    DeadlineKind.FINISH: lambda s: s.reply.at if s.reply is not None else None,  # 办结答复
+}
 _MET: dict[DeadlineKind, Callable[[CaseState], bool]] = {
-    DeadlineKind.ACCEPT: lambda s: s.accepted_at is not None,  # 签收
-    DeadlineKind.CONTACT: lambda s: s.contacted_at is not None,  # 联系诉求人
-    DeadlineKind.FINISH: lambda s: s.reply is not None,  # 办结答复
+    kind: (lambda s, at=at: at(s) is not None) for kind, at in _MET_AT.items()
 }
 
 
@@ -857,9 +862,22 @@ def deadline_met(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
     return _MET[kind](state)
 
 
+def deadline_met_in_time(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
+    """:func:`deadline_met`, and by the deadline: the step's recorded time is not after it.
+    A step done late is not met in time: its deadline's breach is owed, even when the step and
+    the deadline's timer reach the worker in one workflow task (the worker down across the
+    deadline), where the SDK applies the step first and the watch saw the deadline met."""
+    if not deadline_met(state, kind, round_):
+        return False
+    if state.status is Status.CLOSED or state.round != round_:
+        return True
+    due, done = deadline_of(state, kind), _MET_AT[kind](state)
+    return due is None or done is None or done <= due
+
+
 def deadline_owed(
     state: CaseState, kind: DeadlineKind, round_: int, now: datetime, *,
-    ends_at_reassignment: bool,
+    ends_at_reassignment: bool, timed: bool = False,
 ) -> bool:
     """Is this deadline of round ``round_`` still its unit's to meet at ``now``? Not once met
     (:func:`deadline_met`) and, when ``ends_at_reassignment`` (cases since lean-case-v11,
@@ -872,11 +890,22 @@ def deadline_owed(
     A deadline already passed when the case is seen reassigning (``now``, the case's clock, at
     or after it) stays owed, and its watch records the breach: the unit was late before it let
     go. That happens when the deadline's timer and a later return reach the worker in one
-    workflow task (a worker down or behind), where the SDK applies the signal first."""
+    workflow task (a worker down or behind), where the SDK applies the signal first.
+
+    ``timed`` (cases since lean-case-v12, ACTIONS_TIMED_WHEN_SENT): the case's steps are timed
+    when their requests were sent (``Actor.sent_at``), and so judged: a deadline is met only
+    by a step done by it (:func:`deadline_met_in_time`), and the reassignment ends the watch
+    if it started before the deadline, not if the worker saw it before. Before, a step the
+    worker handled after the deadline met it — a 签收 an hour late while the worker was down
+    was never a breach — and a 退单 sent in time but handled late was the unit's breach."""
     if ends_at_reassignment and state.status is Status.REASSIGNING and state.round == round_:
         due = deadline_of(state, kind)
-        if due is None or now < due:
+        pending = state.reassignment
+        since = pending.started_at if timed and pending is not None else now
+        if due is None or since < due:
             return False
+    if timed:
+        return not deadline_met_in_time(state, kind, round_)
     return not deadline_met(state, kind, round_)
 
 
