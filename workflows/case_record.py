@@ -179,7 +179,7 @@ class CaseRecord:
         s.assignment = Assignment(
             department_id=route.department_id,
             department_name=route.department_name,
-            assigned_at=workflow.now(),
+            assigned_at=self.clock(),
             by_rule=route.by_rule,
         )
         if route.department_id == CENTRE_ID and not route.by_rule and actor.role is Role.SYSTEM:
@@ -212,12 +212,12 @@ class CaseRecord:
     def close(self, resolution: Resolution, actor: Actor = SYSTEM_ACTOR) -> None:
         self.state.status = Status.CLOSED
         self.state.resolution = resolution
-        self.state.closed_at = workflow.now()
+        self.state.closed_at = self.clock()
         self.record(EventKind.CLOSED, actor, resolution=resolution.value)
 
     def breach(self, kind: DeadlineKind, deadline: datetime) -> None:
         """超时: the deadline passed with the department's step not done."""
-        self.state.breaches.append(Breach(kind=kind, deadline=deadline, at=workflow.now()))
+        self.state.breaches.append(Breach(kind=kind, deadline=deadline, at=self.clock()))
         self.record(
             EventKind.DEADLINE_BREACHED,
             SYSTEM_ACTOR,
@@ -250,6 +250,6 @@ class CaseRecord:
         s.assignment = Assignment(
             department_id=CENTRE_ID,
             department_name=self.centre_name(),
-            assigned_at=workflow.now(),
+            assigned_at=self.clock(),
             by_rule=False,
         )

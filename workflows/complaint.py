@@ -919,7 +919,7 @@ class ComplaintWorkflow:
         assert s.deadlines is not None
         hours = s.deadlines.return_decision_hours
         timed = hours is not None and self._patched(PATCH_RETURN_DUE)
-        now = workflow.now()
+        now = self._case.clock()
         s.pending_return = pending = PendingReturn(
             department_id=s.department_id,
             reason=action.reason,
@@ -1000,7 +1000,7 @@ class ComplaintWorkflow:
             reason=action.reason,
             department_id=s.department_id,
             to_department_id=action.department_id,
-            overdue=[k.value for k in lifecycle.overdue_steps(s, workflow.now())],
+            overdue=[k.value for k in lifecycle.overdue_steps(s, self._case.clock())],
             on_review=s.status is Status.REPLIED,
         )
         if action.department_id:
@@ -1031,7 +1031,7 @@ class ComplaintWorkflow:
         assert s.deadlines is not None
         hours = s.deadlines.extension_decision_hours
         timed = hours is not None and self._patched(PATCH_EXTENSION_DUE)
-        now = workflow.now()
+        now = self._case.clock()
         s.extension = extension = Extension(
             reasons=action.reasons,
             measures=action.measures,
@@ -1149,7 +1149,7 @@ class ComplaintWorkflow:
         """A co-handler's contribution (协办意见)."""
         co = lifecycle.co_handler_of(self._state, action.actor.department_id)
         assert co is not None
-        co.contributed_at = workflow.now()
+        co.contributed_at = self._case.clock()
         co.contribution = action.text
         self._record(EventKind.CONTRIBUTED, action.actor, text=action.text)
 

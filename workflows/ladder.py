@@ -125,7 +125,7 @@ class Ladder:
         n = current.n + 1 if current else 1
         child_id = f"{state.case_id}-escalation-{n}"
         state.escalation = Escalation(
-            n=n, trigger=trigger, child_id=child_id, started_at=workflow.now()
+            n=n, trigger=trigger, child_id=child_id, started_at=self._case.clock()
         )
         if order is None:
             self._case.record(
