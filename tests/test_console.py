@@ -1096,6 +1096,34 @@ async def test_a_caller_who_leaves_only_an_email_is_registered_from_the_console(
     assert [tuple(r) for r in queued] == [("email", "pending")]
 
 
+@pytest.mark.parametrize("typed", ["wang,li@163.com", "wang@163.com;li.cn"])
+async def test_an_e_mail_that_is_several_addresses_is_refused_at_the_console(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, typed: str
+) -> None:
+    """受理 at the console of a caller whose 电子邮箱 was typed as several addresses — a comma
+    for a full stop, "wang,li@163.com", or two joined by a semicolon: the form filed it, and
+    the outbox sends to none of them (test_outbox), so the caller was never told by e-mail.
+    Now a Chinese 422 on that field that keeps what was typed, and nothing filed."""
+    operator = await signed_in(api, "operator")
+    try:
+        body = complaint()
+        title = f"{body['title']} {uuid.uuid4().hex[:12]}"  # this test's own, to count by
+        fields = {"csrf_token": await helpers.csrf_of(operator, "/console/intake"),
+                  "title": title, "description": body["description"],
+                  "category_id": body["category_id"], "grid_id": body["grid_id"],
+                  "address": body["address"], "channel": "hotline",
+                  "citizen_name": "周九", "citizen_phone": "010-62345678",
+                  "citizen_email": typed}  # fmt: skip
+        refused = await operator.post("/console/intake", data=fields)
+        assert refused.status_code == 422, refused.text
+        assert "电子邮箱：只能填写一个邮箱地址" in refused.text, refused.text
+        assert f'value="{typed}"' in refused.text
+        assert re.search(r'name="citizen_email"[^>]*autofocus', refused.text), refused.text
+        assert await _filed_with_title(pool, title) == 0
+    finally:
+        await operator.aclose()
+
+
 async def test_a_refused_form_no_longer_offered_keeps_what_was_typed(
     api: httpx.AsyncClient,
 ) -> None:

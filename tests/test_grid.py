@@ -145,3 +145,22 @@ async def test_raising_a_level_climbs_village_township_county_city(
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")
     await keep_history(handle, "raise_level_to_the_city")
+
+
+async def test_a_reporter_e_mail_that_is_several_addresses_is_refused(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The patrol report's reporter is the intake's citizen: an e-mail address that is several
+    ("wang,li@163.com", a comma typed for a full stop) was filed, and the outbox sends to none
+    of them. Now 422 on ``body.reporter.email``, as the complaints API, and nothing filed."""
+    address = f"幸福社区7栋 {id(api)}"
+    body = _patrol(address=address,
+                   reporter={"name": "网格员 张敏", "email": "zhang,min@163.com"})  # fmt: skip
+    filed = "SELECT count(*) FROM intakes WHERE payload -> 'intake' ->> 'address' = $1"
+    response = await api.post(REPORTS, json=body, headers=GRID_WORKER)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request", error
+    assert [d["field"] for d in error["details"]] == ["body.reporter.email"], error
+    assert "one e-mail address" in error["message"], error
+    assert await pool.fetchval(filed, address) == 0

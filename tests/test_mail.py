@@ -440,6 +440,8 @@ async def test_an_attachment_postgresql_would_refuse_does_not_make_a_filed_mail_
     [
         pytest.param("zhang.{}@localhost", id="no-dot-in-domain"),
         pytest.param("zhang.{}@" + "a" * 250 + ".test", id="over-254-characters"),
+        # one quoted local part that is several to a To header: the outbox sends to none
+        pytest.param('"zhang,{}"@163.com', id="several-to-the-outbox"),
     ],
 )
 async def test_a_sender_address_the_intake_refuses_is_a_550_not_a_451_forever(
@@ -448,7 +450,10 @@ async def test_a_sender_address_the_intake_refuses_is_a_550_not_a_451_forever(
     """An intranet sender (no dot in the domain) or an over-long address passes parse() but
     not Citizen.email: the ValidationError was taken for 'Temporal away' and answered 451 on
     every retry, for days, until the sending server bounced it — the citizen never learned
-    why. Now 550 5.6.0 at once, nothing filed."""
+    why. Now 550 5.6.0 at once, nothing filed. So too a quoted local part holding a comma
+    ('"zhang,li"@163.com', one mailbox to parse() but several to the outbox's To header, which
+    sends to none of them): it was filed, and the citizen never told by e-mail — now refused
+    as intake's new input (domain.INPUT)."""
     sender = sender.format(uuid.uuid4().hex[:8])
     before = await intakes(pool)
     for _ in range(2):  # the sending server's retry gets the same answer

@@ -224,6 +224,11 @@ BAD_POSTS: list[tuple[dict[str, Any], int, str]] = [
      "address_string"),
     ({"api_key": KEY, "service_code": "garbage", "address_id": "G-QH-01-01-1",
       "phone": "not a phone"}, 400, "phone"),
+    # several e-mail addresses: the outbox sends to none of them; refused as input
+    ({"api_key": KEY, "service_code": "garbage", "address_id": "G-QH-01-01-1",
+      "email": "wang,li@163.com"}, 400, "email: Value error, one e-mail address only"),
+    ({"api_key": KEY, "service_code": "garbage", "address_id": "G-QH-01-01-1",
+      "email": "wang;li@163.com"}, 400, "email: Value error, one e-mail address only"),
     ({"api_key": KEY, "service_code": "garbage", "address_id": "G-QH-01-01-1",
       "jurisdiction_id": "sfgov.org"}, 404, "jurisdiction_id"),
 ]

@@ -76,6 +76,9 @@ VALIDATOR_WORDS: dict[str, str] = {
     # jiesu.case.domain ComplaintIntake: the console's intake, as the API, takes a phone or an
     # e-mail (or both); neither is refused (the browser cannot say "one of two": no required)
     "a citizen needs a phone number or an e-mail address": "联系电话或电子邮箱：至少填写一项",
+    # jiesu.case.domain Email, as new input (INPUT): several addresses are refused
+    "one e-mail address only: no comma, semicolon, colon, quote, bracket or backslash":
+        "只能填写一个邮箱地址，不能含逗号、分号、冒号、引号、括号或反斜杠",
     # jiesu.case.domain Day, Instant
     "a day is written YYYY-MM-DD": "日期须写作 年-月-日（如 2027-01-01）",
     "expected an ISO 8601 date or datetime, not a number": "须为日期或时间，不能是数字",

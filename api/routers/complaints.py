@@ -49,6 +49,7 @@ async def register_complaint(
         ),
     ] = None,
 ) -> IntakeResponse:
+    intake.check_as_input(body)
     pool, client, settings = services.pool, services.client, services.settings
     result = await intake.register(pool, client, settings, body, principal, idempotency_key)
     if result.replayed or result.merged:  # no new case was created

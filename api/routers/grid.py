@@ -70,6 +70,7 @@ async def report_from_patrol(
     settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> IntakeResponse:
+    intake.check_as_input(body)  # the reporter's e-mail: one address
     grids = principal.scope.grids if principal.scope is not None else frozenset()
     if principal.role is Role.GRID_WORKER and body.grid_id not in grids:
         raise ApiError(403, "not_your_grid", f"you do not work in grid {body.grid_id}")

@@ -62,7 +62,15 @@ from temporalio.client import Client
 
 from jiesu.access import content
 from jiesu.access.clients import address_key
-from jiesu.case.domain import Actor, Channel, Citizen, ComplaintIntake, Role, visible_length
+from jiesu.case.domain import (
+    INPUT,
+    Actor,
+    Channel,
+    Citizen,
+    ComplaintIntake,
+    Role,
+    visible_length,
+)
 from jiesu.config import Settings
 from jiesu.intake import filing
 from jiesu.intake.errors import IdempotencyConflict, IntakeError
@@ -494,7 +502,10 @@ def intake(report: Report, settings: Settings) -> ComplaintIntake:
         category_id=settings.channel_category,
         grid_id=settings.channel_grid,
         channel=Channel.EMAIL,
-        citizen=Citizen(name=report.name, email=report.address),
+        # as new input (INPUT): one address — a quoted '"wang,li"@163.com' passes parse()
+        citizen=Citizen.model_validate(
+            {"name": report.name, "email": report.address}, context=INPUT
+        ),
     )
 
 
