@@ -4,15 +4,17 @@ The screens themselves are driven in chromium by tests/test_console_browser.py."
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
 import os
 import re
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -22,12 +24,17 @@ import pytest
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from helpers import act, complaint, department, eventually, register, signed_in
 from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
+from test_api import URBAN, assigned
+from test_sms import deliver, sms
 
 from api.console import event_words, web
 from api.console.actions import CITIZEN_ACTIONS, STAFF_ACTIONS, allowed_actions
 from api.console.citizen import RedactLinks
 from api.console.web import STATIC, local_time, validation_message
 from api.deps import Principal
+from api.routers.self_service import SELF_SERVICE_ACTOR
 from jiesu import bidi
 from jiesu.access import citizen_tokens
 from jiesu.case import glossary, lifecycle
@@ -45,7 +52,10 @@ from jiesu.case.domain import (
     Status,
     repeat_reporter_name,
 )
+from jiesu.channels.mail import MAIL_ACTOR
+from jiesu.channels.sms import SMS_ACTOR
 from jiesu.config import Settings
+from jiesu.intake import filing
 from jiesu.intake.follow_up import LINK, FollowUpLinks
 from jiesu.notify.links import follow_up_link
 from jiesu.notify.outbox import OutboundNotice, OutboxDispatcher
@@ -232,6 +242,11 @@ def test_who_acted_reads_in_chinese() -> None:
     assert event_words.who(Actor(role=Role.CITIZEN, name=CASE_CITIZEN_NAME), words) == "诉求人"
     repeat = Actor(role=Role.CITIZEN, name=repeat_reporter_name(3))
     assert event_words.who(repeat, words) == "并单诉求人"
+    # a report a channel filed is its citizen's own (受理), or a repeat's (并单)
+    assert event_words.who(SMS_ACTOR, words, EventKind.RECEIVED) == "诉求人（短信）"
+    assert event_words.who(MAIL_ACTOR, words) == "诉求人（电子邮件）"
+    assert event_words.who(SELF_SERVICE_ACTOR, words, EventKind.REPEAT_REPORTED) == (
+        "并单诉求人（自助提交）")
     # an API key's action (no person): its role and unit, through the interface — not the
     # key's English name (the auditor's 审计记录 keeps it)
     key = Actor(role=Role.DEPARTMENT, name="demo-dept-water", department_id="water")
@@ -1749,3 +1764,103 @@ async def _filed_with_title(pool: asyncpg.Pool, title: str) -> int:
     return await pool.fetchval(
         "SELECT count(*) FROM intakes WHERE payload -> 'intake' ->> 'title' = $1", title
     )
+
+
+async def _replied_by_urban(api: httpx.AsyncClient, pool: asyncpg.Pool, case_id: str) -> None:
+    """The noise case replied by its unit, the read model showing it (the SMS rating's
+    prompt is answered only then: jiesu.channels.sms.decide)."""
+    await assigned(api, case_id)
+    await act(api, case_id, "accept", URBAN)
+    await act(api, case_id, "contact", URBAN, note="已电话联系")
+    await act(api, case_id, "reply", URBAN, outcome="resolved", text="已调低音量",
+              evidence=["https://evidence.test/a.jpg"])  # fmt: skip
+    status = "SELECT status FROM cases WHERE case_id = $1"
+    await eventually(lambda: _is(pool.fetchval(status, case_id), "replied"))
+
+
+async def _is(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
+
+
+def _steps(page: str) -> list[tuple[str, str]]:
+    """办理经过 on a case page: (event kind, who acted), in order."""
+    return re.findall(r'<li class="ev-([a-z_]+)">.*?<span class="actor">([^<]*)</span>', page,
+                      re.S)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("actor", "channel", "contact", "by"),
+    [
+        pytest.param(SMS_ACTOR, "sms", "phone", "短信", id="sms"),
+        pytest.param(MAIL_ACTOR, "email", "email", "电子邮件", id="e-mail"),
+        pytest.param(SELF_SERVICE_ACTOR, "wechat", "phone", "自助提交", id="self-service"),
+    ],
+)
+async def test_a_citizen_who_reported_through_a_channel_is_the_citizen_in_the_timeline(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, client: Client, settings: Settings,
+    actor: Actor, channel: str, contact: str, by: str,
+) -> None:  # fmt: skip
+    """A report by SMS, by e-mail or by self-service (APP, WeChat, the web form) is registered
+    by its channel's citizen (``citizen by SMS``…), not an operator: 办理经过 said its 受理 —
+    and a repeat report of the same problem through that channel — by 并单诉求人, the word of
+    a repeat report's citizen, whatever it was. Now the channel's citizen (诉求人（短信）, a
+    repeat report's 并单诉求人（短信）); what the citizens do with their links (补充, 撤诉)
+    or by SMS (the rating answering its prompt) is 诉求人's and 并单诉求人's as before. The
+    auditor's 审计记录 names each as recorded (citizen by SMS…), as 诉求人."""
+
+    def reachable(n: int) -> dict[str, str]:
+        tag = f"{uuid.uuid4().int % 10**8:08d}"
+        return {"phone": f"13{n}{tag}"} if contact == "phone" else {"email": f"c{tag}@{n}.cn"}
+
+    body = complaint(channel=channel, citizen={"name": "赵六", **reachable(6)})
+    again = complaint(channel=channel, address=body["address"],
+                      citizen={"name": "钱七", **reachable(7)})  # fmt: skip
+    # as each channel files (api/routers/channels.py, jiesu.channels.mail, self_service.py)
+    filed, repeat = [
+        await filing.register(pool, client, settings, ComplaintIntake.model_validate(b),
+                              actor, None)
+        for b in (body, again)
+    ]  # fmt: skip
+    case_id = filed.case_id
+    try:
+        assert repeat.merged and repeat.case_id == case_id
+        await act(api, case_id, "supplement", token=filed.citizen_token, text="晚上十点以后更吵")
+        await act(api, case_id, "supplement", token=repeat.citizen_token, text="周末也吵")
+        if channel == "sms":  # the SMS channel's own: the rating answered to its prompt by SMS
+            await _replied_by_urban(api, pool, case_id)
+            rated = await deliver(api, sms(body["citizen"]["phone"], "1"))
+            assert rated.json()["outcome"] == "rating", rated.text
+            last = ("rated", "诉求人")
+        else:
+            await act(api, case_id, "withdraw", token=filed.citizen_token, reason="已自行解决")
+            last = ("withdrawn", "诉求人")
+        operator = await signed_in(api, "operator")
+        try:
+
+            async def shown() -> list[tuple[str, str]] | None:
+                page = await operator.get(f"/console/cases/{case_id}")
+                steps = _steps(page.text)
+                return steps if last in steps else None
+
+            steps = await eventually(shown, within=30)
+        finally:
+            await operator.aclose()
+        citizens = [s for s in steps if s[0] in
+                    ("received", "repeat_reported", "supplemented", last[0])]  # fmt: skip
+        assert citizens == [
+            ("received", f"诉求人（{by}）"), ("repeat_reported", f"并单诉求人（{by}）"),
+            ("supplemented", "诉求人"), ("supplemented", "并单诉求人"), last,
+        ], steps
+
+        auditor = await signed_in(api, "auditor")
+        try:
+            audit = (await auditor.get(f"/console/audit/{case_id}")).text
+        finally:
+            await auditor.aclose()
+        named = re.findall(r'<span class="who">(?:<bdi>)?([^<]*)(?:</bdi>)?</span>'
+                           r'<span class="role">（([^）]*)）</span>', audit)  # fmt: skip
+        for recorded in (actor.name, CASE_CITIZEN_NAME, repeat_reporter_name(repeat.report_id)):
+            assert (recorded, "诉求人") in named, named
+    finally:
+        with contextlib.suppress(RPCError):  # withdrawn: closed already, unless it failed
+            await helpers.handle_of(client, case_id).terminate("test finished")

@@ -145,7 +145,8 @@ def timeline(
     auditor's timeline keeps its English (jiesu.audit.timeline)."""
     words = event_words.Words(names, local_time, people)
     return [
-        {"at": e.at, "kind": e.kind, "who": event_words.who(e.actor, words), "summary": said}
+        {"at": e.at, "kind": e.kind, "who": event_words.who(e.actor, words, e.kind),
+         "summary": said}
         for e, said in event_words.timeline(state.events, words)
     ]
 

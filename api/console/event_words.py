@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from api.routers.self_service import SELF_SERVICE_ACTOR
 from jiesu.case import glossary
 from jiesu.case.domain import (
     CASE_CITIZEN_NAME,
@@ -38,6 +39,8 @@ from jiesu.case.domain import (
     SupervisionForm,
     Urgency,
 )
+from jiesu.channels.mail import MAIL_ACTOR
+from jiesu.channels.sms import SMS_ACTOR
 
 Data = dict[str, Any]
 When = Callable[[datetime | str | None], str]
@@ -328,10 +331,32 @@ key's name (demo-operator) is English and means nothing to a clerk; the auditor'
 keeps it (api/console/audit_words.py ``actor``)."""
 
 
-def who(actor: Any, words: Words) -> str:
-    """Who took a step, in 办理经过: a staff member's display name with their role and unit;
-    an API key's action by its role and unit, as 接口 (话务员（接口）); the system, the citizen
-    (or a repeat report's citizen) by their role only."""
+CHANNEL_CITIZENS: dict[str, str] = {
+    SMS_ACTOR.name: glossary.term(Channel, Channel.SMS),
+    MAIL_ACTOR.name: glossary.term(Channel, Channel.EMAIL),
+    SELF_SERVICE_ACTOR.name: "自助提交",
+}
+"""The citizens a channel registers reports as (by the name recorded), and the channel they
+reported by: such a report has no operator, its 受理 is the citizen's own."""
+
+def _citizen(name: str, kind: EventKind | None) -> str:
+    """The case's citizen (their link: 诉求人), the citizen of a report a channel filed —
+    诉求人（短信）, or 并单诉求人（短信） when that report was a repeat of the case (并单) —
+    or a repeat report's citizen (``repeat_reporter_name``: 并单诉求人). Before, the channel's
+    citizen was 并单诉求人 whatever the event: the 受理 of every SMS, e-mail and
+    self-service case."""
+    if name == CASE_CITIZEN_NAME:
+        return "诉求人"
+    if name in CHANNEL_CITIZENS:
+        repeat = kind is EventKind.REPEAT_REPORTED
+        return f"{'并单诉求人' if repeat else '诉求人'}（{CHANNEL_CITIZENS[name]}）"
+    return "并单诉求人"
+
+
+def who(actor: Any, words: Words, kind: EventKind | None = None) -> str:
+    """Who took a step (an event of ``kind``), in 办理经过: a staff member's display name with
+    their role and unit; an API key's action by its role and unit, as 接口 (话务员（接口）);
+    the system by its role; a citizen as :func:`_citizen` says."""
     role = getattr(actor, "role", None)
     name = str(getattr(actor, "name", "") or "")
     if actor is None or role is None:
@@ -341,7 +366,7 @@ def who(actor: Any, words: Words) -> str:
     if role is Role.SYSTEM:
         return "系统"
     if role is Role.CITIZEN:
-        return "诉求人" if name == CASE_CITIZEN_NAME else "并单诉求人"
+        return _citizen(name, kind)
     person = getattr(actor, "person", None)
     department = getattr(actor, "department_id", None)
     unit = f" · {words.unit(department)}" if department else ""
