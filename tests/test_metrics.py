@@ -27,7 +27,8 @@ from api import observability
 from api.main import create_app
 from jiesu.client import connect_to
 from jiesu.config import Settings
-from jiesu.health import domain_metrics
+from jiesu.health import checks, domain_metrics
+from jiesu.notify import outbox
 from jiesu.telemetry import temporal_runtime
 from worker import build_worker
 
@@ -321,6 +322,67 @@ async def test_the_gauges_read_indexes_not_every_case_and_notice(pool: asyncpg.P
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
             assert any(copies.get(i, f"(no index {i})") in plan for i in indexes), plan
             assert "Seq Scan" not in plan, plan
+
+
+# Each query that reads the outbox by its status, with its arguments, and the indexes its plan
+# may read: the doctor's (notification_overdue, notification_failed, citizen_not_told), the
+# gauge of the oldest unsent notice and the dispatcher's own (expire, claim). Measured at
+# 2,000,000 notices with `python -m bench.outbox_failed_plan` (docs/performance.md, "Outbox
+# indexes (twenty-first session)"): each reads the index named here there too.
+_DOCTOR = checks.DoctorOptions()
+_OUTBOX_BY_STATUS: dict[str, tuple[str, tuple[object, ...], set[str]]] = {
+    "gauge oldest unsent": (domain_metrics._OLDEST_UNSENT, (),
+                            {"notifications_due", "notifications_unsent"}),
+    "doctor notification_overdue": (checks._OVERDUE, (_DOCTOR.notification_overdue_after, 500),
+                                    {"notifications_due", "notifications_unsent"}),
+    "doctor notification_failed": (checks._FAILED, (500,), {"notifications_failed"}),
+    "doctor citizen_not_told": (checks._NOT_TOLD, (500,), {"notifications_citizens_not_told"}),
+    "outbox expire": (outbox._EXPIRE, (10,), {"notifications_unsent", "notifications_due"}),
+    "outbox claim": (outbox._CLAIM, (50, timedelta(seconds=30), 10), {"notifications_due"}),
+}  # fmt: skip
+
+
+async def test_the_outbox_is_read_by_its_partial_indexes_not_every_notice(
+    pool: asyncpg.Pool,
+) -> None:
+    """The notices not sent are a few among every notice ever sent: the doctor's findings,
+    the gauge of the oldest unsent one and the dispatcher's claim each read a partial index
+    of the outbox (0004's notifications_due, 0041's notifications_citizens_not_told, 0042's
+    notifications_unsent, 0044's notifications_failed), never the whole table. Only the
+    gauges' counts had a plan test (above): a dropped or folded index went unnoticed.
+    Planned on temporary copies of the outbox and the cases, as above: 20,000 notices, 20
+    pending, 1,000 each failed and skipped (more than the doctor's --limit, 500: they stay
+    until resent, or for ever), the rest sent; a tenth of the cases open, as the bench has
+    them."""
+    template = case_row(datetime.now(UTC) - timedelta(days=3))
+    columns = ", ".join(template)
+    changed = {"case_id": "'OUTBOX' || g",
+               "status": "CASE WHEN g <= 2000 THEN 'assigned' ELSE status END"}  # fmt: skip
+    copied = ", ".join(changed.get(name, name) for name in template)
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("cases", "notifications"):
+            await conn.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)"
+                               " ON COMMIT DROP")  # fmt: skip
+        placeholders = ", ".join(f"${n}" for n in range(1, len(template) + 1))
+        await conn.execute(f"INSERT INTO cases ({columns}) VALUES ({placeholders})",
+                           *template.values())  # fmt: skip
+        await conn.execute(f"INSERT INTO cases ({columns}) SELECT {copied}"
+                           " FROM cases, generate_series(1, 20000) g")  # fmt: skip
+        await conn.execute(
+            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+            " recipient_id, channel, subject, body, status, created_at) SELECT 'n' || g,"
+            " 'OUTBOX' || (g % 20000 + 1), 1, 'accepted', 'citizen', 'OUTBOX' || (g % 20000 + 1),"
+            " 'sms', 's', 'b', CASE WHEN g <= 20 THEN 'pending' WHEN g % 20 = 1 THEN 'failed'"
+            " WHEN g % 20 = 2 THEN 'skipped' ELSE 'sent' END,"
+            " now() - make_interval(mins => g) FROM generate_series(1, 20000) g"
+        )
+        await conn.execute("ANALYZE pg_temp.cases; ANALYZE pg_temp.notifications")
+        wanted = set().union(*(indexes for _, _, indexes in _OUTBOX_BY_STATUS.values()))
+        copies = await _copies_of_indexes(conn, wanted)
+        for name, (sql, args, indexes) in _OUTBOX_BY_STATUS.items():
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+            assert any(copies.get(i, f"(no index {i})") in plan for i in indexes), f"{name}\n{plan}"
+            assert "Seq Scan on notifications" not in plan, f"{name}\n{plan}"
 
 
 async def _copies_of_indexes(conn: asyncpg.Connection, names: set[str]) -> dict[str, str]:
