@@ -11,7 +11,8 @@ Then, in each round and for each set (the order turned round every other round),
 each, pipelined), then delivers them as the dispatcher does, batch after batch until none is
 left: ``outbox._EXPIRE`` and ``outbox._CLAIM`` of 50 (pending → sending), then ``outbox._SENT``
 of each (sending → sent; pipelined, without the send itself). Reports per set the
-milliseconds of each phase and of the whole, and the WAL bytes written per notice
+milliseconds of each phase and of the whole, the index each statement's plan reads after
+the round, and the WAL bytes written per notice
 (``pg_current_wal_lsn``: what the writes cost, whatever else the machine is doing), median
 (min–max) over the rounds, and the load average. Not a test.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import time
 from datetime import timedelta
@@ -93,11 +95,13 @@ async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> 
     t0 = time.perf_counter()
     await conn.executemany(projection._INSERT_NOTICE, notices)
     inserted = time.perf_counter()
-    claim = sent = 0.0
+    expire = claim = sent = 0.0
     claimed = 0
     while True:  # as the dispatcher does: claim a batch, send it, mark each sent, claim again
         t = time.perf_counter()
         await conn.execute(outbox._EXPIRE, MAX_ATTEMPTS)
+        expire += time.perf_counter() - t
+        t = time.perf_counter()
         rows = await conn.fetch(outbox._CLAIM, BATCH, LEASE, MAX_ATTEMPTS)
         claim += time.perf_counter() - t
         t = time.perf_counter()
@@ -108,12 +112,24 @@ async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> 
             break
     total = time.perf_counter() - t0
     wal = await _wal(conn) - wal_start
+    plans = {name: await _reads(conn, sql, *args) for name, sql, args in (
+        ("expire", outbox._EXPIRE, (MAX_ATTEMPTS,)),
+        ("claim", outbox._CLAIM, (BATCH, LEASE, MAX_ATTEMPTS)),
+        ("sent", outbox._SENT, (0, 1, "email")))}  # fmt: skip
     if claimed != n:
         raise RuntimeError(f"{schema}: claimed {claimed} of {n}")
     await conn.execute("RESET search_path")
-    return {"insert_ms": (inserted - t0) * 1000, "claim_ms": claim * 1000,
+    print(f"  {schema} plans after the round: {plans}")
+    return {"insert_ms": (inserted - t0) * 1000, "expire_ms": expire * 1000,
+            "claim_ms": claim * 1000,
             "sent_ms": sent * 1000, "total_ms": total * 1000,
             "wal_bytes_per_notice": float(wal) / n}  # fmt: skip
+
+
+async def _reads(conn: asyncpg.Connection, sql: str, *args: object) -> str:
+    """The index a statement's plan reads (EXPLAIN only: nothing runs)."""
+    plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+    return ", ".join(re.findall(r"(?:Index|Index Only) Scan(?: Backward)? using (\w+)", plan)[:1])
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -136,7 +152,8 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 m = await one_round(conn, schema, args.notices, f"r{r}")
                 rounds[schema].append(m)
                 print(f"round {r + 1} {schema:13} total {m['total_ms']:7.1f} ms (insert"
-                      f" {m['insert_ms']:.1f}, claim {m['claim_ms']:.1f}, sent"
+                      f" {m['insert_ms']:.1f}, expire {m['expire_ms']:.1f}, claim"
+                      f" {m['claim_ms']:.1f}, sent"
                       f" {m['sent_ms']:.1f}), WAL {m['wal_bytes_per_notice']:.0f} B/notice"
                       f"  load {_load()}")  # fmt: skip
         sizes = {s: await conn.fetch(
