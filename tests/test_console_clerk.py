@@ -251,8 +251,12 @@ async def test_routing_is_said_without_the_rules_number_which_the_audit_keeps(
     """自动派单 read 按派单规则 4 派至县水务局: a number nobody at the unit can look up. Now
     the clerk reads 按派单目录自动派至县水务局; the auditor's 审计记录 still says which rule."""
     case_id = (await register(api, category_id="water_outage"))["case_id"]
-    state = await case(api, case_id, SUPERVISOR)
-    routed = next(e for e in state["events"] if e["kind"] == "routed")
+
+    async def routed_event() -> dict[str, Any] | None:  # the plan routes it a moment later
+        state = await case(api, case_id, SUPERVISOR)
+        return next((e for e in state["events"] if e["kind"] == "routed"), None)
+
+    routed = await eventually(routed_event, within=30)
     clerk = await signed_in(api, "water-clerk")
     try:
         said = _timeline(await _page_with(clerk, f"/console/cases/{case_id}", "派至县水务局"))
