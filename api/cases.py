@@ -478,7 +478,7 @@ def encode_cursor(received_at: datetime, case_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> Position:
     """The position a cursor of ``encode_cursor`` holds; ValueError for anything else
     (another encoding of the same position included)."""
     if not _CURSOR.fullmatch(cursor):
@@ -502,6 +502,34 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return received_at, case_id
 
 
+Position = tuple[datetime, str]
+"""A row's place in the list's order: its (received_at, case_id), what a cursor holds."""
+LIST_ORDER = "received_at DESC, case_id"
+"""The case list's order (and every index it reads): newest first, then by case number."""
+
+
+def after_sql(x: str, y: str, alias: str = "") -> str:
+    """The rows after position ($x, $y) in the list's order. The row comparison
+    (received_at, case_id) < (x, y) would order ties by case_id DESC; the list has
+    received_at DESC, case_id ASC. So: the row comparison written out with the tie turned, and
+    received_at <= x on its own, which the indexes take as their range's start (the tie's rows
+    at x are filtered). ``alias``: the table's, with its dot ("c.")."""
+    at, case = f"{alias}received_at", f"{alias}case_id"
+    return f"{at} <= {x} AND ({at} < {x} OR {case} > {y})"
+
+
+def above_sql(x: str, y: str, alias: str = "") -> str:
+    """The rows before position ($x, $y) in the list's order (:func:`after_sql`, turned): a
+    previous page read upwards from there, or the count of the rows above a page."""
+    at, case = f"{alias}received_at", f"{alias}case_id"
+    return f"{at} >= {x} AND ({at} > {x} OR {case} < {y})"
+
+
+def position_of(row: Any) -> Position:
+    """The position of a row of the list (a mapping with received_at and case_id)."""
+    return row["received_at"], row["case_id"]
+
+
 def _equal(equal: dict[str, Any], arg: Callable[[Any], str]) -> list[str]:
     """``column = value`` of each filter given (None = any); ``arg`` adds a value, gives its $n."""
     return [f"{column} = {arg(getattr(value, 'value', value))}"
@@ -514,7 +542,7 @@ transaction's, so that a page, its count and its position are of one snapshot.""
 
 
 async def count(
-    pool: Reader, *, before: tuple[datetime, str] | None = None, **equal: Any
+    pool: Reader, *, before: Position | None = None, **equal: Any
 ) -> int:
     """How many cases :func:`search` finds, all pages, with the same ``equal`` filters;
     ``before``: only those before this (received_at, case_id) in the list's order — the
@@ -527,8 +555,7 @@ async def count(
 
     where = _equal(equal, arg)
     if before is not None:  # as search's ``after``, turned: received_at >= x starts the range
-        x, y = arg(before[0]), arg(before[1])
-        where.append(f"received_at >= {x} AND (received_at > {x} OR case_id < {y})")
+        where.append(above_sql(arg(before[0]), arg(before[1])))
     sql = "SELECT count(*) FROM cases"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -540,8 +567,8 @@ async def search(
     *,
     limit: int,
     offset: int = 0,
-    after: tuple[datetime, str] | None = None,
-    before: tuple[datetime, str] | None = None,
+    after: Position | None = None,
+    before: Position | None = None,
     overdue: bool | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
@@ -569,16 +596,10 @@ async def search(
         late = late_sql(arg(datetime.now(UTC)))
         where.append(late if overdue else f"NOT {late}")
     if after is not None:
-        # The row comparison (received_at, case_id) < (x, y) would order ties by case_id DESC;
-        # the list (and every index it reads) has received_at DESC, case_id ASC. So: the row
-        # comparison written out with the tie turned, and received_at <= x on its own, which
-        # the indexes take as their range's start (the tie's rows at x are filtered).
-        x, y = arg(after[0]), arg(after[1])
-        where.append(f"received_at <= {x} AND (received_at < {x} OR case_id > {y})")
-    order = "ORDER BY received_at DESC, case_id"
+        where.append(after_sql(arg(after[0]), arg(after[1])))
+    order = f"ORDER BY {LIST_ORDER}"
     if before is not None:  # the same, turned: read upwards from the position
-        x, y = arg(before[0]), arg(before[1])
-        where.append(f"received_at >= {x} AND (received_at > {x} OR case_id < {y})")
+        where.append(above_sql(arg(before[0]), arg(before[1])))
         order = "ORDER BY received_at, case_id DESC"
     if within is None:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM cases"

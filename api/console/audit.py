@@ -4,7 +4,8 @@ raw-history export and the replay check — the same services as /api/v1/complai
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -46,27 +47,21 @@ async def search(
     asked for, as pasted or typed: blanks around it and lower case letters are the same
     number). A page is ``page`` (by offset: a bookmark, the first page) or the page after
     or before a row's position (``after`` / ``before``: its 下一页 and 上一页); one of them."""
-    given = [k for k in ("page", "after", "before") if k in request.query_params]
-    if len(given) > 1:
-        return error_page(request, 422, f"翻页参数只能给一个：{'、'.join(given)}")
     try:
-        position = {k: case_service.decode_cursor(v)
-                    for k, v in (("after", after), ("before", before)) if v is not None}
-    except ValueError:
-        return error_page(request, 422, "翻页位置无效：请从查询结果的上一页、下一页进入")
+        position = paging.position(request.query_params, after, before)
+    except paging.BadPosition as refused:
+        return error_page(request, 422, str(refused))
     wanted = (case_id or "").strip().upper() or None
     filters = {"case_id": wanted, "status": status, "department_id": department_id or None,
                "category_id": category_id or None}  # fmt: skip
-    rows, first, total = await _page(pool, filters, page_number, **position)
+    rows, first, total = await paging.read(
+        pool, partial(case_service.search, **filters),
+        paging.counted(partial(case_service.count, **filters)), page_number, SHOWN, **position,
+    )  # fmt: skip
     search = {"case_id": case_id, "status": status.value if status else None,
               "department_id": department_id, "category_id": category_id}  # fmt: skip
-    if position or "page" not in request.query_params or rows:  # 下一页/上一页 by position
-        ends = (rows[0], rows[-1]) if rows else None
-        cursors = ends and tuple(case_service.encode_cursor(r["received_at"], r["case_id"])
-                                 for r in ends)  # fmt: skip
-        paged = paging.by_position(f"{PREFIX}/audit", search, first, len(rows), total, cursors)
-    else:  # an offset beyond the last page: back to the last one
-        paged = paging.paged(f"{PREFIX}/audit", search, page_number, total, SHOWN)
+    paged = paging.links(f"{PREFIX}/audit", search, request.query_params, rows, first, total,
+                         page_number, SHOWN)  # fmt: skip
     now = datetime.now(UTC)
     # the units and categories by name, in the results and in the filters' pickers: the
     # auditor does not know the codes (water, noise_commercial)
@@ -79,32 +74,6 @@ async def search(
         "categories": categories,
     }  # fmt: skip
     return page(request, "audit.html", context)
-
-
-async def _page(
-    pool: Pool, filters: dict[str, Any], page_number: int,
-    after: tuple[datetime, str] | None = None, before: tuple[datetime, str] | None = None,
-) -> tuple[list[dict[str, Any]], int, int]:  # fmt: skip
-    """A page's rows, the place of its first row among the search's (1 = the newest) and how
-    many the search finds — read in one snapshot (repeatable read, read only, as the boards:
-    jiesu.readmodel.boards), so that 共 N 件 and 第 a–b 件 are of the rows listed. Before, the
-    rows and the count were two statements, and a case filed or changed between them was
-    counted and not listed, or listed and not counted. By position, the page reads its own
-    rows only (an offset reads every row above it: docs/performance.md, "审计查询 by
-    keyset"), and its place is the count of the rows above its first."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                        readonly=True):  # fmt: skip
-        if after is None and before is None:
-            offset = paging.offset(page_number, SHOWN)
-            rows = await case_service.search(conn, limit=SHOWN, offset=offset, **filters)
-            first = offset + 1
-        else:
-            rows = await case_service.search(conn, limit=SHOWN, after=after, before=before,
-                                             **filters)  # fmt: skip
-            top = (rows[0]["received_at"], rows[0]["case_id"]) if rows else after or before
-            first = await case_service.count(conn, before=top, **filters) + 1
-        total = await case_service.count(conn, **filters)
-    return rows, first, total
 
 
 @router.get("/audit/{case_id}", response_class=HTMLResponse)
