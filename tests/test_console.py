@@ -1511,14 +1511,19 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
     is cheaper: the planner is told to avoid one, as it would at a million rows.)"""
     from api.console import lookup as lookup_page
 
+    phone, at = "+86 138-0000-0000", (datetime(2026, 1, 1, tzinfo=UTC), "JS20260101-000001")
+    statements = [  # a page by offset, after and before a position (下一页, 上一页), and the
+        lookup_page.page_sql(None, phone, limit=50),  # page's total (共 N 件) with its place
+        lookup_page.page_sql(None, phone, limit=50, after=at),  # (第 a 件: the rows above it)
+        lookup_page.page_sql(None, phone, limit=50, before=at),
+        lookup_page.counts_sql(None, phone),
+        lookup_page.counts_sql(None, phone, before=at),
+    ]
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + lookup_page._BY_PHONE, "+86 138-0000-0000", None, 50, 0))  # fmt: skip
-        # and the page's total (共 N 件): the same rows, counted
-        count_plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + lookup_page._COUNT_BY_PHONE, "+86 138-0000-0000", None))  # fmt: skip
-    for read in (plan, count_plan):
+        plans = ["\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+                 for sql, args in statements]  # fmt: skip
+    for read in plans:
         assert "intakes_citizen_phone" in read and "repeat_reports_citizen_phone" in read, read
         # the cases by their key, for the rows found: not read in their own order, filtered
         assert "cases_pkey" in read and "cases_received" not in read, read
@@ -1864,3 +1869,147 @@ async def test_a_citizen_who_reported_through_a_channel_is_the_citizen_in_the_ti
     finally:
         with contextlib.suppress(RPCError):  # withdrawn: closed already, unless it failed
             await helpers.handle_of(client, case_id).terminate("test finished")
+
+
+async def _a_callers_case(pool: asyncpg.Pool, row: dict[str, object], phone: str) -> None:
+    """A hand-made case (statcases.case_row) and the intake that gave ``phone``: what 工单查询
+    finds by phone, without a workflow."""
+    from statcases import insert_cases
+
+    await insert_cases(pool, [row])
+    await pool.execute(
+        "INSERT INTO intakes (case_id, request_hash, payload, token_hash, received_at, phone_key)"
+        " VALUES ($1, 'test', jsonb_build_object('intake', jsonb_build_object('citizen',"
+        " jsonb_build_object('phone', $2::text))), 'test', $3, 'test')",
+        row["case_id"], phone, row["received_at"],
+    )  # fmt: skip
+
+
+async def _forget_callers_cases(pool: asyncpg.Pool, prefix: str) -> None:
+    await pool.execute("DELETE FROM intakes WHERE case_id LIKE $1", f"{prefix}-%")
+    await pool.execute("DELETE FROM cases WHERE case_id LIKE $1", f"{prefix}-%")
+
+
+def _looked_up(page: httpx.Response) -> list[str]:
+    return re.findall(r'<tr data-case="([^"]+)"', page.text)
+
+
+async def test_the_lookup_pages_by_position_through_ties_keeping_its_search(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """工单查询 paged by offset: a case the caller filed while the operator read page 1 pushed
+    every case down one place, and 下一页 (page=2) listed page 1's last case again. Now 下一页
+    is the page after the last row listed and 上一页 the page before the first (keyset, as
+    审计查询's, api.console.paging): followed to the end and back, the pages list every case
+    of the phone once, in the list's order (received_at newest first, then case number — five
+    cases received in the same microsecond included), each page says its true 第 a–b 件 of
+    共 N 件, and every link keeps the phone (another caller's cases at the same times are never
+    listed). A cursor that is not one, or two of page/after/before: 422."""
+    from statcases import case_row
+
+    from api.console import lookup as lookup_page
+
+    serial = f"{os.getpid() % 10000:04d}"
+    phone, other = f"133{serial}0005", f"133{serial}0006"
+    prefix = f"LK{os.getpid() % 100000:05d}"
+    tie = datetime(1992, 3, 1, 10, tzinfo=UTC)
+    stamps = [tie + timedelta(days=1), *[tie] * 5, tie - timedelta(days=1)]
+    rows = [{**case_row(at), "case_id": f"{prefix}-{n}"} for n, at in enumerate(stamps)]
+    for row in rows:
+        await _a_callers_case(pool, row, phone)
+    await _a_callers_case(pool, {**case_row(tie), "case_id": f"{prefix}-x"}, other)
+    later = {**case_row(tie + timedelta(days=2)), "case_id": f"{prefix}-later"}
+
+    def in_order(of: list[dict[str, object]]) -> list[str]:
+        return [str(r["case_id"]) for r in sorted(
+            of, key=lambda r: (-r["received_at"].timestamp(), r["case_id"]))]  # type: ignore[attr-defined]  # fmt: skip
+
+    monkeypatch.setattr(lookup_page, "SHOWN", 2)
+    operator = await signed_in(api, "operator")
+    try:
+        page = await operator.get("/console/lookup", params={"phone": phone})
+        pages, seen, links = [page], [], []
+        while True:
+            listed = _looked_up(page)
+            now_listed = in_order(rows if page is pages[0] else [*rows, later])
+            a = now_listed.index(listed[0]) + 1 if listed else 0
+            assert f"共 {len(now_listed)} 件" in page.text, page.text
+            assert f"本页第 {a}–{a + len(listed) - 1} 件" in page.text, (a, listed, page.text)
+            seen += listed
+            following = _pager_link(page, "next")
+            if following is None:
+                break
+            if page is pages[0]:  # the caller files another case while page 1 is read
+                await _a_callers_case(pool, later, phone)
+            links.append(following)
+            page = await operator.get(following)
+            assert page.status_code == 200, page.text
+            pages.append(page)
+        assert seen == in_order(rows), (seen, in_order(rows))  # none twice, none skipped
+        assert len(pages) == 4
+        for link in links:
+            assert f"phone={phone}" in link and "after=" in link and "page=" not in link, link
+        for earlier in reversed(pages[:-1]):  # and back, page by page
+            back = _pager_link(page, "previous")
+            assert back is not None and "before=" in back and f"phone={phone}" in back, back
+            page = await operator.get(back)
+            assert _looked_up(page) == _looked_up(earlier)
+        back = _pager_link(page, "previous")  # the case filed meanwhile: above the first page
+        assert back is not None, page.text
+        top = await operator.get(back)
+        assert _looked_up(top) == [later["case_id"]] and "本页第 1–1 件" in top.text, top.text
+        assert _pager_link(top, "previous") is None
+        cursor = re.search(r"after=([^&\"]+)", links[0])[1]  # type: ignore[index]
+        for bad in ({"after": "not-a-cursor"}, {"before": "MTox"},
+                    {"after": cursor, "page": "2"}, {"after": cursor, "before": cursor}):
+            refused = await operator.get("/console/lookup", params={"phone": phone, **bad})
+            assert refused.status_code == 422, (bad, refused.status_code)
+        by_both = await operator.get("/console/lookup",  # the number and the phone: one case
+                                     params={"phone": phone, "case_id": rows[3]["case_id"]})
+        assert _looked_up(by_both) == [rows[3]["case_id"]] and "共 1 件" in by_both.text
+    finally:
+        await operator.aclose()
+        await _forget_callers_cases(pool, prefix)
+
+
+async def test_the_lookup_counts_what_it_lists_in_one_snapshot(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """工单查询 read the page's cases and its 共 N 件 in two statements: a case the caller filed
+    (or one withdrawn from the intakes) between them was counted and not listed, or listed and
+    not counted. Now both are read in one read-only snapshot, as 审计查询's are. A writer files
+    and removes a case of this test's phone without pause while the operator looks the phone
+    up (fewer cases than a page): every page's count is the number of cases it lists."""
+    import asyncio
+
+    from statcases import case_row
+
+    phone = f"132{os.getpid() % 10000:04d}0007"
+    prefix = f"LS{os.getpid() % 100000:05d}"
+    base = datetime(1991, 6, 1, 10, tzinfo=UTC)
+    await _a_callers_case(pool, {**case_row(base), "case_id": f"{prefix}-0"}, phone)
+    flicker = {**case_row(base + timedelta(hours=1)), "case_id": f"{prefix}-1"}
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        while not done.is_set():
+            await _a_callers_case(pool, flicker, phone)
+            await pool.execute("DELETE FROM intakes WHERE case_id = $1", flicker["case_id"])
+            await pool.execute("DELETE FROM cases WHERE case_id = $1", flicker["case_id"])
+
+    operator = await signed_in(api, "operator")
+    writing = asyncio.create_task(writer())
+    try:
+        disagreed = []
+        for _ in range(150):
+            page = await operator.get("/console/lookup", params={"phone": phone})
+            total = re.search(r"共 (\d+) 件", page.text)
+            listed = len(_looked_up(page))
+            if (int(total[1]) if total else 0) != listed:
+                disagreed.append((total and total[0], listed))
+        assert not disagreed, disagreed
+    finally:
+        done.set()
+        await writing
+        await operator.aclose()
+        await _forget_callers_cases(pool, prefix)

@@ -12,13 +12,16 @@ page records its views (jiesu.access.content.record_view)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import cases as case_service
+from api.cases import Position
 from api.console import paging
 from api.console.queue import from_dispatch_sql
 from api.console.web import PREFIX, page, require_roles, templates
@@ -43,37 +46,23 @@ PHONE_DIGITS = (5, 20)
 _COLUMNS = """c.case_id, c.status, c.title, c.urgency, c.department_id, c.received_at,
        c.accept_deadline, c.contact_deadline, c.finish_deadline, c.accepted_at,
        c.contacted_at, c.breaches, c.escalation_level, c.closed_at, """ + from_dispatch_sql("c")
-# The case of this number ($1) — as the read model has it (a moment after 受理).
-_BY_NUMBER = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1 LIMIT $2 OFFSET $3"
-_COUNT_BY_NUMBER = "SELECT count(*) FROM cases c WHERE c.case_id = $1"
-# The cases whose intake, or one of whose repeat reports (并单), gave this phone number ($1),
-# and of this case number ($2) if one is given — by the normal form of migration 0036 (its
-# digits, no +86 before a mobile) on both sides, so "138 1234 5678" finds "+86 138-1234-5678"
-# through the indexes intakes_citizen_phone and repeat_reports_citizen_phone. The cases are
-# joined from what the indexes found (their primary key), never scanned in their own order.
+# The cases whose intake, or one of whose repeat reports (并单), gave this phone ({phone}), by
+# the normal form of migration 0036 (its digits, no +86 before a mobile) on both sides, so
+# "138 1234 5678" finds "+86 138-1234-5678" through the indexes intakes_citizen_phone and
+# repeat_reports_citizen_phone. The cases are joined from what the indexes found (their
+# primary key), never scanned in their own order.
 _FOUND = """
 WITH found AS (
     SELECT case_id FROM intakes WHERE state = 'started'
       AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
       AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
-          = citizen_phone_digits($1)
+          = citizen_phone_digits({phone})
     UNION
     SELECT case_id FROM repeat_reports WHERE state = 'started'
       AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
       AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
-          = citizen_phone_digits($1)
+          = citizen_phone_digits({phone})
 )
-"""
-_BY_PHONE = _FOUND + f"""
-SELECT {_COLUMNS}
-FROM found JOIN cases c USING (case_id)
-WHERE $2::text IS NULL OR c.case_id = $2
-ORDER BY c.received_at DESC, c.case_id
-LIMIT $3 OFFSET $4
-"""
-# how many cases the search finds in all (the page says so: before, "only the newest 50")
-_COUNT_BY_PHONE = _FOUND + """
-SELECT count(*) FROM found JOIN cases c USING (case_id) WHERE $2::text IS NULL OR c.case_id = $2
 """
 # The cases among $2 whose own intake gave the phone $1 (the others it reported later: 并单).
 _OWN = """
@@ -104,36 +93,115 @@ def phone_problem(typed: str | None) -> str | None:
     return None
 
 
-async def find(
-    pool: Pool, case_id: str | None, phone: str | None, page_number: int = 1
-) -> tuple[list[dict[str, Any]], int]:
-    """Page ``page_number`` (SHOWN cases, newest first) of the cases of this number and/or
-    this phone, and how many there are in all."""
-    offset = paging.offset(page_number, SHOWN)
-    if phone:
-        found = await pool.fetch(_BY_PHONE, phone, case_id, SHOWN, offset)
-        total = await pool.fetchval(_COUNT_BY_PHONE, phone, case_id)
+class _Args(list[Any]):
+    """A statement's arguments: ``add`` one, get its ``$n``."""
+
+    def add(self, value: Any) -> str:
+        self.append(value)
+        return f"${len(self)}"
+
+
+def _listed(args: _Args, case_id: str | None, phone: str, columns: str) -> str:
+    """The ``listed`` cases of this phone (and number): found by the phone's indexes and
+    joined to their cases by key first — MATERIALIZED: a position's range on received_at would
+    otherwise let the planner read cases_received from it and filter by phone — with no more
+    of each case than ``columns``."""
+    found = _FOUND.format(phone=args.add(phone))
+    number = f" WHERE c.case_id = {args.add(case_id)}" if case_id is not None else ""
+    return (f"{found}, listed AS MATERIALIZED (SELECT {columns} FROM found JOIN cases c "
+            f"USING (case_id){number})")  # fmt: skip
+
+
+def page_sql(
+    case_id: str | None, phone: str | None, *, limit: int, offset: int = 0,
+    after: Position | None = None, before: Position | None = None,
+) -> tuple[str, list[Any]]:  # fmt: skip
+    """A page of the cases of this number and/or this phone: ``limit`` from ``offset``, or
+    after / just before a position (read upwards from it), in the case list's order — of a
+    phone's cases, their positions read first, then the page's cases by their key."""
+    args = _Args()
+    order = ("c.received_at, c.case_id DESC" if before is not None
+             else "c.received_at DESC, c.case_id")  # fmt: skip
+    if phone is None:
+        head, table = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = {args.add(case_id)}", "c."
     else:
-        found = await pool.fetch(_BY_NUMBER, case_id, SHOWN, offset)
-        total = await pool.fetchval(_COUNT_BY_NUMBER, case_id)
-    rows = [dict(r) for r in found]
-    if phone:
-        own = {r["case_id"] for r in await pool.fetch(_OWN, phone, [r["case_id"] for r in rows])}
+        head, table = _listed(args, case_id, phone, "c.case_id, c.received_at"), "l."
+        head += ", page AS (SELECT l.case_id FROM listed l WHERE true"
+    if after is not None:
+        head += " AND " + case_service.after_sql(args.add(after[0]), args.add(after[1]), table)
+    if before is not None:
+        head += " AND " + case_service.above_sql(args.add(before[0]), args.add(before[1]), table)
+    cut = f"LIMIT {args.add(limit)} OFFSET {args.add(offset)}"
+    if phone is None:
+        return f"{head} ORDER BY {order} {cut}", args
+    return (f"{head} ORDER BY {order.replace('c.', 'l.')} {cut}) "
+            f"SELECT {_COLUMNS} FROM page JOIN cases c USING (case_id) ORDER BY {order}",
+            args)  # fmt: skip
+
+
+def counts_sql(
+    case_id: str | None, phone: str | None, before: Position | None = None
+) -> tuple[str, list[Any]]:
+    """How many cases of this number and/or this phone are above ``before`` (0 without it)
+    and how many in all (共 N 件): one statement, so that a phone's cases are read once for
+    both."""
+    args = _Args()
+    if phone is None:
+        head, table = "", f" FROM cases c WHERE c.case_id = {args.add(case_id)}"
+    else:  # 共 N 件 alone reads the cases' key only (an index-only scan), as it did
+        columns = "c.case_id" + (", c.received_at" if before is not None else "")
+        head, table = _listed(args, case_id, phone, columns), " FROM listed c"
+    above = "0"
+    if before is not None:
+        where = case_service.above_sql(args.add(before[0]), args.add(before[1]), "c.")
+        above = f"count(*) FILTER (WHERE {where})"
+    return f"{head} SELECT {above}, count(*){table}", args
+
+
+@dataclass(frozen=True)
+class _Search:
+    """The cases of a number and/or a phone, as api.console.paging reads a search."""
+
+    case_id: str | None
+    phone: str | None
+
+    async def rows(
+        self, conn: asyncpg.Connection, *, limit: int, offset: int = 0,
+        after: Position | None = None, before: Position | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The page's cases, newest first, each with ``merged``: the phone is a later
+        reporter's (并单), not its own intake's."""
+        statement, args = page_sql(self.case_id, self.phone, limit=limit, offset=offset,
+                                   after=after, before=before)  # fmt: skip
+        rows = [dict(r) for r in await conn.fetch(statement, *args)]
+        if before is not None:
+            rows.reverse()
+        own: set[str] = set()
+        if self.phone is not None:
+            found = await conn.fetch(_OWN, self.phone, [r["case_id"] for r in rows])
+            own = {r["case_id"] for r in found}
         for row in rows:
-            row["merged"] = row["case_id"] not in own
-    else:
-        for row in rows:
-            row["merged"] = False
-    return rows, total
+            row["merged"] = self.phone is not None and row["case_id"] not in own
+        return rows
+
+    async def counts(
+        self, conn: asyncpg.Connection, before: Position | None = None
+    ) -> tuple[int, int]:
+        statement, args = counts_sql(self.case_id, self.phone, before)
+        above, total = await conn.fetchrow(statement, *args)
+        return int(above), int(total)
 
 
 @router.get("/lookup", response_class=HTMLResponse)
 async def lookup(
     request: Request, pool: Pool, session: Looker, case_id: Typed = None, phone: Typed = None,
-    page_number: paging.PageNumber = 1,
-) -> Response:
+    page_number: paging.PageNumber = 1, after: paging.Cursor = None,
+    before: paging.Cursor = None,
+) -> Response:  # fmt: skip
     """The form, and with a case number or a phone number the cases found, a page at a
-    time."""
+    time: ``page`` (by offset: a bookmark, the first page) or the page after or before a
+    row's position (``after`` / ``before``: its 下一页 and 上一页, api.console.paging), one of
+    them; the page, its 第 a–b 件 and its 共 N 件 read in one snapshot."""
     wanted, number = case_number(case_id), (phone or "").strip() or None
     context: dict[str, Any] = {
         "session": session, "query": request.query_params, "cases": [], "searched": False,
@@ -148,7 +216,13 @@ async def lookup(
         return page(request, "lookup.html", {**context, "withheld": True})
     if wanted is None and number is None:
         return page(request, "lookup.html", context)
-    shown, total = await find(pool, wanted, number, page_number)
+    try:
+        position = paging.position(request.query_params, after, before)
+    except paging.BadPosition as refused:
+        return page(request, "lookup.html", {**context, "error": str(refused)}, 422)
+    search = _Search(wanted, number)
+    shown, first, total = await paging.read(pool, search.rows, search.counts, page_number, SHOWN,
+                                            **position)  # fmt: skip
     if number and shown:  # each case listed is a view of its citizen's (or reporter's) phone
         viewer = case_service.viewer_of(session.principal)
         for row in shown:
@@ -158,8 +232,8 @@ async def lookup(
     now = datetime.now(UTC)
     context.update(
         searched=True,
-        paged=paging.paged(f"{PREFIX}/lookup", {"case_id": case_id, "phone": phone},
-                           page_number, total, SHOWN),
+        paged=paging.links(f"{PREFIX}/lookup", {"case_id": case_id, "phone": phone},
+                           request.query_params, shown, first, total, page_number, SHOWN),
         cases=[{**r, "late": is_late(r, now)} for r in shown],
     )  # fmt: skip
     return page(request, "lookup.html", context)
