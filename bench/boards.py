@@ -1,7 +1,7 @@
 """The counts of the console's boards (派单督办) and of 审计查询, over N generated cases.
 
     python -m bench.boards [--cases 200000] [--records 200000] [--repeat 5] [--dsn ...]
-                           [--audit-only]
+                           [--audit-only | --lookup-only [--callers 1000,100000]]
 
 Starts its own embedded PostgreSQL (unless ``--dsn``), migrates it, loads the demo data and
 generates N cases over 365 days (bench/generator.py). The generator writes no closing or
@@ -16,6 +16,16 @@ first and last pages: best of ``--repeat`` runs and the plan's nodes from EXPLAI
 BUFFERS); each twice, with migration 0043's indexes and without them (dropped in a
 transaction rolled back). Prints a markdown table and the plans. Not a pass/fail test.
 
+工单查询 (``--lookup-only``): the generated cases get an intake each, ``--callers`` of them
+a caller's phone with that many cases (the rest one number each, the demo's form "+86 138-…"
+stored, the digits looked up), and each caller's first page and deepest page (page 10,000 at
+most) are measured as the page read them before (offset; rows and 共 N 件 two statements,
+api/console/lookup.py until 2026-11-24) and as it reads them now (api.console.lookup's
+page_sql and counts_sql, in one snapshot: the page after the position of the row above it,
+then the count of the rows above it with 共 N 件 in one statement; 上一页 from there). The
+whole page as each reads it is timed too (now: api.console.paging.read with the page's own
+search).
+
 审计查询's deepest pages are measured both ways: by offset (its paging before keyset) and by
 cursor (api.cases.search's ``after`` from the row before the page, and the count of the rows
 before it that gives "本页第 a–b 件", ``api.cases.count``'s ``before``). ``--audit-only``: only
@@ -26,8 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -169,7 +182,140 @@ async def _deep_pages(conn: asyncpg.Connection) -> list[Deep]:
     return out
 
 
-async def run(dsn: str, cases: int, records: int, repeat: int, audit_only: bool = False) -> None:
+# 工单查询 by phone before 2026-11-24 (api/console/lookup.py): a page by offset, and its
+# 共 N 件 in a second statement
+_OLD_FOUND = """
+WITH found AS (
+    SELECT case_id FROM intakes WHERE state = 'started'
+      AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
+      AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
+          = citizen_phone_digits($1)
+    UNION
+    SELECT case_id FROM repeat_reports WHERE state = 'started'
+      AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
+      AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
+          = citizen_phone_digits($1)
+)
+"""
+_OLD_BY_PHONE = _OLD_FOUND + """
+SELECT c.case_id, c.status, c.title, c.urgency, c.department_id, c.received_at,
+       c.accept_deadline, c.contact_deadline, c.finish_deadline, c.accepted_at,
+       c.contacted_at, c.breaches, c.escalation_level, c.closed_at,
+       coalesce((c.state->>'reconvenes_released')::boolean, false) AS from_dispatch
+FROM found JOIN cases c USING (case_id)
+WHERE $2::text IS NULL OR c.case_id = $2
+ORDER BY c.received_at DESC, c.case_id
+LIMIT $3 OFFSET $4
+"""
+_OLD_COUNT_BY_PHONE = _OLD_FOUND + """
+SELECT count(*) FROM found JOIN cases c USING (case_id) WHERE $2::text IS NULL OR c.case_id = $2
+"""
+# an intake for each generated case: the callers' phones first (by a hash of the case number,
+# so each caller's cases spread over the year), one number each for the rest
+_INTAKES = """
+INSERT INTO intakes (case_id, request_hash, payload, token_hash, received_at, phone_key)
+SELECT case_id, 'bench', jsonb_build_object('intake', jsonb_build_object('citizen',
+       jsonb_build_object('phone', '+86 ' || phone))), 'bench', received_at, 'bench'
+FROM (SELECT case_id, received_at, CASE
+          WHEN n <= $1 THEN '138-0000-' || lpad('1', 4, '0')
+          WHEN n <= $1 + $2 THEN '138-0000-' || lpad('2', 4, '0')
+          ELSE '139-' || lpad((n / 10000)::text, 4, '0') || '-' || lpad((n % 10000)::text, 4, '0')
+      END AS phone
+      FROM (SELECT case_id, received_at, row_number() OVER (ORDER BY hashtext(case_id)) AS n
+            FROM cases) numbered) phoned
+ON CONFLICT (case_id) DO NOTHING
+"""
+CALLERS = ("13800000001", "13800000002")
+
+
+def _blocks(plan: list[str]) -> int:
+    """Shared buffers hit + read of the plan's top node (the statement's all)."""
+    for line in plan:
+        if "Buffers:" in line:
+            return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", line.split("temp")[0]))
+    return 0
+
+
+async def _old_page(pool: asyncpg.Pool, phone: str, offset: int) -> None:
+    """A page of 工单查询 by phone as find() read it before: two statements."""
+    async with pool.acquire() as conn:
+        await conn.fetch(_OLD_BY_PHONE, phone, None, 50, offset)
+        await conn.fetchval(_OLD_COUNT_BY_PHONE, phone, None)
+
+
+async def _best(read: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    """The best of ``repeat`` runs of ``read``, in ms."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await read()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+async def _lookup(conn: asyncpg.Connection, dsn: str, callers: list[int], repeat: int) -> None:
+    """工单查询 by phone, before and now, for each caller's first and deepest page."""
+    from api.console import lookup, paging
+
+    if await conn.fetchval("SELECT count(*) FROM intakes WHERE request_hash = 'bench'") == 0:
+        await conn.execute(_INTAKES, *callers)
+    await conn.execute("VACUUM ANALYZE intakes")
+    out: list[tuple[str, float, int, list[str]]] = []
+
+    async def measure(label: str, sql: str, args: tuple[Any, ...] | list[Any]) -> None:
+        ms, plan = await _measure(conn, sql, tuple(args), repeat)
+        out.append((label, ms, _blocks(plan), plan))
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    pages: list[tuple[str, float]] = []
+    try:
+        for phone, many in zip(CALLERS, callers, strict=True):
+            total = await conn.fetchval(_OLD_COUNT_BY_PHONE, phone, None)
+            deep = max(min(total - 50, paging.offset(paging.LAST_PAGE)), 0)
+            above = await conn.fetchrow(
+                "SELECT received_at, case_id FROM (" + _OLD_BY_PHONE + ") p",
+                phone, None, 1, max(deep - 1, 0),
+            )  # fmt: skip
+            at = (above["received_at"], above["case_id"])
+            who = f"{many:,} cases ({total:,} found)"
+            await measure(f"before: page 1, {who}", _OLD_BY_PHONE, (phone, None, 50, 0))
+            await measure(f"before: page at offset {deep:,}", _OLD_BY_PHONE,
+                          (phone, None, 50, deep))  # fmt: skip
+            await measure("before: 共 N 件", _OLD_COUNT_BY_PHONE, (phone, None))
+            await measure("now: page 1 (offset 0)", *lookup.page_sql(None, phone, limit=50))
+            await measure(f"now: 下一页 after row {deep:,}",
+                          *lookup.page_sql(None, phone, limit=50, after=at))  # fmt: skip
+            await measure(f"now: 上一页 above row {deep + 1:,}",
+                          *lookup.page_sql(None, phone, limit=50, before=at))  # fmt: skip
+            await measure("now: the rows above that page (第 a 件) and 共 N 件",
+                          *lookup.counts_sql(None, phone, before=at))  # fmt: skip
+            await measure("now: 共 N 件 (page 1)", *lookup.counts_sql(None, phone))
+            search = lookup._Search(None, phone)
+            for label, read in (
+                (f"{who}: page 1 before", partial(_old_page, pool, phone, 0)),
+                (f"{who}: page 1 now", partial(paging.read, pool, search.rows, search.counts, 1)),
+                (f"{who}: deepest page before (offset {deep:,})",
+                 partial(_old_page, pool, phone, deep)),
+                (f"{who}: deepest page now (after row {deep:,})",
+                 partial(paging.read, pool, search.rows, search.counts, 1, after=at)),
+            ):  # fmt: skip
+                pages.append((label, await _best(read, repeat)))
+    finally:
+        await pool.close()
+    print("| query | best ms | blocks | plan |\n|---|--:|--:|---|")
+    for label, ms, blocks, plan in out:
+        print(f"| {label} | {ms:.1f} | {blocks:,} | {_nodes(plan)} |")
+    print("\n| the whole page's statements (without the views it records) | best ms |\n|---|--:|")
+    for label, ms in pages:
+        print(f"| {label} | {ms:.1f} |")
+    for label, _, _, plan in out:
+        print(f"\n## {label}\n" + "\n".join(plan))
+
+
+async def run(
+    dsn: str, cases: int, records: int, repeat: int, audit_only: bool = False,
+    lookup_callers: list[int] | None = None,
+) -> None:  # fmt: skip
     await prepare_database(dsn, demo=True)
     conn = await asyncpg.connect(dsn)
     try:
@@ -187,6 +333,9 @@ async def run(dsn: str, cases: int, records: int, repeat: int, audit_only: bool 
         )
         print(f"cases {sizes['cases']}, case_events {sizes['events']}, "
               f"accountability_records {sizes['records']}\n")  # fmt: skip
+        if lookup_callers is not None:
+            await _lookup(conn, dsn, lookup_callers, repeat)
+            return
         queries = _audit(await _deep_pages(conn))
         if not audit_only:
             queries = _boards(datetime.now(UTC)) + queries
@@ -221,10 +370,28 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dsn")
-    parser.add_argument("--audit-only", action="store_true")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--audit-only", action="store_true", help="审计查询's queries only")
+    only.add_argument("--lookup-only", action="store_true",
+                      help="工单查询 by phone only, before and now")  # fmt: skip
+    parser.add_argument("--callers", type=_callers, default=[1_000, 100_000],
+                        help="--lookup-only: the cases of each of two callers' phones, "
+                             "comma-separated (default 1000,100000)")  # fmt: skip
     args = parser.parse_args()
     with bench_database(args.dsn, "jiesu_bench") as dsn:
-        asyncio.run(run(dsn, args.cases, args.records, args.repeat, args.audit_only))
+        asyncio.run(run(dsn, args.cases, args.records, args.repeat, args.audit_only,
+                        args.callers if args.lookup_only else None))  # fmt: skip
+
+
+def _callers(text: str) -> list[int]:
+    """Two numbers of cases, "1000,100000"."""
+    try:
+        many = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("two whole numbers, comma-separated") from None
+    if len(many) != len(CALLERS) or min(many) < 1:
+        raise argparse.ArgumentTypeError("two whole numbers of at least 1, comma-separated")
+    return many
 
 
 if __name__ == "__main__":
