@@ -281,7 +281,7 @@ async def _water_case(api: httpx.AsyncClient) -> str:
     case_id: str = (await register(api, category_id="sewer_blockage", grid_id="G-QH-03-02-2"))[
         "case_id"
     ]
-    await eventually(lambda: _assigned_to(api, case_id, "water"))
+    await eventually(lambda: _assigned_to(api, case_id, "water"), within=30)  # a loaded machine
     return case_id
 
 

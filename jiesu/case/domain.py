@@ -403,7 +403,8 @@ class Actor(BaseModel):
     sent_at: Instant | None = Field(
         default=None,
         exclude_if=lambda at: at is None,  # absent, not null: no byte for the actors without it
-        description="When the API received the request that carried the action (its clock). "
+        description="When the API sent the action: as it signals the case, milliseconds "
+        "after the request came in and was checked (the API's clock). "
         "A case since lean-case-v12 records the action at this time, bounded by its last "
         "recorded event and its own clock, and judges it by it (a deadline met in time while "
         "the worker was down is met); the case's events do not keep it.",
