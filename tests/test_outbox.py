@@ -44,6 +44,7 @@ from jiesu.case.domain import (
     Urgency,
 )
 from jiesu.config import Settings, get_settings
+from jiesu.notify import outbox
 from jiesu.notify.notices import SUPERVISORS, Notice, notices_for
 from jiesu.notify.outbox import (
     ChannelSender,
@@ -53,6 +54,7 @@ from jiesu.notify.outbox import (
     SmtpSender,
     sender_from_env,
 )
+from jiesu.ops import doctor as repairs
 
 RECEIVED = datetime(2025, 11, 19, 1, 30, tzinfo=UTC)  # 09:30 in Beijing
 ACCEPT_BY = datetime(2025, 11, 19, 2, 30, tzinfo=UTC)  # 10:30 in Beijing
@@ -752,6 +754,44 @@ async def test_a_notice_fails_for_good_after_max_attempts(pool: asyncpg.Pool) ->
     assert row["attempts"] == 3 and "boom" in row["last_error"]
     await _drain(dispatcher)
     assert (await _row(pool, key))["attempts"] == 3  # never claimed again
+
+
+async def test_a_notice_set_aside_is_never_claimed_nor_resent(pool: asyncpg.Pool) -> None:
+    """A notice given up on that someone set aside (``jiesu repair notices --set-aside``,
+    migration 0045) is never sent: the claim takes pending and expired sending rows only, a
+    resend leaves it, and even a row made due again by hand (attempts 0, not_before now, an
+    expired lease) is not claimed. Its why and who stay on the row, beside its last error."""
+    case_id = _synthetic_case_id()
+    [key] = await _insert(pool, case_id, 1)
+    dispatcher = OutboxDispatcher(
+        pool, RecordingSender(fail=lambda n: n.case_id == case_id), batch=500,
+        max_attempts=1, retry_delay=timedelta(0),
+    )
+    await eventually(lambda: _run_and_fetch(dispatcher, pool, key, "failed"))
+    outcome = await repairs.set_aside_notices(
+        pool, [key], by="王工", reason="部门邮箱有误，已电话告知"
+    )
+    assert outcome.set_aside == [key] and outcome.ok
+    await pool.execute(  # as due as a row can be, but for its status
+        "UPDATE notifications SET attempts = 0, not_before = now() - interval '1 hour',"
+        " lease_until = now() - interval '1 hour' WHERE key = $1", key,
+    )
+    assert await repairs.resend_notices(pool, [key]) == []
+    assert await repairs.resend_notices(pool, case_id=case_id) == []
+    sender = RecordingSender()
+    await _drain(OutboxDispatcher(pool, sender, batch=500))
+    assert sender.keys(case_id) == []
+    claimed = await pool.fetch(outbox._CLAIM, 10_000, timedelta(seconds=30), 10)
+    assert key not in {r["key"] for r in claimed}
+    await pool.execute(outbox._HAND_BACK, [r["id"] for r in claimed],
+                       [r["attempts"] for r in claimed])  # fmt: skip
+    row = await _row(pool, key)
+    assert row["status"] == "set_aside" and "boom" in row["last_error"]
+    assert (row["set_aside_by"], row["set_aside_reason"]) == ("王工", "部门邮箱有误，已电话告知")
+    assert row["set_aside_at"] is not None and row["sent_at"] is None
+    with pytest.raises(asyncpg.CheckViolationError):  # no set-aside row without who and why
+        await pool.execute("UPDATE notifications SET set_aside_reason = ' ' WHERE key = $1",
+                           key)  # fmt: skip
 
 
 async def test_an_expired_lease_is_claimed_again_a_running_one_is_not(
