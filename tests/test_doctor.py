@@ -491,6 +491,96 @@ async def test_a_notice_given_up_is_found_newest_first_until_resent(clinic: Clin
         await clinic.pool.execute("DELETE FROM notifications WHERE case_id = $1", case_id)
 
 
+async def test_a_notice_given_up_is_set_aside_with_who_and_why_and_no_longer_found(
+    clinic: Clinic,
+) -> None:
+    """A notice given up on that must never be sent (the department's mailbox was wrong and
+    the unit was phoned instead) stayed a ``notification_failed`` finding, and alerting, until
+    resent — to the wrong address again — or edited by hand. Now ``jiesu repair notices
+    --set-aside KEY --reason WHY --by NAME`` sets it aside: the doctor no longer lists it,
+    nothing sends it (a resend refuses it), and who, when and why are kept for an auditor
+    (``--list-set-aside``). Refused: no reason, an unknown key, a notice not failed, one set
+    aside before for another reason; a second identical run changes nothing and says so."""
+    failed_kind = "notification_failed"
+    case_id = f"DOCTOR-ASIDE-{uuid.uuid4().hex[:8]}"
+    recipient = f"dept-{case_id}"
+    key = {status: f"{case_id}:{seq}:department:{recipient}"
+           for seq, status in enumerate(("failed", "failed2", "pending", "sent", "skipped"), 2)}
+    for name, k in key.items():
+        await clinic.pool.execute(  # pending: not due for a day, so the dispatcher leaves it
+            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+            " recipient_id, channel, subject, body, status, attempts, not_before, last_error)"
+            " VALUES ($1, $2, $3, 'routed', 'department', $4, 'email', 'test', 'wrong mailbox',"
+            " $5, 10, now() + interval '1 day', 'mailbox unknown')",
+            k, case_id, int(k.split(":")[1]), recipient, name.rstrip("2"),
+        )  # fmt: skip
+    reason, by = "部门邮箱有误，已电话通知该单位", "值班工程师王工"
+    try:
+        assert await clinic.found(failed_kind, key["failed"], doctor.DoctorOptions())
+        code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"])
+        assert code == 2 and "needs --reason" in err
+        code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
+                                        "--reason", "  ")  # fmt: skip
+        assert code == 2 and "needs --reason" in err
+        for status in ("pending", "sent", "skipped"):
+            code, _, err = await clinic.cli("repair", "notices", "--set-aside", key[status],
+                                            "--reason", reason)  # fmt: skip
+            assert code == 1 and f"{key[status]}: not set aside: not failed but {status}" in err
+        code, _, err = await clinic.cli("repair", "notices", "--set-aside",
+                                        f"{case_id}:99:department:nobody", "--reason", reason)
+        assert code == 1 and "unknown notice" in err
+        assert await clinic.pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE case_id = $1 AND status = 'set_aside'",
+            case_id) == 0  # fmt: skip
+
+        code, out, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
+                                          "--reason", reason, "--by", by)  # fmt: skip
+        assert code == 0, err
+        assert f"{key['failed']}: set aside, never to be sent" in out
+        assert await clinic.found(failed_kind, key["failed"], doctor.DoctorOptions()) is None
+        assert await clinic.found(failed_kind, key["failed2"], doctor.DoctorOptions())
+        row = await clinic.pool.fetchrow("SELECT * FROM notifications WHERE key = $1",
+                                         key["failed"])  # fmt: skip
+        assert (row["status"], row["set_aside_by"], row["set_aside_reason"]) == (
+            "set_aside", by, reason)
+        assert row["last_error"] == "mailbox unknown" and row["attempts"] == 10
+
+        code, out, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
+                                          "--reason", reason, "--by", by)  # fmt: skip
+        assert code == 0, err
+        assert "already set aside" in out and "nothing changed" in out
+        assert await clinic.pool.fetchval("SELECT set_aside_at FROM notifications WHERE key"
+                                          " = $1", key["failed"]) == row["set_aside_at"]
+        code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
+                                        "--reason", "另一个理由", "--by", by)  # fmt: skip
+        assert code == 1 and "set aside already" in err and reason in err
+
+        code, _, err = await clinic.cli("repair", "notices", key["failed"])  # a resend
+        assert code == 1 and f"{key['failed']}: not resent: set aside" in err and by in err
+        assert await clinic.pool.fetchval("SELECT status FROM notifications WHERE key = $1",
+                                          key["failed"]) == "set_aside"  # fmt: skip
+
+        # the case's other failed notice, by --case; the one set aside is said, not refused
+        code, out, err = await clinic.cli("repair", "notices", "--set-aside", "--case",
+                                          case_id, "--reason", reason, "--by", by)
+        assert code == 0, err
+        assert f"{key['failed2']}: set aside" in out and "already set aside" in out
+        report = await clinic.examine(doctor.DoctorOptions(replay=False))
+        assert not [f for f in report.findings if f.details.get("case_id") == case_id
+                    and f.kind == failed_kind]
+        code, out, err = await clinic.cli("repair", "notices", "--list-set-aside", "--case",
+                                          case_id)  # the audit trail
+        assert code == 0, err
+        listed = out.splitlines()
+        assert [line.split(" ")[0] for line in listed] == [key["failed"], key["failed2"]]
+        assert all(f"by {by}: {reason}" in line and "mailbox unknown" in line
+                   for line in listed)
+        assert row["set_aside_at"].isoformat() in listed[0]
+        assert not {key["failed"], key["failed2"]} & set(clinic.gateway.sent)
+    finally:
+        await clinic.pool.execute("DELETE FROM notifications WHERE case_id = $1", case_id)
+
+
 async def test_a_citizen_nobody_could_tell_is_found_until_the_case_closes(
     clinic: Clinic,
 ) -> None:

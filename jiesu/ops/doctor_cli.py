@@ -7,6 +7,7 @@ Registered into the main parser by :func:`add_commands`; settings from the envir
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from datetime import timedelta
 from typing import Any
@@ -64,25 +65,80 @@ def cmd_repair_read_model(args: argparse.Namespace) -> int:
 
 
 def cmd_repair_notices(args: argparse.Namespace) -> int:
-    """Send notices again from now on: by key, or every unsent notice of --case."""
-
-    async def body(session: Session) -> int:
-        _, pool, _ = session
-        if not args.keys and not args.case:
-            print("name notice keys or --case", file=sys.stderr)
+    """Send notices again from now on: by key, or every unsent notice of --case. With
+    --set-aside, never send them: notices the outbox gave up on, with who and why recorded."""
+    if not args.keys and not args.case and not args.list_set_aside:
+        print("name notice keys or --case", file=sys.stderr)
+        return 2
+    if args.list_set_aside:
+        return _run(lambda session: _list_set_aside(session, args))
+    if args.set_aside:
+        if not (args.reason or "").strip():
+            print("--set-aside needs --reason: why this notice is never to be sent "
+                  "(the audit trail keeps it)", file=sys.stderr)
             return 2
-        keys = await doctor.resend_notices(pool, args.keys, case_id=args.case)
-        for key in keys:
-            print(f"{key}: due now")
-        if not keys:
-            print("nothing to resend")
-        asked = set(args.keys) - set(keys)
-        for key in sorted(asked):
-            print(f"{key}: left alone (already sent, unknown, or held by a live dispatcher)",
-                  file=sys.stderr)
-        return 1 if asked else 0
+        return _run(lambda session: _set_aside(session, args))
+    if args.reason is not None or args.by is not None:
+        print("--reason and --by go with --set-aside", file=sys.stderr)
+        return 2
+    return _run(lambda session: _resend(session, args))
 
-    return _run(body)
+
+async def _resend(session: Session, args: argparse.Namespace) -> int:
+    _, pool, _ = session
+    keys = await doctor.resend_notices(pool, args.keys, case_id=args.case)
+    for key in keys:
+        print(f"{key}: due now")
+    if not keys:
+        print("nothing to resend")
+    # A set-aside notice is never resent (docs/operations.md): someone decided, with a
+    # reason, that it must not go (a wrong mailbox, say); a resend would send it there again.
+    set_aside = {r["key"]: r for r in await doctor.notices_set_aside(
+        pool, args.case, None if args.case else args.keys)}
+    for key, row in set_aside.items():
+        print(f"{key}: not resent: set aside on {row['set_aside_at'].isoformat()} by "
+              f"{row['set_aside_by']}: {row['set_aside_reason']}", file=sys.stderr)
+    asked = set(args.keys) - set(keys)
+    for key in sorted(asked - set(set_aside)):
+        print(f"{key}: left alone (already sent, unknown, or held by a live dispatcher)",
+              file=sys.stderr)
+    return 1 if asked else 0
+
+
+async def _set_aside(session: Session, args: argparse.Namespace) -> int:
+    _, pool, _ = session
+    try:
+        outcome = await doctor.set_aside_notices(
+            pool, args.keys, case_id=args.case, by=args.by or getpass.getuser(),
+            reason=args.reason,
+        )
+    except doctor.EmptyReason as error:
+        print(error, file=sys.stderr)
+        return 2
+    for key in outcome.set_aside:
+        print(f"{key}: set aside, never to be sent")
+    for key, at in outcome.already.items():
+        print(f"{key}: already set aside on {at.isoformat()} for this reason: nothing changed")
+    for key, why in outcome.refused.items():
+        print(f"{key}: not set aside: {why}", file=sys.stderr)
+    if not outcome.set_aside and not outcome.already and not outcome.refused:
+        print(f"case {args.case}: no notice the outbox gave up on: nothing set aside",
+              file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+async def _list_set_aside(session: Session, args: argparse.Namespace) -> int:
+    _, pool, _ = session
+    rows = await doctor.notices_set_aside(pool, args.case, args.keys or None)
+    for row in rows:
+        print(f"{row['key']} ({row['channel']} to {row['recipient_kind']} "
+              f"{row['recipient_id']}, case {row['case_id']}): set aside on "
+              f"{row['set_aside_at'].isoformat()} by {row['set_aside_by']}: "
+              f"{row['set_aside_reason']}; given up after {row['attempts']} attempts"
+              + (f", last error: {row['last_error']}" if row["last_error"] else ""))
+    if not rows:
+        print("no notice set aside")
+    return 0
 
 
 def cmd_repair_intakes(args: argparse.Namespace) -> int:
@@ -139,7 +195,15 @@ def add_commands(sub: Any) -> None:
                    help="drop the case's event list first (a read model that diverged)")
     p = _add(what, "notices", cmd_repair_notices)
     p.add_argument("keys", nargs="*", metavar="KEY", help="notice keys (see jiesu doctor)")
-    p.add_argument("--case", help="every unsent notice of this case")
+    p.add_argument("--case", help="every unsent notice of this case (with --set-aside: "
+                                  "every notice of it the outbox gave up on)")
+    p.add_argument("--set-aside", action="store_true",
+                   help="never send these notices: only failed ones (given up on), with "
+                        "--reason; the doctor stops listing them")
+    p.add_argument("--reason", help="why they are set aside (required with --set-aside)")
+    p.add_argument("--by", help="who sets them aside (default: your login name)")
+    p.add_argument("--list-set-aside", action="store_true",
+                   help="list the notices set aside (of --case or KEYs): who, when, why")
     p = _add(what, "intakes", cmd_repair_intakes)
     p.add_argument("--older-than", type=float, metavar="SECONDS",
                    default=defaults.intake_pending_after.total_seconds(),
