@@ -794,6 +794,29 @@ async def test_a_notice_set_aside_is_never_claimed_nor_resent(pool: asyncpg.Pool
                            key)  # fmt: skip
 
 
+async def test_the_case_page_says_a_set_aside_notice_in_words(pool: asyncpg.Pool) -> None:
+    """告知诉求人 on the case page said a set-aside notice (migration 0045) by its raw status,
+    ``set_aside``; now in words, with no call back asked for (someone decided it, with a
+    reason, often after phoning), while a failed one still asks for a call."""
+    from api.console.cases import citizen_notices
+    from api.console.notice_words import NOTICE_SAID
+
+    case_id = _synthetic_case_id()
+    await pool.executemany(
+        "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+        " recipient_id, channel, subject, body, status, set_aside_at, set_aside_by,"
+        " set_aside_reason) VALUES ($1, $2, $3, 'replied', 'citizen', $2, 'sms', 's', 'b', $4,"
+        " $5, $6, $7)",
+        [(f"{case_id}:2:citizen:{case_id}", case_id, 2, "failed", None, None, None),
+         (f"{case_id}:3:citizen:{case_id}", case_id, 3, "set_aside", datetime.now(UTC),
+          "王工", "已电话告知诉求人")],
+    )  # fmt: skip
+    said = await citizen_notices(pool, case_id)
+    assert [(s, call) for _, s, call in said] == [
+        (NOTICE_SAID["failed"], True), (NOTICE_SAID["set_aside"], False)]
+    assert "搁置" in NOTICE_SAID["set_aside"] and "set_aside" not in said[1][1]
+
+
 async def test_an_expired_lease_is_claimed_again_a_running_one_is_not(
     pool: asyncpg.Pool,
 ) -> None:

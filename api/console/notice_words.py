@@ -25,8 +25,12 @@ NOTICE_SAID = {
     "sent": "已发送", "pending": "待发送", "sending": "发送中",
     "failed": "发送失败，请电话告知诉求人",
     "skipped": "未发送短信：不是手机号码（座机或短号），请电话告知诉求人",
+    "set_aside": "未发送：发送失败后已搁置，不再发送",
 }
-"""Every status of the outbox (migrations 0004, 0039); ``skipped`` of a citizen with a phone."""
+"""Every status of the outbox (migrations 0004, 0039, 0045); ``skipped`` of a citizen with a
+phone. ``set_aside``: given up on, then set aside by an engineer (``jiesu repair notices
+--set-aside``, with a reason kept for auditors, not said here): nothing more will go, and no
+call back is asked for — setting it aside was someone's decision, often after a call."""
 
 NO_CONTACT = "未发送：诉求人未留联系方式（无电话、无电子邮箱），无法告知，诉求人凭工单号查询进度"
 """A ``skipped`` notice of a citizen who left no phone and no e-mail: nobody to phone."""
