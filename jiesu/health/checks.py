@@ -25,7 +25,9 @@ model and the notifications outbox, and reports ten kinds of finding:
   supervisors or a citizen alike, it is never sent unless someone resends it (``jiesu repair
   notices``). Listed until then, newest first, whatever the case's status now: a case that
   closed while its notice was retried would otherwise drop it from ``notification_overdue``
-  to nothing.
+  to nothing. One that must never be sent (a wrong mailbox, the unit phoned instead) is set
+  aside (``jiesu repair notices --set-aside --reason``: status ``set_aside``, who, when and
+  why kept, migration 0045) and is no longer listed.
 - ``citizen_not_told`` — a notice to the citizen of a case still open that was never sent
   (``skipped``: their phone takes no SMS — a landline, a short number — and they left no
   e-mail, jiesu.notify.outbox): nobody told them, so someone phones them. Listed until the
@@ -645,8 +647,9 @@ async def _overdue_notifications(
 
 # The notices the dispatcher gave up on (status 'failed': max_attempts used up, or the lease of
 # the last attempt expired, jiesu.notify.outbox _EXPIRE): nothing sends them again until
-# `jiesu repair notices`. Newest first: they stay until resent, so a long list's newest are the
-# ones an operator has not seen yet. Read through the partial index of migration 0044.
+# `jiesu repair notices`. Newest first: they stay until resent or set aside (status set_aside,
+# jiesu.ops.doctor.set_aside_notices: not listed), so a long list's newest are the ones an
+# operator has not seen yet. Read through the partial index of migration 0044.
 _FAILED = """
 SELECT key, case_id, recipient_kind, recipient_id, channel, attempts, created_at, last_error
 FROM notifications
@@ -663,7 +666,7 @@ async def _failed_notifications(pool: asyncpg.Pool, report: DoctorReport) -> Non
             f"notice {row['key']} ({row['channel']} to {row['recipient_kind']} "
             f"{row['recipient_id']}): given up after {row['attempts']} attempts"
             + (f"; last error: {_one_line(row['last_error'])}" if row["last_error"] else "")
-            + " — resend it with jiesu repair notices",
+            + " — resend it with jiesu repair notices, or set it aside (--set-aside --reason)",
             case_id=row["case_id"], recipient_kind=row["recipient_kind"],
             recipient_id=row["recipient_id"], channel=row["channel"],
             attempts=row["attempts"], created_at=row["created_at"].isoformat(),
