@@ -526,9 +526,10 @@ async def test_a_notice_given_up_is_set_aside_with_who_and_why_and_no_longer_fou
             code, _, err = await clinic.cli("repair", "notices", "--set-aside", key[status],
                                             "--reason", reason)  # fmt: skip
             assert code == 1 and f"{key[status]}: not set aside: not failed but {status}" in err
-        code, _, err = await clinic.cli("repair", "notices", "--set-aside",
+        code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
                                         f"{case_id}:99:department:nobody", "--reason", reason)
-        assert code == 1 and "unknown notice" in err
+        assert code == 1 and "unknown notice" in err  # a typo among the keys...
+        assert "nothing set aside" in err  # ...and the failed one beside it is not set aside
         assert await clinic.pool.fetchval(
             "SELECT count(*) FROM notifications WHERE case_id = $1 AND status = 'set_aside'",
             case_id) == 0  # fmt: skip

@@ -107,35 +107,18 @@ class EmptyReason(ValueError):
     """A notice is never set aside without a reason and a name: the audit trail says why."""
 
 
-async def set_aside_notices(
-    pool: asyncpg.Pool, keys: Sequence[str] = (), *, case_id: str | None = None, by: str,
-    reason: str,
-) -> SetAside:  # fmt: skip
-    """Set aside notices the outbox gave up on (by key, or every failed notice of a case), so
-    the doctor no longer lists them and nothing ever sends them; who, when and why recorded.
-
-    Idempotent: a notice set aside before by the same person for the same reason is reported
-    as ``already`` and not touched. Any other notice is refused with why: not failed
-    (pending, sending, sent, skipped), set aside before by someone else or for another reason,
-    unknown key."""
-    by, reason = by.strip(), reason.strip()
-    if not reason or not by:
-        raise EmptyReason("a reason and a name are required to set a notice aside")
-    outcome = SetAside()
-    async with pool.acquire() as conn, conn.transaction():
-        rows = {r["key"]: r for r in await conn.fetch(_NOTICES_NAMED, list(keys), case_id)}
-        wanted = list(dict.fromkeys([*keys, *(rows if case_id is not None else ())]))
-        failed = [k for k in wanted if k in rows and rows[k]["status"] == "failed"]
-        if failed:
-            outcome.set_aside = [r["key"] for r in await conn.fetch(_SET_ASIDE, failed, by,
-                                                                    reason)]  # fmt: skip
-    asked = set(keys)
+def _judge(
+    outcome: SetAside, wanted: Sequence[str], rows: dict[str, asyncpg.Record], *,
+    asked: set[str], by: str, reason: str,
+) -> None:  # fmt: skip
+    """Which of the notices wanted were set aside before by the same who and why (``already``)
+    and which are refused, and why; the failed ones are left to be set aside."""
     for key in wanted:
         row = rows.get(key)
         if row is None:
             outcome.refused[key] = "unknown notice"
         elif row["status"] == "failed":
-            continue  # set aside above
+            continue
         elif row["status"] == "set_aside" and (row["set_aside_by"],
                                                row["set_aside_reason"]) == (by, reason):
             outcome.already[key] = row["set_aside_at"]
@@ -148,6 +131,31 @@ async def set_aside_notices(
         else:
             outcome.refused[key] = (f"not failed but {row['status']}: only a notice the "
                                     "outbox gave up on is set aside")
+
+
+async def set_aside_notices(
+    pool: asyncpg.Pool, keys: Sequence[str] = (), *, case_id: str | None = None, by: str,
+    reason: str,
+) -> SetAside:  # fmt: skip
+    """Set aside notices the outbox gave up on (by key, or every failed notice of a case), so
+    the doctor no longer lists them and nothing ever sends them; who, when and why recorded.
+
+    Idempotent: a notice set aside before by the same person for the same reason is reported
+    as ``already`` and not touched. Any other notice is refused with why: not failed
+    (pending, sending, sent, skipped), set aside before by someone else or for another reason,
+    unknown key — and then none is set aside (a typo among the keys changes nothing)."""
+    by, reason = by.strip(), reason.strip()
+    if not reason or not by:
+        raise EmptyReason("a reason and a name are required to set a notice aside")
+    outcome = SetAside()
+    async with pool.acquire() as conn, conn.transaction():
+        rows = {r["key"]: r for r in await conn.fetch(_NOTICES_NAMED, list(keys), case_id)}
+        wanted = list(dict.fromkeys([*keys, *(rows if case_id is not None else ())]))
+        failed = [k for k in wanted if k in rows and rows[k]["status"] == "failed"]
+        _judge(outcome, wanted, rows, asked=set(keys), by=by, reason=reason)
+        if failed and not outcome.refused:  # all or nothing: a slip in the list changes nothing
+            outcome.set_aside = [r["key"] for r in await conn.fetch(_SET_ASIDE, failed, by,
+                                                                    reason)]  # fmt: skip
     return outcome
 
 

@@ -70,6 +70,9 @@ def cmd_repair_notices(args: argparse.Namespace) -> int:
     if not args.keys and not args.case and not args.list_set_aside:
         print("name notice keys or --case", file=sys.stderr)
         return 2
+    if args.list_set_aside and (args.set_aside or args.reason is not None):
+        print("--list-set-aside lists only: not with --set-aside or --reason", file=sys.stderr)
+        return 2
     if args.list_set_aside:
         return _run(lambda session: _list_set_aside(session, args))
     if args.set_aside:
@@ -121,6 +124,9 @@ async def _set_aside(session: Session, args: argparse.Namespace) -> int:
         print(f"{key}: already set aside on {at.isoformat()} for this reason: nothing changed")
     for key, why in outcome.refused.items():
         print(f"{key}: not set aside: {why}", file=sys.stderr)
+    if outcome.refused:
+        print("nothing set aside: every notice named must be one the outbox gave up on",
+              file=sys.stderr)
     if not outcome.set_aside and not outcome.already and not outcome.refused:
         print(f"case {args.case}: no notice the outbox gave up on: nothing set aside",
               file=sys.stderr)
