@@ -36,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.main import create_app
+from api.routers.admin import render_metrics
 from jiesu import db
 from jiesu.case import search_attributes
 from jiesu.case.domain import SYSTEM_ACTOR, Actor, CaseStart, ComplaintIntake, Role, Urgency
@@ -517,6 +518,7 @@ async def test_a_notice_given_up_is_set_aside_with_who_and_why_and_no_longer_fou
     reason, by = "部门邮箱有误，已电话通知该单位", "值班工程师王工"
     try:
         assert await clinic.found(failed_kind, key["failed"], doctor.DoctorOptions())
+        before = (await clinic.examine(doctor.DoctorOptions(replay=False))).counts[failed_kind]
         code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"])
         assert code == 2 and "needs --reason" in err
         code, _, err = await clinic.cli("repair", "notices", "--set-aside", key["failed"],
@@ -569,6 +571,9 @@ async def test_a_notice_given_up_is_set_aside_with_who_and_why_and_no_longer_fou
         report = await clinic.examine(doctor.DoctorOptions(replay=False))
         assert not [f for f in report.findings if f.details.get("case_id") == case_id
                     and f.kind == failed_kind]
+        assert report.counts[failed_kind] == before - 2  # what /metrics alerts on
+        assert f'jiesu_doctor_problems{{kind="{failed_kind}"}} {before - 2:.1f}' in (
+            render_metrics(report).decode().splitlines())
         code, out, err = await clinic.cli("repair", "notices", "--list-set-aside", "--case",
                                           case_id)  # the audit trail
         assert code == 0, err
