@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -461,3 +462,17 @@ async def csrf_of(browser: httpx.AsyncClient, url: str = "/console/intake") -> s
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token, page.text[:300]
     return token[1]
+
+
+async def timer_fired(handle: WorkflowHandle[Any, Any], summary: bytes) -> bool:
+    """Whether the server has fired a timer of the workflow whose summary holds ``summary``
+    (e.g. b"contact deadline"): what a test waits for while the worker is stopped."""
+    started: set[int] = set()
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            if (event.user_metadata.summary.data or b"").find(summary) >= 0:
+                started.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            if event.timer_fired_event_attributes.started_event_id in started:
+                return True
+    return False

@@ -19,7 +19,15 @@ from typing import Any
 
 import asyncpg
 import httpx
-from helpers import act, department, eventually, handle_of, keep_history, register
+from helpers import (
+    act,
+    department,
+    eventually,
+    handle_of,
+    keep_history,
+    register,
+    timer_fired,
+)
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
@@ -38,18 +46,6 @@ URGENT_CONTACT = timedelta(hours=1)
 def sent(actor_request: dict[str, Any], at: datetime | str) -> dict[str, Any]:
     """An action's actor as the API sends it: with the time its request came in."""
     return {**actor_request, "sent_at": at if isinstance(at, str) else at.isoformat()}
-
-
-async def _timer_fired(handle: WorkflowHandle, summary: bytes) -> bool:
-    started: set[int] = set()
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
-            if (event.user_metadata.summary.data or b"").find(summary) >= 0:
-                started.add(event.event_id)
-        elif event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
-            if event.timer_fired_event_attributes.started_event_id in started:
-                return True
-    return False
 
 
 async def _across_an_outage(
@@ -74,7 +70,7 @@ async def _across_an_outage(
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         await before(handle)
     await during(handle)  # the worker is gone
-    await eventually(lambda: _timer_fired(handle, summary), within=90)
+    await eventually(lambda: timer_fired(handle, summary), within=90)
     return handle, queue
 
 

@@ -14,9 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from helpers import eventually, handle_of, keep_history
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from helpers import eventually, handle_of, keep_history, timer_fired
+from temporalio.client import Client
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
 
 from jiesu.case.domain import DeadlineKind, EventKind, Status, Urgency
@@ -25,18 +24,6 @@ from worker import build_worker
 from workflows import ComplaintWorkflow
 
 CONTACT_DUE_IN = timedelta(seconds=25)  # real time: the worker is stopped across it
-
-
-async def _contact_timer_fired(handle: WorkflowHandle) -> bool:
-    started: set[int] = set()
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
-            if (event.user_metadata.summary.data or b"").find(b"contact deadline") >= 0:
-                started.add(event.event_id)
-        elif event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
-            if event.timer_fired_event_attributes.started_event_id in started:
-                return True
-    return False
 
 
 async def test_a_return_after_the_deadline_in_the_timers_task_keeps_the_breach(
@@ -58,7 +45,7 @@ async def test_a_return_after_the_deadline_in_the_timers_task_keeps_the_breach(
         await handle.signal("accept", {"actor": rid(URBAN)})
         await until(client, case_id, lambda s: s.status is Status.HANDLING)
     # the worker is gone; the contact deadline passes, then the unit returns the case
-    await eventually(lambda: _contact_timer_fired(handle), within=90)
+    await eventually(lambda: timer_fired(handle, b"contact deadline"), within=90)
     await handle.signal("return", {"actor": rid(URBAN), "reason": "Not ours: police work"})
     async with build_worker(client, pool, own):
         s = await until(client, case_id, lambda s: s.status is not Status.HANDLING, within=60)

@@ -296,20 +296,8 @@ async def test_the_gauges_read_indexes_not_every_case_and_notice(pool: asyncpg.P
         domain_metrics._SUPERVISED: {"cases_open_gauges", "cases_on_ladder"},
         domain_metrics._OUTBOX: {"notifications_unsent"},
     }
-    template = case_row(datetime.now(UTC) - timedelta(days=3))
-    columns = ", ".join(template)
-    changed = {"case_id": "'GAUGE' || g",
-               "status": "CASE WHEN g <= 20 THEN 'assigned' ELSE status END"}  # fmt: skip
-    copied = ", ".join(changed.get(name, name) for name in template)
     async with pool.acquire() as conn, conn.transaction():
-        for table in ("cases", "notifications"):
-            await conn.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)"
-                               " ON COMMIT DROP")  # fmt: skip
-        placeholders = ", ".join(f"${n}" for n in range(1, len(template) + 1))
-        await conn.execute(f"INSERT INTO cases ({columns}) VALUES ({placeholders})",
-                           *template.values())  # fmt: skip
-        await conn.execute(f"INSERT INTO cases ({columns}) SELECT {copied}"
-                           " FROM cases, generate_series(1, 20000) g")  # fmt: skip
+        await _temporary_copies(conn, "GAUGE", open_cases=20)
         await conn.execute(
             "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
             " recipient_id, channel, subject, body, status) SELECT 'n' || g, 'GAUGE' || g, 1,"
@@ -354,20 +342,8 @@ async def test_the_outbox_is_read_by_its_partial_indexes_not_every_notice(
     pending, 1,000 each failed and skipped (more than the doctor's --limit, 500: they stay
     until resent, or for ever), the rest sent; a tenth of the cases open, as the bench has
     them."""
-    template = case_row(datetime.now(UTC) - timedelta(days=3))
-    columns = ", ".join(template)
-    changed = {"case_id": "'OUTBOX' || g",
-               "status": "CASE WHEN g <= 2000 THEN 'assigned' ELSE status END"}  # fmt: skip
-    copied = ", ".join(changed.get(name, name) for name in template)
     async with pool.acquire() as conn, conn.transaction():
-        for table in ("cases", "notifications"):
-            await conn.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)"
-                               " ON COMMIT DROP")  # fmt: skip
-        placeholders = ", ".join(f"${n}" for n in range(1, len(template) + 1))
-        await conn.execute(f"INSERT INTO cases ({columns}) VALUES ({placeholders})",
-                           *template.values())  # fmt: skip
-        await conn.execute(f"INSERT INTO cases ({columns}) SELECT {copied}"
-                           " FROM cases, generate_series(1, 20000) g")  # fmt: skip
+        await _temporary_copies(conn, "OUTBOX", open_cases=2000)
         await conn.execute(
             "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
             " recipient_id, channel, subject, body, status, created_at) SELECT 'n' || g,"
@@ -383,6 +359,25 @@ async def test_the_outbox_is_read_by_its_partial_indexes_not_every_notice(
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
             assert any(copies.get(i, f"(no index {i})") in plan for i in indexes), f"{name}\n{plan}"
             assert "Seq Scan on notifications" not in plan, f"{name}\n{plan}"
+
+
+async def _temporary_copies(conn: asyncpg.Connection, prefix: str, open_cases: int) -> None:
+    """Empty copies of ``notifications`` and ``cases`` on this connection (temporary, dropped
+    at commit: they hide the real tables from the queries planned), the cases filled with
+    20,000 of ``prefix`` 1..20000 (and the template's row), the first ``open_cases`` open."""
+    template = case_row(datetime.now(UTC) - timedelta(days=3))
+    columns = ", ".join(template)
+    opened = f"CASE WHEN g <= {open_cases} THEN 'assigned' ELSE status END"
+    changed = {"case_id": f"'{prefix}' || g", "status": opened}
+    copied = ", ".join(changed.get(name, name) for name in template)
+    for table in ("cases", "notifications"):
+        await conn.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)"
+                           " ON COMMIT DROP")  # fmt: skip
+    placeholders = ", ".join(f"${n}" for n in range(1, len(template) + 1))
+    await conn.execute(f"INSERT INTO cases ({columns}) VALUES ({placeholders})",
+                       *template.values())  # fmt: skip
+    await conn.execute(f"INSERT INTO cases ({columns}) SELECT {copied}"
+                       " FROM cases, generate_series(1, 20000) g")  # fmt: skip
 
 
 async def _copies_of_indexes(conn: asyncpg.Connection, names: set[str]) -> dict[str, str]:
