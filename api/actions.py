@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 import asyncpg
@@ -69,6 +70,9 @@ class Call:
     settings: Settings
     idempotency_key: str | None
     feed: ProjectionFeed | None = None  # how the answer learns the outcome (api/cases.py act)
+    # when the request came in: the action's time (Actor.sent_at, lean-case-v12), taken before
+    # the reads that may wait for a silent workflow (the query's timeout) — not after them
+    arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Caller(Protocol):
@@ -98,6 +102,7 @@ class StaffCaller:
             spec.check,
             spec.target, action_name=call.name, idempotency_key=call.idempotency_key,
             rpc_seconds=call.settings.query_timeout_seconds, feed=call.feed,
+            sent_at=call.arrived,
         )  # fmt: skip
 
 
@@ -179,6 +184,7 @@ async def run(
 ) -> Answer:
     """Perform one action of ``spec`` for ``credential``: what every action endpoint does,
     and what the console does for its forms (the same services, never around them)."""
+    arrived = datetime.now(UTC)  # before prepare's reads, the case's reads and the query
     if spec.prepare is not None:
         fields = await spec.prepare(pool, fields)
     call = Call(
@@ -191,6 +197,7 @@ async def run(
         settings=settings,
         idempotency_key=idempotency_key,
         feed=feed,
+        arrived=arrived,
     )
     return await spec.caller.perform(spec, call)
 

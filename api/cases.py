@@ -391,6 +391,7 @@ async def act(
     stale: bool = False,
     pool: asyncpg.Pool | None = None,
     feed: ProjectionFeed | None = None,
+    sent_at: datetime | None = None,
 ) -> ActionResult:
     """Answer a retry from the event its first attempt caused; otherwise check the action
     against the current state (the workflow checks again), signal it (to the case, or to
@@ -407,7 +408,10 @@ async def act(
     On a ``stale`` copy (the read model, the workflow silent) only a refusal of who the
     caller is stands (403); a 409 from a copy that may be behind would refuse what the
     workflow accepts, so the action is signalled and the workflow judges it (202 when it
-    cannot answer in time; 503 when the signal cannot be sent)."""
+    cannot answer in time; 503 when the signal cannot be sent).
+
+    ``sent_at``: when the request came in (api/actions.py ``Call.arrived``), the time the
+    action carries (``Actor.sent_at``); now when not given."""
     rid = request_id or uuid.uuid4().hex
     if pool is not None and may_be_recorded(rid):
         await _claim_key(pool, rid, action)
@@ -418,8 +422,10 @@ async def act(
     if refusal is not None and (refusal.forbidden or not stale):
         raise refuse(refusal)
     # The request id on the actor lets us (and the workflow) find the event this request caused;
-    # its time is when the action happened, should the worker apply it late (lean-case-v12).
-    actor = action.actor.model_copy(update={"request_id": rid, "sent_at": datetime.now(UTC)})
+    # its time is when the request came in, should the worker apply it late (lean-case-v12):
+    # taken by the caller before its reads, which wait the query's timeout for a silent worker
+    sent = sent_at or datetime.now(UTC)
+    actor = action.actor.model_copy(update={"request_id": rid, "sent_at": sent})
     action = action.model_copy(update={"actor": actor})
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(state.case_id)
     loop = asyncio.get_running_loop()
@@ -649,6 +655,7 @@ async def perform(
     idempotency_key: str | None = None,
     rpc_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
     feed: ProjectionFeed | None = None,
+    sent_at: datetime | None = None,
 ) -> ActionResult:
     """The whole of an action endpoint: find the case the caller may see, build the action
     (the actor comes from the API key), check it, signal it, wait for the workflow.
@@ -671,7 +678,7 @@ async def perform(
         if check(copy, action) is None:
             return await act(
                 client, copy, signal, action, check, target(copy) if target else None, rid,
-                stale=True, pool=pool, feed=feed,
+                stale=True, pool=pool, feed=feed, sent_at=sent_at,
             )  # fmt: skip
     try:
         found = await sourced_state(client, pool, case_id, principal, rpc_seconds)
@@ -686,7 +693,7 @@ async def perform(
     retry = _caused_by(state, rid) is not None
     return await act(
         client, state, signal, action, check, target(state) if target and not retry else None,
-        rid, stale=found.stale, pool=pool, feed=feed,
+        rid, stale=found.stale, pool=pool, feed=feed, sent_at=sent_at,
     )  # fmt: skip
 
 

@@ -112,7 +112,7 @@ async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionRes
         await _not_own_unit(call, spec, copy)
         return await cases.act(
             call.client, copy, spec.signal, act, spec.check, None, rid, stale=True,
-            pool=call.pool, feed=call.feed,
+            pool=call.pool, feed=call.feed, sent_at=call.arrived,
         )  # fmt: skip
     stale = False
     try:
@@ -128,7 +128,7 @@ async def _act_as(reporter: Reporter, spec: ActionSpec, call: Call) -> ActionRes
     await _not_own_unit(call, spec, state)
     return await cases.act(
         call.client, state, spec.signal, act, spec.check, None, rid, stale=stale,
-        pool=call.pool, feed=call.feed,
+        pool=call.pool, feed=call.feed, sent_at=call.arrived,
     )  # fmt: skip
 
 
