@@ -66,6 +66,8 @@ ERROR_CODES: dict[str, str] = {
     "co_handlers_pending": "Co-handlers still owe their contribution (409)",
     "evidence_required": "An 'explained' reply needs at least one evidence link (409)",
     "already_rated": "The case was rated already in this round (409)",
+    "rating_window_passed": "The rating was given after the case's rating window ended (409): "
+    "the case closes not rated",
     "return_pending": "A return is already waiting for the centre's decision (409)",
     "no_return_pending": "No return is waiting for a decision (409)",
     "return_window_passed": "Too late to return the case (409)",

@@ -7,7 +7,8 @@ expect, instead of from the whole list (api/error_codes.py).
 The reading is static, so it sees every refusal the check can return, whatever the case's
 state (a rule added while cases were running, ``Refusal.since``, included), and the refusal
 the workflow adds to its check for the actions that pass a case on or judge its reply while
-a reassignment is pending (``reassignment_pending``, workflows/complaint.py ``_check``)."""
+a reassignment is pending (``reassignment_pending``, workflows/complaint.py ``_check``) or
+refuses a verdict given after the rating window (``rating_window_passed``)."""
 
 from __future__ import annotations
 
@@ -77,4 +78,6 @@ def refusal_codes(check: Callable[..., Any]) -> RefusalCodes:
                    if set(_functions(rule)) & set(wrapped)), None)  # fmt: skip
     if signal in lifecycle.REASSIGNING_ACTIONS | lifecycle.VERDICTS:
         conflict.add("reassignment_pending")
+    if signal in lifecycle.VERDICTS:  # the workflow's own check of the verdict's time
+        read(lifecycle.verdict_too_late)
     return RefusalCodes(tuple(sorted(conflict)), tuple(sorted(forbidden)))

@@ -16,13 +16,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import act, closed_state, department, eventually, handle_of
+from helpers import act, closed_state, department, eventually, handle_of, timer_fired
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import (
     URGENT_ACCEPT,
     _across_an_outage,
-    _timer_fired,
     sent,
 )
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, rid, start_of, until
@@ -54,11 +53,6 @@ def _own(settings: Settings, queue: str) -> Settings:
     return settings.model_copy(update={"task_queue": queue})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: deadline_met_in_time takes a closed case as met whenever it closed; a "
-    "withdrawal sent after the deadline, applied with its timer, erases the unit's breach",
-)
 async def test_a_withdrawal_sent_after_the_accept_deadline_keeps_the_units_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -188,11 +182,6 @@ async def _convened(
     return handle, queue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: the contribution deadline's watch takes any contribution as in time; "
-    "one sent after the due, applied with its timer, erases contribution_overdue",
-)
 async def test_a_contribution_sent_after_its_due_is_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -203,7 +192,7 @@ async def test_a_contribution_sent_after_its_due_is_overdue(
     handle, queue = await _convened(
         client, pool, settings, "latecontribution", datetime.now(UTC) + DUE_IN
     )
-    await eventually(lambda: _timer_fired(handle, b"contribution deadline water"), within=90)
+    await eventually(lambda: timer_fired(handle, b"contribution deadline water"), within=90)
     contribution = {"actor": sent(rid(WATER), datetime.now(UTC)), "text": "Pipe map attached"}
     await handle.signal("contribute", contribution)
     async with build_worker(client, pool, _own(settings, queue)):
@@ -262,11 +251,6 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
 DECISION_HOURS = 0.004  # 14.4 s: the centre's window to decide an extension, in this test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: a request's decision deadline counts from its sent time; applied after "
-    "the window (the worker down), it is 视为同意 and the centre's lapse recorded at once",
-)
 async def test_an_extension_request_applied_after_its_decision_window_gives_the_centre_time(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -308,11 +292,6 @@ async def test_an_extension_request_applied_after_its_decision_window_gives_the_
     assert s.extension.approved is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: a 会办's due is judged at its sent time; applied after it (the worker "
-    "down), it is accepted and the co-handler recorded overdue at once (v11 refused it)",
-)
 async def test_a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -405,11 +384,6 @@ async def test_actions_applied_late_keep_the_audit_consistent_and_explained(
 RATING_HOURS = 25 / 3600  # the rating window (评价期), in this test: 25 s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: the rating's check ignores its time; a verdict sent after the rating "
-    "window, applied with the window's timer, is taken (a 重办) instead of refused",
-)
 async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -434,7 +408,7 @@ async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
         assert s.deadlines is not None and s.deadlines.rating_window_hours == RATING_HOURS
         assert s.reply is not None
         window_end = s.reply.at + timedelta(hours=RATING_HOURS)
-    await eventually(lambda: _timer_fired(handle, b"rating window"), within=90)
+    await eventually(lambda: timer_fired(handle, b"rating window"), within=90)
     verdict = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "rating": "unsatisfied",
                "comment": "Still loud"}  # fmt: skip
     await handle.signal("rate", verdict)
@@ -447,11 +421,6 @@ async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
     assert not rated or rated[0].at <= window_end, [(e.kind, e.at) for e in s.events]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow: a 督办 order's due is judged at its sent time; applied after it (the "
-    "worker down), the ladder's first step, which lasts until the due, is over at once",
-)
 async def test_a_supervision_due_that_passed_in_an_outage_is_not_over_at_once(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -395,7 +395,8 @@ def _action_codes(path: str, status: str) -> set[str]:
         ("/return", {"return_pending", "return_window_passed", "return_limit",
                      "reassignment_pending"}, {"not_assigned"}),
         ("/contribution", {"already_done"}, {"not_co_handler"}),
-        ("/rating", {"already_rated", "reassignment_pending"}, {"original_reporter_only"}),
+        ("/rating", {"already_rated", "reassignment_pending", "rating_window_passed"},
+         {"original_reporter_only"}),
         ("/supplement", {"supplement_limit"}, set()),
     ],
 )  # fmt: skip

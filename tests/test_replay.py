@@ -21,7 +21,8 @@ others of ``lean-case-v8`` record the centre as "12345热线中心 (Hotline Cent
 so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch without a trace);
 ``v16-*`` those of ``lean-case-v9`` cases, kept when recorded again with ``lean-case-v10``;
 ``v17-*`` those of ``lean-case-v10`` cases, kept when recorded again with ``lean-case-v11``;
-``v18-*`` those of ``lean-case-v11`` cases, kept when recorded again with ``lean-case-v12``.
+``v18-*`` those of ``lean-case-v11`` cases, kept when recorded again with ``lean-case-v12``;
+``v19-*`` those of ``lean-case-v12`` cases, kept when recorded again with ``lean-case-v13``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision

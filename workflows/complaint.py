@@ -565,7 +565,8 @@ class ComplaintWorkflow:
         round_ = self._state.round
         ends = self._patched(lifecycle.DEADLINES_END_AT_REASSIGNMENT)  # an epoch's: no marker
         timed = self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT)
-        watches = {"ends_at_reassignment": ends, "timed": timed}
+        closing = self._patched(lifecycle.LATE_ACTIONS_JUDGED)
+        watches = {"ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing}
         self._watchers.extend(
             asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach, **watches))
             for kind in DeadlineKind
@@ -783,7 +784,9 @@ class ComplaintWorkflow:
         """The lifecycle's rule for this message; a rule added while cases were running
         (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
         check = lifecycle.CHECKS.get(signal)  # 会办's rule by the epoch: reconvenes_released
-        refusal = check(self._state, payload, self._case.clock()) if check else None
+        refusal = check(self._state, payload, self._judged_at(signal)) if check else None
+        if refusal is None and signal in lifecycle.VERDICTS:
+            refusal = lifecycle.verdict_too_late(self._state, self._case.clock())
         pending = self._reassign_next is not None or self._dispatched is not None
         if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:
             refusal = lifecycle.reassignment_pending(self._state)
@@ -796,6 +799,15 @@ class ComplaintWorkflow:
         if refusal is not None and refusal.since and not self._patched(refusal.since):
             return refusal.before  # as the case answered before the rule (mostly: allowed)
         return refusal
+
+    def _judged_at(self, signal: CaseSignal) -> datetime:
+        """The time an action is checked at: its own (lean-case-v12) — except an order's due
+        for a unit (会办's contribution due, 督办's), which is judged when the case applies it
+        (lean-case-v13): the unit cannot see the order before, and a due that passed while the
+        worker was down was accepted and broken at once (v11 refused it, as now)."""
+        if signal in _ORDERS_WITH_A_DUE and self._patched(lifecycle.LATE_ACTIONS_JUDGED):
+            return workflow.now()
+        return self._case.clock()
 
     def _misfit(self, misfit: messages.Misfit, name: str) -> None:
         if self._hardened:
@@ -920,12 +932,13 @@ class ComplaintWorkflow:
         hours = s.deadlines.return_decision_hours
         timed = hours is not None and self._patched(PATCH_RETURN_DUE)
         now = self._case.clock()
+        seen = self._centre_sees_it(now)
         s.pending_return = pending = PendingReturn(
             department_id=s.department_id,
             reason=action.reason,
             requested_at=now,
             requested_by=action.actor,
-            decision_due=now + timedelta(hours=hours) if timed and hours is not None else None,
+            decision_due=seen + timedelta(hours=hours) if timed and hours is not None else None,
         )
         due = {"decision_due": pending.decision_due.isoformat()} if pending.decision_due else {}
         self._record(
@@ -938,6 +951,13 @@ class ComplaintWorkflow:
         )
         if pending.decision_due is not None:
             self._watchers.append(asyncio.create_task(self._return_decision_due(pending)))
+
+    def _centre_sees_it(self, requested_at: datetime) -> datetime:
+        """Where the centre's window to decide a request (退单, 延期) starts: when the case
+        applied it (lean-case-v13), as the centre can only see it then; before, when it was
+        sent (v12) — a request applied after its window (the worker down) was upheld and the
+        centre's lapse recorded at once."""
+        return workflow.now() if self._patched(lifecycle.LATE_ACTIONS_JUDGED) else requested_at
 
     async def _return_decision_due(self, pending: PendingReturn) -> None:
         """退单审核时限: a return nobody decided by its deadline is upheld (视为同意) and the
@@ -1032,13 +1052,14 @@ class ComplaintWorkflow:
         hours = s.deadlines.extension_decision_hours
         timed = hours is not None and self._patched(PATCH_EXTENSION_DUE)
         now = self._case.clock()
+        seen = self._centre_sees_it(now)
         s.extension = extension = Extension(
             reasons=action.reasons,
             measures=action.measures,
             promised_finish=action.promised_finish,
             requested_at=now,
             requested_by=action.actor,
-            decision_due=now + timedelta(hours=hours) if timed and hours is not None else None,
+            decision_due=seen + timedelta(hours=hours) if timed and hours is not None else None,
         )
         self._record(
             EventKind.EXTENSION_REQUESTED,
@@ -1134,16 +1155,24 @@ class ComplaintWorkflow:
                     timeout=remaining,
                     timeout_summary=f"contribution deadline {co.department_id}",
                 )
-                return
+                if not self._contributed_late(co):
+                    return
             except TimeoutError:
                 pass
-        if not co.done and s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT:
+        owed = not co.done or self._contributed_late(co)
+        if owed and s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT:
             self._record(
                 EventKind.CONTRIBUTION_OVERDUE,
                 SYSTEM_ACTOR,
                 department_id=co.department_id,
                 due=co.due.isoformat(),
             )
+
+    def _contributed_late(self, co: CoHandler) -> bool:
+        """A contribution timed after its due (lean-case-v13): applied in the due's timer task
+        (the worker down), it was taken as in time and no ``contribution_overdue`` recorded."""
+        late = co.contributed_at is not None and co.due is not None and co.contributed_at > co.due
+        return late and self._patched(lifecycle.LATE_ACTIONS_JUDGED)
 
     def _on_contribute(self, action: ContributionAction) -> None:
         """A co-handler's contribution (协办意见)."""
@@ -1226,6 +1255,9 @@ class ComplaintWorkflow:
         return StatePage(state=state, complete=len(page) == len(rest))
 
 # Each signal: the payload it must decode to (jiesu.case.domain) and the handler that applies it.
+# Orders that give a unit a due: judged when the case applies them (lean-case-v13).
+_ORDERS_WITH_A_DUE = frozenset({CaseSignal.ADD_CO_HANDLERS, CaseSignal.SUPERVISE})
+
 _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
     signal: (payload, getattr(ComplaintWorkflow, f"_on_{signal.value}"))
     for signal, payload in SIGNAL_PAYLOADS.items()

@@ -33,17 +33,19 @@ async def lapsed(decided: Callable[[], bool], due: datetime, summary: str) -> bo
 
 async def watch_deadline(
     state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach,
-    *, ends_at_reassignment: bool = False, timed: bool = False,
+    *, ends_at_reassignment: bool = False, timed: bool = False, closing_is_late: bool = False,
 ) -> None:
     """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
     ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
     :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did.
-    ``timed``: a step done after the deadline does not meet it (lean-case-v12)."""
+    ``timed``: a step done after the deadline does not meet it (lean-case-v12);
+    ``closing_is_late``: nor does a case closed after it with the step undone (lean-case-v13)."""
 
     def owed() -> bool:
         return deadline_owed(
             state, kind, round_, workflow.now(),
             ends_at_reassignment=ends_at_reassignment, timed=timed,
+            closing_is_late=closing_is_late,
         )  # fmt: skip
 
     while owed():

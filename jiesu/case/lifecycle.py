@@ -105,6 +105,8 @@ CENTRE_NOT_DISPATCHED = "centre-not-dispatched-v1"  # see check_dispatch
 DEADLINES_END_AT_REASSIGNMENT = "deadlines-end-at-reassignment-v1"  # see deadline_owed
 # Brought by the epoch lean-case-v12.
 ACTIONS_TIMED_WHEN_SENT = "actions-timed-when-sent-v1"  # see deadline_owed, CaseRecord.time_of
+# Brought by the epoch lean-case-v13.
+LATE_ACTIONS_JUDGED = "late-actions-judged-v1"  # see deadline_met_in_time, verdict_too_late
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -862,22 +864,34 @@ def deadline_met(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
     return _MET[kind](state)
 
 
-def deadline_met_in_time(state: CaseState, kind: DeadlineKind, round_: int) -> bool:
+def deadline_met_in_time(
+    state: CaseState, kind: DeadlineKind, round_: int, *, closing_is_late: bool = False
+) -> bool:
     """:func:`deadline_met`, and by the deadline: the step's recorded time is not after it.
     A step done late is not met in time: its deadline's breach is owed, even when the step and
     the deadline's timer reach the worker in one workflow task (the worker down across the
-    deadline), where the SDK applies the step first and the watch saw the deadline met."""
+    deadline), where the SDK applies the step first and the watch saw the deadline met.
+
+    ``closing_is_late`` (lean-case-v13, LATE_ACTIONS_JUDGED): a case closed after the deadline
+    (a 撤诉 sent late) with its step never done has not met it either — unless the round's
+    reassignment (a 退单 in time) began before it. Before, the closed case met every deadline:
+    a withdrawal applied in the deadline timer's task erased the unit's breach."""
     if not deadline_met(state, kind, round_):
         return False
-    if state.status is Status.CLOSED or state.round != round_:
+    if state.round != round_:
         return True
     due, done = deadline_of(state, kind), _MET_AT[kind](state)
+    if state.status is Status.CLOSED:
+        if not closing_is_late or done is not None or due is None or state.closed_at is None:
+            return True
+        pending = state.reassignment
+        return state.closed_at <= due or (pending is not None and pending.started_at < due)
     return due is None or done is None or done <= due
 
 
 def deadline_owed(
     state: CaseState, kind: DeadlineKind, round_: int, now: datetime, *,
-    ends_at_reassignment: bool, timed: bool = False,
+    ends_at_reassignment: bool, timed: bool = False, closing_is_late: bool = False,
 ) -> bool:
     """Is this deadline of round ``round_`` still its unit's to meet at ``now``? Not once met
     (:func:`deadline_met`) and, when ``ends_at_reassignment`` (cases since lean-case-v11,
@@ -905,8 +919,27 @@ def deadline_owed(
         if due is None or since < due:
             return False
     if timed:
-        return not deadline_met_in_time(state, kind, round_)
+        return not deadline_met_in_time(state, kind, round_, closing_is_late=closing_is_late)
     return not deadline_met(state, kind, round_)
+
+
+def verdict_too_late(state: CaseState, at: datetime) -> Refusal | None:
+    """A rating (or the centre's 回访 verdict) given after the rating window (cases since
+    lean-case-v13, LATE_ACTIONS_JUDGED). With the worker up the window's timer closes the case
+    未评价 first and the verdict is refused as the case is closed; applied in the timer's
+    task (the worker down across the window's end), the SDK applies the verdict first and an
+    不满意 sent too late started 重办."""
+    if state.reply is None or state.deadlines is None or state.status is not Status.REPLIED:
+        return None
+    window_end = state.reply.at + timedelta(hours=state.deadlines.rating_window_hours)
+    if at <= window_end:
+        return None
+    return Refusal(
+        "rating_window_passed",
+        f"the rating window of {state.case_id} ended at {window_end.isoformat()}: "
+        "the case closes not rated",
+        since=LATE_ACTIONS_JUDGED,
+    )
 
 
 # --- the check of each message ---------------------------------------------------------------
