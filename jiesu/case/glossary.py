@@ -207,6 +207,7 @@ REFUSAL: dict[str, str] = {
     "co_handlers_pending": "尚有协办单位未提交协办意见，暂不能答复",
     "evidence_required": "办理结果为“已解释说明”时，须至少附一个证据链接",
     "already_rated": "本轮已评价过",
+    "rating_window_passed": "评价期限已过，工单按未评价办结",
     "return_pending": "已有退单申请等待中心审核",
     "no_return_pending": "没有待审核的退单申请",
     "extension_pending": "已有延期申请等待审批",
@@ -299,6 +300,7 @@ CITIZEN_NOW: dict[Status, str] = {
 
 CITIZEN_REFUSAL: dict[str, str] = {
     "already_rated": "您已经评价过这次答复，不能重复评价",
+    "rating_window_passed": "评价期限已过，不能再评价这次答复",
     "already_done": "您已经提交过了，请刷新本页查看",
     "case_changed": "您的诉求刚刚有新的进展，请刷新本页查看后再提交",
     "case_not_ready": "您的诉求刚刚登记，请稍后刷新本页",
