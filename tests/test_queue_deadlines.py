@@ -286,7 +286,9 @@ async def test_repeat_reports_of_a_queued_case_press_the_dispatch_desk_up_to_sup
     await case_when(api, case_id, lambda s: s["escalation_level"] == 1)
     ladder = await ladder_of(client, case_id)
     await env.fast_forward(ladder, timedelta(hours=10, minutes=1))  # five intervals
-    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 3)
+    # the case applies the child's steps in real time after the skip: 30 s were too few once
+    # on a loaded machine (the twenty-first session's full run; it passed in the two before)
+    state = await case_when(api, case_id, lambda s: s["escalation_level"] >= 3, within=90)
     assert state["escalation"]["trigger"] == "repeat_reports", state["escalation"]
     assert "accountability_recorded" not in _kinds(state), _kinds(state)
     assert _ladder_steps(state) == [(1, CENTRE_ID), (2, CENTRE_ID), (3, CENTRE_ID)], state
