@@ -1542,8 +1542,12 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
                  for sql, args in statements]  # fmt: skip
     for read in plans:
         assert "intakes_citizen_phone" in read and "repeat_reports_citizen_phone" in read, read
-        # the cases by their key, for the rows found: not read in their own order, filtered
-        assert "cases_pkey" in read and "cases_received" not in read, read
+        # the cases by their key, for the rows found: not read in their own order, filtered.
+        # Which index holds the key is the planner's choice on these small tables (cases_pkey,
+        # or cases_category's case_id once other tests' rows changed the statistics: the fresh
+        # clone's run of c0daf2e): the cases' scan looks them up by case_id.
+        by_key = re.search(r"Scan using \w+ on cases \w+[^\n]*\n\s+Index Cond: \(case_id = ", read)
+        assert by_key and "cases_received" not in read, read
     same = await pool.fetchval(
         "SELECT citizen_phone_digits('+86 138-1234-5678') = citizen_phone_digits('138 1234 5678')"
     )
