@@ -439,7 +439,9 @@ still loads."""
 
 # One mailbox, as a To header takes it without splitting it: no header specials, no blanks
 # (the outbox's mail sender, jiesu/notify/outbox.py, refuses anything else).
-ONE_MAILBOX = re.compile(r"[^\s@,;:\"()<>\[\]\\]+@[^\s@,;:\"()<>\[\]\\]+\.[^\s@,;:\"()<>\[\]\\]+")
+MAILBOX_CHARS = r"[^\s@,;:\"()<>\[\]\\]"
+"""A character of either side of one mailbox's address (jiesu.notify.outbox checks the same)."""
+ONE_MAILBOX = re.compile(f"{MAILBOX_CHARS}+@{MAILBOX_CHARS}+\\.{MAILBOX_CHARS}+")
 NOT_ONE_MAILBOX = (
     "one e-mail address only: no comma, semicolon, colon, quote, bracket or backslash"
 )

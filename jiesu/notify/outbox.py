@@ -63,6 +63,7 @@ from typing import Protocol
 
 import asyncpg
 
+from jiesu.case.domain import MAILBOX_CHARS
 from jiesu.notify.notices import Notice
 from jiesu.notify.sms import OutboundSms, SmsGateway, is_mobile, not_sent_because
 
@@ -111,9 +112,11 @@ class LogSender:
 
 
 # One mailbox, as a To header takes it without splitting it: no header specials, no blanks.
-# intake's Email (jiesu.case.domain) lets a comma through ("wang,li@163.com", a slip for a
-# full stop); refused here, where it would become two recipients.
-_ONE_ADDRESS = re.compile(r"[^\s@,;:\"()<>\[\]\\]+@[^\s@,;:\"()<>\[\]\\]+")
+# Intake refuses anything else as new input (jiesu.case.domain.ONE_MAILBOX, the same
+# characters), but an intake stored before holds what it took ("wang,li@163.com", a slip for a
+# full stop): refused here, where it would become two recipients. Without intake's dot: a
+# department's mailbox may be a local one.
+_ONE_ADDRESS = re.compile(f"{MAILBOX_CHARS}+@{MAILBOX_CHARS}+")
 
 
 class SmtpSender:
