@@ -454,5 +454,39 @@ async def test_extension_request_is_listed_notified_capped_and_due(
     await keep_history(handle, "extension_decision_overdue")
 
 
+async def test_an_approval_after_the_finish_breach_records_it_once(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, policy: Settings
+) -> None:
+    """With the worker up the finish deadline's timer records 办结 超时 while the extension
+    waits for the centre; the supervisor's approval after it moves the deadline and records
+    nothing more. lean-case-v14 records the breach at an approval after the deadline when the
+    timer did not (the two applied in one task, the worker down:
+    test_actions_timed_when_sent_attacks); here it must see the breach already recorded. (The
+    window's lapse, 逾期视为同意, takes the same path; the dev server does not move a case's clock
+    while the breach's ladder waits, so it is not run here.)"""
+    policy.extension_decision_hours = 30.0  # the centre's window ends after the finish deadline
+    case_id = (await register(api, category_id="water_outage"))["case_id"]  # urgent: 24 h
+    await _until(api, case_id, _assigned_to("water"))
+    await act(api, case_id, "accept", WATER)
+    await act(api, case_id, "contact", WATER)
+    finish = datetime.fromisoformat((await case(api, case_id, WATER))["deadlines"]["finish"])
+    ask = {"reasons": "Main pipe must be replaced", "measures": "Water tanker on site",
+           "promised_finish": (finish + timedelta(days=1)).isoformat()}  # fmt: skip
+    await act(api, case_id, "extension", WATER, **ask)
+    handle = handle_of(client, case_id)
+    await fast_forward_past(env, handle, finish)
+
+    def finish_breaches(state: dict[str, Any]) -> list[dict[str, Any]]:
+        return [b for b in state["breaches"] if b["kind"] == "finish"]
+
+    await _until(api, case_id, lambda s: finish_breaches(s))
+    await act(api, case_id, "extension/decision", SUPERVISOR, approved=True)
+    state = await _until(api, case_id, lambda s: s["extension_count"] == 1)
+    assert datetime.fromisoformat(state["deadlines"]["finish"]) == finish + timedelta(days=1)
+    assert len(finish_breaches(state)) == 1, state["breaches"]
+    assert _kinds(state).count("deadline_breached") == len(state["breaches"])
+    await handle.terminate("test finished")
+
+
 async def _not(probe: Any) -> bool:
     return not await probe()

@@ -566,7 +566,11 @@ class ComplaintWorkflow:
         ends = self._patched(lifecycle.DEADLINES_END_AT_REASSIGNMENT)  # an epoch's: no marker
         timed = self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT)
         closing = self._patched(lifecycle.LATE_ACTIONS_JUDGED)
-        watches = {"ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing}
+        judged = self._patched(lifecycle.MOVED_DEADLINE_JUDGED)
+        watches = {
+            "ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing,
+            "breach_ends": judged,
+        }  # fmt: skip
         self._watchers.extend(
             asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach, **watches))
             for kind in DeadlineKind
@@ -1108,6 +1112,7 @@ class ComplaintWorkflow:
         s.extension.approved = action.approved
         new_deadline = None
         if action.approved:
+            self._breached_before_moved(DeadlineKind.FINISH)
             s.extension_count += 1
             s.deadlines = s.deadlines.model_copy(update={"finish": s.extension.promised_finish})
             new_deadline = s.deadlines.finish.isoformat()
@@ -1118,6 +1123,20 @@ class ComplaintWorkflow:
             new_deadline=new_deadline,
             note=action.note,
         )
+
+    def _breached_before_moved(self, kind: DeadlineKind) -> None:
+        """An approval after the deadline it moves (lean-case-v14): the deadline passed with
+        its step owed, so its breach is recorded first — as the deadline's timer records it
+        when the worker is up, before the late approval — and the watch ends there
+        (:func:`watch_deadline`, ``breach_ends``). Before, approval and timer applied in one
+        task (the worker down across the deadline), the watch followed the moved deadline."""
+        at = self._case.clock()
+        if self._patched(lifecycle.MOVED_DEADLINE_JUDGED) and lifecycle.breached_before_moved(
+            self._state, kind, at
+        ):
+            deadline = lifecycle.deadline_of(self._state, kind)
+            assert deadline is not None
+            self._breach(kind, deadline)
 
     def _on_add_co_handlers(self, action: CoHandlersAction) -> None:
         """会办: 协办 departments join the lead (主办)."""

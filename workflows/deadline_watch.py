@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import CaseState, DeadlineKind
-    from jiesu.case.lifecycle import deadline_of, deadline_owed
+    from jiesu.case.lifecycle import breach_recorded, deadline_of, deadline_owed
 
 OnBreach = Callable[[DeadlineKind, datetime], None]
 
@@ -34,12 +34,16 @@ async def lapsed(decided: Callable[[], bool], due: datetime, summary: str) -> bo
 async def watch_deadline(
     state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach,
     *, ends_at_reassignment: bool = False, timed: bool = False, closing_is_late: bool = False,
+    breach_ends: bool = False,
 ) -> None:
     """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
     ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
     :func:`jiesu.case.lifecycle.deadline_owed`); a case before it keeps watching, as it did.
     ``timed``: a step done after the deadline does not meet it (lean-case-v12);
-    ``closing_is_late``: nor does a case closed after it with the step undone (lean-case-v13)."""
+    ``closing_is_late``: nor does a case closed after it with the step undone (lean-case-v13);
+    ``breach_ends``: the watch ends when the deadline it waits for is recorded as breached by
+    someone else — a late approval that moves it (lean-case-v14,
+    :func:`jiesu.case.lifecycle.breached_before_moved`)."""
 
     def owed() -> bool:
         return deadline_owed(
@@ -59,9 +63,13 @@ async def watch_deadline(
                     timeout=remaining,
                     timeout_summary=f"{kind.value} deadline",
                 )
-                continue  # met, ended, or the deadline moved (extension): look again
             except TimeoutError:
                 pass
+            else:
+                if not (breach_ends and breach_recorded(state, kind, deadline)):
+                    continue  # met, ended, or the deadline moved (extension): look again
+        if breach_ends and breach_recorded(state, kind, deadline):
+            return  # recorded as a late approval moved it: one breach, as with the worker up
         if owed() and deadline_of(state, kind) == deadline:
             on_breach(kind, deadline)
             return

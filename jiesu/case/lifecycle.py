@@ -107,6 +107,8 @@ DEADLINES_END_AT_REASSIGNMENT = "deadlines-end-at-reassignment-v1"  # see deadli
 ACTIONS_TIMED_WHEN_SENT = "actions-timed-when-sent-v1"  # see deadline_owed, CaseRecord.time_of
 # Brought by the epoch lean-case-v13.
 LATE_ACTIONS_JUDGED = "late-actions-judged-v1"  # see deadline_met_in_time, verdict_too_late
+# Brought by the epoch lean-case-v14.
+MOVED_DEADLINE_JUDGED = "moved-deadline-judged-v1"  # see breached_before_moved
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -921,6 +923,26 @@ def deadline_owed(
     if timed:
         return not deadline_met_in_time(state, kind, round_, closing_is_late=closing_is_late)
     return not deadline_met(state, kind, round_)
+
+
+def breach_recorded(state: CaseState, kind: DeadlineKind, deadline: datetime) -> bool:
+    """Has the case recorded this deadline as breached (超时)?"""
+    return any(b.kind is kind and b.deadline == deadline for b in state.breaches)
+
+
+def breached_before_moved(state: CaseState, kind: DeadlineKind, at: datetime) -> bool:
+    """Did deadline ``kind`` pass, its step owed, before an approval timed ``at`` moves it
+    (cases since lean-case-v14, MOVED_DEADLINE_JUDGED)? With the worker up the deadline's
+    timer records 超时 at the deadline and the late approval comes after; with the worker down
+    across the deadline the approval and the timer reach it in one workflow task, the SDK
+    applies the approval first, and before v14 the watch followed the moved deadline: the breach
+    was never recorded. Not when the step was done in time, nor when it is already recorded."""
+    due = deadline_of(state, kind)
+    if due is None or at <= due or breach_recorded(state, kind, due):
+        return False
+    return deadline_owed(  # as the watch of a case of this epoch judges it
+        state, kind, state.round, at, ends_at_reassignment=True, timed=True, closing_is_late=True
+    )
 
 
 def verdict_too_late(state: CaseState, at: datetime) -> Refusal | None:
