@@ -12,6 +12,7 @@ page records its views (jiesu.access.content.record_view)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -46,30 +47,32 @@ PHONE_DIGITS = (5, 20)
 _COLUMNS = """c.case_id, c.status, c.title, c.urgency, c.department_id, c.received_at,
        c.accept_deadline, c.contact_deadline, c.finish_deadline, c.accepted_at,
        c.contacted_at, c.breaches, c.escalation_level, c.closed_at, """ + from_dispatch_sql("c")
-# The cases whose intake, or one of whose repeat reports (并单), gave this phone ({phone}), by
-# the normal form of migration 0036 (its digits, no +86 before a mobile) on both sides, so
-# "138 1234 5678" finds "+86 138-1234-5678" through the indexes intakes_citizen_phone and
-# repeat_reports_citizen_phone. The cases are joined from what the indexes found (their
-# primary key), never scanned in their own order.
-_FOUND = """
-WITH found AS (
-    SELECT case_id FROM intakes WHERE state = 'started'
-      AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
-      AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
-          = citizen_phone_digits({phone})
-    UNION
-    SELECT case_id FROM repeat_reports WHERE state = 'started'
-      AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
-      AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
-          = citizen_phone_digits({phone})
-)
-"""
+# The cases whose intake, or one of whose repeat reports (并单), gave this phone, by the
+# normal form of migration 0036 (its digits, no +86 before a mobile) on both sides, so
+# "138 1234 5678" finds "+86 138-1234-5678". Two arms, each read from its index and joined to
+# its cases by their key, never scanned in the cases' own order:
+#
+# - the phone's own cases: its intakes in the list's order (migration 0046's
+#   intakes_citizen_phone_listed on intakes.citizen_phone, received_at DESC, case_id — an
+#   intake's received_at is its case's, both written from the one report's), so a page reads
+#   its own rows from a position and stops, and a count reads the index's entries only;
+# - the cases it reported later (并单): repeat_reports_citizen_phone (0036) finds them, and
+#   their cases give their place in the list (a phone's repeat reports are read whole).
+_OWN_ARM = """
+SELECT {select} FROM intakes i JOIN cases c USING (case_id)
+WHERE i.state = 'started' AND i.citizen_phone = citizen_phone_digits({phone}){where}"""
+_REPORTED_ARM = """
+SELECT {select} FROM repeat_reports r JOIN cases c USING (case_id)
+WHERE r.state = 'started' AND r.payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
+  AND citizen_phone_digits(r.payload -> 'intake' -> 'citizen' ->> 'phone')
+      = citizen_phone_digits({phone}){where}"""
+# A reported case that is also the phone's own is counted once, in the own arm.
+_NOT_OWN = """ AND NOT EXISTS (SELECT FROM intakes i WHERE i.case_id = c.case_id
+  AND i.state = 'started' AND i.citizen_phone = citizen_phone_digits({phone}))"""
 # The cases among $2 whose own intake gave the phone $1 (the others it reported later: 并单).
 _OWN = """
 SELECT case_id FROM intakes WHERE case_id = ANY($2::text[])
-  AND payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL
-  AND citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone')
-      = citizen_phone_digits($1)
+  AND citizen_phone = citizen_phone_digits($1)
 """
 
 
@@ -101,15 +104,30 @@ class _Args(list[Any]):
         return f"${len(self)}"
 
 
-def _listed(args: _Args, case_id: str | None, phone: str, columns: str) -> str:
-    """The ``listed`` cases of this phone (and number): found by the phone's indexes and
-    joined to their cases by key first — MATERIALIZED: a position's range on received_at would
-    otherwise let the planner read cases_received from it and filter by phone — with no more
-    of each case than ``columns``."""
-    found = _FOUND.format(phone=args.add(phone))
-    number = f" WHERE c.case_id = {args.add(case_id)}" if case_id is not None else ""
-    return (f"{found}, listed AS MATERIALIZED (SELECT {columns} FROM found JOIN cases c "
-            f"USING (case_id){number})")  # fmt: skip
+def _arms(
+    args: _Args, case_id: str | None, phone: str, where: Callable[[str], str], select: str
+) -> tuple[str, str]:
+    """The own and the reported arm of a phone's cases (and number), ``select`` of each
+    (``{t}``: its table's alias), ``where(alias)`` added to each (a position's range)."""
+    at = args.add(phone)
+    number = args.add(case_id) if case_id is not None else None
+
+    def arm(sql: str, t: str) -> str:
+        extra = (f" AND {t}case_id = {number}" if number else "") + where(t)
+        return sql.format(select=select.format(t=t), phone=at, where=extra)
+
+    return arm(_OWN_ARM, "i."), arm(_REPORTED_ARM, "c.") + _NOT_OWN.format(phone=at)
+
+
+def _position(args: _Args, after: Position | None, before: Position | None) -> Callable[[str], str]:
+    """The range of the rows after / before a position (none: all), for a table's alias."""
+    if after is not None:
+        x, y = args.add(after[0]), args.add(after[1])
+        return lambda t: " AND " + case_service.after_sql(x, y, t)
+    if before is not None:
+        x, y = args.add(before[0]), args.add(before[1])
+        return lambda t: " AND " + case_service.above_sql(x, y, t)
+    return lambda t: ""
 
 
 def page_sql(
@@ -117,45 +135,55 @@ def page_sql(
     after: Position | None = None, before: Position | None = None,
 ) -> tuple[str, list[Any]]:  # fmt: skip
     """A page of the cases of this number and/or this phone: ``limit`` from ``offset``, or
-    after / just before a position (read upwards from it), in the case list's order — of a
-    phone's cases, their positions read first, then the page's cases by their key."""
+    after / just before a position (read upwards from it), in the case list's order. By
+    phone: each arm (:func:`_arms`) reads its first ``limit + offset`` from the position in
+    that order and stops (the own arm from its index, in order), the page is the first
+    ``limit`` of both after ``offset``."""
     args = _Args()
-    order = ("c.received_at, c.case_id DESC" if before is not None
-             else "c.received_at DESC, c.case_id")  # fmt: skip
+    order = "received_at, case_id DESC" if before is not None else "received_at DESC, case_id"
+    within = _position(args, after, before)
     if phone is None:
-        head, table = f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = {args.add(case_id)}", "c."
-    else:
-        head, table = _listed(args, case_id, phone, "c.case_id, c.received_at"), "l."
-        head += ", page AS (SELECT l.case_id FROM listed l WHERE true"
-    if after is not None:
-        head += " AND " + case_service.after_sql(args.add(after[0]), args.add(after[1]), table)
-    if before is not None:
-        head += " AND " + case_service.above_sql(args.add(before[0]), args.add(before[1]), table)
+        where = f"c.case_id = {args.add(case_id)}" + within("c.")
+        cut = f"LIMIT {args.add(limit)} OFFSET {args.add(offset)}"
+        return (
+            f"SELECT {_COLUMNS} FROM cases c WHERE {where} ORDER BY {_by('c.', order)} {cut}",
+            args,
+        )
+    own, reported = _arms(args, case_id, phone, within, "{t}case_id")
+    first = args.add(limit + offset)
     cut = f"LIMIT {args.add(limit)} OFFSET {args.add(offset)}"
-    if phone is None:
-        return f"{head} ORDER BY {order} {cut}", args
-    return (f"{head} ORDER BY {order.replace('c.', 'l.')} {cut}) "
-            f"SELECT {_COLUMNS} FROM page JOIN cases c USING (case_id) ORDER BY {order}",
-            args)  # fmt: skip
+    arms = (f"({own}\nORDER BY {_by('i.', order)} LIMIT {first})\nUNION\n"
+            f"({reported}\nORDER BY {_by('c.', order)} LIMIT {first})")  # fmt: skip
+    return (f"SELECT {_COLUMNS} FROM ({arms}) page JOIN cases c USING (case_id) "
+            f"ORDER BY {_by('c.', order)} {cut}", args)  # fmt: skip
+
+
+def _by(alias: str, order: str) -> str:
+    """``order`` ("received_at DESC, case_id") of the table ``alias`` ("c.")."""
+    return ", ".join(alias + part.strip() for part in order.split(","))
 
 
 def counts_sql(
     case_id: str | None, phone: str | None, before: Position | None = None
 ) -> tuple[str, list[Any]]:
     """How many cases of this number and/or this phone are above ``before`` (0 without it)
-    and how many in all (共 N 件): one statement, so that a phone's cases are read once for
-    both."""
+    and how many in all (共 N 件): one statement. By phone, the own arm's cases are counted
+    from its index (index-only: its intakes' rows are not read; each is looked up in
+    cases_pkey, as a case not in the read model yet is not listed), the reported arm's
+    without those."""
     args = _Args()
     if phone is None:
-        head, table = "", f" FROM cases c WHERE c.case_id = {args.add(case_id)}"
-    else:  # 共 N 件 alone reads the cases' key only (an index-only scan), as it did
-        columns = "c.case_id" + (", c.received_at" if before is not None else "")
-        head, table = _listed(args, case_id, phone, columns), " FROM listed c"
+        table = f" FROM cases c WHERE c.case_id = {args.add(case_id)}"
+    else:
+        own, reported = _arms(args, case_id, phone, lambda t: "",
+                              "{t}case_id, {t}received_at")  # fmt: skip
+        # a case the phone reported twice (two repeat reports) is one case
+        table = f" FROM ({own}\nUNION ALL\nSELECT DISTINCT * FROM ({reported}) r) c"
     above = "0"
     if before is not None:
         where = case_service.above_sql(args.add(before[0]), args.add(before[1]), "c.")
         above = f"count(*) FILTER (WHERE {where})"
-    return f"{head} SELECT {above}, count(*){table}", args
+    return f"SELECT {above}, count(*){table}", args
 
 
 @dataclass(frozen=True)
