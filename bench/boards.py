@@ -20,11 +20,12 @@ transaction rolled back). Prints a markdown table and the plans. Not a pass/fail
 a caller's phone with that many cases (the rest one number each, the demo's form "+86 138-…"
 stored, the digits looked up), and each caller's first page and deepest page (page 10,000 at
 most) are measured as the page read them before (offset; rows and 共 N 件 two statements,
-api/console/lookup.py until 2026-11-24) and as it reads them now (api.console.lookup's
-page_sql and counts_sql, in one snapshot: the page after the position of the row above it,
-then the count of the rows above it with 共 N 件 in one statement; 上一页 from there). The
-whole page as each reads it is timed too (now: api.console.paging.read with the page's own
-search).
+api/console/lookup.py until 2026-11-24, on the schema before migration 0046: its index
+dropped and 0036's expression index made again, in a transaction rolled back) and as it
+reads them now (api.console.lookup's page_sql and counts_sql, in one snapshot: the page after
+the position of the row above it, then the count of the rows above it with 共 N 件 in one
+statement; 上一页 from there). The whole page as each reads it is timed too (now:
+api.console.paging.read with the page's own search).
 
 审计查询's deepest pages are measured both ways: by offset (its paging before keyset) and by
 cursor (api.cases.search's ``after`` from the row before the page, and the count of the rows
@@ -226,6 +227,15 @@ FROM (SELECT case_id, received_at, CASE
 ON CONFLICT (case_id) DO NOTHING
 """
 CALLERS = ("13800000001", "13800000002")
+# The schema the old statements read (before migration 0046): 0036's index on the phone's
+# expression, not 0046's in the list's order; set up in a transaction rolled back.
+_BEFORE_0046 = """
+DROP INDEX intakes_citizen_phone_listed;
+CREATE INDEX intakes_citizen_phone
+    ON intakes (citizen_phone_digits(payload -> 'intake' -> 'citizen' ->> 'phone'))
+    WHERE payload -> 'intake' -> 'citizen' ->> 'phone' IS NOT NULL;
+ANALYZE intakes;
+"""
 
 
 def _blocks(plan: list[str]) -> int:
@@ -236,11 +246,16 @@ def _blocks(plan: list[str]) -> int:
     return 0
 
 
-async def _old_page(pool: asyncpg.Pool, phone: str, offset: int) -> None:
+async def _old_page(conn: asyncpg.Connection, phone: str, offset: int) -> None:
     """A page of 工单查询 by phone as find() read it before: two statements."""
-    async with pool.acquire() as conn:
-        await conn.fetch(_OLD_BY_PHONE, phone, None, 50, offset)
-        await conn.fetchval(_OLD_COUNT_BY_PHONE, phone, None)
+    await conn.fetch(_OLD_BY_PHONE, phone, None, 50, offset)
+    await conn.fetchval(_OLD_COUNT_BY_PHONE, phone, None)
+
+
+def _with_args(statement: tuple[str, list[Any]]) -> list[Any]:
+    """A statement and its arguments (lookup.page_sql's, counts_sql's) as fetch takes them."""
+    sql, args = statement
+    return [sql, *args]
 
 
 async def _best(read: Callable[[], Awaitable[Any]], repeat: int) -> float:
@@ -270,18 +285,26 @@ async def _lookup(conn: asyncpg.Connection, dsn: str, callers: list[int], repeat
     pages: list[tuple[str, float]] = []
     try:
         for phone, many in zip(CALLERS, callers, strict=True):
-            total = await conn.fetchval(_OLD_COUNT_BY_PHONE, phone, None)
+            _, total = await conn.fetchrow(*_with_args(lookup.counts_sql(None, phone)))
             deep = max(min(total - 50, paging.offset(paging.LAST_PAGE)), 0)
             above = await conn.fetchrow(
-                "SELECT received_at, case_id FROM (" + _OLD_BY_PHONE + ") p",
-                phone, None, 1, max(deep - 1, 0),
-            )  # fmt: skip
+                *_with_args(lookup.page_sql(None, phone, limit=1, offset=max(deep - 1, 0)))
+            )
             at = (above["received_at"], above["case_id"])
             who = f"{many:,} cases ({total:,} found)"
-            await measure(f"before: page 1, {who}", _OLD_BY_PHONE, (phone, None, 50, 0))
-            await measure(f"before: page at offset {deep:,}", _OLD_BY_PHONE,
-                          (phone, None, 50, deep))  # fmt: skip
-            await measure("before: 共 N 件", _OLD_COUNT_BY_PHONE, (phone, None))
+            tx = conn.transaction()  # the old statements on the schema before 0046
+            await tx.start()
+            try:
+                await conn.execute(_BEFORE_0046)
+                await measure(f"before: page 1, {who}", _OLD_BY_PHONE, (phone, None, 50, 0))
+                await measure(f"before: page at offset {deep:,}", _OLD_BY_PHONE,
+                              (phone, None, 50, deep))  # fmt: skip
+                await measure("before: 共 N 件", _OLD_COUNT_BY_PHONE, (phone, None))
+                for label, offset in (("page 1", 0), (f"deepest page (offset {deep:,})", deep)):
+                    pages.append((f"{who}: {label} before",
+                                  await _best(partial(_old_page, conn, phone, offset), repeat)))
+            finally:
+                await tx.rollback()
             await measure("now: page 1 (offset 0)", *lookup.page_sql(None, phone, limit=50))
             await measure(f"now: 下一页 after row {deep:,}",
                           *lookup.page_sql(None, phone, limit=50, after=at))  # fmt: skip
@@ -292,10 +315,7 @@ async def _lookup(conn: asyncpg.Connection, dsn: str, callers: list[int], repeat
             await measure("now: 共 N 件 (page 1)", *lookup.counts_sql(None, phone))
             search = lookup._Search(None, phone)
             for label, read in (
-                (f"{who}: page 1 before", partial(_old_page, pool, phone, 0)),
                 (f"{who}: page 1 now", partial(paging.read, pool, search.rows, search.counts, 1)),
-                (f"{who}: deepest page before (offset {deep:,})",
-                 partial(_old_page, pool, phone, deep)),
                 (f"{who}: deepest page now (after row {deep:,})",
                  partial(paging.read, pool, search.rows, search.counts, 1, after=at)),
             ):  # fmt: skip
