@@ -199,6 +199,27 @@ async def test_a_co_handler_missing_its_contribution_deadline_is_recorded(
     await keep_history(handle, "co_handler_contribution_overdue")
 
 
+async def test_a_waiver_after_the_contribution_overdue_records_it_once(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> None:
+    """With the worker up the due's timer records ``contribution_overdue``; the supervisor's
+    waiver after it records nothing more. lean-case-v15 records the overdue at a waiver timed
+    after the due when the timer did not (the two applied in one task, the worker down:
+    tests/test_contribution_due_outage.py); here it must see it already recorded."""
+    case_id = (await register(api))["case_id"]
+    await _until(api, case_id, _assigned_to("urban-management"))
+    await _order(api, case_id, "co-handlers", SUPERVISOR, department_ids=["market"],
+                 due=_in(60), note="By the hour")  # fmt: skip
+    await _until(api, case_id, lambda s: len(s["co_handlers"]) == 1)
+    handle = handle_of(client, case_id)
+    await fast_forward(env, handle, timedelta(minutes=61))
+    await _until(api, case_id, lambda s: "contribution_overdue" in _kinds(s))
+    await act(api, case_id, "co-handlers/market/waive", SUPERVISOR)
+    state = await _until(api, case_id, lambda s: "co_handler_waived" in _kinds(s))
+    assert _kinds(state).count("contribution_overdue") == 1, _kinds(state)
+    await handle.terminate("test finished")
+
+
 async def test_accountability_form_creates_a_listed_record_counted_in_the_evaluation(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -273,6 +273,8 @@ class ComplaintWorkflow:
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
+        # (department, due) of each contribution_overdue recorded: one per due (lean-case-v15)
+        self._contributions_overdue: set[tuple[str, datetime]] = set()
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay. A case since
         # lean-case-v3 asks none of the patches before it again (workflows/patches.py).
@@ -1174,18 +1176,47 @@ class ComplaintWorkflow:
                     timeout=remaining,
                     timeout_summary=f"contribution deadline {co.department_id}",
                 )
-                if not self._contributed_late(co):
+                if not self._contributed_late(co) and not self._closed_late(co):
                     return
             except TimeoutError:
                 pass
+        if (co.department_id, co.due) in self._contributions_overdue:
+            return  # recorded as a late waiver came (lean-case-v15)
         owed = not co.done or self._contributed_late(co)
-        if owed and s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT:
-            self._record(
-                EventKind.CONTRIBUTION_OVERDUE,
-                SYSTEM_ACTOR,
-                department_id=co.department_id,
-                due=co.due.isoformat(),
-            )
+        with_unit = s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT
+        if owed and (with_unit or self._closed_late(co)):
+            self._contribution_overdue(co)
+
+    def _contribution_overdue(self, co: CoHandler) -> None:
+        assert co.due is not None
+        self._contributions_overdue.add((co.department_id, co.due))
+        self._record(
+            EventKind.CONTRIBUTION_OVERDUE,
+            SYSTEM_ACTOR,
+            department_id=co.department_id,
+            due=co.due.isoformat(),
+        )
+
+    def _closed_late(self, co: CoHandler) -> bool:
+        """The case closed (a 撤诉) after the co-handler's due, its contribution owed
+        (lean-case-v15): with the worker up the due's timer records ``contribution_overdue``
+        first; applied in that timer's task, the closed case recorded nothing."""
+        s = self._state
+        late = co.due is not None and s.closed_at is not None and s.closed_at > co.due
+        closed = s.status is Status.CLOSED and late
+        return closed and self._patched(lifecycle.CONTRIBUTION_DUE_JUDGED)
+
+    def _waived_late(self, co: CoHandler) -> None:
+        """A waiver (免除协办) timed after the co-handler's due, nothing contributed
+        (lean-case-v15): the contribution was overdue before it was waived, so that is recorded
+        first — as the due's timer records it when the worker is up — unless already recorded.
+        Before, applied in the due timer's task (the worker down), the waived co-handler was
+        done and its overdue never recorded."""
+        late = co.due is not None and not co.done and self._case.clock() > co.due
+        if not late or not self._patched(lifecycle.CONTRIBUTION_DUE_JUDGED):
+            return
+        if (co.department_id, co.due) not in self._contributions_overdue:
+            self._contribution_overdue(co)
 
     def _contributed_late(self, co: CoHandler) -> bool:
         """A contribution timed after its due (lean-case-v13): applied in the due's timer task
@@ -1204,6 +1235,7 @@ class ComplaintWorkflow:
     def _on_waive_co_handler(self, action: WaiveAction) -> None:
         co = lifecycle.co_handler_of(self._state, action.department_id)
         assert co is not None
+        self._waived_late(co)
         co.waived = True
         self._record(
             EventKind.CO_HANDLER_WAIVED, action.actor, department_id=action.department_id

@@ -81,6 +81,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v12", frozenset({"actions-timed-when-sent-v1"})),
     ("lean-case-v13", frozenset({"late-actions-judged-v1"})),
     ("lean-case-v14", frozenset({"moved-deadline-judged-v1"})),
+    ("lean-case-v15", frozenset({"contribution-due-judged-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -109,6 +109,8 @@ ACTIONS_TIMED_WHEN_SENT = "actions-timed-when-sent-v1"  # see deadline_owed, Cas
 LATE_ACTIONS_JUDGED = "late-actions-judged-v1"  # see deadline_met_in_time, verdict_too_late
 # Brought by the epoch lean-case-v14.
 MOVED_DEADLINE_JUDGED = "moved-deadline-judged-v1"  # see breached_before_moved
+# Brought by the epoch lean-case-v15.
+CONTRIBUTION_DUE_JUDGED = "contribution-due-judged-v1"  # see CaseWorkflow._contribution_due
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a

@@ -1,0 +1,62 @@
+"""A co-handler's contribution due (会办's 协办意见期限) across a worker outage.
+
+With the worker up, the due's timer records ``contribution_overdue`` at the due when the
+co-handler has neither contributed nor been waived, and whatever comes after (a waiver, the
+citizen's 撤诉) records nothing more. With the worker down across the due, an action sent
+after it and the due's timer reach the worker in one workflow task, and the SDK applies the
+action first: before ``lean-case-v15`` (``contribution-due-judged-v1``) the waived co-handler
+or the closed case then met the due, and the overdue was never recorded. The late contribution
+itself was fixed in ``lean-case-v13``
+(``test_actions_timed_when_sent_attacks::test_a_contribution_sent_after_its_due_is_overdue``).
+Each test waits about DUE_IN of real time: the worker is stopped across the due."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+from helpers import closed_state, eventually, timer_fired
+from temporalio.client import Client
+from test_actions_timed_when_sent import sent
+from test_actions_timed_when_sent_attacks import CITIZEN, DUE_IN, _convened, _own
+from test_hostile_messages import SUPERVISOR, kinds, rid, until
+
+from jiesu.case.domain import EventKind
+from jiesu.config import Settings
+from worker import build_worker
+
+OVERDUE = EventKind.CONTRIBUTION_OVERDUE
+
+
+async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    handle, queue = await _convened(
+        client, pool, settings, "latewaiver", datetime.now(UTC) + DUE_IN
+    )
+    await eventually(lambda: timer_fired(handle, b"contribution deadline water"), within=90)
+    waiver = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "department_id": "water"}
+    await handle.signal("waive_co_handler", waiver)
+    async with build_worker(client, pool, _own(settings, queue)):
+        s = await until(client, handle.id, lambda s: s.co_handlers[0].done, within=60)
+        await handle.terminate("test finished")
+    assert s.co_handlers[0].waived and s.co_handlers[0].contributed_at is None
+    order = [e.kind for e in s.events if e.kind in (OVERDUE, EventKind.CO_HANDLER_WAIVED)]
+    assert order == [OVERDUE, EventKind.CO_HANDLER_WAIVED]  # the due came first
+    assert kinds(s, OVERDUE)[0]["department_id"] == "water"
+
+
+async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    handle, queue = await _convened(
+        client, pool, settings, "latewithdrawco", datetime.now(UTC) + DUE_IN
+    )
+    await eventually(lambda: timer_fired(handle, b"contribution deadline water"), within=90)
+    withdraw = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "reason": "Sorted it myself"}
+    await handle.signal("withdraw", withdraw)
+    async with build_worker(client, pool, _own(settings, queue)):
+        s = await closed_state(handle)
+    co = s.co_handlers[0]
+    assert s.closed_at is not None and co.due is not None and s.closed_at > co.due
+    assert len(kinds(s, OVERDUE)) == 1, [e.kind for e in s.events]
