@@ -7,9 +7,12 @@ import io
 import itertools
 import os
 import re
+import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -476,3 +479,56 @@ async def timer_fired(handle: WorkflowHandle[Any, Any], summary: bytes) -> bool:
             if event.timer_fired_event_attributes.started_event_id in started:
                 return True
     return False
+
+
+OUTAGE_SLACKS = (timedelta(seconds=5), timedelta(seconds=25))
+"""Real time from the start of an outage test's setup to the deadline it stops its worker
+across. The setup (a worker started, the case brought to the deadline's step, the worker
+stopped) takes a fraction of a second on an idle machine; one that overran the first slack is
+done again with the second, the slack every such test used to wait."""
+
+
+class SetupOverran(UserWarning):
+    """An outage test's setup took longer than its slack: it was done again with a longer one."""
+
+
+async def worker_down_across(
+    setup: Callable[[timedelta], Awaitable[tuple[WorkflowHandle[Any, Any], str]]],
+    summary: bytes,
+) -> tuple[WorkflowHandle[Any, Any], str]:
+    """A case whose deadline passed while no worker served it: once the timer whose summary
+    holds ``summary`` has fired, the worker still down, what the test sends now and that timer
+    reach the next worker in one workflow task.
+
+    ``setup(slack)`` starts a case, on a task queue of its own, whose deadline falls ``slack``
+    from now; brings it to the deadline's step with a worker; stops the worker; sends what is to
+    come before the deadline; and returns the case's handle and queue. If the timer had fired
+    by then, the setup overran: the worker was up when the deadline passed, or a signal meant
+    for before it came after, and the test would show nothing (or something else). That case is
+    terminated, a ``SetupOverran`` warning says so, and the setup is done again with the next
+    slack of ``OUTAGE_SLACKS``; it fails when the last one is overrun too."""
+    for slack in OUTAGE_SLACKS:
+        began = time.monotonic()
+        handle, queue = await setup(slack)
+        if not await timer_fired(handle, summary):
+            await eventually(partial(timer_fired, handle, summary), within=90)
+            return handle, queue
+        took = time.monotonic() - began
+        await handle.terminate("its setup overran the deadline")
+        warnings.warn(SetupOverran(
+            f"{handle.id}: the setup took {took:.1f} s, its deadline was {slack} away: the"
+            " worker was not down across it; set up again with a longer slack"
+        ), stacklevel=2)  # fmt: skip
+    raise AssertionError(
+        f"the setup overran every slack ({OUTAGE_SLACKS[-1]} last): the machine is too"
+        " loaded for this test to stop its worker across the deadline"
+    )
+
+
+async def until_past(moment: datetime, within: float = 60) -> None:
+    """Wait until the clock is past ``moment``: a due a test lets pass with its worker down."""
+
+    async def passed() -> bool:
+        return datetime.now(UTC) > moment
+
+    await eventually(passed, within=within)

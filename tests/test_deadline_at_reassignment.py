@@ -14,8 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from helpers import eventually, handle_of, keep_history, timer_fired
-from temporalio.client import Client
+from helpers import handle_of, keep_history, worker_down_across
+from temporalio.client import Client, WorkflowHandle
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
 
 from jiesu.case.domain import DeadlineKind, EventKind, Status, Urgency
@@ -23,32 +23,31 @@ from jiesu.config import Settings
 from worker import build_worker
 from workflows import ComplaintWorkflow
 
-CONTACT_DUE_IN = timedelta(seconds=25)  # real time: the worker is stopped across it
-
 
 async def test_a_return_after_the_deadline_in_the_timers_task_keeps_the_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    own = settings.model_copy(update={"task_queue": f"late-return-{uuid.uuid4().hex[:8]}"})
-    case_id = f"JS-LATERETURN-{uuid.uuid4().hex[:8]}"
-    # urgent: contact within 1 h of receipt; received so that it falls due in CONTACT_DUE_IN
-    received = datetime.now(UTC) - timedelta(hours=1) + CONTACT_DUE_IN
-    start = start_of(case_id).model_copy(
-        update={"urgency": Urgency.URGENT, "received_at": received}
-    )
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, own):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start, id=case_id, task_queue=own.task_queue
+    async def accepted(slack: timedelta) -> tuple[WorkflowHandle, str]:
+        """An urgent case accepted, its contact deadline (1 h from receipt) ``slack`` away."""
+        queue = f"late-return-{uuid.uuid4().hex[:8]}"
+        case_id = f"JS-LATERETURN-{uuid.uuid4().hex[:8]}"
+        received = datetime.now(UTC) - timedelta(hours=1) + slack
+        start = start_of(case_id).model_copy(
+            update={"urgency": Urgency.URGENT, "received_at": received}
         )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        await handle.signal("accept", {"actor": rid(URBAN)})
-        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        handle = handle_of(client, case_id)
+        async with build_worker(client, pool, settings.model_copy(update={"task_queue": queue})):
+            await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
+            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+            await handle.signal("accept", {"actor": rid(URBAN)})
+            await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        return handle, queue
+
     # the worker is gone; the contact deadline passes, then the unit returns the case
-    await eventually(lambda: timer_fired(handle, b"contact deadline"), within=90)
+    handle, queue = await worker_down_across(accepted, b"contact deadline")
     await handle.signal("return", {"actor": rid(URBAN), "reason": "Not ours: police work"})
-    async with build_worker(client, pool, own):
-        s = await until(client, case_id, lambda s: s.status is not Status.HANDLING, within=60)
+    async with build_worker(client, pool, settings.model_copy(update={"task_queue": queue})):
+        s = await until(client, handle.id, lambda s: s.status is not Status.HANDLING, within=60)
         assert kinds(s, EventKind.REASSIGNMENT_STARTED), [e.kind for e in s.events]
         assert DeadlineKind.CONTACT in [b.kind for b in s.breaches], s.breaches
         await handle.terminate("test finished")
