@@ -34,6 +34,7 @@ from test_actions_timed_when_sent import (
 )
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, rid, start_of, until
 
+from api import cases as api_cases
 from jiesu.audit.consistency import check_case
 from jiesu.audit.timeline import decode_history
 from jiesu.case.domain import (
@@ -221,7 +222,8 @@ async def _signalled_actors(handle: WorkflowHandle, name: str) -> list[dict[str,
 
 
 async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_reads(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``sent_at`` is documented as when the request reached the API. With the worker down
     the API asks the workflow first whenever its read-model copy refuses the action (a copy
@@ -229,6 +231,9 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
     query's timeout (JIESU_QUERY_TIMEOUT_SECONDS, 2 s) before it signals: the action was
     stamped that much later than it came in — a 联系 sent a second before its deadline was
     the unit's breach."""
+    # Each action then waits for the worker to apply it (APPLY_WAIT_SECONDS, 5 s) before its
+    # 202: after the stamp, and not what this test is about. The query's timeout stays 2 s.
+    monkeypatch.setattr(api_cases, "APPLY_WAIT_SECONDS", 1.0)
     queue = f"apistamp-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-APISTAMP-{uuid.uuid4().hex[:8]}"
     handle = handle_of(client, case_id)
