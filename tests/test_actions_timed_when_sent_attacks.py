@@ -2,9 +2,8 @@
 actions the case applies late, timed when they were sent (``Actor.sent_at``).
 
 Each test stops the worker across a deadline with a task queue of its own (the pattern of
-tests/test_actions_timed_when_sent.py). The ones marked ``xfail(strict=True)`` show a defect
-of the workflow (its fix is the workflow's owner's); they pass when it is fixed, and then the
-mark must go."""
+tests/test_actions_timed_when_sent.py). Each failed on lean-case-v12 (most were fixed by
+lean-case-v13; the late approval of an extension, a strict xfail until then, by v14)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from helpers import (
     act,
     closed_state,

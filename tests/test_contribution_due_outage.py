@@ -8,17 +8,18 @@ action first: before ``lean-case-v15`` (``contribution-due-judged-v1``) the waiv
 or the closed case then met the due, and the overdue was never recorded. The late contribution
 itself was fixed in ``lean-case-v13``
 (``test_actions_timed_when_sent_attacks::test_a_contribution_sent_after_its_due_is_overdue``).
-Each test waits about DUE_IN of real time: the worker is stopped across the due."""
+Each test waits a few seconds of real time: the worker is stopped across the due
+(helpers.worker_down_across)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import asyncpg
-from helpers import closed_state, eventually, timer_fired
+from helpers import closed_state, keep_history, worker_down_across
 from temporalio.client import Client
 from test_actions_timed_when_sent import sent
-from test_actions_timed_when_sent_attacks import CITIZEN, DUE_IN, _convened, _own
+from test_actions_timed_when_sent_attacks import CITIZEN, _convened, _own
 from test_hostile_messages import SUPERVISOR, kinds, rid, until
 
 from jiesu.case.domain import EventKind
@@ -31,15 +32,16 @@ OVERDUE = EventKind.CONTRIBUTION_OVERDUE
 async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    handle, queue = await _convened(
-        client, pool, settings, "latewaiver", datetime.now(UTC) + DUE_IN
+    handle, queue = await worker_down_across(
+        lambda slack: _convened(client, pool, settings, "latewaiver", slack),
+        b"contribution deadline water",
     )
-    await eventually(lambda: timer_fired(handle, b"contribution deadline water"), within=90)
     waiver = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "department_id": "water"}
     await handle.signal("waive_co_handler", waiver)
     async with build_worker(client, pool, _own(settings, queue)):
         s = await until(client, handle.id, lambda s: s.co_handlers[0].done, within=60)
         await handle.terminate("test finished")
+        await keep_history(handle, "waiver_after_the_contribution_due_in_its_task")
     assert s.co_handlers[0].waived and s.co_handlers[0].contributed_at is None
     order = [e.kind for e in s.events if e.kind in (OVERDUE, EventKind.CO_HANDLER_WAIVED)]
     assert order == [OVERDUE, EventKind.CO_HANDLER_WAIVED]  # the due came first
@@ -49,14 +51,15 @@ async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
 async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    handle, queue = await _convened(
-        client, pool, settings, "latewithdrawco", datetime.now(UTC) + DUE_IN
+    handle, queue = await worker_down_across(
+        lambda slack: _convened(client, pool, settings, "latewithdrawco", slack),
+        b"contribution deadline water",
     )
-    await eventually(lambda: timer_fired(handle, b"contribution deadline water"), within=90)
     withdraw = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "reason": "Sorted it myself"}
     await handle.signal("withdraw", withdraw)
     async with build_worker(client, pool, _own(settings, queue)):
         s = await closed_state(handle)
+    await keep_history(handle, "withdrawal_after_the_contribution_due_in_its_task")
     co = s.co_handlers[0]
     assert s.closed_at is not None and co.due is not None and s.closed_at > co.due
     assert len(kinds(s, OVERDUE)) == 1, [e.kind for e in s.events]
