@@ -6,6 +6,7 @@ A case really lives through a worker of its own here, on real Temporal and Postg
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -392,3 +393,60 @@ async def _copies_of_indexes(conn: asyncpg.Connection, names: set[str]) -> dict[
     copy_by_shape = {r["shape"]: r["indexname"] for r in rows if r["copy"]}
     return {r["indexname"]: copy_by_shape[r["shape"]] for r in rows
             if not r["copy"] and r["indexname"] in names}  # fmt: skip
+
+
+# The dispatcher's statements that find notices it holds by their id, with their arguments for
+# a notice claimed once (SQL, ``{id}`` its id): the marks, the heartbeat and the hand-back.
+_OUTBOX_BY_ID: dict[str, tuple[str, str]] = {
+    "mark sent": (outbox._SENT, "{id}, 1, 'email'"),
+    "mark failed attempt": (outbox._FAILED_ATTEMPT, "{id}, 1, 10, 'refused', '10 s', 'email'"),
+    "mark skipped": (outbox._SKIPPED, "{id}, 1, 'not a mobile'"),
+    "heartbeat": (outbox._RENEW, "ARRAY[{id}], ARRAY[1], '30 s'"),
+    "hand back": (outbox._HAND_BACK, "ARRAY[{id}], ARRAY[1]"),
+}
+
+
+async def test_the_outbox_finds_a_notice_it_holds_by_its_primary_key(database_url: str) -> None:
+    """Each mark, heartbeat and hand-back of the dispatcher is of notices it holds, by id: one
+    row each, by the primary key. Their fence (still ``sending``, the claim's attempts) was
+    written ``status = 'sending'``, which let the planner read them through a partial index
+    instead, chosen by the statistics: after a vacuum of a quiet outbox both 0004's
+    notifications_due and 0042's notifications_unsent look empty, and with a backlog pending
+    the heartbeat and the hand-back read the whole of notifications_due — every pending
+    notice, a median of 450–630 buffers each at a backlog of 10,000 on 2,000,000 notices,
+    against 5 by the primary key (bench/outbox_mark_plan.py) — or, as here, every notice in
+    flight through notifications_unsent. Planned here as the bench found it, on a
+    temporary copy of the outbox (its own session: VACUUM runs outside a transaction): 20,000
+    sent notices vacuumed, then 2,000 pending and 50 of them claimed; each statement prepared,
+    as asyncpg runs it, and planned both ways a prepared statement may be: for its values
+    (custom) and once for all (generic, what PostgreSQL may settle on after five runs)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TEMP TABLE notifications"
+                           " (LIKE public.notifications INCLUDING ALL)")  # fmt: skip
+        fill = ("INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+                " recipient_id, channel, subject, body, status, attempts) SELECT {p} || g,"
+                " 'BYID' || g / 8, 1, 'routed', 'department', 'water', 'email', 's', 'b', {s}, 1"
+                " FROM generate_series(1, $1::int) g")  # fmt: skip
+        await conn.execute(fill.format(p="'sent:'", s="'sent'"), 20000)
+        await conn.execute("VACUUM ANALYZE pg_temp.notifications")
+        await conn.execute(fill.format(p="'due:'", s="'pending'"), 2000)
+        claimed = await conn.fetchval(
+            "UPDATE notifications SET status = 'sending' WHERE id IN (SELECT id FROM"
+            " notifications WHERE status = 'pending' ORDER BY id LIMIT 50) RETURNING id")
+        pkey = (await _copies_of_indexes(conn, {"notifications_pkey"}))["notifications_pkey"]
+        wrong = {}
+        for name, (sql, args) in _OUTBOX_BY_ID.items():
+            await conn.execute(f"PREPARE by_id AS {sql}")
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                await conn.execute(f"SET plan_cache_mode = {mode}")
+                explained = f"EXPLAIN EXECUTE by_id({args.format(id=claimed)})"
+                plan = "\n".join(r[0] for r in await conn.fetch(explained))
+                scans = re.findall(r"(\w[\w ]*Scan)(?: Backward)? (?:using (\w+) )?on"
+                                   r" notifications", plan)  # fmt: skip
+                if scans != [("Index Scan", pkey)]:
+                    wrong[f"{name} ({mode})"] = plan
+            await conn.execute("DEALLOCATE by_id")
+        assert not wrong, "\n\n".join(f"{name}:\n{plan}" for name, plan in wrong.items())
+    finally:
+        await conn.close()

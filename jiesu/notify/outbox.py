@@ -313,41 +313,56 @@ SET status = 'failed', lease_until = NULL,
 WHERE status = 'sending' AND lease_until < now() AND attempts >= $1
 """
 
+# The by-id statements (the marks, the heartbeat, the hand-back) find each notice by its
+# primary key alone, and then check the claim's fence on that one row: ``status IS NOT DISTINCT
+# FROM 'sending'`` (status is NOT NULL: the same as ``=``). Written ``status = 'sending'``, the
+# fence was also a search condition the planner could read through a partial index whose
+# predicate it implies, and which one it chose moved with the statistics: 0004's
+# notifications_due or 0042's notifications_unsent — after a vacuum of a quiet outbox both
+# look empty, so the heartbeat and the hand-back read the whole of notifications_due (every
+# pending notice: a median of 450–630 buffers each, up to 2,000, with a backlog of 10,000 on
+# 2,000,000 notices, against 5) and the marks every 'sending' entry of notifications_unsent
+# (a few buffers, growing with the notices in flight). No partial index's predicate is proven
+# from IS NOT DISTINCT FROM, nor is it an index condition: one row by the primary key, whatever
+# the statistics (bench/outbox_mark_plan.py; docs/performance.md, "The dispatcher's by-id
+# statements"; tests/test_metrics.py::test_the_outbox_finds_a_notice_it_holds_by_its_primary_key).
+_CLAIMED = "status IS NOT DISTINCT FROM 'sending'"
+
 # Each attempt's mark records the channel it was sent by ($3 / $6): a citizen's SMS that
 # route sent by e-mail is an e-mail in the outbox from then on (and routes as one again).
-_SENT = """
+_SENT = f"""
 UPDATE notifications
 SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = NULL, channel = $3
-WHERE id = $1 AND status = 'sending' AND attempts = $2
+WHERE id = $1 AND {_CLAIMED} AND attempts = $2
 """
 
-_FAILED_ATTEMPT = """
+_FAILED_ATTEMPT = f"""
 UPDATE notifications
 SET status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
     last_error = $4, lease_until = NULL, not_before = now() + $5::interval, channel = $6
-WHERE id = $1 AND status = 'sending' AND attempts = $2
+WHERE id = $1 AND {_CLAIMED} AND attempts = $2
 """
 
 # A citizen's SMS to a number that receives none (a landline, a short number): not sent, and
 # kept with why, so whoever reads the case's notices learns that no SMS went and why.
-_SKIPPED = """
+_SKIPPED = f"""
 UPDATE notifications SET status = 'skipped', lease_until = NULL, last_error = $3
-WHERE id = $1 AND status = 'sending' AND attempts = $2
+WHERE id = $1 AND {_CLAIMED} AND attempts = $2
 """
 
 # The heartbeat: push the lease of the rows this claim still holds; returns the ids still held
 # (a row is gone from the answer once it was marked, or taken over by a newer claim).
-_RENEW = """
+_RENEW = f"""
 UPDATE notifications n SET lease_until = now() + $3::interval
 FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
-WHERE n.id = held.id AND n.attempts = held.attempts AND n.status = 'sending'
+WHERE n.id = held.id AND n.attempts = held.attempts AND n.{_CLAIMED}
 RETURNING n.id
 """
 
-_HAND_BACK = """
+_HAND_BACK = f"""
 UPDATE notifications n SET status = 'pending', lease_until = NULL, attempts = n.attempts - 1
 FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
-WHERE n.id = held.id AND n.status = 'sending' AND n.attempts = held.attempts
+WHERE n.id = held.id AND n.{_CLAIMED} AND n.attempts = held.attempts
 """
 
 
