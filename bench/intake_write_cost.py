@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +28,8 @@ from typing import Any
 import asyncpg
 
 from bench.harness import bench_database
+from bench.write_cost import load_average as _load
+from bench.write_cost import spread, summary_lines, wal_position
 from jiesu import db
 
 COPIES = ("before_0046", "with_0046")
@@ -88,20 +88,17 @@ async def make_copy(conn: asyncpg.Connection, schema: str, prefill: int) -> None
     await conn.execute(f"VACUUM ANALYZE {schema}.intakes")
 
 
-async def _wal(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT pg_current_wal_lsn()"))
-
 
 async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> dict[str, float]:
     """File ``n`` intakes: each inserted pending, then set started."""
     await conn.execute(f"SET search_path = {schema}, public")
     rows = _rows(tag, n, datetime(2026, 1, 1, tzinfo=UTC))
-    wal_start, t0 = await _wal(conn), time.perf_counter()
+    wal_start, t0 = await wal_position(conn), time.perf_counter()
     await conn.executemany(_INSERT, rows)
     inserted = time.perf_counter()
     await conn.executemany(_STARTED, [(r[0],) for r in rows])
     total = time.perf_counter() - t0
-    wal = await _wal(conn) - wal_start
+    wal = await wal_position(conn) - wal_start
     await conn.execute("RESET search_path")
     return {"insert_ms": (inserted - t0) * 1000, "started_ms": (total - (inserted - t0)) * 1000,
             "total_ms": total * 1000, "wal_bytes_per_intake": float(wal) / n}  # fmt: skip
@@ -133,28 +130,17 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
-    summary = {s: {k: _spread([m[k] for m in ms]) for k in ms[0]} for s, ms in rounds.items()}
+    summary = {s: {k: spread([m[k] for m in ms]) for k in ms[0]} for s, ms in rounds.items()}
     return {"summary": summary, "heap": heap,
             "sizes": {s: {r["indexrelname"]: r["bytes"] for r in rows}
                       for s, rows in sizes.items()}}  # fmt: skip
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def report(results: dict[str, Any], n: int) -> str:
     lines = [f"per round of {n:,} intakes, median (min–max):"]
-    for schema, s in results["summary"].items():
-        cells = [f"{k.removesuffix('_ms')} {v['median']:.1f} ({v['min']:.1f}–{v['max']:.1f}) ms"
-                 for k, v in s.items() if k.endswith("_ms")]  # fmt: skip
-        wal = s["wal_bytes_per_intake"]
-        lines.append(f"  {schema:12} " + ", ".join(cells) + f"; WAL {wal['median']:.0f}"
-                     f" ({wal['min']:.0f}–{wal['max']:.0f}) B/intake")  # fmt: skip
+    lines += summary_lines(results["summary"], "intake", 12)
     for schema, sizes in results["sizes"].items():
         lines.append(f"  {schema} table {results['heap'][schema] // 1024} kB, indexes: "
                      + ", ".join(f"{name} {size // 1024} kB" for name, size in sizes.items()))

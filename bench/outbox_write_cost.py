@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import statistics
 import time
 from datetime import timedelta
 from typing import Any
@@ -31,6 +29,8 @@ from typing import Any
 import asyncpg
 
 from bench.harness import bench_database
+from bench.write_cost import load_average as _load
+from bench.write_cost import spread, summary_lines, wal_position
 from jiesu import db
 from jiesu.notify import outbox
 from jiesu.readmodel import projection
@@ -79,10 +79,6 @@ async def make_copy(conn: asyncpg.Connection, schema: str, creates: tuple[str, .
     await conn.execute(f"VACUUM ANALYZE {schema}.notifications")
 
 
-async def _wal(conn: asyncpg.Connection) -> int:
-    """The WAL position, in bytes (asyncpg reads a pg_lsn as an int)."""
-    return int(await conn.fetchval("SELECT pg_current_wal_lsn()"))
-
 
 async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> dict[str, float]:
     """Insert ``n`` notices, claim them all (pending → sending), mark them sent."""
@@ -91,7 +87,7 @@ async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> 
                 "citizen" if i % 3 == 0 else "department",
                 f"JSW{tag}-{i // 8}" if i % 3 == 0 else f"dept-{i % 40}", "email",
                 "subject", "body text of a notice") for i in range(n)]  # fmt: skip
-    wal_start = await _wal(conn)
+    wal_start = await wal_position(conn)
     t0 = time.perf_counter()
     await conn.executemany(projection._INSERT_NOTICE, notices)
     inserted = time.perf_counter()
@@ -111,7 +107,7 @@ async def one_round(conn: asyncpg.Connection, schema: str, n: int, tag: str) -> 
         if len(rows) < BATCH:
             break
     total = time.perf_counter() - t0
-    wal = await _wal(conn) - wal_start
+    wal = await wal_position(conn) - wal_start
     plans = {name: await _reads(conn, sql, *args) for name, sql, args in (
         ("expire", outbox._EXPIRE, (MAX_ATTEMPTS,)),
         ("claim", outbox._CLAIM, (BATCH, LEASE, MAX_ATTEMPTS)),
@@ -131,9 +127,6 @@ async def _reads(conn: asyncpg.Connection, sql: str, *args: object) -> str:
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
     return ", ".join(re.findall(r"(?:Index|Index Only) Scan(?: Backward)? using (\w+)", plan)[:1])
 
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -161,23 +154,15 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
             " WHERE schemaname = $1 ORDER BY 1", s) for s in SETS}  # fmt: skip
     finally:
         await conn.close()
-    summary = {s: {k: _spread([m[k] for m in ms]) for k in ms[0]} for s, ms in rounds.items()}
+    summary = {s: {k: spread([m[k] for m in ms]) for k in ms[0]} for s, ms in rounds.items()}
     return {"summary": summary, "sizes": {s: {r["indexrelname"]: r["bytes"] for r in rows}
                                           for s, rows in sizes.items()}}  # fmt: skip
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
 
 def report(results: dict[str, Any], n: int) -> str:
     lines = [f"per round of {n:,} notices, median (min–max):"]
-    for schema, s in results["summary"].items():
-        cells = [f"{k.removesuffix('_ms')} {v['median']:.1f} ({v['min']:.1f}–{v['max']:.1f}) ms"
-                 for k, v in s.items() if k.endswith("_ms")]  # fmt: skip
-        wal = s["wal_bytes_per_notice"]
-        lines.append(f"  {schema:13} " + ", ".join(cells) + f"; WAL {wal['median']:.0f}"
-                     f" ({wal['min']:.0f}–{wal['max']:.0f}) B/notice")  # fmt: skip
+    lines += summary_lines(results["summary"], "notice", 13)
     for schema, sizes in results["sizes"].items():
         lines.append(f"  {schema} indexes after: " + ", ".join(
             f"{name} {size // 1024} kB" for name, size in sizes.items()))  # fmt: skip
