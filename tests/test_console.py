@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -37,7 +37,7 @@ from api.console.citizen import RedactLinks
 from api.console.web import STATIC, local_time, validation_message
 from api.deps import Principal
 from api.routers.self_service import SELF_SERVICE_ACTOR
-from jiesu import bidi
+from jiesu import bidi, db
 from jiesu.access import citizen_tokens
 from jiesu.case import glossary, lifecycle
 from jiesu.case.domain import (
@@ -1521,16 +1521,23 @@ async def test_the_operator_finds_a_callers_cases_by_number_or_phone(
 
 
 async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, database_url: str
 ) -> None:
     """工单查询 by phone over a million intakes must not read them all: the number is
     compared in its normal form (citizen_phone_digits, migration 0036) on both sides, which
-    the indexes on intakes (0046's, of the stored column) and repeat reports hold. (The test
-    tables are small, where a scan is cheaper: the planner is told to avoid one, as it would
-    at a million rows.)"""
+    the indexes on intakes (0046's, of the stored column) and repeat reports hold; the cases
+    are looked up by their key for the rows found, never walked in received order (the 并单
+    arm as a walk of cases_received, checking each case against the phone's repeat reports,
+    reads every case from the position down to the phone's). Planned on this test's copies of
+    the tables (_lookup_tables: 20,000 other callers' cases; the phone's 60 and 5 it reported
+    again), not the shared ones whose statistics other tests set."""
+    from statcases import case_row
+
     from api.console import lookup as lookup_page
 
     phone, at = "+86 138-0000-0000", (datetime(2026, 1, 1, tzinfo=UTC), "JS20260101-000001")
+    own = [{**case_row(at[0] + timedelta(hours=n - 30)), "case_id": f"LP-{n:02d}"}
+           for n in range(60)]  # fmt: skip
     statements = [  # a page by offset, after and before a position (下一页, 上一页), and the
         lookup_page.page_sql(None, phone, limit=50),  # page's total (共 N 件) with its place
         lookup_page.page_sql(None, phone, limit=50, after=at),  # (第 a 件: the rows above it)
@@ -1538,18 +1545,15 @@ async def test_the_phone_lookup_reads_the_phone_indexes_not_every_intake(
         lookup_page.counts_sql(None, phone),
         lookup_page.counts_sql(None, phone, before=at),
     ]
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
+    async with _lookup_tables(database_url, phone, own, reported=5) as conn:
         plans = ["\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
                  for sql, args in statements]  # fmt: skip
     for read in plans:
         assert "intakes_citizen_phone_listed" in read, read  # migration 0046's
         assert "repeat_reports_citizen_phone" in read, read
-        # the cases by their key, for the rows found: not read in their own order, filtered.
-        # Which index holds the key is the planner's choice on these small tables (cases_pkey,
-        # or cases_category's case_id once other tests' rows changed the statistics: the fresh
-        # clone's run of c0daf2e): the cases' scan looks them up by case_id.
-        by_key = re.search(r"Scan using \w+ on cases \w+[^\n]*\n\s+Index Cond: \(case_id = ", read)
+        # the cases by their key, for the rows found: not read in their own order, filtered
+        by_key = re.search(r"Scan using cases_pkey on cases \w+[^\n]*\n\s+Index Cond: \(case_id = ",
+                           read)  # fmt: skip
         assert by_key and "cases_received" not in read, read
     same = await pool.fetchval(
         "SELECT citizen_phone_digits('+86 138-1234-5678') = citizen_phone_digits('138 1234 5678')"
@@ -2041,8 +2045,110 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [plan, *(n for child in plan.get("Plans", []) for n in _plan_nodes(child))]
 
 
+# The tables 工单查询 by phone reads (api.console.lookup's page_sql and counts_sql). Its plan
+# tests planned them on the test session's shared tables, whose statistics are whatever other
+# tests left: in a fresh clone's full run (2 processes) the 并单 arm was planned as a walk of
+# cases_received and 下一页 read 50 cases, where alone the file passed.
+_LOOKUP_TABLES = ("cases", "intakes", "repeat_reports")
+_OTHER_CASES = 20_000
+"""Other callers' cases in the copies, one phone each, and a tenth of them reported again
+(并单) by yet other phones: a county's tables in use, where the planner reads an index for a
+phone's few rows (at 20 rows a scan of the whole table is cheaper)."""
+
+
+@contextlib.asynccontextmanager
+async def _lookup_tables(
+    database_url: str, phone: str, own: list[dict[str, Any]], reported: int
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection on which cases, intakes and repeat_reports are this test's own copies
+    (temporary: pg_temp is searched first, so they hide the shared tables from the statements
+    planned; each index made again under its own name), vacuumed and analyzed as a table in
+    use is: ``_OTHER_CASES`` other callers' cases spread around ``own`` (``phone``'s cases,
+    hand-made by statcases.case_row), ``phone`` reporting ``reported`` of them again (并单).
+    A connection of its own, caching no statement: a pooled one may hold a statement prepared
+    by another test, whose plan reads the shared table (a new table that hides it does not
+    invalidate the plan) — the copies filled that way had none of ``own``."""
+    conn = await asyncpg.connect(database_url, statement_cache_size=0)
+    try:
+        await db.init_connection(conn)
+        await _copy_lookup_tables(conn)
+        await _fill_lookup_tables(conn, phone, own, reported)
+        for table in _LOOKUP_TABLES:
+            await conn.execute(f"VACUUM ANALYZE pg_temp.{table}")
+        yield conn
+    finally:
+        await conn.close()  # the copies with it
+
+
+async def _copy_lookup_tables(conn: asyncpg.Connection) -> None:
+    """Empty copies of the lookup's tables with the shared tables' columns (the generated
+    intakes.citizen_phone too) and indexes, of the same names (another schema's)."""
+    for table in _LOOKUP_TABLES:
+        await conn.execute(f"CREATE TEMP TABLE {table}"
+                           f" (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)")  # fmt: skip
+        for (indexdef,) in await conn.fetch(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1",
+            table,
+        ):
+            copied = indexdef.replace(f" ON public.{table} ", f" ON pg_temp.{table} ")
+            assert copied != indexdef, indexdef
+            await conn.execute(copied)
+        copy = await conn.fetchval("SELECT $1::regclass = $2::regclass", table, f"pg_temp.{table}")
+        assert copy, f"{table} is not this test's copy"
+
+
+async def _fill_lookup_tables(
+    conn: asyncpg.Connection, phone: str, own: list[dict[str, Any]], reported: int
+) -> None:
+    """The copies' rows: ``own`` with an intake of ``phone`` each, ``_OTHER_CASES`` others
+    received every 10 minutes from 30 days before the first of ``own``, each with an intake of
+    its own phone (139…), a tenth of them with a repeat report of another (137…), and
+    ``reported`` of them, spread over the others from the first, with a repeat report of
+    ``phone``."""
+    from statcases import case_row
+
+    columns = list(own[0])
+    values = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    await conn.executemany(f"INSERT INTO pg_temp.cases ({', '.join(columns)}) VALUES ({values})",
+                           [tuple(row[c] for c in columns) for row in own])  # fmt: skip
+    first = min(row["received_at"] for row in own) - timedelta(days=30)
+    template = {**case_row(first), "case_id": "LOOKUP-TEMPLATE"}
+    await conn.execute(f"INSERT INTO pg_temp.cases ({', '.join(columns)}) VALUES ({values})",
+                       *(template[c] for c in columns))  # fmt: skip
+    changed = {"case_id": "'LC' || g", "received_at": "received_at + g * interval '10 minutes'"}
+    copied = ", ".join(changed.get(c, c) for c in columns)
+    await conn.execute(f"INSERT INTO pg_temp.cases ({', '.join(columns)}) SELECT {copied}"
+                       " FROM pg_temp.cases,"
+                       f" generate_series(1, {_OTHER_CASES}) g"
+                       " WHERE case_id = 'LOOKUP-TEMPLATE'")  # fmt: skip
+    await conn.execute("DELETE FROM pg_temp.cases WHERE case_id = 'LOOKUP-TEMPLATE'")
+    await conn.execute(
+        "INSERT INTO pg_temp.intakes (case_id, request_hash, payload, token_hash, received_at,"
+        " phone_key) SELECT case_id, 'test', jsonb_build_object('intake', jsonb_build_object("
+        " 'citizen', jsonb_build_object('phone', CASE WHEN case_id LIKE 'LC%' THEN '139' ||"
+        " lpad(substr(case_id, 3), 8, '0') ELSE $1 END))), 'test', received_at, 'test'"
+        " FROM pg_temp.cases",
+        phone,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO pg_temp.repeat_reports (id, case_id, request_hash, payload)"
+        " SELECT g, 'LC' || (g * 10), 'test', jsonb_build_object('intake', jsonb_build_object("
+        " 'citizen', jsonb_build_object('phone', '137' || lpad(g::text, 8, '0'))))"
+        f" FROM generate_series(1, {_OTHER_CASES // 10}) g"
+    )  # fmt: skip
+    if not reported:
+        return
+    await conn.execute(
+        "INSERT INTO pg_temp.repeat_reports (id, case_id, request_hash, payload)"
+        f" SELECT {_OTHER_CASES} + g, 'LC' || ((g - 1) * ($2::int / $3) + 5), 'test',"
+        " jsonb_build_object('intake', jsonb_build_object('citizen', jsonb_build_object("
+        " 'phone', $1::text))) FROM generate_series(1, $3) g",
+        phone, _OTHER_CASES, reported,
+    )  # fmt: skip
+
+
 async def test_a_phone_lookup_page_reads_a_page_of_the_phones_cases_not_all_of_them(
-    pool: asyncpg.Pool,
+    database_url: str,
 ) -> None:
     """工单查询 by phone read every case of the phone for any page: its intakes came from the
     phone's index in no order, each was joined to its case to sort them all by received_at,
@@ -2051,52 +2157,47 @@ async def test_a_phone_lookup_page_reads_a_page_of_the_phones_cases_not_all_of_t
     the list's order: page 1, 下一页 after a position and 上一页 before it each read their own
     rows from the index and stop (60 cases of a phone, pages of 10: no scan of the intakes
     returns more than 11 rows, the position's own row filtered; the cases are looked up for
-    those only). 共 N 件 with the rows above a page (第 a 件) counts the index's entries: an
-    index-only scan, not the intakes' rows (an index on the expression of 0036 can never be
-    read index-only). (Small test tables: the planner is told to avoid a sequential scan and
-    a bitmap scan, as it would at a million rows once vacuumed.)"""
+    those only, and for the 3 cases the phone reported again, 并单). 共 N 件 with the rows
+    above a page (第 a 件) counts the index's entries: an index-only scan, not the intakes'
+    rows (an index on the expression of 0036 can never be read index-only). Measured on this
+    test's copies of the tables (_lookup_tables: 20,000 other callers' cases, vacuumed and
+    analyzed), not the shared ones whose statistics other tests set."""
     from statcases import case_row
 
     from api.console import lookup as lookup_page
 
-    phone = f"131{os.getpid() % 10000:04d}0008"
-    prefix = f"LR{os.getpid() % 100000:05d}"
+    phone = "131 0000 0008"
     base = datetime(1990, 1, 1, tzinfo=UTC)
-    rows = [{**case_row(base + timedelta(hours=n)), "case_id": f"{prefix}-{n:02d}"}
+    rows = [{**case_row(base + timedelta(hours=n)), "case_id": f"LR-{n:02d}"}
             for n in range(60)]  # fmt: skip
-    for row in rows:
-        await _a_callers_case(pool, row, phone)
     at = (rows[30]["received_at"], rows[30]["case_id"])
     pages = {
         "page 1": lookup_page.page_sql(None, phone, limit=10),
         "下一页": lookup_page.page_sql(None, phone, limit=10, after=at),
         "上一页": lookup_page.page_sql(None, phone, limit=10, before=at),
     }
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL enable_seqscan = off")
-            for label, (sql, args) in pages.items():
-                plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
-                nodes = _plan_nodes(json.loads(plan)[0]["Plan"])
-                read = {table: sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes
-                                   if n.get("Relation Name") == table)
-                        for table in ("intakes", "cases")}  # fmt: skip
-                listed = len(await conn.fetch(sql, *args))
-                assert listed == 10 and read["intakes"] <= 11 and read["cases"] <= 30, (
-                    label, read, plan)  # fmt: skip
-            await conn.execute("SET LOCAL enable_bitmapscan = off")
-            for sql, args in (lookup_page.counts_sql(None, phone),
-                              lookup_page.counts_sql(None, phone, before=at)):  # fmt: skip
-                plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
-                scans = [(n["Node Type"], n.get("Index Name"))
-                         for n in _plan_nodes(json.loads(plan)[0]["Plan"])
-                         if n.get("Relation Name") == "intakes"]  # fmt: skip
-                # the phone's own: index-only; the anti-join of the reported arm by key
-                assert ("Index Only Scan", "intakes_citizen_phone_listed") in scans, scans
-                assert all(s[0] == "Index Only Scan" or s[1] == "intakes_pkey" for s in scans), (
-                    scans)  # fmt: skip
-            sql, args = lookup_page.counts_sql(None, phone, before=at)
-            total = await conn.fetchrow(sql, *args)
-            assert tuple(total) == (29, 60), tuple(total)  # rows 59…31 above row 30
-    finally:
-        await _forget_callers_cases(pool, prefix)
+    async with _lookup_tables(database_url, phone, rows, reported=3) as conn:
+        for label, (sql, args) in pages.items():
+            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+            nodes = _plan_nodes(json.loads(plan)[0]["Plan"])
+            read = {table: sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes
+                               if n.get("Relation Name") == table)
+                    for table in ("intakes", "cases")}  # fmt: skip
+            listed = len(await conn.fetch(sql, *args))
+            assert listed == 10 and read["intakes"] <= 11 and read["cases"] <= 30, (
+                label, read, plan)  # fmt: skip
+        for sql, args in (lookup_page.counts_sql(None, phone),
+                          lookup_page.counts_sql(None, phone, before=at)):  # fmt: skip
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+            scans = [(n["Node Type"], n.get("Index Name"))
+                     for n in _plan_nodes(json.loads(plan)[0]["Plan"])
+                     if n.get("Relation Name") == "intakes"]  # fmt: skip
+            # the phone's own: index-only; the anti-join of the reported arm by key
+            assert ("Index Only Scan", "intakes_citizen_phone_listed") in scans, scans
+            assert all(s[0] == "Index Only Scan" or s[1] == "intakes_pkey" for s in scans), (
+                scans)  # fmt: skip
+        sql, args = lookup_page.counts_sql(None, phone, before=at)
+        total = await conn.fetchrow(sql, *args)
+    # rows 59…31 above row 30, and 2 of the 3 the phone reported again (other callers' cases
+    # received every 10 minutes from 30 days before row 0: LC5, LC6671 and LC13337)
+    assert tuple(total) == (31, 63), tuple(total)
