@@ -569,9 +569,11 @@ class ComplaintWorkflow:
         timed = self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT)
         closing = self._patched(lifecycle.LATE_ACTIONS_JUDGED)
         judged = self._patched(lifecycle.MOVED_DEADLINE_JUDGED)
+        once = self._patched(lifecycle.ONE_BREACH_PER_WATCH)
+        settles = self._patched(lifecycle.WATCH_SETTLES_FIRST)
         watches = {
             "ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing,
-            "breach_ends": judged,
+            "breach_ends": judged, "any_breach_ends": once, "settles": settles,
         }  # fmt: skip
         self._watchers.extend(
             asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach, **watches))
@@ -976,18 +978,20 @@ class ComplaintWorkflow:
             pending.decision_due, "return decision deadline",
         ):  # fmt: skip
             return
-        self._record(
-            EventKind.RETURN_DECISION_OVERDUE,
-            SYSTEM_ACTOR,
-            decision_due=pending.decision_due.isoformat(),
-            department_id=pending.department_id,
-        )
-        self._on_decide_return(
-            ReturnDecisionAction(
-                actor=SYSTEM_ACTOR, upheld=True,
-                note="upheld: no decision by the deadline (逾期未审视为同意)",
+        actor = self._lapse_actor(pending.decision_due)
+        with self._case.acting(self._case.time_of(actor)):
+            self._record(
+                EventKind.RETURN_DECISION_OVERDUE,
+                actor,
+                decision_due=pending.decision_due.isoformat(),
+                department_id=pending.department_id,
             )
-        )  # fmt: skip
+            self._on_decide_return(
+                ReturnDecisionAction(
+                    actor=actor, upheld=True,
+                    note="upheld: no decision by the deadline (逾期未审视为同意)",
+                )
+            )  # fmt: skip
 
     def _on_decide_return(self, action: ReturnDecisionAction) -> None:
         """派单异议审核: upheld → reassigned as any return; rejected → the case stays, and the
@@ -1093,19 +1097,33 @@ class ComplaintWorkflow:
             extension.decision_due, "extension decision deadline",
         ):  # fmt: skip
             return
-        self._record(
-            EventKind.EXTENSION_DECISION_OVERDUE,
-            SYSTEM_ACTOR,
-            decision_due=extension.decision_due.isoformat(),
-            department_id=s.department_id,
-        )
-        self._on_decide_extension(
-            ExtensionDecisionAction(
-                actor=SYSTEM_ACTOR,
-                approved=True,
-                note="approved: no decision by the deadline (逾期未审视为同意)",
+        actor = self._lapse_actor(extension.decision_due)
+        with self._case.acting(self._case.time_of(actor)):
+            self._record(
+                EventKind.EXTENSION_DECISION_OVERDUE,
+                actor,
+                decision_due=extension.decision_due.isoformat(),
+                department_id=s.department_id,
             )
-        )
+            self._on_decide_extension(
+                ExtensionDecisionAction(
+                    actor=actor,
+                    approved=True,
+                    note="approved: no decision by the deadline (逾期未审视为同意)",
+                )
+            )
+
+    def _lapse_actor(self, due: datetime) -> Actor:
+        """The system, deciding for a centre silent past ``due`` (逾期视为同意). Since
+        lean-case-v16 (LAPSES_TIMED_AT_THEIR_DUE) its decision is timed at ``due``, as a
+        person's action is at its sending: with the worker down across ``due`` and a deadline
+        after it, both timers reach the worker in one task, and the lapse judged at the worker's
+        clock came after that deadline — an extension approved by lapse before the finish
+        deadline recorded 办结 超时, a return upheld by lapse before the contact deadline began its
+        reassignment after it."""
+        if self._patched(lifecycle.LAPSES_TIMED_AT_THEIR_DUE):
+            return SYSTEM_ACTOR.model_copy(update={"sent_at": due})
+        return SYSTEM_ACTOR
 
     def _on_decide_extension(self, action: ExtensionDecisionAction) -> None:
         """延期审批: approval moves the finish deadline; the running timer follows it."""

@@ -14,7 +14,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jiesu.case.domain import CaseState, DeadlineKind
-    from jiesu.case.lifecycle import breach_recorded, deadline_of, deadline_owed
+    from jiesu.case.lifecycle import (
+        breach_recorded,
+        breach_recorded_since,
+        deadline_of,
+        deadline_owed,
+    )
 
 OnBreach = Callable[[DeadlineKind, datetime], None]
 
@@ -35,6 +40,8 @@ async def watch_deadline(
     state: CaseState, kind: DeadlineKind, round_: int, on_breach: OnBreach,
     *, ends_at_reassignment: bool = False, timed: bool = False, closing_is_late: bool = False,
     breach_ends: bool = False,
+    any_breach_ends: bool = False,
+    settles: bool = False,
 ) -> None:
     """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
     ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
@@ -43,7 +50,20 @@ async def watch_deadline(
     ``closing_is_late``: nor does a case closed after it with the step undone (lean-case-v13);
     ``breach_ends``: the watch ends when the deadline it waits for is recorded as breached by
     someone else — a late approval that moves it (lean-case-v14,
-    :func:`jiesu.case.lifecycle.breached_before_moved`)."""
+    :func:`jiesu.case.lifecycle.breached_before_moved`); ``any_breach_ends``: or at a deadline
+    it moved to since (lean-case-v16, :func:`jiesu.case.lifecycle.breach_recorded_since`);
+    ``settles``: when the time runs out, the watch lets the rest of the workflow task run
+    before it judges (lean-case-v16, WATCH_SETTLES_FIRST). A timer that fires in the same task
+    (the worker down across both) may have begun something the case's main loop carries out
+    — a 退单 upheld by the centre's lapse (逾期视为同意) before this deadline starts its
+    reassignment there — and a watch that judged at once found the unit still holding the
+    case and recorded its breach. The main loop waits since an earlier task, and the SDK
+    checks the waits in the order they were registered, so it wakes before the watch."""
+
+    def recorded(deadline: datetime) -> bool:
+        if any_breach_ends:
+            return breach_recorded_since(state, kind, deadline)
+        return breach_ends and breach_recorded(state, kind, deadline)
 
     def owed() -> bool:
         return deadline_owed(
@@ -64,11 +84,12 @@ async def watch_deadline(
                     timeout_summary=f"{kind.value} deadline",
                 )
             except TimeoutError:
-                pass
+                if settles:
+                    await workflow.wait_condition(lambda: True)  # the task's other work first
             else:
-                if not (breach_ends and breach_recorded(state, kind, deadline)):
+                if not recorded(deadline):
                     continue  # met, ended, or the deadline moved (extension): look again
-        if breach_ends and breach_recorded(state, kind, deadline):
+        if recorded(deadline):
             return  # recorded as a late approval moved it: one breach, as with the worker up
         if owed() and deadline_of(state, kind) == deadline:
             on_breach(kind, deadline)

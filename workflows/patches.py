@@ -82,6 +82,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v13", frozenset({"late-actions-judged-v1"})),
     ("lean-case-v14", frozenset({"moved-deadline-judged-v1"})),
     ("lean-case-v15", frozenset({"contribution-due-judged-v1"})),
+    ("lean-case-v16", frozenset({
+        "lapses-timed-at-their-due-v1", "one-breach-per-watch-v1", "watch-settles-first-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

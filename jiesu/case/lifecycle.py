@@ -111,6 +111,10 @@ LATE_ACTIONS_JUDGED = "late-actions-judged-v1"  # see deadline_met_in_time, verd
 MOVED_DEADLINE_JUDGED = "moved-deadline-judged-v1"  # see breached_before_moved
 # Brought by the epoch lean-case-v15.
 CONTRIBUTION_DUE_JUDGED = "contribution-due-judged-v1"  # see CaseWorkflow._contribution_due
+# Brought by the epoch lean-case-v16.
+LAPSES_TIMED_AT_THEIR_DUE = "lapses-timed-at-their-due-v1"  # see CaseWorkflow._lapse_actor
+ONE_BREACH_PER_WATCH = "one-breach-per-watch-v1"  # see breach_recorded_since
+WATCH_SETTLES_FIRST = "watch-settles-first-v1"  # see workflows.deadline_watch.watch_deadline
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -930,6 +934,17 @@ def deadline_owed(
 def breach_recorded(state: CaseState, kind: DeadlineKind, deadline: datetime) -> bool:
     """Has the case recorded this deadline as breached (超时)?"""
     return any(b.kind is kind and b.deadline == deadline for b in state.breaches)
+
+
+def breach_recorded_since(state: CaseState, kind: DeadlineKind, deadline: datetime) -> bool:
+    """Has the case recorded a breach of this kind at ``deadline`` or at a deadline it was
+    moved to since (cases since lean-case-v16, ONE_BREACH_PER_WATCH)? A watch waiting for
+    ``deadline`` ends there: with the worker up, the first breach of a round's deadline ends its
+    watch, and a deadline moved in time and then missed is that breach. Two approvals applied in
+    one task (the worker down) — the first in time, the second after the deadline the first
+    set — record that deadline's breach at the second, and the watch, still holding the first
+    deadline, watched the third on and recorded a second breach."""
+    return any(b.kind is kind and b.deadline >= deadline for b in state.breaches)
 
 
 def breached_before_moved(state: CaseState, kind: DeadlineKind, at: datetime) -> bool:
