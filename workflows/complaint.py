@@ -1198,7 +1198,8 @@ class ComplaintWorkflow:
                     return
             except TimeoutError:
                 pass
-        if (co.department_id, co.due) in self._contributions_overdue:
+        judged = self._patched(lifecycle.CONTRIBUTION_DUE_JUDGED)
+        if judged and (co.department_id, co.due) in self._contributions_overdue:
             return  # recorded as a late waiver came (lean-case-v15)
         owed = not co.done or self._contributed_late(co)
         with_unit = s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT
