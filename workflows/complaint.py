@@ -599,6 +599,7 @@ class ComplaintWorkflow:
         s = self._state
         assert s.deadlines is not None
         if reason is ReassignReason.RETURN and s.reassignments >= s.deadlines.max_reassignments:
+            self._breached_before_queued(actor)
             self._to_centre_queue(actor)
             self._release_co_handlers(CENTRE_ID)
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
@@ -632,6 +633,22 @@ class ComplaintWorkflow:
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
         await self._new_round(result)
+
+    def _breached_before_queued(self, actor: Actor) -> None:
+        """A 退单 at the reassignment bound, timed after a deadline its unit had not met
+        (lean-case-v17): that deadline's breach is recorded before the case goes to the centre's
+        queue (a new round, which meets every deadline of the old). With the worker up the
+        deadline's timer records it first; with the worker down the return and the timer reach
+        it in one task, the main loop queued the case before the watch judged, and the breach
+        was never recorded."""
+        if not self._patched(lifecycle.LATE_RETURN_AT_THE_BOUND):
+            return
+        at = self._case.time_of(actor)
+        for kind in DeadlineKind:
+            if lifecycle.breached_before_moved(self._state, kind, at):  # passed, owed, unrecorded
+                deadline = lifecycle.deadline_of(self._state, kind)
+                assert deadline is not None
+                self._breach(kind, deadline)
 
     async def _new_round(self, result: ReassignmentResult) -> None:
         """改派 / 二次交办: a new department (or the same), fresh deadlines, a new rating."""
@@ -1234,6 +1251,9 @@ class ComplaintWorkflow:
         late = co.due is not None and not co.done and self._case.clock() > co.due
         if not late or not self._patched(lifecycle.CONTRIBUTION_DUE_JUDGED):
             return
+        held = self._state.status in lifecycle.WITH_DEPARTMENT
+        if not held and self._patched(lifecycle.LATE_WAIVER_NEEDS_THE_UNIT):
+            return  # returned (or queued) before: the due's watch ended there, nothing owed
         if (co.department_id, co.due) not in self._contributions_overdue:
             self._contribution_overdue(co)
 

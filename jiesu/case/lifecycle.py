@@ -115,6 +115,9 @@ CONTRIBUTION_DUE_JUDGED = "contribution-due-judged-v1"  # see CaseWorkflow._cont
 LAPSES_TIMED_AT_THEIR_DUE = "lapses-timed-at-their-due-v1"  # see CaseWorkflow._lapse_actor
 ONE_BREACH_PER_WATCH = "one-breach-per-watch-v1"  # see breach_recorded_since
 WATCH_SETTLES_FIRST = "watch-settles-first-v1"  # see workflows.deadline_watch.watch_deadline
+# Brought by the epoch lean-case-v17.
+LATE_RETURN_AT_THE_BOUND = "late-return-at-the-bound-v1"  # see CaseWorkflow._reassign
+LATE_WAIVER_NEEDS_THE_UNIT = "late-waiver-needs-the-unit-v1"  # see CaseWorkflow._waived_late
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
