@@ -76,7 +76,7 @@ async def test_a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_
     finish deadline: the deadline moves, and no breach is recorded (lean-case-v13 alike). With
     the worker down across both, the two timers reach it in one task: the lapse approves at
     the worker's clock (``CaseRecord.clock``: the system's action has no ``sent_at`` and no
-    ``acting``), after the old finish deadline, and v14's ``breached_before_moved`` records 办结
+    ``acting``), after the old finish deadline, and v14's ``breached_before`` records 办结
     超时 against a unit that asked in time — and starts its ladder."""
     quick = settings.model_copy(update={"extension_decision_hours": DECISION_HOURS})
     handle, queue = await _across_an_outage(
@@ -149,7 +149,7 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
     up): the first approval moves D in time, D2's timer records 办结 超时 at D2 and the watch
     ends there; the second approval moves D2 to D3 and finds D2's breach recorded; nothing
     watches D3 — one breach, of D2 (as after the lead's one late approval). In one task
-    (v14): the second approval records D2's breach (``breached_before_moved``: as it should),
+    (v14): the second approval records D2's breach (``breached_before``: as it should),
     the read model and the auditor's timeline agree; but the watch, still holding D, sees no
     breach of *its* deadline, follows the move to D3 and records 办结 超时 of D3 as well: two
     breaches where the worker-up order records one. (If the fix instead watches a deadline
@@ -309,7 +309,7 @@ async def test_a_moved_deadline_is_watched_and_a_second_late_approval_adds_no_br
     D2. The watch follows the moved deadline and records 办结 超时 of D2 at D2 (v14 changed the
     watch's loop: a move in time must still be looked at again); the centre's approval after
     it moves D2 to D3 and, finding D2's breach recorded, records none more (v14's
-    ``breached_before_moved`` on a moved deadline). One breach, of D2."""
+    ``breached_before`` on a moved deadline). One breach, of D2."""
     policy.extension_decision_hours = 30.0  # the centre's window ends after D2
     case_id = (await register(api, category_id="water_outage"))["case_id"]  # urgent: 24 h
     water = department("water")

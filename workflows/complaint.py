@@ -273,8 +273,6 @@ class ComplaintWorkflow:
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
-        # (department, due) of each contribution_overdue recorded: one per due (lean-case-v15)
-        self._contributions_overdue: set[tuple[str, datetime]] = set()
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay. A case since
         # lean-case-v3 asks none of the patches before it again (workflows/patches.py).
@@ -645,7 +643,7 @@ class ComplaintWorkflow:
             return
         at = self._case.time_of(actor)
         for kind in DeadlineKind:
-            if lifecycle.breached_before_moved(self._state, kind, at):  # passed, owed, unrecorded
+            if lifecycle.breached_before(self._state, kind, at):  # passed, owed, unrecorded
                 deadline = lifecycle.deadline_of(self._state, kind)
                 assert deadline is not None
                 self._breach(kind, deadline)
@@ -995,20 +993,13 @@ class ComplaintWorkflow:
             pending.decision_due, "return decision deadline",
         ):  # fmt: skip
             return
-        actor = self._lapse_actor(pending.decision_due)
-        with self._case.acting(self._case.time_of(actor)):
-            self._record(
-                EventKind.RETURN_DECISION_OVERDUE,
-                actor,
-                decision_due=pending.decision_due.isoformat(),
-                department_id=pending.department_id,
-            )
-            self._on_decide_return(
-                ReturnDecisionAction(
-                    actor=actor, upheld=True,
-                    note="upheld: no decision by the deadline (逾期未审视为同意)",
-                )
-            )  # fmt: skip
+        self._decide_by_lapse(
+            pending.decision_due, EventKind.RETURN_DECISION_OVERDUE, pending.department_id,
+            lambda actor: self._on_decide_return(ReturnDecisionAction(
+                actor=actor, upheld=True,
+                note="upheld: no decision by the deadline (逾期未审视为同意)",
+            )),
+        )  # fmt: skip
 
     def _on_decide_return(self, action: ReturnDecisionAction) -> None:
         """派单异议审核: upheld → reassigned as any return; rejected → the case stays, and the
@@ -1114,21 +1105,26 @@ class ComplaintWorkflow:
             extension.decision_due, "extension decision deadline",
         ):  # fmt: skip
             return
-        actor = self._lapse_actor(extension.decision_due)
+        self._decide_by_lapse(
+            extension.decision_due, EventKind.EXTENSION_DECISION_OVERDUE, s.department_id,
+            lambda actor: self._on_decide_extension(ExtensionDecisionAction(
+                actor=actor, approved=True,
+                note="approved: no decision by the deadline (逾期未审视为同意)",
+            )),
+        )  # fmt: skip
+
+    def _decide_by_lapse(
+        self, due: datetime, overdue: EventKind, department_id: str | None,
+        decide: Callable[[Actor], None],
+    ) -> None:  # fmt: skip
+        """The centre's lapse recorded against it (``overdue``), then its decision taken for
+        it, both at the lapse's time (:meth:`_lapse_actor`)."""
+        actor = self._lapse_actor(due)
         with self._case.acting(self._case.time_of(actor)):
             self._record(
-                EventKind.EXTENSION_DECISION_OVERDUE,
-                actor,
-                decision_due=extension.decision_due.isoformat(),
-                department_id=s.department_id,
+                overdue, actor, decision_due=due.isoformat(), department_id=department_id
             )
-            self._on_decide_extension(
-                ExtensionDecisionAction(
-                    actor=actor,
-                    approved=True,
-                    note="approved: no decision by the deadline (逾期未审视为同意)",
-                )
-            )
+            decide(actor)
 
     def _lapse_actor(self, due: datetime) -> Actor:
         """The system, deciding for a centre silent past ``due`` (逾期视为同意). Since
@@ -1168,7 +1164,7 @@ class ComplaintWorkflow:
         (:func:`watch_deadline`, ``breach_ends``). Before, approval and timer applied in one
         task (the worker down across the deadline), the watch followed the moved deadline."""
         at = self._case.clock()
-        if self._patched(lifecycle.MOVED_DEADLINE_JUDGED) and lifecycle.breached_before_moved(
+        if self._patched(lifecycle.MOVED_DEADLINE_JUDGED) and lifecycle.breached_before(
             self._state, kind, at
         ):
             deadline = lifecycle.deadline_of(self._state, kind)
@@ -1216,7 +1212,7 @@ class ComplaintWorkflow:
             except TimeoutError:
                 pass
         judged = self._patched(lifecycle.CONTRIBUTION_DUE_JUDGED)
-        if judged and (co.department_id, co.due) in self._contributions_overdue:
+        if judged and lifecycle.contribution_overdue_recorded(s, co):
             return  # recorded as a late waiver came (lean-case-v15)
         owed = not co.done or self._contributed_late(co)
         with_unit = s.round == round_ and s.status in lifecycle.WITH_DEPARTMENT
@@ -1225,7 +1221,6 @@ class ComplaintWorkflow:
 
     def _contribution_overdue(self, co: CoHandler) -> None:
         assert co.due is not None
-        self._contributions_overdue.add((co.department_id, co.due))
         self._record(
             EventKind.CONTRIBUTION_OVERDUE,
             SYSTEM_ACTOR,
@@ -1254,7 +1249,7 @@ class ComplaintWorkflow:
         held = self._state.status in lifecycle.WITH_DEPARTMENT
         if not held and self._patched(lifecycle.LATE_WAIVER_NEEDS_THE_UNIT):
             return  # returned (or queued) before: the due's watch ended there, nothing owed
-        if (co.department_id, co.due) not in self._contributions_overdue:
+        if not lifecycle.contribution_overdue_recorded(self._state, co):
             self._contribution_overdue(co)
 
     def _contributed_late(self, co: CoHandler) -> bool:

@@ -50,7 +50,7 @@ async def watch_deadline(
     ``closing_is_late``: nor does a case closed after it with the step undone (lean-case-v13);
     ``breach_ends``: the watch ends when the deadline it waits for is recorded as breached by
     someone else — a late approval that moves it (lean-case-v14,
-    :func:`jiesu.case.lifecycle.breached_before_moved`); ``any_breach_ends``: or at a deadline
+    :func:`jiesu.case.lifecycle.breached_before`); ``any_breach_ends``: or at a deadline
     it moved to since (lean-case-v16, :func:`jiesu.case.lifecycle.breach_recorded_since`);
     ``settles``: when the time runs out, the watch lets the rest of the workflow task run
     before it judges (lean-case-v16, WATCH_SETTLES_FIRST). A timer that fires in the same task

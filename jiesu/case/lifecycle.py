@@ -108,7 +108,7 @@ ACTIONS_TIMED_WHEN_SENT = "actions-timed-when-sent-v1"  # see deadline_owed, Cas
 # Brought by the epoch lean-case-v13.
 LATE_ACTIONS_JUDGED = "late-actions-judged-v1"  # see deadline_met_in_time, verdict_too_late
 # Brought by the epoch lean-case-v14.
-MOVED_DEADLINE_JUDGED = "moved-deadline-judged-v1"  # see breached_before_moved
+MOVED_DEADLINE_JUDGED = "moved-deadline-judged-v1"  # see breached_before
 # Brought by the epoch lean-case-v15.
 CONTRIBUTION_DUE_JUDGED = "contribution-due-judged-v1"  # see CaseWorkflow._contribution_due
 # Brought by the epoch lean-case-v16.
@@ -934,6 +934,17 @@ def deadline_owed(
     return not deadline_met(state, kind, round_)
 
 
+def contribution_overdue_recorded(state: CaseState, co: CoHandler) -> bool:
+    """Has the case recorded ``contribution_overdue`` for this co-handler's due?"""
+    due = co.due.isoformat() if co.due is not None else None
+    return any(
+        e.kind is EventKind.CONTRIBUTION_OVERDUE
+        and e.data.get("department_id") == co.department_id
+        and e.data.get("due") == due
+        for e in state.events
+    )
+
+
 def breach_recorded(state: CaseState, kind: DeadlineKind, deadline: datetime) -> bool:
     """Has the case recorded this deadline as breached (超时)?"""
     return any(b.kind is kind and b.deadline == deadline for b in state.breaches)
@@ -950,7 +961,7 @@ def breach_recorded_since(state: CaseState, kind: DeadlineKind, deadline: dateti
     return any(b.kind is kind and b.deadline >= deadline for b in state.breaches)
 
 
-def breached_before_moved(state: CaseState, kind: DeadlineKind, at: datetime) -> bool:
+def breached_before(state: CaseState, kind: DeadlineKind, at: datetime) -> bool:
     """Did deadline ``kind`` pass, its step owed, before an approval timed ``at`` moves it
     (cases since lean-case-v14, MOVED_DEADLINE_JUDGED)? With the worker up the deadline's
     timer records 超时 at the deadline and the late approval comes after; with the worker down
