@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 
 from activities.archive import ArchiveActivities
 from activities.deadlines import DeadlineActivities
@@ -88,7 +88,13 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
     ]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Worker:
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    interceptors: Sequence[Interceptor] = (),  # the client's own are applied besides
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -100,6 +106,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings) -> Work
         # replayed in the sandbox on every run (tests/test_replay.py, helpers.keep_history).
         workflow_runner=UnsandboxedWorkflowRunner(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=interceptors,
     )
 
 

@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from jiesu.audit.consistency import CaseConsistency, check_case
 from jiesu.audit.timeline import child_runs
 from jiesu.audit.witness import ProjectionWitness
 from jiesu.case.domain import CaseOutcome, CaseState, Resolution, Status
@@ -170,6 +171,23 @@ async def eventually(
         if loop.time() > give_up:
             raise AssertionError(f"condition not met within {within}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+async def settled_consistency(
+    client: Client, pool: Any, case_id: str, *, within: float = 30.0
+) -> CaseConsistency:
+    """The consistency check once nothing is in flight (nothing ``pending``, nothing projected
+    ``ahead`` of the history): a live case's projection is recorded a moment after its rows
+    are written. Waits until the check is settled and returns its last answer, consistent or
+    not, for the test to assert on."""
+    last: list[CaseConsistency] = []
+
+    async def settled() -> bool:
+        last[:] = [await check_case(client, pool, case_id)]
+        return last[0].pending == 0 and last[0].ahead == 0
+
+    await eventually(settled, within=within)
+    return last[0]
 
 
 async def ladder_of(client: Client, case_id: str, n: int = 1) -> WorkflowHandle[Any, Any]:

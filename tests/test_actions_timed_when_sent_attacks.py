@@ -22,6 +22,7 @@ from helpers import (
     eventually,
     handle_of,
     keep_history,
+    settled_consistency,
     until_past,
     worker_down_across,
 )
@@ -35,7 +36,6 @@ from test_actions_timed_when_sent import (
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, rid, start_of, until
 
 from api import cases as api_cases
-from jiesu.audit.consistency import check_case
 from jiesu.audit.timeline import decode_history
 from jiesu.case.domain import (
     CASE_CITIZEN_NAME,
@@ -387,7 +387,7 @@ async def test_actions_applied_late_keep_the_audit_consistent_and_explained(
         assert (s.accepted_at, s.contacted_at) == (times[0], times[1])
         await eventually(lambda: pool.fetchval(
             "SELECT contacted_at IS NOT NULL FROM cases WHERE case_id = $1", case_id))  # fmt: skip
-        consistency = await check_case(client, pool, case_id)
+        consistency = await settled_consistency(client, pool, case_id)
         history = await handle.fetch_history()
         await handle.terminate("test finished")
     assert consistency.ok, (consistency.divergences, consistency.error)

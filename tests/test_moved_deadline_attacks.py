@@ -31,6 +31,7 @@ from helpers import (
     keep_history,
     register,
     replay_checked,
+    settled_consistency,
     timer_fired,
 )
 from helpers import SUPERVISOR as API_SUPERVISOR
@@ -46,7 +47,6 @@ from test_actions_timed_when_sent_attacks import (
 )
 from test_hostile_messages import SUPERVISOR, URBAN, kinds, rid, until
 
-from jiesu.audit.consistency import check_case
 from jiesu.audit.timeline import decode_history
 from jiesu.case.domain import DeadlineKind, EventKind, Status
 from jiesu.config import Settings
@@ -187,7 +187,7 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
         assert d2 in _finish_breaches(s), s.breaches  # v14: recorded by the late approval
         await eventually(lambda: pool.fetchval(
             "SELECT extension_count = 2 FROM cases WHERE case_id = $1", handle.id))  # fmt: skip
-        consistency = await check_case(client, pool, handle.id)
+        consistency = await settled_consistency(client, pool, handle.id)
         assert consistency.ok, (consistency.divergences, consistency.error)
         history = await handle.fetch_history()
         signals = [e for e in decode_history(history).entries if e.kind == "signal"]

@@ -13,10 +13,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from helpers import SUPERVISOR, act, eventually, handle_of, register
+from helpers import SUPERVISOR, act, eventually, handle_of, register, settled_consistency
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from jiesu.audit.consistency import CaseConsistency, check_case
 from jiesu.case.domain import Actor, CaseState, EventKind, Role, Status
 from workflows import ComplaintWorkflow
 
@@ -203,10 +202,6 @@ async def test_a_dispatch_a_withdrawal_overtook_is_refused_and_recorded(
     assert "before the dispatch" in retried.json()["error"]["message"], retried.text
     # the auditor's consistency check: the refusal recorded after the close is in the read
     # model too, nothing pending or diverging (jiesu/audit/consistency.py)
-    checked = await eventually(lambda: _consistent(client, pool, case_id), within=30)
+    checked = await settled_consistency(client, pool, case_id)
+    assert checked.ok, (checked.divergences, checked.error)
     assert checked.history_events == len(state.events), checked
-
-
-async def _consistent(client: Client, pool: asyncpg.Pool, case_id: str) -> CaseConsistency | None:
-    checked = await check_case(client, pool, case_id)
-    return checked if checked.ok and checked.pending == 0 else None

@@ -34,6 +34,11 @@ def task_failure(event: HistoryEvent) -> str:
     return (failure.message or "workflow task failed").splitlines()[0]
 
 
+def closed(history: WorkflowHistory) -> bool:
+    """Has this run ended (completed, failed, terminated, ... or continued as new)?"""
+    return any(event.event_type in _CLOSED for event in history.events)
+
+
 def failing_task(history: WorkflowHistory) -> str | None:
     """The failure that wedges this open case, or None when its last workflow task passed."""
     last = None

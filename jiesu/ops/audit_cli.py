@@ -241,7 +241,8 @@ def describe_consistency(result: audit_consistency.CaseConsistency) -> list[str]
     head = (
         f"{result.case_id}: {'consistent' if result.ok else 'DIVERGES'} "
         f"({result.history_events} history events, {result.read_model_events} in the read "
-        f"model, {result.pending} pending; history from {result.source})"
+        f"model, {result.pending} pending, {result.ahead} ahead of the history; history from "
+        f"{result.source})"
     )
     lines = [head]
     if result.error:
