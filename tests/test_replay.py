@@ -26,7 +26,8 @@ so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch witho
 ``v20-*`` those of ``lean-case-v13`` cases, kept when recorded again with ``lean-case-v14``;
 ``v21-*`` those of ``lean-case-v14`` cases, kept when recorded again with ``lean-case-v15``;
 ``v22-*`` those of ``lean-case-v15`` cases, kept when recorded again with ``lean-case-v16``;
-``v23-*`` those of ``lean-case-v16`` cases, kept when recorded again with ``lean-case-v17``.
+``v23-*`` those of ``lean-case-v16`` cases, kept when recorded again with ``lean-case-v17``;
+``v24-*`` those of ``lean-case-v17`` cases, kept when recorded again with ``lean-case-v18``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision

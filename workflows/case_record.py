@@ -83,12 +83,13 @@ class CaseRecord:
 
     @contextmanager
     def acting(self, at: datetime | None) -> Iterator[None]:
-        """Record what happens inside at ``at`` (an action's time, :meth:`time_of`)."""
-        self._acting_at = at
+        """Record what happens inside at ``at`` (an action's time, :meth:`time_of`); nested
+        (a lapse taken before a later action, lean-case-v18), the outer time is back after."""
+        outer, self._acting_at = self._acting_at, at
         try:
             yield
         finally:
-            self._acting_at = None
+            self._acting_at = outer
 
     def centre_name(self) -> str:
         """The hotline centre's name as this case records it (PATCH_CENTRE_NAME)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
@@ -265,6 +266,7 @@ class ComplaintWorkflow:
         self._patched = self._case.patched  # workflow.patched, for a case since v3 too
         self._watchers: list[asyncio.Task[None]] = []
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
+        self._upheld_by_lapse_at: datetime | None = None  # see _reassignment_decided_at
         self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
         self._repeat_ids: set[str] = set()
         self._queued_after_bound = False
@@ -596,8 +598,9 @@ class ComplaintWorkflow:
         self._reassign_next = None
         s = self._state
         assert s.deadlines is not None
+        decided = self._reassignment_decided_at(reason, actor)
         if reason is ReassignReason.RETURN and s.reassignments >= s.deadlines.max_reassignments:
-            self._breached_before_queued(actor)
+            self._breached_before_queued(decided)
             self._to_centre_queue(actor)
             self._release_co_handlers(CENTRE_ID)
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
@@ -608,7 +611,7 @@ class ComplaintWorkflow:
         s.status = Status.REASSIGNING
         started = self._case.time_of(actor)  # the 退单's or order's time (lean-case-v12)
         s.reassignment = PendingReassignment(
-            n=n, reason=reason, child_id=child_id, started_at=started
+            n=n, reason=reason, child_id=child_id, started_at=min(started, decided)
         )
         with self._case.acting(started):
             self._record(
@@ -632,7 +635,25 @@ class ComplaintWorkflow:
             return
         await self._new_round(result)
 
-    def _breached_before_queued(self, actor: Actor) -> None:
+    def _reassignment_decided_at(self, reason: ReassignReason, actor: Actor) -> datetime:
+        """When the reassignment was decided, as the round's deadlines are judged against it:
+        the 退单's or order's time (lean-case-v12) — or, for a 退单 upheld by the centre's lapse
+        before a later action (lean-case-v18, :meth:`_lapses_before`), the lapse's time. That
+        action's events (the late decision refused) come first in the case's events, so the
+        reassignment's own event is recorded after them, but it was decided at the lapse, as
+        with the worker up, where it began there: a deadline between the two is not the
+        returning unit's breach."""
+        upheld_at, self._upheld_by_lapse_at = self._upheld_by_lapse_at, None
+        started = self._case.time_of(actor)
+        if (
+            upheld_at is not None
+            and reason is ReassignReason.RETURN
+            and self._patched(lifecycle.LAPSES_BEFORE_LATER_ACTIONS)
+        ):
+            return min(started, upheld_at)
+        return started
+
+    def _breached_before_queued(self, at: datetime) -> None:
         """A 退单 at the reassignment bound, timed after a deadline its unit had not met
         (lean-case-v17): that deadline's breach is recorded before the case goes to the centre's
         queue (a new round, which meets every deadline of the old). With the worker up the
@@ -641,7 +662,6 @@ class ComplaintWorkflow:
         was never recorded."""
         if not self._patched(lifecycle.LATE_RETURN_AT_THE_BOUND):
             return
-        at = self._case.time_of(actor)
         for kind in DeadlineKind:
             if lifecycle.breached_before(self._state, kind, at):  # passed, owed, unrecorded
                 deadline = lifecycle.deadline_of(self._state, kind)
@@ -796,6 +816,7 @@ class ComplaintWorkflow:
             return None
         # judged and recorded at the action's time (lean-case-v12: when its request was sent)
         with self._case.acting(self._case.time_of(actor) if isinstance(actor, Actor) else None):
+            self._lapses_before(self._case.clock())
             refusal = self._check(CaseSignal(name), payload)
             if self._case.allowed(name, payload, refusal):
                 apply(self, payload)
@@ -987,12 +1008,20 @@ class ComplaintWorkflow:
         lapse recorded against the centre: the department said in time that the case is not
         its own, and the citizen must not wait on the centre's silence."""
         assert pending.decision_due is not None
-        s = self._state
-        if not await lapsed(
-            lambda: s.pending_return is not pending or s.status not in lifecycle.WITH_DEPARTMENT,
-            pending.decision_due, "return decision deadline",
+        if await lapsed(
+            lambda: not self._return_owed(pending), pending.decision_due,
+            "return decision deadline",
         ):  # fmt: skip
-            return
+            self._uphold_by_lapse(pending)
+
+    def _return_owed(self, pending: PendingReturn) -> bool:
+        """Does the centre still owe its decision on this 退单?"""
+        s = self._state
+        return s.pending_return is pending and s.status in lifecycle.WITH_DEPARTMENT
+
+    def _uphold_by_lapse(self, pending: PendingReturn) -> None:
+        assert pending.decision_due is not None
+        self._upheld_by_lapse_at = self._case.time_of(self._lapse_actor(pending.decision_due))
         self._decide_by_lapse(
             pending.decision_due, EventKind.RETURN_DECISION_OVERDUE, pending.department_id,
             lambda actor: self._on_decide_return(ReturnDecisionAction(
@@ -1095,23 +1124,59 @@ class ComplaintWorkflow:
         lapse is recorded against the centre. The department asked in time, with reasons and a
         promised date; the centre's silence must not turn into the department's breach."""
         assert extension.decision_due is not None
-        s = self._state
-        if not await lapsed(
-            lambda: (
-                extension.approved is not None
-                or s.extension is not extension
-                or s.status not in lifecycle.WITH_DEPARTMENT
-            ),
-            extension.decision_due, "extension decision deadline",
+        if await lapsed(
+            lambda: not self._extension_owed(extension), extension.decision_due,
+            "extension decision deadline",
         ):  # fmt: skip
-            return
+            self._approve_by_lapse(extension)
+
+    def _extension_owed(self, extension: Extension) -> bool:
+        """Does the centre still owe its decision on this 延期 request?"""
+        s = self._state
+        return (
+            extension.approved is None
+            and s.extension is extension
+            and s.status in lifecycle.WITH_DEPARTMENT
+        )
+
+    def _approve_by_lapse(self, extension: Extension) -> None:
+        assert extension.decision_due is not None
         self._decide_by_lapse(
-            extension.decision_due, EventKind.EXTENSION_DECISION_OVERDUE, s.department_id,
+            extension.decision_due, EventKind.EXTENSION_DECISION_OVERDUE,
+            self._state.department_id,
             lambda actor: self._on_decide_extension(ExtensionDecisionAction(
                 actor=actor, approved=True,
                 note="approved: no decision by the deadline (逾期未审视为同意)",
             )),
         )  # fmt: skip
+
+    def _lapses_before(self, at: datetime) -> None:
+        """The centre's lapses due before an action timed ``at`` are taken first (lean-case-v18,
+        LAPSES_BEFORE_LATER_ACTIONS), as their timers take them when the worker is up. With
+        the worker down across a decision window's end, the SDK applies a signal before the
+        window's timer in the task that brings both: the centre's decision sent after its window
+        pre-empted the lapse (逾期视为同意 never happened, and a rejection left the old finish
+        deadline to be breached), and a reply or any other action was judged against the
+        undecided request. Now the lapse is recorded at its due first; the late decision then
+        finds nothing pending (``no_extension_pending``, ``no_return_pending``), as with the
+        worker up."""
+        s = self._state
+        owed: list[tuple[datetime, Callable[[], bool], Callable[[], None]]] = []
+        if (pending := s.pending_return) is not None and pending.decision_due is not None:
+            owed.append((
+                pending.decision_due, partial(self._return_owed, pending),
+                partial(self._uphold_by_lapse, pending),
+            ))  # fmt: skip
+        if (extension := s.extension) is not None and extension.decision_due is not None:
+            owed.append((
+                extension.decision_due, partial(self._extension_owed, extension),
+                partial(self._approve_by_lapse, extension),
+            ))  # fmt: skip
+        due = sorted((o for o in owed if o[0] < at and o[1]()), key=lambda o: o[0])
+        if due and self._patched(lifecycle.LAPSES_BEFORE_LATER_ACTIONS):
+            for _, still_owed, take in due:
+                if still_owed():  # the one before may have settled it
+                    take()
 
     def _decide_by_lapse(
         self, due: datetime, overdue: EventKind, department_id: str | None,

@@ -86,6 +86,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
         "lapses-timed-at-their-due-v1", "one-breach-per-watch-v1", "watch-settles-first-v1",
     })),
     ("lean-case-v17", frozenset({"late-return-at-the-bound-v1", "late-waiver-needs-the-unit-v1"})),
+    ("lean-case-v18", frozenset({"lapses-before-later-actions-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

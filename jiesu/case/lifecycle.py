@@ -118,6 +118,8 @@ WATCH_SETTLES_FIRST = "watch-settles-first-v1"  # see workflows.deadline_watch.w
 # Brought by the epoch lean-case-v17.
 LATE_RETURN_AT_THE_BOUND = "late-return-at-the-bound-v1"  # see CaseWorkflow._reassign
 LATE_WAIVER_NEEDS_THE_UNIT = "late-waiver-needs-the-unit-v1"  # see CaseWorkflow._waived_late
+# Brought by the epoch lean-case-v18.
+LAPSES_BEFORE_LATER_ACTIONS = "lapses-before-later-actions-v1"  # see CaseWorkflow._lapses_before
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
