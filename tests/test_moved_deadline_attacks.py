@@ -147,13 +147,14 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
     unit asks again (to D3, 8 s after D2), and the centre approves the second only after D2,
     the reply still owed; the unit replies after D3. Every action applied when sent (worker
     up): the first approval moves D in time, D2's timer records 办结 超时 at D2 and the watch
-    ends there; the second approval moves D2 to D3 and finds D2's breach recorded; nothing
-    watches D3 — one breach, of D2 (as after the lead's one late approval). In one task
-    (v14): the second approval records D2's breach (``breached_before``: as it should),
+    ends there; the second approval moves D2 to D3 and finds D2's breach recorded; since
+    lean-case-v19 (promise-watched-v1) a new watch holds the unit to D3, and the reply after D3
+    is its breach: D2's and D3's, once each (before v19 nothing watched D3: D2's only). In one
+    task (v14): the second approval records D2's breach (``breached_before``: as it should),
     the read model and the auditor's timeline agree; but the watch, still holding D, sees no
-    breach of *its* deadline, follows the move to D3 and records 办结 超时 of D3 as well: two
-    breaches where the worker-up order records one. (If the fix instead watches a deadline
-    moved after its breach in both orders, this test's last line becomes ``[d2, d3]``.)"""
+    breach of *its* deadline, followed the move to D3 and recorded 办结 超时 of D3 as well —
+    two breaches where the worker-up order then recorded one (v16: one-breach-per-watch-v1
+    ends that watch at D2's breach; v19's watch of D3 is the worker-up order's)."""
     moved: list[datetime] = []
 
     async def asked(handle: WorkflowHandle) -> None:
@@ -198,7 +199,7 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
         await handle.signal("reply", reply)
         s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=30)
         await handle.terminate("test finished")
-    assert _finish_breaches(s) == [d2], s.breaches
+    assert _finish_breaches(s) == [d2, d3], s.breaches
 
 
 def _extension_to(promised: datetime) -> dict[str, Any]:

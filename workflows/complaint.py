@@ -564,7 +564,14 @@ class ComplaintWorkflow:
             PATCH_DEADLINES_FROM_DISPATCH
         ):
             return  # in the centre's queue: the unit's deadlines start when it is dispatched
-        round_ = self._state.round
+        self._watchers.extend(
+            self._watch(kind)
+            for kind in DeadlineKind
+            if lifecycle.deadline_of(self._state, kind) is not None
+        )
+
+    def _watch(self, kind: DeadlineKind) -> asyncio.Task[None]:
+        """A watch of this round's deadline ``kind``, by the rules of the case's epoch."""
         ends = self._patched(lifecycle.DEADLINES_END_AT_REASSIGNMENT)  # an epoch's: no marker
         timed = self._patched(lifecycle.ACTIONS_TIMED_WHEN_SENT)
         closing = self._patched(lifecycle.LATE_ACTIONS_JUDGED)
@@ -575,10 +582,8 @@ class ComplaintWorkflow:
             "ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing,
             "breach_ends": judged, "any_breach_ends": once, "settles": settles,
         }  # fmt: skip
-        self._watchers.extend(
-            asyncio.create_task(watch_deadline(self._state, kind, round_, self._breach, **watches))
-            for kind in DeadlineKind
-            if lifecycle.deadline_of(self._state, kind) is not None
+        return asyncio.create_task(
+            watch_deadline(self._state, kind, self._state.round, self._breach, **watches)
         )
 
     def _breach(self, kind: DeadlineKind, deadline: datetime) -> None:
@@ -1204,13 +1209,19 @@ class ComplaintWorkflow:
         return SYSTEM_ACTOR
 
     def _on_decide_extension(self, action: ExtensionDecisionAction) -> None:
-        """延期审批: approval moves the finish deadline; the running timer follows it."""
+        """延期审批: approval moves the finish deadline; the running timer follows it. An
+        approval after the finish deadline was recorded as breached (the centre decided late)
+        finds no timer running: the deadline's watch ended at its breach. Since lean-case-v19
+        (PROMISE_WATCHED) a new watch holds the unit to the promised date, and a miss is a
+        second 办结 超时, of that date; before, nothing watched it, with the worker up or down."""
         s = self._state
         assert s.extension is not None and s.deadlines is not None
         s.extension.approved = action.approved
         new_deadline = None
+        breached = False
         if action.approved:
             self._breached_before_moved(DeadlineKind.FINISH)
+            breached = lifecycle.breach_recorded(s, DeadlineKind.FINISH, s.deadlines.finish)
             s.extension_count += 1
             s.deadlines = s.deadlines.model_copy(update={"finish": s.extension.promised_finish})
             new_deadline = s.deadlines.finish.isoformat()
@@ -1221,6 +1232,9 @@ class ComplaintWorkflow:
             new_deadline=new_deadline,
             note=action.note,
         )
+        if breached and self._patched(lifecycle.PROMISE_WATCHED):
+            self._watchers.append(self._watch(DeadlineKind.FINISH))
+
 
     def _breached_before_moved(self, kind: DeadlineKind) -> None:
         """An approval after the deadline it moves (lean-case-v14): the deadline passed with

@@ -120,6 +120,8 @@ LATE_RETURN_AT_THE_BOUND = "late-return-at-the-bound-v1"  # see CaseWorkflow._re
 LATE_WAIVER_NEEDS_THE_UNIT = "late-waiver-needs-the-unit-v1"  # see CaseWorkflow._waived_late
 # Brought by the epoch lean-case-v18.
 LAPSES_BEFORE_LATER_ACTIONS = "lapses-before-later-actions-v1"  # see CaseWorkflow._lapses_before
+# Brought by the epoch lean-case-v19.
+PROMISE_WATCHED = "promise-watched-v1"  # see CaseWorkflow._on_decide_extension
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
