@@ -3,17 +3,64 @@
 Migrations are plain SQL files in ``jiesu/migrations`` applied in name order, each once, in
 its own transaction, under an advisory lock so that several processes starting together
 do not race.
+
+A migration's statement waits at most ``MIGRATION_LOCK_TIMEOUT`` for a lock (``SET LOCAL
+lock_timeout``): an ``ALTER TABLE`` waiting behind a long reader of its table would otherwise
+hold every later reader and writer of that table in the queue behind it, for as long as the
+reader runs. Past it the migration gives way (its transaction rolled back: nothing of it
+applied), says what it waited for and who held it, and is tried again after a pause, up to
+``MIGRATION_TRIES`` times; then ``MigrationBlocked``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 
+log = logging.getLogger(__name__)
+
 _MIGRATION_LOCK = 0x4A494553  # "JIES"
+
+# How long (seconds) a migration's statement waits for a lock before the migration gives way:
+# the longest an intake or the worker waits behind an upgrade for a table another
+# transaction holds. (A migration that has its lock and rewrites a table still takes as long
+# as it takes: this bounds the queue, not the work.)
+MIGRATION_LOCK_TIMEOUT = 3.0
+# Tries of one migration before bootstrap stops with MigrationBlocked; the pause between two
+# tries starts at MIGRATION_FIRST_PAUSE seconds and doubles: 1, 2, 4, 8 — at most 5 × 3 s of
+# waiting for locks and 15 s of pauses before it stops (the migration's own work apart).
+MIGRATION_TRIES = 5
+MIGRATION_FIRST_PAUSE = 1.0
+
+
+class MigrationBlocked(RuntimeError):
+    """A migration could not take its locks in any of its tries; nothing of it was applied."""
+
+
+@dataclass(frozen=True)
+class LockPatience:
+    """How a migration waits for its locks (the defaults above; tests shorten them)."""
+
+    timeout: float = MIGRATION_LOCK_TIMEOUT
+    tries: int = MIGRATION_TRIES
+    first_pause: float = MIGRATION_FIRST_PAUSE
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """The lock a migration was seen waiting for, and the sessions ahead of it."""
+
+    lock: str  # "AccessExclusiveLock on table notifications"
+    holders: tuple[str, ...]  # "pid 123 (auditor, user jiesu, idle in transaction since ...)"
+
+    def __str__(self) -> str:
+        return f"{self.lock}, held by {'; '.join(self.holders) or 'a session already gone'}"
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -43,8 +90,18 @@ def _migration_files() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied now."""
+async def migrate(
+    conn: asyncpg.Connection,
+    *,
+    observer: asyncpg.Connection | None = None,
+    patience: LockPatience = LockPatience(),
+) -> list[str]:
+    """Apply pending migrations; return the names applied now.
+
+    ``observer``, a second connection to the same database, watches ``pg_locks`` while a
+    migration runs, so that a migration giving way can say which lock it waited for and who
+    held it (without one it says only that it waited). Raises ``MigrationBlocked`` when a
+    migration could not take its locks in ``patience.tries`` tries."""
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
         await conn.execute(
@@ -56,13 +113,127 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         for version, sql in _migration_files():
             if version in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            await _apply(conn, version, sql, observer, patience)
             applied.append(version)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    version: str,
+    sql: str,
+    observer: asyncpg.Connection | None,
+    patience: LockPatience,
+) -> None:
+    """Apply one migration, trying again after a pause each time it gives way on a lock."""
+    pause = patience.first_pause
+    for attempt in range(1, patience.tries + 1):
+        waited = await _try_once(conn, version, sql, observer, patience.timeout)
+        if waited is None:
+            if attempt > 1:
+                log.warning("migration %s applied at try %d of %d", version, attempt,
+                            patience.tries)  # fmt: skip
+            return
+        log.warning(
+            "migration %s gave way after waiting %.1f s for %s; rolled back, nothing of it"
+            " applied (try %d of %d%s)", version, patience.timeout, waited, attempt,
+            patience.tries, f", next in {pause:g} s" if attempt < patience.tries else "",
+        )  # fmt: skip
+        if attempt < patience.tries:
+            await asyncio.sleep(pause)
+            pause *= 2
+    raise MigrationBlocked(
+        f"migration {version} not applied: in each of {patience.tries} tries it waited"
+        f" {patience.timeout:g} s for a lock another transaction held (last: {waited})."
+        " Nothing of it was applied and no later migration ran. End or wait for that"
+        " transaction (pg_stat_activity; SELECT pg_terminate_backend(pid)), then run"
+        " `jiesu bootstrap` again."
+    )
+
+
+async def _try_once(
+    conn: asyncpg.Connection,
+    version: str,
+    sql: str,
+    observer: asyncpg.Connection | None,
+    lock_timeout: float,
+) -> LockWait | str | None:
+    """Run the migration in its own transaction, each lock waited for at most
+    ``lock_timeout`` seconds. None when applied; else what it waited for."""
+    seen: list[LockWait] = []
+    finished = asyncio.Event()
+    watch = None
+    if observer is not None:
+        interval = max(lock_timeout / 4, 0.05)  # several looks within one lock's wait
+        watch = asyncio.create_task(
+            _watch_waits(observer, conn.get_server_pid(), seen, finished, interval))
+    try:
+        async with conn.transaction():
+            # SET LOCAL: a session from a pool keeps no setting (see _keep_session).
+            await conn.execute("SELECT set_config('lock_timeout', $1, true)",
+                               f"{round(lock_timeout * 1000)}ms")  # fmt: skip
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+    except asyncpg.LockNotAvailableError:
+        return seen[-1] if seen else "a lock (who held it was not observed)"
+    except asyncpg.PostgresError as err:
+        err.add_note(f"in migration {version} (rolled back; not tried again)")
+        raise
+    finally:
+        finished.set()
+        if watch is not None:
+            await watch
+    return None
+
+
+# The lock a backend waits for now, and the sessions it waits behind (pg_blocking_pids:
+# those holding a conflicting lock and those queued ahead of it), one row per such session.
+_LOCK_WAITED_FOR = """
+SELECT l.mode || ' on ' || CASE
+           WHEN l.locktype = 'relation' THEN 'table ' || l.relation::regclass::text
+           WHEN l.locktype = 'tuple' THEN 'a row of table ' || l.relation::regclass::text
+           ELSE l.locktype END AS lock,
+       a.pid, a.application_name, a.usename, a.state,
+       to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS since,
+       left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 120) AS query
+  FROM pg_locks l
+  LEFT JOIN pg_stat_activity a ON a.pid = ANY (pg_blocking_pids(l.pid))
+ WHERE l.pid = $1 AND NOT l.granted
+"""
+
+
+async def _watch_waits(
+    observer: asyncpg.Connection,
+    pid: int,
+    seen: list[LockWait],
+    finished: asyncio.Event,
+    interval: float,
+) -> None:
+    """Until ``finished``, look every ``interval`` seconds whether backend ``pid`` waits for a
+    lock; keep the last wait seen in ``seen`` (the one it gave way on: a wait that timed out
+    lasted several intervals). Stopped by the event, never cancelled: a query cancelled
+    half-way would leave the observer busy."""
+    while not finished.is_set():
+        try:
+            rows = await observer.fetch(_LOCK_WAITED_FOR, pid)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            # Watching is for the message: the migration goes on without it.
+            log.warning("cannot watch the migration's lock waits: %s", err)
+            return
+        if rows:
+            seen[:] = [LockWait(rows[0]["lock"], tuple(_session(r) for r in rows if r["pid"]))]
+        try:
+            await asyncio.wait_for(finished.wait(), interval)
+        except TimeoutError:
+            pass
+
+
+def _session(row: asyncpg.Record) -> str:
+    who = row["application_name"] or "no application_name"
+    return (f"pid {row['pid']} ({who}, user {row['usename']}, {row['state']},"
+            f" in a transaction since {row['since']} UTC: {row['query']})")  # fmt: skip
 
 
 async def in_batches(

@@ -3,13 +3,19 @@ what an upgrade holds the outbox's writes for, and the schema it leaves."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from helpers import eventually
 
 from jiesu import db
+from jiesu.config import get_settings
+from jiesu.ops import cli
 from jiesu.readmodel import projection
 
 _SET_ASIDE_CHECKS = ("notifications_status_check", "notifications_set_aside_recorded")
@@ -131,3 +137,149 @@ async def _outbox_schema(conn: asyncpg.Connection) -> dict[str, list[tuple[objec
                                " ORDER BY indexname")  # fmt: skip
     return {"columns": [tuple(r) for r in columns], "checks": [tuple(r) for r in checks],
             "indexes": [tuple(r) for r in indexes]}  # fmt: skip
+
+
+# How long the test's writer waits for its lock before giving up: far more than a migration
+# waits now, and the test cannot hang on the old code, where the writer waited as long as the
+# reader held its transaction.
+_WRITER_PATIENCE = 15.0
+
+
+async def _writes_a_notice(writer: asyncpg.Connection, key: str) -> float:
+    """Write a notice as an intake's projection does; return the seconds it took."""
+    started = time.monotonic()
+    await writer.execute(projection._INSERT_NOTICE, key, "JSNEW", 1, "routed", "department",
+                         "water", "email", "s", "b")  # fmt: skip
+    return time.monotonic() - started
+
+
+async def _waiting_for(watcher: asyncpg.Connection, table: str) -> bool:
+    """Whether some session waits for a lock on ``table``."""
+    waiting = await watcher.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE relation = $1::regclass AND NOT granted", table)
+    return bool(waiting)
+
+
+async def _applied(conn: asyncpg.Connection) -> set[str]:
+    return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+
+
+async def test_a_migration_waiting_behind_a_long_reader_does_not_stop_the_writers(
+    upgraded_from_0044: str,
+) -> None:
+    """An auditor's long export holds a read of the outbox open while an upgrade starts:
+    0045's ALTER TABLE asks for the outbox's ACCESS EXCLUSIVE lock, waits behind the reader,
+    and every writer of the outbox (each intake's notice, the dispatcher) queued behind the
+    waiting ALTER for as long as the reader ran. Now the migration waits at most
+    MIGRATION_LOCK_TIMEOUT for a lock, gives way (its transaction rolled back, nothing of it
+    applied), the writers go on, and it is tried again after a pause: once the reader ends,
+    it applies."""
+    reader = await asyncpg.connect(upgraded_from_0044)
+    conn = await asyncpg.connect(upgraded_from_0044)
+    writer = await asyncpg.connect(upgraded_from_0044)
+    watcher = await asyncpg.connect(upgraded_from_0044)
+    upgrade = None
+    try:
+        await writer.execute(f"SET lock_timeout = '{_WRITER_PATIENCE}s'")
+        export = reader.transaction()
+        await export.start()
+        await reader.fetchval("SELECT count(*) FROM notifications")
+        upgrade = asyncio.create_task(db.migrate(conn))
+        await eventually(lambda: _waiting_for(watcher, "notifications"))
+        try:
+            waited = await _writes_a_notice(writer, "new:during-upgrade")
+        except asyncpg.LockNotAvailableError:
+            pytest.fail(f"the writer waited {_WRITER_PATIENCE} s behind the migration and gave up")
+        assert waited < db.MIGRATION_LOCK_TIMEOUT + 1.0, waited
+        assert not upgrade.done()
+        assert not any(v.startswith("0045") for v in await _applied(watcher))  # nothing of it
+        await export.commit()
+        applied = await asyncio.wait_for(upgrade, timeout=60)
+        assert [v[:4] for v in applied] == ["0045", "0046", "0047"]
+        assert {v[:4] for v in await _applied(watcher)} >= {"0045", "0046", "0047"}
+    finally:
+        if upgrade is not None and not upgrade.done():
+            upgrade.cancel()
+        for c in (reader, writer, watcher, conn):
+            await c.close()
+
+
+async def test_a_migration_blocked_in_every_try_names_the_lock_and_who_holds_it(
+    upgraded_from_0044: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reader that does not end: each try of 0045 gives way after the lock timeout, logged
+    with the lock it waited for and the session holding it (pg_locks, pg_stat_activity, read
+    by the observer connection bootstrap gives migrate); after the last try migrate stops with
+    MigrationBlocked saying the same and what to do. Nothing of 0045 was applied, no later
+    migration ran; once the reader ends, the next run applies them all."""
+    reader = await asyncpg.connect(upgraded_from_0044,
+                                   server_settings={"application_name": "auditor export"})
+    conn = await asyncpg.connect(upgraded_from_0044)
+    observer = await asyncpg.connect(upgraded_from_0044)
+    try:
+        export = reader.transaction()
+        await export.start()
+        await reader.fetchval("SELECT count(*) FROM notifications")
+        patience = db.LockPatience(timeout=0.3, tries=3, first_pause=0.1)
+        with caplog.at_level(logging.WARNING, logger="jiesu.db"):
+            with pytest.raises(db.MigrationBlocked) as blocked:
+                await db.migrate(conn, observer=observer, patience=patience)
+        lock = "AccessExclusiveLock on table notifications"
+        holder = f"{lock}, held by pid {reader.get_server_pid()}"
+        message = str(blocked.value)
+        assert message.startswith("migration 0045_notifications_set_aside not applied"), message
+        assert holder in message and "auditor export" in message, message
+        assert "jiesu bootstrap" in message, message
+        tries = [r.getMessage() for r in caplog.records if "gave way" in r.getMessage()]
+        assert len(tries) == 3, tries
+        assert all(holder in t and "0045_notifications_set_aside" in t for t in tries), tries
+        assert max(await _applied(observer)) < "0045"
+        assert not await observer.fetchval(  # 0045's first statement adds it
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'notifications' AND column_name = 'set_aside_reason'")
+        await export.commit()
+        applied = await db.migrate(conn, observer=observer)
+        assert [v[:4] for v in applied] == ["0045", "0046", "0047"]
+    finally:
+        for c in (reader, observer, conn):
+            await c.close()
+
+
+async def test_bootstrap_blocked_by_a_reader_says_who_and_what_to_do_in_one_line(
+    upgraded_from_0044: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`jiesu bootstrap` (docker-compose's bootstrap service, `make run`) whose migration gave
+    way in every try: a warning per try naming the lock and its holder (bootstrap gives migrate
+    its observer connection), then one error line saying what to do, exit 1, no traceback,
+    and Temporal never contacted."""
+    reader = await asyncpg.connect(upgraded_from_0044,
+                                   server_settings={"application_name": "auditor export"})
+    codes: list[int] = []
+    try:
+        export = reader.transaction()
+        await export.start()
+        await reader.fetchval("SELECT count(*) FROM notifications")
+        monkeypatch.setitem(db.migrate.__kwdefaults__, "patience",  # 30 s by default
+                            db.LockPatience(timeout=0.3, tries=2, first_pause=0.1))  # fmt: skip
+        monkeypatch.setattr(cli, "hard_exit", codes.append)
+        monkeypatch.setenv("DATABASE_URL", upgraded_from_0044)
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        get_settings.cache_clear()
+        try:
+            with caplog.at_level(logging.WARNING, logger="jiesu.db"):
+                await asyncio.to_thread(cli.main, ["bootstrap", "--no-demo"])
+        finally:
+            monkeypatch.undo()
+            get_settings.cache_clear()
+    finally:
+        await reader.close()
+    err = capsys.readouterr().err
+    assert codes == [1], (codes, err)
+    assert "Traceback" not in err, err
+    [last] = err.strip().splitlines()
+    holder = f"AccessExclusiveLock on table notifications, held by pid {reader.get_server_pid()}"
+    tries = [r.getMessage() for r in caplog.records if "gave way" in r.getMessage()]
+    assert len(tries) == 2 and all(holder in t for t in tries), tries
+    assert last.startswith("error: migration 0045_notifications_set_aside not applied"), last
+    assert holder in last and "run `jiesu bootstrap` again" in last, last

@@ -24,10 +24,12 @@ async def prepare_database(dsn: str, *, demo: bool) -> list[DemoKey]:
     """Create the database if needed, migrate it and, if ``demo``, load the demo county and
     its demo API keys (returned; empty without demo)."""
     await db.ensure_database(dsn)
-    pool = await db.create_pool(dsn, max_size=1)
+    # Two connections: the second watches the first's lock waits, so that a migration held
+    # up by another transaction names it (jiesu.db.migrate).
+    pool = await db.create_pool(dsn, max_size=2)
     try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
+        async with pool.acquire() as conn, pool.acquire() as observer:
+            await db.migrate(conn, observer=observer)
             return await load_demo_data(conn) if demo else []
     finally:
         await pool.close()

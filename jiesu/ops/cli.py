@@ -19,6 +19,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from temporalio.client import Client
 
+from jiesu import db
 from jiesu.client import connect_to
 from jiesu.config import Settings, get_settings
 from jiesu.exiting import hard_exit
@@ -207,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except BrokenPipeError:  # `jiesu ... | head`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 141  # as a command killed by SIGPIPE
+    except db.MigrationBlocked as err:
+        print(f"error: {err}", file=sys.stderr)  # says what to do; a traceback adds nothing
+        code = 1
     except Exception as err:
         message = unreachable(err)
         if message is not None:
