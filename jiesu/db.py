@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -41,6 +42,13 @@ MIGRATION_FIRST_PAUSE = 1.0
 
 class MigrationBlocked(RuntimeError):
     """A migration could not take its locks in any of its tries; nothing of it was applied."""
+
+
+class MigrationNotOneTransaction(RuntimeError):
+    """A migration file ends or opens a transaction itself (COMMIT, BEGIN...): what it
+    committed would stay if a later statement failed, and trying it again would run that part
+    twice; after its COMMIT its statements would wait for locks without a bound. Refused
+    before any pending migration runs."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,11 @@ async def migrate(
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        pending = [(version, sql) for version, sql in _migration_files() if version not in done]
+        for version, sql in pending:
+            _refuse_transaction_control(version, sql)
         applied = []
-        for version, sql in _migration_files():
-            if version in done:
-                continue
+        for version, sql in pending:
             await _apply(conn, version, sql, observer, patience)
             applied.append(version)
         return applied
@@ -234,6 +243,39 @@ def _session(row: asyncpg.Record) -> str:
     who = row["application_name"] or "no application_name"
     return (f"pid {row['pid']} ({who}, user {row['usename']}, {row['state']},"
             f" in a transaction since {row['since']} UTC: {row['query']})")  # fmt: skip
+
+
+# Statements that end or open a transaction, as the first words of a statement.
+_TRANSACTION_CONTROL = re.compile(
+    r"(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b",
+    re.IGNORECASE,
+)
+# What can hold a semicolon or a keyword without being a statement: comments, quoted text and
+# identifiers, dollar-quoted bodies (a PL/pgSQL function's BEGIN ... END).
+_NOT_STATEMENTS = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$\w*\$).*?\1", re.DOTALL
+)
+
+
+def _refuse_transaction_control(version: str, sql: str) -> None:
+    """Raise MigrationNotOneTransaction if the file has a statement that ends or opens a
+    transaction (a SQL-standard ``BEGIN ATOMIC ... END`` function body is not one)."""
+    statements = _NOT_STATEMENTS.sub(" ", sql).split(";")
+    in_atomic_body = False
+    for statement in (s.strip() for s in statements):
+        if in_atomic_body:
+            in_atomic_body = not re.fullmatch(r"END", statement, re.IGNORECASE)
+        elif re.search(r"\bBEGIN\s+ATOMIC\b", statement, re.IGNORECASE):
+            in_atomic_body = True
+        elif _TRANSACTION_CONTROL.match(statement):
+            first = " ".join(statement.split()[:2])
+            raise MigrationNotOneTransaction(
+                f"migration {version} is not one transaction: it has {first!r}. jiesu.db.migrate"
+                " runs each file in a transaction of its own (all of it or nothing, tried again"
+                " when it waits too long for a lock): take that statement out (a step that"
+                " cannot run in a transaction, CREATE INDEX CONCURRENTLY, say, is run by hand"
+                " and documented). No migration was applied."
+            )
 
 
 async def in_batches(

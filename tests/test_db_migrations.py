@@ -245,6 +245,51 @@ async def test_a_migration_blocked_in_every_try_names_the_lock_and_who_holds_it(
             await c.close()
 
 
+def test_every_migration_is_one_transaction() -> None:
+    """migrate runs each file in a transaction of its own and tries it again when it gives
+    way on a lock: safe only if nothing in the file commits by itself. No file ends or opens
+    a transaction (the check migrate makes before it applies anything), and none uses a
+    statement PostgreSQL refuses in a transaction (CONCURRENTLY, VACUUM): 0033 and 0041 say
+    why their indexes are built without CONCURRENTLY."""
+    for version, sql in db._migration_files():
+        db._refuse_transaction_control(version, sql)
+        code = db._NOT_STATEMENTS.sub(" ", sql).upper()
+        assert "CONCURRENTLY" not in code and "VACUUM" not in code, version
+
+
+async def test_a_migration_that_is_not_one_transaction_is_refused_and_not_tried_again(
+    upgraded_from_0044: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file that commits by itself is refused before any pending migration runs (a retry
+    would run its committed part twice); a statement PostgreSQL refuses in a transaction
+    (CREATE INDEX CONCURRENTLY) fails at once, named, rolled back, not tried again."""
+    conn = await asyncpg.connect(upgraded_from_0044)
+    files = db._migration_files()
+    try:
+        monkeypatch.setattr(db, "_migration_files", lambda: [*files, (
+            "0999_commits", "CREATE TABLE m_first (x int);\nCOMMIT;\nCREATE TABLE m_then (x int);"
+        )])  # fmt: skip
+        with pytest.raises(db.MigrationNotOneTransaction, match=r"0999_commits.*'COMMIT'"):
+            await db.migrate(conn)
+        assert max(await _applied(conn)) < "0045"  # refused before 0045 ran
+        assert await conn.fetchval("SELECT to_regclass('m_first')") is None
+
+        monkeypatch.setattr(db, "_migration_files", lambda: [*files, (
+            "0999_concurrently", "CREATE INDEX CONCURRENTLY m_index ON notifications (key);"
+        )])  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="jiesu.db"):
+            with pytest.raises(asyncpg.ActiveSQLTransactionError) as refused:
+                await db.migrate(conn)
+        assert "in migration 0999_concurrently (rolled back; not tried again)" in (
+            refused.value.__notes__)
+        assert not [r for r in caplog.records if "gave way" in r.getMessage()]
+        assert {v[:4] for v in await _applied(conn)} >= {"0045", "0046", "0047"}
+        assert "0999_concurrently" not in await _applied(conn)
+        assert await conn.fetchval("SELECT to_regclass('m_index')") is None
+    finally:
+        await conn.close()
+
+
 async def test_bootstrap_blocked_by_a_reader_says_who_and_what_to_do_in_one_line(
     upgraded_from_0044: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,

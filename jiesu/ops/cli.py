@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except BrokenPipeError:  # `jiesu ... | head`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 141  # as a command killed by SIGPIPE
-    except db.MigrationBlocked as err:
+    except (db.MigrationBlocked, db.MigrationNotOneTransaction) as err:
         print(f"error: {err}", file=sys.stderr)  # says what to do; a traceback adds nothing
         code = 1
     except Exception as err:
