@@ -109,7 +109,9 @@ async def migrate(
     ``observer``, a second connection to the same database, watches ``pg_locks`` while a
     migration runs, so that a migration giving way can say which lock it waited for and who
     held it (without one it says only that it waited). Raises ``MigrationBlocked`` when a
-    migration could not take its locks in ``patience.tries`` tries."""
+    migration could not take its locks in ``patience.tries`` tries, and
+    ``MigrationNotOneTransaction``, before applying any, when a pending file ends or opens a
+    transaction itself."""
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
         await conn.execute(
