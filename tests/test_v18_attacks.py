@@ -178,6 +178,41 @@ async def test_a_withdrawal_after_a_returns_window_leaves_the_case_closed(
     assert EventKind.REASSIGNED not in after and EventKind.ROUTED not in after, _timeline(s)
 
 
+async def test_worker_up_a_reply_and_a_withdrawal_after_the_returns_lapse(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The worker-up order of the withdrawal, reply and 延期 xfails (a guard, no outage): the
+    return's window ends, it is upheld by lapse and the case is reassigning (the dispatcher's
+    window is left at its 30 min, so it stays so); the returning unit's reply and 延期 are
+    refused (wrong_status), and the citizen's 撤诉 closes the case, which stays closed."""
+    quick = settings.model_copy(
+        update={"return_needs_approval": True, "return_decision_hours": DECISION_HOURS}
+    )
+    queue = f"returnlapseup-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-RETURNLAPSEUP-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _accepted_and_returned(client, contact=True)(handle)
+        await until(client, case_id, lambda s: s.status is Status.REASSIGNING, within=30)
+        await _signal(handle, "reply", URBAN, outcome="resolved", text="Done after all")
+        finish = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        await _signal(handle, "request_extension", URBAN, reasons="After all",
+                      measures="None", promised_finish=finish)  # fmt: skip
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
+        await handle.terminate("test finished")
+    refused = {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
+    assert refused == {"reply": "wrong_status", "request_extension": "wrong_status"}, refused
+    assert not kinds(s, EventKind.REPLIED) and not kinds(s, EventKind.EXTENSION_REQUESTED)
+    closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
+    assert s.events[closed - 1].kind is EventKind.WITHDRAWN, _timeline(s)
+    assert closed == len(s.events) - 1, _timeline(s)
+
+
 # --- (a) the returning unit's reply after its 退单's window ----------------------------------
 
 
