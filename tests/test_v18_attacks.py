@@ -568,3 +568,40 @@ async def test_an_extension_asked_after_a_returns_window_is_refused(
         await keep_history(handle, "extension_after_the_return_lapse")
     assert kinds(s, EventKind.RETURN_UPHELD), _timeline(s)
     assert not kinds(s, EventKind.EXTENSION_REQUESTED), _timeline(s)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "defect older than v18, the same cause: a 撤诉 applied while a reassignment is only asked "
+    "for (_reassign_next) closes the case, and the main loop then reassigns the closed case"
+))  # fmt: skip
+async def test_a_return_and_a_withdrawal_in_one_task_leave_the_case_closed(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """No lapse, no approval: the unit's 退单 and then the citizen's 撤诉 reach the worker in
+    one task (both sent while it is down). Worker up: the 退单 applies and the case is
+    reassigning; the 撤诉 closes it, and it stays closed. In one task: the 退单 only asks for
+    its reassignment, the 撤诉 closes the case, the main loop reassigns the closed case. The
+    root of v18's withdrawal finding: any message applied between a reassignment asked and
+    the main loop carrying it out is judged against a unit still holding the case."""
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"returnwithdraw-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-RETURNWITHDRAW-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _signal(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+    await _signal(handle, "return", URBAN, reason="Not ours: police")  # the worker is gone
+    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, _own(quick, queue)):
+        s = await _settled(handle, lambda s: bool(kinds(s, EventKind.REASSIGNED)))
+        ended = (await handle.describe()).status
+        if ended is WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("test finished")
+        await keep_history(handle, "return_and_withdrawal_in_one_task")
+    assert s.status is Status.CLOSED and ended is WorkflowExecutionStatus.COMPLETED, _timeline(s)
+    closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
+    assert EventKind.REASSIGNED not in [e.kind for e in s.events[closed + 1 :]], _timeline(s)
