@@ -7,8 +7,10 @@ and compare what the case records with what the worker-up order records (each do
 it). A 退单 upheld by a lapse taken so only *asks* for its reassignment (``_reassign_next``, the
 main loop carries it out after the message): the message is judged against a unit still
 holding the case, where with the worker up the case was already being reassigned (status
-``reassigning``) or in its new round. Real defects are strict xfails; attacks that held are
-plain guards.
+``reassigning``) or in its new round. The nine defects found (strict xfails until then) are
+fixed by lean-case-v20 (closed-case-not-reassigned-v1, judged-as-reassigning-v1,
+lapse-rechecked-v1; each of those tests failed on v19's workflow and passes now); attacks that
+held are plain guards. Each defect test's docstring says what the worker-up order records.
 """
 
 from __future__ import annotations
@@ -145,10 +147,6 @@ async def _settled(
 # --- (a) a withdrawal after a 退单's window -----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v18 defect: the return upheld by a lapse taken inside the 撤诉 only sets _reassign_next; the "
-    "撤诉 closes the case, then the main loop carries the reassignment out on the closed case"
-))  # fmt: skip
 async def test_a_withdrawal_after_a_returns_window_leaves_the_case_closed(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -216,10 +214,6 @@ async def test_worker_up_a_reply_and_a_withdrawal_after_the_returns_lapse(
 # --- (a) the returning unit's reply after its 退单's window ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v18 defect: the reply is judged while the upheld return's reassignment is only pending "
-    "(status still handling): the unit that returned the case replies to it"
-))  # fmt: skip
 async def test_a_reply_after_a_returns_window_is_refused(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -276,11 +270,6 @@ async def test_worker_up_a_return_upheld_first_leaves_the_extension_undecided(
     assert not kinds(s, EventKind.EXTENSION_DECIDED), _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect (v18's path; v17 records the same through the timers' path, the xfail below): "
-    "_lapses_before upholds the return (reassignment only pending, status still handling), "
-    "then finds the extension still owed and approves it by lapse too"
-))  # fmt: skip
 async def test_a_message_after_both_windows_takes_only_the_returns_lapse(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -322,11 +311,6 @@ async def test_a_late_rejection_and_the_lapse_timer_in_one_task_record_one_lapse
     assert s.extension_count == 1, s.extension_count
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "latent (SDK): under the SDK's single-batch activation flag (opt-in in temporalio 1.35, "
-    "its planned default) the window's timer is applied before the conditions are checked: "
-    "its watch times out after the early lapse and takes it a second time"
-))  # fmt: skip
 async def test_under_single_batch_activations_the_lapse_is_taken_once(
     client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -455,10 +439,6 @@ async def _raised_then_supplemented(
     return s, due[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v18 defect: _extension_owed ignores the reassignment a message of the same task asked for "
-    "(_reassign_next): the next message's _lapses_before approves the extension by lapse"
-))  # fmt: skip
 async def test_a_raise_before_the_window_then_a_message_after_it_takes_no_extension_lapse(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -488,10 +468,6 @@ async def test_a_case_before_v18_takes_no_extension_lapse_after_a_raise(
 # --- both windows' timers in one task, no message (not v18's code: the principle) ---------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect older than v18 (the principle): the return's lapse only asks for its reassignment, "
-    "and the extension's watch, woken in the same task, approves the extension by lapse too"
-))  # fmt: skip
 async def test_both_windows_ending_in_one_task_take_only_the_returns_lapse(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -512,10 +488,6 @@ async def test_both_windows_ending_in_one_task_take_only_the_returns_lapse(
     assert not kinds(s, EventKind.EXTENSION_DECISION_OVERDUE), _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v18 defect: at the reassignment bound the main loop sends the withdrawn case to the "
-    "centre's queue (status dispatching) after the 撤诉 closed it"
-))  # fmt: skip
 async def test_a_withdrawal_after_a_returns_window_at_the_bound_leaves_the_case_closed(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -542,10 +514,6 @@ async def test_a_withdrawal_after_a_returns_window_at_the_bound_leaves_the_case_
     assert EventKind.QUEUED not in [e.kind for e in s.events[closed + 1 :]], _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v18 defect: the 延期 request is judged while the upheld return's reassignment is only "
-    "pending (status still handling): the unit that returned the case asks to extend it"
-))  # fmt: skip
 async def test_an_extension_asked_after_a_returns_window_is_refused(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -570,10 +538,6 @@ async def test_an_extension_asked_after_a_returns_window_is_refused(
     assert not kinds(s, EventKind.EXTENSION_REQUESTED), _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect older than v18, the same cause: a 撤诉 applied while a reassignment is only asked "
-    "for (_reassign_next) closes the case, and the main loop then reassigns the closed case"
-))  # fmt: skip
 async def test_a_return_and_a_withdrawal_in_one_task_leave_the_case_closed(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -604,6 +604,11 @@ class ComplaintWorkflow:
         s = self._state
         assert s.deadlines is not None
         decided = self._reassignment_decided_at(reason, actor)
+        if s.status is Status.CLOSED and self._patched(lifecycle.CLOSED_NOT_REASSIGNED):
+            # 撤诉 in the task that decided the reassignment (a 退单 and a withdrawal applied
+            # together, the worker down): the case is closed, and stays so (lean-case-v20).
+            # Before, the main loop went on and reassigned — or queued — the withdrawn case.
+            return
         if reason is ReassignReason.RETURN and s.reassignments >= s.deadlines.max_reassignments:
             self._breached_before_queued(decided)
             self._to_centre_queue(actor)
@@ -833,7 +838,9 @@ class ComplaintWorkflow:
         """The lifecycle's rule for this message; a rule added while cases were running
         (``Refusal.since``) applies from its patch on, and a case from before keeps the old."""
         check = lifecycle.CHECKS.get(signal)  # 会办's rule by the epoch: reconvenes_released
-        refusal = check(self._state, payload, self._judged_at(signal)) if check else None
+        # a reassigning action meets the decided reassignment below: ``reassignment_pending``
+        state = self._state if signal in lifecycle.REASSIGNING_ACTIONS else self._judged_state()
+        refusal = check(state, payload, self._judged_at(signal)) if check else None
         if refusal is None and signal in lifecycle.VERDICTS:
             refusal = lifecycle.verdict_too_late(self._state, self._case.clock())
         pending = self._reassign_next is not None or self._dispatched is not None
@@ -848,6 +855,30 @@ class ComplaintWorkflow:
         if refusal is not None and refusal.since and not self._patched(refusal.since):
             return refusal.before  # as the case answered before the rule (mostly: allowed)
         return refusal
+
+    def _judged_state(self) -> CaseState:
+        """The case a message is judged against. Since lean-case-v20 (JUDGED_AS_REASSIGNING) a
+        reassignment the case has decided (a 退单 upheld, 提级办, 二次交办: ``_reassign_next``)
+        but its main loop has not begun yet is judged as begun — reassigning, or in the centre's
+        queue at the bound — as with the worker up, where the loop begins it in the same task
+        that decided it. With the worker down, a message applied in that task, after the
+        decision, was judged against the unit still holding the case: the returning unit's reply
+        or 延期 request was taken where the worker-up case refuses it (``wrong_status``)."""
+        s = self._state
+        if (
+            self._reassign_next is None
+            or s.status not in lifecycle.WITH_DEPARTMENT
+            or not self._patched(lifecycle.JUDGED_AS_REASSIGNING)
+        ):
+            return s
+        reason = self._reassign_next[0]
+        bound = s.deadlines is not None and s.reassignments >= s.deadlines.max_reassignments
+        queued = reason is ReassignReason.RETURN and bound
+        return s.model_copy(update={"status": Status.DISPATCHING if queued else Status.REASSIGNING})
+
+    def _reassignment_decided(self) -> bool:
+        """A reassignment decided and not yet begun, for a case that judges it begun (v20)."""
+        return self._reassign_next is not None and self._patched(lifecycle.JUDGED_AS_REASSIGNING)
 
     def _judged_at(self, signal: CaseSignal) -> datetime:
         """The time an action is checked at: its own (lean-case-v12) — except an order's due
@@ -1016,13 +1047,26 @@ class ComplaintWorkflow:
         if await lapsed(
             lambda: not self._return_owed(pending), pending.decision_due,
             "return decision deadline",
-        ):  # fmt: skip
+        ) and self._still_owed(partial(self._return_owed, pending)):  # fmt: skip
             self._uphold_by_lapse(pending)
+
+    def _still_owed(self, owed: Callable[[], bool]) -> bool:
+        """Is a lapse whose timer ran out still owed? Since lean-case-v20 (LAPSE_RECHECKED)
+        asked again: a message in the timer's task may have taken the lapse first
+        (:meth:`_lapses_before`) or ended it. The SDK applies a task's signals before it checks
+        the waits (so the wait saw that today), but under its single-batch activations (opt-in
+        in temporalio 1.35, its announced default) the timer is applied first, and the lapse
+        was taken twice (tests/test_v18_attacks.py)."""
+        return owed() if self._patched(lifecycle.LAPSE_RECHECKED) else True
 
     def _return_owed(self, pending: PendingReturn) -> bool:
         """Does the centre still owe its decision on this 退单?"""
         s = self._state
-        return s.pending_return is pending and s.status in lifecycle.WITH_DEPARTMENT
+        return (
+            s.pending_return is pending
+            and s.status in lifecycle.WITH_DEPARTMENT
+            and not self._reassignment_decided()  # as the case will be: reassigning
+        )
 
     def _uphold_by_lapse(self, pending: PendingReturn) -> None:
         assert pending.decision_due is not None
@@ -1132,7 +1176,7 @@ class ComplaintWorkflow:
         if await lapsed(
             lambda: not self._extension_owed(extension), extension.decision_due,
             "extension decision deadline",
-        ):  # fmt: skip
+        ) and self._still_owed(partial(self._extension_owed, extension)):  # fmt: skip
             self._approve_by_lapse(extension)
 
     def _extension_owed(self, extension: Extension) -> bool:
@@ -1142,6 +1186,7 @@ class ComplaintWorkflow:
             extension.approved is None
             and s.extension is extension
             and s.status in lifecycle.WITH_DEPARTMENT
+            and not self._reassignment_decided()  # as the case will be: reassigning
         )
 
     def _approve_by_lapse(self, extension: Extension) -> None:

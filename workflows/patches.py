@@ -88,6 +88,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v17", frozenset({"late-return-at-the-bound-v1", "late-waiver-needs-the-unit-v1"})),
     ("lean-case-v18", frozenset({"lapses-before-later-actions-v1"})),
     ("lean-case-v19", frozenset({"promise-watched-v1"})),
+    ("lean-case-v20", frozenset({
+        "closed-case-not-reassigned-v1", "judged-as-reassigning-v1", "lapse-rechecked-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

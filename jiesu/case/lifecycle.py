@@ -122,6 +122,10 @@ LATE_WAIVER_NEEDS_THE_UNIT = "late-waiver-needs-the-unit-v1"  # see CaseWorkflow
 LAPSES_BEFORE_LATER_ACTIONS = "lapses-before-later-actions-v1"  # see CaseWorkflow._lapses_before
 # Brought by the epoch lean-case-v19.
 PROMISE_WATCHED = "promise-watched-v1"  # see CaseWorkflow._on_decide_extension
+# Brought by the epoch lean-case-v20.
+CLOSED_NOT_REASSIGNED = "closed-case-not-reassigned-v1"  # see CaseWorkflow._reassign
+JUDGED_AS_REASSIGNING = "judged-as-reassigning-v1"  # see CaseWorkflow._judged_state
+LAPSE_RECHECKED = "lapse-rechecked-v1"  # see CaseWorkflow._return_decision_due
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
