@@ -113,12 +113,17 @@ def build_worker(
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
+    pool = await db.create_pool(settings.database_url)
+    try:  # before anything polls: a projection would fail on a column not there yet
+        await db.check_schema(pool, "worker")
+    except db.SchemaNotReady:
+        await pool.close()
+        raise  # one line, exit 1 (jiesu.exiting)
     tracing = start_tracing("jiesu-worker")  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     runtime = temporal_runtime(
         settings.worker_metrics_address, domain_metrics.HISTOGRAM_BUCKETS
     )  # the worker's Prometheus endpoint (jiesu.telemetry)
     client = await connect(settings, interceptors=temporal_interceptors(tracing), runtime=runtime)
-    pool = await db.create_pool(settings.database_url)
     stop = asyncio.Event()
     # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
     sender = sender_from_env(sms=sms.gateway_from_settings(settings, pool))

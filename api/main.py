@@ -5,6 +5,8 @@ Temporal client and pool."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import asyncpg
 from fastapi import Depends, FastAPI
 from opentelemetry.sdk.trace import TracerProvider
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors, media, open311
@@ -46,12 +48,15 @@ from api.routers import audit as audit_routes
 from jiesu import db
 from jiesu.client import connect
 from jiesu.config import Settings, get_settings
+from jiesu.exiting import CannotStart
 from jiesu.gc_tuning import freeze_startup_objects
 from jiesu.intake import similarity
 from jiesu.notify import sms
 from jiesu.readmodel.changes import ProjectionFeed
 from jiesu.stats.answers import Answers
 from jiesu.telemetry import start_tracing, temporal_interceptors
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Jiesu (接诉即办) — a 12345-style government service hotline.
@@ -80,6 +85,46 @@ def wrap_outermost(app: FastAPI, middleware: Callable[..., ASGIApp], **options: 
     cannot): so that it also sees the 500 answers that ServerErrorMiddleware sends."""
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: middleware(build(), **options)  # type: ignore[method-assign]
+
+
+class RefusalInOneLine:
+    """uvicorn logs the message of a failed start-up, and Starlette makes that message the
+    traceback. A refusal to start (jiesu.exiting.CannotStart: the database's schema behind
+    this code) says all there is to say in its own one line: that line is logged instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def say(message: Message) -> None:
+            # Sent from the router's except block: the exception it handles is the refusal.
+            refusal = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and isinstance(refusal, CannotStart):
+                message = {**message, "message": str(refusal)}
+            await send(message)
+
+        await self.app(scope, receive, say)
+
+
+async def _check_schema(pool: asyncpg.Pool, own_pool: bool) -> None:
+    """Refuse to start on a database behind this code: a page reading a column not there yet
+    would answer 500 (docs/operations.md, Upgrading). A database that cannot be reached is
+    not refused: the API starts and answers 503 until it is back, as it always has."""
+    try:
+        await db.check_schema(pool, "API")
+    except db.SchemaNotReady:
+        if own_pool:
+            await pool.close()
+        raise  # uvicorn: one line (RefusalInOneLine), exit 3
+    except Exception as err:
+        if not errors.is_database_down(err):
+            raise
+        log.warning("the database's schema was not checked: PostgreSQL cannot be reached (%s)",
+                    err)  # fmt: skip
 
 
 async def build_routes(app: FastAPI) -> None:
@@ -129,6 +174,7 @@ def create_app(
         )
         own_pool = pool is None
         app.state.pool = pool or await db.create_pool(settings.database_url)
+        await _check_schema(app.state.pool, own_pool)
         # Counted in PostgreSQL (jiesu.rate_limits): shared by the replicas, kept over restarts.
         app.state.auth_limiter = AuthFailureLimiter.from_settings(settings, app.state.pool)
         app.state.self_service_limits = self_service.limits_from_settings(
@@ -171,6 +217,7 @@ def create_app(
         # ServerErrorMiddleware outermost), and SecurityHeaders then wraps the result.
         instrument_tracing(app, tracer_provider)
     wrap_outermost(app, SecurityHeaders, cacheable_prefix=STATIC_PREFIX)
+    wrap_outermost(app, RefusalInOneLine)
     # Before errors.install: inside RequestContext, so a 413 carries the request id.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)

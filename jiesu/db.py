@@ -10,6 +10,12 @@ hold every later reader and writer of that table in the queue behind it, for as 
 reader runs. Past it the migration gives way (its transaction rolled back: nothing of it
 applied), says what it waited for and who held it, and is tried again after a pause, up to
 ``MIGRATION_TRIES`` times; then ``MigrationBlocked``.
+
+Only ``jiesu bootstrap`` migrates. The worker, the API and the mail listener check at start-up
+that the database has every migration their code ships (:func:`check_schema`, one query): a
+database behind them is refused in one line (``SchemaNotReady``) rather than failing later in
+the middle of a projection or a page; one ahead of them (a newer version's bootstrap ran) is
+used, with a warning naming what they do not know.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+
+from jiesu.exiting import CannotStart
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +104,75 @@ def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("jiesu") / "migrations"
     files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The database's migrations against those this code ships (``_migration_files``)."""
+
+    applied: tuple[str, ...]  # in schema_migrations, in name order
+    pending: tuple[str, ...]  # shipped with this code, not applied: run `jiesu bootstrap`
+    unknown: tuple[str, ...]  # applied, not shipped with this code: a newer version's
+
+    @property
+    def ready(self) -> bool:
+        return not self.pending
+
+
+class SchemaNotReady(CannotStart):
+    """The database lacks migrations this code needs: `jiesu bootstrap` has not run since it
+    was installed. Said as one line by the processes that refuse to start on it."""
+
+    def __init__(self, state: SchemaState, who: str) -> None:
+        self.pending = state.pending
+        listed = ", ".join(state.pending)
+        what = (f"all {len(state.pending)} migrations" if not state.applied
+                else f"{len(state.pending)} migration{'s' if len(state.pending) > 1 else ''}")
+        super().__init__(
+            f"the {who} will not start: the database lacks {what} its code needs (pending:"
+            f" {listed}). Run `jiesu bootstrap` of this version first, then start the {who}"
+            " again (docs/operations.md, Upgrading)."
+        )  # fmt: skip
+
+
+async def schema_state(conn: asyncpg.Connection | asyncpg.Pool) -> SchemaState:
+    """Compare schema_migrations with the migration files of this code (one query; a database
+    never bootstrapped, without the table, has every migration pending)."""
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    except asyncpg.UndefinedTableError:
+        rows = []
+    applied = tuple(r["version"] for r in rows)
+    shipped = [version for version, _ in _migration_files()]
+    done, known = set(applied), set(shipped)
+    return SchemaState(
+        applied=applied,
+        pending=tuple(v for v in shipped if v not in done),
+        unknown=tuple(v for v in applied if v not in known),
+    )
+
+
+async def check_schema(conn: asyncpg.Connection | asyncpg.Pool, who: str) -> SchemaState:
+    """At start-up of the ``who`` ("worker", "API"...): raise SchemaNotReady when a migration
+    of this code is not applied. Migrations the code does not know only warn: a rolling
+    upgrade runs the newer bootstrap first and replaces the older processes one by one, and
+    an older process restarted in between must come up again; it keeps working when the newer
+    migrations only add (tables, nullable or defaulted columns, indexes), as migrations here
+    are written to — one that takes away is upgraded across with the older processes stopped
+    (docs/operations.md, Upgrading)."""
+    state = await schema_state(conn)
+    if state.pending:
+        raise SchemaNotReady(state, who)
+    if state.unknown:
+        log.warning(
+            "the database has %d migration%s this %s's code does not know: %s (a newer"
+            " version's `jiesu bootstrap` ran). Starting, as an older %s does in a rolling"
+            " upgrade: it keeps working if these migrations only add (docs/operations.md,"
+            " Upgrading); replace it with the newer version.",
+            len(state.unknown), "s" if len(state.unknown) > 1 else "", who,
+            ", ".join(state.unknown), who,
+        )  # fmt: skip
+    return state
 
 
 async def migrate(

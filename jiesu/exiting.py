@@ -18,6 +18,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
 
+class CannotStart(Exception):
+    """A process refusing to start for a reason its message says in full (the database's
+    schema behind its code, jiesu.db.SchemaNotReady): logged as that one line, without a
+    traceback, exit 1."""
+
+
 def hard_exit(code: int) -> NoReturn:
     """Flush what was said (logging, stdout, stderr), then end the process with ``code``."""
     logging.shutdown()
@@ -29,12 +35,15 @@ def hard_exit(code: int) -> NoReturn:
 def run_then_exit(main: Callable[[], Coroutine[Any, Any, None]], name: str) -> NoReturn:
     """``asyncio.run(main())``, then :func:`hard_exit`: 0 when it returns or is interrupted
     (Ctrl-C), 1 with the failure logged when it raises — the worker's and the mail listener's
-    ``__main__``."""
+    ``__main__``. A refusal to start (CannotStart) is logged as its one line."""
     code = 0
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except CannotStart as refusal:
+        logging.getLogger(name).error("%s", refusal)
+        code = 1
     except Exception:
         logging.getLogger(name).exception("%s failed", name)
         code = 1

@@ -63,8 +63,13 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s mail %(levelname)s %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd prints addresses at INFO
     settings = get_settings()
-    client = await connect(settings, lazy=True)  # a mail while Temporal is down: 451, retried
     pool = await db.create_pool(settings.database_url)
+    try:  # a mail filed into a schema behind this code would fail half-way
+        await db.check_schema(pool, "mail listener")
+    except db.SchemaNotReady:
+        await pool.close()
+        raise  # one line, exit 1 (jiesu.exiting)
+    client = await connect(settings, lazy=True)  # a mail while Temporal is down: 451, retried
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
