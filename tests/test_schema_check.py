@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from jiesu import db
 from jiesu.config import Settings
+from jiesu.health import checks
 from jiesu.ops.bootstrap import prepare_database
 
 LAST_APPLIED = "0045"  # the database `behind` stops here: 0046 and 0047 are pending
@@ -253,3 +254,26 @@ async def test_the_worker_starts_on_a_database_ahead_of_its_code_and_says_so(
     [warning] = [line for line in text.splitlines() if NEWER in line]
     assert "WARNING" in warning and "newer" in warning, warning
 
+
+async def test_the_doctor_reports_the_schema(
+    client: Client, pool: asyncpg.Pool, behind: str
+) -> None:
+    """`jiesu doctor` (and GET /api/v1/admin/doctor): the session's database is up to date, no
+    finding; a database behind the code has one ``schema_pending`` finding per migration."""
+    current = await checks.examine(client, pool, checks.DoctorOptions(replay=False,
+                                                                      limit=1), workflows=[])
+    assert current.schema_state is not None and current.schema_state.pending == []
+    assert current.counts[checks.SCHEMA_PENDING] == 0
+    assert ": schema up to date (" in checks.format_report(current)  # in the verdict line
+    old = await db.create_pool(behind, max_size=2)
+    try:
+        report = await checks.examine(client, old, checks.DoctorOptions(replay=False, limit=1),
+                                      workflows=[])  # fmt: skip
+    finally:
+        await old.close()
+    found = [f.subject for f in report.findings if f.kind == checks.SCHEMA_PENDING]
+    assert found == PENDING and report.schema_state is not None
+    assert report.schema_state.pending == PENDING
+    assert checks.exit_code(report) == 1
+    said = checks.format_report(report)
+    assert f"schema behind this code, {len(PENDING)} migrations pending" in said, said

@@ -43,9 +43,9 @@ Seconds = Annotated[
     "/api/v1/admin/doctor",
     response_model=doctor.DoctorReport,
     responses=_ERRORS,
-    summary="Examine the system: wedged cases, retrying activities, stale read models, overdue "
-    "and given-up notices, citizens nobody could tell, reports left pending, large histories, "
-    "histories that do not replay",
+    summary="Examine the system: migrations not applied, wedged cases, retrying activities, "
+    "stale read models, overdue and given-up notices, citizens nobody could tell, reports "
+    "left pending, large histories, histories that do not replay",
     description="The report of `jiesu doctor --json`. Its `counts` name every kind of finding, "
     "0 included: " + ", ".join(f"`{kind}`" for kind in doctor.KINDS) + ". What each means and "
     "how to repair it: docs/operations.md (the doctor's findings table and runbook).",

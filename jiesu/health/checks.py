@@ -1,8 +1,13 @@
 """The doctor (巡检): finds what keeps cases from living their life, before a citizen does.
 
-One examination looks at the open workflows (at most ``limit`` of them, newest first), the read
-model and the notifications outbox, and reports ten kinds of finding:
+One examination looks at the database's schema, the open workflows (at most ``limit`` of them,
+newest first), the read model and the notifications outbox, and reports eleven kinds of finding:
 
+- ``schema_pending`` — a migration this code ships that the database has not applied
+  (``jiesu bootstrap`` of this version not run yet): the worker and the API of this version
+  refuse to start on it (jiesu.db.check_schema). Migrations the database has and this code
+  does not know (a newer version's) are not a finding: they are reported in ``schema_state``
+  (an older process keeps working beside them).
 - ``workflow_task_failing`` — a workflow whose task fails on every retry: it applies no
   signal, fires no deadline and answers no query until its code or its history is repaired.
   Found by Temporal's visibility (``TemporalReportedProblems``, set by the server after
@@ -74,6 +79,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from jiesu import db
 from jiesu.audit import replay as audit_replay
 from jiesu.case.domain import (
     CASE_STATE_PAGE_QUERY,
@@ -92,6 +98,7 @@ from jiesu.case.domain import (
 )
 from jiesu.notify.outbox import NOTICE_CITIZEN
 
+SCHEMA_PENDING = "schema_pending"
 TASK_FAILING = "workflow_task_failing"
 ACTIVITY_RETRYING = "activity_retrying"
 READ_MODEL_BEHIND = "read_model_behind"
@@ -103,7 +110,7 @@ INTAKE_PENDING = "intake_pending"
 CITIZEN_NOT_TOLD = "citizen_not_told"
 HISTORY_LARGE = "history_large"
 KINDS = (
-    TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
+    SCHEMA_PENDING, TASK_FAILING, ACTIVITY_RETRYING, READ_MODEL_BEHIND, READ_MODEL_DIVERGED,
     NOTIFICATION_OVERDUE, NOTIFICATION_FAILED, CITIZEN_NOT_TOLD, INTAKE_PENDING, NOT_REPLAYING,
     HISTORY_LARGE,
 )  # fmt: skip
@@ -172,9 +179,22 @@ class CheckError(BaseModel):
     message: str
 
 
+class SchemaReport(BaseModel):
+    """schema_migrations against the migration files of the code that examined it."""
+
+    applied: int = Field(description="migrations the database has")
+    latest: str | None = Field(description="the last of them by name")
+    pending: list[str] = Field(description="this code's migrations the database lacks: run "
+                               "`jiesu bootstrap`; the worker and the API refuse to start")
+    unknown: list[str] = Field(description="migrations the database has that this code does "
+                               "not know: a newer version's bootstrap ran")
+
+
 class DoctorReport(BaseModel):
     checked_at: datetime
     options: DoctorOptions
+    schema_state: SchemaReport | None = Field(default=None,
+                                              description="None when it could not be read")
     open_workflows: int = Field(default=0, description="open workflows examined")
     truncated: bool = Field(default=False, description="more open workflows than the limit")
     replayed: int = 0
@@ -222,6 +242,8 @@ async def examine(
     worker's, ``workflows.ALL_WORKFLOWS``: this package may not import them)."""
     options = options or DoctorOptions()
     report = DoctorReport(checked_at=datetime.now(UTC), options=options)
+    async with _check(report, SCHEMA_PENDING):
+        await _schema(pool, report)
     open_workflows: list[OpenWorkflow] = []
     async with _check(report, "open workflows"):
         open_workflows = await _open_workflows(client, options.limit, report)
@@ -272,6 +294,17 @@ async def _bounded(items: Sequence[T], work: Callable[[T], Awaitable[Any]]) -> l
             return await work(item)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def _schema(pool: asyncpg.Pool, report: DoctorReport) -> None:
+    state = await db.schema_state(pool)
+    report.schema_state = SchemaReport(
+        applied=len(state.applied), latest=state.applied[-1] if state.applied else None,
+        pending=list(state.pending), unknown=list(state.unknown),
+    )  # fmt: skip
+    for version in state.pending:
+        report.add(SCHEMA_PENDING, version, f"migration {version} is not applied: the worker "
+                   "and the API of this version will not start — run `jiesu bootstrap`")
 
 
 async def _open_workflows(client: Client, limit: int, report: DoctorReport) -> list[OpenWorkflow]:
@@ -778,8 +811,23 @@ def format_report(report: DoctorReport) -> str:
         scope += f" (the newest {report.options.limit}; raise --limit to see more)"
     counts = ", ".join(f"{n} {kind}" for kind, n in report.counts.items())
     verdict = "OK" if report.ok else "PROBLEMS FOUND"
-    lines.append(f"{verdict}: {scope}, {report.replayed} histories replayed; {counts}")
+    schema = "" if report.schema_state is None else _schema_said(report.schema_state) + "; "
+    lines.append(f"{verdict}: {schema}{scope}, {report.replayed} histories replayed; {counts}")
     return "\n".join(lines)
+
+
+def _schema_said(schema: SchemaReport) -> str:
+    """The schema's state, for the verdict line."""
+    if schema.pending:
+        count = len(schema.pending)
+        said = (f"schema behind this code, {count} migration{'s' * (count > 1)} pending"
+                f" ({', '.join(schema.pending)}): run `jiesu bootstrap`")
+    else:
+        said = f"schema up to date ({schema.applied} migrations, the last {schema.latest})"
+    if schema.unknown:
+        said += (f"; {len(schema.unknown)} newer than this code ({', '.join(schema.unknown)}):"
+                 " a newer version's bootstrap ran, this jiesu is the older")
+    return said
 
 
 def exit_code(report: DoctorReport) -> int:
