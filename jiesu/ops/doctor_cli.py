@@ -20,9 +20,10 @@ from workflows import ALL_WORKFLOWS
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Look for wedged cases, retrying activities, stale read models, overdue and given-up
-    notices, citizens nobody could tell, reports left pending, large histories and histories
-    that do not replay; exit 1 when anything is found (2: a check could not run)."""
+    """Look for migrations not applied, wedged cases, retrying activities, stale read models,
+    overdue and given-up notices, citizens nobody could tell, reports left pending, large
+    histories and histories that do not replay; exit 1 when anything is found (2: a check
+    could not run)."""
 
     async def body(session: Session) -> int:
         client, pool, settings = session
