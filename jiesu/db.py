@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -100,10 +101,20 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     )
 
 
-def _migration_files() -> list[tuple[str, str]]:
+def _migration_paths() -> list[Traversable]:
     folder = resources.files("jiesu") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
-    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+            for f in _migration_paths()]  # fmt: skip
+
+
+def migration_versions() -> list[str]:
+    """The migrations this code ships, by name, in order (their text unread: the start-up
+    check needs only the names)."""
+    return [f.name.removesuffix(".sql") for f in _migration_paths()]
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ async def schema_state(conn: asyncpg.Connection | asyncpg.Pool) -> SchemaState:
     except asyncpg.UndefinedTableError:
         rows = []
     applied = tuple(r["version"] for r in rows)
-    shipped = [version for version, _ in _migration_files()]
+    shipped = migration_versions()
     done, known = set(applied), set(shipped)
     return SchemaState(
         applied=applied,
