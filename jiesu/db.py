@@ -119,15 +119,11 @@ def migration_versions() -> list[str]:
 
 @dataclass(frozen=True)
 class SchemaState:
-    """The database's migrations against those this code ships (``_migration_files``)."""
+    """The database's migrations against those this code ships (``migration_versions``)."""
 
     applied: tuple[str, ...]  # in schema_migrations, in name order
     pending: tuple[str, ...]  # shipped with this code, not applied: run `jiesu bootstrap`
     unknown: tuple[str, ...]  # applied, not shipped with this code: a newer version's
-
-    @property
-    def ready(self) -> bool:
-        return not self.pending
 
 
 class SchemaNotReady(CannotStart):
