@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 import os
 import re
 import time
@@ -212,7 +213,9 @@ async def exists(handle: WorkflowHandle[Any, Any]) -> bool:
 
 async def fast_forward(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
                        by: timedelta) -> None:
-    assert await env.fast_forward(handle, by), "the case's clock did not reach its target"
+    assert await env.fast_forward(handle, by), (
+        f"{handle.id}'s clock did not reach its target: the workflow ended first"
+    )
 
 
 async def fast_forward_past(
@@ -352,6 +355,64 @@ async def case_when(
         return state if test(state) else None
 
     return await eventually(probe, within=within)
+
+
+async def steps_told(ladder: WorkflowHandle[Any, Any]) -> list[int]:
+    """The levels a ladder (督办阶梯 child) has signalled its case and Temporal delivered, in
+    its history's order: what the case has to apply, whatever it shows yet."""
+    sent: dict[int, int] = {}
+    told: list[int] = []
+    async for event in ladder.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            attrs = event.signal_external_workflow_execution_initiated_event_attributes
+            if attrs.signal_name == "escalation_step":
+                sent[event.event_id] = json.loads(attrs.input.payloads[0].data)["level"]
+        elif event.event_type == EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+            attrs = event.external_workflow_execution_signaled_event_attributes
+            if attrs.initiated_event_id in sent:
+                told.append(sent[attrs.initiated_event_id])
+    return told
+
+
+async def case_applied(
+    api: httpx.AsyncClient, client: Client, case_id: str, test: Callable[[dict[str, Any]], Any],
+    *, within: float = 90,
+) -> dict[str, Any]:
+    """The case as the operator sees it once ``test`` holds: for what Temporal has delivered to
+    the case already (a ladder's step, a signal), so the wait is the case applying it. A
+    timeout says where the case stood: the API's answer and source, the case's pending
+    workflow task (its attempt: a failed task is retried after a growing pause, 10 s and more
+    from the third attempt on the dev server) and its failed tasks' causes."""
+    try:
+        return await case_when(api, case_id, test, within=within)
+    except AssertionError as slow:
+        raise AssertionError(
+            f"{case_id} did not apply what it was told within {within} s: "
+            f"{await _where_the_case_stands(api, client, case_id)}"
+        ) from slow
+
+
+async def _where_the_case_stands(api: httpx.AsyncClient, client: Client, case_id: str) -> str:
+    answer = await api.get(f"/api/v1/complaints/{case_id}", headers=OPERATOR)
+    body = answer.json() if answer.status_code == 200 else {}
+    handle = handle_of(client, case_id)
+    described = (await handle.describe()).raw_description
+    task = "pending_workflow_task"
+    pending = (
+        f"state {described.pending_workflow_task.state}, attempt "
+        f"{described.pending_workflow_task.attempt}"
+        if described.HasField(task) else "none"
+    )  # fmt: skip
+    failed = [
+        f"{e.event_id}: {e.workflow_task_failed_event_attributes.failure.message[:200]}"
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    return (
+        f"the API answers {answer.status_code} ({answer.headers.get('x-case-source')}) level "
+        f"{body.get('escalation_level')}, status {body.get('status')}; the case's pending "
+        f"workflow task: {pending}; its failed workflow tasks: {failed or 'none'}"
+    )
 
 
 async def withdrawn_to_its_close(
