@@ -1,0 +1,335 @@
+"""Red team of lean-case-v19 (promise-watched-v1) and lean-case-v20 (closed-case-not-reassigned-v1,
+judged-as-reassigning-v1, lapse-rechecked-v1).
+
+v20 judges a message applied after a decided reassignment (``_reassign_next``: a 退单, 提级办,
+二次交办 the main loop has not begun) against the case's *status* as the reassignment will leave
+it (``_judged_state``). But beginning a reassignment changes more than the status: at the
+reassignment bound the case is queued at the centre (a new round, the centre holding it), its
+co-handlers are released and the ladder starts (``reassignment_limit``); below it the
+reassignment's start is recorded (``reassignment_started``). A message in the deciding task is
+judged against a copy with only the status changed, and then applied to the real case, which
+still has none of that. And a 撤诉 in that task now closes the case before the main loop gets
+to the reassignment, which it then skips wholesale (``_reassign`` returns before recording
+anything), where with the worker up the reassignment's start (or the queueing and its ladder)
+was recorded before the withdrawal.
+
+Each test sends a 退单 and a second message while the worker is down (one workflow task, the
+SDK applies both signals before the main loop runs), then compares what the case records with
+what the worker-up order records (each docstring says it). Defects are strict xfails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from helpers import handle_of, until_past
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH, _own
+from test_hostile_messages import SUPERVISOR, URBAN, WATER, start_of, until
+from test_promised_date_watched import _finish_breaches
+from test_v18_attacks import _settled, _signal, _timeline
+
+from jiesu.case.domain import CaseState, EscalationTrigger, EventKind, Status, Urgency
+from jiesu.config import Settings
+from worker import build_worker
+from workflows import ComplaintWorkflow
+
+Step = Callable[[WorkflowHandle], Awaitable[None]]
+WATER_REF = {"id": "water", "name": "县水务局"}
+
+
+async def _nothing_more(_: WorkflowHandle) -> None:
+    return None
+
+
+async def _returned_in_one_task_with(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    name: str,
+    message: Step,
+    done: Callable[[CaseState], bool],
+    before: Step = _nothing_more,
+) -> CaseState:
+    """A general case accepted by its unit (then ``before``) with the worker up; with the
+    worker down, the unit's 退单 (no approval needed) and then ``message``; the worker comes
+    back and applies both in one task. The case once ``done`` (or its workflow ended)."""
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"{name}-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _signal(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await before(handle)
+    await _signal(handle, "return", URBAN, reason="Not ours: police")  # the worker is gone
+    await message(handle)
+    async with build_worker(client, pool, _own(quick, queue)):
+        s = await _settled(handle, done)
+        await _ended(handle)
+    return s
+
+
+async def _ended(handle: WorkflowHandle) -> None:
+    """Terminate the case if it still runs (it may complete between the look and the end)."""
+    if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
+
+
+def _at_the_bound(settings: Settings) -> Settings:
+    return settings.model_copy(update={"max_reassignments": 0})
+
+
+def _refused(s: CaseState) -> dict[str, str]:
+    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
+
+
+def _before_close(s: CaseState) -> list[EventKind]:
+    closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
+    return [e.kind for e in s.events[:closed]]
+
+
+# --- judged-as-reassigning-v1: only the status is judged -----------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v20 judges a 督办 after a 退单 at the bound against the status only: the queue's "
+    "reassignment_limit ladder is not yet started, the order is taken against the returning unit",
+)
+async def test_a_return_at_the_bound_and_a_supervision_order_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """max_reassignments 0: the unit's 退单 queues the case at the centre, and the queue puts
+    it on the ladder (reassignment_limit). Worker up: the 退单 applies, the main loop queues the
+    case and starts that ladder in the same task; a supervisor's 督办 after it is refused
+    (already_supervised), and the ladder stays reassignment_limit's. Both in one task (v20):
+    the 督办 is judged against a copy of the case with status dispatching but no ladder yet —
+    taken (escalation_started by the supervisor, counted against MAX_SUPERVISION_ORDERS, the
+    ladder's department the returning unit); the queue's ladder then never starts."""
+
+    async def supervise(handle: WorkflowHandle) -> None:
+        await _signal(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
+
+    s = await _returned_in_one_task_with(
+        client, pool, _at_the_bound(settings), "boundsupervise", supervise,
+        lambda s: s.status is Status.DISPATCHING and s.escalation is not None,
+    )  # fmt: skip
+    assert s.status is Status.DISPATCHING, _timeline(s)
+    assert _refused(s) == {"supervise": "already_supervised"}, _timeline(s)
+    assert s.escalation is not None, _timeline(s)
+    assert s.escalation.trigger is EscalationTrigger.REASSIGNMENT_LIMIT, _timeline(s)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v20 judges a 免除协办 after a 退单 at the bound against the status only: the queue "
+    "has not released the co-handlers yet, so the supervisor's waiver is taken",
+)
+async def test_a_return_at_the_bound_and_a_waiver_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """max_reassignments 0, a co-handler (water) convened and owing its contribution. Worker
+    up: the 退单 queues the case, and the queue releases the co-handler (co_handler_waived by
+    the system, reason round_ended); a supervisor's 免除协办 of water after it is refused
+    (no_pending_co_handler). Both in one task (v20): the waiver is judged with status
+    dispatching but water still owing — taken, recorded as the supervisor's release."""
+
+    async def convened(handle: WorkflowHandle) -> None:
+        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await until(client, handle.id, lambda s: bool(s.co_handlers))
+
+    async def waive(handle: WorkflowHandle) -> None:
+        await _signal(handle, "waive_co_handler", SUPERVISOR, department_id="water")
+
+    s = await _returned_in_one_task_with(
+        client, pool, _at_the_bound(settings), "boundwaive", waive,
+        lambda s: s.status is Status.DISPATCHING and s.escalation is not None, before=convened,
+    )  # fmt: skip
+    assert s.status is Status.DISPATCHING, _timeline(s)
+    assert _refused(s) == {"waive_co_handler": "no_pending_co_handler"}, _timeline(s)
+    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
+    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
+        ("system", "round_ended")
+    ], _timeline(s)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v20 judges a co-handler's contribution after a 退单 at the bound against the "
+    "status only: refused wrong_status, where the worker-up case says co_handler_released",
+)
+async def test_a_return_at_the_bound_and_a_contribution_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """As the waiver: worker up, the queue has released water when its 协办 contribution comes,
+    refused co_handler_released (it owes nothing). Both in one task (v20): judged with status
+    dispatching, water not released: refused wrong_status — a refusal still, with the wrong
+    reason recorded and answered to the co-handler."""
+
+    async def convened(handle: WorkflowHandle) -> None:
+        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await until(client, handle.id, lambda s: bool(s.co_handlers))
+
+    async def contribute(handle: WorkflowHandle) -> None:
+        await _signal(handle, "contribute", WATER, text="Pipe checked")
+
+    s = await _returned_in_one_task_with(
+        client, pool, _at_the_bound(settings), "boundcontribute", contribute,
+        lambda s: s.status is Status.DISPATCHING and bool(_refused(s)), before=convened,
+    )  # fmt: skip
+    assert _refused(s) == {"contribute": "co_handler_released"}, _timeline(s)
+
+
+# --- closed-case-not-reassigned-v1: the reassignment begun is not recorded -------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v20's _reassign returns for a closed case before recording the reassignment the "
+    "worker-up case began before the 撤诉 (reassignment_started)",
+)
+async def test_a_return_and_a_withdrawal_in_one_task_record_the_reassignment_begun(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Worker up: the 退单 applies and the main loop begins its reassignment in that task
+    (reassignment_started, status reassigning, reassignments 1); the 撤诉 after it closes the
+    case (tests/test_v18_attacks.py's worker-up guard shows it reassigning, then closed).
+    Both in one task (v20): the 撤诉 closes the case first, ``_reassign`` sees it closed and
+    returns at once — the case stays closed, as it should, but its record lacks the
+    reassignment the 退单 began: returned, withdrawn, closed."""
+
+    async def withdraw(handle: WorkflowHandle) -> None:
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+
+    s = await _returned_in_one_task_with(
+        client, pool, settings, "returnwithdrawn", withdraw, lambda s: s.status is Status.CLOSED
+    )
+    assert s.status is Status.CLOSED, _timeline(s)
+    before = _before_close(s)
+    assert EventKind.REASSIGNMENT_STARTED in before, _timeline(s)
+    assert before.index(EventKind.REASSIGNMENT_STARTED) < before.index(EventKind.WITHDRAWN)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v20's _reassign returns for a closed case before queueing it: the worker-up case "
+    "was queued (queued, the reassignment_limit ladder) before the 撤诉",
+)
+async def test_a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_queue(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """max_reassignments 0. Worker up: the 退单 queues the case at the centre in its task
+    (queued, escalation_started reassignment_limit: the unit returned too often); the 撤诉
+    then closes the queued case. Both in one task (v20): closed first, and ``_reassign``
+    returns before ``_to_centre_queue``: no queued, no reassignment_limit ladder recorded."""
+
+    async def withdraw(handle: WorkflowHandle) -> None:
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+
+    s = await _returned_in_one_task_with(
+        client, pool, _at_the_bound(settings), "boundwithdrawn", withdraw,
+        lambda s: s.status is Status.CLOSED,
+    )  # fmt: skip
+    assert s.status is Status.CLOSED, _timeline(s)
+    before = _before_close(s)
+    assert EventKind.QUEUED in before, _timeline(s)
+    triggers = [e.data.get("trigger") for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
+    assert triggers == ["reassignment_limit"], _timeline(s)
+
+
+# --- promise-watched-v1: the promised date already past at the late approval -------------------
+
+
+async def test_a_late_approval_past_the_promise_in_an_outage_records_both_breaches(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard (held). 延期 asked in time for a date 2 s past the finish deadline; the worker goes
+    down, both dates pass, and the centre approves after the promised date. Worker up: the
+    finish deadline's breach at its time; the approval moves the deadline to a date already
+    past, and the promise's new watch records its breach at once: two breaches, the deadline
+    and the promise. Worker down: the approval and the deadline's timer in one task —
+    ``_breached_before_moved`` records the deadline, the new watch the promise; once each."""
+    queue = f"latepromise-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-LATEPROMISE-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    received = datetime.now(UTC) - URGENT_FINISH + timedelta(seconds=5)
+    start = start_of(case_id).model_copy(
+        update={"urgency": Urgency.URGENT, "received_at": received}
+    )
+    async with build_worker(client, pool, _own(settings, queue)):
+        await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        assert s.deadlines is not None
+        finish = s.deadlines.finish
+        for step in ("accept", "contact"):
+            await _signal(handle, step, URBAN)
+        await until(client, case_id, lambda s: s.contacted_at is not None)
+        promised = finish + timedelta(seconds=2)
+        await _signal(handle, "request_extension", URBAN, reasons="Main pipe", measures="Tanker",
+                      promised_finish=promised.isoformat())  # fmt: skip
+        s = await until(client, case_id, lambda s: s.extension is not None)
+    assert datetime.now(UTC) < finish, "the setup overran the finish deadline"
+    await until_past(promised + timedelta(seconds=1))
+    await _signal(handle, "decide_extension", SUPERVISOR, approved=True)
+    async with build_worker(client, pool, _own(settings, queue)):
+        s = await _settled(handle, lambda s: len(_finish_breaches(s)) >= 2, within=20)
+        await handle.terminate("test finished")
+    assert s.extension_count == 1, _timeline(s)
+    assert _finish_breaches(s) == [finish, promised], _timeline(s)
+    recorded = [e.data["deadline"] for e in s.events if e.kind is EventKind.DEADLINE_BREACHED
+                and e.data["deadline_kind"] == "finish"]  # fmt: skip
+    assert recorded == [finish.isoformat(), promised.isoformat()], _timeline(s)
+
+
+async def test_worker_up_the_order_the_bound_attacks_compare_with(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard, no outage: what the worker-up order records for the attacks at the bound above.
+    The 退单 queues the case (queued, the reassignment_limit ladder, water released by the
+    system); then the 督办 is refused already_supervised, the 免除协办 no_pending_co_handler,
+    water's contribution co_handler_released; the 撤诉 closes the queued case."""
+    quick = _at_the_bound(settings).model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"boundup-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-BOUNDUP-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _signal(handle, "accept", URBAN)
+        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await until(client, case_id, lambda s: bool(s.co_handlers))
+        await _signal(handle, "return", URBAN, reason="Not ours: police")
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await _signal(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
+        await _signal(handle, "waive_co_handler", SUPERVISOR, department_id="water")
+        await _signal(handle, "contribute", WATER, text="Pipe checked")
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
+        await _ended(handle)
+    assert _refused(s) == {
+        "supervise": "already_supervised",
+        "waive_co_handler": "no_pending_co_handler",
+        "contribute": "co_handler_released",
+    }, _timeline(s)
+    before = _before_close(s)
+    assert before.index(EventKind.QUEUED) < before.index(EventKind.WITHDRAWN), _timeline(s)
+    triggers = [e.data.get("trigger") for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
+    assert triggers == ["reassignment_limit"], _timeline(s)
+    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
+    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
+        ("system", "round_ended")
+    ], _timeline(s)
