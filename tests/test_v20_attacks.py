@@ -11,7 +11,10 @@ judged against a copy with only the status changed, and then applied to the real
 still has none of that. And a 撤诉 in that task now closes the case before the main loop gets
 to the reassignment, which it then skips wholesale (``_reassign`` returns before recording
 anything), where with the worker up the reassignment's start (or the queueing and its ladder)
-was recorded before the withdrawal.
+was recorded before the withdrawal. And ``_judged_state`` judges as reassigning only a case its
+unit holds (assigned, handling): a 二次交办 of a *replied* case leaves the message after it in
+that task judged against ``replied`` — a 撤诉 the worker-up case takes (it is reassigning,
+before the reply) is refused, and the withdrawn case goes to a new unit.
 
 Each test sends a 退单 and a second message while the worker is down (one workflow task, the
 SDK applies both signals before the main loop runs), then compares what the case records with
@@ -31,7 +34,7 @@ from helpers import handle_of, until_past
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH, _own
-from test_hostile_messages import SUPERVISOR, URBAN, WATER, start_of, until
+from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, start_of, until
 from test_promised_date_watched import _finish_breaches
 from test_v18_attacks import _settled, _signal, _timeline
 
@@ -333,3 +336,76 @@ async def test_worker_up_the_order_the_bound_attacks_compare_with(
     assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
         ("system", "round_ended")
     ], _timeline(s)
+
+
+# --- judged-as-reassigning-v1 judges only a unit's case: a 二次交办 of a replied case -------------
+
+
+async def _replied(client: Client, handle: WorkflowHandle) -> None:
+    for step in ("accept", "contact"):
+        await _signal(handle, step, URBAN)
+    await until(client, handle.id, lambda s: s.contacted_at is not None)
+    await _signal(handle, "reply", URBAN, outcome="resolved", text="Turned down")
+    await until(client, handle.id, lambda s: s.status is Status.REPLIED)
+
+
+async def _second_assignment(handle: WorkflowHandle) -> None:
+    await _signal(handle, "order_second_assignment", SUPERVISOR, reason="Reply not credible",
+                  department_id="water", department_name="县水务局")  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_judged_state applies only while the unit holds the case (assigned/handling): a 撤诉 "
+    "after a 二次交办 of a replied case in one task is judged against replied and refused",
+)
+async def test_a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The unit replied; a supervisor orders a 二次交办 on review of the reply, and the citizen
+    then withdraws. Worker up: the order applies and the main loop begins the reassignment
+    (status reassigning — before the reply, for 撤诉's rule); the 撤诉 closes the case
+    (the guard below). Both in one task (v20): the 撤诉 is judged against the case as it
+    stands — replied, as ``_judged_state`` leaves a case its unit does not hold — refused
+    wrong_status, and the case the citizen withdrew goes to a new unit, a new round."""
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"secondwithdraw-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-SECONDWITHDRAW-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _replied(client, handle)
+    await _second_assignment(handle)  # the worker is gone
+    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, _own(quick, queue)):
+        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await _ended(handle)
+    assert _refused(s) == {}, _timeline(s)
+    assert s.status is Status.CLOSED, _timeline(s)
+
+
+async def test_worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard, no outage: the worker-up order of the xfail above — the 二次交办 applied and
+    the case passed on (reassigning, or its new round), the 撤诉 closes it."""
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"secondwithdrawup-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-SECONDWITHDRAWUP-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _replied(client, handle)
+        await _second_assignment(handle)
+        await until(client, case_id, lambda s: s.status is not Status.REPLIED)
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
+        await _ended(handle)
+    assert _refused(s) == {}, _timeline(s)
+    assert kinds(s, EventKind.WITHDRAWN), _timeline(s)
