@@ -409,3 +409,61 @@ async def test_worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_cas
         await _ended(handle)
     assert _refused(s) == {}, _timeline(s)
     assert kinds(s, EventKind.WITHDRAWN), _timeline(s)
+
+
+# --- a 重办 the main loop starts: no message sees it coming ----------------------------------
+
+
+async def _replied_case(
+    client: Client, pool: asyncpg.Pool, settings: Settings, name: str
+) -> tuple[WorkflowHandle, str, Settings]:
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"{name}-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _replied(client, handle)
+    return handle, queue, quick
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an unsatisfied rating and a 撤诉 in one task: the 撤诉 is judged before the main loop "
+    "starts the 重办 the rating brings (replied: wrong_status), the case goes to a new round",
+)
+async def test_an_unsatisfied_rating_and_a_withdrawal_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The citizen rates the reply unsatisfied, then withdraws. Worker up: the rating applies
+    and the main loop starts the 重办 in that task (rehandle_started, reassigning); the 撤诉
+    after it is before the new reply and closes the case (the guard below). Both in one task
+    (the worker down; every epoch, v20's ``_judged_state`` does not see a 重办, which is not
+    asked for until the main loop runs): the 撤诉 is judged against the replied case, refused
+    wrong_status, and the case the citizen withdrew is rehandled by a new round."""
+    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdraw")
+    await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, _own(quick, queue)):
+        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await _ended(handle)
+    assert _refused(s) == {}, _timeline(s)
+    assert s.status is Status.CLOSED, _timeline(s)
+
+
+async def test_worker_up_a_withdrawal_after_an_unsatisfied_rating(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard, no outage: the worker-up order of the xfail above."""
+    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdrawup")
+    async with build_worker(client, pool, _own(quick, queue)):
+        await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        await until(client, handle.id, lambda s: s.status is not Status.REPLIED)
+        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, handle.id, lambda s: s.status is Status.CLOSED)
+        await _ended(handle)
+    assert _refused(s) == {}, _timeline(s)
+    assert kinds(s, EventKind.REHANDLE_STARTED) and kinds(s, EventKind.WITHDRAWN), _timeline(s)
