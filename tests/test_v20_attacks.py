@@ -35,7 +35,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH, _own
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, start_of, until
-from test_promised_date_watched import _finish_breaches
+from test_promised_date_watched import _approved_after_the_breach, _finish_breaches
 from test_v18_attacks import _settled, _signal, _timeline
 
 from jiesu.case.domain import CaseState, EscalationTrigger, EventKind, Status, Urgency
@@ -467,3 +467,35 @@ async def test_worker_up_a_withdrawal_after_an_unsatisfied_rating(
         await _ended(handle)
     assert _refused(s) == {}, _timeline(s)
     assert kinds(s, EventKind.REHANDLE_STARTED) and kinds(s, EventKind.WITHDRAWN), _timeline(s)
+
+
+# --- promise-watched-v1: the promise's watch ends at a reassignment ----------------------------
+
+
+async def test_a_promise_watched_after_a_late_approval_ends_at_a_raise(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard (held), worker up, real time: the centre approves the 延期 after the finish
+    deadline's breach (the promise is watched, v19); the unit then raises the case (提级办)
+    before its promised date. The promise's watch ends at the reassignment like the round's
+    other watches (``ends_at_reassignment``): no breach of the promised date follows."""
+    queue = f"promiseraised-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-PROMISERAISED-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    received = datetime.now(UTC) - URGENT_FINISH + timedelta(seconds=4)
+    start = start_of(case_id).model_copy(
+        update={"urgency": Urgency.URGENT, "received_at": received}
+    )
+    async with build_worker(client, pool, _own(settings, queue)):
+        await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
+        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        assert s.deadlines is not None
+        finish = s.deadlines.finish
+        promised = await _approved_after_the_breach(client, handle, finish)
+        await _signal(handle, "raise_level", URBAN, reason="Beyond our authority")
+        await until(client, case_id, lambda s: s.status is not Status.HANDLING)
+        await until_past(promised + timedelta(seconds=1))
+        s = await until(client, case_id, lambda s: True)
+        await _ended(handle)
+    assert kinds(s, EventKind.REASSIGNMENT_STARTED), _timeline(s)
+    assert _finish_breaches(s) == [finish], _timeline(s)
