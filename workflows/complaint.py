@@ -275,6 +275,7 @@ class ComplaintWorkflow:
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
+        self._deferred: list[tuple[str, Sequence[RawValue]]] = []  # see _waits_for_loop
         # Decided once, in the first workflow task: cases started before the patch keep the
         # old behaviour for their whole life, so their histories replay. A case since
         # lean-case-v3 asks none of the patches before it again (workflows/patches.py).
@@ -332,6 +333,7 @@ class ComplaintWorkflow:
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
+        self._release_deferred()  # the case closed first: each is answered (refused) all the same
         await self._ladder.end()
         await asyncio.gather(*self._watchers)
         await self._closed_projected(projector)
@@ -536,6 +538,7 @@ class ComplaintWorkflow:
             return
         resolution = Resolution.RATED if self._state.rating else Resolution.NOT_RATED
         self._case.close(resolution)
+        self._release_deferred()
 
     def _rehandle_allowed(self) -> bool:
         assert self._state.deadlines is not None
@@ -608,12 +611,14 @@ class ComplaintWorkflow:
             # 撤诉 in the task that decided the reassignment (a 退单 and a withdrawal applied
             # together, the worker down): the case is closed, and stays so (lean-case-v20).
             # Before, the main loop went on and reassigned — or queued — the withdrawn case.
+            self._release_deferred()
             return
         if reason is ReassignReason.RETURN and s.reassignments >= s.deadlines.max_reassignments:
             self._breached_before_queued(decided)
             self._to_centre_queue(actor)
             self._release_co_handlers(CENTRE_ID)
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
+            self._release_deferred()  # they meet the queued case, as with the worker up
             return
         s.reassignments += 1
         n = s.reassignments
@@ -627,6 +632,7 @@ class ComplaintWorkflow:
             self._record(
                 EventKind.REASSIGNMENT_STARTED, actor, n=n, reason=reason.value, child_id=child_id
             )
+        self._release_deferred()  # they meet the reassigning case, as with the worker up
         chosen, self._second_assignment_to = self._second_assignment_to, None
         try:
             result = await choose_department(
@@ -793,6 +799,26 @@ class ComplaintWorkflow:
             EventKind.HISTORY_LARGE, SYSTEM_ACTOR, history_bytes=size, history_events=length
         )
 
+    def _waits_for_loop(self) -> bool:
+        """Has a message of this task decided something the case's main loop carries out — a
+        reassignment (a 退单 upheld, 提级办, 二次交办, a lapse's uphold: ``_reassign_next``) or the
+        verdict on a reply (a rating, to close the case or 重办)? With the worker up the loop does
+        it in the same task, before any later message arrives. With the worker down, the later
+        messages of that task came first and met the case as it was: a 撤诉 after a 不满意 rating
+        or a 二次交办 of a replied case was refused and the case went to a new unit; at the
+        reassignment bound a 督办 was taken against the returning unit (tests/test_v20_attacks.py).
+        Since lean-case-v21 (MESSAGES_AFTER_DECISIONS) they wait, in order, until the loop has
+        begun it (:meth:`_release_deferred`), as messages wait for a case's plan."""
+        s = self._state
+        verdict = s.status is Status.REPLIED and s.rating is not None
+        return self._reassign_next is not None or verdict
+
+    def _release_deferred(self) -> None:
+        """The messages that waited for the main loop (:meth:`_waits_for_loop`), in order."""
+        deferred, self._deferred = self._deferred, []
+        for name, args in deferred:
+            self._receive(name, args)
+
     def _release_held(self) -> None:
         """The case is planned: the department actions that arrived meanwhile, in order."""
         self._planning = False
@@ -823,6 +849,9 @@ class ComplaintWorkflow:
             and self._patched(PATCH_ACTIONS_AFTER_PLAN)
         ):
             self._held.append((name, args))
+            return None
+        if self._waits_for_loop() and self._patched(lifecycle.MESSAGES_AFTER_DECISIONS):
+            self._deferred.append((name, args))
             return None
         # judged and recorded at the action's time (lean-case-v12: when its request was sent)
         with self._case.acting(self._case.time_of(actor) if isinstance(actor, Actor) else None):

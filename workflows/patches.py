@@ -91,6 +91,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v20", frozenset({
         "closed-case-not-reassigned-v1", "judged-as-reassigning-v1", "lapse-rechecked-v1",
     })),
+    ("lean-case-v21", frozenset({"messages-after-decisions-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}
