@@ -17,7 +17,7 @@ from helpers import handle_of, worker_down_across
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
 from test_actions_timed_when_sent_attacks import CITIZEN, _convened, _own
-from test_hostile_messages import URBAN, WATER, rid, start_of, until
+from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid, start_of, until
 from test_v18_attacks import _settled, _signal, _timeline
 from test_v20_attacks import _ended, _refused, _replied, _returned_in_one_task_with
 
@@ -159,3 +159,41 @@ async def test_an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task
     assert s.status is Status.CLOSED, _timeline(s)
     kinds = [e.kind for e in s.events]
     assert kinds.index(EventKind.REHANDLE_STARTED) < kinds.index(EventKind.WITHDRAWN), _timeline(s)
+
+
+async def test_a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The unit replied. Worker down: a supervisor's 二次交办 on review of the reply, the
+    citizen's 不满意 rating, the supervisor's retry of the same 二次交办 (same request_id), the
+    citizen's 撤诉. Worker up: the order begins the reassignment; the rating meets a reassigning
+    case, refused; the retry is ignored; the 撤诉 closes the case. One task (v21): all three
+    wait behind the order and are replayed in order after reassignment_started — one order, no
+    重办, the rating refused, the 撤诉 applied."""
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    queue = f"secondrate-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-SECONDRATE-{uuid.uuid4().hex[:8]}"
+    handle = handle_of(client, case_id)
+    async with build_worker(client, pool, _own(quick, queue)):
+        await client.start_workflow(
+            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+        )
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _replied(client, handle)
+    order = {  # the worker is gone
+        "actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "reason": "Reply not credible",
+        "department_id": "water", "department_name": "县水务局",
+    }  # fmt: skip
+    await handle.signal("order_second_assignment", order)
+    await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+    await handle.signal("order_second_assignment", order)
+    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, _own(quick, queue)):
+        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await _ended(handle)
+    assert s.status is Status.CLOSED, _timeline(s)
+    assert set(_refused(s)) == {"rate"}, _timeline(s)
+    assert _kinds(s, EventKind.SECOND_ASSIGNMENT_ORDERED) == 1, _timeline(s)
+    assert _kinds(s, EventKind.REHANDLE_STARTED) == 0, _timeline(s)
+    kinds = [e.kind for e in s.events]
+    assert kinds.index(EventKind.REASSIGNMENT_STARTED) < kinds.index(EventKind.WITHDRAWN)
