@@ -626,7 +626,7 @@ class ComplaintWorkflow:
         s.status = Status.REASSIGNING
         started = self._case.time_of(actor)  # the 退单's or order's time (lean-case-v12)
         s.reassignment = PendingReassignment(
-            n=n, reason=reason, child_id=child_id, started_at=min(started, decided)
+            n=n, reason=reason, child_id=child_id, started_at=decided  # at or before ``started``
         )
         with self._case.acting(started):
             self._record(
@@ -1308,7 +1308,6 @@ class ComplaintWorkflow:
         )
         if breached and self._patched(lifecycle.PROMISE_WATCHED):
             self._watchers.append(self._watch(DeadlineKind.FINISH))
-
 
     def _breached_before_moved(self, kind: DeadlineKind) -> None:
         """An approval after the deadline it moves (lean-case-v14): the deadline passed with
