@@ -218,8 +218,10 @@ async def repaired_though_too_large(client: Client, pool: asyncpg.Pool, case_id:
         await conn.execute("UPDATE cases SET version = 0 WHERE case_id = $1", case_id)
     options = doctor.DoctorOptions(replay=False, limit=20, read_model_lag=timedelta(0))
     report = await doctor.examine(client, pool, options, workflows=ALL_WORKFLOWS)
-    behind = [f for f in report.findings if f.kind == doctor.READ_MODEL_BEHIND]
-    assert [f.subject for f in behind] == [case_id]
+    # (other cases of the session may be behind for a moment: read_model_lag 0 lists them)
+    behind = [f for f in report.findings
+              if f.kind == doctor.READ_MODEL_BEHIND and f.subject == case_id]  # fmt: skip
+    assert len(behind) == 1, report.findings
     assert await repair.reproject_case(client, pool, case_id, rebuild=True) == (0, last)
     assert await pool.fetchval(events, case_id) == whole
 
