@@ -174,6 +174,11 @@ async def test_a_withdrawal_after_a_returns_window_leaves_the_case_closed(
     closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
     after = [e.kind for e in s.events[closed + 1 :]]
     assert EventKind.REASSIGNED not in after and EventKind.ROUTED not in after, _timeline(s)
+    # lean-case-v22: the 撤诉 waits for the reassignment the lapse decided, as with the worker
+    # up (v18–v21 closed the case first: no reassignment_started on the record)
+    order = [e.kind for e in s.events]
+    assert EventKind.REASSIGNMENT_STARTED in order, _timeline(s)
+    assert order.index(EventKind.REASSIGNMENT_STARTED) < order.index(EventKind.WITHDRAWN)
 
 
 async def test_worker_up_a_reply_and_a_withdrawal_after_the_returns_lapse(

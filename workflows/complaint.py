@@ -808,7 +808,11 @@ class ComplaintWorkflow:
         or a 二次交办 of a replied case was refused and the case went to a new unit; at the
         reassignment bound a 督办 was taken against the returning unit (tests/test_v20_attacks.py).
         Since lean-case-v21 (MESSAGES_AFTER_DECISIONS) they wait, in order, until the loop has
-        begun it (:meth:`_release_deferred`), as messages wait for a case's plan."""
+        begun it (:meth:`_release_deferred`), as messages wait for a case's plan. Since
+        lean-case-v22 (MESSAGES_AFTER_LAPSES) also when the decision is a lapse the message
+        itself brought first (:meth:`_lapses_before`: a 退单 upheld by 逾期视为同意): a 撤诉 after
+        the window's end closed the case before its reassignment began, and the record lacked
+        the ``reassignment_started`` the worker-up order has before ``withdrawn``."""
         s = self._state
         verdict = s.status is Status.REPLIED and s.rating is not None
         return self._reassign_next is not None or verdict
@@ -854,8 +858,13 @@ class ComplaintWorkflow:
             self._deferred.append((name, args))
             return None
         # judged and recorded at the action's time (lean-case-v12: when its request was sent)
-        with self._case.acting(self._case.time_of(actor) if isinstance(actor, Actor) else None):
+        at = self._case.time_of(actor) if isinstance(actor, Actor) else None
+        with self._case.acting(at):
             self._lapses_before(self._case.clock())
+        if self._waits_for_loop() and self._patched(lifecycle.MESSAGES_AFTER_LAPSES):
+            self._deferred.append((name, args))  # a lapse decided it: see _waits_for_loop
+            return None
+        with self._case.acting(at):
             refusal = self._check(CaseSignal(name), payload)
             if self._case.allowed(name, payload, refusal):
                 apply(self, payload)

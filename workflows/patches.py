@@ -92,6 +92,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
         "closed-case-not-reassigned-v1", "judged-as-reassigning-v1", "lapse-rechecked-v1",
     })),
     ("lean-case-v21", frozenset({"messages-after-decisions-v1"})),
+    ("lean-case-v22", frozenset({"messages-after-lapses-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

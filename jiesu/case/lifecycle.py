@@ -128,6 +128,8 @@ JUDGED_AS_REASSIGNING = "judged-as-reassigning-v1"  # see CaseWorkflow._judged_s
 LAPSE_RECHECKED = "lapse-rechecked-v1"  # see CaseWorkflow._return_decision_due
 # Brought by the epoch lean-case-v21.
 MESSAGES_AFTER_DECISIONS = "messages-after-decisions-v1"  # see CaseWorkflow._waits_for_loop
+# Brought by the epoch lean-case-v22.
+MESSAGES_AFTER_LAPSES = "messages-after-lapses-v1"  # see CaseWorkflow._waits_for_loop
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
