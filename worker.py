@@ -24,6 +24,7 @@ from activities.archive import ArchiveActivities
 from activities.deadlines import DeadlineActivities
 from activities.planning import PlanningActivities
 from activities.projection import ProjectionActivities
+from activities.refile import RefileActivities
 from activities.routing import RoutingActivities
 from activities.statistics import activities as statistics_activities
 from jiesu import db
@@ -83,6 +84,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         projection.project_case,
         projection.project_events,
         PlanningActivities(routing, deadlines).plan_case,
+        RefileActivities(pool, settings).refile_report,
         ArchiveActivities(pool, timedelta(days=settings.session_keep_days)).archive_closed_cases,
         *statistics_activities(pool, settings),
     ]

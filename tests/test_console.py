@@ -207,6 +207,8 @@ RECORDED: dict[EventKind, dict] = {
         "approved": True, "new_deadline": AT,
         "note": "approved: no decision by the deadline (逾期未审视为同意)"},
     EventKind.EXTENSION_DECISION_OVERDUE: {"decision_due": AT, "department_id": "water"},
+    EventKind.REPEAT_REFILED: {"report_id": "5", "channel": "wechat", "refiled_as": "JS-2",
+                               "merged": False, "reason": ""},
     EventKind.REPEAT_REPORTED: {"report_id": 5, "channel": "wechat", "description": "又冒水了",
                                 "repeat_count": 2},
     EventKind.SUPPLEMENTED: {"text": "晚上更严重"},

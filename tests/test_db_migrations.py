@@ -195,7 +195,7 @@ async def test_a_migration_waiting_behind_a_long_reader_does_not_stop_the_writer
         assert not any(v.startswith("0045") for v in await _applied(watcher))  # nothing of it
         await export.commit()
         applied = await asyncio.wait_for(upgrade, timeout=60)
-        assert [v[:4] for v in applied] == ["0045", "0046", "0047"]
+        assert [v[:4] for v in applied][:3] == ["0045", "0046", "0047"]  # and any later
         assert {v[:4] for v in await _applied(watcher)} >= {"0045", "0046", "0047"}
     finally:
         if upgrade is not None and not upgrade.done():
@@ -239,7 +239,7 @@ async def test_a_migration_blocked_in_every_try_names_the_lock_and_who_holds_it(
             " WHERE table_name = 'notifications' AND column_name = 'set_aside_reason'")
         await export.commit()
         applied = await db.migrate(conn, observer=observer)
-        assert [v[:4] for v in applied] == ["0045", "0046", "0047"]
+        assert [v[:4] for v in applied][:3] == ["0045", "0046", "0047"]  # and any later
     finally:
         for c in (reader, observer, conn):
             await c.close()

@@ -35,6 +35,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.planning import PlanningActivities
+    from activities.refile import RefileActivities, RefileRequest
     from activities.routing import RoutingActivities
     from jiesu.case import lifecycle
     from jiesu.case.domain import (
@@ -269,6 +270,8 @@ class ComplaintWorkflow:
         self._upheld_by_lapse_at: datetime | None = None  # see _reassignment_decided_at
         self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
         self._repeat_ids: set[str] = set()
+        self._late_reports: list[RepeatReport] = []  # see _refile_late
+        self._refiled = 0
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
         self._dispatched_in_round = False  # the pending dispatch keeps the round (see _dispatch)
@@ -337,6 +340,7 @@ class ComplaintWorkflow:
         await self._ladder.end()
         await asyncio.gather(*self._watchers)
         await self._closed_projected(projector)
+        await self._refile_late_reports()
         s = self._state
         return CaseOutcome(
             case_id=s.case_id, status=s.status, resolution=s.resolution, closed_at=s.closed_at
@@ -1444,8 +1448,10 @@ class ComplaintWorkflow:
 
     def _on_repeat_report(self, report: RepeatReport) -> None:
         """并单: another report of this open problem; the third one means supervision."""
-        if report.report_id in self._repeat_ids or self._state.status is Status.CLOSED:
+        if report.report_id in self._repeat_ids:
             return
+        if self._state.status is Status.CLOSED:
+            return self._refile_late(report)
         self._repeat_ids.add(report.report_id)
         self._state.repeat_count += 1
         self._record(
@@ -1459,6 +1465,35 @@ class ComplaintWorkflow:
         policy = self._state.deadlines or Deadlines.model_construct()  # (none: the defaults)
         if self._state.repeat_count >= policy.repeats_before_supervision:
             self._ladder.escalate(EscalationTrigger.REPEAT_REPORTS)
+
+    def _refile_late(self, report: RepeatReport) -> None:
+        """A report that reached the case after its close: the intake merged it because the
+        read model still showed the case open (a 撤诉 or closing rating sent while the worker
+        was down closed it first). Cases before lean-case-v23 (REPEATS_AFTER_CLOSE_REFILED)
+        dropped it: a report accepted and lost. Now the case files it again before it ends
+        (:meth:`_refile_late_reports`), at most MAX_REFILED_REPORTS of them."""
+        if (
+            not self._patched(lifecycle.REPEATS_AFTER_CLOSE_REFILED)
+            or self._refiled >= lifecycle.MAX_REFILED_REPORTS
+        ):
+            return
+        self._repeat_ids.add(report.report_id)
+        self._refiled += 1
+        self._late_reports.append(report)
+
+    async def _refile_late_reports(self) -> None:
+        """File again the reports that came after the close (转立), each recorded with where it
+        went; a report arriving meanwhile is taken in the same loop."""
+        while self._late_reports:
+            report = self._late_reports.pop(0)
+            request = RefileRequest(case_id=self._state.case_id, report_id=report.report_id)
+            refiled = await run_activity(RefileActivities.refile_report, request)
+            self._record(
+                EventKind.REPEAT_REFILED, report.actor, report_id=report.report_id,
+                channel=report.channel.value, refiled_as=refiled.case_id,
+                merged=refiled.merged, reason=refiled.reason,
+            )  # fmt: skip
+            await self._projector.run_until_closed()
 
     def _on_supplement(self, action: SupplementAction) -> None:
         """补充诉求."""

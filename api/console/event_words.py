@@ -187,6 +187,15 @@ def _reassigned(d: Data, w: Words) -> str:
     return _with(text, d.get("note"))
 
 
+def _repeat_refiled(d: Data) -> str:
+    """并单转立: a report that reached the case after its close, filed again."""
+    where = d.get("refiled_as")
+    if not where:
+        return f"结案后到达的重复反映未能另行受理：{d.get('reason') or '原因不明'}"
+    how = "并入同一问题的在办工单" if d.get("merged") else "另行受理为新工单"
+    return f"结案后到达的重复反映已{how} {where}"
+
+
 def _history_large(d: Data) -> str:
     size = (d.get("history_bytes") or 0) / 1024 / 1024
     return (
@@ -279,6 +288,7 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
         f"{glossary.term(Channel, d.get('channel'))}）",
         d.get("description"),
     ),
+    EventKind.REPEAT_REFILED: lambda d, w: _repeat_refiled(d),
     EventKind.SUPPLEMENTED: lambda d, w: _with("诉求人补充", d.get("text")),
     EventKind.WITHDRAWN: lambda d, w: _with("诉求人撤诉", d.get("reason")),
     EventKind.PROJECTION_FAILED: lambda d, w: (

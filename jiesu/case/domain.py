@@ -325,6 +325,7 @@ class EventKind(StrEnum):
     EXTENSION_DECISION_OVERDUE = "extension_decision_overdue"  # nobody decided in time
     RETURN_DECISION_OVERDUE = "return_decision_overdue"  # a return nobody decided in time
     REPEAT_REPORTED = "repeat_reported"  # 并单: a new report linked to this case
+    REPEAT_REFILED = "repeat_refiled"  # 并单转立: a report that came after the close, filed again
     LINKED_TO_HISTORY = "linked_to_history"  # the same problem's earlier, replied cases
     ANSWERED_DIRECTLY = "answered_directly"  # 即时办结: answered on the call
     SOLVED_ON_THE_SPOT = "solved_on_the_spot"  # 就地解决: a grid worker solved it on patrol

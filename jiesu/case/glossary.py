@@ -148,6 +148,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.EXTENSION_DECISION_OVERDUE: "延期审批超时",
     EventKind.RETURN_DECISION_OVERDUE: "退单审核超时",
     EventKind.REPEAT_REPORTED: "并单（重复反映）",
+    EventKind.REPEAT_REFILED: "并单转立（结案后到达的重复反映另行受理）",
     EventKind.SUPPLEMENTED: "补充诉求",
     EventKind.WITHDRAWN: "撤诉",
     EventKind.CALLBACK: "回访",

@@ -130,6 +130,11 @@ LAPSE_RECHECKED = "lapse-rechecked-v1"  # see CaseWorkflow._return_decision_due
 MESSAGES_AFTER_DECISIONS = "messages-after-decisions-v1"  # see CaseWorkflow._waits_for_loop
 # Brought by the epoch lean-case-v22.
 MESSAGES_AFTER_LAPSES = "messages-after-lapses-v1"  # see CaseWorkflow._waits_for_loop
+# Brought by the epoch lean-case-v23.
+REPEATS_AFTER_CLOSE_REFILED = "repeats-after-close-refiled-v1"  # see CaseWorkflow._refile_late
+# Late repeat reports one closed case files again (a client flooding a closed case with report
+# ids runs no more activities than this; the intake's own reports are far fewer).
+MAX_REFILED_REPORTS = 20
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
