@@ -35,7 +35,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import eventually, handle_of, replay_checked, timer_fired
+from helpers import complaint, eventually, handle_of, replay_checked, timer_fired
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from test_actions_timed_when_sent import sent
@@ -44,16 +44,18 @@ from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid, start_of, until
 from test_v18_attacks import _settled, _timeline
 from test_v20_attacks import _replied
 
-from jiesu.case.domain import Actor, CaseState, EventKind, Role, Status
+from jiesu.case.domain import Actor, CaseState, ComplaintIntake, EventKind, Role, Status
 from jiesu.config import Settings
+from jiesu.intake import filing
 from worker import build_worker
 from workflows import ComplaintWorkflow
 
 Payload = Callable[[], dict[str, Any]]
 Setup = Callable[[Client, WorkflowHandle], Awaitable[None]]
 LAPSE = b"return decision deadline"
-WINDOW_SECONDS = 8.0  # the centre's window to decide a 退单 in the lapse cases
+WINDOW_SECONDS = 6.0  # the centre's window to decide a 退单 in the lapse cases
 REPORTER = Actor(role=Role.CITIZEN, name="并单诉求人")
+OPERATOR = Actor(role=Role.OPERATOR, name="v21-orders-operator")
 
 
 def _act(actor: Actor, **data: Any) -> Payload:
@@ -250,7 +252,7 @@ SCENARIOS: dict[str, Scenario] = {
             Message("dispatch", _dispatch("urban-management"), _assigned_to("urban-management")),
             Message("withdraw", _act(CITIZEN, reason="Sorted it myself"), _closed),
         ],
-        _closed,
+        lambda s: _closed(s) and (_has(EventKind.DISPATCHED)(s) or _has(EventKind.REJECTED)(s)),
     ),
     "bound_return_dispatch": Scenario(
         "bound", "noise_commercial", _accepted,
@@ -323,6 +325,14 @@ SCENARIOS: dict[str, Scenario] = {
         ],
         _closed,
     ),
+    "rating_supplement": Scenario(
+        "quick", "noise_commercial", _replied_case,
+        [
+            Message("rate", _act(CITIZEN, rating="satisfied", comment="Quiet now"), _closed),
+            Message("supplement", _act(CITIZEN, text="It was the shop at No. 12"), _closed),
+        ],
+        lambda s: _closed(s) and bool(_refused(s)),
+    ),
     # 4. a 督办 that takes a 退单's lapse at the bound
     "lapse_supervise": Scenario(
         "lapse", "noise_commercial", _return_pending,
@@ -375,8 +385,11 @@ async def _outage(client: Client, pool: asyncpg.Pool, settings: Settings) -> dic
     handles: dict[str, WorkflowHandle] = {}
     ordered = sorted(SCENARIOS.items(), key=lambda kv: kv[1].settings == "lapse")
     async with _workers(client, pool, groups, queues):
-        for name, scenario in ordered:
-            handles[name] = await _started(client, queues, name, scenario)
+        for lapse in (False, True):  # the lapse cases last, all set up together
+            names = [n for n, s in ordered if (s.settings == "lapse") is lapse]
+            started = await asyncio.gather(*(
+                _started(client, queues, n, SCENARIOS[n]) for n in names))  # fmt: skip
+            handles.update(zip(names, started, strict=True))
     for name, scenario in ordered:  # the workers are gone
         if scenario.settings == "lapse":
             assert not await timer_fired(handles[name], LAPSE), "setup overran the window"
@@ -656,6 +669,19 @@ async def test_a_repeat_report_after_the_close_worker_up(_worker_up: dict[str, R
         await _replayed(ran)
 
 
+async def test_a_closing_rating_and_a_supplement_in_one_task(
+    _outage: dict[str, Ran], _worker_up: dict[str, Ran]
+) -> None:
+    """Guard: a 补充诉求 behind a closing 满意 rating waits for the close (v21) and is refused on
+    the record (wrong_status), the citizen answered 409; with the worker up the completed
+    workflow refuses the signal (NOT_FOUND; the API, its read model closed, answers 409)."""
+    outage, up = _outage["rating_supplement"], _worker_up["rating_supplement"]
+    assert _refused(outage.state) == {"supplement": "wrong_status"}, _timeline(outage.state)
+    assert up.signal_errors == {"supplement": RPCStatusCode.NOT_FOUND}, up.signal_errors
+    for ran in (outage, up):
+        await _replayed(ran)
+
+
 # --- 4. a 督办 that takes a 退单's lapse at the bound -----------------------------------------
 
 
@@ -677,7 +703,7 @@ def _check_lapse_supervise(s: CaseState) -> None:
 async def test_a_supervision_order_after_a_returns_window_at_the_bound_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
-    """max_reassignments 0, the centre's window to decide urban management's 退单 8 s. Worker
+    """max_reassignments 0, the centre's window to decide urban management's 退单 6 s. Worker
     down across the window's end; a supervisor's 督办 sent after it. Worker up (the twin): the
     lapse upholds the 退单, the case is queued with the ladder of the bound; the 督办 is refused
     already_supervised. One task: the 督办's own handling takes the lapse, then judges it
@@ -730,7 +756,7 @@ async def test_a_return_upheld_at_the_bound_and_a_ladder_step_in_one_task(
 async def test_a_ladder_step_after_a_returns_window_at_the_bound_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
-    """A supervisor's ladder climbing; urban management's 退单 awaiting the centre (8 s); the
+    """A supervisor's ladder climbing; urban management's 退单 awaiting the centre (6 s); the
     worker down across the window's end; the ladder's 催办 step after it. Worker up (the twin):
     the lapse upholds the 退单, the case is queued, the step meets the queued case. One task:
     the step's handling takes the lapse and is judged against the queued copy (a 催办 passes
@@ -807,7 +833,7 @@ async def test_a_return_at_the_bound_and_a_dispatch_in_one_task(
 async def test_a_dispatch_after_a_returns_window_at_the_bound_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
-    """The centre's window on urban management's 退单 (8 s) ends with the worker down; a
+    """The centre's window on urban management's 退单 (6 s) ends with the worker down; a
     dispatcher's 派单 to water sent after it (a Temporal client, or a copy of the case ahead of
     the history: the API refuses it while its read model still shows the unit). Worker up: the
     lapse queued the case and the dispatch gives water the case. One task: the dispatch takes
@@ -850,3 +876,81 @@ async def test_a_return_at_the_bound_while_a_supervisor_ladder_climbs_leaves_the
             f"{name}: the queued case's ladder: {s.escalation and s.escalation.trigger.value}, "
             f"active {s.escalation and s.escalation.active}: {_timeline(s)}"
         )
+
+
+# --- 3b. the same 并单 through the intake: the reporter is told the report joined the case ---
+
+
+async def _filed_after_a_withdrawal(
+    client: Client, pool: asyncpg.Pool, settings: Settings, *, worker_up: bool
+) -> tuple[filing.Filing, CaseState]:
+    """A report filed through the intake (jiesu.intake.filing.register) on a queue of its own;
+    its citizen's 撤诉; then the same citizen at the same address reports again. ``worker_up``:
+    the 撤诉 is applied and the workflow completed before the second report; else the worker is
+    down from the 撤诉 to after the second report (one task for both). Returns the second
+    report's filing and the first case as it ends."""
+    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.01}),
+               f"v21o-intake-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    body = complaint()
+    async with build_worker(client, pool, own):
+        first = await filing.register(
+            pool, client, own, ComplaintIntake.model_validate(body), OPERATOR, None
+        )
+        handle = handle_of(client, first.case_id)
+        await until(client, first.case_id, lambda s: s.status is Status.ASSIGNED)
+        await eventually(lambda: _read_model_has(pool, first.case_id), within=30)
+        if worker_up:
+            await _signal(handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
+            await asyncio.wait_for(handle.result(), timeout=30)
+            await eventually(lambda: _read_model_closed(pool, first.case_id), within=30)
+    if not worker_up:  # the worker is gone
+        await _signal(handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
+    again = ComplaintIntake.model_validate({**body, "description": "The loudspeaker again."})
+    second = await filing.register(pool, client, own, again, OPERATOR, None)
+    async with build_worker(client, pool, own):
+        await asyncio.wait_for(handle.result(), timeout=30)
+        state = await handle.query(ComplaintWorkflow.state)
+        if second.case_id != first.case_id:
+            await handle_of(client, second.case_id).terminate("test finished")
+    await replay_checked(await handle.fetch_history())
+    return second, state
+
+
+async def _read_model_has(pool: asyncpg.Pool, case_id: str) -> bool:
+    return bool(await pool.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id))
+
+
+async def _read_model_closed(pool: asyncpg.Pool, case_id: str) -> bool:
+    status = await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id)
+    return status == Status.CLOSED.value
+
+
+def _report_handled(second: filing.Filing, first_case: CaseState) -> None:
+    """The second report is handled: a case of its own, or on the record of the case it
+    joined. Not: told it joined a case that closed without a trace of it."""
+    assert not second.merged or _repeat_on_record(first_case), (
+        f"report told it joined {second.case_id} (merged), which closed without it: "
+        f"{_timeline(first_case)}"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason=REPEAT_XFAIL)
+async def test_a_repeat_report_filed_during_an_outage_after_a_withdrawal(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Worker down after the citizen's 撤诉: the same citizen reports again; the read model
+    still shows the case open, the intake merges the report into it (并单) — the signal is
+    taken, the reporter is answered merged with a token of that case. The worker back, the
+    case closes withdrawn and drops the report: nobody handles the second report."""
+    second, state = await _filed_after_a_withdrawal(client, pool, settings, worker_up=False)
+    _report_handled(second, state)
+
+
+async def test_a_repeat_report_filed_after_a_withdrawal_worker_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Worker up: the withdrawn case is closed (read model, workflow completed); the second
+    report opens a case of its own."""
+    second, state = await _filed_after_a_withdrawal(client, pool, settings, worker_up=True)
+    _report_handled(second, state)
+    assert not second.merged
