@@ -25,8 +25,10 @@ history is replayed with today's code at its test's end (``replay_checked``).
 Fixed since (their xfail marks removed): the messages that take a 退单's lapse themselves
 (lean-case-v22, messages-after-lapses-v1: the three ``…after_a_returns_window_at_the_bound…``
 tests XPASSed on it); the 并单 a closing case took and dropped (lean-case-v23,
-repeats-after-close-refiled-v1: filed again, ``repeat_refiled``). Still strict xfails: the
-dispatch out of the queue (D1) and the bound's queue left without its ladder (D4).
+repeats-after-close-refiled-v1: filed again, ``repeat_refiled``); the
+dispatch out of the queue (D1: the messages of its task wait until the unit holds the case)
+and the bound's queue left without its ladder (D4: the queue's ladder starts once the unit's
+has stopped), both by lean-case-v24. No xfail is left.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class Ran:
     handle: WorkflowHandle
     state: CaseState
     signal_errors: dict[str, RPCStatusCode] = field(default_factory=dict)
+    later: CaseState | None = None  # once on the queue's ladder (QUEUE_LADDER_SCENARIOS)
 
 
 def _groups(settings: Settings) -> dict[str, Settings]:
@@ -444,7 +447,11 @@ async def _worker_up(client: Client, pool: asyncpg.Pool, settings: Settings) -> 
             state = await _settled(handle, m.applied, within=30)
             if state.status is Status.CLOSED:  # the workflow completes in the closing task
                 await asyncio.wait_for(handle.result(), timeout=30)
-        return Ran(handle, await _ran(handle, scenario.done), errors)
+        state = await _ran(handle, scenario.done)
+        later = None
+        if name in QUEUE_LADDER_SCENARIOS:  # the queue's ladder starts after the unit's stops
+            later = await _settled(handle, _on_the_queues_ladder, within=30)
+        return Ran(handle, state, errors, later)
 
     async with _workers(client, pool, groups, queues):
         ran = await asyncio.gather(*(one(n, s) for n, s in SCENARIOS.items()))
@@ -494,14 +501,8 @@ def _check_unrouted_dispatch_supervise(s: CaseState) -> None:
     assert s.escalation is not None and s.escalation.active, _timeline(s)
 
 
-DISPATCH_XFAIL = (
-    "v21 defers a task's later messages behind a decided reassignment or verdict, not behind a "
-    "dispatch out of the centre's queue (``_waits_for_loop`` ignores ``_dispatched``): the "
-    "messages after it meet the case still queued at the centre"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_XFAIL)
 async def test_a_dispatch_at_the_bound_and_the_units_accept_and_extension_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
@@ -525,7 +526,6 @@ async def test_a_dispatch_at_the_bound_and_the_units_accept_and_extension_worker
     await _replayed(ran)
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_XFAIL)
 async def test_a_dispatch_at_the_bound_and_the_units_return_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
@@ -547,7 +547,6 @@ async def test_a_dispatch_at_the_bound_and_the_units_return_worker_up(
     await _replayed(ran)
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_XFAIL)
 async def test_a_dispatch_of_an_unrouted_case_and_the_units_accept_in_one_task(
     _outage: dict[str, Ran],
 ) -> None:
@@ -568,7 +567,6 @@ async def test_a_dispatch_of_an_unrouted_case_and_the_units_accept_worker_up(
     await _replayed(ran)
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_XFAIL)
 async def test_a_dispatch_and_a_supervision_order_in_one_task(_outage: dict[str, Ran]) -> None:
     """Queued from receipt; worker down: 派单 to urban management, then a supervisor's 督办 (sent
     after the dispatch, meant for the unit). Worker up: the ladder climbs against urban
@@ -791,7 +789,6 @@ def _check_dispatch_then_withdrawal(s: CaseState) -> None:
     assert kinds.index(EventKind.DISPATCHED) < kinds.index(EventKind.WITHDRAWN), _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, reason=DISPATCH_XFAIL)
 async def test_a_dispatch_and_a_withdrawal_in_one_task(_outage: dict[str, Ran]) -> None:
     """Queued from receipt; worker down: 派单 to urban management, then the citizen's 撤诉.
     Worker up: dispatched, then withdrawn. One task: the 撤诉 closes the case before the main
@@ -853,11 +850,6 @@ async def test_a_dispatch_after_a_returns_window_at_the_bound_worker_up(
 # --- found on the way: the bound's queue left without its ladder (worker up too) -------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "worker up too: at the bound ``_reassign`` asks the queue's ladder (reassignment_limit) "
-    "while the supervisor's ladder is still active, so none starts; that ladder then ends at "
-    "the queue's new round (``Ladder._did_its_duty``: round changed)"
-))  # fmt: skip
 async def test_a_return_at_the_bound_while_a_supervisor_ladder_climbs_leaves_the_queue_supervised(
     _worker_up: dict[str, Ran],
 ) -> None:
@@ -866,12 +858,22 @@ async def test_a_return_at_the_bound_while_a_supervisor_ladder_climbs_leaves_the
     on the queue's ladder (reassignment_limit; docs/supervision.md: "the reassignment bound's
     queue" presses the dispatch desk up to 督办). Here the supervisor's ladder stops (the unit's
     round ended) and no other starts: the centre's queue waits unsupervised."""
-    for name in ("bound_return_step", "decided_return_step", "lapse_step"):
-        s = _worker_up[name].state
-        assert s.escalation is not None and s.escalation.trigger.value == "reassignment_limit", (
+    for name in QUEUE_LADDER_SCENARIOS:
+        # lean-case-v24: the queue's ladder starts once the unit's has stopped (a round trip
+        # with its child after the state the scenario captured): the fixture asked again
+        s = _worker_up[name].later
+        assert s is not None and _on_the_queues_ladder(s), (
             f"{name}: the queued case's ladder: {s.escalation and s.escalation.trigger.value}, "
             f"active {s.escalation and s.escalation.active}: {_timeline(s)}"
         )
+
+
+QUEUE_LADDER_SCENARIOS = ("bound_return_step", "decided_return_step", "lapse_step")
+
+
+def _on_the_queues_ladder(s: CaseState) -> bool:
+    e = s.escalation
+    return e is not None and e.trigger.value == "reassignment_limit" and e.active
 
 
 # --- 3b. the same 并单 through the intake: the reporter is told the report joined the case ---

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_hostile_messages import CITIZEN, URBAN, kinds, rid, start_of, until
 
+from jiesu.audit import witness
 from jiesu.audit.witness import closed_by_itself, compare, recorded_projections
 from jiesu.case.domain import CaseProjection, EventKind, ProjectionReceipt, Status
 from jiesu.health import checks as doctor
@@ -217,3 +218,17 @@ async def test_a_revived_projector_refused_again_records_it_and_the_case_complet
         finally:
             with contextlib.suppress(Exception):
                 await h.terminate("test over")
+
+
+def test_a_time_the_replay_shifts_by_milliseconds_is_covered_a_rule_change_is_not() -> None:
+    """A request's decision due derives from the task's clock, which a replay reproduces only
+    up to the gap between two tasks (witness.covers): 184 ms apart is the same event (the
+    red team's dispatch-then-延期 case, tests/test_v21_orders_attacks.py); two hours apart
+    (a window changed without a patch) is not; other strings are compared exactly."""
+    recorded = {"decision_due": "2026-11-25T02:51:30.684265+00:00", "reasons": "police"}
+    shifted = {"decision_due": "2026-11-25T02:51:30.868120+00:00", "reasons": "police"}
+    moved = {"decision_due": "2026-11-25T04:51:30.684265+00:00", "reasons": "police"}
+    assert witness.covers(shifted, recorded)
+    assert not witness.covers(moved, recorded)
+    assert not witness.covers({**shifted, "reasons": "Police"}, recorded)
+    assert not witness.covers("2026-11-25T02:51:31", "2026-11-25T02:51:30")  # no zone: exact

@@ -275,6 +275,7 @@ class ComplaintWorkflow:
         self._queued_after_bound = False
         self._dispatched: ReassignmentResult | None = None
         self._dispatched_in_round = False  # the pending dispatch keeps the round (see _dispatch)
+        self._dispatch_waiting = False  # decided, and the main loop has not begun it yet
         self._request_ids: set[str] = set()  # actions already applied or refused (idempotency)
         self._history_marks = 0  # warning marks of the history already recorded
         self._held: list[tuple[str, Sequence[RawValue]]] = []  # see PATCH_ACTIONS_AFTER_PLAN
@@ -324,15 +325,17 @@ class ComplaintWorkflow:
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
             elif self._dispatched is not None and self._dispatched_in_round:
-                dispatched = self._dispatched
+                dispatched, self._dispatch_waiting = self._dispatched, False
                 await self._dispatch(dispatched)
                 self._dispatched, self._dispatched_in_round = None, False
                 self._dispatch_overtaken(dispatched)
+                self._dispatch_done()
             elif self._dispatched is not None:
-                dispatched = self._dispatched
+                dispatched, self._dispatch_waiting = self._dispatched, False
                 await self._new_round(dispatched)
                 self._dispatched = None  # pending until the round is set up (one at a time)
                 self._dispatch_overtaken(dispatched)
+                self._dispatch_done()
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
@@ -621,7 +624,10 @@ class ComplaintWorkflow:
             self._breached_before_queued(decided)
             self._to_centre_queue(actor)
             self._release_co_handlers(CENTRE_ID)
+            climbing = s.escalation is not None and s.escalation.active
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
+            if climbing and self._patched(lifecycle.QUEUE_LADDER_AFTER_THE_UNITS):
+                self._watchers.append(asyncio.create_task(self._queue_ladder_after_the_units()))
             self._release_deferred()  # they meet the queued case, as with the worker up
             return
         s.reassignments += 1
@@ -654,6 +660,24 @@ class ComplaintWorkflow:
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
         await self._new_round(result)
+
+    async def _queue_ladder_after_the_units(self) -> None:
+        """The case queued at the bound while a ladder climbed against its unit (a
+        supervisor's 督办, a breach's): the queue's own ladder (reassignment_limit) could not
+        start beside it, and that ladder ends at the queue's new round — the centre's queue
+        waited unsupervised (tests/test_v21_orders_attacks.py, worker up too). Since
+        lean-case-v24 (QUEUE_LADDER_AFTER_THE_UNITS) the queue's ladder starts once the unit's
+        has stopped, if the case is still waiting in the queue then."""
+        s = self._state
+
+        def settled() -> bool:
+            climbing = s.escalation is not None and s.escalation.active
+            queued = self._queued_after_bound and s.status is Status.DISPATCHING
+            return not queued or not climbing
+
+        await workflow.wait_condition(settled)
+        if self._queued_after_bound and s.status is Status.DISPATCHING:
+            self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
 
     def _reassignment_decided_at(self, reason: ReassignReason, actor: Actor) -> datetime:
         """When the reassignment was decided, as the round's deadlines are judged against it:
@@ -819,7 +843,27 @@ class ComplaintWorkflow:
         the ``reassignment_started`` the worker-up order has before ``withdrawn``."""
         s = self._state
         verdict = s.status is Status.REPLIED and s.rating is not None
-        return self._reassign_next is not None or verdict
+        return self._reassign_next is not None or verdict or self._waits_for_dispatch()
+
+    def _waits_for_dispatch(self) -> bool:
+        """A 派单 out of the centre's queue decided in this task and not yet begun by the main
+        loop — or begun, with messages of its task still waiting behind it (they keep their
+        order). Since lean-case-v24 (MESSAGES_AFTER_DISPATCH) such messages wait until the unit
+        holds the case (:meth:`_dispatch_done`). Before, the new unit's 签收, 延期 or 退单 sent in
+        the dispatch's task met the case still queued (``not_assigned``), and a 督办 started a
+        ladder against the centre that the dispatch ended at once
+        (tests/test_v21_orders_attacks.py). A message reaching the case in a later task, while
+        the unit's deadlines are computed, meets the case as before (reassignment_pending for a
+        second dispatch; a 撤诉 closes it and the dispatch is dropped)."""
+        if self._dispatched is None or not self._patched(lifecycle.MESSAGES_AFTER_DISPATCH):
+            return False
+        return self._dispatch_waiting or bool(self._deferred)
+
+    def _dispatch_done(self) -> None:
+        """The dispatch is carried out (or dropped: the case closed meanwhile): the messages
+        that waited behind it, in order."""
+        if self._patched(lifecycle.MESSAGES_AFTER_DISPATCH):
+            self._release_deferred()
 
     def _release_deferred(self) -> None:
         """The messages that waited for the main loop (:meth:`_waits_for_loop`), in order."""
@@ -999,6 +1043,7 @@ class ComplaintWorkflow:
             self._dispatched = ReassignmentResult(
                 route=route, chosen_by=action.actor, note=action.note
             )
+            self._dispatch_waiting = True
             return
         if not self._queued_after_bound and self._patched(PATCH_DEADLINES_FROM_DISPATCH):
             # the unit's deadlines from now on (set up in run(), one dispatch at a time)
@@ -1006,6 +1051,7 @@ class ComplaintWorkflow:
                 route=route, chosen_by=action.actor, note=action.note
             )
             self._dispatched_in_round = True
+            self._dispatch_waiting = True
             return
         if self._queued_after_bound:  # cases queued before PATCH_FRESH_ROUND
             self._queued_after_bound = False

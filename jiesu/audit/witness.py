@@ -34,6 +34,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -85,7 +86,14 @@ def covers(computed: Any, recorded: Any) -> bool:
     reproduces, except when the SDK ran the handler in one workflow task and completed that task
     without commands, recording the projection with the next one: the replay then runs the
     handler in the later task and stamps its time, a few milliseconds on
-    (tests/histories/hostile_two_dispatches_at_once.json, event 119: 9 ms)."""
+    (tests/histories/hostile_two_dispatches_at_once.json, event 119: 9 ms). A time the case
+    derives from that clock (a request's decision due: when the case applied it, plus the
+    window) shifts by as much, so times are compared within REPLAY_CLOCK_SKEW
+    (tests/test_v21_orders_attacks.py: a 延期 applied in the task after a worker's restart,
+    whose first task completed without commands while the dispatch's local activity ran —
+    its decision due 184 ms later in the replay)."""
+    if isinstance(recorded, str) and isinstance(computed, str) and computed != recorded:
+        return _same_time(computed, recorded)
     if isinstance(recorded, dict):
         return isinstance(computed, dict) and all(
             covers(computed[k], v) if k in computed else v is None for k, v in recorded.items()
@@ -188,13 +196,40 @@ def _difference(n: int, was: Events | None, now: Events) -> str:
         if not covers(new, old):
             return (
                 f"projection {n}: the history recorded event {old.get('seq')} as "
-                f"{_brief(old)}, the replay computes {_brief(new)}"
+                f"{_brief(old)}, the replay computes {_brief(new)}{_where(new, old)}"
             )
     return (
         f"projection {n}: the history recorded {len(was)} events "
         f"({', '.join(_brief(e) for e in was)}), the replay computes {len(now)} "
         f"({', '.join(_brief(e) for e in now)})"
     )
+
+
+# How far a replay's clock may stand from the recorded run's in one workflow task (see covers):
+# the milliseconds between two tasks, or longer when a worker died between them. A rule changed
+# without a patch moves a time by its rule (hours, a working day), far beyond this.
+REPLAY_CLOCK_SKEW = timedelta(minutes=1)
+
+
+def _same_time(computed: str, recorded: str) -> bool:
+    """Two ISO-8601 times with a zone, within REPLAY_CLOCK_SKEW; any other strings differ."""
+    try:
+        a, b = datetime.fromisoformat(computed), datetime.fromisoformat(recorded)
+    except ValueError:
+        return False
+    if a.tzinfo is None or b.tzinfo is None:
+        return False
+    return abs(a - b) <= REPLAY_CLOCK_SKEW
+
+
+def _where(computed: Any, recorded: Any, path: str = "") -> str:
+    """The first value the replay does not cover, as ``; at data.x: recorded …, replay …``."""
+    if isinstance(recorded, dict) and isinstance(computed, dict):
+        for key, value in recorded.items():
+            if not covers(computed.get(key), value) and (key in computed or value is not None):
+                return _where(computed.get(key), value, f"{path}.{key}" if path else str(key))
+        return ""
+    return f"; at {path or 'the event'}: recorded {recorded!r}, replay {computed!r}"
 
 
 def _brief(event: dict[str, Any]) -> str:

@@ -135,6 +135,9 @@ REPEATS_AFTER_CLOSE_REFILED = "repeats-after-close-refiled-v1"  # see CaseWorkfl
 # Late repeat reports one closed case files again (a client flooding a closed case with report
 # ids runs no more activities than this; the intake's own reports are far fewer).
 MAX_REFILED_REPORTS = 20
+# Brought by the epoch lean-case-v24.
+MESSAGES_AFTER_DISPATCH = "messages-after-dispatch-v1"  # see CaseWorkflow._waits_for_dispatch
+QUEUE_LADDER_AFTER_THE_UNITS = "queue-ladder-after-the-units-v1"  # see CaseWorkflow._reassign
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
