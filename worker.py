@@ -73,6 +73,10 @@ async def run_until_stopped(worker: Worker, stop: asyncio.Event) -> None:
     await running
 
 
+def _refiling(refile: RefileActivities) -> list[Callable[..., Any]]:
+    return [refile.refile_report, refile.refile_reports]  # v23's one by one, v25's batched
+
+
 def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any]]:
     routing = RoutingActivities(pool)
     deadlines = DeadlineActivities(pool, settings)
@@ -84,7 +88,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         projection.project_case,
         projection.project_events,
         PlanningActivities(routing, deadlines).plan_case,
-        RefileActivities(pool, settings).refile_report,
+        *_refiling(RefileActivities(pool, settings)),
         ArchiveActivities(pool, timedelta(days=settings.session_keep_days)).archive_closed_cases,
         *statistics_activities(pool, settings),
     ]

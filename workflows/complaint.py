@@ -35,7 +35,13 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.planning import PlanningActivities
-    from activities.refile import RefileActivities, RefileRequest
+    from activities.refile import (
+        NOT_A_REPORT,
+        RefileActivities,
+        RefileBatch,
+        Refiled,
+        RefileRequest,
+    )
     from activities.routing import RoutingActivities
     from jiesu.case import lifecycle
     from jiesu.case.domain import (
@@ -1518,11 +1524,11 @@ class ComplaintWorkflow:
         was down closed it first). Cases before lean-case-v23 (REPEATS_AFTER_CLOSE_REFILED)
         dropped it: a report accepted and lost. Now the case files it again before it ends
         (:meth:`_refile_late_reports`), at most MAX_REFILED_REPORTS of them."""
-        if (
-            not self._patched(lifecycle.REPEATS_AFTER_CLOSE_REFILED)
-            or self._refiled >= lifecycle.MAX_REFILED_REPORTS
-        ):
+        if not self._patched(lifecycle.REPEATS_AFTER_CLOSE_REFILED):
             return
+        batched = self._patched(lifecycle.LATE_REPORTS_BATCHED)
+        if self._refiled >= lifecycle.MAX_REFILED_REPORTS and not batched:
+            return  # v23-v24: the bound forged ids could fill before the intake's real one
         self._repeat_ids.add(report.report_id)
         self._refiled += 1
         self._late_reports.append(report)
@@ -1530,16 +1536,43 @@ class ComplaintWorkflow:
     async def _refile_late_reports(self) -> None:
         """File again the reports that came after the close (转立), each recorded with where it
         went; a report arriving meanwhile is taken in the same loop."""
+        if self._patched(lifecycle.LATE_REPORTS_BATCHED):
+            return await self._refile_late_batches()
         while self._late_reports:
             report = self._late_reports.pop(0)
             request = RefileRequest(case_id=self._state.case_id, report_id=report.report_id)
             refiled = await run_activity(RefileActivities.refile_report, request)
-            self._record(
-                EventKind.REPEAT_REFILED, report.actor, report_id=report.report_id,
-                channel=report.channel.value, refiled_as=refiled.case_id,
-                merged=refiled.merged, reason=refiled.reason,
-            )  # fmt: skip
+            self._record_refiled(report, refiled)
             await self._projector.run_until_closed()
+
+    async def _refile_late_batches(self) -> None:
+        """Since lean-case-v25 (LATE_REPORTS_BATCHED): every late report in one activity per
+        batch, without a bound; an id the intake never gave this case (forged, or another
+        case's) is recorded for the first MAX_REFILED_REPORTS only. Before, any Temporal client
+        sending 20 made-up ids took the bound, and the intake's real report behind them was
+        dropped (tests/test_v24_attacks.py)."""
+        foreign = 0
+        while self._late_reports:
+            batch = self._late_reports[:_REFILE_BATCH]
+            del self._late_reports[:_REFILE_BATCH]
+            request = RefileBatch(
+                case_id=self._state.case_id, report_ids=[r.report_id for r in batch]
+            )
+            results = await run_activity(RefileActivities.refile_reports, request)
+            for report, refiled in zip(batch, results, strict=True):
+                if refiled.reason == NOT_A_REPORT:
+                    foreign += 1
+                    if foreign > lifecycle.MAX_REFILED_REPORTS:
+                        continue
+                self._record_refiled(report, refiled)
+            await self._projector.run_until_closed()
+
+    def _record_refiled(self, report: RepeatReport, refiled: Refiled) -> None:
+        self._record(
+            EventKind.REPEAT_REFILED, report.actor, report_id=report.report_id,
+            channel=report.channel.value, refiled_as=refiled.case_id,
+            merged=refiled.merged, reason=refiled.reason,
+        )  # fmt: skip
 
     def _on_supplement(self, action: SupplementAction) -> None:
         """补充诉求."""
@@ -1584,6 +1617,7 @@ class ComplaintWorkflow:
 # Each signal: the payload it must decode to (jiesu.case.domain) and the handler that applies it.
 # Orders that give a unit a due: judged when the case applies them (lean-case-v13).
 _ORDERS_WITH_A_DUE = frozenset({CaseSignal.ADD_CO_HANDLERS, CaseSignal.SUPERVISE})
+_REFILE_BATCH = 100  # late reports filed again per activity (lean-case-v25)
 
 _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
     signal: (payload, getattr(ComplaintWorkflow, f"_on_{signal.value}"))

@@ -138,6 +138,8 @@ MAX_REFILED_REPORTS = 20
 # Brought by the epoch lean-case-v24.
 MESSAGES_AFTER_DISPATCH = "messages-after-dispatch-v1"  # see CaseWorkflow._waits_for_dispatch
 QUEUE_LADDER_AFTER_THE_UNITS = "queue-ladder-after-the-units-v1"  # see CaseWorkflow._reassign
+# Brought by the epoch lean-case-v25.
+LATE_REPORTS_BATCHED = "late-reports-batched-v1"  # see CaseWorkflow._refile_late_batches
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a

@@ -306,8 +306,11 @@ async def _direct_answer(
 
 
 async def _claim(
-    conn: asyncpg.Connection, settings: Settings, secret: bytes, report: Report, closed: set[str]
+    conn: asyncpg.Connection, settings: Settings, secret: bytes, report: Report,
+    closed: set[str], late: IntakeRefused | None = None,
 ) -> Claim:
+    """``late``: the report's time was refused — only its earlier filing (same key) is
+    answered."""
     intake, key = report.intake, report.idempotency_key
     keys = merge.problem_keys(intake)
     async with conn.transaction():
@@ -315,6 +318,8 @@ async def _claim(
         await merge.lock(conn, [*keys.all(), *([f"idempotency|{owner}|{key}"] if key else [])])
         if key and (earlier := await _by_key(conn, report)):
             return earlier
+        if late is not None:
+            raise late
         urgency = await _urgency(conn, intake)
         since = report.received_at - timedelta(days=settings.repeat_window_days)
         token = citizen_tokens.issue(secret)
@@ -475,12 +480,20 @@ async def register(
     # Web UI): the numbers and addresses that identify a person are masked in it; the
     # description keeps them, behind the content's masking and view log.
     intake = intake.model_copy(update={"title": redact_identifiers(intake.title)})
-    report = Report(intake, _received_at(intake), actor, key, digest)
+    try:
+        received_at, late = _received_at(intake), None
+    except IntakeRefused as refused:
+        if key is None:
+            raise
+        # a retry of a report filed in time gets its answer again, however late it comes (the
+        # case's refile of a 并单, activities/refile.py, retried past a day); a new one: refused
+        received_at, late = datetime.now(UTC), refused
+    report = Report(intake, received_at, actor, key, digest)
     closed: set[str] = set()
     async with pool.acquire() as conn:
         secret = await citizen_tokens.server_secret(conn, settings)
         for _ in range(MAX_ROUNDS):
-            claim = await _claim(conn, settings, secret, report, closed)
+            claim = await _claim(conn, settings, secret, report, closed, late)
             try:
                 filed = await _complete(conn, client, settings, claim)
             except Exception as err:
