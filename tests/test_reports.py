@@ -453,8 +453,12 @@ async def test_a_reports_csv_says_how_many_overdue_cases_its_list_leaves_out(
     rows = [case_row(local(day), status="handling", replied=None, rating=None,
                      breaches=("finish",)) for _ in range(OVERDUE_LIST_LIMIT + 1)]  # fmt: skip
     await insert_cases(pool, rows)
-    await produce_report(pool, ReportKind.DAILY, day, day, settings.timezone)
-    text = (await get_report(api, f"daily/{day}", format="csv")).text
+    try:
+        await produce_report(pool, ReportKind.DAILY, day, day, settings.timezone)
+        text = (await get_report(api, f"daily/{day}", format="csv")).text
+    finally:  # 101 open cases late since 2004: the first rows of 超时工单 for every later test
+        await pool.execute("DELETE FROM cases WHERE case_id = ANY($1)",
+                           [r["case_id"] for r in rows])  # fmt: skip
     heading = next(r for r in csv.reader(io.StringIO(text))
                    if r[:2] == ["# section", "overdue_cases"])  # fmt: skip
     assert heading[2:] == ["count", str(OVERDUE_LIST_LIMIT + 1), "listed", str(OVERDUE_LIST_LIMIT)]
