@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import json
 import os
 import re
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
@@ -19,20 +21,34 @@ from typing import Any
 from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from jiesu import db
 from jiesu.audit.consistency import CaseConsistency, check_case
 from jiesu.audit.timeline import child_runs
 from jiesu.audit.witness import ProjectionWitness
-from jiesu.case.domain import CaseOutcome, CaseState, Resolution, Status
+from jiesu.case.domain import (
+    Actor,
+    CaseFacts,
+    CaseOutcome,
+    CaseStart,
+    CaseState,
+    Resolution,
+    Role,
+    Status,
+    Urgency,
+)
+from jiesu.config import Settings
 from jiesu.ops.demo_data import DemoKey, demo_key, department_key
+from worker import build_worker
 from workflows import ALL_WORKFLOWS, ComplaintWorkflow
 
 # One module, one ``complaint()`` counter: pytest puts tests/ on sys.path (rootdir conftest,
@@ -611,3 +627,244 @@ async def until_past(moment: datetime, within: float = 60) -> None:
         return datetime.now(UTC) > moment
 
     await eventually(passed, within=within)
+
+
+class Scenarios:
+    """The outage scenarios of one test module, run at once in the session's event loop.
+
+    Most of an outage test is real time waited: a decision window or a deadline passing with
+    the worker down, then the case settling. Each scenario keeps a task queue and workers of its
+    own (its case is the only one its worker serves, stopped and started by the scenario alone),
+    so several can wait at the same time; each test awaits its own scenario's result and
+    asserts on it (its exception, if it failed, is raised in that test only). ``at_once`` caps
+    how many run together: on a loaded 2-core machine a crowd of setups could overrun the
+    windows they stop their worker across (``worker_down_across`` would then set up again)."""
+
+    def __init__(self, runs: Mapping[str, Callable[[], Awaitable[Any]]], at_once: int) -> None:
+        gate = asyncio.Semaphore(at_once)
+
+        async def gated(run: Callable[[], Awaitable[Any]]) -> Any:
+            async with gate:
+                return await run()
+
+        self._tasks = {name: asyncio.ensure_future(gated(run)) for name, run in runs.items()}
+
+    async def of(self, test: Any) -> Any:
+        """The result of the scenario of ``test``: a test function's name, or the test's pytest
+        ``request``."""
+        name = test if isinstance(test, str) else test.node.name
+        return await asyncio.shield(self._tasks[name])
+
+    async def settled(self) -> None:
+        """Once every scenario has ended: before a test changes what a worker runs (an epoch,
+        an SDK flag) for its own case, none of these may still be running."""
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await self.settled()
+
+
+@asynccontextmanager
+async def scenarios_of(
+    request: Any, runs: Mapping[str, Callable[[], Awaitable[Any]]], at_once: int = 4
+) -> AsyncIterator[Scenarios]:
+    """The ``runs`` (by test name) of the tests selected in ``request``'s module (``-k``
+    leaves the others' cases unstarted), run at once; cancelled at the module's end."""
+    chosen = {item.name for item in request.session.items if item.module is request.module}
+    unknown = set(runs) - {name for name in dir(request.module) if name.startswith("test_")}
+    assert not unknown, f"scenarios of no test: {sorted(unknown)}"
+    scenarios = Scenarios({name: run for name, run in runs.items() if name in chosen}, at_once)
+    try:
+        yield scenarios
+    finally:
+        await scenarios.close()
+
+
+def outage_scenarios(*runs: Callable[..., Awaitable[Any]], at_once: int = 4) -> Any:
+    """The module fixture ``outages`` of a test module whose test ``test_x`` awaits the result of
+    its scenario ``_x`` (``await outages.of(request)``): each run with the session's Temporal
+    client, pool and settings, all at once (``Scenarios``). Assigned at the module's end, after
+    the scenarios: ``outages = outage_scenarios(_x, _y)``."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="outages")
+    async def fixture(
+        request: pytest.FixtureRequest, client: Client, pool: Any, settings: Any
+    ) -> AsyncIterator[Scenarios]:
+        named = {f"test{run.__name__}": partial(run, client, pool, settings) for run in runs}
+        async with scenarios_of(request, named, at_once) as started:
+            yield started
+
+    return fixture
+
+
+# --- a case's workflow driven by signals, on a task queue of its own (the outage tests) -----
+
+
+def rid(actor: Actor) -> dict[str, Any]:
+    """``actor`` as a signal carries it, with a request id of its own."""
+    return actor.model_copy(update={"request_id": uuid.uuid4().hex}).model_dump()
+
+
+def sent(actor_request: dict[str, Any], at: datetime | str) -> dict[str, Any]:
+    """An action's actor as the API sends it: with the time its request came in."""
+    return {**actor_request, "sent_at": at if isinstance(at, str) else at.isoformat()}
+
+
+async def signal_sent(handle: WorkflowHandle[Any, Any], name: str, actor: Actor,
+                      **data: Any) -> None:  # fmt: skip
+    """Signal ``name`` to the case as the API does: ``actor`` stamped with the time now."""
+    await handle.signal(name, {"actor": sent(rid(actor), datetime.now(UTC)), **data})
+
+
+def start_of(case_id: str) -> CaseStart:
+    """A general case's start: a shop's loudspeaker in 幸福社区 grid 1."""
+    facts = CaseFacts(title="Loudspeaker", category_id="noise_commercial",
+                      grid_id="G-QH-01-01-1", address=f"幸福路{case_id}")  # fmt: skip
+    operator = Actor(role=Role.OPERATOR, name="t")
+    return CaseStart(case_id=case_id, facts=facts, urgency=Urgency.GENERAL,
+                     received_at=datetime.now(UTC), registered_by=operator)  # fmt: skip
+
+
+async def state_of(client: Client, case_id: str) -> CaseState:
+    state: CaseState = await handle_of(client, case_id).query(ComplaintWorkflow.state)
+    return state
+
+
+async def until(client: Client, case_id: str, test: Callable[[CaseState], Any],
+                within: float = 30.0) -> CaseState:  # fmt: skip
+    """The case's state (its workflow's query) once ``test`` holds of it."""
+
+    async def probe() -> CaseState | None:
+        s = await state_of(client, case_id)
+        return s if test(s) else None
+
+    state: CaseState = await eventually(probe, within=within)
+    return state
+
+
+def own_queue(settings: Settings, queue: str) -> Settings:
+    return settings.model_copy(update={"task_queue": queue})
+
+
+def own_case(name: str) -> tuple[str, str]:
+    """A new case id and a task queue of its own, both named after ``name``."""
+    return f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}", f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def started_assigned(
+    client: Client, case_id: str, queue: str, start: CaseStart | None = None
+) -> WorkflowHandle[Any, CaseOutcome]:
+    """The case started on ``queue`` (a general one, unless ``start`` says otherwise), once
+    assigned; its worker is the caller's."""
+    await client.start_workflow(
+        ComplaintWorkflow.run, start or start_of(case_id), id=case_id, task_queue=queue
+    )
+    await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    return handle_of(client, case_id)
+
+
+Step = Callable[[WorkflowHandle[Any, Any]], Awaitable[None]]
+
+
+async def nothing(_: WorkflowHandle[Any, Any]) -> None:
+    return None
+
+
+async def case_down_across(
+    client: Client, pool: Any, settings: Settings, name: str, summary: bytes, before: Step,
+    during: Step = nothing, start: Callable[[str, timedelta], CaseStart] | None = None,
+) -> tuple[WorkflowHandle[Any, Any], str]:
+    """A case on a task queue of its own (``start(case_id, slack)``: its start, a general case
+    by default) brought by ``before`` to the step the timer named ``summary`` watches, with the
+    worker up; the worker stops, ``during`` is sent, and the timer fires with the worker down
+    (``worker_down_across``: all of it done again, on a new case, if the setup overran its
+    slack). The worker is started again by the caller (returned: the handle, the queue)."""
+
+    async def setup(slack: timedelta) -> tuple[WorkflowHandle[Any, Any], str]:
+        case_id, queue = own_case(name)
+        first = start(case_id, slack) if start is not None else None  # its times run from now
+        async with build_worker(client, pool, own_queue(settings, queue)):
+            handle = await started_assigned(client, case_id, queue, first)
+            await before(handle)
+        await during(handle)  # the worker is gone
+        return handle, queue
+
+    return await worker_down_across(setup, summary)
+
+
+async def case_settled(
+    handle: WorkflowHandle[Any, Any], done: Callable[[CaseState], bool], within: float = 30
+) -> CaseState:
+    """The case once ``done`` holds or its workflow ended — or, after ``within`` seconds, as
+    it stands then (the test's assertions say what is wrong with it)."""
+    last: list[CaseState] = []
+
+    async def probe() -> CaseState | None:
+        ended = (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+        last[:] = [await handle.query(ComplaintWorkflow.state)]
+        return last[0] if ended or done(last[0]) else None
+
+    try:
+        state: CaseState = await eventually(probe, within=within)
+        return state
+    except AssertionError:
+        return last[0]
+
+
+async def ended_and_replayed(handle: WorkflowHandle[Any, Any]) -> None:
+    """Terminate the case if it still runs (it may complete between the look and the end);
+    then replay its history with today's code, in the sandbox."""
+    if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
+    await replay_checked(await handle.fetch_history())
+
+
+def timeline_of(s: CaseState) -> str:
+    """The case's events as ``kind@seconds`` for an assertion's message."""
+    return "  ".join(f"{e.kind.value}@{e.at.isoformat()[17:23]}" for e in s.events)
+
+
+# --- databases of a test's own on the session's PostgreSQL ------------------------------------
+
+
+def sibling_database(database_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``database_url`` (its options kept)."""
+    main, sep, query = database_url.partition("?")
+    return f"{main.rpartition('/')[0]}/{name}{sep}{query}"
+
+
+async def drop_database(database_url: str, name: str) -> None:
+    """Drop database ``name`` of ``database_url``'s server, closing what is connected to it."""
+    admin = await asyncpg.connect(sibling_database(database_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def database_migrated_up_to(database_url: str, name: str, last: str) -> AsyncIterator[str]:
+    """A database ``name`` of its own on the session's server with the migrations up to
+    ``last`` (a version's first four characters) applied, each recorded in schema_migrations,
+    as an older version's bootstrap left it (its URL); dropped at the end."""
+    dsn = sibling_database(database_url, name)
+    await db.ensure_database(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                           " applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+        for version, sql in db._migration_files():
+            if version[:4] <= last:
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+    finally:
+        await conn.close()
+    try:
+        yield dsn
+    finally:
+        await drop_database(database_url, name)
