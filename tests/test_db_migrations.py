@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from helpers import eventually
+from helpers import database_migrated_up_to, eventually
 
 from jiesu import db
 from jiesu.config import get_settings
@@ -21,40 +21,22 @@ from jiesu.readmodel import projection
 _SET_ASIDE_CHECKS = ("notifications_status_check", "notifications_set_aside_recorded")
 
 
-def _sibling_database(database_url: str, name: str) -> str:
-    main, sep, query = database_url.partition("?")
-    return f"{main.rpartition('/')[0]}/{name}{sep}{query}"
-
-
 @pytest.fixture
 async def upgraded_from_0044(database_url: str) -> AsyncIterator[str]:
     """A database of its own on the session's server, migrated up to 0044, with 5,000 sent
     notices in its outbox; dropped after the test."""
     name = f"jiesu_upgrade_{uuid.uuid4().hex[:8]}"
-    dsn = _sibling_database(database_url, name)
-    await db.ensure_database(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
-        for version, sql in db._migration_files():
-            if version[:4] <= "0044":
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
-        await conn.execute(
-            "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
-            " recipient_id, channel, subject, body, status) SELECT 'old:' || g, 'JSOLD' || g,"
-            " 1, 'routed', 'department', 'water', 'email', 's', 'b', 'sent'"
-            " FROM generate_series(1, 5000) g")
-    finally:
-        await conn.close()
-    yield dsn
-    admin = await asyncpg.connect(_sibling_database(database_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with database_migrated_up_to(database_url, name, "0044") as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO notifications (key, case_id, event_seq, event_kind, recipient_kind,"
+                " recipient_id, channel, subject, body, status) SELECT 'old:' || g, 'JSOLD' || g,"
+                " 1, 'routed', 'department', 'water', 'email', 's', 'b', 'sent'"
+                " FROM generate_series(1, 5000) g")
+        finally:
+            await conn.close()
+        yield dsn
 
 
 async def _validated(conn: asyncpg.Connection) -> set[tuple[str, int]]:

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from helpers import eventually, served
+from helpers import (
+    database_migrated_up_to,
+    drop_database,
+    eventually,
+    served,
+    sibling_database,
+)
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -34,30 +40,12 @@ NEWER = "9999_from_a_newer_version"  # what `ahead` has that no code of this ver
 EXIT_WITHIN = 60.0  # seconds for a refusing process to end (an interpreter's start included)
 
 
-def _sibling_database(database_url: str, name: str) -> str:
-    main, sep, query = database_url.partition("?")
-    return f"{main.rpartition('/')[0]}/{name}{sep}{query}"
-
-
 @pytest.fixture(scope="module")
 async def behind(database_url: str) -> AsyncIterator[str]:
     """A database of its own migrated up to 0045, as an older version's bootstrap left it."""
     name = f"jiesu_behind_{uuid.uuid4().hex[:8]}"
-    dsn = _sibling_database(database_url, name)
-    await db.ensure_database(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY,"
-                           " applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
-        for version, sql in db._migration_files():
-            if version[:4] <= LAST_APPLIED:
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
-    finally:
-        await conn.close()
-    yield dsn
-    await _drop(database_url, name)
+    async with database_migrated_up_to(database_url, name, LAST_APPLIED) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +53,7 @@ async def ahead(database_url: str) -> AsyncIterator[str]:
     """A database of its own migrated by this version, and then by a newer one (one more row
     in schema_migrations: what a newer version's bootstrap adds)."""
     name = f"jiesu_ahead_{uuid.uuid4().hex[:8]}"
-    dsn = _sibling_database(database_url, name)
+    dsn = sibling_database(database_url, name)
     await prepare_database(dsn, demo=False)
     conn = await asyncpg.connect(dsn)
     try:
@@ -73,15 +61,7 @@ async def ahead(database_url: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     yield dsn
-    await _drop(database_url, name)
-
-
-async def _drop(database_url: str, name: str) -> None:
-    admin = await asyncpg.connect(_sibling_database(database_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(database_url, name)
 
 
 def _variables(env: WorkflowEnvironment, settings: Settings, database: str) -> dict[str, str]:
@@ -200,7 +180,7 @@ async def test_a_database_never_bootstrapped_is_refused_too(
     """No schema_migrations at all (a new database, bootstrap never run): every migration is
     pending."""
     name = f"jiesu_empty_{uuid.uuid4().hex[:8]}"
-    dsn = _sibling_database(database_url, name)
+    dsn = sibling_database(database_url, name)
     await db.ensure_database(dsn)
     try:
         conn = await asyncpg.connect(dsn)
@@ -212,7 +192,7 @@ async def test_a_database_never_bootstrapped_is_refused_too(
         finally:
             await conn.close()
     finally:
-        await _drop(database_url, name)
+        await drop_database(database_url, name)
     assert state.pending == tuple(v for v, _ in db._migration_files()) and not state.applied
 
 
