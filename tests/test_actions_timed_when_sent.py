@@ -12,27 +12,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 from helpers import (
+    Step,
     act,
+    case_down_across,
     department,
     handle_of,
     keep_history,
     register,
-    worker_down_across,
+    sent,
 )
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
 
 from jiesu.audit.timeline import decode_history
-from jiesu.case.domain import DeadlineKind, EventKind, Status, Urgency
+from jiesu.case.domain import CaseStart, DeadlineKind, EventKind, Status, Urgency
 from jiesu.config import Settings
 from worker import build_worker
 from workflows import ComplaintWorkflow
@@ -41,41 +41,25 @@ URGENT_ACCEPT = timedelta(minutes=30)  # jiesu.case.sla: an urgent case is accep
 URGENT_CONTACT = timedelta(hours=1)
 
 
-def sent(actor_request: dict[str, Any], at: datetime | str) -> dict[str, Any]:
-    """An action's actor as the API sends it: with the time its request came in."""
-    return {**actor_request, "sent_at": at if isinstance(at, str) else at.isoformat()}
-
-
 async def _across_an_outage(
     client: Client, pool: asyncpg.Pool, settings: Settings, name: str, due_after: timedelta,
-    before: Callable[[WorkflowHandle], Awaitable[None]],
-    during: Callable[[WorkflowHandle], Awaitable[None]], summary: bytes,
+    before: Step, during: Step, summary: bytes,
 ) -> tuple[WorkflowHandle, str]:
     """An urgent case whose deadline (``due_after`` its receipt) falls due a slack from now
     (helpers.worker_down_across): ``before`` with the worker up, then the worker stops,
     ``during`` is sent, and the deadline's timer fires; the worker is started again by the
     caller (returned: the handle, the task queue). ``before`` and ``during`` run again, on a
-    new case, if the setup overran its slack."""
+    new case, if the setup overran its slack (helpers.case_down_across)."""
 
-    async def setup(slack: timedelta) -> tuple[WorkflowHandle, str]:
-        queue = f"{name}-{uuid.uuid4().hex[:8]}"
-        own = settings.model_copy(update={"task_queue": queue})
-        case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
+    def urgent(case_id: str, slack: timedelta) -> CaseStart:
         received = datetime.now(UTC) - due_after + slack
-        start = start_of(case_id).model_copy(
+        return start_of(case_id).model_copy(
             update={"urgency": Urgency.URGENT, "received_at": received}
         )
-        handle = handle_of(client, case_id)
-        async with build_worker(client, pool, own):
-            await client.start_workflow(
-                ComplaintWorkflow.run, start, id=case_id, task_queue=queue
-            )
-            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-            await before(handle)
-        await during(handle)  # the worker is gone
-        return handle, queue
 
-    return await worker_down_across(setup, summary)
+    return await case_down_across(
+        client, pool, settings, name, summary, before, during, start=urgent
+    )
 
 
 async def test_a_late_accept_applied_with_the_deadlines_timer_is_a_breach(

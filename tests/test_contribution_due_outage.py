@@ -16,10 +16,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-from helpers import closed_state, keep_history, worker_down_across
+from helpers import (
+    closed_state,
+    keep_history,
+    own_queue,
+    worker_down_across,
+)
 from temporalio.client import Client
 from test_actions_timed_when_sent import sent
-from test_actions_timed_when_sent_attacks import CITIZEN, _convened, _own
+from test_actions_timed_when_sent_attacks import CITIZEN, _convened
 from test_hostile_messages import SUPERVISOR, kinds, rid, until
 
 from jiesu.case.domain import EventKind
@@ -38,7 +43,7 @@ async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
     )
     waiver = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "department_id": "water"}
     await handle.signal("waive_co_handler", waiver)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.co_handlers[0].done, within=60)
         await handle.terminate("test finished")
         await keep_history(handle, "waiver_after_the_contribution_due_in_its_task")
@@ -57,7 +62,7 @@ async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
     )
     withdraw = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "reason": "Sorted it myself"}
     await handle.signal("withdraw", withdraw)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await closed_state(handle)
     await keep_history(handle, "withdrawal_after_the_contribution_due_in_its_task")
     co = s.co_handlers[0]

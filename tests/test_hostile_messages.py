@@ -15,7 +15,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from helpers import OPERATOR, act, case, department, eventually, handle_of, keep_history, register
+from helpers import (
+    OPERATOR,
+    act,
+    case,
+    department,
+    handle_of,
+    keep_history,
+    register,
+    rid,
+    start_of,
+    state_of,
+    until,
+)
 from helpers import SUPERVISOR as SUPERVISOR_KEY
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
@@ -24,9 +36,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from jiesu.case import lifecycle
 from jiesu.case.domain import (
     Actor,
-    CaseFacts,
     CasePlan,
-    CaseStart,
     CaseState,
     CoHandlersAction,
     DeadlineRequest,
@@ -56,21 +66,6 @@ whose local activity still runs at 80 % of it, so a signal is delivered in a tas
 after ~1.6 s instead of ~8 s."""
 
 
-def rid(actor: Actor) -> dict[str, Any]:
-    return actor.model_copy(update={"request_id": uuid.uuid4().hex}).model_dump()
-
-
-async def state_of(client, case_id) -> CaseState:
-    return await handle_of(client, case_id).query(ComplaintWorkflow.state)
-
-
-async def until(client, case_id, test, within=30.0) -> CaseState:
-    async def probe():
-        s = await state_of(client, case_id)
-        return s if test(s) else None
-    return await eventually(probe, within=within)
-
-
 def kinds(s: CaseState, kind: EventKind) -> list[dict[str, Any]]:
     return [e.data for e in s.events if e.kind is kind]
 
@@ -79,14 +74,6 @@ async def event_of(client, case_id, request: dict[str, Any]):
     s = await until(client, case_id,
                     lambda s: any(e.actor.request_id == request["request_id"] for e in s.events))
     return next(e for e in s.events if e.actor.request_id == request["request_id"])
-
-
-def start_of(case_id: str) -> CaseStart:
-    facts = CaseFacts(title="Loudspeaker", category_id="noise_commercial",
-                      grid_id="G-QH-01-01-1", address=f"幸福路{case_id}")
-    operator = Actor(role=Role.OPERATOR, name="t")
-    return CaseStart(case_id=case_id, facts=facts, urgency=Urgency.GENERAL,
-                     received_at=datetime.now(UTC), registered_by=operator)
 
 
 @asynccontextmanager

@@ -7,21 +7,25 @@ worker up and every action applied when sent."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from helpers import handle_of, keep_history, until_past
+from helpers import (
+    keep_history,
+    nothing,
+    own_case,
+    own_queue,
+    started_assigned,
+    until_past,
+)
 from temporalio.client import Client
 from test_actions_timed_when_sent import URGENT_ACCEPT, _across_an_outage, sent
-from test_actions_timed_when_sent_attacks import _nothing, _own
-from test_hostile_messages import SUPERVISOR, URBAN, kinds, rid, start_of, until
+from test_hostile_messages import SUPERVISOR, URBAN, kinds, rid, until
 
 from jiesu.case.domain import DeadlineKind, EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
-from workflows import ComplaintWorkflow
 from workflows import patches as patches_module
 
 
@@ -33,11 +37,11 @@ async def _late_return_at_the_bound(
     to the centre's queue. With the worker up the deadline's timer records 签收 超时 first."""
     bound = settings.model_copy(update={"max_reassignments": 0})
     handle, queue = await _across_an_outage(
-        client, pool, bound, name, URGENT_ACCEPT, _nothing, _nothing, b"accept deadline"
+        client, pool, bound, name, URGENT_ACCEPT, nothing, nothing, b"accept deadline"
     )
     ret = {"actor": sent(rid(URBAN), datetime.now(UTC)), "reason": "Not ours: police"}
     await handle.signal("return", ret)
-    async with build_worker(client, pool, _own(bound, queue)):
+    async with build_worker(client, pool, own_queue(bound, queue)):
         s = await until(client, handle.id, lambda s: s.status is Status.DISPATCHING, within=60)
         await handle.terminate("test finished")
         if keep:
@@ -72,14 +76,9 @@ async def test_a_waiver_after_the_due_of_a_case_returned_before_it_records_no_ov
     due's timer records nothing. A supervisor's 免除协办 after the due, the case still
     reassigning: lean-case-v15's late waiver recorded ``contribution_overdue``, which the due's
     own rule does not (nor the round's release)."""
-    queue = f"waivereassign-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-WAIVEREASSIGN-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(settings, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    case_id, queue = own_case("waivereassign")
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        handle = await started_assigned(client, case_id, queue)
         due = datetime.now(UTC) + timedelta(seconds=3)
         water = [{"id": "water", "name": "Water"}]
         convene = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)),
