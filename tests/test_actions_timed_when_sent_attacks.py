@@ -16,13 +16,19 @@ import asyncpg
 import httpx
 import pytest
 from helpers import (
+    Scenarios,
     act,
     closed_state,
     department,
     eventually,
     handle_of,
     keep_history,
+    nothing,
+    outage_scenarios,
+    own_case,
+    own_queue,
     settled_consistency,
+    started_assigned,
     until_past,
     worker_down_across,
 )
@@ -53,35 +59,34 @@ URGENT_FINISH = timedelta(hours=24)  # jiesu.case.sla: an urgent case is finishe
 CITIZEN = Actor(role=Role.CITIZEN, name=CASE_CITIZEN_NAME)  # the case's own citizen (token)
 
 
-async def _nothing(_: WorkflowHandle) -> None:
-    return None
 
-
-def _own(settings: Settings, queue: str) -> Settings:
-    return settings.model_copy(update={"task_queue": queue})
+async def _a_withdrawal_sent_after_the_accept_deadline_keeps_the_units_breach(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    handle, queue = await _across_an_outage(
+        client, pool, settings, "latewithdraw", URGENT_ACCEPT, nothing, nothing,
+        b"accept deadline",
+    )  # fmt: skip
+    # the deadline passed (its timer fired) unaccepted; the citizen withdraws now
+    withdraw = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "reason": "Sorted it myself"}
+    await handle.signal("withdraw", withdraw)
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        s = await closed_state(handle)
+    assert s.resolution is not None and s.resolution.value == "withdrawn"
+    assert s.deadlines is not None and s.closed_at is not None
+    assert s.closed_at > s.deadlines.accept  # withdrawn after the deadline, as recorded
+    assert [b.kind for b in s.breaches] == [DeadlineKind.ACCEPT], s.breaches
 
 
 async def test_a_withdrawal_sent_after_the_accept_deadline_keeps_the_units_breach(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """With the worker up (v11 and v12 alike) the accept deadline's timer records 签收 超时
     at the deadline, and a later 撤诉 closes the case with the breach on the unit's record.
     With the worker down across the deadline, the withdrawal (sent after it) and the timer
     reach the worker in one task: the case is closed first, and the watch sees the deadline
     met — the breach is never recorded, and 响应率 leaves the case out."""
-    handle, queue = await _across_an_outage(
-        client, pool, settings, "latewithdraw", URGENT_ACCEPT, _nothing, _nothing,
-        b"accept deadline",
-    )  # fmt: skip
-    # the deadline passed (its timer fired) unaccepted; the citizen withdraws now
-    withdraw = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "reason": "Sorted it myself"}
-    await handle.signal("withdraw", withdraw)
-    async with build_worker(client, pool, _own(settings, queue)):
-        s = await closed_state(handle)
-    assert s.resolution is not None and s.resolution.value == "withdrawn"
-    assert s.deadlines is not None and s.closed_at is not None
-    assert s.closed_at > s.deadlines.accept  # withdrawn after the deadline, as recorded
-    assert [b.kind for b in s.breaches] == [DeadlineKind.ACCEPT], s.breaches
+    await outages.of(request)
 
 
 async def _handling_with_an_extension_asked(client: Client, handle: WorkflowHandle) -> None:
@@ -102,18 +107,12 @@ async def _handling_with_an_extension_asked(client: Client, handle: WorkflowHand
     await until(client, handle.id, lambda s: s.extension is not None)
 
 
-async def test_an_extension_approved_after_the_finish_deadline_keeps_the_breach(
+async def _an_extension_approved_after_the_finish_deadline_keeps_the_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """The unit asked for an extension in time; the centre approves it only after the finish
-    deadline, and the unit replies after the deadline (before the promised date). With the
-    worker up the finish timer fires at the deadline, the request still undecided: 办结 超时 is
-    recorded (the 超时量 statistic counts it), and the approval comes after. With the worker
-    down, the approval, the late reply and the timer reach it in one task: the approval moved
-    the deadline before the watch looked, and before lean-case-v14 no breach was recorded."""
     handle, queue = await _across_an_outage(
         client, pool, settings, "lateapproval", URGENT_FINISH,
-        lambda h: _handling_with_an_extension_asked(client, h), _nothing, b"finish deadline",
+        lambda h: _handling_with_an_extension_asked(client, h), nothing, b"finish deadline",
     )  # fmt: skip
     # the finish deadline passed (its timer fired); the centre approves now, the unit replies
     decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "approved": True}
@@ -121,7 +120,7 @@ async def test_an_extension_approved_after_the_finish_deadline_keeps_the_breach(
     reply = {"actor": sent(rid(URBAN), datetime.now(UTC)), "outcome": "resolved",
              "text": "The pipe is replaced"}  # fmt: skip
     await handle.signal("reply", reply)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=60)
         decided = next(e for e in s.events if e.kind is EventKind.EXTENSION_DECIDED)
         assert s.extension is not None
@@ -133,13 +132,21 @@ async def test_an_extension_approved_after_the_finish_deadline_keeps_the_breach(
     assert finish, s.breaches
 
 
-async def test_an_extension_approved_in_time_and_a_reply_after_the_old_deadline_is_no_breach(
+async def test_an_extension_approved_after_the_finish_deadline_keeps_the_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """The unit asked for an extension in time; the centre approves it only after the finish
+    deadline, and the unit replies after the deadline (before the promised date). With the
+    worker up the finish timer fires at the deadline, the request still undecided: 办结 超时 is
+    recorded (the 超时量 statistic counts it), and the approval comes after. With the worker
+    down, the approval, the late reply and the timer reach it in one task: the approval moved
+    the deadline before the watch looked, and before lean-case-v14 no breach was recorded."""
+    await outages.of(request)
+
+
+async def _an_extension_approved_in_time_and_a_reply_after_the_old_deadline_is_no_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """The other side of the one above (passes today, and must after its fix): the centre
-    approves before the finish deadline, the unit replies after it (before the promised date),
-    both applied with the deadline's timer while the worker was down: no breach."""
-
     async def approve_in_time(handle: WorkflowHandle) -> None:
         decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "approved": True}
         await handle.signal("decide_extension", decision)
@@ -152,7 +159,7 @@ async def test_an_extension_approved_in_time_and_a_reply_after_the_old_deadline_
     reply = {"actor": sent(rid(URBAN), datetime.now(UTC)), "outcome": "resolved",
              "text": "The pipe is replaced"}  # fmt: skip
     await handle.signal("reply", reply)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=60)
         assert s.extension_count == 1
         assert not [b for b in s.breaches if b.kind is DeadlineKind.FINISH], s.breaches
@@ -165,20 +172,24 @@ async def test_an_extension_approved_in_time_and_a_reply_after_the_old_deadline_
         await handle.terminate("test finished")
 
 
+async def test_an_extension_approved_in_time_and_a_reply_after_the_old_deadline_is_no_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """The other side of the one above (passes today, and must after its fix): the centre
+    approves before the finish deadline, the unit replies after it (before the promised date),
+    both applied with the deadline's timer while the worker was down: no breach."""
+    await outages.of(request)
+
+
 async def _convened(
     client: Client, pool: asyncpg.Pool, settings: Settings, name: str, due_in: timedelta
 ) -> tuple[WorkflowHandle, str]:
     """A general case assigned to urban management, water convened as co-handler (会办) with a
     contribution deadline ``due_in`` from the order, the worker then stopped (returned: the
     handle, the queue)."""
-    queue = f"{name}-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(settings, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    case_id, queue = own_case(name)
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        handle = await started_assigned(client, case_id, queue)
         water = [{"id": "water", "name": "Water"}]
         due = datetime.now(UTC) + due_in
         convene = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "departments": water,
@@ -188,20 +199,16 @@ async def _convened(
     return handle, queue
 
 
-async def test_a_contribution_sent_after_its_due_is_overdue(
+async def _a_contribution_sent_after_its_due_is_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """会办: with the worker up, a co-handler silent past its due is recorded
-    ``contribution_overdue`` at the due. With the worker down across the due, its contribution
-    sent after it and the due's timer reach the worker in one task: the contribution is applied
-    first (recorded at its sent time, after the due) and the overdue is never recorded."""
     handle, queue = await worker_down_across(
         lambda slack: _convened(client, pool, settings, "latecontribution", slack),
         b"contribution deadline water",
     )
     contribution = {"actor": sent(rid(WATER), datetime.now(UTC)), "text": "Pipe map attached"}
     await handle.signal("contribute", contribution)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.co_handlers[0].done, within=60)
         co = s.co_handlers[0]
         assert co.due is not None and co.contributed_at is not None
@@ -209,6 +216,16 @@ async def test_a_contribution_sent_after_its_due_is_overdue(
         overdue = kinds(s, EventKind.CONTRIBUTION_OVERDUE)
         await handle.terminate("test finished")
     assert overdue, [e.kind for e in s.events]
+
+
+async def test_a_contribution_sent_after_its_due_is_overdue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """会办: with the worker up, a co-handler silent past its due is recorded
+    ``contribution_overdue`` at the due. With the worker down across the due, its contribution
+    sent after it and the due's timer reach the worker in one task: the contribution is applied
+    first (recorded at its sent time, after the due) and the overdue is never recorded."""
+    await outages.of(request)
 
 
 async def _signalled_actors(handle: WorkflowHandle, name: str) -> list[dict[str, Any]]:
@@ -223,7 +240,7 @@ async def _signalled_actors(handle: WorkflowHandle, name: str) -> list[dict[str,
 
 async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_reads(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, outages: Scenarios,
 ) -> None:
     """``sent_at`` is documented as when the request reached the API. With the worker down
     the API asks the workflow first whenever its read-model copy refuses the action (a copy
@@ -231,6 +248,7 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
     query's timeout (JIESU_QUERY_TIMEOUT_SECONDS, 2 s) before it signals: the action was
     stamped that much later than it came in — a 联系 sent a second before its deadline was
     the unit's breach."""
+    await outages.settled()  # timed to the second: alone in the process, as it always was
     # Each action then waits for the worker to apply it (APPLY_WAIT_SECONDS, 5 s) before its
     # 202: after the stamp, and not what this test is about. The query's timeout stays 2 s.
     monkeypatch.setattr(api_cases, "APPLY_WAIT_SECONDS", 1.0)
@@ -238,7 +256,7 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
     case_id = f"JS-APISTAMP-{uuid.uuid4().hex[:8]}"
     handle = handle_of(client, case_id)
     urban = department("urban-management")
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         await client.start_workflow(
             ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
         )
@@ -251,7 +269,7 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
     await act(api, case_id, "contact", urban, expect=202)
     [actor] = await _signalled_actors(handle, "contact")
     stamped = datetime.fromisoformat(actor["sent_at"])
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, case_id, lambda s: s.contacted_at is not None, within=60)
         await handle.terminate("test finished")
     assert s.contacted_at == stamped
@@ -261,15 +279,9 @@ async def test_the_api_stamps_an_action_when_its_request_came_in_not_after_its_r
 DECISION_HOURS = 8 / 3600  # the centre's window to decide an extension, in this test: 8 s
 
 
-async def test_an_extension_request_applied_after_its_decision_window_gives_the_centre_time(
+async def _an_extension_request_applied_after_its_decision_window_gives_the_centre_time(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """延期审批时限: the centre decides a request within extension_decision_hours, or it is
-    approved and the lapse recorded against the centre. The centre reads the request from the
-    case (its pending list is the read model's); with the worker down the request is not
-    there. Timed when sent, a request applied after its window is approved, and the centre's
-    lapse recorded, in the task that first shows it — the outage, not the centre, used up the
-    window (a dispatch's deadlines, by contrast, run from when the case applies it)."""
     quick = settings.model_copy(update={"extension_decision_hours": DECISION_HOURS})
     finish: list[datetime] = []  # the last of each is this case's (a setup may run again)
     asked: list[datetime] = []
@@ -294,7 +306,7 @@ async def test_an_extension_request_applied_after_its_decision_window_gives_the_
         b"accept deadline",
     )  # fmt: skip
     await until_past(asked[-1] + timedelta(hours=DECISION_HOURS))  # the outage outlasts it
-    async with build_worker(client, pool, _own(quick, queue)):
+    async with build_worker(client, pool, own_queue(quick, queue)):
         s = await until(client, handle.id, lambda s: s.extension is not None, within=60)
         assert s.extension is not None and s.extension.decision_due is not None
         applied = next(e for e in s.events if e.kind is EventKind.EXTENSION_REQUESTED)
@@ -305,14 +317,21 @@ async def test_an_extension_request_applied_after_its_decision_window_gives_the_
     assert s.extension.approved is None
 
 
-async def test_a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once(
+async def test_an_extension_request_applied_after_its_decision_window_gives_the_centre_time(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """延期审批时限: the centre decides a request within extension_decision_hours, or it is
+    approved and the lapse recorded against the centre. The centre reads the request from the
+    case (its pending list is the read model's); with the worker down the request is not
+    there. Timed when sent, a request applied after its window is approved, and the centre's
+    lapse recorded, in the task that first shows it — the outage, not the centre, used up the
+    window (a dispatch's deadlines, by contrast, run from when the case applies it)."""
+    await outages.of(request)
+
+
+async def _a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """会办 with a contribution due a few seconds ahead, sent while the worker is down and
-    applied after the due: before v12 the case refused it (``invalid_due``: the due was past
-    when it was applied); now it convenes the co-handler and records ``contribution_overdue``
-    against it in the same moment — a department that could not have seen the order."""
-
     due: list[datetime] = []  # the last is this case's (a setup may run again)
 
     async def convene(handle: WorkflowHandle) -> None:
@@ -323,10 +342,10 @@ async def test_a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once
         await handle.signal("add_co_handlers", order)
 
     handle, queue = await _across_an_outage(
-        client, pool, settings, "pastdue", URGENT_ACCEPT, _nothing, convene, b"accept deadline"
+        client, pool, settings, "pastdue", URGENT_ACCEPT, nothing, convene, b"accept deadline"
     )
     await until_past(due[-1])  # the worker comes back after the due
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.breaches and (
             kinds(s, EventKind.CO_HANDLERS_ADDED) or kinds(s, EventKind.REJECTED)), within=60)
         convened = kinds(s, EventKind.CO_HANDLERS_ADDED)
@@ -335,27 +354,33 @@ async def test_a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once
     assert not (convened and overdue), [e.kind for e in s.events]
 
 
-async def test_a_dispatch_applied_late_gives_the_unit_its_time_from_when_the_case_applied_it(
+async def test_a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """会办 with a contribution due a few seconds ahead, sent while the worker is down and
+    applied after the due: before v12 the case refused it (``invalid_due``: the due was past
+    when it was applied); now it convenes the co-handler and records ``contribution_overdue``
+    against it in the same moment — a department that could not have seen the order."""
+    await outages.of(request)
+
+
+async def _a_dispatch_applied_late_gives_the_unit_its_time_from_when_the_case_applied_it(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """人工派单 out of the centre's queue, sent while the worker is down: the case judges it at
-    its sent time, but the assignment and the unit's deadlines run from when the case applied
-    it (the unit sees it only then) — as its ``dispatched`` event says. (docs/auditing.md
-    listed a dispatch's ``assigned_at`` among the times set to the action's time: it is not.)"""
     queue = f"latedispatch-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-LATEDISPATCH-{uuid.uuid4().hex[:8]}"
     start = start_of(case_id)
     start = start.model_copy(update={"facts": start.facts.model_copy(
         update={"category_id": "stray_animals"})})  # fmt: skip  # no rule: the queue
     handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
         await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
     sent_at = datetime.now(UTC)
     dispatch = {"actor": sent(rid(SUPERVISOR), sent_at), "department_id": "water",
                 "department_name": "县水务局"}  # fmt: skip
     await handle.signal("dispatch", dispatch)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED, within=60)
         await handle.terminate("test finished")
     assert s.assignment is not None and s.assignment.department_id == "water"
@@ -363,26 +388,27 @@ async def test_a_dispatch_applied_late_gives_the_unit_its_time_from_when_the_cas
     assert s.assignment.assigned_at == dispatched.at > sent_at
 
 
-async def test_actions_applied_late_keep_the_audit_consistent_and_explained(
+async def test_a_dispatch_applied_late_gives_the_unit_its_time_from_when_the_case_applied_it(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """人工派单 out of the centre's queue, sent while the worker is down: the case judges it at
+    its sent time, but the assignment and the unit's deadlines run from when the case applied
+    it (the unit sees it only then) — as its ``dispatched`` event says. (docs/auditing.md
+    listed a dispatch's ``assigned_at`` among the times set to the action's time: it is not.)"""
+    await outages.of(request)
+
+
+async def _actions_applied_late_keep_the_audit_consistent_and_explained(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """签收 and 联系 sent while the worker is down, applied when it is back (timed when sent,
-    before the task that applied them): the read model's events are the history's (the
-    consistency check), and the auditor's timeline matches each signal to the event it caused,
-    with its ``sent_at`` and the event at that time."""
-    queue = f"lateaudit-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-LATEAUDIT-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(settings, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    case_id, queue = own_case("lateaudit")
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        handle = await started_assigned(client, case_id, queue)
     times = [datetime.now(UTC)]
     await handle.signal("accept", {"actor": sent(rid(URBAN), times[0])})
     times.append(datetime.now(UTC))
     await handle.signal("contact", {"actor": sent(rid(URBAN), times[1])})
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, case_id, lambda s: s.contacted_at is not None, within=60)
         assert (s.accepted_at, s.contacted_at) == (times[0], times[1])
         await eventually(lambda: pool.fetchval(
@@ -397,14 +423,19 @@ async def test_actions_applied_late_keep_the_audit_consistent_and_explained(
     assert [datetime.fromisoformat(e.details["sent_at"]) for e in signals] == times
 
 
-async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
+async def test_actions_applied_late_keep_the_audit_consistent_and_explained(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """签收 and 联系 sent while the worker is down, applied when it is back (timed when sent,
+    before the task that applied them): the read model's events are the history's (the
+    consistency check), and the auditor's timeline matches each signal to the event it caused,
+    with its ``sent_at`` and the event at that time."""
+    await outages.of(request)
+
+
+async def _a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """评价: with the worker up the rating window's timer closes the case unrated (not_rated)
-    and a verdict after it is refused (the case is closed). With the worker down across the
-    window's end, an 不满意 sent after it and the timer reach the worker in one task: the
-    verdict is applied first, and the case starts 重办 — a new round for the unit and an
-    unsatisfied verdict in 满意率, for a verdict sent too late."""
     quick: list[Settings] = []  # the last of each is this case's (a setup may run again)
     window_end: list[datetime] = []
 
@@ -415,7 +446,7 @@ async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
         queue = f"laterating-{uuid.uuid4().hex[:8]}"
         case_id = f"JS-LATERATING-{uuid.uuid4().hex[:8]}"
         handle = handle_of(client, case_id)
-        async with build_worker(client, pool, _own(quick[-1], queue)):
+        async with build_worker(client, pool, own_queue(quick[-1], queue)):
             await client.start_workflow(
                 ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
             )
@@ -433,7 +464,7 @@ async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
     verdict = {"actor": sent(rid(CITIZEN), datetime.now(UTC)), "rating": "unsatisfied",
                "comment": "Still loud"}  # fmt: skip
     await handle.signal("rate", verdict)
-    async with build_worker(client, pool, _own(quick[-1], queue)):
+    async with build_worker(client, pool, own_queue(quick[-1], queue)):
         s = await until(client, handle.id, lambda s: s.status is not Status.REPLIED, within=60)
         rehandled = kinds(s, EventKind.REHANDLE_STARTED)
         await handle.terminate("test finished")
@@ -442,13 +473,20 @@ async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
     assert not rated or rated[0].at <= window_end[-1], [(e.kind, e.at) for e in s.events]
 
 
-async def test_a_supervision_due_that_passed_in_an_outage_is_not_over_at_once(
+async def test_a_rating_sent_after_the_rating_window_does_not_reopen_the_case(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """评价: with the worker up the rating window's timer closes the case unrated (not_rated)
+    and a verdict after it is refused (the case is closed). With the worker down across the
+    window's end, an 不满意 sent after it and the timer reach the worker in one task: the
+    verdict is applied first, and the case starts 重办 — a new round for the unit and an
+    unsatisfied verdict in 满意率, for a verdict sent too late."""
+    await outages.of(request)
+
+
+async def _a_supervision_due_that_passed_in_an_outage_is_not_over_at_once(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """督办单 with a deadline for the unit a few seconds ahead, sent while the worker is down
-    and applied after it: v11 refused it (``invalid_due``, the due past when applied); now the
-    ladder starts with its first step (催办) already past its due, and climbs on at once
-    against a unit that could not have seen the order."""
     due: list[datetime] = []  # the last is this case's (a setup may run again)
 
     async def order(handle: WorkflowHandle) -> None:
@@ -458,13 +496,38 @@ async def test_a_supervision_due_that_passed_in_an_outage_is_not_over_at_once(
         await handle.signal("supervise", supervise)
 
     handle, queue = await _across_an_outage(
-        client, pool, settings, "pastorder", URGENT_ACCEPT, _nothing, order, b"accept deadline"
+        client, pool, settings, "pastorder", URGENT_ACCEPT, nothing, order, b"accept deadline"
     )
     await until_past(due[-1])  # the worker comes back after the due
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.breaches and (
             kinds(s, EventKind.ESCALATION_STARTED) or kinds(s, EventKind.REJECTED)), within=60)
         applied = s.breaches[0].at  # the worker's clock in the task that applied the order
         ordered = [e for e in kinds(s, EventKind.ESCALATION_STARTED) if e.get("form") == "urge"]
         await handle.terminate("test finished")
     assert not ordered or datetime.fromisoformat(ordered[0]["due"]) > applied, (ordered, applied)
+
+
+async def test_a_supervision_due_that_passed_in_an_outage_is_not_over_at_once(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """督办单 with a deadline for the unit a few seconds ahead, sent while the worker is down
+    and applied after it: v11 refused it (``invalid_due``, the due past when applied); now the
+    ladder starts with its first step (催办) already past its due, and climbs on at once
+    against a unit that could not have seen the order."""
+    await outages.of(request)
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_withdrawal_sent_after_the_accept_deadline_keeps_the_units_breach,
+    _an_extension_approved_after_the_finish_deadline_keeps_the_breach,
+    _an_extension_approved_in_time_and_a_reply_after_the_old_deadline_is_no_breach,
+    _a_contribution_sent_after_its_due_is_overdue,
+    _an_extension_request_applied_after_its_decision_window_gives_the_centre_time,
+    _a_co_handling_due_that_passed_in_an_outage_is_not_overdue_at_once,
+    _a_dispatch_applied_late_gives_the_unit_its_time_from_when_the_case_applied_it,
+    _actions_applied_late_keep_the_audit_consistent_and_explained,
+    _a_rating_sent_after_the_rating_window_does_not_reopen_the_case,
+    _a_supervision_due_that_passed_in_an_outage_is_not_over_at_once,
+)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from helpers import (
     OPERATOR,
+    Scenarios,
     act,
     case,
     department,
@@ -29,6 +30,9 @@ from helpers import (
     fast_forward_past,
     handle_of,
     keep_history,
+    nothing,
+    outage_scenarios,
+    own_queue,
     register,
     replay_checked,
     settled_consistency,
@@ -39,12 +43,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from test_actions_timed_when_sent import URGENT_CONTACT, _across_an_outage, sent
-from test_actions_timed_when_sent_attacks import (
-    URGENT_FINISH,
-    _handling_with_an_extension_asked,
-    _nothing,
-    _own,
-)
+from test_actions_timed_when_sent_attacks import URGENT_FINISH, _handling_with_an_extension_asked
 from test_hostile_messages import SUPERVISOR, URBAN, kinds, rid, until
 
 from jiesu.audit.timeline import decode_history
@@ -67,24 +66,17 @@ def _finish_breaches(s) -> list[datetime]:  # type: ignore[no-untyped-def]
     return [b.deadline for b in s.breaches if b.kind is DeadlineKind.FINISH]
 
 
-async def test_a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_no_breach(
+
+async def _a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_no_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """延期审批时限 before the finish deadline: the unit asked for an extension in time, the centre
-    said nothing, and its window (3 s here) ends before the finish deadline. With the worker
-    up the window's timer approves the request (视为同意) at its decision deadline, before the
-    finish deadline: the deadline moves, and no breach is recorded (lean-case-v13 alike). With
-    the worker down across both, the two timers reach it in one task: the lapse approves at
-    the worker's clock (``CaseRecord.clock``: the system's action has no ``sent_at`` and no
-    ``acting``), after the old finish deadline, and v14's ``breached_before`` records 办结
-    超时 against a unit that asked in time — and starts its ladder."""
     quick = settings.model_copy(update={"extension_decision_hours": DECISION_HOURS})
     handle, queue = await _across_an_outage(
         client, pool, quick, "lapsebeforefinish", URGENT_FINISH,
-        lambda h: _handling_with_an_extension_asked(client, h), _nothing, b"finish deadline",
+        lambda h: _handling_with_an_extension_asked(client, h), nothing, b"finish deadline",
     )  # fmt: skip
     assert await timer_fired(handle, b"extension decision deadline")
-    async with build_worker(client, pool, _own(quick, queue)):
+    async with build_worker(client, pool, own_queue(quick, queue)):
         s = await until(client, handle.id, lambda s: s.extension_count == 1, within=60)
         assert s.extension is not None and s.extension.decision_due is not None
         original = s.extension.promised_finish - timedelta(days=1)  # the deadline it moved
@@ -95,6 +87,48 @@ async def test_a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_
     assert original not in _finish_breaches(s), s.breaches
 
 
+async def test_a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_no_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """延期审批时限 before the finish deadline: the unit asked for an extension in time, the centre
+    said nothing, and its window (3 s here) ends before the finish deadline. With the worker
+    up the window's timer approves the request (视为同意) at its decision deadline, before the
+    finish deadline: the deadline moves, and no breach is recorded (lean-case-v13 alike). With
+    the worker down across both, the two timers reach it in one task: the lapse approves at
+    the worker's clock (``CaseRecord.clock``: the system's action has no ``sent_at`` and no
+    ``acting``), after the old finish deadline, and v14's ``breached_before`` records 办结
+    超时 against a unit that asked in time — and starts its ladder."""
+    await outages.of(request)
+
+
+async def _a_reply_sent_in_time_reaching_the_worker_after_a_late_approval_is_no_breach(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    finish: list[datetime] = []
+
+    async def asked(handle: WorkflowHandle) -> None:
+        await _handling_with_an_extension_asked(client, handle)
+        s = await handle.query(ComplaintWorkflow.state)
+        assert s.deadlines is not None
+        finish.append(s.deadlines.finish)
+
+    handle, queue = await _across_an_outage(
+        client, pool, settings, "replyinflight", URGENT_FINISH, asked, nothing,
+        b"finish deadline",
+    )  # fmt: skip
+    # the deadline passed (its timer fired): the approval, sent now, lands first; the reply,
+    # stamped when its request came in before the deadline, lands after it
+    decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "approved": True}
+    await handle.signal("decide_extension", decision)
+    reply = {"actor": sent(rid(URBAN), finish[0] - timedelta(seconds=2)), "outcome": "resolved",
+             "text": "The pipe is replaced"}  # fmt: skip
+    await handle.signal("reply", reply)
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=60)
+        await handle.terminate("test finished")
+    assert finish[0] not in _finish_breaches(s), s.breaches
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="accepted (lean-case-v16): the case records its events in order, so a reply applied "
@@ -103,7 +137,7 @@ async def test_a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_
     "other order than their stamps (the reply's API call delayed by its reads)",
 )
 async def test_a_reply_sent_in_time_reaching_the_worker_after_a_late_approval_is_no_breach(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """The unit replies a couple of seconds before the finish deadline while the worker is
     down; its request is stamped when it came in (``sent_at``, before the deadline) but
@@ -114,47 +148,12 @@ async def test_a_reply_sent_in_time_reaching_the_worker_after_a_late_approval_is
     (the case is replied): no breach (v13 recorded none either). In one task the approval is
     applied first: v14 judges the deadline passed with the reply owed and records 办结 超时 (and
     the reply, applied next, is dated after that breach)."""
-    finish: list[datetime] = []
-
-    async def asked(handle: WorkflowHandle) -> None:
-        await _handling_with_an_extension_asked(client, handle)
-        s = await handle.query(ComplaintWorkflow.state)
-        assert s.deadlines is not None
-        finish.append(s.deadlines.finish)
-
-    handle, queue = await _across_an_outage(
-        client, pool, settings, "replyinflight", URGENT_FINISH, asked, _nothing,
-        b"finish deadline",
-    )  # fmt: skip
-    # the deadline passed (its timer fired): the approval, sent now, lands first; the reply,
-    # stamped when its request came in before the deadline, lands after it
-    decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "approved": True}
-    await handle.signal("decide_extension", decision)
-    reply = {"actor": sent(rid(URBAN), finish[0] - timedelta(seconds=2)), "outcome": "resolved",
-             "text": "The pipe is replaced"}  # fmt: skip
-    await handle.signal("reply", reply)
-    async with build_worker(client, pool, _own(settings, queue)):
-        s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=60)
-        await handle.terminate("test finished")
-    assert finish[0] not in _finish_breaches(s), s.breaches
+    await outages.of(request)
 
 
-async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_would(
+async def _two_approvals_in_one_outage_record_the_breaches_the_worker_up_would(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Two extensions, all decided while the worker is down: the first asked (worker up) to
-    move the finish deadline D a few seconds on, to D2; the centre approves it before D, the
-    unit asks again (to D3, 8 s after D2), and the centre approves the second only after D2,
-    the reply still owed; the unit replies after D3. Every action applied when sent (worker
-    up): the first approval moves D in time, D2's timer records 办结 超时 at D2 and the watch
-    ends there; the second approval moves D2 to D3 and finds D2's breach recorded; since
-    lean-case-v19 (promise-watched-v1) a new watch holds the unit to D3, and the reply after D3
-    is its breach: D2's and D3's, once each (before v19 nothing watched D3: D2's only). In one
-    task (v14): the second approval records D2's breach (``breached_before``: as it should),
-    the read model and the auditor's timeline agree; but the watch, still holding D, sees no
-    breach of *its* deadline, followed the move to D3 and recorded 办结 超时 of D3 as well —
-    two breaches where the worker-up order then recorded one (v16: one-breach-per-watch-v1
-    ends that watch at D2's breach; v19's watch of D3 is the worker-up order's)."""
     moved: list[datetime] = []
 
     async def asked(handle: WorkflowHandle) -> None:
@@ -182,7 +181,7 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
     await eventually(_passed(d2 + timedelta(milliseconds=200)), within=10)
     decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "approved": True}
     await handle.signal("decide_extension", decision)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.extension_count == 2, within=60)
         assert s.deadlines is not None and s.deadlines.finish == d3
         assert d2 in _finish_breaches(s), s.breaches  # v14: recorded by the late approval
@@ -202,6 +201,25 @@ async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_wou
     assert _finish_breaches(s) == [d2, d3], s.breaches
 
 
+async def test_two_approvals_in_one_outage_record_the_breaches_the_worker_up_would(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Two extensions, all decided while the worker is down: the first asked (worker up) to
+    move the finish deadline D a few seconds on, to D2; the centre approves it before D, the
+    unit asks again (to D3, 8 s after D2), and the centre approves the second only after D2,
+    the reply still owed; the unit replies after D3. Every action applied when sent (worker
+    up): the first approval moves D in time, D2's timer records 办结 超时 at D2 and the watch
+    ends there; the second approval moves D2 to D3 and finds D2's breach recorded; since
+    lean-case-v19 (promise-watched-v1) a new watch holds the unit to D3, and the reply after D3
+    is its breach: D2's and D3's, once each (before v19 nothing watched D3: D2's only). In one
+    task (v14): the second approval records D2's breach (``breached_before``: as it should),
+    the read model and the auditor's timeline agree; but the watch, still holding D, sees no
+    breach of *its* deadline, followed the move to D3 and recorded 办结 超时 of D3 as well —
+    two breaches where the worker-up order then recorded one (v16: one-breach-per-watch-v1
+    ends that watch at D2's breach; v19's watch of D3 is the worker-up order's)."""
+    await outages.of(request)
+
+
 def _extension_to(promised: datetime) -> dict[str, Any]:
     return {"actor": sent(rid(URBAN), datetime.now(UTC)), "reasons": "Main pipe",
             "measures": "Water tanker", "promised_finish": promised.isoformat()}  # fmt: skip
@@ -214,18 +232,9 @@ def _passed(moment: datetime) -> Callable[[], Awaitable[bool]]:
     return probe
 
 
-async def test_a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach(
+async def _a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """退单审核时限 before the contact deadline: the unit accepted, then returned the case in
-    time, and the centre's window to decide (3 s here) ends before the contact deadline. With
-    the worker up the window's timer upholds the return (视为同意) at its decision deadline: the
-    reassignment starts before the contact deadline, which ends there (lean-case-v11's rule,
-    timed since v12): no 联系 breach. With the worker down across both, the two timers reach it
-    in one task: the lapse upholds at the worker's clock, the reassignment starts after the
-    contact deadline (``time_of`` of the system's action is the worker's clock), and the watch
-    records 联系 超时 against a unit that returned the case in time. (Not v14's: the same rule
-    times the extension's lapse, test_a_lapse_due_before_the_finish_deadline_….)"""
     quick = settings.model_copy(
         update={"return_needs_approval": True, "return_decision_hours": DECISION_HOURS}
     )
@@ -243,11 +252,11 @@ async def test_a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach
         contact.append(s.deadlines.contact)
 
     handle, queue = await _across_an_outage(
-        client, pool, quick, "returnlapse", URGENT_CONTACT, returned, _nothing,
+        client, pool, quick, "returnlapse", URGENT_CONTACT, returned, nothing,
         b"contact deadline",
     )  # fmt: skip
     assert await timer_fired(handle, b"return decision deadline")
-    async with build_worker(client, pool, _own(quick, queue)):
+    async with build_worker(client, pool, own_queue(quick, queue)):
         s = await until(client, handle.id, lambda s: s.status is not Status.HANDLING, within=60)
         assert kinds(s, EventKind.RETURN_DECISION_OVERDUE), [e.kind.value for e in s.events]
         await handle.terminate("test finished")
@@ -257,20 +266,37 @@ async def test_a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach
     )
 
 
+async def test_a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """退单审核时限 before the contact deadline: the unit accepted, then returned the case in
+    time, and the centre's window to decide (3 s here) ends before the contact deadline. With
+    the worker up the window's timer upholds the return (视为同意) at its decision deadline: the
+    reassignment starts before the contact deadline, which ends there (lean-case-v11's rule,
+    timed since v12): no 联系 breach. With the worker down across both, the two timers reach it
+    in one task: the lapse upholds at the worker's clock, the reassignment starts after the
+    contact deadline (``time_of`` of the system's action is the worker's clock), and the watch
+    records 联系 超时 against a unit that returned the case in time. (Not v14's: the same rule
+    times the extension's lapse, test_a_lapse_due_before_the_finish_deadline_….)"""
+    await outages.of(request)
+
+
 async def test_a_v13_case_keeps_its_rule_for_a_late_approval_in_the_timers_task(
-    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    outages: Scenarios,
 ) -> None:
     """A case started before lean-case-v14 (of epoch lean-case-v13) keeps v13's rule, and its
     history replays with today's code: the scenario v14 fixed (the approval after the finish
     deadline and a late reply applied with the deadline's timer in one task) records no 办结
     超时 there, as before — v14's breach, and the ladder it starts, would be commands a v13
     history never had."""
+    await outages.settled()  # the epochs are those of every worker of this process
     with monkeypatch.context() as before_v14:  # the worker that starts the case knows no v14
         v13 = next(n for n, (epoch, _) in enumerate(patches_module.EPOCHS) if epoch == V13)
         before_v14.setattr(patches_module, "EPOCHS", patches_module.EPOCHS[: v13 + 1])
         handle, queue = await _across_an_outage(
             client, pool, settings, "v13lateapproval", URGENT_FINISH,
-            lambda h: _handling_with_an_extension_asked(client, h), _nothing,
+            lambda h: _handling_with_an_extension_asked(client, h), nothing,
             b"finish deadline",
         )  # fmt: skip
     assert patches_module.EPOCHS[-1][0] != V13  # today's worker from here on
@@ -279,7 +305,7 @@ async def test_a_v13_case_keeps_its_rule_for_a_late_approval_in_the_timers_task(
     reply = {"actor": sent(rid(URBAN), datetime.now(UTC)), "outcome": "resolved",
              "text": "The pipe is replaced"}  # fmt: skip
     await handle.signal("reply", reply)
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         s = await until(client, handle.id, lambda s: s.status is Status.REPLIED, within=60)
         await handle.terminate("test finished")
     history = await handle.fetch_history()
@@ -303,7 +329,8 @@ def policy(settings: Settings) -> Iterator[Settings]:
 
 
 async def test_a_moved_deadline_is_watched_and_a_second_late_approval_adds_no_breach(
-    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, policy: Settings
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment, policy: Settings,
+    outages: Scenarios,
 ) -> None:
     """Worker up, through the API, on the virtual clock: the centre approves a first extension
     in time (D to D2, an hour on), the unit asks a second (to D3) and nobody decides it before
@@ -311,6 +338,7 @@ async def test_a_moved_deadline_is_watched_and_a_second_late_approval_adds_no_br
     watch's loop: a move in time must still be looked at again); the centre's approval after
     it moves D2 to D3 and, finding D2's breach recorded, records none more (v14's
     ``breached_before`` on a moved deadline). One breach, of D2."""
+    await outages.settled()  # the session's settings change here: no scenario may read them
     policy.extension_decision_hours = 30.0  # the centre's window ends after D2
     case_id = (await register(api, category_id="water_outage"))["case_id"]  # urgent: 24 h
     water = department("water")
@@ -349,3 +377,12 @@ async def _finish_breached(api: httpx.AsyncClient, case_id: str) -> list[dict[st
         for b in state["breaches"]
         if b["kind"] == "finish"
     ]
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_lapse_due_before_the_finish_deadline_applied_with_its_timer_is_no_breach,
+    _a_reply_sent_in_time_reaching_the_worker_after_a_late_approval_is_no_breach,
+    _two_approvals_in_one_outage_record_the_breaches_the_worker_up_would,
+    _a_return_upheld_by_lapse_before_the_contact_deadline_is_no_breach,
+)

@@ -16,10 +16,17 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from helpers import handle_of, keep_history, until_past
+from helpers import (
+    Scenarios,
+    handle_of,
+    keep_history,
+    outage_scenarios,
+    own_queue,
+    until_past,
+)
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
-from test_actions_timed_when_sent_attacks import URGENT_FINISH, _own
+from test_actions_timed_when_sent_attacks import URGENT_FINISH
 from test_hostile_messages import SUPERVISOR, URBAN, rid, start_of, until
 
 from jiesu.case.domain import CaseState, DeadlineKind, EventKind, Status, Urgency
@@ -79,7 +86,7 @@ async def _past_the_promise(
     start = start_of(case_id).model_copy(
         update={"urgency": Urgency.URGENT, "received_at": received}
     )
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
         s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         assert s.deadlines is not None
@@ -101,11 +108,9 @@ async def _past_the_promise(
     return s, finish, promised, timers
 
 
-async def test_a_promise_missed_after_a_late_approval_is_a_second_breach(
+async def _a_promise_missed_after_a_late_approval_is_a_second_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """The unit asked in time, the centre approved after the finish deadline's breach, and
-    the unit did not reply by its own promised date: a second 办结 超时, of that date."""
     s, finish, promised, timers = await _past_the_promise(
         client, pool, settings, "promise_missed_after_a_late_approval", reply=False
     )
@@ -114,10 +119,17 @@ async def test_a_promise_missed_after_a_late_approval_is_a_second_breach(
     assert [e.kind for e in s.events].count(EventKind.DEADLINE_BREACHED) == len(s.breaches)
 
 
-async def test_a_promise_kept_after_a_late_approval_is_no_second_breach(
+async def test_a_promise_missed_after_a_late_approval_is_a_second_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """The unit asked in time, the centre approved after the finish deadline's breach, and
+    the unit did not reply by its own promised date: a second 办结 超时, of that date."""
+    await outages.of(request)
+
+
+async def _a_promise_kept_after_a_late_approval_is_no_second_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """The same, the unit replying before its promised date: the watch ends at the reply."""
     s, finish, _, timers = await _past_the_promise(
         client, pool, settings, "promise_kept_after_a_late_approval", reply=True
     )
@@ -126,10 +138,19 @@ async def test_a_promise_kept_after_a_late_approval_is_no_second_breach(
     assert timers == 2  # watched, and met
 
 
+async def test_a_promise_kept_after_a_late_approval_is_no_second_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """The same, the unit replying before its promised date: the watch ends at the reply."""
+    await outages.of(request)
+
+
 async def test_a_case_before_v19_does_not_watch_the_promise(
-    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    outages: Scenarios,
 ) -> None:
     """A case of lean-case-v18 runs (and replays) as it did: nothing watches the promise."""
+    await outages.settled()  # the epochs are those of every worker of this process
     v18 = next(n for n, (e, _) in enumerate(patches_module.EPOCHS) if e == "lean-case-v18")
     monkeypatch.setattr(patches_module, "EPOCHS", patches_module.EPOCHS[: v18 + 1])
     s, finish, _, timers = await _past_the_promise(
@@ -137,3 +158,10 @@ async def test_a_case_before_v19_does_not_watch_the_promise(
     )
     assert timers == 1
     assert _finish_breaches(s) == [finish], s.breaches
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_promise_missed_after_a_late_approval_is_a_second_breach,
+    _a_promise_kept_after_a_late_approval_is_no_second_breach,
+)

@@ -26,19 +26,29 @@ what the worker-up order records (each docstring says it). Defects were strict x
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from helpers import handle_of, replay_checked, until_past
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError
-from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH, _own
+import pytest
+from helpers import (
+    Scenarios,
+    case_settled,
+    ended_and_replayed,
+    handle_of,
+    outage_scenarios,
+    own_case,
+    own_queue,
+    signal_sent,
+    started_assigned,
+    timeline_of,
+    until_past,
+)
+from temporalio.client import Client, WorkflowHandle
+from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, start_of, until
 from test_promised_date_watched import _approved_after_the_breach, _finish_breaches
-from test_v18_attacks import _settled, _signal, _timeline
 
 from jiesu.case.domain import CaseState, EscalationTrigger, EventKind, Status, Urgency
 from jiesu.config import Settings
@@ -66,33 +76,18 @@ async def _returned_in_one_task_with(
     worker down, the unit's 退单 (no approval needed) and then ``message``; the worker comes
     back and applies both in one task. The case once ``done`` (or its workflow ended)."""
     quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"{name}-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        await _signal(handle, "accept", URBAN)
+    case_id, queue = own_case(name)
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
+        await signal_sent(handle, "accept", URBAN)
         await until(client, case_id, lambda s: s.status is Status.HANDLING)
         await before(handle)
-    await _signal(handle, "return", URBAN, reason="Not ours: police")  # the worker is gone
+    await signal_sent(handle, "return", URBAN, reason="Not ours: police")  # the worker is gone
     await message(handle)
-    async with build_worker(client, pool, _own(quick, queue)):
-        s = await _settled(handle, done)
-        await _ended(handle)
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        s = await case_settled(handle, done)
+        await ended_and_replayed(handle)
     return s
-
-
-async def _ended(handle: WorkflowHandle) -> None:
-    """Terminate the case if it still runs (it may complete between the look and the end);
-    then replay its history with today's code, in the sandbox (the paths of lean-case-v21's
-    waiting messages among them)."""
-    if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
-        with contextlib.suppress(RPCError):
-            await handle.terminate("test finished")
-    await replay_checked(await handle.fetch_history())
 
 
 def _at_the_bound(settings: Settings) -> Settings:
@@ -111,8 +106,25 @@ def _before_close(s: CaseState) -> list[EventKind]:
 # --- judged-as-reassigning-v1: only the status is judged -----------------------------------
 
 
-async def test_a_return_at_the_bound_and_a_supervision_order_in_one_task(
+async def _a_return_at_the_bound_and_a_supervision_order_in_one_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+
+    async def supervise(handle: WorkflowHandle) -> None:
+        await signal_sent(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
+
+    s = await _returned_in_one_task_with(
+        client, pool, _at_the_bound(settings), "boundsupervise", supervise,
+        lambda s: s.status is Status.DISPATCHING and s.escalation is not None,
+    )  # fmt: skip
+    assert s.status is Status.DISPATCHING, timeline_of(s)
+    assert _refused(s) == {"supervise": "already_supervised"}, timeline_of(s)
+    assert s.escalation is not None, timeline_of(s)
+    assert s.escalation.trigger is EscalationTrigger.REASSIGNMENT_LIMIT, timeline_of(s)
+
+
+async def test_a_return_at_the_bound_and_a_supervision_order_in_one_task(
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """max_reassignments 0: the unit's 退单 queues the case at the centre, and the queue puts
     it on the ladder (reassignment_limit). Worker up: the 退单 applies, the main loop queues the
@@ -121,75 +133,92 @@ async def test_a_return_at_the_bound_and_a_supervision_order_in_one_task(
     the 督办 is judged against a copy of the case with status dispatching but no ladder yet —
     taken (escalation_started by the supervisor, counted against MAX_SUPERVISION_ORDERS, the
     ladder's department the returning unit); the queue's ladder then never starts."""
+    await outages.of(request)
 
-    async def supervise(handle: WorkflowHandle) -> None:
-        await _signal(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
+
+async def _a_return_at_the_bound_and_a_waiver_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+
+    async def convened(handle: WorkflowHandle) -> None:
+        await signal_sent(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await until(client, handle.id, lambda s: bool(s.co_handlers))
+
+    async def waive(handle: WorkflowHandle) -> None:
+        await signal_sent(handle, "waive_co_handler", SUPERVISOR, department_id="water")
 
     s = await _returned_in_one_task_with(
-        client, pool, _at_the_bound(settings), "boundsupervise", supervise,
-        lambda s: s.status is Status.DISPATCHING and s.escalation is not None,
+        client, pool, _at_the_bound(settings), "boundwaive", waive,
+        lambda s: s.status is Status.DISPATCHING and s.escalation is not None, before=convened,
     )  # fmt: skip
-    assert s.status is Status.DISPATCHING, _timeline(s)
-    assert _refused(s) == {"supervise": "already_supervised"}, _timeline(s)
-    assert s.escalation is not None, _timeline(s)
-    assert s.escalation.trigger is EscalationTrigger.REASSIGNMENT_LIMIT, _timeline(s)
+    assert s.status is Status.DISPATCHING, timeline_of(s)
+    assert _refused(s) == {"waive_co_handler": "no_pending_co_handler"}, timeline_of(s)
+    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
+    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
+        ("system", "round_ended")
+    ], timeline_of(s)
 
 
 async def test_a_return_at_the_bound_and_a_waiver_in_one_task(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """max_reassignments 0, a co-handler (water) convened and owing its contribution. Worker
     up: the 退单 queues the case, and the queue releases the co-handler (co_handler_waived by
     the system, reason round_ended); a supervisor's 免除协办 of water after it is refused
     (no_pending_co_handler). Both in one task (v20): the waiver is judged with status
     dispatching but water still owing — taken, recorded as the supervisor's release."""
-
-    async def convened(handle: WorkflowHandle) -> None:
-        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
-        await until(client, handle.id, lambda s: bool(s.co_handlers))
-
-    async def waive(handle: WorkflowHandle) -> None:
-        await _signal(handle, "waive_co_handler", SUPERVISOR, department_id="water")
-
-    s = await _returned_in_one_task_with(
-        client, pool, _at_the_bound(settings), "boundwaive", waive,
-        lambda s: s.status is Status.DISPATCHING and s.escalation is not None, before=convened,
-    )  # fmt: skip
-    assert s.status is Status.DISPATCHING, _timeline(s)
-    assert _refused(s) == {"waive_co_handler": "no_pending_co_handler"}, _timeline(s)
-    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
-    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
-        ("system", "round_ended")
-    ], _timeline(s)
+    await outages.of(request)
 
 
-async def test_a_return_at_the_bound_and_a_contribution_in_one_task(
+async def _a_return_at_the_bound_and_a_contribution_in_one_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """As the waiver: worker up, the queue has released water when its 协办 contribution comes,
-    refused co_handler_released (it owes nothing). Both in one task (v20): judged with status
-    dispatching, water not released: refused wrong_status — a refusal still, with the wrong
-    reason recorded and answered to the co-handler."""
 
     async def convened(handle: WorkflowHandle) -> None:
-        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await signal_sent(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
         await until(client, handle.id, lambda s: bool(s.co_handlers))
 
     async def contribute(handle: WorkflowHandle) -> None:
-        await _signal(handle, "contribute", WATER, text="Pipe checked")
+        await signal_sent(handle, "contribute", WATER, text="Pipe checked")
 
     s = await _returned_in_one_task_with(
         client, pool, _at_the_bound(settings), "boundcontribute", contribute,
         lambda s: s.status is Status.DISPATCHING and bool(_refused(s)), before=convened,
     )  # fmt: skip
-    assert _refused(s) == {"contribute": "co_handler_released"}, _timeline(s)
+    assert _refused(s) == {"contribute": "co_handler_released"}, timeline_of(s)
+
+
+async def test_a_return_at_the_bound_and_a_contribution_in_one_task(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """As the waiver: worker up, the queue has released water when its 协办 contribution comes,
+    refused co_handler_released (it owes nothing). Both in one task (v20): judged with status
+    dispatching, water not released: refused wrong_status — a refusal still, with the wrong
+    reason recorded and answered to the co-handler."""
+    await outages.of(request)
 
 
 # --- closed-case-not-reassigned-v1: the reassignment begun is not recorded -------------------
 
 
-async def test_a_return_and_a_withdrawal_in_one_task_record_the_reassignment_begun(
+async def _a_return_and_a_withdrawal_in_one_task_record_the_reassignment_begun(
     client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+
+    async def withdraw(handle: WorkflowHandle) -> None:
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+
+    s = await _returned_in_one_task_with(
+        client, pool, settings, "returnwithdrawn", withdraw, lambda s: s.status is Status.CLOSED
+    )
+    assert s.status is Status.CLOSED, timeline_of(s)
+    before = _before_close(s)
+    assert EventKind.REASSIGNMENT_STARTED in before, timeline_of(s)
+    assert before.index(EventKind.REASSIGNMENT_STARTED) < before.index(EventKind.WITHDRAWN)
+
+
+async def test_a_return_and_a_withdrawal_in_one_task_record_the_reassignment_begun(
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """Worker up: the 退单 applies and the main loop begins its reassignment in that task
     (reassignment_started, status reassigning, reassignments 1); the 撤诉 after it closes the
@@ -197,53 +226,43 @@ async def test_a_return_and_a_withdrawal_in_one_task_record_the_reassignment_beg
     Both in one task (v20): the 撤诉 closes the case first, ``_reassign`` sees it closed and
     returns at once — the case stays closed, as it should, but its record lacks the
     reassignment the 退单 began: returned, withdrawn, closed."""
-
-    async def withdraw(handle: WorkflowHandle) -> None:
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-
-    s = await _returned_in_one_task_with(
-        client, pool, settings, "returnwithdrawn", withdraw, lambda s: s.status is Status.CLOSED
-    )
-    assert s.status is Status.CLOSED, _timeline(s)
-    before = _before_close(s)
-    assert EventKind.REASSIGNMENT_STARTED in before, _timeline(s)
-    assert before.index(EventKind.REASSIGNMENT_STARTED) < before.index(EventKind.WITHDRAWN)
+    await outages.of(request)
 
 
-async def test_a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_queue(
+async def _a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_queue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """max_reassignments 0. Worker up: the 退单 queues the case at the centre in its task
-    (queued, escalation_started reassignment_limit: the unit returned too often); the 撤诉
-    then closes the queued case. Both in one task (v20): closed first, and ``_reassign``
-    returns before ``_to_centre_queue``: no queued, no reassignment_limit ladder recorded."""
 
     async def withdraw(handle: WorkflowHandle) -> None:
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
 
     s = await _returned_in_one_task_with(
         client, pool, _at_the_bound(settings), "boundwithdrawn", withdraw,
         lambda s: s.status is Status.CLOSED,
     )  # fmt: skip
-    assert s.status is Status.CLOSED, _timeline(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
     before = _before_close(s)
-    assert EventKind.QUEUED in before, _timeline(s)
+    assert EventKind.QUEUED in before, timeline_of(s)
     triggers = [e.data.get("trigger") for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
-    assert triggers == ["reassignment_limit"], _timeline(s)
+    assert triggers == ["reassignment_limit"], timeline_of(s)
+
+
+async def test_a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_queue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """max_reassignments 0. Worker up: the 退单 queues the case at the centre in its task
+    (queued, escalation_started reassignment_limit: the unit returned too often); the 撤诉
+    then closes the queued case. Both in one task (v20): closed first, and ``_reassign``
+    returns before ``_to_centre_queue``: no queued, no reassignment_limit ladder recorded."""
+    await outages.of(request)
 
 
 # --- promise-watched-v1: the promised date already past at the late approval -------------------
 
 
-async def test_a_late_approval_past_the_promise_in_an_outage_records_both_breaches(
+async def _a_late_approval_past_the_promise_in_an_outage_records_both_breaches(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Guard (held). 延期 asked in time for a date 2 s past the finish deadline; the worker goes
-    down, both dates pass, and the centre approves after the promised date. Worker up: the
-    finish deadline's breach at its time; the approval moves the deadline to a date already
-    past, and the promise's new watch records its breach at once: two breaches, the deadline
-    and the promise. Worker down: the approval and the deadline's timer in one task —
-    ``_breached_before_moved`` records the deadline, the new watch the promise; once each."""
     queue = f"latepromise-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-LATEPROMISE-{uuid.uuid4().hex[:8]}"
     handle = handle_of(client, case_id)
@@ -251,71 +270,84 @@ async def test_a_late_approval_past_the_promise_in_an_outage_records_both_breach
     start = start_of(case_id).model_copy(
         update={"urgency": Urgency.URGENT, "received_at": received}
     )
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
         s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         assert s.deadlines is not None
         finish = s.deadlines.finish
         for step in ("accept", "contact"):
-            await _signal(handle, step, URBAN)
+            await signal_sent(handle, step, URBAN)
         await until(client, case_id, lambda s: s.contacted_at is not None)
         promised = finish + timedelta(seconds=2)
-        await _signal(handle, "request_extension", URBAN, reasons="Main pipe", measures="Tanker",
-                      promised_finish=promised.isoformat())  # fmt: skip
+        await signal_sent(handle, "request_extension", URBAN, reasons="Main pipe",
+                          measures="Tanker", promised_finish=promised.isoformat())  # fmt: skip
         s = await until(client, case_id, lambda s: s.extension is not None)
     assert datetime.now(UTC) < finish, "the setup overran the finish deadline"
     await until_past(promised + timedelta(seconds=1))
-    await _signal(handle, "decide_extension", SUPERVISOR, approved=True)
-    async with build_worker(client, pool, _own(settings, queue)):
-        s = await _settled(handle, lambda s: len(_finish_breaches(s)) >= 2, within=20)
+    await signal_sent(handle, "decide_extension", SUPERVISOR, approved=True)
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        s = await case_settled(handle, lambda s: len(_finish_breaches(s)) >= 2, within=20)
         await handle.terminate("test finished")
-    assert s.extension_count == 1, _timeline(s)
-    assert _finish_breaches(s) == [finish, promised], _timeline(s)
+    assert s.extension_count == 1, timeline_of(s)
+    assert _finish_breaches(s) == [finish, promised], timeline_of(s)
     recorded = [e.data["deadline"] for e in s.events if e.kind is EventKind.DEADLINE_BREACHED
                 and e.data["deadline_kind"] == "finish"]  # fmt: skip
-    assert recorded == [finish.isoformat(), promised.isoformat()], _timeline(s)
+    assert recorded == [finish.isoformat(), promised.isoformat()], timeline_of(s)
+
+
+async def test_a_late_approval_past_the_promise_in_an_outage_records_both_breaches(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (held). 延期 asked in time for a date 2 s past the finish deadline; the worker goes
+    down, both dates pass, and the centre approves after the promised date. Worker up: the
+    finish deadline's breach at its time; the approval moves the deadline to a date already
+    past, and the promise's new watch records its breach at once: two breaches, the deadline
+    and the promise. Worker down: the approval and the deadline's timer in one task —
+    ``_breached_before_moved`` records the deadline, the new watch the promise; once each."""
+    await outages.of(request)
+
+
+async def _worker_up_the_order_the_bound_attacks_compare_with(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    quick = _at_the_bound(settings).model_copy(update={"dispatcher_window_minutes": 0.01})
+    case_id, queue = own_case("boundup")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
+        await signal_sent(handle, "accept", URBAN)
+        await signal_sent(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
+        await until(client, case_id, lambda s: bool(s.co_handlers))
+        await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
+        await signal_sent(handle, "waive_co_handler", SUPERVISOR, department_id="water")
+        await signal_sent(handle, "contribute", WATER, text="Pipe checked")
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {
+        "supervise": "already_supervised",
+        "waive_co_handler": "no_pending_co_handler",
+        "contribute": "co_handler_released",
+    }, timeline_of(s)
+    before = _before_close(s)
+    assert before.index(EventKind.QUEUED) < before.index(EventKind.WITHDRAWN), timeline_of(s)
+    triggers = [e.data.get("trigger") for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
+    assert triggers == ["reassignment_limit"], timeline_of(s)
+    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
+    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
+        ("system", "round_ended")
+    ], timeline_of(s)
 
 
 async def test_worker_up_the_order_the_bound_attacks_compare_with(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """Guard, no outage: what the worker-up order records for the attacks at the bound above.
     The 退单 queues the case (queued, the reassignment_limit ladder, water released by the
     system); then the 督办 is refused already_supervised, the 免除协办 no_pending_co_handler,
     water's contribution co_handler_released; the 撤诉 closes the queued case."""
-    quick = _at_the_bound(settings).model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"boundup-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-BOUNDUP-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        await _signal(handle, "accept", URBAN)
-        await _signal(handle, "add_co_handlers", SUPERVISOR, departments=[WATER_REF])
-        await until(client, case_id, lambda s: bool(s.co_handlers))
-        await _signal(handle, "return", URBAN, reason="Not ours: police")
-        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
-        await _signal(handle, "supervise", SUPERVISOR, form="supervise", note="Dispatch it")
-        await _signal(handle, "waive_co_handler", SUPERVISOR, department_id="water")
-        await _signal(handle, "contribute", WATER, text="Pipe checked")
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-        s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
-        await _ended(handle)
-    assert _refused(s) == {
-        "supervise": "already_supervised",
-        "waive_co_handler": "no_pending_co_handler",
-        "contribute": "co_handler_released",
-    }, _timeline(s)
-    before = _before_close(s)
-    assert before.index(EventKind.QUEUED) < before.index(EventKind.WITHDRAWN), _timeline(s)
-    triggers = [e.data.get("trigger") for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
-    assert triggers == ["reassignment_limit"], _timeline(s)
-    waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
-    assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
-        ("system", "round_ended")
-    ], _timeline(s)
+    await outages.of(request)
 
 
 # --- judged-as-reassigning-v1 judges only a unit's case: a 二次交办 of a replied case -------------
@@ -323,19 +355,36 @@ async def test_worker_up_the_order_the_bound_attacks_compare_with(
 
 async def _replied(client: Client, handle: WorkflowHandle) -> None:
     for step in ("accept", "contact"):
-        await _signal(handle, step, URBAN)
+        await signal_sent(handle, step, URBAN)
     await until(client, handle.id, lambda s: s.contacted_at is not None)
-    await _signal(handle, "reply", URBAN, outcome="resolved", text="Turned down")
+    await signal_sent(handle, "reply", URBAN, outcome="resolved", text="Turned down")
     await until(client, handle.id, lambda s: s.status is Status.REPLIED)
 
 
 async def _second_assignment(handle: WorkflowHandle) -> None:
-    await _signal(handle, "order_second_assignment", SUPERVISOR, reason="Reply not credible",
-                  department_id="water", department_name="县水务局")  # fmt: skip
+    await signal_sent(handle, "order_second_assignment", SUPERVISOR, reason="Reply not credible",
+                      department_id="water", department_name="县水务局")  # fmt: skip
+
+
+async def _a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    case_id, queue = own_case("secondwithdraw")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
+        await _replied(client, handle)
+    await _second_assignment(handle)  # the worker is gone
+    await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {}, timeline_of(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
 
 
 async def test_a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_task(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """The unit replied; a supervisor orders a 二次交办 on review of the reply, and the citizen
     then withdraws. Worker up: the order applies and the main loop begins the reassignment
@@ -343,47 +392,32 @@ async def test_a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_tas
     (the guard below). Both in one task (v20): the 撤诉 is judged against the case as it
     stands — replied, as ``_judged_state`` leaves a case its unit does not hold — refused
     wrong_status, and the case the citizen withdrew goes to a new unit, a new round."""
-    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"secondwithdraw-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-SECONDWITHDRAW-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        await _replied(client, handle)
-    await _second_assignment(handle)  # the worker is gone
-    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-    async with build_worker(client, pool, _own(quick, queue)):
-        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
-        await _ended(handle)
-    assert _refused(s) == {}, _timeline(s)
-    assert s.status is Status.CLOSED, _timeline(s)
+    await outages.of(request)
 
 
-async def test_worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case(
+async def _worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Guard, no outage: the worker-up order of the xfail above — the 二次交办 applied and
-    the case passed on (reassigning, or its new round), the 撤诉 closes it."""
     quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"secondwithdrawup-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-SECONDWITHDRAWUP-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    case_id, queue = own_case("secondwithdrawup")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
         await _replied(client, handle)
         await _second_assignment(handle)
         await until(client, case_id, lambda s: s.status is not Status.REPLIED)
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
         s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
-        await _ended(handle)
-    assert _refused(s) == {}, _timeline(s)
-    assert kinds(s, EventKind.WITHDRAWN), _timeline(s)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {}, timeline_of(s)
+    assert kinds(s, EventKind.WITHDRAWN), timeline_of(s)
+
+
+async def test_worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard, no outage: the worker-up order of the xfail above — the 二次交办 applied and
+    the case passed on (reassigning, or its new round), the 撤诉 closes it."""
+    await outages.of(request)
 
 
 # --- a 重办 the main loop starts: no message sees it coming ----------------------------------
@@ -393,20 +427,28 @@ async def _replied_case(
     client: Client, pool: asyncpg.Pool, settings: Settings, name: str
 ) -> tuple[WorkflowHandle, str, Settings]:
     quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"{name}-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+    case_id, queue = own_case(name)
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
         await _replied(client, handle)
     return handle, queue, quick
 
 
-async def test_an_unsatisfied_rating_and_a_withdrawal_in_one_task(
+async def _an_unsatisfied_rating_and_a_withdrawal_in_one_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdraw")
+    await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+    await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {}, timeline_of(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
+
+
+async def test_an_unsatisfied_rating_and_a_withdrawal_in_one_task(
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """The citizen rates the reply unsatisfied, then withdraws. Worker up: the rating applies
     and the main loop starts the 重办 in that task (rehandle_started, reassigning); the 撤诉
@@ -414,41 +456,36 @@ async def test_an_unsatisfied_rating_and_a_withdrawal_in_one_task(
     (the worker down; every epoch, v20's ``_judged_state`` does not see a 重办, which is not
     asked for until the main loop runs): the 撤诉 is judged against the replied case, refused
     wrong_status, and the case the citizen withdrew is rehandled by a new round."""
-    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdraw")
-    await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
-    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-    async with build_worker(client, pool, _own(quick, queue)):
-        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
-        await _ended(handle)
-    assert _refused(s) == {}, _timeline(s)
-    assert s.status is Status.CLOSED, _timeline(s)
+    await outages.of(request)
+
+
+async def _worker_up_a_withdrawal_after_an_unsatisfied_rating(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdrawup")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        await until(client, handle.id, lambda s: s.status is not Status.REPLIED)
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        s = await until(client, handle.id, lambda s: s.status is Status.CLOSED)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {}, timeline_of(s)
+    assert kinds(s, EventKind.REHANDLE_STARTED) and kinds(s, EventKind.WITHDRAWN), timeline_of(s)
 
 
 async def test_worker_up_a_withdrawal_after_an_unsatisfied_rating(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """Guard, no outage: the worker-up order of the xfail above."""
-    handle, queue, quick = await _replied_case(client, pool, settings, "ratewithdrawup")
-    async with build_worker(client, pool, _own(quick, queue)):
-        await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
-        await until(client, handle.id, lambda s: s.status is not Status.REPLIED)
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-        s = await until(client, handle.id, lambda s: s.status is Status.CLOSED)
-        await _ended(handle)
-    assert _refused(s) == {}, _timeline(s)
-    assert kinds(s, EventKind.REHANDLE_STARTED) and kinds(s, EventKind.WITHDRAWN), _timeline(s)
+    await outages.of(request)
 
 
 # --- promise-watched-v1: the promise's watch ends at a reassignment ----------------------------
 
 
-async def test_a_promise_watched_after_a_late_approval_ends_at_a_raise(
+async def _a_promise_watched_after_a_late_approval_ends_at_a_raise(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Guard (held), worker up, real time: the centre approves the 延期 after the finish
-    deadline's breach (the promise is watched, v19); the unit then raises the case (提级办)
-    before its promised date. The promise's watch ends at the reassignment like the round's
-    other watches (``ends_at_reassignment``): no breach of the promised date follows."""
     queue = f"promiseraised-{uuid.uuid4().hex[:8]}"
     case_id = f"JS-PROMISERAISED-{uuid.uuid4().hex[:8]}"
     handle = handle_of(client, case_id)
@@ -456,16 +493,43 @@ async def test_a_promise_watched_after_a_late_approval_ends_at_a_raise(
     start = start_of(case_id).model_copy(
         update={"urgency": Urgency.URGENT, "received_at": received}
     )
-    async with build_worker(client, pool, _own(settings, queue)):
+    async with build_worker(client, pool, own_queue(settings, queue)):
         await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
         s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         assert s.deadlines is not None
         finish = s.deadlines.finish
         promised = await _approved_after_the_breach(client, handle, finish)
-        await _signal(handle, "raise_level", URBAN, reason="Beyond our authority")
+        await signal_sent(handle, "raise_level", URBAN, reason="Beyond our authority")
         await until(client, case_id, lambda s: s.status is not Status.HANDLING)
         await until_past(promised + timedelta(seconds=1))
         s = await until(client, case_id, lambda s: True)
-        await _ended(handle)
-    assert kinds(s, EventKind.REASSIGNMENT_STARTED), _timeline(s)
-    assert _finish_breaches(s) == [finish], _timeline(s)
+        await ended_and_replayed(handle)
+    assert kinds(s, EventKind.REASSIGNMENT_STARTED), timeline_of(s)
+    assert _finish_breaches(s) == [finish], timeline_of(s)
+
+
+async def test_a_promise_watched_after_a_late_approval_ends_at_a_raise(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (held), worker up, real time: the centre approves the 延期 after the finish
+    deadline's breach (the promise is watched, v19); the unit then raises the case (提级办)
+    before its promised date. The promise's watch ends at the reassignment like the round's
+    other watches (``ends_at_reassignment``): no breach of the promised date follows."""
+    await outages.of(request)
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_return_at_the_bound_and_a_supervision_order_in_one_task,
+    _a_return_at_the_bound_and_a_waiver_in_one_task,
+    _a_return_at_the_bound_and_a_contribution_in_one_task,
+    _a_return_and_a_withdrawal_in_one_task_record_the_reassignment_begun,
+    _a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_queue,
+    _a_late_approval_past_the_promise_in_an_outage_records_both_breaches,
+    _worker_up_the_order_the_bound_attacks_compare_with,
+    _a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_task,
+    _worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case,
+    _an_unsatisfied_rating_and_a_withdrawal_in_one_task,
+    _worker_up_a_withdrawal_after_an_unsatisfied_rating,
+    _a_promise_watched_after_a_late_approval_ends_at_a_raise,
+)

@@ -8,38 +8,41 @@ worker-up order, and replays the history with today's code (``_ended``)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from helpers import handle_of, worker_down_across
+import pytest
+from helpers import (
+    Scenarios,
+    case_settled,
+    ended_and_replayed,
+    outage_scenarios,
+    own_case,
+    own_queue,
+    signal_sent,
+    started_assigned,
+    timeline_of,
+    worker_down_across,
+)
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
-from test_actions_timed_when_sent_attacks import CITIZEN, _convened, _own
-from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid, start_of, until
-from test_v18_attacks import _settled, _signal, _timeline
-from test_v20_attacks import _ended, _refused, _replied, _returned_in_one_task_with
+from test_actions_timed_when_sent_attacks import CITIZEN, _convened
+from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid
+from test_v20_attacks import _refused, _replied, _returned_in_one_task_with
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
-from workflows import ComplaintWorkflow
 
 
 def _kinds(s: Any, kind: EventKind) -> int:
     return sum(1 for e in s.events if e.kind is kind)
 
 
-async def test_a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
+async def _a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Worker down: 退单, then 撤诉 (request A), the client's retry of it (request A again),
-    then a second 撤诉 (request B). Worker up: the 退单 begins its reassignment
-    (reassignment_started), 撤诉 A closes the case, its retry is ignored (idempotent), 撤诉 B is
-    refused and recorded. One task (v21): A and its retry both wait (the request_id is not yet
-    known when they are deferred); replayed, A applies and records its id, the retry must be
-    dropped, B refused — exactly one withdrawn, one refusal, nothing lost."""
     actor_a = sent(rid(CITIZEN), datetime.now(UTC))
 
     async def withdraw_twice_and_retry(handle: WorkflowHandle) -> None:
@@ -52,21 +55,29 @@ async def test_a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
         client, pool, settings, "retrywithdraw", withdraw_twice_and_retry,
         lambda s: s.status is Status.CLOSED and bool(_refused(s)),
     )  # fmt: skip
-    assert s.status is Status.CLOSED, _timeline(s)
-    assert _kinds(s, EventKind.WITHDRAWN) == 1, _timeline(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
+    assert _kinds(s, EventKind.WITHDRAWN) == 1, timeline_of(s)
     refused = [e for e in s.events if e.kind is EventKind.REJECTED]
-    assert [e.data["action"] for e in refused] == ["withdraw"], _timeline(s)
+    assert [e.data["action"] for e in refused] == ["withdraw"], timeline_of(s)
     kinds = [e.kind for e in s.events]
     assert kinds.index(EventKind.REASSIGNMENT_STARTED) < kinds.index(EventKind.WITHDRAWN)
 
 
-async def test_a_return_and_a_raise_level_in_one_task(
+async def test_a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Worker down: 退单, then 撤诉 (request A), the client's retry of it (request A again),
+    then a second 撤诉 (request B). Worker up: the 退单 begins its reassignment
+    (reassignment_started), 撤诉 A closes the case, its retry is ignored (idempotent), 撤诉 B is
+    refused and recorded. One task (v21): A and its retry both wait (the request_id is not yet
+    known when they are deferred); replayed, A applies and records its id, the retry must be
+    dropped, B refused — exactly one withdrawn, one refusal, nothing lost."""
+    await outages.of(request)
+
+
+async def _a_return_and_a_raise_level_in_one_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Worker down: the unit's 退单, then its own 提级办. Worker up: the 退单 begins the
-    reassignment; the 提级办 meets a reassigning case — refused (recorded), one reassignment
-    only. One task (v21): the 提级办 waits, is replayed after reassignment_started: it must be
-    recorded as refused, not lost, and must not start a second reassignment."""
 
     async def raise_level(handle: WorkflowHandle) -> None:
         actor = sent(rid(URBAN), datetime.now(UTC))
@@ -76,23 +87,24 @@ async def test_a_return_and_a_raise_level_in_one_task(
         client, pool, settings, "returnraise", raise_level,
         lambda s: bool(_refused(s)) and s.status is not Status.REASSIGNING,
     )  # fmt: skip
-    assert set(_refused(s)) == {"raise_level"}, _timeline(s)
-    assert _kinds(s, EventKind.REASSIGNMENT_STARTED) == 1, _timeline(s)
-    assert _kinds(s, EventKind.LEVEL_RAISE_REQUESTED) == 0, _timeline(s)
+    assert set(_refused(s)) == {"raise_level"}, timeline_of(s)
+    assert _kinds(s, EventKind.REASSIGNMENT_STARTED) == 1, timeline_of(s)
+    assert _kinds(s, EventKind.LEVEL_RAISE_REQUESTED) == 0, timeline_of(s)
 
 
-async def test_a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
+async def test_a_return_and_a_raise_level_in_one_task(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Worker down: the unit's 退单, then its own 提级办. Worker up: the 退单 begins the
+    reassignment; the 提级办 meets a reassigning case — refused (recorded), one reassignment
+    only. One task (v21): the 提级办 waits, is replayed after reassignment_started: it must be
+    recorded as refused, not lost, and must not start a second reassignment."""
+    await outages.of(request)
+
+
+async def _a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """会办: water convened, its contribution due a few seconds away. Worker down across the
-    due: the lead unit's 退单 and then water's contribution, both sent before the due; the due's
-    timer reaches the worker in the same task. Worker up: the 退单 begins the reassignment
-    before the due (status reassigning: the due's watch ends, nothing owed with the unit), and
-    the contribution, sent in time, is judged then — no contribution_overdue either way.
-    One task (v21): the contribution waits behind the decided reassignment (``_deferred``);
-    the due's coroutine runs before the main loop begins the reassignment, finds the case still
-    with its unit and water not done — and records contribution_overdue against a co-handler
-    that contributed in time (v20 applied the contribution in its handler, first)."""
 
     async def setup(slack: timedelta) -> tuple[WorkflowHandle, str]:
         handle, queue = await _convened(client, pool, settings, "returncontribute", slack)
@@ -105,31 +117,39 @@ async def test_a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
         return handle, queue
 
     handle, queue = await worker_down_across(setup, b"contribution deadline water")
-    async with build_worker(client, pool, _own(settings, queue)):
-        s = await _settled(
+    async with build_worker(client, pool, own_queue(settings, queue)):
+        s = await case_settled(
             handle,
             lambda s: (
                 _kinds(s, EventKind.REASSIGNMENT_STARTED) == 1
                 and (bool(_refused(s)) or _kinds(s, EventKind.CONTRIBUTED) == 1)
             ),
         )
-        await _ended(handle)
+        await ended_and_replayed(handle)
     kinds = [e.kind for e in s.events]
-    assert EventKind.REASSIGNMENT_STARTED in kinds, _timeline(s)
-    assert EventKind.CONTRIBUTION_OVERDUE not in kinds, _timeline(s)
-    assert set(_refused(s)) == {"contribute"}, _timeline(s)  # as on a reassigning case
+    assert EventKind.REASSIGNMENT_STARTED in kinds, timeline_of(s)
+    assert EventKind.CONTRIBUTION_OVERDUE not in kinds, timeline_of(s)
+    assert set(_refused(s)) == {"contribute"}, timeline_of(s)  # as on a reassigning case
 
 
-async def test_an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task(
+async def test_a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """会办: water convened, its contribution due a few seconds away. Worker down across the
+    due: the lead unit's 退单 and then water's contribution, both sent before the due; the due's
+    timer reaches the worker in the same task. Worker up: the 退单 begins the reassignment
+    before the due (status reassigning: the due's watch ends, nothing owed with the unit), and
+    the contribution, sent in time, is judged then — no contribution_overdue either way.
+    One task (v21): the contribution waits behind the decided reassignment (``_deferred``);
+    the due's coroutine runs before the main loop begins the reassignment, finds the case still
+    with its unit and water not done — and records contribution_overdue against a co-handler
+    that contributed in time (v20 applied the contribution in its handler, first)."""
+    await outages.of(request)
+
+
+async def _an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """The unit replied; worker down across the rating window's end: the citizen's 不满意
-    rating and then a 撤诉, both sent inside the window; the window's timer reaches the worker
-    in the same task. Worker up: the rating applies and the main loop starts the 重办
-    (rehandle_started, reassigning) in its task; the 撤诉 then closes the case. One task (v21):
-    the 撤诉 waits behind the verdict; the rating round must still see the rating (not close
-    the case not_rated on the timer) and release the 撤诉 after the 重办 began — withdrawn, no
-    refusal, rehandle_started before withdrawn."""
     holder: dict[str, Settings] = {}
 
     async def setup(slack: timedelta) -> tuple[WorkflowHandle, str]:
@@ -138,31 +158,67 @@ async def test_an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task
             "rating_window_hours": (slack.total_seconds() + 2) / 3600,
         })  # fmt: skip
         holder["settings"] = own
-        queue = f"ratewindow-{uuid.uuid4().hex[:8]}"
-        case_id = f"JS-RATEWINDOW-{uuid.uuid4().hex[:8]}"
-        handle = handle_of(client, case_id)
-        async with build_worker(client, pool, _own(own, queue)):
-            await client.start_workflow(
-                ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-            )
-            await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        case_id, queue = own_case("ratewindow")
+        async with build_worker(client, pool, own_queue(own, queue)):
+            handle = await started_assigned(client, case_id, queue)
             await _replied(client, handle)
-        await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
-        await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
         return handle, queue
 
     handle, queue = await worker_down_across(setup, b"rating window")
-    async with build_worker(client, pool, _own(holder["settings"], queue)):
-        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
-        await _ended(handle)
-    assert _refused(s) == {}, _timeline(s)
-    assert s.status is Status.CLOSED, _timeline(s)
+    async with build_worker(client, pool, own_queue(holder["settings"], queue)):
+        s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await ended_and_replayed(handle)
+    assert _refused(s) == {}, timeline_of(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
     kinds = [e.kind for e in s.events]
-    assert kinds.index(EventKind.REHANDLE_STARTED) < kinds.index(EventKind.WITHDRAWN), _timeline(s)
+    rehandled, withdrawn = kinds.index(EventKind.REHANDLE_STARTED), kinds.index(EventKind.WITHDRAWN)
+    assert rehandled < withdrawn, timeline_of(s)
+
+
+async def test_an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """The unit replied; worker down across the rating window's end: the citizen's 不满意
+    rating and then a 撤诉, both sent inside the window; the window's timer reaches the worker
+    in the same task. Worker up: the rating applies and the main loop starts the 重办
+    (rehandle_started, reassigning) in its task; the 撤诉 then closes the case. One task (v21):
+    the 撤诉 waits behind the verdict; the rating round must still see the rating (not close
+    the case not_rated on the timer) and release the 撤诉 after the 重办 began — withdrawn, no
+    refusal, rehandle_started before withdrawn."""
+    await outages.of(request)
+
+
+async def _a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
+    case_id, queue = own_case("secondrate")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        handle = await started_assigned(client, case_id, queue)
+        await _replied(client, handle)
+    order = {  # the worker is gone
+        "actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "reason": "Reply not credible",
+        "department_id": "water", "department_name": "县水务局",
+    }  # fmt: skip
+    await handle.signal("order_second_assignment", order)
+    await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+    await handle.signal("order_second_assignment", order)
+    await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+    async with build_worker(client, pool, own_queue(quick, queue)):
+        s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
+        await ended_and_replayed(handle)
+    assert s.status is Status.CLOSED, timeline_of(s)
+    assert set(_refused(s)) == {"rate"}, timeline_of(s)
+    assert _kinds(s, EventKind.SECOND_ASSIGNMENT_ORDERED) == 1, timeline_of(s)
+    assert _kinds(s, EventKind.REHANDLE_STARTED) == 0, timeline_of(s)
+    kinds = [e.kind for e in s.events]
+    assert kinds.index(EventKind.REASSIGNMENT_STARTED) < kinds.index(EventKind.WITHDRAWN)
 
 
 async def test_a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+    outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """The unit replied. Worker down: a supervisor's 二次交办 on review of the reply, the
     citizen's 不满意 rating, the supervisor's retry of the same 二次交办 (same request_id), the
@@ -170,30 +226,14 @@ async def test_a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task
     case, refused; the retry is ignored; the 撤诉 closes the case. One task (v21): all three
     wait behind the order and are replayed in order after reassignment_started — one order, no
     重办, the rating refused, the 撤诉 applied."""
-    quick = settings.model_copy(update={"dispatcher_window_minutes": 0.01})
-    queue = f"secondrate-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-SECONDRATE-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    async with build_worker(client, pool, _own(quick, queue)):
-        await client.start_workflow(
-            ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
-        )
-        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        await _replied(client, handle)
-    order = {  # the worker is gone
-        "actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "reason": "Reply not credible",
-        "department_id": "water", "department_name": "县水务局",
-    }  # fmt: skip
-    await handle.signal("order_second_assignment", order)
-    await _signal(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
-    await handle.signal("order_second_assignment", order)
-    await _signal(handle, "withdraw", CITIZEN, reason="Sorted it myself")
-    async with build_worker(client, pool, _own(quick, queue)):
-        s = await _settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
-        await _ended(handle)
-    assert s.status is Status.CLOSED, _timeline(s)
-    assert set(_refused(s)) == {"rate"}, _timeline(s)
-    assert _kinds(s, EventKind.SECOND_ASSIGNMENT_ORDERED) == 1, _timeline(s)
-    assert _kinds(s, EventKind.REHANDLE_STARTED) == 0, _timeline(s)
-    kinds = [e.kind for e in s.events]
-    assert kinds.index(EventKind.REASSIGNMENT_STARTED) < kinds.index(EventKind.WITHDRAWN)
+    await outages.of(request)
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_retried_and_a_second_withdrawal_waiting_for_the_reassignment,
+    _a_return_and_a_raise_level_in_one_task,
+    _a_return_and_a_contribution_sent_before_its_due_in_the_dues_task,
+    _an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task,
+    _a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task,
+)
