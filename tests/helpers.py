@@ -745,6 +745,15 @@ async def until(client: Client, case_id: str, test: Callable[[CaseState], Any],
     return state
 
 
+def urgent_start(case_id: str, due_after: timedelta, due_in: timedelta) -> CaseStart:
+    """An urgent case's start, received so that its deadline ``due_after`` the receipt (an SLA
+    of jiesu.case.sla) falls ``due_in`` from now."""
+    received = datetime.now(UTC) - due_after + due_in
+    return start_of(case_id).model_copy(
+        update={"urgency": Urgency.URGENT, "received_at": received}
+    )
+
+
 def own_queue(settings: Settings, queue: str) -> Settings:
     return settings.model_copy(update={"task_queue": queue})
 

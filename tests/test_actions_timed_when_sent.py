@@ -17,22 +17,26 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from helpers import (
+    Scenarios,
     Step,
     act,
     case_down_across,
     department,
     handle_of,
     keep_history,
+    outage_scenarios,
     register,
     sent,
+    urgent_start,
 )
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from test_hostile_messages import URBAN, kinds, rid, start_of, until
 
 from jiesu.audit.timeline import decode_history
-from jiesu.case.domain import CaseStart, DeadlineKind, EventKind, Status, Urgency
+from jiesu.case.domain import CaseStart, DeadlineKind, EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
 from workflows import ComplaintWorkflow
@@ -52,17 +56,14 @@ async def _across_an_outage(
     new case, if the setup overran its slack (helpers.case_down_across)."""
 
     def urgent(case_id: str, slack: timedelta) -> CaseStart:
-        received = datetime.now(UTC) - due_after + slack
-        return start_of(case_id).model_copy(
-            update={"urgency": Urgency.URGENT, "received_at": received}
-        )
+        return urgent_start(case_id, due_after, slack)
 
     return await case_down_across(
         client, pool, settings, name, summary, before, during, start=urgent
     )
 
 
-async def test_a_late_accept_applied_with_the_deadlines_timer_is_a_breach(
+async def _a_late_accept_applied_with_the_deadlines_timer_is_a_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     async def nothing(_: WorkflowHandle) -> None:
@@ -90,7 +91,13 @@ async def test_a_late_accept_applied_with_the_deadlines_timer_is_a_breach(
         await keep_history(handle, "late_accept_in_the_timers_task")
 
 
-async def test_an_accept_sent_in_time_while_the_worker_was_down_meets_the_deadline(
+async def test_a_late_accept_applied_with_the_deadlines_timer_is_a_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    await outages.of(request)
+
+
+async def _an_accept_sent_in_time_while_the_worker_was_down_meets_the_deadline(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     sent_at: list[datetime] = []
@@ -117,7 +124,13 @@ async def test_an_accept_sent_in_time_while_the_worker_was_down_meets_the_deadli
         await handle.terminate("test finished")
 
 
-async def test_a_return_sent_before_the_contact_deadline_and_applied_after_is_no_breach(
+async def test_an_accept_sent_in_time_while_the_worker_was_down_meets_the_deadline(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    await outages.of(request)
+
+
+async def _a_return_sent_before_the_contact_deadline_and_applied_after_is_no_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     async def accept(handle: WorkflowHandle) -> None:
@@ -144,6 +157,12 @@ async def test_a_return_sent_before_the_contact_deadline_and_applied_after_is_no
         assert not contact, contact  # lean-case-v11 recorded 联系 超时 against the unit
         await handle.terminate("test finished")
         await keep_history(handle, "timely_return_applied_after_the_deadline")
+
+
+async def test_a_return_sent_before_the_contact_deadline_and_applied_after_is_no_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    await outages.of(request)
 
 
 async def test_a_sent_time_before_the_cases_last_event_or_malformed_changes_no_order(
@@ -197,3 +216,11 @@ def test_the_auditors_timeline_shows_when_each_action_was_sent() -> None:
         assert entry.details["outcome"] == "applied", entry
         assert "sent_at" not in (entry.actor or {})
         assert datetime.fromisoformat(entry.details["sent_at"]) <= entry.at, entry
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_late_accept_applied_with_the_deadlines_timer_is_a_breach,
+    _an_accept_sent_in_time_while_the_worker_was_down_meets_the_deadline,
+    _a_return_sent_before_the_contact_deadline_and_applied_after_is_no_breach,
+)

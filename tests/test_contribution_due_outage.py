@@ -16,9 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 from helpers import (
+    Scenarios,
     closed_state,
     keep_history,
+    outage_scenarios,
     own_queue,
     worker_down_across,
 )
@@ -34,7 +37,7 @@ from worker import build_worker
 OVERDUE = EventKind.CONTRIBUTION_OVERDUE
 
 
-async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
+async def _a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     handle, queue = await worker_down_across(
@@ -53,7 +56,13 @@ async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
     assert kinds(s, OVERDUE)[0]["department_id"] == "water"
 
 
-async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
+async def test_a_waiver_sent_after_the_contribution_due_keeps_the_overdue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    await outages.of(request)
+
+
+async def _a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     handle, queue = await worker_down_across(
@@ -68,3 +77,16 @@ async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
     co = s.co_handlers[0]
     assert s.closed_at is not None and co.due is not None and s.closed_at > co.due
     assert len(kinds(s, OVERDUE)) == 1, [e.kind for e in s.events]
+
+
+async def test_a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    await outages.of(request)
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_waiver_sent_after_the_contribution_due_keeps_the_overdue,
+    _a_withdrawal_sent_after_the_contribution_due_keeps_the_overdue,
+)

@@ -11,28 +11,29 @@ seconds after it (time skipping does not move a case's clock while the breach's 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from helpers import (
     Scenarios,
-    handle_of,
     keep_history,
     outage_scenarios,
+    own_case,
     own_queue,
+    started_assigned,
+    state_of,
     until_past,
+    urgent_start,
 )
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
 from test_actions_timed_when_sent_attacks import URGENT_FINISH
-from test_hostile_messages import SUPERVISOR, URBAN, rid, start_of, until
+from test_hostile_messages import SUPERVISOR, URBAN, rid, until
 
-from jiesu.case.domain import CaseState, DeadlineKind, EventKind, Status, Urgency
+from jiesu.case.domain import CaseState, DeadlineKind, EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
-from workflows import ComplaintWorkflow
 from workflows import patches as patches_module
 
 FINISH_IN = timedelta(seconds=4)  # the finish deadline, from the case's start
@@ -79,16 +80,11 @@ async def _past_the_promise(
 ) -> tuple[CaseState, datetime, datetime, int]:
     """The case once its promised date has passed: its state, its two dates, and how many
     finish-deadline timers its history started."""
-    queue = f"{name}-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-{name.upper()}-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    received = datetime.now(UTC) - URGENT_FINISH + FINISH_IN
-    start = start_of(case_id).model_copy(
-        update={"urgency": Urgency.URGENT, "received_at": received}
-    )
+    case_id, queue = own_case(name)
+    start = urgent_start(case_id, URGENT_FINISH, FINISH_IN)
     async with build_worker(client, pool, own_queue(settings, queue)):
-        await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
-        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        handle = await started_assigned(client, case_id, queue, start)
+        s = await state_of(client, case_id)
         assert s.deadlines is not None
         finish = s.deadlines.finish
         promised = await _approved_after_the_breach(client, handle, finish)

@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from helpers import (
+    Scenarios,
     keep_history,
     nothing,
+    outage_scenarios,
     own_case,
     own_queue,
     started_assigned,
@@ -49,33 +51,36 @@ async def _late_return_at_the_bound(
     return [b.kind for b in s.breaches]
 
 
-async def test_a_late_return_at_the_bound_applied_with_the_accept_timer_keeps_the_breach(
+async def _a_late_return_at_the_bound_applied_with_the_accept_timer_keeps_the_breach(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """In one task (the worker down) the main loop queued the case — a new round, which meets
-    every deadline of the old — before the watch judged: no breach, before lean-case-v17."""
     breaches = await _late_return_at_the_bound(client, pool, settings, "latereturnbound", True)
     assert breaches.count(DeadlineKind.ACCEPT) == 1, breaches
 
 
+async def test_a_late_return_at_the_bound_applied_with_the_accept_timer_keeps_the_breach(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """In one task (the worker down) the main loop queued the case — a new round, which meets
+    every deadline of the old — before the watch judged: no breach, before lean-case-v17."""
+    await outages.of(request)
+
+
 async def test_a_v16_case_keeps_its_rule_for_a_late_return_at_the_bound(
-    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: Client, pool: asyncpg.Pool, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    outages: Scenarios,
 ) -> None:
     """A case of lean-case-v16 keeps what it did (its replay must): no breach recorded."""
+    await outages.settled()  # the epochs are those of every worker of this process
     v16 = next(n for n, (e, _) in enumerate(patches_module.EPOCHS) if e == "lean-case-v16")
     monkeypatch.setattr(patches_module, "EPOCHS", patches_module.EPOCHS[: v16 + 1])
     breaches = await _late_return_at_the_bound(client, pool, settings, "latereturnboundv16")
     assert DeadlineKind.ACCEPT not in breaches, breaches
 
 
-async def test_a_waiver_after_the_due_of_a_case_returned_before_it_records_no_overdue(
+async def _a_waiver_after_the_due_of_a_case_returned_before_it_records_no_overdue(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    """Worker up throughout. 会办 with a due 3 s on; the lead unit returns the case (退单) before
-    the due: REASSIGNING (the dispatcher's window), the contribution watch ends there and the
-    due's timer records nothing. A supervisor's 免除协办 after the due, the case still
-    reassigning: lean-case-v15's late waiver recorded ``contribution_overdue``, which the due's
-    own rule does not (nor the round's release)."""
     case_id, queue = own_case("waivereassign")
     async with build_worker(client, pool, own_queue(settings, queue)):
         handle = await started_assigned(client, case_id, queue)
@@ -96,3 +101,21 @@ async def test_a_waiver_after_the_due_of_a_case_returned_before_it_records_no_ov
         s = await until(client, case_id, lambda s: s.co_handlers[0].done, within=30)
         await handle.terminate("test finished")
     assert not kinds(s, EventKind.CONTRIBUTION_OVERDUE), [e.kind.value for e in s.events]
+
+
+async def test_a_waiver_after_the_due_of_a_case_returned_before_it_records_no_overdue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Worker up throughout. 会办 with a due 3 s on; the lead unit returns the case (退单) before
+    the due: REASSIGNING (the dispatcher's window), the contribution watch ends there and the
+    due's timer records nothing. A supervisor's 免除协办 after the due, the case still
+    reassigning: lean-case-v15's late waiver recorded ``contribution_overdue``, which the due's
+    own rule does not (nor the round's release)."""
+    await outages.of(request)
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(
+    _a_late_return_at_the_bound_applied_with_the_accept_timer_keeps_the_breach,
+    _a_waiver_after_the_due_of_a_case_returned_before_it_records_no_overdue,
+)

@@ -26,7 +26,6 @@ what the worker-up order records (each docstring says it). Defects were strict x
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -36,24 +35,24 @@ from helpers import (
     Scenarios,
     case_settled,
     ended_and_replayed,
-    handle_of,
     outage_scenarios,
     own_case,
     own_queue,
     signal_sent,
     started_assigned,
+    state_of,
     timeline_of,
     until_past,
+    urgent_start,
 )
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent_attacks import CITIZEN, URGENT_FINISH
-from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, start_of, until
+from test_hostile_messages import SUPERVISOR, URBAN, WATER, kinds, until
 from test_promised_date_watched import _approved_after_the_breach, _finish_breaches
 
-from jiesu.case.domain import CaseState, EscalationTrigger, EventKind, Status, Urgency
+from jiesu.case.domain import CaseState, EscalationTrigger, EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
-from workflows import ComplaintWorkflow
 
 Step = Callable[[WorkflowHandle], Awaitable[None]]
 WATER_REF = {"id": "water", "name": "县水务局"}
@@ -263,16 +262,11 @@ async def test_a_return_at_the_bound_and_a_withdrawal_in_one_task_record_the_que
 async def _a_late_approval_past_the_promise_in_an_outage_records_both_breaches(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    queue = f"latepromise-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-LATEPROMISE-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    received = datetime.now(UTC) - URGENT_FINISH + timedelta(seconds=5)
-    start = start_of(case_id).model_copy(
-        update={"urgency": Urgency.URGENT, "received_at": received}
-    )
+    case_id, queue = own_case("latepromise")
+    start = urgent_start(case_id, URGENT_FINISH, timedelta(seconds=5))
     async with build_worker(client, pool, own_queue(settings, queue)):
-        await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
-        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        handle = await started_assigned(client, case_id, queue, start)
+        s = await state_of(client, case_id)
         assert s.deadlines is not None
         finish = s.deadlines.finish
         for step in ("accept", "contact"):
@@ -486,16 +480,11 @@ async def test_worker_up_a_withdrawal_after_an_unsatisfied_rating(
 async def _a_promise_watched_after_a_late_approval_ends_at_a_raise(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    queue = f"promiseraised-{uuid.uuid4().hex[:8]}"
-    case_id = f"JS-PROMISERAISED-{uuid.uuid4().hex[:8]}"
-    handle = handle_of(client, case_id)
-    received = datetime.now(UTC) - URGENT_FINISH + timedelta(seconds=4)
-    start = start_of(case_id).model_copy(
-        update={"urgency": Urgency.URGENT, "received_at": received}
-    )
+    case_id, queue = own_case("promiseraised")
+    start = urgent_start(case_id, URGENT_FINISH, timedelta(seconds=4))
     async with build_worker(client, pool, own_queue(settings, queue)):
-        await client.start_workflow(ComplaintWorkflow.run, start, id=case_id, task_queue=queue)
-        s = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        handle = await started_assigned(client, case_id, queue, start)
+        s = await state_of(client, case_id)
         assert s.deadlines is not None
         finish = s.deadlines.finish
         promised = await _approved_after_the_breach(client, handle, finish)
