@@ -587,9 +587,27 @@ class SetupOverran(UserWarning):
     """An outage test's setup took longer than its slack: it was done again with a longer one."""
 
 
+class Overran(Exception):
+    """Raised by an outage test's setup that finds it took too long for the order it sets up
+    (a window meant to end before the deadline ends after it; a message meant for before a
+    window's end comes after it): ``worker_down_across`` sets it up again, as an overrun."""
+
+    def __init__(self, handle: WorkflowHandle[Any, Any], what: str) -> None:
+        super().__init__(what)
+        self.handle = handle
+
+
+def in_time(handle: WorkflowHandle[Any, Any], condition: bool, what: str) -> None:
+    """Raise ``Overran`` (the setup is done again) unless ``condition``, an order of the setup's
+    times the test needs (``what`` it means)."""
+    if not condition:
+        raise Overran(handle, what)
+
+
 async def worker_down_across(
     setup: Callable[[timedelta], Awaitable[tuple[WorkflowHandle[Any, Any], str]]],
     summary: bytes,
+    inside: tuple[bytes, ...] = (),
 ) -> tuple[WorkflowHandle[Any, Any], str]:
     """A case whose deadline passed while no worker served it: once the timer whose summary
     holds ``summary`` has fired, the worker still down, what the test sends now and that timer
@@ -599,20 +617,27 @@ async def worker_down_across(
     from now; brings it to the deadline's step with a worker; stops the worker; sends what is to
     come before the deadline; and returns the case's handle and queue. If the timer had fired
     by then, the setup overran: the worker was up when the deadline passed, or a signal meant
-    for before it came after, and the test would show nothing (or something else). That case is
-    terminated, a ``SetupOverran`` warning says so, and the setup is done again with the next
-    slack of ``OUTAGE_SLACKS``; it fails when the last one is overrun too."""
+    for before it came after, and the test would show nothing (or something else). The same if
+    a timer of ``inside`` (a window the test lets end in the outage too) had fired, or if the
+    setup raised ``Overran``. That case is terminated, a ``SetupOverran`` warning says so, and
+    the setup is done again with the next slack of ``OUTAGE_SLACKS``; it fails when the last one
+    is overrun too."""
     for slack in OUTAGE_SLACKS:
         began = time.monotonic()
-        handle, queue = await setup(slack)
-        if not await timer_fired(handle, summary):
+        try:
+            handle, queue = await setup(slack)
+            late = [s for s in (summary, *inside) if await timer_fired(handle, s)]
+            why = f"the timers of {late} fired before the worker stopped" if late else ""
+        except Overran as overran:
+            handle, why = overran.handle, str(overran)
+        if not why:
             await eventually(partial(timer_fired, handle, summary), within=90)
             return handle, queue
         took = time.monotonic() - began
         await handle.terminate("its setup overran the deadline")
         warnings.warn(SetupOverran(
-            f"{handle.id}: the setup took {took:.1f} s, its deadline was {slack} away: the"
-            " worker was not down across it; set up again with a longer slack"
+            f"{handle.id}: the setup took {took:.1f} s, its deadline was {slack} away ({why}):"
+            " the worker was not down across it; set up again with a longer slack"
         ), stacklevel=2)  # fmt: skip
     raise AssertionError(
         f"the setup overran every slack ({OUTAGE_SLACKS[-1]} last): the machine is too"
@@ -785,12 +810,14 @@ async def nothing(_: WorkflowHandle[Any, Any]) -> None:
 async def case_down_across(
     client: Client, pool: Any, settings: Settings, name: str, summary: bytes, before: Step,
     during: Step = nothing, start: Callable[[str, timedelta], CaseStart] | None = None,
+    inside: tuple[bytes, ...] = (),
 ) -> tuple[WorkflowHandle[Any, Any], str]:
     """A case on a task queue of its own (``start(case_id, slack)``: its start, a general case
     by default) brought by ``before`` to the step the timer named ``summary`` watches, with the
     worker up; the worker stops, ``during`` is sent, and the timer fires with the worker down
     (``worker_down_across``: all of it done again, on a new case, if the setup overran its
-    slack). The worker is started again by the caller (returned: the handle, the queue)."""
+    slack, or a window of ``inside`` ended before the worker stopped). The worker is started
+    again by the caller (returned: the handle, the queue)."""
 
     async def setup(slack: timedelta) -> tuple[WorkflowHandle[Any, Any], str]:
         case_id, queue = own_case(name)
@@ -801,7 +828,7 @@ async def case_down_across(
         await during(handle)  # the worker is gone
         return handle, queue
 
-    return await worker_down_across(setup, summary)
+    return await worker_down_across(setup, summary, inside)
 
 
 async def case_settled(

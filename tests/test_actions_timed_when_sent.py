@@ -47,19 +47,20 @@ URGENT_CONTACT = timedelta(hours=1)
 
 async def _across_an_outage(
     client: Client, pool: asyncpg.Pool, settings: Settings, name: str, due_after: timedelta,
-    before: Step, during: Step, summary: bytes,
+    before: Step, during: Step, summary: bytes, inside: tuple[bytes, ...] = (),
 ) -> tuple[WorkflowHandle, str]:
     """An urgent case whose deadline (``due_after`` its receipt) falls due a slack from now
     (helpers.worker_down_across): ``before`` with the worker up, then the worker stops,
     ``during`` is sent, and the deadline's timer fires; the worker is started again by the
     caller (returned: the handle, the task queue). ``before`` and ``during`` run again, on a
-    new case, if the setup overran its slack (helpers.case_down_across)."""
+    new case, if the setup overran its slack or a window of ``inside`` ended before the worker
+    stopped (helpers.case_down_across)."""
 
     def urgent(case_id: str, slack: timedelta) -> CaseStart:
         return urgent_start(case_id, due_after, slack)
 
     return await case_down_across(
-        client, pool, settings, name, summary, before, during, start=urgent
+        client, pool, settings, name, summary, before, during, start=urgent, inside=inside
     )
 
 

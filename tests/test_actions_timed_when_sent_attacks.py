@@ -17,11 +17,13 @@ import httpx
 import pytest
 from helpers import (
     Scenarios,
+    Step,
     act,
     closed_state,
     department,
     eventually,
     handle_of,
+    in_time,
     keep_history,
     nothing,
     outage_scenarios,
@@ -130,6 +132,21 @@ async def _an_extension_approved_after_the_finish_deadline_keeps_the_breach(
         await handle.terminate("test finished")
         await keep_history(handle, "late_approval_in_the_timers_task")
     assert finish, s.breaches
+
+
+def _extension_asked_to_lapse_first(client: Client) -> Step:
+    """``_handling_with_an_extension_asked`` for a case whose centre has a window shorter than
+    the time to its finish deadline: the window must end first (else set up again)."""
+
+    async def asked(handle: WorkflowHandle) -> None:
+        await _handling_with_an_extension_asked(client, handle)
+        s = await handle.query(ComplaintWorkflow.state)
+        assert s.deadlines is not None and s.extension is not None
+        assert s.extension.decision_due is not None
+        in_time(handle, s.extension.decision_due < s.deadlines.finish,
+                "the extension's window ends after the finish deadline")  # fmt: skip
+
+    return asked
 
 
 async def test_an_extension_approved_after_the_finish_deadline_keeps_the_breach(

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from helpers import (
     Scenarios,
+    in_time,
     keep_history,
     nothing,
     outage_scenarios,
@@ -25,7 +26,10 @@ from helpers import (
 )
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import URGENT_CONTACT, _across_an_outage, sent
-from test_actions_timed_when_sent_attacks import URGENT_FINISH, _handling_with_an_extension_asked
+from test_actions_timed_when_sent_attacks import (
+    URGENT_FINISH,
+    _extension_asked_to_lapse_first,
+)
 from test_hostile_messages import SUPERVISOR, URBAN, kinds, rid, until
 
 from jiesu.case.domain import CaseState, DeadlineKind, EventKind, Status
@@ -52,8 +56,8 @@ async def _extension_lapsed_in_the_outage(
     3 s window and then the finish deadline pass with the worker down."""
     quick = settings.model_copy(update={"extension_decision_hours": DECISION_HOURS})
     handle, queue = await _across_an_outage(
-        client, pool, quick, name, URGENT_FINISH,
-        lambda h: _handling_with_an_extension_asked(client, h), nothing, b"finish deadline",
+        client, pool, quick, name, URGENT_FINISH, _extension_asked_to_lapse_first(client),
+        nothing, b"finish deadline", inside=(b"extension decision deadline",),
     )  # fmt: skip
     assert await timer_fired(handle, b"extension decision deadline")
     return handle, queue, quick
@@ -159,11 +163,12 @@ async def _a_return_rejected_after_its_window_finds_it_upheld_by_lapse(
         s = await until(client, handle.id, lambda s: s.pending_return is not None)
         assert s.deadlines is not None and s.pending_return is not None
         assert s.pending_return.decision_due is not None
-        assert s.pending_return.decision_due < s.deadlines.contact
+        in_time(handle, s.pending_return.decision_due < s.deadlines.contact,
+                "the return's window ends after the contact deadline")  # fmt: skip
 
     handle, queue = await _across_an_outage(
         client, pool, quick, "returnrejectedlate", URGENT_CONTACT, returned, nothing,
-        b"contact deadline",
+        b"contact deadline", inside=(b"return decision deadline",),
     )  # fmt: skip
     assert await timer_fired(handle, b"return decision deadline")
     decision = {"actor": sent(rid(SUPERVISOR), datetime.now(UTC)), "upheld": False,

@@ -27,6 +27,7 @@ from helpers import (
     Scenarios,
     case_down_across,
     case_settled,
+    in_time,
     keep_history,
     nothing,
     own_case,
@@ -342,7 +343,7 @@ async def _message_after_both_windows(
     quick = _returns_decided(settings, extension_decision_hours=2 * DECISION_HOURS)
     handle, queue = await case_down_across(
         client, pool, quick, "bothpending", b"extension decision deadline",
-        _returned_then_extension_asked(client),
+        _returned_then_extension_asked(client), inside=(b"return decision deadline",),
     )  # fmt: skip
     await signal_sent(handle, "supplement", CITIZEN, text="It is louder at night")
     async with build_worker(client, pool, own_queue(quick, queue)):
@@ -421,11 +422,12 @@ async def _return_at_the_bound_rejected_late(
         s = await until(client, handle.id, lambda s: s.pending_return is not None)
         assert s.deadlines is not None and s.pending_return is not None
         assert s.pending_return.decision_due is not None
-        assert s.pending_return.decision_due < s.deadlines.contact
+        in_time(handle, s.pending_return.decision_due < s.deadlines.contact,
+                "the return's window ends after the contact deadline")  # fmt: skip
 
     handle, queue = await _across_an_outage(
         client, pool, quick, "boundrejectedlate", URGENT_CONTACT, returned,
-        nothing, b"contact deadline",
+        nothing, b"contact deadline", inside=(b"return decision deadline",),
     )  # fmt: skip
     await signal_sent(handle, "decide_return", SUPERVISOR, upheld=False, note="It is yours")
     async with build_worker(client, pool, own_queue(quick, queue)):
@@ -497,7 +499,7 @@ async def _raised_then_supplemented(
         due[:] = [s.extension.decision_due]
 
     async def raised(handle: WorkflowHandle) -> None:
-        assert datetime.now(UTC) < due[0], "the setup overran the extension's window"
+        in_time(handle, datetime.now(UTC) < due[0], "the setup overran the extension's window")
         await signal_sent(handle, "raise_level", URBAN, reason="Needs the district")
 
     handle, queue = await case_down_across(
@@ -550,7 +552,7 @@ async def _both_windows_in_one_task(
     quick = _returns_decided(settings, extension_decision_hours=2 * DECISION_HOURS)
     handle, queue = await case_down_across(
         client, pool, quick, "bothtimers", b"extension decision deadline",
-        _returned_then_extension_asked(client),
+        _returned_then_extension_asked(client), inside=(b"return decision deadline",),
     )  # fmt: skip
     async with build_worker(client, pool, own_queue(quick, queue)):
         s = await until(client, handle.id, lambda s: s.round > 1, within=60)
