@@ -43,13 +43,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from helpers import case_settled as _settled
 from helpers import complaint, eventually, handle_of, replay_checked, timer_fired
+from helpers import own_queue as _own
+from helpers import timeline_of as _timeline
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from test_actions_timed_when_sent import sent
-from test_actions_timed_when_sent_attacks import CITIZEN, _own
+from test_actions_timed_when_sent_attacks import CITIZEN
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid, start_of, until
-from test_v18_attacks import _settled, _timeline
 from test_v20_attacks import _replied
 
 from jiesu.case.domain import Actor, CaseState, ComplaintIntake, EventKind, Role, Status
