@@ -17,6 +17,12 @@ model shows open); the worker comes back and the closed case files the report ag
   payload names a category the catalogue does not hold), and a forged signal carries the
   real report id of ANOTHER case.
 
+Also lean-case-v24, with guards that pass: a 派单 out of the centre's queue whose unit's
+deadlines are slow to compute (test_hostile_messages' ``_SLOW``/``_RELEASE``), with a second
+派单 and the unit's 签收 in its task and a 补充诉求 and a 撤诉 in later tasks; and a case queued at
+the bound under its unit's 督办 ladder that leaves the queue (派单, 撤诉) in the 退单's own task,
+before that ladder has stopped.
+
 Every case's history is replayed with today's code at its test's end (``replay_checked``).
 The worker-up twin of the first two is tests/test_repeat_after_close.py's
 ``test_worker_up_the_report_after_a_withdrawal_opens_a_new_case``: with the worker up the
@@ -35,13 +41,30 @@ import asyncpg
 import pytest
 from helpers import OPERATOR, complaint, eventually, handle_of, replay_checked, served
 from temporalio.client import Client, WorkflowHandle
-from test_hostile_messages import CITIZEN, rid
+from test_actions_timed_when_sent import sent
+from test_actions_timed_when_sent_attacks import _own
+from test_hostile_messages import (
+    _RELEASE,
+    _SLOW,
+    CITIZEN,
+    QUICK_TASKS,
+    SUPERVISOR,
+    URBAN,
+    private_worker,
+    rid,
+    start_of,
+    state_of,
+    until,
+)
+from test_v18_attacks import _settled, _timeline
+from test_v21_orders_attacks import _act, _groups, _supervised
 
 from api.main import create_app
 from jiesu.case import lifecycle
-from jiesu.case.domain import Actor, Role
+from jiesu.case.domain import Actor, CaseState, EventKind, Role, Status
 from jiesu.config import Settings
 from worker import build_worker
+from workflows import ComplaintWorkflow
 
 COMPLAINTS = "/api/v1/complaints"
 REPORTER = Actor(role=Role.CITIZEN, name="v24-attacks-reporter")
@@ -276,3 +299,130 @@ async def test_a_refiled_report_of_another_open_problem_is_merged_there(
     assert await _refiled_as(pool, r.report_id) == r.open_case
     assert await _filings(pool, r.handle.id, r.report_id) == [f"repeat of {r.open_case}"]
     await replay_checked(await r.handle.fetch_history())
+
+
+# --- lean-case-v24: the messages of a 派单's task wait until the unit holds the case ---------
+
+
+async def test_a_slow_dispatch_keeps_its_tasks_messages_and_the_later_ones_in_order(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard. A case waiting in the centre's queue (no routing rule); the worker down: a 派单
+    to urban management, a second 派单 (to water) and the unit's 签收 in one task; the worker
+    back with the unit's deadlines slow to compute (``_SLOW``): a 补充诉求 and a 撤诉 arrive in
+    later tasks meanwhile. The unit holds the case first; the second 派单 is refused; the 签收,
+    the 补充诉求 and the 撤诉 follow in the order sent; nothing is left waiting."""
+    queue = f"v24d-{uuid.uuid4().hex[:8]}"
+    case_id = f"JS-V24A-DISPATCH-{uuid.uuid4().hex[:6]}"
+    start = start_of(case_id)
+    start = start.model_copy(update={
+        "facts": start.facts.model_copy(update={"category_id": "stray_animals"})})  # fmt: skip
+    async with private_worker(client, pool, settings, queue):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, start, id=case_id, task_queue=queue, task_timeout=QUICK_TASKS
+        )
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+    second, accept = rid(SUPERVISOR), rid(URBAN)
+    await handle.signal("dispatch", _act(SUPERVISOR, department_id="urban-management",
+                                         department_name="城管局")())  # fmt: skip
+    await handle.signal(
+        "dispatch",
+        {
+            "actor": sent(second, datetime.now(UTC)),
+            "department_id": "water",
+            "department_name": "县水务局",
+        },
+    )
+    await handle.signal("accept", {"actor": sent(accept, datetime.now(UTC))})
+    _SLOW[case_id] = started = asyncio.Event()
+    _RELEASE[case_id] = release = asyncio.Event()
+    try:
+        async with private_worker(client, pool, settings, queue):
+            await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
+            supplement, withdraw = rid(CITIZEN), rid(CITIZEN)
+            await handle.signal("supplement", {"actor": sent(supplement, datetime.now(UTC)),
+                                               "text": "It bit the neighbour's dog"})  # fmt: skip
+            await handle.signal("withdraw", {"actor": sent(withdraw, datetime.now(UTC)),
+                                             "reason": "Caught it myself"})  # fmt: skip
+            release.set()
+            await asyncio.wait_for(handle.result(), 60)
+            s = await state_of(client, case_id)
+            mine: dict[str, Any] = {}  # each action's first event (a 撤诉's, before closed)
+            for e in s.events:
+                if e.actor.request_id:
+                    mine.setdefault(e.actor.request_id, e)
+            order = [(e.seq, e.kind.value, e.data.get("code")) for e in s.events]
+            assert mine[second["request_id"]].kind is EventKind.REJECTED, order
+            unit = s.assignment.department_id if s.assignment else None
+            assert unit == "urban-management", order
+            seqs = [mine[r["request_id"]].seq for r in (accept, supplement, withdraw)]
+            assert [mine[r["request_id"]].kind for r in (accept, supplement, withdraw)] == [
+                EventKind.ACCEPTED,
+                EventKind.SUPPLEMENTED,
+                EventKind.WITHDRAWN,
+            ], order
+            assert seqs == sorted(seqs), order
+            assert s.status is Status.CLOSED, order
+            await replay_checked(await handle.fetch_history())
+    finally:
+        _SLOW.pop(case_id, None)
+        _RELEASE.pop(case_id, None)
+
+
+# --- lean-case-v24: the queue's ladder once the unit's has stopped ---------------------------
+
+
+async def _under_the_units_ladder(client: Client, queue: str) -> WorkflowHandle:
+    """max_reassignments 0; a supervisor's 督办 ladder climbs against urban management."""
+    case_id = f"JS-V24A-QLAD-{uuid.uuid4().hex[:6]}"
+    await client.start_workflow(
+        ComplaintWorkflow.run, start_of(case_id), id=case_id, task_queue=queue
+    )
+    handle = handle_of(client, case_id)
+    await _supervised(client, handle)
+    return handle
+
+
+def _kinds(s: CaseState) -> list[str]:
+    return [e.kind.value for e in s.events]
+
+
+def _queue_ladders(s: CaseState) -> list[int]:
+    return [e.seq for e in s.events if e.kind is EventKind.ESCALATION_STARTED
+            and e.data.get("trigger") == "reassignment_limit"]  # fmt: skip
+
+
+async def test_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard. With the worker down, urban management's 退单 at the bound (its 督办 ladder
+    climbing) and, in the same task, a 派单 to water for one case and a 撤诉 for another: the
+    case leaves the queue before the unit's ladder has stopped. No queue ladder starts (not
+    against water, which holds the case; not on the withdrawn case) and the withdrawn case's
+    workflow ends (the watcher does not keep it open)."""
+    own = _own(_groups(settings)["bound"], f"v24q-{uuid.uuid4().hex[:6]}")
+    async with build_worker(client, pool, own):
+        dispatched, withdrawn = await asyncio.gather(
+            _under_the_units_ladder(client, own.task_queue),
+            _under_the_units_ladder(client, own.task_queue),
+        )
+    for handle in (dispatched, withdrawn):  # the worker is down
+        await handle.signal("return", _act(URBAN, reason="Not ours: police")())
+    await dispatched.signal("dispatch", _act(SUPERVISOR, department_id="water",
+                                             department_name="县水务局")())  # fmt: skip
+    await withdrawn.signal("withdraw", _act(CITIZEN, reason="Sorted it myself")())
+    async with build_worker(client, pool, own):
+        await asyncio.wait_for(withdrawn.result(), 30)
+        # the unit's ladder stops (the round ended): the watcher takes its turn in that task
+        s = await _settled(dispatched, lambda s: s.status is Status.ASSIGNED and any(
+            e.kind is EventKind.ESCALATION_STOPPED for e in s.events))  # fmt: skip
+        assert any(e.kind is EventKind.ESCALATION_STOPPED for e in s.events), _timeline(s)
+        assert s.assignment is not None and s.assignment.department_id == "water", _timeline(s)
+        assert not _queue_ladders(s), _timeline(s)
+        assert _kinds(s).index("queued") < _kinds(s).index("escalation_stopped"), _timeline(s)
+        w = await withdrawn.query(ComplaintWorkflow.state)
+        assert _kinds(w).index("queued") < _kinds(w).index("withdrawn"), _timeline(w)
+        assert w.status is Status.CLOSED and not _queue_ladders(w), _timeline(w)
+        await replay_checked(await dispatched.fetch_history())
+        await replay_checked(await withdrawn.fetch_history())
+        await dispatched.terminate("test over")
