@@ -13,6 +13,9 @@ model shows open); the worker comes back and the closed case files the report ag
   test trigger on the real database), so the retry runs after the 24 h are past;
 - ``merged``: the report, as it reached the case, is of another case's open problem (its
   address): filed again, it is merged there;
+- ``squatted``: before the refile runs, the operator who filed the 并单 files another report
+  through the API under the refile's own Idempotency-Key (``jiesu-refile:<case>:<id>``:
+  the case number and the report's sequential id are both known to it);
 - ``refused``: the report's category no longer exists (the reference data changed: its
   payload names a category the catalogue does not hold), and a forged signal carries the
   real report id of ANOTHER case.
@@ -69,7 +72,7 @@ from workflows import ComplaintWorkflow
 COMPLAINTS = "/api/v1/complaints"
 REPORTER = Actor(role=Role.CITIZEN, name="v24-attacks-reporter")
 LATE_MARGIN = timedelta(seconds=15)  # the late report is this much younger than 24 h
-CASES = ("bound", "late", "refused", "merged")
+CASES = ("bound", "late", "refused", "merged", "squatted")
 
 
 @dataclass
@@ -198,6 +201,12 @@ async def _outage(client: Client, pool: asyncpg.Pool, settings: Settings) -> dic
                 r.report_id = await pool.fetchval(
                     "SELECT id FROM repeat_reports WHERE case_id = $1", r.handle.id
                 )
+                if name == "squatted":  # the refile's key, taken by a client's report first
+                    key = f"jiesu-refile:{r.handle.id}:{r.report_id}"
+                    taken = await api.post(
+                        COMPLAINTS, json=complaint(), headers={**OPERATOR, "Idempotency-Key": key}
+                    )
+                    assert taken.status_code == 201, taken.text
         await _fail_once_after_filing(pool, ran["late"].report_id)
         await _category_gone(pool, ran["refused"].report_id)
         await _of_the_problem(pool, ran["merged"].report_id, open_body["address"])
@@ -267,6 +276,25 @@ async def test_a_retried_refile_files_the_report_once(
         assert first is not None, ("precondition: the first attempt filed at the report's time",
                                    filings)  # fmt: skip
         assert len(filings) == 1, f"the report was filed {len(filings)} times: {filings}"
+    finally:
+        await replay_checked(await r.handle.fetch_history())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the refile's Idempotency-Key is not reserved: a client's report filed under "
+    "'jiesu-refile:<case>:<id>' first makes the refile's filing an idempotency_conflict, "
+    "and the 并单 is refused instead of filed",
+)
+async def test_a_clients_key_does_not_take_the_refiles(
+    _outage: dict[str, Ran], pool: asyncpg.Pool
+) -> None:
+    r = _outage["squatted"]
+    events = await _refiled_events(pool, r.handle.id)
+    try:
+        assert await _refiled_as(pool, r.report_id) is not None, (
+            f"the report was not filed again: {events}"
+        )
     finally:
         await replay_checked(await r.handle.fetch_history())
 
