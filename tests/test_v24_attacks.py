@@ -10,7 +10,8 @@ model shows open); the worker comes back and the closed case files the report ag
   (report ids the intake never gave) before the intake's real 并单 reaches the case;
 - ``late``: the report was made nearly 24 h before the refile runs, and the refile's first
   attempt fails after it has filed (its bookkeeping ``UPDATE repeat_reports`` fails once: a
-  test trigger on the real database), so the retry runs after the 24 h are past;
+  test trigger on the real database), so the retry runs after the 24 h are past; meanwhile
+  one more (forged) 并单 reaches the case while its refile loop runs;
 - ``merged``: the report, as it reached the case, is of another case's open problem (its
   address): filed again, it is merged there;
 - ``squatted``: before the refile runs, the operator who filed the 并单 files another report
@@ -20,14 +21,25 @@ model shows open); the worker comes back and the closed case files the report ag
   payload names a category the catalogue does not hold), and a forged signal carries the
   real report id of ANOTHER case.
 
+Defects (strict xfails): the forged ids take the whole bound and the real report behind them
+is dropped unrecorded (``bound``); the retried refile files the report twice, a new case and
+a 并单 of itself (``late``: the intake judges ``received_at`` before it looks up the key, and
+the fallback files under another key); a client's report under the refile's key makes the
+refile an ``idempotency_key_reused`` refusal (``squatted``).
+
+Guards that pass: a 并单 reaching the case while its refile loop runs is taken by that loop;
+a refused refile (category gone; another case's real report id) is recorded with its reason
+and the case ends; a report of another open problem is merged there, once.
+
 Also lean-case-v24, with guards that pass: a 派单 out of the centre's queue whose unit's
 deadlines are slow to compute (test_hostile_messages' ``_SLOW``/``_RELEASE``), with a second
 派单 and the unit's 签收 in its task and a 补充诉求 and a 撤诉 in later tasks; and a case queued at
 the bound under its unit's 督办 ladder that leaves the queue (派单, 撤诉) in the 退单's own task,
-before that ladder has stopped.
+before that ladder has stopped; two 退单 at the bound in one task (urban management's, then,
+after a 派单 and its 签收, water's).
 
 Every case's history is replayed with today's code at its test's end (``replay_checked``).
-The worker-up twin of the first two is tests/test_repeat_after_close.py's
+The worker-up twin of the refile cases is tests/test_repeat_after_close.py's
 ``test_worker_up_the_report_after_a_withdrawal_opens_a_new_case``: with the worker up the
 intake sees the case closed and files the report once, as a new case.
 """
@@ -215,11 +227,19 @@ async def _outage(client: Client, pool: asyncpg.Pool, settings: Settings) -> dic
         await ran["refused"].handle.signal("repeat_report", _forged(str(other)))
         ran["refused"].other_report_id = other
         async with build_worker(client, pool, own):
+            # while the late case's refile runs (filed, its bookkeeping held by the trigger):
+            # one more 并单 reaches it, to be taken by the same loop before the workflow ends
+            late = ran["late"]
+            await eventually(lambda: pool.fetchval(
+                "SELECT 1 FROM intakes WHERE idempotency_key = $1",
+                f"jiesu-refile:{late.handle.id}:{late.report_id}"), within=30)  # fmt: skip
+            await late.handle.signal("repeat_report", _forged("during-the-refile"))
             await asyncio.gather(*(
                 asyncio.wait_for(r.handle.result(), 120) for r in ran.values()))  # fmt: skip
         yield ran
     finally:
         await pool.execute("DROP TRIGGER IF EXISTS v24_attacks_fail_once ON repeat_reports")
+        await pool.execute("DROP FUNCTION IF EXISTS v24_attacks_refile_bookkeeping_fails()")
         for r in ran.values():  # the refiled cases: not left running
             for case_id in await pool.fetch(
                 "SELECT case_id FROM intakes WHERE idempotency_key LIKE $1",
@@ -297,6 +317,19 @@ async def test_a_clients_key_does_not_take_the_refiles(
         )
     finally:
         await replay_checked(await r.handle.fetch_history())
+
+
+async def test_a_report_reaching_the_case_while_its_refile_loop_runs_is_taken(
+    _outage: dict[str, Ran], pool: asyncpg.Pool
+) -> None:
+    """Guard: a 并单 that reaches the closed case while its refile activity runs is taken by
+    the same loop (recorded, here refused: a forged id) before the workflow ends."""
+    r = _outage["late"]
+    events = await _refiled_events(pool, r.handle.id)
+    during = [e for e in events if e["report_id"] == "during-the-refile"]
+    assert len(during) == 1 and during[0]["reason"] == "not a report of the intake", events
+    assert [e["report_id"] for e in events] == [str(r.report_id), "during-the-refile"], events
+    await replay_checked(await r.handle.fetch_history())
 
 
 async def test_a_refused_refile_is_recorded_and_the_case_ends(
@@ -454,3 +487,35 @@ async def test_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_qu
         await replay_checked(await dispatched.fetch_history())
         await replay_checked(await withdrawn.fetch_history())
         await dispatched.terminate("test over")
+
+
+async def test_two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Guard. With the worker down, in one task: urban management's 退单 at the bound (its
+    督办 ladder climbing), a 派单 to water, water's 签收 and water's 退单 at the bound. The
+    case ends in the centre's queue once more, and once the ladders against the units have
+    stopped the queue is on its own ladder (reassignment_limit)."""
+    own = _own(_groups(settings)["bound"], f"v24r-{uuid.uuid4().hex[:6]}")
+    async with build_worker(client, pool, own):
+        handle = await _under_the_units_ladder(client, own.task_queue)
+    water = Actor(role=Role.DEPARTMENT, name="water clerk", department_id="water")
+    await handle.signal("return", _act(URBAN, reason="Not ours: water")())
+    await handle.signal("dispatch", _act(SUPERVISOR, department_id="water",
+                                         department_name="县水务局")())  # fmt: skip
+    await handle.signal("accept", _act(water)())
+    await handle.signal("return", _act(water, reason="Not ours either")())
+    try:
+        async with build_worker(client, pool, own):
+            s = await _settled(handle, lambda s: s.status is Status.DISPATCHING and bool(
+                s.escalation and s.escalation.trigger.value == "reassignment_limit"
+                and s.escalation.active))  # fmt: skip
+            kinds = _kinds(s)
+            assert kinds.count("queued") == 2 and "accepted" in kinds, _timeline(s)
+            assert s.status is Status.DISPATCHING, _timeline(s)
+            e = s.escalation
+            assert e is not None and e.active and e.trigger.value == "reassignment_limit", (
+                _timeline(s))  # fmt: skip
+            await replay_checked(await handle.fetch_history())
+    finally:
+        await handle.terminate("test over")
