@@ -70,7 +70,7 @@ class RefileActivities:
             return Refiled(reason=NOT_A_REPORT)
         intake = ComplaintIntake.model_validate(payload["intake"])
         actor = Actor.model_validate(payload["actor"])
-        key = f"jiesu-refile:{request.case_id}:{report_id}"
+        key = f"{filing.SYSTEM_KEY_PREFIX}refile:{request.case_id}:{report_id}"
         try:
             try:  # at the report's own time, as the citizen made it
                 at = ComplaintIntake.model_validate(
@@ -103,5 +103,5 @@ class RefileActivities:
 
     async def _file(self, intake: ComplaintIntake, actor: Actor, key: str) -> filing.Filing:
         return await filing.register(
-            self._pool, activity.client(), self._settings, intake, actor, key
+            self._pool, activity.client(), self._settings, intake, actor, key, system_key=True
         )

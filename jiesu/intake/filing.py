@@ -243,14 +243,26 @@ MAX_KEY_LENGTH = 256
 indexed, and PostgreSQL's index rows are bounded."""
 
 
-def checked_key(given: str | None) -> str | None:
+# Keys the system files under itself (a case's refile of a 并单 that reached it after its close,
+# activities/refile.py): a client's key may not start so, or it could take the refile's key
+# and have the report refused as idempotency_key_reused (tests/test_v24_attacks.py).
+SYSTEM_KEY_PREFIX = "jiesu-"
+
+
+def checked_key(given: str | None, *, system: bool = False) -> str | None:
     """The Idempotency-Key to file under: none for an empty one; refused (IntakeRefused) when
-    too long or holding a character that is not printable (a NUL cannot be stored at all)."""
+    too long, holding a character that is not printable (a NUL cannot be stored at all), or,
+    from a client, starting with SYSTEM_KEY_PREFIX."""
     key = (given or "").strip() or None
     if key is not None and (len(key) > MAX_KEY_LENGTH or not key.isprintable()):
         raise IntakeRefused(
             "invalid_idempotency_key",
             f"an Idempotency-Key is at most {MAX_KEY_LENGTH} printable characters",
+        )
+    if key is not None and not system and key.startswith(SYSTEM_KEY_PREFIX):
+        raise IntakeRefused(
+            "invalid_idempotency_key",
+            f"an Idempotency-Key may not start with {SYSTEM_KEY_PREFIX!r} (the system's own)",
         )
     return key
 
@@ -469,10 +481,13 @@ async def register(
     intake: ComplaintIntake,
     actor: Actor,
     idempotency_key: str | None,
+    *,
+    system_key: bool = False,
 ) -> Filing:
     """File one report: a new case, a repeat of an open one, or (same Idempotency-Key) the
-    earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`."""
-    key = checked_key(idempotency_key)
+    earlier answer again. Raises :class:`~jiesu.intake.errors.IntakeError`. ``system_key``:
+    the key is the system's own (SYSTEM_KEY_PREFIX), not a client's."""
+    key = checked_key(idempotency_key, system=system_key)
     check_credit_code(intake)
     check_visible(intake)
     digest = _request_hash(intake)  # of the request as sent: a retry sends it again
