@@ -68,15 +68,15 @@ class RefileActivities:
         payload = await self._pool.fetchval(_REPORT, report_id, request.case_id)
         if payload is None:
             return Refiled(reason=NOT_A_REPORT)
-        intake = ComplaintIntake.model_validate(payload["intake"])
+        # at the report's own time, as the citizen made it
+        intake = ComplaintIntake.model_validate(
+            {**payload["intake"], "received_at": payload["received_at"]}
+        )
         actor = Actor.model_validate(payload["actor"])
         key = f"{filing.SYSTEM_KEY_PREFIX}refile:{request.case_id}:{report_id}"
         try:
-            try:  # at the report's own time, as the citizen made it
-                at = ComplaintIntake.model_validate(
-                    {**payload["intake"], "received_at": payload["received_at"]}
-                )
-                filed = await self._file(at, actor, key)
+            try:
+                filed = await self._file(intake, actor, key)
             except IntakeRefused as err:
                 if err.code != "invalid_received_at":
                     raise

@@ -676,13 +676,14 @@ class ComplaintWorkflow:
         has stopped, if the case is still waiting in the queue then."""
         s = self._state
 
-        def settled() -> bool:
-            climbing = s.escalation is not None and s.escalation.active
-            queued = self._queued_after_bound and s.status is Status.DISPATCHING
-            return not queued or not climbing
+        def in_the_queue() -> bool:
+            return self._queued_after_bound and s.status is Status.DISPATCHING
 
-        await workflow.wait_condition(settled)
-        if self._queued_after_bound and s.status is Status.DISPATCHING:
+        def climbing() -> bool:
+            return s.escalation is not None and s.escalation.active
+
+        await workflow.wait_condition(lambda: not in_the_queue() or not climbing())
+        if in_the_queue():
             self._ladder.escalate(EscalationTrigger.REASSIGNMENT_LIMIT)
 
     def _reassignment_decided_at(self, reason: ReassignReason, actor: Actor) -> datetime:
