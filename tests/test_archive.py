@@ -19,8 +19,8 @@ from helpers import (
     OPERATOR,
     SUPERVISOR,
     case,
+    child_of,
     eventually,
-    exists,
     handle_of,
     ladder_of,
     register,
@@ -386,8 +386,7 @@ async def reassigned_while_open(
         ComplaintWorkflow.return_case,
         ReturnAction(actor=URBAN_ACTOR, reason="Amplified music at night is police work"),
     )
-    child = client.get_workflow_handle(f"{case_id}-reassign-1")
-    await eventually(lambda: exists(child), within=30)
+    child = await child_of(client, f"{case_id}-reassign-1")
     await env.fast_forward(child, timedelta(minutes=31))  # nobody chooses: the rules decide
     await child.result()
     await eventually(

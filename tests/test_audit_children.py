@@ -5,14 +5,12 @@ events decodes them."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from helpers import HISTORIES, OPERATOR, case, eventually, handle_of, register
+from helpers import HISTORIES, OPERATOR, case, child_of, eventually, handle_of, register
 from temporalio.client import Client, WorkflowHistory
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.audit import histories as audit
@@ -71,8 +69,7 @@ async def reassigned_case(
         ComplaintWorkflow.return_case,
         ReturnAction(actor=URBAN_ACTOR, reason="Amplified music at night is police work"),
     )
-    child = client.get_workflow_handle(f"{case_id}-reassign-1")
-    await eventually(lambda: _exists(child))
+    child = await child_of(client, f"{case_id}-reassign-1")
     await env.fast_forward(child, timedelta(minutes=31))  # nobody chooses: the rules decide
     await child.result()
     await eventually(lambda: _status_is(api, case_id, "assigned"))
@@ -82,14 +79,6 @@ async def reassigned_case(
 
 async def _status_is(api: httpx.AsyncClient, case_id: str, status: str) -> bool:
     return (await case(api, case_id, OPERATOR))["status"] == status
-
-
-async def _exists(handle: Any) -> bool:
-    try:
-        await handle.describe()
-    except RPCError:
-        return False
-    return True
 
 
 async def test_child_timeline_is_inline(

@@ -15,6 +15,7 @@ from helpers import (
     SUPERVISOR,
     act,
     case,
+    child_of,
     closed_state,
     complaint,
     department,
@@ -27,7 +28,6 @@ from helpers import (
 )
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from jiesu.case import search_attributes as sa
@@ -68,8 +68,7 @@ async def test_return_is_reassigned_automatically_without_the_returning_departme
     assert state["reassignment"]["child_id"] == f"{case_id}-reassign-1"
 
     # nobody at the centre chooses within the window: the routing rules decide
-    child = client.get_workflow_handle(f"{case_id}-reassign-1")
-    await eventually(lambda: _started(child))  # the case records the child before it starts
+    child = await child_of(client, f"{case_id}-reassign-1")  # recorded before it starts
     assert not await env.fast_forward(child, timedelta(minutes=31))  # it completes first
     state = await _assigned(api, case_id)
     assert state["assignment"]["department_id"] == "police"  # next rule, without the returner
@@ -412,14 +411,6 @@ async def _level_at_least(api: httpx.AsyncClient, case_id: str, level: int):
 async def _ladder_stopped(api: httpx.AsyncClient, case_id: str):
     state = await case(api, case_id, OPERATOR)
     return state if state["escalation"] and not state["escalation"]["active"] else None
-
-
-async def _started(handle: WorkflowHandle[Any, Any]) -> bool:
-    try:
-        await handle.describe()
-    except RPCError:
-        return False
-    return True
 
 
 async def _deadline_watches_ended(handle: WorkflowHandle[Any, Any]) -> set[str] | None:
