@@ -177,6 +177,12 @@ def _case() -> CaseState:
                                      "evidence": ["https://e.example/1.jpg"]}),
         (EventKind.RATED, CASE_CITIZEN.actor, {"rating": "satisfied", "comment": "c"}),
         (EventKind.CLOSED, Actor(role=Role.SYSTEM, name="jiesu"), {"resolution": "rated"}),
+        # two repeats that reached the case after its close: one filed again, one refused
+        (EventKind.REPEAT_REFILED, Actor(role=Role.SYSTEM, name="jiesu"),
+         {"report_id": "7", "refiled_as": "QH-2", "merged": False, "reason": ""}),
+        (EventKind.REPEAT_REFILED, Actor(role=Role.SYSTEM, name="jiesu"),
+         {"report_id": "8", "refiled_as": None, "merged": False,
+          "reason": "unknown_category: rule 9 of 松林路"}),
     ]  # fmt: skip
     return CaseState(
         case_id="QH-1", status=Status.CLOSED, title="t", category_id="c", grid_id="g",
@@ -214,7 +220,11 @@ def test_the_projection_keeps_the_steps_and_drops_the_internals() -> None:
     assert [(e.kind, e.yours) for e in theirs.events if e.yours] == [
         (EventKind.REPEAT_REPORTED, True),
         (EventKind.SUPPLEMENTED, True),
+        (EventKind.REPEAT_REFILED, True),  # their report only, never the refusal's reason
     ]
+    refiled = theirs.events[-1]
+    assert (refiled.refiled_as, refiled.merged) == ("QH-2", False), refiled
+    assert "unknown_category" not in theirs.model_dump_json() + own.model_dump_json()
     assert EventKind.RATED not in [e.kind for e in theirs.events]
     routed = next(e for e in own.events if e.kind is EventKind.ROUTED)
     assert routed.department_name == "水务局" and routed.by.role is Role.SYSTEM

@@ -95,6 +95,7 @@ async def test_a_report_merged_into_a_case_closed_meanwhile_is_filed_again(
             assert start["intake"]["address"] == body["address"]
             assert await eventually(lambda: _assigned(pool, new_case), within=30)
             await replay_checked(await handle.fetch_history())
+            await _the_reporter_is_told(client, pool, own, again["citizen_token"], new_case)
         finally:
             await handle_of(client, new_case).terminate("test over")
     # the closed case's record says where the report went; it was counted once, nowhere else
@@ -102,6 +103,18 @@ async def test_a_report_merged_into_a_case_closed_meanwhile_is_filed_again(
         "SELECT count(*) FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'",
         case_id,
     ) == 0  # fmt: skip
+
+
+async def _the_reporter_is_told(
+    client: Client, pool: asyncpg.Pool, own: Settings, token: str, new_case: str
+) -> None:
+    """The repeat's own link (the closed case's page, ``/my/<token>``) tells its citizen where
+    the report went; the case's own citizen does not see it (another citizen's step)."""
+    async with served(create_app(own, client=client, pool=pool)) as api:
+        page = await api.get(f"/my/{token}")
+    assert page.status_code == 200, page.text
+    told = page.text.split('class="refiled"')
+    assert len(told) == 2 and f"另行受理为新工单 <strong>{new_case}</strong>" in told[1], page.text
 
 
 async def test_a_case_before_v23_still_drops_it(

@@ -13,7 +13,9 @@ actions, routing rules, the policy numbers. A citizen gets :class:`CitizenCase`:
   name), accepted, contacted (without the clerk's note), replied (the reply's text and
   evidence), handled again, an approved extension's new deadline, withdrawn, closed;
 - of the citizens' own steps (:data:`OWN_STEPS`) only this reporter's: their own supplement,
-  their own repeat report; the rating (评价, or 回访 taken by phone) is the case's citizen's,
+  their own repeat report and, when it reached the case after its close, the case it was
+  filed again as (并单转立: the new case's own SMS carries its link); the rating (评价, or
+  回访 taken by phone) is the case's citizen's,
   so a repeat reporter does not get it — not as "their" rating, not at all;
 - who took each step as a role and a department's name (:class:`CitizenActor`): never a
   login, a person, a request id;
@@ -56,7 +58,8 @@ CASE_STEPS = frozenset({
 """The steps of the case every reporter of it sees (an extension only once approved)."""
 
 OWN_STEPS = frozenset({
-    EventKind.SUPPLEMENTED, EventKind.REPEAT_REPORTED, EventKind.RATED, EventKind.CALLBACK,
+    EventKind.SUPPLEMENTED, EventKind.REPEAT_REPORTED, EventKind.REPEAT_REFILED,
+    EventKind.RATED, EventKind.CALLBACK,
 })  # fmt: skip
 """A citizen's own steps: shown only to the reporter whose they are (:meth:`Reporter.made`)."""
 
@@ -93,7 +96,7 @@ class Reporter:
         report; the rating, a callback's verdict and the withdrawal are the case's citizen's."""
         if event.kind is EventKind.SUPPLEMENTED:
             return event.actor.role is Role.CITIZEN and event.actor.name == self.actor.name
-        if event.kind is EventKind.REPEAT_REPORTED:
+        if event.kind in (EventKind.REPEAT_REPORTED, EventKind.REPEAT_REFILED):
             report_id = event.data.get("report_id")
             return self.report_id is not None and str(report_id) == str(self.report_id)
         if event.kind in (*_RATING, EventKind.WITHDRAWN):
@@ -138,6 +141,16 @@ class CitizenEvent(BaseModel):
     resolution: Resolution | None = Field(default=None, description="closed: how it ended")
     new_deadline: datetime | None = Field(
         default=None, description="extension_decided (approved): the new finish deadline"
+    )
+    refiled_as: str | None = Field(
+        default=None,
+        description="repeat_refiled: the case your report was filed again as, having reached "
+        "this one after its close (None: it could not be filed; call the hotline)",
+    )
+    merged: bool | None = Field(
+        default=None,
+        description="repeat_refiled: merged into another open case of the same problem "
+        "(else a new case)",
     )
 
 
@@ -241,6 +254,9 @@ def _event(
         fields["resolution"] = data.get("resolution")
     elif kind is EventKind.EXTENSION_DECIDED:
         fields["new_deadline"] = data.get("new_deadline")
+    elif kind is EventKind.REPEAT_REFILED:  # never the reason: it may name internals
+        fields["refiled_as"] = data.get("refiled_as") or None
+        fields["merged"] = bool(data.get("merged"))
     return CitizenEvent(
         seq=event.seq, kind=kind, at=event.at, by=_by(event.actor, names),
         yours=reporter.made(event), **fields,
