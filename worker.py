@@ -28,7 +28,7 @@ from activities.refile import RefileActivities
 from activities.routing import RoutingActivities
 from activities.statistics import activities as statistics_activities
 from jiesu import db
-from jiesu.client import connect
+from jiesu.client import connect_patiently
 from jiesu.config import Settings, get_settings
 from jiesu.exiting import run_then_exit
 from jiesu.gc_tuning import freeze_startup_objects
@@ -129,7 +129,15 @@ async def main() -> None:
     runtime = temporal_runtime(
         settings.worker_metrics_address, domain_metrics.HISTOGRAM_BUCKETS
     )  # the worker's Prometheus endpoint (jiesu.telemetry)
-    client = await connect(settings, interceptors=temporal_interceptors(tracing), runtime=runtime)
+    try:  # waits for a Temporal started after it (or restarting), then one line, exit 1
+        client = await connect_patiently(
+            settings, interceptors=temporal_interceptors(tracing), runtime=runtime
+        )
+    except BaseException:
+        if tracing is not None:
+            tracing.shutdown()
+        await pool.close()
+        raise
     stop = asyncio.Event()
     # the intake SMS's link is filled in as it is sent (the citizen's token is never stored)
     sender = sender_from_env(sms=sms.gateway_from_settings(settings, pool))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Sequence
 
 from temporalio.client import Client, Interceptor
@@ -10,6 +13,9 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from jiesu.config import Settings
+from jiesu.exiting import CannotStart
+
+log = logging.getLogger(__name__)
 
 
 async def connect_to(
@@ -39,6 +45,42 @@ async def connect(
         settings.temporal_address, settings.temporal_namespace, lazy=lazy,
         interceptors=interceptors, runtime=runtime,
     )  # fmt: skip
+
+
+async def connect_patiently(
+    settings: Settings,
+    *,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
+) -> Client:
+    """:func:`connect`, waiting up to ``temporal_connect_seconds`` for a Temporal that cannot
+    be reached yet (started after the worker, restarting), saying so once a few seconds;
+    then :class:`CannotStart` with the address and what to set — one line, not the SDK's
+    traceback. Any other failure (a namespace that does not exist) is raised at once."""
+    deadline = time.monotonic() + settings.temporal_connect_seconds
+    pause, said = 0.5, 0.0
+    while True:
+        try:
+            return await connect(settings, interceptors=interceptors, runtime=runtime)
+        except RuntimeError as err:
+            if not is_temporal_down(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise CannotStart(
+                    f"cannot reach Temporal at {settings.temporal_address} for "
+                    f"{settings.temporal_connect_seconds:g} s: start it, or set TEMPORAL_ADDRESS "
+                    f"(JIESU_TEMPORAL_CONNECT_SECONDS: how long to wait) — {_first_line(err)}"
+                ) from err
+            if time.monotonic() - said >= 10:
+                log.warning("Temporal at %s not reachable yet; waiting up to %g s",
+                            settings.temporal_address, settings.temporal_connect_seconds)
+                said = time.monotonic()
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, 5.0)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
 
 
 # RPC statuses that mean "Temporal did not answer", not "Temporal said no".

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
 
     temporal_address: str = Field(default="localhost:7233", alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    # How long a starting worker waits for Temporal (a cluster restarting, started after it)
+    # before it gives up with one line, exit 1
+    temporal_connect_seconds: float = Field(
+        default=60.0, ge=0, alias="JIESU_TEMPORAL_CONNECT_SECONDS"
+    )
     task_queue: str = Field(default="jiesu-cases", alias="JIESU_TASK_QUEUE")
     database_url: str = Field(
         default="postgresql://postgres@localhost:5432/jiesu", alias="DATABASE_URL"
