@@ -1,0 +1,844 @@
+"""Red team of lean-case-v25 and the surfaces around it not attacked before.
+
+- 重办 (a rehandle after a 不满意 rating) that should put the rehandling round on the
+  dissatisfaction ladder, while another ladder climbs (a 并单 ladder started after the reply),
+  and at the reassignment bound (the rehandling unit's 退单 queues the case);
+- a 派单 out of the centre's queue whose unit's deadlines are slow to compute, with a
+  supervisor's 督办 in a later task (the worker up), and its worker-up twin;
+- a 派单 of a case routing could not place with the new unit's 退单 in the same task (the
+  worker down), and its worker-up twin;
+- the refile of v23/v25 when several closed cases refile into one open case at once, when the
+  same report reaches the closed case twice, and when the case they would merge into closes in
+  between (module fixture ``_refiles``, one outage).
+
+Each scenario runs at once with the others (``outages``, helpers.Scenarios); every case's
+history is replayed with today's code at its test's end. Defects are strict xfails (run with
+``--runxfail`` to see each fail for its stated reason); the rest are guards that pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from helpers import (
+    OPERATOR,
+    Scenarios,
+    complaint,
+    eventually,
+    handle_of,
+    outage_scenarios,
+    replay_checked,
+    served,
+    signal_sent,
+    started_assigned,
+)
+from helpers import case_settled as _settled
+from helpers import own_queue as _own
+from helpers import timeline_of as _timeline
+from temporalio.client import Client
+from temporalio.service import RPCError
+from test_actions_timed_when_sent_attacks import CITIZEN
+from test_hostile_messages import (
+    _RELEASE,
+    _SLOW,
+    QUICK_TASKS,
+    SUPERVISOR,
+    URBAN,
+    WATER,
+    private_worker,
+    rid,
+    start_of,
+    until,
+)
+from test_v20_attacks import _replied
+from test_v21_orders_attacks import _act, _groups
+
+from api.main import create_app
+from jiesu.case.domain import (
+    Actor,
+    CaseState,
+    ComplaintIntake,
+    EscalationLevel,
+    EscalationTrigger,
+    EventKind,
+    Role,
+    Status,
+)
+from jiesu.config import Settings
+from jiesu.intake import filing, merge
+from worker import build_worker
+from workflows import ComplaintWorkflow
+
+COMPLAINTS = "/api/v1/complaints"
+REPORTER = Actor(role=Role.CITIZEN, name="v25-attacks-reporter")
+OPERATOR_ACTOR = Actor(role=Role.OPERATOR, name="v25-attacks-operator")
+
+
+def _case_id(name: str) -> str:
+    return f"JS-V25A-{name.upper()}-{uuid.uuid4().hex[:6]}"
+
+
+def _repeat(report_id: str | None = None) -> dict[str, Any]:
+    """A 并单 as the intake signals it (a made-up report id unless given)."""
+    return {
+        "report_id": report_id or f"r-{uuid.uuid4().hex[:8]}", "actor": rid(REPORTER),
+        "channel": "hotline", "description": "The loudspeaker again, every night",
+        "received_at": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+
+
+def _ladders(s: CaseState) -> list[tuple[int, str]]:
+    return [(e.data["n"], e.data["trigger"]) for e in s.events
+            if e.kind is EventKind.ESCALATION_STARTED]  # fmt: skip
+
+
+def _stopped(s: CaseState, n: int) -> bool:
+    return any(e.kind is EventKind.ESCALATION_STOPPED and e.data.get("n") == n for e in s.events)
+
+
+def _refused(s: CaseState) -> dict[str, str]:
+    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
+
+
+def _kinds(s: CaseState) -> list[str]:
+    return [e.kind.value for e in s.events]
+
+
+def _unit(department_id: str | None) -> Actor:
+    return Actor(role=Role.DEPARTMENT, name="v25 clerk", department_id=department_id)
+
+
+def _rehandling(settings: Settings, bound: bool) -> Settings:
+    """The first 不满意 is the last rehandle allowed: its round goes on the dissatisfaction
+    ladder (``_rehandle``: unsatisfied_rounds >= max_unsatisfied_rounds)."""
+    quick = _groups(settings)["bound" if bound else "quick"]
+    return _own(quick.model_copy(update={"max_unsatisfied_rounds": 1}),
+                f"v25h-{uuid.uuid4().hex[:8]}")  # fmt: skip
+
+
+# --- 1. 重办 at the last unsatisfied round -------------------------------------------------
+
+
+async def _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_climbed(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """Replied; two 并单 in the rating window start the repeat reports' ladder (it presses the
+    unit until a reply that came before it: it climbs on); then the citizen's 不满意 at the last
+    round allowed: 重办, whose round the dissatisfaction ladder should supervise."""
+    own = _rehandling(settings, bound=False)
+    case_id = _case_id("rrep")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await _replied(client, handle)
+        for _ in range(2):
+            await handle.signal("repeat_report", _repeat())
+        await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        s = await _settled(handle, lambda s: s.round > 1 and s.status is Status.ASSIGNED and (
+            _stopped(s, 1) or ((1, "dissatisfaction") not in _ladders(s) and len(
+                _ladders(s)) > 1)))  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "_rehandle starts the dissatisfaction ladder with Ladder.escalate, which does nothing while "
+    "another ladder climbs (here the 并单 ladder started after the reply); that ladder stops at "
+    "the rehandle's new round (_did_its_duty: round changed), so the rehandling round of the "
+    "last unsatisfied rating is supervised by no ladder at all"))  # fmt: skip
+async def test_a_rehandle_at_the_last_round_is_supervised_though_another_ladder_climbed(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    assert s.round > 1 and s.status is Status.ASSIGNED, _timeline(s)
+    assert _ladders(s)[0] == (1, "repeat_reports"), _timeline(s)
+    e = s.escalation
+    assert e is not None and e.active, (
+        f"the rehandling round is on no ladder: ladders {_ladders(s)}; {_timeline(s)}")
+
+
+@dataclass
+class Rehandled:
+    queued: CaseState  # after the rehandling unit's 退单 at the bound
+    dispatched: CaseState  # after the centre's 派单 to water
+    replied: CaseState  # after water's reply
+
+
+async def _a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_reply(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> Rehandled:
+    """max_reassignments 0 (the bound reached by any 退单), max_unsatisfied_rounds 1: a 不满意
+    rehandles the case on the dissatisfaction ladder; the rehandling unit's 退单 queues it at the
+    centre; the centre's 派单 to water; water's reply."""
+    own = _rehandling(settings, bound=True)
+    case_id = _case_id("rbound")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await _replied(client, handle)
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        s = await until(client, case_id, lambda s: s.round > 1 and s.status is Status.ASSIGNED)
+        unit = _unit(s.department_id)
+        await signal_sent(handle, "accept", unit)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await signal_sent(handle, "return", unit, reason="Not ours after all")
+        queued = await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await signal_sent(handle, "dispatch", SUPERVISOR, department_id="water",
+                          department_name="县水务局")  # fmt: skip
+        dispatched = await until(
+            client, case_id, lambda s: s.status is Status.ASSIGNED and s.department_id == "water")
+        for step in ("accept", "contact"):
+            await signal_sent(handle, step, WATER)
+        await until(client, case_id, lambda s: s.contacted_at is not None)
+        await signal_sent(handle, "reply", WATER, outcome="resolved", text="Fixed the speaker")
+        replied = await _settled(handle, lambda s: s.status is Status.REPLIED and not (
+            s.escalation and s.escalation.active))  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return Rehandled(queued, dispatched, replied)
+
+
+async def test_a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_reply(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard. The rehandle is not a 退单: at the bound it goes to a unit (not the queue), on the
+    dissatisfaction ladder; that unit's 退单 at the bound queues the case with the ladder held
+    at 督办 at most and no queue ladder beside it; it follows the case to water and stops at
+    water's reply."""
+    r = await outages.of(request)
+    q = r.queued
+    assert _ladders(q) == [(1, "dissatisfaction")], _timeline(q)
+    assert q.escalation is not None and q.escalation.active, _timeline(q)
+    assert q.escalation.level <= EscalationLevel.SUPERVISE, _timeline(q)
+    d = r.dispatched
+    assert _ladders(d) == [(1, "dissatisfaction")], _timeline(d)
+    assert d.escalation is not None and d.escalation.active, _timeline(d)
+    p = r.replied
+    assert p.escalation is not None and not p.escalation.active, _timeline(p)
+    assert p.status is Status.REPLIED and not _refused(p), _timeline(p)
+
+
+# --- 2. a 督办 in a later task while the 派单's deadlines are computed ----------------------
+
+
+def _unrouted(case_id: str) -> Any:
+    start = start_of(case_id)
+    return start.model_copy(update={
+        "facts": start.facts.model_copy(update={"category_id": "stray_animals"})})  # fmt: skip
+
+
+async def _a_supervision_while_a_dispatch_is_set_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """An unrouted case in the centre's queue; the worker up, the unit's deadlines slow to
+    compute (``_SLOW``): the 派单 to urban management is taken; while its deadlines are computed,
+    a supervisor's 督办 arrives in a later workflow task."""
+    queue = f"v25s-{uuid.uuid4().hex[:8]}"
+    case_id = _case_id("supdisp")
+    async with private_worker(client, pool, settings, queue):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
+            task_timeout=QUICK_TASKS,
+        )  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        _SLOW[case_id] = started = asyncio.Event()
+        _RELEASE[case_id] = release = asyncio.Event()
+        try:
+            await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
+                              department_name="城管局")  # fmt: skip
+            await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
+            await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+            await until(client, case_id, lambda s: any(
+                e.kind is EventKind.ESCALATION_STARTED or _refused(s).get("supervise")
+                for e in s.events))  # fmt: skip
+            release.set()
+            s = await _settled(handle, lambda s: s.status is Status.ASSIGNED and (
+                _stopped(s, 1) or s.escalation is None or s.escalation.department_id == (
+                    "urban-management")), within=20)  # fmt: skip
+            await replay_checked(await handle.fetch_history())
+        finally:
+            _SLOW.pop(case_id, None)
+            _RELEASE.pop(case_id, None)
+            await handle.terminate("test over")
+    return s
+
+
+async def _a_supervision_after_a_dispatch_worker_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """The twin: the 督办 sent once the case shows the 派单 applied."""
+    queue = f"v25t-{uuid.uuid4().hex[:8]}"
+    case_id = _case_id("supup")
+    async with build_worker(client, pool, _own(settings, queue)):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue)
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
+                          department_name="城管局")  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+        s = await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+def _supervises_the_unit(s: CaseState) -> None:
+    e = s.escalation
+    assert s.status is Status.ASSIGNED and s.department_id == "urban-management", _timeline(s)
+    assert e is not None and e.form is not None, _timeline(s)
+    assert e.department_id == "urban-management", (
+        f"the 督办 pressed {e.department_id!r}, not the unit: {_timeline(s)}")
+    assert e.active, _timeline(s)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a 督办 reaching the case in a later task while the decided 派单's deadlines are computed "
+    "(_waits_for_dispatch: only the dispatch's own task waits) is judged against the case still "
+    "queued: its ladder presses the centre (ceiling 督办) and the 派单 carried out a moment "
+    "later ends it (_did_its_duty: DISPATCHED); the supervisor's accepted order never reaches "
+    "the unit, which the worker-up order does"))  # fmt: skip
+async def test_a_supervision_while_a_dispatch_is_set_up(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    _supervises_the_unit(await outages.of(request))
+
+
+async def test_a_supervision_after_a_dispatch_worker_up(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (the twin): the 督办 presses the unit the case was dispatched to."""
+    _supervises_the_unit(await outages.of(request))
+
+
+# --- 3. a 派单 of an unrouted case and the unit's 退单 in one task ------------------------
+
+
+def _requeued(s: CaseState) -> bool:
+    return s.status is Status.DISPATCHING and _kinds(s).count("queued") >= 2
+
+
+async def _a_dispatch_and_its_units_return_in_one_task(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """Stray animals (no routing rule): in the queue from receipt. The worker down: the 派单 to
+    urban management and urban management's 退单 in one task. Worker back: the 退单 meets the
+    unit holding the case, the reassignment finds no other unit, the case is queued again."""
+    own = _own(_groups(settings)["quick"], f"v25d-{uuid.uuid4().hex[:8]}")
+    case_id = _case_id("dispret")
+    async with build_worker(client, pool, own):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+    await handle.signal("dispatch", _act(SUPERVISOR, department_id="urban-management",
+                                         department_name="城管局")())  # fmt: skip
+    await handle.signal("return", _act(URBAN, reason="Not ours: animal control")())
+    async with build_worker(client, pool, own):
+        s = await _settled(handle, _requeued)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+async def _a_dispatch_and_its_units_return_worker_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    own = _own(_groups(settings)["quick"], f"v25e-{uuid.uuid4().hex[:8]}")
+    case_id = _case_id("dispretup")
+    async with build_worker(client, pool, own):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await handle.signal("dispatch", _act(SUPERVISOR, department_id="urban-management",
+                                             department_name="城管局")())  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await handle.signal("return", _act(URBAN, reason="Not ours: animal control")())
+        s = await _settled(handle, _requeued)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+def _requeued_as_worker_up(s: CaseState) -> None:
+    assert not _refused(s), _timeline(s)
+    kinds = _kinds(s)
+    assert kinds.count("dispatched") == 1 and kinds.count("returned") == 1, _timeline(s)
+    assert kinds.index("dispatched") < kinds.index("returned"), _timeline(s)
+    assert _requeued(s) and s.reassignments == 1, _timeline(s)
+
+
+async def test_a_dispatch_and_its_units_return_in_one_task(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (outage): as with the worker up (the twin below)."""
+    _requeued_as_worker_up(await outages.of(request))
+
+
+async def test_a_dispatch_and_its_units_return_worker_up(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    _requeued_as_worker_up(await outages.of(request))
+
+
+# --- 4. refiles (v23/v25) into one open case, twice, and into a case closing meanwhile ------
+
+
+@dataclass
+class Refiled:
+    reports: dict[str, tuple[str, int]]  # name -> (the closed case, its 并单's repeat_reports.id)
+    open_case: str  # B: the open case the reports of A1-A3 are of
+    closing_case: str  # C: the case the reports of A4-A5 are of, withdrawn meanwhile
+    states: dict[str, CaseState] = field(default_factory=dict)  # B and the A's, at the end
+    started: list[str] = field(default_factory=list)  # every case to terminate at the end
+
+
+async def _filed_as(pool: asyncpg.Pool, case_id: str, report_id: int) -> list[tuple[str, Any]]:
+    """Each filing the refile of (case, report) made: a new case (id None) or a 并单 (its id)."""
+    key = f"jiesu-refile:{case_id}:{report_id}"
+    rows = await pool.fetch(
+        "SELECT case_id, NULL::bigint AS id FROM intakes"
+        " WHERE idempotency_key IN ($1, $1 || ':now')"
+        " UNION ALL SELECT case_id, id FROM repeat_reports"
+        " WHERE idempotency_key IN ($1, $1 || ':now')",
+        key,
+    )  # fmt: skip
+    return [(r["case_id"], r["id"]) for r in rows]
+
+
+async def _closed(pool: asyncpg.Pool, case_id: str) -> bool:
+    return await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "closed"
+
+
+async def _where_it_went(pool: asyncpg.Pool, case_id: str, report_id: int) -> list[Any]:
+    """The report's path through refiles: each hop must be filed once; a 并单 of a case that
+    closed before taking it is followed on (that case refiled it in turn)."""
+    path: list[Any] = []
+    while True:
+        hops = await _filed_as(pool, case_id, report_id)
+        path.append(hops)
+        if len(hops) != 1:
+            return path
+        case_id, next_id = hops[0]
+        if next_id is None or not await _closed(pool, case_id):
+            return path
+        report_id = next_id
+
+
+async def _refiles_into_one_open_case_and_into_a_closing_one(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> Refiled:
+    """Five cases A1-A5 filed and assigned; the worker down: each withdrawn by its citizen and
+    reported again (merged: the read model shows it open). The reports of A1-A3 are made of
+    B's problem (its address), those of A4-A5 of C's; A1's 并单 reaches it a second time (the
+    intake's signal again). C is on a queue of its own, withdrawn too, its worker down until
+    the A's have refiled into it. The A's worker back: A1-A3 refile into B at once, A4-A5 into
+    C, which then takes them closed and refiles them in turn."""
+    own = _own(settings, f"v25f-{uuid.uuid4().hex[:8]}")
+    apart = _own(settings, f"v25g-{uuid.uuid4().hex[:8]}")
+    names = [f"A{n}" for n in range(1, 6)]
+    bodies = {name: complaint() for name in names}
+    b_body, c_body = complaint(), complaint()
+    ran = Refiled({}, "", "")
+    try:
+        async with (
+            served(create_app(own, client=client, pool=pool)) as api,
+            served(create_app(apart, client=client, pool=pool)) as api_apart,
+        ):  # fmt: skip
+            async with build_worker(client, pool, own), build_worker(client, pool, apart):
+                for name, body in {**bodies, "B": b_body}.items():
+                    filed = await api.post(COMPLAINTS, json=body, headers=OPERATOR)
+                    assert filed.status_code == 201, filed.text
+                    ran.started.append(filed.json()["case_id"])
+                    ran.reports[name] = (filed.json()["case_id"], 0)
+                filed = await api_apart.post(COMPLAINTS, json=c_body, headers=OPERATOR)
+                assert filed.status_code == 201, filed.text
+                ran.closing_case = filed.json()["case_id"]
+                ran.started.append(ran.closing_case)
+                ran.open_case = ran.reports.pop("B")[0]
+                for case_id in ran.started:
+                    await eventually(lambda c=case_id: pool.fetchval(
+                        "SELECT status = 'assigned' FROM cases WHERE case_id = $1", c),
+                        within=30)  # fmt: skip
+            for name in names:  # the workers are down
+                case_id = ran.reports[name][0]
+                await handle_of(client, case_id).signal(
+                    "withdraw", {"actor": rid(CITIZEN), "reason": "Sorted it myself"})
+                again = await api.post(
+                    COMPLAINTS, json={**bodies[name], "channel": "wechat"}, headers=OPERATOR)
+                assert again.status_code == 200 and again.json()["merged"], again.text
+                report_id = await pool.fetchval(
+                    "SELECT id FROM repeat_reports WHERE case_id = $1", case_id)
+                ran.reports[name] = (case_id, report_id)
+                address = (b_body if name in ("A1", "A2", "A3") else c_body)["address"]
+                await pool.execute(
+                    "UPDATE repeat_reports SET payload = jsonb_set(payload, '{intake,address}',"
+                    " to_jsonb($2::text)) WHERE id = $1",
+                    report_id, address,
+                )  # fmt: skip
+            a1, a1_report = ran.reports["A1"]
+            payload = await pool.fetchval(
+                "SELECT payload FROM repeat_reports WHERE id = $1", a1_report)
+            await handle_of(client, a1).signal(  # the intake's own signal of it, again
+                "repeat_report", merge.repeat_signal(a1_report, payload))
+            await handle_of(client, ran.closing_case).signal(
+                "withdraw", {"actor": rid(CITIZEN), "reason": "Sorted it myself"})
+        async with build_worker(client, pool, own):
+            await asyncio.gather(*(asyncio.wait_for(handle_of(client, c).result(), 90)
+                                   for c, _ in ran.reports.values()))  # fmt: skip
+            async with build_worker(client, pool, apart):
+                await asyncio.wait_for(handle_of(client, ran.closing_case).result(), 90)
+                for name in ("A4", "A5"):
+                    path = await _where_it_went(pool, *ran.reports[name])
+                    ran.started.extend(c for hops in path for c, _ in hops)
+                for case_id in {ran.open_case, *(c for c, _ in ran.reports.values())}:
+                    ran.states[case_id] = await handle_of(client, case_id).query(
+                        ComplaintWorkflow.state)
+                for case_id, _ in ran.reports.values():
+                    await replay_checked(await handle_of(client, case_id).fetch_history())
+                await replay_checked(await handle_of(client, ran.closing_case).fetch_history())
+        return ran
+    finally:
+        for case_id in set(ran.started):
+            with contextlib.suppress(RPCError):
+                await handle_of(client, case_id).terminate("test over")
+
+
+async def test_refiles_into_one_open_case_and_into_a_closing_one(
+    outages: Scenarios, request: pytest.FixtureRequest, pool: asyncpg.Pool
+) -> None:
+    """Guard. Three closed cases refile at once into one open case B: each report a 并单 of B,
+    once (B counts three; its repeat ladder started once); A1, which took its report twice,
+    refiled it once."""
+    r = await outages.of(request)
+    b = r.states[r.open_case]
+    for name in ("A1", "A2", "A3"):
+        path = await _where_it_went(pool, *r.reports[name])
+        assert len(path) == 1 and len(path[0]) == 1, (name, path)
+        assert path[0][0][0] == r.open_case, (name, path)
+        a = r.states[r.reports[name][0]]
+        refiled = [e.data for e in a.events if e.kind is EventKind.REPEAT_REFILED]
+        assert len(refiled) == 1 and refiled[0]["refiled_as"] == r.open_case, (name, refiled)
+    ids = [e.data["report_id"] for e in b.events if e.kind is EventKind.REPEAT_REPORTED]
+    assert len(ids) == 3 == len(set(ids)) == b.repeat_count, _timeline(b)
+    assert [t for _, t in _ladders(b)] == [EscalationTrigger.REPEAT_REPORTS.value], _timeline(b)
+
+
+async def test_a_refile_into_a_case_that_closed_meanwhile_is_filed_again_once(
+    outages: Scenarios, pool: asyncpg.Pool
+) -> None:
+    """Guard. The reports of A4 and A5 were refiled into C, open in the read model, which then
+    took them closed: C refiled each in turn, once, into one open case of the problem."""
+    try:  # the scenario of the test above, which gives both their cases
+        r = await outages.of("test_refiles_into_one_open_case_and_into_a_closing_one")
+    except KeyError:
+        pytest.skip("runs with test_refiles_into_one_open_case_and_into_a_closing_one")
+    finals = set()
+    for name in ("A4", "A5"):
+        path = await _where_it_went(pool, *r.reports[name])
+        assert all(len(hops) == 1 for hops in path), (name, path)
+        assert path[0][0][0] == r.closing_case, (name, path)  # merged into C first
+        final = path[-1][0][0]
+        assert final != r.closing_case and not await _closed(pool, final), (name, path)
+        finals.add(final)
+    assert len(finals) == 1, finals  # one problem, one open case: the first refile's
+
+
+# --- 5. the intake's request dies after its 并单 reached a case that closed and refiled it ----
+
+
+class PowerCut(BaseException):
+    """The API process dies here (not an Exception: nothing may handle it)."""
+
+
+class _DiesAfterTheSignal:
+    """The Temporal client of one intake request that dies once the repeat's signal has reached
+    the case, before its row is marked ``started`` (the row stays ``pending``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        real = self._client.get_workflow_handle(workflow_id)
+
+        class Handle:
+            async def signal(self, *args: Any, **kwargs: Any) -> None:
+                await real.signal(*args, **kwargs)
+                raise PowerCut
+
+        return Handle()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@dataclass
+class Crashed:
+    case_id: str  # A: the case the 并单 was merged into
+    report_id: int
+    refiled_as: str | None  # the case A's refile filed it as (None: the worker-up twin)
+    key: str  # the client's Idempotency-Key
+    intake: ComplaintIntake
+    own: Settings  # its worker's (on A's task queue: a query of the ended A is answered there)
+    started: list[str] = field(default_factory=list)
+
+
+REPAIR_HORIZON = timedelta(hours=24)
+"""The repair's ``older_than`` here: the rows of the scenarios it is run for are made older
+(AGED_FOR_THE_REPAIR); the keyed retries' rows (2 hours) are left to their retries."""
+AGED_FOR_THE_REPAIR = timedelta(hours=30)
+
+
+async def _a_report_whose_request_died(
+    client: Client, pool: asyncpg.Pool, settings: Settings, withdrawn: bool,
+    aged: timedelta = timedelta(hours=2),
+) -> Crashed:
+    """Case A filed and assigned; the worker down; A withdrawn (``withdrawn``; the worker-up
+    twin: not); the same problem reported again with an Idempotency-Key, merged into A, and
+    the request dies once A has the report's signal. The worker back: A (closed) refiles the
+    report as a new case N and ends. The report's row is left pending, older than the repair's
+    horizon (an hour)."""
+    own = _own(settings, f"v25p-{uuid.uuid4().hex[:8]}")
+    body = complaint()
+    async with build_worker(client, pool, own):
+        first = await filing.register(pool, client, own, ComplaintIntake.model_validate(body),
+                                      OPERATOR_ACTOR, None)  # fmt: skip
+        await until(client, first.case_id, lambda s: s.status is Status.ASSIGNED)
+    a = handle_of(client, first.case_id)
+    if withdrawn:
+        await a.signal("withdraw", {"actor": rid(CITIZEN), "reason": "Sorted it myself"})
+    key, again = f"v25-crash-{uuid.uuid4().hex}", ComplaintIntake.model_validate(
+        {**body, "channel": "wechat"})  # fmt: skip
+    with contextlib.suppress(PowerCut):
+        await filing.register(pool, _DiesAfterTheSignal(client), own, again,  # type: ignore[arg-type]
+                              OPERATOR_ACTOR, key)  # fmt: skip
+    row = await pool.fetchrow("SELECT id, state FROM repeat_reports WHERE case_id = $1", a.id)
+    assert row["state"] == "pending", row
+    await pool.execute("UPDATE repeat_reports SET created_at = now() - $2::interval"
+                       " WHERE id = $1", row["id"], aged)  # fmt: skip
+    crashed = Crashed(a.id, row["id"], None, key, again, own, [a.id])
+    async with build_worker(client, pool, own):
+        if withdrawn:
+            await asyncio.wait_for(a.result(), 60)
+            crashed.refiled_as = await pool.fetchval(
+                "SELECT refiled_as FROM repeat_reports WHERE id = $1", row["id"])
+            assert crashed.refiled_as is not None, "precondition: the closed case refiled it"
+            crashed.started.append(crashed.refiled_as)
+        else:
+            await until(client, a.id, lambda s: s.repeat_count == 1)
+        await replay_checked(await a.fetch_history())
+    return crashed
+
+
+async def _end(client: Client, crashed: Crashed) -> None:
+    for case_id in crashed.started:
+        with contextlib.suppress(RPCError):
+            await handle_of(client, case_id).terminate("test over")
+
+
+async def _a_keyed_retry_after_the_crash(
+    client: Client, pool: asyncpg.Pool, settings: Settings, withdrawn: bool
+) -> tuple[Crashed, filing.Filing, int]:
+    """The client retries the request that died, with its Idempotency-Key, once the case has
+    dealt with the report: (the setup, the retry's answer, the 并单 of the refiled case N)."""
+    crashed = await _a_report_whose_request_died(client, pool, settings, withdrawn)
+    try:
+        async with build_worker(client, pool, crashed.own):
+            retry = await filing.register(pool, client, crashed.own, crashed.intake, OPERATOR_ACTOR,
+                                          crashed.key)  # fmt: skip
+        crashed.started.append(retry.case_id)
+        of_n = 0 if crashed.refiled_as is None else await pool.fetchval(
+            "SELECT count(*) FROM repeat_reports WHERE case_id = $1", crashed.refiled_as)
+        return crashed, retry, of_n
+    finally:
+        await _end(client, crashed)
+
+
+async def _a_keyed_retry_of_a_report_the_closed_case_refiled_gets_its_filing(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> tuple[Crashed, filing.Filing, int]:
+    return await _a_keyed_retry_after_the_crash(client, pool, settings, withdrawn=True)
+
+
+async def _a_keyed_retry_of_a_report_the_open_case_counted_gets_its_filing(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> tuple[Crashed, filing.Filing, int]:
+    return await _a_keyed_retry_after_the_crash(client, pool, settings, withdrawn=False)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the retry finds its pending row (_by_key), signals the closed case again, whose workflow "
+    "has ended (NOT_FOUND: _tell_case False), so _complete_repeat deletes the row and the "
+    "next round files the report afresh: merged into N, the case the refile already made of "
+    "this very report (the report counted twice, A's row and its refiled_as gone)"))  # fmt: skip
+async def test_a_keyed_retry_of_a_report_the_closed_case_refiled_gets_its_filing(
+    outages: Scenarios, request: pytest.FixtureRequest, pool: asyncpg.Pool
+) -> None:
+    crashed, retry, of_n = await outages.of(request)
+    assert of_n == 0, (
+        f"the retry filed the report again as a 并单 of {crashed.refiled_as}, the case the "
+        f"refile made of it (answer: {retry})")
+    assert retry.replayed, retry
+    assert await pool.fetchval("SELECT refiled_as FROM repeat_reports WHERE id = $1",
+                               crashed.report_id) == crashed.refiled_as  # fmt: skip
+
+
+async def test_a_keyed_retry_of_a_report_the_open_case_counted_gets_its_filing(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (the twin, A not withdrawn): the retry completes the pending row, A keeps it."""
+    crashed, retry, _ = await outages.of(request)
+    assert retry.replayed and retry.merged and retry.case_id == crashed.case_id, retry
+    assert retry.report_id == crashed.report_id, retry
+
+
+async def _settling_a_report_the_closed_case_refiled_keeps_it(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> tuple[Crashed, filing.Settled, Any]:
+    """``jiesu repair intakes`` (settle_pending) once the closed case has refiled the report."""
+    crashed = await _a_report_whose_request_died(client, pool, settings, withdrawn=True,
+                                                 aged=AGED_FOR_THE_REPAIR)  # fmt: skip
+    try:
+        async with build_worker(client, pool, crashed.own):  # it answers the ended A's query
+            settled = await filing.settle_pending(pool, client, REPAIR_HORIZON)
+        row = await pool.fetchrow(
+            "SELECT state, refiled_as FROM repeat_reports WHERE id = $1", crashed.report_id)
+        return crashed, settled, row
+    finally:
+        await _end(client, crashed)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "settle_pending asks whether the case counted the report by its repeat_reported events "
+    "(_repeat_delivered); a report that reached the case closed is recorded repeat_refiled "
+    "(lean-case-v23), so the repair judges it never delivered and deletes its row: the "
+    "report's token, its refiled_as and the intake's record of it are gone though it was "
+    "filed as a new case"))  # fmt: skip
+async def test_settling_a_report_the_closed_case_refiled_keeps_it(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    crashed, settled, row = await outages.of(request)
+    name = f"{crashed.case_id}/repeat-{crashed.report_id}"
+    assert name not in settled.removed, f"the repair removed the refiled report: {settled}"
+    assert row is not None and row["state"] == "started", row
+    assert row["refiled_as"] == crashed.refiled_as, row
+
+
+_SLOW_REFILE = """
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_sleep(8);  -- the refile's bookkeeping of the batch's first report, slow
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER {name} BEFORE UPDATE ON repeat_reports FOR EACH ROW
+WHEN (NEW.id = {report_id} AND NEW.refiled_as IS NOT NULL) EXECUTE FUNCTION {name}();
+"""
+
+
+async def _a_report_settled_while_its_closed_case_refiles_is_not_lost(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> tuple[dict[str, Any], filing.Settled, str]:
+    """Case A filed and assigned; the worker down; A withdrawn; two reports of its problem
+    merged into it: R1 filed, R2's request dying once A has its signal (pending, aged). The
+    worker back: A (closed) refiles both in one batch; while the batch is at R1 (its
+    bookkeeping slow: a test trigger), ``jiesu repair intakes`` runs. Returns A's record of R2,
+    what the repair did, and R2's name in it."""
+    own = _own(settings, f"v25s-{uuid.uuid4().hex[:8]}")
+    body = complaint()
+    started: list[str] = []
+    trigger = f"v25_attacks_slow_{uuid.uuid4().hex[:8]}"
+    try:
+        async with build_worker(client, pool, own):
+            first = await filing.register(pool, client, own, ComplaintIntake.model_validate(
+                body), OPERATOR_ACTOR, None)  # fmt: skip
+            started.append(first.case_id)
+            await until(client, first.case_id, lambda s: s.status is Status.ASSIGNED)
+        a = handle_of(client, first.case_id)
+        await a.signal("withdraw", {"actor": rid(CITIZEN), "reason": "Sorted it myself"})
+        r1 = await filing.register(pool, client, own, ComplaintIntake.model_validate(
+            {**body, "channel": "wechat"}), OPERATOR_ACTOR, None)  # fmt: skip
+        with contextlib.suppress(PowerCut):
+            await filing.register(pool, _DiesAfterTheSignal(client), own,  # type: ignore[arg-type]
+                                  ComplaintIntake.model_validate({**body, "channel": "app"}),
+                                  OPERATOR_ACTOR, f"v25-crash-{uuid.uuid4().hex}")  # fmt: skip
+        r2 = await pool.fetchval(
+            "SELECT id FROM repeat_reports WHERE case_id = $1 AND state = 'pending'", a.id)
+        assert r1.merged and r2 is not None, (r1, r2)
+        await pool.execute("UPDATE repeat_reports SET created_at = now() - $2::interval"
+                           " WHERE id = $1", r2, AGED_FOR_THE_REPAIR)  # fmt: skip
+        await pool.execute(_SLOW_REFILE.format(name=trigger, report_id=int(r1.report_id or 0)))
+        async with build_worker(client, pool, own):
+            n = await eventually(lambda: pool.fetchval(
+                "SELECT case_id FROM intakes WHERE idempotency_key = $1",
+                f"jiesu-refile:{a.id}:{r1.report_id}"), within=30)  # fmt: skip
+            started.append(n)
+            settled = await filing.settle_pending(pool, client, REPAIR_HORIZON)
+            await asyncio.wait_for(a.result(), 60)
+            s = await a.query(ComplaintWorkflow.state)
+            for e in s.events:
+                if e.kind is EventKind.REPEAT_REFILED and e.data.get("refiled_as"):
+                    started.append(e.data["refiled_as"])
+            await replay_checked(await a.fetch_history())
+        (mine,) = [e.data for e in s.events if e.kind is EventKind.REPEAT_REFILED
+                   and e.data["report_id"] == str(r2)]  # fmt: skip
+        return mine, settled, f"{a.id}/repeat-{r2}"
+    finally:
+        await pool.execute(f"DROP TRIGGER IF EXISTS {trigger} ON repeat_reports")
+        await pool.execute(f"DROP FUNCTION IF EXISTS {trigger}()")
+        for case_id in set(started):
+            with contextlib.suppress(RPCError):
+                await handle_of(client, case_id).terminate("test over")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the same cause as the test above (_repeat_delivered looks for repeat_reported only), "
+    "before the refile reaches the report: the repair deletes the row of a report the closed "
+    "case has taken and not yet refiled, and the refile then finds no such report "
+    "(NOT_A_REPORT): the citizen's report, accepted and delivered, is filed nowhere"))  # fmt: skip
+async def test_a_report_settled_while_its_closed_case_refiles_is_not_lost(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    mine, settled, name = await outages.of(request)
+    assert mine["refiled_as"] is not None, (
+        f"R2 was filed nowhere: {mine}; the repair removed {settled.removed}")
+    assert name not in settled.removed, settled
+
+
+class SetupFailed(Exception):
+    """A scenario did not reach what its test judges: not the defect a strict xfail names
+    (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
+
+
+def _setup(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(run)
+    async def checked(*args: Any) -> Any:
+        try:
+            return await run(*args)
+        except AssertionError as err:
+            raise SetupFailed(f"{run.__name__}: {err}") from err
+
+    return checked
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(*map(_setup, [
+    _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_climbed,
+    _a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_reply,
+    _a_supervision_while_a_dispatch_is_set_up,
+    _a_supervision_after_a_dispatch_worker_up,
+    _a_dispatch_and_its_units_return_in_one_task,
+    _a_dispatch_and_its_units_return_worker_up,
+    _refiles_into_one_open_case_and_into_a_closing_one,
+    _a_keyed_retry_of_a_report_the_closed_case_refiled_gets_its_filing,
+    _a_keyed_retry_of_a_report_the_open_case_counted_gets_its_filing,
+    _settling_a_report_the_closed_case_refiled_keeps_it,
+    _a_report_settled_while_its_closed_case_refiles_is_not_lost,
+]), at_once=10)
