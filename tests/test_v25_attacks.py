@@ -3,17 +3,30 @@
 - 重办 (a rehandle after a 不满意 rating) that should put the rehandling round on the
   dissatisfaction ladder, while another ladder climbs (a 并单 ladder started after the reply),
   and at the reassignment bound (the rehandling unit's 退单 queues the case);
-- a 派单 out of the centre's queue whose unit's deadlines are slow to compute, with a
-  supervisor's 督办 in a later task (the worker up), and its worker-up twin;
+- a 派单 out of the centre's queue whose unit's deadlines are slow to compute (a slow
+  database: ``_SLOW``), with a supervisor's 督办 in a later task, and its worker-up twin;
 - a 派单 of a case routing could not place with the new unit's 退单 in the same task (the
   worker down), and its worker-up twin;
 - the refile of v23/v25 when several closed cases refile into one open case at once, when the
-  same report reaches the closed case twice, and when the case they would merge into closes in
-  between (module fixture ``_refiles``, one outage).
+  same report reaches the closed case twice, when the case they would merge into closes in
+  between, and what the repeat reporter's token shows of it;
+- the intake's request dying once its 并单 reached a case that closed and refiles it: the
+  client's keyed retry, and ``jiesu repair intakes`` (settle_pending) before and after the
+  refile;
+- the reassignment child's ``choose`` from any Temporal client (the centre; a citizen actor).
 
-Each scenario runs at once with the others (``outages``, helpers.Scenarios); every case's
-history is replayed with today's code at its test's end. Defects are strict xfails (run with
-``--runxfail`` to see each fail for its stated reason); the rest are guards that pass.
+Defects (strict xfails, ``raises=AssertionError``: a scenario that does not reach what its
+test judges raises SetupFailed instead; run with ``--runxfail`` to see each fail for its
+reason): the rehandling round of the last 不满意 on no ladder when another ladder climbed; a
+督办 during a 派单's set-up spent on the centre; a refiled report's token showing nothing of it;
+a keyed retry filing a refiled report a second time; the repair deleting a refiled report, or
+losing it outright when run during the refile; a forged choice making the centre the case's
+unit; a citizen's forged choice taken. Guards pass: a rehandle at the bound; the 派单 and 退单
+in one task (and twin); three refiles into one open case, a duplicate 并单 and a refile into a
+closing case; the keyed retry of a report an open case counted; the 督办 after a 派单 (worker up).
+
+Every scenario runs at once with the others (``outages``, helpers.Scenarios); each case's
+history is replayed with today's code at its scenario's end.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import pytest
 from helpers import (
     OPERATOR,
     Scenarios,
+    child_of,
     complaint,
     eventually,
     handle_of,
@@ -63,7 +77,9 @@ from test_v20_attacks import _replied
 from test_v21_orders_attacks import _act, _groups
 
 from api.main import create_app
+from jiesu.access.citizen_view import Reporter, citizen_case
 from jiesu.case.domain import (
+    CENTRE_ID,
     Actor,
     CaseState,
     ComplaintIntake,
@@ -552,6 +568,24 @@ async def test_a_refile_into_a_case_that_closed_meanwhile_is_filed_again_once(
     assert len(finals) == 1, finals  # one problem, one open case: the first refile's
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the citizen's page of a repeat reporter's token (citizen_case) shows only CITIZEN_EVENTS "
+    "(jiesu/access/citizen_view.py CASE_STEPS | OWN_STEPS), which hold repeat_reported but not "
+    "repeat_refiled: the reporter of a 并单 the closed case refiled sees the case withdrawn "
+    "by someone and nothing of their own report, not where it went"))  # fmt: skip
+async def test_a_refiled_reports_token_shows_where_it_went(outages: Scenarios) -> None:
+    try:  # the scenario of test_refiles_into_one_open_case_and_into_a_closing_one
+        r = await outages.of("test_refiles_into_one_open_case_and_into_a_closing_one")
+    except KeyError:
+        pytest.skip("runs with test_refiles_into_one_open_case_and_into_a_closing_one")
+    case_id, report_id = r.reports["A2"]
+    view = citizen_case(r.states[case_id], Reporter(report_id=report_id))
+    shown = [(e.kind.value, e.yours) for e in view.events]
+    assert view.status is Status.CLOSED and view.resolution is not None, shown
+    assert any(e.yours for e in view.events), (
+        f"the reporter of 并单 {report_id} (refiled as {r.open_case}) is shown: {shown}")
+
+
 # --- 5. the intake's request dies after its 并单 reached a case that closed and refiled it ----
 
 
@@ -812,6 +846,76 @@ async def test_a_report_settled_while_its_closed_case_refiles_is_not_lost(
     assert name not in settled.removed, settled
 
 
+# --- 6. the reassignment child's ``choose`` from any Temporal client ------------------------
+
+
+async def _forged_choice(
+    client: Client, pool: asyncpg.Pool, settings: Settings, name: str, choice: dict[str, Any]
+) -> CaseState:
+    """Urban management accepts and returns the case (no approval, under the bound): the
+    reassignment child waits for the dispatcher's choice (a 6 s window); a Temporal client
+    signals it ``choice``. The case once its new round is set up."""
+    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
+               f"v25k-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    case_id = _case_id(name)
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+        s = await until(client, case_id, lambda s: s.reassignment is not None)
+        assert s.reassignment is not None
+        child = await child_of(client, s.reassignment.child_id)
+        await child.signal("choose", choice)
+        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+async def _a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    choice = {"actor": rid(SUPERVISOR), "department_id": CENTRE_ID, "department_name": "中心"}
+    return await _forged_choice(client, pool, settings, "choosecentre", choice)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "ReassignmentWorkflow takes any decodable choice (workflows/reassignment.py _message): "
+    "the centre chosen by a supervisor's actor reaches _new_round, where assign() queues only a "
+    "SYSTEM actor's centre route, so the case is ASSIGNED to the centre as its unit: out of the "
+    "queue (no 派单 possible), the unit's deadlines and ladders against the centre; what "
+    "centre-not-dispatched (lean-case-v10) closed for a 派单 signalled directly"))  # fmt: skip
+async def test_a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    assert s.round > 1, _timeline(s)
+    assert not (s.status is Status.ASSIGNED and s.department_id == CENTRE_ID), (
+        f"the case is assigned to the centre as a unit: {s.status} {s.assignment}; "
+        f"{_timeline(s)}")
+
+
+async def _a_choice_by_a_non_dispatcher_is_not_taken(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    choice = {"actor": rid(CITIZEN), "department_id": "water", "department_name": "县水务局"}
+    return await _forged_choice(client, pool, settings, "choosecitizen", choice)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "ReassignmentWorkflow takes the choice of any actor (no role check, unlike the case's "
+    "check_reassign_choice, which only the API applies): a citizen's forged choice picks the "
+    "next unit and is recorded as the reassignment's chooser"))  # fmt: skip
+async def test_a_choice_by_a_non_dispatcher_is_not_taken(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    (reassigned,) = [e for e in s.events if e.kind is EventKind.REASSIGNED]
+    assert reassigned.actor.role is not Role.CITIZEN, (
+        f"a citizen chose the unit: {reassigned.data} by {reassigned.actor}; {_timeline(s)}")
+
+
 class SetupFailed(Exception):
     """A scenario did not reach what its test judges: not the defect a strict xfail names
     (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
@@ -841,4 +945,6 @@ outages = outage_scenarios(*map(_setup, [
     _a_keyed_retry_of_a_report_the_open_case_counted_gets_its_filing,
     _settling_a_report_the_closed_case_refiled_keeps_it,
     _a_report_settled_while_its_closed_case_refiles_is_not_lost,
+    _a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit,
+    _a_choice_by_a_non_dispatcher_is_not_taken,
 ]), at_once=10)
