@@ -4,7 +4,8 @@
   dissatisfaction ladder, while another ladder climbs (a 并单 ladder started after the reply),
   and at the reassignment bound (the rehandling unit's 退单 queues the case);
 - a 派单 out of the centre's queue whose unit's deadlines are slow to compute (a slow
-  database: ``_SLOW``), with a supervisor's 督办 in a later task, and its worker-up twin;
+  database: ``_SLOW``), with a supervisor's 督办 in a later task, and its worker-up twin; a
+  督办 while the case is reassigned (改派中, the worker up);
 - a 派单 of a case routing could not place with the new unit's 退单 in the same task (the
   worker down), and its worker-up twin;
 - the refile of v23/v25 when several closed cases refile into one open case at once, when the
@@ -18,7 +19,8 @@
 Defects (strict xfails, ``raises=AssertionError``: a scenario that does not reach what its
 test judges raises SetupFailed instead; run with ``--runxfail`` to see each fail for its
 reason): the rehandling round of the last 不满意 on no ladder when another ladder climbed; a
-督办 during a 派单's set-up spent on the centre; a refiled report's token showing nothing of it;
+督办 during a 派单's set-up spent on the centre, and one during a reassignment on the returning
+unit; a refiled report's token showing nothing of it;
 a keyed retry filing a refiled report a second time; the repair deleting a refiled report, or
 losing it outright when run during the refile; a forged choice making the centre the case's
 unit; a citizen's forged choice taken. Guards pass: a rehandle at the bound; the 派单 and 退单
@@ -916,6 +918,48 @@ async def test_a_choice_by_a_non_dispatcher_is_not_taken(
         f"a citizen chose the unit: {reassigned.data} by {reassigned.actor}; {_timeline(s)}")
 
 
+async def _a_supervision_while_the_case_is_reassigned(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """Worker up. Urban management returns the case (under the bound): it is REASSIGNING, the
+    child waiting for the dispatcher's choice (6 s); a supervisor's 督办 (催办) meanwhile; the
+    rule picks the next unit."""
+    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
+               f"v25m-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    case_id = _case_id("supreass")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+        await until(client, case_id, lambda s: s.status is Status.REASSIGNING)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+        await until(client, case_id, lambda s: bool(_ladders(s)) or bool(_refused(s)))
+        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                           and (_stopped(s, 1) or bool(_refused(s))), within=30)  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "check_supervision allows a 督办 while the case is REASSIGNING (BEFORE_REPLY); the ladder is "
+    "ordered against s.department_id, the unit that returned the case (Ladder._ordered), and "
+    "the new round ends it at once (_did_its_duty: round changed): the accepted order presses "
+    "the returning unit, then nobody; neither refused nor carried to the new unit"))  # fmt: skip
+async def test_a_supervision_while_the_case_is_reassigned(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    if _refused(s).get("supervise"):
+        return  # refused (wrong_status): the supervisor is told, nothing is lost
+    e = s.escalation
+    assert e is not None and e.department_id == s.department_id != "urban-management", (
+        f"the 督办 pressed {e.department_id if e else None!r}; the case is with "
+        f"{s.department_id!r}: {_timeline(s)}")
+    assert e.active, _timeline(s)
+
+
 class SetupFailed(Exception):
     """A scenario did not reach what its test judges: not the defect a strict xfail names
     (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
@@ -947,4 +991,5 @@ outages = outage_scenarios(*map(_setup, [
     _a_report_settled_while_its_closed_case_refiles_is_not_lost,
     _a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit,
     _a_choice_by_a_non_dispatcher_is_not_taken,
+    _a_supervision_while_the_case_is_reassigned,
 ]), at_once=10)
