@@ -570,11 +570,6 @@ async def test_a_refile_into_a_case_that_closed_meanwhile_is_filed_again_once(
     assert len(finals) == 1, finals  # one problem, one open case: the first refile's
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the citizen's page of a repeat reporter's token (citizen_case) shows only CITIZEN_EVENTS "
-    "(jiesu/access/citizen_view.py CASE_STEPS | OWN_STEPS), which hold repeat_reported but not "
-    "repeat_refiled: the reporter of a 并单 the closed case refiled sees the case withdrawn "
-    "by someone and nothing of their own report, not where it went"))  # fmt: skip
 async def test_a_refiled_reports_token_shows_where_it_went(outages: Scenarios) -> None:
     try:  # the scenario of test_refiles_into_one_open_case_and_into_a_closing_one
         r = await outages.of("test_refiles_into_one_open_case_and_into_a_closing_one")
@@ -710,11 +705,6 @@ async def _a_keyed_retry_of_a_report_the_open_case_counted_gets_its_filing(
     return await _a_keyed_retry_after_the_crash(client, pool, settings, withdrawn=False)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the retry finds its pending row (_by_key), signals the closed case again, whose workflow "
-    "has ended (NOT_FOUND: _tell_case False), so _complete_repeat deletes the row and the "
-    "next round files the report afresh: merged into N, the case the refile already made of "
-    "this very report (the report counted twice, A's row and its refiled_as gone)"))  # fmt: skip
 async def test_a_keyed_retry_of_a_report_the_closed_case_refiled_gets_its_filing(
     outages: Scenarios, request: pytest.FixtureRequest, pool: asyncpg.Pool
 ) -> None:
@@ -752,12 +742,6 @@ async def _settling_a_report_the_closed_case_refiled_keeps_it(
         await _end(client, crashed)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "settle_pending asks whether the case counted the report by its repeat_reported events "
-    "(_repeat_delivered); a report that reached the case closed is recorded repeat_refiled "
-    "(lean-case-v23), so the repair judges it never delivered and deletes its row: the "
-    "report's token, its refiled_as and the intake's record of it are gone though it was "
-    "filed as a new case"))  # fmt: skip
 async def test_settling_a_report_the_closed_case_refiled_keeps_it(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -834,11 +818,6 @@ async def _a_report_settled_while_its_closed_case_refiles_is_not_lost(
                 await handle_of(client, case_id).terminate("test over")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the same cause as the test above (_repeat_delivered looks for repeat_reported only), "
-    "before the refile reaches the report: the repair deletes the row of a report the closed "
-    "case has taken and not yet refiled, and the refile then finds no such report "
-    "(NOT_A_REPORT): the citizen's report, accepted and delivered, is filed nowhere"))  # fmt: skip
 async def test_a_report_settled_while_its_closed_case_refiles_is_not_lost(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:

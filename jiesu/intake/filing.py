@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from stdnum.cn import uscc
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -398,8 +398,8 @@ async def _complete_repeat(
 ) -> Filed | Retry:
     # Lock order: the repeat's row, then its case's intake row (as settle_pending does).
     mine = await conn.fetchrow(
-        "SELECT state, payload, token_nonce, token_hash FROM repeat_reports WHERE id = $1"
-        " FOR UPDATE",
+        "SELECT state, payload, token_nonce, token_hash, refiled_as FROM repeat_reports"
+        " WHERE id = $1 FOR UPDATE",
         claim.report_id,
     )
     if mine is None:
@@ -411,7 +411,14 @@ async def _complete_repeat(
         await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
         return Retry.GONE
     case = CaseStart.model_validate(case_row["payload"])
-    if mine["state"] == "pending":
+    if mine["state"] == "pending" and mine["refiled_as"] is not None:
+        # The case took it closed and filed it again (并单转立, lean-case-v23): the request
+        # died before it knew. Its first filing stands; telling the ended case again would
+        # find it gone, and the report would be filed a second time.
+        await conn.execute(
+            "UPDATE repeat_reports SET state = 'started' WHERE id = $1", claim.report_id
+        )
+    elif mine["state"] == "pending":
         repeat = merge.repeat_signal(claim.report_id or 0, mine["payload"])
         if not await _tell_case(client, settings, case, case_row["state"] == "started", repeat):
             await conn.execute("DELETE FROM repeat_reports WHERE id = $1", claim.report_id)
@@ -611,19 +618,22 @@ async def _settle_intake(conn: asyncpg.Connection, client: Client, case_id: str)
 
 
 _COUNTED_IN_READ_MODEL = """
-SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1 AND kind = 'repeat_reported'
-               AND data ->> 'report_id' = $2)
+SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1
+               AND kind IN ('repeat_reported', 'repeat_refiled') AND data ->> 'report_id' = $2)
 """
+_TAKEN = (EventKind.REPEAT_REPORTED, EventKind.REPEAT_REFILED)
 
 
 async def _repeat_delivered(
     conn: asyncpg.Connection, client: Client, case_id: str, report_id: int
 ) -> bool | None:
-    """Whether the case has counted this report (its repeat_reported events name it): asked of
-    the workflow, or of the read model once Temporal's retention has deleted the case. A case
-    too large to answer the query (CaseTooLarge) is read in the read model too; a report it
-    does not show yet is undecided (None: the next repair asks again), as is one whose workflow
-    does not answer now (its worker down: jiesu.client.QUERY_UNANSWERED)."""
+    """Whether the case has taken this report: counted it (``repeat_reported``) or, reached
+    closed, filed it again (``repeat_refiled``, lean-case-v23) — asked of the workflow, or of
+    the read model once Temporal's retention has deleted the case. A case too large to answer
+    the query (CaseTooLarge) is read in the read model too; a report it does not show yet is
+    undecided (None: the next repair asks again), as is one whose workflow does not answer now
+    (its worker down: jiesu.client.QUERY_UNANSWERED), and one a closed case whose workflow
+    still runs may yet be refiling (its refile reads this row: deleting it lost the report)."""
     try:
         state = await client.get_workflow_handle(case_id).query(
             CASE_STATE_QUERY, result_type=CaseState
@@ -634,10 +644,18 @@ async def _repeat_delivered(
             raise
         counted = bool(await conn.fetchval(_COUNTED_IN_READ_MODEL, case_id, str(report_id)))
         return counted if status is RPCStatusCode.NOT_FOUND else counted or None
-    return any(
-        e.kind is EventKind.REPEAT_REPORTED and e.data.get("report_id") == str(report_id)
-        for e in state.events
-    )
+    if any(
+        e.kind in _TAKEN and e.data.get("report_id") == str(report_id) for e in state.events
+    ):
+        return True
+    if state.status is Status.CLOSED and await _still_running(client, case_id):
+        return None
+    return False
+
+
+async def _still_running(client: Client, case_id: str) -> bool:
+    description = await client.get_workflow_handle(case_id).describe()
+    return description.status is WorkflowExecutionStatus.RUNNING
 
 
 async def _settle_repeat(
