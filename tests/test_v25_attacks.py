@@ -861,12 +861,6 @@ async def _a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit(
     return await _forged_choice(client, pool, settings, "choosecentre", choice)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "ReassignmentWorkflow takes any decodable choice (workflows/reassignment.py _message): "
-    "the centre chosen by a supervisor's actor reaches _new_round, where assign() queues only a "
-    "SYSTEM actor's centre route, so the case is ASSIGNED to the centre as its unit: out of the "
-    "queue (no 派单 possible), the unit's deadlines and ladders against the centre; what "
-    "centre-not-dispatched (lean-case-v10) closed for a 派单 signalled directly"))  # fmt: skip
 async def test_a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -884,10 +878,6 @@ async def _a_choice_by_a_non_dispatcher_is_not_taken(
     return await _forged_choice(client, pool, settings, "choosecitizen", choice)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "ReassignmentWorkflow takes the choice of any actor (no role check, unlike the case's "
-    "check_reassign_choice, which only the API applies): a citizen's forged choice picks the "
-    "next unit and is recorded as the reassignment's chooser"))  # fmt: skip
 async def test_a_choice_by_a_non_dispatcher_is_not_taken(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -921,11 +911,6 @@ async def _a_supervision_while_the_case_is_reassigned(
     return s
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "check_supervision allows a 督办 while the case is REASSIGNING (BEFORE_REPLY); the ladder is "
-    "ordered against s.department_id, the unit that returned the case (Ladder._ordered), and "
-    "the new round ends it at once (_did_its_duty: round changed): the accepted order presses "
-    "the returning unit, then nobody; neither refused nor carried to the new unit"))  # fmt: skip
 async def test_a_supervision_while_the_case_is_reassigned(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_STATE_QUERY,
         CASE_WORKFLOW,
         CENTRE_ID,
+        DISPATCHER_ROLES,
         HISTORY_WARN_BYTES,
         HISTORY_WARN_EVENTS,
         SIGNAL_PAYLOADS,
@@ -665,7 +666,29 @@ class ComplaintWorkflow:
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
-        await self._new_round(result)
+        await self._new_round(self._judged_choice(result))
+
+    def _judged_choice(self, result: ReassignmentResult) -> ReassignmentResult:
+        """The child's choice as the case takes it (REASSIGN_CHOICE_JUDGED, lean-case-v26). The
+        child takes the first ``choose`` that decodes, from any Temporal client: the API's
+        check (check_reassign_choice) was the only one a choice met. One by somebody not a
+        dispatcher is refused for them, and the centre's queue decides — as when the child
+        ended without a choice; before, a citizen's forged choice picked the next unit
+        (tests/test_v25_attacks.py). A choice of the centre itself puts the case in its queue
+        (:meth:`_new_round`), not in the centre's hands as a unit's."""
+        chooser = result.chosen_by
+        if chooser is None or not self._patched(lifecycle.REASSIGN_CHOICE_JUDGED):
+            return result
+        if chooser.role in DISPATCHER_ROLES:
+            return result
+        refusal = lifecycle.Refusal(
+            "forbidden", "only the centre's dispatchers choose the next unit", forbidden=True
+        )
+        self._case.refused("choose", chooser, refusal)
+        centre = RouteResult(
+            department_id=CENTRE_ID, department_name=self._case.centre_name(), by_rule=False
+        )
+        return ReassignmentResult(route=centre)
 
     async def _queue_ladder_after_the_units(self) -> None:
         """The case queued at the bound while a ladder climbed against its unit (a
@@ -742,7 +765,12 @@ class ComplaintWorkflow:
             by_rule=result.route.by_rule,
             note=result.note,
         )
-        self._case.assign(result.route, actor, quiet=True)
+        # the centre chosen (by anyone): its queue, as when nobody chose (assign() queues a
+        # centre route of the system's only; before, a forged choice made it the case's unit)
+        queued = result.route.department_id == CENTRE_ID and self._patched(
+            lifecycle.REASSIGN_CHOICE_JUDGED
+        )
+        self._case.assign(result.route, SYSTEM_ACTOR if queued else actor, quiet=True)
         self._release_co_handlers(result.route.department_id)
         self._start_watchers()
 

@@ -96,6 +96,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v23", frozenset({"repeats-after-close-refiled-v1"})),
     ("lean-case-v24", frozenset({"messages-after-dispatch-v1", "queue-ladder-after-the-units-v1"})),
     ("lean-case-v25", frozenset({"late-reports-batched-v1"})),
+    ("lean-case-v26", frozenset({
+        "not-supervised-while-reassigned-v1", "reassign-choice-judged-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -140,6 +140,9 @@ MESSAGES_AFTER_DISPATCH = "messages-after-dispatch-v1"  # see CaseWorkflow._wait
 QUEUE_LADDER_AFTER_THE_UNITS = "queue-ladder-after-the-units-v1"  # see CaseWorkflow._reassign
 # Brought by the epoch lean-case-v25.
 LATE_REPORTS_BATCHED = "late-reports-batched-v1"  # see CaseWorkflow._refile_late_batches
+# Brought by the epoch lean-case-v26.
+NOT_SUPERVISED_WHILE_REASSIGNED = "not-supervised-while-reassigned-v1"  # see check_supervision
+REASSIGN_CHOICE_JUDGED = "reassign-choice-judged-v1"  # see CaseWorkflow._judged_choice
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -712,7 +715,22 @@ def check_supervision(state: CaseState, action: SupervisionAction, now: datetime
     if refusal is None and action.form is SupervisionForm.JOINT_HANDLING:
         refusal = _centre_convened([*action.department_ids, *(d.id for d in action.departments)])
     refusal = refusal or _due_within_bound(state, now, action.due, action.contribution_due)
-    return refusal or _centre_supervised(state, action)
+    refusal = refusal or _centre_supervised(state, action)
+    return refusal or _not_while_reassigned(state)
+
+
+def _not_while_reassigned(state: CaseState) -> Refusal | None:
+    """改派中: the unit that returned the case no longer has it and the next is not chosen yet.
+    Before (NOT_SUPERVISED_WHILE_REASSIGNED) the order was taken against the returning unit
+    and the new round ended it at once: accepted, pressing nobody
+    (tests/test_v25_attacks.py::test_a_supervision_while_the_case_is_reassigned)."""
+    if state.status is not Status.REASSIGNING:
+        return None
+    return Refusal(
+        "wrong_status",
+        "the case is being reassigned (改派中): supervise the next unit once it has the case",
+        since=NOT_SUPERVISED_WHILE_REASSIGNED,
+    )
 
 
 def _centre_supervised(state: CaseState, action: SupervisionAction) -> Refusal | None:
