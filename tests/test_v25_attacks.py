@@ -16,16 +16,17 @@
   refile;
 - the reassignment child's ``choose`` from any Temporal client (the centre; a citizen actor).
 
-Defects (strict xfails, ``raises=AssertionError``: a scenario that does not reach what its
-test judges raises SetupFailed instead; run with ``--runxfail`` to see each fail for its
-reason): the rehandling round of the last 不满意 on no ladder when another ladder climbed; a
-督办 during a 派单's set-up spent on the centre, and one during a reassignment on the returning
-unit; a refiled report's token showing nothing of it;
-a keyed retry filing a refiled report a second time; the repair deleting a refiled report, or
-losing it outright when run during the refile; a forged choice making the centre the case's
-unit; a citizen's forged choice taken. Guards pass: a rehandle at the bound; the 派单 and 退单
-in one task (and twin); three refiles into one open case, a duplicate 并单 and a refile into a
-closing case; the keyed retry of a report an open case counted; the 督办 after a 派单 (worker up).
+Defects found (each a strict xfail first, run with ``--runxfail`` to see it fail on the code
+before its fix; all fixed the same session, 2026-11-24): the rehandling round of the last
+不满意 on no ladder when another ladder climbed, and a 督办 during a 派单's set-up spent on the
+centre (lean-case-v27); one during a reassignment spent on the returning unit, a forged choice
+making the centre the case's unit, a citizen's forged choice taken (lean-case-v26); a
+refiled report's token showing nothing of it (the citizen view); a keyed retry filing a
+refiled report a second time, the repair deleting a refiled report, or losing it outright
+when run during the refile (the intake). Guards: a rehandle at the bound; the 派单 and 退单 in
+one task (and twin); three refiles into one open case, a duplicate 并单 and a refile into a
+closing case; the keyed retry of a report an open case counted; the 督办 after a 派单 (worker
+up).
 
 Every scenario runs at once with the others (``outages``, helpers.Scenarios); each case's
 history is replayed with today's code at its scenario's end.
@@ -169,11 +170,6 @@ async def _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_clim
     return s
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "_rehandle starts the dissatisfaction ladder with Ladder.escalate, which does nothing while "
-    "another ladder climbs (here the 并单 ladder started after the reply); that ladder stops at "
-    "the rehandle's new round (_did_its_duty: round changed), so the rehandling round of the "
-    "last unsatisfied rating is supervised by no ladder at all"))  # fmt: skip
 async def test_a_rehandle_at_the_last_round_is_supervised_though_another_ladder_climbed(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -319,12 +315,6 @@ def _supervises_the_unit(s: CaseState) -> None:
     assert e.active, _timeline(s)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a 督办 reaching the case in a later task while the decided 派单's deadlines are computed "
-    "(_waits_for_dispatch: only the dispatch's own task waits) is judged against the case still "
-    "queued: its ladder presses the centre (ceiling 督办) and the 派单 carried out a moment "
-    "later ends it (_did_its_duty: DISPATCHED); the supervisor's accepted order never reaches "
-    "the unit, which the worker-up order does"))  # fmt: skip
 async def test_a_supervision_while_a_dispatch_is_set_up(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:

@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         DepartmentRef,
         DirectAnswer,
         DispatchAction,
+        Escalation,
         EscalationLevel,
         EscalationStep,
         EscalationTrigger,
@@ -571,8 +572,28 @@ class ComplaintWorkflow:
             reason=self._state.rating_comment,
         )
         if rounds >= self._state.deadlines.max_unsatisfied_rounds:
+            other = self._state.escalation
             self._ladder.escalate(EscalationTrigger.DISSATISFACTION)
+            if (
+                other is not None
+                and other.active
+                and other.trigger is not EscalationTrigger.DISSATISFACTION
+                and self._patched(lifecycle.REHANDLE_LADDER_AFTER_THE_OTHER)
+            ):
+                self._watchers.append(asyncio.create_task(self._rehandle_ladder_after(other)))
         self._reassign_next = (ReassignReason.REHANDLE, SYSTEM_ACTOR)
+
+    async def _rehandle_ladder_after(self, other: Escalation) -> None:
+        """The last 重办 allowed, while another ladder climbed (a 并单 ladder started after the
+        reply, a supervisor's 督办): the dissatisfaction ladder could not start beside it, and
+        that ladder ends at the rehandle's new round — the rehandling round was supervised by
+        nobody (tests/test_v25_attacks.py). Since lean-case-v27
+        (REHANDLE_LADDER_AFTER_THE_OTHER) it starts once the other has stopped, if the case is
+        still open and its unit has not replied since."""
+        s = self._state
+        await workflow.wait_condition(lambda: not other.active or s.status is Status.CLOSED)
+        if s.status not in (Status.CLOSED, Status.REPLIED):
+            self._ladder.escalate(EscalationTrigger.DISSATISFACTION)
 
     # --- deadlines ----------------------------------------------------------------------
 
@@ -894,6 +915,20 @@ class ComplaintWorkflow:
             return False
         return self._dispatch_waiting or bool(self._deferred)
 
+    def _supervision_waits_for_dispatch(self, name: str) -> bool:
+        """A 督办 reaching the case in a later task than a 派单 out of the centre's queue, while
+        the unit's deadlines are computed: taken then, it was ordered against the centre (up to
+        督办) and the dispatch ended it at once — an order spent on nobody, where with the
+        dispatch done it presses the new unit (tests/test_v25_attacks.py). Since lean-case-v27
+        (SUPERVISION_AFTER_DISPATCH) it waits until the unit holds the case, with whatever
+        comes after it (:meth:`_waits_for_dispatch`: the deferred keep their order). Other
+        messages meet the case as before (a 撤诉 closes it; a second 派单 is refused)."""
+        return (
+            name == CaseSignal.SUPERVISE.value
+            and self._dispatched is not None
+            and self._patched(lifecycle.SUPERVISION_AFTER_DISPATCH)
+        )
+
     def _dispatch_done(self) -> None:
         """The dispatch is carried out (or dropped: the case closed meanwhile): the messages
         that waited behind it, in order."""
@@ -946,6 +981,9 @@ class ComplaintWorkflow:
             self._lapses_before(self._case.clock())
         if self._waits_for_loop() and self._patched(lifecycle.MESSAGES_AFTER_LAPSES):
             self._deferred.append((name, args))  # a lapse decided it: see _waits_for_loop
+            return None
+        if self._supervision_waits_for_dispatch(name):
+            self._deferred.append((name, args))
             return None
         with self._case.acting(at):
             refusal = self._check(CaseSignal(name), payload)

@@ -99,6 +99,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v26", frozenset({
         "not-supervised-while-reassigned-v1", "reassign-choice-judged-v1",
     })),
+    ("lean-case-v27", frozenset({
+        "rehandle-ladder-after-the-other-v1", "supervision-after-dispatch-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

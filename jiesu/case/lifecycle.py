@@ -143,6 +143,9 @@ LATE_REPORTS_BATCHED = "late-reports-batched-v1"  # see CaseWorkflow._refile_lat
 # Brought by the epoch lean-case-v26.
 NOT_SUPERVISED_WHILE_REASSIGNED = "not-supervised-while-reassigned-v1"  # see check_supervision
 REASSIGN_CHOICE_JUDGED = "reassign-choice-judged-v1"  # see CaseWorkflow._judged_choice
+# Brought by the epoch lean-case-v27.
+REHANDLE_LADDER_AFTER_THE_OTHER = "rehandle-ladder-after-the-other-v1"  # see CaseWorkflow._rehandle
+SUPERVISION_AFTER_DISPATCH = "supervision-after-dispatch-v1"  # see CaseWorkflow._receive
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
