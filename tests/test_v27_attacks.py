@@ -1,0 +1,409 @@
+"""Red team of lean-case-v26 and lean-case-v27 and the ladder/reassignment children's signals.
+
+- a 督办 in the same task as the unit's 退单 (the worker down), and its worker-up twin
+  (``not-supervised-while-reassigned-v1``);
+- the reassignment child's ``choose`` forged with a dispatcher's role but a department that
+  does not exist (``reassign-choice-judged-v1`` judges the chooser's role only);
+- a 督办 that waits behind a 派单 whose unit's deadlines are slow to compute (``_SLOW``;
+  ``supervision-after-dispatch-v1``): with a client's retry of it and a 撤诉 after it; with a
+  撤诉 before it (the dispatch dropped: the waiting 督办 must get a clear refusal);
+- the supervision ladder child's ``stop`` and ``release`` from any Temporal client: a forged
+  ``stop`` of a supervisor's 督办, a forged ``release`` of a ladder the case holds at 督办 in the
+  centre's queue.
+
+Every scenario runs at once with the others (``outages``, helpers.Scenarios); each case's
+history is replayed with today's code at its scenario's end. Run with ``--runxfail`` to see
+each strict xfail fail for the reason it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from helpers import (
+    Scenarios,
+    eventually,
+    ladder_of,
+    outage_scenarios,
+    replay_checked,
+    signal_sent,
+    started_assigned,
+)
+from helpers import case_settled as _settled
+from helpers import own_queue as _own
+from helpers import timeline_of as _timeline
+from temporalio.client import Client, WorkflowHandle
+from test_hostile_messages import (
+    _RELEASE,
+    _SLOW,
+    CITIZEN,
+    QUICK_TASKS,
+    SUPERVISOR,
+    URBAN,
+    private_worker,
+    rid,
+    until,
+)
+from test_v20_attacks import _replied
+from test_v21_orders_attacks import _groups
+from test_v25_attacks import (
+    _forged_choice,
+    _ladders,
+    _refused,
+    _rehandling,
+    _stopped,
+    _unit,
+    _unrouted,
+)
+
+from jiesu.case.domain import (
+    CaseState,
+    EscalationLevel,
+    EventKind,
+    Status,
+)
+from jiesu.config import Settings
+from worker import build_worker
+from workflows import ComplaintWorkflow
+
+
+def _case_id(name: str) -> str:
+    return f"JS-V27A-{name.upper()}-{uuid.uuid4().hex[:6]}"
+
+
+def _stop_record(s: CaseState, n: int) -> dict[str, Any] | None:
+    stops = (e.data for e in s.events if e.kind is EventKind.ESCALATION_STOPPED)
+    return next((data for data in stops if data.get("n") == n), None)
+
+
+# --- 1. a 督办 in the same task as the 退单 (worker down), and its twin -----------------------
+
+
+async def _supervised_with_the_return(
+    client: Client, pool: asyncpg.Pool, settings: Settings, worker_down: bool
+) -> CaseState:
+    """Urban management accepts (worker up); its 退单 (under the bound) and a supervisor's 督办
+    right after it — with the worker down both reach the case in one task; worker up, the 督办
+    once the case is reassigning. The rule picks the next unit (the window 0.6 s)."""
+    own = _own(_groups(settings)["quick"], f"v27r-{uuid.uuid4().hex[:8]}")
+    case_id = _case_id("supret" + ("down" if worker_down else "up"))
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        if not worker_down:
+            await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+            await until(client, case_id, lambda s: s.reassignment is not None
+                        or s.round > 1)  # fmt: skip
+            await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+    if worker_down:
+        await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+    async with build_worker(client, pool, own):
+        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                           and (bool(_refused(s)) or bool(_ladders(s))), within=30)  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+async def _a_supervision_in_the_task_of_the_return(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _supervised_with_the_return(client, pool, settings, worker_down=True)
+
+
+async def _a_supervision_after_the_return_worker_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _supervised_with_the_return(client, pool, settings, worker_down=False)
+
+
+def _refused_or_on_the_new_unit(s: CaseState) -> None:
+    assert s.round > 1, _timeline(s)
+    if _refused(s).get("supervise") == "wrong_status":
+        assert not _ladders(s), _timeline(s)
+        return
+    e = s.escalation
+    assert e is not None and e.active and e.department_id == s.department_id != (
+        "urban-management"), (
+        f"the 督办 pressed {e.department_id if e else None!r}; the case is with "
+        f"{s.department_id!r}: {_timeline(s)}")  # fmt: skip
+
+
+async def test_a_supervision_in_the_task_of_the_return(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (outage): the 督办 waits for the reassignment the 退单 decided (it is deferred
+    behind it) and is refused wrong_status, as with the worker up."""
+    _refused_or_on_the_new_unit(await outages.of(request))
+
+
+async def test_a_supervision_after_the_return_worker_up(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (the twin)."""
+    _refused_or_on_the_new_unit(await outages.of(request))
+
+
+# --- 2. a forged choice with a dispatcher's role ----------------------------------------------
+
+
+async def _a_forged_dispatcher_choice_of_no_department(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """The reassignment child's ``choose`` from a Temporal client: a supervisor's actor, a
+    department id the reference data does not hold (the API would answer 4xx)."""
+    choice = {"actor": rid(SUPERVISOR), "department_id": "no-such-unit",
+              "department_name": "不存在的单位"}  # fmt: skip
+    return await _forged_choice(client, pool, settings, "ghost", choice)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "reassign-choice-judged-v1 judges only the chooser's role: a forged choose carrying a "
+    "supervisor's actor and a department that does not exist is taken — the case is assigned "
+    "to 'no-such-unit' (ComplaintWorkflow._judged_choice, workflows/complaint.py:691; the "
+    "child takes any choose that decodes, workflows/reassignment.py:63)"))  # fmt: skip
+async def test_a_forged_dispatcher_choice_of_no_department(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    assert s.round > 1, _timeline(s)
+    assert s.department_id != "no-such-unit", (
+        f"the case is {s.status} with a department that does not exist: {s.assignment}; "
+        f"{_timeline(s)}")
+
+
+# --- 3. a 督办 waiting behind a 派单 whose deadlines are slow ------------------------------
+
+
+async def _slow_dispatch(
+    client: Client, pool: asyncpg.Pool, settings: Settings, name: str,
+    during: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]],
+    done: Callable[[CaseState], bool],
+) -> CaseState:
+    """An unrouted case in the centre's queue; the 派单 to urban management, whose deadlines
+    are slow to compute (``_SLOW``); ``during`` sent meanwhile, each in a task of its own; the
+    computation released; the case once ``done``."""
+    queue = f"v27s-{uuid.uuid4().hex[:8]}"
+    case_id = _case_id(name)
+    async with private_worker(client, pool, settings, queue):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
+            task_timeout=QUICK_TASKS,
+        )  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        _SLOW[case_id] = started = asyncio.Event()
+        _RELEASE[case_id] = release = asyncio.Event()
+        try:
+            await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
+                              department_name="城管局")  # fmt: skip
+            await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
+            await during(handle)
+            release.set()
+            s = await _settled(handle, done, within=30)
+            await replay_checked(await handle.fetch_history())
+        finally:
+            _SLOW.pop(case_id, None)
+            _RELEASE.pop(case_id, None)
+            if (await handle.describe()).status.name == "RUNNING":
+                await handle.terminate("test over")
+    return s
+
+
+def _supervise_payload() -> dict[str, Any]:
+    actor = {**rid(SUPERVISOR), "sent_at": datetime.now(UTC).isoformat()}
+    return {"actor": actor, "form": "urge", "note": "Hurry up"}
+
+
+async def _a_waiting_supervision_retried_then_withdrawn(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """While the deadlines are computed: a 督办, the client's retry of it (the same request
+    id), a second 督办 (another request), then the citizen's 撤诉."""
+
+    async def during(handle: WorkflowHandle[Any, Any]) -> None:
+        first = _supervise_payload()
+        await handle.signal("supervise", first)
+        await handle.signal("supervise", first)  # the retry
+        await handle.signal("supervise", _supervise_payload())
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+
+    return await _slow_dispatch(client, pool, settings, "waitwd", during,
+                                lambda s: s.status is Status.CLOSED and (
+                                    not s.escalation or not s.escalation.active))  # fmt: skip
+
+
+async def test_a_waiting_supervision_retried_then_withdrawn(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard: the waiting 督办 presses the unit once (the retry is a retry), the second is
+    refused already_supervised, the 撤诉 after them closes the case and stops the ladder."""
+    s = await outages.of(request)
+    assert s.status is Status.CLOSED, _timeline(s)
+    started = [e for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
+    assert len(started) == 1, _timeline(s)
+    assert started[0].data.get("department_id") == "urban-management", started[0].data
+    refusals = [e.data for e in s.events if e.kind is EventKind.REJECTED]
+    assert [r["action"] for r in refusals] == ["supervise"], refusals
+    kinds = [e.kind for e in s.events]
+    assert kinds.index(EventKind.ESCALATION_STARTED) < kinds.index(EventKind.WITHDRAWN), (
+        _timeline(s))
+    assert _stopped(s, 1), _timeline(s)
+
+
+async def _a_supervision_after_a_withdrawal_overtook_the_dispatch(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """While the deadlines are computed: the citizen's 撤诉 (it closes the case), then a
+    supervisor's 督办 (it waits for the dispatch, which is dropped)."""
+
+    async def during(handle: WorkflowHandle[Any, Any]) -> None:
+        await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
+        await until(client, handle.id, lambda s: s.status is Status.CLOSED)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+
+    return await _slow_dispatch(client, pool, settings, "wdsup", during,
+                                lambda s: bool(_refused(s).get("supervise")))  # fmt: skip
+
+
+async def test_a_supervision_after_a_withdrawal_overtook_the_dispatch(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard: the waiting 督办 is answered once the dropped dispatch is over: refused
+    (wrong_status), no ladder on the closed case."""
+    s = await outages.of(request)
+    assert s.status is Status.CLOSED, _timeline(s)
+    assert _refused(s).get("supervise") == "wrong_status", (
+        f"the waiting 督办 got no answer: {_refused(s)}; {_timeline(s)}")
+    assert not _ladders(s), _timeline(s)
+
+
+# --- 4. the ladder child's stop / release from any Temporal client ---------------------------
+
+
+async def _signalled(handle: WorkflowHandle[Any, Any], name: str) -> bool:
+    history = await handle.fetch_history()
+    return any(e.HasField("workflow_execution_signaled_event_attributes")
+               and e.workflow_execution_signaled_event_attributes.signal_name == name
+               for e in history.events)  # fmt: skip
+
+
+async def _a_forged_stop_of_a_supervisors_order(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """A supervisor's 督办 (催办) against urban management, which has done nothing; a Temporal
+    client signals the ladder child ``stop``."""
+    own = _own(_groups(settings)["quick"], f"v27t-{uuid.uuid4().hex[:8]}")
+    case_id = _case_id("fstop")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+        await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
+        ladder = await ladder_of(client, case_id, 1)
+        await ladder.signal("stop")
+        s = await _settled(handle, lambda s: _stopped(s, 1), within=15)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the ladder child takes ``stop`` from any Temporal client and the case records its outcome "
+    "as its own stop: a supervisor's 督办 against a unit that did nothing is recorded "
+    "escalation_stopped stopped=True and the unit is supervised by nobody "
+    "(workflows/escalation.py:97 takes the signal; workflows/ladder.py:230-246 records "
+    "whatever outcome the child returns, though neither the case nor the unit's duty stopped "
+    "it)"))  # fmt: skip
+async def test_a_forged_stop_of_a_supervisors_order(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    assert s.status is Status.ASSIGNED and not s.reply, _timeline(s)
+    e = s.escalation
+    assert e is not None and e.active, (
+        f"a forged stop ended the supervisor's 督办: {_stop_record(s, 1)}; {_timeline(s)}")
+
+
+async def _a_forged_release_of_a_ladder_held_in_the_queue(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """Steps of 3 s; the bound reached by any 退单; the first 不满意 the last rehandle allowed.
+    Replied, rated 不满意: the rehandling round on the dissatisfaction ladder; the rehandling
+    unit's 退单 queues the case and the case tells the ladder ``hold`` (督办 at most). A
+    Temporal client signals the ladder ``release``."""
+    own = _rehandling(settings.model_copy(update={"escalation_step_hours": 3 / 3600}),
+                      bound=True)  # fmt: skip
+    case_id = _case_id("frel")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await _replied(client, handle)
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
+        s = await until(client, case_id, lambda s: s.round > 1 and s.status is Status.ASSIGNED)
+        unit = _unit(s.department_id)
+        await signal_sent(handle, "accept", unit)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await signal_sent(handle, "return", unit, reason="Not ours after all")
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        ladder = await ladder_of(client, case_id, 1)
+        await eventually(lambda: _signalled(ladder, "hold"), within=20)
+        await ladder.signal("release")
+        s = await _settled(handle, lambda s: _stopped(s, 1), within=25)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the ladder child takes ``release`` from any Temporal client: a ladder the case holds at "
+    "督办 in the centre's queue climbs on; the case refuses its 会办 and 问责 steps "
+    "(centre_not_supervised) but records the ladder stopped at 问责 (final_level 5, a level "
+    "it refused) and the supervisor's order is over while the case waits "
+    "(workflows/escalation.py:99 lifts the hold; workflows/ladder.py:238-246 records the "
+    "child's final_level unchecked)"))  # fmt: skip
+async def test_a_forged_release_of_a_ladder_held_in_the_queue(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    assert s.status is Status.DISPATCHING, _timeline(s)
+    stop = _stop_record(s, 1)
+    assert stop is None or stop["final_level"] <= EscalationLevel.SUPERVISE, (
+        f"ladder 1 recorded stopped at level {stop['final_level']} in the queue (the case "
+        f"refused {_refused(s)}): {_timeline(s)}")
+    e = s.escalation
+    assert e is not None and e.n == 1 and e.active, _timeline(s)
+
+
+class SetupFailed(Exception):
+    """A scenario did not reach what its test judges: not the defect a strict xfail names
+    (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
+
+
+def _setup(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(run)
+    async def checked(*args: Any) -> Any:
+        try:
+            return await run(*args)
+        except AssertionError as err:
+            raise SetupFailed(f"{run.__name__}: {err}") from err
+
+    return checked
+
+
+# each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
+outages = outage_scenarios(*map(_setup, [
+    _a_supervision_in_the_task_of_the_return,
+    _a_supervision_after_the_return_worker_up,
+    _a_forged_dispatcher_choice_of_no_department,
+    _a_waiting_supervision_retried_then_withdrawn,
+    _a_supervision_after_a_withdrawal_overtook_the_dispatch,
+    _a_forged_stop_of_a_supervisors_order,
+    _a_forged_release_of_a_ladder_held_in_the_queue,
+]), at_once=7)
