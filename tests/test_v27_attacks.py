@@ -7,9 +7,21 @@
 - a 督办 that waits behind a 派单 whose unit's deadlines are slow to compute (``_SLOW``;
   ``supervision-after-dispatch-v1``): with a client's retry of it and a 撤诉 after it; with a
   撤诉 before it (the dispatch dropped: the waiting 督办 must get a clear refusal);
-- the supervision ladder child's ``stop`` and ``release`` from any Temporal client: a forged
-  ``stop`` of a supervisor's 督办, a forged ``release`` of a ladder the case holds at 督办 in the
-  centre's queue.
+- the supervision ladder child's ``stop``, ``hold`` and ``release`` from any Temporal client: a
+  forged ``stop`` of a supervisor's 督办, a forged ``hold`` of it (and its unheld twin), a forged
+  ``release`` of a ladder the case holds at 督办 in the centre's queue;
+- the last 重办's dissatisfaction ladder started after another ladder
+  (``rehandle-ladder-after-the-other-v1``) when the rehandle's round lands in the centre's
+  queue, and its twin with no other ladder.
+
+Defects found (strict xfails, 2026-11-24, not fixed here): a forged dispatcher choice of a
+department that does not exist is taken; a forged ``stop`` ends a supervisor's 督办 recorded as
+stopped; a forged ``hold`` caps it at 督办 for good; a forged ``release`` in the queue ends the
+ladder recorded stopped at 问责, a level the case refused; the rehandle's ladder started in the
+queue after the other keeps the queue's ceiling against the unit dispatched. Guards: a 督办 with
+the 退单 in one task (outage) and its twin; a waiting 督办, its retry, a second 督办 and a 撤诉
+behind a slow 派单; a 督办 after a 撤诉 that overtook the 派单; the unheld ladder; the rehandle
+into the queue with no other ladder.
 
 Every scenario runs at once with the others (``outages``, helpers.Scenarios); each case's
 history is replayed with today's code at its scenario's end. Run with ``--runxfail`` to see
@@ -58,6 +70,7 @@ from test_v25_attacks import (
     _ladders,
     _refused,
     _rehandling,
+    _repeat,
     _stopped,
     _unit,
     _unrouted,
@@ -169,8 +182,8 @@ async def _a_forged_dispatcher_choice_of_no_department(
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "reassign-choice-judged-v1 judges only the chooser's role: a forged choose carrying a "
     "supervisor's actor and a department that does not exist is taken — the case is assigned "
-    "to 'no-such-unit' (ComplaintWorkflow._judged_choice, workflows/complaint.py:691; the "
-    "child takes any choose that decodes, workflows/reassignment.py:63)"))  # fmt: skip
+    "to 'no-such-unit' (ComplaintWorkflow._judged_choice, workflows/complaint.py:692-711; the "
+    "child takes any choose that decodes, workflows/reassignment.py:73)"))  # fmt: skip
 async def test_a_forged_dispatcher_choice_of_no_department(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -319,7 +332,7 @@ async def _a_forged_stop_of_a_supervisors_order(
     "the ladder child takes ``stop`` from any Temporal client and the case records its outcome "
     "as its own stop: a supervisor's 督办 against a unit that did nothing is recorded "
     "escalation_stopped stopped=True and the unit is supervised by nobody "
-    "(workflows/escalation.py:97 takes the signal; workflows/ladder.py:230-246 records "
+    "(workflows/escalation.py:99-100 takes the signal; workflows/ladder.py:249-263 records "
     "whatever outcome the child returns, though neither the case nor the unit's duty stopped "
     "it)"))  # fmt: skip
 async def test_a_forged_stop_of_a_supervisors_order(
@@ -366,7 +379,7 @@ async def _a_forged_release_of_a_ladder_held_in_the_queue(
     "督办 in the centre's queue climbs on; the case refuses its 会办 and 问责 steps "
     "(centre_not_supervised) but records the ladder stopped at 问责 (final_level 5, a level "
     "it refused) and the supervisor's order is over while the case waits "
-    "(workflows/escalation.py:99 lifts the hold; workflows/ladder.py:238-246 records the "
+    "(workflows/escalation.py:102 lifts the hold; workflows/ladder.py:249-263 records the "
     "child's final_level unchecked)"))  # fmt: skip
 async def test_a_forged_release_of_a_ladder_held_in_the_queue(
     outages: Scenarios, request: pytest.FixtureRequest
@@ -430,7 +443,7 @@ def _climbed_past_supervise(s: CaseState) -> None:
     "the ladder child takes ``hold`` from any Temporal client: a supervisor's 督办 against the "
     "unit that has the case stops climbing at 督办 for good (no 会办, no 问责), while the case "
     "shows it active — the case never asked for the hold and cannot see it "
-    "(workflows/escalation.py:99-100, _holds_at)"))  # fmt: skip
+    "(workflows/escalation.py:102, _holds_at)"))  # fmt: skip
 async def test_a_forged_hold_of_a_supervisors_ladder(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -442,6 +455,89 @@ async def test_a_supervisors_ladder_climbs_unheld(
 ) -> None:
     """Guard (the twin: no forged hold): the ladder climbs past 督办 within four steps."""
     _climbed_past_supervise(await outages.of(request))
+
+
+# --- 5. the last 重办's ladder started after the other, with the round in the queue ---------
+
+
+async def _rehandled_into_the_queue(
+    client: Client, pool: asyncpg.Pool, settings: Settings, other_ladder: bool
+) -> CaseState:
+    """Steps of 3 s; the first 不满意 the last rehandle allowed. Stray animals (no routing rule):
+    dispatched out of the queue to urban management, which replies; with ``other_ladder`` two
+    并单 start the repeat reports' ladder. The citizen's 不满意: the rehandle's reassignment
+    finds no unit by rule, the case waits in the centre's queue; the centre dispatches it to
+    water, which does nothing. The case once its ladder has reached 会办 against water — or,
+    after four steps' time, as it stands."""
+    own = _rehandling(settings.model_copy(update={"escalation_step_hours": 3 / 3600}),
+                      bound=False)  # fmt: skip
+    case_id = _case_id("rhq" + ("other" if other_ladder else "alone"))
+    async with build_worker(client, pool, own):
+        handle = await client.start_workflow(
+            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
+        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
+                          department_name="城管局")  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        await _replied(client, handle)
+        if other_ladder:
+            for _ in range(2):
+                await handle.signal("repeat_report", _repeat())
+            await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
+        await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still there")
+        await until(client, case_id, lambda s: s.round > 1 and s.status is Status.DISPATCHING
+                    and any(t == "dissatisfaction" for _, t in _ladders(s)))  # fmt: skip
+        await signal_sent(handle, "dispatch", SUPERVISOR, department_id="water",
+                          department_name="县水务局")  # fmt: skip
+        await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        s = await _settled(handle, lambda s: s.escalation is not None and (
+            s.escalation.level >= EscalationLevel.JOINT_HANDLING), within=15)  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+async def _a_rehandle_into_the_queue_after_another_ladder(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _rehandled_into_the_queue(client, pool, settings, other_ladder=True)
+
+
+async def _a_rehandle_into_the_queue_alone(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _rehandled_into_the_queue(client, pool, settings, other_ladder=False)
+
+
+def _rehandling_supervised_past_the_queue(s: CaseState) -> None:
+    assert s.status is Status.ASSIGNED and s.department_id == "water", _timeline(s)
+    e = s.escalation
+    assert e is not None and e.trigger.value == "dissatisfaction" and e.active, _timeline(s)
+    assert e.level >= EscalationLevel.JOINT_HANDLING, (
+        f"the rehandling round's ladder stays at {e.level.name.lower()} against water four "
+        f"steps after its dispatch: {_timeline(s)}")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "rehandle-ladder-after-the-other-v1 starts the dissatisfaction ladder when the other stops "
+    "— at the rehandle's new round, with the case in the centre's queue: started there, it gets "
+    "the queue's ceiling (督办) for good (Ladder._ceiling, workflows/ladder.py:210/305), and as "
+    "a ladder watching the rehandling round it is not ended by the dispatch: it presses water, "
+    "the unit dispatched, capped at 督办 for the whole round; without the other ladder it is "
+    "held in the queue and climbs on after the dispatch (ComplaintWorkflow."
+    "_rehandle_ladder_after, workflows/complaint.py:586-596)"))  # fmt: skip
+async def test_a_rehandle_into_the_queue_after_another_ladder(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    _rehandling_supervised_past_the_queue(await outages.of(request))
+
+
+async def test_a_rehandle_into_the_queue_alone(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (the twin, no other ladder): the ladder, held at 督办 in the queue, climbs on
+    against water once dispatched."""
+    _rehandling_supervised_past_the_queue(await outages.of(request))
 
 
 class SetupFailed(Exception):
@@ -471,4 +567,6 @@ outages = outage_scenarios(*map(_setup, [
     _a_forged_release_of_a_ladder_held_in_the_queue,
     _a_forged_hold_of_a_supervisors_ladder,
     _a_supervisors_ladder_climbs_unheld,
-]), at_once=9)
+    _a_rehandle_into_the_queue_after_another_ladder,
+    _a_rehandle_into_the_queue_alone,
+]), at_once=11)
