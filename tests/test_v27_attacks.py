@@ -34,7 +34,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -47,6 +47,7 @@ from helpers import (
     replay_checked,
     signal_sent,
     started_assigned,
+    until_past,
 )
 from helpers import case_settled as _settled
 from helpers import own_queue as _own
@@ -160,6 +161,67 @@ async def test_a_supervision_in_the_task_of_the_return(
 
 
 async def test_a_supervision_after_the_return_worker_up(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (the twin)."""
+    _refused_or_on_the_new_unit(await outages.of(request))
+
+
+async def _supervised_after_the_lapse(
+    client: Client, pool: asyncpg.Pool, settings: Settings, worker_down: bool
+) -> CaseState:
+    """The 退单 needs the centre's approval, undecided 3 s upheld (逾期视为同意), under the
+    bound. Urban management accepts and returns the case; the window ends — with the worker
+    down, the 督办 sent after its end reaches the case in the task its lapse comes in (the case
+    upholds the 退单 before the 督办: ``_lapses_before``); worker up, the 督办 once the lapse
+    has reassigned the case."""
+    own = _own(_groups(settings)["quick"].model_copy(update={
+        "return_needs_approval": True, "return_decision_hours": 3 / 3600}),
+        f"v27l-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    case_id = _case_id("lapse" + ("down" if worker_down else "up"))
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "accept", URBAN)
+        await until(client, case_id, lambda s: s.status is Status.HANDLING)
+        await signal_sent(handle, "return", URBAN, reason="Not ours: police")
+        s = await until(client, case_id, lambda s: s.pending_return is not None)
+        assert s.pending_return is not None and s.pending_return.decision_due is not None
+        window_end = s.pending_return.decision_due + timedelta(seconds=0.5)
+        if not worker_down:
+            await until(client, case_id, lambda s: s.reassignment is not None or s.round > 1)
+            await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+    if worker_down:
+        await until_past(window_end)
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+    async with build_worker(client, pool, own):
+        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                           and (bool(_refused(s)) or bool(_ladders(s))), within=30)  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+async def _a_supervision_in_the_task_of_the_returns_lapse(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _supervised_after_the_lapse(client, pool, settings, worker_down=True)
+
+
+async def _a_supervision_after_the_returns_lapse_worker_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    return await _supervised_after_the_lapse(client, pool, settings, worker_down=False)
+
+
+async def test_a_supervision_in_the_task_of_the_returns_lapse(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard (outage): the lapse the 督办 brings upholds the 退单 first; the 督办 meets the
+    reassigning case (refused wrong_status) or the next unit, as with the worker up."""
+    _refused_or_on_the_new_unit(await outages.of(request))
+
+
+async def test_a_supervision_after_the_returns_lapse_worker_up(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     """Guard (the twin)."""
@@ -560,6 +622,8 @@ def _setup(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
 outages = outage_scenarios(*map(_setup, [
     _a_supervision_in_the_task_of_the_return,
     _a_supervision_after_the_return_worker_up,
+    _a_supervision_in_the_task_of_the_returns_lapse,
+    _a_supervision_after_the_returns_lapse_worker_up,
     _a_forged_dispatcher_choice_of_no_department,
     _a_waiting_supervision_retried_then_withdrawn,
     _a_supervision_after_a_withdrawal_overtook_the_dispatch,
@@ -569,4 +633,4 @@ outages = outage_scenarios(*map(_setup, [
     _a_supervisors_ladder_climbs_unheld,
     _a_rehandle_into_the_queue_after_another_ladder,
     _a_rehandle_into_the_queue_alone,
-]), at_once=11)
+]), at_once=13)
