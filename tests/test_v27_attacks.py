@@ -1,7 +1,7 @@
 """Red team of lean-case-v26 and lean-case-v27 and the ladder/reassignment children's signals.
 
-- a 督办 in the same task as the unit's 退单 (the worker down), and its worker-up twin
-  (``not-supervised-while-reassigned-v1``);
+- a 督办 in the same task as the unit's 退单, or as the lapse that upholds it (the worker down),
+  and their worker-up twins (``not-supervised-while-reassigned-v1``);
 - the reassignment child's ``choose`` forged with a dispatcher's role but a department that
   does not exist (``reassign-choice-judged-v1`` judges the chooser's role only);
 - a 督办 that waits behind a 派单 whose unit's deadlines are slow to compute (``_SLOW``;
@@ -19,7 +19,8 @@ department that does not exist is taken; a forged ``stop`` ends a supervisor's �
 stopped; a forged ``hold`` caps it at 督办 for good; a forged ``release`` in the queue ends the
 ladder recorded stopped at 问责, a level the case refused; the rehandle's ladder started in the
 queue after the other keeps the queue's ceiling against the unit dispatched. Guards: a 督办 with
-the 退单 in one task (outage) and its twin; a waiting 督办, its retry, a second 督办 and a 撤诉
+the 退单 in one task (outage) and its twin; a 督办 in the task of the 退单's lapse (outage) and its
+twin; a waiting 督办, its retry, a second 督办 and a 撤诉
 behind a slow 派单; a 督办 after a 撤诉 that overtook the 派单; the unheld ladder; the rehandle
 into the queue with no other ladder.
 
