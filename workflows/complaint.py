@@ -593,7 +593,9 @@ class ComplaintWorkflow:
         s = self._state
         await workflow.wait_condition(lambda: not other.active or s.status is Status.CLOSED)
         if s.status not in (Status.CLOSED, Status.REPLIED):
-            self._ladder.escalate(EscalationTrigger.DISSATISFACTION)
+            # in the queue (the rehandle found no unit by rule): held there, not capped for
+            # good (lean-case-v28; before, it stayed at 督办 against the unit dispatched)
+            self._ladder.escalate(EscalationTrigger.DISSATISFACTION, held_in_queue=True)
 
     # --- deadlines ----------------------------------------------------------------------
 

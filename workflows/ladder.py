@@ -38,7 +38,11 @@ with workflow.unsafe.imports_passed_through():
         SupervisionAction,
         SupervisionForm,
     )
-    from jiesu.case.lifecycle import deadline_met
+    from jiesu.case.lifecycle import (
+        LADDER_OUTCOME_JUDGED,
+        REHANDLE_LADDER_HELD_IN_QUEUE,
+        deadline_met,
+    )
     from workflows.case_record import CaseRecord
     from workflows.escalation import EscalationWorkflow
 
@@ -102,6 +106,8 @@ class Ladder:
         self._task: asyncio.Task[None] | None = None
         self._stop = False
         self._watch_rehandling = False
+        self._held_not_capped = False  # the next ladder, started in the queue: held, no ceiling
+        self._stop_sent = False  # the case itself told the child to stop
 
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
@@ -116,8 +122,14 @@ class Ladder:
         trigger: EscalationTrigger,
         actor: Actor = SYSTEM_ACTOR,
         order: SupervisionAction | None = None,
+        held_in_queue: bool = False,
     ) -> None:
-        """Start the ladder, unless one is already climbing for this case."""
+        """Start the ladder, unless one is already climbing for this case. ``held_in_queue``:
+        started while the case waits in the centre's queue, it is held at 督办 there (``hold``)
+        and climbs again once a unit has the case — as a ladder that was climbing when the
+        case entered the queue — instead of taking the queue's ceiling for good (the
+        dissatisfaction ladder of the last 重办, started after another ladder stopped:
+        REHANDLE_LADDER_HELD_IN_QUEUE)."""
         state = self._case.state
         current = state.escalation
         if current is not None and current.active:
@@ -134,6 +146,9 @@ class Ladder:
         else:
             self._ordered(state.escalation, order)
         self._stop = False
+        self._held_not_capped = held_in_queue and self._case.patched(
+            REHANDLE_LADDER_HELD_IN_QUEUE
+        )
         purposeful = self._case.patched(PATCH_PURPOSE)
         self._watch_rehandling = (
             purposeful
@@ -207,7 +222,8 @@ class Ladder:
         if first_step_taken:
             assert self._on_step is not None
             self._on_step(EscalationStep(n=n, level=start_level))
-        ceiling = self._ceiling()
+        ceiling = None if self._held_not_capped else self._ceiling()
+        self._stop_sent = False
         try:
             handle = await workflow.start_child_workflow(
                 EscalationWorkflow.run,
@@ -242,6 +258,7 @@ class Ladder:
         if not done.done():
             try:
                 await handle.signal(EscalationWorkflow.stop)
+                self._stop_sent = True
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 if not self._case.patched(PATCH_CHILD_ENDED):
                     raise  # as such a case ran before the patch
@@ -255,12 +272,29 @@ class Ladder:
         assert s.escalation is not None
         s.escalation.active = False
         self._case.record(
-            EventKind.ESCALATION_STOPPED,
-            SYSTEM_ACTOR,
-            n=n,
-            final_level=int(outcome.final_level),
-            stopped=outcome.stopped,
+            EventKind.ESCALATION_STOPPED, SYSTEM_ACTOR, n=n, **self._stopped_record(outcome)
         )
+
+    def _stopped_record(self, outcome: EscalationOutcome) -> dict[str, Any]:
+        """What the case records of its ladder's end. Since LADDER_OUTCOME_JUDGED
+        (lean-case-v28) the case's own account, not the child's word: the level the case took
+        (a child released or held by another Temporal client climbed to steps the case
+        refused, and was recorded stopped at 问责), and ``stopped`` only when the case told it
+        to stop — a ``stop`` from another client is recorded as such (``reason``), the
+        supervision having ended without the unit doing its duty (tests/test_v27_attacks.py)."""
+        s = self._case.state
+        assert s.escalation is not None
+        if not self._case.patched(LADDER_OUTCOME_JUDGED):
+            return {"final_level": int(outcome.final_level), "stopped": outcome.stopped}
+        record: dict[str, Any] = {
+            "final_level": int(min(outcome.final_level, s.escalation.level)),
+            "stopped": outcome.stopped and self._stop_sent,
+        }
+        if outcome.stopped and not self._stop_sent:
+            record["reason"] = "stopped_by_another_client"
+        elif outcome.final_level > s.escalation.level:
+            record["reason"] = "climbed_past_the_case"
+        return record
 
     def _not_started(self, n: int, child_id: str, level: EscalationLevel) -> None:
         """The ladder's child could not start: another client had started a workflow under its

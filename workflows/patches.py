@@ -102,6 +102,9 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v27", frozenset({
         "rehandle-ladder-after-the-other-v1", "supervision-after-dispatch-v1",
     })),
+    ("lean-case-v28", frozenset({
+        "rehandle-ladder-held-in-queue-v1", "ladder-outcome-judged-v1",
+    })),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -146,6 +146,9 @@ REASSIGN_CHOICE_JUDGED = "reassign-choice-judged-v1"  # see CaseWorkflow._judged
 # Brought by the epoch lean-case-v27.
 REHANDLE_LADDER_AFTER_THE_OTHER = "rehandle-ladder-after-the-other-v1"  # see CaseWorkflow._rehandle
 SUPERVISION_AFTER_DISPATCH = "supervision-after-dispatch-v1"  # see CaseWorkflow._receive
+# Brought by the epoch lean-case-v28.
+REHANDLE_LADDER_HELD_IN_QUEUE = "rehandle-ladder-held-in-queue-v1"  # see Ladder.escalate
+LADDER_OUTCOME_JUDGED = "ladder-outcome-judged-v1"  # see Ladder._stopped_record
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
