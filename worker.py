@@ -84,6 +84,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
     return [
         routing.route_case,
         routing.level_up,
+        routing.known_department,
         deadlines.compute_deadlines,
         projection.project_case,
         projection.project_events,

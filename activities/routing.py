@@ -88,6 +88,17 @@ class RoutingActivities:
         async with self.pool.acquire() as conn:
             return await _centre_queue(conn)
 
+    @activity.defn(name="known_department")
+    async def known_department(self, department_id: str) -> RouteResult | None:
+        """The department a dispatcher chose, by its reference data (its name as recorded
+        there); None when there is no such department (a choice from another client)."""
+        row = await self.pool.fetchrow(
+            "SELECT id, name FROM departments WHERE id = $1", department_id
+        )
+        if row is None:
+            return None
+        return RouteResult(department_id=row["id"], department_name=row["name"], by_rule=False)
+
     @activity.defn(name="level_up")
     async def level_up(self, department_id: str | None) -> RouteResult:
         """提级办: the department one level up; without one, the centre's dispatch queue."""

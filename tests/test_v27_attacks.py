@@ -18,8 +18,9 @@ Defects found (2026-11-24). Fixed the same session (lean-case-v28): the rehandle
 started in the queue after the other kept the queue's ceiling against the unit dispatched
 (``rehandle-ladder-held-in-queue-v1``); a forged ``release`` in the queue ended the ladder
 recorded stopped at 问责, a level the case refused (``ladder-outcome-judged-v1``: the case's
-own level and account; the queue's ladder takes over). Still strict xfails: a forged
-dispatcher choice of a department that does not exist is taken; a forged ``stop`` ends a
+own level and account; the queue's ladder takes over); a forged dispatcher choice of a
+department that does not exist was taken (lean-case-v29, ``chosen-unit-checked-v1``: the
+case looks the unit up). Still strict xfails: a forged ``stop`` ends a
 supervisor's 督办 (recorded honestly since v28, not restarted); a forged ``hold`` caps it at
 督办 for good. Guards: a 督办 with the 退单 in one task (outage) and its twin; a 督办 in the task
 of the 退单's lapse (outage) and its twin; a waiting 督办, its retry, a second 督办 and a 撤诉
@@ -244,11 +245,6 @@ async def _a_forged_dispatcher_choice_of_no_department(
     return await _forged_choice(client, pool, settings, "ghost", choice)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "reassign-choice-judged-v1 judges only the chooser's role: a forged choose carrying a "
-    "supervisor's actor and a department that does not exist is taken — the case is assigned "
-    "to 'no-such-unit' (ComplaintWorkflow._judged_choice, workflows/complaint.py:692-711; the "
-    "child takes any choose that decodes, workflows/reassignment.py:73)"))  # fmt: skip
 async def test_a_forged_dispatcher_choice_of_no_department(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:

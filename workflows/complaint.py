@@ -689,24 +689,39 @@ class ComplaintWorkflow:
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
-        await self._new_round(self._judged_choice(result))
+        await self._new_round(await self._judged_choice(result))
 
-    def _judged_choice(self, result: ReassignmentResult) -> ReassignmentResult:
+    async def _judged_choice(self, result: ReassignmentResult) -> ReassignmentResult:
         """The child's choice as the case takes it (REASSIGN_CHOICE_JUDGED, lean-case-v26). The
         child takes the first ``choose`` that decodes, from any Temporal client: the API's
         check (check_reassign_choice) was the only one a choice met. One by somebody not a
         dispatcher is refused for them, and the centre's queue decides — as when the child
         ended without a choice; before, a citizen's forged choice picked the next unit
         (tests/test_v25_attacks.py). A choice of the centre itself puts the case in its queue
-        (:meth:`_new_round`), not in the centre's hands as a unit's."""
+        (:meth:`_new_round`), not in the centre's hands as a unit's. Since lean-case-v29
+        (CHOSEN_UNIT_CHECKED) a dispatcher's choice of a unit is looked up in the departments
+        (its name taken from there): one that does not exist is refused
+        (``unknown_department``) and the centre's queue decides — before, a forged choice of
+        ``no-such-unit`` left the case assigned to nobody anyone could act as."""
         chooser = result.chosen_by
         if chooser is None or not self._patched(lifecycle.REASSIGN_CHOICE_JUDGED):
             return result
-        if chooser.role in DISPATCHER_ROLES:
+        refusal = None
+        if chooser.role not in DISPATCHER_ROLES:
+            refusal = lifecycle.Refusal(
+                "forbidden", "only the centre's dispatchers choose the next unit", forbidden=True
+            )
+        elif result.route.department_id != CENTRE_ID and self._patched(
+            lifecycle.CHOSEN_UNIT_CHECKED
+        ):
+            known = await run_local(RoutingActivities.known_department, result.route.department_id)
+            if known is not None:
+                return result.model_copy(update={"route": known})
+            refusal = lifecycle.Refusal(
+                "unknown_department", f"no department {result.route.department_id!r}"
+            )
+        if refusal is None:
             return result
-        refusal = lifecycle.Refusal(
-            "forbidden", "only the centre's dispatchers choose the next unit", forbidden=True
-        )
         self._case.refused("choose", chooser, refusal)
         centre = RouteResult(
             department_id=CENTRE_ID, department_name=self._case.centre_name(), by_rule=False
