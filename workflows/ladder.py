@@ -33,12 +33,14 @@ with workflow.unsafe.imports_passed_through():
         EscalationStep,
         EscalationTrigger,
         EventKind,
+        LadderOrder,
         Role,
         Status,
         SupervisionAction,
         SupervisionForm,
     )
     from jiesu.case.lifecycle import (
+        LADDER_ORDERS_SIGNED,
         LADDER_OUTCOME_JUDGED,
         REHANDLE_LADDER_HELD_IN_QUEUE,
         deadline_met,
@@ -108,6 +110,7 @@ class Ladder:
         self._watch_rehandling = False
         self._held_not_capped = False  # the next ladder, started in the queue: held, no ceiling
         self._stop_sent = False  # the case itself told the child to stop
+        self._token: str | None = None  # the current ladder's word (lean-case-v30)
 
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
@@ -224,6 +227,8 @@ class Ladder:
             self._on_step(EscalationStep(n=n, level=start_level))
         ceiling = None if self._held_not_capped else self._ceiling()
         self._stop_sent = False
+        signed = self._case.patched(LADDER_ORDERS_SIGNED)
+        self._token = str(workflow.uuid4()) if signed else None
         try:
             handle = await workflow.start_child_workflow(
                 EscalationWorkflow.run,
@@ -238,6 +243,7 @@ class Ladder:
                     first_step_taken=first_step_taken,
                     ceiling=ceiling,
                     obeys_hold=ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS),
+                    token=self._token,
                 ),
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -257,7 +263,7 @@ class Ladder:
         await workflow.wait_condition(over)
         if not done.done():
             try:
-                await handle.signal(EscalationWorkflow.stop)
+                await self._order(handle, EscalationWorkflow.stop)
                 self._stop_sent = True
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 if not self._case.patched(PATCH_CHILD_ENDED):
@@ -329,9 +335,20 @@ class Ladder:
                 return
             held = not held
             try:
-                await handle.signal(EscalationWorkflow.hold if held else EscalationWorkflow.release)
+                await self._order(
+                    handle, EscalationWorkflow.hold if held else EscalationWorkflow.release
+                )
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 return
+
+    async def _order(self, handle: Any, name: str) -> None:
+        """``stop``, ``hold`` or ``release`` to the ladder: with the case's word since
+        lean-case-v30 (LADDER_ORDERS_SIGNED; the child takes them from no one else), bare
+        before."""
+        if self._token is None:
+            await handle.signal(name)
+        else:
+            await handle.signal(name, LadderOrder(token=self._token))
 
     def _queued(self) -> bool:
         return self._case.state.status is Status.DISPATCHING

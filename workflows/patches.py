@@ -106,6 +106,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
         "rehandle-ladder-held-in-queue-v1", "ladder-outcome-judged-v1",
     })),
     ("lean-case-v29", frozenset({"chosen-unit-checked-v1"})),
+    ("lean-case-v30", frozenset({"ladder-orders-signed-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

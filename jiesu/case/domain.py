@@ -1189,6 +1189,16 @@ class EscalationRequest(BaseModel):
     # started by an older case has no such field: it ignores ``hold`` as it always did, so a
     # running old ladder that a stray ``hold`` reaches replays as it ran
     obeys_hold: bool = False
+    # the case's word for ``stop``/``hold``/``release`` (ladder-orders-signed-v1, lean-case-v30):
+    # a child given one takes those only with it (:class:`LadderOrder`), not from any client
+    # that names them. None: a ladder started before, which takes them bare, as it did
+    token: str | None = None
+
+
+class LadderOrder(BaseModel):
+    """``stop``, ``hold`` or ``release`` from the case to its ladder, with the case's word."""
+
+    token: str
 
 
 class EscalationOutcome(BaseModel):

@@ -151,6 +151,8 @@ REHANDLE_LADDER_HELD_IN_QUEUE = "rehandle-ladder-held-in-queue-v1"  # see Ladder
 LADDER_OUTCOME_JUDGED = "ladder-outcome-judged-v1"  # see Ladder._stopped_record
 # Brought by the epoch lean-case-v29.
 CHOSEN_UNIT_CHECKED = "chosen-unit-checked-v1"  # see CaseWorkflow._judged_choice
+# Brought by the epoch lean-case-v30.
+LADDER_ORDERS_SIGNED = "ladder-orders-signed-v1"  # see Ladder._order
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
