@@ -13,6 +13,7 @@ import asyncio
 import random
 import socket
 import uuid
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -287,47 +288,130 @@ async def _assigned_case(api: httpx.AsyncClient, pool: asyncpg.Pool, title: str)
     return created.json()
 
 
-@pytest.mark.usefixtures("quick_actions")
-async def test_a_case_whose_task_fails_is_read_from_the_read_model(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
-) -> None:
-    """A workflow task that fails (a worker without the case's code here; a bug after a
-    deploy in life): the server refuses the query at once with FAILED_PRECONDITION
-    "Workflow Task in failed state", and the API let it through as a 500 (found with fault
-    run 28's). It is an unanswered query: the read model answers."""
+class _Unanswered:
+    """A case brought to the point where the server refuses its query, held there (its worker,
+    if any, still polling) until its test has read it (``release``)."""
+
+    def __init__(self) -> None:
+        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.release = asyncio.Event()
+
+    async def reached(self) -> dict[str, Any]:
+        """The case (as registered), once its query is refused; the setup's error if it failed."""
+        return await asyncio.shield(self.ready)
+
+    async def held(self, created: dict[str, Any]) -> None:
+        self.ready.set_result(created)
+        await self.release.wait()
+
+    async def running(self, scenario: Awaitable[None]) -> None:
+        """Run the scenario; an error before it held its case is its test's answer too."""
+        try:
+            await scenario
+        except BaseException as err:
+            if not self.ready.done():
+                self.ready.set_exception(err)
+            raise
+
+
+async def _task_fails(api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool,
+                      settings: Settings, hold: _Unanswered) -> None:  # fmt: skip
     created = await _assigned_case(api, pool, "Failing")
     orphan = await silent(client, created["case_id"])
     try:
         async with not_the_case_worker(client, (await orphan.describe()).task_queue):
             await eventually(lambda: query_refused(orphan, "Workflow Task in failed state"),
                              within=60, interval=0.5)  # fmt: skip
-            await _read_from_the_read_model(api, created["case_id"], created["citizen_token"])
+            await hold.held(created)
     finally:
         await orphan.terminate("test finished")
 
 
-@pytest.mark.usefixtures("quick_actions")
-async def test_a_case_whose_worker_is_gone_a_while_is_read_from_the_read_model(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
-) -> None:
-    """Fault run 28's 500: a case last run on a worker that is gone (its sticky queue polled
-    by nobody for ~10 s or more — a killed worker, a restarted Temporal) has its query refused
-    with FAILED_PRECONDITION "no poller seen for task queue recently, worker may be down", a
-    second before the deadline, instead of letting it time out; the API let that through as a
-    500 on every read of such a case. It is an unanswered query: the read model answers."""
+async def _worker_gone(api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool,
+                       settings: Settings, hold: _Unanswered) -> None:  # fmt: skip
     created = await _assigned_case(api, pool, "Gone")
-    case_id = created["case_id"]
     queue = f"jiesu-gone-{uuid.uuid4().hex[:8]}"
-    orphan = await silent(client, case_id, queue)
+    orphan = await silent(client, created["case_id"], queue)
     try:
         own = house_activities(pool, settings.model_copy(update={"task_queue": queue}))
         async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=own,
                           workflow_runner=UnsandboxedWorkflowRunner()):  # fmt: skip
             await eventually(lambda: _answers(orphan), within=30)  # run on it, then it stops
         await eventually(lambda: query_refused(orphan, "no poller seen"), within=90, interval=1)
-        await _read_from_the_read_model(api, case_id, created["citizen_token"])
+        await hold.held(created)
     finally:
         await orphan.terminate("test finished")
+
+
+_UNANSWERED = {
+    "test_a_case_whose_task_fails_is_read_from_the_read_model": _task_fails,
+    "test_a_case_whose_worker_is_gone_a_while_is_read_from_the_read_model": _worker_gone,
+}
+
+
+@pytest.fixture(scope="module")
+async def unanswered(
+    request: pytest.FixtureRequest, api: httpx.AsyncClient, client: Client,
+    pool: asyncpg.Pool, settings: Settings,
+) -> AsyncIterator[dict[str, tuple[_Unanswered, asyncio.Task[None]]]]:  # fmt: skip
+    """Both cases whose query the server refuses, brought there at once: most of each is real
+    time the server takes — a failed task marked (~14 s), a sticky queue polled by nobody for
+    ~10 s (~24 s in all) — which the two wait together instead of one after the other
+    (docs/testing.md, "Suite wall time"). Each has its own case, task queue and worker; each
+    test reads its own case and asserts as before. Only the selected tests' cases start."""
+    chosen = {item.name for item in request.session.items if item.module is request.module}
+    held: dict[str, tuple[_Unanswered, asyncio.Task[None]]] = {}
+    for name, run in _UNANSWERED.items():
+        if name in chosen:
+            hold = _Unanswered()
+            scenario = hold.running(run(api, client, pool, settings, hold))
+            held[name] = (hold, asyncio.ensure_future(scenario))
+    try:
+        yield held
+    finally:
+        for hold, _ in held.values():
+            hold.release.set()
+        await asyncio.gather(*(task for _, task in held.values()), return_exceptions=True)
+
+
+async def _read_while_unanswered(
+    unanswered: dict[str, tuple[_Unanswered, asyncio.Task[None]]], request: pytest.FixtureRequest,
+    api: httpx.AsyncClient,
+) -> None:  # fmt: skip
+    """The test's case, refused its query, read from the read model; then its scenario ended
+    (worker stopped, case terminated), any error of it raised here."""
+    hold, task = unanswered[request.node.name]
+    try:
+        created = await hold.reached()
+        await _read_from_the_read_model(api, created["case_id"], created["citizen_token"])
+    finally:
+        hold.release.set()
+    await task
+
+
+@pytest.mark.usefixtures("quick_actions")
+async def test_a_case_whose_task_fails_is_read_from_the_read_model(
+    api: httpx.AsyncClient, unanswered: Any, request: pytest.FixtureRequest
+) -> None:
+    """A workflow task that fails (a worker without the case's code here; a bug after a
+    deploy in life): the server refuses the query at once with FAILED_PRECONDITION
+    "Workflow Task in failed state", and the API let it through as a 500 (found with fault
+    run 28's). It is an unanswered query: the read model answers. (Brought there by
+    ``_task_fails``, beside the next test's case.)"""
+    await _read_while_unanswered(unanswered, request, api)
+
+
+@pytest.mark.usefixtures("quick_actions")
+async def test_a_case_whose_worker_is_gone_a_while_is_read_from_the_read_model(
+    api: httpx.AsyncClient, unanswered: Any, request: pytest.FixtureRequest
+) -> None:
+    """Fault run 28's 500: a case last run on a worker that is gone (its sticky queue polled
+    by nobody for ~10 s or more — a killed worker, a restarted Temporal) has its query refused
+    with FAILED_PRECONDITION "no poller seen for task queue recently, worker may be down", a
+    second before the deadline, instead of letting it time out; the API let that through as a
+    500 on every read of such a case. It is an unanswered query: the read model answers.
+    (Brought there by ``_worker_gone``, beside the previous test's case.)"""
+    await _read_while_unanswered(unanswered, request, api)
 
 
 async def _answers(orphan: Any) -> bool:
