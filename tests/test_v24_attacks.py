@@ -58,7 +58,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import OPERATOR, complaint, eventually, handle_of, replay_checked, served
+from helpers import (
+    OPERATOR,
+    Scenarios,
+    complaint,
+    eventually,
+    handle_of,
+    outage_scenarios,
+    replay_checked,
+    served,
+)
 from helpers import case_settled as _settled
 from helpers import own_queue as _own
 from helpers import timeline_of as _timeline
@@ -444,7 +453,7 @@ def _queue_ladders(s: CaseState) -> list[int]:
             and e.data.get("trigger") == "reassignment_limit"]  # fmt: skip
 
 
-async def test_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder(
+async def _a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Guard. With the worker down, urban management's 退单 at the bound (its 督办 ladder
@@ -480,7 +489,7 @@ async def test_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_qu
         await dispatched.terminate("test over")
 
 
-async def test_two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
+async def _two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Guard. With the worker down, in one task: urban management's 退单 at the bound (its
@@ -510,3 +519,27 @@ async def test_two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladde
             await replay_checked(await handle.fetch_history())
     finally:
         await handle.terminate("test over")
+
+
+# Both queue-ladder cases run at once (helpers.outage_scenarios), each on a task queue and a
+# worker of its own: most of each is waited (the ladder's child starting, the worker stopped and
+# started again, the case's one task), ~11 s each one after the other (docs/testing.md, "Suite
+# wall time"). Each test asserts on its own case, in its scenario above, unchanged.
+outages = outage_scenarios(
+    _a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder,
+    _two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder,
+)
+
+
+async def test_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard: ``_a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_ladder``."""
+    await outages.of(request)
+
+
+async def test_two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    """Guard: ``_two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder``."""
+    await outages.of(request)
