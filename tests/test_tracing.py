@@ -6,7 +6,8 @@ PostgreSQL; the span exporter is an in-memory one (the outside world)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -129,17 +130,40 @@ async def _projected(pool: asyncpg.Pool, case_id: str, status: str) -> bool:
 RECORDED = current_histories()
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_histories_replay_with_the_tracing_interceptor(path) -> None:
-    """A worker with tracing on replays the cases recorded without it (the interceptor adds
-    headers and spans only, never commands)."""
-    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+async def replayed_with_tracing(request: pytest.FixtureRequest) -> dict[Path, str | None]:
+    """The selected recorded histories replayed by one sandboxed replay worker with the tracing
+    interceptor (``workflow_replay_iterator``, as ``helpers.replays_checked``: a replayer per
+    history cost ~4x the CPU): each history's failure, None where it replays. Each test
+    asserts its own history's outcome."""
+    paths = [item.callspec.params["path"] for item in request.session.items
+             if item.module is request.module and hasattr(item, "callspec")]  # fmt: skip
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     replayer = sandboxed_replayer(interceptors=telemetry.temporal_interceptors(provider))
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+    by_id = {path.stem: path for path in paths}
+
+    async def stream() -> AsyncIterator[WorkflowHistory]:
+        for path in paths:
+            yield WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+
+    outcome: dict[Path, str | None] = {}
+    async with replayer.workflow_replay_iterator(stream()) as results:
+        async for result in results:
+            failure = result.replay_failure
+            outcome[by_id[result.history.workflow_id]] = None if failure is None else str(failure)
+    return outcome
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+async def test_recorded_histories_replay_with_the_tracing_interceptor(
+    path: Path, replayed_with_tracing: dict[Path, str | None]
+) -> None:
+    """A worker with tracing on replays the cases recorded without it (the interceptor adds
+    headers and spans only, never commands)."""
+    failure = replayed_with_tracing[path]
+    assert failure is None, f"{path.name}: {failure}"
 
 
 def test_tracing_is_off_without_an_otlp_endpoint() -> None:
