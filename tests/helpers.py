@@ -15,7 +15,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -225,6 +225,24 @@ async def child_of(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]
     handle = client.get_workflow_handle(workflow_id)
     await eventually(lambda: has_run(handle), within=30)
     return handle
+
+
+class SetupFailed(Exception):
+    """A scenario did not reach what its test judges: not the defect a strict xfail names
+    (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
+
+
+def setup_checked(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``run`` (an attack file's scenario) with its AssertionErrors turned into SetupFailed."""
+
+    @wraps(run)
+    async def checked(*args: Any) -> Any:
+        try:
+            return await run(*args)
+        except AssertionError as err:
+            raise SetupFailed(f"{run.__name__}: {err}") from err
+
+    return checked
 
 
 async def ended(handle: WorkflowHandle[Any, Any], reason: str = "test finished") -> None:

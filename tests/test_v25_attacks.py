@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +53,7 @@ from helpers import (
     outage_scenarios,
     replay_checked,
     served,
+    setup_checked,
     signal_sent,
     started_assigned,
 )
@@ -914,24 +913,8 @@ async def test_a_supervision_while_the_case_is_reassigned(
     assert e.active, _timeline(s)
 
 
-class SetupFailed(Exception):
-    """A scenario did not reach what its test judges: not the defect a strict xfail names
-    (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
-
-
-def _setup(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(run)
-    async def checked(*args: Any) -> Any:
-        try:
-            return await run(*args)
-        except AssertionError as err:
-            raise SetupFailed(f"{run.__name__}: {err}") from err
-
-    return checked
-
-
 # each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
-outages = outage_scenarios(*map(_setup, [
+outages = outage_scenarios(*map(setup_checked, [
     _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_climbed,
     _a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_reply,
     _a_supervision_while_a_dispatch_is_set_up,

@@ -37,7 +37,6 @@ xfail first, and failed with ``--runxfail`` for the reason it named on the code 
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -51,6 +50,7 @@ from helpers import (
     ladder_of,
     outage_scenarios,
     replay_checked,
+    setup_checked,
     signal_sent,
     started_assigned,
     until_past,
@@ -579,24 +579,8 @@ async def test_a_rehandle_into_the_queue_alone(
     _rehandling_supervised_past_the_queue(await outages.of(request))
 
 
-class SetupFailed(Exception):
-    """A scenario did not reach what its test judges: not the defect a strict xfail names
-    (which fails with AssertionError only, ``raises=``), so it is not taken for it."""
-
-
-def _setup(run: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(run)
-    async def checked(*args: Any) -> Any:
-        try:
-            return await run(*args)
-        except AssertionError as err:
-            raise SetupFailed(f"{run.__name__}: {err}") from err
-
-    return checked
-
-
 # each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)
-outages = outage_scenarios(*map(_setup, [
+outages = outage_scenarios(*map(setup_checked, [
     _a_supervision_in_the_task_of_the_return,
     _a_supervision_after_the_return_worker_up,
     _a_supervision_in_the_task_of_the_returns_lapse,
