@@ -723,10 +723,13 @@ class ComplaintWorkflow:
         if refusal is None:
             return result
         self._case.refused("choose", chooser, refusal)
-        centre = RouteResult(
+        return ReassignmentResult(route=self._centre_queue())
+
+    def _centre_queue(self) -> RouteResult:
+        """The centre's queue as a reassignment's outcome: its dispatcher decides."""
+        return RouteResult(
             department_id=CENTRE_ID, department_name=self._case.centre_name(), by_rule=False
         )
-        return ReassignmentResult(route=centre)
 
     async def _queue_ladder_after_the_units(self) -> None:
         """The case queued at the bound while a ladder climbed against its unit (a
@@ -853,10 +856,7 @@ class ComplaintWorkflow:
             child_id=child_id,
             reason=messages.printable(f"{err}: {cause}" if cause is not err else str(err), 500),
         )
-        route = RouteResult(
-            department_id=CENTRE_ID, department_name=self._case.centre_name(), by_rule=False
-        )
-        return ReassignmentResult(route=route)
+        return ReassignmentResult(route=self._centre_queue())
 
     def _release_co_handlers(self, lead: str | None) -> None:
         """A new round (PATCH_ROUND_RELEASES_CO_HANDLERS): the co-handlers still owing their

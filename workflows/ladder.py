@@ -108,7 +108,6 @@ class Ladder:
         self._task: asyncio.Task[None] | None = None
         self._stop = False
         self._watch_rehandling = False
-        self._held_not_capped = False  # the next ladder, started in the queue: held, no ceiling
         self._stop_sent = False  # the case itself told the child to stop
         self._token: str | None = None  # the current ladder's word (lean-case-v30)
 
@@ -149,16 +148,16 @@ class Ladder:
         else:
             self._ordered(state.escalation, order)
         self._stop = False
-        self._held_not_capped = held_in_queue and self._case.patched(
-            REHANDLE_LADDER_HELD_IN_QUEUE
-        )
+        uncapped = held_in_queue and self._case.patched(REHANDLE_LADDER_HELD_IN_QUEUE)
         purposeful = self._case.patched(PATCH_PURPOSE)
         self._watch_rehandling = (
             purposeful
             and trigger is EscalationTrigger.DISSATISFACTION
             and self._case.patched(PATCH_REHANDLE_WATCH)
         )
-        self._task = asyncio.create_task(self._climb(n, trigger, child_id, purposeful))
+        self._task = asyncio.create_task(
+            self._climb(n, trigger, child_id, purposeful, uncapped)
+        )
 
     def _ordered(self, escalation: Escalation, order: SupervisionAction) -> None:
         """A supervisor's order: its form, opinion and deadline; 会办's co-handlers."""
@@ -206,8 +205,15 @@ class Ladder:
             await self._task
 
     async def _climb(
-        self, n: int, trigger: EscalationTrigger, child_id: str, purposeful: bool
+        self,
+        n: int,
+        trigger: EscalationTrigger,
+        child_id: str,
+        purposeful: bool,
+        uncapped: bool = False,
     ) -> None:
+        """Run the n-th ladder to its end. ``uncapped``: started in the queue, yet held there
+        rather than given the queue's ceiling for good (see :meth:`escalate`)."""
         s = self._case.state
         # a ladder may start before the first deadlines are set (a supervisor or the third
         # report in the case's first task): then the policy defaults apply
@@ -225,7 +231,7 @@ class Ladder:
         if first_step_taken:
             assert self._on_step is not None
             self._on_step(EscalationStep(n=n, level=start_level))
-        ceiling = None if self._held_not_capped else self._ceiling()
+        ceiling = None if uncapped else self._ceiling()
         self._stop_sent = False
         signed = self._case.patched(LADDER_ORDERS_SIGNED)
         self._token = str(workflow.uuid4()) if signed else None
