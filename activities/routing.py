@@ -11,11 +11,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import refusing_bad_data
+from jiesu.admin.departments import IN_SERVICE
 from jiesu.case.domain import CENTRE_ID, RouteRequest, RouteResult
 
 # The grid's chain of areas up to the county, with its depth (grid = deepest). The deepest
-# area that has a rule wins; among rules for the same area, the highest priority.
-_ROUTE_SQL = """
+# area that has a rule wins; among rules for the same area, the highest priority. A rule to a
+# department out of service now is passed over (jiesu/admin/departments.py).
+_ROUTE_SQL = f"""
 WITH RECURSIVE chain(id, parent_id, depth) AS (
     SELECT id, parent_id, 0 FROM areas WHERE id = $2
     UNION ALL
@@ -29,6 +31,7 @@ WHERE r.category_id = $1
   AND (r.area_id IS NULL OR c.id IS NOT NULL)
   AND NOT (r.department_id = ANY($3::text[]))
   AND r.valid_from <= $4 AND (r.valid_to IS NULL OR r.valid_to > $4)
+  AND {IN_SERVICE}
 ORDER BY coalesce(c.depth, 1000), r.priority DESC, r.id
 LIMIT 1
 """
@@ -91,9 +94,12 @@ class RoutingActivities:
     @activity.defn(name="known_department")
     async def known_department(self, department_id: str) -> RouteResult | None:
         """The department a dispatcher chose, by its reference data (its name as recorded
-        there); None when there is no such department (a choice from another client)."""
+        there); None when there is no such department (a choice from another client) or it
+        is out of service (the case records ``unknown_department`` for both: the API refuses
+        a retired one as ``department_retired`` before the case hears of it)."""
         row = await self.pool.fetchrow(
-            "SELECT id, name FROM departments WHERE id = $1", department_id
+            f"SELECT d.id, d.name FROM departments d WHERE d.id = $1 AND {IN_SERVICE}",
+            department_id,
         )
         if row is None:
             return None
@@ -101,11 +107,12 @@ class RoutingActivities:
 
     @activity.defn(name="level_up")
     async def level_up(self, department_id: str | None) -> RouteResult:
-        """提级办: the department one level up; without one, the centre's dispatch queue."""
+        """提级办: the department one level up; without one (or out of service), the
+        centre's dispatch queue."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT p.id, p.name FROM departments d JOIN departments p ON p.id = d.parent_id"
-                " WHERE d.id = $1",
+                "SELECT d.id, d.name FROM departments c JOIN departments d ON d.id = c.parent_id"
+                f" WHERE c.id = $1 AND {IN_SERVICE}",
                 department_id,
             )
             if row:

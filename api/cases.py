@@ -37,6 +37,8 @@ from api.schemas import ActionResult
 from jiesu.access import action_keys
 from jiesu.access.content import Viewer, carried_fields, masked_case, record_view
 from jiesu.access.grids import GridScope
+from jiesu.admin import departments
+from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import WHOLE_COUNTY_VIEWER_ROLES, CaseEvent, CaseState, EventKind
 from jiesu.case.lifecycle import Refusal
 from jiesu.case.sla import late_sql
@@ -715,8 +717,9 @@ async def read_model_copy(pool: asyncpg.Pool, case_id: str) -> CaseState | None:
 
 
 async def department_ref(pool: asyncpg.Pool, department_id: str) -> str:
-    """The department's name, or a 422 when there is no such department."""
-    name = await pool.fetchval("SELECT name FROM departments WHERE id = $1", department_id)
-    if name is None:
-        raise ApiError(422, "unknown_department", f"no department {department_id!r}")
-    return name
+    """The name of a department that can be given work now; a 422 when there is no such
+    department (``unknown_department``) or it is out of service (``department_retired``)."""
+    try:
+        return await departments.name_for_work(pool, department_id)
+    except AdminRefused as exc:
+        raise ApiError(422, exc.code, exc.message) from exc

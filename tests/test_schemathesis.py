@@ -160,6 +160,23 @@ async def throwaway_rule(pool: asyncpg.Pool) -> int:
     )
 
 
+@pytest.fixture(scope="module")
+async def throwaway_department(pool: asyncpg.Pool) -> str:
+    """The only department the admin's retire/reinstate examples may touch (a generated id
+    could name a demo department later tests route cases to)."""
+    department = f"fuzz-{uuid.uuid4().hex[:8]}"
+    await pool.execute(
+        "INSERT INTO departments (id, name, level) VALUES ($1, $1, 'county')", department
+    )
+    return department
+
+
+def _spare_departments(case: Any, throwaway_department: str) -> None:
+    if case.operation.path.endswith(("/retire", "/reinstate")) and case.path_parameters and \
+            "record_id" in case.path_parameters:  # fmt: skip
+        case.path_parameters["record_id"] = throwaway_department
+
+
 def _spare_rules(case: Any, throwaway_rule: int) -> None:
     rule_id = case.path_parameters.get("rule_id") if case.path_parameters else None
     if isinstance(rule_id, int) and rule_id >= 1:
@@ -237,6 +254,7 @@ async def test_api_answers_as_documented(
     real_case: dict[str, Any],
     throwaway_key: int,
     throwaway_rule: int,
+    throwaway_department: str,
     role: str,
     operation: Any,
     data: Any,
@@ -245,6 +263,7 @@ async def test_api_answers_as_documented(
     case = data.draw(operation.as_strategy(generation_mode=mode), label="case")
     _spare_keys(case, throwaway_key)
     _spare_rules(case, throwaway_rule)
+    _spare_departments(case, throwaway_department)
     if mode is GenerationMode.POSITIVE and data.draw(st.booleans(), label="real case"):
         _aim_at(case, real_case, role)
     response = await _send(fuzz_api, case, ROLES[role])

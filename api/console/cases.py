@@ -35,6 +35,7 @@ from api.console.web import (
 from api.deps import AppSettings, CaseId, Pool, Principal, Temporal, is_cross_site
 from api.errors import ApiError, not_found
 from jiesu.access import content as content_service
+from jiesu.admin.departments import IN_SERVICE
 from jiesu.case import glossary, lifecycle
 from jiesu.case.domain import (
     HANDLER_ROLES,
@@ -266,9 +267,11 @@ async def _case_page(
     # withheld: the content the events carry (补充诉求, 并单, evidence) is hidden too
     viewer = case_service.viewer_of(principal)
     state = content_service.masked_case(viewer, found.state, withheld=withheld)
-    # every unit by name for 办理经过 (the centre's included); all but the centre for the forms
-    units = await pool.fetch("SELECT id, name, level FROM departments ORDER BY level, id")
-    departments = [u for u in units if u["level"] != "centre"]
+    # every unit by name for 办理经过 (the centre's and retired ones included); for the forms,
+    # all but the centre and those out of service (停用: the API would refuse them)
+    units = await pool.fetch(f"SELECT id, name, level, {IN_SERVICE} AS serving"
+                             " FROM departments d ORDER BY level, id")
+    departments = [u for u in units if u["level"] != "centre" and u["serving"]]
     choices = co_handler_choices(found.state, departments)  # 会办's pickers
     if refused is not None and failed in BY_NAME:
         error = glossary.refusal_of(

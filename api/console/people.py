@@ -11,6 +11,7 @@ from api.console.web import PREFIX, form_of, page, redirect, require_roles
 from api.deps import Pool
 from api.routers.users import by as changed_by
 from jiesu.access import staff as accounts
+from jiesu.admin.departments import IN_SERVICE
 from jiesu.case.domain import Role
 
 router = APIRouter()
@@ -32,6 +33,7 @@ _REFUSALS = {
     "invalid_department": ("department_id", "承办单位人员须选择单位，其他角色不选单位"),
     "login_taken": ("login", "已被占用，请换一个"),
     "unknown_department": ("department_id", "所选单位不存在，请重新选择"),
+    "department_retired": ("department_id", "所选单位已停用，不能再开设或调入账号"),
 }  # fmt: skip
 
 
@@ -50,11 +52,14 @@ async def _people_page(
     status_code: int = 200, failed: str | None = None, posted: FormData | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """``failed``: the form refused, shown again with what was ``posted`` and why."""
-    departments = await pool.fetch("SELECT id, name FROM departments ORDER BY id")
+    units = await pool.fetch(f"SELECT id, name, {IN_SERVICE} AS serving FROM departments d"
+                             " ORDER BY id")
     context = {"session": session, "people": await accounts.list_people(pool),
-               "roles": list(Role), "departments": departments, "error": error,
-               # a person's unit by its name, as the form offers it (its code if it is gone)
-               "unit_names": {d["id"]: d["name"] for d in departments},
+               "roles": list(Role), "error": error,
+               # the form offers units in service only (a retired one takes no new people)
+               "departments": [u for u in units if u["serving"]],
+               # a person's unit by its name (its code if it is gone)
+               "unit_names": {d["id"]: d["name"] for d in units},
                "failed": failed, "posted": posted, "new_person": NEW_PERSON,
                "labels": LABELS}  # fmt: skip
     return page(request, "people.html", context, status_code)

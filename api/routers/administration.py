@@ -6,6 +6,7 @@ nothing; every change is in ``GET /api/v1/admin/changes``."""
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, AppSettings, Pool
 from api.errors import ERRORS, ApiError, ErrorResponse
-from jiesu.admin import calendar, changes, policy, reference, routing, templates
+from jiesu.admin import calendar, changes, departments, policy, reference, routing, templates
 from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import EventKind, Instant, Line
 from jiesu.notify.notices import RecipientKind
@@ -68,7 +69,9 @@ class _Versioned(BaseModel):
 
 
 class Department(reference.DepartmentIn, _Versioned):
-    pass
+    retired_at: datetime | None = Field(
+        default=None, description="Out of service (停用) from then on; none: in service. Set by "
+        "…/retire and …/reinstate, never by PUT.")
 
 
 class Area(reference.AreaIn, _Versioned):
@@ -145,6 +148,45 @@ def _reference_routes(
 _reference_routes(reference.DEPARTMENTS, "/departments", reference.DepartmentIn, Department)
 _reference_routes(reference.AREAS, "/areas", reference.AreaIn, Area)
 _reference_routes(reference.CATEGORIES, "/categories", reference.CategoryIn, Category)
+
+
+class DepartmentService(BaseModel):
+    """A department after its retirement or reinstatement, and what still points at it."""
+
+    department: Department
+    open_cases: int = Field(description="Cases it holds now (not closed): its people finish "
+                            "them, or the centre reassigns them")
+    rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that name "
+                                      "it: routing passes over them while it is retired")
+
+
+def _service(change: departments.ServiceChange) -> DepartmentService:
+    return DepartmentService(department=Department.model_validate(change.department),
+                             open_cases=change.open_cases, rules_in_force=change.rules_in_force)
+
+
+@router.post("/departments/{record_id}/retire", response_model=DepartmentService,
+             responses=_ERRORS, summary="Retire a department (停用) from a moment (default now)")
+async def retire_department(
+    record_id: RecordId, body: departments.Retirement, principal: Admin, pool: Pool,
+    if_match: IfMatch = None,
+) -> DepartmentService:
+    """From then on routing passes over its rules, nobody can give it a case or make it a
+    co-handler, and no account is opened in it; the cases it holds stay its own. Retiring it
+    again at the same moment (a retry) answers it as it is."""
+    return _service(await _refusing(departments.retire(
+        pool, principal.actor, record_id, body, if_version=_if_version(if_match)
+    )))  # fmt: skip
+
+
+@router.post("/departments/{record_id}/reinstate", response_model=DepartmentService,
+             responses=_ERRORS, summary="Put a retired department back in service (恢复启用)")
+async def reinstate_department(
+    record_id: RecordId, principal: Admin, pool: Pool, if_match: IfMatch = None
+) -> DepartmentService:
+    return _service(await _refusing(departments.reinstate(
+        pool, principal.actor, record_id, if_version=_if_version(if_match)
+    )))  # fmt: skip
 
 
 # --- the routing catalogue -----------------------------------------------------------------

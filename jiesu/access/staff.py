@@ -26,6 +26,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict
 
 from jiesu.access import api_keys
+from jiesu.admin import departments
+from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import STAFF_ROLES, Role
 
 LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -171,6 +173,7 @@ async def create_person(
     _check(login, display_name, role, department_id)
     password_hash = hash_password(password)
     async with _transaction(db) as conn:
+        await _serving(conn, department_id)
         try:
             row = await conn.fetchrow(
                 "INSERT INTO staff (login, display_name, role, department_id, password_hash)"
@@ -185,6 +188,17 @@ async def create_person(
         person = Person.from_row(row)
         await _record(conn, person, "created", by, None)
         return person
+
+
+async def _serving(conn: asyncpg.Connection, department_id: str | None) -> None:
+    """An account is opened in (or moved into) a department in service only: a retired one
+    takes no new people (its people keep their accounts to finish its cases)."""
+    if department_id is None:
+        return
+    try:
+        await departments.name_for_work(conn, department_id)
+    except AdminRefused as exc:
+        raise AccountRefused(exc.code, exc.message) from exc
 
 
 async def get_person(db: Db, login: str) -> Person | None:
@@ -228,6 +242,8 @@ async def update_person(
             before.display_name, before.role, before.department_id, before.active
         ):
             return before
+        if after_department != before.department_id:
+            await _serving(conn, after_department)
         stays_admin = after_active and after_role is Role.ADMIN
         if (keep_an_admin and before.active and before.role is Role.ADMIN and not stays_admin
                 and not await api_keys.admins_besides(conn, person_id=before.id)):  # fmt: skip

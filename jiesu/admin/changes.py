@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from jiesu.case.domain import Actor
 
-Action = Literal["create", "update", "delete", "retire"]
+Action = Literal["create", "update", "delete", "retire", "reinstate"]
 MAX_LIMIT = 1000
 
 

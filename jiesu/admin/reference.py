@@ -84,10 +84,17 @@ class Table:
     table: str
     columns: tuple[str, ...]
     model: type[BaseModel]
+    # Shown with the record but not written by ``put`` (a department's retirement has its own
+    # action, jiesu/admin/departments.py: replacing a record's fields must not reinstate it).
+    read_only: tuple[str, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        return ", ".join((*self.columns, *self.read_only))
 
     @property
     def select(self) -> str:
-        return f"SELECT id, {', '.join(self.columns)} FROM {self.table}"
+        return f"SELECT id, {self.shown} FROM {self.table}"
 
 
 # Cases refer to records by id without a foreign key (the read model outlives reference
@@ -120,7 +127,7 @@ UNPROJECTED_INTAKE = (
 )
 
 DEPARTMENTS = Table("department", "departments", ("name", "level", "parent_id", "area_id"),
-                    DepartmentIn)
+                    DepartmentIn, read_only=("retired_at",))
 AREAS = Table("area", "areas", ("name", "kind", "parent_id", "boundary"), AreaIn)
 CATEGORIES = Table("category", "categories", ("name", "default_urgency", "description"),
                    CategoryIn)
@@ -146,7 +153,7 @@ def _versioned(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "version": version_of(record)}
 
 
-def _check_version(table: Table, record_id: str, before: dict[str, Any] | None,
+def check_version(table: Table, record_id: str, before: dict[str, Any] | None,
                    if_version: str | None) -> None:  # fmt: skip
     if if_version is None:
         return
@@ -200,7 +207,7 @@ async def put_record(
         before = _record(await conn.fetchrow(
             f"{table.select} WHERE id = $1 FOR NO KEY UPDATE", record_id
         ))  # fmt: skip
-        _check_version(table, record_id, before, if_version)
+        check_version(table, record_id, before, if_version)
         if isinstance(body, AreaIn):
             await _check_area(conn, body)
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns)
@@ -208,7 +215,7 @@ async def put_record(
             row = await conn.fetchrow(
                 f"INSERT INTO {table.table} (id, {', '.join(table.columns)})"
                 f" VALUES ($1, {', '.join(casts)}) ON CONFLICT (id) DO UPDATE SET {sets}"
-                f" RETURNING id, {', '.join(table.columns)}",
+                f" RETURNING id, {table.shown}",
                 record_id, *params,
             )
         except asyncpg.ForeignKeyViolationError as exc:
@@ -235,7 +242,7 @@ async def delete_record(
                                              record_id))
         if before is None:
             raise not_found(f"{table.entity}_not_found", f"no {table.entity} {record_id!r}")
-        _check_version(table, record_id, before, if_version)
+        check_version(table, record_id, before, if_version)
         path = _USED_BY_INTAKES.get(table.entity)
         if await conn.fetchval(_USED_BY_CASES[table.entity], record_id) or (
             path is not None and await conn.fetchval(UNPROJECTED_INTAKE, record_id, path)

@@ -4,6 +4,7 @@ logged with the actor ``cli:<login>`` (role admin). Answers are printed as JSON;
 change prints ``error: ...`` and exits 2, changing nothing.
 
     jiesu admin departments|areas|categories list | get ID | put ID JSON | delete ID
+    jiesu admin departments retire ID [--at T] | reinstate ID
     jiesu admin rules list [--as-of T] [--every-version] | add ... | retire ID [--at T]
                       | replace ID --department D [--at T] | history ID
     jiesu admin calendar show YEAR | diff FILE --year YEAR | apply FILE --year YEAR
@@ -28,7 +29,7 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from jiesu import db
-from jiesu.admin import calendar, changes, policy, reference, routing, templates
+from jiesu.admin import calendar, changes, departments, policy, reference, routing, templates
 from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import Actor, EventKind, Role
 from jiesu.config import get_settings
@@ -86,6 +87,11 @@ def _reference(args: argparse.Namespace) -> Work:
         return lambda pool, _: reference.get_record(pool, table, args.id)
     if args.action == "delete":
         return lambda pool, actor: reference.delete_record(pool, actor, table, args.id)
+    if args.action == "retire":
+        retirement = departments.Retirement(at=args.at)
+        return lambda pool, actor: departments.retire(pool, actor, args.id, retirement)
+    if args.action == "reinstate":
+        return lambda pool, actor: departments.reinstate(pool, actor, args.id)
     body = table.model.model_validate_json(args.json)
 
     async def put(pool: asyncpg.Pool, actor: Actor) -> Any:
@@ -188,8 +194,9 @@ def _actions(parent: Any, name: str, help_: str, build: Callable[..., Work]) -> 
 def _add_reference(admin: Any) -> None:
     for entity, plural in (("department", "departments"), ("area", "areas"),
                            ("category", "categories")):
-        acts = _actions(admin, plural, f"{plural}: list, get, put (create or replace), delete",
-                        _reference)
+        help_ = f"{plural}: list, get, put (create or replace), delete" + (
+            ", retire, reinstate" if entity == "department" else "")
+        acts = _actions(admin, plural, help_, _reference)
         acts.add_parser("list", help=f"every {entity}").set_defaults(entity=entity)
         for action, what in (("get", f"one {entity}"),
                              ("delete", f"delete a {entity} nothing refers to")):
@@ -203,6 +210,20 @@ def _add_reference(admin: Any) -> None:
         p.add_argument("id")
         p.add_argument("json")
         p.set_defaults(entity=entity)
+        if entity == "department":
+            _add_department_service(acts)
+
+
+def _add_department_service(acts: Any) -> None:
+    """停用 / 恢复启用: only departments are retired (their cases and figures keep them)."""
+    p = acts.add_parser("retire", help="out of service from --at (default now): routing passes "
+                        "over it, no new cases, co-handlings or accounts")
+    p.add_argument("id")
+    p.add_argument("--at", type=_instant, help="from when (ISO, with a timezone; default now)")
+    p.set_defaults(entity="department")
+    p = acts.add_parser("reinstate", help="back in service")
+    p.add_argument("id")
+    p.set_defaults(entity="department")
 
 
 def _add_rules(admin: Any) -> None:

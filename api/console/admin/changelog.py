@@ -26,7 +26,8 @@ ENTITIES = {
     reference.CATEGORIES.entity: "诉求分类", routing.ENTITY: "派单规则", calendar.ENTITY: "节假日",
     policy.ENTITY: "时限参数", notice_templates.ENTITY: "通知模板",
 }  # fmt: skip
-ACTIONS = {"create": "新增", "update": "修改", "delete": "删除", "retire": "停用"}
+ACTIONS = {"create": "新增", "update": "修改", "delete": "删除", "retire": "停用",
+           "reinstate": "恢复启用"}
 
 
 def actor_label(actor: Actor) -> str:

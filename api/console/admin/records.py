@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -15,10 +18,19 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from api.console import form_words
-from api.console.admin.forms import GENERAL, FormErrors, invalid, optional, refused, text
+from api.console.admin.forms import (
+    GENERAL,
+    FormErrors,
+    invalid,
+    local_time,
+    optional,
+    refused,
+    text,
+)
 from api.console.web import PREFIX, form_of, page, redirect, require_roles
-from api.deps import Pool
-from jiesu.admin import reference
+from api.console.web import local_time as shown_time
+from api.deps import AppSettings, Pool
+from jiesu.admin import departments, reference
 from jiesu.admin.errors import AdminRefused
 from jiesu.case import glossary
 from jiesu.case.domain import Urgency
@@ -112,7 +124,8 @@ async def _choices(pool: Pool) -> dict[str, list[tuple[str, str]]]:
     areas = await reference.list_records(pool, reference.AREAS)
     return {
         **FIXED_CHOICES,
-        "departments": [(d["id"], f"{d['name']} ({d['id']})") for d in departments],
+        "departments": [(d["id"], f"{d['name']} ({d['id']})" + ("（已停用）" if d["retired_at"]
+                         else "")) for d in departments],
         "areas": [(a["id"], f"{a['name']} ({a['id']})") for a in areas],
     }
 
@@ -130,23 +143,34 @@ def _shown(record: dict[str, Any]) -> dict[str, str]:
 
 async def _page(
     request: Request, pool: Pool, session: object, kind: Kind, *, values: dict[str, str],
-    errors: FormErrors | None = None, done: str | None = None,
+    errors: FormErrors | None = None, done: str | None = None, service: str | None = None,
 ) -> HTMLResponse:  # fmt: skip
+    """``service``: what a department's retirement or reinstatement left pointing at it."""
     records = await reference.list_records(pool, kind.table)
     context = {"session": session, "kind": kind, "kinds": KINDS, "records": records,
                "values": values, "errors": (errors or FormErrors()).messages, "done": done,
-               "choices": await _choices(pool), "shown": _shown}  # fmt: skip
+               "choices": await _choices(pool), "shown": _shown, "now": datetime.now(UTC),
+               "service": service}  # fmt: skip
     return page(request, "admin_records.html", context, errors.status if errors else 200)
 
 
 @router.get("/admin/{path}", response_class=HTMLResponse)
 async def records(
     request: Request, path: str, pool: Pool, session: Admin, edit: str | None = None,
-    done: str | None = None,
+    done: str | None = None, retired: str | None = None, reinstated: str | None = None,
 ) -> Response:  # fmt: skip
-    """The list; ``edit``: the form filled with that record, to change it."""
+    """The list; ``edit``: the form filled with that record, to change it; ``retired`` /
+    ``reinstated``: the department just changed, and what still points at it."""
     kind = _kind(path)
     values: dict[str, str] = {}
+    changed = retired or reinstated
+    if changed and path == "departments":
+        try:
+            service = _left_pointing(await departments.standing(pool, changed),
+                                     "停用" if retired else "恢复启用")
+        except AdminRefused as exc:
+            return await _page(request, pool, session, kind, values={}, errors=refused(exc))
+        return await _page(request, pool, session, kind, values={}, service=service)
     if edit:
         try:
             values = _shown(await reference.get_record(pool, kind.table, edit))
@@ -214,3 +238,63 @@ async def delete(
         errors.messages = {GENERAL: errors.messages.popitem()[1]}
         return await _page(request, pool, session, kind, values={}, errors=errors)
     return redirect(f"{PREFIX}/admin/{path}?done={record_id}")
+
+
+# --- 停用 / 恢复启用 (departments only) ------------------------------------------------------
+
+
+def _left_pointing(change: departments.ServiceChange, what: str) -> str:
+    """What the admin must still see to: the cases the department holds, the rules naming it."""
+    d = change.department
+    retired_at = d["retired_at"]
+    if retired_at is not None and retired_at > datetime.now(UTC):
+        what = f"安排于 {shown_time(retired_at)} 停用"
+    words = [f"已{what}：{d['name']}（{d['id']}）"]
+    if change.open_cases:
+        words.append(f"仍有 {change.open_cases} 件在办工单（由该单位办结，或由热线中心改派）")
+    if change.rules_in_force:
+        rules = "、".join(f"#{r}" for r in change.rules_in_force)
+        tail = "停用后派单跳过这些规则，请在派单目录中替换" if retired_at else "派单照常使用"
+        words.append(f"派单目录中仍有规则 {rules} 指向它（{tail}）")
+    return "；".join(words)
+
+
+async def _service_change(
+    request: Request, pool: Pool, session: Admin, record_id: str, what: str, change: Any,
+) -> Response:  # fmt: skip
+    """Applied: back to the list, which says what still points at the department (a reload
+    does not send the change again)."""
+    kind = KINDS["departments"]
+    try:
+        await change
+    except ValidationError as err:
+        return await _page(request, pool, session, kind, values={},
+                           errors=invalid(err, {"at": "停用时间"}))
+    except AdminRefused as exc:
+        errors = refused(exc)
+        errors.messages = {GENERAL: errors.messages.popitem()[1]}
+        return await _page(request, pool, session, kind, values={}, errors=errors)
+    return redirect(f"{PREFIX}/admin/departments?{what}={quote(record_id)}")
+
+
+@router.post("/admin/departments/{record_id}/retire", response_class=HTMLResponse)
+async def retire(
+    request: Request, record_id: str, pool: Pool, session: Admin, settings: AppSettings
+) -> Response:
+    """停用: from the moment typed (the hotline's local time), or now."""
+    form = await form_of(request, session)
+
+    async def work() -> departments.ServiceChange:
+        at = local_time(form, "at", ZoneInfo(settings.timezone))
+        body = departments.Retirement.model_validate({"at": at})
+        return await departments.retire(pool, session.principal.actor, record_id, body)
+
+    return await _service_change(request, pool, session, record_id, "retired", work())
+
+
+@router.post("/admin/departments/{record_id}/reinstate", response_class=HTMLResponse)
+async def reinstate(request: Request, record_id: str, pool: Pool, session: Admin) -> Response:
+    """恢复启用 (a scheduled retirement is called off the same way)."""
+    await form_of(request, session)
+    change = departments.reinstate(pool, session.principal.actor, record_id)
+    return await _service_change(request, pool, session, record_id, "reinstated", change)

@@ -1,0 +1,190 @@
+"""单位停用: a department merged away or abolished is retired from a moment on, not deleted —
+routing passes over it, nobody can give it a case, a co-handling or an account, its history
+and figures stay; it can be put back in service. By API, CLI and console, admins only,
+logged (jiesu/admin/departments.py, docs/administration.md)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, signed_in
+from test_console_admin import Admin, admin  # noqa: F401 (the console's admin fixture)
+
+from activities.routing import RoutingActivities
+from jiesu.case.domain import CENTRE_ID
+from jiesu.ops.demo_data import demo_key
+
+ADMIN = auth(demo_key("demo-admin"))
+A = "/api/v1/admin"
+
+
+def _uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def _put(api: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    r = await api.put(f"{A}/{path}", json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+
+
+async def _unit_with_a_rule(api: httpx.AsyncClient) -> tuple[str, str, int]:
+    """A department of its own, a category of its own, and the rule sending it there."""
+    department, category = _uid("dep"), _uid("cat")
+    await _put(api, f"departments/{department}", {"name": f"撤并局{department}", "level": "county"})
+    await _put(api, f"categories/{category}", {"name": "测试类别", "default_urgency": "general"})
+    rule = await api.post(f"{A}/routing-rules", headers=ADMIN, json={
+        "category_id": category, "area_id": "QH", "department_id": department,
+        "valid_from": (datetime.now(UTC) - timedelta(days=1)).isoformat()})  # fmt: skip
+    assert rule.status_code == 201, rule.text
+    return department, category, rule.json()["id"]
+
+
+async def _routed_to(api: httpx.AsyncClient, category: str) -> tuple[str, str]:
+    filed = await api.post("/api/v1/complaints", headers=OPERATOR,
+                           json=complaint(category_id=category))
+    assert filed.status_code == 201, filed.text
+    case_id = filed.json()["case_id"]
+
+    async def department() -> str | None:
+        r = await api.get(f"/api/v1/complaints/{case_id}", headers=SUPERVISOR)
+        assignment = r.json().get("assignment") if r.status_code == 200 else None
+        return assignment["department_id"] if assignment else None
+
+    return case_id, await eventually(department, within=30)
+
+
+def _code(r: httpx.Response) -> tuple[int, str]:
+    return r.status_code, r.json()["error"]["code"]
+
+
+async def test_a_retired_department_gets_no_new_work_and_can_be_reinstated(
+    api: httpx.AsyncClient,
+) -> None:
+    department, category, rule = await _unit_with_a_rule(api)
+    retired = await api.post(f"{A}/departments/{department}/retire", json={}, headers=ADMIN)
+    assert retired.status_code == 200, retired.text
+    answer = retired.json()
+    assert answer["department"]["retired_at"] is not None
+    assert answer["open_cases"] == 0 and answer["rules_in_force"] == [rule]  # replace it
+
+    # routing passes over its rule: no other rule, so the centre's queue
+    case_id, routed = await _routed_to(api, category)
+    assert routed == CENTRE_ID
+    # nobody gives it a case, a co-handling or an account (422 before the case is read)
+    dispatched = await api.post(f"/api/v1/complaints/{case_id}/dispatch", headers=SUPERVISOR,
+                                json={"department_id": department})
+    assert _code(dispatched) == (422, "department_retired"), dispatched.text
+    co = await api.post(f"/api/v1/complaints/{case_id}/co-handlers", headers=SUPERVISOR,
+                        json={"department_ids": [department], "note": "会办"})
+    assert _code(co) == (422, "department_retired"), co.text
+    person = await api.post(f"{A}/users", headers=ADMIN, json={
+        "login": _uid("clerk"), "display_name": "新人", "role": "department",
+        "department_id": department, "password": "a-long-enough-password-1"})  # fmt: skip
+    assert _code(person) == (422, "department_retired"), person.text
+
+    # a PUT of its fields does not put it back in service
+    await _put(api, f"departments/{department}", {"name": f"撤并局{department}", "level": "county"})
+    got = await api.get(f"{A}/departments/{department}", headers=ADMIN)
+    assert got.json()["retired_at"] == answer["department"]["retired_at"]
+
+    back = await api.post(f"{A}/departments/{department}/reinstate", headers=ADMIN)
+    assert back.status_code == 200 and back.json()["department"]["retired_at"] is None
+    again = await api.post(f"{A}/departments/{department}/reinstate", headers=ADMIN)  # a retry
+    assert again.status_code == 200, again.text
+    _, routed = await _routed_to(api, category)
+    assert routed == department
+    log = await api.get(f"{A}/changes", headers=ADMIN,
+                        params={"entity": "department", "entity_id": department})
+    assert [c["action"] for c in log.json()] == ["reinstate", "retire", "create"]
+    assert log.json()[1]["before"]["retired_at"] is None
+    assert log.json()[1]["after"]["retired_at"] is not None
+
+
+async def test_a_retirement_refused_changes_nothing(api: httpx.AsyncClient) -> None:
+    department = _uid("dep")
+    await _put(api, f"departments/{department}", {"name": "撤并局", "level": "township"})
+    url = f"{A}/departments/{department}/retire"
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    backdated = await api.post(url, json={"at": past}, headers=ADMIN)
+    assert _code(backdated) == (422, "retirement_backdated"), backdated.text
+    centre = await api.post(f"{A}/departments/{CENTRE_ID}/retire", json={}, headers=ADMIN)
+    assert _code(centre) == (422, "centre_not_retired"), centre.text
+    missing = await api.post(f"{A}/departments/{_uid('none')}/retire", json={}, headers=ADMIN)
+    assert _code(missing) == (404, "department_not_found"), missing.text
+    clerk = await api.post(url, json={}, headers=SUPERVISOR)
+    assert clerk.status_code == 403, clerk.text
+    unknown = await api.post(url, json={"when": "now"}, headers=ADMIN)
+    assert unknown.status_code == 422, unknown.text
+    log = await api.get(f"{A}/changes", headers=ADMIN,
+                        params={"entity": "department", "entity_id": department})
+    assert [c["action"] for c in log.json()] == ["create"]
+
+    # scheduled (a reorganisation taking effect later): still in service until then
+    later = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    scheduled = await api.post(url, json={"at": later.isoformat()}, headers=ADMIN)
+    assert scheduled.status_code == 200, scheduled.text
+    retry = await api.post(url, json={"at": later.isoformat()}, headers=ADMIN)
+    assert retry.status_code == 200, retry.text  # the same moment: answered as it is
+    moved = await api.post(url, json={}, headers=ADMIN)
+    assert _code(moved) == (409, "department_retired"), moved.text
+    log = await api.get(f"{A}/changes", headers=ADMIN,
+                        params={"entity": "department", "entity_id": department})
+    assert [c["action"] for c in log.json()] == ["retire", "create"]
+
+
+async def test_a_retired_department_is_not_chosen_by_the_case_nor_raised_to(
+    api: httpx.AsyncClient, pool: asyncpg.Pool,
+) -> None:
+    """The workflow's own look-ups: a dispatcher's choice sent straight to the case
+    (known_department) and 提级办 to a retired parent (level_up: the centre's queue)."""
+    parent, child = _uid("up"), _uid("down")
+    await _put(api, f"departments/{parent}", {"name": "上级局", "level": "county"})
+    await _put(api, f"departments/{child}", {"name": "下级所", "level": "township",
+                                             "parent_id": parent})
+    routing = RoutingActivities(pool)
+    assert (await routing.level_up(child)).department_id == parent
+    assert (await routing.known_department(parent)) is not None
+    r = await api.post(f"{A}/departments/{parent}/retire", json={}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert (await routing.level_up(child)).department_id == CENTRE_ID
+    assert await routing.known_department(parent) is None
+
+
+async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
+    api: httpx.AsyncClient, admin: Admin,  # noqa: F811
+) -> None:
+    department, category, rule = await _unit_with_a_rule(api)
+    case_id, routed = await _routed_to(api, category)
+    assert routed == department
+    page = await admin.post(f"/console/admin/departments/{department}/retire", {"at": ""},
+                            follow_redirects=True)
+    assert page.status_code == 200, page.text
+    said = re.search(r'id="service">([^<]*)<', page.text)
+    assert said is not None, page.text
+    assert "已停用" in said[1] and "仍有 1 件在办工单" in said[1] and f"#{rule}" in said[1]
+    row = re.search(rf'<tr data-id="{department}">.*?</tr>', page.text, re.S)
+    assert row is not None and "已停用" in row[0] and "恢复启用" in row[0]
+
+    # the case it holds stays its own; the dispatcher's forms no longer offer it
+    supervisor = await signed_in(api, "supervisor")
+    try:
+        shown = await supervisor.get(f"/console/cases/{case_id}")
+        assert shown.status_code == 200
+        assert f'value="{department}"' not in shown.text
+    finally:
+        await supervisor.aclose()
+
+    late = await admin.post(f"/console/admin/departments/{department}/retire", {"at": ""})
+    assert late.status_code == 409 and "恢复启用" in late.text  # already: reinstate it first
+    back = await admin.post(f"/console/admin/departments/{department}/reinstate",
+                            follow_redirects=True)
+    assert back.status_code == 200 and "已恢复启用" in back.text
+    row = re.search(rf'<tr data-id="{department}">.*?</tr>', back.text, re.S)
+    assert row is not None and "在用" in row[0]
+    log = await admin.get("/console/admin/changes", entity="department", entity_id=department)
+    assert "恢复启用" in log.text and "停用" in log.text
