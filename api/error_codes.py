@@ -54,6 +54,7 @@ ERROR_CODES: dict[str, str] = {
     "key_not_found": "No such API key (404)",
     "answer_not_found": "No such knowledge-base answer (404)",
     "no_such_record": "No such accountability record (404)",
+    "department_not_found": "No such department (404)",
     "rule_not_found": "No such routing rule (404)",
     "template_not_found": "No such notification template (404)",
     "unknown_reference": "No such reference record (404)",

@@ -155,7 +155,7 @@ class DepartmentService(BaseModel):
 
     department: Department
     open_cases: int = Field(description="Cases it holds now (not closed): its people finish "
-                            "them, or the centre reassigns them")
+                            "them (the centre takes one only once overdue: 二次交办)")
     rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that name "
                                       "it: routing passes over them while it is retired")
 

@@ -5,8 +5,9 @@ cases name it and its past figures need it. From its ``retired_at`` on, routing 
 its rules (the next rule, or the centre's queue, takes the case), a 提级办 from below goes to
 the centre's queue instead, nobody can give it a case (派单, 改派, 二次交办) or make it a
 co-handler (会办, 协办), and no account is opened in or moved into it. What it already holds
-stays its own: its people can still sign in and finish, or the centre reassigns them — the
-answer of a retirement says how many it holds and which rules still name it.
+stays its own: its people can still sign in and finish (there is no move of its open cases to
+a successor yet; the centre takes one only once overdue, 二次交办) — the answer of a
+retirement says how many it holds and which rules still name it.
 
 ``IN_SERVICE`` is the one definition every reader uses (routing, the API's checks, the
 console's choice lists, accounts).
@@ -48,7 +49,7 @@ class ServiceChange(BaseModel):
 
     department: dict[str, Any]
     open_cases: int = Field(description="Cases it holds now (not closed): its people finish "
-                            "them, or the centre reassigns them.")
+                            "them (the centre takes one only once overdue: 二次交办).")
     rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that "
                                       "name it: routing passes over them once it is retired; "
                                       "replace them.")

@@ -251,7 +251,8 @@ def _left_pointing(change: departments.ServiceChange, what: str) -> str:
         what = f"安排于 {shown_time(retired_at)} 停用"
     words = [f"已{what}：{d['name']}（{d['id']}）"]
     if change.open_cases:
-        words.append(f"仍有 {change.open_cases} 件在办工单（由该单位办结，或由热线中心改派）")
+        words.append(f"仍有 {change.open_cases} 件在办工单"
+                     "（仍由该单位办结；逾期后热线中心可二次交办）")
     if change.rules_in_force:
         rules = "、".join(f"#{r}" for r in change.rules_in_force)
         tail = "停用后派单跳过这些规则，请在派单目录中替换" if retired_at else "派单照常使用"
