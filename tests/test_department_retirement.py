@@ -8,12 +8,15 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
 from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, signed_in
 from test_console_admin import Admin, admin  # noqa: F401 (the console's admin fixture)
+from test_console_browser import shot, sign_in
 
 from activities.routing import RoutingActivities
 from jiesu.case.domain import CENTRE_ID
@@ -188,3 +191,28 @@ async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
     assert row is not None and "在用" in row[0]
     log = await admin.get("/console/admin/changes", entity="department", entity_id=department)
     assert "恢复启用" in log.text and "停用" in log.text
+
+
+async def test_the_admin_schedules_a_retirement_and_calls_it_off_in_the_browser(
+    api: httpx.AsyncClient, browsers: Any, console_url: str, screenshots: Path,
+) -> None:
+    """As the admin does it: 承办单位, a moment typed beside 停用, the row says 将于…停用 and
+    the page what still points at it; 取消停用 puts it back."""
+    department, _, rule = await _unit_with_a_rule(api)
+    page = await sign_in(browsers, console_url, "admin")
+    await page.goto(f"{console_url}/console/admin/departments")
+    row = page.locator(f"tr[data-id='{department}']")
+    when = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=40)).replace(
+        hour=0, minute=0)  # fmt: skip
+    await row.locator("details.retire summary").click()
+    await row.locator("details.retire input[name=at]").fill(when.strftime("%Y-%m-%dT%H:%M"))
+    await row.locator("details.retire button", has_text="确认停用").click()
+    await page.wait_for_url(re.compile(f"retired={department}"))
+    said = await page.inner_text("#service")
+    assert f"安排于 {when:%Y-%m-%d %H:%M} 停用" in said and f"#{rule}" in said
+    assert f"将于 {when:%Y-%m-%d %H:%M} 停用" in await row.locator("td.service").inner_text()
+    await row.scroll_into_view_if_needed()
+    await shot(page, screenshots, "admin-department-retired")
+    await row.locator("form.reinstate button", has_text="取消停用").click()
+    await page.wait_for_url(re.compile(f"reinstated={department}"))
+    assert await row.locator("td.service").inner_text() == "在用"
