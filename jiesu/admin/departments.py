@@ -83,8 +83,8 @@ async def retire(
     pool: asyncpg.Pool, actor: Actor, department_id: str, body: Retirement,
     *, if_version: str | None = None,
 ) -> ServiceChange:
-    """停用: out of service from ``at`` (default now). Retiring it again at the same moment (a
-    retry) answers it as it is; retired at another moment, it is refused (409
+    """停用: out of service from ``at`` (default now). A retry answers it as it is: again at
+    the same moment, or "now" once it is out of service; another moment is refused (409
     ``department_retired``: reinstate it first)."""
     now = datetime.now(UTC)
     at = body.at or now
@@ -95,7 +95,10 @@ async def retire(
         before = await _locked(conn, department_id)
         check_version(DEPARTMENTS, department_id, before, if_version)
         retired_at = before["retired_at"]
-        if retired_at is not None and (body.at is None or retired_at != at):
+        retried = retired_at is not None and (
+            retired_at == body.at if body.at is not None else retired_at <= now
+        )  # fmt: skip
+        if retired_at is not None and not retried:
             raise conflict("department_retired", f"department {department_id!r} is retired "
                            f"from {retired_at.isoformat()}: reinstate it first")
         if retired_at is None:
