@@ -184,8 +184,9 @@ async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
     finally:
         await supervisor.aclose()
 
-    late = await admin.post(f"/console/admin/departments/{department}/retire", {"at": ""})
-    assert late.status_code == 409 and "恢复启用" in late.text  # already: reinstate it first
+    later = await admin.post(f"/console/admin/departments/{department}/retire",
+                             {"at": "2099-01-01T00:00"})
+    assert later.status_code == 409 and "reinstate it first" in later.text  # moved: refused
     back = await admin.post(f"/console/admin/departments/{department}/reinstate",
                             follow_redirects=True)
     assert back.status_code == 200 and "已恢复启用" in back.text
