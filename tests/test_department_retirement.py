@@ -5,6 +5,7 @@ logged (jiesu/admin/departments.py, docs/administration.md)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,23 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from helpers import OPERATOR, SUPERVISOR, auth, complaint, eventually, signed_in
+from helpers import (
+    OPERATOR,
+    SUPERVISOR,
+    auth,
+    cli_in_process,
+    complaint,
+    eventually,
+    signed_in,
+)
+from temporalio.testing import WorkflowEnvironment
+from test_audit import cli_env
 from test_console_admin import Admin, admin  # noqa: F401 (the console's admin fixture)
 from test_console_browser import shot, sign_in
 
 from activities.routing import RoutingActivities
 from jiesu.case.domain import CENTRE_ID
+from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 
 ADMIN = auth(demo_key("demo-admin"))
@@ -219,3 +231,20 @@ async def test_the_admin_schedules_a_retirement_and_calls_it_off_in_the_browser(
     await row.locator("form.reinstate button", has_text="取消停用").click()
     await page.wait_for_url(re.compile(f"reinstated={department}"))
     assert await row.locator("td.service").inner_text() == "在用"
+
+
+async def test_the_cli_retires_and_reinstates_a_department(
+    env: WorkflowEnvironment, settings: Settings, api: httpx.AsyncClient,
+) -> None:
+    department = _uid("dep")
+    await _put(api, f"departments/{department}", {"name": "撤并局", "level": "county"})
+    variables = cli_env(env, settings)
+    code, out, err = await cli_in_process(variables, "admin", "departments", "retire",
+                                          department, "--at", "2099-01-01T00:00+08:00")
+    assert code == 0, err
+    assert json.loads(out)["department"]["retired_at"].startswith("2098-12-31T16:00")
+    code, _, err = await cli_in_process(variables, "admin", "departments", "retire", department)
+    assert code == 2 and err.startswith("error: department_retired"), err  # another moment
+    code, out, err = await cli_in_process(variables, "admin", "departments", "reinstate",
+                                          department)
+    assert code == 0 and json.loads(out)["department"]["retired_at"] is None, err
