@@ -166,7 +166,7 @@ ERROR_CODES: dict[str, str] = {
     "invalid_validity": "The rule's validity period is invalid (422)",
     "rule_retired": "The routing rule is retired (409)",
     "department_retired": "The department is out of service (停用): it cannot be given a case, "
-    "a co-handling or an account (422); retiring it again at another moment (409)",
+    "a co-handling, an account or an API key (422); retiring it again at another moment (409)",
     "centre_not_retired": "The hotline centre cannot be retired (422)",
     "retirement_backdated": "A department's retirement cannot be backdated (422)",
     # --- health -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import httpx
 from helpers import (
     OPERATOR,
     SUPERVISOR,
+    act,
     auth,
     cli_in_process,
     complaint,
@@ -30,7 +31,8 @@ from test_console_admin import Admin, admin  # noqa: F401 (the console's admin f
 from test_console_browser import shot, sign_in
 
 from activities.routing import RoutingActivities
-from jiesu.case.domain import CENTRE_ID
+from jiesu.access import api_keys
+from jiesu.case.domain import CENTRE_ID, Role
 from jiesu.config import Settings
 from jiesu.ops.demo_data import demo_key
 
@@ -248,3 +250,21 @@ async def test_the_cli_retires_and_reinstates_a_department(
     code, out, err = await cli_in_process(variables, "admin", "departments", "reinstate",
                                           department)
     assert code == 0 and json.loads(out)["department"]["retired_at"] is None, err
+
+
+async def test_a_retired_department_finishes_what_it_holds_but_gets_no_new_key(
+    api: httpx.AsyncClient, pool: asyncpg.Pool,
+) -> None:
+    department, category, _ = await _unit_with_a_rule(api)
+    _, key = await api_keys.create_key(pool, name=_uid("unit"), role=Role.DEPARTMENT,
+                                       department_id=department)  # fmt: skip
+    case_id, routed = await _routed_to(api, category)
+    assert routed == department
+    r = await api.post(f"{A}/departments/{department}/retire", json={}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["open_cases"] == 1, r.text
+    own = {"Authorization": f"Bearer {key}"}
+    accepted = await act(api, case_id, "accept", own)  # its own case: still its own
+    assert accepted["applied"] is True and accepted["case"]["status"] == "handling", accepted
+    refused = await api.post(f"{A}/keys", headers=ADMIN, json={
+        "name": _uid("unit"), "role": "department", "department_id": department})
+    assert _code(refused) == (422, "department_retired"), refused.text

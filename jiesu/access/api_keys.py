@@ -15,7 +15,8 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from jiesu.access.security import hash_api_key, new_api_key
-from jiesu.admin import changes
+from jiesu.admin import changes, departments
+from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import Actor, Role
 
 # Roles a key can carry: the citizen acts with a per-case token, the system is the workflow.
@@ -34,6 +35,13 @@ class KeyRefused(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+async def _serving(conn: asyncpg.Connection, department_id: str) -> None:
+    try:
+        await departments.name_for_work(conn, department_id)
+    except AdminRefused as exc:
+        raise KeyRefused(exc.code, exc.message) from exc
 
 
 class ApiKey(BaseModel):
@@ -87,6 +95,8 @@ async def create_key(
     key = new_api_key()
     try:
         async with db.transaction():
+            if department_id is not None:  # a retired unit (停用) takes no new credentials
+                await _serving(db, department_id)
             row = await db.fetchrow(
                 "INSERT INTO api_keys (key_hash, name, role, department_id)"
                 f" VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",

@@ -4,7 +4,8 @@ A department merged away or abolished (机构改革) is *retired* from a moment 
 cases name it and its past figures need it. From its ``retired_at`` on, routing passes over
 its rules (the next rule, or the centre's queue, takes the case), a 提级办 from below goes to
 the centre's queue instead, nobody can give it a case (派单, 改派, 二次交办) or make it a
-co-handler (会办, 协办), and no account is opened in or moved into it. What it already holds
+co-handler (会办, 协办), and no account or API key is opened in it (nor an account moved
+into it). What it already holds
 stays its own: its people can still sign in and finish (there is no move of its open cases to
 a successor yet; the centre takes one only once overdue, 二次交办) — the answer of a
 retirement says how many it holds and which rules still name it.
