@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jiesu.admin import changes
 from jiesu.admin.errors import conflict, invalid, not_found
 from jiesu.admin.reference import DEPARTMENTS, check_version, get_record
-from jiesu.case.domain import CENTRE_ID, Actor, Instant
+from jiesu.case.domain import CENTRE_ID, Actor, Instant, Status
 
 # A department row ``d`` is in service now (SQL, for every query that offers or checks one).
 IN_SERVICE = "(d.retired_at IS NULL OR d.retired_at > now())"
@@ -68,9 +68,9 @@ async def standing(conn: asyncpg.Pool | asyncpg.Connection, department_id: str) 
     """The department as it is, with the cases it holds and the rules that name it."""
     record = await get_record(conn, DEPARTMENTS, department_id)
     open_cases = await conn.fetchval(
-        "SELECT count(*) FROM cases WHERE department_id = $1 AND status <> 'closed'",
-        department_id,
-    )
+        "SELECT count(*) FROM cases WHERE department_id = $1 AND status <> $2",
+        department_id, Status.CLOSED.value,
+    )  # fmt: skip
     rules = await conn.fetch(
         "SELECT id FROM routing_rules WHERE department_id = $1"
         " AND (valid_to IS NULL OR valid_to > now()) ORDER BY id",
