@@ -195,6 +195,7 @@ async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
         shown = await supervisor.get(f"/console/cases/{case_id}")
         assert shown.status_code == 200
         assert f'value="{department}"' not in shown.text
+        assert '<span class="retired">（已停用）</span>' in shown.text  # beside its name
     finally:
         await supervisor.aclose()
 

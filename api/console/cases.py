@@ -286,6 +286,8 @@ async def _case_page(
                     if a.name != "co-handlers" or choices],  # 会办 with no unit left: not offered
         "not_yet": not_yet(state, principal),  # a form withheld until…, and why
         "departments": departments, "co_handler_choices": choices,
+        # a unit out of service (停用) still holding the case: said beside its name
+        "retired_units": {u["id"] for u in units if not u["serving"]},
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
                                    and state.deadlines.finish < datetime.now(UTC)),
