@@ -243,6 +243,46 @@ async def test_a_hold_signed_with_the_token_read_from_the_ladder(
     _still_climbing(await outages.of(request))
 
 
+async def _a_forged_step_to_accountability(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """A supervisor's 督办 at its first step (form remind, steps of 2 h: the ladder itself does
+    not climb here); a Temporal client signals the case ``escalation_step`` of that ladder at
+    问责 — the ladder's steps to its case carry no word of the case's, as its orders now do.
+    The case once it has answered the step (recorded or refused)."""
+    own = _own(settings, f"v30s-{uuid.uuid4().hex[:8]}")
+    case_id = _case_id("fstep")
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue)
+        await signal_sent(handle, "supervise", DISPATCHER, form="remind", note="Please")
+        await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
+        await ladder_of(client, case_id, 1)
+        await handle.signal("escalation_step", {"n": 1, "level": int(
+            EscalationLevel.ACCOUNTABILITY)})  # fmt: skip
+        s = await _settled(handle, lambda s: ("escalation_step", "stale_step") in _refusals(s)
+                           or any(e.kind is EventKind.ESCALATED and e.data["level"] == 5
+                                  for e in s.events), within=15)  # fmt: skip
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test over")
+    return s
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "check_escalation_step takes any step above the ladder's level from any client: a forged "
+    "escalation_step at 问责 one moment after a 提醒 records 问责 and an accountability referral "
+    "against the unit, steps the ladder never climbed"))
+async def test_a_forged_step_to_accountability(
+    outages: Scenarios, request: pytest.FixtureRequest
+) -> None:
+    s = await outages.of(request)
+    e = s.escalation
+    assert e is not None and e.n == 1, _timeline(s)
+    referrals = [e.data for e in s.events if e.kind is EventKind.ACCOUNTABILITY_RECORDED]
+    assert e.level is EscalationLevel.REMIND and not referrals, (
+        f"a forged step put the unit at {e.level.name.lower()} (referrals {referrals}) a moment "
+        f"after a 提醒: {_timeline(s)}")
+
+
 # --- 1b. two rehandles in a row, the last while the repeat reports' ladder climbs -------------
 
 
@@ -570,8 +610,9 @@ outages = outage_scenarios(*map(setup_checked, [
     _a_stop_signed_with_the_token_read_from_the_ladder,
     _a_hold_signed_with_the_token_read_from_the_ladder,
     _two_rehandles_the_last_beside_another_ladder,
+    _a_forged_step_to_accountability,
     _a_choice_sent_with_the_worker_down_across_the_window,
     _a_forged_choice_spelt_otherwise_is_refused,
     _a_forged_choice_with_a_made_up_name,
     _decision_due_after_a_return,
-]), at_once=9)
+]), at_once=10)
