@@ -444,6 +444,8 @@ async def _a_choice_sent_with_the_worker_down_across_the_window(
         assert s.reassignment is not None
         child = await child_of(client, s.reassignment.child_id)
         window_end = s.reassignment.started_at + timedelta(minutes=0.15)
+        # the child's first task done (its window's timer set) before the worker stops
+        await eventually(partial(_timer_started, child, b"dispatcher window"), within=30)
     await child.signal("choose", _choice("water", "县水务局"))
     await until_past(window_end)
     # the server fires the window's timer without a worker: wait for it (the child's first task
@@ -455,6 +457,15 @@ async def _a_choice_sent_with_the_worker_down_across_the_window(
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s, in_outage
+
+
+async def _timer_started(handle: WorkflowHandle[Any, Any], summary: bytes) -> bool:
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED and (
+            event.user_metadata.summary.data or b""
+        ).find(summary) >= 0:
+            return True
+    return False
 
 
 async def test_a_choice_sent_with_the_worker_down_across_the_window(
