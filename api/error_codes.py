@@ -105,6 +105,7 @@ ERROR_CODES: dict[str, str] = {
     "centre_not_supervised": "A case no unit holds (in the centre's dispatch queue, or not yet "
     "routed) takes supervision (督办) at most: no joint handling or accountability (409)",
     "stale_step": "This supervision step no longer applies (409)",
+    "unsigned_step": "A supervision ladder step not sent by the case's ladder (409)",
     "supplement_limit": "The case has taken the most supplements it may (409)",
     "repeat_report_limit": "The case has merged the most repeat reports it may (409)",
     "blank_text": "A reason, decision or name has no visible characters (409 or 422)",

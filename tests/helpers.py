@@ -990,3 +990,20 @@ async def database_migrated_up_to(database_url: str, name: str, last: str) -> As
         yield dsn
     finally:
         await drop_database(database_url, name)
+
+
+async def ladder_token(client: Client, case_id: str, n: int = 1) -> str | None:
+    """The word ladder ``n`` of the case was started with (``EscalationRequest.token``,
+    lean-case-v30), as any Temporal client reads it in the ladder's history: the ladder's
+    orders carry it, and its steps since lean-case-v31. None: a ladder without one."""
+    return await token_in(client.get_workflow_handle(f"{case_id}-escalation-{n}"))
+
+
+async def token_in(ladder: WorkflowHandle[Any, Any]) -> str | None:
+    """The word a ladder was started with, read in its history (see :func:`ladder_token`)."""
+    async for event in ladder.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            attrs = event.workflow_execution_started_event_attributes
+            token: str | None = json.loads(attrs.input.payloads[0].data).get("token")
+            return token
+    raise AssertionError(f"{ladder.id} has no start event")

@@ -328,10 +328,11 @@ async def test_a_duplicated_or_forged_ladder_step_counts_once(api, client) -> No
         await h.signal("escalation_step", step)
     await h.signal("supplement", {"actor": rid(CITIZEN), "text": "marker"})
     s = await until(client, case_id, lambda s: kinds(s, EventKind.SUPPLEMENTED))
-    assert len(kinds(s, EventKind.ACCOUNTABILITY_RECORDED)) <= 1
-    assert len([e for e in kinds(s, EventKind.ESCALATED) if e["level"] == 5]) <= 1
+    # since lean-case-v31 a ladder climbs one step at a time: 问责 after 提醒 is not taken
+    assert kinds(s, EventKind.ACCOUNTABILITY_RECORDED) == []
+    assert [e for e in kinds(s, EventKind.ESCALATED) if e["level"] == 5] == []
     refused = [e for e in kinds(s, EventKind.REJECTED) if e["action"] == "escalation_step"]
-    assert [r["code"] for r in refused] == ["stale_step"] * 2, refused
+    assert [r["code"] for r in refused] == ["stale_step"] * 3, refused
     await keep_history(h, "hostile_ladder_step_duplicated")
     await h.terminate("test over")
 

@@ -414,6 +414,7 @@ def test_an_action_names_the_refusals_it_can_answer(
 # Lifecycle refusals no action endpoint answers with a 409 or 403, each with why.
 NOT_AN_ACTION_REFUSAL = {
     "stale_step": "the escalation ladder's own step (check_escalation_step), no API action",
+    "unsigned_step": "a ladder step without the case's word (CaseWorkflow._unsigned), not an API's",
     "repeat_report_limit": "a repeat report comes from intake (check_repeat_report)",
     "blank_text": "the API refuses blank text first, 422 (api/routers/supervision.py)",
 }

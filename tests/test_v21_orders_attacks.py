@@ -44,7 +44,7 @@ from typing import Any
 import asyncpg
 import pytest
 from helpers import case_settled as _settled
-from helpers import complaint, eventually, handle_of, replay_checked, timer_fired
+from helpers import complaint, eventually, handle_of, ladder_token, replay_checked, timer_fired
 from helpers import own_queue as _own
 from helpers import timeline_of as _timeline
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -139,13 +139,16 @@ def _groups(settings: Settings) -> dict[str, Settings]:
 # --- the cases as the worker up brings them to the outage -----------------------------------
 
 
-async def _signal(handle: WorkflowHandle, name: str, payload: Payload) -> None:
-    await handle.signal(name, payload())
+async def _signal(client: Client, handle: WorkflowHandle, name: str, payload: Payload) -> None:
+    body = payload()
+    if name == "escalation_step":  # as the ladder sends it: with the case's word (v31)
+        body["token"] = await ladder_token(client, handle.id, body["n"])
+    await handle.signal(name, body)
 
 
 async def _accepted(client: Client, handle: WorkflowHandle) -> None:
     await until(client, handle.id, lambda s: s.status is Status.ASSIGNED)
-    await _signal(handle, "accept", _act(URBAN))
+    await _signal(client, handle, "accept", _act(URBAN))
     await until(client, handle.id, lambda s: s.status is Status.HANDLING)
 
 
@@ -153,7 +156,7 @@ async def _queued_at_the_bound(client: Client, handle: WorkflowHandle) -> None:
     """max_reassignments 0: urban management's 退单 queues the case at the centre, on the
     ladder of the bound (reassignment_limit)."""
     await _accepted(client, handle)
-    await _signal(handle, "return", _act(URBAN, reason="Not ours: police"))
+    await _signal(client, handle, "return", _act(URBAN, reason="Not ours: police"))
     await until(client, handle.id, lambda s: s.status is Status.DISPATCHING and bool(
         s.escalation and s.escalation.active))  # fmt: skip
 
@@ -166,7 +169,7 @@ async def _queued_unrouted(client: Client, handle: WorkflowHandle) -> None:
 async def _supervised(client: Client, handle: WorkflowHandle) -> None:
     """Accepted, then a supervisor's 督办 at 提醒 (ladder 1 climbing, its first step taken)."""
     await _accepted(client, handle)
-    await _signal(handle, "supervise", _act(SUPERVISOR, form="remind", note="Hurry up"))
+    await _signal(client, handle, "supervise", _act(SUPERVISOR, form="remind", note="Hurry up"))
     await until(client, handle.id, lambda s: bool(s.escalation and s.escalation.active))
 
 
@@ -178,14 +181,14 @@ async def _replied_case(client: Client, handle: WorkflowHandle) -> None:
 async def _return_pending(client: Client, handle: WorkflowHandle) -> None:
     """Accepted, then a 退单 the centre must decide within WINDOW_SECONDS (the bound at 0)."""
     await _accepted(client, handle)
-    await _signal(handle, "return", _act(URBAN, reason="Not ours: police"))
+    await _signal(client, handle, "return", _act(URBAN, reason="Not ours: police"))
     await until(client, handle.id, lambda s: s.pending_return is not None)
 
 
 async def _supervised_then_return_pending(client: Client, handle: WorkflowHandle) -> None:
     """A supervisor's ladder climbing (提醒), then a 退单 the centre must decide."""
     await _supervised(client, handle)
-    await _signal(handle, "return", _act(URBAN, reason="Not ours: police"))
+    await _signal(client, handle, "return", _act(URBAN, reason="Not ours: police"))
     await until(client, handle.id, lambda s: s.pending_return is not None)
 
 
@@ -411,13 +414,13 @@ async def _outage(client: Client, pool: asyncpg.Pool, settings: Settings) -> dic
             assert not await timer_fired(handles[name], LAPSE), "setup overran the window"
         for m in scenario.messages:
             if not m.after_lapse:
-                await _signal(handles[name], m.signal, m.payload)
+                await _signal(client, handles[name], m.signal, m.payload)
     for name, scenario in ordered:
         if any(m.after_lapse for m in scenario.messages):
             await eventually(lambda h=handles[name]: timer_fired(h, LAPSE), within=60)
             for m in scenario.messages:
                 if m.after_lapse:
-                    await _signal(handles[name], m.signal, m.payload)
+                    await _signal(client, handles[name], m.signal, m.payload)
     async with _workers(client, pool, groups, queues):
         states = await asyncio.gather(*(
             _ran(handles[name], s.done) for name, s in SCENARIOS.items()))  # fmt: skip
@@ -441,11 +444,11 @@ async def _worker_up(client: Client, pool: asyncpg.Pool, settings: Settings) -> 
                             within=60)  # fmt: skip
             if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
                 try:
-                    await _signal(handle, m.signal, m.payload)
+                    await _signal(client, handle, m.signal, m.payload)
                 except RPCError as err:
                     errors[m.signal] = err.status
                 continue
-            await _signal(handle, m.signal, m.payload)
+            await _signal(client, handle, m.signal, m.payload)
             state = await _settled(handle, m.applied, within=30)
             if state.status is Status.CLOSED:  # the workflow completes in the closing task
                 await asyncio.wait_for(handle.result(), timeout=30)
@@ -900,11 +903,11 @@ async def _filed_after_a_withdrawal(
         await until(client, first.case_id, lambda s: s.status is Status.ASSIGNED)
         await eventually(lambda: _read_model_has(pool, first.case_id), within=30)
         if worker_up:
-            await _signal(handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
+            await _signal(client, handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
             await asyncio.wait_for(handle.result(), timeout=30)
             await eventually(lambda: _read_model_closed(pool, first.case_id), within=30)
     if not worker_up:  # the worker is gone
-        await _signal(handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
+        await _signal(client, handle, "withdraw", _act(CITIZEN, reason="Sorted it myself"))
     again = ComplaintIntake.model_validate({**body, "description": "The loudspeaker again."})
     second = await filing.register(pool, client, own, again, OPERATOR, None)
     async with build_worker(client, pool, own):

@@ -1017,6 +1017,8 @@ class ComplaintWorkflow:
         # a reassigning action meets the decided reassignment below: ``reassignment_pending``
         state = self._state if signal in lifecycle.REASSIGNING_ACTIONS else self._judged_state()
         refusal = check(state, payload, self._judged_at(signal)) if check else None
+        if refusal is None and signal is CaseSignal.ESCALATION_STEP:
+            refusal = self._unsigned(payload)
         if refusal is None and signal in lifecycle.VERDICTS:
             refusal = lifecycle.verdict_too_late(self._state, self._case.clock())
         pending = self._reassign_next is not None or self._dispatched is not None
@@ -1031,6 +1033,11 @@ class ComplaintWorkflow:
         if refusal is not None and refusal.since and not self._patched(refusal.since):
             return refusal.before  # as the case answered before the rule (mostly: allowed)
         return refusal
+
+    def _unsigned(self, step: EscalationStep) -> lifecycle.Refusal | None:
+        """A ladder step without the word of the ladder climbing now (lean-case-v31): sent by
+        another Temporal client, not the ladder."""
+        return None if self._ladder.signed(step) else lifecycle.unsigned_step(step)
 
     def _judged_state(self) -> CaseState:
         """The case a message is judged against. Since lean-case-v20 (JUDGED_AS_REASSIGNING) a

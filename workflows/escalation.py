@@ -54,7 +54,7 @@ class EscalationWorkflow:
         tell = not request.first_step_taken  # the case recorded the first step itself
         while True:
             if tell:
-                await case.signal("escalation_step", EscalationStep(n=request.n, level=level))
+                await case.signal("escalation_step", self._step(request, level))
             tell = True
             if level is EscalationLevel.ACCOUNTABILITY:
                 return EscalationOutcome(final_level=level, stopped=False)
@@ -82,6 +82,13 @@ class EscalationWorkflow:
             if self._stopped:
                 return EscalationOutcome(final_level=level, stopped=True)
             tell = False  # held at the level it reached: hold there (above)
+
+    def _step(self, request: EscalationRequest, level: EscalationLevel) -> EscalationStep:
+        """The step told to the case: with the case's word since lean-case-v31 (the case takes
+        no step without it: another client's 问责 right after a 提醒 was recorded)."""
+        if request.signs_steps:
+            return EscalationStep(n=request.n, level=level, token=request.token)
+        return EscalationStep(n=request.n, level=level)
 
     def _holds_at(self, request: EscalationRequest, level: EscalationLevel) -> bool:
         """Does the ladder stop climbing at ``level``? At the ceiling the case gave it when it

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.lifecycle import (
         LADDER_ORDERS_SIGNED,
         LADDER_OUTCOME_JUDGED,
+        LADDER_STEPS_SIGNED,
         REHANDLE_LADDER_HELD_IN_QUEUE,
         deadline_met,
     )
@@ -110,6 +111,7 @@ class Ladder:
         self._watch_rehandling = False
         self._stop_sent = False  # the case itself told the child to stop
         self._token: str | None = None  # the current ladder's word (lean-case-v30)
+        self._signs_steps = False  # the current ladder signs its steps with it (lean-case-v31)
 
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
@@ -228,6 +230,9 @@ class Ladder:
             and start_level is not EscalationLevel.ACCOUNTABILITY  # the child ends there at once
             and self._case.patched(PATCH_FIRST_STEP)
         )
+        signs_steps = self._case.patched(LADDER_STEPS_SIGNED)
+        if signs_steps:  # it climbs one step at a time from there (check_escalation_step)
+            escalation.start_level = start_level
         if first_step_taken:
             assert self._on_step is not None
             self._on_step(EscalationStep(n=n, level=start_level))
@@ -235,6 +240,7 @@ class Ladder:
         self._stop_sent = False
         signed = self._case.patched(LADDER_ORDERS_SIGNED)
         self._token = str(workflow.uuid4()) if signed else None
+        self._signs_steps = signs_steps and self._token is not None
         try:
             handle = await workflow.start_child_workflow(
                 EscalationWorkflow.run,
@@ -250,6 +256,7 @@ class Ladder:
                     ceiling=ceiling,
                     obeys_hold=ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS),
                     token=self._token,
+                    signs_steps=self._signs_steps,
                 ),
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -346,6 +353,11 @@ class Ladder:
                 )
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 return
+
+    def signed(self, step: EscalationStep) -> bool:
+        """Does ``step`` carry the word of the ladder climbing now? Asked of a ladder that signs
+        its steps (lean-case-v31); any other takes them bare, as before."""
+        return not self._signs_steps or step.token == self._token
 
     async def _order(self, handle: Any, name: str) -> None:
         """``stop``, ``hold`` or ``release`` to the ladder: with the case's word since

@@ -919,6 +919,9 @@ class EscalationStep(BaseModel):
 
     n: int
     level: EscalationLevel
+    # the case's word the ladder was started with (``EscalationRequest.token``), on the steps of
+    # a ladder that signs them (lean-case-v31): the case takes no step without it
+    token: str | None = None
 
 
 # --- state --------------------------------------------------------------------------------
@@ -1019,6 +1022,9 @@ class Escalation(BaseModel):
     due: datetime | None = None
     persons: list[str] = Field(default_factory=list)
     decision: str = ""
+    # the step the ladder starts at, recorded when it starts (lean-case-v31): it climbs one
+    # step at a time from there (lifecycle.check_escalation_step)
+    start_level: EscalationLevel | None = None
 
 
 class PendingReturn(BaseModel):
@@ -1193,6 +1199,9 @@ class EscalationRequest(BaseModel):
     # a child given one takes those only with it (:class:`LadderOrder`), not from any client
     # that names them. None: a ladder started before, which takes them bare, as it did
     token: str | None = None
+    # the ladder signs its steps to the case with ``token`` (lean-case-v31); a ladder started
+    # before does not, and replays as it ran
+    signs_steps: bool = False
 
 
 class LadderOrder(BaseModel):

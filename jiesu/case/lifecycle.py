@@ -31,6 +31,7 @@ from jiesu.case.domain import (
     Deadlines,
     DepartmentRef,
     DispatchAction,
+    Escalation,
     EscalationLevel,
     EscalationStep,
     EscalationTrigger,
@@ -153,6 +154,8 @@ LADDER_OUTCOME_JUDGED = "ladder-outcome-judged-v1"  # see Ladder._stopped_record
 CHOSEN_UNIT_CHECKED = "chosen-unit-checked-v1"  # see CaseWorkflow._judged_choice
 # Brought by the epoch lean-case-v30.
 LADDER_ORDERS_SIGNED = "ladder-orders-signed-v1"  # see Ladder._order
+# Brought by the epoch lean-case-v31.
+LADDER_STEPS_SIGNED = "ladder-steps-signed-v1"  # see check_escalation_step, CaseWorkflow._check
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -890,7 +893,38 @@ def check_escalation_step(state: CaseState, step: EscalationStep) -> Refusal | N
             f"{step.level.name.lower()}",
             since=QUEUED_STEPS_HELD,
         )
-    return None
+    return _one_step_at_a_time(e, step)
+
+
+def _one_step_at_a_time(e: Escalation, step: EscalationStep) -> Refusal | None:
+    """A ladder climbs one step at a time, from the step it starts at. Since lean-case-v31
+    (LADDER_STEPS_SIGNED) the case holds its ladder to that: any Temporal client could send
+    ``escalation_step`` 问责 right after a 提醒, and the case recorded 问责 and an
+    accountability referral against the unit (tests/test_v30_attacks.py). (The step must also
+    carry the case's word: CaseWorkflow._check.) A ladder started before has no start
+    recorded and is judged as before."""
+    if e.start_level is None:
+        return None
+    # the first step is the one the ladder starts at (the case records it itself but for
+    # 问责, where the child ends at once and tells it)
+    expected = e.start_level if e.level < e.start_level else EscalationLevel(e.level + 1)
+    if step.level == expected:
+        return None
+    return Refusal(
+        "stale_step", f"ladder {e.n} climbs one step at a time: to {expected.name.lower()}, "
+        f"not to {step.level.name.lower()}",
+        since=LADDER_STEPS_SIGNED,
+    )  # fmt: skip
+
+
+def unsigned_step(step: EscalationStep) -> Refusal:
+    """A ladder step without the word of the ladder climbing now (lean-case-v31): sent by
+    another Temporal client, not the ladder (the workflow knows the word:
+    CaseWorkflow._unsigned)."""
+    return Refusal(
+        "unsigned_step", f"ladder {step.n}'s step to {step.level.name.lower()} does not carry "
+        "the case's word: not from the ladder", since=LADDER_STEPS_SIGNED,
+    )  # fmt: skip
 
 
 def check_callback(state: CaseState, action: CallbackAction) -> Refusal | None:
