@@ -86,7 +86,7 @@ CASE_COLUMNS = (
     "department_id", "received_at", "accept_deadline", "contact_deadline", "finish_deadline",
     "accepted_at", "contacted_at", "replied_at", "closed_at", "rating", "resolution",
     "breaches", "state", "updated_at", "repeat_count", "return_count", "extension_count",
-    "rehandle_count", "escalation_level", "handled_level", "resolved",
+    "rehandle_count", "escalation_level", "handled_level", "resolved", "ladder_active",
 )  # fmt: skip
 
 
@@ -307,9 +307,10 @@ class _Maker:
             closed_at or replied_at or received, repeats, 1 if returned else 0,
             1 if extended else 0,
             1 if rating == "unsatisfied" and rnd.random() < 0.5 else 0,
-            1 if rnd.random() < 0.01 else 0,
+            escalated := 1 if rnd.random() < 0.01 else 0,
             level if replied_at else None,
             resolved,
+            bool(escalated) and closed_at is None,  # its ladder climbing (migration 0050)
         ))  # fmt: skip
         round_ = 1
         assigned = received

@@ -35,7 +35,7 @@ _serial = itertools.count(1)
 
 # each board's rule, as its query has it (api/console/supervision.py, jiesu/readmodel)
 _QUEUE_RULE = "SELECT count(*) FROM cases WHERE status IN ('dispatching', 'reassigning')"
-_LADDER_RULE = "SELECT count(*) FROM cases WHERE status <> 'closed' AND escalation_level > 0"
+_LADDER_RULE = "SELECT count(*) FROM cases WHERE status <> 'closed' AND ladder_active"
 _INCOMPLETE_RULE = (
     "SELECT count(*) FROM accountability_records WHERE cardinality(persons) = 0 OR decision = ''"
 )
@@ -105,7 +105,8 @@ async def test_the_ladder_board_counts_every_supervised_case_not_the_rows_it_lis
 ) -> None:
     """督办中的工单 said "200 件" with 201 open cases on the supervision ladder (level 1: after
     every real case of a higher level, then by receipt)."""
-    rows = [_handmade("handling", n, escalation_level=1) for n in range(BOARD_ROWS + 1)]
+    rows = [_handmade("handling", n, escalation_level=1, ladder_active=True)
+            for n in range(BOARD_ROWS + 1)]
     cleanup.extend(r["case_id"] for r in rows)
     await insert_cases(pool, rows)
     await _says_the_rules_count(api, pool, "督办中的工单", _LADDER_RULE, "督办级别最高的")

@@ -643,10 +643,6 @@ def _ladder_board(page: str) -> str:
     return page[start: page.index("</section>", start)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "督办中的工单 (and jiesu_open_cases_supervised) read cases.escalation_level, the last step "
-    "any ladder of the case reached, never reset when the ladder stops: a case whose unit "
-    "did what it was supervised for is listed as under supervision until it closes"))
 async def test_a_case_whose_ladder_stopped_is_not_on_the_ladder_board(
     api: httpx.AsyncClient, client: Client
 ) -> None:

@@ -59,10 +59,11 @@ OVERDUE = Board(
     f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND {late_sql('$1')}",
     "finish_deadline NULLS LAST", arity=1,
 )  # fmt: skip
-# 督办中的工单: open cases on the supervision ladder, the highest level first
+# 督办中的工单: open cases whose ladder climbs now, the highest level first (a stopped
+# ladder's level stays on the case, not on this board: migration 0050)
 LADDER = Board(
     _COLUMNS,
-    f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND escalation_level > 0",
+    f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND ladder_active",
     "escalation_level DESC, received_at",
 )
 # 问责待完善: records without persons or decision (the ladder's own), newest first

@@ -4,7 +4,7 @@ metric meter (so they share the worker's metrics endpoint, jiesu.telemetry):
 
 - ``jiesu_open_cases{status}`` — open cases by status (every open status, 0 included);
 - ``jiesu_open_cases_breached{deadline}`` — open cases with a recorded breach of that deadline;
-- ``jiesu_open_cases_supervised{step}`` — open cases on that step of the supervision ladder;
+- ``jiesu_open_cases_supervised{step}`` — open cases whose ladder climbs now, by its step;
 - ``jiesu_outbox_notices{status}`` — notices waiting (``pending``), being sent (``sending``)
   and given up (``failed``); ``jiesu_outbox_oldest_unsent_age_seconds`` — seconds since the oldest
   unsent notice was written (0 when none): the dispatcher's backlog.
@@ -43,7 +43,7 @@ WHERE {_OPEN} GROUP BY b
 """
 _SUPERVISED = f"""
 SELECT escalation_level AS level, count(*)::int AS n FROM cases
-WHERE {_OPEN} AND escalation_level > 0 GROUP BY escalation_level
+WHERE {_OPEN} AND ladder_active GROUP BY escalation_level
 """
 # The statuses as literals, not a parameter: the planner then knows the rows are unsent and
 # reads the partial index notifications_unsent (migration 0042) instead of every notice.

@@ -32,10 +32,10 @@ INSERT INTO cases (
     received_at, accept_deadline, contact_deadline, finish_deadline, accepted_at, contacted_at,
     replied_at, closed_at, rating, resolution, breaches, state, repeat_count, return_count,
     extension_count, rehandle_count, escalation_level, handled_level, resolved,
-    answered_directly, solved_in_grid, rejected_return_count, updated_at)
+    answered_directly, solved_in_grid, rejected_return_count, ladder_active, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
         $20, $21, $22, $23, $24, $25, $26,
-        (SELECT level FROM departments WHERE id = $27), $28, $29, $30, $31, now())
+        (SELECT level FROM departments WHERE id = $27), $28, $29, $30, $31, $32, now())
 ON CONFLICT (case_id) DO UPDATE SET
     version = excluded.version, status = excluded.status, department_id = excluded.department_id,
     urgency = excluded.urgency, accept_deadline = excluded.accept_deadline,
@@ -53,7 +53,8 @@ ON CONFLICT (case_id) DO UPDATE SET
         ELSE excluded.handled_level END,
     resolved = excluded.resolved, answered_directly = excluded.answered_directly,
     solved_in_grid = excluded.solved_in_grid,
-    rejected_return_count = excluded.rejected_return_count, updated_at = now()
+    rejected_return_count = excluded.rejected_return_count,
+    ladder_active = excluded.ladder_active, updated_at = now()
 WHERE cases.version < excluded.version
 """
 
@@ -263,6 +264,7 @@ async def write_case(
             s.direct_answer is not None,
             s.solved_on_the_spot is not None,
             s.rejected_returns,
+            s.escalation is not None and s.escalation.active,  # 督办中 (migration 0050)
         )
         await accountability.store(conn, s.case_id, projection.new_events)
         events = None
