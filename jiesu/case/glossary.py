@@ -234,6 +234,9 @@ REFUSAL: dict[str, str] = {
     "repeated_department": "同一协办单位只能选择一次",
     "return_window_passed": "已超过可退单的时间",
     "stale_step": "此督办步骤已不适用，请刷新页面",
+    "returned_by_this_unit": (
+        "该单位刚退回此工单且退单已获同意，请改派其他单位（如认为应由其办理，应驳回退单）"
+    ),
     "unsigned_step": "此督办步骤并非来自本工单的督办阶梯，未予记录",
     "supplement_limit": "补充诉求次数已达上限，如需补充请拨打12345热线",
     "supervision_limit": "此工单的督办次数已达上限",

@@ -451,7 +451,26 @@ def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal |
         _role_in(action.actor, DISPATCHER_ROLES, "choose a department")
         or _status_is(state, Status.REASSIGNING)
         or _choice_not_taken(state)
+        or _not_the_unit_that_returned_it(state, action)
     )
+
+
+def _not_the_unit_that_returned_it(state: CaseState, action: ReassignChoice) -> Refusal | None:
+    """改派 after an upheld 退单: not back to the unit whose return was upheld — it said the case
+    is not its own and the centre agreed; sent back, it returns it again and each return spends
+    one of the case's reassignments (red team of 2026-11-24). Routing passes over every unit
+    that returned the case; a dispatcher may still choose one that returned it earlier. (An
+    API rule: the case judges the child's choice by role and unit only.)"""
+    pending = state.reassignment
+    if pending is None or pending.reason is not ReassignReason.RETURN or not state.returned_by:
+        return None
+    if action.department_id != state.returned_by[-1]:
+        return None
+    return Refusal(
+        "returned_by_this_unit", f"{action.department_id} returned {state.case_id} and its "
+        "return was upheld: choose another unit (or, to hold it to the case, reject a return "
+        "instead of upholding it)",
+    )  # fmt: skip
 
 
 def _choice_not_taken(state: CaseState) -> Refusal | None:
