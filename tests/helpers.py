@@ -41,6 +41,7 @@ from jiesu.case.domain import (
     CaseOutcome,
     CaseStart,
     CaseState,
+    EventKind,
     Resolution,
     Role,
     Status,
@@ -948,6 +949,45 @@ async def ended_and_replayed(handle: WorkflowHandle[Any, Any]) -> None:
 def timeline_of(s: CaseState) -> str:
     """The case's events as ``kind@seconds`` for an assertion's message."""
     return "  ".join(f"{e.kind.value}@{e.at.isoformat()[17:23]}" for e in s.events)
+
+
+# --- what the attack tests read of a case's events --------------------------------------------
+
+
+def attack_case_id(tag: str, name: str) -> str:
+    """A new case id for an attack file's scenario ``name``; ``tag`` names the file (V25A)."""
+    return f"JS-{tag}-{name.upper()}-{uuid.uuid4().hex[:6]}"
+
+
+def department_clerk(department_id: str | None) -> Actor:
+    """A clerk of the department ``department_id`` (the case's unit, as the test reads it)."""
+    return Actor(role=Role.DEPARTMENT, name="department clerk", department_id=department_id)
+
+
+def refusals(s: CaseState) -> dict[str, str]:
+    """Each refused action (a ``rejected`` event) with its code; the last one per action."""
+    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
+
+
+def event_count(s: CaseState, kind: EventKind) -> int:
+    """How many of the case's events are of ``kind``."""
+    return sum(1 for e in s.events if e.kind is kind)
+
+
+def event_kinds(s: CaseState) -> list[str]:
+    """The kinds of the case's events, in order."""
+    return [e.kind.value for e in s.events]
+
+
+def ladders_started(s: CaseState) -> list[tuple[int, str]]:
+    """Each escalation ladder the case started, as (its number n, its trigger), in order."""
+    return [(e.data["n"], e.data["trigger"]) for e in s.events
+            if e.kind is EventKind.ESCALATION_STARTED]  # fmt: skip
+
+
+def ladder_stopped(s: CaseState, n: int) -> bool:
+    """Whether ladder ``n`` has an ``escalation_stopped`` event."""
+    return any(e.kind is EventKind.ESCALATION_STOPPED and e.data.get("n") == n for e in s.events)
 
 
 # --- databases of a test's own on the session's PostgreSQL ------------------------------------

@@ -28,11 +28,13 @@ from helpers import (
     case_down_across,
     case_settled,
     ended,
+    event_count,
     in_time,
     keep_history,
     nothing,
     own_case,
     own_queue,
+    refusals,
     scenarios_of,
     signal_sent,
     started_assigned,
@@ -51,10 +53,6 @@ from worker import build_worker
 from workflows import patches as patches_module
 
 Before = Callable[[WorkflowHandle], Awaitable[None]]
-
-
-def _count(s: CaseState, kind: EventKind) -> int:
-    return sum(1 for e in s.events if e.kind is kind)
 
 
 def _returns_decided(settings: Settings, **more: Any) -> Settings:
@@ -264,7 +262,7 @@ async def test_worker_up_a_reply_and_a_withdrawal_after_the_returns_lapse(
     window is left at its 30 min, so it stays so); the returning unit's reply and 延期 are
     refused (wrong_status), and the citizen's 撤诉 closes the case, which stays closed."""
     s = await outages.of("test_worker_up_a_reply_and_a_withdrawal_after_the_returns_lapse")
-    refused = {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
+    refused = refusals(s)
     assert refused == {"reply": "wrong_status", "request_extension": "wrong_status"}, refused
     assert not kinds(s, EventKind.REPLIED) and not kinds(s, EventKind.EXTENSION_REQUESTED)
     closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
@@ -381,8 +379,8 @@ async def test_a_late_rejection_and_the_lapse_timer_in_one_task_record_one_lapse
     extension_decision_overdue, one extension_decided (approved), the finish deadline moved
     once (extension_count 1), the rejection refused."""
     s = await outages.of("test_a_late_rejection_and_the_lapse_timer_in_one_task_record_one_lapse")
-    assert _count(s, EventKind.EXTENSION_DECISION_OVERDUE) == 1, timeline_of(s)
-    assert _count(s, EventKind.EXTENSION_DECIDED) == 1, timeline_of(s)
+    assert event_count(s, EventKind.EXTENSION_DECISION_OVERDUE) == 1, timeline_of(s)
+    assert event_count(s, EventKind.EXTENSION_DECIDED) == 1, timeline_of(s)
     assert s.extension_count == 1, s.extension_count
 
 
@@ -404,7 +402,7 @@ async def test_under_single_batch_activations_the_lapse_is_taken_once(
         frozenset({_WorkflowLogicFlag.PROCESS_WORKFLOW_ACTIVATION_JOBS_AS_SINGLE_BATCH}),
     )
     s = await _rejected_late(client, pool, settings, "late_rejection_single_batch")
-    assert _count(s, EventKind.EXTENSION_DECISION_OVERDUE) == 1, timeline_of(s)
+    assert event_count(s, EventKind.EXTENSION_DECISION_OVERDUE) == 1, timeline_of(s)
     assert s.extension_count == 1, s.extension_count
 
 
@@ -451,7 +449,7 @@ async def test_a_return_at_the_bound_upheld_before_a_late_rejection_queues_witho
     s = await outages.of(
         "test_a_return_at_the_bound_upheld_before_a_late_rejection_queues_without_a_breach"
     )
-    assert _count(s, EventKind.RETURN_DECISION_OVERDUE) == 1, timeline_of(s)
+    assert event_count(s, EventKind.RETURN_DECISION_OVERDUE) == 1, timeline_of(s)
     assert kinds(s, EventKind.QUEUED) and not kinds(s, EventKind.RETURN_REJECTED), timeline_of(s)
     assert DeadlineKind.CONTACT not in [b.kind for b in s.breaches], timeline_of(s)
     refused = [e.data["code"] for e in s.events if e.kind is EventKind.REJECTED]

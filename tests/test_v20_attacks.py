@@ -38,6 +38,7 @@ from helpers import (
     outage_scenarios,
     own_case,
     own_queue,
+    refusals,
     signal_sent,
     started_assigned,
     state_of,
@@ -93,10 +94,6 @@ def _at_the_bound(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_reassignments": 0})
 
 
-def _refused(s: CaseState) -> dict[str, str]:
-    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
-
-
 def _before_close(s: CaseState) -> list[EventKind]:
     closed = next(n for n, e in enumerate(s.events) if e.kind is EventKind.CLOSED)
     return [e.kind for e in s.events[:closed]]
@@ -117,7 +114,7 @@ async def _a_return_at_the_bound_and_a_supervision_order_in_one_task(
         lambda s: s.status is Status.DISPATCHING and s.escalation is not None,
     )  # fmt: skip
     assert s.status is Status.DISPATCHING, timeline_of(s)
-    assert _refused(s) == {"supervise": "already_supervised"}, timeline_of(s)
+    assert refusals(s) == {"supervise": "already_supervised"}, timeline_of(s)
     assert s.escalation is not None, timeline_of(s)
     assert s.escalation.trigger is EscalationTrigger.REASSIGNMENT_LIMIT, timeline_of(s)
 
@@ -151,7 +148,7 @@ async def _a_return_at_the_bound_and_a_waiver_in_one_task(
         lambda s: s.status is Status.DISPATCHING and s.escalation is not None, before=convened,
     )  # fmt: skip
     assert s.status is Status.DISPATCHING, timeline_of(s)
-    assert _refused(s) == {"waive_co_handler": "no_pending_co_handler"}, timeline_of(s)
+    assert refusals(s) == {"waive_co_handler": "no_pending_co_handler"}, timeline_of(s)
     waivers = [e for e in s.events if e.kind is EventKind.CO_HANDLER_WAIVED]
     assert [(e.actor.role.value, e.data.get("reason")) for e in waivers] == [
         ("system", "round_ended")
@@ -182,9 +179,9 @@ async def _a_return_at_the_bound_and_a_contribution_in_one_task(
 
     s = await _returned_in_one_task_with(
         client, pool, _at_the_bound(settings), "boundcontribute", contribute,
-        lambda s: s.status is Status.DISPATCHING and bool(_refused(s)), before=convened,
+        lambda s: s.status is Status.DISPATCHING and bool(refusals(s)), before=convened,
     )  # fmt: skip
-    assert _refused(s) == {"contribute": "co_handler_released"}, timeline_of(s)
+    assert refusals(s) == {"contribute": "co_handler_released"}, timeline_of(s)
 
 
 async def test_a_return_at_the_bound_and_a_contribution_in_one_task(
@@ -319,7 +316,7 @@ async def _worker_up_the_order_the_bound_attacks_compare_with(
         await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
         s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
         await ended_and_replayed(handle)
-    assert _refused(s) == {
+    assert refusals(s) == {
         "supervise": "already_supervised",
         "waive_co_handler": "no_pending_co_handler",
         "contribute": "co_handler_released",
@@ -373,7 +370,7 @@ async def _a_second_assignment_of_a_replied_case_and_a_withdrawal_in_one_task(
     async with build_worker(client, pool, own_queue(quick, queue)):
         s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
         await ended_and_replayed(handle)
-    assert _refused(s) == {}, timeline_of(s)
+    assert refusals(s) == {}, timeline_of(s)
     assert s.status is Status.CLOSED, timeline_of(s)
 
 
@@ -402,7 +399,7 @@ async def _worker_up_a_withdrawal_after_a_second_assignment_of_a_replied_case(
         await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
         s = await until(client, case_id, lambda s: s.status is Status.CLOSED)
         await ended_and_replayed(handle)
-    assert _refused(s) == {}, timeline_of(s)
+    assert refusals(s) == {}, timeline_of(s)
     assert kinds(s, EventKind.WITHDRAWN), timeline_of(s)
 
 
@@ -437,7 +434,7 @@ async def _an_unsatisfied_rating_and_a_withdrawal_in_one_task(
     async with build_worker(client, pool, own_queue(quick, queue)):
         s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
         await ended_and_replayed(handle)
-    assert _refused(s) == {}, timeline_of(s)
+    assert refusals(s) == {}, timeline_of(s)
     assert s.status is Status.CLOSED, timeline_of(s)
 
 
@@ -463,7 +460,7 @@ async def _worker_up_a_withdrawal_after_an_unsatisfied_rating(
         await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
         s = await until(client, handle.id, lambda s: s.status is Status.CLOSED)
         await ended_and_replayed(handle)
-    assert _refused(s) == {}, timeline_of(s)
+    assert refusals(s) == {}, timeline_of(s)
     assert kinds(s, EventKind.REHANDLE_STARTED) and kinds(s, EventKind.WITHDRAWN), timeline_of(s)
 
 

@@ -9,7 +9,6 @@ worker-up order, and replays the history with today's code (``_ended``)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -17,9 +16,11 @@ from helpers import (
     Scenarios,
     case_settled,
     ended_and_replayed,
+    event_count,
     outage_scenarios,
     own_case,
     own_queue,
+    refusals,
     signal_sent,
     started_assigned,
     timeline_of,
@@ -29,15 +30,11 @@ from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
 from test_actions_timed_when_sent_attacks import CITIZEN, _convened
 from test_hostile_messages import SUPERVISOR, URBAN, WATER, rid
-from test_v20_attacks import _refused, _replied, _returned_in_one_task_with
+from test_v20_attacks import _replied, _returned_in_one_task_with
 
 from jiesu.case.domain import EventKind, Status
 from jiesu.config import Settings
 from worker import build_worker
-
-
-def _kinds(s: Any, kind: EventKind) -> int:
-    return sum(1 for e in s.events if e.kind is kind)
 
 
 async def _a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
@@ -53,10 +50,10 @@ async def _a_retried_and_a_second_withdrawal_waiting_for_the_reassignment(
 
     s = await _returned_in_one_task_with(
         client, pool, settings, "retrywithdraw", withdraw_twice_and_retry,
-        lambda s: s.status is Status.CLOSED and bool(_refused(s)),
+        lambda s: s.status is Status.CLOSED and bool(refusals(s)),
     )  # fmt: skip
     assert s.status is Status.CLOSED, timeline_of(s)
-    assert _kinds(s, EventKind.WITHDRAWN) == 1, timeline_of(s)
+    assert event_count(s, EventKind.WITHDRAWN) == 1, timeline_of(s)
     refused = [e for e in s.events if e.kind is EventKind.REJECTED]
     assert [e.data["action"] for e in refused] == ["withdraw"], timeline_of(s)
     kinds = [e.kind for e in s.events]
@@ -85,11 +82,11 @@ async def _a_return_and_a_raise_level_in_one_task(
 
     s = await _returned_in_one_task_with(
         client, pool, settings, "returnraise", raise_level,
-        lambda s: bool(_refused(s)) and s.status is not Status.REASSIGNING,
+        lambda s: bool(refusals(s)) and s.status is not Status.REASSIGNING,
     )  # fmt: skip
-    assert set(_refused(s)) == {"raise_level"}, timeline_of(s)
-    assert _kinds(s, EventKind.REASSIGNMENT_STARTED) == 1, timeline_of(s)
-    assert _kinds(s, EventKind.LEVEL_RAISE_REQUESTED) == 0, timeline_of(s)
+    assert set(refusals(s)) == {"raise_level"}, timeline_of(s)
+    assert event_count(s, EventKind.REASSIGNMENT_STARTED) == 1, timeline_of(s)
+    assert event_count(s, EventKind.LEVEL_RAISE_REQUESTED) == 0, timeline_of(s)
 
 
 async def test_a_return_and_a_raise_level_in_one_task(
@@ -121,15 +118,15 @@ async def _a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
         s = await case_settled(
             handle,
             lambda s: (
-                _kinds(s, EventKind.REASSIGNMENT_STARTED) == 1
-                and (bool(_refused(s)) or _kinds(s, EventKind.CONTRIBUTED) == 1)
+                event_count(s, EventKind.REASSIGNMENT_STARTED) == 1
+                and (bool(refusals(s)) or event_count(s, EventKind.CONTRIBUTED) == 1)
             ),
         )
         await ended_and_replayed(handle)
     kinds = [e.kind for e in s.events]
     assert EventKind.REASSIGNMENT_STARTED in kinds, timeline_of(s)
     assert EventKind.CONTRIBUTION_OVERDUE not in kinds, timeline_of(s)
-    assert set(_refused(s)) == {"contribute"}, timeline_of(s)  # as on a reassigning case
+    assert set(refusals(s)) == {"contribute"}, timeline_of(s)  # as on a reassigning case
 
 
 async def test_a_return_and_a_contribution_sent_before_its_due_in_the_dues_task(
@@ -170,7 +167,7 @@ async def _an_unsatisfied_rating_and_a_withdrawal_in_the_rating_windows_task(
     async with build_worker(client, pool, own_queue(holder["settings"], queue)):
         s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
         await ended_and_replayed(handle)
-    assert _refused(s) == {}, timeline_of(s)
+    assert refusals(s) == {}, timeline_of(s)
     assert s.status is Status.CLOSED, timeline_of(s)
     kinds = [e.kind for e in s.events]
     rehandled, withdrawn = kinds.index(EventKind.REHANDLE_STARTED), kinds.index(EventKind.WITHDRAWN)
@@ -210,9 +207,9 @@ async def _a_second_assignment_a_rating_a_retry_and_a_withdrawal_in_one_task(
         s = await case_settled(handle, lambda s: s.status is Status.CLOSED or s.round > 1)
         await ended_and_replayed(handle)
     assert s.status is Status.CLOSED, timeline_of(s)
-    assert set(_refused(s)) == {"rate"}, timeline_of(s)
-    assert _kinds(s, EventKind.SECOND_ASSIGNMENT_ORDERED) == 1, timeline_of(s)
-    assert _kinds(s, EventKind.REHANDLE_STARTED) == 0, timeline_of(s)
+    assert set(refusals(s)) == {"rate"}, timeline_of(s)
+    assert event_count(s, EventKind.SECOND_ASSIGNMENT_ORDERED) == 1, timeline_of(s)
+    assert event_count(s, EventKind.REHANDLE_STARTED) == 0, timeline_of(s)
     kinds = [e.kind for e in s.events]
     assert kinds.index(EventKind.REASSIGNMENT_STARTED) < kinds.index(EventKind.WITHDRAWN)
 

@@ -43,10 +43,19 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import case_settled as _settled
-from helpers import complaint, eventually, handle_of, ladder_token, replay_checked, timer_fired
-from helpers import own_queue as _own
-from helpers import timeline_of as _timeline
+from helpers import (
+    case_settled,
+    complaint,
+    event_count,
+    eventually,
+    handle_of,
+    ladder_token,
+    own_queue,
+    refusals,
+    replay_checked,
+    timeline_of,
+    timer_fired,
+)
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from test_actions_timed_when_sent import sent
@@ -195,16 +204,8 @@ async def _supervised_then_return_pending(client: Client, handle: WorkflowHandle
 # --- what is asserted of a case -------------------------------------------------------------
 
 
-def _refused(s: CaseState) -> dict[str, str]:
-    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
-
-
-def _count(s: CaseState, kind: EventKind) -> int:
-    return sum(1 for e in s.events if e.kind is kind)
-
-
 def _has(kind: EventKind, n: int = 1) -> Callable[[CaseState], bool]:
-    return lambda s: _count(s, kind) >= n
+    return lambda s: event_count(s, kind) >= n
 
 
 def _assigned_to(unit: str) -> Callable[[CaseState], bool]:
@@ -246,7 +247,7 @@ SCENARIOS: dict[str, Scenario] = {
             Message("return", _act(WATER, reason="Not ours either: housing"),
                     _has(EventKind.RETURNED, 2)),
         ],
-        lambda s: _count(s, EventKind.REASSIGNED) >= 1,
+        lambda s: event_count(s, EventKind.REASSIGNED) >= 1,
     ),
     "unrouted_dispatch_accept": Scenario(
         "quick", "stray_animals", _queued_unrouted,
@@ -279,7 +280,7 @@ SCENARIOS: dict[str, Scenario] = {
             Message("return", _act(URBAN, reason="Not ours: police"), _has(EventKind.QUEUED)),
             Message("dispatch", _dispatch("water"), _assigned_to("water")),
         ],
-        lambda s: _assigned_to("water")(s) or bool(_refused(s)),
+        lambda s: _assigned_to("water")(s) or bool(refusals(s)),
     ),
     "lapse_dispatch": Scenario(
         "lapse", "noise_commercial", _return_pending,
@@ -287,16 +288,16 @@ SCENARIOS: dict[str, Scenario] = {
             Message("dispatch", _dispatch("water"), _assigned_to("water"), after_lapse=True),
         ],
         lambda s: _assigned_to("water")(s) or (
-            s.status is Status.DISPATCHING and bool(_refused(s))),
+            s.status is Status.DISPATCHING and bool(refusals(s))),
     ),
     # 2. the ladder's step in the task of a decided 退单 / 提级办 (guards)
     "bound_return_step": Scenario(
         "bound", "noise_commercial", _supervised,
         [
             Message("return", _act(URBAN, reason="Not ours: police"), _has(EventKind.QUEUED)),
-            Message("escalation_step", _step(4), lambda s: bool(_refused(s))),
+            Message("escalation_step", _step(4), lambda s: bool(refusals(s))),
         ],
-        lambda s: bool(_refused(s)),
+        lambda s: bool(refusals(s)),
     ),
     "raise_level_step": Scenario(
         "quick", "noise_commercial", _supervised,
@@ -305,27 +306,27 @@ SCENARIOS: dict[str, Scenario] = {
                     _has(EventKind.REASSIGNMENT_STARTED)),
             Message("escalation_step", _step(2), _has(EventKind.ESCALATED, 2)),
         ],
-        lambda s: _count(s, EventKind.ESCALATED) >= 2 or bool(_refused(s)),
+        lambda s: event_count(s, EventKind.ESCALATED) >= 2 or bool(refusals(s)),
     ),
     "decided_return_step": Scenario(
         "lapse", "noise_commercial", _supervised_then_return_pending,
         [
             Message("decide_return", _act(SUPERVISOR, upheld=True, note="Police matter"),
                     _has(EventKind.QUEUED)),
-            Message("escalation_step", _step(2), lambda s: bool(_refused(s)) or _count(
+            Message("escalation_step", _step(2), lambda s: bool(refusals(s)) or event_count(
                 s, EventKind.ESCALATED) >= 2),
         ],
         lambda s: s.status is Status.DISPATCHING and (
-            bool(_refused(s)) or _count(s, EventKind.ESCALATED) >= 2),
+            bool(refusals(s)) or event_count(s, EventKind.ESCALATED) >= 2),
     ),
     "lapse_step": Scenario(
         "lapse", "noise_commercial", _supervised_then_return_pending,
         [
-            Message("escalation_step", _step(2), lambda s: bool(_refused(s)) or _count(
+            Message("escalation_step", _step(2), lambda s: bool(refusals(s)) or event_count(
                 s, EventKind.ESCALATED) >= 2, after_lapse=True),
         ],
         lambda s: s.status is Status.DISPATCHING and (
-            bool(_refused(s)) or _count(s, EventKind.ESCALATED) >= 2),
+            bool(refusals(s)) or event_count(s, EventKind.ESCALATED) >= 2),
     ),
     # 3. a 并单 reaching a case that closes in the same task
     "withdraw_repeat": Scenario(
@@ -350,14 +351,14 @@ SCENARIOS: dict[str, Scenario] = {
             Message("rate", _act(CITIZEN, rating="satisfied", comment="Quiet now"), _closed),
             Message("supplement", _act(CITIZEN, text="It was the shop at No. 12"), _closed),
         ],
-        lambda s: _closed(s) and bool(_refused(s)),
+        lambda s: _closed(s) and bool(refusals(s)),
     ),
     # 4. a 督办 that takes a 退单's lapse at the bound
     "lapse_supervise": Scenario(
         "lapse", "noise_commercial", _return_pending,
         [
             Message("supervise", _act(SUPERVISOR, form="supervise", note="Dispatch it"),
-                    lambda s: bool(_refused(s)) or _count(s, EventKind.ESCALATION_STARTED) > 1,
+                    lambda s: bool(refusals(s)) or event_count(s, EventKind.ESCALATION_STARTED) > 1,
                     after_lapse=True),
         ],
         lambda s: s.status is Status.DISPATCHING and s.escalation is not None,
@@ -385,12 +386,13 @@ async def _workers(client: Client, pool: asyncpg.Pool, groups: dict[str, Setting
                    queues: dict[str, str]):  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         for group, own in groups.items():
-            await stack.enter_async_context(build_worker(client, pool, _own(own, queues[group])))
+            worker = build_worker(client, pool, own_queue(own, queues[group]))
+            await stack.enter_async_context(worker)
         yield
 
 
 async def _ran(handle: WorkflowHandle, done: Callable[[CaseState], bool]) -> CaseState:
-    return await _settled(handle, done, within=45)
+    return await case_settled(handle, done, within=45)
 
 
 @pytest.fixture(scope="module")
@@ -449,13 +451,13 @@ async def _worker_up(client: Client, pool: asyncpg.Pool, settings: Settings) -> 
                     errors[m.signal] = err.status
                 continue
             await _signal(client, handle, m.signal, m.payload)
-            state = await _settled(handle, m.applied, within=30)
+            state = await case_settled(handle, m.applied, within=30)
             if state.status is Status.CLOSED:  # the workflow completes in the closing task
                 await asyncio.wait_for(handle.result(), timeout=30)
         state = await _ran(handle, scenario.done)
         later = None
         if name in QUEUE_LADDER_SCENARIOS:  # the queue's ladder starts after the unit's stops
-            later = await _settled(handle, _on_the_queues_ladder, within=30)
+            later = await case_settled(handle, _on_the_queues_ladder, within=30)
         return Ran(handle, state, errors, later)
 
     async with _workers(client, pool, groups, queues):
@@ -477,24 +479,24 @@ async def _replayed(ran: Ran) -> None:
 def _unit_took_the_case(s: CaseState) -> None:
     """The new unit's messages, sent after the dispatch, applied as to its case: nothing
     refused (a refusal would be ``not_assigned``: the centre still holding the case)."""
-    assert _refused(s) == {}, _timeline(s)
+    assert refusals(s) == {}, timeline_of(s)
 
 
 def _check_bound_dispatch_accept_extension(s: CaseState) -> None:
     _unit_took_the_case(s)
-    assert s.department_id == "water" and s.status is Status.HANDLING, _timeline(s)
-    assert _count(s, EventKind.EXTENSION_REQUESTED) == 1, _timeline(s)
+    assert s.department_id == "water" and s.status is Status.HANDLING, timeline_of(s)
+    assert event_count(s, EventKind.EXTENSION_REQUESTED) == 1, timeline_of(s)
 
 
 def _check_bound_dispatch_return(s: CaseState) -> None:
     _unit_took_the_case(s)
     returned = [e.data.get("department_id") for e in s.events if e.kind is EventKind.RETURNED]
-    assert returned == ["urban-management", "water"], _timeline(s)
+    assert returned == ["urban-management", "water"], timeline_of(s)
 
 
 def _check_unrouted_dispatch_accept(s: CaseState) -> None:
     _unit_took_the_case(s)
-    assert s.department_id == "urban-management" and s.status is Status.HANDLING, _timeline(s)
+    assert s.department_id == "urban-management" and s.status is Status.HANDLING, timeline_of(s)
 
 
 def _check_unrouted_dispatch_supervise(s: CaseState) -> None:
@@ -502,10 +504,8 @@ def _check_unrouted_dispatch_supervise(s: CaseState) -> None:
     climbs against urban management. Not a ladder against the centre's queue (held at 督办)
     that the dispatch then ends at once."""
     started = [e.data for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
-    assert [d.get("department_id") for d in started] == ["urban-management"], _timeline(s)
-    assert s.escalation is not None and s.escalation.active, _timeline(s)
-
-
+    assert [d.get("department_id") for d in started] == ["urban-management"], timeline_of(s)
+    assert s.escalation is not None and s.escalation.active, timeline_of(s)
 
 
 async def test_a_dispatch_at_the_bound_and_the_units_accept_and_extension_in_one_task(
@@ -598,19 +598,19 @@ def _check_bound_return_step(s: CaseState) -> None:
     """A 会办 step (level 4) of the supervisor's ladder after the 退单 at the bound queued the
     case: refused (the queue holds the ladder at 督办 — centre_not_supervised — or the ladder
     has stopped at the queue's new round — stale_step); no 会办 against anyone."""
-    assert set(_refused(s)) == {"escalation_step"}, _timeline(s)
-    assert _refused(s)["escalation_step"] in ("centre_not_supervised", "stale_step"), _timeline(s)
+    assert set(refusals(s)) == {"escalation_step"}, timeline_of(s)
+    assert refusals(s)["escalation_step"] in ("centre_not_supervised", "stale_step"), timeline_of(s)
     assert not any(e.kind is EventKind.ESCALATED and e.data["level"] == 4 for e in s.events)
 
 
 def _check_raise_level_step(s: CaseState) -> None:
     """A 催办 step (level 2) after a 提级办: applied once, after reassignment_started, against
     the unit that held the round (the ladder's round has not ended yet)."""
-    assert _refused(s) == {}, _timeline(s)
+    assert refusals(s) == {}, timeline_of(s)
     steps = [e for e in s.events if e.kind is EventKind.ESCALATED and e.data["level"] == 2]
-    assert [e.data["department_id"] for e in steps] == ["urban-management"], _timeline(s)
+    assert [e.data["department_id"] for e in steps] == ["urban-management"], timeline_of(s)
     kinds = [e.kind for e in s.events]
-    assert kinds.index(EventKind.REASSIGNMENT_STARTED) < s.events.index(steps[0]), _timeline(s)
+    assert kinds.index(EventKind.REASSIGNMENT_STARTED) < s.events.index(steps[0]), timeline_of(s)
 
 
 async def test_a_return_at_the_bound_and_a_ladder_step_in_one_task(
@@ -641,7 +641,7 @@ REPEAT_XFAIL = (
 
 def _check_repeat_kept(s: CaseState) -> None:
     assert _repeat_on_record(s), (
-        f"the repeat report left no trace on the closed case: {_timeline(s)}"
+        f"the repeat report left no trace on the closed case: {timeline_of(s)}"
     )
 
 
@@ -677,7 +677,7 @@ async def test_a_repeat_report_after_the_close_worker_up(_worker_up: dict[str, R
     for name in ("withdraw_repeat", "rating_repeat"):
         ran = _worker_up[name]
         assert ran.signal_errors == {"repeat_report": RPCStatusCode.NOT_FOUND}, ran.signal_errors
-        assert not _repeat_on_record(ran.state), _timeline(ran.state)
+        assert not _repeat_on_record(ran.state), timeline_of(ran.state)
         await _replayed(ran)
 
 
@@ -688,7 +688,7 @@ async def test_a_closing_rating_and_a_supplement_in_one_task(
     the record (wrong_status), the citizen answered 409; with the worker up the completed
     workflow refuses the signal (NOT_FOUND; the API, its read model closed, answers 409)."""
     outage, up = _outage["rating_supplement"], _worker_up["rating_supplement"]
-    assert _refused(outage.state) == {"supplement": "wrong_status"}, _timeline(outage.state)
+    assert refusals(outage.state) == {"supplement": "wrong_status"}, timeline_of(outage.state)
     assert up.signal_errors == {"supplement": RPCStatusCode.NOT_FOUND}, up.signal_errors
     for ran in (outage, up):
         await _replayed(ran)
@@ -700,10 +700,10 @@ async def test_a_closing_rating_and_a_supplement_in_one_task(
 def _check_lapse_supervise(s: CaseState) -> None:
     """The 退单 upheld by the centre's lapse queues the case at the bound, on the queue's ladder
     (reassignment_limit); the 督办 sent after the lapse is refused already_supervised."""
-    assert s.status is Status.DISPATCHING, _timeline(s)
-    assert _refused(s) == {"supervise": "already_supervised"}, _timeline(s)
+    assert s.status is Status.DISPATCHING, timeline_of(s)
+    assert refusals(s) == {"supervise": "already_supervised"}, timeline_of(s)
     assert s.escalation is not None and s.escalation.trigger.value == "reassignment_limit", (
-        _timeline(s)
+        timeline_of(s)
     )
 
 
@@ -743,7 +743,7 @@ def _no_step_against_the_returning_unit(s: CaseState) -> None:
         e.data["department_id"] for e in s.events
         if e.kind is EventKind.ESCALATED and e.data["level"] == 2
     ]  # fmt: skip
-    assert "urban-management" not in against, _timeline(s)
+    assert "urban-management" not in against, timeline_of(s)
 
 
 async def test_a_return_upheld_at_the_bound_and_a_ladder_step_in_one_task(
@@ -781,17 +781,16 @@ async def test_a_ladder_step_after_a_returns_window_at_the_bound_worker_up(
     await _replayed(ran)
 
 
-
 # --- 1b. a dispatch and a 撤诉; a 退单 and a dispatch ----------------------------------------
 
 
 def _check_dispatch_then_withdrawal(s: CaseState) -> None:
     """The dispatch, sent first, gives urban management the case; the 撤诉 after it closes the
     case: dispatched, then withdrawn, nothing refused (the dispatcher is told it took)."""
-    assert _refused(s) == {}, _timeline(s)
+    assert refusals(s) == {}, timeline_of(s)
     kinds = [e.kind for e in s.events]
-    assert EventKind.DISPATCHED in kinds, _timeline(s)
-    assert kinds.index(EventKind.DISPATCHED) < kinds.index(EventKind.WITHDRAWN), _timeline(s)
+    assert EventKind.DISPATCHED in kinds, timeline_of(s)
+    assert kinds.index(EventKind.DISPATCHED) < kinds.index(EventKind.WITHDRAWN), timeline_of(s)
 
 
 async def test_a_dispatch_and_a_withdrawal_in_one_task(_outage: dict[str, Ran]) -> None:
@@ -814,8 +813,8 @@ async def test_a_dispatch_and_a_withdrawal_worker_up(_worker_up: dict[str, Ran])
 
 
 def _check_dispatched_to_water(s: CaseState) -> None:
-    assert _refused(s) == {}, _timeline(s)
-    assert s.department_id == "water" and s.status is Status.ASSIGNED, _timeline(s)
+    assert refusals(s) == {}, timeline_of(s)
+    assert s.department_id == "water" and s.status is Status.ASSIGNED, timeline_of(s)
 
 
 async def test_a_return_at_the_bound_and_a_dispatch_in_one_task(
@@ -869,7 +868,7 @@ async def test_a_return_at_the_bound_while_a_supervisor_ladder_climbs_leaves_the
         s = _worker_up[name].later
         assert s is not None and _on_the_queues_ladder(s), (
             f"{name}: the queued case's ladder: {s.escalation and s.escalation.trigger.value}, "
-            f"active {s.escalation and s.escalation.active}: {_timeline(s)}"
+            f"active {s.escalation and s.escalation.active}: {timeline_of(s)}"
         )
 
 
@@ -892,8 +891,8 @@ async def _filed_after_a_withdrawal(
     the 撤诉 is applied and the workflow completed before the second report; else the worker is
     down from the 撤诉 to after the second report (one task for both). Returns the second
     report's filing and the first case as it ends."""
-    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.01}),
-               f"v21o-intake-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    own = own_queue(settings.model_copy(update={"dispatcher_window_minutes": 0.01}),
+                    f"v21o-intake-{uuid.uuid4().hex[:6]}")  # fmt: skip
     body = complaint()
     async with build_worker(client, pool, own):
         first = await filing.register(
@@ -937,7 +936,7 @@ def _report_handled(second: filing.Filing, first_case: CaseState) -> None:
     case that closed without a trace of it."""
     assert not second.merged or _repeat_on_record(first_case), (
         f"report told it joined {second.case_id} (merged), which closed without it: "
-        f"{_timeline(first_case)}"
+        f"{timeline_of(first_case)}"
     )
     refiled = [e for e in first_case.events if e.kind is EventKind.REPEAT_REFILED]
     assert all(e.data["refiled_as"] not in (None, second.case_id) for e in refiled), refiled

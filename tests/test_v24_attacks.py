@@ -61,16 +61,17 @@ import pytest
 from helpers import (
     OPERATOR,
     Scenarios,
+    case_settled,
     complaint,
+    event_kinds,
     eventually,
     handle_of,
     outage_scenarios,
+    own_queue,
     replay_checked,
     served,
+    timeline_of,
 )
-from helpers import case_settled as _settled
-from helpers import own_queue as _own
-from helpers import timeline_of as _timeline
 from temporalio.client import Client, WorkflowHandle
 from test_actions_timed_when_sent import sent
 from test_hostile_messages import (
@@ -444,10 +445,6 @@ async def _under_the_units_ladder(client: Client, queue: str) -> WorkflowHandle:
     return handle
 
 
-def _kinds(s: CaseState) -> list[str]:
-    return [e.kind.value for e in s.events]
-
-
 def _queue_ladders(s: CaseState) -> list[int]:
     return [e.seq for e in s.events if e.kind is EventKind.ESCALATION_STARTED
             and e.data.get("trigger") == "reassignment_limit"]  # fmt: skip
@@ -461,7 +458,7 @@ async def _a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_
     case leaves the queue before the unit's ladder has stopped. No queue ladder starts (not
     against water, which holds the case; not on the withdrawn case) and the withdrawn case's
     workflow ends (the watcher does not keep it open)."""
-    own = _own(_groups(settings)["bound"], f"v24q-{uuid.uuid4().hex[:6]}")
+    own = own_queue(_groups(settings)["bound"], f"v24q-{uuid.uuid4().hex[:6]}")
     async with build_worker(client, pool, own):
         dispatched, withdrawn = await asyncio.gather(
             _under_the_units_ladder(client, own.task_queue),
@@ -475,15 +472,16 @@ async def _a_case_leaving_the_queue_before_the_units_ladder_stops_gets_no_queue_
     async with build_worker(client, pool, own):
         await asyncio.wait_for(withdrawn.result(), 30)
         # the unit's ladder stops (the round ended): the watcher takes its turn in that task
-        s = await _settled(dispatched, lambda s: s.status is Status.ASSIGNED and any(
+        s = await case_settled(dispatched, lambda s: s.status is Status.ASSIGNED and any(
             e.kind is EventKind.ESCALATION_STOPPED for e in s.events))  # fmt: skip
-        assert any(e.kind is EventKind.ESCALATION_STOPPED for e in s.events), _timeline(s)
-        assert s.assignment is not None and s.assignment.department_id == "water", _timeline(s)
-        assert not _queue_ladders(s), _timeline(s)
-        assert _kinds(s).index("queued") < _kinds(s).index("escalation_stopped"), _timeline(s)
+        assert any(e.kind is EventKind.ESCALATION_STOPPED for e in s.events), timeline_of(s)
+        assert s.assignment is not None and s.assignment.department_id == "water", timeline_of(s)
+        assert not _queue_ladders(s), timeline_of(s)
+        kinds = event_kinds(s)
+        assert kinds.index("queued") < kinds.index("escalation_stopped"), timeline_of(s)
         w = await withdrawn.query(ComplaintWorkflow.state)
-        assert _kinds(w).index("queued") < _kinds(w).index("withdrawn"), _timeline(w)
-        assert w.status is Status.CLOSED and not _queue_ladders(w), _timeline(w)
+        assert event_kinds(w).index("queued") < event_kinds(w).index("withdrawn"), timeline_of(w)
+        assert w.status is Status.CLOSED and not _queue_ladders(w), timeline_of(w)
         await replay_checked(await dispatched.fetch_history())
         await replay_checked(await withdrawn.fetch_history())
         await dispatched.terminate("test over")
@@ -496,7 +494,7 @@ async def _two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
     督办 ladder climbing), a 派单 to water, water's 签收 and water's 退单 at the bound. The
     case ends in the centre's queue once more, and once the ladders against the units have
     stopped the queue is on its own ladder (reassignment_limit)."""
-    own = _own(_groups(settings)["bound"], f"v24r-{uuid.uuid4().hex[:6]}")
+    own = own_queue(_groups(settings)["bound"], f"v24r-{uuid.uuid4().hex[:6]}")
     async with build_worker(client, pool, own):
         handle = await _under_the_units_ladder(client, own.task_queue)
     water = Actor(role=Role.DEPARTMENT, name="water clerk", department_id="water")
@@ -507,15 +505,15 @@ async def _two_returns_at_the_bound_in_one_task_leave_the_queue_on_its_ladder(
     await handle.signal("return", _act(water, reason="Not ours either")())
     try:
         async with build_worker(client, pool, own):
-            s = await _settled(handle, lambda s: s.status is Status.DISPATCHING and bool(
+            s = await case_settled(handle, lambda s: s.status is Status.DISPATCHING and bool(
                 s.escalation and s.escalation.trigger.value == "reassignment_limit"
                 and s.escalation.active))  # fmt: skip
-            kinds = _kinds(s)
-            assert kinds.count("queued") == 2 and "accepted" in kinds, _timeline(s)
-            assert s.status is Status.DISPATCHING, _timeline(s)
+            kinds = event_kinds(s)
+            assert kinds.count("queued") == 2 and "accepted" in kinds, timeline_of(s)
+            assert s.status is Status.DISPATCHING, timeline_of(s)
             e = s.escalation
             assert e is not None and e.active and e.trigger.value == "reassignment_limit", (
-                _timeline(s))  # fmt: skip
+                timeline_of(s))  # fmt: skip
             await replay_checked(await handle.fetch_history())
     finally:
         await handle.terminate("test over")

@@ -46,20 +46,26 @@ import pytest
 from helpers import (
     OPERATOR,
     Scenarios,
+    attack_case_id,
+    case_settled,
     child_of,
     complaint,
+    department_clerk,
+    event_kinds,
     eventually,
     handle_of,
+    ladder_stopped,
+    ladders_started,
     outage_scenarios,
+    own_queue,
+    refusals,
     replay_checked,
     served,
     setup_checked,
     signal_sent,
     started_assigned,
+    timeline_of,
 )
-from helpers import case_settled as _settled
-from helpers import own_queue as _own
-from helpers import timeline_of as _timeline
 from temporalio.client import Client
 from temporalio.service import RPCError
 from test_actions_timed_when_sent_attacks import CITIZEN
@@ -101,10 +107,6 @@ REPORTER = Actor(role=Role.CITIZEN, name="v25-attacks-reporter")
 OPERATOR_ACTOR = Actor(role=Role.OPERATOR, name="v25-attacks-operator")
 
 
-def _case_id(name: str) -> str:
-    return f"JS-V25A-{name.upper()}-{uuid.uuid4().hex[:6]}"
-
-
 def _repeat(report_id: str | None = None) -> dict[str, Any]:
     """A 并单 as the intake signals it (a made-up report id unless given)."""
     return {
@@ -114,33 +116,12 @@ def _repeat(report_id: str | None = None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _ladders(s: CaseState) -> list[tuple[int, str]]:
-    return [(e.data["n"], e.data["trigger"]) for e in s.events
-            if e.kind is EventKind.ESCALATION_STARTED]  # fmt: skip
-
-
-def _stopped(s: CaseState, n: int) -> bool:
-    return any(e.kind is EventKind.ESCALATION_STOPPED and e.data.get("n") == n for e in s.events)
-
-
-def _refused(s: CaseState) -> dict[str, str]:
-    return {e.data["action"]: e.data["code"] for e in s.events if e.kind is EventKind.REJECTED}
-
-
-def _kinds(s: CaseState) -> list[str]:
-    return [e.kind.value for e in s.events]
-
-
-def _unit(department_id: str | None) -> Actor:
-    return Actor(role=Role.DEPARTMENT, name="v25 clerk", department_id=department_id)
-
-
 def _rehandling(settings: Settings, bound: bool) -> Settings:
     """The first 不满意 is the last rehandle allowed: its round goes on the dissatisfaction
     ladder (``_rehandle``: unsatisfied_rounds >= max_unsatisfied_rounds)."""
     quick = _groups(settings)["bound" if bound else "quick"]
-    return _own(quick.model_copy(update={"max_unsatisfied_rounds": 1}),
-                f"v25h-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    return own_queue(quick.model_copy(update={"max_unsatisfied_rounds": 1}),
+                     f"v25h-{uuid.uuid4().hex[:8]}")  # fmt: skip
 
 
 # --- 1. 重办 at the last unsatisfied round -------------------------------------------------
@@ -153,7 +134,7 @@ async def _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_clim
     unit until a reply that came before it: it climbs on); then the citizen's 不满意 at the last
     round allowed: 重办, whose round the dissatisfaction ladder should supervise."""
     own = _rehandling(settings, bound=False)
-    case_id = _case_id("rrep")
+    case_id = attack_case_id("V25A", "rrep")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await _replied(client, handle)
@@ -161,9 +142,9 @@ async def _a_rehandle_at_the_last_round_is_supervised_though_another_ladder_clim
             await handle.signal("repeat_report", _repeat())
         await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
         await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
-        s = await _settled(handle, lambda s: s.round > 1 and s.status is Status.ASSIGNED and (
-            _stopped(s, 1) or ((1, "dissatisfaction") not in _ladders(s) and len(
-                _ladders(s)) > 1)))  # fmt: skip
+        s = await case_settled(handle, lambda s: s.round > 1 and s.status is Status.ASSIGNED and (
+            ladder_stopped(s, 1) or ((1, "dissatisfaction") not in ladders_started(s) and len(
+                ladders_started(s)) > 1)))  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -173,11 +154,11 @@ async def test_a_rehandle_at_the_last_round_is_supervised_though_another_ladder_
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    assert s.round > 1 and s.status is Status.ASSIGNED, _timeline(s)
-    assert _ladders(s)[0] == (1, "repeat_reports"), _timeline(s)
+    assert s.round > 1 and s.status is Status.ASSIGNED, timeline_of(s)
+    assert ladders_started(s)[0] == (1, "repeat_reports"), timeline_of(s)
     e = s.escalation
     assert e is not None and e.active, (
-        f"the rehandling round is on no ladder: ladders {_ladders(s)}; {_timeline(s)}")
+        f"the rehandling round is on no ladder: ladders {ladders_started(s)}; {timeline_of(s)}")
 
 
 @dataclass
@@ -194,13 +175,13 @@ async def _a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_re
     rehandles the case on the dissatisfaction ladder; the rehandling unit's 退单 queues it at the
     centre; the centre's 派单 to water; water's reply."""
     own = _rehandling(settings, bound=True)
-    case_id = _case_id("rbound")
+    case_id = attack_case_id("V25A", "rbound")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await _replied(client, handle)
         await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
         s = await until(client, case_id, lambda s: s.round > 1 and s.status is Status.ASSIGNED)
-        unit = _unit(s.department_id)
+        unit = department_clerk(s.department_id)
         await signal_sent(handle, "accept", unit)
         await until(client, case_id, lambda s: s.status is Status.HANDLING)
         await signal_sent(handle, "return", unit, reason="Not ours after all")
@@ -213,7 +194,7 @@ async def _a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_its_re
             await signal_sent(handle, step, WATER)
         await until(client, case_id, lambda s: s.contacted_at is not None)
         await signal_sent(handle, "reply", WATER, outcome="resolved", text="Fixed the speaker")
-        replied = await _settled(handle, lambda s: s.status is Status.REPLIED and not (
+        replied = await case_settled(handle, lambda s: s.status is Status.REPLIED and not (
             s.escalation and s.escalation.active))  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
@@ -229,15 +210,15 @@ async def test_a_rehandle_at_the_bound_stays_on_the_dissatisfaction_ladder_to_it
     water's reply."""
     r = await outages.of(request)
     q = r.queued
-    assert _ladders(q) == [(1, "dissatisfaction")], _timeline(q)
-    assert q.escalation is not None and q.escalation.active, _timeline(q)
-    assert q.escalation.level <= EscalationLevel.SUPERVISE, _timeline(q)
+    assert ladders_started(q) == [(1, "dissatisfaction")], timeline_of(q)
+    assert q.escalation is not None and q.escalation.active, timeline_of(q)
+    assert q.escalation.level <= EscalationLevel.SUPERVISE, timeline_of(q)
     d = r.dispatched
-    assert _ladders(d) == [(1, "dissatisfaction")], _timeline(d)
-    assert d.escalation is not None and d.escalation.active, _timeline(d)
+    assert ladders_started(d) == [(1, "dissatisfaction")], timeline_of(d)
+    assert d.escalation is not None and d.escalation.active, timeline_of(d)
     p = r.replied
-    assert p.escalation is not None and not p.escalation.active, _timeline(p)
-    assert p.status is Status.REPLIED and not _refused(p), _timeline(p)
+    assert p.escalation is not None and not p.escalation.active, timeline_of(p)
+    assert p.status is Status.REPLIED and not refusals(p), timeline_of(p)
 
 
 # --- 2. a 督办 in a later task while the 派单's deadlines are computed ----------------------
@@ -256,7 +237,7 @@ async def _a_supervision_while_a_dispatch_is_set_up(
     compute (``_SLOW``): the 派单 to urban management is taken; while its deadlines are computed,
     a supervisor's 督办 arrives in a later workflow task."""
     queue = f"v25s-{uuid.uuid4().hex[:8]}"
-    case_id = _case_id("supdisp")
+    case_id = attack_case_id("V25A", "supdisp")
     async with private_worker(client, pool, settings, queue):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
@@ -271,11 +252,11 @@ async def _a_supervision_while_a_dispatch_is_set_up(
             await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
             await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
             await until(client, case_id, lambda s: any(
-                e.kind is EventKind.ESCALATION_STARTED or _refused(s).get("supervise")
+                e.kind is EventKind.ESCALATION_STARTED or refusals(s).get("supervise")
                 for e in s.events))  # fmt: skip
             release.set()
-            s = await _settled(handle, lambda s: s.status is Status.ASSIGNED and (
-                _stopped(s, 1) or s.escalation is None or s.escalation.department_id == (
+            s = await case_settled(handle, lambda s: s.status is Status.ASSIGNED and (
+                ladder_stopped(s, 1) or s.escalation is None or s.escalation.department_id == (
                     "urban-management")), within=20)  # fmt: skip
             await replay_checked(await handle.fetch_history())
         finally:
@@ -290,8 +271,8 @@ async def _a_supervision_after_a_dispatch_worker_up(
 ) -> CaseState:
     """The twin: the 督办 sent once the case shows the 派单 applied."""
     queue = f"v25t-{uuid.uuid4().hex[:8]}"
-    case_id = _case_id("supup")
-    async with build_worker(client, pool, _own(settings, queue)):
+    case_id = attack_case_id("V25A", "supup")
+    async with build_worker(client, pool, own_queue(settings, queue)):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue)
         await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
@@ -307,11 +288,11 @@ async def _a_supervision_after_a_dispatch_worker_up(
 
 def _supervises_the_unit(s: CaseState) -> None:
     e = s.escalation
-    assert s.status is Status.ASSIGNED and s.department_id == "urban-management", _timeline(s)
-    assert e is not None and e.form is not None, _timeline(s)
+    assert s.status is Status.ASSIGNED and s.department_id == "urban-management", timeline_of(s)
+    assert e is not None and e.form is not None, timeline_of(s)
     assert e.department_id == "urban-management", (
-        f"the 督办 pressed {e.department_id!r}, not the unit: {_timeline(s)}")
-    assert e.active, _timeline(s)
+        f"the 督办 pressed {e.department_id!r}, not the unit: {timeline_of(s)}")
+    assert e.active, timeline_of(s)
 
 
 async def test_a_supervision_while_a_dispatch_is_set_up(
@@ -331,7 +312,7 @@ async def test_a_supervision_after_a_dispatch_worker_up(
 
 
 def _requeued(s: CaseState) -> bool:
-    return s.status is Status.DISPATCHING and _kinds(s).count("queued") >= 2
+    return s.status is Status.DISPATCHING and event_kinds(s).count("queued") >= 2
 
 
 async def _a_dispatch_and_its_units_return_in_one_task(
@@ -340,8 +321,8 @@ async def _a_dispatch_and_its_units_return_in_one_task(
     """Stray animals (no routing rule): in the queue from receipt. The worker down: the 派单 to
     urban management and urban management's 退单 in one task. Worker back: the 退单 meets the
     unit holding the case, the reassignment finds no other unit, the case is queued again."""
-    own = _own(_groups(settings)["quick"], f"v25d-{uuid.uuid4().hex[:8]}")
-    case_id = _case_id("dispret")
+    own = own_queue(_groups(settings)["quick"], f"v25d-{uuid.uuid4().hex[:8]}")
+    case_id = attack_case_id("V25A", "dispret")
     async with build_worker(client, pool, own):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
@@ -350,7 +331,7 @@ async def _a_dispatch_and_its_units_return_in_one_task(
                                          department_name="城管局")())  # fmt: skip
     await handle.signal("return", _act(URBAN, reason="Not ours: animal control")())
     async with build_worker(client, pool, own):
-        s = await _settled(handle, _requeued)
+        s = await case_settled(handle, _requeued)
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -359,8 +340,8 @@ async def _a_dispatch_and_its_units_return_in_one_task(
 async def _a_dispatch_and_its_units_return_worker_up(
     client: Client, pool: asyncpg.Pool, settings: Settings
 ) -> CaseState:
-    own = _own(_groups(settings)["quick"], f"v25e-{uuid.uuid4().hex[:8]}")
-    case_id = _case_id("dispretup")
+    own = own_queue(_groups(settings)["quick"], f"v25e-{uuid.uuid4().hex[:8]}")
+    case_id = attack_case_id("V25A", "dispretup")
     async with build_worker(client, pool, own):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
@@ -369,18 +350,18 @@ async def _a_dispatch_and_its_units_return_worker_up(
                                              department_name="城管局")())  # fmt: skip
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         await handle.signal("return", _act(URBAN, reason="Not ours: animal control")())
-        s = await _settled(handle, _requeued)
+        s = await case_settled(handle, _requeued)
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
 
 
 def _requeued_as_worker_up(s: CaseState) -> None:
-    assert not _refused(s), _timeline(s)
-    kinds = _kinds(s)
-    assert kinds.count("dispatched") == 1 and kinds.count("returned") == 1, _timeline(s)
-    assert kinds.index("dispatched") < kinds.index("returned"), _timeline(s)
-    assert _requeued(s) and s.reassignments == 1, _timeline(s)
+    assert not refusals(s), timeline_of(s)
+    kinds = event_kinds(s)
+    assert kinds.count("dispatched") == 1 and kinds.count("returned") == 1, timeline_of(s)
+    assert kinds.index("dispatched") < kinds.index("returned"), timeline_of(s)
+    assert _requeued(s) and s.reassignments == 1, timeline_of(s)
 
 
 async def test_a_dispatch_and_its_units_return_in_one_task(
@@ -449,8 +430,8 @@ async def _refiles_into_one_open_case_and_into_a_closing_one(
     intake's signal again). C is on a queue of its own, withdrawn too, its worker down until
     the A's have refiled into it. The A's worker back: A1-A3 refile into B at once, A4-A5 into
     C, which then takes them closed and refiles them in turn."""
-    own = _own(settings, f"v25f-{uuid.uuid4().hex[:8]}")
-    apart = _own(settings, f"v25g-{uuid.uuid4().hex[:8]}")
+    own = own_queue(settings, f"v25f-{uuid.uuid4().hex[:8]}")
+    apart = own_queue(settings, f"v25g-{uuid.uuid4().hex[:8]}")
     names = [f"A{n}" for n in range(1, 6)]
     bodies = {name: complaint() for name in names}
     b_body, c_body = complaint(), complaint()
@@ -535,8 +516,9 @@ async def test_refiles_into_one_open_case_and_into_a_closing_one(
         refiled = [e.data for e in a.events if e.kind is EventKind.REPEAT_REFILED]
         assert len(refiled) == 1 and refiled[0]["refiled_as"] == r.open_case, (name, refiled)
     ids = [e.data["report_id"] for e in b.events if e.kind is EventKind.REPEAT_REPORTED]
-    assert len(ids) == 3 == len(set(ids)) == b.repeat_count, _timeline(b)
-    assert [t for _, t in _ladders(b)] == [EscalationTrigger.REPEAT_REPORTS.value], _timeline(b)
+    assert len(ids) == 3 == len(set(ids)) == b.repeat_count, timeline_of(b)
+    triggers = [t for _, t in ladders_started(b)]
+    assert triggers == [EscalationTrigger.REPEAT_REPORTS.value], timeline_of(b)
 
 
 async def test_a_refile_into_a_case_that_closed_meanwhile_is_filed_again_once(
@@ -626,7 +608,7 @@ async def _a_report_whose_request_died(
     the request dies once A has the report's signal. The worker back: A (closed) refiles the
     report as a new case N and ends. The report's row is left pending, older than the repair's
     horizon (an hour)."""
-    own = _own(settings, f"v25p-{uuid.uuid4().hex[:8]}")
+    own = own_queue(settings, f"v25p-{uuid.uuid4().hex[:8]}")
     body = complaint()
     async with build_worker(client, pool, own):
         first = await filing.register(pool, client, own, ComplaintIntake.model_validate(body),
@@ -760,7 +742,7 @@ async def _a_report_settled_while_its_closed_case_refiles_is_not_lost(
     worker back: A (closed) refiles both in one batch; while the batch is at R1 (its
     bookkeeping slow: a test trigger), ``jiesu repair intakes`` runs. Returns A's record of R2,
     what the repair did, and R2's name in it."""
-    own = _own(settings, f"v25s-{uuid.uuid4().hex[:8]}")
+    own = own_queue(settings, f"v25s-{uuid.uuid4().hex[:8]}")
     body = complaint()
     started: list[str] = []
     trigger = f"v25_attacks_slow_{uuid.uuid4().hex[:8]}"
@@ -825,9 +807,9 @@ async def _forged_choice(
     """Urban management accepts and returns the case (no approval, under the bound): the
     reassignment child waits for the dispatcher's choice (a 6 s window); a Temporal client
     signals it ``choice``. The case once its new round is set up."""
-    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
-               f"v25k-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id(name)
+    own = own_queue(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
+                    f"v25k-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    case_id = attack_case_id("V25A", name)
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "accept", URBAN)
@@ -837,7 +819,7 @@ async def _forged_choice(
         assert s.reassignment is not None
         child = await child_of(client, s.reassignment.child_id)
         await child.signal("choose", choice)
-        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING)
+        s = await case_settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING)
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -854,10 +836,10 @@ async def test_a_forged_choice_of_the_centre_does_not_make_it_the_cases_unit(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    assert s.round > 1, _timeline(s)
+    assert s.round > 1, timeline_of(s)
     assert not (s.status is Status.ASSIGNED and s.department_id == CENTRE_ID), (
         f"the case is assigned to the centre as a unit: {s.status} {s.assignment}; "
-        f"{_timeline(s)}")
+        f"{timeline_of(s)}")
 
 
 async def _a_choice_by_a_non_dispatcher_is_not_taken(
@@ -873,7 +855,7 @@ async def test_a_choice_by_a_non_dispatcher_is_not_taken(
     s = await outages.of(request)
     (reassigned,) = [e for e in s.events if e.kind is EventKind.REASSIGNED]
     assert reassigned.actor.role is not Role.CITIZEN, (
-        f"a citizen chose the unit: {reassigned.data} by {reassigned.actor}; {_timeline(s)}")
+        f"a citizen chose the unit: {reassigned.data} by {reassigned.actor}; {timeline_of(s)}")
 
 
 async def _a_supervision_while_the_case_is_reassigned(
@@ -882,9 +864,9 @@ async def _a_supervision_while_the_case_is_reassigned(
     """Worker up. Urban management returns the case (under the bound): it is REASSIGNING, the
     child waiting for the dispatcher's choice (6 s); a supervisor's 督办 (催办) meanwhile; the
     rule picks the next unit."""
-    own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
-               f"v25m-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id("supreass")
+    own = own_queue(settings.model_copy(update={"dispatcher_window_minutes": 0.1}),
+                    f"v25m-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    case_id = attack_case_id("V25A", "supreass")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "accept", URBAN)
@@ -892,9 +874,10 @@ async def _a_supervision_while_the_case_is_reassigned(
         await signal_sent(handle, "return", URBAN, reason="Not ours: police")
         await until(client, case_id, lambda s: s.status is Status.REASSIGNING)
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
-        await until(client, case_id, lambda s: bool(_ladders(s)) or bool(_refused(s)))
-        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
-                           and (_stopped(s, 1) or bool(_refused(s))), within=30)  # fmt: skip
+        await until(client, case_id, lambda s: bool(ladders_started(s)) or bool(refusals(s)))
+        s = await case_settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                               and (ladder_stopped(s, 1) or bool(refusals(s))),
+                               within=30)  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -904,13 +887,13 @@ async def test_a_supervision_while_the_case_is_reassigned(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    if _refused(s).get("supervise"):
+    if refusals(s).get("supervise"):
         return  # refused (wrong_status): the supervisor is told, nothing is lost
     e = s.escalation
     assert e is not None and e.department_id == s.department_id != "urban-management", (
         f"the 督办 pressed {e.department_id if e else None!r}; the case is with "
-        f"{s.department_id!r}: {_timeline(s)}")
-    assert e.active, _timeline(s)
+        f"{s.department_id!r}: {timeline_of(s)}")
+    assert e.active, timeline_of(s)
 
 
 # each test_x awaits its scenario _x, all run at once (helpers.outage_scenarios)

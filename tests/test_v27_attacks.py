@@ -46,18 +46,23 @@ import asyncpg
 import pytest
 from helpers import (
     Scenarios,
+    attack_case_id,
+    case_settled,
+    department_clerk,
     eventually,
     ladder_of,
+    ladder_stopped,
+    ladders_started,
     outage_scenarios,
+    own_queue,
+    refusals,
     replay_checked,
     setup_checked,
     signal_sent,
     started_assigned,
+    timeline_of,
     until_past,
 )
-from helpers import case_settled as _settled
-from helpers import own_queue as _own
-from helpers import timeline_of as _timeline
 from temporalio.client import Client, WorkflowHandle
 from test_hostile_messages import (
     _RELEASE,
@@ -74,12 +79,8 @@ from test_v20_attacks import _replied
 from test_v21_orders_attacks import _groups
 from test_v25_attacks import (
     _forged_choice,
-    _ladders,
-    _refused,
     _rehandling,
     _repeat,
-    _stopped,
-    _unit,
     _unrouted,
 )
 
@@ -92,10 +93,6 @@ from jiesu.case.domain import (
 from jiesu.config import Settings
 from worker import build_worker
 from workflows import ComplaintWorkflow
-
-
-def _case_id(name: str) -> str:
-    return f"JS-V27A-{name.upper()}-{uuid.uuid4().hex[:6]}"
 
 
 def _stop_record(s: CaseState, n: int) -> dict[str, Any] | None:
@@ -112,8 +109,8 @@ async def _supervised_with_the_return(
     """Urban management accepts (worker up); its 退单 (under the bound) and a supervisor's 督办
     right after it — with the worker down both reach the case in one task; worker up, the 督办
     once the case is reassigning. The rule picks the next unit (the window 0.6 s)."""
-    own = _own(_groups(settings)["quick"], f"v27r-{uuid.uuid4().hex[:8]}")
-    case_id = _case_id("supret" + ("down" if worker_down else "up"))
+    own = own_queue(_groups(settings)["quick"], f"v27r-{uuid.uuid4().hex[:8]}")
+    case_id = attack_case_id("V27A", "supret" + ("down" if worker_down else "up"))
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "accept", URBAN)
@@ -127,8 +124,8 @@ async def _supervised_with_the_return(
         await signal_sent(handle, "return", URBAN, reason="Not ours: police")
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
     async with build_worker(client, pool, own):
-        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
-                           and (bool(_refused(s)) or bool(_ladders(s))), within=30)  # fmt: skip
+        s = await case_settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                               and bool(refusals(s) or ladders_started(s)), within=30)  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -147,15 +144,15 @@ async def _a_supervision_after_the_return_worker_up(
 
 
 def _refused_or_on_the_new_unit(s: CaseState) -> None:
-    assert s.round > 1, _timeline(s)
-    if _refused(s).get("supervise") == "wrong_status":
-        assert not _ladders(s), _timeline(s)
+    assert s.round > 1, timeline_of(s)
+    if refusals(s).get("supervise") == "wrong_status":
+        assert not ladders_started(s), timeline_of(s)
         return
     e = s.escalation
     assert e is not None and e.active and e.department_id == s.department_id != (
         "urban-management"), (
         f"the 督办 pressed {e.department_id if e else None!r}; the case is with "
-        f"{s.department_id!r}: {_timeline(s)}")  # fmt: skip
+        f"{s.department_id!r}: {timeline_of(s)}")  # fmt: skip
 
 
 async def test_a_supervision_in_the_task_of_the_return(
@@ -181,10 +178,10 @@ async def _supervised_after_the_lapse(
     down, the 督办 sent after its end reaches the case in the task its lapse comes in (the case
     upholds the 退单 before the 督办: ``_lapses_before``); worker up, the 督办 once the lapse
     has reassigned the case."""
-    own = _own(_groups(settings)["quick"].model_copy(update={
+    own = own_queue(_groups(settings)["quick"].model_copy(update={
         "return_needs_approval": True, "return_decision_hours": 3 / 3600}),
         f"v27l-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id("lapse" + ("down" if worker_down else "up"))
+    case_id = attack_case_id("V27A", "lapse" + ("down" if worker_down else "up"))
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "accept", URBAN)
@@ -200,8 +197,8 @@ async def _supervised_after_the_lapse(
         await until_past(window_end)
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
     async with build_worker(client, pool, own):
-        s = await _settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
-                           and (bool(_refused(s)) or bool(_ladders(s))), within=30)  # fmt: skip
+        s = await case_settled(handle, lambda s: s.round > 1 and s.status is not Status.REASSIGNING
+                               and bool(refusals(s) or ladders_started(s)), within=30)  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -251,10 +248,10 @@ async def test_a_forged_dispatcher_choice_of_no_department(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    assert s.round > 1, _timeline(s)
+    assert s.round > 1, timeline_of(s)
     assert s.department_id != "no-such-unit", (
         f"the case is {s.status} with a department that does not exist: {s.assignment}; "
-        f"{_timeline(s)}")
+        f"{timeline_of(s)}")
 
 
 # --- 3. a 督办 waiting behind a 派单 whose deadlines are slow ------------------------------
@@ -269,7 +266,7 @@ async def _slow_dispatch(
     are slow to compute (``_SLOW``); ``during`` sent meanwhile, each in a task of its own; the
     computation released; the case once ``done``."""
     queue = f"v27s-{uuid.uuid4().hex[:8]}"
-    case_id = _case_id(name)
+    case_id = attack_case_id("V27A", name)
     async with private_worker(client, pool, settings, queue):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
@@ -284,7 +281,7 @@ async def _slow_dispatch(
             await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
             await during(handle)
             release.set()
-            s = await _settled(handle, done, within=30)
+            s = await case_settled(handle, done, within=30)
             await replay_checked(await handle.fetch_history())
         finally:
             _SLOW.pop(case_id, None)
@@ -323,16 +320,16 @@ async def test_a_waiting_supervision_retried_then_withdrawn(
     """Guard: the waiting 督办 presses the unit once (the retry is a retry), the second is
     refused already_supervised, the 撤诉 after them closes the case and stops the ladder."""
     s = await outages.of(request)
-    assert s.status is Status.CLOSED, _timeline(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
     started = [e for e in s.events if e.kind is EventKind.ESCALATION_STARTED]
-    assert len(started) == 1, _timeline(s)
+    assert len(started) == 1, timeline_of(s)
     assert started[0].data.get("department_id") == "urban-management", started[0].data
     refusals = [e.data for e in s.events if e.kind is EventKind.REJECTED]
     assert [r["action"] for r in refusals] == ["supervise"], refusals
     kinds = [e.kind for e in s.events]
     assert kinds.index(EventKind.ESCALATION_STARTED) < kinds.index(EventKind.WITHDRAWN), (
-        _timeline(s))
-    assert _stopped(s, 1), _timeline(s)
+        timeline_of(s))
+    assert ladder_stopped(s, 1), timeline_of(s)
 
 
 async def _a_supervision_after_a_withdrawal_overtook_the_dispatch(
@@ -347,7 +344,7 @@ async def _a_supervision_after_a_withdrawal_overtook_the_dispatch(
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
 
     return await _slow_dispatch(client, pool, settings, "wdsup", during,
-                                lambda s: bool(_refused(s).get("supervise")))  # fmt: skip
+                                lambda s: bool(refusals(s).get("supervise")))  # fmt: skip
 
 
 async def test_a_supervision_after_a_withdrawal_overtook_the_dispatch(
@@ -356,10 +353,10 @@ async def test_a_supervision_after_a_withdrawal_overtook_the_dispatch(
     """Guard: the waiting 督办 is answered once the dropped dispatch is over: refused
     (wrong_status), no ladder on the closed case."""
     s = await outages.of(request)
-    assert s.status is Status.CLOSED, _timeline(s)
-    assert _refused(s).get("supervise") == "wrong_status", (
-        f"the waiting 督办 got no answer: {_refused(s)}; {_timeline(s)}")
-    assert not _ladders(s), _timeline(s)
+    assert s.status is Status.CLOSED, timeline_of(s)
+    assert refusals(s).get("supervise") == "wrong_status", (
+        f"the waiting 督办 got no answer: {refusals(s)}; {timeline_of(s)}")
+    assert not ladders_started(s), timeline_of(s)
 
 
 # --- 4. the ladder child's stop / release from any Temporal client ---------------------------
@@ -377,15 +374,15 @@ async def _a_forged_stop_of_a_supervisors_order(
 ) -> CaseState:
     """A supervisor's 督办 (催办) against urban management, which has done nothing; a Temporal
     client signals the ladder child ``stop``."""
-    own = _own(_groups(settings)["quick"], f"v27t-{uuid.uuid4().hex[:8]}")
-    case_id = _case_id("fstop")
+    own = own_queue(_groups(settings)["quick"], f"v27t-{uuid.uuid4().hex[:8]}")
+    case_id = attack_case_id("V27A", "fstop")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
         await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
         ladder = await ladder_of(client, case_id, 1)
         await ladder.signal("stop")
-        s = await _settled(handle, lambda s: _stopped(s, 1), within=15)
+        s = await case_settled(handle, lambda s: ladder_stopped(s, 1), within=15)
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -395,10 +392,10 @@ async def test_a_forged_stop_of_a_supervisors_order(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    assert s.status is Status.ASSIGNED and not s.reply, _timeline(s)
+    assert s.status is Status.ASSIGNED and not s.reply, timeline_of(s)
     e = s.escalation
     assert e is not None and e.active, (
-        f"a forged stop ended the supervisor's 督办: {_stop_record(s, 1)}; {_timeline(s)}")
+        f"a forged stop ended the supervisor's 督办: {_stop_record(s, 1)}; {timeline_of(s)}")
 
 
 async def _a_forged_release_of_a_ladder_held_in_the_queue(
@@ -410,13 +407,13 @@ async def _a_forged_release_of_a_ladder_held_in_the_queue(
     Temporal client signals the ladder ``release``."""
     own = _rehandling(settings.model_copy(update={"escalation_step_hours": 3 / 3600}),
                       bound=True)  # fmt: skip
-    case_id = _case_id("frel")
+    case_id = attack_case_id("V27A", "frel")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await _replied(client, handle)
         await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still loud")
         s = await until(client, case_id, lambda s: s.round > 1 and s.status is Status.ASSIGNED)
-        unit = _unit(s.department_id)
+        unit = department_clerk(s.department_id)
         await signal_sent(handle, "accept", unit)
         await until(client, case_id, lambda s: s.status is Status.HANDLING)
         await signal_sent(handle, "return", unit, reason="Not ours after all")
@@ -424,7 +421,7 @@ async def _a_forged_release_of_a_ladder_held_in_the_queue(
         ladder = await ladder_of(client, case_id, 1)
         await eventually(lambda: _signalled(ladder, "hold"), within=20)
         await ladder.signal("release")
-        s = await _settled(handle, lambda s: _stopped(s, 1), within=25)
+        s = await case_settled(handle, lambda s: ladder_stopped(s, 1), within=25)
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
     return s
@@ -434,16 +431,16 @@ async def test_a_forged_release_of_a_ladder_held_in_the_queue(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
     s = await outages.of(request)
-    assert s.status is Status.DISPATCHING, _timeline(s)
+    assert s.status is Status.DISPATCHING, timeline_of(s)
     stop = _stop_record(s, 1)
     assert stop is None or stop["final_level"] <= EscalationLevel.SUPERVISE, (
         f"ladder 1 recorded stopped at level {stop['final_level']} in the queue (the case "
-        f"refused {_refused(s)}): {_timeline(s)}")
+        f"refused {refusals(s)}): {timeline_of(s)}")
     # v28: recorded at the case's level, and the queue's own ladder takes over; since v30 the
     # forged release is not taken at all (ladder-orders-signed-v1): ladder 1 stays held
     assert stop is None or stop.get("reason") == "climbed_past_the_case", stop
     e = s.escalation
-    assert e is not None and e.active, _timeline(s)
+    assert e is not None and e.active, timeline_of(s)
 
 
 async def _a_supervisors_ladder_climbs(
@@ -453,9 +450,9 @@ async def _a_supervisors_ladder_climbs(
     nothing; with ``forged_hold`` a Temporal client signals the ladder ``hold`` (the case is
     with its unit, not in the queue). The case once the ladder has reached 会办 — or, after
     four steps' time, as it stands."""
-    own = _own(_groups(settings)["quick"].model_copy(update={
+    own = own_queue(_groups(settings)["quick"].model_copy(update={
         "escalation_step_hours": 3 / 3600}), f"v27c-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id("fhold" if forged_hold else "climb")
+    case_id = attack_case_id("V27A", "fhold" if forged_hold else "climb")
     async with build_worker(client, pool, own):
         handle = await started_assigned(client, case_id, own.task_queue)
         await signal_sent(handle, "supervise", SUPERVISOR, form="supervise", note="Now")
@@ -463,7 +460,7 @@ async def _a_supervisors_ladder_climbs(
         ladder = await ladder_of(client, case_id, 1)
         if forged_hold:
             await ladder.signal("hold")
-        s = await _settled(handle, lambda s: s.escalation is not None and (
+        s = await case_settled(handle, lambda s: s.escalation is not None and (
             s.escalation.level >= EscalationLevel.JOINT_HANDLING), within=12)  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
@@ -483,12 +480,12 @@ async def _a_supervisors_ladder_climbs_unheld(
 
 
 def _climbed_past_supervise(s: CaseState) -> None:
-    assert s.status is Status.ASSIGNED, _timeline(s)
+    assert s.status is Status.ASSIGNED, timeline_of(s)
     e = s.escalation
-    assert e is not None and e.n == 1, _timeline(s)
+    assert e is not None and e.n == 1, timeline_of(s)
     assert e.level >= EscalationLevel.JOINT_HANDLING, (
         f"the ladder against the unit stays at {e.level.name.lower()} (active {e.active}) "
-        f"four steps on: {_timeline(s)}")
+        f"four steps on: {timeline_of(s)}")
 
 
 async def test_a_forged_hold_of_a_supervisors_ladder(
@@ -518,7 +515,7 @@ async def _rehandled_into_the_queue(
     after four steps' time, as it stands."""
     own = _rehandling(settings.model_copy(update={"escalation_step_hours": 3 / 3600}),
                       bound=False)  # fmt: skip
-    case_id = _case_id("rhq" + ("other" if other_ladder else "alone"))
+    case_id = attack_case_id("V27A", "rhq" + ("other" if other_ladder else "alone"))
     async with build_worker(client, pool, own):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=own.task_queue)
@@ -533,11 +530,11 @@ async def _rehandled_into_the_queue(
             await until(client, case_id, lambda s: bool(s.escalation and s.escalation.active))
         await signal_sent(handle, "rate", CITIZEN, rating="unsatisfied", comment="Still there")
         await until(client, case_id, lambda s: s.round > 1 and s.status is Status.DISPATCHING
-                    and any(t == "dissatisfaction" for _, t in _ladders(s)))  # fmt: skip
+                    and any(t == "dissatisfaction" for _, t in ladders_started(s)))  # fmt: skip
         await signal_sent(handle, "dispatch", SUPERVISOR, department_id="water",
                           department_name="县水务局")  # fmt: skip
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
-        s = await _settled(handle, lambda s: s.escalation is not None and (
+        s = await case_settled(handle, lambda s: s.escalation is not None and (
             s.escalation.level >= EscalationLevel.JOINT_HANDLING), within=15)  # fmt: skip
         await replay_checked(await handle.fetch_history())
         await handle.terminate("test over")
@@ -557,12 +554,12 @@ async def _a_rehandle_into_the_queue_alone(
 
 
 def _rehandling_supervised_past_the_queue(s: CaseState) -> None:
-    assert s.status is Status.ASSIGNED and s.department_id == "water", _timeline(s)
+    assert s.status is Status.ASSIGNED and s.department_id == "water", timeline_of(s)
     e = s.escalation
-    assert e is not None and e.trigger.value == "dissatisfaction" and e.active, _timeline(s)
+    assert e is not None and e.trigger.value == "dissatisfaction" and e.active, timeline_of(s)
     assert e.level >= EscalationLevel.JOINT_HANDLING, (
         f"the rehandling round's ladder stays at {e.level.name.lower()} against water four "
-        f"steps after its dispatch: {_timeline(s)}")
+        f"steps after its dispatch: {timeline_of(s)}")
 
 
 async def test_a_rehandle_into_the_queue_after_another_ladder(
