@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 import uvicorn
 from helpers import eventually
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext, StorageState, async_playwright
 from temporalio.client import Client
 
 from api.main import create_app
@@ -105,15 +105,17 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def browsers(browser: Browser) -> AsyncIterator[Callable[[], Awaitable[BrowserContext]]]:
+async def browsers(browser: Browser) -> AsyncIterator[Callable[..., Awaitable[BrowserContext]]]:
     """Fresh browser profiles (own cookies: one per person at the console), in the hotline's
-    locale and time zone."""
+    locale and time zone; ``storage_state``: the cookies a profile starts with (none unless
+    given)."""
     opened: list[BrowserContext] = []
 
-    async def open_profile() -> BrowserContext:
+    async def open_profile(storage_state: StorageState | None = None) -> BrowserContext:
         ctx = await browser.new_context(
-            locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1366, "height": 900}
-        )
+            locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1366, "height": 900},
+            storage_state=storage_state,
+        )  # fmt: skip
         ctx.set_default_timeout(20_000)
         opened.append(ctx)
         return ctx

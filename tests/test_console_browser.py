@@ -33,7 +33,7 @@ from helpers import (
     register,
     steps_told,
 )
-from playwright.async_api import BrowserContext, Locator, Page
+from playwright.async_api import BrowserContext, Locator, Page, StorageState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -59,11 +59,25 @@ STAFF = {
 }
 
 
-Profiles = Callable[[], Awaitable[BrowserContext]]
+Profiles = Callable[..., Awaitable[BrowserContext]]
+
+# Each person's cookies after their first sign-in at a console (its address, the person): a
+# later test's profile starts with them, as a second window of the same browser would. The
+# login form took ~1 s a sign-in on a loaded host (37 in this file); tests/test_console.py and
+# tests/test_sessions.py test the form and the sessions themselves.
+_SIGNED_IN: dict[tuple[str, str], StorageState] = {}
 
 
 async def sign_in(browsers: Profiles, base: str, who: str) -> Page:
-    """``who`` signs in, in a browser profile of their own."""
+    """``who`` signed in, in a browser profile of their own, on their home page: by the login
+    form the first time at this console, after that by the session that sign-in opened (by the
+    form again if the console no longer takes it)."""
+    saved = _SIGNED_IN.get((base, who))
+    if saved is not None:
+        page = await (await browsers(saved)).new_page()
+        await page.goto(f"{base}/console/")
+        if not re.search(r"/console/login", page.url):
+            return page
     page = await (await browsers()).new_page()
     await page.goto(f"{base}/console/login")
     person = STAFF[who]
@@ -71,6 +85,7 @@ async def sign_in(browsers: Profiles, base: str, who: str) -> Page:
     await page.fill("input[name=password]", person.password)
     await page.click("button[type=submit]")
     await page.wait_for_url(re.compile(r"/console/(?!login)"))
+    _SIGNED_IN[(base, who)] = await page.context.storage_state()
     return page
 
 
