@@ -276,8 +276,8 @@ async def _more_closed(page: Page, base: str, before: int) -> bool:
 async def test_a_department_cannot_open_another_departments_case(
     browsers: Profiles, console_url: str, api: httpx.AsyncClient
 ) -> None:
-    case_id = await _water_case(api)
-    urban = await sign_in(browsers, console_url, "urban")
+    case_id, urban = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "urban"))  # fmt: skip
     response = await urban.goto(f"{console_url}/console/cases/{case_id}")
     assert response is not None and response.status == 404
     assert "未找到" in await urban.inner_text("main")
@@ -314,8 +314,8 @@ LOGIN_ATTACK = """<!doctype html><html><body>
 async def test_a_cross_site_form_post_is_refused(
     browsers: Profiles, console_url: str, api: httpx.AsyncClient
 ) -> None:
-    case_id = await _water_case(api)
-    water = await sign_in(browsers, console_url, "water")  # signed in, in this browser
+    case_id, water = await asyncio.gather(  # signed in, in this browser
+        _water_case(api), sign_in(browsers, console_url, "water"))  # fmt: skip
     target = f"{console_url}/console/cases/{case_id}/actions/accept"
 
     # Another site makes the signed-in browser post a form to the console.
@@ -355,12 +355,12 @@ async def test_an_extension_is_asked_for_and_approved_on_screen(
 ) -> None:
     """延期申请 by the department (a local date and time in the form), 延期待审 on the
     supervisor's screen, 延期审批 on the case page."""
-    case_id = await _water_case(api)
+    case_id, water = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "water"))  # fmt: skip
     state = await _state(api, case_id)
     finish = datetime.fromisoformat(state["deadlines"]["finish"])
     promised = (finish + timedelta(days=1)).astimezone(ZoneInfo("Asia/Shanghai"))
 
-    water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     form = water.locator("form[data-action=extension]")
     await form.locator("textarea[name=reasons]").fill("管网改造需要停水审批")
@@ -469,8 +469,8 @@ async def test_a_refused_reply_keeps_what_the_clerk_typed(
 ) -> None:
     """An 'explained' reply without evidence is refused (409): the clerk reads why in
     Chinese, and the reply typed is still in the form, to add the evidence and send again."""
-    case_id = await _water_case(api)
-    water = await sign_in(browsers, console_url, "water")
+    case_id, water = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "water"))  # fmt: skip
     await water.goto(f"{console_url}/console/cases/{case_id}")
     await water.click("form[data-action=accept] button")
     await acted(water, "accept")
@@ -567,9 +567,9 @@ async def test_the_console_fits_a_laptop_and_a_phone(
     """At 1366×768 and at a 390 px phone: no screen wider than the window (a wide table
     scrolls in its own box), the menu's words on one line each, and the intake form's
     anonymity box next to its words (not alone in the middle of the form)."""
-    case_id = await _water_case(api)
-    operator = await sign_in(browsers, console_url, "operator")
-    water = await sign_in(browsers, console_url, "water")
+    case_id, operator, water = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "operator"),
+        sign_in(browsers, console_url, "water"))  # fmt: skip
     await shown_after_reload(water, f"{console_url}/console/inbox", f"tr[data-case='{case_id}']")
     for width, height in ((1366, 768), (390, 844)):
         for who, path in ((operator, "/console/intake"), (water, "/console/inbox")):
@@ -690,8 +690,8 @@ async def test_the_other_tables_read_on_a_phone_without_scrolling_sideways(
     tables, 人员管理 and the tables of 基础数据 are cards like the case lists: every filled
     cell on the screen, not cut, a line wide, its column's name before it — no table to
     scroll sideways. At 1366 px they stay tables."""
-    case_id = await _water_case(api)
-    await _a_notification_template(browsers, console_url)  # 通知模板 has a row to show
+    case_id, _ = await asyncio.gather(  # 通知模板 has a row to show
+        _water_case(api), _a_notification_template(browsers, console_url))  # fmt: skip
     unreadable: list[dict] = []  # of every page, to say all that is wrong at once
     wide: list[str] = []  # pages wider than the phone
     for who, paths in _PHONE_TABLES.items():
@@ -784,10 +784,10 @@ async def test_the_case_timeline_shows_deadlines_in_local_time(
 ) -> None:
     """办理经过 says when the deadlines fall in the hotline's time, as 承办与时限 above it
     does — not in UTC, eight hours off what the clerk reads a few lines higher."""
-    case_id = await _water_case(api)
+    case_id, water = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "water"))  # fmt: skip
     finish = datetime.fromisoformat((await _state(api, case_id))["deadlines"]["finish"])
     local = finish.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
-    water = await sign_in(browsers, console_url, "water")
     await water.goto(f"{console_url}/console/cases/{case_id}")
     timeline = await water.inner_text("ol.timeline")
     assert "UTC" not in timeline
@@ -843,8 +843,8 @@ async def test_a_joint_handling_without_units_is_explained_on_the_form(
 ) -> None:
     """督办 in the form 会办 needs its units, which are folded away under 会办 / 问责: the
     refusal says so in Chinese, and the fold is open on the form shown again."""
-    case_id = await _water_case(api)
-    supervisor = await sign_in(browsers, console_url, "supervisor")
+    case_id, supervisor = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "supervisor"))  # fmt: skip
     await supervisor.goto(f"{console_url}/console/cases/{case_id}")
     form = supervisor.locator("form[data-action=supervision]")
     await form.locator("select[name=form]").select_option("joint_handling")
@@ -941,10 +941,8 @@ async def test_the_accountability_form_says_what_was_saved(
     """问责待完善: a ladder climbed to 问责 by itself leaves a record without persons; the
     supervisor fills them in and saves — the record leaves the list, and the page says in
     Chinese that it was saved, for which case and unit, with whom and what decision."""
-    case_id = await _water_case(api)
-    await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
-    await _climbed_to_accountability(api, client, env, case_id)
-    supervisor = await sign_in(browsers, console_url, "supervisor")
+    case_id, supervisor = await asyncio.gather(
+        _on_accountability(api, client, env), sign_in(browsers, console_url, "supervisor"))
     row = f"#accountability tr:has(a:text-is('{case_id}'))"
     await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
     form = supervisor.locator(f"{row} form")
@@ -966,10 +964,8 @@ async def test_a_refused_accountability_keeps_what_the_supervisor_typed(
     """问责待完善 refused (a person described in more than 100 characters): the refusal in
     Chinese next to that record's form, and the persons and the decision typed still in it —
     the supervisor shortens the one line and saves, nothing typed twice."""
-    case_id = await _water_case(api)
-    await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
-    await _climbed_to_accountability(api, client, env, case_id)
-    supervisor = await sign_in(browsers, console_url, "supervisor")
+    case_id, supervisor = await asyncio.gather(
+        _on_accountability(api, client, env), sign_in(browsers, console_url, "supervisor"))
     row = f"#accountability tr:has(a:text-is('{case_id}'))"
     await shown_after_reload(supervisor, f"{console_url}/console/supervision", row)
     form = supervisor.locator(f"{row} form")
@@ -998,8 +994,8 @@ async def test_a_refused_accountability_order_keeps_the_supervision_form(
 ) -> None:
     """督办 in the form 问责 on the case page, without the decision: refused in Chinese next
     to the form, and the form chosen, the opinion and the persons are still in it."""
-    case_id = await _water_case(api)
-    supervisor = await sign_in(browsers, console_url, "supervisor")
+    case_id, supervisor = await asyncio.gather(
+        _water_case(api), sign_in(browsers, console_url, "supervisor"))  # fmt: skip
     await supervisor.goto(f"{console_url}/console/cases/{case_id}")
     form = supervisor.locator("form[data-action=supervision]")
     await form.locator("select[name=form]").select_option("accountability")
@@ -1061,10 +1057,8 @@ async def test_the_co_handler_pickers_offer_only_units_the_case_can_convene(
     pickers (会办, and 督办's 会办单位) offer neither of them nor the hotline centre, which the
     server would refuse (already_involved), and do offer another department; picking it
     convenes it."""
-    case_id = await _water_case(api)
-    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police"])
-    await eventually(lambda: _co_handled_by(api, case_id, "police"))
-    supervisor = await sign_in(browsers, console_url, "supervisor")
+    case_id, supervisor = await asyncio.gather(
+        _co_handled_by_police(api), sign_in(browsers, console_url, "supervisor"))
     page = f"{console_url}/console/cases/{case_id}"
     await shown_after_reload(supervisor, page, "dd:has-text('县公安局')")  # the read model
     await shot(supervisor, shots, "6-co-handler-picker")
@@ -1082,6 +1076,24 @@ async def test_the_co_handler_pickers_offer_only_units_the_case_can_convene(
 async def _co_handled_by(api: httpx.AsyncClient, case_id: str, department_id: str) -> bool:
     co_handlers = (await _state(api, case_id))["co_handlers"]
     return department_id in {c["department_id"] for c in co_handlers}
+
+
+async def _co_handled_by_police(api: httpx.AsyncClient) -> str:
+    """A water case the supervisor has convened the police on (会办), once the case shows it."""
+    case_id = await _water_case(api)
+    await act(api, case_id, "co-handlers", SUPERVISOR, department_ids=["police"])
+    await eventually(lambda: _co_handled_by(api, case_id, "police"))
+    return case_id
+
+
+async def _on_accountability(
+    api: httpx.AsyncClient, client: Client, env: WorkflowEnvironment
+) -> str:
+    """A water case supervised (无人回复诉求人) and climbed to 问责 by its ladder's clock."""
+    case_id = await _water_case(api)
+    await act(api, case_id, "supervision", SUPERVISOR, note="无人回复诉求人")
+    await _climbed_to_accountability(api, client, env, case_id)
+    return case_id
 
 
 async def _laddered(api: httpx.AsyncClient, case_id: str) -> bool:
