@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,7 +67,7 @@ from helpers import (
     started_assigned,
     timeline_of,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from test_actions_timed_when_sent_attacks import CITIZEN
 from test_hostile_messages import (
@@ -230,14 +231,15 @@ def _unrouted(case_id: str) -> Any:
         "facts": start.facts.model_copy(update={"category_id": "stray_animals"})})  # fmt: skip
 
 
-async def _a_supervision_while_a_dispatch_is_set_up(
-    client: Client, pool: asyncpg.Pool, settings: Settings
+async def _slow_dispatch(
+    client: Client, pool: asyncpg.Pool, settings: Settings, case_id: str,
+    during: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]],
+    done: Callable[[CaseState], bool], within: float = 30,
 ) -> CaseState:
-    """An unrouted case in the centre's queue; the worker up, the unit's deadlines slow to
-    compute (``_SLOW``): the 派单 to urban management is taken; while its deadlines are computed,
-    a supervisor's 督办 arrives in a later workflow task."""
-    queue = f"v25s-{uuid.uuid4().hex[:8]}"
-    case_id = attack_case_id("V25A", "supdisp")
+    """An unrouted case in the centre's queue; the worker up, the 派单 to urban management,
+    whose deadlines are slow to compute (``_SLOW``); ``during`` sent meanwhile, each in a task
+    of its own; the computation released; the case once ``done`` (or after ``within`` s)."""
+    queue = f"slow-{uuid.uuid4().hex[:8]}"
     async with private_worker(client, pool, settings, queue):
         handle = await client.start_workflow(
             ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
@@ -250,20 +252,37 @@ async def _a_supervision_while_a_dispatch_is_set_up(
             await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
                               department_name="城管局")  # fmt: skip
             await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
-            await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
-            await until(client, case_id, lambda s: any(
-                e.kind is EventKind.ESCALATION_STARTED or refusals(s).get("supervise")
-                for e in s.events))  # fmt: skip
+            await during(handle)
             release.set()
-            s = await case_settled(handle, lambda s: s.status is Status.ASSIGNED and (
-                ladder_stopped(s, 1) or s.escalation is None or s.escalation.department_id == (
-                    "urban-management")), within=20)  # fmt: skip
+            s = await case_settled(handle, done, within=within)
             await replay_checked(await handle.fetch_history())
         finally:
             _SLOW.pop(case_id, None)
             _RELEASE.pop(case_id, None)
-            await handle.terminate("test over")
+            if (await handle.describe()).status.name == "RUNNING":
+                await handle.terminate("test over")
     return s
+
+
+async def _a_supervision_while_a_dispatch_is_set_up(
+    client: Client, pool: asyncpg.Pool, settings: Settings
+) -> CaseState:
+    """An unrouted case in the centre's queue; the worker up, the unit's deadlines slow to
+    compute (``_SLOW``): the 派单 to urban management is taken; while its deadlines are computed,
+    a supervisor's 督办 arrives in a later workflow task."""
+    case_id = attack_case_id("V25A", "supdisp")
+
+    async def supervised(handle: WorkflowHandle[Any, Any]) -> None:
+        await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
+        await until(client, case_id, lambda s: any(
+            e.kind is EventKind.ESCALATION_STARTED or refusals(s).get("supervise")
+            for e in s.events))  # fmt: skip
+
+    return await _slow_dispatch(
+        client, pool, settings, case_id, supervised,
+        lambda s: s.status is Status.ASSIGNED and (
+            ladder_stopped(s, 1) or s.escalation is None or s.escalation.department_id == (
+                "urban-management")), within=20)  # fmt: skip
 
 
 async def _a_supervision_after_a_dispatch_worker_up(

@@ -36,9 +36,7 @@ xfail first, and failed with ``--runxfail`` for the reason it named on the code 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,13 +63,9 @@ from helpers import (
 )
 from temporalio.client import Client, WorkflowHandle
 from test_hostile_messages import (
-    _RELEASE,
-    _SLOW,
     CITIZEN,
-    QUICK_TASKS,
     SUPERVISOR,
     URBAN,
-    private_worker,
     rid,
     until,
 )
@@ -81,6 +75,7 @@ from test_v25_attacks import (
     _forged_choice,
     _rehandling,
     _repeat,
+    _slow_dispatch,
     _unrouted,
 )
 
@@ -257,40 +252,6 @@ async def test_a_forged_dispatcher_choice_of_no_department(
 # --- 3. a 督办 waiting behind a 派单 whose deadlines are slow ------------------------------
 
 
-async def _slow_dispatch(
-    client: Client, pool: asyncpg.Pool, settings: Settings, name: str,
-    during: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]],
-    done: Callable[[CaseState], bool],
-) -> CaseState:
-    """An unrouted case in the centre's queue; the 派单 to urban management, whose deadlines
-    are slow to compute (``_SLOW``); ``during`` sent meanwhile, each in a task of its own; the
-    computation released; the case once ``done``."""
-    queue = f"v27s-{uuid.uuid4().hex[:8]}"
-    case_id = attack_case_id("V27A", name)
-    async with private_worker(client, pool, settings, queue):
-        handle = await client.start_workflow(
-            ComplaintWorkflow.run, _unrouted(case_id), id=case_id, task_queue=queue,
-            task_timeout=QUICK_TASKS,
-        )  # fmt: skip
-        await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
-        _SLOW[case_id] = started = asyncio.Event()
-        _RELEASE[case_id] = release = asyncio.Event()
-        try:
-            await signal_sent(handle, "dispatch", SUPERVISOR, department_id="urban-management",
-                              department_name="城管局")  # fmt: skip
-            await asyncio.wait_for(started.wait(), 30)  # the unit's deadlines being computed
-            await during(handle)
-            release.set()
-            s = await case_settled(handle, done, within=30)
-            await replay_checked(await handle.fetch_history())
-        finally:
-            _SLOW.pop(case_id, None)
-            _RELEASE.pop(case_id, None)
-            if (await handle.describe()).status.name == "RUNNING":
-                await handle.terminate("test over")
-    return s
-
-
 def _supervise_payload() -> dict[str, Any]:
     actor = {**rid(SUPERVISOR), "sent_at": datetime.now(UTC).isoformat()}
     return {"actor": actor, "form": "urge", "note": "Hurry up"}
@@ -309,7 +270,7 @@ async def _a_waiting_supervision_retried_then_withdrawn(
         await handle.signal("supervise", _supervise_payload())
         await signal_sent(handle, "withdraw", CITIZEN, reason="Sorted it myself")
 
-    return await _slow_dispatch(client, pool, settings, "waitwd", during,
+    return await _slow_dispatch(client, pool, settings, attack_case_id("V27A", "waitwd"), during,
                                 lambda s: s.status is Status.CLOSED and (
                                     not s.escalation or not s.escalation.active))  # fmt: skip
 
@@ -343,7 +304,7 @@ async def _a_supervision_after_a_withdrawal_overtook_the_dispatch(
         await until(client, handle.id, lambda s: s.status is Status.CLOSED)
         await signal_sent(handle, "supervise", SUPERVISOR, form="urge", note="Hurry up")
 
-    return await _slow_dispatch(client, pool, settings, "wdsup", during,
+    return await _slow_dispatch(client, pool, settings, attack_case_id("V27A", "wdsup"), during,
                                 lambda s: bool(refusals(s).get("supervise")))  # fmt: skip
 
 
