@@ -368,6 +368,22 @@ async def test_two_rehandles_the_last_beside_another_ladder(
 # --- 2. forged choices in the reassignment child ---------------------------------------------
 
 
+async def _returned(
+    client: Client, own: Settings, case_id: str
+) -> tuple[WorkflowHandle[Any, Any], datetime, WorkflowHandle[Any, Any]]:
+    """Urban management accepts and returns the case on ``own``'s queue (its worker running):
+    the case, when its reassignment started, and the reassignment child (its first task
+    scheduled: child_of)."""
+    handle = await started_assigned(client, case_id, own.task_queue)
+    await signal_sent(handle, "accept", URBAN)
+    await until(client, case_id, lambda s: s.status is Status.HANDLING)
+    await signal_sent(handle, "return", URBAN, reason="Not ours")
+    s = await until(client, case_id, lambda s: s.reassignment is not None)
+    assert s.reassignment is not None
+    child = await child_of(client, s.reassignment.child_id)
+    return handle, s.reassignment.started_at, child
+
+
 async def _chosen(
     client: Client, pool: asyncpg.Pool, settings: Settings, name: str,
     choices: list[dict[str, Any]],
@@ -377,15 +393,8 @@ async def _chosen(
     has a unit or the queue."""
     own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.5}),
                f"v30c-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id(name)
     async with build_worker(client, pool, own):
-        handle = await started_assigned(client, case_id, own.task_queue)
-        await signal_sent(handle, "accept", URBAN)
-        await until(client, case_id, lambda s: s.status is Status.HANDLING)
-        await signal_sent(handle, "return", URBAN, reason="Not ours")
-        s = await until(client, case_id, lambda s: s.reassignment is not None)
-        assert s.reassignment is not None
-        child = await child_of(client, s.reassignment.child_id)
+        handle, _, child = await _returned(client, own, _case_id(name))
         await child.signal("choose", choices[0])
         for choice in choices[1:]:  # the child may have ended with the first: Temporal refuses
             with contextlib.suppress(RPCError):
@@ -446,16 +455,9 @@ async def _a_choice_sent_with_the_worker_down_across_the_window(
     end in the outage, as the scenario means.)"""
     own = _own(settings.model_copy(update={"dispatcher_window_minutes": 0.15}),
                f"v30w-{uuid.uuid4().hex[:8]}")  # fmt: skip
-    case_id = _case_id("choicedown")
     async with build_worker(client, pool, own):
-        handle = await started_assigned(client, case_id, own.task_queue)
-        await signal_sent(handle, "accept", URBAN)
-        await until(client, case_id, lambda s: s.status is Status.HANDLING)
-        await signal_sent(handle, "return", URBAN, reason="Not ours")
-        s = await until(client, case_id, lambda s: s.reassignment is not None)
-        assert s.reassignment is not None
-        child = await child_of(client, s.reassignment.child_id)
-        window_end = s.reassignment.started_at + timedelta(minutes=0.15)
+        handle, started_at, child = await _returned(client, own, _case_id("choicedown"))
+        window_end = started_at + timedelta(minutes=0.15)
         # the child's first task done (its window's timer set) before the worker stops
         await eventually(partial(_timer_started, child, b"dispatcher window"), within=30)
     await child.signal("choose", _choice("water", "县水务局"))
