@@ -170,6 +170,7 @@ async def test_a_retired_department_is_not_chosen_by_the_case_nor_raised_to(
     assert (await routing.known_department(parent)) is not None
     r = await api.post(f"{A}/departments/{parent}/retire", json={}, headers=ADMIN)
     assert r.status_code == 200, r.text
+    assert r.json()["raised_to_by"] == [child]  # the admin is told: give it another parent
     assert (await routing.level_up(child)).department_id == CENTRE_ID
     assert await routing.known_department(parent) is None
 

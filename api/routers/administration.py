@@ -158,11 +158,14 @@ class DepartmentService(BaseModel):
                             "them (the centre takes one only once overdue: 二次交办)")
     rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that name "
                                       "it: routing passes over them while it is retired")
+    raised_to_by: list[str] = Field(description="Departments whose 提级办 goes to it (their "
+                                    "parent): to the centre's queue while it is retired")
 
 
 def _service(change: departments.ServiceChange) -> DepartmentService:
     return DepartmentService(department=Department.model_validate(change.department),
-                             open_cases=change.open_cases, rules_in_force=change.rules_in_force)
+                             open_cases=change.open_cases, rules_in_force=change.rules_in_force,
+                             raised_to_by=change.raised_to_by)
 
 
 @router.post("/departments/{record_id}/retire", response_model=DepartmentService,

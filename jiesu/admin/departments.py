@@ -54,6 +54,9 @@ class ServiceChange(BaseModel):
     rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that "
                                       "name it: routing passes over them once it is retired; "
                                       "replace them.")
+    raised_to_by: list[str] = Field(default_factory=list, description="Departments whose "
+                                    "提级办 goes to it (their parent): to the centre's queue "
+                                    "once it is retired; give them another parent.")
 
 
 async def _locked(conn: asyncpg.Connection, department_id: str) -> dict[str, Any]:
@@ -76,8 +79,11 @@ async def standing(conn: asyncpg.Pool | asyncpg.Connection, department_id: str) 
         " AND (valid_to IS NULL OR valid_to > now()) ORDER BY id",
         department_id,
     )
+    below = await conn.fetch("SELECT id FROM departments WHERE parent_id = $1 ORDER BY id",
+                             department_id)
     return ServiceChange(department=record, open_cases=open_cases,
-                         rules_in_force=[r["id"] for r in rules])
+                         rules_in_force=[r["id"] for r in rules],
+                         raised_to_by=[r["id"] for r in below])
 
 
 async def retire(

@@ -257,6 +257,10 @@ def _left_pointing(change: departments.ServiceChange, what: str) -> str:
         rules = "、".join(f"#{r}" for r in change.rules_in_force)
         tail = "停用后派单跳过这些规则，请在派单目录中替换" if retired_at else "派单照常使用"
         words.append(f"派单目录中仍有规则 {rules} 指向它（{tail}）")
+    if change.raised_to_by and retired_at:
+        below = "、".join(change.raised_to_by)
+        words.append(f"它是 {below} 的上级单位：停用后这些单位提级办将转入热线中心待派单，"
+                     "请为其改设上级单位")
     return "；".join(words)
 
 
