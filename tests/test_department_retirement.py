@@ -181,6 +181,11 @@ async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
     department, category, rule = await _unit_with_a_rule(api)
     case_id, routed = await _routed_to(api, category)
     assert routed == department
+    login = _uid("clerk")
+    person = await api.post(f"{A}/users", headers=ADMIN, json={
+        "login": login, "display_name": "老员工", "role": "department",
+        "department_id": department, "password": "a-long-enough-password-1"})  # fmt: skip
+    assert person.status_code == 201, person.text
     page = await admin.post(f"/console/admin/departments/{department}/retire", {"at": ""},
                             follow_redirects=True)
     assert page.status_code == 200, page.text
@@ -189,6 +194,11 @@ async def test_the_admin_retires_and_reinstates_a_department_at_the_console(
     assert "已停用" in said[1] and "仍有 1 件在办工单" in said[1] and f"#{rule}" in said[1]
     row = re.search(rf'<tr data-id="{department}">.*?</tr>', page.text, re.S)
     assert row is not None and "已停用" in row[0] and "恢复启用" in row[0]
+
+    # the admin's 人员管理 says which people are in a retired unit
+    people = await admin.get("/console/people")
+    row = re.search(rf"<tr><td[^>]*>{login}</td>.*?</tr>", people.text, re.S)
+    assert row is not None and f"撤并局{department}（已停用）" in row[0], people.text[:2000]
 
     # the case it holds stays its own; the dispatcher's forms no longer offer it
     supervisor = await signed_in(api, "supervisor")

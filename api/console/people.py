@@ -58,8 +58,10 @@ async def _people_page(
                "roles": list(Role), "error": error,
                # the form offers units in service only (a retired one takes no new people)
                "departments": [u for u in units if u["serving"]],
-               # a person's unit by its name (its code if it is gone)
-               "unit_names": {d["id"]: d["name"] for d in units},
+               # a person's unit by its name (its code if it is gone; 已停用 if retired: its
+               # people finish its cases, then their accounts can be disabled)
+               "unit_names": {d["id"]: d["name"] + ("" if d["serving"] else "（已停用）")
+                              for d in units},
                "failed": failed, "posted": posted, "new_person": NEW_PERSON,
                "labels": LABELS}  # fmt: skip
     return page(request, "people.html", context, status_code)
