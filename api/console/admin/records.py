@@ -5,6 +5,7 @@ jiesu.admin.reference like ``/api/v1/admin/{departments,areas,categories}``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -265,7 +266,8 @@ def _left_pointing(change: departments.ServiceChange, what: str) -> str:
 
 
 async def _service_change(
-    request: Request, pool: Pool, session: Admin, record_id: str, what: str, change: Any,
+    request: Request, pool: Pool, session: Admin, record_id: str, what: str,
+    change: Awaitable[departments.ServiceChange],
 ) -> Response:  # fmt: skip
     """Applied: back to the list, which says what still points at the department (a reload
     does not send the change again)."""
