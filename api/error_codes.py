@@ -74,6 +74,11 @@ ERROR_CODES: dict[str, str] = {
     "return_window_passed": "Too late to return the case (409)",
     "return_limit": "The case has taken the most returns it may (409)",
     "not_overdue": "The department is not overdue: no second assignment (409)",
+    "holder_changed": "The case was passed on from the unit named: no handover (409)",
+    "holder_in_service": "The unit holding the case is in service: no handover (409)",
+    "same_department": "The case is already with that unit (409)",
+    "department_in_service": "The department is in service: retire it before handing its "
+    "cases over (409)",
     "reassignment_pending": "The case is being reassigned (409)",
     "reassignment_not_chosen": "This reassignment goes to the level above or to a named "
     "department: no other choice (409)",

@@ -80,4 +80,6 @@ def refusal_codes(check: Callable[..., Any]) -> RefusalCodes:
         conflict.add("reassignment_pending")
     if signal in lifecycle.VERDICTS:  # the workflow's own check of the verdict's time
         read(lifecycle.verdict_too_late)
+    if signal is not None:  # what the case refuses when it carries the action out
+        conflict.update(lifecycle.CARRIED_OUT_REFUSALS.get(signal, ()))
     return RefusalCodes(tuple(sorted(conflict)), tuple(sorted(forbidden)))

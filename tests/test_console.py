@@ -180,6 +180,8 @@ RECORDED: dict[EventKind, dict] = {
                                           "to_department_id": "housing", "overdue": ["accept"],
                                           "on_review": False},
     EventKind.LEVEL_RAISE_REQUESTED: {"reason": "需市级协调", "department_id": "water"},
+    EventKind.HANDED_OVER: {"reason": "机构改革", "department_id": "water",
+                            "to_department_id": "housing"},
     EventKind.REASSIGNMENT_STARTED: {"n": 1, "reason": "second_assignment",
                                      "child_id": "JS1-reassignment-1"},
     EventKind.REASSIGNED: {"from_department_id": "water", "department_id": "housing",

@@ -81,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         Extension,
         ExtensionAction,
         ExtensionDecisionAction,
+        HandoverAction,
         PendingReassignment,
         PendingReturn,
         PlanRequest,
@@ -255,6 +256,7 @@ class ComplaintWorkflow:
     return_case = CaseSignal.RETURN
     decide_return = CaseSignal.DECIDE_RETURN
     order_second_assignment = CaseSignal.ORDER_SECOND_ASSIGNMENT
+    hand_over = CaseSignal.HAND_OVER
     raise_level = CaseSignal.RAISE_LEVEL
     request_extension = CaseSignal.REQUEST_EXTENSION
     decide_extension = CaseSignal.DECIDE_EXTENSION
@@ -277,6 +279,7 @@ class ComplaintWorkflow:
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
         self._upheld_by_lapse_at: datetime | None = None  # see _reassignment_decided_at
         self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
+        self._handover: HandoverAction | None = None  # 移交 taken, judged in the loop
         self._repeat_ids: set[str] = set()
         self._late_reports: list[RepeatReport] = []  # see _refile_late
         self._refiled = 0
@@ -328,10 +331,13 @@ class ComplaintWorkflow:
                     self._state.status in (Status.REPLIED, Status.CLOSED)
                     or self._reassign_next is not None
                     or self._dispatched is not None
+                    or self._handover is not None
                 )
             )
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
+            elif self._handover is not None:
+                await self._hand_over(self._handover)
             elif self._dispatched is not None and self._dispatched_in_round:
                 dispatched, self._dispatch_waiting = self._dispatched, False
                 await self._dispatch(dispatched)
@@ -971,6 +977,8 @@ class ComplaintWorkflow:
         One dynamic handler instead of a typed handler per signal: a typed handler wedges the
         case on a wrong number of payloads and drops an undecodable one without a trace."""
         handler = _HANDLERS.get(name)
+        if name == CaseSignal.HAND_OVER.value and not self._patched(lifecycle.HANDOVER):
+            handler = None  # a case from before 移交 answers it as any unknown message
         if handler is None:
             return self._misfit(messages.unknown(name, args), name)
         model, apply = handler
@@ -1021,7 +1029,11 @@ class ComplaintWorkflow:
             refusal = self._unsigned(payload)
         if refusal is None and signal in lifecycle.VERDICTS:
             refusal = lifecycle.verdict_too_late(self._state, self._case.clock())
-        pending = self._reassign_next is not None or self._dispatched is not None
+        pending = (
+            self._reassign_next is not None
+            or self._dispatched is not None
+            or self._handover is not None  # a 移交 taken, not yet carried out (lean-case-v32)
+        )
         if refusal is None and pending and signal in lifecycle.REASSIGNING_ACTIONS:
             refusal = lifecycle.reassignment_pending(self._state)
         elif refusal is None and self._reassign_next is not None and signal in lifecycle.VERDICTS:
@@ -1314,6 +1326,57 @@ class ComplaintWorkflow:
                 route=route, chosen_by=action.actor, note=action.reason
             )
         self._reassign_next = (ReassignReason.SECOND_ASSIGNMENT, action.actor)
+
+    def _on_hand_over(self, action: HandoverAction) -> None:
+        """移交: taken here when the case's state allows it (lifecycle.check_handover); the
+        main loop looks the two units up and carries it out, or refuses it (:meth:`_hand_over`)."""
+        self._handover = action
+
+    async def _hand_over(self, action: HandoverAction) -> None:
+        """移交 (lean-case-v32): the case's unit is out of service (停用) and the centre names
+        the unit that takes over its work. The case looks both up itself (the departments'
+        data, a local activity: any Temporal client could send a handover) and checks its
+        state again (a reply or a 退单 may have come while it looked). Carried out as a
+        reassignment to the named unit: no breach, no 二次交办 counted against the unit; the
+        breaches its round already had stay on its record."""
+        holder = self._state.department_id
+        in_service = await run_local(RoutingActivities.known_department, holder)
+        successor = None
+        if in_service is None:
+            successor = await run_local(RoutingActivities.known_department, action.department_id)
+        self._handover = None
+        with self._case.acting(self._case.time_of(action.actor)):
+            refusal = self._handover_refused(action, in_service, successor)
+            if refusal is not None:
+                self._case.refused(CaseSignal.HAND_OVER.value, action.actor, refusal)
+                return
+            assert successor is not None  # else refused: unknown_department
+            self._record(
+                EventKind.HANDED_OVER,
+                action.actor,
+                reason=action.reason,
+                department_id=holder,
+                to_department_id=successor.department_id,
+            )
+        self._second_assignment_to = ReassignmentResult(
+            route=successor, chosen_by=action.actor, note=action.reason
+        )
+        self._reassign_next = (ReassignReason.HANDOVER, action.actor)
+
+    def _handover_refused(
+        self, action: HandoverAction, in_service: RouteResult | None, successor: RouteResult | None
+    ) -> lifecycle.Refusal | None:
+        s = self._state
+        refusal = lifecycle.check_handover(s, action)
+        if refusal is None and (self._reassign_next is not None or self._dispatched is not None):
+            refusal = lifecycle.reassignment_pending(s)
+        if refusal is None and in_service is not None:
+            refusal = lifecycle.holder_in_service(s)
+        if refusal is None and successor is None:
+            refusal = lifecycle.Refusal(
+                "unknown_department", f"no department {action.department_id!r} in service"
+            )
+        return refusal
 
     def _on_raise_level(self, action: RaiseLevelAction) -> None:
         """提级办: beyond this department's authority → the level above."""

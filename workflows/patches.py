@@ -108,6 +108,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v29", frozenset({"chosen-unit-checked-v1"})),
     ("lean-case-v30", frozenset({"ladder-orders-signed-v1"})),
     ("lean-case-v31", frozenset({"ladder-steps-signed-v1"})),
+    ("lean-case-v32", frozenset({"handover-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -245,6 +245,10 @@ _FORMATS: dict[EventKind, Callable[[Data, Words], str]] = {
         f" 已过未审：视为同意{w.unit(d.get('department_id'))}退单"
     ),
     EventKind.SECOND_ASSIGNMENT_ORDERED: _second_assignment,
+    EventKind.HANDED_OVER: lambda d, w: _with(
+        f"{w.unit(d.get('department_id'))}已停用，移交{w.unit(d.get('to_department_id'))}承办",
+        d.get("reason"),
+    ),
     EventKind.LEVEL_RAISE_REQUESTED: lambda d, w: _with(
         f"{w.unit(d.get('department_id'))}申请提级办", d.get("reason")
     ),

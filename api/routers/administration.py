@@ -12,9 +12,18 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, AppSettings, Pool
+from api.deps import Admin, AppSettings, Pool, Temporal
 from api.errors import ERRORS, ApiError, ErrorResponse
-from jiesu.admin import calendar, changes, departments, policy, reference, routing, templates
+from jiesu.admin import (
+    calendar,
+    changes,
+    departments,
+    handover,
+    policy,
+    reference,
+    routing,
+    templates,
+)
 from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import EventKind, Instant, Line
 from jiesu.notify.notices import RecipientKind
@@ -182,6 +191,19 @@ async def reinstate_department(
     return _service(await _refusing(departments.reinstate(
         pool, principal.actor, record_id, if_version=_if_version(if_match)
     )))  # fmt: skip
+
+
+@router.post("/departments/{record_id}/hand-over", response_model=handover.HandoverSent,
+             responses=_ERRORS, summary="移交 Hand a retired department's open cases to the unit "
+             "that takes over its work")
+async def hand_over_cases(
+    record_id: RecordId, body: handover.Handover, principal: Admin, pool: Pool, client: Temporal
+) -> handover.HandoverSent:
+    """Each case it holds (assigned, handling) is told to go to ``department_id``: it starts a
+    round there with fresh deadlines, carried out by the case in a moment (its 办理经过 says
+    移交). A replied case waits for its rating and is listed in ``left``. Retried (a timeout),
+    no case is handed over twice; call again while ``remaining`` > 0."""
+    return await _refusing(handover.hand_over(pool, client, principal.actor, record_id, body))
 
 
 # --- the routing catalogue -----------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The hotline centre's actions (派单 / 督办): dispatch, choose in a reassignment, take a case
-away (二次交办), decide on returns and extensions, joint handling, supervision, callbacks."""
+away (二次交办) or hand it over (移交), decide on returns and extensions, joint handling,
+supervision, callbacks."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,6 +23,8 @@ from jiesu.case.domain import (
     DispatchInput,
     ExtensionDecisionAction,
     ExtensionDecisionInput,
+    HandoverAction,
+    HandoverInput,
     Line,
     ReassignChoice,
     ReassignChoiceInput,
@@ -60,6 +63,13 @@ def _said(refusal: lifecycle.Refusal | None) -> None:
 async def _second_assignment(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
     _said(lifecycle.blank_text({"reason": fields["reason"]}))
     return await _named_department(pool, fields)
+
+
+async def _handover(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """移交's reason must say something; the successor is a unit in service, not the centre.
+    That the holder is out of service the case looks up itself (409 holder_in_service)."""
+    _said(lifecycle.blank_text({"reason": fields["reason"]}))
+    return await _with_department_name(pool, fields)
 
 
 async def _return_decision(pool: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +133,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                signal=Case.order_second_assignment, action=SecondAssignmentAction,
                check=_at_now(lifecycle.check_second_assignment), body=SecondAssignmentInput,
                prepare=_second_assignment),
+    ActionSpec("/hand-over", "移交 Hand the case of a unit out of service (停用) to the unit "
+               "that takes over its work", DISPATCHER, signal=Case.hand_over,
+               action=HandoverAction, check=lifecycle.check_handover, body=HandoverInput,
+               prepare=_handover),
     ActionSpec("/return/decision", "退单审核 Uphold (reassign) or reject (with the reason) a "
                "department's return", DISPATCHER, signal=Case.decide_return,
                action=ReturnDecisionAction, check=lifecycle.check_return_decision,

@@ -190,6 +190,8 @@ def _recorded_summary(kind: str, data: dict[str, Any]) -> str:
         f"{data.get('department_id')} and assigned again (二次交办)"
         + (f" to {data['to_department_id']}" if data.get("to_department_id") else "")
         + f": {data.get('reason')}",
+        "handed_over": lambda: f"handed over from {data.get('department_id')}, out of service, "
+        f"to {data.get('to_department_id')} (移交): {data.get('reason')}",
         "returned": lambda: f"returned by {data.get('department_id')} (退单): {data.get('reason')}"
         + (" — awaiting the centre's decision" if data.get("awaiting_approval") else ""),
         "return_upheld": lambda: f"return by {data.get('department_id')} upheld: reassignment",

@@ -279,6 +279,7 @@ class ReassignReason(StrEnum):
     REHANDLE = "rehandle"  # 重办
     RAISE_LEVEL = "raise_level"  # 提级办
     SECOND_ASSIGNMENT = "second_assignment"  # 二次交办: a supervisor takes the case away
+    HANDOVER = "handover"  # 移交: the unit holding it is out of service; its successor takes it
 
 
 class DeadlineKind(StrEnum):
@@ -307,6 +308,7 @@ class EventKind(StrEnum):
     RETURN_REJECTED = "return_rejected"  # the centre rejects a return: counts against the unit
     SECOND_ASSIGNMENT_ORDERED = "second_assignment_ordered"  # 二次交办 by a supervisor
     LEVEL_RAISE_REQUESTED = "level_raise_requested"  # 提级办 requested by the department
+    HANDED_OVER = "handed_over"  # 移交: a retired unit's case to its successor (the centre's)
     REASSIGNMENT_STARTED = "reassignment_started"  # the reassignment child started
     REASSIGNED = "reassigned"  # 改派 / 二次交办: new department, fresh deadlines
     # the reassignment child ended without a choice (terminated, failed): the centre dispatches
@@ -368,6 +370,7 @@ class CaseSignal(StrEnum):
     RETURN = "return"
     DECIDE_RETURN = "decide_return"
     ORDER_SECOND_ASSIGNMENT = "order_second_assignment"
+    HAND_OVER = "hand_over"  # 移交 (since lean-case-v32)
     RAISE_LEVEL = "raise_level"
     REQUEST_EXTENSION = "request_extension"
     DECIDE_EXTENSION = "decide_extension"
@@ -745,6 +748,26 @@ class SecondAssignmentInput(_Input):
 
 class SecondAssignmentAction(SecondAssignmentInput):
     actor: Actor
+    department_name: Line = Field(default="", max_length=200)
+
+
+class HandoverInput(_Input):
+    """移交: the unit holding the case is out of service (停用, a reorganisation); the centre
+    hands the case to the unit that takes over its work. Not a judgement of the unit (no
+    breach, no 二次交办): the successor starts a round with fresh deadlines."""
+
+    department_id: Line = Field(min_length=1, max_length=64, description="The successor: a "
+                                "unit in service, not the centre")
+    reason: Text = Field(min_length=2, max_length=2000)
+
+
+class HandoverAction(HandoverInput):
+    actor: Actor
+    from_department_id: Line | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="The retired unit the case is taken from (a unit's handover names it): "
+        "the case refuses the handover once another unit holds it",
+    )
     department_name: Line = Field(default="", max_length=200)
 
 
@@ -1255,6 +1278,7 @@ SIGNAL_PAYLOADS: dict[CaseSignal, type[BaseModel]] = {
     CaseSignal.RETURN: ReturnAction,
     CaseSignal.DECIDE_RETURN: ReturnDecisionAction,
     CaseSignal.ORDER_SECOND_ASSIGNMENT: SecondAssignmentAction,
+    CaseSignal.HAND_OVER: HandoverAction,
     CaseSignal.RAISE_LEVEL: RaiseLevelAction,
     CaseSignal.REQUEST_EXTENSION: ExtensionAction,
     CaseSignal.DECIDE_EXTENSION: ExtensionDecisionAction,

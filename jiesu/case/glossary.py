@@ -131,6 +131,7 @@ EVENT: dict[EventKind, str] = {
     EventKind.RETURN_REJECTED: "退单审核：驳回",
     EventKind.SECOND_ASSIGNMENT_ORDERED: "二次交办",
     EventKind.LEVEL_RAISE_REQUESTED: "申请提级办",
+    EventKind.HANDED_OVER: "移交（原承办单位已停用）",
     EventKind.REASSIGNMENT_STARTED: "开始改派",
     EventKind.REASSIGNED: "改派",
     EventKind.REASSIGNMENT_FAILED: "改派未完成",
@@ -170,6 +171,7 @@ SIGNAL: dict[CaseSignal, str] = {
     CaseSignal.RETURN: "退单",
     CaseSignal.DECIDE_RETURN: "退单审核",
     CaseSignal.ORDER_SECOND_ASSIGNMENT: "二次交办",
+    CaseSignal.HAND_OVER: "移交",
     CaseSignal.RAISE_LEVEL: "提级办",
     CaseSignal.REQUEST_EXTENSION: "延期申请",
     CaseSignal.DECIDE_EXTENSION: "延期审批",
@@ -189,6 +191,7 @@ REASSIGN_REASON: dict[ReassignReason, str] = {
     ReassignReason.REHANDLE: "重办",
     ReassignReason.RAISE_LEVEL: "提级办",
     ReassignReason.SECOND_ASSIGNMENT: "二次交办",
+    ReassignReason.HANDOVER: "移交",
 }
 
 TERMS: dict[type, dict] = {
@@ -230,6 +233,10 @@ REFUSAL: dict[str, str] = {
     ),
     "not_assigned": "此工单不由您的单位承办",
     "not_overdue": "承办单位未超时，不能二次交办",
+    "holder_changed": "工单已转至其他单位，无需移交",
+    "holder_in_service": "承办单位仍在用，不能移交（超时可二次交办）",
+    "same_department": "工单已在该单位，请选择承接其职能的单位",
+    "department_in_service": "该单位仍在用：先停用，再移交其在办工单",
     "reassignment_pending": "此工单正在改派中",
     "repeated_department": "同一协办单位只能选择一次",
     "return_window_passed": "已超过可退单的时间",

@@ -38,6 +38,7 @@ from jiesu.case.domain import (
     EventKind,
     ExtensionAction,
     ExtensionDecisionAction,
+    HandoverAction,
     RaiseLevelAction,
     RatingAction,
     ReassignChoice,
@@ -156,6 +157,8 @@ CHOSEN_UNIT_CHECKED = "chosen-unit-checked-v1"  # see CaseWorkflow._judged_choic
 LADDER_ORDERS_SIGNED = "ladder-orders-signed-v1"  # see Ladder._order
 # Brought by the epoch lean-case-v31.
 LADDER_STEPS_SIGNED = "ladder-steps-signed-v1"  # see check_escalation_step, CaseWorkflow._check
+# Brought by the epoch lean-case-v32.
+HANDOVER = "handover-v1"  # see check_handover, CaseWorkflow._hand_over
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -364,6 +367,48 @@ def check_second_assignment(
     return refusal
 
 
+def check_handover(state: CaseState, action: HandoverAction) -> Refusal | None:
+    """移交: a dispatcher hands the case of a unit out of service to its successor. This is
+    the part the case's state can tell; that the holder is out of service and the successor
+    in it, the case looks up when it applies the handover (CaseWorkflow._hand_over), as the
+    API does before it signals."""
+    refusal = _role_in(action.actor, DISPATCHER_ROLES, "hand a case over") or _status_is(
+        state, *WITH_DEPARTMENT
+    )
+    if refusal:
+        return refusal
+    if action.from_department_id not in (None, state.department_id):
+        return Refusal(
+            "holder_changed",
+            f"{state.case_id} is held by {state.department_id}, not "
+            f"{action.from_department_id}: it was passed on meanwhile",
+        )
+    if action.department_id == state.department_id:
+        return Refusal(
+            "same_department",
+            f"{state.case_id} is already with {action.department_id}: name the unit that "
+            "takes over its work",
+        )
+    return check_assignee(action.department_id)
+
+
+def holder_in_service(state: CaseState) -> Refusal:
+    """A handover of a case whose unit is in service (reinstated meanwhile, or never retired:
+    a client that is not the API): a case is taken from a working unit only by 二次交办."""
+    return Refusal(
+        "holder_in_service",
+        f"{state.department_id} is in service: a case is handed over only from a unit out of "
+        "service (二次交办 takes a case from a unit that is overdue with it)",
+    )
+
+
+# What a case refuses when its main loop carries an action out, beside its check's refusals
+# (the API documents them with the action): a 移交 once the case has looked the units up.
+CARRIED_OUT_REFUSALS: dict[CaseSignal, tuple[str, ...]] = {
+    CaseSignal.HAND_OVER: ("holder_in_service", "unknown_department"),
+}
+
+
 def check_raise_level(state: CaseState, action: RaiseLevelAction) -> Refusal | None:
     return _is_assigned_department(state, action.actor) or _status_is(state, *WITH_DEPARTMENT)
 
@@ -375,6 +420,7 @@ REASSIGNING_ACTIONS = frozenset({
     CaseSignal.DECIDE_RETURN,
     CaseSignal.RAISE_LEVEL,
     CaseSignal.ORDER_SECOND_ASSIGNMENT,
+    CaseSignal.HAND_OVER,
     CaseSignal.DISPATCH,
 })  # fmt: skip
 
@@ -479,6 +525,8 @@ def _choice_not_taken(state: CaseState) -> Refusal | None:
         return None
     if pending.reason is ReassignReason.RAISE_LEVEL:
         return Refusal("reassignment_not_chosen", "提级办: the case goes to the level above")
+    if pending.reason is ReassignReason.HANDOVER:
+        return Refusal("reassignment_not_chosen", "移交 to the unit that takes over the work")
     if pending.reason is ReassignReason.SECOND_ASSIGNMENT:
         ordered = next((e for e in reversed(state.events)
                         if e.kind is EventKind.SECOND_ASSIGNMENT_ORDERED), None)  # fmt: skip
@@ -1117,6 +1165,7 @@ CHECKS: dict[CaseSignal, Check] = {
     CaseSignal.RETURN: check_return,
     CaseSignal.DECIDE_RETURN: _timeless(check_return_decision),
     CaseSignal.ORDER_SECOND_ASSIGNMENT: check_second_assignment,
+    CaseSignal.HAND_OVER: _timeless(check_handover),
     CaseSignal.RAISE_LEVEL: _timeless(check_raise_level),
     CaseSignal.REQUEST_EXTENSION: check_extension,
     CaseSignal.DECIDE_EXTENSION: _timeless(check_extension_decision),

@@ -5,6 +5,7 @@ change prints ``error: ...`` and exits 2, changing nothing.
 
     jiesu admin departments|areas|categories list | get ID | put ID JSON | delete ID
     jiesu admin departments retire ID [--at T] | reinstate ID
+    jiesu admin departments hand-over ID --to SUCCESSOR --reason R
     jiesu admin rules list [--as-of T] [--every-version] | add ... | retire ID [--at T]
                       | replace ID --department D [--at T] | history ID
     jiesu admin calendar show YEAR | diff FILE --year YEAR | apply FILE --year YEAR
@@ -29,9 +30,19 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from jiesu import db
-from jiesu.admin import calendar, changes, departments, policy, reference, routing, templates
+from jiesu.admin import (
+    calendar,
+    changes,
+    departments,
+    handover,
+    policy,
+    reference,
+    routing,
+    templates,
+)
 from jiesu.admin.errors import AdminRefused
 from jiesu.case.domain import Actor, EventKind, Role
+from jiesu.client import connect
 from jiesu.config import get_settings
 from jiesu.validation import plain
 
@@ -92,12 +103,34 @@ def _reference(args: argparse.Namespace) -> Work:
         return lambda pool, actor: departments.retire(pool, actor, args.id, retirement)
     if args.action == "reinstate":
         return lambda pool, actor: departments.reinstate(pool, actor, args.id)
+    if args.action == "hand-over":
+        body = handover.Handover(department_id=args.to, reason=args.reason)
+        return lambda pool, actor: _hand_over_all(pool, actor, args.id, body)
     body = table.model.model_validate_json(args.json)
 
     async def put(pool: asyncpg.Pool, actor: Actor) -> Any:
         return (await reference.put_record(pool, actor, table, args.id, body))[0]
 
     return put
+
+
+async def _hand_over_all(
+    pool: asyncpg.Pool, actor: Actor, department_id: str, body: handover.Handover
+) -> dict[str, Any]:
+    """移交 in batches until the unit holds nothing more to hand over, saying how far it got
+    (stderr). A batch that sends nothing new ends it: those cases are carrying it out, or
+    refused it (each case's 办理经过 says why)."""
+    client = await connect(get_settings())
+    sent: list[str] = []
+    while True:
+        batch = await handover.hand_over(pool, client, actor, department_id, body)
+        new = [c for c in batch.sent if c not in sent]
+        sent += new
+        print(f"handed over {len(sent)} case(s); {batch.remaining} more listed", file=sys.stderr)
+        if not batch.remaining or not new:
+            break
+    return {"department_id": department_id, "to_department_id": body.department_id,
+            "sent": sent, "left": _jsonable(batch.left), "still_listed": batch.remaining}
 
 
 def _instant(text: str) -> datetime:
@@ -223,6 +256,12 @@ def _add_department_service(acts: Any) -> None:
     p.set_defaults(entity="department")
     p = acts.add_parser("reinstate", help="back in service")
     p.add_argument("id")
+    p.set_defaults(entity="department")
+    p = acts.add_parser("hand-over", help="移交: a retired unit's open cases to its successor "
+                        "(needs TEMPORAL_ADDRESS as well)")
+    p.add_argument("id")
+    p.add_argument("--to", required=True, help="the unit that takes over the work")
+    p.add_argument("--reason", required=True, help="why, for each case's record")
     p.set_defaults(entity="department")
 
 

@@ -1,0 +1,201 @@
+"""移交: a retired unit's open cases handed to the unit that takes over its work — by the admin
+for the whole unit (``POST /admin/departments/{id}/hand-over``, ``jiesu admin departments
+hand-over``) or by a dispatcher for one case (``POST /complaints/{id}/hand-over``). The case
+judges it itself (lean-case-v32): it looks both units up, so a handover of a unit in service,
+sent by any Temporal client, is refused (jiesu/admin/handover.py, docs/administration.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+from helpers import (
+    SUPERVISOR,
+    act,
+    cli_in_process,
+    event_kinds,
+    eventually,
+    keep_history,
+    until,
+)
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from test_audit import cli_env
+from test_department_retirement import ADMIN, A, _code, _put, _routed_to, _uid, _unit_with_a_rule
+
+from jiesu.access import api_keys
+from jiesu.case.domain import CENTRE_ID, Actor, CaseSignal, CaseState, EventKind, Role
+from jiesu.config import Settings
+
+REASON = "机构改革：该局职能划入新设单位"
+
+
+def _refused(s: CaseState) -> list[str]:
+    """The codes of the case's refused handovers, in order."""
+    return [e.data["code"] for e in s.events
+            if e.kind is EventKind.REJECTED and e.data["action"] == "hand_over"]  # fmt: skip
+
+
+async def _successor(api: httpx.AsyncClient) -> str:
+    unit = _uid("dep")
+    await _put(api, f"departments/{unit}", {"name": f"新设局{unit}", "level": "county"})
+    return unit
+
+
+async def _retire(api: httpx.AsyncClient, department: str) -> dict[str, Any]:
+    r = await api.post(f"{A}/departments/{department}/retire", json={}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _held_by(pool: asyncpg.Pool, case_id: str, department: str) -> bool:
+    """The read model shows the case with ``department`` (what a unit's handover lists)."""
+    row = await pool.fetchrow("SELECT department_id, status FROM cases WHERE case_id = $1",
+                              case_id)  # fmt: skip
+    return row is not None and row["department_id"] == department and row["status"] in (
+        "assigned", "handling")
+
+
+async def test_a_retired_units_cases_go_to_its_successor_once(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, routed = await _routed_to(api, category)
+    assert routed == department
+    await eventually(lambda: _held_by(pool, case_id, department), within=30)
+    url = f"{A}/departments/{department}/hand-over"
+    body = {"department_id": successor, "reason": REASON}
+    early = await api.post(url, json=body, headers=ADMIN)  # in service: nothing is sent
+    assert _code(early) == (409, "department_in_service"), early.text
+    before = await until(client, case_id, lambda s: s.deadlines is not None)
+
+    assert (await _retire(api, department))["open_cases"] == 1
+    sent = await api.post(url, json=body, headers=ADMIN)
+    assert sent.status_code == 200, sent.text
+    assert sent.json() | {"left": []} == {"department_id": department, "sent": [case_id],
+                                          "to_department_id": successor, "left": [],
+                                          "remaining": 0}  # fmt: skip
+
+    state = await until(client, case_id, lambda s: s.department_id == successor)
+    assert state.assignment is not None and state.assignment.department_name == f"新设局{successor}"
+    assert state.status.value == "assigned"
+    kinds = event_kinds(state)
+    assert EventKind.HANDED_OVER in kinds and EventKind.DEADLINE_BREACHED not in kinds
+    handed = next(e for e in state.events if e.kind is EventKind.HANDED_OVER)
+    assert handed.data == {"reason": REASON, "department_id": department,
+                           "to_department_id": successor}  # fmt: skip
+    assert handed.actor.role is Role.ADMIN
+    started = next(e for e in state.events if e.kind is EventKind.REASSIGNMENT_STARTED)
+    assert started.data["reason"] == "handover"
+    assert state.deadlines is not None and before.deadlines is not None
+    assert state.deadlines.accept > before.deadlines.accept  # a round of its own
+
+    # a retry of the whole handover: the case is no longer the unit's; sent again by hand
+    # with the same request id, the case applies it once
+    await eventually(lambda: _held_by(pool, case_id, successor), within=30)
+    again = await api.post(url, json=body, headers=ADMIN)
+    assert again.status_code == 200 and again.json()["sent"] == [], again.text
+    first = handed.actor.model_dump(mode="json")
+    await client.get_workflow_handle(case_id).signal(CaseSignal.HAND_OVER.value, {
+        "actor": first, "from_department_id": department, "department_id": successor,
+        "reason": REASON})  # fmt: skip
+    later = await until(client, case_id, lambda s: s.department_id == successor)
+    assert event_kinds(later).count(EventKind.HANDED_OVER) == 1
+    assert (await _retire(api, department))["open_cases"] == 0  # a retry: as it is now
+    await keep_history(client.get_workflow_handle(case_id), "handover_to_successor")
+
+
+async def test_a_handover_refused_changes_nothing(api: httpx.AsyncClient) -> None:
+    department, _, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    await _retire(api, department)
+    url = f"{A}/departments/{department}/hand-over"
+    gone = await _successor(api)
+    await _retire(api, gone)
+    for to, answer in ((gone, (422, "department_retired")),
+                       (CENTRE_ID, (422, "centre_not_assignee")),
+                       (department, (422, "same_department")),
+                       (_uid("none"), (422, "unknown_department"))):  # fmt: skip
+        r = await api.post(url, json={"department_id": to, "reason": REASON}, headers=ADMIN)
+        assert _code(r) == answer, r.text
+    missing = await api.post(f"{A}/departments/{_uid('none')}/hand-over", headers=ADMIN,
+                             json={"department_id": successor, "reason": REASON})
+    assert _code(missing) == (404, "department_not_found"), missing.text
+    blank = await api.post(url, json={"department_id": successor, "reason": "　 "},
+                           headers=ADMIN)  # fmt: skip
+    assert blank.status_code == 422, blank.text
+    clerk = await api.post(url, json={"department_id": successor, "reason": REASON},
+                           headers=SUPERVISOR)  # fmt: skip
+    assert clerk.status_code == 403, clerk.text
+
+
+async def test_a_unit_in_service_keeps_its_case_whoever_sends_the_handover(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """The dispatcher's one-case handover of a unit in service is refused by the case (409
+    holder_in_service, from its event); so is one sent by another Temporal client, and one
+    naming a unit that no longer holds the case."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, _ = await _routed_to(api, category)
+    refused = await act(api, case_id, "hand-over", SUPERVISOR, expect=409,
+                        department_id=successor, reason=REASON)  # fmt: skip
+    assert refused["error"]["code"] == "holder_in_service", refused
+    forger = Actor(role=Role.SUPERVISOR, name="forger", request_id=_uid("rid"))
+    handle = client.get_workflow_handle(case_id)
+    await handle.signal(CaseSignal.HAND_OVER.value, {
+        "actor": forger.model_dump(mode="json"), "department_id": successor, "reason": REASON})
+    stale = forger.model_copy(update={"request_id": _uid("rid")})
+    await handle.signal(CaseSignal.HAND_OVER.value, {
+        "actor": stale.model_dump(mode="json"), "from_department_id": successor,
+        "department_id": successor, "reason": REASON})  # fmt: skip
+    state = await until(client, case_id, lambda s: len(_refused(s)) == 3)
+    # the stale one is refused as it arrives; the others once the case has looked the unit up
+    assert sorted(_refused(state)) == ["holder_changed", "holder_in_service", "holder_in_service"]
+    assert state.department_id == department and EventKind.HANDED_OVER not in event_kinds(state)
+
+
+async def test_a_dispatcher_hands_one_case_over_and_a_replied_case_waits(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    department, category, _ = await _unit_with_a_rule(api)
+    _, key = await api_keys.create_key(pool, name=_uid("unit"), role=Role.DEPARTMENT,
+                                       department_id=department)  # fmt: skip
+    own = {"Authorization": f"Bearer {key}"}
+    successor = await _successor(api)
+    one, _ = await _routed_to(api, category)
+    replied, _ = await _routed_to(api, category)
+    await act(api, replied, "accept", own)
+    await act(api, replied, "contact", own, note="已电话联系诉求人")
+    await act(api, replied, "reply", own, outcome="resolved", text="已处理完毕，噪音已消除")
+    await _retire(api, department)
+    handed = await act(api, one, "hand-over", SUPERVISOR, department_id=successor,
+                       reason=REASON)  # fmt: skip
+    assert handed["applied"] is True, handed
+    await until(client, one, lambda s: s.department_id == successor)
+    await eventually(lambda: _held_by(pool, one, successor), within=30)
+    left = await api.post(f"{A}/departments/{department}/hand-over", headers=ADMIN,
+                          json={"department_id": successor, "reason": REASON})
+    assert left.status_code == 200 and left.json()["sent"] == [], left.text
+    assert [(c["case_id"], c["status"]) for c in left.json()["left"]] == [(replied, "replied")]
+
+
+async def test_the_cli_hands_a_retired_units_cases_over(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings,
+    env: WorkflowEnvironment,
+) -> None:
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, _ = await _routed_to(api, category)
+    await eventually(lambda: _held_by(pool, case_id, department), within=30)
+    await _retire(api, department)
+    code, out, err = await cli_in_process(
+        cli_env(env, settings), "admin", "departments", "hand-over", department,
+        "--to", successor, "--reason", REASON,
+    )
+    assert code == 0, err
+    assert json.loads(out)["sent"] == [case_id] and "handed over 1 case(s)" in err
+    await until(client, case_id, lambda s: s.department_id == successor)
