@@ -7,6 +7,8 @@ sent by any Temporal client, is refused (jiesu/admin/handover.py, docs/administr
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,6 +25,7 @@ from helpers import (
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_audit import cli_env
+from test_console_browser import shot, sign_in
 from test_department_retirement import ADMIN, A, _code, _put, _routed_to, _uid, _unit_with_a_rule
 
 from jiesu.access import api_keys
@@ -198,4 +201,30 @@ async def test_the_cli_hands_a_retired_units_cases_over(
     )
     assert code == 0, err
     assert json.loads(out)["sent"] == [case_id] and "handed over 1 case(s)" in err
+    await until(client, case_id, lambda s: s.department_id == successor)
+
+
+async def test_the_admin_hands_a_retired_units_cases_over_in_the_browser(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, browsers: Any,
+    console_url: str, screenshots: Path,
+) -> None:
+    """As the admin does it: 承办单位, the retired unit's row, 移交在办工单…, the successor
+    chosen and the reason typed; the page says how many were sent, the case goes there."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, _ = await _routed_to(api, category)
+    await eventually(lambda: _held_by(pool, case_id, department), within=30)
+    await _retire(api, department)
+    page = await sign_in(browsers, console_url, "admin")
+    await page.goto(f"{console_url}/console/admin/departments")
+    row = page.locator(f"tr[data-id='{department}']")
+    await row.locator("details.hand-over summary").click()
+    await row.locator("details.hand-over select[name=department_id]").select_option(successor)
+    await row.locator("details.hand-over input[name=reason]").fill(REASON)
+    await row.scroll_into_view_if_needed()
+    await shot(page, screenshots, "admin-department-hand-over")
+    await row.locator("details.hand-over button", has_text="确认移交").click()
+    await page.wait_for_url(re.compile("handed="))
+    said = await page.inner_text("#service")
+    assert f"已向 1 件在办工单发出移交：交由新设局{successor}承办" in said, said
     await until(client, case_id, lambda s: s.department_id == successor)

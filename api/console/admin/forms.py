@@ -34,6 +34,12 @@ _CODES: dict[str, tuple[str, str]] = {
     "invalid_calendar": ("file", "节假日文件有误"),
     "invalid_policy_value": ("value", "取值超出允许范围"),
     "unknown_policy": (GENERAL, "没有此参数"),
+    "department_in_service": (GENERAL, "该单位仍在用：先停用，再移交其在办工单"),
+    "department_retired": (GENERAL, "所选单位已停用"),
+    "same_department": (GENERAL, "请选择承接其职能的另一个单位"),
+    "centre_not_assignee": (GENERAL, "热线中心不承办工单，请选择承接单位"),
+    "unknown_department": (GENERAL, "所选单位不存在"),
+    "blank_text": (GENERAL, "移交原因不能为空"),
     "version_conflict": (GENERAL, "您打开后该记录已被他人修改，您的修改未保存：请点“修改”重新打开，"
                                   "在最新内容上再改"),
 }

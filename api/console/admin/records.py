@@ -30,8 +30,8 @@ from api.console.admin.forms import (
 )
 from api.console.web import PREFIX, form_of, page, redirect, require_roles
 from api.console.web import local_time as shown_time
-from api.deps import AppSettings, Pool
-from jiesu.admin import departments, reference
+from api.deps import AppSettings, Pool, Temporal
+from jiesu.admin import departments, handover, reference
 from jiesu.admin.errors import AdminRefused
 from jiesu.case import glossary
 from jiesu.case.domain import Urgency
@@ -131,6 +131,16 @@ async def _choices(pool: Pool) -> dict[str, list[tuple[str, str]]]:
     }
 
 
+async def _in_service(pool: Pool) -> list[dict[str, Any]]:
+    """The units a retired department's cases can be handed to (移交): in service, not the
+    centre."""
+    rows = await pool.fetch(
+        f"SELECT d.id, d.name FROM departments d WHERE {departments.IN_SERVICE}"
+        " AND d.level <> 'centre' ORDER BY d.id"
+    )
+    return [dict(r) for r in rows]
+
+
 def _shown(record: dict[str, Any]) -> dict[str, str]:
     """A record's values as a form shows them (GeoJSON as indented text)."""
     out = {}
@@ -151,7 +161,7 @@ async def _page(
     context = {"session": session, "kind": kind, "kinds": KINDS, "records": records,
                "values": values, "errors": (errors or FormErrors()).messages, "done": done,
                "choices": await _choices(pool), "shown": _shown, "now": datetime.now(UTC),
-               "service": service}  # fmt: skip
+               "service": service, "successors": await _in_service(pool)}  # fmt: skip
     return page(request, "admin_records.html", context, errors.status if errors else 200)
 
 
@@ -159,11 +169,15 @@ async def _page(
 async def records(
     request: Request, path: str, pool: Pool, session: Admin, edit: str | None = None,
     done: str | None = None, retired: str | None = None, reinstated: str | None = None,
+    handed: str | None = None,
 ) -> Response:  # fmt: skip
     """The list; ``edit``: the form filled with that record, to change it; ``retired`` /
-    ``reinstated``: the department just changed, and what still points at it."""
+    ``reinstated``: the department just changed, and what still points at it; ``handed``:
+    what a handover (移交) of a retired department's cases did."""
     kind = _kind(path)
     values: dict[str, str] = {}
+    if handed and path == "departments":
+        return await _page(request, pool, session, kind, values={}, service=handed[:500])
     changed = retired or reinstated
     if changed and path == "departments":
         try:
@@ -248,12 +262,14 @@ def _left_pointing(change: departments.ServiceChange, what: str) -> str:
     """What the admin must still see to: the cases the department holds, the rules naming it."""
     d = change.department
     retired_at = d["retired_at"]
-    if retired_at is not None and retired_at > datetime.now(UTC):
+    scheduled = retired_at is not None and retired_at > datetime.now(UTC)
+    if scheduled:
         what = f"安排于 {shown_time(retired_at)} 停用"
     words = [f"已{what}：{d['name']}（{d['id']}）"]
     if change.open_cases:
-        words.append(f"仍有 {change.open_cases} 件在办工单"
-                     "（仍由该单位办结；逾期后热线中心可二次交办）")
+        how = ("可“移交在办工单”给承接其职能的单位，或由它办结"
+               if retired_at is not None and not scheduled else "仍由该单位办结")
+        words.append(f"仍有 {change.open_cases} 件在办工单（{how}）")
     if change.rules_in_force:
         rules = "、".join(f"#{r}" for r in change.rules_in_force)
         tail = "停用后派单跳过这些规则，请在派单目录中替换" if retired_at else "派单照常使用"
@@ -305,3 +321,38 @@ async def reinstate(request: Request, record_id: str, pool: Pool, session: Admin
     await form_of(request, session)
     change = departments.reinstate(pool, session.principal.actor, record_id)
     return await _service_change(request, pool, session, record_id, "reinstated", change)
+
+
+# --- 移交 (a retired department's open cases to its successor) ------------------------------
+
+
+def _handed_words(sent: handover.HandoverSent, to_name: str) -> str:
+    words = [f"已向 {len(sent.sent)} 件在办工单发出移交：交由{to_name}承办（各工单随即转交，"
+             "办理经过记“移交”）"]
+    if sent.remaining:
+        words.append(f"还有 {sent.remaining} 件，请再次移交")
+    if sent.left:
+        words.append(f"{len(sent.left)} 件暂不移交（已答复待评价，或正在改派）")
+    return "；".join(words)
+
+
+@router.post("/admin/departments/{record_id}/hand-over", response_class=HTMLResponse)
+async def hand_over(
+    request: Request, record_id: str, pool: Pool, session: Admin, client: Temporal
+) -> Response:
+    """移交在办工单: each case the retired department holds, to the unit chosen."""
+    form = await form_of(request, session)
+    kind = KINDS["departments"]
+    try:
+        body = handover.Handover(department_id=text(form, "department_id"),
+                                 reason=text(form, "reason"))  # fmt: skip
+        sent = await handover.hand_over(pool, client, session.principal.actor, record_id, body)
+        to_name = await departments.name_for_work(pool, body.department_id)
+    except ValidationError as err:
+        return await _page(request, pool, session, kind, values={},
+                           errors=invalid(err, {"department_id": "承接单位", "reason": "移交原因"}))
+    except AdminRefused as exc:
+        errors = refused(exc)
+        errors.messages = {GENERAL: errors.messages.popitem()[1]}
+        return await _page(request, pool, session, kind, values={}, errors=errors)
+    return redirect(f"{PREFIX}/admin/departments?handed={quote(_handed_words(sent, to_name))}")
