@@ -6,8 +6,8 @@ its rules (the next rule, or the centre's queue, takes the case), a 提级办 fr
 the centre's queue instead, nobody can give it a case (派单, 改派, 二次交办) or make it a
 co-handler (会办, 协办), and no account or API key is opened in it (nor an account moved
 into it). What it already holds
-stays its own: its people can still sign in and finish (there is no move of its open cases to
-a successor yet; the centre takes one only once overdue, 二次交办) — the answer of a
+stays its own: its people can still sign in and finish, until the centre hands the cases over
+to the unit that takes over its work (移交, jiesu.admin.handover) — the answer of a
 retirement says how many it holds and which rules still name it.
 
 ``IN_SERVICE`` is the one definition every reader uses (routing, the API's checks, the
@@ -50,7 +50,8 @@ class ServiceChange(BaseModel):
 
     department: dict[str, Any]
     open_cases: int = Field(description="Cases it holds now (not closed): its people finish "
-                            "them (the centre takes one only once overdue: 二次交办).")
+                            "them, or, once it is retired, they are handed over to its "
+                            "successor (POST …/hand-over, 移交).")
     rules_in_force: list[int] = Field(description="Routing rules in force or scheduled that "
                                       "name it: routing passes over them once it is retired; "
                                       "replace them.")
