@@ -695,9 +695,11 @@ class ComplaintWorkflow:
         s.reassignment = None
         if s.status is Status.CLOSED:  # withdrawn while the child was choosing
             return
-        await self._new_round(await self._judged_choice(result))
+        await self._new_round(await self._judged_choice(result, reason))
 
-    async def _judged_choice(self, result: ReassignmentResult) -> ReassignmentResult:
+    async def _judged_choice(
+        self, result: ReassignmentResult, reason: ReassignReason
+    ) -> ReassignmentResult:
         """The child's choice as the case takes it (REASSIGN_CHOICE_JUDGED, lean-case-v26). The
         child takes the first ``choose`` that decodes, from any Temporal client: the API's
         check (check_reassign_choice) was the only one a choice met. One by somebody not a
@@ -708,16 +710,14 @@ class ComplaintWorkflow:
         (CHOSEN_UNIT_CHECKED) a dispatcher's choice of a unit is looked up in the departments
         (its name taken from there): one that does not exist is refused
         (``unknown_department``) and the centre's queue decides — before, a forged choice of
-        ``no-such-unit`` left the case assigned to nobody anyone could act as."""
+        ``no-such-unit`` left the case assigned to nobody anyone could act as. Since
+        lean-case-v33 (RETURNER_NOT_CHOSEN) a choice of the unit whose 退单 was just upheld is
+        refused (``returned_by_this_unit``), as the API refuses it."""
         chooser = result.chosen_by
         if chooser is None or not self._patched(lifecycle.REASSIGN_CHOICE_JUDGED):
             return result
-        refusal = None
-        if chooser.role not in DISPATCHER_ROLES:
-            refusal = lifecycle.Refusal(
-                "forbidden", "only the centre's dispatchers choose the next unit", forbidden=True
-            )
-        elif result.route.department_id != CENTRE_ID and self._patched(
+        refusal = self._choice_refused(chooser, result.route.department_id, reason)
+        if refusal is None and result.route.department_id != CENTRE_ID and self._patched(
             lifecycle.CHOSEN_UNIT_CHECKED
         ):
             known = await run_local(RoutingActivities.known_department, result.route.department_id)
@@ -730,6 +730,17 @@ class ComplaintWorkflow:
             return result
         self._case.refused("choose", chooser, refusal)
         return ReassignmentResult(route=self._centre_queue())
+
+    def _choice_refused(
+        self, chooser: Actor, department_id: str, reason: ReassignReason
+    ) -> lifecycle.Refusal | None:
+        if chooser.role not in DISPATCHER_ROLES:
+            return lifecycle.Refusal(
+                "forbidden", "only the centre's dispatchers choose the next unit", forbidden=True
+            )
+        if self._patched(lifecycle.RETURNER_NOT_CHOSEN):
+            return lifecycle.returned_it_last(self._state, reason, department_id)
+        return None
 
     def _centre_queue(self) -> RouteResult:
         """The centre's queue as a reassignment's outcome: its dispatcher decides."""

@@ -159,6 +159,8 @@ LADDER_ORDERS_SIGNED = "ladder-orders-signed-v1"  # see Ladder._order
 LADDER_STEPS_SIGNED = "ladder-steps-signed-v1"  # see check_escalation_step, CaseWorkflow._check
 # Brought by the epoch lean-case-v32.
 HANDOVER = "handover-v1"  # see check_handover, CaseWorkflow._hand_over
+# Brought by the epoch lean-case-v33.
+RETURNER_NOT_CHOSEN = "returner-not-chosen-v1"  # see returned_it_last, CaseWorkflow._judged_choice
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -502,18 +504,27 @@ def check_reassign_choice(state: CaseState, action: ReassignChoice) -> Refusal |
 
 
 def _not_the_unit_that_returned_it(state: CaseState, action: ReassignChoice) -> Refusal | None:
+    pending = state.reassignment
+    reason = pending.reason if pending is not None else None
+    return returned_it_last(state, reason, action.department_id)
+
+
+def returned_it_last(
+    state: CaseState, reason: ReassignReason | None, department_id: str
+) -> Refusal | None:
     """改派 after an upheld 退单: not back to the unit whose return was upheld — it said the case
     is not its own and the centre agreed; sent back, it returns it again and each return spends
     one of the case's reassignments (red team of 2026-11-24). Routing passes over every unit
-    that returned the case; a dispatcher may still choose one that returned it earlier. (An
-    API rule: the case judges the child's choice by role and unit only.)"""
-    pending = state.reassignment
-    if pending is None or pending.reason is not ReassignReason.RETURN or not state.returned_by:
+    that returned the case; a dispatcher may still choose one that returned it earlier. The API
+    refuses such a choice (409); since lean-case-v33 (RETURNER_NOT_CHOSEN) the case refuses it
+    too when it comes straight to the reassignment child from another Temporal client, and the
+    centre's queue decides (CaseWorkflow._judged_choice)."""
+    if reason is not ReassignReason.RETURN or not state.returned_by:
         return None
-    if action.department_id != state.returned_by[-1]:
+    if department_id != state.returned_by[-1]:
         return None
     return Refusal(
-        "returned_by_this_unit", f"{action.department_id} returned {state.case_id} and its "
+        "returned_by_this_unit", f"{department_id} returned {state.case_id} and its "
         "return was upheld: choose another unit (or, to hold it to the case, reject a return "
         "instead of upholding it)",
     )  # fmt: skip
