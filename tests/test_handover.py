@@ -20,6 +20,7 @@ from helpers import (
     event_kinds,
     eventually,
     keep_history,
+    signed_in,
     until,
 )
 from temporalio.client import Client
@@ -227,4 +228,30 @@ async def test_the_admin_hands_a_retired_units_cases_over_in_the_browser(
     await page.wait_for_url(re.compile("handed="))
     said = await page.inner_text("#service")
     assert f"已向 1 件在办工单发出移交：交由新设局{successor}承办" in said, said
+    await until(client, case_id, lambda s: s.department_id == successor)
+
+
+async def test_the_case_page_offers_hand_over_for_a_retired_unit_only(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """The dispatcher's case page: 移交 is offered while the unit holding the case is out of
+    service, not before (the case would refuse it); sent, the case goes to the unit chosen."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, _ = await _routed_to(api, category)
+    supervisor = await signed_in(api, "supervisor")
+    try:
+        page = await supervisor.get(f"/console/cases/{case_id}")
+        assert page.status_code == 200 and "/actions/hand-over" not in page.text
+        await _retire(api, department)
+        page = await supervisor.get(f"/console/cases/{case_id}")
+        form = page.text.split("/actions/hand-over", 1)[1].split("</form>")[0]
+        assert f'value="{successor}"' in form and f'value="{department}"' not in form
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        done = await supervisor.post(f"/console/cases/{case_id}/actions/hand-over", data={
+            "csrf_token": token[1], "department_id": successor, "reason": REASON})
+        assert done.status_code == 303, done.text
+    finally:
+        await supervisor.aclose()
     await until(client, case_id, lambda s: s.department_id == successor)

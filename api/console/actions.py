@@ -10,7 +10,7 @@ too far ahead) come back from the same check when the form is sent, as the API's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,6 +160,10 @@ STAFF_ACTIONS: tuple[ConsoleAction, ...] = (
                   lambda s: {"reason": "..", "department_id": None},
                   lambda f, tz: {**_text(f, "reason"),
                                  "department_id": f.get("department_id") or None}),
+    ConsoleAction("hand-over", "移交", _spec(S, "/hand-over"),
+                  lambda s: {"department_id": "", "reason": ".."},
+                  lambda f, tz: _text(f, "department_id", "reason"),
+                  labels={"department_id": "承接单位", "reason": "移交原因"}),
     ConsoleAction("return-decision", "退单审核", _spec(S, "/return/decision"),
                   lambda s: {"upheld": True, "note": ""},
                   lambda f, tz: {**_text(f, "note"), "upheld": f.get("upheld") == "true"}),
@@ -194,6 +198,7 @@ DONE: dict[str, str] = {
     "contribution": "协办意见已提交。",
     "dispatch": "已派单。", "reassign": "已改派。", "extension-decision": "延期审批已办理。",
     "co-handlers": "已增加协办单位。", "waive": "已免除协办。", "second-assignment": "已二次交办。",
+    "hand-over": "已移交：工单转交承接单位，重新计时。",
     "return-decision": "退单审核已办理。", "supervision": "督办单已下达。",
     "callback": "回访已记录。",
 }  # fmt: skip
@@ -210,8 +215,13 @@ BY_NAME = {a.name: a for a in STAFF_ACTIONS}
 CITIZEN_BY_NAME = {a.name: a for a in CITIZEN_ACTIONS}
 
 
-def allowed_actions(state: CaseState, principal: Principal) -> list[ConsoleAction]:
-    return [a for a in STAFF_ACTIONS if a.allowed(state, principal)]
+def allowed_actions(
+    state: CaseState, principal: Principal, retired: Collection[str] = ()
+) -> list[ConsoleAction]:
+    """The forms this person may use now. ``retired``: the units out of service — 移交 is
+    offered only for a case one of them holds (the case refuses it otherwise)."""
+    return [a for a in STAFF_ACTIONS if a.allowed(state, principal)
+            and (a.name != "hand-over" or state.department_id in retired)]  # fmt: skip
 
 
 # Refusals that say what the unit must do (or wait for) first, not that the action is not

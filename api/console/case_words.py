@@ -27,6 +27,7 @@ BUTTONS: dict[str, str] = {
     "contribution": "提交协办意见",
     "dispatch": "派单",
     "reassign": "改派",
+    "hand-over": "确认移交",
     "extension-decision": "提交延期审批",
     "co-handlers": "增加协办单位",
     "waive": "免除协办",

@@ -272,6 +272,7 @@ async def _case_page(
     units = await pool.fetch(f"SELECT id, name, level, {IN_SERVICE} AS serving"
                              " FROM departments d ORDER BY level, id")
     departments = [u for u in units if u["level"] != "centre" and u["serving"]]
+    retired = {u["id"] for u in units if not u["serving"]}
     choices = co_handler_choices(found.state, departments)  # 会办's pickers
     if refused is not None and failed in BY_NAME:
         error = glossary.refusal_of(
@@ -282,12 +283,12 @@ async def _case_page(
         "content": await case_content(pool, state, principal, withheld=withheld),
         "withheld": withheld, "timeline": timeline(
             state, {u["id"]: u["name"] for u in units}, await people_names(pool, state)),
-        "actions": [a for a in allowed_actions(state, principal)
+        "actions": [a for a in allowed_actions(state, principal, retired)
                     if a.name != "co-handlers" or choices],  # 会办 with no unit left: not offered
         "not_yet": not_yet(state, principal),  # a form withheld until…, and why
         "departments": departments, "co_handler_choices": choices,
         # a unit out of service (停用) still holding the case: said beside its name
-        "retired_units": {u["id"] for u in units if not u["serving"]},
+        "retired_units": retired,
         "pending_co_handlers": [c for c in state.co_handlers if not c.done],
         "late": state.breaches or (state.status is not Status.CLOSED and state.deadlines
                                    and state.deadlines.finish < datetime.now(UTC)),
@@ -299,7 +300,7 @@ async def _case_page(
         "sms_tail": sms_tail(request.query_params.get("sms")),
         "citizen_notices": await citizen_notices(pool, case_id),
         "failed": failed, "posted": posted,  # web.typed: the refused form again
-        "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal)),
+        "unsaved": unsaved_text(failed, posted, allowed_actions(state, principal, retired)),
         "extension_window": extension_window(state, datetime.now(UTC)),
         "rehandling": rehandling(state),
         # 督办: what ends the ladder and when it climbs next (the clerk's line under the ladder)
