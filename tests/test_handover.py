@@ -16,10 +16,12 @@ import httpx
 from helpers import (
     SUPERVISOR,
     act,
+    case_when,
     cli_in_process,
     event_kinds,
     eventually,
     keep_history,
+    register,
     signed_in,
     until,
 )
@@ -34,6 +36,11 @@ from jiesu.case.domain import CENTRE_ID, Actor, CaseSignal, CaseState, EventKind
 from jiesu.config import Settings
 
 REASON = "机构改革：该局职能划入新设单位"
+
+
+async def _co_handling(pool: asyncpg.Pool, case_id: str) -> bool:
+    state = await pool.fetchval("SELECT state FROM cases WHERE case_id = $1", case_id)
+    return state is not None and bool(state.get("co_handlers"))
 
 
 def _refused(s: CaseState) -> list[str]:
@@ -175,6 +182,11 @@ async def test_a_dispatcher_hands_one_case_over_and_a_replied_case_waits(
     await act(api, replied, "accept", own)
     await act(api, replied, "contact", own, note="已电话联系诉求人")
     await act(api, replied, "reply", own, outcome="resolved", text="已处理完毕，噪音已消除")
+    elsewhere = (await register(api))["case_id"]  # another unit's, the retiring one convened
+    await case_when(api, elsewhere, lambda c: c["status"] == "assigned")
+    await act(api, elsewhere, "co-handlers", SUPERVISOR, department_ids=[department],
+              note="会同处理")  # fmt: skip
+    await eventually(lambda: _co_handling(pool, elsewhere), within=30)
     await _retire(api, department)
     handed = await act(api, one, "hand-over", SUPERVISOR, department_id=successor,
                        reason=REASON)  # fmt: skip
@@ -184,7 +196,9 @@ async def test_a_dispatcher_hands_one_case_over_and_a_replied_case_waits(
     left = await api.post(f"{A}/departments/{department}/hand-over", headers=ADMIN,
                           json={"department_id": successor, "reason": REASON})
     assert left.status_code == 200 and left.json()["sent"] == [], left.text
-    assert [(c["case_id"], c["status"]) for c in left.json()["left"]] == [(replied, "replied")]
+    said = {c["case_id"]: (c["status"], c["why"]) for c in left.json()["left"]}
+    assert said.keys() == {replied, elsewhere} and said[replied][0] == "replied"
+    assert "免除协办" in said[elsewhere][1]
 
 
 async def test_the_cli_hands_a_retired_units_cases_over(

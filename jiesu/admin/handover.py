@@ -10,7 +10,8 @@ why, for the auditors.
 
 A case the unit holds in another state is left and said so: a replied one waits for the
 citizen's rating (a rehandle would come back to the unit: hand over again then). A case where
-it is only a co-handler (协办) is not its to hand over; the lead unit waives it.
+it is only a co-handler (协办) is not its to hand over: listed in ``left`` while its
+contribution is owed, for the centre to waive it (免除协办).
 
 Each case's message carries a request id made of the unit, the moment it was retired and the
 case: a retry of the whole handover (a timeout, a crash half-way) sends the messages again and
@@ -120,15 +121,32 @@ async def _count_held(pool: asyncpg.Pool, department_id: str) -> int:
     )  # fmt: skip
 
 
+# Open cases where the unit is a co-handler (协办) still owing its contribution: the lead unit
+# cannot reply until the centre waives it (免除协办).
+_CO_HANDLING = """
+SELECT case_id, status FROM cases
+WHERE status <> $2 AND department_id IS DISTINCT FROM $1
+  AND EXISTS (SELECT 1 FROM jsonb_array_elements(state -> 'co_handlers') c
+              WHERE c ->> 'department_id' = $1 AND c ->> 'contributed_at' IS NULL
+                AND NOT coalesce((c ->> 'waived')::boolean, false))
+ORDER BY received_at, case_id LIMIT $3
+"""
+_CO_HANDLER_LEFT = ("co-handler (协办) still owing its contribution: the lead unit cannot reply "
+                    "until the centre waives it (免除协办)")
+
+
 async def _left(pool: asyncpg.Pool, department_id: str) -> list[LeftCase]:
     rows = await pool.fetch(
         "SELECT case_id, status FROM cases WHERE department_id = $1"
         " AND status <> ALL($2::text[]) ORDER BY received_at, case_id LIMIT $3",
         department_id, [*_HANDED, Status.CLOSED.value], MAX_LIMIT,
     )  # fmt: skip
-    return [LeftCase(case_id=r["case_id"], status=r["status"],
-                     why=_WHY_LEFT.get(r["status"], "being passed on already"))
-            for r in rows]  # fmt: skip
+    co = await pool.fetch(_CO_HANDLING, department_id, Status.CLOSED.value, MAX_LIMIT)
+    return [
+        *(LeftCase(case_id=r["case_id"], status=r["status"],
+                   why=_WHY_LEFT.get(r["status"], "being passed on already")) for r in rows),
+        *(LeftCase(case_id=r["case_id"], status=r["status"], why=_CO_HANDLER_LEFT) for r in co),
+    ]  # fmt: skip
 
 
 async def _signal(client: Client, case_id: str, action: HandoverAction) -> bool:

@@ -332,7 +332,8 @@ def _handed_words(sent: handover.HandoverSent, to_name: str) -> str:
     if sent.remaining:
         words.append(f"还有 {sent.remaining} 件，请再次移交")
     if sent.left:
-        words.append(f"{len(sent.left)} 件暂不移交（已答复待评价，或正在改派）")
+        words.append(f"{len(sent.left)} 件暂不移交（已答复待评价、正在改派，或该单位仅为协办单位"
+                     "且尚未提交协办意见：请在工单上免除协办）")
     return "；".join(words)
 
 
