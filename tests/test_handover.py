@@ -245,11 +245,12 @@ async def test_the_admin_hands_a_retired_units_cases_over_in_the_browser(
     await until(client, case_id, lambda s: s.department_id == successor)
 
 
-async def test_the_case_page_offers_hand_over_for_a_retired_unit_only(
+async def test_the_board_and_the_case_page_offer_hand_over_for_a_retired_unit_only(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
 ) -> None:
-    """The dispatcher's case page: 移交 is offered while the unit holding the case is out of
-    service, not before (the case would refuse it); sent, the case goes to the unit chosen."""
+    """The dispatcher's 派单督办 lists the cases of units out of service (停用单位的在办工单)
+    and the case page offers 移交 while the unit holding the case is out of service, not before
+    (the case would refuse it); sent, the case goes to the unit chosen."""
     department, category, _ = await _unit_with_a_rule(api)
     successor = await _successor(api)
     case_id, _ = await _routed_to(api, category)
@@ -257,7 +258,12 @@ async def test_the_case_page_offers_hand_over_for_a_retired_unit_only(
     try:
         page = await supervisor.get(f"/console/cases/{case_id}")
         assert page.status_code == 200 and "/actions/hand-over" not in page.text
+        board = await supervisor.get("/console/supervision")
+        assert case_id not in board.text.split('id="handover"', 1)[-1]
         await _retire(api, department)
+        board = await supervisor.get("/console/supervision")  # 停用单位的在办工单
+        assert 'id="handover"' in board.text, board.text[-3000:]
+        assert case_id in board.text.split('id="handover"', 1)[1].split("</table>")[0]
         page = await supervisor.get(f"/console/cases/{case_id}")
         form = page.text.split("/actions/hand-over", 1)[1].split("</form>")[0]
         assert f'value="{successor}"' in form and f'value="{department}"' not in form

@@ -28,6 +28,7 @@ from api.console.web import (
 )
 from api.deps import AppSettings, Pool, StatAnswers
 from api.routers.oversight import AccountabilityCompletion
+from jiesu.admin.departments import IN_SERVICE
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
 from jiesu.case.sla import late_sql, late_steps
 from jiesu.readmodel import accountability, boards, oversight
@@ -65,6 +66,14 @@ LADDER = Board(
     _COLUMNS,
     f"FROM cases WHERE status <> {sql_status(Status.CLOSED)} AND ladder_active",
     "escalation_level DESC, received_at",
+)
+# 待移交: open cases held by a unit out of service (停用), that 移交 can give to its successor
+# (assigned or handling: lifecycle.check_handover); a replied one waits for its rating
+HANDOVER = Board(
+    _COLUMNS,
+    f"FROM cases WHERE status IN ({sql_status(Status.ASSIGNED, Status.HANDLING)})"
+    f" AND department_id IN (SELECT d.id FROM departments d WHERE NOT {IN_SERVICE})",
+    "received_at",
 )
 # 问责待完善: records without persons or decision (the ladder's own), newest first
 INCOMPLETE = Board(
@@ -120,6 +129,7 @@ async def _page(
         "queue": await boards.read(pool, QUEUE),
         "overdue": await _overdue(pool, now),
         "ladder": await boards.read(pool, LADDER),
+        "handover": await boards.read(pool, HANDOVER),  # 待移交
         "extensions": await oversight.extensions_board(pool, None),  # 延期待审
         "incomplete": await boards.read(pool, INCOMPLETE),  # 问责待完善
         "departments": dict(await pool.fetch("SELECT id, name FROM departments")),
