@@ -32,6 +32,7 @@ from test_console_browser import shot, sign_in
 from test_department_retirement import ADMIN, A, _code, _put, _routed_to, _uid, _unit_with_a_rule
 
 from jiesu.access import api_keys
+from jiesu.admin import handover
 from jiesu.case.domain import CENTRE_ID, Actor, CaseSignal, CaseState, EventKind, Role
 from jiesu.config import Settings
 
@@ -88,7 +89,7 @@ async def test_a_retired_units_cases_go_to_its_successor_once(
     assert sent.status_code == 200, sent.text
     assert sent.json() | {"left": []} == {"department_id": department, "sent": [case_id],
                                           "to_department_id": successor, "left": [],
-                                          "remaining": 0}  # fmt: skip
+                                          "remaining": 0, "next": None}  # fmt: skip
 
     state = await until(client, case_id, lambda s: s.department_id == successor)
     assert state.assignment is not None and state.assignment.department_name == f"新设局{successor}"
@@ -275,3 +276,42 @@ async def test_the_board_and_the_case_page_offer_hand_over_for_a_retired_unit_on
     finally:
         await supervisor.aclose()
     await until(client, case_id, lambda s: s.department_id == successor)
+
+
+async def test_a_unit_is_handed_over_in_batches(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool
+) -> None:
+    """limit 1: the first call sends the oldest case and says next; the call after next sends
+    the other; a cursor naming no case is refused."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    first, _ = await _routed_to(api, category)
+    second, _ = await _routed_to(api, category)
+    for case_id in (first, second):
+        await eventually(lambda c=case_id: _held_by(pool, c, department), within=30)
+    await _retire(api, department)
+    url = f"{A}/departments/{department}/hand-over"
+    body = {"department_id": successor, "reason": REASON, "limit": 1}
+    one = await api.post(url, json=body, headers=ADMIN)
+    assert one.status_code == 200, one.text
+    assert (one.json()["sent"], one.json()["remaining"], one.json()["next"]) == ([first], 1, first)
+    two = await api.post(url, json={**body, "after": first}, headers=ADMIN)
+    assert (two.json()["sent"], two.json()["remaining"], two.json()["next"]) == ([second], 0, None)
+    for case_id in (first, second):
+        state = await until(client, case_id, lambda s: s.department_id == successor)
+        assert event_kinds(state).count(EventKind.HANDED_OVER) == 1 and not _refused(state)
+    bad = await api.post(url, json={**body, "after": _uid("none")}, headers=ADMIN)
+    assert _code(bad) == (422, "invalid_cursor"), bad.text
+
+
+def test_a_keyed_call_tells_each_case_the_same_request_id() -> None:
+    """The same call (Idempotency-Key, unit, successor, cursor) again: the same request ids, so
+    no case applies it twice; without a key, or for another successor, new ones (a refused
+    first handover does not make a later one a silent retry)."""
+    admin = Actor(role=Role.ADMIN, name="admin")
+    body = handover.Handover(department_id="b", reason=REASON)
+    same = {handover.call_id(admin, "a", body, "k") for _ in range(2)}
+    assert len(same) == 1
+    other = handover.call_id(admin, "a", body.model_copy(update={"department_id": "c"}), "k")
+    assert other not in same
+    assert handover.call_id(admin, "a", body, None) != handover.call_id(admin, "a", body, None)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.actions import IdempotencyKey
 from api.deps import Admin, AppSettings, Pool, Temporal
 from api.errors import ERRORS, ApiError, ErrorResponse
 from jiesu.admin import (
@@ -197,13 +198,17 @@ async def reinstate_department(
              responses=_ERRORS, summary="移交 Hand a retired department's open cases to the unit "
              "that takes over its work")
 async def hand_over_cases(
-    record_id: RecordId, body: handover.Handover, principal: Admin, pool: Pool, client: Temporal
+    record_id: RecordId, body: handover.Handover, principal: Admin, pool: Pool, client: Temporal,
+    idempotency_key: IdempotencyKey = None,
 ) -> handover.HandoverSent:
-    """Each case it holds (assigned, handling) is told to go to ``department_id``: it starts a
-    round there with fresh deadlines, carried out by the case in a moment (its 办理经过 says
-    移交). A replied case waits for its rating and is listed in ``left``. Retried (a timeout),
-    no case is handed over twice; call again while ``remaining`` > 0."""
-    return await _refusing(handover.hand_over(pool, client, principal.actor, record_id, body))
+    """Each case it holds (assigned, handling), oldest first, is told to go to
+    ``department_id``: it starts a round there with fresh deadlines, carried out by the case in
+    a moment (its 办理经过 says 移交). A replied case waits for its rating and is listed in
+    ``left``, with a case where the unit still owes a co-handler's contribution. Retried with
+    the same Idempotency-Key, no case is told twice; call again with ``after`` = ``next`` while
+    ``remaining`` > 0."""
+    return await _refusing(handover.hand_over(pool, client, principal.actor, record_id, body,
+                                              key=idempotency_key))  # fmt: skip
 
 
 # --- the routing catalogue -----------------------------------------------------------------

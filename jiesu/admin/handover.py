@@ -13,14 +13,23 @@ citizen's rating (a rehandle would come back to the unit: hand over again then).
 it is only a co-handler (协办) is not its to hand over: listed in ``left`` while its
 contribution is owed, for the centre to waive it (免除协办).
 
-Each case's message carries a request id made of the unit, the moment it was retired and the
-case: a retry of the whole handover (a timeout, a crash half-way) sends the messages again and
-no case applies one twice; cases already handed over are no longer the unit's and are not
-listed again. At most ``limit`` cases per call: ``remaining`` says how many more there are.
+Each case's message carries a request id made of the call and the case; a case applies a
+request id once (applied or refused). A retry of the same call — the same ``Idempotency-Key``,
+unit, successor and ``after`` (a timeout, a crash half-way) — sends the same ids, and no case
+applies one twice. Without a key each call is new: a case told again before it carried out the
+first is refused ``reassignment_pending`` (harmless; its 办理经过 says so). The ids cannot be
+guessed from the unit: a client that squatted a predictable id would have made the real
+handover a silent no-op, and so did a first handover the case refused (its successor retired
+meanwhile) for every later one (the red team of 2026-11-25, tests/test_v33_attacks.py). Cases
+already handed over are no longer the unit's and are not listed again. At most ``limit`` cases
+per call, oldest first; ``remaining`` says how many more there are after them: call again
+with ``after`` = ``next``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -56,8 +65,11 @@ class Handover(BaseModel):
                                 "over the work: in service, not the centre")
     reason: Text = Field(min_length=2, max_length=2000, description="Why, for the case's "
                          "record, e.g. the reorganisation's decision")
-    limit: int = Field(default=200, ge=1, le=MAX_LIMIT, description="Cases per call; call again "
-                       "while remaining > 0")
+    limit: int = Field(default=200, ge=1, le=MAX_LIMIT, description="Cases per call, oldest "
+                       "first; call again with after = next while remaining > 0")
+    after: Line | None = Field(default=None, min_length=1, max_length=100, description="The "
+                               "last case of the previous call (its next): this call goes on "
+                               "after it")
 
 
 class LeftCase(BaseModel):
@@ -74,15 +86,26 @@ class HandoverSent(BaseModel):
     to_department_id: str
     sent: list[str] = Field(description="Cases told to go to the successor")
     left: list[LeftCase] = Field(description="Cases it holds that are not handed over now")
-    remaining: int = Field(description="More cases to hand over: call again")
+    remaining: int = Field(description="Cases it holds after these: call again with after = "
+                           "next")
+    next: str | None = Field(default=None, description="The last case sent, while more remain")
 
 
-def request_id(department_id: str, retired_at: datetime, case_id: str) -> str:
-    """One case's message of this retirement's handover: the same on every retry."""
-    return f"hand-over:{department_id}:{int(retired_at.timestamp() * 1e6)}:{case_id}"
+def call_id(actor: Actor, department_id: str, body: Handover, key: str | None) -> str:
+    """One call of a handover: from the caller's Idempotency-Key (the same on a retry of that
+    call; another for another successor or batch), else new."""
+    if key is None:
+        return uuid.uuid4().hex
+    said = "\x1f".join((actor.name, department_id, body.department_id, body.after or "", key))
+    return hashlib.sha256(said.encode()).hexdigest()[:32]
 
 
-async def _retired(pool: asyncpg.Pool, department_id: str) -> datetime:
+def request_id(call: str, case_id: str) -> str:
+    """One case's message of one call (:func:`call_id`)."""
+    return f"hand-over:{call}:{case_id}"
+
+
+async def _retired(pool: asyncpg.Pool, department_id: str) -> None:
     row = await pool.fetchrow("SELECT retired_at FROM departments WHERE id = $1", department_id)
     if row is None:
         raise not_found("department_not_found", f"no department {department_id!r}")
@@ -90,7 +113,6 @@ async def _retired(pool: asyncpg.Pool, department_id: str) -> datetime:
     if retired_at is None or retired_at > datetime.now(UTC):
         raise conflict("department_in_service", f"department {department_id!r} is in service: "
                        "retire it first (its cases are handed over from then on)")
-    return retired_at
 
 
 async def _successor(pool: asyncpg.Pool, department_id: str, body: Handover) -> str:
@@ -105,20 +127,33 @@ async def _successor(pool: asyncpg.Pool, department_id: str, body: Handover) -> 
     return await name_for_work(pool, body.department_id)
 
 
-async def _held(pool: asyncpg.Pool, department_id: str, limit: int) -> list[str]:
-    rows = await pool.fetch(
-        "SELECT case_id FROM cases WHERE department_id = $1 AND status = ANY($2::text[])"
-        " ORDER BY received_at, case_id LIMIT $3",
-        department_id, list(_HANDED), limit,
-    )  # fmt: skip
+# The unit's cases a handover gives on, oldest first, after the case $3 (none: from the first)
+_HELD = """
+FROM cases WHERE department_id = $1 AND status = ANY($2::text[])
+  AND ($3::text IS NULL OR (received_at, case_id) > (
+       SELECT received_at, case_id FROM cases WHERE case_id = $3))
+"""
+
+
+async def _cursor(pool: asyncpg.Pool, after: str | None) -> None:
+    """``after`` names a case (else every comparison with it is unknown and nothing listed)."""
+    if after is not None and not await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1)", after
+    ):
+        raise invalid("invalid_cursor", f"after: no case {after!r}")
+
+
+async def _held(pool: asyncpg.Pool, department_id: str, limit: int,
+                after: str | None) -> list[str]:  # fmt: skip
+    rows = await pool.fetch(f"SELECT case_id {_HELD} ORDER BY received_at, case_id LIMIT $4",
+                            department_id, list(_HANDED), after, limit)  # fmt: skip
     return [r["case_id"] for r in rows]
 
 
-async def _count_held(pool: asyncpg.Pool, department_id: str) -> int:
-    return await pool.fetchval(
-        "SELECT count(*) FROM cases WHERE department_id = $1 AND status = ANY($2::text[])",
-        department_id, list(_HANDED),
-    )  # fmt: skip
+async def _count_held(pool: asyncpg.Pool, department_id: str, after: str | None) -> int:
+    count: int = await pool.fetchval(f"SELECT count(*) {_HELD}", department_id,
+                                     list(_HANDED), after)  # fmt: skip
+    return count
 
 
 # Open cases where the unit is a co-handler (协办) still owing its contribution: the lead unit
@@ -161,23 +196,29 @@ async def _signal(client: Client, case_id: str, action: HandoverAction) -> bool:
 
 
 async def hand_over(
-    pool: asyncpg.Pool, client: Client, actor: Actor, department_id: str, body: Handover
-) -> HandoverSent:
-    """Send each open case of the retired ``department_id`` to ``body.department_id``."""
-    retired_at = await _retired(pool, department_id)
+    pool: asyncpg.Pool, client: Client, actor: Actor, department_id: str, body: Handover,
+    *, key: str | None = None,
+) -> HandoverSent:  # fmt: skip
+    """Send each open case of the retired ``department_id`` to ``body.department_id`` (at most
+    ``body.limit``, after ``body.after``); ``key``: the caller's Idempotency-Key."""
+    await _retired(pool, department_id)
     name = await _successor(pool, department_id, body)
+    await _cursor(pool, body.after)
+    call = call_id(actor, department_id, body, key)
     sent: list[str] = []
-    for case_id in await _held(pool, department_id, body.limit):
-        rid = request_id(department_id, retired_at, case_id)
+    listed = await _held(pool, department_id, body.limit, body.after)
+    for case_id in listed:
         action = HandoverAction(
-            actor=actor.model_copy(update={"request_id": rid, "sent_at": datetime.now(UTC)}),
+            actor=actor.model_copy(update={"request_id": request_id(call, case_id),
+                                           "sent_at": datetime.now(UTC)}),
             from_department_id=department_id,
             department_id=body.department_id,
             department_name=name,
             reason=body.reason,
-        )
+        )  # fmt: skip
         if await _signal(client, case_id, action):
             sent.append(case_id)
-    remaining = max(0, await _count_held(pool, department_id) - len(sent))
+    remaining = await _count_held(pool, department_id, listed[-1]) if listed else 0
     return HandoverSent(department_id=department_id, to_department_id=body.department_id,
-                        sent=sent, left=await _left(pool, department_id), remaining=remaining)
+                        sent=sent, left=await _left(pool, department_id), remaining=remaining,
+                        next=listed[-1] if remaining else None)  # fmt: skip

@@ -21,6 +21,7 @@ import asyncio
 import getpass
 import json
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -117,20 +118,21 @@ def _reference(args: argparse.Namespace) -> Work:
 async def _hand_over_all(
     pool: asyncpg.Pool, actor: Actor, department_id: str, body: handover.Handover
 ) -> dict[str, Any]:
-    """移交 in batches until the unit holds nothing more to hand over, saying how far it got
-    (stderr). A batch that sends nothing new ends it: those cases are carrying it out, or
-    refused it (each case's 办理经过 says why)."""
+    """移交 in batches, oldest first, each after the last (``next``), until the unit holds
+    nothing more, saying how far it got (stderr). Run again, it tells the cases that have not
+    carried the first out yet once more: each takes the first (the second is refused,
+    ``reassignment_pending``, or ``holder_changed`` once it is with the successor)."""
     client = await connect(get_settings())
-    sent: list[str] = []
+    key, sent = uuid.uuid4().hex, list[str]()
     while True:
-        batch = await handover.hand_over(pool, client, actor, department_id, body)
-        new = [c for c in batch.sent if c not in sent]
-        sent += new
-        print(f"handed over {len(sent)} case(s); {batch.remaining} more listed", file=sys.stderr)
-        if not batch.remaining or not new:
+        batch = await handover.hand_over(pool, client, actor, department_id, body, key=key)
+        sent += batch.sent
+        print(f"handed over {len(sent)} case(s); {batch.remaining} more", file=sys.stderr)
+        if batch.next is None:
             break
+        body = body.model_copy(update={"after": batch.next})
     return {"department_id": department_id, "to_department_id": body.department_id,
-            "sent": sent, "left": _jsonable(batch.left), "still_listed": batch.remaining}
+            "sent": sent, "left": _jsonable(batch.left)}
 
 
 def _instant(text: str) -> datetime:

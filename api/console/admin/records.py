@@ -346,7 +346,7 @@ async def hand_over(
     kind = KINDS["departments"]
     try:
         body = handover.Handover(department_id=text(form, "department_id"),
-                                 reason=text(form, "reason"))  # fmt: skip
+                                 reason=text(form, "reason"), limit=handover.MAX_LIMIT)
         sent = await handover.hand_over(pool, client, session.principal.actor, record_id, body)
         to_name = await departments.name_for_work(pool, body.department_id)
     except ValidationError as err:
