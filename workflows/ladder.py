@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from jiesu.case.lifecycle import (
         LADDER_ORDERS_SIGNED,
         LADDER_OUTCOME_JUDGED,
+        LADDER_SIGNED_FROM_ITS_START,
         LADDER_STEPS_SIGNED,
         REHANDLE_LADDER_HELD_IN_QUEUE,
         deadline_met,
@@ -150,6 +151,7 @@ class Ladder:
         else:
             self._ordered(state.escalation, order)
         self._stop = False
+        self._sign_from_the_start(state.escalation)
         uncapped = held_in_queue and self._case.patched(REHANDLE_LADDER_HELD_IN_QUEUE)
         purposeful = self._case.patched(PATCH_PURPOSE)
         self._watch_rehandling = (
@@ -160,6 +162,19 @@ class Ladder:
         self._task = asyncio.create_task(
             self._climb(n, trigger, child_id, purposeful, uncapped)
         )
+
+    def _sign_from_the_start(self, escalation: Escalation) -> None:
+        """The new ladder's word and first step, in the workflow task that starts it
+        (lean-case-v34, LADDER_SIGNED_FROM_ITS_START). Before, :meth:`_climb` set them when its
+        task first ran — after the signals of that same task were applied: a bare step, or the
+        ended ladder's signed one, arriving with the order that started the ladder was judged
+        by the old word and no start level, and took a 提醒 to 问责 with a referral (the red
+        team of 2026-11-25, tests/test_v31_attacks.py)."""
+        if not self._case.patched(LADDER_SIGNED_FROM_ITS_START):
+            return
+        escalation.start_level = _start_level(escalation)
+        self._token = str(workflow.uuid4())
+        self._signs_steps = True
 
     def _ordered(self, escalation: Escalation, order: SupervisionAction) -> None:
         """A supervisor's order: its form, opinion and deadline; 会办's co-handlers."""
@@ -224,7 +239,7 @@ class Ladder:
         round_ = s.round
         escalation = s.escalation
         assert escalation is not None
-        start_level = escalation.form.level if escalation.form else EscalationLevel.REMIND
+        start_level = _start_level(escalation)
         first_step_taken = (
             self._on_step is not None
             and start_level is not EscalationLevel.ACCOUNTABILITY  # the child ends there at once
@@ -238,9 +253,10 @@ class Ladder:
             self._on_step(EscalationStep(n=n, level=start_level))
         ceiling = None if uncapped else self._ceiling()
         self._stop_sent = False
-        signed = self._case.patched(LADDER_ORDERS_SIGNED)
-        self._token = str(workflow.uuid4()) if signed else None
-        self._signs_steps = signs_steps and self._token is not None
+        if not self._case.patched(LADDER_SIGNED_FROM_ITS_START):  # else set by escalate
+            signed = self._case.patched(LADDER_ORDERS_SIGNED)
+            self._token = str(workflow.uuid4()) if signed else None
+            self._signs_steps = signs_steps and self._token is not None
         try:
             handle = await workflow.start_child_workflow(
                 EscalationWorkflow.run,
@@ -416,3 +432,8 @@ class Ladder:
 
 async def _outcome(handle: Any) -> EscalationOutcome:
     return await handle
+
+
+def _start_level(escalation: Escalation) -> EscalationLevel:
+    """The step a ladder starts at: its order's form, else 提醒."""
+    return escalation.form.level if escalation.form else EscalationLevel.REMIND

@@ -161,6 +161,8 @@ LADDER_STEPS_SIGNED = "ladder-steps-signed-v1"  # see check_escalation_step, Cas
 HANDOVER = "handover-v1"  # see check_handover, CaseWorkflow._hand_over
 # Brought by the epoch lean-case-v33.
 RETURNER_NOT_CHOSEN = "returner-not-chosen-v1"  # see returned_it_last, CaseWorkflow._judged_choice
+# Brought by the epoch lean-case-v34.
+LADDER_SIGNED_FROM_ITS_START = "ladder-signed-from-its-start-v1"  # see Ladder.escalate
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
