@@ -159,10 +159,24 @@ async def test_the_cli_hands_over_every_batch_not_only_the_first(
         return client
 
     body = Handover(department_id=successor, reason=REASON, limit=1)
-    with patch.object(admin_cli, "connect", connected), patch.object(
-        admin_cli, "get_settings", lambda: settings
-    ), redirect_stderr(io.StringIO()):  # fmt: skip
-        done = await admin_cli._hand_over_all(pool, ADMIN_ACTOR, unit, body)
+    async with pool.acquire() as conn:
+        # the read model a moment behind the cases, for certain: their rows locked for 3 s (a
+        # CLI that waits for it gets it then; reads are not blocked)
+        lag = conn.transaction()
+        await lag.start()
+        await conn.execute("SELECT 1 FROM cases WHERE case_id = ANY($1::text[]) FOR UPDATE",
+                           cases)  # fmt: skip
+
+        async def caught_up() -> None:
+            await asyncio.sleep(3)
+            await lag.rollback()
+
+        catching_up = asyncio.create_task(caught_up())
+        with patch.object(admin_cli, "connect", connected), patch.object(
+            admin_cli, "get_settings", lambda: settings
+        ), redirect_stderr(io.StringIO()):  # fmt: skip
+            done = await admin_cli._hand_over_all(pool, ADMIN_ACTOR, unit, body)
+        await catching_up
     assert sorted(done["sent"]) == sorted(cases), done
     for case_id in cases:
         await until(client, case_id, lambda s: s.department_id == successor)
