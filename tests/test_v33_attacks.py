@@ -6,7 +6,9 @@ The request id a unit's handover gives each case (``hand-over:{unit}:{retired_at
 jiesu/admin/handover.py ``request_id``) is the same for every call of that retirement: a case
 keeps every request id it applied *or refused*, so once one such message was refused, every
 later handover of that case by the admin is taken for a retry and dropped without a word —
-while the API answers ``sent``.
+while the API answers ``sent``. The hand-over CLI stops after its first batch when the read
+model lags. And v33's refusal of the returning unit as the child's choice sends the decision to
+the centre's queue, whose dispatch takes that same unit.
 """
 
 from __future__ import annotations
@@ -368,3 +370,31 @@ async def test_v33_a_second_assignment_may_go_back_to_the_returner_by_api_and_ca
                         and s.department_id == "urban-management")  # fmt: skip
     assert "choose" not in refusals(state)
     await handle_of(client, case_id).terminate("test finished")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "v33 refuses the returning unit as the reassignment child's choice and hands the decision "
+    "to the centre's queue — whose dispatch (人工派单, by the API or any client) takes the same "
+    "unit without a word: the case goes back to the unit whose 退单 was just upheld, and its "
+    "next return spends another reassignment"))
+async def test_v33_the_queue_does_not_send_the_case_back_to_the_unit_that_returned_it(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    case_id = (await register(api))["case_id"]
+    try:
+        await case_when(api, case_id, lambda s: s["status"] == "assigned")
+        await act(api, case_id, "return", department("urban-management"), reason="非本单位职责")
+        state = await until(client, case_id, lambda s: s.reassignment is not None)
+        assert state.reassignment is not None
+        forger = Actor(role=Role.SUPERVISOR, name="another client")
+        await client.get_workflow_handle(state.reassignment.child_id).signal("choose", {
+            "actor": forger.model_dump(mode="json"), "department_id": "urban-management",
+            "department_name": "县城市管理局"})  # fmt: skip
+        state = await until(client, case_id, lambda s: s.status is Status.DISPATCHING)
+        assert refusals(state).get("choose") == "returned_by_this_unit"
+        # the centre's queue decides: the same unit, by the API
+        refused = await act(api, case_id, "dispatch", SUPERVISOR, expect=409,
+                            department_id="urban-management")  # fmt: skip
+        assert refused["error"]["code"] == "returned_by_this_unit", refused
+    finally:
+        await handle_of(client, case_id).terminate("test finished")
