@@ -76,7 +76,8 @@ ERROR_CODES: dict[str, str] = {
     "not_overdue": "The department is not overdue: no second assignment (409)",
     "holder_changed": "The case was passed on from the unit named: no handover (409)",
     "holder_in_service": "The unit holding the case is in service: no handover (409)",
-    "same_department": "The case is already with that unit (409)",
+    "same_department": "The case is already with that unit (409); a unit's handover naming the "
+    "unit itself (422)",
     "department_in_service": "The department is in service: retire it before handing its "
     "cases over (409)",
     "reassignment_pending": "The case is being reassigned (409)",
@@ -125,7 +126,8 @@ ERROR_CODES: dict[str, str] = {
     "rejected": "The workflow refused the action without naming a code (409)",
     "idempotency_key_reused": "The Idempotency-Key was used with a different body (422)",
     # --- intake (jiesu/intake) --------------------------------------------------------------
-    "unknown_department": "No such department (422)",
+    "unknown_department": "No such department (422); a 移交 whose successor the case no longer "
+    "finds in service (409)",
     "unknown_category": "No such category (422)",
     "unknown_grid": "No such grid (422)",
     "blank_title": "The title has no visible characters (422)",

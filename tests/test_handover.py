@@ -89,7 +89,8 @@ async def test_a_retired_units_cases_go_to_its_successor_once(
     assert sent.status_code == 200, sent.text
     assert sent.json() | {"left": []} == {"department_id": department, "sent": [case_id],
                                           "to_department_id": successor, "left": [],
-                                          "remaining": 0, "next": None}  # fmt: skip
+                                          "remaining": 0, "next": None,
+                                          "to_department_name": f"新设局{successor}"}  # fmt: skip
 
     state = await until(client, case_id, lambda s: s.department_id == successor)
     assert state.assignment is not None and state.assignment.department_name == f"新设局{successor}"
@@ -315,3 +316,38 @@ def test_a_keyed_call_tells_each_case_the_same_request_id() -> None:
     other = handover.call_id(admin, "a", body.model_copy(update={"department_id": "c"}), "k")
     assert other not in same
     assert handover.call_id(admin, "a", body, None) != handover.call_id(admin, "a", body, None)
+
+
+async def test_a_return_awaiting_the_centre_is_decided_before_a_handover(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A 退单 waiting for the centre's decision (派单异议审核) when its unit is retired: the
+    handover is refused (409 return_pending) until the centre decides — before (v32–v34) the
+    handover's new round cleared the return without a decision or a word (lean-case-v35)."""
+    department, category, _ = await _unit_with_a_rule(api)
+    _, key = await api_keys.create_key(pool, name=_uid("unit"), role=Role.DEPARTMENT,
+                                       department_id=department)  # fmt: skip
+    own = {"Authorization": f"Bearer {key}"}
+    successor = await _successor(api)
+    saved = settings.return_needs_approval
+    settings.return_needs_approval = True  # recorded into the case when it is planned
+    try:
+        case_id, _ = await _routed_to(api, category)
+    finally:
+        settings.return_needs_approval = saved
+    await act(api, case_id, "return", own, reason="不属本单位职责")
+    await until(client, case_id, lambda s: s.pending_return is not None)
+    await _retire(api, department)
+    refused = await act(api, case_id, "hand-over", SUPERVISOR, expect=409,
+                        department_id=successor, reason=REASON)  # fmt: skip
+    assert refused["error"]["code"] == "return_pending", refused
+    forger = Actor(role=Role.SUPERVISOR, name="another client", request_id=_uid("rid"))
+    await client.get_workflow_handle(case_id).signal(CaseSignal.HAND_OVER.value, {
+        "actor": forger.model_dump(mode="json"), "department_id": successor, "reason": REASON})
+    state = await until(client, case_id, lambda s: len(_refused(s)) == 1)
+    assert _refused(state) == ["return_pending"] and state.pending_return is not None
+    await act(api, case_id, "return/decision", SUPERVISOR, upheld=False, note="属于本单位职责")
+    handed = await act(api, case_id, "hand-over", SUPERVISOR, department_id=successor,
+                       reason=REASON)  # fmt: skip
+    assert handed["applied"] is True, handed
+    await until(client, case_id, lambda s: s.department_id == successor)

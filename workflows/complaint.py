@@ -278,7 +278,8 @@ class ComplaintWorkflow:
         self._watchers: list[asyncio.Task[None]] = []
         self._reassign_next: tuple[ReassignReason, Actor] | None = None
         self._upheld_by_lapse_at: datetime | None = None  # see _reassignment_decided_at
-        self._second_assignment_to: ReassignmentResult | None = None  # 二次交办, named
+        # the unit named by a 二次交办 or a 移交: the reassignment child takes it as its choice
+        self._second_assignment_to: ReassignmentResult | None = None
         self._handover: HandoverAction | None = None  # 移交 taken, judged in the loop
         self._repeat_ids: set[str] = set()
         self._late_reports: list[RepeatReport] = []  # see _refile_late
@@ -933,7 +934,20 @@ class ComplaintWorkflow:
         the ``reassignment_started`` the worker-up order has before ``withdrawn``."""
         s = self._state
         verdict = s.status is Status.REPLIED and s.rating is not None
-        return self._reassign_next is not None or verdict or self._waits_for_dispatch()
+        return (
+            self._reassign_next is not None
+            or verdict
+            or self._waits_for_dispatch()
+            or self._handover_waits()
+        )
+
+    def _handover_waits(self) -> bool:
+        """A 移交 taken and not yet carried out (the loop looks the units up): since
+        lean-case-v35 (HANDOVER_AFTER_DECISIONS) later messages wait for it, as with the worker
+        up, where the loop carries it out before they arrive. Before, with the worker down, a
+        reply in the same task was applied first and the handover refused (the review of
+        2026-11-25)."""
+        return self._handover is not None and self._patched(lifecycle.HANDOVER_AFTER_DECISIONS)
 
     def _waits_for_dispatch(self) -> bool:
         """A 派单 out of the centre's queue decided in this task and not yet begun by the main
@@ -1360,6 +1374,7 @@ class ComplaintWorkflow:
             refusal = self._handover_refused(action, in_service, successor)
             if refusal is not None:
                 self._case.refused(CaseSignal.HAND_OVER.value, action.actor, refusal)
+                self._handover_done()
                 return
             assert successor is not None  # else refused: unknown_department
             self._record(
@@ -1374,11 +1389,19 @@ class ComplaintWorkflow:
         )
         self._reassign_next = (ReassignReason.HANDOVER, action.actor)
 
+    def _handover_done(self) -> None:
+        """Refused: the messages that waited behind the handover (v35), in order. (Carried
+        out, the reassignment releases them: :meth:`_reassign`.)"""
+        if self._patched(lifecycle.HANDOVER_AFTER_DECISIONS):
+            self._release_deferred()
+
     def _handover_refused(
         self, action: HandoverAction, in_service: RouteResult | None, successor: RouteResult | None
     ) -> lifecycle.Refusal | None:
         s = self._state
         refusal = lifecycle.check_handover(s, action)
+        if refusal is not None and refusal.since and not self._patched(refusal.since):
+            refusal = refusal.before  # a rule the case's epoch does not have (Refusal.since)
         if refusal is None and (self._reassign_next is not None or self._dispatched is not None):
             refusal = lifecycle.reassignment_pending(s)
         if refusal is None and in_service is not None:

@@ -30,6 +30,7 @@ from api.deps import AppSettings, Pool, StatAnswers
 from api.routers.oversight import AccountabilityCompletion
 from jiesu.admin.departments import IN_SERVICE
 from jiesu.case.domain import DISPATCHER_ROLES, OVERSEER_ROLES, Status, sql_status
+from jiesu.case.lifecycle import WITH_DEPARTMENT
 from jiesu.case.sla import late_sql, late_steps
 from jiesu.readmodel import accountability, boards, oversight
 from jiesu.readmodel.boards import BOARD_ROWS as BOARD_ROWS  # how many a board lists
@@ -71,7 +72,7 @@ LADDER = Board(
 # (assigned or handling: lifecycle.check_handover); a replied one waits for its rating
 HANDOVER = Board(
     _COLUMNS,
-    f"FROM cases WHERE status IN ({sql_status(Status.ASSIGNED, Status.HANDLING)})"
+    f"FROM cases WHERE status IN ({sql_status(*WITH_DEPARTMENT)})"
     f" AND department_id IN (SELECT d.id FROM departments d WHERE NOT {IN_SERVICE})",
     "received_at",
 )

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from jiesu.admin.departments import name_for_work
+from jiesu.admin.departments import IN_SERVICE, name_for_work
 from jiesu.admin.errors import conflict, invalid, not_found
 from jiesu.case.domain import (
     CENTRE_ID,
@@ -48,10 +48,10 @@ from jiesu.case.domain import (
     Status,
     Text,
 )
-from jiesu.case.lifecycle import blank_text
+from jiesu.case.lifecycle import WITH_DEPARTMENT, blank_text
 
 MAX_LIMIT = 1000
-_HANDED = (Status.ASSIGNED.value, Status.HANDLING.value)  # lifecycle.WITH_DEPARTMENT
+_HANDED = tuple(s.value for s in WITH_DEPARTMENT)  # what lifecycle.check_handover takes
 _WHY_LEFT = {  # by status: why a case the unit holds is not handed over now
     Status.REPLIED.value: "replied: the citizen's rating decides (a rehandle comes back to the "
     "unit: hand over again then)",
@@ -84,8 +84,10 @@ class HandoverSent(BaseModel):
 
     department_id: str
     to_department_id: str
+    to_department_name: str = ""
     sent: list[str] = Field(description="Cases told to go to the successor")
-    left: list[LeftCase] = Field(description="Cases it holds that are not handed over now")
+    left: list[LeftCase] = Field(description="Once nothing remains: the cases it holds that "
+                                 "are not handed over now, and why")
     remaining: int = Field(description="Cases it holds after these: call again with after = "
                            "next")
     next: str | None = Field(default=None, description="The last case sent, while more remain")
@@ -106,11 +108,12 @@ def request_id(call: str, case_id: str) -> str:
 
 
 async def _retired(pool: asyncpg.Pool, department_id: str) -> None:
-    row = await pool.fetchrow("SELECT retired_at FROM departments WHERE id = $1", department_id)
+    """Out of service by the one rule the cases use too (IN_SERVICE, the database's clock)."""
+    row = await pool.fetchrow(f"SELECT {IN_SERVICE} AS serving FROM departments d WHERE d.id = $1",
+                              department_id)  # fmt: skip
     if row is None:
         raise not_found("department_not_found", f"no department {department_id!r}")
-    retired_at = row["retired_at"]
-    if retired_at is None or retired_at > datetime.now(UTC):
+    if row["serving"]:
         raise conflict("department_in_service", f"department {department_id!r} is in service: "
                        "retire it first (its cases are handed over from then on)")
 
@@ -170,11 +173,13 @@ _CO_HANDLER_LEFT = ("co-handler (协办) still owing its contribution: the lead 
                     "until the centre waives it (免除协办)")
 
 
-async def _left(pool: asyncpg.Pool, department_id: str) -> list[LeftCase]:
+async def _left(pool: asyncpg.Pool, department_id: str, exclude: list[str]) -> list[LeftCase]:
+    """``exclude``: the cases just sent (the read model may show one reassigning)."""
     rows = await pool.fetch(
         "SELECT case_id, status FROM cases WHERE department_id = $1"
-        " AND status <> ALL($2::text[]) ORDER BY received_at, case_id LIMIT $3",
-        department_id, [*_HANDED, Status.CLOSED.value], MAX_LIMIT,
+        " AND status <> ALL($2::text[]) AND case_id <> ALL($4::text[])"
+        " ORDER BY received_at, case_id LIMIT $3",
+        department_id, [*_HANDED, Status.CLOSED.value], MAX_LIMIT, exclude,
     )  # fmt: skip
     co = await pool.fetch(_CO_HANDLING, department_id, Status.CLOSED.value, MAX_LIMIT)
     return [
@@ -219,6 +224,8 @@ async def hand_over(
         if await _signal(client, case_id, action):
             sent.append(case_id)
     remaining = await _count_held(pool, department_id, listed[-1]) if listed else 0
+    # what stays is said once, at the last batch (a scan of the open cases' co-handlers)
+    left = [] if remaining else await _left(pool, department_id, exclude=sent)
     return HandoverSent(department_id=department_id, to_department_id=body.department_id,
-                        sent=sent, left=await _left(pool, department_id), remaining=remaining,
+                        to_department_name=name, sent=sent, left=left, remaining=remaining,
                         next=listed[-1] if remaining else None)  # fmt: skip

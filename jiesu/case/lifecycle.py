@@ -163,6 +163,8 @@ HANDOVER = "handover-v1"  # see check_handover, CaseWorkflow._hand_over
 RETURNER_NOT_CHOSEN = "returner-not-chosen-v1"  # see returned_it_last, CaseWorkflow._judged_choice
 # Brought by the epoch lean-case-v34.
 LADDER_SIGNED_FROM_ITS_START = "ladder-signed-from-its-start-v1"  # see Ladder.escalate
+# Brought by the epoch lean-case-v35.
+HANDOVER_AFTER_DECISIONS = "handover-after-decisions-v1"  # see check_handover, _waits_for_loop
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -393,7 +395,21 @@ def check_handover(state: CaseState, action: HandoverAction) -> Refusal | None:
             f"{state.case_id} is already with {action.department_id}: name the unit that "
             "takes over its work",
         )
-    return check_assignee(action.department_id)
+    return check_assignee(action.department_id) or _return_decided_first(state)
+
+
+def _return_decided_first(state: CaseState) -> Refusal | None:
+    """A 退单 awaiting the centre's decision (派单异议审核) is decided first: the handover's new
+    round cleared it without a decision or an event (the review of 2026-11-25). Upheld, the
+    case is reassigned anyway; rejected, it stays with the retired unit and can be handed over
+    (since lean-case-v35, HANDOVER_AFTER_DECISIONS)."""
+    if state.pending_return is None:
+        return None
+    return Refusal(
+        "return_pending",
+        f"{state.case_id} has a return waiting for the centre's decision: decide it first",
+        since=HANDOVER_AFTER_DECISIONS,
+    )
 
 
 def holder_in_service(state: CaseState) -> Refusal:

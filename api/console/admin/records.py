@@ -348,7 +348,6 @@ async def hand_over(
         body = handover.Handover(department_id=text(form, "department_id"),
                                  reason=text(form, "reason"), limit=handover.MAX_LIMIT)
         sent = await handover.hand_over(pool, client, session.principal.actor, record_id, body)
-        to_name = await departments.name_for_work(pool, body.department_id)
     except ValidationError as err:
         return await _page(request, pool, session, kind, values={},
                            errors=invalid(err, {"department_id": "承接单位", "reason": "移交原因"}))
@@ -356,4 +355,5 @@ async def hand_over(
         errors = refused(exc)
         errors.messages = {GENERAL: errors.messages.popitem()[1]}
         return await _page(request, pool, session, kind, values={}, errors=errors)
-    return redirect(f"{PREFIX}/admin/departments?handed={quote(_handed_words(sent, to_name))}")
+    words = _handed_words(sent, sent.to_department_name)
+    return redirect(f"{PREFIX}/admin/departments?handed={quote(words)}")
