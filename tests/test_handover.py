@@ -7,12 +7,15 @@ sent by any Temporal client, is refused (jiesu/admin/handover.py, docs/administr
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import asyncpg
 import httpx
+import pytest
 from helpers import (
     SUPERVISOR,
     act,
@@ -22,19 +25,24 @@ from helpers import (
     eventually,
     keep_history,
     register,
+    served,
     signed_in,
     until,
 )
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from test_api_errors import closed_port
 from test_audit import cli_env
 from test_console_browser import shot, sign_in
 from test_department_retirement import ADMIN, A, _code, _put, _routed_to, _uid, _unit_with_a_rule
 
+from api.main import create_app
 from jiesu.access import api_keys
 from jiesu.admin import handover
 from jiesu.case.domain import CENTRE_ID, Actor, CaseSignal, CaseState, EventKind, Role
-from jiesu.config import Settings
+from jiesu.client import connect_to
+from jiesu.config import Settings, get_settings
+from jiesu.ops import cli
 
 REASON = "机构改革：该局职能划入新设单位"
 
@@ -112,10 +120,16 @@ async def test_a_retired_units_cases_go_to_its_successor_once(
     again = await api.post(url, json=body, headers=ADMIN)
     assert again.status_code == 200 and again.json()["sent"] == [], again.text
     first = handed.actor.model_dump(mode="json")
-    await client.get_workflow_handle(case_id).signal(CaseSignal.HAND_OVER.value, {
-        "actor": first, "from_department_id": department, "department_id": successor,
-        "reason": REASON})  # fmt: skip
-    later = await until(client, case_id, lambda s: s.department_id == successor)
+    handle = client.get_workflow_handle(case_id)
+    fresh = {**first, "request_id": "hand-over-fresh"}  # the same handover, another request
+    for actor in (first, fresh):
+        await handle.signal(CaseSignal.HAND_OVER.value, {
+            "actor": actor, "from_department_id": department, "department_id": successor,
+            "reason": REASON})  # fmt: skip
+    # the fresh one is refused (the unit no longer holds the case); the retry is not even
+    # judged: one refusal, not two (the review of 2026-11-25: the retry alone proved nothing)
+    later = await until(client, case_id, lambda s: bool(_refused(s)))
+    assert _refused(later) == ["holder_changed"], _refused(later)
     assert event_kinds(later).count(EventKind.HANDED_OVER) == 1
     assert (await _retire(api, department))["open_cases"] == 0  # a retry: as it is now
     await keep_history(client.get_workflow_handle(case_id), "handover_to_successor")
@@ -351,3 +365,33 @@ async def test_a_return_awaiting_the_centre_is_decided_before_a_handover(
                        reason=REASON)  # fmt: skip
     assert handed["applied"] is True, handed
     await until(client, case_id, lambda s: s.department_id == successor)
+
+
+async def test_with_temporal_down_the_units_handover_answers_503_and_the_cli_one_line(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings, env: WorkflowEnvironment
+) -> None:
+    """Nothing can be sent: the API answers 503 temporal_unavailable (retry: no case applies a
+    message twice), the CLI says where it could not reach Temporal (the review's guard)."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    case_id, _ = await _routed_to(api, category)
+    await eventually(lambda: _held_by(pool, case_id, department), within=30)
+    await _retire(api, department)
+    port = closed_port()
+    down = await connect_to(f"127.0.0.1:{port}", "default", lazy=True)
+    async with served(create_app(settings, client=down, pool=pool)) as http:
+        r = await http.post(f"{A}/departments/{department}/hand-over", headers=ADMIN,
+                            json={"department_id": successor, "reason": REASON})  # fmt: skip
+    assert _code(r) == (503, "temporal_unavailable"), r.text
+    variables = cli_env(env, settings) | {"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
+    with pytest.raises(RuntimeError) as failed:  # the console script's main says it in one line
+        await cli_in_process(variables, "admin", "departments", "hand-over", department,
+                             "--to", successor, "--reason", REASON)  # fmt: skip
+    with patch.dict(os.environ, variables):
+        get_settings.cache_clear()
+        try:
+            said = cli.unreachable(failed.value)
+        finally:
+            get_settings.cache_clear()
+    assert said is not None and said.startswith(f"cannot reach Temporal at 127.0.0.1:{port}"), said
+    assert await _held_by(pool, case_id, department)
