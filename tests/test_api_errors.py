@@ -317,7 +317,7 @@ class _Unanswered:
 async def _task_fails(api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool,
                       settings: Settings, hold: _Unanswered) -> None:  # fmt: skip
     created = await _assigned_case(api, pool, "Failing")
-    orphan = await silent(client, created["case_id"])
+    orphan = await silent(client, created["case_id"], task_timeout=FAILING_TASK_TIMEOUT)
     try:
         async with not_the_case_worker(client, (await orphan.describe()).task_queue):
             await eventually(lambda: query_refused(orphan, "Workflow Task in failed state"),
@@ -418,9 +418,19 @@ async def _answers(orphan: Any) -> bool:
     return (await orphan.query(ComplaintWorkflow.state)).status is Status.ASSIGNED
 
 
-async def silent(client: Client, case_id: str, queue: str | None = None) -> Any:
+FAILING_TASK_TIMEOUT = timedelta(seconds=2)
+"""The workflow task timeout of a silent case whose tasks are made to fail
+(``not_the_case_worker``). The SDK reports a failing task once and lets its retries time out;
+the server refuses queries ("Workflow Task in failed state") once the second attempt has
+failed: after the default 10 s task timeout, ~12-14 s from the start (as test_doctor's wedged
+workflows, docs/testing.md "Suite wall time")."""
+
+
+async def silent(client: Client, case_id: str, queue: str | None = None,
+                 task_timeout: timedelta | None = None) -> Any:  # fmt: skip
     """Replace the case's run by one on a task queue no worker polls (a new one unless
-    ``queue``): it exists but cannot answer a query (its worker is down)."""
+    ``queue``): it exists but cannot answer a query (its worker is down). ``task_timeout``:
+    its workflow task timeout (the server's default unless given)."""
     await handle_of(client, case_id).terminate("moved to a queue nobody serves")
     intake = ComplaintIntake.model_validate(complaint(**fresh("Silent")))
     return await client.start_workflow(
@@ -429,6 +439,7 @@ async def silent(client: Client, case_id: str, queue: str | None = None) -> Any:
                   received_at=datetime.now(UTC), registered_by=Actor(role=Role.OPERATOR, name="t")),
         id=case_id,
         task_queue=queue or f"jiesu-no-worker-{uuid.uuid4().hex[:8]}",
+        task_timeout=task_timeout,
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from helpers import complaint, eventually, handle_of
 from temporalio.client import Client
-from test_api_errors import not_the_case_worker, query_refused, silent
+from test_api_errors import FAILING_TASK_TIMEOUT, not_the_case_worker, query_refused, silent
 from test_archive import forget_in_temporal
 
 from jiesu.case.domain import Actor, ComplaintIntake, Role
@@ -198,7 +198,7 @@ async def test_a_repeat_of_a_case_that_cannot_answer_is_settled(
     FAILED_PRECONDITION, which ended ``settle_pending`` for every report after it. It is an
     unanswered query: the read model says whether the case counted the report."""
     first, report = await _pending_repeat(monkeypatch, pool, client, settings)
-    orphan = await silent(client, first.case_id)
+    orphan = await silent(client, first.case_id, task_timeout=FAILING_TASK_TIMEOUT)
     try:
         async with not_the_case_worker(client, (await orphan.describe()).task_queue):
             await eventually(lambda: query_refused(orphan, "Workflow Task in failed state"),
