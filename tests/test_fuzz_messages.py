@@ -84,6 +84,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "decide_return": {"actor": SUPERVISOR, "upheld": False, "note": "It is yours"},
     "order_second_assignment": {"actor": SUPERVISOR, "reason": "Too slow",
                                 "department_id": "market"},
+    "hand_over": {"actor": SUPERVISOR, "department_id": "water", "reason": "Reorganised",
+                  "from_department_id": "urban-management"},
     "raise_level": {"actor": URBAN, "reason": "Beyond our powers"},
     "request_extension": {"actor": URBAN, "reasons": "Parts", "measures": "Ordered",
                           "promised_finish": "2026-12-31T00:00:00+00:00"},
