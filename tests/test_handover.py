@@ -24,9 +24,14 @@ from helpers import (
     event_kinds,
     eventually,
     keep_history,
+    own_queue,
     register,
+    replay_checked,
     served,
+    signal_sent,
     signed_in,
+    start_of,
+    started_assigned,
     until,
 )
 from temporalio.client import Client
@@ -43,6 +48,7 @@ from jiesu.case.domain import CENTRE_ID, Actor, CaseSignal, CaseState, EventKind
 from jiesu.client import connect_to
 from jiesu.config import Settings, get_settings
 from jiesu.ops import cli
+from worker import build_worker
 
 REASON = "机构改革：该局职能划入新设单位"
 
@@ -395,3 +401,35 @@ async def test_with_temporal_down_the_units_handover_answers_503_and_the_cli_one
             get_settings.cache_clear()
     assert said is not None and said.startswith(f"cannot reach Temporal at 127.0.0.1:{port}"), said
     assert await _held_by(pool, case_id, department)
+
+
+async def test_a_reply_in_the_task_of_a_handover_waits_for_it(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The worker down, a handover and then the retired unit's reply reach the case in one
+    task: the reply waits for the handover (lean-case-v35) and is refused on the reassigning
+    case, as with the worker up — before, the reply was applied first and the handover refused
+    (the review of 2026-11-25)."""
+    department, category, _ = await _unit_with_a_rule(api)
+    successor = await _successor(api)
+    own = own_queue(settings, _uid("handover-wait"))
+    case_id = f"JS-HANDOVER-WAIT-{_uid('c')}"
+    start = start_of(case_id)
+    start = start.model_copy(update={"facts": start.facts.model_copy(
+        update={"category_id": category})})  # fmt: skip
+    clerk = Actor(role=Role.DEPARTMENT, name="clerk", department_id=department)
+    async with build_worker(client, pool, own):
+        handle = await started_assigned(client, case_id, own.task_queue, start)
+        await signal_sent(handle, "accept", clerk)
+        await signal_sent(handle, "contact", clerk, note="called")
+        await until(client, case_id, lambda s: s.contacted_at is not None)
+    await _retire(api, department)
+    dispatcher = Actor(role=Role.SUPERVISOR, name="dispatcher")
+    await signal_sent(handle, "hand_over", dispatcher, department_id=successor, reason=REASON)
+    await signal_sent(handle, "reply", clerk, outcome="resolved", text="已处理")
+    async with build_worker(client, pool, own):
+        state = await until(client, case_id, lambda s: s.department_id == successor
+                            and "reply" in {e.data.get("action") for e in s.events})  # fmt: skip
+        assert EventKind.REPLIED not in event_kinds(state) and not _refused(state)
+        await replay_checked(await handle.fetch_history())
+        await handle.terminate("test finished")
