@@ -165,6 +165,8 @@ RETURNER_NOT_CHOSEN = "returner-not-chosen-v1"  # see returned_it_last, CaseWork
 LADDER_SIGNED_FROM_ITS_START = "ladder-signed-from-its-start-v1"  # see Ladder.escalate
 # Brought by the epoch lean-case-v35.
 HANDOVER_AFTER_DECISIONS = "handover-after-decisions-v1"  # see check_handover, _waits_for_loop
+# Brought by the epoch lean-case-v36.
+NO_STEPS_AFTER_CLOSE = "no-steps-after-close-v1"  # see check_escalation_step
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -979,6 +981,15 @@ def check_escalation_step(state: CaseState, step: EscalationStep) -> Refusal | N
             "stale_step", f"ladder {e.n} has already reached {e.level.name.lower()}",
             since=LADDER_STEPS_ONCE,
         )  # fmt: skip
+    if state.status is Status.CLOSED:
+        # the ladder is still being stopped (the case's end waits for its outcome): a step
+        # arriving then — its own timer racing the close, or signed by another client — was
+        # recorded as a level reached by a closed case (fresh-clone CI of e92ee53,
+        # tests/test_v31_attacks.py::test_a_step_after_the_case_closed)
+        return Refusal(
+            "stale_step", f"{state.case_id} is closed: its ladder {e.n} is ending",
+            since=NO_STEPS_AFTER_CLOSE,
+        )
     if state.status is Status.DISPATCHING and step.level > EscalationLevel.SUPERVISE:
         # the queue's ladder holds at 督办 (queued-ladder-ceiling-v1, queue-holds-ladder-v1);
         # a step above it is forged (any client can send it), or raced the case's hold: before
