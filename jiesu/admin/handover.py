@@ -40,7 +40,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from jiesu.admin.departments import IN_SERVICE, name_for_work
 from jiesu.admin.errors import conflict, invalid, not_found
 from jiesu.case.domain import (
-    CENTRE_ID,
     Actor,
     CaseSignal,
     HandoverAction,
@@ -48,7 +47,7 @@ from jiesu.case.domain import (
     Status,
     Text,
 )
-from jiesu.case.lifecycle import WITH_DEPARTMENT, blank_text
+from jiesu.case.lifecycle import WITH_DEPARTMENT, blank_text, check_assignee
 
 MAX_LIMIT = 1000
 _HANDED = tuple(s.value for s in WITH_DEPARTMENT)  # what lifecycle.check_handover takes
@@ -122,9 +121,9 @@ async def _successor(pool: asyncpg.Pool, department_id: str, body: Handover) -> 
     blank = blank_text({"reason": body.reason})  # as the case's own 移交 (api/routers)
     if blank is not None:
         raise invalid(blank.code, blank.reason)
-    if body.department_id == CENTRE_ID:
-        raise invalid("centre_not_assignee", "the hotline centre dispatches cases; name the "
-                      "unit that takes over the work")
+    centre = check_assignee(body.department_id)
+    if centre is not None:
+        raise invalid(centre.code, centre.reason)
     if body.department_id == department_id:
         raise invalid("same_department", "name another unit: this one is out of service")
     return await name_for_work(pool, body.department_id)

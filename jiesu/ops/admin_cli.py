@@ -21,7 +21,6 @@ import asyncio
 import getpass
 import json
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -123,9 +122,9 @@ async def _hand_over_all(
     carried the first out yet once more: each takes the first (the second is refused,
     ``reassignment_pending``, or ``holder_changed`` once it is with the successor)."""
     client = await connect(get_settings())
-    key, sent = uuid.uuid4().hex, list[str]()
+    sent: list[str] = []
     while True:
-        batch = await handover.hand_over(pool, client, actor, department_id, body, key=key)
+        batch = await handover.hand_over(pool, client, actor, department_id, body)
         sent += batch.sent
         print(f"handed over {len(sent)} case(s); {batch.remaining} more", file=sys.stderr)
         if batch.next is None:

@@ -161,7 +161,9 @@ async def _page(
     context = {"session": session, "kind": kind, "kinds": KINDS, "records": records,
                "values": values, "errors": (errors or FormErrors()).messages, "done": done,
                "choices": await _choices(pool), "shown": _shown, "now": datetime.now(UTC),
-               "service": service, "successors": await _in_service(pool)}  # fmt: skip
+               "service": service,  # 移交's successors, on the departments page only
+               "successors": await _in_service(pool) if kind.path == "departments" else [],
+               }  # fmt: skip
     return page(request, "admin_records.html", context, errors.status if errors else 200)
 
 
@@ -294,10 +296,15 @@ async def _service_change(
         return await _page(request, pool, session, kind, values={},
                            errors=invalid(err, {"at": "停用时间"}))
     except AdminRefused as exc:
-        errors = refused(exc)
-        errors.messages = {GENERAL: errors.messages.popitem()[1]}
-        return await _page(request, pool, session, kind, values={}, errors=errors)
+        return await _page(request, pool, session, kind, values={}, errors=_general(exc))
     return redirect(f"{PREFIX}/admin/departments?{what}={quote(record_id)}")
+
+
+def _general(exc: AdminRefused) -> FormErrors:
+    """A department's service change refused: said over the whole list, not beside a field."""
+    errors = refused(exc)
+    errors.messages = {GENERAL: errors.messages.popitem()[1]}
+    return errors
 
 
 @router.post("/admin/departments/{record_id}/retire", response_class=HTMLResponse)
@@ -352,8 +359,6 @@ async def hand_over(
         return await _page(request, pool, session, kind, values={},
                            errors=invalid(err, {"department_id": "承接单位", "reason": "移交原因"}))
     except AdminRefused as exc:
-        errors = refused(exc)
-        errors.messages = {GENERAL: errors.messages.popitem()[1]}
-        return await _page(request, pool, session, kind, values={}, errors=errors)
+        return await _page(request, pool, session, kind, values={}, errors=_general(exc))
     words = _handed_words(sent, sent.to_department_name)
     return redirect(f"{PREFIX}/admin/departments?handed={quote(words)}")
