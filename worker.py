@@ -85,6 +85,7 @@ def activities(pool: asyncpg.Pool, settings: Settings) -> list[Callable[..., Any
         routing.route_case,
         routing.level_up,
         routing.known_department,
+        routing.known_departments,
         deadlines.compute_deadlines,
         projection.project_case,
         projection.project_events,

@@ -110,7 +110,8 @@ ERROR_CODES: dict[str, str] = {
     "supervision_limit": "The case has taken the most supervision orders it may (409)",
     "centre_not_supervised": "A case no unit holds (in the centre's dispatch queue, or not yet "
     "routed) takes supervision (督办) at most: no joint handling or accountability (409)",
-    "returned_by_this_unit": "改派 to the unit whose return (退单) was just upheld (409)",
+    "returned_by_this_unit": "改派 (or 派单 out of the queue) to the unit whose return (退单) was "
+    "just upheld (409)",
     "stale_step": "This supervision step no longer applies (409)",
     "unsigned_step": "A supervision ladder step not sent by the case's ladder (409)",
     "supplement_limit": "The case has taken the most supplements it may (409)",

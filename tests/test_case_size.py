@@ -34,6 +34,7 @@ from helpers import (
 )
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from test_department_retirement import _put, _uid
 from test_hostile_messages import (
     CITIZEN,
     URBAN,
@@ -449,11 +450,16 @@ async def test_a_case_takes_so_many_repeat_reports_from_any_client(
 
 
 async def test_a_case_convenes_so_many_co_handlers_from_any_client(
-    client: Client, settings: Any
+    api: httpx.AsyncClient, client: Client, settings: Any
 ) -> None:
     """会办 names each department once, and the API only departments it knows; a client
     straight to Temporal named made-up ones, ten a message, without end. Now a case convenes
-    MAX_CO_HANDLERS (``co-handlers-bounded-v1``): the next message is `co_handler_limit`."""
+    MAX_CO_HANDLERS (``co-handlers-bounded-v1``): the next message is `co_handler_limit`.
+    (Since lean-case-v37 the case looks the units up: the first messages name real ones, made
+    here; the last one's made-up units meet the limit before any look-up.)"""
+    units = [_uid("cap") for _ in range(MAX_CO_HANDLERS)]
+    for unit in units:
+        await _put(api, f"departments/{unit}", {"name": f"协办{unit}", "level": "county"})
     case_id = f"JS-SIZE-{uuid.uuid4().hex[:8]}"
     h = await client.start_workflow(ComplaintWorkflow.run, start_of(case_id), id=case_id,
                                     task_queue=settings.task_queue)  # fmt: skip
@@ -461,8 +467,9 @@ async def test_a_case_convenes_so_many_co_handlers_from_any_client(
         await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
         messages = MAX_CO_HANDLERS // 10 + 1
         for m in range(messages):
-            made_up = [{"id": f"made-up-{m}-{n}", "name": "Made up"} for n in range(10)]
-            await h.signal("add_co_handlers", {"actor": rid(CENTRE), "departments": made_up})
+            named = units[m * 10:(m + 1) * 10] or [f"made-up-{m}-{n}" for n in range(10)]
+            departments = [{"id": unit, "name": "Made up"} for unit in named]
+            await h.signal("add_co_handlers", {"actor": rid(CENTRE), "departments": departments})
         s = await until(client, case_id, lambda s: any(
             e.kind is EventKind.REJECTED for e in s.events))
         assert len(s.co_handlers) == MAX_CO_HANDLERS

@@ -57,15 +57,16 @@ def _kinds(state: dict) -> list[str]:
 
 
 async def _dispatched_past_the_queue(
-    api: httpx.AsyncClient, env: WorkflowEnvironment, client: Client, case_id: str
+    api: httpx.AsyncClient, env: WorkflowEnvironment, client: Client, case_id: str,
+    unit: str = "urban-management",
 ) -> dict:
     """The queued case waits past the accept deadline it had when it was queued, then the
-    centre dispatches it to urban management: the case once dispatched."""
+    centre dispatches it to ``unit``: the case once dispatched."""
     queued = await case_when(api, case_id, lambda s: s["status"] == "dispatching")
     assert queued["assignment"]["department_id"] == CENTRE_ID
     handle = handle_of(client, case_id)
     await fast_forward_past(env, handle, _at(queued["deadlines"]["accept"]))
-    await act(api, case_id, "dispatch", SUPERVISOR, department_id="urban-management")
+    await act(api, case_id, "dispatch", SUPERVISOR, department_id=unit)
     return await case_when(api, case_id, lambda s: s["status"] == "assigned")
 
 
@@ -112,7 +113,8 @@ async def test_a_reassignment_ended_in_the_queue_runs_no_deadlines_against_the_c
     await eventually(lambda: exists(child), within=30)
     await child.terminate("an operator ended the reassignment")  # → the centre's queue
 
-    state = await _dispatched_past_the_queue(api, env, client, case_id)
+    # to another unit: not back to urban management, whose return sent it there (v37)
+    state = await _dispatched_past_the_queue(api, env, client, case_id, unit="police")
     _assert_fresh_round(state)
     handle = handle_of(client, case_id)
     await handle.terminate("test finished")

@@ -45,7 +45,8 @@ so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch witho
 ``v39-*`` those of ``lean-case-v32`` cases, kept when recorded again with ``lean-case-v33``;
 ``v40-*`` those of ``lean-case-v33`` cases, kept when recorded again with ``lean-case-v34``;
 ``v41-*`` those of ``lean-case-v34`` cases, kept when recorded again with ``lean-case-v35``;
-``v42-*`` those of ``lean-case-v35`` cases, kept when recorded again with ``lean-case-v36``.
+``v42-*`` those of ``lean-case-v35`` cases, kept when recorded again with ``lean-case-v36``;
+``v43-*`` those of ``lean-case-v36`` cases, kept when recorded again with ``lean-case-v37``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision

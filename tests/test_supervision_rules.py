@@ -21,6 +21,7 @@ from jiesu.case.domain import (
     Channel,
     DeadlineKind,
     Deadlines,
+    DispatchAction,
     EventKind,
     ExtensionAction,
     PendingReassignment,
@@ -158,3 +159,48 @@ def test_a_reassignment_choice_only_where_the_reassignment_takes_one(
     choice = ReassignChoice(actor=SUPERVISOR, department_id="market")
     found = lifecycle.check_reassign_choice(case, choice)
     assert (found.code if found else None) == refusal
+
+
+def _event(kind: EventKind, unit: str, **data: Any) -> tuple[EventKind, dict[str, Any]]:
+    return kind, {"department_id": unit, **data}
+
+
+_HELD_BY_U = _event(EventKind.ROUTED, "urban-management")
+_QUEUED = _event(EventKind.REASSIGNED, "centre")
+
+
+@pytest.mark.parametrize(
+    ("story", "unit", "refusal"),
+    [
+        # returned (no approval needed), the choice refused or never made: the queue decides
+        ([_HELD_BY_U, _event(EventKind.RETURNED, "urban-management"), _QUEUED],
+         "urban-management", "returned_by_this_unit"),
+        ([_HELD_BY_U, _event(EventKind.RETURNED, "urban-management"), _QUEUED], "police", None),
+        # upheld by the centre, then the bound: straight to the queue
+        ([_HELD_BY_U, _event(EventKind.RETURNED, "urban-management", awaiting_approval=True),
+          _event(EventKind.RETURN_UPHELD, "urban-management"),
+          _event(EventKind.QUEUED, "centre")], "urban-management", "returned_by_this_unit"),
+        # a return the centre rejected is not a return taken
+        ([_HELD_BY_U, _event(EventKind.RETURNED, "urban-management", awaiting_approval=True),
+          _event(EventKind.RETURN_REJECTED, "urban-management"), _QUEUED],
+         "urban-management", None),
+        # another unit held the case since the return: the queue may send it back
+        ([_HELD_BY_U, _event(EventKind.RETURNED, "urban-management"),
+          _event(EventKind.REASSIGNED, "police"), _QUEUED], "urban-management", None),
+        ([_event(EventKind.QUEUED, "centre")], "urban-management", None),  # never routed
+    ],
+)  # fmt: skip
+def test_the_queue_does_not_dispatch_to_the_unit_whose_return_sent_it_there(
+    story: list[tuple[EventKind, dict[str, Any]]], unit: str, refusal: str | None
+) -> None:
+    """lifecycle.returned_into_the_queue (lean-case-v37): the 派单 of the centre's queue is
+    refused for the unit whose upheld 退单 sent the case there while no unit has held it since;
+    before, the queue took it without a word (tests/test_v33_attacks.py)."""
+    case = _case(Status.DISPATCHING)
+    case.events = [CaseEvent(seq=n, kind=kind, at=NOW, actor=SUPERVISOR, data=data)
+                   for n, (kind, data) in enumerate(story, 1)]  # fmt: skip
+    found = lifecycle.check_dispatch(case, DispatchAction(actor=SUPERVISOR, department_id=unit,
+                                                          department_name="U"))  # fmt: skip
+    assert (found.code if found else None) == refusal
+    if found is not None:
+        assert found.since == lifecycle.QUEUE_NOT_TO_RETURNER  # a case from before takes it

@@ -21,9 +21,10 @@ case's first ladder, or one signed with the previous ladder's token on the next,
 with an accountability referral against the unit (fixed the same day, lean-case-v34: the
 ladder's word and start level are set in the task that starts it; the two tests pass); a 派单,
 a 会办 and a 督办 of the form 会办 signalled to the case directly name a retired (or made-up)
-unit and the case takes it, looked up nowhere. Left open as accepted (docs/supervision.md):
-the token read from the ladder's input
-signs a climb to 问责 one step at a time.
+unit and the case takes it, looked up nowhere (fixed 2026-11-25, lean-case-v37
+``units-looked-up-v1``: the case looks the units up itself; the three tests pass). Left open
+as accepted (docs/supervision.md): the token read from the ladder's input signs a climb to 问责
+one step at a time.
 
 Guards: steps with the ladder's token that skip a level, repeat it or name another ladder are
 refused stale_step, a bare one unsigned_step; a step after the case closed; a scheduled
@@ -374,11 +375,6 @@ def _unit_of(state: dict[str, Any]) -> str | None:
     return state["assignment"]["department_id"] if state.get("assignment") else None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a 派单 signalled to the case directly (any Temporal client, past the API's name_for_work) "
-    "is not looked up: the case in the centre's queue is assigned to a retired unit (by the "
-    "name the payload gives), as the reassignment child's choice was before "
-    "chosen-unit-checked-v1"))
 async def test_a_dispatch_to_a_retired_unit_sent_to_the_case(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -399,10 +395,6 @@ async def test_a_dispatch_to_a_retired_unit_sent_to_the_case(
         f"the case was dispatched to the retired {unit} ({s.assignment}): {_timeline(s)}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a 会办 signalled to the case directly (any Temporal client) is not looked up: a retired "
-    "unit becomes a co-handler owing a contribution (the lead unit cannot reply until the "
-    "centre waives it), under the name the payload gives"))
 async def test_a_retired_co_handler_sent_to_the_case(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -425,10 +417,6 @@ async def test_a_retired_co_handler_sent_to_the_case(
     assert not named, f"co-handlers taken: {named} (events {event_kinds(s)})"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a 督办 in the form 会办 signalled to the case directly (any Temporal client) convenes the "
-    "departments its payload names without looking them up: a retired unit becomes a "
-    "co-handler, as with add_co_handlers"))
 async def test_a_retired_co_handler_by_a_joint_handling_order_sent_to_the_case(
     api: httpx.AsyncClient, client: Client
 ) -> None:

@@ -8,8 +8,9 @@ refused*, so once one such message was refused (or squatted by a forger), every 
 of that case by the admin was taken for a retry and dropped without a word — while the API
 answered ``sent``. The hand-over CLI stopped after its first batch when the read model lagged.
 Both fixed the same day (jiesu/admin/handover.py: request ids per call, batches by cursor);
-their three tests pass. Left open (strict xfail): v33's refusal of the returning unit as the
-child's choice sends the decision to the centre's queue, whose dispatch takes that same unit.
+their three tests pass. v33's refusal of the returning unit as the child's choice sent the
+decision to the centre's queue, whose dispatch took that same unit (a strict xfail until
+lean-case-v37, ``queue-not-to-returner-v1``: the API and the case refuse it now).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from unittest.mock import patch
 
 import asyncpg
 import httpx
-import pytest
 from helpers import (
     SUPERVISOR,
     act,
@@ -37,6 +37,7 @@ from helpers import (
     refusals,
     register,
     rid,
+    signal_sent,
     signed_in,
     timeline_of,
     until,
@@ -366,11 +367,6 @@ async def test_v33_a_second_assignment_may_go_back_to_the_returner_by_api_and_ca
     await handle_of(client, case_id).terminate("test finished")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "v33 refuses the returning unit as the reassignment child's choice and hands the decision "
-    "to the centre's queue — whose dispatch (人工派单, by the API or any client) takes the same "
-    "unit without a word: the case goes back to the unit whose 退单 was just upheld, and its "
-    "next return spends another reassignment"))
 async def test_v33_the_queue_does_not_send_the_case_back_to_the_unit_that_returned_it(
     api: httpx.AsyncClient, client: Client
 ) -> None:
@@ -390,5 +386,16 @@ async def test_v33_the_queue_does_not_send_the_case_back_to_the_unit_that_return
         refused = await act(api, case_id, "dispatch", SUPERVISOR, expect=409,
                             department_id="urban-management")  # fmt: skip
         assert refused["error"]["code"] == "returned_by_this_unit", refused
+        # … and straight to the case from another client: the case refuses it too (v37)
+        handle = handle_of(client, case_id)
+        await signal_sent(handle, "dispatch", forger, department_id="urban-management",
+                          department_name="县城市管理局")  # fmt: skip
+        state = await until(client, case_id, lambda s: "dispatch" in refusals(s))
+        assert refusals(state)["dispatch"] == "returned_by_this_unit"
+        assert state.status is Status.DISPATCHING, state.status
+        # another unit takes it, under the departments' own name
+        await act(api, case_id, "dispatch", SUPERVISOR, department_id="police")
+        state = await until(client, case_id, lambda s: s.status is Status.ASSIGNED)
+        assert state.department_id == "police", state.assignment
     finally:
         await handle_of(client, case_id).terminate("test finished")

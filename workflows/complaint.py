@@ -281,6 +281,8 @@ class ComplaintWorkflow:
         # the unit named by a 二次交办 or a 移交: the reassignment child takes it as its choice
         self._second_assignment_to: ReassignmentResult | None = None
         self._handover: HandoverAction | None = None  # 移交 taken, judged in the loop
+        # a 会办 (or a 督办 of the form 会办) taken, its units looked up in the loop (v37)
+        self._convening: CoHandlersAction | SupervisionAction | None = None
         self._repeat_ids: set[str] = set()
         self._late_reports: list[RepeatReport] = []  # see _refile_late
         self._refiled = 0
@@ -333,27 +335,22 @@ class ComplaintWorkflow:
                     or self._reassign_next is not None
                     or self._dispatched is not None
                     or self._handover is not None
+                    or self._convening is not None
                 )
             )
             if self._reassign_next is not None:
                 await self._reassign(*self._reassign_next)
             elif self._handover is not None:
                 await self._hand_over(self._handover)
-            elif self._dispatched is not None and self._dispatched_in_round:
-                dispatched, self._dispatch_waiting = self._dispatched, False
-                await self._dispatch(dispatched)
-                self._dispatched, self._dispatched_in_round = None, False
-                self._dispatch_overtaken(dispatched)
-                self._dispatch_done()
+            elif self._convening is not None:
+                await self._convene_looked_up(self._convening)
             elif self._dispatched is not None:
-                dispatched, self._dispatch_waiting = self._dispatched, False
-                await self._new_round(dispatched)
-                self._dispatched = None  # pending until the round is set up (one at a time)
-                self._dispatch_overtaken(dispatched)
-                self._dispatch_done()
+                await self._carry_out_dispatch(self._dispatched)
             elif self._state.status is Status.REPLIED:
                 await self._rating_round()
 
+        if self._convening is not None:  # the case closed first: refused (wrong_status)
+            await self._convene_looked_up(self._convening)
         self._release_deferred()  # the case closed first: each is answered (refused) all the same
         await self._ladder.end()
         await asyncio.gather(*self._watchers)
@@ -833,6 +830,56 @@ class ComplaintWorkflow:
         self._release_co_handlers(result.route.department_id)
         self._start_watchers()
 
+    async def _carry_out_dispatch(self, dispatched: ReassignmentResult) -> None:
+        """人工派单 out of the centre's queue, decided in a message: in the round the case
+        waited in (:meth:`_dispatch`), or past the reassignment bound in a new one
+        (:meth:`_new_round`); one at a time (``_dispatched`` is pending until it is set up)."""
+        in_round = self._dispatched_in_round
+        looked_up = await self._dispatch_looked_up(dispatched)
+        self._dispatch_waiting = False
+        if looked_up is None:
+            self._dispatch_refused(dispatched, in_round)
+            return
+        if in_round:
+            await self._dispatch(looked_up)
+            self._dispatched, self._dispatched_in_round = None, False
+        else:
+            await self._new_round(looked_up)
+            self._dispatched = None
+        self._dispatch_overtaken(looked_up)
+        self._dispatch_done()
+
+    async def _dispatch_looked_up(
+        self, dispatched: ReassignmentResult
+    ) -> ReassignmentResult | None:
+        """The unit a 派单 names, looked up in the departments' data by the case itself (since
+        lean-case-v37, UNITS_LOOKED_UP): any Temporal client could send the dispatch, and the
+        API's check (``department_retired``, ``unknown_department``) was the only one it met —
+        a retired or made-up unit took the case under the payload's name (red team of
+        2026-11-25, tests/test_v31_attacks.py). None: no such unit in service. The messages of
+        its task wait meanwhile (``_dispatch_waiting``), as they do for the deadlines."""
+        if not self._patched(lifecycle.UNITS_LOOKED_UP):
+            return dispatched
+        unit = dispatched.route.department_id
+        known = await run_local(RoutingActivities.known_department, unit)
+        return None if known is None else dispatched.model_copy(update={"route": known})
+
+    def _dispatch_refused(self, dispatched: ReassignmentResult, in_round: bool) -> None:
+        """The unit a 派单 named is not in service: the case stays in the centre's queue, and
+        the dispatcher's refusal is recorded (``unknown_department``), then the messages that
+        waited behind the dispatch."""
+        self._dispatched, self._dispatched_in_round = None, False
+        self._queued_after_bound = not in_round  # as before the dispatch was taken
+        actor = dispatched.chosen_by or SYSTEM_ACTOR
+        refusal = lifecycle.Refusal(
+            "unknown_department",
+            f"no department {dispatched.route.department_id!r} in service: the case stays in "
+            "the centre's queue",
+        )
+        with self._case.acting(self._case.time_of(actor)):
+            self._case.refused(CaseSignal.DISPATCH.value, actor, refusal)
+        self._dispatch_done()
+
     async def _dispatch(self, result: ReassignmentResult) -> None:
         """人工派单 out of the centre's queue (PATCH_DEADLINES_FROM_DISPATCH): the unit's
         deadlines run from now, in the round the case waited in (no unit had it there)."""
@@ -939,6 +986,7 @@ class ComplaintWorkflow:
             or verdict
             or self._waits_for_dispatch()
             or self._handover_waits()
+            or self._convening is not None  # its units looked up (v37): see _convene_looked_up
         )
 
     def _handover_waits(self) -> bool:
@@ -1577,8 +1625,47 @@ class ComplaintWorkflow:
             self._breach(kind, deadline)
 
     def _on_add_co_handlers(self, action: CoHandlersAction) -> None:
-        """会办: 协办 departments join the lead (主办)."""
+        """会办: 协办 departments join the lead (主办) — since lean-case-v37 once the main loop
+        has looked them up (:meth:`_convene_looked_up`)."""
+        if self._patched(lifecycle.UNITS_LOOKED_UP):
+            self._convening = action
+            return
         self._convene(action.actor, action.departments, action.note, action.due)
+
+    async def _convene_looked_up(self, action: CoHandlersAction | SupervisionAction) -> None:
+        """会办, or a 督办 of the form 会办 (lean-case-v37, UNITS_LOOKED_UP): the units it names
+        are looked up in the departments' data by the case itself, their names taken from
+        there, and the action is judged again on the case as it is now (timers may have fired
+        meanwhile). Refused whole (``unknown_department``) if any unit is unknown or out of
+        service, as the API refuses it; before, a message from any Temporal client made a
+        retired or made-up unit a co-handler owing a contribution, which kept the lead unit
+        from replying until the centre waived it (red team of 2026-11-25,
+        tests/test_v31_attacks.py). Messages after it wait meanwhile (:meth:`_waits_for_loop`)."""
+        supervision = isinstance(action, SupervisionAction)
+        signal = CaseSignal.SUPERVISE if supervision else CaseSignal.ADD_CO_HANDLERS
+        with self._case.acting(self._case.time_of(action.actor)):
+            refusal = self._check(signal, action)
+        named = [d.id for d in action.departments]
+        found: list[RouteResult] = []
+        if refusal is None:
+            found = await run_local(RoutingActivities.known_departments, named)
+        self._convening = None
+        with self._case.acting(self._case.time_of(action.actor)):
+            refusal = refusal or self._check(signal, action) or _units_missing(named, found)
+            if self._case.allowed(signal.value, action, refusal):
+                departments = [
+                    DepartmentRef(id=unit.department_id, name=unit.department_name)
+                    for unit in found
+                ]
+                self._convene_now(action.model_copy(update={"departments": departments}))
+        self._release_deferred()
+
+    def _convene_now(self, action: CoHandlersAction | SupervisionAction) -> None:
+        if isinstance(action, CoHandlersAction):
+            self._convene(action.actor, action.departments, action.note, action.due)
+            return
+        self._ladder.escalate(EscalationTrigger.SUPERVISOR, action.actor, order=action)
+        self._convene(action.actor, action.departments, action.note, action.contribution_due)
 
     def _convene(
         self, actor: Actor, departments: list[DepartmentRef], note: str, due: datetime | None
@@ -1681,7 +1768,13 @@ class ComplaintWorkflow:
         )
 
     def _on_supervise(self, action: SupervisionAction) -> None:
-        """A supervisor puts the case on the ladder (督办), at the step of the chosen form."""
+        """A supervisor puts the case on the ladder (督办), at the step of the chosen form — of
+        the form 会办, since lean-case-v37 once the main loop has looked its units up
+        (:meth:`_convene_looked_up`)."""
+        joint = action.form is SupervisionForm.JOINT_HANDLING and bool(action.departments)
+        if joint and self._patched(lifecycle.UNITS_LOOKED_UP):
+            self._convening = action
+            return
         self._ladder.escalate(EscalationTrigger.SUPERVISOR, action.actor, order=action)
         if action.form is SupervisionForm.JOINT_HANDLING and action.departments:
             self._convene(action.actor, action.departments, action.note, action.contribution_due)
@@ -1811,6 +1904,17 @@ _HANDLERS: dict[str, tuple[type, Callable[[ComplaintWorkflow, Any], None]]] = {
     signal: (payload, getattr(ComplaintWorkflow, f"_on_{signal.value}"))
     for signal, payload in SIGNAL_PAYLOADS.items()
 }
+
+
+def _units_missing(named: list[str], found: list[RouteResult]) -> lifecycle.Refusal | None:
+    """The units a 会办 named that the departments' data has not (or not in service)."""
+    known = {unit.department_id for unit in found}
+    missing = [unit for unit in named if unit not in known]
+    if not missing:
+        return None
+    return lifecycle.Refusal(
+        "unknown_department", f"no department {', '.join(map(repr, missing))} in service"
+    )
 
 
 def _route_request(start: CaseStart) -> RouteRequest:

@@ -167,6 +167,9 @@ LADDER_SIGNED_FROM_ITS_START = "ladder-signed-from-its-start-v1"  # see Ladder.e
 HANDOVER_AFTER_DECISIONS = "handover-after-decisions-v1"  # see check_handover, _waits_for_loop
 # Brought by the epoch lean-case-v36.
 NO_STEPS_AFTER_CLOSE = "no-steps-after-close-v1"  # see check_escalation_step
+# Brought by the epoch lean-case-v37.
+UNITS_LOOKED_UP = "units-looked-up-v1"  # see CaseWorkflow._dispatch_looked_up, _convene_looked_up
+QUEUE_NOT_TO_RETURNER = "queue-not-to-returner-v1"  # see returned_into_the_queue
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
@@ -286,7 +289,7 @@ def check_dispatch(state: CaseState, action: DispatchAction) -> Refusal | None:
             "a case is dispatched out of the centre's queue to a unit, not to the centre",
             since=CENTRE_NOT_DISPATCHED,
         )
-    return refusal
+    return refusal or returned_into_the_queue(state, action.department_id)
 
 
 def check_rating(state: CaseState, action: RatingAction) -> Refusal | None:
@@ -425,9 +428,13 @@ def holder_in_service(state: CaseState) -> Refusal:
 
 
 # What a case refuses when its main loop carries an action out, beside its check's refusals
-# (the API documents them with the action): a 移交 once the case has looked the units up.
+# (the API documents them with the action): a 移交 once the case has looked the units up; a
+# 派单, a 会办 and a 督办 of the form 会办 once it has looked up the units they name (v37).
 CARRIED_OUT_REFUSALS: dict[CaseSignal, tuple[str, ...]] = {
     CaseSignal.HAND_OVER: ("holder_in_service", "unknown_department"),
+    CaseSignal.DISPATCH: ("unknown_department",),
+    CaseSignal.ADD_CO_HANDLERS: ("unknown_department",),
+    CaseSignal.SUPERVISE: ("unknown_department",),
 }
 
 
@@ -548,6 +555,34 @@ def returned_it_last(
         "return was upheld: choose another unit (or, to hold it to the case, reject a return "
         "instead of upholding it)",
     )  # fmt: skip
+
+
+_HOLDER_EVENTS = frozenset({EventKind.ROUTED, EventKind.DISPATCHED, EventKind.REASSIGNED})
+
+
+def returned_into_the_queue(state: CaseState, department_id: str) -> Refusal | None:
+    """派单 out of the centre's queue: not to the unit whose upheld 退单 sent the case there
+    (through the reassignment bound, or a 改派 whose choice was refused or never made) while no
+    unit has held the case since — the rule of :func:`returned_it_last` for the queue's
+    dispatcher. Before lean-case-v37 (QUEUE_NOT_TO_RETURNER) the queue took that unit without a
+    word, and its next return spent another reassignment (red team of 2026-11-25,
+    tests/test_v33_attacks.py)."""
+    for event in reversed(state.events):
+        if event.kind in _HOLDER_EVENTS and event.data.get("department_id") != CENTRE_ID:
+            return None  # a unit held the case after the last upheld return
+        upheld = event.kind is EventKind.RETURN_UPHELD or (
+            event.kind is EventKind.RETURNED and not event.data.get("awaiting_approval")
+        )
+        if not upheld:
+            continue
+        if event.data.get("department_id") != department_id:
+            return None
+        return Refusal(
+            "returned_by_this_unit", f"{department_id} returned {state.case_id} and its "
+            "return was upheld: dispatch it to another unit",
+            since=QUEUE_NOT_TO_RETURNER,
+        )  # fmt: skip
+    return None
 
 
 def _choice_not_taken(state: CaseState) -> Refusal | None:
