@@ -288,6 +288,34 @@ def problems_demo_data(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+# The variables the outbox's sender and the inbound mail's automatic-reply mailer read from the
+# environment themselves (not through jiesu.config.Settings): env.get("JIESU_…") in their code.
+_SENDER_MODULES = ("jiesu/notify/outbox.py", "jiesu/notify/mail.py")
+_ENV_READ = re.compile(r'env\.get\("(JIESU_[A-Z0-9_]+)"')
+
+
+def problems_notice_senders(doc: dict[str, Any]) -> list[str]:
+    """The app services can be given every variable the notification sender and the mailer
+    read (JIESU_NOTIFY_*, JIESU_SMTP_*, JIESU_MAIL_REPLY): Compose passes a container only the
+    variables its file names, so one missing there cannot be set at all (JIESU_NOTIFY_SENDER=smtp,
+    or JIESU_MAIL_REPLY=smtp, which needs JIESU_SMTP_HOST). And the log sender's file is where the
+    image's user may write: its default, .data/notifications.log, is under the WORKDIR, which
+    belongs to root (Dockerfile), and every staff notice would fail there."""
+    anchor = doc.get(ENV_ANCHOR)
+    if not isinstance(anchor, dict):
+        return [f"no {ENV_ANCHOR} mapping"]
+    read = sorted({v for m in _SENDER_MODULES for v in _ENV_READ.findall((ROOT / m).read_text())})
+    out = [f"{ENV_ANCHOR} lacks {v}, which {' or '.join(_SENDER_MODULES)} reads" for v in read
+           if v not in anchor]
+    workdir = next((args for k, args in final_stage(dockerfile_instructions(
+        DOCKERFILE.read_text())) if k == "WORKDIR"), "/")
+    log = resolve(anchor.get("JIESU_NOTIFY_LOG", ""))
+    if not log.startswith("/") or log.startswith(workdir.rstrip("/") + "/"):
+        out.append(f"JIESU_NOTIFY_LOG {log!r} is not a path the image's user may write "
+                   f"(relative, or under the root-owned WORKDIR {workdir})")
+    return out
+
+
 def problems_images_pinned(doc: dict[str, Any]) -> list[str]:
     out = []
     for name, svc in doc["services"].items():
@@ -446,6 +474,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
         problems_images_pinned,
         problems_exposure,
         problems_demo_data,
+        problems_notice_senders,
     ],
     ids=lambda f: f.__name__.removeprefix("problems_"),
 )
@@ -562,6 +591,10 @@ def _break(doc: dict[str, Any], how: str) -> dict[str, Any]:
         doc[ENV_ANCHOR]["JIESU_DEMO_DATA"] = "${JIESU_DEMO_DATA:-1}"
         for name in APP_SERVICES:
             s[name]["environment"] = doc[ENV_ANCHOR]
+    elif how == "sender-variable-missing":
+        doc[ENV_ANCHOR].pop("JIESU_SMTP_HOST", None)
+    elif how == "notify-log-in-workdir":
+        doc[ENV_ANCHOR]["JIESU_NOTIFY_LOG"] = "${JIESU_NOTIFY_LOG:-.data/notifications.log}"
     elif how == "demo-flag":
         s["bootstrap"]["command"] = ["python", "-m", "jiesu.ops.cli", "bootstrap", "--demo"]
     else:
@@ -597,6 +630,8 @@ def _break(doc: dict[str, Any], how: str) -> dict[str, Any]:
         ("long-syntax-public", problems_exposure),
         ("demo-by-default", problems_demo_data),
         ("demo-flag", problems_demo_data),
+        ("sender-variable-missing", problems_notice_senders),
+        ("notify-log-in-workdir", problems_notice_senders),
     ],
 )
 def test_rule_catches_a_broken_compose_file(how: str, rule) -> None:
