@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 import sys
 import textwrap
@@ -22,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from api.actions import ActionSpec
 from api.error_codes import ERROR_CODES, markdown
-from api.errors import COMMON_ERRORS
+from api.errors import COMMON_ERRORS, error_response
 from api.main import create_app
 from jiesu.access import sign_in_failures
 from jiesu.case import glossary
@@ -124,6 +125,15 @@ def test_the_openapi_lists_the_error_codes() -> None:
 def test_docs_errors_md_is_current() -> None:
     """docs/errors.md is written by ``python -m api.error_codes > docs/errors.md``."""
     assert (ROOT / "docs" / "errors.md").read_text() == markdown()
+
+
+def test_an_error_has_details_only_when_there_is_something_to_list() -> None:
+    """As docs/errors.md and the README say: a 409 has no ``details`` key, a 422 its fields."""
+    refused = json.loads(error_response(409, "wrong_status", "case … is closed").body)["error"]
+    assert "details" not in refused
+    fields = [{"field": "body.title", "problem": "missing"}]
+    invalid = json.loads(error_response(422, "invalid_request", "invalid", fields).body)["error"]
+    assert invalid["details"] == fields
 
 
 # --- examples ---------------------------------------------------------------------------------
