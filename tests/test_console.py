@@ -2206,3 +2206,69 @@ async def test_a_phone_lookup_page_reads_a_page_of_the_phones_cases_not_all_of_t
     # rows 59…31 above row 30, and 2 of the 3 the phone reported again (other callers' cases
     # received every 10 minutes from 30 days before row 0: LC5, LC6671 and LC13337)
     assert tuple(total) == (31, 63), tuple(total)
+
+
+async def _with_a_file(pool: asyncpg.Pool, case_id: str, data: bytes) -> int:
+    """A file of the case's report, as the mail intake stores one (jiesu/channels/mail.py)."""
+    return int(await pool.fetchval(
+        "INSERT INTO attachments (case_id, source, filename, content_type, size, sha256, content)"
+        " VALUES ($1, 'email:test-' || $1, '井盖照片.jpg', 'image/jpeg', $2, 'x', $3)"
+        " RETURNING id", case_id, len(data), data))  # fmt: skip
+
+
+async def test_the_case_page_offers_the_report_s_files_to_whoever_sees_its_content(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """附件: the files that came with a report (a mail's photos) were listed and downloaded
+    through the API only; the case page said nothing of them. Now it lists them, by name and
+    size, for whoever sees the report's content, and each download is a recorded view — by the
+    API's rule (api/routers/attachments.py): another unit's case 404, a co-handler the centre
+    released 403 and no list; opened from another site, no list and no download (the case page
+    instead, its content withheld), nothing recorded."""
+    case_id = (await register(api))["case_id"]  # → urban management
+    assert (await assigned(api, case_id))["assignment"]["department_id"] == "urban-management"
+    data = b"\xff\xd8 a photo of the manhole"
+    file_id = await _with_a_file(pool, case_id, data)
+    page_url = f"/console/cases/{case_id}"
+    file_url = f"{page_url}/files/{file_id}"
+    views = "SELECT count(*) FROM content_views WHERE case_id = $1 AND 'attachment' = ANY(fields)"
+    own = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+    away = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    urban, water = await signed_in(api, "urban-clerk"), await signed_in(api, "water-clerk")
+    try:
+        page = await urban.get(page_url, headers=own)
+        assert page.status_code == 200 and 'id="report-files"' in page.text, page.text[:500]
+        assert "井盖照片.jpg" in page.text and f'href="{file_url}"' in page.text
+        got = await urban.get(file_url, headers=own)
+        assert got.status_code == 200 and got.content == data
+        assert got.headers["content-disposition"].startswith("attachment;")
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert await pool.fetchval(views, case_id) == 1
+
+        # from another site: no list, no file, nothing recorded
+        page = await urban.get(page_url, headers=away)
+        assert 'id="report-files"' not in page.text and "井盖照片" not in page.text
+        moved = await urban.get(file_url, headers=away)
+        assert moved.status_code in (303, 307) and moved.headers["location"] == page_url
+        assert await pool.fetchval(views, case_id) == 1
+
+        # another unit: no such case; a no-such-file: 404
+        assert (await water.get(file_url, headers=own)).status_code == 404
+        assert (await urban.get(f"{page_url}/files/{file_id + 10**9}", headers=own)
+                ).status_code == 404  # fmt: skip
+
+        # a co-handler sees the files while it owes its part; released (免除协办), no more
+        await act(api, case_id, "co-handlers", SUPERVISOR_KEY, department_ids=["water"])
+        page = await water.get(page_url, headers=own)
+        assert "井盖照片.jpg" in page.text
+        assert (await water.get(file_url, headers=own)).content == data
+        assert await pool.fetchval(views, case_id) == 2
+        await act(api, case_id, "co-handlers/water/waive", SUPERVISOR_KEY)
+        page = await water.get(page_url, headers=own)
+        assert page.status_code == 200 and "井盖照片" not in page.text
+        refused = await water.get(file_url, headers=own)
+        assert refused.status_code == 403, refused.text[:300]
+        assert await pool.fetchval(views, case_id) == 2  # the refused one recorded nothing
+    finally:
+        await urban.aclose()
+        await water.aclose()

@@ -1367,3 +1367,28 @@ async def _times_on_one_line(rows: Locator) -> None:
         " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; })"
     )
     assert lines and all(n == 1 for n in lines), lines
+
+
+async def test_a_clerk_downloads_the_photo_that_came_with_the_report(
+    browsers: Profiles, console_url: str, api: httpx.AsyncClient, pool: asyncpg.Pool,
+    shots: Path,
+) -> None:  # fmt: skip
+    """附件 on the case page: the clerk sees the report's file by its name and size and
+    downloads it with a click — the bytes that came, as a download, not opened in the page."""
+    case_id = await _water_case(api)
+    photo = b"\xff\xd8\xff\xe0 the manhole's photo" * 200  # 5.3 KB
+    await pool.execute(
+        "INSERT INTO attachments (case_id, source, filename, content_type, size, sha256, content)"
+        " VALUES ($1, 'email:test-' || $1, '井盖照片.jpg', 'image/jpeg', $2, 'x', $3)",
+        case_id, len(photo), photo)  # fmt: skip
+    water = await sign_in(browsers, console_url, "water")
+    await water.goto(f"{console_url}/console/cases/{case_id}")
+    files = water.locator("#report-files")
+    said = await files.inner_text()
+    assert "井盖照片.jpg" in said and "KB" in said and "下载将被记录" in said, said
+    await shot(water, shots, "1-case-report-files")
+    async with water.expect_download() as waiting:
+        await files.locator("a").first.click()
+    download = await waiting.value
+    assert download.suggested_filename == "井盖照片.jpg"
+    assert await asyncio.to_thread(Path(await download.path()).read_bytes) == photo

@@ -20,6 +20,7 @@ from api.console import (
     audit,
     cases,
     citizen,
+    files,
     intake,
     login,
     lookup,
@@ -90,7 +91,7 @@ def mount(parent: FastAPI, settings: Settings) -> None:
 
     console.add_exception_handler(SignInRequired, sign_in)
     console.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for group in (login, intake, lookup, cases, supervision, audit, people, admin):
+    for group in (login, intake, lookup, cases, files, supervision, audit, people, admin):
         console.include_router(group.router)
     parent.mount(PREFIX, console)
 

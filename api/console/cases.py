@@ -18,6 +18,7 @@ from api import actions as api_actions
 from api import cases as case_service
 from api.console import case_words, event_words, notice_words, staff
 from api.console.actions import BY_NAME, allowed_actions, done_words, not_yet
+from api.console.files import files_of
 from api.console.queue import deadlines_wait_for_dispatch, queued_since
 from api.console.web import (
     PREFIX,
@@ -281,6 +282,7 @@ async def _case_page(
     context = {
         "session": session, "state": state, "source": found.source,
         "content": await case_content(pool, state, principal, withheld=withheld),
+        "files": await files_of(pool, principal, found.state, withheld=withheld),  # 附件
         "withheld": withheld, "timeline": timeline(
             state, {u["id"]: u["name"] for u in units}, await people_names(pool, state)),
         "actions": [a for a in allowed_actions(state, principal, retired)

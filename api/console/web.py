@@ -105,6 +105,18 @@ def isolated(value: Any) -> Markup:
 
 templates.env.finalize = shown
 templates.env.filters["bdi"] = isolated
+
+
+def file_size(size: int) -> str:
+    """A file's size as a person reads it: 812 字节, 1.2 KB, 3.4 MB."""
+    if size < 1024:
+        return f"{size} 字节"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+templates.env.filters["file_size"] = file_size
 templates.env.globals["prefix"] = PREFIX
 # a citizen's pages (/my/<token>) link nowhere into the staff console: its home is a login
 templates.env.globals["follow_up_path"] = FOLLOW_UP_PATH

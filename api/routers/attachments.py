@@ -5,17 +5,16 @@ content unmasked (jiesu.access.content.sees_report_files: 403 ``content_masked``
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel
 
 from api import cases
-from api.deps import AppSettings, CaseId, Pool, Staff, Temporal
+from api.deps import AppSettings, CaseId, Pool, Principal, Staff, Temporal
 from api.errors import ERRORS, ApiError
-from jiesu.access import content
+from jiesu.access import content, report_files
+from jiesu.case.domain import CaseState
 
 router = APIRouter(prefix="/complaints/{case_id}/attachments", tags=["complaints"])
 
@@ -29,44 +28,30 @@ async def _with_files(
     state = await cases.visible_state(
         client, pool, case_id, principal, settings.query_timeout_seconds
     )
+    files_seen(principal, state)
+    return case_id
+
+
+def files_seen(principal: Principal, state: CaseState) -> None:
+    """403 ``content_masked`` unless the person sees the report's content unmasked."""
     if not content.sees_report_files(cases.viewer_of(principal), state):
         raise ApiError(
             403, "content_masked",
-            f"the files of case {case_id}'s report are its content, masked to you",
+            f"the files of case {state.case_id}'s report are its content, masked to you",
         )  # fmt: skip
-    return case_id
 
 
 CaseWithFiles = Annotated[str, Depends(_with_files)]
 
 
-def _name(filename: str, attachment_id: int) -> str:
-    """The name listed and offered: the sender's, unable to disguise the file
-    (content.file_name: no bidirectional override, no directory, one line)."""
-    return content.file_name(filename, f"attachment-{attachment_id}")
-
-
-class AttachmentInfo(BaseModel):
-    id: int
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    source: str
-    created_at: datetime
+class AttachmentInfo(report_files.ReportFile):
+    """One file of the report, without its bytes."""
 
 
 @router.get("", response_model=list[AttachmentInfo], responses=ERRORS,
             summary="The files that came with the case's report (evidence)")
 async def list_attachments(case_id: CaseWithFiles, pool: Pool) -> list[AttachmentInfo]:
-    rows = await pool.fetch(
-        "SELECT id, filename, content_type, size, sha256, source, created_at FROM attachments"
-        " WHERE case_id = $1 ORDER BY id",
-        case_id,
-    )
-    # the name as it may be shown (rows stored before content.file_name carry it as mailed)
-    return [AttachmentInfo(**(dict(r) | {"filename": _name(r["filename"], r["id"])}))
-            for r in rows]  # fmt: skip
+    return [AttachmentInfo(**f.model_dump()) for f in await report_files.listed(pool, case_id)]
 
 
 @router.get(
@@ -80,19 +65,23 @@ async def get_attachment(
     case_id: CaseWithFiles, attachment_id: Annotated[int, Path(ge=1, le=2**62)], pool: Pool,
     principal: Staff,
 ) -> Response:  # fmt: skip
-    row = await pool.fetchrow(
-        "SELECT id, filename, content FROM attachments WHERE case_id = $1 AND id = $2",
-        case_id, attachment_id,
-    )  # fmt: skip
-    if row is None:
+    return await file_download(pool, principal, case_id, attachment_id)
+
+
+async def file_download(
+    pool: Pool, principal: Principal, case_id: str, attachment_id: int
+) -> Response:
+    """The file as a download — never rendered: a mailed file is the sender's, not ours. The
+    file is the report's content: its download is a recorded view, as /content's are."""
+    found = await report_files.handed_over(
+        pool, case_id, attachment_id, cases.viewer_of(principal)
+    )
+    if found is None:
         raise ApiError(
             404, "attachment_not_found", f"case {case_id} has no attachment {attachment_id}"
         )
-    # the file is the report's content: its download is a recorded view, as /content's are
-    await content.record_file_view(pool, case_id, cases.viewer_of(principal))
-    # Served as a download, never rendered: a mailed file is the sender's, not ours.
-    name = quote(_name(row["filename"], row["id"]), safe="")
+    name = quote(found.filename, safe="")
     return Response(
-        row["content"], media_type="application/octet-stream",
+        found.content, media_type="application/octet-stream",
         headers={"Content-Disposition": f"attachment; filename*=utf-8''{name}"},
     )  # fmt: skip
