@@ -307,7 +307,7 @@ class ComplaintWorkflow:
         self._ladder = Ladder(self._case, on_step=self._on_escalation_step)
         self._projector = Projector(
             self._case, settle=self._hardened, local=self._lean,
-            sparse=lean_v2,
+            sparse=lean_v2, ladder_owes=self._ladder.owes_an_order,
         )  # fmt: skip
         self._case.record_received(start)
         self._planning = self._lean  # until run() has planned (or settled) the case

@@ -9,7 +9,8 @@ record (unit, persons, reason, decision) that the ladder's accountability step r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio import workflow
@@ -113,6 +114,7 @@ class Ladder:
         self._stop_sent = False  # the case itself told the child to stop
         self._token: str | None = None  # the current ladder's word (lean-case-v30)
         self._signs_steps = False  # the current ladder signs its steps with it (lean-case-v31)
+        self._owed: Callable[[], bool] | None = None  # while a server's answer is awaited
 
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
@@ -257,33 +259,40 @@ class Ladder:
             signed = self._case.patched(LADDER_ORDERS_SIGNED)
             self._token = str(workflow.uuid4()) if signed else None
             self._signs_steps = signs_steps and self._token is not None
+        acted = self._did_its_duty if purposeful else self._acted
+        holds = ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS)
+
+        def owed_once_started() -> bool:  # stop, or hold (see _hold_in_the_queue), once it starts
+            stop = self._stop or acted(trigger, round_, start_seq)
+            return stop or (holds and self._queued())
+
         try:
-            handle = await workflow.start_child_workflow(
-                EscalationWorkflow.run,
-                EscalationRequest(
-                    case_id=s.case_id,
-                    n=n,
-                    trigger=trigger,
-                    department_id=s.department_id,
-                    step_hours=policy.escalation_step_hours,
-                    start_level=start_level,
-                    first_step_due=escalation.due,
-                    first_step_taken=first_step_taken,
-                    ceiling=ceiling,
-                    obeys_hold=ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS),
-                    token=self._token,
-                    signs_steps=self._signs_steps,
-                ),
-                id=child_id,
-                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            )
+            with self._awaiting(owed_once_started):
+                handle = await workflow.start_child_workflow(
+                    EscalationWorkflow.run,
+                    EscalationRequest(
+                        case_id=s.case_id,
+                        n=n,
+                        trigger=trigger,
+                        department_id=s.department_id,
+                        step_hours=policy.escalation_step_hours,
+                        start_level=start_level,
+                        first_step_due=escalation.due,
+                        first_step_taken=first_step_taken,
+                        ceiling=ceiling,
+                        obeys_hold=holds,
+                        token=self._token,
+                        signs_steps=self._signs_steps,
+                    ),
+                    id=child_id,
+                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                )
         except WorkflowAlreadyStartedError:  # another client holds the child's id
             if not self._case.patched(PATCH_CHILD_ID_TAKEN):
                 raise  # as such a case ran before the patch: its workflow failed at the close
             self._not_started(n, child_id, escalation.level)
             return
         done = asyncio.create_task(_outcome(handle))
-        acted = self._did_its_duty if purposeful else self._acted
 
         def over() -> bool:
             return done.done() or self._stop or acted(trigger, round_, start_seq)
@@ -364,11 +373,42 @@ class Ladder:
                 return
             held = not held
             try:
-                await self._order(
-                    handle, EscalationWorkflow.hold if held else EscalationWorkflow.release
-                )
+                with self._awaiting(lambda sent=held: over() or self._queued() != sent):
+                    await self._order(
+                        handle, EscalationWorkflow.hold if held else EscalationWorkflow.release
+                    )
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 return
+
+    def owes_an_order(self) -> bool:
+        """Is the ladder waiting for the server's answer to a command (its child's start, its
+        last ``hold`` or ``release``) with another command to issue once it comes — ``stop``,
+        or the ``hold`` or ``release`` the case's state now calls for?
+
+        Since lean-case-v38 (LADDER_ORDERS_BEFORE_PROJECTION) the projector waits until it has
+        none (workflows/projector.py). A change of the case made by a local activity's result
+        (a dispatch out of the centre's queue: its deadlines) wakes the projector at once, and
+        the ladder when the answer has come too. A loaded worker may record the activity's
+        marker in one workflow task and apply its result in the next, with the answer (the
+        ladder's ``hold`` delivered): the ladder then issued its ``release`` before the
+        projector's search-attribute upsert; a replay applies the result in the marker's task,
+        before the answer, and the upsert came first: TMPRL1100,
+        "UpsertWorkflowSearchAttributesMachine does not handle ...
+        SignalExternalWorkflowExecutionInitiated" (test_v27_attacks::
+        test_a_rehandle_into_the_queue_after_another_ladder under load;
+        tests/test_ladder_orders_before_projection.py). Waiting, the projector comes after the
+        ladder's command in both."""
+        return self._owed is not None and self._owed()
+
+    @contextmanager
+    def _awaiting(self, owed: Callable[[], bool]) -> Iterator[None]:
+        """While the server's answer to a command is awaited: ``owed`` says whether the case's
+        state calls for a command the ladder issues once the answer comes (owes_an_order)."""
+        self._owed = owed
+        try:
+            yield
+        finally:
+            self._owed = None
 
     def signed(self, step: EscalationStep) -> bool:
         """Does ``step`` carry the word of the ladder climbing now? Asked of a ladder that signs

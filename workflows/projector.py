@@ -11,6 +11,7 @@ the server (~6 ms of its CPU, docs/performance.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         Status,
     )
+    from jiesu.case.lifecycle import LADDER_ORDERS_BEFORE_PROJECTION
     from workflows import messages
     from workflows.activity_options import run_activity, run_local
     from workflows.case_record import CaseRecord
@@ -56,9 +58,12 @@ BATCH_BYTES = 256 * 1024
 
 class Projector:
     def __init__(
-        self, case: CaseRecord, *, settle: bool, local: bool = False, sparse: bool = False
-    ) -> None:
+        self, case: CaseRecord, *, settle: bool, local: bool = False, sparse: bool = False,
+        ladder_owes: Callable[[], bool] | None = None,
+    ) -> None:  # fmt: skip
+        """``ladder_owes``: the case's Ladder.owes_an_order (see :meth:`_after_the_ladder`)."""
         self._case = case
+        self._ladder_owes = ladder_owes
         self._local = local  # PATCH_LEAN: the local ``project_events`` (see its docstring)
         self._settle_first = settle  # PATCH_HARDENED: see settle()
         self._sparse = sparse  # PATCH_LEAN_V2: see the module's docstring
@@ -80,6 +85,7 @@ class Projector:
             await workflow.wait_condition(lambda: self._projected_seq < len(state.events))
             if self._settle_first:
                 await settle()
+                await self._after_the_ladder()
             self._upsert_search_attributes()
             new = _bounded(state.events[self._projected_seq :], self._case.patched)
             version = new[-1].seq
@@ -87,6 +93,21 @@ class Projector:
             self._projected_seq = version
             if state.status is Status.CLOSED and self._projected_seq == len(state.events):
                 return
+
+    async def _after_the_ladder(self) -> None:
+        """Since lean-case-v38 (LADDER_ORDERS_BEFORE_PROJECTION): while the ladder owes a
+        command it issues only once the server has answered its last one
+        (Ladder.owes_an_order: a ``release`` while its ``hold`` is on its way), wait for that
+        command, then settle again. Whether the answer came in the same activation as the
+        change or a later one, the ladder's command then comes first, the projector's after.
+        Nothing else changes: a ladder waiting for nothing has issued its command by now (it
+        reacts in the passes settle() leaves it)."""
+        owes = self._ladder_owes
+        if owes is None or not owes() or not self._case.patched(LADDER_ORDERS_BEFORE_PROJECTION):
+            return
+        while owes():
+            await workflow.wait_condition(lambda: not owes())
+            await settle()
 
     async def _project(self, new: list[CaseEvent], version: int) -> None:
         """One projection; a read model that refuses the case's data (a non-retryable
