@@ -148,3 +148,44 @@ def after_local_activity(history: str, marker_id: int) -> str:
             _attrs(e)["workflowTaskCompletedEventId"] = str(top + 3)
         out.append(e)
     return json.dumps({"events": _renumber(out)})
+
+
+def answered_late(history: str, answer_id: int, completed_id: int, later: list[int]) -> str:
+    """The history as if the server's answer ``answer_id`` to a command (the
+    ExternalWorkflowExecutionSignaled of a ladder's ``hold``) had come while the workflow task
+    that completed at ``completed_id`` ran: that task keeps its commands but the events
+    ``later``; the answer follows them, then a new task, which issues ``later`` in that order.
+    The task the answer woke (completed with no command) goes. A loaded worker writes this when
+    it completes a task with a local activity's marker and applies the activity's result in
+    the next task, with the answer (``later``: what it issued then; tests/
+    test_ladder_orders_before_projection.py)."""
+    events = json.loads(history)["events"]
+    index = next(i for i, e in enumerate(events) if int(e["eventId"]) == answer_id)
+    answer, woke = events[index], events[index + 1 : index + 4]
+    assert [e["eventType"] for e in woke] == [SCHEDULED, STARTED, COMPLETED], "not alone"
+    assert not any(
+        str(_attrs(e).get("workflowTaskCompletedEventId")) == str(woke[2]["eventId"])
+        for e in events
+    ), "the task the answer woke issued commands"
+    moved = {str(i) for i in later}
+    by_id = {str(e["eventId"]): e for e in events}
+    assert all(
+        str(_attrs(by_id[i]).get("workflowTaskCompletedEventId")) == str(completed_id)
+        for i in moved
+    ), "every moved event must be a command of the task"
+    scheduled, started, completed = (copy.deepcopy(e) for e in woke)
+    reissued = []
+    for i in later:
+        e = copy.deepcopy(by_id[str(i)])
+        _attrs(e)["workflowTaskCompletedEventId"] = str(completed["eventId"])
+        reissued.append(e)
+    gone = {str(e["eventId"]) for e in [answer, *woke]} | moved
+    kept = [e for e in events if str(e["eventId"]) not in gone]
+    # after the task's last remaining command (its completed event when none is left)
+    last = max(
+        (i for i, e in enumerate(kept)
+         if str(e["eventId"]) == str(completed_id)
+         or str(_attrs(e).get("workflowTaskCompletedEventId")) == str(completed_id)),
+    )  # fmt: skip
+    out = [*kept[: last + 1], answer, scheduled, started, completed, *reissued, *kept[last + 1 :]]
+    return json.dumps({"events": _renumber(out)})

@@ -46,7 +46,9 @@ so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch witho
 ``v40-*`` those of ``lean-case-v33`` cases, kept when recorded again with ``lean-case-v34``;
 ``v41-*`` those of ``lean-case-v34`` cases, kept when recorded again with ``lean-case-v35``;
 ``v42-*`` those of ``lean-case-v35`` cases, kept when recorded again with ``lean-case-v36``;
-``v43-*`` those of ``lean-case-v36`` cases, kept when recorded again with ``lean-case-v37``.
+``v43-*`` those of ``lean-case-v36`` cases, kept when recorded again with ``lean-case-v37`` (or
+``lean-case-v38``: ``dissatisfaction_ladder_held_in_the_queue``);
+``v44-*`` those of ``lean-case-v37`` cases, kept when recorded again with ``lean-case-v38``.
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision
