@@ -11,6 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# The log sender's file where the runtime user may write: the default, .data/, would be under
+# the root-owned /app, and every staff notice failed under a plain `docker run`.
+ENV JIESU_NOTIFY_LOG=/home/jiesu/notifications.log
+
 # Unprivileged runtime user (fixed uid/gid so volume permissions are predictable).
 RUN groupadd --system --gid 10001 jiesu \
     && useradd --system --uid 10001 --gid jiesu --home-dir /home/jiesu --create-home jiesu

@@ -438,6 +438,10 @@ def problems_dockerfile(instructions: list[tuple[str, str]]) -> list[str]:
             copied.add(src.rstrip("/").removeprefix("./"))
             if not list(ROOT.glob(src.rstrip("/"))):
                 out.append(f"Dockerfile copies {src}, which does not exist in the repository")
+    envs = " ".join(args for k, args in stage if k == "ENV")
+    if "JIESU_NOTIFY_LOG=/home/jiesu/" not in envs:
+        out.append("JIESU_NOTIFY_LOG is left at .data/ under the root-owned /app: the log "
+                   "sender cannot write there, every staff notice fails")  # fmt: skip
     project = pyproject()
     tool = project["tool"]["setuptools"]
     needed = {"pyproject.toml"} | {p.split(".")[0] for p in tool.get("packages", [])}
@@ -653,8 +657,9 @@ def test_rule_catches_a_broken_compose_file(how: str, rule) -> None:
         (("pip install .", "pip install '.[dev]'"), "[dev] extra"),
         (("COPY worker.py ./", ""), "does not copy worker.py"),
         (("COPY api/ api/", "COPY api/ nowhere/ api/"), "nowhere/"),
+        (("ENV JIESU_NOTIFY_LOG=/home/jiesu/notifications.log", ""), "JIESU_NOTIFY_LOG"),
     ],
-    ids=["root", "base-image", "dev-extra", "missing-copy", "copy-of-nothing"],
+    ids=["root", "base-image", "dev-extra", "missing-copy", "copy-of-nothing", "notify-log"],
 )
 def test_dockerfile_rule_catches_a_broken_dockerfile(edit: tuple[str, str], expected: str) -> None:
     text = DOCKERFILE.read_text()
