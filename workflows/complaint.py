@@ -287,6 +287,7 @@ class ComplaintWorkflow:
         self._late_reports: list[RepeatReport] = []  # see _refile_late
         self._refiled = 0
         self._queued_after_bound = False
+        self._dispatch_from_the_bound = False  # its unit looked up (v39: still in the queue)
         self._dispatched: ReassignmentResult | None = None
         self._dispatched_in_round = False  # the pending dispatch keeps the round (see _dispatch)
         self._dispatch_waiting = False  # decided, and the main loop has not begun it yet
@@ -622,9 +623,10 @@ class ComplaintWorkflow:
         judged = self._patched(lifecycle.MOVED_DEADLINE_JUDGED)
         once = self._patched(lifecycle.ONE_BREACH_PER_WATCH)
         settles = self._patched(lifecycle.WATCH_SETTLES_FIRST)
+        first = self._looked_up if self._patched(lifecycle.LOOKED_UP_IN_ORDER) else None
         watches = {
             "ends_at_reassignment": ends, "timed": timed, "closing_is_late": closing,
-            "breach_ends": judged, "any_breach_ends": once, "settles": settles,
+            "breach_ends": judged, "any_breach_ends": once, "settles": settles, "first": first,
         }  # fmt: skip
         return asyncio.create_task(
             watch_deadline(self._state, kind, self._state.round, self._breach, **watches)
@@ -756,7 +758,8 @@ class ComplaintWorkflow:
         s = self._state
 
         def in_the_queue() -> bool:
-            return self._queued_after_bound and s.status is Status.DISPATCHING
+            queued = self._queued_after_bound or self._dispatch_from_the_bound
+            return queued and s.status is Status.DISPATCHING
 
         def climbing() -> bool:
             return s.escalation is not None and s.escalation.active
@@ -836,7 +839,7 @@ class ComplaintWorkflow:
         (:meth:`_new_round`); one at a time (``_dispatched`` is pending until it is set up)."""
         in_round = self._dispatched_in_round
         looked_up = await self._dispatch_looked_up(dispatched)
-        self._dispatch_waiting = False
+        self._dispatch_waiting = self._dispatch_from_the_bound = False
         if looked_up is None:
             self._dispatch_refused(dispatched, in_round)
             return
@@ -1220,8 +1223,11 @@ class ComplaintWorkflow:
             by_rule=False,
         )
         if self._queued_after_bound and self._patched(PATCH_FRESH_ROUND):
-            # out of the queue after the bound: a new round with fresh deadlines
+            # out of the queue after the bound: a new round with fresh deadlines — since
+            # lean-case-v39 (LOOKED_UP_IN_ORDER) still in the queue while its unit is looked up
+            # (_queue_ladder_after_the_units): a refused dispatch left the queue unsupervised
             self._queued_after_bound = False
+            self._dispatch_from_the_bound = self._patched(lifecycle.LOOKED_UP_IN_ORDER)
             self._dispatched = ReassignmentResult(
                 route=route, chosen_by=action.actor, note=action.note
             )
@@ -1317,8 +1323,26 @@ class ComplaintWorkflow:
         if await lapsed(
             lambda: not self._return_owed(pending), pending.decision_due,
             "return decision deadline",
-        ) and self._still_owed(partial(self._return_owed, pending)):  # fmt: skip
+        ) and await self._looked_up_first() and self._still_owed(
+            partial(self._return_owed, pending)
+        ):  # fmt: skip
             self._uphold_by_lapse(pending)
+
+    def _looked_up(self) -> bool:
+        """No 会办 (or 督办 of the form 会办) is waiting for its units' look-up (v37)."""
+        return self._convening is None
+
+    async def _looked_up_first(self) -> bool:
+        """A lapse's (or, in watch_deadline, a breach's) timer ran out while the case looks up
+        the units of a 会办 or a 督办 of the form 会办 that came before it: since lean-case-v39
+        (LOOKED_UP_IN_ORDER) the action is carried out first, as it was before lean-case-v37
+        in the task that brought it, and as with the worker up. Before, the lapse upheld a
+        return (or the breach started its ladder) during the look-up and the action, sent in
+        time, was refused after it (wrong_status, already_supervised: red team of
+        2026-11-25, tests/test_v37_attacks.py). Always True (the caller goes on)."""
+        if not self._looked_up() and self._patched(lifecycle.LOOKED_UP_IN_ORDER):
+            await workflow.wait_condition(self._looked_up)
+        return True
 
     def _still_owed(self, owed: Callable[[], bool]) -> bool:
         """Is a lapse whose timer ran out still owed? Since lean-case-v20 (LAPSE_RECHECKED)
@@ -1506,7 +1530,9 @@ class ComplaintWorkflow:
         if await lapsed(
             lambda: not self._extension_owed(extension), extension.decision_due,
             "extension decision deadline",
-        ) and self._still_owed(partial(self._extension_owed, extension)):  # fmt: skip
+        ) and await self._looked_up_first() and self._still_owed(
+            partial(self._extension_owed, extension)
+        ):  # fmt: skip
             self._approve_by_lapse(extension)
 
     def _extension_owed(self, extension: Extension) -> bool:
@@ -1645,20 +1671,30 @@ class ComplaintWorkflow:
         signal = CaseSignal.SUPERVISE if supervision else CaseSignal.ADD_CO_HANDLERS
         with self._case.acting(self._case.time_of(action.actor)):
             refusal = self._check(signal, action)
-        named = [d.id for d in action.departments]
+        named = self._units_named(action)
         found: list[RouteResult] = []
         if refusal is None:
             found = await run_local(RoutingActivities.known_departments, named)
         self._convening = None
+        departments = [DepartmentRef(id=u.department_id, name=u.department_name) for u in found]
+        looked_up = action.model_copy(update={"departments": departments})
+        # since v39 judged again as it will be applied: the units looked up
+        judged = looked_up if self._patched(lifecycle.LOOKED_UP_IN_ORDER) else action
         with self._case.acting(self._case.time_of(action.actor)):
-            refusal = refusal or self._check(signal, action) or _units_missing(named, found)
+            refusal = refusal or self._check(signal, judged) or _units_missing(named, found)
             if self._case.allowed(signal.value, action, refusal):
-                departments = [
-                    DepartmentRef(id=unit.department_id, name=unit.department_name)
-                    for unit in found
-                ]
-                self._convene_now(action.model_copy(update={"departments": departments}))
+                self._convene_now(looked_up)
         self._release_deferred()
+
+    def _units_named(self, action: CoHandlersAction | SupervisionAction) -> list[str]:
+        """The units a 会办 names: its ``departments``; for a 督办 since lean-case-v39 those
+        and its ``department_ids`` (once each) — a client that named them in
+        ``department_ids`` alone started a ladder at 会办 with nobody looked up or convened
+        (red team of 2026-11-25)."""
+        named = [d.id for d in action.departments]
+        if isinstance(action, SupervisionAction) and self._patched(lifecycle.LOOKED_UP_IN_ORDER):
+            named = list(dict.fromkeys([*named, *action.department_ids]))
+        return named
 
     def _convene_now(self, action: CoHandlersAction | SupervisionAction) -> None:
         if isinstance(action, CoHandlersAction):
@@ -1771,7 +1807,10 @@ class ComplaintWorkflow:
         """A supervisor puts the case on the ladder (督办), at the step of the chosen form — of
         the form 会办, since lean-case-v37 once the main loop has looked its units up
         (:meth:`_convene_looked_up`)."""
-        joint = action.form is SupervisionForm.JOINT_HANDLING and bool(action.departments)
+        named = action.departments or (  # v39: the units named in department_ids alone too
+            action.department_ids if self._patched(lifecycle.LOOKED_UP_IN_ORDER) else []
+        )
+        joint = action.form is SupervisionForm.JOINT_HANDLING and bool(named)
         if joint and self._patched(lifecycle.UNITS_LOOKED_UP):
             self._convening = action
             return

@@ -42,6 +42,7 @@ async def watch_deadline(
     breach_ends: bool = False,
     any_breach_ends: bool = False,
     settles: bool = False,
+    first: Callable[[], bool] | None = None,
 ) -> None:
     """Watch deadline ``kind`` of assignment round ``round_``; call ``on_breach`` if missed.
     ``ends_at_reassignment``: the watch ends when the case is being reassigned (lean-case-v11,
@@ -58,7 +59,10 @@ async def watch_deadline(
     — a 退单 upheld by the centre's lapse (逾期视为同意) before this deadline starts its
     reassignment there — and a watch that judged at once found the unit still holding the
     case and recorded its breach. The main loop waits since an earlier task, and the SDK
-    checks the waits in the order they were registered, so it wakes before the watch."""
+    checks the waits in the order they were registered, so it wakes before the watch.
+    ``first``: what must be done before the watch judges, beside the task's other work (since
+    lean-case-v39, an action the case is looking its units up for:
+    CaseWorkflow._looked_up_first)."""
 
     def recorded(deadline: datetime) -> bool:
         if any_breach_ends:
@@ -84,8 +88,8 @@ async def watch_deadline(
                     timeout_summary=f"{kind.value} deadline",
                 )
             except TimeoutError:
-                if settles:
-                    await workflow.wait_condition(lambda: True)  # the task's other work first
+                if settles:  # the task's other work first (and ``first``)
+                    await workflow.wait_condition(first or (lambda: True))
             else:
                 if not recorded(deadline):
                     continue  # met, ended, or the deadline moved (extension): look again

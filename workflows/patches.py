@@ -115,6 +115,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v36", frozenset({"no-steps-after-close-v1"})),
     ("lean-case-v37", frozenset({"units-looked-up-v1", "queue-not-to-returner-v1"})),
     ("lean-case-v38", frozenset({"ladder-orders-before-projection-v1"})),
+    ("lean-case-v39", frozenset({"looked-up-in-order-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

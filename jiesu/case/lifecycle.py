@@ -172,6 +172,8 @@ UNITS_LOOKED_UP = "units-looked-up-v1"  # see CaseWorkflow._dispatch_looked_up, 
 QUEUE_NOT_TO_RETURNER = "queue-not-to-returner-v1"  # see returned_into_the_queue
 # Brought by the epoch lean-case-v38.
 LADDER_ORDERS_BEFORE_PROJECTION = "ladder-orders-before-projection-v1"  # see Ladder.owes_an_order
+# Brought by the epoch lean-case-v39.
+LOOKED_UP_IN_ORDER = "looked-up-in-order-v1"  # see CaseWorkflow._looked_up_first
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
