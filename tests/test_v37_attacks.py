@@ -10,7 +10,8 @@ Defects found (strict xfails, each failing with AssertionError under ``--runxfai
 four fixed the same day by lean-case-v39, ``looked-up-in-order-v1``: a dispatch from the bound
 keeps the case in the queue while it is looked up, a lapse's or a breach's timer that runs out
 during a look-up waits for the action, a 督办's ``department_ids`` are looked up too — their
-tests pass; the last two are left open as strict xfails):
+tests pass; the last two, older, by lean-case-v40: a ladder whose case closed first ends with
+no step and no child, a step of a ladder that has done its duty is stale — their tests pass):
 
 - a 派单 refused by the look-up at the reassignment bound, in the 退单's task, before the unit's
   督办 ladder has stopped: ``_queued_after_bound``, cleared while the 派单 is looked up, ends
@@ -324,12 +325,6 @@ async def _a_ladders_first_step_after_a_withdrawal_in_its_task(
     return s
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "not lean-case-v37's (any 督办 form, the 督办-会办 of test_a_withdrawal_in_the_task_of_a_"
-    "joint_order too): the ladder's first step is recorded by its own task (_climb, "
-    "PATCH_FIRST_STEP), which runs after the 撤诉 of the order's task has closed the case — an "
-    "``escalated`` event against the unit after ``closed``, and a ladder child started for a "
-    "closed case; NO_STEPS_AFTER_CLOSE (v36) checks only the steps signalled to the case"))
 async def test_a_ladders_first_step_after_a_withdrawal_in_its_task(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:
@@ -696,12 +691,6 @@ async def _a_queue_ladders_step_in_the_task_of_a_dispatch(
     return s
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "not lean-case-v37's (the messages of a 派单's task wait for it since lean-case-v24, and "
-    "the look-up lengthens that wait): the queue's ladder step, behind the 派单 in its task, "
-    "is judged after water holds the case — the ladder still active (its stop not yet "
-    "answered), the step signed — and recorded as 催办 against water, a unit given the case a "
-    "moment before, by the ladder that pressed the centre's dispatch desk"))
 async def test_a_queue_ladders_step_in_the_task_of_a_dispatch(
     outages: Scenarios, request: pytest.FixtureRequest
 ) -> None:

@@ -1102,7 +1102,7 @@ class ComplaintWorkflow:
         state = self._state if signal in lifecycle.REASSIGNING_ACTIONS else self._judged_state()
         refusal = check(state, payload, self._judged_at(signal)) if check else None
         if refusal is None and signal is CaseSignal.ESCALATION_STEP:
-            refusal = self._unsigned(payload)
+            refusal = self._unsigned(payload) or self._after_its_duty(payload)
         if refusal is None and signal in lifecycle.VERDICTS:
             refusal = lifecycle.verdict_too_late(self._state, self._case.clock())
         pending = (
@@ -1121,6 +1121,16 @@ class ComplaintWorkflow:
         if refusal is not None and refusal.since and not self._patched(refusal.since):
             return refusal.before  # as the case answered before the rule (mostly: allowed)
         return refusal
+
+    def _after_its_duty(self, step: EscalationStep) -> lifecycle.Refusal | None:
+        """A step of a ladder that has done its duty and is being stopped (lean-case-v40,
+        STEPS_END_WITH_THE_DUTY: Ladder.duty_done)."""
+        if not self._ladder.duty_done() or not self._patched(lifecycle.STEPS_END_WITH_THE_DUTY):
+            return None
+        return lifecycle.Refusal(
+            "stale_step", f"ladder {step.n} has done its duty on {self._state.case_id}: it is "
+            "being stopped",
+        )  # fmt: skip
 
     def _unsigned(self, step: EscalationStep) -> lifecycle.Refusal | None:
         """A ladder step without the word of the ladder climbing now (lean-case-v31): sent by

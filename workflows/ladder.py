@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         LADDER_OUTCOME_JUDGED,
         LADDER_SIGNED_FROM_ITS_START,
         LADDER_STEPS_SIGNED,
+        NO_LADDER_AFTER_CLOSE,
         REHANDLE_LADDER_HELD_IN_QUEUE,
         deadline_met,
     )
@@ -115,6 +116,7 @@ class Ladder:
         self._token: str | None = None  # the current ladder's word (lean-case-v30)
         self._signs_steps = False  # the current ladder signs its steps with it (lean-case-v31)
         self._owed: Callable[[], bool] | None = None  # while a server's answer is awaited
+        self._duty: Callable[[], bool] | None = None  # has the climbing ladder done its duty?
 
     def decide_patches(self, trigger: EscalationTrigger) -> None:
         """Ask now for the patches ``escalate`` and ``_climb`` will ask for a ladder started by
@@ -153,6 +155,7 @@ class Ladder:
         else:
             self._ordered(state.escalation, order)
         self._stop = False
+        self._duty = None  # the new ladder's, once its task runs (_climb)
         self._sign_from_the_start(state.escalation)
         uncapped = held_in_queue and self._case.patched(REHANDLE_LADDER_HELD_IN_QUEUE)
         purposeful = self._case.patched(PATCH_PURPOSE)
@@ -234,6 +237,8 @@ class Ladder:
         """Run the n-th ladder to its end. ``uncapped``: started in the queue, yet held there
         rather than given the queue's ceiling for good (see :meth:`escalate`)."""
         s = self._case.state
+        if self._closed_first(n):
+            return
         # a ladder may start before the first deadlines are set (a supervisor or the third
         # report in the case's first task): then the policy defaults apply
         policy = s.deadlines or Deadlines.model_construct()
@@ -260,6 +265,7 @@ class Ladder:
             self._token = str(workflow.uuid4()) if signed else None
             self._signs_steps = signs_steps and self._token is not None
         acted = self._did_its_duty if purposeful else self._acted
+        self._duty = lambda: acted(trigger, round_, start_seq)
         holds = ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS)
 
         def owed_once_started() -> bool:  # stop, or hold (see _hold_in_the_queue), once it starts
@@ -315,6 +321,7 @@ class Ladder:
             outcome = EscalationOutcome(final_level=escalation.level, stopped=False)
         assert s.escalation is not None
         s.escalation.active = False
+        self._duty = None
         self._case.record(
             EventKind.ESCALATION_STOPPED, SYSTEM_ACTOR, n=n, **self._stopped_record(outcome)
         )
@@ -379,6 +386,32 @@ class Ladder:
                     )
             except ApplicationError:  # the child ended meanwhile (its outcome is on its way)
                 return
+
+    def _closed_first(self, n: int) -> bool:
+        """The case closed in the workflow task that started the ladder, before the ladder's
+        own task ran (a 督办 and a 撤诉 reaching the case together, the worker down): since
+        lean-case-v40 (NO_LADDER_AFTER_CLOSE) it ends there, recorded stopped at the level it
+        had, with no first step and no child. Before, its first step was recorded after
+        ``closed`` against the unit and a ladder child started for a closed case (red team of
+        2026-11-25, tests/test_v37_attacks.py)."""
+        s = self._case.state
+        if s.status is not Status.CLOSED or not self._case.patched(NO_LADDER_AFTER_CLOSE):
+            return False
+        assert s.escalation is not None
+        s.escalation.active = False
+        self._case.record(
+            EventKind.ESCALATION_STOPPED, SYSTEM_ACTOR, n=n,
+            final_level=int(s.escalation.level), stopped=True, reason="case_closed_first",
+        )  # fmt: skip
+        return True
+
+    def duty_done(self) -> bool:
+        """Has the climbing ladder done its duty — the unit acted, the case left the queue —
+        and is it being stopped? A step it sends meanwhile is stale since lean-case-v40
+        (STEPS_END_WITH_THE_DUTY, CaseWorkflow._check): the queue's ladder's step behind a
+        派单 in its task was recorded as 催办 against the unit just given the case (red team of
+        2026-11-25, tests/test_v37_attacks.py)."""
+        return self._duty is not None and self._duty()
 
     def owes_an_order(self) -> bool:
         """Is the ladder waiting for the server's answer to a command (its child's start, its

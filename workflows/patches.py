@@ -116,6 +116,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v37", frozenset({"units-looked-up-v1", "queue-not-to-returner-v1"})),
     ("lean-case-v38", frozenset({"ladder-orders-before-projection-v1"})),
     ("lean-case-v39", frozenset({"looked-up-in-order-v1"})),
+    ("lean-case-v40", frozenset({"no-ladder-after-close-v1", "steps-end-with-the-duty-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -174,6 +174,9 @@ QUEUE_NOT_TO_RETURNER = "queue-not-to-returner-v1"  # see returned_into_the_queu
 LADDER_ORDERS_BEFORE_PROJECTION = "ladder-orders-before-projection-v1"  # see Ladder.owes_an_order
 # Brought by the epoch lean-case-v39.
 LOOKED_UP_IN_ORDER = "looked-up-in-order-v1"  # see CaseWorkflow._looked_up_first
+# Brought by the epoch lean-case-v40.
+NO_LADDER_AFTER_CLOSE = "no-ladder-after-close-v1"  # see Ladder._closed_first
+STEPS_END_WITH_THE_DUTY = "steps-end-with-the-duty-v1"  # see Ladder.duty_done, CaseWorkflow._check
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
