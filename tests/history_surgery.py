@@ -189,3 +189,62 @@ def answered_late(history: str, answer_id: int, completed_id: int, later: list[i
     )  # fmt: skip
     out = [*kept[: last + 1], answer, scheduled, started, completed, *reissued, *kept[last + 1 :]]
     return json.dumps({"events": _renumber(out)})
+
+
+def answer_moved(history: str, answer_id: int, completed_id: int, later: list[int]) -> str:
+    """``answered_late`` for any server answer (a child's start, a timer's firing, a signal's
+    delivery): the answer ``answer_id`` moved after the commands the task that completed at
+    ``completed_id`` keeps, then a new task, which issues ``later`` in that order (commands of
+    that task, or of the task the answer woke). The task the answer woke goes when it was its
+    own (scheduled right after it); an answer that came within another task's window just
+    leaves it. A loaded worker writes this when it completes a task with a local activity's
+    marker and applies the activity's result in the next task, with the answer
+    (tests/test_replay_groupings.py)."""
+    events = json.loads(history)["events"]
+    index = next(i for i, e in enumerate(events) if int(e["eventId"]) == answer_id)
+    answer, woke = events[index], events[index + 1 : index + 4]
+    own = [e["eventType"] for e in woke] == [SCHEDULED, STARTED, COMPLETED]
+    gone = {str(answer["eventId"])}
+    if own:
+        gone |= {str(e["eventId"]) for e in woke}
+        scheduled, started, completed = (copy.deepcopy(e) for e in woke)
+    else:  # a new task of its own, stamped with the answer's time
+        top = max(int(e["eventId"]) for e in events)
+        at = answer["eventTime"]
+        scheduled = {"eventId": str(top + 1), "eventTime": at, "eventType": SCHEDULED,
+                     "workflowTaskScheduledEventAttributes": {
+                         "taskQueue": {"name": "x", "kind": "TASK_QUEUE_KIND_NORMAL"},
+                         "startToCloseTimeout": "10s", "attempt": 1}}  # fmt: skip
+        started = {"eventId": str(top + 2), "eventTime": at, "eventType": STARTED,
+                   "workflowTaskStartedEventAttributes": {
+                       "scheduledEventId": str(top + 1), "identity": "surgery"}}  # fmt: skip
+        completed = {"eventId": str(top + 3), "eventTime": at, "eventType": COMPLETED,
+                     "workflowTaskCompletedEventAttributes": {
+                         "scheduledEventId": str(top + 1), "startedEventId": str(top + 2),
+                         "identity": "surgery"}}  # fmt: skip
+    woke_id = str(woke[2]["eventId"]) if own else None
+    by_id = {str(e["eventId"]): e for e in events}
+    for i in later:
+        task = str(_attrs(by_id[str(i)]).get("workflowTaskCompletedEventId"))
+        assert task in (str(completed_id), woke_id), f"{i} is no command of the two tasks"
+    if own:  # the woken task's commands must all be reissued
+        issued = {
+            str(e["eventId"])
+            for e in events
+            if str(_attrs(e).get("workflowTaskCompletedEventId")) == woke_id
+        }
+        assert issued <= {str(i) for i in later}, "a command of the woken task is not reissued"
+    reissued = []
+    for i in later:
+        e = copy.deepcopy(by_id[str(i)])
+        _attrs(e)["workflowTaskCompletedEventId"] = str(completed["eventId"])
+        reissued.append(e)
+    gone |= {str(i) for i in later}
+    kept = [e for e in events if str(e["eventId"]) not in gone]
+    last = max(
+        (i for i, e in enumerate(kept)
+         if str(e["eventId"]) == str(completed_id)
+         or str(_attrs(e).get("workflowTaskCompletedEventId")) == str(completed_id)),
+    )  # fmt: skip
+    out = [*kept[: last + 1], answer, scheduled, started, completed, *reissued, *kept[last + 1 :]]
+    return json.dumps({"events": _renumber(out)})
