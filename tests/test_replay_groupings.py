@@ -3,54 +3,73 @@ worker completes a workflow task with a local activity's marker and applies the 
 result in the next task, together with a server's answer that came meanwhile; a replay
 applies the result in the marker's task, before the answer. Wherever the result and the
 answer wake coroutines that issue commands (or decide) in an order of their own, the two
-groupings issue different commands: TMPRL1100. Audit of 2026-11-25 (helper audit38,
+groupings issue different commands. Audit of 2026-11-25 (helper audit38,
 ``history_surgery.answer_moved``: ``answered_late`` for any answer, the answer's own task
 dropped or the answer lifted out of another task's window).
 
-Finding (strict xfail below): a 移交's look-up and a deadline's timer. ``_hand_over`` (the
-main loop) awaits two local ``known_department`` look-ups; the unit's deadline watches
-(``_watch``: accept, contact) wait on their timers. Recorded (handover_to_successor, a
-lean-case-v32 case; the code involved is unchanged through v38): task 15 has the markers 16
-and 17, then the reassignment child 18, the cancels of timers 1 and 2 (19, 20: the watches end
-at the reassignment) and the projection 21. Let timer 1 (accept) fire while the worker runs
-task 15 and the successor's look-up (17) be applied in the next task with the firing: that
-worker cannot cancel timer 1 (it fired) and issues 18, 20, 21 there. The replay applies 17
-in task 15: the handover is carried out, the accept watch sees its deadline no longer owed
-and cancels timer 1; then the firing: "TimerMachine in state CancelTimerCommandSent says the
-transition is invalid during event ... TimerFired". Worse, the order of the two in one
-activation decides: with the marker too in the firing's task (a worker whose task timed out
-while the look-up ran), the watch judges first, records the accept breach and starts
-``escalation-1`` before the reassignment child ("Child workflow id of scheduled event
-'...-reassign-1' does not match child workflow id of command '...-escalation-1'" against the
-recorded commands) — a breach the other groupings never record, for a handover sent before the
-deadline. Same for the contact and finish watches, and for any main-loop look-up whose result
-ends a watch whose timer can fire meanwhile (``_convene_looked_up``'s ``known_departments``
-where a convening ends a contribution watch, a dispatch's ``compute_deadlines`` in a case
-whose old round still had a running timer).
+Findings (strict xfails below; the histories are lean-case-v38, recorded 2026-11-25):
 
-Checked, cannot fail (a plain test for the first):
+1. A 移交's look-up and a deadline's timer (TMPRL-level: the case's workflow task fails on
+   every replay). ``_hand_over`` (the main loop) awaits two local ``known_department``
+   look-ups; the unit's deadline watches (``_watch``) wait on their timers. Recorded
+   (handover_to_successor): task 15 has the markers 16 and 17, then the reassignment child
+   18, the cancels of timers 1 (accept) and 2 (contact) (19, 20: the watches end at the
+   reassignment) and the projection 21. Let timer 1 fire while the worker runs task 15 and the
+   successor's look-up (17) be applied in the next task with the firing. That worker issues
+   18, 20, 21 there — whichever job comes first (test_a_worker_applying_both_together_issues:
+   the SDK made to apply both in one activation) — and no cancel of timer 1 (it fired). The
+   replay applies 17 in task 15: the handover is carried out, the accept watch sees its
+   deadline no longer owed and cancels timer 1 (19); then the firing: "Fatal error in workflow
+   machines: TimerMachine in state CancelTimerCommandSent says the transition is invalid
+   during event ... TimerFired". The same for every watch the handover's reassignment ends
+   while its timer can fire: contact, finish, a co-handler's contribution, an extension's or a
+   退单's decision deadline. (With marker 17 itself in the firing's task — a worker whose task
+   timed out while the look-up ran — the firing comes alone, before the result: the watch
+   records the accept breach and starts ``escalation-1`` before the handover is carried out.
+   That history replays as it ran, but the unit is breached for a deadline its handover,
+   sent before it, would have ended: worth a look by the case's rules, not a replay fault.)
 
-- The ladder child's start answered late past a queue's ``compute_deadlines`` marker
-  (dissatisfaction_ladder_held_in_the_queue, v38: answer 80, task 86 keeps marker 87; 88 hold,
-  89-91 projections and upsert in the next task): since v38 the ladder owes its ``hold`` once
-  started (``owed_once_started``), so the projector waits in both groupings; the recorded order
-  replays. (Before v38: the known failure, test_ladder_orders_before_projection.)
-- The ``hold``/``release`` answers: v38 itself (test_ladder_orders_before_projection).
-- The ``stop`` answer: the ladder then only awaits its child's outcome; no command follows it.
-- The ladder child's outcome: ``_climb`` records ESCALATION_STOPPED; the watchers that start
-  the next ladder (``_rehandle_ladder_after``, ``_queue_ladder_after_the_units``) decide in the
-  condition sweep after every job of the activation is applied, and the main loop's look-ups
-  cannot overlap them with a result that changes what they read except through the dispatch
-  out of the queue, which they read the same either way (status and ``active`` both applied
-  before the sweep).
-- The reassignment child (``choose_department``): the main loop itself awaits it, so no local
-  activity of the main loop can be pending beside its start or its result; the projector's
-  ``project_events`` can, but its result changes no state: the projector then loops and
-  projects only what the answer's coroutine recorded, in both groupings (a breach timer's
-  ladder in promise_kept_after_a_late_approval, 45 → 49-51, likewise).
-- Activities run with ``run_activity`` in a lean case: at intake (direct answer, on the spot:
-  before the projector starts) and the refiling at the close (after the projector ended): no
+2. A 会办's look-up and a deadline's timer (witness-level). ``_convene_looked_up`` awaits the
+   local ``known_departments`` (co_handler_convened_again: marker 16 in task 15, projection 17).
+   Let timer 1 (accept) fire with the look-up's result applied in the next task: the convening
+   (main loop) and the breach (watch: ``_breach``, its ladder ``escalation-1``) are recorded in
+   one activation, and the settling projector projects them in one batch — the worker writes
+   the child's start, the upsert and one projection of four events (co_handlers_added,
+   deadline_breached, escalation_started, escalated). The replay applies the result in task
+   15 and projects co_handlers_added alone before the firing: Temporal's own check passes
+   there (local-activity markers are matched by their seq), but from there on the replay's
+   projections run one behind what the worker wrote, and ``replay_checked`` (jiesu's witness:
+   ``jiesu replay``, the doctor) reports a sound case as one that "computes other events than
+   it recorded". Any pair of a local activity's result that records an event and an answer
+   whose coroutine records one (a breach, a lapse, a co-handler's overdue contribution, the
+   ladder's stop) is of this kind. The history is written from the commands the SDK issues
+   for that activation (tests/joint_activation.py).
+
+Checked, cannot fail (the first as a plain test):
+
+- The ladder child's start answered after a queue's ``compute_deadlines`` marker
+  (dissatisfaction_ladder_held_in_the_queue: answer 80 moved after task 86's marker 87; the
+  ``hold`` 88, the projections and upsert 89-91 in the next task): since v38 the ladder owes
+  its ``hold`` once started (``owed_once_started``), the projector waits for it in both
+  groupings, and the recorded order replays. Cases before v38: the v38 failure itself.
+- The ``hold`` / ``release`` answers: v38 (test_ladder_orders_before_projection).
+- The ``stop`` answer: the ladder then awaits its child's outcome; no command follows.
+- The reassignment child's start and result (``choose_department``): the main loop awaits it
+  itself, so none of its local activities is pending beside them; the projector's
+  ``project_events`` may be, and its result changes nothing the others read (the projector
+  loops and projects what the answer's coroutine recorded, in both groupings).
+- The main loop's other look-ups and deadlines (``_plan``, ``_judged_choice``, ``_new_round``,
+  ``_carry_out_dispatch`` / ``_dispatch``) against timers: no watch's timer runs then — the
+  first task has none, and a case being reassigned or in the centre's queue has ended its
+  watches (``deadline_owed``, ``_return_owed``, ``_extension_owed``, a contribution's
+  WITH_DEPARTMENT); against the ladder's answers: v38.
+- Activities run with ``run_activity`` in a lean case: at intake (a direct answer, solved on
+  the spot: before the projector starts) and the refiling at the close (after it ended): no
   local activity is pending beside them.
+- The watchers that start the next ladder (``_rehandle_ladder_after``,
+  ``_queue_ladder_after_the_units``) when the ladder's outcome comes with a result: they
+  decide in the condition sweep, after every job of the activation is applied, so on the same
+  state in both groupings (their projections: finding 2's kind, not built here).
 """
 
 from __future__ import annotations
@@ -59,11 +78,13 @@ import json
 
 import pytest
 from helpers import HISTORIES, replay_checked
-from history_surgery import answer_moved
+from history_surgery import _attrs, answer_moved
+from joint_activation import CONVENED, convened_events, joint_commands, kinds
 from temporalio.client import WorkflowHistory
 
 LADDER = "dissatisfaction_ladder_held_in_the_queue"  # lean-case-v38
-# handover_to_successor (lean-case-v32), kept here so that a re-recording there leaves the ids
+# handover_to_successor as lean-case-v38 recorded it (test_handover, 2026-11-25), kept here so
+# that a re-recording there leaves the ids
 HANDOVER = HISTORIES / "batching" / "handover_looked_up_as_the_accept_timer_fired.json"
 CANCELED, FIRED = "EVENT_TYPE_TIMER_CANCELED", "EVENT_TYPE_TIMER_FIRED"
 
@@ -72,15 +93,19 @@ async def test_the_ladder_start_answered_after_the_queue_deadlines() -> None:
     text = (HISTORIES / f"{LADDER}.json").read_text(encoding="utf-8")
     late = answer_moved(text, answer_id=80, completed_id=86, later=[88, 89, 90, 91])
     await replay_checked(WorkflowHistory.from_json(f"{LADDER}@start_late", late))
-    # the projector's commands first cannot be what either grouping issues
+    # the projector's commands first are not what the case issues: the check can fail
     with pytest.raises(AssertionError, match="TMPRL1100"):
         wrong = answer_moved(text, answer_id=80, completed_id=86, later=[89, 90, 91, 88])
         await replay_checked(WorkflowHistory.from_json(f"{LADDER}@projector_first", wrong))
 
 
+def _events(text: str) -> list[dict]:
+    return json.loads(text)["events"]
+
+
 def _fired(text: str, cancel_id: int) -> str:
     """The history with the cancel ``cancel_id`` replaced by its timer's firing."""
-    events = json.loads(text)["events"]
+    events = _events(text)
     for n, e in enumerate(events):
         if e["eventId"] == str(cancel_id):
             assert e["eventType"] == CANCELED, e
@@ -93,18 +118,82 @@ def _fired(text: str, cancel_id: int) -> str:
     return json.dumps({"events": events})
 
 
+def _handover_late() -> str:
+    """Timer 1 (accept) fired while task 15 ran; the successor's look-up (marker 17) applied
+    in the next task with the firing: the reassignment child (18), the contact timer's cancel
+    (20) and the projection (21) issued there; no cancel of timer 1 (19)."""
+    text = HANDOVER.read_text(encoding="utf-8")
+    cancel = _events(text)[18]
+    assert cancel["timerCanceledEventAttributes"]["timerId"] == "1", cancel
+    return answer_moved(_fired(text, 19), answer_id=19, completed_id=15, later=[18, 20, 21])
+
+
+def _after_the_firing(text: str) -> list[str]:
+    """The kinds of the commands of the task that follows the timer's firing."""
+    events = _events(text)
+    fired = next(i for i, e in enumerate(events) if e["eventType"] == FIRED)
+    done = next(e for e in events[fired:] if e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
+    return [
+        e["eventType"]
+        for e in events
+        if str(_attrs(e).get("workflowTaskCompletedEventId")) == str(done["eventId"])
+    ]
+
+
+@pytest.mark.parametrize("fire_first", [True, False], ids=["fire_first", "result_first"])
+async def test_a_worker_applying_both_together_issues(fire_first: bool) -> None:
+    """The commands the built histories give the joint task are those the case issues when
+    the SDK applies the look-up's result and the firing in one activation, in either job
+    order: the histories are what a loaded worker writes."""
+    handover = [e for e in _events(HANDOVER.read_text(encoding="utf-8")) if int(e["eventId"]) <= 17]
+    issued = kinds(await joint_commands(handover, activation=6, timer=1, fire_first=fire_first))
+    assert issued == [
+        "start_child_workflow_execution:JS20261125-000001-reassign-1",
+        "cancel_timer:2",
+        "schedule_local_activity:project_events",
+    ], issued
+    late = _handover_late()
+    joint = _after_the_firing(late)
+    assert joint == [
+        "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+        "EVENT_TYPE_TIMER_CANCELED",
+        "EVENT_TYPE_MARKER_RECORDED",
+    ], joint
+    issued = kinds(await joint_commands(convened_events(), 5, 1, fire_first=fire_first))
+    assert issued == [
+        "start_child_workflow_execution:JS20261125-000001-escalation-1",
+        "upsert_workflow_search_attributes:",
+        "schedule_local_activity:project_events",
+    ], issued
+    written = _after_the_firing(CONVENED.read_text(encoding="utf-8"))
+    assert written == [
+        "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+        "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
+        "EVENT_TYPE_MARKER_RECORDED",
+    ], written
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="a handover's look-up applied with a deadline timer's firing (audit38): the replay "
-    "applies it first and cancels the fired timer (TMPRL1100)",
+    reason="finding 1 (audit38): a handover's look-up applied with a deadline timer's firing; "
+    "the replay applies it first and cancels the fired timer",
 )
 async def test_a_handover_looked_up_as_the_accept_timer_fired() -> None:
-    """Timer 1 (accept) fires while task 15 runs; the successor's look-up (marker 17) is
-    applied in the next task with the firing: there the case issues the reassignment child
-    (18), the contact timer's cancel (20) and the projection (21), as recorded, but no cancel
-    of timer 1 (19: it fired). A case must replay what its worker wrote."""
-    text = HANDOVER.read_text(encoding="utf-8")
-    assert json.loads(text)["events"][18]["timerCanceledEventAttributes"]["timerId"] == "1"
-    late = answer_moved(_fired(text, 19), answer_id=19, completed_id=15, later=[18, 20, 21])
-    await replay_checked(WorkflowHistory.from_json("handover@accept_fired", late))
+    """Finding 1. Fails today: "TimerMachine in state CancelTimerCommandSent says the
+    transition is invalid during event ... TimerFired"."""
+    await replay_checked(WorkflowHistory.from_json("handover@accept_fired", _handover_late()))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="finding 2 (audit38): a convening's look-up applied with a deadline timer's firing; "
+    "the replay projects the convening alone and computes other projections than recorded",
+)
+async def test_a_convening_looked_up_as_the_accept_timer_fired() -> None:
+    """Finding 2. Fails today: "... computes other events than it recorded (event 23):
+    projection 2: the history recorded 4 events (co_handlers_added, deadline_breached,
+    escalation_started, escalated), the replay computes 1 (co_handlers_added)"."""
+    text = CONVENED.read_text(encoding="utf-8")
+    await replay_checked(WorkflowHistory.from_json("convened@accept_fired", text))
