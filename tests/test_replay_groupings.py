@@ -21,13 +21,17 @@ Findings (strict xfails below; the histories are lean-case-v38, recorded 2026-11
    replay applies 17 in task 15: the handover is carried out, the accept watch sees its
    deadline no longer owed and cancels timer 1 (19); then the firing: "Fatal error in workflow
    machines: TimerMachine in state CancelTimerCommandSent says the transition is invalid
-   during event ... TimerFired". The same for every watch the handover's reassignment ends
-   while its timer can fire: contact, finish, a co-handler's contribution, an extension's or a
-   退单's decision deadline. (With marker 17 itself in the firing's task — a worker whose task
-   timed out while the look-up ran — the firing comes alone, before the result: the watch
-   records the accept breach and starts ``escalation-1`` before the handover is carried out.
-   That history replays as it ran, but the unit is breached for a deadline its handover,
-   sent before it, would have ended: worth a look by the case's rules, not a replay fault.)
+   during event ... TimerFired". Built for timer 1 and for timer 2 (contact: 20 becomes the
+   firing, 18, 19, 21 reissued); by the same code every watch the handover's reassignment ends
+   while its timer can fire (finish, a co-handler's contribution, an extension's or a 退单's
+   decision deadline) fails alike.
+
+   Not a replay fault but worth a look by the case's rules: with marker 17 itself in the
+   firing's task (a worker whose task timed out while the look-up ran), the firing comes in an
+   activation of its own, before the result, and the watch records the accept breach and
+   starts ``escalation-1`` before the handover is carried out (what the SDK issues for the
+   firing alone, 2026-11-25) — the unit breached for a deadline its handover, sent before it,
+   ends in every other grouping.
 
 2. A 会办's look-up and a deadline's timer (witness-level). ``_convene_looked_up`` awaits the
    local ``known_departments`` (co_handler_convened_again: marker 16 in task 15, projection 17).
@@ -118,14 +122,19 @@ def _fired(text: str, cancel_id: int) -> str:
     return json.dumps({"events": events})
 
 
-def _handover_late() -> str:
-    """Timer 1 (accept) fired while task 15 ran; the successor's look-up (marker 17) applied
-    in the next task with the firing: the reassignment child (18), the contact timer's cancel
-    (20) and the projection (21) issued there; no cancel of timer 1 (19)."""
+def _handover_late(timer: int = 1) -> str:
+    """Timer ``timer`` (1: accept, 2: contact) fired while task 15 ran; the successor's
+    look-up (marker 17) applied in the next task with the firing: the reassignment child (18),
+    the other timer's cancel and the projection (21) issued there; no cancel of the timer that
+    fired (19 for timer 1, 20 for timer 2)."""
     text = HANDOVER.read_text(encoding="utf-8")
-    cancel = _events(text)[18]
-    assert cancel["timerCanceledEventAttributes"]["timerId"] == "1", cancel
-    return answer_moved(_fired(text, 19), answer_id=19, completed_id=15, later=[18, 20, 21])
+    cancel = {1: 19, 2: 20}[timer]
+    other = {1: 20, 2: 19}[timer]
+    attrs = _attrs(_events(text)[cancel - 1])
+    assert attrs["timerId"] == str(timer), attrs
+    return answer_moved(
+        _fired(text, cancel), answer_id=cancel, completed_id=15, later=[18, other, 21]
+    )
 
 
 def _after_the_firing(text: str) -> list[str]:
@@ -145,20 +154,25 @@ async def test_a_worker_applying_both_together_issues(fire_first: bool) -> None:
     """The commands the built histories give the joint task are those the case issues when
     the SDK applies the look-up's result and the firing in one activation, in either job
     order: the histories are what a loaded worker writes."""
-    handover = [e for e in _events(HANDOVER.read_text(encoding="utf-8")) if int(e["eventId"]) <= 17]
-    issued = kinds(await joint_commands(handover, activation=6, timer=1, fire_first=fire_first))
-    assert issued == [
-        "start_child_workflow_execution:JS20261125-000001-reassign-1",
-        "cancel_timer:2",
-        "schedule_local_activity:project_events",
-    ], issued
-    late = _handover_late()
-    joint = _after_the_firing(late)
-    assert joint == [
-        "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
-        "EVENT_TYPE_TIMER_CANCELED",
-        "EVENT_TYPE_MARKER_RECORDED",
-    ], joint
+    text = HANDOVER.read_text(encoding="utf-8")
+    handover = [e for e in _events(text) if int(e["eventId"]) <= 17]
+    for timer, other in ((1, 2), (2, 1)):
+        issued = kinds(await joint_commands(handover, 6, timer, fire_first=fire_first))
+        assert issued == [
+            "start_child_workflow_execution:JS20261125-000001-reassign-1",
+            f"cancel_timer:{other}",
+            "schedule_local_activity:project_events",
+        ], issued
+        late = _events(_handover_late(timer))
+        fired = next(i for i, e in enumerate(late) if e["eventType"] == FIRED)
+        cancel = next(e for e in late[fired:] if e["eventType"] == CANCELED)
+        assert _attrs(cancel)["timerId"] == str(other), cancel
+        joint = _after_the_firing(json.dumps({"events": late}))
+        assert joint == [
+            "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+            "EVENT_TYPE_TIMER_CANCELED",
+            "EVENT_TYPE_MARKER_RECORDED",
+        ], joint
     issued = kinds(await joint_commands(convened_events(), 5, 1, fire_first=fire_first))
     assert issued == [
         "start_child_workflow_execution:JS20261125-000001-escalation-1",
@@ -179,10 +193,12 @@ async def test_a_worker_applying_both_together_issues(fire_first: bool) -> None:
     reason="finding 1 (audit38): a handover's look-up applied with a deadline timer's firing; "
     "the replay applies it first and cancels the fired timer",
 )
-async def test_a_handover_looked_up_as_the_accept_timer_fired() -> None:
+@pytest.mark.parametrize("timer", [1, 2], ids=["accept", "contact"])
+async def test_a_handover_looked_up_as_a_deadline_timer_fired(timer: int) -> None:
     """Finding 1. Fails today: "TimerMachine in state CancelTimerCommandSent says the
     transition is invalid during event ... TimerFired"."""
-    await replay_checked(WorkflowHistory.from_json("handover@accept_fired", _handover_late()))
+    late = _handover_late(timer)
+    await replay_checked(WorkflowHistory.from_json(f"handover@timer_{timer}_fired", late))
 
 
 @pytest.mark.xfail(
