@@ -40,11 +40,14 @@ Findings (strict xfails below; the histories are lean-case-v38, recorded 2026-11
    one activation, and the settling projector projects them in one batch — the worker writes
    the child's start, the upsert and one projection of four events (co_handlers_added,
    deadline_breached, escalation_started, escalated). The replay applies the result in task
-   15 and projects co_handlers_added alone before the firing: Temporal's own check passes
-   there (local-activity markers are matched by their seq), but from there on the replay's
-   projections run one behind what the worker wrote, and ``replay_checked`` (jiesu's witness:
-   ``jiesu replay``, the doctor) reports a sound case as one that "computes other events than
-   it recorded". Any pair of a local activity's result that records an event and an answer
+   15 and projects co_handlers_added alone before the firing. Temporal's own check passes
+   (local-activity markers are matched by their seq, and Core resolves a task's markers
+   before its activation): the replay's projections then run one local activity ahead of
+   what the worker wrote — checked ad hoc with the history continued by the ladder child's
+   start and its first climb (the upsert of the level and projection seq 5: it replays) — so a
+   worker that replays such a case goes on; but ``replay_checked`` (jiesu's witness: ``jiesu
+   replay``, the doctor) reports a sound case as one that "computes other events than it
+   recorded". Any pair of a local activity's result that records an event and an answer
    whose coroutine records one (a breach, a lapse, a co-handler's overdue contribution, the
    ladder's stop) is of this kind. The history is written from the commands the SDK issues
    for that activation (tests/joint_activation.py).
