@@ -50,7 +50,9 @@ so; ``v15-hostile_withdrawn_during_dispatch`` drops the overtaken dispatch witho
 ``lean-case-v38``: ``dissatisfaction_ladder_held_in_the_queue``);
 ``v44-*`` those of ``lean-case-v37`` cases, kept when recorded again with ``lean-case-v38``;
 ``v45-*`` those of ``lean-case-v38`` cases, kept when recorded again with ``lean-case-v39``;
-``v46-*`` those of ``lean-case-v39`` cases, kept when recorded again with ``lean-case-v40``.
+``v46-*`` those of ``lean-case-v39`` cases, kept when recorded again with ``lean-case-v40``;
+``v47-*`` those of ``lean-case-v40`` cases, kept when recorded again with ``lean-case-v41``
+(``v15-co_handler_convened_again`` and ``v39-handover_to_successor`` too, of their epochs).
 Record new histories with ``RECORD_HISTORIES=1 make test``.
 
 ``children/`` holds the histories of the recorded cases' child workflows (the supervision

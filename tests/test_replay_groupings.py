@@ -81,6 +81,7 @@ Checked, cannot fail (the first as a plain test):
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -216,3 +217,37 @@ async def test_a_convening_looked_up_as_the_accept_timer_fired() -> None:
     escalation_started, escalated), the replay computes 1 (co_handlers_added)"."""
     text = CONVENED.read_text(encoding="utf-8")
     await replay_checked(WorkflowHistory.from_json("convened@accept_fired", text))
+
+
+def _looked_up(name: str) -> tuple[list[str], list[str]]:
+    """The units' look-ups of a recorded case: as activities (scheduled events), as local
+    activities (markers)."""
+    events = json.loads((HISTORIES / f"{name}.json").read_text(encoding="utf-8"))["events"]
+    lookups = {"known_department", "known_departments"}
+    scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                 for e in events if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+    markers = []
+    for e in events:
+        details = e.get("markerRecordedEventAttributes", {}).get("details", {})
+        if "data" in details:
+            data = base64.b64decode(details["data"]["payloads"][0]["data"])
+            markers.append(json.loads(data)["activity_type"])
+    return ([a for a in scheduled if a in lookups], [a for a in markers if a in lookups])
+
+
+@pytest.mark.parametrize(("name", "lookups"), [
+    # the holder, the successor, and the reassignment's choice (_judged_choice)
+    ("handover_to_successor", ["known_department"] * 3),
+    ("co_handler_convened_again", ["known_departments"] * 2),
+])  # fmt: skip
+def test_since_v41_the_lookups_are_events_of_their_own_tasks(
+    name: str, lookups: list[str]
+) -> None:
+    """lean-case-v41 (lookups-recorded-v1, CaseWorkflow._look_up): the 移交's and the 会办's
+    look-ups are activities — their results are history events, applied with the events of
+    their own task live and on replay alike — so findings 1 and 2 cannot be built for a case
+    of v41 (the cases above are v38's, and keep the hazard). The recorded histories (test_handover,
+    test_co_handler_released; replayed by test_replay) carry no look-up marker."""
+    scheduled, markers = _looked_up(name)
+    assert markers == [], markers
+    assert scheduled == lookups, scheduled

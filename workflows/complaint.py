@@ -17,7 +17,7 @@ under tests/histories/.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -111,7 +111,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawAction,
     )
     from workflows import messages
-    from workflows.activity_options import run_activity, run_local
+    from workflows.activity_options import R, run_activity, run_local
     from workflows.case_record import CaseRecord
     from workflows.deadline_watch import lapsed, watch_deadline
     from workflows.ladder import BREACH_TRIGGERS, Ladder
@@ -720,7 +720,9 @@ class ComplaintWorkflow:
         if refusal is None and result.route.department_id != CENTRE_ID and self._patched(
             lifecycle.CHOSEN_UNIT_CHECKED
         ):
-            known = await run_local(RoutingActivities.known_department, result.route.department_id)
+            known = await self._look_up(
+                RoutingActivities.known_department, result.route.department_id
+            )
             if known is not None:
                 return result.model_copy(update={"route": known})
             refusal = lifecycle.Refusal(
@@ -864,7 +866,7 @@ class ComplaintWorkflow:
         if not self._patched(lifecycle.UNITS_LOOKED_UP):
             return dispatched
         unit = dispatched.route.department_id
-        known = await run_local(RoutingActivities.known_department, unit)
+        known = await self._look_up(RoutingActivities.known_department, unit)
         return None if known is None else dispatched.model_copy(update={"route": known})
 
     def _dispatch_refused(self, dispatched: ReassignmentResult, in_round: bool) -> None:
@@ -1447,10 +1449,12 @@ class ComplaintWorkflow:
         reassignment to the named unit: no breach, no 二次交办 counted against the unit; the
         breaches its round already had stay on its record."""
         holder = self._state.department_id
-        in_service = await run_local(RoutingActivities.known_department, holder)
+        in_service = await self._look_up(RoutingActivities.known_department, holder)
         successor = None
         if in_service is None:
-            successor = await run_local(RoutingActivities.known_department, action.department_id)
+            successor = await self._look_up(
+                RoutingActivities.known_department, action.department_id
+            )
         self._handover = None
         with self._case.acting(self._case.time_of(action.actor)):
             refusal = self._handover_refused(action, in_service, successor)
@@ -1470,6 +1474,21 @@ class ComplaintWorkflow:
             route=successor, chosen_by=action.actor, note=action.reason
         )
         self._reassign_next = (ReassignReason.HANDOVER, action.actor)
+
+    async def _look_up(self, method: Callable[[Any, Any], Awaitable[R]], arg: Any) -> R:
+        """A look-up of units in the departments' data for an action the case carries out in
+        its main loop (移交, 派单, 会办). Since lean-case-v41 (LOOKUPS_RECORDED) an activity
+        whose result is an event of the history, not a local activity: a loaded worker may
+        record a local activity's marker in one workflow task and apply its result in the
+        next, with whatever else arrived meanwhile — a deadline's timer firing — while a
+        replay applies it in the marker's task. The commands then differ: the handover's
+        reassignment cancelled the timer on replay that had fired live (TMPRL1100, "TimerMachine
+        … CancelTimerCommandSent … TimerFired"), a 会办's projection split in two (helper
+        audit38, tests/test_replay_groupings.py). An activity's result reaches the case with
+        the events of its own task, live and on replay alike. Three events instead of one, for
+        actions a case takes rarely (and the check of a reassignment's chosen unit, alike)."""
+        run = run_activity if self._patched(lifecycle.LOOKUPS_RECORDED) else run_local
+        return await run(method, arg)
 
     def _handover_done(self) -> None:
         """Refused: the messages that waited behind the handover (v35), in order. (Carried
@@ -1684,7 +1703,7 @@ class ComplaintWorkflow:
         named = self._units_named(action)
         found: list[RouteResult] = []
         if refusal is None:
-            found = await run_local(RoutingActivities.known_departments, named)
+            found = await self._look_up(RoutingActivities.known_departments, named)
         self._convening = None
         departments = [DepartmentRef(id=u.department_id, name=u.department_name) for u in found]
         looked_up = action.model_copy(update={"departments": departments})

@@ -117,6 +117,7 @@ EPOCHS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lean-case-v38", frozenset({"ladder-orders-before-projection-v1"})),
     ("lean-case-v39", frozenset({"looked-up-in-order-v1"})),
     ("lean-case-v40", frozenset({"no-ladder-after-close-v1", "steps-end-with-the-duty-v1"})),
+    ("lean-case-v41", frozenset({"lookups-recorded-v1"})),
 )
 EPOCH_IDS = frozenset(epoch for epoch, _ in EPOCHS)
 _INTRODUCED = {patch: n for n, (_, patches) in enumerate(EPOCHS) for patch in patches}

@@ -177,6 +177,8 @@ LOOKED_UP_IN_ORDER = "looked-up-in-order-v1"  # see CaseWorkflow._looked_up_firs
 # Brought by the epoch lean-case-v40.
 NO_LADDER_AFTER_CLOSE = "no-ladder-after-close-v1"  # see Ladder._closed_first
 STEPS_END_WITH_THE_DUTY = "steps-end-with-the-duty-v1"  # see Ladder.duty_done, CaseWorkflow._check
+# Brought by the epoch lean-case-v41.
+LOOKUPS_RECORDED = "lookups-recorded-v1"  # see CaseWorkflow._look_up
 
 # 补充诉求 a case takes at most. A case holds its whole story, and Temporal refuses a payload
 # over 2 MB and ends a workflow whose history passes 50 MB: a reporter's script adding a
