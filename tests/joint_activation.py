@@ -27,6 +27,7 @@ from history_surgery import _attrs, _renumber
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from workflows import ALL_WORKFLOWS
@@ -63,8 +64,9 @@ async def joint_commands(
 
     instance._WorkflowInstanceImpl.activate = activate  # type: ignore[method-assign]
     try:
-        replayer = Replayer(
-            workflows=list(ALL_WORKFLOWS), workflow_runner=UnsandboxedWorkflowRunner()
+        replayer = Replayer(  # the workers' data converter, as helpers.sandboxed_replayer's
+            workflows=list(ALL_WORKFLOWS), workflow_runner=UnsandboxedWorkflowRunner(),
+            data_converter=pydantic_data_converter,
         )
         history = WorkflowHistory.from_json("joint", json.dumps({"events": events}))
         await replayer.replay_workflow(history, raise_on_replay_failure=False)
