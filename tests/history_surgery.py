@@ -161,34 +161,18 @@ def answered_late(history: str, answer_id: int, completed_id: int, later: list[i
     test_ladder_orders_before_projection.py)."""
     events = json.loads(history)["events"]
     index = next(i for i, e in enumerate(events) if int(e["eventId"]) == answer_id)
-    answer, woke = events[index], events[index + 1 : index + 4]
+    woke = events[index + 1 : index + 4]
     assert [e["eventType"] for e in woke] == [SCHEDULED, STARTED, COMPLETED], "not alone"
     assert not any(
         str(_attrs(e).get("workflowTaskCompletedEventId")) == str(woke[2]["eventId"])
         for e in events
     ), "the task the answer woke issued commands"
-    moved = {str(i) for i in later}
     by_id = {str(e["eventId"]): e for e in events}
     assert all(
-        str(_attrs(by_id[i]).get("workflowTaskCompletedEventId")) == str(completed_id)
-        for i in moved
+        str(_attrs(by_id[str(i)]).get("workflowTaskCompletedEventId")) == str(completed_id)
+        for i in later
     ), "every moved event must be a command of the task"
-    scheduled, started, completed = (copy.deepcopy(e) for e in woke)
-    reissued = []
-    for i in later:
-        e = copy.deepcopy(by_id[str(i)])
-        _attrs(e)["workflowTaskCompletedEventId"] = str(completed["eventId"])
-        reissued.append(e)
-    gone = {str(e["eventId"]) for e in [answer, *woke]} | moved
-    kept = [e for e in events if str(e["eventId"]) not in gone]
-    # after the task's last remaining command (its completed event when none is left)
-    last = max(
-        (i for i, e in enumerate(kept)
-         if str(e["eventId"]) == str(completed_id)
-         or str(_attrs(e).get("workflowTaskCompletedEventId")) == str(completed_id)),
-    )  # fmt: skip
-    out = [*kept[: last + 1], answer, scheduled, started, completed, *reissued, *kept[last + 1 :]]
-    return json.dumps({"events": _renumber(out)})
+    return answer_moved(history, answer_id, completed_id, later)
 
 
 def answer_moved(history: str, answer_id: int, completed_id: int, later: list[int]) -> str:

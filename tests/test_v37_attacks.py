@@ -48,7 +48,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -238,21 +238,11 @@ async def _a_joint_order_sent_before_the_deadline_is_taken(
         order.append(_joint([("water", "假水务局")]))
         await handle.signal("supervise", order[-1])
 
-    async def nothing(_: WorkflowHandle[Any, Any]) -> None:
-        return None
-
-    handle, queue = await case_down_across(
-        client, pool, settings, "v37joint", b"accept deadline", nothing, send,
-        start=lambda case_id, slack: urgent_start(case_id, URGENT_ACCEPT, slack),
+    s = await _order_across_the_deadline(
+        client, pool, settings, "v37joint", send,
+        lambda s: s.escalation is not None and bool(s.breaches)
+        and ("supervise" in refusals(s) or bool(s.co_handlers)),
     )  # fmt: skip
-    try:
-        async with build_worker(client, pool, own_queue(settings, queue)):
-            s = await case_settled(handle, lambda s: s.escalation is not None and bool(
-                s.breaches) and ("supervise" in refusals(s) or bool(s.co_handlers)))  # fmt: skip
-            _check(bool(s.breaches), timeline_of(s))
-            await replay_checked(await handle.fetch_history())
-    finally:
-        await handle.terminate("test over")
     return s, order[-1]
 
 
@@ -278,17 +268,32 @@ async def _a_remind_order_sent_before_the_deadline_is_taken(
     async def send(handle: WorkflowHandle[Any, Any]) -> None:
         await handle.signal("supervise", _msg(DISPATCHER, form="remind", note="Hurry up"))
 
+    return await _order_across_the_deadline(
+        client, pool, settings, "v37remind", send,
+        lambda s: s.escalation is not None and bool(s.breaches)
+        and ("supervise" in refusals(s) or s.escalation.form is not None),
+    )  # fmt: skip
+
+
+async def _order_across_the_deadline(
+    client: Client, pool: asyncpg.Pool, settings: Settings, tag: str,
+    send: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]],
+    settled: Callable[[CaseState], bool],
+) -> CaseState:  # fmt: skip
+    """An urgent case urban management has not accepted; the worker stops; ``send`` is sent
+    before the 签收 deadline, which passes with the worker down: it and the deadline's timer
+    reach the case in one task. The case once ``settled``, its history replayed."""
+
     async def nothing(_: WorkflowHandle[Any, Any]) -> None:
         return None
 
     handle, queue = await case_down_across(
-        client, pool, settings, "v37remind", b"accept deadline", nothing, send,
+        client, pool, settings, tag, b"accept deadline", nothing, send,
         start=lambda case_id, slack: urgent_start(case_id, URGENT_ACCEPT, slack),
     )  # fmt: skip
     try:
         async with build_worker(client, pool, own_queue(settings, queue)):
-            s = await case_settled(handle, lambda s: s.escalation is not None and bool(
-                s.breaches) and ("supervise" in refusals(s) or s.escalation.form is not None))
+            s = await case_settled(handle, settled)
             _check(bool(s.breaches), timeline_of(s))
             await replay_checked(await handle.fetch_history())
     finally:
