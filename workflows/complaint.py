@@ -1836,9 +1836,7 @@ class ComplaintWorkflow:
         """A supervisor puts the case on the ladder (督办), at the step of the chosen form — of
         the form 会办, since lean-case-v37 once the main loop has looked its units up
         (:meth:`_convene_looked_up`)."""
-        named = action.departments or (  # v39: the units named in department_ids alone too
-            action.department_ids if self._patched(lifecycle.LOOKED_UP_IN_ORDER) else []
-        )
+        named = self._units_named(action)  # v39: the units of department_ids alone too
         joint = action.form is SupervisionForm.JOINT_HANDLING and bool(named)
         if joint and self._patched(lifecycle.UNITS_LOOKED_UP):
             self._convening = action

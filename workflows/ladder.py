@@ -265,12 +265,15 @@ class Ladder:
             self._token = str(workflow.uuid4()) if signed else None
             self._signs_steps = signs_steps and self._token is not None
         acted = self._did_its_duty if purposeful else self._acted
-        self._duty = lambda: acted(trigger, round_, start_seq)
+
+        def duty() -> bool:  # has this ladder done its duty (see duty_done)?
+            return acted(trigger, round_, start_seq)
+
+        self._duty = duty
         holds = ceiling is None and self._case.patched(PATCH_QUEUE_HOLDS)
 
         def owed_once_started() -> bool:  # stop, or hold (see _hold_in_the_queue), once it starts
-            stop = self._stop or acted(trigger, round_, start_seq)
-            return stop or (holds and self._queued())
+            return self._stop or duty() or (holds and self._queued())
 
         try:
             with self._awaiting(owed_once_started):
@@ -301,7 +304,7 @@ class Ladder:
         done = asyncio.create_task(_outcome(handle))
 
         def over() -> bool:
-            return done.done() or self._stop or acted(trigger, round_, start_seq)
+            return done.done() or self._stop or duty()
 
         await self._hold_in_the_queue(handle, over, ceiling)
         await workflow.wait_condition(over)

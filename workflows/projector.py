@@ -103,7 +103,7 @@ class Projector:
         Nothing else changes: a ladder waiting for nothing has issued its command by now (it
         reacts in the passes settle() leaves it)."""
         owes = self._ladder_owes
-        if owes is None or not owes() or not self._case.patched(LADDER_ORDERS_BEFORE_PROJECTION):
+        if owes is None or not self._case.patched(LADDER_ORDERS_BEFORE_PROJECTION):
             return
         while owes():
             await workflow.wait_condition(lambda: not owes())
